@@ -1,0 +1,178 @@
+/* loom autograd: the tape, backward, grad mode, custom functions, gradcheck.
+ *
+ * Every differentiable op (ops.h) run with grad mode on and an input that
+ * requires grad appends a node to the thread's tape. loom_backward(loss)
+ * walks the nodes reachable from `loss` newest-first and accumulates
+ * gradients into the `grad` of leaves (tensors made with
+ * loom_set_requires_grad), then frees the nodes it used.
+ *
+ * Memory: the tape owns its nodes; a node keeps the tensors its backward
+ * needs. A tensor only names its node (slot + generation), so freeing a node
+ * can never leave a dangling pointer, and a node whose outputs are all gone
+ * is freed at once, so a graph that is never backpropagated does not pile
+ * up. A scope may end before backward: the kept loss keeps its graph alive.
+ */
+#ifndef LOOM_AUTOGRAD_H
+#define LOOM_AUTOGRAD_H
+
+#include "../tensor/tensor.h"
+#include "ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------ leaves and gradients */
+
+/* Marks a float tensor as a leaf whose gradient backward accumulates (or
+ * unmarks it). Returns t. Fails on non-leaf tensors and non-float dtypes. */
+LOOM_API loom_tensor *loom_set_requires_grad(loom_tensor *t, bool on);
+LOOM_API bool loom_requires_grad(const loom_tensor *t);
+/* True for tensors not produced by a recorded op. */
+LOOM_API bool loom_is_leaf(const loom_tensor *t);
+/* The accumulated gradient (borrowed from t: valid until the next backward
+ * or loom_zero_grad), or NULL if none has arrived. */
+LOOM_API loom_tensor *loom_grad(const loom_tensor *t);
+/* Drops the accumulated gradient (the next backward starts from zero). */
+LOOM_API void loom_zero_grad(loom_tensor *t);
+/* Asks backward to store the gradient of a non-leaf `t` in loom_grad(t). */
+LOOM_API void loom_retain_grad(loom_tensor *t);
+/* A view of t's data that is a leaf outside the graph (no gradient flows
+ * back through it): how truncated BPTT carries its hidden state. */
+LOOM_API loom_tensor *loom_detach(const loom_tensor *t);
+
+/* ------------------------------------------------ backward */
+
+typedef struct loom_backward_opts {
+  bool retain_graph; /* keep the nodes for another backward */
+} loom_backward_opts;
+
+/* Backpropagates from a one-element `loss` (seed 1). 0, or -1 with an error
+ * (no graph, graph already freed, a saved tensor modified in place, NaN in
+ * anomaly mode). */
+LOOM_API int loom_backward(loom_tensor *loss);
+/* From any `t`, seeded with `grad` (same shape). opts may be NULL. */
+LOOM_API int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
+                                const loom_backward_opts *opts);
+
+/* ------------------------------------------------ grad mode */
+
+/* Inside begin/end (nestable) no op is recorded. */
+LOOM_API void loom_no_grad_begin(void);
+LOOM_API void loom_no_grad_end(void);
+LOOM_API bool loom_grad_enabled(void);
+/* When on, an op whose forward output or backward gradient holds NaN/Inf
+ * fails with LOOM_ERR_NUMERIC naming the op and its shapes. */
+LOOM_API void loom_set_anomaly_mode(bool on);
+LOOM_API bool loom_anomaly_mode(void);
+
+/* ------------------------------------------------ the tape */
+
+/* Nodes alive on this thread's tape. */
+LOOM_API int64_t loom_tape_size(void);
+/* Frees every node (tensors made by them stay valid but lose their graph). */
+LOOM_API void loom_tape_clear(void);
+/* Prints the graph that produced t, one node per line, newest first. */
+LOOM_API void loom_graph_print(FILE *f, const loom_tensor *t);
+
+/* The registry of built-in differentiable ops. */
+LOOM_API int loom_op_count(void);
+LOOM_API const char *loom_op_name(int i);
+
+/* ------------------------------------------------ custom functions
+ *
+ * Like torch.autograd.Function:
+ *
+ *   static int cube_fwd(loom_function_ctx *c, loom_tensor *const *in, int n,
+ *                       loom_tensor **out) {
+ *     loom_function_save(c, in[0]);
+ *     out[0] = loom_mul(loom_square(in[0]), in[0]);
+ *     return out[0] ? 0 : -1;
+ *   }
+ *   static int cube_bwd(loom_function_ctx *c, loom_tensor *const *gout,
+ *                       loom_tensor **gin) {
+ *     const loom_tensor *x = loom_function_saved(c, 0);
+ *     gin[0] = loom_mul(gout[0], loom_mul_scalar(loom_square(x), 3));
+ *     return gin[0] ? 0 : -1;
+ *   }
+ *   static const loom_function cube = {"cube", 1, 1, cube_fwd, cube_bwd};
+ *   ...
+ *   loom_tensor *y;
+ *   loom_function_apply(&cube, &x, &y, NULL);
+ */
+
+typedef struct loom_function_ctx loom_function_ctx;
+
+typedef struct loom_function {
+  const char *name;
+  int n_inputs, n_outputs;
+  /* Computes out[0..n_outputs) from in[] with recording off; results may be
+   * scope-owned (they are kept). Returns 0, or -1 with an error set. */
+  int (*forward)(loom_function_ctx *ctx, loom_tensor *const *in, int n_in,
+                 loom_tensor **out);
+  /* Given the gradient of every output (zeros where none arrived), writes
+   * the gradient of each input to gin[i] (NULL: none); shapes must match the
+   * inputs. Returns 0, or -1 with an error set. */
+  int (*backward)(loom_function_ctx *ctx, loom_tensor *const *gout,
+                  loom_tensor **gin);
+} loom_function;
+
+/* Runs f on `in`, writing n_outputs tensors (scope-owned) to `out`, and
+ * records one node when grad is needed. `user` is available to both
+ * callbacks. 0 or -1. */
+LOOM_API int loom_function_apply(const loom_function *f,
+                                 loom_tensor *const *in, loom_tensor **out,
+                                 void *user);
+/* Saves a tensor for backward (retained; checked for in-place changes). */
+LOOM_API void loom_function_save(loom_function_ctx *ctx, const loom_tensor *t);
+/* The i-th saved tensor, borrowed. */
+LOOM_API const loom_tensor *loom_function_saved(loom_function_ctx *ctx, int i);
+LOOM_API void *loom_function_user(loom_function_ctx *ctx);
+/* Whether input i needs a gradient (backward may skip the others). */
+LOOM_API bool loom_function_needs_grad(loom_function_ctx *ctx, int i);
+
+/* ------------------------------------------------ gradcheck */
+
+/* The function under test: computes outputs from the inputs (with ops, so
+ * the tape records them). Writes up to `max_out` tensors to `out` and
+ * returns how many, or -1 with an error set. */
+typedef int (*loom_gradcheck_fn)(loom_tensor *const *in, int n_in,
+                                 loom_tensor **out, int max_out, void *ctx);
+
+typedef struct loom_gradcheck_opts {
+  double eps;  /* 0: 1e-6 */
+  double atol; /* 0: 1e-5 */
+  double rtol; /* 0: 1e-3 */
+  /* Compare v^T J u for random u, v (one backward and two forward passes
+   * per input) instead of the whole Jacobian: for big layers. */
+  bool fast;
+} loom_gradcheck_opts;
+
+typedef struct loom_gradcheck_result {
+  bool passed;
+  int input, output;    /* where the worst mismatch is */
+  int64_t in_index;     /* flat element of that input (-1 in fast mode) */
+  int64_t out_index;    /* flat element of that output (-1 in fast mode) */
+  double analytic, numeric;
+  double worst_excess;  /* max of |a - n| - (atol + rtol |n|), <= 0 passes */
+  char message[256];    /* a sentence naming all of the above */
+} loom_gradcheck_result;
+
+/* Checks fn's analytic gradients against central differences. Inputs must
+ * be float64; those that require grad are checked (the others are held
+ * fixed). opts and res may be NULL. Returns 1 if it passed, 0 if not
+ * (res->message says where), -1 if fn or backward failed. The inputs' grads
+ * are left as they were. */
+LOOM_API int loom_gradcheck(loom_gradcheck_fn fn, void *ctx,
+                            loom_tensor *const *inputs, int n_inputs,
+                            const loom_gradcheck_opts *opts,
+                            loom_gradcheck_result *res);
+
+/* Names of the registry ops that any gradcheck in this process has seen on
+ * its tape (for the test that every op is gradchecked). */
+LOOM_API bool loom_gradcheck_covered(const char *op_name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,48 @@
+/* Ops that copy: contiguous, clone, dtype conversion. */
+#include "node.h"
+
+LOOM_OP(contiguous, identity_backward);
+LOOM_OP(clone, identity_backward);
+LOOM_OP(to_dtype, identity_backward);
+
+/* The gradient passes through; loom__accumulate converts it back to the
+ * input's dtype for to_dtype. */
+static void identity_backward(loom_node *n, loom_tensor *const *g) {
+  loom__accumulate(n, 0, g[0]);
+}
+
+static loom_tensor *copy_as(const loom_op_def *def, const loom_tensor *t,
+                            loom_dtype dtype) {
+  loom_tensor *out = loom__new(dtype, t->ndim, t->shape, def->name);
+  if (!out)
+    return NULL;
+  loom_kernel_copy(out, t);
+  /* Only float -> float conversions carry a gradient. */
+  if (def != &loom_op_to_dtype ||
+      (loom_dtype_is_float(t->dtype) && loom_dtype_is_float(dtype)))
+    loom__record(def, out, 1, &t);
+  return out;
+}
+
+loom_tensor *loom_contiguous(const loom_tensor *t) {
+  if (!t)
+    return NULL;
+  if (loom__is_contiguous(t))
+    return loom__to_scope(loom_keep((loom_tensor *)t));
+  return copy_as(&loom_op_contiguous, t, t->dtype);
+}
+
+loom_tensor *loom_clone(const loom_tensor *t) {
+  return t ? copy_as(&loom_op_clone, t, t->dtype) : NULL;
+}
+
+loom_tensor *loom_to_dtype(const loom_tensor *t, loom_dtype dtype) {
+  if (!t)
+    return NULL;
+  dtype = loom__resolve(dtype);
+  if (dtype <= LOOM_DTYPE_DEFAULT || dtype >= LOOM_DTYPE_COUNT)
+    return LOOM_FAIL(LOOM_ERR_DTYPE, "to_dtype: unknown dtype %d", (int)dtype);
+  if (t->dtype == dtype)
+    return loom__to_scope(loom_keep((loom_tensor *)t));
+  return copy_as(&loom_op_to_dtype, t, dtype);
+}

@@ -1,0 +1,139 @@
+/* Custom functions: user forward/backward callbacks become one recorded
+ * node, like torch.autograd.Function. */
+#include "node.h"
+
+#include <stdlib.h>
+
+LOOM_OP(custom_function, custom_backward);
+
+struct loom_function_ctx {
+  loom_node *node; /* in backward */
+  void *user;
+  /* in forward, before the node exists: */
+  loom_tensor *const *in;
+  loom_tensor **saved;
+  int n_saved, cap_saved;
+  bool oom;
+};
+
+void loom_function_save(loom_function_ctx *c, const loom_tensor *t) {
+  if (!c || !t || c->node)
+    return;
+  if (c->n_saved == c->cap_saved) {
+    int cap = c->cap_saved ? 2 * c->cap_saved : 4;
+    loom_tensor **s = realloc(c->saved, (size_t)cap * sizeof *s);
+    if (!s) {
+      c->oom = true;
+      return;
+    }
+    c->saved = s;
+    c->cap_saved = cap;
+  }
+  c->saved[c->n_saved++] = loom_keep((loom_tensor *)t);
+}
+
+const loom_tensor *loom_function_saved(loom_function_ctx *c, int i) {
+  if (!c || !c->node || i < 0 || i >= c->node->n_saved)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "function_saved: no saved tensor %d",
+                     i);
+  return loom__saved(c->node, i);
+}
+
+void *loom_function_user(loom_function_ctx *c) { return c ? c->user : NULL; }
+
+bool loom_function_needs_grad(loom_function_ctx *c, int i) {
+  if (!c)
+    return false;
+  if (c->node)
+    return i >= 0 && i < c->node->n_in && loom__needs_grad(c->node, i);
+  return c->in[i] && c->in[i]->requires_grad;
+}
+
+static void custom_backward(loom_node *n, loom_tensor *const *gout) {
+  const loom_function *f = n->fn;
+  loom_function_ctx c = {.node = n, .user = n->user};
+  loom_tensor *small[8], **gin = n->n_in <= 8 ? small
+                             : calloc((size_t)n->n_in, sizeof *gin);
+  if (!gin) {
+    loom_set_error(LOOM_ERR_MEMORY, "%s backward: out of memory", f->name);
+    return;
+  }
+  for (int i = 0; i < n->n_in; i++)
+    gin[i] = NULL;
+  if (f->backward(&c, gout, gin) < 0) {
+    loom_set_error(LOOM_ERR_STATE, "%s: backward failed", f->name);
+  } else {
+    for (int i = 0; i < n->n_in; i++) {
+      if (!gin[i] || !loom__needs_grad(n, i))
+        continue;
+      if (!loom_same_shape(gin[i], n->in[i])) {
+        char a[96], b[96];
+        loom_set_error(LOOM_ERR_SHAPE, "%s: backward gave a %s gradient for "
+                       "input %d of shape %s", f->name,
+                       loom_shape_str(gin[i], a, sizeof a), i,
+                       loom_shape_str(n->in[i], b, sizeof b));
+        break;
+      }
+      loom__accumulate(n, i, gin[i]);
+    }
+  }
+  if (gin != small)
+    free(gin);
+}
+
+int loom_function_apply(const loom_function *f, loom_tensor *const *in,
+                        loom_tensor **out, void *user) {
+  if (!f || !f->forward || !f->backward || f->n_outputs < 1 ||
+      f->n_inputs < 0) {
+    loom_set_error(LOOM_ERR_ARGUMENT, "function_apply: incomplete function");
+    return -1;
+  }
+  for (int i = 0; i < f->n_inputs; i++)
+    if (!in[i])
+      return -1;
+  loom_function_ctx c = {.user = user, .in = in};
+  for (int k = 0; k < f->n_outputs; k++)
+    out[k] = NULL;
+  loom_no_grad_begin();
+  loom_scope *s = loom_scope_begin();
+  int rc = f->forward(&c, in, f->n_inputs, out);
+  for (int k = 0; k < f->n_outputs; k++) {
+    if (rc == 0 && !out[k]) {
+      loom_set_error(LOOM_ERR_STATE, "%s: forward left output %d empty",
+                     f->name, k);
+      rc = -1;
+    }
+    /* Fresh aliases, so linking them never touches a tensor the forward
+     * returned as is (an input, say). */
+    out[k] = rc == 0 ? loom__view_of(out[k], out[k]->ndim, out[k]->shape,
+                                     out[k]->strides, out[k]->offset)
+                     : NULL;
+  }
+  loom_scope_end(s);
+  loom_no_grad_end();
+  if (c.oom) {
+    loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory saving tensors",
+                   f->name);
+    rc = -1;
+  }
+  for (int k = 0; k < f->n_outputs; k++) {
+    if (rc == 0 && !out[k])
+      rc = -1;
+    out[k] = loom__to_scope(out[k]);
+  }
+  if (rc == 0) {
+    loom_node *n = loom__record_multi(&loom_op_custom_function, out,
+                                      f->n_outputs, f->n_inputs,
+                                      (const loom_tensor *const *)in);
+    if (n) {
+      n->fn = f;
+      n->user = user;
+      for (int i = 0; i < c.n_saved; i++)
+        loom__save(n, c.saved[i]);
+    }
+  }
+  for (int i = 0; i < c.n_saved; i++)
+    loom__unref(c.saved[i]);
+  free(c.saved);
+  return rc;
+}

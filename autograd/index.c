@@ -1,0 +1,364 @@
+/* Indexing ops: gather/scatter along a dim, index_select/index_add of whole
+ * slices, embedding lookup, masks and where. Index tensors are int64 and
+ * every value is checked before use. */
+#include "node.h"
+
+LOOM_OP(gather, gather_backward);
+LOOM_OP(index_select, index_select_backward);
+LOOM_OP(scatter_add, scatter_add_backward);
+LOOM_OP(index_add, index_add_backward);
+LOOM_OP(embedding, embedding_backward);
+LOOM_OP(masked_fill, masked_fill_backward);
+LOOM_OP(where, where_backward);
+
+static bool is_index(const loom_tensor *index, const char *op) {
+  if (index->dtype != LOOM_I64) {
+    loom_set_error(LOOM_ERR_DTYPE, "%s: index must be int64, got %s", op,
+                   loom_dtype_name(index->dtype));
+    return false;
+  }
+  return true;
+}
+
+/* ---- gather / scatter_add ---- */
+
+static bool gather_shapes_ok(const loom_tensor *t, int dim,
+                             const loom_tensor *index, const char *op) {
+  bool ok = index->ndim == t->ndim;
+  for (int d = 0; ok && d < t->ndim; d++)
+    ok = d == dim || index->shape[d] <= t->shape[d];
+  if (!ok)
+    loom_set_error(LOOM_ERR_SHAPE, "%s: index %s does not fit %s along dim %d",
+                   op, loom__shp(index), loom__shp(t), dim);
+  return ok;
+}
+
+static void gather_backward(loom_node *n, loom_tensor *const *g) {
+  const loom_tensor *t = loom__input(n, 0), *index = loom__saved(n, 0);
+  if (!index)
+    return;
+  loom_tensor *gin = loom_zeros(g[0]->dtype, t->ndim, t->shape);
+  if (!gin)
+    return;
+  loom_kernel_scatter_add(gin, (int)n->i[0], index, g[0]);
+  loom__accumulate(n, 0, gin);
+}
+
+loom_tensor *loom_gather(const loom_tensor *t, int dim,
+                         const loom_tensor *index) {
+  if (!t || !index || !is_index(index, "gather"))
+    return NULL;
+  int d = loom__dim(dim, t->ndim, "gather");
+  if (d < 0 || !gather_shapes_ok(t, d, index, "gather") ||
+      loom_kernel_check_index(index, t->ndim ? t->shape[d] : 1, "gather") < 0)
+    return NULL;
+  loom_tensor *out = loom__new(t->dtype, index->ndim, index->shape, "gather");
+  if (!out)
+    return NULL;
+  loom_kernel_gather(out, t, d, index);
+  loom_node *n = loom__record(&loom_op_gather, out, 1, &t);
+  if (n) {
+    n->i[0] = d;
+    loom__save(n, index);
+  }
+  return out;
+}
+
+static void scatter_add_backward(loom_node *n, loom_tensor *const *g) {
+  loom__accumulate(n, 0, g[0]);
+  if (loom__needs_grad(n, 1)) {
+    const loom_tensor *index = loom__saved(n, 0);
+    if (index)
+      loom__accumulate(n, 1, loom_gather(g[0], (int)n->i[0], index));
+  }
+}
+
+loom_tensor *loom_scatter_add(const loom_tensor *t, int dim,
+                              const loom_tensor *index,
+                              const loom_tensor *src) {
+  if (!t || !index || !src || !is_index(index, "scatter_add"))
+    return NULL;
+  int d = loom__dim(dim, t->ndim, "scatter_add");
+  if (d < 0 || !gather_shapes_ok(t, d, index, "scatter_add"))
+    return NULL;
+  if (!loom_same_shape(index, src))
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "scatter_add: index %s and src %s differ",
+                     loom__shp(index), loom__shp(src));
+  if (loom_kernel_check_index(index, t->ndim ? t->shape[d] : 1,
+                              "scatter_add") < 0)
+    return NULL;
+  src = loom_to_dtype(src, t->dtype);
+  loom_tensor *out = src ? loom__new(t->dtype, t->ndim, t->shape,
+                                     "scatter_add") : NULL;
+  if (!out)
+    return NULL;
+  loom_kernel_copy(out, t);
+  loom_kernel_scatter_add(out, d, index, src);
+  loom_node *n = loom__record(&loom_op_scatter_add, out, 2,
+                              (const loom_tensor *[]){t, src});
+  if (n) {
+    n->i[0] = d;
+    loom__save(n, index);
+  }
+  return out;
+}
+
+/* ---- index_select / index_add ---- */
+
+static const loom_tensor *as_index_vector(const loom_tensor *index,
+                                          const char *op) {
+  if (!is_index(index, op))
+    return NULL;
+  if (index->ndim > 1)
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: index must be 1-D, got %s", op,
+                     loom__shp(index));
+  return loom_contiguous(loom_reshape(index, 1, (int64_t[]){index->numel}));
+}
+
+static void index_select_backward(loom_node *n, loom_tensor *const *g) {
+  const loom_tensor *t = loom__input(n, 0), *index = loom__saved(n, 0);
+  if (!index)
+    return;
+  loom_tensor *gin = loom_zeros(g[0]->dtype, t->ndim, t->shape);
+  loom_tensor *gc = loom_contiguous(g[0]);
+  if (!gin || !gc)
+    return;
+  loom_kernel_index_add(gin, (int)n->i[0], index, gc, 1);
+  loom__accumulate(n, 0, gin);
+}
+
+loom_tensor *loom_index_select(const loom_tensor *t, int dim,
+                               const loom_tensor *index) {
+  if (!t || !index)
+    return NULL;
+  int d = loom__dim(dim, t->ndim, "index_select");
+  const loom_tensor *ix = d < 0 ? NULL : as_index_vector(index, "index_select");
+  if (!ix || loom_kernel_check_index(ix, t->ndim ? t->shape[d] : 1,
+                                     "index_select") < 0)
+    return NULL;
+  int64_t shape[LOOM_MAX_DIMS];
+  memcpy(shape, t->shape, sizeof shape);
+  if (t->ndim)
+    shape[d] = ix->numel;
+  loom_tensor *out = loom__new(t->dtype, t->ndim, shape, "index_select");
+  if (!out)
+    return NULL;
+  loom_kernel_index_select(out, t, d, ix);
+  loom_node *n = loom__record(&loom_op_index_select, out, 1, &t);
+  if (n) {
+    n->i[0] = d;
+    loom__save(n, ix);
+  }
+  return out;
+}
+
+static void index_add_backward(loom_node *n, loom_tensor *const *g) {
+  loom__accumulate(n, 0, g[0]);
+  if (loom__needs_grad(n, 1)) {
+    const loom_tensor *index = loom__saved(n, 0);
+    if (index)
+      loom__accumulate(n, 1, loom_mul_scalar(loom_index_select(
+                                 g[0], (int)n->i[0], index), n->d[0]));
+  }
+}
+
+loom_tensor *loom_index_add(const loom_tensor *t, int dim,
+                            const loom_tensor *index, const loom_tensor *src,
+                            double alpha) {
+  if (!t || !index || !src)
+    return NULL;
+  int d = loom__dim(dim, t->ndim, "index_add");
+  const loom_tensor *ix = d < 0 ? NULL : as_index_vector(index, "index_add");
+  if (!ix)
+    return NULL;
+  bool ok = src->ndim == t->ndim;
+  for (int k = 0; ok && k < t->ndim; k++)
+    ok = k == d ? src->shape[k] == ix->numel : src->shape[k] == t->shape[k];
+  if (!ok)
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "index_add: src %s does not fit %s with "
+                     "%lld indices along dim %d", loom__shp(src), loom__shp(t),
+                     (long long)ix->numel, d);
+  if (loom_kernel_check_index(ix, t->ndim ? t->shape[d] : 1, "index_add") < 0)
+    return NULL;
+  src = loom_to_dtype(src, t->dtype);
+  loom_tensor *out = src ? loom__new(t->dtype, t->ndim, t->shape,
+                                     "index_add") : NULL;
+  if (!out)
+    return NULL;
+  loom_kernel_copy(out, t);
+  loom_kernel_index_add(out, d, ix, src, alpha);
+  loom_node *n = loom__record(&loom_op_index_add, out, 2,
+                              (const loom_tensor *[]){t, src});
+  if (n) {
+    n->i[0] = d;
+    n->d[0] = alpha;
+    loom__save(n, ix);
+  }
+  return out;
+}
+
+/* ---- embedding ---- */
+
+static void embedding_backward(loom_node *n, loom_tensor *const *g) {
+  const loom_tensor *w = loom__input(n, 0), *ix = loom__saved(n, 0);
+  if (!ix)
+    return;
+  loom_tensor *gw = loom_zeros(g[0]->dtype, 2, w->shape);
+  loom_tensor *rows = loom_contiguous(
+      loom_reshape(g[0], 2, (int64_t[]){ix->numel, w->shape[1]}));
+  if (!gw || !rows)
+    return;
+  loom_kernel_index_add(gw, 0, ix, rows, 1);
+  if (n->i[0] >= 0) { /* the padding row learns nothing */
+    loom_tensor pad = *gw;
+    pad.shape[0] = 1;
+    pad.numel = w->shape[1];
+    pad.data += n->i[0] * w->shape[1] * (int64_t)loom_dtype_size(gw->dtype);
+    loom_kernel_fill(&pad, 0);
+  }
+  loom__accumulate(n, 0, gw);
+}
+
+loom_tensor *loom_embedding(const loom_tensor *weight,
+                            const loom_tensor *indices, int64_t padding_idx) {
+  if (!weight || !indices || !is_index(indices, "embedding"))
+    return NULL;
+  if (weight->ndim != 2)
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "embedding: weight must be 2-D, got %s",
+                     loom__shp(weight));
+  if (indices->ndim >= LOOM_MAX_DIMS)
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "embedding: indices %s have too many dims",
+                     loom__shp(indices));
+  if (padding_idx >= weight->shape[0])
+    return LOOM_FAIL(LOOM_ERR_INDEX, "embedding: padding_idx %lld for %lld "
+                     "rows", (long long)padding_idx,
+                     (long long)weight->shape[0]);
+  const loom_tensor *ix =
+      loom_contiguous(loom_reshape(indices, 1, (int64_t[]){indices->numel}));
+  if (!ix || loom_kernel_check_index(ix, weight->shape[0], "embedding") < 0)
+    return NULL;
+  int64_t shape[LOOM_MAX_DIMS];
+  memcpy(shape, indices->shape, sizeof(int64_t) * (size_t)indices->ndim);
+  shape[indices->ndim] = weight->shape[1];
+  loom_tensor *out = loom__new(weight->dtype, indices->ndim + 1, shape,
+                               "embedding");
+  if (!out)
+    return NULL;
+  loom_tensor flat = *out;
+  flat.ndim = 2;
+  flat.shape[0] = ix->numel;
+  flat.shape[1] = weight->shape[1];
+  flat.strides[0] = weight->shape[1];
+  flat.strides[1] = 1;
+  loom_kernel_index_select(&flat, weight, 0, ix);
+  loom_node *n = loom__record(&loom_op_embedding, out, 1, &weight);
+  if (n) {
+    n->i[0] = padding_idx;
+    loom__save(n, ix);
+  }
+  return out;
+}
+
+loom_tensor *loom_one_hot(const loom_tensor *indices, int64_t num_classes) {
+  if (!indices || !is_index(indices, "one_hot"))
+    return NULL;
+  if (indices->ndim >= LOOM_MAX_DIMS)
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "one_hot: too many dims");
+  const loom_tensor *ix =
+      loom_contiguous(loom_reshape(indices, 1, (int64_t[]){indices->numel}));
+  if (!ix)
+    return NULL;
+  const int64_t *v = (const int64_t *)ix->data;
+  if (num_classes < 0) {
+    num_classes = 0;
+    for (int64_t i = 0; i < ix->numel; i++)
+      if (v[i] + 1 > num_classes)
+        num_classes = v[i] + 1;
+  }
+  if (loom_kernel_check_index(ix, num_classes, "one_hot") < 0)
+    return NULL;
+  int64_t shape[LOOM_MAX_DIMS];
+  memcpy(shape, indices->shape, sizeof(int64_t) * (size_t)indices->ndim);
+  shape[indices->ndim] = num_classes;
+  loom_tensor *out = loom_zeros(LOOM_I64, indices->ndim + 1, shape);
+  if (!out)
+    return NULL;
+  for (int64_t i = 0; i < ix->numel; i++)
+    ((int64_t *)out->data)[i * num_classes + v[i]] = 1;
+  return out;
+}
+
+/* ---- masks ---- */
+
+static bool is_mask(const loom_tensor *mask, const char *op) {
+  if (mask->dtype != LOOM_BOOL && mask->dtype != LOOM_U8) {
+    loom_set_error(LOOM_ERR_DTYPE, "%s: mask must be bool, got %s", op,
+                   loom_dtype_name(mask->dtype));
+    return false;
+  }
+  return true;
+}
+
+static void masked_fill_backward(loom_node *n, loom_tensor *const *g) {
+  const loom_tensor *mask = loom__saved(n, 0);
+  if (mask)
+    loom__accumulate(n, 0, loom_masked_fill(g[0], mask, 0));
+}
+
+loom_tensor *loom_masked_fill(const loom_tensor *t, const loom_tensor *mask,
+                              double value) {
+  if (!t || !mask || !is_mask(mask, "masked_fill"))
+    return NULL;
+  int64_t shape[LOOM_MAX_DIMS];
+  int nd = loom__broadcast_shape(t, mask, shape, "masked_fill");
+  if (nd < 0)
+    return NULL;
+  if (nd != t->ndim || loom__numel_of(nd, shape) != t->numel)
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "masked_fill: mask %s is larger than %s",
+                     loom__shp(mask), loom__shp(t));
+  loom_tensor *out = loom__new(t->dtype, t->ndim, t->shape, "masked_fill");
+  if (!out)
+    return NULL;
+  loom_kernel_masked_fill(out, t, mask, value);
+  loom_node *n = loom__record(&loom_op_masked_fill, out, 1, &t);
+  loom__save(n, mask);
+  return out;
+}
+
+static void where_backward(loom_node *n, loom_tensor *const *g) {
+  const loom_tensor *cond = loom__saved(n, 0);
+  if (!cond)
+    return;
+  if (loom__needs_grad(n, 0))
+    loom__accumulate(n, 0, loom_masked_fill(g[0],
+                                            loom_logical_not(cond), 0));
+  if (loom__needs_grad(n, 1))
+    loom__accumulate(n, 1, loom_masked_fill(g[0], cond, 0));
+}
+
+loom_tensor *loom_where(const loom_tensor *cond, const loom_tensor *a,
+                        const loom_tensor *b) {
+  if (!cond || !a || !b || !is_mask(cond, "where"))
+    return NULL;
+  int64_t s1[LOOM_MAX_DIMS], shape[LOOM_MAX_DIMS];
+  int n1 = loom__broadcast_shape(a, b, s1, "where");
+  if (n1 < 0)
+    return NULL;
+  loom_tensor ab = *a; /* geometry only, for the second broadcast */
+  ab.ndim = n1;
+  memcpy(ab.shape, s1, sizeof s1);
+  int nd = loom__broadcast_shape(cond, &ab, shape, "where");
+  if (nd < 0)
+    return NULL;
+  loom_dtype t = loom__promote_tensors(a, b);
+  a = loom_to_dtype(a, t);
+  b = loom_to_dtype(b, t);
+  loom_tensor *out = a && b ? loom__new(t, nd, shape, "where") : NULL;
+  if (!out)
+    return NULL;
+  loom_kernel_where(out, cond, a, b);
+  loom_node *n = loom__record(&loom_op_where, out, 2,
+                              (const loom_tensor *[]){a, b});
+  loom__save(n, cond);
+  return out;
+}

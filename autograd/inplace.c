@@ -1,0 +1,90 @@
+/* In-place updates: they write into their first argument, bump its version
+ * (so a backward that saved it notices), and are never recorded. */
+#include "node.h"
+
+static bool writable(loom_tensor *t, const loom_tensor *src, const char *op) {
+  if (!t)
+    return false;
+  for (int d = 0; d < t->ndim; d++)
+    if (t->strides[d] == 0 && t->shape[d] > 1) {
+      loom_set_error(LOOM_ERR_STATE, "%s: %s is an expanded view whose "
+                     "elements share memory; clone it first", op,
+                     loom__shp(t));
+      return false;
+    }
+  if (src) {
+    int64_t shape[LOOM_MAX_DIMS];
+    int nd = loom__broadcast_shape(t, src, shape, op);
+    if (nd < 0)
+      return false;
+    if (nd != t->ndim || loom__numel_of(nd, shape) != t->numel) {
+      loom_set_error(LOOM_ERR_SHAPE, "%s: %s does not broadcast into %s", op,
+                     loom__shp(src), loom__shp(t));
+      return false;
+    }
+  }
+  return loom__inplace_ok(t, op);
+}
+
+loom_tensor *loom_copy_(loom_tensor *dst, const loom_tensor *src) {
+  if (!src || !writable(dst, src, "copy_"))
+    return NULL;
+  loom_kernel_copy(dst, src);
+  return dst;
+}
+
+loom_tensor *loom_fill_(loom_tensor *t, double value) {
+  if (!writable(t, NULL, "fill_"))
+    return NULL;
+  loom_kernel_fill(t, value);
+  return t;
+}
+
+loom_tensor *loom_zero_(loom_tensor *t) { return loom_fill_(t, 0); }
+
+loom_tensor *loom_add_(loom_tensor *t, const loom_tensor *other, double alpha) {
+  if (!other || !writable(t, other, "add_"))
+    return NULL;
+  const loom_tensor *o = loom_to_dtype(other, t->dtype);
+  if (!o || loom_kernel_binary(&loom_k_add_scaled, t, t, o,
+                               (double[]){alpha}) < 0)
+    return NULL;
+  return t;
+}
+
+loom_tensor *loom_mul_(loom_tensor *t, const loom_tensor *other) {
+  if (!other || !writable(t, other, "mul_"))
+    return NULL;
+  const loom_tensor *o = loom_to_dtype(other, t->dtype);
+  if (!o || loom_kernel_binary(&loom_k_mul, t, t, o, NULL) < 0)
+    return NULL;
+  return t;
+}
+
+loom_tensor *loom_mul_scalar_(loom_tensor *t, double s) {
+  if (!writable(t, NULL, "mul_scalar_"))
+    return NULL;
+  if (loom_kernel_unary(&loom_k_mul_scalar, t, t, (double[]){s}) < 0)
+    return NULL;
+  return t;
+}
+
+loom_tensor *loom_masked_fill_(loom_tensor *t, const loom_tensor *mask,
+                               double value) {
+  if (!mask || !writable(t, mask, "masked_fill_"))
+    return NULL;
+  if (mask->dtype != LOOM_BOOL && mask->dtype != LOOM_U8)
+    return LOOM_FAIL(LOOM_ERR_DTYPE, "masked_fill_: mask must be bool");
+  loom_kernel_masked_fill(t, t, mask, value);
+  return t;
+}
+
+loom_tensor *loom_clamp_(loom_tensor *t, double lo, double hi) {
+  if (!writable(t, NULL, "clamp_"))
+    return NULL;
+  if (lo > hi)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "clamp_: lo %g > hi %g", lo, hi);
+  if (loom_kernel_unary(&loom_k_clamp, t, t, (double[]){lo, hi}) < 0)
+    return NULL;
+  return t;
+}

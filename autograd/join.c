@@ -1,0 +1,161 @@
+/* Joining tensors along a dim, and splitting one into views. */
+#include "node.h"
+
+#include <stdlib.h>
+
+LOOM_OP(concat, concat_backward);
+
+static void concat_backward(loom_node *n, loom_tensor *const *g) {
+  int dim = (int)n->i[0];
+  int64_t at = 0;
+  for (int i = 0; i < n->n_in; i++) {
+    const loom_tensor *in = loom__input(n, i);
+    int64_t len = in->shape[dim];
+    if (loom__needs_grad(n, i))
+      loom__accumulate(n, i, loom_narrow(g[0], dim, at, len));
+    at += len;
+  }
+}
+
+loom_tensor *loom_concat(loom_tensor *const *ts, int n, int dim) {
+  if (!ts || n <= 0)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "concat: no tensors");
+  for (int i = 0; i < n; i++)
+    if (!ts[i])
+      return NULL;
+  const loom_tensor *first = ts[0];
+  if (first->ndim == 0)
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "concat: 0-dim tensors; use loom_stack");
+  int d = loom__dim(dim, first->ndim, "concat");
+  if (d < 0)
+    return NULL;
+  int64_t shape[LOOM_MAX_DIMS];
+  memcpy(shape, first->shape, sizeof shape);
+  shape[d] = 0;
+  loom_dtype t = first->dtype;
+  for (int i = 0; i < n; i++) {
+    const loom_tensor *x = ts[i];
+    bool ok = x->ndim == first->ndim;
+    for (int k = 0; ok && k < x->ndim; k++)
+      ok = k == d || x->shape[k] == first->shape[k];
+    if (!ok)
+      return LOOM_FAIL(LOOM_ERR_SHAPE, "concat: tensor %d is %s, tensor 0 is "
+                       "%s (all dims but %d must match)", i, loom__shp(x),
+                       loom__shp(first), d);
+    shape[d] += x->shape[d];
+    t = loom__promote(t, x->dtype);
+  }
+  loom_tensor *out = loom__new(t, first->ndim, shape, "concat");
+  if (!out)
+    return NULL;
+  int64_t at = 0;
+  size_t es = loom_dtype_size(t);
+  for (int i = 0; i < n; i++) {
+    loom_tensor part = *out;
+    part.shape[d] = ts[i]->shape[d];
+    part.numel = ts[i]->numel;
+    part.data += at * out->strides[d] * (int64_t)es;
+    loom_kernel_copy(&part, ts[i]);
+    at += ts[i]->shape[d];
+  }
+  loom_node *node = loom__record(&loom_op_concat, out, n,
+                                 (const loom_tensor *const *)ts);
+  if (node)
+    node->i[0] = d;
+  return out;
+}
+
+loom_tensor *loom_stack(loom_tensor *const *ts, int n, int dim) {
+  if (!ts || n <= 0)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "stack: no tensors");
+  loom_tensor *small[16], **parts = n <= 16 ? small : malloc((size_t)n * sizeof *parts);
+  if (!parts)
+    return LOOM_FAIL(LOOM_ERR_MEMORY, "stack: out of memory");
+  loom_tensor *out = NULL;
+  bool ok = true;
+  for (int i = 0; i < n && ok; i++) {
+    if (ts[i] && !loom_same_shape(ts[i], ts[0])) {
+      loom_set_error(LOOM_ERR_SHAPE, "stack: tensor %d is %s, tensor 0 is %s",
+                     i, loom__shp(ts[i]), loom__shp(ts[0]));
+      ok = false;
+    }
+    parts[i] = ok ? loom_unsqueeze(ts[i], dim) : NULL;
+    ok = ok && parts[i];
+  }
+  if (ok)
+    out = loom_concat(parts, n, dim);
+  if (parts != small)
+    free(parts);
+  return out;
+}
+
+int loom_split_sizes(const loom_tensor *t, const int64_t *sizes, int n,
+                     int dim, loom_tensor **out) {
+  if (!t)
+    return -1;
+  int d = loom__dim(dim, t->ndim, "split");
+  if (d < 0)
+    return -1;
+  int64_t total = 0;
+  for (int i = 0; i < n; i++) {
+    if (sizes[i] < 0) {
+      loom_set_error(LOOM_ERR_ARGUMENT, "split: negative size");
+      return -1;
+    }
+    total += sizes[i];
+  }
+  if (total != t->shape[d]) {
+    loom_set_error(LOOM_ERR_SHAPE, "split: sizes add up to %lld, dim %d of %s",
+                   (long long)total, d, loom__shp(t));
+    return -1;
+  }
+  int64_t at = 0;
+  for (int i = 0; i < n; i++) {
+    out[i] = loom_narrow(t, d, at, sizes[i]);
+    if (!out[i])
+      return -1;
+    at += sizes[i];
+  }
+  return n;
+}
+
+int loom_split(const loom_tensor *t, int64_t size, int dim, loom_tensor **out,
+               int max_out) {
+  if (!t)
+    return -1;
+  int d = loom__dim(dim, t->ndim, "split");
+  if (d < 0)
+    return -1;
+  if (size <= 0) {
+    loom_set_error(LOOM_ERR_ARGUMENT, "split: size %lld", (long long)size);
+    return -1;
+  }
+  int64_t len = t->shape[d], count = len == 0 ? 1 : (len + size - 1) / size;
+  if (count > max_out) {
+    loom_set_error(LOOM_ERR_ARGUMENT, "split: %lld pieces, room for %d",
+                   (long long)count, max_out);
+    return -1;
+  }
+  for (int64_t i = 0; i < count; i++) {
+    int64_t start = i * size, n = len - start < size ? len - start : size;
+    out[i] = loom_narrow(t, d, start, n);
+    if (!out[i])
+      return -1;
+  }
+  return (int)count;
+}
+
+int loom_chunk(const loom_tensor *t, int chunks, int dim, loom_tensor **out,
+               int max_out) {
+  if (!t)
+    return -1;
+  if (chunks <= 0) {
+    loom_set_error(LOOM_ERR_ARGUMENT, "chunk: %d chunks", chunks);
+    return -1;
+  }
+  int d = loom__dim(dim, t->ndim, "chunk");
+  if (d < 0)
+    return -1;
+  int64_t size = (t->shape[d] + chunks - 1) / chunks;
+  return loom_split(t, size > 0 ? size : 1, d, out, max_out);
+}

@@ -1,0 +1,274 @@
+/* Matrix products. One core op (batched, broadcasting, both operands at
+ * least 2-D) does the work; matmul's 1-D cases, linear and bmm are views
+ * around it. addmm/baddbmm fold the added term into BLAS's beta. */
+#include "node.h"
+
+#include <stdlib.h>
+
+LOOM_OP(matmul, matmul_backward);
+LOOM_OP(addmm, addmm_backward);
+LOOM_OP(baddbmm, addmm_backward);
+
+/* Can a's leading dims (all but the last) be read as one dim? Then a batch
+ * of products with one right operand is a single GEMM. */
+static bool foldable(const loom_tensor *a) {
+  int nd = a->ndim;
+  if (a->strides[nd - 1] != 1 && a->shape[nd - 1] != 1)
+    return false;
+  for (int d = 0; d < nd - 2; d++)
+    if (a->shape[d] != 1 && a->strides[d] != a->strides[d + 1] * a->shape[d + 1])
+      return false;
+  return a->strides[nd - 2] >= a->shape[nd - 1];
+}
+
+/* out (contiguous, batch x n x m) = alpha * a @ b + beta * out, batch dims
+ * broadcast; a and b must already have BLAS-readable 2-D slices. */
+static void batched_gemm(loom_tensor *out, const loom_tensor *a,
+                         const loom_tensor *b, double alpha, double beta) {
+  int nd = out->ndim, bd = nd - 2;
+  int64_t n = out->shape[nd - 2], m = out->shape[nd - 1];
+  int64_t k = a->shape[a->ndim - 1];
+  if (b->ndim == 2 && foldable(a) && (bd == 0 || a->ndim == nd)) {
+    loom_tensor af = *a, of = *out;
+    af.ndim = of.ndim = 2;
+    af.shape[0] = of.shape[0] = out->numel / (m ? m : 1);
+    af.shape[1] = k;
+    af.strides[0] = a->strides[a->ndim - 2];
+    af.strides[1] = a->strides[a->ndim - 1];
+    of.shape[1] = m;
+    of.strides[0] = m;
+    of.strides[1] = 1;
+    if (of.shape[0] > 0)
+      loom_kernel_gemm(&of, &af, b, alpha, beta);
+    return;
+  }
+  int64_t sa[LOOM_MAX_DIMS], sb[LOOM_MAX_DIMS];
+  loom_tensor ab = *a, bb = *b; /* batch geometry broadcast to out's */
+  ab.ndim = a->ndim - 2;
+  bb.ndim = b->ndim - 2;
+  loom__broadcast_strides(&ab, bd, out->shape, sa);
+  loom__broadcast_strides(&bb, bd, out->shape, sb);
+  int64_t batches = loom__numel_of(bd, out->shape);
+  size_t es = loom_dtype_size(out->dtype);
+  for (int64_t i = 0; i < batches; i++) {
+    int64_t rem = i, oa = 0, ob = 0;
+    for (int d = bd - 1; d >= 0; d--) {
+      int64_t idx = rem % out->shape[d];
+      rem /= out->shape[d];
+      oa += idx * sa[d];
+      ob += idx * sb[d];
+    }
+    loom_tensor a2 = *a, b2 = *b, o2 = *out;
+    a2.ndim = b2.ndim = o2.ndim = 2;
+    a2.data = a->data + oa * (int64_t)es;
+    b2.data = b->data + ob * (int64_t)es;
+    o2.data = out->data + i * n * m * (int64_t)es;
+    a2.shape[0] = n;
+    a2.shape[1] = k;
+    a2.strides[0] = a->strides[a->ndim - 2];
+    a2.strides[1] = a->strides[a->ndim - 1];
+    b2.shape[0] = k;
+    b2.shape[1] = m;
+    b2.strides[0] = b->strides[b->ndim - 2];
+    b2.strides[1] = b->strides[b->ndim - 1];
+    o2.shape[0] = n;
+    o2.shape[1] = m;
+    o2.strides[0] = m;
+    o2.strides[1] = 1;
+    loom_kernel_gemm(&o2, &a2, &b2, alpha, beta);
+  }
+}
+
+/* A view whose last two dims BLAS can read, copying only if it must. */
+static const loom_tensor *blas_ready(const loom_tensor *t) {
+  loom_tensor m = *t;
+  m.ndim = 2;
+  m.shape[0] = t->shape[t->ndim - 2];
+  m.shape[1] = t->shape[t->ndim - 1];
+  m.strides[0] = t->strides[t->ndim - 2];
+  m.strides[1] = t->strides[t->ndim - 1];
+  return loom_kernel_gemm_ok(&m) ? t : loom_contiguous(t);
+}
+
+/* Checks and output shape of a @ b for a, b of >= 2 dims. */
+static int product_shape(const loom_tensor *a, const loom_tensor *b,
+                         int64_t *shape, const char *op) {
+  int64_t k = a->shape[a->ndim - 1];
+  if (b->shape[b->ndim - 2] != k) {
+    char s1[96], s2[96];
+    loom_set_error(LOOM_ERR_SHAPE, "%s: %s @ %s: inner sizes %lld and %lld "
+                   "differ", op, loom_shape_str(a, s1, sizeof s1),
+                   loom_shape_str(b, s2, sizeof s2), (long long)k,
+                   (long long)b->shape[b->ndim - 2]);
+    return -1;
+  }
+  loom_tensor ab = *a, bb = *b;
+  ab.ndim = a->ndim - 2;
+  bb.ndim = b->ndim - 2;
+  int bd = loom__broadcast_shape(&ab, &bb, shape, op);
+  if (bd < 0)
+    return -1;
+  shape[bd] = a->shape[a->ndim - 2];
+  shape[bd + 1] = b->shape[b->ndim - 1];
+  return bd + 2;
+}
+
+static bool float_pair(const loom_tensor **a, const loom_tensor **b,
+                       const char *op) {
+  if (loom__check_float(*a, op) || loom__check_float(*b, op))
+    return false;
+  loom_dtype t = loom__promote((*a)->dtype, (*b)->dtype);
+  *a = loom_to_dtype(*a, t);
+  *b = loom_to_dtype(*b, t);
+  return *a && *b;
+}
+
+/* a @ b with the core's shape rules; records "matmul". */
+static loom_tensor *core(const loom_tensor *a, const loom_tensor *b) {
+  int64_t shape[LOOM_MAX_DIMS];
+  int nd = product_shape(a, b, shape, "matmul");
+  if (nd < 0)
+    return NULL;
+  const loom_tensor *ar = blas_ready(a), *br = blas_ready(b);
+  loom_tensor *out = ar && br ? loom__new(a->dtype, nd, shape, "matmul") : NULL;
+  if (!out)
+    return NULL;
+  batched_gemm(out, ar, br, 1, 0);
+  loom__record(&loom_op_matmul, out, 2, (const loom_tensor *[]){a, b});
+  return out;
+}
+
+static void matmul_backward(loom_node *n, loom_tensor *const *g) {
+  const loom_tensor *a = loom__input(n, 0), *b = loom__input(n, 1);
+  if (loom__needs_grad(n, 0))
+    loom__accumulate(n, 0, loom_matmul(g[0], loom_transpose(b, -1, -2)));
+  if (!loom__needs_grad(n, 1))
+    return;
+  if (b->ndim == 2 && a->ndim > 2) {
+    /* Sum over the batch inside one GEMM: a_flat^T @ g_flat. */
+    int64_t k = a->shape[a->ndim - 1], m = g[0]->shape[g[0]->ndim - 1];
+    loom_tensor *af = loom_reshape(a, 2, (int64_t[]){-1, k});
+    loom_tensor *gf = loom_reshape(g[0], 2, (int64_t[]){-1, m});
+    loom__accumulate(n, 1, loom_matmul(loom_t(af), gf));
+  } else {
+    loom__accumulate(n, 1, loom_matmul(loom_transpose(a, -1, -2), g[0]));
+  }
+}
+
+loom_tensor *loom_matmul(const loom_tensor *a, const loom_tensor *b) {
+  if (!a || !b)
+    return NULL;
+  if (a->ndim == 0 || b->ndim == 0)
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "matmul: 0-dim operand (%s, %s)",
+                     loom__shp(a), loom__shp(b));
+  if (!float_pair(&a, &b, "matmul"))
+    return NULL;
+  bool va = a->ndim == 1, vb = b->ndim == 1;
+  const loom_tensor *a2 = va ? loom_unsqueeze(a, 0) : a;
+  const loom_tensor *b2 = vb ? loom_unsqueeze(b, 1) : b;
+  loom_tensor *out = a2 && b2 ? core(a2, b2) : NULL;
+  if (va && out)
+    out = loom_squeeze(out, -2);
+  if (vb && out)
+    out = loom_squeeze(out, -1);
+  return out;
+}
+
+loom_tensor *loom_bmm(const loom_tensor *a, const loom_tensor *b) {
+  if (!a || !b)
+    return NULL;
+  if (a->ndim != 3 || b->ndim != 3 || a->shape[0] != b->shape[0])
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "bmm: expected B x n x k and B x k x m, "
+                     "got %s and %s", loom__shp(a), loom__shp(b));
+  return loom_matmul(a, b);
+}
+
+/* ---- addmm / baddbmm: beta * c + alpha * a @ b ---- */
+
+static void addmm_backward(loom_node *n, loom_tensor *const *g) {
+  const loom_tensor *a = loom__input(n, 1), *b = loom__input(n, 2);
+  double beta = n->d[0], alpha = n->d[1];
+  if (loom__needs_grad(n, 0))
+    loom__accumulate(n, 0, beta == 1 ? g[0] : loom_mul_scalar(g[0], beta));
+  loom_tensor *ga = alpha == 1 ? g[0] : loom_mul_scalar(g[0], alpha);
+  if (loom__needs_grad(n, 1))
+    loom__accumulate(n, 1, loom_matmul(ga, loom_transpose(b, -1, -2)));
+  if (loom__needs_grad(n, 2))
+    loom__accumulate(n, 2, loom_matmul(loom_transpose(a, -1, -2), ga));
+}
+
+static loom_tensor *add_product(const loom_op_def *def, int rank,
+                                const loom_tensor *c, const loom_tensor *a,
+                                const loom_tensor *b, double beta,
+                                double alpha) {
+  if (!c || !a || !b)
+    return NULL;
+  if (a->ndim != rank || b->ndim != rank ||
+      (rank == 3 && a->shape[0] != b->shape[0]))
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: operands %s and %s must be %d-D%s",
+                     def->name, loom__shp(a), loom__shp(b), rank,
+                     rank == 3 ? " with equal batch" : "");
+  if (!float_pair(&a, &b, def->name) || loom__check_float(c, def->name))
+    return NULL;
+  c = loom_to_dtype(c, a->dtype);
+  int64_t shape[LOOM_MAX_DIMS];
+  if (!c || product_shape(a, b, shape, def->name) < 0)
+    return NULL;
+  bool fits = c->ndim <= rank; /* c must broadcast to the product */
+  for (int d = 0; fits && d < c->ndim; d++) {
+    int64_t have = c->shape[c->ndim - 1 - d], want = shape[rank - 1 - d];
+    fits = have == 1 || have == want;
+  }
+  if (!fits)
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: %s does not broadcast to the "
+                     "product's shape", def->name, loom__shp(c));
+  const loom_tensor *ar = blas_ready(a), *br = blas_ready(b);
+  loom_tensor *out = ar && br ? loom__new(a->dtype, rank, shape, def->name)
+                              : NULL;
+  if (!out)
+    return NULL;
+  if (beta == 0) {
+    batched_gemm(out, ar, br, alpha, 0);
+  } else {
+    loom_kernel_copy(out, c);
+    batched_gemm(out, ar, br, alpha, beta);
+  }
+  loom_node *n = loom__record(def, out, 3, (const loom_tensor *[]){c, a, b});
+  if (n) {
+    n->d[0] = beta;
+    n->d[1] = alpha;
+  }
+  return out;
+}
+
+loom_tensor *loom_addmm(const loom_tensor *c, const loom_tensor *a,
+                        const loom_tensor *b, double beta, double alpha) {
+  return add_product(&loom_op_addmm, 2, c, a, b, beta, alpha);
+}
+
+loom_tensor *loom_baddbmm(const loom_tensor *c, const loom_tensor *a,
+                          const loom_tensor *b, double beta, double alpha) {
+  return add_product(&loom_op_baddbmm, 3, c, a, b, beta, alpha);
+}
+
+loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
+                         const loom_tensor *bias) {
+  if (!x || !weight)
+    return NULL;
+  if (weight->ndim != 2 || x->ndim < 1 ||
+      x->shape[x->ndim - 1] != weight->shape[1])
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "linear: input %s with weight %s (out x "
+                     "in)", loom__shp(x), loom__shp(weight));
+  if (bias && (bias->ndim != 1 || bias->shape[0] != weight->shape[0]))
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "linear: bias %s for weight %s",
+                     loom__shp(bias), loom__shp(weight));
+  loom_tensor *wt = loom_t(weight);
+  if (x->ndim == 2)
+    return bias ? loom_addmm(bias, x, wt, 1, 1) : loom_matmul(x, wt);
+  int64_t in = weight->shape[1], shape[LOOM_MAX_DIMS];
+  loom_tensor *x2 = loom_reshape(x, 2, (int64_t[]){-1, in});
+  loom_tensor *y = bias ? loom_addmm(bias, x2, wt, 1, 1) : loom_matmul(x2, wt);
+  memcpy(shape, x->shape, sizeof shape);
+  shape[x->ndim - 1] = weight->shape[0];
+  return loom_reshape(y, x->ndim == 1 ? 1 : x->ndim, shape);
+}

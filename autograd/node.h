@@ -1,0 +1,114 @@
+/* What an op file needs from the tape: define the op, record a node, save
+ * tensors, and in backward read them and accumulate input gradients.
+ * Not installed.
+ *
+ * The path of every op (see ops in unary.c for the shortest):
+ *
+ *   LOOM_OP(tanh, tanh_backward);              registers "tanh"
+ *   static void tanh_backward(loom_node *n, loom_tensor *const *g) {
+ *     loom__accumulate(n, 0, <gradient of input 0 from g[0], saved values>);
+ *   }
+ *   loom_tensor *loom_tanh(const loom_tensor *x) {
+ *     ... check, compute out with a kernel ...
+ *     loom_node *n = loom__record(&loom_op_tanh, out, 1, &x);
+ *     loom__save(n, out);                      (NULL-safe when not recording)
+ *     return out;
+ *   }
+ *
+ * Backward runs with recording off, inside a scope that ends after the
+ * node, so it may call any op freely; gradients it passes to
+ * loom__accumulate are retained as needed.
+ */
+#ifndef LOOM_NODE_H
+#define LOOM_NODE_H
+
+#include "../tensor/kernels.h"
+#include "autograd.h"
+
+typedef struct loom_node loom_node;
+typedef void (*loom_backward_fn)(loom_node *n, loom_tensor *const *gout);
+
+typedef struct loom_op_def {
+  const char *name;
+  loom_backward_fn backward;
+} loom_op_def;
+
+/* Defines `loom_op_<name>` and places it in the registry section, which the
+ * linker gathers from every op file: adding an op touches no central list. */
+#define LOOM_OP(name, backward_fn)                                             \
+  static void backward_fn(loom_node *n, loom_tensor *const *gout);             \
+  __attribute__((used, section("loom_ops"), aligned(16)))                      \
+  const loom_op_def loom_op_##name = {#name, backward_fn}
+
+#define LOOM_NODE_INLINE 3
+
+struct loom_node {
+  const loom_op_def *op;
+  uint64_t seq;   /* creation order: backward runs newest first */
+  uint32_t gen;   /* generation of the slot this node occupies */
+  int32_t slot;
+  uint32_t visit; /* backward epoch mark */
+  bool in_backward;
+  int32_t n_in, n_saved, cap_saved, n_out, live_out;
+  loom_tensor **in; /* retained; in_buf or heap */
+  loom_tensor **saved;
+  int64_t *saved_version;
+  loom_tensor **out_grad; /* per output, owned; out_grad_buf or heap */
+  loom_tensor **out_ptr;  /* per output, weak (cleared when it dies) */
+  struct loom_out_meta *out_meta; /* shapes, for outputs given no grad */
+  loom_tensor *in_buf[LOOM_NODE_INLINE];
+  loom_tensor *saved_buf[LOOM_NODE_INLINE];
+  int64_t version_buf[LOOM_NODE_INLINE];
+  loom_tensor *out_grad_buf[1], *out_ptr_buf[1];
+  /* Op parameters (dims, scalars) kept for backward. */
+  int64_t i[LOOM_MAX_DIMS + 8];
+  double d[4];
+  /* Custom functions: the function and its context. */
+  const loom_function *fn;
+  void *user;
+};
+
+typedef struct loom_out_meta {
+  loom_dtype dtype;
+  int ndim;
+  int64_t shape[LOOM_MAX_DIMS];
+} loom_out_meta;
+
+/* Whether an op with these inputs would be recorded now. */
+bool loom__should_record(int n, const loom_tensor *const *in);
+/* Records a node for `out` produced from in[0..n) if grad mode is on and an
+ * input requires grad; returns it, or NULL when nothing was recorded. On
+ * out of memory the error is set and `out` is marked so that backward
+ * through it fails rather than give a wrong gradient. */
+loom_node *loom__record(const loom_op_def *op, loom_tensor *out, int n,
+                        const loom_tensor *const *in);
+/* The same for several outputs (custom functions). */
+loom_node *loom__record_multi(const loom_op_def *op, loom_tensor **out,
+                              int n_out, int n, const loom_tensor *const *in);
+/* Keeps t for backward (NULL n: no-op). Saving the node's own output keeps
+ * an alias of its data, not the output itself, so no cycle forms. */
+void loom__save(loom_node *n, const loom_tensor *t);
+
+/* In backward: input i, saved tensor i (NULL + error if it was modified in
+ * place since it was saved), whether input i wants a gradient. */
+const loom_tensor *loom__input(const loom_node *n, int i);
+const loom_tensor *loom__saved(const loom_node *n, int i);
+bool loom__needs_grad(const loom_node *n, int i);
+/* Adds g (reduced over broadcast dims and converted to the input's dtype)
+ * to input i's gradient. Ignored for inputs that need none. */
+void loom__accumulate(loom_node *n, int i, const loom_tensor *g);
+
+/* g summed over the dims where `shape` was broadcast (scope-owned). */
+loom_tensor *loom__sum_to(const loom_tensor *g, int ndim, const int64_t *shape);
+/* Refuses an in-place write into t (error naming op) when autograd would
+ * be fooled; else bumps t's version. Returns false on refusal. */
+bool loom__inplace_ok(loom_tensor *t, const char *op);
+
+/* Called by gradcheck to learn which registry ops its function used. */
+void loom__coverage_note(const loom_op_def *op);
+extern bool loom__coverage_on;
+
+/* The registry section's bounds (from the linker). */
+extern const loom_op_def __start_loom_ops[], __stop_loom_ops[];
+
+#endif

@@ -1,0 +1,327 @@
+/* loom's op surface: every tensor operation a model is written with.
+ *
+ * Each op returns a new tensor owned by the innermost scope (tensor.h), or
+ * NULL with an error naming the op and the shapes; a NULL input gives NULL at
+ * once. Ops marked "differentiable" are recorded on the autograd tape when
+ * grad mode is on and an input requires grad (autograd.h).
+ *
+ * Views share storage with their input (writing through one shows in the
+ * other); every other op returns fresh memory. Dims may be negative (counted
+ * from the end). Binary ops broadcast like NumPy and promote dtypes like
+ * PyTorch: bool < uint8 < int64 < float32 < float64; a 0-dimensional float
+ * tensor does not raise a float tensor's precision.
+ */
+#ifndef LOOM_OPS_H
+#define LOOM_OPS_H
+
+#include "../tensor/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------ views (differentiable) */
+
+/* Same elements in a new shape; one entry may be -1. A view when the strides
+ * allow it, else a copy (like torch.reshape). */
+LOOM_API loom_tensor *loom_reshape(const loom_tensor *t, int ndim,
+                                   const int64_t *shape);
+/* Like loom_reshape but fails instead of copying. */
+LOOM_API loom_tensor *loom_view(const loom_tensor *t, int ndim,
+                                const int64_t *shape);
+LOOM_API loom_tensor *loom_transpose(const loom_tensor *t, int dim0, int dim1);
+/* Dimension i of the result is dimension dims[i] of t. */
+LOOM_API loom_tensor *loom_permute(const loom_tensor *t, const int *dims);
+/* Elements start .. start+length-1 of `dim`. */
+LOOM_API loom_tensor *loom_narrow(const loom_tensor *t, int dim, int64_t start,
+                                  int64_t length);
+/* Python's t[start:end:step] on `dim` (step > 0; start/end clamp, negative
+ * counts from the end, like Python). */
+LOOM_API loom_tensor *loom_slice(const loom_tensor *t, int dim, int64_t start,
+                                 int64_t end, int64_t step);
+/* Index `index` of `dim`, removing that dim. */
+LOOM_API loom_tensor *loom_select(const loom_tensor *t, int dim, int64_t index);
+/* Removes `dim` if its size is 1 (no-op otherwise). */
+LOOM_API loom_tensor *loom_squeeze(const loom_tensor *t, int dim);
+/* Removes every size-1 dim. */
+LOOM_API loom_tensor *loom_squeeze_all(const loom_tensor *t);
+LOOM_API loom_tensor *loom_unsqueeze(const loom_tensor *t, int dim);
+/* Broadcasts size-1 dims (and new leading dims) to `shape`; -1 keeps a
+ * size. No copy: expanded dims have stride 0. */
+LOOM_API loom_tensor *loom_expand(const loom_tensor *t, int ndim,
+                                  const int64_t *shape);
+LOOM_API loom_tensor *loom_expand_as(const loom_tensor *t,
+                                     const loom_tensor *like);
+/* Merges dims start..end (inclusive) into one. */
+LOOM_API loom_tensor *loom_flatten(const loom_tensor *t, int start, int end);
+/* Transpose of a 2-D tensor (or of the last two dims of a batch). */
+LOOM_API loom_tensor *loom_t(const loom_tensor *t);
+
+/* ------------------------------------------------ copies (differentiable) */
+
+/* `t` itself when already contiguous (a new reference in the scope), else a
+ * contiguous copy. */
+LOOM_API loom_tensor *loom_contiguous(const loom_tensor *t);
+/* Always a fresh contiguous copy. */
+LOOM_API loom_tensor *loom_clone(const loom_tensor *t);
+/* Converted to `dtype` (a copy; `t` itself when the dtype already matches).
+ * Differentiable between float dtypes. */
+LOOM_API loom_tensor *loom_to_dtype(const loom_tensor *t, loom_dtype dtype);
+
+/* ------------------------------------------------ joining and splitting */
+
+/* Joins along an existing dim; all other dims must match. Differentiable. */
+LOOM_API loom_tensor *loom_concat(loom_tensor *const *ts, int n, int dim);
+/* Joins along a new dim. Differentiable. */
+LOOM_API loom_tensor *loom_stack(loom_tensor *const *ts, int n, int dim);
+/* Splits into pieces of `size` along `dim` (the last may be shorter); writes
+ * up to `max_out` views to `out`, returns their count or -1. */
+LOOM_API int loom_split(const loom_tensor *t, int64_t size, int dim,
+                        loom_tensor **out, int max_out);
+/* Splits into pieces of the given sizes (which must add up to the dim). */
+LOOM_API int loom_split_sizes(const loom_tensor *t, const int64_t *sizes,
+                              int n, int dim, loom_tensor **out);
+/* Splits into `chunks` nearly equal pieces, like torch.chunk. */
+LOOM_API int loom_chunk(const loom_tensor *t, int chunks, int dim,
+                        loom_tensor **out, int max_out);
+
+/* ------------------------------------------------ indexing */
+
+/* out[i][j] = t[index[i][j]][j] for dim 0 (and so on); index is int64 with
+ * t's ndim. Differentiable in t (repeated indices accumulate). */
+LOOM_API loom_tensor *loom_gather(const loom_tensor *t, int dim,
+                                  const loom_tensor *index);
+/* Picks entries of `dim` by a 1-D int64 index. Differentiable in t. */
+LOOM_API loom_tensor *loom_index_select(const loom_tensor *t, int dim,
+                                        const loom_tensor *index);
+/* A copy of t with src added at gathered positions: out[index[i][j]][j] +=
+ * src[i][j] (dim 0). Differentiable in t and src. */
+LOOM_API loom_tensor *loom_scatter_add(const loom_tensor *t, int dim,
+                                       const loom_tensor *index,
+                                       const loom_tensor *src);
+/* A copy of t with alpha * src's slices added at 1-D `index` along `dim`.
+ * Differentiable in t and src. */
+LOOM_API loom_tensor *loom_index_add(const loom_tensor *t, int dim,
+                                     const loom_tensor *index,
+                                     const loom_tensor *src, double alpha);
+/* Rows of `weight` (V x D) picked by int64 `indices` of any shape: the
+ * result has shape indices.shape + [D]. Differentiable in weight; the row
+ * `padding_idx` (if >= 0) receives no gradient. */
+LOOM_API loom_tensor *loom_embedding(const loom_tensor *weight,
+                                     const loom_tensor *indices,
+                                     int64_t padding_idx);
+/* int64 indices -> int64 one-hot vectors of length num_classes (-1: the
+ * largest index + 1). */
+LOOM_API loom_tensor *loom_one_hot(const loom_tensor *indices,
+                                   int64_t num_classes);
+/* Positions where mask (bool, broadcast to t) is true take `value`.
+ * Differentiable in t. */
+LOOM_API loom_tensor *loom_masked_fill(const loom_tensor *t,
+                                       const loom_tensor *mask, double value);
+/* cond ? a : b elementwise (cond bool; all three broadcast). Differentiable
+ * in a and b. */
+LOOM_API loom_tensor *loom_where(const loom_tensor *cond, const loom_tensor *a,
+                                 const loom_tensor *b);
+
+/* ------------------------------------------------ elementwise binary
+ * Broadcasting; differentiable in both inputs (float dtypes). */
+
+LOOM_API loom_tensor *loom_add(const loom_tensor *a, const loom_tensor *b);
+LOOM_API loom_tensor *loom_sub(const loom_tensor *a, const loom_tensor *b);
+LOOM_API loom_tensor *loom_mul(const loom_tensor *a, const loom_tensor *b);
+/* True division: integer inputs give the default float dtype. */
+LOOM_API loom_tensor *loom_div(const loom_tensor *a, const loom_tensor *b);
+LOOM_API loom_tensor *loom_pow(const loom_tensor *a, const loom_tensor *b);
+LOOM_API loom_tensor *loom_maximum(const loom_tensor *a, const loom_tensor *b);
+LOOM_API loom_tensor *loom_minimum(const loom_tensor *a, const loom_tensor *b);
+/* a + alpha * b, in one pass. */
+LOOM_API loom_tensor *loom_add_scaled(const loom_tensor *a,
+                                      const loom_tensor *b, double alpha);
+
+/* With a scalar operand (the tensor's dtype is kept for float tensors). */
+LOOM_API loom_tensor *loom_add_scalar(const loom_tensor *t, double s);
+LOOM_API loom_tensor *loom_sub_scalar(const loom_tensor *t, double s);
+LOOM_API loom_tensor *loom_rsub_scalar(const loom_tensor *t, double s); /* s-t */
+LOOM_API loom_tensor *loom_mul_scalar(const loom_tensor *t, double s);
+LOOM_API loom_tensor *loom_div_scalar(const loom_tensor *t, double s);
+LOOM_API loom_tensor *loom_pow_scalar(const loom_tensor *t, double exponent);
+
+/* Comparisons give bool tensors; not differentiable. */
+LOOM_API loom_tensor *loom_eq(const loom_tensor *a, const loom_tensor *b);
+LOOM_API loom_tensor *loom_ne(const loom_tensor *a, const loom_tensor *b);
+LOOM_API loom_tensor *loom_lt(const loom_tensor *a, const loom_tensor *b);
+LOOM_API loom_tensor *loom_le(const loom_tensor *a, const loom_tensor *b);
+LOOM_API loom_tensor *loom_gt(const loom_tensor *a, const loom_tensor *b);
+LOOM_API loom_tensor *loom_ge(const loom_tensor *a, const loom_tensor *b);
+LOOM_API loom_tensor *loom_eq_scalar(const loom_tensor *t, double s);
+LOOM_API loom_tensor *loom_ne_scalar(const loom_tensor *t, double s);
+LOOM_API loom_tensor *loom_lt_scalar(const loom_tensor *t, double s);
+LOOM_API loom_tensor *loom_le_scalar(const loom_tensor *t, double s);
+LOOM_API loom_tensor *loom_gt_scalar(const loom_tensor *t, double s);
+LOOM_API loom_tensor *loom_ge_scalar(const loom_tensor *t, double s);
+LOOM_API loom_tensor *loom_logical_and(const loom_tensor *a,
+                                       const loom_tensor *b);
+LOOM_API loom_tensor *loom_logical_or(const loom_tensor *a,
+                                      const loom_tensor *b);
+LOOM_API loom_tensor *loom_logical_not(const loom_tensor *t);
+
+/* ------------------------------------------------ elementwise unary
+ * Float dtypes; differentiable. neg, abs and sign also take int64. */
+
+LOOM_API loom_tensor *loom_neg(const loom_tensor *t);
+LOOM_API loom_tensor *loom_exp(const loom_tensor *t);
+LOOM_API loom_tensor *loom_expm1(const loom_tensor *t);
+LOOM_API loom_tensor *loom_log(const loom_tensor *t);
+LOOM_API loom_tensor *loom_log1p(const loom_tensor *t);
+LOOM_API loom_tensor *loom_sqrt(const loom_tensor *t);
+LOOM_API loom_tensor *loom_rsqrt(const loom_tensor *t);
+LOOM_API loom_tensor *loom_square(const loom_tensor *t);
+LOOM_API loom_tensor *loom_reciprocal(const loom_tensor *t);
+LOOM_API loom_tensor *loom_abs(const loom_tensor *t);
+LOOM_API loom_tensor *loom_sign(const loom_tensor *t); /* gradient zero */
+LOOM_API loom_tensor *loom_sin(const loom_tensor *t);
+LOOM_API loom_tensor *loom_cos(const loom_tensor *t);
+LOOM_API loom_tensor *loom_tanh(const loom_tensor *t);
+LOOM_API loom_tensor *loom_sigmoid(const loom_tensor *t);
+/* log(sigmoid(t)), computed without overflow. */
+LOOM_API loom_tensor *loom_log_sigmoid(const loom_tensor *t);
+LOOM_API loom_tensor *loom_relu(const loom_tensor *t);
+LOOM_API loom_tensor *loom_leaky_relu(const loom_tensor *t, double slope);
+/* x * Phi(x) with the exact erf form, or the tanh approximation. */
+LOOM_API loom_tensor *loom_gelu(const loom_tensor *t, bool tanh_approx);
+LOOM_API loom_tensor *loom_elu(const loom_tensor *t, double alpha);
+LOOM_API loom_tensor *loom_silu(const loom_tensor *t);
+/* log(1 + exp(beta x)) / beta; linear where beta x > threshold. */
+LOOM_API loom_tensor *loom_softplus(const loom_tensor *t, double beta,
+                                    double threshold);
+/* Limits to [lo, hi]; pass -INFINITY / INFINITY for no bound. The gradient
+ * passes where lo <= x <= hi. */
+LOOM_API loom_tensor *loom_clamp(const loom_tensor *t, double lo, double hi);
+
+/* ------------------------------------------------ reductions
+ * `dims` lists the dims to reduce (n == 0 or dims == NULL: all of them);
+ * keepdim keeps them with size 1. Differentiable. */
+
+LOOM_API loom_tensor *loom_sum(const loom_tensor *t, const int *dims, int n,
+                               bool keepdim);
+LOOM_API loom_tensor *loom_mean(const loom_tensor *t, const int *dims, int n,
+                                bool keepdim);
+/* Variance with `correction` (1: unbiased, 0: population). */
+LOOM_API loom_tensor *loom_var(const loom_tensor *t, const int *dims, int n,
+                               int64_t correction, bool keepdim);
+LOOM_API loom_tensor *loom_std(const loom_tensor *t, const int *dims, int n,
+                               int64_t correction, bool keepdim);
+LOOM_API loom_tensor *loom_prod(const loom_tensor *t, const int *dims, int n,
+                                bool keepdim);
+/* (sum |x|^p)^(1/p); p = INFINITY gives max |x|. */
+LOOM_API loom_tensor *loom_norm(const loom_tensor *t, double p, const int *dims,
+                                int n, bool keepdim);
+LOOM_API loom_tensor *loom_logsumexp(const loom_tensor *t, const int *dims,
+                                     int n, bool keepdim);
+/* Largest values over dims (ties: gradient shared evenly, like amax). */
+LOOM_API loom_tensor *loom_amax(const loom_tensor *t, const int *dims, int n,
+                                bool keepdim);
+LOOM_API loom_tensor *loom_amin(const loom_tensor *t, const int *dims, int n,
+                                bool keepdim);
+/* Max/min along one dim; if `indices` is non-NULL it receives the int64
+ * positions (first occurrence; owned by the scope). The gradient goes to the
+ * chosen position. */
+LOOM_API loom_tensor *loom_max(const loom_tensor *t, int dim, bool keepdim,
+                               loom_tensor **indices);
+LOOM_API loom_tensor *loom_min(const loom_tensor *t, int dim, bool keepdim,
+                               loom_tensor **indices);
+/* Positions of max/min along dim (int64; not differentiable). */
+LOOM_API loom_tensor *loom_argmax(const loom_tensor *t, int dim, bool keepdim);
+LOOM_API loom_tensor *loom_argmin(const loom_tensor *t, int dim, bool keepdim);
+/* Sum of all elements / mean of all elements, as 0-dim tensors. */
+LOOM_API loom_tensor *loom_sum_all(const loom_tensor *t);
+LOOM_API loom_tensor *loom_mean_all(const loom_tensor *t);
+
+/* Softmax along dim, computed stably (max subtracted). Differentiable. */
+LOOM_API loom_tensor *loom_softmax(const loom_tensor *t, int dim);
+LOOM_API loom_tensor *loom_log_softmax(const loom_tensor *t, int dim);
+
+/* ------------------------------------------------ matrix products
+ * Float dtypes through BLAS; transposed operands are passed as transposes,
+ * not copied. Differentiable in every tensor argument. */
+
+/* torch.matmul: 1-D x 1-D dot, 2-D mm, matrix-vector, and batched products
+ * with broadcast batch dims. */
+LOOM_API loom_tensor *loom_matmul(const loom_tensor *a, const loom_tensor *b);
+/* beta * c + alpha * (a @ b), a: n x k, b: k x m, c broadcast to n x m. */
+LOOM_API loom_tensor *loom_addmm(const loom_tensor *c, const loom_tensor *a,
+                                 const loom_tensor *b, double beta,
+                                 double alpha);
+/* Batched: a: B x n x k, b: B x k x m. */
+LOOM_API loom_tensor *loom_bmm(const loom_tensor *a, const loom_tensor *b);
+/* beta * c + alpha * bmm(a, b), c broadcast to B x n x m. */
+LOOM_API loom_tensor *loom_baddbmm(const loom_tensor *c, const loom_tensor *a,
+                                   const loom_tensor *b, double beta,
+                                   double alpha);
+/* x @ weight^T + bias (bias may be NULL), for x of any rank >= 1. */
+LOOM_API loom_tensor *loom_linear(const loom_tensor *x,
+                                  const loom_tensor *weight,
+                                  const loom_tensor *bias);
+
+/* ------------------------------------------------ convolution and pooling
+ * Inputs are N x C x H x W (or C x H x W). Zero fields in the option
+ * structs mean the default: stride 1 (pools: the kernel size), dilation 1,
+ * groups 1, padding 0. Differentiable. */
+
+typedef struct loom_conv2d_opts {
+  int64_t stride[2], padding[2], dilation[2];
+  int64_t groups;
+} loom_conv2d_opts;
+
+/* weight: C_out x C_in/groups x kH x kW; bias: C_out or NULL. */
+LOOM_API loom_tensor *loom_conv2d(const loom_tensor *x,
+                                  const loom_tensor *weight,
+                                  const loom_tensor *bias,
+                                  loom_conv2d_opts opts);
+
+typedef struct loom_pool2d_opts {
+  int64_t kernel[2], stride[2], padding[2], dilation[2];
+  bool ceil_mode;
+  bool exclude_pad; /* avg_pool2d: divide by the in-bounds count, i.e.
+                       count_include_pad=False */
+} loom_pool2d_opts;
+
+/* If `indices` is non-NULL it receives int64 flat positions within each
+ * input plane, like PyTorch's return_indices. */
+LOOM_API loom_tensor *loom_max_pool2d(const loom_tensor *x,
+                                      loom_pool2d_opts opts,
+                                      loom_tensor **indices);
+LOOM_API loom_tensor *loom_avg_pool2d(const loom_tensor *x,
+                                      loom_pool2d_opts opts);
+LOOM_API loom_tensor *loom_adaptive_avg_pool2d(const loom_tensor *x,
+                                               int64_t out_h, int64_t out_w);
+
+/* ------------------------------------------------ dropout */
+
+/* With probability p an element is zeroed, else scaled by 1/(1-p). The
+ * identity when !training or p == 0. Differentiable (the mask is saved). */
+LOOM_API loom_tensor *loom_dropout(const loom_tensor *t, double p,
+                                   bool training, loom_rng *g);
+
+/* ------------------------------------------------ in-place updates
+ * They write into `t` and return it (no new tensor). Not differentiable:
+ * with grad mode on, a tensor that requires grad is refused; a write into
+ * a tensor a recorded op saved is reported at backward. */
+
+/* Copies src (broadcast, converted) into dst. */
+LOOM_API loom_tensor *loom_copy_(loom_tensor *dst, const loom_tensor *src);
+LOOM_API loom_tensor *loom_fill_(loom_tensor *t, double value);
+LOOM_API loom_tensor *loom_zero_(loom_tensor *t);
+/* t += alpha * other (broadcast). */
+LOOM_API loom_tensor *loom_add_(loom_tensor *t, const loom_tensor *other,
+                                double alpha);
+LOOM_API loom_tensor *loom_mul_(loom_tensor *t, const loom_tensor *other);
+LOOM_API loom_tensor *loom_mul_scalar_(loom_tensor *t, double s);
+LOOM_API loom_tensor *loom_masked_fill_(loom_tensor *t,
+                                        const loom_tensor *mask, double value);
+LOOM_API loom_tensor *loom_clamp_(loom_tensor *t, double lo, double hi);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

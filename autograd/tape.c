@@ -1,0 +1,650 @@
+/* The tape: a per-thread arena of nodes in recording order, with the
+ * lifetime rules from autograd.h. A tensor names its node by (slot,
+ * generation); freeing a node bumps the generation, so stale names are
+ * detected, never followed. */
+#include "node.h"
+
+#include <stdlib.h>
+
+typedef struct {
+  loom_node **slots;
+  int32_t n_slots, cap;
+  int32_t *free_list;
+  int32_t n_free;
+  int64_t live;
+  uint64_t seq;
+  uint32_t epoch;
+  int no_grad_depth;
+  bool anomaly;
+} tape_state;
+
+static _Thread_local tape_state tape;
+
+bool loom__coverage_on;
+
+/* ---- grad mode ---- */
+
+void loom_no_grad_begin(void) { tape.no_grad_depth++; }
+void loom_no_grad_end(void) {
+  if (tape.no_grad_depth > 0)
+    tape.no_grad_depth--;
+}
+bool loom_grad_enabled(void) { return tape.no_grad_depth == 0; }
+void loom_set_anomaly_mode(bool on) { tape.anomaly = on; }
+bool loom_anomaly_mode(void) { return tape.anomaly; }
+int64_t loom_tape_size(void) { return tape.live; }
+
+/* ---- node lifetime ---- */
+
+static loom_node *node_of(const loom_tensor *t) {
+  if (t->link.slot < 0 || t->link.slot >= tape.n_slots)
+    return NULL;
+  loom_node *n = tape.slots[t->link.slot];
+  return n && n->gen == t->link.gen && n->op ? n : NULL;
+}
+
+static void free_node(loom_node *n) {
+  n->gen++;
+  n->op = NULL;
+  tape.live--;
+  /* Drop references only after the slot is invalid, since dropping can
+   * re-enter (a dying output of this node finds it already gone). */
+  for (int i = 0; i < n->n_out; i++) {
+    loom__unref(n->out_grad[i]);
+    n->out_grad[i] = NULL;
+  }
+  for (int i = 0; i < n->n_saved; i++)
+    loom__unref(n->saved[i]);
+  for (int i = 0; i < n->n_in; i++)
+    loom__unref(n->in[i]);
+  if (n->in != n->in_buf)
+    free(n->in);
+  if (n->saved != n->saved_buf) {
+    free(n->saved);
+    free(n->saved_version);
+  }
+  if (n->out_grad != n->out_grad_buf) {
+    free(n->out_grad);
+    free(n->out_ptr);
+  }
+  free(n->out_meta);
+  n->out_meta = NULL;
+  tape.free_list[tape.n_free++] = n->slot;
+}
+
+/* Called (through tensor/'s hook) when a linked tensor is destroyed. */
+static void unlink_output(loom_tensor *t) {
+  loom_node *n = node_of(t);
+  if (!n)
+    return;
+  n->out_ptr[t->link.output] = NULL;
+  if (--n->live_out == 0 && !n->in_backward)
+    free_node(n);
+}
+
+void loom_tape_clear(void) {
+  for (int32_t s = 0; s < tape.n_slots; s++)
+    if (tape.slots[s] && tape.slots[s]->op)
+      free_node(tape.slots[s]);
+}
+
+static void release_tape(void) {
+  loom_tape_clear();
+  for (int32_t s = 0; s < tape.n_slots; s++)
+    free(tape.slots[s]);
+  free(tape.slots);
+  free(tape.free_list);
+  tape.slots = NULL;
+  tape.free_list = NULL;
+  tape.n_slots = tape.cap = tape.n_free = 0;
+}
+
+static loom_node *alloc_node(void) {
+  if (tape.n_free == 0) {
+    if (tape.n_slots == tape.cap) {
+      int32_t cap = tape.cap ? 2 * tape.cap : 256;
+      loom_node **slots = realloc(tape.slots, (size_t)cap * sizeof *slots);
+      if (!slots)
+        return NULL;
+      tape.slots = slots;
+      int32_t *fl = realloc(tape.free_list, (size_t)cap * sizeof *fl);
+      if (!fl)
+        return NULL;
+      tape.free_list = fl;
+      tape.cap = cap;
+    }
+    loom_node *n = calloc(1, sizeof *n);
+    if (!n)
+      return NULL;
+    n->slot = tape.n_slots;
+    tape.slots[tape.n_slots++] = n;
+    tape.free_list[tape.n_free++] = n->slot;
+  }
+  loom_node *n = tape.slots[tape.free_list[--tape.n_free]];
+  uint32_t gen = n->gen;
+  int32_t slot = n->slot;
+  memset(n, 0, sizeof *n);
+  n->gen = gen;
+  n->slot = slot;
+  n->in = n->in_buf;
+  n->saved = n->saved_buf;
+  n->saved_version = n->version_buf;
+  n->cap_saved = LOOM_NODE_INLINE;
+  n->out_grad = n->out_grad_buf;
+  n->out_ptr = n->out_ptr_buf;
+  tape.live++;
+  if (!loom__unlink_hook) {
+    loom__unlink_hook = unlink_output;
+    loom__cleanup_hook = release_tape;
+  }
+  return n;
+}
+
+bool loom__should_record(int n, const loom_tensor *const *in) {
+  if (tape.no_grad_depth > 0)
+    return false;
+  for (int i = 0; i < n; i++)
+    if (in[i] && in[i]->requires_grad)
+      return true;
+  return false;
+}
+
+static void link_output(loom_node *n, loom_tensor *out, int k) {
+  out->link = (loom_grad_link){n->slot, n->gen, k};
+  out->requires_grad = true;
+  n->out_ptr[k] = out;
+}
+
+static void check_forward(const loom_op_def *op, loom_tensor **out,
+                          int n_out, int n, const loom_tensor *const *in) {
+  for (int k = 0; k < n_out; k++)
+    if (loom_kernel_has_nonfinite(out[k])) {
+      loom_set_error(LOOM_ERR_NUMERIC, "anomaly: %s produced NaN/Inf in its "
+                     "output %s (first input %s)", op->name,
+                     loom__shp(out[k]), n ? loom__shp(in[0]) : "none");
+      return;
+    }
+}
+
+loom_node *loom__record_multi(const loom_op_def *op, loom_tensor **out,
+                              int n_out, int n, const loom_tensor *const *in) {
+  if (tape.anomaly)
+    check_forward(op, out, n_out, n, in);
+  if (!loom__should_record(n, in))
+    return NULL;
+  if (loom__coverage_on)
+    loom__coverage_note(op);
+  loom_node *node = alloc_node();
+  bool ok = node != NULL;
+  if (ok && n > LOOM_NODE_INLINE) {
+    node->in = malloc((size_t)n * sizeof *node->in);
+    ok = node->in != NULL;
+    if (!ok)
+      node->in = node->in_buf;
+  }
+  if (ok && n_out > 1) {
+    node->out_grad = calloc((size_t)n_out, sizeof *node->out_grad);
+    node->out_ptr = calloc((size_t)n_out, sizeof *node->out_ptr);
+    node->out_meta = calloc((size_t)n_out, sizeof *node->out_meta);
+    ok = node->out_grad && node->out_ptr && node->out_meta;
+  }
+  if (!ok) {
+    loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory recording the graph",
+                   op->name);
+    if (node) {
+      node->op = op; /* so free_node accounts for it */
+      free_node(node);
+    }
+    for (int k = 0; k < n_out; k++) /* backward through these must fail */
+      out[k]->link = (loom_grad_link){.slot = -2};
+    return NULL;
+  }
+  node->op = op;
+  node->seq = ++tape.seq;
+  node->n_in = n;
+  for (int i = 0; i < n; i++)
+    node->in[i] = loom_keep((loom_tensor *)in[i]);
+  node->n_out = n_out;
+  node->live_out = n_out;
+  for (int k = 0; k < n_out; k++) {
+    link_output(node, out[k], k);
+    if (node->out_meta) {
+      node->out_meta[k].dtype = out[k]->dtype;
+      node->out_meta[k].ndim = out[k]->ndim;
+      memcpy(node->out_meta[k].shape, out[k]->shape, sizeof out[k]->shape);
+    }
+  }
+  return node;
+}
+
+loom_node *loom__record(const loom_op_def *op, loom_tensor *out, int n,
+                        const loom_tensor *const *in) {
+  if (!out)
+    return NULL;
+  return loom__record_multi(op, &out, 1, n, in);
+}
+
+void loom__save(loom_node *n, const loom_tensor *t) {
+  if (!n || !t)
+    return;
+  if (n->n_saved == n->cap_saved) {
+    int cap = 2 * n->cap_saved;
+    loom_tensor **s = malloc((size_t)cap * sizeof *s);
+    int64_t *v = malloc((size_t)cap * sizeof *v);
+    if (!s || !v) {
+      free(s);
+      free(v);
+      loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory saving a tensor",
+                     n->op->name);
+      for (int k = 0; k < n->n_out; k++)
+        if (n->out_ptr[k])
+          n->out_ptr[k]->link.slot = -2;
+      return;
+    }
+    memcpy(s, n->saved, (size_t)n->n_saved * sizeof *s);
+    memcpy(v, n->saved_version, (size_t)n->n_saved * sizeof *v);
+    if (n->saved != n->saved_buf) {
+      free(n->saved);
+      free(n->saved_version);
+    }
+    n->saved = s;
+    n->saved_version = v;
+    n->cap_saved = cap;
+  }
+  loom_tensor *keep;
+  if (t->link.slot == n->slot && t->link.gen == n->gen) {
+    /* The node's own output: keep an unlinked alias of its data. */
+    keep = loom__view_of(t, t->ndim, t->shape, t->strides, t->offset);
+    if (!keep)
+      return;
+  } else {
+    keep = loom_keep((loom_tensor *)t);
+  }
+  n->saved_version[n->n_saved] = t->storage->version;
+  n->saved[n->n_saved++] = keep;
+}
+
+const loom_tensor *loom__input(const loom_node *n, int i) { return n->in[i]; }
+
+const loom_tensor *loom__saved(const loom_node *n, int i) {
+  const loom_tensor *t = n->saved[i];
+  if (t->storage->version != n->saved_version[i]) {
+    loom_set_error(LOOM_ERR_STATE,
+                   "backward of %s: a tensor %s it saved was modified in place "
+                   "after it was used (version %lld, now %lld); clone it "
+                   "before writing to it",
+                   n->op->name, loom__shp(t), (long long)n->saved_version[i],
+                   (long long)t->storage->version);
+    return NULL;
+  }
+  return t;
+}
+
+bool loom__needs_grad(const loom_node *n, int i) {
+  return n->in[i] && n->in[i]->requires_grad;
+}
+
+/* ---- leaves ---- */
+
+loom_tensor *loom_set_requires_grad(loom_tensor *t, bool on) {
+  if (!t)
+    return NULL;
+  if (t->link.slot != -1)
+    return LOOM_FAIL(LOOM_ERR_STATE, "set_requires_grad: only leaf tensors "
+                     "(not results of recorded ops); use detach first");
+  if (on && !loom_dtype_is_float(t->dtype))
+    return LOOM_FAIL(LOOM_ERR_DTYPE, "set_requires_grad: %s tensors cannot "
+                     "require grad", loom_dtype_name(t->dtype));
+  t->requires_grad = on;
+  return t;
+}
+
+bool loom_requires_grad(const loom_tensor *t) { return t && t->requires_grad; }
+bool loom_is_leaf(const loom_tensor *t) { return t && t->link.slot == -1; }
+loom_tensor *loom_grad(const loom_tensor *t) { return t ? t->grad : NULL; }
+
+void loom_zero_grad(loom_tensor *t) {
+  if (!t)
+    return;
+  loom__unref(t->grad);
+  t->grad = NULL;
+}
+
+void loom_retain_grad(loom_tensor *t) {
+  if (t)
+    t->retains_grad = true;
+}
+
+loom_tensor *loom_detach(const loom_tensor *t) {
+  if (!t)
+    return NULL;
+  return loom__to_scope(
+      loom__view_of(t, t->ndim, t->shape, t->strides, t->offset));
+}
+
+bool loom__inplace_ok(loom_tensor *t, const char *op) {
+  if (tape.no_grad_depth == 0 && t->requires_grad) {
+    loom_set_error(LOOM_ERR_STATE,
+                   "%s: in-place write into %s, which requires grad; use the "
+                   "out-of-place op, or write under loom_no_grad_begin",
+                   op, loom__shp(t));
+    return false;
+  }
+  loom__bump_version(t);
+  return true;
+}
+
+/* ---- accumulating gradients ---- */
+
+/* Adds g into *slot: the first gradient is kept by reference; later ones
+ * make a new sum (never written in place, as g may be shared). */
+static void add_into(loom_tensor **slot, loom_tensor *g) {
+  if (!*slot) {
+    *slot = loom_keep(g);
+    return;
+  }
+  loom_tensor *sum = loom__alloc((*slot)->dtype, g->ndim, g->shape, "backward");
+  if (!sum)
+    return;
+  loom_kernel_binary(&loom_k_add, sum, *slot, g, NULL);
+  loom__unref(*slot);
+  *slot = sum;
+}
+
+void loom__accumulate(loom_node *n, int i, const loom_tensor *g) {
+  loom_tensor *in = n->in[i];
+  if (!g || !in || !in->requires_grad)
+    return;
+  loom_tensor *r = (loom_tensor *)g;
+  if (!loom_same_shape(r, in))
+    r = loom__sum_to(r, in->ndim, in->shape);
+  if (r && r->dtype != in->dtype)
+    r = loom_to_dtype(r, in->dtype);
+  if (!r)
+    return;
+  if (tape.anomaly && loom_kernel_has_nonfinite(r)) {
+    loom_set_error(LOOM_ERR_NUMERIC, "anomaly: backward of %s produced "
+                   "NaN/Inf in the gradient of input %d %s", n->op->name, i,
+                   loom__shp(in));
+    return;
+  }
+  if (in->link.slot == -2) {
+    loom_set_error(LOOM_ERR_STATE, "backward: part of the graph could not be "
+                   "recorded (out of memory)");
+    return;
+  }
+  if (in->link.slot == -1) { /* a leaf */
+    if (!in->grad) {
+      in->grad = loom__alloc(in->dtype, in->ndim, in->shape, "backward");
+      if (in->grad)
+        loom_kernel_copy(in->grad, r);
+    } else {
+      loom_kernel_binary(&loom_k_add, in->grad, in->grad, r, NULL);
+      loom__bump_version(in->grad);
+    }
+    return;
+  }
+  loom_node *p = node_of(in);
+  if (!p) {
+    loom_set_error(LOOM_ERR_STATE,
+                   "backward: the graph behind a %s tensor was already freed "
+                   "by an earlier backward; pass retain_graph to the first",
+                   loom__shp(in));
+    return;
+  }
+  add_into(&p->out_grad[in->link.output], r);
+}
+
+loom_tensor *loom__sum_to(const loom_tensor *g, int ndim,
+                          const int64_t *shape) {
+  int lead = g->ndim - ndim;
+  int dims[LOOM_MAX_DIMS], nd = 0;
+  for (int d = 0; d < g->ndim; d++)
+    if (d < lead || (shape[d - lead] == 1 && g->shape[d] != 1))
+      dims[nd++] = d;
+  loom_tensor *s = nd ? loom_sum(g, dims, nd, true) : (loom_tensor *)g;
+  return loom_reshape(s, ndim, shape);
+}
+
+/* ---- backward ---- */
+
+static int by_seq_desc(const void *a, const void *b) {
+  uint64_t x = (*(loom_node *const *)a)->seq, y = (*(loom_node *const *)b)->seq;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Nodes reachable from `root`, newest first (a valid topological order,
+ * since a node's inputs were made before it). NULL on out of memory. */
+static loom_node **collect(loom_node *root, int64_t *count) {
+  int64_t n = 0, cap = 64, sp = 0, scap = 64;
+  loom_node **list = malloc((size_t)cap * sizeof *list);
+  loom_node **stack = malloc((size_t)scap * sizeof *stack);
+  if (!list || !stack)
+    goto oom;
+  uint32_t epoch = ++tape.epoch;
+  stack[sp++] = root;
+  root->visit = epoch;
+  while (sp > 0) {
+    loom_node *x = stack[--sp];
+    if (n == cap) {
+      loom_node **g = realloc(list, (size_t)(cap *= 2) * sizeof *g);
+      if (!g)
+        goto oom;
+      list = g;
+    }
+    list[n++] = x;
+    for (int i = 0; i < x->n_in; i++) {
+      loom_node *p = x->in[i] ? node_of(x->in[i]) : NULL;
+      if (!p || p->visit == epoch)
+        continue;
+      p->visit = epoch;
+      if (sp == scap) {
+        loom_node **g = realloc(stack, (size_t)(scap *= 2) * sizeof *g);
+        if (!g)
+          goto oom;
+        stack = g;
+      }
+      stack[sp++] = p;
+    }
+  }
+  free(stack);
+  qsort(list, (size_t)n, sizeof *list, by_seq_desc);
+  *count = n;
+  return list;
+oom:
+  free(list);
+  free(stack);
+  loom_set_error(LOOM_ERR_MEMORY, "backward: out of memory");
+  return NULL;
+}
+
+static bool fill_missing_grads(loom_node *n) {
+  for (int k = 0; k < n->n_out; k++) {
+    if (n->out_grad[k])
+      continue;
+    const loom_out_meta *m = &n->out_meta[k];
+    loom_tensor *z = loom__alloc(m->dtype, m->ndim, m->shape, "backward");
+    if (!z)
+      return false;
+    loom_kernel_fill(z, 0);
+    n->out_grad[k] = z;
+  }
+  return true;
+}
+
+static void retain_grads(loom_node *n) {
+  for (int k = 0; k < n->n_out; k++) {
+    loom_tensor *o = n->out_ptr[k];
+    if (!o || !o->retains_grad || !n->out_grad[k])
+      continue;
+    if (!o->grad) {
+      o->grad = loom__alloc(o->dtype, o->ndim, o->shape, "retain_grad");
+      if (o->grad)
+        loom_kernel_copy(o->grad, n->out_grad[k]);
+    } else {
+      loom_kernel_binary(&loom_k_add, o->grad, o->grad, n->out_grad[k], NULL);
+    }
+  }
+}
+
+static int run_backward(loom_tensor *t, const loom_tensor *grad,
+                        bool retain) {
+  loom_node *root = node_of(t);
+  if (!root) {
+    loom_set_error(LOOM_ERR_STATE, "backward: the graph of this %s tensor was "
+                   "already freed by an earlier backward; pass retain_graph "
+                   "to the first", loom__shp(t));
+    return -1;
+  }
+  int64_t count;
+  loom_node **list = collect(root, &count);
+  if (!list)
+    return -1;
+  for (int64_t j = 0; j < count; j++)
+    list[j]->in_backward = true;
+  loom_tensor *seed = loom__alloc(grad->dtype, grad->ndim, grad->shape,
+                                  "backward");
+  if (seed) {
+    loom_kernel_copy(seed, grad);
+    add_into(&root->out_grad[t->link.output], seed);
+    loom__unref(seed);
+  }
+  int rc = seed ? 0 : -1;
+  loom_no_grad_begin();
+  for (int64_t j = 0; j < count && rc == 0; j++) {
+    loom_node *n = list[j];
+    bool any = false;
+    for (int k = 0; k < n->n_out; k++)
+      any |= n->out_grad[k] != NULL;
+    if (!any)
+      continue;
+    if (n->n_out > 1 && !fill_missing_grads(n)) {
+      rc = -1;
+      break;
+    }
+    retain_grads(n);
+    loom_scope *s = loom_scope_begin();
+    n->op->backward(n, n->out_grad);
+    loom_scope_end(s);
+    for (int k = 0; k < n->n_out; k++) {
+      loom__unref(n->out_grad[k]);
+      n->out_grad[k] = NULL;
+    }
+    if (loom_last_status() != LOOM_OK)
+      rc = -1;
+  }
+  loom_no_grad_end();
+  /* Free what was used (or, when retaining, what nothing can reach now),
+   * and drop gradients left in nodes an error skipped. */
+  for (int64_t j = 0; j < count; j++) {
+    loom_node *n = list[j];
+    n->in_backward = false;
+    for (int k = 0; k < n->n_out; k++) {
+      loom__unref(n->out_grad[k]);
+      n->out_grad[k] = NULL;
+    }
+  }
+  for (int64_t j = 0; j < count; j++) {
+    loom_node *n = list[j];
+    if (n->op && (!retain || n->live_out == 0))
+      free_node(n);
+  }
+  free(list);
+  return rc;
+}
+
+int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
+                       const loom_backward_opts *opts) {
+  if (!t || !grad)
+    return -1;
+  if (loom_last_status() != LOOM_OK) /* an earlier failure is pending */
+    return -1;
+  if (!t->requires_grad) {
+    loom_set_error(LOOM_ERR_STATE, "backward: tensor %s does not require grad "
+                   "(no input of its ops required grad, or grad mode was off)",
+                   loom__shp(t));
+    return -1;
+  }
+  if (!loom_same_shape(t, grad)) {
+    char a[96], b[96];
+    loom_set_error(LOOM_ERR_SHAPE, "backward: gradient %s for a tensor %s",
+                   loom_shape_str(grad, a, sizeof a),
+                   loom_shape_str(t, b, sizeof b));
+    return -1;
+  }
+  if (t->link.slot == -2) {
+    loom_set_error(LOOM_ERR_STATE, "backward: the graph could not be recorded "
+                   "(out of memory)");
+    return -1;
+  }
+  if (t->link.slot == -1) { /* a leaf: its gradient is the seed */
+    if (!t->grad) {
+      t->grad = loom__alloc(t->dtype, t->ndim, t->shape, "backward");
+      if (!t->grad)
+        return -1;
+      loom_kernel_copy(t->grad, grad);
+    } else {
+      loom_kernel_binary(&loom_k_add, t->grad, t->grad, grad, NULL);
+    }
+    return 0;
+  }
+  return run_backward(t, grad, opts && opts->retain_graph);
+}
+
+int loom_backward(loom_tensor *loss) {
+  if (!loss)
+    return -1;
+  if (loss->numel != 1) {
+    loom_set_error(LOOM_ERR_SHAPE, "backward: loss %s has %lld elements; use "
+                   "loom_backward_with for non-scalar outputs",
+                   loom__shp(loss), (long long)loss->numel);
+    return -1;
+  }
+  loom_tensor *one = loom__alloc(loss->dtype, loss->ndim, loss->shape,
+                                 "backward");
+  if (!one)
+    return -1;
+  loom_kernel_fill(one, 1);
+  int rc = loom_backward_with(loss, one, NULL);
+  loom__unref(one);
+  return rc;
+}
+
+/* ---- debugging ---- */
+
+void loom_graph_print(FILE *f, const loom_tensor *t) {
+  if (!t)
+    return;
+  loom_node *root = node_of(t);
+  if (!root) {
+    fprintf(f, "%s %s: %s\n", loom__shp(t), loom_dtype_name(t->dtype),
+            t->link.slot == -1 ? (t->requires_grad ? "leaf (requires grad)"
+                                                   : "constant")
+                               : "graph freed");
+    return;
+  }
+  int64_t count;
+  loom_node **list = collect(root, &count);
+  if (!list)
+    return;
+  for (int64_t j = 0; j < count; j++) {
+    loom_node *n = list[j];
+    fprintf(f, "#%llu %s(", (unsigned long long)n->seq,
+            n->fn ? n->fn->name : n->op->name);
+    for (int i = 0; i < n->n_in; i++) {
+      const loom_tensor *in = n->in[i];
+      loom_node *p = node_of(in);
+      if (p)
+        fprintf(f, "%s#%llu", i ? ", " : "", (unsigned long long)p->seq);
+      else
+        fprintf(f, "%s%s%s", i ? ", " : "",
+                in->requires_grad ? "leaf" : "const", loom__shp(in));
+    }
+    fprintf(f, ")");
+    for (int k = 0; k < n->n_out; k++)
+      if (n->out_ptr[k])
+        fprintf(f, " -> %s", loom__shp(n->out_ptr[k]));
+    fprintf(f, "\n");
+  }
+  free(list);
+}

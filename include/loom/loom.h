@@ -1,0 +1,9 @@
+/* loom: a dynamic autograd tensor framework in C11. One include for all of
+ * it: tensors, ops and autograd, layers, optimizers. */
+#ifndef LOOM_H
+#define LOOM_H
+
+#include "tensor/tensor.h"
+#include "autograd/autograd.h"
+
+#endif

@@ -1,0 +1,119 @@
+/* Creating tensors: constant fills, ranges, identity, from C arrays. */
+#include "kernels.h"
+
+#include <math.h>
+
+loom_tensor *loom_empty(loom_dtype dtype, int ndim, const int64_t *shape) {
+  return loom__new(dtype, ndim, shape, "empty");
+}
+
+loom_tensor *loom_full(loom_dtype dtype, double value, int ndim,
+                       const int64_t *shape) {
+  loom_tensor *t = loom__new(dtype, ndim, shape, "full");
+  if (t)
+    loom_kernel_fill(t, value);
+  return t;
+}
+
+loom_tensor *loom_zeros(loom_dtype dtype, int ndim, const int64_t *shape) {
+  return loom_full(dtype, 0, ndim, shape);
+}
+
+loom_tensor *loom_ones(loom_dtype dtype, int ndim, const int64_t *shape) {
+  return loom_full(dtype, 1, ndim, shape);
+}
+
+loom_tensor *loom_scalar(loom_dtype dtype, double value) {
+  return loom_full(dtype, value, 0, NULL);
+}
+
+loom_tensor *loom_empty_like(const loom_tensor *t) {
+  return t ? loom_empty(t->dtype, t->ndim, t->shape) : NULL;
+}
+loom_tensor *loom_zeros_like(const loom_tensor *t) {
+  return t ? loom_zeros(t->dtype, t->ndim, t->shape) : NULL;
+}
+loom_tensor *loom_ones_like(const loom_tensor *t) {
+  return t ? loom_ones(t->dtype, t->ndim, t->shape) : NULL;
+}
+loom_tensor *loom_full_like(const loom_tensor *t, double value) {
+  return t ? loom_full(t->dtype, value, t->ndim, t->shape) : NULL;
+}
+
+loom_tensor *loom_arange(loom_dtype dtype, double start, double end,
+                         double step) {
+  if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "arange: bad range %g..%g step %g",
+                     start, end, step);
+  double count = ceil((end - start) / step);
+  int64_t n = count > 0 ? (int64_t)count : 0;
+  loom_tensor *t = loom__new(dtype, 1, &n, "arange");
+  if (!t)
+    return NULL;
+  size_t es = loom_dtype_size(t->dtype);
+  for (int64_t i = 0; i < n; i++)
+    loom__write(t->data + (size_t)i * es, t->dtype, start + (double)i * step);
+  return t;
+}
+
+loom_tensor *loom_linspace(loom_dtype dtype, double start, double end,
+                           int64_t steps) {
+  if (steps < 0)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "linspace: steps %lld < 0",
+                     (long long)steps);
+  loom_tensor *t = loom__new(dtype, 1, &steps, "linspace");
+  if (!t)
+    return NULL;
+  size_t es = loom_dtype_size(t->dtype);
+  double step = steps > 1 ? (end - start) / (double)(steps - 1) : 0;
+  /* Like PyTorch: the first half counts up from start, the second half
+   * down from end, so both endpoints are exact. */
+  for (int64_t i = 0; i < steps; i++) {
+    double v = i < steps / 2 ? start + step * (double)i
+                             : end - step * (double)(steps - 1 - i);
+    loom__write(t->data + (size_t)i * es, t->dtype, v);
+  }
+  return t;
+}
+
+loom_tensor *loom_eye(loom_dtype dtype, int64_t n, int64_t m) {
+  if (m < 0)
+    m = n;
+  loom_tensor *t = loom_zeros(dtype, 2, (int64_t[]){n, m});
+  if (!t)
+    return NULL;
+  size_t es = loom_dtype_size(t->dtype);
+  for (int64_t i = 0; i < n && i < m; i++)
+    loom__write(t->data + (size_t)(i * m + i) * es, t->dtype, 1);
+  return t;
+}
+
+loom_tensor *loom_from_array(loom_dtype dtype, const void *data, int ndim,
+                             const int64_t *shape) {
+  loom_tensor *t = loom__new(dtype, ndim, shape, "from_array");
+  if (!t)
+    return NULL;
+  if (t->numel > 0 && !data)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "from_array: NULL data");
+  if (t->numel > 0)
+    memcpy(t->data, data, (size_t)t->numel * loom_dtype_size(t->dtype));
+  return t;
+}
+
+int loom_copy_to_array(const loom_tensor *t, loom_dtype dtype, void *dst,
+                       int64_t n) {
+  if (!t)
+    return -1;
+  dtype = loom__resolve(dtype);
+  if (n != t->numel) {
+    loom_set_error(LOOM_ERR_SHAPE, "copy_to_array: %lld elements for %s",
+                   (long long)n, loom__shp(t));
+    return -1;
+  }
+  loom_tensor *view = loom_from_buffer(dtype, dst, t->ndim, t->shape, NULL,
+                                       NULL, NULL);
+  if (!view)
+    return -1;
+  loom_kernel_copy(view, t);
+  return 0;
+}

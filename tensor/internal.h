@@ -1,0 +1,120 @@
+/* The tensor struct and the helpers the library's own files share. Not
+ * installed: users see loom_tensor as an opaque type. */
+#ifndef LOOM_TENSOR_INTERNAL_H
+#define LOOM_TENSOR_INTERNAL_H
+
+#include "tensor.h"
+
+#include <string.h>
+
+typedef struct loom_storage {
+  int64_t refcount;
+  /* Bumped by every in-place write, so autograd can tell whether a tensor it
+   * saved still holds the values it saw (shared by all views). */
+  int64_t version;
+  int64_t nbytes;
+  char *data;
+  void (*release)(void *data, void *ctx); /* external buffers only */
+  void *release_ctx;
+} loom_storage;
+
+/* Autograd's link from a tensor to the node that produced it. The node is
+ * valid only while the tape slot still has generation `gen`. */
+typedef struct loom_grad_link {
+  int32_t slot; /* -1: no node (a leaf, or made with recording off) */
+  uint32_t gen;
+  int32_t output; /* which output of the node */
+} loom_grad_link;
+
+struct loom_tensor {
+  loom_storage *storage;
+  char *data;     /* storage->data + offset * itemsize */
+  int64_t offset; /* in elements */
+  int64_t numel;
+  int64_t shape[LOOM_MAX_DIMS];
+  int64_t strides[LOOM_MAX_DIMS];
+  int32_t ndim;
+  loom_dtype dtype;
+  int64_t refcount;
+  /* autograd */
+  bool requires_grad;
+  bool retains_grad;
+  loom_grad_link link;
+  loom_tensor *grad; /* owned */
+};
+
+/* ---- allocation (tensor.c) ---- */
+
+/* A new contiguous tensor with one reference owned by the caller (not yet in
+ * any scope). dtype must be concrete. NULL + error on bad shape / memory. */
+loom_tensor *loom__alloc(loom_dtype dtype, int ndim, const int64_t *shape,
+                         const char *op);
+/* A view of `base` with the given geometry, one caller-owned reference. */
+loom_tensor *loom__view_of(const loom_tensor *base, int ndim,
+                           const int64_t *shape, const int64_t *strides,
+                           int64_t offset);
+/* Puts a caller-owned reference into the innermost scope and returns t. */
+loom_tensor *loom__to_scope(loom_tensor *t);
+/* Scope-owned results (the common case): alloc + to_scope. */
+loom_tensor *loom__new(loom_dtype dtype, int ndim, const int64_t *shape,
+                       const char *op);
+/* Drops one reference (the function behind loom_release). */
+void loom__unref(loom_tensor *t);
+
+/* Called when a tensor with a valid grad link is destroyed (set by
+ * autograd, so tensor/ never calls up into it directly). */
+extern void (*loom__unlink_hook)(loom_tensor *t);
+/* Called by loom_cleanup before scopes are drained. */
+extern void (*loom__cleanup_hook)(void);
+
+/* ---- geometry (shape.c) ---- */
+
+int64_t loom__numel_of(int ndim, const int64_t *shape);
+void loom__contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
+bool loom__is_contiguous(const loom_tensor *t);
+/* Normalises a possibly negative dim for a tensor of `ndim` dims (ndim+1
+ * for insert positions); -1 + error naming `op` when out of range. */
+int loom__dim(int dim, int ndim, const char *op);
+/* NumPy broadcast of two shapes; -1 + error naming op and shapes. */
+int loom__broadcast_shape(const loom_tensor *a, const loom_tensor *b,
+                          int64_t *out_shape, const char *op);
+/* Strides that view t as broadcast to `shape` (stride 0 on broadcast dims);
+ * t's shape must be broadcastable. */
+void loom__broadcast_strides(const loom_tensor *t, int ndim,
+                             const int64_t *shape, int64_t *strides);
+/* "[2, 3]" into buf. */
+char *loom__shape_str(int ndim, const int64_t *shape, char *buf, size_t size);
+/* Shape string in a rotating thread-local buffer: for error messages. */
+const char *loom__shp(const loom_tensor *t);
+
+/* ---- dtypes ---- */
+
+loom_dtype loom__resolve(loom_dtype dtype); /* DEFAULT -> thread default */
+loom_dtype loom__promote(loom_dtype a, loom_dtype b);
+/* Promotion where a 0-dim float tensor does not raise a dimensioned float
+ * tensor's precision (PyTorch's rule for wrapped scalars). */
+loom_dtype loom__promote_tensors(const loom_tensor *a, const loom_tensor *b);
+double loom__read(const char *p, loom_dtype dtype);
+void loom__write(char *p, loom_dtype dtype, double v);
+
+/* ---- errors ---- */
+
+#define LOOM_FAIL(status, ...) (loom_set_error((status), __VA_ARGS__), NULL)
+/* True (and error recorded) when t is NULL or not of a float dtype. */
+bool loom__check_float(const loom_tensor *t, const char *op);
+
+/* ---- versions ---- */
+static inline void loom__bump_version(loom_tensor *t) {
+  t->storage->version++;
+}
+
+/* ---- scopes ---- */
+void loom__scope_drain_all(void);
+
+/* ---- threads ---- */
+/* Below this many elements a kernel stays on one thread (cost model: thread
+ * wake-up ~ several microseconds; scaled by the per-element cost). */
+#define LOOM_PAR_MIN 32768
+int loom__threads_for(int64_t work);
+
+#endif

@@ -1,0 +1,196 @@
+/* Copies with dtype conversion, fills, and selection (where/masked_fill). */
+#include "iter.h"
+#include "kernels.h"
+
+#include <math.h>
+
+/* Float -> integer conversion saturates (NaN -> 0) instead of being
+ * undefined; everything else converts as C does, bool as != 0. */
+static inline int64_t to_i64(double v) {
+  return v != v ? 0 : v >= 9.2233720368547758e18 ? INT64_MAX
+         : v <= -9.2233720368547758e18 ? INT64_MIN : (int64_t)v;
+}
+static inline uint8_t to_u8(double v) {
+  return v != v || v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)v;
+}
+
+#define CONVERT(TO, TI, EXPR)                                                  \
+  static void cv_##TO##_##TI(char **p, const int64_t *s, int64_t n, void *c) { \
+    (void)c;                                                                   \
+    for (int64_t i = 0; i < n; i++) {                                          \
+      TI x = *(const TI *)(p[1] + i * s[1]);                                   \
+      *(TO *)(p[0] + i * s[0]) = (EXPR);                                       \
+    }                                                                          \
+  }
+typedef int64_t i64;
+typedef uint8_t u8;
+CONVERT(float, double, (float)x)
+CONVERT(float, i64, (float)x)
+CONVERT(float, u8, (float)x)
+CONVERT(double, float, (double)x)
+CONVERT(double, i64, (double)x)
+CONVERT(double, u8, (double)x)
+CONVERT(i64, float, to_i64(x))
+CONVERT(i64, double, to_i64(x))
+CONVERT(i64, u8, (i64)x)
+CONVERT(u8, float, to_u8(x))
+CONVERT(u8, double, to_u8(x))
+CONVERT(u8, i64, x <= 0 ? 0 : x >= 255 ? 255 : (u8)x)
+#undef CONVERT
+
+typedef struct {
+  size_t es;
+  loom_dtype from;
+} copy_ctx;
+
+static void to_bool(char **p, const int64_t *s, int64_t n, void *c) {
+  loom_dtype from = ((const copy_ctx *)c)->from;
+  for (int64_t i = 0; i < n; i++)
+    *(uint8_t *)(p[0] + i * s[0]) = loom__read(p[1] + i * s[1], from) != 0;
+}
+
+
+
+static void same(char **p, const int64_t *s, int64_t n, void *c) {
+  size_t es = ((const copy_ctx *)c)->es;
+  if (s[0] == (int64_t)es && s[1] == (int64_t)es) {
+    memcpy(p[0], p[1], (size_t)n * es);
+    return;
+  }
+  switch (es) {
+  case 4:
+    for (int64_t i = 0; i < n; i++)
+      *(uint32_t *)(p[0] + i * s[0]) = *(const uint32_t *)(p[1] + i * s[1]);
+    break;
+  case 8:
+    for (int64_t i = 0; i < n; i++)
+      *(uint64_t *)(p[0] + i * s[0]) = *(const uint64_t *)(p[1] + i * s[1]);
+    break;
+  default:
+    for (int64_t i = 0; i < n; i++)
+      *(uint8_t *)(p[0] + i * s[0]) = *(const uint8_t *)(p[1] + i * s[1]);
+  }
+}
+
+static loom_iter_fn converter(loom_dtype to, loom_dtype from) {
+  if (to == from || (to == LOOM_U8 && from == LOOM_BOOL))
+    return same;
+  if (to == LOOM_BOOL)
+    return to_bool;
+#define K(T, F) ((int)(T) * LOOM_DTYPE_COUNT + (int)(F))
+  switch (K(to == LOOM_BOOL ? LOOM_U8 : to, from == LOOM_BOOL ? LOOM_U8 : from)) {
+  case K(LOOM_F32, LOOM_F64): return cv_float_double;
+  case K(LOOM_F32, LOOM_I64): return cv_float_i64;
+  case K(LOOM_F32, LOOM_U8): return cv_float_u8;
+  case K(LOOM_F64, LOOM_F32): return cv_double_float;
+  case K(LOOM_F64, LOOM_I64): return cv_double_i64;
+  case K(LOOM_F64, LOOM_U8): return cv_double_u8;
+  case K(LOOM_I64, LOOM_F32): return cv_i64_float;
+  case K(LOOM_I64, LOOM_F64): return cv_i64_double;
+  case K(LOOM_I64, LOOM_U8): return cv_i64_u8;
+  case K(LOOM_U8, LOOM_F32): return cv_u8_float;
+  case K(LOOM_U8, LOOM_F64): return cv_u8_double;
+  case K(LOOM_U8, LOOM_I64): return cv_u8_i64;
+  default: return same;
+  }
+#undef K
+}
+
+void loom_kernel_copy(loom_tensor *out, const loom_tensor *x) {
+  loom_iter it;
+  loom__iter_init(&it, 2, (const loom_tensor *[]){out, x}, out->ndim,
+                  out->shape);
+  copy_ctx c = {loom_dtype_size(x->dtype), x->dtype};
+  loom__iter_run(&it, converter(out->dtype, x->dtype), &c, 1);
+}
+
+static void fill(char **p, const int64_t *s, int64_t n, void *c) {
+  const copy_ctx *f = c;
+  const char *value = (const char *)(f + 1);
+  for (int64_t i = 0; i < n; i++)
+    memcpy(p[0] + i * s[0], value, f->es);
+}
+
+void loom_kernel_fill(loom_tensor *out, double value) {
+  struct {
+    copy_ctx c;
+    char value[8];
+  } f = {{loom_dtype_size(out->dtype), out->dtype}, {0}};
+  loom__write(f.value, out->dtype, value);
+  loom_iter it;
+  loom__iter_init(&it, 1, (const loom_tensor *[]){out}, out->ndim, out->shape);
+  if (it.ndim == 1 && it.strides[0][0] == (int64_t)f.c.es && value == 0 &&
+      !signbit(value)) {
+    memset(out->data, 0, (size_t)out->numel * f.c.es);
+    return;
+  }
+  loom__iter_run(&it, fill, &f, 1);
+}
+
+static void where_fn(char **p, const int64_t *s, int64_t n, void *c) {
+  size_t es = ((const copy_ctx *)c)->es;
+  for (int64_t i = 0; i < n; i++) {
+    const char *src = *(const uint8_t *)(p[1] + i * s[1]) ? p[2] + i * s[2]
+                                                          : p[3] + i * s[3];
+    memcpy(p[0] + i * s[0], src, es);
+  }
+}
+
+void loom_kernel_where(loom_tensor *out, const loom_tensor *cond,
+                       const loom_tensor *a, const loom_tensor *b) {
+  loom_iter it;
+  loom__iter_init(&it, 4, (const loom_tensor *[]){out, cond, a, b}, out->ndim,
+                  out->shape);
+  copy_ctx c = {loom_dtype_size(out->dtype), out->dtype};
+  loom__iter_run(&it, where_fn, &c, 2);
+}
+
+static void masked_fn(char **p, const int64_t *s, int64_t n, void *c) {
+  const copy_ctx *f = c;
+  const char *value = (const char *)(f + 1);
+  for (int64_t i = 0; i < n; i++) {
+    const char *src = *(const uint8_t *)(p[2] + i * s[2]) ? value
+                                                          : p[1] + i * s[1];
+    memmove(p[0] + i * s[0], src, f->es);
+  }
+}
+
+void loom_kernel_masked_fill(loom_tensor *out, const loom_tensor *x,
+                             const loom_tensor *mask, double value) {
+  struct {
+    copy_ctx c;
+    char value[8];
+  } f = {{loom_dtype_size(out->dtype), out->dtype}, {0}};
+  loom__write(f.value, out->dtype, value);
+  loom_iter it;
+  loom__iter_init(&it, 3, (const loom_tensor *[]){out, x, mask}, out->ndim,
+                  out->shape);
+  loom__iter_run(&it, masked_fn, &f, 2);
+}
+
+static void nonfinite_fn(char **p, const int64_t *s, int64_t n, void *c) {
+  bool *found = c, bad = false;
+  for (int64_t i = 0; i < n; i++)
+    bad |= !isfinite(*(const float *)(p[0] + i * s[0]));
+  *found |= bad;
+}
+
+static void nonfinite_fn64(char **p, const int64_t *s, int64_t n, void *c) {
+  bool *found = c, bad = false;
+  for (int64_t i = 0; i < n; i++)
+    bad |= !isfinite(*(const double *)(p[0] + i * s[0]));
+  *found |= bad;
+}
+
+bool loom_kernel_has_nonfinite(const loom_tensor *x) {
+  if (!loom_dtype_is_float(x->dtype))
+    return false;
+  loom_iter it;
+  loom__iter_init(&it, 1, (const loom_tensor *[]){x}, x->ndim, x->shape);
+  bool found = false;
+  if (x->dtype == LOOM_F32)
+    loom__iter_run_serial(&it, nonfinite_fn, &found);
+  else
+    loom__iter_run_serial(&it, nonfinite_fn64, &found);
+  return found;
+}

@@ -1,0 +1,169 @@
+/* Pooling over contiguous planes (N*C planes of h x w). */
+#include "kernels.h"
+
+#include <math.h>
+
+#define MAXPOOL(T)                                                             \
+  static void maxpool_##T(T *out, int64_t *idx, const T *x,                    \
+                          const loom_pool_geom *g) {                           \
+    int nt = loom__threads_for(g->planes * g->oh * g->ow * g->kh * g->kw);     \
+    _Pragma("omp parallel for num_threads(nt) if (nt > 1)")                   \
+    for (int64_t p = 0; p < g->planes; p++) {                                  \
+      const T *plane = x + p * g->h * g->w;                                    \
+      for (int64_t oi = 0; oi < g->oh; oi++)                                   \
+        for (int64_t oj = 0; oj < g->ow; oj++) {                               \
+          T best = -INFINITY;                                                  \
+          int64_t bi = -1;                                                     \
+          for (int64_t ki = 0; ki < g->kh; ki++) {                             \
+            int64_t ii = oi * g->sh - g->ph + ki * g->dh;                      \
+            if (ii < 0 || ii >= g->h)                                          \
+              continue;                                                        \
+            for (int64_t kj = 0; kj < g->kw; kj++) {                           \
+              int64_t jj = oj * g->sw - g->pw + kj * g->dw;                    \
+              if (jj < 0 || jj >= g->w)                                        \
+                continue;                                                      \
+              T v = plane[ii * g->w + jj];                                     \
+              if (bi < 0 || v > best || v != v) {                              \
+                best = v;                                                      \
+                bi = ii * g->w + jj;                                           \
+                if (v != v)                                                    \
+                  goto done_##T;                                               \
+              }                                                                \
+            }                                                                  \
+          }                                                                    \
+          done_##T:                                                            \
+          out[(p * g->oh + oi) * g->ow + oj] = best;                           \
+          if (idx)                                                             \
+            idx[(p * g->oh + oi) * g->ow + oj] = bi < 0 ? 0 : bi;              \
+        }                                                                      \
+    }                                                                          \
+  }
+MAXPOOL(float)
+MAXPOOL(double)
+
+void loom_kernel_max_pool2d(loom_tensor *out, loom_tensor *indices,
+                            const loom_tensor *x, const loom_pool_geom *g) {
+  int64_t *idx = indices ? (int64_t *)indices->data : NULL;
+  if (x->dtype == LOOM_F32)
+    maxpool_float((float *)out->data, idx, (const float *)x->data, g);
+  else
+    maxpool_double((double *)out->data, idx, (const double *)x->data, g);
+}
+
+void loom_kernel_max_pool2d_backward(loom_tensor *gx, const loom_tensor *gout,
+                                     const loom_tensor *indices,
+                                     const loom_pool_geom *g) {
+  loom_kernel_fill(gx, 0);
+  const int64_t *idx = (const int64_t *)indices->data;
+  int64_t per = g->oh * g->ow;
+  for (int64_t p = 0; p < g->planes; p++)
+    for (int64_t i = 0; i < per; i++) {
+      int64_t src = p * per + i, dst = p * g->h * g->w + idx[src];
+      if (gx->dtype == LOOM_F32)
+        ((float *)gx->data)[dst] += ((const float *)gout->data)[src];
+      else
+        ((double *)gx->data)[dst] += ((const double *)gout->data)[src];
+    }
+}
+
+/* Window [start, end) of output position o, PyTorch's avg_pool2d bounds. */
+static void window(int64_t o, int64_t s, int64_t p, int64_t k, int64_t size,
+                   int64_t *lo, int64_t *hi, int64_t *padded) {
+  int64_t a = o * s - p, b = a + k;
+  if (b > size + p)
+    b = size + p;
+  *padded = b - a;
+  *lo = a < 0 ? 0 : a;
+  *hi = b > size ? size : b;
+}
+
+#define AVGPOOL(T)                                                             \
+  static void avgpool_##T(T *out, const T *x, const loom_pool_geom *g,         \
+                          bool backward) {                                     \
+    for (int64_t p = 0; p < g->planes; p++)                                    \
+      for (int64_t oi = 0; oi < g->oh; oi++)                                   \
+        for (int64_t oj = 0; oj < g->ow; oj++) {                               \
+          int64_t h0, h1, hp, w0, w1, wp;                                      \
+          window(oi, g->sh, g->ph, g->kh, g->h, &h0, &h1, &hp);                \
+          window(oj, g->sw, g->pw, g->kw, g->w, &w0, &w1, &wp);                \
+          int64_t count = g->exclude_pad ? (h1 - h0) * (w1 - w0) : hp * wp;    \
+          int64_t o = (p * g->oh + oi) * g->ow + oj;                           \
+          if (count <= 0) {                                                    \
+            if (!backward)                                                     \
+              out[o] = 0;                                                      \
+            continue;                                                          \
+          }                                                                    \
+          if (backward) {                                                      \
+            T share = x[o] / (T)count;                                         \
+            for (int64_t i = h0; i < h1; i++)                                  \
+              for (int64_t j = w0; j < w1; j++)                                \
+                out[(p * g->h + i) * g->w + j] += share;                       \
+          } else {                                                             \
+            double s = 0;                                                      \
+            for (int64_t i = h0; i < h1; i++)                                  \
+              for (int64_t j = w0; j < w1; j++)                                \
+                s += x[(p * g->h + i) * g->w + j];                             \
+            out[o] = (T)(s / (double)count);                                   \
+          }                                                                    \
+        }                                                                      \
+  }
+AVGPOOL(float)
+AVGPOOL(double)
+
+void loom_kernel_avg_pool2d(loom_tensor *out, const loom_tensor *x,
+                            const loom_pool_geom *g, bool backward) {
+  if (backward)
+    loom_kernel_fill(out, 0);
+  if (out->dtype == LOOM_F32)
+    avgpool_float((float *)out->data, (const float *)x->data, g, backward);
+  else
+    avgpool_double((double *)out->data, (const double *)x->data, g, backward);
+}
+
+/* out: planes x oh x ow from x: planes x h x w (forward); backward swaps
+ * roles: out is the input gradient, x the output gradient. */
+#define ADAPTIVE(T)                                                            \
+  static void adaptive_##T(T *big, T *small, int64_t planes, int64_t h,        \
+                           int64_t w, int64_t oh, int64_t ow, bool backward) { \
+    for (int64_t p = 0; p < planes; p++)                                       \
+      for (int64_t oi = 0; oi < oh; oi++) {                                    \
+        int64_t h0 = oi * h / oh, h1 = ((oi + 1) * h + oh - 1) / oh;           \
+        for (int64_t oj = 0; oj < ow; oj++) {                                  \
+          int64_t w0 = oj * w / ow, w1 = ((oj + 1) * w + ow - 1) / ow;         \
+          int64_t count = (h1 - h0) * (w1 - w0);                               \
+          T *o = small + (p * oh + oi) * ow + oj;                              \
+          if (backward) {                                                      \
+            T share = *o / (T)count;                                           \
+            for (int64_t i = h0; i < h1; i++)                                  \
+              for (int64_t j = w0; j < w1; j++)                                \
+                big[(p * h + i) * w + j] += share;                             \
+          } else {                                                             \
+            double s = 0;                                                      \
+            for (int64_t i = h0; i < h1; i++)                                  \
+              for (int64_t j = w0; j < w1; j++)                                \
+                s += big[(p * h + i) * w + j];                                 \
+            *o = (T)(s / (double)count);                                       \
+          }                                                                    \
+        }                                                                      \
+      }                                                                        \
+  }
+ADAPTIVE(float)
+ADAPTIVE(double)
+
+void loom_kernel_adaptive_avg_pool2d(loom_tensor *out, const loom_tensor *x,
+                                     bool backward) {
+  /* In the forward direction out is small; backward, out is big. */
+  const loom_tensor *big = backward ? out : x, *small = backward ? x : out;
+  int nd = big->ndim;
+  int64_t h = big->shape[nd - 2], w = big->shape[nd - 1];
+  int64_t oh = small->shape[nd - 2], ow = small->shape[nd - 1];
+  int64_t planes = h > 0 && w > 0 ? big->numel / (h * w) : 0;
+  if (backward)
+    loom_kernel_fill(out, 0);
+  if (out->dtype == LOOM_F32)
+    adaptive_float((float *)big->data, (float *)small->data, planes, h, w, oh,
+                   ow, backward);
+  else
+    adaptive_double((double *)big->data, (double *)small->data, planes, h, w,
+                    oh, ow, backward);
+}

@@ -1,0 +1,401 @@
+/* Reductions over any set of dims, arg-max/min along a dim, and softmax.
+ *
+ * Determinism: every output element is reduced in an order fixed by the
+ * shapes. Threads either own disjoint output elements or, for a reduction to
+ * a single value, fixed-size blocks whose partial results are combined in
+ * block order; which path runs depends on sizes, never on the thread count.
+ */
+#include "iter.h"
+#include "kernels.h"
+
+#include <stdlib.h>
+#include <tgmath.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define BLOCK 65536
+
+typedef struct {
+  loom_reduce_op op;
+  loom_dtype xt; /* input dtype; the accumulator is double for float32 */
+} red_ctx;
+
+#define MAXOP(acc, x) (((x) > (acc) || (x) != (x)) ? (x) : (acc))
+#define MINOP(acc, x) (((x) < (acc) || (x) != (x)) ? (x) : (acc))
+#define SUMOP(acc, x) ((acc) + (x))
+#define PRODOP(acc, x) ((acc) * (x))
+
+/* acc (type TA) op= x (type TX) along a run; a zero accumulator stride means
+ * the whole run folds into one accumulator. */
+#define ROW(NAME, TA, TX, OP)                                                  \
+  static void NAME(char *a_, const char *x_, int64_t n, int64_t sa,           \
+                   int64_t sx) {                                               \
+    if (sa == 0) {                                                             \
+      TA acc = *(TA *)a_;                                                      \
+      for (int64_t i = 0; i < n; i++)                                          \
+        acc = OP(acc, (TA) * (const TX *)(x_ + i * sx));                       \
+      *(TA *)a_ = acc;                                                         \
+    } else {                                                                   \
+      for (int64_t i = 0; i < n; i++) {                                        \
+        TA *a = (TA *)(a_ + i * sa);                                           \
+        *a = OP(*a, (TA) * (const TX *)(x_ + i * sx));                         \
+      }                                                                        \
+    }                                                                          \
+  }
+
+/* Contiguous float sums fold into eight partial sums, which lets the
+ * compiler use vector adds without reassociating a single chain. */
+#define SUM_ROW(NAME, TX)                                                      \
+  static void NAME(char *a_, const char *x_, int64_t n, int64_t sa,           \
+                   int64_t sx) {                                               \
+    if (sa == 0 && sx == (int64_t)sizeof(TX)) {                                \
+      const TX *x = (const TX *)x_;                                            \
+      double s[8] = {0};                                                       \
+      int64_t i = 0;                                                           \
+      for (; i + 8 <= n; i += 8)                                               \
+        for (int j = 0; j < 8; j++)                                            \
+          s[j] += (double)x[i + j];                                            \
+      double tail = 0;                                                         \
+      for (; i < n; i++)                                                       \
+        tail += (double)x[i];                                                  \
+      *(double *)a_ += ((s[0] + s[4]) + (s[1] + s[5])) +                       \
+                       ((s[2] + s[6]) + (s[3] + s[7])) + tail;                 \
+    } else if (sa == 0) {                                                      \
+      double acc = *(double *)a_;                                              \
+      for (int64_t i = 0; i < n; i++)                                          \
+        acc += (double)*(const TX *)(x_ + i * sx);                             \
+      *(double *)a_ = acc;                                                     \
+    } else {                                                                   \
+      for (int64_t i = 0; i < n; i++)                                          \
+        *(double *)(a_ + i * sa) += (double)*(const TX *)(x_ + i * sx);        \
+    }                                                                          \
+  }
+
+SUM_ROW(sum_f32, float)
+SUM_ROW(sum_f64, double)
+ROW(sum_i64, int64_t, int64_t, SUMOP)
+ROW(prod_f32, double, float, PRODOP)
+ROW(prod_f64, double, double, PRODOP)
+ROW(prod_i64, int64_t, int64_t, PRODOP)
+ROW(max_f32, float, float, MAXOP)
+ROW(max_f64, double, double, MAXOP)
+ROW(max_i64, int64_t, int64_t, MAXOP)
+ROW(max_u8, uint8_t, uint8_t, MAXOP)
+ROW(min_f32, float, float, MINOP)
+ROW(min_f64, double, double, MINOP)
+ROW(min_i64, int64_t, int64_t, MINOP)
+ROW(min_u8, uint8_t, uint8_t, MINOP)
+
+typedef void (*row_fn)(char *, const char *, int64_t, int64_t, int64_t);
+
+static row_fn pick(loom_reduce_op op, loom_dtype t) {
+  static const row_fn table[4][LOOM_DTYPE_COUNT] = {
+      [LOOM_REDUCE_SUM] = {[LOOM_F32] = sum_f32, [LOOM_F64] = sum_f64,
+                           [LOOM_I64] = sum_i64},
+      [LOOM_REDUCE_PROD] = {[LOOM_F32] = prod_f32, [LOOM_F64] = prod_f64,
+                            [LOOM_I64] = prod_i64},
+      [LOOM_REDUCE_MAX] = {[LOOM_F32] = max_f32, [LOOM_F64] = max_f64,
+                           [LOOM_I64] = max_i64, [LOOM_BOOL] = max_u8,
+                           [LOOM_U8] = max_u8},
+      [LOOM_REDUCE_MIN] = {[LOOM_F32] = min_f32, [LOOM_F64] = min_f64,
+                           [LOOM_I64] = min_i64, [LOOM_BOOL] = min_u8,
+                           [LOOM_U8] = min_u8},
+  };
+  return table[op][t];
+}
+
+static void run_row(char **p, const int64_t *s, int64_t n, void *c) {
+  row_fn fn = *(row_fn *)c;
+  fn(p[0], p[1], n, s[0], s[1]);
+}
+
+static double identity(loom_reduce_op op, loom_dtype t) {
+  switch (op) {
+  case LOOM_REDUCE_SUM: return 0;
+  case LOOM_REDUCE_PROD: return 1;
+  case LOOM_REDUCE_MAX:
+    return loom_dtype_is_float(t) ? -INFINITY : t == LOOM_I64 ? -9.3e18 : 0;
+  case LOOM_REDUCE_MIN:
+    return loom_dtype_is_float(t) ? INFINITY : t == LOOM_I64 ? 9.3e18 : 255;
+  }
+  return 0;
+}
+
+/* A shallow copy of t's geometry with dims ordered by decreasing |stride|
+ * of `x`, so the innermost loop walks x's memory in order. */
+static void order_like(loom_tensor *view, const loom_tensor *t,
+                       const int *perm) {
+  *view = *t;
+  for (int i = 0; i < t->ndim; i++) {
+    view->shape[i] = t->shape[perm[i]];
+    view->strides[i] = t->strides[perm[i]];
+  }
+}
+
+static void reduce_blocks(const loom_iter *it, row_fn fn, loom_reduce_op op,
+                          loom_dtype at, char *acc) {
+  int64_t n = it->numel, nb = (n + BLOCK - 1) / BLOCK;
+  size_t es = loom_dtype_size(at);
+  char *part = malloc((size_t)nb * es);
+  int64_t sx = it->strides[1][0];
+  int nt = loom__threads_for(n);
+  if (!part) { /* fall back to one pass */
+    fn(acc, it->base[1], n, 0, sx);
+    return;
+  }
+  double id = identity(op, at);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t b = 0; b < nb; b++) {
+    char *pb = part + b * (int64_t)es;
+    loom__write(pb, at, id);
+    int64_t lo = b * BLOCK, len = n - lo < BLOCK ? n - lo : BLOCK;
+    fn(pb, it->base[1] + lo * sx, len, 0, sx);
+  }
+  /* Combine partials in block order with the same row function, reading
+   * them as an accumulator-typed run. */
+  if (at == LOOM_F64 && (op == LOOM_REDUCE_SUM))
+    for (int64_t b = 0; b < nb; b++)
+      *(double *)acc += ((double *)part)[b];
+  else if (at == LOOM_F64 && op == LOOM_REDUCE_PROD)
+    for (int64_t b = 0; b < nb; b++)
+      *(double *)acc *= ((double *)part)[b];
+  else
+    pick(op, at)(acc, part, nb, 0, (int64_t)es);
+  free(part);
+}
+
+int loom_kernel_reduce(loom_reduce_op op, loom_tensor *out,
+                       const loom_tensor *x) {
+  loom_dtype xt = x->dtype;
+  row_fn fn = pick(op, xt);
+  if (!fn) {
+    loom_set_error(LOOM_ERR_DTYPE, "reduce: not defined for %s",
+                   loom_dtype_name(xt));
+    return -1;
+  }
+  bool wide = op == LOOM_REDUCE_SUM || op == LOOM_REDUCE_PROD;
+  loom_dtype at = wide && loom_dtype_is_float(xt) ? LOOM_F64 : xt;
+  loom_tensor *acc = out;
+  if (at != out->dtype) {
+    acc = loom__alloc(at, out->ndim, out->shape, "reduce");
+    if (!acc)
+      return -1;
+  }
+  loom_kernel_fill(acc, identity(op, at));
+  if (x->numel > 0) {
+    int perm[LOOM_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++)
+      perm[i] = i;
+    for (int i = 1; i < x->ndim; i++) /* stable insertion sort */
+      for (int j = i; j > 0 && llabs(x->strides[perm[j - 1]]) <
+                                   llabs(x->strides[perm[j]]);
+           j--) {
+        int tmp = perm[j];
+        perm[j] = perm[j - 1];
+        perm[j - 1] = tmp;
+      }
+    loom_tensor xv, av;
+    order_like(&xv, x, perm);
+    loom_tensor accv = *acc;
+    int64_t bs[LOOM_MAX_DIMS];
+    loom__broadcast_strides(acc, x->ndim, x->shape, bs);
+    for (int i = 0; i < x->ndim; i++)
+      accv.strides[i] = bs[i];
+    accv.ndim = x->ndim;
+    for (int i = 0; i < x->ndim; i++)
+      accv.shape[i] = x->shape[i];
+    order_like(&av, &accv, perm);
+    loom_iter it;
+    loom__iter_init(&it, 2, (const loom_tensor *[]){&av, &xv}, xv.ndim,
+                    xv.shape);
+    int split = -1;
+    for (int d = 0; d < it.ndim && split < 0; d++)
+      if (it.strides[0][d] != 0 && it.shape[d] > 1)
+        split = d;
+    int nt = loom__threads_for(it.numel);
+    if (split < 0 && it.ndim == 1 && it.numel >= 2 * BLOCK) {
+      reduce_blocks(&it, fn, op, at, acc->data);
+    } else if (split >= 0 && nt > 1) {
+      int64_t len = it.shape[split];
+#pragma omp parallel num_threads(nt)
+      {
+#ifdef _OPENMP
+        int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+#else
+        int64_t t = 0, T = 1;
+#endif
+        loom_iter part = it;
+        int64_t lo = len * t / T, hi = len * (t + 1) / T;
+        part.shape[split] = hi - lo;
+        part.numel = it.numel / len * (hi - lo);
+        for (int k = 0; k < 2; k++)
+          part.base[k] += lo * it.strides[k][split];
+        loom__iter_run_serial(&part, run_row, &fn);
+      }
+    } else {
+      loom__iter_run_serial(&it, run_row, &fn);
+    }
+  }
+  if (acc != out) {
+    loom_kernel_copy(out, acc);
+    loom__unref(acc);
+  }
+  return 0;
+}
+
+/* ---- max/min with indices along one dim ---- */
+
+typedef struct {
+  int64_t len, step; /* along the reduced dim: count and byte stride */
+  loom_dtype t;
+  bool is_max;
+} arg_ctx;
+
+#define ARG_SCAN(T)                                                            \
+  do {                                                                         \
+    T best = *(const T *)row;                                                  \
+    int64_t bi = 0;                                                            \
+    for (int64_t j = 1; j < a->len && best == best; j++) {                     \
+      T v = *(const T *)(row + j * a->step);                                   \
+      if (v != v || (a->is_max ? v > best : v < best)) {                       \
+        best = v;                                                              \
+        bi = j;                                                                \
+      }                                                                        \
+    }                                                                          \
+    *(T *)vo = best;                                                           \
+    *(int64_t *)io = bi;                                                       \
+  } while (0)
+
+#define ARG_SCAN_INT(T)                                                        \
+  do {                                                                         \
+    T best = *(const T *)row;                                                  \
+    int64_t bi = 0;                                                            \
+    for (int64_t j = 1; j < a->len; j++) {                                     \
+      T v = *(const T *)(row + j * a->step);                                   \
+      if (a->is_max ? v > best : v < best) {                                   \
+        best = v;                                                              \
+        bi = j;                                                                \
+      }                                                                        \
+    }                                                                          \
+    *(T *)vo = best;                                                           \
+    *(int64_t *)io = bi;                                                       \
+  } while (0)
+
+static void arg_run(char **p, const int64_t *s, int64_t n, void *c) {
+  const arg_ctx *a = c;
+  for (int64_t i = 0; i < n; i++) {
+    char *vo = p[0] + i * s[0], *io = p[1] + i * s[1];
+    const char *row = p[2] + i * s[2];
+    switch (a->t) {
+    case LOOM_F32: ARG_SCAN(float); break;
+    case LOOM_F64: ARG_SCAN(double); break;
+    case LOOM_I64: ARG_SCAN_INT(int64_t); break;
+    default: ARG_SCAN_INT(uint8_t); break;
+    }
+  }
+}
+
+void loom_kernel_arg_reduce(bool is_max, loom_tensor *values,
+                            loom_tensor *indices, const loom_tensor *x,
+                            int dim) {
+  loom_tensor rows = *x; /* x with `dim` collapsed to its first element */
+  rows.shape[dim] = 1;
+  arg_ctx a = {x->shape[dim],
+               x->strides[dim] * (int64_t)loom_dtype_size(x->dtype), x->dtype,
+               is_max};
+  loom_iter it;
+  loom__iter_init(&it, 3, (const loom_tensor *[]){values, indices, &rows},
+                  values->ndim, values->shape);
+  loom__iter_run(&it, arg_run, &a, (int)(a.len > 1000 ? 1000 : a.len));
+}
+
+/* ---- softmax ---- */
+
+#define SOFTMAX(T)                                                             \
+  static void softmax_##T(T *y, const T *x, int64_t outer, int64_t len,        \
+                          int64_t inner, bool log_) {                          \
+    int nt = loom__threads_for(outer * len * inner * 8);                       \
+    _Pragma("omp parallel for num_threads(nt) if (nt > 1)")                   \
+    for (int64_t o = 0; o < outer; o++)                                        \
+      for (int64_t k = 0; k < inner; k++) {                                    \
+        const T *xr = x + o * len * inner + k;                                 \
+        T *yr = y + o * len * inner + k;                                       \
+        T m = -INFINITY;                                                       \
+        for (int64_t j = 0; j < len; j++)                                      \
+          m = xr[j * inner] > m ? xr[j * inner] : m;                           \
+        if (m == -INFINITY)                                                    \
+          m = 0; /* a row of -inf: keep exp(-inf - 0) = 0 */                  \
+        double s = 0;                                                          \
+        for (int64_t j = 0; j < len; j++) {                                    \
+          T e = (T)exp(xr[j * inner] - m);                                     \
+          s += e;                                                              \
+          if (!log_)                                                           \
+            yr[j * inner] = e;                                                 \
+        }                                                                      \
+        if (log_) {                                                            \
+          T ls = (T)log(s);                                                    \
+          for (int64_t j = 0; j < len; j++)                                    \
+            yr[j * inner] = xr[j * inner] - m - ls;                            \
+        } else {                                                               \
+          T r = (T)(1 / s);                                                    \
+          for (int64_t j = 0; j < len; j++)                                    \
+            yr[j * inner] *= r;                                                \
+        }                                                                      \
+      }                                                                        \
+  }                                                                            \
+  static void softmax_grad_##T(T *gi, const T *y, const T *g, int64_t outer,   \
+                               int64_t len, int64_t inner, bool log_) {        \
+    int nt = loom__threads_for(outer * len * inner * 4);                       \
+    _Pragma("omp parallel for num_threads(nt) if (nt > 1)")                   \
+    for (int64_t o = 0; o < outer; o++)                                        \
+      for (int64_t k = 0; k < inner; k++) {                                    \
+        int64_t base = o * len * inner + k;                                    \
+        double s = 0;                                                          \
+        for (int64_t j = 0; j < len; j++)                                      \
+          s += log_ ? (double)g[base + j * inner]                              \
+                    : (double)g[base + j * inner] * y[base + j * inner];       \
+        T ts = (T)s;                                                           \
+        for (int64_t j = 0; j < len; j++) {                                    \
+          int64_t i = base + j * inner;                                        \
+          gi[i] = log_ ? g[i] - (T)exp(y[i]) * ts : y[i] * (g[i] - ts);        \
+        }                                                                      \
+      }                                                                        \
+  }
+SOFTMAX(float)
+SOFTMAX(double)
+
+static void geometry(const loom_tensor *t, int dim, int64_t *outer,
+                     int64_t *inner) {
+  *outer = 1;
+  *inner = 1;
+  for (int i = 0; i < dim; i++)
+    *outer *= t->shape[i];
+  for (int i = dim + 1; i < t->ndim; i++)
+    *inner *= t->shape[i];
+}
+
+void loom_kernel_softmax(loom_tensor *out, const loom_tensor *x, int dim,
+                         bool log_) {
+  int64_t outer, inner, len = x->ndim ? x->shape[dim] : 1;
+  geometry(x, dim, &outer, &inner);
+  if (x->dtype == LOOM_F32)
+    softmax_float((float *)out->data, (const float *)x->data, outer, len,
+                  inner, log_);
+  else
+    softmax_double((double *)out->data, (const double *)x->data, outer, len,
+                   inner, log_);
+}
+
+void loom_kernel_softmax_grad(loom_tensor *gin, const loom_tensor *y,
+                              const loom_tensor *g, int dim, bool log_) {
+  int64_t outer, inner, len = y->ndim ? y->shape[dim] : 1;
+  geometry(y, dim, &outer, &inner);
+  if (y->dtype == LOOM_F32)
+    softmax_grad_float((float *)gin->data, (const float *)y->data,
+                       (const float *)g->data, outer, len, inner, log_);
+  else
+    softmax_grad_double((double *)gin->data, (const double *)y->data,
+                        (const double *)g->data, outer, len, inner, log_);
+}

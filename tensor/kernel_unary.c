@@ -1,0 +1,155 @@
+/* Elementwise kernels of one operand (and one or two scalar parameters). */
+#include "iter.h"
+#include "map.h"
+
+/* Float loops: EXPR for float and double. */
+#define FLOAT1(NAME, EXPR)                                                     \
+  LOOM_MAP1(NAME##_f32, float, float, EXPR)                                    \
+  LOOM_MAP1(NAME##_f64, double, double, EXPR)
+/* Loops for every numeric dtype (integers keep their type). */
+#define NUM1(NAME, EXPR)                                                       \
+  FLOAT1(NAME, EXPR)                                                           \
+  LOOM_MAP1(NAME##_i64, int64_t, int64_t, EXPR)
+/* Predicates: any input dtype, bool output. */
+#define PRED1(NAME, EXPR)                                                      \
+  LOOM_MAP1(NAME##_f32, float, uint8_t, EXPR)                                  \
+  LOOM_MAP1(NAME##_f64, double, uint8_t, EXPR)                                 \
+  LOOM_MAP1(NAME##_i64, int64_t, uint8_t, EXPR)                                \
+  LOOM_MAP1(NAME##_u8, uint8_t, uint8_t, EXPR)
+
+#define FLOAT_TABLE(NAME, COST)                                                \
+  const loom_unary_kernel loom_k_##NAME = {                                    \
+      #NAME, {[LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64}, COST};
+#define INT_TABLE(NAME, COST)                                                  \
+  const loom_unary_kernel loom_k_##NAME = {                                    \
+      #NAME,                                                                   \
+      {[LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64,                       \
+       [LOOM_I64] = NAME##_i64},                                               \
+      COST};
+#define ALL_TABLE(NAME, COST)                                                  \
+  const loom_unary_kernel loom_k_##NAME = {                                    \
+      #NAME,                                                                   \
+      {[LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64,                       \
+       [LOOM_I64] = NAME##_i64, [LOOM_BOOL] = NAME##_u8,                       \
+       [LOOM_U8] = NAME##_u8},                                                 \
+      COST};
+
+#define SIGMOID(v) (1 / (1 + exp(-(v))))
+
+FLOAT1(exp, exp(x))
+FLOAT1(expm1, expm1(x))
+FLOAT1(log, log(x))
+FLOAT1(log1p, log1p(x))
+FLOAT1(sqrt, sqrt(x))
+FLOAT1(rsqrt, 1 / sqrt(x))
+FLOAT1(reciprocal, 1 / x)
+FLOAT1(sin, sin(x))
+FLOAT1(cos, cos(x))
+FLOAT1(tanh, tanh(x))
+FLOAT1(sigmoid, SIGMOID(x))
+/* log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)): no overflow either way. */
+FLOAT1(log_sigmoid, (x < 0 ? x : 0) - log1p(exp(-fabs(x))))
+FLOAT1(leaky_relu, x < 0 ? x * (scalar_t)p[0] : x)
+FLOAT1(gelu, (scalar_t)0.5 * x *
+                 (1 + erf(x * (scalar_t)0.70710678118654752440)))
+FLOAT1(gelu_tanh,
+       (scalar_t)0.5 * x *
+           (1 + tanh((scalar_t)0.79788456080286535588 *
+                     (x + (scalar_t)0.044715 * x * x * x))))
+FLOAT1(elu, x > 0 ? x : (scalar_t)p[0] * expm1(x))
+FLOAT1(silu, x / (1 + exp(-x)))
+FLOAT1(softplus, x * (scalar_t)p[0] > (scalar_t)p[1]
+                     ? x
+                     : log1p(exp(x * (scalar_t)p[0])) /
+                           (scalar_t)p[0])
+FLOAT1(pow_scalar, pow(x, (scalar_t)p[0]))
+
+NUM1(neg, -x)
+NUM1(square, x * x)
+NUM1(abs, x < 0 ? -x : x)
+NUM1(sign, (x > 0) - (x < 0))
+NUM1(relu, x < 0 ? 0 : x)
+/* The scalar is first rounded to the tensor's dtype, as PyTorch does; the
+ * op layer saturates integer bounds so these conversions are defined. */
+NUM1(add_scalar, x + (scalar_t)p[0])
+NUM1(mul_scalar, x * (scalar_t)p[0])
+FLOAT1(div_scalar, x / (scalar_t)p[0])
+NUM1(rsub_scalar, (scalar_t)p[0] - x)
+NUM1(clamp, x < (scalar_t)p[0] ? (scalar_t)p[0]
+            : x > (scalar_t)p[1] ? (scalar_t)p[1] : x)
+
+PRED1(eq_scalar, (double)x == p[0])
+PRED1(ne_scalar, (double)x != p[0])
+PRED1(lt_scalar, (double)x < p[0])
+PRED1(le_scalar, (double)x <= p[0])
+PRED1(gt_scalar, (double)x > p[0])
+PRED1(ge_scalar, (double)x >= p[0])
+LOOM_MAP1(logical_not_u8, uint8_t, uint8_t, !x)
+LOOM_MAP1(isfinite_f32, float, uint8_t, isfinite(x))
+LOOM_MAP1(isfinite_f64, double, uint8_t, isfinite(x))
+
+FLOAT_TABLE(exp, 8)
+FLOAT_TABLE(expm1, 8)
+FLOAT_TABLE(log, 8)
+FLOAT_TABLE(log1p, 8)
+FLOAT_TABLE(sqrt, 2)
+FLOAT_TABLE(rsqrt, 2)
+FLOAT_TABLE(reciprocal, 1)
+FLOAT_TABLE(sin, 8)
+FLOAT_TABLE(cos, 8)
+FLOAT_TABLE(tanh, 8)
+FLOAT_TABLE(sigmoid, 8)
+FLOAT_TABLE(log_sigmoid, 12)
+FLOAT_TABLE(leaky_relu, 1)
+FLOAT_TABLE(gelu, 8)
+FLOAT_TABLE(gelu_tanh, 8)
+FLOAT_TABLE(elu, 8)
+FLOAT_TABLE(silu, 8)
+FLOAT_TABLE(softplus, 12)
+FLOAT_TABLE(pow_scalar, 8)
+INT_TABLE(neg, 1)
+INT_TABLE(square, 1)
+INT_TABLE(abs, 1)
+INT_TABLE(sign, 1)
+INT_TABLE(relu, 1)
+INT_TABLE(add_scalar, 1)
+INT_TABLE(mul_scalar, 1)
+INT_TABLE(rsub_scalar, 1)
+FLOAT_TABLE(div_scalar, 1)
+INT_TABLE(clamp, 1)
+ALL_TABLE(eq_scalar, 1)
+ALL_TABLE(ne_scalar, 1)
+ALL_TABLE(lt_scalar, 1)
+ALL_TABLE(le_scalar, 1)
+ALL_TABLE(gt_scalar, 1)
+ALL_TABLE(ge_scalar, 1)
+const loom_unary_kernel loom_k_logical_not = {
+    "logical_not", {[LOOM_BOOL] = logical_not_u8, [LOOM_U8] = logical_not_u8}, 1};
+const loom_unary_kernel loom_k_isfinite = {
+    "isfinite", {[LOOM_F32] = isfinite_f32, [LOOM_F64] = isfinite_f64}, 1};
+
+typedef struct {
+  loom_map1_fn fn;
+  const double *p;
+} map1_ctx;
+
+static void run1(char **ptrs, const int64_t *step, int64_t n, void *c) {
+  const map1_ctx *m = c;
+  m->fn(ptrs[0], ptrs[1], n, step[0], step[1], m->p);
+}
+
+int loom_kernel_unary(const loom_unary_kernel *k, loom_tensor *out,
+                      const loom_tensor *x, const double *p) {
+  loom_map1_fn fn = k->loop[x->dtype];
+  if (!fn) {
+    loom_set_error(LOOM_ERR_DTYPE, "%s: not defined for %s", k->name,
+                   loom_dtype_name(x->dtype));
+    return -1;
+  }
+  loom_iter it;
+  loom__iter_init(&it, 2, (const loom_tensor *[]){out, x}, out->ndim,
+                  out->shape);
+  map1_ctx c = {fn, p};
+  loom__iter_run(&it, run1, &c, k->cost);
+  return 0;
+}

@@ -1,0 +1,175 @@
+/* Kernels: compute into given outputs, know nothing of gradients. The op
+ * layer (autograd/) checks shapes and dtypes before calling them; kernels
+ * assume valid arguments. Inputs may be strided or broadcast views of the
+ * output's shape (stride 0). Not installed. */
+#ifndef LOOM_KERNELS_H
+#define LOOM_KERNELS_H
+
+#include "internal.h"
+
+/* ---- elementwise maps (kernel_unary.c, kernel_binary.c) ----
+ * One inner loop per dtype; NULL where the dtype is not supported. Byte
+ * strides; p holds the op's scalar parameters. */
+typedef void (*loom_map1_fn)(char *o, const char *x, int64_t n, int64_t so,
+                             int64_t sx, const double *p);
+typedef void (*loom_map2_fn)(char *o, const char *a, const char *b, int64_t n,
+                             int64_t so, int64_t sa, int64_t sb,
+                             const double *p);
+
+typedef struct loom_unary_kernel {
+  const char *name;
+  loom_map1_fn loop[LOOM_DTYPE_COUNT];
+  int cost; /* relative cost per element, for the thread threshold */
+} loom_unary_kernel;
+
+typedef struct loom_binary_kernel {
+  const char *name;
+  loom_map2_fn loop[LOOM_DTYPE_COUNT]; /* indexed by the input dtype */
+  bool to_bool;                        /* output is bool (comparisons) */
+  int cost;
+} loom_binary_kernel;
+
+/* out = k(x); x broadcast to out's shape, same dtype. -1 + error if the
+ * dtype has no loop. */
+int loom_kernel_unary(const loom_unary_kernel *k, loom_tensor *out,
+                      const loom_tensor *x, const double *p);
+/* out = k(a, b); a and b broadcast to out's shape, same dtype. */
+int loom_kernel_binary(const loom_binary_kernel *k, loom_tensor *out,
+                       const loom_tensor *a, const loom_tensor *b,
+                       const double *p);
+
+#define LOOM_UNARY_KERNELS(X)                                                  \
+  X(neg) X(exp) X(expm1) X(log) X(log1p) X(sqrt) X(rsqrt) X(square)            \
+  X(reciprocal) X(abs) X(sign) X(sin) X(cos) X(tanh) X(sigmoid)                \
+  X(log_sigmoid) X(relu) X(leaky_relu) X(gelu) X(gelu_tanh) X(elu) X(silu)     \
+  X(softplus) X(clamp) X(pow_scalar) X(add_scalar) X(mul_scalar)               \
+  X(rsub_scalar) X(div_scalar) X(logical_not) X(eq_scalar) X(ne_scalar) X(lt_scalar)         \
+  X(le_scalar) X(gt_scalar) X(ge_scalar) X(isfinite)
+#define LOOM_BINARY_KERNELS(X)                                                 \
+  X(add) X(sub) X(mul) X(div) X(pow) X(maximum) X(minimum) X(add_scaled)      \
+  X(eq) X(ne) X(lt) X(le) X(gt) X(ge) X(logical_and) X(logical_or)            \
+  X(tanh_grad) X(sigmoid_grad) X(relu_grad) X(leaky_relu_grad) X(gelu_grad)   \
+  X(gelu_tanh_grad) X(elu_grad) X(silu_grad) X(softplus_grad)                 \
+  X(log_sigmoid_grad) X(clamp_grad) X(sqrt_grad) X(rsqrt_grad)                \
+  X(reciprocal_grad) X(log_grad) X(log1p_grad) X(abs_grad) X(sin_grad)        \
+  X(cos_grad) X(exp_grad) X(expm1_grad) X(pow_scalar_grad) X(square_grad)
+#define LOOM_DECLARE_KERNEL(name) extern const loom_unary_kernel loom_k_##name;
+LOOM_UNARY_KERNELS(LOOM_DECLARE_KERNEL)
+#undef LOOM_DECLARE_KERNEL
+#define LOOM_DECLARE_KERNEL(name) extern const loom_binary_kernel loom_k_##name;
+LOOM_BINARY_KERNELS(LOOM_DECLARE_KERNEL)
+#undef LOOM_DECLARE_KERNEL
+
+/* ---- copies (kernel_copy.c) ---- */
+
+/* out = x converted to out's dtype; x broadcast to out's shape. */
+void loom_kernel_copy(loom_tensor *out, const loom_tensor *x);
+void loom_kernel_fill(loom_tensor *out, double value);
+/* out = cond ? a : b (cond bool; all broadcast to out; a, b out's dtype). */
+void loom_kernel_where(loom_tensor *out, const loom_tensor *cond,
+                       const loom_tensor *a, const loom_tensor *b);
+/* out = mask ? value : x. */
+void loom_kernel_masked_fill(loom_tensor *out, const loom_tensor *x,
+                             const loom_tensor *mask, double value);
+/* True when any element is NaN or +-Inf (float dtypes). */
+bool loom_kernel_has_nonfinite(const loom_tensor *x);
+
+/* ---- reductions (kernel_reduce.c) ---- */
+
+typedef enum loom_reduce_op {
+  LOOM_REDUCE_SUM,
+  LOOM_REDUCE_PROD,
+  LOOM_REDUCE_MAX,
+  LOOM_REDUCE_MIN,
+} loom_reduce_op;
+
+/* out (x's ndim, size 1 on reduced dims) = reduction of x over the dims
+ * where out has size 1 and x does not. Float sums accumulate in double, in
+ * an order fixed by the shape (not the thread count). */
+int loom_kernel_reduce(loom_reduce_op op, loom_tensor *out,
+                        const loom_tensor *x);
+/* Max/min along one dim: values (x's dtype) and int64 indices, both with
+ * x's ndim and size 1 on `dim`. Either may be NULL. First occurrence wins;
+ * NaN counts as the largest. */
+void loom_kernel_arg_reduce(bool is_max, loom_tensor *values,
+                            loom_tensor *indices, const loom_tensor *x,
+                            int dim);
+/* Softmax / log-softmax of contiguous x along dim into contiguous out. */
+void loom_kernel_softmax(loom_tensor *out, const loom_tensor *x, int dim,
+                         bool log);
+/* Their gradients: gin = y * (g - sum(g*y)) or g - exp(y) * sum(g). */
+void loom_kernel_softmax_grad(loom_tensor *gin, const loom_tensor *y,
+                              const loom_tensor *g, int dim, bool log);
+
+/* ---- matrix products (kernel_gemm.c) ---- */
+
+/* out = alpha * a @ b + beta * out, for 2-D a (n x k), b (k x m), out
+ * (n x m) with unit inner stride; a and b may have either unit stride. */
+void loom_kernel_gemm(loom_tensor *out, const loom_tensor *a,
+                      const loom_tensor *b, double alpha, double beta);
+/* True if a 2-D view can be passed to BLAS without a copy. */
+bool loom_kernel_gemm_ok(const loom_tensor *m);
+/* The same on raw pointers (row-major, element strides), for batched and
+ * im2col callers. */
+void loom_kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
+                          int64_t m, int64_t k, double alpha, const void *a,
+                          int64_t lda, const void *b, int64_t ldb, double beta,
+                          void *c, int64_t ldc);
+
+/* ---- indexing (kernel_index.c) ---- */
+
+/* out[..i..] = x[..index[..i..]..] along dim; index int64, values checked
+ * by the caller. */
+void loom_kernel_gather(loom_tensor *out, const loom_tensor *x, int dim,
+                        const loom_tensor *index);
+/* out[..index[..i..]..] += src[..i..] along dim (out already holds the base
+ * values). */
+void loom_kernel_scatter_add(loom_tensor *out, int dim,
+                             const loom_tensor *index, const loom_tensor *src);
+/* out = x.index_select(dim, index) (index 1-D). */
+void loom_kernel_index_select(loom_tensor *out, const loom_tensor *x, int dim,
+                              const loom_tensor *index);
+/* out.index_select(dim, index) += alpha * src, accumulating repeats. */
+void loom_kernel_index_add(loom_tensor *out, int dim, const loom_tensor *index,
+                           const loom_tensor *src, double alpha);
+/* -1 + error naming op when an index is outside [0, size). */
+int loom_kernel_check_index(const loom_tensor *index, int64_t size,
+                            const char *op);
+
+/* ---- convolution and pooling (kernel_conv.c, kernel_pool.c) ---- */
+
+typedef struct loom_conv_geom {
+  int64_t n, c, h, w;       /* input */
+  int64_t oc, kh, kw;       /* weight: oc x c/groups x kh x kw */
+  int64_t oh, ow;           /* output */
+  int64_t sh, sw, ph, pw, dh, dw, groups;
+} loom_conv_geom;
+
+/* Contiguous NCHW. bias may be NULL. */
+int loom_kernel_conv2d(loom_tensor *out, const loom_tensor *x,
+                        const loom_tensor *w, const loom_tensor *bias,
+                        const loom_conv_geom *g);
+/* Gradients of conv2d; any output may be NULL (not needed); gx and gw are
+ * overwritten. */
+int loom_kernel_conv2d_backward(const loom_tensor *gout, const loom_tensor *x,
+                                 const loom_tensor *w, loom_tensor *gx,
+                                 loom_tensor *gw, loom_tensor *gb,
+                                 const loom_conv_geom *g);
+
+typedef struct loom_pool_geom {
+  int64_t planes, h, w, oh, ow;
+  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+  bool exclude_pad;
+} loom_pool_geom;
+
+void loom_kernel_max_pool2d(loom_tensor *out, loom_tensor *indices,
+                            const loom_tensor *x, const loom_pool_geom *g);
+void loom_kernel_max_pool2d_backward(loom_tensor *gx, const loom_tensor *gout,
+                                     const loom_tensor *indices,
+                                     const loom_pool_geom *g);
+void loom_kernel_avg_pool2d(loom_tensor *out, const loom_tensor *x,
+                            const loom_pool_geom *g, bool backward);
+void loom_kernel_adaptive_avg_pool2d(loom_tensor *out, const loom_tensor *x,
+                                     bool backward);
+
+#endif

@@ -1,0 +1,243 @@
+/* Printing like PyTorch, and value comparison for tests. */
+#include "kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#define EDGE 3         /* elements shown at each end when summarising */
+#define SUMMARY 1000   /* summarise tensors with more elements than this */
+
+typedef struct {
+  char *buf;
+  size_t len, cap;
+  bool oom;
+} text;
+
+static void put(text *o, const char *s) {
+  size_t n = strlen(s);
+  if (o->oom)
+    return;
+  if (o->len + n + 1 > o->cap) {
+    size_t cap = o->cap ? o->cap : 256;
+    while (cap < o->len + n + 1)
+      cap *= 2;
+    char *grown = realloc(o->buf, cap);
+    if (!grown) {
+      o->oom = true;
+      return;
+    }
+    o->buf = grown;
+    o->cap = cap;
+  }
+  memcpy(o->buf + o->len, s, n + 1);
+  o->len += n;
+}
+
+typedef struct {
+  const loom_tensor *t;
+  bool summarise;
+  int kind; /* 0 int, 1 bool, 2 float integral, 3 fixed, 4 scientific */
+  int width;
+} style;
+
+static void fmt_value(const style *st, double v, char *out, size_t n) {
+  switch (st->kind) {
+  case 0: snprintf(out, n, "%lld", (long long)v); break;
+  case 1: snprintf(out, n, "%s", v != 0 ? "True" : "False"); break;
+  case 2:
+    if (isfinite(v))
+      snprintf(out, n, "%.0f.", v);
+    else
+      snprintf(out, n, "%s", isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
+    break;
+  case 3:
+    if (isfinite(v))
+      snprintf(out, n, "%.4f", v);
+    else
+      snprintf(out, n, "%s", isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
+    break;
+  default:
+    if (isfinite(v))
+      snprintf(out, n, "%.4e", v);
+    else
+      snprintf(out, n, "%s", isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
+  }
+}
+
+static double at(const loom_tensor *t, const int64_t *idx) {
+  int64_t off = 0;
+  for (int d = 0; d < t->ndim; d++)
+    off += idx[d] * t->strides[d];
+  return loom__read(t->data + off * (int64_t)loom_dtype_size(t->dtype),
+                    t->dtype);
+}
+
+static bool shown(const style *st, int d, int64_t i) {
+  int64_t n = st->t->shape[d];
+  return !st->summarise || n <= 2 * EDGE || i < EDGE || i >= n - EDGE;
+}
+
+/* Visits the shown elements to choose a format. */
+static void scan(const style *st, int d, int64_t *idx, double *lo, double *hi,
+                 bool *integral, bool *any) {
+  const loom_tensor *t = st->t;
+  if (d == t->ndim) {
+    double v = at(t, idx);
+    if (!isfinite(v))
+      return;
+    double a = fabs(v);
+    *any = true;
+    if (a < *lo && a > 0)
+      *lo = a;
+    if (a > *hi)
+      *hi = a;
+    if (v != floor(v))
+      *integral = false;
+    return;
+  }
+  for (idx[d] = 0; idx[d] < t->shape[d]; idx[d]++)
+    if (shown(st, d, idx[d]))
+      scan(st, d + 1, idx, lo, hi, integral, any);
+}
+
+static void width_of(style *st, int d, int64_t *idx) {
+  const loom_tensor *t = st->t;
+  if (d == t->ndim) {
+    char s[64];
+    fmt_value(st, at(t, idx), s, sizeof s);
+    int w = (int)strlen(s);
+    if (w > st->width)
+      st->width = w;
+    return;
+  }
+  for (idx[d] = 0; idx[d] < t->shape[d]; idx[d]++)
+    if (shown(st, d, idx[d]))
+      width_of(st, d + 1, idx);
+}
+
+static void emit(text *o, const style *st, int d, int64_t *idx, int indent) {
+  const loom_tensor *t = st->t;
+  if (d == t->ndim) {
+    char s[64], padded[80];
+    fmt_value(st, at(t, idx), s, sizeof s);
+    snprintf(padded, sizeof padded, "%*s", st->width, s);
+    put(o, padded);
+    return;
+  }
+  put(o, "[");
+  int64_t n = t->shape[d];
+  bool first = true;
+  for (idx[d] = 0; idx[d] < n; idx[d]++) {
+    if (!shown(st, d, idx[d])) {
+      if (idx[d] == EDGE) {
+        put(o, d == t->ndim - 1 ? ", ..." : ",\n");
+        if (d < t->ndim - 1) {
+          for (int k = 0; k < indent + 1; k++)
+            put(o, " ");
+          put(o, "...");
+        }
+      }
+      continue;
+    }
+    if (!first) {
+      if (d == t->ndim - 1)
+        put(o, ", ");
+      else {
+        put(o, ",");
+        for (int k = 0; k < t->ndim - 1 - d; k++)
+          put(o, "\n");
+        for (int k = 0; k < indent + 1; k++)
+          put(o, " ");
+      }
+    }
+    first = false;
+    emit(o, st, d + 1, idx, indent + 1);
+  }
+  put(o, "]");
+}
+
+static text render(const loom_tensor *t) {
+  text o = {0};
+  if (!t) {
+    put(&o, "(null)");
+    return o;
+  }
+  style st = {t, t->numel > SUMMARY, 0, 0};
+  int64_t idx[LOOM_MAX_DIMS] = {0};
+  if (t->dtype == LOOM_BOOL)
+    st.kind = 1;
+  else if (loom_dtype_is_float(t->dtype)) {
+    double lo = INFINITY, hi = 0;
+    bool integral = true, any = false;
+    scan(&st, 0, idx, &lo, &hi, &integral, &any);
+    if (any && integral && hi < 1e8)
+      st.kind = 2;
+    else if (any && (hi / lo > 1000 || hi > 1e8 || lo < 1e-4))
+      st.kind = 4;
+    else
+      st.kind = 3;
+  }
+  width_of(&st, 0, idx);
+  put(&o, "tensor(");
+  if (t->numel == 0 && t->ndim > 0)
+    put(&o, "[]");
+  else
+    emit(&o, &st, 0, idx, 7);
+  if (t->dtype != LOOM_F32 && t->dtype != LOOM_I64) {
+    put(&o, ", dtype=");
+    put(&o, loom_dtype_name(t->dtype));
+  }
+  put(&o, ")");
+  return o;
+}
+
+void loom_fprint(FILE *f, const loom_tensor *t) {
+  text o = render(t);
+  if (o.buf)
+    fprintf(f, "%s\n", o.buf);
+  free(o.buf);
+}
+
+void loom_print(const loom_tensor *t) { loom_fprint(stdout, t); }
+
+size_t loom_format(const loom_tensor *t, char *buf, size_t size) {
+  text o = render(t);
+  size_t n = o.len;
+  if (size > 0) {
+    size_t c = n < size - 1 ? n : size - 1;
+    if (o.buf)
+      memcpy(buf, o.buf, c);
+    buf[c] = '\0';
+  }
+  free(o.buf);
+  return n;
+}
+
+/* ---- comparing ---- */
+
+static bool walk_close(const loom_tensor *a, const loom_tensor *b, double rtol,
+                       double atol, bool exact) {
+  int64_t idx[LOOM_MAX_DIMS] = {0};
+  for (int64_t i = 0; i < a->numel; i++) {
+    double x = at(a, idx), y = at(b, idx);
+    if (exact ? !(x == y || (isnan(x) && isnan(y)))
+              : !(isnan(x) && isnan(y)) &&
+                    !(x == y || fabs(x - y) <= atol + rtol * fabs(y)))
+      return false;
+    for (int d = a->ndim - 1; d >= 0; d--) {
+      if (++idx[d] < a->shape[d])
+        break;
+      idx[d] = 0;
+    }
+  }
+  return true;
+}
+
+bool loom_allclose(const loom_tensor *a, const loom_tensor *b, double rtol,
+                   double atol) {
+  return a && b && loom_same_shape(a, b) && walk_close(a, b, rtol, atol, false);
+}
+
+bool loom_equal(const loom_tensor *a, const loom_tensor *b) {
+  return a && b && loom_same_shape(a, b) && walk_close(a, b, 0, 0, true);
+}

@@ -1,0 +1,205 @@
+/* Seeded random numbers: xoshiro256** seeded through splitmix64, normals by
+ * the polar method (only log and sqrt, so streams agree across machines
+ * with IEEE arithmetic and a correctly rounded log). */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+struct loom_rng {
+  uint64_t s[4];
+  uint64_t has_spare; /* the polar method makes normals in pairs */
+  double spare;
+};
+
+static uint64_t splitmix(uint64_t *x) {
+  uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+void loom_rng_seed(loom_rng *g, uint64_t seed) {
+  for (int i = 0; i < 4; i++)
+    g->s[i] = splitmix(&seed);
+  g->has_spare = 0;
+  g->spare = 0;
+}
+
+static _Thread_local loom_rng default_rng;
+static _Thread_local bool default_seeded;
+
+static loom_rng *resolve(loom_rng *g) {
+  if (g)
+    return g;
+  if (!default_seeded) {
+    loom_rng_seed(&default_rng, 0x10011001ull);
+    default_seeded = true;
+  }
+  return &default_rng;
+}
+
+loom_rng *loom_rng_new(uint64_t seed) {
+  loom_rng *g = malloc(sizeof *g);
+  if (!g)
+    return LOOM_FAIL(LOOM_ERR_MEMORY, "rng_new: out of memory");
+  loom_rng_seed(g, seed);
+  return g;
+}
+
+void loom_rng_free(loom_rng *g) { free(g); }
+
+void loom_manual_seed(uint64_t seed) {
+  loom_rng_seed(&default_rng, seed);
+  default_seeded = true;
+}
+
+static inline uint64_t rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
+
+uint64_t loom_rng_u64(loom_rng *g) {
+  g = resolve(g);
+  uint64_t *s = g->s;
+  uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl(s[3], 45);
+  return result;
+}
+
+double loom_rng_uniform(loom_rng *g) {
+  return (double)(loom_rng_u64(g) >> 11) * 0x1.0p-53;
+}
+
+double loom_rng_normal(loom_rng *g) {
+  g = resolve(g);
+  if (g->has_spare) {
+    g->has_spare = 0;
+    return g->spare;
+  }
+  double u, v, s;
+  do {
+    u = 2 * loom_rng_uniform(g) - 1;
+    v = 2 * loom_rng_uniform(g) - 1;
+    s = u * u + v * v;
+  } while (s >= 1 || s == 0);
+  double f = sqrt(-2 * log(s) / s);
+  g->spare = v * f;
+  g->has_spare = 1;
+  return u * f;
+}
+
+__extension__ typedef unsigned __int128 u128;
+
+/* Unbiased integer in [0, n) (Lemire's method). */
+static uint64_t below(loom_rng *g, uint64_t n) {
+  u128 m = (u128)loom_rng_u64(g) * n;
+  uint64_t l = (uint64_t)m;
+  if (l < n) {
+    uint64_t t = -n % n;
+    while (l < t) {
+      m = (u128)loom_rng_u64(g) * n;
+      l = (uint64_t)m;
+    }
+  }
+  return (uint64_t)(m >> 64);
+}
+
+void loom_rng_get_state(loom_rng *g, uint64_t st[LOOM_RNG_STATE_WORDS]) {
+  g = resolve(g);
+  for (int i = 0; i < 4; i++)
+    st[i] = g->s[i];
+  st[4] = g->has_spare;
+  memcpy(&st[5], &g->spare, sizeof(double));
+}
+
+int loom_rng_set_state(loom_rng *g, const uint64_t st[LOOM_RNG_STATE_WORDS]) {
+  g = resolve(g);
+  if ((st[0] | st[1] | st[2] | st[3]) == 0 || st[4] > 1) {
+    loom_set_error(LOOM_ERR_ARGUMENT, "rng_set_state: invalid state");
+    return -1;
+  }
+  for (int i = 0; i < 4; i++)
+    g->s[i] = st[i];
+  g->has_spare = st[4];
+  memcpy(&g->spare, &st[5], sizeof(double));
+  return 0;
+}
+
+/* Random tensors are filled in element order on one thread: the stream is
+ * the same whatever the thread count. */
+#define FILL(NAME, EXPR)                                                       \
+  static loom_tensor *NAME##_fill(loom_tensor *t, loom_rng *g, double a,       \
+                                  double b) {                                  \
+    (void)b;                                                                   \
+    if (!t)                                                                    \
+      return NULL;                                                             \
+    g = resolve(g);                                                            \
+    size_t es = loom_dtype_size(t->dtype);                                     \
+    for (int64_t i = 0; i < t->numel; i++)                                     \
+      loom__write(t->data + (size_t)i * es, t->dtype, (EXPR));                 \
+    return t;                                                                  \
+  }
+FILL(uniform, a + (b - a) * loom_rng_uniform(g))
+FILL(normal, a + b * loom_rng_normal(g))
+FILL(bernoulli, loom_rng_uniform(g) < a ? 1.0 : 0.0)
+
+loom_tensor *loom_rand(loom_rng *g, loom_dtype dtype, double lo, double hi,
+                       int ndim, const int64_t *shape) {
+  return uniform_fill(loom__new(dtype, ndim, shape, "rand"), g, lo, hi);
+}
+
+loom_tensor *loom_randn(loom_rng *g, loom_dtype dtype, double mean, double std,
+                        int ndim, const int64_t *shape) {
+  return normal_fill(loom__new(dtype, ndim, shape, "randn"), g, mean, std);
+}
+
+loom_tensor *loom_bernoulli(loom_rng *g, loom_dtype dtype, double p, int ndim,
+                            const int64_t *shape) {
+  if (!(p >= 0 && p <= 1))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "bernoulli: p = %g not in [0, 1]", p);
+  return bernoulli_fill(loom__new(dtype, ndim, shape, "bernoulli"), g, p, 0);
+}
+
+loom_tensor *loom_randint(loom_rng *g, loom_dtype dtype, int64_t lo,
+                          int64_t hi, int ndim, const int64_t *shape) {
+  if (hi <= lo)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "randint: empty range [%lld, %lld)",
+                     (long long)lo, (long long)hi);
+  loom_tensor *t = loom__new(dtype == LOOM_DTYPE_DEFAULT ? LOOM_I64 : dtype,
+                             ndim, shape, "randint");
+  if (!t)
+    return NULL;
+  g = resolve(g);
+  size_t es = loom_dtype_size(t->dtype);
+  uint64_t span = (uint64_t)hi - (uint64_t)lo;
+  for (int64_t i = 0; i < t->numel; i++) {
+    int64_t v = (int64_t)((uint64_t)lo + below(g, span));
+    if (t->dtype == LOOM_I64)
+      ((int64_t *)t->data)[i] = v;
+    else
+      loom__write(t->data + (size_t)i * es, t->dtype, (double)v);
+  }
+  return t;
+}
+
+loom_tensor *loom_randperm(loom_rng *g, int64_t n) {
+  loom_tensor *t = loom__new(LOOM_I64, 1, &n, "randperm");
+  if (!t)
+    return NULL;
+  g = resolve(g);
+  int64_t *p = (int64_t *)t->data;
+  for (int64_t i = 0; i < n; i++)
+    p[i] = i;
+  for (int64_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
+    int64_t j = (int64_t)below(g, (uint64_t)i + 1);
+    int64_t tmp = p[i];
+    p[i] = p[j];
+    p[j] = tmp;
+  }
+  return t;
+}

@@ -1,0 +1,97 @@
+/* Scopes: per-thread autorelease pools. Each holds one reference to every
+ * tensor handed to it and drops them when it ends. Scope records are kept
+ * for reuse, so a training step that opens and closes scopes allocates
+ * nothing here once warm. */
+#include "internal.h"
+
+#include <stdlib.h>
+
+struct loom_scope {
+  int depth;
+  int64_t n, cap;
+  loom_tensor **items;
+};
+
+static _Thread_local loom_scope **stack; /* stack[0] is the root scope */
+static _Thread_local int depth, stack_cap;
+
+static loom_scope *push_scope(void) {
+  if (depth == stack_cap) {
+    int cap = stack_cap ? 2 * stack_cap : 16;
+    loom_scope **grown = realloc(stack, (size_t)cap * sizeof *grown);
+    if (!grown)
+      return LOOM_FAIL(LOOM_ERR_MEMORY, "scope_begin: out of memory");
+    for (int i = stack_cap; i < cap; i++)
+      grown[i] = NULL;
+    stack = grown;
+    stack_cap = cap;
+  }
+  if (!stack[depth]) {
+    stack[depth] = calloc(1, sizeof(loom_scope));
+    if (!stack[depth])
+      return LOOM_FAIL(LOOM_ERR_MEMORY, "scope_begin: out of memory");
+  }
+  loom_scope *s = stack[depth];
+  s->depth = depth++;
+  s->n = 0;
+  return s;
+}
+
+static void drain(loom_scope *s) {
+  /* Newest first, and re-read n: releasing may (through autograd) never add
+   * to this scope, but reading it fresh keeps this robust. */
+  while (s->n > 0)
+    loom__unref(s->items[--s->n]);
+}
+
+loom_scope *loom_scope_begin(void) {
+  if (depth == 0 && !push_scope()) /* the root */
+    return NULL;
+  return push_scope();
+}
+
+void loom_scope_end(loom_scope *s) {
+  if (!s || s->depth <= 0 || s->depth >= depth || stack[s->depth] != s) {
+    loom_set_error(LOOM_ERR_STATE, "scope_end: not an open scope");
+    return;
+  }
+  while (depth > s->depth)
+    drain(stack[--depth]);
+}
+
+loom_tensor *loom__to_scope(loom_tensor *t) {
+  if (!t)
+    return NULL;
+  if (depth == 0 && !push_scope()) {
+    loom__unref(t);
+    return NULL;
+  }
+  loom_scope *s = stack[depth - 1];
+  if (s->n == s->cap) {
+    int64_t cap = s->cap ? 2 * s->cap : 64;
+    loom_tensor **grown = realloc(s->items, (size_t)cap * sizeof *grown);
+    if (!grown) {
+      loom__unref(t);
+      return LOOM_FAIL(LOOM_ERR_MEMORY, "out of memory in scope");
+    }
+    s->items = grown;
+    s->cap = cap;
+  }
+  s->items[s->n++] = t;
+  return t;
+}
+
+loom_tensor *loom_autorelease(loom_tensor *t) { return loom__to_scope(t); }
+
+void loom__scope_drain_all(void) {
+  while (depth > 0)
+    drain(stack[--depth]);
+  for (int i = 0; i < stack_cap; i++) {
+    if (stack[i])
+      free(stack[i]->items);
+    free(stack[i]);
+  }
+  free(stack);
+  stack = NULL;
+  stack_cap = 0;
+}

@@ -1,0 +1,322 @@
+/* Tensor objects and their storage: allocation, views, reference counts,
+ * destruction, and the read-only queries. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+void (*loom__unlink_hook)(loom_tensor *t);
+void (*loom__cleanup_hook)(void);
+
+static atomic_llong live_tensors;
+static atomic_llong live_bytes;
+
+int64_t loom_debug_live_tensors(void) { return atomic_load(&live_tensors); }
+int64_t loom_debug_live_bytes(void) { return atomic_load(&live_bytes); }
+
+/* Storage header and data in one block; data aligned for SIMD loads. */
+#define STORAGE_HEADER 64
+_Static_assert(sizeof(loom_storage) <= STORAGE_HEADER, "storage header");
+
+static loom_storage *storage_new(int64_t nbytes, const char *op) {
+  size_t total = STORAGE_HEADER + (size_t)(nbytes > 0 ? nbytes : 0);
+  total = (total + 63) & ~(size_t)63;
+  char *block = aligned_alloc(64, total);
+  if (!block)
+    return LOOM_FAIL(LOOM_ERR_MEMORY, "%s: out of memory allocating %lld bytes",
+                     op, (long long)nbytes);
+  loom_storage *s = (loom_storage *)block;
+  *s = (loom_storage){.refcount = 1, .nbytes = nbytes,
+                      .data = block + STORAGE_HEADER};
+  atomic_fetch_add(&live_bytes, nbytes);
+  return s;
+}
+
+static void storage_unref(loom_storage *s) {
+  if (--s->refcount > 0)
+    return;
+  atomic_fetch_sub(&live_bytes, s->nbytes);
+  if (s->release)
+    s->release(s->data, s->release_ctx);
+  free(s); /* the header block (also for external buffers) */
+}
+
+static loom_tensor *tensor_shell(loom_storage *storage, loom_dtype dtype,
+                                 int ndim, const int64_t *shape,
+                                 const int64_t *strides, int64_t offset) {
+  loom_tensor *t = malloc(sizeof *t);
+  if (!t)
+    return LOOM_FAIL(LOOM_ERR_MEMORY, "out of memory allocating a tensor");
+  t->storage = storage;
+  t->offset = offset;
+  t->data = storage->data + offset * (int64_t)loom_dtype_size(dtype);
+  t->ndim = ndim;
+  t->dtype = dtype;
+  t->numel = loom__numel_of(ndim, shape);
+  for (int i = 0; i < ndim; i++) {
+    t->shape[i] = shape[i];
+    t->strides[i] = strides[i];
+  }
+  t->refcount = 1;
+  t->requires_grad = false;
+  t->retains_grad = false;
+  t->link = (loom_grad_link){.slot = -1};
+  t->grad = NULL;
+  atomic_fetch_add(&live_tensors, 1);
+  return t;
+}
+
+static bool valid_shape(int ndim, const int64_t *shape, const char *op) {
+  if (ndim < 0 || ndim > LOOM_MAX_DIMS) {
+    loom_set_error(LOOM_ERR_SHAPE, "%s: %d dims (at most %d)", op, ndim,
+                   LOOM_MAX_DIMS);
+    return false;
+  }
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] < 0) {
+      loom_set_error(LOOM_ERR_SHAPE, "%s: negative size %lld in dim %d", op,
+                     (long long)shape[i], i);
+      return false;
+    }
+    if (shape[i] && n > INT64_MAX / 16 / shape[i]) {
+      loom_set_error(LOOM_ERR_SHAPE, "%s: shape too large", op);
+      return false;
+    }
+    n *= shape[i];
+  }
+  return true;
+}
+
+loom_tensor *loom__alloc(loom_dtype dtype, int ndim, const int64_t *shape,
+                         const char *op) {
+  dtype = loom__resolve(dtype);
+  if (dtype <= LOOM_DTYPE_DEFAULT || dtype >= LOOM_DTYPE_COUNT)
+    return LOOM_FAIL(LOOM_ERR_DTYPE, "%s: unknown dtype %d", op, (int)dtype);
+  if (!valid_shape(ndim, shape, op))
+    return NULL;
+  int64_t strides[LOOM_MAX_DIMS];
+  loom__contiguous_strides(ndim, shape, strides);
+  int64_t n = loom__numel_of(ndim, shape);
+  loom_storage *s = storage_new(n * (int64_t)loom_dtype_size(dtype), op);
+  if (!s)
+    return NULL;
+  loom_tensor *t = tensor_shell(s, dtype, ndim, shape, strides, 0);
+  if (!t)
+    storage_unref(s);
+  return t;
+}
+
+loom_tensor *loom__new(loom_dtype dtype, int ndim, const int64_t *shape,
+                       const char *op) {
+  return loom__to_scope(loom__alloc(dtype, ndim, shape, op));
+}
+
+loom_tensor *loom__view_of(const loom_tensor *base, int ndim,
+                           const int64_t *shape, const int64_t *strides,
+                           int64_t offset) {
+  loom_tensor *t =
+      tensor_shell(base->storage, base->dtype, ndim, shape, strides, offset);
+  if (t)
+    base->storage->refcount++;
+  return t;
+}
+
+loom_tensor *loom_from_buffer(loom_dtype dtype, void *data, int ndim,
+                              const int64_t *shape, const int64_t *strides,
+                              void (*release)(void *, void *), void *ctx) {
+  dtype = loom__resolve(dtype);
+  if (dtype <= LOOM_DTYPE_DEFAULT || dtype >= LOOM_DTYPE_COUNT)
+    return LOOM_FAIL(LOOM_ERR_DTYPE, "from_buffer: unknown dtype %d",
+                     (int)dtype);
+  if (!data)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "from_buffer: NULL data");
+  if (!valid_shape(ndim, shape, "from_buffer"))
+    return NULL;
+  int64_t cstrides[LOOM_MAX_DIMS];
+  if (!strides) {
+    loom__contiguous_strides(ndim, shape, cstrides);
+    strides = cstrides;
+  }
+  loom_storage *s = malloc(sizeof *s);
+  if (!s)
+    return LOOM_FAIL(LOOM_ERR_MEMORY, "from_buffer: out of memory");
+  *s = (loom_storage){.refcount = 1, .data = data, .release = release,
+                      .release_ctx = ctx};
+  loom_tensor *t = tensor_shell(s, dtype, ndim, shape, strides, 0);
+  if (!t) {
+    free(s);
+    return NULL;
+  }
+  return loom__to_scope(t);
+}
+
+/* Destruction is iterative: freeing a tensor can free an autograd node,
+ * which drops the tensors it kept, and a long unrolled graph must not turn
+ * that into deep recursion. */
+static _Thread_local loom_tensor **dying;
+static _Thread_local int64_t dying_n, dying_cap;
+static _Thread_local bool draining;
+
+static void destroy(loom_tensor *t) {
+  if (t->link.slot >= 0 && loom__unlink_hook)
+    loom__unlink_hook(t);
+  if (t->grad)
+    loom__unref(t->grad);
+  storage_unref(t->storage);
+  atomic_fetch_sub(&live_tensors, 1);
+  free(t);
+}
+
+void loom__unref(loom_tensor *t) {
+  if (!t || --t->refcount > 0)
+    return;
+  if (dying_n == dying_cap) {
+    int64_t cap = dying_cap ? 2 * dying_cap : 64;
+    loom_tensor **grown = realloc(dying, (size_t)cap * sizeof *grown);
+    if (!grown) { /* cannot queue: destroy now (recursion is bounded) */
+      destroy(t);
+      return;
+    }
+    dying = grown;
+    dying_cap = cap;
+  }
+  dying[dying_n++] = t;
+  if (draining)
+    return;
+  draining = true;
+  while (dying_n > 0)
+    destroy(dying[--dying_n]);
+  draining = false;
+  if (dying_cap > 4096) { /* do not hold on to a spike */
+    free(dying);
+    dying = NULL;
+    dying_cap = 0;
+  }
+}
+
+loom_tensor *loom_keep(loom_tensor *t) {
+  if (t)
+    t->refcount++;
+  return t;
+}
+
+void loom_release(loom_tensor *t) { loom__unref(t); }
+
+void loom_cleanup(void) {
+  if (loom__cleanup_hook)
+    loom__cleanup_hook();
+  loom__scope_drain_all();
+  free(dying);
+  dying = NULL;
+  dying_cap = dying_n = 0;
+}
+
+/* ---- queries ---- */
+
+int loom_ndim(const loom_tensor *t) { return t ? t->ndim : -1; }
+
+int64_t loom_size(const loom_tensor *t, int dim) {
+  if (!t)
+    return -1;
+  int d = loom__dim(dim, t->ndim, "size");
+  return d < 0 ? -1 : t->shape[d];
+}
+
+const int64_t *loom_shape(const loom_tensor *t) { return t ? t->shape : NULL; }
+const int64_t *loom_strides(const loom_tensor *t) {
+  return t ? t->strides : NULL;
+}
+int64_t loom_numel(const loom_tensor *t) { return t ? t->numel : 0; }
+loom_dtype loom_dtype_of(const loom_tensor *t) {
+  return t ? t->dtype : LOOM_DTYPE_DEFAULT;
+}
+bool loom_is_contiguous(const loom_tensor *t) {
+  return t && loom__is_contiguous(t);
+}
+
+bool loom_same_shape(const loom_tensor *a, const loom_tensor *b) {
+  if (!a || !b || a->ndim != b->ndim)
+    return false;
+  for (int i = 0; i < a->ndim; i++)
+    if (a->shape[i] != b->shape[i])
+      return false;
+  return true;
+}
+
+char *loom_shape_str(const loom_tensor *t, char *buf, size_t size) {
+  if (!t) {
+    snprintf(buf, size, "(null)");
+    return buf;
+  }
+  return loom__shape_str(t->ndim, t->shape, buf, size);
+}
+
+void *loom_data(const loom_tensor *t) { return t ? t->data : NULL; }
+
+static void *typed(const loom_tensor *t, loom_dtype want, loom_dtype alt,
+                   const char *fn) {
+  if (!t)
+    return NULL;
+  if (t->dtype != want && t->dtype != alt)
+    return LOOM_FAIL(LOOM_ERR_DTYPE, "%s: tensor is %s", fn,
+                     loom_dtype_name(t->dtype));
+  return t->data;
+}
+
+float *loom_data_f32(const loom_tensor *t) {
+  return typed(t, LOOM_F32, LOOM_F32, "data_f32");
+}
+double *loom_data_f64(const loom_tensor *t) {
+  return typed(t, LOOM_F64, LOOM_F64, "data_f64");
+}
+int64_t *loom_data_i64(const loom_tensor *t) {
+  return typed(t, LOOM_I64, LOOM_I64, "data_i64");
+}
+uint8_t *loom_data_u8(const loom_tensor *t) {
+  return typed(t, LOOM_U8, LOOM_BOOL, "data_u8");
+}
+
+static char *element(const loom_tensor *t, const int64_t *index,
+                     const char *fn) {
+  int64_t off = 0;
+  for (int i = 0; i < t->ndim; i++) {
+    if (index[i] < 0 || index[i] >= t->shape[i]) {
+      loom_set_error(LOOM_ERR_INDEX, "%s: index %lld out of range for dim %d "
+                     "of %s", fn, (long long)index[i], i, loom__shp(t));
+      return NULL;
+    }
+    off += index[i] * t->strides[i];
+  }
+  return t->data + off * (int64_t)loom_dtype_size(t->dtype);
+}
+
+double loom_get(const loom_tensor *t, const int64_t *index) {
+  if (!t)
+    return NAN;
+  char *p = element(t, index, "get");
+  return p ? loom__read(p, t->dtype) : NAN;
+}
+
+double loom_item(const loom_tensor *t) {
+  if (!t)
+    return NAN;
+  if (t->numel != 1) {
+    loom_set_error(LOOM_ERR_SHAPE, "item: tensor %s has %lld elements, not 1",
+                   loom__shp(t), (long long)t->numel);
+    return NAN;
+  }
+  return loom__read(t->data, t->dtype);
+}
+
+int loom_set(loom_tensor *t, const int64_t *index, double value) {
+  if (!t)
+    return -1;
+  char *p = element(t, index, "set");
+  if (!p)
+    return -1;
+  loom__write(p, t->dtype, value);
+  loom__bump_version(t);
+  return 0;
+}

@@ -1,0 +1,265 @@
+/* loom tensor core: dtypes, errors, memory (refcounts + scopes), creation,
+ * queries, random numbers, printing.
+ *
+ * Ownership, in one paragraph (every function below follows it):
+ * a function that returns a `loom_tensor *` hands its result to the innermost
+ * open scope (see loom_scope_begin); the caller may use it until that scope
+ * ends and must not release it. To keep a tensor beyond its scope, take a
+ * reference with loom_keep() and later drop it with loom_release(). A thread
+ * always has an outermost scope that only loom_cleanup() drains, so results
+ * made outside any explicit scope live until then: long loops should open a
+ * scope per iteration.
+ *
+ * Errors: functions that can fail return NULL (or a negative int) and record a
+ * thread-local error (loom_last_status / loom_last_error) whose message names
+ * the operation and the shapes involved. A function given a NULL tensor
+ * returns NULL at once and leaves the first error in place, so a chain of
+ * calls can be checked once, at its end. Nothing in the library aborts.
+ *
+ * Threads: a tensor's reference count is not atomic; a tensor shared between
+ * threads must be kept alive by its owner while others read it. Scopes, the
+ * error, the default generator and the autograd tape are per thread.
+ */
+#ifndef LOOM_TENSOR_H
+#define LOOM_TENSOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(LOOM_BUILDING_LIBRARY)
+#define LOOM_API __attribute__((visibility("default")))
+#else
+#define LOOM_API
+#endif
+
+#if defined(__GNUC__)
+#define LOOM_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define LOOM_PRINTF(f, a)
+#endif
+
+/* Largest number of dimensions a tensor may have. */
+#define LOOM_MAX_DIMS 8
+
+/* `LOOM_SHAPE(2, 3)` expands to `2, (int64_t[]){2, 3}`: an (ndim, dims) pair. */
+#define LOOM_SHAPE(...)                                                        \
+  (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),                  \
+      (const int64_t[]) { __VA_ARGS__ }
+
+typedef struct loom_tensor loom_tensor;
+typedef struct loom_scope loom_scope;
+typedef struct loom_rng loom_rng;
+
+/* Element types. LOOM_DTYPE_DEFAULT (zero) stands for the thread's default
+ * floating dtype (float32 unless changed) wherever a dtype is an argument;
+ * a tensor never has it as its dtype. */
+typedef enum loom_dtype {
+  LOOM_DTYPE_DEFAULT = 0,
+  LOOM_F32,
+  LOOM_F64,
+  LOOM_I64,
+  LOOM_BOOL, /* one byte, 0 or 1 */
+  LOOM_U8,
+  LOOM_DTYPE_COUNT
+} loom_dtype;
+
+/* ---------------------------------------------------------------- errors */
+
+typedef enum loom_status {
+  LOOM_OK = 0,
+  LOOM_ERR_ARGUMENT, /* a bad scalar argument: dim out of range, p < 0, ... */
+  LOOM_ERR_SHAPE,    /* shapes that do not fit together */
+  LOOM_ERR_DTYPE,    /* a dtype the operation does not accept */
+  LOOM_ERR_INDEX,    /* an index value out of range */
+  LOOM_ERR_MEMORY,   /* allocation failed */
+  LOOM_ERR_IO,       /* a file could not be opened, read or written */
+  LOOM_ERR_FORMAT,   /* a file or text is malformed */
+  LOOM_ERR_STATE,    /* misuse of state: autograd, scopes, in-place writes */
+  LOOM_ERR_NUMERIC,  /* NaN/Inf found by anomaly mode */
+} loom_status;
+
+/* Status of the first error recorded since the last loom_clear_error(). */
+LOOM_API loom_status loom_last_status(void);
+/* Its message ("" when none). The text is owned by the thread. */
+LOOM_API const char *loom_last_error(void);
+LOOM_API void loom_clear_error(void);
+/* Records an error unless one is already pending (the first error wins, as
+ * it is the cause). For user code that reports errors the library's way. */
+LOOM_API void loom_set_error(loom_status status, const char *fmt, ...)
+    LOOM_PRINTF(2, 3);
+
+/* ---------------------------------------------------------------- memory */
+
+/* Opens a scope: tensors returned from now on belong to it until it ends. */
+LOOM_API loom_scope *loom_scope_begin(void);
+/* Ends `s` and any scope opened inside it that is still open, dropping the
+ * reference each holds to its tensors. */
+LOOM_API void loom_scope_end(loom_scope *s);
+/* Gives the caller its own reference to `t` (returns `t`; NULL-safe). */
+LOOM_API loom_tensor *loom_keep(loom_tensor *t);
+/* Drops a reference taken with loom_keep (NULL-safe). */
+LOOM_API void loom_release(loom_tensor *t);
+/* Hands one of the caller's references to the innermost scope (returns `t`):
+ * how a function that computes in its own scope returns a result. */
+LOOM_API loom_tensor *loom_autorelease(loom_tensor *t);
+/* Releases everything the thread holds: all scopes, the autograd tape, the
+ * default generator's state is kept. Call before a thread or program ends. */
+LOOM_API void loom_cleanup(void);
+
+/* Live tensor objects and storage bytes in the process (for leak tests). */
+LOOM_API int64_t loom_debug_live_tensors(void);
+LOOM_API int64_t loom_debug_live_bytes(void);
+
+/* ---------------------------------------------------------------- dtypes */
+
+LOOM_API size_t loom_dtype_size(loom_dtype dtype);
+LOOM_API const char *loom_dtype_name(loom_dtype dtype); /* "float32", ... */
+LOOM_API bool loom_dtype_is_float(loom_dtype dtype);
+/* The dtype LOOM_DTYPE_DEFAULT stands for on this thread (float32 or
+ * float64; gradient checks switch it to float64). Returns the previous. */
+LOOM_API loom_dtype loom_set_default_dtype(loom_dtype dtype);
+LOOM_API loom_dtype loom_default_dtype(void);
+
+/* ---------------------------------------------------------------- queries */
+
+LOOM_API int loom_ndim(const loom_tensor *t);
+/* Size of dimension `dim` (negative counts from the end); -1 on error. */
+LOOM_API int64_t loom_size(const loom_tensor *t, int dim);
+/* The shape and strides arrays (ndim entries, strides in elements); borrowed
+ * from `t`, valid while `t` lives. */
+LOOM_API const int64_t *loom_shape(const loom_tensor *t);
+LOOM_API const int64_t *loom_strides(const loom_tensor *t);
+LOOM_API int64_t loom_numel(const loom_tensor *t);
+LOOM_API loom_dtype loom_dtype_of(const loom_tensor *t);
+LOOM_API bool loom_is_contiguous(const loom_tensor *t);
+LOOM_API bool loom_same_shape(const loom_tensor *a, const loom_tensor *b);
+/* Writes "[2, 3]" into buf; returns buf. */
+LOOM_API char *loom_shape_str(const loom_tensor *t, char *buf, size_t size);
+/* Address of the first element (element i of a contiguous tensor is at
+ * index i). Typed variants return NULL and record an error on a dtype
+ * mismatch. Writing through these bypasses autograd's version checks. */
+LOOM_API void *loom_data(const loom_tensor *t);
+LOOM_API float *loom_data_f32(const loom_tensor *t);
+LOOM_API double *loom_data_f64(const loom_tensor *t);
+LOOM_API int64_t *loom_data_i64(const loom_tensor *t);
+LOOM_API uint8_t *loom_data_u8(const loom_tensor *t); /* bool or uint8 */
+/* The element at `index` (ndim entries) as a double; NaN on error. */
+LOOM_API double loom_get(const loom_tensor *t, const int64_t *index);
+/* The value of a one-element tensor; NaN on error. */
+LOOM_API double loom_item(const loom_tensor *t);
+/* Writes `value` at `index` (converted to the dtype). 0 or -1. */
+LOOM_API int loom_set(loom_tensor *t, const int64_t *index, double value);
+/* Copies the elements, in row-major order, into `dst` (n elements of
+ * `dtype`, converting). 0, or -1 if n != numel. */
+LOOM_API int loom_copy_to_array(const loom_tensor *t, loom_dtype dtype,
+                                void *dst, int64_t n);
+
+/* ---------------------------------------------------------------- creation
+ * All return a new contiguous tensor owned by the innermost scope, or NULL
+ * with an error (bad shape, dtype or out of memory). */
+
+LOOM_API loom_tensor *loom_empty(loom_dtype dtype, int ndim,
+                                 const int64_t *shape);
+LOOM_API loom_tensor *loom_zeros(loom_dtype dtype, int ndim,
+                                 const int64_t *shape);
+LOOM_API loom_tensor *loom_ones(loom_dtype dtype, int ndim,
+                                const int64_t *shape);
+LOOM_API loom_tensor *loom_full(loom_dtype dtype, double value, int ndim,
+                                const int64_t *shape);
+/* A 0-dimensional tensor holding `value`. */
+LOOM_API loom_tensor *loom_scalar(loom_dtype dtype, double value);
+LOOM_API loom_tensor *loom_empty_like(const loom_tensor *t);
+LOOM_API loom_tensor *loom_zeros_like(const loom_tensor *t);
+LOOM_API loom_tensor *loom_ones_like(const loom_tensor *t);
+LOOM_API loom_tensor *loom_full_like(const loom_tensor *t, double value);
+/* start, start+step, ... < end (> end for negative step), 1-D. */
+LOOM_API loom_tensor *loom_arange(loom_dtype dtype, double start, double end,
+                                  double step);
+/* `steps` points evenly from start to end inclusive, 1-D. */
+LOOM_API loom_tensor *loom_linspace(loom_dtype dtype, double start,
+                                    double end, int64_t steps);
+/* n x m identity (m < 0 means m = n). */
+LOOM_API loom_tensor *loom_eye(loom_dtype dtype, int64_t n, int64_t m);
+/* Copies numel elements of `dtype` from `data`. */
+LOOM_API loom_tensor *loom_from_array(loom_dtype dtype, const void *data,
+                                      int ndim, const int64_t *shape);
+/* Wraps an external buffer without copying. `strides` may be NULL
+ * (contiguous). `release(data, ctx)` is called when the last tensor viewing
+ * the buffer is gone (may be NULL). On failure `release` is not called. */
+LOOM_API loom_tensor *loom_from_buffer(loom_dtype dtype, void *data, int ndim,
+                                       const int64_t *shape,
+                                       const int64_t *strides,
+                                       void (*release)(void *data, void *ctx),
+                                       void *ctx);
+
+/* ---------------------------------------------------------------- random
+ * A seeded generator (xoshiro256**) whose streams are the same on every
+ * machine. Functions taking `loom_rng *g` use the thread's default
+ * generator when g is NULL. */
+
+LOOM_API loom_rng *loom_rng_new(uint64_t seed); /* caller frees */
+LOOM_API void loom_rng_free(loom_rng *g);
+LOOM_API void loom_rng_seed(loom_rng *g, uint64_t seed);
+/* Reseeds the thread's default generator. */
+LOOM_API void loom_manual_seed(uint64_t seed);
+LOOM_API uint64_t loom_rng_u64(loom_rng *g);
+LOOM_API double loom_rng_uniform(loom_rng *g); /* [0, 1) */
+LOOM_API double loom_rng_normal(loom_rng *g);  /* mean 0, std 1 */
+/* A generator's complete state as LOOM_RNG_STATE_WORDS words, for
+ * checkpoints; set returns -1 on an invalid state. */
+#define LOOM_RNG_STATE_WORDS 6
+LOOM_API void loom_rng_get_state(loom_rng *g,
+                                 uint64_t state[LOOM_RNG_STATE_WORDS]);
+LOOM_API int loom_rng_set_state(loom_rng *g,
+                                const uint64_t state[LOOM_RNG_STATE_WORDS]);
+
+/* Uniform [lo, hi). */
+LOOM_API loom_tensor *loom_rand(loom_rng *g, loom_dtype dtype, double lo,
+                                double hi, int ndim, const int64_t *shape);
+/* Normal(mean, std). */
+LOOM_API loom_tensor *loom_randn(loom_rng *g, loom_dtype dtype, double mean,
+                                 double std, int ndim, const int64_t *shape);
+/* Integers uniform in [lo, hi). dtype defaults to int64. */
+LOOM_API loom_tensor *loom_randint(loom_rng *g, loom_dtype dtype, int64_t lo,
+                                   int64_t hi, int ndim, const int64_t *shape);
+/* 1 with probability p, else 0. */
+LOOM_API loom_tensor *loom_bernoulli(loom_rng *g, loom_dtype dtype, double p,
+                                     int ndim, const int64_t *shape);
+/* A random permutation of 0..n-1 (int64). */
+LOOM_API loom_tensor *loom_randperm(loom_rng *g, int64_t n);
+
+/* ---------------------------------------------------------------- printing */
+
+/* Prints like PyTorch: nested brackets, a common format per tensor, rows
+ * summarised with "..." beyond 1000 elements. */
+LOOM_API void loom_print(const loom_tensor *t);
+LOOM_API void loom_fprint(FILE *f, const loom_tensor *t);
+/* Formats into buf (truncating); returns the length it would need. */
+LOOM_API size_t loom_format(const loom_tensor *t, char *buf, size_t size);
+
+/* ---------------------------------------------------------------- comparing */
+
+/* Same shape and |a - b| <= atol + rtol * |b| everywhere (NaNs equal when
+ * both are NaN). Dtypes may differ. False on NULL. */
+LOOM_API bool loom_allclose(const loom_tensor *a, const loom_tensor *b,
+                            double rtol, double atol);
+/* Same shape and equal values. */
+LOOM_API bool loom_equal(const loom_tensor *a, const loom_tensor *b);
+
+/* ---------------------------------------------------------------- threads */
+
+/* Threads used by loom's own kernels (OpenMP); BLAS keeps its own setting.
+ * 0 restores the default (all cores). */
+LOOM_API void loom_set_num_threads(int n);
+LOOM_API int loom_num_threads(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

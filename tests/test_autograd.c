@@ -1,0 +1,343 @@
+#define _POSIX_C_SOURCE 200809L
+/* Tape semantics: accumulation, grad mode, detach, retained graphs,
+ * in-place detection, custom functions, anomaly mode, memory. */
+#include "check_util.h"
+
+#include <string.h>
+
+static loom_tensor *leaf(const double *v, int64_t n) {
+  return loom_set_requires_grad(loom_from_array(LOOM_F64, v, 1, &n), true);
+}
+
+START_TEST(test_simple_gradient) {
+  loom_tensor *x = leaf((double[]){1, 2, 3}, 3);
+  loom_tensor *y = loom_sum_all(loom_mul(x, x)); /* d/dx = 2x */
+  ck_assert_int_eq(loom_backward(y), 0);
+  const double *g = loom_data_f64(loom_grad(x));
+  ck_assert_close(g[0], 2, 0);
+  ck_assert_close(g[1], 4, 0);
+  ck_assert_close(g[2], 6, 0);
+  ck_assert_int_eq(loom_tape_size(), 0); /* backward freed its nodes */
+}
+END_TEST
+
+START_TEST(test_accumulates_across_backwards) {
+  loom_tensor *x = leaf((double[]){1, -1}, 2);
+  for (int i = 0; i < 2; i++)
+    ck_assert_int_eq(loom_backward(loom_sum_all(loom_mul_scalar(x, 3))), 0);
+  ck_assert_close(loom_data_f64(loom_grad(x))[1], 6, 0);
+  loom_zero_grad(x);
+  ck_assert_ptr_null(loom_grad(x));
+}
+END_TEST
+
+START_TEST(test_shared_input_sums_paths) {
+  loom_tensor *x = leaf((double[]){2}, 1);
+  loom_tensor *a = loom_mul_scalar(x, 3), *b = loom_square(x);
+  ck_assert_int_eq(loom_backward(loom_sum_all(loom_add(a, b))), 0);
+  ck_assert_close(loom_data_f64(loom_grad(x))[0], 3 + 4, 0);
+}
+END_TEST
+
+START_TEST(test_no_grad_records_nothing) {
+  loom_tensor *x = leaf((double[]){1, 2}, 2);
+  loom_no_grad_begin();
+  loom_no_grad_begin();
+  loom_tensor *y = loom_tanh(x);
+  loom_no_grad_end();
+  ck_assert(!loom_grad_enabled());
+  loom_tensor *z = loom_exp(x);
+  loom_no_grad_end();
+  ck_assert(loom_grad_enabled());
+  ck_assert(!loom_requires_grad(y) && !loom_requires_grad(z));
+  ck_assert_int_eq(loom_tape_size(), 0);
+  ck_assert_int_eq(loom_backward(loom_sum_all(y)), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_STATE);
+}
+END_TEST
+
+START_TEST(test_detach_stops_gradient) {
+  loom_tensor *x = leaf((double[]){1, 2}, 2);
+  loom_tensor *d = loom_detach(loom_mul_scalar(x, 5));
+  ck_assert(loom_is_leaf(d) && !loom_requires_grad(d));
+  loom_tensor *y = loom_sum_all(loom_add(loom_mul(d, x), x));
+  ck_assert_int_eq(loom_backward(y), 0); /* d/dx = d + 1, d held fixed */
+  ck_assert_close(loom_data_f64(loom_grad(x))[1], 11, 0);
+  /* detach shares storage */
+  ck_assert_ptr_eq(loom_data(d), loom_data(d));
+}
+END_TEST
+
+START_TEST(test_retain_graph_and_freed_graph) {
+  loom_tensor *x = leaf((double[]){3}, 1);
+  loom_tensor *y = loom_sum_all(loom_square(x));
+  loom_tensor *one = loom_ones(LOOM_F64, 0, NULL);
+  loom_backward_opts keep = {.retain_graph = true};
+  ck_assert_int_eq(loom_backward_with(y, one, &keep), 0);
+  ck_assert_int_eq(loom_backward_with(y, one, NULL), 0);
+  ck_assert_close(loom_data_f64(loom_grad(x))[0], 12, 0);
+  ck_assert_int_eq(loom_backward(y), -1); /* graph is gone now */
+  ck_assert(strstr(loom_last_error(), "already freed") != NULL);
+}
+END_TEST
+
+START_TEST(test_backward_with_gradient) {
+  loom_tensor *x = leaf((double[]){1, 2, 3}, 3);
+  loom_tensor *y = loom_mul_scalar(x, 2);
+  loom_tensor *g = loom_from_array(LOOM_F64, (double[]){1, 10, 100},
+                                   LOOM_SHAPE(3));
+  ck_assert_int_eq(loom_backward_with(y, g, NULL), 0);
+  ck_assert_close(loom_data_f64(loom_grad(x))[2], 200, 0);
+  ck_assert_int_eq(loom_backward(loom_mul_scalar(x, 2)), -1); /* not scalar */
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
+}
+END_TEST
+
+START_TEST(test_retain_grad_of_non_leaf) {
+  loom_tensor *x = leaf((double[]){1, 2}, 2);
+  loom_tensor *h = loom_mul_scalar(x, 3);
+  loom_retain_grad(h);
+  ck_assert_int_eq(loom_backward(loom_sum_all(loom_square(h))), 0);
+  ck_assert_ptr_nonnull(loom_grad(h));
+  ck_assert_close(loom_data_f64(loom_grad(h))[1], 12, 0); /* 2h */
+  ck_assert_close(loom_data_f64(loom_grad(x))[1], 36, 0);
+}
+END_TEST
+
+START_TEST(test_inplace_on_saved_tensor_is_reported) {
+  loom_tensor *x = leaf((double[]){0.5, 1}, 2);
+  loom_tensor *y = loom_tanh(x); /* saves its output */
+  loom_tensor *loss = loom_sum_all(y);
+  loom_no_grad_begin();
+  loom_add_(y, loom_ones_like(y), 1);
+  loom_no_grad_end();
+  ck_assert_int_eq(loom_backward(loss), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_STATE);
+  ck_assert(strstr(loom_last_error(), "modified in place") != NULL);
+}
+END_TEST
+
+START_TEST(test_inplace_on_requires_grad_refused) {
+  loom_tensor *x = leaf((double[]){1, 2}, 2);
+  ck_assert_ptr_null(loom_mul_scalar_(x, 2));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_STATE);
+  loom_clear_error();
+  loom_no_grad_begin(); /* how an optimizer updates parameters */
+  ck_assert_ptr_nonnull(loom_mul_scalar_(x, 2));
+  loom_no_grad_end();
+  ck_assert_close(loom_data_f64(x)[1], 4, 0);
+}
+END_TEST
+
+START_TEST(test_inplace_unrelated_tensor_is_fine) {
+  loom_tensor *x = leaf((double[]){1, 2}, 2);
+  loom_tensor *c = loom_from_array(LOOM_F64, (double[]){3, 4}, LOOM_SHAPE(2));
+  loom_tensor *loss = loom_sum_all(loom_add(x, c)); /* add saves nothing */
+  loom_fill_(c, 9);
+  ck_assert_int_eq(loom_backward(loss), 0);
+}
+END_TEST
+
+START_TEST(test_null_propagates_and_first_error_wins) {
+  loom_tensor *a = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 3));
+  loom_tensor *b = loom_zeros(LOOM_F32, LOOM_SHAPE(4, 5));
+  loom_tensor *y = loom_tanh(loom_add(loom_matmul(a, b), a));
+  ck_assert_ptr_null(y);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
+  ck_assert_msg(strstr(loom_last_error(), "matmul") &&
+                    strstr(loom_last_error(), "[2, 3]") &&
+                    strstr(loom_last_error(), "[4, 5]"),
+                "message names op and shapes: %s", loom_last_error());
+}
+END_TEST
+
+START_TEST(test_requires_grad_rules) {
+  loom_tensor *i = loom_zeros(LOOM_I64, LOOM_SHAPE(2));
+  ck_assert_ptr_null(loom_set_requires_grad(i, true));
+  loom_clear_error();
+  loom_tensor *x = leaf((double[]){1}, 1);
+  loom_tensor *y = loom_exp(x);
+  ck_assert(!loom_is_leaf(y) && loom_requires_grad(y));
+  ck_assert_ptr_null(loom_set_requires_grad(y, false));
+}
+END_TEST
+
+START_TEST(test_scope_may_end_before_backward) {
+  loom_tensor *w = leaf((double[]){1, 2, 3}, 3);
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *loss = loom_keep(loom_sum_all(loom_tanh(loom_mul(w, w))));
+  loom_scope_end(s);
+  ck_assert_int_eq(loom_backward(loss), 0);
+  loom_release(loss);
+  double v = 2, t = tanh(v * v);
+  ck_assert_close(loom_data_f64(loom_grad(w))[1], (1 - t * t) * 2 * v, 1e-12);
+}
+END_TEST
+
+START_TEST(test_unused_graph_is_freed_with_its_output) {
+  loom_tensor *w = leaf((double[]){1, 2}, 2);
+  int64_t live = loom_debug_live_tensors();
+  loom_scope *s = loom_scope_begin();
+  for (int i = 0; i < 100; i++)
+    loom_tanh(loom_mul(w, w)); /* never backpropagated */
+  loom_scope_end(s);
+  ck_assert_int_eq(loom_tape_size(), 0);
+  ck_assert_int_eq(loom_debug_live_tensors(), live);
+}
+END_TEST
+
+/* 10,000 steps of forward + backward + update: nothing but the parameters
+ * and their gradients stays alive. */
+START_TEST(test_training_loop_memory_is_flat) {
+  loom_tensor *w = loom_set_requires_grad(
+      loom_randn(NULL, LOOM_F32, 0, 0.1, LOOM_SHAPE(4, 4)), true);
+  loom_tensor *x = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(2, 4));
+  int64_t live = 0, bytes = 0;
+  for (int step = 0; step < 10000; step++) {
+    loom_scope *s = loom_scope_begin();
+    loom_tensor *h = loom_tanh(loom_matmul(x, w));
+    loom_tensor *loss = loom_mean_all(loom_square(h));
+    ck_assert_int_eq(loom_backward(loss), 0);
+    loom_no_grad_begin();
+    loom_add_(w, loom_grad(w), -0.01);
+    loom_no_grad_end();
+    loom_zero_grad(w);
+    loom_scope_end(s);
+    if (step == 10) {
+      live = loom_debug_live_tensors();
+      bytes = loom_debug_live_bytes();
+    }
+  }
+  ck_assert_int_eq(loom_debug_live_tensors(), live);
+  ck_assert_int_eq(loom_debug_live_bytes(), bytes);
+  ck_assert_int_eq(loom_tape_size(), 0);
+}
+END_TEST
+
+/* Truncated BPTT: a detached state carries over chunks; memory is flat. */
+START_TEST(test_truncated_bptt) {
+  loom_tensor *w = loom_set_requires_grad(
+      loom_randn(NULL, LOOM_F64, 0, 0.5, LOOM_SHAPE(3, 3)), true);
+  loom_tensor *h = loom_keep(loom_zeros(LOOM_F64, LOOM_SHAPE(1, 3)));
+  int64_t live = 0;
+  for (int chunk = 0; chunk < 50; chunk++) {
+    loom_scope *s = loom_scope_begin();
+    loom_tensor *state = h, *loss = loom_zeros(LOOM_F64, 0, NULL);
+    for (int t = 0; t < 5; t++) {
+      state = loom_tanh(loom_add_scalar(loom_matmul(state, w), 0.1));
+      loss = loom_add(loss, loom_sum_all(state));
+    }
+    ck_assert_int_eq(loom_backward(loss), 0);
+    loom_release(h);
+    h = loom_keep(loom_detach(state));
+    loom_zero_grad(w);
+    loom_scope_end(s);
+    if (chunk == 5)
+      live = loom_debug_live_tensors();
+  }
+  ck_assert_int_eq(loom_debug_live_tensors(), live);
+  loom_release(h);
+}
+END_TEST
+
+static int twice_fwd(loom_function_ctx *c, loom_tensor *const *in, int n,
+                     loom_tensor **out) {
+  (void)c;
+  (void)n;
+  out[0] = loom_mul_scalar(in[0], 2);
+  return 0;
+}
+static int twice_bwd(loom_function_ctx *c, loom_tensor *const *g,
+                     loom_tensor **gin) {
+  ck_assert_int_eq(*(int *)loom_function_user(c), 42);
+  gin[0] = loom_mul_scalar(g[0], 2);
+  return 0;
+}
+static const loom_function twice = {"twice", 1, 1, twice_fwd, twice_bwd};
+
+START_TEST(test_custom_function) {
+  loom_tensor *x = leaf((double[]){1, 2}, 2);
+  loom_tensor *y;
+  int user = 42;
+  ck_assert_int_eq(loom_function_apply(&twice, &x, &y, &user), 0);
+  ck_assert_close(loom_data_f64(y)[1], 4, 0);
+  ck_assert_int_eq(loom_backward(loom_sum_all(loom_square(y))), 0);
+  ck_assert_close(loom_data_f64(loom_grad(x))[1], 16, 0); /* 2*4*2 */
+}
+END_TEST
+
+START_TEST(test_anomaly_mode) {
+  loom_set_anomaly_mode(true);
+  loom_tensor *x = leaf((double[]){-1, 4}, 2);
+  loom_tensor *y = loom_sqrt(x);
+  ck_assert_ptr_nonnull(y);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_NUMERIC);
+  ck_assert(strstr(loom_last_error(), "sqrt") != NULL);
+  loom_clear_error();
+  /* backward: log at 0 gives an infinite gradient */
+  loom_tensor *z = leaf((double[]){0, 1}, 2);
+  loom_tensor *l = loom_sum_all(loom_mul(loom_log(loom_add_scalar(z, 1)), z));
+  ck_assert_int_eq(loom_backward(l), 0);
+  loom_tensor *w = leaf((double[]){0, 1}, 2);
+  loom_tensor *m = loom_sum_all(loom_sqrt(w));
+  ck_assert_int_eq(loom_backward(m), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_NUMERIC);
+  ck_assert(strstr(loom_last_error(), "sqrt") != NULL);
+  loom_set_anomaly_mode(false);
+}
+END_TEST
+
+START_TEST(test_graph_print) {
+  loom_tensor *x = leaf((double[]){1, 2}, 2);
+  loom_tensor *y = loom_sum_all(loom_tanh(loom_mul_scalar(x, 2)));
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  loom_graph_print(f, y);
+  fclose(f);
+  ck_assert_msg(strstr(buf, "sum(") && strstr(buf, "tanh(") &&
+                    strstr(buf, "mul_scalar(leaf[2])"),
+                "graph:\n%s", buf);
+  free(buf);
+}
+END_TEST
+
+START_TEST(test_registry_lists_ops) {
+  int n = loom_op_count();
+  bool found = false;
+  for (int i = 0; i < n; i++)
+    found |= strcmp(loom_op_name(i), "matmul") == 0;
+  ck_assert(found);
+  ck_assert_ptr_null(loom_op_name(n));
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("autograd");
+  TCase *tc = tcase_create("tape");
+  tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_simple_gradient);
+  tcase_add_test(tc, test_accumulates_across_backwards);
+  tcase_add_test(tc, test_shared_input_sums_paths);
+  tcase_add_test(tc, test_no_grad_records_nothing);
+  tcase_add_test(tc, test_detach_stops_gradient);
+  tcase_add_test(tc, test_retain_graph_and_freed_graph);
+  tcase_add_test(tc, test_backward_with_gradient);
+  tcase_add_test(tc, test_retain_grad_of_non_leaf);
+  tcase_add_test(tc, test_inplace_on_saved_tensor_is_reported);
+  tcase_add_test(tc, test_inplace_on_requires_grad_refused);
+  tcase_add_test(tc, test_inplace_unrelated_tensor_is_fine);
+  tcase_add_test(tc, test_null_propagates_and_first_error_wins);
+  tcase_add_test(tc, test_requires_grad_rules);
+  tcase_add_test(tc, test_scope_may_end_before_backward);
+  tcase_add_test(tc, test_unused_graph_is_freed_with_its_output);
+  tcase_add_test(tc, test_training_loop_memory_is_flat);
+  tcase_add_test(tc, test_truncated_bptt);
+  tcase_add_test(tc, test_custom_function);
+  tcase_add_test(tc, test_anomaly_mode);
+  tcase_add_test(tc, test_graph_print);
+  tcase_add_test(tc, test_registry_lists_ops);
+  suite_add_tcase(s, tc);
+  return loom_run_suite(s);
+}

@@ -1,0 +1,445 @@
+/* Every differentiable op passes gradcheck in float64, with broadcast,
+ * non-contiguous and repeated-index inputs; the last test fails if any op
+ * in the registry was not exercised by one of these checks. */
+#include "check_util.h"
+
+#include <string.h>
+
+enum {
+  POSITIVE = 1,   /* inputs shifted to (0.5, ...) */
+  NONCONTIG = 2,  /* inputs are transposed views (2-D and up) */
+  SPREAD = 4,     /* values well apart (for max/min/clamp/relu kinks) */
+  LOOSE = 8,      /* eps 1e-2, for functions through float32 */
+};
+
+typedef struct {
+  const char *name;
+  loom_gradcheck_fn fn;
+  int n_in;
+  int ndim[4];
+  int64_t shape[4][5];
+  int flags;
+} gc_case;
+
+#define OUT1(expr)                                                             \
+  do {                                                                         \
+    (void)n;                                                                   \
+    (void)max;                                                                 \
+    (void)ctx;                                                                 \
+    out[0] = (expr);                                                           \
+    return out[0] ? 1 : -1;                                                    \
+  } while (0)
+
+#define FN(name) static int name(loom_tensor *const *in, int n, \
+                                 loom_tensor **out, int max, void *ctx)
+
+/* ---- elementwise ---- */
+FN(f_add) { OUT1(loom_add(in[0], in[1])); }
+FN(f_sub) { OUT1(loom_sub(in[0], in[1])); }
+FN(f_add_scaled) { OUT1(loom_add_scaled(in[0], in[1], -2.5)); }
+FN(f_mul) { OUT1(loom_mul(in[0], in[1])); }
+FN(f_div) { OUT1(loom_div(in[0], in[1])); }
+FN(f_pow) { OUT1(loom_pow(in[0], in[1])); }
+FN(f_maximum) { OUT1(loom_maximum(in[0], in[1])); }
+FN(f_minimum) { OUT1(loom_minimum(in[0], in[1])); }
+FN(f_neg) { OUT1(loom_neg(in[0])); }
+FN(f_exp) { OUT1(loom_exp(in[0])); }
+FN(f_expm1) { OUT1(loom_expm1(in[0])); }
+FN(f_log) { OUT1(loom_log(in[0])); }
+FN(f_log1p) { OUT1(loom_log1p(in[0])); }
+FN(f_sqrt) { OUT1(loom_sqrt(in[0])); }
+FN(f_rsqrt) { OUT1(loom_rsqrt(in[0])); }
+FN(f_square) { OUT1(loom_square(in[0])); }
+FN(f_reciprocal) { OUT1(loom_reciprocal(in[0])); }
+FN(f_abs) { OUT1(loom_abs(in[0])); }
+FN(f_sign) { OUT1(loom_add(loom_sign(in[0]), in[0])); }
+FN(f_sin) { OUT1(loom_sin(in[0])); }
+FN(f_cos) { OUT1(loom_cos(in[0])); }
+FN(f_tanh) { OUT1(loom_tanh(in[0])); }
+FN(f_sigmoid) { OUT1(loom_sigmoid(in[0])); }
+FN(f_log_sigmoid) { OUT1(loom_log_sigmoid(loom_mul_scalar(in[0], 8))); }
+FN(f_relu) { OUT1(loom_relu(in[0])); }
+FN(f_leaky_relu) { OUT1(loom_leaky_relu(in[0], 0.1)); }
+FN(f_gelu) { OUT1(loom_gelu(in[0], false)); }
+FN(f_gelu_tanh) { OUT1(loom_gelu(in[0], true)); }
+FN(f_elu) { OUT1(loom_elu(in[0], 1.3)); }
+FN(f_silu) { OUT1(loom_silu(in[0])); }
+FN(f_softplus) { OUT1(loom_softplus(in[0], 2, 3)); }
+FN(f_clamp) { OUT1(loom_clamp(in[0], -0.5, 0.7)); }
+FN(f_pow_scalar) { OUT1(loom_pow_scalar(in[0], 2.7)); }
+FN(f_scalars) {
+  OUT1(loom_div_scalar(loom_rsub_scalar(loom_mul_scalar(
+      loom_add_scalar(in[0], 1.5), -3), 2), 1.7));
+}
+
+/* ---- views and copies ---- */
+FN(f_reshape) { OUT1(loom_reshape(in[0], LOOM_SHAPE(4, -1))); }
+FN(f_view) { OUT1(loom_view(in[0], LOOM_SHAPE(3, 2, 2))); }
+FN(f_flatten) { OUT1(loom_flatten(in[0], 1, 2)); }
+FN(f_squeeze) { OUT1(loom_unsqueeze(loom_squeeze(in[0], 1), -1)); }
+FN(f_squeeze_all) { OUT1(loom_squeeze_all(in[0])); }
+FN(f_transpose) { OUT1(loom_mul(loom_transpose(in[0], 0, 2), in[1])); }
+FN(f_permute) {
+  OUT1(loom_mul(loom_permute(in[0], (int[]){2, 0, 1}), in[1]));
+}
+FN(f_narrow) { OUT1(loom_narrow(in[0], 1, 1, 2)); }
+FN(f_slice) { OUT1(loom_slice(in[0], 0, 1, 6, 2)); }
+FN(f_select) { OUT1(loom_select(in[0], 1, -1)); }
+FN(f_expand) { OUT1(loom_mul(loom_expand(in[0], LOOM_SHAPE(2, 3, 4)), in[1])); }
+FN(f_contiguous) { OUT1(loom_contiguous(loom_transpose(in[0], 0, 1))); }
+FN(f_clone) { OUT1(loom_mul(loom_clone(in[0]), in[0])); }
+FN(f_to_dtype) {
+  OUT1(loom_to_dtype(loom_mul_scalar(loom_to_dtype(in[0], LOOM_F32), 2),
+                     LOOM_F64));
+}
+FN(f_concat) { OUT1(loom_concat(in, 3, 1)); }
+FN(f_stack) { OUT1(loom_stack(in, 2, 1)); }
+FN(f_split) {
+  (void)max;
+  (void)ctx;
+  (void)n;
+  loom_tensor *parts[4];
+  int k = loom_chunk(in[0], 3, 1, parts, 4);
+  if (k != 3)
+    return -1;
+  out[0] = loom_mul(parts[0], parts[2]);
+  out[1] = parts[1];
+  return 2;
+}
+
+/* ---- indexing ---- */
+static loom_tensor *ix(int64_t n, const int64_t *v) {
+  return loom_from_array(LOOM_I64, v, 1, &n);
+}
+FN(f_gather) {
+  int64_t idx[] = {0, 2, 2, 1, 0, 0};
+  OUT1(loom_gather(in[0], 1, loom_from_array(LOOM_I64, idx, LOOM_SHAPE(2, 3))));
+}
+FN(f_index_select) {
+  OUT1(loom_index_select(in[0], 0, ix(5, (int64_t[]){3, 0, 3, 1, 3})));
+}
+FN(f_scatter_add) {
+  int64_t idx[] = {1, 1, 0, 3, 3, 3};
+  OUT1(loom_scatter_add(in[0], 1,
+                        loom_from_array(LOOM_I64, idx, LOOM_SHAPE(2, 3)),
+                        in[1]));
+}
+FN(f_index_add) {
+  OUT1(loom_index_add(in[0], 0, ix(3, (int64_t[]){2, 0, 2}), in[1], 0.5));
+}
+FN(f_embedding) {
+  int64_t idx[] = {1, 3, 3, 0, 2, 1};
+  OUT1(loom_embedding(in[0], loom_from_array(LOOM_I64, idx, LOOM_SHAPE(2, 3)),
+                      -1));
+}
+FN(f_masked_fill) {
+  uint8_t m[] = {1, 0, 0, 1};
+  OUT1(loom_masked_fill(in[0], loom_from_array(LOOM_BOOL, m, LOOM_SHAPE(4)),
+                        -7));
+}
+FN(f_where) {
+  uint8_t m[] = {1, 0, 1, 0, 0, 1};
+  OUT1(loom_where(loom_from_array(LOOM_BOOL, m, LOOM_SHAPE(2, 3)), in[0],
+                  in[1]));
+}
+
+/* ---- reductions ---- */
+FN(f_sum) { OUT1(loom_sum(in[0], (int[]){0, 2}, 2, false)); }
+FN(f_sum_keep) { OUT1(loom_sum(in[0], (int[]){1}, 1, true)); }
+FN(f_mean) { OUT1(loom_mean(in[0], (int[]){-1}, 1, false)); }
+FN(f_var) { OUT1(loom_var(in[0], (int[]){1}, 1, 1, false)); }
+FN(f_std) { OUT1(loom_std(in[0], NULL, 0, 0, true)); }
+FN(f_prod) { OUT1(loom_prod(in[0], (int[]){1}, 1, false)); }
+FN(f_prod_zero) {
+  loom_tensor *z = loom_mul(in[0], loom_from_array(LOOM_F64,
+      (double[]){1, 0, 1, 1, 1, 1}, LOOM_SHAPE(2, 3)));
+  OUT1(loom_prod(z, NULL, 0, false));
+}
+FN(f_norm2) { OUT1(loom_norm(in[0], 2, (int[]){1}, 1, false)); }
+FN(f_norm1) { OUT1(loom_norm(in[0], 1, NULL, 0, false)); }
+FN(f_norm3) { OUT1(loom_norm(in[0], 3, (int[]){0}, 1, true)); }
+FN(f_norm_inf) { OUT1(loom_norm(in[0], INFINITY, (int[]){1}, 1, false)); }
+FN(f_logsumexp) { OUT1(loom_logsumexp(in[0], (int[]){1}, 1, false)); }
+FN(f_amax) { OUT1(loom_amax(in[0], (int[]){0, 1}, 2, false)); }
+FN(f_amin) { OUT1(loom_amin(in[0], (int[]){1}, 1, true)); }
+FN(f_max) { OUT1(loom_max(in[0], 1, false, NULL)); }
+FN(f_min) { OUT1(loom_min(in[0], 0, true, NULL)); }
+FN(f_softmax) { OUT1(loom_softmax(in[0], 1)); }
+FN(f_log_softmax) { OUT1(loom_log_softmax(in[0], -1)); }
+
+/* ---- products ---- */
+FN(f_dot) { OUT1(loom_matmul(in[0], in[1])); }
+FN(f_matmul) { OUT1(loom_matmul(in[0], in[1])); }
+FN(f_addmm) { OUT1(loom_addmm(in[0], in[1], in[2], 0.5, -1.5)); }
+FN(f_bmm) { OUT1(loom_bmm(in[0], in[1])); }
+FN(f_baddbmm) { OUT1(loom_baddbmm(in[0], in[1], in[2], 2, 0.5)); }
+FN(f_linear) { OUT1(loom_linear(in[0], in[1], in[2])); }
+
+/* ---- convolution, pooling, dropout ---- */
+FN(f_conv) {
+  OUT1(loom_conv2d(in[0], in[1], in[2],
+                   (loom_conv2d_opts){.stride = {2, 1}, .padding = {1, 1},
+                                      .dilation = {1, 2}, .groups = 2}));
+}
+FN(f_conv_1x1) { OUT1(loom_conv2d(in[0], in[1], NULL, (loom_conv2d_opts){0})); }
+FN(f_max_pool) {
+  OUT1(loom_max_pool2d(in[0], (loom_pool2d_opts){.kernel = {2, 3},
+                       .stride = {2, 2}, .padding = {1, 1}}, NULL));
+}
+FN(f_avg_pool) {
+  OUT1(loom_avg_pool2d(in[0], (loom_pool2d_opts){.kernel = {3, 3},
+                       .stride = {2, 2}, .padding = {1, 1}, .ceil_mode = true}));
+}
+FN(f_avg_pool_ex) {
+  OUT1(loom_avg_pool2d(in[0], (loom_pool2d_opts){.kernel = {2, 2},
+                       .padding = {1, 1}, .exclude_pad = true}));
+}
+FN(f_adaptive) { OUT1(loom_adaptive_avg_pool2d(in[0], 3, 2)); }
+FN(f_dropout) {
+  loom_rng *g = loom_rng_new(7); /* the same mask in every evaluation */
+  loom_tensor *y = loom_dropout(in[0], 0.4, true, g);
+  loom_rng_free(g);
+  OUT1(y);
+}
+
+/* ---- custom function ---- */
+static int cube_fwd(loom_function_ctx *c, loom_tensor *const *in, int n,
+                    loom_tensor **out) {
+  (void)n;
+  loom_function_save(c, in[0]);
+  out[0] = loom_mul(loom_square(in[0]), in[0]);
+  out[1] = loom_mul_scalar(in[1], 2);
+  return 0;
+}
+static int cube_bwd(loom_function_ctx *c, loom_tensor *const *g,
+                    loom_tensor **gin) {
+  const loom_tensor *x = loom_function_saved(c, 0);
+  gin[0] = loom_mul(g[0], loom_mul_scalar(loom_square(x), 3));
+  gin[1] = loom_mul_scalar(g[1], 2);
+  return 0;
+}
+static const loom_function cube = {"cube_and_double", 2, 2, cube_fwd,
+                                   cube_bwd};
+FN(f_custom) {
+  (void)n;
+  (void)max;
+  (void)ctx;
+  loom_tensor *o[2];
+  if (loom_function_apply(&cube, in, o, NULL) < 0)
+    return -1;
+  out[0] = loom_add(o[0], o[1]);
+  out[1] = o[1];
+  return 2;
+}
+
+#define S(...) {__VA_ARGS__}
+static const gc_case cases[] = {
+    {"add broadcast", f_add, 2, S(2, 1), S(S(2, 3), S(3)), 0},
+    {"add noncontig", f_add, 2, S(2, 2), S(S(3, 4), S(3, 4)), NONCONTIG},
+    {"sub broadcast", f_sub, 2, S(3, 2), S(S(2, 1, 3), S(4, 3)), 0},
+    {"add_scaled", f_add_scaled, 2, S(2, 2), S(S(2, 3), S(1, 3)), 0},
+    {"mul broadcast", f_mul, 2, S(3, 2), S(S(2, 1, 3), S(4, 3)), 0},
+    {"div", f_div, 2, S(2, 1), S(S(2, 3), S(3)), POSITIVE},
+    {"pow", f_pow, 2, S(2, 2), S(S(2, 3), S(2, 3)), POSITIVE},
+    {"maximum", f_maximum, 2, S(2, 2), S(S(2, 3), S(2, 3)), SPREAD},
+    {"minimum", f_minimum, 2, S(2, 1), S(S(2, 3), S(3)), SPREAD},
+    {"neg", f_neg, 1, S(2), S(S(2, 3)), NONCONTIG},
+    {"exp", f_exp, 1, S(2), S(S(2, 3)), 0},
+    {"expm1", f_expm1, 1, S(1), S(S(5)), 0},
+    {"log", f_log, 1, S(2), S(S(2, 3)), POSITIVE | NONCONTIG},
+    {"log1p", f_log1p, 1, S(1), S(S(5)), POSITIVE},
+    {"sqrt", f_sqrt, 1, S(1), S(S(5)), POSITIVE},
+    {"rsqrt", f_rsqrt, 1, S(1), S(S(5)), POSITIVE},
+    {"square", f_square, 1, S(1), S(S(5)), 0},
+    {"reciprocal", f_reciprocal, 1, S(1), S(S(5)), POSITIVE},
+    {"abs", f_abs, 1, S(1), S(S(6)), SPREAD},
+    {"sign", f_sign, 1, S(1), S(S(6)), SPREAD},
+    {"sin", f_sin, 1, S(1), S(S(5)), 0},
+    {"cos", f_cos, 1, S(1), S(S(5)), 0},
+    {"tanh", f_tanh, 1, S(2), S(S(2, 3)), NONCONTIG},
+    {"sigmoid", f_sigmoid, 1, S(2), S(S(2, 3)), 0},
+    {"log_sigmoid", f_log_sigmoid, 1, S(1), S(S(6)), 0},
+    {"relu", f_relu, 1, S(1), S(S(6)), SPREAD},
+    {"leaky_relu", f_leaky_relu, 1, S(1), S(S(6)), SPREAD},
+    {"gelu", f_gelu, 1, S(1), S(S(6)), 0},
+    {"gelu_tanh", f_gelu_tanh, 1, S(1), S(S(6)), 0},
+    {"elu", f_elu, 1, S(1), S(S(6)), SPREAD},
+    {"silu", f_silu, 1, S(1), S(S(6)), 0},
+    {"softplus", f_softplus, 1, S(1), S(S(6)), SPREAD},
+    {"clamp", f_clamp, 1, S(1), S(S(8)), SPREAD},
+    {"pow_scalar", f_pow_scalar, 1, S(1), S(S(5)), POSITIVE},
+    {"scalar arithmetic", f_scalars, 1, S(2), S(S(2, 3)), 0},
+    {"reshape", f_reshape, 1, S(3), S(S(2, 3, 2)), NONCONTIG},
+    {"view", f_view, 1, S(2), S(S(4, 3)), 0},
+    {"flatten", f_flatten, 1, S(3), S(S(2, 3, 2)), 0},
+    {"squeeze/unsqueeze", f_squeeze, 1, S(3), S(S(2, 1, 3)), 0},
+    {"squeeze_all", f_squeeze_all, 1, S(3), S(S(1, 3, 1)), 0},
+    {"transpose", f_transpose, 2, S(3, 3), S(S(2, 3, 4), S(4, 3, 2)), 0},
+    {"permute", f_permute, 2, S(3, 3), S(S(2, 3, 4), S(4, 2, 3)), 0},
+    {"narrow", f_narrow, 1, S(2), S(S(3, 4)), NONCONTIG},
+    {"slice step", f_slice, 1, S(2), S(S(7, 2)), 0},
+    {"select", f_select, 1, S(3), S(S(2, 3, 2)), 0},
+    {"expand", f_expand, 2, S(2, 3), S(S(3, 1), S(2, 3, 4)), 0},
+    {"contiguous", f_contiguous, 1, S(2), S(S(3, 4)), 0},
+    {"clone", f_clone, 1, S(2), S(S(2, 3)), 0},
+    {"to_dtype", f_to_dtype, 1, S(1), S(S(4)), LOOSE},
+    {"concat", f_concat, 3, S(2, 2, 2), S(S(2, 1), S(2, 3), S(2, 2)), 0},
+    {"stack", f_stack, 2, S(2, 2), S(S(2, 3), S(2, 3)), NONCONTIG},
+    {"chunk", f_split, 1, S(2), S(S(2, 6)), 0},
+    {"gather repeated", f_gather, 1, S(2), S(S(2, 4)), 0},
+    {"index_select repeated", f_index_select, 1, S(2), S(S(4, 3)), NONCONTIG},
+    {"scatter_add", f_scatter_add, 2, S(2, 2), S(S(2, 4), S(2, 3)), 0},
+    {"index_add", f_index_add, 2, S(2, 2), S(S(3, 2), S(3, 2)), 0},
+    {"embedding repeated", f_embedding, 1, S(2), S(S(4, 3)), 0},
+    {"masked_fill", f_masked_fill, 1, S(2), S(S(3, 4)), 0},
+    {"where", f_where, 2, S(2, 1), S(S(2, 3), S(3)), 0},
+    {"sum dims", f_sum, 1, S(3), S(S(2, 3, 4)), NONCONTIG},
+    {"sum keepdim", f_sum_keep, 1, S(2), S(S(3, 4)), 0},
+    {"mean", f_mean, 1, S(2), S(S(3, 4)), 0},
+    {"var", f_var, 1, S(2), S(S(3, 4)), 0},
+    {"std", f_std, 1, S(2), S(S(3, 4)), 0},
+    {"prod", f_prod, 1, S(2), S(S(2, 4)), 0},
+    {"prod with zero", f_prod_zero, 1, S(2), S(S(2, 3)), 0},
+    {"norm 2", f_norm2, 1, S(2), S(S(3, 4)), 0},
+    {"norm 1", f_norm1, 1, S(2), S(S(3, 4)), SPREAD},
+    {"norm 3", f_norm3, 1, S(2), S(S(3, 4)), SPREAD},
+    {"norm inf", f_norm_inf, 1, S(2), S(S(3, 4)), SPREAD},
+    {"logsumexp", f_logsumexp, 1, S(2), S(S(3, 4)), 0},
+    {"amax", f_amax, 1, S(3), S(S(2, 3, 2)), SPREAD},
+    {"amin", f_amin, 1, S(2), S(S(3, 4)), SPREAD},
+    {"max dim", f_max, 1, S(2), S(S(3, 4)), SPREAD | NONCONTIG},
+    {"min dim", f_min, 1, S(2), S(S(3, 4)), SPREAD},
+    {"softmax", f_softmax, 1, S(3), S(S(2, 4, 3)), 0},
+    {"log_softmax", f_log_softmax, 1, S(2), S(S(3, 5)), NONCONTIG},
+    {"dot", f_dot, 2, S(1, 1), S(S(4), S(4)), 0},
+    {"matrix-vector", f_matmul, 2, S(2, 1), S(S(3, 4), S(4)), 0},
+    {"vector-matrix", f_matmul, 2, S(1, 2), S(S(3), S(3, 4)), 0},
+    {"mm noncontig", f_matmul, 2, S(2, 2), S(S(3, 4), S(4, 2)), NONCONTIG},
+    {"batched broadcast", f_matmul, 2, S(4, 3), S(S(2, 1, 3, 4), S(3, 4, 2)), 0},
+    {"batched x matrix", f_matmul, 2, S(3, 2), S(S(2, 3, 4), S(4, 2)), 0},
+    {"addmm", f_addmm, 3, S(1, 2, 2), S(S(4), S(2, 3), S(3, 4)), 0},
+    {"bmm", f_bmm, 2, S(3, 3), S(S(2, 2, 3), S(2, 3, 2)), 0},
+    {"baddbmm", f_baddbmm, 3, S(3, 3, 3), S(S(1, 2, 1), S(2, 2, 3), S(2, 3, 2)),
+     0},
+    {"linear 3-D", f_linear, 3, S(3, 2, 1), S(S(2, 2, 3), S(4, 3), S(4)), 0},
+    {"conv2d groups", f_conv, 3, S(4, 4, 1),
+     S(S(2, 4, 5, 5), S(4, 2, 3, 2), S(4)), 0},
+    {"conv2d 1x1", f_conv_1x1, 2, S(3, 4), S(S(3, 4, 4), S(2, 3, 1, 1)), 0},
+    {"max_pool2d", f_max_pool, 1, S(4), S(S(1, 2, 5, 6)), SPREAD},
+    {"avg_pool2d", f_avg_pool, 1, S(4), S(S(2, 1, 5, 5)), 0},
+    {"avg_pool2d exclude pad", f_avg_pool_ex, 1, S(3), S(S(2, 3, 4)), 0},
+    {"adaptive_avg_pool2d", f_adaptive, 1, S(4), S(S(1, 2, 5, 7)), 0},
+    {"dropout", f_dropout, 1, S(2), S(S(4, 5)), 0},
+    {"custom function", f_custom, 2, S(2, 1), S(S(2, 3), S(3)), 0},
+};
+enum { N_CASES = sizeof cases / sizeof cases[0] };
+
+static loom_tensor *make_input(const gc_case *c, int i, loom_rng *g) {
+  int nd = c->ndim[i];
+  const int64_t *shape = c->shape[i];
+  loom_tensor *t = loom_randn(g, LOOM_F64, 0, 1, nd, shape);
+  if (c->flags & SPREAD) { /* a shuffled ladder: values >= 0.27 apart */
+    int64_t n = loom_numel(t);
+    loom_tensor *perm = loom_to_dtype(loom_randperm(g, n), LOOM_F64);
+    loom_tensor *jitter = loom_rand(g, LOOM_F64, 0, 0.1, 1, &n);
+    t = loom_reshape(loom_add(loom_mul_scalar(loom_sub_scalar(perm, n / 2.0),
+                                              0.37), jitter), nd, shape);
+  }
+  if (c->flags & POSITIVE)
+    t = loom_add_scalar(loom_abs(t), 0.5);
+  if ((c->flags & NONCONTIG) && nd >= 2) /* same values, transposed layout */
+    t = loom_transpose(loom_contiguous(loom_transpose(t, 0, 1)), 0, 1);
+  return loom_set_requires_grad(loom_detach(t), true);
+}
+
+START_TEST(test_case) {
+  const gc_case *c = &cases[_i];
+  loom_rng *g = loom_rng_new(100 + (uint64_t)_i);
+  loom_tensor *in[4];
+  for (int i = 0; i < c->n_in; i++) {
+    in[i] = make_input(c, i, g);
+    ck_assert_loom(in[i]);
+  }
+  loom_rng_free(g);
+  loom_gradcheck_opts o = {0};
+  if (c->flags & LOOSE)
+    o = (loom_gradcheck_opts){.eps = 1e-2, .atol = 1e-3, .rtol = 1e-2};
+  loom_gradcheck_result r;
+  int rc = loom_gradcheck(c->fn, NULL, in, c->n_in, &o, &r);
+  ck_assert_msg(rc >= 0, "%s: gradcheck could not run: %s", c->name,
+                loom_last_error());
+  ck_assert_msg(rc == 1, "%s: %s", c->name, r.message);
+}
+END_TEST
+
+/* The checker itself must be able to fail: a wrong backward is caught and
+ * located. */
+static int wrong_fwd(loom_function_ctx *c, loom_tensor *const *in, int n,
+                     loom_tensor **out) {
+  (void)n;
+  loom_function_save(c, in[0]);
+  out[0] = loom_square(in[0]);
+  return 0;
+}
+static int wrong_bwd(loom_function_ctx *c, loom_tensor *const *g,
+                     loom_tensor **gin) {
+  gin[0] = loom_mul(g[0], loom_function_saved(c, 0)); /* should be 2x */
+  return 0;
+}
+static const loom_function wrong = {"wrong_square", 1, 1, wrong_fwd,
+                                    wrong_bwd};
+FN(f_wrong) {
+  (void)n;
+  (void)max;
+  (void)ctx;
+  return loom_function_apply(&wrong, in, out, NULL) < 0 ? -1 : 1;
+}
+
+START_TEST(test_wrong_backward_is_caught) {
+  loom_tensor *x = loom_set_requires_grad(
+      loom_from_array(LOOM_F64, (double[]){1, 2, 3}, LOOM_SHAPE(3)), true);
+  loom_gradcheck_result r;
+  ck_assert_int_eq(loom_gradcheck(f_wrong, NULL, &x, 1, NULL, &r), 0);
+  ck_assert(!r.passed);
+  ck_assert_int_eq(r.input, 0);
+  ck_assert_int_eq(r.in_index, 2); /* the largest error: 3 vs 6 */
+  ck_assert_close(r.analytic, 3, 1e-9);
+  ck_assert_close(r.numeric, 6, 1e-6);
+  ck_assert(strstr(r.message, "FAILED") != NULL);
+  loom_gradcheck_opts fast = {.fast = true};
+  ck_assert_int_eq(loom_gradcheck(f_wrong, NULL, &x, 1, &fast, &r), 0);
+  ck_assert_int_eq(loom_gradcheck(f_tanh, NULL, &x, 1, &fast, &r), 1);
+}
+END_TEST
+
+START_TEST(test_rejects_float32) {
+  loom_tensor *x = loom_set_requires_grad(loom_ones(LOOM_F32, LOOM_SHAPE(2)),
+                                          true);
+  ck_assert_int_eq(loom_gradcheck(f_tanh, NULL, &x, 1, NULL, NULL), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_DTYPE);
+}
+END_TEST
+
+/* Runs last: every op in the registry was seen by some gradcheck above. */
+START_TEST(test_registry_covered) {
+  int n = loom_op_count();
+  ck_assert_int_ge(n, 70);
+  for (int i = 0; i < n; i++)
+    ck_assert_msg(loom_gradcheck_covered(loom_op_name(i)),
+                  "op '%s' is in the registry but no gradcheck test used it",
+                  loom_op_name(i));
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("gradcheck");
+  TCase *tc = tcase_create("ops");
+  tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
+  tcase_set_timeout(tc, 300);
+  tcase_add_loop_test(tc, test_case, 0, N_CASES);
+  tcase_add_test(tc, test_wrong_backward_is_caught);
+  tcase_add_test(tc, test_rejects_float32);
+  tcase_add_test(tc, test_registry_covered);
+  suite_add_tcase(s, tc);
+  return loom_run_suite(s);
+}
