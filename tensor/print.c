@@ -183,7 +183,7 @@ static text render(const loom_tensor *t) {
     put(&o, "[]");
   else
     emit(&o, &st, 0, idx, 7);
-  if (t->dtype != LOOM_F32 && t->dtype != LOOM_I64) {
+  if (t->dtype != LOOM_F32 && t->dtype != LOOM_I64 && t->dtype != LOOM_BOOL) {
     put(&o, ", dtype=");
     put(&o, loom_dtype_name(t->dtype));
   }

@@ -4,6 +4,7 @@
 #define LOOM_H
 
 #include "tensor/tensor.h"
+#include "tensor/safetensors.h"
 #include "autograd/autograd.h"
 
 #endif
