@@ -6,5 +6,7 @@
 #include "tensor/tensor.h"
 #include "tensor/safetensors.h"
 #include "autograd/autograd.h"
+#include "optim/optim.h"
+#include "nn/nn.h"
 
 #endif

@@ -1,0 +1,245 @@
+/* Loss functions with PyTorch's conventions (reductions, ignore_index,
+ * label smoothing, class weights), composed from differentiable ops. */
+#include "nn.h"
+
+#include "../tensor/internal.h"
+
+#include <math.h>
+
+loom_cross_entropy_opts loom_cross_entropy_defaults(void) {
+  return (loom_cross_entropy_opts){.reduction = LOOM_MEAN,
+                                   .ignore_index = -100};
+}
+
+static loom_tensor *reduce(loom_tensor *loss, loom_reduction r) {
+  switch (r) {
+  case LOOM_SUM: return loom_sum_all(loss);
+  case LOOM_NONE: return loss;
+  default: return loom_mean_all(loss);
+  }
+}
+
+static bool same_shape(const loom_tensor *a, const loom_tensor *b,
+                       const char *op) {
+  if (!a || !b)
+    return false;
+  if (!loom_same_shape(a, b)) {
+    char s1[96], s2[96];
+    loom_set_error(LOOM_ERR_SHAPE, "%s: input %s and target %s differ", op,
+                   loom_shape_str(a, s1, sizeof s1),
+                   loom_shape_str(b, s2, sizeof s2));
+    return false;
+  }
+  return true;
+}
+
+/* Class-index losses on log-probabilities (N, C, d...) with targets
+ * (N, d...). Returns the reduced NLL; *weight_sum receives the summed
+ * weights of non-ignored targets (the mean's denominator) and *valid the
+ * mask of non-ignored targets (both scope-owned). */
+static loom_tensor *nll(const loom_tensor *logp, const loom_tensor *target,
+                        const loom_cross_entropy_opts *o, const char *op,
+                        loom_tensor **weight_sum, loom_tensor **valid) {
+  if (logp->ndim < 2 || target->ndim != logp->ndim - 1 ||
+      target->shape[0] != logp->shape[0])
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: logits %s and class targets %s "
+                     "(expected (N, C, ...) and (N, ...))", op,
+                     loom__shp(logp), loom__shp(target));
+  for (int d = 1; d < target->ndim; d++)
+    if (target->shape[d] != logp->shape[d + 1])
+      return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: logits %s and targets %s", op,
+                       loom__shp(logp), loom__shp(target));
+  int64_t classes = logp->shape[1];
+  if (o->weight && (o->weight->ndim != 1 || o->weight->shape[0] != classes))
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: weight %s for %lld classes", op,
+                     loom__shp(o->weight), (long long)classes);
+  loom_tensor *keep = loom_ne_scalar(target, (double)o->ignore_index);
+  /* Ignored targets point at class 0 for the gather, then count nothing. */
+  loom_tensor *safe = loom_masked_fill(target, loom_logical_not(keep), 0);
+  if (!safe)
+    return NULL;
+  const int64_t *tv = loom_data_i64(loom_contiguous(safe));
+  for (int64_t i = 0; tv && i < safe->numel; i++)
+    if (tv[i] < 0 || tv[i] >= classes)
+      return LOOM_FAIL(LOOM_ERR_INDEX, "%s: target %lld out of range for %lld "
+                       "classes", op, (long long)tv[i], (long long)classes);
+  loom_tensor *picked = loom_squeeze(loom_gather(logp, 1, loom_unsqueeze(safe,
+                                                                         1)),
+                                     1);
+  loom_tensor *w = loom_to_dtype(keep, logp->dtype);
+  if (o->weight)
+    w = loom_mul(w, loom_embedding(loom_reshape(loom_to_dtype(o->weight,
+                                                              logp->dtype),
+                                                2, (int64_t[]){classes, 1}),
+                                   safe, -1));
+  if (o->weight)
+    w = loom_squeeze(w, -1);
+  loom_tensor *loss = loom_neg(loom_mul(picked, w));
+  *weight_sum = loom_sum_all(w);
+  *valid = keep;
+  switch (o->reduction) {
+  case LOOM_NONE: return loss;
+  case LOOM_SUM: return loom_sum_all(loss);
+  default: return loom_div(loom_sum_all(loss), *weight_sum);
+  }
+}
+
+static loom_tensor *class_dim_sum(const loom_tensor *t) {
+  return loom_sum(t, (int[]){1}, 1, false);
+}
+
+loom_tensor *loom_nll_loss(const loom_tensor *log_probs,
+                           const loom_tensor *target,
+                           const loom_cross_entropy_opts *opts) {
+  loom_cross_entropy_opts o = opts ? *opts : loom_cross_entropy_defaults();
+  if (!log_probs || !target)
+    return NULL;
+  if (target->dtype != LOOM_I64)
+    return LOOM_FAIL(LOOM_ERR_DTYPE, "nll_loss: targets must be int64 class "
+                     "indices, got %s", loom_dtype_name(target->dtype));
+  loom_tensor *ws, *valid;
+  return nll(log_probs, target, &o, "nll_loss", &ws, &valid);
+}
+
+loom_tensor *loom_cross_entropy(const loom_tensor *logits,
+                                const loom_tensor *target,
+                                const loom_cross_entropy_opts *opts) {
+  loom_cross_entropy_opts o = opts ? *opts : loom_cross_entropy_defaults();
+  if (!logits || !target)
+    return NULL;
+  if (loom__check_float(logits, "cross_entropy"))
+    return NULL;
+  if (logits->ndim < 2)
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "cross_entropy: logits %s need (N, C, "
+                     "...)", loom__shp(logits));
+  double eps = o.label_smoothing;
+  if (!(eps >= 0 && eps <= 1))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "cross_entropy: label_smoothing %g",
+                     eps);
+  double classes = (double)logits->shape[1];
+  loom_tensor *logp = loom_log_softmax(logits, 1);
+  const loom_tensor *cw = o.weight ? loom_to_dtype(o.weight, logits->dtype)
+                                   : NULL;
+  loom_tensor *cwb = NULL; /* class weights broadcast along dim 1 */
+  if (cw) {
+    int64_t shape[LOOM_MAX_DIMS];
+    for (int d = 0; d < logits->ndim; d++)
+      shape[d] = d == 1 ? -1 : 1;
+    cwb = loom_reshape(cw, logits->ndim, shape);
+  }
+  if (loom_dtype_is_float(target->dtype)) { /* class probabilities */
+    if (!same_shape(logits, target, "cross_entropy"))
+      return NULL;
+    const loom_tensor *p = target;
+    if (eps > 0)
+      p = loom_add_scalar(loom_mul_scalar(target, 1 - eps), eps / classes);
+    loom_tensor *terms = loom_mul(logp, p);
+    if (cwb)
+      terms = loom_mul(terms, cwb);
+    return reduce(loom_neg(class_dim_sum(terms)), o.reduction);
+  }
+  if (target->dtype != LOOM_I64)
+    return LOOM_FAIL(LOOM_ERR_DTYPE, "cross_entropy: targets must be int64 "
+                     "indices or float probabilities, got %s",
+                     loom_dtype_name(target->dtype));
+  loom_tensor *weight_sum, *valid;
+  loom_tensor *loss = nll(logp, target, &o, "cross_entropy", &weight_sum,
+                          &valid);
+  if (!loss || eps == 0)
+    return loss;
+  /* Label smoothing: mix in the loss against the uniform distribution. */
+  loom_tensor *smooth = loom_neg(class_dim_sum(cwb ? loom_mul(logp, cwb)
+                                                   : logp));
+  smooth = loom_masked_fill(smooth, loom_logical_not(valid), 0);
+  switch (o.reduction) {
+  case LOOM_NONE: break;
+  case LOOM_SUM: smooth = loom_sum_all(smooth); break;
+  default:
+    smooth = loom_div(loom_sum_all(smooth),
+                      cwb ? weight_sum
+                          : loom_sum_all(loom_to_dtype(valid, logits->dtype)));
+  }
+  return loom_add(loom_mul_scalar(loss, 1 - eps),
+                  loom_mul_scalar(smooth, eps / classes));
+}
+
+loom_tensor *loom_mse_loss(const loom_tensor *x, const loom_tensor *y,
+                           loom_reduction r) {
+  if (!same_shape(x, y, "mse_loss"))
+    return NULL;
+  return reduce(loom_square(loom_sub(x, y)), r);
+}
+
+loom_tensor *loom_l1_loss(const loom_tensor *x, const loom_tensor *y,
+                          loom_reduction r) {
+  if (!same_shape(x, y, "l1_loss"))
+    return NULL;
+  return reduce(loom_abs(loom_sub(x, y)), r);
+}
+
+loom_tensor *loom_smooth_l1_loss(const loom_tensor *x, const loom_tensor *y,
+                                 double beta, loom_reduction r) {
+  if (!same_shape(x, y, "smooth_l1_loss"))
+    return NULL;
+  if (beta < 0)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "smooth_l1_loss: beta %g < 0", beta);
+  loom_tensor *d = loom_abs(loom_sub(x, y));
+  if (beta == 0)
+    return reduce(d, r);
+  loom_tensor *quad = loom_mul_scalar(loom_square(d), 0.5 / beta);
+  loom_tensor *lin = loom_sub_scalar(d, 0.5 * beta);
+  return reduce(loom_where(loom_lt_scalar(d, beta), quad, lin), r);
+}
+
+loom_tensor *loom_bce_loss(const loom_tensor *x, const loom_tensor *y,
+                           const loom_tensor *weight, loom_reduction r) {
+  if (!same_shape(x, y, "bce_loss"))
+    return NULL;
+  /* PyTorch clamps each log at -100 so 0 and 1 give finite losses. */
+  loom_tensor *lx = loom_clamp(loom_log(x), -100, INFINITY);
+  loom_tensor *l1x = loom_clamp(loom_log(loom_rsub_scalar(x, 1)), -100,
+                                INFINITY);
+  loom_tensor *loss = loom_neg(loom_add(loom_mul(y, lx),
+                                        loom_mul(loom_rsub_scalar(y, 1), l1x)));
+  if (weight)
+    loss = loom_mul(loss, weight);
+  return reduce(loss, r);
+}
+
+loom_tensor *loom_bce_with_logits(const loom_tensor *x, const loom_tensor *y,
+                                  const loom_tensor *weight,
+                                  const loom_tensor *pos_weight,
+                                  loom_reduction r) {
+  if (!same_shape(x, y, "bce_with_logits"))
+    return NULL;
+  /* -[pw y log sigmoid(x) + (1 - y) log sigmoid(-x)], each term stable. */
+  loom_tensor *pos = loom_mul(y, loom_log_sigmoid(x));
+  if (pos_weight)
+    pos = loom_mul(pos, pos_weight);
+  loom_tensor *neg = loom_mul(loom_rsub_scalar(y, 1),
+                              loom_log_sigmoid(loom_neg(x)));
+  loom_tensor *loss = loom_neg(loom_add(pos, neg));
+  if (weight)
+    loss = loom_mul(loss, weight);
+  return reduce(loss, r);
+}
+
+loom_tensor *loom_kl_div(const loom_tensor *input, const loom_tensor *target,
+                         bool log_target, loom_reduction r, bool batchmean) {
+  if (!same_shape(input, target, "kl_div"))
+    return NULL;
+  loom_tensor *pointwise;
+  if (log_target) {
+    pointwise = loom_mul(loom_exp(target), loom_sub(target, input));
+  } else {
+    /* t log t is 0 at t = 0: take the log of 1 there, never of 0. */
+    loom_tensor *zero = loom_le_scalar(target, 0);
+    loom_tensor *logt = loom_log(loom_masked_fill(target, zero, 1));
+    pointwise = loom_masked_fill(loom_mul(target, loom_sub(logt, input)),
+                                 zero, 0);
+  }
+  if (batchmean && r != LOOM_NONE)
+    return loom_div_scalar(loom_sum_all(pointwise),
+                           input->ndim ? (double)input->shape[0] : 1);
+  return reduce(pointwise, r);
+}

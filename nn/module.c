@@ -1,0 +1,245 @@
+/* The module tree: named parameters, buffers and children, state dicts. */
+#include "nn.h"
+
+#include "../tensor/kernels.h"
+
+#include <stdlib.h>
+
+typedef enum { PARAM, BUFFER, CHILD } entry_kind;
+
+struct loom_module_entry {
+  entry_kind kind;
+  char *name;
+  loom_tensor *tensor;
+  loom_module *child;
+};
+
+void loom_module_init(loom_module *m, const char *type,
+                      void (*destroy)(loom_module *self)) {
+  *m = (loom_module){.type = type, .training = true, .destroy = destroy};
+}
+
+static loom_module_entry *add(loom_module *m, entry_kind kind,
+                              const char *name) {
+  if (!m || !name)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "module: NULL module or name");
+  if (strchr(name, '.') || !*name)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "module %s: bad entry name '%s'",
+                     m->type, name);
+  for (int i = 0; i < m->n_entries; i++)
+    if (strcmp(m->entries[i].name, name) == 0)
+      return LOOM_FAIL(LOOM_ERR_ARGUMENT, "module %s: '%s' registered twice",
+                       m->type, name);
+  if (m->n_entries == m->cap_entries) {
+    int cap = m->cap_entries ? 2 * m->cap_entries : 8;
+    loom_module_entry *g = realloc(m->entries, (size_t)cap * sizeof *g);
+    if (!g)
+      return LOOM_FAIL(LOOM_ERR_MEMORY, "module: out of memory");
+    m->entries = g;
+    m->cap_entries = cap;
+  }
+  char *copy = malloc(strlen(name) + 1);
+  if (!copy)
+    return LOOM_FAIL(LOOM_ERR_MEMORY, "module: out of memory");
+  strcpy(copy, name);
+  loom_module_entry *e = &m->entries[m->n_entries++];
+  *e = (loom_module_entry){.kind = kind, .name = copy};
+  return e;
+}
+
+loom_tensor *loom_module_add_param(loom_module *m, const char *name,
+                                   loom_tensor *t) {
+  if (!t || !loom_set_requires_grad(t, true))
+    return NULL;
+  loom_module_entry *e = add(m, PARAM, name);
+  if (!e)
+    return NULL;
+  e->tensor = loom_keep(t);
+  return t;
+}
+
+loom_tensor *loom_module_add_buffer(loom_module *m, const char *name,
+                                    loom_tensor *t) {
+  if (!t)
+    return NULL;
+  loom_module_entry *e = add(m, BUFFER, name);
+  if (!e)
+    return NULL;
+  e->tensor = loom_keep(t);
+  return t;
+}
+
+loom_module *loom_module_add_child(loom_module *m, const char *name,
+                                   loom_module *child) {
+  if (!child)
+    return NULL;
+  loom_module_entry *e = add(m, CHILD, name);
+  if (!e) {
+    loom_module_free(child);
+    return NULL;
+  }
+  e->child = child;
+  return child;
+}
+
+void loom_module_free(loom_module *m) {
+  if (!m)
+    return;
+  for (int i = 0; i < m->n_entries; i++) {
+    loom_module_entry *e = &m->entries[i];
+    free(e->name);
+    loom_release(e->tensor);
+    loom_module_free(e->child);
+  }
+  free(m->entries);
+  m->entries = NULL;
+  m->n_entries = m->cap_entries = 0;
+  if (m->destroy)
+    m->destroy(m);
+  else
+    free(m);
+}
+
+void loom_module_train(loom_module *m, bool on) {
+  if (!m)
+    return;
+  m->training = on;
+  for (int i = 0; i < m->n_entries; i++)
+    if (m->entries[i].kind == CHILD)
+      loom_module_train(m->entries[i].child, on);
+}
+
+static int collect(const loom_module *m, loom_tensor **out, int max, int n) {
+  for (int i = 0; i < m->n_entries; i++) {
+    const loom_module_entry *e = &m->entries[i];
+    if (e->kind == PARAM) {
+      if (n < max)
+        out[n] = e->tensor;
+      n++;
+    } else if (e->kind == CHILD) {
+      n = collect(e->child, out, max, n);
+    }
+  }
+  return n;
+}
+
+int loom_module_parameters(const loom_module *m, loom_tensor **out, int max) {
+  return m ? collect(m, out, out ? max : 0, 0) : 0;
+}
+
+int64_t loom_module_num_elements(const loom_module *m) {
+  int n = loom_module_parameters(m, NULL, 0);
+  loom_tensor **ps = calloc((size_t)n + 1, sizeof *ps);
+  int64_t total = 0;
+  if (!ps)
+    return -1;
+  loom_module_parameters(m, ps, n);
+  for (int i = 0; i < n; i++)
+    total += loom_numel(ps[i]);
+  free(ps);
+  return total;
+}
+
+/* Adds m's entries (parameters, and buffers too if asked) to map under
+ * prefix. */
+static int named(const loom_module *m, loom_tensor_map *map, char *prefix,
+                 size_t len, size_t cap, bool buffers) {
+  for (int i = 0; i < m->n_entries; i++) {
+    const loom_module_entry *e = &m->entries[i];
+    size_t n = strlen(e->name);
+    if (len + n + 2 > cap) {
+      loom_set_error(LOOM_ERR_ARGUMENT, "module: name too long");
+      return -1;
+    }
+    memcpy(prefix + len, e->name, n + 1);
+    if (e->kind == CHILD) {
+      prefix[len + n] = '.';
+      prefix[len + n + 1] = '\0';
+      if (named(e->child, map, prefix, len + n + 1, cap, buffers) < 0)
+        return -1;
+    } else if (e->kind == PARAM || buffers) {
+      if (loom_tensor_map_set(map, prefix, e->tensor) < 0)
+        return -1;
+    }
+    prefix[len] = '\0';
+  }
+  return 0;
+}
+
+static loom_tensor_map *as_map(const loom_module *m, bool buffers) {
+  if (!m)
+    return NULL;
+  loom_tensor_map *map = loom_tensor_map_new();
+  char prefix[1024] = "";
+  if (map && named(m, map, prefix, 0, sizeof prefix, buffers) < 0) {
+    loom_tensor_map_free(map);
+    return NULL;
+  }
+  return map;
+}
+
+loom_tensor_map *loom_module_named_parameters(const loom_module *m) {
+  return as_map(m, false);
+}
+
+loom_tensor_map *loom_module_state_dict(const loom_module *m) {
+  return as_map(m, true);
+}
+
+int loom_module_load_state_dict(loom_module *m, const loom_tensor_map *src,
+                                bool strict) {
+  loom_tensor_map *own = loom_module_state_dict(m);
+  if (!own || !src) {
+    loom_tensor_map_free(own);
+    return -1;
+  }
+  int rc = 0;
+  int n = loom_tensor_map_count(own);
+  for (int i = 0; i < n && rc == 0; i++) {
+    const char *name = loom_tensor_map_name(own, i);
+    loom_tensor *dst = loom_tensor_map_at(own, i), *s = loom_tensor_map_get(src,
+                                                                            name);
+    if (!s) {
+      if (strict) {
+        loom_set_error(LOOM_ERR_STATE, "load_state_dict (%s): missing '%s'",
+                       m->type, name);
+        rc = -1;
+      }
+    } else if (!loom_same_shape(dst, s)) {
+      char a[96], b[96];
+      loom_set_error(LOOM_ERR_SHAPE, "load_state_dict (%s): '%s' is %s in the "
+                     "file, %s in the module", m->type, name,
+                     loom_shape_str(s, a, sizeof a),
+                     loom_shape_str(dst, b, sizeof b));
+      rc = -1;
+    }
+  }
+  for (int i = 0; strict && rc == 0 && i < loom_tensor_map_count(src); i++)
+    if (!loom_tensor_map_get(own, loom_tensor_map_name(src, i))) {
+      loom_set_error(LOOM_ERR_STATE, "load_state_dict (%s): unexpected '%s'",
+                     m->type, loom_tensor_map_name(src, i));
+      rc = -1;
+    }
+  for (int i = 0; i < n && rc == 0; i++) {
+    loom_tensor *dst = loom_tensor_map_at(own, i);
+    loom_tensor *s = loom_tensor_map_get(src, loom_tensor_map_name(own, i));
+    if (s) {
+      loom_no_grad_begin();
+      loom_copy_(dst, s);
+      loom_no_grad_end();
+    }
+  }
+  loom_tensor_map_free(own);
+  return rc;
+}
+
+void loom_module_zero_grad(loom_module *m) {
+  if (!m)
+    return;
+  for (int i = 0; i < m->n_entries; i++) {
+    if (m->entries[i].kind == PARAM)
+      loom_zero_grad(m->entries[i].tensor);
+    else if (m->entries[i].kind == CHILD)
+      loom_module_zero_grad(m->entries[i].child);
+  }
+}

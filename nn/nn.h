@@ -1,0 +1,317 @@
+/* loom nn: modules with named parameters, initialisers, layers, losses and
+ * training checkpoints.
+ *
+ * The module convention. A module is a struct whose first member is a
+ * `loom_module`; it owns its parameters, buffers and child modules, each
+ * registered under a name, so a module tree can list its parameters with
+ * PyTorch's hierarchical names ("encoder.layers.0.linear1.weight") and
+ * save/load a state dict that PyTorch reads. Every layer has `_new`
+ * (caller owns the module, free it with its `_free` or loom_module_free),
+ * `_forward` (result owned by the innermost scope) and `_free`. Tensors a
+ * module exposes in its struct (weight, bias, ...) are borrowed from it.
+ *
+ * A user-defined module:
+ *
+ *   typedef struct { loom_module base; loom_linear_layer *in, *out; } mlp;
+ *   mlp *m = calloc(1, sizeof *m);
+ *   loom_module_init(&m->base, "MLP", free_fn);
+ *   m->in = (loom_linear_layer *)loom_module_add_child(&m->base, "in",
+ *               (loom_module *)loom_linear_layer_new(4, 16, true));
+ *
+ * (A module struct begins with its loom_module, so a pointer to it converts
+ * to a loom_module pointer and back.)
+ *
+ * Parameters are created in the thread's default dtype (float32 unless set
+ * with loom_set_default_dtype) and initialised from the default generator
+ * (loom_manual_seed), with PyTorch's default scheme for each layer.
+ */
+#ifndef LOOM_NN_H
+#define LOOM_NN_H
+
+#include "../autograd/autograd.h"
+#include "../optim/optim.h"
+#include "../tensor/safetensors.h"
+#include "../tensor/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------ modules */
+
+typedef struct loom_module loom_module;
+typedef struct loom_module_entry loom_module_entry;
+
+struct loom_module {
+  const char *type; /* "Linear", "LSTM", ... */
+  bool training;
+  loom_module_entry *entries;
+  int n_entries, cap_entries;
+  /* Frees the struct that embeds this module (after its entries are
+   * released); NULL means free(). */
+  void (*destroy)(loom_module *self);
+};
+
+/* Initialises an embedded module (training mode, no entries). */
+LOOM_API void loom_module_init(loom_module *m, const char *type,
+                               void (*destroy)(loom_module *self));
+/* Registers a trainable parameter: the module takes a reference, marks it
+ * as requiring grad, and returns it (borrowed). NULL on error. */
+LOOM_API loom_tensor *loom_module_add_param(loom_module *m, const char *name,
+                                            loom_tensor *t);
+/* Registers state that is saved but not trained (running statistics). */
+LOOM_API loom_tensor *loom_module_add_buffer(loom_module *m, const char *name,
+                                             loom_tensor *t);
+/* Registers a child module; the parent owns it from now on (also on
+ * failure, when the child is freed). Returns child or NULL. */
+LOOM_API loom_module *loom_module_add_child(loom_module *m, const char *name,
+                                            loom_module *child);
+/* Frees a module, its children, and its references (NULL-safe). */
+LOOM_API void loom_module_free(loom_module *m);
+/* Switches the module tree to training (true) or evaluation mode. */
+LOOM_API void loom_module_train(loom_module *m, bool on);
+/* Writes up to max parameters (depth first, registration order) to out
+ * (borrowed); returns the total count. */
+LOOM_API int loom_module_parameters(const loom_module *m, loom_tensor **out,
+                                    int max);
+LOOM_API int64_t loom_module_num_elements(const loom_module *m);
+/* A new map of parameters only / parameters and buffers, under their
+ * hierarchical names (caller frees the map; tensors are shared). */
+LOOM_API loom_tensor_map *loom_module_named_parameters(const loom_module *m);
+LOOM_API loom_tensor_map *loom_module_state_dict(const loom_module *m);
+/* Copies values from map into the module's tensors (converting dtype).
+ * Shapes must match; with `strict`, missing and unexpected names are errors
+ * too. Nothing is changed unless everything checks. 0 or -1. */
+LOOM_API int loom_module_load_state_dict(loom_module *m,
+                                         const loom_tensor_map *map,
+                                         bool strict);
+/* Drops the gradient of every parameter. */
+LOOM_API void loom_module_zero_grad(loom_module *m);
+
+/* ------------------------------------------------ initialisers
+ * In place, under no-grad, from generator g (NULL: the default). 0 or -1. */
+
+typedef enum { LOOM_FAN_IN, LOOM_FAN_OUT } loom_fan_mode;
+
+/* torch.nn.init.calculate_gain: "linear", "conv2d", "sigmoid", "tanh",
+ * "relu", "leaky_relu" (param = negative slope), "selu". NaN if unknown. */
+LOOM_API double loom_init_gain(const char *nonlinearity, double param);
+LOOM_API int loom_init_uniform_(loom_tensor *t, double lo, double hi,
+                                loom_rng *g);
+LOOM_API int loom_init_normal_(loom_tensor *t, double mean, double std,
+                               loom_rng *g);
+LOOM_API int loom_init_constant_(loom_tensor *t, double value);
+LOOM_API int loom_init_xavier_uniform_(loom_tensor *t, double gain,
+                                       loom_rng *g);
+LOOM_API int loom_init_xavier_normal_(loom_tensor *t, double gain,
+                                      loom_rng *g);
+/* a: the negative slope for leaky_relu. */
+LOOM_API int loom_init_kaiming_uniform_(loom_tensor *t, double a,
+                                        loom_fan_mode mode,
+                                        const char *nonlinearity, loom_rng *g);
+LOOM_API int loom_init_kaiming_normal_(loom_tensor *t, double a,
+                                       loom_fan_mode mode,
+                                       const char *nonlinearity, loom_rng *g);
+/* A (semi-)orthogonal matrix of the flattened shape rows x rest. */
+LOOM_API int loom_init_orthogonal_(loom_tensor *t, double gain, loom_rng *g);
+/* The identity (2-D), e.g. for IRNN recurrent weights. */
+LOOM_API int loom_init_eye_(loom_tensor *t);
+/* fan_in / fan_out as torch computes them; -1 for tensors under 2-D. */
+LOOM_API int64_t loom_init_fan(const loom_tensor *t, loom_fan_mode mode);
+
+/* ------------------------------------------------ layers
+ * Activations are the ops in ops.h (loom_relu, loom_gelu, ...) and pooling
+ * is stateless (loom_max_pool2d, loom_avg_pool2d, loom_adaptive_avg_pool2d
+ * with their option structs): neither needs a module. */
+
+/* Linear: y = x W^T + b; W: out x in. */
+typedef struct loom_linear_layer {
+  loom_module base;
+  loom_tensor *weight, *bias; /* bias NULL if none */
+  int64_t in_features, out_features;
+} loom_linear_layer;
+LOOM_API loom_linear_layer *loom_linear_layer_new(int64_t in, int64_t out,
+                                                  bool bias);
+LOOM_API loom_tensor *loom_linear_layer_forward(loom_linear_layer *l,
+                                                const loom_tensor *x);
+LOOM_API void loom_linear_layer_free(loom_linear_layer *l);
+
+/* Bilinear: y_k = x1^T W_k x2 + b_k; W: out x in1 x in2. */
+typedef struct loom_bilinear {
+  loom_module base;
+  loom_tensor *weight, *bias;
+  int64_t in1, in2, out;
+} loom_bilinear;
+LOOM_API loom_bilinear *loom_bilinear_new(int64_t in1, int64_t in2,
+                                          int64_t out, bool bias);
+LOOM_API loom_tensor *loom_bilinear_forward(loom_bilinear *l,
+                                            const loom_tensor *x1,
+                                            const loom_tensor *x2);
+LOOM_API void loom_bilinear_free(loom_bilinear *l);
+
+/* Embedding: rows of weight (num x dim) by int64 index. padding_idx < 0:
+ * none (its row starts at zero and gets no gradient). max_norm > 0: rows
+ * looked up are renormalised in place to at most that norm (p = norm_type,
+ * 2 when 0), like PyTorch. */
+typedef struct loom_embedding_layer {
+  loom_module base;
+  loom_tensor *weight;
+  int64_t num, dim, padding_idx;
+  double max_norm, norm_type;
+} loom_embedding_layer;
+LOOM_API loom_embedding_layer *loom_embedding_layer_new(int64_t num,
+                                                        int64_t dim,
+                                                        int64_t padding_idx);
+LOOM_API loom_tensor *loom_embedding_layer_forward(loom_embedding_layer *e,
+                                                   const loom_tensor *indices);
+LOOM_API void loom_embedding_layer_free(loom_embedding_layer *e);
+
+typedef struct loom_conv2d_layer {
+  loom_module base;
+  loom_tensor *weight, *bias;
+  loom_conv2d_opts opts;
+} loom_conv2d_layer;
+LOOM_API loom_conv2d_layer *loom_conv2d_layer_new(int64_t in_channels,
+                                                  int64_t out_channels,
+                                                  int64_t kh, int64_t kw,
+                                                  loom_conv2d_opts opts,
+                                                  bool bias);
+LOOM_API loom_tensor *loom_conv2d_layer_forward(loom_conv2d_layer *c,
+                                                const loom_tensor *x);
+LOOM_API void loom_conv2d_layer_free(loom_conv2d_layer *c);
+
+/* BatchNorm over the channel dim 1 of (N, C), (N, C, L) or (N, C, H, W):
+ * batch statistics in training (updating running_mean/var with momentum
+ * and the unbiased variance), running statistics in evaluation. */
+typedef struct loom_batch_norm {
+  loom_module base;
+  loom_tensor *weight, *bias;             /* NULL unless affine */
+  loom_tensor *running_mean, *running_var; /* NULL unless tracked */
+  loom_tensor *num_batches_tracked;        /* int64 scalar */
+  int64_t features;
+  double eps, momentum;
+} loom_batch_norm;
+/* momentum 0.1 and eps 1e-5 are PyTorch's defaults. */
+LOOM_API loom_batch_norm *loom_batch_norm_new(int64_t features, double eps,
+                                              double momentum, bool affine,
+                                              bool track_running_stats);
+LOOM_API loom_tensor *loom_batch_norm_forward(loom_batch_norm *b,
+                                              const loom_tensor *x);
+LOOM_API void loom_batch_norm_free(loom_batch_norm *b);
+
+/* LayerNorm over the last `ndims` dims, whose sizes are `shape`. */
+typedef struct loom_layer_norm {
+  loom_module base;
+  loom_tensor *weight, *bias; /* NULL unless elementwise_affine */
+  int ndims;
+  int64_t shape[LOOM_MAX_DIMS];
+  double eps;
+} loom_layer_norm;
+LOOM_API loom_layer_norm *loom_layer_norm_new(int ndims, const int64_t *shape,
+                                              double eps, bool affine);
+LOOM_API loom_tensor *loom_layer_norm_forward(loom_layer_norm *l,
+                                              const loom_tensor *x);
+LOOM_API void loom_layer_norm_free(loom_layer_norm *l);
+
+/* Dropout: loom_dropout with this p in training mode, identity in eval.
+ * g: the generator for masks (NULL: the default; borrowed). */
+typedef struct loom_dropout_layer {
+  loom_module base;
+  double p;
+  loom_rng *g;
+} loom_dropout_layer;
+LOOM_API loom_dropout_layer *loom_dropout_layer_new(double p, loom_rng *g);
+LOOM_API loom_tensor *loom_dropout_layer_forward(loom_dropout_layer *d,
+                                                 const loom_tensor *x);
+LOOM_API void loom_dropout_layer_free(loom_dropout_layer *d);
+
+/* Highway: y = g * relu(W_h x + b_h) + (1 - g) * x, g = sigmoid(W_g x +
+ * b_g); children "transform" and "gate"; the gate bias starts at
+ * gate_bias (negative: carry the input at first). */
+typedef struct loom_highway {
+  loom_module base;
+  loom_linear_layer *transform, *gate;
+} loom_highway;
+LOOM_API loom_highway *loom_highway_new(int64_t size, double gate_bias);
+LOOM_API loom_tensor *loom_highway_forward(loom_highway *h,
+                                           const loom_tensor *x);
+LOOM_API void loom_highway_free(loom_highway *h);
+
+/* ------------------------------------------------ losses
+ * All differentiable (composed from ops); results owned by the scope. */
+
+typedef enum loom_reduction {
+  LOOM_MEAN = 0,
+  LOOM_SUM,
+  LOOM_NONE,
+} loom_reduction;
+
+typedef struct loom_cross_entropy_opts {
+  loom_reduction reduction;
+  int64_t ignore_index;      /* PyTorch's default is -100 */
+  double label_smoothing;    /* in [0, 1] */
+  const loom_tensor *weight; /* per-class weights (C) or NULL */
+} loom_cross_entropy_opts;
+/* {LOOM_MEAN, -100, 0, NULL}. */
+LOOM_API loom_cross_entropy_opts loom_cross_entropy_defaults(void);
+
+/* logits: (N, C) or (N, C, d1, ...). target: int64 class indices (N) or
+ * (N, d1, ...), or float probabilities shaped like logits. opts NULL:
+ * defaults. Mean over non-ignored targets (weighted, like PyTorch). */
+LOOM_API loom_tensor *loom_cross_entropy(const loom_tensor *logits,
+                                         const loom_tensor *target,
+                                         const loom_cross_entropy_opts *opts);
+/* The same on log-probabilities (no label smoothing). */
+LOOM_API loom_tensor *loom_nll_loss(const loom_tensor *log_probs,
+                                    const loom_tensor *target,
+                                    const loom_cross_entropy_opts *opts);
+LOOM_API loom_tensor *loom_mse_loss(const loom_tensor *input,
+                                    const loom_tensor *target,
+                                    loom_reduction r);
+LOOM_API loom_tensor *loom_l1_loss(const loom_tensor *input,
+                                   const loom_tensor *target, loom_reduction r);
+/* Quadratic below beta, linear above (beta 0: the L1 loss). */
+LOOM_API loom_tensor *loom_smooth_l1_loss(const loom_tensor *input,
+                                          const loom_tensor *target,
+                                          double beta, loom_reduction r);
+/* Binary cross entropy on probabilities (log clamped at -100 as PyTorch);
+ * weight may be NULL. */
+LOOM_API loom_tensor *loom_bce_loss(const loom_tensor *input,
+                                    const loom_tensor *target,
+                                    const loom_tensor *weight,
+                                    loom_reduction r);
+/* The same on logits, computed stably; pos_weight (per class) may be NULL. */
+LOOM_API loom_tensor *loom_bce_with_logits(const loom_tensor *logits,
+                                           const loom_tensor *target,
+                                           const loom_tensor *weight,
+                                           const loom_tensor *pos_weight,
+                                           loom_reduction r);
+/* KL divergence with input as log-probabilities; target as probabilities,
+ * or as log-probabilities when log_target. batchmean divides the sum by
+ * the batch size (PyTorch's reduction='batchmean'). */
+LOOM_API loom_tensor *loom_kl_div(const loom_tensor *input,
+                                  const loom_tensor *target, bool log_target,
+                                  loom_reduction r, bool batchmean);
+
+/* ------------------------------------------------ checkpoints */
+
+/* A resumable training checkpoint in one safetensors file: the model's
+ * state dict ("model.<name>"), optimizer and schedule state, the step, the
+ * generator's state and any `extra` tensors. opt, sched, rng, extra may be
+ * NULL. Written through a temporary file and a rename. 0 or -1. */
+LOOM_API int loom_checkpoint_save(const char *path, const loom_module *model,
+                                  const loom_optimizer *opt,
+                                  const loom_schedule *sched, int64_t step,
+                                  loom_rng *rng, const loom_tensor_map *extra);
+/* Restores what was saved (NULL arguments are skipped); *step receives the
+ * step. `extra`, if non-NULL, receives a new map of the extra tensors
+ * (caller frees). 0, or -1 leaving the model untouched on a bad file. */
+LOOM_API int loom_checkpoint_load(const char *path, loom_module *model,
+                                  loom_optimizer *opt, loom_schedule *sched,
+                                  int64_t *step, loom_rng *rng,
+                                  loom_tensor_map **extra);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,167 @@
+/* BatchNorm and LayerNorm, composed from ops (so autograd needs nothing
+ * special); running statistics are updated outside the graph. */
+#include "nn.h"
+
+#include "../tensor/internal.h"
+
+#include <stdlib.h>
+
+static loom_tensor *tensor_param(loom_module *m, const char *name,
+                                 int64_t n, double value, bool buffer) {
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *t = loom_full(LOOM_DTYPE_DEFAULT, value, 1, &n);
+  t = buffer ? loom_module_add_buffer(m, name, t)
+             : loom_module_add_param(m, name, t);
+  loom_scope_end(s);
+  return t;
+}
+
+/* ---- BatchNorm ---- */
+
+loom_batch_norm *loom_batch_norm_new(int64_t features, double eps,
+                                     double momentum, bool affine,
+                                     bool track) {
+  if (features <= 0 || !(eps > 0) || !(momentum >= 0 && momentum <= 1))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "BatchNorm: %lld features, eps %g, "
+                     "momentum %g", (long long)features, eps, momentum);
+  loom_batch_norm *b = calloc(1, sizeof *b);
+  if (!b)
+    return LOOM_FAIL(LOOM_ERR_MEMORY, "BatchNorm: out of memory");
+  loom_module_init(&b->base, "BatchNorm", NULL);
+  b->features = features;
+  b->eps = eps;
+  b->momentum = momentum;
+  bool ok = true;
+  if (affine) {
+    b->weight = tensor_param(&b->base, "weight", features, 1, false);
+    b->bias = tensor_param(&b->base, "bias", features, 0, false);
+    ok = b->weight && b->bias;
+  }
+  if (ok && track) {
+    b->running_mean = tensor_param(&b->base, "running_mean", features, 0, true);
+    b->running_var = tensor_param(&b->base, "running_var", features, 1, true);
+    loom_scope *s = loom_scope_begin();
+    b->num_batches_tracked = loom_module_add_buffer(
+        &b->base, "num_batches_tracked", loom_zeros(LOOM_I64, 0, NULL));
+    loom_scope_end(s);
+    ok = b->running_mean && b->running_var && b->num_batches_tracked;
+  }
+  if (!ok) {
+    loom_module_free(&b->base);
+    return NULL;
+  }
+  return b;
+}
+
+/* v (C) viewed as (1, C, 1, ...) against x. */
+static loom_tensor *per_channel(const loom_tensor *v, int ndim) {
+  int64_t shape[LOOM_MAX_DIMS];
+  for (int d = 0; d < ndim; d++)
+    shape[d] = d == 1 ? -1 : 1;
+  return loom_reshape(v, ndim, shape);
+}
+
+loom_tensor *loom_batch_norm_forward(loom_batch_norm *b, const loom_tensor *x) {
+  if (!b || !x)
+    return NULL;
+  if (x->ndim < 2 || x->shape[1] != b->features)
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "BatchNorm: input %s, expected (N, %lld, "
+                     "...)", loom__shp(x), (long long)b->features);
+  int dims[LOOM_MAX_DIMS], nd = 0;
+  for (int d = 0; d < x->ndim; d++)
+    if (d != 1)
+      dims[nd++] = d;
+  int64_t count = x->numel / b->features;
+  bool batch_stats = b->base.training || !b->running_mean;
+  loom_tensor *mean, *var;
+  if (batch_stats) {
+    if (b->base.training && count <= 1)
+      return LOOM_FAIL(LOOM_ERR_SHAPE, "BatchNorm: one value per channel in "
+                       "training (%s)", loom__shp(x));
+    mean = loom_mean(x, dims, nd, true);
+    var = loom_var(x, dims, nd, 0, true);
+    if (b->base.training && b->running_mean && mean && var) {
+      loom_no_grad_begin();
+      double m = b->momentum, unbias = (double)count / (double)(count - 1);
+      loom_tensor *bm = loom_reshape(mean, 1, &b->features);
+      loom_tensor *bv = loom_reshape(var, 1, &b->features);
+      loom_mul_scalar_(b->running_mean, 1 - m);
+      loom_add_(b->running_mean, bm, m);
+      loom_mul_scalar_(b->running_var, 1 - m);
+      loom_add_(b->running_var, bv, m * unbias);
+      loom_add_(b->num_batches_tracked, loom_ones(LOOM_I64, 0, NULL), 1);
+      loom_no_grad_end();
+    }
+  } else {
+    mean = per_channel(b->running_mean, x->ndim);
+    var = per_channel(b->running_var, x->ndim);
+  }
+  loom_tensor *y = loom_div(loom_sub(x, mean),
+                            loom_sqrt(loom_add_scalar(var, b->eps)));
+  if (b->weight)
+    y = loom_add(loom_mul(y, per_channel(b->weight, x->ndim)),
+                 per_channel(b->bias, x->ndim));
+  return y;
+}
+
+void loom_batch_norm_free(loom_batch_norm *b) {
+  loom_module_free(b ? &b->base : NULL);
+}
+
+/* ---- LayerNorm ---- */
+
+loom_layer_norm *loom_layer_norm_new(int ndims, const int64_t *shape,
+                                     double eps, bool affine) {
+  if (ndims < 1 || ndims > LOOM_MAX_DIMS || !shape || !(eps > 0))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "LayerNorm: bad shape or eps");
+  loom_layer_norm *l = calloc(1, sizeof *l);
+  if (!l)
+    return LOOM_FAIL(LOOM_ERR_MEMORY, "LayerNorm: out of memory");
+  loom_module_init(&l->base, "LayerNorm", NULL);
+  l->ndims = ndims;
+  l->eps = eps;
+  memcpy(l->shape, shape, (size_t)ndims * sizeof *shape);
+  if (affine) {
+    loom_scope *s = loom_scope_begin();
+    l->weight = loom_module_add_param(&l->base, "weight",
+                                      loom_ones(LOOM_DTYPE_DEFAULT, ndims,
+                                                shape));
+    l->bias = loom_module_add_param(&l->base, "bias",
+                                    loom_zeros(LOOM_DTYPE_DEFAULT, ndims,
+                                               shape));
+    loom_scope_end(s);
+    if (!l->weight || !l->bias) {
+      loom_module_free(&l->base);
+      return NULL;
+    }
+  }
+  return l;
+}
+
+loom_tensor *loom_layer_norm_forward(loom_layer_norm *l, const loom_tensor *x) {
+  if (!l || !x)
+    return NULL;
+  bool ok = x->ndim >= l->ndims;
+  for (int i = 0; ok && i < l->ndims; i++)
+    ok = x->shape[x->ndim - l->ndims + i] == l->shape[i];
+  if (!ok) {
+    char s[128];
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "LayerNorm: input %s does not end in %s",
+                     loom__shp(x), loom__shape_str(l->ndims, l->shape, s,
+                                                   sizeof s));
+  }
+  int dims[LOOM_MAX_DIMS];
+  for (int i = 0; i < l->ndims; i++)
+    dims[i] = x->ndim - l->ndims + i;
+  loom_tensor *mean = loom_mean(x, dims, l->ndims, true);
+  loom_tensor *var = loom_var(x, dims, l->ndims, 0, true);
+  loom_tensor *y = loom_mul(loom_sub(x, mean),
+                            loom_rsqrt(loom_add_scalar(var, l->eps)));
+  if (l->weight)
+    y = loom_add(loom_mul(y, l->weight), l->bias);
+  return y;
+}
+
+void loom_layer_norm_free(loom_layer_norm *l) {
+  loom_module_free(l ? &l->base : NULL);
+}

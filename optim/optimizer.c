@@ -1,0 +1,506 @@
+/* SGD, Adam, AdamW, RMSprop and Adagrad as fused loops over each
+ * parameter. The arithmetic mirrors torch.optim's single-tensor code step
+ * for step, in the parameter's dtype: scalars are rounded to that dtype the
+ * way PyTorch's CPU kernels round them, and an `add_(x, alpha=a)` is a fused
+ * multiply-add as in its vectorised kernel. */
+#include "optim.h"
+
+#include "../autograd/autograd.h"
+#include "../tensor/kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+typedef enum { SGD, ADAM, ADAMW, RMSPROP, ADAGRAD } kind;
+
+#define MAX_BUFS 3
+
+struct loom_optimizer {
+  kind k;
+  int n;
+  loom_tensor **params;
+  loom_tensor **bufs[MAX_BUFS]; /* per parameter state, allocated lazily */
+  int64_t *steps;
+  double lr, initial_lr;
+  union {
+    loom_sgd_opts sgd;
+    loom_adam_opts adam;
+    loom_rmsprop_opts rms;
+    loom_adagrad_opts ada;
+  } o;
+};
+
+static const char *const names[] = {"sgd", "adam", "adamw", "rmsprop",
+                                    "adagrad"};
+/* Names of each kind's state buffers, as in PyTorch's state dict. */
+static const char *const buf_names[][MAX_BUFS] = {
+    [SGD] = {"momentum_buffer"},
+    [ADAM] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+    [ADAMW] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+    [RMSPROP] = {"square_avg", "momentum_buffer", "grad_avg"},
+    [ADAGRAD] = {"sum"},
+};
+
+loom_sgd_opts loom_sgd_defaults(double lr) { return (loom_sgd_opts){.lr = lr}; }
+loom_adam_opts loom_adam_defaults(double lr) {
+  return (loom_adam_opts){.lr = lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+}
+loom_adam_opts loom_adamw_defaults(double lr) {
+  loom_adam_opts o = loom_adam_defaults(lr);
+  o.weight_decay = 1e-2;
+  return o;
+}
+loom_rmsprop_opts loom_rmsprop_defaults(double lr) {
+  return (loom_rmsprop_opts){.lr = lr, .alpha = 0.99, .eps = 1e-8};
+}
+loom_adagrad_opts loom_adagrad_defaults(double lr) {
+  return (loom_adagrad_opts){.lr = lr, .eps = 1e-10};
+}
+
+static loom_optimizer *create(kind k, loom_tensor *const *params, int n,
+                              double lr) {
+  if (!params || n < 0)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "%s: no parameters", names[k]);
+  if (!(lr >= 0))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "%s: learning rate %g", names[k], lr);
+  for (int i = 0; i < n; i++) {
+    if (!params[i])
+      return NULL;
+    if (!loom_dtype_is_float(params[i]->dtype) || !loom_is_leaf(params[i]) ||
+        !loom__is_contiguous(params[i]))
+      return LOOM_FAIL(LOOM_ERR_ARGUMENT, "%s: parameter %d (%s %s) must be a "
+                       "contiguous float leaf tensor", names[k], i,
+                       loom_dtype_name(params[i]->dtype), loom__shp(params[i]));
+  }
+  loom_optimizer *o = calloc(1, sizeof *o);
+  if (!o)
+    return LOOM_FAIL(LOOM_ERR_MEMORY, "%s: out of memory", names[k]);
+  o->k = k;
+  o->n = n;
+  o->lr = o->initial_lr = lr;
+  o->params = calloc((size_t)n + 1, sizeof *o->params);
+  o->steps = calloc((size_t)n + 1, sizeof *o->steps);
+  bool ok = o->params && o->steps;
+  for (int b = 0; b < MAX_BUFS; b++) {
+    o->bufs[b] = calloc((size_t)n + 1, sizeof *o->bufs[b]);
+    ok = ok && o->bufs[b];
+  }
+  if (!ok) {
+    loom_optimizer_free(o);
+    return LOOM_FAIL(LOOM_ERR_MEMORY, "%s: out of memory", names[k]);
+  }
+  for (int i = 0; i < n; i++)
+    o->params[i] = loom_keep(params[i]);
+  return o;
+}
+
+void loom_optimizer_free(loom_optimizer *o) {
+  if (!o)
+    return;
+  for (int i = 0; i < o->n; i++) {
+    if (o->params)
+      loom_release(o->params[i]);
+    for (int b = 0; b < MAX_BUFS; b++)
+      if (o->bufs[b])
+        loom_release(o->bufs[b][i]);
+  }
+  for (int b = 0; b < MAX_BUFS; b++)
+    free(o->bufs[b]);
+  free(o->params);
+  free(o->steps);
+  free(o);
+}
+
+#define CHECK_NONNEG(cond, what)                                               \
+  if (!(cond))                                                                 \
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "%s", what);
+
+loom_optimizer *loom_sgd_new(loom_tensor *const *params, int n,
+                             loom_sgd_opts opts) {
+  CHECK_NONNEG(opts.momentum >= 0, "sgd: momentum < 0");
+  CHECK_NONNEG(opts.weight_decay >= 0, "sgd: weight_decay < 0");
+  CHECK_NONNEG(!opts.nesterov || (opts.momentum > 0 && opts.dampening == 0),
+               "sgd: nesterov needs momentum and zero dampening");
+  loom_optimizer *o = create(SGD, params, n, opts.lr);
+  if (o)
+    o->o.sgd = opts;
+  return o;
+}
+
+static loom_optimizer *adam_like(kind k, loom_tensor *const *params, int n,
+                                 loom_adam_opts opts) {
+  CHECK_NONNEG(opts.beta1 >= 0 && opts.beta1 < 1 && opts.beta2 >= 0 &&
+                   opts.beta2 < 1,
+               "adam: betas must be in [0, 1)");
+  CHECK_NONNEG(opts.eps >= 0 && opts.weight_decay >= 0,
+               "adam: eps and weight_decay must be >= 0");
+  loom_optimizer *o = create(k, params, n, opts.lr);
+  if (o)
+    o->o.adam = opts;
+  return o;
+}
+
+loom_optimizer *loom_adam_new(loom_tensor *const *params, int n,
+                              loom_adam_opts opts) {
+  return adam_like(ADAM, params, n, opts);
+}
+
+loom_optimizer *loom_adamw_new(loom_tensor *const *params, int n,
+                               loom_adam_opts opts) {
+  return adam_like(ADAMW, params, n, opts);
+}
+
+loom_optimizer *loom_rmsprop_new(loom_tensor *const *params, int n,
+                                 loom_rmsprop_opts opts) {
+  CHECK_NONNEG(opts.alpha >= 0 && opts.eps >= 0 && opts.momentum >= 0 &&
+                   opts.weight_decay >= 0,
+               "rmsprop: alpha, eps, momentum, weight_decay must be >= 0");
+  loom_optimizer *o = create(RMSPROP, params, n, opts.lr);
+  if (o)
+    o->o.rms = opts;
+  return o;
+}
+
+loom_optimizer *loom_adagrad_new(loom_tensor *const *params, int n,
+                                 loom_adagrad_opts opts) {
+  CHECK_NONNEG(opts.lr_decay >= 0 && opts.weight_decay >= 0 &&
+                   opts.initial_accumulator_value >= 0 && opts.eps >= 0,
+               "adagrad: lr_decay, weight_decay, initial value, eps >= 0");
+  loom_optimizer *o = create(ADAGRAD, params, n, opts.lr);
+  if (o)
+    o->o.ada = opts;
+  return o;
+}
+
+/* ---- the update loops, for T = float and double ---- */
+
+
+#define UPDATES(T, FMAF)                                                       \
+  static void sgd_##T(T *p, const T *g, T *buf, int64_t n, bool first,         \
+                      const loom_sgd_opts *s, double lr) {                     \
+    T wd = (T)s->weight_decay, mom = (T)s->momentum,                           \
+      damp = (T)(1 - s->dampening), nlr = (T)-lr;                              \
+    for (int64_t i = 0; i < n; i++) {                                          \
+      T d = s->maximize ? -g[i] : g[i];                                        \
+      if (s->weight_decay != 0)                                                \
+        d = FMAF(p[i], wd, d);                                                 \
+      if (s->momentum != 0) {                                                  \
+        buf[i] = first ? d : FMAF(d, damp, buf[i] * mom);                      \
+        d = s->nesterov ? FMAF(buf[i], mom, d) : buf[i];                       \
+      }                                                                        \
+      p[i] = FMAF(d, nlr, p[i]);                                               \
+    }                                                                          \
+  }                                                                            \
+  static void adam_##T(T *p, const T *g, T *m, T *v, T *vmax, int64_t n,       \
+                       int64_t step, const loom_adam_opts *a, double lr,       \
+                       bool decoupled) {                                       \
+    T b1 = (T)a->beta1, b2 = (T)a->beta2, c1 = (T)(1 - a->beta1),              \
+      c2 = (T)(1 - a->beta2), wd = (T)a->weight_decay, eps = (T)a->eps;        \
+    T shrink = (T)(1 - lr * a->weight_decay);                                  \
+    double bc1 = 1 - pow(a->beta1, (double)step);                              \
+    double bc2 = 1 - pow(a->beta2, (double)step);                              \
+    T nstep = (T)(-(lr / bc1)), bc2s = (T)sqrt(bc2);                           \
+    for (int64_t i = 0; i < n; i++) {                                          \
+      T gi = a->maximize ? -g[i] : g[i];                                       \
+      if (decoupled)                                                           \
+        p[i] = p[i] * shrink;                                                  \
+      else if (a->weight_decay != 0)                                           \
+        gi = FMAF(p[i], wd, gi);                                               \
+      m[i] = FMAF(gi, c1, m[i] * b1);                                          \
+      v[i] = v[i] * b2 + c2 * gi * gi;                                         \
+      T s = v[i];                                                              \
+      if (vmax) {                                                              \
+        vmax[i] = vmax[i] > v[i] ? vmax[i] : v[i];                             \
+        s = vmax[i];                                                           \
+      }                                                                        \
+      T denom = (T)sqrt(s) / bc2s + eps;                                       \
+      p[i] = p[i] + nstep * m[i] / denom;                                      \
+    }                                                                          \
+  }                                                                            \
+  static void rmsprop_##T(T *p, const T *g, T *sq, T *buf, T *ga, int64_t n,   \
+                          const loom_rmsprop_opts *r, double lr) {             \
+    T al = (T)r->alpha, c = (T)(1 - r->alpha), wd = (T)r->weight_decay,        \
+      eps = (T)r->eps, mom = (T)r->momentum, nlr = (T)-lr;                     \
+    for (int64_t i = 0; i < n; i++) {                                          \
+      T gi = r->maximize ? -g[i] : g[i];                                       \
+      if (r->weight_decay != 0)                                                \
+        gi = FMAF(p[i], wd, gi);                                               \
+      sq[i] = sq[i] * al + c * gi * gi;                                        \
+      T avg;                                                                   \
+      if (ga) {                                                                \
+        ga[i] = FMAF(gi, c, ga[i] * al);                                       \
+        avg = (T)sqrt(sq[i] + (T)-1 * ga[i] * ga[i]);                          \
+      } else {                                                                 \
+        avg = (T)sqrt(sq[i]);                                                  \
+      }                                                                        \
+      avg = avg + eps;                                                         \
+      if (buf) {                                                               \
+        buf[i] = buf[i] * mom + (T)1 * gi / avg;                               \
+        p[i] = FMAF(buf[i], nlr, p[i]);                                        \
+      } else {                                                                 \
+        p[i] = p[i] + nlr * gi / avg;                                          \
+      }                                                                        \
+    }                                                                          \
+  }                                                                            \
+  static void adagrad_##T(T *p, const T *g, T *sum, int64_t n, int64_t step,   \
+                          const loom_adagrad_opts *a, double lr) {             \
+    T wd = (T)a->weight_decay, eps = (T)a->eps;                                \
+    T nclr = (T)(-(lr / (1 + (double)(step - 1) * a->lr_decay)));              \
+    for (int64_t i = 0; i < n; i++) {                                          \
+      T gi = a->maximize ? -g[i] : g[i];                                       \
+      if (a->weight_decay != 0)                                                \
+        gi = FMAF(p[i], wd, gi);                                               \
+      sum[i] = sum[i] + (T)1 * gi * gi;                                        \
+      T std = (T)sqrt(sum[i]) + eps;                                           \
+      p[i] = p[i] + nclr * gi / std;                                           \
+    }                                                                          \
+  }
+
+#define FMA_F(a, b, c) fmaf((a), (b), (c))
+#define FMA_D(a, b, c) fma((a), (b), (c))
+UPDATES(float, FMA_F)
+UPDATES(double, FMA_D)
+
+/* State buffer b of parameter i, made (filled with `init`) on first use. */
+static loom_tensor *state(loom_optimizer *o, int b, int i, double init) {
+  if (!o->bufs[b][i]) {
+    loom_tensor *p = o->params[i];
+    loom_tensor *t = loom__alloc(p->dtype, p->ndim, p->shape, names[o->k]);
+    if (!t)
+      return NULL;
+    loom_kernel_fill(t, init);
+    o->bufs[b][i] = t;
+  }
+  return o->bufs[b][i];
+}
+
+#define PTR(T, t) ((t) ? (T *)(t)->data : NULL)
+
+static int step_one(loom_optimizer *o, int i) {
+  loom_tensor *p = o->params[i], *g = p->grad;
+  if (!g)
+    return 0;
+  if (!loom_same_shape(g, p) || g->dtype != p->dtype ||
+      !loom__is_contiguous(g)) {
+    loom_set_error(LOOM_ERR_STATE, "%s: gradient %s of parameter %d %s does "
+                   "not match it", names[o->k], loom__shp(g), i, loom__shp(p));
+    return -1;
+  }
+  bool f32 = p->dtype == LOOM_F32;
+  int64_t n = p->numel, step = ++o->steps[i];
+  switch (o->k) {
+  case SGD: {
+    loom_tensor *buf = NULL;
+    bool first = o->bufs[0][i] == NULL;
+    if (o->o.sgd.momentum != 0 && !(buf = state(o, 0, i, 0)))
+      return -1;
+    if (f32)
+      sgd_float(PTR(float, p), PTR(float, g), PTR(float, buf), n, first,
+                &o->o.sgd, o->lr);
+    else
+      sgd_double(PTR(double, p), PTR(double, g), PTR(double, buf), n, first,
+                 &o->o.sgd, o->lr);
+    break;
+  }
+  case ADAM:
+  case ADAMW: {
+    loom_tensor *m = state(o, 0, i, 0), *v = state(o, 1, i, 0);
+    loom_tensor *vmax = o->o.adam.amsgrad ? state(o, 2, i, 0) : NULL;
+    if (!m || !v || (o->o.adam.amsgrad && !vmax))
+      return -1;
+    if (f32)
+      adam_float(PTR(float, p), PTR(float, g), PTR(float, m), PTR(float, v),
+                 PTR(float, vmax), n, step, &o->o.adam, o->lr, o->k == ADAMW);
+    else
+      adam_double(PTR(double, p), PTR(double, g), PTR(double, m),
+                  PTR(double, v), PTR(double, vmax), n, step, &o->o.adam,
+                  o->lr, o->k == ADAMW);
+    break;
+  }
+  case RMSPROP: {
+    loom_tensor *sq = state(o, 0, i, 0);
+    loom_tensor *buf = o->o.rms.momentum > 0 ? state(o, 1, i, 0) : NULL;
+    loom_tensor *ga = o->o.rms.centered ? state(o, 2, i, 0) : NULL;
+    if (!sq || (o->o.rms.momentum > 0 && !buf) || (o->o.rms.centered && !ga))
+      return -1;
+    if (f32)
+      rmsprop_float(PTR(float, p), PTR(float, g), PTR(float, sq),
+                    PTR(float, buf), PTR(float, ga), n, &o->o.rms, o->lr);
+    else
+      rmsprop_double(PTR(double, p), PTR(double, g), PTR(double, sq),
+                     PTR(double, buf), PTR(double, ga), n, &o->o.rms, o->lr);
+    break;
+  }
+  case ADAGRAD: {
+    loom_tensor *sum = state(o, 0, i, o->o.ada.initial_accumulator_value);
+    if (!sum)
+      return -1;
+    if (f32)
+      adagrad_float(PTR(float, p), PTR(float, g), PTR(float, sum), n, step,
+                    &o->o.ada, o->lr);
+    else
+      adagrad_double(PTR(double, p), PTR(double, g), PTR(double, sum), n,
+                     step, &o->o.ada, o->lr);
+    break;
+  }
+  }
+  loom__bump_version(p);
+  return 0;
+}
+
+int loom_optimizer_step(loom_optimizer *o) {
+  if (!o)
+    return -1;
+  for (int i = 0; i < o->n; i++)
+    if (step_one(o, i) < 0)
+      return -1;
+  return 0;
+}
+
+void loom_optimizer_zero_grad(loom_optimizer *o) {
+  for (int i = 0; o && i < o->n; i++)
+    loom_zero_grad(o->params[i]);
+}
+
+double loom_optimizer_lr(const loom_optimizer *o) { return o ? o->lr : NAN; }
+void loom_optimizer_set_lr(loom_optimizer *o, double lr) {
+  if (o)
+    o->lr = lr;
+}
+double loom_optimizer_initial_lr(const loom_optimizer *o) {
+  return o ? o->initial_lr : NAN;
+}
+const char *loom_optimizer_name(const loom_optimizer *o) {
+  return o ? names[o->k] : NULL;
+}
+
+/* ---- state ---- */
+
+static void key(char *buf, size_t n, const char *prefix, const char *what,
+                int i) {
+  snprintf(buf, n, "%s%s.%d", prefix ? prefix : "", what, i);
+}
+
+int loom_optimizer_save_state(const loom_optimizer *o, loom_tensor_map *m,
+                              const char *prefix) {
+  if (!o || !m)
+    return -1;
+  char k[256];
+  for (int i = 0; i < o->n; i++) {
+    for (int b = 0; b < MAX_BUFS; b++) {
+      if (!buf_names[o->k][b] || !o->bufs[b][i])
+        continue;
+      key(k, sizeof k, prefix, buf_names[o->k][b], i);
+      if (loom_tensor_map_set(m, k, o->bufs[b][i]) < 0)
+        return -1;
+    }
+  }
+  loom_scope *s = loom_scope_begin();
+  int64_t n = o->n;
+  loom_tensor *steps = loom_from_array(LOOM_I64, o->steps, 1, &n);
+  loom_tensor *lr = loom_from_array(LOOM_F64, &o->lr, 0, NULL);
+  snprintf(k, sizeof k, "%sstep", prefix ? prefix : "");
+  int rc = loom_tensor_map_set(m, k, steps);
+  snprintf(k, sizeof k, "%slr", prefix ? prefix : "");
+  rc = rc < 0 ? rc : loom_tensor_map_set(m, k, lr);
+  snprintf(k, sizeof k, "%skind", prefix ? prefix : "");
+  rc = rc < 0 ? rc : loom_tensor_map_set_meta(m, k, names[o->k]);
+  loom_scope_end(s);
+  return rc;
+}
+
+int loom_optimizer_load_state(loom_optimizer *o, const loom_tensor_map *m,
+                              const char *prefix) {
+  if (!o || !m)
+    return -1;
+  char k[256];
+  snprintf(k, sizeof k, "%skind", prefix ? prefix : "");
+  const char *kind_name = loom_tensor_map_meta(m, k);
+  if (kind_name && strcmp(kind_name, names[o->k]) != 0) {
+    loom_set_error(LOOM_ERR_STATE, "optimizer_load_state: state is for %s, "
+                   "this optimizer is %s", kind_name, names[o->k]);
+    return -1;
+  }
+  snprintf(k, sizeof k, "%sstep", prefix ? prefix : "");
+  loom_tensor *steps = loom_tensor_map_get(m, k);
+  snprintf(k, sizeof k, "%slr", prefix ? prefix : "");
+  loom_tensor *lr = loom_tensor_map_get(m, k);
+  if (!steps || steps->dtype != LOOM_I64 || steps->ndim != 1 ||
+      steps->shape[0] != o->n || !lr || lr->numel != 1) {
+    loom_set_error(LOOM_ERR_STATE, "optimizer_load_state: missing or "
+                   "mismatched '%sstep'/'%slr' (%d parameters)",
+                   prefix ? prefix : "", prefix ? prefix : "", o->n);
+    return -1;
+  }
+  /* Check everything before changing anything. */
+  for (int i = 0; i < o->n; i++)
+    for (int b = 0; b < MAX_BUFS; b++) {
+      if (!buf_names[o->k][b])
+        continue;
+      key(k, sizeof k, prefix, buf_names[o->k][b], i);
+      loom_tensor *t = loom_tensor_map_get(m, k);
+      if (t && !loom_same_shape(t, o->params[i])) {
+        loom_set_error(LOOM_ERR_SHAPE, "optimizer_load_state: '%s' is %s, "
+                       "parameter %d is %s", k, loom__shp(t), i,
+                       loom__shp(o->params[i]));
+        return -1;
+      }
+    }
+  for (int i = 0; i < o->n; i++) {
+    o->steps[i] = ((const int64_t *)steps->data)[i];
+    for (int b = 0; b < MAX_BUFS; b++) {
+      if (!buf_names[o->k][b])
+        continue;
+      key(k, sizeof k, prefix, buf_names[o->k][b], i);
+      loom_tensor *t = loom_tensor_map_get(m, k);
+      loom_release(o->bufs[b][i]);
+      o->bufs[b][i] = NULL;
+      if (t) {
+        loom_tensor *c = loom__alloc(o->params[i]->dtype, t->ndim, t->shape,
+                                     "optimizer_load_state");
+        if (!c)
+          return -1;
+        loom_kernel_copy(c, t);
+        o->bufs[b][i] = c;
+      }
+    }
+  }
+  o->lr = loom_item(lr);
+  return 0;
+}
+
+/* ---- clipping ---- */
+
+double loom_clip_grad_norm(loom_tensor *const *params, int n, double max_norm,
+                           double p) {
+  loom_scope *s = loom_scope_begin();
+  loom_no_grad_begin();
+  double total = 0;
+  int count = 0;
+  for (int i = 0; i < n; i++) {
+    loom_tensor *g = params[i] ? params[i]->grad : NULL;
+    if (!g)
+      continue;
+    double v = loom_item(loom_norm(g, p, NULL, 0, false));
+    total = isinf(p) ? (v > total ? v : total) : total + pow(v, p);
+    count++;
+  }
+  if (!isinf(p))
+    total = pow(total, 1 / p);
+  double coef = max_norm / (total + 1e-6);
+  if (count > 0 && coef < 1)
+    for (int i = 0; i < n; i++)
+      if (params[i] && params[i]->grad)
+        loom_mul_scalar_(params[i]->grad, coef);
+  loom_no_grad_end();
+  loom_scope_end(s);
+  return total;
+}
+
+void loom_clip_grad_value(loom_tensor *const *params, int n, double clip) {
+  loom_no_grad_begin();
+  for (int i = 0; i < n; i++)
+    if (params[i] && params[i]->grad)
+      loom_clamp_(params[i]->grad, -clip, clip);
+  loom_no_grad_end();
+}
