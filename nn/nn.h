@@ -314,4 +314,6 @@ LOOM_API int loom_checkpoint_load(const char *path, loom_module *model,
 #ifdef __cplusplus
 }
 #endif
+
+#include "rnn.h"
 #endif

@@ -1,0 +1,272 @@
+/* The built-in cells, written with public ops exactly as a user's cell
+ * would be: RNN (tanh, relu), LSTM (PyTorch's; peephole, coupled, layer
+ * norm variants), GRU (PyTorch's, and Cho et al. 2014's). */
+#include "rnn.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+typedef struct {
+  int64_t hidden;
+  int gates; /* rows of the weights, in units of hidden */
+  bool relu, cho;
+  loom_lstm_config lstm;
+  loom_tensor *w_ih, *w_hh, *b_ih, *b_hh;
+  loom_tensor *w_ci, *w_cf, *w_co;               /* peepholes */
+  loom_tensor *ln_ih_w, *ln_ih_b, *ln_hh_w, *ln_hh_b, *ln_c_w, *ln_c_b;
+} cell;
+
+/* Registers name+suffix on owner as a parameter of the given shape,
+ * initialised U(-bound, bound). */
+static loom_tensor *param(loom_module *owner, const char *name,
+                          const char *suffix, int ndim, const int64_t *shape,
+                          double bound) {
+  char full[96];
+  snprintf(full, sizeof full, "%s%s", name, suffix);
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *t = loom_module_add_param(
+      owner, full, loom_rand(NULL, LOOM_DTYPE_DEFAULT, -bound, bound, ndim,
+                             shape));
+  loom_scope_end(s);
+  return t;
+}
+
+static loom_tensor *filled(loom_module *owner, const char *name,
+                           const char *suffix, int64_t n, double value) {
+  char full[96];
+  snprintf(full, sizeof full, "%s%s", name, suffix);
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *t = loom_module_add_param(
+      owner, full, loom_full(LOOM_DTYPE_DEFAULT, value, 1, &n));
+  loom_scope_end(s);
+  return t;
+}
+
+static cell *make_common(loom_module *owner, const char *suffix,
+                         int64_t input, int64_t hidden, int gates) {
+  cell *c = calloc(1, sizeof *c);
+  if (!c) {
+    loom_set_error(LOOM_ERR_MEMORY, "cell: out of memory");
+    return NULL;
+  }
+  double k = 1 / sqrt((double)hidden);
+  c->hidden = hidden;
+  c->gates = gates;
+  int64_t rows = gates * hidden;
+  c->w_ih = param(owner, "weight_ih", suffix, LOOM_SHAPE(rows, input), k);
+  c->w_hh = param(owner, "weight_hh", suffix, LOOM_SHAPE(rows, hidden), k);
+  c->b_ih = param(owner, "bias_ih", suffix, LOOM_SHAPE(rows), k);
+  c->b_hh = param(owner, "bias_hh", suffix, LOOM_SHAPE(rows), k);
+  if (!c->w_ih || !c->w_hh || !c->b_ih || !c->b_hh) {
+    free(c);
+    return NULL;
+  }
+  return c;
+}
+
+/* ---- RNN ---- */
+
+static void *rnn_relu_make(const void *cfg, loom_module *owner,
+                           const char *suffix, int64_t input, int64_t hidden) {
+  (void)cfg;
+  cell *c = make_common(owner, suffix, input, hidden, 1);
+  if (c)
+    c->relu = true;
+  return c;
+}
+
+static void *rnn_tanh_make(const void *cfg, loom_module *owner,
+                           const char *suffix, int64_t input, int64_t hidden) {
+  (void)cfg;
+  return make_common(owner, suffix, input, hidden, 1);
+}
+
+/* x W_ih^T + b_ih for all steps at once. */
+static loom_tensor *input_projection(void *p, const loom_tensor *x) {
+  cell *c = p;
+  return loom_linear(x, c->w_ih, c->b_ih);
+}
+
+static int rnn_step(void *p, const loom_tensor *xp, loom_tensor *const *s,
+                    loom_tensor **ns) {
+  cell *c = p;
+  loom_tensor *pre = loom_add(xp, loom_linear(s[0], c->w_hh, c->b_hh));
+  ns[0] = c->relu ? loom_relu(pre) : loom_tanh(pre);
+  return ns[0] ? 0 : -1;
+}
+
+const loom_cell_type loom_rnn_tanh_cell = {
+    .name = "RNN", .n_states = 1, .make = rnn_tanh_make,
+    .project = input_projection, .step = rnn_step};
+const loom_cell_type loom_rnn_relu_cell = {
+    .name = "RNN", .n_states = 1, .make = rnn_relu_make,
+    .project = input_projection, .step = rnn_step};
+
+/* ---- LSTM ---- */
+
+/* LayerNorm over the last dim with gain w and bias b. */
+static loom_tensor *norm(const loom_tensor *x, const loom_tensor *w,
+                         const loom_tensor *b) {
+  int last = -1;
+  loom_tensor *mean = loom_mean(x, &last, 1, true);
+  loom_tensor *var = loom_var(x, &last, 1, 0, true);
+  loom_tensor *y = loom_mul(loom_sub(x, mean),
+                            loom_rsqrt(loom_add_scalar(var, 1e-5)));
+  return loom_add(loom_mul(y, w), b);
+}
+
+static void *lstm_make(const void *cfg, loom_module *owner,
+                       const char *suffix, int64_t input, int64_t hidden) {
+  loom_lstm_config conf = cfg ? *(const loom_lstm_config *)cfg
+                              : (loom_lstm_config){0};
+  cell *c = make_common(owner, suffix, input, hidden, conf.coupled ? 3 : 4);
+  if (!c)
+    return NULL;
+  c->lstm = conf;
+  double k = 1 / sqrt((double)hidden);
+  bool ok = true;
+  if (conf.peephole) {
+    c->w_ci = param(owner, "weight_ci", suffix, LOOM_SHAPE(hidden), k);
+    c->w_co = param(owner, "weight_co", suffix, LOOM_SHAPE(hidden), k);
+    if (!conf.coupled)
+      c->w_cf = param(owner, "weight_cf", suffix, LOOM_SHAPE(hidden), k);
+    ok = c->w_ci && c->w_co && (conf.coupled || c->w_cf);
+  }
+  if (ok && conf.layer_norm) {
+    int64_t rows = c->gates * hidden;
+    c->ln_ih_w = filled(owner, "layer_norm_ih_weight", suffix, rows, 1);
+    c->ln_ih_b = filled(owner, "layer_norm_ih_bias", suffix, rows, 0);
+    c->ln_hh_w = filled(owner, "layer_norm_hh_weight", suffix, rows, 1);
+    c->ln_hh_b = filled(owner, "layer_norm_hh_bias", suffix, rows, 0);
+    c->ln_c_w = filled(owner, "layer_norm_c_weight", suffix, hidden, 1);
+    c->ln_c_b = filled(owner, "layer_norm_c_bias", suffix, hidden, 0);
+    ok = c->ln_ih_w && c->ln_ih_b && c->ln_hh_w && c->ln_hh_b && c->ln_c_w &&
+         c->ln_c_b;
+  }
+  if (ok && conf.forget_bias != 0 && !conf.coupled) {
+    loom_scope *s = loom_scope_begin();
+    loom_no_grad_begin();
+    loom_tensor *f = loom_narrow(c->b_ih, 0, hidden, hidden);
+    ok = loom_add_(f, loom_full_like(f, conf.forget_bias), 1) != NULL;
+    loom_no_grad_end();
+    loom_scope_end(s);
+  }
+  if (!ok) {
+    free(c);
+    return NULL;
+  }
+  return c;
+}
+
+static loom_tensor *lstm_project(void *p, const loom_tensor *x) {
+  cell *c = p;
+  if (!c->lstm.layer_norm)
+    return loom_linear(x, c->w_ih, c->b_ih);
+  return loom_add(norm(loom_linear(x, c->w_ih, NULL), c->ln_ih_w, c->ln_ih_b),
+                  c->b_ih);
+}
+
+static int lstm_step(void *p, const loom_tensor *xp, loom_tensor *const *s,
+                     loom_tensor **ns) {
+  cell *c = p;
+  const loom_tensor *h = s[0], *cs = s[1];
+  loom_tensor *rec = c->lstm.layer_norm
+      ? loom_add(norm(loom_linear(h, c->w_hh, NULL), c->ln_hh_w, c->ln_hh_b),
+                 c->b_hh)
+      : loom_linear(h, c->w_hh, c->b_hh);
+  loom_tensor *gates = loom_add(xp, rec), *part[4];
+  if (loom_chunk(gates, c->gates, 1, part, 4) != c->gates)
+    return -1;
+  loom_tensor *i, *f, *g, *o;
+  if (c->lstm.coupled) {
+    i = part[0];
+    g = part[1];
+    o = part[2];
+    f = NULL;
+  } else {
+    i = part[0];
+    f = part[1];
+    g = part[2];
+    o = part[3];
+  }
+  if (c->lstm.peephole) {
+    i = loom_add(i, loom_mul(cs, c->w_ci));
+    if (f)
+      f = loom_add(f, loom_mul(cs, c->w_cf));
+  }
+  i = loom_sigmoid(i);
+  f = f ? loom_sigmoid(f) : loom_rsub_scalar(i, 1);
+  g = loom_tanh(g);
+  loom_tensor *c_next = loom_add(loom_mul(f, cs), loom_mul(i, g));
+  if (c->lstm.peephole)
+    o = loom_add(o, loom_mul(c_next, c->w_co));
+  o = loom_sigmoid(o);
+  loom_tensor *cn = c->lstm.layer_norm ? norm(c_next, c->ln_c_w, c->ln_c_b)
+                                       : c_next;
+  ns[0] = loom_mul(o, loom_tanh(cn));
+  ns[1] = c_next;
+  return ns[0] && ns[1] ? 0 : -1;
+}
+
+const loom_cell_type loom_lstm_cell = {
+    .name = "LSTM", .n_states = 2, .make = lstm_make,
+    .project = lstm_project, .step = lstm_step};
+
+/* ---- GRU ---- */
+
+static void *gru_make(const void *cfg, loom_module *owner, const char *suffix,
+                      int64_t input, int64_t hidden) {
+  (void)cfg;
+  return make_common(owner, suffix, input, hidden, 3);
+}
+
+static void *gru_cho_make(const void *cfg, loom_module *owner,
+                          const char *suffix, int64_t input, int64_t hidden) {
+  (void)cfg;
+  cell *c = make_common(owner, suffix, input, hidden, 3);
+  if (c)
+    c->cho = true;
+  return c;
+}
+
+static int gru_step(void *p, const loom_tensor *xp, loom_tensor *const *s,
+                    loom_tensor **ns) {
+  cell *c = p;
+  int64_t H = c->hidden;
+  const loom_tensor *h = s[0];
+  loom_tensor *xi[3];
+  if (loom_chunk(xp, 3, 1, xi, 3) != 3)
+    return -1;
+  loom_tensor *n;
+  loom_tensor *r, *z;
+  if (!c->cho) {
+    loom_tensor *hh[3];
+    if (loom_chunk(loom_linear(h, c->w_hh, c->b_hh), 3, 1, hh, 3) != 3)
+      return -1;
+    r = loom_sigmoid(loom_add(xi[0], hh[0]));
+    z = loom_sigmoid(loom_add(xi[1], hh[1]));
+    n = loom_tanh(loom_add(xi[2], loom_mul(r, hh[2])));
+  } else {
+    loom_tensor *hrz = loom_linear(h, loom_narrow(c->w_hh, 0, 0, 2 * H),
+                                   loom_narrow(c->b_hh, 0, 0, 2 * H));
+    loom_tensor *hh[2];
+    if (loom_chunk(hrz, 2, 1, hh, 2) != 2)
+      return -1;
+    r = loom_sigmoid(loom_add(xi[0], hh[0]));
+    z = loom_sigmoid(loom_add(xi[1], hh[1]));
+    loom_tensor *hn = loom_linear(loom_mul(r, h),
+                                  loom_narrow(c->w_hh, 0, 2 * H, H),
+                                  loom_narrow(c->b_hh, 0, 2 * H, H));
+    n = loom_tanh(loom_add(xi[2], hn));
+  }
+  /* (1 - z) n + z h = n + z (h - n) */
+  ns[0] = loom_add(n, loom_mul(z, loom_sub(h, n)));
+  return ns[0] ? 0 : -1;
+}
+
+const loom_cell_type loom_gru_cell = {
+    .name = "GRU", .n_states = 1, .make = gru_make,
+    .project = input_projection, .step = gru_step};
+const loom_cell_type loom_gru_cho2014_cell = {
+    .name = "GRU", .n_states = 1, .make = gru_cho_make,
+    .project = input_projection, .step = gru_step};

@@ -1,0 +1,290 @@
+/* The sequence runner: layers x directions of any cell over a sequence,
+ * with variable lengths, dropout between layers and initial/final states. */
+#include "rnn.h"
+
+#include "../tensor/internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static void runner_destroy(loom_module *m) {
+  loom_rnn *r = (loom_rnn *)m;
+  for (int i = 0; i < r->n_cells; i++) {
+    if (r->type->free)
+      r->type->free(r->cells[i]);
+    else
+      free(r->cells[i]);
+  }
+  free(r);
+}
+
+loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts) {
+  if (!type || !type->make || !type->step || type->n_states < 1 ||
+      type->n_states > LOOM_RNN_MAX_STATES)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "rnn_new: incomplete cell type");
+  if (opts.num_layers == 0)
+    opts.num_layers = 1;
+  if (opts.input_size <= 0 || opts.hidden_size <= 0 || opts.num_layers < 0 ||
+      opts.num_layers > LOOM_RNN_MAX_LAYERS ||
+      !(opts.dropout >= 0 && opts.dropout < 1))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "%s: input %lld, hidden %lld, %d "
+                     "layers, dropout %g", type->name,
+                     (long long)opts.input_size, (long long)opts.hidden_size,
+                     opts.num_layers, opts.dropout);
+  loom_rnn *r = calloc(1, sizeof *r);
+  if (!r)
+    return LOOM_FAIL(LOOM_ERR_MEMORY, "%s: out of memory", type->name);
+  loom_module_init(&r->base, type->name, runner_destroy);
+  r->type = type;
+  r->opts = opts;
+  r->directions = opts.bidirectional ? 2 : 1;
+  for (int l = 0; l < opts.num_layers; l++) {
+    for (int d = 0; d < r->directions; d++) {
+      char suffix[32];
+      snprintf(suffix, sizeof suffix, "_l%d%s", l, d ? "_reverse" : "");
+      int64_t in = l == 0 ? opts.input_size
+                          : opts.hidden_size * r->directions;
+      void *cell = type->make(opts.cell_config, &r->base, suffix, in,
+                              opts.hidden_size);
+      if (!cell) {
+        loom_module_free(&r->base);
+        return NULL;
+      }
+      r->cells[r->n_cells++] = cell;
+    }
+  }
+  return r;
+}
+
+void loom_rnn_free(loom_rnn *r) { loom_module_free(r ? &r->base : NULL); }
+
+/* (B, S...) state shape of cell for step input x_t. */
+static int state_shape(const loom_rnn *r, void *cell, int k,
+                       const loom_tensor *x_t, int64_t *shape) {
+  if (r->type->state_shape)
+    return r->type->state_shape(cell, k, x_t, shape);
+  shape[0] = x_t->shape[0];
+  shape[1] = r->opts.hidden_size;
+  return 2;
+}
+
+/* (T, B, ...) -> the step inputs the cell wants (projected if it can). */
+static loom_tensor *project(const loom_rnn *r, void *cell,
+                            const loom_tensor *x) {
+  if (!r->type->project)
+    return (loom_tensor *)x;
+  int64_t T = x->shape[0], B = x->shape[1];
+  int64_t flat[LOOM_MAX_DIMS];
+  flat[0] = T * B;
+  for (int d = 2; d < x->ndim; d++)
+    flat[d - 1] = x->shape[d];
+  loom_tensor *p = r->type->project(cell, loom_reshape(x, x->ndim - 1, flat));
+  if (!p)
+    return NULL;
+  int64_t shape[LOOM_MAX_DIMS];
+  shape[0] = T;
+  shape[1] = B;
+  for (int d = 1; d < p->ndim; d++)
+    shape[d + 1] = p->shape[d];
+  return loom_reshape(p, p->ndim + 1, shape);
+}
+
+/* Steps one direction of one layer through time. */
+static int run_steps(const loom_rnn *r, void *cell, const loom_tensor *xs,
+                     const loom_tensor *lengths, bool reverse,
+                     loom_tensor *const *init, loom_tensor **out,
+                     loom_tensor **final) {
+  int ns = r->type->n_states;
+  int64_t T = xs->shape[0];
+  loom_tensor *state[LOOM_RNN_MAX_STATES];
+  for (int k = 0; k < ns; k++)
+    state[k] = init[k];
+  loom_tensor **outs = malloc((size_t)(T > 0 ? T : 1) * sizeof *outs);
+  if (!outs) {
+    loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory", r->type->name);
+    return -1;
+  }
+  int rc = 0;
+  for (int64_t s = 0; s < T && rc == 0; s++) {
+    int64_t t = reverse ? T - 1 - s : s;
+    loom_tensor *x_t = loom_select(xs, 0, t), *next[LOOM_RNN_MAX_STATES];
+    rc = x_t ? r->type->step(cell, x_t, state, next) : -1;
+    for (int k = 0; rc == 0 && k < ns; k++)
+      rc = next[k] ? 0 : -1;
+    if (rc < 0)
+      break;
+    loom_tensor *o = next[0];
+    if (lengths) {
+      /* Sequences already over keep their state and output zeros. */
+      int64_t shape[LOOM_MAX_DIMS];
+      for (int d = 0; d < next[0]->ndim; d++)
+        shape[d] = d == 0 ? -1 : 1;
+      loom_tensor *live = loom_reshape(loom_gt_scalar(lengths, (double)t),
+                                       next[0]->ndim, shape);
+      for (int k = 0; k < ns; k++)
+        next[k] = loom_where(live, next[k], state[k]);
+      o = loom_masked_fill(next[0], loom_logical_not(live), 0);
+    }
+    outs[t] = o;
+    for (int k = 0; k < ns; k++)
+      state[k] = next[k];
+  }
+  if (rc == 0 && T > 0) {
+    *out = loom_stack(outs, (int)T, 0);
+    rc = *out ? 0 : -1;
+  } else if (rc == 0) {
+    int64_t shape[LOOM_MAX_DIMS];
+    shape[0] = 0;
+    for (int d = 0; d < init[0]->ndim; d++)
+      shape[d + 1] = init[0]->shape[d];
+    *out = loom_zeros(init[0]->dtype, init[0]->ndim + 1, shape);
+  }
+  for (int k = 0; rc == 0 && k < ns; k++)
+    final[k] = state[k];
+  free(outs);
+  return rc;
+}
+
+static loom_tensor *check_lengths(const loom_tensor *lengths, int64_t T,
+                                  int64_t B, const char *op) {
+  if (lengths->dtype != LOOM_I64 || lengths->ndim != 1 ||
+      lengths->shape[0] != B)
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: lengths must be int64 (%lld), got "
+                     "%s %s", op, (long long)B,
+                     loom_dtype_name(lengths->dtype), loom__shp(lengths));
+  loom_tensor *c = loom_contiguous(lengths);
+  const int64_t *v = loom_data_i64(c);
+  for (int64_t b = 0; v && b < B; b++)
+    if (v[b] < 0 || v[b] > T)
+      return LOOM_FAIL(LOOM_ERR_INDEX, "%s: length %lld of sequence %lld "
+                       "outside [0, %lld]", op, (long long)v[b], (long long)b,
+                       (long long)T);
+  return c;
+}
+
+int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
+                     const loom_tensor *lengths, loom_tensor *const *init,
+                     loom_tensor **output, loom_tensor **final) {
+  if (!r || !x || !output)
+    return -1;
+  const char *op = r->type->name;
+  if (x->ndim < 3)
+    return loom_set_error(LOOM_ERR_SHAPE, "%s: input %s needs (T, B, I...)",
+                          op, loom__shp(x)), -1;
+  const loom_tensor *xs = r->opts.batch_first ? loom_transpose(x, 0, 1) : x;
+  int64_t T = xs->shape[0], B = xs->shape[1];
+  if (xs->shape[2] != r->opts.input_size)
+    return loom_set_error(LOOM_ERR_SHAPE, "%s: input %s has %lld features, "
+                          "the layer takes %lld", op, loom__shp(x),
+                          (long long)xs->shape[2],
+                          (long long)r->opts.input_size), -1;
+  const loom_tensor *len = lengths ? check_lengths(lengths, T, B, op) : NULL;
+  if (lengths && !len)
+    return -1;
+  int L = r->opts.num_layers, D = r->directions, ns = r->type->n_states;
+  loom_tensor *finals[LOOM_RNN_MAX_STATES][2 * LOOM_RNN_MAX_LAYERS];
+  const loom_tensor *input = xs;
+  loom_tensor *layer_out = NULL;
+  for (int l = 0; l < L; l++) {
+    loom_tensor *dir_out[2];
+    for (int d = 0; d < D; d++) {
+      void *cell = r->cells[l * D + d];
+      loom_tensor *px = project(r, cell, input);
+      if (!px)
+        return -1;
+      loom_tensor *first = loom_select(px, 0, 0);
+      loom_tensor *st[LOOM_RNN_MAX_STATES], *fin[LOOM_RNN_MAX_STATES];
+      for (int k = 0; k < ns; k++) {
+        int64_t shape[LOOM_MAX_DIMS];
+        loom_tensor *probe = T > 0 ? first : NULL;
+        int nd;
+        if (probe) {
+          nd = state_shape(r, cell, k, probe, shape);
+        } else { /* no steps: state shape from the hidden size */
+          shape[0] = B;
+          shape[1] = r->opts.hidden_size;
+          nd = 2;
+        }
+        if (init && init[k]) {
+          st[k] = loom_select(init[k], 0, l * D + d);
+          if (st[k] && (st[k]->ndim != nd ||
+                        loom__numel_of(nd, shape) != st[k]->numel)) {
+            char want[96];
+            return loom_set_error(LOOM_ERR_SHAPE, "%s: initial state %d is "
+                                  "%s, expected (%d, %s)", op, k,
+                                  loom__shp(init[k]), L * D,
+                                  loom__shape_str(nd, shape, want,
+                                                  sizeof want)), -1;
+          }
+        } else {
+          st[k] = loom_zeros(px->dtype, nd, shape);
+        }
+        if (!st[k])
+          return -1;
+      }
+      int rc;
+      if (r->type->sequence && !r->opts.step_by_step)
+        rc = r->type->sequence(cell, px, len, d == 1, st, &dir_out[d], fin);
+      else
+        rc = run_steps(r, cell, px, len, d == 1, st, &dir_out[d], fin);
+      if (rc < 0)
+        return -1;
+      for (int k = 0; k < ns; k++)
+        finals[k][l * D + d] = fin[k];
+    }
+    layer_out = D == 2 ? loom_concat(dir_out, 2, 2) : dir_out[0];
+    if (!layer_out)
+      return -1;
+    input = layer_out;
+    if (l + 1 < L && r->opts.dropout > 0 && r->base.training) {
+      if (r->opts.variational) { /* one mask per sequence, all steps */
+        int64_t shape[LOOM_MAX_DIMS];
+        memcpy(shape, layer_out->shape, sizeof shape);
+        shape[0] = 1;
+        double keep = 1 - r->opts.dropout;
+        loom_tensor *mask = loom_mul_scalar(
+            loom_bernoulli(r->opts.rng, layer_out->dtype, keep,
+                           layer_out->ndim, shape), 1 / keep);
+        input = loom_mul(layer_out, mask);
+      } else {
+        input = loom_dropout(layer_out, r->opts.dropout, true, r->opts.rng);
+      }
+      if (!input)
+        return -1;
+    }
+  }
+  *output = r->opts.batch_first ? loom_transpose(layer_out, 0, 1) : layer_out;
+  if (final)
+    for (int k = 0; k < ns; k++) {
+      final[k] = loom_stack(finals[k], L * D, 0);
+      if (!final[k])
+        return -1;
+    }
+  return *output ? 0 : -1;
+}
+
+int loom_rnn_cell_step(loom_rnn *r, int layer, const loom_tensor *x,
+                       loom_tensor *const *state, loom_tensor **new_state) {
+  if (!r || !x || layer < 0 || layer >= r->opts.num_layers) {
+    if (r && x)
+      loom_set_error(LOOM_ERR_ARGUMENT, "%s: no layer %d", r->type->name,
+                     layer);
+    return -1;
+  }
+  void *cell = r->cells[layer * r->directions];
+  const loom_tensor *xp = r->type->project ? r->type->project(cell, x) : x;
+  if (!xp)
+    return -1;
+  for (int k = 0; k < r->type->n_states; k++)
+    if (!state[k])
+      return -1;
+  return r->type->step(cell, xp, state, new_state);
+}
+
+loom_rnn *loom_lstm_new(loom_rnn_opts opts) {
+  return loom_rnn_new(&loom_lstm_cell, opts);
+}
+
+loom_rnn *loom_gru_new(loom_rnn_opts opts) {
+  return loom_rnn_new(&loom_gru_cell, opts);
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/python3
+"""Reference values for loom's RNN/LSTM/GRU parity tests, from torch.nn.
+
+Writes tests/data/rnn_reference.safetensors. For case <c> the entries are:
+  <c>.param.<name>   the layer's state_dict (PyTorch names)
+  <c>.x              input, (T, B, I) or (B, T, I) when batch_first
+  <c>.lengths        int64 sequence lengths (cases with "len" only)
+  <c>.h0, <c>.c0     initial states (cases with "init" only)
+  <c>.out, <c>.h_n, <c>.c_n   outputs
+  <c>.r_out, <c>.r_h, <c>.r_c random weights; loss = sum(out * r_out) +
+                     sum(h_n * r_h) (+ sum(c_n * r_c))
+  <c>.grad.<name>    gradient of that loss w.r.t. each parameter, x, h0, c0
+The metadata lists the cases with their settings as
+  case.<c> = "kind layers bidirectional batch_first len init".
+Run: /usr/bin/python3 scripts/gen_rnn_reference.py (Debian's python3-torch).
+"""
+import os
+import sys
+import zlib
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from safetensors_io import save  # noqa: E402
+
+torch.set_num_threads(1)
+I, H, T, B = 3, 4, 5, 3
+LENGTHS = [5, 2, 4]
+
+
+def make(kind, layers, bidir, batch_first):
+    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU,
+           "rnn_tanh": torch.nn.RNN, "rnn_relu": torch.nn.RNN}[kind]
+    kw = {"nonlinearity": "relu"} if kind == "rnn_relu" else {}
+    return cls(I, H, num_layers=layers, bidirectional=bidir,
+               batch_first=batch_first, **kw)
+
+
+def run_case(out, meta, name, kind, layers, bidir, batch_first, use_len,
+             use_init):
+    torch.manual_seed(zlib.crc32(name.encode()))
+    m = make(kind, layers, bidir, batch_first)
+    D = 2 if bidir else 1
+    x = torch.randn((B, T, I) if batch_first else (T, B, I), requires_grad=True)
+    h0 = torch.randn(layers * D, B, H, requires_grad=True) if use_init else None
+    c0 = torch.randn(layers * D, B, H, requires_grad=True) if use_init else None
+    state = None
+    if use_init:
+        state = (h0, c0) if kind == "lstm" else h0
+    if use_len:
+        packed = torch.nn.utils.rnn.pack_padded_sequence(
+            x, torch.tensor(LENGTHS), batch_first=batch_first,
+            enforce_sorted=False)
+        y, hn = m(packed, state)
+        y, _ = torch.nn.utils.rnn.pad_packed_sequence(
+            y, batch_first=batch_first, total_length=T)
+    else:
+        y, hn = m(x, state)
+    h_n, c_n = hn if kind == "lstm" else (hn, None)
+    r_out, r_h = torch.randn_like(y), torch.randn_like(h_n)
+    loss = (y * r_out).sum() + (h_n * r_h).sum()
+    if c_n is not None:
+        r_c = torch.randn_like(c_n)
+        loss = loss + (c_n * r_c).sum()
+    loss.backward()
+    p = name + "."
+    for k, v in m.state_dict().items():
+        out[p + "param." + k] = v
+        out[p + "grad." + k] = dict(m.named_parameters())[k].grad
+    out[p + "x"], out[p + "grad.x"] = x, x.grad
+    if use_len:
+        out[p + "lengths"] = torch.tensor(LENGTHS, dtype=torch.int64)
+    if use_init:
+        out[p + "h0"], out[p + "grad.h0"] = h0, h0.grad
+        if kind == "lstm":
+            out[p + "c0"], out[p + "grad.c0"] = c0, c0.grad
+    out[p + "out"], out[p + "h_n"] = y, h_n
+    out[p + "r_out"], out[p + "r_h"] = r_out, r_h
+    if c_n is not None:
+        out[p + "c_n"], out[p + "r_c"] = c_n, r_c
+    meta["case." + name] = "%s %d %d %d %d %d" % (
+        kind, layers, bidir, batch_first, use_len, use_init)
+
+
+def main():
+    out, meta = {}, {}
+    for kind in ["lstm", "gru", "rnn_tanh", "rnn_relu"]:
+        for layers in [1, 2, 3]:
+            for bidir in [False, True]:
+                for use_len in [False, True]:
+                    if kind.startswith("rnn") and layers == 3:
+                        continue
+                    name = "%s_l%d%s%s" % (kind, layers, "_bi" if bidir else "",
+                                           "_len" if use_len else "")
+                    run_case(out, meta, name, kind, layers, bidir, False,
+                             use_len, False)
+        run_case(out, meta, kind + "_init_bf", kind, 2, True, True, True, True)
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, "..", "tests", "data", "rnn_reference.safetensors")
+    save(path, out, meta)
+    print("wrote", os.path.normpath(path), len(out), "tensors")
+
+
+if __name__ == "__main__":
+    main()

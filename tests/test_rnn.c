@@ -1,0 +1,195 @@
+/* RNN, LSTM and GRU layers against torch.nn (tests/data/rnn_reference,
+ * made by scripts/gen_rnn_reference.py): outputs, final states and every
+ * gradient, for 1-3 layers, both directions, variable lengths, initial
+ * states and batch-first input; each through the step-by-step runner and
+ * through the cells' fused path. */
+#include "check_util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static loom_tensor_map *refs;
+
+static void load_refs(void) {
+  if (refs)
+    return;
+  const char *root = getenv("LOOM_SOURCE_ROOT");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/tests/data/rnn_reference.safetensors",
+           root ? root : ".");
+  refs = loom_safetensors_load(path);
+  if (!refs) { /* Check's asserts only work inside a test */
+    fprintf(stderr, "test_rnn: %s\n", loom_last_error());
+    exit(EXIT_FAILURE);
+  }
+}
+
+static loom_tensor *ref(const char *c, const char *what) {
+  char name[256];
+  snprintf(name, sizeof name, "%s.%s", c, what);
+  return loom_tensor_map_get(refs, name);
+}
+
+/* |got - want| <= 1e-5 |want| + 1e-6: float32 parity (the floor covers
+ * elements near zero, where float32 rounding of sums dominates). */
+static void expect_close(const loom_tensor *got, const loom_tensor *want,
+                         const char *c, const char *what) {
+  ck_assert_msg(got != NULL, "%s %s: missing (%s)", c, what,
+                loom_last_error());
+  ck_assert_msg(loom_same_shape(got, want), "%s %s: shape", c, what);
+  double worst = 0;
+  int64_t n = loom_numel(want);
+  loom_tensor *g = loom_contiguous(loom_to_dtype(got, LOOM_F64));
+  loom_tensor *w = loom_contiguous(loom_to_dtype(want, LOOM_F64));
+  for (int64_t i = 0; i < n; i++) {
+    double a = loom_data_f64(g)[i], b = loom_data_f64(w)[i];
+    double err = fabs(a - b) / (1e-5 * fabs(b) + 1e-6);
+    worst = err > worst ? err : worst;
+  }
+  ck_assert_msg(worst <= 1, "%s %s: error %.3g of the tolerance", c, what,
+                worst);
+}
+
+static const loom_cell_type *kind_of(const char *kind) {
+  if (!strcmp(kind, "lstm"))
+    return &loom_lstm_cell;
+  if (!strcmp(kind, "gru"))
+    return &loom_gru_cell;
+  if (!strcmp(kind, "rnn_tanh"))
+    return &loom_rnn_tanh_cell;
+  return &loom_rnn_relu_cell;
+}
+
+static void run_case(const char *c, const char *settings, bool fused) {
+  char kind[32];
+  int layers, bidir, bf, use_len, use_init;
+  ck_assert_int_eq(sscanf(settings, "%31s %d %d %d %d %d", kind, &layers,
+                          &bidir, &bf, &use_len, &use_init), 6);
+  loom_rnn_opts o = {.input_size = 3, .hidden_size = 4, .num_layers = layers,
+                     .bidirectional = bidir, .batch_first = bf,
+                     .step_by_step = !fused};
+  loom_rnn *r = loom_rnn_new(kind_of(kind), o);
+  ck_assert_loom(r);
+  /* Load the torch state dict by its names. */
+  loom_tensor_map *sd = loom_tensor_map_new();
+  char prefix[128];
+  snprintf(prefix, sizeof prefix, "%s.param.", c);
+  for (int i = 0; i < loom_tensor_map_count(refs); i++) {
+    const char *name = loom_tensor_map_name(refs, i);
+    if (!strncmp(name, prefix, strlen(prefix)))
+      loom_tensor_map_set(sd, name + strlen(prefix),
+                          loom_tensor_map_at(refs, i));
+  }
+  ck_assert_msg(loom_module_load_state_dict(&r->base, sd, true) == 0, "%s: %s",
+                c, loom_last_error());
+  loom_tensor_map_free(sd);
+  bool lstm = !strcmp(kind, "lstm");
+  loom_tensor *x = loom_set_requires_grad(loom_clone(ref(c, "x")), true);
+  loom_tensor *init[2] = {NULL, NULL};
+  if (use_init) {
+    init[0] = loom_set_requires_grad(loom_clone(ref(c, "h0")), true);
+    if (lstm)
+      init[1] = loom_set_requires_grad(loom_clone(ref(c, "c0")), true);
+  }
+  loom_tensor *out, *fin[2];
+  int rc = loom_rnn_forward(r, x, use_len ? ref(c, "lengths") : NULL,
+                            use_init ? init : NULL, &out, fin);
+  ck_assert_msg(rc == 0, "%s: %s", c, loom_last_error());
+  expect_close(out, ref(c, "out"), c, "out");
+  expect_close(fin[0], ref(c, "h_n"), c, "h_n");
+  loom_tensor *loss = loom_add(loom_sum_all(loom_mul(out, ref(c, "r_out"))),
+                               loom_sum_all(loom_mul(fin[0], ref(c, "r_h"))));
+  if (lstm) {
+    expect_close(fin[1], ref(c, "c_n"), c, "c_n");
+    loss = loom_add(loss, loom_sum_all(loom_mul(fin[1], ref(c, "r_c"))));
+  }
+  ck_assert_msg(loom_backward(loss) == 0, "%s: %s", c, loom_last_error());
+  expect_close(loom_grad(x), ref(c, "grad.x"), c, "grad.x");
+  if (use_init) {
+    expect_close(loom_grad(init[0]), ref(c, "grad.h0"), c, "grad.h0");
+    if (lstm)
+      expect_close(loom_grad(init[1]), ref(c, "grad.c0"), c, "grad.c0");
+  }
+  loom_tensor_map *params = loom_module_named_parameters(&r->base);
+  for (int i = 0; i < loom_tensor_map_count(params); i++) {
+    char what[128];
+    snprintf(what, sizeof what, "grad.%s", loom_tensor_map_name(params, i));
+    expect_close(loom_grad(loom_tensor_map_at(params, i)), ref(c, what), c,
+                 what);
+  }
+  loom_tensor_map_free(params);
+  loom_rnn_free(r);
+}
+
+static void run_all(bool fused) {
+  int cases = 0;
+  /* Case names and settings live in the metadata as case.<name>. */
+  const char *names[] = {"lstm", "gru", "rnn_tanh", "rnn_relu"};
+  for (int k = 0; k < 4; k++)
+    for (int layers = 1; layers <= 3; layers++)
+      for (int bidir = 0; bidir < 2; bidir++)
+        for (int len = 0; len < 2; len++) {
+          char c[64], key[80];
+          snprintf(c, sizeof c, "%s_l%d%s%s", names[k], layers,
+                   bidir ? "_bi" : "", len ? "_len" : "");
+          snprintf(key, sizeof key, "case.%s", c);
+          const char *settings = loom_tensor_map_meta(refs, key);
+          if (!settings)
+            continue;
+          loom_scope *s = loom_scope_begin();
+          run_case(c, settings, fused);
+          loom_scope_end(s);
+          cases++;
+        }
+  for (int k = 0; k < 4; k++) {
+    char c[64], key[80];
+    snprintf(c, sizeof c, "%s_init_bf", names[k]);
+    snprintf(key, sizeof key, "case.%s", c);
+    const char *settings = loom_tensor_map_meta(refs, key);
+    ck_assert_ptr_nonnull(settings);
+    loom_scope *s = loom_scope_begin();
+    run_case(c, settings, fused);
+    loom_scope_end(s);
+    cases++;
+  }
+  ck_assert_int_eq(cases, 44);
+}
+
+START_TEST(test_step_by_step_matches_torch) { run_all(false); }
+END_TEST
+
+START_TEST(test_fused_matches_torch) { run_all(true); }
+END_TEST
+
+START_TEST(test_bad_inputs) {
+  loom_rnn *r = loom_lstm_new((loom_rnn_opts){.input_size = 3,
+                                              .hidden_size = 4});
+  loom_tensor *out;
+  loom_tensor *x = loom_zeros(LOOM_F32, LOOM_SHAPE(5, 2, 7));
+  ck_assert_int_eq(loom_rnn_forward(r, x, NULL, NULL, &out, NULL), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
+  loom_clear_error();
+  x = loom_zeros(LOOM_F32, LOOM_SHAPE(5, 2, 3));
+  int64_t bad[] = {6, 1};
+  ck_assert_int_eq(loom_rnn_forward(r, x, loom_from_array(LOOM_I64, bad,
+                                                          LOOM_SHAPE(2)),
+                                    NULL, &out, NULL), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_INDEX);
+  loom_rnn_free(r);
+}
+END_TEST
+
+int main(void) {
+  load_refs(); /* before the fixtures take their leak baseline */
+  Suite *s = suite_create("rnn");
+  TCase *tc = tcase_create("parity");
+  tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_step_by_step_matches_torch);
+  tcase_add_test(tc, test_fused_matches_torch);
+  tcase_add_test(tc, test_bad_inputs);
+  suite_add_tcase(s, tc);
+  int rc = loom_run_suite(s);
+  loom_tensor_map_free(refs);
+  return rc;
+}
