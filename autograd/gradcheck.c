@@ -90,7 +90,11 @@ static int numeric_outputs(const problem *p, double *dst, int64_t total) {
 }
 
 typedef struct {
-  double worst;
+  double worst;          /* largest excess over the tolerance */
+  double max_err;        /* largest |analytic - numeric| */
+  int64_t compared;
+  int err_input;
+  int64_t err_index;
   loom_gradcheck_result r;
 } verdict;
 
@@ -99,6 +103,12 @@ static void judge(verdict *v, const loom_gradcheck_opts *o, double a,
   double excess = fabs(a - num) - (o->atol + o->rtol * fabs(num));
   if (isnan(a) != isnan(num) || (isnan(excess) && !(isnan(a) && isnan(num))))
     excess = INFINITY;
+  v->compared++;
+  if (fabs(a - num) > v->max_err || v->err_input < 0) {
+    v->max_err = fabs(a - num);
+    v->err_input = input;
+    v->err_index = ii;
+  }
   if (excess > v->worst || (v->r.input < 0 && !isnan(excess))) {
     v->worst = excess;
     v->r.input = input;
@@ -275,7 +285,7 @@ int loom_gradcheck(loom_gradcheck_fn fn, void *ctx, loom_tensor *const *inputs,
   o.eps = o.eps > 0 ? o.eps : 1e-6;
   o.atol = o.atol > 0 ? o.atol : 1e-5;
   o.rtol = o.rtol > 0 ? o.rtol : 1e-3;
-  verdict v = {.worst = -INFINITY, .r = {.input = -1}};
+  verdict v = {.worst = -INFINITY, .err_input = -1, .r = {.input = -1}};
   if (!fn || !inputs || n_inputs < 0) {
     loom_set_error(LOOM_ERR_ARGUMENT, "gradcheck: no function or inputs");
     return -1;
@@ -313,6 +323,11 @@ int loom_gradcheck(loom_gradcheck_fn fn, void *ctx, loom_tensor *const *inputs,
              "gradcheck %s: input %d, v^T J u analytic %.10g vs numeric "
              "%.10g", v.r.passed ? "passed" : "FAILED", v.r.input,
              v.r.analytic, v.r.numeric);
+  else if (v.r.passed)
+    snprintf(v.r.message, sizeof v.r.message,
+             "gradcheck passed: %lld Jacobian entries, largest |analytic - "
+             "numeric| %.3g (input %d element %lld)", (long long)v.compared,
+             v.max_err, v.err_input, (long long)v.err_index);
   else
     snprintf(v.r.message, sizeof v.r.message,
              "gradcheck %s: worst at input %d element %lld, output %d "

@@ -1,0 +1,185 @@
+/* float64 gradcheck of every cell (built-in variants and the examples of
+ * user-defined cells) and of the runner with layers, both directions and
+ * variable lengths: gradients w.r.t. the input, the initial states and
+ * every parameter. */
+#include "../examples/cells.h"
+#include "check_util.h"
+
+#include <string.h>
+
+typedef struct {
+  const char *name;
+  const loom_cell_type *type;
+  loom_lstm_config lstm;
+  int layers;
+  bool bidirectional, lengths, image;
+} rnn_case;
+
+typedef struct {
+  loom_rnn *r;
+  const loom_tensor *lengths;
+  int n_states;
+} ctx;
+
+/* in: x, the initial states, then the parameters (perturbed in place). */
+static int run(loom_tensor *const *in, int n, loom_tensor **out, int max,
+               void *p) {
+  (void)n;
+  (void)max;
+  ctx *c = p;
+  loom_tensor *fin[LOOM_RNN_MAX_STATES];
+  if (loom_rnn_forward(c->r, in[0], c->lengths, in + 1, &out[0], fin) < 0)
+    return -1;
+  for (int k = 0; k < c->n_states; k++)
+    out[1 + k] = fin[k];
+  return 1 + c->n_states;
+}
+
+static const rnn_case cases[] = {
+    {"rnn tanh", &loom_rnn_tanh_cell, {0}, 1, false, false, false},
+    {"rnn relu 2 layers", &loom_rnn_relu_cell, {0}, 2, false, false, false},
+    {"lstm", &loom_lstm_cell, {0}, 1, false, false, false},
+    {"lstm peephole", &loom_lstm_cell, {.peephole = true}, 1, false, false,
+     false},
+    {"lstm coupled", &loom_lstm_cell, {.coupled = true}, 1, false, false,
+     false},
+    {"lstm coupled peephole", &loom_lstm_cell,
+     {.coupled = true, .peephole = true}, 1, false, false, false},
+    {"lstm layer norm", &loom_lstm_cell, {.layer_norm = true}, 1, false, false,
+     false},
+    {"lstm forget bias", &loom_lstm_cell, {.forget_bias = 1}, 1, false, false,
+     false},
+    {"gru", &loom_gru_cell, {0}, 1, false, false, false},
+    {"gru cho2014", &loom_gru_cho2014_cell, {0}, 1, false, false, false},
+    {"runner: lstm 2 layers bidirectional lengths", &loom_lstm_cell, {0}, 2,
+     true, true, false},
+    {"runner: gru bidirectional lengths", &loom_gru_cell, {0}, 1, true, true,
+     false},
+    {"example: minimal gated unit, bidirectional", &example_mgu_cell, {0}, 1,
+     true, true, false},
+    {"example: ConvLSTM", &example_convlstm_cell, {0}, 1, false, false, true},
+};
+enum { N_CASES = sizeof cases / sizeof cases[0] };
+
+START_TEST(test_cell_gradcheck) {
+  const rnn_case *tc = &cases[_i];
+  loom_set_default_dtype(LOOM_F64);
+  loom_manual_seed(7 + (uint64_t)_i);
+  int64_t T = 3, B = 2, I = 2, H = 3, k = 3;
+  loom_rnn_opts o = {.input_size = I, .hidden_size = H,
+                     .num_layers = tc->layers,
+                     .bidirectional = tc->bidirectional,
+                     .cell_config = tc->image ? (const void *)&k
+                                              : (const void *)&tc->lstm};
+  if (tc->image) {
+    o.input_size = 1;
+    o.hidden_size = 2;
+  }
+  loom_rnn *r = loom_rnn_new(tc->type, o);
+  ck_assert_loom(r);
+  int ns = tc->type->n_states, D = tc->bidirectional ? 2 : 1;
+  loom_tensor *in[64];
+  int n = 0;
+  in[n++] = tc->image
+      ? loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(T, B, 1, 3, 3))
+      : loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(T, B, I));
+  for (int s = 0; s < ns; s++)
+    in[n++] = tc->image
+        ? loom_randn(NULL, LOOM_F64, 0, 0.5, LOOM_SHAPE(tc->layers * D, B, 2,
+                                                         3, 3))
+        : loom_randn(NULL, LOOM_F64, 0, 0.5, LOOM_SHAPE(tc->layers * D, B, H));
+  for (int i = 0; i < n; i++)
+    loom_set_requires_grad(in[i], true);
+  n += loom_module_parameters(&r->base, in + n, 64 - n);
+  ck_assert_int_lt(n, 64);
+  ctx c = {r, NULL, ns};
+  if (tc->lengths)
+    c.lengths = loom_from_array(LOOM_I64, (int64_t[]){3, 2}, LOOM_SHAPE(2));
+  loom_gradcheck_result res;
+  int rc = loom_gradcheck(run, &c, in, n, NULL, &res);
+  if (getenv("LOOM_VERBOSE"))
+    printf("%s: %d inputs, %s\n", tc->name, n, res.message);
+  ck_assert_msg(rc == 1, "%s: %s (%s)", tc->name, res.message,
+                loom_last_error());
+  loom_rnn_free(r);
+  loom_set_default_dtype(LOOM_F32);
+}
+END_TEST
+
+/* Variable lengths behave like separate runs of each sequence. */
+START_TEST(test_lengths_equal_separate_runs) {
+  loom_rnn *r = loom_lstm_new((loom_rnn_opts){.input_size = 2,
+                                              .hidden_size = 3,
+                                              .bidirectional = true});
+  loom_tensor *x = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(4, 2, 2));
+  loom_tensor *len = loom_from_array(LOOM_I64, (int64_t[]){4, 2},
+                                     LOOM_SHAPE(2));
+  loom_tensor *out, *fin[2], *out1, *fin1[2];
+  ck_assert_int_eq(loom_rnn_forward(r, x, len, NULL, &out, fin), 0);
+  /* sequence 1 alone, cut to its length */
+  loom_tensor *x1 = loom_narrow(loom_narrow(x, 1, 1, 1), 0, 0, 2);
+  ck_assert_int_eq(loom_rnn_forward(r, x1, NULL, NULL, &out1, fin1), 0);
+  ck_assert(loom_allclose(loom_narrow(loom_narrow(out, 1, 1, 1), 0, 0, 2),
+                          out1, 1e-6, 1e-7));
+  for (int k = 0; k < 2; k++)
+    ck_assert(loom_allclose(loom_narrow(fin[k], 1, 1, 1), fin1[k], 1e-6,
+                            1e-7));
+  /* and its outputs past the end are zero */
+  ck_assert_double_eq(loom_item(loom_sum_all(loom_abs(
+                          loom_narrow(loom_narrow(out, 1, 1, 1), 0, 2, 2)))),
+                      0);
+  loom_rnn_free(r);
+}
+END_TEST
+
+START_TEST(test_dropout_between_layers) {
+  loom_rng *g = loom_rng_new(3);
+  loom_rnn *r = loom_gru_new((loom_rnn_opts){.input_size = 2, .hidden_size = 4,
+                                             .num_layers = 2, .dropout = 0.5,
+                                             .variational = true, .rng = g});
+  loom_tensor *x = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(5, 3, 2));
+  loom_tensor *a, *b, *c;
+  ck_assert_int_eq(loom_rnn_forward(r, x, NULL, NULL, &a, NULL), 0);
+  ck_assert_int_eq(loom_rnn_forward(r, x, NULL, NULL, &b, NULL), 0);
+  ck_assert(!loom_allclose(a, b, 0, 0)); /* fresh masks in training */
+  loom_module_train(&r->base, false);
+  ck_assert_int_eq(loom_rnn_forward(r, x, NULL, NULL, &b, NULL), 0);
+  ck_assert_int_eq(loom_rnn_forward(r, x, NULL, NULL, &c, NULL), 0);
+  ck_assert(loom_equal(b, c)); /* none in evaluation */
+  loom_rnn_free(r);
+  loom_rng_free(g);
+}
+END_TEST
+
+START_TEST(test_parameter_names) {
+  loom_lstm_config peep = {.peephole = true};
+  loom_rnn *r = loom_lstm_new((loom_rnn_opts){.input_size = 2,
+                                              .hidden_size = 3,
+                                              .num_layers = 2,
+                                              .bidirectional = true,
+                                              .cell_config = &peep});
+  loom_tensor_map *m = loom_module_named_parameters(&r->base);
+  const char *want[] = {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0",
+                        "bias_hh_l0", "weight_ci_l0", "weight_co_l0",
+                        "weight_cf_l0", "weight_ih_l0_reverse",
+                        "weight_hh_l1_reverse", "bias_hh_l1_reverse"};
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+    ck_assert_msg(loom_tensor_map_get(m, want[i]) != NULL, "no %s", want[i]);
+  ck_assert_int_eq(loom_size(loom_tensor_map_get(m, "weight_ih_l1"), 1), 6);
+  loom_tensor_map_free(m);
+  loom_rnn_free(r);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("rnn_gradcheck");
+  TCase *tc = tcase_create("cells");
+  tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
+  tcase_set_timeout(tc, 600);
+  tcase_add_loop_test(tc, test_cell_gradcheck, 0, N_CASES);
+  tcase_add_test(tc, test_lengths_equal_separate_runs);
+  tcase_add_test(tc, test_dropout_between_layers);
+  tcase_add_test(tc, test_parameter_names);
+  suite_add_tcase(s, tc);
+  return loom_run_suite(s);
+}
