@@ -37,8 +37,12 @@ static loom_tensor *binary(const binary_spec *s, const loom_tensor *a,
   loom_dtype t = loom__promote_tensors(a, b);
   if (s->float_result && !loom_dtype_is_float(t))
     t = loom__resolve(LOOM_DTYPE_DEFAULT);
-  a = loom_to_dtype(a, t);
-  b = loom_to_dtype(b, t);
+  /* Converting only when needed keeps two scope entries (and their
+   * release) off the path of every same-dtype op. */
+  if (a->dtype != t)
+    a = loom_to_dtype(a, t);
+  if (b->dtype != t)
+    b = loom_to_dtype(b, t);
   if (!a || !b)
     return NULL;
   loom_tensor *out =
@@ -227,6 +231,8 @@ static loom_tensor *compare_scalar(const loom_unary_kernel *k,
                                    const loom_tensor *t, double s) {
   if (!t)
     return NULL;
+  if (t->dtype == LOOM_F32) /* PyTorch compares in the tensor's precision */
+    s = (float)s;
   loom_tensor *out = loom__new(LOOM_BOOL, t->ndim, t->shape, k->name);
   if (out && loom_kernel_unary(k, out, t, (double[]){s}) < 0)
     return NULL;

@@ -15,9 +15,15 @@ static bool foldable(const loom_tensor *a) {
   int nd = a->ndim;
   if (a->strides[nd - 1] != 1 && a->shape[nd - 1] != 1)
     return false;
-  for (int d = 0; d < nd - 2; d++)
-    if (a->shape[d] != 1 && a->strides[d] != a->strides[d + 1] * a->shape[d + 1])
+  /* Each leading dim must step over whole blocks of rows at the row
+   * stride (a size-1 dim's stride says nothing, so compare with the
+   * product, not with the neighbour's stride). */
+  int64_t want = a->strides[nd - 2] * a->shape[nd - 2];
+  for (int d = nd - 3; d >= 0; d--) {
+    if (a->shape[d] != 1 && a->strides[d] != want)
       return false;
+    want *= a->shape[d];
+  }
   return a->strides[nd - 2] >= a->shape[nd - 1];
 }
 

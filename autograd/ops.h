@@ -303,6 +303,37 @@ LOOM_API loom_tensor *loom_adaptive_avg_pool2d(const loom_tensor *x,
 LOOM_API loom_tensor *loom_dropout(const loom_tensor *t, double p,
                                    bool training, loom_rng *g);
 
+/* ------------------------------------------------ fused recurrences
+ * A whole sequence of a recurrent cell in one op: per step one GEMM and one
+ * elementwise pass, the recurrent weights' gradient as one GEMM over all
+ * steps. xp (T, B, G*H) holds the input's part of every step (x W_ih^T +
+ * b_ih); w_hh is (G*H, H), b_hh (G*H); states are (B, H). lengths (int64
+ * (B) or NULL): steps past a sequence's end keep its state and output 0.
+ * reverse runs t = T-1 .. 0. Results (out (T, B, H) and final states) are
+ * scope-owned; differentiable in every tensor but lengths. 0 or -1. The
+ * step-by-step cells of nn/ compute the same values. */
+
+/* LSTM, gates i, f, g, o; peephole: NULL or {w_ci, w_cf, w_co} (H each);
+ * b_hh may be NULL. */
+LOOM_API int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
+                                const loom_tensor *b_hh, const loom_tensor *h0,
+                                const loom_tensor *c0,
+                                loom_tensor *const *peephole,
+                                const loom_tensor *lengths, bool reverse,
+                                loom_tensor **out, loom_tensor **h_n,
+                                loom_tensor **c_n);
+/* GRU in PyTorch's formulation, gates r, z, n. */
+LOOM_API int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
+                               const loom_tensor *b_hh, const loom_tensor *h0,
+                               const loom_tensor *lengths, bool reverse,
+                               loom_tensor **out, loom_tensor **h_n);
+/* h' = tanh (or relu) of xp_t + b_hh + h W_hh^T. */
+LOOM_API int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
+                               const loom_tensor *b_hh, const loom_tensor *h0,
+                               const loom_tensor *lengths, bool reverse,
+                               bool relu, loom_tensor **out,
+                               loom_tensor **h_n);
+
 /* ------------------------------------------------ in-place updates
  * They write into `t` and return it (no new tensor). Not differentiable:
  * with grad mode on, a tensor that requires grad is refused; a write into

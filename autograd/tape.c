@@ -448,7 +448,14 @@ static loom_node **collect(loom_node *root, int64_t *count) {
     }
   }
   free(stack);
-  qsort(list, (size_t)n, sizeof *list, by_seq_desc);
+  /* The depth-first walk already yields a chain (an unrolled recurrence)
+   * newest first; checking is O(n), while qsort's comparison callbacks
+   * cost more than the backward of a small node. */
+  int64_t i = 1;
+  while (i < n && list[i - 1]->seq > list[i]->seq)
+    i++;
+  if (i < n)
+    qsort(list, (size_t)n, sizeof *list, by_seq_desc);
   *count = n;
   return list;
 oom:

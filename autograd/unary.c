@@ -205,9 +205,11 @@ loom_tensor *loom_pow_scalar(const loom_tensor *t, double exponent) {
   return unary(U_pow_scalar, t, exponent, 0);
 }
 
-/* An integer tensor with a non-integral scalar computes in float. */
+/* An integer tensor with a non-integral scalar, or one no int64 holds
+ * (converting it would be undefined), computes in float. */
 static const loom_tensor *for_scalar(const loom_tensor *t, double s) {
-  if (t && !loom_dtype_is_float(t->dtype) && s != floor(s))
+  if (t && !loom_dtype_is_float(t->dtype) &&
+      (s != floor(s) || fabs(s) >= 0x1p63))
     return loom_to_dtype(t, LOOM_DTYPE_DEFAULT);
   return t;
 }

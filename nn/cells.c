@@ -95,12 +95,21 @@ static int rnn_step(void *p, const loom_tensor *xp, loom_tensor *const *s,
   return ns[0] ? 0 : -1;
 }
 
+static int rnn_sequence(void *p, const loom_tensor *xs,
+                        const loom_tensor *lengths, bool reverse,
+                        loom_tensor *const *init, loom_tensor **out,
+                        loom_tensor **final) {
+  cell *c = p;
+  return loom_rnn_sequence(xs, c->w_hh, c->b_hh, init[0], lengths, reverse,
+                           c->relu, out, &final[0]);
+}
+
 const loom_cell_type loom_rnn_tanh_cell = {
     .name = "RNN", .n_states = 1, .make = rnn_tanh_make,
-    .project = input_projection, .step = rnn_step};
+    .project = input_projection, .step = rnn_step, .sequence = rnn_sequence};
 const loom_cell_type loom_rnn_relu_cell = {
     .name = "RNN", .n_states = 1, .make = rnn_relu_make,
-    .project = input_projection, .step = rnn_step};
+    .project = input_projection, .step = rnn_step, .sequence = rnn_sequence};
 
 /* ---- LSTM ---- */
 
@@ -208,9 +217,23 @@ static int lstm_step(void *p, const loom_tensor *xp, loom_tensor *const *s,
   return ns[0] && ns[1] ? 0 : -1;
 }
 
+/* The fused op covers PyTorch's LSTM and the peephole variant. */
+static int lstm_sequence(void *p, const loom_tensor *xs,
+                         const loom_tensor *lengths, bool reverse,
+                         loom_tensor *const *init, loom_tensor **out,
+                         loom_tensor **final) {
+  cell *c = p;
+  if (c->lstm.coupled || c->lstm.layer_norm)
+    return 1;
+  loom_tensor *peep[3] = {c->w_ci, c->w_cf, c->w_co};
+  return loom_lstm_sequence(xs, c->w_hh, c->b_hh, init[0], init[1],
+                            c->lstm.peephole ? peep : NULL, lengths, reverse,
+                            out, &final[0], &final[1]);
+}
+
 const loom_cell_type loom_lstm_cell = {
     .name = "LSTM", .n_states = 2, .make = lstm_make,
-    .project = lstm_project, .step = lstm_step};
+    .project = lstm_project, .step = lstm_step, .sequence = lstm_sequence};
 
 /* ---- GRU ---- */
 
@@ -264,9 +287,20 @@ static int gru_step(void *p, const loom_tensor *xp, loom_tensor *const *s,
   return ns[0] ? 0 : -1;
 }
 
+static int gru_sequence(void *p, const loom_tensor *xs,
+                        const loom_tensor *lengths, bool reverse,
+                        loom_tensor *const *init, loom_tensor **out,
+                        loom_tensor **final) {
+  cell *c = p;
+  if (c->cho)
+    return 1;
+  return loom_gru_sequence(xs, c->w_hh, c->b_hh, init[0], lengths, reverse,
+                           out, &final[0]);
+}
+
 const loom_cell_type loom_gru_cell = {
     .name = "GRU", .n_states = 1, .make = gru_make,
-    .project = input_projection, .step = gru_step};
+    .project = input_projection, .step = gru_step, .sequence = gru_sequence};
 const loom_cell_type loom_gru_cho2014_cell = {
     .name = "GRU", .n_states = 1, .make = gru_cho_make,
     .project = input_projection, .step = gru_step};

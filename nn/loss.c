@@ -67,13 +67,13 @@ static loom_tensor *nll(const loom_tensor *logp, const loom_tensor *target,
                                                                          1)),
                                      1);
   loom_tensor *w = loom_to_dtype(keep, logp->dtype);
-  if (o->weight)
-    w = loom_mul(w, loom_embedding(loom_reshape(loom_to_dtype(o->weight,
-                                                              logp->dtype),
-                                                2, (int64_t[]){classes, 1}),
-                                   safe, -1));
-  if (o->weight)
-    w = loom_squeeze(w, -1);
+  if (o->weight) {
+    /* Looked up as rows of a (C, 1) matrix: squeeze the trailing 1 before
+     * the product, or it broadcasts against the target's dims. */
+    loom_tensor *cw = loom_reshape(loom_to_dtype(o->weight, logp->dtype), 2,
+                                   (int64_t[]){classes, 1});
+    w = loom_mul(w, loom_squeeze(loom_embedding(cw, safe, -1), -1));
+  }
   loom_tensor *loss = loom_neg(loom_mul(picked, w));
   *weight_sum = loom_sum_all(w);
   *valid = keep;

@@ -222,10 +222,10 @@ int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
         if (!st[k])
           return -1;
       }
-      int rc;
-      if (r->type->sequence && !r->opts.step_by_step)
+      int rc = 1;
+      if (r->type->sequence && !r->opts.step_by_step && T > 0)
         rc = r->type->sequence(cell, px, len, d == 1, st, &dir_out[d], fin);
-      else
+      if (rc == 1) /* no fused path for this configuration */
         rc = run_steps(r, cell, px, len, d == 1, st, &dir_out[d], fin);
       if (rc < 0)
         return -1;

@@ -67,10 +67,11 @@ loom_tensor *loom_linspace(loom_dtype dtype, double start, double end,
   size_t es = loom_dtype_size(t->dtype);
   double step = steps > 1 ? (end - start) / (double)(steps - 1) : 0;
   /* Like PyTorch: the first half counts up from start, the second half
-   * down from end, so both endpoints are exact. */
+   * down from end, so both endpoints are exact (one point is start). */
   for (int64_t i = 0; i < steps; i++) {
-    double v = i < steps / 2 ? start + step * (double)i
-                             : end - step * (double)(steps - 1 - i);
+    double v = i < steps / 2 || steps == 1
+                   ? start + step * (double)i
+                   : end - step * (double)(steps - 1 - i);
     loom__write(t->data + (size_t)i * es, t->dtype, v);
   }
   return t;
@@ -110,10 +111,20 @@ int loom_copy_to_array(const loom_tensor *t, loom_dtype dtype, void *dst,
                    (long long)n, loom__shp(t));
     return -1;
   }
-  loom_tensor *view = loom_from_buffer(dtype, dst, t->ndim, t->shape, NULL,
-                                       NULL, NULL);
-  if (!view)
+  if (dtype <= LOOM_DTYPE_DEFAULT || dtype >= LOOM_DTYPE_COUNT || !dst) {
+    loom_set_error(LOOM_ERR_ARGUMENT, "copy_to_array: bad dtype or NULL");
     return -1;
-  loom_kernel_copy(view, t);
+  }
+  /* A stack view of dst: a scope-owned one would pile up in a loop. */
+  loom_storage s = {.refcount = 1, .data = dst};
+  loom_tensor view = {.storage = &s,
+                      .data = dst,
+                      .ndim = t->ndim,
+                      .dtype = dtype,
+                      .numel = t->numel,
+                      .refcount = 1};
+  memcpy(view.shape, t->shape, sizeof view.shape);
+  loom__contiguous_strides(t->ndim, t->shape, view.strides);
+  loom_kernel_copy(&view, t);
   return 0;
 }

@@ -13,6 +13,9 @@ typedef struct loom_storage {
    * saved still holds the values it saw (shared by all views). */
   int64_t version;
   int64_t nbytes;
+  /* Bytes of the block holding header and data (0: an external buffer),
+   * which may exceed what nbytes needs when the block was reused. */
+  int64_t block_bytes;
   char *data;
   void (*release)(void *data, void *ctx); /* external buffers only */
   void *release_ctx;
@@ -42,6 +45,18 @@ struct loom_tensor {
   loom_grad_link link;
   loom_tensor *grad; /* owned */
 };
+
+/* ---- memory blocks (alloc.c): kept per thread for reuse ---- */
+
+/* A 64-byte aligned block of at least *bytes (a multiple of 64); *bytes
+ * receives its real size, which loom__block_free must be given. */
+void *loom__block_alloc(size_t *bytes);
+void loom__block_free(void *block, size_t bytes);
+/* Uninitialised memory for one loom_tensor, and its release. */
+loom_tensor *loom__tensor_struct_alloc(void);
+void loom__tensor_struct_free(loom_tensor *t);
+/* Frees everything the thread keeps for reuse. */
+void loom__alloc_release(void);
 
 /* ---- allocation (tensor.c) ---- */
 

@@ -154,6 +154,18 @@ int loom_kernel_binary(const loom_binary_kernel *k, loom_tensor *out,
                    loom_dtype_name(a->dtype));
     return -1;
   }
+  /* Contiguous operands that are not broadcast (equal counts) on one
+   * thread are one run: building an iterator would cost more than the
+   * arithmetic on the small tensors of a recurrent step. */
+  int64_t n = out->numel, cost = k->cost > 0 ? k->cost : 1;
+  if (a->numel == n && b->numel == n && loom__threads_for(n * cost) <= 1 &&
+      loom__is_contiguous(out) && loom__is_contiguous(a) &&
+      loom__is_contiguous(b)) {
+    int64_t es = (int64_t)loom_dtype_size(a->dtype);
+    int64_t eo = (int64_t)loom_dtype_size(out->dtype);
+    fn(out->data, a->data, b->data, n, eo, es, es, p);
+    return 0;
+  }
   loom_iter it;
   loom__iter_init(&it, 3, (const loom_tensor *[]){out, a, b}, out->ndim,
                   out->shape);

@@ -146,6 +146,15 @@ int loom_kernel_unary(const loom_unary_kernel *k, loom_tensor *out,
                    loom_dtype_name(x->dtype));
     return -1;
   }
+  /* One contiguous run on one thread needs no iterator (as in
+   * loom_kernel_binary). */
+  int64_t n = out->numel, cost = k->cost > 0 ? k->cost : 1;
+  if (x->numel == n && loom__threads_for(n * cost) <= 1 &&
+      loom__is_contiguous(out) && loom__is_contiguous(x)) {
+    fn(out->data, x->data, n, (int64_t)loom_dtype_size(out->dtype),
+       (int64_t)loom_dtype_size(x->dtype), p);
+    return 0;
+  }
   loom_iter it;
   loom__iter_init(&it, 2, (const loom_tensor *[]){out, x}, out->ndim,
                   out->shape);

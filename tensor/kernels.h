@@ -172,4 +172,32 @@ void loom_kernel_avg_pool2d(loom_tensor *out, const loom_tensor *x,
 void loom_kernel_adaptive_avg_pool2d(loom_tensor *out, const loom_tensor *x,
                                      bool backward);
 
+/* ---- fused recurrent steps (kernel_rnn.c) ----
+ * Elementwise parts of one time step over B x H blocks of dtype t;
+ * `active` (B flags or NULL) marks rows still inside their sequence. */
+void loom_kernel_lstm_step(loom_dtype t, int64_t B, int64_t H, void *gates,
+                           const void *c_prev, const void *h_prev, void *c,
+                           void *h, void *out, const void *const *peep,
+                           const uint8_t *active);
+void loom_kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
+                                    const void *act, const void *c_prev,
+                                    const void *c, const void *dh,
+                                    const void *dc, void *dgates,
+                                    void *dc_prev, const void *const *peep,
+                                    double *dpeep, const uint8_t *active);
+void loom_kernel_gru_step(loom_dtype t, int64_t B, int64_t H, const void *xg,
+                          const void *hg, const void *h_prev, void *act,
+                          void *h, void *out, const uint8_t *active);
+void loom_kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
+                                   const void *act, const void *hg,
+                                   const void *h_prev, const void *dh,
+                                   void *dxg, void *dhg, void *dh_prev,
+                                   const uint8_t *active);
+void loom_kernel_rnn_step(loom_dtype t, int64_t B, int64_t H, const void *pre,
+                          const void *h_prev, void *h, void *out, bool relu,
+                          const uint8_t *active);
+void loom_kernel_rnn_step_backward(loom_dtype t, int64_t B, int64_t H,
+                                   const void *h, const void *dh, void *dpre,
+                                   bool relu, const uint8_t *active);
+
 #endif

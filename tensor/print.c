@@ -104,7 +104,11 @@ static void width_of(style *st, int d, int64_t *idx) {
   const loom_tensor *t = st->t;
   if (d == t->ndim) {
     char s[64];
-    fmt_value(st, at(t, idx), s, sizeof s);
+    double v = at(t, idx);
+    /* PyTorch sizes float columns by the non-zero finite values only */
+    if (st->kind >= 2 && (v == 0 || !isfinite(v)))
+      return;
+    fmt_value(st, v, s, sizeof s);
     int w = (int)strlen(s);
     if (w > st->width)
       st->width = w;
@@ -126,32 +130,29 @@ static void emit(text *o, const style *st, int d, int64_t *idx, int indent) {
   }
   put(o, "[");
   int64_t n = t->shape[d];
-  bool first = true;
+  bool last = d == t->ndim - 1;
+  /* Like PyTorch, a row wraps at 80 columns; a summary's " ..." counts as
+   * one item. */
+  int64_t per_line = (80 - indent) / (st->width + 2), items = 0;
+  if (per_line < 1)
+    per_line = 1;
   for (idx[d] = 0; idx[d] < n; idx[d]++) {
-    if (!shown(st, d, idx[d])) {
-      if (idx[d] == EDGE) {
-        put(o, d == t->ndim - 1 ? ", ..." : ",\n");
-        if (d < t->ndim - 1) {
-          for (int k = 0; k < indent + 1; k++)
-            put(o, " ");
-          put(o, "...");
-        }
-      }
+    bool skip = !shown(st, d, idx[d]);
+    if (skip && idx[d] != EDGE)
       continue;
+    if (items > 0) {
+      bool wrap = !last || items % per_line == 0;
+      put(o, wrap ? "," : ", ");
+      for (int k = 0; wrap && k < (last ? 1 : t->ndim - 1 - d); k++)
+        put(o, "\n");
+      for (int k = 0; wrap && k < indent + 1; k++)
+        put(o, " ");
     }
-    if (!first) {
-      if (d == t->ndim - 1)
-        put(o, ", ");
-      else {
-        put(o, ",");
-        for (int k = 0; k < t->ndim - 1 - d; k++)
-          put(o, "\n");
-        for (int k = 0; k < indent + 1; k++)
-          put(o, " ");
-      }
-    }
-    first = false;
-    emit(o, st, d + 1, idx, indent + 1);
+    items++;
+    if (skip)
+      put(o, last ? " ..." : "...");
+    else
+      emit(o, st, d + 1, idx, indent + 1);
   }
   put(o, "]");
 }
@@ -162,7 +163,7 @@ static text render(const loom_tensor *t) {
     put(&o, "(null)");
     return o;
   }
-  style st = {t, t->numel > SUMMARY, 0, 0};
+  style st = {t, t->numel > SUMMARY, 0, 1};
   int64_t idx[LOOM_MAX_DIMS] = {0};
   if (t->dtype == LOOM_BOOL)
     st.kind = 1;
@@ -170,7 +171,7 @@ static text render(const loom_tensor *t) {
     double lo = INFINITY, hi = 0;
     bool integral = true, any = false;
     scan(&st, 0, idx, &lo, &hi, &integral, &any);
-    if (any && integral && hi < 1e8)
+    if (any && integral && !(hi / lo > 1000 || hi > 1e8))
       st.kind = 2;
     else if (any && (hi / lo > 1000 || hi > 1e8 || lo < 1e-4))
       st.kind = 4;
@@ -183,8 +184,18 @@ static text render(const loom_tensor *t) {
     put(&o, "[]");
   else
     emit(&o, &st, 0, idx, 7);
-  if (t->dtype != LOOM_F32 && t->dtype != LOOM_I64 && t->dtype != LOOM_BOOL) {
-    put(&o, ", dtype=");
+  if (t->numel == 0 && t->ndim > 1) {
+    char s[32];
+    put(&o, ", size=(");
+    for (int d = 0; d < t->ndim; d++) {
+      snprintf(s, sizeof s, d ? ", %lld" : "%lld", (long long)t->shape[d]);
+      put(&o, s);
+    }
+    put(&o, ")");
+  }
+  if (t->dtype != loom_default_dtype() && t->dtype != LOOM_I64 &&
+      t->dtype != LOOM_BOOL) {
+    put(&o, ", dtype=torch.");
     put(&o, loom_dtype_name(t->dtype));
   }
   put(&o, ")");

@@ -144,7 +144,18 @@ int loom_rng_set_state(loom_rng *g, const uint64_t st[LOOM_RNG_STATE_WORDS]) {
       loom__write(t->data + (size_t)i * es, t->dtype, (EXPR));                 \
     return t;                                                                  \
   }
-FILL(uniform, a + (b - a) * loom_rng_uniform(g))
+/* Rounding to the dtype can carry a draw just below 1 up to hi (float32 of
+ * 1 - 2^-53 is 1): such rare draws are taken again, so [lo, hi) holds. */
+static double uniform_below(loom_rng *g, loom_dtype t, double a, double b) {
+  for (;;) {
+    double v = a + (b - a) * loom_rng_uniform(g);
+    char r[8];
+    loom__write(r, t, v);
+    if (!(b > a) || loom__read(r, t) < b)
+      return v;
+  }
+}
+FILL(uniform, uniform_below(g, t->dtype, a, b))
 FILL(normal, a + b * loom_rng_normal(g))
 FILL(bernoulli, loom_rng_uniform(g) < a ? 1.0 : 0.0)
 

@@ -22,12 +22,13 @@ _Static_assert(sizeof(loom_storage) <= STORAGE_HEADER, "storage header");
 static loom_storage *storage_new(int64_t nbytes, const char *op) {
   size_t total = STORAGE_HEADER + (size_t)(nbytes > 0 ? nbytes : 0);
   total = (total + 63) & ~(size_t)63;
-  char *block = aligned_alloc(64, total);
+  char *block = loom__block_alloc(&total);
   if (!block)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "%s: out of memory allocating %lld bytes",
                      op, (long long)nbytes);
   loom_storage *s = (loom_storage *)block;
   *s = (loom_storage){.refcount = 1, .nbytes = nbytes,
+                      .block_bytes = (int64_t)total,
                       .data = block + STORAGE_HEADER};
   atomic_fetch_add(&live_bytes, nbytes);
   return s;
@@ -39,13 +40,16 @@ static void storage_unref(loom_storage *s) {
   atomic_fetch_sub(&live_bytes, s->nbytes);
   if (s->release)
     s->release(s->data, s->release_ctx);
-  free(s); /* the header block (also for external buffers) */
+  if (s->block_bytes > 0)
+    loom__block_free(s, (size_t)s->block_bytes);
+  else
+    free(s); /* the header of an external buffer */
 }
 
 static loom_tensor *tensor_shell(loom_storage *storage, loom_dtype dtype,
                                  int ndim, const int64_t *shape,
                                  const int64_t *strides, int64_t offset) {
-  loom_tensor *t = malloc(sizeof *t);
+  loom_tensor *t = loom__tensor_struct_alloc();
   if (!t)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "out of memory allocating a tensor");
   t->storage = storage;
@@ -166,7 +170,7 @@ static void destroy(loom_tensor *t) {
     loom__unref(t->grad);
   storage_unref(t->storage);
   atomic_fetch_sub(&live_tensors, 1);
-  free(t);
+  loom__tensor_struct_free(t);
 }
 
 void loom__unref(loom_tensor *t) {
@@ -208,6 +212,7 @@ void loom_cleanup(void) {
   if (loom__cleanup_hook)
     loom__cleanup_hook();
   loom__scope_drain_all();
+  loom__alloc_release();
   free(dying);
   dying = NULL;
   dying_cap = dying_n = 0;

@@ -16,8 +16,8 @@ typedef struct {
   const char *name;
   loom_gradcheck_fn fn;
   int n_in;
-  int ndim[4];
-  int64_t shape[4][5];
+  int ndim[8];
+  int64_t shape[8][5];
   int flags;
 } gc_case;
 
@@ -202,6 +202,51 @@ FN(f_dropout) {
   OUT1(y);
 }
 
+/* ---- fused recurrences: inputs xp, w_hh, b_hh, h0 (, c0, peepholes) ---- */
+static loom_tensor *seq_lengths(void) {
+  return loom_from_array(LOOM_I64, (int64_t[]){3, 1}, LOOM_SHAPE(2));
+}
+FN(f_lstm_seq) {
+  (void)n, (void)max, (void)ctx;
+  loom_tensor *fin[2];
+  if (loom_lstm_sequence(in[0], in[1], in[2], in[3], in[4], in + 5,
+                         seq_lengths(), true, &out[0], &fin[0], &fin[1]) < 0)
+    return -1;
+  out[1] = fin[0];
+  out[2] = fin[1];
+  return 3;
+}
+FN(f_lstm_seq_plain) {
+  (void)n, (void)max, (void)ctx;
+  loom_tensor *h, *c;
+  if (loom_lstm_sequence(in[0], in[1], NULL, in[2], in[3], NULL, NULL, false,
+                         &out[0], &h, &c) < 0)
+    return -1;
+  out[1] = c;
+  return 2;
+}
+FN(f_gru_seq) {
+  (void)n, (void)max, (void)ctx;
+  if (loom_gru_sequence(in[0], in[1], in[2], in[3], seq_lengths(), false,
+                        &out[0], &out[1]) < 0)
+    return -1;
+  return 2;
+}
+FN(f_rnn_seq) {
+  (void)n, (void)max, (void)ctx;
+  if (loom_rnn_sequence(in[0], in[1], in[2], in[3], seq_lengths(), true,
+                        false, &out[0], &out[1]) < 0)
+    return -1;
+  return 2;
+}
+FN(f_rnn_seq_relu) {
+  (void)n, (void)max, (void)ctx;
+  if (loom_rnn_sequence(in[0], in[1], in[2], in[3], NULL, false, true,
+                        &out[0], &out[1]) < 0)
+    return -1;
+  return 2;
+}
+
 /* ---- custom function ---- */
 static int cube_fwd(loom_function_ctx *c, loom_tensor *const *in, int n,
                     loom_tensor **out) {
@@ -331,6 +376,17 @@ static const gc_case cases[] = {
     {"adaptive_avg_pool2d", f_adaptive, 1, S(4), S(S(1, 2, 5, 7)), 0},
     {"dropout", f_dropout, 1, S(2), S(S(4, 5)), 0},
     {"custom function", f_custom, 2, S(2, 1), S(S(2, 3), S(3)), 0},
+    {"lstm_sequence peephole lengths reverse", f_lstm_seq, 8,
+     S(3, 2, 1, 2, 2, 1, 1, 1),
+     S(S(3, 2, 8), S(8, 2), S(8), S(2, 2), S(2, 2), S(2), S(2), S(2)), 0},
+    {"lstm_sequence plain", f_lstm_seq_plain, 4, S(3, 2, 2, 2),
+     S(S(3, 2, 8), S(8, 2), S(2, 2), S(2, 2)), 0},
+    {"gru_sequence lengths", f_gru_seq, 4, S(3, 2, 1, 2),
+     S(S(3, 2, 6), S(6, 2), S(6), S(2, 2)), 0},
+    {"rnn_sequence tanh reverse lengths", f_rnn_seq, 4, S(3, 2, 1, 2),
+     S(S(3, 2, 3), S(3, 3), S(3), S(2, 3)), 0},
+    {"rnn_sequence relu", f_rnn_seq_relu, 4, S(3, 2, 1, 2),
+     S(S(3, 2, 3), S(3, 3), S(3), S(2, 3)), 0},
 };
 enum { N_CASES = sizeof cases / sizeof cases[0] };
 
@@ -355,7 +411,7 @@ static loom_tensor *make_input(const gc_case *c, int i, loom_rng *g) {
 START_TEST(test_case) {
   const gc_case *c = &cases[_i];
   loom_rng *g = loom_rng_new(100 + (uint64_t)_i);
-  loom_tensor *in[4];
+  loom_tensor *in[8];
   for (int i = 0; i < c->n_in; i++) {
     in[i] = make_input(c, i, g);
     ck_assert_loom(in[i]);

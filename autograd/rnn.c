@@ -1,0 +1,543 @@
+/* Fused recurrences over a whole sequence: LSTM, GRU and plain RNN. Per
+ * step, one GEMM for the recurrent product and one elementwise pass; in
+ * backward, one GEMM per step for the state gradient and a single GEMM over
+ * all steps for the recurrent weights' gradient. They compute exactly what
+ * the step-by-step cells compute (tests compare the two). */
+#include "node.h"
+
+#include <stdlib.h>
+
+LOOM_OP(lstm_sequence, lstm_backward);
+LOOM_OP(gru_sequence, gru_backward);
+LOOM_OP(rnn_sequence, rnn_backward);
+
+/* Shared shape checks and geometry. */
+typedef struct {
+  int64_t T, B, H;
+  int gates;
+  loom_dtype dtype;
+  size_t es;
+} geom;
+
+static bool check(const char *op, const loom_tensor *xp, const loom_tensor *w,
+                  const loom_tensor *b, const loom_tensor *const *states,
+                  int n_states, int gates, geom *g) {
+  if (loom__check_float(xp, op))
+    return false;
+  if (xp->ndim != 3 || w->ndim != 2 || w->shape[0] % gates ||
+      xp->shape[2] != w->shape[0] || w->shape[1] * gates != w->shape[0]) {
+    loom_set_error(LOOM_ERR_SHAPE, "%s: inputs %s and weight %s do not fit "
+                   "(T, B, %dH) and (%dH, H)", op, loom__shp(xp),
+                   loom__shp(w), gates, gates);
+    return false;
+  }
+  *g = (geom){xp->shape[0], xp->shape[1], w->shape[1], gates, xp->dtype,
+              loom_dtype_size(xp->dtype)};
+  if (b && (b->ndim != 1 || b->shape[0] != w->shape[0])) {
+    loom_set_error(LOOM_ERR_SHAPE, "%s: bias %s for weight %s", op,
+                   loom__shp(b), loom__shp(w));
+    return false;
+  }
+  for (int k = 0; k < n_states; k++) {
+    const loom_tensor *s = states[k];
+    if (s->ndim != 2 || s->shape[0] != g->B || s->shape[1] != g->H) {
+      loom_set_error(LOOM_ERR_SHAPE, "%s: state %s, expected [%lld, %lld]",
+                     op, loom__shp(s), (long long)g->B, (long long)g->H);
+      return false;
+    }
+  }
+  const loom_tensor *all[] = {w, b};
+  for (int k = 0; k < 2; k++)
+    if (all[k] && all[k]->dtype != xp->dtype) {
+      loom_set_error(LOOM_ERR_DTYPE, "%s: mixed dtypes", op);
+      return false;
+    }
+  for (int k = 0; k < n_states; k++)
+    if (states[k]->dtype != xp->dtype) {
+      loom_set_error(LOOM_ERR_DTYPE, "%s: mixed dtypes", op);
+      return false;
+    }
+  return true;
+}
+
+/* active[t * B + b] = t < lengths[b], or NULL when every step is live. */
+static uint8_t *activity(const loom_tensor *lengths, const geom *g,
+                         const char *op) {
+  if (!lengths)
+    return NULL;
+  if (lengths->dtype != LOOM_I64 || lengths->ndim != 1 ||
+      lengths->shape[0] != g->B) {
+    loom_set_error(LOOM_ERR_SHAPE, "%s: lengths %s, expected int64 [%lld]",
+                   op, loom__shp(lengths), (long long)g->B);
+    return NULL;
+  }
+  uint8_t *a = malloc((size_t)(g->T * g->B) + 1);
+  if (!a) {
+    loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory", op);
+    return NULL;
+  }
+  for (int64_t b = 0; b < g->B; b++) {
+    int64_t len = ((const int64_t *)lengths->data)[b * lengths->strides[0]];
+    if (len < 0 || len > g->T) {
+      free(a);
+      loom_set_error(LOOM_ERR_INDEX, "%s: length %lld outside [0, %lld]", op,
+                     (long long)len, (long long)g->T);
+      return NULL;
+    }
+    for (int64_t t = 0; t < g->T; t++)
+      a[t * g->B + b] = t < len;
+  }
+  return a;
+}
+
+static char *at(const loom_tensor *t, int64_t i, int64_t row_elems) {
+  return t->data + i * row_elems * (int64_t)loom_dtype_size(t->dtype);
+}
+
+/* Adds each row of src (rows x n) to dst (rows x n). */
+static void add_rows(loom_dtype t, void *dst, const void *src, int64_t n) {
+  if (t == LOOM_F32)
+    for (int64_t i = 0; i < n; i++)
+      ((float *)dst)[i] += ((const float *)src)[i];
+  else
+    for (int64_t i = 0; i < n; i++)
+      ((double *)dst)[i] += ((const double *)src)[i];
+}
+
+/* dst (B x n) = src (B x n; NULL: zeros) + bias broadcast over rows (bias
+ * may be NULL). */
+static void rows_plus_bias(loom_dtype t, void *dst, const void *src,
+                           const void *bias, int64_t B, int64_t n) {
+  size_t bytes = (size_t)(B * n) * loom_dtype_size(t);
+  if (src)
+    memcpy(dst, src, bytes);
+  else
+    memset(dst, 0, bytes);
+  if (bias)
+    for (int64_t b = 0; b < B; b++)
+      add_rows(t, (char *)dst + (size_t)(b * n) * loom_dtype_size(t), bias, n);
+}
+
+/* After a step's backward GEMM: rows of finished sequences pass dh on. */
+static void pass_inactive(loom_dtype t, void *dh_new, const void *dh,
+                          const uint8_t *active, int64_t B, int64_t H) {
+  if (!active)
+    return;
+  size_t row = (size_t)H * loom_dtype_size(t);
+  for (int64_t b = 0; b < B; b++)
+    if (!active[b])
+      memcpy((char *)dh_new + b * row, (const char *)dh + b * row, row);
+}
+
+/* dh_total = dh + dout rows of live sequences. */
+static void with_output_grad(loom_dtype t, void *dst, const void *dh,
+                             const void *dout, const uint8_t *active,
+                             int64_t B, int64_t H) {
+  size_t row = (size_t)H * loom_dtype_size(t);
+  memcpy(dst, dh, (size_t)B * row);
+  for (int64_t b = 0; b < B; b++)
+    if (!active || active[b])
+      add_rows(t, (char *)dst + b * row, (const char *)dout + b * row, H);
+}
+
+/* Column sums of a (rows x n) matrix into a new (n) tensor. */
+static loom_tensor *column_sums(const loom_tensor *m, int64_t rows,
+                                int64_t n) {
+  loom_tensor *flat = loom_reshape(m, 2, (int64_t[]){rows, n});
+  return loom_sum(flat, (int[]){0}, 1, false);
+}
+
+static void seq_remember(loom_node *n, const geom *g, bool reverse,
+                         bool has_bias, bool has_peep, bool relu) {
+  n->i[0] = g->T;
+  n->i[1] = g->B;
+  n->i[2] = g->H;
+  n->i[3] = reverse;
+  n->i[4] = has_bias;
+  n->i[5] = has_peep;
+  n->i[6] = relu;
+}
+
+static geom seq_geom(const loom_node *n, int gates) {
+  loom_dtype t = n->in[0]->dtype;
+  return (geom){n->i[0], n->i[1], n->i[2], gates, t, loom_dtype_size(t)};
+}
+
+/* ---- LSTM ---- */
+
+/* node inputs: xp, w_hh, [b_hh], h0, c0, [p_i, p_f, p_o]
+ * saved: G (activations), Hp, Cp, Cn, [lengths] */
+int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
+                       const loom_tensor *b_hh, const loom_tensor *h0,
+                       const loom_tensor *c0, loom_tensor *const *peephole,
+                       const loom_tensor *lengths, bool reverse,
+                       loom_tensor **out, loom_tensor **h_n,
+                       loom_tensor **c_n) {
+  const char *op = "lstm_sequence";
+  if (!xp || !w_hh || !h0 || !c0 ||
+      (peephole && (!peephole[0] || !peephole[1] || !peephole[2])))
+    return -1;
+  geom g;
+  if (!check(op, xp, w_hh, b_hh, (const loom_tensor *[]){h0, c0}, 2, 4, &g))
+    return -1;
+  for (int k = 0; peephole && k < 3; k++)
+    if (peephole[k]->ndim != 1 || peephole[k]->shape[0] != g.H ||
+        peephole[k]->dtype != g.dtype)
+      return loom_set_error(LOOM_ERR_SHAPE, "%s: peephole %s for hidden %lld",
+                            op, loom__shp(peephole[k]), (long long)g.H), -1;
+  uint8_t *active = activity(lengths, &g, op);
+  if (lengths && !active)
+    return -1;
+  int64_t T = g.T, B = g.B, H = g.H;
+  loom_no_grad_begin(); /* the work tensors are not part of the graph */
+  const loom_tensor *x = loom_contiguous(xp), *w = loom_contiguous(w_hh);
+  const loom_tensor *b = b_hh ? loom_contiguous(b_hh) : NULL;
+  const loom_tensor *p[3] = {NULL, NULL, NULL};
+  for (int k = 0; peephole && k < 3; k++)
+    p[k] = loom_contiguous(peephole[k]);
+  loom_tensor *G = loom_empty(g.dtype, LOOM_SHAPE(T, B, 4 * H));
+  loom_tensor *Hp = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
+  loom_tensor *Cp = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
+  loom_tensor *Cn = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
+  loom_tensor *o = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
+  loom_tensor *hn = loom_clone(h0), *cn = loom_clone(c0);
+  if (!x || !w || (b_hh && !b) || !G || !Hp || !Cp || !Cn || !o || !hn ||
+      !cn || (peephole && (!p[0] || !p[1] || !p[2]))) {
+    loom_no_grad_end();
+    free(active);
+    return -1;
+  }
+  const void *pp[3] = {p[0] ? p[0]->data : NULL, p[1] ? p[1]->data : NULL,
+                       p[2] ? p[2]->data : NULL};
+  size_t row = (size_t)(B * H) * g.es;
+  for (int64_t s = 0; s < T; s++) {
+    int64_t t = reverse ? T - 1 - s : s;
+    char *gt = at(G, t, B * 4 * H);
+    memcpy(at(Hp, t, B * H), hn->data, row);
+    memcpy(at(Cp, t, B * H), cn->data, row);
+    rows_plus_bias(g.dtype, gt, at(x, t, B * 4 * H), b ? b->data : NULL, B,
+                   4 * H);
+    loom_kernel_gemm_raw(g.dtype, false, true, B, 4 * H, H, 1, hn->data, H,
+                         w->data, H, 1, gt, 4 * H);
+    loom_kernel_lstm_step(g.dtype, B, H, gt, at(Cp, t, B * H),
+                          at(Hp, t, B * H), at(Cn, t, B * H), hn->data,
+                          at(o, t, B * H), peephole ? pp : NULL,
+                          active ? active + t * B : NULL);
+    memcpy(cn->data, at(Cn, t, B * H), row);
+  }
+  loom_no_grad_end();
+  free(active);
+  const loom_tensor *ins[8];
+  int n = 0;
+  ins[n++] = xp;
+  ins[n++] = w_hh;
+  if (b_hh)
+    ins[n++] = b_hh;
+  ins[n++] = h0;
+  ins[n++] = c0;
+  for (int k = 0; peephole && k < 3; k++)
+    ins[n++] = peephole[k];
+  loom_tensor *outs[3] = {o, hn, cn};
+  loom_node *node = loom__record_multi(&loom_op_lstm_sequence, outs, 3, n,
+                                       ins);
+  if (node) {
+    seq_remember(node, &g, reverse, b_hh != NULL, peephole != NULL, false);
+    loom__save(node, G);
+    loom__save(node, Hp);
+    loom__save(node, Cp);
+    loom__save(node, Cn);
+    if (lengths)
+      loom__save(node, lengths);
+  }
+  *out = o;
+  *h_n = hn;
+  *c_n = cn;
+  return 0;
+}
+
+static void lstm_backward(loom_node *n, loom_tensor *const *gout) {
+  geom g = seq_geom(n, 4);
+  int64_t T = g.T, B = g.B, H = g.H;
+  bool reverse = n->i[3], has_b = n->i[4], has_p = n->i[5];
+  const loom_tensor *G = loom__saved(n, 0), *Hp = loom__saved(n, 1),
+                    *Cp = loom__saved(n, 2), *Cn = loom__saved(n, 3);
+  const loom_tensor *lengths = n->n_saved > 4 ? loom__saved(n, 4) : NULL;
+  if (!G || !Hp || !Cp || !Cn || (n->n_saved > 4 && !lengths))
+    return;
+  uint8_t *active = activity(lengths, &g, "lstm_sequence backward");
+  if (lengths && !active)
+    return;
+  const loom_tensor *w = loom_contiguous(n->in[1]);
+  int pi = 2 + has_b + 2; /* first peephole input */
+  const loom_tensor *p[3] = {NULL, NULL, NULL};
+  for (int k = 0; has_p && k < 3; k++)
+    p[k] = loom_contiguous(n->in[pi + k]);
+  const void *pp[3] = {p[0] ? p[0]->data : NULL, p[1] ? p[1]->data : NULL,
+                       p[2] ? p[2]->data : NULL};
+  loom_tensor *dout = loom_contiguous(gout[0]);
+  loom_tensor *dh = loom_clone(gout[1]), *dc = loom_clone(gout[2]);
+  loom_tensor *dx = loom_empty(g.dtype, LOOM_SHAPE(T, B, 4 * H));
+  loom_tensor *dht = loom_empty(g.dtype, LOOM_SHAPE(B, H));
+  loom_tensor *dcp = loom_empty(g.dtype, LOOM_SHAPE(B, H));
+  loom_tensor *dhn = loom_empty(g.dtype, LOOM_SHAPE(B, H));
+  double *dpeep = has_p ? calloc((size_t)(3 * H), sizeof *dpeep) : NULL;
+  if (!w || !dout || !dh || !dc || !dx || !dht || !dcp || !dhn ||
+      (has_p && !dpeep)) {
+    free(active);
+    free(dpeep);
+    return;
+  }
+  size_t row = (size_t)(B * H) * g.es;
+  for (int64_t s = T - 1; s >= 0; s--) {
+    int64_t t = reverse ? T - 1 - s : s;
+    const uint8_t *a = active ? active + t * B : NULL;
+    char *dxt = at(dx, t, B * 4 * H);
+    with_output_grad(g.dtype, dht->data, dh->data, at(dout, t, B * H), a, B,
+                     H);
+    loom_kernel_lstm_step_backward(g.dtype, B, H, at(G, t, B * 4 * H),
+                                   at(Cp, t, B * H), at(Cn, t, B * H),
+                                   dht->data, dc->data, dxt, dcp->data,
+                                   has_p ? pp : NULL, dpeep, a);
+    loom_kernel_gemm_raw(g.dtype, false, false, B, H, 4 * H, 1, dxt, 4 * H,
+                         w->data, H, 0, dhn->data, H);
+    pass_inactive(g.dtype, dhn->data, dht->data, a, B, H);
+    memcpy(dh->data, dhn->data, row);
+    memcpy(dc->data, dcp->data, row);
+  }
+  free(active);
+  loom__accumulate(n, 0, dx);
+  if (loom__needs_grad(n, 1)) {
+    loom_tensor *dw = loom_empty(g.dtype, LOOM_SHAPE(4 * H, H));
+    if (dw) {
+      loom_kernel_gemm_raw(g.dtype, true, false, 4 * H, H, T * B, 1, dx->data,
+                           4 * H, Hp->data, H, 0, dw->data, H);
+      loom__accumulate(n, 1, dw);
+    }
+  }
+  if (has_b && loom__needs_grad(n, 2))
+    loom__accumulate(n, 2, column_sums(dx, T * B, 4 * H));
+  loom__accumulate(n, 2 + has_b, dh);
+  loom__accumulate(n, 3 + has_b, dc);
+  for (int k = 0; has_p && k < 3; k++) {
+    loom_tensor *d = loom_from_array(LOOM_F64, dpeep + k * H, 1, &H);
+    loom__accumulate(n, pi + k, d); /* converted to the input's dtype */
+  }
+  free(dpeep);
+}
+
+/* ---- GRU ---- */
+
+/* node inputs: xp (with b_ih), w_hh, b_hh, h0; saved: A, HG, Hp, [len] */
+int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
+                      const loom_tensor *b_hh, const loom_tensor *h0,
+                      const loom_tensor *lengths, bool reverse,
+                      loom_tensor **out, loom_tensor **h_n) {
+  const char *op = "gru_sequence";
+  if (!xp || !w_hh || !b_hh || !h0)
+    return -1;
+  geom g;
+  if (!check(op, xp, w_hh, b_hh, &h0, 1, 3, &g))
+    return -1;
+  uint8_t *active = activity(lengths, &g, op);
+  if (lengths && !active)
+    return -1;
+  int64_t T = g.T, B = g.B, H = g.H;
+  loom_no_grad_begin();
+  const loom_tensor *x = loom_contiguous(xp), *w = loom_contiguous(w_hh),
+                    *b = loom_contiguous(b_hh);
+  loom_tensor *A = loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
+  loom_tensor *HG = loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
+  loom_tensor *Hp = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
+  loom_tensor *o = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
+  loom_tensor *hn = loom_clone(h0);
+  loom_no_grad_end();
+  if (!x || !w || !b || !A || !HG || !Hp || !o || !hn) {
+    free(active);
+    return -1;
+  }
+  size_t row = (size_t)(B * H) * g.es;
+  for (int64_t s = 0; s < T; s++) {
+    int64_t t = reverse ? T - 1 - s : s;
+    char *hg = at(HG, t, B * 3 * H);
+    memcpy(at(Hp, t, B * H), hn->data, row);
+    rows_plus_bias(g.dtype, hg, NULL, b->data, B, 3 * H);
+    loom_kernel_gemm_raw(g.dtype, false, true, B, 3 * H, H, 1, hn->data, H,
+                         w->data, H, 1, hg, 3 * H);
+    loom_kernel_gru_step(g.dtype, B, H, at(x, t, B * 3 * H), hg,
+                         at(Hp, t, B * H), at(A, t, B * 3 * H), hn->data,
+                         at(o, t, B * H), active ? active + t * B : NULL);
+  }
+  free(active);
+  loom_tensor *outs[2] = {o, hn};
+  loom_node *node = loom__record_multi(&loom_op_gru_sequence, outs, 2, 4,
+      (const loom_tensor *[]){xp, w_hh, b_hh, h0});
+  if (node) {
+    seq_remember(node, &g, reverse, true, false, false);
+    loom__save(node, A);
+    loom__save(node, HG);
+    loom__save(node, Hp);
+    if (lengths)
+      loom__save(node, lengths);
+  }
+  *out = o;
+  *h_n = hn;
+  return 0;
+}
+
+static void gru_backward(loom_node *n, loom_tensor *const *gout) {
+  geom g = seq_geom(n, 3);
+  int64_t T = g.T, B = g.B, H = g.H;
+  bool reverse = n->i[3];
+  const loom_tensor *A = loom__saved(n, 0), *HG = loom__saved(n, 1),
+                    *Hp = loom__saved(n, 2);
+  const loom_tensor *lengths = n->n_saved > 3 ? loom__saved(n, 3) : NULL;
+  if (!A || !HG || !Hp || (n->n_saved > 3 && !lengths))
+    return;
+  uint8_t *active = activity(lengths, &g, "gru_sequence backward");
+  if (lengths && !active)
+    return;
+  const loom_tensor *w = loom_contiguous(n->in[1]);
+  loom_tensor *dout = loom_contiguous(gout[0]), *dh = loom_clone(gout[1]);
+  loom_tensor *dx = loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
+  loom_tensor *dhg = loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
+  loom_tensor *dht = loom_empty(g.dtype, LOOM_SHAPE(B, H));
+  if (!w || !dout || !dh || !dx || !dhg || !dht) {
+    free(active);
+    return;
+  }
+  for (int64_t s = T - 1; s >= 0; s--) {
+    int64_t t = reverse ? T - 1 - s : s;
+    const uint8_t *a = active ? active + t * B : NULL;
+    with_output_grad(g.dtype, dht->data, dh->data, at(dout, t, B * H), a, B,
+                     H);
+    char *dhgt = at(dhg, t, B * 3 * H);
+    /* dh receives the direct part z * dh (or dh itself past the end)... */
+    loom_kernel_gru_step_backward(g.dtype, B, H, at(A, t, B * 3 * H),
+                                  at(HG, t, B * 3 * H), at(Hp, t, B * H),
+                                  dht->data, at(dx, t, B * 3 * H), dhgt,
+                                  dh->data, a);
+    /* ... plus the recurrent product's part. */
+    loom_kernel_gemm_raw(g.dtype, false, false, B, H, 3 * H, 1, dhgt, 3 * H,
+                         w->data, H, 1, dh->data, H);
+  }
+  free(active);
+  loom__accumulate(n, 0, dx);
+  if (loom__needs_grad(n, 1)) {
+    loom_tensor *dw = loom_empty(g.dtype, LOOM_SHAPE(3 * H, H));
+    if (dw) {
+      loom_kernel_gemm_raw(g.dtype, true, false, 3 * H, H, T * B, 1,
+                           dhg->data, 3 * H, Hp->data, H, 0, dw->data, H);
+      loom__accumulate(n, 1, dw);
+    }
+  }
+  if (loom__needs_grad(n, 2))
+    loom__accumulate(n, 2, column_sums(dhg, T * B, 3 * H));
+  loom__accumulate(n, 3, dh);
+}
+
+/* ---- plain RNN ---- */
+
+/* node inputs: xp (with b_ih), w_hh, b_hh, h0; saved: Hn, Hp, [len] */
+int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
+                      const loom_tensor *b_hh, const loom_tensor *h0,
+                      const loom_tensor *lengths, bool reverse, bool relu,
+                      loom_tensor **out, loom_tensor **h_n) {
+  const char *op = "rnn_sequence";
+  if (!xp || !w_hh || !b_hh || !h0)
+    return -1;
+  geom g;
+  if (!check(op, xp, w_hh, b_hh, &h0, 1, 1, &g))
+    return -1;
+  uint8_t *active = activity(lengths, &g, op);
+  if (lengths && !active)
+    return -1;
+  int64_t T = g.T, B = g.B, H = g.H;
+  loom_no_grad_begin();
+  const loom_tensor *x = loom_contiguous(xp), *w = loom_contiguous(w_hh),
+                    *b = loom_contiguous(b_hh);
+  loom_tensor *Hn = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
+  loom_tensor *Hp = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
+  loom_tensor *o = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
+  loom_tensor *pre = loom_empty(g.dtype, LOOM_SHAPE(B, H));
+  loom_tensor *hn = loom_clone(h0);
+  loom_no_grad_end();
+  if (!x || !w || !b || !Hn || !Hp || !o || !pre || !hn) {
+    free(active);
+    return -1;
+  }
+  size_t row = (size_t)(B * H) * g.es;
+  for (int64_t s = 0; s < T; s++) {
+    int64_t t = reverse ? T - 1 - s : s;
+    memcpy(at(Hp, t, B * H), hn->data, row);
+    rows_plus_bias(g.dtype, pre->data, at(x, t, B * H), b->data, B, H);
+    loom_kernel_gemm_raw(g.dtype, false, true, B, H, H, 1, hn->data, H,
+                         w->data, H, 1, pre->data, H);
+    loom_kernel_rnn_step(g.dtype, B, H, pre->data, at(Hp, t, B * H),
+                         at(Hn, t, B * H), at(o, t, B * H), relu,
+                         active ? active + t * B : NULL);
+    memcpy(hn->data, at(Hn, t, B * H), row);
+  }
+  free(active);
+  loom_tensor *outs[2] = {o, hn};
+  loom_node *node = loom__record_multi(&loom_op_rnn_sequence, outs, 2, 4,
+      (const loom_tensor *[]){xp, w_hh, b_hh, h0});
+  if (node) {
+    seq_remember(node, &g, reverse, true, false, relu);
+    loom__save(node, Hn);
+    loom__save(node, Hp);
+    if (lengths)
+      loom__save(node, lengths);
+  }
+  *out = o;
+  *h_n = hn;
+  return 0;
+}
+
+static void rnn_backward(loom_node *n, loom_tensor *const *gout) {
+  geom g = seq_geom(n, 1);
+  int64_t T = g.T, B = g.B, H = g.H;
+  bool reverse = n->i[3], relu = n->i[6];
+  const loom_tensor *Hn = loom__saved(n, 0), *Hp = loom__saved(n, 1);
+  const loom_tensor *lengths = n->n_saved > 2 ? loom__saved(n, 2) : NULL;
+  if (!Hn || !Hp || (n->n_saved > 2 && !lengths))
+    return;
+  uint8_t *active = activity(lengths, &g, "rnn_sequence backward");
+  if (lengths && !active)
+    return;
+  const loom_tensor *w = loom_contiguous(n->in[1]);
+  loom_tensor *dout = loom_contiguous(gout[0]), *dh = loom_clone(gout[1]);
+  loom_tensor *dx = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
+  loom_tensor *dht = loom_empty(g.dtype, LOOM_SHAPE(B, H));
+  loom_tensor *dhn = loom_empty(g.dtype, LOOM_SHAPE(B, H));
+  if (!w || !dout || !dh || !dx || !dht || !dhn) {
+    free(active);
+    return;
+  }
+  size_t row = (size_t)(B * H) * g.es;
+  for (int64_t s = T - 1; s >= 0; s--) {
+    int64_t t = reverse ? T - 1 - s : s;
+    const uint8_t *a = active ? active + t * B : NULL;
+    char *dxt = at(dx, t, B * H);
+    with_output_grad(g.dtype, dht->data, dh->data, at(dout, t, B * H), a, B,
+                     H);
+    loom_kernel_rnn_step_backward(g.dtype, B, H, at(Hn, t, B * H), dht->data,
+                                  dxt, relu, a);
+    loom_kernel_gemm_raw(g.dtype, false, false, B, H, H, 1, dxt, H, w->data,
+                         H, 0, dhn->data, H);
+    pass_inactive(g.dtype, dhn->data, dht->data, a, B, H);
+    memcpy(dh->data, dhn->data, row);
+  }
+  free(active);
+  loom__accumulate(n, 0, dx);
+  if (loom__needs_grad(n, 1)) {
+    loom_tensor *dw = loom_empty(g.dtype, LOOM_SHAPE(H, H));
+    if (dw) {
+      loom_kernel_gemm_raw(g.dtype, true, false, H, H, T * B, 1, dx->data, H,
+                           Hp->data, H, 0, dw->data, H);
+      loom__accumulate(n, 1, dw);
+    }
+  }
+  if (loom__needs_grad(n, 2))
+    loom__accumulate(n, 2, column_sums(dx, T * B, H));
+  loom__accumulate(n, 3, dh);
+}

@@ -1,0 +1,163 @@
+/* Per-thread reuse of the memory behind tensors, so that the allocator is
+ * not what a loop of ops spends its time in.
+ *
+ * Why: every op returns a fresh tensor (a struct and a storage block) and
+ * its scope frees it moments later. Two cases hurt with glibc alone:
+ *  - small blocks: malloc + aligned_alloc + two frees cost more than the
+ *    whole rest of an op on a 1 x 1 tensor (bench/overhead.c);
+ *  - blocks above 32 MiB come straight from mmap, so an op on 16M floats
+ *    gets fresh pages on every call and the kernel's page faults (zeroing
+ *    and accounting) cost twice the arithmetic (bench/elementwise.c).
+ * So freed tensor structs, small blocks (by power-of-two class) and a few
+ * big blocks are kept on per-thread lists for the next allocation. Every
+ * list is bounded; loom_cleanup frees them all. Memory freed on another
+ * thread than it was made on simply joins that thread's lists. Under
+ * AddressSanitizer nothing is kept, so it still sees every free.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define KEEP 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KEEP 0
+#endif
+#endif
+#ifndef KEEP
+#define KEEP 1
+#endif
+
+/* Small blocks: classes of 128 << c bytes; each list holds at most about
+ * 512 KiB. */
+#define SMALL_CLASSES 6
+#define SMALL_MIN ((size_t)128)
+#define SMALL_MAX (SMALL_MIN << (SMALL_CLASSES - 1))
+#define SMALL_LIST_BYTES ((size_t)512 << 10)
+/* Big blocks: reused for a request they exceed by at most a quarter;
+ * at most BIG_SLOTS blocks and BIG_BYTES bytes, the oldest evicted. */
+#define BIG_MIN ((size_t)1 << 20)
+#define BIG_BYTES ((size_t)256 << 20)
+#define BIG_SLOTS 8
+/* Tensor structs. */
+#define TENSOR_LIST 4096
+
+typedef struct free_item {
+  struct free_item *next;
+} free_item;
+
+typedef struct {
+  char *block;
+  size_t bytes;
+} big_block;
+
+static _Thread_local free_item *small[SMALL_CLASSES];
+static _Thread_local int small_n[SMALL_CLASSES];
+static _Thread_local big_block big[BIG_SLOTS]; /* oldest first */
+static _Thread_local int big_n;
+static _Thread_local size_t big_bytes;
+static _Thread_local free_item *tensors;
+static _Thread_local int tensors_n;
+
+static int small_class(size_t bytes) {
+  int c = 0;
+  while ((SMALL_MIN << c) < bytes)
+    c++;
+  return c;
+}
+
+static void big_drop(int i) {
+  big_bytes -= big[i].bytes;
+  memmove(&big[i], &big[i + 1], (size_t)(big_n - i - 1) * sizeof *big);
+  big_n--;
+}
+
+void *loom__block_alloc(size_t *bytes) {
+  size_t want = *bytes;
+  if (want <= SMALL_MAX) {
+    int c = small_class(want);
+    *bytes = SMALL_MIN << c;
+    free_item *it = small[c];
+    if (it) {
+      small[c] = it->next;
+      small_n[c]--;
+      return it;
+    }
+    return aligned_alloc(64, *bytes);
+  }
+  int best = -1;
+  for (int i = 0; want >= BIG_MIN && i < big_n; i++)
+    if (big[i].bytes >= want && big[i].bytes - want <= want / 4 &&
+        (best < 0 || big[i].bytes < big[best].bytes))
+      best = i;
+  if (best < 0)
+    return aligned_alloc(64, want);
+  char *block = big[best].block;
+  *bytes = big[best].bytes;
+  big_drop(best);
+  return block;
+}
+
+void loom__block_free(void *block, size_t bytes) {
+  if (KEEP && bytes <= SMALL_MAX) {
+    int c = small_class(bytes);
+    if ((size_t)small_n[c] * bytes < SMALL_LIST_BYTES) {
+      free_item *it = block;
+      it->next = small[c];
+      small[c] = it;
+      small_n[c]++;
+      return;
+    }
+  } else if (KEEP && bytes >= BIG_MIN && bytes <= BIG_BYTES) {
+    while (big_n == BIG_SLOTS || big_bytes + bytes > BIG_BYTES) {
+      free(big[0].block);
+      big_drop(0);
+    }
+    big[big_n++] = (big_block){block, bytes};
+    big_bytes += bytes;
+    return;
+  }
+  free(block);
+}
+
+loom_tensor *loom__tensor_struct_alloc(void) {
+  free_item *it = tensors;
+  if (!it)
+    return malloc(sizeof(loom_tensor));
+  tensors = it->next;
+  tensors_n--;
+  return (loom_tensor *)it;
+}
+
+void loom__tensor_struct_free(loom_tensor *t) {
+  if (!KEEP || tensors_n >= TENSOR_LIST) {
+    free(t);
+    return;
+  }
+  free_item *it = (free_item *)t;
+  it->next = tensors;
+  tensors = it;
+  tensors_n++;
+}
+
+void loom__alloc_release(void) {
+  for (int c = 0; c < SMALL_CLASSES; c++) {
+    while (small[c]) {
+      free_item *it = small[c];
+      small[c] = it->next;
+      free(it);
+    }
+    small_n[c] = 0;
+  }
+  while (big_n > 0) {
+    free(big[0].block);
+    big_drop(0);
+  }
+  while (tensors) {
+    free_item *it = tensors;
+    tensors = it->next;
+    free(it);
+  }
+  tensors_n = 0;
+}

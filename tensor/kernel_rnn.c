@@ -1,0 +1,302 @@
+/* The elementwise halves of fused recurrent steps (the GEMMs are done by
+ * the caller): one pass over a (B x H) block per time step, forward and
+ * backward, for LSTM (with optional peepholes), GRU and plain RNN cells.
+ * Rows whose `active` flag is 0 (a sequence already over) keep their state
+ * and pass gradients straight through. float32 uses the vectorisable math
+ * of vmath.h, compiled for AVX-512/AVX2 when the CPU has them. */
+#include "kernels.h"
+#include "vmath.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&         \
+    !defined(__SANITIZE_ADDRESS__)
+#define LOOM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define LOOM_CLONES
+#endif
+
+static inline float sigm_f(float x) { return loom__sigmoidf(x); }
+static inline float tanh_f(float x) { return loom__tanhf(x); }
+static inline double sigm_d(double x) { return 1 / (1 + exp(-x)); }
+static inline double tanh_d(double x) { return tanh(x); }
+
+/* ---- LSTM ----
+ * gates: B x 4H pre-activations (i, f, g, o), overwritten with the
+ * activations; c_prev, h_prev, c, h, out: B x H (out gets h, or 0 past a
+ * sequence's end). Peepholes absent are passed as zeros, so the row loops
+ * have no branches and vectorise. */
+#define LSTM(T, S)                                                             \
+  LOOM_CLONES static void lstm_row_##S(                                        \
+      int64_t H, T *restrict g, const T *restrict cp, T *restrict cn,          \
+      T *restrict hn, T *restrict o, const T *restrict pi,                     \
+      const T *restrict pf, const T *restrict po) {                            \
+    for (int64_t j = 0; j < H; j++) {                                          \
+      T i = sigm_##S(g[j] + pi[j] * cp[j]);                                    \
+      T f = sigm_##S(g[H + j] + pf[j] * cp[j]);                                \
+      T gg = tanh_##S(g[2 * H + j]);                                           \
+      T cc = f * cp[j] + i * gg;                                               \
+      T oo = sigm_##S(g[3 * H + j] + po[j] * cc);                              \
+      T hh = oo * tanh_##S(cc);                                                \
+      g[j] = i;                                                                \
+      g[H + j] = f;                                                            \
+      g[2 * H + j] = gg;                                                       \
+      g[3 * H + j] = oo;                                                       \
+      cn[j] = cc;                                                              \
+      hn[j] = hh;                                                              \
+      o[j] = hh;                                                               \
+    }                                                                          \
+  }                                                                            \
+  /* dh, dc: incoming gradients of h and c (dh includes the output's);     \
+   * writes dgates (4H) and dc_prev. */                                        \
+  LOOM_CLONES static void lstm_row_bwd_##S(                                    \
+      int64_t H, const T *restrict a, const T *restrict cp,                    \
+      const T *restrict cn, const T *restrict dh, const T *restrict dc,        \
+      T *restrict dg, T *restrict dcp, const T *restrict pi,                   \
+      const T *restrict pf, const T *restrict po) {                            \
+    for (int64_t j = 0; j < H; j++) {                                          \
+      T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];            \
+      T tc = tanh_##S(cn[j]);                                                  \
+      T dao = dh[j] * tc * o * (1 - o);                                        \
+      T dct = dc[j] + dh[j] * o * (1 - tc * tc) + dao * po[j];                 \
+      T dai = dct * g * i * (1 - i);                                           \
+      T daf = dct * cp[j] * f * (1 - f);                                       \
+      dg[j] = dai;                                                             \
+      dg[H + j] = daf;                                                         \
+      dg[2 * H + j] = dct * i * (1 - g * g);                                   \
+      dg[3 * H + j] = dao;                                                     \
+      dcp[j] = dct * f + dai * pi[j] + daf * pf[j];                            \
+    }                                                                          \
+  }                                                                            \
+  static void lstm_fwd_##S(int64_t B, int64_t H, T *gates, const T *c_prev,    \
+                           const T *h_prev, T *c, T *h, T *out,                \
+                           const T *const *p, const uint8_t *active) {         \
+    for (int64_t b = 0; b < B; b++) {                                          \
+      if (active && !active[b]) {                                              \
+        memcpy(c + b * H, c_prev + b * H, (size_t)H * sizeof(T));              \
+        memcpy(h + b * H, h_prev + b * H, (size_t)H * sizeof(T));              \
+        memset(out + b * H, 0, (size_t)H * sizeof(T));                         \
+        continue;                                                              \
+      }                                                                        \
+      lstm_row_##S(H, gates + b * 4 * H, c_prev + b * H, c + b * H,            \
+                   h + b * H, out + b * H, p[0], p[1], p[2]);                  \
+    }                                                                          \
+  }                                                                            \
+  static void lstm_bwd_##S(int64_t B, int64_t H, const T *act,                 \
+                           const T *c_prev, const T *c, const T *dh,           \
+                           const T *dc, T *dgates, T *dc_prev,                 \
+                           const T *const *p, double *dp,                      \
+                           const uint8_t *active) {                            \
+    for (int64_t b = 0; b < B; b++) {                                          \
+      T *dg = dgates + b * 4 * H;                                              \
+      if (active && !active[b]) {                                              \
+        memset(dg, 0, (size_t)(4 * H) * sizeof(T));                            \
+        memcpy(dc_prev + b * H, dc + b * H, (size_t)H * sizeof(T));            \
+        continue;                                                              \
+      }                                                                        \
+      const T *cp = c_prev + b * H, *cn = c + b * H;                           \
+      lstm_row_bwd_##S(H, act + b * 4 * H, cp, cn, dh + b * H, dc + b * H, dg, \
+                       dc_prev + b * H, p[0], p[1], p[2]);                     \
+      if (dp)                                                                  \
+        for (int64_t j = 0; j < H; j++) {                                      \
+          dp[j] += (double)dg[j] * cp[j];                                      \
+          dp[H + j] += (double)dg[H + j] * cp[j];                              \
+          dp[2 * H + j] += (double)dg[3 * H + j] * cn[j];                      \
+        }                                                                      \
+    }                                                                          \
+  }
+LSTM(float, f)
+LSTM(double, d)
+
+/* Peephole weights, or three zero vectors standing in for them. */
+static const void *const *peepholes(loom_dtype t, int64_t H,
+                                    const void *const *peep, void **zeros,
+                                    const void **use) {
+  if (peep) {
+    for (int k = 0; k < 3; k++)
+      use[k] = peep[k];
+    return use;
+  }
+  *zeros = calloc((size_t)H + 1, loom_dtype_size(t));
+  for (int k = 0; k < 3; k++)
+    use[k] = *zeros;
+  return *zeros ? use : NULL;
+}
+
+void loom_kernel_lstm_step(loom_dtype t, int64_t B, int64_t H, void *gates,
+                           const void *c_prev, const void *h_prev, void *c,
+                           void *h, void *out, const void *const *peep,
+                           const uint8_t *active) {
+  void *zeros = NULL;
+  const void *use[3];
+  const void *const *p = peepholes(t, H, peep, &zeros, use);
+  if (!p)
+    return;
+  if (t == LOOM_F32)
+    lstm_fwd_f(B, H, gates, c_prev, h_prev, c, h, out,
+               (const float *const *)p, active);
+  else
+    lstm_fwd_d(B, H, gates, c_prev, h_prev, c, h, out,
+               (const double *const *)p, active);
+  free(zeros);
+}
+
+void loom_kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
+                                    const void *act, const void *c_prev,
+                                    const void *c, const void *dh,
+                                    const void *dc, void *dgates,
+                                    void *dc_prev, const void *const *peep,
+                                    double *dpeep, const uint8_t *active) {
+  void *zeros = NULL;
+  const void *use[3];
+  const void *const *p = peepholes(t, H, peep, &zeros, use);
+  if (!p)
+    return;
+  if (t == LOOM_F32)
+    lstm_bwd_f(B, H, act, c_prev, c, dh, dc, dgates, dc_prev,
+               (const float *const *)p, dpeep, active);
+  else
+    lstm_bwd_d(B, H, act, c_prev, c, dh, dc, dgates, dc_prev,
+               (const double *const *)p, dpeep, active);
+  free(zeros);
+}
+
+/* ---- GRU (PyTorch's formulation) ----
+ * xg: B x 3H input part (with b_ih), hg: B x 3H recurrent part (with
+ * b_hh); act receives r, z, n (B x 3H). */
+#define GRU(T, S)                                                              \
+  LOOM_CLONES static void gru_fwd_##S(int64_t B, int64_t H, const T *xg,       \
+                                      const T *hg, const T *h_prev, T *act,    \
+                                      T *h, T *out, const uint8_t *active) {   \
+    for (int64_t b = 0; b < B; b++) {                                          \
+      const T *x = xg + b * 3 * H, *hh = hg + b * 3 * H, *hp = h_prev + b * H; \
+      T *a = act + b * 3 * H, *hn = h + b * H, *o = out ? out + b * H : NULL;  \
+      if (active && !active[b]) {                                              \
+        for (int64_t j = 0; j < H; j++)                                        \
+          hn[j] = hp[j];                                                       \
+        if (o)                                                                 \
+          for (int64_t j = 0; j < H; j++)                                      \
+            o[j] = 0;                                                          \
+        continue;                                                              \
+      }                                                                        \
+      for (int64_t j = 0; j < H; j++) {                                        \
+        T r = sigm_##S(x[j] + hh[j]);                                          \
+        T z = sigm_##S(x[H + j] + hh[H + j]);                                  \
+        T n = tanh_##S(x[2 * H + j] + r * hh[2 * H + j]);                      \
+        T v = n + z * (hp[j] - n);                                             \
+        a[j] = r;                                                              \
+        a[H + j] = z;                                                          \
+        a[2 * H + j] = n;                                                      \
+        hn[j] = v;                                                             \
+        if (o)                                                                 \
+          o[j] = v;                                                            \
+      }                                                                        \
+    }                                                                          \
+  }                                                                            \
+  /* dxg, dhg: gradients of the input and recurrent parts (B x 3H);        \
+   * dh_prev gets the direct part z * dh only (the caller adds dhg @ W). */ \
+  LOOM_CLONES static void gru_bwd_##S(int64_t B, int64_t H, const T *act,      \
+                                      const T *hg, const T *h_prev,            \
+                                      const T *dh, T *dxg, T *dhg,             \
+                                      T *dh_prev, const uint8_t *active) {     \
+    for (int64_t b = 0; b < B; b++) {                                          \
+      const T *a = act + b * 3 * H, *hh = hg + b * 3 * H, *hp = h_prev + b * H;\
+      const T *d = dh + b * H;                                                 \
+      T *dx = dxg + b * 3 * H, *dr = dhg + b * 3 * H, *dp = dh_prev + b * H;   \
+      if (active && !active[b]) {                                              \
+        for (int64_t j = 0; j < 3 * H; j++)                                    \
+          dx[j] = dr[j] = 0;                                                   \
+        for (int64_t j = 0; j < H; j++)                                        \
+          dp[j] = d[j];                                                        \
+        continue;                                                              \
+      }                                                                        \
+      for (int64_t j = 0; j < H; j++) {                                        \
+        T r = a[j], z = a[H + j], n = a[2 * H + j];                            \
+        T dan = d[j] * (1 - z) * (1 - n * n);                                  \
+        T daz = d[j] * (hp[j] - n) * z * (1 - z);                              \
+        T dar = dan * hh[2 * H + j] * r * (1 - r);                             \
+        dx[j] = dar;                                                           \
+        dx[H + j] = daz;                                                       \
+        dx[2 * H + j] = dan;                                                   \
+        dr[j] = dar;                                                           \
+        dr[H + j] = daz;                                                       \
+        dr[2 * H + j] = dan * r;                                               \
+        dp[j] = d[j] * z;                                                      \
+      }                                                                        \
+    }                                                                          \
+  }
+GRU(float, f)
+GRU(double, d)
+
+void loom_kernel_gru_step(loom_dtype t, int64_t B, int64_t H, const void *xg,
+                          const void *hg, const void *h_prev, void *act,
+                          void *h, void *out, const uint8_t *active) {
+  if (t == LOOM_F32)
+    gru_fwd_f(B, H, xg, hg, h_prev, act, h, out, active);
+  else
+    gru_fwd_d(B, H, xg, hg, h_prev, act, h, out, active);
+}
+
+void loom_kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
+                                   const void *act, const void *hg,
+                                   const void *h_prev, const void *dh,
+                                   void *dxg, void *dhg, void *dh_prev,
+                                   const uint8_t *active) {
+  if (t == LOOM_F32)
+    gru_bwd_f(B, H, act, hg, h_prev, dh, dxg, dhg, dh_prev, active);
+  else
+    gru_bwd_d(B, H, act, hg, h_prev, dh, dxg, dhg, dh_prev, active);
+}
+
+/* ---- plain RNN ----
+ * pre: B x H pre-activation; h = act(pre). */
+#define RNN(T, S)                                                              \
+  LOOM_CLONES static void rnn_fwd_##S(int64_t B, int64_t H, const T *pre,      \
+                                      const T *h_prev, T *h, T *out,           \
+                                      bool relu, const uint8_t *active) {      \
+    for (int64_t b = 0; b < B; b++) {                                          \
+      const T *p = pre + b * H, *hp = h_prev + b * H;                          \
+      T *hn = h + b * H, *o = out ? out + b * H : NULL;                        \
+      bool on = !active || active[b];                                          \
+      for (int64_t j = 0; j < H; j++) {                                        \
+        T v = relu ? (p[j] < 0 ? 0 : p[j]) : tanh_##S(p[j]);                   \
+        hn[j] = on ? v : hp[j];                                                \
+        if (o)                                                                 \
+          o[j] = on ? v : 0;                                                   \
+      }                                                                        \
+    }                                                                          \
+  }                                                                            \
+  LOOM_CLONES static void rnn_bwd_##S(int64_t B, int64_t H, const T *h,        \
+                                      const T *dh, T *dpre, bool relu,         \
+                                      const uint8_t *active) {                 \
+    for (int64_t b = 0; b < B; b++) {                                          \
+      const T *hb = h + b * H, *d = dh + b * H;                                \
+      T *dp = dpre + b * H;                                                    \
+      bool on = !active || active[b];                                          \
+      for (int64_t j = 0; j < H; j++)                                          \
+        dp[j] = !on ? 0                                                        \
+                : relu ? (hb[j] > 0 ? d[j] : 0)                                \
+                       : d[j] * (1 - hb[j] * hb[j]);                           \
+    }                                                                          \
+  }
+RNN(float, f)
+RNN(double, d)
+
+void loom_kernel_rnn_step(loom_dtype t, int64_t B, int64_t H, const void *pre,
+                          const void *h_prev, void *h, void *out, bool relu,
+                          const uint8_t *active) {
+  if (t == LOOM_F32)
+    rnn_fwd_f(B, H, pre, h_prev, h, out, relu, active);
+  else
+    rnn_fwd_d(B, H, pre, h_prev, h, out, relu, active);
+}
+
+void loom_kernel_rnn_step_backward(loom_dtype t, int64_t B, int64_t H,
+                                   const void *h, const void *dh, void *dpre,
+                                   bool relu, const uint8_t *active) {
+  if (t == LOOM_F32)
+    rnn_bwd_f(B, H, h, dh, dpre, relu, active);
+  else
+    rnn_bwd_d(B, H, h, dh, dpre, relu, active);
+}

@@ -1,0 +1,977 @@
+/* Forward values of the ops: indexing, elementwise math against libm,
+ * reductions (accuracy and thread-count independence), softmax, matrix
+ * products, convolution and pooling (against direct loops written here).
+ * Gradients are tested in test_gradcheck.c. */
+#include "check_values.h"
+
+#include <float.h>
+#include <string.h>
+
+static loom_tensor *range_f64(int64_t n) {
+  return loom_arange(LOOM_F64, 0, (double)n, 1);
+}
+
+static loom_tensor *matrix(loom_dtype dtype, int64_t rows, int64_t cols,
+                           const double *v) {
+  return loom_to_dtype(loom_from_array(LOOM_F64, v, LOOM_SHAPE(rows, cols)),
+                       dtype);
+}
+
+/* ------------------------------------------------------------ indexing */
+
+START_TEST(test_gather_and_index_select) {
+  loom_tensor *t = matrix(LOOM_F32, 2, 3, (double[]){1, 2, 3, 4, 5, 6});
+  loom_tensor *g1 =
+      loom_gather(t, 1, loom_reshape(IVEC(2, 0, 1, 1), LOOM_SHAPE(2, 2)));
+  CHECK_SHAPE(g1, 2, 2);
+  CHECK_VALUES(g1, 0, 3, 1, 5, 5);
+  CHECK_VALUES(loom_gather(t, 0, loom_reshape(IVEC(1, 0, 1), LOOM_SHAPE(1, 3))),
+               0, 4, 2, 6);
+  /* a transposed (strided) source */
+  CHECK_VALUES(
+      loom_gather(loom_t(t), -1, loom_reshape(IVEC(1, 1, 0), LOOM_SHAPE(3, 1))),
+      0, 4, 5, 3);
+
+  loom_tensor *m = loom_t(loom_reshape(range_f64(6), LOOM_SHAPE(2, 3)));
+  loom_tensor *s0 = loom_index_select(m, 0, IVEC(2, 0, 2));
+  CHECK_SHAPE(s0, 3, 2);
+  CHECK_VALUES(s0, 0, 2, 5, 0, 3, 2, 5);
+  CHECK_VALUES(loom_index_select(m, 1, IVEC(1)), 0, 3, 4, 5);
+  CHECK_SHAPE(loom_index_select(m, 0, loom_zeros(LOOM_I64, LOOM_SHAPE(0))), 0,
+              2);
+
+  ck_assert_ptr_null(
+      loom_gather(t, 1, loom_full(LOOM_I64, 3, LOOM_SHAPE(2, 1))));
+  CHECK_ERROR(LOOM_ERR_INDEX, "gather: index 3");
+  ck_assert_ptr_null(loom_gather(t, 1, loom_zeros(LOOM_F32, LOOM_SHAPE(2, 1))));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "gather");
+  ck_assert_ptr_null(loom_gather(t, 1, IVEC(0)));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "gather");
+  ck_assert_ptr_null(loom_index_select(m, 1, IVEC(0, -1)));
+  CHECK_ERROR(LOOM_ERR_INDEX, "index_select: index -1");
+}
+END_TEST
+
+START_TEST(test_scatter_add_and_index_add) {
+  /* repeated indices accumulate */
+  CHECK_VALUES(loom_scatter_add(loom_zeros(LOOM_F64, LOOM_SHAPE(3)), 0,
+                                IVEC(0, 2, 0, 0), VEC(LOOM_F64, 1, 2, 3, 4)),
+               0, 8, 0, 2);
+  loom_tensor *base = loom_ones(LOOM_F32, LOOM_SHAPE(2, 3));
+  loom_tensor *sa = loom_scatter_add(
+      base, 1, loom_reshape(IVEC(0, 0, 2, 1), LOOM_SHAPE(2, 2)),
+      matrix(LOOM_F64, 2, 2, (double[]){1, 2, 3, 4}));
+  ck_assert_int_eq(loom_dtype_of(sa), LOOM_F32);
+  CHECK_VALUES(sa, 0, 4, 1, 1, 1, 5, 4);
+  CHECK_VALUES(base, 0, 1, 1, 1, 1, 1, 1); /* a copy of t */
+  ck_assert_ptr_null(loom_scatter_add(base, 0, IVEC(2), VEC(LOOM_F32, 1)));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "scatter_add");
+  ck_assert_ptr_null(loom_scatter_add(base, 0,
+                                      loom_reshape(IVEC(2), LOOM_SHAPE(1, 1)),
+                                      loom_ones(LOOM_F32, LOOM_SHAPE(1, 1))));
+  CHECK_ERROR(LOOM_ERR_INDEX, "scatter_add: index 2");
+
+  loom_tensor *ones = loom_ones(LOOM_F64, LOOM_SHAPE(4, 2));
+  loom_tensor *src = matrix(LOOM_F64, 3, 2, (double[]){1, 1, 2, 2, 3, 3});
+  CHECK_VALUES(loom_index_add(ones, 0, IVEC(0, 3, 0), src, 2), 0, 9, 9, 1, 1, 1,
+               1, 5, 5);
+  CHECK_VALUES(loom_index_add(ones, 0, IVEC(0, 3, 0), src, 1), 0, 5, 5, 1, 1, 1,
+               1, 3, 3);
+  loom_tensor *strided = loom_t(loom_ones(LOOM_F64, LOOM_SHAPE(2, 4)));
+  CHECK_VALUES(loom_index_add(ones, 1, IVEC(1, 1), strided, -0.5), 0, 1, 0, 1,
+               0, 1, 0, 1, 0);
+  ck_assert_ptr_null(loom_index_add(ones, 0, IVEC(0, 4, 0), src, 1));
+  CHECK_ERROR(LOOM_ERR_INDEX, "index_add: index 4");
+  ck_assert_ptr_null(loom_index_add(ones, 0, IVEC(0, 1), src, 1));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "index_add");
+}
+END_TEST
+
+START_TEST(test_embedding_and_one_hot) {
+  loom_tensor *w = loom_reshape(range_f64(12), LOOM_SHAPE(4, 3));
+  loom_tensor *ix = loom_reshape(IVEC(0, 3, 1, 1), LOOM_SHAPE(2, 2));
+  loom_tensor *e = loom_embedding(w, ix, -1);
+  CHECK_SHAPE(e, 2, 2, 3);
+  CHECK_VALUES(e, 0, 0, 1, 2, 9, 10, 11, 3, 4, 5, 3, 4, 5);
+  loom_tensor *e0 = loom_embedding(w, loom_scalar(LOOM_I64, 2), -1);
+  CHECK_SHAPE(e0, 3);
+  CHECK_VALUES(e0, 0, 6, 7, 8);
+  CHECK_SHAPE(loom_embedding(w, loom_t(ix), 0), 2, 2, 3);
+  loom_tensor *et = loom_embedding(w, loom_t(ix), 0); /* strided indices */
+  CHECK_VALUES(loom_select(et, 0, 0), 0, 0, 1, 2, 3, 4, 5);
+  CHECK_VALUES(loom_select(et, 0, 1), 0, 9, 10, 11, 3, 4, 5);
+  ck_assert_ptr_null(loom_embedding(w, IVEC(1, 4), -1));
+  CHECK_ERROR(LOOM_ERR_INDEX, "embedding: index 4");
+  ck_assert_ptr_null(loom_embedding(w, IVEC(-1), -1));
+  CHECK_ERROR(LOOM_ERR_INDEX, "embedding");
+
+  loom_tensor *oh = loom_one_hot(IVEC(2, 0, 1), -1);
+  CHECK_SHAPE(oh, 3, 3);
+  ck_assert_int_eq(loom_dtype_of(oh), LOOM_I64);
+  CHECK_VALUES(oh, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0);
+  loom_tensor *oh2 =
+      loom_one_hot(loom_reshape(IVEC(3, 0), LOOM_SHAPE(2, 1)), 5);
+  CHECK_SHAPE(oh2, 2, 1, 5);
+  CHECK_VALUES(oh2, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0);
+  ck_assert_ptr_null(loom_one_hot(IVEC(5), 4));
+  CHECK_ERROR(LOOM_ERR_INDEX, "one_hot: index 5");
+}
+END_TEST
+
+START_TEST(test_masked_fill_and_where) {
+  loom_tensor *x = matrix(LOOM_F32, 2, 3, (double[]){1, 2, 3, 4, 5, 6});
+  loom_tensor *mask = VEC(LOOM_BOOL, 0, 1, 0);
+  CHECK_VALUES(loom_masked_fill(x, mask, -INFINITY), 0, 1, -INFINITY, 3, 4,
+               -INFINITY, 6);
+  CHECK_VALUES(loom_masked_fill(loom_t(x), loom_gt_scalar(loom_t(x), 3.5), 0),
+               0, 1, 0, 2, 0, 3, 0);
+  ck_assert_ptr_null(loom_masked_fill(x, VEC(LOOM_F32, 0, 1, 0), 0));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "masked_fill");
+  ck_assert_ptr_null(loom_masked_fill(
+      VEC(LOOM_F32, 1, 2, 3), loom_ones(LOOM_BOOL, LOOM_SHAPE(2, 3)), 0));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "masked_fill");
+
+  /* cond [3, 1], a [1, 4], b 0-dim: everything broadcasts to [3, 4] */
+  loom_tensor *cond = loom_reshape(VEC(LOOM_BOOL, 1, 0, 1), LOOM_SHAPE(3, 1));
+  loom_tensor *a = loom_reshape(IVEC(10, 20, 30, 40), LOOM_SHAPE(1, 4));
+  loom_tensor *w = loom_where(cond, a, loom_scalar(LOOM_F32, -0.5));
+  CHECK_SHAPE(w, 3, 4);
+  ck_assert_int_eq(loom_dtype_of(w), LOOM_F32);
+  CHECK_VALUES(w, 0, 10, 20, 30, 40, -0.5, -0.5, -0.5, -0.5, 10, 20, 30, 40);
+  ck_assert_ptr_null(loom_where(IVEC(1), a, a));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "where");
+  ck_assert_ptr_null(loom_where(VEC(LOOM_BOOL, 1, 0), a, a));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "where");
+}
+END_TEST
+
+/* ------------------------------------------------------------ elementwise */
+
+typedef loom_tensor *(*unary_fn)(const loom_tensor *);
+static loom_tensor *leaky(const loom_tensor *t) {
+  return loom_leaky_relu(t, 0.1);
+}
+static loom_tensor *gelu_erf(const loom_tensor *t) {
+  return loom_gelu(t, false);
+}
+static loom_tensor *gelu_tanh(const loom_tensor *t) {
+  return loom_gelu(t, true);
+}
+static loom_tensor *elu(const loom_tensor *t) { return loom_elu(t, 1.5); }
+static loom_tensor *softplus(const loom_tensor *t) {
+  return loom_softplus(t, 2, 20);
+}
+static loom_tensor *clamp(const loom_tensor *t) {
+  return loom_clamp(t, -1, INFINITY);
+}
+
+static double r_sigmoid(double x) { return 1 / (1 + exp(-x)); }
+static float r_sigmoidf(float x) { return 1 / (1 + expf(-x)); }
+static double r_log_sigmoid(double x) { return -log1p(exp(-x)); }
+static float r_log_sigmoidf(float x) { return -log1pf(expf(-x)); }
+static double r_relu(double x) { return x > 0 ? x : 0; }
+static float r_reluf(float x) { return x > 0 ? x : 0; }
+static double r_leaky(double x) { return x > 0 ? x : 0.1 * x; }
+static float r_leakyf(float x) { return x > 0 ? x : 0.1f * x; }
+static double r_gelu(double x) { return 0.5 * x * (1 + erf(x / sqrt(2))); }
+static float r_geluf(float x) { return 0.5f * x * (1 + erff(x / sqrtf(2))); }
+static const double pi_ = 3.14159265358979323846;
+static double r_gelu_tanh(double x) {
+  return 0.5 * x * (1 + tanh(sqrt(2 / pi_) * (x + 0.044715 * x * x * x)));
+}
+static float r_gelu_tanhf(float x) {
+  return 0.5f * x *
+         (1 + tanhf(sqrtf(2 / (float)pi_) * (x + 0.044715f * x * x * x)));
+}
+static double r_elu(double x) { return x > 0 ? x : 1.5 * expm1(x); }
+static float r_eluf(float x) { return x > 0 ? x : 1.5f * expm1f(x); }
+static double r_silu(double x) { return x / (1 + exp(-x)); }
+static float r_siluf(float x) { return x / (1 + expf(-x)); }
+static double r_softplus(double x) { return log1p(exp(2 * x)) / 2; }
+static float r_softplusf(float x) { return log1pf(expf(2 * x)) / 2; }
+static double r_clamp(double x) { return x < -1 ? -1 : x; }
+static float r_clampf(float x) { return x < -1 ? -1 : x; }
+static double r_neg(double x) { return -x; }
+static float r_negf(float x) { return -x; }
+static double r_square(double x) { return x * x; }
+static float r_squaref(float x) { return x * x; }
+static double r_recip(double x) { return 1 / x; }
+static float r_recipf(float x) { return 1 / x; }
+static double r_rsqrt(double x) { return 1 / sqrt(x); }
+static float r_rsqrtf(float x) { return 1 / sqrtf(x); }
+static double r_sign(double x) { return (x > 0) - (x < 0); }
+static float r_signf(float x) { return (float)((x > 0) - (x < 0)); }
+
+static const struct {
+  const char *name;
+  unary_fn op;
+  double (*ref)(double);
+  float (*reff)(float);
+  bool positive; /* domain */
+} unary_table[] = {
+    {"neg", loom_neg, r_neg, r_negf, false},
+    {"exp", loom_exp, exp, expf, false},
+    {"expm1", loom_expm1, expm1, expm1f, false},
+    {"log", loom_log, log, logf, true},
+    {"log1p", loom_log1p, log1p, log1pf, true},
+    {"sqrt", loom_sqrt, sqrt, sqrtf, true},
+    {"rsqrt", loom_rsqrt, r_rsqrt, r_rsqrtf, true},
+    {"square", loom_square, r_square, r_squaref, false},
+    {"reciprocal", loom_reciprocal, r_recip, r_recipf, false},
+    {"abs", loom_abs, fabs, fabsf, false},
+    {"sign", loom_sign, r_sign, r_signf, false},
+    {"sin", loom_sin, sin, sinf, false},
+    {"cos", loom_cos, cos, cosf, false},
+    {"tanh", loom_tanh, tanh, tanhf, false},
+    {"sigmoid", loom_sigmoid, r_sigmoid, r_sigmoidf, false},
+    {"log_sigmoid", loom_log_sigmoid, r_log_sigmoid, r_log_sigmoidf, false},
+    {"relu", loom_relu, r_relu, r_reluf, false},
+    {"leaky_relu", leaky, r_leaky, r_leakyf, false},
+    {"gelu", gelu_erf, r_gelu, r_geluf, false},
+    {"gelu_tanh", gelu_tanh, r_gelu_tanh, r_gelu_tanhf, false},
+    {"elu", elu, r_elu, r_eluf, false},
+    {"silu", loom_silu, r_silu, r_siluf, false},
+    {"softplus", softplus, r_softplus, r_softplusf, false},
+    {"clamp", clamp, r_clamp, r_clampf, false},
+};
+
+START_TEST(test_unary_vs_libm) {
+  const double any[] = {-3.7, -1.25, -0.3, 0.2, 0.7, 1.9, 4.5};
+  const double pos[] = {0.01, 0.2, 0.7, 1.9, 4.5, 30, 1e5};
+  for (size_t k = 0; k < sizeof unary_table / sizeof unary_table[0]; k++) {
+    const double *v = unary_table[k].positive ? pos : any;
+    loom_tensor *x64 = loom_from_array(LOOM_F64, v, LOOM_SHAPE(7));
+    loom_tensor *y64 = unary_table[k].op(x64);
+    loom_tensor *y32 = unary_table[k].op(loom_to_dtype(x64, LOOM_F32));
+    ck_assert_msg(y64 && y32, "%s: %s", unary_table[k].name, loom_last_error());
+    ck_assert_int_eq(loom_dtype_of(y64), LOOM_F64);
+    ck_assert_int_eq(loom_dtype_of(y32), LOOM_F32);
+    for (int i = 0; i < 7; i++) {
+      double want = unary_table[k].ref(v[i]), got = loom_data_f64(y64)[i];
+      ck_assert_msg(fabs(got - want) <= 1e-15 * (1 + fabs(want)),
+                    "%s(%g) = %.17g, libm %.17g", unary_table[k].name, v[i],
+                    got, want);
+      float wf = unary_table[k].reff((float)v[i]), gf = loom_data_f32(y32)[i];
+      ck_assert_msg(fabsf(gf - wf) <= 4 * FLT_EPSILON * (1 + fabsf(wf)),
+                    "%s(%gf) = %.9g, libm %.9g", unary_table[k].name, v[i],
+                    (double)gf, (double)wf);
+    }
+  }
+}
+END_TEST
+
+START_TEST(test_activation_details) {
+  /* closed forms: Phi(1), and the tanh approximation at 1 */
+  CHECK_VALUES(loom_gelu(VEC(LOOM_F64, 1, -1, 0), false), 1e-15,
+               0.8413447460685429, -0.15865525393145707, 0);
+  CHECK_VALUES(loom_gelu(VEC(LOOM_F64, 1), true), 1e-15, 0.8411919906082768);
+  /* softplus is exactly linear above the threshold (beta x > threshold) */
+  loom_tensor *sp = loom_softplus(VEC(LOOM_F64, 25, 19, 2, 1), 1, 20);
+  CHECK_VALUES(sp, 1e-15, 25, 19.000000005602796, log1p(exp(2)), log1p(exp(1)));
+  CHECK_VALUES(loom_softplus(VEC(LOOM_F64, 2, 1), 2, 3), 1e-15, 2,
+               log1p(exp(2)) / 2);
+  ck_assert_ptr_null(loom_softplus(VEC(LOOM_F64, 1), 0, 20));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "softplus");
+  /* no overflow at the extremes */
+  CHECK_VALUES(loom_log_sigmoid(VEC(LOOM_F32, -1000, 1000)), 0, -1000, -0.0);
+  CHECK_VALUES(loom_sigmoid(VEC(LOOM_F64, -1000, 1000)), 0, 0, 1);
+  CHECK_VALUES(loom_softplus(VEC(LOOM_F32, -200), 1, 20), 0, 0);
+  /* integer inputs: neg/abs/sign/relu keep int64; the rest go float */
+  loom_tensor *i = IVEC(-3, 0, 2);
+  ck_assert_int_eq(loom_dtype_of(loom_abs(i)), LOOM_I64);
+  CHECK_VALUES(loom_abs(i), 0, 3, 0, 2);
+  CHECK_VALUES(loom_sign(i), 0, -1, 0, 1);
+  CHECK_VALUES(loom_neg(i), 0, 3, 0, -2);
+  CHECK_VALUES(loom_relu(i), 0, 0, 0, 2);
+  ck_assert_int_eq(loom_dtype_of(loom_exp(i)), LOOM_F32);
+  CHECK_VALUES(loom_sqrt(IVEC(4, 9)), 0, 2, 3);
+  CHECK_VALUES(loom_sign(VEC(LOOM_F64, -0.5, 0, 3)), 0, -1, 0, 1);
+}
+END_TEST
+
+START_TEST(test_nan_and_clamp) {
+  loom_tensor *a = VEC(LOOM_F64, NAN, 1, 2, NAN);
+  loom_tensor *b = VEC(LOOM_F64, 1, NAN, 3, NAN);
+  CHECK_VALUES(loom_maximum(a, b), 0, NAN, NAN, 3, NAN);
+  CHECK_VALUES(loom_minimum(a, b), 0, NAN, NAN, 2, NAN);
+  CHECK_VALUES(loom_maximum(VEC(LOOM_F32, NAN, 1), VEC(LOOM_F32, 1, NAN)), 0,
+               NAN, NAN);
+  CHECK_VALUES(loom_relu(VEC(LOOM_F32, NAN, -1)), 0, NAN, 0);
+  CHECK_VALUES(loom_maximum(IVEC(1, 5), IVEC(3, 2)), 0, 3, 5);
+  loom_tensor *x = VEC(LOOM_F32, -5, -0.5, 0.5, 5, NAN);
+  CHECK_VALUES(loom_clamp(x, -1, 1), 0, -1, -0.5, 0.5, 1, NAN);
+  CHECK_VALUES(loom_clamp(x, -INFINITY, 1), 0, -5, -0.5, 0.5, 1, NAN);
+  CHECK_VALUES(loom_clamp(x, 0, INFINITY), 0, 0, 0, 0.5, 5, NAN);
+  CHECK_VALUES(loom_clamp(x, -INFINITY, INFINITY), 0, -5, -0.5, 0.5, 5, NAN);
+  ck_assert_ptr_null(loom_clamp(x, 1, -1));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "clamp");
+  /* integer tensors take the integers inside the bounds */
+  loom_tensor *i = IVEC(-5, 0, 7);
+  CHECK_VALUES(loom_clamp(i, -INFINITY, INFINITY), 0, -5, 0, 7);
+  CHECK_VALUES(loom_clamp(i, -0.5, 6.5), 0, 0, 0, 6);
+  loom_tensor *j = loom_clone(i);
+  CHECK_VALUES(loom_clamp_(j, -INFINITY, INFINITY), 0, -5, 0, 7);
+  CHECK_VALUES(loom_clamp_(j, -0.5, 6.5), 0, 0, 0, 6);
+}
+END_TEST
+
+START_TEST(test_binary_and_comparisons) {
+  loom_tensor *col = loom_reshape(VEC(LOOM_F64, 1, 2, 3), LOOM_SHAPE(3, 1));
+  loom_tensor *row = VEC(LOOM_F64, 2, 2, 0.5);
+  loom_tensor *s = loom_sub(col, row);
+  CHECK_SHAPE(s, 3, 3);
+  CHECK_VALUES(s, 0, -1, -1, 0.5, 0, 0, 1.5, 1, 1, 2.5);
+  CHECK_VALUES(loom_div(row, col), 0, 2, 2, 0.5, 1, 1, 0.25, 2.0 / 3, 2.0 / 3,
+               0.5 / 3);
+  CHECK_VALUES(loom_pow(VEC(LOOM_F64, 2, 9, 0), VEC(LOOM_F64, 3, 0.5, 0)), 0, 8,
+               3, 1);
+  CHECK_VALUES(loom_add_scaled(row, col, -2), 0, 0, 0, -1.5, -2, -2, -3.5, -4,
+               -4, -5.5);
+  /* a strided operand (the transpose) broadcast against a row */
+  loom_tensor *m = loom_reshape(range_f64(6), LOOM_SHAPE(2, 3));
+  CHECK_VALUES(loom_mul(loom_t(m), VEC(LOOM_F64, 10, 100)), 0, 0, 300, 10, 400,
+               20, 500);
+  ck_assert_ptr_null(loom_add(m, VEC(LOOM_F64, 1, 2)));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "add: shapes [2, 3] and [2]");
+
+  loom_tensor *lt = loom_lt(col, row);
+  ck_assert_int_eq(loom_dtype_of(lt), LOOM_BOOL);
+  CHECK_VALUES(lt, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0);
+  CHECK_VALUES(loom_le(col, row), 0, 1, 1, 0, 1, 1, 0, 0, 0, 0);
+  CHECK_VALUES(loom_gt(col, row), 0, 0, 0, 1, 0, 0, 1, 1, 1, 1);
+  CHECK_VALUES(loom_ge(col, row), 0, 0, 0, 1, 1, 1, 1, 1, 1, 1);
+  CHECK_VALUES(loom_eq(col, row), 0, 0, 0, 0, 1, 1, 0, 0, 0, 0);
+  CHECK_VALUES(loom_ne(IVEC(1, 2), VEC(LOOM_F32, 1, 2.5)), 0, 0, 1);
+  loom_tensor *v = VEC(LOOM_F32, 0.1, 1, NAN);
+  /* the scalar is rounded to the tensor's precision, as in PyTorch */
+  CHECK_VALUES(loom_eq_scalar(v, 0.1), 0, 1, 0, 0);
+  CHECK_VALUES(loom_le_scalar(v, 0.1), 0, 1, 0, 0);
+  CHECK_VALUES(loom_ne_scalar(v, 1), 0, 1, 0, 1);
+  CHECK_VALUES(loom_lt_scalar(IVEC(1, 2), 1.5), 0, 1, 0);
+  CHECK_VALUES(loom_gt_scalar(IVEC(1, 2), 1.5), 0, 0, 1);
+  CHECK_VALUES(loom_ge_scalar(VEC(LOOM_F64, 0.1, 0.2), 0.1), 0, 1, 1);
+
+  loom_tensor *p = VEC(LOOM_BOOL, 1, 1, 0, 0),
+              *q = VEC(LOOM_F32, 2, 0, -0.0, 3);
+  CHECK_VALUES(loom_logical_and(p, q), 0, 1, 0, 0, 0);
+  CHECK_VALUES(loom_logical_or(p, q), 0, 1, 1, 0, 1);
+  CHECK_VALUES(loom_logical_not(q), 0, 0, 1, 1, 0);
+  ck_assert_int_eq(loom_dtype_of(loom_logical_not(q)), LOOM_BOOL);
+}
+END_TEST
+
+START_TEST(test_inplace_updates) {
+  loom_tensor *x = loom_ones(LOOM_F64, LOOM_SHAPE(2, 3));
+  ck_assert_ptr_eq(loom_add_(x, VEC(LOOM_F32, 1, 2, 3), 0.5), x);
+  CHECK_VALUES(x, 0, 1.5, 2, 2.5, 1.5, 2, 2.5);
+  loom_mul_(x, loom_reshape(VEC(LOOM_F64, 2, -1), LOOM_SHAPE(2, 1)));
+  CHECK_VALUES(x, 0, 3, 4, 5, -1.5, -2, -2.5);
+  loom_masked_fill_(x, VEC(LOOM_BOOL, 1, 0, 0), 9);
+  CHECK_VALUES(x, 0, 9, 4, 5, 9, -2, -2.5);
+  loom_clamp_(x, -2, 4.5);
+  CHECK_VALUES(x, 0, 4.5, 4, 4.5, 4.5, -2, -2);
+  loom_zero_(loom_select(x, 1, 0));
+  CHECK_VALUES(x, 0, 0, 4, 4.5, 0, -2, -2);
+  ck_assert_ptr_null(loom_add_(x, loom_ones(LOOM_F64, LOOM_SHAPE(3, 3)), 1));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "add_");
+}
+END_TEST
+
+/* ------------------------------------------------------------ reductions */
+
+START_TEST(test_sum_mean_over_dims) {
+  /* x[i][j][k] = 12 i + 4 j + k */
+  loom_tensor *x = loom_reshape(range_f64(24), LOOM_SHAPE(2, 3, 4));
+  loom_tensor *all = loom_sum_all(x);
+  CHECK_SCALAR_SHAPE(all);
+  ck_assert_double_eq(loom_item(all), 276);
+  CHECK_VALUES(loom_sum(x, (const int[]){0}, 1, false), 0, 12, 14, 16, 18, 20,
+               22, 24, 26, 28, 30, 32, 34);
+  loom_tensor *s02 = loom_sum(x, (const int[]){0, 2}, 2, true);
+  CHECK_SHAPE(s02, 1, 3, 1);
+  CHECK_VALUES(s02, 0, 60, 92, 124);
+  CHECK_SHAPE(loom_sum(x, (const int[]){-1}, 1, true), 2, 3, 1);
+  CHECK_VALUES(loom_sum(x, (const int[]){-1}, 1, false), 0, 6, 22, 38, 54, 70,
+               86);
+  CHECK_SHAPE(loom_sum(x, NULL, 0, true), 1, 1, 1);
+  CHECK_VALUES(loom_mean(x, (const int[]){1}, 1, false), 0, 4, 5, 6, 7, 16, 17,
+               18, 19);
+  ck_assert_double_eq(loom_item(loom_mean_all(x)), 11.5);
+  /* non-contiguous inputs: a permutation and a strided slice */
+  loom_tensor *p = loom_permute(x, (const int[]){2, 0, 1}); /* [k][i][j] */
+  CHECK_VALUES(loom_sum(p, (const int[]){1}, 1, false), 0, 12, 20, 28, 14, 22,
+               30, 16, 24, 32, 18, 26, 34);
+  CHECK_VALUES(loom_sum(p, (const int[]){0, 2}, 2, false), 0, 66, 210);
+  CHECK_VALUES(loom_mean(p, (const int[]){0}, 1, true), 0, 1.5, 5.5, 9.5, 13.5,
+               17.5, 21.5);
+  ck_assert_double_eq(loom_item(loom_sum_all(loom_slice(x, 2, 0, 4, 2))), 132);
+  /* integer sums stay exact; bool and uint8 sum to int64 */
+  loom_tensor *b = loom_sum_all(VEC(LOOM_BOOL, 1, 0, 1, 1));
+  ck_assert_int_eq(loom_dtype_of(b), LOOM_I64);
+  ck_assert_double_eq(loom_item(b), 3);
+  ck_assert_int_eq(loom_dtype_of(loom_sum_all(VEC(LOOM_U8, 200, 100))),
+                   LOOM_I64);
+  ck_assert_double_eq(loom_item(loom_sum_all(VEC(LOOM_U8, 200, 100))), 300);
+  loom_tensor *big = loom_sum_all(IVEC(INT64_MAX - 10, 5, 5));
+  ck_assert_int_eq(loom_data_i64(big)[0], INT64_MAX);
+  ck_assert_int_eq(loom_dtype_of(loom_mean_all(IVEC(1, 2))), LOOM_F32);
+  ck_assert_double_eq(loom_item(loom_mean_all(IVEC(1, 2))), 1.5);
+  ck_assert_double_eq(
+      loom_item(loom_sum_all(loom_zeros(LOOM_F32, LOOM_SHAPE(0)))), 0);
+}
+END_TEST
+
+START_TEST(test_var_std_prod_norm) {
+  loom_tensor *v = VEC(LOOM_F64, 1, 2, 3, 4);
+  ck_assert_double_eq(loom_item(loom_var(v, NULL, 0, 0, false)), 1.25);
+  ck_assert_double_eq_tol(loom_item(loom_var(v, NULL, 0, 1, false)), 5.0 / 3,
+                          1e-15);
+  ck_assert_double_eq_tol(loom_item(loom_std(v, NULL, 0, 1, false)),
+                          sqrt(5.0 / 3), 1e-15);
+  loom_tensor *m = matrix(LOOM_F64, 2, 4, (double[]){1, 2, 3, 4, 2, 4, 6, 8});
+  CHECK_VALUES(loom_var(m, (const int[]){1}, 1, 1, false), 1e-15, 5.0 / 3,
+               20.0 / 3);
+  loom_tensor *v0 = loom_var(m, (const int[]){0}, 1, 0, true);
+  CHECK_SHAPE(v0, 1, 4);
+  CHECK_VALUES(v0, 1e-15, 0.25, 1, 2.25, 4);
+  CHECK_VALUES(loom_std(loom_t(m), (const int[]){0}, 1, 0, false), 1e-15,
+               sqrt(1.25), sqrt(5));
+  /* two passes: a large offset does not cancel the variance away */
+  loom_tensor *off = loom_add_scalar(v, 1e9);
+  ck_assert_double_eq_tol(loom_item(loom_var(off, NULL, 0, 0, false)), 1.25,
+                          1e-6);
+  ck_assert(isnan(loom_item(loom_var(VEC(LOOM_F64, 3), NULL, 0, 1, false))));
+
+  loom_tensor *p = matrix(LOOM_F64, 2, 3, (double[]){1, 2, 3, 4, 5, 6});
+  ck_assert_double_eq(loom_item(loom_prod(p, NULL, 0, false)), 720);
+  CHECK_VALUES(loom_prod(p, (const int[]){0}, 1, false), 0, 4, 10, 18);
+  loom_tensor *p1 = loom_prod(p, (const int[]){1}, 1, true);
+  CHECK_SHAPE(p1, 2, 1);
+  CHECK_VALUES(p1, 0, 6, 120);
+  loom_tensor *pi = loom_prod(IVEC(3, -4, 5), NULL, 0, false);
+  ck_assert_int_eq(loom_dtype_of(pi), LOOM_I64);
+  ck_assert_double_eq(loom_item(pi), -60);
+  ck_assert_double_eq(
+      loom_item(loom_prod(VEC(LOOM_BOOL, 1, 1), NULL, 0, false)), 1);
+
+  loom_tensor *n = VEC(LOOM_F64, 3, -4, 0, 12);
+  ck_assert_double_eq(loom_item(loom_norm(n, 1, NULL, 0, false)), 19);
+  ck_assert_double_eq(loom_item(loom_norm(n, 2, NULL, 0, false)), 13);
+  ck_assert_double_eq_tol(loom_item(loom_norm(n, 3, NULL, 0, false)),
+                          cbrt(27 + 64 + 1728), 1e-13);
+  ck_assert_double_eq(loom_item(loom_norm(n, INFINITY, NULL, 0, false)), 12);
+  loom_tensor *q = matrix(LOOM_F32, 2, 2, (double[]){3, 4, -6, 8});
+  CHECK_VALUES(loom_norm(q, 2, (const int[]){1}, 1, false), 0, 5, 10);
+  CHECK_SHAPE(loom_norm(q, 2, (const int[]){0}, 1, true), 1, 2);
+  CHECK_VALUES(loom_norm(q, INFINITY, (const int[]){0}, 1, true), 0, 6, 8);
+  ck_assert_ptr_null(loom_norm(q, -1, NULL, 0, false));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "norm");
+}
+END_TEST
+
+START_TEST(test_logsumexp_and_extremes) {
+  ck_assert_double_eq_tol(
+      loom_item(loom_logsumexp(VEC(LOOM_F64, 1, 2, 3), NULL, 0, false)),
+      3 + log(1 + exp(-1) + exp(-2)), 1e-15);
+  loom_tensor *x =
+      matrix(LOOM_F32, 3, 2,
+             (double[]){1000, 1000, -INFINITY, -INFINITY, 0, -INFINITY});
+  loom_tensor *l = loom_logsumexp(x, (const int[]){1}, 1, false);
+  CHECK_SHAPE(l, 3);
+  CHECK_VALUES(l, 1e-7, 1000 + log(2), -INFINITY, 0);
+  CHECK_SHAPE(loom_logsumexp(x, (const int[]){0}, 1, true), 1, 2);
+  CHECK_VALUES(loom_logsumexp(VEC(LOOM_F64, INFINITY, 1), NULL, 0, false), 0,
+               INFINITY);
+
+  loom_tensor *m = matrix(LOOM_F64, 2, 3, (double[]){1, 5, 5, 7, -1, 7});
+  CHECK_VALUES(loom_amax(m, (const int[]){1}, 1, false), 0, 5, 7);
+  CHECK_VALUES(loom_amin(m, (const int[]){1}, 1, false), 0, 1, -1);
+  CHECK_VALUES(loom_amax(m, (const int[]){0}, 1, true), 0, 7, 5, 7);
+  ck_assert_double_eq(loom_item(loom_amax(m, NULL, 0, false)), 7);
+  ck_assert(
+      isnan(loom_item(loom_amax(VEC(LOOM_F64, 1, NAN, 3), NULL, 0, false))));
+  ck_assert(
+      isnan(loom_item(loom_amin(VEC(LOOM_F32, 1, NAN, -3), NULL, 0, false))));
+  ck_assert_double_eq(loom_item(loom_amax(IVEC(-7, -9), NULL, 0, false)), -7);
+  ck_assert_ptr_null(
+      loom_amax(loom_zeros(LOOM_F32, LOOM_SHAPE(0)), NULL, 0, false));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "amax");
+
+  loom_tensor *ix;
+  loom_tensor *mx = loom_max(m, 1, false, &ix);
+  CHECK_VALUES(mx, 0, 5, 7);
+  CHECK_VALUES(ix, 0, 1, 0); /* first occurrence on ties */
+  ck_assert_int_eq(loom_dtype_of(ix), LOOM_I64);
+  loom_tensor *mn = loom_min(m, 0, true, &ix);
+  CHECK_SHAPE(mn, 1, 3);
+  CHECK_SHAPE(ix, 1, 3);
+  CHECK_VALUES(mn, 0, 1, -1, 5);
+  CHECK_VALUES(ix, 0, 0, 1, 0);
+  CHECK_VALUES(loom_max(loom_t(m), 0, false, &ix), 0, 5, 7);
+  CHECK_VALUES(ix, 0, 1, 0);
+  loom_tensor *nan = VEC(LOOM_F32, 1, NAN, 5, NAN);
+  CHECK_VALUES(loom_max(nan, 0, false, &ix), 0, NAN);
+  CHECK_VALUES(ix, 0, 1); /* NaN wins, the first one */
+  CHECK_VALUES(loom_argmin(nan, 0, false), 0, 1);
+  CHECK_VALUES(loom_argmax(m, -1, false), 0, 1, 0);
+  CHECK_VALUES(loom_argmin(m, 1, true), 0, 0, 1);
+  CHECK_SHAPE(loom_argmin(m, 1, true), 2, 1);
+  CHECK_VALUES(loom_argmax(IVEC(3, 9, 9), 0, false), 0, 1);
+  CHECK_SCALAR_SHAPE(loom_argmax(IVEC(3, 9, 9), 0, false));
+  ck_assert_ptr_null(loom_argmax(m, 2, false));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "max");
+}
+END_TEST
+
+/* 16M float32 copies of 0.1: naive float accumulation would be off by
+ * percents; the kernels accumulate in double. */
+START_TEST(test_large_sum_is_accurate) {
+  const int64_t n = 1 << 24;
+  loom_tensor *x = loom_full(LOOM_F32, 0.1, LOOM_SHAPE(n));
+  double want = (double)n * (double)0.1f;
+  ck_assert_double_eq_tol(loom_item(loom_sum_all(x)), want, want * 1e-6);
+  ck_assert_double_eq_tol(loom_item(loom_mean_all(x)), 0.1f, 1e-7);
+  loom_tensor *m = loom_reshape(x, LOOM_SHAPE(4, n / 4));
+  CHECK_VALUES(loom_sum(m, (const int[]){1}, 1, false), 1e-6, want / 4,
+               want / 4, want / 4, want / 4);
+}
+END_TEST
+
+/* Identical bits with one thread and two, for reductions over every kind
+ * of dim and for elementwise ops, all above the threading threshold. */
+START_TEST(test_results_independent_of_threads) {
+  loom_rng *g = loom_rng_new(17);
+  loom_tensor *x = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(512, 600));
+  loom_tensor *y = loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(600, 512));
+  loom_rng_free(g);
+  loom_tensor *res[2][10];
+  for (int r = 0; r < 2; r++) {
+    loom_set_num_threads(r + 1);
+    ck_assert_int_eq(loom_num_threads(), r + 1);
+    res[r][0] = loom_sum_all(x);
+    res[r][1] = loom_sum(x, (const int[]){0}, 1, false);
+    res[r][2] = loom_sum(x, (const int[]){1}, 1, true);
+    res[r][3] = loom_mean(loom_t(x), (const int[]){0}, 1, false);
+    res[r][4] = loom_mean_all(y);
+    res[r][5] = loom_sum(loom_t(y), (const int[]){1}, 1, false);
+    res[r][6] = loom_exp(x);
+    res[r][7] = loom_add(x, loom_t(y));
+    res[r][8] = loom_softmax(x, 0);
+    res[r][9] = loom_amax(y, (const int[]){0}, 1, false);
+  }
+  loom_set_num_threads(0);
+  for (int k = 0; k < 10; k++) {
+    size_t bytes = (size_t)loom_numel(res[0][k]) *
+                   loom_dtype_size(loom_dtype_of(res[0][k]));
+    ck_assert(loom_same_shape(res[0][k], res[1][k]));
+    ck_assert_msg(memcmp(loom_data(res[0][k]), loom_data(res[1][k]), bytes) ==
+                      0,
+                  "result %d differs between 1 and 2 threads", k);
+  }
+  /* and the values are right: the sum of the column sums */
+  double s = 0;
+  const float *cols = loom_data_f32(res[0][1]);
+  for (int j = 0; j < 600; j++)
+    s += cols[j];
+  ck_assert_double_eq_tol(loom_item(res[0][0]), s, 1e-3);
+}
+END_TEST
+
+/* ------------------------------------------------------------ softmax */
+
+START_TEST(test_softmax) {
+  loom_tensor *x =
+      matrix(LOOM_F64, 2, 3, (double[]){1, 2, 3, 1000, 1000, 1000});
+  double z = 1 + exp(-1) + exp(-2);
+  CHECK_VALUES(loom_softmax(x, 1), 1e-15, exp(-2) / z, exp(-1) / z, 1 / z,
+               1.0 / 3, 1.0 / 3, 1.0 / 3);
+  CHECK_VALUES(loom_log_softmax(x, -1), 1e-15, -2 - log(z), -1 - log(z),
+               -log(z), -log(3), -log(3), -log(3));
+  /* along the outer dim */
+  loom_tensor *c = matrix(LOOM_F32, 2, 2, (double[]){1, 2, 3, 4});
+  double e2 = exp(2);
+  CHECK_VALUES(loom_softmax(c, 0), 1e-7, 1 / (1 + e2), 1 / (1 + e2),
+               e2 / (1 + e2), e2 / (1 + e2));
+  CHECK_VALUES(loom_log_softmax(VEC(LOOM_F32, 1000, 0), 0), 0, 0, -1000);
+  CHECK_VALUES(loom_softmax(VEC(LOOM_F64, 0, -INFINITY), 0), 0, 1, 0);
+  /* a middle dim of a strided input: every slice sums to 1 */
+  loom_rng *g = loom_rng_new(3);
+  loom_tensor *r =
+      loom_permute(loom_randn(g, LOOM_F64, 0, 3, LOOM_SHAPE(4, 5, 6)),
+                   (const int[]){2, 0, 1});
+  loom_rng_free(g);
+  loom_tensor *sm = loom_softmax(r, 1);
+  CHECK_SHAPE(sm, 6, 4, 5);
+  loom_tensor *sums = loom_sum(sm, (const int[]){1}, 1, false);
+  for (int i = 0; i < 30; i++)
+    ck_assert_double_eq_tol(loom_data_f64(sums)[i], 1, 1e-14);
+  ck_assert(loom_allclose(loom_log_softmax(r, 1), loom_log(sm), 1e-12, 1e-12));
+  CHECK_VALUES(loom_softmax(IVEC(0, 0), 0), 0, 0.5, 0.5); /* ints: float */
+}
+END_TEST
+
+/* ------------------------------------------------------------ matmul */
+
+/* c (n x m) = a (n x k) b (k x m), all contiguous */
+static void naive_mm(const double *a, const double *b, double *c, int64_t n,
+                     int64_t k, int64_t m) {
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < m; j++) {
+      double s = 0;
+      for (int64_t q = 0; q < k; q++)
+        s += a[i * k + q] * b[q * m + j];
+      c[i * m + j] = s;
+    }
+}
+
+START_TEST(test_matmul_shapes_and_values) {
+  loom_tensor *a = matrix(LOOM_F64, 3, 2, (double[]){1, 2, 3, 4, 5, 6});
+  loom_tensor *b = matrix(LOOM_F64, 2, 3, (double[]){1, 0, 2, 0, 1, 3});
+  loom_tensor *ab = loom_matmul(a, b);
+  CHECK_SHAPE(ab, 3, 3);
+  CHECK_VALUES(ab, 0, 1, 2, 8, 3, 4, 18, 5, 6, 28);
+  loom_tensor *dot =
+      loom_matmul(VEC(LOOM_F64, 1, 2, 3), VEC(LOOM_F64, 4, 5, 6));
+  CHECK_SCALAR_SHAPE(dot);
+  ck_assert_double_eq(loom_item(dot), 32);
+  loom_tensor *mv = loom_matmul(a, VEC(LOOM_F64, 1, 1));
+  CHECK_SHAPE(mv, 3);
+  CHECK_VALUES(mv, 0, 3, 7, 11);
+  loom_tensor *vm = loom_matmul(VEC(LOOM_F64, 1, 1, 1), a);
+  CHECK_SHAPE(vm, 2);
+  CHECK_VALUES(vm, 0, 9, 12);
+  /* transposed operands give the values of their contiguous copies */
+  CHECK_VALUES(loom_matmul(loom_t(b), loom_t(a)), 0, 1, 3, 5, 2, 4, 6, 8, 18,
+               28);
+  CHECK_VALUES(loom_matmul(loom_t(b), VEC(LOOM_F64, 1, -1)), 0, 1, -1, -1);
+  /* empty inner dim: zeros */
+  CHECK_VALUES(loom_matmul(loom_ones(LOOM_F32, LOOM_SHAPE(2, 0)),
+                           loom_ones(LOOM_F32, LOOM_SHAPE(0, 2))),
+               0, 0, 0, 0, 0);
+  CHECK_SHAPE(loom_matmul(loom_ones(LOOM_F32, LOOM_SHAPE(0, 3)),
+                          loom_ones(LOOM_F32, LOOM_SHAPE(3, 2))),
+              0, 2);
+  /* float32 @ float64 promotes; integers are refused */
+  loom_tensor *mixed = loom_matmul(loom_to_dtype(a, LOOM_F32), b);
+  ck_assert_int_eq(loom_dtype_of(mixed), LOOM_F64);
+  CHECK_VALUES(mixed, 0, 1, 2, 8, 3, 4, 18, 5, 6, 28);
+  ck_assert_ptr_null(loom_matmul(IVEC(1, 2), IVEC(1, 2)));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "matmul");
+  ck_assert_ptr_null(loom_matmul(loom_zeros(LOOM_F32, LOOM_SHAPE(2, 3)),
+                                 loom_zeros(LOOM_F32, LOOM_SHAPE(4, 5))));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "[2, 3] @ [4, 5]");
+  ck_assert_ptr_null(loom_matmul(loom_scalar(LOOM_F32, 1), a));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "matmul");
+  ck_assert_ptr_null(loom_bmm(a, b));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "bmm");
+}
+END_TEST
+
+/* Every batch of out equals naive_mm of the matching (broadcast) slices. */
+static void check_batched(const loom_tensor *out, const loom_tensor *a,
+                          const loom_tensor *b, int64_t batches,
+                          const int64_t *ia, const int64_t *ib) {
+  int64_t n = loom_size(a, -2), k = loom_size(a, -1), m = loom_size(b, -1);
+  loom_tensor *ac = loom_contiguous(loom_to_dtype(a, LOOM_F64));
+  loom_tensor *bc = loom_contiguous(loom_to_dtype(b, LOOM_F64));
+  loom_tensor *oc = loom_contiguous(loom_to_dtype(out, LOOM_F64));
+  double want[64];
+  for (int64_t i = 0; i < batches; i++) {
+    naive_mm(loom_data_f64(ac) + ia[i] * n * k,
+             loom_data_f64(bc) + ib[i] * k * m, want, n, k, m);
+    for (int64_t e = 0; e < n * m; e++)
+      ck_assert_double_eq_tol(loom_data_f64(oc)[i * n * m + e], want[e],
+                              1e-12 * (1 + fabs(want[e])));
+  }
+}
+
+START_TEST(test_matmul_batched_broadcast) {
+  loom_rng *g = loom_rng_new(8);
+  /* [2, 1, 3, 2] @ [4, 2, 3] -> [2, 4, 3, 3] */
+  loom_tensor *a = loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(2, 1, 3, 2));
+  loom_tensor *b = loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(4, 2, 3));
+  loom_tensor *c = loom_matmul(a, b);
+  CHECK_SHAPE(c, 2, 4, 3, 3);
+  check_batched(c, a, b, 8, (const int64_t[]){0, 0, 0, 0, 1, 1, 1, 1},
+                (const int64_t[]){0, 1, 2, 3, 0, 1, 2, 3});
+  /* a 3-D left operand with a 2-D right one (folded into one GEMM), and
+   * the same with a transposed, non-foldable left operand */
+  loom_tensor *l = loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(3, 4, 5));
+  loom_tensor *r = loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(5, 2));
+  loom_tensor *lr = loom_matmul(l, r);
+  CHECK_SHAPE(lr, 3, 4, 2);
+  check_batched(lr, l, loom_expand(r, LOOM_SHAPE(3, 5, 2)), 3,
+                (const int64_t[]){0, 1, 2}, (const int64_t[]){0, 0, 0});
+  loom_tensor *lt =
+      loom_transpose(loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(4, 3, 5)), 0, 1);
+  check_batched(loom_matmul(lt, r), lt, loom_expand(r, LOOM_SHAPE(3, 5, 2)), 3,
+                (const int64_t[]){0, 1, 2}, (const int64_t[]){0, 0, 0});
+  /* size-1 dims among strided batch dims: the fold into one GEMM must
+   * not read a size-1 dim's stride as a row stride (a regression) */
+  double buf[6] = {1, -2, 3, 0.5, -1, 4}; /* sb[i][0][j][0] = buf[i + 2j] */
+  loom_tensor *sb = loom_from_buffer(LOOM_F64, buf, LOOM_SHAPE(2, 1, 3, 1),
+                                     (const int64_t[]){1, 1, 2, 1}, NULL, NULL);
+  CHECK_VALUES(
+      loom_matmul(sb, loom_reshape(VEC(LOOM_F64, 1, 2, 3), LOOM_SHAPE(1, 3))),
+      0, 1, 2, 3, 3, 6, 9, -1, -2, -3, -2, -4, -6, 0.5, 1, 1.5, 4, 8, 12);
+  /* transposed batches on both sides: bmm of t() views */
+  loom_tensor *p = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(2, 5, 3));
+  loom_tensor *q = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(2, 4, 5));
+  loom_tensor *pq = loom_bmm(loom_t(p), loom_t(q));
+  CHECK_SHAPE(pq, 2, 3, 4);
+  ck_assert(loom_allclose(
+      pq, loom_bmm(loom_contiguous(loom_t(p)), loom_contiguous(loom_t(q))),
+      1e-6, 1e-6));
+  /* a vector against a batch */
+  loom_tensor *vb =
+      loom_matmul(VEC(LOOM_F64, 1, 0, -1),
+                  loom_reshape(range_f64(12), LOOM_SHAPE(2, 3, 2)));
+  CHECK_SHAPE(vb, 2, 2);
+  CHECK_VALUES(vb, 0, -4, -4, -4, -4);
+  loom_rng_free(g);
+}
+END_TEST
+
+START_TEST(test_addmm_baddbmm_linear) {
+  loom_tensor *a = matrix(LOOM_F64, 2, 2, (double[]){1, 2, 3, 4});
+  loom_tensor *b = matrix(LOOM_F64, 2, 3, (double[]){1, 0, 1, 0, 1, 1});
+  /* a @ b = [[1, 2, 3], [3, 4, 7]] */
+  loom_tensor *c = VEC(LOOM_F64, 10, 20, 30);
+  CHECK_VALUES(loom_addmm(c, a, b, 0.5, 2), 0, 7, 14, 21, 11, 18, 29);
+  CHECK_VALUES(
+      loom_addmm(loom_full(LOOM_F64, NAN, LOOM_SHAPE(2, 3)), a, b, 0, 1), 0, 1,
+      2, 3, 3, 4, 7); /* beta 0 ignores c, NaN included */
+  CHECK_VALUES(
+      loom_addmm(loom_t(matrix(LOOM_F64, 3, 2, (double[]){1, 2, 3, 4, 5, 6})),
+                 loom_t(a), b, 1, -1),
+      0, 0, 0, 1, 0, 0, 0);
+  ck_assert_ptr_null(loom_addmm(VEC(LOOM_F64, 1, 2), a, b, 1, 1));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "addmm");
+
+  loom_tensor *ba = loom_stack((loom_tensor *[]){a, loom_neg(a)}, 2, 0);
+  loom_tensor *bb = loom_stack((loom_tensor *[]){b, b}, 2, 0);
+  loom_tensor *bc = loom_reshape(VEC(LOOM_F64, 1, -1), LOOM_SHAPE(2, 1, 1));
+  CHECK_VALUES(loom_baddbmm(bc, ba, bb, 3, 1), 0, 4, 5, 6, 6, 7, 10, -4, -5, -6,
+               -6, -7, -10);
+  ck_assert_ptr_null(loom_baddbmm(bc, a, b, 1, 1));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "baddbmm");
+
+  /* linear on [2, 3, 4] input: x @ w^T + bias on the last dim */
+  loom_tensor *x = loom_reshape(range_f64(24), LOOM_SHAPE(2, 3, 4));
+  loom_tensor *w = matrix(LOOM_F64, 2, 4, (double[]){1, 0, 0, 0, 1, 1, 1, 1});
+  loom_tensor *y = loom_linear(x, w, VEC(LOOM_F64, 0.5, -1));
+  CHECK_SHAPE(y, 2, 3, 2);
+  CHECK_VALUES(y, 0, 0.5, 5, 4.5, 21, 8.5, 37, 12.5, 53, 16.5, 69, 20.5, 85);
+  loom_tensor *y1 = loom_linear(VEC(LOOM_F64, 1, 2, 3, 4), w, NULL);
+  CHECK_SHAPE(y1, 2);
+  CHECK_VALUES(y1, 0, 1, 10);
+  CHECK_VALUES(
+      loom_linear(loom_reshape(VEC(LOOM_F64, 1, 2, 3, 4), LOOM_SHAPE(1, 4)), w,
+                  NULL),
+      0, 1, 10);
+  ck_assert_ptr_null(loom_linear(VEC(LOOM_F64, 1, 2, 3), w, NULL));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "linear");
+  ck_assert_ptr_null(loom_linear(x, w, VEC(LOOM_F64, 1, 2, 3)));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "linear");
+}
+END_TEST
+
+/* ------------------------------------------------------------ convolution */
+
+typedef struct {
+  int64_t n, c, h, w, oc, kh, kw, sh, sw, ph, pw, dh, dw, groups;
+} conv_case;
+
+/* Direct convolution from the definition, in double. */
+static void naive_conv(const conv_case *p, const double *x, const double *w,
+                       const double *b, double *y, int64_t oh, int64_t ow) {
+  int64_t cg = p->c / p->groups, og = p->oc / p->groups;
+  for (int64_t n = 0; n < p->n; n++)
+    for (int64_t o = 0; o < p->oc; o++)
+      for (int64_t i = 0; i < oh; i++)
+        for (int64_t j = 0; j < ow; j++) {
+          double s = b ? b[o] : 0;
+          for (int64_t ci = 0; ci < cg; ci++)
+            for (int64_t ki = 0; ki < p->kh; ki++)
+              for (int64_t kj = 0; kj < p->kw; kj++) {
+                int64_t r = i * p->sh - p->ph + ki * p->dh;
+                int64_t q = j * p->sw - p->pw + kj * p->dw;
+                if (r < 0 || r >= p->h || q < 0 || q >= p->w)
+                  continue;
+                int64_t c = o / og * cg + ci;
+                s += x[((n * p->c + c) * p->h + r) * p->w + q] *
+                     w[((o * cg + ci) * p->kh + ki) * p->kw + kj];
+              }
+          y[((n * p->oc + o) * oh + i) * ow + j] = s;
+        }
+}
+
+START_TEST(test_conv2d_vs_direct) {
+  const conv_case cases[] = {
+      {2, 4, 7, 6, 6, 3, 2, 2, 1, 1, 2, 1, 2, 2}, /* everything at once */
+      {1, 3, 5, 5, 2, 3, 3, 1, 1, 0, 0, 1, 1, 1}, /* plain */
+      {2, 3, 4, 5, 4, 1, 1, 1, 1, 0, 0, 1, 1, 1}, /* pointwise */
+      {1, 4, 6, 6, 4, 3, 3, 2, 2, 1, 1, 1, 1, 4}, /* depthwise, strided */
+      {1, 2, 9, 8, 2, 2, 3, 3, 2, 2, 0, 3, 1, 1}, /* dilation, asymmetric */
+  };
+  loom_rng *g = loom_rng_new(21);
+  static double want[4096];
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    const conv_case *p = &cases[k];
+    loom_tensor *x =
+        loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(p->n, p->c, p->h, p->w));
+    loom_tensor *w = loom_randn(
+        g, LOOM_F64, 0, 1, LOOM_SHAPE(p->oc, p->c / p->groups, p->kh, p->kw));
+    loom_tensor *b =
+        k % 2 ? NULL : loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(p->oc));
+    loom_conv2d_opts o = {
+        {p->sh, p->sw}, {p->ph, p->pw}, {p->dh, p->dw}, p->groups};
+    loom_tensor *y = loom_conv2d(x, w, b, o);
+    int64_t oh = (p->h + 2 * p->ph - p->dh * (p->kh - 1) - 1) / p->sh + 1;
+    int64_t ow = (p->w + 2 * p->pw - p->dw * (p->kw - 1) - 1) / p->sw + 1;
+    CHECK_SHAPE(y, p->n, p->oc, oh, ow);
+    naive_conv(p, loom_data_f64(x), loom_data_f64(w),
+               b ? loom_data_f64(b) : NULL, want, oh, ow);
+    for (int64_t i = 0; i < loom_numel(y); i++)
+      ck_assert_msg(fabs(loom_data_f64(y)[i] - want[i]) <= 1e-12,
+                    "case %zu element %lld: %.17g vs %.17g", k, (long long)i,
+                    loom_data_f64(y)[i], want[i]);
+  }
+  /* an unbatched float32 input with a float64 weight: promoted, 3-D out */
+  loom_tensor *x3 = loom_ones(LOOM_F32, LOOM_SHAPE(1, 3, 3));
+  loom_tensor *y3 = loom_conv2d(x3, loom_ones(LOOM_F64, LOOM_SHAPE(1, 1, 2, 2)),
+                                NULL, (loom_conv2d_opts){{0}, {1, 1}, {0}, 0});
+  CHECK_SHAPE(y3, 1, 4, 4);
+  ck_assert_int_eq(loom_dtype_of(y3), LOOM_F64);
+  CHECK_VALUES(y3, 0, 1, 2, 2, 1, 2, 4, 4, 2, 2, 4, 4, 2, 1, 2, 2, 1);
+  ck_assert_ptr_null(loom_conv2d(loom_ones(LOOM_F32, LOOM_SHAPE(1, 3, 4, 4)),
+                                 loom_ones(LOOM_F32, LOOM_SHAPE(2, 2, 3, 3)),
+                                 NULL, (loom_conv2d_opts){{0}, {0}, {0}, 0}));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "conv2d");
+  ck_assert_ptr_null(loom_conv2d(x3,
+                                 loom_ones(LOOM_F32, LOOM_SHAPE(1, 1, 5, 5)),
+                                 NULL, (loom_conv2d_opts){{0}, {0}, {0}, 0}));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "conv2d");
+  loom_rng_free(g);
+}
+END_TEST
+
+START_TEST(test_pools) {
+  loom_tensor *x = loom_reshape(
+      VEC(LOOM_F32, 1, 5, 2, 0, 3, 3, -1, 7, 0, 2, 9, 9, 4, 1, 1, 6),
+      LOOM_SHAPE(1, 1, 4, 4));
+  loom_tensor *ix = NULL;
+  loom_tensor *mp =
+      loom_max_pool2d(x, (loom_pool2d_opts){.kernel = {2, 2}}, &ix);
+  CHECK_SHAPE(mp, 1, 1, 2, 2);
+  CHECK_VALUES(mp, 0, 5, 7, 4, 9);
+  CHECK_VALUES(ix, 0, 1, 7, 12, 10); /* flat in the plane; first of ties */
+  mp = loom_max_pool2d(
+      x,
+      (loom_pool2d_opts){.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}},
+      &ix);
+  CHECK_VALUES(mp, 0, 5, 7, 4, 9);
+  CHECK_VALUES(ix, 0, 1, 7, 12, 10);
+  loom_tensor *plane = loom_reshape(x, LOOM_SHAPE(1, 4, 4)); /* unbatched */
+  CHECK_SHAPE(loom_max_pool2d(plane, (loom_pool2d_opts){.kernel = {2, 2}}, &ix),
+              1, 2, 2);
+  CHECK_SHAPE(ix, 1, 2, 2);
+  CHECK_VALUES(loom_max_pool2d(x,
+                               (loom_pool2d_opts){.kernel = {2, 2},
+                                                  .dilation = {2, 2},
+                                                  .stride = {1, 1}},
+                               NULL),
+               0, 9, 9, 4, 7);
+
+  loom_tensor *y =
+      loom_reshape(loom_arange(LOOM_F32, 0, 25, 1), LOOM_SHAPE(1, 1, 5, 5));
+  loom_pool2d_opts o = {.kernel = {2, 2}, .stride = {2, 2}, .padding = {1, 1}};
+  CHECK_VALUES(loom_avg_pool2d(y, o), 0, 0, 0.75, 1.75, 3.75, 9, 11, 8.75, 19,
+               21);
+  o.exclude_pad = true;
+  CHECK_VALUES(loom_avg_pool2d(y, o), 0, 0, 1.5, 3.5, 7.5, 9, 11, 17.5, 19, 21);
+  CHECK_VALUES(loom_avg_pool2d(
+                   y, (loom_pool2d_opts){.kernel = {2, 2}, .ceil_mode = true}),
+               0, 3, 5, 6.5, 13, 15, 16.5, 20.5, 22.5, 24);
+  loom_tensor *c = loom_avg_pool2d(y, (loom_pool2d_opts){.kernel = {3, 3},
+                                                         .stride = {2, 2},
+                                                         .padding = {1, 1},
+                                                         .ceil_mode = true});
+  CHECK_SHAPE(c, 1, 1, 3, 3);
+  CHECK_VALUES(c, 1e-7, 4.0 / 3, 3, 8.0 / 3, 7, 12, 9, 8, 13, 28.0 / 3);
+  ck_assert_ptr_null(loom_avg_pool2d(
+      y, (loom_pool2d_opts){.kernel = {2, 2}, .padding = {2, 0}}));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "avg_pool2d");
+  ck_assert_ptr_null(loom_avg_pool2d(
+      y, (loom_pool2d_opts){.kernel = {2, 2}, .dilation = {2, 1}}));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "avg_pool2d");
+  ck_assert_ptr_null(
+      loom_max_pool2d(y, (loom_pool2d_opts){.kernel = {6, 6}}, NULL));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "max_pool2d");
+
+  /* 5 x 7 to 3 x 2: windows rows [0,2) [1,4) [3,5), cols [0,4) [3,7) */
+  loom_tensor *z =
+      loom_reshape(loom_arange(LOOM_F64, 0, 35, 1), LOOM_SHAPE(1, 5, 7));
+  loom_tensor *ad = loom_adaptive_avg_pool2d(z, 3, 2);
+  CHECK_SHAPE(ad, 1, 3, 2);
+  CHECK_VALUES(ad, 0, 5, 8, 15.5, 18.5, 26, 29);
+  CHECK_VALUES(loom_adaptive_avg_pool2d(z, 1, 1), 0, 17);
+  ck_assert_ptr_null(loom_adaptive_avg_pool2d(z, 0, 1));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "adaptive_avg_pool2d");
+}
+END_TEST
+
+START_TEST(test_dropout) {
+  loom_tensor *x = loom_ones(LOOM_F64, LOOM_SHAPE(10000));
+  ck_assert_ptr_eq(loom_dropout(x, 0.5, false, NULL), x);
+  ck_assert_ptr_eq(loom_dropout(x, 0, true, NULL), x);
+  loom_rng *g = loom_rng_new(4), *h = loom_rng_new(4);
+  loom_tensor *d = loom_dropout(x, 0.25, true, g);
+  int zeros = 0;
+  for (int i = 0; i < 10000; i++) {
+    double v = loom_data_f64(d)[i];
+    ck_assert(v == 0 || fabs(v - 4.0 / 3) < 1e-15);
+    zeros += v == 0;
+  }
+  ck_assert_int_gt(zeros, 2300); /* ~2500, sd ~43 */
+  ck_assert_int_lt(zeros, 2700);
+  ck_assert(loom_equal(d, loom_dropout(x, 0.25, true, h)));
+  CHECK_VALUES(loom_dropout(VEC(LOOM_F32, 3, 4), 1, true, g), 0, 0, 0);
+  ck_assert_ptr_null(loom_dropout(x, 1.5, true, g));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "dropout");
+  loom_rng_free(g);
+  loom_rng_free(h);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("tensor_ops");
+  struct {
+    const char *name;
+    const TTest *tests[8];
+  } cases[] = {
+      {"index",
+       {test_gather_and_index_select, test_scatter_add_and_index_add,
+        test_embedding_and_one_hot, test_masked_fill_and_where}},
+      {"elementwise",
+       {test_unary_vs_libm, test_activation_details, test_nan_and_clamp,
+        test_binary_and_comparisons, test_inplace_updates}},
+      {"reduce",
+       {test_sum_mean_over_dims, test_var_std_prod_norm,
+        test_logsumexp_and_extremes, test_large_sum_is_accurate,
+        test_results_independent_of_threads, test_softmax}},
+      {"matmul",
+       {test_matmul_shapes_and_values, test_matmul_batched_broadcast,
+        test_addmm_baddbmm_linear}},
+      {"conv", {test_conv2d_vs_direct, test_pools, test_dropout}},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    TCase *tc = tcase_create(cases[i].name);
+    tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
+    tcase_set_timeout(tc, 120);
+    for (int j = 0; cases[i].tests[j]; j++)
+      tcase_add_test(tc, cases[i].tests[j]);
+    suite_add_tcase(s, tc);
+  }
+  return loom_run_suite(s);
+}
