@@ -90,6 +90,37 @@ static uint8_t *activity(const loom_tensor *lengths, const geom *g,
   return a;
 }
 
+/* The per-step product with the recurrent weight, C (B x N) (+)= A (B x K)
+ * op(W): float32 packs op(W) once for all steps (BLAS would repack it at
+ * every call); float64 calls BLAS. */
+typedef struct {
+  loom_packed *packed;
+  const loom_tensor *w;
+  bool trans;
+  int64_t K, N;
+} step_product;
+
+static bool product_init(step_product *sp, const loom_tensor *w, bool trans) {
+  int64_t rows = w->shape[0], cols = w->shape[1];
+  *sp = (step_product){NULL, w, trans, trans ? cols : rows,
+                       trans ? rows : cols};
+  if (w->dtype != LOOM_F32)
+    return true;
+  sp->packed = loom_kernel_pack((const float *)w->data, sp->K, sp->N, cols,
+                                trans);
+  return sp->packed != NULL;
+}
+
+static void product(const step_product *sp, int64_t M, const void *a,
+                    void *c, bool accumulate) {
+  if (sp->packed)
+    loom_kernel_gemm_packed(M, a, sp->K, sp->packed, c, sp->N, accumulate);
+  else
+    loom_kernel_gemm_raw(sp->w->dtype, false, sp->trans, M, sp->N, sp->K, 1,
+                         a, sp->K, sp->w->data, sp->w->shape[1],
+                         accumulate ? 1 : 0, c, sp->N);
+}
+
 static char *at(const loom_tensor *t, int64_t i, int64_t row_elems) {
   return t->data + i * row_elems * (int64_t)loom_dtype_size(t->dtype);
 }
@@ -209,6 +240,12 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   }
   const void *pp[3] = {p[0] ? p[0]->data : NULL, p[1] ? p[1]->data : NULL,
                        p[2] ? p[2]->data : NULL};
+  step_product wt;
+  if (!product_init(&wt, w, true)) {
+    loom_no_grad_end();
+    free(active);
+    return -1;
+  }
   size_t row = (size_t)(B * H) * g.es;
   for (int64_t s = 0; s < T; s++) {
     int64_t t = reverse ? T - 1 - s : s;
@@ -217,14 +254,14 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
     memcpy(at(Cp, t, B * H), cn->data, row);
     rows_plus_bias(g.dtype, gt, at(x, t, B * 4 * H), b ? b->data : NULL, B,
                    4 * H);
-    loom_kernel_gemm_raw(g.dtype, false, true, B, 4 * H, H, 1, hn->data, H,
-                         w->data, H, 1, gt, 4 * H);
+    product(&wt, B, hn->data, gt, true);
     loom_kernel_lstm_step(g.dtype, B, H, gt, at(Cp, t, B * H),
                           at(Hp, t, B * H), at(Cn, t, B * H), hn->data,
                           at(o, t, B * H), peephole ? pp : NULL,
                           active ? active + t * B : NULL);
     memcpy(cn->data, at(Cn, t, B * H), row);
   }
+  loom_kernel_packed_free(wt.packed);
   loom_no_grad_end();
   free(active);
   const loom_tensor *ins[8];
@@ -281,8 +318,9 @@ static void lstm_backward(loom_node *n, loom_tensor *const *gout) {
   loom_tensor *dcp = loom_empty(g.dtype, LOOM_SHAPE(B, H));
   loom_tensor *dhn = loom_empty(g.dtype, LOOM_SHAPE(B, H));
   double *dpeep = has_p ? calloc((size_t)(3 * H), sizeof *dpeep) : NULL;
+  step_product wp = {0};
   if (!w || !dout || !dh || !dc || !dx || !dht || !dcp || !dhn ||
-      (has_p && !dpeep)) {
+      (has_p && !dpeep) || !product_init(&wp, w, false)) {
     free(active);
     free(dpeep);
     return;
@@ -298,12 +336,12 @@ static void lstm_backward(loom_node *n, loom_tensor *const *gout) {
                                    at(Cp, t, B * H), at(Cn, t, B * H),
                                    dht->data, dc->data, dxt, dcp->data,
                                    has_p ? pp : NULL, dpeep, a);
-    loom_kernel_gemm_raw(g.dtype, false, false, B, H, 4 * H, 1, dxt, 4 * H,
-                         w->data, H, 0, dhn->data, H);
+    product(&wp, B, dxt, dhn->data, false);
     pass_inactive(g.dtype, dhn->data, dht->data, a, B, H);
     memcpy(dh->data, dhn->data, row);
     memcpy(dc->data, dcp->data, row);
   }
+  loom_kernel_packed_free(wp.packed);
   free(active);
   loom__accumulate(n, 0, dx);
   if (loom__needs_grad(n, 1)) {
@@ -351,7 +389,9 @@ int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   loom_tensor *o = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
   loom_tensor *hn = loom_clone(h0);
   loom_no_grad_end();
-  if (!x || !w || !b || !A || !HG || !Hp || !o || !hn) {
+  step_product wt = {0};
+  if (!x || !w || !b || !A || !HG || !Hp || !o || !hn ||
+      !product_init(&wt, w, true)) {
     free(active);
     return -1;
   }
@@ -361,12 +401,12 @@ int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
     char *hg = at(HG, t, B * 3 * H);
     memcpy(at(Hp, t, B * H), hn->data, row);
     rows_plus_bias(g.dtype, hg, NULL, b->data, B, 3 * H);
-    loom_kernel_gemm_raw(g.dtype, false, true, B, 3 * H, H, 1, hn->data, H,
-                         w->data, H, 1, hg, 3 * H);
+    product(&wt, B, hn->data, hg, true);
     loom_kernel_gru_step(g.dtype, B, H, at(x, t, B * 3 * H), hg,
                          at(Hp, t, B * H), at(A, t, B * 3 * H), hn->data,
                          at(o, t, B * H), active ? active + t * B : NULL);
   }
+  loom_kernel_packed_free(wt.packed);
   free(active);
   loom_tensor *outs[2] = {o, hn};
   loom_node *node = loom__record_multi(&loom_op_gru_sequence, outs, 2, 4,
@@ -401,7 +441,9 @@ static void gru_backward(loom_node *n, loom_tensor *const *gout) {
   loom_tensor *dx = loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
   loom_tensor *dhg = loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
   loom_tensor *dht = loom_empty(g.dtype, LOOM_SHAPE(B, H));
-  if (!w || !dout || !dh || !dx || !dhg || !dht) {
+  step_product wp = {0};
+  if (!w || !dout || !dh || !dx || !dhg || !dht ||
+      !product_init(&wp, w, false)) {
     free(active);
     return;
   }
@@ -417,9 +459,9 @@ static void gru_backward(loom_node *n, loom_tensor *const *gout) {
                                   dht->data, at(dx, t, B * 3 * H), dhgt,
                                   dh->data, a);
     /* ... plus the recurrent product's part. */
-    loom_kernel_gemm_raw(g.dtype, false, false, B, H, 3 * H, 1, dhgt, 3 * H,
-                         w->data, H, 1, dh->data, H);
+    product(&wp, B, dhgt, dh->data, true);
   }
+  loom_kernel_packed_free(wp.packed);
   free(active);
   loom__accumulate(n, 0, dx);
   if (loom__needs_grad(n, 1)) {
@@ -461,7 +503,9 @@ int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   loom_tensor *pre = loom_empty(g.dtype, LOOM_SHAPE(B, H));
   loom_tensor *hn = loom_clone(h0);
   loom_no_grad_end();
-  if (!x || !w || !b || !Hn || !Hp || !o || !pre || !hn) {
+  step_product wt = {0};
+  if (!x || !w || !b || !Hn || !Hp || !o || !pre || !hn ||
+      !product_init(&wt, w, true)) {
     free(active);
     return -1;
   }
@@ -470,13 +514,13 @@ int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
     int64_t t = reverse ? T - 1 - s : s;
     memcpy(at(Hp, t, B * H), hn->data, row);
     rows_plus_bias(g.dtype, pre->data, at(x, t, B * H), b->data, B, H);
-    loom_kernel_gemm_raw(g.dtype, false, true, B, H, H, 1, hn->data, H,
-                         w->data, H, 1, pre->data, H);
+    product(&wt, B, hn->data, pre->data, true);
     loom_kernel_rnn_step(g.dtype, B, H, pre->data, at(Hp, t, B * H),
                          at(Hn, t, B * H), at(o, t, B * H), relu,
                          active ? active + t * B : NULL);
     memcpy(hn->data, at(Hn, t, B * H), row);
   }
+  loom_kernel_packed_free(wt.packed);
   free(active);
   loom_tensor *outs[2] = {o, hn};
   loom_node *node = loom__record_multi(&loom_op_rnn_sequence, outs, 2, 4,
@@ -509,7 +553,9 @@ static void rnn_backward(loom_node *n, loom_tensor *const *gout) {
   loom_tensor *dx = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
   loom_tensor *dht = loom_empty(g.dtype, LOOM_SHAPE(B, H));
   loom_tensor *dhn = loom_empty(g.dtype, LOOM_SHAPE(B, H));
-  if (!w || !dout || !dh || !dx || !dht || !dhn) {
+  step_product wp = {0};
+  if (!w || !dout || !dh || !dx || !dht || !dhn ||
+      !product_init(&wp, w, false)) {
     free(active);
     return;
   }
@@ -522,11 +568,11 @@ static void rnn_backward(loom_node *n, loom_tensor *const *gout) {
                      H);
     loom_kernel_rnn_step_backward(g.dtype, B, H, at(Hn, t, B * H), dht->data,
                                   dxt, relu, a);
-    loom_kernel_gemm_raw(g.dtype, false, false, B, H, H, 1, dxt, H, w->data,
-                         H, 0, dhn->data, H);
+    product(&wp, B, dxt, dhn->data, false);
     pass_inactive(g.dtype, dhn->data, dht->data, a, B, H);
     memcpy(dh->data, dhn->data, row);
   }
+  loom_kernel_packed_free(wp.packed);
   free(active);
   loom__accumulate(n, 0, dx);
   if (loom__needs_grad(n, 1)) {

@@ -52,8 +52,15 @@ int loom_checkpoint_save(const char *path, const loom_module *model,
     rc = loom_optimizer_save_state(opt, m, "optim.");
   if (rc == 0 && sched)
     rc = loom_schedule_save_state(sched, m, "sched.");
-  if (rc == 0 && extra)
+  if (rc == 0 && extra) {
     rc = add_prefixed(m, extra, "extra.");
+    char key[1024];
+    for (int i = 0; rc == 0 && i < loom_tensor_map_meta_count(extra); i++) {
+      const char *k = loom_tensor_map_meta_key(extra, i);
+      snprintf(key, sizeof key, "extra.%s", k);
+      rc = loom_tensor_map_set_meta(m, key, loom_tensor_map_meta(extra, k));
+    }
+  }
   if (rc == 0)
     rc = loom_tensor_map_set(m, "step", loom_from_array(LOOM_I64, &step, 0,
                                                         NULL));
@@ -106,6 +113,12 @@ int loom_checkpoint_load(const char *path, loom_module *model,
   if (rc == 0 && extra) {
     *extra = strip(m, "extra.");
     rc = *extra ? 0 : -1;
+    for (int i = 0; rc == 0 && i < loom_tensor_map_meta_count(m); i++) {
+      const char *k = loom_tensor_map_meta_key(m, i);
+      if (!strncmp(k, "extra.", 6))
+        rc = loom_tensor_map_set_meta(*extra, k + 6, loom_tensor_map_meta(m,
+                                                                          k));
+    }
   }
   loom_tensor_map_free(m);
   return rc;

@@ -297,8 +297,8 @@ LOOM_API loom_tensor *loom_kl_div(const loom_tensor *input,
 
 /* A resumable training checkpoint in one safetensors file: the model's
  * state dict ("model.<name>"), optimizer and schedule state, the step, the
- * generator's state and any `extra` tensors. opt, sched, rng, extra may be
- * NULL. Written through a temporary file and a rename. 0 or -1. */
+ * generator's state and any `extra` tensors and metadata strings (an
+ * app's configuration, say). opt, sched, rng, extra may be NULL. Written through a temporary file and a rename. 0 or -1. */
 LOOM_API int loom_checkpoint_save(const char *path, const loom_module *model,
                                   const loom_optimizer *opt,
                                   const loom_schedule *sched, int64_t step,

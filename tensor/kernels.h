@@ -116,6 +116,18 @@ void loom_kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
                           int64_t lda, const void *b, int64_t ldb, double beta,
                           void *c, int64_t ldc);
 
+/* A right-hand operand packed once for many products (float32 only;
+ * kernel_gemm_packed.c): B is K x N, read from b with leading dimension ld,
+ * or as the transpose of an N x K matrix when trans. */
+typedef struct loom_packed loom_packed;
+loom_packed *loom_kernel_pack(const float *b, int64_t K, int64_t N,
+                              int64_t ld, bool trans);
+void loom_kernel_packed_free(loom_packed *p);
+/* C (M x N, ldc) = A (M x K, lda) B, or C += A B when accumulate. */
+void loom_kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
+                             const loom_packed *p, float *c, int64_t ldc,
+                             bool accumulate);
+
 /* ---- indexing (kernel_index.c) ---- */
 
 /* out[..i..] = x[..index[..i..]..] along dim; index int64, values checked

@@ -148,6 +148,14 @@ const char *loom_tensor_map_meta(const loom_tensor_map *m, const char *key) {
   return NULL;
 }
 
+int loom_tensor_map_meta_count(const loom_tensor_map *m) {
+  return m ? m->n_meta / 2 : 0;
+}
+
+const char *loom_tensor_map_meta_key(const loom_tensor_map *m, int i) {
+  return m && i >= 0 && 2 * i < m->n_meta ? m->meta[2 * i] : NULL;
+}
+
 /* ---- dtypes on disk ---- */
 
 typedef struct {

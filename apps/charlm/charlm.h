@@ -1,0 +1,60 @@
+/* charlm: a character-level language model (internal interfaces). */
+#ifndef CHARLM_H
+#define CHARLM_H
+
+#include <loom/loom.h>
+
+/* ---- corpus (corpus.c) ---- */
+
+/* The text the model trains on, its vocabulary (the distinct bytes, in
+ * increasing order) and the text as vocabulary ids. */
+typedef struct {
+  unsigned char *text;
+  size_t len;
+  int vocab;
+  unsigned char chars[256]; /* id -> byte */
+  int16_t ids_of[256];      /* byte -> id, -1 if absent */
+  int64_t *ids;
+} corpus;
+
+/* Loads a file, or (path NULL) generates the built-in corpus of about
+ * `bytes` bytes. 0 or -1 (message printed). */
+int corpus_load(corpus *c, const char *path, size_t bytes);
+void corpus_free(corpus *c);
+/* Entropy of the byte distribution, bits per character. */
+double corpus_unigram_bits(const corpus *c);
+/* Writes the built-in corpus (for --write-corpus). */
+unsigned char *corpus_generate(size_t bytes, size_t *len);
+
+/* ---- model (model.c) ---- */
+
+typedef struct {
+  char cell[16];  /* rnn, lstm, gru, peephole, transformer */
+  int64_t vocab, embed, hidden, layers, heads, ff, context;
+  double dropout;
+} charlm_config;
+
+typedef struct {
+  loom_module base;
+  charlm_config cfg;
+  loom_embedding_layer *embed;
+  loom_rnn *rnn;
+  loom_linear_layer *head;
+  loom_dropout_layer *drop;
+  loom_module *transformer; /* the decoder-only option (transformer.c) */
+  loom_rng *rng;            /* dropout masks; owned */
+} charlm;
+
+charlm *charlm_new(const charlm_config *cfg, uint64_t seed);
+void charlm_free(charlm *m);
+int charlm_n_states(const charlm *m);
+/* logits (T, B, V) from ids x (T, B); state: charlm_n_states tensors of
+ * (layers, B, hidden) or NULL (zeros); new_state receives the final ones.
+ * For the transformer, state is the previous context (see transformer.c). */
+int charlm_forward(charlm *m, const loom_tensor *x, loom_tensor *const *state,
+                   loom_tensor **logits, loom_tensor **new_state);
+/* Config <-> checkpoint metadata. */
+int charlm_config_save(const charlm_config *cfg, loom_tensor_map *extra);
+int charlm_config_load(charlm_config *cfg, const loom_tensor_map *extra);
+
+#endif

@@ -1,0 +1,103 @@
+#define _POSIX_C_SOURCE 200809L
+#include "common.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+double app_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+unsigned char *app_read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    fprintf(stderr, "%s: %s\n", path, strerror(errno));
+    return NULL;
+  }
+  unsigned char *buf = NULL;
+  size_t cap = 0, n = 0;
+  for (;;) {
+    if (n == cap) {
+      cap = cap ? 2 * cap : 1 << 20;
+      unsigned char *g = realloc(buf, cap + 1);
+      if (!g) {
+        fprintf(stderr, "%s: out of memory\n", path);
+        free(buf);
+        fclose(f);
+        return NULL;
+      }
+      buf = g;
+    }
+    size_t r = fread(buf + n, 1, cap - n, f);
+    n += r;
+    if (r == 0)
+      break;
+  }
+  bool err = ferror(f);
+  fclose(f);
+  if (err) {
+    fprintf(stderr, "%s: read error\n", path);
+    free(buf);
+    return NULL;
+  }
+  buf[n] = 0;
+  *len = n;
+  return buf;
+}
+
+char *app_duration(double s, char *buf, size_t size) {
+  if (!(s >= 0) || s > 1e8)
+    snprintf(buf, size, "?");
+  else if (s < 60)
+    snprintf(buf, size, "%.0fs", s);
+  else if (s < 3600)
+    snprintf(buf, size, "%dm%02ds", (int)s / 60, (int)s % 60);
+  else
+    snprintf(buf, size, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+  return buf;
+}
+
+void app_progress_begin(app_progress *p) {
+  p->start = app_now();
+  p->last_print = 0;
+  p->tty = isatty(fileno(stderr));
+}
+
+void app_progress_line(app_progress *p, int64_t done, int64_t total,
+                       double rate, const char *unit, const char *text,
+                       bool force) {
+  double now = app_now();
+  if (!force && now - p->last_print < (p->tty ? 0.5 : 10))
+    return;
+  p->last_print = now;
+  char eta[32] = "", r[32];
+  if (total > 0 && done > 0) {
+    double left = (now - p->start) / (double)done * (double)(total - done);
+    char d[24];
+    snprintf(eta, sizeof eta, "  ETA %s", app_duration(left, d, sizeof d));
+  }
+  if (rate >= 1e6)
+    snprintf(r, sizeof r, "%.2fM", rate / 1e6);
+  else if (rate >= 1e3)
+    snprintf(r, sizeof r, "%.1fk", rate / 1e3);
+  else
+    snprintf(r, sizeof r, "%.0f", rate);
+  if (total > 0)
+    fprintf(stderr, "%s%lld/%lld  %s  %s %s/s%s%s", p->tty ? "\r\033[K" : "",
+            (long long)done, (long long)total, text, r, unit, eta,
+            p->tty ? "" : "\n");
+  else
+    fprintf(stderr, "%s%lld  %s  %s %s/s%s", p->tty ? "\r\033[K" : "",
+            (long long)done, text, r, unit, p->tty ? "" : "\n");
+  fflush(stderr);
+}
+
+void app_progress_end(app_progress *p) {
+  if (p->tty)
+    fprintf(stderr, "\n");
+}
