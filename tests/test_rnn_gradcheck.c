@@ -171,6 +171,47 @@ START_TEST(test_parameter_names) {
 }
 END_TEST
 
+/* Truncated BPTT through the runner: the state carried across chunks is
+ * detached, so memory is the same after chunk 5 and after chunk 60. */
+START_TEST(test_truncated_bptt_memory_is_flat) {
+  loom_rnn *r = loom_lstm_new((loom_rnn_opts){.input_size = 3,
+                                              .hidden_size = 8,
+                                              .num_layers = 2});
+  loom_tensor *ps[16];
+  int np = loom_module_parameters(&r->base, ps, 16);
+  loom_optimizer *opt = loom_adam_new(ps, np, loom_adam_defaults(1e-3));
+  loom_tensor *state[2] = {NULL, NULL};
+  int64_t live = 0, bytes = 0;
+  for (int chunk = 0; chunk < 60; chunk++) {
+    loom_scope *s = loom_scope_begin();
+    loom_tensor *x = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(7, 2, 3));
+    loom_tensor *out, *fin[2];
+    ck_assert_int_eq(loom_rnn_forward(r, x, NULL, state[0] ? state : NULL,
+                                      &out, fin), 0);
+    loom_optimizer_zero_grad(opt);
+    ck_assert_int_eq(loom_backward(loom_mean_all(loom_square(out))), 0);
+    loom_clip_grad_norm(ps, np, 1.0, 2);
+    loom_optimizer_step(opt);
+    for (int k = 0; k < 2; k++) {
+      loom_release(state[k]);
+      state[k] = loom_keep(loom_detach(fin[k]));
+    }
+    loom_scope_end(s);
+    ck_assert_int_eq(loom_tape_size(), 0);
+    if (chunk == 5) {
+      live = loom_debug_live_tensors();
+      bytes = loom_debug_live_bytes();
+    }
+  }
+  ck_assert_int_eq(loom_debug_live_tensors(), live);
+  ck_assert_int_eq(loom_debug_live_bytes(), bytes);
+  loom_release(state[0]);
+  loom_release(state[1]);
+  loom_optimizer_free(opt);
+  loom_rnn_free(r);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("rnn_gradcheck");
   TCase *tc = tcase_create("cells");
@@ -180,6 +221,7 @@ int main(void) {
   tcase_add_test(tc, test_lengths_equal_separate_runs);
   tcase_add_test(tc, test_dropout_between_layers);
   tcase_add_test(tc, test_parameter_names);
+  tcase_add_test(tc, test_truncated_bptt_memory_is_flat);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
