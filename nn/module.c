@@ -243,3 +243,35 @@ void loom_module_zero_grad(loom_module *m) {
       loom_module_zero_grad(m->entries[i].child);
   }
 }
+
+loom_module *loom_module_list_new(void) {
+  loom_module *l = calloc(1, sizeof *l);
+  if (!l)
+    return LOOM_FAIL(LOOM_ERR_MEMORY, "module_list_new: out of memory");
+  loom_module_init(l, "ModuleList", NULL);
+  return l;
+}
+
+loom_module *loom_module_list_append(loom_module *list, loom_module *child) {
+  if (!list) {
+    loom_module_free(child);
+    return NULL;
+  }
+  char name[24];
+  snprintf(name, sizeof name, "%d", loom_module_child_count(list));
+  return loom_module_add_child(list, name, child);
+}
+
+loom_module *loom_module_child(const loom_module *m, int i) {
+  for (int k = 0; m && k < m->n_entries; k++)
+    if (m->entries[k].kind == CHILD && i-- == 0)
+      return m->entries[k].child;
+  return NULL;
+}
+
+int loom_module_child_count(const loom_module *m) {
+  int n = 0;
+  for (int k = 0; m && k < m->n_entries; k++)
+    n += m->entries[k].kind == CHILD;
+  return n;
+}

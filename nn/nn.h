@@ -88,6 +88,17 @@ LOOM_API int loom_module_load_state_dict(loom_module *m,
 /* Drops the gradient of every parameter. */
 LOOM_API void loom_module_zero_grad(loom_module *m);
 
+/* A container whose children are named "0", "1", ... (torch.nn.ModuleList),
+ * for names like "layers.3.linear1.weight". Caller owns the list (free it
+ * with loom_module_free, or register it as a child). */
+LOOM_API loom_module *loom_module_list_new(void);
+/* Appends child (owned by the list from now on); returns it or NULL. */
+LOOM_API loom_module *loom_module_list_append(loom_module *list,
+                                              loom_module *child);
+/* The i-th child of a module (borrowed), or NULL. */
+LOOM_API loom_module *loom_module_child(const loom_module *m, int i);
+LOOM_API int loom_module_child_count(const loom_module *m);
+
 /* ------------------------------------------------ initialisers
  * In place, under no-grad, from generator g (NULL: the default). 0 or -1. */
 
@@ -315,5 +326,6 @@ LOOM_API int loom_checkpoint_load(const char *path, loom_module *model,
 }
 #endif
 
+#include "attention.h"
 #include "rnn.h"
 #endif

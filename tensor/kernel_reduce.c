@@ -339,7 +339,9 @@ void loom_kernel_arg_reduce(bool is_max, loom_tensor *values,
           for (int64_t j = 0; j < len; j++)                                    \
             yr[j * inner] = xr[j * inner] - m - ls;                            \
         } else {                                                               \
-          T r = (T)(1 / s);                                                    \
+          /* A row with nothing allowed (all -inf, a fully masked attention \
+           * row) gets zeros, not 0/0: no NaN reaches outputs or grads. */     \
+          T r = s > 0 ? (T)(1 / s) : 0;                                        \
           for (int64_t j = 0; j < len; j++)                                    \
             yr[j * inner] *= r;                                                \
         }                                                                      \
