@@ -1,0 +1,132 @@
+/* loom_matmul against a direct cblas_sgemm on the same buffers.
+ *
+ * For each shape (M x K) @ (K x N), float32:
+ *   NN: loom_matmul(a, b)          vs cblas_sgemm(NoTrans, NoTrans)
+ *   NT: loom_matmul(a, loom_t(bt)) vs cblas_sgemm(NoTrans, Trans), with bt
+ *       stored N x K as a PyTorch-style weight is.
+ * The loom figure includes what a user pays per call: a scope begin/end,
+ * the view for the transpose, the output allocation and its release.
+ * Both sides use OpenBLAS's own thread count (printed). Prints GFLOP/s
+ * (2 M N K / t, median of interleaved samples) and the ratio loom / BLAS
+ * (median of the per-round ratios, see bench_speed_ratio).
+ * Lines starting with "@matmul" are for bench/run.sh.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "bench_util.h"
+
+#include <loom/loom.h>
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct {
+  const char *name;
+  int64_t m, n, k;
+} shape;
+
+typedef struct {
+  int64_t m, n, k;
+  bool trans;
+  loom_tensor *a, *b; /* b is K x N, or N x K when trans */
+  float *c;           /* BLAS's output */
+} mm_ctx;
+
+static void run_loom(void *p) {
+  mm_ctx *x = p;
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *y = loom_matmul(x->a, x->trans ? loom_t(x->b) : x->b);
+  if (!y) {
+    fprintf(stderr, "matmul: %s\n", loom_last_error());
+    exit(1);
+  }
+  loom_scope_end(s);
+}
+
+static void run_blas(void *p) {
+  mm_ctx *x = p;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, x->trans ? CblasTrans : CblasNoTrans,
+              (blasint)x->m, (blasint)x->n, (blasint)x->k, 1.0f,
+              loom_data_f32(x->a), (blasint)x->k, loom_data_f32(x->b),
+              (blasint)(x->trans ? x->k : x->n), 0.0f, x->c, (blasint)x->n);
+}
+
+/* Largest |loom - blas| relative to the largest |blas|: both must compute
+ * the same product, or the timing compares different work. */
+static double check(mm_ctx *x) {
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *y = loom_matmul(x->a, x->trans ? loom_t(x->b) : x->b);
+  run_blas(x);
+  const float *yl = loom_data_f32(y);
+  double diff = 0, scale = 0;
+  for (int64_t i = 0; i < x->m * x->n; i++) {
+    diff = fmax(diff, fabs((double)yl[i] - x->c[i]));
+    scale = fmax(scale, fabs((double)x->c[i]));
+  }
+  loom_scope_end(s);
+  return diff / (scale > 0 ? scale : 1);
+}
+
+static void bench_shape(const shape *sh, bool trans, int samples,
+                        double min_s) {
+  loom_scope *s = loom_scope_begin();
+  mm_ctx x = {sh->m, sh->n, sh->k, trans, NULL, NULL, NULL};
+  x.a = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(sh->m, sh->k));
+  x.b = trans ? loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(sh->n, sh->k))
+              : loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(sh->k, sh->n));
+  if (!x.a || !x.b) {
+    fprintf(stderr, "matmul: %s\n", loom_last_error());
+    exit(1);
+  }
+  x.c = bench_alloc_f32((size_t)(sh->m * sh->n));
+  double err = check(&x);
+  bench_fn fns[2] = {run_loom, run_blas};
+  void *ctxs[2] = {&x, &x};
+  double med[2], *times = malloc(sizeof *times * 2 * (size_t)samples);
+  if (!times)
+    exit(2);
+  bench_compare(2, fns, ctxs, samples, min_s, med, times);
+  double ratio = bench_speed_ratio(times, samples, 0, 1);
+  free(times);
+  double flop = 2.0 * (double)sh->m * (double)sh->n * (double)sh->k;
+  double gl = flop / med[0] * 1e-9, gb = flop / med[1] * 1e-9;
+  const char *layout = trans ? "NT" : "NN";
+  printf("%-10s %s %5lld %5lld %5lld %10.3f %9.2f %9.2f %7.3f  %.1e\n",
+         sh->name, layout, (long long)sh->m, (long long)sh->n, (long long)sh->k,
+         med[0] * 1e3, gl, gb, ratio, err);
+  printf("@matmul %s %s %lld %lld %lld %.3f %.3f %.4f\n", sh->name, layout,
+         (long long)sh->m, (long long)sh->n, (long long)sh->k, gl, gb, ratio);
+  fflush(stdout);
+  free(x.c);
+  loom_scope_end(s);
+}
+
+int main(int argc, char **argv) {
+  int samples = 9;
+  double min_s = 0.04;
+  const char *only = bench_take_option(&argc, argv, "m"); /* one M only */
+  bench_options(argc, argv,
+                "usage: bench-matmul [--samples N] [--min-ms MS] [--m M]\n"
+                "loom_matmul vs cblas_sgemm GFLOP/s, float32.\n",
+                &samples, &min_s);
+  static const shape shapes[] = {
+      {"square", 64, 64, 64},       {"square", 128, 128, 128},
+      {"square", 256, 256, 256},    {"square", 512, 512, 512},
+      {"square", 1024, 1024, 1024}, {"square", 2048, 2048, 2048},
+      {"lstm", 32, 2048, 512},      {"lstm", 32, 2048, 768},
+      {"lstm", 64, 2048, 512},      {"lstm", 64, 2048, 768},
+  };
+  loom_manual_seed(1);
+  printf("# OpenBLAS %s, core %s, %d threads; %d samples of >= %.0f ms\n",
+         openblas_get_config(), openblas_get_corename(),
+         openblas_get_num_threads(), samples, min_s * 1e3);
+  printf("%-10s %s %5s %5s %5s %10s %9s %9s %7s  %s\n", "# shape", "op", "M",
+         "N", "K", "loom_ms", "loom_GF/s", "blas_GF/s", "ratio", "rel_err");
+  for (int t = 0; t < 2; t++)
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+      if (!only || atoll(only) == shapes[i].m)
+        bench_shape(&shapes[i], t == 1, samples, min_s);
+  loom_cleanup();
+  return 0;
+}
