@@ -38,21 +38,33 @@ typedef struct {
   loom_module base;
   charlm_config cfg;
   loom_embedding_layer *embed;
-  loom_rnn *rnn;
+  loom_rnn *rnn;                    /* recurrent models */
+  loom_transformer_stack *blocks;   /* --model transformer: causal blocks */
+  loom_learned_positions *positions;
   loom_linear_layer *head;
   loom_dropout_layer *drop;
-  loom_module *transformer; /* the decoder-only option (transformer.c) */
-  loom_rng *rng;            /* dropout masks; owned */
+  loom_rng *rng;                    /* dropout masks; owned */
 } charlm;
 
 charlm *charlm_new(const charlm_config *cfg, uint64_t seed);
 void charlm_free(charlm *m);
 int charlm_n_states(const charlm *m);
-/* logits (T, B, V) from ids x (T, B); state: charlm_n_states tensors of
- * (layers, B, hidden) or NULL (zeros); new_state receives the final ones.
- * For the transformer, state is the previous context (see transformer.c). */
+/* logits (T, B, V) from ids x (T, B). Recurrent models: state holds
+ * charlm_n_states tensors of (layers, B, hidden) or is NULL (zeros) and
+ * new_state receives the final ones. The transformer sees only x (causally;
+ * T at most cfg.context) and has no state. */
 int charlm_forward(charlm *m, const loom_tensor *x, loom_tensor *const *state,
                    loom_tensor **logits, loom_tensor **new_state);
+
+/* Generation one character at a time: recurrent states, or the
+ * transformer's key/value caches (a sliding window past its context). */
+typedef struct charlm_gen charlm_gen;
+charlm_gen *charlm_gen_new(charlm *m);
+void charlm_gen_free(charlm_gen *g);
+/* Feeds ids; *logits receives the (V) logits after the last one (kept:
+ * release it). 0 or -1. */
+int charlm_gen_feed(charlm_gen *g, const int64_t *ids, int64_t n,
+                    loom_tensor **logits);
 /* Config <-> checkpoint metadata. */
 int charlm_config_save(const charlm_config *cfg, loom_tensor_map *extra);
 int charlm_config_load(charlm_config *cfg, const loom_tensor_map *extra);

@@ -350,7 +350,10 @@ static int train(const options *o) {
   }
   charlm_config cfg = o->model;
   cfg.vocab = c.vocab;
+  cfg.context = o->seq; /* the transformer attends within a chunk */
   charlm *m = charlm_new(&cfg, o->seed);
+  if (m)
+    cfg = m->cfg; /* with the model's own settings filled in */
   loom_tensor *params[64];
   int np = m ? loom_module_parameters(&m->base, params, 64) : 0;
   loom_optimizer *opt = m ? loom_adam_new(params, np,
@@ -583,8 +586,6 @@ static int sample(const options *o) {
   loom_module_train(&m->base, false);
   loom_no_grad_begin();
   loom_rng *g = loom_rng_new(o->seed);
-  int ns = charlm_n_states(m);
-  loom_tensor *state[LOOM_RNN_MAX_STATES] = {NULL};
   /* Prime: characters the model does not know are skipped. */
   size_t plen = strlen(o->prime);
   int64_t *ids = malloc((plen + 1) * sizeof *ids);
@@ -595,35 +596,20 @@ static int sample(const options *o) {
   if (np == 0 && ids)
     ids[np++] = 0;
   fwrite(o->prime, 1, plen, stdout);
+  charlm_gen *gen = charlm_gen_new(m);
   loom_tensor *last = NULL;
-  int rc = 0;
-  for (int64_t i = 0; ids && i <= o->length && rc == 0; i++) {
-    loom_scope *s = loom_scope_begin();
-    loom_tensor *x = i == 0 ? loom_from_array(LOOM_I64, ids, LOOM_SHAPE(np, 1))
-                            : loom_from_array(LOOM_I64, ids, LOOM_SHAPE(1, 1));
-    loom_tensor *logits, *next[LOOM_RNN_MAX_STATES];
-    if (charlm_forward(m, x, state[0] ? state : NULL, &logits, next) < 0) {
-      fprintf(stderr, "charlm: %s\n", loom_last_error());
-      rc = 1;
-    } else {
-      loom_release(last);
-      last = loom_keep(loom_select(loom_select(logits, 0, -1), 0, 0));
-      for (int k = 0; k < ns; k++) {
-        loom_release(state[k]);
-        state[k] = loom_keep(next[k]);
-      }
-    }
-    loom_scope_end(s);
-    if (rc || i == o->length)
-      break;
-    int c = pick(last, o, g);
+  int rc = ids && gen && charlm_gen_feed(gen, ids, np, &last) == 0 ? 0 : 1;
+  for (int64_t i = 0; rc == 0 && i < o->length; i++) {
+    int64_t c = pick(last, o, g);
     fputc(chars[c], stdout);
-    ids[0] = c;
+    loom_release(last);
+    rc = charlm_gen_feed(gen, &c, 1, &last) == 0 ? 0 : 1;
   }
+  if (rc)
+    fprintf(stderr, "charlm: %s\n", loom_last_error());
   fputc('\n', stdout);
   loom_release(last);
-  for (int k = 0; k < ns; k++)
-    loom_release(state[k]);
+  charlm_gen_free(gen);
   free(ids);
   loom_rng_free(g);
   loom_no_grad_end();
