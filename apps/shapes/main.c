@@ -1,0 +1,351 @@
+/* shapes: a small CNN learns to tell drawn shapes apart, on images the
+ * program renders itself (circles, squares, triangles, crosses, at random
+ * sizes, positions and stroke widths, with noise). It trains, reports test
+ * accuracy, saves a checkpoint, reloads it into a fresh model and checks
+ * that the reloaded model predicts exactly the same. */
+#define _POSIX_C_SOURCE 200809L
+#include <loom/loom.h>
+
+#include "../common/common.h"
+
+#include <getopt.h>
+#include <stb_image_write.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLASSES 4
+static const char *const class_names[CLASSES] = {"circle", "square",
+                                                 "triangle", "cross"};
+
+typedef struct {
+  int64_t train, test, size, epochs, batch;
+  double lr, min_accuracy;
+  uint64_t seed;
+  const char *checkpoint, *picture;
+  bool quiet;
+} options;
+
+/* ---- the data ---- */
+
+/* Distance from point p to segment ab. */
+static double seg_dist(double px, double py, double ax, double ay, double bx,
+                       double by) {
+  double dx = bx - ax, dy = by - ay, l2 = dx * dx + dy * dy;
+  double t = l2 > 0 ? ((px - ax) * dx + (py - ay) * dy) / l2 : 0;
+  t = t < 0 ? 0 : t > 1 ? 1 : t;
+  double cx = ax + t * dx - px, cy = ay + t * dy - py;
+  return sqrt(cx * cx + cy * cy);
+}
+
+/* One image (size x size, values 0..1) of class c, outline drawn with a
+ * soft pen, plus noise. */
+static void draw(float *img, int64_t n, int c, loom_rng *g) {
+  double cx = n * (0.35 + 0.3 * loom_rng_uniform(g));
+  double cy = n * (0.35 + 0.3 * loom_rng_uniform(g));
+  double r = n * (0.18 + 0.12 * loom_rng_uniform(g));
+  double pen = 0.6 + 0.8 * loom_rng_uniform(g);
+  double angle = 0.5 * (loom_rng_uniform(g) - 0.5);
+  double px[3], py[3];
+  for (int k = 0; k < 3; k++) {
+    double a = angle + 2 * 3.14159265358979 * k / 3 - 3.14159265358979 / 2;
+    px[k] = cx + r * cos(a);
+    py[k] = cy + r * sin(a);
+  }
+  for (int64_t y = 0; y < n; y++)
+    for (int64_t x = 0; x < n; x++) {
+      double d, X = (double)x + 0.5, Y = (double)y + 0.5;
+      switch (c) {
+      case 0: d = fabs(hypot(X - cx, Y - cy) - r); break;
+      case 1: {
+        double ux = fabs(X - cx), uy = fabs(Y - cy), s = r * 0.8;
+        d = ux > uy ? fabs(ux - s) + (uy > s ? uy - s : 0)
+                    : fabs(uy - s) + (ux > s ? ux - s : 0);
+        break;
+      }
+      case 2:
+        d = fmin(seg_dist(X, Y, px[0], py[0], px[1], py[1]),
+                 fmin(seg_dist(X, Y, px[1], py[1], px[2], py[2]),
+                      seg_dist(X, Y, px[2], py[2], px[0], py[0])));
+        break;
+      default:
+        d = fmin(seg_dist(X, Y, cx - r, cy - r, cx + r, cy + r),
+                 seg_dist(X, Y, cx - r, cy + r, cx + r, cy - r));
+      }
+      double v = d < pen ? 1 : d < pen + 1 ? pen + 1 - d : 0;
+      v += 0.15 * loom_rng_normal(g);
+      img[y * n + x] = (float)(v < 0 ? 0 : v > 1 ? 1 : v);
+    }
+}
+
+/* n images (n, 1, size, size) and their labels, kept by the caller. */
+static void dataset(int64_t n, int64_t size, loom_rng *g, loom_tensor **x,
+                    loom_tensor **y) {
+  float *px = malloc((size_t)(n * size * size) * sizeof *px);
+  int64_t *py = malloc((size_t)n * sizeof *py);
+  for (int64_t i = 0; px && py && i < n; i++) {
+    py[i] = (int64_t)(loom_rng_u64(g) % CLASSES);
+    draw(px + i * size * size, size, (int)py[i], g);
+  }
+  *x = px ? loom_keep(loom_from_array(LOOM_F32, px,
+                                      LOOM_SHAPE(n, 1, size, size)))
+          : NULL;
+  *y = py ? loom_keep(loom_from_array(LOOM_I64, py, LOOM_SHAPE(n))) : NULL;
+  free(px);
+  free(py);
+}
+
+/* ---- the model: conv-relu-pool twice, then two linear layers ---- */
+
+typedef struct {
+  loom_module base;
+  loom_conv2d_layer *conv1, *conv2;
+  loom_batch_norm *bn1;
+  loom_linear_layer *fc1, *fc2;
+  int64_t size;
+} cnn;
+
+static cnn *cnn_new(int64_t size) {
+  cnn *m = calloc(1, sizeof *m);
+  if (!m)
+    return NULL;
+  loom_module_init(&m->base, "ShapesCNN", NULL);
+  m->size = size;
+  loom_conv2d_opts pad = {.padding = {1, 1}};
+  int64_t flat = 16 * (size / 4) * (size / 4);
+  m->conv1 = (loom_conv2d_layer *)loom_module_add_child(
+      &m->base, "conv1", (loom_module *)loom_conv2d_layer_new(1, 8, 3, 3, pad,
+                                                              true));
+  m->bn1 = (loom_batch_norm *)loom_module_add_child(
+      &m->base, "bn1", (loom_module *)loom_batch_norm_new(8, 1e-5, 0.1, true,
+                                                          true));
+  m->conv2 = (loom_conv2d_layer *)loom_module_add_child(
+      &m->base, "conv2", (loom_module *)loom_conv2d_layer_new(8, 16, 3, 3, pad,
+                                                              true));
+  m->fc1 = (loom_linear_layer *)loom_module_add_child(
+      &m->base, "fc1", (loom_module *)loom_linear_layer_new(flat, 64, true));
+  m->fc2 = (loom_linear_layer *)loom_module_add_child(
+      &m->base, "fc2", (loom_module *)loom_linear_layer_new(64, CLASSES,
+                                                            true));
+  if (!m->conv1 || !m->bn1 || !m->conv2 || !m->fc1 || !m->fc2) {
+    loom_module_free(&m->base);
+    return NULL;
+  }
+  return m;
+}
+
+static loom_tensor *cnn_forward(cnn *m, const loom_tensor *x) {
+  loom_pool2d_opts pool = {.kernel = {2, 2}};
+  loom_tensor *h = loom_relu(loom_batch_norm_forward(
+      m->bn1, loom_conv2d_layer_forward(m->conv1, x)));
+  h = loom_max_pool2d(h, pool, NULL);
+  h = loom_max_pool2d(loom_relu(loom_conv2d_layer_forward(m->conv2, h)), pool,
+                      NULL);
+  h = loom_relu(loom_linear_layer_forward(m->fc1, loom_flatten(h, 1, -1)));
+  return loom_linear_layer_forward(m->fc2, h);
+}
+
+/* Predictions for all of x, in evaluation mode, batch by batch. */
+static loom_tensor *predict(cnn *m, const loom_tensor *x, int64_t batch) {
+  loom_module_train(&m->base, false);
+  loom_no_grad_begin();
+  int64_t n = loom_size(x, 0);
+  loom_tensor *parts[4096];
+  int k = 0;
+  for (int64_t i = 0; i < n && k < 4096; i += batch, k++)
+    parts[k] = loom_argmax(cnn_forward(m, loom_narrow(x, 0, i, i + batch > n
+                                                                ? n - i
+                                                                : batch)),
+                           1, false);
+  loom_no_grad_end();
+  loom_module_train(&m->base, true);
+  return loom_concat(parts, k, 0);
+}
+
+static double accuracy(const loom_tensor *pred, const loom_tensor *y) {
+  return loom_item(loom_mean_all(loom_eq(pred, y)));
+}
+
+/* A strip of test images with their predicted class names. */
+static void picture(const options *o, const loom_tensor *x,
+                    const loom_tensor *pred, const loom_tensor *y) {
+  int n = 8, s = (int)o->size, scale = 4, cell = s * scale + 8;
+  int W = n * cell, H = cell + 20;
+  unsigned char *rgb = calloc((size_t)(W * H * 3), 1);
+  if (!rgb)
+    return;
+  memset(rgb, 255, (size_t)(W * H * 3));
+  const float *px = loom_data_f32(loom_contiguous(x));
+  for (int i = 0; px && i < n && i < loom_size(x, 0); i++) {
+    for (int yy = 0; yy < s * scale; yy++)
+      for (int xx = 0; xx < s * scale; xx++) {
+        float v = px[(int64_t)i * s * s + (yy / scale) * s + xx / scale];
+        unsigned char c = (unsigned char)(255 - 255 * v);
+        unsigned char *p = rgb + 3 * ((size_t)(yy + 4) * W + i * cell + 4 +
+                                      xx);
+        p[0] = p[1] = p[2] = c;
+      }
+    int64_t pr = (int64_t)loom_get(pred, (int64_t[]){i});
+    int64_t tr = (int64_t)loom_get(y, (int64_t[]){i});
+    app_draw_text(rgb, W, H, i * cell + 4, cell + 4, class_names[pr],
+                  pr == tr ? 0x207020 : 0xc02020, 1);
+  }
+  char tmp[1024];
+  snprintf(tmp, sizeof tmp, "%s.tmp.png", o->picture);
+  if (stbi_write_png(tmp, W, H, 3, rgb, W * 3) && rename(tmp, o->picture) == 0 &&
+      !o->quiet)
+    fprintf(stderr, "predictions: %s\n", o->picture);
+  free(rgb);
+}
+
+static void usage(FILE *f) {
+  fprintf(f,
+"usage: shapes [options]\n"
+"Trains a small CNN (conv-bn-relu-pool, conv-relu-pool, two linear layers)\n"
+"to classify circles, squares, triangles and crosses it draws itself, saves\n"
+"it, reloads it and checks the reloaded model predicts the same.\n"
+"  --train N        training images (4000)\n"
+"  --test N         test images (1000)\n"
+"  --size N         image side, a multiple of 4 (24)\n"
+"  --epochs N       passes over the training images (3)\n"
+"  --batch N        batch size (64)\n"
+"  --lr X           Adam learning rate (3e-3)\n"
+"  --seed N         random seed (1)\n"
+"  --checkpoint F   where to save (shapes.ckpt)\n"
+"  --picture F      PNG of test images with predictions (shapes.png; '')\n"
+"  --min-accuracy X exit with status 1 if test accuracy is below X\n"
+"  --quiet          no progress output\n"
+"  --help           this text\n");
+}
+
+static int parse(int argc, char **argv, options *o) {
+  *o = (options){.train = 4000, .test = 1000, .size = 24, .epochs = 3,
+                 .batch = 64, .lr = 3e-3, .seed = 1,
+                 .checkpoint = "shapes.ckpt", .picture = "shapes.png"};
+  static const struct option longs[] = {
+      {"train", 1, 0, 't'},   {"test", 1, 0, 'T'},  {"size", 1, 0, 's'},
+      {"epochs", 1, 0, 'e'},  {"batch", 1, 0, 'b'}, {"lr", 1, 0, 'l'},
+      {"seed", 1, 0, 'x'},    {"checkpoint", 1, 0, 'c'},
+      {"picture", 1, 0, 'p'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'},
+      {"min-accuracy", 1, 0, 'm'},
+      {0, 0, 0, 0}};
+  int ch;
+  while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+    switch (ch) {
+    case 't': o->train = atoll(optarg); break;
+    case 'T': o->test = atoll(optarg); break;
+    case 's': o->size = atoll(optarg); break;
+    case 'e': o->epochs = atoll(optarg); break;
+    case 'b': o->batch = atoll(optarg); break;
+    case 'l': o->lr = atof(optarg); break;
+    case 'x': o->seed = strtoull(optarg, NULL, 10); break;
+    case 'c': o->checkpoint = optarg; break;
+    case 'p': o->picture = optarg; break;
+    case 'q': o->quiet = true; break;
+    case 'm': o->min_accuracy = atof(optarg); break;
+    case 'h': usage(stdout); exit(0);
+    default: usage(stderr); return -1;
+    }
+  }
+  if (o->train < 1 || o->test < 1 || o->size < 8 || o->size % 4 ||
+      o->size > 256 || o->epochs < 1 || o->batch < 1 || o->lr <= 0 ||
+      optind < argc) {
+    fprintf(stderr, "shapes: an option is out of range (see --help)\n");
+    return -1;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  options o;
+  if (parse(argc, argv, &o) < 0)
+    return 2;
+  loom_rng *g = loom_rng_new(o.seed);
+  loom_manual_seed(o.seed);
+  loom_tensor *xtr, *ytr, *xte, *yte;
+  dataset(o.train, o.size, g, &xtr, &ytr);
+  dataset(o.test, o.size, g, &xte, &yte);
+  cnn *m = cnn_new(o.size);
+  loom_tensor *params[32];
+  int np = m ? loom_module_parameters(&m->base, params, 32) : 0;
+  loom_optimizer *opt = np ? loom_adam_new(params, np,
+                                           loom_adam_defaults(o.lr)) : NULL;
+  if (!xtr || !ytr || !xte || !yte || !opt) {
+    fprintf(stderr, "shapes: %s\n", loom_last_error());
+    return 1;
+  }
+  app_progress pr;
+  app_progress_begin(&pr);
+  int64_t steps = o.epochs * ((o.train + o.batch - 1) / o.batch), step = 0;
+  double t0 = app_now();
+  for (int64_t e = 0; e < o.epochs; e++) {
+    loom_scope *s = loom_scope_begin();
+    loom_tensor *perm = loom_randperm(g, o.train);
+    for (int64_t i = 0; i < o.train; i += o.batch, step++) {
+      loom_scope *b = loom_scope_begin();
+      int64_t n = i + o.batch > o.train ? o.train - i : o.batch;
+      loom_tensor *idx = loom_narrow(perm, 0, i, n);
+      loom_tensor *loss = loom_cross_entropy(
+          cnn_forward(m, loom_index_select(xtr, 0, idx)),
+          loom_index_select(ytr, 0, idx), NULL);
+      loom_optimizer_zero_grad(opt);
+      if (!loss || loom_backward(loss) < 0 || loom_optimizer_step(opt) < 0) {
+        fprintf(stderr, "shapes: %s\n", loom_last_error());
+        return 1;
+      }
+      if (!o.quiet) {
+        char text[64];
+        snprintf(text, sizeof text, "epoch %lld  loss %.4f",
+                 (long long)e + 1, loom_item(loss));
+        app_progress_line(&pr, step + 1, steps,
+                          (double)(i + n + e * o.train) / (app_now() - t0),
+                          "images", text, false);
+      }
+      loom_scope_end(b);
+    }
+    loom_scope_end(s);
+  }
+  if (!o.quiet)
+    app_progress_end(&pr);
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *pred = predict(m, xte, o.batch);
+  double acc = accuracy(pred, yte);
+  printf("test accuracy %.2f%% on %lld images (%lld training images, %lld "
+         "epochs, %.1f s)\n", 100 * acc, (long long)o.test,
+         (long long)o.train, (long long)o.epochs, app_now() - t0);
+  /* Save, then a fresh model from the checkpoint must predict exactly the
+   * same. */
+  int rc = 0;
+  cnn *fresh = NULL;
+  if (loom_checkpoint_save(o.checkpoint, &m->base, opt, NULL, step, g,
+                           NULL) < 0 ||
+      !(fresh = cnn_new(o.size)) ||
+      loom_checkpoint_load(o.checkpoint, &fresh->base, NULL, NULL, NULL, NULL,
+                           NULL) < 0) {
+    fprintf(stderr, "shapes: %s: %s\n", o.checkpoint, loom_last_error());
+    rc = 1;
+  } else {
+    bool same = loom_equal(predict(fresh, xte, o.batch), pred);
+    printf("saved to %s; reloaded model predicts %s\n", o.checkpoint,
+           same ? "identically" : "DIFFERENTLY");
+    rc = !same;
+  }
+  if (acc < o.min_accuracy) {
+    fprintf(stderr, "shapes: accuracy %.4f is below %.4f\n", acc,
+            o.min_accuracy);
+    rc = 1;
+  }
+  if (o.picture && *o.picture)
+    picture(&o, xte, pred, yte);
+  loom_scope_end(s);
+  loom_module_free(fresh ? &fresh->base : NULL);
+  loom_optimizer_free(opt);
+  loom_module_free(&m->base);
+  loom_release(xtr);
+  loom_release(ytr);
+  loom_release(xte);
+  loom_release(yte);
+  loom_rng_free(g);
+  loom_cleanup();
+  return rc;
+}
