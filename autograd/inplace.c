@@ -28,6 +28,18 @@ static bool writable(loom_tensor *t, const loom_tensor *src, const char *op) {
   return loom__inplace_ok(t, op);
 }
 
+/* An integer tensor cannot hold the result of a non-integral scalar, and
+ * in place it cannot become float: refuse rather than truncate. */
+static bool integral_ok(const loom_tensor *t, double s, const char *op) {
+  if (loom_dtype_is_float(t->dtype) ||
+      (s == floor(s) && fabs(s) < 9.2e18))
+    return true;
+  loom_set_error(LOOM_ERR_ARGUMENT, "%s: scalar %g on a %s tensor (in place "
+                 "the result must stay integral)", op, s,
+                 loom_dtype_name(t->dtype));
+  return false;
+}
+
 loom_tensor *loom_copy_(loom_tensor *dst, const loom_tensor *src) {
   if (!src || !writable(dst, src, "copy_"))
     return NULL;
@@ -45,7 +57,8 @@ loom_tensor *loom_fill_(loom_tensor *t, double value) {
 loom_tensor *loom_zero_(loom_tensor *t) { return loom_fill_(t, 0); }
 
 loom_tensor *loom_add_(loom_tensor *t, const loom_tensor *other, double alpha) {
-  if (!other || !writable(t, other, "add_"))
+  if (!other || !t || !integral_ok(t, alpha, "add_") ||
+      !writable(t, other, "add_"))
     return NULL;
   const loom_tensor *o = loom_to_dtype(other, t->dtype);
   if (!o || loom_kernel_binary(&loom_k_add_scaled, t, t, o,
@@ -64,7 +77,8 @@ loom_tensor *loom_mul_(loom_tensor *t, const loom_tensor *other) {
 }
 
 loom_tensor *loom_mul_scalar_(loom_tensor *t, double s) {
-  if (!writable(t, NULL, "mul_scalar_"))
+  if (!t || !integral_ok(t, s, "mul_scalar_") ||
+      !writable(t, NULL, "mul_scalar_"))
     return NULL;
   if (loom_kernel_unary(&loom_k_mul_scalar, t, t, (double[]){s}) < 0)
     return NULL;
