@@ -1,0 +1,346 @@
+/* safetensors files and training checkpoints: round trips, every kind of
+ * malformed file (each a clear error, never a crash or an out-of-bounds
+ * read; this suite also runs under ASan and valgrind), and a resumed
+ * training run that continues bit-identically. */
+#define _POSIX_C_SOURCE 200809L
+#include "check_util.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir[256];
+
+/* A file image: 8-byte length, the header text, then `data` bytes. */
+static size_t image(unsigned char *buf, const char *header, size_t data) {
+  uint64_t n = strlen(header);
+  memcpy(buf, &n, 8);
+  memcpy(buf + 8, header, n);
+  for (size_t i = 0; i < data; i++)
+    buf[8 + n + i] = (unsigned char)(i * 37 + 1);
+  return 8 + n + data;
+}
+
+/* Parsing must fail with a format error whose message contains `want`. */
+static void expect_bad(const char *header, size_t data, const char *want) {
+  unsigned char buf[4096];
+  size_t len = image(buf, header, data);
+  loom_clear_error();
+  loom_tensor_map *m = loom_safetensors_parse(buf, len, "test.safetensors");
+  ck_assert_msg(m == NULL, "accepted: %s", header);
+  ck_assert_msg(loom_last_status() == LOOM_ERR_FORMAT, "%s: status %d (%s)",
+                header, loom_last_status(), loom_last_error());
+  ck_assert_msg(strstr(loom_last_error(), want) != NULL,
+                "%s: message '%s' lacks '%s'", header, loom_last_error(),
+                want);
+  ck_assert_msg(strstr(loom_last_error(), "test.safetensors") != NULL,
+                "message names the file: %s", loom_last_error());
+  loom_clear_error();
+}
+
+START_TEST(test_round_trip) {
+  loom_tensor_map *m = loom_tensor_map_new();
+  loom_tensor *a = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(3, 4));
+  loom_tensor *t = loom_transpose(a, 0, 1); /* saved contiguous */
+  loom_tensor *d = loom_arange(LOOM_F64, 0, 5, 0.5);
+  loom_tensor *i = loom_arange(LOOM_I64, -3, 3, 1);
+  loom_tensor *u = loom_full(LOOM_U8, 200, LOOM_SHAPE(2, 2));
+  loom_tensor *b = loom_gt_scalar(i, 0);
+  loom_tensor *s = loom_scalar(LOOM_F32, 2.5);
+  loom_tensor_map_set(m, "weights.transposed", t);
+  loom_tensor_map_set(m, "double", d);
+  loom_tensor_map_set(m, "ints", i);
+  loom_tensor_map_set(m, "bytes", u);
+  loom_tensor_map_set(m, "mask", b);
+  loom_tensor_map_set(m, "scalar", s);
+  loom_tensor_map_set(m, "empty", loom_zeros(LOOM_F32, LOOM_SHAPE(0, 3)));
+  loom_tensor_map_set_meta(m, "note", "quotes \" and \\ and \xc3\xa9");
+  char path[512];
+  snprintf(path, sizeof path, "%s/rt.safetensors", dir);
+  ck_assert_int_eq(loom_safetensors_save(path, m), 0);
+  loom_tensor_map *r = loom_safetensors_load(path);
+  ck_assert_loom(r);
+  ck_assert_int_eq(loom_tensor_map_count(r), 7);
+  ck_assert(loom_equal(loom_tensor_map_get(r, "weights.transposed"), t));
+  ck_assert(loom_equal(loom_tensor_map_get(r, "double"), d));
+  ck_assert(loom_equal(loom_tensor_map_get(r, "ints"), i));
+  ck_assert(loom_equal(loom_tensor_map_get(r, "bytes"), u));
+  ck_assert_int_eq(loom_dtype_of(loom_tensor_map_get(r, "mask")), LOOM_BOOL);
+  ck_assert(loom_equal(loom_tensor_map_get(r, "mask"), b));
+  ck_assert_int_eq(loom_ndim(loom_tensor_map_get(r, "scalar")), 0);
+  ck_assert_int_eq(loom_numel(loom_tensor_map_get(r, "empty")), 0);
+  ck_assert_str_eq(loom_tensor_map_meta(r, "note"),
+                   "quotes \" and \\ and \xc3\xa9");
+  /* the writer leaves no temporary file behind */
+  char tmp[600];
+  snprintf(tmp, sizeof tmp, "ls %s | grep -c tmp > /dev/null", dir);
+  ck_assert_int_ne(system(tmp), 0);
+  loom_tensor_map_free(m);
+  loom_tensor_map_free(r);
+}
+END_TEST
+
+START_TEST(test_malformed_headers) {
+  const char *ok = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
+                   "\"data_offsets\":[0,8]}}";
+  unsigned char buf[512];
+  size_t len = image(buf, ok, 8);
+  loom_tensor_map *m = loom_safetensors_parse(buf, len, "test.safetensors");
+  ck_assert_loom(m); /* the baseline is valid */
+  loom_tensor_map_free(m);
+
+  expect_bad("{}", 8, "cover 0 data bytes"); /* trailing data */
+  expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}",
+             8, "JSON");
+  expect_bad("[1,2]", 0, "not a JSON object");
+  expect_bad("{\"a\":{\"dtype\":\"F8\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+             8, "unknown dtype");
+  expect_bad("{\"a\":{\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "dtype");
+  expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],"
+             "\"data_offsets\":[0,8]}}", 8, "bad size");
+  expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],"
+             "\"data_offsets\":[0,8]}}", 8, "bad size");
+  expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],"
+             "\"data_offsets\":[0,4]}}", 4, "shape");
+  expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],"
+             "\"data_offsets\":[0,8]}}", 8, "shape needs 12");
+  expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
+             "\"data_offsets\":[0,800]}}", 8, "800");
+  expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
+             "\"data_offsets\":[8,0]}}", 8, "data_offsets");
+  expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
+             "\"data_offsets\":[0]}}", 8, "data_offsets");
+  expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+             "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+             12, "overlaps");
+  expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+             "\"b\":{\"dtype\":\"F32\",\"shape\":[1],"
+             "\"data_offsets\":[12,16]}}", 16, "gap");
+  expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+             "\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
+             "\"data_offsets\":[8,16]}}", 16, "twice");
+  expect_bad("{\"__metadata__\":[1],\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
+             "\"data_offsets\":[0,8]}}", 8, "__metadata__");
+  expect_bad("{\"__metadata__\":{\"k\":3},\"a\":{\"dtype\":\"F32\","
+             "\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "strings");
+  expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],"
+             "\"data_offsets\":[0,8]}}", 8, "bad size");
+  expect_bad("{\"a\":\"x\\q\"}", 0, "escape");
+}
+END_TEST
+
+START_TEST(test_lengths_checked_first) {
+  unsigned char buf[64];
+  uint64_t huge = (uint64_t)1 << 62;
+  memcpy(buf, &huge, 8);
+  memcpy(buf + 8, "{}", 2);
+  ck_assert_ptr_null(loom_safetensors_parse(buf, 10, "test.safetensors"));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_FORMAT);
+  ck_assert(strstr(loom_last_error(), "exceeds the file") != NULL);
+  loom_clear_error();
+  ck_assert_ptr_null(loom_safetensors_parse(buf, 5, "test.safetensors"));
+  ck_assert(strstr(loom_last_error(), "too short") != NULL);
+  loom_clear_error();
+  ck_assert_ptr_null(loom_safetensors_load("/nonexistent/dir/file"));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_IO);
+  loom_clear_error();
+}
+END_TEST
+
+/* Every truncation of a valid file fails cleanly; random corruptions never
+ * crash (ASan/valgrind watch the reads). */
+START_TEST(test_truncated_and_corrupted) {
+  loom_tensor_map *m = loom_tensor_map_new();
+  loom_tensor_map_set(m, "w", loom_randn(NULL, LOOM_F32, 0, 1,
+                                         LOOM_SHAPE(3, 5)));
+  loom_tensor_map_set(m, "i", loom_arange(LOOM_I64, 0, 7, 1));
+  loom_tensor_map_set_meta(m, "k", "v");
+  char path[512];
+  snprintf(path, sizeof path, "%s/valid.safetensors", dir);
+  ck_assert_int_eq(loom_safetensors_save(path, m), 0);
+  loom_tensor_map_free(m);
+  FILE *f = fopen(path, "rb");
+  unsigned char buf[4096];
+  size_t len = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  for (size_t cut = 0; cut < len; cut++) {
+    ck_assert_ptr_null(loom_safetensors_parse(buf, cut, "cut"));
+    ck_assert_int_eq(loom_last_status(), LOOM_ERR_FORMAT);
+    loom_clear_error();
+  }
+  loom_rng *g = loom_rng_new(5);
+  for (int trial = 0; trial < 2000; trial++) {
+    unsigned char bad[4096];
+    memcpy(bad, buf, len);
+    int flips = 1 + (int)(loom_rng_u64(g) % 3);
+    for (int k = 0; k < flips; k++)
+      bad[loom_rng_u64(g) % len] = (unsigned char)loom_rng_u64(g);
+    loom_tensor_map *r = loom_safetensors_parse(bad, len, "fuzz");
+    if (r) { /* whatever parsed must be self-consistent */
+      for (int i = 0; i < loom_tensor_map_count(r); i++)
+        ck_assert_int_ge(loom_numel(loom_tensor_map_at(r, i)), 0);
+      loom_tensor_map_free(r);
+    }
+    loom_clear_error();
+  }
+  loom_rng_free(g);
+}
+END_TEST
+
+/* ---- resume determinism ---- */
+
+typedef struct {
+  loom_module base;
+  loom_linear_layer *a, *b;
+  loom_dropout_layer *drop;
+} net;
+
+static net *net_new(loom_rng *g) {
+  net *n = calloc(1, sizeof *n);
+  loom_module_init(&n->base, "Net", NULL);
+  n->a = (loom_linear_layer *)loom_module_add_child(
+      &n->base, "a", (loom_module *)loom_linear_layer_new(6, 16, true));
+  n->drop = (loom_dropout_layer *)loom_module_add_child(
+      &n->base, "drop", (loom_module *)loom_dropout_layer_new(0.3, g));
+  n->b = (loom_linear_layer *)loom_module_add_child(
+      &n->base, "b", (loom_module *)loom_linear_layer_new(16, 3, true));
+  return n;
+}
+
+static void train_steps(net *n, loom_optimizer *opt, loom_schedule *sched,
+                        loom_rng *data, int steps) {
+  for (int s = 0; s < steps; s++) {
+    loom_scope *sc = loom_scope_begin();
+    loom_tensor *x = loom_randn(data, LOOM_F32, 0, 1, LOOM_SHAPE(8, 6));
+    loom_tensor *y = loom_randint(data, LOOM_I64, 0, 3, LOOM_SHAPE(8));
+    loom_tensor *h = loom_dropout_layer_forward(
+        n->drop, loom_tanh(loom_linear_layer_forward(n->a, x)));
+    loom_tensor *loss = loom_cross_entropy(loom_linear_layer_forward(n->b, h),
+                                           y, NULL);
+    loom_optimizer_zero_grad(opt);
+    ck_assert_int_eq(loom_backward(loss), 0);
+    ck_assert_int_eq(loom_optimizer_step(opt), 0);
+    loom_schedule_step(sched, 0);
+    loom_scope_end(sc);
+  }
+}
+
+static loom_optimizer *make_opt(net *n) {
+  loom_tensor *ps[8];
+  int np = loom_module_parameters(&n->base, ps, 8);
+  loom_adam_opts o = loom_adamw_defaults(0.01);
+  o.amsgrad = true;
+  return loom_adamw_new(ps, np, o);
+}
+
+static loom_schedule *make_sched(loom_optimizer *opt) {
+  loom_schedule_opts s = loom_schedule_defaults(LOOM_SCHEDULE_STEP);
+  s.step_size = 4;
+  s.gamma = 0.5;
+  return loom_schedule_new(opt, s);
+}
+
+START_TEST(test_resume_is_bit_identical) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/run.ckpt", dir);
+  /* uninterrupted: 20 steps */
+  loom_manual_seed(11);
+  loom_rng *drop = loom_rng_new(1), *data = loom_rng_new(2);
+  net *full = net_new(drop);
+  loom_optimizer *o1 = make_opt(full);
+  loom_schedule *s1 = make_sched(o1);
+  train_steps(full, o1, s1, data, 20);
+  /* interrupted: 10 steps, checkpoint, a fresh process state, 10 more */
+  loom_manual_seed(11);
+  loom_rng *drop2 = loom_rng_new(1), *data2 = loom_rng_new(2);
+  net *half = net_new(drop2);
+  loom_optimizer *o2 = make_opt(half);
+  loom_schedule *s2 = make_sched(o2);
+  train_steps(half, o2, s2, data2, 10);
+  /* the data stream's position travels as an extra tensor */
+  uint64_t st[LOOM_RNG_STATE_WORDS];
+  loom_rng_get_state(data2, st);
+  loom_tensor_map *extra = loom_tensor_map_new();
+  loom_tensor_map_set(extra, "data_rng", loom_from_array(
+      LOOM_I64, st, LOOM_SHAPE(LOOM_RNG_STATE_WORDS)));
+  loom_tensor_map_set_meta(extra, "note", "half way");
+  ck_assert_int_eq(loom_checkpoint_save(path, &half->base, o2, s2, 10, drop2,
+                                        extra), 0);
+  loom_tensor_map_free(extra);
+  loom_manual_seed(999); /* different init: the checkpoint must overwrite */
+  loom_rng *drop3 = loom_rng_new(77), *data3 = loom_rng_new(78);
+  net *resumed = net_new(drop3);
+  loom_optimizer *o3 = make_opt(resumed);
+  loom_schedule *s3 = make_sched(o3);
+  int64_t step = -1;
+  loom_tensor_map *got = NULL;
+  ck_assert_int_eq(loom_checkpoint_load(path, &resumed->base, o3, s3, &step,
+                                        drop3, &got), 0);
+  ck_assert_int_eq(step, 10);
+  ck_assert_str_eq(loom_tensor_map_meta(got, "note"), "half way");
+  ck_assert_int_eq(loom_rng_set_state(data3, (const uint64_t *)loom_data(
+                                          loom_tensor_map_get(got,
+                                                              "data_rng"))),
+                   0);
+  loom_tensor_map_free(got);
+  ck_assert_double_eq(loom_optimizer_lr(o3), loom_optimizer_lr(o2));
+  train_steps(resumed, o3, s3, data3, 10);
+  loom_tensor_map *a = loom_module_state_dict(&full->base);
+  loom_tensor_map *b = loom_module_state_dict(&resumed->base);
+  for (int i = 0; i < loom_tensor_map_count(a); i++)
+    ck_assert_msg(loom_equal(loom_tensor_map_at(a, i),
+                             loom_tensor_map_get(b, loom_tensor_map_name(a, i))),
+                  "%s differs", loom_tensor_map_name(a, i));
+  ck_assert_double_eq(loom_optimizer_lr(o1), loom_optimizer_lr(o3));
+  loom_tensor_map_free(a);
+  loom_tensor_map_free(b);
+  /* a checkpoint that does not fit the model leaves it untouched */
+  loom_linear_layer *other = loom_linear_layer_new(6, 17, true);
+  loom_tensor *before = loom_clone(other->weight);
+  ck_assert_int_eq(loom_checkpoint_load(path, &other->base, NULL, NULL, NULL,
+                                        NULL, NULL), -1);
+  ck_assert(loom_equal(before, other->weight));
+  loom_clear_error();
+  loom_linear_layer_free(other);
+  loom_schedule_free(s1);
+  loom_schedule_free(s2);
+  loom_schedule_free(s3);
+  loom_optimizer_free(o1);
+  loom_optimizer_free(o2);
+  loom_optimizer_free(o3);
+  loom_module_free(&full->base);
+  loom_module_free(&half->base);
+  loom_module_free(&resumed->base);
+  loom_rng_free(drop);
+  loom_rng_free(data);
+  loom_rng_free(drop2);
+  loom_rng_free(data2);
+  loom_rng_free(drop3);
+  loom_rng_free(data3);
+}
+END_TEST
+
+int main(void) {
+  snprintf(dir, sizeof dir, "%s/loom-ckpt-XXXXXX",
+           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  if (!mkdtemp(dir)) {
+    perror("mkdtemp");
+    return EXIT_FAILURE;
+  }
+  Suite *s = suite_create("checkpoint");
+  TCase *tc = tcase_create("files");
+  tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_round_trip);
+  tcase_add_test(tc, test_malformed_headers);
+  tcase_add_test(tc, test_lengths_checked_first);
+  tcase_add_test(tc, test_truncated_and_corrupted);
+  tcase_add_test(tc, test_resume_is_bit_identical);
+  suite_add_tcase(s, tc);
+  int rc = loom_run_suite(s);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", dir);
+  return rc;
+}
