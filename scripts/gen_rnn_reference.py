@@ -12,6 +12,7 @@ Writes tests/data/rnn_reference.safetensors. For case <c> the entries are:
   <c>.grad.<name>    gradient of that loss w.r.t. each parameter, x, h0, c0
 The metadata lists the cases with their settings as
   case.<c> = "kind layers bidirectional batch_first len init".
+Cases ending in _f64 are float64 throughout (the rest float32).
 Run: /usr/bin/python3 scripts/gen_rnn_reference.py (Debian's python3-torch).
 """
 import os
@@ -37,8 +38,9 @@ def make(kind, layers, bidir, batch_first):
 
 
 def run_case(out, meta, name, kind, layers, bidir, batch_first, use_len,
-             use_init):
+             use_init, dtype=torch.float32):
     torch.manual_seed(zlib.crc32(name.encode()))
+    torch.set_default_dtype(dtype)
     m = make(kind, layers, bidir, batch_first)
     D = 2 if bidir else 1
     x = torch.randn((B, T, I) if batch_first else (T, B, I), requires_grad=True)
@@ -80,6 +82,7 @@ def run_case(out, meta, name, kind, layers, bidir, batch_first, use_len,
         out[p + "c_n"], out[p + "r_c"] = c_n, r_c
     meta["case." + name] = "%s %d %d %d %d %d" % (
         kind, layers, bidir, batch_first, use_len, use_init)
+    torch.set_default_dtype(torch.float32)
 
 
 def main():
@@ -95,6 +98,9 @@ def main():
                     run_case(out, meta, name, kind, layers, bidir, False,
                              use_len, False)
         run_case(out, meta, kind + "_init_bf", kind, 2, True, True, True, True)
+        # float64: loom must agree to ~1e-10 (the dtype is read from x)
+        run_case(out, meta, kind + "_f64", kind, 2, True, False, True, True,
+                 torch.float64)
     here = os.path.dirname(os.path.abspath(__file__))
     path = os.path.join(here, "..", "tests", "data", "rnn_reference.safetensors")
     save(path, out, meta)

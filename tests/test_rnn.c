@@ -30,8 +30,9 @@ static loom_tensor *ref(const char *c, const char *what) {
   return loom_tensor_map_get(refs, name);
 }
 
-/* |got - want| <= 1e-5 |want| + 1e-6: float32 parity (the floor covers
- * elements near zero, where float32 rounding of sums dominates). */
+/* |got - want| <= 1e-5 |want| + 1e-6 in float32 (the floor covers elements
+ * near zero, where rounding of sums dominates); 1e-10 |want| + 1e-12 in
+ * float64. */
 static void expect_close(const loom_tensor *got, const loom_tensor *want,
                          const char *c, const char *what) {
   ck_assert_msg(got != NULL, "%s %s: missing (%s)", c, what,
@@ -43,7 +44,9 @@ static void expect_close(const loom_tensor *got, const loom_tensor *want,
   loom_tensor *w = loom_contiguous(loom_to_dtype(want, LOOM_F64));
   for (int64_t i = 0; i < n; i++) {
     double a = loom_data_f64(g)[i], b = loom_data_f64(w)[i];
-    double err = fabs(a - b) / (1e-5 * fabs(b) + 1e-6);
+    bool f64 = loom_dtype_of(want) == LOOM_F64;
+    double err = fabs(a - b) / (f64 ? 1e-10 * fabs(b) + 1e-12
+                                    : 1e-5 * fabs(b) + 1e-6);
     worst = err > worst ? err : worst;
   }
   ck_assert_msg(worst <= 1, "%s %s: error %.3g of the tolerance", c, what,
@@ -68,7 +71,9 @@ static void run_case(const char *c, const char *settings, bool fused) {
   loom_rnn_opts o = {.input_size = 3, .hidden_size = 4, .num_layers = layers,
                      .bidirectional = bidir, .batch_first = bf,
                      .step_by_step = !fused};
+  loom_dtype prev = loom_set_default_dtype(loom_dtype_of(ref(c, "x")));
   loom_rnn *r = loom_rnn_new(kind_of(kind), o);
+  loom_set_default_dtype(prev);
   ck_assert_loom(r);
   /* Load the torch state dict by its names. */
   loom_tensor_map *sd = loom_tensor_map_new();
@@ -141,18 +146,19 @@ static void run_all(bool fused) {
           loom_scope_end(s);
           cases++;
         }
-  for (int k = 0; k < 4; k++) {
-    char c[64], key[80];
-    snprintf(c, sizeof c, "%s_init_bf", names[k]);
-    snprintf(key, sizeof key, "case.%s", c);
-    const char *settings = loom_tensor_map_meta(refs, key);
-    ck_assert_ptr_nonnull(settings);
-    loom_scope *s = loom_scope_begin();
-    run_case(c, settings, fused);
-    loom_scope_end(s);
-    cases++;
-  }
-  ck_assert_int_eq(cases, 44);
+  for (int k = 0; k < 4; k++)
+    for (int f64 = 0; f64 < 2; f64++) {
+      char c[64], key[80];
+      snprintf(c, sizeof c, "%s_%s", names[k], f64 ? "f64" : "init_bf");
+      snprintf(key, sizeof key, "case.%s", c);
+      const char *settings = loom_tensor_map_meta(refs, key);
+      ck_assert_ptr_nonnull(settings);
+      loom_scope *s = loom_scope_begin();
+      run_case(c, settings, fused);
+      loom_scope_end(s);
+      cases++;
+    }
+  ck_assert_int_eq(cases, 48);
 }
 
 START_TEST(test_step_by_step_matches_torch) { run_all(false); }
