@@ -59,10 +59,10 @@ loom_tensor *loom_scaled_dot_product_attention(
   if (causal)
     scores = loom_masked_fill(scores, causal_bool(L, S), -INFINITY);
   loom_tensor *w = loom_softmax(scores, -1);
-  if (weights)
-    *weights = w;
   if (dropout > 0)
     w = loom_dropout(w, dropout, true, g);
+  if (weights)
+    *weights = w;
   return loom_matmul(w, v);
 }
 
@@ -289,6 +289,16 @@ static const loom_tensor *combined_mask(const loom_multihead_attention *m,
   const loom_tensor *am = a ? a->attn_mask : NULL;
   const loom_tensor *kp = a ? a->key_padding_mask : NULL;
   if (am) {
+    if (am->ndim == 3 && (am->shape[0] != B * m->num_heads ||
+                          am->shape[1] != L || am->shape[2] != S))
+      return LOOM_FAIL(LOOM_ERR_SHAPE, "MultiheadAttention: attn_mask %s, "
+                       "expected (%lld, %lld, %lld)", loom__shp(am),
+                       (long long)(B * m->num_heads), (long long)L,
+                       (long long)S);
+    if (am->ndim == 2 && (am->shape[0] != L || am->shape[1] != S))
+      return LOOM_FAIL(LOOM_ERR_SHAPE, "MultiheadAttention: attn_mask %s, "
+                       "expected (%lld, %lld)", loom__shp(am), (long long)L,
+                       (long long)S);
     if (am->ndim == 3)
       am = loom_reshape(am, 4, (int64_t[]){B, m->num_heads, L, S});
     else if (am->ndim != 2)
@@ -476,13 +486,11 @@ loom_tensor *loom_multihead_attention_cross_step(loom_multihead_attention *m,
     loom_tensor *v = split_heads(m, project(m, 2, memory));
     c->k = loom_keep(loom_contiguous(k));
     c->v = loom_keep(loom_contiguous(v));
-    if (kpm) {
-      const loom_tensor *mk = kpm;
-      if (!is_bool(kpm))
-        mk = loom_ne_scalar(kpm, 0); /* float masks: -inf entries */
-      c->mask = loom_keep(loom_reshape(mk, 4, (int64_t[]){kpm->shape[0], 1, 1,
-                                                          kpm->shape[1]}));
-    }
+    /* a float mask stays additive, as in the full pass (finite entries
+     * shift scores, they do not block) */
+    if (kpm)
+      c->mask = loom_keep(loom_reshape(
+          kpm, 4, (int64_t[]){kpm->shape[0], 1, 1, kpm->shape[1]}));
     c->cross = true;
     c->len = c->k ? c->k->shape[2] : 0;
   }
@@ -547,4 +555,8 @@ loom_tensor *loom_learned_positions_forward(loom_learned_positions *p,
                      "beyond %lld", (long long)offset,
                      (long long)(offset + n - 1), (long long)p->max_len);
   return loom_narrow(p->weight, 0, offset, n);
+}
+
+void loom_learned_positions_free(loom_learned_positions *p) {
+  loom_module_free(p ? &p->base : NULL);
 }

@@ -20,7 +20,8 @@ extern "C" {
  * k (..., S, E), v (..., S, Ev); batch dims broadcast. mask: NULL, bool or
  * float, broadcast to (..., L, S); causal blocks keys after each query.
  * dropout p (with g) is applied to the weights. *weights, if non-NULL,
- * receives them (..., L, S). Result (..., L, Ev), scope-owned. */
+ * receives them (..., L, S), after dropout as PyTorch returns them. Result
+ * (..., L, Ev), scope-owned. */
 LOOM_API loom_tensor *loom_scaled_dot_product_attention(
     const loom_tensor *q, const loom_tensor *k, const loom_tensor *v,
     const loom_tensor *mask, bool causal, double dropout, loom_rng *g,
@@ -142,6 +143,7 @@ LOOM_API loom_learned_positions *loom_learned_positions_new(int64_t max_len,
 LOOM_API loom_tensor *loom_learned_positions_forward(loom_learned_positions *p,
                                                      int64_t offset,
                                                      int64_t n);
+LOOM_API void loom_learned_positions_free(loom_learned_positions *p);
 
 /* ------------------------------------------------ transformer */
 
@@ -185,6 +187,8 @@ LOOM_API loom_tensor *
 loom_transformer_encoder_layer_forward(loom_transformer_encoder_layer *l,
                                        const loom_tensor *src,
                                        const loom_transformer_masks *masks);
+LOOM_API void
+loom_transformer_encoder_layer_free(loom_transformer_encoder_layer *l);
 LOOM_API loom_transformer_decoder_layer *
 loom_transformer_decoder_layer_new(loom_transformer_opts opts);
 /* tgt (T, B, E), memory (S, B, E) -> (T, B, E); uses tgt_* and memory_*. */
@@ -193,6 +197,8 @@ loom_transformer_decoder_layer_forward(loom_transformer_decoder_layer *l,
                                        const loom_tensor *tgt,
                                        const loom_tensor *memory,
                                        const loom_transformer_masks *masks);
+LOOM_API void
+loom_transformer_decoder_layer_free(loom_transformer_decoder_layer *l);
 
 /* Stacks: children "layers" (0..n-1) and, if final_norm, "norm". */
 typedef struct loom_transformer_stack {

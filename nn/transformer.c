@@ -121,6 +121,10 @@ loom_transformer_encoder_layer_forward(loom_transformer_encoder_layer *l,
                                                     x, o), o)));
 }
 
+void loom_transformer_encoder_layer_free(loom_transformer_encoder_layer *l) {
+  loom_module_free(l ? &l->base : NULL);
+}
+
 /* ---- decoder layer ---- */
 
 loom_transformer_decoder_layer *
@@ -195,6 +199,10 @@ loom_transformer_decoder_layer_forward(loom_transformer_decoder_layer *l,
   return loom_layer_norm_forward(
       l->norm3, loom_add(x, dropout(m, feed_forward(m, l->linear1, l->linear2,
                                                     x, o), o)));
+}
+
+void loom_transformer_decoder_layer_free(loom_transformer_decoder_layer *l) {
+  loom_module_free(l ? &l->base : NULL);
 }
 
 /* ---- stacks ---- */

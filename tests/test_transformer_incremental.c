@@ -1,0 +1,261 @@
+/* Incremental decoding equals the full pass: a TransformerDecoder stack,
+ * and a decoder-only stack of encoder layers (memory NULL), stepped one
+ * position at a time with loom_decoder_state_new / loom_transformer_step
+ * give, position by position, the outputs of the full forward pass with a
+ * causal target mask (the flag or the mask tensor), with and without a
+ * memory key padding mask (bool, or float with finite values), for both
+ * norm orders. The same for loom_multihead_attention_step against causal
+ * self-attention (past the cache's first growth) and for
+ * loom_multihead_attention_cross_step against cross-attention. */
+#include "check_util.h"
+
+#include <stdio.h>
+
+enum { E = 8, HEADS = 2, FF = 16, T = 6, S = 5, B = 3 };
+#define TOL 1e-5
+
+static double worst_ = 0; /* over the whole run, for the log */
+
+/* |got - want| <= TOL (1 + |want|) everywhere, and finite. */
+static void expect_close(const loom_tensor *got, const loom_tensor *want,
+                         const char *what, int64_t t) {
+  ck_assert_msg(got != NULL, "%s, position %lld: %s", what, (long long)t,
+                loom_last_error());
+  ck_assert_msg(loom_same_shape(got, want), "%s, position %lld: shape", what,
+                (long long)t);
+  int64_t n = loom_numel(want);
+  double *g = malloc((size_t)(2 * n + 1) * sizeof *g), *w = g + n;
+  ck_assert_ptr_nonnull(g);
+  ck_assert_int_eq(loom_copy_to_array(got, LOOM_F64, g, n), 0);
+  ck_assert_int_eq(loom_copy_to_array(want, LOOM_F64, w, n), 0);
+  double worst = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double err = fabs(g[i] - w[i]) / (1 + fabs(w[i]));
+    worst = !(err <= worst) ? err : worst; /* NaN counts as the worst */
+  }
+  free(g);
+  worst_ = worst > worst_ ? worst : worst_;
+  ck_assert_msg(worst <= TOL, "%s, position %lld: error %.3g", what,
+                (long long)t, worst);
+}
+
+/* Biases and norm affines random too, so that every parameter counts. */
+static void randomize_vectors(loom_module *m) {
+  loom_tensor *ps[128];
+  int np = loom_module_parameters(m, ps, 128);
+  ck_assert_int_le(np, 128);
+  for (int i = 0; i < np; i++)
+    if (loom_ndim(ps[i]) == 1)
+      ck_assert_int_eq(loom_init_uniform_(ps[i], -0.5, 1.5, NULL), 0);
+}
+
+/* Position t of a (T, B, E) (or batch-first (B, T, E)) sequence: (B, E). */
+static loom_tensor *position(const loom_tensor *x, bool bf, int64_t t) {
+  return loom_select(x, bf ? 1 : 0, t);
+}
+
+static loom_tensor *seq(bool bf, int64_t n) {
+  return bf ? loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(B, n, E))
+            : loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(n, B, E));
+}
+
+typedef enum { KPM_NONE, KPM_BOOL, KPM_FLOAT } kpm_kind;
+
+/* (B, S) memory key padding: element 1 pads its last 2 keys, element 2
+ * its last one; a float mask also adds finite values to the others. */
+static loom_tensor *memory_padding(kpm_kind kind) {
+  if (kind == KPM_NONE)
+    return NULL;
+  loom_tensor *m = loom_zeros(LOOM_BOOL, LOOM_SHAPE(B, S));
+  loom_set(m, (int64_t[]){1, S - 1}, 1);
+  loom_set(m, (int64_t[]){1, S - 2}, 1);
+  loom_set(m, (int64_t[]){2, S - 1}, 1);
+  if (kind == KPM_BOOL)
+    return m;
+  return loom_masked_fill(loom_randn(NULL, LOOM_F32, 0, 0.7, LOOM_SHAPE(B, S)),
+                          m, -INFINITY);
+}
+
+static const char *kpm_name[] = {"no padding", "bool padding", "float padding"};
+
+/* ---- multi-head attention ---- */
+
+START_TEST(test_mha_step_matches_causal) {
+  loom_manual_seed(31);
+  const struct {
+    const char *what;
+    loom_mha_opts o;
+    int64_t n;
+  } runs[] = {{"mha step", {0}, T},
+              {"mha step, batch first", {.batch_first = true}, T},
+              {"mha step, no bias", {.no_bias = true}, T},
+              {"mha step, 20 positions (cache grows)", {0}, 20}};
+  for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+    bool bf = runs[r].o.batch_first;
+    loom_multihead_attention *m =
+        loom_multihead_attention_new(E, HEADS, runs[r].o);
+    ck_assert_loom(m);
+    randomize_vectors(&m->base);
+    loom_module_train(&m->base, false);
+    loom_tensor *x = seq(bf, runs[r].n), *full;
+    loom_mha_args a = {.causal = true};
+    ck_assert_int_eq(
+        loom_multihead_attention_forward(m, x, x, x, &a, &full, NULL), 0);
+    loom_kv_cache *c = loom_kv_cache_new();
+    ck_assert_ptr_nonnull(c);
+    for (int64_t t = 0; t < runs[r].n; t++) {
+      loom_scope *s = loom_scope_begin();
+      loom_tensor *y = loom_multihead_attention_step(m, c, position(x, bf, t));
+      expect_close(y, position(full, bf, t), runs[r].what, t);
+      ck_assert_int_eq(loom_kv_cache_length(c), t + 1);
+      loom_scope_end(s);
+    }
+    loom_kv_cache_free(c);
+    loom_multihead_attention_free(m);
+  }
+}
+END_TEST
+
+START_TEST(test_mha_cross_step_matches) {
+  loom_manual_seed(32);
+  for (int bf = 0; bf < 2; bf++)
+    for (kpm_kind k = KPM_NONE; k <= KPM_FLOAT; k++) {
+      loom_multihead_attention *m = loom_multihead_attention_new(
+          E, HEADS, (loom_mha_opts){.batch_first = bf});
+      ck_assert_loom(m);
+      randomize_vectors(&m->base);
+      loom_module_train(&m->base, false);
+      loom_tensor *x = seq(bf, T), *mem = seq(bf, S), *full;
+      loom_tensor *kpm = memory_padding(k);
+      loom_mha_args a = {.key_padding_mask = kpm};
+      ck_assert_int_eq(
+          loom_multihead_attention_forward(m, x, mem, mem, &a, &full, NULL), 0);
+      char what[96];
+      snprintf(what, sizeof what, "mha cross step, %s%s", kpm_name[k],
+               bf ? ", batch first" : "");
+      loom_kv_cache *c = loom_kv_cache_new();
+      for (int64_t t = 0; t < T; t++) {
+        loom_tensor *y = loom_multihead_attention_cross_step(
+            m, c, position(x, bf, t), mem, kpm);
+        expect_close(y, position(full, bf, t), what, t);
+        ck_assert_int_eq(loom_kv_cache_length(c), S);
+      }
+      loom_kv_cache_free(c);
+      loom_multihead_attention_free(m);
+    }
+}
+END_TEST
+
+/* ---- stacks ---- */
+
+typedef struct {
+  const char *what;
+  bool decoder, norm_first, gelu, bf, mask_tensor;
+  kpm_kind kpm;
+} stack_run;
+
+static void check_stack(const stack_run *r) {
+  loom_transformer_opts o = {.d_model = E,
+                             .nhead = HEADS,
+                             .dim_feedforward = FF,
+                             .gelu = r->gelu,
+                             .batch_first = r->bf,
+                             .norm_first = r->norm_first};
+  loom_transformer_stack *s = r->decoder
+                                  ? loom_transformer_decoder_new(o, 2, true)
+                                  : loom_transformer_encoder_new(o, 2, true);
+  ck_assert_loom(s);
+  randomize_vectors(&s->base);
+  loom_module_train(&s->base, false);
+  loom_tensor *x = seq(r->bf, T), *mem = r->decoder ? seq(r->bf, S) : NULL;
+  loom_tensor *kpm = memory_padding(r->kpm);
+  loom_tensor *causal = loom_causal_mask(LOOM_F32, T);
+  loom_transformer_masks mk = {.memory_key_padding_mask = kpm};
+  if (r->decoder) {
+    mk.tgt_mask = r->mask_tensor ? causal : NULL;
+    mk.tgt_causal = !r->mask_tensor;
+  } else {
+    mk.src_mask = r->mask_tensor ? causal : NULL;
+    mk.src_causal = !r->mask_tensor;
+  }
+  loom_tensor *full = r->decoder
+                          ? loom_transformer_decoder_forward(s, x, mem, &mk)
+                          : loom_transformer_encoder_forward(s, x, &mk);
+  ck_assert_loom(full);
+  loom_decoder_state *st = loom_decoder_state_new(s, mem, kpm);
+  ck_assert_loom(st);
+  for (int64_t t = 0; t < T; t++) {
+    loom_scope *sc = loom_scope_begin();
+    loom_tensor *y = loom_transformer_step(s, st, position(x, r->bf, t));
+    expect_close(y, position(full, r->bf, t), r->what, t);
+    loom_scope_end(sc);
+  }
+  loom_decoder_state_free(st);
+  loom_transformer_stack_free(s);
+}
+
+static const stack_run stack_runs[] = {
+    {"decoder, post-norm", true, false, false, false, false, KPM_NONE},
+    {"decoder, post-norm, bool memory padding", true, false, false, false,
+     false, KPM_BOOL},
+    {"decoder, post-norm, float memory padding, mask tensor", true, false,
+     false, false, true, KPM_FLOAT},
+    {"decoder, pre-norm", true, true, false, false, false, KPM_NONE},
+    {"decoder, pre-norm, bool memory padding, mask tensor", true, true, false,
+     false, true, KPM_BOOL},
+    {"decoder, pre-norm, float memory padding", true, true, false, false, false,
+     KPM_FLOAT},
+    {"decoder, gelu, batch first, bool memory padding", true, false, true, true,
+     false, KPM_BOOL},
+    {"decoder, pre-norm, gelu, batch first, float memory padding", true, true,
+     true, true, true, KPM_FLOAT},
+    {"decoder-only, post-norm", false, false, false, false, false, KPM_NONE},
+    {"decoder-only, pre-norm, mask tensor", false, true, false, false, true,
+     KPM_NONE},
+    {"decoder-only, pre-norm, gelu, batch first", false, true, true, true,
+     false, KPM_NONE},
+};
+
+START_TEST(test_stack_steps_match_full) {
+  loom_manual_seed(40 + (uint64_t)_i);
+  check_stack(&stack_runs[_i]);
+}
+END_TEST
+
+/* A decoder needs its memory; a step checks the input's width. */
+START_TEST(test_step_errors) {
+  loom_transformer_opts o = {
+      .d_model = E, .nhead = HEADS, .dim_feedforward = FF};
+  loom_transformer_stack *d = loom_transformer_decoder_new(o, 1, false);
+  ck_assert_loom(d);
+  ck_assert_ptr_null(loom_decoder_state_new(d, NULL, NULL));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+  loom_decoder_state *st = loom_decoder_state_new(
+      d, loom_zeros(LOOM_F32, LOOM_SHAPE(S, B, E)), NULL);
+  ck_assert_loom(st);
+  ck_assert_ptr_null(
+      loom_transformer_step(d, st, loom_zeros(LOOM_F32, LOOM_SHAPE(B, E + 1))));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
+  loom_clear_error();
+  loom_decoder_state_free(st);
+  loom_transformer_stack_free(d);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("transformer_incremental");
+  TCase *tc = tcase_create("incremental");
+  tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_mha_step_matches_causal);
+  tcase_add_test(tc, test_mha_cross_step_matches);
+  tcase_add_loop_test(tc, test_stack_steps_match_full, 0,
+                      (int)(sizeof stack_runs / sizeof stack_runs[0]));
+  tcase_add_test(tc, test_step_errors);
+  suite_add_tcase(s, tc);
+  int rc = loom_run_suite(s);
+  printf("incremental decoding: worst error %.3g (tolerance %g)\n", worst_,
+         TOL);
+  return rc;
+}
