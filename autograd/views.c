@@ -269,18 +269,8 @@ loom_tensor *loom_permute(const loom_tensor *t, const int *dims) {
 
 /* node->i: [0] dim, [1] start, [2] step, [3] 1 if the dim was removed. */
 static void slice_backward(loom_node *n, loom_tensor *const *g) {
-  const loom_tensor *in = loom__input(n, 0);
-  loom_tensor *gin = loom_zeros(in->dtype, in->ndim, in->shape);
-  if (!gin)
-    return;
-  int dim = (int)n->i[0];
-  loom_tensor part = *gin; /* the sliced region of gin, shaped like g */
-  part.data += n->i[1] * gin->strides[dim] * (int64_t)loom_dtype_size(gin->dtype);
-  part.strides[dim] *= n->i[2];
-  part.shape[dim] = n->i[3] ? 1 : g[0]->shape[dim];
-  part.numel = loom__numel_of(part.ndim, part.shape);
-  loom_kernel_copy(&part, n->i[3] ? loom_unsqueeze(g[0], dim) : g[0]);
-  loom__accumulate(n, 0, gin);
+  loom__accumulate_slice(n, 0, g[0], (int)n->i[0], n->i[1], n->i[2],
+                         n->i[3]);
 }
 
 static loom_tensor *slice_view(const loom_op_def *def, const loom_tensor *t,

@@ -131,5 +131,13 @@ void loom__scope_drain_all(void);
  * wake-up ~ several microseconds; scaled by the per-element cost). */
 #define LOOM_PAR_MIN 32768
 int loom__threads_for(int64_t work);
+/* Calls fn(ctx, lo, hi) on nt contiguous parts of [0, n), part t being
+ * [n t / nt, n (t + 1) / nt), on loom's workers and the calling thread,
+ * and returns when all are done (tensor/threads.c). A call made while the
+ * workers are busy (from a worker, or from another thread) runs the same
+ * parts one after the other, so a kernel whose parts write disjoint
+ * outputs gives the same results either way. */
+typedef void (*loom__range_fn)(void *ctx, int64_t lo, int64_t hi);
+void loom__parallel_for(int nt, int64_t n, loom__range_fn fn, void *ctx);
 
 #endif

@@ -1,9 +1,5 @@
 #include "iter.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 void loom__iter_init(loom_iter *it, int nops, const loom_tensor *const *ops,
                      int ndim, const int64_t *shape) {
   int64_t st[LOOM_ITER_MAX_OPS][LOOM_MAX_DIMS];
@@ -80,6 +76,17 @@ static void run_range(const loom_iter *it, int64_t begin, int64_t end,
   }
 }
 
+typedef struct {
+  const loom_iter *it;
+  loom_iter_fn fn;
+  void *ctx;
+} iter_job;
+
+static void iter_part(void *p, int64_t lo, int64_t hi) {
+  const iter_job *j = p;
+  run_range(j->it, lo, hi, j->fn, j->ctx);
+}
+
 void loom__iter_run(const loom_iter *it, loom_iter_fn fn, void *ctx,
                     int cost) {
   int64_t total = it->numel;
@@ -90,15 +97,7 @@ void loom__iter_run(const loom_iter *it, loom_iter_fn fn, void *ctx,
     run_range(it, 0, total, fn, ctx);
     return;
   }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-  {
-    int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-    run_range(it, total * t / T, total * (t + 1) / T, fn, ctx);
-  }
-#else
-  run_range(it, 0, total, fn, ctx);
-#endif
+  loom__parallel_for(nt, total, iter_part, &(iter_job){it, fn, ctx});
 }
 
 void loom__iter_run_serial(const loom_iter *it, loom_iter_fn fn, void *ctx) {

@@ -11,10 +11,6 @@
 
 #include <stdlib.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #define NR 32 /* panel width: two 16-float vectors */
 #define MR 6  /* rows kept in registers */
 
@@ -119,6 +115,19 @@ static void panels(int64_t M, const float *a, int64_t lda,
   }
 }
 
+typedef struct {
+  int64_t M, lda, ldc;
+  const float *a;
+  const loom_packed *p;
+  float *c;
+  bool accumulate;
+} packed_job;
+
+static void packed_part(void *ctx, int64_t q0, int64_t q1) {
+  const packed_job *j = ctx;
+  panels(j->M, j->a, j->lda, j->p, j->c, j->ldc, j->accumulate, q0, q1);
+}
+
 void loom_kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
                              const loom_packed *p, float *c, int64_t ldc,
                              bool accumulate) {
@@ -131,14 +140,6 @@ void loom_kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
   }
   /* Threads take whole panels: each element is computed by one thread in
    * a fixed order, so results do not depend on the thread count. */
-#pragma omp parallel num_threads(nt)
-  {
-#ifdef _OPENMP
-    int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-#else
-    int64_t t = 0, T = 1;
-#endif
-    panels(M, a, lda, p, c, ldc, accumulate, p->panels * t / T,
-           p->panels * (t + 1) / T);
-  }
+  loom__parallel_for(nt, p->panels, packed_part,
+                     &(packed_job){M, lda, ldc, a, p, c, accumulate});
 }

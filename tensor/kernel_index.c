@@ -117,6 +117,21 @@ void loom_kernel_scatter_add(loom_tensor *out, int dim,
   loom__iter_run_serial(&it, scatter_fn, &g);
 }
 
+typedef struct {
+  char *out;
+  const char *x;
+  const int64_t *ix;
+  int64_t is;
+  size_t row;
+} rows_job;
+
+static void copy_rows(void *ctx, int64_t lo, int64_t hi) {
+  const rows_job *r = ctx;
+  for (int64_t j = lo; j < hi; j++)
+    memcpy(r->out + (size_t)j * r->row,
+           r->x + (size_t)r->ix[j * r->is] * r->row, r->row);
+}
+
 void loom_kernel_index_select(loom_tensor *out, const loom_tensor *x, int dim,
                               const loom_tensor *index) {
   const int64_t *ix = (const int64_t *)index->data;
@@ -125,11 +140,8 @@ void loom_kernel_index_select(loom_tensor *out, const loom_tensor *x, int dim,
   if (dim == 0 && loom__is_contiguous(x) && loom__is_contiguous(out)) {
     /* Rows of a contiguous table: the embedding lookup. */
     size_t row = (size_t)(n ? out->numel / n : 0) * es;
-    int nt = loom__threads_for(out->numel);
-#pragma omp parallel for num_threads(nt) if (nt > 1)
-    for (int64_t j = 0; j < n; j++)
-      memcpy(out->data + (size_t)j * row, x->data + (size_t)ix[j * is] * row,
-             row);
+    loom__parallel_for(loom__threads_for(out->numel), n, copy_rows,
+                       &(rows_job){out->data, x->data, ix, is, row});
     return;
   }
   for (int64_t j = 0; j < n; j++) {

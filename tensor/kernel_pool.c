@@ -3,12 +3,11 @@
 
 #include <math.h>
 
+/* Planes [p0, p1) of a max pool. */
 #define MAXPOOL(T)                                                             \
   static void maxpool_##T(T *out, int64_t *idx, const T *x,                    \
-                          const loom_pool_geom *g) {                           \
-    int nt = loom__threads_for(g->planes * g->oh * g->ow * g->kh * g->kw);     \
-    _Pragma("omp parallel for num_threads(nt) if (nt > 1)")                   \
-    for (int64_t p = 0; p < g->planes; p++) {                                  \
+                          const loom_pool_geom *g, int64_t p0, int64_t p1) {   \
+    for (int64_t p = p0; p < p1; p++) {                                        \
       const T *plane = x + p * g->h * g->w;                                    \
       for (int64_t oi = 0; oi < g->oh; oi++)                                   \
         for (int64_t oj = 0; oj < g->ow; oj++) {                               \
@@ -41,13 +40,29 @@
 MAXPOOL(float)
 MAXPOOL(double)
 
+typedef struct {
+  loom_tensor *out;
+  int64_t *idx;
+  const loom_tensor *x;
+  const loom_pool_geom *g;
+} maxpool_job;
+
+static void maxpool_planes(void *ctx, int64_t p0, int64_t p1) {
+  const maxpool_job *j = ctx;
+  if (j->x->dtype == LOOM_F32)
+    maxpool_float((float *)j->out->data, j->idx, (const float *)j->x->data,
+                  j->g, p0, p1);
+  else
+    maxpool_double((double *)j->out->data, j->idx,
+                   (const double *)j->x->data, j->g, p0, p1);
+}
+
 void loom_kernel_max_pool2d(loom_tensor *out, loom_tensor *indices,
                             const loom_tensor *x, const loom_pool_geom *g) {
   int64_t *idx = indices ? (int64_t *)indices->data : NULL;
-  if (x->dtype == LOOM_F32)
-    maxpool_float((float *)out->data, idx, (const float *)x->data, g);
-  else
-    maxpool_double((double *)out->data, idx, (const double *)x->data, g);
+  int nt = loom__threads_for(g->planes * g->oh * g->ow * g->kh * g->kw);
+  loom__parallel_for(nt, g->planes, maxpool_planes,
+                     &(maxpool_job){out, idx, x, g});
 }
 
 void loom_kernel_max_pool2d_backward(loom_tensor *gx, const loom_tensor *gout,

@@ -11,10 +11,6 @@
 #include <stdlib.h>
 #include <tgmath.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #define BLOCK 65536
 
 typedef struct {
@@ -134,6 +130,26 @@ static void order_like(loom_tensor *view, const loom_tensor *t,
   }
 }
 
+typedef struct {
+  row_fn fn;
+  loom_dtype at;
+  double id;
+  char *part;
+  const char *x;
+  int64_t n, sx;
+} blocks_job;
+
+static void reduce_block_range(void *ctx, int64_t b0, int64_t b1) {
+  const blocks_job *j = ctx;
+  size_t es = loom_dtype_size(j->at);
+  for (int64_t b = b0; b < b1; b++) {
+    char *pb = j->part + b * (int64_t)es;
+    loom__write(pb, j->at, j->id);
+    int64_t lo = b * BLOCK, len = j->n - lo < BLOCK ? j->n - lo : BLOCK;
+    j->fn(pb, j->x + lo * j->sx, len, 0, j->sx);
+  }
+}
+
 static void reduce_blocks(const loom_iter *it, row_fn fn, loom_reduce_op op,
                           loom_dtype at, char *acc) {
   int64_t n = it->numel, nb = (n + BLOCK - 1) / BLOCK;
@@ -145,14 +161,9 @@ static void reduce_blocks(const loom_iter *it, row_fn fn, loom_reduce_op op,
     fn(acc, it->base[1], n, 0, sx);
     return;
   }
-  double id = identity(op, at);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (int64_t b = 0; b < nb; b++) {
-    char *pb = part + b * (int64_t)es;
-    loom__write(pb, at, id);
-    int64_t lo = b * BLOCK, len = n - lo < BLOCK ? n - lo : BLOCK;
-    fn(pb, it->base[1] + lo * sx, len, 0, sx);
-  }
+  loom__parallel_for(nt, nb, reduce_block_range,
+                     &(blocks_job){fn, at, identity(op, at), part,
+                                   it->base[1], n, sx});
   /* Combine partials in block order with the same row function, reading
    * them as an accumulator-typed run. */
   if (at == LOOM_F64 && (op == LOOM_REDUCE_SUM))
@@ -164,6 +175,26 @@ static void reduce_blocks(const loom_iter *it, row_fn fn, loom_reduce_op op,
   else
     pick(op, at)(acc, part, nb, 0, (int64_t)es);
   free(part);
+}
+
+/* Slices [lo, hi) of dim `split`, along which the outputs differ: each
+ * output element is reduced by one thread, whatever the thread count. */
+typedef struct {
+  const loom_iter *it;
+  int split;
+  row_fn fn;
+} slices_job;
+
+static void reduce_slices(void *ctx, int64_t lo, int64_t hi) {
+  const slices_job *j = ctx;
+  loom_iter part = *j->it;
+  int64_t len = j->it->shape[j->split];
+  part.shape[j->split] = hi - lo;
+  part.numel = j->it->numel / len * (hi - lo);
+  for (int k = 0; k < 2; k++)
+    part.base[k] += lo * j->it->strides[k][j->split];
+  row_fn fn = j->fn;
+  loom__iter_run_serial(&part, run_row, &fn);
 }
 
 int loom_kernel_reduce(loom_reduce_op op, loom_tensor *out,
@@ -218,22 +249,8 @@ int loom_kernel_reduce(loom_reduce_op op, loom_tensor *out,
     if (split < 0 && it.ndim == 1 && it.numel >= 2 * BLOCK) {
       reduce_blocks(&it, fn, op, at, acc->data);
     } else if (split >= 0 && nt > 1) {
-      int64_t len = it.shape[split];
-#pragma omp parallel num_threads(nt)
-      {
-#ifdef _OPENMP
-        int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-#else
-        int64_t t = 0, T = 1;
-#endif
-        loom_iter part = it;
-        int64_t lo = len * t / T, hi = len * (t + 1) / T;
-        part.shape[split] = hi - lo;
-        part.numel = it.numel / len * (hi - lo);
-        for (int k = 0; k < 2; k++)
-          part.base[k] += lo * it.strides[k][split];
-        loom__iter_run_serial(&part, run_row, &fn);
-      }
+      loom__parallel_for(nt, it.shape[split], reduce_slices,
+                         &(slices_job){&it, split, fn});
     } else {
       loom__iter_run_serial(&it, run_row, &fn);
     }
@@ -313,12 +330,11 @@ void loom_kernel_arg_reduce(bool is_max, loom_tensor *values,
 
 /* ---- softmax ---- */
 
+/* Rows [o0, o1) of the outer dims. */
 #define SOFTMAX(T)                                                             \
-  static void softmax_##T(T *y, const T *x, int64_t outer, int64_t len,        \
-                          int64_t inner, bool log_) {                          \
-    int nt = loom__threads_for(outer * len * inner * 8);                       \
-    _Pragma("omp parallel for num_threads(nt) if (nt > 1)")                   \
-    for (int64_t o = 0; o < outer; o++)                                        \
+  static void softmax_##T(T *y, const T *x, int64_t o0, int64_t o1,            \
+                          int64_t len, int64_t inner, bool log_) {             \
+    for (int64_t o = o0; o < o1; o++)                                          \
       for (int64_t k = 0; k < inner; k++) {                                    \
         const T *xr = x + o * len * inner + k;                                 \
         T *yr = y + o * len * inner + k;                                       \
@@ -347,11 +363,10 @@ void loom_kernel_arg_reduce(bool is_max, loom_tensor *values,
         }                                                                      \
       }                                                                        \
   }                                                                            \
-  static void softmax_grad_##T(T *gi, const T *y, const T *g, int64_t outer,   \
-                               int64_t len, int64_t inner, bool log_) {        \
-    int nt = loom__threads_for(outer * len * inner * 4);                       \
-    _Pragma("omp parallel for num_threads(nt) if (nt > 1)")                   \
-    for (int64_t o = 0; o < outer; o++)                                        \
+  static void softmax_grad_##T(T *gi, const T *y, const T *g, int64_t o0,      \
+                               int64_t o1, int64_t len, int64_t inner,         \
+                               bool log_) {                                    \
+    for (int64_t o = o0; o < o1; o++)                                          \
       for (int64_t k = 0; k < inner; k++) {                                    \
         int64_t base = o * len * inner + k;                                    \
         double s = 0;                                                          \
@@ -378,26 +393,48 @@ static void geometry(const loom_tensor *t, int dim, int64_t *outer,
     *inner *= t->shape[i];
 }
 
+typedef struct {
+  void *out;
+  const void *y, *x, *g; /* softmax reads x; its gradient reads y and g */
+  int64_t len, inner;
+  bool log_, f32;
+} softmax_job;
+
+static void softmax_rows(void *ctx, int64_t o0, int64_t o1) {
+  const softmax_job *j = ctx;
+  if (j->f32)
+    softmax_float(j->out, j->x, o0, o1, j->len, j->inner, j->log_);
+  else
+    softmax_double(j->out, j->x, o0, o1, j->len, j->inner, j->log_);
+}
+
+static void softmax_grad_rows(void *ctx, int64_t o0, int64_t o1) {
+  const softmax_job *j = ctx;
+  if (j->f32)
+    softmax_grad_float(j->out, j->y, j->g, o0, o1, j->len, j->inner, j->log_);
+  else
+    softmax_grad_double(j->out, j->y, j->g, o0, o1, j->len, j->inner,
+                        j->log_);
+}
+
 void loom_kernel_softmax(loom_tensor *out, const loom_tensor *x, int dim,
                          bool log_) {
   int64_t outer, inner, len = x->ndim ? x->shape[dim] : 1;
   geometry(x, dim, &outer, &inner);
-  if (x->dtype == LOOM_F32)
-    softmax_float((float *)out->data, (const float *)x->data, outer, len,
-                  inner, log_);
-  else
-    softmax_double((double *)out->data, (const double *)x->data, outer, len,
-                   inner, log_);
+  softmax_job j = {.out = out->data, .x = x->data, .len = len,
+                   .inner = inner, .log_ = log_,
+                   .f32 = x->dtype == LOOM_F32};
+  loom__parallel_for(loom__threads_for(outer * len * inner * 8), outer,
+                     softmax_rows, &j);
 }
 
 void loom_kernel_softmax_grad(loom_tensor *gin, const loom_tensor *y,
                               const loom_tensor *g, int dim, bool log_) {
   int64_t outer, inner, len = y->ndim ? y->shape[dim] : 1;
   geometry(y, dim, &outer, &inner);
-  if (y->dtype == LOOM_F32)
-    softmax_grad_float((float *)gin->data, (const float *)y->data,
-                       (const float *)g->data, outer, len, inner, log_);
-  else
-    softmax_grad_double((double *)gin->data, (const double *)y->data,
-                        (const double *)g->data, outer, len, inner, log_);
+  softmax_job j = {.out = gin->data, .y = y->data, .g = g->data, .len = len,
+                   .inner = inner, .log_ = log_,
+                   .f32 = y->dtype == LOOM_F32};
+  loom__parallel_for(loom__threads_for(outer * len * inner * 4), outer,
+                     softmax_grad_rows, &j);
 }

@@ -166,9 +166,27 @@ void loom_kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
  * xg: B x 3H input part (with b_ih), hg: B x 3H recurrent part (with
  * b_hh); act receives r, z, n (B x 3H). */
 #define GRU(T, S)                                                              \
-  LOOM_CLONES static void gru_fwd_##S(int64_t B, int64_t H, const T *xg,       \
-                                      const T *hg, const T *h_prev, T *act,    \
-                                      T *h, T *out, const uint8_t *active) {   \
+  /* Separate row functions with restrict pointers, so the compiler knows  \
+   * the outputs alias no input and vectorises the loops (it did not when  \
+   * they were inline in the batch loop: the forward pass cost 5x the      \
+   * LSTM's per element, 13% of a GRU training step). */                  \
+  LOOM_CLONES static void gru_row_##S(int64_t H, const T *restrict x,          \
+                                      const T *restrict hh,                    \
+                                      const T *restrict hp, T *restrict a,     \
+                                      T *restrict hn) {                        \
+    for (int64_t j = 0; j < H; j++) {                                          \
+      T r = sigm_##S(x[j] + hh[j]);                                            \
+      T z = sigm_##S(x[H + j] + hh[H + j]);                                    \
+      T n = tanh_##S(x[2 * H + j] + r * hh[2 * H + j]);                        \
+      a[j] = r;                                                                \
+      a[H + j] = z;                                                            \
+      a[2 * H + j] = n;                                                        \
+      hn[j] = n + z * (hp[j] - n);                                             \
+    }                                                                          \
+  }                                                                            \
+  static void gru_fwd_##S(int64_t B, int64_t H, const T *xg, const T *hg,      \
+                          const T *h_prev, T *act, T *h, T *out,               \
+                          const uint8_t *active) {                             \
     for (int64_t b = 0; b < B; b++) {                                          \
       const T *x = xg + b * 3 * H, *hh = hg + b * 3 * H, *hp = h_prev + b * H; \
       T *a = act + b * 3 * H, *hn = h + b * H, *o = out ? out + b * H : NULL;  \
@@ -180,26 +198,34 @@ void loom_kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
             o[j] = 0;                                                          \
         continue;                                                              \
       }                                                                        \
-      for (int64_t j = 0; j < H; j++) {                                        \
-        T r = sigm_##S(x[j] + hh[j]);                                          \
-        T z = sigm_##S(x[H + j] + hh[H + j]);                                  \
-        T n = tanh_##S(x[2 * H + j] + r * hh[2 * H + j]);                      \
-        T v = n + z * (hp[j] - n);                                             \
-        a[j] = r;                                                              \
-        a[H + j] = z;                                                          \
-        a[2 * H + j] = n;                                                      \
-        hn[j] = v;                                                             \
-        if (o)                                                                 \
-          o[j] = v;                                                            \
-      }                                                                        \
+      gru_row_##S(H, x, hh, hp, a, hn);                                        \
+      if (o)                                                                   \
+        memcpy(o, hn, (size_t)H * sizeof(T));                                  \
     }                                                                          \
   }                                                                            \
   /* dxg, dhg: gradients of the input and recurrent parts (B x 3H);        \
    * dh_prev gets the direct part z * dh only (the caller adds dhg @ W). */ \
-  LOOM_CLONES static void gru_bwd_##S(int64_t B, int64_t H, const T *act,      \
-                                      const T *hg, const T *h_prev,            \
-                                      const T *dh, T *dxg, T *dhg,             \
-                                      T *dh_prev, const uint8_t *active) {     \
+  LOOM_CLONES static void gru_row_bwd_##S(                                     \
+      int64_t H, const T *restrict a, const T *restrict hh,                    \
+      const T *restrict hp, const T *restrict d, T *restrict dx,               \
+      T *restrict dr, T *restrict dp) {                                        \
+    for (int64_t j = 0; j < H; j++) {                                          \
+      T r = a[j], z = a[H + j], n = a[2 * H + j];                              \
+      T dan = d[j] * (1 - z) * (1 - n * n);                                    \
+      T daz = d[j] * (hp[j] - n) * z * (1 - z);                                \
+      T dar = dan * hh[2 * H + j] * r * (1 - r);                               \
+      dx[j] = dar;                                                             \
+      dx[H + j] = daz;                                                         \
+      dx[2 * H + j] = dan;                                                     \
+      dr[j] = dar;                                                             \
+      dr[H + j] = daz;                                                         \
+      dr[2 * H + j] = dan * r;                                                 \
+      dp[j] = d[j] * z;                                                        \
+    }                                                                          \
+  }                                                                            \
+  static void gru_bwd_##S(int64_t B, int64_t H, const T *act, const T *hg,     \
+                          const T *h_prev, const T *dh, T *dxg, T *dhg,        \
+                          T *dh_prev, const uint8_t *active) {                 \
     for (int64_t b = 0; b < B; b++) {                                          \
       const T *a = act + b * 3 * H, *hh = hg + b * 3 * H, *hp = h_prev + b * H;\
       const T *d = dh + b * H;                                                 \
@@ -211,19 +237,7 @@ void loom_kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
           dp[j] = d[j];                                                        \
         continue;                                                              \
       }                                                                        \
-      for (int64_t j = 0; j < H; j++) {                                        \
-        T r = a[j], z = a[H + j], n = a[2 * H + j];                            \
-        T dan = d[j] * (1 - z) * (1 - n * n);                                  \
-        T daz = d[j] * (hp[j] - n) * z * (1 - z);                              \
-        T dar = dan * hh[2 * H + j] * r * (1 - r);                             \
-        dx[j] = dar;                                                           \
-        dx[H + j] = daz;                                                       \
-        dx[2 * H + j] = dan;                                                   \
-        dr[j] = dar;                                                           \
-        dr[H + j] = daz;                                                       \
-        dr[2 * H + j] = dan * r;                                               \
-        dp[j] = d[j] * z;                                                      \
-      }                                                                        \
+      gru_row_bwd_##S(H, a, hh, hp, d, dx, dr, dp);                            \
     }                                                                          \
   }
 GRU(float, f)

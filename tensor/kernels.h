@@ -212,4 +212,14 @@ void loom_kernel_rnn_step_backward(loom_dtype t, int64_t B, int64_t H,
                                    const void *h, const void *dh, void *dpre,
                                    bool relu, const uint8_t *active);
 
+/* ---- dropout (random.c) ----
+ * out = x * mask / (1 - p), mask (uint8, 1 keeps) drawn with keep
+ * probability 1 - p, p in (0, 1); all contiguous, x float. Advances g by
+ * one draw whatever the size. */
+void loom_kernel_dropout(loom_tensor *out, loom_tensor *mask,
+                         const loom_tensor *x, double p, loom_rng *g);
+/* gin = g * mask / (1 - p); all contiguous. */
+void loom_kernel_dropout_backward(loom_tensor *gin, const loom_tensor *g,
+                                  const loom_tensor *mask, double p);
+
 #endif

@@ -1,0 +1,45 @@
+# Shell helpers shared by bench/run_models.sh and bench/charlm.sh (sourced,
+# not run). They expect RESULTS (a folder) to be set.
+
+busy() { # CPU time the machine has used or lost to its hypervisor (steal)
+  awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
+
+# run NAME COMMAND...: runs the command, shows its output and keeps it in
+# $RESULTS/NAME.txt, with /usr/bin/time -v's report in $RESULTS/NAME.time
+# (its peak RSS is what the charlm figures use). Lines starting with "@"
+# are for the summaries and are not shown.
+run() {
+  name=$1
+  shift
+  echo "=== $name: $*"
+  start=$(date +%s)
+  before=$(busy)
+  /usr/bin/time -v -o "$RESULTS/$name.time" "$@" 2>"$RESULTS/$name.err" |
+    tee "$RESULTS/$name.txt" | grep -v '^@' || true
+  after=$(busy)
+  # Progress lines rewrite themselves with \r: show only the last state.
+  tr '\r' '\n' <"$RESULTS/$name.err" | grep -v '^ *$' | tail -n 4
+  echo "($(($(date +%s) - start)) s)"
+  # Both cores are in use, so CPU time taken by other processes (or lost
+  # to a hypervisor's steal) skews the figures: say so past a CPU-second.
+  awk -v b="$before" -v a="$after" -v hz="$(getconf CLK_TCK)" \
+    '/User time/ { u = $NF } /System time/ { s = $NF }
+     END { other = (a - b) / hz - u - s
+       if (other > 1) printf "WARNING: other processes or steal took %.1f " \
+         "CPU-s during this run; its figures may be off\n", other }' \
+    "$RESULTS/$name.time" | tee -a "$RESULTS/warnings.txt"
+}
+
+# peak_rss NAME: the peak RSS in MiB of the last `run NAME`.
+peak_rss() {
+  awk '/Maximum resident set size/ { printf "%.1f\n", $NF / 1024 }' \
+    "$RESULTS/$1.time"
+}
+
+# header: the date and the machine, for the top of a report.
+header() {
+  echo "# $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores:" \
+    "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //');" \
+    "load $(cut -d' ' -f1-3 /proc/loadavg)"
+}

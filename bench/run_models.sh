@@ -1,0 +1,151 @@
+#!/bin/sh
+# Builds loom and runs the model benchmarks against PyTorch in one go, one
+# program at a time, then prints a summary table with ratios and whether
+# each target is met. PyTorch runs with OMP_WAIT_POLICY=passive and 1 and 2
+# threads; each case is compared with its best. The machine is noisy:
+# compare the ratios of one run, not absolute figures of different runs.
+#
+#   bench-rnn / rnn_torch.py                 LSTM, GRU, unrolled LSTM cells
+#   bench-transformer / transformer_torch.py encoder and attention
+#   bench/charlm.sh (with --charlm)          char-LSTM app: chars/s, RSS
+#   bench/charlm.sh --quality (--quality)    and 10-minute validation runs
+#
+# Usage: sh bench/run_models.sh [--charlm] [--quality]
+#   (about 4 minutes; --charlm adds 3, --quality 30 more)
+#   BUILD=dir     build folder (default: build; must have -Dbench=true)
+#   RESULTS=dir   where the raw outputs go (default: a fresh temporary dir)
+#   PYTHON=exe    Python that sees torch (default: /usr/bin/python3)
+#   SAMPLES=n     loom's samples per case (7); REPS=n torch's timed steps (30)
+#   NO_TORCH=1    skip PyTorch
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-build}
+case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+PYTHON=${PYTHON:-/usr/bin/python3}
+SAMPLES=${SAMPLES:-7}
+REPS=${REPS:-30}
+RESULTS=${RESULTS:-$(mktemp -d /tmp/loom-models.XXXXXX)}
+CHARLM=
+QUALITY=
+for arg in "$@"; do
+  case $arg in
+  --charlm) CHARLM=1 ;;
+  --quality) CHARLM=1; QUALITY=--quality ;;
+  *) echo "usage: sh bench/run_models.sh [--charlm] [--quality]" >&2
+     exit 2 ;;
+  esac
+done
+mkdir -p "$RESULTS"
+rm -f "$RESULTS/warnings.txt"
+. "$ROOT/bench/common.sh"
+
+ninja -C "$BUILD" bench/bench-rnn bench/bench-transformer \
+  >"$RESULTS/build.txt" 2>&1 || { cat "$RESULTS/build.txt"; exit 1; }
+
+header | tee "$RESULTS/header.txt"
+run rnn "$BUILD/bench/bench-rnn" --samples "$SAMPLES"
+if [ -z "${NO_TORCH:-}" ]; then
+  for t in 2 1; do
+    run "rnn_torch$t" "$PYTHON" "$ROOT/bench/rnn_torch.py" --threads "$t" \
+      --reps "$REPS"
+  done
+fi
+run transformer "$BUILD/bench/bench-transformer" --samples "$SAMPLES"
+if [ -z "${NO_TORCH:-}" ]; then
+  for t in 2 1; do
+    run "transformer_torch$t" "$PYTHON" "$ROOT/bench/transformer_torch.py" \
+      --threads "$t" --reps "$REPS"
+  done
+fi
+if [ -n "$CHARLM" ]; then
+  BUILD=$BUILD RESULTS=$RESULTS PYTHON=$PYTHON \
+    sh "$ROOT/bench/charlm.sh" $QUALITY
+fi
+
+echo
+echo "================================ summary"
+cat "$RESULTS/header.txt"
+cat "$RESULTS"/rnn*.txt "$RESULTS"/transformer*.txt | awk '
+function verdict(ok) { return ok ? "met" : "MISSED" }
+function best(peer, kind) { # fastest torch configuration of a case
+  b = ""
+  for (k = 1; k <= 2; k++)
+    if ((kind, k, peer) in torch &&
+        (b == "" || torch[kind, k, peer] < torch[kind, b, peer]))
+      b = k
+  return b
+}
+$1 == "@rnn" && $2 ~ /^torch/ { torch[$3, substr($2, 6), $4] = $5 }
+$1 == "@rnn" && ($2 == "train" || $2 == "fwd") {
+  n++; kind[n] = $2; name[n] = $3; peer[n] = $4; ms[n] = $5
+}
+$1 == "@rnn" && $2 == "fused_vs_steps" { fused = $3 }
+$1 == "@tf" && $2 == "loom" { tn++; tname[tn] = $3; tms[tn] = $4 }
+$1 == "@tf" && $2 ~ /^torch/ { ttorch[substr($2, 6), $3] = $4 }
+END {
+  print "rnn: ms per training step (zero_grad, fwd, mean(out^2), bwd, Adam),"
+  print "  input 256, hidden 512, seq 35; torch = its best of 1 and 2"
+  print "  threads; targets: fused layers <= 0.70x torch, the user LSTM cell"
+  print "  unrolled step by step <= 0.50x torch.nn.LSTMCell in a Python loop"
+  printf "%-19s %9s %-18s %9s %-3s %7s %7s  %s\n", "loom case", "ms",
+         "torch case", "ms", "thr", "ratio", "target", "verdict"
+  for (i = 1; i <= n; i++) {
+    if (kind[i] != "train")
+      continue
+    c = name[i]
+    target = c ~ /^(lstm|gru)_b/ ? 0.70 : c == "user_lstm_b32" ? 0.50 : 0
+    b = best(peer[i], "train")
+    if (b == "") {
+      printf "%-19s %9.2f %-18s\n", c, ms[i], "-"
+      continue
+    }
+    t = torch["train", b, peer[i]]
+    r = ms[i] / t
+    printf "%-19s %9.2f %-18s %9.2f %-3s %7.3f %7s  %s\n", c, ms[i],
+           peer[i], t, b, r, target ? sprintf("%.2f", target) : "-",
+           target ? verdict(r <= target) : "-"
+    if (target) { rt++; if (r <= target) rok++ }
+    if (c == "user_lstm_b32" && best("prim_loop_b32", "train") != "") {
+      pb = best("prim_loop_b32", "train")
+      pt = torch["train", pb, "prim_loop_b32"]
+      printf "%-19s %9.2f %-18s %9.2f %-3s %7.3f %7s  %s\n", c, ms[i],
+             "prim_loop_b32", pt, pb, ms[i] / pt, "-", "-"
+    }
+  }
+  printf "  loom fused LSTM vs its step-by-step path: %.2fx faster\n", fused
+  printf "  -> %d of %d targets met\n\n", rok, rt
+  print "transformer: ms per step; encoder 2 layers d256 h8 ff1024, seq 64,"
+  print "  batch 32, post-norm relu: fwd + mean(out^2) + bwd + Adam;"
+  print "  mha: self-attention fwd + bwd; target encoder <= 1.00x torch"
+  printf "%-17s %9s %10s %9s %-3s %7s %7s  %s\n", "case", "loom ms",
+         "tokens/s", "torch ms", "thr", "ratio", "target", "verdict"
+  for (i = 1; i <= tn; i++) {
+    c = tname[i]
+    b = ""
+    for (k = 1; k <= 2; k++)
+      if ((k, c) in ttorch && (b == "" || ttorch[k, c] < ttorch[b, c]))
+        b = k
+    enc = c ~ /^encoder/
+    if (b == "") {
+      printf "%-17s %9.2f %10.0f\n", c, tms[i], 2048 / tms[i] * 1e3
+      continue
+    }
+    r = tms[i] / ttorch[b, c]
+    printf "%-17s %9.2f %10.0f %9.2f %-3s %7.3f %7s  %s\n", c, tms[i],
+           2048 / tms[i] * 1e3, ttorch[b, c], b, r, enc ? "1.00" : "-",
+           enc ? verdict(r <= 1) : "-"
+    if (enc) { et++; if (r <= 1) eok++ }
+  }
+  printf "  -> %d of %d targets met\n", eok, et
+}'
+if [ -n "$CHARLM" ] && [ -f "$RESULTS/charlm_summary.txt" ]; then
+  echo
+  cat "$RESULTS/charlm_summary.txt"
+fi
+if [ -s "$RESULTS/warnings.txt" ]; then
+  echo
+  echo "WARNING: the machine was busy during part of this run (see above);"
+  echo "rerun for figures to rely on."
+fi
+echo
+echo "raw outputs: $RESULTS"

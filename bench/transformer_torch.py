@@ -1,0 +1,99 @@
+"""PyTorch counterpart of bench/transformer.c (the peers' torch_transformer.py).
+
+  encoder_drop0.1, encoder_drop0.0
+      nn.TransformerEncoder(TransformerEncoderLayer(d_model=256, nhead=8,
+      dim_feedforward=1024, dropout=p, batch_first=True), num_layers=2,
+      enable_nested_tensor=False), training mode, input (32, 64, 256):
+      zero_grad(set_to_none) + forward + mean(out^2) + backward + Adam
+      (lr 1e-4) step
+  mha
+      nn.MultiheadAttention(256, 8, batch_first=True) self-attention on the
+      same input (requires grad), training mode, need_weights=False:
+      forward + mean(out^2) + backward
+Each case: `--warmup` untimed steps, then `--reps` timed; the figure is the
+median ms. Runs with torch.set_num_threads(--threads) and
+OMP_WAIT_POLICY=passive (set here if unset, before torch loads). Lines
+starting with "@tf" are for bench/run_models.sh.
+
+Usage: /usr/bin/python3 bench/transformer_torch.py [--threads N]
+       [--reps N] [--warmup N]
+"""
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+import torch  # noqa: E402  (the environment must be set first)
+import torch.nn as nn  # noqa: E402
+
+D, NH, FF, NL, S, B = 256, 8, 1024, 2, 64, 32
+
+
+def make_encoder_step(dropout):
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(d_model=D, nhead=NH, dim_feedforward=FF,
+                                       dropout=dropout, batch_first=True)
+    enc = nn.TransformerEncoder(layer, num_layers=NL,
+                                enable_nested_tensor=False)
+    enc.train()
+    opt = torch.optim.Adam(enc.parameters(), lr=1e-4)
+    x = torch.randn(B, S, D)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = enc(x).square().mean()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def make_mha_step():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(D, NH, batch_first=True)
+    mha.train()
+    x = torch.randn(B, S, D, requires_grad=True)
+
+    def step():
+        mha.zero_grad(set_to_none=True)
+        x.grad = None
+        out, _ = mha(x, x, x, need_weights=False)
+        out.square().mean().backward()
+
+    return step
+
+
+def median_ms(fn, warmup, reps):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=5)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    print(f"# torch {torch.__version__}, threads {a.threads}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
+          f"{a.warmup} warm-up + {a.reps} timed steps per case")
+    print(f"{'# case':<18} {'ms/step':>10} {'tokens/s':>12}")
+    for name, make in [("encoder_drop0.1", lambda: make_encoder_step(0.1)),
+                       ("encoder_drop0.0", lambda: make_encoder_step(0.0)),
+                       ("mha", make_mha_step)]:
+        ms = median_ms(make(), a.warmup, a.reps)
+        print(f"{name:<18} {ms:10.3f} {S * B / ms * 1e3:12.0f}")
+        print(f"@tf torch{a.threads} {name} {ms:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

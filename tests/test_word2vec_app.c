@@ -1,0 +1,419 @@
+/* apps/word2vec end to end, through the built program: on a text the test
+ * writes with planted structure, every architecture and output layer puts
+ * the planted word pairs nearest to each other; the text and binary files
+ * agree when read back here in C; the vocabulary file round-trips; a
+ * resumed run is bit-identical; the query commands answer; bad input
+ * fails cleanly. With ../shared/data, a short run on PTB scores well above
+ * chance on the analogy and WordSim-353 evaluations. */
+#define _POSIX_C_SOURCE 200809L
+#include "check_util.h"
+
+#include "../apps/word2vec/word2vec.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *word2vec(void) {
+  const char *p = getenv("WORD2VEC");
+  return p ? p : "./apps/word2vec";
+}
+
+static char dir[256], corpus[512];
+
+/* Runs word2vec with arguments; returns its exit status. */
+static int run(const char *args) {
+  char cmd[8192];
+  snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>&1", word2vec(), args);
+  int st = system(cmd);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Runs word2vec, capturing stdout and stderr into out; its exit status. */
+static int capture(const char *args, char *out, size_t n) {
+  char cmd[8192];
+  snprintf(cmd, sizeof cmd, "%s %s 2>&1", word2vec(), args);
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  size_t len = fread(out, 1, n - 1, p);
+  out[len] = '\0';
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void in_dir(char *buf, size_t n, const char *name) {
+  snprintf(buf, n, "%s/%s", dir, name);
+}
+
+static void write_file(const char *path, const void *data, size_t len) {
+  FILE *f = fopen(path, "wb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_uint_eq(fwrite(data, 1, len, f), len);
+  fclose(f);
+}
+
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  ck_assert_ptr_nonnull(f);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = malloc((size_t)n + 1);
+  ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+  buf[n] = '\0';
+  fclose(f);
+  *len = (size_t)n;
+  return buf;
+}
+
+/* The planted text: sentences walk a random chain over 200 words (each
+ * word has 4 possible successors, so every word has its own contexts),
+ * and 20 of the words are written as two spellings, "w<k>a" or "w<k>b",
+ * at random. The two spellings of a word share every context, so good
+ * vectors make them each other's nearest neighbour. */
+enum { CHAIN_WORDS = 200, SPLIT = 20, SENTENCES = 4000 };
+
+static int write_planted(const char *path) {
+  FILE *f = fopen(path, "w");
+  if (!f)
+    return -1;
+  uint64_t s = w2v_rand_seed(2024, 0);
+  int succ[CHAIN_WORDS][4];
+  for (int w = 0; w < CHAIN_WORDS; w++)
+    for (int k = 0; k < 4; k++)
+      succ[w][k] = (int)w2v_rand_below(&s, CHAIN_WORDS);
+  for (int i = 0; i < SENTENCES; i++) {
+    int w = (int)w2v_rand_below(&s, CHAIN_WORDS);
+    for (int j = 0; j < 10; j++) {
+      if (w % 2 == 0 && w < 2 * SPLIT)
+        fprintf(f, "w%d%c", w, w2v_rand_below(&s, 2) ? 'a' : 'b');
+      else
+        fprintf(f, "w%d", w);
+      fputc(j == 9 ? '\n' : ' ', f);
+      w = succ[w][w2v_rand_below(&s, 4)];
+    }
+  }
+  return fclose(f);
+}
+
+/* How many of the 2 * SPLIT planted spellings have their twin as nearest
+ * neighbour in the vector file. */
+static int planted_pairs_found(const char *vectors) {
+  w2v_vectors w;
+  ck_assert_msg(w2v_load_vectors(&w, vectors, -1, 0) == 0, "%s",
+                loom_last_error());
+  loom_tensor *normed = w2v_normalized(w.vectors);
+  ck_assert_loom(normed);
+  int found = 0;
+  for (int k = 0; k < SPLIT; k++)
+    for (int side = 0; side < 2; side++) {
+      char me[16], twin[16];
+      snprintf(me, sizeof me, "w%d%c", 2 * k, side ? 'b' : 'a');
+      snprintf(twin, sizeof twin, "w%d%c", 2 * k, side ? 'a' : 'b');
+      int64_t i = w2v_find_word(&w, me, 0);
+      ck_assert_int_ge(i, 0);
+      w2v_hit hit;
+      ck_assert_int_eq(w2v_nearest(normed, loom_data_f32(normed) + i * w.dim,
+                                   &i, 1, 0, 1, &hit),
+                       1);
+      found += strcmp(w.words[hit.index], twin) == 0;
+    }
+  w2v_vectors_free(&w);
+  return found;
+}
+
+#define SMALL "-size 32 -min-count 1 -sample 0 -iter 5 -debug 0"
+
+START_TEST(test_planted_pairs) {
+  const char *modes[] = {
+      "-cbow 0 -negative 5 -threads 2",       /* skip-gram, negatives */
+      "-cbow 1 -negative 5 -threads 2",       /* CBOW, negatives */
+      "-cbow 0 -hs 1 -negative 0 -threads 2", /* skip-gram, tree */
+      "-cbow 1 -hs 1 -negative 3 -threads 2", /* CBOW, both */
+      "-cbow 1 -engine autograd -threads 1",  /* the loom-ops path */
+  };
+  for (size_t m = 0; m < sizeof modes / sizeof *modes; m++) {
+    char out[512], args[4096];
+    in_dir(out, sizeof out, "planted.txt.vec");
+    snprintf(args, sizeof args, "-train %s -output %s %s " SMALL, corpus, out,
+             modes[m]);
+    ck_assert_int_eq(run(args), 0);
+    int found = planted_pairs_found(out);
+    ck_assert_msg(found >= 2 * SPLIT - 2,
+                  "%s: %d of %d planted pairs "
+                  "nearest",
+                  modes[m], found, 2 * SPLIT);
+  }
+}
+END_TEST
+
+START_TEST(test_text_and_binary_agree) {
+  char txt[512], bin[512], args[4096];
+  in_dir(txt, sizeof txt, "same.txt");
+  in_dir(bin, sizeof bin, "same.bin");
+  /* one thread and a seed: the same vectors both times */
+  const char *opts = "-cbow 0 -threads 1 -seed 7 " SMALL;
+  snprintf(args, sizeof args, "-train %s -output %s %s", corpus, txt, opts);
+  ck_assert_int_eq(run(args), 0);
+  snprintf(args, sizeof args, "-train %s -output %s -binary 1 %s", corpus, bin,
+           opts);
+  ck_assert_int_eq(run(args), 0);
+  w2v_vectors t, b;
+  ck_assert_int_eq(w2v_load_vectors(&t, txt, 0, 0), 0);
+  ck_assert_int_eq(w2v_load_vectors(&b, bin, 1, 0), 0);
+  ck_assert_int_eq(t.n, b.n);
+  ck_assert_int_eq(t.n, 2 * SPLIT + CHAIN_WORDS - SPLIT + 1); /* + </s> */
+  ck_assert_int_eq(t.dim, 32);
+  for (int64_t i = 0; i < t.n; i++)
+    ck_assert_str_eq(t.words[i], b.words[i]);
+  ck_assert_str_eq(t.words[0], "</s>");
+  /* six decimals, then the float nearest to them */
+  ck_assert(loom_allclose(t.vectors, b.vectors, 1.2e-7, 5.01e-7));
+  w2v_vectors_free(&t);
+  w2v_vectors_free(&b);
+}
+END_TEST
+
+START_TEST(test_vocabulary_file) {
+  char v1[512], v2[512], a[512], b[512], args[4096];
+  in_dir(v1, sizeof v1, "v1.txt");
+  in_dir(v2, sizeof v2, "v2.txt");
+  in_dir(a, sizeof a, "a.bin");
+  in_dir(b, sizeof b, "b.bin");
+  const char *opts = "-threads 1 -binary 1 " SMALL;
+  snprintf(args, sizeof args, "-train %s -output %s -save-vocab %s %s", corpus,
+           a, v1, opts);
+  ck_assert_int_eq(run(args), 0);
+  snprintf(args, sizeof args,
+           "-train %s -output %s -read-vocab %s -save-vocab %s %s", corpus, b,
+           v1, v2, opts);
+  ck_assert_int_eq(run(args), 0);
+  size_t l1, l2, la, lb;
+  char *s1 = slurp(v1, &l1), *s2 = slurp(v2, &l2);
+  char *sa = slurp(a, &la), *sb = slurp(b, &lb);
+  ck_assert_uint_eq(l1, l2);
+  ck_assert(memcmp(s1, s2, l1) == 0);
+  ck_assert(strncmp(s1, "</s> 4000\n", 10) == 0); /* one per line */
+  /* the same vocabulary gives the same training */
+  ck_assert_uint_eq(la, lb);
+  ck_assert(memcmp(sa, sb, la) == 0);
+  free(s1);
+  free(s2);
+  free(sa);
+  free(sb);
+  /* without -output only the vocabulary is written, like the original */
+  remove(v2);
+  snprintf(args, sizeof args, "-train %s -save-vocab %s -debug 0", corpus, v2);
+  ck_assert_int_eq(run(args), 0);
+  ck_assert_int_eq(access(v2, F_OK), 0);
+}
+END_TEST
+
+START_TEST(test_resume_is_exact) {
+  char whole[512], part[512], ck[512], args[4096];
+  in_dir(whole, sizeof whole, "whole.bin");
+  in_dir(part, sizeof part, "part.bin");
+  in_dir(ck, sizeof ck, "w2v.ckpt");
+  const char *opts = "-cbow 1 -hs 1 -threads 1 -binary 1 -size 32 "
+                     "-min-count 1 -iter 3 -debug 0";
+  snprintf(args, sizeof args, "-train %s -output %s %s", corpus, whole, opts);
+  ck_assert_int_eq(run(args), 0);
+  snprintf(args, sizeof args,
+           "-train %s -output %s %s -checkpoint %s -stop-after 2", corpus, part,
+           opts, ck);
+  ck_assert_int_eq(run(args), 0);
+  snprintf(args, sizeof args,
+           "-train %s -output %s %s -checkpoint %s "
+           "-resume 1",
+           corpus, part, opts, ck);
+  ck_assert_int_eq(run(args), 0);
+  size_t la, lb;
+  char *a = slurp(whole, &la), *b = slurp(part, &lb);
+  ck_assert_uint_eq(la, lb);
+  ck_assert_msg(memcmp(a, b, la) == 0, "a resumed run differs");
+  free(a);
+  free(b);
+  /* a checkpoint of other settings is refused */
+  snprintf(args, sizeof args,
+           "-train %s -output %s %s -window 3 "
+           "-checkpoint %s -resume 1",
+           corpus, part, opts, ck);
+  ck_assert_int_eq(run(args), 1);
+}
+END_TEST
+
+START_TEST(test_queries) {
+  char vec[512], q[512], ws[512], args[4096], out[8192];
+  in_dir(vec, sizeof vec, "query.bin");
+  in_dir(q, sizeof q, "questions.txt");
+  in_dir(ws, sizeof ws, "wordsim.tsv");
+  snprintf(args, sizeof args,
+           "-train %s -output %s -binary 1 -cbow 1 "
+           "-threads 2 -classes 0 " SMALL,
+           corpus, vec);
+  ck_assert_int_eq(run(args), 0);
+  snprintf(args, sizeof args, "neighbours %s w0a -n 3", vec);
+  ck_assert_int_eq(capture(args, out, sizeof out), 0);
+  ck_assert_msg(strncmp(out, "w0b\t", 4) == 0, "%s", out);
+  /* the same through standard input */
+  snprintf(args, sizeof args, "neighbours %s -n 1 < /dev/null", vec);
+  ck_assert_int_eq(capture(args, out, sizeof out), 0);
+  snprintf(args, sizeof args, "analogy %s w2a w2b w4a -n 5", vec);
+  ck_assert_int_eq(capture(args, out, sizeof out), 0);
+  ck_assert_int_ge((int)strlen(out), 10);
+  snprintf(args, sizeof args, "neighbours %s no-such-word", vec);
+  ck_assert_int_eq(capture(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "not in the vocabulary"), "%s", out);
+  /* eval: "w0a is to w0b as w2a is to w2b" holds when twins coincide */
+  const char questions[] = ": twins\nw0a w0b w2a w2b\nw4a w4b w6b w6a\n"
+                           "w0a w0b zz w2b\n: gram-chain\nw1 w3 w5 w7\n";
+  write_file(q, questions, sizeof questions - 1);
+  const char pairs[] = "# twins score high\nw0a\tw0b\t10\nw2a\tw2b\t9\n"
+                       "w1\tw3\t1\nw5\tw7\t2\nw9\tw4a\t1.5\n";
+  write_file(ws, pairs, sizeof pairs - 1);
+  snprintf(args, sizeof args, "eval %s -questions %s -wordsim %s", vec, q, ws);
+  ck_assert_int_eq(capture(args, out, sizeof out), 0);
+  ck_assert_msg(strstr(out, "twins") && strstr(out, "gram-chain") &&
+                    strstr(out, "questions seen / total: 3 4") &&
+                    strstr(out, "word similarity: spearman") &&
+                    strstr(out, "(5 of 5 pairs)"),
+                "%s", out);
+  /* -classes writes "word class" lines */
+  snprintf(args, sizeof args,
+           "-train %s -output %s -classes 5 -threads 1 " SMALL, corpus, vec);
+  ck_assert_int_eq(run(args), 0);
+  size_t len;
+  char *cl = slurp(vec, &len);
+  ck_assert_msg(strncmp(cl, "</s> ", 5) == 0, "%.40s", cl);
+  int lines = 0;
+  for (size_t i = 0; i < len; i++)
+    lines += cl[i] == '\n';
+  ck_assert_int_eq(lines, 2 * SPLIT + CHAIN_WORDS - SPLIT + 1);
+  free(cl);
+}
+END_TEST
+
+START_TEST(test_bad_input) {
+  char path[512], out_path[512], args[4096], out[4096];
+  in_dir(out_path, sizeof out_path, "bad.vec");
+  in_dir(path, sizeof path, "empty.txt");
+  write_file(path, "", 0);
+  snprintf(args, sizeof args, "-train %s -output %s", path, out_path);
+  ck_assert_int_eq(capture(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "no words"), "%s", out);
+  write_file(path, "\n\n\n", 3);
+  ck_assert_int_eq(run(args), 1);
+  write_file(path, "a b c d a b\n", 12); /* nothing reaches -min-count 5 */
+  ck_assert_int_eq(capture(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "min-count 5"), "%s", out);
+  write_file(path, "fine words\nthen \xff\xfe bad\n", 24);
+  ck_assert_int_eq(capture(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "UTF-8") && strstr(out, "byte offset 16"), "%s",
+                out);
+  ck_assert_int_ne(access(out_path, F_OK), 0); /* nothing written */
+  snprintf(args, sizeof args, "-train %s/none.txt -output %s", dir, out_path);
+  ck_assert_int_eq(run(args), 1);
+  /* absurd or malformed options */
+  const char *usage_errors[] = {
+      "-size 0",           "-size 1e12",   "-window -1",      "-threads 0",
+      "-iter 0",           "-negative -5", "-alpha 0",        "-sample -1",
+      "-hs 0 -negative 0", "-size abc",    "-no-such-flag 1", "-cbow 2",
+      "-engine gpu",       "-iter"};
+  for (size_t i = 0; i < sizeof usage_errors / sizeof *usage_errors; i++) {
+    snprintf(args, sizeof args, "-train %s -output %s %s", corpus, out_path,
+             usage_errors[i]);
+    ck_assert_msg(run(args) == 2, "'%s' should be a usage error",
+                  usage_errors[i]);
+  }
+  ck_assert_int_eq(run("frobnicate x"), 2);
+  ck_assert_int_eq(run("-output x"), 2); /* no -train */
+  ck_assert_int_eq(run("--help"), 0);
+  ck_assert_int_eq(run(""), 0); /* the usage, like the original */
+  /* a vocabulary file that is not one */
+  write_file(path, "a b c\n", 6);
+  snprintf(args, sizeof args, "-train %s -output %s -read-vocab %s", corpus,
+           out_path, path);
+  ck_assert_int_eq(run(args), 1);
+  /* query commands on files that are not vectors */
+  snprintf(args, sizeof args, "neighbours %s w0a", path);
+  ck_assert_int_eq(capture(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "first line"), "%s", out);
+  write_file(path, "3 4\nx 1 2 3 4\n", 14);
+  snprintf(args, sizeof args, "eval %s -wordsim %s", path, path);
+  ck_assert_int_eq(run(args), 1);
+  snprintf(args, sizeof args, "eval %s", corpus);
+  ck_assert_int_eq(run(args), 2);
+}
+END_TEST
+
+/* Needs ../shared/data (skips without it): CBOW on PTB's training text. */
+START_TEST(test_ptb_scores_above_chance) {
+  const char *root = getenv("LOOM_SOURCE_ROOT");
+  char data[1024], ptb[512], vec[512], args[4096], out[8192];
+  snprintf(data, sizeof data, "%s/../shared/data", root ? root : "..");
+  char p1[1200], p2[1200], q[1200], ws[1200];
+  snprintf(p1, sizeof p1, "%s/ptb/ptb.train.part1.txt", data);
+  snprintf(p2, sizeof p2, "%s/ptb/ptb.train.part2.txt", data);
+  snprintf(q, sizeof q, "%s/word2vec_eval/questions-words.txt", data);
+  snprintf(ws, sizeof ws, "%s/word2vec_eval/wordsim353.tsv", data);
+  if (access(p1, R_OK) || access(p2, R_OK) || access(q, R_OK) ||
+      access(ws, R_OK)) {
+    fprintf(stderr, "test_ptb_scores_above_chance: %s absent, skipped\n", data);
+    return;
+  }
+  in_dir(ptb, sizeof ptb, "ptb.txt");
+  in_dir(vec, sizeof vec, "ptb.bin");
+  snprintf(args, sizeof args, "cat '%s' '%s' > '%s'", p1, p2, ptb);
+  ck_assert_int_eq(system(args), 0);
+  snprintf(args, sizeof args,
+           "-train %s -output %s -binary 1 -cbow 1 "
+           "-iter 5 -threads 2 -debug 0",
+           ptb, vec);
+  ck_assert_int_eq(run(args), 0);
+  snprintf(args, sizeof args, "eval %s -questions %s -wordsim %s", vec, q, ws);
+  ck_assert_int_eq(capture(args, out, sizeof out), 0);
+  double acc = 0, rho = 0;
+  const char *a = strstr(out, "analogy accuracy: ");
+  const char *r = strstr(out, "spearman ");
+  ck_assert_msg(a && r, "%s", out);
+  acc = atof(a + 18);
+  rho = atof(r + 9);
+  /* chance is 1 in ~10,000 words; 5 epochs reach ~3.4 % and ~0.23 */
+  ck_assert_msg(acc >= 1.5 && rho >= 0.12,
+                "analogy %.2f %%, WordSim "
+                "Spearman %.3f",
+                acc, rho);
+}
+END_TEST
+
+int main(void) {
+  snprintf(dir, sizeof dir, "%s/loom-w2v-app-XXXXXX",
+           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  if (!mkdtemp(dir)) {
+    perror("mkdtemp");
+    return EXIT_FAILURE;
+  }
+  in_dir(corpus, sizeof corpus, "planted.txt");
+  if (write_planted(corpus) != 0) {
+    perror(corpus);
+    return EXIT_FAILURE;
+  }
+  Suite *s = suite_create("word2vec_app");
+  TCase *tc = tcase_create("app");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, test_planted_pairs);
+  tcase_add_test(tc, test_text_and_binary_agree);
+  tcase_add_test(tc, test_vocabulary_file);
+  tcase_add_test(tc, test_resume_is_exact);
+  tcase_add_test(tc, test_queries);
+  tcase_add_test(tc, test_bad_input);
+  tcase_add_test(tc, test_ptb_scores_above_chance);
+  suite_add_tcase(s, tc);
+  int rc = loom_run_suite(s);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", dir);
+  return rc;
+}
