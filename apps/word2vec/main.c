@@ -409,10 +409,10 @@ static int train(const options *o) {
     goto fail;
   if (o->debug > 0)
     fprintf(stderr,
-            "vocabulary: %lld words (min-count %lld), %lld words "
-            "in the text of which %lld kept (%.2fs)\n",
-            (long long)v.size, (long long)o->min_count,
-            (long long)v.train_words, (long long)c.len, app_now() - t0);
+            "vocabulary: %lld words (min-count %lld), %lld words of the "
+            "text in it (%.2fs)\n",
+            (long long)v.size, (long long)o->min_count, (long long)c.len,
+            app_now() - t0);
   if (o->save_vocab && w2v_vocab_save(&v, o->save_vocab) < 0)
     goto fail;
   if (!o->output) { /* like the original: vocabulary only */
