@@ -112,10 +112,10 @@ if [ -n "$QUALITY" ]; then
   done >>"$RESULTS/charlm_at.txt"
   if [ -z "${NO_TORCH:-}" ]; then
     # "RESULT minutes=M steps=N chars/s=R val_loss_nats=V ..."
-    awk '$1 == "RESULT" { for (i = 2; i <= NF; i++) {
-                            split($i, kv, "="); f[kv[1]] = kv[2] }
-                          printf "@quality torch %s %s %s 3322497\n",
-                                 f["val_loss_nats"], f["steps"], f["chars/s"] }' \
+    awk '$1 == "RESULT" {
+           for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+           printf "@quality torch %s %s %s 3322497\n", f["val_loss_nats"],
+                  f["steps"], f["chars/s"] }' \
       "$RESULTS/charlm_quality_torch.txt" >>"$RESULTS/charlm_at.txt"
   fi
 fi
