@@ -1,9 +1,19 @@
 /* Matrix products through OpenBLAS. A 2-D view whose rows or columns are
  * unit-stride goes to BLAS as it is, as a transpose when its columns are
- * the contiguous direction; nothing is copied. */
+ * the contiguous direction; nothing is copied.
+ *
+ * Why loom splits large products over its own workers and runs OpenBLAS on
+ * one thread per call: an idle OpenBLAS thread keeps polling with
+ * sched_yield for a long while after each product (about 0.1 s), so in a
+ * training step that alternates products with loom's kernels it competed
+ * with loom's workers for the cores: 12% of the LSTM step's CPU time went
+ * to yielding. One set of threads for everything removes that, and a
+ * product split into row or column blocks runs as fast as OpenBLAS's own
+ * split. */
 #include "kernels.h"
 
 #include <cblas.h>
+#include <pthread.h>
 
 /* How BLAS should read a rows x cols view: returns false if it cannot. */
 static bool layout(int64_t rows, int64_t cols, int64_t s0, int64_t s1,
@@ -34,6 +44,57 @@ bool loom_kernel_gemm_ok(const loom_tensor *m) {
                 &ld);
 }
 
+/* Multiply-adds below which a product is not split (about 10 us). */
+#define GEMM_PART_MIN ((int64_t)1 << 20)
+/* Block edges are multiples of this, a multiple of BLAS's register tiles. */
+#define GEMM_ALIGN 16
+
+typedef struct {
+  loom_dtype dtype;
+  bool ta, tb, by_rows;
+  int64_t n, m, k, lda, ldb, ldc, parts;
+  double alpha, beta;
+  const char *a, *b;
+  char *c;
+} gemm_job;
+
+static void blas_call(const gemm_job *j, const void *a, const void *b, void *c,
+                      int64_t n, int64_t m) {
+  enum CBLAS_TRANSPOSE TA = j->ta ? CblasTrans : CblasNoTrans;
+  enum CBLAS_TRANSPOSE TB = j->tb ? CblasTrans : CblasNoTrans;
+  if (j->dtype == LOOM_F32)
+    cblas_sgemm(CblasRowMajor, TA, TB, (blasint)n, (blasint)m, (blasint)j->k,
+                (float)j->alpha, a, (blasint)j->lda, b, (blasint)j->ldb,
+                (float)j->beta, c, (blasint)j->ldc);
+  else
+    cblas_dgemm(CblasRowMajor, TA, TB, (blasint)n, (blasint)m, (blasint)j->k,
+                j->alpha, a, (blasint)j->lda, b, (blasint)j->ldb, j->beta, c,
+                (blasint)j->ldc);
+}
+
+/* Parts [lo, hi) of the product: rows of C and op(A), or columns of C and
+ * op(B), cut at aligned edges. */
+static void gemm_parts(void *ctx, int64_t lo, int64_t hi) {
+  const gemm_job *j = ctx;
+  int64_t size = j->dtype == LOOM_F32 ? 4 : 8;
+  int64_t len = j->by_rows ? j->n : j->m;
+  int64_t blocks = (len + GEMM_ALIGN - 1) / GEMM_ALIGN;
+  int64_t r0 = blocks * lo / j->parts * GEMM_ALIGN;
+  int64_t r1 = blocks * hi / j->parts * GEMM_ALIGN;
+  if (r1 > len)
+    r1 = len;
+  if (r0 >= r1)
+    return;
+  if (j->by_rows)
+    blas_call(j, j->a + (j->ta ? r0 : r0 * j->lda) * size, j->b,
+              j->c + r0 * j->ldc * size, r1 - r0, j->m);
+  else
+    blas_call(j, j->a, j->b + (j->tb ? r0 * j->ldb : r0) * size,
+              j->c + r0 * size, j->n, r1 - r0);
+}
+
+static void blas_single_threaded(void) { openblas_set_num_threads(1); }
+
 void loom_kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
                           int64_t m, int64_t k, double alpha, const void *a,
                           int64_t lda, const void *b, int64_t ldb, double beta,
@@ -53,16 +114,23 @@ void loom_kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
       }
     return;
   }
-  enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans;
-  enum CBLAS_TRANSPOSE TB = tb ? CblasTrans : CblasNoTrans;
-  if (dtype == LOOM_F32)
-    cblas_sgemm(CblasRowMajor, TA, TB, (blasint)n, (blasint)m, (blasint)k,
-                (float)alpha, a, (blasint)lda, b, (blasint)ldb, (float)beta,
-                c, (blasint)ldc);
-  else
-    cblas_dgemm(CblasRowMajor, TA, TB, (blasint)n, (blasint)m, (blasint)k,
-                alpha, a, (blasint)lda, b, (blasint)ldb, beta, c,
-                (blasint)ldc);
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, blas_single_threaded);
+  gemm_job j = {.dtype = dtype, .ta = ta, .tb = tb, .by_rows = n >= m,
+                .n = n, .m = m, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc,
+                .alpha = alpha, .beta = beta, .a = a, .b = b, .c = c};
+  int64_t len = j.by_rows ? n : m;
+  int64_t blocks = (len + GEMM_ALIGN - 1) / GEMM_ALIGN;
+  int64_t want = n * m * k / GEMM_PART_MIN;
+  int64_t nt = loom_num_threads();
+  nt = nt < want ? nt : want;
+  nt = nt < blocks ? nt : blocks;
+  if (nt <= 1) {
+    blas_call(&j, a, b, c, n, m);
+    return;
+  }
+  j.parts = nt;
+  loom__parallel_for((int)nt, nt, gemm_parts, &j);
 }
 
 void loom_kernel_gemm(loom_tensor *out, const loom_tensor *a,
