@@ -37,9 +37,9 @@
 #define SMALL_LIST_BYTES ((size_t)512 << 10)
 /* Big blocks: reused for a request they exceed by at most a quarter;
  * at most BIG_SLOTS blocks and BIG_BYTES bytes, the oldest evicted. */
-#define BIG_MIN ((size_t)1 << 20)
+#define BIG_MIN ((size_t)64 << 10)
 #define BIG_BYTES ((size_t)256 << 20)
-#define BIG_SLOTS 8
+#define BIG_SLOTS 64
 /* Tensor structs. */
 #define TENSOR_LIST 4096
 

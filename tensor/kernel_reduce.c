@@ -63,6 +63,12 @@ typedef struct {
       for (int64_t i = 0; i < n; i++)                                          \
         acc += (double)*(const TX *)(x_ + i * sx);                             \
       *(double *)a_ = acc;                                                     \
+    } else if (sa == (int64_t)sizeof(double) && sx == (int64_t)sizeof(TX)) { \
+      /* a column sum's row: unit strides let this loop vectorise */         \
+      double *a = (double *)a_;                                                \
+      const TX *x = (const TX *)x_;                                            \
+      for (int64_t i = 0; i < n; i++)                                          \
+        a[i] += (double)x[i];                                                  \
     } else {                                                                   \
       for (int64_t i = 0; i < n; i++)                                          \
         *(double *)(a_ + i * sa) += (double)*(const TX *)(x_ + i * sx);        \
