@@ -241,6 +241,17 @@ LOOM_API loom_tensor *loom_mean_all(const loom_tensor *t);
 LOOM_API loom_tensor *loom_softmax(const loom_tensor *t, int dim);
 LOOM_API loom_tensor *loom_log_softmax(const loom_tensor *t, int dim);
 
+/* Layer normalisation over the last `ndims` dims of x, as torch's
+ * F.layer_norm: (x - mean) / sqrt(var + eps) * weight + bias, with the mean
+ * and the biased variance over those dims. weight and bias (each may be
+ * NULL) have the shape of those dims and x's dtype. One fused kernel
+ * forward and backward; differentiable in x, weight and bias. The module
+ * form is loom_layer_norm (nn.h). */
+LOOM_API loom_tensor *loom_layer_normalize(const loom_tensor *x, int ndims,
+                                           const loom_tensor *weight,
+                                           const loom_tensor *bias,
+                                           double eps);
+
 /* ------------------------------------------------ matrix products
  * Float dtypes through BLAS; transposed operands are passed as transposes,
  * not copied. Differentiable in every tensor argument. */

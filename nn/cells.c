@@ -116,12 +116,7 @@ const loom_cell_type loom_rnn_relu_cell = {
 /* LayerNorm over the last dim with gain w and bias b. */
 static loom_tensor *norm(const loom_tensor *x, const loom_tensor *w,
                          const loom_tensor *b) {
-  int last = -1;
-  loom_tensor *mean = loom_mean(x, &last, 1, true);
-  loom_tensor *var = loom_var(x, &last, 1, 0, true);
-  loom_tensor *y = loom_mul(loom_sub(x, mean),
-                            loom_rsqrt(loom_add_scalar(var, 1e-5)));
-  return loom_add(loom_mul(y, w), b);
+  return loom_layer_normalize(x, 1, w, b, 1e-5);
 }
 
 static void *lstm_make(const void *cfg, loom_module *owner,

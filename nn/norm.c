@@ -150,16 +150,7 @@ loom_tensor *loom_layer_norm_forward(loom_layer_norm *l, const loom_tensor *x) {
                      loom__shp(x), loom__shape_str(l->ndims, l->shape, s,
                                                    sizeof s));
   }
-  int dims[LOOM_MAX_DIMS];
-  for (int i = 0; i < l->ndims; i++)
-    dims[i] = x->ndim - l->ndims + i;
-  loom_tensor *mean = loom_mean(x, dims, l->ndims, true);
-  loom_tensor *var = loom_var(x, dims, l->ndims, 0, true);
-  loom_tensor *y = loom_mul(loom_sub(x, mean),
-                            loom_rsqrt(loom_add_scalar(var, l->eps)));
-  if (l->weight)
-    y = loom_add(loom_mul(y, l->weight), l->bias);
-  return y;
+  return loom_layer_normalize(x, l->ndims, l->weight, l->bias, l->eps);
 }
 
 void loom_layer_norm_free(loom_layer_norm *l) {

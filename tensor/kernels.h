@@ -101,6 +101,20 @@ void loom_kernel_softmax(loom_tensor *out, const loom_tensor *x, int dim,
 void loom_kernel_softmax_grad(loom_tensor *gin, const loom_tensor *y,
                               const loom_tensor *g, int dim, bool log);
 
+/* ---- layer normalisation (kernel_norm.c) ---- */
+/* rows x cols contiguous x (float32/64) normalised per row: y = (x - mean)
+ * rstd w + b, w and b (cols each) optional (NULL). mean and rstd receive
+ * each row's statistics (rows elements of x's dtype). */
+void loom_kernel_layer_norm(loom_dtype dtype, int64_t rows, int64_t cols,
+                            const void *x, const void *w, const void *b,
+                            double eps, void *y, void *mean, void *rstd);
+/* Its gradients from gy: dx (rows x cols), dw and db (cols, summed over
+ * rows); any of the three may be NULL when not wanted. */
+void loom_kernel_layer_norm_grad(loom_dtype dtype, int64_t rows, int64_t cols,
+                                 const void *gy, const void *x, const void *w,
+                                 const void *mean, const void *rstd, void *dx,
+                                 void *dw, void *db);
+
 /* ---- matrix products (kernel_gemm.c) ---- */
 
 /* out = alpha * a @ b + beta * out, for 2-D a (n x k), b (k x m), out

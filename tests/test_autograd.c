@@ -3,6 +3,7 @@
  * in-place detection, custom functions, anomaly mode, memory. */
 #include "check_util.h"
 
+#include <math.h>
 #include <string.h>
 
 static loom_tensor *leaf(const double *v, int64_t n) {
@@ -148,6 +149,32 @@ START_TEST(test_null_propagates_and_first_error_wins) {
                     strstr(loom_last_error(), "[2, 3]") &&
                     strstr(loom_last_error(), "[4, 5]"),
                 "message names op and shapes: %s", loom_last_error());
+}
+END_TEST
+
+/* The fused layer_norm's values by hand, and its shape errors. */
+START_TEST(test_layer_norm_values_and_errors) {
+  loom_tensor *x = loom_from_array(LOOM_F64, (double[]){1, 2, 3, 4, -1, 1},
+                                   LOOM_SHAPE(2, 3));
+  loom_tensor *w = loom_from_array(LOOM_F64, (double[]){1, 2, -1},
+                                   LOOM_SHAPE(3));
+  loom_tensor *b = loom_full(LOOM_F64, 0.5, LOOM_SHAPE(3));
+  loom_tensor *y = loom_layer_normalize(x, 1, w, b, 0);
+  ck_assert_ptr_nonnull(y);
+  /* row 0: mean 2, var 2/3; row 1: mean 4/3, var 38/9 */
+  double k0 = 1 / sqrt(2.0 / 3), k1 = 1 / sqrt(38.0 / 9);
+  double want[6] = {-k0 + 0.5, 0.5, -k0 + 0.5,
+                    (4 - 4.0 / 3) * k1 + 0.5, 2 * (-1 - 4.0 / 3) * k1 + 0.5,
+                    -(1 - 4.0 / 3) * k1 + 0.5};
+  for (int i = 0; i < 6; i++)
+    ck_assert_double_eq_tol(loom_data_f64(y)[i], want[i], 1e-14);
+  ck_assert_ptr_null(loom_layer_normalize(x, 1, x, NULL, 1e-5));
+  ck_assert_msg(strstr(loom_last_error(), "layer_norm") &&
+                    strstr(loom_last_error(), "[2, 3]"),
+                "message names op and shapes: %s", loom_last_error());
+  loom_clear_error();
+  ck_assert_ptr_null(loom_layer_normalize(x, 3, NULL, NULL, 1e-5));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
 }
 END_TEST
 
@@ -318,6 +345,7 @@ int main(void) {
   tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_simple_gradient);
+  tcase_add_test(tc, test_layer_norm_values_and_errors);
   tcase_add_test(tc, test_accumulates_across_backwards);
   tcase_add_test(tc, test_shared_input_sums_paths);
   tcase_add_test(tc, test_no_grad_records_nothing);

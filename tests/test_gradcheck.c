@@ -166,6 +166,9 @@ FN(f_max) { OUT1(loom_max(in[0], 1, false, NULL)); }
 FN(f_min) { OUT1(loom_min(in[0], 0, true, NULL)); }
 FN(f_softmax) { OUT1(loom_softmax(in[0], 1)); }
 FN(f_log_softmax) { OUT1(loom_log_softmax(in[0], -1)); }
+FN(f_layer_norm) { OUT1(loom_layer_normalize(in[0], 2, in[1], in[2], 1e-5)); }
+FN(f_layer_norm_plain) { OUT1(loom_layer_normalize(in[0], 1, NULL, NULL, 0.1)); }
+FN(f_layer_norm_bias) { OUT1(loom_layer_normalize(in[0], 1, NULL, in[1], 1e-5)); }
 
 /* ---- products ---- */
 FN(f_dot) { OUT1(loom_matmul(in[0], in[1])); }
@@ -356,6 +359,13 @@ static const gc_case cases[] = {
     {"min dim", f_min, 1, S(2), S(S(3, 4)), SPREAD},
     {"softmax", f_softmax, 1, S(3), S(S(2, 4, 3)), 0},
     {"log_softmax", f_log_softmax, 1, S(2), S(S(3, 5)), NONCONTIG},
+    {"layer_norm affine", f_layer_norm, 3, S(3, 2, 2),
+     S(S(2, 4, 3), S(4, 3), S(4, 3)), 0},
+    {"layer_norm noncontig", f_layer_norm, 3, S(3, 2, 2),
+     S(S(3, 2, 5), S(2, 5), S(2, 5)), NONCONTIG},
+    {"layer_norm plain", f_layer_norm_plain, 1, S(2), S(S(4, 6)), 0},
+    {"layer_norm bias only", f_layer_norm_bias, 2, S(2, 1), S(S(3, 4), S(4)),
+     0},
     {"dot", f_dot, 2, S(1, 1), S(S(4), S(4)), 0},
     {"matrix-vector", f_matmul, 2, S(2, 1), S(S(3, 4), S(4)), 0},
     {"vector-matrix", f_matmul, 2, S(1, 2), S(S(3), S(3, 4)), 0},
