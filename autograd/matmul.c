@@ -146,7 +146,9 @@ static loom_tensor *core(const loom_tensor *a, const loom_tensor *b) {
 }
 
 static void matmul_backward(loom_node *n, loom_tensor *const *g) {
-  const loom_tensor *a = loom__input(n, 0), *b = loom__input(n, 1);
+  const loom_tensor *a = loom__input_value(n, 0), *b = loom__input_value(n, 1);
+  if (!a || !b)
+    return;
   if (loom__needs_grad(n, 0))
     loom__accumulate(n, 0, loom_matmul(g[0], loom_transpose(b, -1, -2)));
   if (!loom__needs_grad(n, 1))
@@ -193,7 +195,9 @@ loom_tensor *loom_bmm(const loom_tensor *a, const loom_tensor *b) {
 /* ---- addmm / baddbmm: beta * c + alpha * a @ b ---- */
 
 static void addmm_backward(loom_node *n, loom_tensor *const *g) {
-  const loom_tensor *a = loom__input(n, 1), *b = loom__input(n, 2);
+  const loom_tensor *a = loom__input_value(n, 1), *b = loom__input_value(n, 2);
+  if (!a || !b)
+    return;
   double beta = n->d[0], alpha = n->d[1];
   if (loom__needs_grad(n, 0))
     loom__accumulate(n, 0, beta == 1 ? g[0] : loom_mul_scalar(g[0], beta));
@@ -269,8 +273,8 @@ loom_tensor *loom_baddbmm(const loom_tensor *c, const loom_tensor *a,
  * no extra pass per step either. */
 
 static void linear_backward(loom_node *n, loom_tensor *const *g) {
-  const loom_tensor *x = loom__input(n, 0), *w = loom__input(n, 1);
-  const loom_tensor *gy = blas_ready(g[0]);
+  const loom_tensor *x = loom__input_value(n, 0), *w = loom__input_value(n, 1);
+  const loom_tensor *gy = x && w ? blas_ready(g[0]) : NULL;
   if (!gy)
     return;
   if (loom__needs_grad(n, 0))

@@ -51,6 +51,7 @@ struct loom_node {
   bool in_backward;
   int32_t n_in, n_saved, cap_saved, n_out, live_out;
   loom_tensor **in; /* retained; in_buf or heap */
+  int64_t *in_version; /* each input's version when recorded */
   loom_tensor **saved;
   int64_t *saved_version;
   loom_tensor **out_grad; /* per output, owned; out_grad_buf or heap */
@@ -59,6 +60,7 @@ struct loom_node {
   loom_tensor *in_buf[LOOM_NODE_INLINE];
   loom_tensor *saved_buf[LOOM_NODE_INLINE];
   int64_t version_buf[LOOM_NODE_INLINE];
+  int64_t in_version_buf[LOOM_NODE_INLINE];
   loom_tensor *out_grad_buf[1], *out_ptr_buf[1];
   /* Op parameters (dims, scalars) kept for backward. */
   int64_t i[LOOM_MAX_DIMS + 8];
@@ -92,6 +94,9 @@ void loom__save(loom_node *n, const loom_tensor *t);
 /* In backward: input i, saved tensor i (NULL + error if it was modified in
  * place since it was saved), whether input i wants a gradient. */
 const loom_tensor *loom__input(const loom_node *n, int i);
+/* Input i for a backward that reads its values (not just its shape): NULL
+ * and the error of loom__saved if it was modified in place since the op. */
+const loom_tensor *loom__input_value(const loom_node *n, int i);
 const loom_tensor *loom__saved(const loom_node *n, int i);
 bool loom__needs_grad(const loom_node *n, int i);
 /* Adds g (reduced over broadcast dims and converted to the input's dtype)

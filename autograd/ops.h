@@ -333,7 +333,8 @@ LOOM_API int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
                                 const loom_tensor *lengths, bool reverse,
                                 loom_tensor **out, loom_tensor **h_n,
                                 loom_tensor **c_n);
-/* GRU in PyTorch's formulation, gates r, z, n. */
+/* GRU in PyTorch's formulation, gates r, z, n (b_hh required, as for the
+ * plain RNN below: NULL is taken for an earlier error). */
 LOOM_API int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
                                const loom_tensor *b_hh, const loom_tensor *h0,
                                const loom_tensor *lengths, bool reverse,

@@ -316,19 +316,19 @@ static void lstm_backward(loom_node *n, loom_tensor *const *gout) {
   const loom_tensor *Cn = loom__saved(n, keep_prev ? 3 : 2);
   const loom_tensor *lengths = keep_prev ? loom__saved(n, 4) : NULL;
   const loom_tensor *h0 = keep_prev ? NULL
-                                    : loom_contiguous(n->in[2 + has_b]);
+                         : loom_contiguous(loom__input_value(n, 2 + has_b));
   const loom_tensor *c0 = keep_prev ? NULL
-                                    : loom_contiguous(n->in[3 + has_b]);
+                         : loom_contiguous(loom__input_value(n, 3 + has_b));
   if (!G || !Hp || !Cn || (keep_prev ? !Cp || !lengths : !h0 || !c0))
     return;
   uint8_t *active = activity(lengths, &g, "lstm_sequence backward");
   if (lengths && !active)
     return;
-  const loom_tensor *w = loom_contiguous(n->in[1]);
+  const loom_tensor *w = loom_contiguous(loom__input_value(n, 1));
   int pi = 2 + has_b + 2; /* first peephole input */
   const loom_tensor *p[3] = {NULL, NULL, NULL};
   for (int k = 0; has_p && k < 3; k++)
-    p[k] = loom_contiguous(n->in[pi + k]);
+    p[k] = loom_contiguous(loom__input_value(n, pi + k));
   const void *pp[3] = {p[0] ? p[0]->data : NULL, p[1] ? p[1]->data : NULL,
                        p[2] ? p[2]->data : NULL};
   loom_tensor *dout = loom_contiguous(gout[0]);
@@ -340,7 +340,8 @@ static void lstm_backward(loom_node *n, loom_tensor *const *gout) {
   double *dpeep = has_p ? calloc((size_t)(3 * H), sizeof *dpeep) : NULL;
   step_product wp = {0};
   if (!w || !dout || !dh || !dc || !dx || !dht || !dcp || !dhn ||
-      (has_p && !dpeep) || !product_init(&wp, w, false)) {
+      (has_p && (!dpeep || !p[0] || !p[1] || !p[2])) ||
+      !product_init(&wp, w, false)) {
     free(active);
     free(dpeep);
     return;
@@ -470,7 +471,7 @@ static void gru_backward(loom_node *n, loom_tensor *const *gout) {
   uint8_t *active = activity(lengths, &g, "gru_sequence backward");
   if (lengths && !active)
     return;
-  const loom_tensor *w = loom_contiguous(n->in[1]);
+  const loom_tensor *w = loom_contiguous(loom__input_value(n, 1));
   loom_tensor *dout = loom_contiguous(gout[0]), *dh = loom_clone(gout[1]);
   loom_tensor *dx = loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
   loom_tensor *dhg = loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
@@ -585,7 +586,7 @@ static void rnn_backward(loom_node *n, loom_tensor *const *gout) {
   uint8_t *active = activity(lengths, &g, "rnn_sequence backward");
   if (lengths && !active)
     return;
-  const loom_tensor *w = loom_contiguous(n->in[1]);
+  const loom_tensor *w = loom_contiguous(loom__input_value(n, 1));
   loom_tensor *dout = loom_contiguous(gout[0]), *dh = loom_clone(gout[1]);
   loom_tensor *dx = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
   loom_tensor *dht = loom_empty(g.dtype, LOOM_SHAPE(B, H));

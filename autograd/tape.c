@@ -57,8 +57,10 @@ static void free_node(loom_node *n) {
     loom__unref(n->saved[i]);
   for (int i = 0; i < n->n_in; i++)
     loom__unref(n->in[i]);
-  if (n->in != n->in_buf)
+  if (n->in != n->in_buf) {
     free(n->in);
+    free(n->in_version);
+  }
   if (n->saved != n->saved_buf) {
     free(n->saved);
     free(n->saved_version);
@@ -127,6 +129,7 @@ static loom_node *alloc_node(void) {
   n->gen = gen;
   n->slot = slot;
   n->in = n->in_buf;
+  n->in_version = n->in_version_buf;
   n->saved = n->saved_buf;
   n->saved_version = n->version_buf;
   n->cap_saved = LOOM_NODE_INLINE;
@@ -178,9 +181,14 @@ loom_node *loom__record_multi(const loom_op_def *op, loom_tensor **out,
   bool ok = node != NULL;
   if (ok && n > LOOM_NODE_INLINE) {
     node->in = malloc((size_t)n * sizeof *node->in);
-    ok = node->in != NULL;
-    if (!ok)
+    node->in_version = malloc((size_t)n * sizeof *node->in_version);
+    ok = node->in && node->in_version;
+    if (!ok) {
+      free(node->in);
+      free(node->in_version);
       node->in = node->in_buf;
+      node->in_version = node->in_version_buf;
+    }
   }
   if (ok && n_out > 1) {
     node->out_grad = calloc((size_t)n_out, sizeof *node->out_grad);
@@ -202,8 +210,10 @@ loom_node *loom__record_multi(const loom_op_def *op, loom_tensor **out,
   node->op = op;
   node->seq = ++tape.seq;
   node->n_in = n;
-  for (int i = 0; i < n; i++)
+  for (int i = 0; i < n; i++) {
     node->in[i] = loom_keep((loom_tensor *)in[i]);
+    node->in_version[i] = in[i]->storage->version;
+  }
   node->n_out = n_out;
   node->live_out = n_out;
   for (int k = 0; k < n_out; k++) {
@@ -266,18 +276,26 @@ void loom__save(loom_node *n, const loom_tensor *t) {
 
 const loom_tensor *loom__input(const loom_node *n, int i) { return n->in[i]; }
 
-const loom_tensor *loom__saved(const loom_node *n, int i) {
-  const loom_tensor *t = n->saved[i];
-  if (t->storage->version != n->saved_version[i]) {
+static const loom_tensor *unmodified(const loom_node *n, const loom_tensor *t,
+                                     int64_t version) {
+  if (t->storage->version != version) {
     loom_set_error(LOOM_ERR_STATE,
                    "backward of %s: a tensor %s it saved was modified in place "
                    "after it was used (version %lld, now %lld); clone it "
                    "before writing to it",
-                   n->op->name, loom__shp(t), (long long)n->saved_version[i],
+                   n->op->name, loom__shp(t), (long long)version,
                    (long long)t->storage->version);
     return NULL;
   }
   return t;
+}
+
+const loom_tensor *loom__saved(const loom_node *n, int i) {
+  return unmodified(n, n->saved[i], n->saved_version[i]);
+}
+
+const loom_tensor *loom__input_value(const loom_node *n, int i) {
+  return unmodified(n, n->in[i], n->in_version[i]);
 }
 
 bool loom__needs_grad(const loom_node *n, int i) {

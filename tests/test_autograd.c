@@ -153,6 +153,42 @@ START_TEST(test_null_propagates_and_first_error_wins) {
 END_TEST
 
 /* The fused layer_norm's values by hand, and its shape errors. */
+/* Products read their operands in backward: writing into one before then
+ * is reported, never a silently wrong gradient. */
+START_TEST(test_inplace_on_product_operand_is_reported) {
+  for (int op = 0; op < 4; op++) {
+    loom_tensor *x = leaf((double[]){0.5, 1, -1, 2}, 4);
+    loom_tensor *w = loom_set_requires_grad(
+        loom_full(LOOM_F64, 0.25, LOOM_SHAPE(2, 2)), true);
+    loom_tensor *x2 = loom_reshape(x, 2, (int64_t[]){2, 2});
+    loom_tensor *y = NULL;
+    if (op == 0)
+      y = loom_linear(x2, w, NULL);
+    else if (op == 1)
+      y = loom_matmul(x2, w);
+    else if (op == 2)
+      y = loom_addmm(x2, x2, w, 1, 1);
+    else { /* a fused RNN over 2 steps, hidden 2, batch 1 */
+      loom_tensor *xp = loom_reshape(x, 3, (int64_t[]){2, 1, 2});
+      loom_tensor *h0 = loom_zeros(LOOM_F64, LOOM_SHAPE(1, 2)), *hn;
+      loom_tensor *b = loom_zeros(LOOM_F64, LOOM_SHAPE(2));
+      ck_assert_int_eq(loom_rnn_sequence(xp, w, b, h0, NULL, false, false, &y,
+                                         &hn), 0);
+    }
+    loom_tensor *loss = loom_sum_all(loom_mul(y, y));
+    loom_no_grad_begin();
+    loom_mul_scalar_(w, 2);
+    loom_no_grad_end();
+    ck_assert_int_eq(loom_backward(loss), -1);
+    ck_assert_int_eq(loom_last_status(), LOOM_ERR_STATE);
+    ck_assert_msg(strstr(loom_last_error(), "modified in place") != NULL,
+                  "op %d: %s", op, loom_last_error());
+    loom_clear_error();
+    loom_tape_clear();
+  }
+}
+END_TEST
+
 START_TEST(test_layer_norm_values_and_errors) {
   loom_tensor *x = loom_from_array(LOOM_F64, (double[]){1, 2, 3, 4, -1, 1},
                                    LOOM_SHAPE(2, 3));
@@ -346,6 +382,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_simple_gradient);
   tcase_add_test(tc, test_layer_norm_values_and_errors);
+  tcase_add_test(tc, test_inplace_on_product_operand_is_reported);
   tcase_add_test(tc, test_accumulates_across_backwards);
   tcase_add_test(tc, test_shared_input_sums_paths);
   tcase_add_test(tc, test_no_grad_records_nothing);
