@@ -86,6 +86,9 @@ static void batched_gemm(loom_tensor *out, const loom_tensor *a,
   }
 }
 
+void loom_fixed_weights_begin(void) { loom_kernel_reuse_begin(); }
+void loom_fixed_weights_end(void) { loom_kernel_reuse_end(); }
+
 /* A view whose last two dims BLAS can read, copying only if it must. */
 static const loom_tensor *blas_ready(const loom_tensor *t) {
   loom_tensor m = *t;
@@ -277,8 +280,19 @@ static void linear_backward(loom_node *n, loom_tensor *const *g) {
   const loom_tensor *gy = x && w ? blas_ready(g[0]) : NULL;
   if (!gy)
     return;
-  if (loom__needs_grad(n, 0))
-    loom__accumulate(n, 0, loom_matmul(gy, w));
+  if (loom__needs_grad(n, 0)) {
+    int64_t rows = gy->shape[0], in = w->shape[1];
+    const loom_packed *packed = rows <= LOOM_PACKED_MAX_ROWS &&
+                                        gy->strides[1] == 1
+                                    ? loom_kernel_pack_reused(w, false)
+                                    : NULL;
+    loom_tensor *dx = packed ? loom_empty(gy->dtype, LOOM_SHAPE(rows, in))
+                             : NULL;
+    if (dx) /* the weight packed once for all steps of a sequence */
+      loom_kernel_gemm_packed(rows, (const float *)gy->data, gy->strides[0],
+                              packed, (float *)dx->data, in, false);
+    loom__accumulate(n, 0, dx ? dx : loom_matmul(gy, w));
+  }
   if (loom__needs_grad(n, 1)) {
     loom_tensor *dst = loom__grad_in_place(n, 1);
     loom_tensor gt = *gy; /* gy^T as a view: (out, rows) */
@@ -331,7 +345,14 @@ loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
   wt.strides[1] = wr->strides[0];
   if (bias)
     loom_kernel_copy(y, bias); /* broadcast over the rows */
-  if (rows > 0)
+  const loom_packed *packed = rows <= LOOM_PACKED_MAX_ROWS &&
+                                      xr->strides[1] == 1
+                                  ? loom_kernel_pack_reused(weight, true)
+                                  : NULL;
+  if (packed)
+    loom_kernel_gemm_packed(rows, (const float *)xr->data, xr->strides[0],
+                            packed, (float *)y->data, out_f, bias != NULL);
+  else if (rows > 0)
     loom_kernel_gemm(y, xr, &wt, 1, bias ? 1 : 0);
   loom__record(&loom_op_linear, y, bias ? 3 : 2,
                (const loom_tensor *[]){x2, weight, bias});

@@ -606,6 +606,9 @@ static int run_backward(loom_tensor *t, const loom_tensor *grad,
   }
   int rc = seed ? 0 : -1;
   loom_no_grad_begin();
+  /* A weight read by many nodes (every step of a sequence) is packed for
+   * products once per backward, not once per node. */
+  loom_kernel_reuse_begin();
   for (int64_t j = 0; j < count && rc == 0; j++) {
     loom_node *n = list[j];
     bool any = false;
@@ -628,6 +631,7 @@ static int run_backward(loom_tensor *t, const loom_tensor *grad,
     if (loom_last_status() != LOOM_OK)
       rc = -1;
   }
+  loom_kernel_reuse_end();
   loom_no_grad_end();
   /* Free what was used (or, when retaining, what nothing can reach now),
    * and drop gradients left in nodes an error skipped. */

@@ -105,6 +105,9 @@ static int run_steps(const loom_rnn *r, void *cell, const loom_tensor *xs,
     return -1;
   }
   int rc = 0;
+  /* The cell's weights are the same at every step: products pack them once
+   * for the whole sequence. */
+  loom_fixed_weights_begin();
   for (int64_t s = 0; s < T && rc == 0; s++) {
     int64_t t = reverse ? T - 1 - s : s;
     loom_tensor *x_t = loom_select(xs, 0, t), *next[LOOM_RNN_MAX_STATES];
@@ -139,6 +142,7 @@ static int run_steps(const loom_rnn *r, void *cell, const loom_tensor *xs,
       shape[d + 1] = init[0]->shape[d];
     *out = loom_zeros(init[0]->dtype, init[0]->ndim + 1, shape);
   }
+  loom_fixed_weights_end();
   for (int k = 0; rc == 0 && k < ns; k++)
     final[k] = state[k];
   free(outs);

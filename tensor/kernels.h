@@ -142,6 +142,21 @@ void loom_kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
                              const loom_packed *p, float *c, int64_t ldc,
                              bool accumulate);
 
+/* Packings reused across products: while a reuse region is open on this
+ * thread (a sequence runner's steps, one backward pass), the packing of a
+ * 2-D float32 matrix that requires grad (a parameter, or a value computed
+ * from them; never a scratch buffer written through loom_data) is made on
+ * first use and returned again while the matrix's storage version and
+ * geometry are unchanged. The region keeps the matrix alive, so its
+ * address cannot be reused; closing the outermost region frees all. NULL
+ * outside a region, for other matrices, or with an error recorded: the
+ * caller then uses BLAS. trans: B = m^T. */
+void loom_kernel_reuse_begin(void);
+void loom_kernel_reuse_end(void);
+const loom_packed *loom_kernel_pack_reused(const loom_tensor *m, bool trans);
+/* Rows of A below which a packed product beats BLAS's (which repacks B). */
+#define LOOM_PACKED_MAX_ROWS 128
+
 /* ---- indexing (kernel_index.c) ---- */
 
 /* out[..i..] = x[..index[..i..]..] along dim; index int64, values checked
