@@ -189,6 +189,36 @@ START_TEST(test_inplace_on_product_operand_is_reported) {
 }
 END_TEST
 
+/* Inside a fixed-weights stretch linear packs its weight once; a write
+ * into the weight (its version) makes the next product repack, and the
+ * values are those of the plain product. */
+START_TEST(test_fixed_weights_products) {
+  loom_rng *g = loom_rng_new(7);
+  loom_tensor *x = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(5, 40));
+  loom_tensor *w = loom_set_requires_grad(
+      loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(70, 40)), true);
+  loom_rng_free(g);
+  loom_tensor *plain = loom_matmul(x, loom_t(w));
+  loom_fixed_weights_begin();
+  loom_fixed_weights_begin(); /* nests */
+  loom_tensor *y1 = loom_linear(x, w, NULL);
+  loom_tensor *y2 = loom_linear(x, w, NULL);
+  loom_no_grad_begin();
+  loom_mul_scalar_(w, 2);
+  loom_no_grad_end();
+  loom_tensor *y3 = loom_linear(x, w, NULL);
+  loom_fixed_weights_end();
+  loom_fixed_weights_end();
+  ck_assert_ptr_nonnull(y3);
+  for (int64_t i = 0; i < 5 * 70; i++) {
+    float want = loom_data_f32(plain)[i];
+    ck_assert_float_eq_tol(loom_data_f32(y1)[i], want, 1e-5f * (1 + fabsf(want)));
+    ck_assert_float_eq(loom_data_f32(y2)[i], loom_data_f32(y1)[i]);
+    ck_assert_float_eq(loom_data_f32(y3)[i], 2 * loom_data_f32(y1)[i]);
+  }
+}
+END_TEST
+
 START_TEST(test_layer_norm_values_and_errors) {
   loom_tensor *x = loom_from_array(LOOM_F64, (double[]){1, 2, 3, 4, -1, 1},
                                    LOOM_SHAPE(2, 3));
@@ -382,6 +412,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_simple_gradient);
   tcase_add_test(tc, test_layer_norm_values_and_errors);
+  tcase_add_test(tc, test_fixed_weights_products);
   tcase_add_test(tc, test_inplace_on_product_operand_is_reported);
   tcase_add_test(tc, test_accumulates_across_backwards);
   tcase_add_test(tc, test_shared_input_sums_paths);
