@@ -120,9 +120,8 @@ typedef struct loom_function {
 /* Runs f on `in`, writing n_outputs tensors (scope-owned) to `out`, and
  * records one node when grad is needed. `user` is available to both
  * callbacks. 0 or -1. */
-LOOM_API int loom_function_apply(const loom_function *f,
-                                 loom_tensor *const *in, loom_tensor **out,
-                                 void *user);
+LOOM_API int loom_function_apply(const loom_function *f, loom_tensor *const *in,
+                                 loom_tensor **out, void *user);
 /* Saves a tensor for backward (retained; checked for in-place changes). */
 LOOM_API void loom_function_save(loom_function_ctx *ctx, const loom_tensor *t);
 /* The i-th saved tensor, borrowed. */
@@ -150,12 +149,12 @@ typedef struct loom_gradcheck_opts {
 
 typedef struct loom_gradcheck_result {
   bool passed;
-  int input, output;    /* where the worst mismatch is */
-  int64_t in_index;     /* flat element of that input (-1 in fast mode) */
-  int64_t out_index;    /* flat element of that output (-1 in fast mode) */
+  int input, output; /* where the worst mismatch is */
+  int64_t in_index;  /* flat element of that input (-1 in fast mode) */
+  int64_t out_index; /* flat element of that output (-1 in fast mode) */
   double analytic, numeric;
-  double worst_excess;  /* max of |a - n| - (atol + rtol |n|), <= 0 passes */
-  char message[256];    /* a sentence naming all of the above */
+  double worst_excess; /* max of |a - n| - (atol + rtol |n|), <= 0 passes */
+  char message[256];   /* a sentence naming all of the above */
 } loom_gradcheck_result;
 
 /* Checks fn's analytic gradients against central differences. Inputs must

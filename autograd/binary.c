@@ -20,9 +20,9 @@ typedef enum {
 
 typedef struct {
   const char *name;
-  const loom_op_def *def;        /* NULL: not differentiable */
+  const loom_op_def *def; /* NULL: not differentiable */
   const loom_binary_kernel *kernel;
-  bool float_result;             /* integer inputs give the default float */
+  bool float_result; /* integer inputs give the default float */
   int save;
 } binary_spec;
 
@@ -97,22 +97,22 @@ static void div_backward(loom_node *n, loom_tensor *const *g) {
   if (loom__needs_grad(n, 0))
     loom__accumulate(n, 0, loom_div(g[0], b));
   if (loom__needs_grad(n, 1)) /* -g a / b^2 */
-    loom__accumulate(n, 1, loom_neg(loom_div(loom_mul(g[0], a),
-                                             loom_mul(b, b))));
+    loom__accumulate(n, 1,
+                     loom_neg(loom_div(loom_mul(g[0], a), loom_mul(b, b))));
 }
 
 static void pow_backward(loom_node *n, loom_tensor *const *g) {
   const loom_tensor *a = loom__saved(n, 0), *b = loom__saved(n, 1),
                     *y = loom__saved(n, 2);
   if (loom__needs_grad(n, 0)) { /* g b a^(b-1), 0 where b == 0 */
-    loom_tensor *d = loom_mul(loom_mul(g[0], b),
-                              loom_pow(a, loom_sub_scalar(b, 1)));
+    loom_tensor *d =
+        loom_mul(loom_mul(g[0], b), loom_pow(a, loom_sub_scalar(b, 1)));
     loom__accumulate(n, 0, loom_masked_fill(d, loom_eq_scalar(b, 0), 0));
   }
   if (loom__needs_grad(n, 1)) { /* g y log(a), 0 where a == 0 and b >= 0 */
     loom_tensor *d = loom_mul(g[0], loom_mul(y, loom_log(a)));
-    loom_tensor *zero = loom_logical_and(loom_eq_scalar(a, 0),
-                                         loom_ge_scalar(b, 0));
+    loom_tensor *zero =
+        loom_logical_and(loom_eq_scalar(a, 0), loom_ge_scalar(b, 0));
     loom__accumulate(n, 1, loom_masked_fill(d, zero, 0));
   }
 }
@@ -128,9 +128,11 @@ static void extremum_backward(loom_node *n, loom_tensor *const *g) {
   loom_tensor *b_wins = is_max ? loom_lt(a, b) : loom_gt(a, b);
   loom_tensor *zero = loom_zeros_like(g[0]);
   if (loom__needs_grad(n, 0))
-    loom__accumulate(n, 0, loom_where(a_wins, g[0], loom_where(tie, half, zero)));
+    loom__accumulate(n, 0,
+                     loom_where(a_wins, g[0], loom_where(tie, half, zero)));
   if (loom__needs_grad(n, 1))
-    loom__accumulate(n, 1, loom_where(b_wins, g[0], loom_where(tie, half, zero)));
+    loom__accumulate(n, 1,
+                     loom_where(b_wins, g[0], loom_where(tie, half, zero)));
 }
 
 #define SPEC(var, name, def, kernel, fl, save)                                 \
@@ -220,8 +222,8 @@ loom_tensor *loom_logical_or(const loom_tensor *a, const loom_tensor *b) {
 
 loom_tensor *loom_logical_not(const loom_tensor *t) {
   t = loom_to_dtype(t, LOOM_BOOL);
-  loom_tensor *out = t ? loom__new(LOOM_BOOL, t->ndim, t->shape,
-                                   "logical_not") : NULL;
+  loom_tensor *out =
+      t ? loom__new(LOOM_BOOL, t->ndim, t->shape, "logical_not") : NULL;
   if (out)
     loom_kernel_unary(&loom_k_logical_not, out, t, NULL);
   return out;

@@ -25,8 +25,10 @@ static int64_t out_len(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d,
 static const loom_tensor *as_4d(const loom_tensor *x, bool *batched,
                                 const char *op) {
   if (x->ndim != 3 && x->ndim != 4)
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: expected (N, C, H, W) or (C, H, W), "
-                     "got %s", op, loom__shp(x));
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "%s: expected (N, C, H, W) or (C, H, W), "
+                     "got %s",
+                     op, loom__shp(x));
   if (loom__check_float(x, op))
     return NULL;
   *batched = x->ndim == 4;
@@ -49,7 +51,8 @@ static void conv2d_backward(loom_node *n, loom_tensor *const *gout) {
   loom_tensor *gx = loom__needs_grad(n, 0) ? loom_empty_like(x) : NULL;
   loom_tensor *gw = loom__needs_grad(n, 1) ? loom_empty_like(w) : NULL;
   loom_tensor *gb = n->n_in > 2 && loom__needs_grad(n, 2)
-                        ? loom_empty(go->dtype, 1, &g.oc) : NULL;
+                        ? loom_empty(go->dtype, 1, &g.oc)
+                        : NULL;
   if (loom_kernel_conv2d_backward(go, x, w, gx, gw, gb, &g) < 0)
     return;
   loom__accumulate(n, 0, gx);
@@ -70,17 +73,23 @@ loom_tensor *loom_conv2d(const loom_tensor *x0, const loom_tensor *weight,
   if (!x || loom__check_float(weight, "conv2d") ||
       (bias && loom__check_float(bias, "conv2d")))
     return NULL;
-  loom_conv_geom g = {
-      .n = x->shape[0], .c = x->shape[1], .h = x->shape[2], .w = x->shape[3],
-      .sh = or_default(o.stride[0], 1), .sw = or_default(o.stride[1], 1),
-      .ph = o.padding[0], .pw = o.padding[1],
-      .dh = or_default(o.dilation[0], 1), .dw = or_default(o.dilation[1], 1),
-      .groups = or_default(o.groups, 1)};
+  loom_conv_geom g = {.n = x->shape[0],
+                      .c = x->shape[1],
+                      .h = x->shape[2],
+                      .w = x->shape[3],
+                      .sh = or_default(o.stride[0], 1),
+                      .sw = or_default(o.stride[1], 1),
+                      .ph = o.padding[0],
+                      .pw = o.padding[1],
+                      .dh = or_default(o.dilation[0], 1),
+                      .dw = or_default(o.dilation[1], 1),
+                      .groups = or_default(o.groups, 1)};
   if (weight->ndim != 4 || g.groups < 1 || g.c % g.groups ||
       weight->shape[0] % g.groups || weight->shape[1] * g.groups != g.c)
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "conv2d: weight %s does not fit input %s "
-                     "with %lld groups", loom__shp(weight), loom__shp(x0),
-                     (long long)g.groups);
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "conv2d: weight %s does not fit input %s "
+                     "with %lld groups",
+                     loom__shp(weight), loom__shp(x0), (long long)g.groups);
   if (g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.ph < 0 || g.pw < 0)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "conv2d: bad stride/padding/dilation");
   g.oc = weight->shape[0];
@@ -89,9 +98,10 @@ loom_tensor *loom_conv2d(const loom_tensor *x0, const loom_tensor *weight,
   g.oh = out_len(g.h, g.kh, g.sh, g.ph, g.dh, false);
   g.ow = out_len(g.w, g.kw, g.sw, g.pw, g.dw, false);
   if (g.oh <= 0 || g.ow <= 0)
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "conv2d: kernel %lldx%lld larger than "
-                     "padded input %s", (long long)g.kh, (long long)g.kw,
-                     loom__shp(x0));
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "conv2d: kernel %lldx%lld larger than "
+                     "padded input %s",
+                     (long long)g.kh, (long long)g.kw, loom__shp(x0));
   if (bias && (bias->ndim != 1 || bias->shape[0] != g.oc))
     return LOOM_FAIL(LOOM_ERR_SHAPE, "conv2d: bias %s for %lld channels",
                      loom__shp(bias), (long long)g.oc);
@@ -99,8 +109,10 @@ loom_tensor *loom_conv2d(const loom_tensor *x0, const loom_tensor *weight,
   x = loom_to_dtype(x, t);
   const loom_tensor *w = loom_contiguous(loom_to_dtype(weight, t));
   const loom_tensor *b = bias ? loom_contiguous(loom_to_dtype(bias, t)) : NULL;
-  loom_tensor *out = x && w && (b || !bias)
-      ? loom__new(t, 4, (int64_t[]){g.n, g.oc, g.oh, g.ow}, "conv2d") : NULL;
+  loom_tensor *out =
+      x && w && (b || !bias)
+          ? loom__new(t, 4, (int64_t[]){g.n, g.oc, g.oh, g.ow}, "conv2d")
+          : NULL;
   if (!out || loom_kernel_conv2d(out, x, w, b, &g) < 0)
     return NULL;
   loom_node *n = loom__record(&loom_op_conv2d, out, b ? 3 : 2,
@@ -117,20 +129,25 @@ loom_tensor *loom_conv2d(const loom_tensor *x0, const loom_tensor *weight,
 
 static bool pool_geom(const loom_tensor *x, loom_pool2d_opts o,
                       loom_pool_geom *g, const char *op) {
-  *g = (loom_pool_geom){
-      .planes = x->shape[0] * x->shape[1], .h = x->shape[2], .w = x->shape[3],
-      .kh = o.kernel[0], .kw = o.kernel[1],
-      .sh = or_default(o.stride[0], o.kernel[0]),
-      .sw = or_default(o.stride[1], o.kernel[1]),
-      .ph = o.padding[0], .pw = o.padding[1],
-      .dh = or_default(o.dilation[0], 1), .dw = or_default(o.dilation[1], 1),
-      .exclude_pad = o.exclude_pad};
+  *g = (loom_pool_geom){.planes = x->shape[0] * x->shape[1],
+                        .h = x->shape[2],
+                        .w = x->shape[3],
+                        .kh = o.kernel[0],
+                        .kw = o.kernel[1],
+                        .sh = or_default(o.stride[0], o.kernel[0]),
+                        .sw = or_default(o.stride[1], o.kernel[1]),
+                        .ph = o.padding[0],
+                        .pw = o.padding[1],
+                        .dh = or_default(o.dilation[0], 1),
+                        .dw = or_default(o.dilation[1], 1),
+                        .exclude_pad = o.exclude_pad};
   if (g->kh < 1 || g->kw < 1 || g->sh < 1 || g->sw < 1 || g->dh < 1 ||
       g->dw < 1 || g->ph < 0 || g->pw < 0 || 2 * g->ph > g->kh ||
       2 * g->pw > g->kw) {
-    loom_set_error(LOOM_ERR_ARGUMENT, "%s: bad kernel %lldx%lld, stride, "
-                   "padding (at most half the kernel) or dilation", op,
-                   (long long)g->kh, (long long)g->kw);
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "%s: bad kernel %lldx%lld, stride, "
+                   "padding (at most half the kernel) or dilation",
+                   op, (long long)g->kh, (long long)g->kw);
     return false;
   }
   g->oh = out_len(g->h, g->kh, g->sh, g->ph, g->dh, o.ceil_mode);
@@ -205,9 +222,9 @@ loom_tensor *loom_avg_pool2d(const loom_tensor *x0, loom_pool2d_opts o) {
     return NULL;
   if (g.dh != 1 || g.dw != 1)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "avg_pool2d: no dilation");
-  loom_tensor *out = loom__new(x->dtype, 4,
-                               (int64_t[]){x->shape[0], x->shape[1], g.oh,
-                                           g.ow}, "avg_pool2d");
+  loom_tensor *out =
+      loom__new(x->dtype, 4, (int64_t[]){x->shape[0], x->shape[1], g.oh, g.ow},
+                "avg_pool2d");
   if (!out)
     return NULL;
   loom_kernel_avg_pool2d(out, x, &g, false);
@@ -238,9 +255,9 @@ loom_tensor *loom_adaptive_avg_pool2d(const loom_tensor *x0, int64_t out_h,
   if (out_h < 1 || out_w < 1)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "adaptive_avg_pool2d: output %lldx%lld",
                      (long long)out_h, (long long)out_w);
-  loom_tensor *out = loom__new(x->dtype, 4, (int64_t[]){x->shape[0],
-                               x->shape[1], out_h, out_w},
-                               "adaptive_avg_pool2d");
+  loom_tensor *out = loom__new(
+      x->dtype, 4, (int64_t[]){x->shape[0], x->shape[1], out_h, out_w},
+      "adaptive_avg_pool2d");
   if (!out)
     return NULL;
   loom_kernel_adaptive_avg_pool2d(out, x, false);

@@ -30,13 +30,13 @@ loom_tensor *loom_dropout(const loom_tensor *t, double p, bool training,
     return loom_mul_scalar(t, 0);
   loom_tensor *x = loom_contiguous(t);
   loom_tensor *mask = x ? loom_empty(LOOM_U8, x->ndim, x->shape) : NULL;
-  loom_tensor *out = mask ? loom__new(x->dtype, x->ndim, x->shape, "dropout")
-                          : NULL;
+  loom_tensor *out =
+      mask ? loom__new(x->dtype, x->ndim, x->shape, "dropout") : NULL;
   if (!out)
     return NULL;
   loom_kernel_dropout(out, mask, x, p, g);
-  loom_node *n = loom__record(&loom_op_dropout, out, 1,
-                              (const loom_tensor *[]){x});
+  loom_node *n =
+      loom__record(&loom_op_dropout, out, 1, (const loom_tensor *[]){x});
   if (n) {
     loom__save(n, mask);
     n->d[0] = p;

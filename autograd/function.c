@@ -52,8 +52,8 @@ bool loom_function_needs_grad(loom_function_ctx *c, int i) {
 static void custom_backward(loom_node *n, loom_tensor *const *gout) {
   const loom_function *f = n->fn;
   loom_function_ctx c = {.node = n, .user = n->user};
-  loom_tensor *small[8], **gin = n->n_in <= 8 ? small
-                             : calloc((size_t)n->n_in, sizeof *gin);
+  loom_tensor *small[8],
+      **gin = n->n_in <= 8 ? small : calloc((size_t)n->n_in, sizeof *gin);
   if (!gin) {
     loom_set_error(LOOM_ERR_MEMORY, "%s backward: out of memory", f->name);
     return;
@@ -68,9 +68,10 @@ static void custom_backward(loom_node *n, loom_tensor *const *gout) {
         continue;
       if (!loom_same_shape(gin[i], n->in[i])) {
         char a[96], b[96];
-        loom_set_error(LOOM_ERR_SHAPE, "%s: backward gave a %s gradient for "
-                       "input %d of shape %s", f->name,
-                       loom_shape_str(gin[i], a, sizeof a), i,
+        loom_set_error(LOOM_ERR_SHAPE,
+                       "%s: backward gave a %s gradient for "
+                       "input %d of shape %s",
+                       f->name, loom_shape_str(gin[i], a, sizeof a), i,
                        loom_shape_str(n->in[i], b, sizeof b));
         break;
       }
@@ -122,9 +123,9 @@ int loom_function_apply(const loom_function *f, loom_tensor *const *in,
     out[k] = loom__to_scope(out[k]);
   }
   if (rc == 0) {
-    loom_node *n = loom__record_multi(&loom_op_custom_function, out,
-                                      f->n_outputs, f->n_inputs,
-                                      (const loom_tensor *const *)in);
+    loom_node *n =
+        loom__record_multi(&loom_op_custom_function, out, f->n_outputs,
+                           f->n_inputs, (const loom_tensor *const *)in);
     if (n) {
       n->fn = f;
       n->user = user;

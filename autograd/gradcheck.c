@@ -61,8 +61,10 @@ static int run(const problem *p, loom_tensor **out) {
     if (!out[k])
       return -1;
     if (out[k]->dtype != LOOM_F64) {
-      loom_set_error(LOOM_ERR_DTYPE, "gradcheck: output %d is %s, not "
-                     "float64", k, loom_dtype_name(out[k]->dtype));
+      loom_set_error(LOOM_ERR_DTYPE,
+                     "gradcheck: output %d is %s, not "
+                     "float64",
+                     k, loom_dtype_name(out[k]->dtype));
       return -1;
     }
   }
@@ -90,8 +92,8 @@ static int numeric_outputs(const problem *p, double *dst, int64_t total) {
 }
 
 typedef struct {
-  double worst;          /* largest excess over the tolerance */
-  double max_err;        /* largest |analytic - numeric| */
+  double worst;   /* largest excess over the tolerance */
+  double max_err; /* largest |analytic - numeric| */
   int64_t compared;
   int err_input;
   int64_t err_index;
@@ -247,8 +249,7 @@ static int fast_check(const problem *p, const loom_gradcheck_opts *o,
     loom_tensor *u = loom_randn(g, LOOM_F64, 0, 1, x->ndim, x->shape);
     double analytic = 0;
     for (int64_t e = 0; e < x->numel; e++)
-      analytic += (x->grad ? *element(x->grad, e) : 0) *
-                  ((double *)u->data)[e];
+      analytic += (x->grad ? *element(x->grad, e) : 0) * ((double *)u->data)[e];
     double *keep = malloc((size_t)x->numel * sizeof(double) + 8);
     if (!keep) {
       rc = -1;
@@ -294,14 +295,17 @@ int loom_gradcheck(loom_gradcheck_fn fn, void *ctx, loom_tensor *const *inputs,
     if (!inputs[i])
       return -1;
     if (inputs[i]->dtype != LOOM_F64) {
-      loom_set_error(LOOM_ERR_DTYPE, "gradcheck: input %d is %s; gradcheck "
-                     "needs float64", i, loom_dtype_name(inputs[i]->dtype));
+      loom_set_error(LOOM_ERR_DTYPE,
+                     "gradcheck: input %d is %s; gradcheck "
+                     "needs float64",
+                     i, loom_dtype_name(inputs[i]->dtype));
       return -1;
     }
   }
   problem p = {fn, ctx, inputs, n_inputs};
-  loom_tensor *small[16], **saved = n_inputs <= 16
-      ? small : malloc((size_t)n_inputs * sizeof *saved);
+  loom_tensor *small[16],
+      **saved =
+          n_inputs <= 16 ? small : malloc((size_t)n_inputs * sizeof *saved);
   if (!saved)
     return -1;
   save_grads(inputs, n_inputs, saved);
@@ -321,13 +325,15 @@ int loom_gradcheck(loom_gradcheck_fn fn, void *ctx, loom_tensor *const *inputs,
   else if (o.fast)
     snprintf(v.r.message, sizeof v.r.message,
              "gradcheck %s: input %d, v^T J u analytic %.10g vs numeric "
-             "%.10g", v.r.passed ? "passed" : "FAILED", v.r.input,
-             v.r.analytic, v.r.numeric);
+             "%.10g",
+             v.r.passed ? "passed" : "FAILED", v.r.input, v.r.analytic,
+             v.r.numeric);
   else if (v.r.passed)
     snprintf(v.r.message, sizeof v.r.message,
              "gradcheck passed: %lld Jacobian entries, largest |analytic - "
-             "numeric| %.3g (input %d element %lld)", (long long)v.compared,
-             v.max_err, v.err_input, (long long)v.err_index);
+             "numeric| %.3g (input %d element %lld)",
+             (long long)v.compared, v.max_err, v.err_input,
+             (long long)v.err_index);
   else
     snprintf(v.r.message, sizeof v.r.message,
              "gradcheck %s: worst at input %d element %lld, output %d "

@@ -84,12 +84,12 @@ loom_tensor *loom_scatter_add(const loom_tensor *t, int dim,
   if (!loom_same_shape(index, src))
     return LOOM_FAIL(LOOM_ERR_SHAPE, "scatter_add: index %s and src %s differ",
                      loom__shp(index), loom__shp(src));
-  if (loom_kernel_check_index(index, t->ndim ? t->shape[d] : 1,
-                              "scatter_add") < 0)
+  if (loom_kernel_check_index(index, t->ndim ? t->shape[d] : 1, "scatter_add") <
+      0)
     return NULL;
   src = loom_to_dtype(src, t->dtype);
-  loom_tensor *out = src ? loom__new(t->dtype, t->ndim, t->shape,
-                                     "scatter_add") : NULL;
+  loom_tensor *out =
+      src ? loom__new(t->dtype, t->ndim, t->shape, "scatter_add") : NULL;
   if (!out)
     return NULL;
   loom_kernel_copy(out, t);
@@ -157,8 +157,10 @@ static void index_add_backward(loom_node *n, loom_tensor *const *g) {
   if (loom__needs_grad(n, 1)) {
     const loom_tensor *index = loom__saved(n, 0);
     if (index)
-      loom__accumulate(n, 1, loom_mul_scalar(loom_index_select(
-                                 g[0], (int)n->i[0], index), n->d[0]));
+      loom__accumulate(
+          n, 1,
+          loom_mul_scalar(loom_index_select(g[0], (int)n->i[0], index),
+                          n->d[0]));
   }
 }
 
@@ -175,20 +177,21 @@ loom_tensor *loom_index_add(const loom_tensor *t, int dim,
   for (int k = 0; ok && k < t->ndim; k++)
     ok = k == d ? src->shape[k] == ix->numel : src->shape[k] == t->shape[k];
   if (!ok)
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "index_add: src %s does not fit %s with "
-                     "%lld indices along dim %d", loom__shp(src), loom__shp(t),
-                     (long long)ix->numel, d);
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "index_add: src %s does not fit %s with "
+                     "%lld indices along dim %d",
+                     loom__shp(src), loom__shp(t), (long long)ix->numel, d);
   if (loom_kernel_check_index(ix, t->ndim ? t->shape[d] : 1, "index_add") < 0)
     return NULL;
   src = loom_to_dtype(src, t->dtype);
-  loom_tensor *out = src ? loom__new(t->dtype, t->ndim, t->shape,
-                                     "index_add") : NULL;
+  loom_tensor *out =
+      src ? loom__new(t->dtype, t->ndim, t->shape, "index_add") : NULL;
   if (!out)
     return NULL;
   loom_kernel_copy(out, t);
   loom_kernel_index_add(out, d, ix, src, alpha);
-  loom_node *n = loom__record(&loom_op_index_add, out, 2,
-                              (const loom_tensor *[]){t, src});
+  loom_node *n =
+      loom__record(&loom_op_index_add, out, 2, (const loom_tensor *[]){t, src});
   if (n) {
     n->i[0] = d;
     n->d[0] = alpha;
@@ -230,9 +233,10 @@ loom_tensor *loom_embedding(const loom_tensor *weight,
     return LOOM_FAIL(LOOM_ERR_SHAPE, "embedding: indices %s have too many dims",
                      loom__shp(indices));
   if (padding_idx >= weight->shape[0])
-    return LOOM_FAIL(LOOM_ERR_INDEX, "embedding: padding_idx %lld for %lld "
-                     "rows", (long long)padding_idx,
-                     (long long)weight->shape[0]);
+    return LOOM_FAIL(LOOM_ERR_INDEX,
+                     "embedding: padding_idx %lld for %lld "
+                     "rows",
+                     (long long)padding_idx, (long long)weight->shape[0]);
   const loom_tensor *ix =
       loom_contiguous(loom_reshape(indices, 1, (int64_t[]){indices->numel}));
   if (!ix || loom_kernel_check_index(ix, weight->shape[0], "embedding") < 0)
@@ -240,8 +244,8 @@ loom_tensor *loom_embedding(const loom_tensor *weight,
   int64_t shape[LOOM_MAX_DIMS];
   memcpy(shape, indices->shape, sizeof(int64_t) * (size_t)indices->ndim);
   shape[indices->ndim] = weight->shape[1];
-  loom_tensor *out = loom__new(weight->dtype, indices->ndim + 1, shape,
-                               "embedding");
+  loom_tensor *out =
+      loom__new(weight->dtype, indices->ndim + 1, shape, "embedding");
   if (!out)
     return NULL;
   loom_tensor flat = *out;
@@ -330,8 +334,7 @@ static void where_backward(loom_node *n, loom_tensor *const *g) {
   if (!cond)
     return;
   if (loom__needs_grad(n, 0))
-    loom__accumulate(n, 0, loom_masked_fill(g[0],
-                                            loom_logical_not(cond), 0));
+    loom__accumulate(n, 0, loom_masked_fill(g[0], loom_logical_not(cond), 0));
   if (loom__needs_grad(n, 1))
     loom__accumulate(n, 1, loom_masked_fill(g[0], cond, 0));
 }
@@ -357,8 +360,8 @@ loom_tensor *loom_where(const loom_tensor *cond, const loom_tensor *a,
   if (!out)
     return NULL;
   loom_kernel_where(out, cond, a, b);
-  loom_node *n = loom__record(&loom_op_where, out, 2,
-                              (const loom_tensor *[]){a, b});
+  loom_node *n =
+      loom__record(&loom_op_where, out, 2, (const loom_tensor *[]){a, b});
   loom__save(n, cond);
   return out;
 }

@@ -9,9 +9,10 @@ static bool writable(loom_tensor *t, const loom_tensor *src, const char *op) {
     return false;
   for (int d = 0; d < t->ndim; d++)
     if (t->strides[d] == 0 && t->shape[d] > 1) {
-      loom_set_error(LOOM_ERR_STATE, "%s: %s is an expanded view whose "
-                     "elements share memory; clone it first", op,
-                     loom__shp(t));
+      loom_set_error(LOOM_ERR_STATE,
+                     "%s: %s is an expanded view whose "
+                     "elements share memory; clone it first",
+                     op, loom__shp(t));
       return false;
     }
   if (src) {
@@ -31,12 +32,12 @@ static bool writable(loom_tensor *t, const loom_tensor *src, const char *op) {
 /* An integer tensor cannot hold the result of a non-integral scalar, and
  * in place it cannot become float: refuse rather than truncate. */
 static bool integral_ok(const loom_tensor *t, double s, const char *op) {
-  if (loom_dtype_is_float(t->dtype) ||
-      (s == floor(s) && fabs(s) < 9.2e18))
+  if (loom_dtype_is_float(t->dtype) || (s == floor(s) && fabs(s) < 9.2e18))
     return true;
-  loom_set_error(LOOM_ERR_ARGUMENT, "%s: scalar %g on a %s tensor (in place "
-                 "the result must stay integral)", op, s,
-                 loom_dtype_name(t->dtype));
+  loom_set_error(LOOM_ERR_ARGUMENT,
+                 "%s: scalar %g on a %s tensor (in place "
+                 "the result must stay integral)",
+                 op, s, loom_dtype_name(t->dtype));
   return false;
 }
 
@@ -61,8 +62,8 @@ loom_tensor *loom_add_(loom_tensor *t, const loom_tensor *other, double alpha) {
       !writable(t, other, "add_"))
     return NULL;
   const loom_tensor *o = loom_to_dtype(other, t->dtype);
-  if (!o || loom_kernel_binary(&loom_k_add_scaled, t, t, o,
-                               (double[]){alpha}) < 0)
+  if (!o ||
+      loom_kernel_binary(&loom_k_add_scaled, t, t, o, (double[]){alpha}) < 0)
     return NULL;
   return t;
 }

@@ -39,9 +39,10 @@ loom_tensor *loom_concat(loom_tensor *const *ts, int n, int dim) {
     for (int k = 0; ok && k < x->ndim; k++)
       ok = k == d || x->shape[k] == first->shape[k];
     if (!ok)
-      return LOOM_FAIL(LOOM_ERR_SHAPE, "concat: tensor %d is %s, tensor 0 is "
-                       "%s (all dims but %d must match)", i, loom__shp(x),
-                       loom__shp(first), d);
+      return LOOM_FAIL(LOOM_ERR_SHAPE,
+                       "concat: tensor %d is %s, tensor 0 is "
+                       "%s (all dims but %d must match)",
+                       i, loom__shp(x), loom__shp(first), d);
     shape[d] += x->shape[d];
     t = loom__promote(t, x->dtype);
   }
@@ -58,8 +59,8 @@ loom_tensor *loom_concat(loom_tensor *const *ts, int n, int dim) {
     loom_kernel_copy(&part, ts[i]);
     at += ts[i]->shape[d];
   }
-  loom_node *node = loom__record(&loom_op_concat, out, n,
-                                 (const loom_tensor *const *)ts);
+  loom_node *node =
+      loom__record(&loom_op_concat, out, n, (const loom_tensor *const *)ts);
   if (node)
     node->i[0] = d;
   return out;
@@ -68,7 +69,8 @@ loom_tensor *loom_concat(loom_tensor *const *ts, int n, int dim) {
 loom_tensor *loom_stack(loom_tensor *const *ts, int n, int dim) {
   if (!ts || n <= 0)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "stack: no tensors");
-  loom_tensor *small[16], **parts = n <= 16 ? small : malloc((size_t)n * sizeof *parts);
+  loom_tensor *small[16],
+      **parts = n <= 16 ? small : malloc((size_t)n * sizeof *parts);
   if (!parts)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "stack: out of memory");
   loom_tensor *out = NULL;
@@ -89,8 +91,8 @@ loom_tensor *loom_stack(loom_tensor *const *ts, int n, int dim) {
   return out;
 }
 
-int loom_split_sizes(const loom_tensor *t, const int64_t *sizes, int n,
-                     int dim, loom_tensor **out) {
+int loom_split_sizes(const loom_tensor *t, const int64_t *sizes, int n, int dim,
+                     loom_tensor **out) {
   if (!t)
     return -1;
   int d = loom__dim(dim, t->ndim, "split");

@@ -106,8 +106,10 @@ static int product_shape(const loom_tensor *a, const loom_tensor *b,
   int64_t k = a->shape[a->ndim - 1];
   if (b->shape[b->ndim - 2] != k) {
     char s1[96], s2[96];
-    loom_set_error(LOOM_ERR_SHAPE, "%s: %s @ %s: inner sizes %lld and %lld "
-                   "differ", op, loom_shape_str(a, s1, sizeof s1),
+    loom_set_error(LOOM_ERR_SHAPE,
+                   "%s: %s @ %s: inner sizes %lld and %lld "
+                   "differ",
+                   op, loom_shape_str(a, s1, sizeof s1),
                    loom_shape_str(b, s2, sizeof s2), (long long)k,
                    (long long)b->shape[b->ndim - 2]);
     return -1;
@@ -190,8 +192,10 @@ loom_tensor *loom_bmm(const loom_tensor *a, const loom_tensor *b) {
   if (!a || !b)
     return NULL;
   if (a->ndim != 3 || b->ndim != 3 || a->shape[0] != b->shape[0])
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "bmm: expected B x n x k and B x k x m, "
-                     "got %s and %s", loom__shp(a), loom__shp(b));
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "bmm: expected B x n x k and B x k x m, "
+                     "got %s and %s",
+                     loom__shp(a), loom__shp(b));
   return loom_matmul(a, b);
 }
 
@@ -234,11 +238,13 @@ static loom_tensor *add_product(const loom_op_def *def, int rank,
     fits = have == 1 || have == want;
   }
   if (!fits)
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: %s does not broadcast to the "
-                     "product's shape", def->name, loom__shp(c));
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "%s: %s does not broadcast to the "
+                     "product's shape",
+                     def->name, loom__shp(c));
   const loom_tensor *ar = blas_ready(a), *br = blas_ready(b);
-  loom_tensor *out = ar && br ? loom__new(a->dtype, rank, shape, def->name)
-                              : NULL;
+  loom_tensor *out =
+      ar && br ? loom__new(a->dtype, rank, shape, def->name) : NULL;
   if (!out)
     return NULL;
   if (beta == 0) {
@@ -275,6 +281,118 @@ loom_tensor *loom_baddbmm(const loom_tensor *c, const loom_tensor *a,
  * straight into it (BLAS beta = 1), so a weight shared by many steps costs
  * no extra pass per step either. */
 
+/* ---- the weight gradients of small linears, deferred to one product ----
+ * Why: a weight used at every step of a sequence gets, per step, an update
+ * of rank = batch (32) that reads and writes its whole gradient (for an
+ * LSTM cell's 2048 x 768 weights, 35 passes over 6 MB, at a fraction of
+ * BLAS's speed). Within one backward pass, the steps' (gy, x) pairs of a
+ * leaf weight are kept instead and summed at the end as one product over
+ * all their rows. Memory is bounded: past DEFER_ROWS rows a weight's
+ * pairs are summed at once. */
+#define DEFER_ROWS 4096
+
+typedef struct {
+  loom_node *node; /* a node of the weight: nodes live until the flush */
+  loom_tensor *gy[DEFER_ROWS], *x[DEFER_ROWS]; /* retained */
+  int n;
+  int64_t rows;
+} deferred;
+
+static _Thread_local struct {
+  int depth; /* a custom function's backward may run a backward */
+  deferred **d;
+  int n, cap;
+} defer;
+
+void loom__deferred_begin(void) { defer.depth++; }
+
+static void defer_drop(deferred *e) {
+  for (int i = 0; i < e->n; i++) {
+    loom_release(e->gy[i]);
+    loom_release(e->x[i]);
+  }
+  e->n = 0;
+  e->rows = 0;
+}
+
+/* grad(W) += G^T X, with G and X the pairs' rows stacked. */
+static void defer_sum(deferred *e) {
+  const loom_tensor *w = loom__input(e->node, 1);
+  int64_t out = w->shape[0], in = w->shape[1];
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *G = loom_empty(w->dtype, LOOM_SHAPE(e->rows, out));
+  loom_tensor *X = loom_empty(w->dtype, LOOM_SHAPE(e->rows, in));
+  for (int64_t i = 0, r = 0; G && X && i < e->n; i++) {
+    int64_t m = e->gy[i]->shape[0];
+    loom_tensor *gpart = loom_narrow(G, 0, r, m),
+                *xpart = loom_narrow(X, 0, r, m);
+    if (!gpart || !xpart)
+      break;
+    loom_kernel_copy(gpart, e->gy[i]);
+    loom_kernel_copy(xpart, e->x[i]);
+    r += m;
+  }
+  if (loom_last_status() == LOOM_OK) {
+    loom_tensor *dst = loom__grad_in_place(e->node, 1);
+    if (dst)
+      loom_kernel_gemm(dst, loom_t(G), X, 1, 1);
+    else
+      loom__accumulate(e->node, 1, loom_matmul(loom_t(G), X));
+  }
+  loom_scope_end(s);
+  defer_drop(e);
+}
+
+/* Keeps the pair for the end of the pass if n's weight qualifies. */
+static bool defer_weight_grad(loom_node *n, const loom_tensor *gy,
+                              const loom_tensor *x) {
+  const loom_tensor *w = loom__input(n, 1);
+  int64_t rows = gy->shape[0];
+  /* Only the outermost pass defers: a nested one frees its nodes first. */
+  if (defer.depth != 1 || rows > LOOM_PACKED_MAX_ROWS || rows == 0 ||
+      !loom_is_leaf(w) || loom_anomaly_mode())
+    return false;
+  deferred *e = NULL;
+  for (int i = 0; i < defer.n && !e; i++)
+    if (loom__input(defer.d[i]->node, 1) == w)
+      e = defer.d[i];
+  if (!e) {
+    if (defer.n == defer.cap) {
+      int cap = defer.cap ? 2 * defer.cap : 8;
+      deferred **d = realloc(defer.d, (size_t)cap * sizeof *d);
+      if (!d)
+        return false;
+      defer.d = d;
+      defer.cap = cap;
+    }
+    if (!(e = calloc(1, sizeof *e)))
+      return false;
+    defer.d[defer.n++] = e;
+  }
+  if (e->n == DEFER_ROWS || e->rows + rows > DEFER_ROWS)
+    defer_sum(e);
+  e->node = n;
+  e->gy[e->n] = loom_keep((loom_tensor *)gy);
+  e->x[e->n] = loom_keep((loom_tensor *)x);
+  e->n++;
+  e->rows += rows;
+  return true;
+}
+
+void loom__deferred_end(bool ok) {
+  if (--defer.depth > 0)
+    return; /* the outermost pass sums them */
+  for (int i = 0; i < defer.n; i++) {
+    if (ok && loom_last_status() == LOOM_OK)
+      defer_sum(defer.d[i]);
+    defer_drop(defer.d[i]);
+    free(defer.d[i]);
+  }
+  free(defer.d);
+  defer.d = NULL;
+  defer.n = defer.cap = 0;
+}
+
 static void linear_backward(loom_node *n, loom_tensor *const *g) {
   const loom_tensor *x = loom__input_value(n, 0), *w = loom__input_value(n, 1);
   const loom_tensor *gy = x && w ? blas_ready(g[0]) : NULL;
@@ -282,18 +400,18 @@ static void linear_backward(loom_node *n, loom_tensor *const *g) {
     return;
   if (loom__needs_grad(n, 0)) {
     int64_t rows = gy->shape[0], in = w->shape[1];
-    const loom_packed *packed = rows <= LOOM_PACKED_MAX_ROWS &&
-                                        gy->strides[1] == 1
-                                    ? loom_kernel_pack_reused(w, false)
-                                    : NULL;
-    loom_tensor *dx = packed ? loom_empty(gy->dtype, LOOM_SHAPE(rows, in))
-                             : NULL;
+    const loom_packed *packed =
+        rows <= LOOM_PACKED_MAX_ROWS && gy->strides[1] == 1
+            ? loom_kernel_pack_reused(w, false)
+            : NULL;
+    loom_tensor *dx =
+        packed ? loom_empty(gy->dtype, LOOM_SHAPE(rows, in)) : NULL;
     if (dx) /* the weight packed once for all steps of a sequence */
       loom_kernel_gemm_packed(rows, (const float *)gy->data, gy->strides[0],
                               packed, (float *)dx->data, in, false);
     loom__accumulate(n, 0, dx ? dx : loom_matmul(gy, w));
   }
-  if (loom__needs_grad(n, 1)) {
+  if (loom__needs_grad(n, 1) && !defer_weight_grad(n, gy, x)) {
     loom_tensor *dst = loom__grad_in_place(n, 1);
     loom_tensor gt = *gy; /* gy^T as a view: (out, rows) */
     gt.shape[0] = gy->shape[1];
@@ -316,8 +434,10 @@ loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
     return NULL;
   if (weight->ndim != 2 || x->ndim < 1 ||
       x->shape[x->ndim - 1] != weight->shape[1])
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "linear: input %s with weight %s (out x "
-                     "in)", loom__shp(x), loom__shp(weight));
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "linear: input %s with weight %s (out x "
+                     "in)",
+                     loom__shp(x), loom__shp(weight));
   if (bias && (bias->ndim != 1 || bias->shape[0] != weight->shape[0]))
     return LOOM_FAIL(LOOM_ERR_SHAPE, "linear: bias %s for weight %s",
                      loom__shp(bias), loom__shp(weight));
@@ -327,15 +447,13 @@ loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
   if (bias && !(bias = loom_to_dtype(bias, x->dtype)))
     return NULL;
   int64_t in = weight->shape[1], out_f = weight->shape[0];
-  const loom_tensor *x2 = x->ndim == 2 ? x
-                                       : loom_reshape(x, 2, (int64_t[]){-1,
-                                                                        in});
+  const loom_tensor *x2 =
+      x->ndim == 2 ? x : loom_reshape(x, 2, (int64_t[]){-1, in});
   const loom_tensor *xr = x2 ? blas_ready(x2) : NULL;
   const loom_tensor *wr = blas_ready(weight);
   int64_t rows = x2 ? x2->shape[0] : 0;
-  loom_tensor *y = xr && wr ? loom__new(x->dtype, LOOM_SHAPE(rows, out_f),
-                                        "linear")
-                            : NULL;
+  loom_tensor *y =
+      xr && wr ? loom__new(x->dtype, LOOM_SHAPE(rows, out_f), "linear") : NULL;
   if (!y)
     return NULL;
   loom_tensor wt = *wr; /* W^T as a view: (in, out) */
@@ -345,10 +463,10 @@ loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
   wt.strides[1] = wr->strides[0];
   if (bias)
     loom_kernel_copy(y, bias); /* broadcast over the rows */
-  const loom_packed *packed = rows <= LOOM_PACKED_MAX_ROWS &&
-                                      xr->strides[1] == 1
-                                  ? loom_kernel_pack_reused(weight, true)
-                                  : NULL;
+  const loom_packed *packed =
+      rows <= LOOM_PACKED_MAX_ROWS && xr->strides[1] == 1
+          ? loom_kernel_pack_reused(weight, true)
+          : NULL;
   if (packed)
     loom_kernel_gemm_packed(rows, (const float *)xr->data, xr->strides[0],
                             packed, (float *)y->data, out_f, bias != NULL);

@@ -44,18 +44,18 @@ typedef struct loom_op_def {
 
 struct loom_node {
   const loom_op_def *op;
-  uint64_t seq;   /* creation order: backward runs newest first */
-  uint32_t gen;   /* generation of the slot this node occupies */
+  uint64_t seq; /* creation order: backward runs newest first */
+  uint32_t gen; /* generation of the slot this node occupies */
   int32_t slot;
   uint32_t visit; /* backward epoch mark */
   bool in_backward;
   int32_t n_in, n_saved, cap_saved, n_out, live_out;
-  loom_tensor **in; /* retained; in_buf or heap */
+  loom_tensor **in;    /* retained; in_buf or heap */
   int64_t *in_version; /* each input's version when recorded */
   loom_tensor **saved;
   int64_t *saved_version;
-  loom_tensor **out_grad; /* per output, owned; out_grad_buf or heap */
-  loom_tensor **out_ptr;  /* per output, weak (cleared when it dies) */
+  loom_tensor **out_grad;         /* per output, owned; out_grad_buf or heap */
+  loom_tensor **out_ptr;          /* per output, weak (cleared when it dies) */
   struct loom_out_meta *out_meta; /* shapes, for outputs given no grad */
   loom_tensor *in_buf[LOOM_NODE_INLINE];
   loom_tensor *saved_buf[LOOM_NODE_INLINE];
@@ -108,14 +108,19 @@ void loom__accumulate(loom_node *n, int i, const loom_tensor *g);
  * The first slice's gradient starts a zero-filled whole that later slices
  * add into in place, so a tensor read slice by slice (a sequence step by
  * step) costs O(size) in backward, not O(size) per slice. */
-void loom__accumulate_slice(loom_node *n, int i, const loom_tensor *g,
-                            int dim, int64_t start, int64_t step, bool drop);
+void loom__accumulate_slice(loom_node *n, int i, const loom_tensor *g, int dim,
+                            int64_t start, int64_t step, bool drop);
 /* The accumulated gradient of input i, when the caller may add into it in
  * place (say as a product's BLAS beta = 1): input i is a leaf whose
  * gradient exists, is contiguous and has its dtype and shape, and anomaly
  * mode, which must see each contribution, is off. Else NULL: accumulate
  * a new tensor as usual. */
 loom_tensor *loom__grad_in_place(loom_node *n, int i);
+/* Weight gradients of small linears that backward defers to one product
+ * per weight (matmul.c): begun before the first node, ended (summed into
+ * the weights' gradients when ok, else dropped) while nodes still live. */
+void loom__deferred_begin(void);
+void loom__deferred_end(bool ok);
 /* g summed over the dims where `shape` was broadcast (scope-owned). */
 loom_tensor *loom__sum_to(const loom_tensor *g, int ndim, const int64_t *shape);
 /* Refuses an in-place write into t (error naming op) when autograd would

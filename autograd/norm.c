@@ -17,9 +17,8 @@ static void layer_norm_backward(loom_node *n, loom_tensor *const *g) {
     return;
   loom_dtype dt = x->dtype;
   const loom_tensor *in_w = has_w ? loom__input(n, 1) : NULL;
-  loom_tensor *dx = loom__needs_grad(n, 0)
-                        ? loom_empty(dt, x->ndim, x->shape)
-                        : NULL;
+  loom_tensor *dx =
+      loom__needs_grad(n, 0) ? loom_empty(dt, x->ndim, x->shape) : NULL;
   loom_tensor *dw = has_w && loom__needs_grad(n, 1)
                         ? loom_empty(dt, in_w->ndim, in_w->shape)
                         : NULL;
@@ -75,8 +74,8 @@ loom_tensor *loom_layer_normalize(const loom_tensor *x, int ndims,
     cols *= x->shape[i];
   int64_t rows = cols ? x->numel / cols : 0;
   const loom_tensor *xc = loom_contiguous(x);
-  loom_tensor *out = xc ? loom__new(x->dtype, x->ndim, x->shape, "layer_norm")
-                        : NULL;
+  loom_tensor *out =
+      xc ? loom__new(x->dtype, x->ndim, x->shape, "layer_norm") : NULL;
   int64_t nrows = rows;
   loom_tensor *mean = out ? loom_empty(x->dtype, 1, &nrows) : NULL;
   loom_tensor *rstd = out ? loom_empty(x->dtype, 1, &nrows) : NULL;

@@ -79,8 +79,8 @@ LOOM_API loom_tensor *loom_stack(loom_tensor *const *ts, int n, int dim);
 LOOM_API int loom_split(const loom_tensor *t, int64_t size, int dim,
                         loom_tensor **out, int max_out);
 /* Splits into pieces of the given sizes (which must add up to the dim). */
-LOOM_API int loom_split_sizes(const loom_tensor *t, const int64_t *sizes,
-                              int n, int dim, loom_tensor **out);
+LOOM_API int loom_split_sizes(const loom_tensor *t, const int64_t *sizes, int n,
+                              int dim, loom_tensor **out);
 /* Splits into `chunks` nearly equal pieces, like torch.chunk. */
 LOOM_API int loom_chunk(const loom_tensor *t, int chunks, int dim,
                         loom_tensor **out, int max_out);
@@ -141,7 +141,8 @@ LOOM_API loom_tensor *loom_add_scaled(const loom_tensor *a,
 /* With a scalar operand (the tensor's dtype is kept for float tensors). */
 LOOM_API loom_tensor *loom_add_scalar(const loom_tensor *t, double s);
 LOOM_API loom_tensor *loom_sub_scalar(const loom_tensor *t, double s);
-LOOM_API loom_tensor *loom_rsub_scalar(const loom_tensor *t, double s); /* s-t */
+LOOM_API loom_tensor *loom_rsub_scalar(const loom_tensor *t,
+                                       double s); /* s-t */
 LOOM_API loom_tensor *loom_mul_scalar(const loom_tensor *t, double s);
 LOOM_API loom_tensor *loom_div_scalar(const loom_tensor *t, double s);
 LOOM_API loom_tensor *loom_pow_scalar(const loom_tensor *t, double exponent);
@@ -249,8 +250,7 @@ LOOM_API loom_tensor *loom_log_softmax(const loom_tensor *t, int dim);
  * form is loom_layer_norm (nn.h). */
 LOOM_API loom_tensor *loom_layer_normalize(const loom_tensor *x, int ndims,
                                            const loom_tensor *weight,
-                                           const loom_tensor *bias,
-                                           double eps);
+                                           const loom_tensor *bias, double eps);
 
 /* ------------------------------------------------ matrix products
  * Float dtypes through BLAS; transposed operands are passed as transposes,
@@ -355,8 +355,7 @@ LOOM_API int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
 LOOM_API int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
                                const loom_tensor *b_hh, const loom_tensor *h0,
                                const loom_tensor *lengths, bool reverse,
-                               bool relu, loom_tensor **out,
-                               loom_tensor **h_n);
+                               bool relu, loom_tensor **out, loom_tensor **h_n);
 
 /* ------------------------------------------------ in-place updates
  * They write into `t` and return it (no new tensor). Not differentiable:
@@ -372,8 +371,8 @@ LOOM_API loom_tensor *loom_add_(loom_tensor *t, const loom_tensor *other,
                                 double alpha);
 LOOM_API loom_tensor *loom_mul_(loom_tensor *t, const loom_tensor *other);
 LOOM_API loom_tensor *loom_mul_scalar_(loom_tensor *t, double s);
-LOOM_API loom_tensor *loom_masked_fill_(loom_tensor *t,
-                                        const loom_tensor *mask, double value);
+LOOM_API loom_tensor *loom_masked_fill_(loom_tensor *t, const loom_tensor *mask,
+                                        double value);
 LOOM_API loom_tensor *loom_clamp_(loom_tensor *t, double lo, double hi);
 
 #ifdef __cplusplus

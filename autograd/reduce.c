@@ -91,8 +91,8 @@ static void remember(loom_node *n, const reduction *r) {
 
 static void sum_backward(loom_node *n, loom_tensor *const *g) {
   const loom_tensor *x = loom__input(n, 0);
-  loom__accumulate(n, 0, loom_expand(keep_shape_of(g[0], n), x->ndim,
-                                     x->shape));
+  loom__accumulate(n, 0,
+                   loom_expand(keep_shape_of(g[0], n), x->ndim, x->shape));
 }
 
 loom_tensor *loom_sum(const loom_tensor *t, const int *dims, int n,
@@ -102,8 +102,8 @@ loom_tensor *loom_sum(const loom_tensor *t, const int *dims, int n,
     return NULL;
   if (!loom_dtype_is_float(t->dtype) && t->dtype != LOOM_I64)
     t = loom_to_dtype(t, LOOM_I64);
-  loom_tensor *out = t ? reduce_into(LOOM_REDUCE_SUM, t, t->dtype, &r, "sum")
-                       : NULL;
+  loom_tensor *out =
+      t ? reduce_into(LOOM_REDUCE_SUM, t, t->dtype, &r, "sum") : NULL;
   remember(loom__record(&loom_op_sum, out, 1, &t), &r);
   return out;
 }
@@ -311,8 +311,8 @@ static void prod_backward(loom_node *n, loom_tensor *const *g) {
     if ((n->i[LOOM_MAX_DIMS] >> d) & 1)
       perm[k++] = d;
   /* rows: kept dims flattened; columns: reduced dims flattened */
-  loom_tensor *xp = loom_contiguous(loom_to_dtype(loom_permute(x, perm),
-                                                  LOOM_F64));
+  loom_tensor *xp =
+      loom_contiguous(loom_to_dtype(loom_permute(x, perm), LOOM_F64));
   if (!xp)
     return;
   int64_t cols = (int64_t)n->d[0], rows = cols ? x->numel / cols : 0;
@@ -348,8 +348,8 @@ loom_tensor *loom_prod(const loom_tensor *t, const int *dims, int n,
     return NULL;
   if (!loom_dtype_is_float(t->dtype) && t->dtype != LOOM_I64)
     t = loom_to_dtype(t, LOOM_I64);
-  loom_tensor *out = t ? reduce_into(LOOM_REDUCE_PROD, t, t->dtype, &r,
-                                     "prod") : NULL;
+  loom_tensor *out =
+      t ? reduce_into(LOOM_REDUCE_PROD, t, t->dtype, &r, "prod") : NULL;
   loom_node *node = loom__record(&loom_op_prod, out, 1, &t);
   remember(node, &r);
   loom__save(node, t);
@@ -379,9 +379,9 @@ static void norm_backward(loom_node *n, loom_tensor *const *g) {
   } else {
     /* g sign(x) |x|^(p-1) / y^(p-1), and 0 where y == 0 */
     loom_tensor *safe_y = loom_masked_fill(y, loom_eq_scalar(y, 0), 1);
-    loom_tensor *num = p == 2 ? (loom_tensor *)x
-                              : loom_mul(loom_sign(x),
-                                         loom_pow_scalar(loom_abs(x), p - 1));
+    loom_tensor *num =
+        p == 2 ? (loom_tensor *)x
+               : loom_mul(loom_sign(x), loom_pow_scalar(loom_abs(x), p - 1));
     loom_tensor *den = p == 2 ? safe_y : loom_pow_scalar(safe_y, p - 1);
     d = loom_mul(loom_div(num, den), gk);
     d = loom_masked_fill(d, loom_expand_as(loom_eq_scalar(y, 0), x), 0);
@@ -408,8 +408,8 @@ loom_tensor *loom_norm(const loom_tensor *t, double p, const int *dims, int n,
   else if (p == 1)
     keep = loom_sum(ax, dims, n, true);
   else
-    keep = loom_pow_scalar(loom_sum(loom_pow_scalar(ax, p), dims, n, true),
-                           1 / p);
+    keep =
+        loom_pow_scalar(loom_sum(loom_pow_scalar(ax, p), dims, n, true), 1 / p);
   loom_no_grad_end();
   if (!keep)
     return NULL;
@@ -417,8 +417,8 @@ loom_tensor *loom_norm(const loom_tensor *t, double p, const int *dims, int n,
   if (!keepdim) {
     int64_t st[LOOM_MAX_DIMS];
     loom__contiguous_strides(r.out_ndim, r.out_shape, st);
-    out = loom__to_scope(loom__view_of(keep, r.out_ndim, r.out_shape, st,
-                                       keep->offset));
+    out = loom__to_scope(
+        loom__view_of(keep, r.out_ndim, r.out_shape, st, keep->offset));
   }
   loom_node *node = loom__record(&loom_op_norm, out, 1, &t);
   remember(node, &r);

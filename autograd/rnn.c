@@ -26,13 +26,14 @@ static bool check(const char *op, const loom_tensor *xp, const loom_tensor *w,
     return false;
   if (xp->ndim != 3 || w->ndim != 2 || w->shape[0] % gates ||
       xp->shape[2] != w->shape[0] || w->shape[1] * gates != w->shape[0]) {
-    loom_set_error(LOOM_ERR_SHAPE, "%s: inputs %s and weight %s do not fit "
-                   "(T, B, %dH) and (%dH, H)", op, loom__shp(xp),
-                   loom__shp(w), gates, gates);
+    loom_set_error(LOOM_ERR_SHAPE,
+                   "%s: inputs %s and weight %s do not fit "
+                   "(T, B, %dH) and (%dH, H)",
+                   op, loom__shp(xp), loom__shp(w), gates, gates);
     return false;
   }
-  *g = (geom){xp->shape[0], xp->shape[1], w->shape[1], gates, xp->dtype,
-              loom_dtype_size(xp->dtype)};
+  *g = (geom){xp->shape[0], xp->shape[1], w->shape[1],
+              gates,        xp->dtype,    loom_dtype_size(xp->dtype)};
   if (b && (b->ndim != 1 || b->shape[0] != w->shape[0])) {
     loom_set_error(LOOM_ERR_SHAPE, "%s: bias %s for weight %s", op,
                    loom__shp(b), loom__shp(w));
@@ -41,8 +42,8 @@ static bool check(const char *op, const loom_tensor *xp, const loom_tensor *w,
   for (int k = 0; k < n_states; k++) {
     const loom_tensor *s = states[k];
     if (s->ndim != 2 || s->shape[0] != g->B || s->shape[1] != g->H) {
-      loom_set_error(LOOM_ERR_SHAPE, "%s: state %s, expected [%lld, %lld]",
-                     op, loom__shp(s), (long long)g->B, (long long)g->H);
+      loom_set_error(LOOM_ERR_SHAPE, "%s: state %s, expected [%lld, %lld]", op,
+                     loom__shp(s), (long long)g->B, (long long)g->H);
       return false;
     }
   }
@@ -67,8 +68,8 @@ static uint8_t *activity(const loom_tensor *lengths, const geom *g,
     return NULL;
   if (lengths->dtype != LOOM_I64 || lengths->ndim != 1 ||
       lengths->shape[0] != g->B) {
-    loom_set_error(LOOM_ERR_SHAPE, "%s: lengths %s, expected int64 [%lld]",
-                   op, loom__shp(lengths), (long long)g->B);
+    loom_set_error(LOOM_ERR_SHAPE, "%s: lengths %s, expected int64 [%lld]", op,
+                   loom__shp(lengths), (long long)g->B);
     return NULL;
   }
   uint8_t *a = malloc((size_t)(g->T * g->B) + 1);
@@ -102,22 +103,22 @@ typedef struct {
 
 static bool product_init(step_product *sp, const loom_tensor *w, bool trans) {
   int64_t rows = w->shape[0], cols = w->shape[1];
-  *sp = (step_product){NULL, w, trans, trans ? cols : rows,
-                       trans ? rows : cols};
+  *sp =
+      (step_product){NULL, w, trans, trans ? cols : rows, trans ? rows : cols};
   if (w->dtype != LOOM_F32)
     return true;
-  sp->packed = loom_kernel_pack((const float *)w->data, sp->K, sp->N, cols,
-                                trans);
+  sp->packed =
+      loom_kernel_pack((const float *)w->data, sp->K, sp->N, cols, trans);
   return sp->packed != NULL;
 }
 
-static void product(const step_product *sp, int64_t M, const void *a,
-                    void *c, bool accumulate) {
+static void product(const step_product *sp, int64_t M, const void *a, void *c,
+                    bool accumulate) {
   if (sp->packed)
     loom_kernel_gemm_packed(M, a, sp->K, sp->packed, c, sp->N, accumulate);
   else
-    loom_kernel_gemm_raw(sp->w->dtype, false, sp->trans, M, sp->N, sp->K, 1,
-                         a, sp->K, sp->w->data, sp->w->shape[1],
+    loom_kernel_gemm_raw(sp->w->dtype, false, sp->trans, M, sp->N, sp->K, 1, a,
+                         sp->K, sp->w->data, sp->w->shape[1],
                          accumulate ? 1 : 0, c, sp->N);
 }
 
@@ -162,8 +163,8 @@ static void pass_inactive(loom_dtype t, void *dh_new, const void *dh,
 
 /* dh_total = dh + dout rows of live sequences. */
 static void with_output_grad(loom_dtype t, void *dst, const void *dh,
-                             const void *dout, const uint8_t *active,
-                             int64_t B, int64_t H) {
+                             const void *dout, const uint8_t *active, int64_t B,
+                             int64_t H) {
   size_t row = (size_t)H * loom_dtype_size(t);
   memcpy(dst, dh, (size_t)B * row);
   for (int64_t b = 0; b < B; b++)
@@ -172,8 +173,7 @@ static void with_output_grad(loom_dtype t, void *dst, const void *dh,
 }
 
 /* Column sums of a (rows x n) matrix into a new (n) tensor. */
-static loom_tensor *column_sums(const loom_tensor *m, int64_t rows,
-                                int64_t n) {
+static loom_tensor *column_sums(const loom_tensor *m, int64_t rows, int64_t n) {
   loom_tensor *flat = loom_reshape(m, 2, (int64_t[]){rows, n});
   return loom_sum(flat, (int[]){0}, 1, false);
 }
@@ -216,7 +216,8 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
     if (peephole[k]->ndim != 1 || peephole[k]->shape[0] != g.H ||
         peephole[k]->dtype != g.dtype)
       return loom_set_error(LOOM_ERR_SHAPE, "%s: peephole %s for hidden %lld",
-                            op, loom__shp(peephole[k]), (long long)g.H), -1;
+                            op, loom__shp(peephole[k]), (long long)g.H),
+             -1;
   uint8_t *active = activity(lengths, &g, op);
   if (lengths && !active)
     return -1;
@@ -244,9 +245,8 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   loom_tensor *Cp = keep_prev ? loom_empty(g.dtype, LOOM_SHAPE(T, B, H)) : o;
   loom_tensor *Cn = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
   step_product wt = {0};
-  if (!x || !w || (b_hh && !b) || !G || !Hp || !Cp || !Cn || !o || !hn ||
-      !cn || (peephole && (!p[0] || !p[1] || !p[2])) ||
-      !product_init(&wt, w, true)) {
+  if (!x || !w || (b_hh && !b) || !G || !Hp || !Cp || !Cn || !o || !hn || !cn ||
+      (peephole && (!p[0] || !p[1] || !p[2])) || !product_init(&wt, w, true)) {
     loom_scope_end(work);
     loom_no_grad_end();
     free(active);
@@ -267,8 +267,8 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
     rows_plus_bias(g.dtype, gt, at(x, t, B * 4 * H), b ? b->data : NULL, B,
                    4 * H);
     product(&wt, B, hn->data, gt, true);
-    loom_kernel_lstm_step(g.dtype, B, H, gt, cp, hp, at(Cn, t, B * H),
-                          hn->data, at(o, t, B * H), peephole ? pp : NULL,
+    loom_kernel_lstm_step(g.dtype, B, H, gt, cp, hp, at(Cn, t, B * H), hn->data,
+                          at(o, t, B * H), peephole ? pp : NULL,
                           active ? active + t * B : NULL);
     memcpy(cn->data, at(Cn, t, B * H), row);
   }
@@ -286,8 +286,7 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   for (int k = 0; peephole && k < 3; k++)
     ins[n++] = peephole[k];
   loom_tensor *outs[3] = {o, hn, cn};
-  loom_node *node = loom__record_multi(&loom_op_lstm_sequence, outs, 3, n,
-                                       ins);
+  loom_node *node = loom__record_multi(&loom_op_lstm_sequence, outs, 3, n, ins);
   if (node) {
     seq_remember(node, &g, reverse, b_hh != NULL, peephole != NULL, false);
     loom__save(node, G);
@@ -315,10 +314,10 @@ static void lstm_backward(loom_node *n, loom_tensor *const *gout) {
   const loom_tensor *Cp = keep_prev ? loom__saved(n, 2) : NULL;
   const loom_tensor *Cn = loom__saved(n, keep_prev ? 3 : 2);
   const loom_tensor *lengths = keep_prev ? loom__saved(n, 4) : NULL;
-  const loom_tensor *h0 = keep_prev ? NULL
-                         : loom_contiguous(loom__input_value(n, 2 + has_b));
-  const loom_tensor *c0 = keep_prev ? NULL
-                         : loom_contiguous(loom__input_value(n, 3 + has_b));
+  const loom_tensor *h0 =
+      keep_prev ? NULL : loom_contiguous(loom__input_value(n, 2 + has_b));
+  const loom_tensor *c0 =
+      keep_prev ? NULL : loom_contiguous(loom__input_value(n, 3 + has_b));
   if (!G || !Hp || !Cn || (keep_prev ? !Cp || !lengths : !h0 || !c0))
     return;
   uint8_t *active = activity(lengths, &g, "lstm_sequence backward");
@@ -351,8 +350,7 @@ static void lstm_backward(loom_node *n, loom_tensor *const *gout) {
     int64_t t = reverse ? T - 1 - s : s;
     const uint8_t *a = active ? active + t * B : NULL;
     char *dxt = at(dx, t, B * 4 * H);
-    with_output_grad(g.dtype, dht->data, dh->data, at(dout, t, B * H), a, B,
-                     H);
+    with_output_grad(g.dtype, dht->data, dh->data, at(dout, t, B * H), a, B, H);
     const void *cp = keep_prev ? at(Cp, t, B * H)
                      : s == 0  ? c0->data
                                : at(Cn, reverse ? t + 1 : t - 1, B * H);
@@ -443,8 +441,9 @@ int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   loom_kernel_packed_free(wt.packed);
   free(active);
   loom_tensor *outs[2] = {o, hn};
-  loom_node *node = loom__record_multi(&loom_op_gru_sequence, outs, 2, 4,
-      (const loom_tensor *[]){xp, w_hh, b_hh, h0});
+  loom_node *node =
+      loom__record_multi(&loom_op_gru_sequence, outs, 2, 4,
+                         (const loom_tensor *[]){xp, w_hh, b_hh, h0});
   if (node) {
     seq_remember(node, &g, reverse, true, false, false);
     loom__save(node, A);
@@ -485,14 +484,12 @@ static void gru_backward(loom_node *n, loom_tensor *const *gout) {
   for (int64_t s = T - 1; s >= 0; s--) {
     int64_t t = reverse ? T - 1 - s : s;
     const uint8_t *a = active ? active + t * B : NULL;
-    with_output_grad(g.dtype, dht->data, dh->data, at(dout, t, B * H), a, B,
-                     H);
+    with_output_grad(g.dtype, dht->data, dh->data, at(dout, t, B * H), a, B, H);
     char *dhgt = at(dhg, t, B * 3 * H);
     /* dh receives the direct part z * dh (or dh itself past the end)... */
-    loom_kernel_gru_step_backward(g.dtype, B, H, at(A, t, B * 3 * H),
-                                  at(HG, t, B * 3 * H), at(Hp, t, B * H),
-                                  dht->data, at(dx, t, B * 3 * H), dhgt,
-                                  dh->data, a);
+    loom_kernel_gru_step_backward(
+        g.dtype, B, H, at(A, t, B * 3 * H), at(HG, t, B * 3 * H),
+        at(Hp, t, B * H), dht->data, at(dx, t, B * 3 * H), dhgt, dh->data, a);
     /* ... plus the recurrent product's part. */
     product(&wp, B, dhgt, dh->data, true);
   }
@@ -502,8 +499,8 @@ static void gru_backward(loom_node *n, loom_tensor *const *gout) {
   if (loom__needs_grad(n, 1)) {
     loom_tensor *dw = loom_empty(g.dtype, LOOM_SHAPE(3 * H, H));
     if (dw) {
-      loom_kernel_gemm_raw(g.dtype, true, false, 3 * H, H, T * B, 1,
-                           dhg->data, 3 * H, Hp->data, H, 0, dw->data, H);
+      loom_kernel_gemm_raw(g.dtype, true, false, 3 * H, H, T * B, 1, dhg->data,
+                           3 * H, Hp->data, H, 0, dw->data, H);
       loom__accumulate(n, 1, dw);
     }
   }
@@ -560,8 +557,9 @@ int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   loom_kernel_packed_free(wt.packed);
   free(active);
   loom_tensor *outs[2] = {o, hn};
-  loom_node *node = loom__record_multi(&loom_op_rnn_sequence, outs, 2, 4,
-      (const loom_tensor *[]){xp, w_hh, b_hh, h0});
+  loom_node *node =
+      loom__record_multi(&loom_op_rnn_sequence, outs, 2, 4,
+                         (const loom_tensor *[]){xp, w_hh, b_hh, h0});
   if (node) {
     seq_remember(node, &g, reverse, true, false, relu);
     loom__save(node, Hn);
@@ -602,8 +600,7 @@ static void rnn_backward(loom_node *n, loom_tensor *const *gout) {
     int64_t t = reverse ? T - 1 - s : s;
     const uint8_t *a = active ? active + t * B : NULL;
     char *dxt = at(dx, t, B * H);
-    with_output_grad(g.dtype, dht->data, dh->data, at(dout, t, B * H), a, B,
-                     H);
+    with_output_grad(g.dtype, dht->data, dh->data, at(dout, t, B * H), a, B, H);
     loom_kernel_rnn_step_backward(g.dtype, B, H, at(Hn, t, B * H), dht->data,
                                   dxt, relu, a);
     product(&wp, B, dxt, dhn->data, false);

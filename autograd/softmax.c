@@ -12,7 +12,8 @@ static void softmax_backward(loom_node *n, loom_tensor *const *g) {
   loom_tensor *gin = loom_empty(y->dtype, y->ndim, y->shape);
   if (!gin)
     return;
-  loom_kernel_softmax_grad(gin, y, gc, (int)n->i[0], n->op == &loom_op_log_softmax);
+  loom_kernel_softmax_grad(gin, y, gc, (int)n->i[0],
+                           n->op == &loom_op_log_softmax);
   loom__accumulate(n, 0, gin);
 }
 
@@ -26,8 +27,8 @@ static loom_tensor *softmax(const loom_op_def *def, const loom_tensor *t,
   if (!loom_dtype_is_float(t->dtype))
     t = loom_to_dtype(t, LOOM_DTYPE_DEFAULT);
   const loom_tensor *x = loom_contiguous(t);
-  loom_tensor *out = x ? loom__new(x->dtype, x->ndim, x->shape, def->name)
-                       : NULL;
+  loom_tensor *out =
+      x ? loom__new(x->dtype, x->ndim, x->shape, def->name) : NULL;
   if (!out)
     return NULL;
   loom_kernel_softmax(out, x, d, def == &loom_op_log_softmax);

@@ -158,13 +158,15 @@ static void link_output(loom_node *n, loom_tensor *out, int k) {
   n->out_ptr[k] = out;
 }
 
-static void check_forward(const loom_op_def *op, loom_tensor **out,
-                          int n_out, int n, const loom_tensor *const *in) {
+static void check_forward(const loom_op_def *op, loom_tensor **out, int n_out,
+                          int n, const loom_tensor *const *in) {
   for (int k = 0; k < n_out; k++)
     if (loom_kernel_has_nonfinite(out[k])) {
-      loom_set_error(LOOM_ERR_NUMERIC, "anomaly: %s produced NaN/Inf in its "
-                     "output %s (first input %s)", op->name,
-                     loom__shp(out[k]), n ? loom__shp(in[0]) : "none");
+      loom_set_error(LOOM_ERR_NUMERIC,
+                     "anomaly: %s produced NaN/Inf in its "
+                     "output %s (first input %s)",
+                     op->name, loom__shp(out[k]),
+                     n ? loom__shp(in[0]) : "none");
       return;
     }
 }
@@ -308,11 +310,14 @@ loom_tensor *loom_set_requires_grad(loom_tensor *t, bool on) {
   if (!t)
     return NULL;
   if (t->link.slot != -1)
-    return LOOM_FAIL(LOOM_ERR_STATE, "set_requires_grad: only leaf tensors "
+    return LOOM_FAIL(LOOM_ERR_STATE,
+                     "set_requires_grad: only leaf tensors "
                      "(not results of recorded ops); use detach first");
   if (on && !loom_dtype_is_float(t->dtype))
-    return LOOM_FAIL(LOOM_ERR_DTYPE, "set_requires_grad: %s tensors cannot "
-                     "require grad", loom_dtype_name(t->dtype));
+    return LOOM_FAIL(LOOM_ERR_DTYPE,
+                     "set_requires_grad: %s tensors cannot "
+                     "require grad",
+                     loom_dtype_name(t->dtype));
   t->requires_grad = on;
   return t;
 }
@@ -359,8 +364,7 @@ bool loom__inplace_ok(loom_tensor *t, const char *op) {
  * place cannot change a value anyone else sees. */
 static bool exclusive(const loom_tensor *t, const loom_tensor *g) {
   return t->refcount == 1 && t->storage->refcount == 1 &&
-         !t->storage->release && t->dtype == g->dtype &&
-         loom__is_contiguous(t);
+         !t->storage->release && t->dtype == g->dtype && loom__is_contiguous(t);
 }
 
 /* Adds g into *slot: the first gradient is kept by reference; later ones
@@ -395,14 +399,15 @@ void loom__accumulate(loom_node *n, int i, const loom_tensor *g) {
   if (!r)
     return;
   if (tape.anomaly && loom_kernel_has_nonfinite(r)) {
-    loom_set_error(LOOM_ERR_NUMERIC, "anomaly: backward of %s produced "
-                   "NaN/Inf in the gradient of input %d %s", n->op->name, i,
-                   loom__shp(in));
+    loom_set_error(LOOM_ERR_NUMERIC,
+                   "anomaly: backward of %s produced "
+                   "NaN/Inf in the gradient of input %d %s",
+                   n->op->name, i, loom__shp(in));
     return;
   }
   if (in->link.slot == -2) {
     loom_set_error(LOOM_ERR_STATE, "backward: part of the graph could not be "
-                   "recorded (out of memory)");
+                                   "recorded (out of memory)");
     return;
   }
   if (in->link.slot == -1) { /* a leaf */
@@ -427,8 +432,8 @@ void loom__accumulate(loom_node *n, int i, const loom_tensor *g) {
   add_into(&p->out_grad[in->link.output], r);
 }
 
-void loom__accumulate_slice(loom_node *n, int i, const loom_tensor *g,
-                            int dim, int64_t start, int64_t step, bool drop) {
+void loom__accumulate_slice(loom_node *n, int i, const loom_tensor *g, int dim,
+                            int64_t start, int64_t step, bool drop) {
   loom_tensor *in = n->in[i];
   if (!g || !in || !in->requires_grad)
     return;
@@ -444,16 +449,16 @@ void loom__accumulate_slice(loom_node *n, int i, const loom_tensor *g,
     *slot = loom__alloc(in->dtype, in->ndim, in->shape, "backward");
   if (fresh && *slot)
     loom_kernel_fill(*slot, 0);
-  bool in_place = slot && *slot && !tape.anomaly && g->dtype == in->dtype &&
-                  (in->link.slot == -1 ? (*slot)->dtype == in->dtype
-                                       : exclusive(*slot, g));
+  bool in_place =
+      slot && *slot && !tape.anomaly && g->dtype == in->dtype &&
+      (in->link.slot == -1 ? (*slot)->dtype == in->dtype : exclusive(*slot, g));
   if (!in_place) { /* the general path: a whole-sized gradient */
     loom_tensor *whole = loom_zeros(in->dtype, in->ndim, in->shape);
     if (!whole)
       return;
     loom_tensor part = *whole;
-    part.data += start * whole->strides[dim] *
-                 (int64_t)loom_dtype_size(whole->dtype);
+    part.data +=
+        start * whole->strides[dim] * (int64_t)loom_dtype_size(whole->dtype);
     part.strides[dim] *= step;
     part.shape[dim] = drop ? 1 : g->shape[dim];
     part.numel = loom__numel_of(part.ndim, part.shape);
@@ -582,13 +587,14 @@ static void retain_grads(loom_node *n) {
   }
 }
 
-static int run_backward(loom_tensor *t, const loom_tensor *grad,
-                        bool retain) {
+static int run_backward(loom_tensor *t, const loom_tensor *grad, bool retain) {
   loom_node *root = node_of(t);
   if (!root) {
-    loom_set_error(LOOM_ERR_STATE, "backward: the graph of this %s tensor was "
+    loom_set_error(LOOM_ERR_STATE,
+                   "backward: the graph of this %s tensor was "
                    "already freed by an earlier backward; pass retain_graph "
-                   "to the first", loom__shp(t));
+                   "to the first",
+                   loom__shp(t));
     return -1;
   }
   int64_t count;
@@ -597,8 +603,8 @@ static int run_backward(loom_tensor *t, const loom_tensor *grad,
     return -1;
   for (int64_t j = 0; j < count; j++)
     list[j]->in_backward = true;
-  loom_tensor *seed = loom__alloc(grad->dtype, grad->ndim, grad->shape,
-                                  "backward");
+  loom_tensor *seed =
+      loom__alloc(grad->dtype, grad->ndim, grad->shape, "backward");
   if (seed) {
     loom_kernel_copy(seed, grad);
     add_into(&root->out_grad[t->link.output], seed);
@@ -609,6 +615,7 @@ static int run_backward(loom_tensor *t, const loom_tensor *grad,
   /* A weight read by many nodes (every step of a sequence) is packed for
    * products once per backward, not once per node. */
   loom_kernel_reuse_begin();
+  loom__deferred_begin();
   for (int64_t j = 0; j < count && rc == 0; j++) {
     loom_node *n = list[j];
     bool any = false;
@@ -631,6 +638,9 @@ static int run_backward(loom_tensor *t, const loom_tensor *grad,
     if (loom_last_status() != LOOM_OK)
       rc = -1;
   }
+  loom__deferred_end(rc == 0);
+  if (rc == 0 && loom_last_status() != LOOM_OK)
+    rc = -1;
   loom_kernel_reuse_end();
   loom_no_grad_end();
   /* Free what was used (or, when retaining, what nothing can reach now),
@@ -659,7 +669,8 @@ int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
   if (loom_last_status() != LOOM_OK) /* an earlier failure is pending */
     return -1;
   if (!t->requires_grad) {
-    loom_set_error(LOOM_ERR_STATE, "backward: tensor %s does not require grad "
+    loom_set_error(LOOM_ERR_STATE,
+                   "backward: tensor %s does not require grad "
                    "(no input of its ops required grad, or grad mode was off)",
                    loom__shp(t));
     return -1;
@@ -673,7 +684,7 @@ int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
   }
   if (t->link.slot == -2) {
     loom_set_error(LOOM_ERR_STATE, "backward: the graph could not be recorded "
-                   "(out of memory)");
+                                   "(out of memory)");
     return -1;
   }
   if (t->link.slot == -1) { /* a leaf: its gradient is the seed */
@@ -694,13 +705,14 @@ int loom_backward(loom_tensor *loss) {
   if (!loss)
     return -1;
   if (loss->numel != 1) {
-    loom_set_error(LOOM_ERR_SHAPE, "backward: loss %s has %lld elements; use "
+    loom_set_error(LOOM_ERR_SHAPE,
+                   "backward: loss %s has %lld elements; use "
                    "loom_backward_with for non-scalar outputs",
                    loom__shp(loss), (long long)loss->numel);
     return -1;
   }
-  loom_tensor *one = loom__alloc(loss->dtype, loss->ndim, loss->shape,
-                                 "backward");
+  loom_tensor *one =
+      loom__alloc(loss->dtype, loss->ndim, loss->shape, "backward");
   if (!one)
     return -1;
   loom_kernel_fill(one, 1);
@@ -717,9 +729,9 @@ void loom_graph_print(FILE *f, const loom_tensor *t) {
   loom_node *root = node_of(t);
   if (!root) {
     fprintf(f, "%s %s: %s\n", loom__shp(t), loom_dtype_name(t->dtype),
-            t->link.slot == -1 ? (t->requires_grad ? "leaf (requires grad)"
-                                                   : "constant")
-                               : "graph freed");
+            t->link.slot == -1
+                ? (t->requires_grad ? "leaf (requires grad)" : "constant")
+                : "graph freed");
     return;
   }
   int64_t count;

@@ -7,13 +7,13 @@
 #include <math.h>
 
 typedef enum {
-  GRAD_FROM_X,   /* grad kernel reads the input */
-  GRAD_FROM_Y,   /* grad kernel reads the output */
-  GRAD_SAME,     /* gradient passes unchanged */
-  GRAD_NEG,      /* gradient negated */
-  GRAD_SCALE,    /* gradient times p[0] */
-  GRAD_DIVIDE,   /* gradient divided by p[0] */
-  GRAD_ZERO,     /* piecewise constant */
+  GRAD_FROM_X, /* grad kernel reads the input */
+  GRAD_FROM_Y, /* grad kernel reads the output */
+  GRAD_SAME,   /* gradient passes unchanged */
+  GRAD_NEG,    /* gradient negated */
+  GRAD_SCALE,  /* gradient times p[0] */
+  GRAD_DIVIDE, /* gradient divided by p[0] */
+  GRAD_ZERO,   /* piecewise constant */
 } grad_kind;
 
 typedef struct {
@@ -67,7 +67,8 @@ enum {
 
 #define KERNEL_OR_NULL_NULL NULL
 #define SPEC(name, fwd, grad, kind, fo)                                        \
-  [U_##name] = {&loom_op_##name, &loom_k_##fwd, GRAD_PTR_##kind(grad), kind, fo},
+  [U_##name] = {&loom_op_##name, &loom_k_##fwd, GRAD_PTR_##kind(grad), kind,   \
+                fo},
 #define GRAD_PTR_GRAD_FROM_X(g) &loom_k_##g
 #define GRAD_PTR_GRAD_FROM_Y(g) &loom_k_##g
 #define GRAD_PTR_GRAD_SAME(g) NULL
@@ -82,11 +83,20 @@ static void unary_backward(loom_node *n, loom_tensor *const *gout) {
   const loom_tensor *g = gout[0];
   loom_tensor *gin = NULL;
   switch (s->kind) {
-  case GRAD_SAME: gin = (loom_tensor *)g; break;
-  case GRAD_NEG: gin = loom_neg(g); break;
-  case GRAD_SCALE: gin = loom_mul_scalar(g, n->d[0]); break;
-  case GRAD_DIVIDE: gin = loom_div_scalar(g, n->d[0]); break;
-  case GRAD_ZERO: return;
+  case GRAD_SAME:
+    gin = (loom_tensor *)g;
+    break;
+  case GRAD_NEG:
+    gin = loom_neg(g);
+    break;
+  case GRAD_SCALE:
+    gin = loom_mul_scalar(g, n->d[0]);
+    break;
+  case GRAD_DIVIDE:
+    gin = loom_div_scalar(g, n->d[0]);
+    break;
+  case GRAD_ZERO:
+    return;
   default: {
     const loom_tensor *v = loom__saved(n, 0);
     if (!v)

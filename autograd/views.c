@@ -40,8 +40,7 @@ static bool view_strides(const loom_tensor *t, int nd, const int64_t *shape,
   int64_t base = t->strides[t->ndim - 1], tn = 1, vn = 1;
   for (int d = t->ndim - 1; d >= 0; d--) {
     tn *= t->shape[d];
-    if (d == 0 || (t->shape[d - 1] != 1 &&
-                   t->strides[d - 1] != tn * base)) {
+    if (d == 0 || (t->shape[d - 1] != 1 && t->strides[d - 1] != tn * base)) {
       while (vd >= 0 && (vn < tn || shape[vd] == 1)) {
         strides[vd] = vn * base;
         vn *= shape[vd];
@@ -93,8 +92,8 @@ static int infer_shape(const loom_tensor *t, int nd, const int64_t *in,
   return 0;
 bad : {
   char want[128];
-  loom_set_error(LOOM_ERR_SHAPE, "%s: cannot view %s (%lld elements) as %s",
-                 op, loom__shp(t), (long long)t->numel,
+  loom_set_error(LOOM_ERR_SHAPE, "%s: cannot view %s (%lld elements) as %s", op,
+                 loom__shp(t), (long long)t->numel,
                  loom__shape_str(nd, in, want, sizeof want));
   return -1;
 }
@@ -109,9 +108,10 @@ static loom_tensor *reshape_as(const loom_op_def *def, const loom_tensor *t,
     return make_view(def, t, nd, sh, st, t->offset, NULL);
   if (!may_copy) {
     char want[128];
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "view: %s with strides that cannot be "
-                     "viewed as %s; use loom_reshape", loom__shp(t),
-                     loom__shape_str(nd, sh, want, sizeof want));
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "view: %s with strides that cannot be "
+                     "viewed as %s; use loom_reshape",
+                     loom__shp(t), loom__shape_str(nd, sh, want, sizeof want));
   }
   loom_tensor *c = loom_contiguous(t);
   return c ? reshape_as(def, c, nd, sh, false) : NULL;
@@ -135,8 +135,8 @@ loom_tensor *loom_flatten(const loom_tensor *t, int start, int end) {
     return NULL;
   if (t->ndim == 0)
     return reshape_as(&loom_op_flatten, t, 1, (int64_t[]){1}, true);
-  int s = loom__dim(start, t->ndim, "flatten"), e = loom__dim(end, t->ndim,
-                                                             "flatten");
+  int s = loom__dim(start, t->ndim, "flatten"),
+      e = loom__dim(end, t->ndim, "flatten");
   if (s < 0 || e < 0)
     return NULL;
   if (s > e)
@@ -216,8 +216,8 @@ loom_tensor *loom_transpose(const loom_tensor *t, int dim0, int dim1) {
   st[a] = t->strides[b];
   st[b] = t->strides[a];
   loom_node *n;
-  loom_tensor *v = make_view(&loom_op_transpose, t, t->ndim, sh, st,
-                             t->offset, &n);
+  loom_tensor *v =
+      make_view(&loom_op_transpose, t, t->ndim, sh, st, t->offset, &n);
   if (n) {
     n->i[0] = a;
     n->i[1] = b;
@@ -257,8 +257,8 @@ loom_tensor *loom_permute(const loom_tensor *t, const int *dims) {
     st[i] = t->strides[d[i]];
   }
   loom_node *n;
-  loom_tensor *v = make_view(&loom_op_permute, t, t->ndim, sh, st, t->offset,
-                             &n);
+  loom_tensor *v =
+      make_view(&loom_op_permute, t, t->ndim, sh, st, t->offset, &n);
   if (n)
     for (int i = 0; i < t->ndim; i++)
       n->i[i] = d[i];
@@ -269,8 +269,7 @@ loom_tensor *loom_permute(const loom_tensor *t, const int *dims) {
 
 /* node->i: [0] dim, [1] start, [2] step, [3] 1 if the dim was removed. */
 static void slice_backward(loom_node *n, loom_tensor *const *g) {
-  loom__accumulate_slice(n, 0, g[0], (int)n->i[0], n->i[1], n->i[2],
-                         n->i[3]);
+  loom__accumulate_slice(n, 0, g[0], (int)n->i[0], n->i[1], n->i[2], n->i[3]);
 }
 
 static loom_tensor *slice_view(const loom_op_def *def, const loom_tensor *t,
@@ -285,8 +284,8 @@ static loom_tensor *slice_view(const loom_op_def *def, const loom_tensor *t,
     st[nd++] = i == dim ? t->strides[i] * step : t->strides[i];
   }
   loom_node *n;
-  loom_tensor *v = make_view(def, t, nd, sh, st,
-                             t->offset + start * t->strides[dim], &n);
+  loom_tensor *v =
+      make_view(def, t, nd, sh, st, t->offset + start * t->strides[dim], &n);
   if (n) {
     n->i[0] = dim;
     n->i[1] = start;
@@ -308,8 +307,10 @@ loom_tensor *loom_narrow(const loom_tensor *t, int dim, int64_t start,
   if (start < 0)
     start += t->shape[d];
   if (start < 0 || length < 0 || start + length > t->shape[d])
-    return LOOM_FAIL(LOOM_ERR_INDEX, "narrow: [%lld, %lld) outside dim %d of "
-                     "%s", (long long)start, (long long)(start + length), d,
+    return LOOM_FAIL(LOOM_ERR_INDEX,
+                     "narrow: [%lld, %lld) outside dim %d of "
+                     "%s",
+                     (long long)start, (long long)(start + length), d,
                      loom__shp(t));
   return slice_view(&loom_op_narrow, t, d, start, length, 1, false);
 }
@@ -348,8 +349,10 @@ loom_tensor *loom_select(const loom_tensor *t, int dim, int64_t index) {
   if (index < 0)
     index += t->shape[d];
   if (index < 0 || index >= t->shape[d])
-    return LOOM_FAIL(LOOM_ERR_INDEX, "select: index %lld out of range for dim "
-                     "%d of %s", (long long)index, d, loom__shp(t));
+    return LOOM_FAIL(LOOM_ERR_INDEX,
+                     "select: index %lld out of range for dim "
+                     "%d of %s",
+                     (long long)index, d, loom__shp(t));
   return slice_view(&loom_op_select, t, d, index, 1, 1, true);
 }
 

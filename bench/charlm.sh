@@ -8,8 +8,12 @@
 #     characters per second over those steps and the peak RSS reported by
 #     /usr/bin/time -v. Targets: more chars/s than PyTorch's best
 #     configuration, and peak RSS <= 0.5x PyTorch's.
-#   --quality (~30 minutes more): validation loss (nats/char) after MINUTES
-#     of training, each run alone, one after the other:
+#   --quality (~30 minutes more): validation loss (nats/char) reached in
+#     MINUTES of training, each run alone, one after the other. charlm
+#     validates every 200 steps inside the budget and keeps the best step's
+#     checkpoint (FILE.best): its figure is that best, the last validation
+#     is shown beside it (twice PyTorch's steps overfit 1 MB of text with
+#     no dropout). The PyTorch script validates once, at the end:
 #       charlm LSTM                   (the model above)
 #       bench/charlm_quality_torch.py (the same in PyTorch, its best thread
 #                                      count from the speed part)
@@ -87,9 +91,11 @@ if [ -z "${NO_TORCH:-}" ]; then
   done
 fi
 
+# Validation every 200 steps (a few seconds each) counts against the budget.
+VALIDATING="--eval-every 200 --save-every 1000000000 --plot="
 if [ -n "$QUALITY" ]; then
   run charlm_quality_loom "$BUILD/apps/charlm" train --data "$DATA" $MODEL \
-    --minutes "$MINUTES" $QUIET_ON_THE_WAY --checkpoint "$CKPT"
+    --minutes "$MINUTES" $VALIDATING --checkpoint "$CKPT"
   if [ -z "${NO_TORCH:-}" ]; then
     run charlm_quality_torch "$PYTHON" "$ROOT/bench/charlm_quality_torch.py" \
       --data "$DATA" --minutes "$MINUTES" --threads "$best_threads"
@@ -97,25 +103,35 @@ if [ -n "$QUALITY" ]; then
   run charlm_quality_transformer "$BUILD/apps/charlm" train --data "$DATA" \
     --model transformer --hidden 256 --layers 4 --heads 8 --ff 1024 \
     --seq 100 --batch 32 --lr "$TF_LR" --minutes "$MINUTES" \
-    $QUIET_ON_THE_WAY --checkpoint "$RESULTS/charlm-transformer.ckpt"
-  # "step N: validation V nats/char" is charlm's last evaluation; the
-  # parameter count is on its "model:" line.
+    $VALIDATING --checkpoint "$RESULTS/charlm-transformer.ckpt"
+  # "step N: validation V nats/char" lines are charlm's evaluations, the
+  # last one at the end; "best validation B nats/char (...) at step S" is
+  # on its "done:" line; the parameter count is on its "model:" line.
   for m in loom transformer; do
     f=$RESULTS/charlm_quality_$m.err
     tr '\r' '\n' <"$f" | awk -v m="$m" '
       /^model:/ { for (i = 1; i < NF; i++) if ($(i + 1) == "parameters;")
                     params = $i }
-      /validation .* nats\/char/ { step = $2; sub(":", "", step); v = $4 }
-      /chars\/s while training/ { for (i = 1; i < NF; i++)
-                                    if ($(i + 1) == "chars/s") rate = $i }
-      END { printf "@quality %s %s %s %s %s\n", m, v, step, rate, params }'
+      /^step [0-9]+: validation .* nats\/char/ { step = $2; sub(":", "", step)
+                                               last = $4 }
+      /chars\/s while training/ {
+        for (i = 1; i < NF; i++) {
+          if ($(i + 1) == "chars/s") rate = $i
+          if ($i == "best" && $(i + 1) == "validation") best = $(i + 2)
+          if ($i == "at" && $(i + 1) == "step") bstep = $(i + 2)
+        }
+        sub(",", "", bstep)
+      }
+      END { printf "@quality %s %s %s %s %s %s %s\n", m, best, step, rate,
+                   params, last, bstep }'
   done >>"$RESULTS/charlm_at.txt"
   if [ -z "${NO_TORCH:-}" ]; then
     # "RESULT minutes=M steps=N chars/s=R val_loss_nats=V ..."
     awk '$1 == "RESULT" {
            for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-           printf "@quality torch %s %s %s 3322497\n", f["val_loss_nats"],
-                  f["steps"], f["chars/s"] }' \
+           printf "@quality torch %s %s %s 3322497 %s %s\n",
+                  f["val_loss_nats"], f["steps"], f["chars/s"],
+                  f["val_loss_nats"], f["steps"] }' \
       "$RESULTS/charlm_quality_torch.txt" >>"$RESULTS/charlm_at.txt"
   fi
 fi
@@ -128,7 +144,8 @@ $1 == "@charlm" && $2 != "loom" {
   cfg[$2] = 1; rate[$2] = $3; med[$2] = $4; rss[$2] = $5
   if ($3 > best) { best = $3; bcfg = $2 }
 }
-$1 == "@quality" { q[$2] = $3; qs[$2] = $4; qr[$2] = $5; qp[$2] = $6 }
+$1 == "@quality" { q[$2] = $3; qs[$2] = $4; qr[$2] = $5; qp[$2] = $6
+                   ql[$2] = $7; qb[$2] = $8 }
 END {
   printf "charlm (tinyshakespeare, LSTM 2x512, embed 64, seq 100, batch " \
          "32): %d steps in a fresh process\n", steps
@@ -145,10 +162,12 @@ END {
            verdict(lm <= 0.5 * rss[bcfg])
   }
   if ("loom" in q || "torch" in q || "transformer" in q) {
-    printf "\nquality: validation loss (nats/char) after %s minutes of " \
-           "training\n", minutes
-    printf "%-12s %10s %8s %10s %10s\n", "model", "val loss", "steps",
-           "chars/s", "params"
+    printf "\nquality: validation loss (nats/char) reached in %s minutes " \
+           "of training\n  (charlm validates every 200 steps: best is the " \
+           "lowest, at step <at>; torch validates once, at the end)\n",
+           minutes
+    printf "%-12s %10s %8s %10s %8s %10s %10s\n", "model", "best", "at",
+           "last", "steps", "chars/s", "params"
     split("loom torch transformer", order, " ")
     label["loom"] = "loom LSTM"
     label["torch"] = "torch LSTM"
@@ -156,8 +175,8 @@ END {
     for (i = 1; i <= 3; i++) {
       m = order[i]
       if (m in q)
-        printf "%-12s %10.4f %8d %10.0f %10d\n", label[m], q[m], qs[m],
-               qr[m], qp[m]
+        printf "%-12s %10.4f %8d %10.4f %8d %10.0f %10d\n", label[m], q[m],
+               qb[m], ql[m], qs[m], qr[m], qp[m]
     }
     if (("loom" in q) && ("torch" in q))
       printf "  -> loom LSTM vs torch LSTM: %+.4f nats  %s\n",

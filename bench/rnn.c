@@ -106,9 +106,11 @@ static int user_projected_step(void *cell, const loom_tensor *xp,
 
 static const loom_cell_type user_lstm_cell = {
     .name = "UserLSTM", .n_states = 2, .make = user_make, .step = user_step};
-static const loom_cell_type user_lstm_proj_cell = {
-    .name = "UserLSTM", .n_states = 2, .make = user_make,
-    .project = user_project, .step = user_projected_step};
+static const loom_cell_type user_lstm_proj_cell = {.name = "UserLSTM",
+                                                   .n_states = 2,
+                                                   .make = user_make,
+                                                   .project = user_project,
+                                                   .step = user_projected_step};
 
 /* ---- the training step ---- */
 
@@ -157,8 +159,8 @@ static void make_case(rnn_case *c, const char *name, const char *peer,
   loom_tensor *params[8];
   int n = c->rnn ? loom_module_parameters(&c->rnn->base, params, 8) : 0;
   c->opt = n ? loom_adam_new(params, n, loom_adam_defaults(1e-3)) : NULL;
-  c->x = loom_keep(loom_randn(NULL, LOOM_F32, 0, 1,
-                              LOOM_SHAPE(STEPS, batch, IN)));
+  c->x =
+      loom_keep(loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(STEPS, batch, IN)));
   if (!c->rnn || !c->opt || !c->x)
     fail(name);
 }
@@ -188,15 +190,13 @@ int main(int argc, char **argv) {
   rnn_case cases[N_CASES];
   make_case(&cases[LSTM32], "lstm_b32", "nn.LSTM_b32", &loom_lstm_cell, 32,
             false);
-  make_case(&cases[LSTM1], "lstm_b1", "nn.LSTM_b1", &loom_lstm_cell, 1,
-            false);
-  make_case(&cases[GRU32], "gru_b32", "nn.GRU_b32", &loom_gru_cell, 32,
-            false);
+  make_case(&cases[LSTM1], "lstm_b1", "nn.LSTM_b1", &loom_lstm_cell, 1, false);
+  make_case(&cases[GRU32], "gru_b32", "nn.GRU_b32", &loom_gru_cell, 32, false);
   make_case(&cases[GRU1], "gru_b1", "nn.GRU_b1", &loom_gru_cell, 1, false);
-  make_case(&cases[STEPWISE], "lstm_steps_b32", "nn.LSTM_b32",
-            &loom_lstm_cell, 32, true);
-  make_case(&cases[USER], "user_lstm_b32", "LSTMCell_loop_b32",
-            &user_lstm_cell, 32, true);
+  make_case(&cases[STEPWISE], "lstm_steps_b32", "nn.LSTM_b32", &loom_lstm_cell,
+            32, true);
+  make_case(&cases[USER], "user_lstm_b32", "LSTMCell_loop_b32", &user_lstm_cell,
+            32, true);
   make_case(&cases[USER_PROJ], "user_lstm_proj_b32", "LSTMCell_loop_b32",
             &user_lstm_proj_cell, 32, true);
 
@@ -236,8 +236,7 @@ int main(int argc, char **argv) {
   printf("# LSTM/GRU %d -> %d, 1 layer, seq %d, float32; loom threads %d; "
          "%d samples of >= %.0f ms, interleaved\n",
          IN, HIDDEN, STEPS, loom_num_threads(), samples, min_s * 1e3);
-  printf("%-20s %10s %12s %10s\n", "# case", "ms/step", "steps*B/s",
-         "loss");
+  printf("%-20s %10s %12s %10s\n", "# case", "ms/step", "steps*B/s", "loss");
   for (int i = 0; i < N_CASES; i++) {
     rnn_case *c = &cases[i];
     double ms = med[i] * 1e3;
@@ -258,7 +257,8 @@ int main(int argc, char **argv) {
   printf("# fused LSTM is %.2fx faster than the same cell step by step\n",
          fused);
   printf("# hoisting the input product (project) makes the user cell %.2fx "
-         "faster\n", user);
+         "faster\n",
+         user);
   printf("@rnn fused_vs_steps %.4f\n", fused);
   free(times);
   for (int i = 0; i < N_CASES; i++)

@@ -36,8 +36,8 @@ static void fail(const char *what) {
 
 typedef struct {
   const char *name, *peer;
-  loom_transformer_stack *enc;     /* encoder cases */
-  loom_multihead_attention *mha;   /* the attention case */
+  loom_transformer_stack *enc;   /* encoder cases */
+  loom_multihead_attention *mha; /* the attention case */
   loom_optimizer *opt;
   loom_tensor *x;
   double loss;
@@ -47,8 +47,8 @@ static void encoder_step(void *p) {
   tf_case *c = p;
   loom_scope *s = loom_scope_begin();
   loom_optimizer_zero_grad(c->opt);
-  loom_tensor *loss = loom_mean_all(loom_square(
-      loom_transformer_encoder_forward(c->enc, c->x, NULL)));
+  loom_tensor *loss = loom_mean_all(
+      loom_square(loom_transformer_encoder_forward(c->enc, c->x, NULL)));
   if (!loss || loom_backward(loss) < 0 || loom_optimizer_step(c->opt) < 0)
     fail(c->name);
   c->loss = loom_item(loss);
@@ -72,8 +72,8 @@ static void mha_step(void *p) {
 }
 
 static loom_tensor *input(bool requires_grad) {
-  loom_tensor *x = loom_randn(NULL, LOOM_F32, 0, 1,
-                              LOOM_SHAPE(BATCH, SEQ, D_MODEL));
+  loom_tensor *x =
+      loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(BATCH, SEQ, D_MODEL));
   return loom_keep(requires_grad ? loom_set_requires_grad(x, true) : x);
 }
 
@@ -81,14 +81,15 @@ static void make_encoder(tf_case *c, const char *name, const char *peer,
                          double dropout) {
   loom_manual_seed(0);
   *c = (tf_case){.name = name, .peer = peer};
-  loom_transformer_opts o = {.d_model = D_MODEL, .nhead = HEADS,
-                             .dim_feedforward = FF, .dropout = dropout,
+  loom_transformer_opts o = {.d_model = D_MODEL,
+                             .nhead = HEADS,
+                             .dim_feedforward = FF,
+                             .dropout = dropout,
                              .batch_first = true};
   c->enc = loom_transformer_encoder_new(o, LAYERS, false);
   loom_tensor *params[64];
   int n = c->enc ? loom_module_parameters(&c->enc->base, params, 64) : 0;
-  c->opt = n > 0 && n <= 64 ? loom_adam_new(params, n,
-                                            loom_adam_defaults(1e-4))
+  c->opt = n > 0 && n <= 64 ? loom_adam_new(params, n, loom_adam_defaults(1e-4))
                             : NULL;
   c->x = input(false);
   if (!c->enc || !c->opt || !c->x)
@@ -150,8 +151,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < n; i++) {
     tf_case *c = &cases[first + i];
     double ms = med[i] * 1e3;
-    printf("%-18s %10.3f %12.0f %12.6f\n", c->name, ms,
-           SEQ * BATCH / med[i], c->loss);
+    printf("%-18s %10.3f %12.0f %12.6f\n", c->name, ms, SEQ * BATCH / med[i],
+           c->loss);
     printf("@tf loom %s %.4f\n", c->name, ms);
   }
   for (int i = 0; i < N_CASES; i++) {

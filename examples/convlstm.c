@@ -22,12 +22,14 @@ static void *make(const void *config, loom_module *owner, const char *suffix,
   double bound = 1 / sqrt((double)((in + hidden) * k * k));
   loom_scope *s = loom_scope_begin();
   snprintf(name, sizeof name, "weight%s", suffix);
-  c->weight = loom_module_add_param(owner, name, loom_rand(NULL,
-      LOOM_DTYPE_DEFAULT, -bound, bound, LOOM_SHAPE(4 * hidden, in + hidden,
-                                                    k, k)));
+  c->weight = loom_module_add_param(
+      owner, name,
+      loom_rand(NULL, LOOM_DTYPE_DEFAULT, -bound, bound,
+                LOOM_SHAPE(4 * hidden, in + hidden, k, k)));
   snprintf(name, sizeof name, "bias%s", suffix);
-  c->bias = loom_module_add_param(owner, name, loom_rand(NULL,
-      LOOM_DTYPE_DEFAULT, -bound, bound, LOOM_SHAPE(4 * hidden)));
+  c->bias = loom_module_add_param(owner, name,
+                                  loom_rand(NULL, LOOM_DTYPE_DEFAULT, -bound,
+                                            bound, LOOM_SHAPE(4 * hidden)));
   loom_scope_end(s);
   if (!c->weight || !c->bias) {
     free(c);
@@ -52,10 +54,10 @@ static int step(void *cell, const loom_tensor *x, loom_tensor *const *state,
                 loom_tensor **next) {
   convlstm *c = cell;
   int64_t pad = c->k / 2;
-  loom_tensor *xh = loom_concat((loom_tensor *[]){(loom_tensor *)x, state[0]},
-                                2, 1);
+  loom_tensor *xh =
+      loom_concat((loom_tensor *[]){(loom_tensor *)x, state[0]}, 2, 1);
   loom_tensor *gates = loom_conv2d(xh, c->weight, c->bias,
-      (loom_conv2d_opts){.padding = {pad, pad}});
+                                   (loom_conv2d_opts){.padding = {pad, pad}});
   loom_tensor *g[4];
   if (loom_chunk(gates, 4, 1, g, 4) != 4)
     return -1;
@@ -66,6 +68,8 @@ static int step(void *cell, const loom_tensor *x, loom_tensor *const *state,
   return next[0] ? 0 : -1;
 }
 
-const loom_cell_type example_convlstm_cell = {
-    .name = "ConvLSTM", .n_states = 2, .make = make,
-    .state_shape = state_shape, .step = step};
+const loom_cell_type example_convlstm_cell = {.name = "ConvLSTM",
+                                              .n_states = 2,
+                                              .make = make,
+                                              .state_shape = state_shape,
+                                              .step = step};

@@ -54,14 +54,16 @@ static int step(void *cell, const loom_tensor *xp, loom_tensor *const *state,
   loom_tensor *h = state[0], *part[2];
   if (loom_chunk(xp, 2, 1, part, 2) != 2)
     return -1;
-  loom_tensor *f = loom_sigmoid(loom_add(part[0], loom_linear(h, c->u_f,
-                                                              NULL)));
-  loom_tensor *cand = loom_tanh(loom_add(part[1], loom_linear(loom_mul(f, h),
-                                                              c->u_h, NULL)));
+  loom_tensor *f =
+      loom_sigmoid(loom_add(part[0], loom_linear(h, c->u_f, NULL)));
+  loom_tensor *cand =
+      loom_tanh(loom_add(part[1], loom_linear(loom_mul(f, h), c->u_h, NULL)));
   next[0] = loom_add(h, loom_mul(f, loom_sub(cand, h))); /* (1-f)h + f h~ */
   return next[0] ? 0 : -1;
 }
 
-const loom_cell_type example_mgu_cell = {
-    .name = "MGU", .n_states = 1, .make = make, .project = project,
-    .step = step};
+const loom_cell_type example_mgu_cell = {.name = "MGU",
+                                         .n_states = 1,
+                                         .make = make,
+                                         .project = project,
+                                         .step = step};

@@ -38,18 +38,20 @@ static loom_tensor *apply_mask(loom_tensor *scores, const loom_tensor *mask) {
   return loom_add(scores, mask);
 }
 
-loom_tensor *loom_scaled_dot_product_attention(
-    const loom_tensor *q, const loom_tensor *k, const loom_tensor *v,
-    const loom_tensor *mask, bool causal, double dropout, loom_rng *g,
-    loom_tensor **weights) {
+loom_tensor *
+loom_scaled_dot_product_attention(const loom_tensor *q, const loom_tensor *k,
+                                  const loom_tensor *v, const loom_tensor *mask,
+                                  bool causal, double dropout, loom_rng *g,
+                                  loom_tensor **weights) {
   if (!q || !k || !v)
     return NULL;
   if (q->ndim < 2 || k->ndim < 2 || v->ndim < 2 ||
       q->shape[q->ndim - 1] != k->shape[k->ndim - 1] ||
       k->shape[k->ndim - 2] != v->shape[v->ndim - 2])
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "attention: q %s, k %s, v %s must be "
-                     "(..., L, E), (..., S, E), (..., S, Ev)", loom__shp(q),
-                     loom__shp(k), loom__shp(v));
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "attention: q %s, k %s, v %s must be "
+                     "(..., L, E), (..., S, E), (..., S, Ev)",
+                     loom__shp(q), loom__shp(k), loom__shp(v));
   int64_t E = q->shape[q->ndim - 1];
   int64_t L = q->shape[q->ndim - 2], S = k->shape[k->ndim - 2];
   /* q is scaled before the product, as PyTorch does. */
@@ -71,13 +73,14 @@ loom_tensor *loom_scaled_dot_product_attention(
 static void seq_destroy(loom_module *m) { free(m); }
 
 loom_seq_attention *loom_seq_attention_new(loom_score_kind kind,
-                                           int64_t query_size,
-                                           int64_t key_size, int64_t hidden) {
+                                           int64_t query_size, int64_t key_size,
+                                           int64_t hidden) {
   if (query_size < 1 || key_size < 1 ||
       (kind == LOOM_SCORE_DOT && query_size != key_size) ||
       ((kind == LOOM_SCORE_CONCAT || kind == LOOM_SCORE_ADDITIVE) &&
        hidden < 1))
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "seq_attention: sizes query %lld, "
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "seq_attention: sizes query %lld, "
                      "keys %lld, hidden %lld do not suit score kind %d",
                      (long long)query_size, (long long)key_size,
                      (long long)hidden, (int)kind);
@@ -97,8 +100,9 @@ loom_seq_attention *loom_seq_attention_new(loom_score_kind kind,
     ok = a->attn != NULL;
   } else if (kind == LOOM_SCORE_CONCAT) {
     a->attn = (loom_linear_layer *)loom_module_add_child(
-        &a->base, "attn", (loom_module *)loom_linear_layer_new(
-                              query_size + key_size, hidden, true));
+        &a->base, "attn",
+        (loom_module *)loom_linear_layer_new(query_size + key_size, hidden,
+                                             true));
     ok = a->attn != NULL;
   } else if (kind == LOOM_SCORE_ADDITIVE) {
     a->query_layer = (loom_linear_layer *)loom_module_add_child(
@@ -112,9 +116,9 @@ loom_seq_attention *loom_seq_attention_new(loom_score_kind kind,
   if (ok && (kind == LOOM_SCORE_CONCAT || kind == LOOM_SCORE_ADDITIVE)) {
     double b = 1 / sqrt((double)hidden);
     loom_scope *s = loom_scope_begin();
-    a->v = loom_module_add_param(&a->base, "v",
-                                 loom_rand(NULL, LOOM_DTYPE_DEFAULT, -b, b,
-                                           LOOM_SHAPE(hidden)));
+    a->v = loom_module_add_param(
+        &a->base, "v",
+        loom_rand(NULL, LOOM_DTYPE_DEFAULT, -b, b, LOOM_SHAPE(hidden)));
     loom_scope_end(s);
     ok = a->v != NULL;
   }
@@ -126,14 +130,14 @@ loom_seq_attention *loom_seq_attention_new(loom_score_kind kind,
 }
 
 int loom_seq_attention_forward(loom_seq_attention *a, const loom_tensor *q,
-                               const loom_tensor *keys,
-                               const loom_tensor *mask, loom_tensor **context,
-                               loom_tensor **weights) {
+                               const loom_tensor *keys, const loom_tensor *mask,
+                               loom_tensor **context, loom_tensor **weights) {
   if (!a || !q || !keys || !context)
     return -1;
   if (q->ndim != 2 || keys->ndim != 3 || q->shape[0] != keys->shape[0] ||
       q->shape[1] != a->query_size || keys->shape[2] != a->key_size)
-    return loom_set_error(LOOM_ERR_SHAPE, "seq_attention: query %s and keys "
+    return loom_set_error(LOOM_ERR_SHAPE,
+                          "seq_attention: query %s and keys "
                           "%s, expected (B, %lld) and (B, S, %lld)",
                           loom__shp(q), loom__shp(keys),
                           (long long)a->query_size, (long long)a->key_size),
@@ -145,16 +149,16 @@ int loom_seq_attention_forward(loom_seq_attention *a, const loom_tensor *q,
     scores = loom_squeeze(loom_matmul(keys, loom_unsqueeze(q, 2)), 2);
     break;
   case LOOM_SCORE_GENERAL: /* q . (W k) = (W^T q) . k */
-    scores = loom_squeeze(loom_matmul(keys, loom_unsqueeze(loom_matmul(
-                                          q, a->attn->weight), 2)), 2);
+    scores = loom_squeeze(
+        loom_matmul(keys, loom_unsqueeze(loom_matmul(q, a->attn->weight), 2)),
+        2);
     break;
   case LOOM_SCORE_CONCAT: {
-    loom_tensor *qs = loom_expand(loom_unsqueeze(q, 1), LOOM_SHAPE(B, S,
-                                                                  -1));
-    loom_tensor *cat = loom_concat((loom_tensor *[]){qs, (loom_tensor *)keys},
-                                   2, 2);
-    scores = loom_matmul(loom_tanh(loom_linear_layer_forward(a->attn, cat)),
-                         a->v);
+    loom_tensor *qs = loom_expand(loom_unsqueeze(q, 1), LOOM_SHAPE(B, S, -1));
+    loom_tensor *cat =
+        loom_concat((loom_tensor *[]){qs, (loom_tensor *)keys}, 2, 2);
+    scores =
+        loom_matmul(loom_tanh(loom_linear_layer_forward(a->attn, cat)), a->v);
     break;
   }
   default: {
@@ -178,14 +182,15 @@ void loom_seq_attention_free(loom_seq_attention *a) {
 
 /* ---- multi-head attention ---- */
 
-loom_multihead_attention *
-loom_multihead_attention_new(int64_t E, int64_t heads, loom_mha_opts o) {
+loom_multihead_attention *loom_multihead_attention_new(int64_t E, int64_t heads,
+                                                       loom_mha_opts o) {
   int64_t kdim = o.kdim ? o.kdim : E, vdim = o.vdim ? o.vdim : E;
   if (E < 1 || heads < 1 || E % heads || kdim < 1 || vdim < 1 ||
       !(o.dropout >= 0 && o.dropout < 1))
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "MultiheadAttention: embed_dim %lld "
-                     "must divide into %lld heads", (long long)E,
-                     (long long)heads);
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "MultiheadAttention: embed_dim %lld "
+                     "must divide into %lld heads",
+                     (long long)E, (long long)heads);
   loom_multihead_attention *m = calloc(1, sizeof *m);
   if (!m)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "MultiheadAttention: out of memory");
@@ -204,9 +209,9 @@ loom_multihead_attention_new(int64_t E, int64_t heads, loom_mha_opts o) {
         loom_zeros(LOOM_DTYPE_DEFAULT, LOOM_SHAPE(3 * E, E)));
     ok = loom_init_xavier_uniform_(m->in_proj_weight, 1, NULL) == 0;
   } else {
-    m->q_proj_weight = loom_module_add_param(
-        &m->base, "q_proj_weight",
-        loom_zeros(LOOM_DTYPE_DEFAULT, LOOM_SHAPE(E, E)));
+    m->q_proj_weight =
+        loom_module_add_param(&m->base, "q_proj_weight",
+                              loom_zeros(LOOM_DTYPE_DEFAULT, LOOM_SHAPE(E, E)));
     m->k_proj_weight = loom_module_add_param(
         &m->base, "k_proj_weight",
         loom_zeros(LOOM_DTYPE_DEFAULT, LOOM_SHAPE(E, kdim)));
@@ -224,11 +229,10 @@ loom_multihead_attention_new(int64_t E, int64_t heads, loom_mha_opts o) {
   loom_scope_end(s);
   m->out_proj = ok ? (loom_linear_layer *)loom_module_add_child(
                          &m->base, "out_proj",
-                         (loom_module *)loom_linear_layer_new(E, E,
-                                                              !o.no_bias))
+                         (loom_module *)loom_linear_layer_new(E, E, !o.no_bias))
                    : NULL;
-  if (!m->out_proj || (m->out_proj->bias &&
-                       loom_init_constant_(m->out_proj->bias, 0) < 0)) {
+  if (!m->out_proj ||
+      (m->out_proj->bias && loom_init_constant_(m->out_proj->bias, 0) < 0)) {
     loom_module_free(&m->base);
     return NULL;
   }
@@ -244,12 +248,12 @@ static loom_tensor *project(const loom_multihead_attention *m, int i,
                             const loom_tensor *x) {
   int64_t E = m->embed_dim;
   const loom_tensor *w = m->in_proj_weight
-      ? loom_narrow(m->in_proj_weight, 0, i * E, E)
-      : i == 0 ? m->q_proj_weight : i == 1 ? m->k_proj_weight
-                                           : m->v_proj_weight;
-  const loom_tensor *b = m->in_proj_bias ? loom_narrow(m->in_proj_bias, 0,
-                                                       i * E, E)
-                                         : NULL;
+                             ? loom_narrow(m->in_proj_weight, 0, i * E, E)
+                         : i == 0 ? m->q_proj_weight
+                         : i == 1 ? m->k_proj_weight
+                                  : m->v_proj_weight;
+  const loom_tensor *b =
+      m->in_proj_bias ? loom_narrow(m->in_proj_bias, 0, i * E, E) : NULL;
   return loom_linear(x, w, b);
 }
 
@@ -258,10 +262,10 @@ static loom_tensor *split_heads(const loom_multihead_attention *m,
                                 const loom_tensor *x) {
   bool bf = m->opts.batch_first;
   int64_t N = x->shape[bf ? 1 : 0], B = x->shape[bf ? 0 : 1];
-  loom_tensor *r = loom_reshape(x, 4, bf ? (int64_t[]){B, N, m->num_heads,
-                                                        m->head_dim}
-                                         : (int64_t[]){N, B, m->num_heads,
-                                                        m->head_dim});
+  loom_tensor *r =
+      loom_reshape(x, 4,
+                   bf ? (int64_t[]){B, N, m->num_heads, m->head_dim}
+                      : (int64_t[]){N, B, m->num_heads, m->head_dim});
   return loom_permute(r, bf ? (int[]){0, 2, 1, 3} : (int[]){1, 2, 0, 3});
 }
 
@@ -270,10 +274,11 @@ static loom_tensor *merge_heads(const loom_multihead_attention *m,
                                 const loom_tensor *x) {
   bool bf = m->opts.batch_first;
   int64_t B = x->shape[0], N = x->shape[2];
-  loom_tensor *p = loom_permute(x, bf ? (int[]){0, 2, 1, 3}
-                                      : (int[]){2, 0, 1, 3});
-  return loom_reshape(p, 3, bf ? (int64_t[]){B, N, m->embed_dim}
-                               : (int64_t[]){N, B, m->embed_dim});
+  loom_tensor *p =
+      loom_permute(x, bf ? (int[]){0, 2, 1, 3} : (int[]){2, 0, 1, 3});
+  return loom_reshape(p, 3,
+                      bf ? (int64_t[]){B, N, m->embed_dim}
+                         : (int64_t[]){N, B, m->embed_dim});
 }
 
 static bool is_bool(const loom_tensor *t) {
@@ -291,37 +296,44 @@ static const loom_tensor *combined_mask(const loom_multihead_attention *m,
   if (am) {
     if (am->ndim == 3 && (am->shape[0] != B * m->num_heads ||
                           am->shape[1] != L || am->shape[2] != S))
-      return LOOM_FAIL(LOOM_ERR_SHAPE, "MultiheadAttention: attn_mask %s, "
-                       "expected (%lld, %lld, %lld)", loom__shp(am),
-                       (long long)(B * m->num_heads), (long long)L,
-                       (long long)S);
+      return LOOM_FAIL(LOOM_ERR_SHAPE,
+                       "MultiheadAttention: attn_mask %s, "
+                       "expected (%lld, %lld, %lld)",
+                       loom__shp(am), (long long)(B * m->num_heads),
+                       (long long)L, (long long)S);
     if (am->ndim == 2 && (am->shape[0] != L || am->shape[1] != S))
-      return LOOM_FAIL(LOOM_ERR_SHAPE, "MultiheadAttention: attn_mask %s, "
-                       "expected (%lld, %lld)", loom__shp(am), (long long)L,
-                       (long long)S);
+      return LOOM_FAIL(LOOM_ERR_SHAPE,
+                       "MultiheadAttention: attn_mask %s, "
+                       "expected (%lld, %lld)",
+                       loom__shp(am), (long long)L, (long long)S);
     if (am->ndim == 3)
       am = loom_reshape(am, 4, (int64_t[]){B, m->num_heads, L, S});
     else if (am->ndim != 2)
-      return LOOM_FAIL(LOOM_ERR_SHAPE, "MultiheadAttention: attn_mask %s, "
-                       "expected (L, S) or (B*heads, L, S)", loom__shp(am));
+      return LOOM_FAIL(LOOM_ERR_SHAPE,
+                       "MultiheadAttention: attn_mask %s, "
+                       "expected (L, S) or (B*heads, L, S)",
+                       loom__shp(am));
   }
   if (kp) {
     if (kp->ndim != 2 || kp->shape[0] != B || kp->shape[1] != S)
-      return LOOM_FAIL(LOOM_ERR_SHAPE, "MultiheadAttention: key_padding_mask "
-                       "%s, expected (%lld, %lld)", loom__shp(kp),
-                       (long long)B, (long long)S);
+      return LOOM_FAIL(LOOM_ERR_SHAPE,
+                       "MultiheadAttention: key_padding_mask "
+                       "%s, expected (%lld, %lld)",
+                       loom__shp(kp), (long long)B, (long long)S);
     kp = loom_reshape(kp, 4, (int64_t[]){B, 1, 1, S});
   }
   if (!am || !kp)
     return am ? am : kp;
   if (is_bool(am) && is_bool(kp))
     return loom_logical_or(am, kp);
-  const loom_tensor *fa = is_bool(am)
-      ? loom_masked_fill(loom_zeros(dtype, am->ndim, am->shape), am, -INFINITY)
-      : am;
-  const loom_tensor *fk = is_bool(kp)
-      ? loom_masked_fill(loom_zeros(dtype, kp->ndim, kp->shape), kp, -INFINITY)
-      : kp;
+  const loom_tensor *fa =
+      is_bool(am) ? loom_masked_fill(loom_zeros(dtype, am->ndim, am->shape), am,
+                                     -INFINITY)
+                  : am;
+  const loom_tensor *fk =
+      is_bool(kp) ? loom_masked_fill(loom_zeros(dtype, kp->ndim, kp->shape), kp,
+                                     -INFINITY)
+                  : kp;
   return loom_add(fa, fk);
 }
 
@@ -329,8 +341,7 @@ int loom_multihead_attention_forward(loom_multihead_attention *m,
                                      const loom_tensor *query,
                                      const loom_tensor *key,
                                      const loom_tensor *value,
-                                     const loom_mha_args *a,
-                                     loom_tensor **out,
+                                     const loom_mha_args *a, loom_tensor **out,
                                      loom_tensor **weights) {
   if (!m || !query || !key || !value || !out)
     return -1;
@@ -340,12 +351,14 @@ int loom_multihead_attention_forward(loom_multihead_attention *m,
       value->shape[2] != m->vdim ||
       key->shape[bf ? 0 : 1] != query->shape[bf ? 0 : 1] ||
       key->shape[0] != value->shape[0] || key->shape[1] != value->shape[1])
-    return loom_set_error(LOOM_ERR_SHAPE, "MultiheadAttention: query %s, key "
+    return loom_set_error(LOOM_ERR_SHAPE,
+                          "MultiheadAttention: query %s, key "
                           "%s, value %s do not fit embed %lld (kdim %lld, "
-                          "vdim %lld)%s", loom__shp(query), loom__shp(key),
-                          loom__shp(value), (long long)m->embed_dim,
-                          (long long)m->kdim, (long long)m->vdim,
-                          bf ? ", batch first" : ""), -1;
+                          "vdim %lld)%s",
+                          loom__shp(query), loom__shp(key), loom__shp(value),
+                          (long long)m->embed_dim, (long long)m->kdim,
+                          (long long)m->vdim, bf ? ", batch first" : ""),
+           -1;
   int64_t B = query->shape[bf ? 0 : 1], L = query->shape[bf ? 1 : 0],
           S = key->shape[bf ? 1 : 0];
   loom_tensor *q, *k, *v;
@@ -373,8 +386,8 @@ int loom_multihead_attention_forward(loom_multihead_attention *m,
       weights ? &w : NULL);
   *out = loom_linear_layer_forward(m->out_proj, merge_heads(m, o));
   if (weights)
-    *weights = a && a->per_head_weights ? w : loom_mean(w, (int[]){1}, 1,
-                                                        false);
+    *weights =
+        a && a->per_head_weights ? w : loom_mean(w, (int[]){1}, 1, false);
   return *out ? 0 : -1;
 }
 
@@ -383,7 +396,7 @@ int loom_multihead_attention_forward(loom_multihead_attention *m,
 struct loom_kv_cache {
   loom_tensor *k, *v; /* (B, heads, cap, head_dim), kept */
   int64_t len, cap;
-  loom_tensor *mask;  /* cross-attention: key padding as (B, 1, 1, S) */
+  loom_tensor *mask; /* cross-attention: key padding as (B, 1, 1, S) */
   bool cross;
 };
 
@@ -420,10 +433,10 @@ static int append(loom_kv_cache *c, const loom_tensor *k,
       return -1;
     }
     if (c->len) {
-      loom_copy_(loom_narrow(nk, 2, 0, c->len), loom_narrow(c->k, 2, 0,
-                                                            c->len));
-      loom_copy_(loom_narrow(nv, 2, 0, c->len), loom_narrow(c->v, 2, 0,
-                                                            c->len));
+      loom_copy_(loom_narrow(nk, 2, 0, c->len),
+                 loom_narrow(c->k, 2, 0, c->len));
+      loom_copy_(loom_narrow(nv, 2, 0, c->len),
+                 loom_narrow(c->v, 2, 0, c->len));
     }
     loom_release(c->k);
     loom_release(c->v);
@@ -441,8 +454,8 @@ static int append(loom_kv_cache *c, const loom_tensor *k,
 /* x (B, E) as (B, heads, 1, head_dim). */
 static loom_tensor *one_position(const loom_multihead_attention *m,
                                  const loom_tensor *x) {
-  return loom_unsqueeze(loom_reshape(x, 3, (int64_t[]){-1, m->num_heads,
-                                                       m->head_dim}), 2);
+  return loom_unsqueeze(
+      loom_reshape(x, 3, (int64_t[]){-1, m->num_heads, m->head_dim}), 2);
 }
 
 static loom_tensor *step_output(loom_multihead_attention *m,
@@ -457,9 +470,10 @@ loom_tensor *loom_multihead_attention_step(loom_multihead_attention *m,
   if (!m || !c || !x)
     return NULL;
   if (x->ndim != 2 || x->shape[1] != m->embed_dim || c->cross)
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "attention step: input %s, expected "
-                     "(B, %lld) and a self-attention cache", loom__shp(x),
-                     (long long)m->embed_dim);
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "attention step: input %s, expected "
+                     "(B, %lld) and a self-attention cache",
+                     loom__shp(x), (long long)m->embed_dim);
   loom_no_grad_begin(); /* incremental decoding is inference */
   loom_tensor *out = NULL;
   if (append(c, one_position(m, project(m, 1, x)),
@@ -494,9 +508,9 @@ loom_tensor *loom_multihead_attention_cross_step(loom_multihead_attention *m,
     c->cross = true;
     c->len = c->k ? c->k->shape[2] : 0;
   }
-  loom_tensor *o = loom_scaled_dot_product_attention(
-      one_position(m, project(m, 0, x)), c->k, c->v, c->mask, false, 0, NULL,
-      NULL);
+  loom_tensor *o =
+      loom_scaled_dot_product_attention(one_position(m, project(m, 0, x)), c->k,
+                                        c->v, c->mask, false, 0, NULL, NULL);
   loom_tensor *out = step_output(m, o);
   loom_no_grad_end();
   return out;
@@ -516,15 +530,13 @@ loom_tensor *loom_sinusoidal_encoding(loom_dtype dtype, int64_t n, int64_t d) {
       double rate = exp(-log(10000.0) * (double)(i - i % 2) / (double)d);
       v[p * d + i] = i % 2 ? cos((double)p * rate) : sin((double)p * rate);
     }
-  loom_tensor *t = loom_to_dtype(loom_from_array(LOOM_F64, v,
-                                                 LOOM_SHAPE(n, d)),
-                                 dtype);
+  loom_tensor *t =
+      loom_to_dtype(loom_from_array(LOOM_F64, v, LOOM_SHAPE(n, d)), dtype);
   free(v);
   return t;
 }
 
-loom_learned_positions *loom_learned_positions_new(int64_t max_len,
-                                                   int64_t d) {
+loom_learned_positions *loom_learned_positions_new(int64_t max_len, int64_t d) {
   if (max_len < 1 || d < 1)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "learned_positions: %lld x %lld",
                      (long long)max_len, (long long)d);
@@ -535,9 +547,9 @@ loom_learned_positions *loom_learned_positions_new(int64_t max_len,
   p->max_len = max_len;
   p->d = d;
   loom_scope *s = loom_scope_begin();
-  p->weight = loom_module_add_param(&p->base, "weight",
-                                    loom_zeros(LOOM_DTYPE_DEFAULT,
-                                               LOOM_SHAPE(max_len, d)));
+  p->weight = loom_module_add_param(
+      &p->base, "weight",
+      loom_zeros(LOOM_DTYPE_DEFAULT, LOOM_SHAPE(max_len, d)));
   loom_scope_end(s);
   if (!p->weight || loom_init_normal_(p->weight, 0, 1, NULL) < 0) {
     loom_module_free(&p->base);
@@ -551,9 +563,11 @@ loom_tensor *loom_learned_positions_forward(loom_learned_positions *p,
   if (!p)
     return NULL;
   if (offset < 0 || n < 0 || offset + n > p->max_len)
-    return LOOM_FAIL(LOOM_ERR_INDEX, "learned_positions: positions %lld..%lld "
-                     "beyond %lld", (long long)offset,
-                     (long long)(offset + n - 1), (long long)p->max_len);
+    return LOOM_FAIL(LOOM_ERR_INDEX,
+                     "learned_positions: positions %lld..%lld "
+                     "beyond %lld",
+                     (long long)offset, (long long)(offset + n - 1),
+                     (long long)p->max_len);
   return loom_narrow(p->weight, 0, offset, n);
 }
 

@@ -22,10 +22,11 @@ extern "C" {
  * dropout p (with g) is applied to the weights. *weights, if non-NULL,
  * receives them (..., L, S), after dropout as PyTorch returns them. Result
  * (..., L, Ev), scope-owned. */
-LOOM_API loom_tensor *loom_scaled_dot_product_attention(
-    const loom_tensor *q, const loom_tensor *k, const loom_tensor *v,
-    const loom_tensor *mask, bool causal, double dropout, loom_rng *g,
-    loom_tensor **weights);
+LOOM_API loom_tensor *
+loom_scaled_dot_product_attention(const loom_tensor *q, const loom_tensor *k,
+                                  const loom_tensor *v, const loom_tensor *mask,
+                                  bool causal, double dropout, loom_rng *g,
+                                  loom_tensor **weights);
 /* (n, n) float mask, 0 on and below the diagonal and -inf above it
  * (nn.Transformer.generate_square_subsequent_mask). */
 LOOM_API loom_tensor *loom_causal_mask(loom_dtype dtype, int64_t n);
@@ -45,9 +46,9 @@ typedef struct loom_seq_attention {
   loom_module base;
   loom_score_kind kind;
   int64_t query_size, key_size, hidden;
-  loom_linear_layer *attn;                   /* GENERAL, CONCAT */
+  loom_linear_layer *attn;                    /* GENERAL, CONCAT */
   loom_linear_layer *query_layer, *key_layer; /* ADDITIVE */
-  loom_tensor *v;                            /* CONCAT, ADDITIVE */
+  loom_tensor *v;                             /* CONCAT, ADDITIVE */
 } loom_seq_attention;
 
 /* hidden is the size of the tanh layer (CONCAT, ADDITIVE). */
@@ -57,12 +58,10 @@ LOOM_API loom_seq_attention *loom_seq_attention_new(loom_score_kind kind,
                                                     int64_t hidden);
 /* query (B, Q), keys (B, S, K), mask (B, S) bool, true = padding (or NULL):
  * context (B, K) and weights (B, S), scope-owned. 0 or -1. */
-LOOM_API int loom_seq_attention_forward(loom_seq_attention *a,
-                                        const loom_tensor *query,
-                                        const loom_tensor *keys,
-                                        const loom_tensor *mask,
-                                        loom_tensor **context,
-                                        loom_tensor **weights);
+LOOM_API int
+loom_seq_attention_forward(loom_seq_attention *a, const loom_tensor *query,
+                           const loom_tensor *keys, const loom_tensor *mask,
+                           loom_tensor **context, loom_tensor **weights);
 LOOM_API void loom_seq_attention_free(loom_seq_attention *a);
 
 /* ------------------------------------------------ multi-head attention */
@@ -72,7 +71,7 @@ typedef struct loom_mha_opts {
   double dropout;     /* on the weights, training only */
   bool no_bias;       /* PyTorch's bias=False */
   bool batch_first;
-  loom_rng *rng;      /* dropout masks (NULL: default generator) */
+  loom_rng *rng; /* dropout masks (NULL: default generator) */
 } loom_mha_opts;
 
 typedef struct loom_multihead_attention {
@@ -80,8 +79,8 @@ typedef struct loom_multihead_attention {
   int64_t embed_dim, num_heads, head_dim, kdim, vdim;
   loom_mha_opts opts;
   /* in_proj_weight (3E x E) when kdim == vdim == E, else q/k/v_proj_weight */
-  loom_tensor *in_proj_weight, *q_proj_weight, *k_proj_weight,
-      *v_proj_weight, *in_proj_bias;
+  loom_tensor *in_proj_weight, *q_proj_weight, *k_proj_weight, *v_proj_weight,
+      *in_proj_bias;
   loom_linear_layer *out_proj;
 } loom_multihead_attention;
 
@@ -101,13 +100,10 @@ typedef struct loom_mha_args {
 /* query (L, B, E), key (S, B, kdim), value (S, B, vdim) (batch first if
  * set): *out (L, B, E); *weights (B, L, S) if asked. args may be NULL.
  * 0 or -1. */
-LOOM_API int loom_multihead_attention_forward(loom_multihead_attention *m,
-                                              const loom_tensor *query,
-                                              const loom_tensor *key,
-                                              const loom_tensor *value,
-                                              const loom_mha_args *args,
-                                              loom_tensor **out,
-                                              loom_tensor **weights);
+LOOM_API int loom_multihead_attention_forward(
+    loom_multihead_attention *m, const loom_tensor *query,
+    const loom_tensor *key, const loom_tensor *value, const loom_mha_args *args,
+    loom_tensor **out, loom_tensor **weights);
 
 /* Incremental self-attention: keys and values of earlier positions are
  * kept, so a step costs O(t), not a recomputation of the prefix. */
@@ -117,8 +113,9 @@ LOOM_API void loom_kv_cache_free(loom_kv_cache *c);
 LOOM_API int64_t loom_kv_cache_length(const loom_kv_cache *c);
 /* One position of causal self-attention: x (B, E) is the new position's
  * input; it attends to itself and everything cached. Result (B, E). */
-LOOM_API loom_tensor *loom_multihead_attention_step(
-    loom_multihead_attention *m, loom_kv_cache *cache, const loom_tensor *x);
+LOOM_API loom_tensor *loom_multihead_attention_step(loom_multihead_attention *m,
+                                                    loom_kv_cache *cache,
+                                                    const loom_tensor *x);
 /* Cross-attention of x (B, E) over memory (S, B, E) (batch first if set);
  * the memory's keys and values are projected once into the cache. */
 LOOM_API loom_tensor *loom_multihead_attention_cross_step(
@@ -141,8 +138,7 @@ LOOM_API loom_learned_positions *loom_learned_positions_new(int64_t max_len,
                                                             int64_t d);
 /* Rows offset .. offset+n-1, (n, d). */
 LOOM_API loom_tensor *loom_learned_positions_forward(loom_learned_positions *p,
-                                                     int64_t offset,
-                                                     int64_t n);
+                                                     int64_t offset, int64_t n);
 LOOM_API void loom_learned_positions_free(loom_learned_positions *p);
 
 /* ------------------------------------------------ transformer */
@@ -153,7 +149,7 @@ typedef struct loom_transformer_opts {
   double layer_norm_eps; /* 0: 1e-5 */
   bool gelu;             /* activation gelu instead of relu */
   bool batch_first;
-  bool norm_first;       /* pre-norm instead of PyTorch's post-norm default */
+  bool norm_first; /* pre-norm instead of PyTorch's post-norm default */
   loom_rng *rng;
 } loom_transformer_opts;
 
@@ -192,11 +188,9 @@ loom_transformer_encoder_layer_free(loom_transformer_encoder_layer *l);
 LOOM_API loom_transformer_decoder_layer *
 loom_transformer_decoder_layer_new(loom_transformer_opts opts);
 /* tgt (T, B, E), memory (S, B, E) -> (T, B, E); uses tgt_* and memory_*. */
-LOOM_API loom_tensor *
-loom_transformer_decoder_layer_forward(loom_transformer_decoder_layer *l,
-                                       const loom_tensor *tgt,
-                                       const loom_tensor *memory,
-                                       const loom_transformer_masks *masks);
+LOOM_API loom_tensor *loom_transformer_decoder_layer_forward(
+    loom_transformer_decoder_layer *l, const loom_tensor *tgt,
+    const loom_tensor *memory, const loom_transformer_masks *masks);
 LOOM_API void
 loom_transformer_decoder_layer_free(loom_transformer_decoder_layer *l);
 
@@ -220,11 +214,9 @@ LOOM_API loom_tensor *
 loom_transformer_encoder_forward(loom_transformer_stack *s,
                                  const loom_tensor *src,
                                  const loom_transformer_masks *masks);
-LOOM_API loom_tensor *
-loom_transformer_decoder_forward(loom_transformer_stack *s,
-                                 const loom_tensor *tgt,
-                                 const loom_tensor *memory,
-                                 const loom_transformer_masks *masks);
+LOOM_API loom_tensor *loom_transformer_decoder_forward(
+    loom_transformer_stack *s, const loom_tensor *tgt,
+    const loom_tensor *memory, const loom_transformer_masks *masks);
 LOOM_API void loom_transformer_stack_free(loom_transformer_stack *s);
 
 /* Incremental decoding: one target position at a time, keys and values of

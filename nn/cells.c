@@ -12,7 +12,7 @@ typedef struct {
   bool relu, cho;
   loom_lstm_config lstm;
   loom_tensor *w_ih, *w_hh, *b_ih, *b_hh;
-  loom_tensor *w_ci, *w_cf, *w_co;               /* peepholes */
+  loom_tensor *w_ci, *w_cf, *w_co; /* peepholes */
   loom_tensor *ln_ih_w, *ln_ih_b, *ln_hh_w, *ln_hh_b, *ln_c_w, *ln_c_b;
 } cell;
 
@@ -25,8 +25,8 @@ static loom_tensor *param(loom_module *owner, const char *name,
   snprintf(full, sizeof full, "%s%s", name, suffix);
   loom_scope *s = loom_scope_begin();
   loom_tensor *t = loom_module_add_param(
-      owner, full, loom_rand(NULL, LOOM_DTYPE_DEFAULT, -bound, bound, ndim,
-                             shape));
+      owner, full,
+      loom_rand(NULL, LOOM_DTYPE_DEFAULT, -bound, bound, ndim, shape));
   loom_scope_end(s);
   return t;
 }
@@ -42,8 +42,8 @@ static loom_tensor *filled(loom_module *owner, const char *name,
   return t;
 }
 
-static cell *make_common(loom_module *owner, const char *suffix,
-                         int64_t input, int64_t hidden, int gates) {
+static cell *make_common(loom_module *owner, const char *suffix, int64_t input,
+                         int64_t hidden, int gates) {
   cell *c = calloc(1, sizeof *c);
   if (!c) {
     loom_set_error(LOOM_ERR_MEMORY, "cell: out of memory");
@@ -104,12 +104,18 @@ static int rnn_sequence(void *p, const loom_tensor *xs,
                            c->relu, out, &final[0]);
 }
 
-const loom_cell_type loom_rnn_tanh_cell = {
-    .name = "RNN", .n_states = 1, .make = rnn_tanh_make,
-    .project = input_projection, .step = rnn_step, .sequence = rnn_sequence};
-const loom_cell_type loom_rnn_relu_cell = {
-    .name = "RNN", .n_states = 1, .make = rnn_relu_make,
-    .project = input_projection, .step = rnn_step, .sequence = rnn_sequence};
+const loom_cell_type loom_rnn_tanh_cell = {.name = "RNN",
+                                           .n_states = 1,
+                                           .make = rnn_tanh_make,
+                                           .project = input_projection,
+                                           .step = rnn_step,
+                                           .sequence = rnn_sequence};
+const loom_cell_type loom_rnn_relu_cell = {.name = "RNN",
+                                           .n_states = 1,
+                                           .make = rnn_relu_make,
+                                           .project = input_projection,
+                                           .step = rnn_step,
+                                           .sequence = rnn_sequence};
 
 /* ---- LSTM ---- */
 
@@ -119,10 +125,10 @@ static loom_tensor *norm(const loom_tensor *x, const loom_tensor *w,
   return loom_layer_normalize(x, 1, w, b, 1e-5);
 }
 
-static void *lstm_make(const void *cfg, loom_module *owner,
-                       const char *suffix, int64_t input, int64_t hidden) {
-  loom_lstm_config conf = cfg ? *(const loom_lstm_config *)cfg
-                              : (loom_lstm_config){0};
+static void *lstm_make(const void *cfg, loom_module *owner, const char *suffix,
+                       int64_t input, int64_t hidden) {
+  loom_lstm_config conf =
+      cfg ? *(const loom_lstm_config *)cfg : (loom_lstm_config){0};
   cell *c = make_common(owner, suffix, input, hidden, conf.coupled ? 3 : 4);
   if (!c)
     return NULL;
@@ -175,9 +181,10 @@ static int lstm_step(void *p, const loom_tensor *xp, loom_tensor *const *s,
   cell *c = p;
   const loom_tensor *h = s[0], *cs = s[1];
   loom_tensor *rec = c->lstm.layer_norm
-      ? loom_add(norm(loom_linear(h, c->w_hh, NULL), c->ln_hh_w, c->ln_hh_b),
-                 c->b_hh)
-      : loom_linear(h, c->w_hh, c->b_hh);
+                         ? loom_add(norm(loom_linear(h, c->w_hh, NULL),
+                                         c->ln_hh_w, c->ln_hh_b),
+                                    c->b_hh)
+                         : loom_linear(h, c->w_hh, c->b_hh);
   loom_tensor *gates = loom_add(xp, rec), *part[4];
   if (loom_chunk(gates, c->gates, 1, part, 4) != c->gates)
     return -1;
@@ -205,8 +212,8 @@ static int lstm_step(void *p, const loom_tensor *xp, loom_tensor *const *s,
   if (c->lstm.peephole)
     o = loom_add(o, loom_mul(c_next, c->w_co));
   o = loom_sigmoid(o);
-  loom_tensor *cn = c->lstm.layer_norm ? norm(c_next, c->ln_c_w, c->ln_c_b)
-                                       : c_next;
+  loom_tensor *cn =
+      c->lstm.layer_norm ? norm(c_next, c->ln_c_w, c->ln_c_b) : c_next;
   ns[0] = loom_mul(o, loom_tanh(cn));
   ns[1] = c_next;
   return ns[0] && ns[1] ? 0 : -1;
@@ -226,9 +233,12 @@ static int lstm_sequence(void *p, const loom_tensor *xs,
                             out, &final[0], &final[1]);
 }
 
-const loom_cell_type loom_lstm_cell = {
-    .name = "LSTM", .n_states = 2, .make = lstm_make,
-    .project = lstm_project, .step = lstm_step, .sequence = lstm_sequence};
+const loom_cell_type loom_lstm_cell = {.name = "LSTM",
+                                       .n_states = 2,
+                                       .make = lstm_make,
+                                       .project = lstm_project,
+                                       .step = lstm_step,
+                                       .sequence = lstm_sequence};
 
 /* ---- GRU ---- */
 
@@ -272,9 +282,9 @@ static int gru_step(void *p, const loom_tensor *xp, loom_tensor *const *s,
       return -1;
     r = loom_sigmoid(loom_add(xi[0], hh[0]));
     z = loom_sigmoid(loom_add(xi[1], hh[1]));
-    loom_tensor *hn = loom_linear(loom_mul(r, h),
-                                  loom_narrow(c->w_hh, 0, 2 * H, H),
-                                  loom_narrow(c->b_hh, 0, 2 * H, H));
+    loom_tensor *hn =
+        loom_linear(loom_mul(r, h), loom_narrow(c->w_hh, 0, 2 * H, H),
+                    loom_narrow(c->b_hh, 0, 2 * H, H));
     n = loom_tanh(loom_add(xi[2], hn));
   }
   /* (1 - z) n + z h = n + z (h - n) */
@@ -289,13 +299,18 @@ static int gru_sequence(void *p, const loom_tensor *xs,
   cell *c = p;
   if (c->cho)
     return 1;
-  return loom_gru_sequence(xs, c->w_hh, c->b_hh, init[0], lengths, reverse,
-                           out, &final[0]);
+  return loom_gru_sequence(xs, c->w_hh, c->b_hh, init[0], lengths, reverse, out,
+                           &final[0]);
 }
 
-const loom_cell_type loom_gru_cell = {
-    .name = "GRU", .n_states = 1, .make = gru_make,
-    .project = input_projection, .step = gru_step, .sequence = gru_sequence};
-const loom_cell_type loom_gru_cho2014_cell = {
-    .name = "GRU", .n_states = 1, .make = gru_cho_make,
-    .project = input_projection, .step = gru_step};
+const loom_cell_type loom_gru_cell = {.name = "GRU",
+                                      .n_states = 1,
+                                      .make = gru_make,
+                                      .project = input_projection,
+                                      .step = gru_step,
+                                      .sequence = gru_sequence};
+const loom_cell_type loom_gru_cho2014_cell = {.name = "GRU",
+                                              .n_states = 1,
+                                              .make = gru_cho_make,
+                                              .project = input_projection,
+                                              .step = gru_step};

@@ -62,14 +62,14 @@ int loom_checkpoint_save(const char *path, const loom_module *model,
     }
   }
   if (rc == 0)
-    rc = loom_tensor_map_set(m, "step", loom_from_array(LOOM_I64, &step, 0,
-                                                        NULL));
+    rc = loom_tensor_map_set(m, "step",
+                             loom_from_array(LOOM_I64, &step, 0, NULL));
   if (rc == 0 && rng) {
     uint64_t st[LOOM_RNG_STATE_WORDS];
     loom_rng_get_state(rng, st);
-    rc = loom_tensor_map_set(m, "rng", loom_from_array(LOOM_I64, st,
-                                                       LOOM_SHAPE(
-                                                           LOOM_RNG_STATE_WORDS)));
+    rc = loom_tensor_map_set(
+        m, "rng",
+        loom_from_array(LOOM_I64, st, LOOM_SHAPE(LOOM_RNG_STATE_WORDS)));
   }
   if (rc == 0)
     rc = loom_safetensors_save(path, m);
@@ -91,10 +91,12 @@ int loom_checkpoint_load(const char *path, loom_module *model,
   loom_tensor *rs = loom_tensor_map_get(m, "rng");
   if (!format || strcmp(format, FORMAT) != 0 || !st || st->dtype != LOOM_I64 ||
       st->numel != 1 ||
-      (rng && (!rs || rs->dtype != LOOM_I64 ||
-               rs->numel != LOOM_RNG_STATE_WORDS))) {
-    loom_set_error(LOOM_ERR_FORMAT, "%s: not a loom checkpoint (format, step "
-                   "or rng state missing)", path);
+      (rng &&
+       (!rs || rs->dtype != LOOM_I64 || rs->numel != LOOM_RNG_STATE_WORDS))) {
+    loom_set_error(LOOM_ERR_FORMAT,
+                   "%s: not a loom checkpoint (format, step "
+                   "or rng state missing)",
+                   path);
     rc = -1;
   }
   if (rc == 0 && model) {
@@ -116,8 +118,8 @@ int loom_checkpoint_load(const char *path, loom_module *model,
     for (int i = 0; rc == 0 && i < loom_tensor_map_meta_count(m); i++) {
       const char *k = loom_tensor_map_meta_key(m, i);
       if (!strncmp(k, "extra.", 6))
-        rc = loom_tensor_map_set_meta(*extra, k + 6, loom_tensor_map_meta(m,
-                                                                          k));
+        rc =
+            loom_tensor_map_set_meta(*extra, k + 6, loom_tensor_map_meta(m, k));
     }
   }
   loom_tensor_map_free(m);

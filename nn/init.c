@@ -8,8 +8,7 @@
 
 double loom_init_gain(const char *nl, double param) {
   if (!nl || !strcmp(nl, "linear") || !strcmp(nl, "conv2d") ||
-      !strcmp(nl, "sigmoid") || !strcmp(nl, "conv1d") ||
-      !strcmp(nl, "conv3d"))
+      !strcmp(nl, "sigmoid") || !strcmp(nl, "conv1d") || !strcmp(nl, "conv3d"))
     return 1;
   if (!strcmp(nl, "tanh"))
     return 5.0 / 3;
@@ -72,8 +71,8 @@ int loom_init_constant_(loom_tensor *t, double value) {
 }
 
 int loom_init_xavier_uniform_(loom_tensor *t, double gain, loom_rng *g) {
-  int64_t in = loom_init_fan(t, LOOM_FAN_IN), out = loom_init_fan(t,
-                                                                  LOOM_FAN_OUT);
+  int64_t in = loom_init_fan(t, LOOM_FAN_IN),
+          out = loom_init_fan(t, LOOM_FAN_OUT);
   if (in < 0)
     return -1;
   double a = gain * sqrt(6.0 / (double)(in + out));
@@ -81,8 +80,8 @@ int loom_init_xavier_uniform_(loom_tensor *t, double gain, loom_rng *g) {
 }
 
 int loom_init_xavier_normal_(loom_tensor *t, double gain, loom_rng *g) {
-  int64_t in = loom_init_fan(t, LOOM_FAN_IN), out = loom_init_fan(t,
-                                                                  LOOM_FAN_OUT);
+  int64_t in = loom_init_fan(t, LOOM_FAN_IN),
+          out = loom_init_fan(t, LOOM_FAN_OUT);
   if (in < 0)
     return -1;
   return loom_init_normal_(t, 0, gain * sqrt(2.0 / (double)(in + out)), g);
@@ -116,8 +115,8 @@ int loom_init_kaiming_normal_(loom_tensor *t, double a, loom_fan_mode mode,
 /* Householder QR of a (m x n, m >= n, row-major, overwritten): q receives
  * the first n columns of Q (m x n) with columns signed so diag(R) > 0. */
 static void thin_qr(double *a, int64_t m, int64_t n, double *q) {
-  double *v = calloc((size_t)m, sizeof *v), *rdiag = calloc((size_t)n, sizeof
-                                                                *rdiag);
+  double *v = calloc((size_t)m, sizeof *v),
+         *rdiag = calloc((size_t)n, sizeof *rdiag);
   double *vs = calloc((size_t)(m * n), sizeof *vs); /* reflectors */
   if (!v || !rdiag || !vs)
     goto done;
@@ -171,8 +170,11 @@ int loom_init_orthogonal_(loom_tensor *t, double gain, loom_rng *g) {
   if (!t)
     return -1;
   if (t->ndim < 2)
-    return loom_set_error(LOOM_ERR_SHAPE, "init_orthogonal_: needs 2+ dims, "
-                          "got %s", loom__shp(t)), -1;
+    return loom_set_error(LOOM_ERR_SHAPE,
+                          "init_orthogonal_: needs 2+ dims, "
+                          "got %s",
+                          loom__shp(t)),
+           -1;
   int64_t rows = t->shape[0], cols = t->numel / (rows ? rows : 1);
   bool wide = rows < cols;
   int64_t m = wide ? cols : rows, n = wide ? rows : cols;
@@ -180,7 +182,8 @@ int loom_init_orthogonal_(loom_tensor *t, double gain, loom_rng *g) {
   double *q = calloc((size_t)(m * n) + 1, sizeof *q);
   int rc = -1;
   if (a && q) {
-    for (int64_t i = 0; i < rows * cols; i++) /* flattened = randn(rows, cols) */
+    for (int64_t i = 0; i < rows * cols;
+         i++) /* flattened = randn(rows, cols) */
       a[i] = loom_rng_normal(g);
     if (wide) { /* QR of the transpose */
       double *at = malloc((size_t)(m * n) * sizeof *at + 8);
@@ -210,7 +213,8 @@ int loom_init_eye_(loom_tensor *t) {
     return -1;
   if (t->ndim != 2)
     return loom_set_error(LOOM_ERR_SHAPE, "init_eye_: needs 2 dims, got %s",
-                          loom__shp(t)), -1;
+                          loom__shp(t)),
+           -1;
   loom_scope *s = loom_scope_begin();
   int rc = assign(t, loom_eye(t->dtype, t->shape[0], t->shape[1]));
   loom_scope_end(s);

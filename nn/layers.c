@@ -91,19 +91,21 @@ loom_tensor *loom_bilinear_forward(loom_bilinear *l, const loom_tensor *x1,
     return NULL;
   if (x1->ndim < 1 || x2->ndim != x1->ndim ||
       x1->shape[x1->ndim - 1] != l->in1 || x2->shape[x2->ndim - 1] != l->in2)
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "Bilinear: inputs %s and %s for in1 %lld,"
-                     " in2 %lld", loom__shp(x1), loom__shp(x2),
-                     (long long)l->in1, (long long)l->in2);
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "Bilinear: inputs %s and %s for in1 %lld,"
+                     " in2 %lld",
+                     loom__shp(x1), loom__shp(x2), (long long)l->in1,
+                     (long long)l->in2);
   /* y[n, k] = sum_j (x1 @ W_k)[n, j] x2[n, j], with all W_k side by side:
    * x1 (n x in1) @ W' (in1 x out*in2). */
   loom_tensor *a = loom_reshape(x1, 2, (int64_t[]){-1, l->in1});
   loom_tensor *b = loom_reshape(x2, 2, (int64_t[]){-1, l->in2});
   loom_tensor *w = loom_reshape(loom_permute(l->weight, (int[]){1, 0, 2}), 2,
                                 (int64_t[]){l->in1, l->out * l->in2});
-  loom_tensor *t = loom_reshape(loom_matmul(a, w), 3,
-                                (int64_t[]){-1, l->out, l->in2});
-  loom_tensor *y = loom_sum(loom_mul(t, loom_unsqueeze(b, 1)), (int[]){2}, 1,
-                            false);
+  loom_tensor *t =
+      loom_reshape(loom_matmul(a, w), 3, (int64_t[]){-1, l->out, l->in2});
+  loom_tensor *y =
+      loom_sum(loom_mul(t, loom_unsqueeze(b, 1)), (int[]){2}, 1, false);
   if (l->bias)
     y = loom_add(y, l->bias);
   int64_t shape[LOOM_MAX_DIMS];
@@ -121,9 +123,10 @@ void loom_bilinear_free(loom_bilinear *l) {
 loom_embedding_layer *loom_embedding_layer_new(int64_t num, int64_t dim,
                                                int64_t padding_idx) {
   if (num <= 0 || dim <= 0 || padding_idx >= num)
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "Embedding: %lld x %lld with "
-                     "padding_idx %lld", (long long)num, (long long)dim,
-                     (long long)padding_idx);
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "Embedding: %lld x %lld with "
+                     "padding_idx %lld",
+                     (long long)num, (long long)dim, (long long)padding_idx);
   NEW_MODULE(loom_embedding_layer, e, "Embedding");
   e->num = num;
   e->dim = dim;
@@ -145,8 +148,8 @@ loom_embedding_layer *loom_embedding_layer_new(int64_t num, int64_t dim,
  * torch.embedding_renorm_ does (before the lookup, outside the graph). */
 static void renorm(loom_embedding_layer *e, const loom_tensor *indices) {
   loom_no_grad_begin();
-  loom_tensor *flat = loom_contiguous(loom_reshape(indices, 1,
-                                                   (int64_t[]){-1}));
+  loom_tensor *flat =
+      loom_contiguous(loom_reshape(indices, 1, (int64_t[]){-1}));
   const int64_t *ix = flat ? loom_data_i64(flat) : NULL;
   double p = e->norm_type > 0 ? e->norm_type : 2;
   for (int64_t i = 0; ix && i < flat->numel; i++) {
@@ -184,12 +187,13 @@ loom_conv2d_layer *loom_conv2d_layer_new(int64_t in, int64_t out, int64_t kh,
                                          int64_t kw, loom_conv2d_opts opts,
                                          bool bias) {
   int64_t groups = opts.groups ? opts.groups : 1;
-  if (in <= 0 || out <= 0 || kh <= 0 || kw <= 0 || groups <= 0 ||
-      in % groups || out % groups)
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "Conv2d: %lld -> %lld channels, "
-                     "kernel %lldx%lld, %lld groups", (long long)in,
-                     (long long)out, (long long)kh, (long long)kw,
-                     (long long)groups);
+  if (in <= 0 || out <= 0 || kh <= 0 || kw <= 0 || groups <= 0 || in % groups ||
+      out % groups)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "Conv2d: %lld -> %lld channels, "
+                     "kernel %lldx%lld, %lld groups",
+                     (long long)in, (long long)out, (long long)kh,
+                     (long long)kw, (long long)groups);
   NEW_MODULE(loom_conv2d_layer, c, "Conv2d");
   c->opts = opts;
   c->weight = param(&c->base, "weight", LOOM_SHAPE(out, in / groups, kh, kw));
@@ -237,8 +241,8 @@ loom_highway *loom_highway_new(int64_t size, double gate_bias) {
   /* A module struct starts with its loom_module, so the casts are exact
    * (and keep NULL as NULL). */
   h->transform = (loom_linear_layer *)loom_module_add_child(
-      &h->base, "transform", (loom_module *)loom_linear_layer_new(size, size,
-                                                                  true));
+      &h->base, "transform",
+      (loom_module *)loom_linear_layer_new(size, size, true));
   h->gate = (loom_linear_layer *)loom_module_add_child(
       &h->base, "gate", (loom_module *)loom_linear_layer_new(size, size, true));
   if (!h->transform || !h->gate ||

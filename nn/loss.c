@@ -13,9 +13,12 @@ loom_cross_entropy_opts loom_cross_entropy_defaults(void) {
 
 static loom_tensor *reduce(loom_tensor *loss, loom_reduction r) {
   switch (r) {
-  case LOOM_SUM: return loom_sum_all(loss);
-  case LOOM_NONE: return loss;
-  default: return loom_mean_all(loss);
+  case LOOM_SUM:
+    return loom_sum_all(loss);
+  case LOOM_NONE:
+    return loss;
+  default:
+    return loom_mean_all(loss);
   }
 }
 
@@ -42,9 +45,10 @@ static loom_tensor *nll(const loom_tensor *logp, const loom_tensor *target,
                         loom_tensor **weight_sum, loom_tensor **valid) {
   if (logp->ndim < 2 || target->ndim != logp->ndim - 1 ||
       target->shape[0] != logp->shape[0])
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: logits %s and class targets %s "
-                     "(expected (N, C, ...) and (N, ...))", op,
-                     loom__shp(logp), loom__shp(target));
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "%s: logits %s and class targets %s "
+                     "(expected (N, C, ...) and (N, ...))",
+                     op, loom__shp(logp), loom__shp(target));
   for (int d = 1; d < target->ndim; d++)
     if (target->shape[d] != logp->shape[d + 1])
       return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: logits %s and targets %s", op,
@@ -61,11 +65,12 @@ static loom_tensor *nll(const loom_tensor *logp, const loom_tensor *target,
   const int64_t *tv = loom_data_i64(loom_contiguous(safe));
   for (int64_t i = 0; tv && i < safe->numel; i++)
     if (tv[i] < 0 || tv[i] >= classes)
-      return LOOM_FAIL(LOOM_ERR_INDEX, "%s: target %lld out of range for %lld "
-                       "classes", op, (long long)tv[i], (long long)classes);
-  loom_tensor *picked = loom_squeeze(loom_gather(logp, 1, loom_unsqueeze(safe,
-                                                                         1)),
-                                     1);
+      return LOOM_FAIL(LOOM_ERR_INDEX,
+                       "%s: target %lld out of range for %lld "
+                       "classes",
+                       op, (long long)tv[i], (long long)classes);
+  loom_tensor *picked =
+      loom_squeeze(loom_gather(logp, 1, loom_unsqueeze(safe, 1)), 1);
   loom_tensor *w = loom_to_dtype(keep, logp->dtype);
   if (o->weight) {
     /* Looked up as rows of a (C, 1) matrix: squeeze the trailing 1 before
@@ -78,9 +83,12 @@ static loom_tensor *nll(const loom_tensor *logp, const loom_tensor *target,
   *weight_sum = loom_sum_all(w);
   *valid = keep;
   switch (o->reduction) {
-  case LOOM_NONE: return loss;
-  case LOOM_SUM: return loom_sum_all(loss);
-  default: return loom_div(loom_sum_all(loss), *weight_sum);
+  case LOOM_NONE:
+    return loss;
+  case LOOM_SUM:
+    return loom_sum_all(loss);
+  default:
+    return loom_div(loom_sum_all(loss), *weight_sum);
   }
 }
 
@@ -95,8 +103,10 @@ loom_tensor *loom_nll_loss(const loom_tensor *log_probs,
   if (!log_probs || !target)
     return NULL;
   if (target->dtype != LOOM_I64)
-    return LOOM_FAIL(LOOM_ERR_DTYPE, "nll_loss: targets must be int64 class "
-                     "indices, got %s", loom_dtype_name(target->dtype));
+    return LOOM_FAIL(LOOM_ERR_DTYPE,
+                     "nll_loss: targets must be int64 class "
+                     "indices, got %s",
+                     loom_dtype_name(target->dtype));
   loom_tensor *ws, *valid;
   return nll(log_probs, target, &o, "nll_loss", &ws, &valid);
 }
@@ -110,16 +120,18 @@ loom_tensor *loom_cross_entropy(const loom_tensor *logits,
   if (loom__check_float(logits, "cross_entropy"))
     return NULL;
   if (logits->ndim < 2)
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "cross_entropy: logits %s need (N, C, "
-                     "...)", loom__shp(logits));
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "cross_entropy: logits %s need (N, C, "
+                     "...)",
+                     loom__shp(logits));
   double eps = o.label_smoothing;
   if (!(eps >= 0 && eps <= 1))
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "cross_entropy: label_smoothing %g",
                      eps);
   double classes = (double)logits->shape[1];
   loom_tensor *logp = loom_log_softmax(logits, 1);
-  const loom_tensor *cw = o.weight ? loom_to_dtype(o.weight, logits->dtype)
-                                   : NULL;
+  const loom_tensor *cw =
+      o.weight ? loom_to_dtype(o.weight, logits->dtype) : NULL;
   loom_tensor *cwb = NULL; /* class weights broadcast along dim 1 */
   if (cw) {
     int64_t shape[LOOM_MAX_DIMS];
@@ -139,21 +151,25 @@ loom_tensor *loom_cross_entropy(const loom_tensor *logits,
     return reduce(loom_neg(class_dim_sum(terms)), o.reduction);
   }
   if (target->dtype != LOOM_I64)
-    return LOOM_FAIL(LOOM_ERR_DTYPE, "cross_entropy: targets must be int64 "
+    return LOOM_FAIL(LOOM_ERR_DTYPE,
+                     "cross_entropy: targets must be int64 "
                      "indices or float probabilities, got %s",
                      loom_dtype_name(target->dtype));
   loom_tensor *weight_sum, *valid;
-  loom_tensor *loss = nll(logp, target, &o, "cross_entropy", &weight_sum,
-                          &valid);
+  loom_tensor *loss =
+      nll(logp, target, &o, "cross_entropy", &weight_sum, &valid);
   if (!loss || eps == 0)
     return loss;
   /* Label smoothing: mix in the loss against the uniform distribution. */
-  loom_tensor *smooth = loom_neg(class_dim_sum(cwb ? loom_mul(logp, cwb)
-                                                   : logp));
+  loom_tensor *smooth =
+      loom_neg(class_dim_sum(cwb ? loom_mul(logp, cwb) : logp));
   smooth = loom_masked_fill(smooth, loom_logical_not(valid), 0);
   switch (o.reduction) {
-  case LOOM_NONE: break;
-  case LOOM_SUM: smooth = loom_sum_all(smooth); break;
+  case LOOM_NONE:
+    break;
+  case LOOM_SUM:
+    smooth = loom_sum_all(smooth);
+    break;
   default:
     smooth = loom_div(loom_sum_all(smooth),
                       cwb ? weight_sum
@@ -197,10 +213,10 @@ loom_tensor *loom_bce_loss(const loom_tensor *x, const loom_tensor *y,
     return NULL;
   /* PyTorch clamps each log at -100 so 0 and 1 give finite losses. */
   loom_tensor *lx = loom_clamp(loom_log(x), -100, INFINITY);
-  loom_tensor *l1x = loom_clamp(loom_log(loom_rsub_scalar(x, 1)), -100,
-                                INFINITY);
-  loom_tensor *loss = loom_neg(loom_add(loom_mul(y, lx),
-                                        loom_mul(loom_rsub_scalar(y, 1), l1x)));
+  loom_tensor *l1x =
+      loom_clamp(loom_log(loom_rsub_scalar(x, 1)), -100, INFINITY);
+  loom_tensor *loss = loom_neg(
+      loom_add(loom_mul(y, lx), loom_mul(loom_rsub_scalar(y, 1), l1x)));
   if (weight)
     loss = loom_mul(loss, weight);
   return reduce(loss, r);
@@ -216,8 +232,8 @@ loom_tensor *loom_bce_with_logits(const loom_tensor *x, const loom_tensor *y,
   loom_tensor *pos = loom_mul(y, loom_log_sigmoid(x));
   if (pos_weight)
     pos = loom_mul(pos, pos_weight);
-  loom_tensor *neg = loom_mul(loom_rsub_scalar(y, 1),
-                              loom_log_sigmoid(loom_neg(x)));
+  loom_tensor *neg =
+      loom_mul(loom_rsub_scalar(y, 1), loom_log_sigmoid(loom_neg(x)));
   loom_tensor *loss = loom_neg(loom_add(pos, neg));
   if (weight)
     loss = loom_mul(loss, weight);
@@ -235,8 +251,8 @@ loom_tensor *loom_kl_div(const loom_tensor *input, const loom_tensor *target,
     /* t log t is 0 at t = 0: take the log of 1 there, never of 0. */
     loom_tensor *zero = loom_le_scalar(target, 0);
     loom_tensor *logt = loom_log(loom_masked_fill(target, zero, 1));
-    pointwise = loom_masked_fill(loom_mul(target, loom_sub(logt, input)),
-                                 zero, 0);
+    pointwise =
+        loom_masked_fill(loom_mul(target, loom_sub(logt, input)), zero, 0);
   }
   if (batchmean && r != LOOM_NONE)
     return loom_div_scalar(loom_sum_all(pointwise),

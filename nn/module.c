@@ -197,8 +197,8 @@ int loom_module_load_state_dict(loom_module *m, const loom_tensor_map *src,
   int n = loom_tensor_map_count(own);
   for (int i = 0; i < n && rc == 0; i++) {
     const char *name = loom_tensor_map_name(own, i);
-    loom_tensor *dst = loom_tensor_map_at(own, i), *s = loom_tensor_map_get(src,
-                                                                            name);
+    loom_tensor *dst = loom_tensor_map_at(own, i),
+                *s = loom_tensor_map_get(src, name);
     if (!s) {
       if (strict) {
         loom_set_error(LOOM_ERR_STATE, "load_state_dict (%s): missing '%s'",
@@ -207,9 +207,10 @@ int loom_module_load_state_dict(loom_module *m, const loom_tensor_map *src,
       }
     } else if (!loom_same_shape(dst, s)) {
       char a[96], b[96];
-      loom_set_error(LOOM_ERR_SHAPE, "load_state_dict (%s): '%s' is %s in the "
-                     "file, %s in the module", m->type, name,
-                     loom_shape_str(s, a, sizeof a),
+      loom_set_error(LOOM_ERR_SHAPE,
+                     "load_state_dict (%s): '%s' is %s in the "
+                     "file, %s in the module",
+                     m->type, name, loom_shape_str(s, a, sizeof a),
                      loom_shape_str(dst, b, sizeof b));
       rc = -1;
     }

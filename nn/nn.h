@@ -114,8 +114,7 @@ LOOM_API int loom_init_normal_(loom_tensor *t, double mean, double std,
 LOOM_API int loom_init_constant_(loom_tensor *t, double value);
 LOOM_API int loom_init_xavier_uniform_(loom_tensor *t, double gain,
                                        loom_rng *g);
-LOOM_API int loom_init_xavier_normal_(loom_tensor *t, double gain,
-                                      loom_rng *g);
+LOOM_API int loom_init_xavier_normal_(loom_tensor *t, double gain, loom_rng *g);
 /* a: the negative slope for leaky_relu. */
 LOOM_API int loom_init_kaiming_uniform_(loom_tensor *t, double a,
                                         loom_fan_mode mode,
@@ -153,8 +152,8 @@ typedef struct loom_bilinear {
   loom_tensor *weight, *bias;
   int64_t in1, in2, out;
 } loom_bilinear;
-LOOM_API loom_bilinear *loom_bilinear_new(int64_t in1, int64_t in2,
-                                          int64_t out, bool bias);
+LOOM_API loom_bilinear *loom_bilinear_new(int64_t in1, int64_t in2, int64_t out,
+                                          bool bias);
 LOOM_API loom_tensor *loom_bilinear_forward(loom_bilinear *l,
                                             const loom_tensor *x1,
                                             const loom_tensor *x2);
@@ -170,9 +169,8 @@ typedef struct loom_embedding_layer {
   int64_t num, dim, padding_idx;
   double max_norm, norm_type;
 } loom_embedding_layer;
-LOOM_API loom_embedding_layer *loom_embedding_layer_new(int64_t num,
-                                                        int64_t dim,
-                                                        int64_t padding_idx);
+LOOM_API loom_embedding_layer *
+loom_embedding_layer_new(int64_t num, int64_t dim, int64_t padding_idx);
 LOOM_API loom_tensor *loom_embedding_layer_forward(loom_embedding_layer *e,
                                                    const loom_tensor *indices);
 LOOM_API void loom_embedding_layer_free(loom_embedding_layer *e);
@@ -182,11 +180,9 @@ typedef struct loom_conv2d_layer {
   loom_tensor *weight, *bias;
   loom_conv2d_opts opts;
 } loom_conv2d_layer;
-LOOM_API loom_conv2d_layer *loom_conv2d_layer_new(int64_t in_channels,
-                                                  int64_t out_channels,
-                                                  int64_t kh, int64_t kw,
-                                                  loom_conv2d_opts opts,
-                                                  bool bias);
+LOOM_API loom_conv2d_layer *
+loom_conv2d_layer_new(int64_t in_channels, int64_t out_channels, int64_t kh,
+                      int64_t kw, loom_conv2d_opts opts, bool bias);
 LOOM_API loom_tensor *loom_conv2d_layer_forward(loom_conv2d_layer *c,
                                                 const loom_tensor *x);
 LOOM_API void loom_conv2d_layer_free(loom_conv2d_layer *c);
@@ -196,7 +192,7 @@ LOOM_API void loom_conv2d_layer_free(loom_conv2d_layer *c);
  * and the unbiased variance), running statistics in evaluation. */
 typedef struct loom_batch_norm {
   loom_module base;
-  loom_tensor *weight, *bias;             /* NULL unless affine */
+  loom_tensor *weight, *bias;              /* NULL unless affine */
   loom_tensor *running_mean, *running_var; /* NULL unless tracked */
   loom_tensor *num_batches_tracked;        /* int64 scalar */
   int64_t features;
@@ -309,7 +305,8 @@ LOOM_API loom_tensor *loom_kl_div(const loom_tensor *input,
 /* A resumable training checkpoint in one safetensors file: the model's
  * state dict ("model.<name>"), optimizer and schedule state, the step, the
  * generator's state and any `extra` tensors and metadata strings (an
- * app's configuration, say). opt, sched, rng, extra may be NULL. Written through a temporary file and a rename. 0 or -1. */
+ * app's configuration, say). opt, sched, rng, extra may be NULL. Written
+ * through a temporary file and a rename. 0 or -1. */
 LOOM_API int loom_checkpoint_save(const char *path, const loom_module *model,
                                   const loom_optimizer *opt,
                                   const loom_schedule *sched, int64_t step,

@@ -6,8 +6,8 @@
 
 #include <stdlib.h>
 
-static loom_tensor *tensor_param(loom_module *m, const char *name,
-                                 int64_t n, double value, bool buffer) {
+static loom_tensor *tensor_param(loom_module *m, const char *name, int64_t n,
+                                 double value, bool buffer) {
   loom_scope *s = loom_scope_begin();
   loom_tensor *t = loom_full(LOOM_DTYPE_DEFAULT, value, 1, &n);
   t = buffer ? loom_module_add_buffer(m, name, t)
@@ -19,11 +19,12 @@ static loom_tensor *tensor_param(loom_module *m, const char *name,
 /* ---- BatchNorm ---- */
 
 loom_batch_norm *loom_batch_norm_new(int64_t features, double eps,
-                                     double momentum, bool affine,
-                                     bool track) {
+                                     double momentum, bool affine, bool track) {
   if (features <= 0 || !(eps > 0) || !(momentum >= 0 && momentum <= 1))
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "BatchNorm: %lld features, eps %g, "
-                     "momentum %g", (long long)features, eps, momentum);
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "BatchNorm: %lld features, eps %g, "
+                     "momentum %g",
+                     (long long)features, eps, momentum);
   loom_batch_norm *b = calloc(1, sizeof *b);
   if (!b)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "BatchNorm: out of memory");
@@ -65,8 +66,10 @@ loom_tensor *loom_batch_norm_forward(loom_batch_norm *b, const loom_tensor *x) {
   if (!b || !x)
     return NULL;
   if (x->ndim < 2 || x->shape[1] != b->features)
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "BatchNorm: input %s, expected (N, %lld, "
-                     "...)", loom__shp(x), (long long)b->features);
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "BatchNorm: input %s, expected (N, %lld, "
+                     "...)",
+                     loom__shp(x), (long long)b->features);
   int dims[LOOM_MAX_DIMS], nd = 0;
   for (int d = 0; d < x->ndim; d++)
     if (d != 1)
@@ -76,8 +79,10 @@ loom_tensor *loom_batch_norm_forward(loom_batch_norm *b, const loom_tensor *x) {
   loom_tensor *mean, *var;
   if (batch_stats) {
     if (b->base.training && count <= 1)
-      return LOOM_FAIL(LOOM_ERR_SHAPE, "BatchNorm: one value per channel in "
-                       "training (%s)", loom__shp(x));
+      return LOOM_FAIL(LOOM_ERR_SHAPE,
+                       "BatchNorm: one value per channel in "
+                       "training (%s)",
+                       loom__shp(x));
     mean = loom_mean(x, dims, nd, true);
     var = loom_var(x, dims, nd, 0, true);
     if (b->base.training && b->running_mean && mean && var) {
@@ -96,8 +101,8 @@ loom_tensor *loom_batch_norm_forward(loom_batch_norm *b, const loom_tensor *x) {
     mean = per_channel(b->running_mean, x->ndim);
     var = per_channel(b->running_var, x->ndim);
   }
-  loom_tensor *y = loom_div(loom_sub(x, mean),
-                            loom_sqrt(loom_add_scalar(var, b->eps)));
+  loom_tensor *y =
+      loom_div(loom_sub(x, mean), loom_sqrt(loom_add_scalar(var, b->eps)));
   if (b->weight)
     y = loom_add(loom_mul(y, per_channel(b->weight, x->ndim)),
                  per_channel(b->bias, x->ndim));
@@ -123,12 +128,10 @@ loom_layer_norm *loom_layer_norm_new(int ndims, const int64_t *shape,
   memcpy(l->shape, shape, (size_t)ndims * sizeof *shape);
   if (affine) {
     loom_scope *s = loom_scope_begin();
-    l->weight = loom_module_add_param(&l->base, "weight",
-                                      loom_ones(LOOM_DTYPE_DEFAULT, ndims,
-                                                shape));
-    l->bias = loom_module_add_param(&l->base, "bias",
-                                    loom_zeros(LOOM_DTYPE_DEFAULT, ndims,
-                                               shape));
+    l->weight = loom_module_add_param(
+        &l->base, "weight", loom_ones(LOOM_DTYPE_DEFAULT, ndims, shape));
+    l->bias = loom_module_add_param(
+        &l->base, "bias", loom_zeros(LOOM_DTYPE_DEFAULT, ndims, shape));
     loom_scope_end(s);
     if (!l->weight || !l->bias) {
       loom_module_free(&l->base);
@@ -147,8 +150,8 @@ loom_tensor *loom_layer_norm_forward(loom_layer_norm *l, const loom_tensor *x) {
   if (!ok) {
     char s[128];
     return LOOM_FAIL(LOOM_ERR_SHAPE, "LayerNorm: input %s does not end in %s",
-                     loom__shp(x), loom__shape_str(l->ndims, l->shape, s,
-                                                   sizeof s));
+                     loom__shp(x),
+                     loom__shape_str(l->ndims, l->shape, s, sizeof s));
   }
   return loom_layer_normalize(x, l->ndims, l->weight, l->bias, l->eps);
 }

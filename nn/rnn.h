@@ -39,8 +39,7 @@ typedef struct loom_cell_type {
   void (*free)(void *cell); /* NULL: free() */
   /* Shape of state k for a step input x_t (B, I...): writes it to shape
    * and returns its ndim. NULL: (B, hidden_size). */
-  int (*state_shape)(void *cell, int k, const loom_tensor *x_t,
-                     int64_t *shape);
+  int (*state_shape)(void *cell, int k, const loom_tensor *x_t, int64_t *shape);
   /* Optional: the input's part of a step for all steps at once, on x
    * flattened to (T*B, I...); its result, unflattened to (T, B, ...), is
    * what step receives as x_t. One GEMM instead of T. */
@@ -54,9 +53,8 @@ typedef struct loom_cell_type {
    * and direction. Must equal running step T times. Returns 0, -1 on
    * error, or 1 when this cell's configuration has no fused path (the
    * runner then steps). */
-  int (*sequence)(void *cell, const loom_tensor *xs,
-                  const loom_tensor *lengths, bool reverse,
-                  loom_tensor *const *init, loom_tensor **out,
+  int (*sequence)(void *cell, const loom_tensor *xs, const loom_tensor *lengths,
+                  bool reverse, loom_tensor *const *init, loom_tensor **out,
                   loom_tensor **final);
 } loom_cell_type;
 
@@ -92,11 +90,11 @@ typedef struct loom_rnn_opts {
   int num_layers; /* 0 means 1 */
   bool bidirectional;
   bool batch_first;
-  double dropout;        /* on each layer's output but the last, training */
-  bool variational;      /* one dropout mask per sequence for all steps */
-  bool step_by_step;     /* never use a cell's fused sequence path */
+  double dropout;    /* on each layer's output but the last, training */
+  bool variational;  /* one dropout mask per sequence for all steps */
+  bool step_by_step; /* never use a cell's fused sequence path */
   const void *cell_config;
-  loom_rng *rng;         /* for dropout masks (NULL: default; borrowed) */
+  loom_rng *rng; /* for dropout masks (NULL: default; borrowed) */
 } loom_rnn_opts;
 
 /* The sequence runner, as a module. */
@@ -111,8 +109,7 @@ typedef struct loom_rnn {
 
 /* A layer running `type` (caller frees with loom_rnn_free). Parameters are
  * initialised like PyTorch's: U(-1/sqrt(hidden), 1/sqrt(hidden)). */
-LOOM_API loom_rnn *loom_rnn_new(const loom_cell_type *type,
-                                loom_rnn_opts opts);
+LOOM_API loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts);
 /* Shorthands: the built-in cell types (cell_config as in opts). */
 LOOM_API loom_rnn *loom_lstm_new(loom_rnn_opts opts);
 LOOM_API loom_rnn *loom_gru_new(loom_rnn_opts opts);

@@ -27,10 +27,12 @@ loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts) {
   if (opts.input_size <= 0 || opts.hidden_size <= 0 || opts.num_layers < 0 ||
       opts.num_layers > LOOM_RNN_MAX_LAYERS ||
       !(opts.dropout >= 0 && opts.dropout < 1))
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "%s: input %lld, hidden %lld, %d "
-                     "layers, dropout %g", type->name,
-                     (long long)opts.input_size, (long long)opts.hidden_size,
-                     opts.num_layers, opts.dropout);
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "%s: input %lld, hidden %lld, %d "
+                     "layers, dropout %g",
+                     type->name, (long long)opts.input_size,
+                     (long long)opts.hidden_size, opts.num_layers,
+                     opts.dropout);
   loom_rnn *r = calloc(1, sizeof *r);
   if (!r)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "%s: out of memory", type->name);
@@ -42,10 +44,9 @@ loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts) {
     for (int d = 0; d < r->directions; d++) {
       char suffix[32];
       snprintf(suffix, sizeof suffix, "_l%d%s", l, d ? "_reverse" : "");
-      int64_t in = l == 0 ? opts.input_size
-                          : opts.hidden_size * r->directions;
-      void *cell = type->make(opts.cell_config, &r->base, suffix, in,
-                              opts.hidden_size);
+      int64_t in = l == 0 ? opts.input_size : opts.hidden_size * r->directions;
+      void *cell =
+          type->make(opts.cell_config, &r->base, suffix, in, opts.hidden_size);
       if (!cell) {
         loom_module_free(&r->base);
         return NULL;
@@ -153,16 +154,19 @@ static loom_tensor *check_lengths(const loom_tensor *lengths, int64_t T,
                                   int64_t B, const char *op) {
   if (lengths->dtype != LOOM_I64 || lengths->ndim != 1 ||
       lengths->shape[0] != B)
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: lengths must be int64 (%lld), got "
-                     "%s %s", op, (long long)B,
-                     loom_dtype_name(lengths->dtype), loom__shp(lengths));
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "%s: lengths must be int64 (%lld), got "
+                     "%s %s",
+                     op, (long long)B, loom_dtype_name(lengths->dtype),
+                     loom__shp(lengths));
   loom_tensor *c = loom_contiguous(lengths);
   const int64_t *v = loom_data_i64(c);
   for (int64_t b = 0; v && b < B; b++)
     if (v[b] < 0 || v[b] > T)
-      return LOOM_FAIL(LOOM_ERR_INDEX, "%s: length %lld of sequence %lld "
-                       "outside [0, %lld]", op, (long long)v[b], (long long)b,
-                       (long long)T);
+      return LOOM_FAIL(LOOM_ERR_INDEX,
+                       "%s: length %lld of sequence %lld "
+                       "outside [0, %lld]",
+                       op, (long long)v[b], (long long)b, (long long)T);
   return c;
 }
 
@@ -173,15 +177,18 @@ int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
     return -1;
   const char *op = r->type->name;
   if (x->ndim < 3)
-    return loom_set_error(LOOM_ERR_SHAPE, "%s: input %s needs (T, B, I...)",
-                          op, loom__shp(x)), -1;
+    return loom_set_error(LOOM_ERR_SHAPE, "%s: input %s needs (T, B, I...)", op,
+                          loom__shp(x)),
+           -1;
   const loom_tensor *xs = r->opts.batch_first ? loom_transpose(x, 0, 1) : x;
   int64_t T = xs->shape[0], B = xs->shape[1];
   if (xs->shape[2] != r->opts.input_size)
-    return loom_set_error(LOOM_ERR_SHAPE, "%s: input %s has %lld features, "
-                          "the layer takes %lld", op, loom__shp(x),
-                          (long long)xs->shape[2],
-                          (long long)r->opts.input_size), -1;
+    return loom_set_error(LOOM_ERR_SHAPE,
+                          "%s: input %s has %lld features, "
+                          "the layer takes %lld",
+                          op, loom__shp(x), (long long)xs->shape[2],
+                          (long long)r->opts.input_size),
+           -1;
   const loom_tensor *len = lengths ? check_lengths(lengths, T, B, op) : NULL;
   if (lengths && !len)
     return -1;
@@ -214,11 +221,13 @@ int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
           if (st[k] && (st[k]->ndim != nd ||
                         loom__numel_of(nd, shape) != st[k]->numel)) {
             char want[96];
-            return loom_set_error(LOOM_ERR_SHAPE, "%s: initial state %d is "
-                                  "%s, expected (%d, %s)", op, k,
-                                  loom__shp(init[k]), L * D,
-                                  loom__shape_str(nd, shape, want,
-                                                  sizeof want)), -1;
+            return loom_set_error(
+                       LOOM_ERR_SHAPE,
+                       "%s: initial state %d is "
+                       "%s, expected (%d, %s)",
+                       op, k, loom__shp(init[k]), L * D,
+                       loom__shape_str(nd, shape, want, sizeof want)),
+                   -1;
           }
         } else {
           st[k] = loom_zeros(px->dtype, nd, shape);
@@ -246,9 +255,10 @@ int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
         memcpy(shape, layer_out->shape, sizeof shape);
         shape[0] = 1;
         double keep = 1 - r->opts.dropout;
-        loom_tensor *mask = loom_mul_scalar(
-            loom_bernoulli(r->opts.rng, layer_out->dtype, keep,
-                           layer_out->ndim, shape), 1 / keep);
+        loom_tensor *mask =
+            loom_mul_scalar(loom_bernoulli(r->opts.rng, layer_out->dtype, keep,
+                                           layer_out->ndim, shape),
+                            1 / keep);
         input = loom_mul(layer_out, mask);
       } else {
         input = loom_dropout(layer_out, r->opts.dropout, true, r->opts.rng);

@@ -18,10 +18,11 @@ static loom_transformer_opts with_defaults(loom_transformer_opts o) {
 static bool valid(const loom_transformer_opts *o) {
   if (o->d_model < 1 || o->nhead < 1 || o->d_model % o->nhead ||
       o->dim_feedforward < 1 || !(o->dropout >= 0 && o->dropout < 1)) {
-    loom_set_error(LOOM_ERR_ARGUMENT, "transformer: d_model %lld, nhead %lld, "
-                   "feed-forward %lld, dropout %g", (long long)o->d_model,
-                   (long long)o->nhead, (long long)o->dim_feedforward,
-                   o->dropout);
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "transformer: d_model %lld, nhead %lld, "
+                   "feed-forward %lld, dropout %g",
+                   (long long)o->d_model, (long long)o->nhead,
+                   (long long)o->dim_feedforward, o->dropout);
     return false;
   }
   return true;
@@ -33,8 +34,8 @@ static bool valid(const loom_transformer_opts *o) {
 static loom_multihead_attention *attention(const loom_transformer_opts *o) {
   return loom_multihead_attention_new(
       o->d_model, o->nhead,
-      (loom_mha_opts){.dropout = o->dropout, .batch_first = o->batch_first,
-                      .rng = o->rng});
+      (loom_mha_opts){
+          .dropout = o->dropout, .batch_first = o->batch_first, .rng = o->rng});
 }
 
 static loom_layer_norm *norm(const loom_transformer_opts *o) {
@@ -86,8 +87,8 @@ static loom_tensor *self_block(loom_multihead_attention *a,
                                const loom_tensor *mask, const loom_tensor *kpm,
                                bool causal, const loom_transformer_opts *o) {
   loom_tensor *y;
-  loom_mha_args args = {.key_padding_mask = kpm, .attn_mask = mask,
-                        .causal = causal};
+  loom_mha_args args = {
+      .key_padding_mask = kpm, .attn_mask = mask, .causal = causal};
   if (loom_multihead_attention_forward(a, x, x, x, &args, &y, NULL) < 0)
     return NULL;
   return dropout(m, y, o);
@@ -109,16 +110,19 @@ loom_transformer_encoder_layer_forward(loom_transformer_encoder_layer *l,
     x = loom_add(x, self_block(l->self_attn, m,
                                loom_layer_norm_forward(l->norm1, x), mask, kpm,
                                causal, o));
-    return loom_add(x, dropout(m, feed_forward(m, l->linear1, l->linear2,
-                                               loom_layer_norm_forward(
-                                                   l->norm2, x), o), o));
+    return loom_add(
+        x, dropout(m,
+                   feed_forward(m, l->linear1, l->linear2,
+                                loom_layer_norm_forward(l->norm2, x), o),
+                   o));
   }
   x = loom_layer_norm_forward(
-      l->norm1, loom_add(x, self_block(l->self_attn, m, x, mask, kpm, causal,
-                                       o)));
+      l->norm1,
+      loom_add(x, self_block(l->self_attn, m, x, mask, kpm, causal, o)));
   return loom_layer_norm_forward(
-      l->norm2, loom_add(x, dropout(m, feed_forward(m, l->linear1, l->linear2,
-                                                    x, o), o)));
+      l->norm2,
+      loom_add(x,
+               dropout(m, feed_forward(m, l->linear1, l->linear2, x, o), o)));
 }
 
 void loom_transformer_encoder_layer_free(loom_transformer_encoder_layer *l) {
@@ -138,8 +142,8 @@ loom_transformer_decoder_layer_new(loom_transformer_opts o) {
   loom_module_init(&l->base, "TransformerDecoderLayer", NULL);
   l->opts = o;
   l->self_attn = CHILD(l, "self_attn", loom_multihead_attention, attention(&o));
-  l->multihead_attn = CHILD(l, "multihead_attn", loom_multihead_attention,
-                            attention(&o));
+  l->multihead_attn =
+      CHILD(l, "multihead_attn", loom_multihead_attention, attention(&o));
   l->linear1 = CHILD(l, "linear1", loom_linear_layer,
                      loom_linear_layer_new(o.d_model, o.dim_feedforward, true));
   l->linear2 = CHILD(l, "linear2", loom_linear_layer,
@@ -159,20 +163,18 @@ static loom_tensor *cross_block(loom_transformer_decoder_layer *l,
                                 const loom_tensor *x, const loom_tensor *mem,
                                 const loom_transformer_masks *mk) {
   loom_tensor *y;
-  loom_mha_args args = {
-      .attn_mask = mk ? mk->memory_mask : NULL,
-      .key_padding_mask = mk ? mk->memory_key_padding_mask : NULL};
+  loom_mha_args args = {.attn_mask = mk ? mk->memory_mask : NULL,
+                        .key_padding_mask =
+                            mk ? mk->memory_key_padding_mask : NULL};
   if (loom_multihead_attention_forward(l->multihead_attn, x, mem, mem, &args,
                                        &y, NULL) < 0)
     return NULL;
   return dropout(&l->base, y, &l->opts);
 }
 
-loom_tensor *
-loom_transformer_decoder_layer_forward(loom_transformer_decoder_layer *l,
-                                       const loom_tensor *tgt,
-                                       const loom_tensor *memory,
-                                       const loom_transformer_masks *mk) {
+loom_tensor *loom_transformer_decoder_layer_forward(
+    loom_transformer_decoder_layer *l, const loom_tensor *tgt,
+    const loom_tensor *memory, const loom_transformer_masks *mk) {
   if (!l || !tgt || !memory)
     return NULL;
   const loom_transformer_opts *o = &l->opts;
@@ -185,20 +187,23 @@ loom_transformer_decoder_layer_forward(loom_transformer_decoder_layer *l,
     x = loom_add(x, self_block(l->self_attn, m,
                                loom_layer_norm_forward(l->norm1, x), mask, kpm,
                                causal, o));
-    x = loom_add(x, cross_block(l, loom_layer_norm_forward(l->norm2, x),
-                                memory, mk));
-    return loom_add(x, dropout(m, feed_forward(m, l->linear1, l->linear2,
-                                               loom_layer_norm_forward(
-                                                   l->norm3, x), o), o));
+    x = loom_add(
+        x, cross_block(l, loom_layer_norm_forward(l->norm2, x), memory, mk));
+    return loom_add(
+        x, dropout(m,
+                   feed_forward(m, l->linear1, l->linear2,
+                                loom_layer_norm_forward(l->norm3, x), o),
+                   o));
   }
   x = loom_layer_norm_forward(
-      l->norm1, loom_add(x, self_block(l->self_attn, m, x, mask, kpm, causal,
-                                       o)));
+      l->norm1,
+      loom_add(x, self_block(l->self_attn, m, x, mask, kpm, causal, o)));
   x = loom_layer_norm_forward(l->norm2,
                               loom_add(x, cross_block(l, x, memory, mk)));
   return loom_layer_norm_forward(
-      l->norm3, loom_add(x, dropout(m, feed_forward(m, l->linear1, l->linear2,
-                                                    x, o), o)));
+      l->norm3,
+      loom_add(x,
+               dropout(m, feed_forward(m, l->linear1, l->linear2, x, o), o)));
 }
 
 void loom_transformer_decoder_layer_free(loom_transformer_decoder_layer *l) {
@@ -216,8 +221,8 @@ static loom_transformer_stack *stack_new(loom_transformer_opts o, int n,
   loom_transformer_stack *s = calloc(1, sizeof *s);
   if (!s)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "transformer: out of memory");
-  loom_module_init(&s->base, decoder ? "TransformerDecoder"
-                                     : "TransformerEncoder", NULL);
+  loom_module_init(&s->base,
+                   decoder ? "TransformerDecoder" : "TransformerEncoder", NULL);
   s->opts = o;
   s->decoder = decoder;
   s->layers = loom_module_add_child(&s->base, "layers", loom_module_list_new());
@@ -294,7 +299,7 @@ loom_decoder_state *loom_decoder_state_new(loom_transformer_stack *s,
     return NULL;
   if (s->decoder && !memory)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "decoder_state: a decoder needs the "
-                     "encoder's memory");
+                                        "encoder's memory");
   loom_decoder_state *st = calloc(1, sizeof *st);
   if (!st)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "decoder_state: out of memory");
@@ -334,8 +339,7 @@ void loom_decoder_state_free(loom_decoder_state *st) {
 
 /* One position through one layer; x (B, E). */
 static loom_tensor *layer_step(loom_transformer_stack *s,
-                               loom_decoder_state *st, int i,
-                               loom_tensor *x) {
+                               loom_decoder_state *st, int i, loom_tensor *x) {
   loom_module *layer = loom_module_child(s->layers, i);
   const loom_transformer_opts *o = &s->opts;
   loom_multihead_attention *sa, *ca = NULL;
@@ -366,8 +370,8 @@ static loom_tensor *layer_step(loom_transformer_stack *s,
       x = loom_add(x, loom_multihead_attention_cross_step(
                           ca, st->cross[i], loom_layer_norm_forward(n2, x),
                           st->memory, st->kpm));
-    return loom_add(x, feed_forward(layer, l1, l2,
-                                    loom_layer_norm_forward(nf, x), o));
+    return loom_add(
+        x, feed_forward(layer, l1, l2, loom_layer_norm_forward(nf, x), o));
   }
   x = loom_layer_norm_forward(
       n1, loom_add(x, loom_multihead_attention_step(sa, st->self[i], x)));
@@ -385,8 +389,10 @@ loom_tensor *loom_transformer_step(loom_transformer_stack *s,
   if (!s || !st || !x)
     return NULL;
   if (x->ndim != 2 || x->shape[1] != s->opts.d_model)
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "transformer_step: input %s, expected "
-                     "(B, %lld)", loom__shp(x), (long long)s->opts.d_model);
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "transformer_step: input %s, expected "
+                     "(B, %lld)",
+                     loom__shp(x), (long long)s->opts.d_model);
   loom_no_grad_begin();
   loom_tensor *y = (loom_tensor *)x;
   for (int i = 0; i < s->n && y; i++)

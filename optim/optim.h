@@ -23,7 +23,6 @@ typedef struct loom_sgd_opts {
   bool nesterov, maximize;
 } loom_sgd_opts;
 
-
 typedef struct loom_adam_opts {
   double lr, beta1, beta2, eps, weight_decay;
   bool amsgrad, maximize;
@@ -110,15 +109,15 @@ typedef enum loom_schedule_kind {
 
 typedef struct loom_schedule_opts {
   loom_schedule_kind kind;
-  double gamma;            /* STEP, MULTISTEP, EXPONENTIAL */
-  int64_t step_size;       /* STEP */
-  int64_t milestones[16];  /* MULTISTEP, increasing */
+  double gamma;           /* STEP, MULTISTEP, EXPONENTIAL */
+  int64_t step_size;      /* STEP */
+  int64_t milestones[16]; /* MULTISTEP, increasing */
   int n_milestones;
-  int64_t t_max;           /* COSINE */
-  double eta_min;          /* COSINE */
+  int64_t t_max;                   /* COSINE */
+  double eta_min;                  /* COSINE */
   double start_factor, end_factor; /* LINEAR */
-  int64_t total_iters;     /* LINEAR */
-  int64_t d_model, warmup; /* NOAM */
+  int64_t total_iters;             /* LINEAR */
+  int64_t d_model, warmup;         /* NOAM */
   /* PLATEAU: reduce lr by `factor` after `patience` epochs without an
    * improvement beyond `threshold` (relative, or absolute when
    * threshold_abs), then wait `cooldown` epochs; never below min_lr;

@@ -68,9 +68,11 @@ static loom_optimizer *create(kind k, loom_tensor *const *params, int n,
       return NULL;
     if (!loom_dtype_is_float(params[i]->dtype) || !loom_is_leaf(params[i]) ||
         !loom__is_contiguous(params[i]))
-      return LOOM_FAIL(LOOM_ERR_ARGUMENT, "%s: parameter %d (%s %s) must be a "
-                       "contiguous float leaf tensor", names[k], i,
-                       loom_dtype_name(params[i]->dtype), loom__shp(params[i]));
+      return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                       "%s: parameter %d (%s %s) must be a "
+                       "contiguous float leaf tensor",
+                       names[k], i, loom_dtype_name(params[i]->dtype),
+                       loom__shp(params[i]));
   }
   loom_optimizer *o = calloc(1, sizeof *o);
   if (!o)
@@ -180,12 +182,10 @@ loom_optimizer *loom_adagrad_new(loom_tensor *const *params, int n,
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&         \
     !defined(__SANITIZE_ADDRESS__)
 #define UPDATE_CLONES                                                          \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",             \
-                               "default")))
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define UPDATE_CLONES
 #endif
-
 
 #define UPDATES(T, FMAF)                                                       \
   static void sgd_##T(T *p, const T *g, T *buf, int64_t n, bool first,         \
@@ -203,10 +203,9 @@ loom_optimizer *loom_adagrad_new(loom_tensor *const *params, int n,
       p[i] = FMAF(d, nlr, p[i]);                                               \
     }                                                                          \
   }                                                                            \
-  UPDATE_CLONES static void adam_##T(T *p, const T *g, T *m, T *v, T *vmax,    \
-                                     int64_t n,                                \
-                       int64_t step, const loom_adam_opts *a, double lr,       \
-                       bool decoupled) {                                       \
+  UPDATE_CLONES static void adam_##T(                                          \
+      T *p, const T *g, T *m, T *v, T *vmax, int64_t n, int64_t step,          \
+      const loom_adam_opts *a, double lr, bool decoupled) {                    \
     T b1 = (T)a->beta1, b2 = (T)a->beta2, c1 = (T)(1 - a->beta1),              \
       c2 = (T)(1 - a->beta2), wd = (T)a->weight_decay, eps = (T)a->eps;        \
     T shrink = (T)(1 - lr * a->weight_decay);                                  \
@@ -320,8 +319,10 @@ static int step_one(loom_optimizer *o, int i) {
     return 0;
   if (!loom_same_shape(g, p) || g->dtype != p->dtype ||
       !loom__is_contiguous(g)) {
-    loom_set_error(LOOM_ERR_STATE, "%s: gradient %s of parameter %d %s does "
-                   "not match it", names[o->k], loom__shp(g), i, loom__shp(p));
+    loom_set_error(LOOM_ERR_STATE,
+                   "%s: gradient %s of parameter %d %s does "
+                   "not match it",
+                   names[o->k], loom__shp(g), i, loom__shp(p));
     return -1;
   }
   bool f32 = p->dtype == LOOM_F32;
@@ -346,9 +347,9 @@ static int step_one(loom_optimizer *o, int i) {
     loom_tensor *vmax = o->o.adam.amsgrad ? state(o, 2, i, 0) : NULL;
     if (!m || !v || (o->o.adam.amsgrad && !vmax))
       return -1;
-    loom__parallel_for(loom__threads_for(4 * n), n, adam_part,
-                       &(adam_job){p, g, m, v, vmax, step, &o->o.adam, o->lr,
-                                   o->k == ADAMW});
+    loom__parallel_for(
+        loom__threads_for(4 * n), n, adam_part,
+        &(adam_job){p, g, m, v, vmax, step, &o->o.adam, o->lr, o->k == ADAMW});
     break;
   }
   case RMSPROP: {
@@ -373,8 +374,8 @@ static int step_one(loom_optimizer *o, int i) {
       adagrad_float(PTR(float, p), PTR(float, g), PTR(float, sum), n, step,
                     &o->o.ada, o->lr);
     else
-      adagrad_double(PTR(double, p), PTR(double, g), PTR(double, sum), n,
-                     step, &o->o.ada, o->lr);
+      adagrad_double(PTR(double, p), PTR(double, g), PTR(double, sum), n, step,
+                     &o->o.ada, o->lr);
     break;
   }
   }
@@ -451,8 +452,10 @@ int loom_optimizer_load_state(loom_optimizer *o, const loom_tensor_map *m,
   snprintf(k, sizeof k, "%skind", prefix ? prefix : "");
   const char *kind_name = loom_tensor_map_meta(m, k);
   if (kind_name && strcmp(kind_name, names[o->k]) != 0) {
-    loom_set_error(LOOM_ERR_STATE, "optimizer_load_state: state is for %s, "
-                   "this optimizer is %s", kind_name, names[o->k]);
+    loom_set_error(LOOM_ERR_STATE,
+                   "optimizer_load_state: state is for %s, "
+                   "this optimizer is %s",
+                   kind_name, names[o->k]);
     return -1;
   }
   snprintf(k, sizeof k, "%sstep", prefix ? prefix : "");
@@ -461,7 +464,8 @@ int loom_optimizer_load_state(loom_optimizer *o, const loom_tensor_map *m,
   loom_tensor *lr = loom_tensor_map_get(m, k);
   if (!steps || steps->dtype != LOOM_I64 || steps->ndim != 1 ||
       steps->shape[0] != o->n || !lr || lr->numel != 1) {
-    loom_set_error(LOOM_ERR_STATE, "optimizer_load_state: missing or "
+    loom_set_error(LOOM_ERR_STATE,
+                   "optimizer_load_state: missing or "
                    "mismatched '%sstep'/'%slr' (%d parameters)",
                    prefix ? prefix : "", prefix ? prefix : "", o->n);
     return -1;
@@ -474,9 +478,10 @@ int loom_optimizer_load_state(loom_optimizer *o, const loom_tensor_map *m,
       key(k, sizeof k, prefix, buf_names[o->k][b], i);
       loom_tensor *t = loom_tensor_map_get(m, k);
       if (t && !loom_same_shape(t, o->params[i])) {
-        loom_set_error(LOOM_ERR_SHAPE, "optimizer_load_state: '%s' is %s, "
-                       "parameter %d is %s", k, loom__shp(t), i,
-                       loom__shp(o->params[i]));
+        loom_set_error(LOOM_ERR_SHAPE,
+                       "optimizer_load_state: '%s' is %s, "
+                       "parameter %d is %s",
+                       k, loom__shp(t), i, loom__shp(o->params[i]));
         return -1;
       }
     }

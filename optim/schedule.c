@@ -20,11 +20,19 @@ struct loom_schedule {
 };
 
 loom_schedule_opts loom_schedule_defaults(loom_schedule_kind kind) {
-  return (loom_schedule_opts){.kind = kind, .gamma = 0.1, .step_size = 1,
-                              .t_max = 1, .start_factor = 1.0 / 3,
-                              .end_factor = 1, .total_iters = 5,
-                              .d_model = 512, .warmup = 4000, .factor = 0.1,
-                              .threshold = 1e-4, .eps = 1e-8, .patience = 10};
+  return (loom_schedule_opts){.kind = kind,
+                              .gamma = 0.1,
+                              .step_size = 1,
+                              .t_max = 1,
+                              .start_factor = 1.0 / 3,
+                              .end_factor = 1,
+                              .total_iters = 5,
+                              .d_model = 512,
+                              .warmup = 4000,
+                              .factor = 0.1,
+                              .threshold = 1e-4,
+                              .eps = 1e-8,
+                              .patience = 10};
 }
 
 static double lr_at(const loom_schedule *s, int64_t e) {
@@ -45,8 +53,8 @@ static double lr_at(const loom_schedule *s, int64_t e) {
                             (1 + cos(PI * (double)e / (double)o->t_max)) / 2;
   case LOOM_SCHEDULE_LINEAR: {
     double t = e < o->total_iters ? (double)e : (double)o->total_iters;
-    return s->base * (o->start_factor + (o->end_factor - o->start_factor) *
-                                            t / (double)o->total_iters);
+    return s->base * (o->start_factor + (o->end_factor - o->start_factor) * t /
+                                            (double)o->total_iters);
   }
   case LOOM_SCHEDULE_NOAM: {
     double step = (double)(e + 1);
@@ -64,27 +72,37 @@ loom_schedule *loom_schedule_new(loom_optimizer *opt, loom_schedule_opts o) {
     return NULL;
   bool ok = true;
   switch (o.kind) {
-  case LOOM_SCHEDULE_STEP: ok = o.step_size > 0; break;
+  case LOOM_SCHEDULE_STEP:
+    ok = o.step_size > 0;
+    break;
   case LOOM_SCHEDULE_MULTISTEP:
     ok = o.n_milestones >= 0 && o.n_milestones <= 16;
     for (int i = 1; ok && i < o.n_milestones; i++)
       ok = o.milestones[i] > o.milestones[i - 1];
     break;
-  case LOOM_SCHEDULE_COSINE: ok = o.t_max > 0; break;
+  case LOOM_SCHEDULE_COSINE:
+    ok = o.t_max > 0;
+    break;
   case LOOM_SCHEDULE_LINEAR:
     ok = o.total_iters > 0 && o.start_factor > 0 && o.start_factor <= 1 &&
          o.end_factor >= 0 && o.end_factor <= 1;
     break;
-  case LOOM_SCHEDULE_NOAM: ok = o.d_model > 0 && o.warmup > 0; break;
+  case LOOM_SCHEDULE_NOAM:
+    ok = o.d_model > 0 && o.warmup > 0;
+    break;
   case LOOM_SCHEDULE_PLATEAU:
     ok = o.factor > 0 && o.factor < 1 && o.patience >= 0 && o.cooldown >= 0;
     break;
-  case LOOM_SCHEDULE_EXPONENTIAL: break;
-  default: ok = false;
+  case LOOM_SCHEDULE_EXPONENTIAL:
+    break;
+  default:
+    ok = false;
   }
   if (!ok)
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "schedule_new: invalid options for "
-                     "schedule kind %d", (int)o.kind);
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "schedule_new: invalid options for "
+                     "schedule kind %d",
+                     (int)o.kind);
   loom_schedule *s = calloc(1, sizeof *s);
   if (!s)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "schedule_new: out of memory");
@@ -98,7 +116,9 @@ loom_schedule *loom_schedule_new(loom_optimizer *opt, loom_schedule_opts o) {
 
 void loom_schedule_free(loom_schedule *s) { free(s); }
 
-int64_t loom_schedule_epoch(const loom_schedule *s) { return s ? s->epoch : -1; }
+int64_t loom_schedule_epoch(const loom_schedule *s) {
+  return s ? s->epoch : -1;
+}
 
 static bool better(const loom_schedule *s, double a) {
   const loom_schedule_opts *o = &s->o;
@@ -129,8 +149,8 @@ double loom_schedule_step(loom_schedule *s, double metric) {
   }
   if (s->bad_epochs > s->o.patience) {
     double old = loom_optimizer_lr(s->opt);
-    double lr = old * s->o.factor > s->o.min_lr ? old * s->o.factor
-                                                : s->o.min_lr;
+    double lr =
+        old * s->o.factor > s->o.min_lr ? old * s->o.factor : s->o.min_lr;
     if (old - lr > s->o.eps)
       loom_optimizer_set_lr(s->opt, lr);
     s->cooldown_left = s->o.cooldown;
@@ -148,8 +168,8 @@ int loom_schedule_save_state(const loom_schedule *s, loom_tensor_map *m,
                  (double)s->cooldown_left};
   loom_scope *sc = loom_scope_begin();
   snprintf(k, sizeof k, "%sschedule", prefix ? prefix : "");
-  int rc = loom_tensor_map_set(m, k, loom_from_array(LOOM_F64, v,
-                                                     LOOM_SHAPE(4)));
+  int rc =
+      loom_tensor_map_set(m, k, loom_from_array(LOOM_F64, v, LOOM_SHAPE(4)));
   loom_scope_end(sc);
   return rc;
 }
@@ -162,8 +182,10 @@ int loom_schedule_load_state(loom_schedule *s, const loom_tensor_map *m,
   snprintf(k, sizeof k, "%sschedule", prefix ? prefix : "");
   loom_tensor *t = loom_tensor_map_get(m, k);
   if (!t || t->dtype != LOOM_F64 || t->numel != 4) {
-    loom_set_error(LOOM_ERR_STATE, "schedule_load_state: no '%s' of 4 "
-                   "float64 values", k);
+    loom_set_error(LOOM_ERR_STATE,
+                   "schedule_load_state: no '%s' of 4 "
+                   "float64 values",
+                   k);
     return -1;
   }
   const double *v = (const double *)t->data;

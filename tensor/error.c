@@ -30,8 +30,8 @@ bool loom__check_float(const loom_tensor *t, const char *op) {
   if (!t)
     return true;
   if (!loom_dtype_is_float(t->dtype)) {
-    loom_set_error(LOOM_ERR_DTYPE, "%s: expected a float tensor, got %s %s",
-                   op, loom_dtype_name(t->dtype), loom__shp(t));
+    loom_set_error(LOOM_ERR_DTYPE, "%s: expected a float tensor, got %s %s", op,
+                   loom_dtype_name(t->dtype), loom__shp(t));
     return true;
   }
   return false;

@@ -119,9 +119,7 @@ void loom__write(char *p, loom_dtype dtype, double v);
 bool loom__check_float(const loom_tensor *t, const char *op);
 
 /* ---- versions ---- */
-static inline void loom__bump_version(loom_tensor *t) {
-  t->storage->version++;
-}
+static inline void loom__bump_version(loom_tensor *t) { t->storage->version++; }
 
 /* ---- scopes ---- */
 void loom__scope_drain_all(void);

@@ -87,8 +87,7 @@ static void iter_part(void *p, int64_t lo, int64_t hi) {
   run_range(j->it, lo, hi, j->fn, j->ctx);
 }
 
-void loom__iter_run(const loom_iter *it, loom_iter_fn fn, void *ctx,
-                    int cost) {
+void loom__iter_run(const loom_iter *it, loom_iter_fn fn, void *ctx, int cost) {
   int64_t total = it->numel;
   if (total == 0)
     return;

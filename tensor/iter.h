@@ -11,7 +11,7 @@
 
 typedef struct loom_iter {
   int nops;
-  int ndim;                                   /* >= 1; dim ndim-1 is inner */
+  int ndim; /* >= 1; dim ndim-1 is inner */
   int64_t numel;
   int64_t shape[LOOM_MAX_DIMS];
   int64_t strides[LOOM_ITER_MAX_OPS][LOOM_MAX_DIMS]; /* bytes */
@@ -30,8 +30,7 @@ void loom__iter_init(loom_iter *it, int nops, const loom_tensor *const *ops,
 /* Calls fn over all elements; `cost` scales the thread threshold (1 for a
  * cheap op, ~10 for exp/tanh). Threads split element ranges, so results do
  * not depend on the thread count. */
-void loom__iter_run(const loom_iter *it, loom_iter_fn fn, void *ctx,
-                    int cost);
+void loom__iter_run(const loom_iter *it, loom_iter_fn fn, void *ctx, int cost);
 
 /* The same on the calling thread only (for kernels whose ctx is not
  * thread-safe). */

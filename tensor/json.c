@@ -23,8 +23,8 @@ static void fail(parser *ps, const char *what) {
 }
 
 static void skip_ws(parser *ps) {
-  while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' ||
-                             *ps->p == '\n' || *ps->p == '\r'))
+  while (ps->p < ps->end &&
+         (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
     ps->p++;
 }
 
@@ -37,9 +37,10 @@ static bool literal(parser *ps, const char *word) {
 }
 
 static int hexval(char c) {
-  return c >= '0' && c <= '9' ? c - '0'
+  return c >= '0' && c <= '9'   ? c - '0'
          : c >= 'a' && c <= 'f' ? c - 'a' + 10
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                : -1;
 }
 
 static bool scan_string(parser *ps) {
@@ -326,8 +327,8 @@ static size_t utf8(uint32_t c, char *out) {
 }
 
 static uint32_t hex4(const char *p) {
-  return (uint32_t)(hexval(p[0]) << 12 | hexval(p[1]) << 8 |
-                    hexval(p[2]) << 4 | hexval(p[3]));
+  return (uint32_t)(hexval(p[0]) << 12 | hexval(p[1]) << 8 | hexval(p[2]) << 4 |
+                    hexval(p[3]));
 }
 
 char *loom_json_string(const loom_json *v) {
@@ -345,11 +346,21 @@ char *loom_json_string(const loom_json *v) {
     char e = p[1];
     p += 2;
     switch (e) {
-    case 'b': *o++ = '\b'; break;
-    case 'f': *o++ = '\f'; break;
-    case 'n': *o++ = '\n'; break;
-    case 'r': *o++ = '\r'; break;
-    case 't': *o++ = '\t'; break;
+    case 'b':
+      *o++ = '\b';
+      break;
+    case 'f':
+      *o++ = '\f';
+      break;
+    case 'n':
+      *o++ = '\n';
+      break;
+    case 'r':
+      *o++ = '\r';
+      break;
+    case 't':
+      *o++ = '\t';
+      break;
     case 'u': {
       uint32_t c = hex4(p);
       p += 4;
@@ -364,7 +375,8 @@ char *loom_json_string(const loom_json *v) {
       o += utf8(c, o); /* \u escapes take 6 bytes, their UTF-8 at most 4 */
       break;
     }
-    default: *o++ = e;
+    default:
+      *o++ = e;
     }
   }
   *o = '\0';

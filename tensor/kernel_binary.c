@@ -18,20 +18,23 @@
   LOOM_MAP2(NAME##_u8, uint8_t, uint8_t, EXPR)
 
 #define TABLE(NAME, BOOL_OUT, COST, ...)                                       \
-  const loom_binary_kernel loom_k_##NAME = {#NAME, {__VA_ARGS__}, BOOL_OUT,    \
-                                            COST};
+  const loom_binary_kernel loom_k_##NAME = {                                   \
+      #NAME, {__VA_ARGS__}, BOOL_OUT, COST};
 #define FLOAT_TABLE(NAME, COST)                                                \
   TABLE(NAME, false, COST, [LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64)
 #define NUM_TABLE(NAME, COST)                                                  \
   TABLE(NAME, false, COST, [LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64,   \
         [LOOM_I64] = NAME##_i64, [LOOM_U8] = NAME##_u8)
 #define PRED_TABLE(NAME)                                                       \
-  TABLE(NAME, true, 1, [LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64,       \
-        [LOOM_I64] = NAME##_i64, [LOOM_BOOL] = NAME##_u8,                      \
-        [LOOM_U8] = NAME##_u8)
+  TABLE(                                                                       \
+      NAME, true, 1, [LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64,         \
+      [LOOM_I64] = NAME##_i64, [LOOM_BOOL] = NAME##_u8, [LOOM_U8] = NAME##_u8)
 
 #define SIGMOID(v) (1 / (1 + exp(-(v))))
 
+/* The formulas are macro arguments, which clang-format would misread as
+ * declarations (a *b). */
+/* clang-format off */
 NUM2(add, a + b)
 NUM2(sub, a - b)
 NUM2(mul, a * b)
@@ -134,6 +137,7 @@ FLOAT_TABLE(exp_grad, 1)
 FLOAT_TABLE(expm1_grad, 1)
 FLOAT_TABLE(pow_scalar_grad, 8)
 FLOAT_TABLE(square_grad, 1)
+/* clang-format on */
 
 typedef struct {
   loom_map2_fn fn;

@@ -5,7 +5,8 @@
 #include <stdlib.h>
 
 #define IM2COL(T)                                                              \
-  static void im2col_##T(const T *x, T *col, int64_t c, const loom_conv_geom *g) { \
+  static void im2col_##T(const T *x, T *col, int64_t c,                        \
+                         const loom_conv_geom *g) {                            \
     int64_t L = g->oh * g->ow;                                                 \
     for (int64_t ci = 0; ci < c; ci++)                                         \
       for (int64_t ki = 0; ki < g->kh; ki++)                                   \
@@ -27,7 +28,8 @@
           }                                                                    \
         }                                                                      \
   }                                                                            \
-  static void col2im_##T(const T *col, T *x, int64_t c, const loom_conv_geom *g) { \
+  static void col2im_##T(const T *col, T *x, int64_t c,                        \
+                         const loom_conv_geom *g) {                            \
     int64_t L = g->oh * g->ow;                                                 \
     for (int64_t ci = 0; ci < c; ci++)                                         \
       for (int64_t ki = 0; ki < g->kh; ki++)                                   \

@@ -7,8 +7,10 @@
 /* Float -> integer conversion saturates (NaN -> 0) instead of being
  * undefined; everything else converts as C does, bool as != 0. */
 static inline int64_t to_i64(double v) {
-  return v != v ? 0 : v >= 9.2233720368547758e18 ? INT64_MAX
-         : v <= -9.2233720368547758e18 ? INT64_MIN : (int64_t)v;
+  return v != v                        ? 0
+         : v >= 9.2233720368547758e18  ? INT64_MAX
+         : v <= -9.2233720368547758e18 ? INT64_MIN
+                                       : (int64_t)v;
 }
 static inline uint8_t to_u8(double v) {
   return v != v || v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)v;
@@ -49,8 +51,6 @@ static void to_bool(char **p, const int64_t *s, int64_t n, void *c) {
     *(uint8_t *)(p[0] + i * s[0]) = loom__read(p[1] + i * s[1], from) != 0;
 }
 
-
-
 static void same(char **p, const int64_t *s, int64_t n, void *c) {
   size_t es = ((const copy_ctx *)c)->es;
   if (s[0] == (int64_t)es && s[1] == (int64_t)es) {
@@ -77,21 +77,35 @@ static loom_iter_fn converter(loom_dtype to, loom_dtype from) {
     return same;
   if (to == LOOM_BOOL)
     return to_bool;
-#define K(T, F) ((int)(T) * LOOM_DTYPE_COUNT + (int)(F))
-  switch (K(to == LOOM_BOOL ? LOOM_U8 : to, from == LOOM_BOOL ? LOOM_U8 : from)) {
-  case K(LOOM_F32, LOOM_F64): return cv_float_double;
-  case K(LOOM_F32, LOOM_I64): return cv_float_i64;
-  case K(LOOM_F32, LOOM_U8): return cv_float_u8;
-  case K(LOOM_F64, LOOM_F32): return cv_double_float;
-  case K(LOOM_F64, LOOM_I64): return cv_double_i64;
-  case K(LOOM_F64, LOOM_U8): return cv_double_u8;
-  case K(LOOM_I64, LOOM_F32): return cv_i64_float;
-  case K(LOOM_I64, LOOM_F64): return cv_i64_double;
-  case K(LOOM_I64, LOOM_U8): return cv_i64_u8;
-  case K(LOOM_U8, LOOM_F32): return cv_u8_float;
-  case K(LOOM_U8, LOOM_F64): return cv_u8_double;
-  case K(LOOM_U8, LOOM_I64): return cv_u8_i64;
-  default: return same;
+#define K(T, F) ((int)(T)*LOOM_DTYPE_COUNT + (int)(F))
+  switch (
+      K(to == LOOM_BOOL ? LOOM_U8 : to, from == LOOM_BOOL ? LOOM_U8 : from)) {
+  case K(LOOM_F32, LOOM_F64):
+    return cv_float_double;
+  case K(LOOM_F32, LOOM_I64):
+    return cv_float_i64;
+  case K(LOOM_F32, LOOM_U8):
+    return cv_float_u8;
+  case K(LOOM_F64, LOOM_F32):
+    return cv_double_float;
+  case K(LOOM_F64, LOOM_I64):
+    return cv_double_i64;
+  case K(LOOM_F64, LOOM_U8):
+    return cv_double_u8;
+  case K(LOOM_I64, LOOM_F32):
+    return cv_i64_float;
+  case K(LOOM_I64, LOOM_F64):
+    return cv_i64_double;
+  case K(LOOM_I64, LOOM_U8):
+    return cv_i64_u8;
+  case K(LOOM_U8, LOOM_F32):
+    return cv_u8_float;
+  case K(LOOM_U8, LOOM_F64):
+    return cv_u8_double;
+  case K(LOOM_U8, LOOM_I64):
+    return cv_u8_i64;
+  default:
+    return same;
   }
 #undef K
 }
@@ -130,8 +144,8 @@ void loom_kernel_fill(loom_tensor *out, double value) {
 static void where_fn(char **p, const int64_t *s, int64_t n, void *c) {
   size_t es = ((const copy_ctx *)c)->es;
   for (int64_t i = 0; i < n; i++) {
-    const char *src = *(const uint8_t *)(p[1] + i * s[1]) ? p[2] + i * s[2]
-                                                          : p[3] + i * s[3];
+    const char *src =
+        *(const uint8_t *)(p[1] + i * s[1]) ? p[2] + i * s[2] : p[3] + i * s[3];
     memcpy(p[0] + i * s[0], src, es);
   }
 }
@@ -149,8 +163,8 @@ static void masked_fn(char **p, const int64_t *s, int64_t n, void *c) {
   const copy_ctx *f = c;
   const char *value = (const char *)(f + 1);
   for (int64_t i = 0; i < n; i++) {
-    const char *src = *(const uint8_t *)(p[2] + i * s[2]) ? value
-                                                          : p[1] + i * s[1];
+    const char *src =
+        *(const uint8_t *)(p[2] + i * s[2]) ? value : p[1] + i * s[1];
     memmove(p[0] + i * s[0], src, f->es);
   }
 }

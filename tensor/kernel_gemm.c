@@ -39,9 +39,8 @@ static bool layout(int64_t rows, int64_t cols, int64_t s0, int64_t s1,
 bool loom_kernel_gemm_ok(const loom_tensor *m) {
   bool t;
   int64_t ld;
-  return m->ndim == 2 &&
-         layout(m->shape[0], m->shape[1], m->strides[0], m->strides[1], &t,
-                &ld);
+  return m->ndim == 2 && layout(m->shape[0], m->shape[1], m->strides[0],
+                                m->strides[1], &t, &ld);
 }
 
 /* Multiply-adds below which a product is not split (about 10 us). */
@@ -116,9 +115,21 @@ void loom_kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
   }
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, blas_single_threaded);
-  gemm_job j = {.dtype = dtype, .ta = ta, .tb = tb, .by_rows = n >= m,
-                .n = n, .m = m, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc,
-                .alpha = alpha, .beta = beta, .a = a, .b = b, .c = c};
+  gemm_job j = {.dtype = dtype,
+                .ta = ta,
+                .tb = tb,
+                .by_rows = n >= m,
+                .n = n,
+                .m = m,
+                .k = k,
+                .lda = lda,
+                .ldb = ldb,
+                .ldc = ldc,
+                .alpha = alpha,
+                .beta = beta,
+                .a = a,
+                .b = b,
+                .c = c};
   int64_t len = j.by_rows ? n : m;
   int64_t blocks = (len + GEMM_ALIGN - 1) / GEMM_ALIGN;
   int64_t want = n * m * k / GEMM_PART_MIN;

@@ -36,13 +36,12 @@ struct loom_packed {
   float *data; /* panels x K x NR, zero-padded past N */
 };
 
-loom_packed *loom_kernel_pack(const float *b, int64_t K, int64_t N,
-                              int64_t ld, bool trans) {
+loom_packed *loom_kernel_pack(const float *b, int64_t K, int64_t N, int64_t ld,
+                              bool trans) {
   loom_packed *p = malloc(sizeof *p);
   int64_t panels = (N + NR - 1) / NR;
-  float *d = p ? aligned_alloc(64, (size_t)(panels * K * NR) * sizeof *d +
-                                       64)
-               : NULL;
+  float *d =
+      p ? aligned_alloc(64, (size_t)(panels * K * NR) * sizeof *d + 64) : NULL;
   if (!d) {
     free(p);
     loom_set_error(LOOM_ERR_MEMORY, "pack: out of memory");
@@ -69,8 +68,9 @@ void loom_kernel_packed_free(loom_packed *p) {
 /* C rows [m, m+rows) x panel q += A rows x B panel, rows <= MR. The C
  * block goes through a local tile, so partial panels need no masking. */
 LOOM_CLONES LOOM_FMA static void block(int64_t rows, int64_t K, const float *a,
-                              int64_t lda, const float *panel, float *c,
-                              int64_t ldc, int64_t cols, bool accumulate) {
+                                       int64_t lda, const float *panel,
+                                       float *c, int64_t ldc, int64_t cols,
+                                       bool accumulate) {
   v16 acc[MR][2];
   float tile[MR][NR];
   for (int64_t r = 0; r < MR; r++)
@@ -111,9 +111,9 @@ LOOM_CLONES LOOM_FMA static void block(int64_t rows, int64_t K, const float *a,
   }
 }
 
-static void panels(int64_t M, const float *a, int64_t lda,
-                   const loom_packed *p, float *c, int64_t ldc,
-                   bool accumulate, int64_t q0, int64_t q1) {
+static void panels(int64_t M, const float *a, int64_t lda, const loom_packed *p,
+                   float *c, int64_t ldc, bool accumulate, int64_t q0,
+                   int64_t q1) {
   for (int64_t q = q0; q < q1; q++) {
     const float *panel = p->data + q * p->K * NR;
     int64_t cols = p->N - q * NR < NR ? p->N - q * NR : NR;
@@ -184,8 +184,8 @@ void loom_kernel_reuse_end(void) {
 
 const loom_packed *loom_kernel_pack_reused(const loom_tensor *m, bool trans) {
   if (reuse_depth == 0 || !m || m->ndim != 2 || m->dtype != LOOM_F32 ||
-      !m->requires_grad || m->strides[1] != 1 ||
-      m->strides[0] < m->shape[1] || loom_last_status() != LOOM_OK)
+      !m->requires_grad || m->strides[1] != 1 || m->strides[0] < m->shape[1] ||
+      loom_last_status() != LOOM_OK)
     return NULL;
   for (int i = 0; i < reuse_n; i++) {
     reuse_entry *e = &reuse[i];
@@ -194,8 +194,7 @@ const loom_packed *loom_kernel_pack_reused(const loom_tensor *m, bool trans) {
       continue;
     bool same = e->version == m->storage->version;
     for (int d = 0; same && d < 2; d++)
-      same = e->m->shape[d] == m->shape[d] &&
-             e->m->strides[d] == m->strides[d];
+      same = e->m->shape[d] == m->shape[d] && e->m->strides[d] == m->strides[d];
     if (same)
       return e->p;
   }
@@ -208,7 +207,7 @@ const loom_packed *loom_kernel_pack_reused(const loom_tensor *m, bool trans) {
     return NULL;
   if (reuse_n == REUSE_SLOTS)
     reuse_drop(0);
-  reuse[reuse_n++] = (reuse_entry){loom_keep((loom_tensor *)m),
-                                   m->storage->version, trans, p};
+  reuse[reuse_n++] =
+      (reuse_entry){loom_keep((loom_tensor *)m), m->storage->version, trans, p};
   return p;
 }

@@ -96,23 +96,30 @@ static void scatter_fn(char **p, const int64_t *s, int64_t n, void *c) {
     char *dst = p[2] + i * s[2] + j * g->step;
     const char *src = p[1] + i * s[1];
     switch (g->t) {
-    case LOOM_F32: *(float *)dst += *(const float *)src; break;
-    case LOOM_F64: *(double *)dst += *(const double *)src; break;
-    case LOOM_I64: *(int64_t *)dst += *(const int64_t *)src; break;
-    default: *(uint8_t *)dst += *(const uint8_t *)src; break;
+    case LOOM_F32:
+      *(float *)dst += *(const float *)src;
+      break;
+    case LOOM_F64:
+      *(double *)dst += *(const double *)src;
+      break;
+    case LOOM_I64:
+      *(int64_t *)dst += *(const int64_t *)src;
+      break;
+    default:
+      *(uint8_t *)dst += *(const uint8_t *)src;
+      break;
     }
   }
 }
 
 void loom_kernel_scatter_add(loom_tensor *out, int dim,
-                             const loom_tensor *index,
-                             const loom_tensor *src) {
+                             const loom_tensor *index, const loom_tensor *src) {
   loom_tensor ov = along(out, dim, index);
   scatter_ctx g = {out->strides[dim] * (int64_t)loom_dtype_size(out->dtype),
                    out->dtype};
   loom_iter it;
-  loom__iter_init(&it, 3, (const loom_tensor *[]){index, src, &ov},
-                  index->ndim, index->shape);
+  loom__iter_init(&it, 3, (const loom_tensor *[]){index, src, &ov}, index->ndim,
+                  index->shape);
   /* Serial: repeated indices add into the same element. */
   loom__iter_run_serial(&it, scatter_fn, &g);
 }
@@ -174,7 +181,8 @@ void loom_kernel_index_add(loom_tensor *out, int dim, const loom_tensor *index,
   }
   double p[1] = {alpha};
   for (int64_t j = 0; j < n; j++) {
-    loom_tensor o = slice_view(out, dim, ix[j * is]), s = slice_view(src, dim, j);
+    loom_tensor o = slice_view(out, dim, ix[j * is]),
+                s = slice_view(src, dim, j);
     loom_kernel_binary(&loom_k_add_scaled, &o, &o, &s, p);
   }
 }

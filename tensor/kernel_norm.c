@@ -127,8 +127,15 @@ LAYER_NORM(f64, double)
 void loom_kernel_layer_norm(loom_dtype dtype, int64_t rows, int64_t cols,
                             const void *x, const void *w, const void *b,
                             double eps, void *y, void *mean, void *rstd) {
-  norm_job j = {.rows = rows, .cols = cols, .eps = eps, .x = x, .w = w,
-                .b = b, .y = y, .mean = mean, .rstd = rstd};
+  norm_job j = {.rows = rows,
+                .cols = cols,
+                .eps = eps,
+                .x = x,
+                .w = w,
+                .b = b,
+                .y = y,
+                .mean = mean,
+                .rstd = rstd};
   loom__parallel_for(loom__threads_for(rows * cols * 4), rows,
                      dtype == LOOM_F32 ? forward_f32 : forward_f64, &j);
 }
@@ -137,16 +144,23 @@ void loom_kernel_layer_norm_grad(loom_dtype dtype, int64_t rows, int64_t cols,
                                  const void *gy, const void *x, const void *w,
                                  const void *mean, const void *rstd, void *dx,
                                  void *dw, void *db) {
-  norm_job j = {.rows = rows, .cols = cols, .x = x, .w = w, .gy = gy,
-                .mean = (char *)mean, .rstd = (char *)rstd, .dx = dx,
-                .dw = dw, .db = db};
+  norm_job j = {.rows = rows,
+                .cols = cols,
+                .x = x,
+                .w = w,
+                .gy = gy,
+                .mean = (char *)mean,
+                .rstd = (char *)rstd,
+                .dx = dx,
+                .dw = dw,
+                .db = db};
   int nt = loom__threads_for(rows * cols * 4);
   if (dx)
-    loom__parallel_for(nt, rows,
-                       dtype == LOOM_F32 ? backward_rows_f32 : backward_rows_f64,
-                       &j);
+    loom__parallel_for(
+        nt, rows, dtype == LOOM_F32 ? backward_rows_f32 : backward_rows_f64,
+        &j);
   if (dw || db)
-    loom__parallel_for(nt, cols,
-                       dtype == LOOM_F32 ? backward_cols_f32 : backward_cols_f64,
-                       &j);
+    loom__parallel_for(
+        nt, cols, dtype == LOOM_F32 ? backward_cols_f32 : backward_cols_f64,
+        &j);
 }

@@ -30,8 +30,7 @@
               }                                                                \
             }                                                                  \
           }                                                                    \
-          done_##T:                                                            \
-          out[(p * g->oh + oi) * g->ow + oj] = best;                           \
+          done_##T : out[(p * g->oh + oi) * g->ow + oj] = best;                \
           if (idx)                                                             \
             idx[(p * g->oh + oi) * g->ow + oj] = bi < 0 ? 0 : bi;              \
         }                                                                      \
@@ -53,8 +52,8 @@ static void maxpool_planes(void *ctx, int64_t p0, int64_t p1) {
     maxpool_float((float *)j->out->data, j->idx, (const float *)j->x->data,
                   j->g, p0, p1);
   else
-    maxpool_double((double *)j->out->data, j->idx,
-                   (const double *)j->x->data, j->g, p0, p1);
+    maxpool_double((double *)j->out->data, j->idx, (const double *)j->x->data,
+                   j->g, p0, p1);
 }
 
 void loom_kernel_max_pool2d(loom_tensor *out, loom_tensor *indices,

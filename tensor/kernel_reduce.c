@@ -26,7 +26,7 @@ typedef struct {
 /* acc (type TA) op= x (type TX) along a run; a zero accumulator stride means
  * the whole run folds into one accumulator. */
 #define ROW(NAME, TA, TX, OP)                                                  \
-  static void NAME(char *a_, const char *x_, int64_t n, int64_t sa,           \
+  static void NAME(char *a_, const char *x_, int64_t n, int64_t sa,            \
                    int64_t sx) {                                               \
     if (sa == 0) {                                                             \
       TA acc = *(TA *)a_;                                                      \
@@ -44,7 +44,7 @@ typedef struct {
 /* Contiguous float sums fold into eight partial sums, which lets the
  * compiler use vector adds without reassociating a single chain. */
 #define SUM_ROW(NAME, TX)                                                      \
-  static void NAME(char *a_, const char *x_, int64_t n, int64_t sa,           \
+  static void NAME(char *a_, const char *x_, int64_t n, int64_t sa,            \
                    int64_t sx) {                                               \
     if (sa == 0 && sx == (int64_t)sizeof(TX)) {                                \
       const TX *x = (const TX *)x_;                                            \
@@ -63,8 +63,8 @@ typedef struct {
       for (int64_t i = 0; i < n; i++)                                          \
         acc += (double)*(const TX *)(x_ + i * sx);                             \
       *(double *)a_ = acc;                                                     \
-    } else if (sa == (int64_t)sizeof(double) && sx == (int64_t)sizeof(TX)) { \
-      /* a column sum's row: unit strides let this loop vectorise */         \
+    } else if (sa == (int64_t)sizeof(double) && sx == (int64_t)sizeof(TX)) {   \
+      /* a column sum's row: unit strides let this loop vectorise */           \
       double *a = (double *)a_;                                                \
       const TX *x = (const TX *)x_;                                            \
       for (int64_t i = 0; i < n; i++)                                          \
@@ -94,15 +94,19 @@ typedef void (*row_fn)(char *, const char *, int64_t, int64_t, int64_t);
 
 static row_fn pick(loom_reduce_op op, loom_dtype t) {
   static const row_fn table[4][LOOM_DTYPE_COUNT] = {
-      [LOOM_REDUCE_SUM] = {[LOOM_F32] = sum_f32, [LOOM_F64] = sum_f64,
-                           [LOOM_I64] = sum_i64},
-      [LOOM_REDUCE_PROD] = {[LOOM_F32] = prod_f32, [LOOM_F64] = prod_f64,
-                            [LOOM_I64] = prod_i64},
-      [LOOM_REDUCE_MAX] = {[LOOM_F32] = max_f32, [LOOM_F64] = max_f64,
-                           [LOOM_I64] = max_i64, [LOOM_BOOL] = max_u8,
+      [LOOM_REDUCE_SUM] =
+          {[LOOM_F32] = sum_f32, [LOOM_F64] = sum_f64, [LOOM_I64] = sum_i64},
+      [LOOM_REDUCE_PROD] =
+          {[LOOM_F32] = prod_f32, [LOOM_F64] = prod_f64, [LOOM_I64] = prod_i64},
+      [LOOM_REDUCE_MAX] = {[LOOM_F32] = max_f32,
+                           [LOOM_F64] = max_f64,
+                           [LOOM_I64] = max_i64,
+                           [LOOM_BOOL] = max_u8,
                            [LOOM_U8] = max_u8},
-      [LOOM_REDUCE_MIN] = {[LOOM_F32] = min_f32, [LOOM_F64] = min_f64,
-                           [LOOM_I64] = min_i64, [LOOM_BOOL] = min_u8,
+      [LOOM_REDUCE_MIN] = {[LOOM_F32] = min_f32,
+                           [LOOM_F64] = min_f64,
+                           [LOOM_I64] = min_i64,
+                           [LOOM_BOOL] = min_u8,
                            [LOOM_U8] = min_u8},
   };
   return table[op][t];
@@ -115,8 +119,10 @@ static void run_row(char **p, const int64_t *s, int64_t n, void *c) {
 
 static double identity(loom_reduce_op op, loom_dtype t) {
   switch (op) {
-  case LOOM_REDUCE_SUM: return 0;
-  case LOOM_REDUCE_PROD: return 1;
+  case LOOM_REDUCE_SUM:
+    return 0;
+  case LOOM_REDUCE_PROD:
+    return 1;
   case LOOM_REDUCE_MAX:
     return loom_dtype_is_float(t) ? -INFINITY : t == LOOM_I64 ? -9.3e18 : 0;
   case LOOM_REDUCE_MIN:
@@ -167,9 +173,9 @@ static void reduce_blocks(const loom_iter *it, row_fn fn, loom_reduce_op op,
     fn(acc, it->base[1], n, 0, sx);
     return;
   }
-  loom__parallel_for(nt, nb, reduce_block_range,
-                     &(blocks_job){fn, at, identity(op, at), part,
-                                   it->base[1], n, sx});
+  loom__parallel_for(
+      nt, nb, reduce_block_range,
+      &(blocks_job){fn, at, identity(op, at), part, it->base[1], n, sx});
   /* Combine partials in block order with the same row function, reading
    * them as an accumulator-typed run. */
   if (at == LOOM_F64 && (op == LOOM_REDUCE_SUM))
@@ -226,8 +232,8 @@ int loom_kernel_reduce(loom_reduce_op op, loom_tensor *out,
     for (int i = 0; i < x->ndim; i++)
       perm[i] = i;
     for (int i = 1; i < x->ndim; i++) /* stable insertion sort */
-      for (int j = i; j > 0 && llabs(x->strides[perm[j - 1]]) <
-                                   llabs(x->strides[perm[j]]);
+      for (int j = i;
+           j > 0 && llabs(x->strides[perm[j - 1]]) < llabs(x->strides[perm[j]]);
            j--) {
         int tmp = perm[j];
         perm[j] = perm[j - 1];
@@ -312,10 +318,18 @@ static void arg_run(char **p, const int64_t *s, int64_t n, void *c) {
     char *vo = p[0] + i * s[0], *io = p[1] + i * s[1];
     const char *row = p[2] + i * s[2];
     switch (a->t) {
-    case LOOM_F32: ARG_SCAN(float); break;
-    case LOOM_F64: ARG_SCAN(double); break;
-    case LOOM_I64: ARG_SCAN_INT(int64_t); break;
-    default: ARG_SCAN_INT(uint8_t); break;
+    case LOOM_F32:
+      ARG_SCAN(float);
+      break;
+    case LOOM_F64:
+      ARG_SCAN(double);
+      break;
+    case LOOM_I64:
+      ARG_SCAN_INT(int64_t);
+      break;
+    default:
+      ARG_SCAN_INT(uint8_t);
+      break;
     }
   }
 }
@@ -348,7 +362,7 @@ void loom_kernel_arg_reduce(bool is_max, loom_tensor *values,
         for (int64_t j = 0; j < len; j++)                                      \
           m = xr[j * inner] > m ? xr[j * inner] : m;                           \
         if (m == -INFINITY)                                                    \
-          m = 0; /* a row of -inf: keep exp(-inf - 0) = 0 */                  \
+          m = 0; /* a row of -inf: keep exp(-inf - 0) = 0 */                   \
         double s = 0;                                                          \
         for (int64_t j = 0; j < len; j++) {                                    \
           T e = (T)exp(xr[j * inner] - m);                                     \
@@ -361,7 +375,7 @@ void loom_kernel_arg_reduce(bool is_max, loom_tensor *values,
           for (int64_t j = 0; j < len; j++)                                    \
             yr[j * inner] = xr[j * inner] - m - ls;                            \
         } else {                                                               \
-          /* A row with nothing allowed (all -inf, a fully masked attention \
+          /* A row with nothing allowed (all -inf, a fully masked attention    \
            * row) gets zeros, not 0/0: no NaN reaches outputs or grads. */     \
           T r = s > 0 ? (T)(1 / s) : 0;                                        \
           for (int64_t j = 0; j < len; j++)                                    \
@@ -419,16 +433,18 @@ static void softmax_grad_rows(void *ctx, int64_t o0, int64_t o1) {
   if (j->f32)
     softmax_grad_float(j->out, j->y, j->g, o0, o1, j->len, j->inner, j->log_);
   else
-    softmax_grad_double(j->out, j->y, j->g, o0, o1, j->len, j->inner,
-                        j->log_);
+    softmax_grad_double(j->out, j->y, j->g, o0, o1, j->len, j->inner, j->log_);
 }
 
 void loom_kernel_softmax(loom_tensor *out, const loom_tensor *x, int dim,
                          bool log_) {
   int64_t outer, inner, len = x->ndim ? x->shape[dim] : 1;
   geometry(x, dim, &outer, &inner);
-  softmax_job j = {.out = out->data, .x = x->data, .len = len,
-                   .inner = inner, .log_ = log_,
+  softmax_job j = {.out = out->data,
+                   .x = x->data,
+                   .len = len,
+                   .inner = inner,
+                   .log_ = log_,
                    .f32 = x->dtype == LOOM_F32};
   loom__parallel_for(loom__threads_for(outer * len * inner * 8), outer,
                      softmax_rows, &j);
@@ -438,8 +454,12 @@ void loom_kernel_softmax_grad(loom_tensor *gin, const loom_tensor *y,
                               const loom_tensor *g, int dim, bool log_) {
   int64_t outer, inner, len = y->ndim ? y->shape[dim] : 1;
   geometry(y, dim, &outer, &inner);
-  softmax_job j = {.out = gin->data, .y = y->data, .g = g->data, .len = len,
-                   .inner = inner, .log_ = log_,
+  softmax_job j = {.out = gin->data,
+                   .y = y->data,
+                   .g = g->data,
+                   .len = len,
+                   .inner = inner,
+                   .log_ = log_,
                    .f32 = y->dtype == LOOM_F32};
   loom__parallel_for(loom__threads_for(outer * len * inner * 4), outer,
                      softmax_grad_rows, &j);

@@ -48,7 +48,7 @@ static inline double tanh_d(double x) { return tanh(x); }
       o[j] = hh;                                                               \
     }                                                                          \
   }                                                                            \
-  /* dh, dc: incoming gradients of h and c (dh includes the output's);     \
+  /* dh, dc: incoming gradients of h and c (dh includes the output's);         \
    * writes dgates (4H) and dc_prev. */                                        \
   LOOM_CLONES static void lstm_row_bwd_##S(                                    \
       int64_t H, const T *restrict a, const T *restrict cp,                    \
@@ -79,15 +79,14 @@ static inline double tanh_d(double x) { return tanh(x); }
         memset(out + b * H, 0, (size_t)H * sizeof(T));                         \
         continue;                                                              \
       }                                                                        \
-      lstm_row_##S(H, gates + b * 4 * H, c_prev + b * H, c + b * H,            \
-                   h + b * H, out + b * H, p[0], p[1], p[2]);                  \
+      lstm_row_##S(H, gates + b * 4 * H, c_prev + b * H, c + b * H, h + b * H, \
+                   out + b * H, p[0], p[1], p[2]);                             \
     }                                                                          \
   }                                                                            \
-  static void lstm_bwd_##S(int64_t B, int64_t H, const T *act,                 \
-                           const T *c_prev, const T *c, const T *dh,           \
-                           const T *dc, T *dgates, T *dc_prev,                 \
-                           const T *const *p, double *dp,                      \
-                           const uint8_t *active) {                            \
+  static void lstm_bwd_##S(                                                    \
+      int64_t B, int64_t H, const T *act, const T *c_prev, const T *c,         \
+      const T *dh, const T *dc, T *dgates, T *dc_prev, const T *const *p,      \
+      double *dp, const uint8_t *active) {                                     \
     for (int64_t b = 0; b < B; b++) {                                          \
       T *dg = dgates + b * 4 * H;                                              \
       if (active && !active[b]) {                                              \
@@ -134,20 +133,20 @@ void loom_kernel_lstm_step(loom_dtype t, int64_t B, int64_t H, void *gates,
   if (!p)
     return;
   if (t == LOOM_F32)
-    lstm_fwd_f(B, H, gates, c_prev, h_prev, c, h, out,
-               (const float *const *)p, active);
+    lstm_fwd_f(B, H, gates, c_prev, h_prev, c, h, out, (const float *const *)p,
+               active);
   else
-    lstm_fwd_d(B, H, gates, c_prev, h_prev, c, h, out,
-               (const double *const *)p, active);
+    lstm_fwd_d(B, H, gates, c_prev, h_prev, c, h, out, (const double *const *)p,
+               active);
   free(zeros);
 }
 
 void loom_kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
                                     const void *act, const void *c_prev,
                                     const void *c, const void *dh,
-                                    const void *dc, void *dgates,
-                                    void *dc_prev, const void *const *peep,
-                                    double *dpeep, const uint8_t *active) {
+                                    const void *dc, void *dgates, void *dc_prev,
+                                    const void *const *peep, double *dpeep,
+                                    const uint8_t *active) {
   void *zeros = NULL;
   const void *use[3];
   const void *const *p = peepholes(t, H, peep, &zeros, use);
@@ -166,14 +165,13 @@ void loom_kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
  * xg: B x 3H input part (with b_ih), hg: B x 3H recurrent part (with
  * b_hh); act receives r, z, n (B x 3H). */
 #define GRU(T, S)                                                              \
-  /* Separate row functions with restrict pointers, so the compiler knows  \
-   * the outputs alias no input and vectorises the loops (it did not when  \
-   * they were inline in the batch loop: the forward pass cost 5x the      \
-   * LSTM's per element, 13% of a GRU training step). */                  \
-  LOOM_CLONES static void gru_row_##S(int64_t H, const T *restrict x,          \
-                                      const T *restrict hh,                    \
-                                      const T *restrict hp, T *restrict a,     \
-                                      T *restrict hn) {                        \
+  /* Separate row functions with restrict pointers, so the compiler knows      \
+   * the outputs alias no input and vectorises the loops (it did not when      \
+   * they were inline in the batch loop: the forward pass cost 5x the          \
+   * LSTM's per element, 13% of a GRU training step). */                       \
+  LOOM_CLONES static void gru_row_##S(                                         \
+      int64_t H, const T *restrict x, const T *restrict hh,                    \
+      const T *restrict hp, T *restrict a, T *restrict hn) {                   \
     for (int64_t j = 0; j < H; j++) {                                          \
       T r = sigm_##S(x[j] + hh[j]);                                            \
       T z = sigm_##S(x[H + j] + hh[H + j]);                                    \
@@ -203,8 +201,8 @@ void loom_kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
         memcpy(o, hn, (size_t)H * sizeof(T));                                  \
     }                                                                          \
   }                                                                            \
-  /* dxg, dhg: gradients of the input and recurrent parts (B x 3H);        \
-   * dh_prev gets the direct part z * dh only (the caller adds dhg @ W). */ \
+  /* dxg, dhg: gradients of the input and recurrent parts (B x 3H);            \
+   * dh_prev gets the direct part z * dh only (the caller adds dhg @ W). */    \
   LOOM_CLONES static void gru_row_bwd_##S(                                     \
       int64_t H, const T *restrict a, const T *restrict hh,                    \
       const T *restrict hp, const T *restrict d, T *restrict dx,               \
@@ -227,7 +225,8 @@ void loom_kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
                           const T *h_prev, const T *dh, T *dxg, T *dhg,        \
                           T *dh_prev, const uint8_t *active) {                 \
     for (int64_t b = 0; b < B; b++) {                                          \
-      const T *a = act + b * 3 * H, *hh = hg + b * 3 * H, *hp = h_prev + b * H;\
+      const T *a = act + b * 3 * H, *hh = hg + b * 3 * H,                      \
+              *hp = h_prev + b * H;                                            \
       const T *d = dh + b * H;                                                 \
       T *dx = dxg + b * 3 * H, *dr = dhg + b * 3 * H, *dp = dh_prev + b * H;   \
       if (active && !active[b]) {                                              \
@@ -289,7 +288,7 @@ void loom_kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
       T *dp = dpre + b * H;                                                    \
       bool on = !active || active[b];                                          \
       for (int64_t j = 0; j < H; j++)                                          \
-        dp[j] = !on ? 0                                                        \
+        dp[j] = !on    ? 0                                                     \
                 : relu ? (hb[j] > 0 ? d[j] : 0)                                \
                        : d[j] * (1 - hb[j] * hb[j]);                           \
     }                                                                          \

@@ -51,22 +51,26 @@ VEC_F32(silu, silu_f)
   const loom_unary_kernel loom_k_##NAME = {                                    \
       #NAME, {[LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64}, COST};
 #define INT_TABLE(NAME, COST)                                                  \
-  const loom_unary_kernel loom_k_##NAME = {                                    \
-      #NAME,                                                                   \
-      {[LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64,                       \
-       [LOOM_I64] = NAME##_i64},                                               \
-      COST};
+  const loom_unary_kernel loom_k_##NAME = {#NAME,                              \
+                                           {[LOOM_F32] = NAME##_f32,           \
+                                            [LOOM_F64] = NAME##_f64,           \
+                                            [LOOM_I64] = NAME##_i64},          \
+                                           COST};
 #define ALL_TABLE(NAME, COST)                                                  \
-  const loom_unary_kernel loom_k_##NAME = {                                    \
-      #NAME,                                                                   \
-      {[LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64,                       \
-       [LOOM_I64] = NAME##_i64, [LOOM_BOOL] = NAME##_u8,                       \
-       [LOOM_U8] = NAME##_u8},                                                 \
-      COST};
+  const loom_unary_kernel loom_k_##NAME = {#NAME,                              \
+                                           {[LOOM_F32] = NAME##_f32,           \
+                                            [LOOM_F64] = NAME##_f64,           \
+                                            [LOOM_I64] = NAME##_i64,           \
+                                            [LOOM_BOOL] = NAME##_u8,           \
+                                            [LOOM_U8] = NAME##_u8},            \
+                                           COST};
 
 #define SIGMOID(v) (1 / (1 + exp(-(v))))
 
 LOOM_MAP1(exp_f64, double, double, exp(x))
+/* The formulas are macro arguments, which clang-format would misread as
+ * declarations (a *b). */
+/* clang-format off */
 FLOAT1(expm1, expm1(x))
 FLOAT1(log, log(x))
 FLOAT1(log1p, log1p(x))
@@ -153,8 +157,11 @@ ALL_TABLE(lt_scalar, 1)
 ALL_TABLE(le_scalar, 1)
 ALL_TABLE(gt_scalar, 1)
 ALL_TABLE(ge_scalar, 1)
+/* clang-format on */
 const loom_unary_kernel loom_k_logical_not = {
-    "logical_not", {[LOOM_BOOL] = logical_not_u8, [LOOM_U8] = logical_not_u8}, 1};
+    "logical_not",
+    {[LOOM_BOOL] = logical_not_u8, [LOOM_U8] = logical_not_u8},
+    1};
 const loom_unary_kernel loom_k_isfinite = {
     "isfinite", {[LOOM_F32] = isfinite_f32, [LOOM_F64] = isfinite_f64}, 1};
 

@@ -39,20 +39,24 @@ int loom_kernel_binary(const loom_binary_kernel *k, loom_tensor *out,
                        const double *p);
 
 #define LOOM_UNARY_KERNELS(X)                                                  \
-  X(neg) X(exp) X(expm1) X(log) X(log1p) X(sqrt) X(rsqrt) X(square)            \
-  X(reciprocal) X(abs) X(sign) X(sin) X(cos) X(tanh) X(sigmoid)                \
-  X(log_sigmoid) X(relu) X(leaky_relu) X(gelu) X(gelu_tanh) X(elu) X(silu)     \
-  X(softplus) X(clamp) X(pow_scalar) X(add_scalar) X(mul_scalar)               \
-  X(rsub_scalar) X(div_scalar) X(logical_not) X(eq_scalar) X(ne_scalar) X(lt_scalar)         \
-  X(le_scalar) X(gt_scalar) X(ge_scalar) X(isfinite)
+  X(neg)                                                                       \
+  X(exp) X(expm1) X(log) X(log1p) X(sqrt) X(rsqrt) X(square) X(reciprocal)     \
+      X(abs) X(sign) X(sin) X(cos) X(tanh) X(sigmoid) X(log_sigmoid) X(relu)   \
+          X(leaky_relu) X(gelu) X(gelu_tanh) X(elu) X(silu) X(softplus)        \
+              X(clamp) X(pow_scalar) X(add_scalar) X(mul_scalar)               \
+                  X(rsub_scalar) X(div_scalar) X(logical_not) X(eq_scalar)     \
+                      X(ne_scalar) X(lt_scalar) X(le_scalar) X(gt_scalar)      \
+                          X(ge_scalar) X(isfinite)
 #define LOOM_BINARY_KERNELS(X)                                                 \
-  X(add) X(sub) X(mul) X(div) X(pow) X(maximum) X(minimum) X(add_scaled)      \
-  X(eq) X(ne) X(lt) X(le) X(gt) X(ge) X(logical_and) X(logical_or)            \
-  X(tanh_grad) X(sigmoid_grad) X(relu_grad) X(leaky_relu_grad) X(gelu_grad)   \
-  X(gelu_tanh_grad) X(elu_grad) X(silu_grad) X(softplus_grad)                 \
-  X(log_sigmoid_grad) X(clamp_grad) X(sqrt_grad) X(rsqrt_grad)                \
-  X(reciprocal_grad) X(log_grad) X(log1p_grad) X(abs_grad) X(sin_grad)        \
-  X(cos_grad) X(exp_grad) X(expm1_grad) X(pow_scalar_grad) X(square_grad)
+  X(add)                                                                       \
+  X(sub) X(mul) X(div) X(pow) X(maximum) X(minimum) X(add_scaled) X(eq) X(ne)  \
+      X(lt) X(le) X(gt) X(ge) X(logical_and) X(logical_or) X(tanh_grad)        \
+          X(sigmoid_grad) X(relu_grad) X(leaky_relu_grad) X(gelu_grad)         \
+              X(gelu_tanh_grad) X(elu_grad) X(silu_grad) X(softplus_grad)      \
+                  X(log_sigmoid_grad) X(clamp_grad) X(sqrt_grad) X(rsqrt_grad) \
+                      X(reciprocal_grad) X(log_grad) X(log1p_grad) X(abs_grad) \
+                          X(sin_grad) X(cos_grad) X(exp_grad) X(expm1_grad)    \
+                              X(pow_scalar_grad) X(square_grad)
 #define LOOM_DECLARE_KERNEL(name) extern const loom_unary_kernel loom_k_##name;
 LOOM_UNARY_KERNELS(LOOM_DECLARE_KERNEL)
 #undef LOOM_DECLARE_KERNEL
@@ -87,7 +91,7 @@ typedef enum loom_reduce_op {
  * where out has size 1 and x does not. Float sums accumulate in double, in
  * an order fixed by the shape (not the thread count). */
 int loom_kernel_reduce(loom_reduce_op op, loom_tensor *out,
-                        const loom_tensor *x);
+                       const loom_tensor *x);
 /* Max/min along one dim: values (x's dtype) and int64 indices, both with
  * x's ndim and size 1 on `dim`. Either may be NULL. First occurrence wins;
  * NaN counts as the largest. */
@@ -134,8 +138,8 @@ void loom_kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
  * kernel_gemm_packed.c): B is K x N, read from b with leading dimension ld,
  * or as the transpose of an N x K matrix when trans. */
 typedef struct loom_packed loom_packed;
-loom_packed *loom_kernel_pack(const float *b, int64_t K, int64_t N,
-                              int64_t ld, bool trans);
+loom_packed *loom_kernel_pack(const float *b, int64_t K, int64_t N, int64_t ld,
+                              bool trans);
 void loom_kernel_packed_free(loom_packed *p);
 /* C (M x N, ldc) = A (M x K, lda) B, or C += A B when accumulate. */
 void loom_kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
@@ -180,22 +184,22 @@ int loom_kernel_check_index(const loom_tensor *index, int64_t size,
 /* ---- convolution and pooling (kernel_conv.c, kernel_pool.c) ---- */
 
 typedef struct loom_conv_geom {
-  int64_t n, c, h, w;       /* input */
-  int64_t oc, kh, kw;       /* weight: oc x c/groups x kh x kw */
-  int64_t oh, ow;           /* output */
+  int64_t n, c, h, w; /* input */
+  int64_t oc, kh, kw; /* weight: oc x c/groups x kh x kw */
+  int64_t oh, ow;     /* output */
   int64_t sh, sw, ph, pw, dh, dw, groups;
 } loom_conv_geom;
 
 /* Contiguous NCHW. bias may be NULL. */
 int loom_kernel_conv2d(loom_tensor *out, const loom_tensor *x,
-                        const loom_tensor *w, const loom_tensor *bias,
-                        const loom_conv_geom *g);
+                       const loom_tensor *w, const loom_tensor *bias,
+                       const loom_conv_geom *g);
 /* Gradients of conv2d; any output may be NULL (not needed); gx and gw are
  * overwritten. */
 int loom_kernel_conv2d_backward(const loom_tensor *gout, const loom_tensor *x,
-                                 const loom_tensor *w, loom_tensor *gx,
-                                 loom_tensor *gw, loom_tensor *gb,
-                                 const loom_conv_geom *g);
+                                const loom_tensor *w, loom_tensor *gx,
+                                loom_tensor *gw, loom_tensor *gb,
+                                const loom_conv_geom *g);
 
 typedef struct loom_pool_geom {
   int64_t planes, h, w, oh, ow;
@@ -223,9 +227,9 @@ void loom_kernel_lstm_step(loom_dtype t, int64_t B, int64_t H, void *gates,
 void loom_kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
                                     const void *act, const void *c_prev,
                                     const void *c, const void *dh,
-                                    const void *dc, void *dgates,
-                                    void *dc_prev, const void *const *peep,
-                                    double *dpeep, const uint8_t *active);
+                                    const void *dc, void *dgates, void *dc_prev,
+                                    const void *const *peep, double *dpeep,
+                                    const uint8_t *active);
 void loom_kernel_gru_step(loom_dtype t, int64_t B, int64_t H, const void *xg,
                           const void *hg, const void *h_prev, void *act,
                           void *h, void *out, const uint8_t *active);

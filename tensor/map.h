@@ -1,9 +1,9 @@
 /* Macros that stamp out the inner loops of elementwise kernels: one loop
  * per (op, dtype), with a unit-stride path the compiler vectorises and a
  * general strided path. EXPR sees the element(s) as x (a, b) of type
- * scalar_t and the op's parameters as p[]. Float math goes through <tgmath.h>, so one
- * expression serves float and double; write non-integer literals as (scalar_t)c
- * so float loops stay in float. */
+ * scalar_t and the op's parameters as p[]. Float math goes through <tgmath.h>,
+ * so one expression serves float and double; write non-integer literals as
+ * (scalar_t)c so float loops stay in float. */
 #ifndef LOOM_MAP_H
 #define LOOM_MAP_H
 
@@ -20,12 +20,12 @@
       TO *o = (TO *)o_;                                                        \
       const T *xs = (const T *)x_;                                             \
       for (int64_t i = 0; i < n; i++) {                                        \
-        scalar_t x = xs[i];                                                           \
+        scalar_t x = xs[i];                                                    \
         o[i] = (TO)(EXPR);                                                     \
       }                                                                        \
     } else {                                                                   \
       for (int64_t i = 0; i < n; i++) {                                        \
-        scalar_t x = *(const T *)(x_ + i * sx);                                       \
+        scalar_t x = *(const T *)(x_ + i * sx);                                \
         *(TO *)(o_ + i * so) = (TO)(EXPR);                                     \
       }                                                                        \
     }                                                                          \
@@ -41,28 +41,28 @@
       TO *o = (TO *)o_;                                                        \
       const T *as = (const T *)a_, *bs = (const T *)b_;                        \
       for (int64_t i = 0; i < n; i++) {                                        \
-        scalar_t a = as[i], b = bs[i];                                                \
+        scalar_t a = as[i], b = bs[i];                                         \
         o[i] = (TO)(EXPR);                                                     \
       }                                                                        \
     } else if (so == (int64_t)sizeof(TO) && sa == es && sb == 0) {             \
       TO *o = (TO *)o_;                                                        \
       const T *as = (const T *)a_;                                             \
-      const scalar_t b = *(const T *)b_;                                              \
+      const scalar_t b = *(const T *)b_;                                       \
       for (int64_t i = 0; i < n; i++) {                                        \
-        scalar_t a = as[i];                                                           \
+        scalar_t a = as[i];                                                    \
         o[i] = (TO)(EXPR);                                                     \
       }                                                                        \
     } else if (so == (int64_t)sizeof(TO) && sa == 0 && sb == es) {             \
       TO *o = (TO *)o_;                                                        \
-      const scalar_t a = *(const T *)a_;                                              \
+      const scalar_t a = *(const T *)a_;                                       \
       const T *bs = (const T *)b_;                                             \
       for (int64_t i = 0; i < n; i++) {                                        \
-        scalar_t b = bs[i];                                                           \
+        scalar_t b = bs[i];                                                    \
         o[i] = (TO)(EXPR);                                                     \
       }                                                                        \
     } else {                                                                   \
       for (int64_t i = 0; i < n; i++) {                                        \
-        scalar_t a = *(const T *)(a_ + i * sa), b = *(const T *)(b_ + i * sb);        \
+        scalar_t a = *(const T *)(a_ + i * sa), b = *(const T *)(b_ + i * sb); \
         *(TO *)(o_ + i * so) = (TO)(EXPR);                                     \
       }                                                                        \
     }                                                                          \

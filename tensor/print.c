@@ -4,8 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define EDGE 3         /* elements shown at each end when summarising */
-#define SUMMARY 1000   /* summarise tensors with more elements than this */
+#define EDGE 3       /* elements shown at each end when summarising */
+#define SUMMARY 1000 /* summarise tensors with more elements than this */
 
 typedef struct {
   char *buf;
@@ -42,8 +42,12 @@ typedef struct {
 
 static void fmt_value(const style *st, double v, char *out, size_t n) {
   switch (st->kind) {
-  case 0: snprintf(out, n, "%lld", (long long)v); break;
-  case 1: snprintf(out, n, "%s", v != 0 ? "True" : "False"); break;
+  case 0:
+    snprintf(out, n, "%lld", (long long)v);
+    break;
+  case 1:
+    snprintf(out, n, "%s", v != 0 ? "True" : "False");
+    break;
   case 2:
     if (isfinite(v))
       snprintf(out, n, "%.0f.", v);

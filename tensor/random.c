@@ -176,8 +176,8 @@ loom_tensor *loom_bernoulli(loom_rng *g, loom_dtype dtype, double p, int ndim,
   return bernoulli_fill(loom__new(dtype, ndim, shape, "bernoulli"), g, p, 0);
 }
 
-loom_tensor *loom_randint(loom_rng *g, loom_dtype dtype, int64_t lo,
-                          int64_t hi, int ndim, const int64_t *shape) {
+loom_tensor *loom_randint(loom_rng *g, loom_dtype dtype, int64_t lo, int64_t hi,
+                          int ndim, const int64_t *shape) {
   if (hi <= lo)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "randint: empty range [%lld, %lld)",
                      (long long)lo, (long long)hi);
@@ -283,8 +283,7 @@ static void dropout_part(void *ctx, int64_t q0, int64_t q1) {
     uint8_t k = (r & 0xffffffffu) < j->keep;
     j->mask[i] = k;
     if (j->dtype == LOOM_F32)
-      ((float *)j->out)[i] = k ? ((const float *)j->x)[i] * (float)j->scale
-                               : 0;
+      ((float *)j->out)[i] = k ? ((const float *)j->x)[i] * (float)j->scale : 0;
     else
       ((double *)j->out)[i] = k ? ((const double *)j->x)[i] * j->scale : 0;
   }
@@ -292,13 +291,16 @@ static void dropout_part(void *ctx, int64_t q0, int64_t q1) {
 
 void loom_kernel_dropout(loom_tensor *out, loom_tensor *mask,
                          const loom_tensor *x, double p, loom_rng *g) {
-  dropout_job j = {out->data, (uint8_t *)mask->data, x->data, x->numel,
+  dropout_job j = {out->data,
+                   (uint8_t *)mask->data,
+                   x->data,
+                   x->numel,
                    loom_rng_u64(resolve(g)),
-                   (uint64_t)((1 - p) * 4294967296.0), 1 / (1 - p),
+                   (uint64_t)((1 - p) * 4294967296.0),
+                   1 / (1 - p),
                    x->dtype};
   int64_t pairs = (x->numel + 1) / 2;
-  loom__parallel_for(loom__threads_for(x->numel * 2), pairs, dropout_part,
-                     &j);
+  loom__parallel_for(loom__threads_for(x->numel * 2), pairs, dropout_part, &j);
 }
 
 typedef struct {
@@ -310,11 +312,9 @@ typedef struct {
 } dropout_grad_job;
 
 #define DROPOUT_GRAD(T)                                                        \
-  DROPOUT_CLONES static void dropout_grad_##T(T *restrict gin,                 \
-                                              const T *restrict g,             \
-                                              const uint8_t *restrict m,       \
-                                              int64_t lo, int64_t hi,          \
-                                              T scale) {                       \
+  DROPOUT_CLONES static void dropout_grad_##T(                                 \
+      T *restrict gin, const T *restrict g, const uint8_t *restrict m,         \
+      int64_t lo, int64_t hi, T scale) {                                       \
     for (int64_t i = lo; i < hi; i++)                                          \
       gin[i] = m[i] ? g[i] * scale : 0;                                        \
   }
@@ -327,8 +327,8 @@ static void dropout_grad_part(void *ctx, int64_t lo, int64_t hi) {
     dropout_grad_float((float *)j->gin, (const float *)j->g, j->mask, lo, hi,
                        (float)j->scale);
   else
-    dropout_grad_double((double *)j->gin, (const double *)j->g, j->mask, lo,
-                        hi, j->scale);
+    dropout_grad_double((double *)j->gin, (const double *)j->g, j->mask, lo, hi,
+                        j->scale);
 }
 
 void loom_kernel_dropout_backward(loom_tensor *gin, const loom_tensor *g,

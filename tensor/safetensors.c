@@ -9,8 +9,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -165,10 +165,10 @@ typedef struct {
 } disk_dtype;
 
 static const disk_dtype disk_dtypes[] = {
-    {"F32", 4, LOOM_F32},  {"F64", 8, LOOM_F64},  {"I64", 8, LOOM_I64},
+    {"F32", 4, LOOM_F32},  {"F64", 8, LOOM_F64},   {"I64", 8, LOOM_I64},
     {"U8", 1, LOOM_U8},    {"BOOL", 1, LOOM_BOOL}, {"F16", 2, LOOM_F32},
-    {"BF16", 2, LOOM_F32}, {"I8", 1, LOOM_I64},   {"I16", 2, LOOM_I64},
-    {"I32", 4, LOOM_I64},  {"U16", 2, LOOM_I64},  {"U32", 4, LOOM_I64},
+    {"BF16", 2, LOOM_F32}, {"I8", 1, LOOM_I64},    {"I16", 2, LOOM_I64},
+    {"I32", 4, LOOM_I64},  {"U16", 2, LOOM_I64},   {"U32", 4, LOOM_I64},
 };
 
 static const disk_dtype *disk_dtype_of(const loom_json *v) {
@@ -184,12 +184,18 @@ static const disk_dtype *disk_dtype_of(const loom_json *v) {
 
 static const char *disk_name(loom_dtype t) {
   switch (t) {
-  case LOOM_F32: return "F32";
-  case LOOM_F64: return "F64";
-  case LOOM_I64: return "I64";
-  case LOOM_U8: return "U8";
-  case LOOM_BOOL: return "BOOL";
-  default: return NULL;
+  case LOOM_F32:
+    return "F32";
+  case LOOM_F64:
+    return "F64";
+  case LOOM_I64:
+    return "I64";
+  case LOOM_U8:
+    return "U8";
+  case LOOM_BOOL:
+    return "BOOL";
+  default:
+    return NULL;
   }
 }
 
@@ -235,11 +241,25 @@ static void widen(const disk_dtype *d, const unsigned char *src, int64_t n,
       ((float *)dst)[i] = f;
     } else {
       int64_t v;
-      if (!strcmp(d->name, "I8")) v = (int8_t)p[0];
-      else if (!strcmp(d->name, "I16")) { int16_t x; memcpy(&x, p, 2); v = x; }
-      else if (!strcmp(d->name, "I32")) { int32_t x; memcpy(&x, p, 4); v = x; }
-      else if (!strcmp(d->name, "U16")) { uint16_t x; memcpy(&x, p, 2); v = x; }
-      else { uint32_t x; memcpy(&x, p, 4); v = x; }
+      if (!strcmp(d->name, "I8"))
+        v = (int8_t)p[0];
+      else if (!strcmp(d->name, "I16")) {
+        int16_t x;
+        memcpy(&x, p, 2);
+        v = x;
+      } else if (!strcmp(d->name, "I32")) {
+        int32_t x;
+        memcpy(&x, p, 4);
+        v = x;
+      } else if (!strcmp(d->name, "U16")) {
+        uint16_t x;
+        memcpy(&x, p, 2);
+        v = x;
+      } else {
+        uint32_t x;
+        memcpy(&x, p, 4);
+        v = x;
+      }
       ((int64_t *)dst)[i] = v;
     }
   }
@@ -279,14 +299,15 @@ static bool read_entry(const char *src, const loom_json *key,
   if (!shape || shape->kind != LOOM_JSON_ARRAY ||
       shape->n_items > LOOM_MAX_DIMS)
     return BAD("%s: tensor '%s' (byte %zu): shape must be an array of at "
-               "most %d sizes", src, e->name, at, LOOM_MAX_DIMS);
+               "most %d sizes",
+               src, e->name, at, LOOM_MAX_DIMS);
   e->ndim = shape->n_items;
   uint64_t bytes = e->dtype->size;
   for (int d = 0; d < e->ndim; d++) {
     const loom_json *s = &shape->items[d];
     if (s->kind != LOOM_JSON_NUMBER || !s->is_integer || s->integer < 0)
-      return BAD("%s: tensor '%s' (byte %zu): bad size in shape", src,
-                 e->name, hbase + s->offset);
+      return BAD("%s: tensor '%s' (byte %zu): bad size in shape", src, e->name,
+                 hbase + s->offset);
     e->shape[d] = s->integer;
     if (s->integer && bytes > UINT64_MAX / 2 / (uint64_t)s->integer)
       return BAD("%s: tensor '%s': shape overflows", src, e->name);
@@ -296,13 +317,15 @@ static bool read_entry(const char *src, const loom_json *key,
       !offs->items[0].is_integer || !offs->items[1].is_integer ||
       offs->items[0].integer < 0 || offs->items[1].integer < 0)
     return BAD("%s: tensor '%s' (byte %zu): data_offsets must be two "
-               "non-negative integers", src, e->name, at);
+               "non-negative integers",
+               src, e->name, at);
   e->begin = (uint64_t)offs->items[0].integer;
   e->end = (uint64_t)offs->items[1].integer;
   if (e->end < e->begin || e->end - e->begin != bytes)
     return BAD("%s: tensor '%s' (byte %zu): data_offsets [%llu, %llu] hold "
-               "%llu bytes, its shape needs %llu", src, e->name, at,
-               (unsigned long long)e->begin, (unsigned long long)e->end,
+               "%llu bytes, its shape needs %llu",
+               src, e->name, at, (unsigned long long)e->begin,
+               (unsigned long long)e->end,
                (unsigned long long)(e->end - e->begin),
                (unsigned long long)bytes);
   return true;
@@ -313,8 +336,8 @@ static loom_tensor_map *build(const char *src, const header_entry *es, int n,
   loom_tensor_map *m = loom_tensor_map_new();
   for (int i = 0; m && i < n; i++) {
     const header_entry *e = &es[i];
-    loom_tensor *t = loom__alloc(e->dtype->loaded_as, e->ndim, e->shape,
-                                 "safetensors_load");
+    loom_tensor *t =
+        loom__alloc(e->dtype->loaded_as, e->ndim, e->shape, "safetensors_load");
     if (!t) {
       loom_tensor_map_free(m);
       return NULL;
@@ -343,17 +366,20 @@ loom_tensor_map *loom_safetensors_parse(const void *buf, size_t len,
   if (!src)
     src = "(buffer)";
   if (!buf || len < 8)
-    return LOOM_FAIL(LOOM_ERR_FORMAT, "%s: %zu bytes, too short for a "
-                     "safetensors header", src, len);
+    return LOOM_FAIL(LOOM_ERR_FORMAT,
+                     "%s: %zu bytes, too short for a "
+                     "safetensors header",
+                     src, len);
   uint64_t hlen;
   memcpy(&hlen, bytes, 8);
   if (hlen > MAX_HEADER || hlen > len - 8)
-    return LOOM_FAIL(LOOM_ERR_FORMAT, "%s: header length %llu at byte 0 "
-                     "exceeds the file (%zu bytes)", src,
-                     (unsigned long long)hlen, len);
+    return LOOM_FAIL(LOOM_ERR_FORMAT,
+                     "%s: header length %llu at byte 0 "
+                     "exceeds the file (%zu bytes)",
+                     src, (unsigned long long)hlen, len);
   char err[160];
-  loom_json *h = loom_json_parse((const char *)bytes + 8, (size_t)hlen, err,
-                                 sizeof err);
+  loom_json *h =
+      loom_json_parse((const char *)bytes + 8, (size_t)hlen, err, sizeof err);
   if (!h)
     return LOOM_FAIL(LOOM_ERR_FORMAT, "%s: bad JSON header: %s (+8)", src, err);
   loom_tensor_map *m = NULL;
@@ -374,8 +400,10 @@ loom_tensor_map *loom_safetensors_parse(const void *buf, size_t len,
     if (key->len == 14 && memcmp(key->text, "\"__metadata__\"", 14) == 0) {
       meta = v;
       if (v->kind != LOOM_JSON_OBJECT) {
-        loom_set_error(LOOM_ERR_FORMAT, "%s: __metadata__ (byte %zu) is not "
-                       "an object", src, 8 + v->offset);
+        loom_set_error(LOOM_ERR_FORMAT,
+                       "%s: __metadata__ (byte %zu) is not "
+                       "an object",
+                       src, 8 + v->offset);
         goto done;
       }
       continue;
@@ -394,9 +422,11 @@ loom_tensor_map *loom_safetensors_parse(const void *buf, size_t len,
   uint64_t data_len = len - 8 - hlen, at = 0;
   for (int i = 0; i < n; i++) {
     if (es[i].begin != at) {
-      loom_set_error(LOOM_ERR_FORMAT, "%s: tensor '%s' starts at data byte "
-                     "%llu, expected %llu (%s)", src, es[i].name,
-                     (unsigned long long)es[i].begin, (unsigned long long)at,
+      loom_set_error(LOOM_ERR_FORMAT,
+                     "%s: tensor '%s' starts at data byte "
+                     "%llu, expected %llu (%s)",
+                     src, es[i].name, (unsigned long long)es[i].begin,
+                     (unsigned long long)at,
                      es[i].begin < at ? "overlaps the previous tensor"
                                       : "leaves a gap");
       goto done;
@@ -404,9 +434,10 @@ loom_tensor_map *loom_safetensors_parse(const void *buf, size_t len,
     at = es[i].end;
   }
   if (at != data_len) {
-    loom_set_error(LOOM_ERR_FORMAT, "%s: tensors cover %llu data bytes, the "
-                   "file has %llu (offset %llu)", src, (unsigned long long)at,
-                   (unsigned long long)data_len,
+    loom_set_error(LOOM_ERR_FORMAT,
+                   "%s: tensors cover %llu data bytes, the "
+                   "file has %llu (offset %llu)",
+                   src, (unsigned long long)at, (unsigned long long)data_len,
                    (unsigned long long)(8 + hlen + at));
     goto done;
   }
@@ -415,8 +446,10 @@ loom_tensor_map *loom_safetensors_parse(const void *buf, size_t len,
     char *k = loom_json_string(&meta->items[i]);
     char *v = loom_json_string(&meta->items[i + 1]);
     if (!k || !v) {
-      loom_set_error(LOOM_ERR_FORMAT, "%s: __metadata__ values must be "
-                     "strings (byte %zu)", src, 8 + meta->items[i].offset);
+      loom_set_error(LOOM_ERR_FORMAT,
+                     "%s: __metadata__ values must be "
+                     "strings (byte %zu)",
+                     src, 8 + meta->items[i].offset);
       loom_tensor_map_free(m);
       m = NULL;
     } else if (loom_tensor_map_set_meta(m, k, v) < 0) {
@@ -592,8 +625,7 @@ int loom_safetensors_save(const char *path, const loom_tensor_map *m) {
   for (int i = 0; ok && i < m->n; i++) {
     const loom_tensor *t = m->items[i].t;
     if (loom__is_contiguous(t)) {
-      ok = write_all(fd, t->data,
-                     (size_t)t->numel * loom_dtype_size(t->dtype));
+      ok = write_all(fd, t->data, (size_t)t->numel * loom_dtype_size(t->dtype));
     } else {
       loom_tensor *c = loom__alloc(t->dtype, t->ndim, t->shape, "save");
       ok = c != NULL;

@@ -43,8 +43,7 @@ LOOM_API const char *loom_tensor_map_meta(const loom_tensor_map *m,
                                           const char *key);
 /* Metadata keys in insertion order (borrowed; NULL past the end). */
 LOOM_API int loom_tensor_map_meta_count(const loom_tensor_map *m);
-LOOM_API const char *loom_tensor_map_meta_key(const loom_tensor_map *m,
-                                              int i);
+LOOM_API const char *loom_tensor_map_meta_key(const loom_tensor_map *m, int i);
 
 /* Writes m to `path` (through a temporary file and a rename). Tensors of
  * dtype float32, float64, int64, uint8 and bool are written as F32, F64,

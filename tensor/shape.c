@@ -7,24 +7,37 @@ static _Thread_local loom_dtype default_dtype = LOOM_F32;
 
 size_t loom_dtype_size(loom_dtype dtype) {
   switch (dtype) {
-  case LOOM_F32: return 4;
-  case LOOM_F64: return 8;
-  case LOOM_I64: return 8;
-  case LOOM_BOOL: return 1;
-  case LOOM_U8: return 1;
-  default: return 0;
+  case LOOM_F32:
+    return 4;
+  case LOOM_F64:
+    return 8;
+  case LOOM_I64:
+    return 8;
+  case LOOM_BOOL:
+    return 1;
+  case LOOM_U8:
+    return 1;
+  default:
+    return 0;
   }
 }
 
 const char *loom_dtype_name(loom_dtype dtype) {
   switch (dtype) {
-  case LOOM_DTYPE_DEFAULT: return "default";
-  case LOOM_F32: return "float32";
-  case LOOM_F64: return "float64";
-  case LOOM_I64: return "int64";
-  case LOOM_BOOL: return "bool";
-  case LOOM_U8: return "uint8";
-  default: return "invalid";
+  case LOOM_DTYPE_DEFAULT:
+    return "default";
+  case LOOM_F32:
+    return "float32";
+  case LOOM_F64:
+    return "float64";
+  case LOOM_I64:
+    return "int64";
+  case LOOM_BOOL:
+    return "bool";
+  case LOOM_U8:
+    return "uint8";
+  default:
+    return "invalid";
   }
 }
 
@@ -38,8 +51,10 @@ loom_dtype loom_set_default_dtype(loom_dtype dtype) {
   if (dtype == LOOM_F32 || dtype == LOOM_F64)
     default_dtype = dtype;
   else
-    loom_set_error(LOOM_ERR_DTYPE, "set_default_dtype: %s is not float32 or "
-                   "float64", loom_dtype_name(dtype));
+    loom_set_error(LOOM_ERR_DTYPE,
+                   "set_default_dtype: %s is not float32 or "
+                   "float64",
+                   loom_dtype_name(dtype));
   return old;
 }
 
@@ -52,12 +67,18 @@ loom_dtype loom__resolve(loom_dtype dtype) {
 /* Rank in the promotion lattice bool < uint8 < int64 < float32 < float64. */
 static int rank(loom_dtype d) {
   switch (d) {
-  case LOOM_BOOL: return 0;
-  case LOOM_U8: return 1;
-  case LOOM_I64: return 2;
-  case LOOM_F32: return 3;
-  case LOOM_F64: return 4;
-  default: return -1;
+  case LOOM_BOOL:
+    return 0;
+  case LOOM_U8:
+    return 1;
+  case LOOM_I64:
+    return 2;
+  case LOOM_F32:
+    return 3;
+  case LOOM_F64:
+    return 4;
+  default:
+    return -1;
   }
 }
 
@@ -74,27 +95,42 @@ loom_dtype loom__promote_tensors(const loom_tensor *a, const loom_tensor *b) {
 
 double loom__read(const char *p, loom_dtype dtype) {
   switch (dtype) {
-  case LOOM_F32: return *(const float *)p;
-  case LOOM_F64: return *(const double *)p;
-  case LOOM_I64: return (double)*(const int64_t *)p;
+  case LOOM_F32:
+    return *(const float *)p;
+  case LOOM_F64:
+    return *(const double *)p;
+  case LOOM_I64:
+    return (double)*(const int64_t *)p;
   case LOOM_BOOL:
-  case LOOM_U8: return *(const uint8_t *)p;
-  default: return NAN;
+  case LOOM_U8:
+    return *(const uint8_t *)p;
+  default:
+    return NAN;
   }
 }
 
 void loom__write(char *p, loom_dtype dtype, double v) {
   switch (dtype) {
-  case LOOM_F32: *(float *)p = (float)v; break;
-  case LOOM_F64: *(double *)p = v; break;
-  case LOOM_I64:
-    *(int64_t *)p = isnan(v) ? 0 : v >= 9.2233720368547758e18 ? INT64_MAX
-                  : v <= -9.2233720368547758e18 ? INT64_MIN : (int64_t)v;
+  case LOOM_F32:
+    *(float *)p = (float)v;
     break;
-  case LOOM_BOOL: *(uint8_t *)p = v != 0; break;
-  case LOOM_U8: *(uint8_t *)p = isnan(v) || v <= 0 ? 0 : v >= 255 ? 255
-                              : (uint8_t)v; break;
-  default: break;
+  case LOOM_F64:
+    *(double *)p = v;
+    break;
+  case LOOM_I64:
+    *(int64_t *)p = isnan(v)                      ? 0
+                    : v >= 9.2233720368547758e18  ? INT64_MAX
+                    : v <= -9.2233720368547758e18 ? INT64_MIN
+                                                  : (int64_t)v;
+    break;
+  case LOOM_BOOL:
+    *(uint8_t *)p = v != 0;
+    break;
+  case LOOM_U8:
+    *(uint8_t *)p = isnan(v) || v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)v;
+    break;
+  default:
+    break;
   }
 }
 
@@ -127,8 +163,8 @@ bool loom__is_contiguous(const loom_tensor *t) {
 int loom__dim(int dim, int ndim, const char *op) {
   int n = ndim > 0 ? ndim : 1;
   if (dim < -n || dim >= n) {
-    loom_set_error(LOOM_ERR_ARGUMENT, "%s: dim %d out of range for %d dims",
-                   op, dim, ndim);
+    loom_set_error(LOOM_ERR_ARGUMENT, "%s: dim %d out of range for %d dims", op,
+                   dim, ndim);
     return -1;
   }
   return dim < 0 ? dim + n : dim;
@@ -142,9 +178,10 @@ int loom__broadcast_shape(const loom_tensor *a, const loom_tensor *b,
     int64_t sa = ia >= 0 ? a->shape[ia] : 1, sb = ib >= 0 ? b->shape[ib] : 1;
     if (sa != sb && sa != 1 && sb != 1) {
       char s1[96], s2[96];
-      loom_set_error(LOOM_ERR_SHAPE, "%s: shapes %s and %s do not broadcast "
-                     "(dim %d: %lld vs %lld)", op,
-                     loom_shape_str(a, s1, sizeof s1),
+      loom_set_error(LOOM_ERR_SHAPE,
+                     "%s: shapes %s and %s do not broadcast "
+                     "(dim %d: %lld vs %lld)",
+                     op, loom_shape_str(a, s1, sizeof s1),
                      loom_shape_str(b, s2, sizeof s2), i, (long long)sa,
                      (long long)sb);
       return -1;
@@ -158,14 +195,12 @@ void loom__broadcast_strides(const loom_tensor *t, int ndim,
                              const int64_t *shape, int64_t *strides) {
   for (int i = 0; i < ndim; i++) {
     int it = t->ndim - ndim + i;
-    strides[i] = it < 0 || (t->shape[it] == 1 && shape[i] != 1)
-                     ? 0
-                     : t->strides[it];
+    strides[i] =
+        it < 0 || (t->shape[it] == 1 && shape[i] != 1) ? 0 : t->strides[it];
   }
 }
 
-char *loom__shape_str(int ndim, const int64_t *shape, char *buf,
-                      size_t size) {
+char *loom__shape_str(int ndim, const int64_t *shape, char *buf, size_t size) {
   size_t used = 0;
   used += (size_t)snprintf(buf, size, "[");
   for (int i = 0; i < ndim && used < size; i++)

@@ -27,7 +27,8 @@ static loom_storage *storage_new(int64_t nbytes, const char *op) {
     return LOOM_FAIL(LOOM_ERR_MEMORY, "%s: out of memory allocating %lld bytes",
                      op, (long long)nbytes);
   loom_storage *s = (loom_storage *)block;
-  *s = (loom_storage){.refcount = 1, .nbytes = nbytes,
+  *s = (loom_storage){.refcount = 1,
+                      .nbytes = nbytes,
                       .block_bytes = (int64_t)total,
                       .data = block + STORAGE_HEADER};
   atomic_fetch_add(&live_bytes, nbytes);
@@ -146,8 +147,8 @@ loom_tensor *loom_from_buffer(loom_dtype dtype, void *data, int ndim,
   loom_storage *s = malloc(sizeof *s);
   if (!s)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "from_buffer: out of memory");
-  *s = (loom_storage){.refcount = 1, .data = data, .release = release,
-                      .release_ctx = ctx};
+  *s = (loom_storage){
+      .refcount = 1, .data = data, .release = release, .release_ctx = ctx};
   loom_tensor *t = tensor_shell(s, dtype, ndim, shape, strides, 0);
   if (!t) {
     free(s);
@@ -288,8 +289,10 @@ static char *element(const loom_tensor *t, const int64_t *index,
   int64_t off = 0;
   for (int i = 0; i < t->ndim; i++) {
     if (index[i] < 0 || index[i] >= t->shape[i]) {
-      loom_set_error(LOOM_ERR_INDEX, "%s: index %lld out of range for dim %d "
-                     "of %s", fn, (long long)index[i], i, loom__shp(t));
+      loom_set_error(LOOM_ERR_INDEX,
+                     "%s: index %lld out of range for dim %d "
+                     "of %s",
+                     fn, (long long)index[i], i, loom__shp(t));
       return NULL;
     }
     off += index[i] * t->strides[i];

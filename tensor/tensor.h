@@ -47,10 +47,13 @@ extern "C" {
 /* Largest number of dimensions a tensor may have. */
 #define LOOM_MAX_DIMS 8
 
-/* `LOOM_SHAPE(2, 3)` expands to `2, (int64_t[]){2, 3}`: an (ndim, dims) pair. */
+/* `LOOM_SHAPE(2, 3)` expands to `2, (int64_t[]){2, 3}`: an (ndim, dims) pair.
+ */
 #define LOOM_SHAPE(...)                                                        \
-  (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),                  \
-      (const int64_t[]) { __VA_ARGS__ }
+  (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),                   \
+      (const int64_t[]) {                                                      \
+    __VA_ARGS__                                                                \
+  }
 
 typedef struct loom_tensor loom_tensor;
 typedef struct loom_scope loom_scope;
@@ -182,8 +185,8 @@ LOOM_API loom_tensor *loom_full_like(const loom_tensor *t, double value);
 LOOM_API loom_tensor *loom_arange(loom_dtype dtype, double start, double end,
                                   double step);
 /* `steps` points evenly from start to end inclusive, 1-D. */
-LOOM_API loom_tensor *loom_linspace(loom_dtype dtype, double start,
-                                    double end, int64_t steps);
+LOOM_API loom_tensor *loom_linspace(loom_dtype dtype, double start, double end,
+                                    int64_t steps);
 /* n x m identity (m < 0 means m = n). */
 LOOM_API loom_tensor *loom_eye(loom_dtype dtype, int64_t n, int64_t m);
 /* Copies numel elements of `dtype` from `data`. */

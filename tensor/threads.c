@@ -230,8 +230,8 @@ void loom__parallel_for(int nt, int64_t n, loom__range_fn fn, void *ctx) {
   run_part(fn, ctx, n, 0, nt);
   for (int t = helpers + 1; t < nt; t++)
     run_part(fn, ctx, n, t, nt);
-  for (int i = 0; atomic_load_explicit(&pool.pending,
-                                       memory_order_acquire) > 0; i++) {
+  for (int i = 0; atomic_load_explicit(&pool.pending, memory_order_acquire) > 0;
+       i++) {
     if (i < CALLER_SPINS)
       relax();
     else

@@ -85,8 +85,8 @@ END_TEST
 START_TEST(test_backward_with_gradient) {
   loom_tensor *x = leaf((double[]){1, 2, 3}, 3);
   loom_tensor *y = loom_mul_scalar(x, 2);
-  loom_tensor *g = loom_from_array(LOOM_F64, (double[]){1, 10, 100},
-                                   LOOM_SHAPE(3));
+  loom_tensor *g =
+      loom_from_array(LOOM_F64, (double[]){1, 10, 100}, LOOM_SHAPE(3));
   ck_assert_int_eq(loom_backward_with(y, g, NULL), 0);
   ck_assert_close(loom_data_f64(loom_grad(x))[2], 200, 0);
   ck_assert_int_eq(loom_backward(loom_mul_scalar(x, 2)), -1); /* not scalar */
@@ -172,8 +172,8 @@ START_TEST(test_inplace_on_product_operand_is_reported) {
       loom_tensor *xp = loom_reshape(x, 3, (int64_t[]){2, 1, 2});
       loom_tensor *h0 = loom_zeros(LOOM_F64, LOOM_SHAPE(1, 2)), *hn;
       loom_tensor *b = loom_zeros(LOOM_F64, LOOM_SHAPE(2));
-      ck_assert_int_eq(loom_rnn_sequence(xp, w, b, h0, NULL, false, false, &y,
-                                         &hn), 0);
+      ck_assert_int_eq(
+          loom_rnn_sequence(xp, w, b, h0, NULL, false, false, &y, &hn), 0);
     }
     loom_tensor *loss = loom_sum_all(loom_mul(y, y));
     loom_no_grad_begin();
@@ -212,7 +212,8 @@ START_TEST(test_fixed_weights_products) {
   ck_assert_ptr_nonnull(y3);
   for (int64_t i = 0; i < 5 * 70; i++) {
     float want = loom_data_f32(plain)[i];
-    ck_assert_float_eq_tol(loom_data_f32(y1)[i], want, 1e-5f * (1 + fabsf(want)));
+    ck_assert_float_eq_tol(loom_data_f32(y1)[i], want,
+                           1e-5f * (1 + fabsf(want)));
     ck_assert_float_eq(loom_data_f32(y2)[i], loom_data_f32(y1)[i]);
     ck_assert_float_eq(loom_data_f32(y3)[i], 2 * loom_data_f32(y1)[i]);
   }
@@ -222,15 +223,18 @@ END_TEST
 START_TEST(test_layer_norm_values_and_errors) {
   loom_tensor *x = loom_from_array(LOOM_F64, (double[]){1, 2, 3, 4, -1, 1},
                                    LOOM_SHAPE(2, 3));
-  loom_tensor *w = loom_from_array(LOOM_F64, (double[]){1, 2, -1},
-                                   LOOM_SHAPE(3));
+  loom_tensor *w =
+      loom_from_array(LOOM_F64, (double[]){1, 2, -1}, LOOM_SHAPE(3));
   loom_tensor *b = loom_full(LOOM_F64, 0.5, LOOM_SHAPE(3));
   loom_tensor *y = loom_layer_normalize(x, 1, w, b, 0);
   ck_assert_ptr_nonnull(y);
   /* row 0: mean 2, var 2/3; row 1: mean 4/3, var 38/9 */
   double k0 = 1 / sqrt(2.0 / 3), k1 = 1 / sqrt(38.0 / 9);
-  double want[6] = {-k0 + 0.5, 0.5, -k0 + 0.5,
-                    (4 - 4.0 / 3) * k1 + 0.5, 2 * (-1 - 4.0 / 3) * k1 + 0.5,
+  double want[6] = {-k0 + 0.5,
+                    0.5,
+                    -k0 + 0.5,
+                    (4 - 4.0 / 3) * k1 + 0.5,
+                    2 * (-1 - 4.0 / 3) * k1 + 0.5,
                     -(1 - 4.0 / 3) * k1 + 0.5};
   for (int i = 0; i < 6; i++)
     ck_assert_double_eq_tol(loom_data_f64(y)[i], want[i], 1e-14);

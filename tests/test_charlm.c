@@ -46,7 +46,7 @@ static void capture(const char *args, char *out, size_t n) {
 }
 
 #define SMALL                                                                  \
-  "--corpus-bytes 40000 --hidden 24 --embed 8 --layers 2 --seq 16 "           \
+  "--corpus-bytes 40000 --hidden 24 --embed 8 --layers 2 --seq 16 "            \
   "--batch 4 --dropout 0.1 --eval-every 5 --save-every 5 --plot '' --quiet"
 
 START_TEST(test_resume_is_exact) {
@@ -95,8 +95,7 @@ START_TEST(test_sampling_is_deterministic) {
   ck_assert_int_ge((int)strlen(s1), 200);
   ck_assert(strncmp(s1, "HUGO:", 5) == 0);
   snprintf(args, sizeof args,
-           "sample --checkpoint %s --prime 'HUGO:' --length 200 --seed 10",
-           ck);
+           "sample --checkpoint %s --prime 'HUGO:' --length 200 --seed 10", ck);
   capture(args, s3, sizeof s3);
   ck_assert_str_ne(s1, s3);
   snprintf(args, sizeof args,
@@ -194,8 +193,10 @@ START_TEST(test_tinyshakespeare_learns) {
   ck_assert_ptr_nonnull(val);
   int64_t n = loom_size(val, 1);
   double last = loom_data_f64(val)[2 * n - 1];
-  ck_assert_msg(last < unigram - 0.5, "validation %.3f nats/char, unigram "
-                "%.3f", last, unigram);
+  ck_assert_msg(last < unigram - 0.5,
+                "validation %.3f nats/char, unigram "
+                "%.3f",
+                last, unigram);
   loom_tensor_map_free(m);
 }
 END_TEST

@@ -31,8 +31,7 @@ static void expect_bad(const char *header, size_t data, const char *want) {
   ck_assert_msg(loom_last_status() == LOOM_ERR_FORMAT, "%s: status %d (%s)",
                 header, loom_last_status(), loom_last_error());
   ck_assert_msg(strstr(loom_last_error(), want) != NULL,
-                "%s: message '%s' lacks '%s'", header, loom_last_error(),
-                want);
+                "%s: message '%s' lacks '%s'", header, loom_last_error(), want);
   ck_assert_msg(strstr(loom_last_error(), "test.safetensors") != NULL,
                 "message names the file: %s", loom_last_error());
   loom_clear_error();
@@ -97,34 +96,46 @@ START_TEST(test_malformed_headers) {
              8, "unknown dtype");
   expect_bad("{\"a\":{\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "dtype");
   expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],"
-             "\"data_offsets\":[0,8]}}", 8, "bad size");
+             "\"data_offsets\":[0,8]}}",
+             8, "bad size");
   expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],"
-             "\"data_offsets\":[0,8]}}", 8, "bad size");
+             "\"data_offsets\":[0,8]}}",
+             8, "bad size");
   expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],"
-             "\"data_offsets\":[0,4]}}", 4, "shape");
+             "\"data_offsets\":[0,4]}}",
+             4, "shape");
   expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],"
-             "\"data_offsets\":[0,8]}}", 8, "shape needs 12");
+             "\"data_offsets\":[0,8]}}",
+             8, "shape needs 12");
   expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
-             "\"data_offsets\":[0,800]}}", 8, "800");
+             "\"data_offsets\":[0,800]}}",
+             8, "800");
   expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
-             "\"data_offsets\":[8,0]}}", 8, "data_offsets");
+             "\"data_offsets\":[8,0]}}",
+             8, "data_offsets");
   expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
-             "\"data_offsets\":[0]}}", 8, "data_offsets");
+             "\"data_offsets\":[0]}}",
+             8, "data_offsets");
   expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
              "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
              12, "overlaps");
   expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
              "\"b\":{\"dtype\":\"F32\",\"shape\":[1],"
-             "\"data_offsets\":[12,16]}}", 16, "gap");
+             "\"data_offsets\":[12,16]}}",
+             16, "gap");
   expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
              "\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
-             "\"data_offsets\":[8,16]}}", 16, "twice");
+             "\"data_offsets\":[8,16]}}",
+             16, "twice");
   expect_bad("{\"__metadata__\":[1],\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
-             "\"data_offsets\":[0,8]}}", 8, "__metadata__");
+             "\"data_offsets\":[0,8]}}",
+             8, "__metadata__");
   expect_bad("{\"__metadata__\":{\"k\":3},\"a\":{\"dtype\":\"F32\","
-             "\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "strings");
+             "\"shape\":[2],\"data_offsets\":[0,8]}}",
+             8, "strings");
   expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],"
-             "\"data_offsets\":[0,8]}}", 8, "bad size");
+             "\"data_offsets\":[0,8]}}",
+             8, "bad size");
   expect_bad("{\"a\":\"x\\q\"}", 0, "escape");
 }
 END_TEST
@@ -151,8 +162,8 @@ END_TEST
  * crash (ASan/valgrind watch the reads). */
 START_TEST(test_truncated_and_corrupted) {
   loom_tensor_map *m = loom_tensor_map_new();
-  loom_tensor_map_set(m, "w", loom_randn(NULL, LOOM_F32, 0, 1,
-                                         LOOM_SHAPE(3, 5)));
+  loom_tensor_map_set(m, "w",
+                      loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(3, 5)));
   loom_tensor_map_set(m, "i", loom_arange(LOOM_I64, 0, 7, 1));
   loom_tensor_map_set_meta(m, "k", "v");
   char path[512];
@@ -215,8 +226,8 @@ static void train_steps(net *n, loom_optimizer *opt, loom_schedule *sched,
     loom_tensor *y = loom_randint(data, LOOM_I64, 0, 3, LOOM_SHAPE(8));
     loom_tensor *h = loom_dropout_layer_forward(
         n->drop, loom_tanh(loom_linear_layer_forward(n->a, x)));
-    loom_tensor *loss = loom_cross_entropy(loom_linear_layer_forward(n->b, h),
-                                           y, NULL);
+    loom_tensor *loss =
+        loom_cross_entropy(loom_linear_layer_forward(n->b, h), y, NULL);
     loom_optimizer_zero_grad(opt);
     ck_assert_int_eq(loom_backward(loss), 0);
     ck_assert_int_eq(loom_optimizer_step(opt), 0);
@@ -261,11 +272,12 @@ START_TEST(test_resume_is_bit_identical) {
   uint64_t st[LOOM_RNG_STATE_WORDS];
   loom_rng_get_state(data2, st);
   loom_tensor_map *extra = loom_tensor_map_new();
-  loom_tensor_map_set(extra, "data_rng", loom_from_array(
-      LOOM_I64, st, LOOM_SHAPE(LOOM_RNG_STATE_WORDS)));
+  loom_tensor_map_set(
+      extra, "data_rng",
+      loom_from_array(LOOM_I64, st, LOOM_SHAPE(LOOM_RNG_STATE_WORDS)));
   loom_tensor_map_set_meta(extra, "note", "half way");
-  ck_assert_int_eq(loom_checkpoint_save(path, &half->base, o2, s2, 10, drop2,
-                                        extra), 0);
+  ck_assert_int_eq(
+      loom_checkpoint_save(path, &half->base, o2, s2, 10, drop2, extra), 0);
   loom_tensor_map_free(extra);
   loom_manual_seed(999); /* different init: the checkpoint must overwrite */
   loom_rng *drop3 = loom_rng_new(77), *data3 = loom_rng_new(78);
@@ -274,31 +286,34 @@ START_TEST(test_resume_is_bit_identical) {
   loom_schedule *s3 = make_sched(o3);
   int64_t step = -1;
   loom_tensor_map *got = NULL;
-  ck_assert_int_eq(loom_checkpoint_load(path, &resumed->base, o3, s3, &step,
-                                        drop3, &got), 0);
+  ck_assert_int_eq(
+      loom_checkpoint_load(path, &resumed->base, o3, s3, &step, drop3, &got),
+      0);
   ck_assert_int_eq(step, 10);
   ck_assert_str_eq(loom_tensor_map_meta(got, "note"), "half way");
-  ck_assert_int_eq(loom_rng_set_state(data3, (const uint64_t *)loom_data(
-                                          loom_tensor_map_get(got,
-                                                              "data_rng"))),
-                   0);
+  ck_assert_int_eq(
+      loom_rng_set_state(data3, (const uint64_t *)loom_data(
+                                    loom_tensor_map_get(got, "data_rng"))),
+      0);
   loom_tensor_map_free(got);
   ck_assert_double_eq(loom_optimizer_lr(o3), loom_optimizer_lr(o2));
   train_steps(resumed, o3, s3, data3, 10);
   loom_tensor_map *a = loom_module_state_dict(&full->base);
   loom_tensor_map *b = loom_module_state_dict(&resumed->base);
   for (int i = 0; i < loom_tensor_map_count(a); i++)
-    ck_assert_msg(loom_equal(loom_tensor_map_at(a, i),
-                             loom_tensor_map_get(b, loom_tensor_map_name(a, i))),
-                  "%s differs", loom_tensor_map_name(a, i));
+    ck_assert_msg(
+        loom_equal(loom_tensor_map_at(a, i),
+                   loom_tensor_map_get(b, loom_tensor_map_name(a, i))),
+        "%s differs", loom_tensor_map_name(a, i));
   ck_assert_double_eq(loom_optimizer_lr(o1), loom_optimizer_lr(o3));
   loom_tensor_map_free(a);
   loom_tensor_map_free(b);
   /* a checkpoint that does not fit the model leaves it untouched */
   loom_linear_layer *other = loom_linear_layer_new(6, 17, true);
   loom_tensor *before = loom_clone(other->weight);
-  ck_assert_int_eq(loom_checkpoint_load(path, &other->base, NULL, NULL, NULL,
-                                        NULL, NULL), -1);
+  ck_assert_int_eq(
+      loom_checkpoint_load(path, &other->base, NULL, NULL, NULL, NULL, NULL),
+      -1);
   ck_assert(loom_equal(before, other->weight));
   loom_clear_error();
   loom_linear_layer_free(other);

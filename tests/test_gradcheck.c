@@ -6,10 +6,10 @@
 #include <string.h>
 
 enum {
-  POSITIVE = 1,   /* inputs shifted to (0.5, ...) */
-  NONCONTIG = 2,  /* inputs are transposed views (2-D and up) */
-  SPREAD = 4,     /* values well apart (for max/min/clamp/relu kinks) */
-  LOOSE = 8,      /* eps 1e-2, for functions through float32 */
+  POSITIVE = 1,  /* inputs shifted to (0.5, ...) */
+  NONCONTIG = 2, /* inputs are transposed views (2-D and up) */
+  SPREAD = 4,    /* values well apart (for max/min/clamp/relu kinks) */
+  LOOSE = 8,     /* eps 1e-2, for functions through float32 */
 };
 
 typedef struct {
@@ -30,8 +30,9 @@ typedef struct {
     return out[0] ? 1 : -1;                                                    \
   } while (0)
 
-#define FN(name) static int name(loom_tensor *const *in, int n, \
-                                 loom_tensor **out, int max, void *ctx)
+#define FN(name)                                                               \
+  static int name(loom_tensor *const *in, int n, loom_tensor **out, int max,   \
+                  void *ctx)
 
 /* ---- elementwise ---- */
 FN(f_add) { OUT1(loom_add(in[0], in[1])); }
@@ -68,8 +69,9 @@ FN(f_softplus) { OUT1(loom_softplus(in[0], 2, 3)); }
 FN(f_clamp) { OUT1(loom_clamp(in[0], -0.5, 0.7)); }
 FN(f_pow_scalar) { OUT1(loom_pow_scalar(in[0], 2.7)); }
 FN(f_scalars) {
-  OUT1(loom_div_scalar(loom_rsub_scalar(loom_mul_scalar(
-      loom_add_scalar(in[0], 1.5), -3), 2), 1.7));
+  OUT1(loom_div_scalar(
+      loom_rsub_scalar(loom_mul_scalar(loom_add_scalar(in[0], 1.5), -3), 2),
+      1.7));
 }
 
 /* ---- views and copies ---- */
@@ -79,9 +81,7 @@ FN(f_flatten) { OUT1(loom_flatten(in[0], 1, 2)); }
 FN(f_squeeze) { OUT1(loom_unsqueeze(loom_squeeze(in[0], 1), -1)); }
 FN(f_squeeze_all) { OUT1(loom_squeeze_all(in[0])); }
 FN(f_transpose) { OUT1(loom_mul(loom_transpose(in[0], 0, 2), in[1])); }
-FN(f_permute) {
-  OUT1(loom_mul(loom_permute(in[0], (int[]){2, 0, 1}), in[1]));
-}
+FN(f_permute) { OUT1(loom_mul(loom_permute(in[0], (int[]){2, 0, 1}), in[1])); }
 FN(f_narrow) { OUT1(loom_narrow(in[0], 1, 1, 2)); }
 FN(f_slice) { OUT1(loom_slice(in[0], 0, 1, 6, 2)); }
 FN(f_select) { OUT1(loom_select(in[0], 1, -1)); }
@@ -120,9 +120,8 @@ FN(f_index_select) {
 }
 FN(f_scatter_add) {
   int64_t idx[] = {1, 1, 0, 3, 3, 3};
-  OUT1(loom_scatter_add(in[0], 1,
-                        loom_from_array(LOOM_I64, idx, LOOM_SHAPE(2, 3)),
-                        in[1]));
+  OUT1(loom_scatter_add(
+      in[0], 1, loom_from_array(LOOM_I64, idx, LOOM_SHAPE(2, 3)), in[1]));
 }
 FN(f_index_add) {
   OUT1(loom_index_add(in[0], 0, ix(3, (int64_t[]){2, 0, 2}), in[1], 0.5));
@@ -151,8 +150,9 @@ FN(f_var) { OUT1(loom_var(in[0], (int[]){1}, 1, 1, false)); }
 FN(f_std) { OUT1(loom_std(in[0], NULL, 0, 0, true)); }
 FN(f_prod) { OUT1(loom_prod(in[0], (int[]){1}, 1, false)); }
 FN(f_prod_zero) {
-  loom_tensor *z = loom_mul(in[0], loom_from_array(LOOM_F64,
-      (double[]){1, 0, 1, 1, 1, 1}, LOOM_SHAPE(2, 3)));
+  loom_tensor *z =
+      loom_mul(in[0], loom_from_array(LOOM_F64, (double[]){1, 0, 1, 1, 1, 1},
+                                      LOOM_SHAPE(2, 3)));
   OUT1(loom_prod(z, NULL, 0, false));
 }
 FN(f_norm2) { OUT1(loom_norm(in[0], 2, (int[]){1}, 1, false)); }
@@ -167,8 +167,12 @@ FN(f_min) { OUT1(loom_min(in[0], 0, true, NULL)); }
 FN(f_softmax) { OUT1(loom_softmax(in[0], 1)); }
 FN(f_log_softmax) { OUT1(loom_log_softmax(in[0], -1)); }
 FN(f_layer_norm) { OUT1(loom_layer_normalize(in[0], 2, in[1], in[2], 1e-5)); }
-FN(f_layer_norm_plain) { OUT1(loom_layer_normalize(in[0], 1, NULL, NULL, 0.1)); }
-FN(f_layer_norm_bias) { OUT1(loom_layer_normalize(in[0], 1, NULL, in[1], 1e-5)); }
+FN(f_layer_norm_plain) {
+  OUT1(loom_layer_normalize(in[0], 1, NULL, NULL, 0.1));
+}
+FN(f_layer_norm_bias) {
+  OUT1(loom_layer_normalize(in[0], 1, NULL, in[1], 1e-5));
+}
 
 /* ---- products ---- */
 FN(f_dot) { OUT1(loom_matmul(in[0], in[1])); }
@@ -181,21 +185,28 @@ FN(f_linear) { OUT1(loom_linear(in[0], in[1], in[2])); }
 /* ---- convolution, pooling, dropout ---- */
 FN(f_conv) {
   OUT1(loom_conv2d(in[0], in[1], in[2],
-                   (loom_conv2d_opts){.stride = {2, 1}, .padding = {1, 1},
-                                      .dilation = {1, 2}, .groups = 2}));
+                   (loom_conv2d_opts){.stride = {2, 1},
+                                      .padding = {1, 1},
+                                      .dilation = {1, 2},
+                                      .groups = 2}));
 }
 FN(f_conv_1x1) { OUT1(loom_conv2d(in[0], in[1], NULL, (loom_conv2d_opts){0})); }
 FN(f_max_pool) {
-  OUT1(loom_max_pool2d(in[0], (loom_pool2d_opts){.kernel = {2, 3},
-                       .stride = {2, 2}, .padding = {1, 1}}, NULL));
+  OUT1(loom_max_pool2d(
+      in[0],
+      (loom_pool2d_opts){.kernel = {2, 3}, .stride = {2, 2}, .padding = {1, 1}},
+      NULL));
 }
 FN(f_avg_pool) {
   OUT1(loom_avg_pool2d(in[0], (loom_pool2d_opts){.kernel = {3, 3},
-                       .stride = {2, 2}, .padding = {1, 1}, .ceil_mode = true}));
+                                                 .stride = {2, 2},
+                                                 .padding = {1, 1},
+                                                 .ceil_mode = true}));
 }
 FN(f_avg_pool_ex) {
   OUT1(loom_avg_pool2d(in[0], (loom_pool2d_opts){.kernel = {2, 2},
-                       .padding = {1, 1}, .exclude_pad = true}));
+                                                 .padding = {1, 1},
+                                                 .exclude_pad = true}));
 }
 FN(f_adaptive) { OUT1(loom_adaptive_avg_pool2d(in[0], 3, 2)); }
 FN(f_dropout) {
@@ -237,15 +248,15 @@ FN(f_gru_seq) {
 }
 FN(f_rnn_seq) {
   (void)n, (void)max, (void)ctx;
-  if (loom_rnn_sequence(in[0], in[1], in[2], in[3], seq_lengths(), true,
-                        false, &out[0], &out[1]) < 0)
+  if (loom_rnn_sequence(in[0], in[1], in[2], in[3], seq_lengths(), true, false,
+                        &out[0], &out[1]) < 0)
     return -1;
   return 2;
 }
 FN(f_rnn_seq_relu) {
   (void)n, (void)max, (void)ctx;
-  if (loom_rnn_sequence(in[0], in[1], in[2], in[3], NULL, false, true,
-                        &out[0], &out[1]) < 0)
+  if (loom_rnn_sequence(in[0], in[1], in[2], in[3], NULL, false, true, &out[0],
+                        &out[1]) < 0)
     return -1;
   return 2;
 }
@@ -266,8 +277,7 @@ static int cube_bwd(loom_function_ctx *c, loom_tensor *const *g,
   gin[1] = loom_mul_scalar(g[1], 2);
   return 0;
 }
-static const loom_function cube = {"cube_and_double", 2, 2, cube_fwd,
-                                   cube_bwd};
+static const loom_function cube = {"cube_and_double", 2, 2, cube_fwd, cube_bwd};
 FN(f_custom) {
   (void)n;
   (void)max;
@@ -280,7 +290,8 @@ FN(f_custom) {
   return 2;
 }
 
-#define S(...) {__VA_ARGS__}
+#define S(...)                                                                 \
+  { __VA_ARGS__ }
 static const gc_case cases[] = {
     {"add broadcast", f_add, 2, S(2, 1), S(S(2, 3), S(3)), 0},
     {"add noncontig", f_add, 2, S(2, 2), S(S(3, 4), S(3, 4)), NONCONTIG},
@@ -370,7 +381,8 @@ static const gc_case cases[] = {
     {"matrix-vector", f_matmul, 2, S(2, 1), S(S(3, 4), S(4)), 0},
     {"vector-matrix", f_matmul, 2, S(1, 2), S(S(3), S(3, 4)), 0},
     {"mm noncontig", f_matmul, 2, S(2, 2), S(S(3, 4), S(4, 2)), NONCONTIG},
-    {"batched broadcast", f_matmul, 2, S(4, 3), S(S(2, 1, 3, 4), S(3, 4, 2)), 0},
+    {"batched broadcast", f_matmul, 2, S(4, 3), S(S(2, 1, 3, 4), S(3, 4, 2)),
+     0},
     {"batched x matrix", f_matmul, 2, S(3, 2), S(S(2, 3, 4), S(4, 2)), 0},
     {"addmm", f_addmm, 3, S(1, 2, 2), S(S(4), S(2, 3), S(3, 4)), 0},
     {"bmm", f_bmm, 2, S(3, 3), S(S(2, 2, 3), S(2, 3, 2)), 0},
@@ -408,8 +420,9 @@ static loom_tensor *make_input(const gc_case *c, int i, loom_rng *g) {
     int64_t n = loom_numel(t);
     loom_tensor *perm = loom_to_dtype(loom_randperm(g, n), LOOM_F64);
     loom_tensor *jitter = loom_rand(g, LOOM_F64, 0, 0.1, 1, &n);
-    t = loom_reshape(loom_add(loom_mul_scalar(loom_sub_scalar(perm, n / 2.0),
-                                              0.37), jitter), nd, shape);
+    t = loom_reshape(
+        loom_add(loom_mul_scalar(loom_sub_scalar(perm, n / 2.0), 0.37), jitter),
+        nd, shape);
   }
   if (c->flags & POSITIVE)
     t = loom_add_scalar(loom_abs(t), 0.5);
@@ -452,8 +465,7 @@ static int wrong_bwd(loom_function_ctx *c, loom_tensor *const *g,
   gin[0] = loom_mul(g[0], loom_function_saved(c, 0)); /* should be 2x */
   return 0;
 }
-static const loom_function wrong = {"wrong_square", 1, 1, wrong_fwd,
-                                    wrong_bwd};
+static const loom_function wrong = {"wrong_square", 1, 1, wrong_fwd, wrong_bwd};
 FN(f_wrong) {
   (void)n;
   (void)max;
@@ -479,8 +491,8 @@ START_TEST(test_wrong_backward_is_caught) {
 END_TEST
 
 START_TEST(test_rejects_float32) {
-  loom_tensor *x = loom_set_requires_grad(loom_ones(LOOM_F32, LOOM_SHAPE(2)),
-                                          true);
+  loom_tensor *x =
+      loom_set_requires_grad(loom_ones(LOOM_F32, LOOM_SHAPE(2)), true);
   ck_assert_int_eq(loom_gradcheck(f_tanh, NULL, &x, 1, NULL, NULL), -1);
   ck_assert_int_eq(loom_last_status(), LOOM_ERR_DTYPE);
 }

@@ -35,8 +35,7 @@ static loom_tensor *ref(const char *c, const char *what) {
  * float64. */
 static void expect_close(const loom_tensor *got, const loom_tensor *want,
                          const char *c, const char *what) {
-  ck_assert_msg(got != NULL, "%s %s: missing (%s)", c, what,
-                loom_last_error());
+  ck_assert_msg(got != NULL, "%s %s: missing (%s)", c, what, loom_last_error());
   ck_assert_msg(loom_same_shape(got, want), "%s %s: shape", c, what);
   double worst = 0;
   int64_t n = loom_numel(want);
@@ -45,8 +44,8 @@ static void expect_close(const loom_tensor *got, const loom_tensor *want,
   for (int64_t i = 0; i < n; i++) {
     double a = loom_data_f64(g)[i], b = loom_data_f64(w)[i];
     bool f64 = loom_dtype_of(want) == LOOM_F64;
-    double err = fabs(a - b) / (f64 ? 1e-10 * fabs(b) + 1e-12
-                                    : 1e-5 * fabs(b) + 1e-6);
+    double err =
+        fabs(a - b) / (f64 ? 1e-10 * fabs(b) + 1e-12 : 1e-5 * fabs(b) + 1e-6);
     worst = err > worst ? err : worst;
   }
   ck_assert_msg(worst <= 1, "%s %s: error %.3g of the tolerance", c, what,
@@ -67,9 +66,13 @@ static void run_case(const char *c, const char *settings, bool fused) {
   char kind[32];
   int layers, bidir, bf, use_len, use_init;
   ck_assert_int_eq(sscanf(settings, "%31s %d %d %d %d %d", kind, &layers,
-                          &bidir, &bf, &use_len, &use_init), 6);
-  loom_rnn_opts o = {.input_size = 3, .hidden_size = 4, .num_layers = layers,
-                     .bidirectional = bidir, .batch_first = bf,
+                          &bidir, &bf, &use_len, &use_init),
+                   6);
+  loom_rnn_opts o = {.input_size = 3,
+                     .hidden_size = 4,
+                     .num_layers = layers,
+                     .bidirectional = bidir,
+                     .batch_first = bf,
                      .step_by_step = !fused};
   loom_dtype prev = loom_set_default_dtype(loom_dtype_of(ref(c, "x")));
   loom_rnn *r = loom_rnn_new(kind_of(kind), o);
@@ -168,8 +171,8 @@ START_TEST(test_fused_matches_torch) { run_all(true); }
 END_TEST
 
 START_TEST(test_bad_inputs) {
-  loom_rnn *r = loom_lstm_new((loom_rnn_opts){.input_size = 3,
-                                              .hidden_size = 4});
+  loom_rnn *r =
+      loom_lstm_new((loom_rnn_opts){.input_size = 3, .hidden_size = 4});
   loom_tensor *out;
   loom_tensor *x = loom_zeros(LOOM_F32, LOOM_SHAPE(5, 2, 7));
   ck_assert_int_eq(loom_rnn_forward(r, x, NULL, NULL, &out, NULL), -1);
@@ -177,9 +180,10 @@ START_TEST(test_bad_inputs) {
   loom_clear_error();
   x = loom_zeros(LOOM_F32, LOOM_SHAPE(5, 2, 3));
   int64_t bad[] = {6, 1};
-  ck_assert_int_eq(loom_rnn_forward(r, x, loom_from_array(LOOM_I64, bad,
-                                                          LOOM_SHAPE(2)),
-                                    NULL, &out, NULL), -1);
+  ck_assert_int_eq(
+      loom_rnn_forward(r, x, loom_from_array(LOOM_I64, bad, LOOM_SHAPE(2)),
+                       NULL, &out, NULL),
+      -1);
   ck_assert_int_eq(loom_last_status(), LOOM_ERR_INDEX);
   loom_rnn_free(r);
 }

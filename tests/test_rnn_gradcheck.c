@@ -39,24 +39,64 @@ static const rnn_case cases[] = {
     {"rnn tanh", &loom_rnn_tanh_cell, {0}, 1, false, false, false},
     {"rnn relu 2 layers", &loom_rnn_relu_cell, {0}, 2, false, false, false},
     {"lstm", &loom_lstm_cell, {0}, 1, false, false, false},
-    {"lstm peephole", &loom_lstm_cell, {.peephole = true}, 1, false, false,
+    {"lstm peephole",
+     &loom_lstm_cell,
+     {.peephole = true},
+     1,
+     false,
+     false,
      false},
-    {"lstm coupled", &loom_lstm_cell, {.coupled = true}, 1, false, false,
+    {"lstm coupled",
+     &loom_lstm_cell,
+     {.coupled = true},
+     1,
+     false,
+     false,
      false},
-    {"lstm coupled peephole", &loom_lstm_cell,
-     {.coupled = true, .peephole = true}, 1, false, false, false},
-    {"lstm layer norm", &loom_lstm_cell, {.layer_norm = true}, 1, false, false,
+    {"lstm coupled peephole",
+     &loom_lstm_cell,
+     {.coupled = true, .peephole = true},
+     1,
+     false,
+     false,
      false},
-    {"lstm forget bias", &loom_lstm_cell, {.forget_bias = 1}, 1, false, false,
+    {"lstm layer norm",
+     &loom_lstm_cell,
+     {.layer_norm = true},
+     1,
+     false,
+     false,
+     false},
+    {"lstm forget bias",
+     &loom_lstm_cell,
+     {.forget_bias = 1},
+     1,
+     false,
+     false,
      false},
     {"gru", &loom_gru_cell, {0}, 1, false, false, false},
     {"gru cho2014", &loom_gru_cho2014_cell, {0}, 1, false, false, false},
-    {"runner: lstm 2 layers bidirectional lengths", &loom_lstm_cell, {0}, 2,
-     true, true, false},
-    {"runner: gru bidirectional lengths", &loom_gru_cell, {0}, 1, true, true,
+    {"runner: lstm 2 layers bidirectional lengths",
+     &loom_lstm_cell,
+     {0},
+     2,
+     true,
+     true,
      false},
-    {"example: minimal gated unit, bidirectional", &example_mgu_cell, {0}, 1,
-     true, true, false},
+    {"runner: gru bidirectional lengths",
+     &loom_gru_cell,
+     {0},
+     1,
+     true,
+     true,
+     false},
+    {"example: minimal gated unit, bidirectional",
+     &example_mgu_cell,
+     {0},
+     1,
+     true,
+     true,
+     false},
     {"example: ConvLSTM", &example_convlstm_cell, {0}, 1, false, false, true},
 };
 enum { N_CASES = sizeof cases / sizeof cases[0] };
@@ -66,7 +106,8 @@ START_TEST(test_cell_gradcheck) {
   loom_set_default_dtype(LOOM_F64);
   loom_manual_seed(7 + (uint64_t)_i);
   int64_t T = 3, B = 2, I = 2, H = 3, k = 3;
-  loom_rnn_opts o = {.input_size = I, .hidden_size = H,
+  loom_rnn_opts o = {.input_size = I,
+                     .hidden_size = H,
                      .num_layers = tc->layers,
                      .bidirectional = tc->bidirectional,
                      .cell_config = tc->image ? (const void *)&k
@@ -81,13 +122,13 @@ START_TEST(test_cell_gradcheck) {
   loom_tensor *in[64];
   int n = 0;
   in[n++] = tc->image
-      ? loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(T, B, 1, 3, 3))
-      : loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(T, B, I));
+                ? loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(T, B, 1, 3, 3))
+                : loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(T, B, I));
   for (int s = 0; s < ns; s++)
-    in[n++] = tc->image
-        ? loom_randn(NULL, LOOM_F64, 0, 0.5, LOOM_SHAPE(tc->layers * D, B, 2,
-                                                         3, 3))
-        : loom_randn(NULL, LOOM_F64, 0, 0.5, LOOM_SHAPE(tc->layers * D, B, H));
+    in[n++] = tc->image ? loom_randn(NULL, LOOM_F64, 0, 0.5,
+                                     LOOM_SHAPE(tc->layers * D, B, 2, 3, 3))
+                        : loom_randn(NULL, LOOM_F64, 0, 0.5,
+                                     LOOM_SHAPE(tc->layers * D, B, H));
   for (int i = 0; i < n; i++)
     loom_set_requires_grad(in[i], true);
   n += loom_module_parameters(&r->base, in + n, 64 - n);
@@ -108,22 +149,20 @@ END_TEST
 
 /* Variable lengths behave like separate runs of each sequence. */
 START_TEST(test_lengths_equal_separate_runs) {
-  loom_rnn *r = loom_lstm_new((loom_rnn_opts){.input_size = 2,
-                                              .hidden_size = 3,
-                                              .bidirectional = true});
+  loom_rnn *r = loom_lstm_new((loom_rnn_opts){
+      .input_size = 2, .hidden_size = 3, .bidirectional = true});
   loom_tensor *x = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(4, 2, 2));
-  loom_tensor *len = loom_from_array(LOOM_I64, (int64_t[]){4, 2},
-                                     LOOM_SHAPE(2));
+  loom_tensor *len =
+      loom_from_array(LOOM_I64, (int64_t[]){4, 2}, LOOM_SHAPE(2));
   loom_tensor *out, *fin[2], *out1, *fin1[2];
   ck_assert_int_eq(loom_rnn_forward(r, x, len, NULL, &out, fin), 0);
   /* sequence 1 alone, cut to its length */
   loom_tensor *x1 = loom_narrow(loom_narrow(x, 1, 1, 1), 0, 0, 2);
   ck_assert_int_eq(loom_rnn_forward(r, x1, NULL, NULL, &out1, fin1), 0);
-  ck_assert(loom_allclose(loom_narrow(loom_narrow(out, 1, 1, 1), 0, 0, 2),
-                          out1, 1e-6, 1e-7));
+  ck_assert(loom_allclose(loom_narrow(loom_narrow(out, 1, 1, 1), 0, 0, 2), out1,
+                          1e-6, 1e-7));
   for (int k = 0; k < 2; k++)
-    ck_assert(loom_allclose(loom_narrow(fin[k], 1, 1, 1), fin1[k], 1e-6,
-                            1e-7));
+    ck_assert(loom_allclose(loom_narrow(fin[k], 1, 1, 1), fin1[k], 1e-6, 1e-7));
   /* and its outputs past the end are zero */
   ck_assert_double_eq(loom_item(loom_sum_all(loom_abs(
                           loom_narrow(loom_narrow(out, 1, 1, 1), 0, 2, 2)))),
@@ -134,9 +173,12 @@ END_TEST
 
 START_TEST(test_dropout_between_layers) {
   loom_rng *g = loom_rng_new(3);
-  loom_rnn *r = loom_gru_new((loom_rnn_opts){.input_size = 2, .hidden_size = 4,
-                                             .num_layers = 2, .dropout = 0.5,
-                                             .variational = true, .rng = g});
+  loom_rnn *r = loom_gru_new((loom_rnn_opts){.input_size = 2,
+                                             .hidden_size = 4,
+                                             .num_layers = 2,
+                                             .dropout = 0.5,
+                                             .variational = true,
+                                             .rng = g});
   loom_tensor *x = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(5, 3, 2));
   loom_tensor *a, *b, *c;
   ck_assert_int_eq(loom_rnn_forward(r, x, NULL, NULL, &a, NULL), 0);
@@ -159,9 +201,10 @@ START_TEST(test_parameter_names) {
                                               .bidirectional = true,
                                               .cell_config = &peep});
   loom_tensor_map *m = loom_module_named_parameters(&r->base);
-  const char *want[] = {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0",
-                        "bias_hh_l0", "weight_ci_l0", "weight_co_l0",
-                        "weight_cf_l0", "weight_ih_l0_reverse",
+  const char *want[] = {"weight_ih_l0",         "weight_hh_l0",
+                        "bias_ih_l0",           "bias_hh_l0",
+                        "weight_ci_l0",         "weight_co_l0",
+                        "weight_cf_l0",         "weight_ih_l0_reverse",
                         "weight_hh_l1_reverse", "bias_hh_l1_reverse"};
   for (size_t i = 0; i < sizeof want / sizeof *want; i++)
     ck_assert_msg(loom_tensor_map_get(m, want[i]) != NULL, "no %s", want[i]);
@@ -174,9 +217,8 @@ END_TEST
 /* Truncated BPTT through the runner: the state carried across chunks is
  * detached, so memory is the same after chunk 5 and after chunk 60. */
 START_TEST(test_truncated_bptt_memory_is_flat) {
-  loom_rnn *r = loom_lstm_new((loom_rnn_opts){.input_size = 3,
-                                              .hidden_size = 8,
-                                              .num_layers = 2});
+  loom_rnn *r = loom_lstm_new(
+      (loom_rnn_opts){.input_size = 3, .hidden_size = 8, .num_layers = 2});
   loom_tensor *ps[16];
   int np = loom_module_parameters(&r->base, ps, 16);
   loom_optimizer *opt = loom_adam_new(ps, np, loom_adam_defaults(1e-3));
@@ -186,8 +228,8 @@ START_TEST(test_truncated_bptt_memory_is_flat) {
     loom_scope *s = loom_scope_begin();
     loom_tensor *x = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(7, 2, 3));
     loom_tensor *out, *fin[2];
-    ck_assert_int_eq(loom_rnn_forward(r, x, NULL, state[0] ? state : NULL,
-                                      &out, fin), 0);
+    ck_assert_int_eq(
+        loom_rnn_forward(r, x, NULL, state[0] ? state : NULL, &out, fin), 0);
     loom_optimizer_zero_grad(opt);
     ck_assert_int_eq(loom_backward(loom_mean_all(loom_square(out))), 0);
     loom_clip_grad_norm(ps, np, 1.0, 2);

@@ -538,13 +538,15 @@ START_TEST(test_large_sum_is_accurate) {
 END_TEST
 
 /* Identical bits with one thread and two, for reductions over every kind
- * of dim and for elementwise ops, all above the threading threshold. */
+ * of dim, elementwise ops, products and layer norm, all above the
+ * threading threshold. */
 START_TEST(test_results_independent_of_threads) {
   loom_rng *g = loom_rng_new(17);
   loom_tensor *x = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(512, 600));
   loom_tensor *y = loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(600, 512));
   loom_rng_free(g);
-  loom_tensor *res[2][10];
+  loom_tensor *res[2][14];
+  loom_tensor *w = loom_set_requires_grad(loom_narrow(x, 0, 0, 300), true);
   for (int r = 0; r < 2; r++) {
     loom_set_num_threads(r + 1);
     ck_assert_int_eq(loom_num_threads(), r + 1);
@@ -558,9 +560,16 @@ START_TEST(test_results_independent_of_threads) {
     res[r][7] = loom_add(x, loom_t(y));
     res[r][8] = loom_softmax(x, 0);
     res[r][9] = loom_amax(y, (const int[]){0}, 1, false);
+    /* products: split over threads by rows, by columns, packed */
+    res[r][10] = loom_matmul(x, loom_t(x));
+    res[r][11] = loom_matmul(loom_narrow(x, 0, 0, 64), loom_t(x));
+    loom_fixed_weights_begin();
+    res[r][12] = loom_linear(loom_narrow(x, 0, 0, 32), w, NULL);
+    loom_fixed_weights_end();
+    res[r][13] = loom_layer_normalize(y, 1, NULL, NULL, 1e-5);
   }
   loom_set_num_threads(0);
-  for (int k = 0; k < 10; k++) {
+  for (int k = 0; k < 14; k++) {
     size_t bytes = (size_t)loom_numel(res[0][k]) *
                    loom_dtype_size(loom_dtype_of(res[0][k]));
     ck_assert(loom_same_shape(res[0][k], res[1][k]));

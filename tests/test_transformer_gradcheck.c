@@ -8,7 +8,6 @@
  * al. formula, of loom_causal_mask and of learned positions. */
 #include "check_util.h"
 
-
 static loom_dtype saved_dtype_;
 
 static void setup(void) {

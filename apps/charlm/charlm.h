@@ -29,7 +29,7 @@ unsigned char *corpus_generate(size_t bytes, size_t *len);
 /* ---- model (model.c) ---- */
 
 typedef struct {
-  char cell[16];  /* rnn, lstm, gru, peephole, transformer */
+  char cell[16]; /* rnn, lstm, gru, peephole, transformer */
   int64_t vocab, embed, hidden, layers, heads, ff, context;
   double dropout;
 } charlm_config;
@@ -38,12 +38,12 @@ typedef struct {
   loom_module base;
   charlm_config cfg;
   loom_embedding_layer *embed;
-  loom_rnn *rnn;                    /* recurrent models */
-  loom_transformer_stack *blocks;   /* --model transformer: causal blocks */
+  loom_rnn *rnn;                  /* recurrent models */
+  loom_transformer_stack *blocks; /* --model transformer: causal blocks */
   loom_learned_positions *positions;
   loom_linear_layer *head;
   loom_dropout_layer *drop;
-  loom_rng *rng;                    /* dropout masks; owned */
+  loom_rng *rng; /* dropout masks; owned */
 } charlm;
 
 charlm *charlm_new(const charlm_config *cfg, uint64_t seed);

@@ -13,28 +13,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const names[] = {"MARGERY", "OSWALD", "BEATRICE", "TOBIAS",
+static const char *const names[] = {"MARGERY",  "OSWALD", "BEATRICE", "TOBIAS",
                                     "ROSALIND", "EDMUND", "CORDELIA", "HUGO"};
 static const char *const nouns[] = {
-    "lamp",  "boat",   "letter", "garden", "crown",  "horse", "bell",
+    "lamp",   "boat",  "letter", "garden", "crown",   "horse",  "bell",
     "candle", "river", "sword",  "window", "orchard", "bridge", "lantern",
-    "coat",  "apple",  "song",   "door",   "ring",   "ship"};
-static const char *const adjectives[] = {"old",    "quiet", "golden", "broken",
-                                         "bright", "small", "heavy",  "green",
+    "coat",   "apple", "song",   "door",   "ring",    "ship"};
+static const char *const adjectives[] = {"old",    "quiet",  "golden", "broken",
+                                         "bright", "small",  "heavy",  "green",
                                          "cold",   "strange"};
 static const char *const verbs[] = {"found", "carried", "mended", "sold",
                                     "hid",   "painted", "opened", "watched",
                                     "lost",  "kept"};
-static const char *const places[] = {"by the harbour", "in the hall",
-                                     "under the tower", "near the mill",
-                                     "at the market", "beside the well",
-                                     "in the north field", "on the hill"};
-static const char *const times[] = {"this morning", "at dusk", "yesterday",
-                                    "before the storm", "last winter",
-                                    "at noon"};
-static const char *const numbers[] = {"two",   "three", "four",  "five",
-                                      "six",   "seven", "eight", "nine",
-                                      "ten",   "twelve"};
+static const char *const places[] = {
+    "by the harbour", "in the hall",     "under the tower",    "near the mill",
+    "at the market",  "beside the well", "in the north field", "on the hill"};
+static const char *const times[] = {"this morning", "at dusk",
+                                    "yesterday",    "before the storm",
+                                    "last winter",  "at noon"};
+static const char *const numbers[] = {"two", "three", "four",  "five",
+                                      "six", "seven", "eight", "nine",
+                                      "ten", "twelve"};
 
 typedef struct {
   char *buf;
@@ -140,8 +139,8 @@ unsigned char *corpus_generate(size_t bytes, size_t *len) {
 
 int corpus_load(corpus *c, const char *path, size_t bytes) {
   memset(c, 0, sizeof *c);
-  c->text = path ? app_read_file(path, &c->len) : corpus_generate(bytes,
-                                                                  &c->len);
+  c->text =
+      path ? app_read_file(path, &c->len) : corpus_generate(bytes, &c->len);
   if (!c->text)
     return -1;
   if (c->len < 1000) {

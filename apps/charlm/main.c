@@ -30,56 +30,81 @@ typedef struct {
 } options;
 
 static void usage(FILE *f) {
-  fprintf(f,
-"usage: charlm [train] [options]     train a character-level language model\n"
-"       charlm sample [options]      generate text from a checkpoint\n"
-"\n"
-"training:\n"
-"  --data FILE          text to learn (bytes; any encoding). Without it,\n"
-"                       charlm writes its own corpus: a play whose speeches\n"
-"                       come from a small English grammar (see --write-corpus)\n"
-"  --model NAME         rnn | lstm | gru | peephole | transformer (lstm)\n"
-"  --layers N           recurrent layers (2)\n"
-"  --hidden N           hidden units (256)\n"
-"  --embed N            embedding size (64)\n"
-"  --heads N, --ff N    transformer heads (4) and feed-forward size (4*hidden)\n"
-"  --dropout P          dropout between layers and on the embeddings (0)\n"
-"  --seq N              characters per chunk of truncated BPTT (100)\n"
-"  --batch N            parallel streams (32)\n"
-"  --lr X               Adam learning rate (2e-3)\n"
-"  --clip X             gradient norm clipping, 0 for none (5)\n"
-"  --steps N            training steps (2000); or --epochs X, or --minutes M\n"
-"  --val-fraction X     tail of the text held out for validation (0.1)\n"
-"  --eval-every N       steps between validation passes (200)\n"
-"  --checkpoint FILE    where to save (charlm.ckpt); written every\n"
-"                       --save-every steps (500) and at the end\n"
-"  --resume             continue from --checkpoint, exactly where it stopped\n"
-"  --plot FILE          loss curves as PNG (charlm-loss.png; '' for none)\n"
-"  --seed N             random seed (1)\n"
-"  --threads N          loom's kernel threads (all cores)\n"
-"  --corpus-bytes N     size of the built-in corpus (1000000)\n"
-"  --write-corpus FILE  write the built-in corpus and exit\n"
-"\n"
-"sampling:\n"
-"  --checkpoint FILE    a checkpoint written by training (charlm.ckpt)\n"
-"  --prime TEXT         text to start from (\"\\n\")\n"
-"  --length N           characters to generate (500)\n"
-"  --temperature T      sampling temperature; 0 picks the likeliest (0.8)\n"
-"  --top-k K            sample among the K likeliest characters only (0: all)\n"
-"  --seed N             random seed (1)\n"
-"\n"
-"  --quiet              no progress line\n"
-"  --help               this text\n");
+  fprintf(
+      f,
+      "usage: charlm [train] [options]     train a character-level language "
+      "model\n"
+      "       charlm sample [options]      generate text from a checkpoint\n"
+      "\n"
+      "training:\n"
+      "  --data FILE          text to learn (bytes; any encoding). Without "
+      "it,\n"
+      "                       charlm writes its own corpus: a play whose "
+      "speeches\n"
+      "                       come from a small English grammar (see "
+      "--write-corpus)\n"
+      "  --model NAME         rnn | lstm | gru | peephole | transformer "
+      "(lstm)\n"
+      "  --layers N           recurrent layers (2)\n"
+      "  --hidden N           hidden units (256)\n"
+      "  --embed N            embedding size (64)\n"
+      "  --heads N, --ff N    transformer heads (4) and feed-forward size "
+      "(4*hidden)\n"
+      "  --dropout P          dropout between layers and on the embeddings "
+      "(0)\n"
+      "  --seq N              characters per chunk of truncated BPTT (100)\n"
+      "  --batch N            parallel streams (32)\n"
+      "  --lr X               Adam learning rate (2e-3)\n"
+      "  --clip X             gradient norm clipping, 0 for none (5)\n"
+      "  --steps N            training steps (2000); or --epochs X, or "
+      "--minutes M\n"
+      "  --val-fraction X     tail of the text held out for validation (0.1)\n"
+      "  --eval-every N       steps between validation passes (200)\n"
+      "  --checkpoint FILE    where to save (charlm.ckpt); written every\n"
+      "                       --save-every steps (500) and at the end;\n"
+      "                       FILE.best holds the step with the best\n"
+      "                       validation loss so far\n"
+      "  --resume             continue from --checkpoint, exactly where it "
+      "stopped\n"
+      "  --plot FILE          loss curves as PNG (charlm-loss.png; '' for "
+      "none)\n"
+      "  --seed N             random seed (1)\n"
+      "  --threads N          loom's kernel threads (all cores)\n"
+      "  --corpus-bytes N     size of the built-in corpus (1000000)\n"
+      "  --write-corpus FILE  write the built-in corpus and exit\n"
+      "\n"
+      "sampling:\n"
+      "  --checkpoint FILE    a checkpoint written by training (charlm.ckpt)\n"
+      "  --prime TEXT         text to start from (\"\\n\")\n"
+      "  --length N           characters to generate (500)\n"
+      "  --temperature T      sampling temperature; 0 picks the likeliest "
+      "(0.8)\n"
+      "  --top-k K            sample among the K likeliest characters only (0: "
+      "all)\n"
+      "  --seed N             random seed (1)\n"
+      "\n"
+      "  --quiet              no progress line\n"
+      "  --help               this text\n");
 }
 
 static int parse(int argc, char **argv, options *o, bool *sample) {
-  *o = (options){.checkpoint = "charlm.ckpt", .plot = "charlm-loss.png",
-                 .prime = "\n", .seq = 100, .batch = 32, .steps = 2000,
-                 .length = 500, .eval_every = 200, .save_every = 500,
-                 .corpus_bytes = 1000000, .lr = 2e-3, .clip = 5,
-                 .val_fraction = 0.1, .temperature = 0.8, .seed = 1};
-  o->model = (charlm_config){.cell = "lstm", .embed = 64, .hidden = 256,
-                             .layers = 2, .heads = 4};
+  *o = (options){.checkpoint = "charlm.ckpt",
+                 .plot = "charlm-loss.png",
+                 .prime = "\n",
+                 .seq = 100,
+                 .batch = 32,
+                 .steps = 2000,
+                 .length = 500,
+                 .eval_every = 200,
+                 .save_every = 500,
+                 .corpus_bytes = 1000000,
+                 .lr = 2e-3,
+                 .clip = 5,
+                 .val_fraction = 0.1,
+                 .temperature = 0.8,
+                 .seed = 1};
+  o->model = (charlm_config){
+      .cell = "lstm", .embed = 64, .hidden = 256, .layers = 2, .heads = 4};
   *sample = false;
   int first = 1;
   if (argc > 1 && argv[1][0] != '-') {
@@ -93,59 +118,122 @@ static int parse(int argc, char **argv, options *o, bool *sample) {
     first = 2;
   }
   static const struct option longs[] = {
-      {"data", 1, 0, 'd'},       {"model", 1, 0, 'm'},
-      {"layers", 1, 0, 'L'},     {"hidden", 1, 0, 'H'},
-      {"embed", 1, 0, 'E'},      {"heads", 1, 0, 'A'},
-      {"ff", 1, 0, 'F'},         {"dropout", 1, 0, 'D'},
-      {"seq", 1, 0, 'T'},        {"batch", 1, 0, 'B'},
-      {"lr", 1, 0, 'r'},         {"clip", 1, 0, 'c'},
-      {"steps", 1, 0, 's'},      {"epochs", 1, 0, 'e'},
-      {"minutes", 1, 0, 'M'},    {"val-fraction", 1, 0, 'v'},
-      {"eval-every", 1, 0, 'V'}, {"checkpoint", 1, 0, 'k'},
-      {"save-every", 1, 0, 'S'}, {"resume", 0, 0, 'R'},
-      {"plot", 1, 0, 'p'},       {"seed", 1, 0, 'x'},
-      {"threads", 1, 0, 'j'},    {"corpus-bytes", 1, 0, 'b'},
+      {"data", 1, 0, 'd'},         {"model", 1, 0, 'm'},
+      {"layers", 1, 0, 'L'},       {"hidden", 1, 0, 'H'},
+      {"embed", 1, 0, 'E'},        {"heads", 1, 0, 'A'},
+      {"ff", 1, 0, 'F'},           {"dropout", 1, 0, 'D'},
+      {"seq", 1, 0, 'T'},          {"batch", 1, 0, 'B'},
+      {"lr", 1, 0, 'r'},           {"clip", 1, 0, 'c'},
+      {"steps", 1, 0, 's'},        {"epochs", 1, 0, 'e'},
+      {"minutes", 1, 0, 'M'},      {"val-fraction", 1, 0, 'v'},
+      {"eval-every", 1, 0, 'V'},   {"checkpoint", 1, 0, 'k'},
+      {"save-every", 1, 0, 'S'},   {"resume", 0, 0, 'R'},
+      {"plot", 1, 0, 'p'},         {"seed", 1, 0, 'x'},
+      {"threads", 1, 0, 'j'},      {"corpus-bytes", 1, 0, 'b'},
       {"write-corpus", 1, 0, 'w'}, {"prime", 1, 0, 'P'},
-      {"length", 1, 0, 'n'},     {"temperature", 1, 0, 't'},
-      {"top-k", 1, 0, 'K'},      {"quiet", 0, 0, 'q'},
-      {"help", 0, 0, 'h'},       {0, 0, 0, 0}};
+      {"length", 1, 0, 'n'},       {"temperature", 1, 0, 't'},
+      {"top-k", 1, 0, 'K'},        {"quiet", 0, 0, 'q'},
+      {"help", 0, 0, 'h'},         {0, 0, 0, 0}};
   optind = first;
   int ch;
   while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
     switch (ch) {
-    case 'd': o->data = optarg; break;
-    case 'm': snprintf(o->model.cell, sizeof o->model.cell, "%s", optarg);
+    case 'd':
+      o->data = optarg;
       break;
-    case 'L': o->model.layers = atoll(optarg); break;
-    case 'H': o->model.hidden = atoll(optarg); break;
-    case 'E': o->model.embed = atoll(optarg); break;
-    case 'A': o->model.heads = atoll(optarg); break;
-    case 'F': o->model.ff = atoll(optarg); break;
-    case 'D': o->model.dropout = atof(optarg); break;
-    case 'T': o->seq = atoll(optarg); break;
-    case 'B': o->batch = atoll(optarg); break;
-    case 'r': o->lr = atof(optarg); break;
-    case 'c': o->clip = atof(optarg); break;
-    case 's': o->steps = atoll(optarg); break;
-    case 'e': o->epochs = atof(optarg); break;
-    case 'M': o->minutes = atof(optarg); break;
-    case 'v': o->val_fraction = atof(optarg); break;
-    case 'V': o->eval_every = atoll(optarg); break;
-    case 'k': o->checkpoint = optarg; break;
-    case 'S': o->save_every = atoll(optarg); break;
-    case 'R': o->resume = true; break;
-    case 'p': o->plot = optarg; break;
-    case 'x': o->seed = strtoull(optarg, NULL, 10); break;
-    case 'j': o->threads = atoi(optarg); break;
-    case 'b': o->corpus_bytes = atoll(optarg); break;
-    case 'w': o->write_corpus = optarg; break;
-    case 'P': o->prime = optarg; break;
-    case 'n': o->length = atoll(optarg); break;
-    case 't': o->temperature = atof(optarg); break;
-    case 'K': o->top_k = atoll(optarg); break;
-    case 'q': o->quiet = true; break;
-    case 'h': usage(stdout); exit(0);
-    default: usage(stderr); return -1;
+    case 'm':
+      snprintf(o->model.cell, sizeof o->model.cell, "%s", optarg);
+      break;
+    case 'L':
+      o->model.layers = atoll(optarg);
+      break;
+    case 'H':
+      o->model.hidden = atoll(optarg);
+      break;
+    case 'E':
+      o->model.embed = atoll(optarg);
+      break;
+    case 'A':
+      o->model.heads = atoll(optarg);
+      break;
+    case 'F':
+      o->model.ff = atoll(optarg);
+      break;
+    case 'D':
+      o->model.dropout = atof(optarg);
+      break;
+    case 'T':
+      o->seq = atoll(optarg);
+      break;
+    case 'B':
+      o->batch = atoll(optarg);
+      break;
+    case 'r':
+      o->lr = atof(optarg);
+      break;
+    case 'c':
+      o->clip = atof(optarg);
+      break;
+    case 's':
+      o->steps = atoll(optarg);
+      break;
+    case 'e':
+      o->epochs = atof(optarg);
+      break;
+    case 'M':
+      o->minutes = atof(optarg);
+      break;
+    case 'v':
+      o->val_fraction = atof(optarg);
+      break;
+    case 'V':
+      o->eval_every = atoll(optarg);
+      break;
+    case 'k':
+      o->checkpoint = optarg;
+      break;
+    case 'S':
+      o->save_every = atoll(optarg);
+      break;
+    case 'R':
+      o->resume = true;
+      break;
+    case 'p':
+      o->plot = optarg;
+      break;
+    case 'x':
+      o->seed = strtoull(optarg, NULL, 10);
+      break;
+    case 'j':
+      o->threads = atoi(optarg);
+      break;
+    case 'b':
+      o->corpus_bytes = atoll(optarg);
+      break;
+    case 'w':
+      o->write_corpus = optarg;
+      break;
+    case 'P':
+      o->prime = optarg;
+      break;
+    case 'n':
+      o->length = atoll(optarg);
+      break;
+    case 't':
+      o->temperature = atof(optarg);
+      break;
+    case 'K':
+      o->top_k = atoll(optarg);
+      break;
+    case 'q':
+      o->quiet = true;
+      break;
+    case 'h':
+      usage(stdout);
+      exit(0);
+    default:
+      usage(stderr);
+      return -1;
     }
   }
   if (optind < argc) {
@@ -231,8 +319,7 @@ typedef struct {
   int n, n_val, cap, cap_val;
 } history;
 
-static void push(double **a, double **b, int *n, int *cap, double x,
-                 double y) {
+static void push(double **a, double **b, int *n, int *cap, double x, double y) {
   if (*n == *cap) {
     int c = *cap ? 2 * *cap : 256;
     double *ga = realloc(*a, (size_t)c * sizeof **a);
@@ -254,15 +341,21 @@ static int history_save(const history *h, loom_tensor_map *extra) {
   loom_scope *s = loom_scope_begin();
   int rc = 0;
   if (h->n)
-    rc |= loom_tensor_map_set(extra, "history.train",
-        loom_stack((loom_tensor *[]){
-            loom_from_array(LOOM_F64, h->step, LOOM_SHAPE(h->n)),
-            loom_from_array(LOOM_F64, h->train, LOOM_SHAPE(h->n))}, 2, 0));
+    rc |= loom_tensor_map_set(
+        extra, "history.train",
+        loom_stack(
+            (loom_tensor *[]){
+                loom_from_array(LOOM_F64, h->step, LOOM_SHAPE(h->n)),
+                loom_from_array(LOOM_F64, h->train, LOOM_SHAPE(h->n))},
+            2, 0));
   if (h->n_val)
-    rc |= loom_tensor_map_set(extra, "history.val",
-        loom_stack((loom_tensor *[]){
-            loom_from_array(LOOM_F64, h->val_step, LOOM_SHAPE(h->n_val)),
-            loom_from_array(LOOM_F64, h->val, LOOM_SHAPE(h->n_val))}, 2, 0));
+    rc |= loom_tensor_map_set(
+        extra, "history.val",
+        loom_stack(
+            (loom_tensor *[]){
+                loom_from_array(LOOM_F64, h->val_step, LOOM_SHAPE(h->n_val)),
+                loom_from_array(LOOM_F64, h->val, LOOM_SHAPE(h->n_val))},
+            2, 0));
   loom_scope_end(s);
   return rc;
 }
@@ -287,16 +380,16 @@ static void history_load(history *h, const loom_tensor_map *extra) {
 
 /* ---- training ---- */
 
-static int save(const options *o, charlm *m, loom_optimizer *opt,
-                int64_t step, int64_t pos, loom_tensor *const *state,
-                const history *h, const corpus *c) {
+static int save(const char *path, charlm *m, loom_optimizer *opt, int64_t step,
+                int64_t pos, loom_tensor *const *state, const history *h,
+                const corpus *c) {
   loom_tensor_map *extra = loom_tensor_map_new();
   loom_scope *s = loom_scope_begin();
   int rc = charlm_config_save(&m->cfg, extra);
-  rc |= loom_tensor_map_set(extra, "vocab", loom_from_array(LOOM_U8,
-                            c->chars, LOOM_SHAPE(c->vocab)));
-  rc |= loom_tensor_map_set(extra, "position", loom_from_array(LOOM_I64,
-                            &pos, 0, NULL));
+  rc |= loom_tensor_map_set(
+      extra, "vocab", loom_from_array(LOOM_U8, c->chars, LOOM_SHAPE(c->vocab)));
+  rc |= loom_tensor_map_set(extra, "position",
+                            loom_from_array(LOOM_I64, &pos, 0, NULL));
   for (int k = 0; k < charlm_n_states(m); k++)
     if (state[k]) {
       char name[32];
@@ -305,13 +398,11 @@ static int save(const options *o, charlm *m, loom_optimizer *opt,
     }
   rc |= history_save(h, extra);
   if (rc == 0)
-    rc = loom_checkpoint_save(o->checkpoint, &m->base, opt, NULL, step,
-                              m->rng, extra);
+    rc = loom_checkpoint_save(path, &m->base, opt, NULL, step, m->rng, extra);
   loom_scope_end(s);
   loom_tensor_map_free(extra);
   if (rc)
-    fprintf(stderr, "\ncharlm: cannot save %s: %s\n", o->checkpoint,
-            loom_last_error());
+    fprintf(stderr, "\ncharlm: cannot save %s: %s\n", path, loom_last_error());
   return rc;
 }
 
@@ -329,7 +420,8 @@ static void plot(const options *o, const history *h) {
     app_series s[2] = {{"train", h->step, tb, h->n, 0x1f77b4},
                        {"validation", h->val_step, vb, h->n_val, 0xd62728}};
     if (app_plot_png(o->plot, "charlm loss", "step", "bits/char", s,
-                     h->n_val ? 2 : 1, 800, 480) == 0 && !o->quiet)
+                     h->n_val ? 2 : 1, 800, 480) == 0 &&
+        !o->quiet)
       fprintf(stderr, "loss curves: %s\n", o->plot);
   }
   free(tb);
@@ -337,14 +429,22 @@ static void plot(const options *o, const history *h) {
 }
 
 static int train(const options *o) {
+  char best_path[4096];
+  if (snprintf(best_path, sizeof best_path, "%s.best", o->checkpoint) >=
+      (int)sizeof best_path) {
+    fprintf(stderr, "charlm: checkpoint path too long\n");
+    return 1;
+  }
   corpus c;
   if (corpus_load(&c, o->data, (size_t)o->corpus_bytes) < 0)
     return 1;
   int64_t n = (int64_t)c.len, n_val = (int64_t)(o->val_fraction * n);
   int64_t n_train = n - n_val, T = o->seq, B = o->batch;
   if (n_train / B < T + 2 || n_val < 2) {
-    fprintf(stderr, "charlm: %lld characters is too little text for batch "
-            "%lld x seq %lld\n", (long long)n, (long long)B, (long long)T);
+    fprintf(stderr,
+            "charlm: %lld characters is too little text for batch "
+            "%lld x seq %lld\n",
+            (long long)n, (long long)B, (long long)T);
     corpus_free(&c);
     return 1;
   }
@@ -356,8 +456,8 @@ static int train(const options *o) {
     cfg = m->cfg; /* with the model's own settings filled in */
   loom_tensor *params[64];
   int np = m ? loom_module_parameters(&m->base, params, 64) : 0;
-  loom_optimizer *opt = m ? loom_adam_new(params, np,
-                                          loom_adam_defaults(o->lr)) : NULL;
+  loom_optimizer *opt =
+      m ? loom_adam_new(params, np, loom_adam_defaults(o->lr)) : NULL;
   if (!m || !opt || np > 64) {
     fprintf(stderr, "charlm: %s\n", loom_last_error());
     return 1;
@@ -369,8 +469,8 @@ static int train(const options *o) {
   if (o->resume) {
     loom_tensor_map *extra = NULL;
     charlm_config saved;
-    if (loom_checkpoint_load(o->checkpoint, &m->base, opt, NULL, &step,
-                             m->rng, &extra) < 0 ||
+    if (loom_checkpoint_load(o->checkpoint, &m->base, opt, NULL, &step, m->rng,
+                             &extra) < 0 ||
         charlm_config_load(&saved, extra) < 0 || saved.vocab != cfg.vocab ||
         strcmp(saved.cell, cfg.cell) || saved.hidden != cfg.hidden ||
         saved.layers != cfg.layers || saved.embed != cfg.embed) {
@@ -392,8 +492,8 @@ static int train(const options *o) {
             (long long)step);
   }
   int64_t stream = n_train / B, per_epoch = (stream - 1) / T;
-  int64_t total = o->epochs > 0 ? (int64_t)(o->epochs * (double)per_epoch)
-                                : o->steps;
+  int64_t total =
+      o->epochs > 0 ? (int64_t)(o->epochs * (double)per_epoch) : o->steps;
   if (!o->quiet)
     fprintf(stderr,
             "charlm: %s%s, %lld characters (%d distinct), unigram entropy "
@@ -413,8 +513,8 @@ static int train(const options *o) {
   double train_seconds = 0, train_rate = 0; /* excluding validation */
   int64_t start_step = step;
   int rc = 0;
-  while (xb && yb && (o->minutes > 0 ? app_now() - t0 < deadline
-                                     : step < total)) {
+  while (xb && yb &&
+         (o->minutes > 0 ? app_now() - t0 < deadline : step < total)) {
     if (pos + T + 1 > stream) { /* a new epoch: streams restart */
       pos = 0;
       for (int k = 0; k < ns; k++) {
@@ -431,8 +531,7 @@ static int train(const options *o) {
     loom_optimizer_zero_grad(opt);
     loom_tensor *loss = NULL;
     if (charlm_forward(m, x, state[0] ? state : NULL, &logits, next) == 0)
-      loss = loom_cross_entropy(loom_reshape(logits, 2, (int64_t[]){T * B,
-                                                                     -1}),
+      loss = loom_cross_entropy(loom_reshape(logits, 2, (int64_t[]){T * B, -1}),
                                 y, NULL);
     if (!loss || loom_backward(loss) < 0) {
       fprintf(stderr, "\ncharlm: step %lld failed: %s\n", (long long)step,
@@ -468,27 +567,42 @@ static int train(const options *o) {
     bool last = o->minutes > 0 ? app_now() - t0 >= deadline : step == total;
     if (step % o->eval_every == 0 || last) {
       double v = evaluate(m, c.ids + n_train, n_val, T, B);
+      bool best = true; /* over this run and the one it resumed */
+      for (int i = 0; i < h.n_val; i++)
+        best &= v < h.val[i];
       push(&h.val_step, &h.val, &h.n_val, &h.cap_val, (double)step, v);
+      /* Past the best step a long run overfits a small text: keep it. */
+      if (best)
+        save(best_path, m, opt, step, pos, state, &h, &c);
       if (!o->quiet) {
         app_progress_end(&pr);
-        fprintf(stderr, "step %lld: validation %.4f nats/char, %.4f "
-                "bits/char (train %.4f)\n", (long long)step, v, v / log(2),
-                smooth);
+        fprintf(stderr,
+                "step %lld: validation %.4f nats/char, %.4f "
+                "bits/char (train %.4f)\n",
+                (long long)step, v, v / log(2), smooth);
       }
     }
     if (step % o->save_every == 0 || last)
-      save(o, m, opt, step, pos, state, &h, &c);
+      save(o->checkpoint, m, opt, step, pos, state, &h, &c);
   }
   if (!o->quiet)
     app_progress_end(&pr);
   if (rc == 0 && step == start_step)
-    save(o, m, opt, step, pos, state, &h, &c);
+    save(o->checkpoint, m, opt, step, pos, state, &h, &c);
   plot(o, &h);
-  if (!o->quiet && h.n_val)
-    fprintf(stderr, "done: %lld steps, %.0f chars/s while training, "
-            "validation %.4f bits/char (unigram %.3f), checkpoint %s\n",
+  if (!o->quiet && h.n_val) {
+    int b = 0;
+    for (int i = 1; i < h.n_val; i++)
+      b = h.val[i] < h.val[b] ? i : b;
+    fprintf(stderr,
+            "done: %lld steps, %.0f chars/s while training, "
+            "validation %.4f bits/char (unigram %.3f), checkpoint %s; "
+            "best validation %.4f nats/char (%.4f bits/char) at step %lld, "
+            "in %s\n",
             (long long)step, train_rate, h.val[h.n_val - 1] / log(2),
-            corpus_unigram_bits(&c), o->checkpoint);
+            corpus_unigram_bits(&c), o->checkpoint, h.val[b], h.val[b] / log(2),
+            (long long)h.val_step[b], best_path);
+  }
   for (int k = 0; k < ns; k++)
     loom_release(state[k]);
   free(xb);
@@ -558,8 +672,8 @@ static int sample(const options *o) {
   charlm_config cfg;
   /* The config comes first (to build the model), then the weights. */
   loom_tensor_map *peek = NULL;
-  if (loom_checkpoint_load(o->checkpoint, NULL, NULL, NULL, NULL, NULL,
-                           &peek) < 0 ||
+  if (loom_checkpoint_load(o->checkpoint, NULL, NULL, NULL, NULL, NULL, &peek) <
+          0 ||
       charlm_config_load(&cfg, peek) < 0) {
     fprintf(stderr, "charlm: %s: %s\n", o->checkpoint, loom_last_error());
     loom_tensor_map_free(peek);

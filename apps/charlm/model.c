@@ -24,9 +24,13 @@ static const loom_cell_type *cell_of(const char *name) {
 /* Decoder-only transformer: pre-norm GELU blocks over embedding plus
  * learned positions, the causal mask in training and caches in sampling. */
 static bool transformer_parts(charlm *m, const charlm_config *cfg) {
-  loom_transformer_opts o = {.d_model = cfg->hidden, .nhead = cfg->heads,
-                             .dim_feedforward = cfg->ff, .dropout = cfg->dropout,
-                             .gelu = true, .norm_first = true, .rng = m->rng};
+  loom_transformer_opts o = {.d_model = cfg->hidden,
+                             .nhead = cfg->heads,
+                             .dim_feedforward = cfg->ff,
+                             .dropout = cfg->dropout,
+                             .gelu = true,
+                             .norm_first = true,
+                             .rng = m->rng};
   m->blocks = (loom_transformer_stack *)loom_module_add_child(
       &m->base, "blocks",
       (loom_module *)loom_transformer_encoder_new(o, (int)cfg->layers, true));
@@ -52,9 +56,11 @@ charlm *charlm_new(const charlm_config *cfg_in, uint64_t seed) {
     if (fixed.ff <= 0)
       fixed.ff = 4 * fixed.hidden;
     if (fixed.heads <= 0 || fixed.hidden % fixed.heads || fixed.context < 1) {
-      loom_set_error(LOOM_ERR_ARGUMENT, "charlm: transformer hidden %lld, "
-                     "heads %lld, context %lld", (long long)fixed.hidden,
-                     (long long)fixed.heads, (long long)fixed.context);
+      loom_set_error(LOOM_ERR_ARGUMENT,
+                     "charlm: transformer hidden %lld, "
+                     "heads %lld, context %lld",
+                     (long long)fixed.hidden, (long long)fixed.heads,
+                     (long long)fixed.context);
       return NULL;
     }
   }
@@ -72,15 +78,19 @@ charlm *charlm_new(const charlm_config *cfg_in, uint64_t seed) {
   if (!tf)
     m->rnn = (loom_rnn *)loom_module_add_child(
         &m->base, "rnn",
-        (loom_module *)loom_rnn_new(type, (loom_rnn_opts){
-            .input_size = cfg->embed, .hidden_size = cfg->hidden,
-            .num_layers = (int)cfg->layers, .dropout = cfg->dropout,
-            .rng = m->rng,
-            .cell_config = strcmp(cfg->cell, "peephole") ? NULL : &peephole}));
+        (loom_module *)loom_rnn_new(
+            type, (loom_rnn_opts){.input_size = cfg->embed,
+                                  .hidden_size = cfg->hidden,
+                                  .num_layers = (int)cfg->layers,
+                                  .dropout = cfg->dropout,
+                                  .rng = m->rng,
+                                  .cell_config = strcmp(cfg->cell, "peephole")
+                                                     ? NULL
+                                                     : &peephole}));
   bool body = tf ? m->embed && transformer_parts(m, cfg) : m->rnn != NULL;
   m->drop = (loom_dropout_layer *)loom_module_add_child(
-      &m->base, "drop", (loom_module *)loom_dropout_layer_new(cfg->dropout,
-                                                              m->rng));
+      &m->base, "drop",
+      (loom_module *)loom_dropout_layer_new(cfg->dropout, m->rng));
   m->head = (loom_linear_layer *)loom_module_add_child(
       &m->base, "head",
       (loom_module *)loom_linear_layer_new(cfg->hidden, cfg->vocab, true));
@@ -104,20 +114,22 @@ int charlm_forward(charlm *m, const loom_tensor *x, loom_tensor *const *state,
   if (m->blocks) {
     int64_t T = loom_size(x, 0);
     if (T > m->cfg.context) {
-      loom_set_error(LOOM_ERR_SHAPE, "charlm: %lld positions, the context is "
-                     "%lld", (long long)T, (long long)m->cfg.context);
+      loom_set_error(LOOM_ERR_SHAPE,
+                     "charlm: %lld positions, the context is "
+                     "%lld",
+                     (long long)T, (long long)m->cfg.context);
       return -1;
     }
-    e = loom_add(e, loom_unsqueeze(loom_learned_positions_forward(
-                                       m->positions, 0, T), 1));
+    e = loom_add(e, loom_unsqueeze(
+                        loom_learned_positions_forward(m->positions, 0, T), 1));
     h = loom_transformer_encoder_forward(
         m->blocks, loom_dropout_layer_forward(m->drop, e),
         &(loom_transformer_masks){.src_causal = true});
     if (!h)
       return -1;
-  } else if (!e || loom_rnn_forward(m->rnn, loom_dropout_layer_forward(
-                                                m->drop, e), NULL, state, &h,
-                                    new_state) < 0) {
+  } else if (!e ||
+             loom_rnn_forward(m->rnn, loom_dropout_layer_forward(m->drop, e),
+                              NULL, state, &h, new_state) < 0) {
     return -1;
   }
   *logits = loom_linear_layer_forward(m->head,
@@ -130,8 +142,8 @@ int charlm_config_save(const charlm_config *cfg, loom_tensor_map *extra) {
   snprintf(buf, sizeof buf, "%s %lld %lld %lld %lld %lld %lld %lld %.17g",
            cfg->cell, (long long)cfg->vocab, (long long)cfg->embed,
            (long long)cfg->hidden, (long long)cfg->layers,
-           (long long)cfg->heads, (long long)cfg->ff,
-           (long long)cfg->context, cfg->dropout);
+           (long long)cfg->heads, (long long)cfg->ff, (long long)cfg->context,
+           cfg->dropout);
   return loom_tensor_map_set_meta(extra, "charlm.config", buf);
 }
 
@@ -139,9 +151,9 @@ int charlm_config_load(charlm_config *cfg, const loom_tensor_map *extra) {
   const char *s = loom_tensor_map_meta(extra, "charlm.config");
   long long v[7];
   memset(cfg, 0, sizeof *cfg);
-  if (!s || sscanf(s, "%15s %lld %lld %lld %lld %lld %lld %lld %lg", cfg->cell,
-                   &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
-                   &cfg->dropout) != 9) {
+  if (!s ||
+      sscanf(s, "%15s %lld %lld %lld %lld %lld %lld %lld %lg", cfg->cell, &v[0],
+             &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &cfg->dropout) != 9) {
     loom_set_error(LOOM_ERR_FORMAT, "not a charlm checkpoint (no config)");
     return -1;
   }
@@ -152,8 +164,8 @@ int charlm_config_load(charlm_config *cfg, const loom_tensor_map *extra) {
   cfg->heads = v[4];
   cfg->ff = v[5];
   cfg->context = v[6];
-  if (cfg->vocab < 1 || cfg->vocab > 256 || cfg->embed < 1 ||
-      cfg->hidden < 1 || cfg->layers < 1 || cfg->layers > 16) {
+  if (cfg->vocab < 1 || cfg->vocab > 256 || cfg->embed < 1 || cfg->hidden < 1 ||
+      cfg->layers < 1 || cfg->layers > 16) {
     loom_set_error(LOOM_ERR_FORMAT, "charlm checkpoint: bad config '%s'", s);
     return -1;
   }
@@ -199,9 +211,9 @@ void charlm_gen_free(charlm_gen *g) {
 static loom_tensor *step_one(charlm_gen *g, int64_t id) {
   charlm *m = g->m;
   loom_tensor *x = loom_from_array(LOOM_I64, &id, LOOM_SHAPE(1));
-  loom_tensor *e = loom_add(loom_embedding_layer_forward(m->embed, x),
-                            loom_learned_positions_forward(m->positions,
-                                                           g->position, 1));
+  loom_tensor *e =
+      loom_add(loom_embedding_layer_forward(m->embed, x),
+               loom_learned_positions_forward(m->positions, g->position, 1));
   g->position++;
   loom_tensor *h = loom_transformer_step(m->blocks, g->cache, e);
   return loom_select(loom_linear_layer_forward(m->head, h), 0, 0);

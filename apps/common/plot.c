@@ -178,8 +178,7 @@ int app_plot_png(const char *path, const char *title, const char *xlabel,
     int y = B - (int)((v - y0) / (y1 - y0) * (B - T));
     line(rgb, W, H, L, y, R, y, grid, 1);
     format_tick(v, ys, buf, sizeof buf);
-    app_draw_text(rgb, W, H, L - 8 - 6 * (int)strlen(buf), y - 3, buf, axis,
-                  1);
+    app_draw_text(rgb, W, H, L - 8 - 6 * (int)strlen(buf), y - 3, buf, axis, 1);
   }
   for (double v = ceil(x0 / xs) * xs; v <= x1; v += xs) {
     int x = L + (int)((v - x0) / (x1 - x0) * (R - L));

@@ -25,18 +25,17 @@ static void spirals(loom_tensor **x, loom_tensor **y) {
 }
 
 static loom_tensor *param(int64_t rows, int64_t cols, double scale) {
-  loom_tensor *t = cols ? loom_randn(NULL, LOOM_F32, 0, scale,
-                                     LOOM_SHAPE(rows, cols))
-                        : loom_zeros(LOOM_F32, LOOM_SHAPE(rows));
+  loom_tensor *t =
+      cols ? loom_randn(NULL, LOOM_F32, 0, scale, LOOM_SHAPE(rows, cols))
+           : loom_zeros(LOOM_F32, LOOM_SHAPE(rows));
   return loom_keep(loom_set_requires_grad(t, true));
 }
 
 static int mlp_for_check(loom_tensor *const *in, int n, loom_tensor **out,
                          int max, void *ctx) {
   (void)n, (void)max, (void)ctx;
-  out[0] = loom_log_softmax(loom_linear(loom_tanh(loom_linear(in[0], in[1],
-                                                              in[2])),
-                                        in[3], NULL), 1);
+  out[0] = loom_log_softmax(
+      loom_linear(loom_tanh(loom_linear(in[0], in[1], in[2])), in[3], NULL), 1);
   return out[0] ? 1 : -1;
 }
 
@@ -49,9 +48,9 @@ int main(int argc, char **argv) {
   loom_manual_seed(1);
   loom_tensor *x, *y;
   spirals(&x, &y);
-  loom_tensor *p[6] = {param(64, 2, 1.0), param(64, 0, 0),
+  loom_tensor *p[6] = {param(64, 2, 1.0),   param(64, 0, 0),
                        param(64, 64, 0.15), param(64, 0, 0),
-                       param(2, 64, 0.15), param(2, 0, 0)};
+                       param(2, 64, 0.15),  param(2, 0, 0)};
   printf("loom demo: two spirals, %d points, MLP 2-64-64-2, SGD lr 0.5\n",
          2 * N);
   for (int step = 0; step <= 2000; step++) {
@@ -59,8 +58,8 @@ int main(int argc, char **argv) {
     loom_tensor *h = loom_tanh(loom_linear(x, p[0], p[1]));
     h = loom_tanh(loom_linear(h, p[2], p[3]));
     loom_tensor *logp = loom_log_softmax(loom_linear(h, p[4], p[5]), 1);
-    loom_tensor *nll = loom_neg(loom_mean_all(
-        loom_gather(logp, 1, loom_unsqueeze(y, 1))));
+    loom_tensor *nll =
+        loom_neg(loom_mean_all(loom_gather(logp, 1, loom_unsqueeze(y, 1))));
     if (!nll || loom_backward(nll) < 0) {
       fprintf(stderr, "demo: %s\n", loom_last_error());
       return 1;
@@ -71,8 +70,8 @@ int main(int argc, char **argv) {
       loom_zero_grad(p[i]);
     }
     if (step % 400 == 0) {
-      double acc = loom_item(loom_mean_all(loom_eq(loom_argmax(logp, 1, false),
-                                                   y)));
+      double acc =
+          loom_item(loom_mean_all(loom_eq(loom_argmax(logp, 1, false), y)));
       printf("step %4d  loss %.4f  accuracy %5.1f%%\n", step, loom_item(nll),
              100 * acc);
     }

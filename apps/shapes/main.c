@@ -9,14 +9,14 @@
 #include "../common/common.h"
 
 #include <getopt.h>
-#include <stb_image_write.h>
 #include <math.h>
+#include <stb_image_write.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define CLASSES 4
-static const char *const class_names[CLASSES] = {"circle", "square",
-                                                 "triangle", "cross"};
+static const char *const class_names[CLASSES] = {"circle", "square", "triangle",
+                                                 "cross"};
 
 typedef struct {
   int64_t train, test, size, epochs, batch;
@@ -56,7 +56,9 @@ static void draw(float *img, int64_t n, int c, loom_rng *g) {
     for (int64_t x = 0; x < n; x++) {
       double d, X = (double)x + 0.5, Y = (double)y + 0.5;
       switch (c) {
-      case 0: d = fabs(hypot(X - cx, Y - cy) - r); break;
+      case 0:
+        d = fabs(hypot(X - cx, Y - cy) - r);
+        break;
       case 1: {
         double ux = fabs(X - cx), uy = fabs(Y - cy), s = r * 0.8;
         d = ux > uy ? fabs(ux - s) + (uy > s ? uy - s : 0)
@@ -87,8 +89,8 @@ static void dataset(int64_t n, int64_t size, loom_rng *g, loom_tensor **x,
     py[i] = (int64_t)(loom_rng_u64(g) % CLASSES);
     draw(px + i * size * size, size, (int)py[i], g);
   }
-  *x = px ? loom_keep(loom_from_array(LOOM_F32, px,
-                                      LOOM_SHAPE(n, 1, size, size)))
+  *x = px ? loom_keep(
+                loom_from_array(LOOM_F32, px, LOOM_SHAPE(n, 1, size, size)))
           : NULL;
   *y = py ? loom_keep(loom_from_array(LOOM_I64, py, LOOM_SHAPE(n))) : NULL;
   free(px);
@@ -114,19 +116,18 @@ static cnn *cnn_new(int64_t size) {
   loom_conv2d_opts pad = {.padding = {1, 1}};
   int64_t flat = 16 * (size / 4) * (size / 4);
   m->conv1 = (loom_conv2d_layer *)loom_module_add_child(
-      &m->base, "conv1", (loom_module *)loom_conv2d_layer_new(1, 8, 3, 3, pad,
-                                                              true));
+      &m->base, "conv1",
+      (loom_module *)loom_conv2d_layer_new(1, 8, 3, 3, pad, true));
   m->bn1 = (loom_batch_norm *)loom_module_add_child(
-      &m->base, "bn1", (loom_module *)loom_batch_norm_new(8, 1e-5, 0.1, true,
-                                                          true));
+      &m->base, "bn1",
+      (loom_module *)loom_batch_norm_new(8, 1e-5, 0.1, true, true));
   m->conv2 = (loom_conv2d_layer *)loom_module_add_child(
-      &m->base, "conv2", (loom_module *)loom_conv2d_layer_new(8, 16, 3, 3, pad,
-                                                              true));
+      &m->base, "conv2",
+      (loom_module *)loom_conv2d_layer_new(8, 16, 3, 3, pad, true));
   m->fc1 = (loom_linear_layer *)loom_module_add_child(
       &m->base, "fc1", (loom_module *)loom_linear_layer_new(flat, 64, true));
   m->fc2 = (loom_linear_layer *)loom_module_add_child(
-      &m->base, "fc2", (loom_module *)loom_linear_layer_new(64, CLASSES,
-                                                            true));
+      &m->base, "fc2", (loom_module *)loom_linear_layer_new(64, CLASSES, true));
   if (!m->conv1 || !m->bn1 || !m->conv2 || !m->fc1 || !m->fc2) {
     loom_module_free(&m->base);
     return NULL;
@@ -136,8 +137,8 @@ static cnn *cnn_new(int64_t size) {
 
 static loom_tensor *cnn_forward(cnn *m, const loom_tensor *x) {
   loom_pool2d_opts pool = {.kernel = {2, 2}};
-  loom_tensor *h = loom_relu(loom_batch_norm_forward(
-      m->bn1, loom_conv2d_layer_forward(m->conv1, x)));
+  loom_tensor *h = loom_relu(
+      loom_batch_norm_forward(m->bn1, loom_conv2d_layer_forward(m->conv1, x)));
   h = loom_max_pool2d(h, pool, NULL);
   h = loom_max_pool2d(loom_relu(loom_conv2d_layer_forward(m->conv2, h)), pool,
                       NULL);
@@ -153,10 +154,9 @@ static loom_tensor *predict(cnn *m, const loom_tensor *x, int64_t batch) {
   loom_tensor *parts[4096];
   int k = 0;
   for (int64_t i = 0; i < n && k < 4096; i += batch, k++)
-    parts[k] = loom_argmax(cnn_forward(m, loom_narrow(x, 0, i, i + batch > n
-                                                                ? n - i
-                                                                : batch)),
-                           1, false);
+    parts[k] = loom_argmax(
+        cnn_forward(m, loom_narrow(x, 0, i, i + batch > n ? n - i : batch)), 1,
+        false);
   loom_no_grad_end();
   loom_module_train(&m->base, true);
   return loom_concat(parts, k, 0);
@@ -181,8 +181,7 @@ static void picture(const options *o, const loom_tensor *x,
       for (int xx = 0; xx < s * scale; xx++) {
         float v = px[(int64_t)i * s * s + (yy / scale) * s + xx / scale];
         unsigned char c = (unsigned char)(255 - 255 * v);
-        unsigned char *p = rgb + 3 * ((size_t)(yy + 4) * W + i * cell + 4 +
-                                      xx);
+        unsigned char *p = rgb + 3 * ((size_t)(yy + 4) * W + i * cell + 4 + xx);
         p[0] = p[1] = p[2] = c;
       }
     int64_t pr = (int64_t)loom_get(pred, (int64_t[]){i});
@@ -192,59 +191,100 @@ static void picture(const options *o, const loom_tensor *x,
   }
   char tmp[1024];
   snprintf(tmp, sizeof tmp, "%s.tmp.png", o->picture);
-  if (stbi_write_png(tmp, W, H, 3, rgb, W * 3) && rename(tmp, o->picture) == 0 &&
-      !o->quiet)
+  if (stbi_write_png(tmp, W, H, 3, rgb, W * 3) &&
+      rename(tmp, o->picture) == 0 && !o->quiet)
     fprintf(stderr, "predictions: %s\n", o->picture);
   free(rgb);
 }
 
 static void usage(FILE *f) {
   fprintf(f,
-"usage: shapes [options]\n"
-"Trains a small CNN (conv-bn-relu-pool, conv-relu-pool, two linear layers)\n"
-"to classify circles, squares, triangles and crosses it draws itself, saves\n"
-"it, reloads it and checks the reloaded model predicts the same.\n"
-"  --train N        training images (4000)\n"
-"  --test N         test images (1000)\n"
-"  --size N         image side, a multiple of 4 (24)\n"
-"  --epochs N       passes over the training images (3)\n"
-"  --batch N        batch size (64)\n"
-"  --lr X           Adam learning rate (3e-3)\n"
-"  --seed N         random seed (1)\n"
-"  --checkpoint F   where to save (shapes.ckpt)\n"
-"  --picture F      PNG of test images with predictions (shapes.png; '')\n"
-"  --min-accuracy X exit with status 1 if test accuracy is below X\n"
-"  --quiet          no progress output\n"
-"  --help           this text\n");
+          "usage: shapes [options]\n"
+          "Trains a small CNN (conv-bn-relu-pool, conv-relu-pool, two linear "
+          "layers)\n"
+          "to classify circles, squares, triangles and crosses it draws "
+          "itself, saves\n"
+          "it, reloads it and checks the reloaded model predicts the same.\n"
+          "  --train N        training images (4000)\n"
+          "  --test N         test images (1000)\n"
+          "  --size N         image side, a multiple of 4 (24)\n"
+          "  --epochs N       passes over the training images (3)\n"
+          "  --batch N        batch size (64)\n"
+          "  --lr X           Adam learning rate (3e-3)\n"
+          "  --seed N         random seed (1)\n"
+          "  --checkpoint F   where to save (shapes.ckpt)\n"
+          "  --picture F      PNG of test images with predictions (shapes.png; "
+          "'')\n"
+          "  --min-accuracy X exit with status 1 if test accuracy is below X\n"
+          "  --quiet          no progress output\n"
+          "  --help           this text\n");
 }
 
 static int parse(int argc, char **argv, options *o) {
-  *o = (options){.train = 4000, .test = 1000, .size = 24, .epochs = 3,
-                 .batch = 64, .lr = 3e-3, .seed = 1,
-                 .checkpoint = "shapes.ckpt", .picture = "shapes.png"};
-  static const struct option longs[] = {
-      {"train", 1, 0, 't'},   {"test", 1, 0, 'T'},  {"size", 1, 0, 's'},
-      {"epochs", 1, 0, 'e'},  {"batch", 1, 0, 'b'}, {"lr", 1, 0, 'l'},
-      {"seed", 1, 0, 'x'},    {"checkpoint", 1, 0, 'c'},
-      {"picture", 1, 0, 'p'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'},
-      {"min-accuracy", 1, 0, 'm'},
-      {0, 0, 0, 0}};
+  *o = (options){.train = 4000,
+                 .test = 1000,
+                 .size = 24,
+                 .epochs = 3,
+                 .batch = 64,
+                 .lr = 3e-3,
+                 .seed = 1,
+                 .checkpoint = "shapes.ckpt",
+                 .picture = "shapes.png"};
+  static const struct option longs[] = {{"train", 1, 0, 't'},
+                                        {"test", 1, 0, 'T'},
+                                        {"size", 1, 0, 's'},
+                                        {"epochs", 1, 0, 'e'},
+                                        {"batch", 1, 0, 'b'},
+                                        {"lr", 1, 0, 'l'},
+                                        {"seed", 1, 0, 'x'},
+                                        {"checkpoint", 1, 0, 'c'},
+                                        {"picture", 1, 0, 'p'},
+                                        {"quiet", 0, 0, 'q'},
+                                        {"help", 0, 0, 'h'},
+                                        {"min-accuracy", 1, 0, 'm'},
+                                        {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
     switch (ch) {
-    case 't': o->train = atoll(optarg); break;
-    case 'T': o->test = atoll(optarg); break;
-    case 's': o->size = atoll(optarg); break;
-    case 'e': o->epochs = atoll(optarg); break;
-    case 'b': o->batch = atoll(optarg); break;
-    case 'l': o->lr = atof(optarg); break;
-    case 'x': o->seed = strtoull(optarg, NULL, 10); break;
-    case 'c': o->checkpoint = optarg; break;
-    case 'p': o->picture = optarg; break;
-    case 'q': o->quiet = true; break;
-    case 'm': o->min_accuracy = atof(optarg); break;
-    case 'h': usage(stdout); exit(0);
-    default: usage(stderr); return -1;
+    case 't':
+      o->train = atoll(optarg);
+      break;
+    case 'T':
+      o->test = atoll(optarg);
+      break;
+    case 's':
+      o->size = atoll(optarg);
+      break;
+    case 'e':
+      o->epochs = atoll(optarg);
+      break;
+    case 'b':
+      o->batch = atoll(optarg);
+      break;
+    case 'l':
+      o->lr = atof(optarg);
+      break;
+    case 'x':
+      o->seed = strtoull(optarg, NULL, 10);
+      break;
+    case 'c':
+      o->checkpoint = optarg;
+      break;
+    case 'p':
+      o->picture = optarg;
+      break;
+    case 'q':
+      o->quiet = true;
+      break;
+    case 'm':
+      o->min_accuracy = atof(optarg);
+      break;
+    case 'h':
+      usage(stdout);
+      exit(0);
+    default:
+      usage(stderr);
+      return -1;
     }
   }
   if (o->train < 1 || o->test < 1 || o->size < 8 || o->size % 4 ||
@@ -268,8 +308,8 @@ int main(int argc, char **argv) {
   cnn *m = cnn_new(o.size);
   loom_tensor *params[32];
   int np = m ? loom_module_parameters(&m->base, params, 32) : 0;
-  loom_optimizer *opt = np ? loom_adam_new(params, np,
-                                           loom_adam_defaults(o.lr)) : NULL;
+  loom_optimizer *opt =
+      np ? loom_adam_new(params, np, loom_adam_defaults(o.lr)) : NULL;
   if (!xtr || !ytr || !xte || !yte || !opt) {
     fprintf(stderr, "shapes: %s\n", loom_last_error());
     return 1;
@@ -285,9 +325,9 @@ int main(int argc, char **argv) {
       loom_scope *b = loom_scope_begin();
       int64_t n = i + o.batch > o.train ? o.train - i : o.batch;
       loom_tensor *idx = loom_narrow(perm, 0, i, n);
-      loom_tensor *loss = loom_cross_entropy(
-          cnn_forward(m, loom_index_select(xtr, 0, idx)),
-          loom_index_select(ytr, 0, idx), NULL);
+      loom_tensor *loss =
+          loom_cross_entropy(cnn_forward(m, loom_index_select(xtr, 0, idx)),
+                             loom_index_select(ytr, 0, idx), NULL);
       loom_optimizer_zero_grad(opt);
       if (!loss || loom_backward(loss) < 0 || loom_optimizer_step(opt) < 0) {
         fprintf(stderr, "shapes: %s\n", loom_last_error());
@@ -295,8 +335,8 @@ int main(int argc, char **argv) {
       }
       if (!o.quiet) {
         char text[64];
-        snprintf(text, sizeof text, "epoch %lld  loss %.4f",
-                 (long long)e + 1, loom_item(loss));
+        snprintf(text, sizeof text, "epoch %lld  loss %.4f", (long long)e + 1,
+                 loom_item(loss));
         app_progress_line(&pr, step + 1, steps,
                           (double)(i + n + e * o.train) / (app_now() - t0),
                           "images", text, false);
@@ -311,14 +351,15 @@ int main(int argc, char **argv) {
   loom_tensor *pred = predict(m, xte, o.batch);
   double acc = accuracy(pred, yte);
   printf("test accuracy %.2f%% on %lld images (%lld training images, %lld "
-         "epochs, %.1f s)\n", 100 * acc, (long long)o.test,
-         (long long)o.train, (long long)o.epochs, app_now() - t0);
+         "epochs, %.1f s)\n",
+         100 * acc, (long long)o.test, (long long)o.train, (long long)o.epochs,
+         app_now() - t0);
   /* Save, then a fresh model from the checkpoint must predict exactly the
    * same. */
   int rc = 0;
   cnn *fresh = NULL;
-  if (loom_checkpoint_save(o.checkpoint, &m->base, opt, NULL, step, g,
-                           NULL) < 0 ||
+  if (loom_checkpoint_save(o.checkpoint, &m->base, opt, NULL, step, g, NULL) <
+          0 ||
       !(fresh = cnn_new(o.size)) ||
       loom_checkpoint_load(o.checkpoint, &fresh->base, NULL, NULL, NULL, NULL,
                            NULL) < 0) {

@@ -3,10 +3,10 @@
 #ifndef LOOM_H
 #define LOOM_H
 
-#include "tensor/tensor.h"
-#include "tensor/safetensors.h"
 #include "autograd/autograd.h"
-#include "optim/optim.h"
 #include "nn/nn.h"
+#include "optim/optim.h"
+#include "tensor/safetensors.h"
+#include "tensor/tensor.h"
 
 #endif
