@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "bench_util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,8 @@ static double median(double *v, int n) {
   qsort(v, (size_t)n, sizeof *v, cmp_double);
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
+
+double bench_pause_s;
 
 void bench_compare(int n, const bench_fn *fns, void *const *ctxs, int samples,
                    double min_s, double *med, double *times) {
@@ -54,6 +57,11 @@ void bench_compare(int n, const bench_fn *fns, void *const *ctxs, int samples,
      * same neighbour (cache and turbo state carry over). */
     for (int j = 0; j < n; j++) {
       int f = s % 2 ? n - 1 - j : j;
+      if (bench_pause_s > 0) {
+        struct timespec ts = {(time_t)bench_pause_s,
+                              (long)(fmod(bench_pause_s, 1) * 1e9)};
+        nanosleep(&ts, NULL);
+      }
       double t0 = bench_now();
       for (long i = 0; i < iters[f]; i++)
         fns[f](ctxs[f]);

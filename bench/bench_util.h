@@ -22,6 +22,9 @@ double bench_now(void);
  * receives every sample: times[i * samples + s] is function i in round s. */
 void bench_compare(int n, const bench_fn *fns, void *const *ctxs, int samples,
                    double min_s, double *med, double *times);
+/* Seconds bench_compare sleeps before each sample (0 by default), so that
+ * threads one function left polling are asleep when the next starts. */
+extern double bench_pause_s;
 
 /* How many times faster function a ran than function b, as the median
  * over rounds of the ratio within each round: a round's two samples are

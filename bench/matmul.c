@@ -6,7 +6,13 @@
  *       stored N x K as a PyTorch-style weight is.
  * The loom figure includes what a user pays per call: a scope begin/end,
  * the view for the transpose, the output allocation and its release.
- * Both sides use OpenBLAS's own thread count (printed). Prints GFLOP/s
+ * loom runs OpenBLAS on one thread per call and splits large products
+ * over its own workers; the direct call gets OpenBLAS's own threads (as
+ * many as at start-up, printed), set before each call and reset after, so
+ * the baseline is OpenBLAS at its best. Idle OpenBLAS threads poll for
+ * about 0.1 s after a call and would slow the loom sample that follows
+ * (which never happens in loom's own use), so each sample starts after a
+ * 0.15 s pause. Prints GFLOP/s
  * (2 M N K / t, median of interleaved samples) and the ratio loom / BLAS
  * (median of the per-round ratios, see bench_speed_ratio).
  * Lines starting with "@matmul" are for bench/run.sh.
@@ -44,12 +50,16 @@ static void run_loom(void *p) {
   loom_scope_end(s);
 }
 
+static int blas_threads; /* OpenBLAS's own count, read before loom runs */
+
 static void run_blas(void *p) {
   mm_ctx *x = p;
+  openblas_set_num_threads(blas_threads);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, x->trans ? CblasTrans : CblasNoTrans,
               (blasint)x->m, (blasint)x->n, (blasint)x->k, 1.0f,
               loom_data_f32(x->a), (blasint)x->k, loom_data_f32(x->b),
               (blasint)(x->trans ? x->k : x->n), 0.0f, x->c, (blasint)x->n);
+  openblas_set_num_threads(1);
 }
 
 /* Largest |loom - blas| relative to the largest |blas|: both must compute
@@ -103,6 +113,8 @@ static void bench_shape(const shape *sh, bool trans, int samples,
 }
 
 int main(int argc, char **argv) {
+  blas_threads = openblas_get_num_threads();
+  bench_pause_s = 0.15;
   int samples = 9;
   double min_s = 0.04;
   const char *only = bench_take_option(&argc, argv, "m"); /* one M only */
@@ -119,8 +131,8 @@ int main(int argc, char **argv) {
   };
   loom_manual_seed(1);
   printf("# OpenBLAS %s, core %s, %d threads; %d samples of >= %.0f ms\n",
-         openblas_get_config(), openblas_get_corename(),
-         openblas_get_num_threads(), samples, min_s * 1e3);
+         openblas_get_config(), openblas_get_corename(), blas_threads, samples,
+         min_s * 1e3);
   printf("%-10s %s %5s %5s %5s %10s %9s %9s %7s  %s\n", "# shape", "op", "M",
          "N", "K", "loom_ms", "loom_GF/s", "blas_GF/s", "ratio", "rel_err");
   for (int t = 0; t < 2; t++)
