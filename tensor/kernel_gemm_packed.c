@@ -16,21 +16,6 @@
 
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&         \
-    !defined(__SANITIZE_ADDRESS__)
-#define LOOM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define LOOM_CLONES
-#endif
-/* ISO C mode keeps a * b + c as two roundings (GCC's -ffp-contract=off);
- * the product's inner loop wants fused multiply-adds, twice the throughput
- * on AVX2/AVX-512 and one rounding, as BLAS uses. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define LOOM_FMA __attribute__((optimize("fp-contract=fast")))
-#else
-#define LOOM_FMA
-#endif
-
 struct loom_packed {
   int64_t K, N, panels;
   float *data; /* panels x K x NR, zero-padded past N */

@@ -7,6 +7,7 @@
  */
 #include "iter.h"
 #include "kernels.h"
+#include "vmath.h"
 
 #include <stdlib.h>
 #include <tgmath.h>
@@ -403,6 +404,90 @@ void loom_kernel_arg_reduce(bool is_max, loom_tensor *values,
 SOFTMAX(float)
 SOFTMAX(double)
 
+/* Float rows along the last dim (inner 1), the common case, in loops the
+ * compiler vectorises: partial maxima and sums, and loom__expf where the
+ * general loop above calls libm per element (6% of a transformer step).
+ * The sums are in double, in a fixed order. */
+#define PART 8
+static double sum_parts(const double *p) {
+  return ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]));
+}
+
+LOOM_CLONES static void softmax_last_f32(float *y, const float *x, int64_t o0,
+                                         int64_t o1, int64_t len, bool log_) {
+  for (int64_t o = o0; o < o1; o++) {
+    const float *xr = x + o * len;
+    float *yr = y + o * len;
+    float mp[2 * PART];
+    for (int w = 0; w < 2 * PART; w++)
+      mp[w] = -INFINITY;
+    int64_t j = 0;
+    for (; j + 2 * PART <= len; j += 2 * PART)
+      for (int w = 0; w < 2 * PART; w++)
+        mp[w] = xr[j + w] > mp[w] ? xr[j + w] : mp[w];
+    float m = -INFINITY;
+    for (int w = 0; w < 2 * PART; w++)
+      m = mp[w] > m ? mp[w] : m;
+    for (; j < len; j++)
+      m = xr[j] > m ? xr[j] : m;
+    if (m == -INFINITY)
+      m = 0; /* a row of -inf: keep exp(-inf - 0) = 0 */
+    double sp[PART] = {0};
+    for (j = 0; j + PART <= len; j += PART)
+      for (int w = 0; w < PART; w++) {
+        float e = loom__expf(xr[j + w] - m);
+        yr[j + w] = e; /* log-softmax overwrites it below */
+        sp[w] += e;
+      }
+    for (; j < len; j++) {
+      float e = loom__expf(xr[j] - m);
+      yr[j] = e;
+      sp[j % PART] += e;
+    }
+    double sum = sum_parts(sp);
+    if (log_) {
+      float ls = (float)log(sum);
+      for (j = 0; j < len; j++)
+        yr[j] = xr[j] - m - ls;
+    } else {
+      float r = sum > 0 ? (float)(1 / sum) : 0; /* fully masked: zeros */
+      for (j = 0; j < len; j++)
+        yr[j] *= r;
+    }
+  }
+}
+
+LOOM_CLONES static void softmax_grad_last_f32(float *gi, const float *y,
+                                              const float *g, int64_t o0,
+                                              int64_t o1, int64_t len,
+                                              bool log_) {
+  for (int64_t o = o0; o < o1; o++) {
+    const float *yr = y + o * len, *gr = g + o * len;
+    float *out = gi + o * len;
+    double sp[PART] = {0};
+    int64_t j = 0;
+    if (log_) {
+      for (; j + PART <= len; j += PART)
+        for (int w = 0; w < PART; w++)
+          sp[w] += gr[j + w];
+      for (; j < len; j++)
+        sp[j % PART] += gr[j];
+      float ts = (float)sum_parts(sp);
+      for (j = 0; j < len; j++)
+        out[j] = gr[j] - loom__expf(yr[j]) * ts;
+    } else {
+      for (; j + PART <= len; j += PART)
+        for (int w = 0; w < PART; w++)
+          sp[w] += (double)gr[j + w] * yr[j + w];
+      for (; j < len; j++)
+        sp[j % PART] += (double)gr[j] * yr[j];
+      float ts = (float)sum_parts(sp);
+      for (j = 0; j < len; j++)
+        out[j] = yr[j] * (gr[j] - ts);
+    }
+  }
+}
+
 static void geometry(const loom_tensor *t, int dim, int64_t *outer,
                      int64_t *inner) {
   *outer = 1;
@@ -422,7 +507,9 @@ typedef struct {
 
 static void softmax_rows(void *ctx, int64_t o0, int64_t o1) {
   const softmax_job *j = ctx;
-  if (j->f32)
+  if (j->f32 && j->inner == 1)
+    softmax_last_f32(j->out, j->x, o0, o1, j->len, j->log_);
+  else if (j->f32)
     softmax_float(j->out, j->x, o0, o1, j->len, j->inner, j->log_);
   else
     softmax_double(j->out, j->x, o0, o1, j->len, j->inner, j->log_);
@@ -430,7 +517,9 @@ static void softmax_rows(void *ctx, int64_t o0, int64_t o1) {
 
 static void softmax_grad_rows(void *ctx, int64_t o0, int64_t o1) {
   const softmax_job *j = ctx;
-  if (j->f32)
+  if (j->f32 && j->inner == 1)
+    softmax_grad_last_f32(j->out, j->y, j->g, o0, o1, j->len, j->log_);
+  else if (j->f32)
     softmax_grad_float(j->out, j->y, j->g, o0, o1, j->len, j->inner, j->log_);
   else
     softmax_grad_double(j->out, j->y, j->g, o0, o1, j->len, j->inner, j->log_);

@@ -10,13 +10,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&         \
-    !defined(__SANITIZE_ADDRESS__)
-#define LOOM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define LOOM_CLONES
-#endif
-
 static inline float sigm_f(float x) { return loom__sigmoidf(x); }
 static inline float tanh_f(float x) { return loom__tanhf(x); }
 static inline double sigm_d(double x) { return 1 / (1 + exp(-x)); }

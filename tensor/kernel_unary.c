@@ -21,12 +21,6 @@
 /* float32 exp, tanh, sigmoid and silu use the vectorisable functions of
  * vmath.h (1-3 ulp; libm's scalar tanhf is ~20x slower). The strided path
  * calls the same functions, so a result never depends on the layout. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&         \
-    !defined(__SANITIZE_ADDRESS__)
-#define LOOM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define LOOM_CLONES
-#endif
 static inline float silu_f(float x) { return x * loom__sigmoidf(x); }
 #define VEC_F32(NAME, FN)                                                      \
   LOOM_CLONES static void NAME##_run(float *o, const float *x, int64_t n) {    \
