@@ -3,6 +3,7 @@
  * -> input grad), so a backward is one pass instead of several ops. */
 #include "iter.h"
 #include "map.h"
+#include "vmath.h"
 
 #define FLOAT2(NAME, EXPR)                                                     \
   LOOM_MAP2(NAME##_f32, float, float, EXPR)                                    \
@@ -31,6 +32,25 @@
       [LOOM_I64] = NAME##_i64, [LOOM_BOOL] = NAME##_u8, [LOOM_U8] = NAME##_u8)
 
 #define SIGMOID(v) (1 / (1 + exp(-(v))))
+
+/* GELU's gradient (a = x) in a loop the compiler vectorises, like the
+ * vmath-based unary kernels; other layouts take the generic loop below,
+ * with the same function, so results do not depend on the layout. */
+static void gelu_grad_strided_f32(char *o, const char *a, const char *b,
+                                  int64_t n, int64_t so, int64_t sa, int64_t sb,
+                                  const double *p);
+LOOM_CLONES static void gelu_grad_run(float *o, const float *x, const float *g,
+                                      int64_t n) {
+  _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) o[i] =
+      g[i] * loom__gelu_gradf(x[i]);
+}
+static void gelu_grad_f32(char *o, const char *a, const char *b, int64_t n,
+                          int64_t so, int64_t sa, int64_t sb, const double *p) {
+  if (so == 4 && sa == 4 && sb == 4)
+    gelu_grad_run((float *)o, (const float *)a, (const float *)b, n);
+  else
+    gelu_grad_strided_f32(o, a, b, n, so, sa, sb, p);
+}
 
 /* The formulas are macro arguments, which clang-format would misread as
  * declarations (a *b). */
@@ -61,9 +81,10 @@ FLOAT2(tanh_grad, b * (1 - a * a))               /* a = y */
 FLOAT2(sigmoid_grad, b * a * (1 - a))            /* a = y */
 FLOAT2(relu_grad, a > 0 ? b : 0)                 /* a = x */
 FLOAT2(leaky_relu_grad, a > 0 ? b : b * (scalar_t)p[0])
-FLOAT2(gelu_grad,
-       b * ((scalar_t)0.5 * (1 + erf(a * (scalar_t)0.70710678118654752440)) +
-            a * (scalar_t)0.39894228040143267794 * exp((scalar_t)-0.5 * a * a)))
+LOOM_MAP2(gelu_grad_strided_f32, float, float, b * loom__gelu_gradf(a))
+LOOM_MAP2(gelu_grad_f64, double, double,
+          b * (0.5 * (1 + erf(a * 0.70710678118654752440)) +
+               a * 0.39894228040143267794 * exp(-0.5 * a * a)))
 FLOAT2(gelu_tanh_grad,
        b * ((scalar_t)0.5 *
                 (1 + tanh((scalar_t)0.79788456080286535588 *

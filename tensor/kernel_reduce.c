@@ -413,7 +413,8 @@ static double sum_parts(const double *p) {
   return ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]));
 }
 
-LOOM_CLONES static void softmax_last_f32(float *y, const float *x, int64_t o0,
+LOOM_CLONES static void softmax_last_f32(float *restrict y,
+                                         const float *restrict x, int64_t o0,
                                          int64_t o1, int64_t len, bool log_) {
   for (int64_t o = o0; o < o1; o++) {
     const float *xr = x + o * len;
@@ -432,18 +433,15 @@ LOOM_CLONES static void softmax_last_f32(float *y, const float *x, int64_t o0,
       m = xr[j] > m ? xr[j] : m;
     if (m == -INFINITY)
       m = 0; /* a row of -inf: keep exp(-inf - 0) = 0 */
+    /* exp first, in a pass of its own (it vectorises), then the sum */
+    _Pragma("GCC ivdep") for (j = 0; j < len; j++) yr[j] =
+        loom__expf(xr[j] - m);
     double sp[PART] = {0};
     for (j = 0; j + PART <= len; j += PART)
-      for (int w = 0; w < PART; w++) {
-        float e = loom__expf(xr[j + w] - m);
-        yr[j + w] = e; /* log-softmax overwrites it below */
-        sp[w] += e;
-      }
-    for (; j < len; j++) {
-      float e = loom__expf(xr[j] - m);
-      yr[j] = e;
-      sp[j % PART] += e;
-    }
+      for (int w = 0; w < PART; w++)
+        sp[w] += yr[j + w];
+    for (; j < len; j++)
+      sp[j % PART] += yr[j];
     double sum = sum_parts(sp);
     if (log_) {
       float ls = (float)log(sum);
