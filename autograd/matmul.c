@@ -151,12 +151,17 @@ static loom_tensor *core(const loom_tensor *a, const loom_tensor *b) {
 }
 
 static void matmul_backward(loom_node *n, loom_tensor *const *g) {
-  const loom_tensor *a = loom__input_value(n, 0), *b = loom__input_value(n, 1);
-  if (!a || !b)
-    return;
-  if (loom__needs_grad(n, 0))
+  /* Each operand's gradient reads the other's values (only). */
+  if (loom__needs_grad(n, 0)) {
+    const loom_tensor *b = loom__input_value(n, 1);
+    if (!b)
+      return;
     loom__accumulate(n, 0, loom_matmul(g[0], loom_transpose(b, -1, -2)));
+  }
   if (!loom__needs_grad(n, 1))
+    return;
+  const loom_tensor *a = loom__input_value(n, 0), *b = loom__input(n, 1);
+  if (!a)
     return;
   if (b->ndim == 2 && a->ndim > 2) {
     /* Sum over the batch inside one GEMM: a_flat^T @ g_flat. */
@@ -202,16 +207,18 @@ loom_tensor *loom_bmm(const loom_tensor *a, const loom_tensor *b) {
 /* ---- addmm / baddbmm: beta * c + alpha * a @ b ---- */
 
 static void addmm_backward(loom_node *n, loom_tensor *const *g) {
-  const loom_tensor *a = loom__input_value(n, 1), *b = loom__input_value(n, 2);
-  if (!a || !b)
-    return;
   double beta = n->d[0], alpha = n->d[1];
   if (loom__needs_grad(n, 0))
     loom__accumulate(n, 0, beta == 1 ? g[0] : loom_mul_scalar(g[0], beta));
   loom_tensor *ga = alpha == 1 ? g[0] : loom_mul_scalar(g[0], alpha);
-  if (loom__needs_grad(n, 1))
+  /* Each operand's gradient reads the other's values (only). */
+  const loom_tensor *a =
+      loom__needs_grad(n, 2) ? loom__input_value(n, 1) : NULL;
+  const loom_tensor *b =
+      loom__needs_grad(n, 1) ? loom__input_value(n, 2) : NULL;
+  if (b)
     loom__accumulate(n, 1, loom_matmul(ga, loom_transpose(b, -1, -2)));
-  if (loom__needs_grad(n, 2))
+  if (a)
     loom__accumulate(n, 2, loom_matmul(loom_transpose(a, -1, -2), ga));
 }
 
@@ -394,11 +401,16 @@ void loom__deferred_end(bool ok) {
 }
 
 static void linear_backward(loom_node *n, loom_tensor *const *g) {
-  const loom_tensor *x = loom__input_value(n, 0), *w = loom__input_value(n, 1);
+  /* dx reads w, dw reads x: check only what is read. */
+  bool dx_wanted = loom__needs_grad(n, 0), dw_wanted = loom__needs_grad(n, 1);
+  const loom_tensor *w =
+      dx_wanted ? loom__input_value(n, 1) : loom__input(n, 1);
+  const loom_tensor *x =
+      dw_wanted ? loom__input_value(n, 0) : loom__input(n, 0);
   const loom_tensor *gy = x && w ? blas_ready(g[0]) : NULL;
   if (!gy)
     return;
-  if (loom__needs_grad(n, 0)) {
+  if (dx_wanted) {
     int64_t rows = gy->shape[0], in = w->shape[1];
     const loom_packed *packed =
         rows <= LOOM_PACKED_MAX_ROWS && gy->strides[1] == 1
@@ -411,7 +423,7 @@ static void linear_backward(loom_node *n, loom_tensor *const *g) {
                               packed, (float *)dx->data, in, false);
     loom__accumulate(n, 0, dx ? dx : loom_matmul(gy, w));
   }
-  if (loom__needs_grad(n, 1) && !defer_weight_grad(n, gy, x)) {
+  if (dw_wanted && !defer_weight_grad(n, gy, x)) {
     loom_tensor *dst = loom__grad_in_place(n, 1);
     loom_tensor gt = *gy; /* gy^T as a view: (out, rows) */
     gt.shape[0] = gy->shape[1];
@@ -430,7 +442,8 @@ static void linear_backward(loom_node *n, loom_tensor *const *g) {
 
 loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
                          const loom_tensor *bias) {
-  if (!x || !weight)
+  /* A NULL bias with an error pending is a failed op's result, not "none". */
+  if (!x || !weight || (!bias && loom_last_status() != LOOM_OK))
     return NULL;
   if (weight->ndim != 2 || x->ndim < 1 ||
       x->shape[x->ndim - 1] != weight->shape[1])

@@ -58,6 +58,10 @@ static const loom_tensor *param(const loom_tensor *p, const loom_tensor *x,
 loom_tensor *loom_layer_normalize(const loom_tensor *x, int ndims,
                                   const loom_tensor *weight,
                                   const loom_tensor *bias, double eps) {
+  /* A NULL weight or bias with an error pending is a failed op's result,
+   * not "none". */
+  if ((!weight || !bias) && loom_last_status() != LOOM_OK)
+    return NULL;
   if (loom__check_float(x, "layer_norm"))
     return NULL;
   if (ndims < 1 || ndims > x->ndim || !(eps >= 0))

@@ -278,14 +278,21 @@ void loom__save(loom_node *n, const loom_tensor *t) {
 
 const loom_tensor *loom__input(const loom_node *n, int i) { return n->in[i]; }
 
+/* t, unless it was written in place since version `version`: then NULL and
+ * an error naming the op and what t is to it (saved value or input i). */
 static const loom_tensor *unmodified(const loom_node *n, const loom_tensor *t,
-                                     int64_t version) {
+                                     int64_t version, int input) {
   if (t->storage->version != version) {
+    char what[48];
+    if (input < 0)
+      snprintf(what, sizeof what, "a tensor it saved");
+    else
+      snprintf(what, sizeof what, "its input %d", input);
     loom_set_error(LOOM_ERR_STATE,
-                   "backward of %s: a tensor %s it saved was modified in place "
-                   "after it was used (version %lld, now %lld); clone it "
-                   "before writing to it",
-                   n->op->name, loom__shp(t), (long long)version,
+                   "backward of %s: %s (%s) was modified in place after it "
+                   "was used (version %lld, now %lld); clone it before "
+                   "writing to it",
+                   n->op->name, what, loom__shp(t), (long long)version,
                    (long long)t->storage->version);
     return NULL;
   }
@@ -293,11 +300,11 @@ static const loom_tensor *unmodified(const loom_node *n, const loom_tensor *t,
 }
 
 const loom_tensor *loom__saved(const loom_node *n, int i) {
-  return unmodified(n, n->saved[i], n->saved_version[i]);
+  return unmodified(n, n->saved[i], n->saved_version[i], -1);
 }
 
 const loom_tensor *loom__input_value(const loom_node *n, int i) {
-  return unmodified(n, n->in[i], n->in_version[i]);
+  return unmodified(n, n->in[i], n->in_version[i], i);
 }
 
 bool loom__needs_grad(const loom_node *n, int i) {

@@ -43,8 +43,13 @@ bool loom_kernel_gemm_ok(const loom_tensor *m) {
                                 m->strides[1], &t, &ld);
 }
 
-/* Multiply-adds below which a product is not split (about 10 us). */
-#define GEMM_PART_MIN ((int64_t)1 << 20)
+/* Multiply-adds of the smallest part of a split product (about 20 us, and
+ * above OpenBLAS's small-matrix kernels, ~1e6). */
+#define GEMM_PART_MIN ((int64_t)1 << 21)
+/* At most this many parts: a power of two, so 2 and 4 threads share them
+ * evenly; 8 parts made the LSTM step of bench/rnn.c 10% slower on 2 cores
+ * (each part is a BLAS call of its own). */
+#define GEMM_MAX_PARTS 4
 /* Block edges are multiples of this, a multiple of BLAS's register tiles. */
 #define GEMM_ALIGN 16
 
@@ -71,25 +76,28 @@ static void blas_call(const gemm_job *j, const void *a, const void *b, void *c,
                 (blasint)j->ldc);
 }
 
-/* Parts [lo, hi) of the product: rows of C and op(A), or columns of C and
- * op(B), cut at aligned edges. */
+/* Parts [lo, hi) of the product, each its own BLAS call: rows of C and
+ * op(A), or columns of C and op(B), cut at aligned edges. The parts depend
+ * on the shape only, so each element is computed by the same call whatever
+ * the thread count: results are the same with 1 thread or 8. */
 static void gemm_parts(void *ctx, int64_t lo, int64_t hi) {
   const gemm_job *j = ctx;
   int64_t size = j->dtype == LOOM_F32 ? 4 : 8;
   int64_t len = j->by_rows ? j->n : j->m;
   int64_t blocks = (len + GEMM_ALIGN - 1) / GEMM_ALIGN;
-  int64_t r0 = blocks * lo / j->parts * GEMM_ALIGN;
-  int64_t r1 = blocks * hi / j->parts * GEMM_ALIGN;
-  if (r1 > len)
-    r1 = len;
-  if (r0 >= r1)
-    return;
-  if (j->by_rows)
-    blas_call(j, j->a + (j->ta ? r0 : r0 * j->lda) * size, j->b,
-              j->c + r0 * j->ldc * size, r1 - r0, j->m);
-  else
-    blas_call(j, j->a, j->b + (j->tb ? r0 * j->ldb : r0) * size,
-              j->c + r0 * size, j->n, r1 - r0);
+  for (int64_t p = lo; p < hi; p++) {
+    int64_t r0 = blocks * p / j->parts * GEMM_ALIGN;
+    int64_t r1 = blocks * (p + 1) / j->parts * GEMM_ALIGN;
+    r1 = r1 < len ? r1 : len;
+    if (r0 >= r1)
+      continue;
+    if (j->by_rows)
+      blas_call(j, j->a + (j->ta ? r0 : r0 * j->lda) * size, j->b,
+                j->c + r0 * j->ldc * size, r1 - r0, j->m);
+    else
+      blas_call(j, j->a, j->b + (j->tb ? r0 * j->ldb : r0) * size,
+                j->c + r0 * size, j->n, r1 - r0);
+  }
 }
 
 static void blas_single_threaded(void) { openblas_set_num_threads(1); }
@@ -130,18 +138,22 @@ void loom_kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
                 .a = a,
                 .b = b,
                 .c = c};
+  /* As many parts as keep the smallest (one block short of the others)
+   * above GEMM_PART_MIN, rounded down to a power of two. */
   int64_t len = j.by_rows ? n : m;
   int64_t blocks = (len + GEMM_ALIGN - 1) / GEMM_ALIGN;
-  int64_t want = n * m * k / GEMM_PART_MIN;
-  int64_t nt = loom_num_threads();
-  nt = nt < want ? nt : want;
-  nt = nt < blocks ? nt : blocks;
-  if (nt <= 1) {
+  int64_t per_block = n * m * k / len * GEMM_ALIGN;
+  int64_t parts = 1;
+  while (parts < GEMM_MAX_PARTS &&
+         (blocks / (2 * parts)) * per_block >= GEMM_PART_MIN)
+    parts *= 2;
+  if (parts == 1) {
     blas_call(&j, a, b, c, n, m);
     return;
   }
-  j.parts = nt;
-  loom__parallel_for((int)nt, nt, gemm_parts, &j);
+  j.parts = parts;
+  int64_t nt = loom_num_threads();
+  loom__parallel_for((int)(nt < parts ? nt : parts), parts, gemm_parts, &j);
 }
 
 void loom_kernel_gemm(loom_tensor *out, const loom_tensor *a,

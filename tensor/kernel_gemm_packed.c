@@ -139,7 +139,10 @@ void loom_kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
 
 /* ---- packings reused within a region ---- */
 
-#define REUSE_SLOTS 8
+/* Entries in least-recently-used order; a matrix is packed at its second
+ * use (a product used once gains nothing from packing), so an entry's p is
+ * NULL until then. */
+#define REUSE_SLOTS 16
 
 typedef struct {
   loom_tensor *m; /* retained: its address stays its own */
@@ -167,32 +170,44 @@ void loom_kernel_reuse_end(void) {
       reuse_drop(reuse_n - 1);
 }
 
+static bool same_matrix(const reuse_entry *e, const loom_tensor *m,
+                        bool trans) {
+  if (e->trans != trans || e->m->storage != m->storage ||
+      e->m->data != m->data || e->version != m->storage->version)
+    return false;
+  for (int d = 0; d < 2; d++)
+    if (e->m->shape[d] != m->shape[d] || e->m->strides[d] != m->strides[d])
+      return false;
+  return true;
+}
+
 const loom_packed *loom_kernel_pack_reused(const loom_tensor *m, bool trans) {
   if (reuse_depth == 0 || !m || m->ndim != 2 || m->dtype != LOOM_F32 ||
       !m->requires_grad || m->strides[1] != 1 || m->strides[0] < m->shape[1] ||
       loom_last_status() != LOOM_OK)
     return NULL;
-  for (int i = 0; i < reuse_n; i++) {
-    reuse_entry *e = &reuse[i];
-    if (e->trans != trans || e->m->storage != m->storage ||
-        e->m->data != m->data)
-      continue;
-    bool same = e->version == m->storage->version;
-    for (int d = 0; same && d < 2; d++)
-      same = e->m->shape[d] == m->shape[d] && e->m->strides[d] == m->strides[d];
-    if (same)
-      return e->p;
-  }
-  int64_t rows = m->shape[0], cols = m->shape[1];
-  loom_packed *p = trans ? loom_kernel_pack((const float *)m->data, cols, rows,
-                                            m->strides[0], true)
-                         : loom_kernel_pack((const float *)m->data, rows, cols,
-                                            m->strides[0], false);
-  if (!p)
+  int i = 0;
+  while (i < reuse_n && !same_matrix(&reuse[i], m, trans))
+    i++;
+  if (i == reuse_n) { /* first use: remember it, let BLAS do this one */
+    if (reuse_n == REUSE_SLOTS)
+      reuse_drop(0);
+    reuse[reuse_n++] = (reuse_entry){loom_keep((loom_tensor *)m),
+                                     m->storage->version, trans, NULL};
     return NULL;
-  if (reuse_n == REUSE_SLOTS)
-    reuse_drop(0);
-  reuse[reuse_n++] =
-      (reuse_entry){loom_keep((loom_tensor *)m), m->storage->version, trans, p};
-  return p;
+  }
+  reuse_entry e = reuse[i]; /* to the most recent end */
+  memmove(&reuse[i], &reuse[i + 1], (size_t)(reuse_n - i - 1) * sizeof *reuse);
+  reuse[reuse_n - 1] = e;
+  reuse_entry *last = &reuse[reuse_n - 1];
+  if (!last->p) {
+    int64_t rows = m->shape[0], cols = m->shape[1];
+    last->p = trans ? loom_kernel_pack((const float *)m->data, cols, rows,
+                                       m->strides[0], true)
+                    : loom_kernel_pack((const float *)m->data, rows, cols,
+                                       m->strides[0], false);
+    if (!last->p) /* optional: the caller falls back to BLAS, so no error */
+      loom_clear_error();
+  }
+  return last->p;
 }

@@ -7,13 +7,14 @@
 
 #include "internal.h"
 
-/* Hot float loops are compiled for AVX-512, AVX2 and the baseline, the
- * best chosen at load time: loom is built for any x86-64 but should run
- * at the width of the machine it is on. (Not under AddressSanitizer: the
- * resolvers run before its runtime is ready.) */
+/* Hot float loops are compiled for AVX-512, AVX2 with FMA (x86-64-v3) and
+ * the baseline, the best chosen at load time: loom is built for any x86-64 but
+ * should run at the width of the machine it is on. (Not under AddressSanitizer:
+ * the resolvers run before its runtime is ready.) */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&         \
     !defined(__SANITIZE_ADDRESS__)
-#define LOOM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define LOOM_CLONES                                                            \
+  __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 #else
 #define LOOM_CLONES
 #endif
@@ -60,23 +61,25 @@ int loom_kernel_binary(const loom_binary_kernel *k, loom_tensor *out,
 #define LOOM_UNARY_KERNELS(X)                                                  \
   X(neg)                                                                       \
   X(exp)                                                                       \
-  X(expm1) X(log) X(log1p) X(sqrt) X(rsqrt) X(square) X(reciprocal) X(abs)     \
-      X(sign) X(sin) X(cos) X(tanh) X(sigmoid) X(log_sigmoid) X(relu)          \
-          X(leaky_relu) X(gelu) X(gelu_tanh) X(elu) X(silu) X(softplus)        \
-              X(clamp) X(pow_scalar) X(add_scalar) X(mul_scalar)               \
-                  X(rsub_scalar) X(div_scalar) X(logical_not) X(eq_scalar)     \
-                      X(ne_scalar) X(lt_scalar) X(le_scalar) X(gt_scalar)      \
-                          X(ge_scalar) X(isfinite)
+  X(expm1)                                                                     \
+  X(log) X(log1p) X(sqrt) X(rsqrt) X(square) X(reciprocal) X(abs) X(sign)      \
+      X(sin) X(cos) X(tanh) X(sigmoid) X(log_sigmoid) X(relu) X(leaky_relu)    \
+          X(gelu) X(gelu_tanh) X(elu) X(silu) X(softplus) X(clamp)             \
+              X(pow_scalar) X(add_scalar) X(mul_scalar) X(rsub_scalar)         \
+                  X(div_scalar) X(logical_not) X(eq_scalar) X(ne_scalar)       \
+                      X(lt_scalar) X(le_scalar) X(gt_scalar) X(ge_scalar)      \
+                          X(isfinite)
 #define LOOM_BINARY_KERNELS(X)                                                 \
   X(add)                                                                       \
   X(sub)                                                                       \
-  X(mul) X(div) X(pow) X(maximum) X(minimum) X(add_scaled) X(eq) X(ne) X(lt)   \
-      X(le) X(gt) X(ge) X(logical_and) X(logical_or) X(tanh_grad)              \
-          X(sigmoid_grad) X(relu_grad) X(leaky_relu_grad) X(gelu_grad)         \
-              X(gelu_tanh_grad) X(elu_grad) X(silu_grad) X(softplus_grad)      \
-                  X(log_sigmoid_grad) X(clamp_grad) X(sqrt_grad) X(rsqrt_grad) \
-                      X(reciprocal_grad) X(log_grad) X(log1p_grad) X(abs_grad) \
-                          X(sin_grad) X(cos_grad) X(exp_grad) X(expm1_grad)    \
+  X(mul)                                                                       \
+  X(div) X(pow) X(maximum) X(minimum) X(add_scaled) X(eq) X(ne) X(lt) X(le)    \
+      X(gt) X(ge) X(logical_and) X(logical_or) X(tanh_grad) X(sigmoid_grad)    \
+          X(relu_grad) X(leaky_relu_grad) X(gelu_grad) X(gelu_tanh_grad)       \
+              X(elu_grad) X(silu_grad) X(softplus_grad) X(log_sigmoid_grad)    \
+                  X(clamp_grad) X(sqrt_grad) X(rsqrt_grad) X(reciprocal_grad)  \
+                      X(log_grad) X(log1p_grad) X(abs_grad) X(sin_grad)        \
+                          X(cos_grad) X(exp_grad) X(expm1_grad)                \
                               X(pow_scalar_grad) X(square_grad)
 #define LOOM_DECLARE_KERNEL(name) extern const loom_unary_kernel loom_k_##name;
 LOOM_UNARY_KERNELS(LOOM_DECLARE_KERNEL)

@@ -257,8 +257,13 @@ LOOM_API bool loom_equal(const loom_tensor *a, const loom_tensor *b);
 
 /* ---------------------------------------------------------------- threads */
 
-/* Threads used by loom's own kernels (OpenMP); BLAS keeps its own setting.
- * 0 restores the default (all cores). */
+/* Threads used by loom's kernels and matrix products, which run on loom's
+ * own workers; 0 restores the default (all cores the affinity mask
+ * allows). Note: loom splits large products over its workers and calls
+ * OpenBLAS on one thread per call, so its first product sets OpenBLAS to
+ * one thread (openblas_set_num_threads(1)) for the whole process; a
+ * program that also calls OpenBLAS directly and wants its threads must
+ * set them back around its own calls. */
 LOOM_API void loom_set_num_threads(int n);
 LOOM_API int loom_num_threads(void);
 

@@ -28,13 +28,20 @@
 
 static int num_threads; /* 0: all cores */
 
-static int cores(void) {
+/* Counted once: the count is a system call, and kernels ask per call. */
+static int core_count;
+static void count_cores(void) {
 #ifdef _OPENMP
-  return omp_get_num_procs(); /* honours the affinity mask */
+  core_count = omp_get_num_procs(); /* honours the affinity mask */
 #else
   long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? (int)n : 1;
+  core_count = n > 0 ? (int)n : 1;
 #endif
+}
+static int cores(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, count_cores);
+  return core_count;
 }
 
 void loom_set_num_threads(int n) { num_threads = n > 0 ? n : 0; }

@@ -2,6 +2,7 @@
 /* Tape semantics: accumulation, grad mode, detach, retained graphs,
  * in-place detection, custom functions, anomaly mode, memory. */
 #include "check_util.h"
+#include "check_values.h"
 
 #include <math.h>
 #include <string.h>
@@ -152,9 +153,9 @@ START_TEST(test_null_propagates_and_first_error_wins) {
 }
 END_TEST
 
-/* The fused layer_norm's values by hand, and its shape errors. */
 /* Products read their operands in backward: writing into one before then
- * is reported, never a silently wrong gradient. */
+ * is reported, never a silently wrong gradient; an operand no gradient
+ * reads may be written. */
 START_TEST(test_inplace_on_product_operand_is_reported) {
   for (int op = 0; op < 4; op++) {
     loom_tensor *x = leaf((double[]){0.5, 1, -1, 2}, 4);
@@ -186,12 +187,22 @@ START_TEST(test_inplace_on_product_operand_is_reported) {
     loom_clear_error();
     loom_tape_clear();
   }
+  /* only W's values are read (for dx): x may change */
+  loom_tensor *x = leaf((double[]){0.5, 1, -1, 2}, 4);
+  loom_tensor *xx = loom_reshape(loom_mul_scalar(x, 1), 2, (int64_t[]){2, 2});
+  loom_tensor *w = loom_full(LOOM_F64, 0.25, LOOM_SHAPE(2, 2));
+  loom_tensor *loss = loom_sum_all(loom_linear(xx, w, NULL));
+  loom_no_grad_begin();
+  loom_mul_scalar_(xx, 2);
+  loom_no_grad_end();
+  ck_assert_int_eq(loom_backward(loss), 0);
+  CHECK_VALUES(loom_grad(x), 1e-15, 0.5, 0.5, 0.5, 0.5);
 }
 END_TEST
 
-/* Inside a fixed-weights stretch linear packs its weight once; a write
- * into the weight (its version) makes the next product repack, and the
- * values are those of the plain product. */
+/* Inside a fixed-weights stretch linear packs its weight at its second use
+ * and reuses the packing; a write into the weight (its version) starts
+ * over, and every value is that of the plain product. */
 START_TEST(test_fixed_weights_products) {
   loom_rng *g = loom_rng_new(7);
   loom_tensor *x = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(5, 40));
@@ -200,22 +211,26 @@ START_TEST(test_fixed_weights_products) {
   loom_rng_free(g);
   loom_tensor *plain = loom_matmul(x, loom_t(w));
   loom_fixed_weights_begin();
-  loom_fixed_weights_begin(); /* nests */
-  loom_tensor *y1 = loom_linear(x, w, NULL);
-  loom_tensor *y2 = loom_linear(x, w, NULL);
+  loom_fixed_weights_begin();                /* nests */
+  loom_tensor *y1 = loom_linear(x, w, NULL); /* BLAS, remembered */
+  loom_tensor *y2 = loom_linear(x, w, NULL); /* packed */
+  loom_tensor *y3 = loom_linear(x, w, NULL); /* the same packing */
   loom_no_grad_begin();
-  loom_mul_scalar_(w, 2);
+  loom_mul_scalar_(w, 2); /* exact: every product doubles exactly */
   loom_no_grad_end();
-  loom_tensor *y3 = loom_linear(x, w, NULL);
+  loom_tensor *y4 = loom_linear(x, w, NULL); /* BLAS again */
+  loom_tensor *y5 = loom_linear(x, w, NULL); /* packed anew, not stale */
   loom_fixed_weights_end();
   loom_fixed_weights_end();
-  ck_assert_ptr_nonnull(y3);
+  ck_assert_ptr_nonnull(y5);
   for (int64_t i = 0; i < 5 * 70; i++) {
     float want = loom_data_f32(plain)[i];
-    ck_assert_float_eq_tol(loom_data_f32(y1)[i], want,
-                           1e-5f * (1 + fabsf(want)));
-    ck_assert_float_eq(loom_data_f32(y2)[i], loom_data_f32(y1)[i]);
-    ck_assert_float_eq(loom_data_f32(y3)[i], 2 * loom_data_f32(y1)[i]);
+    float tol = 1e-5f * (1 + fabsf(want));
+    ck_assert_float_eq_tol(loom_data_f32(y1)[i], want, tol);
+    ck_assert_float_eq_tol(loom_data_f32(y2)[i], want, tol);
+    ck_assert_float_eq(loom_data_f32(y3)[i], loom_data_f32(y2)[i]);
+    ck_assert_float_eq(loom_data_f32(y4)[i], 2 * loom_data_f32(y1)[i]);
+    ck_assert_float_eq(loom_data_f32(y5)[i], 2 * loom_data_f32(y2)[i]);
   }
 }
 END_TEST

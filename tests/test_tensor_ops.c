@@ -570,8 +570,15 @@ START_TEST(test_results_independent_of_threads) {
   loom_tensor *x = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(512, 600));
   loom_tensor *y = loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(600, 512));
   loom_rng_free(g);
-  loom_tensor *res[2][14];
+  loom_tensor *res[2][16];
   loom_tensor *w = loom_set_requires_grad(loom_narrow(x, 0, 0, 300), true);
+  /* thin products split by columns into unequal parts */
+  loom_rng *g2 = loom_rng_new(18);
+  loom_tensor *p = loom_randn(g2, LOOM_F32, 0, 1, LOOM_SHAPE(32, 1400));
+  loom_tensor *q = loom_randn(g2, LOOM_F32, 0, 1, LOOM_SHAPE(1400, 48));
+  loom_tensor *r16 = loom_randn(g2, LOOM_F32, 0, 1, LOOM_SHAPE(16, 3000));
+  loom_tensor *u = loom_randn(g2, LOOM_F32, 0, 1, LOOM_SHAPE(3000, 48));
+  loom_rng_free(g2);
   for (int r = 0; r < 2; r++) {
     loom_set_num_threads(r + 1);
     ck_assert_int_eq(loom_num_threads(), r + 1);
@@ -592,9 +599,11 @@ START_TEST(test_results_independent_of_threads) {
     res[r][12] = loom_linear(loom_narrow(x, 0, 0, 32), w, NULL);
     loom_fixed_weights_end();
     res[r][13] = loom_layer_normalize(y, 1, NULL, NULL, 1e-5);
+    res[r][14] = loom_matmul(p, q);
+    res[r][15] = loom_matmul(r16, u);
   }
   loom_set_num_threads(0);
-  for (int k = 0; k < 14; k++) {
+  for (int k = 0; k < 16; k++) {
     size_t bytes = (size_t)loom_numel(res[0][k]) *
                    loom_dtype_size(loom_dtype_of(res[0][k]));
     ck_assert(loom_same_shape(res[0][k], res[1][k]));
