@@ -259,10 +259,11 @@ LOOM_API loom_tensor *loom_layer_normalize(const loom_tensor *x, int ndims,
 /* A stretch of code in which the weights that products read do not change,
  * such as a recurrent cell's steps: between begin and end, products of a
  * few rows (up to 128) with the same float32 weight that requires grad
- * (loom_linear) pack it once instead of once per product, which for a
- * batch of 32 roughly halves their cost. Writing into such a weight inside
- * the stretch is refused by its version check as usual, but a write
- * through loom_data would go unseen: don't. Nestable; the sequence runner
+ * (loom_linear) pack it at its second use and reuse that, instead of BLAS
+ * repacking it for every product, which for a batch of 32 roughly halves
+ * their cost. A write into such a weight by a loom op (which bumps its
+ * version) makes the next product pack it anew, but a write through
+ * loom_data would go unseen: don't. Nestable; the sequence runner
  * opens one around its steps and backward around its pass, so users need
  * it only for loops of their own. Memory is freed at the outermost end. */
 LOOM_API void loom_fixed_weights_begin(void);

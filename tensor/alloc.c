@@ -7,9 +7,13 @@
  *    whole rest of an op on a 1 x 1 tensor (bench/overhead.c);
  *  - blocks above 32 MiB come straight from mmap, so an op on 16M floats
  *    gets fresh pages on every call and the kernel's page faults (zeroing
- *    and accounting) cost twice the arithmetic (bench/elementwise.c).
- * So freed tensor structs, small blocks (by power-of-two class) and a few
- * big blocks are kept on per-thread lists for the next allocation. Every
+ *    and accounting) cost twice the arithmetic (bench/elementwise.c);
+ *  - a training step frees tens of blocks of 64 KiB - 8 MiB at its end
+ *    (the tape's intermediates) and glibc returns the top of its heap to
+ *    the system, so the next step faulted them in again (2-3% of an LSTM
+ *    or transformer step in page faults, bench/rnn.c).
+ * So freed tensor structs, small blocks (by power-of-two class) and up to
+ * 64 big blocks are kept on per-thread lists for the next allocation. Every
  * list is bounded; loom_cleanup frees them all. Memory freed on another
  * thread than it was made on simply joins that thread's lists. Under
  * AddressSanitizer nothing is kept, so it still sees every free.

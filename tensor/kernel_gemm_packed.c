@@ -5,8 +5,8 @@
  * faster (bench/rnn) and ~5x at M = 1.
  *
  * B is stored as column panels of NR floats, k-major inside a panel; the
- * micro-kernel keeps a 6 x NR block of C in registers. Written with GCC
- * vector extensions and compiled for AVX-512, AVX2 and the baseline. */
+ * micro-kernel keeps an MR x NR (8 x 32) block of C in registers. Written with
+ * GCC vector extensions and compiled for AVX-512, AVX2 and the baseline. */
 #include "kernels.h"
 
 #include <stdlib.h>

@@ -20,7 +20,10 @@
 #endif
 /* ISO C mode keeps a * b + c as two roundings (GCC's -ffp-contract=off);
  * loops marked LOOM_FMA want fused multiply-adds: twice the throughput on
- * AVX2/AVX-512 and one rounding, as BLAS uses. */
+ * AVX2/AVX-512 and one rounding, as BLAS uses. GCC documents the optimize
+ * attribute as meant for debugging, but per function it is the only way to
+ * contract one loop without changing the rounding of every other kernel;
+ * the objdump check in docs/internals.md shows it takes effect. */
 #if defined(__GNUC__) && !defined(__clang__)
 #define LOOM_FMA __attribute__((optimize("fp-contract=fast")))
 #else

@@ -170,6 +170,20 @@ START_TEST(test_vocab_file_round_trip) {
   ck_assert_msg(strstr(loom_last_error(), "twice"), "%s", loom_last_error());
   loom_clear_error();
   w2v_vocab_free(&r);
+  /* another tool's file with "</s>" elsewhere, or without it: it becomes
+   * word 0, since training ends sentences at word 0 */
+  write_file(path, "the 5\n</s> 3\ncat 2\n", 20);
+  ck_assert_int_eq(w2v_vocab_read(&r, path, 1), 0);
+  ck_assert_str_eq(w2v_vocab_word(&r, 0), "</s>");
+  ck_assert_int_eq(r.entries[0].count, 3);
+  ck_assert_str_eq(w2v_vocab_word(&r, 1), "the");
+  w2v_vocab_free(&r);
+  write_file(path, "the 5\ncat 2\n", 13);
+  ck_assert_int_eq(w2v_vocab_read(&r, path, 1), 0);
+  ck_assert_int_eq(r.size, 3);
+  ck_assert_str_eq(w2v_vocab_word(&r, 0), "</s>");
+  ck_assert_str_eq(w2v_vocab_word(&r, 2), "cat");
+  w2v_vocab_free(&r);
   /* the text encoded with a given vocabulary: unknown words dropped */
   w2v_vocab_free(&v);
   w2v_corpus_free(&c);

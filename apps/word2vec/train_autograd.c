@@ -67,21 +67,23 @@ static loom_tensor *gather_leaf(const float *matrix, const int32_t *uniq,
   return loom_set_requires_grad(t, true);
 }
 
-/* The SGD step on the leaf's rows, written back into the big matrix. */
+/* The SGD step on the leaf's rows, added into the big matrix: adding (not
+ * copying the stepped rows back) keeps what other threads wrote into those
+ * rows since the gather, as the original tool's lock-free updates do. */
 static int scatter_step(float *matrix, const int32_t *uniq, int64_t u,
                         int64_t dim, loom_tensor *leaf, float alpha) {
   loom_tensor *g = loom_grad(leaf);
   if (!g) /* no gradient reached these rows: nothing moves */
     return 0;
-  loom_no_grad_begin();
-  loom_tensor *stepped = loom_contiguous(loom_add_scaled(leaf, g, -alpha));
-  loom_no_grad_end();
-  if (!stepped)
+  loom_tensor *gc = loom_contiguous(g);
+  if (!gc)
     return -1;
-  const float *d = loom_data_f32(stepped);
-  for (int64_t r = 0; r < u; r++)
-    memcpy(matrix + (int64_t)uniq[r] * dim, d + r * dim,
-           (size_t)dim * sizeof *d);
+  const float *d = loom_data_f32(gc);
+  for (int64_t r = 0; r < u; r++) {
+    float *row = matrix + (int64_t)uniq[r] * dim;
+    for (int64_t i = 0; i < dim; i++)
+      row[i] -= alpha * d[r * dim + i];
+  }
   return 0;
 }
 

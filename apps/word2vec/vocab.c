@@ -199,6 +199,35 @@ int w2v_vocab_save(const w2v_vocab *v, const char *path) {
   return 0;
 }
 
+/* Training takes word 0 for the sentence end: a vocabulary file written
+ * by another tool may list "</s>" elsewhere or not at all, so it is moved
+ * (or added, count 0) to the front, the other words keeping their order. */
+static int eos_first(w2v_vocab *v) {
+  int64_t e = w2v_vocab_find(v, W2V_EOS, strlen(W2V_EOS));
+  if (e == 0)
+    return 0;
+  w2v_vocab u;
+  w2v_vocab_init(&u);
+  int rc = w2v_vocab_add(&u, W2V_EOS, strlen(W2V_EOS)) == 0 ? 0 : -1;
+  if (rc == 0)
+    u.entries[0].count = e > 0 ? v->entries[e].count : 0;
+  for (int64_t i = 0; rc == 0 && i < v->size; i++)
+    if (i != e) {
+      int64_t k = w2v_vocab_add(&u, w2v_vocab_word(v, i), v->entries[i].len);
+      if (k < 0)
+        rc = -1;
+      else
+        u.entries[k].count = v->entries[i].count;
+    }
+  if (rc == 0) {
+    w2v_vocab_free(v);
+    *v = u;
+  } else {
+    w2v_vocab_free(&u);
+  }
+  return rc;
+}
+
 int w2v_vocab_read(w2v_vocab *v, const char *path, int64_t min_count) {
   FILE *f = fopen(path, "rb");
   if (!f) {
@@ -269,6 +298,8 @@ int w2v_vocab_read(w2v_vocab *v, const char *path, int64_t min_count) {
     loom_set_error(LOOM_ERR_FORMAT, "%s: the vocabulary file is empty", path);
     rc = -1;
   }
+  if (rc == 0)
+    rc = eos_first(v);
   if (rc == 0)
     rc = w2v_vocab_sort(v, min_count, NULL);
   return rc;
