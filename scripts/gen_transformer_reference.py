@@ -121,35 +121,44 @@ def causal(n):
 
 def record(out, meta, case, call, module, data, masks, forward):
     """Runs forward(module, leaves, masks) -> (y, weights or None) and
-    records the case (naming scheme in the docstring)."""
+    records the case (naming scheme in the docstring).
+
+    Parameters, inputs and the loss weights r are stored in float32, and
+    loom computes with exactly those; torch computes in float64 from the
+    same values (widening is exact) and the results are stored rounded to
+    float32. So a test measures loom's float32 error alone, not the sum of
+    two float32 implementations' errors."""
     meta[case] = call
     module.eval()
     for k, v in module.state_dict().items():
         out[f"{case}.state.{k}"] = v.clone()
+    module.double()
     leaves = {}
     for k, v in data.items():
-        leaves[k] = v.clone().requires_grad_(True)
+        leaves[k] = v.double().requires_grad_(True)
         out[f"{case}.in.{k}"] = v.clone()
+    wide = {}
     for k, v in masks.items():
         out[f"{case}.in.{k}"] = v.clone()
+        wide[k] = v.double() if v.is_floating_point() else v
     module.zero_grad()
-    y, w = forward(module, leaves, masks)
+    y, w = forward(module, leaves, wide)
     assert torch.isfinite(y).all(), case
-    r = torch.randn_like(y)
-    loss = (y * r).sum()
-    out[f"{case}.out"] = y.detach().clone()
+    r = torch.randn(y.shape)
+    loss = (y * r.double()).sum()
+    out[f"{case}.out"] = y.detach().float()
     out[f"{case}.r"] = r
     if w is not None:
-        rw = torch.randn_like(w)
-        loss = loss + (w * rw).sum()
-        out[f"{case}.weights"] = w.detach().clone()
+        rw = torch.randn(w.shape)
+        loss = loss + (w * rw.double()).sum()
+        out[f"{case}.weights"] = w.detach().float()
         out[f"{case}.r_weights"] = rw
     loss.backward()
     for k, v in leaves.items():
         assert torch.isfinite(v.grad).all(), case
-        out[f"{case}.grad.{k}"] = v.grad.clone()
+        out[f"{case}.grad.{k}"] = v.grad.float()
     for k, p in module.named_parameters():
-        out[f"{case}.grad.{k}"] = p.grad.clone()
+        out[f"{case}.grad.{k}"] = p.grad.float()
 
 
 # --------------------------------------------------------------- attention
