@@ -46,10 +46,15 @@ bool loom_kernel_gemm_ok(const loom_tensor *m) {
 /* Multiply-adds of the smallest part of a split product (about 20 us, and
  * above OpenBLAS's small-matrix kernels, ~1e6). */
 #define GEMM_PART_MIN ((int64_t)1 << 21)
-/* At most this many parts: a power of two, so 2 and 4 threads share them
- * evenly; 8 parts made the LSTM step of bench/rnn.c 10% slower on 2 cores
- * (each part is a BLAS call of its own). */
-#define GEMM_MAX_PARTS 4
+/* At most this many parts, a power of two so that 2, 4 and 8 threads share
+ * them evenly. */
+#define GEMM_MAX_PARTS 8
+/* Each part repacks the whole operand that is not split (OpenBLAS's own
+ * threads share one packing), a memory-bound pass: beyond two parts, a part
+ * must do this many multiply-adds per element of that operand. (Four parts
+ * of a 2048^3 product, 512 per element, ran at 0.92-0.94x OpenBLAS's own
+ * threads; two at 0.96-0.98x.) */
+#define GEMM_REPACK_RATIO 1024
 /* Block edges are multiples of this, a multiple of BLAS's register tiles. */
 #define GEMM_ALIGN 16
 
@@ -144,8 +149,11 @@ void loom_kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
   int64_t blocks = (len + GEMM_ALIGN - 1) / GEMM_ALIGN;
   int64_t per_block = n * m * k / len * GEMM_ALIGN;
   int64_t parts = 1;
+  int64_t whole = j.by_rows ? k * m : n * k; /* the operand not split */
   while (parts < GEMM_MAX_PARTS &&
-         (blocks / (2 * parts)) * per_block >= GEMM_PART_MIN)
+         (blocks / (2 * parts)) * per_block >= GEMM_PART_MIN &&
+         (parts == 1 ||
+          (blocks / (2 * parts)) * per_block >= GEMM_REPACK_RATIO * whole))
     parts *= 2;
   if (parts == 1) {
     blas_call(&j, a, b, c, n, m);
