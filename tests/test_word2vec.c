@@ -552,6 +552,39 @@ START_TEST(test_kernel_matches_autograd) {
 }
 END_TEST
 
+/* Trains a model of `dim` on text with options o (counts, tree and table
+ * built from the text); returns a copy of syn0 (scope-owned) and the
+ * training statistics in *st (NULL: not wanted). */
+static loom_tensor *train_text(const char *text, size_t len, int64_t dim,
+                               uint64_t init_seed, const w2v_train_opts *o,
+                               w2v_train_stats *st, int64_t *corpus_len) {
+  w2v_vocab v;
+  w2v_vocab_init(&v);
+  w2v_corpus c;
+  ck_assert_int_eq(w2v_corpus_from_memory(&c, &v, text, len, true, 1), 0);
+  int64_t counts[64];
+  ck_assert_int_le(v.size, 64);
+  for (int i = 0; i < v.size; i++)
+    counts[i] = v.entries[i].count;
+  w2v_tree t;
+  w2v_unigram u;
+  w2v_model m;
+  ck_assert_int_eq(w2v_tree_build(&t, counts, v.size), 0);
+  ck_assert_int_eq(w2v_unigram_build(&u, counts, v.size, 0.75), 0);
+  ck_assert_int_eq(w2v_model_init(&m, v.size, dim, true, true, init_seed), 0);
+  ck_assert_msg(w2v_train(&m, &v, &c, &t, &u, o, 1, NULL, st) == 0, "%s",
+                loom_last_error());
+  if (corpus_len)
+    *corpus_len = c.len;
+  loom_tensor *out = loom_clone(m.syn0);
+  w2v_model_free(&m);
+  w2v_tree_free(&t);
+  w2v_unigram_free(&u);
+  w2v_corpus_free(&c);
+  w2v_vocab_free(&v);
+  return out;
+}
+
 START_TEST(test_training_is_deterministic) {
   /* a few hundred words, one thread: the same seed, the same vectors */
   char text[8192];
@@ -560,39 +593,20 @@ START_TEST(test_training_is_deterministic) {
   for (int i = 0; i < 600; i++)
     k += snprintf(text + k, sizeof text - (size_t)k, "%c%s",
                   'a' + (int)w2v_rand_below(&s, 12), i % 10 == 9 ? "\n" : " ");
+  w2v_train_opts o = {.hs = true,
+                      .window = 3,
+                      .negative = 3,
+                      .iter = 2,
+                      .threads = 1,
+                      .alpha = 0.05,
+                      .sample = 1e-2,
+                      .seed = 9};
   loom_tensor *out[2];
   for (int run = 0; run < 2; run++) {
-    w2v_vocab v;
-    w2v_vocab_init(&v);
-    w2v_corpus c;
-    ck_assert_int_eq(w2v_corpus_from_memory(&c, &v, text, (size_t)k, true, 1),
-                     0);
-    int64_t counts[64];
-    for (int i = 0; i < v.size; i++)
-      counts[i] = v.entries[i].count;
-    w2v_tree t;
-    w2v_unigram u;
-    w2v_model m;
-    ck_assert_int_eq(w2v_tree_build(&t, counts, v.size), 0);
-    ck_assert_int_eq(w2v_unigram_build(&u, counts, v.size, 0.75), 0);
-    ck_assert_int_eq(w2v_model_init(&m, v.size, 10, true, true, 3), 0);
-    w2v_train_opts o = {.hs = true,
-                        .window = 3,
-                        .negative = 3,
-                        .iter = 2,
-                        .threads = 1,
-                        .alpha = 0.05,
-                        .sample = 1e-2,
-                        .seed = 9};
     w2v_train_stats st;
-    ck_assert_int_eq(w2v_train(&m, &v, &c, &t, &u, &o, 1, NULL, &st), 0);
-    ck_assert_int_eq(st.words, 2 * c.len);
-    out[run] = loom_clone(m.syn0);
-    w2v_model_free(&m);
-    w2v_tree_free(&t);
-    w2v_unigram_free(&u);
-    w2v_corpus_free(&c);
-    w2v_vocab_free(&v);
+    int64_t len;
+    out[run] = train_text(text, (size_t)k, 10, 3, &o, &st, &len);
+    ck_assert_int_eq(st.words, 2 * len);
   }
   ck_assert(loom_equal(out[0], out[1]));
 }
@@ -610,20 +624,6 @@ START_TEST(test_engines_train_alike) {
                   'a' + (int)w2v_rand_below(&s, 10), i % 12 == 11 ? "\n" : " ");
   loom_tensor *out[2];
   for (int engine = 0; engine < 2; engine++) {
-    w2v_vocab v;
-    w2v_vocab_init(&v);
-    w2v_corpus c;
-    ck_assert_int_eq(w2v_corpus_from_memory(&c, &v, text, (size_t)k, true, 1),
-                     0);
-    int64_t counts[64];
-    for (int i = 0; i < v.size; i++)
-      counts[i] = v.entries[i].count;
-    w2v_tree t;
-    w2v_unigram u;
-    w2v_model m;
-    ck_assert_int_eq(w2v_tree_build(&t, counts, v.size), 0);
-    ck_assert_int_eq(w2v_unigram_build(&u, counts, v.size, 0.75), 0);
-    ck_assert_int_eq(w2v_model_init(&m, v.size, 8, true, true, 4), 0);
     w2v_train_opts o = {.cbow = true,
                         .hs = true,
                         .window = 3,
@@ -636,14 +636,7 @@ START_TEST(test_engines_train_alike) {
                         .engine =
                             engine ? W2V_ENGINE_AUTOGRAD : W2V_ENGINE_FUSED,
                         .batch = 1};
-    ck_assert_msg(w2v_train(&m, &v, &c, &t, &u, &o, 1, NULL, NULL) == 0, "%s",
-                  loom_last_error());
-    out[engine] = loom_clone(m.syn0);
-    w2v_model_free(&m);
-    w2v_tree_free(&t);
-    w2v_unigram_free(&u);
-    w2v_corpus_free(&c);
-    w2v_vocab_free(&v);
+    out[engine] = train_text(text, (size_t)k, 8, 4, &o, NULL, NULL);
   }
   /* the runs moved the vectors, and moved them alike */
   w2v_model init;
