@@ -299,9 +299,9 @@ loom_tensor *loom_baddbmm(const loom_tensor *c, const loom_tensor *a,
 #define DEFER_ROWS 4096
 
 typedef struct {
-  loom_node *node; /* a node of the weight: nodes live until the flush */
-  loom_tensor *gy[DEFER_ROWS], *x[DEFER_ROWS]; /* retained */
-  int n;
+  loom_node *node;       /* a node of the weight: nodes live until the flush */
+  loom_tensor **gy, **x; /* retained; cap each */
+  int n, cap;
   int64_t rows;
 } deferred;
 
@@ -376,8 +376,19 @@ static bool defer_weight_grad(loom_node *n, const loom_tensor *gy,
       return false;
     defer.d[defer.n++] = e;
   }
-  if (e->n == DEFER_ROWS || e->rows + rows > DEFER_ROWS)
+  if (e->rows + rows > DEFER_ROWS)
     defer_sum(e);
+  if (e->n == e->cap) {
+    int cap = e->cap ? 2 * e->cap : 64;
+    loom_tensor **g2 = realloc(e->gy, (size_t)cap * sizeof *g2);
+    if (g2)
+      e->gy = g2;
+    loom_tensor **x2 = g2 ? realloc(e->x, (size_t)cap * sizeof *x2) : NULL;
+    if (!x2)
+      return false; /* this pair is summed now, by the caller */
+    e->x = x2;
+    e->cap = cap;
+  }
   e->node = n;
   e->gy[e->n] = loom_keep((loom_tensor *)gy);
   e->x[e->n] = loom_keep((loom_tensor *)x);
@@ -393,6 +404,8 @@ void loom__deferred_end(bool ok) {
     if (ok && loom_last_status() == LOOM_OK)
       defer_sum(defer.d[i]);
     defer_drop(defer.d[i]);
+    free(defer.d[i]->gy);
+    free(defer.d[i]->x);
     free(defer.d[i]);
   }
   free(defer.d);

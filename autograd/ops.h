@@ -246,8 +246,11 @@ LOOM_API loom_tensor *loom_log_softmax(const loom_tensor *t, int dim);
  * F.layer_norm: (x - mean) / sqrt(var + eps) * weight + bias, with the mean
  * and the biased variance over those dims. weight and bias (each may be
  * NULL) have the shape of those dims and x's dtype. One fused kernel
- * forward and backward; differentiable in x, weight and bias. The module
- * form is loom_layer_norm (nn.h). */
+ * forward and backward; differentiable in x, weight and bias. Returns a
+ * new tensor owned by the innermost scope; NULL with LOOM_ERR_DTYPE for a
+ * non-float x, LOOM_ERR_SHAPE naming both shapes for a weight or bias that
+ * does not match, LOOM_ERR_ARGUMENT for ndims outside 1..x's ndim or a
+ * negative eps. The module form is loom_layer_norm (nn.h). */
 LOOM_API loom_tensor *loom_layer_normalize(const loom_tensor *x, int ndims,
                                            const loom_tensor *weight,
                                            const loom_tensor *bias, double eps);
