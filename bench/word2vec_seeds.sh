@@ -25,8 +25,8 @@ trap 'rm -rf "$WORK"' EXIT
 if [ "$MODE" = sg ]; then cbow=0; alpha=0.025; else cbow=1; alpha=0.05; fi
 ninja -C "$BUILD" apps/word2vec >/dev/null
 W2V=$BUILD/apps/word2vec
-s=1
-while [ "$s" -le "$RUNS" ]; do
+s=${FIRST:-1}
+while [ "$s" -lt "$((${FIRST:-1} + RUNS))" ]; do
   "$W2V" -train "$WORK/corpus.txt" -output "$WORK/v.bin" -size 100 \
     -window 5 -negative 5 -hs 0 -sample 1e-3 -min-count 5 -cbow $cbow \
     -alpha $alpha -threads 2 -iter 5 -binary 1 -seed "$s" -debug 0 \

@@ -612,6 +612,52 @@ START_TEST(test_training_is_deterministic) {
 }
 END_TEST
 
+/* Threads take the text in chunks of 10,000 words: with more threads than
+ * needed and a short last chunk, every chunk is still trained once. Each
+ * 5,000-word region of the text has a word of its own, which moves only
+ * if its region was trained. */
+START_TEST(test_threads_cover_every_chunk) {
+  enum { WORDS = 42000, REGION = 5000 };
+  size_t cap = (size_t)WORDS * 4;
+  char *text = malloc(cap);
+  ck_assert_ptr_nonnull(text);
+  size_t k = 0;
+  uint64_t s = w2v_rand_seed(11, 0);
+  for (int i = 0; i < WORDS; i++) {
+    char word[8];
+    if (w2v_rand_below(&s, 8) == 0) /* the region's own word */
+      snprintf(word, sizeof word, "r%d", i / REGION);
+    else
+      snprintf(word, sizeof word, "%c", 'a' + (int)w2v_rand_below(&s, 20));
+    k += (size_t)snprintf(text + k, cap - k, "%s%s", word,
+                          i % 10 == 9 ? "\n" : " ");
+  }
+  w2v_train_opts o = {.window = 2,
+                      .negative = 2,
+                      .iter = 1,
+                      .threads = 8,
+                      .alpha = 0.05,
+                      .seed = 3};
+  w2v_train_stats st;
+  int64_t len;
+  loom_tensor *out = train_text(text, k, 8, 6, &o, &st, &len);
+  free(text);
+  ck_assert_int_eq(st.words, len);
+  w2v_model init;
+  int64_t n = loom_size(out, 0);
+  ck_assert_int_eq(n, 1 + 20 + (WORDS + REGION - 1) / REGION);
+  ck_assert_int_eq(w2v_model_init(&init, n, 8, false, true, 6), 0);
+  const float *a = loom_data_f32(out), *z = loom_data_f32(init.syn0);
+  for (int64_t w = 1; w < n; w++) { /* row 0, </s>, is never an input */
+    double moved = 0;
+    for (int j = 0; j < 8; j++)
+      moved = fmax(moved, fabs(a[w * 8 + j] - z[w * 8 + j]));
+    ck_assert_msg(moved > 1e-3, "word %lld did not train", (long long)w);
+  }
+  w2v_model_free(&init);
+}
+END_TEST
+
 /* The two engines walk the text identically (same draws from the same
  * generator), so with one example per autograd step a whole training run
  * of each gives the same vectors, to rounding. */
@@ -761,6 +807,7 @@ int main(void) {
   tcase_add_test(tc, test_formats_damage);
   tcase_add_test(tc, test_kernel_matches_autograd);
   tcase_add_test(tc, test_training_is_deterministic);
+  tcase_add_test(tc, test_threads_cover_every_chunk);
   tcase_add_test(tc, test_engines_train_alike);
   tcase_add_test(tc, test_spearman);
   tcase_add_test(tc, test_analogy_and_similarity);
