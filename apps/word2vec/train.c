@@ -327,9 +327,9 @@ static void train_epoch(worker *w) {
   shared *s = w->s;
   float alpha = (float)s->alpha0;
   while (!atomic_load_explicit(&s->failed, memory_order_relaxed)) {
-    int64_t begin = atomic_fetch_add_explicit(&s->next_chunk, 1,
-                                              memory_order_relaxed) *
-                    CHUNK_WORDS;
+    int64_t begin =
+        atomic_fetch_add_explicit(&s->next_chunk, 1, memory_order_relaxed) *
+        CHUNK_WORDS;
     if (begin >= s->len)
       break;
     int64_t end = s->len - begin > CHUNK_WORDS ? begin + CHUNK_WORDS : s->len;
