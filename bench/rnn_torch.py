@@ -8,21 +8,18 @@ backward + Adam(lr 1e-3) step, input (35, B, 256) fixed, zero initial state:
                       sigmoid/tanh, elementwise) in a Python loop
 Each case: `--warmup` untimed steps, then `--reps` timed steps; the figure
 is the median ms. `--forward` adds forward-only (no_grad) figures. Runs
-with torch.set_num_threads(--threads) and OMP_WAIT_POLICY=passive (set
-here if unset, before torch loads): PyTorch's best configuration on 2
-cores. Lines starting with "@rnn" are for bench/run_models.sh.
+with torch.set_num_threads(--threads) and OMP_WAIT_POLICY=passive (set by
+torch_util.py if unset): PyTorch's best configuration on 2 cores.
+Lines starting with "@rnn" are for bench/run_models.sh.
 
 Usage: /usr/bin/python3 bench/rnn_torch.py [--threads N] [--reps N]
        [--warmup N] [--forward] [--cases a,b,...]
 """
 import argparse
-import os
-import statistics
-import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+from torch_util import median_ms, setup  # first: it sets up the environment
 
-import torch  # noqa: E402  (the environment must be set first)
+import torch  # noqa: E402  (after torch_util)
 import torch.nn as nn  # noqa: E402
 
 I, H, T = 256, 512, 35
@@ -110,17 +107,6 @@ CASES = {
 }
 
 
-def median_ms(fn, warmup, reps):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
@@ -129,10 +115,7 @@ def main():
     p.add_argument("--forward", action="store_true")
     p.add_argument("--cases", default=",".join(CASES))
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    print(f"# torch {torch.__version__}, threads {a.threads}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
-          f"{a.warmup} warm-up + {a.reps} timed steps per case")
+    setup(torch, a.threads, a.warmup, a.reps)
     print(f"{'# case':<20} {'ms/step':>10} {'steps*B/s':>12}")
     for name in a.cases.split(","):
         make, B = CASES[name]

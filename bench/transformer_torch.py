@@ -12,20 +12,17 @@
       forward + mean(out^2) + backward
 Each case: `--warmup` untimed steps, then `--reps` timed; the figure is the
 median ms. Runs with torch.set_num_threads(--threads) and
-OMP_WAIT_POLICY=passive (set here if unset, before torch loads). Lines
+OMP_WAIT_POLICY=passive (set by torch_util.py if unset). Lines
 starting with "@tf" are for bench/run_models.sh.
 
 Usage: /usr/bin/python3 bench/transformer_torch.py [--threads N]
        [--reps N] [--warmup N]
 """
 import argparse
-import os
-import statistics
-import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+from torch_util import median_ms, setup  # first: it sets up the environment
 
-import torch  # noqa: E402  (the environment must be set first)
+import torch  # noqa: E402  (after torch_util)
 import torch.nn as nn  # noqa: E402
 
 D, NH, FF, NL, S, B = 256, 8, 1024, 2, 64, 32
@@ -65,27 +62,13 @@ def make_mha_step():
     return step
 
 
-def median_ms(fn, warmup, reps):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    print(f"# torch {torch.__version__}, threads {a.threads}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
-          f"{a.warmup} warm-up + {a.reps} timed steps per case")
+    setup(torch, a.threads, a.warmup, a.reps)
     print(f"{'# case':<18} {'ms/step':>10} {'tokens/s':>12}")
     for name, make in [("encoder_drop0.1", lambda: make_encoder_step(0.1)),
                        ("encoder_drop0.0", lambda: make_encoder_step(0.0)),

@@ -6,6 +6,7 @@
 #
 # Usage: sh bench/word2vec_seeds.sh [cbow|sg] [RUNS]     (~4 s per CBOW run)
 #   BUILD=dir   build folder (default: build)
+#   FIRST=n     the first seed (default 1): seeds FIRST..FIRST+RUNS-1
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}

@@ -3,46 +3,21 @@
  * seed, bad input fails cleanly, and (with ../shared/data) a few hundred
  * steps on tinyshakespeare beat the text's unigram entropy. */
 #define _POSIX_C_SOURCE 200809L
-#include "check_util.h"
-
-#include <stdio.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include "file_util.h"
 
 static const char *charlm(void) {
   const char *p = getenv("CHARLM");
   return p ? p : "./apps/charlm";
 }
 
-static char dir[256];
-
-static void make_dir(void) {
-  snprintf(dir, sizeof dir, "%s/loom-charlm-XXXXXX",
-           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-  if (!mkdtemp(dir)) {
-    perror("mkdtemp");
-    exit(EXIT_FAILURE);
-  }
-}
-
 /* Runs charlm with arguments; returns its exit status. */
 static int run(const char *args) {
-  char cmd[4096];
-  snprintf(cmd, sizeof cmd, "%s %s 2>/dev/null", charlm(), args);
-  int st = system(cmd);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return test_run(charlm(), args, TEST_OUTPUT_NONE, NULL, 0);
 }
 
-/* Runs charlm and captures stdout into out. */
+/* Runs charlm, which must succeed, and captures its stdout into out. */
 static void capture(const char *args, char *out, size_t n) {
-  char cmd[4096];
-  snprintf(cmd, sizeof cmd, "%s %s 2>/dev/null", charlm(), args);
-  FILE *p = popen(cmd, "r");
-  ck_assert_ptr_nonnull(p);
-  size_t len = fread(out, 1, n - 1, p);
-  out[len] = '\0';
-  ck_assert_int_eq(pclose(p), 0);
+  ck_assert_int_eq(test_run(charlm(), args, TEST_OUTPUT_STDOUT, out, n), 0);
 }
 
 #define SMALL                                                                  \
@@ -51,8 +26,8 @@ static void capture(const char *args, char *out, size_t n) {
 
 START_TEST(test_resume_is_exact) {
   char a[512], b[512], args[1024];
-  snprintf(a, sizeof a, "%s/a.ckpt", dir);
-  snprintf(b, sizeof b, "%s/b.ckpt", dir);
+  test_path(a, sizeof a, "a.ckpt");
+  test_path(b, sizeof b, "b.ckpt");
   snprintf(args, sizeof args, SMALL " --steps 14 --checkpoint %s", a);
   ck_assert_int_eq(run(args), 0);
   snprintf(args, sizeof args, SMALL " --steps 7 --checkpoint %s", b);
@@ -84,7 +59,7 @@ END_TEST
 
 START_TEST(test_sampling_is_deterministic) {
   char ck[512], args[1024], s1[2048], s2[2048], s3[2048];
-  snprintf(ck, sizeof ck, "%s/s.ckpt", dir);
+  test_path(ck, sizeof ck, "s.ckpt");
   snprintf(args, sizeof args, SMALL " --steps 10 --checkpoint %s", ck);
   ck_assert_int_eq(run(args), 0);
   snprintf(args, sizeof args,
@@ -110,8 +85,8 @@ END_TEST
  * context (the caches slide) deterministically. */
 START_TEST(test_transformer) {
   char a[512], b[512], args[1024], s1[4096], s2[4096];
-  snprintf(a, sizeof a, "%s/ta.ckpt", dir);
-  snprintf(b, sizeof b, "%s/tb.ckpt", dir);
+  test_path(a, sizeof a, "ta.ckpt");
+  test_path(b, sizeof b, "tb.ckpt");
   const char *tf = "--model transformer --heads 2 " SMALL;
   snprintf(args, sizeof args, "%s --steps 8 --checkpoint %s", tf, a);
   ck_assert_int_eq(run(args), 0);
@@ -142,13 +117,13 @@ END_TEST
 
 START_TEST(test_bad_input) {
   char path[512], args[1024];
-  snprintf(path, sizeof path, "%s/empty.txt", dir);
+  test_path(path, sizeof path, "empty.txt");
   FILE *f = fopen(path, "w");
   ck_assert_ptr_nonnull(f);
   fclose(f);
   snprintf(args, sizeof args, "--data %s --quiet", path);
   ck_assert_int_eq(run(args), 1);
-  snprintf(args, sizeof args, "--data %s/missing.txt --quiet", dir);
+  snprintf(args, sizeof args, "--data %s/missing.txt --quiet", test_dir);
   ck_assert_int_eq(run(args), 1);
   ck_assert_int_eq(run("--hidden -3"), 2);
   ck_assert_int_eq(run("--no-such-option"), 2);
@@ -181,7 +156,7 @@ START_TEST(test_tinyshakespeare_learns) {
   for (int i = 0; i < 256; i++)
     if (count[i] > 0)
       unigram -= count[i] / (double)len * log(count[i] / (double)len);
-  snprintf(ck, sizeof ck, "%s/ts.ckpt", dir);
+  test_path(ck, sizeof ck, "ts.ckpt");
   snprintf(args, sizeof args,
            "--data %s --hidden 128 --embed 32 --layers 1 --seq 50 --batch 32 "
            "--steps 300 --eval-every 300 --plot '' --quiet --checkpoint %s",
@@ -202,7 +177,8 @@ START_TEST(test_tinyshakespeare_learns) {
 END_TEST
 
 int main(void) {
-  make_dir();
+  if (test_dir_make("charlm") < 0)
+    return EXIT_FAILURE;
   Suite *s = suite_create("charlm");
   TCase *tc = tcase_create("app");
   tcase_set_timeout(tc, 600);
@@ -213,9 +189,6 @@ int main(void) {
   tcase_add_test(tc, test_tinyshakespeare_learns);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", dir);
+  test_dir_remove();
   return rc;
 }

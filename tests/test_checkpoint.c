@@ -3,13 +3,11 @@
  * read; this suite also runs under ASan and valgrind), and a resumed
  * training run that continues bit-identically. */
 #define _POSIX_C_SOURCE 200809L
-#include "check_util.h"
+#include "file_util.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-
-static char dir[256];
 
 /* A file image: 8-byte length, the header text, then `data` bytes. */
 static size_t image(unsigned char *buf, const char *header, size_t data) {
@@ -55,7 +53,7 @@ START_TEST(test_round_trip) {
   loom_tensor_map_set(m, "empty", loom_zeros(LOOM_F32, LOOM_SHAPE(0, 3)));
   loom_tensor_map_set_meta(m, "note", "quotes \" and \\ and \xc3\xa9");
   char path[512];
-  snprintf(path, sizeof path, "%s/rt.safetensors", dir);
+  test_path(path, sizeof path, "rt.safetensors");
   ck_assert_int_eq(loom_safetensors_save(path, m), 0);
   loom_tensor_map *r = loom_safetensors_load(path);
   ck_assert_loom(r);
@@ -72,7 +70,7 @@ START_TEST(test_round_trip) {
                    "quotes \" and \\ and \xc3\xa9");
   /* the writer leaves no temporary file behind */
   char tmp[600];
-  snprintf(tmp, sizeof tmp, "ls %s | grep -c tmp > /dev/null", dir);
+  snprintf(tmp, sizeof tmp, "ls %s | grep -c tmp > /dev/null", test_dir);
   ck_assert_int_ne(system(tmp), 0);
   loom_tensor_map_free(m);
   loom_tensor_map_free(r);
@@ -167,7 +165,7 @@ START_TEST(test_truncated_and_corrupted) {
   loom_tensor_map_set(m, "i", loom_arange(LOOM_I64, 0, 7, 1));
   loom_tensor_map_set_meta(m, "k", "v");
   char path[512];
-  snprintf(path, sizeof path, "%s/valid.safetensors", dir);
+  test_path(path, sizeof path, "valid.safetensors");
   ck_assert_int_eq(loom_safetensors_save(path, m), 0);
   loom_tensor_map_free(m);
   FILE *f = fopen(path, "rb");
@@ -253,7 +251,7 @@ static loom_schedule *make_sched(loom_optimizer *opt) {
 
 START_TEST(test_resume_is_bit_identical) {
   char path[512];
-  snprintf(path, sizeof path, "%s/run.ckpt", dir);
+  test_path(path, sizeof path, "run.ckpt");
   /* uninterrupted: 20 steps */
   loom_manual_seed(11);
   loom_rng *drop = loom_rng_new(1), *data = loom_rng_new(2);
@@ -336,12 +334,8 @@ START_TEST(test_resume_is_bit_identical) {
 END_TEST
 
 int main(void) {
-  snprintf(dir, sizeof dir, "%s/loom-ckpt-XXXXXX",
-           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-  if (!mkdtemp(dir)) {
-    perror("mkdtemp");
+  if (test_dir_make("ckpt") < 0)
     return EXIT_FAILURE;
-  }
   Suite *s = suite_create("checkpoint");
   TCase *tc = tcase_create("files");
   tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
@@ -353,9 +347,6 @@ int main(void) {
   tcase_add_test(tc, test_resume_is_bit_identical);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", dir);
+  test_dir_remove();
   return rc;
 }

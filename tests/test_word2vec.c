@@ -4,26 +4,13 @@
  * negative-sampling table, subsampling, both vector formats, the fused
  * kernel against the autograd step, and the evaluation arithmetic. */
 #define _POSIX_C_SOURCE 200809L
-#include "check_util.h"
+#include "file_util.h"
 
 #include "../apps/word2vec/word2vec.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-
-static char dir[256];
-
-static void path_in(char *buf, size_t n, const char *name) {
-  snprintf(buf, n, "%s/%s", dir, name);
-}
-
-static void write_file(const char *path, const void *data, size_t len) {
-  FILE *f = fopen(path, "wb");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_uint_eq(fwrite(data, 1, len, f), len);
-  fclose(f);
-}
 
 static int64_t find(const w2v_vocab *v, const char *w) {
   return w2v_vocab_find(v, w, strlen(w));
@@ -144,7 +131,7 @@ START_TEST(test_vocab_file_round_trip) {
   ck_assert_int_eq(
       w2v_corpus_from_memory(&c, &v, text, sizeof text - 1, true, 1), 0);
   char path[512];
-  path_in(path, sizeof path, "vocab.txt");
+  test_path(path, sizeof path, "vocab.txt");
   ck_assert_int_eq(w2v_vocab_save(&v, path), 0);
   size_t len;
   FILE *f = fopen(path, "rb");
@@ -161,24 +148,24 @@ START_TEST(test_vocab_file_round_trip) {
   ck_assert_int_eq(r.train_words, 7);
   w2v_vocab_free(&r);
   /* malformed files are refused with the line */
-  write_file(path, "a 1\nb two\n", 10);
+  test_write_file(path, "a 1\nb two\n", 10);
   ck_assert_int_eq(w2v_vocab_read(&r, path, 1), -1);
   ck_assert_msg(strstr(loom_last_error(), "line 2"), "%s", loom_last_error());
   loom_clear_error();
-  write_file(path, "a 1\na 2\n", 8);
+  test_write_file(path, "a 1\na 2\n", 8);
   ck_assert_int_eq(w2v_vocab_read(&r, path, 1), -1);
   ck_assert_msg(strstr(loom_last_error(), "twice"), "%s", loom_last_error());
   loom_clear_error();
   w2v_vocab_free(&r);
   /* another tool's file with "</s>" elsewhere, or without it: it becomes
    * word 0, since training ends sentences at word 0 */
-  write_file(path, "the 5\n</s> 3\ncat 2\n", 20);
+  test_write_file(path, "the 5\n</s> 3\ncat 2\n", 20);
   ck_assert_int_eq(w2v_vocab_read(&r, path, 1), 0);
   ck_assert_str_eq(w2v_vocab_word(&r, 0), "</s>");
   ck_assert_int_eq(r.entries[0].count, 3);
   ck_assert_str_eq(w2v_vocab_word(&r, 1), "the");
   w2v_vocab_free(&r);
-  write_file(path, "the 5\ncat 2\n", 13);
+  test_write_file(path, "the 5\ncat 2\n", 13);
   ck_assert_int_eq(w2v_vocab_read(&r, path, 1), 0);
   ck_assert_int_eq(r.size, 3);
   ck_assert_str_eq(w2v_vocab_word(&r, 0), "</s>");
@@ -187,7 +174,7 @@ START_TEST(test_vocab_file_round_trip) {
   /* the text encoded with a given vocabulary: unknown words dropped */
   w2v_vocab_free(&v);
   w2v_corpus_free(&c);
-  write_file(path, "</s> 1\nz 3\nx 1\n", 15);
+  test_write_file(path, "</s> 1\nz 3\nx 1\n", 15);
   ck_assert_int_eq(w2v_vocab_read(&v, path, 1), 0);
   const char text2[] = "x q z\n";
   ck_assert_int_eq(
@@ -222,7 +209,7 @@ START_TEST(test_corpus_errors) {
   ck_assert_msg(strstr(loom_last_error(), "NUL"), "%s", loom_last_error());
   loom_clear_error();
   char path[512];
-  path_in(path, sizeof path, "missing.txt");
+  test_path(path, sizeof path, "missing.txt");
   ck_assert_int_eq(w2v_corpus_read(&c, &v, path, true, 1), -1);
   ck_assert_msg(strstr(loom_last_error(), "missing.txt"), "%s",
                 loom_last_error());
@@ -390,8 +377,8 @@ START_TEST(test_formats_round_trip) {
   for (int i = 0; i < 24; i++)
     d[i] = vals[i % 8] * (float)(1 + i / 8);
   char text[512], bin[512];
-  path_in(text, sizeof text, "v.txt");
-  path_in(bin, sizeof bin, "v.bin");
+  test_path(text, sizeof text, "v.txt");
+  test_path(bin, sizeof bin, "v.bin");
   ck_assert_int_eq(w2v_save_vectors(text, &v, m, false), 0);
   ck_assert_int_eq(w2v_save_vectors(bin, &v, m, true), 0);
   /* the text is exactly what "%f " prints, with the header and words */
@@ -447,7 +434,7 @@ END_TEST
 
 START_TEST(test_formats_damage) {
   char path[512];
-  path_in(path, sizeof path, "bad.vec");
+  test_path(path, sizeof path, "bad.vec");
   w2v_vectors w;
   const char *cases[] = {
       "",                              /* no header */
@@ -459,7 +446,7 @@ START_TEST(test_formats_damage) {
       "-1 3\n",                        /* negative */
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    write_file(path, cases[i], strlen(cases[i]));
+    test_write_file(path, cases[i], strlen(cases[i]));
     ck_assert_msg(w2v_load_vectors(&w, path, -1, 0) == -1, "case %zu", i);
     ck_assert_msg(strstr(loom_last_error(), "bad.vec"), "%s",
                   loom_last_error());
@@ -469,7 +456,7 @@ START_TEST(test_formats_damage) {
   char bin[64] = "2 2\nab ";
   memset(bin + 7, 0x11, 8);
   memcpy(bin + 15, "\ncd \x01\x02", 6);
-  write_file(path, bin, 21);
+  test_write_file(path, bin, 21);
   ck_assert_int_eq(w2v_load_vectors(&w, path, 1, 0), -1);
   ck_assert_msg(strstr(loom_last_error(), "vector 2"), "%s", loom_last_error());
   loom_clear_error();
@@ -718,14 +705,14 @@ START_TEST(test_analogy_and_similarity) {
                      "man 1 0 0 \nwoman 1 1 0 \nking 1 0 1 \nQueen 1 1 1 \n"
                      "apple 0 0 -1 \npear 0 -1 -1 \n";
   char vpath[512], qpath[512], spath[512];
-  path_in(vpath, sizeof vpath, "a.txt");
-  path_in(qpath, sizeof qpath, "q.txt");
-  path_in(spath, sizeof spath, "s.tsv");
-  write_file(vpath, vec, sizeof vec - 1);
+  test_path(vpath, sizeof vpath, "a.txt");
+  test_path(qpath, sizeof qpath, "q.txt");
+  test_path(spath, sizeof spath, "s.tsv");
+  test_write_file(vpath, vec, sizeof vec - 1);
   const char q[] = ": royal\nMan King Woman queen\nman woman king apple\n"
                    "man king woman unicorn\n: gram-fruit\n"
                    "king queen apple pear\n";
-  write_file(qpath, q, sizeof q - 1);
+  test_write_file(qpath, q, sizeof q - 1);
   w2v_vectors w;
   ck_assert_int_eq(w2v_load_vectors(&w, vpath, -1, 0), 0);
   w2v_accuracy a;
@@ -748,7 +735,7 @@ START_TEST(test_analogy_and_similarity) {
   w2v_accuracy_free(&a);
   const char s[] = "# comment\nman\twoman\t8\nking\tqueen\t9\n"
                    "man\tapple\t1\nman\tunicorn\t3\napple\tpear\t7\n";
-  write_file(spath, s, sizeof s - 1);
+  test_write_file(spath, s, sizeof s - 1);
   w2v_similarity sim;
   ck_assert_int_eq(w2v_word_similarity(&w, spath, 0, &sim), 0);
   ck_assert_int_eq(sim.pairs, 5);
@@ -786,9 +773,7 @@ START_TEST(test_kmeans) {
 END_TEST
 
 int main(void) {
-  snprintf(dir, sizeof dir, "%s/loom-w2v-XXXXXX",
-           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-  if (!mkdtemp(dir))
+  if (test_dir_make("w2v") < 0)
     return EXIT_FAILURE;
   Suite *s = suite_create("word2vec");
   TCase *tc = tcase_create("core");
@@ -814,9 +799,6 @@ int main(void) {
   tcase_add_test(tc, test_kmeans);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", dir);
+  test_dir_remove();
   return rc;
 }

@@ -6,13 +6,10 @@
  * fails cleanly. With ../shared/data, a short run on PTB scores well above
  * chance on the analogy and WordSim-353 evaluations. */
 #define _POSIX_C_SOURCE 200809L
-#include "check_util.h"
+#include "file_util.h"
 
 #include "../apps/word2vec/word2vec.h"
 
-#include <stdio.h>
-#include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *word2vec(void) {
@@ -20,51 +17,16 @@ static const char *word2vec(void) {
   return p ? p : "./apps/word2vec";
 }
 
-static char dir[256], corpus[512];
+static char corpus[512];
 
 /* Runs word2vec with arguments; returns its exit status. */
 static int run(const char *args) {
-  char cmd[8192];
-  snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>&1", word2vec(), args);
-  int st = system(cmd);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return test_run(word2vec(), args, TEST_OUTPUT_NONE, NULL, 0);
 }
 
 /* Runs word2vec, capturing stdout and stderr into out; its exit status. */
 static int capture(const char *args, char *out, size_t n) {
-  char cmd[8192];
-  snprintf(cmd, sizeof cmd, "%s %s 2>&1", word2vec(), args);
-  FILE *p = popen(cmd, "r");
-  ck_assert_ptr_nonnull(p);
-  size_t len = fread(out, 1, n - 1, p);
-  out[len] = '\0';
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void in_dir(char *buf, size_t n, const char *name) {
-  snprintf(buf, n, "%s/%s", dir, name);
-}
-
-static void write_file(const char *path, const void *data, size_t len) {
-  FILE *f = fopen(path, "wb");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_uint_eq(fwrite(data, 1, len, f), len);
-  fclose(f);
-}
-
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  ck_assert_ptr_nonnull(f);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *buf = malloc((size_t)n + 1);
-  ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-  buf[n] = '\0';
-  fclose(f);
-  *len = (size_t)n;
-  return buf;
+  return test_run(word2vec(), args, TEST_OUTPUT_BOTH, out, n);
 }
 
 /* The planted text: sentences walk a random chain over 200 words (each
@@ -135,7 +97,7 @@ START_TEST(test_planted_pairs) {
   };
   for (size_t m = 0; m < sizeof modes / sizeof *modes; m++) {
     char out[512], args[4096];
-    in_dir(out, sizeof out, "planted.txt.vec");
+    test_path(out, sizeof out, "planted.txt.vec");
     snprintf(args, sizeof args, "-train %s -output %s %s " SMALL, corpus, out,
              modes[m]);
     ck_assert_int_eq(run(args), 0);
@@ -150,8 +112,8 @@ END_TEST
 
 START_TEST(test_text_and_binary_agree) {
   char txt[512], bin[512], args[4096];
-  in_dir(txt, sizeof txt, "same.txt");
-  in_dir(bin, sizeof bin, "same.bin");
+  test_path(txt, sizeof txt, "same.txt");
+  test_path(bin, sizeof bin, "same.bin");
   /* one thread and a seed: the same vectors both times */
   const char *opts = "-cbow 0 -threads 1 -seed 7 " SMALL;
   snprintf(args, sizeof args, "-train %s -output %s %s", corpus, txt, opts);
@@ -177,10 +139,10 @@ END_TEST
 
 START_TEST(test_vocabulary_file) {
   char v1[512], v2[512], a[512], b[512], args[4096];
-  in_dir(v1, sizeof v1, "v1.txt");
-  in_dir(v2, sizeof v2, "v2.txt");
-  in_dir(a, sizeof a, "a.bin");
-  in_dir(b, sizeof b, "b.bin");
+  test_path(v1, sizeof v1, "v1.txt");
+  test_path(v2, sizeof v2, "v2.txt");
+  test_path(a, sizeof a, "a.bin");
+  test_path(b, sizeof b, "b.bin");
   const char *opts = "-threads 1 -binary 1 " SMALL;
   snprintf(args, sizeof args, "-train %s -output %s -save-vocab %s %s", corpus,
            a, v1, opts);
@@ -190,8 +152,8 @@ START_TEST(test_vocabulary_file) {
            v1, v2, opts);
   ck_assert_int_eq(run(args), 0);
   size_t l1, l2, la, lb;
-  char *s1 = slurp(v1, &l1), *s2 = slurp(v2, &l2);
-  char *sa = slurp(a, &la), *sb = slurp(b, &lb);
+  char *s1 = test_slurp(v1, &l1), *s2 = test_slurp(v2, &l2);
+  char *sa = test_slurp(a, &la), *sb = test_slurp(b, &lb);
   ck_assert_uint_eq(l1, l2);
   ck_assert(memcmp(s1, s2, l1) == 0);
   ck_assert(strncmp(s1, "</s> 4000\n", 10) == 0); /* one per line */
@@ -212,9 +174,9 @@ END_TEST
 
 START_TEST(test_resume_is_exact) {
   char whole[512], part[512], ck[512], args[4096];
-  in_dir(whole, sizeof whole, "whole.bin");
-  in_dir(part, sizeof part, "part.bin");
-  in_dir(ck, sizeof ck, "w2v.ckpt");
+  test_path(whole, sizeof whole, "whole.bin");
+  test_path(part, sizeof part, "part.bin");
+  test_path(ck, sizeof ck, "w2v.ckpt");
   const char *opts = "-cbow 1 -hs 1 -threads 1 -binary 1 -size 32 "
                      "-min-count 1 -iter 3 -debug 0";
   snprintf(args, sizeof args, "-train %s -output %s %s", corpus, whole, opts);
@@ -229,7 +191,7 @@ START_TEST(test_resume_is_exact) {
            corpus, part, opts, ck);
   ck_assert_int_eq(run(args), 0);
   size_t la, lb;
-  char *a = slurp(whole, &la), *b = slurp(part, &lb);
+  char *a = test_slurp(whole, &la), *b = test_slurp(part, &lb);
   ck_assert_uint_eq(la, lb);
   ck_assert_msg(memcmp(a, b, la) == 0, "a resumed run differs");
   free(a);
@@ -245,9 +207,9 @@ END_TEST
 
 START_TEST(test_queries) {
   char vec[512], q[512], ws[512], args[4096], out[8192];
-  in_dir(vec, sizeof vec, "query.bin");
-  in_dir(q, sizeof q, "questions.txt");
-  in_dir(ws, sizeof ws, "wordsim.tsv");
+  test_path(vec, sizeof vec, "query.bin");
+  test_path(q, sizeof q, "questions.txt");
+  test_path(ws, sizeof ws, "wordsim.tsv");
   snprintf(args, sizeof args,
            "-train %s -output %s -binary 1 -cbow 1 "
            "-threads 2 -classes 0 " SMALL,
@@ -268,10 +230,10 @@ START_TEST(test_queries) {
   /* eval: "w0a is to w0b as w2a is to w2b" holds when twins coincide */
   const char questions[] = ": twins\nw0a w0b w2a w2b\nw4a w4b w6b w6a\n"
                            "w0a w0b zz w2b\n: gram-chain\nw1 w3 w5 w7\n";
-  write_file(q, questions, sizeof questions - 1);
+  test_write_file(q, questions, sizeof questions - 1);
   const char pairs[] = "# twins score high\nw0a\tw0b\t10\nw2a\tw2b\t9\n"
                        "w1\tw3\t1\nw5\tw7\t2\nw9\tw4a\t1.5\n";
-  write_file(ws, pairs, sizeof pairs - 1);
+  test_write_file(ws, pairs, sizeof pairs - 1);
   snprintf(args, sizeof args, "eval %s -questions %s -wordsim %s", vec, q, ws);
   ck_assert_int_eq(capture(args, out, sizeof out), 0);
   ck_assert_msg(strstr(out, "twins") && strstr(out, "gram-chain") &&
@@ -284,7 +246,7 @@ START_TEST(test_queries) {
            "-train %s -output %s -classes 5 -threads 1 " SMALL, corpus, vec);
   ck_assert_int_eq(run(args), 0);
   size_t len;
-  char *cl = slurp(vec, &len);
+  char *cl = test_slurp(vec, &len);
   ck_assert_msg(strncmp(cl, "</s> ", 5) == 0, "%.40s", cl);
   int lines = 0;
   for (size_t i = 0; i < len; i++)
@@ -296,23 +258,24 @@ END_TEST
 
 START_TEST(test_bad_input) {
   char path[512], out_path[512], args[4096], out[4096];
-  in_dir(out_path, sizeof out_path, "bad.vec");
-  in_dir(path, sizeof path, "empty.txt");
-  write_file(path, "", 0);
+  test_path(out_path, sizeof out_path, "bad.vec");
+  test_path(path, sizeof path, "empty.txt");
+  test_write_file(path, "", 0);
   snprintf(args, sizeof args, "-train %s -output %s", path, out_path);
   ck_assert_int_eq(capture(args, out, sizeof out), 1);
   ck_assert_msg(strstr(out, "no words"), "%s", out);
-  write_file(path, "\n\n\n", 3);
+  test_write_file(path, "\n\n\n", 3);
   ck_assert_int_eq(run(args), 1);
-  write_file(path, "a b c d a b\n", 12); /* nothing reaches -min-count 5 */
+  test_write_file(path, "a b c d a b\n", 12); /* nothing reaches -min-count 5 */
   ck_assert_int_eq(capture(args, out, sizeof out), 1);
   ck_assert_msg(strstr(out, "min-count 5"), "%s", out);
-  write_file(path, "fine words\nthen \xff\xfe bad\n", 24);
+  test_write_file(path, "fine words\nthen \xff\xfe bad\n", 24);
   ck_assert_int_eq(capture(args, out, sizeof out), 1);
   ck_assert_msg(strstr(out, "UTF-8") && strstr(out, "byte offset 16"), "%s",
                 out);
   ck_assert_int_ne(access(out_path, F_OK), 0); /* nothing written */
-  snprintf(args, sizeof args, "-train %s/none.txt -output %s", dir, out_path);
+  snprintf(args, sizeof args, "-train %s/none.txt -output %s", test_dir,
+           out_path);
   ck_assert_int_eq(run(args), 1);
   /* absurd or malformed options */
   const char *usage_errors[] = {
@@ -331,7 +294,7 @@ START_TEST(test_bad_input) {
   ck_assert_int_eq(run("--help"), 0);
   ck_assert_int_eq(run(""), 0); /* the usage, like the original */
   /* a vocabulary file that is not one */
-  write_file(path, "a b c\n", 6);
+  test_write_file(path, "a b c\n", 6);
   snprintf(args, sizeof args, "-train %s -output %s -read-vocab %s", corpus,
            out_path, path);
   ck_assert_int_eq(run(args), 1);
@@ -339,7 +302,7 @@ START_TEST(test_bad_input) {
   snprintf(args, sizeof args, "neighbours %s w0a", path);
   ck_assert_int_eq(capture(args, out, sizeof out), 1);
   ck_assert_msg(strstr(out, "first line"), "%s", out);
-  write_file(path, "3 4\nx 1 2 3 4\n", 14);
+  test_write_file(path, "3 4\nx 1 2 3 4\n", 14);
   snprintf(args, sizeof args, "eval %s -wordsim %s", path, path);
   ck_assert_int_eq(run(args), 1);
   snprintf(args, sizeof args, "eval %s", corpus);
@@ -362,8 +325,8 @@ START_TEST(test_ptb_scores_above_chance) {
     fprintf(stderr, "test_ptb_scores_above_chance: %s absent, skipped\n", data);
     return;
   }
-  in_dir(ptb, sizeof ptb, "ptb.txt");
-  in_dir(vec, sizeof vec, "ptb.bin");
+  test_path(ptb, sizeof ptb, "ptb.txt");
+  test_path(vec, sizeof vec, "ptb.bin");
   snprintf(args, sizeof args, "cat '%s' '%s' > '%s'", p1, p2, ptb);
   ck_assert_int_eq(system(args), 0);
   snprintf(args, sizeof args,
@@ -388,13 +351,9 @@ START_TEST(test_ptb_scores_above_chance) {
 END_TEST
 
 int main(void) {
-  snprintf(dir, sizeof dir, "%s/loom-w2v-app-XXXXXX",
-           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-  if (!mkdtemp(dir)) {
-    perror("mkdtemp");
+  if (test_dir_make("w2v-app") < 0)
     return EXIT_FAILURE;
-  }
-  in_dir(corpus, sizeof corpus, "planted.txt");
+  test_path(corpus, sizeof corpus, "planted.txt");
   if (write_planted(corpus) != 0) {
     perror(corpus);
     return EXIT_FAILURE;
@@ -411,9 +370,6 @@ int main(void) {
   tcase_add_test(tc, test_ptb_scores_above_chance);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", dir);
+  test_dir_remove();
   return rc;
 }
