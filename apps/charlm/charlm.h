@@ -18,7 +18,7 @@ typedef struct {
 } corpus;
 
 /* Loads a file, or (path NULL) generates the built-in corpus of about
- * `bytes` bytes. 0 or -1 (message printed). */
+ * `bytes` bytes. 0, or -1 (message printed, nothing left to free). */
 int corpus_load(corpus *c, const char *path, size_t bytes);
 void corpus_free(corpus *c);
 /* Entropy of the byte distribution, bits per character. */

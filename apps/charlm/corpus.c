@@ -146,6 +146,7 @@ int corpus_load(corpus *c, const char *path, size_t bytes) {
   if (c->len < 1000) {
     fprintf(stderr, "charlm: %s has %zu bytes; need at least 1000\n",
             path ? path : "the corpus", c->len);
+    corpus_free(c);
     return -1;
   }
   bool seen[256] = {false};
@@ -161,6 +162,7 @@ int corpus_load(corpus *c, const char *path, size_t bytes) {
   c->ids = malloc(c->len * sizeof *c->ids);
   if (!c->ids) {
     fprintf(stderr, "charlm: out of memory\n");
+    corpus_free(c);
     return -1;
   }
   for (size_t i = 0; i < c->len; i++)
