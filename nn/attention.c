@@ -337,6 +337,41 @@ static const loom_tensor *combined_mask(const loom_multihead_attention *m,
   return loom_add(fa, fk);
 }
 
+/* PyTorch's unbatched call, query (L, E), key (S, kdim), value (S, vdim),
+ * key_padding_mask (S), attn_mask (L, S) or (heads, L, S), runs as a batch
+ * of one whose batch dim is dropped from the results. */
+static int unbatched_forward(loom_multihead_attention *m,
+                             const loom_tensor *query, const loom_tensor *key,
+                             const loom_tensor *value, const loom_mha_args *a,
+                             loom_tensor **out, loom_tensor **weights) {
+  const loom_tensor *kp = a ? a->key_padding_mask : NULL;
+  if (key->ndim != 2 || value->ndim != 2 || (kp && kp->ndim != 1))
+    return loom_set_error(LOOM_ERR_SHAPE,
+                          "MultiheadAttention: unbatched query %s needs "
+                          "key (S, kdim), value (S, vdim) and "
+                          "key_padding_mask (S); got %s, %s, %s",
+                          loom__shp(query), loom__shp(key), loom__shp(value),
+                          kp ? loom__shp(kp) : "none"),
+           -1;
+  int d = m->opts.batch_first ? 0 : 1;
+  loom_tensor *q = loom_unsqueeze(query, d);
+  loom_tensor *k = key == query ? q : loom_unsqueeze(key, d);
+  loom_tensor *v = value == query ? q
+                   : value == key ? k
+                                  : loom_unsqueeze(value, d);
+  loom_mha_args b = a ? *a : (loom_mha_args){0};
+  if (kp)
+    b.key_padding_mask = loom_unsqueeze(kp, 0);
+  loom_tensor *o, *w = NULL;
+  if (loom_multihead_attention_forward(m, q, k, v, &b, &o,
+                                       weights ? &w : NULL) < 0)
+    return -1;
+  *out = loom_squeeze(o, d);
+  if (weights)
+    *weights = loom_squeeze(w, 0);
+  return *out && (!weights || *weights) ? 0 : -1;
+}
+
 int loom_multihead_attention_forward(loom_multihead_attention *m,
                                      const loom_tensor *query,
                                      const loom_tensor *key,
@@ -345,6 +380,8 @@ int loom_multihead_attention_forward(loom_multihead_attention *m,
                                      loom_tensor **weights) {
   if (!m || !query || !key || !value || !out)
     return -1;
+  if (query->ndim == 2)
+    return unbatched_forward(m, query, key, value, a, out, weights);
   bool bf = m->opts.batch_first;
   if (query->ndim != 3 || key->ndim != 3 || value->ndim != 3 ||
       query->shape[2] != m->embed_dim || key->shape[2] != m->kdim ||

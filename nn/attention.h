@@ -98,8 +98,11 @@ typedef struct loom_mha_args {
 } loom_mha_args;
 
 /* query (L, B, E), key (S, B, kdim), value (S, B, vdim) (batch first if
- * set): *out (L, B, E); *weights (B, L, S) if asked. args may be NULL.
- * 0 or -1. */
+ * set): *out (L, B, E); *weights (B, L, S), or (B, heads, L, S) per head,
+ * if asked. Unbatched, as in PyTorch: query (L, E), key (S, kdim), value
+ * (S, vdim), key_padding_mask (S), attn_mask (L, S) or (heads, L, S) give
+ * *out (L, E) and *weights (L, S) or (heads, L, S). Results scope-owned;
+ * args may be NULL. 0, or -1 with the error set (shapes named). */
 LOOM_API int loom_multihead_attention_forward(
     loom_multihead_attention *m, const loom_tensor *query,
     const loom_tensor *key, const loom_tensor *value, const loom_mha_args *args,
@@ -169,6 +172,8 @@ typedef struct loom_transformer_decoder_layer {
   loom_layer_norm *norm1, *norm2, *norm3;
 } loom_transformer_decoder_layer;
 
+/* Every layer, stack and the transformer take unbatched inputs too, as
+ * PyTorch does: no batch dim in the sequences, key padding masks (S). */
 typedef struct loom_transformer_masks {
   const loom_tensor *src_mask, *tgt_mask, *memory_mask;
   const loom_tensor *src_key_padding_mask, *tgt_key_padding_mask,
@@ -244,7 +249,8 @@ typedef struct loom_transformer {
 LOOM_API loom_transformer *loom_transformer_new(loom_transformer_opts opts,
                                                 int num_encoder_layers,
                                                 int num_decoder_layers);
-/* src (S, B, E), tgt (T, B, E) -> (T, B, E). */
+/* src (S, B, E), tgt (T, B, E) -> (T, B, E), scope-owned (batch first if
+ * set); unbatched src (S, E), tgt (T, E) -> (T, E), as in PyTorch. */
 LOOM_API loom_tensor *loom_transformer_forward(loom_transformer *t,
                                                const loom_tensor *src,
                                                const loom_tensor *tgt,

@@ -516,6 +516,91 @@ START_TEST(test_fully_masked_rows_modules) {
 }
 END_TEST
 
+/* PyTorch's unbatched calls (no batch dim; key_padding_mask (S); a 3-D
+ * attn_mask (heads, L, S)) give exactly what a batch of one gives, forward
+ * and backward: MultiheadAttention seq-first and batch-first, self and
+ * cross (kdim, vdim), and a whole nn.Transformer. */
+static void unbatched_mha(bool bf, bool self) {
+  int64_t L = self ? 4 : 3, S = 4, kdim = self ? E : 3, vdim = self ? E : 5;
+  loom_multihead_attention *m = loom_multihead_attention_new(
+      E, HEADS, (loom_mha_opts){.batch_first = bf, .kdim = kdim, .vdim = vdim});
+  ck_assert_loom(m);
+  loom_tensor *q = leaf(LOOM_SHAPE(L, E));
+  loom_tensor *k = self ? q : leaf(LOOM_SHAPE(S, kdim));
+  loom_tensor *v = self ? q : leaf(LOOM_SHAPE(S, vdim));
+  loom_tensor *kpm = loom_zeros(LOOM_BOOL, LOOM_SHAPE(S));
+  loom_set(kpm, (int64_t[]){2}, 1);
+  loom_mha_args a = {
+      .key_padding_mask = kpm,
+      .attn_mask = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(HEADS, L, S)),
+      .need_weights = true,
+      .per_head_weights = true};
+  loom_tensor *r = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(L, E));
+  loom_tensor *y[2], *w[2], *gq[2], *gw[2];
+  for (int batched = 0; batched < 2; batched++) {
+    int d = bf ? 0 : 1;
+    loom_mha_args ab = a;
+    const loom_tensor *qb = q, *kb = k, *vb = v;
+    if (batched) {
+      qb = loom_unsqueeze(q, d);
+      kb = self ? qb : loom_unsqueeze(k, d);
+      vb = self ? qb : loom_unsqueeze(v, d);
+      ab.key_padding_mask = loom_unsqueeze(kpm, 0);
+    }
+    loom_module_zero_grad(&m->base);
+    loom_zero_grad(q);
+    ck_assert_int_eq(loom_multihead_attention_forward(m, qb, kb, vb, &ab,
+                                                      &y[batched], &w[batched]),
+                     0);
+    if (batched) {
+      y[1] = loom_squeeze(y[1], d);
+      w[1] = loom_squeeze(w[1], 0);
+    }
+    ck_assert_int_eq(loom_backward(loom_sum_all(loom_mul(y[batched], r))), 0);
+    gq[batched] = loom_clone(loom_grad(q));
+    gw[batched] = loom_clone(loom_grad(m->out_proj->weight));
+  }
+  ck_assert_int_eq(loom_ndim(y[0]), 2);
+  ck_assert_int_eq(loom_ndim(w[0]), 3);
+  ck_assert(loom_equal(y[0], y[1]) && loom_equal(w[0], w[1]));
+  ck_assert(loom_equal(gq[0], gq[1]) && loom_equal(gw[0], gw[1]));
+  loom_multihead_attention_free(m);
+}
+
+START_TEST(test_unbatched) {
+  loom_manual_seed(13);
+  for (int bf = 0; bf < 2; bf++)
+    for (int self = 0; self < 2; self++)
+      unbatched_mha(bf, self);
+  loom_transformer *t = loom_transformer_new(
+      (loom_transformer_opts){
+          .d_model = E, .nhead = HEADS, .dim_feedforward = FF},
+      1, 1);
+  ck_assert_loom(t);
+  loom_module_train(&t->base, false);
+  loom_tensor *src = leaf(LOOM_SHAPE(5, E)), *tgt = leaf(LOOM_SHAPE(3, E));
+  loom_transformer_masks mk = {.tgt_causal = true};
+  loom_tensor *y = loom_transformer_forward(t, src, tgt, &mk);
+  loom_tensor *y1 = loom_transformer_forward(t, loom_unsqueeze(src, 1),
+                                             loom_unsqueeze(tgt, 1), &mk);
+  ck_assert_loom(y);
+  ck_assert_loom(y1);
+  ck_assert(loom_equal(y, loom_squeeze(y1, 1)));
+  loom_transformer_free(t);
+  /* a 2-D query with batched keys: an error that names the shapes */
+  loom_multihead_attention *m =
+      loom_multihead_attention_new(E, HEADS, (loom_mha_opts){0});
+  ck_assert_loom(m);
+  loom_tensor *kv = leaf(LOOM_SHAPE(5, 1, E)), *out;
+  ck_assert_int_eq(
+      loom_multihead_attention_forward(m, src, kv, kv, NULL, &out, NULL), -1);
+  ck_assert_ptr_nonnull(strstr(loom_last_error(), "unbatched query [5, 8]"));
+  ck_assert_ptr_nonnull(strstr(loom_last_error(), "[5, 1, 8]"));
+  loom_clear_error();
+  loom_multihead_attention_free(m);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("transformer_parity");
   TCase *tc = tcase_create("torch");
@@ -526,6 +611,7 @@ int main(void) {
   tcase_add_test(tc, test_every_case_is_run);
   tcase_add_test(tc, test_causal_mask);
   tcase_add_test(tc, test_sinusoidal_table);
+  tcase_add_test(tc, test_unbatched);
   suite_add_tcase(s, tc);
   TCase *tm = tcase_create("fully masked");
   tcase_add_checked_fixture(tm, loom_test_setup, loom_test_teardown);
