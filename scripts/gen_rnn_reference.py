@@ -12,7 +12,10 @@ Writes tests/data/rnn_reference.safetensors. For case <c> the entries are:
   <c>.grad.<name>    gradient of that loss w.r.t. each parameter, x, h0, c0
 The metadata lists the cases with their settings as
   case.<c> = "kind layers bidirectional batch_first len init".
-Cases ending in _f64 are float64 throughout (the rest float32).
+Cases ending in _f64 are float64 throughout. In the others the parameters,
+inputs and r_* are float32 (what loom computes with), and the outputs and
+gradients are torch's float64 results from exactly those values: the truth,
+not another float32 computation, so the tests measure loom's own error.
 Run: /usr/bin/python3 scripts/gen_rnn_reference.py (Debian's python3-torch).
 """
 import os
@@ -43,9 +46,22 @@ def run_case(out, meta, name, kind, layers, bidir, batch_first, use_len,
     torch.set_default_dtype(dtype)
     m = make(kind, layers, bidir, batch_first)
     D = 2 if bidir else 1
-    x = torch.randn((B, T, I) if batch_first else (T, B, I), requires_grad=True)
-    h0 = torch.randn(layers * D, B, H, requires_grad=True) if use_init else None
-    c0 = torch.randn(layers * D, B, H, requires_grad=True) if use_init else None
+    x = torch.randn((B, T, I) if batch_first else (T, B, I))
+    h0 = torch.randn(layers * D, B, H) if use_init else None
+    c0 = torch.randn(layers * D, B, H) if use_init else None
+    p = name + "."
+    for k, v in m.state_dict().items():
+        out[p + "param." + k] = v.clone()
+    out[p + "x"] = x
+    if use_init:
+        out[p + "h0"] = h0
+        if kind == "lstm":
+            out[p + "c0"] = c0
+    # the truth: float64 from the stored values
+    m.double()
+    x = x.double().requires_grad_(True)
+    h0 = h0.double().requires_grad_(True) if use_init else None
+    c0 = c0.double().requires_grad_(True) if use_init else None
     state = None
     if use_init:
         state = (h0, c0) if kind == "lstm" else h0
@@ -59,27 +75,26 @@ def run_case(out, meta, name, kind, layers, bidir, batch_first, use_len,
     else:
         y, hn = m(x, state)
     h_n, c_n = hn if kind == "lstm" else (hn, None)
-    r_out, r_h = torch.randn_like(y), torch.randn_like(h_n)
-    loss = (y * r_out).sum() + (h_n * r_h).sum()
+    r_out = torch.randn(y.shape, dtype=dtype)
+    r_h = torch.randn(h_n.shape, dtype=dtype)
+    loss = (y * r_out.double()).sum() + (h_n * r_h.double()).sum()
     if c_n is not None:
-        r_c = torch.randn_like(c_n)
-        loss = loss + (c_n * r_c).sum()
+        r_c = torch.randn(c_n.shape, dtype=dtype)
+        loss = loss + (c_n * r_c.double()).sum()
     loss.backward()
-    p = name + "."
-    for k, v in m.state_dict().items():
-        out[p + "param." + k] = v
-        out[p + "grad." + k] = dict(m.named_parameters())[k].grad
-    out[p + "x"], out[p + "grad.x"] = x, x.grad
+    for k, v in m.named_parameters():
+        out[p + "grad." + k] = v.grad
+    out[p + "grad.x"] = x.grad
     if use_len:
         out[p + "lengths"] = torch.tensor(LENGTHS, dtype=torch.int64)
     if use_init:
-        out[p + "h0"], out[p + "grad.h0"] = h0, h0.grad
+        out[p + "grad.h0"] = h0.grad
         if kind == "lstm":
-            out[p + "c0"], out[p + "grad.c0"] = c0, c0.grad
-    out[p + "out"], out[p + "h_n"] = y, h_n
+            out[p + "grad.c0"] = c0.grad
+    out[p + "out"], out[p + "h_n"] = y.detach(), h_n.detach()
     out[p + "r_out"], out[p + "r_h"] = r_out, r_h
     if c_n is not None:
-        out[p + "c_n"], out[p + "r_c"] = c_n, r_c
+        out[p + "c_n"], out[p + "r_c"] = c_n.detach(), r_c
     meta["case." + name] = "%s %d %d %d %d %d" % (
         kind, layers, bidir, batch_first, use_len, use_init)
     torch.set_default_dtype(torch.float32)
