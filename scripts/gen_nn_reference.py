@@ -16,6 +16,8 @@ Files in tests/data/ and their naming scheme (CASE is a case name without
 dots, e.g. "linear_bias"):
 
   nn_layers.safetensors, nn_losses.safetensors
+    (states, inputs and r are float32; outputs, gradients and "after"
+    states are float64, computed by torch in float64 from those values)
     CASE.state.NAME   the module's state_dict entry NAME, under PyTorch's
                       name ("weight", "running_mean", "transform.bias"), as
                       loaded into the module before the forward pass
@@ -57,6 +59,7 @@ scripts/check_interop_reverse.py builds the same models to check files
 loom writes.
 """
 
+import copy
 import os
 import sys
 
@@ -149,34 +152,42 @@ def randomize(module, scale=0.5):
 def record(out, meta, case, call, module, inputs, forward, pre=None,
            grad_of=None):
     """Runs forward(module, inputs) and records the case (see the naming
-    scheme above). `pre` runs before (BatchNorm's first forward call).
-    grad_of: the inputs to differentiate (None: every float input)."""
+    scheme above). The state and inputs are recorded as given (float32:
+    what loom computes with); the outputs and gradients are torch's float64
+    results from exactly those values, the truth rather than another
+    float32 computation, so the tests measure loom's own error. `pre(out,
+    case, module)` runs first on the float64 module (BatchNorm's first
+    forward call). grad_of: the inputs to differentiate (None: every float
+    input). Returns the float64 module, as the forward calls left it."""
     meta[case] = call
+    wide = None
     if module is not None:
         for k, v in module.state_dict().items():
             out[f"{case}.state.{k}"] = v.clone()
+        wide = copy.deepcopy(module).double()
     if pre is not None:
-        pre(out, case)
+        pre(out, case, wide)
     leaves = {}
     for k, v in inputs.items():
-        v = v.clone()
-        if v.is_floating_point() and (grad_of is None or k in grad_of):
-            v.requires_grad_(True)
-        leaves[k] = v
         out[f"{case}.in.{k}"] = v.detach().clone()
-    if module is not None:
-        module.zero_grad()
-    y = forward(module, leaves)
-    r = torch.randn_like(y)
-    (y * r).sum().backward()
+        v = v.detach().clone()
+        if v.is_floating_point():
+            v = v.double()
+            if grad_of is None or k in grad_of:
+                v.requires_grad_(True)
+        leaves[k] = v
+    y = forward(wide, leaves)
+    r = torch.randn(y.shape)
+    (y * r.double()).sum().backward()
     out[f"{case}.out"] = y.detach().clone()
     out[f"{case}.r"] = r
     for k, v in leaves.items():
         if v.requires_grad:
             out[f"{case}.grad.{k}"] = v.grad.clone()
-    if module is not None:
-        for k, p in module.named_parameters():
+    if wide is not None:
+        for k, p in wide.named_parameters():
             out[f"{case}.grad.{k}"] = p.grad.clone()
+    return wide
 
 
 def layers():
@@ -226,15 +237,16 @@ def layers():
         randomize(m)
         x0 = torch.randn(*shape) * 2 + 1
 
-        def pre(o, c):
+        def pre(o, c, wide):
             o[f"{c}.in.x0"] = x0
             with torch.no_grad():
-                o[f"{c}.out0"] = m(x0)
+                o[f"{c}.out0"] = wide(x0.double())
 
-        record(out, meta, case, call, m, {"x": torch.randn(*shape) - 0.5},
-               lambda mm, a: mm(a["x"]), pre)
+        wide = record(out, meta, case, call, m,
+                      {"x": torch.randn(*shape) - 0.5},
+                      lambda mm, a: mm(a["x"]), pre)
         for k in ("running_mean", "running_var", "num_batches_tracked"):
-            out[f"{case}.after.{k}"] = m.state_dict()[k].clone()
+            out[f"{case}.after.{k}"] = wide.state_dict()[k].clone()
 
     batch_norm("bn1d_train", "nn.BatchNorm1d(3), training, on (4, 3)",
                nn.BatchNorm1d(3), (4, 3))

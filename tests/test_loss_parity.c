@@ -1,7 +1,8 @@
 /* PyTorch parity of the losses: each case of
  * tests/data/nn_losses.safetensors (scripts/gen_nn_reference.py) gives the
  * inputs of a torch.nn.functional loss call, its output, and the gradient of
- * sum(out * r) w.r.t. the input, which loom must reproduce. */
+ * sum(out * r) w.r.t. the input (torch's float64 results from the float32
+ * inputs), which loom must reproduce. */
 #include "parity_util.h"
 
 #define RTOL 1e-5

@@ -1,7 +1,9 @@
 /* PyTorch parity of nn layers, pooling and whole models: each case of
  * tests/data/nn_layers.safetensors (scripts/gen_nn_reference.py) is rebuilt
  * with loom, its state dict loaded by PyTorch's names, and the output and
- * every gradient of sum(out * r) compared with torch's. The interop tests
+ * every gradient of sum(out * r) compared with torch's, which torch
+ * computed in float64 from the same float32 values: the errors measured
+ * are loom's own. The interop tests
  * load torch models' state dicts into loom models built from the same
  * layers, and write loom models for scripts/check_interop_reverse.py. */
 #include "parity_util.h"
