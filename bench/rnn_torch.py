@@ -19,8 +19,8 @@ import argparse
 
 from torch_util import median_ms, setup  # first: it sets up the environment
 
-import torch  # noqa: E402  (after torch_util)
-import torch.nn as nn  # noqa: E402
+import torch  # after torch_util
+import torch.nn as nn
 
 I, H, T = 256, 512, 35
 

@@ -22,8 +22,8 @@ import argparse
 
 from torch_util import median_ms, setup  # first: it sets up the environment
 
-import torch  # noqa: E402  (after torch_util)
-import torch.nn as nn  # noqa: E402
+import torch  # after torch_util
+import torch.nn as nn
 
 D, NH, FF, NL, S, B = 256, 8, 1024, 2, 64, 32
 

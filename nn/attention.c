@@ -353,6 +353,23 @@ static int unbatched_forward(loom_multihead_attention *m,
                           loom__shp(query), loom__shp(key), loom__shp(value),
                           kp ? loom__shp(kp) : "none"),
            -1;
+  int64_t L = query->shape[0], S = key->shape[0], H = m->num_heads;
+  if (kp && kp->shape[0] != S)
+    return loom_set_error(LOOM_ERR_SHAPE,
+                          "MultiheadAttention: unbatched key_padding_mask "
+                          "%s, expected (%lld)",
+                          loom__shp(kp), (long long)S),
+           -1;
+  const loom_tensor *am = a ? a->attn_mask : NULL;
+  if (am && !(am->ndim == 2 && am->shape[0] == L && am->shape[1] == S) &&
+      !(am->ndim == 3 && am->shape[0] == H && am->shape[1] == L &&
+        am->shape[2] == S))
+    return loom_set_error(LOOM_ERR_SHAPE,
+                          "MultiheadAttention: unbatched attn_mask %s, "
+                          "expected (%lld, %lld) or (%lld, %lld, %lld)",
+                          loom__shp(am), (long long)L, (long long)S,
+                          (long long)H, (long long)L, (long long)S),
+           -1;
   int d = m->opts.batch_first ? 0 : 1;
   loom_tensor *q = loom_unsqueeze(query, d);
   loom_tensor *k = key == query ? q : loom_unsqueeze(key, d);

@@ -172,8 +172,9 @@ typedef struct loom_transformer_decoder_layer {
   loom_layer_norm *norm1, *norm2, *norm3;
 } loom_transformer_decoder_layer;
 
-/* Every layer, stack and the transformer take unbatched inputs too, as
- * PyTorch does: no batch dim in the sequences, key padding masks (S). */
+/* The layers, stacks and the transformer take unbatched inputs too, as
+ * PyTorch does: no batch dim in the sequences, key padding masks (S). (Not
+ * the incremental decoding below, whose x is always (B, E).) */
 typedef struct loom_transformer_masks {
   const loom_tensor *src_mask, *tgt_mask, *memory_mask;
   const loom_tensor *src_key_padding_mask, *tgt_key_padding_mask,

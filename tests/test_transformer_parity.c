@@ -516,10 +516,13 @@ START_TEST(test_fully_masked_rows_modules) {
 }
 END_TEST
 
-/* PyTorch's unbatched calls (no batch dim; key_padding_mask (S); a 3-D
- * attn_mask (heads, L, S)) give exactly what a batch of one gives, forward
- * and backward: MultiheadAttention seq-first and batch-first, self and
- * cross (kdim, vdim), and a whole nn.Transformer. */
+/* PyTorch's unbatched calls (no batch dim; key_padding_mask (S);
+ * attn_mask (L, S) or (heads, L, S)) give exactly what a batch of one
+ * gives, forward and backward: MultiheadAttention seq-first and
+ * batch-first, self-attention with a 2-D mask and averaged weights, cross
+ * (kdim, vdim) with a 3-D mask and weights per head, and a whole
+ * nn.Transformer with padding masks. Masks of the wrong size are errors
+ * that give the unbatched shapes. */
 static void unbatched_mha(bool bf, bool self) {
   int64_t L = self ? 4 : 3, S = 4, kdim = self ? E : 3, vdim = self ? E : 5;
   loom_multihead_attention *m = loom_multihead_attention_new(
@@ -532,9 +535,11 @@ static void unbatched_mha(bool bf, bool self) {
   loom_set(kpm, (int64_t[]){2}, 1);
   loom_mha_args a = {
       .key_padding_mask = kpm,
-      .attn_mask = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(HEADS, L, S)),
+      .attn_mask =
+          self ? loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(L, S))
+               : loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(HEADS, L, S)),
       .need_weights = true,
-      .per_head_weights = true};
+      .per_head_weights = !self};
   loom_tensor *r = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(L, E));
   loom_tensor *y[2], *w[2], *gq[2], *gw[2];
   for (int batched = 0; batched < 2; batched++) {
@@ -561,7 +566,7 @@ static void unbatched_mha(bool bf, bool self) {
     gw[batched] = loom_clone(loom_grad(m->out_proj->weight));
   }
   ck_assert_int_eq(loom_ndim(y[0]), 2);
-  ck_assert_int_eq(loom_ndim(w[0]), 3);
+  ck_assert_int_eq(loom_ndim(w[0]), self ? 2 : 3);
   ck_assert(loom_equal(y[0], y[1]) && loom_equal(w[0], w[1]));
   ck_assert(loom_equal(gq[0], gq[1]) && loom_equal(gw[0], gw[1]));
   loom_multihead_attention_free(m);
@@ -579,10 +584,21 @@ START_TEST(test_unbatched) {
   ck_assert_loom(t);
   loom_module_train(&t->base, false);
   loom_tensor *src = leaf(LOOM_SHAPE(5, E)), *tgt = leaf(LOOM_SHAPE(3, E));
-  loom_transformer_masks mk = {.tgt_causal = true};
+  loom_tensor *src_pad = loom_zeros(LOOM_BOOL, LOOM_SHAPE(5));
+  loom_tensor *tgt_pad = loom_zeros(LOOM_BOOL, LOOM_SHAPE(3));
+  loom_set(src_pad, (int64_t[]){4}, 1);
+  loom_set(tgt_pad, (int64_t[]){2}, 1);
+  loom_transformer_masks mk = {.src_key_padding_mask = src_pad,
+                               .memory_key_padding_mask = src_pad,
+                               .tgt_key_padding_mask = tgt_pad,
+                               .tgt_causal = true};
   loom_tensor *y = loom_transformer_forward(t, src, tgt, &mk);
+  loom_transformer_masks mk1 = mk;
+  mk1.src_key_padding_mask = mk1.memory_key_padding_mask =
+      loom_unsqueeze(src_pad, 0);
+  mk1.tgt_key_padding_mask = loom_unsqueeze(tgt_pad, 0);
   loom_tensor *y1 = loom_transformer_forward(t, loom_unsqueeze(src, 1),
-                                             loom_unsqueeze(tgt, 1), &mk);
+                                             loom_unsqueeze(tgt, 1), &mk1);
   ck_assert_loom(y);
   ck_assert_loom(y1);
   ck_assert(loom_equal(y, loom_squeeze(y1, 1)));
@@ -596,6 +612,21 @@ START_TEST(test_unbatched) {
       loom_multihead_attention_forward(m, src, kv, kv, NULL, &out, NULL), -1);
   ck_assert_ptr_nonnull(strstr(loom_last_error(), "unbatched query [5, 8]"));
   ck_assert_ptr_nonnull(strstr(loom_last_error(), "[5, 1, 8]"));
+  loom_clear_error();
+  /* masks of the wrong size, named in unbatched terms */
+  loom_tensor *x = leaf(LOOM_SHAPE(4, E)), *kv2 = leaf(LOOM_SHAPE(5, E));
+  loom_mha_args bad = {.key_padding_mask = tgt_pad};
+  ck_assert_int_eq(
+      loom_multihead_attention_forward(m, x, kv2, kv2, &bad, &out, NULL), -1);
+  ck_assert_ptr_nonnull(
+      strstr(loom_last_error(), "key_padding_mask [3], expected (5)"));
+  loom_clear_error();
+  bad = (loom_mha_args){.attn_mask = loom_zeros(LOOM_F32, LOOM_SHAPE(1, 4, 5))};
+  ck_assert_int_eq(
+      loom_multihead_attention_forward(m, x, kv2, kv2, &bad, &out, NULL), -1);
+  ck_assert_ptr_nonnull(strstr(loom_last_error(),
+                               "attn_mask [1, 4, 5], expected (4, 5) or "
+                               "(2, 4, 5)"));
   loom_clear_error();
   loom_multihead_attention_free(m);
 }

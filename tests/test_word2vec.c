@@ -625,11 +625,8 @@ START_TEST(test_threads_cover_every_chunk) {
                       .threads = 8,
                       .alpha = 0.05,
                       .seed = 3};
-  w2v_train_stats st;
-  int64_t len;
-  loom_tensor *out = train_text(text, k, 8, 6, &o, &st, &len);
+  loom_tensor *out = train_text(text, k, 8, 6, &o, NULL, NULL);
   free(text);
-  ck_assert_int_eq(st.words, len);
   w2v_model init;
   int64_t n = loom_size(out, 0);
   ck_assert_int_eq(n, 1 + 20 + (WORDS + REGION - 1) / REGION);

@@ -6,9 +6,11 @@
  * locks (Hogwild: two threads rarely touch the same row at once, and when
  * they do a lost update costs nothing measurable). The original tool
  * instead gives each thread a fixed slice, so that two threads train on
- * the two halves of the text at once; taking it in order, as gensim does,
- * scored 1.5 points higher on WordSim-353 with CBOW (24 seeds each, see
- * bench/word2vec_seeds.sh), and a slow thread no longer holds up the epoch.
+ * the two halves of the text at once; taking it in order, as gensim's jobs
+ * do (theirs hold whole sentences, where a chunk's end here cuts one, once
+ * in 10,000 words), scored 1.5 points higher on WordSim-353 with CBOW (24
+ * seeds each, see bench/word2vec_seeds.sh), and a slow thread no longer
+ * holds up the epoch.
  *
  * A worker cuts its chunk into sentences at </s>, at W2V_MAX_SENTENCE kept
  * words and at the chunk's end, drops frequent words by subsampling,
@@ -306,7 +308,7 @@ W2V_CLONES static void train_chunk(worker *w, int64_t begin, int64_t end,
   const shared *s = w->s;
   const int32_t *ids = s->ids;
   int64_t pos = begin;
-  while (pos < end) {
+  while (pos < end && !atomic_load_explicit(&s->failed, memory_order_relaxed)) {
     int n = 0;
     while (pos < end) {
       int32_t word = ids[pos++];
