@@ -156,6 +156,19 @@ START_TEST(test_vocab_file_round_trip) {
   ck_assert_int_eq(w2v_vocab_read(&r, path, 1), -1);
   ck_assert_msg(strstr(loom_last_error(), "twice"), "%s", loom_last_error());
   loom_clear_error();
+  /* counts whose sum would overflow (found by fuzzing) */
+  const char huge[] = "a 9223372036854775807\nb 5\n";
+  test_write_file(path, huge, sizeof huge - 1);
+  ck_assert_int_eq(w2v_vocab_read(&r, path, 1), -1);
+  ck_assert_msg(strstr(loom_last_error(), "line 1 (byte 0): count"), "%s",
+                loom_last_error());
+  loom_clear_error();
+  const char big[] = "a 4611686018427387000\nb 5000\n";
+  test_write_file(path, big, sizeof big - 1);
+  ck_assert_int_eq(w2v_vocab_read(&r, path, 1), -1);
+  ck_assert_msg(strstr(loom_last_error(), "line 2 (byte 22): count 5000"), "%s",
+                loom_last_error());
+  loom_clear_error();
   w2v_vocab_free(&r);
   /* another tool's file with "</s>" elsewhere, or without it: it becomes
    * word 0, since training ends sentences at word 0 */

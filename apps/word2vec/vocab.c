@@ -237,6 +237,9 @@ int w2v_vocab_read(w2v_vocab *v, const char *path, int64_t min_count) {
   w2v_vocab_free(v);
   char line[4 * W2V_MAX_WORD + 64];
   int64_t lineno = 0, offset = 0;
+  /* the counts' sum, kept far from overflow (the trainer adds them up) */
+  int64_t total = 0;
+  const int64_t max_total = (int64_t)1 << 62;
   int rc = 0;
   while (rc == 0 && fgets(line, sizeof line, f)) {
     lineno++;
@@ -266,6 +269,12 @@ int w2v_vocab_read(w2v_vocab *v, const char *path, int64_t min_count) {
                      "\"word count\"",
                      path, (long long)lineno, (long long)at);
       rc = -1;
+    } else if (count > max_total - total) {
+      loom_set_error(LOOM_ERR_FORMAT,
+                     "%s: line %lld (byte %lld): count %lld makes the "
+                     "counts add up to more than 2^62",
+                     path, (long long)lineno, (long long)at, count);
+      rc = -1;
     } else if (!w2v_utf8_valid(line, wlen) || memchr(line, 0, wlen)) {
       loom_set_error(LOOM_ERR_FORMAT,
                      "%s: line %lld (byte %lld): the word "
@@ -282,10 +291,12 @@ int w2v_vocab_read(w2v_vocab *v, const char *path, int64_t min_count) {
         rc = -1;
       } else {
         int64_t i = w2v_vocab_add(v, line, wlen);
-        if (i < 0)
+        if (i < 0) {
           rc = -1;
-        else
+        } else {
           v->entries[i].count = count;
+          total += count;
+        }
       }
     }
   }
