@@ -471,6 +471,22 @@ int loom_optimizer_load_state(loom_optimizer *o, const loom_tensor_map *m,
     return -1;
   }
   /* Check everything before changing anything. */
+  double new_lr = loom_item(lr);
+  if (!(new_lr >= 0) || isinf(new_lr)) {
+    loom_set_error(LOOM_ERR_STATE,
+                   "optimizer_load_state: '%slr' is %g, not a learning rate",
+                   prefix ? prefix : "", new_lr);
+    return -1;
+  }
+  for (int i = 0; i < o->n; i++)
+    if (((const int64_t *)steps->data)[i] < 0) {
+      loom_set_error(LOOM_ERR_STATE,
+                     "optimizer_load_state: '%sstep' of parameter %d is "
+                     "%lld",
+                     prefix ? prefix : "", i,
+                     (long long)((const int64_t *)steps->data)[i]);
+      return -1;
+    }
   for (int i = 0; i < o->n; i++)
     for (int b = 0; b < MAX_BUFS; b++) {
       if (!buf_names[o->k][b])
@@ -504,7 +520,7 @@ int loom_optimizer_load_state(loom_optimizer *o, const loom_tensor_map *m,
       }
     }
   }
-  o->lr = loom_item(lr);
+  o->lr = new_lr;
   return 0;
 }
 

@@ -189,6 +189,15 @@ int loom_schedule_load_state(loom_schedule *s, const loom_tensor_map *m,
     return -1;
   }
   const double *v = (const double *)t->data;
+  /* the counters are whole numbers a double holds exactly */
+  for (int i = 0; i < 4; i++)
+    if (i != 1 && !(v[i] >= 0 && v[i] <= 0x1p53 && v[i] == floor(v[i]))) {
+      loom_set_error(LOOM_ERR_STATE,
+                     "schedule_load_state: '%s' value %d is %g, not a "
+                     "count",
+                     k, i, v[i]);
+      return -1;
+    }
   s->epoch = (int64_t)v[0];
   s->best = v[1];
   s->bad_epochs = (int64_t)v[2];

@@ -57,6 +57,40 @@ START_TEST(test_resume_is_exact) {
 }
 END_TEST
 
+/* A checkpoint that cannot be resumed from is refused with exit status 1
+ * and no leak or crash (CI runs this under ASan): a file that is not a
+ * checkpoint, and a real one whose stream position was tampered with
+ * (negative, or past the end of the text). */
+START_TEST(test_resume_refuses_bad_checkpoints) {
+  char ck[512], bad[512], args[1024];
+  test_path(ck, sizeof ck, "r.ckpt");
+  test_path(bad, sizeof bad, "bad.ckpt");
+  test_write_file(bad, "not a checkpoint", 16);
+  snprintf(args, sizeof args, SMALL " --steps 3 --resume --checkpoint %s", bad);
+  ck_assert_int_eq(run(args), 1);
+  snprintf(args, sizeof args, SMALL " --steps 3 --checkpoint %s", ck);
+  ck_assert_int_eq(run(args), 0);
+  const int64_t positions[] = {-5, (int64_t)1 << 40};
+  for (int i = 0; i < 2; i++) {
+    loom_tensor_map *m = loom_safetensors_load(ck);
+    ck_assert_loom(m);
+    ck_assert_ptr_nonnull(loom_tensor_map_get(m, "extra.position"));
+    ck_assert_int_eq(
+        loom_tensor_map_set(m, "extra.position",
+                            loom_from_array(LOOM_I64, &positions[i], 0, NULL)),
+        0);
+    ck_assert_int_eq(loom_safetensors_save(bad, m), 0);
+    loom_tensor_map_free(m);
+    char out[4096];
+    snprintf(args, sizeof args, SMALL " --steps 6 --resume --checkpoint %s",
+             bad);
+    ck_assert_int_eq(
+        test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "no valid position"), "%s", out);
+  }
+}
+END_TEST
+
 START_TEST(test_sampling_is_deterministic) {
   char ck[512], args[1024], s1[2048], s2[2048], s3[2048];
   test_path(ck, sizeof ck, "s.ckpt");
@@ -183,6 +217,7 @@ int main(void) {
   TCase *tc = tcase_create("app");
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, test_resume_is_exact);
+  tcase_add_test(tc, test_resume_refuses_bad_checkpoints);
   tcase_add_test(tc, test_sampling_is_deterministic);
   tcase_add_test(tc, test_transformer);
   tcase_add_test(tc, test_bad_input);

@@ -249,6 +249,53 @@ static loom_schedule *make_sched(loom_optimizer *opt) {
   return loom_schedule_new(opt, s);
 }
 
+/* Counters read back from a file are checked before use (fuzzing found a
+ * schedule epoch of 4e252 converted to an integer): a negative step, a
+ * NaN or infinite learning rate, an epoch that is not a whole count. */
+START_TEST(test_tampered_counters_refused) {
+  loom_manual_seed(3);
+  net *n = net_new(NULL);
+  loom_optimizer *o = make_opt(n);
+  loom_schedule *s = make_sched(o);
+  for (int c = 0; c < 6; c++) {
+    loom_tensor_map *m = loom_tensor_map_new();
+    ck_assert_int_eq(loom_optimizer_save_state(o, m, "o."), 0);
+    ck_assert_int_eq(loom_schedule_save_state(s, m, "s."), 0);
+    loom_tensor *steps = loom_tensor_map_get(m, "o.step");
+    loom_tensor *lr = loom_tensor_map_get(m, "o.lr");
+    loom_tensor *sched = loom_tensor_map_get(m, "s.schedule");
+    ck_assert_ptr_nonnull(steps);
+    ck_assert_ptr_nonnull(lr);
+    ck_assert_ptr_nonnull(sched);
+    const double bad_counts[] = {4e252, -1, 0.5, NAN};
+    if (c == 0)
+      loom_set(steps, (int64_t[]){1}, -3);
+    else if (c == 1)
+      loom_fill_(lr, NAN);
+    else
+      loom_set(sched, (int64_t[]){c == 2 ? 0 : 2}, bad_counts[c - 2]);
+    int rc = c < 2 ? loom_optimizer_load_state(o, m, "o.")
+                   : loom_schedule_load_state(s, m, "s.");
+    ck_assert_msg(rc == -1, "case %d loaded", c);
+    ck_assert_msg(strstr(loom_last_error(), c < 2 ? "optimizer_load_state"
+                                                  : "schedule_load_state"),
+                  "%s", loom_last_error());
+    loom_clear_error();
+    loom_tensor_map_free(m);
+  }
+  /* the untouched state still loads */
+  loom_tensor_map *m = loom_tensor_map_new();
+  ck_assert_int_eq(loom_optimizer_save_state(o, m, "o."), 0);
+  ck_assert_int_eq(loom_schedule_save_state(s, m, "s."), 0);
+  ck_assert_int_eq(loom_optimizer_load_state(o, m, "o."), 0);
+  ck_assert_int_eq(loom_schedule_load_state(s, m, "s."), 0);
+  loom_tensor_map_free(m);
+  loom_schedule_free(s);
+  loom_optimizer_free(o);
+  loom_module_free(&n->base);
+}
+END_TEST
+
 START_TEST(test_resume_is_bit_identical) {
   char path[512];
   test_path(path, sizeof path, "run.ckpt");
@@ -345,6 +392,7 @@ int main(void) {
   tcase_add_test(tc, test_lengths_checked_first);
   tcase_add_test(tc, test_truncated_and_corrupted);
   tcase_add_test(tc, test_resume_is_bit_identical);
+  tcase_add_test(tc, test_tampered_counters_refused);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
   test_dir_remove();

@@ -370,6 +370,8 @@ static void history_load(history *h, const loom_tensor_map *extra) {
     int64_t n = loom_size(t, 1);
     const double *v = loom_data_f64(t);
     for (int64_t i = 0; i < n; i++) {
+      if (!(v[i] >= 0 && v[i] <= 0x1p53)) /* a step: skip what is not one */
+        continue;
       if (k == 0)
         push(&h->step, &h->train, &h->n, &h->cap, v[i], v[n + i]);
       else
@@ -378,7 +380,57 @@ static void history_load(history *h, const loom_tensor_map *extra) {
   }
 }
 
+static void history_free(history *h) {
+  free(h->step);
+  free(h->train);
+  free(h->val_step);
+  free(h->val);
+  *h = (history){0};
+}
+
 /* ---- training ---- */
+
+/* Continues from o->checkpoint: the model, the optimizer, the step, the
+ * position in the streams (at most `stream`), the recurrent states and the
+ * loss history. 0, or -1 after saying why (what was loaded stays for the
+ * caller to free). */
+static int resume(const options *o, charlm *m, loom_optimizer *opt,
+                  const charlm_config *cfg, int64_t stream, int64_t *step,
+                  int64_t *pos, loom_tensor **state, int ns, history *h) {
+  loom_tensor_map *extra = NULL;
+  charlm_config saved;
+  if (loom_checkpoint_load(o->checkpoint, &m->base, opt, NULL, step, m->rng,
+                           &extra) < 0 ||
+      charlm_config_load(&saved, extra) < 0 || saved.vocab != cfg->vocab ||
+      strcmp(saved.cell, cfg->cell) || saved.hidden != cfg->hidden ||
+      saved.layers != cfg->layers || saved.embed != cfg->embed) {
+    fprintf(stderr, "charlm: cannot resume from %s: %s\n", o->checkpoint,
+            loom_last_status() ? loom_last_error()
+                               : "the model options differ");
+    loom_tensor_map_free(extra);
+    return -1;
+  }
+  loom_tensor *p = loom_tensor_map_get(extra, "position");
+  *pos = p && loom_dtype_of(p) == LOOM_I64 && loom_numel(p) == 1
+             ? (int64_t)loom_item(p)
+             : -1;
+  if (*pos < 0 || *pos > stream) {
+    fprintf(stderr, "charlm: cannot resume from %s: no valid position\n",
+            o->checkpoint);
+    loom_tensor_map_free(extra);
+    return -1;
+  }
+  for (int k = 0; k < ns; k++) {
+    char name[32];
+    snprintf(name, sizeof name, "state.%d", k);
+    state[k] = loom_keep(loom_tensor_map_get(extra, name));
+  }
+  history_load(h, extra);
+  loom_tensor_map_free(extra);
+  fprintf(stderr, "resumed from %s at step %lld\n", o->checkpoint,
+          (long long)*step);
+  return 0;
+}
 
 static int save(const char *path, charlm *m, loom_optimizer *opt, int64_t step,
                 int64_t pos, loom_tensor *const *state, const history *h,
@@ -460,38 +512,26 @@ static int train(const options *o) {
       m ? loom_adam_new(params, np, loom_adam_defaults(o->lr)) : NULL;
   if (!m || !opt || np > 64) {
     fprintf(stderr, "charlm: %s\n", loom_last_error());
+    loom_optimizer_free(opt);
+    charlm_free(m);
+    corpus_free(&c);
     return 1;
   }
   int ns = charlm_n_states(m);
   loom_tensor *state[LOOM_RNN_MAX_STATES] = {NULL};
   int64_t step = 0, pos = 0;
   history h = {0};
-  if (o->resume) {
-    loom_tensor_map *extra = NULL;
-    charlm_config saved;
-    if (loom_checkpoint_load(o->checkpoint, &m->base, opt, NULL, &step, m->rng,
-                             &extra) < 0 ||
-        charlm_config_load(&saved, extra) < 0 || saved.vocab != cfg.vocab ||
-        strcmp(saved.cell, cfg.cell) || saved.hidden != cfg.hidden ||
-        saved.layers != cfg.layers || saved.embed != cfg.embed) {
-      fprintf(stderr, "charlm: cannot resume from %s: %s\n", o->checkpoint,
-              loom_last_status() ? loom_last_error()
-                                 : "the model options differ");
-      return 1;
-    }
-    loom_tensor *p = loom_tensor_map_get(extra, "position");
-    pos = p ? (int64_t)loom_item(p) : 0;
-    for (int k = 0; k < ns; k++) {
-      char name[32];
-      snprintf(name, sizeof name, "state.%d", k);
-      state[k] = loom_keep(loom_tensor_map_get(extra, name));
-    }
-    history_load(&h, extra);
-    loom_tensor_map_free(extra);
-    fprintf(stderr, "resumed from %s at step %lld\n", o->checkpoint,
-            (long long)step);
-  }
   int64_t stream = n_train / B, per_epoch = (stream - 1) / T;
+  if (o->resume &&
+      resume(o, m, opt, &cfg, stream, &step, &pos, state, ns, &h) < 0) {
+    for (int k = 0; k < ns; k++)
+      loom_release(state[k]);
+    history_free(&h);
+    loom_optimizer_free(opt);
+    charlm_free(m);
+    corpus_free(&c);
+    return 1;
+  }
   int64_t total =
       o->epochs > 0 ? (int64_t)(o->epochs * (double)per_epoch) : o->steps;
   if (!o->quiet)
@@ -607,10 +647,7 @@ static int train(const options *o) {
     loom_release(state[k]);
   free(xb);
   free(yb);
-  free(h.step);
-  free(h.train);
-  free(h.val_step);
-  free(h.val);
+  history_free(&h);
   loom_optimizer_free(opt);
   charlm_free(m);
   corpus_free(&c);
