@@ -78,10 +78,13 @@ static int infer_shape(const loom_tensor *t, int nd, const int64_t *in,
       loom_set_error(LOOM_ERR_SHAPE, "%s: negative size %lld", op,
                      (long long)in[i]);
       return -1;
-    } else {
-      known *= in[i];
     }
   }
+  if (!loom__sizes_fit(nd, in))
+    goto bad;
+  for (int i = 0; i < nd; i++)
+    if (i != infer)
+      known *= in[i];
   if (infer >= 0) {
     if (known == 0 || t->numel % known != 0)
       goto bad;

@@ -85,6 +85,11 @@ extern void (*loom__cleanup_hook)(void);
 /* ---- geometry (shape.c) ---- */
 
 int64_t loom__numel_of(int ndim, const int64_t *shape);
+/* Whether sizes (each >= 0; entries < 0 are skipped) multiply, zeros
+ * counted as ones, to at most INT64_MAX / 16: then element counts, byte
+ * counts and contiguous strides cannot overflow, even for a shape with a
+ * zero in it. */
+bool loom__sizes_fit(int ndim, const int64_t *shape);
 void loom__contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
 bool loom__is_contiguous(const loom_tensor *t);
 /* Normalises a possibly negative dim for a tensor of `ndim` dims (ndim+1

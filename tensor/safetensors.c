@@ -313,6 +313,9 @@ static bool read_entry(const char *src, const loom_json *key,
       return BAD("%s: tensor '%s': shape overflows", src, e->name);
     bytes *= (uint64_t)s->integer;
   }
+  if (!loom__sizes_fit(e->ndim, e->shape)) /* a zero hides the rest */
+    return BAD("%s: tensor '%s' (byte %zu): shape too large", src, e->name,
+               at);
   if (!offs || offs->kind != LOOM_JSON_ARRAY || offs->n_items != 2 ||
       !offs->items[0].is_integer || !offs->items[1].is_integer ||
       offs->items[0].integer < 0 || offs->items[1].integer < 0)

@@ -141,6 +141,18 @@ int64_t loom__numel_of(int ndim, const int64_t *shape) {
   return n;
 }
 
+bool loom__sizes_fit(int ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] <= 1)
+      continue;
+    if (n > INT64_MAX / 16 / shape[i])
+      return false;
+    n *= shape[i];
+  }
+  return true;
+}
+
 void loom__contiguous_strides(int ndim, const int64_t *shape,
                               int64_t *strides) {
   int64_t s = 1;

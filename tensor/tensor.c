@@ -78,18 +78,17 @@ static bool valid_shape(int ndim, const int64_t *shape, const char *op) {
                    LOOM_MAX_DIMS);
     return false;
   }
-  int64_t n = 1;
-  for (int i = 0; i < ndim; i++) {
+  for (int i = 0; i < ndim; i++)
     if (shape[i] < 0) {
       loom_set_error(LOOM_ERR_SHAPE, "%s: negative size %lld in dim %d", op,
                      (long long)shape[i], i);
       return false;
     }
-    if (shape[i] && n > INT64_MAX / 16 / shape[i]) {
-      loom_set_error(LOOM_ERR_SHAPE, "%s: shape too large", op);
-      return false;
-    }
-    n *= shape[i];
+  if (!loom__sizes_fit(ndim, shape)) {
+    char buf[160];
+    loom_set_error(LOOM_ERR_SHAPE, "%s: shape %s too large", op,
+                   loom__shape_str(ndim, shape, buf, sizeof buf));
+    return false;
   }
   return true;
 }

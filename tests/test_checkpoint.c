@@ -105,6 +105,10 @@ START_TEST(test_malformed_headers) {
   expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],"
              "\"data_offsets\":[0,8]}}",
              8, "shape needs 12");
+  /* no bytes, but strides past 2^63 (found by fuzzing) */
+  expect_bad("{\"a\":{\"dtype\":\"U8\",\"shape\":[0,4294967296,4294967296],"
+             "\"data_offsets\":[0,0]}}",
+             0, "too large");
   expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
              "\"data_offsets\":[0,800]}}",
              8, "800");

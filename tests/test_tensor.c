@@ -46,6 +46,17 @@ START_TEST(test_constant_fills) {
   ck_assert_ptr_null(
       loom_zeros(LOOM_F32, LOOM_MAX_DIMS + 1, (int64_t[LOOM_MAX_DIMS + 1]){1}));
   CHECK_ERROR(LOOM_ERR_SHAPE, "dims");
+  /* sizes whose strides would overflow, with or without a zero among them
+   * (a zero makes no bytes but not small strides) */
+  const int64_t big = (int64_t)1 << 32;
+  ck_assert_ptr_null(loom_zeros(LOOM_F32, LOOM_SHAPE(0, big, big)));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "shape [0, 4294967296, 4294967296] too large");
+  ck_assert_ptr_null(loom_zeros(LOOM_F32, LOOM_SHAPE(big, big)));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "too large");
+  loom_tensor *none = loom_zeros(LOOM_F32, LOOM_SHAPE(0, 3));
+  ck_assert_ptr_null(loom_reshape(none, LOOM_SHAPE(big, big, 0)));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "cannot view");
+  CHECK_SHAPE(loom_reshape(none, LOOM_SHAPE(big, 0)), big, 0);
 }
 END_TEST
 
