@@ -78,6 +78,42 @@ int loom_checkpoint_save(const char *path, const loom_module *model,
   return rc;
 }
 
+/* What a load may change besides the model, saved so that a failure can
+ * put it back: the optimizer's state map holds its old buffers (a load
+ * replaces them, never writes into them), the rest are copies. */
+typedef struct {
+  loom_tensor_map *opt_sched;
+  uint64_t rng[LOOM_RNG_STATE_WORDS];
+} undo;
+
+static int undo_save(undo *u, const loom_optimizer *opt,
+                     const loom_schedule *sched, loom_rng *rng) {
+  u->opt_sched = loom_tensor_map_new();
+  if (!u->opt_sched ||
+      (opt && loom_optimizer_save_state(opt, u->opt_sched, "optim.") < 0) ||
+      (sched && loom_schedule_save_state(sched, u->opt_sched, "sched.") < 0))
+    return -1;
+  if (rng)
+    loom_rng_get_state(rng, u->rng);
+  return 0;
+}
+
+static void undo_apply(const undo *u, loom_optimizer *opt, loom_schedule *sched,
+                       loom_rng *rng) {
+  /* the error that made the load fail stays the one reported */
+  loom_status status = loom_last_status();
+  char message[1024];
+  snprintf(message, sizeof message, "%s", loom_last_error());
+  if (opt)
+    loom_optimizer_load_state(opt, u->opt_sched, "optim.");
+  if (sched)
+    loom_schedule_load_state(sched, u->opt_sched, "sched.");
+  if (rng)
+    loom_rng_set_state(rng, u->rng);
+  loom_clear_error();
+  loom_set_error(status, "%s", message);
+}
+
 int loom_checkpoint_load(const char *path, loom_module *model,
                          loom_optimizer *opt, loom_schedule *sched,
                          int64_t *step, loom_rng *rng,
@@ -99,29 +135,43 @@ int loom_checkpoint_load(const char *path, loom_module *model,
                    path);
     rc = -1;
   }
-  if (rc == 0 && model) {
-    loom_tensor_map *sd = strip(m, "model.");
-    rc = sd ? loom_module_load_state_dict(model, sd, true) : -1;
-    loom_tensor_map_free(sd);
+  loom_tensor_map *ex = NULL;
+  if (rc == 0 && extra) {
+    ex = strip(m, "extra.");
+    rc = ex ? 0 : -1;
+    for (int i = 0; rc == 0 && i < loom_tensor_map_meta_count(m); i++) {
+      const char *k = loom_tensor_map_meta_key(m, i);
+      if (!strncmp(k, "extra.", 6))
+        rc = loom_tensor_map_set_meta(ex, k + 6, loom_tensor_map_meta(m, k));
+    }
   }
+  /* All or nothing: the optimizer, schedule and generator load first and
+   * are put back if anything after them fails; the model loads last, and
+   * checks everything before it changes anything. */
+  undo u = {0};
+  if (rc == 0)
+    rc = undo_save(&u, opt, sched, rng);
+  bool saved = rc == 0;
   if (rc == 0 && opt)
     rc = loom_optimizer_load_state(opt, m, "optim.");
   if (rc == 0 && sched)
     rc = loom_schedule_load_state(sched, m, "sched.");
   if (rc == 0 && rng)
     rc = loom_rng_set_state(rng, (const uint64_t *)loom_data(rs));
+  if (rc == 0 && model) {
+    loom_tensor_map *sd = strip(m, "model.");
+    rc = sd ? loom_module_load_state_dict(model, sd, true) : -1;
+    loom_tensor_map_free(sd);
+  }
+  if (rc < 0 && saved)
+    undo_apply(&u, opt, sched, rng);
+  loom_tensor_map_free(u.opt_sched);
   if (rc == 0 && step)
     *step = *(const int64_t *)loom_data(st);
-  if (rc == 0 && extra) {
-    *extra = strip(m, "extra.");
-    rc = *extra ? 0 : -1;
-    for (int i = 0; rc == 0 && i < loom_tensor_map_meta_count(m); i++) {
-      const char *k = loom_tensor_map_meta_key(m, i);
-      if (!strncmp(k, "extra.", 6))
-        rc =
-            loom_tensor_map_set_meta(*extra, k + 6, loom_tensor_map_meta(m, k));
-    }
-  }
+  if (rc == 0 && extra)
+    *extra = ex;
+  else
+    loom_tensor_map_free(ex);
   loom_tensor_map_free(m);
   return rc;
 }

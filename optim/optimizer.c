@@ -479,7 +479,8 @@ int loom_optimizer_load_state(loom_optimizer *o, const loom_tensor_map *m,
     return -1;
   }
   for (int i = 0; i < o->n; i++)
-    if (((const int64_t *)steps->data)[i] < 0) {
+    if (((const int64_t *)steps->data)[i] < 0 ||
+        ((const int64_t *)steps->data)[i] > (int64_t)1 << 62) {
       loom_set_error(LOOM_ERR_STATE,
                      "optimizer_load_state: '%sstep' of parameter %d is "
                      "%lld",
