@@ -313,7 +313,8 @@ LOOM_API int loom_checkpoint_save(const char *path, const loom_module *model,
                                   loom_rng *rng, const loom_tensor_map *extra);
 /* Restores what was saved (NULL arguments are skipped); *step receives the
  * step. `extra`, if non-NULL, receives a new map of the extra tensors
- * (caller frees). 0, or -1 leaving the model untouched on a bad file. */
+ * (caller frees). 0, or -1 leaving the model, optimizer, schedule and
+ * generator as they were. */
 LOOM_API int loom_checkpoint_load(const char *path, loom_module *model,
                                   loom_optimizer *opt, loom_schedule *sched,
                                   int64_t *step, loom_rng *rng,

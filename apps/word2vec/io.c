@@ -122,10 +122,13 @@ static int read_word(FILE *f, char *word, size_t cap, size_t *len) {
 /* Is the first record binary? It is text if the rest of its line holds
  * only the characters of numbers and exactly dim numbers; float32 bytes
  * cannot pass for that. */
-static int detect_binary(FILE *f, int64_t dim) {
+static int detect_binary(FILE *f, int64_t dim, int64_t file_size) {
   long at = ftell(f);
   char word[4096];
-  size_t len, cap = (size_t)dim * 64 + 64, n = 0;
+  /* a line of dim numbers, but never more than the file holds */
+  int64_t left = at >= 0 && file_size > at ? file_size - at : 0;
+  size_t len, cap = (size_t)(dim * 64 + 64 < left ? dim * 64 + 64 : left),
+              n = 0;
   char *rest = malloc(cap + 1);
   int binary = 0;
   if (at >= 0 && rest && read_word(f, word, sizeof word, &len) == 0) {
@@ -175,7 +178,7 @@ int w2v_load_vectors(w2v_vectors *out, const char *path, int binary,
     return -1;
   }
   if (binary < 0)
-    binary = detect_binary(f, dim);
+    binary = detect_binary(f, dim, (int64_t)st.st_size);
   /* every record needs at least dim*4 bytes (binary) or 2 per number */
   double need = (double)n * (double)dim * (binary ? 4.0 : 2.0);
   if (need > (double)st.st_size) {
