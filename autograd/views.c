@@ -383,6 +383,11 @@ loom_tensor *loom_expand(const loom_tensor *t, int nd, const int64_t *shape) {
     sh[i] = want;
     st[i] = j < 0 || (have == 1 && want != 1) ? 0 : t->strides[j];
   }
+  if (!loom__sizes_fit(nd, sh)) {
+    char s[128];
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "expand: %s too large",
+                     loom__shape_str(nd, sh, s, sizeof s));
+  }
   return make_view(&loom_op_expand, t, nd, sh, st, t->offset, NULL);
 }
 

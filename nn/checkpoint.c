@@ -104,14 +104,19 @@ static void undo_apply(const undo *u, loom_optimizer *opt, loom_schedule *sched,
   loom_status status = loom_last_status();
   char message[1024];
   snprintf(message, sizeof message, "%s", loom_last_error());
-  if (opt)
-    loom_optimizer_load_state(opt, u->opt_sched, "optim.");
-  if (sched)
-    loom_schedule_load_state(sched, u->opt_sched, "sched.");
-  if (rng)
-    loom_rng_set_state(rng, u->rng);
+  /* the schedule first: it resets the lr from its formula, and the
+   * optimizer's own lr (perhaps set by hand) must be the one that stays */
+  bool back =
+      (!sched ||
+       loom_schedule_load_state(sched, u->opt_sched, "sched.") == 0) &&
+      (!opt || loom_optimizer_load_state(opt, u->opt_sched, "optim.") == 0) &&
+      (!rng || loom_rng_set_state(rng, u->rng) == 0);
   loom_clear_error();
-  loom_set_error(status, "%s", message);
+  /* only an allocation can make putting it back fail */
+  loom_set_error(status, "%s%s", message,
+                 back ? ""
+                      : " (and the optimizer state could not be put "
+                        "back: out of memory)");
 }
 
 int loom_checkpoint_load(const char *path, loom_module *model,

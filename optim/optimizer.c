@@ -472,12 +472,6 @@ int loom_optimizer_load_state(loom_optimizer *o, const loom_tensor_map *m,
   }
   /* Check everything before changing anything. */
   double new_lr = loom_item(lr);
-  if (!(new_lr >= 0) || isinf(new_lr)) {
-    loom_set_error(LOOM_ERR_STATE,
-                   "optimizer_load_state: '%slr' is %g, not a learning rate",
-                   prefix ? prefix : "", new_lr);
-    return -1;
-  }
   for (int i = 0; i < o->n; i++)
     if (((const int64_t *)steps->data)[i] < 0 ||
         ((const int64_t *)steps->data)[i] > (int64_t)1 << 62) {

@@ -370,8 +370,8 @@ static void history_load(history *h, const loom_tensor_map *extra) {
     int64_t n = loom_size(t, 1);
     const double *v = loom_data_f64(t);
     for (int64_t i = 0; i < n; i++) {
-      if (!(v[i] >= 0 && v[i] <= 0x1p53)) /* a step: skip what is not one */
-        continue;
+      if (!(v[i] >= 0 && v[i] <= 0x1p53 && v[i] == floor(v[i])))
+        continue; /* not a step */
       if (k == 0)
         push(&h->step, &h->train, &h->n, &h->cap, v[i], v[n + i]);
       else
@@ -391,12 +391,11 @@ static void history_free(history *h) {
 /* ---- training ---- */
 
 /* Continues from o->checkpoint: the model, the optimizer, the step, the
- * position in the streams (at most `stream`), the recurrent states and the
- * loss history. 0, or -1 after saying why (what was loaded stays for the
+ * position in the streams, the recurrent states and the loss history. 0, or -1 after saying why (what was loaded stays for the
  * caller to free). */
 static int resume(const options *o, charlm *m, loom_optimizer *opt,
-                  const charlm_config *cfg, int64_t stream, int64_t *step,
-                  int64_t *pos, loom_tensor **state, int ns, history *h) {
+                  const charlm_config *cfg, int64_t *step, int64_t *pos,
+                  loom_tensor **state, int ns, history *h) {
   loom_tensor_map *extra = NULL;
   charlm_config saved;
   if (loom_checkpoint_load(o->checkpoint, &m->base, opt, NULL, step, m->rng,
@@ -410,12 +409,16 @@ static int resume(const options *o, charlm *m, loom_optimizer *opt,
     loom_tensor_map_free(extra);
     return -1;
   }
+  /* a position past the end of this text (a shorter one, a larger
+   * batch) restarts the streams, as an epoch's end does */
   loom_tensor *p = loom_tensor_map_get(extra, "position");
   *pos = p && loom_dtype_of(p) == LOOM_I64 && loom_numel(p) == 1
-             ? (int64_t)loom_item(p)
+             ? *(const int64_t *)loom_data(p)
              : -1;
-  if (*pos < 0 || *pos > stream) {
-    fprintf(stderr, "charlm: cannot resume from %s: no valid position\n",
+  if (*pos < 0 || *pos > (int64_t)1 << 62 || *step < 0 ||
+      *step > (int64_t)1 << 62) {
+    fprintf(stderr,
+            "charlm: cannot resume from %s: no valid position or step\n",
             o->checkpoint);
     loom_tensor_map_free(extra);
     return -1;
@@ -522,8 +525,7 @@ static int train(const options *o) {
   int64_t step = 0, pos = 0;
   history h = {0};
   int64_t stream = n_train / B, per_epoch = (stream - 1) / T;
-  if (o->resume &&
-      resume(o, m, opt, &cfg, stream, &step, &pos, state, ns, &h) < 0) {
+  if (o->resume && resume(o, m, opt, &cfg, &step, &pos, state, ns, &h) < 0) {
     for (int k = 0; k < ns; k++)
       loom_release(state[k]);
     history_free(&h);
