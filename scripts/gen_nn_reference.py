@@ -40,6 +40,8 @@ dots, e.g. "linear_bias"):
     grads             (20, P): row s holds the gradients of step s+1 for
                       p0, p1, p2 flattened and concatenated (P elements)
     CASE              (20, P): the parameters after step s+1, same layout
+                      (float64: torch's steps in float64 from the float32
+                      initial values and gradients)
   Metadata: CASE -> the torch.optim constructor.
 
   schedules.safetensors (float64)
@@ -507,13 +509,14 @@ def optim():
     out["grads"] = torch.stack([torch.cat([g.flatten() for g in gs])
                                 for gs in grads])
     meta = {}
+    # the truth: float64 steps from the float32 values loom starts from
     for case, (cls, kw) in OPTIMIZERS.items():
-        params = [t.clone().requires_grad_(True) for t in init]
+        params = [t.double().requires_grad_(True) for t in init]
         opt = getattr(torch.optim, cls)(params, **kw)
         rows = []
         for gs in grads:
             for p, g in zip(params, gs):
-                p.grad = g.clone()
+                p.grad = g.double()
             opt.step()
             rows.append(torch.cat([p.detach().flatten() for p in params]))
         out[case] = torch.stack(rows)

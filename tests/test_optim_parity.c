@@ -1,8 +1,9 @@
 /* PyTorch parity of the optimizers and learning-rate schedules
  * (tests/data/optim.safetensors and schedules.safetensors, written by
  * scripts/gen_nn_reference.py): the same three parameters, fed the same 20
- * gradients, must follow torch.optim's trajectory step by step, and each
- * schedule must give torch's learning rates. */
+ * gradients, must follow torch.optim's trajectory step by step (torch's
+ * float64 steps from the same float32 values, so the error measured is
+ * loom's own), and each schedule must give torch's learning rates. */
 #include "parity_util.h"
 
 #define STEPS 20
