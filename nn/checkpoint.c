@@ -115,8 +115,8 @@ static void undo_apply(const undo *u, loom_optimizer *opt, loom_schedule *sched,
   /* only an allocation can make putting it back fail */
   loom_set_error(status, "%s%s", message,
                  back ? ""
-                      : " (and the optimizer state could not be put "
-                        "back: out of memory)");
+                      : " (and the earlier optimizer, schedule and "
+                        "generator state could not all be put back)");
 }
 
 int loom_checkpoint_load(const char *path, loom_module *model,

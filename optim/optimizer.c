@@ -471,7 +471,6 @@ int loom_optimizer_load_state(loom_optimizer *o, const loom_tensor_map *m,
     return -1;
   }
   /* Check everything before changing anything. */
-  double new_lr = loom_item(lr);
   for (int i = 0; i < o->n; i++)
     if (((const int64_t *)steps->data)[i] < 0 ||
         ((const int64_t *)steps->data)[i] > (int64_t)1 << 62) {
@@ -515,7 +514,7 @@ int loom_optimizer_load_state(loom_optimizer *o, const loom_tensor_map *m,
       }
     }
   }
-  o->lr = new_lr;
+  o->lr = loom_item(lr);
   return 0;
 }
 

@@ -302,20 +302,17 @@ static bool read_entry(const char *src, const loom_json *key,
                "most %d sizes",
                src, e->name, at, LOOM_MAX_DIMS);
   e->ndim = shape->n_items;
-  uint64_t bytes = e->dtype->size;
   for (int d = 0; d < e->ndim; d++) {
     const loom_json *s = &shape->items[d];
     if (s->kind != LOOM_JSON_NUMBER || !s->is_integer || s->integer < 0)
       return BAD("%s: tensor '%s' (byte %zu): bad size in shape", src, e->name,
                  hbase + s->offset);
     e->shape[d] = s->integer;
-    if (s->integer && bytes > UINT64_MAX / 2 / (uint64_t)s->integer)
-      return BAD("%s: tensor '%s': shape overflows", src, e->name);
-    bytes *= (uint64_t)s->integer;
   }
-  if (!loom__sizes_fit(e->ndim, e->shape)) /* a zero hides the rest */
-    return BAD("%s: tensor '%s' (byte %zu): shape too large", src, e->name,
-               at);
+  /* the sizes bound the bytes and the strides, zeros or not */
+  if (!loom__sizes_fit(e->ndim, e->shape))
+    return BAD("%s: tensor '%s' (byte %zu): shape too large", src, e->name, at);
+  uint64_t bytes = e->dtype->size * (uint64_t)loom__numel_of(e->ndim, e->shape);
   if (!offs || offs->kind != LOOM_JSON_ARRAY || offs->n_items != 2 ||
       !offs->items[0].is_integer || !offs->items[1].is_integer ||
       offs->items[0].integer < 0 || offs->items[1].integer < 0)

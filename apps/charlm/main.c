@@ -391,8 +391,8 @@ static void history_free(history *h) {
 /* ---- training ---- */
 
 /* Continues from o->checkpoint: the model, the optimizer, the step, the
- * position in the streams, the recurrent states and the loss history. 0, or -1 after saying why (what was loaded stays for the
- * caller to free). */
+ * position in the streams, the recurrent states and the loss history. 0,
+ * or -1 after saying why, with no states or history loaded. */
 static int resume(const options *o, charlm *m, loom_optimizer *opt,
                   const charlm_config *cfg, int64_t *step, int64_t *pos,
                   loom_tensor **state, int ns, history *h) {
@@ -526,9 +526,6 @@ static int train(const options *o) {
   history h = {0};
   int64_t stream = n_train / B, per_epoch = (stream - 1) / T;
   if (o->resume && resume(o, m, opt, &cfg, &step, &pos, state, ns, &h) < 0) {
-    for (int k = 0; k < ns; k++)
-      loom_release(state[k]);
-    history_free(&h);
     loom_optimizer_free(opt);
     charlm_free(m);
     corpus_free(&c);
