@@ -4,6 +4,8 @@
  * instead the program that writes a seed checkpoint. */
 #include "fuzz_util.h"
 
+#include "../state_snapshot.h"
+
 typedef struct {
   loom_linear_layer *lin;
   loom_optimizer *opt;
@@ -60,51 +62,23 @@ int main(int argc, char **argv) {
   return rc ? 1 : 0;
 }
 #else
-/* Everything a load may change, as a map of copies. */
-static loom_tensor_map *snapshot(const world *w) {
-  loom_scope *s = loom_scope_begin();
-  loom_tensor_map *m = loom_tensor_map_new();
-  loom_tensor_map *sd = loom_module_state_dict(&w->lin->base);
-  for (int i = 0; i < loom_tensor_map_count(sd); i++)
-    loom_tensor_map_set(m, loom_tensor_map_name(sd, i),
-                        loom_clone(loom_tensor_map_at(sd, i)));
-  loom_tensor_map_free(sd);
-  loom_optimizer_save_state(w->opt, m, "optim.");
-  loom_schedule_save_state(w->sched, m, "sched.");
-  uint64_t st[LOOM_RNG_STATE_WORDS];
-  loom_rng_get_state(w->rng, st);
-  loom_tensor_map_set(
-      m, "rng",
-      loom_from_array(LOOM_I64, st, LOOM_SHAPE(LOOM_RNG_STATE_WORDS)));
-  loom_scope_end(s);
-  return m;
-}
-
-static bool same(const loom_tensor_map *a, const loom_tensor_map *b) {
-  if (loom_tensor_map_count(a) != loom_tensor_map_count(b))
-    return false;
-  for (int i = 0; i < loom_tensor_map_count(a); i++) {
-    loom_tensor *t = loom_tensor_map_get(b, loom_tensor_map_name(a, i));
-    if (!t || !loom_equal(loom_tensor_map_at(a, i), t))
-      return false;
-  }
-  return true;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *path = fuzz_path("checkpoint");
   fuzz_write(path, data, size);
   world w;
   make(&w);
   step(&w);
-  loom_tensor_map *before = snapshot(&w);
+  loom_tensor_map *before = state_snapshot(&w.lin->base, w.opt, w.sched, w.rng);
+  if (!before)
+    abort();
   int64_t at = -1;
   loom_tensor_map *extra = NULL;
   int rc = loom_checkpoint_load(path, &w.lin->base, w.opt, w.sched, &at, w.rng,
                                 &extra);
   if (rc < 0) {
-    loom_tensor_map *after = snapshot(&w);
-    if (!same(before, after)) {
+    loom_tensor_map *after =
+        state_snapshot(&w.lin->base, w.opt, w.sched, w.rng);
+    if (!after || state_difference(before, after)) {
       fprintf(stderr, "a failed load (%s) changed the state\n",
               loom_last_error());
       abort();
