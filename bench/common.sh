@@ -1,5 +1,17 @@
-# Shell helpers shared by bench/run_models.sh and bench/charlm.sh (sourced,
-# not run). They expect RESULTS (a folder) to be set.
+# Shell helpers shared by the benchmark scripts (sourced, not run). run()
+# expects RESULTS (a folder) to be set.
+
+# w2v_corpus DATA OUT: the word2vec benchmarks' text, PTB (train, valid,
+# test) + the Gutenberg books + the Brown genres from DATA, lowercased,
+# one sentence per line (~3.6M tokens).
+w2v_corpus() {
+  {
+    cat "$1/ptb/ptb.train.part1.txt" "$1/ptb/ptb.train.part2.txt" \
+      "$1/ptb/ptb.valid.txt" "$1/ptb/ptb.test.txt"
+    for f in "$1"/gutenberg/*.txt; do cat "$f"; done
+    for f in "$1"/brown/brown_*.txt; do cat "$f"; done
+  } | tr 'A-Z' 'a-z' >"$2"
+}
 
 busy() { # CPU time the machine has used or lost to its hypervisor (steal)
   awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat

@@ -53,12 +53,8 @@ ninja -C "$BUILD" apps/word2vec >"$RESULTS/build.txt" 2>&1 ||
 W2V_LOOM=$BUILD/apps/word2vec
 
 CORPUS=$WORK/corpus.txt
-{
-  cat "$DATA/ptb/ptb.train.part1.txt" "$DATA/ptb/ptb.train.part2.txt" \
-      "$DATA/ptb/ptb.valid.txt" "$DATA/ptb/ptb.test.txt"
-  for f in "$DATA"/gutenberg/*.txt; do cat "$f"; done
-  for f in "$DATA"/brown/brown_*.txt; do cat "$f"; done
-} | tr 'A-Z' 'a-z' >"$CORPUS"
+. "$ROOT/bench/common.sh"
+w2v_corpus "$DATA" "$CORPUS"
 TOKENS=$(wc -w <"$CORPUS")
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores:" \
   "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"

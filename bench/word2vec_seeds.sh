@@ -17,12 +17,8 @@ DATA=$ROOT/../shared/data
 [ -d "$DATA/ptb" ] || { echo "word2vec_seeds.sh: no $DATA" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/loom-w2v-seeds.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-{
-  cat "$DATA/ptb/ptb.train.part1.txt" "$DATA/ptb/ptb.train.part2.txt" \
-      "$DATA/ptb/ptb.valid.txt" "$DATA/ptb/ptb.test.txt"
-  for f in "$DATA"/gutenberg/*.txt; do cat "$f"; done
-  for f in "$DATA"/brown/brown_*.txt; do cat "$f"; done
-} | tr 'A-Z' 'a-z' >"$WORK/corpus.txt"
+. "$ROOT/bench/common.sh"
+w2v_corpus "$DATA" "$WORK/corpus.txt"
 if [ "$MODE" = sg ]; then cbow=0; alpha=0.025; else cbow=1; alpha=0.05; fi
 ninja -C "$BUILD" apps/word2vec >/dev/null
 W2V=$BUILD/apps/word2vec
