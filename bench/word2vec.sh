@@ -74,10 +74,7 @@ W2V_C=$W2V_C_DIR/word2vec
 echo "# gensim $("$PY" -c 'import gensim; print(gensim.__version__)')," \
   "LineSentence, workers=$THREADS; $RUNS runs of $EPOCHS epochs each"
 
-busy() { # CPU-seconds (in ticks) the machine used or lost to steal so far
-  awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
-}
-HZ=$(getconf CLK_TCK)
+HZ=$(getconf CLK_TCK) # busy() (common.sh) counts ticks
 
 # measure NAME COMMAND...: runs it (output to $RESULTS/NAME.txt) and prints
 # its wall seconds; "@busy" lines name runs that others slowed down.
