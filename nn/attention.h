@@ -114,6 +114,12 @@ typedef struct loom_kv_cache loom_kv_cache;
 LOOM_API loom_kv_cache *loom_kv_cache_new(void);
 LOOM_API void loom_kv_cache_free(loom_kv_cache *c);
 LOOM_API int64_t loom_kv_cache_length(const loom_kv_cache *c);
+/* Reorders the cached rows (the batch dim) for beam search: row i becomes
+ * old row index[i]; index is int64 (N') and N' may differ from the old row
+ * count (beams expand, finished sentences drop out). An empty cache is left
+ * as it is. 0, or -1 with the error (an index out of range) and the cache
+ * unchanged. */
+LOOM_API int loom_kv_cache_reorder(loom_kv_cache *c, const loom_tensor *index);
 /* One position of causal self-attention: x (B, E) is the new position's
  * input; it attends to itself and everything cached. Result (B, E). */
 LOOM_API loom_tensor *loom_multihead_attention_step(loom_multihead_attention *m,
@@ -235,6 +241,11 @@ LOOM_API loom_decoder_state *
 loom_decoder_state_new(loom_transformer_stack *s, const loom_tensor *memory,
                        const loom_tensor *memory_key_padding_mask);
 LOOM_API void loom_decoder_state_free(loom_decoder_state *st);
+/* Reorders the batch rows of every cache and of the memory (row i becomes
+ * old row index[i], int64 (N')), as loom_kv_cache_reorder: beam search
+ * calls it after choosing which hypotheses go on. 0 or -1. */
+LOOM_API int loom_decoder_state_reorder(loom_decoder_state *st,
+                                        const loom_tensor *index);
 /* x (B, E): the next position's input; returns its output (B, E). */
 LOOM_API loom_tensor *loom_transformer_step(loom_transformer_stack *s,
                                             loom_decoder_state *st,

@@ -288,6 +288,7 @@ loom_tensor *loom_transformer_decoder_forward(loom_transformer_stack *s,
 
 struct loom_decoder_state {
   int n;
+  int batch_dim; /* of the memory: 0 when batch first, else 1 */
   loom_kv_cache **self, **cross;
   loom_tensor *memory, *kpm; /* kept */
 };
@@ -304,6 +305,7 @@ loom_decoder_state *loom_decoder_state_new(loom_transformer_stack *s,
   if (!st)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "decoder_state: out of memory");
   st->n = s->n;
+  st->batch_dim = s->opts.batch_first ? 0 : 1;
   st->self = calloc((size_t)s->n, sizeof *st->self);
   st->cross = calloc((size_t)s->n, sizeof *st->cross);
   bool ok = st->self && st->cross;
@@ -335,6 +337,37 @@ void loom_decoder_state_free(loom_decoder_state *st) {
   loom_release(st->memory);
   loom_release(st->kpm);
   free(st);
+}
+
+/* Replaces a kept *t by its rows `index` along dim (NULL stays NULL). */
+static bool reorder_rows(loom_tensor **t, int dim, const loom_tensor *index) {
+  if (!*t)
+    return true;
+  loom_tensor *r = loom_index_select(*t, dim, index);
+  if (!r)
+    return false;
+  loom_release(*t);
+  *t = loom_keep(r);
+  return true;
+}
+
+int loom_decoder_state_reorder(loom_decoder_state *st,
+                               const loom_tensor *index) {
+  if (!st || !index) {
+    loom_set_error(LOOM_ERR_ARGUMENT, "decoder_state_reorder: NULL argument");
+    return -1;
+  }
+  loom_no_grad_begin();
+  loom_scope *s = loom_scope_begin();
+  bool ok = true;
+  for (int i = 0; ok && i < st->n; i++)
+    ok = loom_kv_cache_reorder(st->self[i], index) == 0 &&
+         (!st->cross[i] || loom_kv_cache_reorder(st->cross[i], index) == 0);
+  ok = ok && reorder_rows(&st->memory, st->batch_dim, index) &&
+       reorder_rows(&st->kpm, 0, index);
+  loom_scope_end(s);
+  loom_no_grad_end();
+  return ok ? 0 : -1;
 }
 
 /* One position through one layer; x (B, E). */

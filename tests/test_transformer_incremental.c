@@ -6,10 +6,13 @@
  * memory key padding mask (bool, or float with finite values), for both
  * norm orders. The same for loom_multihead_attention_step against causal
  * self-attention (past the cache's first growth) and for
- * loom_multihead_attention_cross_step against cross-attention. */
+ * loom_multihead_attention_cross_step against cross-attention. Rows
+ * reordered between steps, as beam search does (growing, shrinking and
+ * repeating rows), still give the full pass over the reordered histories. */
 #include "check_util.h"
 
 #include <stdio.h>
+#include <string.h>
 
 enum { E = 8, HEADS = 2, FF = 16, T = 6, S = 5, B = 3 };
 #define TOL 1e-5
@@ -222,6 +225,76 @@ START_TEST(test_stack_steps_match_full) {
 }
 END_TEST
 
+/* Beam search's use: before each step the rows are reordered (rows
+ * repeated, dropped, the count growing and shrinking); each row's output
+ * must equal the full pass over its own history of inputs, against the
+ * memory row it descends from. */
+START_TEST(test_reordered_steps_match_full) {
+  loom_manual_seed(50);
+  for (int kind = 0; kind < 2; kind++) {
+    bool bf = kind == 1;
+    loom_transformer_opts o = {.d_model = E,
+                               .nhead = HEADS,
+                               .dim_feedforward = FF,
+                               .batch_first = bf,
+                               .norm_first = bf};
+    loom_transformer_stack *s = loom_transformer_decoder_new(o, 2, true);
+    ck_assert_loom(s);
+    randomize_vectors(&s->base);
+    loom_module_train(&s->base, false);
+    loom_tensor *mem = seq(bf, S), *kpm = memory_padding(KPM_BOOL);
+    loom_decoder_state *st = loom_decoder_state_new(s, mem, kpm);
+    ck_assert_loom(st);
+    /* row counts per step: B, then growing to 5, shrinking to 2, 4 */
+    const int64_t rows[T] = {B, 5, 5, 2, 4, 4};
+    int64_t origin[8] = {0, 1, 2}, n = B;
+    loom_tensor *hist = loom_keep(loom_zeros(LOOM_F32, LOOM_SHAPE(0, B, E)));
+    for (int64_t t = 0; t < T; t++) {
+      loom_scope *sc = loom_scope_begin();
+      int64_t idx[8], next_origin[8];
+      for (int64_t i = 0; i < rows[t]; i++) {
+        idx[i] = t == 0 ? i : (int64_t)(loom_rng_u64(NULL) % (uint64_t)n);
+        next_origin[i] = origin[idx[i]];
+      }
+      loom_tensor *index = loom_from_array(LOOM_I64, idx, LOOM_SHAPE(rows[t]));
+      ck_assert_int_eq(loom_decoder_state_reorder(st, index), 0);
+      n = rows[t];
+      memcpy(origin, next_origin, sizeof origin);
+      loom_tensor *x = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(n, E));
+      loom_tensor *h =
+          loom_concat((loom_tensor *[]){loom_index_select(hist, 1, index),
+                                        loom_unsqueeze(x, 0)},
+                      2, 0);
+      loom_release(hist);
+      hist = loom_keep(h);
+      loom_tensor *y = loom_transformer_step(s, st, x);
+      loom_tensor *rows_of = loom_from_array(LOOM_I64, origin, LOOM_SHAPE(n));
+      loom_transformer_masks mk = {.tgt_causal = true,
+                                   .memory_key_padding_mask =
+                                       loom_index_select(kpm, 0, rows_of)};
+      loom_tensor *full = loom_transformer_decoder_forward(
+          s, bf ? loom_transpose(hist, 0, 1) : hist,
+          loom_index_select(mem, bf ? 0 : 1, rows_of), &mk);
+      ck_assert_loom(full);
+      expect_close(
+          y, position(full, bf, t),
+          bf ? "reordered steps, pre-norm, batch first" : "reordered steps", t);
+      loom_scope_end(sc);
+    }
+    loom_release(hist);
+    /* an index out of range is an error that leaves the state usable */
+    ck_assert_int_eq(
+        loom_decoder_state_reorder(
+            st, loom_from_array(LOOM_I64, (int64_t[]){0, 9}, LOOM_SHAPE(2))),
+        -1);
+    ck_assert_int_eq(loom_last_status(), LOOM_ERR_INDEX);
+    loom_clear_error();
+    loom_decoder_state_free(st);
+    loom_transformer_stack_free(s);
+  }
+}
+END_TEST
+
 /* A decoder needs its memory; a step checks the input's width. */
 START_TEST(test_step_errors) {
   loom_transformer_opts o = {
@@ -252,6 +325,7 @@ int main(void) {
   tcase_add_test(tc, test_mha_cross_step_matches);
   tcase_add_loop_test(tc, test_stack_steps_match_full, 0,
                       (int)(sizeof stack_runs / sizeof stack_runs[0]));
+  tcase_add_test(tc, test_reordered_steps_match_full);
   tcase_add_test(tc, test_step_errors);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);

@@ -1,0 +1,22 @@
+/* What the attention files share and users do not see: mask handling and
+ * the parts of multi-head attention its incremental steps reuse. */
+#ifndef LOOM_NN_ATTENTION_INTERNAL_H
+#define LOOM_NN_ATTENTION_INTERNAL_H
+
+#include "attention.h"
+
+/* True for bool and uint8 masks (true = blocked), false for additive float
+ * masks. */
+bool loom__is_bool_mask(const loom_tensor *mask);
+/* scores with a mask applied: bool masks fill -inf, float masks add; NULL
+ * mask: scores itself. */
+loom_tensor *loom__apply_mask(loom_tensor *scores, const loom_tensor *mask);
+
+/* Projection i (0: q, 1: k, 2: v) of x (..., in) -> (..., E). */
+loom_tensor *loom__mha_project(const loom_multihead_attention *m, int i,
+                               const loom_tensor *x);
+/* (N, B, E) seq-first (or (B, N, E)) -> (B, heads, N, head_dim), a view. */
+loom_tensor *loom__mha_split_heads(const loom_multihead_attention *m,
+                                   const loom_tensor *x);
+
+#endif
