@@ -5,6 +5,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "file_util.h"
 
+#include <unistd.h>
+
 static const char *charlm(void) {
   const char *p = getenv("CHARLM");
   return p ? p : "./apps/charlm";
@@ -176,6 +178,38 @@ START_TEST(test_bad_input) {
 }
 END_TEST
 
+/* Numbers on the command line are refused whole, with the flag, the value
+ * and the range in the message, and status 2: nothing is trained. */
+START_TEST(test_refuses_bad_numbers) {
+  const struct {
+    const char *args, *says;
+  } cases[] = {
+      {"--steps abc", "--steps 'abc' is not an integer in 1..10^12"},
+      {"--steps 1e30", "--steps '1e30' is not an integer in 1..10^12"},
+      {"--lr inf", "--lr 'inf' is not a number in (0, 1000]"},
+      {"sample --temperature nan", "--temperature 'nan' is not a number"},
+      {"--clip nan", "--clip 'nan' is not a number in [0, 10^6]"},
+      {"sample --top-k -5", "--top-k '-5' is not an integer in 0..256"},
+      {"--threads -3", "--threads '-3' is not an integer in 1..1024"},
+      {"--seq 9223372036854775807", "--seq '9223372036854775807'"},
+      {"--epochs 1e30", "--epochs '1e30' is not a number in (0, 10^6]"},
+      {"--corpus-bytes 99999999999999",
+       "--corpus-bytes '99999999999999' is not an integer in 1000..2^30"},
+      {"--dropout 1", "--dropout '1' is not a number in [0, 1)"},
+      {"--batch 0", "--batch '0' is not an integer in 1..2^16"},
+  };
+  char ck[512], args[1024], out[4096];
+  test_path(ck, sizeof ck, "never.ckpt");
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    snprintf(args, sizeof args, "%s --checkpoint %s", cases[i].args, ck);
+    ck_assert_int_eq(
+        test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out), 2);
+    ck_assert_msg(strstr(out, cases[i].says), "%s: %s", cases[i].args, out);
+    ck_assert_int_ne(access(ck, F_OK), 0); /* nothing trained or written */
+  }
+}
+END_TEST
+
 /* Needs ../shared/data/tinyshakespeare (skips without it). */
 START_TEST(test_tinyshakespeare_learns) {
   const char *root = getenv("LOOM_SOURCE_ROOT");
@@ -230,6 +264,7 @@ int main(void) {
   tcase_add_test(tc, test_sampling_is_deterministic);
   tcase_add_test(tc, test_transformer);
   tcase_add_test(tc, test_bad_input);
+  tcase_add_test(tc, test_refuses_bad_numbers);
   tcase_add_test(tc, test_tinyshakespeare_learns);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);

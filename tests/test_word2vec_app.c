@@ -282,13 +282,26 @@ START_TEST(test_bad_input) {
       "-size 0",           "-size 1e12",   "-window -1",      "-threads 0",
       "-iter 0",           "-negative -5", "-alpha 0",        "-sample -1",
       "-hs 0 -negative 0", "-size abc",    "-no-such-flag 1", "-cbow 2",
-      "-engine gpu",       "-iter"};
+      "-engine gpu",       "-iter",        "-alpha 1001",     "-alpha nan",
+      "-seed -1",          "-size 5x",     "-window 1.5"};
   for (size_t i = 0; i < sizeof usage_errors / sizeof *usage_errors; i++) {
     snprintf(args, sizeof args, "-train %s -output %s %s", corpus, out_path,
              usage_errors[i]);
     ck_assert_msg(run(args) == 2, "'%s' should be a usage error",
                   usage_errors[i]);
   }
+  /* the largest -alpha the command line takes, training takes too */
+  snprintf(args, sizeof args,
+           "-train %s -output %s -threads 1 " SMALL " -alpha 1000 -iter 1",
+           corpus, out_path);
+  ck_assert_int_eq(capture(args, out, sizeof out), 0);
+  remove(out_path);
+  /* a refusal names the flag, the value and the range */
+  snprintf(args, sizeof args, "-train %s -output %s -alpha inf", corpus,
+           out_path);
+  ck_assert_int_eq(capture(args, out, sizeof out), 2);
+  ck_assert_msg(strstr(out, "-alpha 'inf' is not a number in (0, 1000]"), "%s",
+                out);
   ck_assert_int_eq(run("frobnicate x"), 2);
   ck_assert_int_eq(run("-output x"), 2); /* no -train */
   ck_assert_int_eq(run("--help"), 0);

@@ -4,6 +4,21 @@
 
 #include <loom/loom.h>
 
+#include "../common/common.h"
+
+/* ---- limits: what the command line and a checkpoint may ask for ---- */
+
+#define CHARLM_MAX_COUNT 1000000000000LL /* steps, intervals, lengths */
+#define CHARLM_MAX_LAYERS 16
+#define CHARLM_MAX_WIDTH 65536 /* embed, hidden, heads; ff up to 4x */
+#define CHARLM_MAX_SEQ 1048576 /* characters per chunk (the context) */
+#define CHARLM_MAX_BATCH 65536
+/* The built-in corpus is held in memory nine times over (text and ids). */
+#define CHARLM_CORPUS_MAX ((int64_t)1 << 30)
+/* Learning rate and gradient clipping, also checked when resuming. */
+#define CHARLM_LR_RANGE ((app_range){.hi = 1000, .lo_open = true})
+#define CHARLM_CLIP_RANGE ((app_range){.hi = 1e6})
+
 /* ---- corpus (corpus.c) ---- */
 
 /* The text the model trains on, its vocabulary (the distinct bytes, in

@@ -18,14 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define P "charlm" /* in messages */
+
 typedef struct {
   const char *data, *checkpoint, *plot, *prime, *write_corpus;
   charlm_config model;
   int64_t seq, batch, steps, length, top_k, eval_every, save_every,
-      corpus_bytes;
+      corpus_bytes, seed, threads;
   double lr, clip, val_fraction, minutes, temperature, epochs;
-  uint64_t seed;
-  int threads;
   bool resume, quiet;
 } options;
 
@@ -87,24 +87,130 @@ static void usage(FILE *f) {
       "  --help               this text\n");
 }
 
+/* The defaults, as --help states them. */
+static options defaults(void) {
+  return (options){.checkpoint = "charlm.ckpt",
+                   .plot = "charlm-loss.png",
+                   .prime = "\n",
+                   .model = {.cell = "lstm",
+                             .embed = 64,
+                             .hidden = 256,
+                             .layers = 2,
+                             .heads = 4},
+                   .seq = 100,
+                   .batch = 32,
+                   .steps = 2000,
+                   .length = 500,
+                   .eval_every = 200,
+                   .save_every = 500,
+                   .corpus_bytes = 1000000,
+                   .lr = 2e-3,
+                   .clip = 5,
+                   .val_fraction = 0.1,
+                   .temperature = 0.8,
+                   .threads = 0,
+                   .seed = 1};
+}
+
+static const struct option long_options[] = {
+    {"data", 1, 0, 'd'},         {"model", 1, 0, 'm'},
+    {"layers", 1, 0, 'L'},       {"hidden", 1, 0, 'H'},
+    {"embed", 1, 0, 'E'},        {"heads", 1, 0, 'A'},
+    {"ff", 1, 0, 'F'},           {"dropout", 1, 0, 'D'},
+    {"seq", 1, 0, 'T'},          {"batch", 1, 0, 'B'},
+    {"lr", 1, 0, 'r'},           {"clip", 1, 0, 'c'},
+    {"steps", 1, 0, 's'},        {"epochs", 1, 0, 'e'},
+    {"minutes", 1, 0, 'M'},      {"val-fraction", 1, 0, 'v'},
+    {"eval-every", 1, 0, 'V'},   {"checkpoint", 1, 0, 'k'},
+    {"save-every", 1, 0, 'S'},   {"resume", 0, 0, 'R'},
+    {"plot", 1, 0, 'p'},         {"seed", 1, 0, 'x'},
+    {"threads", 1, 0, 'j'},      {"corpus-bytes", 1, 0, 'b'},
+    {"write-corpus", 1, 0, 'w'}, {"prime", 1, 0, 'P'},
+    {"length", 1, 0, 'n'},       {"temperature", 1, 0, 't'},
+    {"top-k", 1, 0, 'K'},        {"quiet", 0, 0, 'q'},
+    {"help", 0, 0, 'h'},         {0, 0, 0, 0}};
+
+/* Stores the value v of option ch (written `flag` on the command line):
+ * 0, or -1 after saying what is wrong with it. */
+static int set_option(options *o, int ch, const char *flag, const char *v) {
+  charlm_config *m = &o->model;
+  const int64_t big = CHARLM_MAX_COUNT;
+  switch (ch) {
+  case 'd':
+    o->data = v;
+    return 0;
+  case 'm':
+    snprintf(m->cell, sizeof m->cell, "%s", v);
+    return 0;
+  case 'L':
+    return app_parse_int(P, flag, v, 1, CHARLM_MAX_LAYERS, &m->layers);
+  case 'H':
+    return app_parse_int(P, flag, v, 1, CHARLM_MAX_WIDTH, &m->hidden);
+  case 'E':
+    return app_parse_int(P, flag, v, 1, CHARLM_MAX_WIDTH, &m->embed);
+  case 'A':
+    return app_parse_int(P, flag, v, 1, CHARLM_MAX_WIDTH, &m->heads);
+  case 'F':
+    return app_parse_int(P, flag, v, 1, 4 * CHARLM_MAX_WIDTH, &m->ff);
+  case 'D':
+    return app_parse_real(P, flag, v, (app_range){.hi = 1, .hi_open = true},
+                          &m->dropout);
+  case 'T':
+    return app_parse_int(P, flag, v, 1, CHARLM_MAX_SEQ, &o->seq);
+  case 'B':
+    return app_parse_int(P, flag, v, 1, CHARLM_MAX_BATCH, &o->batch);
+  case 'r':
+    return app_parse_real(P, flag, v, CHARLM_LR_RANGE, &o->lr);
+  case 'c':
+    return app_parse_real(P, flag, v, CHARLM_CLIP_RANGE, &o->clip);
+  case 's':
+    return app_parse_int(P, flag, v, 1, big, &o->steps);
+  case 'e':
+    return app_parse_real(P, flag, v, (app_range){.hi = 1e6, .lo_open = true},
+                          &o->epochs);
+  case 'M':
+    return app_parse_real(P, flag, v, (app_range){.hi = 1e6, .lo_open = true},
+                          &o->minutes);
+  case 'v':
+    return app_parse_real(
+        P, flag, v, (app_range){.hi = 0.5, .lo_open = true, .hi_open = true},
+        &o->val_fraction);
+  case 'V':
+    return app_parse_int(P, flag, v, 1, big, &o->eval_every);
+  case 'k':
+    o->checkpoint = v;
+    return 0;
+  case 'S':
+    return app_parse_int(P, flag, v, 1, big, &o->save_every);
+  case 'p':
+    o->plot = v;
+    return 0;
+  case 'x':
+    return app_parse_int(P, flag, v, 0, INT64_MAX, &o->seed);
+  case 'j':
+    return app_parse_int(P, flag, v, 1, 1024, &o->threads);
+  case 'b':
+    return app_parse_int(P, flag, v, 1000, CHARLM_CORPUS_MAX, &o->corpus_bytes);
+  case 'w':
+    o->write_corpus = v;
+    return 0;
+  case 'P':
+    o->prime = v;
+    return 0;
+  case 'n':
+    return app_parse_int(P, flag, v, 0, big, &o->length);
+  case 't':
+    return app_parse_real(P, flag, v, (app_range){.hi = 100}, &o->temperature);
+  case 'K':
+    return app_parse_int(P, flag, v, 0, 256, &o->top_k);
+  }
+  return -1;
+}
+
+/* The command (sample or train) and the options: 0, 1 after --help, or -1
+ * after saying what is wrong. */
 static int parse(int argc, char **argv, options *o, bool *sample) {
-  *o = (options){.checkpoint = "charlm.ckpt",
-                 .plot = "charlm-loss.png",
-                 .prime = "\n",
-                 .seq = 100,
-                 .batch = 32,
-                 .steps = 2000,
-                 .length = 500,
-                 .eval_every = 200,
-                 .save_every = 500,
-                 .corpus_bytes = 1000000,
-                 .lr = 2e-3,
-                 .clip = 5,
-                 .val_fraction = 0.1,
-                 .temperature = 0.8,
-                 .seed = 1};
-  o->model = (charlm_config){
-      .cell = "lstm", .embed = 64, .hidden = 256, .layers = 2, .heads = 4};
+  *o = defaults();
   *sample = false;
   int first = 1;
   if (argc > 1 && argv[1][0] != '-') {
@@ -117,136 +223,30 @@ static int parse(int argc, char **argv, options *o, bool *sample) {
     }
     first = 2;
   }
-  static const struct option longs[] = {
-      {"data", 1, 0, 'd'},         {"model", 1, 0, 'm'},
-      {"layers", 1, 0, 'L'},       {"hidden", 1, 0, 'H'},
-      {"embed", 1, 0, 'E'},        {"heads", 1, 0, 'A'},
-      {"ff", 1, 0, 'F'},           {"dropout", 1, 0, 'D'},
-      {"seq", 1, 0, 'T'},          {"batch", 1, 0, 'B'},
-      {"lr", 1, 0, 'r'},           {"clip", 1, 0, 'c'},
-      {"steps", 1, 0, 's'},        {"epochs", 1, 0, 'e'},
-      {"minutes", 1, 0, 'M'},      {"val-fraction", 1, 0, 'v'},
-      {"eval-every", 1, 0, 'V'},   {"checkpoint", 1, 0, 'k'},
-      {"save-every", 1, 0, 'S'},   {"resume", 0, 0, 'R'},
-      {"plot", 1, 0, 'p'},         {"seed", 1, 0, 'x'},
-      {"threads", 1, 0, 'j'},      {"corpus-bytes", 1, 0, 'b'},
-      {"write-corpus", 1, 0, 'w'}, {"prime", 1, 0, 'P'},
-      {"length", 1, 0, 'n'},       {"temperature", 1, 0, 't'},
-      {"top-k", 1, 0, 'K'},        {"quiet", 0, 0, 'q'},
-      {"help", 0, 0, 'h'},         {0, 0, 0, 0}};
   optind = first;
-  int ch;
-  while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-    switch (ch) {
-    case 'd':
-      o->data = optarg;
-      break;
-    case 'm':
-      snprintf(o->model.cell, sizeof o->model.cell, "%s", optarg);
-      break;
-    case 'L':
-      o->model.layers = atoll(optarg);
-      break;
-    case 'H':
-      o->model.hidden = atoll(optarg);
-      break;
-    case 'E':
-      o->model.embed = atoll(optarg);
-      break;
-    case 'A':
-      o->model.heads = atoll(optarg);
-      break;
-    case 'F':
-      o->model.ff = atoll(optarg);
-      break;
-    case 'D':
-      o->model.dropout = atof(optarg);
-      break;
-    case 'T':
-      o->seq = atoll(optarg);
-      break;
-    case 'B':
-      o->batch = atoll(optarg);
-      break;
-    case 'r':
-      o->lr = atof(optarg);
-      break;
-    case 'c':
-      o->clip = atof(optarg);
-      break;
-    case 's':
-      o->steps = atoll(optarg);
-      break;
-    case 'e':
-      o->epochs = atof(optarg);
-      break;
-    case 'M':
-      o->minutes = atof(optarg);
-      break;
-    case 'v':
-      o->val_fraction = atof(optarg);
-      break;
-    case 'V':
-      o->eval_every = atoll(optarg);
-      break;
-    case 'k':
-      o->checkpoint = optarg;
-      break;
-    case 'S':
-      o->save_every = atoll(optarg);
-      break;
-    case 'R':
-      o->resume = true;
-      break;
-    case 'p':
-      o->plot = optarg;
-      break;
-    case 'x':
-      o->seed = strtoull(optarg, NULL, 10);
-      break;
-    case 'j':
-      o->threads = atoi(optarg);
-      break;
-    case 'b':
-      o->corpus_bytes = atoll(optarg);
-      break;
-    case 'w':
-      o->write_corpus = optarg;
-      break;
-    case 'P':
-      o->prime = optarg;
-      break;
-    case 'n':
-      o->length = atoll(optarg);
-      break;
-    case 't':
-      o->temperature = atof(optarg);
-      break;
-    case 'K':
-      o->top_k = atoll(optarg);
-      break;
-    case 'q':
-      o->quiet = true;
-      break;
-    case 'h':
+  int ch, at = 0;
+  while ((ch = getopt_long(argc, argv, "h", long_options, &at)) != -1) {
+    if (ch == 'h') {
       usage(stdout);
-      exit(0);
-    default:
+      return 1;
+    }
+    if (ch == '?') {
       usage(stderr);
       return -1;
+    }
+    if (ch == 'R')
+      o->resume = true;
+    else if (ch == 'q')
+      o->quiet = true;
+    else {
+      char flag[32];
+      snprintf(flag, sizeof flag, "--%s", long_options[at].name);
+      if (set_option(o, ch, flag, optarg) < 0)
+        return -1;
     }
   }
   if (optind < argc) {
     fprintf(stderr, "charlm: unexpected argument '%s'\n", argv[optind]);
-    return -1;
-  }
-  const charlm_config *m = &o->model;
-  if (o->seq < 1 || o->batch < 1 || m->hidden < 1 || m->embed < 1 ||
-      m->layers < 1 || m->layers > 16 || o->lr <= 0 || o->steps < 0 ||
-      !(o->val_fraction > 0 && o->val_fraction < 0.5) ||
-      !(m->dropout >= 0 && m->dropout < 1) || o->length < 0 ||
-      o->temperature < 0 || o->eval_every < 1 || o->save_every < 1) {
-    fprintf(stderr, "charlm: an option is out of range (see --help)\n");
     return -1;
   }
   return 0;
@@ -506,7 +506,7 @@ static int train(const options *o) {
   charlm_config cfg = o->model;
   cfg.vocab = c.vocab;
   cfg.context = o->seq; /* the transformer attends within a chunk */
-  charlm *m = charlm_new(&cfg, o->seed);
+  charlm *m = charlm_new(&cfg, (uint64_t)o->seed);
   if (m)
     cfg = m->cfg; /* with the model's own settings filled in */
   loom_tensor *params[64];
@@ -716,7 +716,7 @@ static int sample(const options *o) {
     return 1;
   }
   loom_tensor *vocab = loom_tensor_map_get(peek, "vocab");
-  charlm *m = charlm_new(&cfg, o->seed);
+  charlm *m = charlm_new(&cfg, (uint64_t)o->seed);
   if (!m || !vocab || loom_numel(vocab) != cfg.vocab ||
       loom_checkpoint_load(o->checkpoint, &m->base, NULL, NULL, NULL, NULL,
                            &extra) < 0) {
@@ -735,7 +735,7 @@ static int sample(const options *o) {
     ids_of[chars[i]] = (int16_t)i;
   loom_module_train(&m->base, false);
   loom_no_grad_begin();
-  loom_rng *g = loom_rng_new(o->seed);
+  loom_rng *g = loom_rng_new((uint64_t)o->seed);
   /* Prime: characters the model does not know are skipped. */
   size_t plen = strlen(o->prime);
   int64_t *ids = malloc((plen + 1) * sizeof *ids);
@@ -786,12 +786,13 @@ static int write_corpus(const options *o) {
 int main(int argc, char **argv) {
   options o;
   bool do_sample;
-  if (parse(argc, argv, &o, &do_sample) < 0)
-    return 2;
+  int p = parse(argc, argv, &o, &do_sample);
+  if (p != 0)
+    return p < 0 ? 2 : 0;
   if (o.write_corpus)
     return write_corpus(&o);
   if (o.threads > 0)
-    loom_set_num_threads(o.threads);
+    loom_set_num_threads((int)o.threads);
   int rc = do_sample ? sample(&o) : train(&o);
   loom_cleanup();
   return rc;

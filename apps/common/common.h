@@ -1,5 +1,6 @@
-/* Helpers shared by the bundled apps: a progress line, line plots written
- * as PNG, small file and timing utilities. */
+/* Helpers shared by the bundled apps: validated numbers from the command
+ * line, a progress line, line plots written as PNG, small file and timing
+ * utilities. */
 #ifndef LOOM_APPS_COMMON_H
 #define LOOM_APPS_COMMON_H
 
@@ -7,6 +8,35 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+/* ---- Numbers from the command line (options.c) ----
+ *
+ * Each parser takes the whole of `text` as one number (nothing may come
+ * before or after it), checks it is finite and in range, and stores it in
+ * *out, returning 0. Otherwise it leaves *out alone, prints one line naming
+ * the program, the flag, the value and the range allowed, and returns -1:
+ *   charlm: --steps 'abc' is not an integer in 1..10^12
+ *   charlm: --lr 'inf' is not a number in (0, 1000]
+ * `prog` and `flag` are used only in that message. */
+
+/* An integer in lo..hi (inclusive). Decimal digits with an optional sign;
+ * a whole number written with a fraction or exponent ("1e6", "20.0") is
+ * accepted when it is exact (at most 2^53). */
+int app_parse_int(const char *prog, const char *flag, const char *text,
+                  int64_t lo, int64_t hi, int64_t *out);
+
+/* The range of a real option; an open end excludes its bound:
+ * (app_range){.lo = 0, .hi = 1, .hi_open = true} is [0, 1). */
+typedef struct {
+  double lo, hi;
+  bool lo_open, hi_open;
+} app_range;
+
+/* A finite real (strtod's syntax; inf and nan are refused) in range r. */
+int app_parse_real(const char *prog, const char *flag, const char *text,
+                   app_range r, double *out);
+
+/* ---- Time, files, progress ---- */
 
 /* Seconds on a monotonic clock. */
 double app_now(void);

@@ -18,10 +18,12 @@
 static const char *const class_names[CLASSES] = {"circle", "square", "triangle",
                                                  "cross"};
 
+#define P "shapes"         /* in messages */
+#define MAX_IMAGES 1000000 /* in each set */
+
 typedef struct {
-  int64_t train, test, size, epochs, batch;
+  int64_t train, test, size, epochs, batch, seed;
   double lr, min_accuracy;
-  uint64_t seed;
   const char *checkpoint, *picture;
   bool quiet;
 } options;
@@ -220,6 +222,58 @@ static void usage(FILE *f) {
           "  --help           this text\n");
 }
 
+static const struct option long_options[] = {{"train", 1, 0, 't'},
+                                             {"test", 1, 0, 'T'},
+                                             {"size", 1, 0, 's'},
+                                             {"epochs", 1, 0, 'e'},
+                                             {"batch", 1, 0, 'b'},
+                                             {"lr", 1, 0, 'l'},
+                                             {"seed", 1, 0, 'x'},
+                                             {"checkpoint", 1, 0, 'c'},
+                                             {"picture", 1, 0, 'p'},
+                                             {"quiet", 0, 0, 'q'},
+                                             {"help", 0, 0, 'h'},
+                                             {"min-accuracy", 1, 0, 'm'},
+                                             {0, 0, 0, 0}};
+
+/* Stores the value v of option ch (written `flag`): 0, or -1 after saying
+ * what is wrong with it. */
+static int set_option(options *o, int ch, const char *flag, const char *v) {
+  switch (ch) {
+  case 't':
+    return app_parse_int(P, flag, v, 1, MAX_IMAGES, &o->train);
+  case 'T':
+    return app_parse_int(P, flag, v, 1, MAX_IMAGES, &o->test);
+  case 's':
+    if (app_parse_int(P, flag, v, 8, 256, &o->size) < 0)
+      return -1;
+    if (o->size % 4) {
+      fprintf(stderr, "shapes: %s '%s' is not a multiple of 4\n", flag, v);
+      return -1;
+    }
+    return 0;
+  case 'e':
+    return app_parse_int(P, flag, v, 1, 1000000, &o->epochs);
+  case 'b':
+    return app_parse_int(P, flag, v, 1, 65536, &o->batch);
+  case 'l':
+    return app_parse_real(P, flag, v, (app_range){.hi = 1000, .lo_open = true},
+                          &o->lr);
+  case 'x':
+    return app_parse_int(P, flag, v, 0, INT64_MAX, &o->seed);
+  case 'c':
+    o->checkpoint = v;
+    return 0;
+  case 'p':
+    o->picture = v;
+    return 0;
+  case 'm':
+    return app_parse_real(P, flag, v, (app_range){.hi = 1}, &o->min_accuracy);
+  }
+  return -1;
+}
+
+/* 0, 1 after --help, or -1 after saying what is wrong. */
 static int parse(int argc, char **argv, options *o) {
   *o = (options){.train = 4000,
                  .test = 1000,
@@ -230,67 +284,27 @@ static int parse(int argc, char **argv, options *o) {
                  .seed = 1,
                  .checkpoint = "shapes.ckpt",
                  .picture = "shapes.png"};
-  static const struct option longs[] = {{"train", 1, 0, 't'},
-                                        {"test", 1, 0, 'T'},
-                                        {"size", 1, 0, 's'},
-                                        {"epochs", 1, 0, 'e'},
-                                        {"batch", 1, 0, 'b'},
-                                        {"lr", 1, 0, 'l'},
-                                        {"seed", 1, 0, 'x'},
-                                        {"checkpoint", 1, 0, 'c'},
-                                        {"picture", 1, 0, 'p'},
-                                        {"quiet", 0, 0, 'q'},
-                                        {"help", 0, 0, 'h'},
-                                        {"min-accuracy", 1, 0, 'm'},
-                                        {0, 0, 0, 0}};
-  int ch;
-  while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-    switch (ch) {
-    case 't':
-      o->train = atoll(optarg);
-      break;
-    case 'T':
-      o->test = atoll(optarg);
-      break;
-    case 's':
-      o->size = atoll(optarg);
-      break;
-    case 'e':
-      o->epochs = atoll(optarg);
-      break;
-    case 'b':
-      o->batch = atoll(optarg);
-      break;
-    case 'l':
-      o->lr = atof(optarg);
-      break;
-    case 'x':
-      o->seed = strtoull(optarg, NULL, 10);
-      break;
-    case 'c':
-      o->checkpoint = optarg;
-      break;
-    case 'p':
-      o->picture = optarg;
-      break;
-    case 'q':
-      o->quiet = true;
-      break;
-    case 'm':
-      o->min_accuracy = atof(optarg);
-      break;
-    case 'h':
+  int ch, at = 0;
+  while ((ch = getopt_long(argc, argv, "h", long_options, &at)) != -1) {
+    if (ch == 'h') {
       usage(stdout);
-      exit(0);
-    default:
+      return 1;
+    }
+    if (ch == '?') {
       usage(stderr);
       return -1;
     }
+    if (ch == 'q') {
+      o->quiet = true;
+      continue;
+    }
+    char flag[32];
+    snprintf(flag, sizeof flag, "--%s", long_options[at].name);
+    if (set_option(o, ch, flag, optarg) < 0)
+      return -1;
   }
-  if (o->train < 1 || o->test < 1 || o->size < 8 || o->size % 4 ||
-      o->size > 256 || o->epochs < 1 || o->batch < 1 || o->lr <= 0 ||
-      optind < argc) {
-    fprintf(stderr, "shapes: an option is out of range (see --help)\n");
+  if (optind < argc) {
+    fprintf(stderr, "shapes: unexpected argument '%s'\n", argv[optind]);
     return -1;
   }
   return 0;
@@ -298,10 +312,11 @@ static int parse(int argc, char **argv, options *o) {
 
 int main(int argc, char **argv) {
   options o;
-  if (parse(argc, argv, &o) < 0)
-    return 2;
-  loom_rng *g = loom_rng_new(o.seed);
-  loom_manual_seed(o.seed);
+  int p = parse(argc, argv, &o);
+  if (p != 0)
+    return p < 0 ? 2 : 0;
+  loom_rng *g = loom_rng_new((uint64_t)o.seed);
+  loom_manual_seed((uint64_t)o.seed);
   loom_tensor *xtr, *ytr, *xte, *yte;
   dataset(o.train, o.size, g, &xtr, &ytr);
   dataset(o.test, o.size, g, &xte, &yte);

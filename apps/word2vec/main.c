@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define P "word2vec" /* in messages */
+
 /* clang-format off */
 static void usage(FILE *f) {
   fprintf(f,
@@ -82,44 +84,84 @@ typedef struct {
   const char *train, *output, *save_vocab, *read_vocab, *checkpoint;
   const char *questions, *wordsim;
   int64_t size, window, hs, negative, threads, iter, min_count, cbow, classes,
-      binary, debug, batch, resume, stop_after, n, threshold;
+      binary, debug, batch, resume, stop_after, n, threshold, seed;
   double alpha, sample;
-  uint64_t seed;
   w2v_engine engine;
   const char *command;
   char **args; /* positional arguments of a query */
   int n_args;
 } options;
 
-static int parse_int(const char *flag, const char *s, int64_t lo, int64_t hi,
-                     int64_t *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end); /* "1e6" is a count people write */
-  if (end == s || *end || errno || v != floor(v) || v < (double)lo ||
-      v > (double)hi) {
-    fprintf(stderr,
-            "word2vec: %s takes a whole number in %lld..%lld, not "
-            "'%s'\n",
-            flag, (long long)lo, (long long)hi, s);
+/* Stores the value v of the flag `name` (written `flag`): 0, or -1 after
+ * saying what is wrong. */
+static int set_flag(options *o, const char *flag, const char *name,
+                    const char *v) {
+  const struct {
+    const char *name, **value;
+  } files[] = {{"train", &o->train},           {"output", &o->output},
+               {"save-vocab", &o->save_vocab}, {"read-vocab", &o->read_vocab},
+               {"checkpoint", &o->checkpoint}, {"questions", &o->questions},
+               {"wordsim", &o->wordsim}};
+  const int64_t big = (int64_t)1 << 40;
+  const struct {
+    const char *name;
+    int64_t *value, lo, hi;
+  } ints[] = {{"size", &o->size, 1, 1 << 16},
+              {"window", &o->window, 1, 10000},
+              {"hs", &o->hs, 0, 1},
+              {"negative", &o->negative, 0, 10000},
+              {"threads", &o->threads, 1, 1024},
+              {"iter", &o->iter, 1, 1000000},
+              {"min-count", &o->min_count, 0, big},
+              {"cbow", &o->cbow, 0, 1},
+              {"classes", &o->classes, 0, big},
+              {"binary", &o->binary, 0, 1},
+              {"debug", &o->debug, 0, 100},
+              {"batch", &o->batch, 1, 1 << 20},
+              {"resume", &o->resume, 0, 1},
+              {"stop-after", &o->stop_after, 0, 1000000},
+              {"n", &o->n, 1, 100000},
+              {"threshold", &o->threshold, 0, big},
+              {"seed", &o->seed, 0, INT64_MAX}};
+  for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+    if (!strcmp(name, files[i].name)) {
+      *files[i].value = v;
+      return 0;
+    }
+  for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
+    if (!strcmp(name, ints[i].name))
+      return app_parse_int(P, flag, v, ints[i].lo, ints[i].hi, ints[i].value);
+  if (!strcmp(name, "alpha"))
+    return app_parse_real(P, flag, v,
+                          (app_range){.hi = W2V_ALPHA_MAX, .lo_open = true},
+                          &o->alpha);
+  if (!strcmp(name, "sample"))
+    return app_parse_real(P, flag, v, (app_range){.hi = 1e9}, &o->sample);
+  if (!strcmp(name, "engine")) {
+    if (!strcmp(v, "fused") || !strcmp(v, "autograd")) {
+      o->engine = v[0] == 'f' ? W2V_ENGINE_FUSED : W2V_ENGINE_AUTOGRAD;
+      return 0;
+    }
+    fprintf(stderr, "word2vec: %s is fused or autograd, not '%s'\n", flag, v);
     return -1;
   }
-  *out = (int64_t)v;
-  return 0;
+  fprintf(stderr, "word2vec: unknown option %s (see --help)\n", flag);
+  return -1;
 }
 
-static int parse_real(const char *flag, const char *s, double lo, double hi,
-                      double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (end == s || *end || errno || !(v >= lo && v <= hi)) {
-    fprintf(stderr, "word2vec: %s takes a number in %g..%g, not '%s'\n", flag,
-            lo, hi, s);
-    return -1;
-  }
-  *out = v;
-  return 0;
+/* The command word of a query, or NULL for training; -1 if unknown. */
+static int parse_command(const char *word, const char **command) {
+  const char *known[] = {"neighbours", "neighbors", "analogy", "eval"};
+  *command = NULL;
+  if (!strcmp(word, "train"))
+    return 0;
+  for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+    if (!strcmp(word, known[i])) {
+      *command = word;
+      return 0;
+    }
+  fprintf(stderr, "word2vec: unknown command '%s' (see --help)\n", word);
+  return -1;
 }
 
 /* 0, 1 to stop with success (--help), -1 on a bad command line. */
@@ -141,16 +183,8 @@ static int parse(int argc, char **argv, options *o) {
                  .binary = -1};
   int i = 1;
   if (argc > 1 && argv[1][0] != '-') {
-    o->command = argv[1];
-    if (strcmp(o->command, "neighbours") && strcmp(o->command, "neighbors") &&
-        strcmp(o->command, "analogy") && strcmp(o->command, "eval") &&
-        strcmp(o->command, "train")) {
-      fprintf(stderr, "word2vec: unknown command '%s' (see --help)\n",
-              o->command);
+    if (parse_command(argv[1], &o->command) < 0)
       return -1;
-    }
-    if (!strcmp(o->command, "train"))
-      o->command = NULL;
     i = 2;
   }
   o->args = malloc((size_t)argc * sizeof *o->args);
@@ -175,77 +209,7 @@ static int parse(int argc, char **argv, options *o) {
       fprintf(stderr, "word2vec: %s needs a value\n", a);
       return -1;
     }
-    const char *v = argv[++i];
-    int rc = 0;
-    int64_t big = (int64_t)1 << 40;
-    if (!strcmp(name, "train"))
-      o->train = v;
-    else if (!strcmp(name, "output"))
-      o->output = v;
-    else if (!strcmp(name, "save-vocab"))
-      o->save_vocab = v;
-    else if (!strcmp(name, "read-vocab"))
-      o->read_vocab = v;
-    else if (!strcmp(name, "checkpoint"))
-      o->checkpoint = v;
-    else if (!strcmp(name, "questions"))
-      o->questions = v;
-    else if (!strcmp(name, "wordsim"))
-      o->wordsim = v;
-    else if (!strcmp(name, "size"))
-      rc = parse_int(a, v, 1, 1 << 16, &o->size);
-    else if (!strcmp(name, "window"))
-      rc = parse_int(a, v, 1, 10000, &o->window);
-    else if (!strcmp(name, "hs"))
-      rc = parse_int(a, v, 0, 1, &o->hs);
-    else if (!strcmp(name, "negative"))
-      rc = parse_int(a, v, 0, 10000, &o->negative);
-    else if (!strcmp(name, "threads"))
-      rc = parse_int(a, v, 1, 1024, &o->threads);
-    else if (!strcmp(name, "iter"))
-      rc = parse_int(a, v, 1, 1000000, &o->iter);
-    else if (!strcmp(name, "min-count"))
-      rc = parse_int(a, v, 0, big, &o->min_count);
-    else if (!strcmp(name, "cbow"))
-      rc = parse_int(a, v, 0, 1, &o->cbow);
-    else if (!strcmp(name, "classes"))
-      rc = parse_int(a, v, 0, big, &o->classes);
-    else if (!strcmp(name, "binary"))
-      rc = parse_int(a, v, 0, 1, &o->binary);
-    else if (!strcmp(name, "debug"))
-      rc = parse_int(a, v, 0, 100, &o->debug);
-    else if (!strcmp(name, "batch"))
-      rc = parse_int(a, v, 1, 1 << 20, &o->batch);
-    else if (!strcmp(name, "resume"))
-      rc = parse_int(a, v, 0, 1, &o->resume);
-    else if (!strcmp(name, "stop-after"))
-      rc = parse_int(a, v, 0, 1000000, &o->stop_after);
-    else if (!strcmp(name, "n"))
-      rc = parse_int(a, v, 1, 100000, &o->n);
-    else if (!strcmp(name, "threshold"))
-      rc = parse_int(a, v, 0, big, &o->threshold);
-    else if (!strcmp(name, "alpha"))
-      rc = parse_real(a, v, 1e-12, 1e3, &o->alpha);
-    else if (!strcmp(name, "sample"))
-      rc = parse_real(a, v, 0, 1e9, &o->sample);
-    else if (!strcmp(name, "seed")) {
-      int64_t s;
-      rc = parse_int(a, v, 0, INT64_MAX / 2, &s);
-      o->seed = (uint64_t)s;
-    } else if (!strcmp(name, "engine")) {
-      if (!strcmp(v, "fused"))
-        o->engine = W2V_ENGINE_FUSED;
-      else if (!strcmp(v, "autograd"))
-        o->engine = W2V_ENGINE_AUTOGRAD;
-      else {
-        fprintf(stderr, "word2vec: -engine is fused or autograd\n");
-        rc = -1;
-      }
-    } else {
-      fprintf(stderr, "word2vec: unknown option %s (see --help)\n", a);
-      rc = -1;
-    }
-    if (rc < 0)
+    if (set_flag(o, a, name, argv[++i]) < 0)
       return -1;
   }
   if (o->alpha < 0)
@@ -443,8 +407,8 @@ static int train(const options *o) {
       (o->hs && w2v_tree_build(&tree, counts, v.size) < 0) ||
       (o->negative > 0 && w2v_unigram_build(&uni, counts, v.size, 0.75) < 0);
   free(counts);
-  if (built ||
-      w2v_model_init(&m, v.size, o->size, o->hs, o->negative > 0, o->seed) < 0)
+  if (built || w2v_model_init(&m, v.size, o->size, o->hs, o->negative > 0,
+                              (uint64_t)o->seed) < 0)
     goto fail;
   run r = {.o = o, .m = &m};
   snprintf(r.signature, sizeof r.signature,
@@ -472,7 +436,7 @@ static int train(const options *o) {
                        .threads = o->threads,
                        .alpha = o->alpha,
                        .sample = o->sample,
-                       .seed = o->seed,
+                       .seed = (uint64_t)o->seed,
                        .engine = o->engine,
                        .batch = (int)o->batch,
                        .progress = on_progress,

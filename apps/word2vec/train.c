@@ -406,6 +406,8 @@ static int check_opts(const w2v_model *m, const w2v_vocab *v,
                       const w2v_tree *tree, const w2v_unigram *unigram,
                       const w2v_train_opts *o, int first_epoch) {
   const char *bad = NULL;
+  char alpha[64];
+  snprintf(alpha, sizeof alpha, "-alpha must be in (0, %g]", W2V_ALPHA_MAX);
   if (o->window < 1 || o->window > 10000)
     bad = "-window must be in 1..10000";
   else if (o->negative < 0 || o->negative > 10000)
@@ -416,8 +418,8 @@ static int check_opts(const w2v_model *m, const w2v_vocab *v,
     bad = "-iter must be at least 1";
   else if (o->threads < 1 || o->threads > 1024)
     bad = "-threads must be in 1..1024";
-  else if (!(o->alpha > 0) || !(o->alpha < 1e3))
-    bad = "-alpha must be positive";
+  else if (!(o->alpha > 0 && o->alpha <= W2V_ALPHA_MAX))
+    bad = alpha;
   else if (!(o->sample >= 0))
     bad = "-sample must not be negative";
   else if (o->engine == W2V_ENGINE_AUTOGRAD &&

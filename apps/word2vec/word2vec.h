@@ -244,6 +244,9 @@ double w2v_autograd_step(w2v_model *m, const w2v_example *ex, int n,
 
 typedef enum { W2V_ENGINE_FUSED, W2V_ENGINE_AUTOGRAD } w2v_engine;
 
+/* The starting learning rates training takes (-alpha). */
+#define W2V_ALPHA_MAX 1000.0
+
 typedef struct {
   int64_t words_done, words_total; /* over all epochs */
   int epoch, epochs;               /* epoch is 1-based */
