@@ -121,7 +121,7 @@ static void pow_backward(loom_node *n, loom_tensor *const *g) {
  * ties (as PyTorch does). */
 static void extremum_backward(loom_node *n, loom_tensor *const *g) {
   const loom_tensor *a = loom__saved(n, 0), *b = loom__saved(n, 1);
-  bool is_max = n->op->name[1] == 'a';
+  bool is_max = n->op == &loom_op_maximum;
   loom_tensor *tie = loom_eq(a, b);
   loom_tensor *half = loom_mul_scalar(g[0], 0.5);
   loom_tensor *a_wins = is_max ? loom_gt(a, b) : loom_lt(a, b);
