@@ -325,5 +325,6 @@ LOOM_API int loom_checkpoint_load(const char *path, loom_module *model,
 #endif
 
 #include "attention.h"
+#include "decode.h"
 #include "rnn.h"
 #endif
