@@ -1,0 +1,408 @@
+/* The text tools of apps/common/text.h: UTF-8, Python's Unicode properties
+ * and lowercasing, line reading and the tokenisers; reference values from
+ * Python (scripts/gen_unicode_tables.py, scripts/gen_text_reference.py). */
+#define _POSIX_C_SOURCE 200809L
+#include "text_util.h"
+
+#include <stdint.h>
+
+static void setup(void) { loom_clear_error(); }
+
+/* ----------------------------------------------------------------- UTF-8 */
+
+START_TEST(test_utf8_validation) {
+  static const struct {
+    const char *s;
+    size_t len;
+    int64_t bad;
+  } cases[] = {
+      {"", 0, -1},
+      {"plain ascii", 11, -1},
+      {"\xC3\xA4\xE2\x82\xAC\xF0\x9F\x91\x8D", 9, -1}, /* ä € 👍 */
+      {"\x00", 1, -1},
+      {"\xEF\xBF\xBF\xF4\x8F\xBF\xBF", 7, -1}, /* U+FFFF, U+10FFFF */
+      {"\xED\x9F\xBF\xEE\x80\x80", 6, -1},     /* around the surrogates */
+      {"ab\x80", 3, 2},                        /* lone continuation */
+      {"ab\xC0\x80", 4, 2},                    /* overlong NUL */
+      {"\xC1\xBF", 2, 0},                      /* overlong */
+      {"abc\xE0\x80\xAF", 6, 3},               /* overlong 3-byte */
+      {"\xF0\x80\x80\xAF", 4, 0},              /* overlong 4-byte */
+      {"x\xED\xA0\x80", 4, 1},                 /* surrogate U+D800 */
+      {"x\xED\xBF\xBF", 4, 1},                 /* surrogate U+DFFF */
+      {"\xF4\x90\x80\x80", 4, 0},              /* U+110000 */
+      {"12345678\xF5\x80\x80\x80", 12, 8},     /* F5 */
+      {"\xFF", 1, 0},
+      {"ok\xC3", 3, 2},                   /* truncated at the end */
+      {"ok\xE2\x82", 4, 2},               /* truncated */
+      {"ok\xE2\x82z", 5, 2},              /* truncated by a new character */
+      {"ok\xF0\x9F\x91", 5, 2},           /* truncated 4-byte */
+      {"abcdefghij\xC3\xA4\xA4", 13, 12}, /* extra continuation */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    ck_assert_msg(app_utf8_invalid_at(cases[i].s, cases[i].len) == cases[i].bad,
+                  "case %zu: %lld, expected %lld", i,
+                  (long long)app_utf8_invalid_at(cases[i].s, cases[i].len),
+                  (long long)cases[i].bad);
+  ck_assert_int_eq(app_utf8_check("ab\xC3(", 4, "x.txt", 100), -1);
+  ck_assert_str_eq(loom_last_error(), "x.txt: invalid UTF-8 at byte 102");
+  loom_clear_error();
+  ck_assert_int_eq(app_utf8_check("ab", 2, "x.txt", 0), 0);
+}
+END_TEST
+
+START_TEST(test_utf8_round_trip) {
+  /* every scalar value encodes, validates and decodes back; a cut
+   * sequence does not decode (plain checks in the loop: a Check assertion
+   * costs a write) */
+  for (uint32_t cp = 0; cp <= 0x10FFFF; cp++) {
+    char u[4];
+    int n = app_utf8_encode(cp, u);
+    if (cp >= 0xD800 && cp <= 0xDFFF) {
+      if (n != 0)
+        ck_abort_msg("surrogate U+%04X encoded", (unsigned)cp);
+      continue;
+    }
+    uint32_t back = 0;
+    int want = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    if (n != want || app_utf8_invalid_at(u, (size_t)n) != -1 ||
+        app_utf8_decode(u, (size_t)n, &back) != n || back != cp ||
+        (n > 1 && app_utf8_decode(u, (size_t)n - 1, &back) != -1))
+      ck_abort_msg("U+%04X does not round-trip", (unsigned)cp);
+  }
+  ck_assert_int_eq(app_utf8_encode(0x110000, (char[4]){0}), 0);
+  uint32_t cp;
+  ck_assert_int_eq(app_utf8_decode("\xC0\x80", 2, &cp), -1);
+  ck_assert_uint_eq(cp, 0xFFFD);
+}
+END_TEST
+
+/* ------------------------------------------------------------- Unicode */
+
+/* Python's str.lower() of one character, through app_lower. */
+static void lower1(uint32_t cp, const char *prefix, const char *suffix,
+                   app_buf *out) {
+  char in[16];
+  size_t n = strlen(prefix);
+  memcpy(in, prefix, n);
+  n += (size_t)app_utf8_encode(cp, in + n);
+  memcpy(in + n, suffix, strlen(suffix));
+  n += strlen(suffix);
+  app_buf_clear(out);
+  if (app_lower(in, n, out))
+    ck_abort_msg("lower(U+%04X): %s", (unsigned)cp, loom_last_error());
+}
+
+static bool ends_final_sigma(const app_buf *b) {
+  return b->len >= 2 && !memcmp(b->data + b->len - 2, "\xCF\x82", 2);
+}
+
+/* Recomputes the digest of scripts/gen_unicode_tables.py for every block of
+ * 4096 code points, reading the properties only through the public
+ * functions (the final-sigma properties as Python's own probes do). */
+START_TEST(test_unicode_matches_python) {
+  size_t len;
+  char *file = ref_slurp("unicode_digest.txt", &len), *p = file, *line;
+  app_buf low = {0};
+  int64_t block = 0;
+  while ((line = ref_line(&p))) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (uint32_t cp = (uint32_t)block * 4096;
+         cp < (uint32_t)block * 4096 + 4096; cp++) {
+      if (cp >= 0xD800 && cp <= 0xDFFF)
+        continue;
+      lower1(cp, "", "\xCE\xA3", &low); /* c + capital sigma */
+      bool cased = ends_final_sigma(&low);
+      lower1(cp, "A", "\xCE\xA3", &low);
+      bool ignorable = ends_final_sigma(&low) && !cased;
+      unsigned char data[16];
+      int n = 0;
+      data[n++] = (unsigned char)(app_unicode_is_word(cp) |
+                                  app_unicode_is_space(cp) << 1 | cased << 2 |
+                                  ignorable << 3);
+      lower1(cp, "", "", &low);
+      for (size_t i = 0; i < low.len;) {
+        uint32_t c;
+        i += (size_t)app_utf8_decode(low.data + i, low.len - i, &c);
+        data[n++] = (unsigned char)(c & 255);
+        data[n++] = (unsigned char)(c >> 8 & 255);
+        data[n++] = (unsigned char)(c >> 16);
+      }
+      data[n++] = 0xFF;
+      for (int i = 0; i < n; i++)
+        h = (h ^ data[i]) * 0x100000001b3ULL;
+    }
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+    ck_assert_msg(!strcmp(hex, line),
+                  "code points U+%05llX..U+%05llX differ from Python",
+                  (long long)block * 4096, (long long)block * 4096 + 4095);
+    block++;
+  }
+  ck_assert_int_eq(block, 0x110000 / 4096);
+  app_buf_free(&low);
+  free(file);
+}
+END_TEST
+
+START_TEST(test_lower_cases) {
+  static const char *cases[][2] = {
+      {"\xC4\xB0", "i\xCC\x87"},                /* İ -> i + U+0307 */
+      {"\xCE\xA3", "\xCF\x83"},                 /* Σ alone -> σ */
+      {"\xCE\x91\xCE\xA3", "\xCE\xB1\xCF\x82"}, /* ΑΣ -> ας */
+      {"\xCE\x91\xCE\xA3\xCE\x91", "\xCE\xB1\xCF\x83\xCE\xB1"}, /* ΑΣΑ */
+      {"\xCE\x91\xCE\xA3 x", "\xCE\xB1\xCF\x82 x"},
+      {"A\xC2\xAD\xCE\xA3", "a\xC2\xAD\xCF\x82"}, /* soft hyphen ignorable */
+      {"\xE1\xBA\x9E", "\xC3\x9F"},               /* ẞ -> ß */
+      {"ABC xyz 123", "abc xyz 123"},
+  };
+  app_buf out = {0};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    app_buf_clear(&out);
+    ck_assert_int_eq(app_lower(cases[i][0], strlen(cases[i][0]), &out), 0);
+    ck_assert_str_eq(out.data, cases[i][1]);
+  }
+  ck_assert_int_eq(app_lower("a\xFF", 2, &out), -1);
+  ck_assert_str_eq(loom_last_error(), "lowercase: invalid UTF-8 at byte 1");
+  app_buf_free(&out);
+  ck_assert_str_eq(app_unicode_version(), "14.0.0");
+}
+END_TEST
+
+/* ------------------------------------------------------------- tokens */
+
+/* Tokens of a reference line: escaped tokens separated by spaces. */
+static void ref_tokens(const char *s, app_tokens *out) {
+  app_tokens_clear(out);
+  app_buf b = {0};
+  while (*s) {
+    const char *e = strchr(s, ' ');
+    size_t n = e ? (size_t)(e - s) : strlen(s);
+    ref_unescape(s, n, &b);
+    ck_assert_int_eq(app_tokens_push(out, b.data, b.len, false), 0);
+    s += n + (e ? 1 : 0);
+  }
+  app_buf_free(&b);
+}
+
+static void assert_same_tokens(const app_tokens *got, const app_tokens *want,
+                               const char *what, const char *line) {
+  ck_assert_msg(got->n == want->n, "%s of '%s': %lld tokens, expected %lld",
+                what, line, (long long)got->n, (long long)want->n);
+  for (int64_t i = 0; i < got->n; i++)
+    ck_assert_msg(app_token_len(got, i) == app_token_len(want, i) &&
+                      !memcmp(app_token(got, i), app_token(want, i),
+                              app_token_len(got, i)),
+                  "%s of '%s': token %lld is '%s', expected '%s'", what, line,
+                  (long long)i, app_token(got, i), app_token(want, i));
+}
+
+START_TEST(test_tokenize_matches_python) {
+  size_t len;
+  char *file = ref_slurp("text_tokenize.txt", &len), *p = file, *line;
+  app_buf in = {0}, want = {0}, got = {0};
+  app_tokens toks = {0}, ref = {0};
+  int cases = 0;
+  while ((line = ref_line(&p))) {
+    char *raw = ref_value(line, "in");
+    ref_unescape(raw, strlen(raw), &in);
+    char *lower = ref_value(ref_line(&p), "lower");
+    ref_unescape(lower, strlen(lower), &want);
+    app_buf_clear(&got);
+    ck_assert_int_eq(app_lower(in.data, in.len, &got), 0);
+    ck_assert_msg(got.len == want.len && !memcmp(got.data, want.data, got.len),
+                  "lower('%s') = '%s', expected '%s'", raw, got.data,
+                  want.data);
+
+    ref_tokens(ref_value(ref_line(&p), "tok"), &ref);
+    app_tokens_clear(&toks);
+    ck_assert_int_eq(app_tokenize_lower(in.data, in.len, &toks, "case"), 0);
+    assert_same_tokens(&toks, &ref, "tokens", raw);
+
+    /* the reversible split, written with joiners */
+    char *rev = ref_value(ref_line(&p), "rev");
+    app_tokens_clear(&toks);
+    ck_assert_int_eq(app_tokenize_reversible(in.data, in.len, &toks, "case"),
+                     0);
+    app_buf_clear(&got);
+    ck_assert_int_eq(app_tokens_join_marked(&toks, &got), 0);
+    ref_unescape(rev, strlen(rev), &want);
+    ck_assert_msg(!strcmp(got.data ? got.data : "", want.data),
+                  "marked tokens of '%s': '%s', expected '%s'", raw, got.data,
+                  want.data);
+    cases++;
+  }
+  ck_assert_int_gt(cases, 200);
+  app_buf_free(&in);
+  app_buf_free(&want);
+  app_buf_free(&got);
+  app_tokens_free(&toks);
+  app_tokens_free(&ref);
+  free(file);
+}
+END_TEST
+
+/* x with each run of whitespace made one space and the ends trimmed. */
+static void normalize_space(const char *s, size_t len, app_buf *out) {
+  app_buf_clear(out);
+  bool pending = false;
+  for (size_t i = 0; i < len;) {
+    uint32_t cp;
+    int n = app_utf8_decode(s + i, len - i, &cp);
+    if (app_unicode_is_space(cp)) {
+      pending = out->len > 0;
+    } else {
+      if (pending)
+        app_buf_putc(out, ' ');
+      pending = false;
+      app_buf_append(out, s + i, (size_t)n);
+    }
+    i += (size_t)n;
+  }
+  if (!out->data)
+    app_buf_append(out, "", 0);
+}
+
+START_TEST(test_detokenize_inverts_tokenize) {
+  static const uint32_t alphabet[] = {
+      'a',   'Z',    '0',     '_',    ' ',    ' ',    '.',  ',',  '\'',
+      '-',   '(',    '\t',    0xA0,   0x2028, 0x3000, 0xE4, 0xDF, 0x3A3,
+      0x301, 0x4E2D, 0x1F44D, 0xFFED, 0xFFED, 0x200B, 0};
+  const int n_alpha = (int)(sizeof alphabet / sizeof alphabet[0]);
+  uint64_t state = 14;
+  app_buf x = {0}, marked = {0}, back = {0}, want = {0};
+  app_tokens toks = {0}, again = {0};
+  for (int iter = 0; iter < 3000; iter++) {
+    app_buf_clear(&x);
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    int len = (int)(state >> 59);
+    for (int i = 0; i < len; i++) {
+      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+      app_buf_put_cp(&x, alphabet[(state >> 33) % n_alpha]);
+    }
+    /* plain checks in the loop: a Check assertion costs a write */
+    const char *s = x.data ? x.data : "";
+    app_tokens_clear(&toks);
+    app_buf_clear(&back);
+    if (app_tokenize_reversible(s, x.len, &toks, "x") ||
+        app_detokenize(&toks, &back))
+      ck_abort_msg("'%s': %s", s, loom_last_error());
+    normalize_space(s, x.len, &want);
+    if (strcmp(back.data ? back.data : "", want.data))
+      ck_abort_msg("detokenize(tokenize('%s')) = '%s'", s, back.data);
+    /* through the marked form and back */
+    app_buf_clear(&marked);
+    app_tokens_clear(&again);
+    if (app_tokens_join_marked(&toks, &marked) ||
+        app_tokens_split_marked(marked.data ? marked.data : "", marked.len,
+                                &again, "x"))
+      ck_abort_msg("'%s': %s", s, loom_last_error());
+    bool same = again.n == toks.n;
+    for (int64_t i = 0; same && i < toks.n; i++)
+      same = !strcmp(app_token(&again, i), app_token(&toks, i)) &&
+             again.glued[i] == toks.glued[i];
+    if (!same)
+      ck_abort_msg("'%s' marked as '%s' does not split back", s, marked.data);
+  }
+  app_buf_free(&x);
+  app_buf_free(&marked);
+  app_buf_free(&back);
+  app_buf_free(&want);
+  app_tokens_free(&toks);
+  app_tokens_free(&again);
+}
+END_TEST
+
+START_TEST(test_tokenize_errors) {
+  app_tokens t = {0};
+  ck_assert_int_eq(app_tokenize_lower("ok \xE2\x82", 5, &t, "train.de:7"), -1);
+  ck_assert_str_eq(loom_last_error(), "train.de:7: invalid UTF-8 at byte 3");
+  loom_clear_error();
+  ck_assert_int_eq(app_tokenize_reversible("\xC0\xAF", 2, &t, "s"), -1);
+  loom_clear_error();
+  ck_assert_int_eq(app_tokens_split_marked("a \xFF", 3, &t, "m"), -1);
+  ck_assert_int_eq(t.n, 0);
+  loom_clear_error();
+  app_tokens_free(&t);
+}
+END_TEST
+
+/* ------------------------------------------------------------- lines */
+
+START_TEST(test_line_reader) {
+  char path[512];
+  test_path(path, sizeof path, "lines.txt");
+  static const char text[] = "one\r\ntwo\rthree\n\nfour";
+  test_write_file(path, text, sizeof text - 1);
+  for (int universal = 0; universal < 2; universal++) {
+    app_line_reader r;
+    ck_assert_int_eq(app_line_reader_open(&r, path, universal, 0), 0);
+    const char *want_u[] = {"one", "two", "three", "", "four"};
+    const char *want_n[] = {"one\r", "two\rthree", "", "four"};
+    const char **want = universal ? want_u : want_n;
+    int n = universal ? 5 : 4;
+    const char *line;
+    size_t len;
+    bool ended;
+    for (int i = 0; i < n; i++) {
+      ck_assert_int_eq(app_line_reader_next(&r, &line, &len, &ended), 1);
+      ck_assert_str_eq(line, want[i]);
+      ck_assert_uint_eq(len, strlen(want[i]));
+      ck_assert_int_eq(ended, i < n - 1);
+      ck_assert_int_eq(r.line_no, i + 1);
+    }
+    ck_assert_int_eq(app_line_reader_next(&r, &line, &len, &ended), 0);
+    ck_assert_int_eq(r.next, (int64_t)sizeof text - 1);
+    app_line_reader_close(&r);
+  }
+
+  /* invalid UTF-8: the message names the file, byte and line */
+  static const char bad[] = "fine\nalso fine\nbad \xC3( here\n";
+  test_write_file(path, bad, sizeof bad - 1);
+  app_line_reader r;
+  ck_assert_int_eq(app_line_reader_open(&r, path, true, 0), 0);
+  const char *line;
+  size_t len;
+  ck_assert_int_eq(app_line_reader_next(&r, &line, &len, NULL), 1);
+  ck_assert_int_eq(app_line_reader_next(&r, &line, &len, NULL), 1);
+  ck_assert_int_eq(app_line_reader_next(&r, &line, &len, NULL), -1);
+  char want[600];
+  snprintf(want, sizeof want,
+           "%s: invalid UTF-8 at byte 19 (line 3, byte 5 of the line)", path);
+  ck_assert_str_eq(loom_last_error(), want);
+  loom_clear_error();
+  app_line_reader_close(&r);
+
+  /* a line over the limit */
+  ck_assert_int_eq(app_line_reader_open(&r, path, true, 8), 0);
+  ck_assert_int_eq(app_line_reader_next(&r, &line, &len, NULL), 1);
+  ck_assert_int_eq(app_line_reader_next(&r, &line, &len, NULL), -1);
+  ck_assert_ptr_nonnull(strstr(loom_last_error(), ":2: line longer than 8"));
+  loom_clear_error();
+  app_line_reader_close(&r);
+
+  ck_assert_int_eq(app_line_reader_open(&r, "/nonexistent/x", true, 0), -1);
+  ck_assert_ptr_nonnull(strstr(loom_last_error(), "/nonexistent/x: "));
+  loom_clear_error();
+}
+END_TEST
+
+int main(void) {
+  if (test_dir_make("text"))
+    return EXIT_FAILURE;
+  Suite *s = suite_create("text");
+  TCase *tc = tcase_create("text");
+  tcase_add_checked_fixture(tc, setup, NULL);
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_utf8_validation);
+  tcase_add_test(tc, test_utf8_round_trip);
+  tcase_add_test(tc, test_unicode_matches_python);
+  tcase_add_test(tc, test_lower_cases);
+  tcase_add_test(tc, test_tokenize_matches_python);
+  tcase_add_test(tc, test_detokenize_inverts_tokenize);
+  tcase_add_test(tc, test_tokenize_errors);
+  tcase_add_test(tc, test_line_reader);
+  suite_add_tcase(s, tc);
+  int rc = loom_run_suite(s);
+  test_dir_remove();
+  return rc;
+}
