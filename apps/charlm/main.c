@@ -475,8 +475,11 @@ static void plot(const options *o, const history *h) {
     app_series s[2] = {{"train", h->step, tb, h->n, 0x1f77b4},
                        {"validation", h->val_step, vb, h->n_val, 0xd62728}};
     if (app_plot_png(o->plot, "charlm loss", "step", "bits/char", s,
-                     h->n_val ? 2 : 1, 800, 480) == 0 &&
-        !o->quiet)
+                     h->n_val ? 2 : 1, 800, 480) < 0) {
+      fprintf(stderr, "charlm: cannot write %s: %s\n", o->plot,
+              loom_last_error());
+      loom_clear_error();
+    } else if (!o->quiet)
       fprintf(stderr, "loss curves: %s\n", o->plot);
   }
   free(tb);

@@ -1,6 +1,6 @@
 /* Helpers shared by the bundled apps: validated numbers from the command
- * line, a progress line, line plots written as PNG, small file and timing
- * utilities. */
+ * line, a progress line, small file and timing utilities, and the drawing
+ * layer of picture.h (plots, heatmaps, captioned images). */
 #ifndef LOOM_APPS_COMMON_H
 #define LOOM_APPS_COMMON_H
 
@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "picture.h"
 
 /* ---- Numbers from the command line (options.c) ----
  *
@@ -59,21 +61,5 @@ void app_progress_line(app_progress *p, int64_t done, int64_t total,
 void app_progress_end(app_progress *p);
 /* "3m12s", "1h02m" into buf. */
 char *app_duration(double seconds, char *buf, size_t size);
-
-/* A line plot of up to 4 series, written as a PNG. */
-typedef struct {
-  const char *name;
-  const double *x, *y;
-  int n;
-  uint32_t rgb;
-} app_series;
-int app_plot_png(const char *path, const char *title, const char *xlabel,
-                 const char *ylabel, const app_series *series, int n_series,
-                 int width, int height);
-
-/* Text drawing into an RGB image (5x7 font, scale s), for plots and other
- * pictures (captions, attention maps). */
-void app_draw_text(unsigned char *rgb, int w, int h, int x, int y,
-                   const char *text, uint32_t color, int scale);
 
 #endif

@@ -1,225 +1,330 @@
-/* Line plots rendered into an RGB buffer and written with stb_image_write,
- * with a 5x7 bitmap font for titles, ticks and legends. */
-#include "common.h"
+/* Line plots: panels of curves with nice ticks, grid, axis labels, a title
+ * and a legend, written as one PNG. */
+#include "picture.h"
 
+#include <loom/loom.h>
 #include <math.h>
-#include <stb_image_write.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Rows of 5 pixels (bit 4 = leftmost), 7 rows per glyph. Lowercase letters
- * are drawn with the uppercase glyphs. */
-static const struct {
-  char c;
-  uint8_t rows[7];
-} glyphs[] = {
-    {'0', {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}},
-    {'1', {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E}},
-    {'2', {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F}},
-    {'3', {0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E}},
-    {'4', {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02}},
-    {'5', {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E}},
-    {'6', {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E}},
-    {'7', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}},
-    {'8', {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E}},
-    {'9', {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C}},
-    {'A', {0x0E, 0x11, 0x11, 0x11, 0x1F, 0x11, 0x11}},
-    {'B', {0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E}},
-    {'C', {0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E}},
-    {'D', {0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C}},
-    {'E', {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F}},
-    {'F', {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10}},
-    {'G', {0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F}},
-    {'H', {0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11}},
-    {'I', {0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}},
-    {'J', {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C}},
-    {'K', {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}},
-    {'L', {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F}},
-    {'M', {0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11}},
-    {'N', {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11}},
-    {'O', {0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}},
-    {'P', {0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10}},
-    {'Q', {0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D}},
-    {'R', {0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11}},
-    {'S', {0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E}},
-    {'T', {0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
-    {'U', {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}},
-    {'V', {0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04}},
-    {'W', {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A}},
-    {'X', {0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11}},
-    {'Y', {0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04}},
-    {'Z', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F}},
-    {'.', {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C}},
-    {',', {0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08}},
-    {'-', {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00}},
-    {':', {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00}},
-    {'(', {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02}},
-    {')', {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08}},
-    {'/', {0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00}},
-    {'%', {0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03}},
-    {'+', {0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00}},
-    {'=', {0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00}},
-    {'_', {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F}},
-    {'\'', {0x0C, 0x04, 0x08, 0x00, 0x00, 0x00, 0x00}},
-    {'!', {0x04, 0x04, 0x04, 0x04, 0x00, 0x00, 0x04}},
-    {'?', {0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04}},
-    {'"', {0x0A, 0x0A, 0x0A, 0x00, 0x00, 0x00, 0x00}},
-    {'<', {0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02}},
-    {'>', {0x08, 0x04, 0x02, 0x01, 0x02, 0x04, 0x08}},
-    {';', {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x04, 0x08}},
-};
+#define INK 0x222222u
+#define MUTED 0x555555u
+#define GRID 0xe6e6e6u
+#define FRAME 0x9a9a9au
 
-static const uint8_t *glyph(char c) {
-  if (c >= 'a' && c <= 'z')
-    c = (char)(c - 'a' + 'A');
-  for (size_t i = 0; i < sizeof glyphs / sizeof *glyphs; i++)
-    if (glyphs[i].c == c)
-      return glyphs[i].rows;
-  return NULL; /* space and unknown characters: blank */
+enum { TITLE_SIZE = 15, LABEL_SIZE = 13, TICK_SIZE = 12, LEGEND_SIZE = 12 };
+
+static bool point_shown(const app_series *s, int i, bool log_y) {
+  double x = s->x ? s->x[i] : i, y = s->y[i];
+  return isfinite(x) && isfinite(y) && (!log_y || y > 0);
 }
 
-static void put_pixel(unsigned char *rgb, int w, int h, int x, int y,
-                      uint32_t c) {
-  if (x < 0 || y < 0 || x >= w || y >= h)
-    return;
-  unsigned char *p = rgb + 3 * ((size_t)y * (size_t)w + (size_t)x);
-  p[0] = (unsigned char)(c >> 16);
-  p[1] = (unsigned char)(c >> 8);
-  p[2] = (unsigned char)c;
+/* The data's bounds over the points shown (lo > hi when there are none). */
+static void data_bounds(const app_panel *p, double *x0, double *x1, double *y0,
+                        double *y1) {
+  *x0 = *y0 = INFINITY;
+  *x1 = *y1 = -INFINITY;
+  for (int s = 0; s < p->n_series; s++)
+    for (int i = 0; i < p->series[s].n; i++)
+      if (point_shown(&p->series[s], i, p->log_y)) {
+        double x = p->series[s].x ? p->series[s].x[i] : i;
+        *x0 = fmin(*x0, x);
+        *x1 = fmax(*x1, x);
+        *y0 = fmin(*y0, p->series[s].y[i]);
+        *y1 = fmax(*y1, p->series[s].y[i]);
+      }
 }
 
-void app_draw_text(unsigned char *rgb, int w, int h, int x, int y,
-                   const char *text, uint32_t color, int s) {
-  for (; *text; text++, x += 6 * s) {
-    const uint8_t *g = glyph(*text);
-    for (int r = 0; g && r < 7; r++)
-      for (int col = 0; col < 5; col++)
-        if (g[r] & (0x10 >> col))
-          for (int dy = 0; dy < s; dy++)
-            for (int dx = 0; dx < s; dx++)
-              put_pixel(rgb, w, h, x + col * s + dx, y + r * s + dy, color);
+static double widest_label(const app_ticks *t, double size, int *rc) {
+  double w = 0;
+  for (int i = 0; i < t->n; i++) {
+    double lw = app_text_width(NULL, t->label[i], size);
+    if (lw < 0)
+      *rc = -1;
+    w = fmax(w, lw);
+  }
+  return w;
+}
+
+/* The series' points in pixels, at most about four per pixel column (the
+ * first, lowest, highest and last of each column, in order), non-finite
+ * where the line breaks. *n_out points; -1 on allocation failure. */
+static int map_series(const app_series *s, const app_ticks *tx,
+                      const app_ticks *ty, bool log_y, double ax, double ay,
+                      double aw, double ah, double **px, double **py,
+                      int *n_out) {
+  size_t n = (size_t)s->n;
+  *px = malloc((n ? n : 1) * sizeof **px);
+  *py = malloc((n ? n : 1) * sizeof **py);
+  if (!*px || !*py) {
+    loom_set_error(LOOM_ERR_MEMORY, "plot: out of memory (%zu points)", n);
+    return -1;
+  }
+  int k = 0;
+  long column = -1;
+  int first = 0; /* where the current column's points start in the output */
+  for (int i = 0; i < s->n; i++) {
+    if (!point_shown(s, i, log_y)) {
+      if (k > 0 && isfinite((*px)[k - 1])) {
+        (*px)[k] = (*py)[k] = NAN;
+        k++;
+      }
+      column = -1;
+      continue;
+    }
+    double x = ax + app_ticks_position(tx, s->x ? s->x[i] : i) * aw;
+    double y = ay + (1 - app_ticks_position(ty, s->y[i])) * ah;
+    long col = (long)floor(x);
+    if (col != column || k - first < 4) {
+      if (col != column)
+        first = k;
+      column = col;
+      (*px)[k] = x;
+      (*py)[k] = y;
+      k++;
+      continue;
+    }
+    /* a fifth point in one column: keep first, min, max and this as last */
+    double *cy = *py + first;
+    double lo = fmin(fmin(cy[1], cy[2]), fmin(cy[3], y));
+    double hi = fmax(fmax(cy[1], cy[2]), fmax(cy[3], y));
+    cy[1] = lo;
+    cy[2] = hi;
+    cy[3] = y;
+    (*px)[first + 3] = x;
+  }
+  *n_out = k;
+  return 0;
+}
+
+/* The legend's box: its size from the names, and the corner of the plot
+ * area (x, y, w, h) where the fewest points lie under it. */
+typedef struct {
+  int x, y, w, h, rows, row_h;
+  double names; /* width of the names column */
+} legend;
+
+static int legend_size(const app_panel *p, int aw, legend *L) {
+  app_text_metrics m;
+  if (app_text_measure_lines(NULL, LEGEND_SIZE, &m) < 0)
+    return -1;
+  *L = (legend){0};
+  for (int s = 0; s < p->n_series; s++)
+    if (p->series[s].name && *p->series[s].name) {
+      double w = app_text_width(NULL, p->series[s].name, LEGEND_SIZE);
+      if (w < 0)
+        return -1;
+      L->names = fmax(L->names, w);
+      L->rows++;
+    }
+  L->row_h = (int)ceil(m.line_height) + 2;
+  L->names = fmin(L->names, fmax(aw * 0.6 - 46, 20));
+  L->w = (int)ceil(L->names) + 46;
+  L->h = L->rows * L->row_h + 16;
+  return 0;
+}
+
+static void legend_place(legend *L, double *const *px, double *const *py,
+                         const int *n, int n_series, int ax, int ay, int aw,
+                         int ah) {
+  int best = -1;
+  long fewest = 0;
+  for (int corner = 0; corner < 4; corner++) {
+    int x = corner & 1 ? ax + 10 : ax + aw - L->w - 10;
+    int y = corner & 2 ? ay + ah - L->h - 10 : ay + 10;
+    long under = 0;
+    for (int s = 0; s < n_series; s++)
+      for (int i = 0; i < n[s]; i++)
+        under += px[s][i] >= x - 4 && px[s][i] <= x + L->w + 4 &&
+                 py[s][i] >= y - 4 && py[s][i] <= y + L->h + 4;
+    if (best < 0 || under < fewest) {
+      best = corner;
+      fewest = under;
+      L->x = x;
+      L->y = y;
+    }
   }
 }
 
-static void line(unsigned char *rgb, int w, int h, int x0, int y0, int x1,
-                 int y1, uint32_t c, int thick) {
-  int dx = abs(x1 - x0), dy = -abs(y1 - y0);
-  int sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1, err = dx + dy;
-  for (;;) {
-    for (int a = 0; a < thick; a++)
-      for (int b = 0; b < thick; b++)
-        put_pixel(rgb, w, h, x0 + a, y0 + b, c);
-    if (x0 == x1 && y0 == y1)
+static int draw_legend(app_canvas *c, const app_panel *p, const legend *L) {
+  if (!L->rows)
+    return 0;
+  app_fill_rect(c, L->x, L->y, L->w, L->h, 0xffffff, 0.88);
+  app_stroke_rect(c, L->x, L->y, L->w, L->h, 1, 0xd0d0d0);
+  app_text_style st = {
+      .size = LEGEND_SIZE, .rgb = INK, .valign = APP_VALIGN_MIDDLE};
+  int row = 0;
+  for (int s = 0; s < p->n_series; s++) {
+    if (!p->series[s].name || !*p->series[s].name)
+      continue;
+    double cy = L->y + 8 + row * L->row_h + L->row_h / 2.0;
+    app_draw_line(c, L->x + 8, cy, L->x + 30, cy, 2.5, p->series[s].rgb);
+    if (app_text_draw_fit(c, L->x + 38, cy, p->series[s].name, &st, L->names) <
+        0)
+      return -1;
+    row++;
+  }
+  return 0;
+}
+
+/* One panel into the rectangle (x, y, w, h) of the canvas. */
+static int draw_panel(app_canvas *c, const app_panel *p, int x, int y, int w,
+                      int h) {
+  app_text_metrics title_m, label_m, tick_m;
+  if (app_text_measure_lines(NULL, TITLE_SIZE, &title_m) < 0 ||
+      app_text_measure_lines(NULL, LABEL_SIZE, &label_m) < 0 ||
+      app_text_measure_lines(NULL, TICK_SIZE, &tick_m) < 0)
+    return -1;
+  bool has_title = p->title && *p->title, has_x = p->xlabel && *p->xlabel;
+  bool has_y = p->ylabel && *p->ylabel;
+  int top = 12 + (has_title ? (int)ceil(title_m.line_height) + 6 : 0);
+  int bottom = 12 + (int)ceil(tick_m.line_height) + 6 +
+               (has_x ? (int)ceil(label_m.line_height) + 2 : 0);
+  int ah = h - top - bottom;
+  double x0, x1, y0, y1;
+  data_bounds(p, &x0, &x1, &y0, &y1);
+  app_ticks ty, tx;
+  app_ticks_fit(&ty, y0, y1, ah / 45, p->log_y, 0.05);
+  int rc = 0;
+  int left = 12 + (has_y ? (int)ceil(label_m.line_height) + 4 : 0) +
+             (int)ceil(widest_label(&ty, TICK_SIZE, &rc)) + 8;
+  int aw = w - left - 16;
+  /* fewer x ticks until their labels have room */
+  for (int target = aw / 90; rc == 0; target--) {
+    app_ticks_fit(&tx, x0, x1, target, false, 0.02);
+    double widest = widest_label(&tx, TICK_SIZE, &rc);
+    if (target <= 2 || (widest + 16) * tx.n <= aw)
       break;
-    int e2 = 2 * err;
-    if (e2 >= dy) {
-      err += dy;
-      x0 += sx;
-    }
-    if (e2 <= dx) {
-      err += dx;
-      y0 += sy;
-    }
   }
+  if (rc < 0 || aw < 20 || ah < 20) {
+    if (rc == 0)
+      loom_set_error(LOOM_ERR_ARGUMENT,
+                     "plot: a %d x %d panel leaves no room for the data", w, h);
+    return -1;
+  }
+  int ax = x + left, ay = y + top;
+  /* grid, frame and ticks */
+  app_text_style tick = {.size = TICK_SIZE, .rgb = MUTED};
+  for (int i = 0; i < ty.n; i++) {
+    double py = ay + (1 - app_ticks_position(&ty, ty.value[i])) * ah;
+    app_draw_line(c, ax, py, ax + aw, py, 1, GRID);
+    app_draw_line(c, ax - 4, py, ax, py, 1, FRAME);
+    tick.align = APP_ALIGN_RIGHT;
+    tick.valign = APP_VALIGN_MIDDLE;
+    rc |= app_text_draw(c, ax - 7, py, ty.label[i], &tick);
+  }
+  for (int i = 0; i < tx.n; i++) {
+    double px = ax + app_ticks_position(&tx, tx.value[i]) * aw;
+    app_draw_line(c, px, ay, px, ay + ah, 1, GRID);
+    app_draw_line(c, px, ay + ah, px, ay + ah + 4, 1, FRAME);
+    tick.align = APP_ALIGN_CENTER;
+    tick.valign = APP_VALIGN_TOP;
+    rc |= app_text_draw(c, px, ay + ah + 6, tx.label[i], &tick);
+  }
+  app_stroke_rect(c, ax, ay, aw + 1, ah + 1, 1, FRAME);
+  /* labels and title */
+  app_text_style label = {
+      .size = LABEL_SIZE, .rgb = INK, .align = APP_ALIGN_CENTER};
+  if (has_x)
+    rc |= app_text_draw_fit(c, ax + aw / 2.0,
+                            ay + ah + 6 + ceil(tick_m.line_height) + 2,
+                            p->xlabel, &label, aw) < 0;
+  if (has_y) {
+    label.vertical = true;
+    rc |=
+        app_text_draw_fit(c, x + 10, ay + ah / 2.0, p->ylabel, &label, ah) < 0;
+  }
+  if (has_title) {
+    app_text_style st = {
+        .size = TITLE_SIZE, .rgb = INK, .align = APP_ALIGN_CENTER};
+    rc |=
+        app_text_draw_fit(c, ax + aw / 2.0, y + 10, p->title, &st, w - 20) < 0;
+  }
+  /* the curves, clipped to the plot area, then the legend where it hides
+   * the fewest points */
+  double *px[APP_PLOT_MAX_SERIES] = {0}, *py[APP_PLOT_MAX_SERIES] = {0};
+  int n[APP_PLOT_MAX_SERIES] = {0};
+  app_canvas_clip(c, ax + 1, ay + 1, aw - 1, ah - 1);
+  for (int s = 0; rc == 0 && s < p->n_series; s++) {
+    rc = map_series(&p->series[s], &tx, &ty, p->log_y, ax + 0.5, ay + 0.5, aw,
+                    ah, &px[s], &py[s], &n[s]);
+    if (rc == 0)
+      rc = app_draw_polyline(c, px[s], py[s], n[s], 2, p->series[s].rgb);
+  }
+  app_canvas_clip(c, 0, 0, c->w, c->h);
+  legend L;
+  if (rc == 0)
+    rc = legend_size(p, aw, &L);
+  if (rc == 0) {
+    legend_place(&L, px, py, n, p->n_series, ax, ay, aw, ah);
+    rc = draw_legend(c, p, &L);
+  }
+  for (int s = 0; s < p->n_series; s++) {
+    free(px[s]);
+    free(py[s]);
+  }
+  return rc ? -1 : 0;
 }
 
-/* A "nice" tick step (1, 2 or 5 times a power of ten) for a span. */
-static double tick_step(double span, int n) {
-  double raw = span / n, p = pow(10, floor(log10(raw)));
-  double m = raw / p;
-  return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
+static int check_panel(const app_panel *p, int i) {
+  if (p->n_series < 0 || p->n_series > APP_PLOT_MAX_SERIES ||
+      (p->n_series && !p->series)) {
+    loom_set_error(LOOM_ERR_ARGUMENT, "plot: panel %d has %d series (0..%d)", i,
+                   p->n_series, APP_PLOT_MAX_SERIES);
+    return -1;
+  }
+  for (int s = 0; s < p->n_series; s++)
+    if (p->series[s].n < 0 || (p->series[s].n && !p->series[s].y)) {
+      loom_set_error(LOOM_ERR_ARGUMENT,
+                     "plot: panel %d series %d has %d points and %s y values",
+                     i, s, p->series[s].n, p->series[s].y ? "" : "no");
+      return -1;
+    }
+  return 0;
 }
 
-static void format_tick(double v, double step, char *buf, size_t n) {
-  if (fabs(v) >= 1e5 || (step < 1e-3 && v != 0))
-    snprintf(buf, n, "%.0e", v);
-  else if (step >= 1)
-    snprintf(buf, n, "%.0f", v);
-  else
-    snprintf(buf, n, "%.*f", (int)ceil(-log10(step)), v);
+int app_plot_panels_png(const char *path, const char *title,
+                        const app_panel *panels, int n_panels, int columns,
+                        int panel_w, int panel_h) {
+  if (n_panels < 1 || n_panels > 64 || !panels || columns < 1 ||
+      panel_w < 200 || panel_h < 150 || panel_w > 8192 || panel_h > 8192) {
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "plot: %d panels, %d columns, %d x %d pixels each (1..64 "
+                   "panels, at least one column, 200..8192 x 150..8192)",
+                   n_panels, columns, panel_w, panel_h);
+    return -1;
+  }
+  for (int i = 0; i < n_panels; i++)
+    if (check_panel(&panels[i], i) < 0)
+      return -1;
+  columns = columns < n_panels ? columns : n_panels;
+  int rows = (n_panels + columns - 1) / columns;
+  app_text_metrics m;
+  if (app_text_measure_lines(NULL, TITLE_SIZE + 2, &m) < 0)
+    return -1;
+  int head = title && *title ? (int)ceil(m.line_height) + 14 : 0;
+  app_canvas c;
+  if (app_canvas_init(&c, columns * panel_w, rows * panel_h + head, 0xffffff) <
+      0)
+    return -1;
+  int rc = 0;
+  if (head) {
+    app_text_style st = {
+        .size = TITLE_SIZE + 2, .rgb = INK, .align = APP_ALIGN_CENTER};
+    rc = app_text_draw_fit(&c, c.w / 2.0, 10, title, &st, c.w - 20) < 0;
+  }
+  for (int i = 0; rc == 0 && i < n_panels; i++)
+    rc = draw_panel(&c, &panels[i], i % columns * panel_w,
+                    head + i / columns * panel_h, panel_w, panel_h);
+  if (rc == 0)
+    rc = app_canvas_write_png(&c, path);
+  app_canvas_free(&c);
+  return rc ? -1 : 0;
 }
 
 int app_plot_png(const char *path, const char *title, const char *xlabel,
                  const char *ylabel, const app_series *series, int n_series,
-                 int W, int H) {
-  unsigned char *rgb = malloc((size_t)W * (size_t)H * 3);
-  if (!rgb)
-    return -1;
-  memset(rgb, 255, (size_t)W * (size_t)H * 3);
-  double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
-  for (int s = 0; s < n_series; s++)
-    for (int i = 0; i < series[s].n; i++) {
-      double x = series[s].x[i], y = series[s].y[i];
-      if (!isfinite(x) || !isfinite(y))
-        continue;
-      x0 = fmin(x0, x);
-      x1 = fmax(x1, x);
-      y0 = fmin(y0, y);
-      y1 = fmax(y1, y);
-    }
-  if (!(x0 <= x1)) { /* nothing to draw: an empty frame */
-    x0 = 0;
-    x1 = 1;
-    y0 = 0;
-    y1 = 1;
-  }
-  if (x1 == x0)
-    x1 = x0 + 1;
-  if (y1 == y0)
-    y1 = y0 + 1;
-  double pad = (y1 - y0) * 0.05;
-  y0 -= pad;
-  y1 += pad;
-  int L = 70, R = W - 20, T = 40, B = H - 50; /* the plot area */
-  uint32_t axis = 0x333333, grid = 0xE4E4E4;
-  double xs = tick_step(x1 - x0, 6), ys = tick_step(y1 - y0, 6);
-  char buf[64];
-  for (double v = ceil(y0 / ys) * ys; v <= y1; v += ys) {
-    int y = B - (int)((v - y0) / (y1 - y0) * (B - T));
-    line(rgb, W, H, L, y, R, y, grid, 1);
-    format_tick(v, ys, buf, sizeof buf);
-    app_draw_text(rgb, W, H, L - 8 - 6 * (int)strlen(buf), y - 3, buf, axis, 1);
-  }
-  for (double v = ceil(x0 / xs) * xs; v <= x1; v += xs) {
-    int x = L + (int)((v - x0) / (x1 - x0) * (R - L));
-    line(rgb, W, H, x, T, x, B, grid, 1);
-    format_tick(v, xs, buf, sizeof buf);
-    app_draw_text(rgb, W, H, x - 3 * (int)strlen(buf), B + 8, buf, axis, 1);
-  }
-  line(rgb, W, H, L, B, R, B, axis, 1);
-  line(rgb, W, H, L, T, L, B, axis, 1);
-  for (int s = 0; s < n_series; s++) {
-    const app_series *sr = &series[s];
-    int px = 0, py = 0;
-    bool have = false;
-    for (int i = 0; i < sr->n; i++) {
-      if (!isfinite(sr->x[i]) || !isfinite(sr->y[i])) {
-        have = false;
-        continue;
-      }
-      int x = L + (int)((sr->x[i] - x0) / (x1 - x0) * (R - L));
-      int y = B - (int)((sr->y[i] - y0) / (y1 - y0) * (B - T));
-      if (have)
-        line(rgb, W, H, px, py, x, y, sr->rgb, 2);
-      else if (sr->n == 1)
-        line(rgb, W, H, x, y, x, y, sr->rgb, 4);
-      px = x;
-      py = y;
-      have = true;
-    }
-    /* legend, top right */
-    int ly = T + 8 + 14 * s, lx = R - 8 - 6 * (int)strlen(sr->name) - 24;
-    line(rgb, W, H, lx, ly + 3, lx + 16, ly + 3, sr->rgb, 2);
-    app_draw_text(rgb, W, H, lx + 22, ly, sr->name, axis, 1);
-  }
-  if (title)
-    app_draw_text(rgb, W, H, L, 14, title, axis, 2);
-  if (xlabel)
-    app_draw_text(rgb, W, H, (L + R) / 2 - 3 * (int)strlen(xlabel), H - 20,
-                  xlabel, axis, 1);
-  if (ylabel)
-    app_draw_text(rgb, W, H, 6, T - 14, ylabel, axis, 1);
-  int ok = stbi_write_png(path, W, H, 3, rgb, W * 3);
-  free(rgb);
-  return ok ? 0 : -1;
+                 int width, int height) {
+  app_panel p = {title, xlabel, ylabel, series, n_series, false};
+  return app_plot_panels_png(path, NULL, &p, 1, 1, width, height);
 }

@@ -10,7 +10,6 @@
 
 #include <getopt.h>
 #include <math.h>
-#include <stb_image_write.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,35 +167,51 @@ static double accuracy(const loom_tensor *pred, const loom_tensor *y) {
   return loom_item(loom_mean_all(loom_eq(pred, y)));
 }
 
-/* A strip of test images with their predicted class names. */
-static void picture(const options *o, const loom_tensor *x,
-                    const loom_tensor *pred, const loom_tensor *y) {
-  int n = 8, s = (int)o->size, scale = 4, cell = s * scale + 8;
-  int W = n * cell, H = cell + 20;
-  unsigned char *rgb = calloc((size_t)(W * H * 3), 1);
-  if (!rgb)
-    return;
-  memset(rgb, 255, (size_t)(W * H * 3));
+/* A contact sheet of test images, each with its predicted class (green
+ * when right, red with the true class when wrong). 0, or -1 after saying
+ * why. */
+static int picture(const options *o, const loom_tensor *x,
+                   const loom_tensor *pred, const loom_tensor *y) {
+  enum { N = 16 };
+  int s = (int)o->size, n = loom_size(x, 0) < N ? (int)loom_size(x, 0) : N;
   const float *px = loom_data_f32(loom_contiguous(x));
-  for (int i = 0; px && i < n && i < loom_size(x, 0); i++) {
-    for (int yy = 0; yy < s * scale; yy++)
-      for (int xx = 0; xx < s * scale; xx++) {
-        float v = px[(int64_t)i * s * s + (yy / scale) * s + xx / scale];
-        unsigned char c = (unsigned char)(255 - 255 * v);
-        unsigned char *p = rgb + 3 * ((size_t)(yy + 4) * W + i * cell + 4 + xx);
-        p[0] = p[1] = p[2] = c;
-      }
+  unsigned char *rgb = malloc((size_t)N * (size_t)s * (size_t)s * 3);
+  app_sheet_item items[N];
+  char truth[N][48];
+  const char *lines[N][2];
+  uint32_t colors[N][2];
+  int rc = px && rgb ? 0 : -1;
+  if (!rgb)
+    loom_set_error(LOOM_ERR_MEMORY, "out of memory");
+  for (int i = 0; rc == 0 && i < n; i++) {
+    unsigned char *im = rgb + (size_t)i * (size_t)s * (size_t)s * 3;
+    for (int64_t k = 0; k < (int64_t)s * s; k++) {
+      float v = px[(int64_t)i * s * s + k]; /* 1 is ink */
+      v = v < 0 ? 0 : v > 1 ? 1 : v;
+      im[3 * k] = im[3 * k + 1] = im[3 * k + 2] =
+          (unsigned char)lrintf(255 - 255 * v);
+    }
     int64_t pr = (int64_t)loom_get(pred, (int64_t[]){i});
     int64_t tr = (int64_t)loom_get(y, (int64_t[]){i});
-    app_draw_text(rgb, W, H, i * cell + 4, cell + 4, class_names[pr],
-                  pr == tr ? 0x207020 : 0xc02020, 1);
+    snprintf(truth[i], sizeof truth[i], "(is a %s)", class_names[tr]);
+    lines[i][0] = class_names[pr];
+    lines[i][1] = truth[i];
+    colors[i][0] = pr == tr ? 0x207020 : 0xc02020;
+    colors[i][1] = 0x666666;
+    items[i] =
+        (app_sheet_item){im, s, s, lines[i], colors[i], pr == tr ? 1 : 2};
   }
-  char tmp[1024];
-  snprintf(tmp, sizeof tmp, "%s.tmp.png", o->picture);
-  if (stbi_write_png(tmp, W, H, 3, rgb, W * 3) &&
-      rename(tmp, o->picture) == 0 && !o->quiet)
-    fprintf(stderr, "predictions: %s\n", o->picture);
+  if (rc == 0)
+    rc = app_contact_sheet_png(
+        o->picture, "shapes: test images and predictions", items, n, 8, 96);
   free(rgb);
+  if (rc < 0) {
+    fprintf(stderr, "shapes: cannot write %s: %s\n", o->picture,
+            loom_last_error());
+    loom_clear_error();
+  } else if (!o->quiet)
+    fprintf(stderr, "predictions: %s\n", o->picture);
+  return rc;
 }
 
 static void usage(FILE *f) {
@@ -391,8 +406,8 @@ int main(int argc, char **argv) {
             o.min_accuracy);
     rc = 1;
   }
-  if (o.picture && *o.picture)
-    picture(&o, xte, pred, yte);
+  if (o.picture && *o.picture && picture(&o, xte, pred, yte) < 0)
+    rc = 1;
   loom_scope_end(s);
   loom_module_free(fresh ? &fresh->base : NULL);
   loom_optimizer_free(opt);

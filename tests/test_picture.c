@@ -1,0 +1,826 @@
+/* The apps' drawing layer (apps/common/picture.h): plots of hostile data
+ * finish and write valid PNGs, ticks stay few and ordered, text puts its
+ * ink where its measures say, wrapping, a missing or broken font file, the
+ * canvas, heatmaps, contact sheets and attention strips. PNGs are read back
+ * with stb_image. */
+#define _POSIX_C_SOURCE 200809L
+#include "../apps/common/picture.h"
+#include "file_util.h"
+
+#include <float.h>
+#include <stb_image.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Reads a PNG back: its pixels (caller frees) and size. */
+static unsigned char *read_png(const char *path, int *w, int *h) {
+  int comp;
+  unsigned char *p = stbi_load(path, w, h, &comp, 3);
+  ck_assert_msg(p != NULL, "%s: %s", path, stbi_failure_reason());
+  return p;
+}
+
+static bool exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0;
+}
+
+static uint32_t pixel(const app_canvas *c, int x, int y) {
+  const unsigned char *p = c->rgb + 3 * ((size_t)y * c->w + x);
+  return (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+}
+
+/* The bounding box of non-white pixels; false when there are none. */
+static bool ink_box(const app_canvas *c, int *x0, int *y0, int *x1, int *y1) {
+  *x0 = *y0 = INT32_MAX;
+  *x1 = *y1 = -1;
+  for (int y = 0; y < c->h; y++)
+    for (int x = 0; x < c->w; x++)
+      if (pixel(c, x, y) != 0xffffff) {
+        *x0 = x < *x0 ? x : *x0;
+        *y0 = y < *y0 ? y : *y0;
+        *x1 = x > *x1 ? x : *x1;
+        *y1 = y > *y1 ? y : *y1;
+      }
+  return *x1 >= 0;
+}
+
+/* ---- plots ---- */
+
+static void plot_ok(const char *name, const double *x, const double *y, int n,
+                    bool log_y) {
+  char path[512];
+  test_path(path, sizeof path, name);
+  app_series s = {"data", x, y, n, 0x1f77b4};
+  app_panel p = {name, "step", "value", &s, 1, log_y};
+  ck_assert_msg(app_plot_panels_png(path, NULL, &p, 1, 1, 400, 300) == 0,
+                "%s: %s", name, loom_last_error());
+  int w, h;
+  unsigned char *px = read_png(path, &w, &h);
+  ck_assert_int_eq(w, 400);
+  ck_assert_int_eq(h, 300);
+  free(px);
+}
+
+START_TEST(test_plot_hostile_data) {
+  /* each finished before it could hang: the old tick loop never ended on
+   * the first */
+  alarm(300);
+  const double x2[2] = {0, 1};
+  plot_ok("huge-close", x2, (double[]){1e20, 1e20 + 16384}, 2, false);
+  plot_ok("equal", (double[]){1, 2, 3}, (double[]){2.5, 2.5, 2.5}, 3, false);
+  plot_ok("zeros", (double[]){1, 2, 3}, (double[]){0, 0, 0}, 3, false);
+  plot_ok("non-finite", (double[]){0, 1, NAN, 3, 4, INFINITY},
+          (double[]){1, NAN, 2, -INFINITY, 3, 4}, 6, false);
+  plot_ok("all-nan", x2, (double[]){NAN, NAN}, 2, false);
+  plot_ok("extremes", x2, (double[]){1e308, -1e308}, 2, false);
+  plot_ok("max", x2, (double[]){DBL_MAX, -DBL_MAX}, 2, false);
+  plot_ok("max-equal", x2, (double[]){DBL_MAX, DBL_MAX}, 2, false);
+  plot_ok("denormal", x2, (double[]){5e-324, 1e-320}, 2, false);
+  plot_ok("denormal-zero", x2, (double[]){0, 5e-324}, 2, false);
+  plot_ok("tiny", x2, (double[]){1e-300, 3e-300}, 2, false);
+  plot_ok("huge-x", (double[]){1e300, 1e300}, (double[]){1, 2}, 2, false);
+  plot_ok("single", (double[]){7}, (double[]){3}, 1, false);
+  plot_ok("none", NULL, NULL, 0, false);
+  plot_ok("log", (double[]){0, 1, 2, 3}, (double[]){1e-30, 0, -5, 1e30}, 4,
+          true);
+  plot_ok("log-nonpositive", x2, (double[]){0, -1}, 2, true);
+  plot_ok("log-one-decade", (double[]){0, 1, 2}, (double[]){1.2, 2, 4.5}, 3,
+          true);
+  plot_ok("log-equal", x2, (double[]){1e-300, 1e-300}, 2, true);
+  /* many points: decimated per pixel column, still quick */
+  enum { N = 200000 };
+  double *y = malloc(N * sizeof *y);
+  ck_assert_ptr_nonnull(y);
+  for (int i = 0; i < N; i++)
+    y[i] = sin(i * 0.37) * (i % 7);
+  plot_ok("many", NULL, y, N, false);
+  free(y);
+  alarm(0);
+}
+END_TEST
+
+START_TEST(test_plot_panels_and_errors) {
+  char path[512];
+  test_path(path, sizeof path, "panels.png");
+  double x[50], a[50], b[50];
+  for (int i = 0; i < 50; i++) {
+    x[i] = i;
+    a[i] = exp(-i / 10.0);
+    b[i] = 30 * (1 - exp(-i / 20.0));
+  }
+  app_series sa[APP_PLOT_MAX_SERIES];
+  for (int s = 0; s < APP_PLOT_MAX_SERIES; s++)
+    sa[s] = (app_series){"curve", x, a, 50, 0x101010u * (uint32_t)s};
+  app_series sb = {"BLEU", x, b, 50, 0x2ca02c};
+  app_panel p[3] = {{"loss", "step", "loss", sa, APP_PLOT_MAX_SERIES, true},
+                    {"BLEU", "step", "BLEU", &sb, 1, false},
+                    {NULL, NULL, NULL, NULL, 0, false}};
+  ck_assert_int_eq(app_plot_panels_png(path, "run", p, 3, 2, 300, 200), 0);
+  int w, h;
+  free(read_png(path, &w, &h));
+  ck_assert_int_eq(w, 600);
+  ck_assert_int_gt(h, 400); /* two rows and a title */
+  ck_assert_int_lt(h, 450);
+  /* too many series, bad sizes, a series without y: refused, no file */
+  test_path(path, sizeof path, "refused.png");
+  p[0].n_series = APP_PLOT_MAX_SERIES + 1;
+  ck_assert_int_eq(app_plot_panels_png(path, NULL, p, 1, 1, 300, 200), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+  ck_assert_int_eq(app_plot_png(path, NULL, NULL, NULL, &sb, 1, 100, 100), -1);
+  loom_clear_error();
+  app_series bad = {"bad", x, NULL, 3, 0};
+  ck_assert_int_eq(app_plot_png(path, NULL, NULL, NULL, &bad, 1, 300, 200), -1);
+  ck_assert_msg(strstr(loom_last_error(), "no y values"), "%s",
+                loom_last_error());
+  loom_clear_error();
+  ck_assert(!exists(path));
+  /* an unwritable path: an error naming it */
+  ck_assert_int_eq(app_plot_png("/nonexistent-dir/x.png", NULL, NULL, NULL, &sb,
+                                1, 300, 200),
+                   -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_IO);
+  ck_assert(strstr(loom_last_error(), "/nonexistent-dir/x.png"));
+  loom_clear_error();
+}
+END_TEST
+
+/* Ticks are few, increasing, inside the axis and distinctly labelled. */
+static void ticks_sane(const app_ticks *t) {
+  ck_assert_int_ge(t->n, 1);
+  ck_assert_int_le(t->n, APP_TICKS_MAX);
+  for (int i = 0; i < t->n; i++) {
+    double p = app_ticks_position(t, t->value[i]);
+    ck_assert_msg(p >= -1e-9 && p <= 1 + 1e-9, "tick %s at %g", t->label[i], p);
+    if (i) {
+      ck_assert(t->value[i] > t->value[i - 1]);
+      ck_assert_str_ne(t->label[i], t->label[i - 1]);
+    }
+  }
+}
+
+START_TEST(test_ticks) {
+  app_ticks t;
+  app_ticks_fit(&t, 0, 10, 6, false, 0);
+  ck_assert_int_eq(t.n, 6);
+  ck_assert_str_eq(t.label[0], "0");
+  ck_assert_str_eq(t.label[5], "10");
+  ticks_sane(&t);
+  app_ticks_fit(&t, 0, 1, 6, false, 0);
+  ck_assert_str_eq(t.label[1], "0.2");
+  ticks_sane(&t);
+  app_ticks_fit(&t, 0, 3e7, 4, false, 0);
+  ck_assert_str_eq(t.label[1], "1e7");
+  ticks_sane(&t);
+  app_ticks_fit(&t, -1e308, 1e308, 6, false, 0.05);
+  ck_assert(!t.flat);
+  ticks_sane(&t);
+  app_ticks_fit(&t, -DBL_MAX, DBL_MAX, 20, false, 0.5);
+  ticks_sane(&t);
+  /* collapsed ranges: one labelled value, data in the middle */
+  app_ticks_fit(&t, 1e20, 1e20 + 16384, 6, false, 0.05);
+  ck_assert(t.flat);
+  ck_assert_int_eq(t.n, 1);
+  ck_assert_str_eq(t.label[0], "1e20");
+  ck_assert_double_eq(app_ticks_position(&t, 1e20 + 16384), 0.5);
+  app_ticks_fit(&t, 5e-324, 5e-324, 6, false, 0.05);
+  ck_assert(t.flat);
+  app_ticks_fit(&t, 0, 5e-324, 6, false, 0.05);
+  ck_assert(t.flat);
+  /* equal values widen around the value */
+  app_ticks_fit(&t, 2.5, 2.5, 6, false, 0);
+  ck_assert(!t.flat);
+  ck_assert_double_eq(app_ticks_position(&t, 2.5), 0.5);
+  ticks_sane(&t);
+  /* no data: an empty unit axis */
+  app_ticks_fit(&t, INFINITY, -INFINITY, 6, false, 0);
+  ck_assert_str_eq(t.label[t.n - 1], "1.0");
+  /* at most 20 ticks whatever is asked */
+  app_ticks_fit(&t, 0, 1e6, 1000, false, 0);
+  ck_assert_int_le(t.n, APP_TICKS_MAX);
+  /* log axes: decades, 1-2-5 within a few decades, 10 with a superscript
+   * far from 1 */
+  app_ticks_fit(&t, 1e-12, 1e12, 6, true, 0);
+  ticks_sane(&t);
+  ck_assert_str_eq(t.label[0],
+                   "10\xe2\x81\xbb\xc2\xb9\xe2\x81\xb0"); /* 10⁻¹⁰ */
+  ck_assert_str_eq(t.label[2], "1");
+  app_ticks_fit(&t, 1, 100, 6, true, 0);
+  ticks_sane(&t);
+  ck_assert_str_eq(t.label[0], "1");
+  ck_assert_str_eq(t.label[1], "2");
+  ck_assert_str_eq(t.label[t.n - 1], "100");
+  ck_assert_double_eq_tol(app_ticks_position(&t, 10), 0.5, 1e-12);
+}
+END_TEST
+
+/* ---- text ---- */
+
+START_TEST(test_text_ink_and_measures) {
+  app_canvas c;
+  ck_assert_int_eq(app_canvas_init(&c, 300, 80, 0xffffff), 0);
+  app_text_metrics m;
+  ck_assert_int_eq(app_text_measure_lines(NULL, 20, &m), 0);
+  ck_assert(m.ascent > 15 && m.ascent < 22 && m.descent > 2 &&
+            m.cap_height > 12 && m.cap_height < m.ascent &&
+            m.line_height >= m.ascent + m.descent);
+  /* ink of "Hello" lies inside its measured box */
+  app_text_style st = {.size = 20, .rgb = 0};
+  double w = app_text_width(NULL, "Hello", 20);
+  ck_assert(w > 40 && w < 70);
+  ck_assert_int_eq(app_text_draw(&c, 50, 10, "Hello", &st), 0);
+  int x0, y0, x1, y1;
+  ck_assert(ink_box(&c, &x0, &y0, &x1, &y1));
+  ck_assert_int_ge(x0, 50);
+  ck_assert_int_le(x1, 50 + (int)ceil(w));
+  ck_assert_int_gt(x1, 50 + (int)w - 4);
+  ck_assert_int_ge(y0, 10 + (int)(m.ascent - m.cap_height) - 2);
+  ck_assert_int_le(y1, 10 + (int)ceil(m.ascent)); /* no descenders */
+  ck_assert_uint_eq(pixel(&c, (x0 + x1) / 2, 5), 0xffffff);
+  /* right alignment ends at x, centred is centred */
+  app_fill_rect(&c, 0, 0, c.w, c.h, 0xffffff, 1);
+  st.align = APP_ALIGN_RIGHT;
+  app_text_draw(&c, 200, 10, "Hello", &st);
+  ck_assert(ink_box(&c, &x0, &y0, &x1, &y1));
+  ck_assert_int_le(x1, 200);
+  ck_assert_int_ge(x0, 200 - (int)ceil(w) - 1);
+  /* widths add up without kerning pairs, and kerning tightens "AV" */
+  double a = app_text_width(NULL, "n", 20), b = app_text_width(NULL, "o", 20);
+  ck_assert_double_eq_tol(app_text_width(NULL, "no", 20), a + b, 1e-9);
+  double av = app_text_width(NULL, "AV", 20);
+  ck_assert(av < app_text_width(NULL, "A", 20) + app_text_width(NULL, "V", 20) -
+                     0.5);
+  /* widths scale with the size */
+  ck_assert_double_eq_tol(app_text_width(NULL, "no", 40), 2 * (a + b), 1e-6);
+  /* umlauts have ink above the capital */
+  app_fill_rect(&c, 0, 0, c.w, c.h, 0xffffff, 1);
+  st.align = APP_ALIGN_LEFT;
+  app_text_draw(&c, 10, 10, "A", &st);
+  int a_top;
+  ink_box(&c, &x0, &a_top, &x1, &y1);
+  app_fill_rect(&c, 0, 0, c.w, c.h, 0xffffff, 1);
+  app_text_draw(&c, 10, 10, "\xc3\x84", &st); /* Ä */
+  int u_top;
+  ink_box(&c, &x0, &u_top, &x1, &y1);
+  ck_assert_int_lt(u_top, a_top - 1);
+  /* ß, a missing glyph (.notdef), invalid UTF-8 (U+FFFD), control bytes */
+  ck_assert(app_text_width(NULL, "\xc3\x9f", 20) > 5);
+  double notdef = app_text_width(NULL, "\xe4\xb8\xad", 20); /* 中 */
+  ck_assert(notdef > 5);
+  ck_assert_double_eq(notdef, app_text_width(NULL, "\xe6\x96\x87", 20));
+  app_fill_rect(&c, 0, 0, c.w, c.h, 0xffffff, 1);
+  app_text_draw(&c, 10, 10, "\xe4\xb8\xad", &st);
+  ck_assert(ink_box(&c, &x0, &y0, &x1, &y1));
+  ck_assert_double_eq(app_text_width(NULL, "\xff", 20),
+                      app_text_width(NULL, "\xef\xbf\xbd", 20));
+  ck_assert_double_eq(app_text_width(NULL, "\xc3", 20),
+                      app_text_width(NULL, "\xef\xbf\xbd", 20));
+  ck_assert_double_eq(app_text_width(NULL, "a\x01\x7f", 20),
+                      app_text_width(NULL, "a", 20));
+  ck_assert_double_eq(app_text_width(NULL, "a\nbcd", 20),
+                      app_text_width(NULL, "a", 20));
+  ck_assert_double_eq(app_text_width(NULL, "", 20), 0);
+  /* a bad size */
+  ck_assert_double_eq(app_text_width(NULL, "a", 0), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+  app_canvas_free(&c);
+}
+END_TEST
+
+START_TEST(test_text_vertical_and_colour) {
+  app_canvas c;
+  ck_assert_int_eq(app_canvas_init(&c, 100, 200, 0xffffff), 0);
+  app_text_style st = {.size = 16, .rgb = 0xff0000, .vertical = true};
+  double w = app_text_width(NULL, "Heading", 16);
+  app_text_metrics m;
+  app_text_measure_lines(NULL, 16, &m);
+  /* reads upwards from y = 150; its top faces left, at x = 40 */
+  ck_assert_int_eq(app_text_draw(&c, 40, 150, "Heading", &st), 0);
+  int x0, y0, x1, y1;
+  ck_assert(ink_box(&c, &x0, &y0, &x1, &y1));
+  ck_assert_int_ge(x0, 40);
+  ck_assert_int_le(x1, 40 + (int)ceil(m.ascent + m.descent));
+  ck_assert_int_le(y1, 150);
+  ck_assert_int_ge(y0, 150 - (int)ceil(w) - 1);
+  ck_assert_int_gt(y1 - y0, (int)w - 6); /* taller than wide */
+  ck_assert_int_lt(x1 - x0, y1 - y0);
+  /* the ink is red: full coverage gives the colour, partial a blend */
+  bool full = false;
+  for (int y = y0; y <= y1; y++)
+    for (int x = x0; x <= x1; x++) {
+      uint32_t p = pixel(&c, x, y);
+      ck_assert_uint_eq(p >> 16, 0xff); /* red stays full */
+      ck_assert_uint_eq((p >> 8) & 0xff, p & 0xff);
+      full |= p == 0xff0000;
+    }
+  ck_assert(full);
+  app_canvas_free(&c);
+}
+END_TEST
+
+/* The spans' text with the dropped spaces put back as one space. */
+static size_t non_space(const char *s, size_t n) {
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    k += s[i] != ' ' && s[i] != '\n';
+  return k;
+}
+
+/* Wraps `text` at `width`: expect_lines lines (-1: at least two), each
+ * fitting, trimmed, and (when not truncated) together all the text's
+ * characters. */
+static void check_wrap(const char *text, double width, int max_lines,
+                       int expect_lines, bool expect_truncated) {
+  app_text_span sp[64];
+  bool truncated;
+  int n = app_text_wrap(NULL, text, 12, width, sp, max_lines, &truncated);
+  if (expect_lines < 0)
+    ck_assert_int_ge(n, 2);
+  else
+    ck_assert_int_eq(n, expect_lines);
+  ck_assert_int_eq(truncated, expect_truncated);
+  size_t kept = 0;
+  for (int i = 0; i < n; i++)
+    kept += non_space(text + sp[i].start, sp[i].len);
+  if (!truncated)
+    ck_assert_uint_eq(kept, non_space(text, strlen(text)));
+  for (int i = 0; i < n; i++) {
+    char line[256];
+    ck_assert_uint_lt(sp[i].len, sizeof line);
+    memcpy(line, text + sp[i].start, sp[i].len);
+    line[sp[i].len] = '\0';
+    double w = app_text_width(NULL, line, 12);
+    /* each line fits, unless it is a single character */
+    ck_assert_msg(w <= width || sp[i].len <= 4, "line '%s' is %g > %g", line, w,
+                  width);
+    ck_assert_msg(sp[i].len == 0 ||
+                      (line[0] != ' ' && line[sp[i].len - 1] != ' '),
+                  "line '%s' keeps spaces", line);
+    ck_assert(strchr(line, '\n') == NULL);
+  }
+}
+
+START_TEST(test_text_wrap) {
+  double word = app_text_width(NULL, "aaa bbb", 12);
+  app_text_span sp[8];
+  bool truncated;
+  ck_assert_int_eq(
+      app_text_wrap(NULL, "aaa bbb ccc", 12, word + 1, sp, 8, &truncated), 2);
+  ck_assert_uint_eq(sp[0].start, 0);
+  ck_assert_uint_eq(sp[0].len, 7); /* "aaa bbb" */
+  ck_assert_uint_eq(sp[1].start, 8);
+  ck_assert_uint_eq(sp[1].len, 3); /* "ccc" */
+  ck_assert(!truncated);
+  /* fits on one line; empty and blank text give no lines */
+  check_wrap("aaa bbb ccc", 1000, 8, 1, false);
+  check_wrap("", 100, 8, 0, false);
+  check_wrap("    ", 100, 8, 0, false);
+  /* a newline breaks; a blank line stays */
+  check_wrap("aaa\nbbb", 1000, 8, 2, false);
+  check_wrap("aaa\n\nbbb", 1000, 8, 3, false);
+  /* a word wider than the line breaks between characters */
+  check_wrap("abcdefghijklmnopqrstuvwxyz", 40, 64, -1, false);
+  /* narrower than one character: one character a line, still progressing */
+  check_wrap("a\xc3\x9f\xc3\xa4 xyz", 1, 64, 6, false);
+  /* the line limit truncates */
+  check_wrap("one two three four five six seven", 40, 2, 2, true);
+  /* a caption wrapped into a picture ends in an ellipsis when cut */
+  app_canvas c;
+  ck_assert_int_eq(app_canvas_init(&c, 120, 60, 0xffffff), 0);
+  app_text_style st = {.size = 12, .rgb = 0};
+  ck_assert_int_eq(app_text_draw_wrapped(&c, 0, 0,
+                                         "one two three four five six seven "
+                                         "eight nine ten eleven",
+                                         &st, 100, 2),
+                   2);
+  int x0, y0, x1, y1;
+  ink_box(&c, &x0, &y0, &x1, &y1);
+  ck_assert_int_le(x1, 100);
+  app_text_metrics m;
+  app_text_measure_lines(NULL, 12, &m);
+  ck_assert_int_le(y1, (int)ceil(2 * m.line_height));
+  ck_assert_int_gt(y1, (int)m.line_height);
+  /* shortened to fit with an ellipsis */
+  double fit = app_text_draw_fit(&c, 0, 0, "a rather long label", &st, 50);
+  ck_assert(fit > 20 && fit <= 50);
+  ck_assert_double_eq(app_text_draw_fit(&c, 0, 0, "ab", &st, 50),
+                      app_text_width(NULL, "ab", 12));
+  app_canvas_free(&c);
+}
+END_TEST
+
+/* ---- fonts ---- */
+
+/* Run as `test_picture missing-font PATH` with LOOM_FONT=/nonexistent: a
+ * plot must fail with an error naming the font and the package, write no
+ * file, and later calls fail the same way. Exit status 0 when so. */
+static int missing_font_child(const char *path) {
+  double y[2] = {1, 2};
+  app_series s = {"a", NULL, y, 2, 0};
+  int rc = app_plot_png(path, "t", "x", "y", &s, 1, 400, 300);
+  const char *e = loom_last_error();
+  bool ok = rc == -1 && strstr(e, "/nonexistent") &&
+            strstr(e, "fonts-dejavu-core") && strstr(e, "LOOM_FONT") &&
+            !exists(path);
+  if (!ok)
+    fprintf(stderr, "plot returned %d, error '%s'\n", rc, e);
+  loom_clear_error();
+  ok = ok && app_font_default() == NULL &&
+       strstr(loom_last_error(), "/nonexistent");
+  loom_clear_error();
+  return ok ? 0 : 1;
+}
+
+START_TEST(test_missing_font_is_an_error) {
+  /* the default font is loaded once per process, and this one has loaded
+   * it: a fresh process tries LOOM_FONT */
+  char path[512], self[4096];
+  test_path(path, sizeof path, "no-font.png");
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  ck_assert(n > 0 && n < (ssize_t)sizeof self - 1);
+  self[n] = '\0';
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    setenv("LOOM_FONT", "/nonexistent", 1);
+    execl(self, "test_picture", "missing-font", path, (char *)NULL);
+    _exit(127);
+  }
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "the child did not see the font error (status %d)", status);
+  ck_assert(!exists(path));
+}
+END_TEST
+
+/* Loads `data` as a font file; expects it refused with `what` in the
+ * message along with the path. */
+static void font_refused(const char *name, const void *data, size_t len,
+                         const char *what) {
+  char path[512];
+  test_path(path, sizeof path, name);
+  test_write_file(path, data, len);
+  ck_assert_ptr_null(app_font_load(path));
+  ck_assert_msg(strstr(loom_last_error(), path) &&
+                    strstr(loom_last_error(), what),
+                "%s: %s", name, loom_last_error());
+  loom_clear_error();
+}
+
+static uint32_t get32(const unsigned char *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+         p[3];
+}
+
+static void put32(unsigned char *p, uint32_t v) {
+  p[0] = (unsigned char)(v >> 24);
+  p[1] = (unsigned char)(v >> 16);
+  p[2] = (unsigned char)(v >> 8);
+  p[3] = (unsigned char)v;
+}
+
+/* The table record of `tag` in a TrueType file. */
+static unsigned char *record(unsigned char *font, const char *tag) {
+  int n = font[4] << 8 | font[5];
+  for (int i = 0; i < n; i++)
+    if (!memcmp(font + 12 + 16 * i, tag, 4))
+      return font + 12 + 16 * i;
+  ck_abort_msg("no %s table", tag);
+  return NULL;
+}
+
+START_TEST(test_broken_font_files) {
+  size_t len;
+  char *good = test_slurp(APP_FONT_DEFAULT_PATH, &len);
+  app_font *f = app_font_load(APP_FONT_DEFAULT_PATH);
+  ck_assert_msg(f != NULL, "%s", loom_last_error());
+  app_font_free(f);
+  ck_assert_ptr_null(app_font_load("/nonexistent.ttf"));
+  ck_assert(strstr(loom_last_error(), "/nonexistent.ttf"));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_IO);
+  loom_clear_error();
+  ck_assert_ptr_null(app_font_load(test_dir)); /* a folder */
+  ck_assert(strstr(loom_last_error(), "not a file"));
+  loom_clear_error();
+  font_refused("empty.ttf", "", 0, "wrong size");
+  font_refused("text.ttf", "this is not a font at all", 25,
+               "not a TrueType font");
+  font_refused("collection.ttf", "ttcf\0\1\0\0\0\0\0\0", 12, "collection");
+  font_refused("truncated.ttf", good, 4000, "past the end");
+  unsigned char *bad = malloc(len);
+  ck_assert_ptr_nonnull(bad);
+  /* a table offset past the end */
+  memcpy(bad, good, len);
+  put32(record(bad, "glyf") + 8, (uint32_t)len - 10);
+  font_refused("offset.ttf", bad, len, "past the end");
+  /* a required table renamed away */
+  memcpy(bad, good, len);
+  memcpy(record(bad, "cmap"), "xmap", 4);
+  font_refused("nocmap.ttf", bad, len, "required table");
+  /* a glyph location past the glyf table */
+  memcpy(bad, good, len);
+  unsigned char *loca = (unsigned char *)bad + get32(record(bad, "loca") + 8);
+  loca[2] = loca[3] = 0xff; /* glyph 1 at 2 * 0xffff in the short format */
+  loca[4] = loca[5] = 0xff;
+  const unsigned char *head =
+      (unsigned char *)bad + get32(record(bad, "head") + 8);
+  if (head[51] == 1) /* long format: an offset past the table */
+    put32(loca + 4, 0x7fffffff);
+  font_refused("loca.ttf", bad, len, "glyf");
+  /* too many horizontal metrics for the glyphs */
+  memcpy(bad, good, len);
+  unsigned char *hhea = (unsigned char *)bad + get32(record(bad, "hhea") + 8);
+  hhea[34] = hhea[35] = 0xff;
+  font_refused("hhea.ttf", bad, len, "metrics");
+  free(bad);
+  free(good);
+}
+END_TEST
+
+/* ---- canvas ---- */
+
+START_TEST(test_canvas) {
+  app_canvas c;
+  ck_assert_int_eq(app_canvas_init(&c, 0, 10, 0), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+  ck_assert_int_eq(app_canvas_init(&c, APP_CANVAS_MAX_SIDE + 1, 1, 0), -1);
+  loom_clear_error();
+  ck_assert_int_eq(app_canvas_init(&c, 8192, 8192, 0), -1); /* 64 M pixels */
+  ck_assert(strstr(loom_last_error(), "8192 x 8192"));
+  loom_clear_error();
+  app_canvas_free(&c); /* harmless on a failed canvas */
+  ck_assert_int_eq(app_canvas_init(&c, 40, 20, 0x123456), 0);
+  ck_assert_uint_eq(pixel(&c, 39, 19), 0x123456);
+  /* clipping, blending */
+  app_canvas_clip(&c, 10, 5, 10, 10);
+  app_fill_rect(&c, -100, -100, 1000, 1000, 0xffffff, 1);
+  ck_assert_uint_eq(pixel(&c, 9, 5), 0x123456);
+  ck_assert_uint_eq(pixel(&c, 10, 5), 0xffffff);
+  ck_assert_uint_eq(pixel(&c, 19, 14), 0xffffff);
+  ck_assert_uint_eq(pixel(&c, 20, 14), 0x123456);
+  app_canvas_clip(&c, 0, 0, c.w, c.h);
+  app_fill_rect(&c, 0, 0, 40, 20, 0x000000, 1);
+  app_fill_rect(&c, 0, 0, 1, 1, 0xffffff, 0.5);
+  ck_assert_uint_eq(pixel(&c, 0, 0), 0x808080);
+  app_blend_pixel(&c, 1, 0, 0xffffff, NAN);
+  ck_assert_uint_eq(pixel(&c, 1, 0), 0);
+  /* a polyline through a middle point blends each pixel once: the same
+   * pixels as one straight line */
+  app_canvas d;
+  ck_assert_int_eq(app_canvas_init(&d, 40, 20, 0), 0);
+  app_fill_rect(&c, 0, 0, 40, 20, 0, 1);
+  app_draw_line(&c, 2.5, 10.3, 37.5, 10.3, 1.5, 0xffffff);
+  ck_assert_int_eq(app_draw_polyline(&d, (double[]){2.5, 20, 37.5},
+                                     (double[]){10.3, 10.3, 10.3}, 3, 1.5,
+                                     0xffffff),
+                   0);
+  ck_assert_mem_eq(c.rgb, d.rgb, 40 * 20 * 3);
+  ck_assert_uint_eq(pixel(&c, 20, 10), 0xffffff);
+  ck_assert_uint_gt(pixel(&c, 20, 11), 0);
+  ck_assert_uint_lt(pixel(&c, 20, 11), 0xffffff);
+  ck_assert_uint_eq(pixel(&c, 20, 5), 0);
+  /* non-finite points break a polyline and draw nothing themselves */
+  app_fill_rect(&d, 0, 0, 40, 20, 0, 1);
+  ck_assert_int_eq(app_draw_polyline(&d, (double[]){NAN, INFINITY, 1e300},
+                                     (double[]){1, 2, 1e300}, 3, 2, 0xffffff),
+                   0);
+  for (int i = 0; i < 40 * 20 * 3; i++)
+    ck_assert_uint_eq(d.rgb[i], 0);
+  /* blits: nearest repeats pixels, smooth keeps a flat colour flat */
+  const unsigned char img[12] = {255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9};
+  ck_assert_int_eq(app_blit(&d, img, 2, 2, 4, 4, 4, 4, APP_SCALE_NEAREST), 0);
+  ck_assert_uint_eq(pixel(&d, 4, 4), 0xff0000);
+  ck_assert_uint_eq(pixel(&d, 5, 5), 0xff0000);
+  ck_assert_uint_eq(pixel(&d, 6, 4), 0x00ff00);
+  ck_assert_uint_eq(pixel(&d, 7, 7), 0x090909);
+  unsigned char flat[5 * 3 * 3];
+  memset(flat, 77, sizeof flat);
+  ck_assert_int_eq(app_blit(&d, flat, 5, 3, 10, 0, 17, 9, APP_SCALE_SMOOTH), 0);
+  ck_assert_uint_eq(pixel(&d, 18, 4), 0x4d4d4d);
+  ck_assert_int_eq(app_blit(&d, flat, 0, 3, 10, 0, 17, 9, APP_SCALE_SMOOTH),
+                   -1);
+  loom_clear_error();
+  /* written PNGs read back equal; a failed write leaves nothing */
+  char path[512];
+  test_path(path, sizeof path, "canvas.png");
+  ck_assert_int_eq(app_canvas_write_png(&d, path), 0);
+  int w, h;
+  unsigned char *back = read_png(path, &w, &h);
+  ck_assert_int_eq(w, 40);
+  ck_assert_int_eq(h, 20);
+  ck_assert_mem_eq(back, d.rgb, 40 * 20 * 3);
+  free(back);
+  ck_assert_int_eq(app_canvas_write_png(&d, "/nonexistent-dir/c.png"), -1);
+  ck_assert(strstr(loom_last_error(), "/nonexistent-dir/c.png"));
+  loom_clear_error();
+  app_canvas_free(&c);
+  app_canvas_free(&d);
+}
+END_TEST
+
+/* ---- colours, heatmaps, sheets ---- */
+
+static double luminance(uint32_t c) {
+  return 0.2126 * (c >> 16) + 0.7152 * ((c >> 8) & 0xff) + 0.0722 * (c & 0xff);
+}
+
+START_TEST(test_colormap) {
+  for (int i = 1; i <= 20; i++)
+    ck_assert_msg(luminance(app_colormap(i / 20.0)) >
+                      luminance(app_colormap((i - 1) / 20.0)) + 3,
+                  "the ramp does not brighten at %d/20", i);
+  ck_assert_uint_eq(app_colormap(-5), app_colormap(0));
+  ck_assert_uint_eq(app_colormap(7), app_colormap(1));
+  uint32_t nan = app_colormap(NAN);
+  ck_assert_uint_eq(nan >> 16, nan & 0xff); /* grey */
+  ck_assert(luminance(app_colormap(0)) < 60);
+  ck_assert(luminance(app_colormap(1)) > 200);
+}
+END_TEST
+
+static long count_colour(const unsigned char *px, int w, int h, uint32_t c) {
+  long n = 0;
+  for (long i = 0; i < (long)w * h; i++)
+    n += ((uint32_t)px[3 * i] << 16 | (uint32_t)px[3 * i + 1] << 8 |
+          px[3 * i + 2]) == c;
+  return n;
+}
+
+START_TEST(test_heatmap) {
+  char path[512];
+  test_path(path, sizeof path, "heat.png");
+  const float v[6] = {0, 1, 0.5f, NAN, 2, -1};
+  const char *rows[2] = {"Straße", "über"};
+  const char *cols[3] = {"a", "much longer token", NULL};
+  app_heatmap hm = {v, 2, 3, rows, cols, "attention", true, false, false};
+  int w, h, pw, ph;
+  ck_assert_int_eq(app_heatmap_size(&hm, &w, &h), 0);
+  ck_assert_int_eq(app_heatmap_png(path, &hm), 0);
+  unsigned char *px = read_png(path, &pw, &ph);
+  ck_assert_int_eq(pw, w);
+  ck_assert_int_eq(ph, h);
+  /* cells in [0, 1]: 2 clamps to 1 and -1 to 0; NaN is grey */
+  long top = count_colour(px, pw, ph, app_colormap(1));
+  long bottom = count_colour(px, pw, ph, app_colormap(0));
+  ck_assert_int_gt(count_colour(px, pw, ph, app_colormap(0.5)), 400);
+  ck_assert_int_gt(count_colour(px, pw, ph, app_colormap(NAN)), 400);
+  ck_assert_int_gt(top, 2 * 400);
+  ck_assert_int_gt(bottom, 2 * 400);
+  free(px);
+  /* longer labels and more rows make it larger; no labels, smaller */
+  const char *long_rows[2] = {"a considerably longer row label", "x"};
+  app_heatmap longer = hm;
+  longer.row_labels = long_rows;
+  int lw, lh;
+  ck_assert_int_eq(app_heatmap_size(&longer, &lw, &lh), 0);
+  ck_assert_int_gt(lw, w + 50);
+  ck_assert_int_eq(lh, h);
+  app_heatmap bare = {v, 2, 3, NULL, NULL, NULL, false, false, false};
+  int bw, bh;
+  ck_assert_int_eq(app_heatmap_size(&bare, &bw, &bh), 0);
+  ck_assert_int_lt(bw, w);
+  ck_assert_int_lt(bh, h);
+  /* auto scale: the ramp spans -1..2, so 0.5 is mid-ramp */
+  hm.auto_scale = true;
+  test_path(path, sizeof path, "heat-auto.png");
+  ck_assert_int_eq(app_heatmap_png(path, &hm), 0);
+  px = read_png(path, &pw, &ph);
+  ck_assert_int_gt(count_colour(px, pw, ph, app_colormap(0.5)), 400);
+  ck_assert_int_gt(count_colour(px, pw, ph, app_colormap(1.0 / 3)), 400);
+  free(px);
+  /* a large matrix gets small cells and stays a sane size */
+  float *big = calloc(1000 * 1000, sizeof *big);
+  ck_assert_ptr_nonnull(big);
+  app_heatmap large = {big, 1000, 1000, NULL, NULL, NULL, true, false, false};
+  ck_assert_int_eq(app_heatmap_size(&large, &w, &h), 0);
+  ck_assert_int_lt(w, 1200);
+  ck_assert_int_lt(h, 1200);
+  free(big);
+  /* bad sizes */
+  app_heatmap none = {NULL, 2, 3, NULL, NULL, NULL, false, false, false};
+  test_path(path, sizeof path, "heat-bad.png");
+  ck_assert_int_eq(app_heatmap_png(path, &none), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+  ck_assert(!exists(path));
+}
+END_TEST
+
+START_TEST(test_contact_sheet) {
+  char path[512];
+  test_path(path, sizeof path, "sheet.png");
+  unsigned char red[10 * 10 * 3], wide[40 * 10 * 3];
+  for (int i = 0; i < 100; i++) {
+    red[3 * i] = 220;
+    red[3 * i + 1] = red[3 * i + 2] = 20;
+  }
+  for (int i = 0; i < 400; i++) {
+    wide[3 * i] = 40;
+    wide[3 * i + 1] = 90;
+    wide[3 * i + 2] = 160;
+  }
+  const char *short_text[1] = {"a red square"};
+  const char *long_text[2] = {
+      "a generated caption long enough to wrap over several lines of the cell",
+      "reference: a square that is red"};
+  uint32_t colours[2] = {0x222222, 0x0000c0};
+  app_sheet_item items[5];
+  for (int i = 0; i < 5; i++)
+    items[i] = (app_sheet_item){red, 10, 10, short_text, NULL, 1};
+  items[1] = (app_sheet_item){wide, 40, 10, long_text, colours, 2};
+  ck_assert_int_eq(app_contact_sheet_png(path, "sheet", items, 5, 3, 100), 0);
+  int w, h;
+  unsigned char *px = read_png(path, &w, &h);
+  ck_assert_int_eq(w, 2 * 14 + 3 * 100 + 2 * 14);
+  ck_assert_int_gt(h, 2 * 100 + 60);
+  /* four red squares of 100 x 100 and the wide image letterboxed */
+  ck_assert_int_eq(count_colour(px, w, h, 0xdc1414), 4 * 100 * 100);
+  ck_assert_int_eq(count_colour(px, w, h, 0x285aa0), 100 * 25);
+  long blue = 0; /* the reference line's ink */
+  for (long i = 0; i < (long)w * h; i++)
+    blue += px[3 * i + 2] > px[3 * i] + 60 && px[3 * i] == px[3 * i + 1];
+  ck_assert_int_gt(blue, 100);
+  free(px);
+  /* only short text: shorter rows */
+  items[1] = items[0];
+  ck_assert_int_eq(app_contact_sheet_png(path, "sheet", items, 5, 3, 100), 0);
+  int h2;
+  free(read_png(path, &w, &h2));
+  ck_assert_int_lt(h2, h);
+  /* bad input */
+  items[2].rgb = NULL;
+  ck_assert_int_eq(app_contact_sheet_png(path, NULL, items, 5, 3, 100), -1);
+  ck_assert(strstr(loom_last_error(), "image 2"));
+  loom_clear_error();
+  ck_assert_int_eq(app_contact_sheet_png(path, NULL, items, 0, 3, 100), -1);
+  loom_clear_error();
+}
+END_TEST
+
+START_TEST(test_attention_strip) {
+  char path[512];
+  test_path(path, sizeof path, "strip.png");
+  unsigned char img[8 * 8 * 3];
+  memset(img, 200, sizeof img);
+  /* word 0 looks at the top left, word 1 at the bottom right, word 2
+   * nowhere */
+  float maps[3 * 2 * 2] = {1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0};
+  const char *words[3] = {"a", "dog", NULL};
+  ck_assert_int_eq(app_attention_strip_png(path, "a dog", img, 8, 8, maps, 2, 2,
+                                           words, 3, 2, 64),
+                   0);
+  int w, h;
+  unsigned char *px = read_png(path, &w, &h);
+  ck_assert_int_eq(w, 2 * 14 + 2 * 64 + 14);
+  ck_assert_int_gt(h, 2 * 64 + 14);
+  /* frame 0 (at x 14, below the title) is lit top left, frame 1 bottom
+   * right */
+  int y0 = -1;
+  for (int y = 0; y < h && y0 < 0; y++)
+    if (px[3 * ((size_t)y * w + 20)] != 255)
+      y0 = y;
+  ck_assert_int_gt(y0, 14);
+#define AT(x, y) px[3 * ((size_t)(y)*w + (x))]
+  ck_assert_int_gt(AT(14 + 4, y0 + 4), AT(14 + 60, y0 + 60) + 40);
+  ck_assert_int_gt(AT(92 + 60, y0 + 60), AT(92 + 4, y0 + 4) + 40);
+#undef AT
+  free(px);
+  ck_assert_int_eq(app_attention_strip_png(path, NULL, img, 8, 8, maps, 0, 2,
+                                           words, 3, 2, 64),
+                   -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+}
+END_TEST
+
+int main(int argc, char **argv) {
+  if (argc == 3 && !strcmp(argv[1], "missing-font"))
+    return missing_font_child(argv[2]);
+  if (test_dir_make("picture") < 0)
+    return EXIT_FAILURE;
+  Suite *s = suite_create("picture");
+  TCase *tc = tcase_create("core");
+  tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_plot_hostile_data);
+  tcase_add_test(tc, test_plot_panels_and_errors);
+  tcase_add_test(tc, test_ticks);
+  tcase_add_test(tc, test_text_ink_and_measures);
+  tcase_add_test(tc, test_text_vertical_and_colour);
+  tcase_add_test(tc, test_text_wrap);
+  tcase_add_test(tc, test_missing_font_is_an_error);
+  tcase_add_test(tc, test_broken_font_files);
+  tcase_add_test(tc, test_canvas);
+  tcase_add_test(tc, test_colormap);
+  tcase_add_test(tc, test_heatmap);
+  tcase_add_test(tc, test_contact_sheet);
+  tcase_add_test(tc, test_attention_strip);
+  suite_add_tcase(s, tc);
+  int rc = loom_run_suite(s);
+  test_dir_remove();
+  return rc;
+}
