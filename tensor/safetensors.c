@@ -3,15 +3,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include "safetensors.h"
 
+#include "file.h"
 #include "internal.h"
 #include "json.h"
 #include "kernels.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c assumes a little-endian host"
@@ -470,20 +468,28 @@ done:
 loom_tensor_map *loom_safetensors_load(const char *path) {
   if (!path)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "safetensors_load: NULL path");
-  FILE *f = fopen(path, "rb");
+  FILE *f = loom_file_open_read(path);
   if (!f)
-    return LOOM_FAIL(LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+    return NULL;
   char *buf = NULL;
   long size = -1;
   if (fseek(f, 0, SEEK_END) == 0)
     size = ftell(f);
   if (size >= 0 && fseek(f, 0, SEEK_SET) == 0)
     buf = malloc((size_t)size + 1);
+  errno = 0;
   if (!buf || fread(buf, 1, (size_t)size, f) != (size_t)size) {
+    int e = errno;
     fclose(f);
     free(buf);
-    return LOOM_FAIL(size < 0 ? LOOM_ERR_IO : LOOM_ERR_MEMORY,
-                     "%s: cannot read (%ld bytes)", path, size);
+    if (size < 0)
+      return LOOM_FAIL(LOOM_ERR_IO, "%s: cannot read: not a regular file",
+                       path);
+    if (!buf)
+      return LOOM_FAIL(LOOM_ERR_MEMORY, "%s: out of memory for %ld bytes", path,
+                       size);
+    return LOOM_FAIL(LOOM_ERR_IO, "%s: cannot read: %s", path,
+                     e ? strerror(e) : "the file changed size");
   }
   fclose(f);
   loom_tensor_map *m = loom_safetensors_parse(buf, (size_t)size, path);
@@ -538,20 +544,6 @@ static void put_json_string(sbuf *b, const char *s) {
     }
   }
   puts_(b, "\"");
-}
-
-static bool write_all(int fd, const void *p, size_t n) {
-  const char *c = p;
-  while (n > 0) {
-    ssize_t w = write(fd, c, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return false;
-    c += w;
-    n -= (size_t)w;
-  }
-  return true;
 }
 
 int loom_safetensors_save(const char *path, const loom_tensor_map *m) {
@@ -610,43 +602,30 @@ int loom_safetensors_save(const char *path, const loom_tensor_map *m) {
     loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory", path);
     return -1;
   }
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + 16);
-  if (!tmp) {
-    free(h.p);
-    loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory", path);
-    return -1;
-  }
-  snprintf(tmp, plen + 16, "%s.tmpXXXXXX", path);
-  int fd = mkstemp(tmp);
-  bool ok = fd >= 0 && fchmod(fd, 0644) == 0; /* mkstemp makes it 0600 */
+  loom_file_writer *w = loom_file_writer_open(path);
+  FILE *f = loom_file_writer_stream(w);
   uint64_t hlen = h.len;
-  ok = ok && write_all(fd, &hlen, 8) && write_all(fd, h.p, h.len);
+  bool ok = f && fwrite(&hlen, 8, 1, f) == 1 &&
+            fwrite(h.p, 1, h.len, f) == h.len,
+       oom = false;
   for (int i = 0; ok && i < m->n; i++) {
     const loom_tensor *t = m->items[i].t;
-    if (loom__is_contiguous(t)) {
-      ok = write_all(fd, t->data, (size_t)t->numel * loom_dtype_size(t->dtype));
-    } else {
-      loom_tensor *c = loom__alloc(t->dtype, t->ndim, t->shape, "save");
-      ok = c != NULL;
-      if (ok) {
+    size_t bytes = (size_t)t->numel * loom_dtype_size(t->dtype);
+    loom_tensor *c = NULL;
+    if (!loom__is_contiguous(t)) { /* written as a contiguous copy */
+      c = loom__alloc(t->dtype, t->ndim, t->shape, "save");
+      oom = !c;
+      if (c)
         loom_kernel_copy(c, t);
-        ok = write_all(fd, c->data,
-                       (size_t)c->numel * loom_dtype_size(c->dtype));
-        loom__unref(c);
-      }
     }
+    ok = !oom && fwrite(c ? c->data : t->data, 1, bytes, f) == bytes;
+    loom__unref(c);
   }
-  ok = ok && fsync(fd) == 0;
-  if (fd >= 0)
-    ok = close(fd) == 0 && ok;
-  ok = ok && rename(tmp, path) == 0;
-  if (!ok) {
-    loom_set_error(LOOM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    if (fd >= 0)
-      unlink(tmp);
-  }
-  free(tmp);
   free(h.p);
-  return ok ? 0 : -1;
+  if (oom || !w) {
+    loom_file_writer_abort(w);
+    return -1;
+  }
+  /* a failed write leaves the stream's error set: commit reports it */
+  return loom_file_writer_commit(w);
 }

@@ -6,6 +6,7 @@
 #include "autograd/autograd.h"
 #include "nn/nn.h"
 #include "optim/optim.h"
+#include "tensor/file.h"
 #include "tensor/safetensors.h"
 #include "tensor/tensor.h"
 
