@@ -76,10 +76,12 @@ START_TEST(test_resume_refuses_bad_checkpoints) {
     const char *name;
     int64_t value;
     int status;
-  } cases[] = {{"extra.position", -5, 1},
-               {"extra.position", INT64_MAX, 1},
-               {"step", -3, 1},
-               {"extra.position", (int64_t)1 << 40, 0}};
+    const char *says;
+  } cases[] = {{"extra.position", -5, 1, "the position -5 is not in 0..2^62"},
+               {"extra.position", INT64_MAX, 1,
+                "the position 9223372036854775807 is not in 0..2^62"},
+               {"step", -3, 1, "its step -3 is not in 0..2^62"},
+               {"extra.position", (int64_t)1 << 40, 0, NULL}};
   for (int i = 0; i < 4; i++) {
     loom_tensor_map *m = loom_safetensors_load(ck);
     ck_assert_loom(m);
@@ -97,7 +99,7 @@ START_TEST(test_resume_refuses_bad_checkpoints) {
         test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out),
         cases[i].status);
     if (cases[i].status)
-      ck_assert_msg(strstr(out, "no valid position or step"), "%s", out);
+      ck_assert_msg(strstr(out, cases[i].says), "%s", out);
   }
 }
 END_TEST
@@ -210,6 +212,268 @@ START_TEST(test_refuses_bad_numbers) {
 }
 END_TEST
 
+/* A copy of checkpoint `src` at `dst` with entry `name` replaced by t (or
+ * removed, t NULL) and, if meta is given, the config replaced by it. */
+static void tamper(const char *src, const char *dst, const char *name,
+                   loom_tensor *t, const char *meta) {
+  loom_tensor_map *m = loom_safetensors_load(src);
+  ck_assert_loom(m);
+  loom_tensor_map *out = loom_tensor_map_new();
+  for (int i = 0; i < loom_tensor_map_count(m); i++)
+    if (!name || strcmp(loom_tensor_map_name(m, i), name))
+      ck_assert_int_eq(loom_tensor_map_set(out, loom_tensor_map_name(m, i),
+                                           loom_tensor_map_at(m, i)),
+                       0);
+  if (name && t)
+    ck_assert_int_eq(loom_tensor_map_set(out, name, t), 0);
+  for (int i = 0; i < loom_tensor_map_meta_count(m); i++) {
+    const char *k = loom_tensor_map_meta_key(m, i);
+    ck_assert_int_eq(
+        loom_tensor_map_set_meta(out, k,
+                                 meta && !strcmp(k, "extra.charlm.config")
+                                     ? meta
+                                     : loom_tensor_map_meta(m, k)),
+        0);
+  }
+  ck_assert_int_eq(loom_safetensors_save(dst, out), 0);
+  loom_tensor_map_free(out);
+  loom_tensor_map_free(m);
+}
+
+/* Every entry charlm reads from a checkpoint is checked before use, for
+ * sampling and for resuming alike: a tensor of another dtype or shape, a
+ * vocabulary that disagrees with the config, config sizes out of range
+ * (2^63-1 among them), a NaN learning rate. Each is refused with status 1
+ * and a message that says what is wrong (CI runs this under ASan and
+ * UBSan; the vocabulary of another dtype crashed sampling). */
+START_TEST(test_checkpoint_entries_checked) {
+  char ck[512], bad[512], args[1024], out[8192];
+  test_path(ck, sizeof ck, "e.ckpt");
+  test_path(bad, sizeof bad, "e-bad.ckpt");
+  snprintf(args, sizeof args, SMALL " --steps 3 --checkpoint %s", ck);
+  ck_assert_int_eq(run(args), 0);
+  loom_tensor_map *good = loom_safetensors_load(ck);
+  ck_assert_loom(good);
+  int64_t V = loom_numel(loom_tensor_map_get(good, "extra.vocab"));
+  ck_assert_int_gt(V, 10);
+  const char *config = loom_tensor_map_meta(good, "extra.charlm.config");
+  ck_assert_ptr_nonnull(config);
+  char huge[256], nan_dropout[256];
+  snprintf(huge, sizeof huge, "lstm %lld 8 9223372036854775807 2 4 0 16 0.1",
+           (long long)V);
+  snprintf(nan_dropout, sizeof nan_dropout, "lstm %lld 8 24 2 4 0 16 nan",
+           (long long)V);
+  uint8_t backwards[256];
+  for (int64_t i = 0; i < V; i++)
+    backwards[i] = (uint8_t)(200 - i);
+  double nan = NAN;
+  loom_scope *s = loom_scope_begin();
+  const struct {
+    const char *name;
+    loom_tensor *t;
+    const char *meta, *says;
+    bool samples; /* sampling does not read it: succeeds */
+  } cases[] = {
+      {"extra.vocab", loom_zeros(LOOM_F32, LOOM_SHAPE(V)), NULL,
+       "extra.vocab is float32 with 1 dims, not uint8 (vocab)", false},
+      {"extra.vocab", loom_zeros(LOOM_U8, LOOM_SHAPE(V - 1)), NULL,
+       "the vocabulary has", false},
+      {"extra.vocab", loom_from_array(LOOM_U8, backwards, LOOM_SHAPE(V)), NULL,
+       "not distinct bytes in increasing order", false},
+      {"extra.vocab", NULL, NULL, "no vocabulary", false},
+      {NULL, NULL, huge,
+       "hidden '9223372036854775807' is not an integer in 1..2^16", false},
+      {NULL, NULL, "lstm 1 2", "expected a model name and eight numbers",
+       false},
+      {NULL, NULL, nan_dropout, "dropout 'nan' is not a number in [0, 1)",
+       false},
+      {"extra.history.train", loom_zeros(LOOM_I64, LOOM_SHAPE(2, 3)), NULL,
+       "extra.history.train is int64 with 2 dims, not float64 (2, n)", false},
+      {"extra.history.val", loom_zeros(LOOM_F64, LOOM_SHAPE(3, 1)), NULL,
+       "extra.history.val has 3 rows, not 2", false},
+      {"extra.state.0", loom_zeros(LOOM_F32, LOOM_SHAPE(1, 1, 1)), NULL,
+       "extra.state.0 is (1, 1, 1), not (layers 2, batch, hidden 24)", false},
+      {"extra.state.1", NULL, NULL, "1 of the lstm model's 2 recurrent states",
+       false},
+      {"extra.position", loom_zeros(LOOM_F64, 0, NULL), NULL,
+       "extra.position is float64", false},
+      {"optim.lr", loom_from_array(LOOM_F64, &nan, 0, NULL), NULL,
+       "its learning rate nan is not in (0, 1000]", true},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    tamper(ck, bad, cases[i].name, cases[i].t, cases[i].meta);
+    snprintf(args, sizeof args, "sample --length 20 --checkpoint %s", bad);
+    int status = test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out);
+    ck_assert_msg(status == (cases[i].samples ? 0 : 1), "case %zu: %d %s", i,
+                  status, out);
+    if (!cases[i].samples)
+      ck_assert_msg(strstr(out, "cannot sample from") &&
+                        strstr(out, cases[i].says),
+                    "case %zu: %s", i, out);
+    snprintf(args, sizeof args, SMALL " --steps 5 --resume --checkpoint %s",
+             bad);
+    ck_assert_int_eq(
+        test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "cannot resume from") &&
+                      strstr(out, cases[i].says),
+                  "case %zu: %s", i, out);
+  }
+  loom_scope_end(s);
+  loom_tensor_map_free(good);
+}
+END_TEST
+
+/* A run whose loss stops being finite stops with an error and writes no
+ * checkpoint over the last one. */
+START_TEST(test_diverging_run_keeps_checkpoint) {
+  char ck[512], best[600], args[1024], out[8192];
+  test_path(ck, sizeof ck, "div.ckpt");
+  snprintf(best, sizeof best, "%s.best", ck);
+  snprintf(args, sizeof args, SMALL " --steps 3 --checkpoint %s", ck);
+  ck_assert_int_eq(run(args), 0);
+  loom_tensor_map *m = loom_safetensors_load(ck);
+  ck_assert_loom(m);
+  loom_tensor *bias = loom_tensor_map_get(m, "model.head.bias");
+  ck_assert_ptr_nonnull(bias);
+  loom_scope *s = loom_scope_begin();
+  tamper(ck, ck, "model.head.bias",
+         loom_full(LOOM_F32, NAN, 1, (int64_t[]){loom_numel(bias)}), NULL);
+  loom_scope_end(s);
+  loom_tensor_map_free(m);
+  size_t len_before, best_before, len_after, best_after;
+  char *before = test_slurp(ck, &len_before);
+  char *best0 = test_slurp(best, &best_before);
+  snprintf(args, sizeof args,
+           SMALL " --steps 9 --save-every 1 --eval-every 1 --resume "
+                 "--checkpoint %s",
+           ck);
+  ck_assert_int_eq(test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   1);
+  ck_assert_msg(strstr(out, "step 3 failed") && strstr(out, "diverged"), "%s",
+                out);
+  char *after = test_slurp(ck, &len_after);
+  char *best1 = test_slurp(best, &best_after);
+  ck_assert(len_after == len_before && !memcmp(before, after, len_after));
+  ck_assert(best_after == best_before && !memcmp(best0, best1, best_after));
+  free(before);
+  free(after);
+  free(best0);
+  free(best1);
+}
+END_TEST
+
+/* Counts the occurrences of needle in haystack. */
+static int count(const char *haystack, const char *needle) {
+  int n = 0;
+  for (const char *p = haystack; (p = strstr(p, needle)); p++)
+    n++;
+  return n;
+}
+
+/* A checkpoint or plot that cannot be written is reported once per
+ * attempt with its file name, the error is cleared (training goes on: the
+ * step after a failed save used to fail with the save's message), and the
+ * run ends with status 1 (it was 0 when only the last save failed). */
+START_TEST(test_failed_writes_reported) {
+  char ck[512], plot[512], args[2048], out[8192];
+  test_path(ck, sizeof ck, "missing-dir/w.ckpt");
+  snprintf(args, sizeof args,
+           SMALL " --steps 3 --save-every 100 --eval-every 100 "
+                 "--checkpoint %s",
+           ck);
+  ck_assert_int_eq(test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   1);
+  ck_assert_msg(count(out, "w.ckpt: cannot write") == 1 &&
+                    count(out, "w.ckpt.best: cannot write") == 1,
+                "%s", out);
+  snprintf(args, sizeof args,
+           SMALL " --steps 6 --save-every 2 --eval-every 100 "
+                 "--checkpoint %s",
+           ck);
+  ck_assert_int_eq(test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   1);
+  ck_assert_msg(count(out, "w.ckpt: cannot write") == 3 &&
+                    !strstr(out, "failed"),
+                "%s", out);
+  /* the plot: the checkpoint is written, the status says what was not */
+  test_path(ck, sizeof ck, "w.ckpt");
+  test_path(plot, sizeof plot, "missing-dir/loss.png");
+  snprintf(args, sizeof args,
+           "--corpus-bytes 40000 --hidden 8 --embed 4 --layers 1 --seq 16 "
+           "--batch 4 --steps 10 --quiet --checkpoint %s --plot %s",
+           ck, plot);
+  ck_assert_int_eq(test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   1);
+  ck_assert_msg(count(out, "loss.png") == 1 && strstr(out, "cannot write"),
+                "%s", out);
+  ck_assert_int_eq(access(ck, F_OK), 0);
+}
+END_TEST
+
+/* An output that is an input, or another output, is refused before
+ * anything is read or written; a folder is not read as a file. */
+START_TEST(test_outputs_are_not_inputs) {
+  char data[512], link[512], args[2048], out[4096];
+  test_path(data, sizeof data, "text.txt");
+  test_path(link, sizeof link, "text-link.txt");
+  char text[3000];
+  for (size_t i = 0; i < sizeof text; i++)
+    text[i] = (char)('a' + i % 7);
+  test_write_file(data, text, sizeof text);
+  ck_assert_int_eq(symlink(data, link), 0);
+  const char *outs[] = {"--checkpoint %s", "--plot %s",
+                        "--checkpoint %s --plot x.png"};
+  for (int i = 0; i < 3; i++) {
+    char o[600];
+    snprintf(o, sizeof o, outs[i], link); /* the same file, another path */
+    snprintf(args, sizeof args, "--data %s %s --steps 1 --quiet", data, o);
+    ck_assert_int_eq(
+        test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out), 2);
+    ck_assert_msg(strstr(out, "refusing to write over it"), "%s", out);
+  }
+  snprintf(args, sizeof args, "--checkpoint %s/c --plot %s/c.best --quiet",
+           test_dir, test_dir);
+  ck_assert_int_eq(test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   2);
+  ck_assert_msg(strstr(out, "is the --checkpoint (FILE.best) file"), "%s", out);
+  size_t len;
+  char *after = test_slurp(data, &len);
+  ck_assert(len == sizeof text && !memcmp(after, text, len));
+  free(after);
+  /* folders */
+  snprintf(args, sizeof args, "--data %s --quiet", test_dir);
+  ck_assert_int_eq(test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   1);
+  ck_assert_msg(strstr(out, "is a directory"), "%s", out);
+  snprintf(args, sizeof args, "sample --checkpoint %s", test_dir);
+  ck_assert_int_eq(test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   1);
+  ck_assert_msg(strstr(out, "is a directory"), "%s", out);
+}
+END_TEST
+
+/* The corpus generator stops with an error when memory runs out (it spun
+ * forever). Needs a process without AddressSanitizer, whose shadow memory
+ * cannot live under a small address-space limit: skipped there. */
+START_TEST(test_corpus_out_of_memory) {
+  char cmd[2048], out[4096], dst[512];
+  test_path(dst, sizeof dst, "big.txt");
+  snprintf(cmd, sizeof cmd, "-c 'ulimit -v 400000; exec %s --help'", charlm());
+  if (test_run("sh", cmd, TEST_OUTPUT_NONE, NULL, 0) != 0) {
+    fprintf(stderr, "test_corpus_out_of_memory: cannot run under ulimit -v "
+                    "(a sanitizer build?), skipped\n");
+    return;
+  }
+  snprintf(cmd, sizeof cmd,
+           "-c 'ulimit -v 400000; exec timeout 60 %s --corpus-bytes 1073741824 "
+           "--write-corpus %s'",
+           charlm(), dst);
+  ck_assert_int_eq(test_run("sh", cmd, TEST_OUTPUT_BOTH, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "out of memory after"), "%s", out);
+  ck_assert_int_ne(access(dst, F_OK), 0);
+}
+END_TEST
+
 /* Needs ../shared/data/tinyshakespeare (skips without it). */
 START_TEST(test_tinyshakespeare_learns) {
   const char *root = getenv("LOOM_SOURCE_ROOT");
@@ -265,6 +529,11 @@ int main(void) {
   tcase_add_test(tc, test_transformer);
   tcase_add_test(tc, test_bad_input);
   tcase_add_test(tc, test_refuses_bad_numbers);
+  tcase_add_test(tc, test_checkpoint_entries_checked);
+  tcase_add_test(tc, test_diverging_run_keeps_checkpoint);
+  tcase_add_test(tc, test_failed_writes_reported);
+  tcase_add_test(tc, test_outputs_are_not_inputs);
+  tcase_add_test(tc, test_corpus_out_of_memory);
   tcase_add_test(tc, test_tinyshakespeare_learns);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);

@@ -7,8 +7,6 @@
  * capitalisation, punctuation, line layout and speaker turns. */
 #include "charlm.h"
 
-#include "../common/common.h"
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,17 +36,22 @@ static const char *const numbers[] = {"two", "three", "four",  "five",
 typedef struct {
   char *buf;
   size_t len, cap;
+  bool failed; /* out of memory: nothing more is added */
 } text;
 
 static void put(text *t, const char *s) {
   size_t n = strlen(s);
+  if (t->failed)
+    return;
   if (t->len + n + 1 > t->cap) {
     size_t cap = t->cap ? 2 * t->cap : 1 << 16;
     while (cap < t->len + n + 1)
       cap *= 2;
     char *g = realloc(t->buf, cap);
-    if (!g)
+    if (!g) {
+      t->failed = true;
       return;
+    }
     t->buf = g;
     t->cap = cap;
   }
@@ -114,10 +117,17 @@ static void sentence(text *t, loom_rng *g, const char *listener) {
 }
 
 unsigned char *corpus_generate(size_t bytes, size_t *len) {
+  if (bytes > (size_t)CHARLM_CORPUS_MAX) {
+    char range[64];
+    fprintf(stderr, "charlm: the built-in corpus takes %s bytes, not %zu\n",
+            app_int_range_text(0, CHARLM_CORPUS_MAX, range, sizeof range),
+            bytes);
+    return NULL;
+  }
   loom_rng *g = loom_rng_new(20240521);
-  text t = {0};
+  text t = {.failed = !g};
   size_t who = 0;
-  while (g && t.len < bytes) {
+  while (!t.failed && t.len < bytes) {
     size_t next = (who + 1 + loom_rng_u64(g) % 7) % 8;
     const char *speaker = names[who], *listener = names[next];
     put(&t, speaker);
@@ -133,6 +143,13 @@ unsigned char *corpus_generate(size_t bytes, size_t *len) {
     who = next;
   }
   loom_rng_free(g);
+  if (t.failed) {
+    fprintf(stderr,
+            "charlm: out of memory after %zu bytes of the built-in corpus\n",
+            t.len);
+    free(t.buf);
+    return NULL;
+  }
   *len = t.len;
   return (unsigned char *)t.buf;
 }
@@ -159,7 +176,8 @@ int corpus_load(corpus *c, const char *path, size_t bytes) {
       c->chars[c->vocab++] = (unsigned char)b;
     }
   }
-  c->ids = malloc(c->len * sizeof *c->ids);
+  c->ids = c->len <= SIZE_MAX / sizeof *c->ids ? malloc(c->len * sizeof *c->ids)
+                                               : NULL;
   if (!c->ids) {
     fprintf(stderr, "charlm: out of memory\n");
     corpus_free(c);

@@ -11,23 +11,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include "charlm.h"
 
-#include "../common/common.h"
-
 #include <getopt.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define P "charlm" /* in messages */
 
-typedef struct {
-  const char *data, *checkpoint, *plot, *prime, *write_corpus;
-  charlm_config model;
-  int64_t seq, batch, steps, length, top_k, eval_every, save_every,
-      corpus_bytes, seed, threads;
-  double lr, clip, val_fraction, minutes, temperature, epochs;
-  bool resume, quiet;
-} options;
+typedef charlm_options options;
 
 static void usage(FILE *f) {
   fprintf(
@@ -252,529 +242,12 @@ static int parse(int argc, char **argv, options *o, bool *sample) {
   return 0;
 }
 
-/* ---- data streams ---- */
-
-/* Rows b of x (T x B) and y come from stream b at offset pos: B equal
- * slices of ids[0..n). */
-static void fill_batch(const int64_t *ids, int64_t n, int64_t B, int64_t T,
-                       int64_t pos, int64_t *x, int64_t *y) {
-  int64_t stream = n / B;
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t t = 0; t < T; t++) {
-      x[t * B + b] = ids[b * stream + pos + t];
-      y[t * B + b] = ids[b * stream + pos + t + 1];
-    }
-}
-
-/* Mean validation loss in nats per character (no grad, eval mode). */
-static double evaluate(charlm *m, const int64_t *ids, int64_t n, int64_t T,
-                       int64_t B) {
-  loom_module_train(&m->base, false);
-  loom_no_grad_begin();
-  int64_t stream = n / B;
-  if (stream < 2) {
-    B = 1;
-    stream = n;
-  }
-  int ns = charlm_n_states(m);
-  loom_tensor *state[LOOM_RNN_MAX_STATES] = {NULL};
-  double total = 0;
-  int64_t count = 0;
-  int64_t *x = malloc((size_t)(T * B) * sizeof *x);
-  int64_t *y = malloc((size_t)(T * B) * sizeof *y);
-  for (int64_t pos = 0; x && y && pos + 1 < stream; pos += T) {
-    int64_t len = pos + T + 1 <= stream ? T : stream - pos - 1;
-    loom_scope *s = loom_scope_begin();
-    fill_batch(ids, n, B, len, pos, x, y);
-    loom_tensor *xt = loom_from_array(LOOM_I64, x, LOOM_SHAPE(len, B));
-    loom_tensor *yt = loom_from_array(LOOM_I64, y, LOOM_SHAPE(len * B));
-    loom_tensor *logits, *next[LOOM_RNN_MAX_STATES];
-    if (charlm_forward(m, xt, state[0] ? state : NULL, &logits, next) == 0) {
-      loom_tensor *loss = loom_cross_entropy(
-          loom_reshape(logits, 2, (int64_t[]){len * B, -1}), yt,
-          &(loom_cross_entropy_opts){.reduction = LOOM_SUM,
-                                     .ignore_index = -100});
-      total += loom_item(loss);
-      count += len * B;
-      for (int k = 0; k < ns; k++) {
-        loom_release(state[k]);
-        state[k] = loom_keep(next[k]);
-      }
-    }
-    loom_scope_end(s);
-  }
-  for (int k = 0; k < ns; k++)
-    loom_release(state[k]);
-  free(x);
-  free(y);
-  loom_no_grad_end();
-  loom_module_train(&m->base, true);
-  return count ? total / (double)count : NAN;
-}
-
-/* ---- loss history (kept in the checkpoint, drawn at the end) ---- */
-
-typedef struct {
-  double *step, *train, *val_step, *val;
-  int n, n_val, cap, cap_val;
-} history;
-
-static void push(double **a, double **b, int *n, int *cap, double x, double y) {
-  if (*n == *cap) {
-    int c = *cap ? 2 * *cap : 256;
-    double *ga = realloc(*a, (size_t)c * sizeof **a);
-    if (ga)
-      *a = ga;
-    double *gb = realloc(*b, (size_t)c * sizeof **b);
-    if (gb)
-      *b = gb;
-    if (!ga || !gb)
-      return;
-    *cap = c;
-  }
-  (*a)[*n] = x;
-  (*b)[*n] = y;
-  (*n)++;
-}
-
-static int history_save(const history *h, loom_tensor_map *extra) {
-  loom_scope *s = loom_scope_begin();
-  int rc = 0;
-  if (h->n)
-    rc |= loom_tensor_map_set(
-        extra, "history.train",
-        loom_stack(
-            (loom_tensor *[]){
-                loom_from_array(LOOM_F64, h->step, LOOM_SHAPE(h->n)),
-                loom_from_array(LOOM_F64, h->train, LOOM_SHAPE(h->n))},
-            2, 0));
-  if (h->n_val)
-    rc |= loom_tensor_map_set(
-        extra, "history.val",
-        loom_stack(
-            (loom_tensor *[]){
-                loom_from_array(LOOM_F64, h->val_step, LOOM_SHAPE(h->n_val)),
-                loom_from_array(LOOM_F64, h->val, LOOM_SHAPE(h->n_val))},
-            2, 0));
-  loom_scope_end(s);
-  return rc;
-}
-
-static void history_load(history *h, const loom_tensor_map *extra) {
-  const char *names[2] = {"history.train", "history.val"};
-  for (int k = 0; k < 2; k++) {
-    loom_tensor *t = loom_tensor_map_get(extra, names[k]);
-    if (!t || loom_dtype_of(t) != LOOM_F64 || loom_ndim(t) != 2 ||
-        loom_size(t, 0) != 2)
-      continue;
-    int64_t n = loom_size(t, 1);
-    const double *v = loom_data_f64(t);
-    for (int64_t i = 0; i < n; i++) {
-      if (!(v[i] >= 0 && v[i] <= 0x1p53 && v[i] == floor(v[i])))
-        continue; /* not a step */
-      if (k == 0)
-        push(&h->step, &h->train, &h->n, &h->cap, v[i], v[n + i]);
-      else
-        push(&h->val_step, &h->val, &h->n_val, &h->cap_val, v[i], v[n + i]);
-    }
-  }
-}
-
-static void history_free(history *h) {
-  free(h->step);
-  free(h->train);
-  free(h->val_step);
-  free(h->val);
-  *h = (history){0};
-}
-
-/* ---- training ---- */
-
-/* Continues from o->checkpoint: the model, the optimizer, the step, the
- * position in the streams, the recurrent states and the loss history. 0,
- * or -1 after saying why, with no states or history loaded. */
-static int resume(const options *o, charlm *m, loom_optimizer *opt,
-                  const charlm_config *cfg, int64_t *step, int64_t *pos,
-                  loom_tensor **state, int ns, history *h) {
-  loom_tensor_map *extra = NULL;
-  charlm_config saved;
-  if (loom_checkpoint_load(o->checkpoint, &m->base, opt, NULL, step, m->rng,
-                           &extra) < 0 ||
-      charlm_config_load(&saved, extra) < 0 || saved.vocab != cfg->vocab ||
-      strcmp(saved.cell, cfg->cell) || saved.hidden != cfg->hidden ||
-      saved.layers != cfg->layers || saved.embed != cfg->embed) {
-    fprintf(stderr, "charlm: cannot resume from %s: %s\n", o->checkpoint,
-            loom_last_status() ? loom_last_error()
-                               : "the model options differ");
-    loom_tensor_map_free(extra);
-    return -1;
-  }
-  /* a position past the end of this text (a shorter one, a larger
-   * batch) restarts the streams, as an epoch's end does */
-  loom_tensor *p = loom_tensor_map_get(extra, "position");
-  *pos = p && loom_dtype_of(p) == LOOM_I64 && loom_numel(p) == 1
-             ? *(const int64_t *)loom_data(p)
-             : -1;
-  if (*pos < 0 || *pos > (int64_t)1 << 62 || *step < 0 ||
-      *step > (int64_t)1 << 62) {
-    fprintf(stderr,
-            "charlm: cannot resume from %s: no valid position or step\n",
-            o->checkpoint);
-    loom_tensor_map_free(extra);
-    return -1;
-  }
-  for (int k = 0; k < ns; k++) {
-    char name[32];
-    snprintf(name, sizeof name, "state.%d", k);
-    state[k] = loom_keep(loom_tensor_map_get(extra, name));
-  }
-  history_load(h, extra);
-  loom_tensor_map_free(extra);
-  fprintf(stderr, "resumed from %s at step %lld\n", o->checkpoint,
-          (long long)*step);
-  return 0;
-}
-
-static int save(const char *path, charlm *m, loom_optimizer *opt, int64_t step,
-                int64_t pos, loom_tensor *const *state, const history *h,
-                const corpus *c) {
-  loom_tensor_map *extra = loom_tensor_map_new();
-  loom_scope *s = loom_scope_begin();
-  int rc = charlm_config_save(&m->cfg, extra);
-  rc |= loom_tensor_map_set(
-      extra, "vocab", loom_from_array(LOOM_U8, c->chars, LOOM_SHAPE(c->vocab)));
-  rc |= loom_tensor_map_set(extra, "position",
-                            loom_from_array(LOOM_I64, &pos, 0, NULL));
-  for (int k = 0; k < charlm_n_states(m); k++)
-    if (state[k]) {
-      char name[32];
-      snprintf(name, sizeof name, "state.%d", k);
-      rc |= loom_tensor_map_set(extra, name, state[k]);
-    }
-  rc |= history_save(h, extra);
-  if (rc == 0)
-    rc = loom_checkpoint_save(path, &m->base, opt, NULL, step, m->rng, extra);
-  loom_scope_end(s);
-  loom_tensor_map_free(extra);
-  if (rc)
-    fprintf(stderr, "\ncharlm: cannot save %s: %s\n", path, loom_last_error());
-  return rc;
-}
-
-static void plot(const options *o, const history *h) {
-  if (!o->plot || !*o->plot || !h->n)
-    return;
-  /* bits per character for both curves */
-  double *tb = malloc((size_t)h->n * sizeof *tb);
-  double *vb = malloc((size_t)(h->n_val + 1) * sizeof *vb);
-  if (tb && vb) {
-    for (int i = 0; i < h->n; i++)
-      tb[i] = h->train[i] / log(2);
-    for (int i = 0; i < h->n_val; i++)
-      vb[i] = h->val[i] / log(2);
-    app_series s[2] = {{"train", h->step, tb, h->n, 0x1f77b4},
-                       {"validation", h->val_step, vb, h->n_val, 0xd62728}};
-    if (app_plot_png(o->plot, "charlm loss", "step", "bits/char", s,
-                     h->n_val ? 2 : 1, 800, 480) < 0) {
-      fprintf(stderr, "charlm: cannot write %s: %s\n", o->plot,
-              loom_last_error());
-      loom_clear_error();
-    } else if (!o->quiet)
-      fprintf(stderr, "loss curves: %s\n", o->plot);
-  }
-  free(tb);
-  free(vb);
-}
-
-static int train(const options *o) {
-  char best_path[4096];
-  if (snprintf(best_path, sizeof best_path, "%s.best", o->checkpoint) >=
-      (int)sizeof best_path) {
-    fprintf(stderr, "charlm: checkpoint path too long\n");
-    return 1;
-  }
-  corpus c;
-  if (corpus_load(&c, o->data, (size_t)o->corpus_bytes) < 0)
-    return 1;
-  int64_t n = (int64_t)c.len, n_val = (int64_t)(o->val_fraction * n);
-  int64_t n_train = n - n_val, T = o->seq, B = o->batch;
-  if (n_train / B < T + 2 || n_val < 2) {
-    fprintf(stderr,
-            "charlm: %lld characters is too little text for batch "
-            "%lld x seq %lld\n",
-            (long long)n, (long long)B, (long long)T);
-    corpus_free(&c);
-    return 1;
-  }
-  charlm_config cfg = o->model;
-  cfg.vocab = c.vocab;
-  cfg.context = o->seq; /* the transformer attends within a chunk */
-  charlm *m = charlm_new(&cfg, (uint64_t)o->seed);
-  if (m)
-    cfg = m->cfg; /* with the model's own settings filled in */
-  loom_tensor *params[64];
-  int np = m ? loom_module_parameters(&m->base, params, 64) : 0;
-  loom_optimizer *opt =
-      m ? loom_adam_new(params, np, loom_adam_defaults(o->lr)) : NULL;
-  if (!m || !opt || np > 64) {
-    fprintf(stderr, "charlm: %s\n", loom_last_error());
-    loom_optimizer_free(opt);
-    charlm_free(m);
-    corpus_free(&c);
-    return 1;
-  }
-  int ns = charlm_n_states(m);
-  loom_tensor *state[LOOM_RNN_MAX_STATES] = {NULL};
-  int64_t step = 0, pos = 0;
-  history h = {0};
-  int64_t stream = n_train / B, per_epoch = (stream - 1) / T;
-  if (o->resume && resume(o, m, opt, &cfg, &step, &pos, state, ns, &h) < 0) {
-    loom_optimizer_free(opt);
-    charlm_free(m);
-    corpus_free(&c);
-    return 1;
-  }
-  int64_t total =
-      o->epochs > 0 ? (int64_t)(o->epochs * (double)per_epoch) : o->steps;
-  if (!o->quiet)
-    fprintf(stderr,
-            "charlm: %s%s, %lld characters (%d distinct), unigram entropy "
-            "%.3f bits/char\nmodel: %s, %lld layers, hidden %lld, embed "
-            "%lld: %lld parameters; %lld steps of %lld x %lld characters\n",
-            o->data ? "" : "built-in corpus", o->data ? o->data : "",
-            (long long)n, c.vocab, corpus_unigram_bits(&c), cfg.cell,
-            (long long)cfg.layers, (long long)cfg.hidden, (long long)cfg.embed,
-            (long long)loom_module_num_elements(&m->base),
-            o->minutes > 0 ? -1LL : (long long)total, (long long)B,
-            (long long)T);
-  int64_t *xb = malloc((size_t)(T * B) * sizeof *xb);
-  int64_t *yb = malloc((size_t)(T * B) * sizeof *yb);
-  app_progress pr;
-  app_progress_begin(&pr);
-  double t0 = app_now(), smooth = NAN, deadline = o->minutes * 60;
-  double train_seconds = 0, train_rate = 0; /* excluding validation */
-  int64_t start_step = step;
-  int rc = 0;
-  while (xb && yb &&
-         (o->minutes > 0 ? app_now() - t0 < deadline : step < total)) {
-    if (pos + T + 1 > stream) { /* a new epoch: streams restart */
-      pos = 0;
-      for (int k = 0; k < ns; k++) {
-        loom_release(state[k]);
-        state[k] = NULL;
-      }
-    }
-    double step_start = app_now();
-    loom_scope *s = loom_scope_begin();
-    fill_batch(c.ids, n_train, B, T, pos, xb, yb);
-    loom_tensor *x = loom_from_array(LOOM_I64, xb, LOOM_SHAPE(T, B));
-    loom_tensor *y = loom_from_array(LOOM_I64, yb, LOOM_SHAPE(T * B));
-    loom_tensor *logits, *next[LOOM_RNN_MAX_STATES];
-    loom_optimizer_zero_grad(opt);
-    loom_tensor *loss = NULL;
-    if (charlm_forward(m, x, state[0] ? state : NULL, &logits, next) == 0)
-      loss = loom_cross_entropy(loom_reshape(logits, 2, (int64_t[]){T * B, -1}),
-                                y, NULL);
-    if (!loss || loom_backward(loss) < 0) {
-      fprintf(stderr, "\ncharlm: step %lld failed: %s\n", (long long)step,
-              loom_last_error());
-      rc = 1;
-      loom_scope_end(s);
-      break;
-    }
-    if (o->clip > 0)
-      loom_clip_grad_norm(params, np, o->clip, 2);
-    loom_optimizer_step(opt);
-    for (int k = 0; k < ns; k++) { /* truncated BPTT: carry, detached */
-      loom_release(state[k]);
-      state[k] = loom_keep(loom_detach(next[k]));
-    }
-    double l = loom_item(loss);
-    smooth = isnan(smooth) ? l : 0.98 * smooth + 0.02 * l;
-    loom_scope_end(s);
-    pos += T;
-    step++;
-    train_seconds += app_now() - step_start;
-    train_rate = (double)((step - start_step) * T * B) / train_seconds;
-    if (step % 10 == 0 || step == 1)
-      push(&h.step, &h.train, &h.n, &h.cap, (double)step, smooth);
-    double rate = train_rate;
-    if (!o->quiet) {
-      char text[96];
-      snprintf(text, sizeof text, "loss %.3f nats (%.3f bits/char)", smooth,
-               smooth / log(2));
-      int64_t shown_total = o->minutes > 0 ? 0 : total;
-      app_progress_line(&pr, step, shown_total, rate, "chars", text, false);
-    }
-    bool last = o->minutes > 0 ? app_now() - t0 >= deadline : step == total;
-    if (step % o->eval_every == 0 || last) {
-      double v = evaluate(m, c.ids + n_train, n_val, T, B);
-      bool best = true; /* over this run and the one it resumed */
-      for (int i = 0; i < h.n_val; i++)
-        best &= v < h.val[i];
-      push(&h.val_step, &h.val, &h.n_val, &h.cap_val, (double)step, v);
-      /* Past the best step a long run overfits a small text: keep it. */
-      if (best)
-        save(best_path, m, opt, step, pos, state, &h, &c);
-      if (!o->quiet) {
-        app_progress_end(&pr);
-        fprintf(stderr,
-                "step %lld: validation %.4f nats/char, %.4f "
-                "bits/char (train %.4f)\n",
-                (long long)step, v, v / log(2), smooth);
-      }
-    }
-    if (step % o->save_every == 0 || last)
-      save(o->checkpoint, m, opt, step, pos, state, &h, &c);
-  }
-  if (!o->quiet)
-    app_progress_end(&pr);
-  if (rc == 0 && step == start_step)
-    save(o->checkpoint, m, opt, step, pos, state, &h, &c);
-  plot(o, &h);
-  if (!o->quiet && h.n_val) {
-    int b = 0;
-    for (int i = 1; i < h.n_val; i++)
-      b = h.val[i] < h.val[b] ? i : b;
-    fprintf(stderr,
-            "done: %lld steps, %.0f chars/s while training, "
-            "validation %.4f bits/char (unigram %.3f), checkpoint %s; "
-            "best validation %.4f nats/char (%.4f bits/char) at step %lld, "
-            "in %s\n",
-            (long long)step, train_rate, h.val[h.n_val - 1] / log(2),
-            corpus_unigram_bits(&c), o->checkpoint, h.val[b], h.val[b] / log(2),
-            (long long)h.val_step[b], best_path);
-  }
-  for (int k = 0; k < ns; k++)
-    loom_release(state[k]);
-  free(xb);
-  free(yb);
-  history_free(&h);
-  loom_optimizer_free(opt);
-  charlm_free(m);
-  corpus_free(&c);
-  return rc;
-}
-
-/* ---- sampling ---- */
-
-static int pick(const loom_tensor *logits, const options *o, loom_rng *g) {
-  int64_t V = loom_numel(logits);
-  double *p = malloc((size_t)V * sizeof *p);
-  if (!p)
-    return 0;
-  loom_copy_to_array(logits, LOOM_F64, p, V);
-  int best = 0;
-  for (int64_t i = 1; i < V; i++)
-    if (p[i] > p[best])
-      best = (int)i;
-  if (o->temperature == 0) {
-    free(p);
-    return best;
-  }
-  double cut = -INFINITY;
-  if (o->top_k > 0 && o->top_k < V) { /* the k-th largest logit */
-    double *sorted = malloc((size_t)V * sizeof *sorted);
-    if (sorted) {
-      memcpy(sorted, p, (size_t)V * sizeof *p);
-      for (int64_t i = 0; i < o->top_k; i++) /* partial selection */
-        for (int64_t j = i + 1; j < V; j++)
-          if (sorted[j] > sorted[i]) {
-            double t = sorted[i];
-            sorted[i] = sorted[j];
-            sorted[j] = t;
-          }
-      cut = sorted[o->top_k - 1];
-      free(sorted);
-    }
-  }
-  double total = 0, top = p[best];
-  for (int64_t i = 0; i < V; i++) {
-    p[i] = p[i] < cut ? 0 : exp((p[i] - top) / o->temperature);
-    total += p[i];
-  }
-  double u = loom_rng_uniform(g) * total;
-  int chosen = best;
-  for (int64_t i = 0; i < V; i++) {
-    u -= p[i];
-    if (u < 0 && p[i] > 0) {
-      chosen = (int)i;
-      break;
-    }
-  }
-  free(p);
-  return chosen;
-}
-
-static int sample(const options *o) {
-  loom_tensor_map *extra = NULL;
-  charlm_config cfg;
-  /* The config comes first (to build the model), then the weights. */
-  loom_tensor_map *peek = NULL;
-  if (loom_checkpoint_load(o->checkpoint, NULL, NULL, NULL, NULL, NULL, &peek) <
-          0 ||
-      charlm_config_load(&cfg, peek) < 0) {
-    fprintf(stderr, "charlm: %s: %s\n", o->checkpoint, loom_last_error());
-    loom_tensor_map_free(peek);
-    return 1;
-  }
-  loom_tensor *vocab = loom_tensor_map_get(peek, "vocab");
-  charlm *m = charlm_new(&cfg, (uint64_t)o->seed);
-  if (!m || !vocab || loom_numel(vocab) != cfg.vocab ||
-      loom_checkpoint_load(o->checkpoint, &m->base, NULL, NULL, NULL, NULL,
-                           &extra) < 0) {
-    fprintf(stderr, "charlm: %s: %s\n", o->checkpoint,
-            vocab ? loom_last_error() : "no vocabulary");
-    loom_tensor_map_free(peek);
-    charlm_free(m);
-    return 1;
-  }
-  loom_tensor_map_free(extra);
-  const uint8_t *chars = loom_data_u8(vocab);
-  int16_t ids_of[256];
-  for (int b = 0; b < 256; b++)
-    ids_of[b] = -1;
-  for (int i = 0; i < cfg.vocab; i++)
-    ids_of[chars[i]] = (int16_t)i;
-  loom_module_train(&m->base, false);
-  loom_no_grad_begin();
-  loom_rng *g = loom_rng_new((uint64_t)o->seed);
-  /* Prime: characters the model does not know are skipped. */
-  size_t plen = strlen(o->prime);
-  int64_t *ids = malloc((plen + 1) * sizeof *ids);
-  int64_t np = 0;
-  for (size_t i = 0; ids && i < plen; i++)
-    if (ids_of[(unsigned char)o->prime[i]] >= 0)
-      ids[np++] = ids_of[(unsigned char)o->prime[i]];
-  if (np == 0 && ids)
-    ids[np++] = 0;
-  fwrite(o->prime, 1, plen, stdout);
-  charlm_gen *gen = charlm_gen_new(m);
-  loom_tensor *last = NULL;
-  int rc = ids && gen && charlm_gen_feed(gen, ids, np, &last) == 0 ? 0 : 1;
-  for (int64_t i = 0; rc == 0 && i < o->length; i++) {
-    int64_t c = pick(last, o, g);
-    fputc(chars[c], stdout);
-    loom_release(last);
-    rc = charlm_gen_feed(gen, &c, 1, &last) == 0 ? 0 : 1;
-  }
-  if (rc)
-    fprintf(stderr, "charlm: %s\n", loom_last_error());
-  fputc('\n', stdout);
-  loom_release(last);
-  charlm_gen_free(gen);
-  free(ids);
-  loom_rng_free(g);
-  loom_no_grad_end();
-  loom_tensor_map_free(peek);
-  charlm_free(m);
-  return rc;
-}
-
 static int write_corpus(const options *o) {
   size_t len = 0;
   unsigned char *t = corpus_generate((size_t)o->corpus_bytes, &len);
-  FILE *f = t ? fopen(o->write_corpus, "wb") : NULL;
+  if (!t)
+    return 1;
+  FILE *f = fopen(o->write_corpus, "wb");
   bool ok = f && fwrite(t, 1, len, f) == len;
   if (f)
     ok = fclose(f) == 0 && ok;
@@ -786,17 +259,38 @@ static int write_corpus(const options *o) {
   return ok ? 0 : 1;
 }
 
+/* Training writes the checkpoint, FILE.best and the plot: none of them
+ * may be the text it reads, nor one another. 0, or -1 after saying so. */
+static int check_outputs(const options *o) {
+  char best[4096];
+  snprintf(best, sizeof best, "%s.best", o->checkpoint);
+  const char *outs[3][2] = {{"--checkpoint", o->checkpoint},
+                            {"--checkpoint (FILE.best)", best},
+                            {"--plot", o->plot}};
+  for (int i = 0; i < 3; i++) {
+    if (app_refuse_overwrite(P, outs[i][0], outs[i][1], "--data", o->data) < 0)
+      return -1;
+    for (int j = 0; j < i; j++)
+      if (app_refuse_overwrite(P, outs[i][0], outs[i][1], outs[j][0],
+                               outs[j][1]) < 0)
+        return -1;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   options o;
-  bool do_sample;
-  int p = parse(argc, argv, &o, &do_sample);
+  bool sample;
+  int p = parse(argc, argv, &o, &sample);
   if (p != 0)
     return p < 0 ? 2 : 0;
   if (o.write_corpus)
     return write_corpus(&o);
+  if (!sample && check_outputs(&o) < 0)
+    return 2;
   if (o.threads > 0)
     loom_set_num_threads((int)o.threads);
-  int rc = do_sample ? sample(&o) : train(&o);
+  int rc = sample ? charlm_sample(&o) : charlm_train(&o);
   loom_cleanup();
   return rc;
 }

@@ -65,8 +65,10 @@ charlm *charlm_new(const charlm_config *cfg_in, uint64_t seed) {
     }
   }
   charlm *m = calloc(1, sizeof *m);
-  if (!m)
+  if (!m) {
+    loom_set_error(LOOM_ERR_MEMORY, "charlm: out of memory");
     return NULL;
+  }
   loom_module_init(&m->base, "CharLM", destroy);
   m->cfg = *cfg;
   m->rng = loom_rng_new(seed);
@@ -137,41 +139,6 @@ int charlm_forward(charlm *m, const loom_tensor *x, loom_tensor *const *state,
   return *logits ? 0 : -1;
 }
 
-int charlm_config_save(const charlm_config *cfg, loom_tensor_map *extra) {
-  char buf[256];
-  snprintf(buf, sizeof buf, "%s %lld %lld %lld %lld %lld %lld %lld %.17g",
-           cfg->cell, (long long)cfg->vocab, (long long)cfg->embed,
-           (long long)cfg->hidden, (long long)cfg->layers,
-           (long long)cfg->heads, (long long)cfg->ff, (long long)cfg->context,
-           cfg->dropout);
-  return loom_tensor_map_set_meta(extra, "charlm.config", buf);
-}
-
-int charlm_config_load(charlm_config *cfg, const loom_tensor_map *extra) {
-  const char *s = loom_tensor_map_meta(extra, "charlm.config");
-  long long v[7];
-  memset(cfg, 0, sizeof *cfg);
-  if (!s ||
-      sscanf(s, "%15s %lld %lld %lld %lld %lld %lld %lld %lg", cfg->cell, &v[0],
-             &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &cfg->dropout) != 9) {
-    loom_set_error(LOOM_ERR_FORMAT, "not a charlm checkpoint (no config)");
-    return -1;
-  }
-  cfg->vocab = v[0];
-  cfg->embed = v[1];
-  cfg->hidden = v[2];
-  cfg->layers = v[3];
-  cfg->heads = v[4];
-  cfg->ff = v[5];
-  cfg->context = v[6];
-  if (cfg->vocab < 1 || cfg->vocab > 256 || cfg->embed < 1 || cfg->hidden < 1 ||
-      cfg->layers < 1 || cfg->layers > 16) {
-    loom_set_error(LOOM_ERR_FORMAT, "charlm checkpoint: bad config '%s'", s);
-    return -1;
-  }
-  return 0;
-}
-
 /* ---- generation ---- */
 
 struct charlm_gen {
@@ -183,13 +150,17 @@ struct charlm_gen {
 
 charlm_gen *charlm_gen_new(charlm *m) {
   charlm_gen *g = calloc(1, sizeof *g);
-  if (!g)
+  if (!g) {
+    loom_set_error(LOOM_ERR_MEMORY, "charlm: out of memory");
     return NULL;
+  }
   g->m = m;
   if (m->blocks) {
     g->history = malloc((size_t)m->cfg.context * sizeof *g->history);
     g->cache = loom_decoder_state_new(m->blocks, NULL, NULL);
     if (!g->history || !g->cache) {
+      if (!g->history)
+        loom_set_error(LOOM_ERR_MEMORY, "charlm: out of memory");
       charlm_gen_free(g);
       return NULL;
     }

@@ -38,13 +38,34 @@ typedef struct {
 int app_parse_real(const char *prog, const char *flag, const char *text,
                    app_range r, double *out);
 
+/* For values read from files, checked as the command line's are: whether
+ * v (finite or not) lies in r, and the ranges as the messages above write
+ * them ("(0, 1000]", "1..10^12"), into buf. */
+bool app_in_range(double v, app_range r);
+const char *app_range_text(app_range r, char *buf, size_t size);
+const char *app_int_range_text(int64_t lo, int64_t hi, char *buf, size_t size);
+
 /* ---- Time, files, progress ---- */
 
 /* Seconds on a monotonic clock. */
 double app_now(void);
 
-/* Reads a whole file (caller frees); NULL with a message on stderr. */
+/* Reads a whole file (caller frees); NULL with a message on stderr (a
+ * directory is refused as one). */
 unsigned char *app_read_file(const char *path, size_t *len);
+
+/* Whether two paths name one file: the same device and inode when both
+ * exist, else the same path. */
+bool app_same_file(const char *a, const char *b);
+/* An output must not be an input: 0 if `out` (given as out_flag) is not
+ * the file `in` (in_flag) or either is NULL or ""; else -1 after saying
+ * "PROG: --checkpoint X is the --data file; refusing to write over it". */
+int app_refuse_overwrite(const char *prog, const char *out_flag,
+                         const char *out, const char *in_flag, const char *in);
+/* Reports a failed write of `path` from the pending loom error, naming the
+ * path once ("PROG: PATH: cannot write: No space left on device"), and
+ * clears the error. */
+void app_report_write_error(const char *prog, const char *path);
 
 /* A progress line redrawn in place on a terminal (plain lines otherwise):
  * "step 120/2000  loss 1.873 (2.70 bpc)  41.2k chars/s  ETA 3m12s". */

@@ -54,6 +54,28 @@ static bool starts_well(const char *s) {
   return s && *s && !isspace((unsigned char)*s);
 }
 
+const char *app_int_range_text(int64_t lo, int64_t hi, char *buf, size_t size) {
+  char a[32], b[32];
+  format_int(lo, a, sizeof a);
+  format_int(hi, b, sizeof b);
+  snprintf(buf, size, "%s..%s", a, b);
+  return buf;
+}
+
+bool app_in_range(double v, app_range r) {
+  return (r.lo_open ? v > r.lo : v >= r.lo) &&
+         (r.hi_open ? v < r.hi : v <= r.hi);
+}
+
+const char *app_range_text(app_range r, char *buf, size_t size) {
+  char a[32], b[32];
+  format_real(r.lo, a, sizeof a);
+  format_real(r.hi, b, sizeof b);
+  snprintf(buf, size, "%c%s, %s%c", r.lo_open ? '(' : '[', a, b,
+           r.hi_open ? ')' : ']');
+  return buf;
+}
+
 int app_parse_int(const char *prog, const char *flag, const char *text,
                   int64_t lo, int64_t hi, int64_t *out) {
   bool ok = starts_well(text);
@@ -76,11 +98,9 @@ int app_parse_int(const char *prog, const char *flag, const char *text,
     ok = ok && v >= lo && v <= hi;
   }
   if (!ok) {
-    char a[32], b[32];
-    format_int(lo, a, sizeof a);
-    format_int(hi, b, sizeof b);
-    fprintf(stderr, "%s: %s '%s' is not an integer in %s..%s\n", prog, flag,
-            text ? text : "", a, b);
+    char range[80];
+    fprintf(stderr, "%s: %s '%s' is not an integer in %s\n", prog, flag,
+            text ? text : "", app_int_range_text(lo, hi, range, sizeof range));
     return -1;
   }
   *out = v;
@@ -95,17 +115,12 @@ int app_parse_real(const char *prog, const char *flag, const char *text,
     char *end;
     v = strtod(text, &end);
     /* an underflow (ERANGE, a tiny or zero v) is left to the range test */
-    ok = end != text && !*end && isfinite(v);
-    ok = ok && (r.lo_open ? v > r.lo : v >= r.lo) &&
-         (r.hi_open ? v < r.hi : v <= r.hi);
+    ok = end != text && !*end && isfinite(v) && app_in_range(v, r);
   }
   if (!ok) {
-    char a[32], b[32];
-    format_real(r.lo, a, sizeof a);
-    format_real(r.hi, b, sizeof b);
-    fprintf(stderr, "%s: %s '%s' is not a number in %c%s, %s%c\n", prog, flag,
-            text ? text : "", r.lo_open ? '(' : '[', a, b,
-            r.hi_open ? ')' : ']');
+    char range[80];
+    fprintf(stderr, "%s: %s '%s' is not a number in %s\n", prog, flag,
+            text ? text : "", app_range_text(r, range, sizeof range));
     return -1;
   }
   *out = v;

@@ -1,9 +1,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
+#include <loom/loom.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,9 +17,10 @@ double app_now(void) {
 }
 
 unsigned char *app_read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
+  FILE *f = loom_file_open_read(path);
   if (!f) {
-    fprintf(stderr, "%s: %s\n", path, strerror(errno));
+    fprintf(stderr, "%s\n", loom_last_error());
+    loom_clear_error();
     return NULL;
   }
   unsigned char *buf = NULL;
@@ -39,15 +43,42 @@ unsigned char *app_read_file(const char *path, size_t *len) {
       break;
   }
   bool err = ferror(f);
+  int why = errno;
   fclose(f);
   if (err) {
-    fprintf(stderr, "%s: read error\n", path);
+    fprintf(stderr, "%s: cannot read: %s\n", path, strerror(why));
     free(buf);
     return NULL;
   }
   buf[n] = 0;
   *len = n;
   return buf;
+}
+
+bool app_same_file(const char *a, const char *b) {
+  struct stat sa, sb;
+  if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  return strcmp(a, b) == 0;
+}
+
+int app_refuse_overwrite(const char *prog, const char *out_flag,
+                         const char *out, const char *in_flag, const char *in) {
+  if (!out || !*out || !in || !*in || !app_same_file(out, in))
+    return 0;
+  fprintf(stderr, "%s: %s %s is the %s file; refusing to write over it\n", prog,
+          out_flag, out, in_flag);
+  return -1;
+}
+
+void app_report_write_error(const char *prog, const char *path) {
+  const char *why = loom_last_status() ? loom_last_error() : "out of memory";
+  size_t n = strlen(path);
+  if (!strncmp(why, path, n) && why[n] == ':')
+    fprintf(stderr, "%s: %s\n", prog, why);
+  else
+    fprintf(stderr, "%s: cannot write %s: %s\n", prog, path, why);
+  loom_clear_error();
 }
 
 char *app_duration(double s, char *buf, size_t size) {
