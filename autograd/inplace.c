@@ -101,10 +101,7 @@ loom_tensor *loom_clamp_(loom_tensor *t, double lo, double hi) {
     return NULL;
   if (lo > hi)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "clamp_: lo %g > hi %g", lo, hi);
-  if (!loom_dtype_is_float(t->dtype)) { /* as loom_clamp: defined casts */
-    lo = lo != lo ? 0 : lo < -9.2e18 ? -9.2e18 : ceil(lo);
-    hi = hi != hi ? 0 : hi > 9.2e18 ? 9.2e18 : floor(hi);
-  }
+  loom__clamp_bounds(t->dtype, &lo, &hi);
   if (loom_kernel_unary(&loom_k_clamp, t, t, (double[]){lo, hi}) < 0)
     return NULL;
   return t;

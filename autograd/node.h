@@ -2,7 +2,8 @@
  * tensors, and in backward read them and accumulate input gradients.
  * Not installed.
  *
- * The path of every op (see ops in unary.c for the shortest):
+ * The path of every op (softmax.c is a short one; the elementwise ops of
+ * one tensor are rows of tensor/unary_ops.def instead):
  *
  *   LOOM_OP(tanh, tanh_backward);              registers "tanh"
  *   static void tanh_backward(loom_node *n, loom_tensor *const *g) {
@@ -126,6 +127,10 @@ loom_tensor *loom__sum_to(const loom_tensor *g, int ndim, const int64_t *shape);
 /* Refuses an in-place write into t (error naming op) when autograd would
  * be fooled; else bumps t's version. Returns false on refusal. */
 bool loom__inplace_ok(loom_tensor *t, const char *op);
+
+/* Clamp bounds for a tensor of `dtype`: for integers, the integers inside
+ * [lo, hi], saturated to what int64 holds (loom_clamp, loom_clamp_). */
+void loom__clamp_bounds(loom_dtype dtype, double *lo, double *hi);
 
 /* Called by gradcheck to learn which registry ops its function used. */
 void loom__coverage_note(const loom_op_def *op);

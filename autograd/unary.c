@@ -1,112 +1,81 @@
 /* Elementwise ops of one tensor: math functions, activations, and the
- * scalar forms of arithmetic. One table row per op: its forward kernel and
- * the fused kernel that turns (saved value, incoming gradient) into the
- * input gradient. */
+ * scalar forms of arithmetic. Each is a row of tensor/unary_ops.def (its
+ * forward formula beside its derivative); this file turns every row into a
+ * registered op with one forward and one backward, and writes the public
+ * functions of the rows with scalar parameters. */
 #include "node.h"
 
 #include <math.h>
 
-typedef enum {
-  GRAD_FROM_X, /* grad kernel reads the input */
-  GRAD_FROM_Y, /* grad kernel reads the output */
-  GRAD_SAME,   /* gradient passes unchanged */
-  GRAD_NEG,    /* gradient negated */
-  GRAD_SCALE,  /* gradient times p[0] */
-  GRAD_DIVIDE, /* gradient divided by p[0] */
-  GRAD_ZERO,   /* piecewise constant */
-} grad_kind;
+/* What backward needs: the input (X), the output (Y), or nothing (OPS). */
+typedef enum { FROM_X, FROM_Y, FROM_OPS } grad_from;
+
+typedef const loom_tensor *(*grad_ops_fn)(const loom_tensor *g,
+                                          const double *p);
 
 typedef struct {
   const loom_op_def *def;
   const loom_unary_kernel *fwd;
-  const loom_binary_kernel *grad;
-  grad_kind kind;
-  bool float_only; /* integer inputs are converted to the default float */
+  grad_from from;
+  const loom_binary_kernel *grad; /* X, Y: (saved, g) -> input gradient */
+  grad_ops_fn grad_ops;           /* OPS */
 } unary_spec;
 
-#define OPS(X)                                                                 \
-  X(neg, neg, NULL, GRAD_NEG, false)                                           \
-  X(exp, exp, exp_grad, GRAD_FROM_Y, true)                                     \
-  X(expm1, expm1, expm1_grad, GRAD_FROM_Y, true)                               \
-  X(log, log, log_grad, GRAD_FROM_X, true)                                     \
-  X(log1p, log1p, log1p_grad, GRAD_FROM_X, true)                               \
-  X(sqrt, sqrt, sqrt_grad, GRAD_FROM_Y, true)                                  \
-  X(rsqrt, rsqrt, rsqrt_grad, GRAD_FROM_Y, true)                               \
-  X(square, square, square_grad, GRAD_FROM_X, false)                           \
-  X(reciprocal, reciprocal, reciprocal_grad, GRAD_FROM_Y, true)                \
-  X(abs, abs, abs_grad, GRAD_FROM_X, false)                                    \
-  X(sign, sign, NULL, GRAD_ZERO, false)                                        \
-  X(sin, sin, sin_grad, GRAD_FROM_X, true)                                     \
-  X(cos, cos, cos_grad, GRAD_FROM_X, true)                                     \
-  X(tanh, tanh, tanh_grad, GRAD_FROM_Y, true)                                  \
-  X(sigmoid, sigmoid, sigmoid_grad, GRAD_FROM_Y, true)                         \
-  X(log_sigmoid, log_sigmoid, log_sigmoid_grad, GRAD_FROM_X, true)             \
-  X(relu, relu, relu_grad, GRAD_FROM_X, false)                                 \
-  X(leaky_relu, leaky_relu, leaky_relu_grad, GRAD_FROM_X, true)                \
-  X(gelu, gelu, gelu_grad, GRAD_FROM_X, true)                                  \
-  X(gelu_tanh, gelu_tanh, gelu_tanh_grad, GRAD_FROM_X, true)                   \
-  X(elu, elu, elu_grad, GRAD_FROM_X, true)                                     \
-  X(silu, silu, silu_grad, GRAD_FROM_X, true)                                  \
-  X(softplus, softplus, softplus_grad, GRAD_FROM_X, true)                      \
-  X(clamp, clamp, clamp_grad, GRAD_FROM_X, false)                              \
-  X(pow_scalar, pow_scalar, pow_scalar_grad, GRAD_FROM_X, true)                \
-  X(add_scalar, add_scalar, NULL, GRAD_SAME, false)                            \
-  X(rsub_scalar, rsub_scalar, NULL, GRAD_NEG, false)                           \
-  X(mul_scalar, mul_scalar, NULL, GRAD_SCALE, false)                           \
-  X(div_scalar, div_scalar, NULL, GRAD_DIVIDE, true)
+#define GRAD_KERNEL_X(name) &loom_k_##name##_grad
+#define GRAD_KERNEL_Y GRAD_KERNEL_X
+#define GRAD_KERNEL_OPS(name) NULL
+#define GRAD_OPS_X(name) NULL
+#define GRAD_OPS_Y(name) NULL
+#define GRAD_OPS_OPS(name) name##_grad_ops
 
-#define DEFINE(name, fwd, grad, kind, fo) LOOM_OP(name, unary_backward);
-OPS(DEFINE)
-#undef DEFINE
+/* Registration, and the OPS rows' gradients. */
+#define GRAD_OPS_FN_X(name, gradient)
+#define GRAD_OPS_FN_Y(name, gradient)
+#define GRAD_OPS_FN_OPS(name, gradient)                                        \
+  static const loom_tensor *name##_grad_ops(const loom_tensor *g,              \
+                                            const double *p) {                 \
+    (void)g, (void)p;                                                          \
+    return gradient;                                                           \
+  }
+#define UNARY(name, dtypes, cost, forward, from, gradient, grad_cost)          \
+  LOOM_OP(name, unary_backward);                                               \
+  GRAD_OPS_FN_##from(name, gradient)
+#define UNARY_P UNARY
+#include "../tensor/unary_ops.def"
+#undef UNARY
+#undef UNARY_P
 
 enum {
-#define ENUM(name, fwd, grad, kind, fo) U_##name,
-  OPS(ENUM)
-#undef ENUM
+#define UNARY(name, ...) U_##name,
+#define UNARY_P UNARY
+#include "../tensor/unary_ops.def"
+#undef UNARY
+#undef UNARY_P
 };
 
-#define KERNEL_OR_NULL_NULL NULL
-#define SPEC(name, fwd, grad, kind, fo)                                        \
-  [U_##name] = {&loom_op_##name, &loom_k_##fwd, GRAD_PTR_##kind(grad), kind,   \
-                fo},
-#define GRAD_PTR_GRAD_FROM_X(g) &loom_k_##g
-#define GRAD_PTR_GRAD_FROM_Y(g) &loom_k_##g
-#define GRAD_PTR_GRAD_SAME(g) NULL
-#define GRAD_PTR_GRAD_NEG(g) NULL
-#define GRAD_PTR_GRAD_SCALE(g) NULL
-#define GRAD_PTR_GRAD_DIVIDE(g) NULL
-#define GRAD_PTR_GRAD_ZERO(g) NULL
-static const unary_spec specs[] = {OPS(SPEC)};
+static const unary_spec specs[] = {
+#define UNARY(name, dtypes, cost, forward, from, gradient, grad_cost)          \
+  [U_##name] = {&loom_op_##name, &loom_k_##name, FROM_##from,                  \
+                GRAD_KERNEL_##from(name), GRAD_OPS_##from(name)},
+#define UNARY_P UNARY
+#include "../tensor/unary_ops.def"
+#undef UNARY
+#undef UNARY_P
+};
 
 static void unary_backward(loom_node *n, loom_tensor *const *gout) {
   const unary_spec *s = &specs[n->i[0]];
   const loom_tensor *g = gout[0];
-  loom_tensor *gin = NULL;
-  switch (s->kind) {
-  case GRAD_SAME:
-    gin = (loom_tensor *)g;
-    break;
-  case GRAD_NEG:
-    gin = loom_neg(g);
-    break;
-  case GRAD_SCALE:
-    gin = loom_mul_scalar(g, n->d[0]);
-    break;
-  case GRAD_DIVIDE:
-    gin = loom_div_scalar(g, n->d[0]);
-    break;
-  case GRAD_ZERO:
+  if (s->from == FROM_OPS) {
+    loom__accumulate(n, 0, s->grad_ops(g, n->d));
     return;
-  default: {
-    const loom_tensor *v = loom__saved(n, 0);
-    if (!v)
-      return;
-    gin = loom__new(g->dtype, g->ndim, g->shape, s->def->name);
-    if (gin)
-      loom_kernel_binary(s->grad, gin, v, g, n->d);
   }
-  }
-  loom__accumulate(n, 0, gin);
+  const loom_tensor *v = loom__saved(n, 0);
+  if (!v)
+    return;
+  loom_tensor *gin = loom__new(g->dtype, g->ndim, g->shape, s->def->name);
+  if (gin && loom_kernel_binary(s->grad, gin, v, g, n->d) == 0)
+    loom__accumulate(n, 0, gin);
 }
 
 static loom_tensor *unary(int which, const loom_tensor *x, double p0,
@@ -114,7 +83,8 @@ static loom_tensor *unary(int which, const loom_tensor *x, double p0,
   if (!x)
     return NULL;
   const unary_spec *s = &specs[which];
-  if (s->float_only && !loom_dtype_is_float(x->dtype))
+  /* Ops without an integer loop compute integers in the default float. */
+  if (!s->fwd->loop[LOOM_I64] && !loom_dtype_is_float(x->dtype))
     x = loom_to_dtype(x, LOOM_DTYPE_DEFAULT);
   if (!x)
     return NULL;
@@ -133,45 +103,26 @@ static loom_tensor *unary(int which, const loom_tensor *x, double p0,
     n->i[0] = which;
     n->d[0] = p0;
     n->d[1] = p1;
-    if (s->kind == GRAD_FROM_X)
+    if (s->from == FROM_X)
       loom__save(n, x);
-    else if (s->kind == GRAD_FROM_Y)
+    else if (s->from == FROM_Y)
       loom__save(n, out);
   }
   return out;
 }
 
-loom_tensor *loom_neg(const loom_tensor *t) { return unary(U_neg, t, 0, 0); }
-loom_tensor *loom_exp(const loom_tensor *t) { return unary(U_exp, t, 0, 0); }
-loom_tensor *loom_expm1(const loom_tensor *t) {
-  return unary(U_expm1, t, 0, 0);
-}
-loom_tensor *loom_log(const loom_tensor *t) { return unary(U_log, t, 0, 0); }
-loom_tensor *loom_log1p(const loom_tensor *t) {
-  return unary(U_log1p, t, 0, 0);
-}
-loom_tensor *loom_sqrt(const loom_tensor *t) { return unary(U_sqrt, t, 0, 0); }
-loom_tensor *loom_rsqrt(const loom_tensor *t) {
-  return unary(U_rsqrt, t, 0, 0);
-}
-loom_tensor *loom_square(const loom_tensor *t) {
-  return unary(U_square, t, 0, 0);
-}
-loom_tensor *loom_reciprocal(const loom_tensor *t) {
-  return unary(U_reciprocal, t, 0, 0);
-}
-loom_tensor *loom_abs(const loom_tensor *t) { return unary(U_abs, t, 0, 0); }
-loom_tensor *loom_sign(const loom_tensor *t) { return unary(U_sign, t, 0, 0); }
-loom_tensor *loom_sin(const loom_tensor *t) { return unary(U_sin, t, 0, 0); }
-loom_tensor *loom_cos(const loom_tensor *t) { return unary(U_cos, t, 0, 0); }
-loom_tensor *loom_tanh(const loom_tensor *t) { return unary(U_tanh, t, 0, 0); }
-loom_tensor *loom_sigmoid(const loom_tensor *t) {
-  return unary(U_sigmoid, t, 0, 0);
-}
-loom_tensor *loom_log_sigmoid(const loom_tensor *t) {
-  return unary(U_log_sigmoid, t, 0, 0);
-}
-loom_tensor *loom_relu(const loom_tensor *t) { return unary(U_relu, t, 0, 0); }
+/* The public functions of UNARY rows: loom_<name>(t). */
+#define UNARY(name, ...)                                                       \
+  loom_tensor *loom_##name(const loom_tensor *t) {                             \
+    return unary(U_##name, t, 0, 0);                                           \
+  }
+#define UNARY_P(...)
+#include "../tensor/unary_ops.def"
+#undef UNARY
+#undef UNARY_P
+
+/* ---- ops with scalar parameters ---- */
+
 loom_tensor *loom_leaky_relu(const loom_tensor *t, double slope) {
   return unary(U_leaky_relu, t, slope, 0);
 }
@@ -181,7 +132,6 @@ loom_tensor *loom_gelu(const loom_tensor *t, bool tanh_approx) {
 loom_tensor *loom_elu(const loom_tensor *t, double alpha) {
   return unary(U_elu, t, alpha, 0);
 }
-loom_tensor *loom_silu(const loom_tensor *t) { return unary(U_silu, t, 0, 0); }
 loom_tensor *loom_softplus(const loom_tensor *t, double beta,
                            double threshold) {
   if (beta == 0)
@@ -189,10 +139,17 @@ loom_tensor *loom_softplus(const loom_tensor *t, double beta,
   return unary(U_softplus, t, beta, threshold);
 }
 
-/* Integer tensors take integer bounds: saturate so the kernel's
- * conversions are defined. */
+/* Integer tensors take the integers inside the bounds, saturated so the
+ * kernel's conversions are defined. */
 static double int_bound(double v) {
   return v != v ? 0 : v < -9.2e18 ? -9.2e18 : v > 9.2e18 ? 9.2e18 : v;
+}
+
+void loom__clamp_bounds(loom_dtype dtype, double *lo, double *hi) {
+  if (!loom_dtype_is_float(dtype)) {
+    *lo = int_bound(ceil(*lo));
+    *hi = int_bound(floor(*hi));
+  }
 }
 
 loom_tensor *loom_clamp(const loom_tensor *t, double lo, double hi) {
@@ -200,10 +157,7 @@ loom_tensor *loom_clamp(const loom_tensor *t, double lo, double hi) {
     return NULL;
   if (lo > hi)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "clamp: lo %g > hi %g", lo, hi);
-  if (!loom_dtype_is_float(t->dtype)) {
-    lo = int_bound(ceil(lo));
-    hi = int_bound(floor(hi));
-  }
+  loom__clamp_bounds(t->dtype, &lo, &hi);
   return unary(U_clamp, t, lo, hi);
 }
 

@@ -1,9 +1,8 @@
-/* Elementwise kernels of two operands: arithmetic, comparisons, and the
- * fused gradient formulas backward passes use (saved value, incoming grad
- * -> input grad), so a backward is one pass instead of several ops. */
+/* Elementwise kernels of two tensors: arithmetic, comparisons and logic.
+ * (The gradient kernels of the ops of one tensor are in kernel_unary.c,
+ * beside their forward formulas.) */
 #include "iter.h"
 #include "map.h"
-#include "vmath.h"
 
 #define FLOAT2(NAME, EXPR)                                                     \
   LOOM_MAP2(NAME##_f32, float, float, EXPR)                                    \
@@ -31,27 +30,6 @@
       NAME, true, 1, [LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64,         \
       [LOOM_I64] = NAME##_i64, [LOOM_BOOL] = NAME##_u8, [LOOM_U8] = NAME##_u8)
 
-#define SIGMOID(v) (1 / (1 + exp(-(v))))
-
-/* GELU's gradient (a = x) in a loop the compiler vectorises, like the
- * vmath-based unary kernels; other layouts take the generic loop below,
- * with the same function, so results do not depend on the layout. */
-static void gelu_grad_strided_f32(char *o, const char *a, const char *b,
-                                  int64_t n, int64_t so, int64_t sa, int64_t sb,
-                                  const double *p);
-LOOM_CLONES static void gelu_grad_run(float *o, const float *x, const float *g,
-                                      int64_t n) {
-  _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) o[i] =
-      g[i] * loom__gelu_gradf(x[i]);
-}
-static void gelu_grad_f32(char *o, const char *a, const char *b, int64_t n,
-                          int64_t so, int64_t sa, int64_t sb, const double *p) {
-  if (so == 4 && sa == 4 && sb == 4)
-    gelu_grad_run((float *)o, (const float *)a, (const float *)b, n);
-  else
-    gelu_grad_strided_f32(o, a, b, n, so, sa, sb, p);
-}
-
 /* The formulas are macro arguments, which clang-format would misread as
  * declarations (a *b). */
 /* clang-format off */
@@ -75,50 +53,6 @@ PRED2(ge, a >= b)
 LOOM_MAP2(logical_and_u8, uint8_t, uint8_t, a && b)
 LOOM_MAP2(logical_or_u8, uint8_t, uint8_t, a || b)
 
-/* Gradient formulas: a is the saved value (input x or output y, as named),
- * b the incoming gradient g. */
-FLOAT2(tanh_grad, b * (1 - a * a))               /* a = y */
-FLOAT2(sigmoid_grad, b * a * (1 - a))            /* a = y */
-FLOAT2(relu_grad, a > 0 ? b : 0)                 /* a = x */
-FLOAT2(leaky_relu_grad, a > 0 ? b : b * (scalar_t)p[0])
-LOOM_MAP2(gelu_grad_strided_f32, float, float, b * loom__gelu_gradf(a))
-LOOM_MAP2(gelu_grad_f64, double, double,
-          b * (0.5 * (1 + erf(a * 0.70710678118654752440)) +
-               a * 0.39894228040143267794 * exp(-0.5 * a * a)))
-FLOAT2(gelu_tanh_grad,
-       b * ((scalar_t)0.5 *
-                (1 + tanh((scalar_t)0.79788456080286535588 *
-                          (a + (scalar_t)0.044715 * a * a * a))) +
-            (scalar_t)0.5 * a *
-                (1 - tanh((scalar_t)0.79788456080286535588 *
-                          (a + (scalar_t)0.044715 * a * a * a)) *
-                         tanh((scalar_t)0.79788456080286535588 *
-                              (a + (scalar_t)0.044715 * a * a * a))) *
-                (scalar_t)0.79788456080286535588 *
-                (1 + 3 * (scalar_t)0.044715 * a * a)))
-FLOAT2(elu_grad, a > 0 ? b : b * (scalar_t)p[0] * exp(a))
-FLOAT2(silu_grad, b * SIGMOID(a) * (1 + a * (1 - SIGMOID(a))))
-FLOAT2(softplus_grad, a * (scalar_t)p[0] > (scalar_t)p[1]
-                          ? b
-                          : b * SIGMOID(a * (scalar_t)p[0]))
-FLOAT2(log_sigmoid_grad, b / (1 + exp(a)))
-FLOAT2(clamp_grad, a >= (scalar_t)p[0] && a <= (scalar_t)p[1] ? b : 0)
-FLOAT2(sqrt_grad, b / (2 * a))                   /* a = y */
-FLOAT2(rsqrt_grad, (scalar_t)-0.5 * b * a * a * a) /* a = y */
-FLOAT2(reciprocal_grad, -b * a * a)              /* a = y */
-FLOAT2(log_grad, b / a)
-FLOAT2(log1p_grad, b / (1 + a))
-FLOAT2(abs_grad, a > 0 ? b : a < 0 ? -b : 0)
-FLOAT2(sin_grad, b * cos(a))
-FLOAT2(cos_grad, -b * sin(a))
-FLOAT2(exp_grad, b * a)                          /* a = y */
-FLOAT2(expm1_grad, b * (a + 1))                  /* a = y */
-FLOAT2(pow_scalar_grad, (scalar_t)p[0] == 0
-                            ? 0
-                            : b * (scalar_t)p[0] *
-                                  pow(a, (scalar_t)p[0] - 1))
-FLOAT2(square_grad, 2 * a * b)
-
 NUM_TABLE(add, 1)
 NUM_TABLE(sub, 1)
 NUM_TABLE(mul, 1)
@@ -135,29 +69,6 @@ PRED_TABLE(gt)
 PRED_TABLE(ge)
 TABLE(logical_and, true, 1, [LOOM_BOOL] = logical_and_u8, [LOOM_U8] = logical_and_u8)
 TABLE(logical_or, true, 1, [LOOM_BOOL] = logical_or_u8, [LOOM_U8] = logical_or_u8)
-FLOAT_TABLE(tanh_grad, 1)
-FLOAT_TABLE(sigmoid_grad, 1)
-FLOAT_TABLE(relu_grad, 1)
-FLOAT_TABLE(leaky_relu_grad, 1)
-FLOAT_TABLE(gelu_grad, 12)
-FLOAT_TABLE(gelu_tanh_grad, 12)
-FLOAT_TABLE(elu_grad, 8)
-FLOAT_TABLE(silu_grad, 8)
-FLOAT_TABLE(softplus_grad, 8)
-FLOAT_TABLE(log_sigmoid_grad, 8)
-FLOAT_TABLE(clamp_grad, 1)
-FLOAT_TABLE(sqrt_grad, 1)
-FLOAT_TABLE(rsqrt_grad, 1)
-FLOAT_TABLE(reciprocal_grad, 1)
-FLOAT_TABLE(log_grad, 1)
-FLOAT_TABLE(log1p_grad, 1)
-FLOAT_TABLE(abs_grad, 1)
-FLOAT_TABLE(sin_grad, 8)
-FLOAT_TABLE(cos_grad, 8)
-FLOAT_TABLE(exp_grad, 1)
-FLOAT_TABLE(expm1_grad, 1)
-FLOAT_TABLE(pow_scalar_grad, 8)
-FLOAT_TABLE(square_grad, 1)
 /* clang-format on */
 
 typedef struct {

@@ -1,113 +1,121 @@
-/* Elementwise kernels of one operand (and one or two scalar parameters). */
+/* Elementwise kernels of one tensor (and one or two scalar parameters):
+ * the forward and gradient loops of every op in unary_ops.def, and the
+ * comparisons with a scalar. */
 #include "iter.h"
 #include "map.h"
 #include "vmath.h"
 
-/* Float loops: EXPR for float and double. */
-#define FLOAT1(NAME, EXPR)                                                     \
+/* ---- the ops of unary_ops.def: forward and gradient loops ---- */
+
+/* Formula helpers (see unary_ops.def). F32 selects at compile time, so a
+ * float32 loop holds only its own form. */
+#define F32(a, b) _Generic((scalar_t)0, float : (a), default : (b))
+#define SIGMOID(v) (1 / (1 + exp(-(v))))
+
+/* Forward loops per dtype set. VEC's float32 loop runs contiguous elements
+ * in a function compiled per instruction set (the vmath.h functions
+ * vectorise: libm's scalar tanhf is ~20x slower, erff ~5x); the strided
+ * path computes the same formula, so a result never depends on the layout. */
+#define FORWARD_FLOAT(NAME, EXPR)                                              \
   LOOM_MAP1(NAME##_f32, float, float, EXPR)                                    \
   LOOM_MAP1(NAME##_f64, double, double, EXPR)
-/* Loops for every numeric dtype (integers keep their type). */
-#define NUM1(NAME, EXPR)                                                       \
-  FLOAT1(NAME, EXPR)                                                           \
+#define FORWARD_NUM(NAME, EXPR)                                                \
+  FORWARD_FLOAT(NAME, EXPR)                                                    \
   LOOM_MAP1(NAME##_i64, int64_t, int64_t, EXPR)
+#define FORWARD_VEC(NAME, EXPR)                                                \
+  LOOM_CLONES static void NAME##_run(float *o, const float *xs, int64_t n,     \
+                                     const double *p) {                        \
+    typedef float scalar_t;                                                    \
+    (void)p;                                                                   \
+    _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) {                     \
+      scalar_t x = xs[i];                                                      \
+      o[i] = (float)(EXPR);                                                    \
+    }                                                                          \
+  }                                                                            \
+  LOOM_MAP1(NAME##_strided_f32, float, float, EXPR)                            \
+  static void NAME##_f32(char *o, const char *x, int64_t n, int64_t so,        \
+                         int64_t sx, const double *p) {                        \
+    if (so == 4 && sx == 4)                                                    \
+      NAME##_run((float *)o, (const float *)x, n, p);                          \
+    else                                                                       \
+      NAME##_strided_f32(o, x, n, so, sx, p);                                  \
+  }                                                                            \
+  LOOM_MAP1(NAME##_f64, double, double, EXPR)
+
+/* Gradient loops: the saved value (named x or y, as the row's `from`
+ * says) and the incoming gradient g. Gradients are float only. */
+#define GRADIENT_FLOAT(NAME, V, EXPR)                                          \
+  LOOM_MAP2_AS(NAME##_grad_f32, float, float, V, g, EXPR)                      \
+  LOOM_MAP2_AS(NAME##_grad_f64, double, double, V, g, EXPR)
+#define GRADIENT_NUM GRADIENT_FLOAT
+#define GRADIENT_VEC(NAME, V, EXPR)                                            \
+  LOOM_CLONES static void NAME##_grad_run(float *o, const float *vs,           \
+                                          const float *gs, int64_t n,          \
+                                          const double *p) {                   \
+    typedef float scalar_t;                                                    \
+    (void)p;                                                                   \
+    _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) {                     \
+      scalar_t V = vs[i], g = gs[i];                                           \
+      o[i] = (float)(EXPR);                                                    \
+    }                                                                          \
+  }                                                                            \
+  LOOM_MAP2_AS(NAME##_grad_strided_f32, float, float, V, g, EXPR)              \
+  static void NAME##_grad_f32(char *o, const char *a, const char *b,           \
+                              int64_t n, int64_t so, int64_t sa, int64_t sb,   \
+                              const double *p) {                               \
+    if (so == 4 && sa == 4 && sb == 4)                                         \
+      NAME##_grad_run((float *)o, (const float *)a, (const float *)b, n, p);   \
+    else                                                                       \
+      NAME##_grad_strided_f32(o, a, b, n, so, sa, sb, p);                      \
+  }                                                                            \
+  LOOM_MAP2_AS(NAME##_grad_f64, double, double, V, g, EXPR)
+
+/* Kernel tables: the loops of each dtype. */
+#define LOOPS_FLOAT(NAME) [LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64
+#define LOOPS_VEC LOOPS_FLOAT
+#define LOOPS_NUM(NAME) LOOPS_FLOAT(NAME), [LOOM_I64] = NAME##_i64
+
+/* A row whose gradient reads x or y has a gradient kernel; OPS rows have
+ * none (autograd/unary.c computes theirs with ops). */
+#define GRADIENT_X(NAME, DT, EXPR, COST)                                       \
+  GRADIENT_KERNEL(NAME, DT, x, EXPR, COST)
+#define GRADIENT_Y(NAME, DT, EXPR, COST)                                       \
+  GRADIENT_KERNEL(NAME, DT, y, EXPR, COST)
+#define GRADIENT_OPS(NAME, DT, EXPR, COST)
+#define GRADIENT_KERNEL(NAME, DT, V, EXPR, COST)                               \
+  GRADIENT_##DT(NAME, V, EXPR)                                                 \
+      const loom_binary_kernel loom_k_##NAME##_grad = {                        \
+          #NAME "_grad", {LOOPS_FLOAT(NAME##_grad)}, false, COST};
+
+#define UNARY(NAME, DT, COST, FWD, FROM, GRAD, GRAD_COST)                      \
+  FORWARD_##DT(NAME, FWD) const loom_unary_kernel loom_k_##NAME = {            \
+      #NAME, {LOOPS_##DT(NAME)}, COST};                                        \
+  GRADIENT_##FROM(NAME, DT, GRAD, GRAD_COST)
+#define UNARY_P UNARY
+#include "unary_ops.def"
+#undef UNARY
+#undef UNARY_P
+
+/* ---- kernels no gradient passes through ---- */
+
 /* Predicates: any input dtype, bool output. */
 #define PRED1(NAME, EXPR)                                                      \
   LOOM_MAP1(NAME##_f32, float, uint8_t, EXPR)                                  \
   LOOM_MAP1(NAME##_f64, double, uint8_t, EXPR)                                 \
   LOOM_MAP1(NAME##_i64, int64_t, uint8_t, EXPR)                                \
   LOOM_MAP1(NAME##_u8, uint8_t, uint8_t, EXPR)
-
-/* float32 exp, tanh, sigmoid, silu and gelu use the vectorisable functions
- * of vmath.h (1-3 ulp; libm's scalar tanhf is ~20x slower, erff ~5x). The
- * strided path calls the same functions, so a result never depends on the
- * layout. */
-static inline float silu_f(float x) { return x * loom__sigmoidf(x); }
-#define VEC_F32(NAME, FN)                                                      \
-  LOOM_CLONES static void NAME##_run(float *o, const float *x, int64_t n) {    \
-    _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) o[i] = FN(x[i]);      \
-  }                                                                            \
-  static void NAME##_f32(char *o, const char *x, int64_t n, int64_t so,        \
-                         int64_t sx, const double *p) {                        \
-    (void)p;                                                                   \
-    if (so == 4 && sx == 4) {                                                  \
-      NAME##_run((float *)o, (const float *)x, n);                             \
-      return;                                                                  \
-    }                                                                          \
-    for (int64_t i = 0; i < n; i++)                                            \
-      *(float *)(o + i * so) = FN(*(const float *)(x + i * sx));               \
-  }
-VEC_F32(exp, loom__expf)
-VEC_F32(tanh, loom__tanhf)
-VEC_F32(sigmoid, loom__sigmoidf)
-VEC_F32(silu, silu_f)
-VEC_F32(gelu, loom__geluf)
-
-#define FLOAT_TABLE(NAME, COST)                                                \
-  const loom_unary_kernel loom_k_##NAME = {                                    \
-      #NAME, {[LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64}, COST};
-#define INT_TABLE(NAME, COST)                                                  \
-  const loom_unary_kernel loom_k_##NAME = {#NAME,                              \
-                                           {[LOOM_F32] = NAME##_f32,           \
-                                            [LOOM_F64] = NAME##_f64,           \
-                                            [LOOM_I64] = NAME##_i64},          \
-                                           COST};
-#define ALL_TABLE(NAME, COST)                                                  \
+#define PRED_TABLE(NAME)                                                       \
   const loom_unary_kernel loom_k_##NAME = {#NAME,                              \
                                            {[LOOM_F32] = NAME##_f32,           \
                                             [LOOM_F64] = NAME##_f64,           \
                                             [LOOM_I64] = NAME##_i64,           \
                                             [LOOM_BOOL] = NAME##_u8,           \
                                             [LOOM_U8] = NAME##_u8},            \
-                                           COST};
+                                           1};
 
-#define SIGMOID(v) (1 / (1 + exp(-(v))))
-
-LOOM_MAP1(exp_f64, double, double, exp(x))
 /* The formulas are macro arguments, which clang-format would misread as
  * declarations (a *b). */
 /* clang-format off */
-FLOAT1(expm1, expm1(x))
-FLOAT1(log, log(x))
-FLOAT1(log1p, log1p(x))
-FLOAT1(sqrt, sqrt(x))
-FLOAT1(rsqrt, 1 / sqrt(x))
-FLOAT1(reciprocal, 1 / x)
-FLOAT1(sin, sin(x))
-FLOAT1(cos, cos(x))
-LOOM_MAP1(tanh_f64, double, double, tanh(x))
-LOOM_MAP1(sigmoid_f64, double, double, SIGMOID(x))
-/* log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)): no overflow either way. */
-FLOAT1(log_sigmoid, (x < 0 ? x : 0) - log1p(exp(-fabs(x))))
-FLOAT1(leaky_relu, x < 0 ? x * (scalar_t)p[0] : x)
-LOOM_MAP1(gelu_f64, double, double,
-          0.5 * x * (1 + erf(x * 0.70710678118654752440)))
-FLOAT1(gelu_tanh,
-       (scalar_t)0.5 * x *
-           (1 + tanh((scalar_t)0.79788456080286535588 *
-                     (x + (scalar_t)0.044715 * x * x * x))))
-FLOAT1(elu, x > 0 ? x : (scalar_t)p[0] * expm1(x))
-LOOM_MAP1(silu_f64, double, double, x / (1 + exp(-x)))
-FLOAT1(softplus, x * (scalar_t)p[0] > (scalar_t)p[1]
-                     ? x
-                     : log1p(exp(x * (scalar_t)p[0])) /
-                           (scalar_t)p[0])
-FLOAT1(pow_scalar, pow(x, (scalar_t)p[0]))
-
-NUM1(neg, -x)
-NUM1(square, x * x)
-NUM1(abs, x < 0 ? -x : x)
-NUM1(sign, (x > 0) - (x < 0))
-NUM1(relu, x < 0 ? 0 : x)
-/* The scalar is first rounded to the tensor's dtype, as PyTorch does; the
- * op layer saturates integer bounds so these conversions are defined. */
-NUM1(add_scalar, x + (scalar_t)p[0])
-NUM1(mul_scalar, x * (scalar_t)p[0])
-FLOAT1(div_scalar, x / (scalar_t)p[0])
-NUM1(rsub_scalar, (scalar_t)p[0] - x)
-NUM1(clamp, x < (scalar_t)p[0] ? (scalar_t)p[0]
-            : x > (scalar_t)p[1] ? (scalar_t)p[1] : x)
-
 PRED1(eq_scalar, (double)x == p[0])
 PRED1(ne_scalar, (double)x != p[0])
 PRED1(lt_scalar, (double)x < p[0])
@@ -115,51 +123,18 @@ PRED1(le_scalar, (double)x <= p[0])
 PRED1(gt_scalar, (double)x > p[0])
 PRED1(ge_scalar, (double)x >= p[0])
 LOOM_MAP1(logical_not_u8, uint8_t, uint8_t, !x)
-LOOM_MAP1(isfinite_f32, float, uint8_t, isfinite(x))
-LOOM_MAP1(isfinite_f64, double, uint8_t, isfinite(x))
 
-FLOAT_TABLE(exp, 8)
-FLOAT_TABLE(expm1, 8)
-FLOAT_TABLE(log, 8)
-FLOAT_TABLE(log1p, 8)
-FLOAT_TABLE(sqrt, 2)
-FLOAT_TABLE(rsqrt, 2)
-FLOAT_TABLE(reciprocal, 1)
-FLOAT_TABLE(sin, 8)
-FLOAT_TABLE(cos, 8)
-FLOAT_TABLE(tanh, 8)
-FLOAT_TABLE(sigmoid, 8)
-FLOAT_TABLE(log_sigmoid, 12)
-FLOAT_TABLE(leaky_relu, 1)
-FLOAT_TABLE(gelu, 8)
-FLOAT_TABLE(gelu_tanh, 8)
-FLOAT_TABLE(elu, 8)
-FLOAT_TABLE(silu, 8)
-FLOAT_TABLE(softplus, 12)
-FLOAT_TABLE(pow_scalar, 8)
-INT_TABLE(neg, 1)
-INT_TABLE(square, 1)
-INT_TABLE(abs, 1)
-INT_TABLE(sign, 1)
-INT_TABLE(relu, 1)
-INT_TABLE(add_scalar, 1)
-INT_TABLE(mul_scalar, 1)
-INT_TABLE(rsub_scalar, 1)
-FLOAT_TABLE(div_scalar, 1)
-INT_TABLE(clamp, 1)
-ALL_TABLE(eq_scalar, 1)
-ALL_TABLE(ne_scalar, 1)
-ALL_TABLE(lt_scalar, 1)
-ALL_TABLE(le_scalar, 1)
-ALL_TABLE(gt_scalar, 1)
-ALL_TABLE(ge_scalar, 1)
+PRED_TABLE(eq_scalar)
+PRED_TABLE(ne_scalar)
+PRED_TABLE(lt_scalar)
+PRED_TABLE(le_scalar)
+PRED_TABLE(gt_scalar)
+PRED_TABLE(ge_scalar)
 /* clang-format on */
 const loom_unary_kernel loom_k_logical_not = {
     "logical_not",
     {[LOOM_BOOL] = logical_not_u8, [LOOM_U8] = logical_not_u8},
     1};
-const loom_unary_kernel loom_k_isfinite = {
-    "isfinite", {[LOOM_F32] = isfinite_f32, [LOOM_F64] = isfinite_f64}, 1};
 
 typedef struct {
   loom_map1_fn fn;

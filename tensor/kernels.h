@@ -61,35 +61,31 @@ int loom_kernel_binary(const loom_binary_kernel *k, loom_tensor *out,
                        const loom_tensor *a, const loom_tensor *b,
                        const double *p);
 
-#define LOOM_UNARY_KERNELS(X)                                                  \
-  X(neg)                                                                       \
-  X(exp)                                                                       \
-  X(expm1)                                                                     \
-  X(log) X(log1p) X(sqrt) X(rsqrt) X(square) X(reciprocal) X(abs) X(sign)      \
-      X(sin) X(cos) X(tanh) X(sigmoid) X(log_sigmoid) X(relu) X(leaky_relu)    \
-          X(gelu) X(gelu_tanh) X(elu) X(silu) X(softplus) X(clamp)             \
-              X(pow_scalar) X(add_scalar) X(mul_scalar) X(rsub_scalar)         \
-                  X(div_scalar) X(logical_not) X(eq_scalar) X(ne_scalar)       \
-                      X(lt_scalar) X(le_scalar) X(gt_scalar) X(ge_scalar)      \
-                          X(isfinite)
-#define LOOM_BINARY_KERNELS(X)                                                 \
-  X(add)                                                                       \
-  X(sub)                                                                       \
-  X(mul)                                                                       \
-  X(div) X(pow) X(maximum) X(minimum) X(add_scaled) X(eq) X(ne) X(lt) X(le)    \
-      X(gt) X(ge) X(logical_and) X(logical_or) X(tanh_grad) X(sigmoid_grad)    \
-          X(relu_grad) X(leaky_relu_grad) X(gelu_grad) X(gelu_tanh_grad)       \
-              X(elu_grad) X(silu_grad) X(softplus_grad) X(log_sigmoid_grad)    \
-                  X(clamp_grad) X(sqrt_grad) X(rsqrt_grad) X(reciprocal_grad)  \
-                      X(log_grad) X(log1p_grad) X(abs_grad) X(sin_grad)        \
-                          X(cos_grad) X(exp_grad) X(expm1_grad)                \
-                              X(pow_scalar_grad) X(square_grad)
-#define LOOM_DECLARE_KERNEL(name) extern const loom_unary_kernel loom_k_##name;
-LOOM_UNARY_KERNELS(LOOM_DECLARE_KERNEL)
-#undef LOOM_DECLARE_KERNEL
-#define LOOM_DECLARE_KERNEL(name) extern const loom_binary_kernel loom_k_##name;
-LOOM_BINARY_KERNELS(LOOM_DECLARE_KERNEL)
-#undef LOOM_DECLARE_KERNEL
+/* The kernels of the differentiable ops of one tensor (unary_ops.def):
+ * loom_k_<name>, and loom_k_<name>_grad (saved value, incoming gradient ->
+ * input gradient) where the gradient is elementwise. */
+#define GRAD_DECL_X(name) extern const loom_binary_kernel loom_k_##name##_grad;
+#define GRAD_DECL_Y GRAD_DECL_X
+#define GRAD_DECL_OPS(name)
+#define UNARY(name, dtypes, cost, forward, from, gradient, grad_cost)          \
+  extern const loom_unary_kernel loom_k_##name;                                \
+  GRAD_DECL_##from(name)
+#define UNARY_P UNARY
+#include "unary_ops.def"
+#undef UNARY
+#undef UNARY_P
+#undef GRAD_DECL_X
+#undef GRAD_DECL_Y
+#undef GRAD_DECL_OPS
+
+/* Kernels no gradient passes through. */
+extern const loom_unary_kernel loom_k_eq_scalar, loom_k_ne_scalar,
+    loom_k_lt_scalar, loom_k_le_scalar, loom_k_gt_scalar, loom_k_ge_scalar,
+    loom_k_logical_not;
+extern const loom_binary_kernel loom_k_add, loom_k_sub, loom_k_mul, loom_k_div,
+    loom_k_pow, loom_k_maximum, loom_k_minimum, loom_k_add_scaled, loom_k_eq,
+    loom_k_ne, loom_k_lt, loom_k_le, loom_k_gt, loom_k_ge, loom_k_logical_and,
+    loom_k_logical_or;
 
 /* ---- copies (kernel_copy.c) ---- */
 

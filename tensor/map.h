@@ -1,9 +1,9 @@
 /* Macros that stamp out the inner loops of elementwise kernels: one loop
  * per (op, dtype), with a unit-stride path the compiler vectorises and a
  * general strided path. EXPR sees the element(s) as x (a, b) of type
- * scalar_t and the op's parameters as p[]. Float math goes through <tgmath.h>,
- * so one expression serves float and double; write non-integer literals as
- * (scalar_t)c so float loops stay in float. */
+ * scalar_t (LOOM_MAP2_AS names them) and the op's parameters as p[]. Float math
+ * goes through <tgmath.h>, so one expression serves float and double; write
+ * non-integer literals as (scalar_t)c so float loops stay in float. */
 #ifndef LOOM_MAP_H
 #define LOOM_MAP_H
 
@@ -31,7 +31,7 @@
     }                                                                          \
   }
 
-#define LOOM_MAP2(NAME, T, TO, EXPR)                                           \
+#define LOOM_MAP2_AS(NAME, T, TO, A, B, EXPR)                                  \
   static void NAME(char *o_, const char *a_, const char *b_, int64_t n,        \
                    int64_t so, int64_t sa, int64_t sb, const double *p) {      \
     typedef T scalar_t;                                                        \
@@ -41,31 +41,34 @@
       TO *o = (TO *)o_;                                                        \
       const T *as = (const T *)a_, *bs = (const T *)b_;                        \
       for (int64_t i = 0; i < n; i++) {                                        \
-        scalar_t a = as[i], b = bs[i];                                         \
+        scalar_t A = as[i], B = bs[i];                                         \
         o[i] = (TO)(EXPR);                                                     \
       }                                                                        \
     } else if (so == (int64_t)sizeof(TO) && sa == es && sb == 0) {             \
       TO *o = (TO *)o_;                                                        \
       const T *as = (const T *)a_;                                             \
-      const scalar_t b = *(const T *)b_;                                       \
+      const scalar_t B = *(const T *)b_;                                       \
       for (int64_t i = 0; i < n; i++) {                                        \
-        scalar_t a = as[i];                                                    \
+        scalar_t A = as[i];                                                    \
         o[i] = (TO)(EXPR);                                                     \
       }                                                                        \
     } else if (so == (int64_t)sizeof(TO) && sa == 0 && sb == es) {             \
       TO *o = (TO *)o_;                                                        \
-      const scalar_t a = *(const T *)a_;                                       \
+      const scalar_t A = *(const T *)a_;                                       \
       const T *bs = (const T *)b_;                                             \
       for (int64_t i = 0; i < n; i++) {                                        \
-        scalar_t b = bs[i];                                                    \
+        scalar_t B = bs[i];                                                    \
         o[i] = (TO)(EXPR);                                                     \
       }                                                                        \
     } else {                                                                   \
       for (int64_t i = 0; i < n; i++) {                                        \
-        scalar_t a = *(const T *)(a_ + i * sa), b = *(const T *)(b_ + i * sb); \
+        scalar_t A = *(const T *)(a_ + i * sa), B = *(const T *)(b_ + i * sb); \
         *(TO *)(o_ + i * so) = (TO)(EXPR);                                     \
       }                                                                        \
     }                                                                          \
   }
+
+/* The operands named a and b. */
+#define LOOM_MAP2(NAME, T, TO, EXPR) LOOM_MAP2_AS(NAME, T, TO, a, b, EXPR)
 
 #endif

@@ -3,6 +3,7 @@
  * products, convolution and pooling (against direct loops written here).
  * Gradients are tested in test_gradcheck.c. */
 #include "check_values.h"
+#include "unary_cases.h"
 
 #include <float.h>
 #include <string.h>
@@ -147,114 +148,28 @@ END_TEST
 
 /* ------------------------------------------------------------ elementwise */
 
-typedef loom_tensor *(*unary_fn)(const loom_tensor *);
-static loom_tensor *leaky(const loom_tensor *t) {
-  return loom_leaky_relu(t, 0.1);
-}
-static loom_tensor *gelu_erf(const loom_tensor *t) {
-  return loom_gelu(t, false);
-}
-static loom_tensor *gelu_tanh(const loom_tensor *t) {
-  return loom_gelu(t, true);
-}
-static loom_tensor *elu(const loom_tensor *t) { return loom_elu(t, 1.5); }
-static loom_tensor *softplus(const loom_tensor *t) {
-  return loom_softplus(t, 2, 20);
-}
-static loom_tensor *clamp(const loom_tensor *t) {
-  return loom_clamp(t, -1, INFINITY);
-}
-
-static double r_sigmoid(double x) { return 1 / (1 + exp(-x)); }
-static float r_sigmoidf(float x) { return 1 / (1 + expf(-x)); }
-static double r_log_sigmoid(double x) { return -log1p(exp(-x)); }
-static float r_log_sigmoidf(float x) { return -log1pf(expf(-x)); }
-static double r_relu(double x) { return x > 0 ? x : 0; }
-static float r_reluf(float x) { return x > 0 ? x : 0; }
-static double r_leaky(double x) { return x > 0 ? x : 0.1 * x; }
-static float r_leakyf(float x) { return x > 0 ? x : 0.1f * x; }
-static double r_gelu(double x) { return 0.5 * x * (1 + erf(x / sqrt(2))); }
-static float r_geluf(float x) { return 0.5f * x * (1 + erff(x / sqrtf(2))); }
-static const double pi_ = 3.14159265358979323846;
-static double r_gelu_tanh(double x) {
-  return 0.5 * x * (1 + tanh(sqrt(2 / pi_) * (x + 0.044715 * x * x * x)));
-}
-static float r_gelu_tanhf(float x) {
-  return 0.5f * x *
-         (1 + tanhf(sqrtf(2 / (float)pi_) * (x + 0.044715f * x * x * x)));
-}
-static double r_elu(double x) { return x > 0 ? x : 1.5 * expm1(x); }
-static float r_eluf(float x) { return x > 0 ? x : 1.5f * expm1f(x); }
-static double r_silu(double x) { return x / (1 + exp(-x)); }
-static float r_siluf(float x) { return x / (1 + expf(-x)); }
-static double r_softplus(double x) { return log1p(exp(2 * x)) / 2; }
-static float r_softplusf(float x) { return log1pf(expf(2 * x)) / 2; }
-static double r_clamp(double x) { return x < -1 ? -1 : x; }
-static float r_clampf(float x) { return x < -1 ? -1 : x; }
-static double r_neg(double x) { return -x; }
-static float r_negf(float x) { return -x; }
-static double r_square(double x) { return x * x; }
-static float r_squaref(float x) { return x * x; }
-static double r_recip(double x) { return 1 / x; }
-static float r_recipf(float x) { return 1 / x; }
-static double r_rsqrt(double x) { return 1 / sqrt(x); }
-static float r_rsqrtf(float x) { return 1 / sqrtf(x); }
-static double r_sign(double x) { return (x > 0) - (x < 0); }
-static float r_signf(float x) { return (float)((x > 0) - (x < 0)); }
-
-static const struct {
-  const char *name;
-  unary_fn op;
-  double (*ref)(double);
-  float (*reff)(float);
-  bool positive; /* domain */
-} unary_table[] = {
-    {"neg", loom_neg, r_neg, r_negf, false},
-    {"exp", loom_exp, exp, expf, false},
-    {"expm1", loom_expm1, expm1, expm1f, false},
-    {"log", loom_log, log, logf, true},
-    {"log1p", loom_log1p, log1p, log1pf, true},
-    {"sqrt", loom_sqrt, sqrt, sqrtf, true},
-    {"rsqrt", loom_rsqrt, r_rsqrt, r_rsqrtf, true},
-    {"square", loom_square, r_square, r_squaref, false},
-    {"reciprocal", loom_reciprocal, r_recip, r_recipf, false},
-    {"abs", loom_abs, fabs, fabsf, false},
-    {"sign", loom_sign, r_sign, r_signf, false},
-    {"sin", loom_sin, sin, sinf, false},
-    {"cos", loom_cos, cos, cosf, false},
-    {"tanh", loom_tanh, tanh, tanhf, false},
-    {"sigmoid", loom_sigmoid, r_sigmoid, r_sigmoidf, false},
-    {"log_sigmoid", loom_log_sigmoid, r_log_sigmoid, r_log_sigmoidf, false},
-    {"relu", loom_relu, r_relu, r_reluf, false},
-    {"leaky_relu", leaky, r_leaky, r_leakyf, false},
-    {"gelu", gelu_erf, r_gelu, r_geluf, false},
-    {"gelu_tanh", gelu_tanh, r_gelu_tanh, r_gelu_tanhf, false},
-    {"elu", elu, r_elu, r_eluf, false},
-    {"silu", loom_silu, r_silu, r_siluf, false},
-    {"softplus", softplus, r_softplus, r_softplusf, false},
-    {"clamp", clamp, r_clamp, r_clampf, false},
-};
-
-START_TEST(test_unary_vs_libm) {
+/* Every op of unary_cases.h against its float64 reference: float64
+ * within 1e-15, float32 within 4 float epsilons of the reference rounded. */
+START_TEST(test_unary_values) {
   const double any[] = {-3.7, -1.25, -0.3, 0.2, 0.7, 1.9, 4.5};
   const double pos[] = {0.01, 0.2, 0.7, 1.9, 4.5, 30, 1e5};
-  for (size_t k = 0; k < sizeof unary_table / sizeof unary_table[0]; k++) {
-    const double *v = unary_table[k].positive ? pos : any;
+  for (int k = 0; k < N_UNARY_CASES; k++) {
+    const unary_case *c = &unary_cases[k];
+    const double *v = c->domain & POSITIVE ? pos : any;
     loom_tensor *x64 = loom_from_array(LOOM_F64, v, LOOM_SHAPE(7));
-    loom_tensor *y64 = unary_table[k].op(x64);
-    loom_tensor *y32 = unary_table[k].op(loom_to_dtype(x64, LOOM_F32));
-    ck_assert_msg(y64 && y32, "%s: %s", unary_table[k].name, loom_last_error());
+    loom_tensor *y64 = c->op(x64);
+    loom_tensor *y32 = c->op(loom_to_dtype(x64, LOOM_F32));
+    ck_assert_msg(y64 && y32, "%s: %s", c->name, loom_last_error());
     ck_assert_int_eq(loom_dtype_of(y64), LOOM_F64);
     ck_assert_int_eq(loom_dtype_of(y32), LOOM_F32);
     for (int i = 0; i < 7; i++) {
-      double want = unary_table[k].ref(v[i]), got = loom_data_f64(y64)[i];
+      double want = c->ref(v[i]), got = loom_data_f64(y64)[i];
       ck_assert_msg(fabs(got - want) <= 1e-15 * (1 + fabs(want)),
-                    "%s(%g) = %.17g, libm %.17g", unary_table[k].name, v[i],
-                    got, want);
-      float wf = unary_table[k].reff((float)v[i]), gf = loom_data_f32(y32)[i];
+                    "%s(%g) = %.17g, want %.17g", c->name, v[i], got, want);
+      float wf = (float)c->ref((float)v[i]), gf = loom_data_f32(y32)[i];
       ck_assert_msg(fabsf(gf - wf) <= 4 * FLT_EPSILON * (1 + fabsf(wf)),
-                    "%s(%gf) = %.9g, libm %.9g", unary_table[k].name, v[i],
-                    (double)gf, (double)wf);
+                    "%s(%gf) = %.9g, want %.9g", c->name, v[i], (double)gf,
+                    (double)wf);
     }
   }
 }
@@ -293,6 +208,7 @@ END_TEST
  * dense grid against double: within a few ulp of the value, plus the
  * cancellation any float32 x Phi(x) has where Phi is near 0. */
 START_TEST(test_gelu_float32_dense) {
+  const double pi_ = 3.14159265358979323846;
   enum { N = 24001 };
   static float xs[N];
   for (int i = 0; i < N; i++)
@@ -337,6 +253,9 @@ START_TEST(test_nan_and_clamp) {
   loom_tensor *j = loom_clone(i);
   CHECK_VALUES(loom_clamp_(j, -INFINITY, INFINITY), 0, -5, 0, 7);
   CHECK_VALUES(loom_clamp_(j, -0.5, 6.5), 0, 0, 0, 6);
+  /* bounds beyond int64 saturate (in place too) */
+  CHECK_VALUES(loom_clamp(i, 1e30, 2e30), 0, 9.2e18, 9.2e18, 9.2e18);
+  CHECK_VALUES(loom_clamp_(j, 1e30, 2e30), 0, 9.2e18, 9.2e18, 9.2e18);
 }
 END_TEST
 
@@ -997,7 +916,7 @@ int main(void) {
        {test_gather_and_index_select, test_scatter_add_and_index_add,
         test_embedding_and_one_hot, test_masked_fill_and_where}},
       {"elementwise",
-       {test_unary_vs_libm, test_activation_details, test_gelu_float32_dense,
+       {test_unary_values, test_activation_details, test_gelu_float32_dense,
         test_nan_and_clamp, test_binary_and_comparisons, test_inplace_updates}},
       {"reduce",
        {test_sum_mean_over_dims, test_var_std_prod_norm,
