@@ -590,6 +590,13 @@ START_TEST(test_canvas) {
                    0);
   for (int i = 0; i < 40 * 20 * 3; i++)
     ck_assert_uint_eq(d.rgb[i], 0);
+  /* a point between breaks is a dot */
+  ck_assert_int_eq(app_draw_polyline(&d, (double[]){NAN, 30.5, 2},
+                                     (double[]){1, 10.5, NAN}, 3, 2, 0xffffff),
+                   0);
+  ck_assert_uint_eq(pixel(&d, 30, 10), 0xffffff);
+  ck_assert_uint_eq(pixel(&d, 31, 11), 0xffffff);
+  ck_assert_uint_eq(pixel(&d, 30, 14), 0);
   /* blits: nearest repeats pixels, smooth keeps a flat colour flat */
   const unsigned char img[12] = {255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9};
   ck_assert_int_eq(app_blit(&d, img, 2, 2, 4, 4, 4, 4, APP_SCALE_NEAREST), 0);

@@ -213,7 +213,7 @@ int app_draw_polyline(app_canvas *c, const double *x, const double *y, int n,
       rasterize_segment(c, x[i], y[i], x[i + 1], y[i + 1], width, paint_max,
                         &m);
     else if (!prev) /* an isolated point: a dot */
-      rasterize_segment(c, x[i], y[i], x[i], y[i], width * 1.5, paint_max, &m);
+      rasterize_segment(c, x[i], y[i], x[i], y[i], width * 2.5, paint_max, &m);
   }
   for (int j = 0; j < ch; j++)
     for (int i = 0; i < cw; i++) {

@@ -84,7 +84,7 @@ static int plan(const app_heatmap *h, layout *L) {
       }
   }
   int bar_h = L->grid_h > 140 ? L->grid_h : 140;
-  app_ticks_fit(&L->ticks, lo, hi, bar_h / 40, false, 0);
+  app_ticks_fit(&L->ticks, lo, hi, bar_h / 60, false, 0);
   if (h->colorbar) {
     int tick_w = 0;
     for (int i = 0; i < L->ticks.n; i++) {

@@ -59,7 +59,7 @@ void app_draw_line(app_canvas *c, double x0, double y0, double x1, double y1,
                    double width, uint32_t rgb);
 /* The same for the n points' connected segments, each pixel blended once
  * (joins are not darker). Points with a non-finite coordinate break the
- * line; a point with no neighbour is drawn as a dot of the line's width.
+ * line; a point with no neighbour is drawn as a dot 2.5 widths across.
  * 0, or -1 with LOOM_ERR_MEMORY. */
 int app_draw_polyline(app_canvas *c, const double *x, const double *y, int n,
                       double width, uint32_t rgb);

@@ -36,12 +36,11 @@ static void tidy_exponent(char *s) {
 /* A label for v among ticks `step` apart whose largest size is mag. */
 static void format_linear(char *buf, size_t n, double v, double step,
                           double mag) {
-  if (v == 0) {
-    snprintf(buf, n, "0");
-    return;
-  }
+  v += 0.0; /* no "-0" */
   int step_exp = (int)floor(log10(step) + 1e-9);
-  if (mag >= 1e6 || mag < 1e-4) {
+  if (v == 0 && (mag >= 1e6 || mag < 1e-4)) {
+    snprintf(buf, n, "0");
+  } else if (mag >= 1e6 || mag < 1e-4) {
     int digits = (int)floor(log10(mag)) - step_exp;
     digits = digits < 0 ? 0 : digits > 12 ? 12 : digits;
     snprintf(buf, n, "%.*e", digits, v);
