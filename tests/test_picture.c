@@ -8,6 +8,7 @@
 #include "file_util.h"
 
 #include <float.h>
+#include <pthread.h>
 #include <stb_image.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -433,26 +434,76 @@ static int missing_font_child(const char *path) {
   return ok ? 0 : 1;
 }
 
-START_TEST(test_missing_font_is_an_error) {
-  /* the default font is loaded once per process, and this one has loaded
-   * it: a fresh process tries LOOM_FONT */
-  char path[512], self[4096];
-  test_path(path, sizeof path, "no-font.png");
+/* Runs this test program again as `test_picture MODE PATH` in a fresh
+ * process (the default font is loaded once per process, and this one has
+ * loaded it), with LOOM_FONT set to `font` (NULL: unset); its exit status. */
+static int run_child(const char *mode, const char *path, const char *font) {
+  char self[4096];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   ck_assert(n > 0 && n < (ssize_t)sizeof self - 1);
   self[n] = '\0';
   pid_t pid = fork();
   ck_assert_int_ge(pid, 0);
   if (pid == 0) {
-    setenv("LOOM_FONT", "/nonexistent", 1);
-    execl(self, "test_picture", "missing-font", path, (char *)NULL);
+    if (font)
+      setenv("LOOM_FONT", font, 1);
+    else
+      unsetenv("LOOM_FONT");
+    execl(self, "test_picture", mode, path, (char *)NULL);
     _exit(127);
   }
   int status;
   ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                "the child did not see the font error (status %d)", status);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+START_TEST(test_missing_font_is_an_error) {
+  char path[512];
+  test_path(path, sizeof path, "no-font.png");
+  ck_assert_msg(run_child("missing-font", path, "/nonexistent") == 0,
+                "the child did not see the font error");
   ck_assert(!exists(path));
+}
+END_TEST
+
+/* Run as `test_picture threads -`: four threads at once load the default
+ * font and draw the same text into their own canvases; all must equal one
+ * drawn afterwards. Exit status 0 when so. */
+typedef struct {
+  app_canvas c;
+  int rc;
+} thread_job;
+
+static void *draw_job(void *arg) {
+  thread_job *j = arg;
+  app_text_style st = {.size = 14, .rgb = 0x203040};
+  j->rc = app_canvas_init(&j->c, 200, 40, 0xffffff);
+  if (j->rc == 0)
+    j->rc = app_text_draw(&j->c, 5, 5, "Grüße, threads", &st);
+  return NULL;
+}
+
+static int threads_child(void) {
+  enum { N = 4 };
+  thread_job jobs[N + 1] = {0};
+  pthread_t t[N];
+  for (int i = 0; i < N; i++)
+    if (pthread_create(&t[i], NULL, draw_job, &jobs[i]) != 0)
+      return 2;
+  for (int i = 0; i < N; i++)
+    pthread_join(t[i], NULL);
+  draw_job(&jobs[N]);
+  int bad = jobs[N].rc != 0;
+  for (int i = 0; i < N; i++)
+    bad |=
+        jobs[i].rc != 0 || memcmp(jobs[i].c.rgb, jobs[N].c.rgb, 200 * 40 * 3);
+  for (int i = 0; i <= N; i++)
+    app_canvas_free(&jobs[i].c);
+  return bad;
+}
+
+START_TEST(test_threads_share_the_font) {
+  ck_assert_int_eq(run_child("threads", "-", NULL), 0);
 }
 END_TEST
 
@@ -807,6 +858,8 @@ END_TEST
 int main(int argc, char **argv) {
   if (argc == 3 && !strcmp(argv[1], "missing-font"))
     return missing_font_child(argv[2]);
+  if (argc == 3 && !strcmp(argv[1], "threads"))
+    return threads_child();
   if (test_dir_make("picture") < 0)
     return EXIT_FAILURE;
   Suite *s = suite_create("picture");
@@ -820,6 +873,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, test_text_vertical_and_colour);
   tcase_add_test(tc, test_text_wrap);
   tcase_add_test(tc, test_missing_font_is_an_error);
+  tcase_add_test(tc, test_threads_share_the_font);
   tcase_add_test(tc, test_broken_font_files);
   tcase_add_test(tc, test_canvas);
   tcase_add_test(tc, test_colormap);
