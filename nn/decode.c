@@ -75,12 +75,13 @@ static int check_opts(const loom_decode_model *m, int64_t n,
              (long long)o->bos, (long long)o->eos);
   else if (!isfinite(o->alpha) || fabs(o->alpha) > 100)
     snprintf(msg, sizeof msg, "alpha %g is outside -100..100", o->alpha);
-  else if (o->min_len < 0 || o->max_len_b < 0 || !(o->max_len_a >= 0) ||
-           !(o->max_len_a <= 1e6))
+  else if (o->min_len < 0 || o->max_len_b < 0 || o->max_len < 0 ||
+           !(o->max_len_a >= 0) || !(o->max_len_a <= 1e6))
     snprintf(msg, sizeof msg,
-             "min_len %lld, max_len_a %g and max_len_b %lld must be >= 0 "
-             "(max_len_a at most 1e6)",
-             (long long)o->min_len, o->max_len_a, (long long)o->max_len_b);
+             "min_len %lld, max_len_a %g, max_len_b %lld and max_len %lld "
+             "must be >= 0 (max_len_a at most 1e6)",
+             (long long)o->min_len, o->max_len_a, (long long)o->max_len_b,
+             (long long)o->max_len);
   else if (o->method == LOOM_DECODE_SAMPLE &&
            (!(o->temperature > 0) || !isfinite(o->temperature) ||
             o->top_k < 0 || !(o->top_p > 0 && o->top_p <= 1)))
@@ -376,6 +377,8 @@ static int setup(search *s, const int64_t *src_len) {
     if (src_len && src_len[i] < 0)
       return fail(LOOM_ERR_ARGUMENT, "a negative source length");
     b->max_len = limit < 1e15 ? (int64_t)limit : (int64_t)1e15;
+    if (o->max_len > 0 && b->max_len > o->max_len)
+      b->max_len = o->max_len;
     b->live = calloc((size_t)per, sizeof *b->live);
     b->fin = calloc((size_t)fin_cap, sizeof *b->fin);
     b->cap_fin = fin_cap;

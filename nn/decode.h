@@ -83,6 +83,9 @@ typedef struct loom_decode_opts {
    * which is then forced (src_len per sentence; 0 when none given). */
   double max_len_a;
   int64_t max_len_b;
+  /* and never more than max_len tokens (0: no such cap), e.g. a
+   * transformer's number of positions. */
+  int64_t max_len;
   /* BEAM. false (fairseq's rule): an eos among the `beam` best candidates
    * of a step finishes a hypothesis, and a sentence stops once `beam`
    * hypotheses have finished. true: every live hypothesis's eos extension
