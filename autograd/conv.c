@@ -9,13 +9,18 @@ LOOM_OP(adaptive_avg_pool2d, adaptive_avg_pool2d_backward);
 
 static int64_t or_default(int64_t v, int64_t dflt) { return v ? v : dflt; }
 
-/* Output length along one dim, or -1 when the window does not fit. */
+/* Output length along one dim, or -1 when the window does not fit. The
+ * callers keep in, k and p at most LOOM_MAX_ELEMENTS, so in + 2 p fits;
+ * the window's extent d (k - 1) is compared by division, so a huge d or s
+ * cannot overflow, and the kernels' offsets (at most the padded length)
+ * stay in range. */
 static int64_t out_len(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d,
                        bool ceil_mode) {
-  int64_t span = in + 2 * p - d * (k - 1) - 1;
-  if (span < 0)
-    return -1;
-  int64_t n = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+  int64_t padded = in + 2 * p;
+  if (padded < 1 || (k > 1 && d > (padded - 1) / (k - 1)))
+    return -1; /* d (k - 1) + 1 > padded */
+  int64_t span = padded - d * (k - 1) - 1;
+  int64_t n = span / s + (ceil_mode && span % s ? 1 : 0) + 1;
   if (ceil_mode && (n - 1) * s >= in + p) /* last window must start inside */
     n--;
   return n;
@@ -90,8 +95,14 @@ loom_tensor *loom_conv2d(const loom_tensor *x0, const loom_tensor *weight,
                      "conv2d: weight %s does not fit input %s "
                      "with %lld groups",
                      loom__shp(weight), loom__shp(x0), (long long)g.groups);
-  if (g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.ph < 0 || g.pw < 0)
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "conv2d: bad stride/padding/dilation");
+  if (g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.ph < 0 || g.pw < 0 ||
+      g.ph > LOOM_MAX_ELEMENTS || g.pw > LOOM_MAX_ELEMENTS)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "conv2d: stride %lldx%lld, padding %lldx%lld, dilation "
+                     "%lldx%lld (stride and dilation >= 1, padding 0 to "
+                     "2^59 - 1)",
+                     (long long)g.sh, (long long)g.sw, (long long)g.ph,
+                     (long long)g.pw, (long long)g.dh, (long long)g.dw);
   g.oc = weight->shape[0];
   g.kh = weight->shape[2];
   g.kw = weight->shape[3];
@@ -102,6 +113,11 @@ loom_tensor *loom_conv2d(const loom_tensor *x0, const loom_tensor *weight,
                      "conv2d: kernel %lldx%lld larger than "
                      "padded input %s",
                      (long long)g.kh, (long long)g.kw, loom__shp(x0));
+  /* The kernels' im2col buffer: C/groups * kH * kW (a part of the weight)
+   * by oH * oW. */
+  if (loom_size_mul(weight->shape[1] * g.kh * g.kw,
+                    loom_size_mul(g.oh, g.ow, "conv2d"), "conv2d") < 0)
+    return NULL;
   if (bias && (bias->ndim != 1 || bias->shape[0] != g.oc))
     return LOOM_FAIL(LOOM_ERR_SHAPE, "conv2d: bias %s for %lld channels",
                      loom__shp(bias), (long long)g.oc);
@@ -141,11 +157,12 @@ static bool pool_geom(const loom_tensor *x, loom_pool2d_opts o,
                         .dh = or_default(o.dilation[0], 1),
                         .dw = or_default(o.dilation[1], 1),
                         .exclude_pad = o.exclude_pad};
-  if (g->kh < 1 || g->kw < 1 || g->sh < 1 || g->sw < 1 || g->dh < 1 ||
-      g->dw < 1 || g->ph < 0 || g->pw < 0 || 2 * g->ph > g->kh ||
-      2 * g->pw > g->kw) {
+  if (g->kh < 1 || g->kw < 1 || g->kh > LOOM_MAX_ELEMENTS ||
+      g->kw > LOOM_MAX_ELEMENTS || g->sh < 1 || g->sw < 1 || g->dh < 1 ||
+      g->dw < 1 || g->ph < 0 || g->pw < 0 || g->ph > g->kh / 2 ||
+      g->pw > g->kw / 2) {
     loom_set_error(LOOM_ERR_ARGUMENT,
-                   "%s: bad kernel %lldx%lld, stride, "
+                   "%s: bad kernel %lldx%lld (1 to 2^59 - 1), stride, "
                    "padding (at most half the kernel) or dilation",
                    op, (long long)g->kh, (long long)g->kw);
     return false;
@@ -255,6 +272,10 @@ loom_tensor *loom_adaptive_avg_pool2d(const loom_tensor *x0, int64_t out_h,
   if (out_h < 1 || out_w < 1)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "adaptive_avg_pool2d: output %lldx%lld",
                      (long long)out_h, (long long)out_w);
+  /* The kernel's window bounds multiply output and input positions. */
+  if (loom_size_mul(out_h, x->shape[2], "adaptive_avg_pool2d") < 0 ||
+      loom_size_mul(out_w, x->shape[3], "adaptive_avg_pool2d") < 0)
+    return NULL;
   loom_tensor *out = loom__new(
       x->dtype, 4, (int64_t[]){x->shape[0], x->shape[1], out_h, out_w},
       "adaptive_avg_pool2d");

@@ -276,8 +276,8 @@ loom_tensor *loom_one_hot(const loom_tensor *indices, int64_t num_classes) {
   if (num_classes < 0) {
     num_classes = 0;
     for (int64_t i = 0; i < ix->numel; i++)
-      if (v[i] + 1 > num_classes)
-        num_classes = v[i] + 1;
+      if (v[i] >= num_classes) /* INT64_MAX stays, and fails the check */
+        num_classes = v[i] < INT64_MAX ? v[i] + 1 : v[i];
   }
   if (loom_kernel_check_index(ix, num_classes, "one_hot") < 0)
     return NULL;

@@ -43,6 +43,11 @@ loom_tensor *loom_concat(loom_tensor *const *ts, int n, int dim) {
                        "concat: tensor %d is %s, tensor 0 is "
                        "%s (all dims but %d must match)",
                        i, loom__shp(x), loom__shp(first), d);
+    if (x->shape[d] > LOOM_MAX_ELEMENTS - shape[d]) /* (views need no memory) */
+      return LOOM_FAIL(LOOM_ERR_SHAPE,
+                       "concat: dim %d adds up to more than 2^59 - 1 by "
+                       "tensor %d",
+                       d, i);
     shape[d] += x->shape[d];
     t = loom__promote(t, x->dtype);
   }
@@ -104,6 +109,13 @@ int loom_split_sizes(const loom_tensor *t, const int64_t *sizes, int n, int dim,
       loom_set_error(LOOM_ERR_ARGUMENT, "split: negative size");
       return -1;
     }
+    if (sizes[i] > t->shape[d] - total) { /* also keeps the sum in range */
+      loom_set_error(LOOM_ERR_SHAPE,
+                     "split: the first %d sizes add up to more than dim %d "
+                     "of %s",
+                     i + 1, d, loom__shp(t));
+      return -1;
+    }
     total += sizes[i];
   }
   if (total != t->shape[d]) {
@@ -132,7 +144,7 @@ int loom_split(const loom_tensor *t, int64_t size, int dim, loom_tensor **out,
     loom_set_error(LOOM_ERR_ARGUMENT, "split: size %lld", (long long)size);
     return -1;
   }
-  int64_t len = t->shape[d], count = len == 0 ? 1 : (len + size - 1) / size;
+  int64_t len = t->shape[d], count = len == 0 ? 1 : (len - 1) / size + 1;
   if (count > max_out) {
     loom_set_error(LOOM_ERR_ARGUMENT, "split: %lld pieces, room for %d",
                    (long long)count, max_out);

@@ -138,7 +138,7 @@ loom_tensor *loom_var(const loom_tensor *t, const int *dims, int n,
   /* Two passes (mean, then squared deviations): accurate where the
    * one-pass formula cancels. */
   loom_tensor *dev = loom_sub(t, loom_mean(t, dims, n, true));
-  double denom = (double)(r.count - correction);
+  double denom = (double)r.count - (double)correction;
   return loom_div_scalar(loom_sum(loom_square(dev), dims, n, keepdim),
                          denom > 0 ? denom : 0);
 }

@@ -278,6 +278,10 @@ static void slice_backward(loom_node *n, loom_tensor *const *g) {
 static loom_tensor *slice_view(const loom_op_def *def, const loom_tensor *t,
                                int dim, int64_t start, int64_t len,
                                int64_t step, bool drop) {
+  /* With at most one element the step is never taken: a huge one must not
+   * reach the stride (with two or more, stride * step is inside t). */
+  if (len <= 1)
+    step = 1;
   int64_t sh[LOOM_MAX_DIMS], st[LOOM_MAX_DIMS];
   int nd = 0;
   for (int i = 0; i < t->ndim; i++) {
@@ -309,12 +313,11 @@ loom_tensor *loom_narrow(const loom_tensor *t, int dim, int64_t start,
     return LOOM_FAIL(LOOM_ERR_SHAPE, "narrow: a 0-dim tensor");
   if (start < 0)
     start += t->shape[d];
-  if (start < 0 || length < 0 || start + length > t->shape[d])
+  if (start < 0 || length < 0 || start > t->shape[d] ||
+      length > t->shape[d] - start)
     return LOOM_FAIL(LOOM_ERR_INDEX,
-                     "narrow: [%lld, %lld) outside dim %d of "
-                     "%s",
-                     (long long)start, (long long)(start + length), d,
-                     loom__shp(t));
+                     "narrow: %lld elements from %lld outside dim %d of %s",
+                     (long long)length, (long long)start, d, loom__shp(t));
   return slice_view(&loom_op_narrow, t, d, start, length, 1, false);
 }
 
@@ -337,7 +340,7 @@ loom_tensor *loom_slice(const loom_tensor *t, int dim, int64_t start,
     end += n;
   start = start < 0 ? 0 : start > n ? n : start;
   end = end < start ? start : end > n ? n : end;
-  int64_t len = (end - start + step - 1) / step;
+  int64_t len = end == start ? 0 : (end - start - 1) / step + 1;
   return slice_view(&loom_op_slice, t, d, start, len, step, false);
 }
 

@@ -13,13 +13,19 @@ typedef struct {
 static void *make(const void *config, loom_module *owner, const char *suffix,
                   int64_t in, int64_t hidden) {
   int64_t k = config ? *(const int64_t *)config : 3;
+  /* in and hidden are at most 2^59 - 1 (the runner checks), so their sum
+   * and 4 * hidden fit; k comes from the user. */
+  int64_t fan =
+      loom_size_mul(loom_size_mul(in + hidden, k, "ConvLSTM"), k, "ConvLSTM");
+  if (fan < 0)
+    return NULL;
   convlstm *c = calloc(1, sizeof *c);
   if (!c)
     return NULL;
   c->hidden = hidden;
   c->k = k;
   char name[64];
-  double bound = 1 / sqrt((double)((in + hidden) * k * k));
+  double bound = 1 / sqrt((double)fan);
   loom_scope *s = loom_scope_begin();
   snprintf(name, sizeof name, "weight%s", suffix);
   c->weight = loom_module_add_param(

@@ -42,17 +42,20 @@ static loom_tensor *filled(loom_module *owner, const char *name,
   return t;
 }
 
-static cell *make_common(loom_module *owner, const char *suffix, int64_t input,
-                         int64_t hidden, int gates) {
+static cell *make_common(const char *type, loom_module *owner,
+                         const char *suffix, int64_t input, int64_t hidden,
+                         int gates) {
+  int64_t rows = loom_size_mul(gates, hidden, type);
+  if (rows < 0)
+    return NULL;
   cell *c = calloc(1, sizeof *c);
   if (!c) {
-    loom_set_error(LOOM_ERR_MEMORY, "cell: out of memory");
+    loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory", type);
     return NULL;
   }
   double k = 1 / sqrt((double)hidden);
   c->hidden = hidden;
   c->gates = gates;
-  int64_t rows = gates * hidden;
   c->w_ih = param(owner, "weight_ih", suffix, LOOM_SHAPE(rows, input), k);
   c->w_hh = param(owner, "weight_hh", suffix, LOOM_SHAPE(rows, hidden), k);
   c->b_ih = param(owner, "bias_ih", suffix, LOOM_SHAPE(rows), k);
@@ -69,7 +72,7 @@ static cell *make_common(loom_module *owner, const char *suffix, int64_t input,
 static void *rnn_relu_make(const void *cfg, loom_module *owner,
                            const char *suffix, int64_t input, int64_t hidden) {
   (void)cfg;
-  cell *c = make_common(owner, suffix, input, hidden, 1);
+  cell *c = make_common("RNN", owner, suffix, input, hidden, 1);
   if (c)
     c->relu = true;
   return c;
@@ -78,7 +81,7 @@ static void *rnn_relu_make(const void *cfg, loom_module *owner,
 static void *rnn_tanh_make(const void *cfg, loom_module *owner,
                            const char *suffix, int64_t input, int64_t hidden) {
   (void)cfg;
-  return make_common(owner, suffix, input, hidden, 1);
+  return make_common("RNN", owner, suffix, input, hidden, 1);
 }
 
 /* x W_ih^T + b_ih for all steps at once. */
@@ -129,7 +132,8 @@ static void *lstm_make(const void *cfg, loom_module *owner, const char *suffix,
                        int64_t input, int64_t hidden) {
   loom_lstm_config conf =
       cfg ? *(const loom_lstm_config *)cfg : (loom_lstm_config){0};
-  cell *c = make_common(owner, suffix, input, hidden, conf.coupled ? 3 : 4);
+  cell *c =
+      make_common("LSTM", owner, suffix, input, hidden, conf.coupled ? 3 : 4);
   if (!c)
     return NULL;
   c->lstm = conf;
@@ -143,7 +147,7 @@ static void *lstm_make(const void *cfg, loom_module *owner, const char *suffix,
     ok = c->w_ci && c->w_co && (conf.coupled || c->w_cf);
   }
   if (ok && conf.layer_norm) {
-    int64_t rows = c->gates * hidden;
+    int64_t rows = c->gates * hidden; /* make_common checked it */
     c->ln_ih_w = filled(owner, "layer_norm_ih_weight", suffix, rows, 1);
     c->ln_ih_b = filled(owner, "layer_norm_ih_bias", suffix, rows, 0);
     c->ln_hh_w = filled(owner, "layer_norm_hh_weight", suffix, rows, 1);
@@ -245,13 +249,13 @@ const loom_cell_type loom_lstm_cell = {.name = "LSTM",
 static void *gru_make(const void *cfg, loom_module *owner, const char *suffix,
                       int64_t input, int64_t hidden) {
   (void)cfg;
-  return make_common(owner, suffix, input, hidden, 3);
+  return make_common("GRU", owner, suffix, input, hidden, 3);
 }
 
 static void *gru_cho_make(const void *cfg, loom_module *owner,
                           const char *suffix, int64_t input, int64_t hidden) {
   (void)cfg;
-  cell *c = make_common(owner, suffix, input, hidden, 3);
+  cell *c = make_common("GRU", owner, suffix, input, hidden, 3);
   if (c)
     c->cho = true;
   return c;

@@ -37,10 +37,11 @@ loom_multihead_attention *loom_multihead_attention_new(int64_t E, int64_t heads,
   m->kdim = kdim;
   m->vdim = vdim;
   m->opts = o;
+  int64_t rows = loom_size_mul(3, E, "MultiheadAttention"); /* q, k, v */
   loom_scope *s = loom_scope_begin();
   bool ok;
   if (kdim == E && vdim == E) {
-    m->in_proj_weight = param(m, "in_proj_weight", 3 * E, E);
+    m->in_proj_weight = param(m, "in_proj_weight", rows, E);
     ok = loom_init_xavier_uniform_(m->in_proj_weight, 1, NULL) == 0;
   } else {
     m->q_proj_weight = param(m, "q_proj_weight", E, E);
@@ -53,7 +54,7 @@ loom_multihead_attention *loom_multihead_attention_new(int64_t E, int64_t heads,
   if (ok && !o.no_bias)
     ok = (m->in_proj_bias = loom_module_add_param(
               &m->base, "in_proj_bias",
-              loom_zeros(LOOM_DTYPE_DEFAULT, LOOM_SHAPE(3 * E)))) != NULL;
+              loom_zeros(LOOM_DTYPE_DEFAULT, LOOM_SHAPE(rows)))) != NULL;
   loom_scope_end(s);
   m->out_proj = ok ? (loom_linear_layer *)loom_module_add_child(
                          &m->base, "out_proj",

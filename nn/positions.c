@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 loom_tensor *loom_sinusoidal_encoding(loom_dtype dtype, int64_t n, int64_t d) {
-  if (n < 0 || d < 1 || (n > 0 && d > (INT64_MAX / 16) / n)) {
+  if (n < 0 || d < 1 || (n > 0 && d > LOOM_MAX_ELEMENTS / n)) {
     loom_set_error(LOOM_ERR_ARGUMENT,
                    "sinusoidal_encoding: %lld x %lld (need n >= 0, d >= 1 "
                    "and n * d below 2^59)",
@@ -58,10 +58,9 @@ loom_tensor *loom_learned_positions_forward(loom_learned_positions *p,
   }
   if (offset < 0 || n < 0 || offset > p->max_len - n) {
     loom_set_error(LOOM_ERR_INDEX,
-                   "learned_positions: positions %lld..%lld beyond the "
+                   "learned_positions: %lld positions from %lld, beyond the "
                    "table's %lld",
-                   (long long)offset, (long long)offset + n - 1,
-                   (long long)p->max_len);
+                   (long long)n, (long long)offset, (long long)p->max_len);
     return NULL;
   }
   return loom_narrow(p->weight, 0, offset, n);

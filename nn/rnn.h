@@ -33,7 +33,11 @@ typedef struct loom_cell_type {
   int n_states; /* LSTM: 2 (h, c); RNN, GRU: 1 */
   /* Makes the cell of one layer and direction. Registers its parameters on
    * `owner` with names ending in `suffix` ("_l0", "_l1_reverse"); config is
-   * the layer's cell_config. Returns the cell, or NULL with an error. */
+   * the layer's cell_config. Returns the cell, or NULL with an error. The
+   * runner passes sizes of 1 to LOOM_MAX_ELEMENTS (2^59 - 1), so sums and
+   * small multiples of them (4 * hidden) fit in int64_t; a product with
+   * anything else (a kernel size from the config) goes through
+   * loom_size_mul. */
   void *(*make)(const void *config, loom_module *owner, const char *suffix,
                 int64_t input_size, int64_t hidden_size);
   void (*free)(void *cell); /* NULL: free() */
@@ -86,8 +90,8 @@ typedef struct loom_lstm_config {
 } loom_lstm_config;
 
 typedef struct loom_rnn_opts {
-  int64_t input_size, hidden_size;
-  int num_layers; /* 0 means 1 */
+  int64_t input_size, hidden_size; /* 1 to LOOM_MAX_ELEMENTS */
+  int num_layers;                  /* 0 means 1 */
   bool bidirectional;
   bool batch_first;
   double dropout;    /* on each layer's output but the last, training */

@@ -24,15 +24,18 @@ loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts) {
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "rnn_new: incomplete cell type");
   if (opts.num_layers == 0)
     opts.num_layers = 1;
-  if (opts.input_size <= 0 || opts.hidden_size <= 0 || opts.num_layers < 0 ||
-      opts.num_layers > LOOM_RNN_MAX_LAYERS ||
+  /* Sizes up to what a tensor can hold, so a cell adds and multiplies
+   * small multiples of them without overflowing. */
+  if (opts.input_size <= 0 || opts.input_size > LOOM_MAX_ELEMENTS ||
+      opts.hidden_size <= 0 || opts.hidden_size > LOOM_MAX_ELEMENTS ||
+      opts.num_layers < 0 || opts.num_layers > LOOM_RNN_MAX_LAYERS ||
       !(opts.dropout >= 0 && opts.dropout < 1))
     return LOOM_FAIL(LOOM_ERR_ARGUMENT,
-                     "%s: input %lld, hidden %lld, %d "
-                     "layers, dropout %g",
+                     "%s: input %lld, hidden %lld, %d layers, dropout %g "
+                     "(sizes 1 to 2^59 - 1, 1 to %d layers, dropout in [0, 1))",
                      type->name, (long long)opts.input_size,
-                     (long long)opts.hidden_size, opts.num_layers,
-                     opts.dropout);
+                     (long long)opts.hidden_size, opts.num_layers, opts.dropout,
+                     LOOM_RNN_MAX_LAYERS);
   loom_rnn *r = calloc(1, sizeof *r);
   if (!r)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "%s: out of memory", type->name);
@@ -44,9 +47,12 @@ loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts) {
     for (int d = 0; d < r->directions; d++) {
       char suffix[32];
       snprintf(suffix, sizeof suffix, "_l%d%s", l, d ? "_reverse" : "");
-      int64_t in = l == 0 ? opts.input_size : opts.hidden_size * r->directions;
-      void *cell =
-          type->make(opts.cell_config, &r->base, suffix, in, opts.hidden_size);
+      int64_t in =
+          l == 0 ? opts.input_size
+                 : loom_size_mul(opts.hidden_size, r->directions, type->name);
+      void *cell = in < 0 ? NULL
+                          : type->make(opts.cell_config, &r->base, suffix, in,
+                                       opts.hidden_size);
       if (!cell) {
         loom_module_free(&r->base);
         return NULL;

@@ -46,6 +46,11 @@ loom_tensor *loom_arange(loom_dtype dtype, double start, double end,
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "arange: bad range %g..%g step %g",
                      start, end, step);
   double count = ceil((end - start) / step);
+  if (!(count <= (double)LOOM_MAX_ELEMENTS)) /* inf when end - start is */
+    return LOOM_FAIL(
+        LOOM_ERR_SHAPE,
+        "arange: %g..%g step %g has %g elements (at most 2^59 - 1)", start, end,
+        step, count);
   int64_t n = count > 0 ? (int64_t)count : 0;
   loom_tensor *t = loom__new(dtype, 1, &n, "arange");
   if (!t)

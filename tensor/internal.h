@@ -86,7 +86,7 @@ extern void (*loom__cleanup_hook)(void);
 
 int64_t loom__numel_of(int ndim, const int64_t *shape);
 /* Whether sizes (each >= 0; entries < 0 are skipped) multiply, zeros
- * counted as ones, to at most INT64_MAX / 16: then element counts, byte
+ * counted as ones, to at most LOOM_MAX_ELEMENTS: then element counts, byte
  * counts and contiguous strides cannot overflow, even for a shape with a
  * zero in it. */
 bool loom__sizes_fit(int ndim, const int64_t *shape);

@@ -124,7 +124,7 @@ static void packed_part(void *ctx, int64_t q0, int64_t q1) {
 void loom_kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
                              const loom_packed *p, float *c, int64_t ldc,
                              bool accumulate) {
-  int nt = loom__threads_for(M * p->N * p->K / 16);
+  int nt = loom__threads_for(M * (p->N * p->K / 16)); /* M <= 128 */
   if (nt > p->panels)
     nt = (int)p->panels;
   if (nt <= 1) {

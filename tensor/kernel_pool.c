@@ -59,7 +59,11 @@ static void maxpool_planes(void *ctx, int64_t p0, int64_t p1) {
 void loom_kernel_max_pool2d(loom_tensor *out, loom_tensor *indices,
                             const loom_tensor *x, const loom_pool_geom *g) {
   int64_t *idx = indices ? (int64_t *)indices->data : NULL;
-  int nt = loom__threads_for(g->planes * g->oh * g->ow * g->kh * g->kw);
+  /* Only picks a thread count: in double, since output elements times
+   * window elements can pass 2^63. */
+  double work = (double)g->planes * (double)(g->oh * g->ow) * (double)g->kh *
+                (double)g->kw;
+  int nt = loom__threads_for(work < 1e18 ? (int64_t)work : INT64_MAX);
   loom__parallel_for(nt, g->planes, maxpool_planes,
                      &(maxpool_job){out, idx, x, g});
 }

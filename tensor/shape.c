@@ -146,11 +146,21 @@ bool loom__sizes_fit(int ndim, const int64_t *shape) {
   for (int i = 0; i < ndim; i++) {
     if (shape[i] <= 1)
       continue;
-    if (n > INT64_MAX / 16 / shape[i])
+    if (n > LOOM_MAX_ELEMENTS / shape[i])
       return false;
     n *= shape[i];
   }
   return true;
+}
+
+int64_t loom_size_mul(int64_t a, int64_t b, const char *op) {
+  if (a >= 0 && b >= 0 && (b == 0 || a <= LOOM_MAX_ELEMENTS / b))
+    return a * b;
+  loom_set_error(LOOM_ERR_SHAPE,
+                 "%s: size %lld x %lld is negative or above %lld (2^59 - 1)",
+                 op ? op : "size_mul", (long long)a, (long long)b,
+                 (long long)LOOM_MAX_ELEMENTS);
+  return -1;
 }
 
 void loom__contiguous_strides(int ndim, const int64_t *shape,

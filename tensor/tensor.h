@@ -165,7 +165,19 @@ LOOM_API int loom_copy_to_array(const loom_tensor *t, loom_dtype dtype,
 
 /* ---------------------------------------------------------------- creation
  * All return a new contiguous tensor owned by the innermost scope, or NULL
- * with an error (bad shape, dtype or out of memory). */
+ * with an error (bad shape, dtype or out of memory). A shape's sizes must be
+ * >= 0 and multiply, zeros counted as ones, to at most LOOM_MAX_ELEMENTS
+ * (so element counts, byte counts and strides cannot overflow); a larger
+ * one fails with LOOM_ERR_SHAPE ("too large"). */
+
+#define LOOM_MAX_ELEMENTS (INT64_MAX / 16) /* 2^59 - 1 */
+
+/* a * b for sizes computed from user options (a layer's 4 * hidden rows, a
+ * sequence's T * B steps): the product when a, b >= 0 and it is at most
+ * LOOM_MAX_ELEMENTS, else -1 with a LOOM_ERR_SHAPE error naming `op` and
+ * both sizes. A -1 passed on as a size fails the next call without
+ * replacing that error, so a chain can be checked once, at its end. */
+LOOM_API int64_t loom_size_mul(int64_t a, int64_t b, const char *op);
 
 LOOM_API loom_tensor *loom_empty(loom_dtype dtype, int ndim,
                                  const int64_t *shape);

@@ -17,10 +17,13 @@ static inline float loom__bits_to_float(int32_t b) {
 }
 
 static inline float loom__expf(float x) {
-  /* Clamp to where the result is finite and non-zero (keeping NaN:
-   * comparisons with NaN fail). */
-  float c = x > 88.7228391f ? 88.7228391f : x;
-  c = c < -103.972077f ? -103.972077f : c;
+  /* Clamp to where the result is finite and non-zero. A NaN fails the
+   * first comparison and becomes the upper bound (it is put back at the
+   * end), so the conversion to an integer below always sees a number in
+   * range: a NaN there gave INT_MIN, and 2^k a left shift of a negative
+   * value. */
+  float c = x < 88.7228391f ? x : 88.7228391f;
+  c = c > -103.972077f ? c : -103.972077f;
   /* k = round(c / ln 2) by the 1.5 * 2^23 trick; r = c - k ln 2 in two
    * parts so r is exact to ~1 ulp. */
   float k = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f;

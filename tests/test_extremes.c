@@ -1,0 +1,290 @@
+/* Extreme values: sizes and arguments at the ends of their types reach
+ * checked arithmetic and fail with an error naming the op, never signed
+ * overflow or a bad shift (UndefinedBehaviorSanitizer aborts on those in
+ * CI); NaN and infinities pass through the float32 vector math. */
+#include "check_values.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#define BIG INT64_MAX
+
+/* The pending error has this status and mentions `text`; then cleared. */
+#define EXPECT_ERROR(status, text)                                             \
+  do {                                                                         \
+    CHECK_ERROR(status, text);                                                 \
+    loom_clear_error();                                                        \
+  } while (0)
+
+START_TEST(test_size_mul) {
+  ck_assert_int_eq(loom_size_mul(4, 5, "op"), 20);
+  ck_assert_int_eq(loom_size_mul(0, BIG, "op"), 0);
+  ck_assert_int_eq(loom_size_mul(BIG, 0, "op"), 0);
+  ck_assert_int_eq(loom_size_mul(1, LOOM_MAX_ELEMENTS, "op"),
+                   LOOM_MAX_ELEMENTS);
+  ck_assert_int_eq(loom_last_status(), LOOM_OK);
+  ck_assert_int_eq(loom_size_mul(2, LOOM_MAX_ELEMENTS, "cell"), -1);
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "cell: size 2 x 576460752303423487");
+  ck_assert_int_eq(loom_size_mul(4, BIG, "LSTM"), -1);
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "LSTM: size 4 x 9223372036854775807");
+  ck_assert_int_eq(loom_size_mul(-1, 3, "op"), -1);
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "size -1 x 3 is negative");
+  ck_assert_int_eq(loom_size_mul(BIG, BIG, "op"), -1);
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "above 576460752303423487");
+}
+END_TEST
+
+/* Every float32 function of tensor/vmath.h (exp, tanh, sigmoid, erf and
+ * what is built on them) and the fused recurrent cells on NaN, +-inf and
+ * values beyond the clamps. */
+START_TEST(test_nan_and_inf_through_vector_math) {
+  loom_tensor *x =
+      VEC(LOOM_F32, NAN, -NAN, INFINITY, -INFINITY, 1e30, -1e30, 0, 100, -200);
+  CHECK_VALUES(loom_exp(x), 0, NAN, NAN, INFINITY, 0, INFINITY, 0, 1, INFINITY,
+               0);
+  CHECK_VALUES(loom_tanh(x), 0, NAN, NAN, 1, -1, 1, -1, 0, 1, -1);
+  CHECK_VALUES(loom_sigmoid(x), 0, NAN, NAN, 1, 0, 1, 0, 0.5, 1, 0);
+  CHECK_VALUES(loom_gelu(x, false), 1e-7, NAN, NAN, INFINITY, NAN, 1e30, 0, 0,
+               100, 0);
+  /* a NaN in a fused LSTM step reaches only its own sequence */
+  loom_tensor *xp = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 2, 4));
+  loom_set(xp, (int64_t[]){0, 0, 0}, NAN);
+  loom_tensor *w = loom_full(LOOM_F32, 0.5, LOOM_SHAPE(4, 1));
+  loom_tensor *b = loom_zeros(LOOM_F32, LOOM_SHAPE(4));
+  loom_tensor *h0 = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 1));
+  loom_tensor *out, *hn, *cn;
+  ck_assert_int_eq(
+      loom_lstm_sequence(xp, w, b, h0, h0, NULL, NULL, false, &out, &hn, &cn),
+      0);
+  ck_assert(isnan(loom_get(hn, (int64_t[]){0, 0})));
+  ck_assert(!isnan(loom_get(hn, (int64_t[]){1, 0})));
+}
+END_TEST
+
+/* ---- layers built from user options ---- */
+
+START_TEST(test_rnn_sizes) {
+  const loom_cell_type *types[] = {&loom_lstm_cell, &loom_gru_cell,
+                                   &loom_rnn_tanh_cell};
+  for (int i = 0; i < 3; i++) {
+    ck_assert_ptr_null(loom_rnn_new(
+        types[i], (loom_rnn_opts){.input_size = 3, .hidden_size = BIG}));
+    EXPECT_ERROR(LOOM_ERR_ARGUMENT, "hidden 9223372036854775807");
+    ck_assert_ptr_null(loom_rnn_new(
+        types[i], (loom_rnn_opts){.input_size = BIG, .hidden_size = 3}));
+    EXPECT_ERROR(LOOM_ERR_ARGUMENT, "input 9223372036854775807");
+  }
+  /* in range for the runner, too large for the weights */
+  int64_t h = (int64_t)1 << 58;
+  ck_assert_ptr_null(loom_lstm_new((loom_rnn_opts){
+      .input_size = 3, .hidden_size = h, .bidirectional = true}));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "LSTM");
+  ck_assert_ptr_null(loom_lstm_new(
+      (loom_rnn_opts){.input_size = 3,
+                      .hidden_size = h,
+                      .cell_config = &(loom_lstm_config){.layer_norm = true}}));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "size 4 x 288230376151711744");
+  /* a cell made directly (as a checkpoint loader might) checks too */
+  loom_module *m = malloc(sizeof *m);
+  ck_assert_ptr_nonnull(m);
+  loom_module_init(m, "owner", NULL);
+  ck_assert_ptr_null(loom_lstm_cell.make(NULL, m, "_l0", 3, BIG));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "LSTM: size 4 x 9223372036854775807");
+  ck_assert_ptr_null(loom_gru_cell.make(NULL, m, "_l0", 3, BIG));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "GRU: size 3 x 9223372036854775807");
+  ck_assert_int_eq(loom_module_num_elements(m), 0);
+  loom_module_free(m);
+}
+END_TEST
+
+START_TEST(test_layer_sizes) {
+  ck_assert_ptr_null(loom_linear_layer_new(BIG, BIG, true));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
+  ck_assert_ptr_null(loom_bilinear_new(BIG, BIG, BIG, true));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
+  ck_assert_ptr_null(loom_embedding_layer_new(BIG, BIG, -1));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
+  ck_assert_ptr_null(
+      loom_conv2d_layer_new(BIG, BIG, BIG, BIG, (loom_conv2d_opts){0}, true));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
+  ck_assert_ptr_null(loom_batch_norm_new(BIG, 1e-5, 0.1, true, true));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
+  ck_assert_ptr_null(loom_layer_norm_new(2, (int64_t[]){BIG, BIG}, 1e-5, true));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
+  ck_assert_ptr_null(loom_highway_new(BIG, 0));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
+}
+END_TEST
+
+START_TEST(test_attention_sizes) {
+  ck_assert_ptr_null(loom_multihead_attention_new(BIG, 1, (loom_mha_opts){0}));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "MultiheadAttention: embed_dim");
+  int64_t e = (int64_t)1 << 60;
+  ck_assert_ptr_null(loom_multihead_attention_new(e, 1, (loom_mha_opts){0}));
+  EXPECT_ERROR(LOOM_ERR_SHAPE,
+               "MultiheadAttention: size 3 x 1152921504606846976");
+  ck_assert_ptr_null(loom_multihead_attention_new(
+      4, 2, (loom_mha_opts){.kdim = BIG, .vdim = BIG}));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
+  ck_assert_ptr_null(loom_seq_attention_new(LOOM_SCORE_CONCAT, BIG, BIG, 4));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "seq_attention");
+  ck_assert_ptr_null(loom_transformer_encoder_layer_new(
+      (loom_transformer_opts){.d_model = e, .nhead = 1}));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "size 3 x");
+  ck_assert_ptr_null(loom_transformer_encoder_layer_new((loom_transformer_opts){
+      .d_model = 4, .nhead = 2, .dim_feedforward = BIG}));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
+  ck_assert_ptr_null(loom_sinusoidal_encoding(LOOM_F32, BIG, 2));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "sinusoidal_encoding");
+  ck_assert_ptr_null(loom_causal_mask(LOOM_F32, BIG));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
+  loom_learned_positions *p = loom_learned_positions_new(4, 2);
+  ck_assert_loom(p);
+  ck_assert_ptr_null(loom_learned_positions_forward(p, 1, BIG));
+  EXPECT_ERROR(LOOM_ERR_INDEX, "beyond the table's 4");
+  ck_assert_ptr_null(loom_learned_positions_forward(p, BIG, 1));
+  EXPECT_ERROR(LOOM_ERR_INDEX, "beyond the table's 4");
+  CHECK_SHAPE(loom_learned_positions_forward(p, 1, 3), 3, 2);
+  loom_learned_positions_free(p);
+}
+END_TEST
+
+/* ---- ops given extreme sizes ---- */
+
+START_TEST(test_view_sizes) {
+  loom_tensor *t = loom_arange(LOOM_F32, 0, 6, 1);
+  ck_assert_ptr_null(loom_narrow(t, 0, 1, BIG));
+  EXPECT_ERROR(LOOM_ERR_INDEX, "narrow");
+  ck_assert_ptr_null(loom_narrow(t, 0, INT64_MIN, 1));
+  EXPECT_ERROR(LOOM_ERR_INDEX, "narrow");
+  ck_assert_ptr_null(loom_narrow(t, 0, -1, BIG));
+  EXPECT_ERROR(LOOM_ERR_INDEX, "narrow");
+  CHECK_VALUES(loom_slice(t, 0, 1, BIG, BIG), 0, 1);
+  CHECK_VALUES(loom_slice(t, 0, INT64_MIN, BIG, 4), 0, 0, 4);
+  ck_assert_int_eq(loom_numel(loom_slice(t, 0, 2, INT64_MIN, 1)), 0);
+  ck_assert_ptr_null(loom_select(t, 0, INT64_MIN));
+  EXPECT_ERROR(LOOM_ERR_INDEX, "select");
+  ck_assert_ptr_null(loom_reshape(t, LOOM_SHAPE(BIG, -1)));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "cannot view");
+  ck_assert_ptr_null(loom_expand(t, LOOM_SHAPE(BIG, 6)));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
+  loom_tensor *parts[8];
+  ck_assert_int_eq(loom_split(t, BIG, 0, parts, 8), 1);
+  CHECK_SHAPE(parts[0], 6);
+  ck_assert_int_eq(loom_split_sizes(t, (int64_t[]){BIG, BIG, 8}, 3, 0, parts),
+                   -1);
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "split");
+  ck_assert_int_eq(loom_split_sizes(t, (int64_t[]){BIG, 7}, 2, 0, parts), -1);
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "split");
+  ck_assert_int_eq(loom_chunk(t, INT32_MAX, 0, parts, 8), 6);
+  /* views take no memory, so their sizes can add up beyond any shape */
+  loom_tensor *wide = loom_expand(loom_ones(LOOM_F32, LOOM_SHAPE(1)),
+                                  LOOM_SHAPE(LOOM_MAX_ELEMENTS));
+  ck_assert_loom(wide);
+  loom_tensor *many[17];
+  for (int i = 0; i < 17; i++)
+    many[i] = wide;
+  ck_assert_ptr_null(loom_concat(many, 17, 0));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "concat: dim 0 adds up to more than 2^59 - 1");
+}
+END_TEST
+
+START_TEST(test_op_arguments) {
+  loom_tensor *ix = IVEC(1, BIG);
+  ck_assert_ptr_null(loom_one_hot(ix, -1));
+  EXPECT_ERROR(LOOM_ERR_INDEX, "one_hot");
+  ck_assert_ptr_null(loom_one_hot(IVEC(1, 2), BIG));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
+  ck_assert_ptr_null(loom_one_hot(IVEC(INT64_MIN), -1));
+  EXPECT_ERROR(LOOM_ERR_INDEX, "one_hot");
+
+  /* squared deviations of {1, 2, 4} add up to 42/9; like PyTorch, the
+   * divisor is max(0, n - correction) */
+  loom_tensor *v = VEC(LOOM_F64, 1, 2, 4);
+  ck_assert_double_eq(loom_item(loom_var(v, (int[]){0}, 1, BIG, false)),
+                      INFINITY);
+  ck_assert_close(loom_item(loom_var(v, (int[]){0}, 1, INT64_MIN, false)),
+                  42.0 / 9 / (3 - (double)INT64_MIN), 1e-12);
+
+  ck_assert_ptr_null(loom_arange(LOOM_F32, -1e300, 1e300, 1e-300));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "arange");
+  ck_assert_ptr_null(loom_arange(LOOM_F32, 0, 1e30, 1));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "arange");
+  ck_assert_ptr_null(loom_linspace(LOOM_F32, 0, 1, BIG));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
+  ck_assert_ptr_null(loom_eye(LOOM_F32, BIG, -1));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
+  ck_assert_ptr_null(loom_randperm(NULL, BIG));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
+  loom_tensor *r = loom_randint(NULL, LOOM_I64, INT64_MIN, BIG, LOOM_SHAPE(8));
+  ck_assert_loom(r);
+}
+END_TEST
+
+START_TEST(test_conv_and_pool_arguments) {
+  loom_tensor *x = loom_ones(LOOM_F32, LOOM_SHAPE(1, 1, 4, 4));
+  loom_tensor *w = loom_ones(LOOM_F32, LOOM_SHAPE(1, 1, 2, 2));
+  loom_conv2d_opts bad[] = {
+      {.padding = {BIG, 0}},
+      {.padding = {0, BIG / 2}},
+      {.dilation = {BIG, 1}},
+      {.dilation = {1, BIG / 2 + 1}},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    ck_assert_ptr_null(loom_conv2d(x, w, NULL, bad[i]));
+    ck_assert_int_ne(loom_last_status(), LOOM_OK);
+    ck_assert_ptr_nonnull(strstr(loom_last_error(), "conv2d"));
+    loom_clear_error();
+  }
+  /* an output that would fit, but not its im2col buffer (64 * 2 * 2 rows
+   * of 2^28 * 2^28 positions) */
+  loom_tensor *deep = loom_ones(LOOM_F32, LOOM_SHAPE(1, 64, 1, 1));
+  loom_tensor *w64 = loom_ones(LOOM_F32, LOOM_SHAPE(1, 64, 2, 2));
+  int64_t pad = ((int64_t)1 << 27);
+  ck_assert_ptr_null(
+      loom_conv2d(deep, w64, NULL, (loom_conv2d_opts){.padding = {pad, pad}}));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "conv2d: size 256 x");
+  /* a huge stride takes one window */
+  CHECK_VALUES(
+      loom_conv2d(x, w, NULL, (loom_conv2d_opts){.stride = {BIG, BIG}}), 0, 4);
+  loom_pool2d_opts pools[] = {
+      {.kernel = {2, 2}, .padding = {BIG, 0}},
+      {.kernel = {BIG, 2}, .padding = {BIG / 2, 0}},
+      {.kernel = {2, 2}, .dilation = {BIG, 1}},
+      {.kernel = {BIG, BIG}},
+  };
+  for (size_t i = 0; i < sizeof pools / sizeof pools[0]; i++) {
+    ck_assert_ptr_null(loom_max_pool2d(x, pools[i], NULL));
+    ck_assert_int_ne(loom_last_status(), LOOM_OK);
+    ck_assert_ptr_nonnull(strstr(loom_last_error(), "max_pool2d"));
+    loom_clear_error();
+    ck_assert_ptr_null(loom_avg_pool2d(x, pools[i]));
+    ck_assert_int_ne(loom_last_status(), LOOM_OK);
+    loom_clear_error();
+  }
+  CHECK_VALUES(loom_max_pool2d(x,
+                               (loom_pool2d_opts){.kernel = {2, 2},
+                                                  .stride = {BIG, BIG},
+                                                  .ceil_mode = true},
+                               NULL),
+               0, 1);
+  ck_assert_ptr_null(loom_adaptive_avg_pool2d(x, BIG, BIG));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "adaptive_avg_pool2d: size");
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("extremes");
+  TCase *tc = tcase_create("extremes");
+  tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
+  tcase_add_test(tc, test_size_mul);
+  tcase_add_test(tc, test_nan_and_inf_through_vector_math);
+  tcase_add_test(tc, test_rnn_sizes);
+  tcase_add_test(tc, test_layer_sizes);
+  tcase_add_test(tc, test_attention_sizes);
+  tcase_add_test(tc, test_view_sizes);
+  tcase_add_test(tc, test_op_arguments);
+  tcase_add_test(tc, test_conv_and_pool_arguments);
+  suite_add_tcase(s, tc);
+  return loom_run_suite(s);
+}
