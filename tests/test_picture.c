@@ -581,6 +581,24 @@ START_TEST(test_broken_font_files) {
   if (head[51] == 1) /* long format: an offset past the table */
     put32(loca + 4, 0x7fffffff);
   font_refused("loca.ttf", bad, len, "glyf");
+  /* character maps: arrays longer than the map, a format stb_truetype
+   * cannot read (it asserts on format 2) */
+  memcpy(bad, good, len);
+  unsigned char *cmap = (unsigned char *)bad + get32(record(bad, "cmap") + 8);
+  int n_maps = cmap[2] << 8 | cmap[3];
+  for (int i = 0; i < n_maps; i++) {
+    unsigned char *sub = cmap + get32(cmap + 4 + 8 * i + 4);
+    if (sub[0] == 0 && sub[1] == 4)
+      sub[6] = sub[7] = 0xff; /* segCountX2 */
+  }
+  font_refused("segments.ttf", bad, len, "shorter than its arrays");
+  memcpy(bad, good, len);
+  for (int i = 0; i < n_maps; i++) {
+    unsigned char *sub = cmap + get32(cmap + 4 + 8 * i + 4);
+    sub[0] = 0;
+    sub[1] = 2;
+  }
+  font_refused("format2.ttf", bad, len, "unsupported character map");
   /* too many horizontal metrics for the glyphs */
   memcpy(bad, good, len);
   unsigned char *hhea = (unsigned char *)bad + get32(record(bad, "hhea") + 8);

@@ -142,9 +142,20 @@ static const char *check_font(const unsigned char *d, size_t n) {
       return "a character map lies outside the cmap table";
     const unsigned char *s = d + t[CMAP].offset + sub;
     uint32_t format = be16(s);
-    uint64_t len = format == 12 || format == 13 ? be32(s + 4) : be16(s + 2);
+    bool wide = format == 12 || format == 13;
+    if (wide && (uint64_t)sub + 16 > t[CMAP].length)
+      return "a character map lies outside the cmap table";
+    uint64_t len = wide ? be32(s + 4) : be16(s + 2);
     if ((uint64_t)sub + len > t[CMAP].length)
       return "a character map runs past the cmap table";
+    /* the arrays stb_truetype walks must fit in the map's length */
+    uint64_t need = format == 0   ? 262
+                    : format == 4 ? 16 + 8ull * (be16(s + 6) / 2)
+                    : format == 6 ? 10 + 2ull * be16(s + 8)
+                    : wide        ? 16 + 12ull * be32(s + 12)
+                                  : 0;
+    if (len < need)
+      return "a character map is shorter than its arrays";
   }
   return NULL;
 }
@@ -156,13 +167,19 @@ app_font *app_font_load(const char *path) {
     return NULL;
   app_font *f = calloc(1, sizeof *f);
   const char *bad = f ? check_font(data, n) : NULL;
-  if (!f || bad ||
-      !stbtt_InitFont(&f->info, data, stbtt_GetFontOffsetForIndex(data, 0))) {
+  if (f && !bad &&
+      !stbtt_InitFont(&f->info, data, stbtt_GetFontOffsetForIndex(data, 0)))
+    bad = "no Unicode character map";
+  /* the map chosen must be one stb_truetype reads (format 2 asserts) */
+  uint32_t format = f && !bad ? be16(data + f->info.index_map) : 0;
+  if (f && !bad && format != 0 && format != 4 && format != 6 && format != 12 &&
+      format != 13)
+    bad = "an unsupported character map format";
+  if (!f || bad) {
     if (!f)
       loom_set_error(LOOM_ERR_MEMORY, "font %s: out of memory", path);
     else
-      loom_set_error(LOOM_ERR_FORMAT, "font %s: %s", path,
-                     bad ? bad : "no Unicode character map");
+      loom_set_error(LOOM_ERR_FORMAT, "font %s: %s", path, bad);
     free(f);
     free(data);
     return NULL;
