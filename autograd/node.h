@@ -100,9 +100,22 @@ const loom_tensor *loom__input(const loom_node *n, int i);
 const loom_tensor *loom__input_value(const loom_node *n, int i);
 const loom_tensor *loom__saved(const loom_node *n, int i);
 bool loom__needs_grad(const loom_node *n, int i);
+/* The node that produced t, or NULL (a leaf, an unrecorded result, or a
+ * node already freed). */
+loom_node *loom__node_of(const loom_tensor *t);
+
+/* ---- gradients (accumulate.c) ---- */
+
 /* Adds g (reduced over broadcast dims and converted to the input's dtype)
  * to input i's gradient. Ignored for inputs that need none. */
 void loom__accumulate(loom_node *n, int i, const loom_tensor *g);
+/* Adds g to t->grad: a copy of g when t has none, else in place (bumping
+ * its version). -1 when out of memory. */
+int loom__add_to_grad(loom_tensor *t, const loom_tensor *g);
+/* Adds g into a node's gradient slot: the first gradient is kept by
+ * reference; later ones add into the slot's tensor in place when it is the
+ * slot's alone, else make a new sum (g may be shared). */
+void loom__add_to_slot(loom_tensor **slot, loom_tensor *g);
 
 /* Adds g to the part of input i's gradient that a slice took: along
  * `dim`, positions start, start + step, ... (g lacks `dim` when `drop`).

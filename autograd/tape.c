@@ -36,7 +36,7 @@ int64_t loom_tape_size(void) { return tape.live; }
 
 /* ---- node lifetime ---- */
 
-static loom_node *node_of(const loom_tensor *t) {
+loom_node *loom__node_of(const loom_tensor *t) {
   if (t->link.slot < 0 || t->link.slot >= tape.n_slots)
     return NULL;
   loom_node *n = tape.slots[t->link.slot];
@@ -76,7 +76,7 @@ static void free_node(loom_node *n) {
 
 /* Called (through tensor/'s hook) when a linked tensor is destroyed. */
 static void unlink_output(loom_tensor *t) {
-  loom_node *n = node_of(t);
+  loom_node *n = loom__node_of(t);
   if (!n)
     return;
   n->out_ptr[t->link.output] = NULL;
@@ -206,7 +206,7 @@ loom_node *loom__record_multi(const loom_op_def *op, loom_tensor **out,
       free_node(node);
     }
     for (int k = 0; k < n_out; k++) /* backward through these must fail */
-      out[k]->link = (loom_grad_link){.slot = -2};
+      out[k]->link = (loom_grad_link){.slot = LOOM_LINK_FAILED};
     return NULL;
   }
   node->op = op;
@@ -250,7 +250,7 @@ void loom__save(loom_node *n, const loom_tensor *t) {
                      n->op->name);
       for (int k = 0; k < n->n_out; k++)
         if (n->out_ptr[k])
-          n->out_ptr[k]->link.slot = -2;
+          n->out_ptr[k]->link.slot = LOOM_LINK_FAILED;
       return;
     }
     memcpy(s, n->saved, (size_t)n->n_saved * sizeof *s);
@@ -316,7 +316,7 @@ bool loom__needs_grad(const loom_node *n, int i) {
 loom_tensor *loom_set_requires_grad(loom_tensor *t, bool on) {
   if (!t)
     return NULL;
-  if (t->link.slot != -1)
+  if (t->link.slot != LOOM_LINK_LEAF)
     return LOOM_FAIL(LOOM_ERR_STATE,
                      "set_requires_grad: only leaf tensors "
                      "(not results of recorded ops); use detach first");
@@ -330,7 +330,9 @@ loom_tensor *loom_set_requires_grad(loom_tensor *t, bool on) {
 }
 
 bool loom_requires_grad(const loom_tensor *t) { return t && t->requires_grad; }
-bool loom_is_leaf(const loom_tensor *t) { return t && t->link.slot == -1; }
+bool loom_is_leaf(const loom_tensor *t) {
+  return t && t->link.slot == LOOM_LINK_LEAF;
+}
 loom_tensor *loom_grad(const loom_tensor *t) { return t ? t->grad : NULL; }
 
 void loom_zero_grad(loom_tensor *t) {
@@ -364,148 +366,6 @@ bool loom__inplace_ok(loom_tensor *t, const char *op) {
   return true;
 }
 
-/* ---- accumulating gradients ---- */
-
-/* Whether a gradient slot's tensor is referenced by the slot alone (no
- * scope, no other slot, no view of its storage), so adding into it in
- * place cannot change a value anyone else sees. */
-static bool exclusive(const loom_tensor *t, const loom_tensor *g) {
-  return t->refcount == 1 && t->storage->refcount == 1 &&
-         !t->storage->release && t->dtype == g->dtype && loom__is_contiguous(t);
-}
-
-/* Adds g into *slot: the first gradient is kept by reference; later ones
- * add into the slot's tensor in place when it is the slot's alone, else
- * make a new sum (g may be shared). */
-static void add_into(loom_tensor **slot, loom_tensor *g) {
-  if (!*slot) {
-    *slot = loom_keep(g);
-    return;
-  }
-  if (exclusive(*slot, g) && loom_same_shape(*slot, g)) {
-    loom_kernel_binary(&loom_k_add, *slot, *slot, g, NULL);
-    return;
-  }
-  loom_tensor *sum = loom__alloc((*slot)->dtype, g->ndim, g->shape, "backward");
-  if (!sum)
-    return;
-  loom_kernel_binary(&loom_k_add, sum, *slot, g, NULL);
-  loom__unref(*slot);
-  *slot = sum;
-}
-
-void loom__accumulate(loom_node *n, int i, const loom_tensor *g) {
-  loom_tensor *in = n->in[i];
-  if (!g || !in || !in->requires_grad)
-    return;
-  loom_tensor *r = (loom_tensor *)g;
-  if (!loom_same_shape(r, in))
-    r = loom__sum_to(r, in->ndim, in->shape);
-  if (r && r->dtype != in->dtype)
-    r = loom_to_dtype(r, in->dtype);
-  if (!r)
-    return;
-  if (tape.anomaly && loom_kernel_has_nonfinite(r)) {
-    loom_set_error(LOOM_ERR_NUMERIC,
-                   "anomaly: backward of %s produced "
-                   "NaN/Inf in the gradient of input %d %s",
-                   n->op->name, i, loom__shp(in));
-    return;
-  }
-  if (in->link.slot == -2) {
-    loom_set_error(LOOM_ERR_STATE, "backward: part of the graph could not be "
-                                   "recorded (out of memory)");
-    return;
-  }
-  if (in->link.slot == -1) { /* a leaf */
-    if (!in->grad) {
-      in->grad = loom__alloc(in->dtype, in->ndim, in->shape, "backward");
-      if (in->grad)
-        loom_kernel_copy(in->grad, r);
-    } else {
-      loom_kernel_binary(&loom_k_add, in->grad, in->grad, r, NULL);
-      loom__bump_version(in->grad);
-    }
-    return;
-  }
-  loom_node *p = node_of(in);
-  if (!p) {
-    loom_set_error(LOOM_ERR_STATE,
-                   "backward: the graph behind a %s tensor was already freed "
-                   "by an earlier backward; pass retain_graph to the first",
-                   loom__shp(in));
-    return;
-  }
-  add_into(&p->out_grad[in->link.output], r);
-}
-
-void loom__accumulate_slice(loom_node *n, int i, const loom_tensor *g, int dim,
-                            int64_t start, int64_t step, bool drop) {
-  loom_tensor *in = n->in[i];
-  if (!g || !in || !in->requires_grad)
-    return;
-  /* Where the gradient collects: the leaf's, or the producing node's slot
-   * for this output. */
-  loom_tensor **slot = NULL;
-  if (in->link.slot == -1)
-    slot = &in->grad;
-  else if (in->link.slot >= 0 && node_of(in))
-    slot = &node_of(in)->out_grad[in->link.output];
-  bool fresh = slot && !*slot;
-  if (fresh)
-    *slot = loom__alloc(in->dtype, in->ndim, in->shape, "backward");
-  if (fresh && *slot)
-    loom_kernel_fill(*slot, 0);
-  bool in_place =
-      slot && *slot && !tape.anomaly && g->dtype == in->dtype &&
-      (in->link.slot == -1 ? (*slot)->dtype == in->dtype : exclusive(*slot, g));
-  if (!in_place) { /* the general path: a whole-sized gradient */
-    loom_tensor *whole = loom_zeros(in->dtype, in->ndim, in->shape);
-    if (!whole)
-      return;
-    loom_tensor part = *whole;
-    part.data +=
-        start * whole->strides[dim] * (int64_t)loom_dtype_size(whole->dtype);
-    part.strides[dim] *= step;
-    part.shape[dim] = drop ? 1 : g->shape[dim];
-    part.numel = loom__numel_of(part.ndim, part.shape);
-    loom_kernel_copy(&part, drop ? loom_unsqueeze(g, dim) : g);
-    loom__accumulate(n, i, whole);
-    return;
-  }
-  loom_tensor *t = *slot, part = *t;
-  part.data += start * t->strides[dim] * (int64_t)loom_dtype_size(t->dtype);
-  part.strides[dim] *= step;
-  part.shape[dim] = drop ? 1 : g->shape[dim];
-  part.numel = loom__numel_of(part.ndim, part.shape);
-  loom_kernel_binary(&loom_k_add, &part, &part,
-                     drop ? loom_unsqueeze(g, dim) : g, NULL);
-  loom__bump_version(t);
-}
-
-loom_tensor *loom__grad_in_place(loom_node *n, int i) {
-  loom_tensor *in = n->in[i];
-  if (!in || !in->requires_grad || in->link.slot != -1 || tape.anomaly)
-    return NULL;
-  loom_tensor *g = in->grad;
-  if (!g || g->dtype != in->dtype || !loom_same_shape(g, in) ||
-      !loom__is_contiguous(g))
-    return NULL;
-  loom__bump_version(g);
-  return g;
-}
-
-loom_tensor *loom__sum_to(const loom_tensor *g, int ndim,
-                          const int64_t *shape) {
-  int lead = g->ndim - ndim;
-  int dims[LOOM_MAX_DIMS], nd = 0;
-  for (int d = 0; d < g->ndim; d++)
-    if (d < lead || (shape[d - lead] == 1 && g->shape[d] != 1))
-      dims[nd++] = d;
-  loom_tensor *s = nd ? loom_sum(g, dims, nd, true) : (loom_tensor *)g;
-  return loom_reshape(s, ndim, shape);
-}
-
 /* ---- backward ---- */
 
 static int by_seq_desc(const void *a, const void *b) {
@@ -534,7 +394,7 @@ static loom_node **collect(loom_node *root, int64_t *count) {
     }
     list[n++] = x;
     for (int i = 0; i < x->n_in; i++) {
-      loom_node *p = x->in[i] ? node_of(x->in[i]) : NULL;
+      loom_node *p = x->in[i] ? loom__node_of(x->in[i]) : NULL;
       if (!p || p->visit == epoch)
         continue;
       p->visit = epoch;
@@ -582,20 +442,13 @@ static bool fill_missing_grads(loom_node *n) {
 static void retain_grads(loom_node *n) {
   for (int k = 0; k < n->n_out; k++) {
     loom_tensor *o = n->out_ptr[k];
-    if (!o || !o->retains_grad || !n->out_grad[k])
-      continue;
-    if (!o->grad) {
-      o->grad = loom__alloc(o->dtype, o->ndim, o->shape, "retain_grad");
-      if (o->grad)
-        loom_kernel_copy(o->grad, n->out_grad[k]);
-    } else {
-      loom_kernel_binary(&loom_k_add, o->grad, o->grad, n->out_grad[k], NULL);
-    }
+    if (o && o->retains_grad && n->out_grad[k])
+      loom__add_to_grad(o, n->out_grad[k]);
   }
 }
 
 static int run_backward(loom_tensor *t, const loom_tensor *grad, bool retain) {
-  loom_node *root = node_of(t);
+  loom_node *root = loom__node_of(t);
   if (!root) {
     loom_set_error(LOOM_ERR_STATE,
                    "backward: the graph of this %s tensor was "
@@ -614,7 +467,7 @@ static int run_backward(loom_tensor *t, const loom_tensor *grad, bool retain) {
       loom__alloc(grad->dtype, grad->ndim, grad->shape, "backward");
   if (seed) {
     loom_kernel_copy(seed, grad);
-    add_into(&root->out_grad[t->link.output], seed);
+    loom__add_to_slot(&root->out_grad[t->link.output], seed);
     loom__unref(seed);
   }
   int rc = seed ? 0 : -1;
@@ -689,22 +542,13 @@ int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
                    loom_shape_str(t, b, sizeof b));
     return -1;
   }
-  if (t->link.slot == -2) {
+  if (t->link.slot == LOOM_LINK_FAILED) {
     loom_set_error(LOOM_ERR_STATE, "backward: the graph could not be recorded "
                                    "(out of memory)");
     return -1;
   }
-  if (t->link.slot == -1) { /* a leaf: its gradient is the seed */
-    if (!t->grad) {
-      t->grad = loom__alloc(t->dtype, t->ndim, t->shape, "backward");
-      if (!t->grad)
-        return -1;
-      loom_kernel_copy(t->grad, grad);
-    } else {
-      loom_kernel_binary(&loom_k_add, t->grad, t->grad, grad, NULL);
-    }
-    return 0;
-  }
+  if (t->link.slot == LOOM_LINK_LEAF) /* a leaf: its gradient is the seed */
+    return loom__add_to_grad(t, grad);
   return run_backward(t, grad, opts && opts->retain_graph);
 }
 
@@ -733,10 +577,10 @@ int loom_backward(loom_tensor *loss) {
 void loom_graph_print(FILE *f, const loom_tensor *t) {
   if (!t)
     return;
-  loom_node *root = node_of(t);
+  loom_node *root = loom__node_of(t);
   if (!root) {
     fprintf(f, "%s %s: %s\n", loom__shp(t), loom_dtype_name(t->dtype),
-            t->link.slot == -1
+            t->link.slot == LOOM_LINK_LEAF
                 ? (t->requires_grad ? "leaf (requires grad)" : "constant")
                 : "graph freed");
     return;
@@ -751,7 +595,7 @@ void loom_graph_print(FILE *f, const loom_tensor *t) {
             n->fn ? n->fn->name : n->op->name);
     for (int i = 0; i < n->n_in; i++) {
       const loom_tensor *in = n->in[i];
-      loom_node *p = node_of(in);
+      loom_node *p = loom__node_of(in);
       if (p)
         fprintf(f, "%s#%llu", i ? ", " : "", (unsigned long long)p->seq);
       else

@@ -21,10 +21,18 @@ typedef struct loom_storage {
   void *release_ctx;
 } loom_storage;
 
+/* link.slot of a tensor no node produced: a leaf, or a result made with
+ * recording off. */
+#define LOOM_LINK_LEAF (-1)
+/* link.slot of a result whose op could not be recorded (out of memory
+ * while recording or saving): backward through it fails with an error
+ * instead of giving a wrong gradient. */
+#define LOOM_LINK_FAILED (-2)
+
 /* Autograd's link from a tensor to the node that produced it. The node is
  * valid only while the tape slot still has generation `gen`. */
 typedef struct loom_grad_link {
-  int32_t slot; /* -1: no node (a leaf, or made with recording off) */
+  int32_t slot; /* a tape slot, or one of the two values below */
   uint32_t gen;
   int32_t output; /* which output of the node */
 } loom_grad_link;

@@ -66,7 +66,7 @@ static loom_tensor *tensor_shell(loom_storage *storage, loom_dtype dtype,
   t->refcount = 1;
   t->requires_grad = false;
   t->retains_grad = false;
-  t->link = (loom_grad_link){.slot = -1};
+  t->link = (loom_grad_link){.slot = LOOM_LINK_LEAF};
   t->grad = NULL;
   atomic_fetch_add(&live_tensors, 1);
   return t;

@@ -1,0 +1,162 @@
+/* Gradients on their way to inputs: a backward hands each input's gradient
+ * to loom__accumulate, which sums it over broadcast dims, converts its
+ * dtype, and adds it to a leaf's .grad or to the gradient slot of the node
+ * that produced the input (which runs later in the same backward). */
+#include "node.h"
+
+/* Whether a gradient slot's tensor is referenced by the slot alone (no
+ * scope, no other slot, no view of its storage), so adding into it in
+ * place cannot change a value anyone else sees. */
+static bool exclusive(const loom_tensor *t, const loom_tensor *g) {
+  return t->refcount == 1 && t->storage->refcount == 1 &&
+         !t->storage->release && t->dtype == g->dtype && loom__is_contiguous(t);
+}
+
+void loom__add_to_slot(loom_tensor **slot, loom_tensor *g) {
+  if (!*slot) {
+    *slot = loom_keep(g);
+    return;
+  }
+  if (exclusive(*slot, g) && loom_same_shape(*slot, g)) {
+    loom_kernel_binary(&loom_k_add, *slot, *slot, g, NULL);
+    return;
+  }
+  loom_tensor *sum = loom__alloc((*slot)->dtype, g->ndim, g->shape, "backward");
+  if (!sum)
+    return;
+  loom_kernel_binary(&loom_k_add, sum, *slot, g, NULL);
+  loom__unref(*slot);
+  *slot = sum;
+}
+
+int loom__add_to_grad(loom_tensor *t, const loom_tensor *g) {
+  if (!t->grad) {
+    t->grad = loom__alloc(t->dtype, t->ndim, t->shape, "backward");
+    if (!t->grad)
+      return -1;
+    loom_kernel_copy(t->grad, g);
+    return 0;
+  }
+  loom_kernel_binary(&loom_k_add, t->grad, t->grad, g, NULL);
+  loom__bump_version(t->grad);
+  return 0;
+}
+
+/* Where input i's gradient collects: the leaf's .grad, or the producing
+ * node's slot for this output; NULL + error when that node is gone. */
+static loom_tensor **slot_of(const loom_tensor *in) {
+  if (in->link.slot == LOOM_LINK_LEAF)
+    return &((loom_tensor *)in)->grad;
+  loom_node *p = loom__node_of(in);
+  if (!p) {
+    loom_set_error(LOOM_ERR_STATE,
+                   "backward: the graph behind a %s tensor was already freed "
+                   "by an earlier backward; pass retain_graph to the first",
+                   loom__shp(in));
+    return NULL;
+  }
+  return &p->out_grad[in->link.output];
+}
+
+void loom__accumulate(loom_node *n, int i, const loom_tensor *g) {
+  loom_tensor *in = n->in[i];
+  if (!g || !in || !in->requires_grad)
+    return;
+  loom_tensor *r = (loom_tensor *)g;
+  if (!loom_same_shape(r, in))
+    r = loom__sum_to(r, in->ndim, in->shape);
+  if (r && r->dtype != in->dtype)
+    r = loom_to_dtype(r, in->dtype);
+  if (!r)
+    return;
+  if (loom_anomaly_mode() && loom_kernel_has_nonfinite(r)) {
+    loom_set_error(LOOM_ERR_NUMERIC,
+                   "anomaly: backward of %s produced "
+                   "NaN/Inf in the gradient of input %d %s",
+                   n->op->name, i, loom__shp(in));
+    return;
+  }
+  if (in->link.slot == LOOM_LINK_FAILED) {
+    loom_set_error(LOOM_ERR_STATE, "backward: part of the graph could not be "
+                                   "recorded (out of memory)");
+    return;
+  }
+  if (in->link.slot == LOOM_LINK_LEAF) {
+    loom__add_to_grad(in, r);
+    return;
+  }
+  loom_tensor **slot = slot_of(in);
+  if (slot)
+    loom__add_to_slot(slot, r);
+}
+
+/* The part of t a slice took: along `dim`, `len` positions from start,
+ * step apart. A struct copy that shares t's storage without a reference:
+ * valid while t lives, for kernels only. */
+static loom_tensor slice_part(const loom_tensor *t, int dim, int64_t start,
+                              int64_t step, int64_t len) {
+  loom_tensor part = *t;
+  part.data += start * t->strides[dim] * (int64_t)loom_dtype_size(t->dtype);
+  part.strides[dim] *= step;
+  part.shape[dim] = len;
+  part.numel = loom__numel_of(part.ndim, part.shape);
+  return part;
+}
+
+void loom__accumulate_slice(loom_node *n, int i, const loom_tensor *g, int dim,
+                            int64_t start, int64_t step, bool drop) {
+  loom_tensor *in = n->in[i];
+  if (!g || !in || !in->requires_grad)
+    return;
+  loom_tensor **slot =
+      in->link.slot == LOOM_LINK_LEAF || loom__node_of(in) ? slot_of(in) : NULL;
+  bool fresh = slot && !*slot;
+  if (fresh)
+    *slot = loom__alloc(in->dtype, in->ndim, in->shape, "backward");
+  if (fresh && *slot)
+    loom_kernel_fill(*slot, 0);
+  const loom_tensor *gp = drop ? loom_unsqueeze(g, dim) : g;
+  int64_t len = drop ? 1 : g->shape[dim];
+  bool in_place = slot && *slot && !loom_anomaly_mode() &&
+                  g->dtype == in->dtype &&
+                  (in->link.slot == LOOM_LINK_LEAF ? (*slot)->dtype == in->dtype
+                                                   : exclusive(*slot, g));
+  if (!in_place) { /* the general path: a whole-sized gradient */
+    loom_tensor *whole = loom_zeros(in->dtype, in->ndim, in->shape);
+    if (!whole || !gp)
+      return;
+    loom_tensor part = slice_part(whole, dim, start, step, len);
+    loom_kernel_copy(&part, gp);
+    loom__accumulate(n, i, whole);
+    return;
+  }
+  if (!gp)
+    return;
+  loom_tensor part = slice_part(*slot, dim, start, step, len);
+  loom_kernel_binary(&loom_k_add, &part, &part, gp, NULL);
+  loom__bump_version(*slot);
+}
+
+loom_tensor *loom__grad_in_place(loom_node *n, int i) {
+  loom_tensor *in = n->in[i];
+  if (!in || !in->requires_grad || in->link.slot != LOOM_LINK_LEAF ||
+      loom_anomaly_mode())
+    return NULL;
+  loom_tensor *g = in->grad;
+  if (!g || g->dtype != in->dtype || !loom_same_shape(g, in) ||
+      !loom__is_contiguous(g))
+    return NULL;
+  loom__bump_version(g);
+  return g;
+}
+
+loom_tensor *loom__sum_to(const loom_tensor *g, int ndim,
+                          const int64_t *shape) {
+  int lead = g->ndim - ndim;
+  int dims[LOOM_MAX_DIMS], nd = 0;
+  for (int d = 0; d < g->ndim; d++)
+    if (d < lead || (shape[d - lead] == 1 && g->shape[d] != 1))
+      dims[nd++] = d;
+  loom_tensor *s = nd ? loom_sum(g, dims, nd, true) : (loom_tensor *)g;
+  return loom_reshape(s, ndim, shape);
+}
