@@ -10,6 +10,7 @@
 
 #include "../apps/word2vec/word2vec.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *word2vec(void) {
@@ -323,6 +324,107 @@ START_TEST(test_bad_input) {
 }
 END_TEST
 
+/* Files training writes are refused when they are files it reads (also
+ * through a symbolic link) or one another; folders are named as such; a
+ * -read-vocab file that -min-count empties says so. */
+START_TEST(test_inputs_and_outputs) {
+  char link[512], vocab[512], args[4096], out[4096];
+  test_path(link, sizeof link, "planted-link.txt");
+  test_path(vocab, sizeof vocab, "io-vocab.txt");
+  ck_assert_int_eq(symlink(corpus, link), 0);
+  size_t len_before;
+  char *before = test_slurp(corpus, &len_before);
+  const char *cases[][2] = {
+      {"-output %s", "-output"},
+      {"-save-vocab %s -output %s", "-save-vocab"},
+      {"-checkpoint %s -output %s", "-checkpoint"},
+  };
+  char xvec[512];
+  test_path(xvec, sizeof xvec, "x.vec");
+  for (int i = 0; i < 3; i++) {
+    char o[1200];
+    snprintf(o, sizeof o, cases[i][0], link, xvec);
+    snprintf(args, sizeof args, "-train %s %s " SMALL, corpus, o);
+    ck_assert_int_eq(capture(args, out, sizeof out), 2);
+    ck_assert_msg(strstr(out, cases[i][1]) && strstr(out, "is the -train file"),
+                  "%s", out);
+  }
+  snprintf(args, sizeof args,
+           "-train %s -output %s -save-vocab %s -threads 1 " SMALL, corpus,
+           vocab, vocab);
+  ck_assert_int_eq(capture(args, out, sizeof out), 2);
+  ck_assert_msg(strstr(out, "-save-vocab") &&
+                    strstr(out, "is the -output file"),
+                "%s", out);
+  test_write_file(vocab, "a 1\nb 2\n", 8);
+  snprintf(args, sizeof args, "-train %s -read-vocab %s -save-vocab %s", corpus,
+           vocab, vocab);
+  ck_assert_int_eq(capture(args, out, sizeof out), 2);
+  ck_assert_msg(strstr(out, "is the -read-vocab file"), "%s", out);
+  size_t len_after;
+  char *after = test_slurp(corpus, &len_after);
+  ck_assert(len_after == len_before && !memcmp(before, after, len_after));
+  free(before);
+  free(after);
+  /* -min-count empties a vocabulary file: said so */
+  snprintf(args, sizeof args, "-train %s -read-vocab %s -output %s", corpus,
+           vocab, xvec);
+  ck_assert_int_eq(capture(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "none of its 2 words is counted -min-count 5 "
+                            "times or more"),
+                "%s", out);
+  /* folders are not files */
+  const char *folders[] = {"-train %s -output %s/x.vec",
+                           "-train %s -read-vocab %s -output x.vec",
+                           "neighbours %s w0a", "eval %s -questions %s"};
+  for (int i = 0; i < 4; i++) {
+    char f[1200];
+    const char *first = i == 1 || i == 3 ? corpus : test_dir;
+    if (i == 3) {
+      char vec[512];
+      test_path(vec, sizeof vec, "io.vec");
+      snprintf(args, sizeof args, "-train %s -output %s -threads 1 " SMALL,
+               corpus, vec);
+      ck_assert_int_eq(run(args), 0);
+      first = vec;
+    }
+    snprintf(f, sizeof f, folders[i], first, test_dir);
+    ck_assert_int_eq(capture(f, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "is a directory"), "%s: %s", f, out);
+  }
+}
+END_TEST
+
+/* Outputs are written whole through the library's writer: a file that
+ * cannot be written is named once with the reason and status 1; an old
+ * output keeps its mode; temporary files of a killed run go. */
+START_TEST(test_outputs_written_safely) {
+  char vec[512], stale[600], args[4096], out[4096];
+  const char *what[] = {"-output", "-save-vocab", "-checkpoint"};
+  for (int i = 0; i < 3; i++) {
+    test_path(vec, sizeof vec, "missing-dir/out.file");
+    snprintf(args, sizeof args, "-train %s %s %s %s -threads 1 " SMALL, corpus,
+             i ? "-output x.vec" : "", what[i], vec);
+    ck_assert_int_eq(capture(args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "out.file: cannot write: No such file"), "%s: %s",
+                  what[i], out);
+  }
+  test_path(vec, sizeof vec, "safe.vec");
+  snprintf(stale, sizeof stale, "%s.tmpK1lled", vec);
+  test_write_file(stale, "partial", 7);
+  test_write_file(vec, "old", 3);
+  ck_assert_int_eq(chmod(vec, 0600), 0);
+  snprintf(args, sizeof args, "-train %s -output %s -threads 1 " SMALL, corpus,
+           vec);
+  ck_assert_int_eq(run(args), 0);
+  struct stat st;
+  ck_assert_int_eq(stat(vec, &st), 0);
+  ck_assert_int_eq(st.st_mode & 0777, 0600);
+  ck_assert_int_gt(st.st_size, 1000);
+  ck_assert_int_ne(access(stale, F_OK), 0);
+}
+END_TEST
+
 /* Needs ../shared/data (skips without it): CBOW on PTB's training text. */
 START_TEST(test_ptb_scores_above_chance) {
   const char *root = getenv("LOOM_SOURCE_ROOT");
@@ -380,6 +482,8 @@ int main(void) {
   tcase_add_test(tc, test_resume_is_exact);
   tcase_add_test(tc, test_queries);
   tcase_add_test(tc, test_bad_input);
+  tcase_add_test(tc, test_inputs_and_outputs);
+  tcase_add_test(tc, test_outputs_written_safely);
   tcase_add_test(tc, test_ptb_scores_above_chance);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);

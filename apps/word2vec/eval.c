@@ -10,7 +10,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "word2vec.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,11 +208,9 @@ static int answer(const loom_tensor *normed, const folded_index *x,
 int w2v_analogy_accuracy(const w2v_vectors *w, const char *path, int64_t limit,
                          w2v_accuracy *acc) {
   *acc = (w2v_accuracy){0};
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    loom_set_error(LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+  FILE *f = loom_file_open_read(path);
+  if (!f)
     return -1;
-  }
   folded_index x;
   int rc = folded_build(&x, w, limit);
   loom_scope *s = loom_scope_begin();
@@ -353,11 +350,9 @@ double w2v_spearman(const double *x, const double *y, int64_t n) {
 int w2v_word_similarity(const w2v_vectors *w, const char *path, int64_t limit,
                         w2v_similarity *sim) {
   *sim = (w2v_similarity){0};
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    loom_set_error(LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+  FILE *f = loom_file_open_read(path);
+  if (!f)
     return -1;
-  }
   folded_index x;
   int rc = folded_build(&x, w, limit);
   int64_t cap = 512, lineno = 0;

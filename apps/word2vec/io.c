@@ -55,15 +55,12 @@ int w2v_save_vectors(const char *path, const w2v_vocab *v,
                    (long long)n, (long long)loom_size(syn0, 0));
     return -1;
   }
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "wb");
   char *line = malloc((size_t)(dim * 64 + W2V_MAX_WORD + 8));
-  if (!f || !line) {
-    loom_set_error(LOOM_ERR_IO, "%s: %s", tmp,
-                   f ? "out of memory" : strerror(errno));
-    if (f)
-      fclose(f);
+  loom_file_writer *out = line ? loom_file_writer_open(path) : NULL;
+  FILE *f = loom_file_writer_stream(out);
+  if (!f) {
+    if (!line)
+      loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory", path);
     free(line);
     return -1;
   }
@@ -83,14 +80,7 @@ int w2v_save_vectors(const char *path, const w2v_vocab *v,
       break;
   }
   free(line);
-  bool ok = !ferror(f);
-  ok = fclose(f) == 0 && ok;
-  if (!ok || rename(tmp, path) != 0) {
-    loom_set_error(LOOM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    remove(tmp);
-    return -1;
-  }
-  return 0;
+  return loom_file_writer_commit(out); /* reports a failed write */
 }
 
 void w2v_vectors_free(w2v_vectors *w) {
@@ -157,12 +147,13 @@ static int detect_binary(FILE *f, int64_t dim, int64_t file_size) {
 int w2v_load_vectors(w2v_vectors *out, const char *path, int binary,
                      int64_t limit) {
   *out = (w2v_vectors){0};
-  FILE *f = fopen(path, "rb");
+  FILE *f = loom_file_open_read(path);
   struct stat st;
-  if (!f || fstat(fileno(f), &st) != 0) {
+  if (!f)
+    return -1;
+  if (fstat(fileno(f), &st) != 0) {
     loom_set_error(LOOM_ERR_IO, "%s: %s", path, strerror(errno));
-    if (f)
-      fclose(f);
+    fclose(f);
     return -1;
   }
   long long n = 0, dim = 0;

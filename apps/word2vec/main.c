@@ -325,30 +325,124 @@ static int resume(run *r, uint64_t *rng, int n_rng) {
   return (int)epoch + 1;
 }
 
+/* -classes: "word class" lines. 0 or -1 with an error. */
 static int write_classes(const options *o, const w2v_vocab *v,
                          const w2v_model *m) {
   int32_t *cl = malloc((size_t)v->size * sizeof *cl);
+  if (!cl)
+    loom_set_error(LOOM_ERR_MEMORY, "out of memory");
   int rc = cl ? w2v_kmeans(m->syn0, o->classes, 10, cl) : -1;
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp", o->output);
-  FILE *f = rc == 0 ? fopen(tmp, "wb") : NULL;
-  if (rc == 0 && !f)
-    loom_set_error(LOOM_ERR_IO, "%s: %s", tmp, strerror(errno));
+  loom_file_writer *out = rc == 0 ? loom_file_writer_open(o->output) : NULL;
+  FILE *f = loom_file_writer_stream(out);
   for (int64_t i = 0; f && i < v->size; i++)
     fprintf(f, "%s %d\n", w2v_vocab_word(v, i), cl[i]);
-  if (f) {
-    bool ok = !ferror(f);
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, o->output) != 0) {
-      loom_set_error(LOOM_ERR_IO, "%s: cannot write", o->output);
-      remove(tmp);
-      f = NULL;
-    }
-  }
   free(cl);
-  return f ? 0 : -1;
+  return f ? loom_file_writer_commit(out) : -1;
 }
 
+/* Files training writes may not be files it reads, nor one another. 0,
+ * or -1 after saying so. */
+static int check_outputs(const options *o) {
+  const char *outs[3][2] = {{"-output", o->output},
+                            {"-save-vocab", o->save_vocab},
+                            {"-checkpoint", o->checkpoint}};
+  const char *ins[2][2] = {{"-train", o->train},
+                           {"-read-vocab", o->read_vocab}};
+  for (int i = 0; i < 3; i++) {
+    for (int j = 0; j < 2; j++)
+      if (app_refuse_overwrite(P, outs[i][0], outs[i][1], ins[j][0],
+                               ins[j][1]) < 0)
+        return -1;
+    for (int j = 0; j < i; j++)
+      if (app_refuse_overwrite(P, outs[i][0], outs[i][1], outs[j][0],
+                               outs[j][1]) < 0)
+        return -1;
+  }
+  return 0;
+}
+
+/* The vocabulary (-read-vocab, or counted from the text, then -min-count)
+ * and the text as its ids; -save-vocab. 0 or -1 with an error. */
+static int read_text(const options *o, w2v_vocab *v, w2v_corpus *c) {
+  double t0 = app_now();
+  if (o->read_vocab && w2v_vocab_read(v, o->read_vocab, o->min_count) < 0)
+    return -1;
+  if (w2v_corpus_read(c, v, o->train, !o->read_vocab, o->min_count) < 0)
+    return -1;
+  if (o->debug > 0)
+    fprintf(stderr,
+            "vocabulary: %lld words (min-count %lld), %lld words of the "
+            "text in it (%.2fs)\n",
+            (long long)v->size, (long long)o->min_count, (long long)c->len,
+            app_now() - t0);
+  return o->save_vocab ? w2v_vocab_save(v, o->save_vocab) : 0;
+}
+
+/* The Huffman tree (-hs), the unigram table (-negative) and the matrices,
+ * after checking the machine can hold them (rather than be killed for it
+ * halfway through initialising them). 0 or -1 with an error. */
+static int build_model(const options *o, const w2v_vocab *v, w2v_tree *tree,
+                       w2v_unigram *uni, w2v_model *m) {
+  double need = (double)v->size * (double)o->size * sizeof(float) *
+                (1 + (o->hs ? 1 : 0) + (o->negative > 0 ? 1 : 0));
+  double have = (double)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
+  if (have > 0 && need > 0.9 * have) {
+    loom_set_error(LOOM_ERR_MEMORY,
+                   "%lld words of size %lld need %.1f GiB for the model; "
+                   "this machine has %.1f GiB",
+                   (long long)v->size, (long long)o->size, need / (1 << 30),
+                   have / (1 << 30));
+    return -1;
+  }
+  int64_t *counts = malloc((size_t)v->size * sizeof *counts);
+  if (!counts) {
+    loom_set_error(LOOM_ERR_MEMORY, "out of memory");
+    return -1;
+  }
+  for (int64_t i = 0; i < v->size; i++)
+    counts[i] = v->entries[i].count;
+  int rc = (o->hs && w2v_tree_build(tree, counts, v->size) < 0) ||
+                   (o->negative > 0 &&
+                    w2v_unigram_build(uni, counts, v->size, 0.75) < 0)
+               ? -1
+               : 0;
+  free(counts);
+  if (rc == 0)
+    rc = w2v_model_init(m, v->size, o->size, o->hs, o->negative > 0,
+                        (uint64_t)o->seed);
+  return rc;
+}
+
+/* What a checkpoint must have been made with to be resumed: the text and
+ * every option that changes the training. */
+static void sign(run *r, const w2v_vocab *v, const w2v_corpus *c) {
+  const options *o = r->o;
+  snprintf(r->signature, sizeof r->signature,
+           "vocab %lld words %lld text %lld size %lld window %lld hs %lld "
+           "negative %lld cbow %lld iter %lld threads %lld alpha %g sample "
+           "%g seed %llu engine %d batch %lld",
+           (long long)v->size, (long long)v->train_words, (long long)c->len,
+           (long long)o->size, (long long)o->window, (long long)o->hs,
+           (long long)o->negative, (long long)o->cbow, (long long)o->iter,
+           (long long)o->threads, o->alpha, o->sample,
+           (unsigned long long)o->seed, (int)o->engine, (long long)o->batch);
+}
+
+static void report_training(const options *o, const w2v_train_stats *st) {
+  if (o->debug > 0)
+    fprintf(stderr,
+            "trained %s %s, size %lld: %lld words in %.2fs, %.0f "
+            "words/s on %lld threads\n",
+            o->cbow ? "cbow" : "skip-gram",
+            o->hs && o->negative ? "hs+negative"
+            : o->hs              ? "hs"
+                                 : "negative",
+            (long long)o->size, (long long)st->words, st->seconds,
+            st->words_per_second, (long long)o->threads);
+}
+
+/* Trains and writes -output (the vectors, or with -classes the classes);
+ * without -output, only the vocabulary. The exit status. */
 static int train(const options *o) {
   if (!o->train) {
     fprintf(stderr, "word2vec: -train FILE is required (see --help)\n");
@@ -358,71 +452,33 @@ static int train(const options *o) {
     fprintf(stderr, "word2vec: -resume 1 needs -checkpoint FILE\n");
     return 2;
   }
+  if (check_outputs(o) < 0)
+    return 2;
   w2v_vocab v;
   w2v_vocab_init(&v);
   w2v_corpus c = {0};
   w2v_tree tree = {0};
   w2v_unigram uni = {0};
   w2v_model m = {0};
+  run r = {.o = o, .m = &m};
   uint64_t *rng = NULL;
-  int rc = 1;
+  int first = 1, rc = 1;
   double t0 = app_now();
-  if (o->read_vocab && w2v_vocab_read(&v, o->read_vocab, o->min_count) < 0)
-    goto fail;
-  if (w2v_corpus_read(&c, &v, o->train, !o->read_vocab, o->min_count) < 0)
-    goto fail;
-  if (o->debug > 0)
-    fprintf(stderr,
-            "vocabulary: %lld words (min-count %lld), %lld words of the "
-            "text in it (%.2fs)\n",
-            (long long)v.size, (long long)o->min_count, (long long)c.len,
-            app_now() - t0);
-  if (o->save_vocab && w2v_vocab_save(&v, o->save_vocab) < 0)
+  if (read_text(o, &v, &c) < 0)
     goto fail;
   if (!o->output) { /* like the original: vocabulary only */
     rc = 0;
     goto done;
   }
-  /* Refuse a model the machine cannot hold, rather than be killed for it
-   * halfway through initialising the matrices. */
-  double need = (double)v.size * (double)o->size * sizeof(float) *
-                (1 + (o->hs ? 1 : 0) + (o->negative > 0 ? 1 : 0));
-  double have = (double)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
-  if (have > 0 && need > 0.9 * have) {
-    loom_set_error(LOOM_ERR_MEMORY,
-                   "%lld words of size %lld need %.1f GiB for the model; "
-                   "this machine has %.1f GiB",
-                   (long long)v.size, (long long)o->size, need / (1 << 30),
-                   have / (1 << 30));
+  if (build_model(o, &v, &tree, &uni, &m) < 0)
     goto fail;
-  }
-  int64_t *counts = malloc((size_t)v.size * sizeof *counts);
-  if (!counts) {
+  sign(&r, &v, &c);
+  rng = calloc((size_t)o->threads, sizeof *rng);
+  if (!rng) {
     loom_set_error(LOOM_ERR_MEMORY, "out of memory");
     goto fail;
   }
-  for (int64_t i = 0; i < v.size; i++)
-    counts[i] = v.entries[i].count;
-  int built =
-      (o->hs && w2v_tree_build(&tree, counts, v.size) < 0) ||
-      (o->negative > 0 && w2v_unigram_build(&uni, counts, v.size, 0.75) < 0);
-  free(counts);
-  if (built || w2v_model_init(&m, v.size, o->size, o->hs, o->negative > 0,
-                              (uint64_t)o->seed) < 0)
-    goto fail;
-  run r = {.o = o, .m = &m};
-  snprintf(r.signature, sizeof r.signature,
-           "vocab %lld words %lld text %lld size %lld window %lld hs %lld "
-           "negative %lld cbow %lld iter %lld threads %lld alpha %g sample "
-           "%g seed %llu engine %d batch %lld",
-           (long long)v.size, (long long)v.train_words, (long long)c.len,
-           (long long)o->size, (long long)o->window, (long long)o->hs,
-           (long long)o->negative, (long long)o->cbow, (long long)o->iter,
-           (long long)o->threads, o->alpha, o->sample,
-           (unsigned long long)o->seed, (int)o->engine, (long long)o->batch);
-  rng = calloc((size_t)o->threads, sizeof *rng);
-  int first = 1;
-  if (!rng || (o->resume && (first = resume(&r, rng, (int)o->threads)) < 0))
+  if (o->resume && (first = resume(&r, rng, (int)o->threads)) < 0)
     goto fail_quiet;
   r.start_done = (int64_t)(first - 1) * c.len;
   if (o->debug > 0 && first > 1)
@@ -455,16 +511,7 @@ static int train(const options *o) {
     if (t < 0)
       goto fail;
   }
-  if (o->debug > 0)
-    fprintf(stderr,
-            "trained %s %s, size %lld: %lld words in %.2fs, %.0f "
-            "words/s on %lld threads\n",
-            o->cbow ? "cbow" : "skip-gram",
-            o->hs && o->negative ? "hs+negative"
-            : o->hs              ? "hs"
-                                 : "negative",
-            (long long)o->size, (long long)stats.words, stats.seconds,
-            stats.words_per_second, (long long)o->threads);
+  report_training(o, &stats);
   double t1 = app_now();
   if (o->classes > 0
           ? write_classes(o, &v, &m) < 0
@@ -480,6 +527,7 @@ fail:
 fail_quiet:
   rc = 1;
 done:
+  loom_clear_error();
   free(rng);
   w2v_model_free(&m);
   w2v_unigram_free(&uni);

@@ -6,7 +6,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "word2vec.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,11 +101,11 @@ w2v_reader *w2v_reader_open(const char *path) {
   w2v_reader *r = reader_new(path);
   if (!r)
     return NULL;
-  r->f = fopen(path, "rb");
+  r->f = loom_file_open_read(path);
   r->own = r->f ? malloc(READ_CHUNK) : NULL;
   if (!r->f || !r->own) {
-    loom_set_error(r->f ? LOOM_ERR_MEMORY : LOOM_ERR_IO, "%s: %s", path,
-                   r->f ? "out of memory" : strerror(errno));
+    if (r->f)
+      loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory", path);
     w2v_reader_close(r);
     return NULL;
   }

@@ -179,24 +179,14 @@ int w2v_vocab_sort(w2v_vocab *v, int64_t min_count, int32_t *remap) {
 }
 
 int w2v_vocab_save(const w2v_vocab *v, const char *path) {
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "wb");
-  if (!f) {
-    loom_set_error(LOOM_ERR_IO, "%s: %s", tmp, strerror(errno));
+  loom_file_writer *out = loom_file_writer_open(path);
+  FILE *f = loom_file_writer_stream(out);
+  if (!f)
     return -1;
-  }
   for (int64_t i = 0; i < v->size; i++)
     fprintf(f, "%s %lld\n", w2v_vocab_word(v, i),
             (long long)v->entries[i].count);
-  bool ok = !ferror(f);
-  ok = fclose(f) == 0 && ok;
-  if (!ok || rename(tmp, path) != 0) {
-    loom_set_error(LOOM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    remove(tmp);
-    return -1;
-  }
-  return 0;
+  return loom_file_writer_commit(out); /* reports a failed write */
 }
 
 /* Training takes word 0 for the sentence end: a vocabulary file written
@@ -229,11 +219,9 @@ static int eos_first(w2v_vocab *v) {
 }
 
 int w2v_vocab_read(w2v_vocab *v, const char *path, int64_t min_count) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    loom_set_error(LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+  FILE *f = loom_file_open_read(path);
+  if (!f)
     return -1;
-  }
   w2v_vocab_free(v);
   char line[4 * W2V_MAX_WORD + 64];
   int64_t lineno = 0, offset = 0;
@@ -301,7 +289,7 @@ int w2v_vocab_read(w2v_vocab *v, const char *path, int64_t min_count) {
     }
   }
   if (rc == 0 && ferror(f)) {
-    loom_set_error(LOOM_ERR_IO, "%s: read error", path);
+    loom_set_error(LOOM_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
     rc = -1;
   }
   fclose(f);
@@ -309,10 +297,18 @@ int w2v_vocab_read(w2v_vocab *v, const char *path, int64_t min_count) {
     loom_set_error(LOOM_ERR_FORMAT, "%s: the vocabulary file is empty", path);
     rc = -1;
   }
+  int64_t listed = v->size;
   if (rc == 0)
     rc = eos_first(v);
   if (rc == 0)
     rc = w2v_vocab_sort(v, min_count, NULL);
+  if (rc == 0 && v->size <= 1) { /* only the sentence end is left */
+    loom_set_error(LOOM_ERR_FORMAT,
+                   "%s: none of its %lld words is counted -min-count %lld "
+                   "times or more; lower -min-count",
+                   path, (long long)listed, (long long)min_count);
+    rc = -1;
+  }
   return rc;
 }
 

@@ -101,10 +101,11 @@ int64_t w2v_vocab_add(w2v_vocab *v, const char *word, size_t len);
  * fewer than min_count times, recomputes train_words. If remap is not
  * NULL it receives, for each old index, the new one or -1. 0 or -1. */
 int w2v_vocab_sort(w2v_vocab *v, int64_t min_count, int32_t *remap);
-/* The vocabulary file: one "word count" line per word, in order. */
+/* The vocabulary file: one "word count" line per word, in order (written
+ * whole or not at all). */
 int w2v_vocab_save(const w2v_vocab *v, const char *path);
 /* Reads such a file (then sorts and applies min_count like the original
- * tool). Errors name the line. */
+ * tool). Errors name the line; a file min_count leaves no word of is one. */
 int w2v_vocab_read(w2v_vocab *v, const char *path, int64_t min_count);
 
 /* The training text as word ids: 0 marks a sentence end, words not in the
@@ -301,7 +302,7 @@ typedef struct {
 
 /* Writes the word2vec format: "V dim\n", then per word "word " followed by
  * dim numbers as "%f " and "\n" (text), or dim native float32 values and
- * "\n" (binary). Through a temporary file and a rename. */
+ * "\n" (binary). Written whole or not at all (loom_file_writer). */
 int w2v_save_vectors(const char *path, const w2v_vocab *v,
                      const loom_tensor *syn0, bool binary);
 /* Reads a vector file written by this tool, the original or gensim.
