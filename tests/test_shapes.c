@@ -40,6 +40,62 @@ START_TEST(test_refuses_bad_numbers) {
 }
 END_TEST
 
+/* Counts the occurrences of needle in haystack. */
+static int count(const char *haystack, const char *needle) {
+  int n = 0;
+  for (const char *p = haystack; (p = strstr(p, needle)); p++)
+    n++;
+  return n;
+}
+
+/* A checkpoint or picture that cannot be written, and outputs that are
+ * one file, fail with the file named once and a status that says so. */
+START_TEST(test_outputs) {
+  char ck[512], pic[512], args[2048], out[8192];
+  const char *small = "--train 200 --test 100 --epochs 1 --quiet";
+  test_path(ck, sizeof ck, "missing-dir/s.ckpt");
+  snprintf(args, sizeof args, "%s --checkpoint %s --picture ''", small, ck);
+  ck_assert_int_eq(test_run(shapes(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   1);
+  ck_assert_msg(strstr(out, "s.ckpt: cannot write: No such file") &&
+                    count(out, "s.ckpt") == 1,
+                "%s", out);
+  test_path(ck, sizeof ck, "s.ckpt");
+  test_path(pic, sizeof pic, "missing-dir/s.png");
+  snprintf(args, sizeof args, "%s --checkpoint %s --picture %s", small, ck,
+           pic);
+  ck_assert_int_eq(test_run(shapes(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   1);
+  ck_assert_msg(strstr(out, pic), "%s", out);
+  ck_assert_int_eq(access(ck, F_OK), 0);
+  snprintf(args, sizeof args, "%s --checkpoint %s --picture %s", small, ck, ck);
+  ck_assert_int_eq(test_run(shapes(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   2);
+  ck_assert_msg(strstr(out, "refusing to write over it"), "%s", out);
+}
+END_TEST
+
+/* Images the machine cannot hold are refused with a message that says so
+ * (it was "shapes: " and nothing). Under a 2 GB address-space limit, so
+ * not in a sanitizer build (skipped there). */
+START_TEST(test_impossible_sizes_named) {
+  char cmd[2048], out[4096];
+  snprintf(cmd, sizeof cmd, "-c 'ulimit -v 2000000; exec %s --help'", shapes());
+  if (test_run("sh", cmd, TEST_OUTPUT_NONE, NULL, 0) != 0) {
+    fprintf(stderr, "test_impossible_sizes_named: cannot run under ulimit -v "
+                    "(a sanitizer build?), skipped\n");
+    return;
+  }
+  snprintf(cmd, sizeof cmd,
+           "-c 'ulimit -v 2000000; exec %s --train 1000000 --size 256 "
+           "--picture \"\" --checkpoint %s/never.ckpt'",
+           shapes(), test_dir);
+  ck_assert_int_eq(test_run("sh", cmd, TEST_OUTPUT_BOTH, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "out of memory for 1000000 images of 256 x 256"),
+                "%s", out);
+}
+END_TEST
+
 int main(void) {
   if (test_dir_make("shapes") < 0)
     return EXIT_FAILURE;
@@ -47,6 +103,8 @@ int main(void) {
   TCase *tc = tcase_create("app");
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, test_refuses_bad_numbers);
+  tcase_add_test(tc, test_outputs);
+  tcase_add_test(tc, test_impossible_sizes_named);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
   test_dir_remove();

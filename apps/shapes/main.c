@@ -81,21 +81,31 @@ static void draw(float *img, int64_t n, int c, loom_rng *g) {
     }
 }
 
-/* n images (n, 1, size, size) and their labels, kept by the caller. */
-static void dataset(int64_t n, int64_t size, loom_rng *g, loom_tensor **x,
-                    loom_tensor **y) {
+/* n images (n, 1, size, size) and their labels, kept by the caller. 0,
+ * or -1 with an error (n <= MAX_IMAGES and size <= 256 keep the sizes far
+ * from overflow; memory may still run out). */
+static int dataset(int64_t n, int64_t size, loom_rng *g, loom_tensor **x,
+                   loom_tensor **y) {
   float *px = malloc((size_t)(n * size * size) * sizeof *px);
   int64_t *py = malloc((size_t)n * sizeof *py);
   for (int64_t i = 0; px && py && i < n; i++) {
     py[i] = (int64_t)(loom_rng_u64(g) % CLASSES);
     draw(px + i * size * size, size, (int)py[i], g);
   }
-  *x = px ? loom_keep(
-                loom_from_array(LOOM_F32, px, LOOM_SHAPE(n, 1, size, size)))
-          : NULL;
-  *y = py ? loom_keep(loom_from_array(LOOM_I64, py, LOOM_SHAPE(n))) : NULL;
+  *x = *y = NULL;
+  if (px && py) {
+    *x = loom_keep(loom_from_array(LOOM_F32, px, LOOM_SHAPE(n, 1, size, size)));
+    *y = loom_keep(loom_from_array(LOOM_I64, py, LOOM_SHAPE(n)));
+  } else {
+    loom_set_error(LOOM_ERR_MEMORY,
+                   "out of memory for %lld images of %lld x %lld pixels "
+                   "(%.1f GiB)",
+                   (long long)n, (long long)size, (long long)size,
+                   (double)n * (double)(size * size) * 4 / (1 << 30));
+  }
   free(px);
   free(py);
+  return *x && *y ? 0 : -1;
 }
 
 /* ---- the model: conv-relu-pool twice, then two linear layers ---- */
@@ -147,20 +157,30 @@ static loom_tensor *cnn_forward(cnn *m, const loom_tensor *x) {
   return loom_linear_layer_forward(m->fc2, h);
 }
 
-/* Predictions for all of x, in evaluation mode, batch by batch. */
+/* Predicted classes (n) for all of x (n, 1, size, size), in evaluation
+ * mode, batch by batch; NULL with an error. */
 static loom_tensor *predict(cnn *m, const loom_tensor *x, int64_t batch) {
   loom_module_train(&m->base, false);
   loom_no_grad_begin();
   int64_t n = loom_size(x, 0);
-  loom_tensor *parts[4096];
-  int k = 0;
-  for (int64_t i = 0; i < n && k < 4096; i += batch, k++)
-    parts[k] = loom_argmax(
-        cnn_forward(m, loom_narrow(x, 0, i, i + batch > n ? n - i : batch)), 1,
-        false);
+  int64_t *classes = malloc((size_t)n * sizeof *classes);
+  int rc = classes ? 0 : -1;
+  if (!classes)
+    loom_set_error(LOOM_ERR_MEMORY, "out of memory");
+  for (int64_t i = 0; rc == 0 && i < n; i += batch) {
+    loom_scope *s = loom_scope_begin();
+    int64_t k = i + batch > n ? n - i : batch;
+    loom_tensor *p =
+        loom_argmax(cnn_forward(m, loom_narrow(x, 0, i, k)), 1, false);
+    rc = p ? loom_copy_to_array(p, LOOM_I64, classes + i, k) : -1;
+    loom_scope_end(s);
+  }
   loom_no_grad_end();
   loom_module_train(&m->base, true);
-  return loom_concat(parts, k, 0);
+  loom_tensor *out =
+      rc == 0 ? loom_from_array(LOOM_I64, classes, LOOM_SHAPE(n)) : NULL;
+  free(classes);
+  return out;
 }
 
 static double accuracy(const loom_tensor *pred, const loom_tensor *y) {
@@ -325,93 +345,129 @@ static int parse(int argc, char **argv, options *o) {
   return 0;
 }
 
-int main(int argc, char **argv) {
-  options o;
-  int p = parse(argc, argv, &o);
-  if (p != 0)
-    return p < 0 ? 2 : 0;
-  loom_rng *g = loom_rng_new((uint64_t)o.seed);
-  loom_manual_seed((uint64_t)o.seed);
-  loom_tensor *xtr, *ytr, *xte, *yte;
-  dataset(o.train, o.size, g, &xtr, &ytr);
-  dataset(o.test, o.size, g, &xte, &yte);
-  cnn *m = cnn_new(o.size);
-  loom_tensor *params[32];
-  int np = m ? loom_module_parameters(&m->base, params, 32) : 0;
-  loom_optimizer *opt =
-      np ? loom_adam_new(params, np, loom_adam_defaults(o.lr)) : NULL;
-  if (!xtr || !ytr || !xte || !yte || !opt) {
-    fprintf(stderr, "shapes: %s\n", loom_last_error());
-    return 1;
-  }
+/* Epochs of Adam on shuffled batches; *step counts the steps. 0, or -1
+ * with an error. */
+static int train(const options *o, cnn *m, loom_optimizer *opt,
+                 const loom_tensor *x, const loom_tensor *y, loom_rng *g,
+                 int64_t *step) {
   app_progress pr;
   app_progress_begin(&pr);
-  int64_t steps = o.epochs * ((o.train + o.batch - 1) / o.batch), step = 0;
+  int64_t steps = o->epochs * ((o->train + o->batch - 1) / o->batch);
   double t0 = app_now();
-  for (int64_t e = 0; e < o.epochs; e++) {
+  int rc = 0;
+  for (int64_t e = 0; rc == 0 && e < o->epochs; e++) {
     loom_scope *s = loom_scope_begin();
-    loom_tensor *perm = loom_randperm(g, o.train);
-    for (int64_t i = 0; i < o.train; i += o.batch, step++) {
+    loom_tensor *perm = loom_randperm(g, o->train);
+    for (int64_t i = 0; rc == 0 && i < o->train; i += o->batch, ++*step) {
       loom_scope *b = loom_scope_begin();
-      int64_t n = i + o.batch > o.train ? o.train - i : o.batch;
+      int64_t n = i + o->batch > o->train ? o->train - i : o->batch;
       loom_tensor *idx = loom_narrow(perm, 0, i, n);
       loom_tensor *loss =
-          loom_cross_entropy(cnn_forward(m, loom_index_select(xtr, 0, idx)),
-                             loom_index_select(ytr, 0, idx), NULL);
+          loom_cross_entropy(cnn_forward(m, loom_index_select(x, 0, idx)),
+                             loom_index_select(y, 0, idx), NULL);
       loom_optimizer_zero_grad(opt);
-      if (!loss || loom_backward(loss) < 0 || loom_optimizer_step(opt) < 0) {
-        fprintf(stderr, "shapes: %s\n", loom_last_error());
-        return 1;
-      }
-      if (!o.quiet) {
+      if (!loss || loom_backward(loss) < 0 || loom_optimizer_step(opt) < 0)
+        rc = -1;
+      else if (!o->quiet) {
         char text[64];
         snprintf(text, sizeof text, "epoch %lld  loss %.4f", (long long)e + 1,
                  loom_item(loss));
-        app_progress_line(&pr, step + 1, steps,
-                          (double)(i + n + e * o.train) / (app_now() - t0),
+        app_progress_line(&pr, *step + 1, steps,
+                          (double)(i + n + e * o->train) / (app_now() - t0),
                           "images", text, false);
       }
       loom_scope_end(b);
     }
     loom_scope_end(s);
   }
-  if (!o.quiet)
+  if (!o->quiet)
     app_progress_end(&pr);
+  return rc;
+}
+
+/* Saves the model, loads the file into a fresh one, and checks that it
+ * predicts exactly as `pred` says. 0, or -1 after saying what failed. */
+static int save_and_reload(const options *o, cnn *m, loom_optimizer *opt,
+                           int64_t step, loom_rng *g, const loom_tensor *x,
+                           const loom_tensor *pred) {
+  if (loom_checkpoint_save(o->checkpoint, &m->base, opt, NULL, step, g, NULL) <
+      0) {
+    app_report_write_error(P, o->checkpoint);
+    return -1;
+  }
+  cnn *fresh = cnn_new(o->size);
+  loom_tensor *again = NULL;
+  if (fresh && loom_checkpoint_load(o->checkpoint, &fresh->base, NULL, NULL,
+                                    NULL, NULL, NULL) == 0)
+    again = predict(fresh, x, o->batch);
+  int rc = again ? 0 : -1;
+  if (!again) {
+    fprintf(stderr, "shapes: cannot reload %s: %s\n", o->checkpoint,
+            loom_last_error());
+    loom_clear_error();
+  } else {
+    bool same = loom_equal(again, pred);
+    printf("saved to %s; reloaded model predicts %s\n", o->checkpoint,
+           same ? "identically" : "DIFFERENTLY");
+    rc = same ? 0 : -1;
+  }
+  loom_module_free(fresh ? &fresh->base : NULL);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  options o;
+  int p = parse(argc, argv, &o);
+  if (p != 0)
+    return p < 0 ? 2 : 0;
+  if (app_refuse_overwrite(P, "--picture", o.picture, "--checkpoint",
+                           o.checkpoint) < 0)
+    return 2;
+  loom_rng *g = loom_rng_new((uint64_t)o.seed);
+  loom_manual_seed((uint64_t)o.seed);
+  loom_tensor *xtr = NULL, *ytr = NULL, *xte = NULL, *yte = NULL;
+  cnn *m = NULL;
+  loom_optimizer *opt = NULL;
+  loom_tensor *params[32];
+  int64_t step = 0;
+  int rc = 1;
+  double t0 = app_now();
+  if (!g || dataset(o.train, o.size, g, &xtr, &ytr) < 0 ||
+      dataset(o.test, o.size, g, &xte, &yte) < 0 || !(m = cnn_new(o.size))) {
+    fprintf(stderr, "shapes: %s\n", loom_last_error());
+    goto done;
+  }
+  int np = loom_module_parameters(&m->base, params, 32);
+  opt = loom_adam_new(params, np, loom_adam_defaults(o.lr));
+  t0 = app_now();
+  if (!opt || train(&o, m, opt, xtr, ytr, g, &step) < 0) {
+    fprintf(stderr, "shapes: training failed: %s\n", loom_last_error());
+    goto done;
+  }
   loom_scope *s = loom_scope_begin();
   loom_tensor *pred = predict(m, xte, o.batch);
-  double acc = accuracy(pred, yte);
-  printf("test accuracy %.2f%% on %lld images (%lld training images, %lld "
-         "epochs, %.1f s)\n",
-         100 * acc, (long long)o.test, (long long)o.train, (long long)o.epochs,
-         app_now() - t0);
-  /* Save, then a fresh model from the checkpoint must predict exactly the
-   * same. */
-  int rc = 0;
-  cnn *fresh = NULL;
-  if (loom_checkpoint_save(o.checkpoint, &m->base, opt, NULL, step, g, NULL) <
-          0 ||
-      !(fresh = cnn_new(o.size)) ||
-      loom_checkpoint_load(o.checkpoint, &fresh->base, NULL, NULL, NULL, NULL,
-                           NULL) < 0) {
-    fprintf(stderr, "shapes: %s: %s\n", o.checkpoint, loom_last_error());
-    rc = 1;
+  double acc = pred ? accuracy(pred, yte) : NAN;
+  if (pred) {
+    printf("test accuracy %.2f%% on %lld images (%lld training images, %lld "
+           "epochs, %.1f s)\n",
+           100 * acc, (long long)o.test, (long long)o.train,
+           (long long)o.epochs, app_now() - t0);
+    rc = save_and_reload(&o, m, opt, step, g, xte, pred) < 0 ? 1 : 0;
   } else {
-    bool same = loom_equal(predict(fresh, xte, o.batch), pred);
-    printf("saved to %s; reloaded model predicts %s\n", o.checkpoint,
-           same ? "identically" : "DIFFERENTLY");
-    rc = !same;
+    fprintf(stderr, "shapes: %s\n", loom_last_error());
   }
-  if (acc < o.min_accuracy) {
+  if (pred && !(acc >= o.min_accuracy)) {
     fprintf(stderr, "shapes: accuracy %.4f is below %.4f\n", acc,
             o.min_accuracy);
     rc = 1;
   }
-  if (o.picture && *o.picture && picture(&o, xte, pred, yte) < 0)
+  if (pred && o.picture && *o.picture && picture(&o, xte, pred, yte) < 0)
     rc = 1;
   loom_scope_end(s);
-  loom_module_free(fresh ? &fresh->base : NULL);
+done:
+  loom_clear_error();
   loom_optimizer_free(opt);
-  loom_module_free(&m->base);
+  loom_module_free(m ? &m->base : NULL);
   loom_release(xtr);
   loom_release(ytr);
   loom_release(xte);
