@@ -11,6 +11,20 @@
 #include <string.h>
 #include <sys/wait.h>
 
+/* 1 when this build runs under AddressSanitizer (the programs a suite
+ * drives are built the same way): its shadow memory cannot live under a
+ * small address-space limit (ulimit -v), so such tests skip. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_UNDER_ASAN 1
+#endif
+#endif
+#ifndef TEST_UNDER_ASAN
+#define TEST_UNDER_ASAN 0
+#endif
+
 /* The suite's folder, made by test_dir_make in main() before the tests. */
 static char test_dir[256];
 

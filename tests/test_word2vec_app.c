@@ -377,12 +377,12 @@ START_TEST(test_inputs_and_outputs) {
   const char *folders[] = {"-train %s -output %s/x.vec",
                            "-train %s -read-vocab %s -output x.vec",
                            "neighbours %s w0a", "eval %s -questions %s"};
+  char vec[512];
+  test_path(vec, sizeof vec, "io.vec");
   for (int i = 0; i < 4; i++) {
     char f[1200];
     const char *first = i == 1 || i == 3 ? corpus : test_dir;
     if (i == 3) {
-      char vec[512];
-      test_path(vec, sizeof vec, "io.vec");
       snprintf(args, sizeof args, "-train %s -output %s -threads 1 " SMALL,
                corpus, vec);
       ck_assert_int_eq(run(args), 0);
