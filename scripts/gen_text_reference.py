@@ -11,7 +11,10 @@ text tools imitate, run here:
   - subword-nmt's learn_bpe / apply_bpe (github:rsennrich/subword-nmt,
     imported from a checkout given with --subword-nmt).
 
-None of their code is in this repository. Run from the repository root:
+None of their code is in this repository. The files were made with
+sacreBLEU at commit f615c728 (v2.6.0-1) and subword-nmt at commit 92d6139d,
+fetched as plain source trees (sacreBLEU's version.py, which its build
+writes, is supplied by this script). Run from the repository root:
 
     /usr/bin/python3 scripts/gen_text_reference.py \\
         --sacrebleu /work/ext/mjpost+sacrebleu \\
@@ -107,12 +110,160 @@ def write_tokenize(rng):
     print(path, len(cases), 'cases')
 
 
+# ---------------------------------------------------------------- scores
+
+def load_sacrebleu(path):
+    import types
+    sys.path.insert(0, path)
+    version = types.ModuleType('sacrebleu.version')
+    version.__version__ = 'source checkout'
+    sys.modules['sacrebleu.version'] = version
+    from sacrebleu.metrics import BLEU, CHRF
+    return BLEU, CHRF
+
+
+SCORE_CORPORA = [
+    ('simple', [('The dog bit the man.', ['The dog bit the man.']),
+                ('It was not unexpected.', ['It was not surprising.']),
+                ('The man bit him first.', ['The man had just bitten him.'])]),
+    ('perfect', [('a b c d e f g', ['a b c d e f g'])]),
+    ('empty_hypotheses', [('', ['a reference sentence .']),
+                          ('', ['another one'])]),
+    ('one_empty', [('', ['nothing here']),
+                   ('the cat sat on the mat', ['the cat sat on the mat'])]),
+    ('no_match', [('alpha beta gamma delta', ['one two three four five'])]),
+    ('short', [('a b', ['a b c']), ('c', ['c'])]),
+    ('no_4grams', [('a b c', ['a b c d']), ('x y z', ['x y q'])]),
+    ('unigram_only', [('the the the the the the the', ['the cat is on the mat'])]),
+    ('multi_ref', [
+        ('It is a guide to action which ensures that the military always '
+         'obeys the commands of the party.',
+         ['It is a guide to action that ensures that the military will '
+          'forever heed Party commands.',
+          'It is the guiding principle which guarantees the military forces '
+          'always being under the command of the Party.',
+          'It is the practical guide for the army always to heed the '
+          'directions of the party.']),
+        ('he read the book because he was interested in world history',
+         ['he was interested in world history because he read the book',
+          'he read it'])]),
+    ('closest_tie', [('a b c d e', ['a b c d', 'a b c d e f']),
+                     ('p q r', ['p q', 'p q r s', 'p'])]),
+    ('numbers_punct', [
+        ('It costs $1,000.50 (or 3-4 euros), right?',
+         ['It costs $1,000.50, or 3 - 4 euros, right ?']),
+        ('&quot;Quoted&quot; &amp;lt; text &gt; <skipped> end-\nof line.',
+         ['"Quoted" & lt; text > end of line .']),
+        ('e.g. 1.5, 2,5; a.b,c ... !!', ['e.g. 1.5, 2,5; a.b,c... !!']),
+        ("don't stop-believing/trusting {x} [y] @z #1 ~", ["don't stop believing"])]),
+    ('unicode', [
+        ('Zwei junge weiße Männer sind im Freien in der Nähe vieler Büsche.',
+         ['Zwei junge, weiße Männer sind im Freien in der Nähe vieler Büsche.']),
+        ('ΟΔΟΣ ΣΤΗΝ ΑΘΗΝΑ.', ['Οδος στην Αθηνα.']),
+        ('İstanbul çok güzel', ['ISTANBUL ÇOK GÜZEL']),
+        ('我爱北京天安门。', ['我爱北京。']),
+        ('Emoji 👍🏽 ok', ['emoji 👍 ok'])]),
+    ('whitespace', [
+        ('  tabs\tand\u00a0nbsp and   spaces   ', ['tabs and nbsp and spaces']),
+        ('trailing\u3000\u2028', ['trailing']),
+        ('\x1cfile\x1dsep\x1e', ['file sep'])]),
+    ('case', [('The CAT sat', ['the cat SAT']), ('ÄÖÜ', ['äöü'])]),
+]
+
+
+def random_corpus(rng, n, max_refs):
+    words = ('the a man woman dog cat sits runs on in at with red blue big '
+             'small street park ball , . ! ? " ( ) 1,000 3.5 - Straße Mädchen '
+             'ÜBER über ΣΟΦΙΑ σοφία 東京').split()
+    segs = []
+    for _ in range(n):
+        ref0 = [rng.choice(words) for _ in range(rng.randint(0, 14))]
+        refs = []
+        for _ in range(rng.randint(1, max_refs)):
+            r = list(ref0)
+            for _ in range(rng.randint(0, 4)):
+                if r and rng.random() < 0.5:
+                    del r[rng.randrange(len(r))]
+                else:
+                    r.insert(rng.randint(0, len(r)), rng.choice(words))
+            refs.append(' '.join(r))
+        hyp = list(ref0)
+        for _ in range(rng.randint(0, 6)):
+            op = rng.random()
+            if hyp and op < 0.4:
+                del hyp[rng.randrange(len(hyp))]
+            elif hyp and op < 0.7:
+                hyp[rng.randrange(len(hyp))] = rng.choice(words)
+            else:
+                hyp.insert(rng.randint(0, len(hyp)), rng.choice(words))
+        segs.append((' '.join(hyp), refs))
+    return segs
+
+
+def baseline_tokens(line):
+    return re.findall(r'\w+|[^\w\s]', line.lower())
+
+
+def write_scores(rng, sacrebleu_path):
+    """text_scores.txt: per corpus
+         corpus NAME
+         hyp TEXT         a segment's hypothesis, followed by
+         ref TEXT         its references (one or more)
+         ...
+         bleu STRING      sacreBLEU BLEU() corpus score string
+         bleu.score REPR  its score (Python repr: the exact double)
+         bleu_lc ...      BLEU(lowercase=True)
+         bleu_none ...    BLEU(tokenize='none')
+         chrf STRING / chrf.score REPR          CHRF()
+         chrf_lc STRING / chrf_lc.score REPR    CHRF(lowercase=True)
+         nltk R1 R2 R3 R4 NLTK corpus_bleu on the baseline's tokens with
+                          weights (1,), (1/2,)*2, (1/3,)*3, (1/4,)*4
+         end
+    """
+    import warnings
+    from nltk.translate.bleu_score import corpus_bleu
+    BLEU, CHRF = load_sacrebleu(sacrebleu_path)
+    corpora = list(SCORE_CORPORA)
+    corpora.append(('random_1ref', random_corpus(rng, 120, 1)))
+    corpora.append(('random_3refs', random_corpus(rng, 120, 3)))
+    path = os.path.join(DATA, 'text_scores.txt')
+    with open(path, 'w', encoding='utf-8', newline='\n') as f:
+        header(f, "sacreBLEU's BLEU and chrF, NLTK's corpus_bleu")
+        for name, segs in corpora:
+            f.write(f'corpus {name}\n')
+            for h, refs in segs:
+                f.write(f'hyp {esc(h)}\n')
+                for r in refs:
+                    f.write(f'ref {esc(r)}\n')
+            hyps = [h for h, _ in segs]
+            nref = max(len(refs) for _, refs in segs)
+            # reference streams; None where a segment has fewer references
+            streams = [[refs[k] if k < len(refs) else None for _, refs in segs]
+                       for k in range(nref)]
+            for tag, metric in [('bleu', BLEU()),
+                                ('bleu_lc', BLEU(lowercase=True)),
+                                ('bleu_none', BLEU(tokenize='none')),
+                                ('chrf', CHRF()),
+                                ('chrf_lc', CHRF(lowercase=True))]:
+                sc = metric.corpus_score(hyps, streams)
+                f.write(f'{tag} {sc}\n{tag}.score {sc.score!r}\n')
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                nl = corpus_bleu(
+                    [[baseline_tokens(r) for r in refs] for _, refs in segs],
+                    [baseline_tokens(h) for h, _ in segs],
+                    weights=[(1.0,), (1 / 2,) * 2, (1 / 3,) * 3, (1 / 4,) * 4])
+            f.write('nltk ' + ' '.join(repr(float(x)) for x in nl) + '\nend\n')
+    print(path, len(corpora), 'corpora')
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--sacrebleu', default='/work/ext/mjpost+sacrebleu')
     ap.add_argument('--subword-nmt', default='/work/ext/rsennrich+subword-nmt')
     a = ap.parse_args()
     write_tokenize(random.Random(14))
+    write_scores(random.Random(15), a.sacrebleu)
 
 
 if __name__ == '__main__':

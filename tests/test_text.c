@@ -4,6 +4,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "text_util.h"
 
+#include <float.h>
+#include <math.h>
 #include <stdint.h>
 
 static void setup(void) { loom_clear_error(); }
@@ -326,6 +328,295 @@ START_TEST(test_tokenize_errors) {
 }
 END_TEST
 
+/* ------------------------------------------------------------- scores */
+
+/* A corpus of the reference file: segments of one hypothesis and their
+ * references (all unescaped, in one token list as plain strings). */
+typedef struct {
+  app_tokens text; /* hyp, ref, ref, hyp, ref, ... */
+  int64_t n_seg;
+  int64_t seg_start[512]; /* index of each segment's hyp in text */
+  int n_refs[512];
+} ref_corpus;
+
+/* Checks that a score line "TAG STRING" and "TAG.score REPR" match. */
+static void check_score(char **p, const char *tag, const char *corpus,
+                        const char *got, double score) {
+  char want_tag[64];
+  ck_assert_str_eq(ref_value(ref_line(p), tag), got);
+  snprintf(want_tag, sizeof want_tag, "%s.score", tag);
+  double want = strtod(ref_value(ref_line(p), want_tag), NULL);
+  ck_assert_msg(score == want, "%s of %s: %.17g, expected %.17g", tag, corpus,
+                score, want);
+}
+
+static void score_bleu(const ref_corpus *c, app_bleu_options o, app_buf *line,
+                       double *score) {
+  app_bleu *b = app_bleu_new(o);
+  ck_assert_loom(b);
+  for (int64_t s = 0; s < c->n_seg; s++) {
+    const char *refs[8];
+    size_t lens[8];
+    int64_t h = c->seg_start[s];
+    for (int r = 0; r < c->n_refs[s]; r++) {
+      refs[r] = app_token(&c->text, h + 1 + r);
+      lens[r] = app_token_len(&c->text, h + 1 + r);
+    }
+    ck_assert_int_eq(app_bleu_add(b, app_token(&c->text, h),
+                                  app_token_len(&c->text, h), refs, lens,
+                                  c->n_refs[s]),
+                     0);
+  }
+  app_bleu_result r;
+  app_bleu_get(b, &r);
+  app_buf_clear(line);
+  ck_assert_int_eq(app_bleu_format(&r, line), 0);
+  *score = r.score;
+  app_bleu_free(b);
+}
+
+static void score_chrf(const ref_corpus *c, bool lowercase, app_buf *line,
+                       double *score) {
+  app_chrf *ch = app_chrf_new((app_chrf_options){.lowercase = lowercase});
+  ck_assert_loom(ch);
+  for (int64_t s = 0; s < c->n_seg; s++) {
+    const char *refs[8];
+    size_t lens[8];
+    int64_t h = c->seg_start[s];
+    for (int r = 0; r < c->n_refs[s]; r++) {
+      refs[r] = app_token(&c->text, h + 1 + r);
+      lens[r] = app_token_len(&c->text, h + 1 + r);
+    }
+    ck_assert_int_eq(app_chrf_add(ch, app_token(&c->text, h),
+                                  app_token_len(&c->text, h), refs, lens,
+                                  c->n_refs[s]),
+                     0);
+  }
+  app_buf_clear(line);
+  ck_assert_int_eq(app_chrf_format(ch, line), 0);
+  *score = app_chrf_score(ch);
+  app_chrf_free(ch);
+}
+
+/* NLTK's BLEU-1..4 on the baseline's tokens. */
+static void score_nltk(const ref_corpus *c, double out[4]) {
+  app_nltk_bleu *b = app_nltk_bleu_new(4);
+  ck_assert_loom(b);
+  app_tokens hyp = {0}, refs[8] = {{0}};
+  for (int64_t s = 0; s < c->n_seg; s++) {
+    int64_t h = c->seg_start[s];
+    app_tokens_clear(&hyp);
+    ck_assert_int_eq(app_tokenize_lower(app_token(&c->text, h),
+                                        app_token_len(&c->text, h), &hyp, "h"),
+                     0);
+    for (int r = 0; r < c->n_refs[s]; r++) {
+      app_tokens_clear(&refs[r]);
+      ck_assert_int_eq(app_tokenize_lower(app_token(&c->text, h + 1 + r),
+                                          app_token_len(&c->text, h + 1 + r),
+                                          &refs[r], "r"),
+                       0);
+    }
+    ck_assert_int_eq(app_nltk_bleu_add(b, &hyp, refs, c->n_refs[s]), 0);
+  }
+  for (int order = 1; order <= 4; order++) {
+    app_bleu_result r;
+    ck_assert_int_eq(app_nltk_bleu_get(b, order, NULL, &r), 0);
+    out[order - 1] = r.score; /* 100 * corpus_bleu's value */
+  }
+  app_tokens_free(&hyp);
+  for (int r = 0; r < 8; r++)
+    app_tokens_free(&refs[r]);
+  app_nltk_bleu_free(b);
+}
+
+START_TEST(test_scores_match_sacrebleu_and_nltk) {
+  size_t len;
+  char *file = ref_slurp("text_scores.txt", &len), *p = file, *line;
+  app_buf un = {0}, got = {0};
+  ref_corpus *c = calloc(1, sizeof *c);
+  int corpora = 0;
+  while ((line = ref_line(&p))) {
+    char name[64];
+    snprintf(name, sizeof name, "%s", ref_value(line, "corpus"));
+    app_tokens_clear(&c->text);
+    c->n_seg = 0;
+    char *l;
+    while ((l = ref_line(&p)) &&
+           (!strncmp(l, "hyp", 3) || !strncmp(l, "ref", 3))) {
+      bool hyp = l[0] == 'h';
+      char *v = l + (l[3] ? 4 : 3);
+      ref_unescape(v, strlen(v), &un);
+      if (hyp) {
+        ck_assert_int_lt(c->n_seg, 512);
+        c->seg_start[c->n_seg] = c->text.n;
+        c->n_refs[c->n_seg++] = 0;
+      } else {
+        ck_assert_int_lt(c->n_refs[c->n_seg - 1], 8);
+        c->n_refs[c->n_seg - 1]++;
+      }
+      ck_assert_int_eq(app_tokens_push(&c->text, un.data, un.len, false), 0);
+    }
+    double score;
+    static const struct {
+      const char *tag;
+      app_bleu_options o;
+    } bleus[] = {{"bleu", {false, APP_BLEU_13A}},
+                 {"bleu_lc", {true, APP_BLEU_13A}},
+                 {"bleu_none", {false, APP_BLEU_TOKENIZE_NONE}}};
+    for (int k = 0; k < 3; k++) {
+      score_bleu(c, bleus[k].o, &got, &score);
+      /* l holds the first score line already */
+      if (k == 0) {
+        ck_assert_str_eq(ref_value(l, "bleu"), got.data);
+        double want = strtod(ref_value(ref_line(&p), "bleu.score"), NULL);
+        ck_assert_msg(score == want, "bleu of %s: %.17g, expected %.17g", name,
+                      score, want);
+      } else {
+        check_score(&p, bleus[k].tag, name, got.data, score);
+      }
+    }
+    score_chrf(c, false, &got, &score);
+    check_score(&p, "chrf", name, got.data, score);
+    score_chrf(c, true, &got, &score);
+    check_score(&p, "chrf_lc", name, got.data, score);
+    double nltk[4];
+    score_nltk(c, nltk);
+    char *v = ref_value(ref_line(&p), "nltk");
+    for (int k = 0; k < 4; k++) {
+      double want = strtod(v, &v) * 100;
+      ck_assert_msg(nltk[k] == want,
+                    "NLTK BLEU-%d of %s: %.17g, expected %.17g", k + 1, name,
+                    nltk[k], want);
+    }
+    ref_value(ref_line(&p), "end");
+    corpora++;
+  }
+  ck_assert_int_eq(corpora, 16);
+  app_tokens_free(&c->text);
+  free(c);
+  app_buf_free(&un);
+  app_buf_free(&got);
+  free(file);
+}
+END_TEST
+
+/* Worked by hand from the rules of tokenizer 13a (and checked against
+ * sacreBLEU's Tokenizer13a). */
+START_TEST(test_13a_by_hand) {
+  static const char *cases[][2] = {
+      {"Hello, world!", "Hello , world !"}, /* , after a letter; ! always */
+      {"1,000.50", "1,000.50"},             /* between digits: kept */
+      {"a.b", "a . b"},                     /* after a non-digit */
+      {"2.", "2 ."},                        /* before a non-digit */
+      {".5", ". 5"}, /* the padding space before it is a non-digit */
+      {"1.a", "1 . a"},
+      {"x.,y", "x . , y"},
+      {"\xC3\x9C.\xC3\x96", "\xC3\x9C . \xC3\x96"}, /* Ü.Ö: one character */
+      {"3-4", "3 - 4"},                             /* a dash after a digit */
+      {"x-y", "x-y"},                               /* otherwise kept */
+      {"don't", "don't"},
+      {"(a)", "( a )"},
+      {"&quot;hi&quot;", "\" hi \""},
+      {"&amp;lt;", "<"}, /* &amp; first, then &lt; */
+      {"a<skipped>b", "ab"},
+      {"e-\nmail", "email"},
+      {"  \t ", ""},
+  };
+  app_buf out = {0};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    app_buf_clear(&out);
+    ck_assert_int_eq(app_tokenize_13a(cases[i][0], strlen(cases[i][0]), &out),
+                     0);
+    ck_assert_str_eq(out.data, cases[i][1]);
+  }
+  app_buf_free(&out);
+}
+END_TEST
+
+/* BLEU of one segment from its counts, worked by hand. */
+static void bleu1(const char *hyp, const char *ref, app_bleu_result *r) {
+  app_bleu *b = app_bleu_new((app_bleu_options){0});
+  ck_assert_loom(b);
+  size_t len = strlen(ref);
+  ck_assert_int_eq(app_bleu_add(b, hyp, strlen(hyp), &ref, &len, 1), 0);
+  app_bleu_get(b, r);
+  app_bleu_free(b);
+}
+
+START_TEST(test_bleu_smoothing_by_hand) {
+  app_bleu_result r;
+  app_buf s = {0};
+  /* matches 3/4, 1/3, 0/2, 0/1: 'exp' smoothing makes the zero orders
+   * 1/(2*2) and 1/(4*1), so BLEU = (75 * 33.3 * 25 * 25)^(1/4) =
+   * sqrt(1250) */
+  bleu1("a b c d", "a b x d", &r);
+  ck_assert_int_eq(r.correct[2], 0);
+  ck_assert_int_eq(r.total[3], 1);
+  ck_assert_double_eq_tol(r.precision[2], 25.0, 1e-12);
+  ck_assert_double_eq_tol(r.precision[3], 25.0, 1e-12);
+  ck_assert_double_eq_tol(r.score, sqrt(1250.0), 1e-12);
+  ck_assert_int_eq(app_bleu_format(&r, &s), 0);
+  ck_assert_str_eq(s.data, "BLEU = 35.36 75.0/33.3/25.0/25.0 (BP = 1.000 "
+                           "ratio = 1.000 hyp_len = 4 ref_len = 4)");
+  /* no 4-grams in the hypothesis: that precision stays 0 and BLEU is 0;
+   * the brevity penalty is exp(1 - 6/3) */
+  bleu1("a b c", "a b c d e f", &r);
+  ck_assert_double_eq_tol(r.bp, exp(-1.0), 1e-15);
+  ck_assert_double_eq(r.score, 0.0);
+  app_buf_clear(&s);
+  ck_assert_int_eq(app_bleu_format(&r, &s), 0);
+  ck_assert_str_eq(s.data, "BLEU = 0.00 100.0/100.0/100.0/0.0 (BP = 0.368 "
+                           "ratio = 0.500 hyp_len = 3 ref_len = 6)");
+  app_buf_free(&s);
+
+  /* NLTK: no smoothing, a zero order counts as the smallest double */
+  app_nltk_bleu *n = app_nltk_bleu_new(4);
+  app_tokens h = {0}, ref = {0};
+  ck_assert_int_eq(app_split_space("a b c d", 7, &h, "h"), 0);
+  ck_assert_int_eq(app_split_space("a b x d", 7, &ref, "r"), 0);
+  ck_assert_int_eq(app_nltk_bleu_add(n, &h, &ref, 1), 0);
+  ck_assert_int_eq(app_nltk_bleu_get(n, 2, NULL, &r), 0);
+  ck_assert_double_eq_tol(r.score, 50.0, 1e-12); /* sqrt(3/4 * 1/3) */
+  ck_assert_int_eq(app_nltk_bleu_get(n, 4, NULL, &r), 0);
+  /* (3/4 * 1/3)^(1/4) * DBL_MIN^(1/2) */
+  ck_assert_double_eq_tol(r.score / (100 * sqrt(0.5) * sqrt(DBL_MIN)), 1.0,
+                          1e-12);
+  ck_assert_int_eq(app_nltk_bleu_get(n, 5, NULL, &r), -1);
+  loom_clear_error();
+  /* a hypothesis shorter than n adds 1 to that order's denominator */
+  app_tokens_clear(&h);
+  ck_assert_int_eq(app_split_space("a", 1, &h, "h"), 0);
+  ck_assert_int_eq(app_nltk_bleu_add(n, &h, &ref, 1), 0);
+  ck_assert_int_eq(app_nltk_bleu_get(n, 4, NULL, &r), 0);
+  ck_assert_int_eq(r.total[3], 2);
+  ck_assert_int_eq(r.correct[0], 4);
+  app_tokens_free(&h);
+  app_tokens_free(&ref);
+  app_nltk_bleu_free(n);
+}
+END_TEST
+
+START_TEST(test_score_errors) {
+  app_bleu *b = app_bleu_new((app_bleu_options){0});
+  const char *ref = "ok";
+  size_t len = 2;
+  ck_assert_int_eq(app_bleu_add(b, "x", 1, &ref, &len, 0), -1);
+  loom_clear_error();
+  ck_assert_int_eq(app_bleu_add(b, "\xFF", 1, &ref, &len, 1), -1);
+  ck_assert_str_eq(loom_last_error(), "BLEU: invalid UTF-8 at byte 0");
+  loom_clear_error();
+  app_bleu_free(b);
+  app_chrf *c = app_chrf_new((app_chrf_options){0});
+  ck_assert_int_eq(app_chrf_add(c, "ok", 2, &ref, &len, 0), -1);
+  loom_clear_error();
+  app_chrf_free(c);
+  ck_assert_ptr_null(app_chrf_new((app_chrf_options){.char_order = 7}));
+  loom_clear_error();
+  ck_assert_ptr_null(app_nltk_bleu_new(0));
+  loom_clear_error();
+}
+END_TEST
+
 /* ------------------------------------------------------------- lines */
 
 START_TEST(test_line_reader) {
@@ -400,6 +691,10 @@ int main(void) {
   tcase_add_test(tc, test_tokenize_matches_python);
   tcase_add_test(tc, test_detokenize_inverts_tokenize);
   tcase_add_test(tc, test_tokenize_errors);
+  tcase_add_test(tc, test_scores_match_sacrebleu_and_nltk);
+  tcase_add_test(tc, test_13a_by_hand);
+  tcase_add_test(tc, test_bleu_smoothing_by_hand);
+  tcase_add_test(tc, test_score_errors);
   tcase_add_test(tc, test_line_reader);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);

@@ -156,6 +156,16 @@ int app_tokenize_lower(const char *line, size_t len, app_tokens *out,
 int app_tokenize_reversible(const char *line, size_t len, app_tokens *out,
                             const char *name);
 
+/* Python's str.split() with no argument: the runs of non-whitespace
+ * characters (app_unicode_is_space) of valid UTF-8, appended to out. 0, or
+ * -1 (invalid UTF-8, memory). */
+int app_split_space(const char *s, size_t len, app_tokens *out,
+                    const char *name);
+
+/* The length of valid UTF-8 s[0..len) without its trailing whitespace, as
+ * Python's str.rstrip() with no argument. */
+size_t app_rstrip_len(const char *s, size_t len);
+
 /* The joiner that marks a glued token in a token line (OpenNMT's U+FFED,
  * "￭"). */
 #define APP_JOINER "\xEF\xBF\xAD"
@@ -176,5 +186,161 @@ int app_tokens_split_marked(const char *line, size_t len, app_tokens *out,
  * detokenize(tokenize_reversible(x)) is x with each run of whitespace
  * turned into one space and the ends trimmed. Appends to out; 0 or -1. */
 int app_detokenize(const app_tokens *t, app_buf *out);
+
+/* ------------------------------------------------------- string tables */
+
+/* Interned byte strings with dense ids 0, 1, 2, ... in order of first
+ * insertion, found again through a hash index. At most 2^31 - 2 strings. */
+typedef struct {
+  char *pool; /* the strings, each followed by a NUL */
+  size_t pool_len, pool_cap;
+  int64_t *start, *len_;
+  uint64_t *hash;
+  int64_t n, cap;
+  int32_t *slots; /* open addressing, -1 = empty */
+  int64_t n_slots;
+} app_strtab;
+
+/* The id of s[0..len), or -1 if absent. */
+int64_t app_strtab_find(const app_strtab *t, const char *s, size_t len);
+/* The id of s[0..len), added if absent; -1 on a memory error or when the
+ * table is full (recorded). */
+int64_t app_strtab_intern(app_strtab *t, const char *s, size_t len);
+static inline const char *app_strtab_str(const app_strtab *t, int64_t id) {
+  return t->pool + t->start[id];
+}
+static inline size_t app_strtab_len(const app_strtab *t, int64_t id) {
+  return (size_t)t->len_[id];
+}
+/* Forgets every string, keeping the memory. */
+void app_strtab_clear(app_strtab *t);
+void app_strtab_free(app_strtab *t);
+
+/* ------------------------------------------------------- n-gram counts */
+
+/* Counts of n-grams of ids (token ids, or code points for characters), up
+ * to APP_NGRAM_MAX long, two counts each (say hypothesis and reference).
+ * The scores below use them; entries are listed in t->used (slot indices
+ * into t->slots) in insertion order. */
+#define APP_NGRAM_MAX 6
+typedef struct {
+  uint32_t key[APP_NGRAM_MAX];
+  int32_t n; /* 0: an empty slot */
+  int64_t count[2];
+} app_ngram;
+
+typedef struct {
+  app_ngram *slots;
+  int64_t n_slots;
+  int64_t *used;
+  int64_t n_used, used_cap;
+} app_ngrams;
+
+/* The entry of key[0..n) (1 <= n <= APP_NGRAM_MAX), added with zero counts
+ * if absent; valid until the next insertion. NULL on a memory error. */
+app_ngram *app_ngrams_get(app_ngrams *t, const uint32_t *key, int n);
+/* The entry of key[0..n), or NULL if absent. */
+const app_ngram *app_ngrams_find(const app_ngrams *t, const uint32_t *key,
+                                 int n);
+/* Forgets every entry, keeping the memory. */
+void app_ngrams_clear(app_ngrams *t);
+void app_ngrams_free(app_ngrams *t);
+
+/* ------------------------------------------------------------- scores */
+
+/* sacreBLEU's tokenizer 13a (mteval-v13a's) of valid UTF-8 s[0..len):
+ * "<skipped>" removed, "-\n" joined, "\n" made a space, &quot; &amp; &lt;
+ * &gt; unescaped, ASCII punctuation other than . , - ' split off, "." and
+ * "," split off unless between digits, "-" split off after a digit; the
+ * tokens are appended to out separated by single spaces. 0, or -1 (invalid
+ * UTF-8, memory). */
+int app_tokenize_13a(const char *s, size_t len, app_buf *out);
+
+/* BLEU's statistics and score, for printing in sacreBLEU's form. */
+typedef struct {
+  double score;                    /* 0..100 */
+  int order;                       /* n-gram orders used: 1..order */
+  double precision[APP_NGRAM_MAX]; /* percent */
+  int64_t correct[APP_NGRAM_MAX], total[APP_NGRAM_MAX];
+  double bp, ratio;
+  int64_t hyp_len, ref_len;
+} app_bleu_result;
+
+/* Appends sacreBLEU's score string, e.g.
+ * "BLEU = 48.89 85.7/66.7/40.0/25.0 (BP = 1.000 ratio = 1.000 hyp_len = 7
+ * ref_len = 7)" (one line, no newline). 0, or -1 (memory). */
+int app_bleu_format(const app_bleu_result *r, app_buf *out);
+
+/* sacreBLEU's default corpus BLEU (BLEU(), corpus_score): 4-gram
+ * precisions over the corpus, exponential smoothing ('exp': the k-th order
+ * with no match counts 1 / 2^k matches), brevity penalty from the total
+ * hypothesis length and the sum of the closest reference lengths (ties to
+ * the shorter), tokenizer 13a or none, optionally lowercased with
+ * str.lower() first. */
+typedef enum { APP_BLEU_13A, APP_BLEU_TOKENIZE_NONE } app_bleu_tokenizer;
+typedef struct {
+  bool lowercase;
+  app_bleu_tokenizer tokenizer;
+} app_bleu_options;
+
+typedef struct app_bleu app_bleu;
+/* A new, empty corpus; NULL on a memory error. Free with app_bleu_free. */
+app_bleu *app_bleu_new(app_bleu_options o);
+void app_bleu_free(app_bleu *b);
+/* Adds a segment: hypothesis hyp[0..hyp_len) and n_refs >= 1 references
+ * refs[i][0..ref_lens[i]), UTF-8, trailing whitespace ignored. 0, or -1
+ * (invalid UTF-8, no reference, memory). */
+int app_bleu_add(app_bleu *b, const char *hyp, size_t hyp_len,
+                 const char *const *refs, const size_t *ref_lens, int n_refs);
+/* The corpus score so far (sacreBLEU's numbers, bit for bit). */
+void app_bleu_get(const app_bleu *b, app_bleu_result *r);
+
+/* sacreBLEU's default chrF (CHRF(): character n-grams of orders 1..6 over
+ * the text with all whitespace removed, no word n-grams, beta 2): per
+ * segment the reference with the best F-score, statistics summed over the
+ * corpus, the F-score from the precision and recall averaged over the
+ * orders that have both hypothesis and reference n-grams. */
+typedef struct {
+  int char_order; /* 1..APP_NGRAM_MAX; 0 means 6 */
+  int beta;       /* >= 1; 0 means 2 */
+  bool lowercase;
+} app_chrf_options;
+
+typedef struct app_chrf app_chrf;
+/* NULL on a memory error or options out of range. */
+app_chrf *app_chrf_new(app_chrf_options o);
+void app_chrf_free(app_chrf *c);
+/* As app_bleu_add. */
+int app_chrf_add(app_chrf *c, const char *hyp, size_t hyp_len,
+                 const char *const *refs, const size_t *ref_lens, int n_refs);
+/* The corpus score, 0..100. */
+double app_chrf_score(const app_chrf *c);
+/* Appends sacreBLEU's score string, "chrF2 = 67.17". 0 or -1. */
+int app_chrf_format(const app_chrf *c, app_buf *out);
+
+/* NLTK's corpus_bleu (nltk.translate.bleu_score) on token lists, as the
+ * PyTorch baseline scores translations: per sentence and order the
+ * hypothesis n-grams clipped by their largest count in any reference, over
+ * max(1, hypothesis n-grams); sums over the corpus; no smoothing (an order
+ * with no match counts as the smallest double, so the score is tiny but
+ * not 0, as in NLTK); 0 if no unigram matches; brevity penalty from the
+ * closest reference lengths (ties to the shorter); weights summed in
+ * log space with math.fsum's exact sum. */
+typedef struct app_nltk_bleu app_nltk_bleu;
+/* Counts n-grams of orders 1..max_order (1..APP_NGRAM_MAX); NULL on a
+ * memory error or a bad order. */
+app_nltk_bleu *app_nltk_bleu_new(int max_order);
+void app_nltk_bleu_free(app_nltk_bleu *b);
+/* Adds a sentence: the hypothesis tokens and n_refs >= 1 reference token
+ * lists refs[0..n_refs). 0 or -1 (no reference, memory). */
+int app_nltk_bleu_add(app_nltk_bleu *b, const app_tokens *hyp,
+                      const app_tokens *refs, int n_refs);
+/* corpus_bleu(..., weights) over orders 1..order (order <= max_order) with
+ * weights[0..order) (NULL: uniform 1/order, as NLTK's BLEU-1..4 are
+ * usually asked for); r->score is 100 times its value (the baseline's
+ * figure), r->precision the corpus precisions in percent. 0, or -1 for a
+ * bad order. */
+int app_nltk_bleu_get(const app_nltk_bleu *b, int order, const double *weights,
+                      app_bleu_result *r);
 
 #endif

@@ -117,6 +117,44 @@ int app_tokenize_reversible(const char *line, size_t len, app_tokens *out,
   return split(line, len, out);
 }
 
+int app_split_space(const char *s, size_t len, app_tokens *out,
+                    const char *name) {
+  if (app_utf8_check(s, len, name, 0))
+    return -1;
+  size_t i = 0, start = 0;
+  bool in_token = false;
+  while (i < len) {
+    uint32_t cp;
+    int n = app_utf8_decode(s + i, len - i, &cp);
+    bool space = app_unicode_is_space(cp);
+    if (space && in_token) {
+      if (app_tokens_push(out, s + start, i - start, false))
+        return -1;
+      in_token = false;
+    } else if (!space && !in_token) {
+      start = i;
+      in_token = true;
+    }
+    i += (size_t)n;
+  }
+  if (in_token && app_tokens_push(out, s + start, len - start, false))
+    return -1;
+  return 0;
+}
+
+size_t app_rstrip_len(const char *s, size_t len) {
+  while (len > 0) {
+    size_t k = len - 1;
+    while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
+      k--;
+    uint32_t cp;
+    if (app_utf8_decode(s + k, len - k, &cp) < 0 || !app_unicode_is_space(cp))
+      break;
+    len = k;
+  }
+  return len;
+}
+
 static const size_t joiner_len = sizeof APP_JOINER - 1;
 
 int app_tokens_join_marked(const app_tokens *t, app_buf *out) {

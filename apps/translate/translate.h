@@ -1,0 +1,10 @@
+/* translate: machine translation from the command line. Each subcommand
+ * is a main() of its own, dispatched by main.c; they return the program's
+ * exit status (0 done, 1 failed, 2 bad usage). */
+#ifndef LOOM_APPS_TRANSLATE_H
+#define LOOM_APPS_TRANSLATE_H
+
+/* translate score REF [REF...] < HYP: BLEU and chrF as sacreBLEU. */
+int translate_score_main(int argc, char **argv);
+
+#endif
