@@ -1,5 +1,6 @@
-/* Named-tensor maps and the safetensors format (8-byte little-endian header
- * length, JSON header, then the raw little-endian data). */
+/* The safetensors format: an 8-byte little-endian header length, a JSON
+ * header (names, dtypes, shapes, data offsets, string metadata), then the
+ * raw little-endian data; read into and written from a loom_tensor_map. */
 #define _POSIX_C_SOURCE 200809L
 #include "safetensors.h"
 
@@ -17,142 +18,6 @@
 
 /* A header larger than this is not a model checkpoint but an attack. */
 #define MAX_HEADER (100 << 20)
-
-typedef struct {
-  char *name;
-  loom_tensor *t;
-} entry;
-
-struct loom_tensor_map {
-  entry *items;
-  int n, cap;
-  char **meta; /* key, value, key, value, ... */
-  int n_meta, cap_meta;
-};
-
-loom_tensor_map *loom_tensor_map_new(void) {
-  loom_tensor_map *m = calloc(1, sizeof *m);
-  if (!m)
-    loom_set_error(LOOM_ERR_MEMORY, "tensor_map_new: out of memory");
-  return m;
-}
-
-void loom_tensor_map_free(loom_tensor_map *m) {
-  if (!m)
-    return;
-  for (int i = 0; i < m->n; i++) {
-    free(m->items[i].name);
-    loom_release(m->items[i].t);
-  }
-  for (int i = 0; i < m->n_meta; i++)
-    free(m->meta[i]);
-  free(m->items);
-  free(m->meta);
-  free(m);
-}
-
-static int find(const loom_tensor_map *m, const char *name) {
-  for (int i = 0; i < m->n; i++)
-    if (strcmp(m->items[i].name, name) == 0)
-      return i;
-  return -1;
-}
-
-int loom_tensor_map_set(loom_tensor_map *m, const char *name, loom_tensor *t) {
-  if (!m || !name || !t)
-    return -1;
-  int i = find(m, name);
-  if (i >= 0) {
-    loom_keep(t);
-    loom_release(m->items[i].t);
-    m->items[i].t = t;
-    return 0;
-  }
-  if (m->n == m->cap) {
-    int cap = m->cap ? 2 * m->cap : 16;
-    entry *g = realloc(m->items, (size_t)cap * sizeof *g);
-    if (!g)
-      goto oom;
-    m->items = g;
-    m->cap = cap;
-  }
-  char *copy = strdup(name);
-  if (!copy)
-    goto oom;
-  m->items[m->n++] = (entry){copy, loom_keep(t)};
-  return 0;
-oom:
-  loom_set_error(LOOM_ERR_MEMORY, "tensor_map_set: out of memory");
-  return -1;
-}
-
-loom_tensor *loom_tensor_map_get(const loom_tensor_map *m, const char *name) {
-  int i = m && name ? find(m, name) : -1;
-  return i >= 0 ? m->items[i].t : NULL;
-}
-
-int loom_tensor_map_count(const loom_tensor_map *m) { return m ? m->n : 0; }
-
-const char *loom_tensor_map_name(const loom_tensor_map *m, int i) {
-  return m && i >= 0 && i < m->n ? m->items[i].name : NULL;
-}
-
-loom_tensor *loom_tensor_map_at(const loom_tensor_map *m, int i) {
-  return m && i >= 0 && i < m->n ? m->items[i].t : NULL;
-}
-
-int loom_tensor_map_set_meta(loom_tensor_map *m, const char *key,
-                             const char *value) {
-  if (!m || !key || !value)
-    return -1;
-  char *v = strdup(value);
-  if (!v)
-    goto oom;
-  for (int i = 0; i < m->n_meta; i += 2)
-    if (strcmp(m->meta[i], key) == 0) {
-      free(m->meta[i + 1]);
-      m->meta[i + 1] = v;
-      return 0;
-    }
-  if (m->n_meta + 2 > m->cap_meta) {
-    int cap = m->cap_meta ? 2 * m->cap_meta : 8;
-    char **g = realloc(m->meta, (size_t)cap * sizeof *g);
-    if (!g) {
-      free(v);
-      goto oom;
-    }
-    m->meta = g;
-    m->cap_meta = cap;
-  }
-  char *k = strdup(key);
-  if (!k) {
-    free(v);
-    goto oom;
-  }
-  m->meta[m->n_meta++] = k;
-  m->meta[m->n_meta++] = v;
-  return 0;
-oom:
-  loom_set_error(LOOM_ERR_MEMORY, "tensor_map_set_meta: out of memory");
-  return -1;
-}
-
-const char *loom_tensor_map_meta(const loom_tensor_map *m, const char *key) {
-  if (!m || !key)
-    return NULL;
-  for (int i = 0; i < m->n_meta; i += 2)
-    if (strcmp(m->meta[i], key) == 0)
-      return m->meta[i + 1];
-  return NULL;
-}
-
-int loom_tensor_map_meta_count(const loom_tensor_map *m) {
-  return m ? m->n_meta / 2 : 0;
-}
-
-const char *loom_tensor_map_meta_key(const loom_tensor_map *m, int i) {
-  return m && i >= 0 && 2 * i < m->n_meta ? m->meta[2 * i] : NULL;
-}
 
 /* ---- dtypes on disk ---- */
 
@@ -554,33 +419,36 @@ int loom_safetensors_save(const char *path, const loom_tensor_map *m) {
   sbuf h = {0};
   puts_(&h, "{");
   bool first = true;
-  if (m->n_meta > 0) {
+  int n_meta = loom_tensor_map_meta_count(m), n = loom_tensor_map_count(m);
+  if (n_meta > 0) {
     puts_(&h, "\"__metadata__\":{");
-    for (int i = 0; i < m->n_meta; i += 2) {
+    for (int i = 0; i < n_meta; i++) {
+      const char *key = loom_tensor_map_meta_key(m, i);
       if (i)
         puts_(&h, ",");
-      put_json_string(&h, m->meta[i]);
+      put_json_string(&h, key);
       puts_(&h, ":");
-      put_json_string(&h, m->meta[i + 1]);
+      put_json_string(&h, loom_tensor_map_meta(m, key));
     }
     puts_(&h, "}");
     first = false;
   }
   uint64_t at = 0;
-  for (int i = 0; i < m->n; i++) {
-    const loom_tensor *t = m->items[i].t;
+  for (int i = 0; i < n; i++) {
+    const loom_tensor *t = loom_tensor_map_at(m, i);
+    const char *name = loom_tensor_map_name(m, i);
     const char *dn = disk_name(t->dtype);
     if (!dn) {
       free(h.p);
       loom_set_error(LOOM_ERR_DTYPE, "%s: cannot save %s tensor '%s'", path,
-                     loom_dtype_name(t->dtype), m->items[i].name);
+                     loom_dtype_name(t->dtype), name);
       return -1;
     }
     char num[96];
     if (!first)
       puts_(&h, ",");
     first = false;
-    put_json_string(&h, m->items[i].name);
+    put_json_string(&h, name);
     puts_(&h, ":{\"dtype\":\"");
     puts_(&h, dn);
     puts_(&h, "\",\"shape\":[");
@@ -608,8 +476,8 @@ int loom_safetensors_save(const char *path, const loom_tensor_map *m) {
   bool ok = f && fwrite(&hlen, 8, 1, f) == 1 &&
             fwrite(h.p, 1, h.len, f) == h.len,
        oom = false;
-  for (int i = 0; ok && i < m->n; i++) {
-    const loom_tensor *t = m->items[i].t;
+  for (int i = 0; ok && i < n; i++) {
+    const loom_tensor *t = loom_tensor_map_at(m, i);
     size_t bytes = (size_t)t->numel * loom_dtype_size(t->dtype);
     loom_tensor *c = NULL;
     if (!loom__is_contiguous(t)) { /* written as a contiguous copy */

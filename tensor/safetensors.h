@@ -1,9 +1,5 @@
-/* Named tensors and the safetensors file format: how loom saves models and
- * checkpoints, and exchanges weights with PyTorch.
- *
- * A loom_tensor_map owns its names, metadata strings, and one reference to
- * each tensor it holds; tensors taken out of it with loom_tensor_map_get are
- * borrowed (valid while the map holds them).
+/* The safetensors file format: how loom saves models and checkpoints, and
+ * exchanges weights with PyTorch (a file holds a loom_tensor_map).
  *
  * The reader checks the whole header before it touches tensor data: header
  * length against the file size, JSON syntax, dtype names, shapes, and that
@@ -15,35 +11,11 @@
 #ifndef LOOM_SAFETENSORS_H
 #define LOOM_SAFETENSORS_H
 
-#include "tensor.h"
+#include "tensor_map.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef struct loom_tensor_map loom_tensor_map;
-
-/* An empty map (caller frees with loom_tensor_map_free); NULL on OOM. */
-LOOM_API loom_tensor_map *loom_tensor_map_new(void);
-LOOM_API void loom_tensor_map_free(loom_tensor_map *m);
-/* Adds or replaces `name` (the map keeps a reference to t). 0 or -1. */
-LOOM_API int loom_tensor_map_set(loom_tensor_map *m, const char *name,
-                                 loom_tensor *t);
-/* The tensor named `name`, borrowed; NULL (no error set) if absent. */
-LOOM_API loom_tensor *loom_tensor_map_get(const loom_tensor_map *m,
-                                          const char *name);
-/* Entries in insertion (for loaded maps: file offset) order. */
-LOOM_API int loom_tensor_map_count(const loom_tensor_map *m);
-LOOM_API const char *loom_tensor_map_name(const loom_tensor_map *m, int i);
-LOOM_API loom_tensor *loom_tensor_map_at(const loom_tensor_map *m, int i);
-/* String metadata (the file's "__metadata__"). */
-LOOM_API int loom_tensor_map_set_meta(loom_tensor_map *m, const char *key,
-                                      const char *value);
-LOOM_API const char *loom_tensor_map_meta(const loom_tensor_map *m,
-                                          const char *key);
-/* Metadata keys in insertion order (borrowed; NULL past the end). */
-LOOM_API int loom_tensor_map_meta_count(const loom_tensor_map *m);
-LOOM_API const char *loom_tensor_map_meta_key(const loom_tensor_map *m, int i);
 
 /* Writes m to `path` (through a temporary file and a rename). Tensors of
  * dtype float32, float64, int64, uint8 and bool are written as F32, F64,

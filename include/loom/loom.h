@@ -9,5 +9,6 @@
 #include "tensor/file.h"
 #include "tensor/safetensors.h"
 #include "tensor/tensor.h"
+#include "tensor/tensor_map.h"
 
 #endif
