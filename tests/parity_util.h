@@ -21,6 +21,18 @@ static inline loom_tensor_map *parity_load(const char *file) {
   return m;
 }
 
+/* A suite's reference file: defines `static loom_tensor_map *var` and the
+ * functions var_open / var_close that load it before a test case's tests
+ * and free it after (tcase_add_unchecked_fixture(tc, var_open, var_close):
+ * loaded once, not once per test). */
+#define PARITY_REFERENCE(var, file)                                            \
+  static loom_tensor_map *var;                                                 \
+  static void var##_open(void) { var = parity_load(file); }                    \
+  static void var##_close(void) {                                              \
+    loom_tensor_map_free(var);                                                 \
+    var = NULL;                                                                \
+  }
+
 /* The entry "<prefix><suffix>" of m, borrowed; NULL if absent. */
 static inline loom_tensor *parity_find(const loom_tensor_map *m,
                                        const char *prefix, const char *suffix) {

@@ -8,14 +8,8 @@
 #define RTOL 1e-5
 #define ATOL 1e-6
 
-static loom_tensor_map *ref_; /* nn_losses.safetensors */
+PARITY_REFERENCE(ref, "nn_losses.safetensors")
 static parity_stat loss_stat = {"losses", 0, ""};
-
-static void open_refs(void) { ref_ = parity_load("nn_losses.safetensors"); }
-static void close_refs(void) {
-  loom_tensor_map_free(ref_);
-  ref_ = NULL;
-}
 
 typedef enum { CE, NLL, MSE, L1, SMOOTH_L1, BCE, BCE_LOGITS, KL } loss_kind;
 
@@ -101,30 +95,30 @@ static loom_tensor *loss_of(const loss_case *c, const loom_tensor *x,
 START_TEST(test_loss) {
   const loss_case *c = &cases[_i];
   char what[160];
-  loom_tensor *x = parity_leaf(parity_ref(ref_, c->name, ".in.input"));
-  loom_tensor *t = parity_ref(ref_, c->name, ".in.target");
-  loom_tensor *w = parity_find(ref_, c->name, ".in.weight");
-  loom_tensor *pw = parity_find(ref_, c->name, ".in.pos_weight");
+  loom_tensor *x = parity_leaf(parity_ref(ref, c->name, ".in.input"));
+  loom_tensor *t = parity_ref(ref, c->name, ".in.target");
+  loom_tensor *w = parity_find(ref, c->name, ".in.weight");
+  loom_tensor *pw = parity_find(ref, c->name, ".in.pos_weight");
   ck_assert_msg(!pw || c->kind == BCE_LOGITS, "%s: pos_weight", c->name);
   loom_tensor *y = loss_of(c, x, t, w, pw);
   snprintf(what, sizeof what, "%s.out", c->name);
-  parity_check(&loss_stat, y, parity_ref(ref_, c->name, ".out"), RTOL, ATOL,
+  parity_check(&loss_stat, y, parity_ref(ref, c->name, ".out"), RTOL, ATOL,
                what);
-  loom_tensor *r = parity_ref(ref_, c->name, ".r");
+  loom_tensor *r = parity_ref(ref, c->name, ".r");
   ck_assert_int_eq(loom_backward(loom_sum_all(loom_mul(y, r))), 0);
   snprintf(what, sizeof what, "%s.grad.input", c->name);
-  parity_check(&loss_stat, loom_grad(x), loom_tensor_map_get(ref_, what), RTOL,
+  parity_check(&loss_stat, loom_grad(x), loom_tensor_map_get(ref, what), RTOL,
                ATOL, what);
   snprintf(what, sizeof what, "%s.grad.", c->name);
-  ck_assert_int_eq(parity_count(ref_, what, ""), 1);
+  ck_assert_int_eq(parity_count(ref, what, ""), 1);
 }
 END_TEST
 
 /* Every case in the file has a row in the table above. */
 START_TEST(test_every_case_is_run) {
-  ck_assert_int_eq(parity_count(ref_, "", ".out"), N_CASES);
+  ck_assert_int_eq(parity_count(ref, "", ".out"), N_CASES);
   for (int i = 0; i < N_CASES; i++)
-    ck_assert_msg(parity_find(ref_, cases[i].name, ".out") != NULL,
+    ck_assert_msg(parity_find(ref, cases[i].name, ".out") != NULL,
                   "no case '%s' in the file", cases[i].name);
 }
 END_TEST
@@ -132,7 +126,7 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("loss_parity");
   TCase *tc = tcase_create("losses");
-  tcase_add_unchecked_fixture(tc, open_refs, close_refs);
+  tcase_add_unchecked_fixture(tc, ref_open, ref_close);
   tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
   tcase_set_timeout(tc, 120);
   tcase_add_loop_test(tc, test_loss, 0, N_CASES);

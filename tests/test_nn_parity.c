@@ -6,26 +6,21 @@
  * are loom's own. The interop tests
  * load torch models' state dicts into loom models built from the same
  * layers, and write loom models for scripts/check_interop_reverse.py. */
+#include "layer_forward.h"
 #include "parity_util.h"
 
 #define RTOL 1e-5
 #define ATOL 1e-6
 
-static loom_tensor_map *ref_; /* nn_layers.safetensors */
+PARITY_REFERENCE(ref, "nn_layers.safetensors")
 static parity_stat layer_stat = {"nn layers", 0, ""};
 static parity_stat interop_stat = {"interop models", 0, ""};
-
-static void open_refs(void) { ref_ = parity_load("nn_layers.safetensors"); }
-static void close_refs(void) {
-  loom_tensor_map_free(ref_);
-  ref_ = NULL;
-}
 
 /* Loads the case's "state." entries into m (strict: names must match). */
 static void load_state(loom_module *m, const char *c) {
   char prefix[128];
   snprintf(prefix, sizeof prefix, "%s.state.", c);
-  loom_tensor_map *sd = parity_submap(ref_, prefix);
+  loom_tensor_map *sd = parity_submap(ref, prefix);
   int rc = loom_module_load_state_dict(m, sd, true);
   loom_tensor_map_free(sd);
   ck_assert_msg(rc == 0, "%s: load_state_dict: %s", c, loom_last_error());
@@ -42,8 +37,8 @@ static void check_grads(const char *c, loom_module *m, loom_tensor *const *in,
   int checked = 0, expected = params ? loom_tensor_map_count(params) : 0;
   for (int k = 0; k < n_in; k++)
     expected += loom_requires_grad(in[k]);
-  for (int i = 0; i < loom_tensor_map_count(ref_); i++) {
-    const char *name = loom_tensor_map_name(ref_, i);
+  for (int i = 0; i < loom_tensor_map_count(ref); i++) {
+    const char *name = loom_tensor_map_name(ref, i);
     if (strncmp(name, prefix, np) != 0)
       continue;
     loom_tensor *t = NULL;
@@ -54,7 +49,7 @@ static void check_grads(const char *c, loom_module *m, loom_tensor *const *in,
       t = loom_tensor_map_get(params, name + np);
     ck_assert_msg(t != NULL, "%s: no input or parameter for it", name);
     ck_assert_msg(loom_grad(t) != NULL, "%s: no gradient arrived", name);
-    parity_check(&layer_stat, loom_grad(t), loom_tensor_map_at(ref_, i), RTOL,
+    parity_check(&layer_stat, loom_grad(t), loom_tensor_map_at(ref, i), RTOL,
                  ATOL, name);
     checked++;
   }
@@ -62,8 +57,6 @@ static void check_grads(const char *c, loom_module *m, loom_tensor *const *in,
   ck_assert_msg(checked == expected, "%s: %d gradients checked, %d expected", c,
                 checked, expected);
 }
-
-typedef loom_tensor *(*forward_fn)(void *layer, loom_tensor *const *in);
 
 /* Runs one recorded forward call: inputs "<c>.in.<names[k]>", output
  * "<c>.out", and the gradients of sum(out * r). */
@@ -73,11 +66,11 @@ static void run_forward(const char *c, loom_module *m, void *layer,
   snprintf(prefix, sizeof prefix, "%s.in.", c);
   loom_tensor *in[4];
   for (int k = 0; k < n_in; k++)
-    in[k] = parity_leaf(parity_ref(ref_, prefix, names[k]));
+    in[k] = parity_leaf(parity_ref(ref, prefix, names[k]));
   loom_tensor *y = f(layer, in);
   snprintf(what, sizeof what, "%s.out", c);
-  parity_check(&layer_stat, y, parity_ref(ref_, c, ".out"), RTOL, ATOL, what);
-  loom_tensor *loss = loom_sum_all(loom_mul(y, parity_ref(ref_, c, ".r")));
+  parity_check(&layer_stat, y, parity_ref(ref, c, ".out"), RTOL, ATOL, what);
+  loom_tensor *loss = loom_sum_all(loom_mul(y, parity_ref(ref, c, ".r")));
   ck_assert_msg(loom_backward(loss) == 0, "%s: backward: %s", c,
                 loom_last_error());
   check_grads(c, m, in, names, n_in);
@@ -98,27 +91,6 @@ static void module_case(const char *c, loom_module *m, forward_fn f,
 
 /* ---- forward calls ---- */
 
-static loom_tensor *fwd_linear(void *l, loom_tensor *const *in) {
-  return loom_linear_layer_forward(l, in[0]);
-}
-static loom_tensor *fwd_bilinear(void *l, loom_tensor *const *in) {
-  return loom_bilinear_forward(l, in[0], in[1]);
-}
-static loom_tensor *fwd_embedding(void *l, loom_tensor *const *in) {
-  return loom_embedding_layer_forward(l, in[0]);
-}
-static loom_tensor *fwd_conv(void *l, loom_tensor *const *in) {
-  return loom_conv2d_layer_forward(l, in[0]);
-}
-static loom_tensor *fwd_batch_norm(void *l, loom_tensor *const *in) {
-  return loom_batch_norm_forward(l, in[0]);
-}
-static loom_tensor *fwd_layer_norm(void *l, loom_tensor *const *in) {
-  return loom_layer_norm_forward(l, in[0]);
-}
-static loom_tensor *fwd_highway(void *l, loom_tensor *const *in) {
-  return loom_highway_forward(l, in[0]);
-}
 static loom_tensor *fwd_max_pool(void *o, loom_tensor *const *in) {
   return loom_max_pool2d(in[0], *(loom_pool2d_opts *)o, NULL);
 }
@@ -195,15 +167,15 @@ static void batch_norm_train(const char *c, double eps, double momentum) {
   load_state(&b->base, c);
   char what[160];
   snprintf(what, sizeof what, "%s.out0", c);
-  loom_tensor *y0 = loom_batch_norm_forward(b, parity_ref(ref_, c, ".in.x0"));
-  parity_check(&layer_stat, y0, parity_ref(ref_, c, ".out0"), RTOL, ATOL, what);
+  loom_tensor *y0 = loom_batch_norm_forward(b, parity_ref(ref, c, ".in.x0"));
+  parity_check(&layer_stat, y0, parity_ref(ref, c, ".out0"), RTOL, ATOL, what);
   run_forward(c, &b->base, b, fwd_batch_norm, INPUTS("x"));
   loom_tensor_map *sd = loom_module_state_dict(&b->base);
   const char *bufs[] = {"running_mean", "running_var", "num_batches_tracked"};
   for (int i = 0; i < 3; i++) {
     snprintf(what, sizeof what, "%s.after.%s", c, bufs[i]);
     parity_check(&layer_stat, loom_tensor_map_get(sd, bufs[i]),
-                 loom_tensor_map_get(ref_, what), RTOL, ATOL, what);
+                 loom_tensor_map_get(ref, what), RTOL, ATOL, what);
   }
   loom_tensor_map_free(sd);
   loom_batch_norm_free(b);
@@ -298,9 +270,9 @@ END_TEST
 
 /* Every case in the file has a C counterpart above. */
 START_TEST(test_every_case_is_run) {
-  ck_assert_int_eq(parity_count(ref_, "", ".out"), N_CASES);
+  ck_assert_int_eq(parity_count(ref, "", ".out"), N_CASES);
   for (int i = 0; i < N_CASES; i++)
-    ck_assert_msg(parity_find(ref_, cases[i].name, ".out") != NULL,
+    ck_assert_msg(parity_find(ref, cases[i].name, ".out") != NULL,
                   "no case '%s' in the file", cases[i].name);
 }
 END_TEST
@@ -460,7 +432,7 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("nn_parity");
   TCase *tc = tcase_create("layers");
-  tcase_add_unchecked_fixture(tc, open_refs, close_refs);
+  tcase_add_unchecked_fixture(tc, ref_open, ref_close);
   tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
   tcase_set_timeout(tc, 120);
   tcase_add_loop_test(tc, test_layer, 0, N_CASES);

@@ -9,19 +9,10 @@
 #define STEPS 20
 #define N_PARAMS 3
 
-static loom_tensor_map *optim_ref_, *sched_ref_;
+PARITY_REFERENCE(optim_ref, "optim.safetensors")
+PARITY_REFERENCE(sched_ref, "schedules.safetensors")
 static parity_stat optim_stat = {"optimizers", 0, ""};
 static parity_stat sched_stat = {"schedules", 0, ""};
-
-static void open_refs(void) {
-  optim_ref_ = parity_load("optim.safetensors");
-  sched_ref_ = parity_load("schedules.safetensors");
-}
-static void close_refs(void) {
-  loom_tensor_map_free(optim_ref_);
-  loom_tensor_map_free(sched_ref_);
-  optim_ref_ = sched_ref_ = NULL;
-}
 
 /* ---- optimizers ---- */
 
@@ -143,10 +134,10 @@ START_TEST(test_optimizer) {
   for (int i = 0; i < N_PARAMS; i++) {
     char name[16];
     snprintf(name, sizeof name, "p%d", i);
-    params[i] = parity_leaf(parity_ref(optim_ref_, "init.", name));
+    params[i] = parity_leaf(parity_ref(optim_ref, "init.", name));
   }
-  loom_tensor *grads = parity_ref(optim_ref_, "grads", "");
-  loom_tensor *want = parity_ref(optim_ref_, c->name, "");
+  loom_tensor *grads = parity_ref(optim_ref, "grads", "");
+  loom_tensor *want = parity_ref(optim_ref, c->name, "");
   loom_optimizer *opt = c->make(params, c->name);
   ck_assert_msg(opt != NULL, "%s: %s", c->name, loom_last_error());
   for (int s = 0; s < STEPS; s++) {
@@ -178,9 +169,9 @@ END_TEST
 
 START_TEST(test_every_optimizer_is_run) {
   /* init.p0-2 and grads, then one table per case */
-  ck_assert_int_eq(loom_tensor_map_count(optim_ref_), N_PARAMS + 1 + N_OPTIM);
+  ck_assert_int_eq(loom_tensor_map_count(optim_ref), N_PARAMS + 1 + N_OPTIM);
   for (int i = 0; i < N_OPTIM; i++)
-    ck_assert_msg(parity_find(optim_ref_, optim_cases[i].name, "") != NULL,
+    ck_assert_msg(parity_find(optim_ref, optim_cases[i].name, "") != NULL,
                   "no case '%s' in the file", optim_cases[i].name);
 }
 END_TEST
@@ -264,8 +255,8 @@ static const sched_case sched_cases[] = {
 
 START_TEST(test_schedule) {
   const sched_case *c = &sched_cases[_i];
-  const loom_tensor *want = parity_ref(sched_ref_, c->name, "");
-  const loom_tensor *metric = parity_find(sched_ref_, c->name, ".metric");
+  const loom_tensor *want = parity_ref(sched_ref, c->name, "");
+  const loom_tensor *metric = parity_find(sched_ref, c->name, ".metric");
   loom_tensor *p =
       loom_set_requires_grad(loom_zeros(LOOM_F32, LOOM_SHAPE(1)), true);
   loom_optimizer *opt = loom_sgd_new(&p, 1, loom_sgd_defaults(c->lr));
@@ -293,10 +284,10 @@ START_TEST(test_schedule) {
 END_TEST
 
 START_TEST(test_every_schedule_is_run) {
-  int metrics = parity_count(sched_ref_, "", ".metric");
-  ck_assert_int_eq(loom_tensor_map_count(sched_ref_) - metrics, N_SCHED);
+  int metrics = parity_count(sched_ref, "", ".metric");
+  ck_assert_int_eq(loom_tensor_map_count(sched_ref) - metrics, N_SCHED);
   for (int i = 0; i < N_SCHED; i++)
-    ck_assert_msg(parity_find(sched_ref_, sched_cases[i].name, "") != NULL,
+    ck_assert_msg(parity_find(sched_ref, sched_cases[i].name, "") != NULL,
                   "no case '%s' in the file", sched_cases[i].name);
 }
 END_TEST
@@ -304,7 +295,8 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("optim_parity");
   TCase *tc = tcase_create("optim");
-  tcase_add_unchecked_fixture(tc, open_refs, close_refs);
+  tcase_add_unchecked_fixture(tc, optim_ref_open, optim_ref_close);
+  tcase_add_unchecked_fixture(tc, sched_ref_open, sched_ref_close);
   tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
   tcase_set_timeout(tc, 120);
   tcase_add_loop_test(tc, test_optimizer, 0, N_OPTIM);

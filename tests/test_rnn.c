@@ -4,26 +4,12 @@
  * states and batch-first input; each through the step-by-step runner and
  * through the cells' fused path. The references are float64 truth, so the
  * float32 cases measure loom's own rounding. */
-#include "check_util.h"
+#include "parity_util.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static loom_tensor_map *refs;
-
-static void load_refs(void) {
-  if (refs)
-    return;
-  const char *root = getenv("LOOM_SOURCE_ROOT");
-  char path[1024];
-  snprintf(path, sizeof path, "%s/tests/data/rnn_reference.safetensors",
-           root ? root : ".");
-  refs = loom_safetensors_load(path);
-  if (!refs) { /* Check's asserts only work inside a test */
-    fprintf(stderr, "test_rnn: %s\n", loom_last_error());
-    exit(EXIT_FAILURE);
-  }
-}
+PARITY_REFERENCE(refs, "rnn_reference.safetensors")
 
 static loom_tensor *ref(const char *c, const char *what) {
   char name[256];
@@ -200,9 +186,9 @@ START_TEST(test_bad_inputs) {
 END_TEST
 
 int main(void) {
-  load_refs(); /* before the fixtures take their leak baseline */
   Suite *s = suite_create("rnn");
   TCase *tc = tcase_create("parity");
+  tcase_add_unchecked_fixture(tc, refs_open, refs_close);
   tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, test_step_by_step_matches_torch);
@@ -213,6 +199,5 @@ int main(void) {
   printf("rnn layers, float32 against float64 truth: worst error %.3g of the "
          "tolerance (%s)\n",
          worst_f32_, worst_f32_at_);
-  loom_tensor_map_free(refs);
   return rc;
 }

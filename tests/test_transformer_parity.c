@@ -14,18 +14,10 @@
 #define RTOL 1e-5
 #define ATOL 1e-6
 
-static loom_tensor_map *ref_;
+PARITY_REFERENCE(ref, "transformer_reference.safetensors")
 static parity_stat mha_stat = {"multihead attention", 0, ""};
 static parity_stat layer_stat = {"transformer layers", 0, ""};
 static parity_stat stack_stat = {"transformer stacks", 0, ""};
-
-static void open_refs(void) {
-  ref_ = parity_load("transformer_reference.safetensors");
-}
-static void close_refs(void) {
-  loom_tensor_map_free(ref_);
-  ref_ = NULL;
-}
 
 typedef enum { MHA, ENC_LAYER, DEC_LAYER, ENCODER, TRANSFORMER } case_kind;
 
@@ -49,7 +41,7 @@ enum { E = 8, HEADS = 2, FF = 16 };
 static void load_state(loom_module *m, const char *c) {
   char prefix[128];
   snprintf(prefix, sizeof prefix, "%s.state.", c);
-  loom_tensor_map *sd = parity_submap(ref_, prefix);
+  loom_tensor_map *sd = parity_submap(ref, prefix);
   ck_assert_msg(loom_tensor_map_count(sd) > 0, "%s: no state", c);
   int rc = loom_module_load_state_dict(m, sd, true);
   loom_tensor_map_free(sd);
@@ -66,8 +58,8 @@ static void check_grads(parity_stat *st, const char *c, loom_module *m,
   size_t np = strlen(prefix);
   loom_tensor_map *params = loom_module_named_parameters(m);
   int checked = 0, expected = loom_tensor_map_count(params) + n_in;
-  for (int i = 0; i < loom_tensor_map_count(ref_); i++) {
-    const char *name = loom_tensor_map_name(ref_, i);
+  for (int i = 0; i < loom_tensor_map_count(ref); i++) {
+    const char *name = loom_tensor_map_name(ref, i);
     if (strncmp(name, prefix, np) != 0)
       continue;
     loom_tensor *t = NULL;
@@ -78,7 +70,7 @@ static void check_grads(parity_stat *st, const char *c, loom_module *m,
       t = loom_tensor_map_get(params, name + np);
     ck_assert_msg(t != NULL, "%s: no input or parameter for it", name);
     ck_assert_msg(loom_grad(t) != NULL, "%s: no gradient arrived", name);
-    parity_check(st, loom_grad(t), loom_tensor_map_at(ref_, i), RTOL, ATOL,
+    parity_check(st, loom_grad(t), loom_tensor_map_at(ref, i), RTOL, ATOL,
                  name);
     checked++;
   }
@@ -90,7 +82,7 @@ static void check_grads(parity_stat *st, const char *c, loom_module *m,
 /* The file's mask, checked to be the causal mask when the causal flag is
  * to replace it. */
 static const loom_tensor *causal_ref(const char *c, const char *suffix) {
-  const loom_tensor *m = parity_ref(ref_, c, suffix);
+  const loom_tensor *m = parity_ref(ref, c, suffix);
   ck_assert_msg(loom_equal(m, loom_causal_mask(LOOM_F32, loom_size(m, 0))),
                 "%s%s is not the causal mask", c, suffix);
   return m;
@@ -108,13 +100,13 @@ static loom_transformer_opts topts(const tcase *tc) {
 /* The transformer masks of the case (each optional in the file). */
 static loom_transformer_masks read_masks(const char *c, bool flag) {
   loom_transformer_masks mk = {
-      .src_mask = parity_find(ref_, c, ".in.src_mask"),
-      .tgt_mask = parity_find(ref_, c, ".in.tgt_mask"),
-      .memory_mask = parity_find(ref_, c, ".in.memory_mask"),
-      .src_key_padding_mask = parity_find(ref_, c, ".in.src_key_padding_mask"),
-      .tgt_key_padding_mask = parity_find(ref_, c, ".in.tgt_key_padding_mask"),
+      .src_mask = parity_find(ref, c, ".in.src_mask"),
+      .tgt_mask = parity_find(ref, c, ".in.tgt_mask"),
+      .memory_mask = parity_find(ref, c, ".in.memory_mask"),
+      .src_key_padding_mask = parity_find(ref, c, ".in.src_key_padding_mask"),
+      .tgt_key_padding_mask = parity_find(ref, c, ".in.tgt_key_padding_mask"),
       .memory_key_padding_mask =
-          parity_find(ref_, c, ".in.memory_key_padding_mask")};
+          parity_find(ref, c, ".in.memory_key_padding_mask")};
   if (flag && mk.src_mask) {
     causal_ref(c, ".in.src_mask");
     mk.src_mask = NULL;
@@ -163,7 +155,7 @@ static void run_case(const tcase *tc, bool flag) {
   snprintf(prefix, sizeof prefix, "%s.in.", c);
   loom_tensor *in[3];
   for (int k = 0; k < n_in; k++)
-    in[k] = parity_leaf(parity_ref(ref_, prefix, names[k]));
+    in[k] = parity_leaf(parity_ref(ref, prefix, names[k]));
   /* every input in the file is used: a mask under an unknown name would
    * pass unnoticed */
   static const char *const masks[] = {"key_padding_mask",
@@ -176,8 +168,8 @@ static void run_case(const tcase *tc, bool flag) {
                                       "memory_key_padding_mask"};
   int used = n_in;
   for (int k = tc->kind == MHA ? 0 : 2; k < (tc->kind == MHA ? 2 : 8); k++)
-    used += parity_find(ref_, prefix, masks[k]) != NULL;
-  ck_assert_msg(parity_count(ref_, prefix, "") == used,
+    used += parity_find(ref, prefix, masks[k]) != NULL;
+  ck_assert_msg(parity_count(ref, prefix, "") == used,
                 "%s: inputs in the file that the test does not use", c);
 
   loom_module *m = NULL;
@@ -200,8 +192,8 @@ static void run_case(const tcase *tc, bool flag) {
     loom_module_train(m, false);
     load_state(m, c);
     loom_mha_args args = {.key_padding_mask =
-                              parity_find(ref_, c, ".in.key_padding_mask"),
-                          .attn_mask = parity_find(ref_, c, ".in.attn_mask"),
+                              parity_find(ref, c, ".in.key_padding_mask"),
+                          .attn_mask = parity_find(ref, c, ".in.attn_mask"),
                           .need_weights = weights,
                           .per_head_weights = tc->per_head};
     if (flag) {
@@ -260,15 +252,15 @@ static void run_case(const tcase *tc, bool flag) {
   }
   char what[160];
   snprintf(what, sizeof what, "%s.out%s", c, flag ? " (causal flag)" : "");
-  parity_check(st, y, parity_ref(ref_, c, ".out"), RTOL, ATOL, what);
-  loom_tensor *loss = loom_sum_all(loom_mul(y, parity_ref(ref_, c, ".r")));
-  ck_assert_msg((parity_find(ref_, c, ".weights") != NULL) == weights,
+  parity_check(st, y, parity_ref(ref, c, ".out"), RTOL, ATOL, what);
+  loom_tensor *loss = loom_sum_all(loom_mul(y, parity_ref(ref, c, ".r")));
+  ck_assert_msg((parity_find(ref, c, ".weights") != NULL) == weights,
                 "%s: weights recorded and asked for differ", c);
   if (weights) {
     snprintf(what, sizeof what, "%s.weights", c);
-    parity_check(st, w, parity_ref(ref_, c, ".weights"), RTOL, ATOL, what);
+    parity_check(st, w, parity_ref(ref, c, ".weights"), RTOL, ATOL, what);
     loss = loom_add(
-        loss, loom_sum_all(loom_mul(w, parity_ref(ref_, c, ".r_weights"))));
+        loss, loom_sum_all(loom_mul(w, parity_ref(ref, c, ".r_weights"))));
   }
   ck_assert_msg(loom_backward(loss) == 0, "%s: backward: %s", c,
                 loom_last_error());
@@ -330,9 +322,9 @@ END_TEST
 
 /* Every case in the file has a C counterpart above. */
 START_TEST(test_every_case_is_run) {
-  ck_assert_int_eq(parity_count(ref_, "", ".out"), N_CASES);
+  ck_assert_int_eq(parity_count(ref, "", ".out"), N_CASES);
   for (int i = 0; i < N_CASES; i++)
-    ck_assert_msg(parity_find(ref_, cases[i].name, ".out") != NULL,
+    ck_assert_msg(parity_find(ref, cases[i].name, ".out") != NULL,
                   "no case '%s' in the file", cases[i].name);
 }
 END_TEST
@@ -343,7 +335,7 @@ START_TEST(test_causal_mask) {
   for (int i = 0; i < 3; i++) {
     char name[32];
     snprintf(name, sizeof name, "causal_mask.n%lld", (long long)sizes[i]);
-    const loom_tensor *want = loom_tensor_map_get(ref_, name);
+    const loom_tensor *want = loom_tensor_map_get(ref, name);
     ck_assert_msg(want != NULL, "no %s", name);
     ck_assert(loom_equal(loom_causal_mask(LOOM_F32, sizes[i]), want));
     loom_tensor *m64 = loom_causal_mask(LOOM_F64, sizes[i]);
@@ -361,7 +353,7 @@ START_TEST(test_sinusoidal_table) {
     char name[32];
     snprintf(name, sizeof name, "sinusoidal.n%lld_d%lld",
              (long long)shapes[i][0], (long long)shapes[i][1]);
-    const loom_tensor *want = loom_tensor_map_get(ref_, name);
+    const loom_tensor *want = loom_tensor_map_get(ref, name);
     ck_assert_msg(want != NULL, "no %s", name);
     loom_tensor *pe =
         loom_sinusoidal_encoding(LOOM_F64, shapes[i][0], shapes[i][1]);
@@ -635,7 +627,7 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("transformer_parity");
   TCase *tc = tcase_create("torch");
-  tcase_add_unchecked_fixture(tc, open_refs, close_refs);
+  tcase_add_unchecked_fixture(tc, ref_open, ref_close);
   tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
   tcase_set_timeout(tc, 120);
   tcase_add_loop_test(tc, test_case, 0, N_CASES);
