@@ -247,16 +247,17 @@ static int write_corpus(const options *o) {
   unsigned char *t = corpus_generate((size_t)o->corpus_bytes, &len);
   if (!t)
     return 1;
-  FILE *f = fopen(o->write_corpus, "wb");
-  bool ok = f && fwrite(t, 1, len, f) == len;
+  loom_file_writer *w = loom_file_writer_open(o->write_corpus);
+  FILE *f = loom_file_writer_stream(w);
   if (f)
-    ok = fclose(f) == 0 && ok;
+    fwrite(t, 1, len, f); /* a failed write is the commit's to report */
   free(t);
-  if (ok)
-    fprintf(stderr, "wrote %zu bytes to %s\n", len, o->write_corpus);
-  else
-    fprintf(stderr, "charlm: cannot write %s\n", o->write_corpus);
-  return ok ? 0 : 1;
+  if (!f || loom_file_writer_commit(w) < 0) {
+    app_report_write_error(P, o->write_corpus);
+    return 1;
+  }
+  fprintf(stderr, "wrote %zu bytes to %s\n", len, o->write_corpus);
+  return 0;
 }
 
 /* Training writes the checkpoint, FILE.best and the plot: none of them

@@ -3,17 +3,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include "picture.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <loom/loom.h>
 #include <math.h>
 #include <stb_image_resize.h>
 #include <stb_image_write.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* The byte size of a w x h RGB image, or 0 (with an error) when a side is
  * outside 1..APP_CANVAS_MAX_SIDE or the image is too large. */
@@ -269,79 +265,22 @@ int app_blit(app_canvas *c, const unsigned char *rgb, int w, int h, int x,
   return 0;
 }
 
-/* The encoded PNG, grown by stb_image_write's callback. */
-typedef struct {
-  unsigned char *data;
-  size_t len;
-  bool oom;
-} png_buffer;
-
-static void png_append(void *ctx, void *data, int size) {
-  png_buffer *b = ctx;
-  if (b->oom || size <= 0)
-    return;
-  unsigned char *g = realloc(b->data, b->len + (size_t)size);
-  if (!g) {
-    b->oom = true;
-    return;
-  }
-  memcpy(g + b->len, data, (size_t)size);
-  b->data = g;
-  b->len += (size_t)size;
-}
-
-static bool write_all(int fd, const unsigned char *p, size_t n) {
-  while (n) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return false;
-    p += w;
-    n -= (size_t)w;
-  }
-  return true;
+/* stb_image_write's callback: the encoded bytes go to the stream (a
+ * failed write shows in its error flag, which the commit reports). */
+static void png_to_stream(void *ctx, void *data, int size) {
+  if (size > 0)
+    fwrite(data, 1, (size_t)size, ctx);
 }
 
 int app_canvas_write_png(const app_canvas *c, const char *path) {
-  png_buffer b = {0};
-  if (!c->rgb ||
-      !stbi_write_png_to_func(png_append, &b, c->w, c->h, 3, c->rgb,
-                              c->w * 3) ||
-      b.oom) {
-    free(b.data);
+  /* through the library's writer: the file appears whole or not at all */
+  loom_file_writer *w = c->rgb ? loom_file_writer_open(path) : NULL;
+  if (w && stbi_write_png_to_func(png_to_stream, loom_file_writer_stream(w),
+                                  c->w, c->h, 3, c->rgb, c->w * 3))
+    return loom_file_writer_commit(w);
+  if (w || !c->rgb)
     loom_set_error(LOOM_ERR_MEMORY, "%s: cannot encode the PNG (out of memory)",
                    path);
-    return -1;
-  }
-  /* A name no other writer uses (process id and a counter): O_EXCL makes
-   * it ours and the umask applies to the new file as to any other. */
-  static atomic_uint counter;
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + 48);
-  int fd = -1;
-  if (tmp) {
-    snprintf(tmp, plen + 48, "%s.tmp%ld.%u", path, (long)getpid(),
-             atomic_fetch_add(&counter, 1));
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
-  }
-  bool ok = fd >= 0 && write_all(fd, b.data, b.len) && fsync(fd) == 0;
-  int err = errno;
-  if (fd >= 0 && close(fd) != 0 && ok) {
-    ok = false;
-    err = errno;
-  }
-  if (ok && rename(tmp, path) != 0) {
-    ok = false;
-    err = errno;
-  }
-  if (!ok) {
-    loom_set_error(LOOM_ERR_IO, "%s: cannot write: %s", path,
-                   tmp ? strerror(err) : "out of memory");
-    if (fd >= 0)
-      unlink(tmp);
-  }
-  free(tmp);
-  free(b.data);
-  return ok ? 0 : -1;
+  loom_file_writer_abort(w);
+  return -1;
 }
