@@ -209,6 +209,12 @@ START_TEST(test_refuses_bad_numbers) {
     ck_assert_msg(strstr(out, cases[i].says), "%s: %s", cases[i].args, out);
     ck_assert_int_ne(access(ck, F_OK), 0); /* nothing trained or written */
   }
+  /* --epochs in range but less than one step of this text */
+  snprintf(args, sizeof args, SMALL " --epochs 1e-6 --checkpoint %s", ck);
+  ck_assert_int_eq(test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   1);
+  ck_assert_msg(strstr(out, "--epochs 1e-06 is 0 steps of"), "%s", out);
+  ck_assert_int_ne(access(ck, F_OK), 0);
 }
 END_TEST
 

@@ -441,6 +441,38 @@ static void report_training(const options *o, const w2v_train_stats *st) {
             st->words_per_second, (long long)o->threads);
 }
 
+/* Training from epoch `first` (1, or after the epoch a checkpoint holds,
+ * whose generator states are rng) to -iter, with the progress line and a
+ * checkpoint after each epoch. 0, or -1 with an error. */
+static int fit(run *r, const w2v_vocab *v, const w2v_corpus *c,
+               const w2v_tree *tree, const w2v_unigram *uni, int first,
+               const uint64_t *rng, w2v_train_stats *stats) {
+  const options *o = r->o;
+  w2v_train_opts to = {.cbow = o->cbow,
+                       .hs = o->hs,
+                       .window = o->window,
+                       .negative = o->negative,
+                       .iter = o->iter,
+                       .threads = o->threads,
+                       .alpha = o->alpha,
+                       .sample = o->sample,
+                       .seed = (uint64_t)o->seed,
+                       .engine = o->engine,
+                       .batch = (int)o->batch,
+                       .progress = on_progress,
+                       .progress_ctx = r,
+                       .progress_every = 0.5,
+                       .epoch_done = save_checkpoint,
+                       .epoch_ctx = r};
+  app_progress_begin(&r->bar);
+  int rc =
+      w2v_train(r->m, v, c, o->hs ? tree : NULL, o->negative > 0 ? uni : NULL,
+                &to, first, first > 1 ? rng : NULL, stats);
+  if (o->debug >= 2)
+    app_progress_end(&r->bar);
+  return rc;
+}
+
 /* Trains and writes -output (the vectors, or with -classes the classes);
  * without -output, only the vocabulary. The exit status. */
 static int train(const options *o) {
@@ -484,33 +516,9 @@ static int train(const options *o) {
   if (o->debug > 0 && first > 1)
     fprintf(stderr, "resuming from %s after epoch %d\n", o->checkpoint,
             first - 1);
-  w2v_train_opts to = {.cbow = o->cbow,
-                       .hs = o->hs,
-                       .window = o->window,
-                       .negative = o->negative,
-                       .iter = o->iter,
-                       .threads = o->threads,
-                       .alpha = o->alpha,
-                       .sample = o->sample,
-                       .seed = (uint64_t)o->seed,
-                       .engine = o->engine,
-                       .batch = (int)o->batch,
-                       .progress = on_progress,
-                       .progress_ctx = &r,
-                       .progress_every = 0.5,
-                       .epoch_done = save_checkpoint,
-                       .epoch_ctx = &r};
   w2v_train_stats stats = {0};
-  app_progress_begin(&r.bar);
-  if (first <= o->iter) {
-    int t = w2v_train(&m, &v, &c, o->hs ? &tree : NULL,
-                      o->negative > 0 ? &uni : NULL, &to, first,
-                      first > 1 ? rng : NULL, &stats);
-    if (o->debug >= 2)
-      app_progress_end(&r.bar);
-    if (t < 0)
-      goto fail;
-  }
+  if (first <= o->iter && fit(&r, &v, &c, &tree, &uni, first, rng, &stats) < 0)
+    goto fail;
   report_training(o, &stats);
   double t1 = app_now();
   if (o->classes > 0
