@@ -52,7 +52,7 @@ static loom_tensor **slot_of(const loom_tensor *in) {
     loom_set_error(LOOM_ERR_STATE,
                    "backward: the graph behind a %s tensor was already freed "
                    "by an earlier backward; pass retain_graph to the first",
-                   loom__shp(in));
+                   loom_shape_text(in));
     return NULL;
   }
   return &p->out_grad[in->link.output];
@@ -73,7 +73,7 @@ void loom__accumulate(loom_node *n, int i, const loom_tensor *g) {
     loom_set_error(LOOM_ERR_NUMERIC,
                    "anomaly: backward of %s produced "
                    "NaN/Inf in the gradient of input %d %s",
-                   n->op->name, i, loom__shp(in));
+                   n->op->name, i, loom_shape_text(in));
     return;
   }
   if (in->link.slot == LOOM_LINK_FAILED) {

@@ -33,7 +33,7 @@ static const loom_tensor *as_4d(const loom_tensor *x, bool *batched,
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "%s: expected (N, C, H, W) or (C, H, W), "
                      "got %s",
-                     op, loom__shp(x));
+                     op, loom_shape_text(x));
   if (loom__check_float(x, op))
     return NULL;
   *batched = x->ndim == 4;
@@ -94,7 +94,7 @@ loom_tensor *loom_conv2d(const loom_tensor *x0, const loom_tensor *weight,
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "conv2d: weight %s does not fit input %s "
                      "with %lld groups",
-                     loom__shp(weight), loom__shp(x0), (long long)g.groups);
+                     loom_shape_text(weight), loom_shape_text(x0), (long long)g.groups);
   if (g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.ph < 0 || g.pw < 0 ||
       g.ph > LOOM_MAX_ELEMENTS || g.pw > LOOM_MAX_ELEMENTS)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT,
@@ -112,7 +112,7 @@ loom_tensor *loom_conv2d(const loom_tensor *x0, const loom_tensor *weight,
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "conv2d: kernel %lldx%lld larger than "
                      "padded input %s",
-                     (long long)g.kh, (long long)g.kw, loom__shp(x0));
+                     (long long)g.kh, (long long)g.kw, loom_shape_text(x0));
   /* The kernels' im2col buffer: C/groups * kH * kW (a part of the weight)
    * by oH * oW. */
   if (loom_size_mul(weight->shape[1] * g.kh * g.kw,
@@ -120,7 +120,7 @@ loom_tensor *loom_conv2d(const loom_tensor *x0, const loom_tensor *weight,
     return NULL;
   if (bias && (bias->ndim != 1 || bias->shape[0] != g.oc))
     return LOOM_FAIL(LOOM_ERR_SHAPE, "conv2d: bias %s for %lld channels",
-                     loom__shp(bias), (long long)g.oc);
+                     loom_shape_text(bias), (long long)g.oc);
   loom_dtype t = loom__promote(x->dtype, weight->dtype);
   x = loom_to_dtype(x, t);
   const loom_tensor *w = loom_contiguous(loom_to_dtype(weight, t));
@@ -171,7 +171,7 @@ static bool pool_geom(const loom_tensor *x, loom_pool2d_opts o,
   g->ow = out_len(g->w, g->kw, g->sw, g->pw, g->dw, o.ceil_mode);
   if (g->oh <= 0 || g->ow <= 0) {
     loom_set_error(LOOM_ERR_SHAPE, "%s: window larger than input %s", op,
-                   loom__shp(x));
+                   loom_shape_text(x));
     return false;
   }
   return true;

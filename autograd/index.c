@@ -29,7 +29,7 @@ static bool gather_shapes_ok(const loom_tensor *t, int dim,
     ok = d == dim || index->shape[d] <= t->shape[d];
   if (!ok)
     loom_set_error(LOOM_ERR_SHAPE, "%s: index %s does not fit %s along dim %d",
-                   op, loom__shp(index), loom__shp(t), dim);
+                   op, loom_shape_text(index), loom_shape_text(t), dim);
   return ok;
 }
 
@@ -83,7 +83,7 @@ loom_tensor *loom_scatter_add(const loom_tensor *t, int dim,
     return NULL;
   if (!loom_same_shape(index, src))
     return LOOM_FAIL(LOOM_ERR_SHAPE, "scatter_add: index %s and src %s differ",
-                     loom__shp(index), loom__shp(src));
+                     loom_shape_text(index), loom_shape_text(src));
   if (loom_kernel_check_index(index, t->ndim ? t->shape[d] : 1, "scatter_add") <
       0)
     return NULL;
@@ -111,7 +111,7 @@ static const loom_tensor *as_index_vector(const loom_tensor *index,
     return NULL;
   if (index->ndim > 1)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: index must be 1-D, got %s", op,
-                     loom__shp(index));
+                     loom_shape_text(index));
   return loom_contiguous(loom_reshape(index, 1, (int64_t[]){index->numel}));
 }
 
@@ -180,7 +180,7 @@ loom_tensor *loom_index_add(const loom_tensor *t, int dim,
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "index_add: src %s does not fit %s with "
                      "%lld indices along dim %d",
-                     loom__shp(src), loom__shp(t), (long long)ix->numel, d);
+                     loom_shape_text(src), loom_shape_text(t), (long long)ix->numel, d);
   if (loom_kernel_check_index(ix, t->ndim ? t->shape[d] : 1, "index_add") < 0)
     return NULL;
   src = loom_to_dtype(src, t->dtype);
@@ -228,10 +228,10 @@ loom_tensor *loom_embedding(const loom_tensor *weight,
     return NULL;
   if (weight->ndim != 2)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "embedding: weight must be 2-D, got %s",
-                     loom__shp(weight));
+                     loom_shape_text(weight));
   if (indices->ndim >= LOOM_MAX_DIMS)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "embedding: indices %s have too many dims",
-                     loom__shp(indices));
+                     loom_shape_text(indices));
   if (padding_idx >= weight->shape[0])
     return LOOM_FAIL(LOOM_ERR_INDEX,
                      "embedding: padding_idx %lld for %lld "
@@ -319,7 +319,7 @@ loom_tensor *loom_masked_fill(const loom_tensor *t, const loom_tensor *mask,
     return NULL;
   if (nd != t->ndim || loom__numel_of(nd, shape) != t->numel)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "masked_fill: mask %s is larger than %s",
-                     loom__shp(mask), loom__shp(t));
+                     loom_shape_text(mask), loom_shape_text(t));
   loom_tensor *out = loom__new(t->dtype, t->ndim, t->shape, "masked_fill");
   if (!out)
     return NULL;

@@ -12,7 +12,7 @@ static bool writable(loom_tensor *t, const loom_tensor *src, const char *op) {
       loom_set_error(LOOM_ERR_STATE,
                      "%s: %s is an expanded view whose "
                      "elements share memory; clone it first",
-                     op, loom__shp(t));
+                     op, loom_shape_text(t));
       return false;
     }
   if (src) {
@@ -22,7 +22,7 @@ static bool writable(loom_tensor *t, const loom_tensor *src, const char *op) {
       return false;
     if (nd != t->ndim || loom__numel_of(nd, shape) != t->numel) {
       loom_set_error(LOOM_ERR_SHAPE, "%s: %s does not broadcast into %s", op,
-                     loom__shp(src), loom__shp(t));
+                     loom_shape_text(src), loom_shape_text(t));
       return false;
     }
   }

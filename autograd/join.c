@@ -42,7 +42,7 @@ loom_tensor *loom_concat(loom_tensor *const *ts, int n, int dim) {
       return LOOM_FAIL(LOOM_ERR_SHAPE,
                        "concat: tensor %d is %s, tensor 0 is "
                        "%s (all dims but %d must match)",
-                       i, loom__shp(x), loom__shp(first), d);
+                       i, loom_shape_text(x), loom_shape_text(first), d);
     if (x->shape[d] > LOOM_MAX_ELEMENTS - shape[d]) /* (views need no memory) */
       return LOOM_FAIL(LOOM_ERR_SHAPE,
                        "concat: dim %d adds up to more than 2^59 - 1 by "
@@ -83,7 +83,7 @@ loom_tensor *loom_stack(loom_tensor *const *ts, int n, int dim) {
   for (int i = 0; i < n && ok; i++) {
     if (ts[i] && !loom_same_shape(ts[i], ts[0])) {
       loom_set_error(LOOM_ERR_SHAPE, "stack: tensor %d is %s, tensor 0 is %s",
-                     i, loom__shp(ts[i]), loom__shp(ts[0]));
+                     i, loom_shape_text(ts[i]), loom_shape_text(ts[0]));
       ok = false;
     }
     parts[i] = ok ? loom_unsqueeze(ts[i], dim) : NULL;
@@ -113,14 +113,14 @@ int loom_split_sizes(const loom_tensor *t, const int64_t *sizes, int n, int dim,
       loom_set_error(LOOM_ERR_SHAPE,
                      "split: the first %d sizes add up to more than dim %d "
                      "of %s",
-                     i + 1, d, loom__shp(t));
+                     i + 1, d, loom_shape_text(t));
       return -1;
     }
     total += sizes[i];
   }
   if (total != t->shape[d]) {
     loom_set_error(LOOM_ERR_SHAPE, "split: sizes add up to %lld, dim %d of %s",
-                   (long long)total, d, loom__shp(t));
+                   (long long)total, d, loom_shape_text(t));
     return -1;
   }
   int64_t at = 0;

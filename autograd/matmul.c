@@ -179,7 +179,7 @@ loom_tensor *loom_matmul(const loom_tensor *a, const loom_tensor *b) {
     return NULL;
   if (a->ndim == 0 || b->ndim == 0)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "matmul: 0-dim operand (%s, %s)",
-                     loom__shp(a), loom__shp(b));
+                     loom_shape_text(a), loom_shape_text(b));
   if (!float_pair(&a, &b, "matmul"))
     return NULL;
   bool va = a->ndim == 1, vb = b->ndim == 1;
@@ -200,7 +200,7 @@ loom_tensor *loom_bmm(const loom_tensor *a, const loom_tensor *b) {
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "bmm: expected B x n x k and B x k x m, "
                      "got %s and %s",
-                     loom__shp(a), loom__shp(b));
+                     loom_shape_text(a), loom_shape_text(b));
   return loom_matmul(a, b);
 }
 
@@ -231,7 +231,7 @@ static loom_tensor *add_product(const loom_op_def *def, int rank,
   if (a->ndim != rank || b->ndim != rank ||
       (rank == 3 && a->shape[0] != b->shape[0]))
     return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: operands %s and %s must be %d-D%s",
-                     def->name, loom__shp(a), loom__shp(b), rank,
+                     def->name, loom_shape_text(a), loom_shape_text(b), rank,
                      rank == 3 ? " with equal batch" : "");
   if (!float_pair(&a, &b, def->name) || loom__check_float(c, def->name))
     return NULL;
@@ -248,7 +248,7 @@ static loom_tensor *add_product(const loom_op_def *def, int rank,
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "%s: %s does not broadcast to the "
                      "product's shape",
-                     def->name, loom__shp(c));
+                     def->name, loom_shape_text(c));
   const loom_tensor *ar = blas_ready(a), *br = blas_ready(b);
   loom_tensor *out =
       ar && br ? loom__new(a->dtype, rank, shape, def->name) : NULL;
@@ -463,10 +463,10 @@ loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "linear: input %s with weight %s (out x "
                      "in)",
-                     loom__shp(x), loom__shp(weight));
+                     loom_shape_text(x), loom_shape_text(weight));
   if (bias && (bias->ndim != 1 || bias->shape[0] != weight->shape[0]))
     return LOOM_FAIL(LOOM_ERR_SHAPE, "linear: bias %s for weight %s",
-                     loom__shp(bias), loom__shp(weight));
+                     loom_shape_text(bias), loom_shape_text(weight));
   if (!float_pair(&x, &weight, "linear") ||
       (bias && loom__check_float(bias, "linear")))
     return NULL;

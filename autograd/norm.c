@@ -50,8 +50,8 @@ static const loom_tensor *param(const loom_tensor *p, const loom_tensor *x,
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "layer_norm: %s %s %s does not match the last %d dims "
                      "of input %s %s",
-                     what, loom_dtype_name(p->dtype), loom__shp(p), ndims,
-                     loom_dtype_name(x->dtype), loom__shp(x));
+                     what, loom_dtype_name(p->dtype), loom_shape_text(p), ndims,
+                     loom_dtype_name(x->dtype), loom_shape_text(x));
   return loom_contiguous(p);
 }
 
@@ -68,7 +68,7 @@ loom_tensor *loom_layer_normalize(const loom_tensor *x, int ndims,
     return LOOM_FAIL(LOOM_ERR_ARGUMENT,
                      "layer_norm: cannot normalise the last %d dims of %s "
                      "with eps %g",
-                     ndims, loom__shp(x), eps);
+                     ndims, loom_shape_text(x), eps);
   const loom_tensor *w = weight ? param(weight, x, ndims, "weight") : NULL;
   const loom_tensor *b = bias ? param(bias, x, ndims, "bias") : NULL;
   if ((weight && !w) || (bias && !b))

@@ -197,7 +197,7 @@ static loom_tensor *extreme(const loom_op_def *def, loom_reduce_op op,
     return NULL;
   if (t->numel == 0)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: empty tensor %s", def->name,
-                     loom__shp(t));
+                     loom_shape_text(t));
   loom_tensor *out = reduce_into(op, t, t->dtype, &r, def->name);
   loom_node *node = loom__record(def, out, 1, &t);
   remember(node, &r);
@@ -241,7 +241,7 @@ static loom_tensor *arg_extreme(bool is_max, const loom_tensor *t, int dim,
   if (d < 0)
     return NULL;
   if (t->numel == 0)
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: empty tensor %s", name, loom__shp(t));
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: empty tensor %s", name, loom_shape_text(t));
   reduction r;
   int dims[1] = {d};
   if (!parse(t, t->ndim ? dims : NULL, t->ndim ? 1 : 0, keepdim, &r, name))

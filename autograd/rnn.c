@@ -29,21 +29,21 @@ static bool check(const char *op, const loom_tensor *xp, const loom_tensor *w,
     loom_set_error(LOOM_ERR_SHAPE,
                    "%s: inputs %s and weight %s do not fit "
                    "(T, B, %dH) and (%dH, H)",
-                   op, loom__shp(xp), loom__shp(w), gates, gates);
+                   op, loom_shape_text(xp), loom_shape_text(w), gates, gates);
     return false;
   }
   *g = (geom){xp->shape[0], xp->shape[1], w->shape[1],
               gates,        xp->dtype,    loom_dtype_size(xp->dtype)};
   if (b && (b->ndim != 1 || b->shape[0] != w->shape[0])) {
     loom_set_error(LOOM_ERR_SHAPE, "%s: bias %s for weight %s", op,
-                   loom__shp(b), loom__shp(w));
+                   loom_shape_text(b), loom_shape_text(w));
     return false;
   }
   for (int k = 0; k < n_states; k++) {
     const loom_tensor *s = states[k];
     if (s->ndim != 2 || s->shape[0] != g->B || s->shape[1] != g->H) {
       loom_set_error(LOOM_ERR_SHAPE, "%s: state %s, expected [%lld, %lld]", op,
-                     loom__shp(s), (long long)g->B, (long long)g->H);
+                     loom_shape_text(s), (long long)g->B, (long long)g->H);
       return false;
     }
   }
@@ -69,7 +69,7 @@ static uint8_t *activity(const loom_tensor *lengths, const geom *g,
   if (lengths->dtype != LOOM_I64 || lengths->ndim != 1 ||
       lengths->shape[0] != g->B) {
     loom_set_error(LOOM_ERR_SHAPE, "%s: lengths %s, expected int64 [%lld]", op,
-                   loom__shp(lengths), (long long)g->B);
+                   loom_shape_text(lengths), (long long)g->B);
     return NULL;
   }
   uint8_t *a = malloc((size_t)(g->T * g->B) + 1);
@@ -216,7 +216,7 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
     if (peephole[k]->ndim != 1 || peephole[k]->shape[0] != g.H ||
         peephole[k]->dtype != g.dtype)
       return loom_set_error(LOOM_ERR_SHAPE, "%s: peephole %s for hidden %lld",
-                            op, loom__shp(peephole[k]), (long long)g.H),
+                            op, loom_shape_text(peephole[k]), (long long)g.H),
              -1;
   uint8_t *active = activity(lengths, &g, op);
   if (lengths && !active)

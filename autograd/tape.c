@@ -165,8 +165,8 @@ static void check_forward(const loom_op_def *op, loom_tensor **out, int n_out,
       loom_set_error(LOOM_ERR_NUMERIC,
                      "anomaly: %s produced NaN/Inf in its "
                      "output %s (first input %s)",
-                     op->name, loom__shp(out[k]),
-                     n ? loom__shp(in[0]) : "none");
+                     op->name, loom_shape_text(out[k]),
+                     n ? loom_shape_text(in[0]) : "none");
       return;
     }
 }
@@ -292,7 +292,7 @@ static const loom_tensor *unmodified(const loom_node *n, const loom_tensor *t,
                    "backward of %s: %s (%s) was modified in place after it "
                    "was used (version %lld, now %lld); clone it before "
                    "writing to it",
-                   n->op->name, what, loom__shp(t), (long long)version,
+                   n->op->name, what, loom_shape_text(t), (long long)version,
                    (long long)t->storage->version);
     return NULL;
   }
@@ -359,7 +359,7 @@ bool loom__inplace_ok(loom_tensor *t, const char *op) {
     loom_set_error(LOOM_ERR_STATE,
                    "%s: in-place write into %s, which requires grad; use the "
                    "out-of-place op, or write under loom_no_grad_begin",
-                   op, loom__shp(t));
+                   op, loom_shape_text(t));
     return false;
   }
   loom__bump_version(t);
@@ -454,7 +454,7 @@ static int run_backward(loom_tensor *t, const loom_tensor *grad, bool retain) {
                    "backward: the graph of this %s tensor was "
                    "already freed by an earlier backward; pass retain_graph "
                    "to the first",
-                   loom__shp(t));
+                   loom_shape_text(t));
     return -1;
   }
   int64_t count;
@@ -532,7 +532,7 @@ int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
     loom_set_error(LOOM_ERR_STATE,
                    "backward: tensor %s does not require grad "
                    "(no input of its ops required grad, or grad mode was off)",
-                   loom__shp(t));
+                   loom_shape_text(t));
     return -1;
   }
   if (!loom_same_shape(t, grad)) {
@@ -559,7 +559,7 @@ int loom_backward(loom_tensor *loss) {
     loom_set_error(LOOM_ERR_SHAPE,
                    "backward: loss %s has %lld elements; use "
                    "loom_backward_with for non-scalar outputs",
-                   loom__shp(loss), (long long)loss->numel);
+                   loom_shape_text(loss), (long long)loss->numel);
     return -1;
   }
   loom_tensor *one =
@@ -579,7 +579,7 @@ void loom_graph_print(FILE *f, const loom_tensor *t) {
     return;
   loom_node *root = loom__node_of(t);
   if (!root) {
-    fprintf(f, "%s %s: %s\n", loom__shp(t), loom_dtype_name(t->dtype),
+    fprintf(f, "%s %s: %s\n", loom_shape_text(t), loom_dtype_name(t->dtype),
             t->link.slot == LOOM_LINK_LEAF
                 ? (t->requires_grad ? "leaf (requires grad)" : "constant")
                 : "graph freed");
@@ -600,12 +600,12 @@ void loom_graph_print(FILE *f, const loom_tensor *t) {
         fprintf(f, "%s#%llu", i ? ", " : "", (unsigned long long)p->seq);
       else
         fprintf(f, "%s%s%s", i ? ", " : "",
-                in->requires_grad ? "leaf" : "const", loom__shp(in));
+                in->requires_grad ? "leaf" : "const", loom_shape_text(in));
     }
     fprintf(f, ")");
     for (int k = 0; k < n->n_out; k++)
       if (n->out_ptr[k])
-        fprintf(f, " -> %s", loom__shp(n->out_ptr[k]));
+        fprintf(f, " -> %s", loom_shape_text(n->out_ptr[k]));
     fprintf(f, "\n");
   }
   free(list);

@@ -96,8 +96,8 @@ static int infer_shape(const loom_tensor *t, int nd, const int64_t *in,
 bad : {
   char want[128];
   loom_set_error(LOOM_ERR_SHAPE, "%s: cannot view %s (%lld elements) as %s", op,
-                 loom__shp(t), (long long)t->numel,
-                 loom__shape_str(nd, in, want, sizeof want));
+                 loom_shape_text(t), (long long)t->numel,
+                 loom_format_shape(nd, in, want, sizeof want));
   return -1;
 }
 }
@@ -114,7 +114,7 @@ static loom_tensor *reshape_as(const loom_op_def *def, const loom_tensor *t,
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "view: %s with strides that cannot be "
                      "viewed as %s; use loom_reshape",
-                     loom__shp(t), loom__shape_str(nd, sh, want, sizeof want));
+                     loom_shape_text(t), loom_format_shape(nd, sh, want, sizeof want));
   }
   loom_tensor *c = loom_contiguous(t);
   return c ? reshape_as(def, c, nd, sh, false) : NULL;
@@ -317,7 +317,7 @@ loom_tensor *loom_narrow(const loom_tensor *t, int dim, int64_t start,
       length > t->shape[d] - start)
     return LOOM_FAIL(LOOM_ERR_INDEX,
                      "narrow: %lld elements from %lld outside dim %d of %s",
-                     (long long)length, (long long)start, d, loom__shp(t));
+                     (long long)length, (long long)start, d, loom_shape_text(t));
   return slice_view(&loom_op_narrow, t, d, start, length, 1, false);
 }
 
@@ -358,7 +358,7 @@ loom_tensor *loom_select(const loom_tensor *t, int dim, int64_t index) {
     return LOOM_FAIL(LOOM_ERR_INDEX,
                      "select: index %lld out of range for dim "
                      "%d of %s",
-                     (long long)index, d, loom__shp(t));
+                     (long long)index, d, loom_shape_text(t));
   return slice_view(&loom_op_select, t, d, index, 1, 1, true);
 }
 
@@ -372,7 +372,7 @@ loom_tensor *loom_expand(const loom_tensor *t, int nd, const int64_t *shape) {
   if (!t)
     return NULL;
   if (nd < t->ndim || nd > LOOM_MAX_DIMS)
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "expand: %s to %d dims", loom__shp(t), nd);
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "expand: %s to %d dims", loom_shape_text(t), nd);
   int64_t sh[LOOM_MAX_DIMS], st[LOOM_MAX_DIMS];
   for (int i = 0; i < nd; i++) {
     int j = i - (nd - t->ndim);
@@ -381,7 +381,7 @@ loom_tensor *loom_expand(const loom_tensor *t, int nd, const int64_t *shape) {
     if (want < 0 || (have != 1 && have != want)) {
       char s[128];
       return LOOM_FAIL(LOOM_ERR_SHAPE, "expand: cannot expand %s to %s",
-                       loom__shp(t), loom__shape_str(nd, shape, s, sizeof s));
+                       loom_shape_text(t), loom_format_shape(nd, shape, s, sizeof s));
     }
     sh[i] = want;
     st[i] = j < 0 || (have == 1 && want != 1) ? 0 : t->strides[j];
@@ -389,7 +389,7 @@ loom_tensor *loom_expand(const loom_tensor *t, int nd, const int64_t *shape) {
   if (!loom__sizes_fit(nd, sh)) {
     char s[128];
     return LOOM_FAIL(LOOM_ERR_SHAPE, "expand: %s too large",
-                     loom__shape_str(nd, sh, s, sizeof s));
+                     loom_format_shape(nd, sh, s, sizeof s));
   }
   return make_view(&loom_op_expand, t, nd, sh, st, t->offset, NULL);
 }

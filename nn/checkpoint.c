@@ -2,9 +2,8 @@
  * one safetensors file. */
 #include "nn.h"
 
-#include "../tensor/internal.h"
-
 #include <stdlib.h>
+#include <string.h>
 
 #define FORMAT "loom-checkpoint-1"
 
@@ -130,10 +129,10 @@ int loom_checkpoint_load(const char *path, loom_module *model,
   const char *format = loom_tensor_map_meta(m, "format");
   loom_tensor *st = loom_tensor_map_get(m, "step");
   loom_tensor *rs = loom_tensor_map_get(m, "rng");
-  if (!format || strcmp(format, FORMAT) != 0 || !st || st->dtype != LOOM_I64 ||
-      st->numel != 1 ||
-      (rng &&
-       (!rs || rs->dtype != LOOM_I64 || rs->numel != LOOM_RNG_STATE_WORDS))) {
+  if (!format || strcmp(format, FORMAT) != 0 || !st ||
+      loom_dtype_of(st) != LOOM_I64 || loom_numel(st) != 1 ||
+      (rng && (!rs || loom_dtype_of(rs) != LOOM_I64 ||
+               loom_numel(rs) != LOOM_RNG_STATE_WORDS))) {
     loom_set_error(LOOM_ERR_FORMAT,
                    "%s: not a loom checkpoint (format, step "
                    "or rng state missing)",

@@ -1,10 +1,9 @@
 /* Initialisers with torch.nn.init's formulas (fans, gains, bounds). */
 #include "nn.h"
 
-#include "../tensor/internal.h"
-
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 double loom_init_gain(const char *nl, double param) {
   if (!nl || !strcmp(nl, "linear") || !strcmp(nl, "conv2d") ||
@@ -23,14 +22,15 @@ double loom_init_gain(const char *nl, double param) {
 }
 
 int64_t loom_init_fan(const loom_tensor *t, loom_fan_mode mode) {
-  if (!t || t->ndim < 2) {
+  if (!t || loom_ndim(t) < 2) {
     loom_set_error(LOOM_ERR_SHAPE, "init: fan needs a tensor of 2+ dims");
     return -1;
   }
+  const int64_t *shape = loom_shape(t);
   int64_t receptive = 1;
-  for (int d = 2; d < t->ndim; d++)
-    receptive *= t->shape[d];
-  return (mode == LOOM_FAN_IN ? t->shape[1] : t->shape[0]) * receptive;
+  for (int d = 2; d < loom_ndim(t); d++)
+    receptive *= shape[d];
+  return (mode == LOOM_FAN_IN ? shape[1] : shape[0]) * receptive;
 }
 
 /* Copies values into t in place (t keeps its storage and identity). */
@@ -47,7 +47,8 @@ int loom_init_uniform_(loom_tensor *t, double lo, double hi, loom_rng *g) {
   if (!t)
     return -1;
   loom_scope *s = loom_scope_begin();
-  int rc = assign(t, loom_rand(g, t->dtype, lo, hi, t->ndim, t->shape));
+  int rc = assign(
+      t, loom_rand(g, loom_dtype_of(t), lo, hi, loom_ndim(t), loom_shape(t)));
   loom_scope_end(s);
   return rc;
 }
@@ -56,7 +57,8 @@ int loom_init_normal_(loom_tensor *t, double mean, double std, loom_rng *g) {
   if (!t)
     return -1;
   loom_scope *s = loom_scope_begin();
-  int rc = assign(t, loom_randn(g, t->dtype, mean, std, t->ndim, t->shape));
+  int rc = assign(t, loom_randn(g, loom_dtype_of(t), mean, std, loom_ndim(t),
+                                loom_shape(t)));
   loom_scope_end(s);
   return rc;
 }
@@ -169,13 +171,13 @@ done:
 int loom_init_orthogonal_(loom_tensor *t, double gain, loom_rng *g) {
   if (!t)
     return -1;
-  if (t->ndim < 2)
+  if (loom_ndim(t) < 2)
     return loom_set_error(LOOM_ERR_SHAPE,
                           "init_orthogonal_: needs 2+ dims, "
                           "got %s",
-                          loom__shp(t)),
+                          loom_shape_text(t)),
            -1;
-  int64_t rows = t->shape[0], cols = t->numel / (rows ? rows : 1);
+  int64_t rows = loom_shape(t)[0], cols = loom_numel(t) / (rows ? rows : 1);
   bool wide = rows < cols;
   int64_t m = wide ? cols : rows, n = wide ? rows : cols;
   double *a = malloc((size_t)(m * n) * sizeof *a + 8);
@@ -200,7 +202,8 @@ int loom_init_orthogonal_(loom_tensor *t, double gain, loom_rng *g) {
     loom_tensor *qt = loom_from_array(LOOM_F64, q, LOOM_SHAPE(m, n));
     if (wide)
       qt = loom_t(qt);
-    rc = assign(t, loom_reshape(loom_mul_scalar(qt, gain), t->ndim, t->shape));
+    rc = assign(t, loom_reshape(loom_mul_scalar(qt, gain), loom_ndim(t),
+                                loom_shape(t)));
     loom_scope_end(s);
   }
   free(a);
@@ -211,12 +214,13 @@ int loom_init_orthogonal_(loom_tensor *t, double gain, loom_rng *g) {
 int loom_init_eye_(loom_tensor *t) {
   if (!t)
     return -1;
-  if (t->ndim != 2)
+  if (loom_ndim(t) != 2)
     return loom_set_error(LOOM_ERR_SHAPE, "init_eye_: needs 2 dims, got %s",
-                          loom__shp(t)),
+                          loom_shape_text(t)),
            -1;
   loom_scope *s = loom_scope_begin();
-  int rc = assign(t, loom_eye(t->dtype, t->shape[0], t->shape[1]));
+  int rc =
+      assign(t, loom_eye(loom_dtype_of(t), loom_shape(t)[0], loom_shape(t)[1]));
   loom_scope_end(s);
   return rc;
 }

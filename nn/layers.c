@@ -1,10 +1,9 @@
 /* Linear, Bilinear, Embedding, Conv2d, Dropout and Highway layers. */
 #include "nn.h"
 
-#include "../tensor/internal.h"
-
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* A new parameter of the default dtype, registered on m (borrowed). */
 static loom_tensor *param(loom_module *m, const char *name, int ndim,
@@ -89,13 +88,13 @@ loom_tensor *loom_bilinear_forward(loom_bilinear *l, const loom_tensor *x1,
                                    const loom_tensor *x2) {
   if (!l || !x1 || !x2)
     return NULL;
-  if (x1->ndim < 1 || x2->ndim != x1->ndim ||
-      x1->shape[x1->ndim - 1] != l->in1 || x2->shape[x2->ndim - 1] != l->in2)
+  if (loom_ndim(x1) < 1 || loom_ndim(x2) != loom_ndim(x1) ||
+      loom_size(x1, -1) != l->in1 || loom_size(x2, -1) != l->in2)
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "Bilinear: inputs %s and %s for in1 %lld,"
                      " in2 %lld",
-                     loom__shp(x1), loom__shp(x2), (long long)l->in1,
-                     (long long)l->in2);
+                     loom_shape_text(x1), loom_shape_text(x2),
+                     (long long)l->in1, (long long)l->in2);
   /* y[n, k] = sum_j (x1 @ W_k)[n, j] x2[n, j], with all W_k side by side:
    * x1 (n x in1) @ W' (in1 x out*in2). */
   loom_tensor *a = loom_reshape(x1, 2, (int64_t[]){-1, l->in1});
@@ -109,9 +108,9 @@ loom_tensor *loom_bilinear_forward(loom_bilinear *l, const loom_tensor *x1,
   if (l->bias)
     y = loom_add(y, l->bias);
   int64_t shape[LOOM_MAX_DIMS];
-  memcpy(shape, x1->shape, sizeof shape);
-  shape[x1->ndim - 1] = l->out;
-  return loom_reshape(y, x1->ndim, shape);
+  memcpy(shape, loom_shape(x1), (size_t)loom_ndim(x1) * sizeof *shape);
+  shape[loom_ndim(x1) - 1] = l->out;
+  return loom_reshape(y, loom_ndim(x1), shape);
 }
 
 void loom_bilinear_free(loom_bilinear *l) {
@@ -152,7 +151,7 @@ static void renorm(loom_embedding_layer *e, const loom_tensor *indices) {
       loom_contiguous(loom_reshape(indices, 1, (int64_t[]){-1}));
   const int64_t *ix = flat ? loom_data_i64(flat) : NULL;
   double p = e->norm_type > 0 ? e->norm_type : 2;
-  for (int64_t i = 0; ix && i < flat->numel; i++) {
+  for (int64_t i = 0; ix && i < loom_numel(flat); i++) {
     if (ix[i] < 0 || ix[i] >= e->num)
       break; /* the lookup reports it */
     bool seen = false;
@@ -172,7 +171,7 @@ loom_tensor *loom_embedding_layer_forward(loom_embedding_layer *e,
                                           const loom_tensor *indices) {
   if (!e || !indices)
     return NULL;
-  if (e->max_norm > 0 && indices->dtype == LOOM_I64)
+  if (e->max_norm > 0 && loom_dtype_of(indices) == LOOM_I64)
     renorm(e, indices);
   return loom_embedding(e->weight, indices, e->padding_idx);
 }

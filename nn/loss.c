@@ -2,8 +2,6 @@
  * label smoothing, class weights), composed from differentiable ops. */
 #include "nn.h"
 
-#include "../tensor/internal.h"
-
 #include <math.h>
 
 loom_cross_entropy_opts loom_cross_entropy_defaults(void) {
@@ -43,27 +41,28 @@ static bool same_shape(const loom_tensor *a, const loom_tensor *b,
 static loom_tensor *nll(const loom_tensor *logp, const loom_tensor *target,
                         const loom_cross_entropy_opts *o, const char *op,
                         loom_tensor **weight_sum, loom_tensor **valid) {
-  if (logp->ndim < 2 || target->ndim != logp->ndim - 1 ||
-      target->shape[0] != logp->shape[0])
+  if (loom_ndim(logp) < 2 || loom_ndim(target) != loom_ndim(logp) - 1 ||
+      loom_shape(target)[0] != loom_shape(logp)[0])
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "%s: logits %s and class targets %s "
                      "(expected (N, C, ...) and (N, ...))",
-                     op, loom__shp(logp), loom__shp(target));
-  for (int d = 1; d < target->ndim; d++)
-    if (target->shape[d] != logp->shape[d + 1])
+                     op, loom_shape_text(logp), loom_shape_text(target));
+  for (int d = 1; d < loom_ndim(target); d++)
+    if (loom_shape(target)[d] != loom_shape(logp)[d + 1])
       return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: logits %s and targets %s", op,
-                       loom__shp(logp), loom__shp(target));
-  int64_t classes = logp->shape[1];
-  if (o->weight && (o->weight->ndim != 1 || o->weight->shape[0] != classes))
+                       loom_shape_text(logp), loom_shape_text(target));
+  int64_t classes = loom_shape(logp)[1];
+  if (o->weight &&
+      (loom_ndim(o->weight) != 1 || loom_shape(o->weight)[0] != classes))
     return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: weight %s for %lld classes", op,
-                     loom__shp(o->weight), (long long)classes);
+                     loom_shape_text(o->weight), (long long)classes);
   loom_tensor *keep = loom_ne_scalar(target, (double)o->ignore_index);
   /* Ignored targets point at class 0 for the gather, then count nothing. */
   loom_tensor *safe = loom_masked_fill(target, loom_logical_not(keep), 0);
   if (!safe)
     return NULL;
   const int64_t *tv = loom_data_i64(loom_contiguous(safe));
-  for (int64_t i = 0; tv && i < safe->numel; i++)
+  for (int64_t i = 0; tv && i < loom_numel(safe); i++)
     if (tv[i] < 0 || tv[i] >= classes)
       return LOOM_FAIL(LOOM_ERR_INDEX,
                        "%s: target %lld out of range for %lld "
@@ -71,12 +70,13 @@ static loom_tensor *nll(const loom_tensor *logp, const loom_tensor *target,
                        op, (long long)tv[i], (long long)classes);
   loom_tensor *picked =
       loom_squeeze(loom_gather(logp, 1, loom_unsqueeze(safe, 1)), 1);
-  loom_tensor *w = loom_to_dtype(keep, logp->dtype);
+  loom_tensor *w = loom_to_dtype(keep, loom_dtype_of(logp));
   if (o->weight) {
     /* Looked up as rows of a (C, 1) matrix: squeeze the trailing 1 before
      * the product, or it broadcasts against the target's dims. */
-    loom_tensor *cw = loom_reshape(loom_to_dtype(o->weight, logp->dtype), 2,
-                                   (int64_t[]){classes, 1});
+    loom_tensor *cw =
+        loom_reshape(loom_to_dtype(o->weight, loom_dtype_of(logp)), 2,
+                     (int64_t[]){classes, 1});
     w = loom_mul(w, loom_squeeze(loom_embedding(cw, safe, -1), -1));
   }
   loom_tensor *loss = loom_neg(loom_mul(picked, w));
@@ -102,11 +102,11 @@ loom_tensor *loom_nll_loss(const loom_tensor *log_probs,
   loom_cross_entropy_opts o = opts ? *opts : loom_cross_entropy_defaults();
   if (!log_probs || !target)
     return NULL;
-  if (target->dtype != LOOM_I64)
+  if (loom_dtype_of(target) != LOOM_I64)
     return LOOM_FAIL(LOOM_ERR_DTYPE,
                      "nll_loss: targets must be int64 class "
                      "indices, got %s",
-                     loom_dtype_name(target->dtype));
+                     loom_dtype_name(loom_dtype_of(target)));
   loom_tensor *ws, *valid;
   return nll(log_probs, target, &o, "nll_loss", &ws, &valid);
 }
@@ -117,29 +117,31 @@ loom_tensor *loom_cross_entropy(const loom_tensor *logits,
   loom_cross_entropy_opts o = opts ? *opts : loom_cross_entropy_defaults();
   if (!logits || !target)
     return NULL;
-  if (loom__check_float(logits, "cross_entropy"))
-    return NULL;
-  if (logits->ndim < 2)
+  if (!loom_dtype_is_float(loom_dtype_of(logits)))
+    return LOOM_FAIL(
+        LOOM_ERR_DTYPE, "cross_entropy: expected a float tensor, got %s %s",
+        loom_dtype_name(loom_dtype_of(logits)), loom_shape_text(logits));
+  if (loom_ndim(logits) < 2)
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "cross_entropy: logits %s need (N, C, "
                      "...)",
-                     loom__shp(logits));
+                     loom_shape_text(logits));
   double eps = o.label_smoothing;
   if (!(eps >= 0 && eps <= 1))
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "cross_entropy: label_smoothing %g",
                      eps);
-  double classes = (double)logits->shape[1];
+  double classes = (double)loom_shape(logits)[1];
   loom_tensor *logp = loom_log_softmax(logits, 1);
   const loom_tensor *cw =
-      o.weight ? loom_to_dtype(o.weight, logits->dtype) : NULL;
+      o.weight ? loom_to_dtype(o.weight, loom_dtype_of(logits)) : NULL;
   loom_tensor *cwb = NULL; /* class weights broadcast along dim 1 */
   if (cw) {
     int64_t shape[LOOM_MAX_DIMS];
-    for (int d = 0; d < logits->ndim; d++)
+    for (int d = 0; d < loom_ndim(logits); d++)
       shape[d] = d == 1 ? -1 : 1;
-    cwb = loom_reshape(cw, logits->ndim, shape);
+    cwb = loom_reshape(cw, loom_ndim(logits), shape);
   }
-  if (loom_dtype_is_float(target->dtype)) { /* class probabilities */
+  if (loom_dtype_is_float(loom_dtype_of(target))) { /* class probabilities */
     if (!same_shape(logits, target, "cross_entropy"))
       return NULL;
     const loom_tensor *p = target;
@@ -150,11 +152,11 @@ loom_tensor *loom_cross_entropy(const loom_tensor *logits,
       terms = loom_mul(terms, cwb);
     return reduce(loom_neg(class_dim_sum(terms)), o.reduction);
   }
-  if (target->dtype != LOOM_I64)
+  if (loom_dtype_of(target) != LOOM_I64)
     return LOOM_FAIL(LOOM_ERR_DTYPE,
                      "cross_entropy: targets must be int64 "
                      "indices or float probabilities, got %s",
-                     loom_dtype_name(target->dtype));
+                     loom_dtype_name(loom_dtype_of(target)));
   loom_tensor *weight_sum, *valid;
   loom_tensor *loss =
       nll(logp, target, &o, "cross_entropy", &weight_sum, &valid);
@@ -171,9 +173,10 @@ loom_tensor *loom_cross_entropy(const loom_tensor *logits,
     smooth = loom_sum_all(smooth);
     break;
   default:
-    smooth = loom_div(loom_sum_all(smooth),
-                      cwb ? weight_sum
-                          : loom_sum_all(loom_to_dtype(valid, logits->dtype)));
+    smooth = loom_div(
+        loom_sum_all(smooth),
+        cwb ? weight_sum
+            : loom_sum_all(loom_to_dtype(valid, loom_dtype_of(logits))));
   }
   return loom_add(loom_mul_scalar(loss, 1 - eps),
                   loom_mul_scalar(smooth, eps / classes));
@@ -256,6 +259,6 @@ loom_tensor *loom_kl_div(const loom_tensor *input, const loom_tensor *target,
   }
   if (batchmean && r != LOOM_NONE)
     return loom_div_scalar(loom_sum_all(pointwise),
-                           input->ndim ? (double)input->shape[0] : 1);
+                           loom_ndim(input) ? (double)loom_shape(input)[0] : 1);
   return reduce(pointwise, r);
 }

@@ -1,9 +1,8 @@
 /* The module tree: named parameters, buffers and children, state dicts. */
 #include "nn.h"
 
-#include "../tensor/kernels.h"
-
 #include <stdlib.h>
+#include <string.h>
 
 typedef enum { PARAM, BUFFER, CHILD } entry_kind;
 

@@ -2,9 +2,8 @@
  * special); running statistics are updated outside the graph. */
 #include "nn.h"
 
-#include "../tensor/internal.h"
-
 #include <stdlib.h>
+#include <string.h>
 
 static loom_tensor *tensor_param(loom_module *m, const char *name, int64_t n,
                                  double value, bool buffer) {
@@ -65,16 +64,16 @@ static loom_tensor *per_channel(const loom_tensor *v, int ndim) {
 loom_tensor *loom_batch_norm_forward(loom_batch_norm *b, const loom_tensor *x) {
   if (!b || !x)
     return NULL;
-  if (x->ndim < 2 || x->shape[1] != b->features)
+  if (loom_ndim(x) < 2 || loom_shape(x)[1] != b->features)
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "BatchNorm: input %s, expected (N, %lld, "
                      "...)",
-                     loom__shp(x), (long long)b->features);
+                     loom_shape_text(x), (long long)b->features);
   int dims[LOOM_MAX_DIMS], nd = 0;
-  for (int d = 0; d < x->ndim; d++)
+  for (int d = 0; d < loom_ndim(x); d++)
     if (d != 1)
       dims[nd++] = d;
-  int64_t count = x->numel / b->features;
+  int64_t count = loom_numel(x) / b->features;
   bool batch_stats = b->base.training || !b->running_mean;
   loom_tensor *mean, *var;
   if (batch_stats) {
@@ -82,7 +81,7 @@ loom_tensor *loom_batch_norm_forward(loom_batch_norm *b, const loom_tensor *x) {
       return LOOM_FAIL(LOOM_ERR_SHAPE,
                        "BatchNorm: one value per channel in "
                        "training (%s)",
-                       loom__shp(x));
+                       loom_shape_text(x));
     mean = loom_mean(x, dims, nd, true);
     var = loom_var(x, dims, nd, 0, true);
     if (b->base.training && b->running_mean && mean && var) {
@@ -98,14 +97,14 @@ loom_tensor *loom_batch_norm_forward(loom_batch_norm *b, const loom_tensor *x) {
       loom_no_grad_end();
     }
   } else {
-    mean = per_channel(b->running_mean, x->ndim);
-    var = per_channel(b->running_var, x->ndim);
+    mean = per_channel(b->running_mean, loom_ndim(x));
+    var = per_channel(b->running_var, loom_ndim(x));
   }
   loom_tensor *y =
       loom_div(loom_sub(x, mean), loom_sqrt(loom_add_scalar(var, b->eps)));
   if (b->weight)
-    y = loom_add(loom_mul(y, per_channel(b->weight, x->ndim)),
-                 per_channel(b->bias, x->ndim));
+    y = loom_add(loom_mul(y, per_channel(b->weight, loom_ndim(x))),
+                 per_channel(b->bias, loom_ndim(x)));
   return y;
 }
 
@@ -144,14 +143,14 @@ loom_layer_norm *loom_layer_norm_new(int ndims, const int64_t *shape,
 loom_tensor *loom_layer_norm_forward(loom_layer_norm *l, const loom_tensor *x) {
   if (!l || !x)
     return NULL;
-  bool ok = x->ndim >= l->ndims;
+  bool ok = loom_ndim(x) >= l->ndims;
   for (int i = 0; ok && i < l->ndims; i++)
-    ok = x->shape[x->ndim - l->ndims + i] == l->shape[i];
+    ok = loom_shape(x)[loom_ndim(x) - l->ndims + i] == l->shape[i];
   if (!ok) {
     char s[128];
     return LOOM_FAIL(LOOM_ERR_SHAPE, "LayerNorm: input %s does not end in %s",
-                     loom__shp(x),
-                     loom__shape_str(l->ndims, l->shape, s, sizeof s));
+                     loom_shape_text(x),
+                     loom_format_shape(l->ndims, l->shape, s, sizeof s));
   }
   return loom_layer_normalize(x, l->ndims, l->weight, l->bias, l->eps);
 }

@@ -2,10 +2,9 @@
  * with variable lengths, dropout between layers and initial/final states. */
 #include "rnn.h"
 
-#include "../tensor/internal.h"
-
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 static void runner_destroy(loom_module *m) {
   loom_rnn *r = (loom_rnn *)m;
@@ -70,7 +69,7 @@ static int state_shape(const loom_rnn *r, void *cell, int k,
                        const loom_tensor *x_t, int64_t *shape) {
   if (r->type->state_shape)
     return r->type->state_shape(cell, k, x_t, shape);
-  shape[0] = x_t->shape[0];
+  shape[0] = loom_shape(x_t)[0];
   shape[1] = r->opts.hidden_size;
   return 2;
 }
@@ -80,20 +79,21 @@ static loom_tensor *project(const loom_rnn *r, void *cell,
                             const loom_tensor *x) {
   if (!r->type->project)
     return (loom_tensor *)x;
-  int64_t T = x->shape[0], B = x->shape[1];
+  int64_t T = loom_shape(x)[0], B = loom_shape(x)[1];
   int64_t flat[LOOM_MAX_DIMS];
   flat[0] = T * B;
-  for (int d = 2; d < x->ndim; d++)
-    flat[d - 1] = x->shape[d];
-  loom_tensor *p = r->type->project(cell, loom_reshape(x, x->ndim - 1, flat));
+  for (int d = 2; d < loom_ndim(x); d++)
+    flat[d - 1] = loom_shape(x)[d];
+  loom_tensor *p =
+      r->type->project(cell, loom_reshape(x, loom_ndim(x) - 1, flat));
   if (!p)
     return NULL;
   int64_t shape[LOOM_MAX_DIMS];
   shape[0] = T;
   shape[1] = B;
-  for (int d = 1; d < p->ndim; d++)
-    shape[d + 1] = p->shape[d];
-  return loom_reshape(p, p->ndim + 1, shape);
+  for (int d = 1; d < loom_ndim(p); d++)
+    shape[d + 1] = loom_shape(p)[d];
+  return loom_reshape(p, loom_ndim(p) + 1, shape);
 }
 
 /* Steps one direction of one layer through time. */
@@ -102,7 +102,7 @@ static int run_steps(const loom_rnn *r, void *cell, const loom_tensor *xs,
                      loom_tensor *const *init, loom_tensor **out,
                      loom_tensor **final) {
   int ns = r->type->n_states;
-  int64_t T = xs->shape[0];
+  int64_t T = loom_shape(xs)[0];
   loom_tensor *state[LOOM_RNN_MAX_STATES];
   for (int k = 0; k < ns; k++)
     state[k] = init[k];
@@ -127,10 +127,10 @@ static int run_steps(const loom_rnn *r, void *cell, const loom_tensor *xs,
     if (lengths) {
       /* Sequences already over keep their state and output zeros. */
       int64_t shape[LOOM_MAX_DIMS];
-      for (int d = 0; d < next[0]->ndim; d++)
+      for (int d = 0; d < loom_ndim(next[0]); d++)
         shape[d] = d == 0 ? -1 : 1;
       loom_tensor *live = loom_reshape(loom_gt_scalar(lengths, (double)t),
-                                       next[0]->ndim, shape);
+                                       loom_ndim(next[0]), shape);
       for (int k = 0; k < ns; k++)
         next[k] = loom_where(live, next[k], state[k]);
       o = loom_masked_fill(next[0], loom_logical_not(live), 0);
@@ -145,9 +145,9 @@ static int run_steps(const loom_rnn *r, void *cell, const loom_tensor *xs,
   } else if (rc == 0) {
     int64_t shape[LOOM_MAX_DIMS];
     shape[0] = 0;
-    for (int d = 0; d < init[0]->ndim; d++)
-      shape[d + 1] = init[0]->shape[d];
-    *out = loom_zeros(init[0]->dtype, init[0]->ndim + 1, shape);
+    for (int d = 0; d < loom_ndim(init[0]); d++)
+      shape[d + 1] = loom_shape(init[0])[d];
+    *out = loom_zeros(loom_dtype_of(init[0]), loom_ndim(init[0]) + 1, shape);
   }
   loom_fixed_weights_end();
   for (int k = 0; rc == 0 && k < ns; k++)
@@ -158,13 +158,13 @@ static int run_steps(const loom_rnn *r, void *cell, const loom_tensor *xs,
 
 static loom_tensor *check_lengths(const loom_tensor *lengths, int64_t T,
                                   int64_t B, const char *op) {
-  if (lengths->dtype != LOOM_I64 || lengths->ndim != 1 ||
-      lengths->shape[0] != B)
+  if (loom_dtype_of(lengths) != LOOM_I64 || loom_ndim(lengths) != 1 ||
+      loom_shape(lengths)[0] != B)
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "%s: lengths must be int64 (%lld), got "
                      "%s %s",
-                     op, (long long)B, loom_dtype_name(lengths->dtype),
-                     loom__shp(lengths));
+                     op, (long long)B, loom_dtype_name(loom_dtype_of(lengths)),
+                     loom_shape_text(lengths));
   loom_tensor *c = loom_contiguous(lengths);
   const int64_t *v = loom_data_i64(c);
   for (int64_t b = 0; v && b < B; b++)
@@ -182,17 +182,17 @@ int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
   if (!r || !x || !output)
     return -1;
   const char *op = r->type->name;
-  if (x->ndim < 3)
+  if (loom_ndim(x) < 3)
     return loom_set_error(LOOM_ERR_SHAPE, "%s: input %s needs (T, B, I...)", op,
-                          loom__shp(x)),
+                          loom_shape_text(x)),
            -1;
   const loom_tensor *xs = r->opts.batch_first ? loom_transpose(x, 0, 1) : x;
-  int64_t T = xs->shape[0], B = xs->shape[1];
-  if (xs->shape[2] != r->opts.input_size)
+  int64_t T = loom_shape(xs)[0], B = loom_shape(xs)[1];
+  if (loom_shape(xs)[2] != r->opts.input_size)
     return loom_set_error(LOOM_ERR_SHAPE,
                           "%s: input %s has %lld features, "
                           "the layer takes %lld",
-                          op, loom__shp(x), (long long)xs->shape[2],
+                          op, loom_shape_text(x), (long long)loom_shape(xs)[2],
                           (long long)r->opts.input_size),
            -1;
   const loom_tensor *len = lengths ? check_lengths(lengths, T, B, op) : NULL;
@@ -224,19 +224,20 @@ int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
         }
         if (init && init[k]) {
           st[k] = loom_select(init[k], 0, l * D + d);
-          if (st[k] && (st[k]->ndim != nd ||
-                        loom__numel_of(nd, shape) != st[k]->numel)) {
+          if (st[k] &&
+              (loom_ndim(st[k]) != nd ||
+               memcmp(loom_shape(st[k]), shape, (size_t)nd * sizeof *shape))) {
             char want[96];
             return loom_set_error(
                        LOOM_ERR_SHAPE,
                        "%s: initial state %d is "
                        "%s, expected (%d, %s)",
-                       op, k, loom__shp(init[k]), L * D,
-                       loom__shape_str(nd, shape, want, sizeof want)),
+                       op, k, loom_shape_text(init[k]), L * D,
+                       loom_format_shape(nd, shape, want, sizeof want)),
                    -1;
           }
         } else {
-          st[k] = loom_zeros(px->dtype, nd, shape);
+          st[k] = loom_zeros(loom_dtype_of(px), nd, shape);
         }
         if (!st[k])
           return -1;
@@ -258,13 +259,14 @@ int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
     if (l + 1 < L && r->opts.dropout > 0 && r->base.training) {
       if (r->opts.variational) { /* one mask per sequence, all steps */
         int64_t shape[LOOM_MAX_DIMS];
-        memcpy(shape, layer_out->shape, sizeof shape);
+        memcpy(shape, loom_shape(layer_out),
+               (size_t)loom_ndim(layer_out) * sizeof *shape);
         shape[0] = 1;
         double keep = 1 - r->opts.dropout;
-        loom_tensor *mask =
-            loom_mul_scalar(loom_bernoulli(r->opts.rng, layer_out->dtype, keep,
-                                           layer_out->ndim, shape),
-                            1 / keep);
+        loom_tensor *mask = loom_mul_scalar(
+            loom_bernoulli(r->opts.rng, loom_dtype_of(layer_out), keep,
+                           loom_ndim(layer_out), shape),
+            1 / keep);
         input = loom_mul(layer_out, mask);
       } else {
         input = loom_dropout(layer_out, r->opts.dropout, true, r->opts.rng);

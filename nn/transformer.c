@@ -3,8 +3,6 @@
  * (norm_first for pre-norm). */
 #include "attention.h"
 
-#include "../tensor/internal.h"
-
 #include <stdlib.h>
 
 static loom_transformer_opts with_defaults(loom_transformer_opts o) {
@@ -421,11 +419,11 @@ loom_tensor *loom_transformer_step(loom_transformer_stack *s,
                                    const loom_tensor *x) {
   if (!s || !st || !x)
     return NULL;
-  if (x->ndim != 2 || x->shape[1] != s->opts.d_model)
+  if (loom_ndim(x) != 2 || loom_shape(x)[1] != s->opts.d_model)
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "transformer_step: input %s, expected "
                      "(B, %lld)",
-                     loom__shp(x), (long long)s->opts.d_model);
+                     loom_shape_text(x), (long long)s->opts.d_model);
   loom_no_grad_begin();
   loom_tensor *y = (loom_tensor *)x;
   for (int i = 0; i < s->n && y; i++)

@@ -72,7 +72,7 @@ static loom_optimizer *create(kind k, loom_tensor *const *params, int n,
                        "%s: parameter %d (%s %s) must be a "
                        "contiguous float leaf tensor",
                        names[k], i, loom_dtype_name(params[i]->dtype),
-                       loom__shp(params[i]));
+                       loom_shape_text(params[i]));
   }
   loom_optimizer *o = calloc(1, sizeof *o);
   if (!o)
@@ -322,7 +322,7 @@ static int step_one(loom_optimizer *o, int i) {
     loom_set_error(LOOM_ERR_STATE,
                    "%s: gradient %s of parameter %d %s does "
                    "not match it",
-                   names[o->k], loom__shp(g), i, loom__shp(p));
+                   names[o->k], loom_shape_text(g), i, loom_shape_text(p));
     return -1;
   }
   bool f32 = p->dtype == LOOM_F32;
@@ -491,7 +491,7 @@ int loom_optimizer_load_state(loom_optimizer *o, const loom_tensor_map *m,
         loom_set_error(LOOM_ERR_SHAPE,
                        "optimizer_load_state: '%s' is %s, "
                        "parameter %d is %s",
-                       k, loom__shp(t), i, loom__shp(o->params[i]));
+                       k, loom_shape_text(t), i, loom_shape_text(o->params[i]));
         return -1;
       }
     }

@@ -2,8 +2,6 @@
  * PyTorch's chained updates produce, without their rounding drift). */
 #include "optim.h"
 
-#include "../tensor/internal.h"
-
 #include <math.h>
 #include <stdlib.h>
 
@@ -181,14 +179,14 @@ int loom_schedule_load_state(loom_schedule *s, const loom_tensor_map *m,
   char k[256];
   snprintf(k, sizeof k, "%sschedule", prefix ? prefix : "");
   loom_tensor *t = loom_tensor_map_get(m, k);
-  if (!t || t->dtype != LOOM_F64 || t->numel != 4) {
+  if (!t || loom_dtype_of(t) != LOOM_F64 || loom_numel(t) != 4) {
     loom_set_error(LOOM_ERR_STATE,
                    "schedule_load_state: no '%s' of 4 "
                    "float64 values",
                    k);
     return -1;
   }
-  const double *v = (const double *)t->data;
+  const double *v = loom_data_f64(t);
   /* the counters are whole numbers a double holds exactly */
   for (int i = 0; i < 4; i++)
     if (i != 1 && !(v[i] >= 0 && v[i] <= 0x1p53 && v[i] == floor(v[i]))) {

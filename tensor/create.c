@@ -113,7 +113,7 @@ int loom_copy_to_array(const loom_tensor *t, loom_dtype dtype, void *dst,
   dtype = loom__resolve(dtype);
   if (n != t->numel) {
     loom_set_error(LOOM_ERR_SHAPE, "copy_to_array: %lld elements for %s",
-                   (long long)n, loom__shp(t));
+                   (long long)n, loom_shape_text(t));
     return -1;
   }
   if (dtype <= LOOM_DTYPE_DEFAULT || dtype >= LOOM_DTYPE_COUNT || !dst) {

@@ -31,7 +31,7 @@ bool loom__check_float(const loom_tensor *t, const char *op) {
     return true;
   if (!loom_dtype_is_float(t->dtype)) {
     loom_set_error(LOOM_ERR_DTYPE, "%s: expected a float tensor, got %s %s", op,
-                   loom_dtype_name(t->dtype), loom__shp(t));
+                   loom_dtype_name(t->dtype), loom_shape_text(t));
     return true;
   }
   return false;

@@ -110,10 +110,6 @@ int loom__broadcast_shape(const loom_tensor *a, const loom_tensor *b,
  * t's shape must be broadcastable. */
 void loom__broadcast_strides(const loom_tensor *t, int ndim,
                              const int64_t *shape, int64_t *strides);
-/* "[2, 3]" into buf. */
-char *loom__shape_str(int ndim, const int64_t *shape, char *buf, size_t size);
-/* Shape string in a rotating thread-local buffer: for error messages. */
-const char *loom__shp(const loom_tensor *t);
 
 /* ---- dtypes ---- */
 
@@ -127,7 +123,6 @@ void loom__write(char *p, loom_dtype dtype, double v);
 
 /* ---- errors ---- */
 
-#define LOOM_FAIL(status, ...) (loom_set_error((status), __VA_ARGS__), NULL)
 /* True (and error recorded) when t is NULL or not of a float dtype. */
 bool loom__check_float(const loom_tensor *t, const char *op);
 

@@ -222,7 +222,8 @@ void loom__broadcast_strides(const loom_tensor *t, int ndim,
   }
 }
 
-char *loom__shape_str(int ndim, const int64_t *shape, char *buf, size_t size) {
+char *loom_format_shape(int ndim, const int64_t *shape, char *buf,
+                        size_t size) {
   size_t used = 0;
   used += (size_t)snprintf(buf, size, "[");
   for (int i = 0; i < ndim && used < size; i++)
@@ -233,7 +234,7 @@ char *loom__shape_str(int ndim, const int64_t *shape, char *buf, size_t size) {
   return buf;
 }
 
-const char *loom__shp(const loom_tensor *t) {
+const char *loom_shape_text(const loom_tensor *t) {
   static _Thread_local char ring[4][128];
   static _Thread_local int next;
   char *buf = ring[next++ & 3];

@@ -87,7 +87,7 @@ static bool valid_shape(int ndim, const int64_t *shape, const char *op) {
   if (!loom__sizes_fit(ndim, shape)) {
     char buf[160];
     loom_set_error(LOOM_ERR_SHAPE, "%s: shape %s too large", op,
-                   loom__shape_str(ndim, shape, buf, sizeof buf));
+                   loom_format_shape(ndim, shape, buf, sizeof buf));
     return false;
   }
   return true;
@@ -255,7 +255,7 @@ char *loom_shape_str(const loom_tensor *t, char *buf, size_t size) {
     snprintf(buf, size, "(null)");
     return buf;
   }
-  return loom__shape_str(t->ndim, t->shape, buf, size);
+  return loom_format_shape(t->ndim, t->shape, buf, size);
 }
 
 void *loom_data(const loom_tensor *t) { return t ? t->data : NULL; }
@@ -291,7 +291,7 @@ static char *element(const loom_tensor *t, const int64_t *index,
       loom_set_error(LOOM_ERR_INDEX,
                      "%s: index %lld out of range for dim %d "
                      "of %s",
-                     fn, (long long)index[i], i, loom__shp(t));
+                     fn, (long long)index[i], i, loom_shape_text(t));
       return NULL;
     }
     off += index[i] * t->strides[i];
@@ -311,7 +311,7 @@ double loom_item(const loom_tensor *t) {
     return NAN;
   if (t->numel != 1) {
     loom_set_error(LOOM_ERR_SHAPE, "item: tensor %s has %lld elements, not 1",
-                   loom__shp(t), (long long)t->numel);
+                   loom_shape_text(t), (long long)t->numel);
     return NAN;
   }
   return loom__read(t->data, t->dtype);

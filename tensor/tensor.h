@@ -96,6 +96,10 @@ LOOM_API void loom_clear_error(void);
  * it is the cause). For user code that reports errors the library's way. */
 LOOM_API void loom_set_error(loom_status status, const char *fmt, ...)
     LOOM_PRINTF(2, 3);
+/* Records an error (loom_set_error) and evaluates to NULL: how a function
+ * returning a pointer fails in one line,
+ *   return LOOM_FAIL(LOOM_ERR_SHAPE, "f: x is %s", loom_shape_text(x)); */
+#define LOOM_FAIL(status, ...) (loom_set_error((status), __VA_ARGS__), NULL)
 
 /* ---------------------------------------------------------------- memory */
 
@@ -144,6 +148,13 @@ LOOM_API bool loom_is_contiguous(const loom_tensor *t);
 LOOM_API bool loom_same_shape(const loom_tensor *a, const loom_tensor *b);
 /* Writes "[2, 3]" into buf; returns buf. */
 LOOM_API char *loom_shape_str(const loom_tensor *t, char *buf, size_t size);
+/* The same for a shape given as ndim sizes (not a tensor's). */
+LOOM_API char *loom_format_shape(int ndim, const int64_t *shape, char *buf,
+                                 size_t size);
+/* t's shape as "[2, 3]" in one of four thread-local buffers, for error
+ * messages (one message can name four shapes; the fifth call on the thread
+ * reuses the first buffer). "(null)" for NULL. */
+LOOM_API const char *loom_shape_text(const loom_tensor *t);
 /* Address of the first element (element i of a contiguous tensor is at
  * index i). Typed variants return NULL and record an error on a dtype
  * mismatch. Writing through these bypasses autograd's version checks. */

@@ -181,6 +181,16 @@ START_TEST(test_bad_inputs) {
                        NULL, &out, NULL),
       -1);
   ck_assert_int_eq(loom_last_status(), LOOM_ERR_INDEX);
+  loom_clear_error();
+  /* an initial state of the right size but the wrong shape: (1, 4, 2),
+   * not (1, B = 2, hidden = 4) */
+  loom_tensor *init[2] = {loom_zeros(LOOM_F32, LOOM_SHAPE(1, 4, 2)),
+                          loom_zeros(LOOM_F32, LOOM_SHAPE(1, 2, 4))};
+  ck_assert_int_eq(loom_rnn_forward(r, x, NULL, init, &out, NULL), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
+  ck_assert_msg(strstr(loom_last_error(), "initial state 0 is [1, 4, 2], "
+                                          "expected (1, [2, 4])"),
+                "%s", loom_last_error());
   loom_rnn_free(r);
 }
 END_TEST
