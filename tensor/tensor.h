@@ -115,8 +115,11 @@ LOOM_API void loom_release(loom_tensor *t);
 /* Hands one of the caller's references to the innermost scope (returns `t`):
  * how a function that computes in its own scope returns a result. */
 LOOM_API loom_tensor *loom_autorelease(loom_tensor *t);
-/* Releases everything the thread holds: all scopes, the autograd tape, the
- * default generator's state is kept. Call before a thread or program ends. */
+/* Releases what the calling thread holds: the tensors its scopes own (the
+ * outermost scope's too), its autograd tape, and the memory it keeps for
+ * reuse. Tensors kept with loom_keep stay valid, and so does the state of
+ * the thread's default generator. Call before a thread or the program ends;
+ * loom works as before afterwards. */
 LOOM_API void loom_cleanup(void);
 
 /* Live tensor objects and storage bytes in the process (for leak tests). */
