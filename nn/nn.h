@@ -326,5 +326,6 @@ LOOM_API int loom_checkpoint_load(const char *path, loom_module *model,
 
 #include "attention.h"
 #include "decode.h"
+#include "distributed.h"
 #include "rnn.h"
 #endif

@@ -85,6 +85,7 @@ typedef enum loom_status {
   LOOM_ERR_FORMAT,   /* a file or text is malformed */
   LOOM_ERR_STATE,    /* misuse of state: autograd, scopes, in-place writes */
   LOOM_ERR_NUMERIC,  /* NaN/Inf found by anomaly mode */
+  LOOM_ERR_COMM,     /* communication between processes failed (MPI) */
 } loom_status;
 
 /* Status of the first error recorded since the last loom_clear_error(). */
