@@ -85,7 +85,18 @@ int loom_dist_init(int *argc, char ***argv) {
   if (read_timeout_env() < 0)
     return -1;
   long announced;
-  if (launched(&announced) && (loom__transport_available() || announced != 1)) {
+  if (launched(&announced) && !loom__transport_available() && announced != 1) {
+    char many[32] = "several";
+    if (announced > 1)
+      snprintf(many, sizeof many, "%ld", announced);
+    loom_set_error(LOOM_ERR_COMM,
+                   "loom_dist_init: an MPI launcher started this process as "
+                   "one of %s, but this loom was built without MPI (install "
+                   "libopenmpi-dev and rebuild with meson -Dmpi=enabled)",
+                   many);
+    return -1;
+  }
+  if (launched(&announced) && loom__transport_available()) {
     bool threads_ok;
     if (loom__transport_init(argc, argv, false, &world.rank, &world.size,
                              &threads_ok) < 0)

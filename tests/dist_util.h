@@ -26,7 +26,7 @@ static inline int dist_wanted_ranks(int argc, char **argv) {
 static inline int dist_test_start(int *argc, char ***argv) {
   int wanted = dist_wanted_ranks(*argc, *argv);
   if (loom_dist_init(argc, argv) < 0) {
-    fprintf(stderr, "loom_dist_init: %s\n", loom_last_error());
+    fprintf(stderr, "%s\n", loom_last_error());
     return 1;
   }
   if (loom_dist_size() == wanted)
