@@ -53,6 +53,11 @@ double app_now(void);
 /* Reads a whole file (caller frees); NULL with a message on stderr (a
  * directory is refused as one). */
 unsigned char *app_read_file(const char *path, size_t *len);
+/* Reads a whole file of at most max bytes (caller frees; a NUL follows the
+ * *len bytes). NULL with a loom error naming the path: LOOM_ERR_IO when it
+ * cannot be opened or read, LOOM_ERR_FORMAT when it is larger than max,
+ * LOOM_ERR_MEMORY. */
+unsigned char *app_read_file_max(const char *path, size_t max, size_t *len);
 
 /* Whether two paths name one file: the same device and inode when both
  * exist, else the same path. */

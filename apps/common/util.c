@@ -16,42 +16,53 @@ double app_now(void) {
   return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-unsigned char *app_read_file(const char *path, size_t *len) {
+unsigned char *app_read_file_max(const char *path, size_t max, size_t *len) {
   FILE *f = loom_file_open_read(path);
-  if (!f) {
-    fprintf(stderr, "%s\n", loom_last_error());
-    loom_clear_error();
+  if (!f)
     return NULL;
-  }
   unsigned char *buf = NULL;
   size_t cap = 0, n = 0;
   for (;;) {
     if (n == cap) {
-      cap = cap ? 2 * cap : 1 << 20;
+      if (n > max) { /* a byte past the limit was read */
+        loom_set_error(LOOM_ERR_FORMAT, "%s: larger than %zu bytes", path,
+                       max);
+        break;
+      }
+      cap = cap && cap <= max / 2 ? 2 * cap : cap ? max + 1 : 1 << 16;
+      cap = cap > max + 1 ? max + 1 : cap;
       unsigned char *g = realloc(buf, cap + 1);
       if (!g) {
-        fprintf(stderr, "%s: out of memory\n", path);
-        free(buf);
-        fclose(f);
-        return NULL;
+        loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory", path);
+        break;
       }
       buf = g;
     }
     size_t r = fread(buf + n, 1, cap - n, f);
     n += r;
-    if (r == 0)
-      break;
+    if (r == 0) {
+      if (ferror(f)) {
+        loom_set_error(LOOM_ERR_IO, "%s: cannot read: %s", path,
+                       strerror(errno));
+        break;
+      }
+      fclose(f);
+      buf[n] = 0;
+      *len = n;
+      return buf;
+    }
   }
-  bool err = ferror(f);
-  int why = errno;
   fclose(f);
-  if (err) {
-    fprintf(stderr, "%s: cannot read: %s\n", path, strerror(why));
-    free(buf);
-    return NULL;
+  free(buf);
+  return NULL;
+}
+
+unsigned char *app_read_file(const char *path, size_t *len) {
+  unsigned char *buf = app_read_file_max(path, SIZE_MAX / 2, len);
+  if (!buf) {
+    fprintf(stderr, "%s\n", loom_last_error());
+    loom_clear_error();
   }
-  buf[n] = 0;
-  *len = n;
   return buf;
 }
 

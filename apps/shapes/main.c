@@ -7,15 +7,14 @@
 #include <loom/loom.h>
 
 #include "../common/common.h"
+#include "../common/shape.h"
 
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CLASSES 4
-static const char *const class_names[CLASSES] = {"circle", "square", "triangle",
-                                                 "cross"};
+#define CLASSES APP_SHAPE_KINDS
 
 #define P "shapes"         /* in messages */
 #define MAX_IMAGES 1000000 /* in each set */
@@ -29,53 +28,19 @@ typedef struct {
 
 /* ---- the data ---- */
 
-/* Distance from point p to segment ab. */
-static double seg_dist(double px, double py, double ax, double ay, double bx,
-                       double by) {
-  double dx = bx - ax, dy = by - ay, l2 = dx * dx + dy * dy;
-  double t = l2 > 0 ? ((px - ax) * dx + (py - ay) * dy) / l2 : 0;
-  t = t < 0 ? 0 : t > 1 ? 1 : t;
-  double cx = ax + t * dx - px, cy = ay + t * dy - py;
-  return sqrt(cx * cx + cy * cy);
-}
-
 /* One image (size x size, values 0..1) of class c, outline drawn with a
  * soft pen, plus noise. */
 static void draw(float *img, int64_t n, int c, loom_rng *g) {
-  double cx = n * (0.35 + 0.3 * loom_rng_uniform(g));
-  double cy = n * (0.35 + 0.3 * loom_rng_uniform(g));
-  double r = n * (0.18 + 0.12 * loom_rng_uniform(g));
+  app_shape s = {.kind = (app_shape_kind)c};
+  s.cx = n * (0.35 + 0.3 * loom_rng_uniform(g));
+  s.cy = n * (0.35 + 0.3 * loom_rng_uniform(g));
+  s.r = n * (0.18 + 0.12 * loom_rng_uniform(g));
   double pen = 0.6 + 0.8 * loom_rng_uniform(g);
-  double angle = 0.5 * (loom_rng_uniform(g) - 0.5);
-  double px[3], py[3];
-  for (int k = 0; k < 3; k++) {
-    double a = angle + 2 * 3.14159265358979 * k / 3 - 3.14159265358979 / 2;
-    px[k] = cx + r * cos(a);
-    py[k] = cy + r * sin(a);
-  }
+  s.angle = 0.5 * (loom_rng_uniform(g) - 0.5);
   for (int64_t y = 0; y < n; y++)
     for (int64_t x = 0; x < n; x++) {
-      double d, X = (double)x + 0.5, Y = (double)y + 0.5;
-      switch (c) {
-      case 0:
-        d = fabs(hypot(X - cx, Y - cy) - r);
-        break;
-      case 1: {
-        double ux = fabs(X - cx), uy = fabs(Y - cy), s = r * 0.8;
-        d = ux > uy ? fabs(ux - s) + (uy > s ? uy - s : 0)
-                    : fabs(uy - s) + (ux > s ? ux - s : 0);
-        break;
-      }
-      case 2:
-        d = fmin(seg_dist(X, Y, px[0], py[0], px[1], py[1]),
-                 fmin(seg_dist(X, Y, px[1], py[1], px[2], py[2]),
-                      seg_dist(X, Y, px[2], py[2], px[0], py[0])));
-        break;
-      default:
-        d = fmin(seg_dist(X, Y, cx - r, cy - r, cx + r, cy + r),
-                 seg_dist(X, Y, cx - r, cy + r, cx + r, cy - r));
-      }
-      double v = d < pen ? 1 : d < pen + 1 ? pen + 1 - d : 0;
+      double v = app_shape_outline_coverage(&s, (double)x + 0.5,
+                                            (double)y + 0.5, pen);
       v += 0.15 * loom_rng_normal(g);
       img[y * n + x] = (float)(v < 0 ? 0 : v > 1 ? 1 : v);
     }
@@ -213,8 +178,8 @@ static int picture(const options *o, const loom_tensor *x,
     }
     int64_t pr = (int64_t)loom_get(pred, (int64_t[]){i});
     int64_t tr = (int64_t)loom_get(y, (int64_t[]){i});
-    snprintf(truth[i], sizeof truth[i], "(is a %s)", class_names[tr]);
-    lines[i][0] = class_names[pr];
+    snprintf(truth[i], sizeof truth[i], "(is a %s)", app_shape_name((app_shape_kind)tr));
+    lines[i][0] = app_shape_name((app_shape_kind)pr);
     lines[i][1] = truth[i];
     colors[i][0] = pr == tr ? 0x207020 : 0xc02020;
     colors[i][1] = 0x666666;
