@@ -61,8 +61,12 @@ LOOM_API int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
 LOOM_API void loom_no_grad_begin(void);
 LOOM_API void loom_no_grad_end(void);
 LOOM_API bool loom_grad_enabled(void);
-/* When on, an op whose forward output or backward gradient holds NaN/Inf
- * fails with LOOM_ERR_NUMERIC naming the op and its shapes. */
+/* When on, every op checks its result for NaN/Inf. In a forward, the first
+ * op whose output holds one records LOOM_ERR_NUMERIC naming the op and its
+ * shapes, and still returns that output, so its values can be looked at:
+ * check loom_last_status() (loom_backward refuses while the error is
+ * pending). In a backward, the op whose gradient for an input holds one
+ * stops it: loom_backward returns -1 with LOOM_ERR_NUMERIC naming it. */
 LOOM_API void loom_set_anomaly_mode(bool on);
 LOOM_API bool loom_anomaly_mode(void);
 
@@ -160,8 +164,10 @@ typedef struct loom_gradcheck_result {
 /* Checks fn's analytic gradients against central differences. Inputs must
  * be float64; those that require grad are checked (the others are held
  * fixed). opts and res may be NULL. Returns 1 if it passed, 0 if not
- * (res->message says where), -1 if fn or backward failed. The inputs' grads
- * are left as they were. */
+ * (res->message says where), -1 with an error if fn or backward failed (fn
+ * returning -1 with none set gets one); then res says "gradcheck could not
+ * run: " and the error, with passed false, indices -1 and NaN values. The
+ * inputs' grads are left as they were. */
 LOOM_API int loom_gradcheck(loom_gradcheck_fn fn, void *ctx,
                             loom_tensor *const *inputs, int n_inputs,
                             const loom_gradcheck_opts *opts,

@@ -29,7 +29,7 @@ typedef struct {
 static loom_tensor *binary(const binary_spec *s, const loom_tensor *a,
                            const loom_tensor *b, double alpha) {
   if (!a || !b)
-    return NULL;
+    return loom_null_argument(s->name);
   int64_t shape[LOOM_MAX_DIMS];
   int nd = loom__broadcast_shape(a, b, shape, s->name);
   if (nd < 0)
@@ -200,7 +200,7 @@ loom_tensor *loom_ge(const loom_tensor *a, const loom_tensor *b) {
 static loom_tensor *logical(const loom_binary_kernel *k, const char *name,
                             const loom_tensor *a, const loom_tensor *b) {
   if (!a || !b)
-    return NULL;
+    return loom_null_argument(name);
   int64_t shape[LOOM_MAX_DIMS];
   int nd = loom__broadcast_shape(a, b, shape, name);
   if (nd < 0)
@@ -221,6 +221,8 @@ loom_tensor *loom_logical_or(const loom_tensor *a, const loom_tensor *b) {
 }
 
 loom_tensor *loom_logical_not(const loom_tensor *t) {
+  if (!t)
+    return loom_null_argument("logical_not");
   t = loom_to_dtype(t, LOOM_BOOL);
   loom_tensor *out =
       t ? loom__new(LOOM_BOOL, t->ndim, t->shape, "logical_not") : NULL;
@@ -232,7 +234,7 @@ loom_tensor *loom_logical_not(const loom_tensor *t) {
 static loom_tensor *compare_scalar(const loom_unary_kernel *k,
                                    const loom_tensor *t, double s) {
   if (!t)
-    return NULL;
+    return loom_null_argument(k->name);
   if (t->dtype == LOOM_F32) /* PyTorch compares in the tensor's precision */
     s = (float)s;
   loom_tensor *out = loom__new(LOOM_BOOL, t->ndim, t->shape, k->name);

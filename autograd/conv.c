@@ -72,7 +72,7 @@ _Static_assert(sizeof(loom_conv_geom) <= sizeof(((loom_node *)0)->i),
 loom_tensor *loom_conv2d(const loom_tensor *x0, const loom_tensor *weight,
                          const loom_tensor *bias, loom_conv2d_opts o) {
   if (!x0 || !weight)
-    return NULL;
+    return loom_null_argument("conv2d");
   bool batched;
   const loom_tensor *x = as_4d(x0, &batched, "conv2d");
   if (!x || loom__check_float(weight, "conv2d") ||
@@ -94,7 +94,8 @@ loom_tensor *loom_conv2d(const loom_tensor *x0, const loom_tensor *weight,
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "conv2d: weight %s does not fit input %s "
                      "with %lld groups",
-                     loom_shape_text(weight), loom_shape_text(x0), (long long)g.groups);
+                     loom_shape_text(weight), loom_shape_text(x0),
+                     (long long)g.groups);
   if (g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.ph < 0 || g.pw < 0 ||
       g.ph > LOOM_MAX_ELEMENTS || g.pw > LOOM_MAX_ELEMENTS)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT,
@@ -195,7 +196,7 @@ static void max_pool2d_backward(loom_node *n, loom_tensor *const *gout) {
 loom_tensor *loom_max_pool2d(const loom_tensor *x0, loom_pool2d_opts o,
                              loom_tensor **indices) {
   if (!x0)
-    return NULL;
+    return loom_null_argument("max_pool2d");
   bool batched;
   loom_pool_geom g;
   const loom_tensor *x = as_4d(x0, &batched, "max_pool2d");
@@ -231,7 +232,7 @@ static void avg_pool2d_backward(loom_node *n, loom_tensor *const *gout) {
 
 loom_tensor *loom_avg_pool2d(const loom_tensor *x0, loom_pool2d_opts o) {
   if (!x0)
-    return NULL;
+    return loom_null_argument("avg_pool2d");
   bool batched;
   loom_pool_geom g;
   const loom_tensor *x = as_4d(x0, &batched, "avg_pool2d");
@@ -264,7 +265,7 @@ static void adaptive_avg_pool2d_backward(loom_node *n, loom_tensor *const *g) {
 loom_tensor *loom_adaptive_avg_pool2d(const loom_tensor *x0, int64_t out_h,
                                       int64_t out_w) {
   if (!x0)
-    return NULL;
+    return loom_null_argument("adaptive_avg_pool2d");
   bool batched;
   const loom_tensor *x = as_4d(x0, &batched, "adaptive_avg_pool2d");
   if (!x)

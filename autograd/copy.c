@@ -26,19 +26,19 @@ static loom_tensor *copy_as(const loom_op_def *def, const loom_tensor *t,
 
 loom_tensor *loom_contiguous(const loom_tensor *t) {
   if (!t)
-    return NULL;
+    return loom_null_argument("contiguous");
   if (loom__is_contiguous(t))
     return loom__to_scope(loom_keep((loom_tensor *)t));
   return copy_as(&loom_op_contiguous, t, t->dtype);
 }
 
 loom_tensor *loom_clone(const loom_tensor *t) {
-  return t ? copy_as(&loom_op_clone, t, t->dtype) : NULL;
+  return t ? copy_as(&loom_op_clone, t, t->dtype) : loom_null_argument("clone");
 }
 
 loom_tensor *loom_to_dtype(const loom_tensor *t, loom_dtype dtype) {
   if (!t)
-    return NULL;
+    return loom_null_argument("to_dtype");
   dtype = loom__resolve(dtype);
   if (dtype <= LOOM_DTYPE_DEFAULT || dtype >= LOOM_DTYPE_COUNT)
     return LOOM_FAIL(LOOM_ERR_DTYPE, "to_dtype: unknown dtype %d", (int)dtype);

@@ -19,7 +19,7 @@ static void dropout_backward(loom_node *n, loom_tensor *const *g) {
 loom_tensor *loom_dropout(const loom_tensor *t, double p, bool training,
                           loom_rng *g) {
   if (!t)
-    return NULL;
+    return loom_null_argument("dropout");
   if (!(p >= 0 && p <= 1))
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "dropout: p = %g not in [0, 1]", p);
   if (!training || p == 0)

@@ -33,7 +33,9 @@ void loom_function_save(loom_function_ctx *c, const loom_tensor *t) {
 }
 
 const loom_tensor *loom_function_saved(loom_function_ctx *c, int i) {
-  if (!c || !c->node || i < 0 || i >= c->node->n_saved)
+  if (!c)
+    return loom_null_argument("function_saved");
+  if (!c->node || i < 0 || i >= c->node->n_saved)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "function_saved: no saved tensor %d",
                      i);
   return loom__saved(c->node, i);
@@ -61,7 +63,9 @@ static void custom_backward(loom_node *n, loom_tensor *const *gout) {
   for (int i = 0; i < n->n_in; i++)
     gin[i] = NULL;
   if (f->backward(&c, gout, gin) < 0) {
-    loom_set_error(LOOM_ERR_STATE, "%s: backward failed", f->name);
+    loom_set_error(LOOM_ERR_STATE,
+                   "%s: backward callback returned -1 with no error set",
+                   f->name);
   } else {
     for (int i = 0; i < n->n_in; i++) {
       if (!gin[i] || !loom__needs_grad(n, i))
@@ -84,20 +88,25 @@ static void custom_backward(loom_node *n, loom_tensor *const *gout) {
 
 int loom_function_apply(const loom_function *f, loom_tensor *const *in,
                         loom_tensor **out, void *user) {
-  if (!f || !f->forward || !f->backward || f->n_outputs < 1 ||
-      f->n_inputs < 0) {
+  if (!f || !out || (!in && f->n_inputs > 0))
+    return loom_null_argument("function_apply"), -1;
+  if (!f->forward || !f->backward || f->n_outputs < 1 || f->n_inputs < 0) {
     loom_set_error(LOOM_ERR_ARGUMENT, "function_apply: incomplete function");
     return -1;
   }
   for (int i = 0; i < f->n_inputs; i++)
     if (!in[i])
-      return -1;
+      return loom_null_argument(f->name ? f->name : "function_apply"), -1;
   loom_function_ctx c = {.user = user, .in = in};
   for (int k = 0; k < f->n_outputs; k++)
     out[k] = NULL;
   loom_no_grad_begin();
   loom_scope *s = loom_scope_begin();
   int rc = f->forward(&c, in, f->n_inputs, out);
+  if (rc < 0) /* the callback's own error, if it set one, comes first */
+    loom_set_error(LOOM_ERR_STATE,
+                   "%s: forward callback returned -1 with no error set",
+                   f->name);
   for (int k = 0; k < f->n_outputs; k++) {
     if (rc == 0 && !out[k]) {
       loom_set_error(LOOM_ERR_STATE, "%s: forward left output %d empty",

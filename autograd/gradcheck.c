@@ -55,11 +55,25 @@ typedef struct {
 /* Runs fn; returns the number of outputs (kept by the caller) or -1. */
 static int run(const problem *p, loom_tensor **out) {
   int n = p->fn(p->in, p->n_in, out, MAX_OUT, p->ctx);
-  if (n < 0 || n > MAX_OUT)
+  if (n < 0) { /* its own error, if it set one, comes first */
+    loom_set_error(LOOM_ERR_STATE,
+                   "gradcheck: the function returned %d with no error set", n);
     return -1;
+  }
+  if (n > MAX_OUT) {
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "gradcheck: the function returned %d outputs (at most %d)",
+                   n, MAX_OUT);
+    return -1;
+  }
   for (int k = 0; k < n; k++) {
-    if (!out[k])
+    if (!out[k]) {
+      loom_set_error(LOOM_ERR_STATE,
+                     "gradcheck: the function's output %d is "
+                     "NULL with no error set",
+                     k);
       return -1;
+    }
     if (out[k]->dtype != LOOM_F64) {
       loom_set_error(LOOM_ERR_DTYPE,
                      "gradcheck: output %d is %s, not "
@@ -226,8 +240,10 @@ static int fast_check(const problem *p, const loom_gradcheck_opts *o,
   if (n_out < 0)
     return -1;
   loom_rng *g = loom_rng_new(1234);
-  if (!g)
+  if (!g) {
+    loom_set_error(LOOM_ERR_MEMORY, "gradcheck: out of memory");
     return -1;
+  }
   loom_tensor *vs[MAX_OUT];
   int64_t total = 0;
   for (int k = 0; k < n_out; k++) {
@@ -279,21 +295,25 @@ static int fast_check(const problem *p, const loom_gradcheck_opts *o,
   return rc;
 }
 
-int loom_gradcheck(loom_gradcheck_fn fn, void *ctx, loom_tensor *const *inputs,
-                   int n_inputs, const loom_gradcheck_opts *opts,
-                   loom_gradcheck_result *res) {
+/* loom_gradcheck but for the result on failure (-1). */
+static int gradcheck(loom_gradcheck_fn fn, void *ctx,
+                     loom_tensor *const *inputs, int n_inputs,
+                     const loom_gradcheck_opts *opts,
+                     loom_gradcheck_result *res) {
   loom_gradcheck_opts o = opts ? *opts : (loom_gradcheck_opts){0};
   o.eps = o.eps > 0 ? o.eps : 1e-6;
   o.atol = o.atol > 0 ? o.atol : 1e-5;
   o.rtol = o.rtol > 0 ? o.rtol : 1e-3;
   verdict v = {.worst = -INFINITY, .err_input = -1, .r = {.input = -1}};
-  if (!fn || !inputs || n_inputs < 0) {
-    loom_set_error(LOOM_ERR_ARGUMENT, "gradcheck: no function or inputs");
+  if (!fn || (!inputs && n_inputs > 0))
+    return loom_null_argument("gradcheck"), -1;
+  if (n_inputs < 0) {
+    loom_set_error(LOOM_ERR_ARGUMENT, "gradcheck: %d inputs", n_inputs);
     return -1;
   }
   for (int i = 0; i < n_inputs; i++) {
     if (!inputs[i])
-      return -1;
+      return loom_null_argument("gradcheck"), -1;
     if (inputs[i]->dtype != LOOM_F64) {
       loom_set_error(LOOM_ERR_DTYPE,
                      "gradcheck: input %d is %s; gradcheck "
@@ -306,8 +326,10 @@ int loom_gradcheck(loom_gradcheck_fn fn, void *ctx, loom_tensor *const *inputs,
   loom_tensor *small[16],
       **saved =
           n_inputs <= 16 ? small : malloc((size_t)n_inputs * sizeof *saved);
-  if (!saved)
+  if (!saved) {
+    loom_set_error(LOOM_ERR_MEMORY, "gradcheck: out of memory");
     return -1;
+  }
   save_grads(inputs, n_inputs, saved);
   loom_scope *s = loom_scope_begin();
   int rc = o.fast ? fast_check(&p, &o, &v) : full_check(&p, &o, &v);
@@ -341,7 +363,30 @@ int loom_gradcheck(loom_gradcheck_fn fn, void *ctx, loom_tensor *const *inputs,
              v.r.passed ? "passed" : "FAILED", v.r.input,
              (long long)v.r.in_index, v.r.output, (long long)v.r.out_index,
              v.r.analytic, v.r.numeric);
-  if (res)
-    *res = v.r;
+  *res = v.r;
   return v.r.passed ? 1 : 0;
+}
+
+int loom_gradcheck(loom_gradcheck_fn fn, void *ctx, loom_tensor *const *inputs,
+                   int n_inputs, const loom_gradcheck_opts *opts,
+                   loom_gradcheck_result *res) {
+  loom_gradcheck_result r;
+  int rc = gradcheck(fn, ctx, inputs, n_inputs, opts, &r);
+  if (rc < 0) {
+    /* Every path above sets an error; this keeps the promise if one does
+     * not. */
+    loom_set_error(LOOM_ERR_STATE, "gradcheck: failed");
+    r = (loom_gradcheck_result){.input = -1,
+                                .output = -1,
+                                .in_index = -1,
+                                .out_index = -1,
+                                .analytic = NAN,
+                                .numeric = NAN,
+                                .worst_excess = NAN};
+    snprintf(r.message, sizeof r.message, "gradcheck could not run: %s",
+             loom_last_error());
+  }
+  if (res)
+    *res = r;
+  return rc;
 }

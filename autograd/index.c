@@ -47,7 +47,7 @@ static void gather_backward(loom_node *n, loom_tensor *const *g) {
 loom_tensor *loom_gather(const loom_tensor *t, int dim,
                          const loom_tensor *index) {
   if (!t || !index || !is_index(index, "gather"))
-    return NULL;
+    return loom_null_argument("gather");
   int d = loom__dim(dim, t->ndim, "gather");
   if (d < 0 || !gather_shapes_ok(t, d, index, "gather") ||
       loom_kernel_check_index(index, t->ndim ? t->shape[d] : 1, "gather") < 0)
@@ -77,7 +77,7 @@ loom_tensor *loom_scatter_add(const loom_tensor *t, int dim,
                               const loom_tensor *index,
                               const loom_tensor *src) {
   if (!t || !index || !src || !is_index(index, "scatter_add"))
-    return NULL;
+    return loom_null_argument("scatter_add");
   int d = loom__dim(dim, t->ndim, "scatter_add");
   if (d < 0 || !gather_shapes_ok(t, d, index, "scatter_add"))
     return NULL;
@@ -130,7 +130,7 @@ static void index_select_backward(loom_node *n, loom_tensor *const *g) {
 loom_tensor *loom_index_select(const loom_tensor *t, int dim,
                                const loom_tensor *index) {
   if (!t || !index)
-    return NULL;
+    return loom_null_argument("index_select");
   int d = loom__dim(dim, t->ndim, "index_select");
   const loom_tensor *ix = d < 0 ? NULL : as_index_vector(index, "index_select");
   if (!ix || loom_kernel_check_index(ix, t->ndim ? t->shape[d] : 1,
@@ -168,7 +168,7 @@ loom_tensor *loom_index_add(const loom_tensor *t, int dim,
                             const loom_tensor *index, const loom_tensor *src,
                             double alpha) {
   if (!t || !index || !src)
-    return NULL;
+    return loom_null_argument("index_add");
   int d = loom__dim(dim, t->ndim, "index_add");
   const loom_tensor *ix = d < 0 ? NULL : as_index_vector(index, "index_add");
   if (!ix)
@@ -180,7 +180,8 @@ loom_tensor *loom_index_add(const loom_tensor *t, int dim,
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "index_add: src %s does not fit %s with "
                      "%lld indices along dim %d",
-                     loom_shape_text(src), loom_shape_text(t), (long long)ix->numel, d);
+                     loom_shape_text(src), loom_shape_text(t),
+                     (long long)ix->numel, d);
   if (loom_kernel_check_index(ix, t->ndim ? t->shape[d] : 1, "index_add") < 0)
     return NULL;
   src = loom_to_dtype(src, t->dtype);
@@ -225,7 +226,7 @@ static void embedding_backward(loom_node *n, loom_tensor *const *g) {
 loom_tensor *loom_embedding(const loom_tensor *weight,
                             const loom_tensor *indices, int64_t padding_idx) {
   if (!weight || !indices || !is_index(indices, "embedding"))
-    return NULL;
+    return loom_null_argument("embedding");
   if (weight->ndim != 2)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "embedding: weight must be 2-D, got %s",
                      loom_shape_text(weight));
@@ -265,7 +266,7 @@ loom_tensor *loom_embedding(const loom_tensor *weight,
 
 loom_tensor *loom_one_hot(const loom_tensor *indices, int64_t num_classes) {
   if (!indices || !is_index(indices, "one_hot"))
-    return NULL;
+    return loom_null_argument("one_hot");
   if (indices->ndim >= LOOM_MAX_DIMS)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "one_hot: too many dims");
   const loom_tensor *ix =
@@ -312,7 +313,7 @@ static void masked_fill_backward(loom_node *n, loom_tensor *const *g) {
 loom_tensor *loom_masked_fill(const loom_tensor *t, const loom_tensor *mask,
                               double value) {
   if (!t || !mask || !is_mask(mask, "masked_fill"))
-    return NULL;
+    return loom_null_argument("masked_fill");
   int64_t shape[LOOM_MAX_DIMS];
   int nd = loom__broadcast_shape(t, mask, shape, "masked_fill");
   if (nd < 0)
@@ -342,7 +343,7 @@ static void where_backward(loom_node *n, loom_tensor *const *g) {
 loom_tensor *loom_where(const loom_tensor *cond, const loom_tensor *a,
                         const loom_tensor *b) {
   if (!cond || !a || !b || !is_mask(cond, "where"))
-    return NULL;
+    return loom_null_argument("where");
   int64_t s1[LOOM_MAX_DIMS], shape[LOOM_MAX_DIMS];
   int n1 = loom__broadcast_shape(a, b, s1, "where");
   if (n1 < 0)

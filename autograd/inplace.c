@@ -6,7 +6,7 @@
 
 static bool writable(loom_tensor *t, const loom_tensor *src, const char *op) {
   if (!t)
-    return false;
+    return loom_null_argument(op), false;
   for (int d = 0; d < t->ndim; d++)
     if (t->strides[d] == 0 && t->shape[d] > 1) {
       loom_set_error(LOOM_ERR_STATE,
@@ -43,7 +43,7 @@ static bool integral_ok(const loom_tensor *t, double s, const char *op) {
 
 loom_tensor *loom_copy_(loom_tensor *dst, const loom_tensor *src) {
   if (!src || !writable(dst, src, "copy_"))
-    return NULL;
+    return loom_null_argument("copy_");
   loom_kernel_copy(dst, src);
   return dst;
 }
@@ -58,8 +58,9 @@ loom_tensor *loom_fill_(loom_tensor *t, double value) {
 loom_tensor *loom_zero_(loom_tensor *t) { return loom_fill_(t, 0); }
 
 loom_tensor *loom_add_(loom_tensor *t, const loom_tensor *other, double alpha) {
-  if (!other || !t || !integral_ok(t, alpha, "add_") ||
-      !writable(t, other, "add_"))
+  if (!other || !t)
+    return loom_null_argument("add_");
+  if (!integral_ok(t, alpha, "add_") || !writable(t, other, "add_"))
     return NULL;
   const loom_tensor *o = loom_to_dtype(other, t->dtype);
   if (!o ||
@@ -70,7 +71,7 @@ loom_tensor *loom_add_(loom_tensor *t, const loom_tensor *other, double alpha) {
 
 loom_tensor *loom_mul_(loom_tensor *t, const loom_tensor *other) {
   if (!other || !writable(t, other, "mul_"))
-    return NULL;
+    return loom_null_argument("mul_");
   const loom_tensor *o = loom_to_dtype(other, t->dtype);
   if (!o || loom_kernel_binary(&loom_k_mul, t, t, o, NULL) < 0)
     return NULL;
@@ -78,8 +79,9 @@ loom_tensor *loom_mul_(loom_tensor *t, const loom_tensor *other) {
 }
 
 loom_tensor *loom_mul_scalar_(loom_tensor *t, double s) {
-  if (!t || !integral_ok(t, s, "mul_scalar_") ||
-      !writable(t, NULL, "mul_scalar_"))
+  if (!t)
+    return loom_null_argument("mul_scalar_");
+  if (!integral_ok(t, s, "mul_scalar_") || !writable(t, NULL, "mul_scalar_"))
     return NULL;
   if (loom_kernel_unary(&loom_k_mul_scalar, t, t, (double[]){s}) < 0)
     return NULL;
@@ -89,7 +91,7 @@ loom_tensor *loom_mul_scalar_(loom_tensor *t, double s) {
 loom_tensor *loom_masked_fill_(loom_tensor *t, const loom_tensor *mask,
                                double value) {
   if (!mask || !writable(t, mask, "masked_fill_"))
-    return NULL;
+    return loom_null_argument("masked_fill_");
   if (mask->dtype != LOOM_BOOL && mask->dtype != LOOM_U8)
     return LOOM_FAIL(LOOM_ERR_DTYPE, "masked_fill_: mask must be bool");
   loom_kernel_masked_fill(t, t, mask, value);

@@ -18,11 +18,13 @@ static void concat_backward(loom_node *n, loom_tensor *const *g) {
 }
 
 loom_tensor *loom_concat(loom_tensor *const *ts, int n, int dim) {
-  if (!ts || n <= 0)
+  if (!ts)
+    return loom_null_argument("concat");
+  if (n <= 0)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "concat: no tensors");
   for (int i = 0; i < n; i++)
     if (!ts[i])
-      return NULL;
+      return loom_null_argument("concat");
   const loom_tensor *first = ts[0];
   if (first->ndim == 0)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "concat: 0-dim tensors; use loom_stack");
@@ -72,8 +74,13 @@ loom_tensor *loom_concat(loom_tensor *const *ts, int n, int dim) {
 }
 
 loom_tensor *loom_stack(loom_tensor *const *ts, int n, int dim) {
-  if (!ts || n <= 0)
+  if (!ts)
+    return loom_null_argument("stack");
+  if (n <= 0)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "stack: no tensors");
+  for (int i = 0; i < n; i++)
+    if (!ts[i])
+      return loom_null_argument("stack");
   loom_tensor *small[16],
       **parts = n <= 16 ? small : malloc((size_t)n * sizeof *parts);
   if (!parts)
@@ -81,7 +88,7 @@ loom_tensor *loom_stack(loom_tensor *const *ts, int n, int dim) {
   loom_tensor *out = NULL;
   bool ok = true;
   for (int i = 0; i < n && ok; i++) {
-    if (ts[i] && !loom_same_shape(ts[i], ts[0])) {
+    if (!loom_same_shape(ts[i], ts[0])) {
       loom_set_error(LOOM_ERR_SHAPE, "stack: tensor %d is %s, tensor 0 is %s",
                      i, loom_shape_text(ts[i]), loom_shape_text(ts[0]));
       ok = false;
@@ -98,8 +105,8 @@ loom_tensor *loom_stack(loom_tensor *const *ts, int n, int dim) {
 
 int loom_split_sizes(const loom_tensor *t, const int64_t *sizes, int n, int dim,
                      loom_tensor **out) {
-  if (!t)
-    return -1;
+  if (!t || (n > 0 && (!sizes || !out)))
+    return loom_null_argument("split"), -1;
   int d = loom__dim(dim, t->ndim, "split");
   if (d < 0)
     return -1;
@@ -135,8 +142,8 @@ int loom_split_sizes(const loom_tensor *t, const int64_t *sizes, int n, int dim,
 
 int loom_split(const loom_tensor *t, int64_t size, int dim, loom_tensor **out,
                int max_out) {
-  if (!t)
-    return -1;
+  if (!t || !out)
+    return loom_null_argument("split"), -1;
   int d = loom__dim(dim, t->ndim, "split");
   if (d < 0)
     return -1;
@@ -161,8 +168,8 @@ int loom_split(const loom_tensor *t, int64_t size, int dim, loom_tensor **out,
 
 int loom_chunk(const loom_tensor *t, int chunks, int dim, loom_tensor **out,
                int max_out) {
-  if (!t)
-    return -1;
+  if (!t || !out)
+    return loom_null_argument("chunk"), -1;
   if (chunks <= 0) {
     loom_set_error(LOOM_ERR_ARGUMENT, "chunk: %d chunks", chunks);
     return -1;

@@ -176,7 +176,7 @@ static void matmul_backward(loom_node *n, loom_tensor *const *g) {
 
 loom_tensor *loom_matmul(const loom_tensor *a, const loom_tensor *b) {
   if (!a || !b)
-    return NULL;
+    return loom_null_argument("matmul");
   if (a->ndim == 0 || b->ndim == 0)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "matmul: 0-dim operand (%s, %s)",
                      loom_shape_text(a), loom_shape_text(b));
@@ -195,7 +195,7 @@ loom_tensor *loom_matmul(const loom_tensor *a, const loom_tensor *b) {
 
 loom_tensor *loom_bmm(const loom_tensor *a, const loom_tensor *b) {
   if (!a || !b)
-    return NULL;
+    return loom_null_argument("bmm");
   if (a->ndim != 3 || b->ndim != 3 || a->shape[0] != b->shape[0])
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "bmm: expected B x n x k and B x k x m, "
@@ -227,7 +227,7 @@ static loom_tensor *add_product(const loom_op_def *def, int rank,
                                 const loom_tensor *b, double beta,
                                 double alpha) {
   if (!c || !a || !b)
-    return NULL;
+    return loom_null_argument(def->name);
   if (a->ndim != rank || b->ndim != rank ||
       (rank == 3 && a->shape[0] != b->shape[0]))
     return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: operands %s and %s must be %d-D%s",
@@ -457,7 +457,7 @@ loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
                          const loom_tensor *bias) {
   /* A NULL bias with an error pending is a failed op's result, not "none". */
   if (!x || !weight || (!bias && loom_last_status() != LOOM_OK))
-    return NULL;
+    return loom_null_argument("linear");
   if (weight->ndim != 2 || x->ndim < 1 ||
       x->shape[x->ndim - 1] != weight->shape[1])
     return LOOM_FAIL(LOOM_ERR_SHAPE,

@@ -62,6 +62,8 @@ loom_tensor *loom_layer_normalize(const loom_tensor *x, int ndims,
    * not "none". */
   if ((!weight || !bias) && loom_last_status() != LOOM_OK)
     return NULL;
+  if (!x)
+    return loom_null_argument("layer_normalize");
   if (loom__check_float(x, "layer_norm"))
     return NULL;
   if (ndims < 1 || ndims > x->ndim || !(eps >= 0))

@@ -99,7 +99,7 @@ loom_tensor *loom_sum(const loom_tensor *t, const int *dims, int n,
                       bool keepdim) {
   reduction r;
   if (!t || !parse(t, dims, n, keepdim, &r, "sum"))
-    return NULL;
+    return loom_null_argument("sum");
   if (!loom_dtype_is_float(t->dtype) && t->dtype != LOOM_I64)
     t = loom_to_dtype(t, LOOM_I64);
   loom_tensor *out =
@@ -112,7 +112,7 @@ loom_tensor *loom_mean(const loom_tensor *t, const int *dims, int n,
                        bool keepdim) {
   reduction r;
   if (!t || !parse(t, dims, n, keepdim, &r, "mean"))
-    return NULL;
+    return loom_null_argument("mean");
   if (!loom_dtype_is_float(t->dtype))
     t = loom_to_dtype(t, LOOM_DTYPE_DEFAULT);
   return loom_div_scalar(loom_sum(t, dims, n, keepdim), (double)r.count);
@@ -132,7 +132,7 @@ loom_tensor *loom_var(const loom_tensor *t, const int *dims, int n,
                       int64_t correction, bool keepdim) {
   reduction r;
   if (!t || !parse(t, dims, n, keepdim, &r, "var"))
-    return NULL;
+    return loom_null_argument("var");
   if (!loom_dtype_is_float(t->dtype))
     t = loom_to_dtype(t, LOOM_DTYPE_DEFAULT);
   /* Two passes (mean, then squared deviations): accurate where the
@@ -153,7 +153,7 @@ loom_tensor *loom_std(const loom_tensor *t, const int *dims, int n,
 loom_tensor *loom_logsumexp(const loom_tensor *t, const int *dims, int n,
                             bool keepdim) {
   if (!t)
-    return NULL;
+    return loom_null_argument("logsumexp");
   if (!loom_dtype_is_float(t->dtype))
     t = loom_to_dtype(t, LOOM_DTYPE_DEFAULT);
   /* The shift m does not change the value, so it carries no gradient; an
@@ -193,7 +193,9 @@ static loom_tensor *extreme(const loom_op_def *def, loom_reduce_op op,
                             const loom_tensor *t, const int *dims, int n,
                             bool keepdim) {
   reduction r;
-  if (!t || !parse(t, dims, n, keepdim, &r, def->name))
+  if (!t)
+    return loom_null_argument(def->name);
+  if (!parse(t, dims, n, keepdim, &r, def->name))
     return NULL;
   if (t->numel == 0)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: empty tensor %s", def->name,
@@ -235,13 +237,14 @@ static loom_tensor *arg_extreme(bool is_max, const loom_tensor *t, int dim,
                                 bool keepdim, loom_tensor **indices,
                                 bool values_wanted) {
   if (!t)
-    return NULL;
+    return loom_null_argument(is_max ? "max" : "min");
   const char *name = is_max ? "max" : "min";
   int d = loom__dim(dim, t->ndim, name);
   if (d < 0)
     return NULL;
   if (t->numel == 0)
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: empty tensor %s", name, loom_shape_text(t));
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: empty tensor %s", name,
+                     loom_shape_text(t));
   reduction r;
   int dims[1] = {d};
   if (!parse(t, t->ndim ? dims : NULL, t->ndim ? 1 : 0, keepdim, &r, name))
@@ -345,7 +348,7 @@ loom_tensor *loom_prod(const loom_tensor *t, const int *dims, int n,
                        bool keepdim) {
   reduction r;
   if (!t || !parse(t, dims, n, keepdim, &r, "prod"))
-    return NULL;
+    return loom_null_argument("prod");
   if (!loom_dtype_is_float(t->dtype) && t->dtype != LOOM_I64)
     t = loom_to_dtype(t, LOOM_I64);
   loom_tensor *out =
@@ -393,7 +396,7 @@ loom_tensor *loom_norm(const loom_tensor *t, double p, const int *dims, int n,
                        bool keepdim) {
   reduction r;
   if (!t || !parse(t, dims, n, keepdim, &r, "norm"))
-    return NULL;
+    return loom_null_argument("norm");
   if (!(p > 0))
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "norm: p = %g must be > 0", p);
   if (!loom_dtype_is_float(t->dtype))

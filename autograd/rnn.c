@@ -48,16 +48,18 @@ static bool check(const char *op, const loom_tensor *xp, const loom_tensor *w,
     }
   }
   const loom_tensor *all[] = {w, b};
-  for (int k = 0; k < 2; k++)
-    if (all[k] && all[k]->dtype != xp->dtype) {
-      loom_set_error(LOOM_ERR_DTYPE, "%s: mixed dtypes", op);
+  const char *names[] = {"weight", "bias"};
+  for (int k = 0; k < 2 + n_states; k++) {
+    const loom_tensor *t = k < 2 ? all[k] : states[k - 2];
+    if (t && t->dtype != xp->dtype) {
+      char what[16];
+      snprintf(what, sizeof what, "state %d", k - 2);
+      loom_set_error(LOOM_ERR_DTYPE, "%s: mixed dtypes: inputs %s, %s %s", op,
+                     loom_dtype_name(xp->dtype), k < 2 ? names[k] : what,
+                     loom_dtype_name(t->dtype));
       return false;
     }
-  for (int k = 0; k < n_states; k++)
-    if (states[k]->dtype != xp->dtype) {
-      loom_set_error(LOOM_ERR_DTYPE, "%s: mixed dtypes", op);
-      return false;
-    }
+  }
   return true;
 }
 
@@ -206,9 +208,9 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
                        loom_tensor **out, loom_tensor **h_n,
                        loom_tensor **c_n) {
   const char *op = "lstm_sequence";
-  if (!xp || !w_hh || !h0 || !c0 ||
+  if (!xp || !w_hh || !h0 || !c0 || !out || !h_n || !c_n ||
       (peephole && (!peephole[0] || !peephole[1] || !peephole[2])))
-    return -1;
+    return loom_null_argument(op), -1;
   geom g;
   if (!check(op, xp, w_hh, b_hh, (const loom_tensor *[]){h0, c0}, 2, 4, &g))
     return -1;
@@ -401,8 +403,8 @@ int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
                       const loom_tensor *lengths, bool reverse,
                       loom_tensor **out, loom_tensor **h_n) {
   const char *op = "gru_sequence";
-  if (!xp || !w_hh || !b_hh || !h0)
-    return -1;
+  if (!xp || !w_hh || !b_hh || !h0 || !out || !h_n)
+    return loom_null_argument(op), -1;
   geom g;
   if (!check(op, xp, w_hh, b_hh, &h0, 1, 3, &g))
     return -1;
@@ -517,8 +519,8 @@ int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
                       const loom_tensor *lengths, bool reverse, bool relu,
                       loom_tensor **out, loom_tensor **h_n) {
   const char *op = "rnn_sequence";
-  if (!xp || !w_hh || !b_hh || !h0)
-    return -1;
+  if (!xp || !w_hh || !b_hh || !h0 || !out || !h_n)
+    return loom_null_argument(op), -1;
   geom g;
   if (!check(op, xp, w_hh, b_hh, &h0, 1, 1, &g))
     return -1;

@@ -20,7 +20,7 @@ static void softmax_backward(loom_node *n, loom_tensor *const *g) {
 static loom_tensor *softmax(const loom_op_def *def, const loom_tensor *t,
                             int dim) {
   if (!t)
-    return NULL;
+    return loom_null_argument(def->name);
   int d = loom__dim(dim, t->ndim, def->name);
   if (d < 0)
     return NULL;

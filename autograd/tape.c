@@ -315,7 +315,7 @@ bool loom__needs_grad(const loom_node *n, int i) {
 
 loom_tensor *loom_set_requires_grad(loom_tensor *t, bool on) {
   if (!t)
-    return NULL;
+    return loom_null_argument("set_requires_grad");
   if (t->link.slot != LOOM_LINK_LEAF)
     return LOOM_FAIL(LOOM_ERR_STATE,
                      "set_requires_grad: only leaf tensors "
@@ -333,7 +333,9 @@ bool loom_requires_grad(const loom_tensor *t) { return t && t->requires_grad; }
 bool loom_is_leaf(const loom_tensor *t) {
   return t && t->link.slot == LOOM_LINK_LEAF;
 }
-loom_tensor *loom_grad(const loom_tensor *t) { return t ? t->grad : NULL; }
+loom_tensor *loom_grad(const loom_tensor *t) {
+  return t ? t->grad : loom_null_argument("grad");
+}
 
 void loom_zero_grad(loom_tensor *t) {
   if (!t)
@@ -349,7 +351,7 @@ void loom_retain_grad(loom_tensor *t) {
 
 loom_tensor *loom_detach(const loom_tensor *t) {
   if (!t)
-    return NULL;
+    return loom_null_argument("detach");
   return loom__to_scope(
       loom__view_of(t, t->ndim, t->shape, t->strides, t->offset));
 }
@@ -525,7 +527,7 @@ static int run_backward(loom_tensor *t, const loom_tensor *grad, bool retain) {
 int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
                        const loom_backward_opts *opts) {
   if (!t || !grad)
-    return -1;
+    return loom_null_argument("backward"), -1;
   if (loom_last_status() != LOOM_OK) /* an earlier failure is pending */
     return -1;
   if (!t->requires_grad) {
@@ -554,7 +556,7 @@ int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
 
 int loom_backward(loom_tensor *loss) {
   if (!loss)
-    return -1;
+    return loom_null_argument("backward"), -1;
   if (loss->numel != 1) {
     loom_set_error(LOOM_ERR_SHAPE,
                    "backward: loss %s has %lld elements; use "

@@ -80,9 +80,9 @@ static void unary_backward(loom_node *n, loom_tensor *const *gout) {
 
 static loom_tensor *unary(int which, const loom_tensor *x, double p0,
                           double p1) {
-  if (!x)
-    return NULL;
   const unary_spec *s = &specs[which];
+  if (!x)
+    return loom_null_argument(s->def->name);
   /* Ops without an integer loop compute integers in the default float. */
   if (!s->fwd->loop[LOOM_I64] && !loom_dtype_is_float(x->dtype))
     x = loom_to_dtype(x, LOOM_DTYPE_DEFAULT);
@@ -154,7 +154,7 @@ void loom__clamp_bounds(loom_dtype dtype, double *lo, double *hi) {
 
 loom_tensor *loom_clamp(const loom_tensor *t, double lo, double hi) {
   if (!t)
-    return NULL;
+    return loom_null_argument("clamp");
   if (lo > hi)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "clamp: lo %g > hi %g", lo, hi);
   loom__clamp_bounds(t->dtype, &lo, &hi);

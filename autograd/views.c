@@ -64,6 +64,10 @@ static int infer_shape(const loom_tensor *t, int nd, const int64_t *in,
     loom_set_error(LOOM_ERR_SHAPE, "%s: %d dims", op, nd);
     return -1;
   }
+  if (nd > 0 && !in) {
+    loom_null_argument(op);
+    return -1;
+  }
   int infer = -1;
   int64_t known = 1;
   for (int i = 0; i < nd; i++) {
@@ -105,7 +109,9 @@ bad : {
 static loom_tensor *reshape_as(const loom_op_def *def, const loom_tensor *t,
                                int nd, const int64_t *shape, bool may_copy) {
   int64_t sh[LOOM_MAX_DIMS], st[LOOM_MAX_DIMS];
-  if (!t || infer_shape(t, nd, shape, sh, def->name) < 0)
+  if (!t)
+    return loom_null_argument(def->name);
+  if (infer_shape(t, nd, shape, sh, def->name) < 0)
     return NULL;
   if (view_strides(t, nd, sh, st))
     return make_view(def, t, nd, sh, st, t->offset, NULL);
@@ -114,7 +120,8 @@ static loom_tensor *reshape_as(const loom_op_def *def, const loom_tensor *t,
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "view: %s with strides that cannot be "
                      "viewed as %s; use loom_reshape",
-                     loom_shape_text(t), loom_format_shape(nd, sh, want, sizeof want));
+                     loom_shape_text(t),
+                     loom_format_shape(nd, sh, want, sizeof want));
   }
   loom_tensor *c = loom_contiguous(t);
   return c ? reshape_as(def, c, nd, sh, false) : NULL;
@@ -135,7 +142,7 @@ loom_tensor *loom_view(const loom_tensor *t, int nd, const int64_t *shape) {
 
 loom_tensor *loom_flatten(const loom_tensor *t, int start, int end) {
   if (!t)
-    return NULL;
+    return loom_null_argument("flatten");
   if (t->ndim == 0)
     return reshape_as(&loom_op_flatten, t, 1, (int64_t[]){1}, true);
   int s = loom__dim(start, t->ndim, "flatten"),
@@ -157,7 +164,7 @@ loom_tensor *loom_flatten(const loom_tensor *t, int start, int end) {
 
 loom_tensor *loom_squeeze(const loom_tensor *t, int dim) {
   if (!t)
-    return NULL;
+    return loom_null_argument("squeeze");
   int d = loom__dim(dim, t->ndim, "squeeze");
   if (d < 0)
     return NULL;
@@ -173,7 +180,7 @@ loom_tensor *loom_squeeze(const loom_tensor *t, int dim) {
 
 loom_tensor *loom_squeeze_all(const loom_tensor *t) {
   if (!t)
-    return NULL;
+    return loom_null_argument("squeeze");
   int64_t sh[LOOM_MAX_DIMS];
   int nd = 0;
   for (int i = 0; i < t->ndim; i++)
@@ -184,7 +191,7 @@ loom_tensor *loom_squeeze_all(const loom_tensor *t) {
 
 loom_tensor *loom_unsqueeze(const loom_tensor *t, int dim) {
   if (!t)
-    return NULL;
+    return loom_null_argument("unsqueeze");
   if (t->ndim >= LOOM_MAX_DIMS)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "unsqueeze: already %d dims", t->ndim);
   int d = loom__dim(dim, t->ndim + 1, "unsqueeze");
@@ -204,7 +211,7 @@ static void transpose_backward(loom_node *n, loom_tensor *const *g) {
 
 loom_tensor *loom_transpose(const loom_tensor *t, int dim0, int dim1) {
   if (!t)
-    return NULL;
+    return loom_null_argument("transpose");
   if (t->ndim < 2 && (dim0 == 0 || dim0 == -1) && (dim1 == 0 || dim1 == -1))
     return loom_reshape(t, t->ndim, t->shape); /* PyTorch allows 0/1-D */
   int a = loom__dim(dim0, t->ndim, "transpose"),
@@ -230,7 +237,7 @@ loom_tensor *loom_transpose(const loom_tensor *t, int dim0, int dim1) {
 
 loom_tensor *loom_t(const loom_tensor *t) {
   if (!t)
-    return NULL;
+    return loom_null_argument("transpose");
   if (t->ndim < 2)
     return loom_transpose(t, 0, 0);
   return loom_transpose(t, -2, -1);
@@ -244,8 +251,8 @@ static void permute_backward(loom_node *n, loom_tensor *const *g) {
 }
 
 loom_tensor *loom_permute(const loom_tensor *t, const int *dims) {
-  if (!t)
-    return NULL;
+  if (!t || (!dims && t->ndim > 0))
+    return loom_null_argument("permute");
   int64_t sh[LOOM_MAX_DIMS], st[LOOM_MAX_DIMS];
   int d[LOOM_MAX_DIMS];
   bool seen[LOOM_MAX_DIMS] = {false};
@@ -305,7 +312,7 @@ static loom_tensor *slice_view(const loom_op_def *def, const loom_tensor *t,
 loom_tensor *loom_narrow(const loom_tensor *t, int dim, int64_t start,
                          int64_t length) {
   if (!t)
-    return NULL;
+    return loom_null_argument("narrow");
   int d = loom__dim(dim, t->ndim, "narrow");
   if (d < 0)
     return NULL;
@@ -315,16 +322,16 @@ loom_tensor *loom_narrow(const loom_tensor *t, int dim, int64_t start,
     start += t->shape[d];
   if (start < 0 || length < 0 || start > t->shape[d] ||
       length > t->shape[d] - start)
-    return LOOM_FAIL(LOOM_ERR_INDEX,
-                     "narrow: %lld elements from %lld outside dim %d of %s",
-                     (long long)length, (long long)start, d, loom_shape_text(t));
+    return LOOM_FAIL(
+        LOOM_ERR_INDEX, "narrow: %lld elements from %lld outside dim %d of %s",
+        (long long)length, (long long)start, d, loom_shape_text(t));
   return slice_view(&loom_op_narrow, t, d, start, length, 1, false);
 }
 
 loom_tensor *loom_slice(const loom_tensor *t, int dim, int64_t start,
                         int64_t end, int64_t step) {
   if (!t)
-    return NULL;
+    return loom_null_argument("slice");
   int d = loom__dim(dim, t->ndim, "slice");
   if (d < 0)
     return NULL;
@@ -346,7 +353,7 @@ loom_tensor *loom_slice(const loom_tensor *t, int dim, int64_t start,
 
 loom_tensor *loom_select(const loom_tensor *t, int dim, int64_t index) {
   if (!t)
-    return NULL;
+    return loom_null_argument("select");
   int d = loom__dim(dim, t->ndim, "select");
   if (d < 0)
     return NULL;
@@ -369,10 +376,11 @@ static void expand_backward(loom_node *n, loom_tensor *const *g) {
 }
 
 loom_tensor *loom_expand(const loom_tensor *t, int nd, const int64_t *shape) {
-  if (!t)
-    return NULL;
+  if (!t || (!shape && nd > 0))
+    return loom_null_argument("expand");
   if (nd < t->ndim || nd > LOOM_MAX_DIMS)
-    return LOOM_FAIL(LOOM_ERR_SHAPE, "expand: %s to %d dims", loom_shape_text(t), nd);
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "expand: %s to %d dims",
+                     loom_shape_text(t), nd);
   int64_t sh[LOOM_MAX_DIMS], st[LOOM_MAX_DIMS];
   for (int i = 0; i < nd; i++) {
     int j = i - (nd - t->ndim);
@@ -381,7 +389,8 @@ loom_tensor *loom_expand(const loom_tensor *t, int nd, const int64_t *shape) {
     if (want < 0 || (have != 1 && have != want)) {
       char s[128];
       return LOOM_FAIL(LOOM_ERR_SHAPE, "expand: cannot expand %s to %s",
-                       loom_shape_text(t), loom_format_shape(nd, shape, s, sizeof s));
+                       loom_shape_text(t),
+                       loom_format_shape(nd, shape, s, sizeof s));
     }
     sh[i] = want;
     st[i] = j < 0 || (have == 1 && want != 1) ? 0 : t->strides[j];
@@ -396,6 +405,6 @@ loom_tensor *loom_expand(const loom_tensor *t, int nd, const int64_t *shape) {
 
 loom_tensor *loom_expand_as(const loom_tensor *t, const loom_tensor *like) {
   if (!t || !like)
-    return NULL;
+    return loom_null_argument("expand");
   return loom_expand(t, like->ndim, like->shape);
 }

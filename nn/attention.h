@@ -113,6 +113,7 @@ LOOM_API int loom_multihead_attention_forward(
 typedef struct loom_kv_cache loom_kv_cache;
 LOOM_API loom_kv_cache *loom_kv_cache_new(void);
 LOOM_API void loom_kv_cache_free(loom_kv_cache *c);
+/* Positions cached so far (-1 for a NULL cache). */
 LOOM_API int64_t loom_kv_cache_length(const loom_kv_cache *c);
 /* Reorders the cached rows (the batch dim) for beam search: row i becomes
  * old row index[i]; index is int64 (N') and N' may differ from the old row

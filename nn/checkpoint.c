@@ -37,6 +37,8 @@ int loom_checkpoint_save(const char *path, const loom_module *model,
                          const loom_optimizer *opt, const loom_schedule *sched,
                          int64_t step, loom_rng *rng,
                          const loom_tensor_map *extra) {
+  if (!path || !model)
+    return loom_null_argument("checkpoint_save"), -1;
   loom_tensor_map *m = loom_tensor_map_new();
   if (!m)
     return -1;
@@ -122,6 +124,8 @@ int loom_checkpoint_load(const char *path, loom_module *model,
                          loom_optimizer *opt, loom_schedule *sched,
                          int64_t *step, loom_rng *rng,
                          loom_tensor_map **extra) {
+  if (!path)
+    return loom_null_argument("checkpoint_load"), -1;
   loom_tensor_map *m = loom_safetensors_load(path);
   if (!m)
     return -1;

@@ -22,7 +22,9 @@ double loom_init_gain(const char *nl, double param) {
 }
 
 int64_t loom_init_fan(const loom_tensor *t, loom_fan_mode mode) {
-  if (!t || loom_ndim(t) < 2) {
+  if (!t)
+    return loom_null_argument("init_fan"), -1;
+  if (loom_ndim(t) < 2) {
     loom_set_error(LOOM_ERR_SHAPE, "init: fan needs a tensor of 2+ dims");
     return -1;
   }
@@ -45,7 +47,7 @@ static int assign(loom_tensor *t, loom_tensor *values) {
 
 int loom_init_uniform_(loom_tensor *t, double lo, double hi, loom_rng *g) {
   if (!t)
-    return -1;
+    return loom_null_argument("init_uniform_"), -1;
   loom_scope *s = loom_scope_begin();
   int rc = assign(
       t, loom_rand(g, loom_dtype_of(t), lo, hi, loom_ndim(t), loom_shape(t)));
@@ -55,7 +57,7 @@ int loom_init_uniform_(loom_tensor *t, double lo, double hi, loom_rng *g) {
 
 int loom_init_normal_(loom_tensor *t, double mean, double std, loom_rng *g) {
   if (!t)
-    return -1;
+    return loom_null_argument("init_normal_"), -1;
   loom_scope *s = loom_scope_begin();
   int rc = assign(t, loom_randn(g, loom_dtype_of(t), mean, std, loom_ndim(t),
                                 loom_shape(t)));
@@ -65,7 +67,7 @@ int loom_init_normal_(loom_tensor *t, double mean, double std, loom_rng *g) {
 
 int loom_init_constant_(loom_tensor *t, double value) {
   if (!t)
-    return -1;
+    return loom_null_argument("init_constant_"), -1;
   loom_no_grad_begin();
   loom_tensor *r = loom_fill_(t, value);
   loom_no_grad_end();
@@ -170,7 +172,7 @@ done:
 
 int loom_init_orthogonal_(loom_tensor *t, double gain, loom_rng *g) {
   if (!t)
-    return -1;
+    return loom_null_argument("init_orthogonal_"), -1;
   if (loom_ndim(t) < 2)
     return loom_set_error(LOOM_ERR_SHAPE,
                           "init_orthogonal_: needs 2+ dims, "
@@ -183,6 +185,8 @@ int loom_init_orthogonal_(loom_tensor *t, double gain, loom_rng *g) {
   double *a = malloc((size_t)(m * n) * sizeof *a + 8);
   double *q = calloc((size_t)(m * n) + 1, sizeof *q);
   int rc = -1;
+  if (!a || !q)
+    loom_set_error(LOOM_ERR_MEMORY, "init_orthogonal_: out of memory");
   if (a && q) {
     for (int64_t i = 0; i < rows * cols;
          i++) /* flattened = randn(rows, cols) */
@@ -213,7 +217,7 @@ int loom_init_orthogonal_(loom_tensor *t, double gain, loom_rng *g) {
 
 int loom_init_eye_(loom_tensor *t) {
   if (!t)
-    return -1;
+    return loom_null_argument("init_eye_"), -1;
   if (loom_ndim(t) != 2)
     return loom_set_error(LOOM_ERR_SHAPE, "init_eye_: needs 2 dims, got %s",
                           loom_shape_text(t)),

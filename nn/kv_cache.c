@@ -31,7 +31,9 @@ void loom_kv_cache_free(loom_kv_cache *c) {
   free(c);
 }
 
-int64_t loom_kv_cache_length(const loom_kv_cache *c) { return c ? c->len : 0; }
+int64_t loom_kv_cache_length(const loom_kv_cache *c) {
+  return c ? c->len : (loom_null_argument("kv_cache_length"), -1);
+}
 
 /* Replaces *slot (a kept reference) with a kept t; false if t is NULL. */
 static bool replace(loom_tensor **slot, loom_tensor *t) {

@@ -55,7 +55,7 @@ loom_linear_layer *loom_linear_layer_new(int64_t in, int64_t out, bool bias) {
 
 loom_tensor *loom_linear_layer_forward(loom_linear_layer *l,
                                        const loom_tensor *x) {
-  return l ? loom_linear(x, l->weight, l->bias) : NULL;
+  return l ? loom_linear(x, l->weight, l->bias) : loom_null_argument("Linear");
 }
 
 void loom_linear_layer_free(loom_linear_layer *l) {
@@ -87,7 +87,7 @@ loom_bilinear *loom_bilinear_new(int64_t in1, int64_t in2, int64_t out,
 loom_tensor *loom_bilinear_forward(loom_bilinear *l, const loom_tensor *x1,
                                    const loom_tensor *x2) {
   if (!l || !x1 || !x2)
-    return NULL;
+    return loom_null_argument("Bilinear");
   if (loom_ndim(x1) < 1 || loom_ndim(x2) != loom_ndim(x1) ||
       loom_size(x1, -1) != l->in1 || loom_size(x2, -1) != l->in2)
     return LOOM_FAIL(LOOM_ERR_SHAPE,
@@ -170,7 +170,7 @@ static void renorm(loom_embedding_layer *e, const loom_tensor *indices) {
 loom_tensor *loom_embedding_layer_forward(loom_embedding_layer *e,
                                           const loom_tensor *indices) {
   if (!e || !indices)
-    return NULL;
+    return loom_null_argument("Embedding");
   if (e->max_norm > 0 && loom_dtype_of(indices) == LOOM_I64)
     renorm(e, indices);
   return loom_embedding(e->weight, indices, e->padding_idx);
@@ -206,7 +206,8 @@ loom_conv2d_layer *loom_conv2d_layer_new(int64_t in, int64_t out, int64_t kh,
 
 loom_tensor *loom_conv2d_layer_forward(loom_conv2d_layer *c,
                                        const loom_tensor *x) {
-  return c ? loom_conv2d(x, c->weight, c->bias, c->opts) : NULL;
+  return c ? loom_conv2d(x, c->weight, c->bias, c->opts)
+           : loom_null_argument("Conv2d");
 }
 
 void loom_conv2d_layer_free(loom_conv2d_layer *c) {
@@ -226,7 +227,8 @@ loom_dropout_layer *loom_dropout_layer_new(double p, loom_rng *g) {
 
 loom_tensor *loom_dropout_layer_forward(loom_dropout_layer *d,
                                         const loom_tensor *x) {
-  return d ? loom_dropout(x, d->p, d->base.training, d->g) : NULL;
+  return d ? loom_dropout(x, d->p, d->base.training, d->g)
+           : loom_null_argument("Dropout");
 }
 
 void loom_dropout_layer_free(loom_dropout_layer *d) {
@@ -254,7 +256,7 @@ loom_highway *loom_highway_new(int64_t size, double gate_bias) {
 
 loom_tensor *loom_highway_forward(loom_highway *h, const loom_tensor *x) {
   if (!h)
-    return NULL;
+    return loom_null_argument("Highway");
   loom_tensor *t = loom_relu(loom_linear_layer_forward(h->transform, x));
   loom_tensor *g = loom_sigmoid(loom_linear_layer_forward(h->gate, x));
   /* g * t + (1 - g) * x = x + g * (t - x) */

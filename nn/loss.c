@@ -23,7 +23,7 @@ static loom_tensor *reduce(loom_tensor *loss, loom_reduction r) {
 static bool same_shape(const loom_tensor *a, const loom_tensor *b,
                        const char *op) {
   if (!a || !b)
-    return false;
+    return loom_null_argument(op), false;
   if (!loom_same_shape(a, b)) {
     char s1[96], s2[96];
     loom_set_error(LOOM_ERR_SHAPE, "%s: input %s and target %s differ", op,
@@ -101,7 +101,7 @@ loom_tensor *loom_nll_loss(const loom_tensor *log_probs,
                            const loom_cross_entropy_opts *opts) {
   loom_cross_entropy_opts o = opts ? *opts : loom_cross_entropy_defaults();
   if (!log_probs || !target)
-    return NULL;
+    return loom_null_argument("nll_loss");
   if (loom_dtype_of(target) != LOOM_I64)
     return LOOM_FAIL(LOOM_ERR_DTYPE,
                      "nll_loss: targets must be int64 class "
@@ -116,7 +116,7 @@ loom_tensor *loom_cross_entropy(const loom_tensor *logits,
                                 const loom_cross_entropy_opts *opts) {
   loom_cross_entropy_opts o = opts ? *opts : loom_cross_entropy_defaults();
   if (!logits || !target)
-    return NULL;
+    return loom_null_argument("cross_entropy");
   if (!loom_dtype_is_float(loom_dtype_of(logits)))
     return LOOM_FAIL(
         LOOM_ERR_DTYPE, "cross_entropy: expected a float tensor, got %s %s",

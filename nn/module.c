@@ -15,13 +15,17 @@ struct loom_module_entry {
 
 void loom_module_init(loom_module *m, const char *type,
                       void (*destroy)(loom_module *self)) {
+  if (!m) {
+    loom_null_argument("module_init");
+    return;
+  }
   *m = (loom_module){.type = type, .training = true, .destroy = destroy};
 }
 
 static loom_module_entry *add(loom_module *m, entry_kind kind,
                               const char *name) {
   if (!m || !name)
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "module: NULL module or name");
+    return loom_null_argument("module: add");
   if (strchr(name, '.') || !*name)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "module %s: bad entry name '%s'",
                      m->type, name);
@@ -48,7 +52,9 @@ static loom_module_entry *add(loom_module *m, entry_kind kind,
 
 loom_tensor *loom_module_add_param(loom_module *m, const char *name,
                                    loom_tensor *t) {
-  if (!t || !loom_set_requires_grad(t, true))
+  if (!m || !name || !t)
+    return loom_null_argument("module_add_param");
+  if (!loom_set_requires_grad(t, true))
     return NULL;
   loom_module_entry *e = add(m, PARAM, name);
   if (!e)
@@ -60,7 +66,7 @@ loom_tensor *loom_module_add_param(loom_module *m, const char *name,
 loom_tensor *loom_module_add_buffer(loom_module *m, const char *name,
                                     loom_tensor *t) {
   if (!t)
-    return NULL;
+    return loom_null_argument("module_add_buffer");
   loom_module_entry *e = add(m, BUFFER, name);
   if (!e)
     return NULL;
@@ -70,8 +76,8 @@ loom_tensor *loom_module_add_buffer(loom_module *m, const char *name,
 
 loom_module *loom_module_add_child(loom_module *m, const char *name,
                                    loom_module *child) {
-  if (!child)
-    return NULL;
+  if (!child) /* most often a constructor's failure, whose error stays */
+    return loom_null_argument("module_add_child");
   loom_module_entry *e = add(m, CHILD, name);
   if (!e) {
     loom_module_free(child);
@@ -123,15 +129,21 @@ static int collect(const loom_module *m, loom_tensor **out, int max, int n) {
 }
 
 int loom_module_parameters(const loom_module *m, loom_tensor **out, int max) {
-  return m ? collect(m, out, out ? max : 0, 0) : 0;
+  if (!m)
+    return loom_null_argument("module_parameters"), -1;
+  return collect(m, out, out ? max : 0, 0);
 }
 
 int64_t loom_module_num_elements(const loom_module *m) {
   int n = loom_module_parameters(m, NULL, 0);
+  if (n < 0)
+    return -1;
   loom_tensor **ps = calloc((size_t)n + 1, sizeof *ps);
   int64_t total = 0;
-  if (!ps)
+  if (!ps) {
+    loom_set_error(LOOM_ERR_MEMORY, "module_num_elements: out of memory");
     return -1;
+  }
   loom_module_parameters(m, ps, n);
   for (int i = 0; i < n; i++)
     total += loom_numel(ps[i]);
@@ -167,7 +179,8 @@ static int named(const loom_module *m, loom_tensor_map *map, char *prefix,
 
 static loom_tensor_map *as_map(const loom_module *m, bool buffers) {
   if (!m)
-    return NULL;
+    return loom_null_argument(buffers ? "module_state_dict"
+                                      : "module_named_parameters");
   loom_tensor_map *map = loom_tensor_map_new();
   char prefix[1024] = "";
   if (map && named(m, map, prefix, 0, sizeof prefix, buffers) < 0) {
@@ -187,8 +200,10 @@ loom_tensor_map *loom_module_state_dict(const loom_module *m) {
 
 int loom_module_load_state_dict(loom_module *m, const loom_tensor_map *src,
                                 bool strict) {
+  if (!m || !src)
+    return loom_null_argument("load_state_dict"), -1;
   loom_tensor_map *own = loom_module_state_dict(m);
-  if (!own || !src) {
+  if (!own) {
     loom_tensor_map_free(own);
     return -1;
   }
@@ -255,7 +270,7 @@ loom_module *loom_module_list_new(void) {
 loom_module *loom_module_list_append(loom_module *list, loom_module *child) {
   if (!list) {
     loom_module_free(child);
-    return NULL;
+    return loom_null_argument("module_list_append");
   }
   char name[24];
   snprintf(name, sizeof name, "%d", loom_module_child_count(list));
@@ -263,15 +278,19 @@ loom_module *loom_module_list_append(loom_module *list, loom_module *child) {
 }
 
 loom_module *loom_module_child(const loom_module *m, int i) {
-  for (int k = 0; m && k < m->n_entries; k++)
+  if (!m)
+    return loom_null_argument("module_child");
+  for (int k = 0; k < m->n_entries; k++)
     if (m->entries[k].kind == CHILD && i-- == 0)
       return m->entries[k].child;
   return NULL;
 }
 
 int loom_module_child_count(const loom_module *m) {
+  if (!m)
+    return loom_null_argument("module_child_count"), -1;
   int n = 0;
-  for (int k = 0; m && k < m->n_entries; k++)
+  for (int k = 0; k < m->n_entries; k++)
     n += m->entries[k].kind == CHILD;
   return n;
 }

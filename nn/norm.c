@@ -63,7 +63,7 @@ static loom_tensor *per_channel(const loom_tensor *v, int ndim) {
 
 loom_tensor *loom_batch_norm_forward(loom_batch_norm *b, const loom_tensor *x) {
   if (!b || !x)
-    return NULL;
+    return loom_null_argument("BatchNorm");
   if (loom_ndim(x) < 2 || loom_shape(x)[1] != b->features)
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "BatchNorm: input %s, expected (N, %lld, "
@@ -116,8 +116,12 @@ void loom_batch_norm_free(loom_batch_norm *b) {
 
 loom_layer_norm *loom_layer_norm_new(int ndims, const int64_t *shape,
                                      double eps, bool affine) {
-  if (ndims < 1 || ndims > LOOM_MAX_DIMS || !shape || !(eps > 0))
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "LayerNorm: bad shape or eps");
+  if (!shape)
+    return loom_null_argument("LayerNorm");
+  if (ndims < 1 || ndims > LOOM_MAX_DIMS || !(eps > 0))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "LayerNorm: %d dims (1 to %d), eps %g (> 0)", ndims,
+                     LOOM_MAX_DIMS, eps);
   loom_layer_norm *l = calloc(1, sizeof *l);
   if (!l)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "LayerNorm: out of memory");
@@ -142,7 +146,7 @@ loom_layer_norm *loom_layer_norm_new(int ndims, const int64_t *shape,
 
 loom_tensor *loom_layer_norm_forward(loom_layer_norm *l, const loom_tensor *x) {
   if (!l || !x)
-    return NULL;
+    return loom_null_argument("LayerNorm");
   bool ok = loom_ndim(x) >= l->ndims;
   for (int i = 0; ok && i < l->ndims; i++)
     ok = loom_shape(x)[loom_ndim(x) - l->ndims + i] == l->shape[i];

@@ -48,8 +48,11 @@ typedef struct loom_cell_type {
    * flattened to (T*B, I...); its result, unflattened to (T, B, ...), is
    * what step receives as x_t. One GEMM instead of T. */
   loom_tensor *(*project)(void *cell, const loom_tensor *x);
-  /* One step: new_state[k] from x_t and state[k] (scope-owned results).
-   * new_state[0] is the step's output. 0, or -1 with an error. */
+  /* One step: new_state[k] from x_t and state[k] (scope-owned results),
+   * of state[k]'s shape and dtype. new_state[0] is the step's output. 0, or
+   * -1 with an error. The runner checks the states it returns, and any
+   * error raised inside a step ends with where: "(in LSTM layer 1, reverse
+   * direction, step 3)". */
   int (*step)(void *cell, const loom_tensor *x_t, loom_tensor *const *state,
               loom_tensor **new_state);
   /* Optional fused path over the whole (projected) sequence xs (T, B, K):
@@ -124,7 +127,7 @@ LOOM_API void loom_rnn_free(loom_rnn *r);
  * its own end. init: n_states tensors of (layers*directions, B, S...) or
  * NULL for zeros. Writes output (T, B, D*S...) (batch-first if asked) and,
  * if final is non-NULL, n_states final states. Results are scope-owned.
- * 0 or -1. */
+ * 0, or -1 with an error and *output and final[] set to NULL. */
 LOOM_API int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
                               const loom_tensor *lengths,
                               loom_tensor *const *init, loom_tensor **output,
@@ -132,7 +135,8 @@ LOOM_API int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
 
 /* One step of the forward-direction cell of `layer` on its own (for
  * decoders that feed back their output): x (B, I...), state[k] (B, S...)
- * -> new_state[k] (scope-owned). 0 or -1. */
+ * -> new_state[k] (scope-owned, checked like the runner's steps). 0, or -1
+ * with an error and new_state[] NULL. */
 LOOM_API int loom_rnn_cell_step(loom_rnn *r, int layer, const loom_tensor *x,
                                 loom_tensor *const *state,
                                 loom_tensor **new_state);

@@ -17,10 +17,35 @@ static void runner_destroy(loom_module *m) {
   free(r);
 }
 
+/* A user's callback may fail without saying why: then the runner says
+ * which one did. (loom_set_error keeps an error the callback set.) */
+static void callback_failed(const loom_cell_type *type, const char *callback,
+                            const char *result) {
+  loom_set_error(LOOM_ERR_STATE,
+                 "%s: %s callback returned %s with no error set", type->name,
+                 callback, result);
+}
+
+/* Names where in the layer an error happened. */
+static void context(const loom_rnn *r, int layer, int dir, int64_t step) {
+  if (step < 0)
+    loom_error_context("%s layer %d, %s direction", r->type->name, layer,
+                       dir ? "reverse" : "forward");
+  else
+    loom_error_context("%s layer %d, %s direction, step %lld", r->type->name,
+                       layer, dir ? "reverse" : "forward", (long long)step);
+}
+
 loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts) {
-  if (!type || !type->make || !type->step || type->n_states < 1 ||
+  if (!type)
+    return loom_null_argument("rnn_new");
+  if (!type->make || !type->step || type->n_states < 1 ||
       type->n_states > LOOM_RNN_MAX_STATES)
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "rnn_new: incomplete cell type");
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "rnn_new: cell type %s needs make and step callbacks "
+                     "and 1 to %d states (has %d)",
+                     type->name ? type->name : "(unnamed)", LOOM_RNN_MAX_STATES,
+                     type->n_states);
   if (opts.num_layers == 0)
     opts.num_layers = 1;
   /* Sizes up to what a tensor can hold, so a cell adds and multiplies
@@ -53,6 +78,9 @@ loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts) {
                           : type->make(opts.cell_config, &r->base, suffix, in,
                                        opts.hidden_size);
       if (!cell) {
+        if (in >= 0)
+          callback_failed(type, "make", "NULL");
+        context(r, l, d, -1);
         loom_module_free(&r->base);
         return NULL;
       }
@@ -64,14 +92,51 @@ loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts) {
 
 void loom_rnn_free(loom_rnn *r) { loom_module_free(r ? &r->base : NULL); }
 
-/* (B, S...) state shape of cell for step input x_t. */
+/* (B, S...) state shape of cell for step input x_t: its ndim, or -1. */
 static int state_shape(const loom_rnn *r, void *cell, int k,
                        const loom_tensor *x_t, int64_t *shape) {
-  if (r->type->state_shape)
-    return r->type->state_shape(cell, k, x_t, shape);
-  shape[0] = loom_shape(x_t)[0];
-  shape[1] = r->opts.hidden_size;
-  return 2;
+  if (!r->type->state_shape) {
+    shape[0] = loom_shape(x_t)[0];
+    shape[1] = r->opts.hidden_size;
+    return 2;
+  }
+  int nd = r->type->state_shape(cell, k, x_t, shape);
+  if (nd < 1 || nd > LOOM_MAX_DIMS) {
+    loom_set_error(LOOM_ERR_STATE,
+                   "%s: state_shape callback gave %d dims for state %d "
+                   "(1 to %d)",
+                   r->type->name, nd, k, LOOM_MAX_DIMS);
+    return -1;
+  }
+  return nd;
+}
+
+/* The states a step returned: each there, and of the shape and dtype of
+ * the state it was given (a wrong one gave silently wrong outputs, or a
+ * puzzling error a layer later). */
+static int check_states(const loom_rnn *r, loom_tensor *const *next,
+                        loom_tensor *const *state) {
+  for (int k = 0; k < r->type->n_states; k++) {
+    if (!next[k]) {
+      loom_set_error(LOOM_ERR_STATE,
+                     "%s: step callback returned 0 with state %d NULL",
+                     r->type->name, k);
+      return -1;
+    }
+    if (!loom_same_shape(next[k], state[k]) ||
+        loom_dtype_of(next[k]) != loom_dtype_of(state[k])) {
+      char got[96], want[96];
+      loom_set_error(LOOM_ERR_SHAPE,
+                     "%s: step callback returned state %d as %s %s; it was "
+                     "given %s %s",
+                     r->type->name, k, loom_dtype_name(loom_dtype_of(next[k])),
+                     loom_shape_str(next[k], got, sizeof got),
+                     loom_dtype_name(loom_dtype_of(state[k])),
+                     loom_shape_str(state[k], want, sizeof want));
+      return -1;
+    }
+  }
+  return 0;
 }
 
 /* (T, B, ...) -> the step inputs the cell wants (projected if it can). */
@@ -86,8 +151,10 @@ static loom_tensor *project(const loom_rnn *r, void *cell,
     flat[d - 1] = loom_shape(x)[d];
   loom_tensor *p =
       r->type->project(cell, loom_reshape(x, loom_ndim(x) - 1, flat));
-  if (!p)
+  if (!p) {
+    callback_failed(r->type, "project", "NULL");
     return NULL;
+  }
   int64_t shape[LOOM_MAX_DIMS];
   shape[0] = T;
   shape[1] = B;
@@ -96,11 +163,12 @@ static loom_tensor *project(const loom_rnn *r, void *cell,
   return loom_reshape(p, loom_ndim(p) + 1, shape);
 }
 
-/* Steps one direction of one layer through time. */
-static int run_steps(const loom_rnn *r, void *cell, const loom_tensor *xs,
-                     const loom_tensor *lengths, bool reverse,
+/* Steps direction `dir` of `layer` through time. */
+static int run_steps(const loom_rnn *r, int layer, int dir, void *cell,
+                     const loom_tensor *xs, const loom_tensor *lengths,
                      loom_tensor *const *init, loom_tensor **out,
                      loom_tensor **final) {
+  bool reverse = dir == 1;
   int ns = r->type->n_states;
   int64_t T = loom_shape(xs)[0];
   loom_tensor *state[LOOM_RNN_MAX_STATES];
@@ -118,11 +186,20 @@ static int run_steps(const loom_rnn *r, void *cell, const loom_tensor *xs,
   for (int64_t s = 0; s < T && rc == 0; s++) {
     int64_t t = reverse ? T - 1 - s : s;
     loom_tensor *x_t = loom_select(xs, 0, t), *next[LOOM_RNN_MAX_STATES];
-    rc = x_t ? r->type->step(cell, x_t, state, next) : -1;
-    for (int k = 0; rc == 0 && k < ns; k++)
-      rc = next[k] ? 0 : -1;
-    if (rc < 0)
+    for (int k = 0; k < ns; k++)
+      next[k] = NULL;
+    if (!x_t) {
+      rc = -1;
+    } else if (r->type->step(cell, x_t, state, next) != 0) {
+      callback_failed(r->type, "step", "non-zero");
+      rc = -1;
+    } else {
+      rc = check_states(r, next, state);
+    }
+    if (rc < 0) {
+      context(r, layer, dir, t);
       break;
+    }
     loom_tensor *o = next[0];
     if (lengths) {
       /* Sequences already over keep their state and output zeros. */
@@ -176,11 +253,10 @@ static loom_tensor *check_lengths(const loom_tensor *lengths, int64_t T,
   return c;
 }
 
-int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
-                     const loom_tensor *lengths, loom_tensor *const *init,
-                     loom_tensor **output, loom_tensor **final) {
-  if (!r || !x || !output)
-    return -1;
+/* loom_rnn_forward, writing its results only when all of them are made. */
+static int forward(loom_rnn *r, const loom_tensor *x,
+                   const loom_tensor *lengths, loom_tensor *const *init,
+                   loom_tensor **output, loom_tensor **final) {
   const char *op = r->type->name;
   if (loom_ndim(x) < 3)
     return loom_set_error(LOOM_ERR_SHAPE, "%s: input %s needs (T, B, I...)", op,
@@ -208,7 +284,7 @@ int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
       void *cell = r->cells[l * D + d];
       loom_tensor *px = project(r, cell, input);
       if (!px)
-        return -1;
+        return context(r, l, d, -1), -1;
       loom_tensor *first = loom_select(px, 0, 0);
       loom_tensor *st[LOOM_RNN_MAX_STATES], *fin[LOOM_RNN_MAX_STATES];
       for (int k = 0; k < ns; k++) {
@@ -216,17 +292,20 @@ int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
         loom_tensor *probe = T > 0 ? first : NULL;
         int nd;
         if (probe) {
-          nd = state_shape(r, cell, k, probe, shape);
+          if ((nd = state_shape(r, cell, k, probe, shape)) < 0)
+            return context(r, l, d, -1), -1;
         } else { /* no steps: state shape from the hidden size */
           shape[0] = B;
           shape[1] = r->opts.hidden_size;
           nd = 2;
         }
         if (init && init[k]) {
-          st[k] = loom_select(init[k], 0, l * D + d);
-          if (st[k] &&
-              (loom_ndim(st[k]) != nd ||
-               memcmp(loom_shape(st[k]), shape, (size_t)nd * sizeof *shape))) {
+          st[k] =
+              loom_ndim(init[k]) == nd + 1 && loom_shape(init[k])[0] == L * D
+                  ? loom_select(init[k], 0, l * D + d)
+                  : NULL;
+          if (!st[k] ||
+              memcmp(loom_shape(st[k]), shape, (size_t)nd * sizeof *shape)) {
             char want[96];
             return loom_set_error(
                        LOOM_ERR_SHAPE,
@@ -243,10 +322,20 @@ int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
           return -1;
       }
       int rc = 1;
-      if (r->type->sequence && !r->opts.step_by_step && T > 0)
+      if (r->type->sequence && !r->opts.step_by_step && T > 0) {
         rc = r->type->sequence(cell, px, len, d == 1, st, &dir_out[d], fin);
+        if (rc != 0 && rc != 1) {
+          callback_failed(r->type, "sequence", "-1");
+          return context(r, l, d, -1), -1;
+        }
+        for (int k = 0; rc == 0 && k < ns; k++)
+          if (!fin[k] || !dir_out[d]) {
+            callback_failed(r->type, "sequence", "0 and a NULL result");
+            return context(r, l, d, -1), -1;
+          }
+      }
       if (rc == 1) /* no fused path for this configuration */
-        rc = run_steps(r, cell, px, len, d == 1, st, &dir_out[d], fin);
+        rc = run_steps(r, l, d, cell, px, len, st, &dir_out[d], fin);
       if (rc < 0)
         return -1;
       for (int k = 0; k < ns; k++)
@@ -285,22 +374,60 @@ int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
   return *output ? 0 : -1;
 }
 
+int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
+                     const loom_tensor *lengths, loom_tensor *const *init,
+                     loom_tensor **output, loom_tensor **final) {
+  if (output)
+    *output = NULL;
+  for (int k = 0; r && final && k < r->type->n_states; k++)
+    final[k] = NULL;
+  if (!r)
+    return loom_null_argument("rnn_forward"), -1;
+  if (!x || !output)
+    return loom_null_argument(r->type->name), -1;
+  loom_tensor *out, *fin[LOOM_RNN_MAX_STATES];
+  if (forward(r, x, lengths, init, &out, final ? fin : NULL) < 0)
+    return -1;
+  *output = out;
+  for (int k = 0; final && k < r->type->n_states; k++)
+    final[k] = fin[k];
+  return 0;
+}
+
 int loom_rnn_cell_step(loom_rnn *r, int layer, const loom_tensor *x,
                        loom_tensor *const *state, loom_tensor **new_state) {
-  if (!r || !x || layer < 0 || layer >= r->opts.num_layers) {
-    if (r && x)
-      loom_set_error(LOOM_ERR_ARGUMENT, "%s: no layer %d", r->type->name,
-                     layer);
+  if (!r)
+    return loom_null_argument("rnn_cell_step"), -1;
+  int ns = r->type->n_states;
+  for (int k = 0; new_state && k < ns; k++)
+    new_state[k] = NULL;
+  if (!x || !state || !new_state)
+    return loom_null_argument(r->type->name), -1;
+  for (int k = 0; k < ns; k++)
+    if (!state[k])
+      return loom_null_argument(r->type->name), -1;
+  if (layer < 0 || layer >= r->opts.num_layers) {
+    loom_set_error(LOOM_ERR_ARGUMENT, "%s: no layer %d (it has %d)",
+                   r->type->name, layer, r->opts.num_layers);
     return -1;
   }
   void *cell = r->cells[layer * r->directions];
-  const loom_tensor *xp = r->type->project ? r->type->project(cell, x) : x;
-  if (!xp)
+  const loom_tensor *xp = x;
+  if (r->type->project && !(xp = r->type->project(cell, x)))
+    callback_failed(r->type, "project", "NULL");
+  loom_tensor *next[LOOM_RNN_MAX_STATES] = {NULL};
+  int rc = -1;
+  if (xp && r->type->step(cell, xp, state, next) != 0)
+    callback_failed(r->type, "step", "non-zero");
+  else if (xp)
+    rc = check_states(r, next, state);
+  if (rc < 0) {
+    loom_error_context("%s layer %d, one step", r->type->name, layer);
     return -1;
-  for (int k = 0; k < r->type->n_states; k++)
-    if (!state[k])
-      return -1;
-  return r->type->step(cell, xp, state, new_state);
+  }
+  for (int k = 0; k < ns; k++)
+    new_state[k] = next[k];
+  return 0;
 }
 
 loom_rnn *loom_lstm_new(loom_rnn_opts opts) {

@@ -97,7 +97,7 @@ loom_transformer_encoder_layer_forward(loom_transformer_encoder_layer *l,
                                        const loom_tensor *src,
                                        const loom_transformer_masks *mk) {
   if (!l || !src)
-    return NULL;
+    return loom_null_argument("TransformerEncoderLayer");
   const loom_transformer_opts *o = &l->opts;
   const loom_module *m = &l->base;
   const loom_tensor *mask = mk ? mk->src_mask : NULL;
@@ -174,7 +174,7 @@ loom_tensor *loom_transformer_decoder_layer_forward(
     loom_transformer_decoder_layer *l, const loom_tensor *tgt,
     const loom_tensor *memory, const loom_transformer_masks *mk) {
   if (!l || !tgt || !memory)
-    return NULL;
+    return loom_null_argument("TransformerDecoderLayer");
   const loom_transformer_opts *o = &l->opts;
   const loom_module *m = &l->base;
   const loom_tensor *mask = mk ? mk->tgt_mask : NULL;
@@ -259,7 +259,7 @@ loom_tensor *loom_transformer_encoder_forward(loom_transformer_stack *s,
                                               const loom_tensor *src,
                                               const loom_transformer_masks *m) {
   if (!s || !src)
-    return NULL;
+    return loom_null_argument("TransformerEncoder");
   loom_tensor *x = (loom_tensor *)src;
   for (int i = 0; i < s->n && x; i++)
     x = loom_transformer_encoder_layer_forward(
@@ -273,7 +273,7 @@ loom_tensor *loom_transformer_decoder_forward(loom_transformer_stack *s,
                                               const loom_tensor *memory,
                                               const loom_transformer_masks *m) {
   if (!s || !tgt)
-    return NULL;
+    return loom_null_argument("TransformerDecoder");
   loom_tensor *x = (loom_tensor *)tgt;
   for (int i = 0; i < s->n && x; i++)
     x = loom_transformer_decoder_layer_forward(
@@ -295,7 +295,7 @@ loom_decoder_state *loom_decoder_state_new(loom_transformer_stack *s,
                                            const loom_tensor *memory,
                                            const loom_tensor *kpm) {
   if (!s)
-    return NULL;
+    return loom_null_argument("decoder_state");
   if (s->decoder && !memory)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "decoder_state: a decoder needs the "
                                         "encoder's memory");
@@ -418,7 +418,7 @@ loom_tensor *loom_transformer_step(loom_transformer_stack *s,
                                    loom_decoder_state *st,
                                    const loom_tensor *x) {
   if (!s || !st || !x)
-    return NULL;
+    return loom_null_argument("transformer_step");
   if (loom_ndim(x) != 2 || loom_shape(x)[1] != s->opts.d_model)
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "transformer_step: input %s, expected "
@@ -467,7 +467,7 @@ loom_tensor *loom_transformer_forward(loom_transformer *t,
                                       const loom_tensor *tgt,
                                       const loom_transformer_masks *m) {
   if (!t)
-    return NULL;
+    return loom_null_argument("Transformer");
   loom_tensor *memory = loom_transformer_encoder_forward(t->encoder, src, m);
   return loom_transformer_decoder_forward(t->decoder, tgt, memory, m);
 }

@@ -84,10 +84,13 @@ LOOM_API int loom_optimizer_load_state(loom_optimizer *opt,
 /* ---- gradient clipping ---- */
 
 /* Scales all gradients so their joint p-norm is at most max_norm (p may be
- * INFINITY). Returns the norm before clipping (NaN on error). */
+ * INFINITY); parameters without a gradient are skipped, a NULL in params
+ * is an error (as for the optimizers). Returns the norm before clipping
+ * (NaN on error). */
 LOOM_API double loom_clip_grad_norm(loom_tensor *const *params, int n,
                                     double max_norm, double p);
-/* Clamps every gradient element to [-clip, clip]. */
+/* Clamps every gradient element to [-clip, clip] (a NULL in params: an
+ * error, nothing clamped). */
 LOOM_API void loom_clip_grad_value(loom_tensor *const *params, int n,
                                    double clip);
 

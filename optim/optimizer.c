@@ -59,13 +59,18 @@ loom_adagrad_opts loom_adagrad_defaults(double lr) {
 
 static loom_optimizer *create(kind k, loom_tensor *const *params, int n,
                               double lr) {
-  if (!params || n < 0)
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "%s: no parameters", names[k]);
+  if (!params && n > 0)
+    return loom_null_argument(names[k]);
+  if (n < 0)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "%s: %d parameters", names[k], n);
   if (!(lr >= 0))
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "%s: learning rate %g", names[k], lr);
   for (int i = 0; i < n; i++) {
-    if (!params[i])
+    if (!params[i]) {
+      loom_set_error(LOOM_ERR_ARGUMENT, "%s: parameter %d is NULL", names[k],
+                     i);
       return NULL;
+    }
     if (!loom_dtype_is_float(params[i]->dtype) || !loom_is_leaf(params[i]) ||
         !loom__is_contiguous(params[i]))
       return LOOM_FAIL(LOOM_ERR_ARGUMENT,
@@ -385,7 +390,7 @@ static int step_one(loom_optimizer *o, int i) {
 
 int loom_optimizer_step(loom_optimizer *o) {
   if (!o)
-    return -1;
+    return loom_null_argument("optimizer_step"), -1;
   for (int i = 0; i < o->n; i++)
     if (step_one(o, i) < 0)
       return -1;
@@ -397,16 +402,18 @@ void loom_optimizer_zero_grad(loom_optimizer *o) {
     loom_zero_grad(o->params[i]);
 }
 
-double loom_optimizer_lr(const loom_optimizer *o) { return o ? o->lr : NAN; }
+double loom_optimizer_lr(const loom_optimizer *o) {
+  return o ? o->lr : (loom_null_argument("optimizer_lr"), NAN);
+}
 void loom_optimizer_set_lr(loom_optimizer *o, double lr) {
   if (o)
     o->lr = lr;
 }
 double loom_optimizer_initial_lr(const loom_optimizer *o) {
-  return o ? o->initial_lr : NAN;
+  return o ? o->initial_lr : (loom_null_argument("optimizer_initial_lr"), NAN);
 }
 const char *loom_optimizer_name(const loom_optimizer *o) {
-  return o ? names[o->k] : NULL;
+  return o ? names[o->k] : loom_null_argument("optimizer_name");
 }
 
 /* ---- state ---- */
@@ -419,7 +426,7 @@ static void key(char *buf, size_t n, const char *prefix, const char *what,
 int loom_optimizer_save_state(const loom_optimizer *o, loom_tensor_map *m,
                               const char *prefix) {
   if (!o || !m)
-    return -1;
+    return loom_null_argument("optimizer_save_state"), -1;
   char k[256];
   for (int i = 0; i < o->n; i++) {
     for (int b = 0; b < MAX_BUFS; b++) {
@@ -447,7 +454,7 @@ int loom_optimizer_save_state(const loom_optimizer *o, loom_tensor_map *m,
 int loom_optimizer_load_state(loom_optimizer *o, const loom_tensor_map *m,
                               const char *prefix) {
   if (!o || !m)
-    return -1;
+    return loom_null_argument("optimizer_load_state"), -1;
   char k[256];
   snprintf(k, sizeof k, "%skind", prefix ? prefix : "");
   const char *kind_name = loom_tensor_map_meta(m, k);
@@ -520,8 +527,23 @@ int loom_optimizer_load_state(loom_optimizer *o, const loom_tensor_map *m,
 
 /* ---- clipping ---- */
 
+/* NULL, or a NULL in the array, is an argument error (as for optimizers):
+ * a parameter the caller lost should not quietly escape clipping. */
+static bool all_there(loom_tensor *const *params, int n, const char *op) {
+  for (int i = 0; params && i < n; i++)
+    if (!params[i]) {
+      loom_set_error(LOOM_ERR_ARGUMENT, "%s: parameter %d is NULL", op, i);
+      return false;
+    }
+  if (!params && n > 0)
+    loom_null_argument(op);
+  return params || n <= 0;
+}
+
 double loom_clip_grad_norm(loom_tensor *const *params, int n, double max_norm,
                            double p) {
+  if (!all_there(params, n, "clip_grad_norm"))
+    return NAN;
   loom_scope *s = loom_scope_begin();
   loom_no_grad_begin();
   double total = 0;
@@ -547,6 +569,8 @@ double loom_clip_grad_norm(loom_tensor *const *params, int n, double max_norm,
 }
 
 void loom_clip_grad_value(loom_tensor *const *params, int n, double clip) {
+  if (!all_there(params, n, "clip_grad_value"))
+    return;
   loom_no_grad_begin();
   for (int i = 0; i < n; i++)
     if (params[i] && params[i]->grad)

@@ -67,7 +67,7 @@ static double lr_at(const loom_schedule *s, int64_t e) {
 
 loom_schedule *loom_schedule_new(loom_optimizer *opt, loom_schedule_opts o) {
   if (!opt)
-    return NULL;
+    return loom_null_argument("schedule_new");
   bool ok = true;
   switch (o.kind) {
   case LOOM_SCHEDULE_STEP:
@@ -115,7 +115,7 @@ loom_schedule *loom_schedule_new(loom_optimizer *opt, loom_schedule_opts o) {
 void loom_schedule_free(loom_schedule *s) { free(s); }
 
 int64_t loom_schedule_epoch(const loom_schedule *s) {
-  return s ? s->epoch : -1;
+  return s ? s->epoch : (loom_null_argument("schedule_epoch"), -1);
 }
 
 static bool better(const loom_schedule *s, double a) {
@@ -129,7 +129,7 @@ static bool better(const loom_schedule *s, double a) {
 
 double loom_schedule_step(loom_schedule *s, double metric) {
   if (!s)
-    return NAN;
+    return loom_null_argument("schedule_step"), NAN;
   s->epoch++;
   if (s->o.kind != LOOM_SCHEDULE_PLATEAU) {
     loom_optimizer_set_lr(s->opt, lr_at(s, s->epoch));
@@ -160,7 +160,7 @@ double loom_schedule_step(loom_schedule *s, double metric) {
 int loom_schedule_save_state(const loom_schedule *s, loom_tensor_map *m,
                              const char *prefix) {
   if (!s || !m)
-    return -1;
+    return loom_null_argument("schedule_save_state"), -1;
   char k[256];
   double v[4] = {(double)s->epoch, s->best, (double)s->bad_epochs,
                  (double)s->cooldown_left};
@@ -175,7 +175,7 @@ int loom_schedule_save_state(const loom_schedule *s, loom_tensor_map *m,
 int loom_schedule_load_state(loom_schedule *s, const loom_tensor_map *m,
                              const char *prefix) {
   if (!s || !m)
-    return -1;
+    return loom_null_argument("schedule_load_state"), -1;
   char k[256];
   snprintf(k, sizeof k, "%sschedule", prefix ? prefix : "");
   loom_tensor *t = loom_tensor_map_get(m, k);

@@ -28,16 +28,20 @@ loom_tensor *loom_scalar(loom_dtype dtype, double value) {
 }
 
 loom_tensor *loom_empty_like(const loom_tensor *t) {
-  return t ? loom_empty(t->dtype, t->ndim, t->shape) : NULL;
+  return t ? loom_empty(t->dtype, t->ndim, t->shape)
+           : loom_null_argument("empty_like");
 }
 loom_tensor *loom_zeros_like(const loom_tensor *t) {
-  return t ? loom_zeros(t->dtype, t->ndim, t->shape) : NULL;
+  return t ? loom_zeros(t->dtype, t->ndim, t->shape)
+           : loom_null_argument("zeros_like");
 }
 loom_tensor *loom_ones_like(const loom_tensor *t) {
-  return t ? loom_ones(t->dtype, t->ndim, t->shape) : NULL;
+  return t ? loom_ones(t->dtype, t->ndim, t->shape)
+           : loom_null_argument("ones_like");
 }
 loom_tensor *loom_full_like(const loom_tensor *t, double value) {
-  return t ? loom_full(t->dtype, value, t->ndim, t->shape) : NULL;
+  return t ? loom_full(t->dtype, value, t->ndim, t->shape)
+           : loom_null_argument("full_like");
 }
 
 loom_tensor *loom_arange(loom_dtype dtype, double start, double end,
@@ -109,7 +113,7 @@ loom_tensor *loom_from_array(loom_dtype dtype, const void *data, int ndim,
 int loom_copy_to_array(const loom_tensor *t, loom_dtype dtype, void *dst,
                        int64_t n) {
   if (!t)
-    return -1;
+    return loom_null_argument("copy_to_array"), -1;
   dtype = loom__resolve(dtype);
   if (n != t->numel) {
     loom_set_error(LOOM_ERR_SHAPE, "copy_to_array: %lld elements for %s",
@@ -117,7 +121,10 @@ int loom_copy_to_array(const loom_tensor *t, loom_dtype dtype, void *dst,
     return -1;
   }
   if (dtype <= LOOM_DTYPE_DEFAULT || dtype >= LOOM_DTYPE_COUNT || !dst) {
-    loom_set_error(LOOM_ERR_ARGUMENT, "copy_to_array: bad dtype or NULL");
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "copy_to_array: bad dtype %d or NULL "
+                   "argument",
+                   (int)dtype);
     return -1;
   }
   /* A stack view of dst: a scope-owned one would pile up in a loop. */

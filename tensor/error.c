@@ -26,6 +26,26 @@ void loom_set_error(loom_status s, const char *fmt, ...) {
   va_end(ap);
 }
 
+void loom_error_context(const char *fmt, ...) {
+  size_t len = strlen(message);
+  if (status == LOOM_OK || len + 6 >= sizeof message)
+    return;
+  memcpy(message + len, " (in ", 6);
+  len += 5;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(message + len, sizeof message - len, fmt, ap);
+  va_end(ap);
+  len = strlen(message);
+  if (len + 1 < sizeof message)
+    memcpy(message + len, ")", 2);
+}
+
+void *loom_null_argument(const char *op) {
+  loom_set_error(LOOM_ERR_ARGUMENT, "%s: NULL argument", op);
+  return NULL;
+}
+
 bool loom__check_float(const loom_tensor *t, const char *op) {
   if (!t)
     return true;

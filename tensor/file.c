@@ -127,7 +127,9 @@ static int create_temp(char *tmp, size_t at) {
 }
 
 loom_file_writer *loom_file_writer_open(const char *path) {
-  if (!path || !*path) {
+  if (!path)
+    return loom_null_argument("file_writer_open");
+  if (!*path) {
     loom_set_error(LOOM_ERR_ARGUMENT, "file_writer_open: no path");
     return NULL;
   }
@@ -165,7 +167,9 @@ loom_file_writer *loom_file_writer_open(const char *path) {
   return w;
 }
 
-FILE *loom_file_writer_stream(loom_file_writer *w) { return w ? w->f : NULL; }
+FILE *loom_file_writer_stream(loom_file_writer *w) {
+  return w ? w->f : loom_null_argument("file_writer_stream");
+}
 
 /* fsync of the directory holding path, so the rename is on the disk too;
  * file systems that cannot sync a directory (EINVAL) are not an error. */

@@ -20,6 +20,10 @@ static uint64_t splitmix(uint64_t *x) {
 }
 
 void loom_rng_seed(loom_rng *g, uint64_t seed) {
+  if (!g) { /* the default generator, as everywhere */
+    loom_manual_seed(seed);
+    return;
+  }
   for (int i = 0; i < 4; i++)
     g->s[i] = splitmix(&seed);
   g->has_spare = 0;
@@ -111,6 +115,10 @@ static uint64_t below(loom_rng *g, uint64_t n) {
 
 void loom_rng_get_state(loom_rng *g, uint64_t st[LOOM_RNG_STATE_WORDS]) {
   g = resolve(g);
+  if (!st) {
+    loom_null_argument("rng_get_state");
+    return;
+  }
   for (int i = 0; i < 4; i++)
     st[i] = g->s[i];
   st[4] = g->has_spare;
@@ -119,6 +127,8 @@ void loom_rng_get_state(loom_rng *g, uint64_t st[LOOM_RNG_STATE_WORDS]) {
 
 int loom_rng_set_state(loom_rng *g, const uint64_t st[LOOM_RNG_STATE_WORDS]) {
   g = resolve(g);
+  if (!st)
+    return loom_null_argument("rng_set_state"), -1;
   if ((st[0] | st[1] | st[2] | st[3]) == 0 || st[4] > 1) {
     loom_set_error(LOOM_ERR_ARGUMENT, "rng_set_state: invalid state");
     return -1;

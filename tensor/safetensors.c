@@ -228,7 +228,9 @@ loom_tensor_map *loom_safetensors_parse(const void *buf, size_t len,
   const unsigned char *bytes = buf;
   if (!src)
     src = "(buffer)";
-  if (!buf || len < 8)
+  if (!buf && len > 0)
+    return loom_null_argument("safetensors_parse");
+  if (len < 8)
     return LOOM_FAIL(LOOM_ERR_FORMAT,
                      "%s: %zu bytes, too short for a "
                      "safetensors header",
@@ -332,7 +334,7 @@ done:
 
 loom_tensor_map *loom_safetensors_load(const char *path) {
   if (!path)
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "safetensors_load: NULL path");
+    return loom_null_argument("safetensors_load");
   FILE *f = loom_file_open_read(path);
   if (!f)
     return NULL;
@@ -412,10 +414,8 @@ static void put_json_string(sbuf *b, const char *s) {
 }
 
 int loom_safetensors_save(const char *path, const loom_tensor_map *m) {
-  if (!path || !m) {
-    loom_set_error(LOOM_ERR_ARGUMENT, "safetensors_save: NULL argument");
-    return -1;
-  }
+  if (!path || !m)
+    return loom_null_argument("safetensors_save"), -1;
   sbuf h = {0};
   puts_(&h, "{");
   bool first = true;

@@ -78,6 +78,10 @@ static bool valid_shape(int ndim, const int64_t *shape, const char *op) {
                    LOOM_MAX_DIMS);
     return false;
   }
+  if (ndim > 0 && !shape) {
+    loom_null_argument(op);
+    return false;
+  }
   for (int i = 0; i < ndim; i++)
     if (shape[i] < 0) {
       loom_set_error(LOOM_ERR_SHAPE, "%s: negative size %lld in dim %d", op,
@@ -220,18 +224,24 @@ void loom_cleanup(void) {
 
 /* ---- queries ---- */
 
-int loom_ndim(const loom_tensor *t) { return t ? t->ndim : -1; }
+int loom_ndim(const loom_tensor *t) {
+  if (!t)
+    return loom_null_argument("ndim"), -1;
+  return t->ndim;
+}
 
 int64_t loom_size(const loom_tensor *t, int dim) {
   if (!t)
-    return -1;
+    return loom_null_argument("size"), -1;
   int d = loom__dim(dim, t->ndim, "size");
   return d < 0 ? -1 : t->shape[d];
 }
 
-const int64_t *loom_shape(const loom_tensor *t) { return t ? t->shape : NULL; }
+const int64_t *loom_shape(const loom_tensor *t) {
+  return t ? t->shape : loom_null_argument("shape");
+}
 const int64_t *loom_strides(const loom_tensor *t) {
-  return t ? t->strides : NULL;
+  return t ? t->strides : loom_null_argument("strides");
 }
 int64_t loom_numel(const loom_tensor *t) { return t ? t->numel : 0; }
 loom_dtype loom_dtype_of(const loom_tensor *t) {
@@ -258,12 +268,14 @@ char *loom_shape_str(const loom_tensor *t, char *buf, size_t size) {
   return loom_format_shape(t->ndim, t->shape, buf, size);
 }
 
-void *loom_data(const loom_tensor *t) { return t ? t->data : NULL; }
+void *loom_data(const loom_tensor *t) {
+  return t ? t->data : loom_null_argument("data");
+}
 
 static void *typed(const loom_tensor *t, loom_dtype want, loom_dtype alt,
                    const char *fn) {
   if (!t)
-    return NULL;
+    return loom_null_argument(fn);
   if (t->dtype != want && t->dtype != alt)
     return LOOM_FAIL(LOOM_ERR_DTYPE, "%s: tensor is %s", fn,
                      loom_dtype_name(t->dtype));
@@ -300,15 +312,15 @@ static char *element(const loom_tensor *t, const int64_t *index,
 }
 
 double loom_get(const loom_tensor *t, const int64_t *index) {
-  if (!t)
-    return NAN;
+  if (!t || (!index && t->ndim > 0))
+    return loom_null_argument("get"), NAN;
   char *p = element(t, index, "get");
   return p ? loom__read(p, t->dtype) : NAN;
 }
 
 double loom_item(const loom_tensor *t) {
   if (!t)
-    return NAN;
+    return loom_null_argument("item"), NAN;
   if (t->numel != 1) {
     loom_set_error(LOOM_ERR_SHAPE, "item: tensor %s has %lld elements, not 1",
                    loom_shape_text(t), (long long)t->numel);
@@ -318,8 +330,8 @@ double loom_item(const loom_tensor *t) {
 }
 
 int loom_set(loom_tensor *t, const int64_t *index, double value) {
-  if (!t)
-    return -1;
+  if (!t || (!index && t->ndim > 0))
+    return loom_null_argument("set"), -1;
   char *p = element(t, index, "set");
   if (!p)
     return -1;

@@ -13,8 +13,11 @@
  * Errors: functions that can fail return NULL (or a negative int) and record a
  * thread-local error (loom_last_status / loom_last_error) whose message names
  * the operation and the shapes involved. A function given a NULL tensor
- * returns NULL at once and leaves the first error in place, so a chain of
- * calls can be checked once, at its end. Nothing in the library aborts.
+ * (or module, optimizer, ...) fails at once: if an error is pending the NULL
+ * is an earlier call's failed result and that first error stays, so a chain
+ * of calls can be checked once, at its end; if none is, it records
+ * "op: NULL argument". Functions that free, and loom_keep / loom_release,
+ * take NULL as nothing to do. Nothing in the library aborts.
  *
  * Threads: a tensor's reference count is not atomic; a tensor shared between
  * threads must be kept alive by its owner while others read it. Scopes, the
@@ -101,6 +104,15 @@ LOOM_API void loom_set_error(loom_status status, const char *fmt, ...)
  * returning a pointer fails in one line,
  *   return LOOM_FAIL(LOOM_ERR_SHAPE, "f: x is %s", loom_shape_text(x)); */
 #define LOOM_FAIL(status, ...) (loom_set_error((status), __VA_ARGS__), NULL)
+/* For a function given a NULL it needs: records "op: NULL argument"
+ * (LOOM_ERR_ARGUMENT) unless an error is pending, and returns NULL, so a
+ * function returning a pointer can `return loom_null_argument("op");`. */
+LOOM_API void *loom_null_argument(const char *op);
+/* Appends " (in <context>)" to the pending error's message, formatted like
+ * printf, so an error raised deep inside a call says where it happened (the
+ * sequence runner names the cell, layer, direction and step). Nothing when
+ * no error is pending; a message that would grow past 511 bytes is cut. */
+LOOM_API void loom_error_context(const char *fmt, ...) LOOM_PRINTF(1, 2);
 
 /* ---------------------------------------------------------------- memory */
 

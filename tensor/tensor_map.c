@@ -49,7 +49,7 @@ static int find(const loom_tensor_map *m, const char *name) {
 
 int loom_tensor_map_set(loom_tensor_map *m, const char *name, loom_tensor *t) {
   if (!m || !name || !t)
-    return -1;
+    return loom_null_argument("tensor_map_set"), -1;
   int i = find(m, name);
   if (i >= 0) {
     loom_keep(t);
@@ -75,25 +75,33 @@ oom:
   return -1;
 }
 
+/* Lookups: NULL for a name or index that is not there (no error); a NULL
+ * map or name is an argument error. */
 loom_tensor *loom_tensor_map_get(const loom_tensor_map *m, const char *name) {
-  int i = m && name ? find(m, name) : -1;
+  if (!m || !name)
+    return loom_null_argument("tensor_map_get");
+  int i = find(m, name);
   return i >= 0 ? m->items[i].t : NULL;
 }
 
 int loom_tensor_map_count(const loom_tensor_map *m) { return m ? m->n : 0; }
 
 const char *loom_tensor_map_name(const loom_tensor_map *m, int i) {
-  return m && i >= 0 && i < m->n ? m->items[i].name : NULL;
+  if (!m)
+    return loom_null_argument("tensor_map_name");
+  return i >= 0 && i < m->n ? m->items[i].name : NULL;
 }
 
 loom_tensor *loom_tensor_map_at(const loom_tensor_map *m, int i) {
-  return m && i >= 0 && i < m->n ? m->items[i].t : NULL;
+  if (!m)
+    return loom_null_argument("tensor_map_at");
+  return i >= 0 && i < m->n ? m->items[i].t : NULL;
 }
 
 int loom_tensor_map_set_meta(loom_tensor_map *m, const char *key,
                              const char *value) {
   if (!m || !key || !value)
-    return -1;
+    return loom_null_argument("tensor_map_set_meta"), -1;
   char *v = strdup(value);
   if (!v)
     goto oom;
@@ -128,7 +136,7 @@ oom:
 
 const char *loom_tensor_map_meta(const loom_tensor_map *m, const char *key) {
   if (!m || !key)
-    return NULL;
+    return loom_null_argument("tensor_map_meta");
   for (int i = 0; i < m->n_meta; i += 2)
     if (strcmp(m->meta[i], key) == 0)
       return m->meta[i + 1];
@@ -140,5 +148,7 @@ int loom_tensor_map_meta_count(const loom_tensor_map *m) {
 }
 
 const char *loom_tensor_map_meta_key(const loom_tensor_map *m, int i) {
-  return m && i >= 0 && 2 * i < m->n_meta ? m->meta[2 * i] : NULL;
+  if (!m)
+    return loom_null_argument("tensor_map_meta_key");
+  return i >= 0 && 2 * i < m->n_meta ? m->meta[2 * i] : NULL;
 }

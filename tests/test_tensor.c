@@ -630,7 +630,7 @@ START_TEST(test_concat_and_stack) {
   ck_assert_ptr_null(loom_concat((loom_tensor *[]){m, n}, 2, 0));
   CHECK_ERROR(LOOM_ERR_SHAPE, "concat");
   ck_assert_ptr_null(loom_concat((loom_tensor *[]){m, NULL}, 2, 0));
-  ck_assert_int_eq(loom_last_status(), LOOM_OK); /* NULL: no new error */
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "concat: NULL argument");
 
   loom_tensor *s0 =
       loom_stack((loom_tensor *[]){a, IVEC(3, 4), IVEC(5, 6)}, 3, 0);

@@ -1,0 +1,681 @@
+/* The public API's contracts on failure: a NULL argument always leaves an
+ * error; a user's callback that fails without saying why gets a message
+ * naming it; results are set (NULL, or a filled gradcheck result) when a
+ * call fails; the sequence runner checks what a cell's step returns and
+ * says where an error happened. */
+#include "check_values.h"
+
+#include <string.h>
+
+static int failures;
+
+/* call reported failure; the pending error is LOOM_ERR_ARGUMENT and names
+ * op and the NULL. Non-fatal, so one run lists every offender. */
+static void expect_null_error(bool failed, const char *op, int line) {
+  const char *msg = loom_last_error();
+  if (!failed || loom_last_status() != LOOM_ERR_ARGUMENT || !strstr(msg, op) ||
+      !strstr(msg, "NULL")) {
+    fprintf(stderr, "line %d: %s: %s, error %d \"%s\"\n", line, op,
+            failed ? "failed" : "did not fail", (int)loom_last_status(), msg);
+    failures++;
+  }
+  loom_clear_error();
+}
+
+#define FAILS_P(call, op) expect_null_error((call) == NULL, op, __LINE__)
+#define FAILS_I(call, op) expect_null_error((call) < 0, op, __LINE__)
+#define FAILS_D(call, op) expect_null_error(isnan(call), op, __LINE__)
+/* A void function's error. */
+#define FAILED_WITH(op) expect_null_error(true, op, __LINE__)
+#define NO_CRASH(call)                                                         \
+  do {                                                                         \
+    call;                                                                      \
+    loom_clear_error();                                                        \
+  } while (0)
+
+START_TEST(test_null_arguments) {
+  failures = 0;
+
+  loom_tensor *x = loom_ones(LOOM_F32, LOOM_SHAPE(2, 3));
+  loom_tensor *ix = loom_zeros(LOOM_I64, LOOM_SHAPE(2));
+  loom_tensor *out[4];
+  const int64_t two[] = {2};
+  /* tensor/tensor.h */
+  FAILS_I(loom_ndim(NULL), "ndim");
+  FAILS_I(loom_size(NULL, 0), "size");
+  FAILS_P(loom_shape(NULL), "shape");
+  FAILS_P(loom_strides(NULL), "strides");
+  FAILS_P(loom_data(NULL), "data");
+  FAILS_P(loom_data_f32(NULL), "data_f32");
+  FAILS_P(loom_data_f64(NULL), "data_f64");
+  FAILS_P(loom_data_i64(NULL), "data_i64");
+  FAILS_P(loom_data_u8(NULL), "data_u8");
+  FAILS_D(loom_get(NULL, two), "get");
+  FAILS_D(loom_get(x, NULL), "get");
+  FAILS_D(loom_item(NULL), "item");
+  FAILS_I(loom_set(NULL, two, 1), "set");
+  FAILS_I(loom_set(x, NULL, 1), "set");
+  FAILS_I(loom_copy_to_array(NULL, LOOM_F32, out, 0), "copy_to_array");
+  FAILS_I(loom_copy_to_array(x, LOOM_F32, NULL, 6), "copy_to_array");
+  FAILS_P(loom_empty(LOOM_F32, 1, NULL), "empty");
+  FAILS_P(loom_zeros(LOOM_F32, 1, NULL), "full");
+  FAILS_P(loom_ones(LOOM_F32, 1, NULL), "full");
+  FAILS_P(loom_full(LOOM_F32, 1, 1, NULL), "full");
+  FAILS_P(loom_empty_like(NULL), "empty_like");
+  FAILS_P(loom_zeros_like(NULL), "zeros_like");
+  FAILS_P(loom_ones_like(NULL), "ones_like");
+  FAILS_P(loom_full_like(NULL, 1), "full_like");
+  FAILS_P(loom_from_array(LOOM_F32, NULL, 1, two), "from_array");
+  FAILS_P(loom_from_array(LOOM_F32, out, 1, NULL), "from_array");
+  FAILS_P(loom_from_buffer(LOOM_F32, NULL, 1, two, NULL, NULL, NULL),
+          "from_buffer");
+  FAILS_I(loom_rng_set_state(NULL, NULL), "rng_set_state");
+  FAILS_P(loom_rand(NULL, LOOM_F32, 0, 1, 1, NULL), "rand");
+  FAILS_P(loom_randn(NULL, LOOM_F32, 0, 1, 1, NULL), "randn");
+  FAILS_P(loom_randint(NULL, LOOM_I64, 0, 2, 1, NULL), "randint");
+  FAILS_P(loom_bernoulli(NULL, LOOM_F32, 0.5, 1, NULL), "bernoulli");
+  NO_CRASH(loom_release(NULL));
+  NO_CRASH(loom_rng_free(NULL));
+  NO_CRASH(loom_rng_seed(NULL, 7)); /* the default generator */
+  NO_CRASH(loom_rng_get_state(NULL, NULL));
+  FILE *sink = fopen("/dev/null", "w");
+  ck_assert_ptr_nonnull(sink);
+  NO_CRASH(loom_fprint(sink, NULL));
+  /* autograd/ops.h */
+  FAILS_P(loom_reshape(NULL, 1, two), "reshape");
+  FAILS_P(loom_reshape(x, 1, NULL), "reshape");
+  FAILS_P(loom_view(NULL, 1, two), "view");
+  FAILS_P(loom_transpose(NULL, 0, 1), "transpose");
+  FAILS_P(loom_permute(NULL, (int[]){1, 0}), "permute");
+  FAILS_P(loom_permute(x, NULL), "permute");
+  FAILS_P(loom_narrow(NULL, 0, 0, 1), "narrow");
+  FAILS_P(loom_slice(NULL, 0, 0, 1, 1), "slice");
+  FAILS_P(loom_select(NULL, 0, 0), "select");
+  FAILS_P(loom_squeeze(NULL, 0), "squeeze");
+  FAILS_P(loom_squeeze_all(NULL), "squeeze");
+  FAILS_P(loom_unsqueeze(NULL, 0), "unsqueeze");
+  FAILS_P(loom_expand(NULL, 1, two), "expand");
+  FAILS_P(loom_expand(x, 2, NULL), "expand");
+  FAILS_P(loom_expand_as(NULL, x), "expand");
+  FAILS_P(loom_expand_as(x, NULL), "expand");
+  FAILS_P(loom_flatten(NULL, 0, 1), "flatten");
+  FAILS_P(loom_t(NULL), "transpose");
+  FAILS_P(loom_contiguous(NULL), "contiguous");
+  FAILS_P(loom_clone(NULL), "clone");
+  FAILS_P(loom_to_dtype(NULL, LOOM_F64), "to_dtype");
+  FAILS_P(loom_concat(NULL, 2, 0), "concat");
+  FAILS_P(loom_concat((loom_tensor *[]){x, NULL}, 2, 0), "concat");
+  FAILS_P(loom_stack(NULL, 2, 0), "stack");
+  FAILS_P(loom_stack((loom_tensor *[]){NULL, x}, 2, 0), "stack");
+  FAILS_I(loom_split(NULL, 1, 0, out, 4), "split");
+  FAILS_I(loom_split(x, 1, 0, NULL, 4), "split");
+  FAILS_I(loom_split_sizes(NULL, (int64_t[]){1, 1}, 2, 0, out), "split");
+  FAILS_I(loom_split_sizes(x, NULL, 2, 0, out), "split");
+  FAILS_I(loom_split_sizes(x, (int64_t[]){1, 1}, 2, 0, NULL), "split");
+  FAILS_I(loom_chunk(NULL, 2, 0, out, 4), "chunk");
+  FAILS_I(loom_chunk(x, 2, 0, NULL, 4), "chunk");
+  FAILS_P(loom_gather(NULL, 0, ix), "gather");
+  FAILS_P(loom_gather(x, 0, NULL), "gather");
+  FAILS_P(loom_index_select(NULL, 0, ix), "index_select");
+  FAILS_P(loom_index_select(x, 0, NULL), "index_select");
+  FAILS_P(loom_scatter_add(NULL, 0, ix, x), "scatter_add");
+  FAILS_P(loom_scatter_add(x, 0, NULL, x), "scatter_add");
+  FAILS_P(loom_scatter_add(x, 0, ix, NULL), "scatter_add");
+  FAILS_P(loom_index_add(NULL, 0, ix, x, 1), "index_add");
+  FAILS_P(loom_index_add(x, 0, ix, NULL, 1), "index_add");
+  FAILS_P(loom_embedding(NULL, ix, -1), "embedding");
+  FAILS_P(loom_embedding(x, NULL, -1), "embedding");
+  FAILS_P(loom_one_hot(NULL, 3), "one_hot");
+  FAILS_P(loom_masked_fill(NULL, ix, 0), "masked_fill");
+  FAILS_P(loom_masked_fill(x, NULL, 0), "masked_fill");
+  FAILS_P(loom_where(NULL, x, x), "where");
+  FAILS_P(loom_where(ix, NULL, x), "where");
+  FAILS_P(loom_where(ix, x, NULL), "where");
+  loom_tensor *(*binary[])(const loom_tensor *, const loom_tensor *) = {
+      loom_add,     loom_sub,     loom_mul, loom_div,         loom_pow,
+      loom_maximum, loom_minimum, loom_eq,  loom_ne,          loom_lt,
+      loom_le,      loom_gt,      loom_ge,  loom_logical_and, loom_logical_or,
+      loom_matmul,  loom_bmm};
+  for (size_t i = 0; i < sizeof binary / sizeof binary[0]; i++) {
+    FAILS_P(binary[i](NULL, x), "");
+    FAILS_P(binary[i](x, NULL), "");
+  }
+  FAILS_P(loom_add(NULL, x), "add");
+  FAILS_P(loom_matmul(x, NULL), "matmul");
+  FAILS_P(loom_add_scaled(NULL, x, 2), "add");
+  loom_tensor *(*scalar[])(const loom_tensor *, double) = {
+      loom_add_scalar, loom_sub_scalar, loom_rsub_scalar, loom_mul_scalar,
+      loom_div_scalar, loom_pow_scalar, loom_eq_scalar,   loom_ne_scalar,
+      loom_lt_scalar,  loom_le_scalar,  loom_gt_scalar,   loom_ge_scalar,
+      loom_leaky_relu, loom_elu,        loom_full_like};
+  for (size_t i = 0; i < sizeof scalar / sizeof scalar[0]; i++)
+    FAILS_P(scalar[i](NULL, 1), "");
+  FAILS_P(loom_mul_scalar(NULL, 2), "mul");
+  loom_tensor *(*unary[])(const loom_tensor *) = {
+      loom_logical_not, loom_neg,        loom_exp,  loom_expm1,
+      loom_log,         loom_log1p,      loom_sqrt, loom_rsqrt,
+      loom_square,      loom_reciprocal, loom_abs,  loom_sign,
+      loom_sin,         loom_cos,        loom_tanh, loom_sigmoid,
+      loom_log_sigmoid, loom_relu,       loom_silu, loom_sum_all,
+      loom_mean_all};
+  for (size_t i = 0; i < sizeof unary / sizeof unary[0]; i++)
+    FAILS_P(unary[i](NULL), "");
+  FAILS_P(loom_tanh(NULL), "tanh");
+  FAILS_P(loom_gelu(NULL, false), "gelu");
+  FAILS_P(loom_softplus(NULL, 1, 20), "softplus");
+  FAILS_P(loom_clamp(NULL, 0, 1), "clamp");
+  loom_tensor *(*reduce[])(const loom_tensor *, const int *, int, bool) = {
+      loom_sum, loom_mean, loom_prod, loom_logsumexp, loom_amax, loom_amin};
+  for (size_t i = 0; i < sizeof reduce / sizeof reduce[0]; i++)
+    FAILS_P(reduce[i](NULL, NULL, 0, false), "");
+  FAILS_P(loom_sum(NULL, NULL, 0, false), "sum");
+  FAILS_P(loom_var(NULL, NULL, 0, 1, false), "var");
+  FAILS_P(loom_std(NULL, NULL, 0, 1, false), "var");
+  FAILS_P(loom_norm(NULL, 2, NULL, 0, false), "norm");
+  FAILS_P(loom_max(NULL, 0, false, NULL), "max");
+  FAILS_P(loom_min(NULL, 0, false, NULL), "min");
+  FAILS_P(loom_argmax(NULL, 0, false), "max");
+  FAILS_P(loom_argmin(NULL, 0, false), "min");
+  FAILS_P(loom_softmax(NULL, 0), "softmax");
+  FAILS_P(loom_log_softmax(NULL, 0), "log_softmax");
+  FAILS_P(loom_layer_normalize(NULL, 1, NULL, NULL, 1e-5), "layer_normalize");
+  FAILS_P(loom_addmm(NULL, x, x, 1, 1), "addmm");
+  FAILS_P(loom_baddbmm(x, x, NULL, 1, 1), "baddbmm");
+  FAILS_P(loom_linear(NULL, x, NULL), "linear");
+  FAILS_P(loom_linear(x, NULL, NULL), "linear");
+  FAILS_P(loom_conv2d(NULL, x, NULL, (loom_conv2d_opts){0}), "conv2d");
+  FAILS_P(loom_conv2d(x, NULL, NULL, (loom_conv2d_opts){0}), "conv2d");
+  FAILS_P(loom_max_pool2d(NULL, (loom_pool2d_opts){.kernel = {1, 1}}, NULL),
+          "max_pool2d");
+  FAILS_P(loom_avg_pool2d(NULL, (loom_pool2d_opts){.kernel = {1, 1}}),
+          "avg_pool2d");
+  FAILS_P(loom_adaptive_avg_pool2d(NULL, 1, 1), "adaptive_avg_pool2d");
+  FAILS_P(loom_dropout(NULL, 0.5, true, NULL), "dropout");
+  FAILS_I(
+      loom_lstm_sequence(NULL, x, x, x, x, NULL, NULL, false, out, out, out),
+      "lstm");
+  FAILS_I(loom_gru_sequence(NULL, x, x, x, NULL, false, out, out), "gru");
+  FAILS_I(loom_rnn_sequence(NULL, x, x, x, NULL, false, false, out, out),
+          "rnn");
+  FAILS_P(loom_copy_(NULL, x), "copy_");
+  FAILS_P(loom_copy_(x, NULL), "copy_");
+  FAILS_P(loom_fill_(NULL, 1), "fill_");
+  FAILS_P(loom_zero_(NULL), "fill_");
+  FAILS_P(loom_add_(NULL, x, 1), "add_");
+  FAILS_P(loom_add_(x, NULL, 1), "add_");
+  FAILS_P(loom_mul_(NULL, x), "mul_");
+  FAILS_P(loom_mul_(x, NULL), "mul_");
+  FAILS_P(loom_mul_scalar_(NULL, 2), "mul_");
+  FAILS_P(loom_masked_fill_(NULL, ix, 0), "masked_fill_");
+  FAILS_P(loom_masked_fill_(x, NULL, 0), "masked_fill_");
+  FAILS_P(loom_clamp_(NULL, 0, 1), "clamp_");
+  /* autograd/autograd.h */
+  FAILS_P(loom_set_requires_grad(NULL, true), "set_requires_grad");
+  FAILS_P(loom_grad(NULL), "grad");
+  FAILS_P(loom_detach(NULL), "detach");
+  FAILS_I(loom_backward(NULL), "backward");
+  FAILS_I(loom_backward_with(NULL, x, NULL), "backward");
+  FAILS_I(loom_backward_with(x, NULL, NULL), "backward");
+  FAILS_I(loom_function_apply(NULL, &x, out, NULL), "function_apply");
+  FAILS_P(loom_function_saved(NULL, 0), "function_saved");
+  FAILS_I(loom_gradcheck(NULL, NULL, &x, 1, NULL, NULL), "gradcheck");
+  NO_CRASH(loom_zero_grad(NULL));
+  NO_CRASH(loom_retain_grad(NULL));
+  NO_CRASH(loom_graph_print(sink, NULL));
+  fclose(sink);
+  NO_CRASH(loom_function_save(NULL, x));
+  /* nn/nn.h */
+  loom_linear_layer *lin = loom_linear_layer_new(3, 2, true);
+  ck_assert_loom(lin);
+  loom_module *m = &lin->base;
+  FAILS_P(loom_module_add_param(NULL, "w", x), "module");
+  FAILS_P(loom_module_add_param(m, NULL, x), "module");
+  FAILS_P(loom_module_add_param(m, "w", NULL), "module");
+  FAILS_P(loom_module_add_buffer(m, "b", NULL), "module");
+  FAILS_P(loom_module_add_child(m, "c", NULL), "module");
+  FAILS_I(loom_module_parameters(NULL, out, 4), "module_parameters");
+  FAILS_I(loom_module_num_elements(NULL), "module_parameters");
+  FAILS_P(loom_module_named_parameters(NULL), "module_named_parameters");
+  FAILS_P(loom_module_state_dict(NULL), "module_state_dict");
+  FAILS_I(loom_module_load_state_dict(NULL, NULL, true), "load_state_dict");
+  FAILS_I(loom_module_load_state_dict(m, NULL, true), "load_state_dict");
+  FAILS_P(loom_module_list_append(NULL, NULL), "module_list_append");
+  FAILS_P(loom_module_child(NULL, 0), "module_child");
+  FAILS_I(loom_module_child_count(NULL), "module_child_count");
+  FAILS_I(loom_init_uniform_(NULL, 0, 1, NULL), "init");
+  FAILS_I(loom_init_normal_(NULL, 0, 1, NULL), "init");
+  FAILS_I(loom_init_constant_(NULL, 0), "init");
+  FAILS_I(loom_init_xavier_uniform_(NULL, 1, NULL), "init");
+  FAILS_I(loom_init_xavier_normal_(NULL, 1, NULL), "init");
+  FAILS_I(loom_init_kaiming_uniform_(NULL, 0, LOOM_FAN_IN, "relu", NULL),
+          "init");
+  FAILS_I(loom_init_kaiming_normal_(NULL, 0, LOOM_FAN_IN, "relu", NULL),
+          "init");
+  FAILS_I(loom_init_orthogonal_(NULL, 1, NULL), "init");
+  FAILS_I(loom_init_eye_(NULL), "init");
+  FAILS_I(loom_init_fan(NULL, LOOM_FAN_IN), "init");
+  FAILS_P(loom_linear_layer_forward(NULL, x), "Linear");
+  FAILS_P(loom_linear_layer_forward(lin, NULL), "linear");
+  FAILS_P(loom_bilinear_forward(NULL, x, x), "Bilinear");
+  FAILS_P(loom_embedding_layer_forward(NULL, ix), "Embedding");
+  FAILS_P(loom_conv2d_layer_forward(NULL, x), "Conv2d");
+  FAILS_P(loom_batch_norm_forward(NULL, x), "BatchNorm");
+  FAILS_P(loom_layer_norm_new(1, NULL, 1e-5, true), "LayerNorm");
+  FAILS_P(loom_layer_norm_forward(NULL, x), "LayerNorm");
+  FAILS_P(loom_dropout_layer_forward(NULL, x), "Dropout");
+  FAILS_P(loom_highway_forward(NULL, x), "Highway");
+  FAILS_P(loom_cross_entropy(NULL, ix, NULL), "cross_entropy");
+  FAILS_P(loom_cross_entropy(x, NULL, NULL), "cross_entropy");
+  FAILS_P(loom_nll_loss(NULL, ix, NULL), "nll_loss");
+  FAILS_P(loom_mse_loss(NULL, x, LOOM_MEAN), "mse_loss");
+  FAILS_P(loom_mse_loss(x, NULL, LOOM_MEAN), "mse_loss");
+  FAILS_P(loom_l1_loss(x, NULL, LOOM_MEAN), "l1_loss");
+  FAILS_P(loom_smooth_l1_loss(NULL, x, 1, LOOM_MEAN), "smooth_l1_loss");
+  FAILS_P(loom_bce_loss(NULL, x, NULL, LOOM_MEAN), "bce_loss");
+  FAILS_P(loom_bce_with_logits(x, NULL, NULL, NULL, LOOM_MEAN),
+          "bce_with_logits");
+  FAILS_P(loom_kl_div(NULL, x, false, LOOM_MEAN, false), "kl_div");
+  FAILS_I(loom_checkpoint_save(NULL, m, NULL, NULL, 0, NULL, NULL),
+          "checkpoint");
+  FAILS_I(loom_checkpoint_save("unused.ckpt", NULL, NULL, NULL, 0, NULL, NULL),
+          "checkpoint");
+  FAILS_I(loom_checkpoint_load(NULL, m, NULL, NULL, NULL, NULL, NULL),
+          "checkpoint");
+  /* nn/rnn.h */
+  FAILS_P(
+      loom_rnn_new(NULL, (loom_rnn_opts){.input_size = 1, .hidden_size = 1}),
+      "rnn_new");
+  loom_rnn *rnn =
+      loom_gru_new((loom_rnn_opts){.input_size = 3, .hidden_size = 2});
+  ck_assert_loom(rnn);
+  loom_tensor *seq = loom_ones(LOOM_F32, LOOM_SHAPE(2, 1, 3));
+  FAILS_I(loom_rnn_forward(NULL, seq, NULL, NULL, out, NULL), "rnn_forward");
+  FAILS_I(loom_rnn_forward(rnn, NULL, NULL, NULL, out, NULL), "GRU");
+  FAILS_I(loom_rnn_forward(rnn, seq, NULL, NULL, NULL, NULL), "GRU");
+  FAILS_I(loom_rnn_cell_step(NULL, 0, x, out, out), "rnn_cell_step");
+  FAILS_I(loom_rnn_cell_step(rnn, 0, NULL, out, out), "GRU");
+  FAILS_I(loom_rnn_cell_step(rnn, 0, x, NULL, out), "GRU");
+  FAILS_I(loom_rnn_cell_step(rnn, 0, x, (loom_tensor *[]){NULL}, out), "GRU");
+  FAILS_I(loom_rnn_cell_step(rnn, 0, x, out, NULL), "GRU");
+  /* optim/optim.h */
+  loom_tensor *params[] = {lin->weight, NULL};
+  FAILS_P(loom_sgd_new(NULL, 1, loom_sgd_defaults(0.1)), "sgd");
+  FAILS_P(loom_sgd_new(params, 2, loom_sgd_defaults(0.1)),
+          "sgd: parameter 1 is NULL");
+  FAILS_P(loom_adam_new(params, 2, loom_adam_defaults(0.1)), "adam");
+  FAILS_P(loom_adamw_new(params, 2, loom_adamw_defaults(0.1)), "adamw");
+  FAILS_P(loom_rmsprop_new(params, 2, loom_rmsprop_defaults(0.1)), "rmsprop");
+  FAILS_P(loom_adagrad_new(params, 2, loom_adagrad_defaults(0.1)), "adagrad");
+  FAILS_I(loom_optimizer_step(NULL), "optimizer_step");
+  FAILS_D(loom_optimizer_lr(NULL), "optimizer_lr");
+  FAILS_D(loom_optimizer_initial_lr(NULL), "optimizer_initial_lr");
+  FAILS_P(loom_optimizer_name(NULL), "optimizer_name");
+  FAILS_I(loom_optimizer_save_state(NULL, NULL, ""), "optimizer_save_state");
+  FAILS_I(loom_optimizer_load_state(NULL, NULL, ""), "optimizer_load_state");
+  FAILS_D(loom_clip_grad_norm(NULL, 1, 1, 2), "clip_grad_norm");
+  FAILS_D(loom_clip_grad_norm(params, 2, 1, 2), "clip_grad_norm");
+  FAILS_P(loom_schedule_new(NULL, (loom_schedule_opts){0}), "schedule_new");
+  FAILS_D(loom_schedule_step(NULL, 0), "schedule_step");
+  FAILS_I(loom_schedule_epoch(NULL), "schedule_epoch");
+  FAILS_I(loom_schedule_save_state(NULL, NULL, ""), "schedule_save_state");
+  FAILS_I(loom_schedule_load_state(NULL, NULL, ""), "schedule_load_state");
+  NO_CRASH(loom_optimizer_free(NULL));
+  NO_CRASH(loom_optimizer_zero_grad(NULL));
+  NO_CRASH(loom_optimizer_set_lr(NULL, 1));
+  loom_clip_grad_value(params, 2, 1);
+  FAILED_WITH("clip_grad_value: parameter 1 is NULL");
+  NO_CRASH(loom_schedule_free(NULL));
+  /* tensor/safetensors.h */
+  FAILS_I(loom_tensor_map_set(NULL, "a", x), "tensor_map_set");
+  FAILS_I(loom_tensor_map_set_meta(NULL, "a", "b"), "tensor_map_set_meta");
+  FAILS_P(loom_tensor_map_get(NULL, "a"), "tensor_map_get");
+  FAILS_P(loom_tensor_map_at(NULL, 0), "tensor_map_at");
+  FAILS_P(loom_tensor_map_name(NULL, 0), "tensor_map_name");
+  FAILS_P(loom_tensor_map_meta(NULL, "a"), "tensor_map_meta");
+  FAILS_P(loom_tensor_map_meta_key(NULL, 0), "tensor_map_meta_key");
+  FAILS_I(loom_safetensors_save(NULL, NULL), "safetensors_save");
+  FAILS_P(loom_safetensors_load(NULL), "safetensors_load");
+  FAILS_P(loom_safetensors_parse(NULL, 8, "x"), "safetensors_parse");
+  NO_CRASH(loom_tensor_map_free(NULL));
+  /* nn/attention.h */
+  loom_multihead_attention *mha =
+      loom_multihead_attention_new(4, 2, (loom_mha_opts){0});
+  ck_assert_loom(mha);
+  loom_tensor *q = loom_ones(LOOM_F32, LOOM_SHAPE(2, 1, 4));
+  FAILS_P(
+      loom_scaled_dot_product_attention(NULL, q, q, NULL, false, 0, NULL, NULL),
+      "attention");
+  FAILS_I(loom_seq_attention_forward(NULL, q, q, NULL, out, NULL),
+          "seq_attention");
+  FAILS_I(loom_multihead_attention_forward(NULL, q, q, q, NULL, out, NULL),
+          "MultiheadAttention");
+  FAILS_I(loom_multihead_attention_forward(mha, q, NULL, q, NULL, out, NULL),
+          "MultiheadAttention");
+  FAILS_I(loom_multihead_attention_forward(mha, q, q, q, NULL, NULL, NULL),
+          "MultiheadAttention");
+  FAILS_I(loom_kv_cache_length(NULL), "kv_cache_length");
+  FAILS_I(loom_kv_cache_reorder(NULL, ix), "kv_cache_reorder");
+  FAILS_P(loom_multihead_attention_step(NULL, NULL, q), "attention step");
+  FAILS_P(loom_multihead_attention_cross_step(NULL, NULL, q, q, NULL),
+          "attention cross step");
+  FAILS_P(loom_learned_positions_forward(NULL, 0, 1), "learned_positions");
+  FAILS_P(loom_transformer_encoder_layer_forward(NULL, q, NULL),
+          "TransformerEncoderLayer");
+  FAILS_P(loom_transformer_decoder_layer_forward(NULL, q, q, NULL),
+          "TransformerDecoderLayer");
+  FAILS_P(loom_transformer_encoder_forward(NULL, q, NULL),
+          "TransformerEncoder");
+  FAILS_P(loom_transformer_decoder_forward(NULL, q, q, NULL),
+          "TransformerDecoder");
+  FAILS_P(loom_decoder_state_new(NULL, q, NULL), "decoder_state");
+  FAILS_I(loom_decoder_state_reorder(NULL, ix), "decoder_state_reorder");
+  FAILS_P(loom_transformer_step(NULL, NULL, q), "transformer_step");
+  FAILS_P(loom_transformer_forward(NULL, q, q, NULL), "Transformer");
+  NO_CRASH(loom_seq_attention_free(NULL));
+  NO_CRASH(loom_kv_cache_free(NULL));
+  NO_CRASH(loom_learned_positions_free(NULL));
+  NO_CRASH(loom_transformer_stack_free(NULL));
+  NO_CRASH(loom_decoder_state_free(NULL));
+  NO_CRASH(loom_transformer_free(NULL));
+  loom_multihead_attention_free(mha);
+  /* nn/decode.h, tensor/file.h */
+  FAILS_I(loom_decode(NULL, 1, NULL, NULL, NULL), "decode");
+  FAILS_P(loom_file_open_read(NULL), "file_open_read");
+  FAILS_P(loom_file_writer_open(NULL), "file_writer");
+  FAILS_P(loom_file_writer_stream(NULL), "file_writer");
+  FAILS_I(loom_file_writer_commit(NULL), "file_writer_commit");
+  NO_CRASH(loom_file_writer_abort(NULL));
+  NO_CRASH(loom_decode_result_free(NULL));
+  /* modules and objects freed with NULL do nothing */
+  NO_CRASH(loom_module_free(NULL));
+  NO_CRASH(loom_module_train(NULL, false));
+  NO_CRASH(loom_module_zero_grad(NULL));
+  NO_CRASH(loom_rnn_free(NULL));
+  loom_rnn_free(rnn);
+  loom_linear_layer_free(lin);
+  ck_assert_int_eq(failures, 0);
+}
+END_TEST
+
+/* ---- user callbacks that fail, and results on failure ---- */
+
+typedef enum {
+  CELL_OK,
+  CELL_WIDE_STATE,  /* returns (B, H + 1) */
+  CELL_F64_STATE,   /* returns float64 */
+  CELL_SILENT_FAIL, /* returns -1 with no error set */
+  CELL_BAD_OP_AT_2, /* an op fails inside the step at t = 2 */
+  CELL_NO_MAKE,     /* make returns NULL with no error set */
+  CELL_NO_PROJECT,  /* project returns NULL with no error set */
+} cell_mode;
+
+typedef struct {
+  cell_mode mode;
+  int64_t t;
+  loom_tensor *w;
+} test_cell;
+
+static void *cell_make(const void *config, loom_module *owner,
+                       const char *suffix, int64_t in, int64_t hidden) {
+  cell_mode mode = *(const cell_mode *)config;
+  if (mode == CELL_NO_MAKE)
+    return NULL;
+  test_cell *c = calloc(1, sizeof *c);
+  char name[32];
+  snprintf(name, sizeof name, "w%s", suffix);
+  loom_scope *s = loom_scope_begin();
+  c->mode = mode;
+  c->w = loom_module_add_param(
+      owner, name, loom_full(LOOM_F32, 0.1, LOOM_SHAPE(hidden, in)));
+  loom_scope_end(s);
+  return c;
+}
+
+static loom_tensor *cell_project(void *cell, const loom_tensor *x) {
+  test_cell *c = cell;
+  return c->mode == CELL_NO_PROJECT ? NULL : loom_linear(x, c->w, NULL);
+}
+
+static int cell_step(void *cell, const loom_tensor *xp,
+                     loom_tensor *const *state, loom_tensor **next) {
+  test_cell *c = cell;
+  int64_t t = c->t++;
+  next[0] = loom_tanh(loom_add(xp, state[0]));
+  switch (c->mode) {
+  case CELL_WIDE_STATE:
+    next[0] = loom_concat(
+        (loom_tensor *[]){next[0], loom_narrow(next[0], 1, 0, 1)}, 2, 1);
+    break;
+  case CELL_F64_STATE:
+    next[0] = loom_to_dtype(next[0], LOOM_F64);
+    break;
+  case CELL_SILENT_FAIL:
+    return -1;
+  case CELL_BAD_OP_AT_2:
+    if (t == 2)
+      next[0] = loom_add(next[0], loom_ones(LOOM_F32, LOOM_SHAPE(5)));
+    break;
+  default:
+    break;
+  }
+  return next[0] ? 0 : -1;
+}
+
+static const loom_cell_type test_cell_type = {.name = "Test",
+                                              .n_states = 1,
+                                              .make = cell_make,
+                                              .project = cell_project,
+                                              .step = cell_step};
+
+/* A layer of the test cell run on (T 4, B 2, I 3) with hidden 3; returns
+ * forward's result, with out and final set to a non-NULL guard first. */
+static int run_test_cell(cell_mode mode, int layers, bool bidirectional,
+                         loom_tensor **out, loom_tensor **final) {
+  loom_rnn *r = loom_rnn_new(&test_cell_type,
+                             (loom_rnn_opts){.input_size = 3,
+                                             .hidden_size = 3,
+                                             .num_layers = layers,
+                                             .bidirectional = bidirectional,
+                                             .cell_config = &mode});
+  ck_assert_loom(r);
+  loom_tensor *x = loom_ones(LOOM_F32, LOOM_SHAPE(4, 2, 3));
+  *out = final[0] = x; /* a guard: failure must reset them */
+  int rc = loom_rnn_forward(r, x, NULL, NULL, out, final);
+  loom_rnn_free(r);
+  return rc;
+}
+
+START_TEST(test_runner_checks_user_cells) {
+  loom_tensor *out, *final[1];
+  ck_assert_int_eq(run_test_cell(CELL_OK, 2, true, &out, final), 0);
+  CHECK_SHAPE(out, 4, 2, 6);
+  CHECK_SHAPE(final[0], 4, 2, 3);
+  /* a state of the wrong shape: named, with where (was silently wrong with
+   * one layer, an unrelated error with two) */
+  for (int layers = 1; layers <= 2; layers++) {
+    ck_assert_int_eq(run_test_cell(CELL_WIDE_STATE, layers, false, &out, final),
+                     -1);
+    ck_assert_ptr_null(out);
+    ck_assert_ptr_null(final[0]);
+    CHECK_ERROR(LOOM_ERR_SHAPE,
+                "Test: step callback returned state 0 as float32 [2, 4]; it "
+                "was given float32 [2, 3] (in Test layer 0, forward "
+                "direction, step 0)");
+    loom_clear_error();
+  }
+  ck_assert_int_eq(run_test_cell(CELL_F64_STATE, 1, false, &out, final), -1);
+  CHECK_ERROR(LOOM_ERR_SHAPE, "state 0 as float64 [2, 3]");
+  loom_clear_error();
+  ck_assert_int_eq(run_test_cell(CELL_SILENT_FAIL, 1, false, &out, final), -1);
+  CHECK_ERROR(LOOM_ERR_STATE,
+              "Test: step callback returned non-zero with no error set (in "
+              "Test layer 0, forward direction, step 0)");
+  loom_clear_error();
+  /* an op's own error, then where it happened (the first layer's forward
+   * direction fails first, at its third step) */
+  ck_assert_int_eq(run_test_cell(CELL_BAD_OP_AT_2, 2, true, &out, final), -1);
+  ck_assert_msg(strstr(loom_last_error(), "add: "), "%s", loom_last_error());
+  CHECK_ERROR(LOOM_ERR_SHAPE, "(in Test layer 0, forward direction, step 2)");
+  ck_assert_ptr_null(
+      loom_rnn_new(&test_cell_type,
+                   (loom_rnn_opts){.input_size = 3,
+                                   .hidden_size = 3,
+                                   .cell_config = &(cell_mode){CELL_NO_MAKE}}));
+  CHECK_ERROR(LOOM_ERR_STATE, "Test: make callback returned NULL with no "
+                              "error set (in Test layer 0, forward direction)");
+  loom_clear_error();
+  ck_assert_int_eq(run_test_cell(CELL_NO_PROJECT, 1, false, &out, final), -1);
+  CHECK_ERROR(LOOM_ERR_STATE, "Test: project callback returned NULL");
+  loom_clear_error();
+}
+END_TEST
+
+START_TEST(test_runner_outputs_on_failure) {
+  loom_rnn *r = loom_lstm_new(
+      (loom_rnn_opts){.input_size = 3, .hidden_size = 2, .num_layers = 2});
+  ck_assert_loom(r);
+  loom_tensor *x = loom_ones(LOOM_F32, LOOM_SHAPE(4, 2, 3));
+  loom_tensor *out = x, *final[2] = {x, x};
+  /* wrong features */
+  ck_assert_int_eq(loom_rnn_forward(r, loom_ones(LOOM_F32, LOOM_SHAPE(4, 2, 5)),
+                                    NULL, NULL, &out, final),
+                   -1);
+  ck_assert_ptr_null(out);
+  ck_assert_ptr_null(final[0]);
+  ck_assert_ptr_null(final[1]);
+  CHECK_ERROR(LOOM_ERR_SHAPE, "5 features");
+  loom_clear_error();
+  /* initial states with the right element count but transposed */
+  loom_tensor *h0 = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 2, 2));
+  loom_tensor *bad = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 1, 4));
+  ck_assert_int_eq(
+      loom_rnn_forward(r, x, NULL, (loom_tensor *[]){h0, bad}, &out, final),
+      -1);
+  CHECK_ERROR(LOOM_ERR_SHAPE,
+              "initial state 1 is [2, 1, 4], expected (2, [2, 2])");
+  loom_clear_error();
+  loom_tensor *wide = loom_zeros(LOOM_F32, LOOM_SHAPE(3, 2, 2));
+  ck_assert_int_eq(
+      loom_rnn_forward(r, x, NULL, (loom_tensor *[]){wide, h0}, &out, final),
+      -1);
+  CHECK_ERROR(LOOM_ERR_SHAPE, "initial state 0 is [3, 2, 2]");
+  loom_clear_error();
+  ck_assert_int_eq(
+      loom_rnn_forward(r, x, NULL, (loom_tensor *[]){h0, h0}, &out, final), 0);
+  CHECK_SHAPE(out, 4, 2, 2);
+  /* one step on its own: states checked, new_state reset on failure */
+  loom_tensor *ns[2] = {x, x};
+  ck_assert_int_eq(loom_rnn_cell_step(r, 5,
+                                      loom_ones(LOOM_F32, LOOM_SHAPE(2, 3)),
+                                      (loom_tensor *[]){h0, h0}, ns),
+                   -1);
+  ck_assert_ptr_null(ns[0]);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "LSTM: no layer 5 (it has 2)");
+  loom_clear_error();
+  loom_rnn_free(r);
+}
+END_TEST
+
+static int silent_gradcheck_fn(loom_tensor *const *in, int n, loom_tensor **out,
+                               int max, void *ctx) {
+  (void)in, (void)n, (void)out, (void)max, (void)ctx;
+  return -1;
+}
+
+static int silent_forward(loom_function_ctx *c, loom_tensor *const *in, int n,
+                          loom_tensor **out) {
+  (void)c, (void)in, (void)n, (void)out;
+  return -1;
+}
+
+static int no_backward(loom_function_ctx *c, loom_tensor *const *gout,
+                       loom_tensor **gin) {
+  (void)c, (void)gout, (void)gin;
+  return -1;
+}
+
+START_TEST(test_callbacks_failing_silently) {
+  loom_tensor *x =
+      loom_set_requires_grad(loom_ones(LOOM_F64, LOOM_SHAPE(2)), true);
+  loom_gradcheck_result res;
+  memset(&res, 0x55, sizeof res); /* not a result */
+  ck_assert_int_eq(loom_gradcheck(silent_gradcheck_fn, NULL, &x, 1, NULL, &res),
+                   -1);
+  CHECK_ERROR(LOOM_ERR_STATE,
+              "gradcheck: the function returned -1 with no error set");
+  ck_assert(!res.passed);
+  ck_assert_int_eq(res.input, -1);
+  ck_assert_int_eq(res.output, -1);
+  ck_assert(isnan(res.analytic) && isnan(res.numeric) &&
+            isnan(res.worst_excess));
+  ck_assert_str_eq(res.message, "gradcheck could not run: gradcheck: the "
+                                "function returned -1 with no error set");
+  loom_clear_error();
+  /* a float32 input: the error is the result's message too */
+  loom_tensor *f = loom_ones(LOOM_F32, LOOM_SHAPE(2));
+  ck_assert_int_eq(loom_gradcheck(silent_gradcheck_fn, NULL, &f, 1, NULL, &res),
+                   -1);
+  ck_assert(strstr(res.message, "needs float64"));
+  loom_clear_error();
+
+  static const loom_function quiet = {"Quiet", 1, 1, silent_forward,
+                                      no_backward};
+  loom_tensor *y;
+  ck_assert_int_eq(loom_function_apply(&quiet, &x, &y, NULL), -1);
+  CHECK_ERROR(LOOM_ERR_STATE,
+              "Quiet: forward callback returned -1 with no error set");
+  loom_clear_error();
+}
+END_TEST
+
+START_TEST(test_mixed_dtypes_named) {
+  loom_tensor *xp = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 1, 4));
+  loom_tensor *w = loom_zeros(LOOM_F64, LOOM_SHAPE(4, 1));
+  loom_tensor *b = loom_zeros(LOOM_F32, LOOM_SHAPE(4));
+  loom_tensor *h = loom_zeros(LOOM_F32, LOOM_SHAPE(1, 1));
+  loom_tensor *h64 = loom_zeros(LOOM_F64, LOOM_SHAPE(1, 1));
+  loom_tensor *o, *hn, *cn;
+  ck_assert_int_eq(
+      loom_lstm_sequence(xp, w, b, h, h, NULL, NULL, false, &o, &hn, &cn), -1);
+  CHECK_ERROR(LOOM_ERR_DTYPE,
+              "lstm_sequence: mixed dtypes: inputs float32, weight float64");
+  loom_clear_error();
+  ck_assert_int_eq(loom_lstm_sequence(xp, loom_to_dtype(w, LOOM_F32), b, h, h64,
+                                      NULL, NULL, false, &o, &hn, &cn),
+                   -1);
+  CHECK_ERROR(LOOM_ERR_DTYPE, "inputs float32, state 1 float64");
+  loom_clear_error();
+}
+END_TEST
+
+START_TEST(test_anomaly_contract) {
+  loom_set_anomaly_mode(true);
+  loom_tensor *x = loom_set_requires_grad(VEC(LOOM_F64, -1, 4), true);
+  /* the op records the error and returns its output for inspection */
+  loom_tensor *y = loom_sqrt(x);
+  ck_assert_loom(y);
+  CHECK_VALUES(y, 0, NAN, 2);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_NUMERIC);
+  ck_assert(strstr(loom_last_error(), "anomaly: sqrt produced NaN/Inf"));
+  /* a later op's NaN does not replace it, and backward refuses */
+  loom_tensor *loss = loom_sum_all(loom_log(y));
+  ck_assert_loom(loss);
+  ck_assert_int_eq(loom_backward(loss), -1);
+  CHECK_ERROR(LOOM_ERR_NUMERIC, "sqrt");
+  loom_set_anomaly_mode(false);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("api");
+  TCase *tc = tcase_create("api");
+  tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
+  tcase_add_test(tc, test_null_arguments);
+  tcase_add_test(tc, test_runner_checks_user_cells);
+  tcase_add_test(tc, test_runner_outputs_on_failure);
+  tcase_add_test(tc, test_callbacks_failing_silently);
+  tcase_add_test(tc, test_mixed_dtypes_named);
+  tcase_add_test(tc, test_anomaly_contract);
+  suite_add_tcase(s, tc);
+  return loom_run_suite(s);
+}
