@@ -35,6 +35,12 @@ LOOM_API bool loom_is_leaf(const loom_tensor *t);
 LOOM_API loom_tensor *loom_grad(const loom_tensor *t);
 /* Drops the accumulated gradient (the next backward starts from zero). */
 LOOM_API void loom_zero_grad(loom_tensor *t);
+/* Replaces the accumulated gradient of the leaf t with a copy of g (t's
+ * shape; converted to t's dtype), as optimizers will see it: how a
+ * gradient computed elsewhere (summed over processes, say) is handed to a
+ * parameter. 0, or -1 with an error (LOOM_ERR_STATE: t is not a leaf that
+ * requires grad, or g has another shape). */
+LOOM_API int loom_set_grad(loom_tensor *t, const loom_tensor *g);
 /* Asks backward to store the gradient of a non-leaf `t` in loom_grad(t). */
 LOOM_API void loom_retain_grad(loom_tensor *t);
 /* A view of t's data that is a leaf outside the graph (no gradient flows
@@ -54,6 +60,33 @@ LOOM_API int loom_backward(loom_tensor *loss);
 /* From any `t`, seeded with `grad` (same shape). opts may be NULL. */
 LOOM_API int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
                                 const loom_backward_opts *opts);
+
+/* ------------------------------------------------ hooks */
+
+/* A grad-ready hook (PyTorch's post-accumulate-grad hook): called with the
+ * leaf and the ctx it was registered with. It may read loom_grad(leaf) and
+ * change it in place (or drop it), and must not register or remove hooks.
+ * Returns 0, or -1 with an error set, which fails the backward. */
+typedef int (*loom_grad_ready_fn)(loom_tensor *leaf, void *ctx);
+typedef struct loom_hook loom_hook;
+
+/* Registers fn to run when a backward pass has added its last contribution
+ * to loom_grad(leaf): as soon as every node of the pass that reads the leaf
+ * has run, before the pass goes on to older nodes, on the thread running
+ * backward, with recording off. It runs once per pass that reaches the
+ * leaf, also when no gradient arrived (loom_grad may then be NULL, or hold
+ * an earlier pass's sum); a pass that does not reach the leaf does not run
+ * it, nor does a pass that failed before reaching that point. A leaf's
+ * hooks run in registration order; leaves' hooks in the order the pass
+ * completes them (data parallelism starts each all-reduce there). The
+ * returned handle keeps a reference to the leaf until loom_hook_remove.
+ * NULL with an error: a NULL argument (LOOM_ERR_ARGUMENT), a tensor that is
+ * not a leaf requiring grad (LOOM_ERR_STATE). */
+LOOM_API loom_hook *loom_register_grad_ready_hook(loom_tensor *leaf,
+                                                  loom_grad_ready_fn fn,
+                                                  void *ctx);
+/* Unregisters a hook and frees its handle (NULL-safe). */
+LOOM_API void loom_hook_remove(loom_hook *h);
 
 /* ------------------------------------------------ grad mode */
 

@@ -413,6 +413,12 @@ void loom__deferred_end(bool ok) {
   defer.n = defer.cap = 0;
 }
 
+void loom__deferred_flush(const loom_tensor *w) {
+  for (int i = 0; i < defer.n; i++)
+    if (defer.d[i]->n && loom__input(defer.d[i]->node, 1) == w)
+      defer_sum(defer.d[i]);
+}
+
 static void linear_backward(loom_node *n, loom_tensor *const *g) {
   /* dx reads w, dw reads x: check only what is read. */
   bool dx_wanted = loom__needs_grad(n, 0), dw_wanted = loom__needs_grad(n, 1);

@@ -135,6 +135,9 @@ loom_tensor *loom__grad_in_place(loom_node *n, int i);
  * the weights' gradients when ok, else dropped) while nodes still live. */
 void loom__deferred_begin(void);
 void loom__deferred_end(bool ok);
+/* Sums now what the pass deferred for the weight `w` (before its
+ * grad-ready hooks run). */
+void loom__deferred_flush(const loom_tensor *w);
 /* g summed over the dims where `shape` was broadcast (scope-owned). */
 loom_tensor *loom__sum_to(const loom_tensor *g, int ndim, const int64_t *shape);
 /* Refuses an in-place write into t (error naming op) when autograd would

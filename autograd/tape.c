@@ -2,6 +2,7 @@
  * lifetime rules from autograd.h. A tensor names its node by (slot,
  * generation); freeing a node bumps the generation, so stale names are
  * detected, never followed. */
+#include "hooks.h"
 #include "node.h"
 
 #include <stdlib.h>
@@ -344,6 +345,28 @@ void loom_zero_grad(loom_tensor *t) {
   t->grad = NULL;
 }
 
+int loom_set_grad(loom_tensor *t, const loom_tensor *g) {
+  if (!t || !g)
+    return -1;
+  if (t->link.slot != LOOM_LINK_LEAF || !t->requires_grad ||
+      !loom_same_shape(t, g)) {
+    loom_set_error(LOOM_ERR_STATE, "set_grad: a gradient %s for %s %s",
+                   loom_shape_text(g),
+                   t->link.slot != LOOM_LINK_LEAF ? "a non-leaf"
+                   : !t->requires_grad            ? "a leaf without grad"
+                                                  : "a leaf",
+                   loom_shape_text(t));
+    return -1;
+  }
+  loom_tensor *copy = loom__alloc(t->dtype, t->ndim, t->shape, "set_grad");
+  if (!copy)
+    return -1;
+  loom_kernel_copy(copy, g);
+  loom__unref(t->grad);
+  t->grad = copy;
+  return 0;
+}
+
 void loom_retain_grad(loom_tensor *t) {
   if (t)
     t->retains_grad = true;
@@ -473,12 +496,19 @@ static int run_backward(loom_tensor *t, const loom_tensor *grad, bool retain) {
     loom__unref(seed);
   }
   int rc = seed ? 0 : -1;
+  loom_hook_plan *hooks = loom__hooks_plan(list, count);
+  if (loom_last_status() != LOOM_OK)
+    rc = -1;
   loom_no_grad_begin();
   /* A weight read by many nodes (every step of a sequence) is packed for
    * products once per backward, not once per node. */
   loom_kernel_reuse_begin();
   loom__deferred_begin();
   for (int64_t j = 0; j < count && rc == 0; j++) {
+    if (loom__hooks_run(hooks, j) < 0) { /* leaves complete before j */
+      rc = -1;
+      break;
+    }
     loom_node *n = list[j];
     bool any = false;
     for (int k = 0; k < n->n_out; k++)
@@ -500,6 +530,9 @@ static int run_backward(loom_tensor *t, const loom_tensor *grad, bool retain) {
     if (loom_last_status() != LOOM_OK)
       rc = -1;
   }
+  if (rc == 0 && loom__hooks_run(hooks, count) < 0)
+    rc = -1;
+  loom__hooks_plan_free(hooks);
   loom__deferred_end(rc == 0);
   if (rc == 0 && loom_last_status() != LOOM_OK)
     rc = -1;
@@ -550,7 +583,7 @@ int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
     return -1;
   }
   if (t->link.slot == LOOM_LINK_LEAF) /* a leaf: its gradient is the seed */
-    return loom__add_to_grad(t, grad);
+    return loom__add_to_grad(t, grad) < 0 ? -1 : loom__hooks_run_leaf(t);
   return run_backward(t, grad, opts && opts->retain_graph);
 }
 

@@ -51,7 +51,8 @@ struct loom_tensor {
   bool requires_grad;
   bool retains_grad;
   loom_grad_link link;
-  loom_tensor *grad; /* owned */
+  loom_tensor *grad;       /* owned */
+  struct loom_hook *hooks; /* a leaf's grad-ready hooks (autograd/hooks.c) */
 };
 
 /* ---- memory blocks (alloc.c): kept per thread for reuse ---- */

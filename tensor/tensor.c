@@ -68,6 +68,7 @@ static loom_tensor *tensor_shell(loom_storage *storage, loom_dtype dtype,
   t->retains_grad = false;
   t->link = (loom_grad_link){.slot = LOOM_LINK_LEAF};
   t->grad = NULL;
+  t->hooks = NULL;
   atomic_fetch_add(&live_tensors, 1);
   return t;
 }

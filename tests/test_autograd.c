@@ -33,6 +33,33 @@ START_TEST(test_accumulates_across_backwards) {
 }
 END_TEST
 
+/* loom_set_grad replaces a leaf's gradient with a converted copy (later
+ * backwards add to it) and refuses what is not a leaf's gradient. */
+START_TEST(test_set_grad) {
+  loom_tensor *x = leaf((double[]){1, 2}, 2);
+  loom_tensor *g =
+      loom_from_array(LOOM_F32, (float[]){0.5f, -1}, LOOM_SHAPE(2));
+  ck_assert_int_eq(loom_set_grad(x, g), 0);
+  ck_assert_int_eq(loom_dtype_of(loom_grad(x)), LOOM_F64);
+  loom_data_f32(g)[0] = 9; /* a copy: g's later changes do not reach it */
+  ck_assert_int_eq(loom_backward(loom_sum_all(loom_mul_scalar(x, 3))), 0);
+  ck_assert_double_eq(loom_data_f64(loom_grad(x))[0], 3.5);
+  ck_assert_double_eq(loom_data_f64(loom_grad(x))[1], 2);
+  ck_assert_int_eq(loom_set_grad(x, loom_zeros(LOOM_F64, LOOM_SHAPE(3))), -1);
+  ck_assert_str_eq(loom_last_error(),
+                   "set_grad: a gradient [3] for a leaf [2]");
+  loom_clear_error();
+  ck_assert_int_eq(loom_set_grad(loom_exp(x), loom_exp(x)), -1);
+  ck_assert_ptr_nonnull(strstr(loom_last_error(), "a non-leaf"));
+  loom_clear_error();
+  ck_assert_int_eq(loom_set_grad(g, g), -1);
+  ck_assert_ptr_nonnull(strstr(loom_last_error(), "without grad"));
+  loom_clear_error();
+  ck_assert_int_eq(loom_set_grad(x, NULL), -1);
+  ck_assert_double_eq(loom_data_f64(loom_grad(x))[1], 2); /* unchanged */
+}
+END_TEST
+
 START_TEST(test_shared_input_sums_paths) {
   loom_tensor *x = leaf((double[]){2}, 1);
   loom_tensor *a = loom_mul_scalar(x, 3), *b = loom_square(x);
@@ -434,6 +461,7 @@ int main(void) {
   tcase_add_test(tc, test_fixed_weights_products);
   tcase_add_test(tc, test_inplace_on_product_operand_is_reported);
   tcase_add_test(tc, test_accumulates_across_backwards);
+  tcase_add_test(tc, test_set_grad);
   tcase_add_test(tc, test_shared_input_sums_paths);
   tcase_add_test(tc, test_no_grad_records_nothing);
   tcase_add_test(tc, test_detach_stops_gradient);

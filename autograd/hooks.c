@@ -1,0 +1,164 @@
+/* Grad-ready hooks: a leaf's callbacks that backward runs as soon as the
+ * leaf's gradient for the pass is complete, while older nodes are still to
+ * run (data parallelism starts each gradient's all-reduce there, so
+ * communication overlaps the rest of backward).
+ *
+ * When is a leaf's gradient complete? Backward runs its nodes newest first,
+ * and only a node that reads the leaf adds to its gradient; so once the
+ * last such node in that order has run, nothing else will, except the
+ * small linears' weight products that matmul.c defers to the end of the
+ * pass, which are summed for the leaf first (loom__deferred_flush). */
+#include "hooks.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+
+struct loom_hook {
+  loom_tensor *leaf; /* kept while the hook is registered */
+  loom_grad_ready_fn fn;
+  void *ctx;
+  loom_hook *next;
+  /* On a leaf's first hook only: which plan saw the leaf last, and the
+   * leaf's entry in it. */
+  uint64_t plan_id;
+  int64_t entry;
+};
+
+/* Hooks registered in the process: backward plans nothing while zero. */
+static atomic_long hook_count;
+static atomic_uint_fast64_t plan_ids;
+
+loom_hook *loom_register_grad_ready_hook(loom_tensor *leaf,
+                                         loom_grad_ready_fn fn, void *ctx) {
+  if (!leaf || !fn)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "register_grad_ready_hook: %s is NULL",
+                     leaf ? "the function" : "the tensor");
+  if (!loom_is_leaf(leaf) || !loom_requires_grad(leaf))
+    return LOOM_FAIL(
+        LOOM_ERR_STATE, "register_grad_ready_hook: the tensor %s is %s",
+        loom_shape_text(leaf),
+        loom_is_leaf(leaf) ? "a leaf that does not require grad"
+                           : "not a leaf (the result of a recorded op)");
+  loom_hook *h = calloc(1, sizeof *h);
+  if (!h)
+    return LOOM_FAIL(LOOM_ERR_MEMORY,
+                     "register_grad_ready_hook: out of memory");
+  *h = (loom_hook){.leaf = loom_keep(leaf), .fn = fn, .ctx = ctx};
+  loom_hook **tail = &leaf->hooks;
+  while (*tail)
+    tail = &(*tail)->next;
+  *tail = h;
+  atomic_fetch_add(&hook_count, 1);
+  return h;
+}
+
+void loom_hook_remove(loom_hook *h) {
+  if (!h)
+    return;
+  loom_hook **p = &h->leaf->hooks;
+  while (*p && *p != h)
+    p = &(*p)->next;
+  if (*p)
+    *p = h->next;
+  atomic_fetch_sub(&hook_count, 1);
+  loom_release(h->leaf);
+  free(h);
+}
+
+static int run_hooks_of(loom_tensor *leaf) {
+  for (loom_hook *h = leaf->hooks; h; h = h->next)
+    if (h->fn(leaf, h->ctx) < 0) {
+      if (loom_last_status() == LOOM_OK)
+        loom_set_error(LOOM_ERR_STATE,
+                       "backward: a grad-ready hook of a leaf %s failed "
+                       "without saying why",
+                       loom_shape_text(leaf));
+      return -1;
+    }
+  return 0;
+}
+
+int loom__hooks_run_leaf(loom_tensor *t) {
+  return t->hooks ? run_hooks_of(t) : 0;
+}
+
+/* ---- the plan of a pass ---- */
+
+typedef struct {
+  loom_tensor *leaf;
+  int64_t last; /* index in the pass of the last node that reads it */
+} planned;
+
+struct loom_hook_plan {
+  planned *leaves; /* by `last`, increasing */
+  int64_t n, cap, done;
+};
+
+static int by_last(const void *a, const void *b) {
+  int64_t x = ((const planned *)a)->last, y = ((const planned *)b)->last;
+  return (x > y) - (x < y);
+}
+
+static bool note(loom_hook_plan *p, uint64_t id, loom_tensor *leaf, int64_t j) {
+  loom_hook *first = leaf->hooks;
+  if (first->plan_id == id) { /* seen: a later node reads it too */
+    p->leaves[first->entry].last = j;
+    return true;
+  }
+  if (p->n == p->cap) {
+    int64_t cap = p->cap ? 2 * p->cap : 16;
+    planned *g = realloc(p->leaves, (size_t)cap * sizeof *g);
+    if (!g)
+      return false;
+    p->leaves = g;
+    p->cap = cap;
+  }
+  first->plan_id = id;
+  first->entry = p->n;
+  p->leaves[p->n++] = (planned){leaf, j};
+  return true;
+}
+
+loom_hook_plan *loom__hooks_plan(loom_node *const *list, int64_t count) {
+  if (atomic_load(&hook_count) == 0)
+    return NULL;
+  loom_hook_plan *p = calloc(1, sizeof *p);
+  uint64_t id = atomic_fetch_add(&plan_ids, 1) + 1;
+  bool ok = p != NULL;
+  for (int64_t j = 0; ok && j < count; j++)
+    for (int i = 0; ok && i < list[j]->n_in; i++) {
+      loom_tensor *in = list[j]->in[i];
+      if (in && in->hooks && in->link.slot == LOOM_LINK_LEAF &&
+          in->requires_grad)
+        ok = note(p, id, in, j);
+    }
+  if (!ok) {
+    loom__hooks_plan_free(p);
+    return LOOM_FAIL(LOOM_ERR_MEMORY, "backward: out of memory planning hooks");
+  }
+  if (p->n == 0) {
+    loom__hooks_plan_free(p);
+    return NULL;
+  }
+  qsort(p->leaves, (size_t)p->n, sizeof *p->leaves, by_last);
+  return p;
+}
+
+int loom__hooks_run(loom_hook_plan *p, int64_t next) {
+  for (; p && p->done < p->n && p->leaves[p->done].last < next; p->done++) {
+    loom_tensor *leaf = p->leaves[p->done].leaf;
+    loom__deferred_flush(leaf);
+    if (loom_last_status() != LOOM_OK || run_hooks_of(leaf) < 0) {
+      p->done++;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+void loom__hooks_plan_free(loom_hook_plan *p) {
+  if (!p)
+    return;
+  free(p->leaves);
+  free(p);
+}
