@@ -387,7 +387,8 @@ END_TEST
 
 static void names_for(cap_data *d, const char *const *names, int n) {
   for (int i = 0; i < n; i++)
-    ck_assert_int_eq(cap_names_add(&d->names, names[i], strlen(names[i])), i);
+    ck_assert_int_eq(app_strtab_intern(&d->names, names[i], strlen(names[i])),
+                     i);
   d->n = n;
   d->split = calloc((size_t)n, 1);
 }
@@ -493,7 +494,7 @@ START_TEST(flickr_layout) {
   cap_flickr_source src = {.dir = dir, .arrays = true};
   ck_assert_int_eq(cap_flickr_load(&src, 8, NULL, &d), 0);
   ck_assert_int_eq(d.n, 3);
-  ck_assert_str_eq(d.names.str[1], "p2.jpg");
+  ck_assert_str_eq(app_strtab_str(&d.names, 1), "p2.jpg");
   ck_assert_int_eq(d.split[0], CAP_TRAIN);
   ck_assert_int_eq(d.split[1], CAP_DEV);
   ck_assert_int_eq(d.split[2], CAP_TEST);
@@ -557,7 +558,7 @@ START_TEST(flickr_layout) {
   cap_flickr_source lists = {.dir = dir, .lists = {train, NULL, test}};
   ck_assert_int_eq(cap_flickr_load(&lists, 8, NULL, &d), 0);
   ck_assert_int_eq(d.n, 3);
-  ck_assert_str_eq(d.names.str[2], "p2.jpg");
+  ck_assert_str_eq(app_strtab_str(&d.names, 2), "p2.jpg");
   ck_assert_int_eq(d.split[2], CAP_TEST);
   ck_assert_mem_eq(d.pixels + 2 * 192, pixels[2], 192);
   cap_data_free(&d);
@@ -590,7 +591,7 @@ START_TEST(flickr8k_1k_subset) {
   ck_assert_int_eq(counts[1], 113);
   ck_assert_int_eq(counts[2], 125);
   ck_assert_int_eq(d.n_captions, 5 * 991);
-  ck_assert_str_eq(d.names.str[0], "1000268201_693b08cb0e.jpg");
+  ck_assert_str_eq(app_strtab_str(&d.names, 0), "1000268201_693b08cb0e.jpg");
   ck_assert_str_eq(d.captions[0],
                    "A child in a pink dress is climbing up a set of stairs in "
                    "an entry way .");

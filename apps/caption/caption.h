@@ -9,6 +9,7 @@
 #include <loom/loom.h>
 
 #include "../common/common.h"
+#include "../common/text.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -113,36 +114,21 @@ int cap_tar_next(cap_tar *t, cap_tar_entry *e);
  * into buf); an entry not read is skipped by the next call. 0 or -1. */
 int cap_tar_read(cap_tar *t, const cap_tar_entry *e, void *buf);
 
-/* ---- names to numbers (names.c) ---- */
-
-/* A set of strings numbered in the order added. */
-typedef struct {
-  char **str;
-  int64_t n, cap;
-  int64_t *slot; /* open addressing: index + 1, 0 empty */
-  int64_t slots;
-} cap_names;
-
-/* The number of s (len bytes), or -1 if absent. */
-int64_t cap_names_find(const cap_names *m, const char *s, size_t len);
-/* The number of s, added if new. -1 on a memory error (recorded). */
-int64_t cap_names_add(cap_names *m, const char *s, size_t len);
-void cap_names_free(cap_names *m);
-
-/* ---- data sets (data.c, flickr.c, scenes.c) ---- */
+/* ---- data sets (flickr.c, scenes.c) ---- */
 
 typedef enum { CAP_TRAIN, CAP_DEV, CAP_TEST, CAP_SPLITS } cap_split;
 /* "train", "dev", "test". */
 const char *cap_split_name(cap_split s);
 
 /* Images with their captions. Image i is 3 x side x side bytes of planes
- * at pixels + i * 3 * side * side, named names.str[i], in split[i]; its
+ * at pixels + i * 3 * side * side, named app_strtab_str(&names, i), in
+ * split[i]; its
  * captions are captions[first[i] .. first[i + 1]). */
 typedef struct {
   int64_t n;
   int side;
   unsigned char *pixels;
-  cap_names names;
+  app_strtab names;
   unsigned char *split;
   int64_t *first; /* n + 1 */
   char **captions;

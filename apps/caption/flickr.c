@@ -81,7 +81,7 @@ void cap_data_free(cap_data *d) {
   if (!d)
     return;
   free(d->pixels);
-  cap_names_free(&d->names);
+  app_strtab_free(&d->names);
   free(d->split);
   free(d->first);
   for (int64_t i = 0; d->captions && i < d->n_captions; i++)
@@ -113,12 +113,12 @@ static int add_image(cap_data *d, const char *name, size_t len, cap_split s,
     return -1;
   }
   int64_t before = d->names.n;
-  int64_t k = cap_names_add(&d->names, name, len);
+  int64_t k = app_strtab_intern(&d->names, name, len);
   if (k < 0)
     return -1;
   if (k < before) {
     loom_set_error(LOOM_ERR_FORMAT, "%s:%lld: image %s listed twice", path,
-                   (long long)line_no, d->names.str[k]);
+                   (long long)line_no, app_strtab_str(&d->names, k));
     return -1;
   }
   if (d->names.n > CAP_MAX_IMAGES) {
@@ -287,7 +287,7 @@ int cap_captions_read(const char *path, const char *text, size_t len,
       }
       size_t name_len;
       key_name(s, (size_t)(tab - s), &name_len);
-      int64_t i = cap_names_find(&d->names, s, name_len);
+      int64_t i = app_strtab_find(&d->names, s, name_len);
       if (i < 0)
         continue;
       const char *cap = tab + 1;
@@ -319,7 +319,7 @@ int cap_captions_read(const char *path, const char *text, size_t len,
     for (int64_t i = 0; i < d->n; i++)
       if (count[i] == 0) {
         loom_set_error(LOOM_ERR_FORMAT, "%s: no caption for image %s", path,
-                       d->names.str[i]);
+                       app_strtab_str(&d->names, i));
         got = -1;
         break;
       }
@@ -434,7 +434,7 @@ static int from_folder(const char *dir, cap_data *d, bool *found,
   for (int64_t i = 0; i < d->n; i++) {
     if (found[i])
       continue;
-    if (!join(path, sizeof path, dir, d->names.str[i]))
+    if (!join(path, sizeof path, dir, app_strtab_str(&d->names, i)))
       return -1;
     if (!exists(path, false))
       continue;
@@ -464,7 +464,7 @@ static int from_tar(const char *path, cap_data *d, bool *found,
   unsigned char *buf = NULL;
   while (*missing > 0 && (r = cap_tar_next(&t, &e)) > 0) {
     const char *name = base_name(e.name);
-    int64_t i = cap_names_find(&d->names, name, strlen(name));
+    int64_t i = app_strtab_find(&d->names, name, strlen(name));
     if (i < 0 || found[i])
       continue;
     if (e.size > CAP_MAX_FILE_BYTES) {
@@ -559,7 +559,7 @@ static int load_pixels(const cap_flickr_source *src, cap_data *d, FILE *log) {
   for (int64_t i = 0; rc == 0 && i < d->n; i++)
     if (!found[i]) {
       loom_set_error(LOOM_ERR_IO, "image %s (%s) was not found in %s",
-                     d->names.str[i], cap_split_name(d->split[i]),
+                     app_strtab_str(&d->names, i), cap_split_name(d->split[i]),
                      n_sources ? "the image folders and archives given"
                                : "any image folder or archive");
       rc = -1;

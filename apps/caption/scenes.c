@@ -262,7 +262,7 @@ int cap_scenes_generate(const cap_scene_opts *o, cap_data *d) {
           break;
       d->split[i] = (unsigned char)sp;
       d->novel[i] = novel;
-      if (cap_names_add(&d->names, name, strlen(name)) < 0 ||
+      if (app_strtab_intern(&d->names, name, strlen(name)) < 0 ||
           !d->captions[d->n_captions - 1]) {
         loom_rng_free(g);
         cap_data_free(d);

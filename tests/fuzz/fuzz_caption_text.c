@@ -11,7 +11,7 @@ static void captions(const uint8_t *data, size_t size) {
   cap_data d = {0};
   const char *names[] = {"a.jpg", "b.jpg", "c.jpg"};
   for (int i = 0; i < 3; i++)
-    if (cap_names_add(&d.names, names[i], 5) != i)
+    if (app_strtab_intern(&d.names, names[i], 5) != i)
       abort();
   d.n = 3;
   d.split = calloc(3, 1);
