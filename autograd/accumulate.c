@@ -18,13 +18,13 @@ void loom__add_to_slot(loom_tensor **slot, loom_tensor *g) {
     return;
   }
   if (exclusive(*slot, g) && loom_same_shape(*slot, g)) {
-    loom_kernel_binary(&loom_k_add, *slot, *slot, g, NULL);
+    loom__kernel_binary(&loom__add_kernel, *slot, *slot, g, NULL);
     return;
   }
   loom_tensor *sum = loom__alloc((*slot)->dtype, g->ndim, g->shape, "backward");
   if (!sum)
     return;
-  loom_kernel_binary(&loom_k_add, sum, *slot, g, NULL);
+  loom__kernel_binary(&loom__add_kernel, sum, *slot, g, NULL);
   loom__unref(*slot);
   *slot = sum;
 }
@@ -34,10 +34,10 @@ int loom__add_to_grad(loom_tensor *t, const loom_tensor *g) {
     t->grad = loom__alloc(t->dtype, t->ndim, t->shape, "backward");
     if (!t->grad)
       return -1;
-    loom_kernel_copy(t->grad, g);
+    loom__kernel_copy(t->grad, g);
     return 0;
   }
-  loom_kernel_binary(&loom_k_add, t->grad, t->grad, g, NULL);
+  loom__kernel_binary(&loom__add_kernel, t->grad, t->grad, g, NULL);
   loom__bump_version(t->grad);
   return 0;
 }
@@ -45,9 +45,9 @@ int loom__add_to_grad(loom_tensor *t, const loom_tensor *g) {
 /* Where input i's gradient collects: the leaf's .grad, or the producing
  * node's slot for this output; NULL + error when that node is gone. */
 static loom_tensor **slot_of(const loom_tensor *in) {
-  if (in->link.slot == LOOM_LINK_LEAF)
+  if (in->link.slot == LOOM__LINK_LEAF)
     return &((loom_tensor *)in)->grad;
-  loom_node *p = loom__node_of(in);
+  loom__node *p = loom__node_of(in);
   if (!p) {
     loom_set_error(LOOM_ERR_STATE,
                    "backward: the graph behind a %s tensor was already freed "
@@ -58,7 +58,7 @@ static loom_tensor **slot_of(const loom_tensor *in) {
   return &p->out_grad[in->link.output];
 }
 
-void loom__accumulate(loom_node *n, int i, const loom_tensor *g) {
+void loom__accumulate(loom__node *n, int i, const loom_tensor *g) {
   loom_tensor *in = n->in[i];
   if (!g || !in || !in->requires_grad)
     return;
@@ -69,19 +69,19 @@ void loom__accumulate(loom_node *n, int i, const loom_tensor *g) {
     r = loom_to_dtype(r, in->dtype);
   if (!r)
     return;
-  if (loom_anomaly_mode() && loom_kernel_has_nonfinite(r)) {
+  if (loom_anomaly_mode() && loom__kernel_has_nonfinite(r)) {
     loom_set_error(LOOM_ERR_NUMERIC,
                    "anomaly: backward of %s produced "
                    "NaN/Inf in the gradient of input %d %s",
                    n->op->name, i, loom_shape_text(in));
     return;
   }
-  if (in->link.slot == LOOM_LINK_FAILED) {
+  if (in->link.slot == LOOM__LINK_FAILED) {
     loom_set_error(LOOM_ERR_STATE, "backward: part of the graph could not be "
                                    "recorded (out of memory)");
     return;
   }
-  if (in->link.slot == LOOM_LINK_LEAF) {
+  if (in->link.slot == LOOM__LINK_LEAF) {
     loom__add_to_grad(in, r);
     return;
   }
@@ -103,43 +103,44 @@ static loom_tensor slice_part(const loom_tensor *t, int dim, int64_t start,
   return part;
 }
 
-void loom__accumulate_slice(loom_node *n, int i, const loom_tensor *g, int dim,
+void loom__accumulate_slice(loom__node *n, int i, const loom_tensor *g, int dim,
                             int64_t start, int64_t step, bool drop) {
   loom_tensor *in = n->in[i];
   if (!g || !in || !in->requires_grad)
     return;
-  loom_tensor **slot =
-      in->link.slot == LOOM_LINK_LEAF || loom__node_of(in) ? slot_of(in) : NULL;
+  loom_tensor **slot = in->link.slot == LOOM__LINK_LEAF || loom__node_of(in)
+                           ? slot_of(in)
+                           : NULL;
   bool fresh = slot && !*slot;
   if (fresh)
     *slot = loom__alloc(in->dtype, in->ndim, in->shape, "backward");
   if (fresh && *slot)
-    loom_kernel_fill(*slot, 0);
+    loom__kernel_fill(*slot, 0);
   const loom_tensor *gp = drop ? loom_unsqueeze(g, dim) : g;
   int64_t len = drop ? 1 : g->shape[dim];
-  bool in_place = slot && *slot && !loom_anomaly_mode() &&
-                  g->dtype == in->dtype &&
-                  (in->link.slot == LOOM_LINK_LEAF ? (*slot)->dtype == in->dtype
-                                                   : exclusive(*slot, g));
+  bool in_place =
+      slot && *slot && !loom_anomaly_mode() && g->dtype == in->dtype &&
+      (in->link.slot == LOOM__LINK_LEAF ? (*slot)->dtype == in->dtype
+                                        : exclusive(*slot, g));
   if (!in_place) { /* the general path: a whole-sized gradient */
     loom_tensor *whole = loom_zeros(in->dtype, in->ndim, in->shape);
     if (!whole || !gp)
       return;
     loom_tensor part = slice_part(whole, dim, start, step, len);
-    loom_kernel_copy(&part, gp);
+    loom__kernel_copy(&part, gp);
     loom__accumulate(n, i, whole);
     return;
   }
   if (!gp)
     return;
   loom_tensor part = slice_part(*slot, dim, start, step, len);
-  loom_kernel_binary(&loom_k_add, &part, &part, gp, NULL);
+  loom__kernel_binary(&loom__add_kernel, &part, &part, gp, NULL);
   loom__bump_version(*slot);
 }
 
-loom_tensor *loom__grad_in_place(loom_node *n, int i) {
+loom_tensor *loom__grad_in_place(loom__node *n, int i) {
   loom_tensor *in = n->in[i];
-  if (!in || !in->requires_grad || in->link.slot != LOOM_LINK_LEAF ||
+  if (!in || !in->requires_grad || in->link.slot != LOOM__LINK_LEAF ||
       loom_anomaly_mode())
     return NULL;
   loom_tensor *g = in->grad;

@@ -3,14 +3,14 @@
  * loom__accumulate, which sums them back over broadcast dims. */
 #include "node.h"
 
-LOOM_OP(add, add_backward);
-LOOM_OP(sub, sub_backward);
-LOOM_OP(add_scaled, add_scaled_backward);
-LOOM_OP(mul, mul_backward);
-LOOM_OP(div, div_backward);
-LOOM_OP(pow, pow_backward);
-LOOM_OP(maximum, extremum_backward);
-LOOM_OP(minimum, extremum_backward);
+LOOM__OP(add, add_backward);
+LOOM__OP(sub, sub_backward);
+LOOM__OP(add_scaled, add_scaled_backward);
+LOOM__OP(mul, mul_backward);
+LOOM__OP(div, div_backward);
+LOOM__OP(pow, pow_backward);
+LOOM__OP(maximum, extremum_backward);
+LOOM__OP(minimum, extremum_backward);
 
 typedef enum {
   SAVE_NONE = 0,
@@ -20,8 +20,8 @@ typedef enum {
 
 typedef struct {
   const char *name;
-  const loom_op_def *def; /* NULL: not differentiable */
-  const loom_binary_kernel *kernel;
+  const loom__op_def *def; /* NULL: not differentiable */
+  const loom__binary_kernel *kernel;
   bool float_result; /* integer inputs give the default float */
   int save;
 } binary_spec;
@@ -50,10 +50,10 @@ static loom_tensor *binary(const binary_spec *s, const loom_tensor *a,
   if (!out)
     return NULL;
   double p[1] = {alpha};
-  if (loom_kernel_binary(s->kernel, out, a, b, p) < 0)
+  if (loom__kernel_binary(s->kernel, out, a, b, p) < 0)
     return NULL;
   if (s->def) {
-    loom_node *n = loom__record(s->def, out, 2, (const loom_tensor *[]){a, b});
+    loom__node *n = loom__record(s->def, out, 2, (const loom_tensor *[]){a, b});
     if (n) {
       n->d[0] = alpha;
       if (s->save & SAVE_INPUTS) {
@@ -67,24 +67,24 @@ static loom_tensor *binary(const binary_spec *s, const loom_tensor *a,
   return out;
 }
 
-static void add_backward(loom_node *n, loom_tensor *const *g) {
+static void add_backward(loom__node *n, loom_tensor *const *g) {
   loom__accumulate(n, 0, g[0]);
   loom__accumulate(n, 1, g[0]);
 }
 
-static void sub_backward(loom_node *n, loom_tensor *const *g) {
+static void sub_backward(loom__node *n, loom_tensor *const *g) {
   loom__accumulate(n, 0, g[0]);
   if (loom__needs_grad(n, 1))
     loom__accumulate(n, 1, loom_neg(g[0]));
 }
 
-static void add_scaled_backward(loom_node *n, loom_tensor *const *g) {
+static void add_scaled_backward(loom__node *n, loom_tensor *const *g) {
   loom__accumulate(n, 0, g[0]);
   if (loom__needs_grad(n, 1))
     loom__accumulate(n, 1, loom_mul_scalar(g[0], n->d[0]));
 }
 
-static void mul_backward(loom_node *n, loom_tensor *const *g) {
+static void mul_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *a = loom__saved(n, 0), *b = loom__saved(n, 1);
   if (loom__needs_grad(n, 0))
     loom__accumulate(n, 0, loom_mul(g[0], b));
@@ -92,7 +92,7 @@ static void mul_backward(loom_node *n, loom_tensor *const *g) {
     loom__accumulate(n, 1, loom_mul(g[0], a));
 }
 
-static void div_backward(loom_node *n, loom_tensor *const *g) {
+static void div_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *a = loom__saved(n, 0), *b = loom__saved(n, 1);
   if (loom__needs_grad(n, 0))
     loom__accumulate(n, 0, loom_div(g[0], b));
@@ -101,7 +101,7 @@ static void div_backward(loom_node *n, loom_tensor *const *g) {
                      loom_neg(loom_div(loom_mul(g[0], a), loom_mul(b, b))));
 }
 
-static void pow_backward(loom_node *n, loom_tensor *const *g) {
+static void pow_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *a = loom__saved(n, 0), *b = loom__saved(n, 1),
                     *y = loom__saved(n, 2);
   if (loom__needs_grad(n, 0)) { /* g b a^(b-1), 0 where b == 0 */
@@ -119,9 +119,9 @@ static void pow_backward(loom_node *n, loom_tensor *const *g) {
 
 /* maximum/minimum: the gradient goes to the chosen input, split evenly on
  * ties (as PyTorch does). */
-static void extremum_backward(loom_node *n, loom_tensor *const *g) {
+static void extremum_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *a = loom__saved(n, 0), *b = loom__saved(n, 1);
-  bool is_max = n->op == &loom_op_maximum;
+  bool is_max = n->op == &loom__op_maximum;
   loom_tensor *tie = loom_eq(a, b);
   loom_tensor *half = loom_mul_scalar(g[0], 0.5);
   loom_tensor *a_wins = is_max ? loom_gt(a, b) : loom_lt(a, b);
@@ -136,16 +136,17 @@ static void extremum_backward(loom_node *n, loom_tensor *const *g) {
 }
 
 #define SPEC(var, name, def, kernel, fl, save)                                 \
-  static const binary_spec var = {name, def, &loom_k_##kernel, fl, save};
-SPEC(s_add, "add", &loom_op_add, add, false, SAVE_NONE)
-SPEC(s_sub, "sub", &loom_op_sub, sub, false, SAVE_NONE)
-SPEC(s_add_scaled, "add_scaled", &loom_op_add_scaled, add_scaled, false,
+  static const binary_spec var = {name, def, &loom__##kernel##_kernel, fl,     \
+                                  save};
+SPEC(s_add, "add", &loom__op_add, add, false, SAVE_NONE)
+SPEC(s_sub, "sub", &loom__op_sub, sub, false, SAVE_NONE)
+SPEC(s_add_scaled, "add_scaled", &loom__op_add_scaled, add_scaled, false,
      SAVE_NONE)
-SPEC(s_mul, "mul", &loom_op_mul, mul, false, SAVE_INPUTS)
-SPEC(s_div, "div", &loom_op_div, div, true, SAVE_INPUTS)
-SPEC(s_pow, "pow", &loom_op_pow, pow, true, SAVE_INPUTS | SAVE_OUTPUT)
-SPEC(s_max, "maximum", &loom_op_maximum, maximum, false, SAVE_INPUTS)
-SPEC(s_min, "minimum", &loom_op_minimum, minimum, false, SAVE_INPUTS)
+SPEC(s_mul, "mul", &loom__op_mul, mul, false, SAVE_INPUTS)
+SPEC(s_div, "div", &loom__op_div, div, true, SAVE_INPUTS)
+SPEC(s_pow, "pow", &loom__op_pow, pow, true, SAVE_INPUTS | SAVE_OUTPUT)
+SPEC(s_max, "maximum", &loom__op_maximum, maximum, false, SAVE_INPUTS)
+SPEC(s_min, "minimum", &loom__op_minimum, minimum, false, SAVE_INPUTS)
 SPEC(s_eq, "eq", NULL, eq, false, 0)
 SPEC(s_ne, "ne", NULL, ne, false, 0)
 SPEC(s_lt, "lt", NULL, lt, false, 0)
@@ -197,7 +198,7 @@ loom_tensor *loom_ge(const loom_tensor *a, const loom_tensor *b) {
   return binary(&s_ge, a, b, 0);
 }
 
-static loom_tensor *logical(const loom_binary_kernel *k, const char *name,
+static loom_tensor *logical(const loom__binary_kernel *k, const char *name,
                             const loom_tensor *a, const loom_tensor *b) {
   if (!a || !b)
     return loom_null_argument(name);
@@ -209,15 +210,15 @@ static loom_tensor *logical(const loom_binary_kernel *k, const char *name,
   b = loom_to_dtype(b, LOOM_BOOL);
   loom_tensor *out = a && b ? loom__new(LOOM_BOOL, nd, shape, name) : NULL;
   if (out)
-    loom_kernel_binary(k, out, a, b, NULL);
+    loom__kernel_binary(k, out, a, b, NULL);
   return out;
 }
 
 loom_tensor *loom_logical_and(const loom_tensor *a, const loom_tensor *b) {
-  return logical(&loom_k_logical_and, "logical_and", a, b);
+  return logical(&loom__logical_and_kernel, "logical_and", a, b);
 }
 loom_tensor *loom_logical_or(const loom_tensor *a, const loom_tensor *b) {
-  return logical(&loom_k_logical_or, "logical_or", a, b);
+  return logical(&loom__logical_or_kernel, "logical_or", a, b);
 }
 
 loom_tensor *loom_logical_not(const loom_tensor *t) {
@@ -227,37 +228,37 @@ loom_tensor *loom_logical_not(const loom_tensor *t) {
   loom_tensor *out =
       t ? loom__new(LOOM_BOOL, t->ndim, t->shape, "logical_not") : NULL;
   if (out)
-    loom_kernel_unary(&loom_k_logical_not, out, t, NULL);
+    loom__kernel_unary(&loom__logical_not_kernel, out, t, NULL);
   return out;
 }
 
-static loom_tensor *compare_scalar(const loom_unary_kernel *k,
+static loom_tensor *compare_scalar(const loom__unary_kernel *k,
                                    const loom_tensor *t, double s) {
   if (!t)
     return loom_null_argument(k->name);
   if (t->dtype == LOOM_F32) /* PyTorch compares in the tensor's precision */
     s = (float)s;
   loom_tensor *out = loom__new(LOOM_BOOL, t->ndim, t->shape, k->name);
-  if (out && loom_kernel_unary(k, out, t, (double[]){s}) < 0)
+  if (out && loom__kernel_unary(k, out, t, (double[]){s}) < 0)
     return NULL;
   return out;
 }
 
 loom_tensor *loom_eq_scalar(const loom_tensor *t, double s) {
-  return compare_scalar(&loom_k_eq_scalar, t, s);
+  return compare_scalar(&loom__eq_scalar_kernel, t, s);
 }
 loom_tensor *loom_ne_scalar(const loom_tensor *t, double s) {
-  return compare_scalar(&loom_k_ne_scalar, t, s);
+  return compare_scalar(&loom__ne_scalar_kernel, t, s);
 }
 loom_tensor *loom_lt_scalar(const loom_tensor *t, double s) {
-  return compare_scalar(&loom_k_lt_scalar, t, s);
+  return compare_scalar(&loom__lt_scalar_kernel, t, s);
 }
 loom_tensor *loom_le_scalar(const loom_tensor *t, double s) {
-  return compare_scalar(&loom_k_le_scalar, t, s);
+  return compare_scalar(&loom__le_scalar_kernel, t, s);
 }
 loom_tensor *loom_gt_scalar(const loom_tensor *t, double s) {
-  return compare_scalar(&loom_k_gt_scalar, t, s);
+  return compare_scalar(&loom__gt_scalar_kernel, t, s);
 }
 loom_tensor *loom_ge_scalar(const loom_tensor *t, double s) {
-  return compare_scalar(&loom_k_ge_scalar, t, s);
+  return compare_scalar(&loom__ge_scalar_kernel, t, s);
 }

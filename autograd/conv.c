@@ -2,10 +2,10 @@
  * and removed around the core op). */
 #include "node.h"
 
-LOOM_OP(conv2d, conv2d_backward);
-LOOM_OP(max_pool2d, max_pool2d_backward);
-LOOM_OP(avg_pool2d, avg_pool2d_backward);
-LOOM_OP(adaptive_avg_pool2d, adaptive_avg_pool2d_backward);
+LOOM__OP(conv2d, conv2d_backward);
+LOOM__OP(max_pool2d, max_pool2d_backward);
+LOOM__OP(avg_pool2d, avg_pool2d_backward);
+LOOM__OP(adaptive_avg_pool2d, adaptive_avg_pool2d_backward);
 
 static int64_t or_default(int64_t v, int64_t dflt) { return v ? v : dflt; }
 
@@ -46,8 +46,8 @@ static loom_tensor *unbatch(loom_tensor *y, bool batched) {
 
 /* ---- conv2d ---- */
 
-static void conv2d_backward(loom_node *n, loom_tensor *const *gout) {
-  loom_conv_geom g;
+static void conv2d_backward(loom__node *n, loom_tensor *const *gout) {
+  loom__conv_geom g;
   memcpy(&g, n->i, sizeof g);
   const loom_tensor *x = loom__saved(n, 0), *w = loom__saved(n, 1);
   loom_tensor *go = loom_contiguous(gout[0]);
@@ -58,7 +58,7 @@ static void conv2d_backward(loom_node *n, loom_tensor *const *gout) {
   loom_tensor *gb = n->n_in > 2 && loom__needs_grad(n, 2)
                         ? loom_empty(go->dtype, 1, &g.oc)
                         : NULL;
-  if (loom_kernel_conv2d_backward(go, x, w, gx, gw, gb, &g) < 0)
+  if (loom__kernel_conv2d_backward(go, x, w, gx, gw, gb, &g) < 0)
     return;
   loom__accumulate(n, 0, gx);
   loom__accumulate(n, 1, gw);
@@ -66,7 +66,7 @@ static void conv2d_backward(loom_node *n, loom_tensor *const *gout) {
     loom__accumulate(n, 2, gb);
 }
 
-_Static_assert(sizeof(loom_conv_geom) <= sizeof(((loom_node *)0)->i),
+_Static_assert(sizeof(loom__conv_geom) <= sizeof(((loom__node *)0)->i),
                "conv geometry fits in a node");
 
 loom_tensor *loom_conv2d(const loom_tensor *x0, const loom_tensor *weight,
@@ -78,17 +78,17 @@ loom_tensor *loom_conv2d(const loom_tensor *x0, const loom_tensor *weight,
   if (!x || loom__check_float(weight, "conv2d") ||
       (bias && loom__check_float(bias, "conv2d")))
     return NULL;
-  loom_conv_geom g = {.n = x->shape[0],
-                      .c = x->shape[1],
-                      .h = x->shape[2],
-                      .w = x->shape[3],
-                      .sh = or_default(o.stride[0], 1),
-                      .sw = or_default(o.stride[1], 1),
-                      .ph = o.padding[0],
-                      .pw = o.padding[1],
-                      .dh = or_default(o.dilation[0], 1),
-                      .dw = or_default(o.dilation[1], 1),
-                      .groups = or_default(o.groups, 1)};
+  loom__conv_geom g = {.n = x->shape[0],
+                       .c = x->shape[1],
+                       .h = x->shape[2],
+                       .w = x->shape[3],
+                       .sh = or_default(o.stride[0], 1),
+                       .sw = or_default(o.stride[1], 1),
+                       .ph = o.padding[0],
+                       .pw = o.padding[1],
+                       .dh = or_default(o.dilation[0], 1),
+                       .dw = or_default(o.dilation[1], 1),
+                       .groups = or_default(o.groups, 1)};
   if (weight->ndim != 4 || g.groups < 1 || g.c % g.groups ||
       weight->shape[0] % g.groups || weight->shape[1] * g.groups != g.c)
     return LOOM_FAIL(LOOM_ERR_SHAPE,
@@ -130,10 +130,10 @@ loom_tensor *loom_conv2d(const loom_tensor *x0, const loom_tensor *weight,
       x && w && (b || !bias)
           ? loom__new(t, 4, (int64_t[]){g.n, g.oc, g.oh, g.ow}, "conv2d")
           : NULL;
-  if (!out || loom_kernel_conv2d(out, x, w, b, &g) < 0)
+  if (!out || loom__kernel_conv2d(out, x, w, b, &g) < 0)
     return NULL;
-  loom_node *n = loom__record(&loom_op_conv2d, out, b ? 3 : 2,
-                              (const loom_tensor *[]){x, w, b});
+  loom__node *n = loom__record(&loom__op_conv2d, out, b ? 3 : 2,
+                               (const loom_tensor *[]){x, w, b});
   if (n) {
     memcpy(n->i, &g, sizeof g);
     loom__save(n, x);
@@ -145,19 +145,19 @@ loom_tensor *loom_conv2d(const loom_tensor *x0, const loom_tensor *weight,
 /* ---- pools ---- */
 
 static bool pool_geom(const loom_tensor *x, loom_pool2d_opts o,
-                      loom_pool_geom *g, const char *op) {
-  *g = (loom_pool_geom){.planes = x->shape[0] * x->shape[1],
-                        .h = x->shape[2],
-                        .w = x->shape[3],
-                        .kh = o.kernel[0],
-                        .kw = o.kernel[1],
-                        .sh = or_default(o.stride[0], o.kernel[0]),
-                        .sw = or_default(o.stride[1], o.kernel[1]),
-                        .ph = o.padding[0],
-                        .pw = o.padding[1],
-                        .dh = or_default(o.dilation[0], 1),
-                        .dw = or_default(o.dilation[1], 1),
-                        .exclude_pad = o.exclude_pad};
+                      loom__pool_geom *g, const char *op) {
+  *g = (loom__pool_geom){.planes = x->shape[0] * x->shape[1],
+                         .h = x->shape[2],
+                         .w = x->shape[3],
+                         .kh = o.kernel[0],
+                         .kw = o.kernel[1],
+                         .sh = or_default(o.stride[0], o.kernel[0]),
+                         .sw = or_default(o.stride[1], o.kernel[1]),
+                         .ph = o.padding[0],
+                         .pw = o.padding[1],
+                         .dh = or_default(o.dilation[0], 1),
+                         .dw = or_default(o.dilation[1], 1),
+                         .exclude_pad = o.exclude_pad};
   if (g->kh < 1 || g->kw < 1 || g->kh > LOOM_MAX_ELEMENTS ||
       g->kw > LOOM_MAX_ELEMENTS || g->sh < 1 || g->sw < 1 || g->dh < 1 ||
       g->dw < 1 || g->ph < 0 || g->pw < 0 || g->ph > g->kh / 2 ||
@@ -178,18 +178,18 @@ static bool pool_geom(const loom_tensor *x, loom_pool2d_opts o,
   return true;
 }
 
-_Static_assert(sizeof(loom_pool_geom) <= sizeof(((loom_node *)0)->i),
+_Static_assert(sizeof(loom__pool_geom) <= sizeof(((loom__node *)0)->i),
                "pool geometry fits in a node");
 
-static void max_pool2d_backward(loom_node *n, loom_tensor *const *gout) {
-  loom_pool_geom g;
+static void max_pool2d_backward(loom__node *n, loom_tensor *const *gout) {
+  loom__pool_geom g;
   memcpy(&g, n->i, sizeof g);
   const loom_tensor *x = loom__input(n, 0), *idx = loom__saved(n, 0);
   loom_tensor *go = loom_contiguous(gout[0]);
   loom_tensor *gx = idx && go ? loom_empty(go->dtype, x->ndim, x->shape) : NULL;
   if (!gx)
     return;
-  loom_kernel_max_pool2d_backward(gx, go, idx, &g);
+  loom__kernel_max_pool2d_backward(gx, go, idx, &g);
   loom__accumulate(n, 0, gx);
 }
 
@@ -198,7 +198,7 @@ loom_tensor *loom_max_pool2d(const loom_tensor *x0, loom_pool2d_opts o,
   if (!x0)
     return loom_null_argument("max_pool2d");
   bool batched;
-  loom_pool_geom g;
+  loom__pool_geom g;
   const loom_tensor *x = as_4d(x0, &batched, "max_pool2d");
   if (!x || !pool_geom(x, o, &g, "max_pool2d"))
     return NULL;
@@ -207,8 +207,8 @@ loom_tensor *loom_max_pool2d(const loom_tensor *x0, loom_pool2d_opts o,
   loom_tensor *idx = loom__new(LOOM_I64, 4, shape, "max_pool2d");
   if (!out || !idx)
     return NULL;
-  loom_kernel_max_pool2d(out, idx, x, &g);
-  loom_node *n = loom__record(&loom_op_max_pool2d, out, 1, &x);
+  loom__kernel_max_pool2d(out, idx, x, &g);
+  loom__node *n = loom__record(&loom__op_max_pool2d, out, 1, &x);
   if (n) {
     memcpy(n->i, &g, sizeof g);
     loom__save(n, idx);
@@ -218,15 +218,15 @@ loom_tensor *loom_max_pool2d(const loom_tensor *x0, loom_pool2d_opts o,
   return unbatch(out, batched);
 }
 
-static void avg_pool2d_backward(loom_node *n, loom_tensor *const *gout) {
-  loom_pool_geom g;
+static void avg_pool2d_backward(loom__node *n, loom_tensor *const *gout) {
+  loom__pool_geom g;
   memcpy(&g, n->i, sizeof g);
   const loom_tensor *x = loom__input(n, 0);
   loom_tensor *go = loom_contiguous(gout[0]);
   loom_tensor *gx = go ? loom_empty(go->dtype, x->ndim, x->shape) : NULL;
   if (!gx)
     return;
-  loom_kernel_avg_pool2d(gx, go, &g, true);
+  loom__kernel_avg_pool2d(gx, go, &g, true);
   loom__accumulate(n, 0, gx);
 }
 
@@ -234,7 +234,7 @@ loom_tensor *loom_avg_pool2d(const loom_tensor *x0, loom_pool2d_opts o) {
   if (!x0)
     return loom_null_argument("avg_pool2d");
   bool batched;
-  loom_pool_geom g;
+  loom__pool_geom g;
   const loom_tensor *x = as_4d(x0, &batched, "avg_pool2d");
   if (!x || !pool_geom(x, o, &g, "avg_pool2d"))
     return NULL;
@@ -245,20 +245,20 @@ loom_tensor *loom_avg_pool2d(const loom_tensor *x0, loom_pool2d_opts o) {
                 "avg_pool2d");
   if (!out)
     return NULL;
-  loom_kernel_avg_pool2d(out, x, &g, false);
-  loom_node *n = loom__record(&loom_op_avg_pool2d, out, 1, &x);
+  loom__kernel_avg_pool2d(out, x, &g, false);
+  loom__node *n = loom__record(&loom__op_avg_pool2d, out, 1, &x);
   if (n)
     memcpy(n->i, &g, sizeof g);
   return unbatch(out, batched);
 }
 
-static void adaptive_avg_pool2d_backward(loom_node *n, loom_tensor *const *g) {
+static void adaptive_avg_pool2d_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *x = loom__input(n, 0);
   loom_tensor *go = loom_contiguous(g[0]);
   loom_tensor *gx = go ? loom_empty(go->dtype, x->ndim, x->shape) : NULL;
   if (!gx)
     return;
-  loom_kernel_adaptive_avg_pool2d(gx, go, true);
+  loom__kernel_adaptive_avg_pool2d(gx, go, true);
   loom__accumulate(n, 0, gx);
 }
 
@@ -282,7 +282,7 @@ loom_tensor *loom_adaptive_avg_pool2d(const loom_tensor *x0, int64_t out_h,
       "adaptive_avg_pool2d");
   if (!out)
     return NULL;
-  loom_kernel_adaptive_avg_pool2d(out, x, false);
-  loom__record(&loom_op_adaptive_avg_pool2d, out, 1, &x);
+  loom__kernel_adaptive_avg_pool2d(out, x, false);
+  loom__record(&loom__op_adaptive_avg_pool2d, out, 1, &x);
   return unbatch(out, batched);
 }

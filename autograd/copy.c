@@ -1,24 +1,24 @@
 /* Ops that copy: contiguous, clone, dtype conversion. */
 #include "node.h"
 
-LOOM_OP(contiguous, identity_backward);
-LOOM_OP(clone, identity_backward);
-LOOM_OP(to_dtype, identity_backward);
+LOOM__OP(contiguous, identity_backward);
+LOOM__OP(clone, identity_backward);
+LOOM__OP(to_dtype, identity_backward);
 
 /* The gradient passes through; loom__accumulate converts it back to the
  * input's dtype for to_dtype. */
-static void identity_backward(loom_node *n, loom_tensor *const *g) {
+static void identity_backward(loom__node *n, loom_tensor *const *g) {
   loom__accumulate(n, 0, g[0]);
 }
 
-static loom_tensor *copy_as(const loom_op_def *def, const loom_tensor *t,
+static loom_tensor *copy_as(const loom__op_def *def, const loom_tensor *t,
                             loom_dtype dtype) {
   loom_tensor *out = loom__new(dtype, t->ndim, t->shape, def->name);
   if (!out)
     return NULL;
-  loom_kernel_copy(out, t);
+  loom__kernel_copy(out, t);
   /* Only float -> float conversions carry a gradient. */
-  if (def != &loom_op_to_dtype ||
+  if (def != &loom__op_to_dtype ||
       (loom_dtype_is_float(t->dtype) && loom_dtype_is_float(dtype)))
     loom__record(def, out, 1, &t);
   return out;
@@ -29,11 +29,12 @@ loom_tensor *loom_contiguous(const loom_tensor *t) {
     return loom_null_argument("contiguous");
   if (loom__is_contiguous(t))
     return loom__to_scope(loom_keep((loom_tensor *)t));
-  return copy_as(&loom_op_contiguous, t, t->dtype);
+  return copy_as(&loom__op_contiguous, t, t->dtype);
 }
 
 loom_tensor *loom_clone(const loom_tensor *t) {
-  return t ? copy_as(&loom_op_clone, t, t->dtype) : loom_null_argument("clone");
+  return t ? copy_as(&loom__op_clone, t, t->dtype)
+           : loom_null_argument("clone");
 }
 
 loom_tensor *loom_to_dtype(const loom_tensor *t, loom_dtype dtype) {
@@ -44,5 +45,5 @@ loom_tensor *loom_to_dtype(const loom_tensor *t, loom_dtype dtype) {
     return LOOM_FAIL(LOOM_ERR_DTYPE, "to_dtype: unknown dtype %d", (int)dtype);
   if (t->dtype == dtype)
     return loom__to_scope(loom_keep((loom_tensor *)t));
-  return copy_as(&loom_op_to_dtype, t, dtype);
+  return copy_as(&loom__op_to_dtype, t, dtype);
 }

@@ -4,15 +4,15 @@
  * output; backward is one pass too. */
 #include "node.h"
 
-LOOM_OP(dropout, dropout_backward);
+LOOM__OP(dropout, dropout_backward);
 
-static void dropout_backward(loom_node *n, loom_tensor *const *g) {
+static void dropout_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *mask = loom__saved(n, 0);
   loom_tensor *gc = loom_contiguous(g[0]);
   loom_tensor *gin = mask && gc ? loom_empty_like(gc) : NULL;
   if (!gin)
     return;
-  loom_kernel_dropout_backward(gin, gc, mask, n->d[0]);
+  loom__kernel_dropout_backward(gin, gc, mask, n->d[0]);
   loom__accumulate(n, 0, gin);
 }
 
@@ -34,9 +34,9 @@ loom_tensor *loom_dropout(const loom_tensor *t, double p, bool training,
       mask ? loom__new(x->dtype, x->ndim, x->shape, "dropout") : NULL;
   if (!out)
     return NULL;
-  loom_kernel_dropout(out, mask, x, p, g);
-  loom_node *n =
-      loom__record(&loom_op_dropout, out, 1, (const loom_tensor *[]){x});
+  loom__kernel_dropout(out, mask, x, p, g);
+  loom__node *n =
+      loom__record(&loom__op_dropout, out, 1, (const loom_tensor *[]){x});
   if (n) {
     loom__save(n, mask);
     n->d[0] = p;

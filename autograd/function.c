@@ -4,10 +4,10 @@
 
 #include <stdlib.h>
 
-LOOM_OP(custom_function, custom_backward);
+LOOM__OP(custom_function, custom_backward);
 
 struct loom_function_ctx {
-  loom_node *node; /* in backward */
+  loom__node *node; /* in backward */
   void *user;
   /* in forward, before the node exists: */
   loom_tensor *const *in;
@@ -51,7 +51,7 @@ bool loom_function_needs_grad(loom_function_ctx *c, int i) {
   return c->in[i] && c->in[i]->requires_grad;
 }
 
-static void custom_backward(loom_node *n, loom_tensor *const *gout) {
+static void custom_backward(loom__node *n, loom_tensor *const *gout) {
   const loom_function *f = n->fn;
   loom_function_ctx c = {.node = n, .user = n->user};
   loom_tensor *small[8],
@@ -132,8 +132,8 @@ int loom_function_apply(const loom_function *f, loom_tensor *const *in,
     out[k] = loom__to_scope(out[k]);
   }
   if (rc == 0) {
-    loom_node *n =
-        loom__record_multi(&loom_op_custom_function, out, f->n_outputs,
+    loom__node *n =
+        loom__record_multi(&loom__op_custom_function, out, f->n_outputs,
                            f->n_inputs, (const loom_tensor *const *)in);
     if (n) {
       n->fn = f;

@@ -7,16 +7,16 @@
 
 /* ---- coverage: which registry ops some gradcheck has exercised ---- */
 
-static const loom_op_def **covered;
+static const loom__op_def **covered;
 static int n_covered, cap_covered;
 
-void loom__coverage_note(const loom_op_def *op) {
+void loom__coverage_note(const loom__op_def *op) {
   for (int i = 0; i < n_covered; i++)
     if (covered[i] == op)
       return;
   if (n_covered == cap_covered) {
     int cap = cap_covered ? 2 * cap_covered : 64;
-    const loom_op_def **g = realloc(covered, (size_t)cap * sizeof *g);
+    const loom__op_def **g = realloc(covered, (size_t)cap * sizeof *g);
     if (!g)
       return;
     covered = g;

@@ -119,7 +119,7 @@ static bool note(loom_hook_plan *p, uint64_t id, loom_tensor *leaf, int64_t j) {
   return true;
 }
 
-loom_hook_plan *loom__hooks_plan(loom_node *const *list, int64_t count) {
+loom_hook_plan *loom__hooks_plan(loom__node *const *list, int64_t count) {
   if (atomic_load(&hook_count) == 0)
     return NULL;
   loom_hook_plan *p = calloc(1, sizeof *p);
@@ -128,7 +128,7 @@ loom_hook_plan *loom__hooks_plan(loom_node *const *list, int64_t count) {
   for (int64_t j = 0; ok && j < count; j++)
     for (int i = 0; ok && i < list[j]->n_in; i++) {
       loom_tensor *in = list[j]->in[i];
-      if (in && in->hooks && in->link.slot == LOOM_LINK_LEAF &&
+      if (in && in->hooks && in->link.slot == LOOM__LINK_LEAF &&
           in->requires_grad)
         ok = note(p, id, in, j);
     }

@@ -12,7 +12,7 @@ typedef struct loom_hook_plan loom_hook_plan;
 /* The plan for a pass over list[0..count) (newest first), or NULL when
  * none of those nodes reads a leaf with hooks (or memory ran out: then an
  * error is set). Cheap when no hook exists anywhere. */
-loom_hook_plan *loom__hooks_plan(loom_node *const *list, int64_t count);
+loom_hook_plan *loom__hooks_plan(loom__node *const *list, int64_t count);
 /* Runs the hooks of every planned leaf whose last node comes before
  * list[next] (next = count: all the rest), each after the matmul
  * deferral has summed what it held for that leaf. 0, or -1 when a hook

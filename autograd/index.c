@@ -3,13 +3,13 @@
  * every value is checked before use. */
 #include "node.h"
 
-LOOM_OP(gather, gather_backward);
-LOOM_OP(index_select, index_select_backward);
-LOOM_OP(scatter_add, scatter_add_backward);
-LOOM_OP(index_add, index_add_backward);
-LOOM_OP(embedding, embedding_backward);
-LOOM_OP(masked_fill, masked_fill_backward);
-LOOM_OP(where, where_backward);
+LOOM__OP(gather, gather_backward);
+LOOM__OP(index_select, index_select_backward);
+LOOM__OP(scatter_add, scatter_add_backward);
+LOOM__OP(index_add, index_add_backward);
+LOOM__OP(embedding, embedding_backward);
+LOOM__OP(masked_fill, masked_fill_backward);
+LOOM__OP(where, where_backward);
 
 static bool is_index(const loom_tensor *index, const char *op) {
   if (index->dtype != LOOM_I64) {
@@ -33,14 +33,14 @@ static bool gather_shapes_ok(const loom_tensor *t, int dim,
   return ok;
 }
 
-static void gather_backward(loom_node *n, loom_tensor *const *g) {
+static void gather_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *t = loom__input(n, 0), *index = loom__saved(n, 0);
   if (!index)
     return;
   loom_tensor *gin = loom_zeros(g[0]->dtype, t->ndim, t->shape);
   if (!gin)
     return;
-  loom_kernel_scatter_add(gin, (int)n->i[0], index, g[0]);
+  loom__kernel_scatter_add(gin, (int)n->i[0], index, g[0]);
   loom__accumulate(n, 0, gin);
 }
 
@@ -50,13 +50,13 @@ loom_tensor *loom_gather(const loom_tensor *t, int dim,
     return loom_null_argument("gather");
   int d = loom__dim(dim, t->ndim, "gather");
   if (d < 0 || !gather_shapes_ok(t, d, index, "gather") ||
-      loom_kernel_check_index(index, t->ndim ? t->shape[d] : 1, "gather") < 0)
+      loom__kernel_check_index(index, t->ndim ? t->shape[d] : 1, "gather") < 0)
     return NULL;
   loom_tensor *out = loom__new(t->dtype, index->ndim, index->shape, "gather");
   if (!out)
     return NULL;
-  loom_kernel_gather(out, t, d, index);
-  loom_node *n = loom__record(&loom_op_gather, out, 1, &t);
+  loom__kernel_gather(out, t, d, index);
+  loom__node *n = loom__record(&loom__op_gather, out, 1, &t);
   if (n) {
     n->i[0] = d;
     loom__save(n, index);
@@ -64,7 +64,7 @@ loom_tensor *loom_gather(const loom_tensor *t, int dim,
   return out;
 }
 
-static void scatter_add_backward(loom_node *n, loom_tensor *const *g) {
+static void scatter_add_backward(loom__node *n, loom_tensor *const *g) {
   loom__accumulate(n, 0, g[0]);
   if (loom__needs_grad(n, 1)) {
     const loom_tensor *index = loom__saved(n, 0);
@@ -84,18 +84,18 @@ loom_tensor *loom_scatter_add(const loom_tensor *t, int dim,
   if (!loom_same_shape(index, src))
     return LOOM_FAIL(LOOM_ERR_SHAPE, "scatter_add: index %s and src %s differ",
                      loom_shape_text(index), loom_shape_text(src));
-  if (loom_kernel_check_index(index, t->ndim ? t->shape[d] : 1, "scatter_add") <
-      0)
+  if (loom__kernel_check_index(index, t->ndim ? t->shape[d] : 1,
+                               "scatter_add") < 0)
     return NULL;
   src = loom_to_dtype(src, t->dtype);
   loom_tensor *out =
       src ? loom__new(t->dtype, t->ndim, t->shape, "scatter_add") : NULL;
   if (!out)
     return NULL;
-  loom_kernel_copy(out, t);
-  loom_kernel_scatter_add(out, d, index, src);
-  loom_node *n = loom__record(&loom_op_scatter_add, out, 2,
-                              (const loom_tensor *[]){t, src});
+  loom__kernel_copy(out, t);
+  loom__kernel_scatter_add(out, d, index, src);
+  loom__node *n = loom__record(&loom__op_scatter_add, out, 2,
+                               (const loom_tensor *[]){t, src});
   if (n) {
     n->i[0] = d;
     loom__save(n, index);
@@ -115,7 +115,7 @@ static const loom_tensor *as_index_vector(const loom_tensor *index,
   return loom_contiguous(loom_reshape(index, 1, (int64_t[]){index->numel}));
 }
 
-static void index_select_backward(loom_node *n, loom_tensor *const *g) {
+static void index_select_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *t = loom__input(n, 0), *index = loom__saved(n, 0);
   if (!index)
     return;
@@ -123,7 +123,7 @@ static void index_select_backward(loom_node *n, loom_tensor *const *g) {
   loom_tensor *gc = loom_contiguous(g[0]);
   if (!gin || !gc)
     return;
-  loom_kernel_index_add(gin, (int)n->i[0], index, gc, 1);
+  loom__kernel_index_add(gin, (int)n->i[0], index, gc, 1);
   loom__accumulate(n, 0, gin);
 }
 
@@ -133,8 +133,8 @@ loom_tensor *loom_index_select(const loom_tensor *t, int dim,
     return loom_null_argument("index_select");
   int d = loom__dim(dim, t->ndim, "index_select");
   const loom_tensor *ix = d < 0 ? NULL : as_index_vector(index, "index_select");
-  if (!ix || loom_kernel_check_index(ix, t->ndim ? t->shape[d] : 1,
-                                     "index_select") < 0)
+  if (!ix || loom__kernel_check_index(ix, t->ndim ? t->shape[d] : 1,
+                                      "index_select") < 0)
     return NULL;
   int64_t shape[LOOM_MAX_DIMS];
   memcpy(shape, t->shape, sizeof shape);
@@ -143,8 +143,8 @@ loom_tensor *loom_index_select(const loom_tensor *t, int dim,
   loom_tensor *out = loom__new(t->dtype, t->ndim, shape, "index_select");
   if (!out)
     return NULL;
-  loom_kernel_index_select(out, t, d, ix);
-  loom_node *n = loom__record(&loom_op_index_select, out, 1, &t);
+  loom__kernel_index_select(out, t, d, ix);
+  loom__node *n = loom__record(&loom__op_index_select, out, 1, &t);
   if (n) {
     n->i[0] = d;
     loom__save(n, ix);
@@ -152,7 +152,7 @@ loom_tensor *loom_index_select(const loom_tensor *t, int dim,
   return out;
 }
 
-static void index_add_backward(loom_node *n, loom_tensor *const *g) {
+static void index_add_backward(loom__node *n, loom_tensor *const *g) {
   loom__accumulate(n, 0, g[0]);
   if (loom__needs_grad(n, 1)) {
     const loom_tensor *index = loom__saved(n, 0);
@@ -182,17 +182,17 @@ loom_tensor *loom_index_add(const loom_tensor *t, int dim,
                      "%lld indices along dim %d",
                      loom_shape_text(src), loom_shape_text(t),
                      (long long)ix->numel, d);
-  if (loom_kernel_check_index(ix, t->ndim ? t->shape[d] : 1, "index_add") < 0)
+  if (loom__kernel_check_index(ix, t->ndim ? t->shape[d] : 1, "index_add") < 0)
     return NULL;
   src = loom_to_dtype(src, t->dtype);
   loom_tensor *out =
       src ? loom__new(t->dtype, t->ndim, t->shape, "index_add") : NULL;
   if (!out)
     return NULL;
-  loom_kernel_copy(out, t);
-  loom_kernel_index_add(out, d, ix, src, alpha);
-  loom_node *n =
-      loom__record(&loom_op_index_add, out, 2, (const loom_tensor *[]){t, src});
+  loom__kernel_copy(out, t);
+  loom__kernel_index_add(out, d, ix, src, alpha);
+  loom__node *n = loom__record(&loom__op_index_add, out, 2,
+                               (const loom_tensor *[]){t, src});
   if (n) {
     n->i[0] = d;
     n->d[0] = alpha;
@@ -203,7 +203,7 @@ loom_tensor *loom_index_add(const loom_tensor *t, int dim,
 
 /* ---- embedding ---- */
 
-static void embedding_backward(loom_node *n, loom_tensor *const *g) {
+static void embedding_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *w = loom__input(n, 0), *ix = loom__saved(n, 0);
   if (!ix)
     return;
@@ -212,13 +212,13 @@ static void embedding_backward(loom_node *n, loom_tensor *const *g) {
       loom_reshape(g[0], 2, (int64_t[]){ix->numel, w->shape[1]}));
   if (!gw || !rows)
     return;
-  loom_kernel_index_add(gw, 0, ix, rows, 1);
+  loom__kernel_index_add(gw, 0, ix, rows, 1);
   if (n->i[0] >= 0) { /* the padding row learns nothing */
     loom_tensor pad = *gw;
     pad.shape[0] = 1;
     pad.numel = w->shape[1];
     pad.data += n->i[0] * w->shape[1] * (int64_t)loom_dtype_size(gw->dtype);
-    loom_kernel_fill(&pad, 0);
+    loom__kernel_fill(&pad, 0);
   }
   loom__accumulate(n, 0, gw);
 }
@@ -240,7 +240,7 @@ loom_tensor *loom_embedding(const loom_tensor *weight,
                      (long long)padding_idx, (long long)weight->shape[0]);
   const loom_tensor *ix =
       loom_contiguous(loom_reshape(indices, 1, (int64_t[]){indices->numel}));
-  if (!ix || loom_kernel_check_index(ix, weight->shape[0], "embedding") < 0)
+  if (!ix || loom__kernel_check_index(ix, weight->shape[0], "embedding") < 0)
     return NULL;
   int64_t shape[LOOM_MAX_DIMS];
   memcpy(shape, indices->shape, sizeof(int64_t) * (size_t)indices->ndim);
@@ -255,8 +255,8 @@ loom_tensor *loom_embedding(const loom_tensor *weight,
   flat.shape[1] = weight->shape[1];
   flat.strides[0] = weight->shape[1];
   flat.strides[1] = 1;
-  loom_kernel_index_select(&flat, weight, 0, ix);
-  loom_node *n = loom__record(&loom_op_embedding, out, 1, &weight);
+  loom__kernel_index_select(&flat, weight, 0, ix);
+  loom__node *n = loom__record(&loom__op_embedding, out, 1, &weight);
   if (n) {
     n->i[0] = padding_idx;
     loom__save(n, ix);
@@ -280,7 +280,7 @@ loom_tensor *loom_one_hot(const loom_tensor *indices, int64_t num_classes) {
       if (v[i] >= num_classes) /* INT64_MAX stays, and fails the check */
         num_classes = v[i] < INT64_MAX ? v[i] + 1 : v[i];
   }
-  if (loom_kernel_check_index(ix, num_classes, "one_hot") < 0)
+  if (loom__kernel_check_index(ix, num_classes, "one_hot") < 0)
     return NULL;
   int64_t shape[LOOM_MAX_DIMS];
   memcpy(shape, indices->shape, sizeof(int64_t) * (size_t)indices->ndim);
@@ -304,7 +304,7 @@ static bool is_mask(const loom_tensor *mask, const char *op) {
   return true;
 }
 
-static void masked_fill_backward(loom_node *n, loom_tensor *const *g) {
+static void masked_fill_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *mask = loom__saved(n, 0);
   if (mask)
     loom__accumulate(n, 0, loom_masked_fill(g[0], mask, 0));
@@ -324,13 +324,13 @@ loom_tensor *loom_masked_fill(const loom_tensor *t, const loom_tensor *mask,
   loom_tensor *out = loom__new(t->dtype, t->ndim, t->shape, "masked_fill");
   if (!out)
     return NULL;
-  loom_kernel_masked_fill(out, t, mask, value);
-  loom_node *n = loom__record(&loom_op_masked_fill, out, 1, &t);
+  loom__kernel_masked_fill(out, t, mask, value);
+  loom__node *n = loom__record(&loom__op_masked_fill, out, 1, &t);
   loom__save(n, mask);
   return out;
 }
 
-static void where_backward(loom_node *n, loom_tensor *const *g) {
+static void where_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *cond = loom__saved(n, 0);
   if (!cond)
     return;
@@ -360,9 +360,9 @@ loom_tensor *loom_where(const loom_tensor *cond, const loom_tensor *a,
   loom_tensor *out = a && b ? loom__new(t, nd, shape, "where") : NULL;
   if (!out)
     return NULL;
-  loom_kernel_where(out, cond, a, b);
-  loom_node *n =
-      loom__record(&loom_op_where, out, 2, (const loom_tensor *[]){a, b});
+  loom__kernel_where(out, cond, a, b);
+  loom__node *n =
+      loom__record(&loom__op_where, out, 2, (const loom_tensor *[]){a, b});
   loom__save(n, cond);
   return out;
 }

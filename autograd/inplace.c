@@ -44,14 +44,14 @@ static bool integral_ok(const loom_tensor *t, double s, const char *op) {
 loom_tensor *loom_copy_(loom_tensor *dst, const loom_tensor *src) {
   if (!src || !writable(dst, src, "copy_"))
     return loom_null_argument("copy_");
-  loom_kernel_copy(dst, src);
+  loom__kernel_copy(dst, src);
   return dst;
 }
 
 loom_tensor *loom_fill_(loom_tensor *t, double value) {
   if (!writable(t, NULL, "fill_"))
     return NULL;
-  loom_kernel_fill(t, value);
+  loom__kernel_fill(t, value);
   return t;
 }
 
@@ -63,8 +63,8 @@ loom_tensor *loom_add_(loom_tensor *t, const loom_tensor *other, double alpha) {
   if (!integral_ok(t, alpha, "add_") || !writable(t, other, "add_"))
     return NULL;
   const loom_tensor *o = loom_to_dtype(other, t->dtype);
-  if (!o ||
-      loom_kernel_binary(&loom_k_add_scaled, t, t, o, (double[]){alpha}) < 0)
+  if (!o || loom__kernel_binary(&loom__add_scaled_kernel, t, t, o,
+                                (double[]){alpha}) < 0)
     return NULL;
   return t;
 }
@@ -73,7 +73,7 @@ loom_tensor *loom_mul_(loom_tensor *t, const loom_tensor *other) {
   if (!other || !writable(t, other, "mul_"))
     return loom_null_argument("mul_");
   const loom_tensor *o = loom_to_dtype(other, t->dtype);
-  if (!o || loom_kernel_binary(&loom_k_mul, t, t, o, NULL) < 0)
+  if (!o || loom__kernel_binary(&loom__mul_kernel, t, t, o, NULL) < 0)
     return NULL;
   return t;
 }
@@ -83,7 +83,7 @@ loom_tensor *loom_mul_scalar_(loom_tensor *t, double s) {
     return loom_null_argument("mul_scalar_");
   if (!integral_ok(t, s, "mul_scalar_") || !writable(t, NULL, "mul_scalar_"))
     return NULL;
-  if (loom_kernel_unary(&loom_k_mul_scalar, t, t, (double[]){s}) < 0)
+  if (loom__kernel_unary(&loom__mul_scalar_kernel, t, t, (double[]){s}) < 0)
     return NULL;
   return t;
 }
@@ -94,7 +94,7 @@ loom_tensor *loom_masked_fill_(loom_tensor *t, const loom_tensor *mask,
     return loom_null_argument("masked_fill_");
   if (mask->dtype != LOOM_BOOL && mask->dtype != LOOM_U8)
     return LOOM_FAIL(LOOM_ERR_DTYPE, "masked_fill_: mask must be bool");
-  loom_kernel_masked_fill(t, t, mask, value);
+  loom__kernel_masked_fill(t, t, mask, value);
   return t;
 }
 
@@ -104,7 +104,7 @@ loom_tensor *loom_clamp_(loom_tensor *t, double lo, double hi) {
   if (lo > hi)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "clamp_: lo %g > hi %g", lo, hi);
   loom__clamp_bounds(t->dtype, &lo, &hi);
-  if (loom_kernel_unary(&loom_k_clamp, t, t, (double[]){lo, hi}) < 0)
+  if (loom__kernel_unary(&loom__clamp_kernel, t, t, (double[]){lo, hi}) < 0)
     return NULL;
   return t;
 }

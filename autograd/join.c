@@ -3,9 +3,9 @@
 
 #include <stdlib.h>
 
-LOOM_OP(concat, concat_backward);
+LOOM__OP(concat, concat_backward);
 
-static void concat_backward(loom_node *n, loom_tensor *const *g) {
+static void concat_backward(loom__node *n, loom_tensor *const *g) {
   int dim = (int)n->i[0];
   int64_t at = 0;
   for (int i = 0; i < n->n_in; i++) {
@@ -63,11 +63,11 @@ loom_tensor *loom_concat(loom_tensor *const *ts, int n, int dim) {
     part.shape[d] = ts[i]->shape[d];
     part.numel = ts[i]->numel;
     part.data += at * out->strides[d] * (int64_t)es;
-    loom_kernel_copy(&part, ts[i]);
+    loom__kernel_copy(&part, ts[i]);
     at += ts[i]->shape[d];
   }
-  loom_node *node =
-      loom__record(&loom_op_concat, out, n, (const loom_tensor *const *)ts);
+  loom__node *node =
+      loom__record(&loom__op_concat, out, n, (const loom_tensor *const *)ts);
   if (node)
     node->i[0] = d;
   return out;

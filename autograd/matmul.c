@@ -5,10 +5,10 @@
 
 #include <stdlib.h>
 
-LOOM_OP(matmul, matmul_backward);
-LOOM_OP(addmm, addmm_backward);
-LOOM_OP(baddbmm, addmm_backward);
-LOOM_OP(linear, linear_backward);
+LOOM__OP(matmul, matmul_backward);
+LOOM__OP(addmm, addmm_backward);
+LOOM__OP(baddbmm, addmm_backward);
+LOOM__OP(linear, linear_backward);
 
 /* Can a's leading dims (all but the last) be read as one dim? Then a batch
  * of products with one right operand is a single GEMM. */
@@ -46,7 +46,7 @@ static void batched_gemm(loom_tensor *out, const loom_tensor *a,
     of.strides[0] = m;
     of.strides[1] = 1;
     if (of.shape[0] > 0)
-      loom_kernel_gemm(&of, &af, b, alpha, beta);
+      loom__kernel_gemm(&of, &af, b, alpha, beta);
     return;
   }
   int64_t sa[LOOM_MAX_DIMS], sb[LOOM_MAX_DIMS];
@@ -82,12 +82,12 @@ static void batched_gemm(loom_tensor *out, const loom_tensor *a,
     o2.shape[1] = m;
     o2.strides[0] = m;
     o2.strides[1] = 1;
-    loom_kernel_gemm(&o2, &a2, &b2, alpha, beta);
+    loom__kernel_gemm(&o2, &a2, &b2, alpha, beta);
   }
 }
 
-void loom_fixed_weights_begin(void) { loom_kernel_reuse_begin(); }
-void loom_fixed_weights_end(void) { loom_kernel_reuse_end(); }
+void loom_fixed_weights_begin(void) { loom__kernel_reuse_begin(); }
+void loom_fixed_weights_end(void) { loom__kernel_reuse_end(); }
 
 /* A view whose last two dims BLAS can read, copying only if it must. */
 static const loom_tensor *blas_ready(const loom_tensor *t) {
@@ -97,7 +97,7 @@ static const loom_tensor *blas_ready(const loom_tensor *t) {
   m.shape[1] = t->shape[t->ndim - 1];
   m.strides[0] = t->strides[t->ndim - 2];
   m.strides[1] = t->strides[t->ndim - 1];
-  return loom_kernel_gemm_ok(&m) ? t : loom_contiguous(t);
+  return loom__kernel_gemm_ok(&m) ? t : loom_contiguous(t);
 }
 
 /* Checks and output shape of a @ b for a, b of >= 2 dims. */
@@ -146,11 +146,11 @@ static loom_tensor *core(const loom_tensor *a, const loom_tensor *b) {
   if (!out)
     return NULL;
   batched_gemm(out, ar, br, 1, 0);
-  loom__record(&loom_op_matmul, out, 2, (const loom_tensor *[]){a, b});
+  loom__record(&loom__op_matmul, out, 2, (const loom_tensor *[]){a, b});
   return out;
 }
 
-static void matmul_backward(loom_node *n, loom_tensor *const *g) {
+static void matmul_backward(loom__node *n, loom_tensor *const *g) {
   /* Each operand's gradient reads the other's values (only). */
   if (loom__needs_grad(n, 0)) {
     const loom_tensor *b = loom__input_value(n, 1);
@@ -206,7 +206,7 @@ loom_tensor *loom_bmm(const loom_tensor *a, const loom_tensor *b) {
 
 /* ---- addmm / baddbmm: beta * c + alpha * a @ b ---- */
 
-static void addmm_backward(loom_node *n, loom_tensor *const *g) {
+static void addmm_backward(loom__node *n, loom_tensor *const *g) {
   double beta = n->d[0], alpha = n->d[1];
   if (loom__needs_grad(n, 0))
     loom__accumulate(n, 0, beta == 1 ? g[0] : loom_mul_scalar(g[0], beta));
@@ -222,7 +222,7 @@ static void addmm_backward(loom_node *n, loom_tensor *const *g) {
     loom__accumulate(n, 2, loom_matmul(loom_transpose(a, -1, -2), ga));
 }
 
-static loom_tensor *add_product(const loom_op_def *def, int rank,
+static loom_tensor *add_product(const loom__op_def *def, int rank,
                                 const loom_tensor *c, const loom_tensor *a,
                                 const loom_tensor *b, double beta,
                                 double alpha) {
@@ -257,10 +257,10 @@ static loom_tensor *add_product(const loom_op_def *def, int rank,
   if (beta == 0) {
     batched_gemm(out, ar, br, alpha, 0);
   } else {
-    loom_kernel_copy(out, c);
+    loom__kernel_copy(out, c);
     batched_gemm(out, ar, br, alpha, beta);
   }
-  loom_node *n = loom__record(def, out, 3, (const loom_tensor *[]){c, a, b});
+  loom__node *n = loom__record(def, out, 3, (const loom_tensor *[]){c, a, b});
   if (n) {
     n->d[0] = beta;
     n->d[1] = alpha;
@@ -270,12 +270,12 @@ static loom_tensor *add_product(const loom_op_def *def, int rank,
 
 loom_tensor *loom_addmm(const loom_tensor *c, const loom_tensor *a,
                         const loom_tensor *b, double beta, double alpha) {
-  return add_product(&loom_op_addmm, 2, c, a, b, beta, alpha);
+  return add_product(&loom__op_addmm, 2, c, a, b, beta, alpha);
 }
 
 loom_tensor *loom_baddbmm(const loom_tensor *c, const loom_tensor *a,
                           const loom_tensor *b, double beta, double alpha) {
-  return add_product(&loom_op_baddbmm, 3, c, a, b, beta, alpha);
+  return add_product(&loom__op_baddbmm, 3, c, a, b, beta, alpha);
 }
 
 /* ---- linear: one node, x (rows, in) @ W^T + b ----
@@ -299,7 +299,7 @@ loom_tensor *loom_baddbmm(const loom_tensor *c, const loom_tensor *a,
 #define DEFER_ROWS 4096
 
 typedef struct {
-  loom_node *node;       /* a node of the weight: nodes live until the flush */
+  loom__node *node;      /* a node of the weight: nodes live until the flush */
   loom_tensor **gy, **x; /* retained; cap each */
   int n, cap;
   int64_t rows;
@@ -335,14 +335,14 @@ static void defer_sum(deferred *e) {
                 *xpart = loom_narrow(X, 0, r, m);
     if (!gpart || !xpart)
       break;
-    loom_kernel_copy(gpart, e->gy[i]);
-    loom_kernel_copy(xpart, e->x[i]);
+    loom__kernel_copy(gpart, e->gy[i]);
+    loom__kernel_copy(xpart, e->x[i]);
     r += m;
   }
   if (loom_last_status() == LOOM_OK) {
     loom_tensor *dst = loom__grad_in_place(e->node, 1);
     if (dst)
-      loom_kernel_gemm(dst, loom_t(G), X, 1, 1);
+      loom__kernel_gemm(dst, loom_t(G), X, 1, 1);
     else
       loom__accumulate(e->node, 1, loom_matmul(loom_t(G), X));
   }
@@ -351,12 +351,12 @@ static void defer_sum(deferred *e) {
 }
 
 /* Keeps the pair for the end of the pass if n's weight qualifies. */
-static bool defer_weight_grad(loom_node *n, const loom_tensor *gy,
+static bool defer_weight_grad(loom__node *n, const loom_tensor *gy,
                               const loom_tensor *x) {
   const loom_tensor *w = loom__input(n, 1);
   int64_t rows = gy->shape[0];
   /* Only the outermost pass defers: a nested one frees its nodes first. */
-  if (defer.depth != 1 || rows > LOOM_PACKED_MAX_ROWS || rows == 0 ||
+  if (defer.depth != 1 || rows > LOOM__PACKED_MAX_ROWS || rows == 0 ||
       !loom_is_leaf(w) || loom_anomaly_mode())
     return false;
   deferred *e = NULL;
@@ -419,7 +419,7 @@ void loom__deferred_flush(const loom_tensor *w) {
       defer_sum(defer.d[i]);
 }
 
-static void linear_backward(loom_node *n, loom_tensor *const *g) {
+static void linear_backward(loom__node *n, loom_tensor *const *g) {
   /* dx reads w, dw reads x: check only what is read. */
   bool dx_wanted = loom__needs_grad(n, 0), dw_wanted = loom__needs_grad(n, 1);
   const loom_tensor *w =
@@ -431,15 +431,15 @@ static void linear_backward(loom_node *n, loom_tensor *const *g) {
     return;
   if (dx_wanted) {
     int64_t rows = gy->shape[0], in = w->shape[1];
-    const loom_packed *packed =
-        rows <= LOOM_PACKED_MAX_ROWS && gy->strides[1] == 1
-            ? loom_kernel_pack_reused(w, false)
+    const loom__packed *packed =
+        rows <= LOOM__PACKED_MAX_ROWS && gy->strides[1] == 1
+            ? loom__kernel_pack_reused(w, false)
             : NULL;
     loom_tensor *dx =
         packed ? loom_empty(gy->dtype, LOOM_SHAPE(rows, in)) : NULL;
     if (dx) /* the weight packed once for all steps of a sequence */
-      loom_kernel_gemm_packed(rows, (const float *)gy->data, gy->strides[0],
-                              packed, (float *)dx->data, in, false);
+      loom__kernel_gemm_packed(rows, (const float *)gy->data, gy->strides[0],
+                               packed, (float *)dx->data, in, false);
     loom__accumulate(n, 0, dx ? dx : loom_matmul(gy, w));
   }
   if (dw_wanted && !defer_weight_grad(n, gy, x)) {
@@ -451,7 +451,7 @@ static void linear_backward(loom_node *n, loom_tensor *const *g) {
     gt.strides[1] = gy->strides[0];
     const loom_tensor *xr = blas_ready(x);
     if (dst && xr)
-      loom_kernel_gemm(dst, &gt, xr, 1, 1);
+      loom__kernel_gemm(dst, &gt, xr, 1, 1);
     else
       loom__accumulate(n, 1, loom_matmul(loom_t(gy), x));
   }
@@ -494,17 +494,17 @@ loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
   wt.strides[0] = wr->strides[1];
   wt.strides[1] = wr->strides[0];
   if (bias)
-    loom_kernel_copy(y, bias); /* broadcast over the rows */
-  const loom_packed *packed =
-      rows <= LOOM_PACKED_MAX_ROWS && xr->strides[1] == 1
-          ? loom_kernel_pack_reused(weight, true)
+    loom__kernel_copy(y, bias); /* broadcast over the rows */
+  const loom__packed *packed =
+      rows <= LOOM__PACKED_MAX_ROWS && xr->strides[1] == 1
+          ? loom__kernel_pack_reused(weight, true)
           : NULL;
   if (packed)
-    loom_kernel_gemm_packed(rows, (const float *)xr->data, xr->strides[0],
-                            packed, (float *)y->data, out_f, bias != NULL);
+    loom__kernel_gemm_packed(rows, (const float *)xr->data, xr->strides[0],
+                             packed, (float *)y->data, out_f, bias != NULL);
   else if (rows > 0)
-    loom_kernel_gemm(y, xr, &wt, 1, bias ? 1 : 0);
-  loom__record(&loom_op_linear, y, bias ? 3 : 2,
+    loom__kernel_gemm(y, xr, &wt, 1, bias ? 1 : 0);
+  loom__record(&loom__op_linear, y, bias ? 3 : 2,
                (const loom_tensor *[]){x2, weight, bias});
   if (x->ndim == 2)
     return y;

@@ -2,11 +2,11 @@
  * input, the weight and the bias. */
 #include "node.h"
 
-LOOM_OP(layer_norm, layer_norm_backward);
+LOOM__OP(layer_norm, layer_norm_backward);
 
 /* Node: inputs x[, weight][, bias]; i[0] = has weight, i[1] = has bias,
  * i[2] = rows, i[3] = cols; saved x, mean, rstd[, weight]. */
-static void layer_norm_backward(loom_node *n, loom_tensor *const *g) {
+static void layer_norm_backward(loom__node *n, loom_tensor *const *g) {
   bool has_w = n->i[0], has_b = n->i[1];
   int64_t rows = n->i[2], cols = n->i[3];
   const loom_tensor *x = loom__saved(n, 0), *mean = loom__saved(n, 1),
@@ -27,10 +27,10 @@ static void layer_norm_backward(loom_node *n, loom_tensor *const *g) {
   loom_tensor *db = has_b && loom__needs_grad(n, ib)
                         ? loom_empty(dt, in_b->ndim, in_b->shape)
                         : NULL;
-  loom_kernel_layer_norm_grad(dt, rows, cols, gy->data, x->data,
-                              w ? w->data : NULL, mean->data, rstd->data,
-                              dx ? dx->data : NULL, dw ? dw->data : NULL,
-                              db ? db->data : NULL);
+  loom__kernel_layer_norm_grad(dt, rows, cols, gy->data, x->data,
+                               w ? w->data : NULL, mean->data, rstd->data,
+                               dx ? dx->data : NULL, dw ? dw->data : NULL,
+                               db ? db->data : NULL);
   if (dx)
     loom__accumulate(n, 0, dx);
   if (dw)
@@ -55,15 +55,15 @@ static const loom_tensor *param(const loom_tensor *p, const loom_tensor *x,
   return loom_contiguous(p);
 }
 
-loom_tensor *loom_layer_normalize(const loom_tensor *x, int ndims,
-                                  const loom_tensor *weight,
-                                  const loom_tensor *bias, double eps) {
+loom_tensor *loom_layer_norm(const loom_tensor *x, int ndims,
+                             const loom_tensor *weight, const loom_tensor *bias,
+                             double eps) {
   /* A NULL weight or bias with an error pending is a failed op's result,
    * not "none". */
   if ((!weight || !bias) && loom_last_status() != LOOM_OK)
     return NULL;
   if (!x)
-    return loom_null_argument("layer_normalize");
+    return loom_null_argument("layer_norm");
   if (loom__check_float(x, "layer_norm"))
     return NULL;
   if (ndims < 1 || ndims > x->ndim || !(eps >= 0))
@@ -88,16 +88,16 @@ loom_tensor *loom_layer_normalize(const loom_tensor *x, int ndims,
   if (!mean || !rstd)
     return NULL;
   if (cols > 0)
-    loom_kernel_layer_norm(x->dtype, rows, cols, xc->data, w ? w->data : NULL,
-                           b ? b->data : NULL, eps, out->data, mean->data,
-                           rstd->data);
+    loom__kernel_layer_norm(x->dtype, rows, cols, xc->data, w ? w->data : NULL,
+                            b ? b->data : NULL, eps, out->data, mean->data,
+                            rstd->data);
   const loom_tensor *in[3] = {x};
   int n_in = 1;
   if (weight)
     in[n_in++] = weight;
   if (bias)
     in[n_in++] = bias;
-  loom_node *n = loom__record(&loom_op_layer_norm, out, n_in, in);
+  loom__node *n = loom__record(&loom__op_layer_norm, out, n_in, in);
   if (n) {
     n->i[0] = weight != NULL;
     n->i[1] = bias != NULL;

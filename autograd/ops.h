@@ -250,10 +250,10 @@ LOOM_API loom_tensor *loom_log_softmax(const loom_tensor *t, int dim);
  * new tensor owned by the innermost scope; NULL with LOOM_ERR_DTYPE for a
  * non-float x, LOOM_ERR_SHAPE naming both shapes for a weight or bias that
  * does not match, LOOM_ERR_ARGUMENT for ndims outside 1..x's ndim or a
- * negative eps. The module form is loom_layer_norm (nn.h). */
-LOOM_API loom_tensor *loom_layer_normalize(const loom_tensor *x, int ndims,
-                                           const loom_tensor *weight,
-                                           const loom_tensor *bias, double eps);
+ * negative eps. The module form is loom_layer_norm_layer (nn.h). */
+LOOM_API loom_tensor *loom_layer_norm(const loom_tensor *x, int ndims,
+                                      const loom_tensor *weight,
+                                      const loom_tensor *bias, double eps);
 
 /* ------------------------------------------------ matrix products
  * Float dtypes through BLAS; transposed operands are passed as transposes,

@@ -6,13 +6,13 @@
 #include <math.h>
 #include <stdlib.h>
 
-LOOM_OP(sum, sum_backward);
-LOOM_OP(amax, extreme_backward);
-LOOM_OP(amin, extreme_backward);
-LOOM_OP(prod, prod_backward);
-LOOM_OP(norm, norm_backward);
-LOOM_OP(max, arg_extreme_backward);
-LOOM_OP(min, arg_extreme_backward);
+LOOM__OP(sum, sum_backward);
+LOOM__OP(amax, extreme_backward);
+LOOM__OP(amin, extreme_backward);
+LOOM__OP(prod, prod_backward);
+LOOM__OP(norm, norm_backward);
+LOOM__OP(max, arg_extreme_backward);
+LOOM__OP(min, arg_extreme_backward);
 
 /* Parsed reduction dims: mask[d] true when d is reduced. */
 typedef struct {
@@ -55,11 +55,11 @@ static bool parse(const loom_tensor *x, const int *dims, int n, bool keepdim,
 
 /* Computes the reduction into the keepdim shape; returns the result in the
  * requested shape (scope-owned). *keep receives the keepdim tensor. */
-static loom_tensor *reduce_into(loom_reduce_op op, const loom_tensor *x,
+static loom_tensor *reduce_into(loom__reduce_op op, const loom_tensor *x,
                                 loom_dtype dtype, const reduction *r,
                                 const char *name) {
   loom_tensor *keep = loom__new(dtype, x->ndim, r->keep_shape, name);
-  if (!keep || loom_kernel_reduce(op, keep, x) < 0)
+  if (!keep || loom__kernel_reduce(op, keep, x) < 0)
     return NULL;
   if (r->out_ndim == x->ndim)
     return keep;
@@ -69,7 +69,7 @@ static loom_tensor *reduce_into(loom_reduce_op op, const loom_tensor *x,
 }
 
 /* g (the output's shape) back to x's ndim with size-1 reduced dims. */
-static loom_tensor *keep_shape_of(const loom_tensor *g, const loom_node *n) {
+static loom_tensor *keep_shape_of(const loom_tensor *g, const loom__node *n) {
   const loom_tensor *x = loom__input(n, 0);
   int64_t shape[LOOM_MAX_DIMS];
   for (int d = 0; d < x->ndim; d++)
@@ -77,7 +77,7 @@ static loom_tensor *keep_shape_of(const loom_tensor *g, const loom_node *n) {
   return loom_reshape(g, x->ndim, shape);
 }
 
-static void remember(loom_node *n, const reduction *r) {
+static void remember(loom__node *n, const reduction *r) {
   if (!n)
     return;
   int64_t bits = 0;
@@ -89,7 +89,7 @@ static void remember(loom_node *n, const reduction *r) {
 
 /* ---- sum and mean ---- */
 
-static void sum_backward(loom_node *n, loom_tensor *const *g) {
+static void sum_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *x = loom__input(n, 0);
   loom__accumulate(n, 0,
                    loom_expand(keep_shape_of(g[0], n), x->ndim, x->shape));
@@ -103,8 +103,8 @@ loom_tensor *loom_sum(const loom_tensor *t, const int *dims, int n,
   if (!loom_dtype_is_float(t->dtype) && t->dtype != LOOM_I64)
     t = loom_to_dtype(t, LOOM_I64);
   loom_tensor *out =
-      t ? reduce_into(LOOM_REDUCE_SUM, t, t->dtype, &r, "sum") : NULL;
-  remember(loom__record(&loom_op_sum, out, 1, &t), &r);
+      t ? reduce_into(LOOM__REDUCE_SUM, t, t->dtype, &r, "sum") : NULL;
+  remember(loom__record(&loom__op_sum, out, 1, &t), &r);
   return out;
 }
 
@@ -175,7 +175,7 @@ loom_tensor *loom_logsumexp(const loom_tensor *t, const int *dims, int n,
 /* ---- amax / amin ---- */
 
 /* The gradient is shared evenly among the elements equal to the extreme. */
-static void extreme_backward(loom_node *n, loom_tensor *const *g) {
+static void extreme_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *x = loom__input(n, 0), *y = loom__saved(n, 0);
   if (!y)
     return;
@@ -189,7 +189,7 @@ static void extreme_backward(loom_node *n, loom_tensor *const *g) {
   loom__accumulate(n, 0, loom_mul(hit, share));
 }
 
-static loom_tensor *extreme(const loom_op_def *def, loom_reduce_op op,
+static loom_tensor *extreme(const loom__op_def *def, loom__reduce_op op,
                             const loom_tensor *t, const int *dims, int n,
                             bool keepdim) {
   reduction r;
@@ -201,7 +201,7 @@ static loom_tensor *extreme(const loom_op_def *def, loom_reduce_op op,
     return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: empty tensor %s", def->name,
                      loom_shape_text(t));
   loom_tensor *out = reduce_into(op, t, t->dtype, &r, def->name);
-  loom_node *node = loom__record(def, out, 1, &t);
+  loom__node *node = loom__record(def, out, 1, &t);
   remember(node, &r);
   if (node) /* saved in keepdim shape, to compare with x */
     loom__save(node, loom_reshape(loom_detach(out), t->ndim, r.keep_shape));
@@ -210,17 +210,17 @@ static loom_tensor *extreme(const loom_op_def *def, loom_reduce_op op,
 
 loom_tensor *loom_amax(const loom_tensor *t, const int *dims, int n,
                        bool keepdim) {
-  return extreme(&loom_op_amax, LOOM_REDUCE_MAX, t, dims, n, keepdim);
+  return extreme(&loom__op_amax, LOOM__REDUCE_MAX, t, dims, n, keepdim);
 }
 
 loom_tensor *loom_amin(const loom_tensor *t, const int *dims, int n,
                        bool keepdim) {
-  return extreme(&loom_op_amin, LOOM_REDUCE_MIN, t, dims, n, keepdim);
+  return extreme(&loom__op_amin, LOOM__REDUCE_MIN, t, dims, n, keepdim);
 }
 
 /* ---- max / min along a dim, with indices ---- */
 
-static void arg_extreme_backward(loom_node *n, loom_tensor *const *g) {
+static void arg_extreme_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *x = loom__input(n, 0), *idx = loom__saved(n, 0);
   if (!idx)
     return;
@@ -229,7 +229,7 @@ static void arg_extreme_backward(loom_node *n, loom_tensor *const *g) {
   loom_tensor *gk = loom_contiguous(keep_shape_of(g[0], n));
   if (!gin || !gk)
     return;
-  loom_kernel_scatter_add(gin, dim, idx, gk);
+  loom__kernel_scatter_add(gin, dim, idx, gk);
   loom__accumulate(n, 0, gin);
 }
 
@@ -254,10 +254,10 @@ static loom_tensor *arg_extreme(bool is_max, const loom_tensor *t, int dim,
   if (!v || !ix)
     return NULL;
   if (t->ndim == 0) {
-    loom_kernel_copy(v, t);
-    loom_kernel_fill(ix, 0);
+    loom__kernel_copy(v, t);
+    loom__kernel_fill(ix, 0);
   } else {
-    loom_kernel_arg_reduce(is_max, v, ix, t, d);
+    loom__kernel_arg_reduce(is_max, v, ix, t, d);
   }
   loom_tensor *ixo = keepdim ? ix : loom_reshape(ix, r.out_ndim, r.out_shape);
   if (indices)
@@ -270,7 +270,8 @@ static loom_tensor *arg_extreme(bool is_max, const loom_tensor *t, int dim,
     loom__contiguous_strides(r.out_ndim, r.out_shape, st);
     out = loom__to_scope(loom__view_of(v, r.out_ndim, r.out_shape, st, 0));
   }
-  loom_node *n = loom__record(is_max ? &loom_op_max : &loom_op_min, out, 1, &t);
+  loom__node *n =
+      loom__record(is_max ? &loom__op_max : &loom__op_min, out, 1, &t);
   remember(n, &r);
   if (n) {
     n->i[0] = d;
@@ -301,7 +302,7 @@ loom_tensor *loom_argmin(const loom_tensor *t, int dim, bool keepdim) {
 
 /* d prod / d x_i = product of the others, computed with prefix and suffix
  * products so zeros are handled exactly. */
-static void prod_backward(loom_node *n, loom_tensor *const *g) {
+static void prod_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *x = loom__saved(n, 0);
   if (!x)
     return;
@@ -352,8 +353,8 @@ loom_tensor *loom_prod(const loom_tensor *t, const int *dims, int n,
   if (!loom_dtype_is_float(t->dtype) && t->dtype != LOOM_I64)
     t = loom_to_dtype(t, LOOM_I64);
   loom_tensor *out =
-      t ? reduce_into(LOOM_REDUCE_PROD, t, t->dtype, &r, "prod") : NULL;
-  loom_node *node = loom__record(&loom_op_prod, out, 1, &t);
+      t ? reduce_into(LOOM__REDUCE_PROD, t, t->dtype, &r, "prod") : NULL;
+  loom__node *node = loom__record(&loom__op_prod, out, 1, &t);
   remember(node, &r);
   loom__save(node, t);
   return out;
@@ -361,7 +362,7 @@ loom_tensor *loom_prod(const loom_tensor *t, const int *dims, int n,
 
 /* ---- norm ---- */
 
-static void norm_backward(loom_node *n, loom_tensor *const *g) {
+static void norm_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *x = loom__saved(n, 0), *y = loom__saved(n, 1);
   if (!x || !y)
     return;
@@ -423,7 +424,7 @@ loom_tensor *loom_norm(const loom_tensor *t, double p, const int *dims, int n,
     out = loom__to_scope(
         loom__view_of(keep, r.out_ndim, r.out_shape, st, keep->offset));
   }
-  loom_node *node = loom__record(&loom_op_norm, out, 1, &t);
+  loom__node *node = loom__record(&loom__op_norm, out, 1, &t);
   remember(node, &r);
   if (node) {
     node->d[1] = p;

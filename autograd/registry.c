@@ -1,4 +1,4 @@
-/* The registry of differentiable ops: every LOOM_OP definition lands in the
+/* The registry of differentiable ops: every LOOM__OP definition lands in the
  * "loom_ops" section, whose bounds the linker provides. */
 #include "node.h"
 

@@ -7,9 +7,9 @@
 
 #include <stdlib.h>
 
-LOOM_OP(lstm_sequence, lstm_backward);
-LOOM_OP(gru_sequence, gru_backward);
-LOOM_OP(rnn_sequence, rnn_backward);
+LOOM__OP(lstm_sequence, lstm_backward);
+LOOM__OP(gru_sequence, gru_backward);
+LOOM__OP(rnn_sequence, rnn_backward);
 
 /* Shared shape checks and geometry. */
 typedef struct {
@@ -97,7 +97,7 @@ static uint8_t *activity(const loom_tensor *lengths, const geom *g,
  * op(W): float32 packs op(W) once for all steps (BLAS would repack it at
  * every call); float64 calls BLAS. */
 typedef struct {
-  loom_packed *packed;
+  loom__packed *packed;
   const loom_tensor *w;
   bool trans;
   int64_t K, N;
@@ -110,18 +110,18 @@ static bool product_init(step_product *sp, const loom_tensor *w, bool trans) {
   if (w->dtype != LOOM_F32)
     return true;
   sp->packed =
-      loom_kernel_pack((const float *)w->data, sp->K, sp->N, cols, trans);
+      loom__kernel_pack((const float *)w->data, sp->K, sp->N, cols, trans);
   return sp->packed != NULL;
 }
 
 static void product(const step_product *sp, int64_t M, const void *a, void *c,
                     bool accumulate) {
   if (sp->packed)
-    loom_kernel_gemm_packed(M, a, sp->K, sp->packed, c, sp->N, accumulate);
+    loom__kernel_gemm_packed(M, a, sp->K, sp->packed, c, sp->N, accumulate);
   else
-    loom_kernel_gemm_raw(sp->w->dtype, false, sp->trans, M, sp->N, sp->K, 1, a,
-                         sp->K, sp->w->data, sp->w->shape[1],
-                         accumulate ? 1 : 0, c, sp->N);
+    loom__kernel_gemm_raw(sp->w->dtype, false, sp->trans, M, sp->N, sp->K, 1, a,
+                          sp->K, sp->w->data, sp->w->shape[1],
+                          accumulate ? 1 : 0, c, sp->N);
 }
 
 static char *at(const loom_tensor *t, int64_t i, int64_t row_elems) {
@@ -180,7 +180,7 @@ static loom_tensor *column_sums(const loom_tensor *m, int64_t rows, int64_t n) {
   return loom_sum(flat, (int[]){0}, 1, false);
 }
 
-static void seq_remember(loom_node *n, const geom *g, bool reverse,
+static void seq_remember(loom__node *n, const geom *g, bool reverse,
                          bool has_bias, bool has_peep, bool relu) {
   n->i[0] = g->T;
   n->i[1] = g->B;
@@ -191,7 +191,7 @@ static void seq_remember(loom_node *n, const geom *g, bool reverse,
   n->i[6] = relu;
 }
 
-static geom seq_geom(const loom_node *n, int gates) {
+static geom seq_geom(const loom__node *n, int gates) {
   loom_dtype t = n->in[0]->dtype;
   return (geom){n->i[0], n->i[1], n->i[2], gates, t, loom_dtype_size(t)};
 }
@@ -269,12 +269,12 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
     rows_plus_bias(g.dtype, gt, at(x, t, B * 4 * H), b ? b->data : NULL, B,
                    4 * H);
     product(&wt, B, hn->data, gt, true);
-    loom_kernel_lstm_step(g.dtype, B, H, gt, cp, hp, at(Cn, t, B * H), hn->data,
-                          at(o, t, B * H), peephole ? pp : NULL,
-                          active ? active + t * B : NULL);
+    loom__kernel_lstm_step(g.dtype, B, H, gt, cp, hp, at(Cn, t, B * H),
+                           hn->data, at(o, t, B * H), peephole ? pp : NULL,
+                           active ? active + t * B : NULL);
     memcpy(cn->data, at(Cn, t, B * H), row);
   }
-  loom_kernel_packed_free(wt.packed);
+  loom__kernel_packed_free(wt.packed);
   loom_no_grad_end();
   free(active);
   const loom_tensor *ins[8];
@@ -288,7 +288,8 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   for (int k = 0; peephole && k < 3; k++)
     ins[n++] = peephole[k];
   loom_tensor *outs[3] = {o, hn, cn};
-  loom_node *node = loom__record_multi(&loom_op_lstm_sequence, outs, 3, n, ins);
+  loom__node *node =
+      loom__record_multi(&loom__op_lstm_sequence, outs, 3, n, ins);
   if (node) {
     seq_remember(node, &g, reverse, b_hh != NULL, peephole != NULL, false);
     loom__save(node, G);
@@ -306,7 +307,7 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   return 0;
 }
 
-static void lstm_backward(loom_node *n, loom_tensor *const *gout) {
+static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
   geom g = seq_geom(n, 4);
   int64_t T = g.T, B = g.B, H = g.H;
   bool reverse = n->i[3], has_b = n->i[4], has_p = n->i[5];
@@ -356,30 +357,30 @@ static void lstm_backward(loom_node *n, loom_tensor *const *gout) {
     const void *cp = keep_prev ? at(Cp, t, B * H)
                      : s == 0  ? c0->data
                                : at(Cn, reverse ? t + 1 : t - 1, B * H);
-    loom_kernel_lstm_step_backward(g.dtype, B, H, at(G, t, B * 4 * H), cp,
-                                   at(Cn, t, B * H), dht->data, dc->data, dxt,
-                                   dcp->data, has_p ? pp : NULL, dpeep, a);
+    loom__kernel_lstm_step_backward(g.dtype, B, H, at(G, t, B * 4 * H), cp,
+                                    at(Cn, t, B * H), dht->data, dc->data, dxt,
+                                    dcp->data, has_p ? pp : NULL, dpeep, a);
     product(&wp, B, dxt, dhn->data, false);
     pass_inactive(g.dtype, dhn->data, dht->data, a, B, H);
     memcpy(dh->data, dhn->data, row);
     memcpy(dc->data, dcp->data, row);
   }
-  loom_kernel_packed_free(wp.packed);
+  loom__kernel_packed_free(wp.packed);
   free(active);
   loom__accumulate(n, 0, dx);
   if (loom__needs_grad(n, 1)) {
     loom_tensor *dw = loom_empty(g.dtype, LOOM_SHAPE(4 * H, H));
     if (dw && keep_prev) {
-      loom_kernel_gemm_raw(g.dtype, true, false, 4 * H, H, T * B, 1, dx->data,
-                           4 * H, Hp->data, H, 0, dw->data, H);
+      loom__kernel_gemm_raw(g.dtype, true, false, 4 * H, H, T * B, 1, dx->data,
+                            4 * H, Hp->data, H, 0, dw->data, H);
     } else if (dw) { /* step t's h_prev: o of the step before, or h0 */
       int64_t first = reverse ? T - 1 : 0;
-      loom_kernel_gemm_raw(g.dtype, true, false, 4 * H, H, (T - 1) * B, 1,
-                           at(dx, reverse ? 0 : 1, B * 4 * H), 4 * H,
-                           at(Hp, reverse ? 1 : 0, B * H), H, 0, dw->data, H);
-      loom_kernel_gemm_raw(g.dtype, true, false, 4 * H, H, B, 1,
-                           at(dx, first, B * 4 * H), 4 * H, h0->data, H, 1,
-                           dw->data, H);
+      loom__kernel_gemm_raw(g.dtype, true, false, 4 * H, H, (T - 1) * B, 1,
+                            at(dx, reverse ? 0 : 1, B * 4 * H), 4 * H,
+                            at(Hp, reverse ? 1 : 0, B * H), H, 0, dw->data, H);
+      loom__kernel_gemm_raw(g.dtype, true, false, 4 * H, H, B, 1,
+                            at(dx, first, B * 4 * H), 4 * H, h0->data, H, 1,
+                            dw->data, H);
     }
     if (dw)
       loom__accumulate(n, 1, dw);
@@ -436,15 +437,15 @@ int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
     memcpy(at(Hp, t, B * H), hn->data, row);
     rows_plus_bias(g.dtype, hg, NULL, b->data, B, 3 * H);
     product(&wt, B, hn->data, hg, true);
-    loom_kernel_gru_step(g.dtype, B, H, at(x, t, B * 3 * H), hg,
-                         at(Hp, t, B * H), at(A, t, B * 3 * H), hn->data,
-                         at(o, t, B * H), active ? active + t * B : NULL);
+    loom__kernel_gru_step(g.dtype, B, H, at(x, t, B * 3 * H), hg,
+                          at(Hp, t, B * H), at(A, t, B * 3 * H), hn->data,
+                          at(o, t, B * H), active ? active + t * B : NULL);
   }
-  loom_kernel_packed_free(wt.packed);
+  loom__kernel_packed_free(wt.packed);
   free(active);
   loom_tensor *outs[2] = {o, hn};
-  loom_node *node =
-      loom__record_multi(&loom_op_gru_sequence, outs, 2, 4,
+  loom__node *node =
+      loom__record_multi(&loom__op_gru_sequence, outs, 2, 4,
                          (const loom_tensor *[]){xp, w_hh, b_hh, h0});
   if (node) {
     seq_remember(node, &g, reverse, true, false, false);
@@ -460,7 +461,7 @@ int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   return 0;
 }
 
-static void gru_backward(loom_node *n, loom_tensor *const *gout) {
+static void gru_backward(loom__node *n, loom_tensor *const *gout) {
   geom g = seq_geom(n, 3);
   int64_t T = g.T, B = g.B, H = g.H;
   bool reverse = n->i[3];
@@ -489,20 +490,20 @@ static void gru_backward(loom_node *n, loom_tensor *const *gout) {
     with_output_grad(g.dtype, dht->data, dh->data, at(dout, t, B * H), a, B, H);
     char *dhgt = at(dhg, t, B * 3 * H);
     /* dh receives the direct part z * dh (or dh itself past the end)... */
-    loom_kernel_gru_step_backward(
+    loom__kernel_gru_step_backward(
         g.dtype, B, H, at(A, t, B * 3 * H), at(HG, t, B * 3 * H),
         at(Hp, t, B * H), dht->data, at(dx, t, B * 3 * H), dhgt, dh->data, a);
     /* ... plus the recurrent product's part. */
     product(&wp, B, dhgt, dh->data, true);
   }
-  loom_kernel_packed_free(wp.packed);
+  loom__kernel_packed_free(wp.packed);
   free(active);
   loom__accumulate(n, 0, dx);
   if (loom__needs_grad(n, 1)) {
     loom_tensor *dw = loom_empty(g.dtype, LOOM_SHAPE(3 * H, H));
     if (dw) {
-      loom_kernel_gemm_raw(g.dtype, true, false, 3 * H, H, T * B, 1, dhg->data,
-                           3 * H, Hp->data, H, 0, dw->data, H);
+      loom__kernel_gemm_raw(g.dtype, true, false, 3 * H, H, T * B, 1, dhg->data,
+                            3 * H, Hp->data, H, 0, dw->data, H);
       loom__accumulate(n, 1, dw);
     }
   }
@@ -551,16 +552,16 @@ int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
     memcpy(at(Hp, t, B * H), hn->data, row);
     rows_plus_bias(g.dtype, pre->data, at(x, t, B * H), b->data, B, H);
     product(&wt, B, hn->data, pre->data, true);
-    loom_kernel_rnn_step(g.dtype, B, H, pre->data, at(Hp, t, B * H),
-                         at(Hn, t, B * H), at(o, t, B * H), relu,
-                         active ? active + t * B : NULL);
+    loom__kernel_rnn_step(g.dtype, B, H, pre->data, at(Hp, t, B * H),
+                          at(Hn, t, B * H), at(o, t, B * H), relu,
+                          active ? active + t * B : NULL);
     memcpy(hn->data, at(Hn, t, B * H), row);
   }
-  loom_kernel_packed_free(wt.packed);
+  loom__kernel_packed_free(wt.packed);
   free(active);
   loom_tensor *outs[2] = {o, hn};
-  loom_node *node =
-      loom__record_multi(&loom_op_rnn_sequence, outs, 2, 4,
+  loom__node *node =
+      loom__record_multi(&loom__op_rnn_sequence, outs, 2, 4,
                          (const loom_tensor *[]){xp, w_hh, b_hh, h0});
   if (node) {
     seq_remember(node, &g, reverse, true, false, relu);
@@ -575,7 +576,7 @@ int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   return 0;
 }
 
-static void rnn_backward(loom_node *n, loom_tensor *const *gout) {
+static void rnn_backward(loom__node *n, loom_tensor *const *gout) {
   geom g = seq_geom(n, 1);
   int64_t T = g.T, B = g.B, H = g.H;
   bool reverse = n->i[3], relu = n->i[6];
@@ -603,20 +604,20 @@ static void rnn_backward(loom_node *n, loom_tensor *const *gout) {
     const uint8_t *a = active ? active + t * B : NULL;
     char *dxt = at(dx, t, B * H);
     with_output_grad(g.dtype, dht->data, dh->data, at(dout, t, B * H), a, B, H);
-    loom_kernel_rnn_step_backward(g.dtype, B, H, at(Hn, t, B * H), dht->data,
-                                  dxt, relu, a);
+    loom__kernel_rnn_step_backward(g.dtype, B, H, at(Hn, t, B * H), dht->data,
+                                   dxt, relu, a);
     product(&wp, B, dxt, dhn->data, false);
     pass_inactive(g.dtype, dhn->data, dht->data, a, B, H);
     memcpy(dh->data, dhn->data, row);
   }
-  loom_kernel_packed_free(wp.packed);
+  loom__kernel_packed_free(wp.packed);
   free(active);
   loom__accumulate(n, 0, dx);
   if (loom__needs_grad(n, 1)) {
     loom_tensor *dw = loom_empty(g.dtype, LOOM_SHAPE(H, H));
     if (dw) {
-      loom_kernel_gemm_raw(g.dtype, true, false, H, H, T * B, 1, dx->data, H,
-                           Hp->data, H, 0, dw->data, H);
+      loom__kernel_gemm_raw(g.dtype, true, false, H, H, T * B, 1, dx->data, H,
+                            Hp->data, H, 0, dw->data, H);
       loom__accumulate(n, 1, dw);
     }
   }

@@ -1,10 +1,10 @@
 /* Softmax and log-softmax along a dim, fused (max-shifted, one kernel). */
 #include "node.h"
 
-LOOM_OP(softmax, softmax_backward);
-LOOM_OP(log_softmax, softmax_backward);
+LOOM__OP(softmax, softmax_backward);
+LOOM__OP(log_softmax, softmax_backward);
 
-static void softmax_backward(loom_node *n, loom_tensor *const *g) {
+static void softmax_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *y = loom__saved(n, 0);
   loom_tensor *gc = loom_contiguous(g[0]);
   if (!y || !gc)
@@ -12,12 +12,12 @@ static void softmax_backward(loom_node *n, loom_tensor *const *g) {
   loom_tensor *gin = loom_empty(y->dtype, y->ndim, y->shape);
   if (!gin)
     return;
-  loom_kernel_softmax_grad(gin, y, gc, (int)n->i[0],
-                           n->op == &loom_op_log_softmax);
+  loom__kernel_softmax_grad(gin, y, gc, (int)n->i[0],
+                            n->op == &loom__op_log_softmax);
   loom__accumulate(n, 0, gin);
 }
 
-static loom_tensor *softmax(const loom_op_def *def, const loom_tensor *t,
+static loom_tensor *softmax(const loom__op_def *def, const loom_tensor *t,
                             int dim) {
   if (!t)
     return loom_null_argument(def->name);
@@ -31,8 +31,8 @@ static loom_tensor *softmax(const loom_op_def *def, const loom_tensor *t,
       x ? loom__new(x->dtype, x->ndim, x->shape, def->name) : NULL;
   if (!out)
     return NULL;
-  loom_kernel_softmax(out, x, d, def == &loom_op_log_softmax);
-  loom_node *n = loom__record(def, out, 1, &t);
+  loom__kernel_softmax(out, x, d, def == &loom__op_log_softmax);
+  loom__node *n = loom__record(def, out, 1, &t);
   if (n) {
     n->i[0] = d;
     loom__save(n, out);
@@ -41,9 +41,9 @@ static loom_tensor *softmax(const loom_op_def *def, const loom_tensor *t,
 }
 
 loom_tensor *loom_softmax(const loom_tensor *t, int dim) {
-  return softmax(&loom_op_softmax, t, dim);
+  return softmax(&loom__op_softmax, t, dim);
 }
 
 loom_tensor *loom_log_softmax(const loom_tensor *t, int dim) {
-  return softmax(&loom_op_log_softmax, t, dim);
+  return softmax(&loom__op_log_softmax, t, dim);
 }

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 typedef struct {
-  loom_node **slots;
+  loom__node **slots;
   int32_t n_slots, cap;
   int32_t *free_list;
   int32_t n_free;
@@ -37,14 +37,14 @@ int64_t loom_tape_size(void) { return tape.live; }
 
 /* ---- node lifetime ---- */
 
-loom_node *loom__node_of(const loom_tensor *t) {
+loom__node *loom__node_of(const loom_tensor *t) {
   if (t->link.slot < 0 || t->link.slot >= tape.n_slots)
     return NULL;
-  loom_node *n = tape.slots[t->link.slot];
+  loom__node *n = tape.slots[t->link.slot];
   return n && n->gen == t->link.gen && n->op ? n : NULL;
 }
 
-static void free_node(loom_node *n) {
+static void free_node(loom__node *n) {
   n->gen++;
   n->op = NULL;
   tape.live--;
@@ -77,7 +77,7 @@ static void free_node(loom_node *n) {
 
 /* Called (through tensor/'s hook) when a linked tensor is destroyed. */
 static void unlink_output(loom_tensor *t) {
-  loom_node *n = loom__node_of(t);
+  loom__node *n = loom__node_of(t);
   if (!n)
     return;
   n->out_ptr[t->link.output] = NULL;
@@ -102,11 +102,11 @@ static void release_tape(void) {
   tape.n_slots = tape.cap = tape.n_free = 0;
 }
 
-static loom_node *alloc_node(void) {
+static loom__node *alloc_node(void) {
   if (tape.n_free == 0) {
     if (tape.n_slots == tape.cap) {
       int32_t cap = tape.cap ? 2 * tape.cap : 256;
-      loom_node **slots = realloc(tape.slots, (size_t)cap * sizeof *slots);
+      loom__node **slots = realloc(tape.slots, (size_t)cap * sizeof *slots);
       if (!slots)
         return NULL;
       tape.slots = slots;
@@ -116,14 +116,14 @@ static loom_node *alloc_node(void) {
       tape.free_list = fl;
       tape.cap = cap;
     }
-    loom_node *n = calloc(1, sizeof *n);
+    loom__node *n = calloc(1, sizeof *n);
     if (!n)
       return NULL;
     n->slot = tape.n_slots;
     tape.slots[tape.n_slots++] = n;
     tape.free_list[tape.n_free++] = n->slot;
   }
-  loom_node *n = tape.slots[tape.free_list[--tape.n_free]];
+  loom__node *n = tape.slots[tape.free_list[--tape.n_free]];
   uint32_t gen = n->gen;
   int32_t slot = n->slot;
   memset(n, 0, sizeof *n);
@@ -133,7 +133,7 @@ static loom_node *alloc_node(void) {
   n->in_version = n->in_version_buf;
   n->saved = n->saved_buf;
   n->saved_version = n->version_buf;
-  n->cap_saved = LOOM_NODE_INLINE;
+  n->cap_saved = LOOM__NODE_INLINE;
   n->out_grad = n->out_grad_buf;
   n->out_ptr = n->out_ptr_buf;
   tape.live++;
@@ -153,16 +153,16 @@ bool loom__should_record(int n, const loom_tensor *const *in) {
   return false;
 }
 
-static void link_output(loom_node *n, loom_tensor *out, int k) {
-  out->link = (loom_grad_link){n->slot, n->gen, k};
+static void link_output(loom__node *n, loom_tensor *out, int k) {
+  out->link = (loom__grad_link){n->slot, n->gen, k};
   out->requires_grad = true;
   n->out_ptr[k] = out;
 }
 
-static void check_forward(const loom_op_def *op, loom_tensor **out, int n_out,
+static void check_forward(const loom__op_def *op, loom_tensor **out, int n_out,
                           int n, const loom_tensor *const *in) {
   for (int k = 0; k < n_out; k++)
-    if (loom_kernel_has_nonfinite(out[k])) {
+    if (loom__kernel_has_nonfinite(out[k])) {
       loom_set_error(LOOM_ERR_NUMERIC,
                      "anomaly: %s produced NaN/Inf in its "
                      "output %s (first input %s)",
@@ -172,17 +172,17 @@ static void check_forward(const loom_op_def *op, loom_tensor **out, int n_out,
     }
 }
 
-loom_node *loom__record_multi(const loom_op_def *op, loom_tensor **out,
-                              int n_out, int n, const loom_tensor *const *in) {
+loom__node *loom__record_multi(const loom__op_def *op, loom_tensor **out,
+                               int n_out, int n, const loom_tensor *const *in) {
   if (tape.anomaly)
     check_forward(op, out, n_out, n, in);
   if (!loom__should_record(n, in))
     return NULL;
   if (loom__coverage_on)
     loom__coverage_note(op);
-  loom_node *node = alloc_node();
+  loom__node *node = alloc_node();
   bool ok = node != NULL;
-  if (ok && n > LOOM_NODE_INLINE) {
+  if (ok && n > LOOM__NODE_INLINE) {
     node->in = malloc((size_t)n * sizeof *node->in);
     node->in_version = malloc((size_t)n * sizeof *node->in_version);
     ok = node->in && node->in_version;
@@ -207,7 +207,7 @@ loom_node *loom__record_multi(const loom_op_def *op, loom_tensor **out,
       free_node(node);
     }
     for (int k = 0; k < n_out; k++) /* backward through these must fail */
-      out[k]->link = (loom_grad_link){.slot = LOOM_LINK_FAILED};
+      out[k]->link = (loom__grad_link){.slot = LOOM__LINK_FAILED};
     return NULL;
   }
   node->op = op;
@@ -230,14 +230,14 @@ loom_node *loom__record_multi(const loom_op_def *op, loom_tensor **out,
   return node;
 }
 
-loom_node *loom__record(const loom_op_def *op, loom_tensor *out, int n,
-                        const loom_tensor *const *in) {
+loom__node *loom__record(const loom__op_def *op, loom_tensor *out, int n,
+                         const loom_tensor *const *in) {
   if (!out)
     return NULL;
   return loom__record_multi(op, &out, 1, n, in);
 }
 
-void loom__save(loom_node *n, const loom_tensor *t) {
+void loom__save(loom__node *n, const loom_tensor *t) {
   if (!n || !t)
     return;
   if (n->n_saved == n->cap_saved) {
@@ -251,7 +251,7 @@ void loom__save(loom_node *n, const loom_tensor *t) {
                      n->op->name);
       for (int k = 0; k < n->n_out; k++)
         if (n->out_ptr[k])
-          n->out_ptr[k]->link.slot = LOOM_LINK_FAILED;
+          n->out_ptr[k]->link.slot = LOOM__LINK_FAILED;
       return;
     }
     memcpy(s, n->saved, (size_t)n->n_saved * sizeof *s);
@@ -277,11 +277,11 @@ void loom__save(loom_node *n, const loom_tensor *t) {
   n->saved[n->n_saved++] = keep;
 }
 
-const loom_tensor *loom__input(const loom_node *n, int i) { return n->in[i]; }
+const loom_tensor *loom__input(const loom__node *n, int i) { return n->in[i]; }
 
 /* t, unless it was written in place since version `version`: then NULL and
  * an error naming the op and what t is to it (saved value or input i). */
-static const loom_tensor *unmodified(const loom_node *n, const loom_tensor *t,
+static const loom_tensor *unmodified(const loom__node *n, const loom_tensor *t,
                                      int64_t version, int input) {
   if (t->storage->version != version) {
     char what[48];
@@ -300,15 +300,15 @@ static const loom_tensor *unmodified(const loom_node *n, const loom_tensor *t,
   return t;
 }
 
-const loom_tensor *loom__saved(const loom_node *n, int i) {
+const loom_tensor *loom__saved(const loom__node *n, int i) {
   return unmodified(n, n->saved[i], n->saved_version[i], -1);
 }
 
-const loom_tensor *loom__input_value(const loom_node *n, int i) {
+const loom_tensor *loom__input_value(const loom__node *n, int i) {
   return unmodified(n, n->in[i], n->in_version[i], i);
 }
 
-bool loom__needs_grad(const loom_node *n, int i) {
+bool loom__needs_grad(const loom__node *n, int i) {
   return n->in[i] && n->in[i]->requires_grad;
 }
 
@@ -317,7 +317,7 @@ bool loom__needs_grad(const loom_node *n, int i) {
 loom_tensor *loom_set_requires_grad(loom_tensor *t, bool on) {
   if (!t)
     return loom_null_argument("set_requires_grad");
-  if (t->link.slot != LOOM_LINK_LEAF)
+  if (t->link.slot != LOOM__LINK_LEAF)
     return LOOM_FAIL(LOOM_ERR_STATE,
                      "set_requires_grad: only leaf tensors "
                      "(not results of recorded ops); use detach first");
@@ -332,7 +332,7 @@ loom_tensor *loom_set_requires_grad(loom_tensor *t, bool on) {
 
 bool loom_requires_grad(const loom_tensor *t) { return t && t->requires_grad; }
 bool loom_is_leaf(const loom_tensor *t) {
-  return t && t->link.slot == LOOM_LINK_LEAF;
+  return t && t->link.slot == LOOM__LINK_LEAF;
 }
 loom_tensor *loom_grad(const loom_tensor *t) {
   return t ? t->grad : loom_null_argument("grad");
@@ -348,20 +348,20 @@ void loom_zero_grad(loom_tensor *t) {
 int loom_set_grad(loom_tensor *t, const loom_tensor *g) {
   if (!t || !g)
     return -1;
-  if (t->link.slot != LOOM_LINK_LEAF || !t->requires_grad ||
+  if (t->link.slot != LOOM__LINK_LEAF || !t->requires_grad ||
       !loom_same_shape(t, g)) {
     loom_set_error(LOOM_ERR_STATE, "set_grad: a gradient %s for %s %s",
                    loom_shape_text(g),
-                   t->link.slot != LOOM_LINK_LEAF ? "a non-leaf"
-                   : !t->requires_grad            ? "a leaf without grad"
-                                                  : "a leaf",
+                   t->link.slot != LOOM__LINK_LEAF ? "a non-leaf"
+                   : !t->requires_grad             ? "a leaf without grad"
+                                                   : "a leaf",
                    loom_shape_text(t));
     return -1;
   }
   loom_tensor *copy = loom__alloc(t->dtype, t->ndim, t->shape, "set_grad");
   if (!copy)
     return -1;
-  loom_kernel_copy(copy, g);
+  loom__kernel_copy(copy, g);
   loom__unref(t->grad);
   t->grad = copy;
   return 0;
@@ -394,37 +394,38 @@ bool loom__inplace_ok(loom_tensor *t, const char *op) {
 /* ---- backward ---- */
 
 static int by_seq_desc(const void *a, const void *b) {
-  uint64_t x = (*(loom_node *const *)a)->seq, y = (*(loom_node *const *)b)->seq;
+  uint64_t x = (*(loom__node *const *)a)->seq,
+           y = (*(loom__node *const *)b)->seq;
   return x < y ? 1 : x > y ? -1 : 0;
 }
 
 /* Nodes reachable from `root`, newest first (a valid topological order,
  * since a node's inputs were made before it). NULL on out of memory. */
-static loom_node **collect(loom_node *root, int64_t *count) {
+static loom__node **collect(loom__node *root, int64_t *count) {
   int64_t n = 0, cap = 64, sp = 0, scap = 64;
-  loom_node **list = malloc((size_t)cap * sizeof *list);
-  loom_node **stack = malloc((size_t)scap * sizeof *stack);
+  loom__node **list = malloc((size_t)cap * sizeof *list);
+  loom__node **stack = malloc((size_t)scap * sizeof *stack);
   if (!list || !stack)
     goto oom;
   uint32_t epoch = ++tape.epoch;
   stack[sp++] = root;
   root->visit = epoch;
   while (sp > 0) {
-    loom_node *x = stack[--sp];
+    loom__node *x = stack[--sp];
     if (n == cap) {
-      loom_node **g = realloc(list, (size_t)(cap *= 2) * sizeof *g);
+      loom__node **g = realloc(list, (size_t)(cap *= 2) * sizeof *g);
       if (!g)
         goto oom;
       list = g;
     }
     list[n++] = x;
     for (int i = 0; i < x->n_in; i++) {
-      loom_node *p = x->in[i] ? loom__node_of(x->in[i]) : NULL;
+      loom__node *p = x->in[i] ? loom__node_of(x->in[i]) : NULL;
       if (!p || p->visit == epoch)
         continue;
       p->visit = epoch;
       if (sp == scap) {
-        loom_node **g = realloc(stack, (size_t)(scap *= 2) * sizeof *g);
+        loom__node **g = realloc(stack, (size_t)(scap *= 2) * sizeof *g);
         if (!g)
           goto oom;
         stack = g;
@@ -450,21 +451,21 @@ oom:
   return NULL;
 }
 
-static bool fill_missing_grads(loom_node *n) {
+static bool fill_missing_grads(loom__node *n) {
   for (int k = 0; k < n->n_out; k++) {
     if (n->out_grad[k])
       continue;
-    const loom_out_meta *m = &n->out_meta[k];
+    const loom__out_meta *m = &n->out_meta[k];
     loom_tensor *z = loom__alloc(m->dtype, m->ndim, m->shape, "backward");
     if (!z)
       return false;
-    loom_kernel_fill(z, 0);
+    loom__kernel_fill(z, 0);
     n->out_grad[k] = z;
   }
   return true;
 }
 
-static void retain_grads(loom_node *n) {
+static void retain_grads(loom__node *n) {
   for (int k = 0; k < n->n_out; k++) {
     loom_tensor *o = n->out_ptr[k];
     if (o && o->retains_grad && n->out_grad[k])
@@ -473,7 +474,7 @@ static void retain_grads(loom_node *n) {
 }
 
 static int run_backward(loom_tensor *t, const loom_tensor *grad, bool retain) {
-  loom_node *root = loom__node_of(t);
+  loom__node *root = loom__node_of(t);
   if (!root) {
     loom_set_error(LOOM_ERR_STATE,
                    "backward: the graph of this %s tensor was "
@@ -483,7 +484,7 @@ static int run_backward(loom_tensor *t, const loom_tensor *grad, bool retain) {
     return -1;
   }
   int64_t count;
-  loom_node **list = collect(root, &count);
+  loom__node **list = collect(root, &count);
   if (!list)
     return -1;
   for (int64_t j = 0; j < count; j++)
@@ -491,7 +492,7 @@ static int run_backward(loom_tensor *t, const loom_tensor *grad, bool retain) {
   loom_tensor *seed =
       loom__alloc(grad->dtype, grad->ndim, grad->shape, "backward");
   if (seed) {
-    loom_kernel_copy(seed, grad);
+    loom__kernel_copy(seed, grad);
     loom__add_to_slot(&root->out_grad[t->link.output], seed);
     loom__unref(seed);
   }
@@ -502,14 +503,14 @@ static int run_backward(loom_tensor *t, const loom_tensor *grad, bool retain) {
   loom_no_grad_begin();
   /* A weight read by many nodes (every step of a sequence) is packed for
    * products once per backward, not once per node. */
-  loom_kernel_reuse_begin();
+  loom__kernel_reuse_begin();
   loom__deferred_begin();
   for (int64_t j = 0; j < count && rc == 0; j++) {
     if (loom__hooks_run(hooks, j) < 0) { /* leaves complete before j */
       rc = -1;
       break;
     }
-    loom_node *n = list[j];
+    loom__node *n = list[j];
     bool any = false;
     for (int k = 0; k < n->n_out; k++)
       any |= n->out_grad[k] != NULL;
@@ -536,12 +537,12 @@ static int run_backward(loom_tensor *t, const loom_tensor *grad, bool retain) {
   loom__deferred_end(rc == 0);
   if (rc == 0 && loom_last_status() != LOOM_OK)
     rc = -1;
-  loom_kernel_reuse_end();
+  loom__kernel_reuse_end();
   loom_no_grad_end();
   /* Free what was used (or, when retaining, what nothing can reach now),
    * and drop gradients left in nodes an error skipped. */
   for (int64_t j = 0; j < count; j++) {
-    loom_node *n = list[j];
+    loom__node *n = list[j];
     n->in_backward = false;
     for (int k = 0; k < n->n_out; k++) {
       loom__unref(n->out_grad[k]);
@@ -549,7 +550,7 @@ static int run_backward(loom_tensor *t, const loom_tensor *grad, bool retain) {
     }
   }
   for (int64_t j = 0; j < count; j++) {
-    loom_node *n = list[j];
+    loom__node *n = list[j];
     if (n->op && (!retain || n->live_out == 0))
       free_node(n);
   }
@@ -577,12 +578,12 @@ int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
                    loom_shape_str(t, b, sizeof b));
     return -1;
   }
-  if (t->link.slot == LOOM_LINK_FAILED) {
+  if (t->link.slot == LOOM__LINK_FAILED) {
     loom_set_error(LOOM_ERR_STATE, "backward: the graph could not be recorded "
                                    "(out of memory)");
     return -1;
   }
-  if (t->link.slot == LOOM_LINK_LEAF) /* a leaf: its gradient is the seed */
+  if (t->link.slot == LOOM__LINK_LEAF) /* a leaf: its gradient is the seed */
     return loom__add_to_grad(t, grad) < 0 ? -1 : loom__hooks_run_leaf(t);
   return run_backward(t, grad, opts && opts->retain_graph);
 }
@@ -601,7 +602,7 @@ int loom_backward(loom_tensor *loss) {
       loom__alloc(loss->dtype, loss->ndim, loss->shape, "backward");
   if (!one)
     return -1;
-  loom_kernel_fill(one, 1);
+  loom__kernel_fill(one, 1);
   int rc = loom_backward_with(loss, one, NULL);
   loom__unref(one);
   return rc;
@@ -612,25 +613,25 @@ int loom_backward(loom_tensor *loss) {
 void loom_graph_print(FILE *f, const loom_tensor *t) {
   if (!t)
     return;
-  loom_node *root = loom__node_of(t);
+  loom__node *root = loom__node_of(t);
   if (!root) {
     fprintf(f, "%s %s: %s\n", loom_shape_text(t), loom_dtype_name(t->dtype),
-            t->link.slot == LOOM_LINK_LEAF
+            t->link.slot == LOOM__LINK_LEAF
                 ? (t->requires_grad ? "leaf (requires grad)" : "constant")
                 : "graph freed");
     return;
   }
   int64_t count;
-  loom_node **list = collect(root, &count);
+  loom__node **list = collect(root, &count);
   if (!list)
     return;
   for (int64_t j = 0; j < count; j++) {
-    loom_node *n = list[j];
+    loom__node *n = list[j];
     fprintf(f, "#%llu %s(", (unsigned long long)n->seq,
             n->fn ? n->fn->name : n->op->name);
     for (int i = 0; i < n->n_in; i++) {
       const loom_tensor *in = n->in[i];
-      loom_node *p = loom__node_of(in);
+      loom__node *p = loom__node_of(in);
       if (p)
         fprintf(f, "%s#%llu", i ? ", " : "", (unsigned long long)p->seq);
       else

@@ -14,14 +14,14 @@ typedef const loom_tensor *(*grad_ops_fn)(const loom_tensor *g,
                                           const double *p);
 
 typedef struct {
-  const loom_op_def *def;
-  const loom_unary_kernel *fwd;
+  const loom__op_def *def;
+  const loom__unary_kernel *fwd;
   grad_from from;
-  const loom_binary_kernel *grad; /* X, Y: (saved, g) -> input gradient */
-  grad_ops_fn grad_ops;           /* OPS */
+  const loom__binary_kernel *grad; /* X, Y: (saved, g) -> input gradient */
+  grad_ops_fn grad_ops;            /* OPS */
 } unary_spec;
 
-#define GRAD_KERNEL_X(name) &loom_k_##name##_grad
+#define GRAD_KERNEL_X(name) &loom__##name##_grad_kernel
 #define GRAD_KERNEL_Y GRAD_KERNEL_X
 #define GRAD_KERNEL_OPS(name) NULL
 #define GRAD_OPS_X(name) NULL
@@ -38,7 +38,7 @@ typedef struct {
     return gradient;                                                           \
   }
 #define UNARY(name, dtypes, cost, forward, from, gradient, grad_cost)          \
-  LOOM_OP(name, unary_backward);                                               \
+  LOOM__OP(name, unary_backward);                                              \
   GRAD_OPS_FN_##from(name, gradient)
 #define UNARY_P UNARY
 #include "../tensor/unary_ops.def"
@@ -55,7 +55,7 @@ enum {
 
 static const unary_spec specs[] = {
 #define UNARY(name, dtypes, cost, forward, from, gradient, grad_cost)          \
-  [U_##name] = {&loom_op_##name, &loom_k_##name, FROM_##from,                  \
+  [U_##name] = {&loom__op_##name, &loom__##name##_kernel, FROM_##from,         \
                 GRAD_KERNEL_##from(name), GRAD_OPS_##from(name)},
 #define UNARY_P UNARY
 #include "../tensor/unary_ops.def"
@@ -63,7 +63,7 @@ static const unary_spec specs[] = {
 #undef UNARY_P
 };
 
-static void unary_backward(loom_node *n, loom_tensor *const *gout) {
+static void unary_backward(loom__node *n, loom_tensor *const *gout) {
   const unary_spec *s = &specs[n->i[0]];
   const loom_tensor *g = gout[0];
   if (s->from == FROM_OPS) {
@@ -74,7 +74,7 @@ static void unary_backward(loom_node *n, loom_tensor *const *gout) {
   if (!v)
     return;
   loom_tensor *gin = loom__new(g->dtype, g->ndim, g->shape, s->def->name);
-  if (gin && loom_kernel_binary(s->grad, gin, v, g, n->d) == 0)
+  if (gin && loom__kernel_binary(s->grad, gin, v, g, n->d) == 0)
     loom__accumulate(n, 0, gin);
 }
 
@@ -96,9 +96,9 @@ static loom_tensor *unary(int which, const loom_tensor *x, double p0,
   if (!out)
     return NULL;
   double p[2] = {p0, p1};
-  if (loom_kernel_unary(s->fwd, out, x, p) < 0)
+  if (loom__kernel_unary(s->fwd, out, x, p) < 0)
     return NULL;
-  loom_node *n = loom__record(s->def, out, 1, &x);
+  loom__node *n = loom__record(s->def, out, 1, &x);
   if (n) {
     n->i[0] = which;
     n->d[0] = p0;

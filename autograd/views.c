@@ -2,24 +2,24 @@
  * gradient back to the input's geometry. */
 #include "node.h"
 
-LOOM_OP(reshape, reshape_backward);
-LOOM_OP(view, reshape_backward);
-LOOM_OP(flatten, reshape_backward);
-LOOM_OP(squeeze, reshape_backward);
-LOOM_OP(unsqueeze, reshape_backward);
-LOOM_OP(transpose, transpose_backward);
-LOOM_OP(permute, permute_backward);
-LOOM_OP(narrow, slice_backward);
-LOOM_OP(slice, slice_backward);
-LOOM_OP(select, slice_backward);
-LOOM_OP(expand, expand_backward);
+LOOM__OP(reshape, reshape_backward);
+LOOM__OP(view, reshape_backward);
+LOOM__OP(flatten, reshape_backward);
+LOOM__OP(squeeze, reshape_backward);
+LOOM__OP(unsqueeze, reshape_backward);
+LOOM__OP(transpose, transpose_backward);
+LOOM__OP(permute, permute_backward);
+LOOM__OP(narrow, slice_backward);
+LOOM__OP(slice, slice_backward);
+LOOM__OP(select, slice_backward);
+LOOM__OP(expand, expand_backward);
 
-static loom_tensor *make_view(const loom_op_def *def, const loom_tensor *t,
+static loom_tensor *make_view(const loom__op_def *def, const loom_tensor *t,
                               int nd, const int64_t *shape,
                               const int64_t *strides, int64_t offset,
-                              loom_node **node) {
+                              loom__node **node) {
   loom_tensor *v = loom__to_scope(loom__view_of(t, nd, shape, strides, offset));
-  loom_node *n = loom__record(def, v, 1, &t);
+  loom__node *n = loom__record(def, v, 1, &t);
   if (node)
     *node = n;
   return v;
@@ -106,7 +106,7 @@ bad : {
 }
 }
 
-static loom_tensor *reshape_as(const loom_op_def *def, const loom_tensor *t,
+static loom_tensor *reshape_as(const loom__op_def *def, const loom_tensor *t,
                                int nd, const int64_t *shape, bool may_copy) {
   int64_t sh[LOOM_MAX_DIMS], st[LOOM_MAX_DIMS];
   if (!t)
@@ -127,24 +127,24 @@ static loom_tensor *reshape_as(const loom_op_def *def, const loom_tensor *t,
   return c ? reshape_as(def, c, nd, sh, false) : NULL;
 }
 
-static void reshape_backward(loom_node *n, loom_tensor *const *g) {
+static void reshape_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *in = loom__input(n, 0);
   loom__accumulate(n, 0, loom_reshape(g[0], in->ndim, in->shape));
 }
 
 loom_tensor *loom_reshape(const loom_tensor *t, int nd, const int64_t *shape) {
-  return reshape_as(&loom_op_reshape, t, nd, shape, true);
+  return reshape_as(&loom__op_reshape, t, nd, shape, true);
 }
 
 loom_tensor *loom_view(const loom_tensor *t, int nd, const int64_t *shape) {
-  return reshape_as(&loom_op_view, t, nd, shape, false);
+  return reshape_as(&loom__op_view, t, nd, shape, false);
 }
 
 loom_tensor *loom_flatten(const loom_tensor *t, int start, int end) {
   if (!t)
     return loom_null_argument("flatten");
   if (t->ndim == 0)
-    return reshape_as(&loom_op_flatten, t, 1, (int64_t[]){1}, true);
+    return reshape_as(&loom__op_flatten, t, 1, (int64_t[]){1}, true);
   int s = loom__dim(start, t->ndim, "flatten"),
       e = loom__dim(end, t->ndim, "flatten");
   if (s < 0 || e < 0)
@@ -159,7 +159,7 @@ loom_tensor *loom_flatten(const loom_tensor *t, int start, int end) {
     else
       sh[nd - 1] *= t->shape[d];
   }
-  return reshape_as(&loom_op_flatten, t, nd, sh, true);
+  return reshape_as(&loom__op_flatten, t, nd, sh, true);
 }
 
 loom_tensor *loom_squeeze(const loom_tensor *t, int dim) {
@@ -175,7 +175,7 @@ loom_tensor *loom_squeeze(const loom_tensor *t, int dim) {
   for (int i = 0; i < t->ndim; i++)
     if (i != d)
       sh[nd++] = t->shape[i];
-  return reshape_as(&loom_op_squeeze, t, nd, sh, false);
+  return reshape_as(&loom__op_squeeze, t, nd, sh, false);
 }
 
 loom_tensor *loom_squeeze_all(const loom_tensor *t) {
@@ -186,7 +186,7 @@ loom_tensor *loom_squeeze_all(const loom_tensor *t) {
   for (int i = 0; i < t->ndim; i++)
     if (t->shape[i] != 1)
       sh[nd++] = t->shape[i];
-  return reshape_as(&loom_op_squeeze, t, nd, sh, false);
+  return reshape_as(&loom__op_squeeze, t, nd, sh, false);
 }
 
 loom_tensor *loom_unsqueeze(const loom_tensor *t, int dim) {
@@ -200,12 +200,12 @@ loom_tensor *loom_unsqueeze(const loom_tensor *t, int dim) {
   int64_t sh[LOOM_MAX_DIMS];
   for (int i = 0, j = 0; i <= t->ndim; i++)
     sh[i] = i == d ? 1 : t->shape[j++];
-  return reshape_as(&loom_op_unsqueeze, t, t->ndim + 1, sh, false);
+  return reshape_as(&loom__op_unsqueeze, t, t->ndim + 1, sh, false);
 }
 
 /* ---- transpose and permute ---- */
 
-static void transpose_backward(loom_node *n, loom_tensor *const *g) {
+static void transpose_backward(loom__node *n, loom_tensor *const *g) {
   loom__accumulate(n, 0, loom_transpose(g[0], (int)n->i[0], (int)n->i[1]));
 }
 
@@ -225,9 +225,9 @@ loom_tensor *loom_transpose(const loom_tensor *t, int dim0, int dim1) {
   sh[b] = t->shape[a];
   st[a] = t->strides[b];
   st[b] = t->strides[a];
-  loom_node *n;
+  loom__node *n;
   loom_tensor *v =
-      make_view(&loom_op_transpose, t, t->ndim, sh, st, t->offset, &n);
+      make_view(&loom__op_transpose, t, t->ndim, sh, st, t->offset, &n);
   if (n) {
     n->i[0] = a;
     n->i[1] = b;
@@ -243,7 +243,7 @@ loom_tensor *loom_t(const loom_tensor *t) {
   return loom_transpose(t, -2, -1);
 }
 
-static void permute_backward(loom_node *n, loom_tensor *const *g) {
+static void permute_backward(loom__node *n, loom_tensor *const *g) {
   int inv[LOOM_MAX_DIMS];
   for (int i = 0; i < g[0]->ndim; i++)
     inv[n->i[i]] = i;
@@ -266,9 +266,9 @@ loom_tensor *loom_permute(const loom_tensor *t, const int *dims) {
     sh[i] = t->shape[d[i]];
     st[i] = t->strides[d[i]];
   }
-  loom_node *n;
+  loom__node *n;
   loom_tensor *v =
-      make_view(&loom_op_permute, t, t->ndim, sh, st, t->offset, &n);
+      make_view(&loom__op_permute, t, t->ndim, sh, st, t->offset, &n);
   if (n)
     for (int i = 0; i < t->ndim; i++)
       n->i[i] = d[i];
@@ -278,11 +278,11 @@ loom_tensor *loom_permute(const loom_tensor *t, const int *dims) {
 /* ---- slicing ---- */
 
 /* node->i: [0] dim, [1] start, [2] step, [3] 1 if the dim was removed. */
-static void slice_backward(loom_node *n, loom_tensor *const *g) {
+static void slice_backward(loom__node *n, loom_tensor *const *g) {
   loom__accumulate_slice(n, 0, g[0], (int)n->i[0], n->i[1], n->i[2], n->i[3]);
 }
 
-static loom_tensor *slice_view(const loom_op_def *def, const loom_tensor *t,
+static loom_tensor *slice_view(const loom__op_def *def, const loom_tensor *t,
                                int dim, int64_t start, int64_t len,
                                int64_t step, bool drop) {
   /* With at most one element the step is never taken: a huge one must not
@@ -297,7 +297,7 @@ static loom_tensor *slice_view(const loom_op_def *def, const loom_tensor *t,
     sh[nd] = i == dim ? len : t->shape[i];
     st[nd++] = i == dim ? t->strides[i] * step : t->strides[i];
   }
-  loom_node *n;
+  loom__node *n;
   loom_tensor *v =
       make_view(def, t, nd, sh, st, t->offset + start * t->strides[dim], &n);
   if (n) {
@@ -325,7 +325,7 @@ loom_tensor *loom_narrow(const loom_tensor *t, int dim, int64_t start,
     return LOOM_FAIL(
         LOOM_ERR_INDEX, "narrow: %lld elements from %lld outside dim %d of %s",
         (long long)length, (long long)start, d, loom_shape_text(t));
-  return slice_view(&loom_op_narrow, t, d, start, length, 1, false);
+  return slice_view(&loom__op_narrow, t, d, start, length, 1, false);
 }
 
 loom_tensor *loom_slice(const loom_tensor *t, int dim, int64_t start,
@@ -348,7 +348,7 @@ loom_tensor *loom_slice(const loom_tensor *t, int dim, int64_t start,
   start = start < 0 ? 0 : start > n ? n : start;
   end = end < start ? start : end > n ? n : end;
   int64_t len = end == start ? 0 : (end - start - 1) / step + 1;
-  return slice_view(&loom_op_slice, t, d, start, len, step, false);
+  return slice_view(&loom__op_slice, t, d, start, len, step, false);
 }
 
 loom_tensor *loom_select(const loom_tensor *t, int dim, int64_t index) {
@@ -366,12 +366,12 @@ loom_tensor *loom_select(const loom_tensor *t, int dim, int64_t index) {
                      "select: index %lld out of range for dim "
                      "%d of %s",
                      (long long)index, d, loom_shape_text(t));
-  return slice_view(&loom_op_select, t, d, index, 1, 1, true);
+  return slice_view(&loom__op_select, t, d, index, 1, 1, true);
 }
 
 /* ---- expand ---- */
 
-static void expand_backward(loom_node *n, loom_tensor *const *g) {
+static void expand_backward(loom__node *n, loom_tensor *const *g) {
   loom__accumulate(n, 0, g[0]); /* summed back to the input's shape there */
 }
 
@@ -400,7 +400,7 @@ loom_tensor *loom_expand(const loom_tensor *t, int nd, const int64_t *shape) {
     return LOOM_FAIL(LOOM_ERR_SHAPE, "expand: %s too large",
                      loom_format_shape(nd, sh, s, sizeof s));
   }
-  return make_view(&loom_op_expand, t, nd, sh, st, t->offset, NULL);
+  return make_view(&loom__op_expand, t, nd, sh, st, t->offset, NULL);
 }
 
 loom_tensor *loom_expand_as(const loom_tensor *t, const loom_tensor *like) {

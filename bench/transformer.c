@@ -100,8 +100,8 @@ static void make_encoder(tf_case *c, const char *name, const char *peer,
 static void make_mha(tf_case *c) {
   loom_manual_seed(0);
   *c = (tf_case){.name = "mha", .peer = "mha"};
-  c->mha = loom_multihead_attention_new(D_MODEL, HEADS,
-                                        (loom_mha_opts){.batch_first = true});
+  c->mha = loom_multihead_attention_new(
+      D_MODEL, HEADS, (loom_multihead_attention_opts){.batch_first = true});
   c->x = input(true);
   if (!c->mha || !c->x)
     fail("mha");

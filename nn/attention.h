@@ -66,18 +66,18 @@ LOOM_API void loom_seq_attention_free(loom_seq_attention *a);
 
 /* ------------------------------------------------ multi-head attention */
 
-typedef struct loom_mha_opts {
+typedef struct loom_multihead_attention_opts {
   int64_t kdim, vdim; /* 0: embed_dim */
   double dropout;     /* on the weights, training only */
   bool no_bias;       /* PyTorch's bias=False */
   bool batch_first;
   loom_rng *rng; /* dropout masks (NULL: default generator) */
-} loom_mha_opts;
+} loom_multihead_attention_opts;
 
 typedef struct loom_multihead_attention {
   loom_module base;
   int64_t embed_dim, num_heads, head_dim, kdim, vdim;
-  loom_mha_opts opts;
+  loom_multihead_attention_opts opts;
   /* in_proj_weight (3E x E) when kdim == vdim == E, else q/k/v_proj_weight */
   loom_tensor *in_proj_weight, *q_proj_weight, *k_proj_weight, *v_proj_weight,
       *in_proj_bias;
@@ -86,16 +86,16 @@ typedef struct loom_multihead_attention {
 
 LOOM_API loom_multihead_attention *
 loom_multihead_attention_new(int64_t embed_dim, int64_t num_heads,
-                             loom_mha_opts opts);
+                             loom_multihead_attention_opts opts);
 LOOM_API void loom_multihead_attention_free(loom_multihead_attention *m);
 
-typedef struct loom_mha_args {
+typedef struct loom_multihead_attention_args {
   const loom_tensor *key_padding_mask; /* (B, S) bool or float */
   const loom_tensor *attn_mask;        /* (L, S) or (B*heads, L, S) */
   bool causal;                         /* add the causal mask */
   bool need_weights;
   bool per_head_weights; /* weights (B, heads, L, S), else averaged */
-} loom_mha_args;
+} loom_multihead_attention_args;
 
 /* query (L, B, E), key (S, B, kdim), value (S, B, vdim) (batch first if
  * set): *out (L, B, E); *weights (B, L, S), or (B, heads, L, S) per head,
@@ -105,8 +105,9 @@ typedef struct loom_mha_args {
  * args may be NULL. 0, or -1 with the error set (shapes named). */
 LOOM_API int loom_multihead_attention_forward(
     loom_multihead_attention *m, const loom_tensor *query,
-    const loom_tensor *key, const loom_tensor *value, const loom_mha_args *args,
-    loom_tensor **out, loom_tensor **weights);
+    const loom_tensor *key, const loom_tensor *value,
+    const loom_multihead_attention_args *args, loom_tensor **out,
+    loom_tensor **weights);
 
 /* Incremental self-attention: keys and values of earlier positions are
  * kept, so a step costs O(t), not a recomputation of the prefix. */
@@ -168,7 +169,7 @@ typedef struct loom_transformer_encoder_layer {
   loom_transformer_opts opts;
   loom_multihead_attention *self_attn;
   loom_linear_layer *linear1, *linear2;
-  loom_layer_norm *norm1, *norm2;
+  loom_layer_norm_layer *norm1, *norm2;
 } loom_transformer_encoder_layer;
 
 typedef struct loom_transformer_decoder_layer {
@@ -176,7 +177,7 @@ typedef struct loom_transformer_decoder_layer {
   loom_transformer_opts opts;
   loom_multihead_attention *self_attn, *multihead_attn;
   loom_linear_layer *linear1, *linear2;
-  loom_layer_norm *norm1, *norm2, *norm3;
+  loom_layer_norm_layer *norm1, *norm2, *norm3;
 } loom_transformer_decoder_layer;
 
 /* The layers, stacks and the transformer take unbatched inputs too, as
@@ -211,7 +212,7 @@ loom_transformer_decoder_layer_free(loom_transformer_decoder_layer *l);
 typedef struct loom_transformer_stack {
   loom_module base;
   loom_module *layers;
-  loom_layer_norm *norm;
+  loom_layer_norm_layer *norm;
   int n;
   bool decoder;
   loom_transformer_opts opts;

@@ -13,10 +13,12 @@ bool loom__is_bool_mask(const loom_tensor *mask);
 loom_tensor *loom__apply_mask(loom_tensor *scores, const loom_tensor *mask);
 
 /* Projection i (0: q, 1: k, 2: v) of x (..., in) -> (..., E). */
-loom_tensor *loom__mha_project(const loom_multihead_attention *m, int i,
-                               const loom_tensor *x);
+loom_tensor *
+loom__multihead_attention_project(const loom_multihead_attention *m, int i,
+                                  const loom_tensor *x);
 /* (N, B, E) seq-first (or (B, N, E)) -> (B, heads, N, head_dim), a view. */
-loom_tensor *loom__mha_split_heads(const loom_multihead_attention *m,
-                                   const loom_tensor *x);
+loom_tensor *
+loom__multihead_attention_split_heads(const loom_multihead_attention *m,
+                                      const loom_tensor *x);
 
 #endif

@@ -10,7 +10,7 @@ typedef struct {
   int64_t hidden;
   int gates; /* rows of the weights, in units of hidden */
   bool relu, cho;
-  loom_lstm_config lstm;
+  loom_lstm_opts lstm;
   loom_tensor *w_ih, *w_hh, *b_ih, *b_hh;
   loom_tensor *w_ci, *w_cf, *w_co; /* peepholes */
   loom_tensor *ln_ih_w, *ln_ih_b, *ln_hh_w, *ln_hh_b, *ln_c_w, *ln_c_b;
@@ -125,13 +125,13 @@ const loom_cell_type loom_rnn_relu_cell = {.name = "RNN",
 /* LayerNorm over the last dim with gain w and bias b. */
 static loom_tensor *norm(const loom_tensor *x, const loom_tensor *w,
                          const loom_tensor *b) {
-  return loom_layer_normalize(x, 1, w, b, 1e-5);
+  return loom_layer_norm(x, 1, w, b, 1e-5);
 }
 
 static void *lstm_make(const void *cfg, loom_module *owner, const char *suffix,
                        int64_t input, int64_t hidden) {
-  loom_lstm_config conf =
-      cfg ? *(const loom_lstm_config *)cfg : (loom_lstm_config){0};
+  loom_lstm_opts conf =
+      cfg ? *(const loom_lstm_opts *)cfg : (loom_lstm_opts){0};
   cell *c =
       make_common("LSTM", owner, suffix, input, hidden, conf.coupled ? 3 : 4);
   if (!c)

@@ -130,10 +130,11 @@ loom_tensor *loom_multihead_attention_step(loom_multihead_attention *m,
   }
   loom_no_grad_begin(); /* incremental decoding is inference */
   loom_tensor *out = NULL;
-  if (append(c, one_position(m, loom__mha_project(m, 1, x)),
-             one_position(m, loom__mha_project(m, 2, x))) == 0) {
+  if (append(c, one_position(m, loom__multihead_attention_project(m, 1, x)),
+             one_position(m, loom__multihead_attention_project(m, 2, x))) ==
+      0) {
     loom_tensor *o = loom_scaled_dot_product_attention(
-        one_position(m, loom__mha_project(m, 0, x)),
+        one_position(m, loom__multihead_attention_project(m, 0, x)),
         loom_narrow(c->k, 2, 0, c->len), loom_narrow(c->v, 2, 0, c->len), NULL,
         false, 0, NULL, NULL);
     out = step_output(m, o);
@@ -146,10 +147,10 @@ loom_tensor *loom_multihead_attention_step(loom_multihead_attention *m,
  * once, at the first cross step. */
 static int fill_cross(loom_multihead_attention *m, loom_kv_cache *c,
                       const loom_tensor *memory, const loom_tensor *kpm) {
-  loom_tensor *k = loom_contiguous(
-      loom__mha_split_heads(m, loom__mha_project(m, 1, memory)));
-  loom_tensor *v = loom_contiguous(
-      loom__mha_split_heads(m, loom__mha_project(m, 2, memory)));
+  loom_tensor *k = loom_contiguous(loom__multihead_attention_split_heads(
+      m, loom__multihead_attention_project(m, 1, memory)));
+  loom_tensor *v = loom_contiguous(loom__multihead_attention_split_heads(
+      m, loom__multihead_attention_project(m, 2, memory)));
   if (!replace(&c->k, k) || !replace(&c->v, v))
     return -1;
   /* a float mask stays additive, as in the full pass (finite entries
@@ -179,8 +180,8 @@ loom_tensor *loom_multihead_attention_cross_step(loom_multihead_attention *m,
   loom_tensor *out = NULL;
   if (c->cross || fill_cross(m, c, memory, kpm) == 0) {
     loom_tensor *o = loom_scaled_dot_product_attention(
-        one_position(m, loom__mha_project(m, 0, x)), c->k, c->v, c->mask, false,
-        0, NULL, NULL);
+        one_position(m, loom__multihead_attention_project(m, 0, x)), c->k, c->v,
+        c->mask, false, 0, NULL, NULL);
     out = step_output(m, o);
   }
   loom_no_grad_end();

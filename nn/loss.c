@@ -210,9 +210,11 @@ loom_tensor *loom_smooth_l1_loss(const loom_tensor *x, const loom_tensor *y,
   return reduce(loom_where(loom_lt_scalar(d, beta), quad, lin), r);
 }
 
-loom_tensor *loom_bce_loss(const loom_tensor *x, const loom_tensor *y,
-                           const loom_tensor *weight, loom_reduction r) {
-  if (!same_shape(x, y, "bce_loss"))
+loom_tensor *loom_binary_cross_entropy(const loom_tensor *x,
+                                       const loom_tensor *y,
+                                       const loom_tensor *weight,
+                                       loom_reduction r) {
+  if (!same_shape(x, y, "binary_cross_entropy"))
     return NULL;
   /* PyTorch clamps each log at -100 so 0 and 1 give finite losses. */
   loom_tensor *lx = loom_clamp(loom_log(x), -100, INFINITY);
@@ -225,11 +227,10 @@ loom_tensor *loom_bce_loss(const loom_tensor *x, const loom_tensor *y,
   return reduce(loss, r);
 }
 
-loom_tensor *loom_bce_with_logits(const loom_tensor *x, const loom_tensor *y,
-                                  const loom_tensor *weight,
-                                  const loom_tensor *pos_weight,
-                                  loom_reduction r) {
-  if (!same_shape(x, y, "bce_with_logits"))
+loom_tensor *loom_binary_cross_entropy_with_logits(
+    const loom_tensor *x, const loom_tensor *y, const loom_tensor *weight,
+    const loom_tensor *pos_weight, loom_reduction r) {
+  if (!same_shape(x, y, "binary_cross_entropy_with_logits"))
     return NULL;
   /* -[pw y log sigmoid(x) + (1 - y) log sigmoid(-x)], each term stable. */
   loom_tensor *pos = loom_mul(y, loom_log_sigmoid(x));

@@ -12,8 +12,9 @@ static loom_tensor *param(loom_multihead_attention *m, const char *name,
       &m->base, name, loom_zeros(LOOM_DTYPE_DEFAULT, LOOM_SHAPE(rows, cols)));
 }
 
-loom_multihead_attention *loom_multihead_attention_new(int64_t E, int64_t heads,
-                                                       loom_mha_opts o) {
+loom_multihead_attention *
+loom_multihead_attention_new(int64_t E, int64_t heads,
+                             loom_multihead_attention_opts o) {
   int64_t kdim = o.kdim ? o.kdim : E, vdim = o.vdim ? o.vdim : E;
   if (E < 1 || heads < 1 || E % heads || kdim < 1 || vdim < 1 ||
       E > INT64_MAX / 3 || !(o.dropout >= 0 && o.dropout < 1)) {
@@ -72,8 +73,9 @@ void loom_multihead_attention_free(loom_multihead_attention *m) {
   loom_module_free(m ? &m->base : NULL);
 }
 
-loom_tensor *loom__mha_project(const loom_multihead_attention *m, int i,
-                               const loom_tensor *x) {
+loom_tensor *
+loom__multihead_attention_project(const loom_multihead_attention *m, int i,
+                                  const loom_tensor *x) {
   int64_t E = m->embed_dim;
   const loom_tensor *w = m->in_proj_weight
                              ? loom_narrow(m->in_proj_weight, 0, i * E, E)
@@ -85,8 +87,9 @@ loom_tensor *loom__mha_project(const loom_multihead_attention *m, int i,
   return loom_linear(x, w, b);
 }
 
-loom_tensor *loom__mha_split_heads(const loom_multihead_attention *m,
-                                   const loom_tensor *x) {
+loom_tensor *
+loom__multihead_attention_split_heads(const loom_multihead_attention *m,
+                                      const loom_tensor *x) {
   bool bf = m->opts.batch_first;
   int64_t N = loom_size(x, bf ? 1 : 0), B = loom_size(x, bf ? 0 : 1);
   loom_tensor *r =
@@ -138,8 +141,8 @@ static const loom_tensor *additive(const loom_tensor *mask, loom_dtype dtype) {
 /* One (B, heads, L, S)-broadcastable mask from attn_mask and
  * key_padding_mask: bool if both are bool, else additive float. */
 static const loom_tensor *combined_mask(const loom_multihead_attention *m,
-                                        const loom_mha_args *a, int64_t B,
-                                        int64_t L, int64_t S,
+                                        const loom_multihead_attention_args *a,
+                                        int64_t B, int64_t L, int64_t S,
                                         loom_dtype dtype) {
   const loom_tensor *am = a ? a->attn_mask : NULL;
   const loom_tensor *kp = a ? a->key_padding_mask : NULL;
@@ -172,7 +175,8 @@ static const loom_tensor *combined_mask(const loom_multihead_attention *m,
  * of one whose batch dim is dropped from the results. */
 static int unbatched_forward(loom_multihead_attention *m,
                              const loom_tensor *query, const loom_tensor *key,
-                             const loom_tensor *value, const loom_mha_args *a,
+                             const loom_tensor *value,
+                             const loom_multihead_attention_args *a,
                              loom_tensor **out, loom_tensor **weights) {
   const loom_tensor *kp = a ? a->key_padding_mask : NULL;
   char qs[64], ks[64], vs[64], ps[64] = "none";
@@ -210,7 +214,7 @@ static int unbatched_forward(loom_multihead_attention *m,
   loom_tensor *v = value == query ? q
                    : value == key ? k
                                   : loom_unsqueeze(value, d);
-  loom_mha_args b = a ? *a : (loom_mha_args){0};
+  loom_multihead_attention_args b = a ? *a : (loom_multihead_attention_args){0};
   if (kp)
     b.key_padding_mask = loom_unsqueeze(kp, 0);
   loom_tensor *o, *w = NULL;
@@ -227,8 +231,8 @@ int loom_multihead_attention_forward(loom_multihead_attention *m,
                                      const loom_tensor *query,
                                      const loom_tensor *key,
                                      const loom_tensor *value,
-                                     const loom_mha_args *a, loom_tensor **out,
-                                     loom_tensor **weights) {
+                                     const loom_multihead_attention_args *a,
+                                     loom_tensor **out, loom_tensor **weights) {
   if (out)
     *out = NULL;
   if (weights)
@@ -271,17 +275,18 @@ int loom_multihead_attention_forward(loom_multihead_attention *m,
     k = parts[1];
     v = parts[2];
   } else {
-    q = loom__mha_project(m, 0, query);
-    k = loom__mha_project(m, 1, key);
-    v = loom__mha_project(m, 2, value);
+    q = loom__multihead_attention_project(m, 0, query);
+    k = loom__multihead_attention_project(m, 1, key);
+    v = loom__multihead_attention_project(m, 2, value);
   }
   const loom_tensor *mask = combined_mask(m, a, B, L, S, loom_dtype_of(query));
   if ((a && (a->attn_mask || a->key_padding_mask)) && !mask)
     return -1;
   loom_tensor *w = NULL;
   loom_tensor *o = loom_scaled_dot_product_attention(
-      loom__mha_split_heads(m, q), loom__mha_split_heads(m, k),
-      loom__mha_split_heads(m, v), mask, a && a->causal,
+      loom__multihead_attention_split_heads(m, q),
+      loom__multihead_attention_split_heads(m, k),
+      loom__multihead_attention_split_heads(m, v), mask, a && a->causal,
       m->base.training ? m->opts.dropout : 0, m->opts.rng, weights ? &w : NULL);
   *out = loom_linear_layer_forward(m->out_proj, merge_heads(m, o));
   if (weights)

@@ -207,18 +207,20 @@ LOOM_API loom_tensor *loom_batch_norm_forward(loom_batch_norm *b,
 LOOM_API void loom_batch_norm_free(loom_batch_norm *b);
 
 /* LayerNorm over the last `ndims` dims, whose sizes are `shape`. */
-typedef struct loom_layer_norm {
+typedef struct loom_layer_norm_layer {
   loom_module base;
   loom_tensor *weight, *bias; /* NULL unless elementwise_affine */
   int ndims;
   int64_t shape[LOOM_MAX_DIMS];
   double eps;
-} loom_layer_norm;
-LOOM_API loom_layer_norm *loom_layer_norm_new(int ndims, const int64_t *shape,
-                                              double eps, bool affine);
-LOOM_API loom_tensor *loom_layer_norm_forward(loom_layer_norm *l,
-                                              const loom_tensor *x);
-LOOM_API void loom_layer_norm_free(loom_layer_norm *l);
+} loom_layer_norm_layer;
+LOOM_API loom_layer_norm_layer *loom_layer_norm_layer_new(int ndims,
+                                                          const int64_t *shape,
+                                                          double eps,
+                                                          bool affine);
+LOOM_API loom_tensor *loom_layer_norm_layer_forward(loom_layer_norm_layer *l,
+                                                    const loom_tensor *x);
+LOOM_API void loom_layer_norm_layer_free(loom_layer_norm_layer *l);
 
 /* Dropout: loom_dropout with this p in training mode, identity in eval.
  * g: the generator for masks (NULL: the default; borrowed). */
@@ -283,16 +285,14 @@ LOOM_API loom_tensor *loom_smooth_l1_loss(const loom_tensor *input,
                                           double beta, loom_reduction r);
 /* Binary cross entropy on probabilities (log clamped at -100 as PyTorch);
  * weight may be NULL. */
-LOOM_API loom_tensor *loom_bce_loss(const loom_tensor *input,
-                                    const loom_tensor *target,
-                                    const loom_tensor *weight,
-                                    loom_reduction r);
+LOOM_API loom_tensor *loom_binary_cross_entropy(const loom_tensor *input,
+                                                const loom_tensor *target,
+                                                const loom_tensor *weight,
+                                                loom_reduction r);
 /* The same on logits, computed stably; pos_weight (per class) may be NULL. */
-LOOM_API loom_tensor *loom_bce_with_logits(const loom_tensor *logits,
-                                           const loom_tensor *target,
-                                           const loom_tensor *weight,
-                                           const loom_tensor *pos_weight,
-                                           loom_reduction r);
+LOOM_API loom_tensor *loom_binary_cross_entropy_with_logits(
+    const loom_tensor *logits, const loom_tensor *target,
+    const loom_tensor *weight, const loom_tensor *pos_weight, loom_reduction r);
 /* KL divergence with input as log-probabilities; target as probabilities,
  * or as log-probabilities when log_target. batchmean divides the sum by
  * the batch size (PyTorch's reduction='batchmean'). */

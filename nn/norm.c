@@ -114,15 +114,16 @@ void loom_batch_norm_free(loom_batch_norm *b) {
 
 /* ---- LayerNorm ---- */
 
-loom_layer_norm *loom_layer_norm_new(int ndims, const int64_t *shape,
-                                     double eps, bool affine) {
+loom_layer_norm_layer *loom_layer_norm_layer_new(int ndims,
+                                                 const int64_t *shape,
+                                                 double eps, bool affine) {
   if (!shape)
     return loom_null_argument("LayerNorm");
   if (ndims < 1 || ndims > LOOM_MAX_DIMS || !(eps > 0))
     return LOOM_FAIL(LOOM_ERR_ARGUMENT,
                      "LayerNorm: %d dims (1 to %d), eps %g (> 0)", ndims,
                      LOOM_MAX_DIMS, eps);
-  loom_layer_norm *l = calloc(1, sizeof *l);
+  loom_layer_norm_layer *l = calloc(1, sizeof *l);
   if (!l)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "LayerNorm: out of memory");
   loom_module_init(&l->base, "LayerNorm", NULL);
@@ -144,7 +145,8 @@ loom_layer_norm *loom_layer_norm_new(int ndims, const int64_t *shape,
   return l;
 }
 
-loom_tensor *loom_layer_norm_forward(loom_layer_norm *l, const loom_tensor *x) {
+loom_tensor *loom_layer_norm_layer_forward(loom_layer_norm_layer *l,
+                                           const loom_tensor *x) {
   if (!l || !x)
     return loom_null_argument("LayerNorm");
   bool ok = loom_ndim(x) >= l->ndims;
@@ -156,9 +158,9 @@ loom_tensor *loom_layer_norm_forward(loom_layer_norm *l, const loom_tensor *x) {
                      loom_shape_text(x),
                      loom_format_shape(l->ndims, l->shape, s, sizeof s));
   }
-  return loom_layer_normalize(x, l->ndims, l->weight, l->bias, l->eps);
+  return loom_layer_norm(x, l->ndims, l->weight, l->bias, l->eps);
 }
 
-void loom_layer_norm_free(loom_layer_norm *l) {
+void loom_layer_norm_layer_free(loom_layer_norm_layer *l) {
   loom_module_free(l ? &l->base : NULL);
 }

@@ -69,7 +69,7 @@ typedef struct loom_cell_type {
 LOOM_API extern const loom_cell_type loom_rnn_tanh_cell;
 LOOM_API extern const loom_cell_type loom_rnn_relu_cell;
 /* LSTM in PyTorch's formulation (gate order i, f, g, o); cell_config may
- * point to a loom_lstm_config for the variants. */
+ * point to a loom_lstm_opts for the variants. */
 LOOM_API extern const loom_cell_type loom_lstm_cell;
 /* GRU in PyTorch's formulation: n = tanh(W_in x + b_in + r * (W_hn h +
  * b_hn)) (gate order r, z, n). */
@@ -78,7 +78,7 @@ LOOM_API extern const loom_cell_type loom_gru_cell;
  * product, n = tanh(W_in x + b_in + W_hn (r * h) + b_hn). */
 LOOM_API extern const loom_cell_type loom_gru_cho2014_cell;
 
-typedef struct loom_lstm_config {
+typedef struct loom_lstm_opts {
   /* Peephole connections (Gers & Schmidhuber): i and f see c_{t-1}, o sees
    * c_t, through diagonal weights weight_ci, weight_cf, weight_co. */
   bool peephole;
@@ -90,7 +90,7 @@ typedef struct loom_lstm_config {
   /* Added to the forget gate's part of bias_ih at initialisation (1.0 is a
    * common choice); 0 keeps PyTorch's init. */
   double forget_bias;
-} loom_lstm_config;
+} loom_lstm_opts;
 
 typedef struct loom_rnn_opts {
   int64_t input_size, hidden_size; /* 1 to LOOM_MAX_ELEMENTS */

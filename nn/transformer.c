@@ -32,12 +32,12 @@ static bool valid(const loom_transformer_opts *o) {
 static loom_multihead_attention *attention(const loom_transformer_opts *o) {
   return loom_multihead_attention_new(
       o->d_model, o->nhead,
-      (loom_mha_opts){
+      (loom_multihead_attention_opts){
           .dropout = o->dropout, .batch_first = o->batch_first, .rng = o->rng});
 }
 
-static loom_layer_norm *norm(const loom_transformer_opts *o) {
-  return loom_layer_norm_new(1, &o->d_model, o->layer_norm_eps, true);
+static loom_layer_norm_layer *norm(const loom_transformer_opts *o) {
+  return loom_layer_norm_layer_new(1, &o->d_model, o->layer_norm_eps, true);
 }
 
 static loom_tensor *dropout(const loom_module *m, const loom_tensor *x,
@@ -71,8 +71,8 @@ loom_transformer_encoder_layer_new(loom_transformer_opts o) {
                      loom_linear_layer_new(o.d_model, o.dim_feedforward, true));
   l->linear2 = CHILD(l, "linear2", loom_linear_layer,
                      loom_linear_layer_new(o.dim_feedforward, o.d_model, true));
-  l->norm1 = CHILD(l, "norm1", loom_layer_norm, norm(&o));
-  l->norm2 = CHILD(l, "norm2", loom_layer_norm, norm(&o));
+  l->norm1 = CHILD(l, "norm1", loom_layer_norm_layer, norm(&o));
+  l->norm2 = CHILD(l, "norm2", loom_layer_norm_layer, norm(&o));
   if (!l->self_attn || !l->linear1 || !l->linear2 || !l->norm1 || !l->norm2) {
     loom_module_free(&l->base);
     return NULL;
@@ -85,7 +85,7 @@ static loom_tensor *self_block(loom_multihead_attention *a,
                                const loom_tensor *mask, const loom_tensor *kpm,
                                bool causal, const loom_transformer_opts *o) {
   loom_tensor *y;
-  loom_mha_args args = {
+  loom_multihead_attention_args args = {
       .key_padding_mask = kpm, .attn_mask = mask, .causal = causal};
   if (loom_multihead_attention_forward(a, x, x, x, &args, &y, NULL) < 0)
     return NULL;
@@ -106,18 +106,18 @@ loom_transformer_encoder_layer_forward(loom_transformer_encoder_layer *l,
   loom_tensor *x = (loom_tensor *)src;
   if (o->norm_first) {
     x = loom_add(x, self_block(l->self_attn, m,
-                               loom_layer_norm_forward(l->norm1, x), mask, kpm,
-                               causal, o));
+                               loom_layer_norm_layer_forward(l->norm1, x), mask,
+                               kpm, causal, o));
     return loom_add(
         x, dropout(m,
                    feed_forward(m, l->linear1, l->linear2,
-                                loom_layer_norm_forward(l->norm2, x), o),
+                                loom_layer_norm_layer_forward(l->norm2, x), o),
                    o));
   }
-  x = loom_layer_norm_forward(
+  x = loom_layer_norm_layer_forward(
       l->norm1,
       loom_add(x, self_block(l->self_attn, m, x, mask, kpm, causal, o)));
-  return loom_layer_norm_forward(
+  return loom_layer_norm_layer_forward(
       l->norm2,
       loom_add(x,
                dropout(m, feed_forward(m, l->linear1, l->linear2, x, o), o)));
@@ -146,9 +146,9 @@ loom_transformer_decoder_layer_new(loom_transformer_opts o) {
                      loom_linear_layer_new(o.d_model, o.dim_feedforward, true));
   l->linear2 = CHILD(l, "linear2", loom_linear_layer,
                      loom_linear_layer_new(o.dim_feedforward, o.d_model, true));
-  l->norm1 = CHILD(l, "norm1", loom_layer_norm, norm(&o));
-  l->norm2 = CHILD(l, "norm2", loom_layer_norm, norm(&o));
-  l->norm3 = CHILD(l, "norm3", loom_layer_norm, norm(&o));
+  l->norm1 = CHILD(l, "norm1", loom_layer_norm_layer, norm(&o));
+  l->norm2 = CHILD(l, "norm2", loom_layer_norm_layer, norm(&o));
+  l->norm3 = CHILD(l, "norm3", loom_layer_norm_layer, norm(&o));
   if (!l->self_attn || !l->multihead_attn || !l->linear1 || !l->linear2 ||
       !l->norm1 || !l->norm2 || !l->norm3) {
     loom_module_free(&l->base);
@@ -161,9 +161,9 @@ static loom_tensor *cross_block(loom_transformer_decoder_layer *l,
                                 const loom_tensor *x, const loom_tensor *mem,
                                 const loom_transformer_masks *mk) {
   loom_tensor *y;
-  loom_mha_args args = {.attn_mask = mk ? mk->memory_mask : NULL,
-                        .key_padding_mask =
-                            mk ? mk->memory_key_padding_mask : NULL};
+  loom_multihead_attention_args args = {
+      .attn_mask = mk ? mk->memory_mask : NULL,
+      .key_padding_mask = mk ? mk->memory_key_padding_mask : NULL};
   if (loom_multihead_attention_forward(l->multihead_attn, x, mem, mem, &args,
                                        &y, NULL) < 0)
     return NULL;
@@ -183,22 +183,22 @@ loom_tensor *loom_transformer_decoder_layer_forward(
   loom_tensor *x = (loom_tensor *)tgt;
   if (o->norm_first) {
     x = loom_add(x, self_block(l->self_attn, m,
-                               loom_layer_norm_forward(l->norm1, x), mask, kpm,
-                               causal, o));
-    x = loom_add(
-        x, cross_block(l, loom_layer_norm_forward(l->norm2, x), memory, mk));
+                               loom_layer_norm_layer_forward(l->norm1, x), mask,
+                               kpm, causal, o));
+    x = loom_add(x, cross_block(l, loom_layer_norm_layer_forward(l->norm2, x),
+                                memory, mk));
     return loom_add(
         x, dropout(m,
                    feed_forward(m, l->linear1, l->linear2,
-                                loom_layer_norm_forward(l->norm3, x), o),
+                                loom_layer_norm_layer_forward(l->norm3, x), o),
                    o));
   }
-  x = loom_layer_norm_forward(
+  x = loom_layer_norm_layer_forward(
       l->norm1,
       loom_add(x, self_block(l->self_attn, m, x, mask, kpm, causal, o)));
-  x = loom_layer_norm_forward(l->norm2,
-                              loom_add(x, cross_block(l, x, memory, mk)));
-  return loom_layer_norm_forward(
+  x = loom_layer_norm_layer_forward(l->norm2,
+                                    loom_add(x, cross_block(l, x, memory, mk)));
+  return loom_layer_norm_layer_forward(
       l->norm3,
       loom_add(x,
                dropout(m, feed_forward(m, l->linear1, l->linear2, x, o), o)));
@@ -233,7 +233,7 @@ static loom_transformer_stack *stack_new(loom_transformer_opts o, int n,
   }
   s->n = n;
   if (ok && final_norm)
-    ok = (s->norm = CHILD(s, "norm", loom_layer_norm, norm(&o))) != NULL;
+    ok = (s->norm = CHILD(s, "norm", loom_layer_norm_layer, norm(&o))) != NULL;
   if (!ok) {
     loom_module_free(&s->base);
     return NULL;
@@ -265,7 +265,7 @@ loom_tensor *loom_transformer_encoder_forward(loom_transformer_stack *s,
     x = loom_transformer_encoder_layer_forward(
         (loom_transformer_encoder_layer *)loom_module_child(s->layers, i), x,
         m);
-  return s->norm ? loom_layer_norm_forward(s->norm, x) : x;
+  return s->norm ? loom_layer_norm_layer_forward(s->norm, x) : x;
 }
 
 loom_tensor *loom_transformer_decoder_forward(loom_transformer_stack *s,
@@ -279,7 +279,7 @@ loom_tensor *loom_transformer_decoder_forward(loom_transformer_stack *s,
     x = loom_transformer_decoder_layer_forward(
         (loom_transformer_decoder_layer *)loom_module_child(s->layers, i), x,
         memory, m);
-  return s->norm ? loom_layer_norm_forward(s->norm, x) : x;
+  return s->norm ? loom_layer_norm_layer_forward(s->norm, x) : x;
 }
 
 /* ---- incremental decoding ---- */
@@ -375,7 +375,7 @@ static loom_tensor *layer_step(loom_transformer_stack *s,
   const loom_transformer_opts *o = &s->opts;
   loom_multihead_attention *sa, *ca = NULL;
   loom_linear_layer *l1, *l2;
-  loom_layer_norm *n1, *n2, *n3 = NULL;
+  loom_layer_norm_layer *n1, *n2, *n3 = NULL;
   if (s->decoder) {
     loom_transformer_decoder_layer *d = (loom_transformer_decoder_layer *)layer;
     sa = d->self_attn;
@@ -393,24 +393,26 @@ static loom_tensor *layer_step(loom_transformer_stack *s,
     n1 = e->norm1;
     n2 = e->norm2;
   }
-  loom_layer_norm *nf = s->decoder ? n3 : n2; /* the feed-forward's norm */
+  loom_layer_norm_layer *nf =
+      s->decoder ? n3 : n2; /* the feed-forward's norm */
   if (o->norm_first) {
     x = loom_add(x, loom_multihead_attention_step(
-                        sa, st->self[i], loom_layer_norm_forward(n1, x)));
+                        sa, st->self[i], loom_layer_norm_layer_forward(n1, x)));
     if (ca)
-      x = loom_add(x, loom_multihead_attention_cross_step(
-                          ca, st->cross[i], loom_layer_norm_forward(n2, x),
-                          st->memory, st->kpm));
-    return loom_add(
-        x, feed_forward(layer, l1, l2, loom_layer_norm_forward(nf, x), o));
+      x = loom_add(x,
+                   loom_multihead_attention_cross_step(
+                       ca, st->cross[i], loom_layer_norm_layer_forward(n2, x),
+                       st->memory, st->kpm));
+    return loom_add(x, feed_forward(layer, l1, l2,
+                                    loom_layer_norm_layer_forward(nf, x), o));
   }
-  x = loom_layer_norm_forward(
+  x = loom_layer_norm_layer_forward(
       n1, loom_add(x, loom_multihead_attention_step(sa, st->self[i], x)));
   if (ca)
-    x = loom_layer_norm_forward(
+    x = loom_layer_norm_layer_forward(
         n2, loom_add(x, loom_multihead_attention_cross_step(
                             ca, st->cross[i], x, st->memory, st->kpm)));
-  return loom_layer_norm_forward(
+  return loom_layer_norm_layer_forward(
       nf, loom_add(x, feed_forward(layer, l1, l2, x, o)));
 }
 
@@ -429,7 +431,7 @@ loom_tensor *loom_transformer_step(loom_transformer_stack *s,
   for (int i = 0; i < s->n && y; i++)
     y = layer_step(s, st, i, y);
   if (s->norm && y)
-    y = loom_layer_norm_forward(s->norm, y);
+    y = loom_layer_norm_layer_forward(s->norm, y);
   loom_no_grad_end();
   return y;
 }

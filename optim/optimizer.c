@@ -285,7 +285,7 @@ static loom_tensor *state(loom_optimizer *o, int b, int i, double init) {
     loom_tensor *t = loom__alloc(p->dtype, p->ndim, p->shape, names[o->k]);
     if (!t)
       return NULL;
-    loom_kernel_fill(t, init);
+    loom__kernel_fill(t, init);
     o->bufs[b][i] = t;
   }
   return o->bufs[b][i];
@@ -516,7 +516,7 @@ int loom_optimizer_load_state(loom_optimizer *o, const loom_tensor_map *m,
                                      "optimizer_load_state");
         if (!c)
           return -1;
-        loom_kernel_copy(c, t);
+        loom__kernel_copy(c, t);
         o->bufs[b][i] = c;
       }
     }

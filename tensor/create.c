@@ -11,7 +11,7 @@ loom_tensor *loom_full(loom_dtype dtype, double value, int ndim,
                        const int64_t *shape) {
   loom_tensor *t = loom__new(dtype, ndim, shape, "full");
   if (t)
-    loom_kernel_fill(t, value);
+    loom__kernel_fill(t, value);
   return t;
 }
 
@@ -128,7 +128,7 @@ int loom_copy_to_array(const loom_tensor *t, loom_dtype dtype, void *dst,
     return -1;
   }
   /* A stack view of dst: a scope-owned one would pile up in a loop. */
-  loom_storage s = {.refcount = 1, .data = dst};
+  loom__storage s = {.refcount = 1, .data = dst};
   loom_tensor view = {.storage = &s,
                       .data = dst,
                       .ndim = t->ndim,
@@ -137,6 +137,6 @@ int loom_copy_to_array(const loom_tensor *t, loom_dtype dtype, void *dst,
                       .refcount = 1};
   memcpy(view.shape, t->shape, sizeof view.shape);
   loom__contiguous_strides(t->ndim, t->shape, view.strides);
-  loom_kernel_copy(&view, t);
+  loom__kernel_copy(&view, t);
   return 0;
 }

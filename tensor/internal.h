@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-typedef struct loom_storage {
+typedef struct loom__storage {
   int64_t refcount;
   /* Bumped by every in-place write, so autograd can tell whether a tensor it
    * saved still holds the values it saw (shared by all views). */
@@ -19,26 +19,26 @@ typedef struct loom_storage {
   char *data;
   void (*release)(void *data, void *ctx); /* external buffers only */
   void *release_ctx;
-} loom_storage;
+} loom__storage;
 
 /* link.slot of a tensor no node produced: a leaf, or a result made with
  * recording off. */
-#define LOOM_LINK_LEAF (-1)
+#define LOOM__LINK_LEAF (-1)
 /* link.slot of a result whose op could not be recorded (out of memory
  * while recording or saving): backward through it fails with an error
  * instead of giving a wrong gradient. */
-#define LOOM_LINK_FAILED (-2)
+#define LOOM__LINK_FAILED (-2)
 
 /* Autograd's link from a tensor to the node that produced it. The node is
  * valid only while the tape slot still has generation `gen`. */
-typedef struct loom_grad_link {
+typedef struct loom__grad_link {
   int32_t slot; /* a tape slot, or one of the two values below */
   uint32_t gen;
   int32_t output; /* which output of the node */
-} loom_grad_link;
+} loom__grad_link;
 
 struct loom_tensor {
-  loom_storage *storage;
+  loom__storage *storage;
   char *data;     /* storage->data + offset * itemsize */
   int64_t offset; /* in elements */
   int64_t numel;
@@ -50,7 +50,7 @@ struct loom_tensor {
   /* autograd */
   bool requires_grad;
   bool retains_grad;
-  loom_grad_link link;
+  loom__grad_link link;
   loom_tensor *grad;       /* owned */
   struct loom_hook *hooks; /* a leaf's grad-ready hooks (autograd/hooks.c) */
 };
@@ -136,7 +136,7 @@ void loom__scope_drain_all(void);
 /* ---- threads ---- */
 /* Below this many elements a kernel stays on one thread (cost model: thread
  * wake-up ~ several microseconds; scaled by the per-element cost). */
-#define LOOM_PAR_MIN 32768
+#define LOOM__PAR_MIN 32768
 int loom__threads_for(int64_t work);
 /* Calls fn(ctx, lo, hi) on nt contiguous parts of [0, n), part t being
  * [n t / nt, n (t + 1) / nt), on loom's workers and the calling thread,

@@ -1,8 +1,8 @@
 #include "iter.h"
 
-void loom__iter_init(loom_iter *it, int nops, const loom_tensor *const *ops,
+void loom__iter_init(loom__iter *it, int nops, const loom_tensor *const *ops,
                      int ndim, const int64_t *shape) {
-  int64_t st[LOOM_ITER_MAX_OPS][LOOM_MAX_DIMS];
+  int64_t st[LOOM__ITER_MAX_OPS][LOOM_MAX_DIMS];
   for (int k = 0; k < nops; k++) {
     loom__broadcast_strides(ops[k], ndim, shape, st[k]);
     int64_t es = (int64_t)loom_dtype_size(ops[k]->dtype);
@@ -43,8 +43,8 @@ void loom__iter_init(loom_iter *it, int nops, const loom_tensor *const *ops,
   it->ndim = n;
 }
 
-static void run_range(const loom_iter *it, int64_t begin, int64_t end,
-                      loom_iter_fn fn, void *ctx) {
+static void run_range(const loom__iter *it, int64_t begin, int64_t end,
+                      loom__iter_fn fn, void *ctx) {
   int nd = it->ndim, nops = it->nops;
   int64_t inner = it->shape[nd - 1];
   int64_t row = begin / inner, col = begin % inner;
@@ -53,11 +53,11 @@ static void run_range(const loom_iter *it, int64_t begin, int64_t end,
     idx[d] = row % it->shape[d];
     row /= it->shape[d];
   }
-  int64_t step[LOOM_ITER_MAX_OPS];
+  int64_t step[LOOM__ITER_MAX_OPS];
   for (int k = 0; k < nops; k++)
     step[k] = it->strides[k][nd - 1];
   while (begin < end) {
-    char *ptrs[LOOM_ITER_MAX_OPS];
+    char *ptrs[LOOM__ITER_MAX_OPS];
     for (int k = 0; k < nops; k++) {
       int64_t off = col * step[k];
       for (int d = 0; d < nd - 1; d++)
@@ -77,8 +77,8 @@ static void run_range(const loom_iter *it, int64_t begin, int64_t end,
 }
 
 typedef struct {
-  const loom_iter *it;
-  loom_iter_fn fn;
+  const loom__iter *it;
+  loom__iter_fn fn;
   void *ctx;
 } iter_job;
 
@@ -87,7 +87,8 @@ static void iter_part(void *p, int64_t lo, int64_t hi) {
   run_range(j->it, lo, hi, j->fn, j->ctx);
 }
 
-void loom__iter_run(const loom_iter *it, loom_iter_fn fn, void *ctx, int cost) {
+void loom__iter_run(const loom__iter *it, loom__iter_fn fn, void *ctx,
+                    int cost) {
   int64_t total = it->numel;
   if (total == 0)
     return;
@@ -99,7 +100,7 @@ void loom__iter_run(const loom_iter *it, loom_iter_fn fn, void *ctx, int cost) {
   loom__parallel_for(nt, total, iter_part, &(iter_job){it, fn, ctx});
 }
 
-void loom__iter_run_serial(const loom_iter *it, loom_iter_fn fn, void *ctx) {
+void loom__iter_run_serial(const loom__iter *it, loom__iter_fn fn, void *ctx) {
   if (it->numel > 0)
     run_range(it, 0, it->numel, fn, ctx);
 }

@@ -87,7 +87,7 @@ static bool scan_string(parser *ps) {
   return false;
 }
 
-static bool scan_number(parser *ps, loom_json *v) {
+static bool scan_number(parser *ps, loom__json *v) {
   const char *s = ps->p;
   if (ps->p < ps->end && *ps->p == '-')
     ps->p++;
@@ -157,12 +157,12 @@ static bool scan_number(parser *ps, loom_json *v) {
   return true;
 }
 
-static bool parse_value(parser *ps, loom_json *v, int depth);
+static bool parse_value(parser *ps, loom__json *v, int depth);
 
-static bool push(parser *ps, loom_json *v, int *cap, loom_json **slot) {
+static bool push(parser *ps, loom__json *v, int *cap, loom__json **slot) {
   if (v->n_items == *cap) {
     int c = *cap ? 2 * *cap : 4;
-    loom_json *g = realloc(v->items, (size_t)c * sizeof *g);
+    loom__json *g = realloc(v->items, (size_t)c * sizeof *g);
     if (!g) {
       fail(ps, "out of memory");
       return false;
@@ -176,7 +176,7 @@ static bool push(parser *ps, loom_json *v, int *cap, loom_json **slot) {
   return true;
 }
 
-static bool parse_container(parser *ps, loom_json *v, int depth, bool object) {
+static bool parse_container(parser *ps, loom__json *v, int depth, bool object) {
   char close = object ? '}' : ']';
   int cap = 0;
   ps->p++;
@@ -186,7 +186,7 @@ static bool parse_container(parser *ps, loom_json *v, int depth, bool object) {
     return true;
   }
   for (;;) {
-    loom_json *item;
+    loom__json *item;
     skip_ws(ps);
     if (object) {
       if (ps->p >= ps->end || *ps->p != '"') {
@@ -219,7 +219,7 @@ static bool parse_container(parser *ps, loom_json *v, int depth, bool object) {
   }
 }
 
-static bool parse_value(parser *ps, loom_json *v, int depth) {
+static bool parse_value(parser *ps, loom__json *v, int depth) {
   if (depth > MAX_DEPTH) {
     fail(ps, "nesting too deep");
     return false;
@@ -234,56 +234,56 @@ static bool parse_value(parser *ps, loom_json *v, int depth) {
   bool ok;
   switch (*ps->p) {
   case '{':
-    v->kind = LOOM_JSON_OBJECT;
+    v->kind = LOOM__JSON_OBJECT;
     ok = parse_container(ps, v, depth, true);
     break;
   case '[':
-    v->kind = LOOM_JSON_ARRAY;
+    v->kind = LOOM__JSON_ARRAY;
     ok = parse_container(ps, v, depth, false);
     break;
   case '"':
-    v->kind = LOOM_JSON_STRING;
+    v->kind = LOOM__JSON_STRING;
     ok = scan_string(ps);
     break;
   case 't':
   case 'f':
-    v->kind = LOOM_JSON_BOOL;
+    v->kind = LOOM__JSON_BOOL;
     v->boolean = *ps->p == 't';
     ok = literal(ps, v->boolean ? "true" : "false");
     if (!ok)
       fail(ps, "bad literal");
     break;
   case 'n':
-    v->kind = LOOM_JSON_NULL;
+    v->kind = LOOM__JSON_NULL;
     ok = literal(ps, "null");
     if (!ok)
       fail(ps, "bad literal");
     break;
   default:
-    v->kind = LOOM_JSON_NUMBER;
+    v->kind = LOOM__JSON_NUMBER;
     ok = scan_number(ps, v);
   }
   v->len = (size_t)(ps->p - v->text);
   return ok;
 }
 
-static void free_items(loom_json *v) {
+static void free_items(loom__json *v) {
   for (int i = 0; i < v->n_items; i++)
     free_items(&v->items[i]);
   free(v->items);
 }
 
-void loom_json_free(loom_json *v) {
+void loom__json_free(loom__json *v) {
   if (!v)
     return;
   free_items(v);
   free(v);
 }
 
-loom_json *loom_json_parse(const char *src, size_t len, char *err,
-                           size_t err_size) {
+loom__json *loom__json_parse(const char *src, size_t len, char *err,
+                             size_t err_size) {
   parser ps = {src, src, src + len, err, err_size, false};
-  loom_json *v = calloc(1, sizeof *v);
+  loom__json *v = calloc(1, sizeof *v);
   if (!v) {
     snprintf(err, err_size, "out of memory");
     return NULL;
@@ -297,7 +297,7 @@ loom_json *loom_json_parse(const char *src, size_t len, char *err,
     }
   }
   if (!ok) {
-    loom_json_free(v);
+    loom__json_free(v);
     return NULL;
   }
   return v;
@@ -331,8 +331,8 @@ static uint32_t hex4(const char *p) {
                     hexval(p[3]));
 }
 
-char *loom_json_string(const loom_json *v) {
-  if (!v || v->kind != LOOM_JSON_STRING)
+char *loom__json_string(const loom__json *v) {
+  if (!v || v->kind != LOOM__JSON_STRING)
     return NULL;
   char *out = malloc(v->len + 1), *o = out;
   if (!out)
@@ -383,17 +383,17 @@ char *loom_json_string(const loom_json *v) {
   return out;
 }
 
-const loom_json *loom_json_get(const loom_json *obj, const char *key) {
-  if (!obj || obj->kind != LOOM_JSON_OBJECT)
+const loom__json *loom__json_get(const loom__json *obj, const char *key) {
+  if (!obj || obj->kind != LOOM__JSON_OBJECT)
     return NULL;
   size_t n = strlen(key);
   for (int i = 0; i + 1 < obj->n_items; i += 2) {
-    const loom_json *k = &obj->items[i];
+    const loom__json *k = &obj->items[i];
     /* Fast path for keys without escapes. */
     if (k->len == n + 2 && memcmp(k->text + 1, key, n) == 0)
       return &obj->items[i + 1];
     if (memchr(k->text, '\\', k->len)) {
-      char *s = loom_json_string(k);
+      char *s = loom__json_string(k);
       bool eq = s && strcmp(s, key) == 0;
       free(s);
       if (eq)

@@ -9,16 +9,16 @@
 #include <stdint.h>
 
 typedef enum {
-  LOOM_JSON_NULL,
-  LOOM_JSON_BOOL,
-  LOOM_JSON_NUMBER,
-  LOOM_JSON_STRING,
-  LOOM_JSON_ARRAY,
-  LOOM_JSON_OBJECT,
-} loom_json_kind;
+  LOOM__JSON_NULL,
+  LOOM__JSON_BOOL,
+  LOOM__JSON_NUMBER,
+  LOOM__JSON_STRING,
+  LOOM__JSON_ARRAY,
+  LOOM__JSON_OBJECT,
+} loom__json_kind;
 
-typedef struct loom_json {
-  loom_json_kind kind;
+typedef struct loom__json {
+  loom__json_kind kind;
   const char *text; /* first byte of the value in the source */
   size_t len;       /* its length in bytes (strings: with the quotes) */
   size_t offset;    /* text - source: for error messages */
@@ -28,19 +28,19 @@ typedef struct loom_json {
   int64_t integer;
   /* arrays and objects: children (objects: keys at even, values at odd
    * positions) */
-  struct loom_json *items;
+  struct loom__json *items;
   int n_items;
-} loom_json;
+} loom__json;
 
-/* Parses `len` bytes into a tree (free with loom_json_free). On failure
+/* Parses `len` bytes into a tree (free with loom__json_free). On failure
  * returns NULL and writes a message with the byte offset into err. */
-loom_json *loom_json_parse(const char *src, size_t len, char *err,
-                           size_t err_size);
-void loom_json_free(loom_json *v);
+loom__json *loom__json_parse(const char *src, size_t len, char *err,
+                             size_t err_size);
+void loom__json_free(loom__json *v);
 /* Decodes a string value (escapes, \u sequences to UTF-8) into a new
  * NUL-terminated buffer (caller frees); NULL on OOM or a bad escape. */
-char *loom_json_string(const loom_json *v);
+char *loom__json_string(const loom__json *v);
 /* Object member by key, or NULL. */
-const loom_json *loom_json_get(const loom_json *obj, const char *key);
+const loom__json *loom__json_get(const loom__json *obj, const char *key);
 
 #endif

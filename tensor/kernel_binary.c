@@ -5,20 +5,20 @@
 #include "map.h"
 
 #define FLOAT2(NAME, EXPR)                                                     \
-  LOOM_MAP2(NAME##_f32, float, float, EXPR)                                    \
-  LOOM_MAP2(NAME##_f64, double, double, EXPR)
+  LOOM__MAP2(NAME##_f32, float, float, EXPR)                                   \
+  LOOM__MAP2(NAME##_f64, double, double, EXPR)
 #define INT2(NAME, EXPR)                                                       \
-  LOOM_MAP2(NAME##_i64, int64_t, int64_t, EXPR)                                \
-  LOOM_MAP2(NAME##_u8, uint8_t, uint8_t, EXPR)
+  LOOM__MAP2(NAME##_i64, int64_t, int64_t, EXPR)                               \
+  LOOM__MAP2(NAME##_u8, uint8_t, uint8_t, EXPR)
 #define NUM2(NAME, EXPR) FLOAT2(NAME, EXPR) INT2(NAME, EXPR)
 #define PRED2(NAME, EXPR)                                                      \
-  LOOM_MAP2(NAME##_f32, float, uint8_t, EXPR)                                  \
-  LOOM_MAP2(NAME##_f64, double, uint8_t, EXPR)                                 \
-  LOOM_MAP2(NAME##_i64, int64_t, uint8_t, EXPR)                                \
-  LOOM_MAP2(NAME##_u8, uint8_t, uint8_t, EXPR)
+  LOOM__MAP2(NAME##_f32, float, uint8_t, EXPR)                                 \
+  LOOM__MAP2(NAME##_f64, double, uint8_t, EXPR)                                \
+  LOOM__MAP2(NAME##_i64, int64_t, uint8_t, EXPR)                               \
+  LOOM__MAP2(NAME##_u8, uint8_t, uint8_t, EXPR)
 
 #define TABLE(NAME, BOOL_OUT, COST, ...)                                       \
-  const loom_binary_kernel loom_k_##NAME = {                                   \
+  const loom__binary_kernel loom__##NAME##_kernel = {                          \
       #NAME, {__VA_ARGS__}, BOOL_OUT, COST};
 #define FLOAT_TABLE(NAME, COST)                                                \
   TABLE(NAME, false, COST, [LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64)
@@ -50,8 +50,8 @@ PRED2(lt, a < b)
 PRED2(le, a <= b)
 PRED2(gt, a > b)
 PRED2(ge, a >= b)
-LOOM_MAP2(logical_and_u8, uint8_t, uint8_t, a && b)
-LOOM_MAP2(logical_or_u8, uint8_t, uint8_t, a || b)
+LOOM__MAP2(logical_and_u8, uint8_t, uint8_t, a && b)
+LOOM__MAP2(logical_or_u8, uint8_t, uint8_t, a || b)
 
 NUM_TABLE(add, 1)
 NUM_TABLE(sub, 1)
@@ -72,7 +72,7 @@ TABLE(logical_or, true, 1, [LOOM_BOOL] = logical_or_u8, [LOOM_U8] = logical_or_u
 /* clang-format on */
 
 typedef struct {
-  loom_map2_fn fn;
+  loom__map2_fn fn;
   const double *p;
 } map2_ctx;
 
@@ -81,10 +81,10 @@ static void run2(char **ptrs, const int64_t *step, int64_t n, void *c) {
   m->fn(ptrs[0], ptrs[1], ptrs[2], n, step[0], step[1], step[2], m->p);
 }
 
-int loom_kernel_binary(const loom_binary_kernel *k, loom_tensor *out,
-                       const loom_tensor *a, const loom_tensor *b,
-                       const double *p) {
-  loom_map2_fn fn = k->loop[a->dtype];
+int loom__kernel_binary(const loom__binary_kernel *k, loom_tensor *out,
+                        const loom_tensor *a, const loom_tensor *b,
+                        const double *p) {
+  loom__map2_fn fn = k->loop[a->dtype];
   if (!fn) {
     loom_set_error(LOOM_ERR_DTYPE, "%s: not defined for %s", k->name,
                    loom_dtype_name(a->dtype));
@@ -102,7 +102,7 @@ int loom_kernel_binary(const loom_binary_kernel *k, loom_tensor *out,
     fn(out->data, a->data, b->data, n, eo, es, es, p);
     return 0;
   }
-  loom_iter it;
+  loom__iter it;
   loom__iter_init(&it, 3, (const loom_tensor *[]){out, a, b}, out->ndim,
                   out->shape);
   map2_ctx c = {fn, p};

@@ -6,7 +6,7 @@
 
 #define IM2COL(T)                                                              \
   static void im2col_##T(const T *x, T *col, int64_t c,                        \
-                         const loom_conv_geom *g) {                            \
+                         const loom__conv_geom *g) {                           \
     int64_t L = g->oh * g->ow;                                                 \
     for (int64_t ci = 0; ci < c; ci++)                                         \
       for (int64_t ki = 0; ki < g->kh; ki++)                                   \
@@ -29,7 +29,7 @@
         }                                                                      \
   }                                                                            \
   static void col2im_##T(const T *col, T *x, int64_t c,                        \
-                         const loom_conv_geom *g) {                            \
+                         const loom__conv_geom *g) {                           \
     int64_t L = g->oh * g->ow;                                                 \
     for (int64_t ci = 0; ci < c; ci++)                                         \
       for (int64_t ki = 0; ki < g->kh; ki++)                                   \
@@ -52,13 +52,13 @@
 IM2COL(float)
 IM2COL(double)
 
-static bool is_pointwise(const loom_conv_geom *g) {
+static bool is_pointwise(const loom__conv_geom *g) {
   return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 &&
          g->pw == 0;
 }
 
 static void im2col(loom_dtype t, const char *x, char *col, int64_t c,
-                   const loom_conv_geom *g) {
+                   const loom__conv_geom *g) {
   if (t == LOOM_F32)
     im2col_float((const float *)x, (float *)col, c, g);
   else
@@ -66,16 +66,16 @@ static void im2col(loom_dtype t, const char *x, char *col, int64_t c,
 }
 
 static void col2im(loom_dtype t, const char *col, char *x, int64_t c,
-                   const loom_conv_geom *g) {
+                   const loom__conv_geom *g) {
   if (t == LOOM_F32)
     col2im_float((const float *)col, (float *)x, c, g);
   else
     col2im_double((const double *)col, (double *)x, c, g);
 }
 
-int loom_kernel_conv2d(loom_tensor *out, const loom_tensor *x,
-                       const loom_tensor *w, const loom_tensor *bias,
-                       const loom_conv_geom *g) {
+int loom__kernel_conv2d(loom_tensor *out, const loom_tensor *x,
+                        const loom_tensor *w, const loom_tensor *bias,
+                        const loom__conv_geom *g) {
   loom_dtype t = x->dtype;
   int64_t es = (int64_t)loom_dtype_size(t);
   int64_t cg = g->c / g->groups, og = g->oc / g->groups;
@@ -93,8 +93,8 @@ int loom_kernel_conv2d(loom_tensor *out, const loom_tensor *x,
       const char *ws = w->data + gi * og * K * es;
       if (!direct)
         im2col(t, xs, col, cg, g);
-      loom_kernel_gemm_raw(t, false, false, og, L, K, 1.0, ws, K,
-                           direct ? xs : col, L, 0.0, os, L);
+      loom__kernel_gemm_raw(t, false, false, og, L, K, 1.0, ws, K,
+                            direct ? xs : col, L, 0.0, os, L);
     }
   free(col);
   if (bias) {
@@ -115,10 +115,10 @@ int loom_kernel_conv2d(loom_tensor *out, const loom_tensor *x,
   return 0;
 }
 
-int loom_kernel_conv2d_backward(const loom_tensor *gout, const loom_tensor *x,
-                                const loom_tensor *w, loom_tensor *gx,
-                                loom_tensor *gw, loom_tensor *gb,
-                                const loom_conv_geom *g) {
+int loom__kernel_conv2d_backward(const loom_tensor *gout, const loom_tensor *x,
+                                 const loom_tensor *w, loom_tensor *gx,
+                                 loom_tensor *gw, loom_tensor *gb,
+                                 const loom__conv_geom *g) {
   loom_dtype t = gout->dtype;
   int64_t es = (int64_t)loom_dtype_size(t);
   int64_t cg = g->c / g->groups, og = g->oc / g->groups;
@@ -130,7 +130,7 @@ int loom_kernel_conv2d_backward(const loom_tensor *gout, const loom_tensor *x,
     return -1;
   }
   if (gx)
-    loom_kernel_fill(gx, 0);
+    loom__kernel_fill(gx, 0);
   for (int64_t n = 0; n < g->n; n++)
     for (int64_t gi = 0; gi < g->groups; gi++) {
       const char *go = gout->data + ((n * g->oc + gi * og) * L) * es;
@@ -141,16 +141,16 @@ int loom_kernel_conv2d_backward(const loom_tensor *gout, const loom_tensor *x,
           cols = col;
         }
         /* gw_g (og x K) += gout (og x L) @ col^T (L x K) */
-        loom_kernel_gemm_raw(t, false, true, og, K, L, 1.0, go, L, cols, L,
-                             n == 0 ? 0.0 : 1.0, gw->data + gi * og * K * es,
-                             K);
+        loom__kernel_gemm_raw(t, false, true, og, K, L, 1.0, go, L, cols, L,
+                              n == 0 ? 0.0 : 1.0, gw->data + gi * og * K * es,
+                              K);
       }
       if (gx) {
         char *gxs = gx->data + ((n * g->c + gi * cg) * g->h * g->w) * es;
         const char *ws = w->data + gi * og * K * es;
         /* col (K x L) = w_g^T (K x og) @ gout (og x L) */
-        loom_kernel_gemm_raw(t, true, false, K, L, og, 1.0, ws, K, go, L,
-                             direct ? 1.0 : 0.0, direct ? gxs : col, L);
+        loom__kernel_gemm_raw(t, true, false, K, L, og, 1.0, ws, K, go, L,
+                              direct ? 1.0 : 0.0, direct ? gxs : col, L);
         if (!direct)
           col2im(t, col, gxs, cg, g);
       }

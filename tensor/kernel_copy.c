@@ -72,7 +72,7 @@ static void same(char **p, const int64_t *s, int64_t n, void *c) {
   }
 }
 
-static loom_iter_fn converter(loom_dtype to, loom_dtype from) {
+static loom__iter_fn converter(loom_dtype to, loom_dtype from) {
   if (to == from || (to == LOOM_U8 && from == LOOM_BOOL))
     return same;
   if (to == LOOM_BOOL)
@@ -110,8 +110,8 @@ static loom_iter_fn converter(loom_dtype to, loom_dtype from) {
 #undef K
 }
 
-void loom_kernel_copy(loom_tensor *out, const loom_tensor *x) {
-  loom_iter it;
+void loom__kernel_copy(loom_tensor *out, const loom_tensor *x) {
+  loom__iter it;
   loom__iter_init(&it, 2, (const loom_tensor *[]){out, x}, out->ndim,
                   out->shape);
   copy_ctx c = {loom_dtype_size(x->dtype), x->dtype};
@@ -125,13 +125,13 @@ static void fill(char **p, const int64_t *s, int64_t n, void *c) {
     memcpy(p[0] + i * s[0], value, f->es);
 }
 
-void loom_kernel_fill(loom_tensor *out, double value) {
+void loom__kernel_fill(loom_tensor *out, double value) {
   struct {
     copy_ctx c;
     char value[8];
   } f = {{loom_dtype_size(out->dtype), out->dtype}, {0}};
   loom__write(f.value, out->dtype, value);
-  loom_iter it;
+  loom__iter it;
   loom__iter_init(&it, 1, (const loom_tensor *[]){out}, out->ndim, out->shape);
   if (it.ndim == 1 && it.strides[0][0] == (int64_t)f.c.es && value == 0 &&
       !signbit(value)) {
@@ -150,9 +150,9 @@ static void where_fn(char **p, const int64_t *s, int64_t n, void *c) {
   }
 }
 
-void loom_kernel_where(loom_tensor *out, const loom_tensor *cond,
-                       const loom_tensor *a, const loom_tensor *b) {
-  loom_iter it;
+void loom__kernel_where(loom_tensor *out, const loom_tensor *cond,
+                        const loom_tensor *a, const loom_tensor *b) {
+  loom__iter it;
   loom__iter_init(&it, 4, (const loom_tensor *[]){out, cond, a, b}, out->ndim,
                   out->shape);
   copy_ctx c = {loom_dtype_size(out->dtype), out->dtype};
@@ -169,14 +169,14 @@ static void masked_fn(char **p, const int64_t *s, int64_t n, void *c) {
   }
 }
 
-void loom_kernel_masked_fill(loom_tensor *out, const loom_tensor *x,
-                             const loom_tensor *mask, double value) {
+void loom__kernel_masked_fill(loom_tensor *out, const loom_tensor *x,
+                              const loom_tensor *mask, double value) {
   struct {
     copy_ctx c;
     char value[8];
   } f = {{loom_dtype_size(out->dtype), out->dtype}, {0}};
   loom__write(f.value, out->dtype, value);
-  loom_iter it;
+  loom__iter it;
   loom__iter_init(&it, 3, (const loom_tensor *[]){out, x, mask}, out->ndim,
                   out->shape);
   loom__iter_run(&it, masked_fn, &f, 2);
@@ -196,10 +196,10 @@ static void nonfinite_fn64(char **p, const int64_t *s, int64_t n, void *c) {
   *found |= bad;
 }
 
-bool loom_kernel_has_nonfinite(const loom_tensor *x) {
+bool loom__kernel_has_nonfinite(const loom_tensor *x) {
   if (!loom_dtype_is_float(x->dtype))
     return false;
-  loom_iter it;
+  loom__iter it;
   loom__iter_init(&it, 1, (const loom_tensor *[]){x}, x->ndim, x->shape);
   bool found = false;
   if (x->dtype == LOOM_F32)

@@ -36,7 +36,7 @@ static bool layout(int64_t rows, int64_t cols, int64_t s0, int64_t s1,
   return false;
 }
 
-bool loom_kernel_gemm_ok(const loom_tensor *m) {
+bool loom__kernel_gemm_ok(const loom_tensor *m) {
   bool t;
   int64_t ld;
   return m->ndim == 2 && layout(m->shape[0], m->shape[1], m->strides[0],
@@ -107,10 +107,10 @@ static void gemm_parts(void *ctx, int64_t lo, int64_t hi) {
 
 static void blas_single_threaded(void) { openblas_set_num_threads(1); }
 
-void loom_kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
-                          int64_t m, int64_t k, double alpha, const void *a,
-                          int64_t lda, const void *b, int64_t ldb, double beta,
-                          void *c, int64_t ldc) {
+void loom__kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
+                           int64_t m, int64_t k, double alpha, const void *a,
+                           int64_t lda, const void *b, int64_t ldb, double beta,
+                           void *c, int64_t ldc) {
   if (n == 0 || m == 0)
     return;
   if (k == 0) { /* BLAS leaves C alone when k == 0 only if beta == 1 */
@@ -164,8 +164,8 @@ void loom_kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
   loom__parallel_for((int)(nt < parts ? nt : parts), parts, gemm_parts, &j);
 }
 
-void loom_kernel_gemm(loom_tensor *out, const loom_tensor *a,
-                      const loom_tensor *b, double alpha, double beta) {
+void loom__kernel_gemm(loom_tensor *out, const loom_tensor *a,
+                       const loom_tensor *b, double alpha, double beta) {
   bool ta = false, tb = false, tc = false;
   int64_t lda = 1, ldb = 1, ldc = 1;
   layout(a->shape[0], a->shape[1], a->strides[0], a->strides[1], &ta, &lda);
@@ -173,12 +173,12 @@ void loom_kernel_gemm(loom_tensor *out, const loom_tensor *a,
   layout(out->shape[0], out->shape[1], out->strides[0], out->strides[1], &tc,
          &ldc);
   if (tc) { /* a column-major out: compute out^T = b^T a^T instead */
-    loom_kernel_gemm_raw(out->dtype, !tb, !ta, b->shape[1], a->shape[0],
-                         a->shape[1], alpha, b->data, ldb, a->data, lda, beta,
-                         out->data, ldc);
+    loom__kernel_gemm_raw(out->dtype, !tb, !ta, b->shape[1], a->shape[0],
+                          a->shape[1], alpha, b->data, ldb, a->data, lda, beta,
+                          out->data, ldc);
     return;
   }
-  loom_kernel_gemm_raw(out->dtype, ta, tb, a->shape[0], b->shape[1],
-                       a->shape[1], alpha, a->data, lda, b->data, ldb, beta,
-                       out->data, ldc);
+  loom__kernel_gemm_raw(out->dtype, ta, tb, a->shape[0], b->shape[1],
+                        a->shape[1], alpha, a->data, lda, b->data, ldb, beta,
+                        out->data, ldc);
 }

@@ -16,14 +16,14 @@
 
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 
-struct loom_packed {
+struct loom__packed {
   int64_t K, N, panels;
   float *data; /* panels x K x NR, zero-padded past N */
 };
 
-loom_packed *loom_kernel_pack(const float *b, int64_t K, int64_t N, int64_t ld,
-                              bool trans) {
-  loom_packed *p = malloc(sizeof *p);
+loom__packed *loom__kernel_pack(const float *b, int64_t K, int64_t N,
+                                int64_t ld, bool trans) {
+  loom__packed *p = malloc(sizeof *p);
   int64_t panels = (N + NR - 1) / NR;
   float *d =
       p ? aligned_alloc(64, (size_t)(panels * K * NR) * sizeof *d + 64) : NULL;
@@ -32,7 +32,7 @@ loom_packed *loom_kernel_pack(const float *b, int64_t K, int64_t N, int64_t ld,
     loom_set_error(LOOM_ERR_MEMORY, "pack: out of memory");
     return NULL;
   }
-  *p = (loom_packed){K, N, panels, d};
+  *p = (loom__packed){K, N, panels, d};
   for (int64_t q = 0; q < panels; q++)
     for (int64_t k = 0; k < K; k++) {
       float *row = d + (q * K + k) * NR;
@@ -44,7 +44,7 @@ loom_packed *loom_kernel_pack(const float *b, int64_t K, int64_t N, int64_t ld,
   return p;
 }
 
-void loom_kernel_packed_free(loom_packed *p) {
+void loom__kernel_packed_free(loom__packed *p) {
   if (p)
     free(p->data);
   free(p);
@@ -52,10 +52,9 @@ void loom_kernel_packed_free(loom_packed *p) {
 
 /* C rows [m, m+rows) x panel q += A rows x B panel, rows <= MR. The C
  * block goes through a local tile, so partial panels need no masking. */
-LOOM_CLONES LOOM_FMA static void block(int64_t rows, int64_t K, const float *a,
-                                       int64_t lda, const float *panel,
-                                       float *c, int64_t ldc, int64_t cols,
-                                       bool accumulate) {
+LOOM__CLONES LOOM__FMA static void
+block(int64_t rows, int64_t K, const float *a, int64_t lda, const float *panel,
+      float *c, int64_t ldc, int64_t cols, bool accumulate) {
   v16 acc[MR][2];
   float tile[MR][NR];
   for (int64_t r = 0; r < MR; r++)
@@ -96,9 +95,9 @@ LOOM_CLONES LOOM_FMA static void block(int64_t rows, int64_t K, const float *a,
   }
 }
 
-static void panels(int64_t M, const float *a, int64_t lda, const loom_packed *p,
-                   float *c, int64_t ldc, bool accumulate, int64_t q0,
-                   int64_t q1) {
+static void panels(int64_t M, const float *a, int64_t lda,
+                   const loom__packed *p, float *c, int64_t ldc,
+                   bool accumulate, int64_t q0, int64_t q1) {
   for (int64_t q = q0; q < q1; q++) {
     const float *panel = p->data + q * p->K * NR;
     int64_t cols = p->N - q * NR < NR ? p->N - q * NR : NR;
@@ -111,7 +110,7 @@ static void panels(int64_t M, const float *a, int64_t lda, const loom_packed *p,
 typedef struct {
   int64_t M, lda, ldc;
   const float *a;
-  const loom_packed *p;
+  const loom__packed *p;
   float *c;
   bool accumulate;
 } packed_job;
@@ -121,9 +120,9 @@ static void packed_part(void *ctx, int64_t q0, int64_t q1) {
   panels(j->M, j->a, j->lda, j->p, j->c, j->ldc, j->accumulate, q0, q1);
 }
 
-void loom_kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
-                             const loom_packed *p, float *c, int64_t ldc,
-                             bool accumulate) {
+void loom__kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
+                              const loom__packed *p, float *c, int64_t ldc,
+                              bool accumulate) {
   int nt = loom__threads_for(M * (p->N * p->K / 16)); /* M <= 128 */
   if (nt > p->panels)
     nt = (int)p->panels;
@@ -148,7 +147,7 @@ typedef struct {
   loom_tensor *m; /* retained: its address stays its own */
   int64_t version;
   bool trans;
-  loom_packed *p;
+  loom__packed *p;
 } reuse_entry;
 
 static _Thread_local int reuse_depth;
@@ -156,15 +155,15 @@ static _Thread_local reuse_entry reuse[REUSE_SLOTS];
 static _Thread_local int reuse_n;
 
 static void reuse_drop(int i) {
-  loom_kernel_packed_free(reuse[i].p);
+  loom__kernel_packed_free(reuse[i].p);
   loom_release(reuse[i].m);
   memmove(&reuse[i], &reuse[i + 1], (size_t)(reuse_n - i - 1) * sizeof *reuse);
   reuse_n--;
 }
 
-void loom_kernel_reuse_begin(void) { reuse_depth++; }
+void loom__kernel_reuse_begin(void) { reuse_depth++; }
 
-void loom_kernel_reuse_end(void) {
+void loom__kernel_reuse_end(void) {
   if (reuse_depth > 0 && --reuse_depth == 0)
     while (reuse_n > 0)
       reuse_drop(reuse_n - 1);
@@ -181,7 +180,7 @@ static bool same_matrix(const reuse_entry *e, const loom_tensor *m,
   return true;
 }
 
-const loom_packed *loom_kernel_pack_reused(const loom_tensor *m, bool trans) {
+const loom__packed *loom__kernel_pack_reused(const loom_tensor *m, bool trans) {
   if (reuse_depth == 0 || !m || m->ndim != 2 || m->dtype != LOOM_F32 ||
       !m->requires_grad || m->strides[1] != 1 || m->strides[0] < m->shape[1] ||
       loom_last_status() != LOOM_OK)
@@ -202,10 +201,10 @@ const loom_packed *loom_kernel_pack_reused(const loom_tensor *m, bool trans) {
   reuse_entry *last = &reuse[reuse_n - 1];
   if (!last->p) {
     int64_t rows = m->shape[0], cols = m->shape[1];
-    last->p = trans ? loom_kernel_pack((const float *)m->data, cols, rows,
-                                       m->strides[0], true)
-                    : loom_kernel_pack((const float *)m->data, rows, cols,
-                                       m->strides[0], false);
+    last->p = trans ? loom__kernel_pack((const float *)m->data, cols, rows,
+                                        m->strides[0], true)
+                    : loom__kernel_pack((const float *)m->data, rows, cols,
+                                        m->strides[0], false);
     if (!last->p) /* optional: the caller falls back to BLAS, so no error */
       loom_clear_error();
   }

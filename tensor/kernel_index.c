@@ -12,10 +12,10 @@ static loom_tensor slice_view(const loom_tensor *t, int dim, int64_t i) {
   return v;
 }
 
-int loom_kernel_check_index(const loom_tensor *index, int64_t size,
-                            const char *op) {
+int loom__kernel_check_index(const loom_tensor *index, int64_t size,
+                             const char *op) {
   loom_tensor *c = (loom_tensor *)index;
-  loom_iter it;
+  loom__iter it;
   loom__iter_init(&it, 1, (const loom_tensor *[]){c}, index->ndim,
                   index->shape);
   int64_t bad = 0;
@@ -73,12 +73,12 @@ static loom_tensor along(const loom_tensor *x, int dim,
   return v;
 }
 
-void loom_kernel_gather(loom_tensor *out, const loom_tensor *x, int dim,
-                        const loom_tensor *index) {
+void loom__kernel_gather(loom_tensor *out, const loom_tensor *x, int dim,
+                         const loom_tensor *index) {
   loom_tensor xv = along(x, dim, index);
   gather_ctx g = {x->strides[dim] * (int64_t)loom_dtype_size(x->dtype),
                   loom_dtype_size(x->dtype)};
-  loom_iter it;
+  loom__iter it;
   loom__iter_init(&it, 3, (const loom_tensor *[]){out, index, &xv}, out->ndim,
                   out->shape);
   loom__iter_run(&it, gather_fn, &g, 2);
@@ -112,12 +112,13 @@ static void scatter_fn(char **p, const int64_t *s, int64_t n, void *c) {
   }
 }
 
-void loom_kernel_scatter_add(loom_tensor *out, int dim,
-                             const loom_tensor *index, const loom_tensor *src) {
+void loom__kernel_scatter_add(loom_tensor *out, int dim,
+                              const loom_tensor *index,
+                              const loom_tensor *src) {
   loom_tensor ov = along(out, dim, index);
   scatter_ctx g = {out->strides[dim] * (int64_t)loom_dtype_size(out->dtype),
                    out->dtype};
-  loom_iter it;
+  loom__iter it;
   loom__iter_init(&it, 3, (const loom_tensor *[]){index, src, &ov}, index->ndim,
                   index->shape);
   /* Serial: repeated indices add into the same element. */
@@ -139,8 +140,8 @@ static void copy_rows(void *ctx, int64_t lo, int64_t hi) {
            r->x + (size_t)r->ix[j * r->is] * r->row, r->row);
 }
 
-void loom_kernel_index_select(loom_tensor *out, const loom_tensor *x, int dim,
-                              const loom_tensor *index) {
+void loom__kernel_index_select(loom_tensor *out, const loom_tensor *x, int dim,
+                               const loom_tensor *index) {
   const int64_t *ix = (const int64_t *)index->data;
   int64_t n = index->numel, is = index->ndim ? index->strides[0] : 0;
   size_t es = loom_dtype_size(x->dtype);
@@ -153,12 +154,12 @@ void loom_kernel_index_select(loom_tensor *out, const loom_tensor *x, int dim,
   }
   for (int64_t j = 0; j < n; j++) {
     loom_tensor o = slice_view(out, dim, j), s = slice_view(x, dim, ix[j * is]);
-    loom_kernel_copy(&o, &s);
+    loom__kernel_copy(&o, &s);
   }
 }
 
-void loom_kernel_index_add(loom_tensor *out, int dim, const loom_tensor *index,
-                           const loom_tensor *src, double alpha) {
+void loom__kernel_index_add(loom_tensor *out, int dim, const loom_tensor *index,
+                            const loom_tensor *src, double alpha) {
   const int64_t *ix = (const int64_t *)index->data;
   int64_t n = index->numel, is = index->ndim ? index->strides[0] : 0;
   if (dim == 0 && alpha == 1 && loom__is_contiguous(out) &&
@@ -183,6 +184,6 @@ void loom_kernel_index_add(loom_tensor *out, int dim, const loom_tensor *index,
   for (int64_t j = 0; j < n; j++) {
     loom_tensor o = slice_view(out, dim, ix[j * is]),
                 s = slice_view(src, dim, j);
-    loom_kernel_binary(&loom_k_add_scaled, &o, &o, &s, p);
+    loom__kernel_binary(&loom__add_scaled_kernel, &o, &o, &s, p);
   }
 }

@@ -124,9 +124,9 @@ typedef struct {
 LAYER_NORM(f32, float)
 LAYER_NORM(f64, double)
 
-void loom_kernel_layer_norm(loom_dtype dtype, int64_t rows, int64_t cols,
-                            const void *x, const void *w, const void *b,
-                            double eps, void *y, void *mean, void *rstd) {
+void loom__kernel_layer_norm(loom_dtype dtype, int64_t rows, int64_t cols,
+                             const void *x, const void *w, const void *b,
+                             double eps, void *y, void *mean, void *rstd) {
   norm_job j = {.rows = rows,
                 .cols = cols,
                 .eps = eps,
@@ -140,10 +140,10 @@ void loom_kernel_layer_norm(loom_dtype dtype, int64_t rows, int64_t cols,
                      dtype == LOOM_F32 ? forward_f32 : forward_f64, &j);
 }
 
-void loom_kernel_layer_norm_grad(loom_dtype dtype, int64_t rows, int64_t cols,
-                                 const void *gy, const void *x, const void *w,
-                                 const void *mean, const void *rstd, void *dx,
-                                 void *dw, void *db) {
+void loom__kernel_layer_norm_grad(loom_dtype dtype, int64_t rows, int64_t cols,
+                                  const void *gy, const void *x, const void *w,
+                                  const void *mean, const void *rstd, void *dx,
+                                  void *dw, void *db) {
   norm_job j = {.rows = rows,
                 .cols = cols,
                 .x = x,

@@ -6,7 +6,7 @@
 /* Planes [p0, p1) of a max pool. */
 #define MAXPOOL(T)                                                             \
   static void maxpool_##T(T *out, int64_t *idx, const T *x,                    \
-                          const loom_pool_geom *g, int64_t p0, int64_t p1) {   \
+                          const loom__pool_geom *g, int64_t p0, int64_t p1) {  \
     for (int64_t p = p0; p < p1; p++) {                                        \
       const T *plane = x + p * g->h * g->w;                                    \
       for (int64_t oi = 0; oi < g->oh; oi++)                                   \
@@ -43,7 +43,7 @@ typedef struct {
   loom_tensor *out;
   int64_t *idx;
   const loom_tensor *x;
-  const loom_pool_geom *g;
+  const loom__pool_geom *g;
 } maxpool_job;
 
 static void maxpool_planes(void *ctx, int64_t p0, int64_t p1) {
@@ -56,8 +56,8 @@ static void maxpool_planes(void *ctx, int64_t p0, int64_t p1) {
                    j->g, p0, p1);
 }
 
-void loom_kernel_max_pool2d(loom_tensor *out, loom_tensor *indices,
-                            const loom_tensor *x, const loom_pool_geom *g) {
+void loom__kernel_max_pool2d(loom_tensor *out, loom_tensor *indices,
+                             const loom_tensor *x, const loom__pool_geom *g) {
   int64_t *idx = indices ? (int64_t *)indices->data : NULL;
   /* Only picks a thread count: in double, since output elements times
    * window elements can pass 2^63. */
@@ -68,10 +68,10 @@ void loom_kernel_max_pool2d(loom_tensor *out, loom_tensor *indices,
                      &(maxpool_job){out, idx, x, g});
 }
 
-void loom_kernel_max_pool2d_backward(loom_tensor *gx, const loom_tensor *gout,
-                                     const loom_tensor *indices,
-                                     const loom_pool_geom *g) {
-  loom_kernel_fill(gx, 0);
+void loom__kernel_max_pool2d_backward(loom_tensor *gx, const loom_tensor *gout,
+                                      const loom_tensor *indices,
+                                      const loom__pool_geom *g) {
+  loom__kernel_fill(gx, 0);
   const int64_t *idx = (const int64_t *)indices->data;
   int64_t per = g->oh * g->ow;
   for (int64_t p = 0; p < g->planes; p++)
@@ -96,7 +96,7 @@ static void window(int64_t o, int64_t s, int64_t p, int64_t k, int64_t size,
 }
 
 #define AVGPOOL(T)                                                             \
-  static void avgpool_##T(T *out, const T *x, const loom_pool_geom *g,         \
+  static void avgpool_##T(T *out, const T *x, const loom__pool_geom *g,        \
                           bool backward) {                                     \
     for (int64_t p = 0; p < g->planes; p++)                                    \
       for (int64_t oi = 0; oi < g->oh; oi++)                                   \
@@ -128,10 +128,10 @@ static void window(int64_t o, int64_t s, int64_t p, int64_t k, int64_t size,
 AVGPOOL(float)
 AVGPOOL(double)
 
-void loom_kernel_avg_pool2d(loom_tensor *out, const loom_tensor *x,
-                            const loom_pool_geom *g, bool backward) {
+void loom__kernel_avg_pool2d(loom_tensor *out, const loom_tensor *x,
+                             const loom__pool_geom *g, bool backward) {
   if (backward)
-    loom_kernel_fill(out, 0);
+    loom__kernel_fill(out, 0);
   if (out->dtype == LOOM_F32)
     avgpool_float((float *)out->data, (const float *)x->data, g, backward);
   else
@@ -168,8 +168,8 @@ void loom_kernel_avg_pool2d(loom_tensor *out, const loom_tensor *x,
 ADAPTIVE(float)
 ADAPTIVE(double)
 
-void loom_kernel_adaptive_avg_pool2d(loom_tensor *out, const loom_tensor *x,
-                                     bool backward) {
+void loom__kernel_adaptive_avg_pool2d(loom_tensor *out, const loom_tensor *x,
+                                      bool backward) {
   /* In the forward direction out is small; backward, out is big. */
   const loom_tensor *big = backward ? out : x, *small = backward ? x : out;
   int nd = big->ndim;
@@ -177,7 +177,7 @@ void loom_kernel_adaptive_avg_pool2d(loom_tensor *out, const loom_tensor *x,
   int64_t oh = small->shape[nd - 2], ow = small->shape[nd - 1];
   int64_t planes = h > 0 && w > 0 ? big->numel / (h * w) : 0;
   if (backward)
-    loom_kernel_fill(out, 0);
+    loom__kernel_fill(out, 0);
   if (out->dtype == LOOM_F32)
     adaptive_float((float *)big->data, (float *)small->data, planes, h, w, oh,
                    ow, backward);

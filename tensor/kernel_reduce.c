@@ -15,7 +15,7 @@
 #define BLOCK 65536
 
 typedef struct {
-  loom_reduce_op op;
+  loom__reduce_op op;
   loom_dtype xt; /* input dtype; the accumulator is double for float32 */
 } red_ctx;
 
@@ -93,22 +93,22 @@ ROW(min_u8, uint8_t, uint8_t, MINOP)
 
 typedef void (*row_fn)(char *, const char *, int64_t, int64_t, int64_t);
 
-static row_fn pick(loom_reduce_op op, loom_dtype t) {
+static row_fn pick(loom__reduce_op op, loom_dtype t) {
   static const row_fn table[4][LOOM_DTYPE_COUNT] = {
-      [LOOM_REDUCE_SUM] =
+      [LOOM__REDUCE_SUM] =
           {[LOOM_F32] = sum_f32, [LOOM_F64] = sum_f64, [LOOM_I64] = sum_i64},
-      [LOOM_REDUCE_PROD] =
+      [LOOM__REDUCE_PROD] =
           {[LOOM_F32] = prod_f32, [LOOM_F64] = prod_f64, [LOOM_I64] = prod_i64},
-      [LOOM_REDUCE_MAX] = {[LOOM_F32] = max_f32,
-                           [LOOM_F64] = max_f64,
-                           [LOOM_I64] = max_i64,
-                           [LOOM_BOOL] = max_u8,
-                           [LOOM_U8] = max_u8},
-      [LOOM_REDUCE_MIN] = {[LOOM_F32] = min_f32,
-                           [LOOM_F64] = min_f64,
-                           [LOOM_I64] = min_i64,
-                           [LOOM_BOOL] = min_u8,
-                           [LOOM_U8] = min_u8},
+      [LOOM__REDUCE_MAX] = {[LOOM_F32] = max_f32,
+                            [LOOM_F64] = max_f64,
+                            [LOOM_I64] = max_i64,
+                            [LOOM_BOOL] = max_u8,
+                            [LOOM_U8] = max_u8},
+      [LOOM__REDUCE_MIN] = {[LOOM_F32] = min_f32,
+                            [LOOM_F64] = min_f64,
+                            [LOOM_I64] = min_i64,
+                            [LOOM_BOOL] = min_u8,
+                            [LOOM_U8] = min_u8},
   };
   return table[op][t];
 }
@@ -118,15 +118,15 @@ static void run_row(char **p, const int64_t *s, int64_t n, void *c) {
   fn(p[0], p[1], n, s[0], s[1]);
 }
 
-static double identity(loom_reduce_op op, loom_dtype t) {
+static double identity(loom__reduce_op op, loom_dtype t) {
   switch (op) {
-  case LOOM_REDUCE_SUM:
+  case LOOM__REDUCE_SUM:
     return 0;
-  case LOOM_REDUCE_PROD:
+  case LOOM__REDUCE_PROD:
     return 1;
-  case LOOM_REDUCE_MAX:
+  case LOOM__REDUCE_MAX:
     return loom_dtype_is_float(t) ? -INFINITY : t == LOOM_I64 ? -9.3e18 : 0;
-  case LOOM_REDUCE_MIN:
+  case LOOM__REDUCE_MIN:
     return loom_dtype_is_float(t) ? INFINITY : t == LOOM_I64 ? 9.3e18 : 255;
   }
   return 0;
@@ -163,7 +163,7 @@ static void reduce_block_range(void *ctx, int64_t b0, int64_t b1) {
   }
 }
 
-static void reduce_blocks(const loom_iter *it, row_fn fn, loom_reduce_op op,
+static void reduce_blocks(const loom__iter *it, row_fn fn, loom__reduce_op op,
                           loom_dtype at, char *acc) {
   int64_t n = it->numel, nb = (n + BLOCK - 1) / BLOCK;
   size_t es = loom_dtype_size(at);
@@ -179,10 +179,10 @@ static void reduce_blocks(const loom_iter *it, row_fn fn, loom_reduce_op op,
       &(blocks_job){fn, at, identity(op, at), part, it->base[1], n, sx});
   /* Combine partials in block order with the same row function, reading
    * them as an accumulator-typed run. */
-  if (at == LOOM_F64 && (op == LOOM_REDUCE_SUM))
+  if (at == LOOM_F64 && (op == LOOM__REDUCE_SUM))
     for (int64_t b = 0; b < nb; b++)
       *(double *)acc += ((double *)part)[b];
-  else if (at == LOOM_F64 && op == LOOM_REDUCE_PROD)
+  else if (at == LOOM_F64 && op == LOOM__REDUCE_PROD)
     for (int64_t b = 0; b < nb; b++)
       *(double *)acc *= ((double *)part)[b];
   else
@@ -193,14 +193,14 @@ static void reduce_blocks(const loom_iter *it, row_fn fn, loom_reduce_op op,
 /* Slices [lo, hi) of dim `split`, along which the outputs differ: each
  * output element is reduced by one thread, whatever the thread count. */
 typedef struct {
-  const loom_iter *it;
+  const loom__iter *it;
   int split;
   row_fn fn;
 } slices_job;
 
 static void reduce_slices(void *ctx, int64_t lo, int64_t hi) {
   const slices_job *j = ctx;
-  loom_iter part = *j->it;
+  loom__iter part = *j->it;
   int64_t len = j->it->shape[j->split];
   part.shape[j->split] = hi - lo;
   part.numel = j->it->numel / len * (hi - lo);
@@ -210,8 +210,8 @@ static void reduce_slices(void *ctx, int64_t lo, int64_t hi) {
   loom__iter_run_serial(&part, run_row, &fn);
 }
 
-int loom_kernel_reduce(loom_reduce_op op, loom_tensor *out,
-                       const loom_tensor *x) {
+int loom__kernel_reduce(loom__reduce_op op, loom_tensor *out,
+                        const loom_tensor *x) {
   loom_dtype xt = x->dtype;
   row_fn fn = pick(op, xt);
   if (!fn) {
@@ -219,7 +219,7 @@ int loom_kernel_reduce(loom_reduce_op op, loom_tensor *out,
                    loom_dtype_name(xt));
     return -1;
   }
-  bool wide = op == LOOM_REDUCE_SUM || op == LOOM_REDUCE_PROD;
+  bool wide = op == LOOM__REDUCE_SUM || op == LOOM__REDUCE_PROD;
   loom_dtype at = wide && loom_dtype_is_float(xt) ? LOOM_F64 : xt;
   loom_tensor *acc = out;
   if (at != out->dtype) {
@@ -227,7 +227,7 @@ int loom_kernel_reduce(loom_reduce_op op, loom_tensor *out,
     if (!acc)
       return -1;
   }
-  loom_kernel_fill(acc, identity(op, at));
+  loom__kernel_fill(acc, identity(op, at));
   if (x->numel > 0) {
     int perm[LOOM_MAX_DIMS];
     for (int i = 0; i < x->ndim; i++)
@@ -251,7 +251,7 @@ int loom_kernel_reduce(loom_reduce_op op, loom_tensor *out,
     for (int i = 0; i < x->ndim; i++)
       accv.shape[i] = x->shape[i];
     order_like(&av, &accv, perm);
-    loom_iter it;
+    loom__iter it;
     loom__iter_init(&it, 2, (const loom_tensor *[]){&av, &xv}, xv.ndim,
                     xv.shape);
     int split = -1;
@@ -269,7 +269,7 @@ int loom_kernel_reduce(loom_reduce_op op, loom_tensor *out,
     }
   }
   if (acc != out) {
-    loom_kernel_copy(out, acc);
+    loom__kernel_copy(out, acc);
     loom__unref(acc);
   }
   return 0;
@@ -335,15 +335,15 @@ static void arg_run(char **p, const int64_t *s, int64_t n, void *c) {
   }
 }
 
-void loom_kernel_arg_reduce(bool is_max, loom_tensor *values,
-                            loom_tensor *indices, const loom_tensor *x,
-                            int dim) {
+void loom__kernel_arg_reduce(bool is_max, loom_tensor *values,
+                             loom_tensor *indices, const loom_tensor *x,
+                             int dim) {
   loom_tensor rows = *x; /* x with `dim` collapsed to its first element */
   rows.shape[dim] = 1;
   arg_ctx a = {x->shape[dim],
                x->strides[dim] * (int64_t)loom_dtype_size(x->dtype), x->dtype,
                is_max};
-  loom_iter it;
+  loom__iter it;
   loom__iter_init(&it, 3, (const loom_tensor *[]){values, indices, &rows},
                   values->ndim, values->shape);
   loom__iter_run(&it, arg_run, &a, (int)(a.len > 1000 ? 1000 : a.len));
@@ -413,9 +413,9 @@ static double sum_parts(const double *p) {
   return ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]));
 }
 
-LOOM_CLONES static void softmax_last_f32(float *restrict y,
-                                         const float *restrict x, int64_t o0,
-                                         int64_t o1, int64_t len, bool log_) {
+LOOM__CLONES static void softmax_last_f32(float *restrict y,
+                                          const float *restrict x, int64_t o0,
+                                          int64_t o1, int64_t len, bool log_) {
   for (int64_t o = o0; o < o1; o++) {
     const float *xr = x + o * len;
     float *yr = y + o * len;
@@ -455,10 +455,10 @@ LOOM_CLONES static void softmax_last_f32(float *restrict y,
   }
 }
 
-LOOM_CLONES static void softmax_grad_last_f32(float *gi, const float *y,
-                                              const float *g, int64_t o0,
-                                              int64_t o1, int64_t len,
-                                              bool log_) {
+LOOM__CLONES static void softmax_grad_last_f32(float *gi, const float *y,
+                                               const float *g, int64_t o0,
+                                               int64_t o1, int64_t len,
+                                               bool log_) {
   for (int64_t o = o0; o < o1; o++) {
     const float *yr = y + o * len, *gr = g + o * len;
     float *out = gi + o * len;
@@ -523,8 +523,8 @@ static void softmax_grad_rows(void *ctx, int64_t o0, int64_t o1) {
     softmax_grad_double(j->out, j->y, j->g, o0, o1, j->len, j->inner, j->log_);
 }
 
-void loom_kernel_softmax(loom_tensor *out, const loom_tensor *x, int dim,
-                         bool log_) {
+void loom__kernel_softmax(loom_tensor *out, const loom_tensor *x, int dim,
+                          bool log_) {
   int64_t outer, inner, len = x->ndim ? x->shape[dim] : 1;
   geometry(x, dim, &outer, &inner);
   softmax_job j = {.out = out->data,
@@ -537,8 +537,8 @@ void loom_kernel_softmax(loom_tensor *out, const loom_tensor *x, int dim,
                      softmax_rows, &j);
 }
 
-void loom_kernel_softmax_grad(loom_tensor *gin, const loom_tensor *y,
-                              const loom_tensor *g, int dim, bool log_) {
+void loom__kernel_softmax_grad(loom_tensor *gin, const loom_tensor *y,
+                               const loom_tensor *g, int dim, bool log_) {
   int64_t outer, inner, len = y->ndim ? y->shape[dim] : 1;
   geometry(y, dim, &outer, &inner);
   softmax_job j = {.out = gin->data,

@@ -21,7 +21,7 @@ static inline double tanh_d(double x) { return tanh(x); }
  * sequence's end). Peepholes absent are passed as zeros, so the row loops
  * have no branches and vectorise. */
 #define LSTM(T, S)                                                             \
-  LOOM_CLONES static void lstm_row_##S(                                        \
+  LOOM__CLONES static void lstm_row_##S(                                       \
       int64_t H, T *restrict g, const T *restrict cp, T *restrict cn,          \
       T *restrict hn, T *restrict o, const T *restrict pi,                     \
       const T *restrict pf, const T *restrict po) {                            \
@@ -43,7 +43,7 @@ static inline double tanh_d(double x) { return tanh(x); }
   }                                                                            \
   /* dh, dc: incoming gradients of h and c (dh includes the output's);         \
    * writes dgates (4H) and dc_prev. */                                        \
-  LOOM_CLONES static void lstm_row_bwd_##S(                                    \
+  LOOM__CLONES static void lstm_row_bwd_##S(                                   \
       int64_t H, const T *restrict a, const T *restrict cp,                    \
       const T *restrict cn, const T *restrict dh, const T *restrict dc,        \
       T *restrict dg, T *restrict dcp, const T *restrict pi,                   \
@@ -116,10 +116,10 @@ static const void *const *peepholes(loom_dtype t, int64_t H,
   return *zeros ? use : NULL;
 }
 
-void loom_kernel_lstm_step(loom_dtype t, int64_t B, int64_t H, void *gates,
-                           const void *c_prev, const void *h_prev, void *c,
-                           void *h, void *out, const void *const *peep,
-                           const uint8_t *active) {
+void loom__kernel_lstm_step(loom_dtype t, int64_t B, int64_t H, void *gates,
+                            const void *c_prev, const void *h_prev, void *c,
+                            void *h, void *out, const void *const *peep,
+                            const uint8_t *active) {
   void *zeros = NULL;
   const void *use[3];
   const void *const *p = peepholes(t, H, peep, &zeros, use);
@@ -134,12 +134,12 @@ void loom_kernel_lstm_step(loom_dtype t, int64_t B, int64_t H, void *gates,
   free(zeros);
 }
 
-void loom_kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
-                                    const void *act, const void *c_prev,
-                                    const void *c, const void *dh,
-                                    const void *dc, void *dgates, void *dc_prev,
-                                    const void *const *peep, double *dpeep,
-                                    const uint8_t *active) {
+void loom__kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
+                                     const void *act, const void *c_prev,
+                                     const void *c, const void *dh,
+                                     const void *dc, void *dgates,
+                                     void *dc_prev, const void *const *peep,
+                                     double *dpeep, const uint8_t *active) {
   void *zeros = NULL;
   const void *use[3];
   const void *const *p = peepholes(t, H, peep, &zeros, use);
@@ -162,7 +162,7 @@ void loom_kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
    * the outputs alias no input and vectorises the loops (it did not when      \
    * they were inline in the batch loop: the forward pass cost 5x the          \
    * LSTM's per element, 13% of a GRU training step). */                       \
-  LOOM_CLONES static void gru_row_##S(                                         \
+  LOOM__CLONES static void gru_row_##S(                                        \
       int64_t H, const T *restrict x, const T *restrict hh,                    \
       const T *restrict hp, T *restrict a, T *restrict hn) {                   \
     for (int64_t j = 0; j < H; j++) {                                          \
@@ -196,7 +196,7 @@ void loom_kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
   }                                                                            \
   /* dxg, dhg: gradients of the input and recurrent parts (B x 3H);            \
    * dh_prev gets the direct part z * dh only (the caller adds dhg @ W). */    \
-  LOOM_CLONES static void gru_row_bwd_##S(                                     \
+  LOOM__CLONES static void gru_row_bwd_##S(                                    \
       int64_t H, const T *restrict a, const T *restrict hh,                    \
       const T *restrict hp, const T *restrict d, T *restrict dx,               \
       T *restrict dr, T *restrict dp) {                                        \
@@ -235,20 +235,20 @@ void loom_kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
 GRU(float, f)
 GRU(double, d)
 
-void loom_kernel_gru_step(loom_dtype t, int64_t B, int64_t H, const void *xg,
-                          const void *hg, const void *h_prev, void *act,
-                          void *h, void *out, const uint8_t *active) {
+void loom__kernel_gru_step(loom_dtype t, int64_t B, int64_t H, const void *xg,
+                           const void *hg, const void *h_prev, void *act,
+                           void *h, void *out, const uint8_t *active) {
   if (t == LOOM_F32)
     gru_fwd_f(B, H, xg, hg, h_prev, act, h, out, active);
   else
     gru_fwd_d(B, H, xg, hg, h_prev, act, h, out, active);
 }
 
-void loom_kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
-                                   const void *act, const void *hg,
-                                   const void *h_prev, const void *dh,
-                                   void *dxg, void *dhg, void *dh_prev,
-                                   const uint8_t *active) {
+void loom__kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
+                                    const void *act, const void *hg,
+                                    const void *h_prev, const void *dh,
+                                    void *dxg, void *dhg, void *dh_prev,
+                                    const uint8_t *active) {
   if (t == LOOM_F32)
     gru_bwd_f(B, H, act, hg, h_prev, dh, dxg, dhg, dh_prev, active);
   else
@@ -258,9 +258,9 @@ void loom_kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
 /* ---- plain RNN ----
  * pre: B x H pre-activation; h = act(pre). */
 #define RNN(T, S)                                                              \
-  LOOM_CLONES static void rnn_fwd_##S(int64_t B, int64_t H, const T *pre,      \
-                                      const T *h_prev, T *h, T *out,           \
-                                      bool relu, const uint8_t *active) {      \
+  LOOM__CLONES static void rnn_fwd_##S(int64_t B, int64_t H, const T *pre,     \
+                                       const T *h_prev, T *h, T *out,          \
+                                       bool relu, const uint8_t *active) {     \
     for (int64_t b = 0; b < B; b++) {                                          \
       const T *p = pre + b * H, *hp = h_prev + b * H;                          \
       T *hn = h + b * H, *o = out ? out + b * H : NULL;                        \
@@ -273,9 +273,9 @@ void loom_kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
       }                                                                        \
     }                                                                          \
   }                                                                            \
-  LOOM_CLONES static void rnn_bwd_##S(int64_t B, int64_t H, const T *h,        \
-                                      const T *dh, T *dpre, bool relu,         \
-                                      const uint8_t *active) {                 \
+  LOOM__CLONES static void rnn_bwd_##S(int64_t B, int64_t H, const T *h,       \
+                                       const T *dh, T *dpre, bool relu,        \
+                                       const uint8_t *active) {                \
     for (int64_t b = 0; b < B; b++) {                                          \
       const T *hb = h + b * H, *d = dh + b * H;                                \
       T *dp = dpre + b * H;                                                    \
@@ -289,18 +289,18 @@ void loom_kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
 RNN(float, f)
 RNN(double, d)
 
-void loom_kernel_rnn_step(loom_dtype t, int64_t B, int64_t H, const void *pre,
-                          const void *h_prev, void *h, void *out, bool relu,
-                          const uint8_t *active) {
+void loom__kernel_rnn_step(loom_dtype t, int64_t B, int64_t H, const void *pre,
+                           const void *h_prev, void *h, void *out, bool relu,
+                           const uint8_t *active) {
   if (t == LOOM_F32)
     rnn_fwd_f(B, H, pre, h_prev, h, out, relu, active);
   else
     rnn_fwd_d(B, H, pre, h_prev, h, out, relu, active);
 }
 
-void loom_kernel_rnn_step_backward(loom_dtype t, int64_t B, int64_t H,
-                                   const void *h, const void *dh, void *dpre,
-                                   bool relu, const uint8_t *active) {
+void loom__kernel_rnn_step_backward(loom_dtype t, int64_t B, int64_t H,
+                                    const void *h, const void *dh, void *dpre,
+                                    bool relu, const uint8_t *active) {
   if (t == LOOM_F32)
     rnn_bwd_f(B, H, h, dh, dpre, relu, active);
   else

@@ -17,14 +17,14 @@
  * vectorise: libm's scalar tanhf is ~20x slower, erff ~5x); the strided
  * path computes the same formula, so a result never depends on the layout. */
 #define FORWARD_FLOAT(NAME, EXPR)                                              \
-  LOOM_MAP1(NAME##_f32, float, float, EXPR)                                    \
-  LOOM_MAP1(NAME##_f64, double, double, EXPR)
+  LOOM__MAP1(NAME##_f32, float, float, EXPR)                                   \
+  LOOM__MAP1(NAME##_f64, double, double, EXPR)
 #define FORWARD_NUM(NAME, EXPR)                                                \
   FORWARD_FLOAT(NAME, EXPR)                                                    \
-  LOOM_MAP1(NAME##_i64, int64_t, int64_t, EXPR)
+  LOOM__MAP1(NAME##_i64, int64_t, int64_t, EXPR)
 #define FORWARD_VEC(NAME, EXPR)                                                \
-  LOOM_CLONES static void NAME##_run(float *o, const float *xs, int64_t n,     \
-                                     const double *p) {                        \
+  LOOM__CLONES static void NAME##_run(float *o, const float *xs, int64_t n,    \
+                                      const double *p) {                       \
     typedef float scalar_t;                                                    \
     (void)p;                                                                   \
     _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) {                     \
@@ -32,7 +32,7 @@
       o[i] = (float)(EXPR);                                                    \
     }                                                                          \
   }                                                                            \
-  LOOM_MAP1(NAME##_strided_f32, float, float, EXPR)                            \
+  LOOM__MAP1(NAME##_strided_f32, float, float, EXPR)                           \
   static void NAME##_f32(char *o, const char *x, int64_t n, int64_t so,        \
                          int64_t sx, const double *p) {                        \
     if (so == 4 && sx == 4)                                                    \
@@ -40,18 +40,18 @@
     else                                                                       \
       NAME##_strided_f32(o, x, n, so, sx, p);                                  \
   }                                                                            \
-  LOOM_MAP1(NAME##_f64, double, double, EXPR)
+  LOOM__MAP1(NAME##_f64, double, double, EXPR)
 
 /* Gradient loops: the saved value (named x or y, as the row's `from`
  * says) and the incoming gradient g. Gradients are float only. */
 #define GRADIENT_FLOAT(NAME, V, EXPR)                                          \
-  LOOM_MAP2_AS(NAME##_grad_f32, float, float, V, g, EXPR)                      \
-  LOOM_MAP2_AS(NAME##_grad_f64, double, double, V, g, EXPR)
+  LOOM__MAP2_AS(NAME##_grad_f32, float, float, V, g, EXPR)                     \
+  LOOM__MAP2_AS(NAME##_grad_f64, double, double, V, g, EXPR)
 #define GRADIENT_NUM GRADIENT_FLOAT
 #define GRADIENT_VEC(NAME, V, EXPR)                                            \
-  LOOM_CLONES static void NAME##_grad_run(float *o, const float *vs,           \
-                                          const float *gs, int64_t n,          \
-                                          const double *p) {                   \
+  LOOM__CLONES static void NAME##_grad_run(float *o, const float *vs,          \
+                                           const float *gs, int64_t n,         \
+                                           const double *p) {                  \
     typedef float scalar_t;                                                    \
     (void)p;                                                                   \
     _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) {                     \
@@ -59,7 +59,7 @@
       o[i] = (float)(EXPR);                                                    \
     }                                                                          \
   }                                                                            \
-  LOOM_MAP2_AS(NAME##_grad_strided_f32, float, float, V, g, EXPR)              \
+  LOOM__MAP2_AS(NAME##_grad_strided_f32, float, float, V, g, EXPR)             \
   static void NAME##_grad_f32(char *o, const char *a, const char *b,           \
                               int64_t n, int64_t so, int64_t sa, int64_t sb,   \
                               const double *p) {                               \
@@ -68,7 +68,7 @@
     else                                                                       \
       NAME##_grad_strided_f32(o, a, b, n, so, sa, sb, p);                      \
   }                                                                            \
-  LOOM_MAP2_AS(NAME##_grad_f64, double, double, V, g, EXPR)
+  LOOM__MAP2_AS(NAME##_grad_f64, double, double, V, g, EXPR)
 
 /* Kernel tables: the loops of each dtype. */
 #define LOOPS_FLOAT(NAME) [LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64
@@ -84,11 +84,11 @@
 #define GRADIENT_OPS(NAME, DT, EXPR, COST)
 #define GRADIENT_KERNEL(NAME, DT, V, EXPR, COST)                               \
   GRADIENT_##DT(NAME, V, EXPR)                                                 \
-      const loom_binary_kernel loom_k_##NAME##_grad = {                        \
+      const loom__binary_kernel loom__##NAME##_grad_kernel = {                 \
           #NAME "_grad", {LOOPS_FLOAT(NAME##_grad)}, false, COST};
 
 #define UNARY(NAME, DT, COST, FWD, FROM, GRAD, GRAD_COST)                      \
-  FORWARD_##DT(NAME, FWD) const loom_unary_kernel loom_k_##NAME = {            \
+  FORWARD_##DT(NAME, FWD) const loom__unary_kernel loom__##NAME##_kernel = {   \
       #NAME, {LOOPS_##DT(NAME)}, COST};                                        \
   GRADIENT_##FROM(NAME, DT, GRAD, GRAD_COST)
 #define UNARY_P UNARY
@@ -100,18 +100,18 @@
 
 /* Predicates: any input dtype, bool output. */
 #define PRED1(NAME, EXPR)                                                      \
-  LOOM_MAP1(NAME##_f32, float, uint8_t, EXPR)                                  \
-  LOOM_MAP1(NAME##_f64, double, uint8_t, EXPR)                                 \
-  LOOM_MAP1(NAME##_i64, int64_t, uint8_t, EXPR)                                \
-  LOOM_MAP1(NAME##_u8, uint8_t, uint8_t, EXPR)
+  LOOM__MAP1(NAME##_f32, float, uint8_t, EXPR)                                 \
+  LOOM__MAP1(NAME##_f64, double, uint8_t, EXPR)                                \
+  LOOM__MAP1(NAME##_i64, int64_t, uint8_t, EXPR)                               \
+  LOOM__MAP1(NAME##_u8, uint8_t, uint8_t, EXPR)
 #define PRED_TABLE(NAME)                                                       \
-  const loom_unary_kernel loom_k_##NAME = {#NAME,                              \
-                                           {[LOOM_F32] = NAME##_f32,           \
-                                            [LOOM_F64] = NAME##_f64,           \
-                                            [LOOM_I64] = NAME##_i64,           \
-                                            [LOOM_BOOL] = NAME##_u8,           \
-                                            [LOOM_U8] = NAME##_u8},            \
-                                           1};
+  const loom__unary_kernel loom__##NAME##_kernel = {#NAME,                     \
+                                                    {[LOOM_F32] = NAME##_f32,  \
+                                                     [LOOM_F64] = NAME##_f64,  \
+                                                     [LOOM_I64] = NAME##_i64,  \
+                                                     [LOOM_BOOL] = NAME##_u8,  \
+                                                     [LOOM_U8] = NAME##_u8},   \
+                                                    1};
 
 /* The formulas are macro arguments, which clang-format would misread as
  * declarations (a *b). */
@@ -122,7 +122,7 @@ PRED1(lt_scalar, (double)x < p[0])
 PRED1(le_scalar, (double)x <= p[0])
 PRED1(gt_scalar, (double)x > p[0])
 PRED1(ge_scalar, (double)x >= p[0])
-LOOM_MAP1(logical_not_u8, uint8_t, uint8_t, !x)
+LOOM__MAP1(logical_not_u8, uint8_t, uint8_t, !x)
 
 PRED_TABLE(eq_scalar)
 PRED_TABLE(ne_scalar)
@@ -131,13 +131,13 @@ PRED_TABLE(le_scalar)
 PRED_TABLE(gt_scalar)
 PRED_TABLE(ge_scalar)
 /* clang-format on */
-const loom_unary_kernel loom_k_logical_not = {
+const loom__unary_kernel loom__logical_not_kernel = {
     "logical_not",
     {[LOOM_BOOL] = logical_not_u8, [LOOM_U8] = logical_not_u8},
     1};
 
 typedef struct {
-  loom_map1_fn fn;
+  loom__map1_fn fn;
   const double *p;
 } map1_ctx;
 
@@ -146,16 +146,16 @@ static void run1(char **ptrs, const int64_t *step, int64_t n, void *c) {
   m->fn(ptrs[0], ptrs[1], n, step[0], step[1], m->p);
 }
 
-int loom_kernel_unary(const loom_unary_kernel *k, loom_tensor *out,
-                      const loom_tensor *x, const double *p) {
-  loom_map1_fn fn = k->loop[x->dtype];
+int loom__kernel_unary(const loom__unary_kernel *k, loom_tensor *out,
+                       const loom_tensor *x, const double *p) {
+  loom__map1_fn fn = k->loop[x->dtype];
   if (!fn) {
     loom_set_error(LOOM_ERR_DTYPE, "%s: not defined for %s", k->name,
                    loom_dtype_name(x->dtype));
     return -1;
   }
   /* One contiguous run on one thread needs no iterator (as in
-   * loom_kernel_binary). */
+   * loom__kernel_binary). */
   int64_t n = out->numel, cost = k->cost > 0 ? k->cost : 1;
   if (x->numel == n && loom__threads_for(n * cost) <= 1 &&
       loom__is_contiguous(out) && loom__is_contiguous(x)) {
@@ -163,7 +163,7 @@ int loom_kernel_unary(const loom_unary_kernel *k, loom_tensor *out,
        (int64_t)loom_dtype_size(x->dtype), p);
     return 0;
   }
-  loom_iter it;
+  loom__iter it;
   loom__iter_init(&it, 2, (const loom_tensor *[]){out, x}, out->ndim,
                   out->shape);
   map1_ctx c = {fn, p};

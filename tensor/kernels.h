@@ -13,62 +13,63 @@
  * the resolvers run before its runtime is ready.) */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&         \
     !defined(__SANITIZE_ADDRESS__)
-#define LOOM_CLONES                                                            \
+#define LOOM__CLONES                                                           \
   __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 #else
-#define LOOM_CLONES
+#define LOOM__CLONES
 #endif
 /* ISO C mode keeps a * b + c as two roundings (GCC's -ffp-contract=off);
- * loops marked LOOM_FMA want fused multiply-adds: twice the throughput on
+ * loops marked LOOM__FMA want fused multiply-adds: twice the throughput on
  * AVX2/AVX-512 and one rounding, as BLAS uses. GCC documents the optimize
  * attribute as meant for debugging, but per function it is the only way to
  * contract one loop without changing the rounding of every other kernel;
  * the objdump check in docs/internals.md shows it takes effect. */
 #if defined(__GNUC__) && !defined(__clang__)
-#define LOOM_FMA __attribute__((optimize("fp-contract=fast")))
+#define LOOM__FMA __attribute__((optimize("fp-contract=fast")))
 #else
-#define LOOM_FMA
+#define LOOM__FMA
 #endif
 
 /* ---- elementwise maps (kernel_unary.c, kernel_binary.c) ----
  * One inner loop per dtype; NULL where the dtype is not supported. Byte
  * strides; p holds the op's scalar parameters. */
-typedef void (*loom_map1_fn)(char *o, const char *x, int64_t n, int64_t so,
-                             int64_t sx, const double *p);
-typedef void (*loom_map2_fn)(char *o, const char *a, const char *b, int64_t n,
-                             int64_t so, int64_t sa, int64_t sb,
-                             const double *p);
+typedef void (*loom__map1_fn)(char *o, const char *x, int64_t n, int64_t so,
+                              int64_t sx, const double *p);
+typedef void (*loom__map2_fn)(char *o, const char *a, const char *b, int64_t n,
+                              int64_t so, int64_t sa, int64_t sb,
+                              const double *p);
 
-typedef struct loom_unary_kernel {
+typedef struct loom__unary_kernel {
   const char *name;
-  loom_map1_fn loop[LOOM_DTYPE_COUNT];
+  loom__map1_fn loop[LOOM_DTYPE_COUNT];
   int cost; /* relative cost per element, for the thread threshold */
-} loom_unary_kernel;
+} loom__unary_kernel;
 
-typedef struct loom_binary_kernel {
+typedef struct loom__binary_kernel {
   const char *name;
-  loom_map2_fn loop[LOOM_DTYPE_COUNT]; /* indexed by the input dtype */
-  bool to_bool;                        /* output is bool (comparisons) */
+  loom__map2_fn loop[LOOM_DTYPE_COUNT]; /* indexed by the input dtype */
+  bool to_bool;                         /* output is bool (comparisons) */
   int cost;
-} loom_binary_kernel;
+} loom__binary_kernel;
 
 /* out = k(x); x broadcast to out's shape, same dtype. -1 + error if the
  * dtype has no loop. */
-int loom_kernel_unary(const loom_unary_kernel *k, loom_tensor *out,
-                      const loom_tensor *x, const double *p);
+int loom__kernel_unary(const loom__unary_kernel *k, loom_tensor *out,
+                       const loom_tensor *x, const double *p);
 /* out = k(a, b); a and b broadcast to out's shape, same dtype. */
-int loom_kernel_binary(const loom_binary_kernel *k, loom_tensor *out,
-                       const loom_tensor *a, const loom_tensor *b,
-                       const double *p);
+int loom__kernel_binary(const loom__binary_kernel *k, loom_tensor *out,
+                        const loom_tensor *a, const loom_tensor *b,
+                        const double *p);
 
 /* The kernels of the differentiable ops of one tensor (unary_ops.def):
- * loom_k_<name>, and loom_k_<name>_grad (saved value, incoming gradient ->
- * input gradient) where the gradient is elementwise. */
-#define GRAD_DECL_X(name) extern const loom_binary_kernel loom_k_##name##_grad;
+ * loom__<name>_kernel, and loom__<name>_grad_kernel (saved value, incoming
+ * gradient -> input gradient) where the gradient is elementwise. */
+#define GRAD_DECL_X(name)                                                      \
+  extern const loom__binary_kernel loom__##name##_grad_kernel;
 #define GRAD_DECL_Y GRAD_DECL_X
 #define GRAD_DECL_OPS(name)
 #define UNARY(name, dtypes, cost, forward, from, gradient, grad_cost)          \
-  extern const loom_unary_kernel loom_k_##name;                                \
+  extern const loom__unary_kernel loom__##name##_kernel;                       \
   GRAD_DECL_##from(name)
 #define UNARY_P UNARY
 #include "unary_ops.def"
@@ -79,95 +80,96 @@ int loom_kernel_binary(const loom_binary_kernel *k, loom_tensor *out,
 #undef GRAD_DECL_OPS
 
 /* Kernels no gradient passes through. */
-extern const loom_unary_kernel loom_k_eq_scalar, loom_k_ne_scalar,
-    loom_k_lt_scalar, loom_k_le_scalar, loom_k_gt_scalar, loom_k_ge_scalar,
-    loom_k_logical_not;
-extern const loom_binary_kernel loom_k_add, loom_k_sub, loom_k_mul, loom_k_div,
-    loom_k_pow, loom_k_maximum, loom_k_minimum, loom_k_add_scaled, loom_k_eq,
-    loom_k_ne, loom_k_lt, loom_k_le, loom_k_gt, loom_k_ge, loom_k_logical_and,
-    loom_k_logical_or;
+extern const loom__unary_kernel loom__eq_scalar_kernel, loom__ne_scalar_kernel,
+    loom__lt_scalar_kernel, loom__le_scalar_kernel, loom__gt_scalar_kernel,
+    loom__ge_scalar_kernel, loom__logical_not_kernel;
+extern const loom__binary_kernel loom__add_kernel, loom__sub_kernel,
+    loom__mul_kernel, loom__div_kernel, loom__pow_kernel, loom__maximum_kernel,
+    loom__minimum_kernel, loom__add_scaled_kernel, loom__eq_kernel,
+    loom__ne_kernel, loom__lt_kernel, loom__le_kernel, loom__gt_kernel,
+    loom__ge_kernel, loom__logical_and_kernel, loom__logical_or_kernel;
 
 /* ---- copies (kernel_copy.c) ---- */
 
 /* out = x converted to out's dtype; x broadcast to out's shape. */
-void loom_kernel_copy(loom_tensor *out, const loom_tensor *x);
-void loom_kernel_fill(loom_tensor *out, double value);
+void loom__kernel_copy(loom_tensor *out, const loom_tensor *x);
+void loom__kernel_fill(loom_tensor *out, double value);
 /* out = cond ? a : b (cond bool; all broadcast to out; a, b out's dtype). */
-void loom_kernel_where(loom_tensor *out, const loom_tensor *cond,
-                       const loom_tensor *a, const loom_tensor *b);
+void loom__kernel_where(loom_tensor *out, const loom_tensor *cond,
+                        const loom_tensor *a, const loom_tensor *b);
 /* out = mask ? value : x. */
-void loom_kernel_masked_fill(loom_tensor *out, const loom_tensor *x,
-                             const loom_tensor *mask, double value);
+void loom__kernel_masked_fill(loom_tensor *out, const loom_tensor *x,
+                              const loom_tensor *mask, double value);
 /* True when any element is NaN or +-Inf (float dtypes). */
-bool loom_kernel_has_nonfinite(const loom_tensor *x);
+bool loom__kernel_has_nonfinite(const loom_tensor *x);
 
 /* ---- reductions (kernel_reduce.c) ---- */
 
-typedef enum loom_reduce_op {
-  LOOM_REDUCE_SUM,
-  LOOM_REDUCE_PROD,
-  LOOM_REDUCE_MAX,
-  LOOM_REDUCE_MIN,
-} loom_reduce_op;
+typedef enum loom__reduce_op {
+  LOOM__REDUCE_SUM,
+  LOOM__REDUCE_PROD,
+  LOOM__REDUCE_MAX,
+  LOOM__REDUCE_MIN,
+} loom__reduce_op;
 
 /* out (x's ndim, size 1 on reduced dims) = reduction of x over the dims
  * where out has size 1 and x does not. Float sums accumulate in double, in
  * an order fixed by the shape (not the thread count). */
-int loom_kernel_reduce(loom_reduce_op op, loom_tensor *out,
-                       const loom_tensor *x);
+int loom__kernel_reduce(loom__reduce_op op, loom_tensor *out,
+                        const loom_tensor *x);
 /* Max/min along one dim: values (x's dtype) and int64 indices, both with
  * x's ndim and size 1 on `dim`. Either may be NULL. First occurrence wins;
  * NaN counts as the largest. */
-void loom_kernel_arg_reduce(bool is_max, loom_tensor *values,
-                            loom_tensor *indices, const loom_tensor *x,
-                            int dim);
+void loom__kernel_arg_reduce(bool is_max, loom_tensor *values,
+                             loom_tensor *indices, const loom_tensor *x,
+                             int dim);
 /* Softmax / log-softmax of contiguous x along dim into contiguous out. */
-void loom_kernel_softmax(loom_tensor *out, const loom_tensor *x, int dim,
-                         bool log);
+void loom__kernel_softmax(loom_tensor *out, const loom_tensor *x, int dim,
+                          bool log);
 /* Their gradients: gin = y * (g - sum(g*y)) or g - exp(y) * sum(g). */
-void loom_kernel_softmax_grad(loom_tensor *gin, const loom_tensor *y,
-                              const loom_tensor *g, int dim, bool log);
+void loom__kernel_softmax_grad(loom_tensor *gin, const loom_tensor *y,
+                               const loom_tensor *g, int dim, bool log);
 
 /* ---- layer normalisation (kernel_norm.c) ---- */
 /* rows x cols contiguous x (float32/64) normalised per row: y = (x - mean)
  * rstd w + b, w and b (cols each) optional (NULL). mean and rstd receive
  * each row's statistics (rows elements of x's dtype). */
-void loom_kernel_layer_norm(loom_dtype dtype, int64_t rows, int64_t cols,
-                            const void *x, const void *w, const void *b,
-                            double eps, void *y, void *mean, void *rstd);
+void loom__kernel_layer_norm(loom_dtype dtype, int64_t rows, int64_t cols,
+                             const void *x, const void *w, const void *b,
+                             double eps, void *y, void *mean, void *rstd);
 /* Its gradients from gy: dx (rows x cols), dw and db (cols, summed over
  * rows); any of the three may be NULL when not wanted. */
-void loom_kernel_layer_norm_grad(loom_dtype dtype, int64_t rows, int64_t cols,
-                                 const void *gy, const void *x, const void *w,
-                                 const void *mean, const void *rstd, void *dx,
-                                 void *dw, void *db);
+void loom__kernel_layer_norm_grad(loom_dtype dtype, int64_t rows, int64_t cols,
+                                  const void *gy, const void *x, const void *w,
+                                  const void *mean, const void *rstd, void *dx,
+                                  void *dw, void *db);
 
 /* ---- matrix products (kernel_gemm.c) ---- */
 
 /* out = alpha * a @ b + beta * out, for 2-D a (n x k), b (k x m), out
  * (n x m) with unit inner stride; a and b may have either unit stride. */
-void loom_kernel_gemm(loom_tensor *out, const loom_tensor *a,
-                      const loom_tensor *b, double alpha, double beta);
+void loom__kernel_gemm(loom_tensor *out, const loom_tensor *a,
+                       const loom_tensor *b, double alpha, double beta);
 /* True if a 2-D view can be passed to BLAS without a copy. */
-bool loom_kernel_gemm_ok(const loom_tensor *m);
+bool loom__kernel_gemm_ok(const loom_tensor *m);
 /* The same on raw pointers (row-major, element strides), for batched and
  * im2col callers. */
-void loom_kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
-                          int64_t m, int64_t k, double alpha, const void *a,
-                          int64_t lda, const void *b, int64_t ldb, double beta,
-                          void *c, int64_t ldc);
+void loom__kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
+                           int64_t m, int64_t k, double alpha, const void *a,
+                           int64_t lda, const void *b, int64_t ldb, double beta,
+                           void *c, int64_t ldc);
 
 /* A right-hand operand packed once for many products (float32 only;
  * kernel_gemm_packed.c): B is K x N, read from b with leading dimension ld,
  * or as the transpose of an N x K matrix when trans. */
-typedef struct loom_packed loom_packed;
-loom_packed *loom_kernel_pack(const float *b, int64_t K, int64_t N, int64_t ld,
-                              bool trans);
-void loom_kernel_packed_free(loom_packed *p);
+typedef struct loom__packed loom__packed;
+loom__packed *loom__kernel_pack(const float *b, int64_t K, int64_t N,
+                                int64_t ld, bool trans);
+void loom__kernel_packed_free(loom__packed *p);
 /* C (M x N, ldc) = A (M x K, lda) B, or C += A B when accumulate. */
-void loom_kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
-                             const loom_packed *p, float *c, int64_t ldc,
-                             bool accumulate);
+void loom__kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
+                              const loom__packed *p, float *c, int64_t ldc,
+                              bool accumulate);
 
 /* Packings reused across products: while a reuse region is open on this
  * thread (a sequence runner's steps, one backward pass), the packing of a
@@ -178,104 +180,104 @@ void loom_kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
  * address cannot be reused; closing the outermost region frees all. NULL
  * outside a region, for other matrices, or with an error recorded: the
  * caller then uses BLAS. trans: B = m^T. */
-void loom_kernel_reuse_begin(void);
-void loom_kernel_reuse_end(void);
-const loom_packed *loom_kernel_pack_reused(const loom_tensor *m, bool trans);
+void loom__kernel_reuse_begin(void);
+void loom__kernel_reuse_end(void);
+const loom__packed *loom__kernel_pack_reused(const loom_tensor *m, bool trans);
 /* Rows of A below which a packed product beats BLAS's (which repacks B). */
-#define LOOM_PACKED_MAX_ROWS 128
+#define LOOM__PACKED_MAX_ROWS 128
 
 /* ---- indexing (kernel_index.c) ---- */
 
 /* out[..i..] = x[..index[..i..]..] along dim; index int64, values checked
  * by the caller. */
-void loom_kernel_gather(loom_tensor *out, const loom_tensor *x, int dim,
-                        const loom_tensor *index);
+void loom__kernel_gather(loom_tensor *out, const loom_tensor *x, int dim,
+                         const loom_tensor *index);
 /* out[..index[..i..]..] += src[..i..] along dim (out already holds the base
  * values). */
-void loom_kernel_scatter_add(loom_tensor *out, int dim,
-                             const loom_tensor *index, const loom_tensor *src);
+void loom__kernel_scatter_add(loom_tensor *out, int dim,
+                              const loom_tensor *index, const loom_tensor *src);
 /* out = x.index_select(dim, index) (index 1-D). */
-void loom_kernel_index_select(loom_tensor *out, const loom_tensor *x, int dim,
-                              const loom_tensor *index);
+void loom__kernel_index_select(loom_tensor *out, const loom_tensor *x, int dim,
+                               const loom_tensor *index);
 /* out.index_select(dim, index) += alpha * src, accumulating repeats. */
-void loom_kernel_index_add(loom_tensor *out, int dim, const loom_tensor *index,
-                           const loom_tensor *src, double alpha);
+void loom__kernel_index_add(loom_tensor *out, int dim, const loom_tensor *index,
+                            const loom_tensor *src, double alpha);
 /* -1 + error naming op when an index is outside [0, size). */
-int loom_kernel_check_index(const loom_tensor *index, int64_t size,
-                            const char *op);
+int loom__kernel_check_index(const loom_tensor *index, int64_t size,
+                             const char *op);
 
 /* ---- convolution and pooling (kernel_conv.c, kernel_pool.c) ---- */
 
-typedef struct loom_conv_geom {
+typedef struct loom__conv_geom {
   int64_t n, c, h, w; /* input */
   int64_t oc, kh, kw; /* weight: oc x c/groups x kh x kw */
   int64_t oh, ow;     /* output */
   int64_t sh, sw, ph, pw, dh, dw, groups;
-} loom_conv_geom;
+} loom__conv_geom;
 
 /* Contiguous NCHW. bias may be NULL. */
-int loom_kernel_conv2d(loom_tensor *out, const loom_tensor *x,
-                       const loom_tensor *w, const loom_tensor *bias,
-                       const loom_conv_geom *g);
+int loom__kernel_conv2d(loom_tensor *out, const loom_tensor *x,
+                        const loom_tensor *w, const loom_tensor *bias,
+                        const loom__conv_geom *g);
 /* Gradients of conv2d; any output may be NULL (not needed); gx and gw are
  * overwritten. */
-int loom_kernel_conv2d_backward(const loom_tensor *gout, const loom_tensor *x,
-                                const loom_tensor *w, loom_tensor *gx,
-                                loom_tensor *gw, loom_tensor *gb,
-                                const loom_conv_geom *g);
+int loom__kernel_conv2d_backward(const loom_tensor *gout, const loom_tensor *x,
+                                 const loom_tensor *w, loom_tensor *gx,
+                                 loom_tensor *gw, loom_tensor *gb,
+                                 const loom__conv_geom *g);
 
-typedef struct loom_pool_geom {
+typedef struct loom__pool_geom {
   int64_t planes, h, w, oh, ow;
   int64_t kh, kw, sh, sw, ph, pw, dh, dw;
   bool exclude_pad;
-} loom_pool_geom;
+} loom__pool_geom;
 
-void loom_kernel_max_pool2d(loom_tensor *out, loom_tensor *indices,
-                            const loom_tensor *x, const loom_pool_geom *g);
-void loom_kernel_max_pool2d_backward(loom_tensor *gx, const loom_tensor *gout,
-                                     const loom_tensor *indices,
-                                     const loom_pool_geom *g);
-void loom_kernel_avg_pool2d(loom_tensor *out, const loom_tensor *x,
-                            const loom_pool_geom *g, bool backward);
-void loom_kernel_adaptive_avg_pool2d(loom_tensor *out, const loom_tensor *x,
-                                     bool backward);
+void loom__kernel_max_pool2d(loom_tensor *out, loom_tensor *indices,
+                             const loom_tensor *x, const loom__pool_geom *g);
+void loom__kernel_max_pool2d_backward(loom_tensor *gx, const loom_tensor *gout,
+                                      const loom_tensor *indices,
+                                      const loom__pool_geom *g);
+void loom__kernel_avg_pool2d(loom_tensor *out, const loom_tensor *x,
+                             const loom__pool_geom *g, bool backward);
+void loom__kernel_adaptive_avg_pool2d(loom_tensor *out, const loom_tensor *x,
+                                      bool backward);
 
 /* ---- fused recurrent steps (kernel_rnn.c) ----
  * Elementwise parts of one time step over B x H blocks of dtype t;
  * `active` (B flags or NULL) marks rows still inside their sequence. */
-void loom_kernel_lstm_step(loom_dtype t, int64_t B, int64_t H, void *gates,
-                           const void *c_prev, const void *h_prev, void *c,
-                           void *h, void *out, const void *const *peep,
-                           const uint8_t *active);
-void loom_kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
-                                    const void *act, const void *c_prev,
-                                    const void *c, const void *dh,
-                                    const void *dc, void *dgates, void *dc_prev,
-                                    const void *const *peep, double *dpeep,
+void loom__kernel_lstm_step(loom_dtype t, int64_t B, int64_t H, void *gates,
+                            const void *c_prev, const void *h_prev, void *c,
+                            void *h, void *out, const void *const *peep,
+                            const uint8_t *active);
+void loom__kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
+                                     const void *act, const void *c_prev,
+                                     const void *c, const void *dh,
+                                     const void *dc, void *dgates,
+                                     void *dc_prev, const void *const *peep,
+                                     double *dpeep, const uint8_t *active);
+void loom__kernel_gru_step(loom_dtype t, int64_t B, int64_t H, const void *xg,
+                           const void *hg, const void *h_prev, void *act,
+                           void *h, void *out, const uint8_t *active);
+void loom__kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
+                                    const void *act, const void *hg,
+                                    const void *h_prev, const void *dh,
+                                    void *dxg, void *dhg, void *dh_prev,
                                     const uint8_t *active);
-void loom_kernel_gru_step(loom_dtype t, int64_t B, int64_t H, const void *xg,
-                          const void *hg, const void *h_prev, void *act,
-                          void *h, void *out, const uint8_t *active);
-void loom_kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
-                                   const void *act, const void *hg,
-                                   const void *h_prev, const void *dh,
-                                   void *dxg, void *dhg, void *dh_prev,
-                                   const uint8_t *active);
-void loom_kernel_rnn_step(loom_dtype t, int64_t B, int64_t H, const void *pre,
-                          const void *h_prev, void *h, void *out, bool relu,
-                          const uint8_t *active);
-void loom_kernel_rnn_step_backward(loom_dtype t, int64_t B, int64_t H,
-                                   const void *h, const void *dh, void *dpre,
-                                   bool relu, const uint8_t *active);
+void loom__kernel_rnn_step(loom_dtype t, int64_t B, int64_t H, const void *pre,
+                           const void *h_prev, void *h, void *out, bool relu,
+                           const uint8_t *active);
+void loom__kernel_rnn_step_backward(loom_dtype t, int64_t B, int64_t H,
+                                    const void *h, const void *dh, void *dpre,
+                                    bool relu, const uint8_t *active);
 
 /* ---- dropout (random.c) ----
  * out = x * mask / (1 - p), mask (uint8, 1 keeps) drawn with keep
  * probability 1 - p, p in (0, 1); all contiguous, x float. Advances g by
  * one draw whatever the size. */
-void loom_kernel_dropout(loom_tensor *out, loom_tensor *mask,
-                         const loom_tensor *x, double p, loom_rng *g);
+void loom__kernel_dropout(loom_tensor *out, loom_tensor *mask,
+                          const loom_tensor *x, double p, loom_rng *g);
 /* gin = g * mask / (1 - p); all contiguous. */
-void loom_kernel_dropout_backward(loom_tensor *gin, const loom_tensor *g,
-                                  const loom_tensor *mask, double p);
+void loom__kernel_dropout_backward(loom_tensor *gin, const loom_tensor *g,
+                                   const loom_tensor *mask, double p);
 
 #endif

@@ -1,9 +1,9 @@
 /* Macros that stamp out the inner loops of elementwise kernels: one loop
  * per (op, dtype), with a unit-stride path the compiler vectorises and a
  * general strided path. EXPR sees the element(s) as x (a, b) of type
- * scalar_t (LOOM_MAP2_AS names them) and the op's parameters as p[]. Float math
- * goes through <tgmath.h>, so one expression serves float and double; write
- * non-integer literals as (scalar_t)c so float loops stay in float. */
+ * scalar_t (LOOM__MAP2_AS names them) and the op's parameters as p[]. Float
+ * math goes through <tgmath.h>, so one expression serves float and double;
+ * write non-integer literals as (scalar_t)c so float loops stay in float. */
 #ifndef LOOM_MAP_H
 #define LOOM_MAP_H
 
@@ -11,7 +11,7 @@
 
 #include <tgmath.h>
 
-#define LOOM_MAP1(NAME, T, TO, EXPR)                                           \
+#define LOOM__MAP1(NAME, T, TO, EXPR)                                          \
   static void NAME(char *o_, const char *x_, int64_t n, int64_t so,            \
                    int64_t sx, const double *p) {                              \
     typedef T scalar_t;                                                        \
@@ -31,7 +31,7 @@
     }                                                                          \
   }
 
-#define LOOM_MAP2_AS(NAME, T, TO, A, B, EXPR)                                  \
+#define LOOM__MAP2_AS(NAME, T, TO, A, B, EXPR)                                 \
   static void NAME(char *o_, const char *a_, const char *b_, int64_t n,        \
                    int64_t so, int64_t sa, int64_t sb, const double *p) {      \
     typedef T scalar_t;                                                        \
@@ -69,6 +69,6 @@
   }
 
 /* The operands named a and b. */
-#define LOOM_MAP2(NAME, T, TO, EXPR) LOOM_MAP2_AS(NAME, T, TO, a, b, EXPR)
+#define LOOM__MAP2(NAME, T, TO, EXPR) LOOM__MAP2_AS(NAME, T, TO, a, b, EXPR)
 
 #endif

@@ -299,8 +299,8 @@ static void dropout_part(void *ctx, int64_t q0, int64_t q1) {
   }
 }
 
-void loom_kernel_dropout(loom_tensor *out, loom_tensor *mask,
-                         const loom_tensor *x, double p, loom_rng *g) {
+void loom__kernel_dropout(loom_tensor *out, loom_tensor *mask,
+                          const loom_tensor *x, double p, loom_rng *g) {
   dropout_job j = {out->data,
                    (uint8_t *)mask->data,
                    x->data,
@@ -341,8 +341,8 @@ static void dropout_grad_part(void *ctx, int64_t lo, int64_t hi) {
                         j->scale);
 }
 
-void loom_kernel_dropout_backward(loom_tensor *gin, const loom_tensor *g,
-                                  const loom_tensor *mask, double p) {
+void loom__kernel_dropout_backward(loom_tensor *gin, const loom_tensor *g,
+                                   const loom_tensor *mask, double p) {
   dropout_grad_job j = {gin->data, g->data, (const uint8_t *)mask->data,
                         1 / (1 - p), g->dtype};
   loom__parallel_for(loom__threads_for(g->numel), g->numel, dropout_grad_part,

@@ -34,8 +34,8 @@ static const disk_dtype disk_dtypes[] = {
     {"I32", 4, LOOM_I64},  {"U16", 2, LOOM_I64},   {"U32", 4, LOOM_I64},
 };
 
-static const disk_dtype *disk_dtype_of(const loom_json *v) {
-  if (!v || v->kind != LOOM_JSON_STRING)
+static const disk_dtype *disk_dtype_of(const loom__json *v) {
+  if (!v || v->kind != LOOM__JSON_STRING)
     return NULL;
   for (size_t i = 0; i < sizeof disk_dtypes / sizeof *disk_dtypes; i++) {
     size_t n = strlen(disk_dtypes[i].name);
@@ -145,29 +145,29 @@ static int by_begin(const void *a, const void *b) {
 
 #define BAD(...) (loom_set_error(LOOM_ERR_FORMAT, __VA_ARGS__), false)
 
-static bool read_entry(const char *src, const loom_json *key,
-                       const loom_json *v, header_entry *e, size_t hbase) {
+static bool read_entry(const char *src, const loom__json *key,
+                       const loom__json *v, header_entry *e, size_t hbase) {
   size_t at = hbase + v->offset;
-  if (v->kind != LOOM_JSON_OBJECT)
+  if (v->kind != LOOM__JSON_OBJECT)
     return BAD("%s: header entry at byte %zu is not an object", src, at);
-  e->dtype = disk_dtype_of(loom_json_get(v, "dtype"));
-  const loom_json *shape = loom_json_get(v, "shape");
-  const loom_json *offs = loom_json_get(v, "data_offsets");
-  e->name = loom_json_string(key);
+  e->dtype = disk_dtype_of(loom__json_get(v, "dtype"));
+  const loom__json *shape = loom__json_get(v, "shape");
+  const loom__json *offs = loom__json_get(v, "data_offsets");
+  e->name = loom__json_string(key);
   if (!e->name)
     return BAD("%s: bad tensor name at byte %zu", src, hbase + key->offset);
   if (!e->dtype)
     return BAD("%s: tensor '%s' (byte %zu): missing or unknown dtype", src,
                e->name, at);
-  if (!shape || shape->kind != LOOM_JSON_ARRAY ||
+  if (!shape || shape->kind != LOOM__JSON_ARRAY ||
       shape->n_items > LOOM_MAX_DIMS)
     return BAD("%s: tensor '%s' (byte %zu): shape must be an array of at "
                "most %d sizes",
                src, e->name, at, LOOM_MAX_DIMS);
   e->ndim = shape->n_items;
   for (int d = 0; d < e->ndim; d++) {
-    const loom_json *s = &shape->items[d];
-    if (s->kind != LOOM_JSON_NUMBER || !s->is_integer || s->integer < 0)
+    const loom__json *s = &shape->items[d];
+    if (s->kind != LOOM__JSON_NUMBER || !s->is_integer || s->integer < 0)
       return BAD("%s: tensor '%s' (byte %zu): bad size in shape", src, e->name,
                  hbase + s->offset);
     e->shape[d] = s->integer;
@@ -176,7 +176,7 @@ static bool read_entry(const char *src, const loom_json *key,
   if (!loom__sizes_fit(e->ndim, e->shape))
     return BAD("%s: tensor '%s' (byte %zu): shape too large", src, e->name, at);
   uint64_t bytes = e->dtype->size * (uint64_t)loom__numel_of(e->ndim, e->shape);
-  if (!offs || offs->kind != LOOM_JSON_ARRAY || offs->n_items != 2 ||
+  if (!offs || offs->kind != LOOM__JSON_ARRAY || offs->n_items != 2 ||
       !offs->items[0].is_integer || !offs->items[1].is_integer ||
       offs->items[0].integer < 0 || offs->items[1].integer < 0)
     return BAD("%s: tensor '%s' (byte %zu): data_offsets must be two "
@@ -243,15 +243,15 @@ loom_tensor_map *loom_safetensors_parse(const void *buf, size_t len,
                      "exceeds the file (%zu bytes)",
                      src, (unsigned long long)hlen, len);
   char err[160];
-  loom_json *h =
-      loom_json_parse((const char *)bytes + 8, (size_t)hlen, err, sizeof err);
+  loom__json *h =
+      loom__json_parse((const char *)bytes + 8, (size_t)hlen, err, sizeof err);
   if (!h)
     return LOOM_FAIL(LOOM_ERR_FORMAT, "%s: bad JSON header: %s (+8)", src, err);
   loom_tensor_map *m = NULL;
   int n = 0;
   header_entry *es = NULL;
-  const loom_json *meta = NULL;
-  if (h->kind != LOOM_JSON_OBJECT) {
+  const loom__json *meta = NULL;
+  if (h->kind != LOOM__JSON_OBJECT) {
     loom_set_error(LOOM_ERR_FORMAT, "%s: header is not a JSON object", src);
     goto done;
   }
@@ -261,10 +261,10 @@ loom_tensor_map *loom_safetensors_parse(const void *buf, size_t len,
     goto done;
   }
   for (int i = 0; i + 1 < h->n_items; i += 2) {
-    const loom_json *key = &h->items[i], *v = &h->items[i + 1];
+    const loom__json *key = &h->items[i], *v = &h->items[i + 1];
     if (key->len == 14 && memcmp(key->text, "\"__metadata__\"", 14) == 0) {
       meta = v;
-      if (v->kind != LOOM_JSON_OBJECT) {
+      if (v->kind != LOOM__JSON_OBJECT) {
         loom_set_error(LOOM_ERR_FORMAT,
                        "%s: __metadata__ (byte %zu) is not "
                        "an object",
@@ -308,8 +308,8 @@ loom_tensor_map *loom_safetensors_parse(const void *buf, size_t len,
   }
   m = build(src, es, n, bytes + 8 + hlen);
   for (int i = 0; m && meta && i + 1 < meta->n_items; i += 2) {
-    char *k = loom_json_string(&meta->items[i]);
-    char *v = loom_json_string(&meta->items[i + 1]);
+    char *k = loom__json_string(&meta->items[i]);
+    char *v = loom__json_string(&meta->items[i + 1]);
     if (!k || !v) {
       loom_set_error(LOOM_ERR_FORMAT,
                      "%s: __metadata__ values must be "
@@ -328,7 +328,7 @@ done:
   for (int i = 0; es && i < n; i++)
     free(es[i].name);
   free(es);
-  loom_json_free(h);
+  loom__json_free(h);
   return m;
 }
 
@@ -484,7 +484,7 @@ int loom_safetensors_save(const char *path, const loom_tensor_map *m) {
       c = loom__alloc(t->dtype, t->ndim, t->shape, "save");
       oom = !c;
       if (c)
-        loom_kernel_copy(c, t);
+        loom__kernel_copy(c, t);
     }
     ok = !oom && fwrite(c ? c->data : t->data, 1, bytes, f) == bytes;
     loom__unref(c);

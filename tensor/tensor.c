@@ -17,25 +17,25 @@ int64_t loom_debug_live_bytes(void) { return atomic_load(&live_bytes); }
 
 /* Storage header and data in one block; data aligned for SIMD loads. */
 #define STORAGE_HEADER 64
-_Static_assert(sizeof(loom_storage) <= STORAGE_HEADER, "storage header");
+_Static_assert(sizeof(loom__storage) <= STORAGE_HEADER, "storage header");
 
-static loom_storage *storage_new(int64_t nbytes, const char *op) {
+static loom__storage *storage_new(int64_t nbytes, const char *op) {
   size_t total = STORAGE_HEADER + (size_t)(nbytes > 0 ? nbytes : 0);
   total = (total + 63) & ~(size_t)63;
   char *block = loom__block_alloc(&total);
   if (!block)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "%s: out of memory allocating %lld bytes",
                      op, (long long)nbytes);
-  loom_storage *s = (loom_storage *)block;
-  *s = (loom_storage){.refcount = 1,
-                      .nbytes = nbytes,
-                      .block_bytes = (int64_t)total,
-                      .data = block + STORAGE_HEADER};
+  loom__storage *s = (loom__storage *)block;
+  *s = (loom__storage){.refcount = 1,
+                       .nbytes = nbytes,
+                       .block_bytes = (int64_t)total,
+                       .data = block + STORAGE_HEADER};
   atomic_fetch_add(&live_bytes, nbytes);
   return s;
 }
 
-static void storage_unref(loom_storage *s) {
+static void storage_unref(loom__storage *s) {
   if (--s->refcount > 0)
     return;
   atomic_fetch_sub(&live_bytes, s->nbytes);
@@ -47,7 +47,7 @@ static void storage_unref(loom_storage *s) {
     free(s); /* the header of an external buffer */
 }
 
-static loom_tensor *tensor_shell(loom_storage *storage, loom_dtype dtype,
+static loom_tensor *tensor_shell(loom__storage *storage, loom_dtype dtype,
                                  int ndim, const int64_t *shape,
                                  const int64_t *strides, int64_t offset) {
   loom_tensor *t = loom__tensor_struct_alloc();
@@ -66,7 +66,7 @@ static loom_tensor *tensor_shell(loom_storage *storage, loom_dtype dtype,
   t->refcount = 1;
   t->requires_grad = false;
   t->retains_grad = false;
-  t->link = (loom_grad_link){.slot = LOOM_LINK_LEAF};
+  t->link = (loom__grad_link){.slot = LOOM__LINK_LEAF};
   t->grad = NULL;
   t->hooks = NULL;
   atomic_fetch_add(&live_tensors, 1);
@@ -108,7 +108,7 @@ loom_tensor *loom__alloc(loom_dtype dtype, int ndim, const int64_t *shape,
   int64_t strides[LOOM_MAX_DIMS];
   loom__contiguous_strides(ndim, shape, strides);
   int64_t n = loom__numel_of(ndim, shape);
-  loom_storage *s = storage_new(n * (int64_t)loom_dtype_size(dtype), op);
+  loom__storage *s = storage_new(n * (int64_t)loom_dtype_size(dtype), op);
   if (!s)
     return NULL;
   loom_tensor *t = tensor_shell(s, dtype, ndim, shape, strides, 0);
@@ -148,10 +148,10 @@ loom_tensor *loom_from_buffer(loom_dtype dtype, void *data, int ndim,
     loom__contiguous_strides(ndim, shape, cstrides);
     strides = cstrides;
   }
-  loom_storage *s = malloc(sizeof *s);
+  loom__storage *s = malloc(sizeof *s);
   if (!s)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "from_buffer: out of memory");
-  *s = (loom_storage){
+  *s = (loom__storage){
       .refcount = 1, .data = data, .release = release, .release_ctx = ctx};
   loom_tensor *t = tensor_shell(s, dtype, ndim, shape, strides, 0);
   if (!t) {

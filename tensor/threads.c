@@ -53,9 +53,9 @@ int loom_num_threads(void) {
 }
 
 int loom__threads_for(int64_t work) {
-  if (work < 2 * LOOM_PAR_MIN)
+  if (work < 2 * LOOM__PAR_MIN)
     return 1;
-  int64_t want = work / LOOM_PAR_MIN;
+  int64_t want = work / LOOM__PAR_MIN;
   int max = loom_num_threads();
   return want < max ? (int)want : max;
 }

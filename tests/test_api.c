@@ -178,7 +178,7 @@ START_TEST(test_null_arguments) {
   FAILS_P(loom_argmin(NULL, 0, false), "min");
   FAILS_P(loom_softmax(NULL, 0), "softmax");
   FAILS_P(loom_log_softmax(NULL, 0), "log_softmax");
-  FAILS_P(loom_layer_normalize(NULL, 1, NULL, NULL, 1e-5), "layer_normalize");
+  FAILS_P(loom_layer_norm(NULL, 1, NULL, NULL, 1e-5), "layer_norm");
   FAILS_P(loom_addmm(NULL, x, x, 1, 1), "addmm");
   FAILS_P(loom_baddbmm(x, x, NULL, 1, 1), "baddbmm");
   FAILS_P(loom_linear(NULL, x, NULL), "linear");
@@ -260,8 +260,8 @@ START_TEST(test_null_arguments) {
   FAILS_P(loom_embedding_layer_forward(NULL, ix), "Embedding");
   FAILS_P(loom_conv2d_layer_forward(NULL, x), "Conv2d");
   FAILS_P(loom_batch_norm_forward(NULL, x), "BatchNorm");
-  FAILS_P(loom_layer_norm_new(1, NULL, 1e-5, true), "LayerNorm");
-  FAILS_P(loom_layer_norm_forward(NULL, x), "LayerNorm");
+  FAILS_P(loom_layer_norm_layer_new(1, NULL, 1e-5, true), "LayerNorm");
+  FAILS_P(loom_layer_norm_layer_forward(NULL, x), "LayerNorm");
   FAILS_P(loom_dropout_layer_forward(NULL, x), "Dropout");
   FAILS_P(loom_highway_forward(NULL, x), "Highway");
   FAILS_P(loom_cross_entropy(NULL, ix, NULL), "cross_entropy");
@@ -271,9 +271,10 @@ START_TEST(test_null_arguments) {
   FAILS_P(loom_mse_loss(x, NULL, LOOM_MEAN), "mse_loss");
   FAILS_P(loom_l1_loss(x, NULL, LOOM_MEAN), "l1_loss");
   FAILS_P(loom_smooth_l1_loss(NULL, x, 1, LOOM_MEAN), "smooth_l1_loss");
-  FAILS_P(loom_bce_loss(NULL, x, NULL, LOOM_MEAN), "bce_loss");
-  FAILS_P(loom_bce_with_logits(x, NULL, NULL, NULL, LOOM_MEAN),
-          "bce_with_logits");
+  FAILS_P(loom_binary_cross_entropy(NULL, x, NULL, LOOM_MEAN),
+          "binary_cross_entropy");
+  FAILS_P(loom_binary_cross_entropy_with_logits(x, NULL, NULL, NULL, LOOM_MEAN),
+          "binary_cross_entropy_with_logits");
   FAILS_P(loom_kl_div(NULL, x, false, LOOM_MEAN, false), "kl_div");
   FAILS_I(loom_checkpoint_save(NULL, m, NULL, NULL, 0, NULL, NULL),
           "checkpoint");
@@ -339,7 +340,7 @@ START_TEST(test_null_arguments) {
   NO_CRASH(loom_tensor_map_free(NULL));
   /* nn/attention.h */
   loom_multihead_attention *mha =
-      loom_multihead_attention_new(4, 2, (loom_mha_opts){0});
+      loom_multihead_attention_new(4, 2, (loom_multihead_attention_opts){0});
   ck_assert_loom(mha);
   loom_tensor *q = loom_ones(LOOM_F32, LOOM_SHAPE(2, 1, 4));
   FAILS_P(

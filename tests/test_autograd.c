@@ -268,7 +268,7 @@ START_TEST(test_layer_norm_values_and_errors) {
   loom_tensor *w =
       loom_from_array(LOOM_F64, (double[]){1, 2, -1}, LOOM_SHAPE(3));
   loom_tensor *b = loom_full(LOOM_F64, 0.5, LOOM_SHAPE(3));
-  loom_tensor *y = loom_layer_normalize(x, 1, w, b, 0);
+  loom_tensor *y = loom_layer_norm(x, 1, w, b, 0);
   ck_assert_ptr_nonnull(y);
   /* row 0: mean 2, var 2/3; row 1: mean 4/3, var 38/9 */
   double k0 = 1 / sqrt(2.0 / 3), k1 = 1 / sqrt(38.0 / 9);
@@ -280,12 +280,12 @@ START_TEST(test_layer_norm_values_and_errors) {
                     -(1 - 4.0 / 3) * k1 + 0.5};
   for (int i = 0; i < 6; i++)
     ck_assert_double_eq_tol(loom_data_f64(y)[i], want[i], 1e-14);
-  ck_assert_ptr_null(loom_layer_normalize(x, 1, x, NULL, 1e-5));
+  ck_assert_ptr_null(loom_layer_norm(x, 1, x, NULL, 1e-5));
   ck_assert_msg(strstr(loom_last_error(), "layer_norm") &&
                     strstr(loom_last_error(), "[2, 3]"),
                 "message names op and shapes: %s", loom_last_error());
   loom_clear_error();
-  ck_assert_ptr_null(loom_layer_normalize(x, 3, NULL, NULL, 1e-5));
+  ck_assert_ptr_null(loom_layer_norm(x, 3, NULL, NULL, 1e-5));
   ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
 }
 END_TEST

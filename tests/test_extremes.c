@@ -82,7 +82,7 @@ START_TEST(test_rnn_sizes) {
   ck_assert_ptr_null(loom_lstm_new(
       (loom_rnn_opts){.input_size = 3,
                       .hidden_size = h,
-                      .cell_config = &(loom_lstm_config){.layer_norm = true}}));
+                      .cell_config = &(loom_lstm_opts){.layer_norm = true}}));
   EXPECT_ERROR(LOOM_ERR_SHAPE, "size 4 x 288230376151711744");
   /* a cell made directly (as a checkpoint loader might) checks too */
   loom_module *m = malloc(sizeof *m);
@@ -109,7 +109,8 @@ START_TEST(test_layer_sizes) {
   EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
   ck_assert_ptr_null(loom_batch_norm_new(BIG, 1e-5, 0.1, true, true));
   EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
-  ck_assert_ptr_null(loom_layer_norm_new(2, (int64_t[]){BIG, BIG}, 1e-5, true));
+  ck_assert_ptr_null(
+      loom_layer_norm_layer_new(2, (int64_t[]){BIG, BIG}, 1e-5, true));
   EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
   ck_assert_ptr_null(loom_highway_new(BIG, 0));
   EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
@@ -117,14 +118,16 @@ START_TEST(test_layer_sizes) {
 END_TEST
 
 START_TEST(test_attention_sizes) {
-  ck_assert_ptr_null(loom_multihead_attention_new(BIG, 1, (loom_mha_opts){0}));
+  ck_assert_ptr_null(
+      loom_multihead_attention_new(BIG, 1, (loom_multihead_attention_opts){0}));
   EXPECT_ERROR(LOOM_ERR_ARGUMENT, "MultiheadAttention: embed_dim");
   int64_t e = (int64_t)1 << 60;
-  ck_assert_ptr_null(loom_multihead_attention_new(e, 1, (loom_mha_opts){0}));
+  ck_assert_ptr_null(
+      loom_multihead_attention_new(e, 1, (loom_multihead_attention_opts){0}));
   EXPECT_ERROR(LOOM_ERR_SHAPE,
                "MultiheadAttention: size 3 x 1152921504606846976");
   ck_assert_ptr_null(loom_multihead_attention_new(
-      4, 2, (loom_mha_opts){.kdim = BIG, .vdim = BIG}));
+      4, 2, (loom_multihead_attention_opts){.kdim = BIG, .vdim = BIG}));
   EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
   ck_assert_ptr_null(loom_seq_attention_new(LOOM_SCORE_CONCAT, BIG, BIG, 4));
   EXPECT_ERROR(LOOM_ERR_ARGUMENT, "seq_attention");

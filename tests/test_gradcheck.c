@@ -136,13 +136,9 @@ FN(f_max) { OUT1(loom_max(in[0], 1, false, NULL)); }
 FN(f_min) { OUT1(loom_min(in[0], 0, true, NULL)); }
 FN(f_softmax) { OUT1(loom_softmax(in[0], 1)); }
 FN(f_log_softmax) { OUT1(loom_log_softmax(in[0], -1)); }
-FN(f_layer_norm) { OUT1(loom_layer_normalize(in[0], 2, in[1], in[2], 1e-5)); }
-FN(f_layer_norm_plain) {
-  OUT1(loom_layer_normalize(in[0], 1, NULL, NULL, 0.1));
-}
-FN(f_layer_norm_bias) {
-  OUT1(loom_layer_normalize(in[0], 1, NULL, in[1], 1e-5));
-}
+FN(f_layer_norm) { OUT1(loom_layer_norm(in[0], 2, in[1], in[2], 1e-5)); }
+FN(f_layer_norm_plain) { OUT1(loom_layer_norm(in[0], 1, NULL, NULL, 0.1)); }
+FN(f_layer_norm_bias) { OUT1(loom_layer_norm(in[0], 1, NULL, in[1], 1e-5)); }
 
 /* ---- products ---- */
 FN(f_dot) { OUT1(loom_matmul(in[0], in[1])); }

@@ -83,9 +83,9 @@ static loom_tensor *loss_of(const loss_case *c, const loom_tensor *x,
   case SMOOTH_L1:
     return loom_smooth_l1_loss(x, t, c->beta, c->reduction);
   case BCE:
-    return loom_bce_loss(x, t, w, c->reduction);
+    return loom_binary_cross_entropy(x, t, w, c->reduction);
   case BCE_LOGITS:
-    return loom_bce_with_logits(x, t, w, pw, c->reduction);
+    return loom_binary_cross_entropy_with_logits(x, t, w, pw, c->reduction);
   case KL:
     return loom_kl_div(x, t, c->log_target, c->reduction, c->batchmean);
   }

@@ -156,12 +156,13 @@ START_TEST(test_batch_norm_eval) {
 END_TEST
 
 START_TEST(test_layer_norm) {
-  loom_layer_norm *l = loom_layer_norm_new(1, (int64_t[]){4}, 1e-5, true);
+  loom_layer_norm_layer *l =
+      loom_layer_norm_layer_new(1, (int64_t[]){4}, 1e-5, true);
   ck_assert_loom(l);
   loom_init_uniform_(l->weight, 0.5, 1.5, NULL);
   check_layer("layer_norm over 1 dim", &l->base, fwd_layer_norm,
               X(INPUT(2, 3, 4)), 1);
-  l = loom_layer_norm_new(2, (int64_t[]){2, 3}, 1e-3, true);
+  l = loom_layer_norm_layer_new(2, (int64_t[]){2, 3}, 1e-3, true);
   ck_assert_loom(l);
   loom_init_uniform_(l->bias, -1, 1, NULL);
   check_layer("layer_norm over 2 dims", &l->base, fwd_layer_norm,
@@ -276,10 +277,11 @@ static int loss_fn(loom_tensor *const *in, int n, loom_tensor **out, int max,
     out[0] = loom_smooth_l1_loss(x, t, c->beta, c->r);
     break;
   case BCE:
-    out[0] = loom_bce_loss(x, t, w, c->r);
+    out[0] = loom_binary_cross_entropy(x, t, w, c->r);
     break;
   case BCE_LOGITS:
-    out[0] = loom_bce_with_logits(x, t, w, c->pos_weight, c->r);
+    out[0] =
+        loom_binary_cross_entropy_with_logits(x, t, w, c->pos_weight, c->r);
     break;
   case KL:
     out[0] = loom_kl_div(x, t, c->log_target, c->r, c->batchmean);

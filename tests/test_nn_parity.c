@@ -152,10 +152,11 @@ MODULE_RUN(run_conv_depthwise,
                                                     .groups = 4},
                                  true),
            fwd_conv, "x")
-MODULE_RUN(run_layernorm_1, loom_layer_norm_new(1, (int64_t[]){5}, 1e-5, true),
+MODULE_RUN(run_layernorm_1,
+           loom_layer_norm_layer_new(1, (int64_t[]){5}, 1e-5, true),
            fwd_layer_norm, "x")
 MODULE_RUN(run_layernorm_2,
-           loom_layer_norm_new(2, (int64_t[]){3, 5}, 1e-3, true),
+           loom_layer_norm_layer_new(2, (int64_t[]){3, 5}, 1e-3, true),
            fwd_layer_norm, "x")
 MODULE_RUN(run_highway, loom_highway_new(4, -1), fwd_highway, "x")
 
@@ -289,7 +290,7 @@ typedef struct {
   loom_module base;
   loom_linear_layer *fc1, *fc2;
   loom_batch_norm *bn;
-  loom_layer_norm *norm;
+  loom_layer_norm_layer *norm;
 } interop_mlp;
 
 #define CHILD(m, name, make)                                                   \
@@ -320,8 +321,8 @@ static loom_module *mlp_new(void) {
   loom_module_init(&m->base, "InteropMLP", NULL);
   m->fc1 = CHILD(m, "fc1", loom_linear_layer_new(6, 8, true));
   m->bn = CHILD(m, "bn", loom_batch_norm_new(8, 1e-5, 0.1, true, true));
-  m->norm =
-      CHILD(m, "norm", loom_layer_norm_new(1, (int64_t[]){8}, 1e-5, true));
+  m->norm = CHILD(m, "norm",
+                  loom_layer_norm_layer_new(1, (int64_t[]){8}, 1e-5, true));
   m->fc2 = CHILD(m, "fc2", loom_linear_layer_new(8, 3, true));
   ck_assert_msg(m->fc1 && m->bn && m->norm && m->fc2, "%s", loom_last_error());
   return &m->base;
@@ -331,7 +332,8 @@ static loom_tensor *mlp_forward(loom_module *base, const loom_tensor *x) {
   interop_mlp *m = (interop_mlp *)base;
   loom_tensor *h = loom_linear_layer_forward(m->fc1, x);
   h = loom_tanh(loom_batch_norm_forward(m->bn, h));
-  return loom_linear_layer_forward(m->fc2, loom_layer_norm_forward(m->norm, h));
+  return loom_linear_layer_forward(m->fc2,
+                                   loom_layer_norm_layer_forward(m->norm, h));
 }
 
 typedef struct {

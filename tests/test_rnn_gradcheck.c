@@ -10,7 +10,7 @@
 typedef struct {
   const char *name;
   const loom_cell_type *type;
-  loom_lstm_config lstm;
+  loom_lstm_opts lstm;
   int layers;
   bool bidirectional, lengths, image;
 } rnn_case;
@@ -194,7 +194,7 @@ START_TEST(test_dropout_between_layers) {
 END_TEST
 
 START_TEST(test_parameter_names) {
-  loom_lstm_config peep = {.peephole = true};
+  loom_lstm_opts peep = {.peephole = true};
   loom_rnn *r = loom_lstm_new((loom_rnn_opts){.input_size = 2,
                                               .hidden_size = 3,
                                               .num_layers = 2,

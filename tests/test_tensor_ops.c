@@ -517,7 +517,7 @@ START_TEST(test_results_independent_of_threads) {
     loom_fixed_weights_begin();
     res[r][12] = loom_linear(loom_narrow(x, 0, 0, 32), w, NULL);
     loom_fixed_weights_end();
-    res[r][13] = loom_layer_normalize(y, 1, NULL, NULL, 1e-5);
+    res[r][13] = loom_layer_norm(y, 1, NULL, NULL, 1e-5);
     res[r][14] = loom_matmul(p, q);
     res[r][15] = loom_matmul(r16, u);
   }

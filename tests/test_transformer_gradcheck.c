@@ -123,7 +123,7 @@ END_TEST
 typedef struct {
   loom_multihead_attention *m;
   bool self;
-  loom_mha_args args;
+  loom_multihead_attention_args args;
 } mha_ctx;
 
 static int mha_fn(loom_tensor *const *in, int n, loom_tensor **out, int max,
@@ -138,8 +138,8 @@ static int mha_fn(loom_tensor *const *in, int n, loom_tensor **out, int max,
              : 2;
 }
 
-static void check_mha(const char *what, loom_mha_opts o, bool self,
-                      loom_mha_args args) {
+static void check_mha(const char *what, loom_multihead_attention_opts o,
+                      bool self, loom_multihead_attention_args args) {
   loom_multihead_attention *m = loom_multihead_attention_new(E, HEADS, o);
   ck_assert_loom(m);
   /* random biases: zeros would hide their gradients' mistakes */
@@ -173,25 +173,28 @@ START_TEST(test_mha) {
   loom_tensor *kpm_float =
       loom_masked_fill(loom_randn(NULL, LOOM_F64, 0, 0.5, LOOM_SHAPE(B, S)),
                        padding(S, 1), -INFINITY);
-  check_mha("mha self, causal, key padding", (loom_mha_opts){0}, true,
-            (loom_mha_args){.key_padding_mask = padding(S, 2),
-                            .causal = true,
-                            .need_weights = true});
+  check_mha("mha self, causal, key padding", (loom_multihead_attention_opts){0},
+            true,
+            (loom_multihead_attention_args){.key_padding_mask = padding(S, 2),
+                                            .causal = true,
+                                            .need_weights = true});
   check_mha("mha cross, key padding, float mask, per-head weights",
-            (loom_mha_opts){0}, false,
-            (loom_mha_args){.key_padding_mask = padding(S, 1),
-                            .attn_mask = fmask,
-                            .need_weights = true,
-                            .per_head_weights = true});
+            (loom_multihead_attention_opts){0}, false,
+            (loom_multihead_attention_args){.key_padding_mask = padding(S, 1),
+                                            .attn_mask = fmask,
+                                            .need_weights = true,
+                                            .per_head_weights = true});
   check_mha("mha cross, kdim/vdim, 3-D bool mask, float key padding",
-            (loom_mha_opts){.kdim = 3, .vdim = 5}, false,
-            (loom_mha_args){.key_padding_mask = kpm_float,
-                            .attn_mask = bmask3,
-                            .need_weights = true});
+            (loom_multihead_attention_opts){.kdim = 3, .vdim = 5}, false,
+            (loom_multihead_attention_args){.key_padding_mask = kpm_float,
+                                            .attn_mask = bmask3,
+                                            .need_weights = true});
   check_mha(
       "mha cross, batch first, no bias, key padding",
-      (loom_mha_opts){.batch_first = true, .no_bias = true}, false,
-      (loom_mha_args){.key_padding_mask = padding(S, 3), .need_weights = true});
+      (loom_multihead_attention_opts){.batch_first = true, .no_bias = true},
+      false,
+      (loom_multihead_attention_args){.key_padding_mask = padding(S, 3),
+                                      .need_weights = true});
 }
 END_TEST
 

@@ -87,7 +87,7 @@ START_TEST(test_mha_step_matches_causal) {
   loom_manual_seed(31);
   const struct {
     const char *what;
-    loom_mha_opts o;
+    loom_multihead_attention_opts o;
     int64_t n;
   } runs[] = {{"mha step", {0}, T},
               {"mha step, batch first", {.batch_first = true}, T},
@@ -101,7 +101,7 @@ START_TEST(test_mha_step_matches_causal) {
     randomize_vectors(&m->base);
     loom_module_train(&m->base, false);
     loom_tensor *x = seq(bf, runs[r].n), *full;
-    loom_mha_args a = {.causal = true};
+    loom_multihead_attention_args a = {.causal = true};
     ck_assert_int_eq(
         loom_multihead_attention_forward(m, x, x, x, &a, &full, NULL), 0);
     loom_kv_cache *c = loom_kv_cache_new();
@@ -124,13 +124,13 @@ START_TEST(test_mha_cross_step_matches) {
   for (int bf = 0; bf < 2; bf++)
     for (kpm_kind k = KPM_NONE; k <= KPM_FLOAT; k++) {
       loom_multihead_attention *m = loom_multihead_attention_new(
-          E, HEADS, (loom_mha_opts){.batch_first = bf});
+          E, HEADS, (loom_multihead_attention_opts){.batch_first = bf});
       ck_assert_loom(m);
       randomize_vectors(&m->base);
       loom_module_train(&m->base, false);
       loom_tensor *x = seq(bf, T), *mem = seq(bf, S), *full;
       loom_tensor *kpm = memory_padding(k);
-      loom_mha_args a = {.key_padding_mask = kpm};
+      loom_multihead_attention_args a = {.key_padding_mask = kpm};
       ck_assert_int_eq(
           loom_multihead_attention_forward(m, x, mem, mem, &a, &full, NULL), 0);
       char what[96];

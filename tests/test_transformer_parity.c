@@ -183,19 +183,19 @@ static void run_case(const tcase *tc, bool flag) {
     st = &mha_stat;
     loom_multihead_attention *a = loom_multihead_attention_new(
         E, HEADS,
-        (loom_mha_opts){.kdim = tc->kdim,
-                        .vdim = tc->vdim,
-                        .no_bias = tc->no_bias,
-                        .batch_first = tc->batch_first});
+        (loom_multihead_attention_opts){.kdim = tc->kdim,
+                                        .vdim = tc->vdim,
+                                        .no_bias = tc->no_bias,
+                                        .batch_first = tc->batch_first});
     ck_assert_loom(a);
     m = &a->base;
     loom_module_train(m, false);
     load_state(m, c);
-    loom_mha_args args = {.key_padding_mask =
-                              parity_find(ref, c, ".in.key_padding_mask"),
-                          .attn_mask = parity_find(ref, c, ".in.attn_mask"),
-                          .need_weights = weights,
-                          .per_head_weights = tc->per_head};
+    loom_multihead_attention_args args = {
+        .key_padding_mask = parity_find(ref, c, ".in.key_padding_mask"),
+        .attn_mask = parity_find(ref, c, ".in.attn_mask"),
+        .need_weights = weights,
+        .per_head_weights = tc->per_head};
     if (flag) {
       causal_ref(c, ".in.attn_mask");
       args.attn_mask = NULL;
@@ -454,14 +454,15 @@ START_TEST(test_fully_masked_rows_modules) {
   loom_tensor *kpm_float =
       loom_masked_fill(loom_zeros(LOOM_F32, LOOM_SHAPE(B, S)), kpm, -INFINITY);
   for (int as_float = 0; as_float < 2; as_float++) {
-    loom_multihead_attention *m =
-        loom_multihead_attention_new(E, HEADS, (loom_mha_opts){0});
+    loom_multihead_attention *m = loom_multihead_attention_new(
+        E, HEADS, (loom_multihead_attention_opts){0});
     ck_assert_loom(m);
     loom_init_uniform_(m->out_proj->bias, -1, 1, NULL);
     loom_tensor *q = leaf(LOOM_SHAPE(L, B, E)), *kv = leaf(LOOM_SHAPE(S, B, E));
-    loom_mha_args a = {.key_padding_mask = as_float ? kpm_float : kpm,
-                       .attn_mask = loom_causal_mask(LOOM_F32, S),
-                       .need_weights = true};
+    loom_multihead_attention_args a = {
+        .key_padding_mask = as_float ? kpm_float : kpm,
+        .attn_mask = loom_causal_mask(LOOM_F32, S),
+        .need_weights = true};
     a.attn_mask = loom_narrow(a.attn_mask, 0, 0, L);
     loom_tensor *y, *w;
     ck_assert_int_eq(loom_multihead_attention_forward(m, q, kv, kv, &a, &y, &w),
@@ -518,14 +519,16 @@ END_TEST
 static void unbatched_mha(bool bf, bool self) {
   int64_t L = self ? 4 : 3, S = 4, kdim = self ? E : 3, vdim = self ? E : 5;
   loom_multihead_attention *m = loom_multihead_attention_new(
-      E, HEADS, (loom_mha_opts){.batch_first = bf, .kdim = kdim, .vdim = vdim});
+      E, HEADS,
+      (loom_multihead_attention_opts){
+          .batch_first = bf, .kdim = kdim, .vdim = vdim});
   ck_assert_loom(m);
   loom_tensor *q = leaf(LOOM_SHAPE(L, E));
   loom_tensor *k = self ? q : leaf(LOOM_SHAPE(S, kdim));
   loom_tensor *v = self ? q : leaf(LOOM_SHAPE(S, vdim));
   loom_tensor *kpm = loom_zeros(LOOM_BOOL, LOOM_SHAPE(S));
   loom_set(kpm, (int64_t[]){2}, 1);
-  loom_mha_args a = {
+  loom_multihead_attention_args a = {
       .key_padding_mask = kpm,
       .attn_mask =
           self ? loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(L, S))
@@ -536,7 +539,7 @@ static void unbatched_mha(bool bf, bool self) {
   loom_tensor *y[2], *w[2], *gq[2], *gw[2];
   for (int batched = 0; batched < 2; batched++) {
     int d = bf ? 0 : 1;
-    loom_mha_args ab = a;
+    loom_multihead_attention_args ab = a;
     const loom_tensor *qb = q, *kb = k, *vb = v;
     if (batched) {
       qb = loom_unsqueeze(q, d);
@@ -596,8 +599,8 @@ START_TEST(test_unbatched) {
   ck_assert(loom_equal(y, loom_squeeze(y1, 1)));
   loom_transformer_free(t);
   /* a 2-D query with batched keys: an error that names the shapes */
-  loom_multihead_attention *m =
-      loom_multihead_attention_new(E, HEADS, (loom_mha_opts){0});
+  loom_multihead_attention *m = loom_multihead_attention_new(
+      E, HEADS, (loom_multihead_attention_opts){0});
   ck_assert_loom(m);
   loom_tensor *kv = leaf(LOOM_SHAPE(5, 1, E)), *out;
   ck_assert_int_eq(
@@ -607,13 +610,14 @@ START_TEST(test_unbatched) {
   loom_clear_error();
   /* masks of the wrong size, named in unbatched terms */
   loom_tensor *x = leaf(LOOM_SHAPE(4, E)), *kv2 = leaf(LOOM_SHAPE(5, E));
-  loom_mha_args bad = {.key_padding_mask = tgt_pad};
+  loom_multihead_attention_args bad = {.key_padding_mask = tgt_pad};
   ck_assert_int_eq(
       loom_multihead_attention_forward(m, x, kv2, kv2, &bad, &out, NULL), -1);
   ck_assert_ptr_nonnull(
       strstr(loom_last_error(), "key_padding_mask [3], expected (5)"));
   loom_clear_error();
-  bad = (loom_mha_args){.attn_mask = loom_zeros(LOOM_F32, LOOM_SHAPE(1, 4, 5))};
+  bad = (loom_multihead_attention_args){
+      .attn_mask = loom_zeros(LOOM_F32, LOOM_SHAPE(1, 4, 5))};
   ck_assert_int_eq(
       loom_multihead_attention_forward(m, x, kv2, kv2, &bad, &out, NULL), -1);
   ck_assert_ptr_nonnull(strstr(loom_last_error(),

@@ -73,7 +73,7 @@ charlm *charlm_new(const charlm_config *cfg_in, uint64_t seed) {
   m->cfg = *cfg;
   m->rng = loom_rng_new(seed);
   loom_manual_seed(seed); /* parameter initialisation */
-  static const loom_lstm_config peephole = {.peephole = true};
+  static const loom_lstm_opts peephole = {.peephole = true};
   m->embed = (loom_embedding_layer *)loom_module_add_child(
       &m->base, "embed",
       (loom_module *)loom_embedding_layer_new(cfg->vocab, cfg->embed, -1));

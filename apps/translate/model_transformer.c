@@ -85,17 +85,19 @@ static loom_tensor *tf_attention(nmt_model *base, const nmt_batch *b) {
       (loom_transformer_decoder_layer *)loom_module_child(dec->layers,
                                                           dec->n - 1);
   loom_tensor *sa;
-  loom_mha_args self = {.causal = true, .key_padding_mask = b->tgt_pad};
+  loom_multihead_attention_args self = {.causal = true,
+                                        .key_padding_mask = b->tgt_pad};
   loom_tensor *q =
-      m->base.cfg.pre_norm ? loom_layer_norm_forward(last->norm1, x) : x;
+      m->base.cfg.pre_norm ? loom_layer_norm_layer_forward(last->norm1, x) : x;
   if (loom_multihead_attention_forward(last->self_attn, q, q, q, &self, &sa,
                                        NULL) < 0)
     return NULL;
   x = loom_add(x, sa);
-  q = m->base.cfg.pre_norm ? loom_layer_norm_forward(last->norm2, x)
-                           : loom_layer_norm_forward(last->norm1, x);
+  q = m->base.cfg.pre_norm ? loom_layer_norm_layer_forward(last->norm2, x)
+                           : loom_layer_norm_layer_forward(last->norm1, x);
   loom_tensor *out, *w;
-  loom_mha_args cross = {.key_padding_mask = b->src_pad, .need_weights = true};
+  loom_multihead_attention_args cross = {.key_padding_mask = b->src_pad,
+                                         .need_weights = true};
   if (loom_multihead_attention_forward(last->multihead_attn, q, memory, memory,
                                        &cross, &out, &w) < 0)
     return NULL;
