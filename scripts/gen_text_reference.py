@@ -257,13 +257,271 @@ def write_scores(rng, sacrebleu_path):
     print(path, len(corpora), 'corpora')
 
 
+# ------------------------------------------------------------------- BPE
+
+BPE_WORDS = ('a man woman dog dogs walking walks walked running runner runs '
+             'street streets red blue green the The of in on at with '
+             'Männer Mädchen Straße straßen Häuser über Fußball grünen '
+             'σοφία ΣΟΦΙΑ φίλος 東京 北京 , . ! ? " - lowest newer wider '
+             'tab\there nb\xa0sp x y z I 1,000 3.5 </w> a</w>b').split(' ')
+
+
+def bpe_corpus(rng, n_lines, words, lone_cr):
+    """Zipf-distributed words, with the irregular lines apply_bpe must
+    keep as they are: leading and trailing spaces, double spaces, empty
+    lines, "\r\n" endings and (if lone_cr) "\r" ones, no final newline.
+    (learn-bpe reads lines split at "\n" only, so a lone "\r" would be
+    part of a word, and a codes file with "\r" as a symbol is one that
+    apply_bpe cannot read.)"""
+    weights = [1.0 / (k + 1) ** 1.1 for k in range(len(words))]
+    lines = []
+    for i in range(n_lines):
+        ws = rng.choices(words, weights, k=rng.randint(0, 14))
+        line = ' '.join(ws)
+        r = rng.random()
+        if r < 0.05:
+            line = '  ' + line
+        elif r < 0.1:
+            line = line + '   '
+        elif r < 0.15:
+            line = line.replace(' ', '  ', 1)
+        end = rng.choices(['\n', '\r\n', '\r'],
+                          [0.9, 0.07, 0.03 if lone_cr else 0])[0]
+        lines.append(line + end)
+    return ''.join(lines).rstrip('\r\n')  # no final newline
+
+
+def greedy_bpe(text, n, min_frequency=2):
+    """Plain greedy BPE (recounting every pair after each merge), to show
+    where subword-nmt's own bookkeeping gives other merges."""
+    import collections
+    words = collections.Counter(w for line in text.splitlines()
+                                for w in line.strip('\r\n ').split(' ') if w)
+    vocab = {tuple(w[:-1]) + (w[-1] + '</w>',): c for w, c in words.items()}
+    out = []
+    for _ in range(n):
+        stats = collections.Counter()
+        for w, c in vocab.items():
+            for a, b in zip(w, w[1:]):
+                stats[a, b] += c
+        if not stats:
+            break
+        best = max(stats, key=lambda x: (stats[x], x))
+        if stats[best] < min_frequency:
+            break
+        out.append(' '.join(best))
+        merged = {}
+        for w, c in vocab.items():
+            r, i = [], 0
+            while i < len(w):
+                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
+                    r.append(w[i] + w[i + 1])
+                    i += 2
+                else:
+                    r.append(w[i])
+                    i += 1
+            merged[tuple(r)] = merged.get(tuple(r), 0) + c
+        vocab = merged
+    return out
+
+
+class SubwordNmt:
+    """subword-nmt's command lines, run from its source tree as a user runs
+    them: `subword-nmt learn-bpe` and `get-vocab` (its installed entry
+    point; they read standard input in lines split at "\\n") and the
+    apply_bpe.py script (which reads standard input in Python's text mode:
+    lines also end at "\\r\\n" and "\\r"; the entry point's apply-bpe fails
+    at this commit: it joins str and bytes)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def run(self, args, data, script=None):
+        import subprocess
+        if script:
+            cmd = [sys.executable, os.path.join(self.path, 'subword_nmt',
+                                                script)] + args
+        else:
+            cmd = [sys.executable, '-c',
+                   'import sys; sys.argv[0] = "subword-nmt"; '
+                   'from subword_nmt.subword_nmt import main; main()'] + args
+        r = subprocess.run(cmd, input=data, capture_output=True, cwd=self.path,
+                           env=dict(os.environ, PYTHONIOENCODING='utf-8'))
+        if r.returncode:
+            sys.exit(f'subword-nmt {args} failed: {r.stderr.decode()}')
+        return r.stdout
+
+    def learn(self, data, *args):
+        return self.run(['learn-bpe'] + list(args), data)
+
+    def vocab(self, data):
+        return self.run(['get-vocab'], data)
+
+    def apply(self, data, *args):
+        return self.run(list(args), data, script='apply_bpe.py')
+
+    def apply_separator(self, data, codes, merges, separator):
+        """apply_bpe.py's main with a separator: its --separator option
+        cannot be used at this commit (argparse's type=bytes fails on a
+        str), so the same steps are run here with the BPE class."""
+        import subprocess
+        code = ('import codecs, io, sys\n'
+                'from subword_nmt.apply_bpe import BPE\n'
+                'inp = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")\n'
+                'out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", '
+                'write_through=True, line_buffering=True)\n'
+                f'bpe = BPE(codecs.open({codes!r}, encoding="utf-8"), '
+                f'{merges}, {separator!r}, None, None)\n'
+                'for line in inp:\n'
+                '    out.write(bpe.process_line(line, 0))\n')
+        r = subprocess.run([sys.executable, '-c', code], input=data,
+                           capture_output=True, cwd=self.path, check=True)
+        return r.stdout
+
+
+def write_bpe(rng, snmt_path):
+    """The BPE files of tests/data (bpe_*): a generated corpus, a text to
+    segment, and what subword-nmt makes of them:
+      bpe_corpus.txt        training text (generated, irregular lines)
+      bpe_text.txt          text to segment (other words and irregular lines)
+      bpe_quirk.txt         words with tabs and no-break spaces, on which
+                            subword-nmt's merges differ from plain greedy
+                            BPE's (its regular expression also matches
+                            inside symbols next to such whitespace)
+      bpe_codes.txt         learn-bpe -s 200 < bpe_corpus.txt
+      bpe_codes_total.txt   learn-bpe -s 150 -t --min-frequency 3
+      bpe_codes_dict.txt    learn-bpe -s 100 --dict-input < bpe_vocab.txt
+      bpe_codes_quirk.txt   learn-bpe -s 400 < bpe_quirk.txt
+      bpe_vocab.txt         get-vocab < (bpe_corpus.txt segmented)
+      bpe_apply.txt         apply_bpe.py -c bpe_codes.txt < bpe_text.txt
+      bpe_apply_vocab.txt   ... --vocabulary bpe_vocab.txt
+                                --vocabulary-threshold 3
+      bpe_apply_gloss.txt   ... --glossaries man Straße σοφία
+      bpe_apply_m50.txt     ... -m 50 -s ++
+      bpe_apply_v01.txt     with bpe_codes.txt's merges as a version 0.1
+                            file (no version line: "</w>" a symbol of its
+                            own)
+    """
+    sn = SubwordNmt(snmt_path)
+    files = {}
+    corpus = bpe_corpus(rng, 260, BPE_WORDS, False)
+    text_words = BPE_WORDS + ('unseen wordings Straßenbahn lowliest '
+                              'ΣΟΦΟΣ 東京タワー dogwalker man-made '
+                              'm a n').split(' ')
+    text = bpe_corpus(rng, 80, text_words, True)
+    files['bpe_corpus.txt'] = corpus.encode()
+    files['bpe_text.txt'] = text.encode()
+    # a corpus on which subword-nmt differs from plain greedy BPE
+    for attempt in range(100):
+        quirk_words = [''.join(rng.choice('ab\t') for _ in range(
+            rng.randint(1, 10))) for _ in range(60)]
+        quirk = bpe_corpus(rng, 150, quirk_words, False)
+        learned = sn.learn(quirk.encode(), '-s', '400').decode()
+        if learned.split('\n')[1:-1] != greedy_bpe(quirk, 400):
+            break
+    else:
+        sys.exit('no corpus where subword-nmt differs from greedy BPE')
+    files['bpe_quirk.txt'] = quirk.encode()
+    files['bpe_codes_quirk.txt'] = learned.encode()
+    codes = sn.learn(files['bpe_corpus.txt'], '-s', '200')
+    files['bpe_codes.txt'] = codes
+    files['bpe_codes_total.txt'] = sn.learn(
+        files['bpe_corpus.txt'], '-s', '150', '-t', '--min-frequency', '3')
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        def path(name, data):
+            p = os.path.join(tmp, name)
+            with open(p, 'wb') as f:
+                f.write(data)
+            return p
+        c = path('codes', codes)
+        vocab = sn.vocab(sn.apply(files['bpe_corpus.txt'], '-c', c))
+        files['bpe_vocab.txt'] = vocab
+        v = path('vocab', vocab)
+        files['bpe_codes_dict.txt'] = sn.learn(vocab, '-s', '100',
+                                               '--dict-input')
+        files['bpe_apply.txt'] = sn.apply(files['bpe_text.txt'], '-c', c)
+        files['bpe_apply_vocab.txt'] = sn.apply(
+            files['bpe_text.txt'], '-c', c, '--vocabulary', v,
+            '--vocabulary-threshold', '3')
+        files['bpe_apply_gloss.txt'] = sn.apply(
+            files['bpe_text.txt'], '-c', c, '--glossaries', 'man', 'Straße',
+            'σοφία')
+        files['bpe_apply_m50.txt'] = sn.apply_separator(
+            files['bpe_text.txt'], c, 50, '++')
+        c01 = path('codes01', codes.split(b'\n', 1)[1])
+        files['bpe_apply_v01.txt'] = sn.apply(files['bpe_text.txt'], '-c', c01)
+    for name, data in files.items():
+        with open(os.path.join(DATA, name), 'wb') as f:
+            f.write(data)
+    print('bpe files:', ', '.join(f'{k} ({len(v)} bytes)'
+                                  for k, v in files.items()))
+
+
+def fnv1a64(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return f'{h:016x}'
+
+
+def write_bpe_multi30k(snmt_path, data_dir):
+    """bpe_multi30k.txt: FNV-1a-64 digests of subword-nmt's outputs for the
+    joint-BPE recipe of its README on Multi30k (the data is not in the
+    repository; tests/test_translate_text.c runs the same steps when it is
+    there):
+      codes    learn-bpe -s 3000 < train.de train.en (concatenated)
+      vocab    get-vocab < (apply_bpe.py -c codes < train.de)
+      test_de  apply_bpe.py -c codes --vocabulary vocab
+                            --vocabulary-threshold 50 < test_2016_flickr.de
+      test_en  apply_bpe.py -c codes < test_2016_flickr.en
+    """
+    import tempfile
+    sn = SubwordNmt(snmt_path)
+
+    def read(name):
+        with open(os.path.join(data_dir, name), 'rb') as f:
+            return f.read()
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        codes = sn.learn(read('train.de') + read('train.en'), '-s', '3000')
+        c = os.path.join(tmp, 'codes')
+        with open(c, 'wb') as f:
+            f.write(codes)
+        vocab = sn.vocab(sn.apply(read('train.de'), '-c', c))
+        v = os.path.join(tmp, 'vocab')
+        with open(v, 'wb') as f:
+            f.write(vocab)
+        out['codes'] = codes
+        out['vocab'] = vocab
+        out['test_de'] = sn.apply(read('test_2016_flickr.de'), '-c', c,
+                                  '--vocabulary', v,
+                                  '--vocabulary-threshold', '50')
+        out['test_en'] = sn.apply(read('test_2016_flickr.en'), '-c', c)
+    path = os.path.join(DATA, 'bpe_multi30k.txt')
+    with open(path, 'w') as f:
+        f.write('# FNV-1a-64 of subword-nmt\'s outputs on Multi30k; see '
+                'write_bpe_multi30k in\n# scripts/gen_text_reference.py\n')
+        for k, data in out.items():
+            f.write(f'{k} {fnv1a64(data)} {len(data)}\n')
+    print(path)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--sacrebleu', default='/work/ext/mjpost+sacrebleu')
     ap.add_argument('--subword-nmt', default='/work/ext/rsennrich+subword-nmt')
+    ap.add_argument('--multi30k', default=os.path.join(
+        ROOT, '..', 'shared', 'data', 'multi30k'),
+        help='Multi30k for bpe_multi30k.txt (skipped if absent)')
     a = ap.parse_args()
     write_tokenize(random.Random(14))
     write_scores(random.Random(15), a.sacrebleu)
+    write_bpe(random.Random(16), a.subword_nmt)
+    if os.path.exists(os.path.join(a.multi30k, 'train.de')):
+        write_bpe_multi30k(a.subword_nmt, a.multi30k)
+    else:
+        print('no Multi30k at', a.multi30k, '- bpe_multi30k.txt kept as is')
 
 
 if __name__ == '__main__':

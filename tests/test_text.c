@@ -617,6 +617,586 @@ START_TEST(test_score_errors) {
 }
 END_TEST
 
+/* --------------------------------------------------------------- BPE */
+
+/* The whole of a reference file as a string (caller frees). */
+static char *ref_file(const char *name) {
+  size_t len;
+  return ref_slurp(name, &len);
+}
+
+/* The codes as their file holds them (caller frees). */
+static char *codes_text(const app_bpe_codes *c) {
+  char *text;
+  size_t len;
+  FILE *f = open_memstream(&text, &len);
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(app_bpe_codes_write(c, f), 0);
+  fclose(f);
+  return text;
+}
+
+/* Word counts of a text file read as learn-bpe reads standard input. */
+static void count_file(const char *name, app_word_counts *wc) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/tests/data/%s", getenv("LOOM_SOURCE_ROOT"),
+           name);
+  app_line_reader r;
+  ck_assert_int_eq(app_line_reader_open(&r, path, false, 0), 0);
+  const char *line;
+  size_t len;
+  int got;
+  while ((got = app_line_reader_next(&r, &line, &len, NULL)) > 0)
+    ck_assert_int_eq(app_word_counts_add_line(wc, line, len), 0);
+  ck_assert_int_eq(got, 0);
+  app_line_reader_close(&r);
+}
+
+static void learn_and_compare(const app_word_counts *wc,
+                              app_bpe_learn_options o, const char *want) {
+  app_bpe_codes codes;
+  ck_assert_int_eq(app_bpe_learn(wc, &o, &codes), 0);
+  char *got = codes_text(&codes), *expected = ref_file(want);
+  ck_assert_msg(!strcmp(got, expected), "merges differ from subword-nmt's %s",
+                want);
+  free(got);
+  free(expected);
+  app_bpe_codes_free(&codes);
+}
+
+/* Sennrich et al.'s example, worked by hand. Words as symbols:
+ * l o w</w> x5, l o w e r</w> x2, n e w e s t</w> x6, w i d e s t</w> x3.
+ * (e, s) and (s, t</w>) both occur 9 times; the tie goes to the larger
+ * pair in code-point order, (s, t</w>). Then (e, st</w>) 9 and (l, o) 7.
+ * Then (n, e), (e, w) and (w, est</w>) have 6 each: (w, est</w>) wins
+ * ('w' > 'n' > 'e'); then (n, e) and (e, west</w>) tie at 6 and (n, e)
+ * wins; then (ne, west</w>) 6 and (lo, w</w>) 5. */
+START_TEST(test_bpe_learn_by_hand) {
+  app_word_counts wc = {0};
+  ck_assert_int_eq(app_word_counts_add(&wc, "low", 3, 5), 0);
+  ck_assert_int_eq(app_word_counts_add(&wc, "lower", 5, 2), 0);
+  ck_assert_int_eq(app_word_counts_add(&wc, "newest", 6, 6), 0);
+  ck_assert_int_eq(app_word_counts_add(&wc, "widest", 6, 3), 0);
+  app_bpe_codes c;
+  app_bpe_learn_options o = {.symbols = 7, .min_frequency = 2};
+  ck_assert_int_eq(app_bpe_learn(&wc, &o, &c), 0);
+  char *text = codes_text(&c);
+  ck_assert_str_eq(text, "#version: 0.2\ns t</w>\ne st</w>\nl o\nw est</w>\n"
+                         "n e\nne west</w>\nlo w</w>\n");
+  free(text);
+
+  /* "lowest": l o w e s t</w> -> s t</w> (rank 0) -> e st</w> (1) ->
+   * l o (2) -> w est</w> (3): lo west; "newer": n e (4), then nothing
+   * merges w e: "ne@@ w@@ e@@ r"; one character stays */
+  app_bpe *b = app_bpe_new(&c, NULL);
+  ck_assert_loom(b);
+  app_buf out = {0};
+  const char *line = " lowest  newer x\n";
+  ck_assert_int_eq(app_bpe_apply_line(b, line, strlen(line) - 1, true, &out),
+                   0);
+  ck_assert_str_eq(out.data, " lo@@ west ne@@ w@@ e@@ r x\n");
+  /* undo gives the words back (spaces inside runs are not kept) */
+  app_buf back = {0};
+  ck_assert_int_eq(app_bpe_undo_line(out.data, out.len, NULL, &back), 0);
+  ck_assert_str_eq(back.data, " lowest newer x\n");
+  app_buf_free(&out);
+  app_buf_free(&back);
+  app_bpe_free(b);
+  app_bpe_codes_free(&c);
+
+  /* the minimum frequency stops learning: the eighth merge would be
+   * (w, i), 3 times */
+  o = (app_bpe_learn_options){.symbols = 100, .min_frequency = 4};
+  ck_assert_int_eq(app_bpe_learn(&wc, &o, &c), 0);
+  ck_assert_int_eq(c.merges.n, 7);
+  app_bpe_codes_free(&c);
+  app_word_counts_free(&wc);
+}
+END_TEST
+
+START_TEST(test_bpe_learn_matches_subword_nmt) {
+  app_word_counts wc = {0};
+  count_file("bpe_corpus.txt", &wc);
+  learn_and_compare(&wc,
+                    (app_bpe_learn_options){.symbols = 200, .min_frequency = 2},
+                    "bpe_codes.txt");
+  learn_and_compare(&wc,
+                    (app_bpe_learn_options){.symbols = 150,
+                                            .min_frequency = 3,
+                                            .total_symbols = true},
+                    "bpe_codes_total.txt");
+  app_word_counts_free(&wc);
+
+  /* the words of a vocabulary file (--dict-input) */
+  char path[1024];
+  snprintf(path, sizeof path, "%s/tests/data/bpe_vocab.txt",
+           getenv("LOOM_SOURCE_ROOT"));
+  ck_assert_int_eq(app_word_counts_read(&wc, path, 0), 0);
+  learn_and_compare(&wc,
+                    (app_bpe_learn_options){.symbols = 100, .min_frequency = 2},
+                    "bpe_codes_dict.txt");
+  app_word_counts_free(&wc);
+
+  /* words with tabs inside, where subword-nmt's regular expression merges
+   * more than the pair (its merges differ from plain greedy BPE's) */
+  count_file("bpe_quirk.txt", &wc);
+  learn_and_compare(&wc,
+                    (app_bpe_learn_options){.symbols = 400, .min_frequency = 2},
+                    "bpe_codes_quirk.txt");
+  app_word_counts_free(&wc);
+}
+END_TEST
+
+/* Applies codes (a reference file, as a version 0.1 file if asked) to
+ * bpe_text.txt and compares with subword-nmt's output. */
+static void apply_and_compare(const char *codes_name, bool as_v01,
+                              int64_t merges, const char *sep,
+                              const app_word_counts *vocab,
+                              const char *glossary[], const char *want) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/tests/data/%s", getenv("LOOM_SOURCE_ROOT"),
+           codes_name);
+  if (as_v01) { /* the same merges without the version line */
+    char *text = ref_file(codes_name), *rest = strchr(text, '\n') + 1;
+    test_path(path, sizeof path, "codes01.txt");
+    test_write_file(path, rest, strlen(rest));
+    free(text);
+  }
+  app_bpe_codes c;
+  ck_assert_int_eq(app_bpe_codes_read(&c, path, merges), 0);
+  ck_assert_int_eq(c.version, as_v01 ? 1 : 2);
+  app_bpe *b = app_bpe_new(&c, sep);
+  ck_assert_loom(b);
+  if (vocab)
+    ck_assert_int_eq(app_bpe_set_vocabulary(b, vocab), 0);
+  for (int g = 0; glossary && glossary[g]; g++)
+    ck_assert_int_eq(app_bpe_add_glossary(b, glossary[g], strlen(glossary[g])),
+                     0);
+  snprintf(path, sizeof path, "%s/tests/data/bpe_text.txt",
+           getenv("LOOM_SOURCE_ROOT"));
+  app_line_reader r;
+  ck_assert_int_eq(app_line_reader_open(&r, path, true, 0), 0);
+  app_buf out = {0};
+  const char *line;
+  size_t len;
+  bool ended;
+  while (app_line_reader_next(&r, &line, &len, &ended) > 0)
+    ck_assert_int_eq(app_bpe_apply_line(b, line, len, ended, &out), 0);
+  app_line_reader_close(&r);
+  char *expected = ref_file(want);
+  ck_assert_msg(!strcmp(out.data, expected), "output differs from %s", want);
+  free(expected);
+  app_buf_free(&out);
+  app_bpe_free(b);
+  app_bpe_codes_free(&c);
+}
+
+START_TEST(test_bpe_apply_matches_subword_nmt) {
+  apply_and_compare("bpe_codes.txt", false, -1, NULL, NULL, NULL,
+                    "bpe_apply.txt");
+  apply_and_compare("bpe_codes.txt", false, 50, "++", NULL, NULL,
+                    "bpe_apply_m50.txt");
+  apply_and_compare("bpe_codes.txt", true, -1, NULL, NULL, NULL,
+                    "bpe_apply_v01.txt");
+  const char *glossary[] = {"man",
+                            "Stra\xC3\x9F"
+                            "e",
+                            "\xCF\x83\xCE\xBF\xCF\x86\xCE\xAF\xCE\xB1", NULL};
+  apply_and_compare("bpe_codes.txt", false, -1, NULL, NULL, glossary,
+                    "bpe_apply_gloss.txt");
+  /* --vocabulary bpe_vocab.txt --vocabulary-threshold 3 */
+  char path[1024];
+  snprintf(path, sizeof path, "%s/tests/data/bpe_vocab.txt",
+           getenv("LOOM_SOURCE_ROOT"));
+  app_word_counts vocab = {0};
+  ck_assert_int_eq(app_word_counts_read(&vocab, path, 3), 0);
+  apply_and_compare("bpe_codes.txt", false, -1, NULL, &vocab, NULL,
+                    "bpe_apply_vocab.txt");
+  app_word_counts_free(&vocab);
+
+  /* get-vocab of the segmented corpus */
+  app_bpe_codes c;
+  snprintf(path, sizeof path, "%s/tests/data/bpe_codes.txt",
+           getenv("LOOM_SOURCE_ROOT"));
+  ck_assert_int_eq(app_bpe_codes_read(&c, path, -1), 0);
+  app_bpe *b = app_bpe_new(&c, NULL);
+  snprintf(path, sizeof path, "%s/tests/data/bpe_corpus.txt",
+           getenv("LOOM_SOURCE_ROOT"));
+  app_line_reader r;
+  ck_assert_int_eq(app_line_reader_open(&r, path, true, 0), 0);
+  app_buf out = {0};
+  const char *line;
+  size_t len;
+  bool ended;
+  app_word_counts wc = {0};
+  while (app_line_reader_next(&r, &line, &len, &ended) > 0) {
+    app_buf_clear(&out);
+    ck_assert_int_eq(app_bpe_apply_line(b, line, len, ended, &out), 0);
+    ck_assert_int_eq(app_word_counts_add_line(&wc, out.data, out.len), 0);
+  }
+  app_line_reader_close(&r);
+  char *text;
+  size_t n;
+  FILE *f = open_memstream(&text, &n);
+  ck_assert_int_eq(app_word_counts_write(&wc, f), 0);
+  fclose(f);
+  char *expected = ref_file("bpe_vocab.txt");
+  ck_assert_str_eq(text, expected);
+  free(text);
+  free(expected);
+  app_word_counts_free(&wc);
+  app_buf_free(&out);
+  app_bpe_free(b);
+  app_bpe_codes_free(&c);
+}
+END_TEST
+
+/* The learned merges are the greedy ones on the training words: after
+ * applying the first k merges, the most frequent adjacent pair (ties to
+ * the larger in code-point order) is merge k + 1. Random words over a
+ * small alphabet, so symbols are often made in more than one way. */
+START_TEST(test_bpe_merges_are_greedy_on_training_words) {
+  uint64_t state = 7;
+  app_word_counts wc = {0};
+  for (int w = 0; w < 150; w++) {
+    char word[16];
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    int len = 1 + (int)(state >> 60) % 10;
+    for (int i = 0; i < len; i++) {
+      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+      word[i] = "abcde"[(state >> 33) % 5];
+    }
+    ck_assert_int_eq(app_word_counts_add(&wc, word, (size_t)len,
+                                         1 + (int64_t)(state >> 40) % 50),
+                     0);
+  }
+  app_bpe_codes all;
+  app_bpe_learn_options o = {.symbols = 80, .min_frequency = 2};
+  ck_assert_int_eq(app_bpe_learn(&wc, &o, &all), 0);
+  ck_assert_int_eq(all.merges.n, 80);
+  app_buf seg = {0}, key = {0}, best = {0};
+  app_word_counts pairs = {0};
+  for (int64_t k = 0; k < all.merges.n; k++) {
+    app_bpe_codes first = {.version = 2};
+    for (int64_t i = 0; i < k; i++)
+      ck_assert_int_eq(app_tokens_push(&first.merges, app_token(&all.merges, i),
+                                       app_token_len(&all.merges, i), false),
+                       0);
+    app_bpe *b = app_bpe_new(&first, " ");
+    ck_assert_loom(b);
+    /* count the pairs of the segmented words (separator " " leaves the
+     * subwords separated by spaces: "lo w" for lo@@ w) */
+    app_word_counts_free(&pairs);
+    for (int64_t w = 0; w < wc.words.n; w++) {
+      app_buf_clear(&seg);
+      ck_assert_int_eq(app_bpe_apply_line(b, app_strtab_str(&wc.words, w),
+                                          app_strtab_len(&wc.words, w), false,
+                                          &seg),
+                       0);
+      app_tokens subs = {0};
+      ck_assert_int_eq(app_split_space(seg.data, seg.len, &subs, "seg"), 0);
+      for (int64_t i = 0; i + 1 < subs.n; i++) {
+        app_buf_clear(&key);
+        app_buf_append(&key, app_token(&subs, i), app_token_len(&subs, i));
+        app_buf_putc(&key, ' ');
+        app_buf_append(&key, app_token(&subs, i + 1),
+                       app_token_len(&subs, i + 1));
+        if (i + 2 == subs.n)
+          app_buf_append(&key, "</w>", 4);
+        ck_assert_int_eq(
+            app_word_counts_add(&pairs, key.data, key.len, wc.count[w]), 0);
+      }
+      app_tokens_free(&subs);
+    }
+    int64_t top = -1;
+    for (int64_t p = 0; p < pairs.words.n; p++) {
+      int c = top < 0 ? 1 : 0;
+      if (top >= 0 && pairs.count[p] != pairs.count[top])
+        c = pairs.count[p] > pairs.count[top] ? 1 : -1;
+      if (top >= 0 && !c) { /* (first, second) in code-point order */
+        const char *x = app_strtab_str(&pairs.words, p),
+                   *y = app_strtab_str(&pairs.words, top);
+        size_t xa = strcspn(x, " "), ya = strcspn(y, " ");
+        int a = memcmp(x, y, xa < ya ? xa : ya);
+        a = a ? a : (xa > ya) - (xa < ya);
+        c = a ? a : strcmp(x + xa + 1, y + ya + 1);
+      }
+      if (c > 0)
+        top = p;
+    }
+    ck_assert_int_ge(top, 0);
+    ck_assert_msg(
+        !strcmp(app_strtab_str(&pairs.words, top), app_token(&all.merges, k)),
+        "merge %lld is '%s', the most frequent pair '%s'", (long long)k + 1,
+        app_token(&all.merges, k), app_strtab_str(&pairs.words, top));
+    app_bpe_free(b);
+    app_bpe_codes_free(&first);
+  }
+  app_word_counts_free(&pairs);
+  app_word_counts_free(&wc);
+  app_buf_free(&seg);
+  app_buf_free(&key);
+  app_buf_free(&best);
+  app_bpe_codes_free(&all);
+}
+END_TEST
+
+/* Applying then undoing gives each line back, with runs of spaces between
+ * words made one (apply_bpe keeps the ends of a line as they are). */
+START_TEST(test_bpe_apply_then_undo) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/tests/data/bpe_codes.txt",
+           getenv("LOOM_SOURCE_ROOT"));
+  app_bpe_codes c;
+  ck_assert_int_eq(app_bpe_codes_read(&c, path, -1), 0);
+  app_bpe *b = app_bpe_new(&c, NULL);
+  snprintf(path, sizeof path, "%s/tests/data/bpe_text.txt",
+           getenv("LOOM_SOURCE_ROOT"));
+  app_line_reader r;
+  ck_assert_int_eq(app_line_reader_open(&r, path, true, 0), 0);
+  app_buf seg = {0}, back = {0}, want = {0};
+  const char *line;
+  size_t len;
+  int lines = 0;
+  while (app_line_reader_next(&r, &line, &len, NULL) > 0) {
+    app_buf_clear(&seg);
+    app_buf_clear(&back);
+    ck_assert_int_eq(app_bpe_apply_line(b, line, len, false, &seg), 0);
+    ck_assert_int_eq(app_bpe_undo_line(seg.data, seg.len, NULL, &back), 0);
+    size_t lead = 0, end = len;
+    while (lead < len && line[lead] == ' ')
+      lead++;
+    while (end > lead && line[end - 1] == ' ')
+      end--;
+    app_buf_clear(&want);
+    app_buf_append(&want, line, lead);
+    for (size_t i = lead; i < end; i++)
+      if (line[i] != ' ' || line[i - 1] != ' ')
+        app_buf_putc(&want, line[i]);
+    if (end > lead) /* a line of spaces comes back as it was */
+      app_buf_append(&want, line + end, len - end);
+    ck_assert_str_eq(back.data, want.data);
+    lines++;
+  }
+  ck_assert_int_gt(lines, 50);
+  app_line_reader_close(&r);
+  app_buf_free(&seg);
+  app_buf_free(&back);
+  app_buf_free(&want);
+  app_bpe_free(b);
+  app_bpe_codes_free(&c);
+}
+END_TEST
+
+START_TEST(test_bpe_undo_rule) {
+  /* sed -r 's/(@@ )|(@@ ?$)//g' */
+  static const char *cases[][2] = {
+      {"lo@@ west ne@@ wer", "lowest newer"},
+      {"end@@", "end"},
+      {"end@@ ", "end"},
+      {"a@@ @@ b", "ab"},
+      {"@@@@ x", "@@x"},
+      {"a @@b", "a @@b"},
+      {"x@@\r", "x@@\r"}, /* $ is the end of the line, not before "\r" */
+      {"", ""},
+  };
+  app_buf out = {0};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    app_buf_clear(&out);
+    ck_assert_int_eq(
+        app_bpe_undo_line(cases[i][0], strlen(cases[i][0]), NULL, &out), 0);
+    ck_assert_str_eq(out.data, cases[i][1]);
+  }
+  app_buf_clear(&out);
+  ck_assert_int_eq(app_bpe_undo_line("a++ b++", 7, "++", &out), 0);
+  ck_assert_str_eq(out.data, "ab");
+  app_buf_free(&out);
+}
+END_TEST
+
+/* Writes text to the suite's file name; its path in path. */
+static void put_file(const char *name, const char *text, char *path, size_t n) {
+  test_path(path, n, name);
+  test_write_file(path, text, strlen(text));
+}
+
+static void codes_error(const char *text, int64_t merges, const char *want) {
+  char path[512], msg[1024];
+  put_file("bad.codes", text, path, sizeof path);
+  app_bpe_codes c;
+  ck_assert_int_eq(app_bpe_codes_read(&c, path, merges), -1);
+  snprintf(msg, sizeof msg, "%s:%s", path, want);
+  ck_assert_str_eq(loom_last_error(), msg);
+  ck_assert_int_eq(c.merges.n, 0);
+  loom_clear_error();
+}
+
+START_TEST(test_bpe_codes_errors) {
+  codes_error("#version: 0.3\na b\n", -1,
+              "1: version '#version: 0.3' is not "
+              "0.1 or 0.2");
+  codes_error("#version: 0.2 byte\na b\n", -1,
+              "1: byte-level BPE codes are not supported");
+  codes_error("#version: 0.2\na b\nab\n", -1,
+              "3: a merge must be two symbols separated by one space");
+  codes_error("#version: 0.2\na b c\n", -1,
+              "2: a merge must be two symbols separated by one space");
+  codes_error("#version: 0.2\na  b\n", -1,
+              "2: a merge must be two symbols separated by one space");
+  codes_error("#version: 0.2\na b\n\nc d\n", -1, "3: an empty line");
+  codes_error("#version: 0.2\na b\n \n", -1,
+              "3: a merge must be two symbols separated by one space");
+  codes_error("#version: 0.2\na b\nc \xC3(\n", -1,
+              " invalid UTF-8 at byte 20 (line 3, byte 3 of the line)");
+  /* a line over 1 MiB */
+  size_t big = ((size_t)1 << 20) + 10;
+  char *huge = malloc(big + 40);
+  strcpy(huge, "#version: 0.2\n");
+  memset(huge + 14, 'a', big);
+  strcpy(huge + 14 + big, " b\n");
+  codes_error(huge, -1, "2: line longer than 1048576 bytes (at byte 14)");
+  free(huge);
+
+  /* fine: trailing empty lines, "\r\n" ends, bad lines past -m, no
+   * version line (0.1), no merges at all */
+  char path[512];
+  app_bpe_codes c;
+  put_file("ok.codes", "#version: 0.2\r\na b\r\nc d\n\n\n", path, sizeof path);
+  ck_assert_int_eq(app_bpe_codes_read(&c, path, -1), 0);
+  ck_assert_int_eq(c.merges.n, 2);
+  ck_assert_str_eq(app_token(&c.merges, 1), "c d");
+  app_bpe_codes_free(&c);
+  put_file("ok.codes", "#version: 0.2\na b\nbad\n\nx y\n", path, sizeof path);
+  ck_assert_int_eq(app_bpe_codes_read(&c, path, 1), 0);
+  ck_assert_int_eq(c.merges.n, 1);
+  app_bpe_codes_free(&c);
+  put_file("ok.codes", "#version: 0.1\na b\n", path, sizeof path);
+  ck_assert_int_eq(app_bpe_codes_read(&c, path, -1), 0);
+  ck_assert_int_eq(c.version, 1);
+  app_bpe_codes_free(&c);
+  put_file("ok.codes", "#version: 0.2.0\n", path, sizeof path);
+  ck_assert_int_eq(app_bpe_codes_read(&c, path, -1), 0);
+  ck_assert_int_eq(c.version, 2);
+  ck_assert_int_eq(c.merges.n, 0);
+  app_bpe_codes_free(&c);
+  put_file("ok.codes", "e r</w>\n", path, sizeof path);
+  ck_assert_int_eq(app_bpe_codes_read(&c, path, -1), 0);
+  ck_assert_int_eq(c.version, 1);
+  ck_assert_int_eq(c.merges.n, 1);
+  app_bpe_codes_free(&c);
+}
+END_TEST
+
+static void counts_error(const char *text, const char *want) {
+  char path[512], msg[1024];
+  put_file("bad.vocab", text, path, sizeof path);
+  app_word_counts wc = {0};
+  ck_assert_int_eq(app_word_counts_read(&wc, path, 0), -1);
+  snprintf(msg, sizeof msg, "%s:%s", path, want);
+  ck_assert_str_eq(loom_last_error(), msg);
+  loom_clear_error();
+  app_word_counts_free(&wc);
+}
+
+START_TEST(test_word_counts) {
+  counts_error("the 5\nword\n",
+               "2: expected a word and a count separated by one space");
+  counts_error("a b 5\n",
+               "1: expected a word and a count separated by one space");
+  counts_error("a -1\n", "1: the count is not a whole number in 0..2^62");
+  counts_error("a 12x\n", "1: the count is not a whole number in 0..2^62");
+  counts_error("a 99999999999999999999\n",
+               "1: the count is not a whole number in 0..2^62");
+  counts_error("a 4611686018427387904\na 1\n", "2: counts add up beyond 2^62");
+  char path[512];
+  put_file("ok.vocab", "the 5\r\nman 2\nthe 3\n  dog 1  \n", path, sizeof path);
+  app_word_counts wc = {0};
+  ck_assert_int_eq(app_word_counts_read(&wc, path, 0), 0);
+  ck_assert_int_eq(wc.words.n, 3);
+  ck_assert_int_eq(wc.count[0], 8);
+  ck_assert_str_eq(app_strtab_str(&wc.words, 2), "dog");
+  app_word_counts_free(&wc);
+  ck_assert_int_eq(app_word_counts_read(&wc, path, 3), 0); /* threshold */
+  ck_assert_int_eq(wc.words.n, 1);
+  app_word_counts_free(&wc);
+  /* counting text: split at single spaces, a tab is part of a word */
+  ck_assert_int_eq(app_word_counts_add_line(&wc, " a  b\tc a\r", 10), 0);
+  ck_assert_int_eq(wc.words.n, 2);
+  ck_assert_int_eq(wc.count[0], 2);
+  ck_assert_str_eq(app_strtab_str(&wc.words, 1), "b\tc");
+  app_word_counts_free(&wc);
+}
+END_TEST
+
+/* ------------------------------------------------------- vocabularies */
+
+static void vocab_error(const char *text, const char *want) {
+  char path[512], msg[1024];
+  put_file("bad.vocab", text, path, sizeof path);
+  app_vocab v;
+  ck_assert_int_eq(app_vocab_load(&v, path), -1);
+  snprintf(msg, sizeof msg, "%s%s", path, want);
+  ck_assert_str_eq(loom_last_error(), msg);
+  ck_assert_int_eq(app_vocab_size(&v), 0);
+  loom_clear_error();
+}
+
+START_TEST(test_vocab) {
+  app_word_counts wc = {0};
+  app_tokens toks = {0};
+  const char *lines[] = {"Zwei junge Männer, zwei Hunde.",
+                         "Ein Mann und zwei Hunde <unk> spielen."};
+  for (int l = 0; l < 2; l++) {
+    app_tokens_clear(&toks);
+    ck_assert_int_eq(
+        app_tokenize_lower(lines[l], strlen(lines[l]), &toks, "line"), 0);
+    for (int64_t i = 0; i < toks.n; i++)
+      ck_assert_int_eq(app_word_counts_add(&wc, app_token(&toks, i),
+                                           app_token_len(&toks, i), 1),
+                       0);
+  }
+  app_vocab v;
+  ck_assert_int_eq(app_vocab_build(&v, &wc, 2), 0);
+  /* the baseline's sorted(w for w, n in counts.items() if n >= 2) */
+  const char *want[] = {"<pad>", "<bos>", "<eos>", "<unk>",
+                        ".",     "hunde", "zwei"};
+  ck_assert_int_eq(app_vocab_size(&v), 7);
+  for (int i = 0; i < 7; i++)
+    ck_assert_str_eq(app_vocab_token(&v, i), want[i]);
+  ck_assert_int_eq(app_vocab_id(&v, "zwei", 4), 6);
+  ck_assert_int_eq(app_vocab_id(&v, "männer", 7), APP_UNK);
+  ck_assert_int_eq(app_vocab_id(&v, "<eos>", 5), APP_EOS);
+  char path[512];
+  test_path(path, sizeof path, "model.vocab");
+  ck_assert_int_eq(app_vocab_save(&v, path), 0);
+  app_vocab back;
+  ck_assert_int_eq(app_vocab_load(&back, path), 0);
+  ck_assert_int_eq(app_vocab_size(&back), 7);
+  for (int i = 0; i < 7; i++)
+    ck_assert_str_eq(app_vocab_token(&back, i), want[i]);
+  app_vocab_free(&back);
+  app_vocab_free(&v);
+  ck_assert_int_eq(app_vocab_build(&v, &wc, 0), -1);
+  loom_clear_error();
+  app_word_counts_free(&wc);
+  app_tokens_free(&toks);
+
+  vocab_error("", ": 0 lines, but a vocabulary starts with <pad>, <bos>, "
+                  "<eos>, <unk>");
+  vocab_error("<pad>\n<bos>\n<unk>\n<eos>\n",
+              ":3: the first four lines must be <pad>, <bos>, <eos>, <unk>");
+  vocab_error("<pad>\n<bos>\n<eos>\n<unk>\nHaus\nMaus\nHaus\n",
+              ":7: 'Haus' repeats line 5");
+  vocab_error("<pad>\n<bos>\n<eos>\n<unk>\na\n\nb\n", ":6: an empty line");
+  vocab_error("<pad>\r\n<bos>\r\n",
+              ":1: the first four lines must be <pad>, <bos>, <eos>, <unk>");
+  vocab_error("<pad>\n<bos>\n<eos>\n<unk>\nx\r\n",
+              ":5: a carriage return (a file with \\r\\n line ends?)");
+  vocab_error("<pad>\n<bos>\n<eos>\n<unk>\nM\xC3\xA4nner\nM\xC3nner\n",
+              ": invalid UTF-8 at byte 33 (line 6, byte 2 of the line)");
+}
+END_TEST
+
 /* ------------------------------------------------------------- lines */
 
 START_TEST(test_line_reader) {
@@ -695,6 +1275,15 @@ int main(void) {
   tcase_add_test(tc, test_13a_by_hand);
   tcase_add_test(tc, test_bleu_smoothing_by_hand);
   tcase_add_test(tc, test_score_errors);
+  tcase_add_test(tc, test_bpe_learn_by_hand);
+  tcase_add_test(tc, test_bpe_learn_matches_subword_nmt);
+  tcase_add_test(tc, test_bpe_apply_matches_subword_nmt);
+  tcase_add_test(tc, test_bpe_merges_are_greedy_on_training_words);
+  tcase_add_test(tc, test_bpe_apply_then_undo);
+  tcase_add_test(tc, test_bpe_undo_rule);
+  tcase_add_test(tc, test_bpe_codes_errors);
+  tcase_add_test(tc, test_word_counts);
+  tcase_add_test(tc, test_vocab);
   tcase_add_test(tc, test_line_reader);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);

@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "file_util.h"
 
+#include <stdint.h>
 #include <string.h>
 
 static const char *prog(void) {
@@ -107,6 +108,227 @@ START_TEST(test_score_bad_input) {
 }
 END_TEST
 
+/* ----------------------------------------------------------------- bpe */
+
+/* $LOOM_SOURCE_ROOT/tests/data/NAME */
+static void data_path(char *buf, size_t n, const char *name) {
+  const char *root = getenv("LOOM_SOURCE_ROOT");
+  snprintf(buf, n, "%s/tests/data/%s", root ? root : ".", name);
+}
+
+/* Runs translate with args, its output into the suite's file `out_name`,
+ * and checks that the file equals the reference file `want`. */
+static void run_to_file(const char *args, const char *want) {
+  char out[512], cmd[4096], ref[1024];
+  test_path(out, sizeof out, "out.txt");
+  remove(out);
+  snprintf(cmd, sizeof cmd, "%s -o '%s'", args, out);
+  ck_assert_msg(run(cmd, TEST_OUTPUT_NONE, NULL, 0) == 0, "%s failed", cmd);
+  data_path(ref, sizeof ref, want);
+  size_t n1, n2;
+  char *got = test_slurp(out, &n1), *expected = test_slurp(ref, &n2);
+  ck_assert_msg(n1 == n2 && !memcmp(got, expected, n1),
+                "translate %s differs from subword-nmt's %s", args, want);
+  free(got);
+  free(expected);
+}
+
+START_TEST(test_bpe_commands_match_subword_nmt) {
+  char corpus[1024], text[1024], codes[1024], vocab[1024], args[4096];
+  data_path(corpus, sizeof corpus, "bpe_corpus.txt");
+  data_path(text, sizeof text, "bpe_text.txt");
+  data_path(codes, sizeof codes, "bpe_codes.txt");
+  data_path(vocab, sizeof vocab, "bpe_vocab.txt");
+  snprintf(args, sizeof args, "bpe learn -s 200 < '%s'", corpus);
+  run_to_file(args, "bpe_codes.txt");
+  snprintf(args, sizeof args,
+           "bpe learn --symbols 150 -t --min-frequency 3 -i '%s'", corpus);
+  run_to_file(args, "bpe_codes_total.txt");
+  snprintf(args, sizeof args, "bpe learn -s 100 --dict-input < '%s'", vocab);
+  run_to_file(args, "bpe_codes_dict.txt");
+  snprintf(args, sizeof args, "bpe apply -c '%s' < '%s'", codes, text);
+  run_to_file(args, "bpe_apply.txt");
+  snprintf(args, sizeof args,
+           "bpe apply --codes '%s' --vocabulary '%s' --vocabulary-threshold 3 "
+           "-i '%s'",
+           codes, vocab, text);
+  run_to_file(args, "bpe_apply_vocab.txt");
+  snprintf(args, sizeof args,
+           "bpe apply -c '%s' --glossaries man Stra\xC3\x9F"
+           "e "
+           "\xCF\x83\xCE\xBF\xCF\x86\xCE\xAF\xCE\xB1 < '%s'",
+           codes, text);
+  run_to_file(args, "bpe_apply_gloss.txt");
+  snprintf(args, sizeof args, "bpe apply -c '%s' -m 50 -s ++ < '%s'", codes,
+           text);
+  run_to_file(args, "bpe_apply_m50.txt");
+  snprintf(args, sizeof args, "bpe apply -c '%s' < '%s' | %s bpe vocab", codes,
+           corpus, prog());
+  run_to_file(args, "bpe_vocab.txt");
+  /* undo is the sed rule of subword-nmt's README */
+  char seg[1024], out[8192], sed[8192];
+  data_path(seg, sizeof seg, "bpe_apply.txt");
+  snprintf(args, sizeof args, "bpe undo < '%s'", seg);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_STDOUT, out, sizeof out), 0);
+  snprintf(args, sizeof args, "-r 's/(@@ )|(@@ ?$)//g' < '%s'", seg);
+  ck_assert_int_eq(test_run("sed", args, TEST_OUTPUT_STDOUT, sed, sizeof sed),
+                   0);
+  ck_assert_uint_gt(strlen(out), 1000);
+  ck_assert_str_eq(out, sed);
+}
+END_TEST
+
+START_TEST(test_bpe_bad_input) {
+  char path[512], codes[512], args[2048], out[4096], want[2048];
+  put("ok.codes", "#version: 0.2\na b\n", codes, sizeof codes);
+  /* malformed codes: the file and line in the message, exit status 1 */
+  put("bad.codes", "#version: 0.2\na b\nab\n", path, sizeof path);
+  snprintf(args, sizeof args, "bpe apply -c '%s' < /dev/null", path);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_BOTH, out, sizeof out), 1);
+  snprintf(want, sizeof want,
+           "translate bpe apply: %s:3: a merge must be two symbols separated "
+           "by one space\n",
+           path);
+  ck_assert_str_eq(out, want);
+  put("v3.codes", "#version: 0.3\n", path, sizeof path);
+  snprintf(args, sizeof args, "bpe apply -c '%s' < /dev/null", path);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_BOTH, out, sizeof out), 1);
+  ck_assert_ptr_nonnull(strstr(out, ":1: version '#version: 0.3'"));
+  /* invalid UTF-8 in the text: byte offset and line */
+  put("bad.txt", "ok\nab\xE2\x82 c\n", path, sizeof path);
+  snprintf(args, sizeof args, "bpe apply -c '%s' < '%s'", codes, path);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_BOTH, out, sizeof out), 1);
+  ck_assert_ptr_nonnull(strstr(out, "translate bpe apply: <stdin>: invalid "
+                                    "UTF-8 at byte 5 (line 2, byte 3 of the "
+                                    "line)"));
+  snprintf(args, sizeof args, "bpe learn < '%s'", path);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_BOTH, out, sizeof out), 1);
+  ck_assert_ptr_nonnull(strstr(out, "invalid UTF-8 at byte 5"));
+  /* a failed run leaves no output file behind */
+  char dest[512];
+  test_path(dest, sizeof dest, "never.txt");
+  snprintf(args, sizeof args, "bpe learn -i '%s' -o '%s'", path, dest);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_NONE, NULL, 0), 1);
+  ck_assert_ptr_null(fopen(dest, "r"));
+  /* a bad vocabulary file */
+  put("bad.vocab", "the 5\nman\n", path, sizeof path);
+  snprintf(args, sizeof args, "bpe apply -c '%s' --vocabulary '%s' < /dev/null",
+           codes, path);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_BOTH, out, sizeof out), 1);
+  snprintf(want, sizeof want,
+           "translate bpe apply: %s:2: expected a word and a count separated "
+           "by one space\n",
+           path);
+  ck_assert_str_eq(out, want);
+  /* usage errors: exit status 2 */
+  ck_assert_int_eq(
+      run("bpe learn -s 1e10 < /dev/null", TEST_OUTPUT_BOTH, out, sizeof out),
+      2);
+  ck_assert_ptr_nonnull(strstr(out, "--symbols"));
+  ck_assert_int_eq(
+      run("bpe learn --min-frequency 0 < /dev/null", TEST_OUTPUT_NONE, NULL, 0),
+      2);
+  ck_assert_int_eq(
+      run("bpe apply < /dev/null", TEST_OUTPUT_BOTH, out, sizeof out), 2);
+  ck_assert_ptr_nonnull(strstr(out, "-c CODES is required"));
+  snprintf(args, sizeof args, "bpe apply -c '%s' --symbols 5 < /dev/null",
+           codes);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_BOTH, out, sizeof out), 2);
+  ck_assert_ptr_nonnull(strstr(out, "no option --symbols"));
+  snprintf(args, sizeof args,
+           "bpe apply -c '%s' --glossaries 'a.b' < /dev/null", codes);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_BOTH, out, sizeof out), 1);
+  ck_assert_ptr_nonnull(strstr(out, "only literal words"));
+  ck_assert_int_eq(run("bpe frob", TEST_OUTPUT_NONE, NULL, 0), 2);
+  ck_assert_int_eq(run("bpe", TEST_OUTPUT_NONE, NULL, 0), 2);
+  ck_assert_int_eq(
+      run("bpe learn stray < /dev/null", TEST_OUTPUT_NONE, NULL, 0), 2);
+  ck_assert_int_eq(run("bpe --help", TEST_OUTPUT_STDOUT, out, sizeof out), 0);
+  ck_assert_ptr_nonnull(strstr(out, "--vocabulary-threshold"));
+  /* no pair at all: no merges, and apply accepts the codes */
+  snprintf(args, sizeof args, "bpe learn < '%s'", codes);
+  put("one.txt", "a b c\n", path, sizeof path);
+  snprintf(args, sizeof args, "bpe learn < '%s'", path);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_STDOUT, out, sizeof out), 0);
+  ck_assert_str_eq(out, "#version: 0.2\n");
+}
+END_TEST
+
+/* FNV-1a-64 of a file, in hex. */
+static void file_digest(const char *path, char hex[17], size_t *len) {
+  char *data = test_slurp(path, len);
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < *len; i++)
+    h = (h ^ (unsigned char)data[i]) * 0x100000001b3ULL;
+  snprintf(hex, 17, "%016llx", (unsigned long long)h);
+  free(data);
+}
+
+/* subword-nmt's joint-BPE recipe on Multi30k, compared through digests of
+ * its outputs (tests/data/bpe_multi30k.txt). Needs ../shared/data (or
+ * $LOOM_SHARED_DATA); skips without it. */
+START_TEST(test_bpe_multi30k_matches_subword_nmt) {
+  const char *root = getenv("LOOM_SOURCE_ROOT");
+  const char *shared = getenv("LOOM_SHARED_DATA");
+  char data[512];
+  if (shared)
+    snprintf(data, sizeof data, "%s/multi30k", shared);
+  else
+    snprintf(data, sizeof data, "%s/../shared/data/multi30k",
+             root ? root : ".");
+  char probe[600];
+  snprintf(probe, sizeof probe, "%s/train.de", data);
+  FILE *f = fopen(probe, "r");
+  if (!f) {
+    printf("skipped: no Multi30k at %s\n", data);
+    return;
+  }
+  fclose(f);
+  char codes[512], vocab[512], test_de[512], test_en[512], args[4096];
+  test_path(codes, sizeof codes, "m30k.codes");
+  test_path(vocab, sizeof vocab, "m30k.vocab");
+  test_path(test_de, sizeof test_de, "m30k.test.de");
+  test_path(test_en, sizeof test_en, "m30k.test.en");
+  char joint[512];
+  test_path(joint, sizeof joint, "m30k.joint");
+  snprintf(args, sizeof args, "cat '%s/train.de' '%s/train.en' > '%s'", data,
+           data, joint);
+  ck_assert_int_eq(system(args), 0);
+  snprintf(args, sizeof args, "bpe learn -s 3000 -i '%s' -o '%s'", joint,
+           codes);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_NONE, NULL, 0), 0);
+  snprintf(args, sizeof args,
+           "bpe apply -c '%s' < '%s/train.de' | %s bpe vocab -o '%s'", codes,
+           data, prog(), vocab);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_NONE, NULL, 0), 0);
+  snprintf(args, sizeof args,
+           "bpe apply -c '%s' --vocabulary '%s' --vocabulary-threshold 50 -o "
+           "'%s' < '%s/test_2016_flickr.de'",
+           codes, vocab, test_de, data);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_NONE, NULL, 0), 0);
+  snprintf(args, sizeof args,
+           "bpe apply -c '%s' -o '%s' < '%s/test_2016_flickr.en'", codes,
+           test_en, data);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_NONE, NULL, 0), 0);
+  char ref[1024];
+  data_path(ref, sizeof ref, "bpe_multi30k.txt");
+  size_t n;
+  char *want = test_slurp(ref, &n), *p = want;
+  const char *names[] = {"codes", "vocab", "test_de", "test_en"};
+  const char *paths[] = {codes, vocab, test_de, test_en};
+  for (int k = 0; k < 4; k++) {
+    char line[128], hex[17];
+    size_t len;
+    file_digest(paths[k], hex, &len);
+    snprintf(line, sizeof line, "%s %s %zu\n", names[k], hex, len);
+    ck_assert_msg(strstr(p, line) != NULL,
+                  "%s differs from subword-nmt's (%s %s %zu bytes)", names[k],
+                  names[k], hex, len);
+  }
+  free(want);
+}
+END_TEST
+
 int main(void) {
   if (test_dir_make("translate-text"))
     return EXIT_FAILURE;
@@ -115,6 +337,9 @@ int main(void) {
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, test_score_prints_as_sacrebleu);
   tcase_add_test(tc, test_score_bad_input);
+  tcase_add_test(tc, test_bpe_commands_match_subword_nmt);
+  tcase_add_test(tc, test_bpe_bad_input);
+  tcase_add_test(tc, test_bpe_multi30k_matches_subword_nmt);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
   test_dir_remove();

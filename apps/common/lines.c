@@ -4,7 +4,6 @@
 
 #include <loom/loom.h>
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,11 +19,9 @@ int app_line_reader_open(app_line_reader *r, const char *path, bool universal,
     snprintf(r->name, sizeof r->name, "<stdin>");
   } else {
     snprintf(r->name, sizeof r->name, "%s", path);
-    r->f = fopen(path, "rb");
-    if (!r->f) {
-      loom_set_error(LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+    r->f = loom_file_open_read(path);
+    if (!r->f)
       return -1;
-    }
     r->owns_file = true;
   }
   r->chunk = malloc(CHUNK);

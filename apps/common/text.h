@@ -343,4 +343,162 @@ int app_nltk_bleu_add(app_nltk_bleu *b, const app_tokens *hyp,
 int app_nltk_bleu_get(const app_nltk_bleu *b, int order, const double *weights,
                       app_bleu_result *r);
 
+/* ------------------------------------------------------- word counts */
+
+/* Words (any strings) with counts, in order of first appearance: the
+ * vocabulary subword-nmt's get_vocab counts and the token counts a model's
+ * vocabulary is built from. */
+typedef struct {
+  app_strtab words;
+  int64_t *count; /* by word id */
+  int64_t cap;
+} app_word_counts;
+
+/* Adds k (>= 0) to the count of w[0..len): 0, or -1 (memory, or a total
+ * above 2^62). */
+int app_word_counts_add(app_word_counts *c, const char *w, size_t len,
+                        int64_t k);
+/* Counts the words of a line as subword-nmt does: the line stripped of
+ * "\r", "\n" and " " at both ends, split at single spaces, empty words
+ * skipped (a tab or any other character is part of a word). 0 or -1. */
+int app_word_counts_add_line(app_word_counts *c, const char *line, size_t len);
+/* Reads a file of "WORD COUNT" lines (subword-nmt's vocabulary files and
+ * learn_bpe's --dict-input): each line, stripped of "\r", "\n" and " ",
+ * must split at single spaces into exactly two fields, the second a count
+ * in 0..2^62; counts of a word given twice add up. If keep_at_least > 0,
+ * lines whose count is below it are skipped (apply_bpe's
+ * --vocabulary-threshold). 0, or -1 with "PATH:LINE: what is wrong". */
+int app_word_counts_read(app_word_counts *c, const char *path,
+                         int64_t keep_at_least);
+/* Writes "WORD COUNT" lines, most frequent first, ties in order of first
+ * appearance (subword-nmt's get_vocab). 0, or -1 on a write error. */
+int app_word_counts_write(const app_word_counts *c, FILE *f);
+void app_word_counts_free(app_word_counts *c);
+
+/* ------------------------------------------------- byte-pair encoding */
+
+/* Merge operations, in order, as subword-nmt's codes files hold them. */
+typedef struct {
+  /* 2: "#version: 0.2" - the end-of-word mark "</w>" is joined to a word's
+   * last character; 1: no version line (subword-nmt 0.1) - "</w>" is a
+   * symbol of its own */
+  int version;
+  app_tokens merges; /* "A B": merge symbol A with the next symbol B */
+} app_bpe_codes;
+
+/* Reads a codes file as subword-nmt's apply_bpe does: an optional first
+ * line "#version: 0.2" (a line not starting with "#version:" is a merge of
+ * a version 0.1 file), then one merge per line, each stripped of "\r",
+ * "\n" and " " and split at single spaces into exactly two symbols; empty
+ * lines at the end are ignored; only the first `merges` merges are read
+ * (merges < 0: all). Errors name the file and line: another version, a
+ * byte-level ("byte") file, a line that is not two symbols, a line over
+ * 1 MiB, invalid UTF-8. Zero merges are allowed (subword-nmt refuses). 0
+ * or -1; c is zero-initialised first. */
+int app_bpe_codes_read(app_bpe_codes *c, const char *path, int64_t merges);
+/* Writes "#version: 0.2" (or nothing for version 1) and the merges, one
+ * per line. 0, or -1 on a write error. */
+int app_bpe_codes_write(const app_bpe_codes *c, FILE *f);
+void app_bpe_codes_free(app_bpe_codes *c);
+
+/* What app_bpe_learn learns, as subword-nmt's learn_bpe options. */
+typedef struct {
+  int64_t symbols;       /* merges to learn (-s; 0..2^31) */
+  int64_t min_frequency; /* stop when no pair is this frequent (>= 1) */
+  bool total_symbols;    /* -t: symbols counts the characters as well */
+  bool verbose;          /* a line per merge on the log */
+  FILE *log;             /* subword-nmt's messages (stderr); NULL: none */
+} app_bpe_learn_options;
+
+/* Learns merges from word counts exactly as subword-nmt's learn_bpe (the
+ * same merges in the same order, ties included: the most frequent pair,
+ * among equals the largest in code-point order of (first, second)),
+ * including the effects of its pruned pair statistics and of its
+ * regular-expression replacement on words that hold whitespace other than
+ * spaces. Words of one character only yield no pairs; with no pair at all
+ * no merge is learned (subword-nmt fails). The pair counts are updated
+ * incrementally through an index from pairs to words, and the most
+ * frequent pair comes from a heap. The result (version 2) is written into
+ * *out (zero-initialised first). 0, or -1 (options out of range, counts
+ * whose pair counts could pass 2^62, memory). */
+int app_bpe_learn(const app_word_counts *words, const app_bpe_learn_options *o,
+                  app_bpe_codes *out);
+
+/* Applies merges to text exactly as subword-nmt's apply_bpe (the same
+ * output bytes): each word (split at single spaces; other whitespace is
+ * part of a word) becomes its characters, the last with "</w>" (version
+ * 2), and the pair of adjacent symbols whose merge comes first in the
+ * codes is merged everywhere in the word (left to right, without
+ * overlaps) until no pair has a merge; "</w>" is dropped and every
+ * subword but a word's last gets the separator ("@@"). With a vocabulary,
+ * a subword outside it is split again by undoing merges (apply_bpe's
+ * --vocabulary). Glossary words are never split, and split off from the
+ * words that contain them (literal strings only: apply_bpe's regular
+ * expressions are not supported). */
+typedef struct app_bpe app_bpe;
+/* An encoder for `codes` (copied) and the separator (NULL: "@@"); NULL on
+ * a memory error. Free with app_bpe_free. */
+app_bpe *app_bpe_new(const app_bpe_codes *codes, const char *separator);
+void app_bpe_free(app_bpe *b);
+/* Keeps subwords in the vocabulary `words` (all the words counted;
+ * app_word_counts_read's threshold does apply_bpe's
+ * --vocabulary-threshold). As in apply_bpe, an empty vocabulary filters
+ * nothing. 0 or -1 (memory). */
+int app_bpe_set_vocabulary(app_bpe *b, const app_word_counts *words);
+/* Adds a glossary word: 0, or -1 if it is empty, holds a space or a
+ * regular-expression character (.^$*+?{}[]\|()), or memory ran out. */
+int app_bpe_add_glossary(app_bpe *b, const char *word, size_t len);
+/* Segments one line as apply_bpe's process_line: leading spaces (and a
+ * line of spaces) kept, the words segmented and joined by single spaces,
+ * trailing spaces kept; `ended` adds the "\n" the line ended with. Appends
+ * to out. 0, or -1 (invalid UTF-8, memory). */
+int app_bpe_apply_line(app_bpe *b, const char *line, size_t len, bool ended,
+                       app_buf *out);
+/* Undoes the segmentation of one line as subword-nmt's README says,
+ * sed -r 's/(@@ )|(@@ ?$)//g' with the separator for "@@" (NULL: "@@").
+ * Appends to out; 0 or -1 (memory). */
+int app_bpe_undo_line(const char *line, size_t len, const char *separator,
+                      app_buf *out);
+
+/* --------------------------------------------------------- vocabularies */
+
+/* A model's vocabulary: tokens with ids, the four special tokens first
+ * (the PyTorch baseline's order), then the tokens in code-point order
+ * (Python's sorted()). */
+enum { APP_PAD = 0, APP_BOS = 1, APP_EOS = 2, APP_UNK = 3, APP_SPECIALS = 4 };
+#define APP_VOCAB_MAX_TOKENS ((int64_t)1 << 24)
+#define APP_VOCAB_MAX_TOKEN_BYTES ((size_t)1 << 16)
+
+typedef struct {
+  app_strtab tokens; /* id -> token */
+} app_vocab;
+
+/* "<pad>", "<bos>", "<eos>" or "<unk>" for ids 0..3. */
+const char *app_vocab_special(int64_t id);
+
+/* The baseline's build_vocab: the specials, then every counted token seen
+ * at least min_count (>= 1) times, sorted; a token spelled like a special
+ * keeps the special's id. v is zero-initialised first. 0, or -1 (a bad
+ * min_count, an empty token or one with "\r" or "\n", too many tokens,
+ * memory). */
+int app_vocab_build(app_vocab *v, const app_word_counts *counts,
+                    int64_t min_count);
+/* The id of a token, APP_UNK when it is not in the vocabulary. */
+int64_t app_vocab_id(const app_vocab *v, const char *token, size_t len);
+static inline int64_t app_vocab_size(const app_vocab *v) { return v->tokens.n; }
+/* The token of id (0 <= id < size), NUL-terminated. */
+static inline const char *app_vocab_token(const app_vocab *v, int64_t id) {
+  return app_strtab_str(&v->tokens, id);
+}
+/* Writes one token per line in id order (written whole or not at all). 0,
+ * or -1 with the error naming the path. */
+int app_vocab_save(const app_vocab *v, const char *path);
+/* Reads a file app_vocab_save wrote, checking it: the specials on lines
+ * 1-4, no empty line, no token twice, no "\r", valid UTF-8, lines of at
+ * most APP_VOCAB_MAX_TOKEN_BYTES bytes, at most APP_VOCAB_MAX_TOKENS
+ * tokens; errors say "PATH:LINE: what". 0 or -1; v is zero-initialised
+ * first and empty after a failure. */
+int app_vocab_load(app_vocab *v, const char *path);
+void app_vocab_free(app_vocab *v);
+
 #endif

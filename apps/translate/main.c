@@ -32,8 +32,9 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "score"))
     return translate_score_main(argc - 1, argv + 1);
-  if (!strcmp(cmd, "train") || !strcmp(cmd, "translate") ||
-      !strcmp(cmd, "bpe")) {
+  if (!strcmp(cmd, "bpe"))
+    return translate_bpe_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "train") || !strcmp(cmd, "translate")) {
     fprintf(stderr, "translate %s: not built yet\n", cmd);
     return 1;
   }

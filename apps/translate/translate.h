@@ -7,4 +7,8 @@
 /* translate score REF [REF...] < HYP: BLEU and chrF as sacreBLEU. */
 int translate_score_main(int argc, char **argv);
 
+/* translate bpe learn|apply|undo|vocab: byte-pair encoding as
+ * subword-nmt. */
+int translate_bpe_main(int argc, char **argv);
+
 #endif
