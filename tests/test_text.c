@@ -350,7 +350,7 @@ static void check_score(char **p, const char *tag, const char *corpus,
                 score, want);
 }
 
-static void score_bleu(const ref_corpus *c, app_bleu_options o, app_buf *line,
+static void score_bleu(const ref_corpus *c, app_bleu_opts o, app_buf *line,
                        double *score) {
   app_bleu *b = app_bleu_new(o);
   ck_assert_loom(b);
@@ -377,7 +377,7 @@ static void score_bleu(const ref_corpus *c, app_bleu_options o, app_buf *line,
 
 static void score_chrf(const ref_corpus *c, bool lowercase, app_buf *line,
                        double *score) {
-  app_chrf *ch = app_chrf_new((app_chrf_options){.lowercase = lowercase});
+  app_chrf *ch = app_chrf_new((app_chrf_opts){.lowercase = lowercase});
   ck_assert_loom(ch);
   for (int64_t s = 0; s < c->n_seg; s++) {
     const char *refs[8];
@@ -459,7 +459,7 @@ START_TEST(test_scores_match_sacrebleu_and_nltk) {
     double score;
     static const struct {
       const char *tag;
-      app_bleu_options o;
+      app_bleu_opts o;
     } bleus[] = {{"bleu", {false, APP_BLEU_13A}},
                  {"bleu_lc", {true, APP_BLEU_13A}},
                  {"bleu_none", {false, APP_BLEU_TOKENIZE_NONE}}};
@@ -535,7 +535,7 @@ END_TEST
 
 /* BLEU of one segment from its counts, worked by hand. */
 static void bleu1(const char *hyp, const char *ref, app_bleu_result *r) {
-  app_bleu *b = app_bleu_new((app_bleu_options){0});
+  app_bleu *b = app_bleu_new((app_bleu_opts){0});
   ck_assert_loom(b);
   size_t len = strlen(ref);
   ck_assert_int_eq(app_bleu_add(b, hyp, strlen(hyp), &ref, &len, 1), 0);
@@ -597,7 +597,7 @@ START_TEST(test_bleu_smoothing_by_hand) {
 END_TEST
 
 START_TEST(test_score_errors) {
-  app_bleu *b = app_bleu_new((app_bleu_options){0});
+  app_bleu *b = app_bleu_new((app_bleu_opts){0});
   const char *ref = "ok";
   size_t len = 2;
   ck_assert_int_eq(app_bleu_add(b, "x", 1, &ref, &len, 0), -1);
@@ -606,11 +606,11 @@ START_TEST(test_score_errors) {
   ck_assert_str_eq(loom_last_error(), "BLEU: invalid UTF-8 at byte 0");
   loom_clear_error();
   app_bleu_free(b);
-  app_chrf *c = app_chrf_new((app_chrf_options){0});
+  app_chrf *c = app_chrf_new((app_chrf_opts){0});
   ck_assert_int_eq(app_chrf_add(c, "ok", 2, &ref, &len, 0), -1);
   loom_clear_error();
   app_chrf_free(c);
-  ck_assert_ptr_null(app_chrf_new((app_chrf_options){.char_order = 7}));
+  ck_assert_ptr_null(app_chrf_new((app_chrf_opts){.char_order = 7}));
   loom_clear_error();
   ck_assert_ptr_null(app_nltk_bleu_new(0));
   loom_clear_error();
@@ -652,8 +652,8 @@ static void count_file(const char *name, app_word_counts *wc) {
   app_line_reader_close(&r);
 }
 
-static void learn_and_compare(const app_word_counts *wc,
-                              app_bpe_learn_options o, const char *want) {
+static void learn_and_compare(const app_word_counts *wc, app_bpe_learn_opts o,
+                              const char *want) {
   app_bpe_codes codes;
   ck_assert_int_eq(app_bpe_learn(wc, &o, &codes), 0);
   char *got = codes_text(&codes), *expected = ref_file(want);
@@ -678,7 +678,7 @@ START_TEST(test_bpe_learn_by_hand) {
   ck_assert_int_eq(app_word_counts_add(&wc, "newest", 6, 6), 0);
   ck_assert_int_eq(app_word_counts_add(&wc, "widest", 6, 3), 0);
   app_bpe_codes c;
-  app_bpe_learn_options o = {.symbols = 7, .min_frequency = 2};
+  app_bpe_learn_opts o = {.symbols = 7, .min_frequency = 2};
   ck_assert_int_eq(app_bpe_learn(&wc, &o, &c), 0);
   char *text = codes_text(&c);
   ck_assert_str_eq(text, "#version: 0.2\ns t</w>\ne st</w>\nl o\nw est</w>\n"
@@ -706,7 +706,7 @@ START_TEST(test_bpe_learn_by_hand) {
 
   /* the minimum frequency stops learning: the eighth merge would be
    * (w, i), 3 times */
-  o = (app_bpe_learn_options){.symbols = 100, .min_frequency = 4};
+  o = (app_bpe_learn_opts){.symbols = 100, .min_frequency = 4};
   ck_assert_int_eq(app_bpe_learn(&wc, &o, &c), 0);
   ck_assert_int_eq(c.merges.n, 7);
   app_bpe_codes_free(&c);
@@ -718,12 +718,12 @@ START_TEST(test_bpe_learn_matches_subword_nmt) {
   app_word_counts wc = {0};
   count_file("bpe_corpus.txt", &wc);
   learn_and_compare(&wc,
-                    (app_bpe_learn_options){.symbols = 200, .min_frequency = 2},
+                    (app_bpe_learn_opts){.symbols = 200, .min_frequency = 2},
                     "bpe_codes.txt");
   learn_and_compare(&wc,
-                    (app_bpe_learn_options){.symbols = 150,
-                                            .min_frequency = 3,
-                                            .total_symbols = true},
+                    (app_bpe_learn_opts){.symbols = 150,
+                                         .min_frequency = 3,
+                                         .total_symbols = true},
                     "bpe_codes_total.txt");
   app_word_counts_free(&wc);
 
@@ -733,7 +733,7 @@ START_TEST(test_bpe_learn_matches_subword_nmt) {
            getenv("LOOM_SOURCE_ROOT"));
   ck_assert_int_eq(app_word_counts_read(&wc, path, 0), 0);
   learn_and_compare(&wc,
-                    (app_bpe_learn_options){.symbols = 100, .min_frequency = 2},
+                    (app_bpe_learn_opts){.symbols = 100, .min_frequency = 2},
                     "bpe_codes_dict.txt");
   app_word_counts_free(&wc);
 
@@ -741,7 +741,7 @@ START_TEST(test_bpe_learn_matches_subword_nmt) {
    * more than the pair (its merges differ from plain greedy BPE's) */
   count_file("bpe_quirk.txt", &wc);
   learn_and_compare(&wc,
-                    (app_bpe_learn_options){.symbols = 400, .min_frequency = 2},
+                    (app_bpe_learn_opts){.symbols = 400, .min_frequency = 2},
                     "bpe_codes_quirk.txt");
   app_word_counts_free(&wc);
 }
@@ -871,7 +871,7 @@ START_TEST(test_bpe_merges_are_greedy_on_training_words) {
                      0);
   }
   app_bpe_codes all;
-  app_bpe_learn_options o = {.symbols = 80, .min_frequency = 2};
+  app_bpe_learn_opts o = {.symbols = 80, .min_frequency = 2};
   ck_assert_int_eq(app_bpe_learn(&wc, &o, &all), 0);
   ck_assert_int_eq(all.merges.n, 80);
   app_buf seg = {0}, key = {0}, best = {0};

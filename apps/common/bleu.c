@@ -11,7 +11,7 @@
 enum { ORDER = 4 };
 
 struct app_bleu {
-  app_bleu_options o;
+  app_bleu_opts o;
   int64_t correct[ORDER], total[ORDER], hyp_len, ref_len;
   /* per segment, reused */
   app_buf low, tok;
@@ -20,7 +20,7 @@ struct app_bleu {
   app_ngrams refs, one_ref;
 };
 
-app_bleu *app_bleu_new(app_bleu_options o) {
+app_bleu *app_bleu_new(app_bleu_opts o) {
   app_bleu *b = calloc(1, sizeof *b);
   if (!b) {
     loom_set_error(LOOM_ERR_MEMORY, "BLEU: out of memory");

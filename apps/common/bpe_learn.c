@@ -701,7 +701,7 @@ static int write_merge(learner *L, int64_t p, app_bpe_codes *out) {
   return app_tokens_push(&out->merges, L->scratch.data, L->scratch.len, false);
 }
 
-int app_bpe_learn(const app_word_counts *wc, const app_bpe_learn_options *o,
+int app_bpe_learn(const app_word_counts *wc, const app_bpe_learn_opts *o,
                   app_bpe_codes *out) {
   *out = (app_bpe_codes){.version = 2};
   if (o->symbols < 0 || o->symbols > INT32_MAX || o->min_frequency < 1) {

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 struct app_chrf {
-  app_chrf_options o;
+  app_chrf_opts o;
   int64_t stats[APP_NGRAM_MAX][3]; /* hyp, ref, match n-grams per order */
   app_buf low;
   uint32_t *cps;
@@ -16,7 +16,7 @@ struct app_chrf {
   app_ngrams hyp, ref;
 };
 
-app_chrf *app_chrf_new(app_chrf_options o) {
+app_chrf *app_chrf_new(app_chrf_opts o) {
   if (!o.char_order)
     o.char_order = 6;
   if (!o.beta)

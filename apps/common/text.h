@@ -281,11 +281,11 @@ typedef enum { APP_BLEU_13A, APP_BLEU_TOKENIZE_NONE } app_bleu_tokenizer;
 typedef struct {
   bool lowercase;
   app_bleu_tokenizer tokenizer;
-} app_bleu_options;
+} app_bleu_opts;
 
 typedef struct app_bleu app_bleu;
 /* A new, empty corpus; NULL on a memory error. Free with app_bleu_free. */
-app_bleu *app_bleu_new(app_bleu_options o);
+app_bleu *app_bleu_new(app_bleu_opts o);
 void app_bleu_free(app_bleu *b);
 /* Adds a segment: hypothesis hyp[0..hyp_len) and n_refs >= 1 references
  * refs[i][0..ref_lens[i]), UTF-8, trailing whitespace ignored. 0, or -1
@@ -304,11 +304,11 @@ typedef struct {
   int char_order; /* 1..APP_NGRAM_MAX; 0 means 6 */
   int beta;       /* >= 1; 0 means 2 */
   bool lowercase;
-} app_chrf_options;
+} app_chrf_opts;
 
 typedef struct app_chrf app_chrf;
 /* NULL on a memory error or options out of range. */
-app_chrf *app_chrf_new(app_chrf_options o);
+app_chrf *app_chrf_new(app_chrf_opts o);
 void app_chrf_free(app_chrf *c);
 /* As app_bleu_add. */
 int app_chrf_add(app_chrf *c, const char *hyp, size_t hyp_len,
@@ -408,7 +408,7 @@ typedef struct {
   bool total_symbols;    /* -t: symbols counts the characters as well */
   bool verbose;          /* a line per merge on the log */
   FILE *log;             /* subword-nmt's messages (stderr); NULL: none */
-} app_bpe_learn_options;
+} app_bpe_learn_opts;
 
 /* Learns merges from word counts exactly as subword-nmt's learn_bpe (the
  * same merges in the same order, ties included: the most frequent pair,
@@ -421,7 +421,7 @@ typedef struct {
  * frequent pair comes from a heap. The result (version 2) is written into
  * *out (zero-initialised first). 0, or -1 (options out of range, counts
  * whose pair counts could pass 2^62, memory). */
-int app_bpe_learn(const app_word_counts *words, const app_bpe_learn_options *o,
+int app_bpe_learn(const app_word_counts *words, const app_bpe_learn_opts *o,
                   app_bpe_codes *out);
 
 /* Applies merges to text exactly as subword-nmt's apply_bpe (the same

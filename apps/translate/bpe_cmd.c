@@ -273,11 +273,11 @@ static int learn(const options *o, output *out) {
     if (got < 0)
       goto done;
   }
-  app_bpe_learn_options lo = {.symbols = o->symbols,
-                              .min_frequency = o->min_frequency,
-                              .total_symbols = o->total_symbols,
-                              .verbose = o->verbose,
-                              .log = stderr};
+  app_bpe_learn_opts lo = {.symbols = o->symbols,
+                           .min_frequency = o->min_frequency,
+                           .total_symbols = o->total_symbols,
+                           .verbose = o->verbose,
+                           .log = stderr};
   if (app_bpe_learn(&words, &lo, &codes) || app_bpe_codes_write(&codes, out->f))
     goto done;
   rc = 0;

@@ -125,7 +125,9 @@ static int parse(int argc, char **argv, options *o) {
 
 /* The lines of a file, without trailing whitespace, as sacreBLEU reads
  * them: references split at "\n" only, hypotheses in Python's text mode
- * (also at "\r\n" and "\r"). -1 with a message on error. */
+ * (also at "\r\n" and "\r"). A hypothesis line is one hypothesis even if
+ * it holds tabs (sacreBLEU's command line would read tab-separated fields
+ * as the outputs of several systems). -1 with a message on error. */
 static int read_lines(const char *path, bool universal, app_tokens *out) {
   app_line_reader r;
   if (app_line_reader_open(&r, path, universal, 0))
@@ -159,12 +161,12 @@ static int score(const options *o, const app_tokens *hyps,
     goto done;
   }
   if (o->bleu && !o->tokenized &&
-      !(bleu = app_bleu_new((app_bleu_options){o->lowercase, o->tokenizer})))
+      !(bleu = app_bleu_new((app_bleu_opts){o->lowercase, o->tokenizer})))
     goto done;
   if (o->bleu && o->tokenized && !(nltk = app_nltk_bleu_new(4)))
     goto done;
   if (o->chrf &&
-      !(chrf = app_chrf_new((app_chrf_options){.lowercase = o->lowercase})))
+      !(chrf = app_chrf_new((app_chrf_opts){.lowercase = o->lowercase})))
     goto done;
   for (int64_t i = 0; i < hyps->n; i++) {
     for (int r = 0; r < o->n_refs; r++) {

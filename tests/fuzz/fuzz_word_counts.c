@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   app_word_counts wc = {0};
   if (app_word_counts_read(&wc, path, data[0] & 7) == 0) {
     app_bpe_codes codes;
-    app_bpe_learn_options o = {.symbols = 30, .min_frequency = 1};
+    app_bpe_learn_opts o = {.symbols = 30, .min_frequency = 1};
     if (app_bpe_learn(&wc, &o, &codes) == 0) {
       app_bpe *b = app_bpe_new(&codes, "");
       app_buf out = {0};
