@@ -26,6 +26,8 @@
 
 #include "../tensor/tensor.h"
 
+typedef struct loom_module loom_module;
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -98,6 +100,102 @@ LOOM_API int loom_dist_broadcast_bytes(void *buf, int64_t n, int root);
 LOOM_API loom_tensor *loom_dist_all_gather(const loom_tensor *t, int dim);
 /* Returns once every rank has called it. */
 LOOM_API int loom_dist_barrier(void);
+
+/* ------------------------------------------------ data parallelism
+ *
+ * Every rank holds the same model and trains it on its own part of each
+ * global batch; after backward the gradients are averaged over the ranks,
+ * so every rank's optimizer takes the same step and the models stay equal
+ * (as PyTorch's DistributedDataParallel and Horovod do). A step:
+ *
+ *   loom_data_parallel *dp = loom_data_parallel_new(&model->base, NULL);
+ *   ...
+ *   loom_optimizer_zero_grad(opt);
+ *   loss = <forward on this rank's part of the batch, mean over it>;
+ *   loom_backward(loss);              all-reduces start during backward
+ *   loom_data_parallel_wait(dp);      gradients are now averaged
+ *   loom_clip_grad_norm(...);         (optional: after the wait)
+ *   loom_optimizer_step(opt);
+ *
+ * The gradients travel in buckets of a few MiB. Each parameter's gradient
+ * is copied into its bucket by a grad-ready hook as soon as backward has
+ * finished with it, and a bucket's non-blocking all-reduce starts as soon
+ * as all of its gradients are in, so communication overlaps the rest of
+ * backward; buckets start in one fixed order on every rank (the MPI rule),
+ * filled in the order the first step's backward finished the parameters
+ * on rank 0 (before that, the reverse of registration order). The hooks
+ * also drive MPI's progress, which only happens inside MPI calls.
+ *
+ * A parameter that gets no gradient in a step (unused by this rank's
+ * batch, or by the whole model) is sent as zeros with a flag, so no rank
+ * waits for it: after the wait it has the average over the ranks that gave
+ * one (divided by the number of ranks, as PyTorch does), or no gradient
+ * when no rank gave one. Gradients are copied when backward finishes them:
+ * change them (clipping) only after loom_data_parallel_wait.
+ */
+
+typedef struct loom_data_parallel loom_data_parallel;
+
+typedef struct loom_data_parallel_opts {
+  /* Gradient bytes per bucket (a larger gradient has a bucket of its
+   * own); 0: LOOM_DATA_PARALLEL_BUCKET_BYTES. */
+  int64_t bucket_bytes;
+  /* Sum the ranks' gradients instead of averaging them: when each rank
+   * divides its loss by a global count (tokens in the global batch). */
+  bool sum;
+} loom_data_parallel_opts;
+
+#define LOOM_DATA_PARALLEL_BUCKET_BYTES ((int64_t)1 << 20)
+
+/* Data parallelism over `model`'s parameters (loom_module_parameters;
+ * the module must outlive the result, and gain no parameters meanwhile).
+ * First checks that every rank's model has the same parameters and
+ * buffers (names, dtypes, shapes, in order), then copies rank 0's values
+ * of all of them to every rank, and registers a grad-ready hook on each
+ * parameter. A collective: every rank calls it. opts may be NULL. Caller
+ * frees. NULL with an error: LOOM_ERR_STATE naming the first tensor that
+ * differs across ranks ("tensor 3 is `rnn.weight_ih_l0 float32 [32, 8]`
+ * on rank 0 but `rnn.weight_ih_l0 float32 [24, 8]` on rank 1"), or before
+ * loom_dist_init; LOOM_ERR_ARGUMENT for a bucket size below 1 or above
+ * 2^30 bytes; LOOM_ERR_COMM. */
+LOOM_API loom_data_parallel *
+loom_data_parallel_new(loom_module *model, const loom_data_parallel_opts *opts);
+/* Removes the hooks and frees dp (NULL-safe). Buckets still in flight
+ * cannot be recalled: free only after loom_data_parallel_wait. */
+LOOM_API void loom_data_parallel_free(loom_data_parallel *dp);
+
+/* Waits until every bucket of this step is all-reduced (starting the
+ * buckets of parameters no backward reached) and writes the averaged
+ * gradients into the parameters. Then the next step may begin. Does
+ * nothing inside no_sync. A collective: every rank calls it once per step,
+ * also a rank that ran no backward. 0, or -1 with an error: LOOM_ERR_COMM
+ * (failed or timed out: the world is then broken), LOOM_ERR_STATE. */
+LOOM_API int loom_data_parallel_wait(loom_data_parallel *dp);
+
+/* Between begin and end (nestable) backward only accumulates gradients
+ * locally, as PyTorch's no_sync: for gradient accumulation over
+ * micro-batches, run all but the last backward of a step inside it, and
+ * the last (whose hooks send the accumulated sums) and the wait outside.
+ * Every rank must do the same. */
+LOOM_API void loom_data_parallel_no_sync_begin(loom_data_parallel *dp);
+LOOM_API void loom_data_parallel_no_sync_end(loom_data_parallel *dp);
+
+/* Checks that every rank's parameters are bit-identical (each rank hashes
+ * its values; a collective). 0, or -1 with LOOM_ERR_STATE naming the
+ * first parameter that differs (or LOOM_ERR_COMM). */
+LOOM_API int loom_data_parallel_check_in_sync(loom_data_parallel *dp);
+
+typedef struct loom_data_parallel_stats {
+  int buckets;         /* per step */
+  int64_t bytes;       /* all-reduced per step, flags included */
+  int64_t steps;       /* loom_data_parallel_wait calls that synced */
+  double wait_seconds; /* blocked in loom_data_parallel_wait */
+  double hook_seconds; /* in the hooks: copies, starts, progress */
+} loom_data_parallel_stats;
+
+/* What dp has done so far. */
+LOOM_API loom_data_parallel_stats
+loom_data_parallel_stats_of(const loom_data_parallel *dp);
 
 #ifdef __cplusplus
 }
