@@ -6,9 +6,9 @@
  * Conventions: text is UTF-8 given as (pointer, length) and may hold any
  * code point, U+0000 included. A function that can fail returns a negative
  * value or NULL and records a loom error (loom_last_error) whose message
- * names the file and the line or byte when there is one. Structures are
- * zero-initialised (or *_init) and released with their *_free; results a
- * function appends to a caller's buffer or list belong to the caller. */
+ * names the file and the line or byte when there is one. Structures start
+ * zero-initialised and are released with their *_free; results a function
+ * appends to a caller's buffer or list belong to the caller. */
 #ifndef LOOM_APPS_TEXT_H
 #define LOOM_APPS_TEXT_H
 
@@ -64,8 +64,8 @@ int app_buf_put_cp(app_buf *b, uint32_t cp);
  * them: see scripts/gen_unicode_tables.py). */
 const char *app_unicode_version(void);
 
-/* re's \w on str patterns: str.isalnum() or '_' (letters, marks counted as
- * letters by Python, digits and numerals of every script). */
+/* re's \w on str patterns: str.isalnum() or '_' (the letters, digits and
+ * numerals of every script; not combining marks). */
 bool app_unicode_is_word(uint32_t cp);
 
 /* re's \s on str patterns, and what str.split() splits on:
