@@ -1,5 +1,6 @@
-/* Layer normalisation as one op (kernel_norm.c), differentiable in the
- * input, the weight and the bias. */
+/* Layer and batch normalisation as one op each (kernel_norm.c,
+ * kernel_batch_norm.c), differentiable in the input, the weight and the
+ * bias. */
 #include "node.h"
 
 LOOM__OP(layer_norm, layer_norm_backward);
@@ -109,5 +110,127 @@ loom_tensor *loom_layer_norm(const loom_tensor *x, int ndims,
     if (w)
       loom__save(n, w);
   }
+  return out;
+}
+
+/* ---- batch normalisation ---- */
+
+LOOM__OP(batch_norm, batch_norm_backward);
+
+/* Node: inputs x[, weight][, bias]; i[0] has weight, i[1] has bias, i[2]
+ * training (batch statistics), i[3..5] = n, c, l; saved x, mean, rstd[,
+ * weight]. */
+static void batch_norm_backward(loom__node *n, loom_tensor *const *g) {
+  bool has_w = n->i[0], has_b = n->i[1], train = n->i[2];
+  const loom_tensor *x = loom__saved(n, 0), *mean = loom__saved(n, 1),
+                    *rstd = loom__saved(n, 2);
+  const loom_tensor *w = has_w ? loom__saved(n, 3) : NULL;
+  loom_tensor *gy = loom_contiguous(g[0]);
+  if (!x || !mean || !rstd || (has_w && !w) || !gy)
+    return;
+  loom_dtype dt = x->dtype;
+  int ib = has_w ? 2 : 1;
+  loom_tensor *dx =
+      loom__needs_grad(n, 0) ? loom_empty(dt, x->ndim, x->shape) : NULL;
+  loom_tensor *dw =
+      has_w && loom__needs_grad(n, 1) ? loom_empty(dt, 1, &n->i[4]) : NULL;
+  loom_tensor *db =
+      has_b && loom__needs_grad(n, ib) ? loom_empty(dt, 1, &n->i[4]) : NULL;
+  loom__kernel_batch_norm_grad(dt, n->i[3], n->i[4], n->i[5], gy->data, x->data,
+                               w ? w->data : NULL, mean->data, rstd->data,
+                               train, dx ? dx->data : NULL,
+                               dw ? dw->data : NULL, db ? db->data : NULL);
+  if (dx)
+    loom__accumulate(n, 0, dx);
+  if (dw)
+    loom__accumulate(n, 1, dw);
+  if (db)
+    loom__accumulate(n, ib, db);
+}
+
+/* A per-channel tensor (C) of x's dtype, contiguous, or NULL with an
+ * error. */
+static const loom_tensor *channel(const loom_tensor *p, const loom_tensor *x,
+                                  const char *what) {
+  if (p->ndim != 1 || p->shape[0] != x->shape[1] || p->dtype != x->dtype)
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "batch_norm: %s %s %s is not one value per channel of "
+                     "input %s %s",
+                     what, loom_dtype_name(p->dtype), loom_shape_text(p),
+                     loom_dtype_name(x->dtype), loom_shape_text(x));
+  return loom_contiguous(p);
+}
+
+loom_tensor *loom_batch_norm(const loom_tensor *x, const loom_tensor *weight,
+                             const loom_tensor *bias, const loom_tensor *mean,
+                             const loom_tensor *var, double eps,
+                             loom_tensor **batch_mean,
+                             loom_tensor **batch_var) {
+  /* a NULL optional argument with an error pending is a failed op's
+   * result, not "none" */
+  if ((!weight || !bias || !mean || !var) && loom_last_status() != LOOM_OK)
+    return NULL;
+  if (!x)
+    return loom_null_argument("batch_norm");
+  if (loom__check_float(x, "batch_norm"))
+    return NULL;
+  if (x->ndim < 2 || !(eps >= 0) || !mean != !var)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "batch_norm: input %s (needs (N, C, ...)), eps %g, %s",
+                     loom_shape_text(x), eps,
+                     !mean != !var ? "a mean without a variance or the "
+                                     "reverse"
+                                   : "statistics given or not");
+  const loom_tensor *w = weight ? channel(weight, x, "weight") : NULL;
+  const loom_tensor *b = bias ? channel(bias, x, "bias") : NULL;
+  const loom_tensor *m = mean ? channel(mean, x, "mean") : NULL;
+  const loom_tensor *v = var ? channel(var, x, "variance") : NULL;
+  if ((weight && !w) || (bias && !b) || (mean && !m) || (var && !v))
+    return NULL;
+  int64_t N = x->shape[0], C = x->shape[1],
+          L = C ? x->numel / C / (N ? N : 1) : 0;
+  bool train = mean == NULL;
+  if (train && N * L <= 1)
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "batch_norm: one value per channel in input %s: no "
+                     "batch statistics",
+                     loom_shape_text(x));
+  const loom_tensor *xc = loom_contiguous(x);
+  loom_tensor *out =
+      xc ? loom__new(x->dtype, x->ndim, x->shape, "batch_norm") : NULL;
+  loom_tensor *mu = train && out ? loom_empty(x->dtype, 1, &C) : NULL;
+  loom_tensor *sq = train && out ? loom_empty(x->dtype, 1, &C) : NULL;
+  loom_tensor *rstd = out ? loom_empty(x->dtype, 1, &C) : NULL;
+  if (!rstd || (train && (!mu || !sq)))
+    return NULL;
+  const loom_tensor *stat_m = train ? mu : m, *stat_v = train ? sq : v;
+  if (x->numel > 0)
+    loom__kernel_batch_norm(x->dtype, N, C, L, xc->data, w ? w->data : NULL,
+                            b ? b->data : NULL, eps, train, stat_m->data,
+                            stat_v->data, rstd->data, out->data);
+  const loom_tensor *in[3] = {x};
+  int n_in = 1;
+  if (weight)
+    in[n_in++] = weight;
+  if (bias)
+    in[n_in++] = bias;
+  loom__node *n = loom__record(&loom__op_batch_norm, out, n_in, in);
+  if (n) {
+    n->i[0] = weight != NULL;
+    n->i[1] = bias != NULL;
+    n->i[2] = train;
+    n->i[3] = N;
+    n->i[4] = C;
+    n->i[5] = L;
+    loom__save(n, xc);
+    loom__save(n, stat_m);
+    loom__save(n, rstd);
+    if (w)
+      loom__save(n, w);
+  }
+  if (batch_mean)
+    *batch_mean = train ? mu : NULL;
+  if (batch_var)
+    *batch_var = train ? sq : NULL;
   return out;
 }

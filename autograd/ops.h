@@ -255,6 +255,25 @@ LOOM_API loom_tensor *loom_layer_norm(const loom_tensor *x, int ndims,
                                       const loom_tensor *weight,
                                       const loom_tensor *bias, double eps);
 
+/* Batch normalisation over dim 1 of x (N, C) or (N, C, d1, ...), as
+ * torch's F.batch_norm: each channel c becomes (x - m_c) / sqrt(v_c + eps)
+ * * weight_c + bias_c. Training (mean and var NULL): m and v are the
+ * batch's mean and biased variance over every dim but 1, and *batch_mean,
+ * *batch_var (each may be NULL) receive them (C), for running averages;
+ * evaluation: m and v are the given mean and var (C). weight and bias (C,
+ * each may be NULL) have x's dtype. One fused kernel forward and backward;
+ * differentiable in x, weight and bias (not in mean and var). Returns a
+ * new tensor owned by the innermost scope (the statistics too); NULL with
+ * LOOM_ERR_DTYPE for a non-float x, LOOM_ERR_SHAPE naming both shapes for
+ * a per-channel tensor that does not match or for training on one value
+ * per channel, LOOM_ERR_ARGUMENT for x under 2-D, a negative eps, or a
+ * mean without a var. The module form is loom_batch_norm_layer (nn.h). */
+LOOM_API loom_tensor *
+loom_batch_norm(const loom_tensor *x, const loom_tensor *weight,
+                const loom_tensor *bias, const loom_tensor *mean,
+                const loom_tensor *var, double eps, loom_tensor **batch_mean,
+                loom_tensor **batch_var);
+
 /* ------------------------------------------------ matrix products
  * Float dtypes through BLAS; transposed operands are passed as transposes,
  * not copied. Differentiable in every tensor argument. */

@@ -190,21 +190,21 @@ LOOM_API void loom_conv2d_layer_free(loom_conv2d_layer *c);
 /* BatchNorm over the channel dim 1 of (N, C), (N, C, L) or (N, C, H, W):
  * batch statistics in training (updating running_mean/var with momentum
  * and the unbiased variance), running statistics in evaluation. */
-typedef struct loom_batch_norm {
+typedef struct loom_batch_norm_layer {
   loom_module base;
   loom_tensor *weight, *bias;              /* NULL unless affine */
   loom_tensor *running_mean, *running_var; /* NULL unless tracked */
   loom_tensor *num_batches_tracked;        /* int64 scalar */
   int64_t features;
   double eps, momentum;
-} loom_batch_norm;
+} loom_batch_norm_layer;
 /* momentum 0.1 and eps 1e-5 are PyTorch's defaults. */
-LOOM_API loom_batch_norm *loom_batch_norm_new(int64_t features, double eps,
-                                              double momentum, bool affine,
-                                              bool track_running_stats);
-LOOM_API loom_tensor *loom_batch_norm_forward(loom_batch_norm *b,
-                                              const loom_tensor *x);
-LOOM_API void loom_batch_norm_free(loom_batch_norm *b);
+LOOM_API loom_batch_norm_layer *
+loom_batch_norm_layer_new(int64_t features, double eps, double momentum,
+                          bool affine, bool track_running_stats);
+LOOM_API loom_tensor *loom_batch_norm_layer_forward(loom_batch_norm_layer *b,
+                                                    const loom_tensor *x);
+LOOM_API void loom_batch_norm_layer_free(loom_batch_norm_layer *b);
 
 /* LayerNorm over the last `ndims` dims, whose sizes are `shape`. */
 typedef struct loom_layer_norm_layer {

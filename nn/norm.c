@@ -1,5 +1,5 @@
-/* BatchNorm and LayerNorm, composed from ops (so autograd needs nothing
- * special); running statistics are updated outside the graph. */
+/* BatchNorm and LayerNorm on the fused normalisation ops; BatchNorm's
+ * running statistics are updated outside the graph. */
 #include "nn.h"
 
 #include <stdlib.h>
@@ -17,14 +17,15 @@ static loom_tensor *tensor_param(loom_module *m, const char *name, int64_t n,
 
 /* ---- BatchNorm ---- */
 
-loom_batch_norm *loom_batch_norm_new(int64_t features, double eps,
-                                     double momentum, bool affine, bool track) {
+loom_batch_norm_layer *loom_batch_norm_layer_new(int64_t features, double eps,
+                                                 double momentum, bool affine,
+                                                 bool track) {
   if (features <= 0 || !(eps > 0) || !(momentum >= 0 && momentum <= 1))
     return LOOM_FAIL(LOOM_ERR_ARGUMENT,
                      "BatchNorm: %lld features, eps %g, "
                      "momentum %g",
                      (long long)features, eps, momentum);
-  loom_batch_norm *b = calloc(1, sizeof *b);
+  loom_batch_norm_layer *b = calloc(1, sizeof *b);
   if (!b)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "BatchNorm: out of memory");
   loom_module_init(&b->base, "BatchNorm", NULL);
@@ -53,15 +54,13 @@ loom_batch_norm *loom_batch_norm_new(int64_t features, double eps,
   return b;
 }
 
-/* v (C) viewed as (1, C, 1, ...) against x. */
-static loom_tensor *per_channel(const loom_tensor *v, int ndim) {
-  int64_t shape[LOOM_MAX_DIMS];
-  for (int d = 0; d < ndim; d++)
-    shape[d] = d == 1 ? -1 : 1;
-  return loom_reshape(v, ndim, shape);
+/* t in x's dtype (a module's parameters may be of another). */
+static loom_tensor *like(const loom_tensor *t, const loom_tensor *x) {
+  return t ? loom_to_dtype(t, loom_dtype_of(x)) : NULL;
 }
 
-loom_tensor *loom_batch_norm_forward(loom_batch_norm *b, const loom_tensor *x) {
+loom_tensor *loom_batch_norm_layer_forward(loom_batch_norm_layer *b,
+                                           const loom_tensor *x) {
   if (!b || !x)
     return loom_null_argument("BatchNorm");
   if (loom_ndim(x) < 2 || loom_shape(x)[1] != b->features)
@@ -69,46 +68,32 @@ loom_tensor *loom_batch_norm_forward(loom_batch_norm *b, const loom_tensor *x) {
                      "BatchNorm: input %s, expected (N, %lld, "
                      "...)",
                      loom_shape_text(x), (long long)b->features);
-  int dims[LOOM_MAX_DIMS], nd = 0;
-  for (int d = 0; d < loom_ndim(x); d++)
-    if (d != 1)
-      dims[nd++] = d;
   int64_t count = loom_numel(x) / b->features;
   bool batch_stats = b->base.training || !b->running_mean;
-  loom_tensor *mean, *var;
-  if (batch_stats) {
-    if (b->base.training && count <= 1)
-      return LOOM_FAIL(LOOM_ERR_SHAPE,
-                       "BatchNorm: one value per channel in "
-                       "training (%s)",
-                       loom_shape_text(x));
-    mean = loom_mean(x, dims, nd, true);
-    var = loom_var(x, dims, nd, 0, true);
-    if (b->base.training && b->running_mean && mean && var) {
-      loom_no_grad_begin();
-      double m = b->momentum, unbias = (double)count / (double)(count - 1);
-      loom_tensor *bm = loom_reshape(mean, 1, &b->features);
-      loom_tensor *bv = loom_reshape(var, 1, &b->features);
-      loom_mul_scalar_(b->running_mean, 1 - m);
-      loom_add_(b->running_mean, bm, m);
-      loom_mul_scalar_(b->running_var, 1 - m);
-      loom_add_(b->running_var, bv, m * unbias);
-      loom_add_(b->num_batches_tracked, loom_ones(LOOM_I64, 0, NULL), 1);
-      loom_no_grad_end();
-    }
-  } else {
-    mean = per_channel(b->running_mean, loom_ndim(x));
-    var = per_channel(b->running_var, loom_ndim(x));
+  if (b->base.training && count <= 1)
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "BatchNorm: one value per channel in "
+                     "training (%s)",
+                     loom_shape_text(x));
+  loom_tensor *mean = NULL, *var = NULL;
+  loom_tensor *y = loom_batch_norm(
+      x, like(b->weight, x), like(b->bias, x),
+      batch_stats ? NULL : like(b->running_mean, x),
+      batch_stats ? NULL : like(b->running_var, x), b->eps, &mean, &var);
+  if (y && b->base.training && b->running_mean) {
+    loom_no_grad_begin();
+    double m = b->momentum, unbias = (double)count / (double)(count - 1);
+    loom_mul_scalar_(b->running_mean, 1 - m);
+    loom_add_(b->running_mean, mean, m);
+    loom_mul_scalar_(b->running_var, 1 - m);
+    loom_add_(b->running_var, var, m * unbias);
+    loom_add_(b->num_batches_tracked, loom_ones(LOOM_I64, 0, NULL), 1);
+    loom_no_grad_end();
   }
-  loom_tensor *y =
-      loom_div(loom_sub(x, mean), loom_sqrt(loom_add_scalar(var, b->eps)));
-  if (b->weight)
-    y = loom_add(loom_mul(y, per_channel(b->weight, loom_ndim(x))),
-                 per_channel(b->bias, loom_ndim(x)));
   return y;
 }
 
-void loom_batch_norm_free(loom_batch_norm *b) {
+void loom_batch_norm_layer_free(loom_batch_norm_layer *b) {
   loom_module_free(b ? &b->base : NULL);
 }
 

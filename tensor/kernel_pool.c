@@ -2,6 +2,7 @@
 #include "kernels.h"
 
 #include <math.h>
+#include <string.h>
 
 /* Planes [p0, p1) of a max pool. */
 #define MAXPOOL(T)                                                             \
@@ -39,6 +40,44 @@
 MAXPOOL(float)
 MAXPOOL(double)
 
+/* The common 2 x 2 window with stride 2 and no padding, without the
+ * general loop's bounds checks and branches (random data mispredicts
+ * them): the same choice, the first largest or the first NaN, in the same
+ * order. */
+static void maxpool_2x2_float(float *out, int64_t *idx, const float *x,
+                              const loom__pool_geom *g, int64_t p0,
+                              int64_t p1) {
+  for (int64_t p = p0; p < p1; p++) {
+    const float *plane = x + p * g->h * g->w;
+    float *o = out + p * g->oh * g->ow;
+    int64_t *ix = idx ? idx + p * g->oh * g->ow : NULL;
+    for (int64_t oi = 0; oi < g->oh; oi++) {
+      const float *r0 = plane + 2 * oi * g->w, *r1 = r0 + g->w;
+      int64_t base = 2 * oi * g->w;
+      for (int64_t oj = 0; oj < g->ow; oj++) {
+        float v[4] = {r0[2 * oj], r0[2 * oj + 1], r1[2 * oj], r1[2 * oj + 1]};
+        int64_t at[4] = {0, 1, g->w, g->w + 1};
+        uint32_t bits[4];
+        memcpy(bits, v, sizeof bits);
+        float best = v[0];
+        uint32_t best_bits = bits[0];
+        int64_t k = 0;
+        for (int q = 1; q < 4; q++) { /* selects by masks: no branches */
+          uint32_t take =
+              (uint32_t)0 -
+              (uint32_t)((best == best) & ((v[q] > best) | (v[q] != v[q])));
+          best_bits = (bits[q] & take) | (best_bits & ~take);
+          memcpy(&best, &best_bits, sizeof best);
+          k = (at[q] & (int64_t)(int32_t)take) | (k & ~(int64_t)(int32_t)take);
+        }
+        o[oi * g->ow + oj] = best;
+        if (ix)
+          ix[oi * g->ow + oj] = base + 2 * oj + k;
+      }
+    }
+  }
+}
+
 typedef struct {
   loom_tensor *out;
   int64_t *idx;
@@ -46,9 +85,18 @@ typedef struct {
   const loom__pool_geom *g;
 } maxpool_job;
 
+static bool is_2x2(const loom__pool_geom *g) {
+  return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 &&
+         g->pw == 0 && g->dh == 1 && g->dw == 1 && 2 * g->oh <= g->h &&
+         2 * g->ow <= g->w;
+}
+
 static void maxpool_planes(void *ctx, int64_t p0, int64_t p1) {
   const maxpool_job *j = ctx;
-  if (j->x->dtype == LOOM_F32)
+  if (j->x->dtype == LOOM_F32 && is_2x2(j->g))
+    maxpool_2x2_float((float *)j->out->data, j->idx, (const float *)j->x->data,
+                      j->g, p0, p1);
+  else if (j->x->dtype == LOOM_F32)
     maxpool_float((float *)j->out->data, j->idx, (const float *)j->x->data,
                   j->g, p0, p1);
   else
@@ -68,20 +116,34 @@ void loom__kernel_max_pool2d(loom_tensor *out, loom_tensor *indices,
                      &(maxpool_job){out, idx, x, g});
 }
 
+typedef struct {
+  loom_tensor *gx;
+  const loom_tensor *gout;
+  const int64_t *idx;
+  const loom__pool_geom *g;
+} unpool_job;
+
+/* Planes [p0, p1): each output's gradient to the input it took. */
+static void unpool_planes(void *ctx, int64_t p0, int64_t p1) {
+  const unpool_job *j = ctx;
+  int64_t per = j->g->oh * j->g->ow, in = j->g->h * j->g->w;
+  for (int64_t p = p0; p < p1; p++)
+    for (int64_t i = 0; i < per; i++) {
+      int64_t src = p * per + i, dst = p * in + j->idx[src];
+      if (j->gx->dtype == LOOM_F32)
+        ((float *)j->gx->data)[dst] += ((const float *)j->gout->data)[src];
+      else
+        ((double *)j->gx->data)[dst] += ((const double *)j->gout->data)[src];
+    }
+}
+
 void loom__kernel_max_pool2d_backward(loom_tensor *gx, const loom_tensor *gout,
                                       const loom_tensor *indices,
                                       const loom__pool_geom *g) {
   loom__kernel_fill(gx, 0);
-  const int64_t *idx = (const int64_t *)indices->data;
-  int64_t per = g->oh * g->ow;
-  for (int64_t p = 0; p < g->planes; p++)
-    for (int64_t i = 0; i < per; i++) {
-      int64_t src = p * per + i, dst = p * g->h * g->w + idx[src];
-      if (gx->dtype == LOOM_F32)
-        ((float *)gx->data)[dst] += ((const float *)gout->data)[src];
-      else
-        ((double *)gx->data)[dst] += ((const double *)gout->data)[src];
-    }
+  unpool_job j = {gx, gout, (const int64_t *)indices->data, g};
+  int nt = loom__threads_for(g->planes * g->oh * g->ow);
+  loom__parallel_for(nt, g->planes, unpool_planes, &j);
 }
 
 /* Window [start, end) of output position o, PyTorch's avg_pool2d bounds. */

@@ -22,7 +22,7 @@ static inline loom_tensor *fwd_conv(void *l, loom_tensor *const *in) {
   return loom_conv2d_layer_forward(l, in[0]);
 }
 static inline loom_tensor *fwd_batch_norm(void *l, loom_tensor *const *in) {
-  return loom_batch_norm_forward(l, in[0]);
+  return loom_batch_norm_layer_forward(l, in[0]);
 }
 static inline loom_tensor *fwd_layer_norm(void *l, loom_tensor *const *in) {
   return loom_layer_norm_layer_forward(l, in[0]);

@@ -259,7 +259,7 @@ START_TEST(test_null_arguments) {
   FAILS_P(loom_bilinear_forward(NULL, x, x), "Bilinear");
   FAILS_P(loom_embedding_layer_forward(NULL, ix), "Embedding");
   FAILS_P(loom_conv2d_layer_forward(NULL, x), "Conv2d");
-  FAILS_P(loom_batch_norm_forward(NULL, x), "BatchNorm");
+  FAILS_P(loom_batch_norm_layer_forward(NULL, x), "BatchNorm");
   FAILS_P(loom_layer_norm_layer_new(1, NULL, 1e-5, true), "LayerNorm");
   FAILS_P(loom_layer_norm_layer_forward(NULL, x), "LayerNorm");
   FAILS_P(loom_dropout_layer_forward(NULL, x), "Dropout");

@@ -107,7 +107,7 @@ START_TEST(test_layer_sizes) {
   ck_assert_ptr_null(
       loom_conv2d_layer_new(BIG, BIG, BIG, BIG, (loom_conv2d_opts){0}, true));
   EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
-  ck_assert_ptr_null(loom_batch_norm_new(BIG, 1e-5, 0.1, true, true));
+  ck_assert_ptr_null(loom_batch_norm_layer_new(BIG, 1e-5, 0.1, true, true));
   EXPECT_ERROR(LOOM_ERR_SHAPE, "too large");
   ck_assert_ptr_null(
       loom_layer_norm_layer_new(2, (int64_t[]){BIG, BIG}, 1e-5, true));

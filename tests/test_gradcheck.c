@@ -138,6 +138,19 @@ FN(f_softmax) { OUT1(loom_softmax(in[0], 1)); }
 FN(f_log_softmax) { OUT1(loom_log_softmax(in[0], -1)); }
 FN(f_layer_norm) { OUT1(loom_layer_norm(in[0], 2, in[1], in[2], 1e-5)); }
 FN(f_layer_norm_plain) { OUT1(loom_layer_norm(in[0], 1, NULL, NULL, 0.1)); }
+FN(f_batch_norm) {
+  OUT1(loom_batch_norm(in[0], in[1], in[2], NULL, NULL, 1e-5, NULL, NULL));
+}
+FN(f_batch_norm_plain) {
+  OUT1(loom_batch_norm(in[0], NULL, NULL, NULL, NULL, 0.1, NULL, NULL));
+}
+FN(f_batch_norm_eval) {
+  loom_tensor *mean =
+      loom_from_array(LOOM_F64, (double[]){0.3, -1}, LOOM_SHAPE(2));
+  loom_tensor *var =
+      loom_from_array(LOOM_F64, (double[]){0.5, 2}, LOOM_SHAPE(2));
+  OUT1(loom_batch_norm(in[0], in[1], in[2], mean, var, 1e-3, NULL, NULL));
+}
 FN(f_layer_norm_bias) { OUT1(loom_layer_norm(in[0], 1, NULL, in[1], 1e-5)); }
 
 /* ---- products ---- */
@@ -317,6 +330,12 @@ static const gc_case cases[] = {
     {"layer_norm plain", f_layer_norm_plain, 1, S(2), S(S(4, 6)), 0},
     {"layer_norm bias only", f_layer_norm_bias, 2, S(2, 1), S(S(3, 4), S(4)),
      0},
+    {"batch_norm train", f_batch_norm, 3, S(4, 1, 1),
+     S(S(3, 2, 2, 3), S(2), S(2)), 0},
+    {"batch_norm 2-D noncontig", f_batch_norm_plain, 1, S(2), S(S(5, 3)),
+     NONCONTIG},
+    {"batch_norm eval", f_batch_norm_eval, 3, S(3, 1, 1),
+     S(S(4, 2, 3), S(2), S(2)), 0},
     {"dot", f_dot, 2, S(1, 1), S(S(4), S(4)), 0},
     {"matrix-vector", f_matmul, 2, S(2, 1), S(S(3, 4), S(4)), 0},
     {"vector-matrix", f_matmul, 2, S(1, 2), S(S(3), S(3, 4)), 0},

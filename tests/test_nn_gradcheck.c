@@ -133,7 +133,8 @@ START_TEST(test_batch_norm_training) {
   const int64_t shapes[3][4] = {{5, 3}, {3, 3, 4}, {2, 3, 3, 2}};
   const int ndims[3] = {2, 3, 4};
   for (int i = 0; i < 3; i++) {
-    loom_batch_norm *b = loom_batch_norm_new(3, 1e-5, 0.1, true, true);
+    loom_batch_norm_layer *b =
+        loom_batch_norm_layer_new(3, 1e-5, 0.1, true, true);
     ck_assert_loom(b);
     loom_init_uniform_(b->weight, 0.5, 1.5, NULL);
     loom_init_uniform_(b->bias, -1, 1, NULL);
@@ -144,7 +145,8 @@ START_TEST(test_batch_norm_training) {
 END_TEST
 
 START_TEST(test_batch_norm_eval) {
-  loom_batch_norm *b = loom_batch_norm_new(3, 1e-5, 0.1, true, true);
+  loom_batch_norm_layer *b =
+      loom_batch_norm_layer_new(3, 1e-5, 0.1, true, true);
   ck_assert_loom(b);
   loom_init_uniform_(b->running_mean, -1, 1, NULL);
   loom_init_uniform_(b->running_var, 0.5, 2, NULL);

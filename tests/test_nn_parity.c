@@ -163,12 +163,14 @@ MODULE_RUN(run_highway, loom_highway_new(4, -1), fwd_highway, "x")
 /* Training mode: a first forward call on x0 (not differentiated), then the
  * recorded one on x; the running statistics after both are compared. */
 static void batch_norm_train(const char *c, double eps, double momentum) {
-  loom_batch_norm *b = loom_batch_norm_new(3, eps, momentum, true, true);
+  loom_batch_norm_layer *b =
+      loom_batch_norm_layer_new(3, eps, momentum, true, true);
   ck_assert_loom(b);
   load_state(&b->base, c);
   char what[160];
   snprintf(what, sizeof what, "%s.out0", c);
-  loom_tensor *y0 = loom_batch_norm_forward(b, parity_ref(ref, c, ".in.x0"));
+  loom_tensor *y0 =
+      loom_batch_norm_layer_forward(b, parity_ref(ref, c, ".in.x0"));
   parity_check(&layer_stat, y0, parity_ref(ref, c, ".out0"), RTOL, ATOL, what);
   run_forward(c, &b->base, b, fwd_batch_norm, INPUTS("x"));
   loom_tensor_map *sd = loom_module_state_dict(&b->base);
@@ -179,7 +181,7 @@ static void batch_norm_train(const char *c, double eps, double momentum) {
                  loom_tensor_map_get(ref, what), RTOL, ATOL, what);
   }
   loom_tensor_map_free(sd);
-  loom_batch_norm_free(b);
+  loom_batch_norm_layer_free(b);
 }
 
 static void run_bn1d_train(const char *c, loom_pool2d_opts unused) {
@@ -196,7 +198,8 @@ static void run_bn2d_train(const char *c, loom_pool2d_opts unused) {
 }
 
 static void batch_norm_eval(const char *c, int64_t features) {
-  loom_batch_norm *b = loom_batch_norm_new(features, 1e-5, 0.1, true, true);
+  loom_batch_norm_layer *b =
+      loom_batch_norm_layer_new(features, 1e-5, 0.1, true, true);
   ck_assert_loom(b);
   loom_module_train(&b->base, false);
   module_case(c, &b->base, fwd_batch_norm, INPUTS("x"));
@@ -289,7 +292,7 @@ typedef struct {
 typedef struct {
   loom_module base;
   loom_linear_layer *fc1, *fc2;
-  loom_batch_norm *bn;
+  loom_batch_norm_layer *bn;
   loom_layer_norm_layer *norm;
 } interop_mlp;
 
@@ -320,7 +323,7 @@ static loom_module *mlp_new(void) {
   ck_assert_ptr_nonnull(m);
   loom_module_init(&m->base, "InteropMLP", NULL);
   m->fc1 = CHILD(m, "fc1", loom_linear_layer_new(6, 8, true));
-  m->bn = CHILD(m, "bn", loom_batch_norm_new(8, 1e-5, 0.1, true, true));
+  m->bn = CHILD(m, "bn", loom_batch_norm_layer_new(8, 1e-5, 0.1, true, true));
   m->norm = CHILD(m, "norm",
                   loom_layer_norm_layer_new(1, (int64_t[]){8}, 1e-5, true));
   m->fc2 = CHILD(m, "fc2", loom_linear_layer_new(8, 3, true));
@@ -331,7 +334,7 @@ static loom_module *mlp_new(void) {
 static loom_tensor *mlp_forward(loom_module *base, const loom_tensor *x) {
   interop_mlp *m = (interop_mlp *)base;
   loom_tensor *h = loom_linear_layer_forward(m->fc1, x);
-  h = loom_tanh(loom_batch_norm_forward(m->bn, h));
+  h = loom_tanh(loom_batch_norm_layer_forward(m->bn, h));
   return loom_linear_layer_forward(m->fc2,
                                    loom_layer_norm_layer_forward(m->norm, h));
 }

@@ -818,6 +818,182 @@ START_TEST(test_conv2d_vs_direct) {
 }
 END_TEST
 
+/* Many samples of small maps, so that samples are taken in chunks (and
+ * partial sums of the weight gradient), checked in float64 against the
+ * definition's derivatives: gw = sum of gy times the input window, gx =
+ * sum of gy times the weights. Then float32 results with 1 and 2 threads
+ * must be bitwise equal. */
+START_TEST(test_conv2d_chunks_backward) {
+  const conv_case cases[] = {
+      {21, 3, 8, 8, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1}, /* 64 pixels a sample */
+      {7, 4, 6, 5, 4, 3, 2, 2, 1, 0, 1, 1, 1, 2},  /* strided, groups */
+      {9, 3, 4, 4, 2, 1, 1, 1, 1, 0, 0, 1, 1, 1},  /* pointwise */
+  };
+  loom_rng *g = loom_rng_new(5);
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    const conv_case *p = &cases[k];
+    loom_tensor *x = loom_set_requires_grad(
+        loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(p->n, p->c, p->h, p->w)),
+        true);
+    loom_tensor *w = loom_set_requires_grad(
+        loom_randn(g, LOOM_F64, 0, 1,
+                   LOOM_SHAPE(p->oc, p->c / p->groups, p->kh, p->kw)),
+        true);
+    loom_tensor *b = loom_set_requires_grad(
+        loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(p->oc)), true);
+    loom_conv2d_opts o = {
+        {p->sh, p->sw}, {p->ph, p->pw}, {p->dh, p->dw}, p->groups};
+    loom_tensor *y = loom_conv2d(x, w, b, o);
+    loom_tensor *gy =
+        loom_randn(g, LOOM_F64, 0, 1, loom_ndim(y), loom_shape(y));
+    ck_assert_int_eq(loom_backward(loom_sum_all(loom_mul(y, gy))), 0);
+    int64_t oh = loom_size(y, 2), ow = loom_size(y, 3);
+    int64_t cg = p->c / p->groups, og = p->oc / p->groups;
+    const double *X = loom_data_f64(x), *W = loom_data_f64(w);
+    const double *G = loom_data_f64(gy);
+    const double *GX = loom_data_f64(loom_grad(x)),
+                 *GW = loom_data_f64(loom_grad(w)),
+                 *GB = loom_data_f64(loom_grad(b));
+    double *gx = calloc((size_t)loom_numel(x), sizeof *gx);
+    double *gw = calloc((size_t)loom_numel(w), sizeof *gw);
+    double *gb = calloc((size_t)p->oc, sizeof *gb);
+    for (int64_t n = 0; n < p->n; n++)
+      for (int64_t oc = 0; oc < p->oc; oc++)
+        for (int64_t i = 0; i < oh; i++)
+          for (int64_t j = 0; j < ow; j++) {
+            double gv = G[((n * p->oc + oc) * oh + i) * ow + j];
+            gb[oc] += gv;
+            for (int64_t ci = 0; ci < cg; ci++)
+              for (int64_t ki = 0; ki < p->kh; ki++)
+                for (int64_t kj = 0; kj < p->kw; kj++) {
+                  int64_t r = i * p->sh - p->ph + ki * p->dh;
+                  int64_t q = j * p->sw - p->pw + kj * p->dw;
+                  if (r < 0 || r >= p->h || q < 0 || q >= p->w)
+                    continue;
+                  int64_t c = oc / og * cg + ci;
+                  int64_t xi = ((n * p->c + c) * p->h + r) * p->w + q;
+                  int64_t wi = ((oc * cg + ci) * p->kh + ki) * p->kw + kj;
+                  gw[wi] += gv * X[xi];
+                  gx[xi] += gv * W[wi];
+                }
+          }
+    for (int64_t i = 0; i < loom_numel(x); i++)
+      ck_assert_msg(fabs(GX[i] - gx[i]) <= 1e-11, "case %zu gx[%lld]", k,
+                    (long long)i);
+    for (int64_t i = 0; i < loom_numel(w); i++)
+      ck_assert_msg(fabs(GW[i] - gw[i]) <= 1e-11, "case %zu gw[%lld]", k,
+                    (long long)i);
+    for (int64_t i = 0; i < p->oc; i++)
+      ck_assert_msg(fabs(GB[i] - gb[i]) <= 1e-11, "case %zu gb", k);
+    free(gx);
+    free(gw);
+    free(gb);
+    /* float32 with 1 and 2 threads: the same bits */
+    loom_tensor *res[2][4];
+    for (int t = 0; t < 2; t++) {
+      loom_set_num_threads(t + 1);
+      loom_tensor *xf =
+          loom_set_requires_grad(loom_to_dtype(loom_detach(x), LOOM_F32), true);
+      loom_tensor *wf =
+          loom_set_requires_grad(loom_to_dtype(loom_detach(w), LOOM_F32), true);
+      loom_tensor *yf = loom_conv2d(xf, wf, NULL, o);
+      loom_backward(loom_sum_all(loom_mul(yf, loom_to_dtype(gy, LOOM_F32))));
+      res[t][0] = yf;
+      res[t][1] = loom_grad(xf);
+      res[t][2] = loom_grad(wf);
+      res[t][3] = NULL;
+    }
+    loom_set_num_threads(0);
+    for (int r = 0; r < 3; r++)
+      ck_assert_msg(loom_equal(res[0][r], res[1][r]),
+                    "case %zu result %d differs with 2 threads", k, r);
+  }
+  loom_rng_free(g);
+}
+END_TEST
+
+/* The fused batch normalisation equals the composed formula, forward and
+ * backward, training and evaluation, in float64 and float32, with the
+ * same bits on 1 and 2 threads; bad arguments are refused. */
+START_TEST(test_batch_normalize) {
+  loom_rng *g = loom_rng_new(8);
+  for (int dt = 0; dt < 2; dt++) {
+    loom_dtype t = dt ? LOOM_F32 : LOOM_F64;
+    double tol = dt ? 2e-5 : 1e-12;
+    for (int train = 0; train < 2; train++) {
+      loom_tensor *x0 = loom_randn(g, t, 0.5, 2, LOOM_SHAPE(6, 3, 5, 7));
+      loom_tensor *w0 = loom_randn(g, t, 1, 0.5, LOOM_SHAPE(3));
+      loom_tensor *b0 = loom_randn(g, t, 0, 1, LOOM_SHAPE(3));
+      loom_tensor *rm = loom_randn(g, t, 0, 1, LOOM_SHAPE(3));
+      loom_tensor *rv = loom_rand(g, t, 0.5, 2, LOOM_SHAPE(3));
+      loom_tensor *gy = loom_randn(g, t, 0, 1, LOOM_SHAPE(6, 3, 5, 7));
+      loom_tensor *out[3][4];
+      for (int way = 0; way < 3; way++) { /* composed, fused x 2 threads */
+        loom_set_num_threads(way == 2 ? 2 : 1);
+        loom_tensor *x = loom_set_requires_grad(loom_clone(x0), true);
+        loom_tensor *w = loom_set_requires_grad(loom_clone(w0), true);
+        loom_tensor *b = loom_set_requires_grad(loom_clone(b0), true);
+        loom_tensor *y, *bm = NULL, *bv = NULL;
+        loom_tensor *wc = loom_reshape(w, 4, (int64_t[]){1, 3, 1, 1});
+        loom_tensor *bc = loom_reshape(b, 4, (int64_t[]){1, 3, 1, 1});
+        if (way == 0) {
+          int dims[3] = {0, 2, 3};
+          loom_tensor *m = train ? loom_mean(x, dims, 3, true)
+                                 : loom_reshape(rm, 4, (int64_t[]){1, 3, 1, 1});
+          loom_tensor *v = train ? loom_var(x, dims, 3, 0, true)
+                                 : loom_reshape(rv, 4, (int64_t[]){1, 3, 1, 1});
+          y = loom_add(loom_mul(loom_div(loom_sub(x, m),
+                                         loom_sqrt(loom_add_scalar(v, 1e-3))),
+                                wc),
+                       bc);
+          bm = train ? loom_flatten(m, 0, -1) : NULL;
+          bv = train ? loom_flatten(v, 0, -1) : NULL;
+        } else {
+          y = loom_batch_norm(x, w, b, train ? NULL : rm, train ? NULL : rv,
+                              1e-3, &bm, &bv);
+        }
+        ck_assert_loom(y);
+        ck_assert_int_eq(loom_backward(loom_sum_all(loom_mul(y, gy))), 0);
+        out[way][0] = y;
+        out[way][1] = loom_grad(x);
+        out[way][2] = loom_grad(w);
+        out[way][3] = loom_grad(b);
+        if (train) { /* the batch statistics are returned */
+          ck_assert_ptr_nonnull(bm);
+          ck_assert_ptr_nonnull(bv);
+        } else {
+          ck_assert_ptr_null(bv);
+        }
+      }
+      loom_set_num_threads(0);
+      for (int r = 0; r < 4; r++) {
+        loom_tensor *d =
+            loom_amax(loom_abs(loom_sub(out[0][r], out[1][r])), NULL, 0, false);
+        ck_assert_msg(loom_item(d) <= tol, "dtype %d train %d result %d: %g",
+                      dt, train, r, loom_item(d));
+        ck_assert(loom_equal(out[1][r], out[2][r]));
+      }
+    }
+  }
+  /* errors */
+  loom_tensor *x = loom_ones(LOOM_F32, LOOM_SHAPE(4, 3));
+  ck_assert_ptr_null(loom_batch_norm(x, loom_ones(LOOM_F32, LOOM_SHAPE(2)),
+                                     NULL, NULL, NULL, 1e-5, NULL, NULL));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "batch_norm: weight float32 [2]");
+  ck_assert_ptr_null(loom_batch_norm(loom_ones(LOOM_F32, LOOM_SHAPE(1, 3)),
+                                     NULL, NULL, NULL, NULL, 1e-5, NULL, NULL));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "one value per channel");
+  ck_assert_ptr_null(loom_batch_norm(x, NULL, NULL,
+                                     loom_zeros(LOOM_F32, LOOM_SHAPE(3)), NULL,
+                                     1e-5, NULL, NULL));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "batch_norm");
+  ck_assert_ptr_null(loom_batch_norm(loom_ones(LOOM_I64, LOOM_SHAPE(4, 3)),
+                                     NULL, NULL, NULL, NULL, 1e-5, NULL, NULL));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "batch_norm");
+  loom_rng_free(g);
+}
+END_TEST
+
 START_TEST(test_pools) {
   loom_tensor *x = loom_reshape(
       VEC(LOOM_F32, 1, 5, 2, 0, 3, 3, -1, 7, 0, 2, 9, 9, 4, 1, 1, 6),
@@ -844,6 +1020,21 @@ START_TEST(test_pools) {
                                                   .stride = {1, 1}},
                                NULL),
                0, 9, 9, 4, 7);
+  /* float32's 2x2 path picks what the general loop (float64) picks: ties,
+   * NaNs, odd sizes */
+  loom_rng *g = loom_rng_new(4);
+  loom_tensor *r = loom_randint(g, LOOM_F64, 0, 4, LOOM_SHAPE(3, 2, 7, 9));
+  loom_tensor *nan_at =
+      loom_gt_scalar(loom_rand(g, LOOM_F64, 0, 1, LOOM_SHAPE(3, 2, 7, 9)), 0.9);
+  r = loom_masked_fill(r, nan_at, NAN);
+  loom_tensor *i64, *i32;
+  loom_tensor *m64 =
+      loom_max_pool2d(r, (loom_pool2d_opts){.kernel = {2, 2}}, &i64);
+  loom_tensor *m32 = loom_max_pool2d(
+      loom_to_dtype(r, LOOM_F32), (loom_pool2d_opts){.kernel = {2, 2}}, &i32);
+  ck_assert(loom_equal(i64, i32));
+  ck_assert(loom_equal(loom_ne(m64, m64), loom_ne(m32, m32))); /* NaNs */
+  loom_rng_free(g);
 
   loom_tensor *y =
       loom_reshape(loom_arange(LOOM_F32, 0, 25, 1), LOOM_SHAPE(1, 1, 5, 5));
@@ -925,7 +1116,10 @@ int main(void) {
       {"matmul",
        {test_matmul_shapes_and_values, test_matmul_batched_broadcast,
         test_addmm_baddbmm_linear}},
-      {"conv", {test_conv2d_vs_direct, test_pools, test_dropout}},
+      {"conv",
+       {test_conv2d_vs_direct, test_conv2d_chunks_backward, test_pools,
+        test_dropout}},
+      {"norm", {test_batch_normalize}},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     TCase *tc = tcase_create(cases[i].name);

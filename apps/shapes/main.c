@@ -39,8 +39,8 @@ static void draw(float *img, int64_t n, int c, loom_rng *g) {
   s.angle = 0.5 * (loom_rng_uniform(g) - 0.5);
   for (int64_t y = 0; y < n; y++)
     for (int64_t x = 0; x < n; x++) {
-      double v = app_shape_outline_coverage(&s, (double)x + 0.5,
-                                            (double)y + 0.5, pen);
+      double v =
+          app_shape_outline_coverage(&s, (double)x + 0.5, (double)y + 0.5, pen);
       v += 0.15 * loom_rng_normal(g);
       img[y * n + x] = (float)(v < 0 ? 0 : v > 1 ? 1 : v);
     }
@@ -78,7 +78,7 @@ static int dataset(int64_t n, int64_t size, loom_rng *g, loom_tensor **x,
 typedef struct {
   loom_module base;
   loom_conv2d_layer *conv1, *conv2;
-  loom_batch_norm *bn1;
+  loom_batch_norm_layer *bn1;
   loom_linear_layer *fc1, *fc2;
   int64_t size;
 } cnn;
@@ -94,9 +94,9 @@ static cnn *cnn_new(int64_t size) {
   m->conv1 = (loom_conv2d_layer *)loom_module_add_child(
       &m->base, "conv1",
       (loom_module *)loom_conv2d_layer_new(1, 8, 3, 3, pad, true));
-  m->bn1 = (loom_batch_norm *)loom_module_add_child(
+  m->bn1 = (loom_batch_norm_layer *)loom_module_add_child(
       &m->base, "bn1",
-      (loom_module *)loom_batch_norm_new(8, 1e-5, 0.1, true, true));
+      (loom_module *)loom_batch_norm_layer_new(8, 1e-5, 0.1, true, true));
   m->conv2 = (loom_conv2d_layer *)loom_module_add_child(
       &m->base, "conv2",
       (loom_module *)loom_conv2d_layer_new(8, 16, 3, 3, pad, true));
@@ -113,8 +113,8 @@ static cnn *cnn_new(int64_t size) {
 
 static loom_tensor *cnn_forward(cnn *m, const loom_tensor *x) {
   loom_pool2d_opts pool = {.kernel = {2, 2}};
-  loom_tensor *h = loom_relu(
-      loom_batch_norm_forward(m->bn1, loom_conv2d_layer_forward(m->conv1, x)));
+  loom_tensor *h = loom_relu(loom_batch_norm_layer_forward(
+      m->bn1, loom_conv2d_layer_forward(m->conv1, x)));
   h = loom_max_pool2d(h, pool, NULL);
   h = loom_max_pool2d(loom_relu(loom_conv2d_layer_forward(m->conv2, h)), pool,
                       NULL);
@@ -178,7 +178,8 @@ static int picture(const options *o, const loom_tensor *x,
     }
     int64_t pr = (int64_t)loom_get(pred, (int64_t[]){i});
     int64_t tr = (int64_t)loom_get(y, (int64_t[]){i});
-    snprintf(truth[i], sizeof truth[i], "(is a %s)", app_shape_name((app_shape_kind)tr));
+    snprintf(truth[i], sizeof truth[i], "(is a %s)",
+             app_shape_name((app_shape_kind)tr));
     lines[i][0] = app_shape_name((app_shape_kind)pr);
     lines[i][1] = truth[i];
     colors[i][0] = pr == tr ? 0x207020 : 0xc02020;
