@@ -1029,6 +1029,12 @@ static void codes_error(const char *text, int64_t merges, const char *want) {
   ck_assert_str_eq(loom_last_error(), msg);
   ck_assert_int_eq(c.merges.n, 0);
   loom_clear_error();
+  ck_assert_int_eq(app_bpe_codes_parse(&c, text, strlen(text), "kept", merges),
+                   -1);
+  snprintf(msg, sizeof msg, "kept:%s", want);
+  ck_assert_str_eq(loom_last_error(), msg);
+  ck_assert_int_eq(c.merges.n, 0);
+  loom_clear_error();
 }
 
 START_TEST(test_bpe_codes_errors) {
@@ -1139,6 +1145,12 @@ static void vocab_error(const char *text, const char *want) {
   ck_assert_str_eq(loom_last_error(), msg);
   ck_assert_int_eq(app_vocab_size(&v), 0);
   loom_clear_error();
+  /* the same from memory (a vocabulary inside a checkpoint) */
+  ck_assert_int_eq(app_vocab_parse(&v, text, strlen(text), "kept"), -1);
+  snprintf(msg, sizeof msg, "kept%s", want);
+  ck_assert_str_eq(loom_last_error(), msg);
+  ck_assert_int_eq(app_vocab_size(&v), 0);
+  loom_clear_error();
 }
 
 START_TEST(test_vocab) {
@@ -1175,6 +1187,13 @@ START_TEST(test_vocab) {
   for (int i = 0; i < 7; i++)
     ck_assert_str_eq(app_vocab_token(&back, i), want[i]);
   app_vocab_free(&back);
+  size_t len;
+  char *bytes = test_slurp(path, &len);
+  ck_assert_int_eq(app_vocab_parse(&back, bytes, len, "kept"), 0);
+  ck_assert_int_eq(app_vocab_size(&back), 7);
+  ck_assert_str_eq(app_vocab_token(&back, 6), "zwei");
+  app_vocab_free(&back);
+  free(bytes);
   app_vocab_free(&v);
   ck_assert_int_eq(app_vocab_build(&v, &wc, 0), -1);
   loom_clear_error();

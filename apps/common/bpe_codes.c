@@ -44,11 +44,8 @@ static int parse_version(const char *line, size_t len) {
   return 0;
 }
 
-int app_bpe_codes_read(app_bpe_codes *c, const char *path, int64_t merges) {
-  *c = (app_bpe_codes){.version = 1};
-  app_line_reader r;
-  if (app_line_reader_open(&r, path, false, (size_t)1 << 20))
-    return -1;
+/* Reads the lines of an opened reader into c (closing the reader). */
+static int codes_read(app_bpe_codes *c, app_line_reader *r, int64_t merges) {
   const char *line;
   size_t len;
   int got;
@@ -56,19 +53,19 @@ int app_bpe_codes_read(app_bpe_codes *c, const char *path, int64_t merges) {
    * subword-nmt counts them); an empty line is an error only if a merge
    * line follows it and it is among the first `merges` */
   int64_t n = -1, empty_line = 0;
-  while ((got = app_line_reader_next(&r, &line, &len, NULL)) > 0) {
-    if (r.line_no == 1 && len >= 9 && !memcmp(line, "#version:", 9)) {
+  while ((got = app_line_reader_next(r, &line, &len, NULL)) > 0) {
+    if (r->line_no == 1 && len >= 9 && !memcmp(line, "#version:", 9)) {
       if (len >= 4 &&
           !memcmp(line + app_rstrip_len(line, len) - 4, "byte", 4)) {
         loom_set_error(LOOM_ERR_FORMAT,
-                       "%s:1: byte-level BPE codes are not supported", r.name);
+                       "%s:1: byte-level BPE codes are not supported", r->name);
         got = -1;
         break;
       }
       c->version = parse_version(line, len);
       if (!c->version) {
         loom_set_error(LOOM_ERR_FORMAT,
-                       "%s:1: version '%.*s' is not 0.1 or 0.2", r.name,
+                       "%s:1: version '%.*s' is not 0.1 or 0.2", r->name,
                        (int)(len > 40 ? 40 : len), line);
         got = -1;
         break;
@@ -79,11 +76,11 @@ int app_bpe_codes_read(app_bpe_codes *c, const char *path, int64_t merges) {
     bool wanted = merges < 0 || n < merges;
     if (len == 0) {
       if (wanted && !empty_line)
-        empty_line = r.line_no;
+        empty_line = r->line_no;
       continue;
     }
     if (empty_line) {
-      loom_set_error(LOOM_ERR_FORMAT, "%s:%lld: an empty line", r.name,
+      loom_set_error(LOOM_ERR_FORMAT, "%s:%lld: an empty line", r->name,
                      (long long)empty_line);
       got = -1;
       break;
@@ -100,7 +97,7 @@ int app_bpe_codes_read(app_bpe_codes *c, const char *path, int64_t merges) {
       loom_set_error(LOOM_ERR_FORMAT,
                      "%s:%lld: a merge must be two symbols separated by one "
                      "space",
-                     r.name, (long long)r.line_no);
+                     r->name, (long long)r->line_no);
       got = -1;
       break;
     }
@@ -109,12 +106,29 @@ int app_bpe_codes_read(app_bpe_codes *c, const char *path, int64_t merges) {
       break;
     }
   }
-  app_line_reader_close(&r);
+  app_line_reader_close(r);
   if (got < 0) {
     app_bpe_codes_free(c);
     return -1;
   }
   return 0;
+}
+
+int app_bpe_codes_read(app_bpe_codes *c, const char *path, int64_t merges) {
+  *c = (app_bpe_codes){.version = 1};
+  app_line_reader r;
+  if (app_line_reader_open(&r, path, false, (size_t)1 << 20))
+    return -1;
+  return codes_read(c, &r, merges);
+}
+
+int app_bpe_codes_parse(app_bpe_codes *c, const char *data, size_t len,
+                        const char *name, int64_t merges) {
+  *c = (app_bpe_codes){.version = 1};
+  app_line_reader r;
+  if (app_line_reader_open_memory(&r, data, len, name, false, (size_t)1 << 20))
+    return -1;
+  return codes_read(c, &r, merges);
 }
 
 int app_bpe_codes_write(const app_bpe_codes *c, FILE *f) {

@@ -33,6 +33,28 @@ int app_line_reader_open(app_line_reader *r, const char *path, bool universal,
   return 0;
 }
 
+int app_line_reader_open_memory(app_line_reader *r, const char *data,
+                                size_t len, const char *name, bool universal,
+                                size_t max_len) {
+  *r = (app_line_reader){0};
+  r->universal = universal;
+  r->max_len = max_len ? max_len : (size_t)64 << 20;
+  snprintf(r->name, sizeof r->name, "%s", name);
+  r->eof = len == 0; /* fmemopen may refuse an empty buffer */
+  if (len && !(r->f = fmemopen((void *)data, len, "r"))) {
+    loom_set_error(LOOM_ERR_MEMORY, "%s: cannot read from memory", r->name);
+    return -1;
+  }
+  r->owns_file = r->f != NULL;
+  r->chunk = malloc(CHUNK);
+  if (!r->chunk) {
+    loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory", r->name);
+    app_line_reader_close(r);
+    return -1;
+  }
+  return 0;
+}
+
 void app_line_reader_close(app_line_reader *r) {
   if (r->owns_file && r->f)
     fclose(r->f);

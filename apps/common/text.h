@@ -114,6 +114,12 @@ int app_line_reader_open(app_line_reader *r, const char *path, bool universal,
 int app_line_reader_next(app_line_reader *r, const char **line, size_t *len,
                          bool *ended);
 
+/* The same over the bytes data[0..len) (not copied: they must outlive the
+ * reader); `name` stands for them in messages. */
+int app_line_reader_open_memory(app_line_reader *r, const char *data,
+                                size_t len, const char *name, bool universal,
+                                size_t max_len);
+
 void app_line_reader_close(app_line_reader *r);
 
 /* ------------------------------------------------------------- tokens */
@@ -396,6 +402,9 @@ typedef struct {
  * 1 MiB, invalid UTF-8. Zero merges are allowed (subword-nmt refuses). 0
  * or -1; c is zero-initialised first. */
 int app_bpe_codes_read(app_bpe_codes *c, const char *path, int64_t merges);
+/* The same from the bytes of a codes file; `name` names them. */
+int app_bpe_codes_parse(app_bpe_codes *c, const char *data, size_t len,
+                        const char *name, int64_t merges);
 /* Writes "#version: 0.2" (or nothing for version 1) and the merges, one
  * per line. 0, or -1 on a write error. */
 int app_bpe_codes_write(const app_bpe_codes *c, FILE *f);
@@ -499,6 +508,10 @@ int app_vocab_save(const app_vocab *v, const char *path);
  * tokens; errors say "PATH:LINE: what". 0 or -1; v is zero-initialised
  * first and empty after a failure. */
 int app_vocab_load(app_vocab *v, const char *path);
+/* The same from the bytes of such a file (a vocabulary kept inside a
+ * checkpoint); `name` stands for them in messages. */
+int app_vocab_parse(app_vocab *v, const char *data, size_t len,
+                    const char *name);
 void app_vocab_free(app_vocab *v);
 
 #endif

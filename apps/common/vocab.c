@@ -110,17 +110,14 @@ int app_vocab_save(const app_vocab *v, const char *path) {
   return loom_file_writer_commit(w);
 }
 
-int app_vocab_load(app_vocab *v, const char *path) {
-  *v = (app_vocab){0};
-  app_line_reader r;
-  if (app_line_reader_open(&r, path, false, APP_VOCAB_MAX_TOKEN_BYTES))
-    return -1;
+/* Reads the lines of an opened reader into v (closing the reader). */
+static int vocab_read(app_vocab *v, app_line_reader *r) {
   const char *line;
   size_t len;
   int got;
-  while ((got = app_line_reader_next(&r, &line, &len, NULL)) > 0) {
-    long long at = (long long)r.line_no;
-    int64_t id = r.line_no - 1;
+  while ((got = app_line_reader_next(r, &line, &len, NULL)) > 0) {
+    long long at = (long long)r->line_no;
+    int64_t id = r->line_no - 1;
     const char *why = NULL;
     if (id < APP_SPECIALS &&
         (len != strlen(specials[id]) || memcmp(line, specials[id], len)))
@@ -132,14 +129,14 @@ int app_vocab_load(app_vocab *v, const char *path) {
     else if (id >= APP_VOCAB_MAX_TOKENS)
       why = "more tokens than a vocabulary may hold (2^24)";
     if (why) {
-      loom_set_error(LOOM_ERR_FORMAT, "%s:%lld: %s", r.name, at, why);
+      loom_set_error(LOOM_ERR_FORMAT, "%s:%lld: %s", r->name, at, why);
       got = -1;
       break;
     }
     int64_t had = app_strtab_find(&v->tokens, line, len);
     if (had >= 0) {
       loom_set_error(LOOM_ERR_FORMAT, "%s:%lld: '%.*s' repeats line %lld",
-                     r.name, at, (int)(len > 40 ? 40 : len), line,
+                     r->name, at, (int)(len > 40 ? 40 : len), line,
                      (long long)had + 1);
       got = -1;
       break;
@@ -153,13 +150,31 @@ int app_vocab_load(app_vocab *v, const char *path) {
     loom_set_error(LOOM_ERR_FORMAT,
                    "%s: %lld lines, but a vocabulary starts with <pad>, "
                    "<bos>, <eos>, <unk>",
-                   r.name, (long long)v->tokens.n);
+                   r->name, (long long)v->tokens.n);
     got = -1;
   }
-  app_line_reader_close(&r);
+  app_line_reader_close(r);
   if (got < 0) {
     app_vocab_free(v);
     return -1;
   }
   return 0;
+}
+
+int app_vocab_load(app_vocab *v, const char *path) {
+  *v = (app_vocab){0};
+  app_line_reader r;
+  if (app_line_reader_open(&r, path, false, APP_VOCAB_MAX_TOKEN_BYTES))
+    return -1;
+  return vocab_read(v, &r);
+}
+
+int app_vocab_parse(app_vocab *v, const char *data, size_t len,
+                    const char *name) {
+  *v = (app_vocab){0};
+  app_line_reader r;
+  if (app_line_reader_open_memory(&r, data, len, name, false,
+                                  APP_VOCAB_MAX_TOKEN_BYTES))
+    return -1;
+  return vocab_read(v, &r);
 }

@@ -13,6 +13,7 @@ static void usage(FILE *f) {
           "commands:\n"
           "  train       train a translation model on parallel text\n"
           "  translate   translate standard input with a trained model\n"
+          "  attention   draw one sentence's attention as a heatmap PNG\n"
           "  score       BLEU and chrF of hypotheses against references, as "
           "sacreBLEU\n"
           "              prints them (translate score REF [REF...] < HYP)\n"
@@ -34,10 +35,12 @@ int main(int argc, char **argv) {
     return translate_score_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "bpe"))
     return translate_bpe_main(argc - 1, argv + 1);
-  if (!strcmp(cmd, "train") || !strcmp(cmd, "translate")) {
-    fprintf(stderr, "translate %s: not built yet\n", cmd);
-    return 1;
-  }
+  if (!strcmp(cmd, "train"))
+    return translate_train_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "translate"))
+    return translate_translate_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "attention"))
+    return translate_attention_main(argc - 1, argv + 1);
   fprintf(stderr, "translate: unknown command '%s'\n", cmd);
   usage(stderr);
   return 2;

@@ -6,6 +6,12 @@
 
 /* translate score REF [REF...] < HYP: BLEU and chrF as sacreBLEU. */
 int translate_score_main(int argc, char **argv);
+/* translate train: learns a model from parallel text (train.c). */
+int translate_train_main(int argc, char **argv);
+/* translate translate: standard input to standard output (translate_cmd.c). */
+int translate_translate_main(int argc, char **argv);
+/* translate attention: one sentence's attention as a heatmap PNG. */
+int translate_attention_main(int argc, char **argv);
 
 /* translate bpe learn|apply|undo|vocab: byte-pair encoding as
  * subword-nmt. */

@@ -1,0 +1,361 @@
+/* translate train: learns a translation model from parallel text.
+ *
+ * The loop, in short (train_step below is all of one update):
+ *
+ *   for each epoch: batches of similar lengths, in a seeded order
+ *     for each batch: logits = model(batch); loss = cross entropy with
+ *       label smoothing; backward; clip; Adam (learning rate warmed up,
+ *       then falling as 1/sqrt(step), or constant)
+ *     validation: loss, perplexity and BLEU of greedy translations; the
+ *       best BLEU so far is kept in CHECKPOINT.best
+ *
+ * A checkpoint holds everything needed to go on bit-identically: the
+ * model, Adam's state, the dropout generator, the epoch and the batch
+ * within it (an epoch's batches are a function of the seed), the text
+ * pipeline (tokenisation, BPE codes, vocabularies) and the history. */
+#include "train.h"
+#include "translate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- one update ---- */
+
+/* Mean cross entropy per target token of b (label smoothed when training),
+ * or NULL. */
+static loom_tensor *batch_loss(nmt_model *m, const nmt_batch *b,
+                               double smoothing, loom_reduction r) {
+  loom_tensor *logits = m->ops->logits(m, b); /* (T, B, V) */
+  loom_cross_entropy_opts ce = {
+      .reduction = r, .ignore_index = NMT_PAD, .label_smoothing = smoothing};
+  return loom_cross_entropy(
+      loom_reshape(logits, 2, (int64_t[]){-1, m->cfg.tgt_vocab}),
+      loom_reshape(b->tgt_out, 1, (int64_t[]){-1}), &ce);
+}
+
+/* The learning rate at `step` (1-based): constant, or rising linearly to
+ * lr over `warmup` steps and then falling as 1/sqrt(step). */
+static double learning_rate(const train_options *o, int64_t step) {
+  if (o->warmup <= 0)
+    return o->lr;
+  double s = (double)step, w = (double)o->warmup;
+  return o->lr * fmin(s / w, sqrt(w / s));
+}
+
+/* One optimisation step on batch b; *loss receives its mean loss. */
+static int train_step(nmt_model *m, loom_optimizer *opt, loom_tensor **params,
+                      int n_params, const nmt_batch *b, const train_options *o,
+                      int64_t step, double *loss) {
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *l = batch_loss(m, b, o->smoothing, LOOM_MEAN);
+  loom_optimizer_zero_grad(opt);
+  int rc = l && loom_backward(l) == 0 ? 0 : -1;
+  if (rc == 0) {
+    *loss = loom_item(l);
+    if (o->clip > 0)
+      loom_clip_grad_norm(params, n_params, o->clip, 2);
+    loom_optimizer_set_lr(opt, learning_rate(o, step));
+    rc = loom_optimizer_step(opt);
+  }
+  loom_scope_end(s);
+  return rc;
+}
+
+/* ---- validation ---- */
+
+/* Loss per target token over a corpus (no smoothing), in evaluation mode. */
+static double corpus_loss(nmt_model *m, const nmt_corpus *c,
+                          int64_t max_tokens) {
+  nmt_plan p;
+  if (nmt_plan_make(&p, c, max_tokens, 0, false, 0, 0) < 0)
+    return NAN;
+  double total = 0;
+  int64_t tokens = 0;
+  loom_no_grad_begin();
+  for (int64_t i = 0; i < p.n && !isnan(total); i++) {
+    nmt_batch b;
+    if (nmt_plan_batch(&p, c, i, &b) < 0) {
+      total = NAN;
+      break;
+    }
+    loom_scope *s = loom_scope_begin();
+    loom_tensor *l = batch_loss(m, &b, 0, LOOM_SUM);
+    total = l ? total + loom_item(l) : NAN;
+    tokens += b.tgt_tokens;
+    loom_scope_end(s);
+    nmt_batch_free(&b);
+  }
+  loom_no_grad_end();
+  nmt_plan_free(&p);
+  return tokens ? total / (double)tokens : NAN;
+}
+
+/* ---- the run ---- */
+
+typedef struct {
+  train_options o;
+  nmt_text *text;
+  nmt_corpus train, valid;
+  nmt_model *m;
+  loom_optimizer *opt;
+  loom_tensor **params;
+  int n_params;
+  train_position at;
+  train_history h;
+  double best_bleu, best_loss;
+} run;
+
+static void run_free(run *r) {
+  nmt_text_free(r->text);
+  nmt_corpus_free(&r->train);
+  nmt_corpus_free(&r->valid);
+  loom_optimizer_free(r->opt);
+  if (r->m)
+    loom_module_free(&r->m->base);
+  free(r->params);
+  train_history_free(&r->h);
+}
+
+/* The text pipeline, the data, the model and the optimizer. */
+static int prepare(run *r) {
+  train_options *o = &r->o;
+  if (o->resume
+          ? train_read_state(o->checkpoint, o, &r->at, &r->h, &r->text) < 0
+          : !(r->text = nmt_text_learn(&o->text, o->src, o->tgt)) ||
+                nmt_text_write_files(r->text, o->checkpoint) < 0)
+    return -1;
+  int64_t skipped = 0;
+  if (nmt_text_read_corpus(r->text, o->src, o->tgt, true, &r->train, &skipped) <
+          0 ||
+      (o->valid_src && nmt_text_read_corpus(r->text, o->valid_src, o->valid_tgt,
+                                            true, &r->valid, NULL) < 0))
+    return -1;
+  if (r->train.n == 0) {
+    fprintf(stderr,
+            "translate: %s and %s hold no pair with text on both "
+            "sides\n",
+            o->src, o->tgt);
+    return -1;
+  }
+  if (skipped && !o->quiet)
+    fprintf(stderr, "translate: skipped %lld pairs with an empty side\n",
+            (long long)skipped);
+  o->model.src_vocab = nmt_text_vocab_size(r->text, false);
+  o->model.tgt_vocab = nmt_text_vocab_size(r->text, true);
+  if (nmt_config_check(&o->model) < 0)
+    return -1;
+  loom_manual_seed((uint64_t)o->seed);
+  r->m = nmt_model_new(&o->model, (uint64_t)o->seed);
+  int n = r->m ? loom_module_parameters(&r->m->base, NULL, 0) : 0;
+  r->params = r->m ? malloc(((size_t)n + 1) * sizeof *r->params) : NULL;
+  if (r->params) {
+    r->n_params = loom_module_parameters(&r->m->base, r->params, n);
+    loom_adam_opts a = loom_adam_defaults(o->lr);
+    a.beta2 = 0.98; /* the transformer recipe's Adam */
+    a.eps = 1e-9;
+    r->opt = loom_adam_new(r->params, r->n_params, a);
+  }
+  if (!r->opt) {
+    fprintf(stderr, "translate: %s\n", loom_last_error());
+    return -1;
+  }
+  if (o->resume) {
+    int64_t step;
+    if (loom_checkpoint_load(o->checkpoint, &r->m->base, r->opt, NULL, &step,
+                             r->m->rng, NULL) < 0) {
+      fprintf(stderr, "translate: cannot resume from %s: %s\n", o->checkpoint,
+              loom_last_error());
+      return -1;
+    }
+    for (int64_t i = 0; i < r->h.n_val; i++) {
+      r->best_bleu = fmax(r->best_bleu, r->h.val_bleu[i]);
+      r->best_loss =
+          i ? fmin(r->best_loss, r->h.val_loss[i]) : r->h.val_loss[i];
+    }
+    if (!o->quiet)
+      fprintf(stderr, "resumed from %s: epoch %lld, step %lld\n", o->checkpoint,
+              (long long)r->at.epoch + 1, (long long)r->at.step);
+  }
+  return 0;
+}
+
+/* Validation loss, perplexity and BLEU after an epoch (or part of one);
+ * keeps CHECKPOINT.best. */
+static int validate(run *r, double epochs_done, const char *best_path) {
+  if (!r->valid.n)
+    return 0;
+  loom_module_train(&r->m->base, false);
+  double loss = corpus_loss(r->m, &r->valid, r->o.max_tokens);
+  nmt_scores s = {0};
+  int rc = isnan(loss)
+               ? -1
+               : nmt_score_corpus(r->m, r->text, &r->valid, r->o.valid_tgt,
+                                  r->o.valid_beam, r->o.max_tokens, &s);
+  loom_module_train(&r->m->base, true);
+  if (rc < 0) {
+    fprintf(stderr, "\ntranslate: validation failed: %s\n", loom_last_error());
+    return -1;
+  }
+  if (train_history_push_val(&r->h, epochs_done, loss, s.bleu) < 0)
+    return -1;
+  bool best = r->h.n_val == 1 || s.bleu > r->best_bleu;
+  r->best_bleu = fmax(r->best_bleu, s.bleu);
+  if (!r->o.quiet)
+    fprintf(stderr,
+            "validation after %.2f epochs: loss %.3f, perplexity %.2f, BLEU "
+            "%.2f%s\n",
+            epochs_done, loss, exp(loss), s.bleu, best ? " (best)" : "");
+  return best ? train_save(best_path, r->m, r->opt, &r->o, r->text, &r->at,
+                           &r->h)
+              : 0;
+}
+
+/* Loss curves (training, smoothed, against epochs; validation) and the
+ * validation BLEU, side by side in one PNG. */
+static int plot(const run *r, double steps_per_epoch) {
+  const train_history *h = &r->h;
+  if (!r->o.plot || !*r->o.plot || !h->n)
+    return 0;
+  double *x = malloc((size_t)h->n * sizeof *x);
+  if (!x) {
+    fprintf(stderr, "translate: out of memory for the plot\n");
+    return -1;
+  }
+  for (int64_t i = 0; i < h->n; i++)
+    x[i] = h->step[i] / steps_per_epoch;
+  app_series loss[2] = {
+      {"training (label-smoothed, means of 10 steps)", x, h->loss, (int)h->n,
+       0x1f77b4},
+      {"validation", h->epoch, h->val_loss, (int)h->n_val, 0xd62728}};
+  app_series bleu = {"validation BLEU", h->epoch, h->val_bleu, (int)h->n_val,
+                     0x2ca02c};
+  app_panel panels[2] = {
+      {"loss per target token", "epoch", "nats", loss, h->n_val ? 2 : 1, false},
+      {"BLEU (greedy, tokenised)", "epoch", "BLEU", &bleu, 1, false}};
+  int rc = app_plot_panels_png(r->o.plot, "translate", panels, h->n_val ? 2 : 1,
+                               2, 640, 420);
+  free(x);
+  if (rc < 0) {
+    fprintf(stderr, "translate: cannot write %s: %s\n", r->o.plot,
+            loom_last_error());
+    loom_clear_error();
+  } else if (!r->o.quiet) {
+    fprintf(stderr, "curves: %s\n", r->o.plot);
+  }
+  return rc;
+}
+
+/* Trains until --epochs are done or --minutes are up. 0, or -1 after
+ * saying why (a failed step, a diverging loss, a failed save). */
+static int train(run *r, const char *best_path) {
+  const train_options *o = &r->o;
+  app_progress pr;
+  app_progress_begin(&pr);
+  double start = app_now(), run_start = start, recent = 0, shown = NAN;
+  double per_epoch = 1;
+  int64_t tokens = 0, first_step = r->at.step;
+  double step_seconds = 0;
+  bool out_of_time = false;
+  int rc = 0;
+  while (rc == 0 && r->at.epoch < o->epochs && !out_of_time) {
+    nmt_plan plan;
+    if (nmt_plan_make(&plan, &r->train, o->max_tokens, o->batch_sentences, true,
+                      (uint64_t)o->seed, r->at.epoch) < 0) {
+      fprintf(stderr, "translate: %s\n", loom_last_error());
+      return -1;
+    }
+    per_epoch = (double)plan.n;
+    for (; rc == 0 && r->at.batch < plan.n && !out_of_time; r->at.batch++) {
+      nmt_batch b;
+      double t0 = app_now(), loss = NAN;
+      rc = nmt_plan_batch(&plan, &r->train, r->at.batch, &b);
+      if (rc == 0)
+        rc = train_step(r->m, r->opt, r->params, r->n_params, &b, o,
+                        r->at.step + 1, &loss);
+      tokens += b.tgt_tokens;
+      nmt_batch_free(&b);
+      if (rc == 0 && !isfinite(loss)) {
+        loom_set_error(LOOM_ERR_NUMERIC, "the loss is %g", loss);
+        rc = -1;
+      }
+      if (rc < 0) {
+        fprintf(stderr, "\ntranslate: step %lld failed: %s\n",
+                (long long)r->at.step + 1, loom_last_error());
+        break;
+      }
+      r->at.step++;
+      step_seconds += app_now() - t0;
+      recent += loss; /* the curve: means of 10 steps */
+      if (r->at.step % 10 == 0) {
+        shown = recent / 10;
+        recent = 0;
+        if (train_history_push(&r->h, (double)r->at.step, shown) < 0)
+          rc = -1;
+      }
+      /* the budget is this invocation's wall clock */
+      out_of_time = o->minutes > 0 && app_now() - run_start >= o->minutes * 60;
+      if (!o->quiet) {
+        char text[128];
+        snprintf(text, sizeof text, "epoch %lld batch %lld/%lld  loss %.3f",
+                 (long long)r->at.epoch + 1, (long long)r->at.batch + 1,
+                 (long long)plan.n, isnan(shown) ? loss : shown);
+        /* steps of this run, and how many it will take (the ETA) */
+        int64_t done = r->at.step - first_step, total;
+        if (o->minutes > 0)
+          total = (int64_t)((double)done * o->minutes * 60 /
+                            fmax(app_now() - run_start, 1e-3));
+        else
+          total = done + (o->epochs - r->at.epoch) * plan.n - r->at.batch - 1;
+        app_progress_line(&pr, done, total > done ? total : done,
+                          (double)tokens / fmax(step_seconds, 1e-9), "tok",
+                          text, false);
+      }
+    }
+    bool finished = r->at.batch == plan.n;
+    double done = (double)r->at.epoch + (double)r->at.batch / per_epoch;
+    nmt_plan_free(&plan);
+    if (rc < 0)
+      break;
+    if (finished) {
+      r->at.epoch++;
+      r->at.batch = 0;
+    }
+    if (!o->quiet)
+      app_progress_end(&pr);
+    r->at.seconds += app_now() - start;
+    start = app_now();
+    if (validate(r, done, best_path) < 0 ||
+        train_save(o->checkpoint, r->m, r->opt, o, r->text, &r->at, &r->h) <
+            0 ||
+        plot(r, per_epoch) < 0)
+      rc = -1;
+  }
+  if (!o->quiet && rc == 0 && r->at.step > first_step)
+    fprintf(stderr,
+            "trained %lld steps in %.0f s (%.0f target tokens/s while "
+            "stepping); checkpoint %s%s%s\n",
+            (long long)(r->at.step - first_step), r->at.seconds,
+            (double)tokens / step_seconds, o->checkpoint,
+            r->valid.n ? ", best " : "", r->valid.n ? best_path : "");
+  return rc;
+}
+
+int translate_train_main(int argc, char **argv) {
+  run r = {0};
+  int p = train_parse(argc, argv, &r.o);
+  if (p != 0)
+    return p > 0 ? 0 : 2;
+  if (r.o.threads)
+    loom_set_num_threads(r.o.threads);
+  char best_path[4096];
+  if (snprintf(best_path, sizeof best_path, "%s.best", r.o.checkpoint) >=
+      (int)sizeof best_path) {
+    fprintf(stderr, "translate: the checkpoint path is too long\n");
+    return 2;
+  }
+  int rc = prepare(&r) == 0 && train(&r, best_path) == 0 ? 0 : 1;
+  run_free(&r);
+  loom_cleanup();
+  return rc;
+}

@@ -1,0 +1,295 @@
+/* translate train / translate / attention through the command line:
+ * - both models learn a small synthetic task (reverse a sequence of words)
+ *   to a tokenised BLEU of at least 90 within seconds, greedy and beam;
+ * - with BPE, reversible tokenisation and one joint vocabulary too;
+ * - a resumed run ends bit-identical to an uninterrupted one;
+ * - translate keeps empty lines, writes n-best lists, refuses invalid
+ *   UTF-8 naming the byte; attention writes a PNG;
+ * - bad input (line counts, UTF-8, an empty set, options out of range, a
+ *   checkpoint of something else, a sentence beyond the positions) is a
+ *   clear error and a non-zero exit, never a crash. */
+#define _POSIX_C_SOURCE 200809L
+#include "check_util.h"
+#include "file_util.h"
+
+#include <stb_image.h>
+#include <string.h>
+
+static const char *translate_exe;
+
+static const char *const vocabulary[] = {"red",   "green", "blue", "big",
+                                         "small", "cat",   "dog",  "bird",
+                                         "runs",  "sees",  "eats", "sleeps"};
+
+/* n pairs: a line of 4..7 words and the same words reversed (made before
+ * the tests run, so failures are reported by exit status). Every line has
+ * a 4-gram: NLTK's BLEU counts a shorter one as a miss. */
+static int write_pairs(const char *src, const char *tgt, int n, uint64_t seed) {
+  loom_rng *g = loom_rng_new(seed);
+  FILE *s = fopen(src, "w"), *t = fopen(tgt, "w");
+  if (!g || !s || !t)
+    return -1;
+  for (int i = 0; i < n; i++) {
+    int len = 4 + (int)(loom_rng_u64(g) % 4), w[7];
+    for (int k = 0; k < len; k++)
+      w[k] = (int)(loom_rng_u64(g) % 12);
+    for (int k = 0; k < len; k++)
+      fprintf(s, "%s%s", k ? " " : "", vocabulary[w[k]]);
+    for (int k = len - 1; k >= 0; k--)
+      fprintf(t, "%s%s", k < len - 1 ? " " : "", vocabulary[w[k]]);
+    fputc('\n', s);
+    fputc('\n', t);
+  }
+  loom_rng_free(g);
+  return fclose(s) | fclose(t);
+}
+
+static char train_src[512], train_tgt[512], valid_src[512], valid_tgt[512];
+
+static int setup_data(void) {
+  test_path(train_src, sizeof train_src, "train.src");
+  test_path(train_tgt, sizeof train_tgt, "train.tgt");
+  test_path(valid_src, sizeof valid_src, "valid.src");
+  test_path(valid_tgt, sizeof valid_tgt, "valid.tgt");
+  return write_pairs(train_src, train_tgt, 3000, 1) |
+         write_pairs(valid_src, valid_tgt, 200, 2);
+}
+
+static const char *model_flags(bool rnn) {
+  return rnn ? "--model rnn --embed 32 --hidden 64 --layers 1 --dropout 0"
+             : "--model transformer --d-model 64 --heads 4 --ff 128 "
+               "--enc-layers 2 --dec-layers 2 --dropout 0";
+}
+
+/* Trains into `ckpt`; returns the exit status, output in out. */
+static int train(const char *ckpt, const char *extra, char *out, size_t n) {
+  char args[4096];
+  snprintf(args, sizeof args,
+           "train --src %s --tgt %s --valid-src %s --valid-tgt %s "
+           "--checkpoint %s --plot '' --max-tokens 512 --lr 2e-3 --quiet "
+           "--threads 2 %s",
+           train_src, train_tgt, valid_src, valid_tgt, ckpt, extra);
+  return test_run(translate_exe, args, TEST_OUTPUT_BOTH, out, n);
+}
+
+/* Translates valid_src with `flags` and returns the tokenised BLEU. */
+static double bleu_of(const char *ckpt, const char *flags) {
+  char hyp[512], args[2048], out[4096];
+  test_path(hyp, sizeof hyp, "hyp.txt");
+  snprintf(args, sizeof args, "translate --checkpoint %s %s < %s > %s", ckpt,
+           flags, valid_src, hyp);
+  ck_assert_int_eq(
+      test_run(translate_exe, args, TEST_OUTPUT_STDOUT, out, sizeof out), 0);
+  snprintf(args, sizeof args, "score --tokenized --score-only -m bleu %s < %s",
+           valid_tgt, hyp);
+  int rc = test_run(translate_exe, args, TEST_OUTPUT_BOTH, out, sizeof out);
+  ck_assert_msg(rc == 0, "score: %s", out);
+  return atof(out);
+}
+
+/* Trains for `epochs` and translates with the checkpoint of the best
+ * validation BLEU. */
+static void learns(bool rnn, int epochs, const char *text_flags) {
+  char ckpt[512], best[600], out[65536], extra[1024];
+  test_path(ckpt, sizeof ckpt, rnn ? "rnn.ckpt" : "tf.ckpt");
+  snprintf(best, sizeof best, "%s.best", ckpt);
+  snprintf(extra, sizeof extra, "%s --epochs %d %s", model_flags(rnn), epochs,
+           text_flags);
+  int rc = train(ckpt, extra, out, sizeof out);
+  ck_assert_msg(rc == 0, "train failed (%d): %s", rc, out);
+  double greedy = bleu_of(best, "--beam 1");
+  double beam = bleu_of(best, "--beam 4");
+  ck_assert_msg(greedy >= 90 && beam >= 90,
+                "%s %s: BLEU %.2f greedy, %.2f beam 4", rnn ? "rnn" : "tf",
+                text_flags, greedy, beam);
+}
+
+START_TEST(test_transformer_learns) { learns(false, 8, ""); }
+END_TEST
+
+START_TEST(test_rnn_learns) { learns(true, 5, ""); }
+END_TEST
+
+/* 30 merges leave "sleeps" in four pieces: subwords are learned, applied
+ * and undone; case and spacing go through the joiner marks. */
+START_TEST(test_bpe_joint_reversible) {
+  learns(false, 10,
+         "--bpe 30 --joint --share-all --tokenize reversible --warmup 100");
+}
+END_TEST
+
+/* The model's and optimizer's tensors of two checkpoints are equal. */
+static void expect_same_state(const char *a, const char *b) {
+  loom_tensor_map *x = loom_safetensors_load(a), *y = loom_safetensors_load(b);
+  ck_assert_loom(x);
+  ck_assert_loom(y);
+  int compared = 0;
+  for (int i = 0; i < loom_tensor_map_count(x); i++) {
+    const char *name = loom_tensor_map_name(x, i);
+    if (strncmp(name, "model.", 6) && strncmp(name, "optimizer.", 10))
+      continue;
+    loom_tensor *u = loom_tensor_map_at(x, i),
+                *v = loom_tensor_map_get(y, name);
+    ck_assert_msg(v && loom_equal(u, v), "%s differs after resuming", name);
+    compared++;
+  }
+  ck_assert_int_gt(compared, 10);
+  loom_tensor_map_free(x);
+  loom_tensor_map_free(y);
+}
+
+START_TEST(test_resume_is_bit_identical) {
+  char once[512], twice[512], out[65536], extra[1024];
+  test_path(once, sizeof once, "once.ckpt");
+  test_path(twice, sizeof twice, "twice.ckpt");
+  const char *flags = "--model transformer --d-model 32 --heads 2 --ff 64 "
+                      "--enc-layers 1 --dec-layers 1 --dropout 0.1";
+  snprintf(extra, sizeof extra, "%s --epochs 2", flags);
+  ck_assert_int_eq(train(once, extra, out, sizeof out), 0);
+  snprintf(extra, sizeof extra, "%s --epochs 1", flags);
+  ck_assert_int_eq(train(twice, extra, out, sizeof out), 0);
+  ck_assert_msg(train(twice, "--resume --epochs 2", out, sizeof out) == 0,
+                "resume: %s", out);
+  expect_same_state(once, twice);
+}
+END_TEST
+
+START_TEST(test_translate_io) {
+  char ckpt[512], in[512], args[2048], out[65536];
+  test_path(ckpt, sizeof ckpt, "io.ckpt");
+  ck_assert_int_eq(train(ckpt,
+                         "--model rnn --embed 8 --hidden 8 --layers 1 "
+                         "--epochs 1",
+                         out, sizeof out),
+                   0);
+  test_path(in, sizeof in, "in.txt");
+  test_write_file(in, "red cat\n\nblue dog runs\n", 23);
+  snprintf(args, sizeof args, "translate --checkpoint %s --beam 3 < %s", ckpt,
+           in);
+  ck_assert_int_eq(
+      test_run(translate_exe, args, TEST_OUTPUT_STDOUT, out, sizeof out), 0);
+  int lines = 0;
+  for (const char *p = out; *p; p++)
+    lines += *p == '\n';
+  ck_assert_int_eq(lines, 3);
+  ck_assert_msg(strstr(out, "\n\n") != NULL, "empty line lost: %s", out);
+  snprintf(args, sizeof args,
+           "translate --checkpoint %s --beam 3 --nbest 3 < %s", ckpt, in);
+  ck_assert_int_eq(
+      test_run(translate_exe, args, TEST_OUTPUT_STDOUT, out, sizeof out), 0);
+  ck_assert_ptr_nonnull(strstr(out, "0 ||| "));
+  ck_assert_ptr_nonnull(strstr(out, "2 ||| "));
+  /* invalid UTF-8 names the byte */
+  test_write_file(in, "red cat\nblue \xff dog\n", 18);
+  snprintf(args, sizeof args, "translate --checkpoint %s < %s", ckpt, in);
+  ck_assert_int_eq(
+      test_run(translate_exe, args, TEST_OUTPUT_BOTH, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "invalid UTF-8 at byte 13"), "%s", out);
+  /* the attention picture */
+  char png[512];
+  test_path(png, sizeof png, "attention.png");
+  test_write_file(in, "red cat sees dog\n", 17);
+  snprintf(args, sizeof args, "attention --checkpoint %s --output %s < %s",
+           ckpt, png, in);
+  ck_assert_int_eq(
+      test_run(translate_exe, args, TEST_OUTPUT_BOTH, out, sizeof out), 0);
+  int w, h, comp;
+  ck_assert_int_eq(stbi_info(png, &w, &h, &comp), 1);
+  ck_assert_int_gt(w, 100);
+}
+END_TEST
+
+/* Runs a command expected to fail with exit `status` and say `words`. */
+static void expect_refusal(const char *args, int status, const char *words) {
+  char out[65536];
+  int rc = test_run(translate_exe, args, TEST_OUTPUT_BOTH, out, sizeof out);
+  ck_assert_msg(rc == status, "exit %d, not %d, for %s: %s", rc, status, args,
+                out);
+  ck_assert_msg(strstr(out, words), "'%s' not in the output of %s: %s", words,
+                args, out);
+  ck_assert_ptr_null(strstr(out, "Sanitizer"));
+}
+
+START_TEST(test_bad_input) {
+  char a[512], b[512], ckpt[512], args[4096];
+  test_path(a, sizeof a, "bad.src");
+  test_path(b, sizeof b, "bad.tgt");
+  test_path(ckpt, sizeof ckpt, "bad.ckpt");
+  test_write_file(a, "a b\nc d\ne f\n", 12);
+  test_write_file(b, "b a\nd c\n", 8);
+  snprintf(args, sizeof args, "train --src %s --tgt %s --checkpoint %s --quiet",
+           a, b, ckpt);
+  expect_refusal(args, 1, "has 3 lines but");
+  test_write_file(b, "b a\nd \xc3\x28 c\nf e\n", 14);
+  expect_refusal(args, 1, "invalid UTF-8 at byte 6");
+  test_write_file(a, "\n\n", 2);
+  test_write_file(b, "x\n\n", 3);
+  expect_refusal(args, 1, "no pair with text on both sides");
+  const char *flags[][2] = {
+      {"--max-tokens 0", "--max-tokens '0' is not an integer in"},
+      {"--lr nan", "--lr 'nan'"},
+      {"--model transformer --d-model 64 --heads 3", "must divide"},
+      {"--model rnn --hidden 63", "must be even"},
+      {"--tokenize words", "is not one of lower|reversible"},
+      {"--epochs 1e30", "--epochs"},
+      {"--share-all", "needs --joint"},
+  };
+  for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
+    snprintf(args, sizeof args,
+             "train --src %s --tgt %s --checkpoint %s --quiet %s", train_src,
+             train_tgt, ckpt, flags[i][0]);
+    expect_refusal(args, 2 - (i == 2 || i == 3), flags[i][1]);
+  }
+  /* a checkpoint of something else */
+  loom_linear_layer *l = loom_linear_layer_new(2, 2, true);
+  ck_assert_int_eq(
+      loom_checkpoint_save(ckpt, &l->base, NULL, NULL, 0, NULL, NULL), 0);
+  loom_linear_layer_free(l);
+  snprintf(args, sizeof args, "translate --checkpoint %s < %s", ckpt, a);
+  expect_refusal(args, 1, "is not a translation model");
+  snprintf(args, sizeof args, "translate --checkpoint %s/none < %s", ckpt, a);
+  expect_refusal(args, 1, "cannot read");
+  /* a sentence longer than the positions */
+  char small[512], out[65536], longline[4096];
+  test_path(small, sizeof small, "small.ckpt");
+  int rc = train(small,
+                 "--model transformer --d-model 16 --heads 2 --ff 16 "
+                 "--enc-layers 1 --dec-layers 1 --max-positions 12 --epochs 1",
+                 out, sizeof out);
+  ck_assert_msg(rc == 0, "%s", out);
+  size_t n = 0;
+  for (int i = 0; i < 20; i++)
+    n += (size_t)snprintf(longline + n, sizeof longline - n, "red ");
+  longline[n - 1] = '\n';
+  test_write_file(a, longline, n);
+  snprintf(args, sizeof args, "translate --checkpoint %s < %s", small, a);
+  expect_refusal(args, 1, "more than the model's 12 positions");
+  /* outputs never overwrite inputs */
+  snprintf(args, sizeof args, "train --src %s --tgt %s --checkpoint %s",
+           train_src, train_tgt, train_tgt);
+  expect_refusal(args, 2, "overwrite");
+}
+END_TEST
+
+int main(void) {
+  translate_exe = getenv("TRANSLATE");
+  if (!translate_exe) {
+    fprintf(stderr, "TRANSLATE is not set\n");
+    return 1;
+  }
+  if (test_dir_make("translate") < 0 || setup_data() < 0)
+    return 1;
+  Suite *s = suite_create("translate");
+  TCase *tc = tcase_create("translate");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, test_transformer_learns);
+  tcase_add_test(tc, test_rnn_learns);
+  tcase_add_test(tc, test_bpe_joint_reversible);
+  tcase_add_test(tc, test_resume_is_bit_identical);
+  tcase_add_test(tc, test_translate_io);
+  tcase_add_test(tc, test_bad_input);
+  suite_add_tcase(s, tc);
+  int rc = loom_run_suite(s);
+  test_dir_remove();
+  return rc;
+}
