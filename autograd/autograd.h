@@ -35,12 +35,13 @@ LOOM_API bool loom_is_leaf(const loom_tensor *t);
 LOOM_API loom_tensor *loom_grad(const loom_tensor *t);
 /* Drops the accumulated gradient (the next backward starts from zero). */
 LOOM_API void loom_zero_grad(loom_tensor *t);
-/* Replaces the accumulated gradient of the leaf t with a copy of g (t's
- * shape; converted to t's dtype), as optimizers will see it: how a
- * gradient computed elsewhere (summed over processes, say) is handed to a
- * parameter. 0, or -1 with an error (LOOM_ERR_STATE: t is not a leaf that
- * requires grad, or g has another shape). */
-LOOM_API int loom_set_grad(loom_tensor *t, const loom_tensor *g);
+/* Makes g itself the accumulated gradient of the leaf t (PyTorch's
+ * `t.grad = g`): t takes a reference, and later backwards add into g in
+ * place, so g should be a tensor of its own or a view meant for it (data
+ * parallelism hands each parameter its part of a bucket this way). g must
+ * have t's shape and dtype. 0, or -1 with an error (LOOM_ERR_STATE: t is
+ * not a leaf that requires grad, or g does not fit). */
+LOOM_API int loom_set_grad(loom_tensor *t, loom_tensor *g);
 /* Asks backward to store the gradient of a non-leaf `t` in loom_grad(t). */
 LOOM_API void loom_retain_grad(loom_tensor *t);
 /* A view of t's data that is a leaf outside the graph (no gradient flows

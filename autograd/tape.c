@@ -345,25 +345,22 @@ void loom_zero_grad(loom_tensor *t) {
   t->grad = NULL;
 }
 
-int loom_set_grad(loom_tensor *t, const loom_tensor *g) {
+int loom_set_grad(loom_tensor *t, loom_tensor *g) {
   if (!t || !g)
     return -1;
   if (t->link.slot != LOOM__LINK_LEAF || !t->requires_grad ||
-      !loom_same_shape(t, g)) {
-    loom_set_error(LOOM_ERR_STATE, "set_grad: a gradient %s for %s %s",
-                   loom_shape_text(g),
+      !loom_same_shape(t, g) || t->dtype != g->dtype) {
+    loom_set_error(LOOM_ERR_STATE, "set_grad: a %s gradient %s for %s %s %s",
+                   loom_dtype_name(g->dtype), loom_shape_text(g),
                    t->link.slot != LOOM__LINK_LEAF ? "a non-leaf"
                    : !t->requires_grad             ? "a leaf without grad"
                                                    : "a leaf",
-                   loom_shape_text(t));
+                   loom_dtype_name(t->dtype), loom_shape_text(t));
     return -1;
   }
-  loom_tensor *copy = loom__alloc(t->dtype, t->ndim, t->shape, "set_grad");
-  if (!copy)
-    return -1;
-  loom__kernel_copy(copy, g);
+  loom_keep(g);
   loom__unref(t->grad);
-  t->grad = copy;
+  t->grad = g;
   return 0;
 }
 

@@ -6,8 +6,16 @@
  * gradient for it, else 0 (its gradient part is zeros). After the sum,
  * a flag counts the ranks that had one. Buckets start strictly in index
  * order, so every rank issues the same collectives in the same order
- * whatever order its hooks ran in. */
+ * whatever order its hooks ran in.
+ *
+ * At most one pass over the gradients besides the all-reduce: a gradient
+ * is copied into its bucket; the ring divides by the number of ranks as
+ * it finishes each chunk; and after it the parameter's gradient becomes
+ * its part of the bucket (loom_set_grad takes the tensor itself), so
+ * nothing is copied back. A gradient that is still its part at the next
+ * step (not zeroed) is not copied at all. */
 #include "dist_internal.h"
+#include "dist_ring.h"
 #include "nn.h"
 
 #include <stdlib.h>
@@ -33,11 +41,12 @@ typedef enum { BUCKET_FILLING, BUCKET_IN_FLIGHT, BUCKET_DONE } bucket_state;
 
 typedef struct {
   loom_dtype dtype;
-  void *data;
+  loom_tensor *storage;    /* 1-D, kept; slots are views of it */
+  void *data;              /* its elements */
   int64_t numel, flags_at; /* gradients end, flags begin, at flags_at */
   int pending;             /* parameters not yet in it this step */
   bucket_state state;
-  dist_request req;
+  dist_ring ring;
 } dp_bucket;
 
 struct loom_data_parallel {
@@ -62,7 +71,7 @@ static void free_buckets(loom_data_parallel *dp) {
     dp->params[i].slot = NULL;
   }
   for (int b = 0; b < dp->n_buckets; b++)
-    free(dp->buckets[b].data);
+    loom_release(dp->buckets[b].storage);
   free(dp->buckets);
   dp->buckets = NULL;
   dp->n_buckets = 0;
@@ -73,7 +82,9 @@ static int64_t bytes_of(const loom_tensor *t) {
 }
 
 /* Buckets for the parameters in dp->order: a new one when the dtype
- * changes or the next gradient would overflow a non-empty one. */
+ * changes or the next gradient would overflow a non-empty one. A bucket
+ * is a tensor, and each gradient's part of it a view, so a gradient that
+ * became a part (unstage) stays valid after replanning or freeing. */
 static int plan(loom_data_parallel *dp) {
   free_buckets(dp);
   dp->buckets = calloc((size_t)(dp->n ? dp->n : 1), sizeof *dp->buckets);
@@ -93,8 +104,9 @@ static int plan(loom_data_parallel *dp) {
       bytes = 0;
     }
     p->bucket = (int)(b - dp->buckets);
-    b->numel += loom_numel(p->param); /* gradients first; flags counted below */
-    b->pending++;
+    p->flag = b->numel; /* for now, where its gradient starts */
+    b->numel += loom_numel(p->param);
+    b->pending++; /* for now, the count of its parameters */
     bytes += size;
   }
   loom_scope *s = loom_scope_begin();
@@ -102,34 +114,21 @@ static int plan(loom_data_parallel *dp) {
   for (int i = 0; rc == 0 && i < dp->n_buckets; i++) {
     b = &dp->buckets[i];
     b->flags_at = b->numel;
-    b->numel += b->pending;
-    b->data = calloc((size_t)b->numel, loom_dtype_size(b->dtype));
-    if (!b->data) {
-      loom_set_error(LOOM_ERR_MEMORY, "loom_data_parallel: out of memory");
-      rc = -1;
-    }
-  }
-  int64_t *at = calloc((size_t)(dp->n_buckets ? dp->n_buckets : 1), sizeof *at);
-  int *flags =
-      calloc((size_t)(dp->n_buckets ? dp->n_buckets : 1), sizeof *flags);
-  if (rc == 0 && (!at || !flags)) {
-    loom_set_error(LOOM_ERR_MEMORY, "loom_data_parallel: out of memory");
-    rc = -1;
+    b->numel += b->pending; /* one flag per parameter */
+    b->pending = 0;
+    b->storage = loom_keep(loom_zeros(b->dtype, LOOM_SHAPE(b->numel)));
+    b->data = loom_data(b->storage);
+    rc = b->storage ? 0 : -1;
   }
   for (int k = 0; rc == 0 && k < dp->n; k++) {
     dp_param *p = &dp->params[dp->order[k]];
     b = &dp->buckets[p->bucket];
-    size_t item = loom_dtype_size(b->dtype);
-    p->slot = loom_keep(loom_from_buffer(
-        b->dtype, (char *)b->data + (size_t)at[p->bucket] * item,
-        loom_ndim(p->param), loom_shape(p->param), NULL, NULL, NULL));
-    p->flag = b->flags_at + flags[p->bucket]++;
-    at[p->bucket] += loom_numel(p->param);
-    if (!p->slot)
-      rc = -1;
+    p->slot = loom_keep(
+        loom_view(loom_narrow(b->storage, 0, p->flag, loom_numel(p->param)),
+                  loom_ndim(p->param), loom_shape(p->param)));
+    p->flag = b->flags_at + b->pending++;
+    rc = p->slot ? 0 : -1;
   }
-  free(at);
-  free(flags);
   loom_scope_end(s);
   dp->stats.buckets = dp->n_buckets;
   dp->stats.bytes = 0;
@@ -153,15 +152,23 @@ static double get_flag(const dp_bucket *b, int64_t i) {
                               : ((const double *)b->data)[i];
 }
 
-/* Copies p's gradient (or zeros) and its flag into its bucket. */
+/* Copies p's gradient (or zeros) and its flag into its bucket: nothing to
+ * copy when the gradient is its part of the bucket already. */
 static int stage(loom_data_parallel *dp, dp_param *p) {
   dp_bucket *b = &dp->buckets[p->bucket];
   loom_tensor *g = loom_grad(p->param);
-  loom_no_grad_begin();
-  loom_tensor *r = g ? loom_copy_(p->slot, g) : loom_zero_(p->slot);
-  loom_no_grad_end();
-  if (!r)
-    return -1;
+  if (!g) {
+    loom_zero_(p->slot);
+  } else if (g == p->slot) {
+  } else if (loom_is_contiguous(g) && loom_dtype_of(g) == b->dtype) {
+    memcpy(loom_data(p->slot), loom_data(g), (size_t)bytes_of(g));
+  } else { /* another layout or dtype */
+    loom_no_grad_begin();
+    loom_tensor *r = loom_copy_(p->slot, g);
+    loom_no_grad_end();
+    if (!r)
+      return -1;
+  }
   set_flag(b, p->flag, g ? 1 : 0);
   p->ready = true;
   b->pending--;
@@ -186,27 +193,37 @@ static int start_full_buckets(loom_data_parallel *dp) {
       b->state = BUCKET_DONE;
       continue;
     }
-    dist_type type = b->dtype == LOOM_F32 ? DIST_F32 : DIST_F64;
-    if (loom__transport_all_reduce(b->data, b->numel, type, DIST_REDUCE_SUM,
-                                   &b->req) < 0)
+    /* the mean's division happens in the ring (flags too: only whether
+     * they are zero matters) */
+    double scale = dp->sum ? 1 : 1.0 / loom_dist_size();
+    if (loom__ring_start(&b->ring, b->data, b->numel,
+                         b->dtype == LOOM_F32 ? DIST_F32 : DIST_F64, scale,
+                         loom__dist_next_tag()) < 0)
       return loom__dist_broken();
     b->state = BUCKET_IN_FLIGHT;
   }
   return 0;
 }
 
-/* Lets MPI move the buckets in flight along (it only does inside calls). */
-static int progress(loom_data_parallel *dp) {
-  for (int i = 0; i < dp->next_start; i++) {
-    dp_bucket *b = &dp->buckets[i];
-    if (b->state != BUCKET_IN_FLIGHT)
-      continue;
-    int done = loom__dist_poll(&b->req);
-    if (done < 0)
-      return -1;
-    if (done)
-      b->state = BUCKET_DONE;
+/* Whether bucket b is done (1), not yet (0), or failed (-1): a
+ * loom__dist_wait_until test. */
+static int bucket_done(void *ctx) {
+  dp_bucket *b = ctx;
+  if (b->state != BUCKET_IN_FLIGHT)
+    return 1;
+  int done = loom__ring_test(&b->ring);
+  if (done > 0) {
+    b->state = BUCKET_DONE;
+    loom__ring_free(&b->ring);
   }
+  return done;
+}
+
+/* Lets the buckets in flight move along (MPI only moves inside calls). */
+static int progress(loom_data_parallel *dp) {
+  for (int i = 0; i < dp->next_start; i++)
+    if (bucket_done(&dp->buckets[i]) < 0)
+      return loom__dist_broken();
   return 0;
 }
 
@@ -236,31 +253,15 @@ static int on_grad_ready(loom_tensor *leaf, void *ctx) {
   return rc;
 }
 
-/* The buckets' sums, averaged, into the parameters' gradients. */
+/* Each parameter some rank had a gradient for now has its bucket part as
+ * its gradient. */
 static int unstage(loom_data_parallel *dp) {
-  double ranks = loom_dist_size();
-  for (int i = 0; i < dp->n_buckets && !dp->sum && ranks > 1; i++) {
-    dp_bucket *b = &dp->buckets[i];
-    for (int64_t j = 0; j < b->flags_at; j++)
-      if (b->dtype == LOOM_F32)
-        ((float *)b->data)[j] = (float)(((float *)b->data)[j] / ranks);
-      else
-        ((double *)b->data)[j] /= ranks;
-  }
   for (int i = 0; i < dp->n; i++) {
     dp_param *p = &dp->params[i];
     if (get_flag(&dp->buckets[p->bucket], p->flag) == 0)
       continue; /* no rank had a gradient: it stays without one */
-    loom_tensor *g = loom_grad(p->param);
-    if (g) {
-      loom_no_grad_begin();
-      loom_tensor *r = loom_copy_(g, p->slot);
-      loom_no_grad_end();
-      if (!r)
-        return -1;
-    } else if (loom_set_grad(p->param, p->slot) < 0) {
+    if (loom_grad(p->param) != p->slot && loom_set_grad(p->param, p->slot) < 0)
       return -1;
-    }
   }
   return 0;
 }
@@ -322,11 +323,8 @@ int loom_data_parallel_wait(loom_data_parallel *dp) {
     rc = start_full_buckets(dp);
   char what[160];
   for (int i = 0; rc == 0 && i < dp->n_buckets; i++)
-    if (dp->buckets[i].state == BUCKET_IN_FLIGHT) {
-      rc = loom__dist_wait(&dp->buckets[i].req,
-                           describe_bucket(dp, i, what, sizeof what));
-      dp->buckets[i].state = BUCKET_DONE;
-    }
+    rc = loom__dist_wait_until(bucket_done, &dp->buckets[i],
+                               describe_bucket(dp, i, what, sizeof what));
   dp->stats.wait_seconds += loom__dist_now() - t0;
   if (rc == 0)
     rc = unstage(dp);

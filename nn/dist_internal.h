@@ -18,9 +18,12 @@ int loom__dist_broken(void);
 /* Waits for r until the world's timeout; `what` names the operation in the
  * error. 0, or -1 with LOOM_ERR_COMM (the world is then broken). */
 int loom__dist_wait(dist_request *r, const char *what);
-/* Whether r is done, without waiting: 1, 0, or -1 with an error (the world
- * is then broken). Drives progress on everything in flight. */
-int loom__dist_poll(dist_request *r);
+/* The same for any operation: test(ctx) returns 1 when it is done, 0 if
+ * not yet, -1 on an error (which breaks the world). */
+int loom__dist_wait_until(int (*test)(void *ctx), void *ctx, const char *what);
+/* The tag of the next point-to-point operation: every rank counts the
+ * same operations in the same order, so all agree on it. */
+int loom__dist_next_tag(void);
 /* Seconds on a monotonic clock. */
 double loom__dist_now(void);
 

@@ -124,3 +124,15 @@ int loom__transport_test(dist_request *r) {
     return mpi_failed("MPI_Test", rc);
   return flag ? 1 : 0;
 }
+
+int loom__transport_send(const void *buf, int64_t n, int to, int tag,
+                         dist_request *r) {
+  int rc = MPI_Isend(buf, (int)n, MPI_BYTE, to, tag, comm, request(r));
+  return rc == MPI_SUCCESS ? 0 : mpi_failed("MPI_Isend", rc);
+}
+
+int loom__transport_receive(void *buf, int64_t n, int from, int tag,
+                            dist_request *r) {
+  int rc = MPI_Irecv(buf, (int)n, MPI_BYTE, from, tag, comm, request(r));
+  return rc == MPI_SUCCESS ? 0 : mpi_failed("MPI_Irecv", rc);
+}

@@ -45,6 +45,14 @@ int loom__transport_broadcast(void *buf, int64_t count, dist_type type,
 int loom__transport_all_gather(const void *send, void *recv, int64_t count,
                                dist_type type, dist_request *r);
 int loom__transport_barrier(dist_request *r);
+/* Point-to-point: n bytes to rank `to`, or from rank `from`, with `tag`
+ * in 0..DIST_MAX_TAG (messages between two ranks with one tag arrive in
+ * the order they were sent). */
+#define DIST_MAX_TAG 32767
+int loom__transport_send(const void *buf, int64_t n, int to, int tag,
+                         dist_request *r);
+int loom__transport_receive(void *buf, int64_t n, int from, int tag,
+                            dist_request *r);
 /* 1 when r is done (its buffers may be used), 0 if not yet, -1 on an
  * error. Also drives the library's progress on everything in flight. */
 int loom__transport_test(dist_request *r);

@@ -20,6 +20,7 @@ static struct {
   bool transport; /* the transport was started (a launcher ran us) */
   bool broken;    /* a collective failed: see loom__dist_broken */
   int rank, size;
+  int tag; /* of the last point-to-point operation */
   double timeout;
 } world = {.size = 1, .timeout = DEFAULT_TIMEOUT};
 
@@ -156,17 +157,18 @@ int loom__dist_broken(void) {
   return -1;
 }
 
-int loom__dist_poll(dist_request *r) {
-  int done = loom__transport_test(r);
-  return done < 0 ? loom__dist_broken() : done;
-}
+static int test_request(void *r) { return loom__transport_test(r); }
 
 int loom__dist_wait(dist_request *r, const char *what) {
+  return loom__dist_wait_until(test_request, r, what);
+}
+
+int loom__dist_wait_until(int (*test)(void *ctx), void *ctx, const char *what) {
   double start = loom__dist_now();
   for (unsigned i = 1;; i++) {
-    int done = loom__dist_poll(r);
+    int done = test(ctx);
     if (done)
-      return done > 0 ? 0 : -1;
+      return done > 0 ? 0 : loom__dist_broken();
     /* Polling, not MPI_Wait, so that the wait can end; yielding lets the
      * other ranks run when the machine has fewer cores than processes. */
     if (i % 64 == 0) {
@@ -183,6 +185,11 @@ int loom__dist_wait(dist_request *r, const char *what) {
       sched_yield();
     }
   }
+}
+
+int loom__dist_next_tag(void) {
+  world.tag = world.tag == DIST_MAX_TAG ? 0 : world.tag + 1;
+  return world.tag;
 }
 
 /* ---- collectives ---- */

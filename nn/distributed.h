@@ -130,8 +130,14 @@ LOOM_API int loom_dist_barrier(void);
  * batch, or by the whole model) is sent as zeros with a flag, so no rank
  * waits for it: after the wait it has the average over the ranks that gave
  * one (divided by the number of ranks, as PyTorch does), or no gradient
- * when no rank gave one. Gradients are copied when backward finishes them:
- * change them (clipping) only after loom_data_parallel_wait.
+ * when no rank gave one.
+ *
+ * From backward to the wait a gradient is in flight (divided by the number
+ * of ranks as it goes into its bucket, then summed there): read or change
+ * gradients (clipping) only after loom_data_parallel_wait. After it, each
+ * parameter's gradient is its part of a bucket (a view, so nothing is
+ * copied back); zeroing it as usual drops that view, and a backward into a
+ * gradient left in place adds to it there.
  */
 
 typedef struct loom_data_parallel loom_data_parallel;
