@@ -366,3 +366,61 @@ loom_tensor *loom_where(const loom_tensor *cond, const loom_tensor *a,
   loom__save(n, cond);
   return out;
 }
+
+/* Flattened positions (int64, 1-D) of a broadcast t where the mask is
+ * true, then index_select: autograd sums the gradient back over the
+ * broadcast and the repeats. */
+loom_tensor *loom_masked_select(const loom_tensor *t, const loom_tensor *mask) {
+  if (!t || !mask || !is_mask(mask, "masked_select"))
+    return loom_null_argument("masked_select");
+  int64_t shape[LOOM_MAX_DIMS];
+  int nd = loom__broadcast_shape(t, mask, shape, "masked_select");
+  if (nd < 0)
+    return NULL;
+  int64_t numel = loom__numel_of(nd, shape);
+  const loom_tensor *m = loom_contiguous(loom_expand(mask, nd, shape));
+  loom_tensor *flat = loom_reshape(loom_expand(t, nd, shape), 1, &numel);
+  if (!m || !flat)
+    return NULL;
+  int64_t count = 0;
+  for (int64_t i = 0; i < numel; i++)
+    count += m->data[i] != 0;
+  loom_tensor *positions = loom_empty(LOOM_I64, 1, &count);
+  if (!positions)
+    return NULL;
+  int64_t *p = (int64_t *)positions->data;
+  for (int64_t i = 0; i < numel; i++)
+    if (m->data[i])
+      *p++ = i;
+  return loom_index_select(flat, 0, positions);
+}
+
+/* ---- triangles: masked_fill with a (rows, cols) mask of what is zeroed */
+
+static loom_tensor *triangle(const loom_tensor *t, int64_t diagonal, bool lower,
+                             const char *op) {
+  if (!t)
+    return loom_null_argument(op);
+  if (t->ndim < 2)
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: needs at least 2 dims, got %s", op,
+                     loom_shape_text(t));
+  if (t->numel == 0) /* the mask could be larger than t */
+    return loom_clone(t);
+  int64_t rows = t->shape[t->ndim - 2], cols = t->shape[t->ndim - 1];
+  loom_tensor *zeroed = loom_empty(LOOM_BOOL, 2, (int64_t[]){rows, cols});
+  if (!zeroed)
+    return NULL;
+  uint8_t *z = (uint8_t *)zeroed->data;
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++) /* |j - i| < 2^59: no overflow */
+      *z++ = lower ? j - i > diagonal : j - i < diagonal;
+  return loom_masked_fill(t, zeroed, 0);
+}
+
+loom_tensor *loom_tril(const loom_tensor *t, int64_t diagonal) {
+  return triangle(t, diagonal, true, "tril");
+}
+
+loom_tensor *loom_triu(const loom_tensor *t, int64_t diagonal) {
+  return triangle(t, diagonal, false, "triu");
+}

@@ -85,6 +85,26 @@ LOOM_API int loom_split_sizes(const loom_tensor *t, const int64_t *sizes, int n,
 LOOM_API int loom_chunk(const loom_tensor *t, int chunks, int dim,
                         loom_tensor **out, int max_out);
 
+/* ------------------------------------------------ rearranging
+ * Compositions of index_select, narrow and concat: differentiable, their
+ * gradients derived by autograd. Results are new tensors owned by the
+ * innermost scope (copies, never views, as in PyTorch). */
+
+/* torch.flip: the order of elements reversed along each of the n dims in
+ * `dims` (negative count from the end), out[..., i, ...] = t[..., s-1-i,
+ * ...]. n == 0 gives a copy. Shape and dtype are t's. Errors:
+ * LOOM_ERR_ARGUMENT for a dim out of range or named twice, or dims NULL
+ * with n > 0. */
+LOOM_API loom_tensor *loom_flip(const loom_tensor *t, const int *dims, int n);
+/* torch.roll: elements shifted by shifts[k] places along dims[k] (k < n),
+ * wrapping around: out[..., (i + shift) mod s, ...] = t[..., i, ...];
+ * negative shifts go the other way and any size is taken modulo the dim's.
+ * dims NULL: t is rolled as if flattened, by shifts[0] (n must be 1), and
+ * keeps its shape. Shape and dtype are t's. Errors: LOOM_ERR_ARGUMENT for
+ * n < 1, a dim out of range, or shifts NULL. */
+LOOM_API loom_tensor *loom_roll(const loom_tensor *t, const int64_t *shifts,
+                                const int *dims, int n);
+
 /* ------------------------------------------------ indexing */
 
 /* out[i][j] = t[index[i][j]][j] for dim 0 (and so on); index is int64 with
@@ -122,6 +142,25 @@ LOOM_API loom_tensor *loom_masked_fill(const loom_tensor *t,
  * in a and b. */
 LOOM_API loom_tensor *loom_where(const loom_tensor *cond, const loom_tensor *a,
                                  const loom_tensor *b);
+
+/* torch.masked_select: the elements of t where mask (bool) is true, as a
+ * 1-D tensor in row-major order; t and mask broadcast to a common shape
+ * first (an element of t selected by several mask positions appears that
+ * many times). Differentiable in t (gradients of repeats add up). Result
+ * of t's dtype, owned by the innermost scope. Errors: LOOM_ERR_DTYPE for a
+ * mask that is not bool or uint8, LOOM_ERR_SHAPE for shapes that do not
+ * broadcast. */
+LOOM_API loom_tensor *loom_masked_select(const loom_tensor *t,
+                                         const loom_tensor *mask);
+/* torch.tril / torch.triu: of each matrix in the last two dims of t (rows
+ * i, columns j), the elements with j - i <= diagonal (tril) or j - i >=
+ * diagonal (triu) kept, the others zero. diagonal 0 is the main diagonal,
+ * > 0 above it, < 0 below (any int64). Differentiable (the gradient passes
+ * where elements are kept). Shape and dtype are t's; the result is owned
+ * by the innermost scope. Errors: LOOM_ERR_SHAPE when t has under 2 dims.
+ */
+LOOM_API loom_tensor *loom_tril(const loom_tensor *t, int64_t diagonal);
+LOOM_API loom_tensor *loom_triu(const loom_tensor *t, int64_t diagonal);
 
 /* ------------------------------------------------ elementwise binary
  * Broadcasting; differentiable in both inputs (float dtypes). */

@@ -131,6 +131,14 @@ START_TEST(test_null_arguments) {
   FAILS_P(loom_where(NULL, x, x), "where");
   FAILS_P(loom_where(ix, NULL, x), "where");
   FAILS_P(loom_where(ix, x, NULL), "where");
+  FAILS_P(loom_masked_select(NULL, ix), "masked_select");
+  FAILS_P(loom_masked_select(x, NULL), "masked_select");
+  FAILS_P(loom_tril(NULL, 0), "tril");
+  FAILS_P(loom_triu(NULL, 0), "triu");
+  FAILS_P(loom_flip(NULL, (int[]){0}, 1), "flip");
+  FAILS_P(loom_flip(x, NULL, 1), "flip");
+  FAILS_P(loom_roll(NULL, two, NULL, 1), "roll");
+  FAILS_P(loom_roll(x, NULL, NULL, 1), "roll");
   loom_tensor *(*binary[])(const loom_tensor *, const loom_tensor *) = {
       loom_add,     loom_sub,     loom_mul, loom_div,         loom_pow,
       loom_maximum, loom_minimum, loom_eq,  loom_ne,          loom_lt,

@@ -77,6 +77,18 @@ FN(f_split) {
   return 2;
 }
 
+/* ---- rearranging and masks ---- */
+FN(f_flip) { OUT1(loom_flip(in[0], (int[]){0, -1}, 2)); }
+FN(f_roll) { OUT1(loom_roll(in[0], (int64_t[]){-1, 5}, (int[]){1, 0}, 2)); }
+FN(f_roll_flat) { OUT1(loom_roll(in[0], (int64_t[]){4}, NULL, 1)); }
+FN(f_tril) { OUT1(loom_tril(in[0], 1)); }
+FN(f_triu) { OUT1(loom_triu(in[0], -1)); }
+FN(f_masked_select) {
+  uint8_t m[] = {1, 0, 1, 1, 0, 1, 1, 1};
+  OUT1(loom_masked_select(in[0],
+                          loom_from_array(LOOM_BOOL, m, LOOM_SHAPE(2, 1, 4))));
+}
+
 /* ---- indexing ---- */
 static loom_tensor *ix(int64_t n, const int64_t *v) {
   return loom_from_array(LOOM_I64, v, 1, &n);
@@ -298,6 +310,13 @@ static const gc_case cases[] = {
     {"concat", f_concat, 3, S(2, 2, 2), S(S(2, 1), S(2, 3), S(2, 2)), 0},
     {"stack", f_stack, 2, S(2, 2), S(S(2, 3), S(2, 3)), NONCONTIG},
     {"chunk", f_split, 1, S(2), S(S(2, 6)), 0},
+    {"flip", f_flip, 1, S(3), S(S(3, 2, 4)), NONCONTIG},
+    {"roll", f_roll, 1, S(2), S(S(3, 4)), NONCONTIG},
+    {"roll flattened", f_roll_flat, 1, S(2), S(S(2, 3)), 0},
+    {"tril batched", f_tril, 1, S(3), S(S(2, 3, 4)), NONCONTIG},
+    {"triu", f_triu, 1, S(2), S(S(4, 3)), 0},
+    {"masked_select broadcast", f_masked_select, 1, S(2), S(S(3, 1)),
+     NONCONTIG},
     {"gather repeated", f_gather, 1, S(2), S(S(2, 4)), 0},
     {"index_select repeated", f_index_select, 1, S(2), S(S(4, 3)), NONCONTIG},
     {"scatter_add", f_scatter_add, 2, S(2, 2), S(S(2, 4), S(2, 3)), 0},

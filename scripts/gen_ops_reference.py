@@ -1,0 +1,117 @@
+#!/usr/bin/python3
+"""Writes PyTorch's values for loom's tensor ops (tests/test_ops_parity.c).
+
+Run with Debian's python3-torch (1.13) from the repository root:
+
+    OMP_WAIT_POLICY=passive /usr/bin/python3 scripts/gen_ops_reference.py
+
+The output is deterministic (fixed seed, one thread) and committed, so CI
+never needs torch. The file is safetensors, written by
+scripts/safetensors_io.py.
+
+tests/data/ops_reference.safetensors holds, for each CASE (a name without
+dots, e.g. "flip_two_dims"):
+
+    CASE.in.NAME      an input of the call (float64 values, int64
+                      indices, bool masks), as loom is given it
+    CASE.out          the call's result (CASE.out1, ... for further results,
+                      such as sort's indices)
+    CASE.r            a fixed random tensor shaped like out; every gradient
+                      below is of sum(out * r)
+    CASE.grad.NAME    that gradient w.r.t. input NAME (float inputs)
+  Metadata: CASE -> the torch call, which the C test repeats with loom.
+
+The cases are not the unit tests' examples: other shapes, negative dims,
+repeated and out-of-range arguments where PyTorch accepts them.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+import torch  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_io  # noqa: E402
+
+torch.set_num_threads(1)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PATH = os.path.join(ROOT, "tests", "data", "ops_reference.safetensors")
+
+
+def randn(*shape):
+    return torch.randn(*shape, dtype=torch.float64)
+
+
+class Cases:
+    def __init__(self):
+        self.out, self.meta = {}, {}
+
+    def add(self, case, call, fn, **inputs):
+        """Records fn(**inputs) under `case`; `call` is the torch call as
+        text. fn returns a tensor or a tuple whose first element is the
+        differentiable result."""
+        assert case not in self.meta and "." not in case
+        self.meta[case] = call
+        leaves = {}
+        for k, v in inputs.items():
+            self.out[f"{case}.in.{k}"] = v.clone()
+            v = v.clone()
+            if v.is_floating_point():
+                v.requires_grad_(True)
+            leaves[k] = v
+        res = fn(**leaves)
+        res = res if isinstance(res, tuple) else (res,)
+        for i, t in enumerate(res):
+            self.out[f"{case}.out{i if i else ''}"] = t.detach().clone()
+        y = res[0]
+        if y.is_floating_point() and y.requires_grad:
+            r = randn(*y.shape)
+            (y * r).sum().backward()
+            self.out[f"{case}.r"] = r
+            for k, v in leaves.items():
+                if v.requires_grad:
+                    self.out[f"{case}.grad.{k}"] = v.grad.clone()
+
+
+def rearranging(c):
+    c.add("flip_two_dims", "torch.flip(x, [0, 2])",
+          lambda x: torch.flip(x, [0, 2]), x=randn(3, 4, 5))
+    c.add("flip_last", "torch.flip(x, [-1])",
+          lambda x: torch.flip(x, [-1]), x=randn(2, 3, 4))
+    c.add("roll_two_dims", "torch.roll(x, (2, -7), (0, 1))",
+          lambda x: torch.roll(x, (2, -7), (0, 1)), x=randn(4, 5))
+    c.add("roll_flat", "torch.roll(x, 5)",
+          lambda x: torch.roll(x, 5), x=randn(3, 4))
+    c.add("roll_same_dim_twice", "torch.roll(x, (3, -1), (0, 0))",
+          lambda x: torch.roll(x, (3, -1), (0, 0)), x=randn(6))
+
+
+def masks(c):
+    c.add("tril_batched", "torch.tril(x, -1)",
+          lambda x: torch.tril(x, -1), x=randn(2, 4, 5))
+    c.add("triu_wide", "torch.triu(x, 2)",
+          lambda x: torch.triu(x, 2), x=randn(3, 6))
+    c.add("tril_past_corner", "torch.tril(x, 10)",
+          lambda x: torch.tril(x, 10), x=randn(4, 3))
+    c.add("triu_below", "torch.triu(x, -2)",
+          lambda x: torch.triu(x, -2), x=randn(5, 4))
+    c.add("masked_select_mask_broadcast", "torch.masked_select(x, mask)",
+          torch.masked_select, x=randn(3, 4),
+          mask=torch.tensor([True, False, True, True]))
+    c.add("masked_select_input_broadcast", "torch.masked_select(x, mask)",
+          torch.masked_select, x=randn(1, 4), mask=torch.rand(2, 3, 4) > 0.4)
+
+
+def main():
+    torch.manual_seed(17)
+    c = Cases()
+    for family in (rearranging, masks):
+        family(c)
+    safetensors_io.save(PATH, c.out, c.meta)
+    print(f"{os.path.relpath(PATH, ROOT)}: {len(c.meta)} cases, "
+          f"{len(c.out)} tensors, {os.path.getsize(PATH)} bytes")
+
+
+if __name__ == "__main__":
+    main()

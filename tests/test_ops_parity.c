@@ -1,0 +1,131 @@
+/* PyTorch parity of the tensor ops: each case of
+ * tests/data/ops_reference.safetensors (scripts/gen_ops_reference.py,
+ * whose metadata names the torch call each case repeats) gives the inputs,
+ * torch's results and the gradients of sum(out * r), which loom must
+ * reproduce; float64 throughout, so to 1e-10. */
+#include "parity_util.h"
+
+#define RTOL 1e-10
+#define ATOL 1e-12
+#define MAX_IN 4
+#define MAX_OUT 3
+
+PARITY_REFERENCE(ref, "ops_reference.safetensors")
+static parity_stat ops_stat = {"ops", 0, ""};
+
+/* Computes a case's results from its inputs (in the order of `inputs`);
+ * returns how many, or -1. */
+typedef int (*case_fn)(loom_tensor *const *in, loom_tensor **out);
+
+typedef struct {
+  const char *name;
+  const char *inputs[MAX_IN]; /* NULL-terminated when fewer */
+  case_fn fn;
+} ops_case;
+
+#define ONE(expr)                                                              \
+  do {                                                                         \
+    out[0] = (expr);                                                           \
+    return out[0] ? 1 : -1;                                                    \
+  } while (0)
+#define FN(name) static int name(loom_tensor *const *in, loom_tensor **out)
+
+/* ---- rearranging ---- */
+FN(flip_two_dims) { ONE(loom_flip(in[0], (int[]){0, 2}, 2)); }
+FN(flip_last) { ONE(loom_flip(in[0], (int[]){-1}, 1)); }
+FN(roll_two_dims) {
+  ONE(loom_roll(in[0], (int64_t[]){2, -7}, (int[]){0, 1}, 2));
+}
+FN(roll_flat) { ONE(loom_roll(in[0], (int64_t[]){5}, NULL, 1)); }
+FN(roll_same_dim_twice) {
+  ONE(loom_roll(in[0], (int64_t[]){3, -1}, (int[]){0, 0}, 2));
+}
+
+/* ---- masks ---- */
+FN(tril_batched) { ONE(loom_tril(in[0], -1)); }
+FN(triu_wide) { ONE(loom_triu(in[0], 2)); }
+FN(tril_past_corner) { ONE(loom_tril(in[0], 10)); }
+FN(triu_below) { ONE(loom_triu(in[0], -2)); }
+FN(masked_select) { ONE(loom_masked_select(in[0], in[1])); }
+
+#define X                                                                      \
+  { "x" }
+static const ops_case cases[] = {
+    {"flip_two_dims", X, flip_two_dims},
+    {"flip_last", X, flip_last},
+    {"roll_two_dims", X, roll_two_dims},
+    {"roll_flat", X, roll_flat},
+    {"roll_same_dim_twice", X, roll_same_dim_twice},
+    {"tril_batched", X, tril_batched},
+    {"triu_wide", X, triu_wide},
+    {"tril_past_corner", X, tril_past_corner},
+    {"triu_below", X, triu_below},
+    {"masked_select_mask_broadcast", {"x", "mask"}, masked_select},
+    {"masked_select_input_broadcast", {"x", "mask"}, masked_select},
+};
+#define N_CASES ((int)(sizeof cases / sizeof cases[0]))
+
+START_TEST(test_case) {
+  const ops_case *c = &cases[_i];
+  char what[160], suffix[32];
+  loom_tensor *in[MAX_IN] = {NULL}, *out[MAX_OUT] = {NULL};
+  int n_in = 0;
+  for (; n_in < MAX_IN && c->inputs[n_in]; n_in++) {
+    snprintf(suffix, sizeof suffix, ".in.%s", c->inputs[n_in]);
+    in[n_in] = parity_leaf(parity_ref(ref, c->name, suffix));
+  }
+  snprintf(what, sizeof what, "%s.in.", c->name);
+  ck_assert_int_eq(parity_count(ref, what, ""), n_in);
+  int n_out = c->fn(in, out);
+  ck_assert_msg(n_out > 0, "%s: %s", c->name, loom_last_error());
+  for (int i = 0; i < n_out; i++) {
+    snprintf(suffix, sizeof suffix, i ? ".out%d" : ".out", i);
+    snprintf(what, sizeof what, "%s%s", c->name, suffix);
+    parity_check(&ops_stat, out[i], parity_ref(ref, c->name, suffix), RTOL,
+                 ATOL, what);
+    ck_assert_int_eq(loom_dtype_of(out[i]),
+                     loom_dtype_of(parity_ref(ref, c->name, suffix)));
+  }
+  snprintf(what, sizeof what, "%s.out", c->name);
+  ck_assert_int_eq(parity_count(ref, what, ""), n_out);
+  loom_tensor *r = parity_find(ref, c->name, ".r");
+  if (!r)
+    return;
+  ck_assert_int_eq(loom_backward(loom_sum_all(loom_mul(out[0], r))), 0);
+  int n_grad = 0;
+  for (int i = 0; i < n_in; i++) {
+    snprintf(suffix, sizeof suffix, ".grad.%s", c->inputs[i]);
+    loom_tensor *want = parity_find(ref, c->name, suffix);
+    if (!want)
+      continue;
+    snprintf(what, sizeof what, "%s%s", c->name, suffix);
+    parity_check(&ops_stat, loom_grad(in[i]), want, RTOL, ATOL, what);
+    n_grad++;
+  }
+  snprintf(what, sizeof what, "%s.grad.", c->name);
+  ck_assert_int_eq(parity_count(ref, what, ""), n_grad);
+}
+END_TEST
+
+/* Every case in the file has a row in the table above. */
+START_TEST(test_every_case_is_run) {
+  ck_assert_int_eq(parity_count(ref, "", ".out"), N_CASES);
+  for (int i = 0; i < N_CASES; i++)
+    ck_assert_msg(parity_find(ref, cases[i].name, ".out") != NULL,
+                  "no case '%s' in the file", cases[i].name);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("ops_parity");
+  TCase *tc = tcase_create("ops");
+  tcase_add_unchecked_fixture(tc, ref_open, ref_close);
+  tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
+  tcase_set_timeout(tc, 120);
+  tcase_add_loop_test(tc, test_case, 0, N_CASES);
+  tcase_add_test(tc, test_every_case_is_run);
+  suite_add_tcase(s, tc);
+  int rc = loom_run_suite(s);
+  parity_report(&ops_stat);
+  return rc;
+}
