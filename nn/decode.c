@@ -70,8 +70,10 @@ static int check_opts(const loom_decode_model *m, int64_t n,
            (o->method == LOOM_DECODE_GREEDY && o->nbest != 1))
     snprintf(msg, sizeof msg, "nbest %d is outside 1..%d", o->nbest,
              o->method == LOOM_DECODE_GREEDY ? 1 : most);
-  else if (o->bos < 0 || o->eos < 0)
-    snprintf(msg, sizeof msg, "bos %lld and eos %lld must be token ids >= 0",
+  else if (o->bos < 0 || o->eos < LOOM_DECODE_NO_EOS)
+    snprintf(msg, sizeof msg,
+             "bos %lld must be a token id >= 0 and eos %lld one too (or "
+             "LOOM_DECODE_NO_EOS)",
              (long long)o->bos, (long long)o->eos);
   else if (!isfinite(o->alpha) || fabs(o->alpha) > 100)
     snprintf(msg, sizeof msg, "alpha %g is outside -100..100", o->alpha);
@@ -152,14 +154,15 @@ static int64_t *extend(const int64_t *tok, int64_t len, int64_t v) {
   return r;
 }
 
-/* Adds a finished hypothesis ending in eos at step s->t: its tokens are
- * those of `h`. BEAM keeps the `keep` best by penalised score (ties: the
+/* Adds a finished hypothesis of tokens tok[0..len) (the eos, if any, not
+ * among them). BEAM keeps the `keep` best by penalised score (ties: the
  * earlier stays first); the others keep arrival order by slot. */
-static int finish(search *s, sentence *b, const live_hyp *h, double score,
-                  int keep) {
-  loom_hypothesis f = {.len = s->t,
+static int finish(search *s, sentence *b, const int64_t *tok, int64_t len,
+                  int slot, double score, int keep) {
+  int64_t counted = len + (s->o.eos >= 0); /* the penalty counts the eos */
+  loom_hypothesis f = {.len = len,
                        .score = score,
-                       .penalized = score / length_penalty(&s->o, s->t + 1)};
+                       .penalized = score / length_penalty(&s->o, counted)};
   int at;
   if (s->o.method == LOOM_DECODE_BEAM) {
     at = b->n_fin;
@@ -168,25 +171,49 @@ static int finish(search *s, sentence *b, const live_hyp *h, double score,
     if (at >= keep)
       return 0;
   } else {
-    at = h->slot;
+    at = slot;
   }
-  if (!(f.tokens = extend(h->tok, s->t, -1)))
+  if (!(f.tokens = extend(tok, len, -1)))
     return -1;
   if (s->o.method == LOOM_DECODE_BEAM) {
     if (b->n_fin == keep)
       free(b->fin[--b->n_fin].tokens);
     memmove(b->fin + at + 1, b->fin + at,
             (size_t)(b->n_fin - at) * sizeof *b->fin);
-    b->n_fin++;
-  } else {
-    b->n_fin++;
   }
+  b->n_fin++;
   b->fin[at] = f;
+  return 0;
+}
+
+/* An eos at step s->t ends live hypothesis h. */
+static int finish_eos(search *s, sentence *b, const live_hyp *h, double score,
+                      int keep) {
+  return finish(s, b, h->tok, s->t, h->slot, score, keep);
+}
+
+/* Without an eos, the hypotheses of a sentence that reach its length limit
+ * with this step's token end there: next[0..*n) are finished and none go
+ * on. */
+static int finish_at_limit(search *s, sentence *b, live_hyp *next, int *n,
+                           int keep) {
+  if (s->o.eos >= 0 || s->t + 1 < b->max_len)
+    return 0;
+  for (int k = 0; k < *n; k++)
+    if (finish(s, b, next[k].tok, s->t + 1, next[k].slot, next[k].score, keep) <
+        0)
+      return -1;
+  for (int k = 0; k < *n; k++)
+    free(next[k].tok);
+  *n = 0;
+  b->done = true;
   return 0;
 }
 
 /* Whether token v may come at step t of sentence b, and whether it must. */
 static bool allowed(const search *s, const sentence *b, int64_t v) {
+  if (s->o.eos < 0) /* no end token: every token, until the limit */
+    return true;
   if (s->t >= b->max_len)
     return v == s->o.eos;
   return v != s->o.eos || s->t >= s->o.min_len;
@@ -290,7 +317,7 @@ static int advance_rows(search *s, sentence *b, const loom_tensor *lp,
     int64_t v = choose(s, b);
     double score = h->score + s->lp[v];
     if (v == s->o.eos) {
-      if (finish(s, b, h, score, s->o.nbest) < 0)
+      if (finish_eos(s, b, h, score, s->o.nbest) < 0)
         return -1;
       continue;
     }
@@ -301,7 +328,7 @@ static int advance_rows(search *s, sentence *b, const loom_tensor *lp,
     parent[(*n_next)++] = k;
   }
   b->done = *n_next == 0;
-  return 0;
+  return finish_at_limit(s, b, next, n_next, s->o.nbest);
 }
 
 /* The best score a live hypothesis of score `score` could still reach,
@@ -327,7 +354,7 @@ static int advance_beam(search *s, sentence *b, const loom_tensor *lp,
       candidate c = {b->live[k].score + s->lp[v], k, v};
       if (v != o->eos || !o->exact)
         offer(s->cand, &nc, m, c);
-      else if (finish(s, b, &b->live[k], c.s, o->nbest) < 0)
+      else if (finish_eos(s, b, &b->live[k], c.s, o->nbest) < 0)
         return -1; /* exact: every eos extension is a candidate answer */
     }
   }
@@ -335,7 +362,7 @@ static int advance_beam(search *s, sentence *b, const loom_tensor *lp,
   for (int j = 0; j < nc; j++) {
     candidate c = s->cand[j];
     if (c.v == o->eos) { /* fairseq: only among the beam best */
-      if (j < K && finish(s, b, &b->live[c.from], c.s, K) < 0)
+      if (j < K && finish_eos(s, b, &b->live[c.from], c.s, K) < 0)
         return -1;
       continue;
     }
@@ -347,6 +374,8 @@ static int advance_beam(search *s, sentence *b, const loom_tensor *lp,
       return -1;
     parent[(*n_next)++] = c.from;
   }
+  if (o->eos < 0)
+    return finish_at_limit(s, b, next, n_next, o->exact ? o->nbest : K);
   if (*n_next == 0 || s->t >= b->max_len)
     b->done = true;
   else if (!o->exact)
@@ -384,6 +413,13 @@ static int setup(search *s, const int64_t *src_len) {
     b->cap_fin = fin_cap;
     if (!b->live || !b->fin)
       return fail(LOOM_ERR_MEMORY, "out of memory");
+    if (o->eos < 0 && b->max_len == 0) { /* nothing to generate */
+      for (int k = 0; k < start; k++)
+        if (finish(s, b, NULL, 0, k, 0, fin_cap) < 0)
+          return -1;
+      b->done = true;
+      continue;
+    }
     for (int k = 0; k < start; k++) {
       b->live[k] = (live_hyp){.slot = k};
       if (!(b->live[k].tok = extend(NULL, 0, -1)))
@@ -514,11 +550,11 @@ static int run(search *s) {
     return fail(LOOM_ERR_MEMORY, "out of memory");
   int64_t *tokens = buf, *index = buf + cap;
   int rc = 0;
-  if (s->o.method == LOOM_DECODE_SAMPLE && s->o.nbest > 1) {
-    for (int64_t r = 0; r < s->rows; r++)
-      index[r] = s->row_sent[r]; /* the model starts with a row each */
-    rc = reorder(s, index, s->rows, s->n);
-  }
+  /* the model starts with a row per sentence: samples multiply them, and
+   * sentences with nothing to generate have none */
+  for (int64_t r = 0; r < s->rows; r++)
+    index[r] = s->row_sent[r];
+  rc = reorder(s, index, s->rows, s->n);
   for (s->t = 0; rc == 0 && s->rows > 0; s->t++) {
     for (int64_t r = 0; r < s->rows; r++) {
       const live_hyp *h = &s->sent[s->row_sent[r]].live[s->row_live[r]];

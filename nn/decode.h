@@ -66,8 +66,14 @@ typedef enum loom_decode_method {
   LOOM_DECODE_BEAM,       /* beam search */
 } loom_decode_method;
 
+/* As loom_decode_opts.eos: the model has no end token (a language model
+ * writing a stretch of text); every sequence runs to its length limit. */
+#define LOOM_DECODE_NO_EOS (-1)
+
 typedef struct loom_decode_opts {
   loom_decode_method method;
+  /* The token every row starts from, and the one that ends a sequence
+   * (or LOOM_DECODE_NO_EOS). */
   int64_t bos, eos;
   /* BEAM: hypotheses kept per sentence. */
   int beam;
@@ -75,12 +81,14 @@ typedef struct loom_decode_opts {
    * SAMPLE independent samples (in the order drawn); GREEDY 1. */
   int nbest;
   /* GNMT's length penalty: hypotheses are ranked by score / lp with
-   * lp = ((5 + len) / 6)^alpha, len counting the eos. 0: by score. */
+   * lp = ((5 + len) / 6)^alpha, len counting the eos (if there is one).
+   * 0: by score. */
   double alpha;
   /* eos is refused before min_len tokens. */
   int64_t min_len;
   /* At most floor(max_len_a * src_len + max_len_b) tokens before the eos,
-   * which is then forced (src_len per sentence; 0 when none given). */
+   * which is then forced (src_len per sentence; 0 when none given); with
+   * LOOM_DECODE_NO_EOS exactly that many tokens. */
   double max_len_a;
   int64_t max_len_b;
   /* and never more than max_len tokens (0: no such cap), e.g. a
@@ -110,9 +118,10 @@ LOOM_API loom_decode_opts loom_decode_defaults(int64_t bos, int64_t eos);
 
 typedef struct loom_hypothesis {
   int64_t *tokens;  /* len tokens, without bos and eos (owned by result) */
-  int64_t len;      /* tokens before the eos */
+  int64_t len;      /* tokens (before the eos, if any) */
   double score;     /* sum of the model's log-probabilities, eos included */
-  double penalized; /* score / lp(len + 1); equal to score when alpha 0 */
+  double penalized; /* score / lp(len + 1), or lp(len) without an eos;
+                       equal to score when alpha is 0 */
 } loom_hypothesis;
 
 typedef struct loom_decode_result {

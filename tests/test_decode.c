@@ -386,6 +386,73 @@ START_TEST(test_sampling) {
 }
 END_TEST
 
+/* Without an end token every sequence runs to its limit: src_len tokens
+ * here (a = 1, b = 0), a sentence with limit 0 gets none and the model
+ * never sees its row; the score is the tokens' log-probabilities; exact
+ * beam search is exhaustive over sequences of that length. */
+START_TEST(test_no_eos) {
+  loom_manual_seed(700);
+  rnn_lm m;
+  lm_init(&m, 5, 4, 2.0);
+  int64_t src[4] = {3, 0, 1, 4};
+  for (int method = 0; method < 3; method++) {
+    loom_decode_opts o = loom_decode_defaults(BOS, LOOM_DECODE_NO_EOS);
+    o.method = (loom_decode_method)method;
+    o.max_len_a = 1;
+    o.max_len_b = 0;
+    o.beam = 25;
+    o.exact = true;
+    o.nbest = method == LOOM_DECODE_SAMPLE ? 2 : 1;
+    loom_decode_result r = decode(&m, 4, src, o);
+    for (int i = 0; i < 4; i++)
+      for (int k = 0; k < o.nbest; k++) {
+        const loom_hypothesis *h = &r.hyps[i * o.nbest + k];
+        ck_assert_int_eq(h->len, src[i]);
+        /* teacher-forced: the tokens' log-probabilities, no eos term */
+        loom_scope *sc = loom_scope_begin();
+        lm_reset(&m, 1);
+        double want = 0;
+        int64_t prev = BOS;
+        for (int64_t t = 0; t < h->len; t++) {
+          loom_tensor *lp;
+          ck_assert_int_eq(
+              lm_step(&m, t, loom_from_array(LOOM_I64, &prev, LOOM_SHAPE(1)),
+                      &lp),
+              0);
+          want += loom_get(lp, (int64_t[]){0, h->tokens[t]});
+          prev = h->tokens[t];
+        }
+        loom_scope_end(sc);
+        ck_assert_double_eq_tol(h->score, want, 1e-12);
+      }
+    if (method == LOOM_DECODE_BEAM) { /* 5^3 sequences of sentence 0 */
+      double best = -INFINITY;
+      for (int64_t c = 0; c < 125; c++) {
+        int64_t tok[3] = {c % 5, c / 5 % 5, c / 25};
+        loom_scope *sc = loom_scope_begin();
+        lm_reset(&m, 1);
+        double sum = 0;
+        int64_t prev = BOS;
+        for (int t = 0; t < 3; t++) {
+          loom_tensor *lp;
+          ck_assert_int_eq(
+              lm_step(&m, t, loom_from_array(LOOM_I64, &prev, LOOM_SHAPE(1)),
+                      &lp),
+              0);
+          sum += loom_get(lp, (int64_t[]){0, tok[t]});
+          prev = tok[t];
+        }
+        loom_scope_end(sc);
+        best = fmax(best, sum);
+      }
+      ck_assert_double_eq_tol(r.hyps[0].score, best, 1e-12);
+    }
+    loom_decode_result_free(&r);
+  }
+  lm_free(&m);
+}
+END_TEST
+
 /* ---- a transformer decoder stepping through its caches ---- */
 
 enum { TV = 9, TE = 8, TS = 4 };
@@ -569,6 +636,7 @@ int main(void) {
   tcase_add_test(tc, test_exact_beam_is_exhaustive);
   tcase_add_test(tc, test_batched_beam_equals_one_by_one);
   tcase_add_test(tc, test_sampling);
+  tcase_add_test(tc, test_no_eos);
   tcase_add_test(tc, test_transformer_beam_scores);
   tcase_add_test(tc, test_failures);
   suite_add_tcase(s, tc);

@@ -1,6 +1,7 @@
 /* Sampling: the model of a checkpoint reads --prime, then writes --length
  * characters, each drawn from its softmax at --temperature (0: the
- * likeliest), among the --top-k likeliest if asked. */
+ * likeliest), among the --top-k likeliest if asked, through the library's
+ * decoder (nn/decode.h). */
 #define _POSIX_C_SOURCE 200809L
 #include "charlm.h"
 
@@ -8,65 +9,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The next id from (V) logits; -1 with an error if they are not finite. */
-static int64_t pick(const loom_tensor *logits, const charlm_options *o,
-                    loom_rng *g) {
-  int64_t V = loom_numel(logits);
-  double *p = malloc((size_t)V * sizeof *p);
-  if (!p) {
-    loom_set_error(LOOM_ERR_MEMORY, "charlm: out of memory");
+/* The library's decoder drives generation: a step feeds the previous
+ * character to the model (its recurrent state, or the transformer's
+ * caches) and returns the log-probabilities of the next. */
+static int step(void *ctx, int64_t t, const loom_tensor *tokens,
+                loom_tensor **log_probs) {
+  (void)t;
+  int64_t c = loom_data_i64(tokens)[0];
+  loom_tensor *logits = NULL;
+  if (charlm_gen_feed(ctx, &c, 1, &logits) < 0)
     return -1;
-  }
-  loom_copy_to_array(logits, LOOM_F64, p, V);
-  int64_t best = 0;
-  for (int64_t i = 0; i < V; i++) {
-    if (!isfinite(p[i])) {
-      loom_set_error(LOOM_ERR_NUMERIC,
-                     "the model's output is %g (its weights "
-                     "are not finite)",
-                     p[i]);
-      free(p);
-      return -1;
-    }
-    if (p[i] > p[best])
-      best = i;
-  }
-  if (o->temperature == 0) {
-    free(p);
-    return best;
-  }
-  double cut = -INFINITY;
-  if (o->top_k > 0 && o->top_k < V) { /* the k-th largest logit */
-    double *sorted = malloc((size_t)V * sizeof *sorted);
-    if (sorted) {
-      memcpy(sorted, p, (size_t)V * sizeof *p);
-      for (int64_t i = 0; i < o->top_k; i++) /* partial selection */
-        for (int64_t j = i + 1; j < V; j++)
-          if (sorted[j] > sorted[i]) {
-            double t = sorted[i];
-            sorted[i] = sorted[j];
-            sorted[j] = t;
-          }
-      cut = sorted[o->top_k - 1];
-      free(sorted);
-    }
-  }
-  double total = 0, top = p[best];
-  for (int64_t i = 0; i < V; i++) {
-    p[i] = p[i] < cut ? 0 : exp((p[i] - top) / o->temperature);
-    total += p[i];
-  }
-  double u = loom_rng_uniform(g) * total;
-  int64_t chosen = best;
-  for (int64_t i = 0; i < V; i++) {
-    u -= p[i];
-    if (u < 0 && p[i] > 0) {
-      chosen = i;
-      break;
-    }
-  }
-  free(p);
-  return chosen;
+  *log_probs = loom_log_softmax(loom_unsqueeze(logits, 0), -1); /* (1, V) */
+  loom_release(logits);
+  return *log_probs ? 0 : -1;
 }
 
 /* Writes the prime and `o->length` characters the model generates after
@@ -78,7 +33,8 @@ static int generate(charlm *m, const charlm_session *s,
     ids_of[b] = -1;
   for (int i = 0; i < s->vocab; i++)
     ids_of[s->chars[i]] = (int16_t)i;
-  /* Prime: characters the model does not know are skipped. */
+  /* Prime: characters the model does not know are skipped. Its last one
+   * is the decoder's first token; the rest is fed before. */
   size_t plen = strlen(o->prime);
   int64_t *ids = malloc((plen + 1) * sizeof *ids);
   int64_t n = 0;
@@ -90,23 +46,29 @@ static int generate(charlm *m, const charlm_session *s,
   fwrite(o->prime, 1, plen, stdout);
   loom_rng *g = loom_rng_new((uint64_t)o->seed);
   charlm_gen *gen = charlm_gen_new(m);
-  loom_tensor *last = NULL;
-  int rc = ids && g && gen && charlm_gen_feed(gen, ids, n, &last) == 0 ? 0 : -1;
+  loom_tensor *unused = NULL;
+  int rc = ids && g && gen &&
+                   (n == 1 || charlm_gen_feed(gen, ids, n - 1, &unused) == 0)
+               ? 0
+               : -1;
+  loom_release(unused);
   if (rc < 0 && !loom_last_status())
     loom_set_error(LOOM_ERR_MEMORY, "charlm: out of memory");
-  for (int64_t i = 0; rc == 0 && i < o->length; i++) {
-    int64_t c = pick(last, o, g);
-    if (c < 0)
-      rc = -1;
-    else
-      fputc(s->chars[c], stdout);
-    loom_release(last);
-    last = NULL;
-    if (rc == 0 && charlm_gen_feed(gen, &c, 1, &last) < 0)
-      rc = -1;
-  }
+  loom_decode_opts d =
+      loom_decode_defaults(ids ? ids[n - 1] : 0, LOOM_DECODE_NO_EOS);
+  d.method = o->temperature == 0 ? LOOM_DECODE_GREEDY : LOOM_DECODE_SAMPLE;
+  d.temperature = o->temperature == 0 ? 1 : o->temperature;
+  d.top_k = o->top_k;
+  d.max_len_b = o->length;
+  d.rng = g;
+  loom_decode_result r = {0};
+  if (rc == 0 &&
+      loom_decode(&(loom_decode_model){step, NULL, gen}, 1, NULL, &d, &r) < 0)
+    rc = -1;
+  for (int64_t i = 0; rc == 0 && i < r.hyps[0].len; i++)
+    fputc(s->chars[r.hyps[0].tokens[i]], stdout);
   fputc('\n', stdout);
-  loom_release(last);
+  loom_decode_result_free(&r);
   charlm_gen_free(gen);
   loom_rng_free(g);
   free(ids);
