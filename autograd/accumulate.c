@@ -17,6 +17,14 @@ void loom__add_to_slot(loom_tensor **slot, loom_tensor *g) {
     *slot = loom_keep(g);
     return;
   }
+  if (loom__creating_graph()) { /* a recorded sum, never in place */
+    loom_tensor *sum = loom_add(*slot, g);
+    if (!sum)
+      return;
+    loom__unref(*slot);
+    *slot = loom_keep(sum);
+    return;
+  }
   if (exclusive(*slot, g) && loom_same_shape(*slot, g)) {
     loom__kernel_binary(&loom__add_kernel, *slot, *slot, g, NULL);
     return;
@@ -30,6 +38,10 @@ void loom__add_to_slot(loom_tensor **slot, loom_tensor *g) {
 }
 
 int loom__add_to_grad(loom_tensor *t, const loom_tensor *g) {
+  if (loom__creating_graph()) { /* .grad joins the graph, as in PyTorch */
+    loom__add_to_slot(&t->grad, (loom_tensor *)g);
+    return loom_last_status() == LOOM_OK ? 0 : -1;
+  }
   if (!t->grad) {
     t->grad = loom__alloc(t->dtype, t->ndim, t->shape, "backward");
     if (!t->grad)
@@ -58,10 +70,37 @@ static loom_tensor **slot_of(const loom_tensor *in) {
   return &p->out_grad[in->link.output];
 }
 
+/* Where a pass that is not plain sends input `in`'s gradient r: captured
+ * for a target (of this pass, or a leaf of an enclosing one), dropped for
+ * what it does not compute. True when r has gone nowhere else. */
+static bool diverted(loom__pass *p, loom_tensor *in, loom_tensor *r) {
+  bool leaf = in->link.slot == LOOM__LINK_LEAF;
+  for (loom__pass *q = p; q; q = q->parent) {
+    for (int k = 0; k < q->n_targets; k++) {
+      const loom_tensor *x = q->targets[k];
+      if (x == in ||
+          (!leaf && x && x->link.slot == in->link.slot &&
+           x->link.gen == in->link.gen && x->link.output == in->link.output)) {
+        loom__add_to_slot(&q->captured[k], r);
+        return leaf || q->stop_at_targets;
+      }
+    }
+    if (!leaf) /* only a leaf can belong to an enclosing pass's graph */
+      break;
+  }
+  if (leaf)
+    return p->capture_only;
+  loom__node *producer = loom__node_of(in);
+  return producer && producer->skip;
+}
+
 void loom__accumulate(loom__node *n, int i, const loom_tensor *g) {
   loom_tensor *in = n->in[i];
   if (!g || !in || !in->requires_grad)
     return;
+  loom__pass *pass = loom__active_pass;
+  if (pass && pass->first_order)
+    g = loom__mark_first_order(g);
   loom_tensor *r = (loom_tensor *)g;
   if (!loom_same_shape(r, in))
     r = loom__sum_to(r, in->ndim, in->shape);
@@ -81,6 +120,8 @@ void loom__accumulate(loom__node *n, int i, const loom_tensor *g) {
                                    "recorded (out of memory)");
     return;
   }
+  if (pass && diverted(pass, in, r))
+    return;
   if (in->link.slot == LOOM__LINK_LEAF) {
     loom__add_to_grad(in, r);
     return;
@@ -108,6 +149,10 @@ void loom__accumulate_slice(loom__node *n, int i, const loom_tensor *g, int dim,
   loom_tensor *in = n->in[i];
   if (!g || !in || !in->requires_grad)
     return;
+  if (loom__active_pass) { /* its gradient may be captured or recorded */
+    loom__accumulate(n, i, loom__slice_scatter(g, in, dim, start, step, drop));
+    return;
+  }
   loom_tensor **slot = in->link.slot == LOOM__LINK_LEAF || loom__node_of(in)
                            ? slot_of(in)
                            : NULL;
@@ -141,7 +186,7 @@ void loom__accumulate_slice(loom__node *n, int i, const loom_tensor *g, int dim,
 loom_tensor *loom__grad_in_place(loom__node *n, int i) {
   loom_tensor *in = n->in[i];
   if (!in || !in->requires_grad || in->link.slot != LOOM__LINK_LEAF ||
-      loom_anomaly_mode())
+      loom_anomaly_mode() || loom__active_pass)
     return NULL;
   loom_tensor *g = in->grad;
   if (!g || g->dtype != in->dtype || !loom_same_shape(g, in) ||

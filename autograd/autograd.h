@@ -52,15 +52,52 @@ LOOM_API loom_tensor *loom_detach(const loom_tensor *t);
 
 typedef struct loom_backward_opts {
   bool retain_graph; /* keep the nodes for another backward */
+  /* Record the backward itself, so the gradients it produces can be
+   * differentiated again (gradient penalties, Hessian-vector products).
+   * Implies retain_graph. A leaf's .grad then holds a result of recorded
+   * ops, which keeps the graph alive until loom_zero_grad (as in
+   * PyTorch); loom_autograd_grad avoids that. */
+  bool create_graph;
 } loom_backward_opts;
 
 /* Backpropagates from a one-element `loss` (seed 1). 0, or -1 with an error
  * (no graph, graph already freed, a saved tensor modified in place, NaN in
  * anomaly mode). */
 LOOM_API int loom_backward(loom_tensor *loss);
-/* From any `t`, seeded with `grad` (same shape). opts may be NULL. */
+/* From any `t`, seeded with `grad` (same shape; with create_graph, grad
+ * may itself require grad, and the result is differentiable in it too).
+ * opts may be NULL. */
 LOOM_API int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
                                 const loom_backward_opts *opts);
+
+typedef struct loom_grad_opts {
+  bool retain_graph; /* keep the nodes (implied by create_graph) */
+  bool create_graph; /* record the backward: the gradients are differentiable */
+  bool allow_unused; /* an input no output depends on gets NULL, not an error */
+} loom_grad_opts;
+
+/* torch.autograd.grad: the gradients of the outputs, seeded with
+ * grad_outputs, with respect to `inputs` (leaves or results of recorded
+ * ops, each requiring grad), written to grads[0..n_inputs) (scope-owned,
+ * each of its input's shape and dtype). No tensor's .grad is read or
+ * written, and no grad-ready hook runs; only the nodes on a path from an
+ * output to an input run. grad_outputs may be NULL, as may any entry: a
+ * one-element output is then seeded with 1. With create_graph the results
+ * are themselves results of recorded ops (a gradient penalty is
+ * loom_backward of an expression in them; a Hessian-vector product is a
+ * second loom_autograd_grad seeded with v). An op that is first-order only
+ * (docs/internals.md, "Double backward") still gives its gradient, and
+ * differentiating through that gradient fails naming the op. opts may be
+ * NULL (all false). Returns 0, or -1 with an error and every grads[i] NULL:
+ * an input that does not require grad or that no output depends on
+ * (without allow_unused), an output that does not require grad or whose
+ * graph was freed, a grad_output of another shape, a missing grad_output
+ * for an output of several elements, and the failures of loom_backward. */
+LOOM_API int loom_autograd_grad(loom_tensor *const *outputs, int n_outputs,
+                                loom_tensor *const *inputs, int n_inputs,
+                                loom_tensor *const *grad_outputs,
+                                loom_tensor **grads,
+                                const loom_grad_opts *opts);
 
 /* ------------------------------------------------ hooks */
 
@@ -210,6 +247,22 @@ LOOM_API int loom_gradcheck(loom_gradcheck_fn fn, void *ctx,
 /* Names of the registry ops that any gradcheck in this process has seen on
  * its tape (for the test that every op is gradchecked). */
 LOOM_API bool loom_gradcheck_covered(const char *op_name);
+
+/* Checks second derivatives, like torch.autograd.gradgradcheck: with
+ * random float64 grad_outputs v (one per output of fn, seeded, and
+ * themselves checked as inputs), gradchecks the function
+ * (inputs, v) -> loom_autograd_grad(fn(inputs), inputs, v, create_graph)
+ * over the inputs that require grad (an input no output depends on gives
+ * zeros). Arguments, result and errors as loom_gradcheck (res->input
+ * counts the inputs, then the v's); opts.fast applies to the outer check. */
+LOOM_API int loom_gradgradcheck(loom_gradcheck_fn fn, void *ctx,
+                                loom_tensor *const *inputs, int n_inputs,
+                                const loom_gradcheck_opts *opts,
+                                loom_gradcheck_result *res);
+
+/* Whether any gradgradcheck in this process has run the double backward
+ * of the registry op `op_name` (its backward in a create_graph pass). */
+LOOM_API bool loom_gradgradcheck_covered(const char *op_name);
 
 #ifdef __cplusplus
 }

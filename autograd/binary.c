@@ -3,14 +3,14 @@
  * loom__accumulate, which sums them back over broadcast dims. */
 #include "node.h"
 
-LOOM__OP(add, add_backward);
-LOOM__OP(sub, sub_backward);
-LOOM__OP(add_scaled, add_scaled_backward);
-LOOM__OP(mul, mul_backward);
-LOOM__OP(div, div_backward);
-LOOM__OP(pow, pow_backward);
-LOOM__OP(maximum, extremum_backward);
-LOOM__OP(minimum, extremum_backward);
+LOOM__OP_TWICE(add, add_backward);
+LOOM__OP_TWICE(sub, sub_backward);
+LOOM__OP_TWICE(add_scaled, add_scaled_backward);
+LOOM__OP_TWICE(mul, mul_backward);
+LOOM__OP_TWICE(div, div_backward);
+LOOM__OP_TWICE(pow, pow_backward);
+LOOM__OP_TWICE(maximum, extremum_backward);
+LOOM__OP_TWICE(minimum, extremum_backward);
 
 typedef enum {
   SAVE_NONE = 0,

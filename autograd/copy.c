@@ -1,9 +1,9 @@
 /* Ops that copy: contiguous, clone, dtype conversion. */
 #include "node.h"
 
-LOOM__OP(contiguous, identity_backward);
-LOOM__OP(clone, identity_backward);
-LOOM__OP(to_dtype, identity_backward);
+LOOM__OP_TWICE(contiguous, identity_backward);
+LOOM__OP_TWICE(clone, identity_backward);
+LOOM__OP_TWICE(to_dtype, identity_backward);
 
 /* The gradient passes through; loom__accumulate converts it back to the
  * input's dtype for to_dtype. */

@@ -4,7 +4,7 @@
  * output; backward is one pass too. */
 #include "node.h"
 
-LOOM__OP(dropout, dropout_backward);
+LOOM__OP_GRAPH(dropout, dropout_backward, dropout_graph_backward);
 
 static void dropout_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *mask = loom__saved(n, 0);
@@ -14,6 +14,16 @@ static void dropout_backward(loom__node *n, loom_tensor *const *g) {
     return;
   loom__kernel_dropout_backward(gin, gc, mask, n->d[0]);
   loom__accumulate(n, 0, gin);
+}
+
+/* The same in recorded ops (create_graph): g mask / (1 - p). */
+static void dropout_graph_backward(loom__node *n, loom_tensor *const *g) {
+  const loom_tensor *mask = loom__saved(n, 0);
+  if (mask)
+    loom__accumulate(
+        n, 0,
+        loom_mul(g[0], loom_mul_scalar(loom_to_dtype(mask, g[0]->dtype),
+                                       1 / (1 - n->d[0]))));
 }
 
 loom_tensor *loom_dropout(const loom_tensor *t, double p, bool training,

@@ -4,7 +4,7 @@
 
 #include <stdlib.h>
 
-LOOM__OP(custom_function, custom_backward);
+LOOM__OP_TWICE(custom_function, custom_backward);
 
 struct loom_function_ctx {
   loom__node *node; /* in backward */

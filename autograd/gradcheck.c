@@ -7,29 +7,43 @@
 
 /* ---- coverage: which registry ops some gradcheck has exercised ---- */
 
-static const loom__op_def **covered;
-static int n_covered, cap_covered;
+typedef struct {
+  const loom__op_def **ops;
+  int n, cap;
+} op_set;
 
-void loom__coverage_note(const loom__op_def *op) {
-  for (int i = 0; i < n_covered; i++)
-    if (covered[i] == op)
+/* Ops recorded by gradchecks, and ops whose double backward ran in one. */
+static op_set covered, covered_twice;
+
+static void note(op_set *s, const loom__op_def *op) {
+  for (int i = 0; i < s->n; i++)
+    if (s->ops[i] == op)
       return;
-  if (n_covered == cap_covered) {
-    int cap = cap_covered ? 2 * cap_covered : 64;
-    const loom__op_def **g = realloc(covered, (size_t)cap * sizeof *g);
+  if (s->n == s->cap) {
+    int cap = s->cap ? 2 * s->cap : 64;
+    const loom__op_def **g = realloc(s->ops, (size_t)cap * sizeof *g);
     if (!g)
       return;
-    covered = g;
-    cap_covered = cap;
+    s->ops = g;
+    s->cap = cap;
   }
-  covered[n_covered++] = op;
+  s->ops[s->n++] = op;
 }
 
-bool loom_gradcheck_covered(const char *name) {
-  for (int i = 0; i < n_covered; i++)
-    if (strcmp(covered[i]->name, name) == 0)
+static bool has(const op_set *s, const char *name) {
+  for (int i = 0; name && i < s->n; i++)
+    if (strcmp(s->ops[i]->name, name) == 0)
       return true;
   return false;
+}
+
+void loom__coverage_note(const loom__op_def *op) { note(&covered, op); }
+void loom__coverage_note_twice(const loom__op_def *op) {
+  note(&covered_twice, op);
+}
+bool loom_gradcheck_covered(const char *name) { return has(&covered, name); }
+bool loom_gradgradcheck_covered(const char *name) {
+  return has(&covered_twice, name);
 }
 
 /* ---- element access by flat row-major index, for any strides ---- */
@@ -388,5 +402,92 @@ int loom_gradcheck(loom_gradcheck_fn fn, void *ctx, loom_tensor *const *inputs,
   }
   if (res)
     *res = r;
+  return rc;
+}
+
+/* ---- gradgradcheck ---- */
+
+typedef struct {
+  loom_gradcheck_fn fn;
+  void *ctx;
+  int n_in, n_out;
+} twice;
+
+/* (inputs, v) -> the gradients of fn(inputs) seeded with v, recorded.
+ * Grad mode is on even when gradcheck evaluates it for differences. */
+static int gradients_of(loom_tensor *const *in, int n, loom_tensor **out,
+                        int max, void *ctx) {
+  (void)n;
+  const twice *q = ctx;
+  int depth = loom__swap_no_grad_depth(0);
+  loom_tensor *y[MAX_OUT], *ys[MAX_OUT], *vs[MAX_OUT], *x[MAX_OUT];
+  int n_y = q->fn(in, q->n_in, y, MAX_OUT, q->ctx), m = 0, nx = 0, rc = 0;
+  if (n_y != q->n_out) {
+    if (n_y >= 0)
+      loom_set_error(LOOM_ERR_STATE,
+                     "gradgradcheck: the function returned %d outputs, then %d",
+                     q->n_out, n_y);
+    rc = -1;
+  }
+  for (int k = 0; rc == 0 && k < n_y; k++)
+    if (y[k] && y[k]->requires_grad) {
+      ys[m] = y[k];
+      vs[m++] = in[q->n_in + k];
+    }
+  for (int i = 0; i < q->n_in; i++)
+    if (in[i]->requires_grad && nx < max)
+      x[nx++] = in[i];
+  loom_tensor *g[MAX_OUT] = {NULL};
+  loom_grad_opts o = {.create_graph = true, .allow_unused = true};
+  if (rc == 0 && m > 0)
+    rc = loom_autograd_grad(ys, m, x, nx, vs, g, &o);
+  for (int i = 0; rc == 0 && i < nx; i++)
+    out[i] = g[i] ? g[i] : loom_zeros(LOOM_F64, x[i]->ndim, x[i]->shape);
+  loom__swap_no_grad_depth(depth);
+  return rc < 0 ? -1 : nx;
+}
+
+int loom_gradgradcheck(loom_gradcheck_fn fn, void *ctx,
+                       loom_tensor *const *inputs, int n_inputs,
+                       const loom_gradcheck_opts *opts,
+                       loom_gradcheck_result *res) {
+  if (!fn || (!inputs && n_inputs > 0) || n_inputs < 0 || n_inputs > MAX_OUT) {
+    if (fn && (inputs || n_inputs <= 0))
+      loom_set_error(LOOM_ERR_ARGUMENT, "gradgradcheck: %d inputs (0 to %d)",
+                     n_inputs, MAX_OUT);
+    else
+      loom_null_argument("gradgradcheck");
+    return loom_gradcheck(NULL, NULL, NULL, 0, opts, res);
+  }
+  for (int i = 0; i < n_inputs; i++)
+    if (!inputs[i]) {
+      loom_null_argument("gradgradcheck");
+      return loom_gradcheck(NULL, NULL, NULL, 0, opts, res);
+    }
+  /* One run to learn the outputs' shapes, for the v's. */
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *y[MAX_OUT];
+  problem p = {fn, ctx, inputs, n_inputs};
+  int n_y = run(&p, y);
+  loom_tensor *all[2 * MAX_OUT];
+  loom_rng *g = n_y >= 0 ? loom_rng_new(4321) : NULL;
+  int rc = g ? 0 : -1;
+  if (n_y >= 0 && !g)
+    loom_set_error(LOOM_ERR_MEMORY, "gradgradcheck: out of memory");
+  for (int i = 0; i < n_inputs; i++)
+    all[i] = inputs[i];
+  for (int k = 0; rc == 0 && k < n_y; k++) {
+    loom_tensor *v = loom_randn(g, LOOM_F64, 0, 1, y[k]->ndim, y[k]->shape);
+    all[n_inputs + k] = loom_set_requires_grad(v, true);
+    if (!all[n_inputs + k])
+      rc = -1;
+  }
+  loom_rng_free(g);
+  twice q = {fn, ctx, n_inputs, n_y};
+  if (rc == 0)
+    rc = loom_gradcheck(gradients_of, &q, all, n_inputs + n_y, opts, res);
+  else
+    rc = loom_gradcheck(NULL, NULL, NULL, 0, opts, res);
+  loom_scope_end(s);
   return rc;
 }

@@ -3,13 +3,14 @@
  * every value is checked before use. */
 #include "node.h"
 
-LOOM__OP(gather, gather_backward);
-LOOM__OP(index_select, index_select_backward);
-LOOM__OP(scatter_add, scatter_add_backward);
-LOOM__OP(index_add, index_add_backward);
-LOOM__OP(embedding, embedding_backward);
-LOOM__OP(masked_fill, masked_fill_backward);
-LOOM__OP(where, where_backward);
+LOOM__OP_GRAPH(gather, gather_backward, gather_graph_backward);
+LOOM__OP_GRAPH(index_select, index_select_backward,
+               index_select_graph_backward);
+LOOM__OP_TWICE(scatter_add, scatter_add_backward);
+LOOM__OP_TWICE(index_add, index_add_backward);
+LOOM__OP_GRAPH(embedding, embedding_backward, embedding_graph_backward);
+LOOM__OP_TWICE(masked_fill, masked_fill_backward);
+LOOM__OP_TWICE(where, where_backward);
 
 static bool is_index(const loom_tensor *index, const char *op) {
   if (index->dtype != LOOM_I64) {
@@ -42,6 +43,16 @@ static void gather_backward(loom__node *n, loom_tensor *const *g) {
     return;
   loom__kernel_scatter_add(gin, (int)n->i[0], index, g[0]);
   loom__accumulate(n, 0, gin);
+}
+
+/* The same as a recorded scatter_add into zeros (create_graph). */
+static void gather_graph_backward(loom__node *n, loom_tensor *const *g) {
+  const loom_tensor *t = loom__input(n, 0), *index = loom__saved(n, 0);
+  if (index)
+    loom__accumulate(
+        n, 0,
+        loom_scatter_add(loom_zeros(g[0]->dtype, t->ndim, t->shape),
+                         (int)n->i[0], index, g[0]));
 }
 
 loom_tensor *loom_gather(const loom_tensor *t, int dim,
@@ -125,6 +136,15 @@ static void index_select_backward(loom__node *n, loom_tensor *const *g) {
     return;
   loom__kernel_index_add(gin, (int)n->i[0], index, gc, 1);
   loom__accumulate(n, 0, gin);
+}
+
+/* The same as a recorded index_add into zeros (create_graph). */
+static void index_select_graph_backward(loom__node *n, loom_tensor *const *g) {
+  const loom_tensor *t = loom__input(n, 0), *index = loom__saved(n, 0);
+  if (index)
+    loom__accumulate(n, 0,
+                     loom_index_add(loom_zeros(g[0]->dtype, t->ndim, t->shape),
+                                    (int)n->i[0], index, g[0], 1));
 }
 
 loom_tensor *loom_index_select(const loom_tensor *t, int dim,
@@ -219,6 +239,27 @@ static void embedding_backward(loom__node *n, loom_tensor *const *g) {
     pad.numel = w->shape[1];
     pad.data += n->i[0] * w->shape[1] * (int64_t)loom_dtype_size(gw->dtype);
     loom__kernel_fill(&pad, 0);
+  }
+  loom__accumulate(n, 0, gw);
+}
+
+/* The same as recorded ops (create_graph): rows added into zeros, the
+ * padding row masked. */
+static void embedding_graph_backward(loom__node *n, loom_tensor *const *g) {
+  const loom_tensor *w = loom__input(n, 0), *ix = loom__saved(n, 0);
+  if (!ix)
+    return;
+  loom_tensor *rows =
+      loom_reshape(g[0], 2, (int64_t[]){ix->numel, w->shape[1]});
+  loom_tensor *gw =
+      loom_index_add(loom_zeros(g[0]->dtype, 2, w->shape), 0,
+                     loom_reshape(ix, 1, (int64_t[]){-1}), rows, 1);
+  if (n->i[0] >= 0 && gw) {
+    loom_tensor *pad = loom_zeros(LOOM_BOOL, 2, (int64_t[]){w->shape[0], 1});
+    if (!pad)
+      return;
+    ((uint8_t *)pad->data)[n->i[0]] = 1;
+    gw = loom_masked_fill(gw, pad, 0);
   }
   loom__accumulate(n, 0, gw);
 }

@@ -3,7 +3,7 @@
 
 #include <stdlib.h>
 
-LOOM__OP(concat, concat_backward);
+LOOM__OP_TWICE(concat, concat_backward);
 
 static void concat_backward(loom__node *n, loom_tensor *const *g) {
   int dim = (int)n->i[0];

@@ -5,10 +5,10 @@
 
 #include <stdlib.h>
 
-LOOM__OP(matmul, matmul_backward);
-LOOM__OP(addmm, addmm_backward);
-LOOM__OP(baddbmm, addmm_backward);
-LOOM__OP(linear, linear_backward);
+LOOM__OP_TWICE(matmul, matmul_backward);
+LOOM__OP_TWICE(addmm, addmm_backward);
+LOOM__OP_TWICE(baddbmm, addmm_backward);
+LOOM__OP_GRAPH(linear, linear_backward, linear_graph_backward);
 
 /* Can a's leading dims (all but the last) be read as one dim? Then a batch
  * of products with one right operand is a single GEMM. */
@@ -357,7 +357,7 @@ static bool defer_weight_grad(loom__node *n, const loom_tensor *gy,
   int64_t rows = gy->shape[0];
   /* Only the outermost pass defers: a nested one frees its nodes first. */
   if (defer.depth != 1 || rows > LOOM__PACKED_MAX_ROWS || rows == 0 ||
-      !loom_is_leaf(w) || loom_anomaly_mode())
+      !loom_is_leaf(w) || loom_anomaly_mode() || loom__active_pass)
     return false;
   deferred *e = NULL;
   for (int i = 0; i < defer.n && !e; i++)
@@ -457,6 +457,20 @@ static void linear_backward(loom__node *n, loom_tensor *const *g) {
   }
   if (n->n_in > 2 && loom__needs_grad(n, 2))
     loom__accumulate(n, 2, loom_sum(gy, (int[]){0}, 1, false));
+}
+
+/* The same in recorded products (create_graph): no packing, no
+ * deferral, nothing written in place. */
+static void linear_graph_backward(loom__node *n, loom_tensor *const *g) {
+  const loom_tensor *x = loom__input_value(n, 0), *w = loom__input_value(n, 1);
+  if (!x || !w)
+    return;
+  if (loom__needs_grad(n, 0))
+    loom__accumulate(n, 0, loom_matmul(g[0], w));
+  if (loom__needs_grad(n, 1))
+    loom__accumulate(n, 1, loom_matmul(loom_t(g[0]), x));
+  if (n->n_in > 2 && loom__needs_grad(n, 2))
+    loom__accumulate(n, 2, loom_sum(g[0], (int[]){0}, 1, false));
 }
 
 loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,

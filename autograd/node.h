@@ -18,7 +18,9 @@
  *
  * Backward runs with recording off, inside a scope that ends after the
  * node, so it may call any op freely; gradients it passes to
- * loom__accumulate are retained as needed.
+ * loom__accumulate are retained as needed. In a pass with create_graph
+ * the op's graph_backward runs instead, with recording on (see LOOM__OP
+ * below for how an op declares it).
  */
 #ifndef LOOM_NODE_H
 #define LOOM_NODE_H
@@ -29,17 +31,46 @@
 typedef struct loom__node loom__node;
 typedef void (*loom__backward_fn)(loom__node *n, loom_tensor *const *gout);
 
-typedef struct loom__op_def {
+/* Every definition has one size and alignment (32), so the registry
+ * section is an array of them. */
+typedef struct __attribute__((aligned(32))) loom__op_def {
   const char *name;
   loom__backward_fn backward;
+  /* The backward a pass with create_graph runs: one whose gradients are
+   * themselves recorded, so they can be differentiated again. NULL: the
+   * op is first-order only (see LOOM__OP). */
+  loom__backward_fn graph_backward;
 } loom__op_def;
 
-/* Defines `loom_op_<name>` and places it in the registry section, which the
- * linker gathers from every op file: adding an op touches no central list. */
-#define LOOM__OP(name, backward_fn)                                            \
+/* Defines `loom__op_<name>` and places it in the registry section, which
+ * the linker gathers from every op file: adding an op touches no central
+ * list. How an op declares its double backward (docs/internals.md,
+ * "Double backward"):
+ *
+ *   LOOM__OP_TWICE(name, backward)   backward is written in recorded ops
+ *       (loom_mul, loom_matmul, ...) on the node's inputs, saved tensors
+ *       and gradients, so with create_graph it records its own graph: any
+ *       order of derivative works. Most ops.
+ *   LOOM__OP_GRAPH(name, backward, graph_backward)   backward is fused
+ *       (kernels); graph_backward, used with create_graph, is written in
+ *       recorded ops (or calls loom__backward_by_composition, which
+ *       differentiates the op's composition instead).
+ *   LOOM__OP(name, backward)   first-order only: with create_graph the
+ *       gradients it passes on are computed, and differentiating through
+ *       them fails with an error naming the op.
+ *
+ * tests/test_gradcheck.c gradgradchecks every op of the registry except
+ * the first-order ones it lists with their reasons. */
+#define LOOM__OP_DEFINE(name, backward_fn, graph_fn)                           \
   static void backward_fn(loom__node *n, loom_tensor *const *gout);            \
-  __attribute__((used, section("loom_ops"), aligned(16)))                      \
-  const loom__op_def loom__op_##name = {#name, backward_fn}
+  __attribute__((used, section("loom_ops"), aligned(32)))                      \
+  const loom__op_def loom__op_##name = {#name, backward_fn, graph_fn}
+#define LOOM__OP(name, backward_fn) LOOM__OP_DEFINE(name, backward_fn, NULL)
+#define LOOM__OP_TWICE(name, backward_fn)                                      \
+  LOOM__OP_DEFINE(name, backward_fn, backward_fn)
+#define LOOM__OP_GRAPH(name, backward_fn, graph_fn)                            \
+  static void graph_fn(loom__node *n, loom_tensor *const *gout);               \
+  LOOM__OP_DEFINE(name, backward_fn, graph_fn)
 
 #define LOOM__NODE_INLINE 3
 
@@ -50,6 +81,8 @@ struct loom__node {
   int32_t slot;
   uint32_t visit; /* backward epoch mark */
   bool in_backward;
+  bool skip;          /* in a pass, but on no path to what it computes */
+  uint32_t saved_out; /* bit i: saved[i] is an alias of the output */
   int32_t n_in, n_saved, cap_saved, n_out, live_out;
   loom_tensor **in;    /* retained; in_buf or heap */
   int64_t *in_version; /* each input's version when recorded */
@@ -104,6 +137,73 @@ bool loom__needs_grad(const loom__node *n, int i);
  * node already freed). */
 loom__node *loom__node_of(const loom_tensor *t);
 
+/* ---- passes with create_graph or captured gradients (tape.c) ---- */
+
+/* A backward pass that is not plain loom_backward: it records its
+ * gradients (create_graph), or collects the gradients of given tensors
+ * (`targets`, loom_autograd_grad and the inner passes of composition and
+ * checkpointing) instead of, or besides, adding into leaves' .grad.
+ * Passes nest: a node's graph_backward may run an inner pass. */
+typedef struct loom__pass {
+  struct loom__pass *parent;
+  bool create_graph;
+  /* Leaves' .grad stays untouched: a leaf's gradient is only captured,
+   * by this pass or an enclosing one that names it (loom_autograd_grad). */
+  bool capture_only;
+  /* Gradients do not flow past the targets (an inner pass computing a
+   * node's partial derivatives). */
+  bool stop_at_targets;
+  int n_targets;
+  loom_tensor *const *targets;
+  loom_tensor **captured; /* per target, owned; NULL until one arrives */
+  uint64_t first_seq;     /* an inner pass reaches no node older than this */
+  /* While a first-order-only op runs in a create_graph pass: its node, so
+   * the gradients it passes on can be marked (tape.c). */
+  loom__node *first_order;
+  loom_tensor *const *first_order_gout;
+} loom__pass;
+
+/* The innermost pass running on this thread that is not plain, or NULL. */
+extern _Thread_local loom__pass *loom__active_pass;
+
+/* Whether this thread's backward is recording its gradients now. */
+static inline bool loom__creating_graph(void) {
+  return loom__active_pass && loom__active_pass->create_graph;
+}
+
+/* Runs a pass from outputs[0..n) seeded with seeds[] (each the output's
+ * shape; a NULL seed: the output gets none) under p (targets, mode).
+ * `retain` keeps the nodes. 0, or -1 with an error. */
+int loom__run_pass(loom__pass *p, loom_tensor *const *outputs,
+                   loom_tensor *const *seeds, int n, bool retain);
+
+/* Nodes reachable from roots[0..n) (NULL entries skipped), newest first
+ * (a topological order, since a node's inputs were made before it); under
+ * a pass that stops at its targets, not past them. Sets *count; NULL and
+ * an error on out of memory, or when an inner pass would reach a node
+ * older than it (a tensor read that was not one of its inputs). */
+loom__node **loom__collect(loom__node *const *roots, int n, const loom__pass *p,
+                           int64_t *count);
+/* Tape internals for backward.c. */
+uint32_t loom__next_epoch(void);
+uint64_t loom__tape_seq(void);           /* the newest node's seq */
+int loom__swap_no_grad_depth(int depth); /* returns the old depth */
+void loom__free_node(loom__node *n);
+
+/* In a create_graph pass, while a first-order-only op runs: g as the
+ * output of a node whose backward fails naming the op (backward.c). */
+const loom_tensor *loom__mark_first_order(const loom_tensor *g);
+
+/* A graph_backward for a fused op: `compose` recomputes the op's outputs
+ * from in[] (the node's inputs) with recorded ops; the gradients of that
+ * composition for gout are passed on as the node's (recorded, so they can
+ * be differentiated again). compose writes n->n_out tensors to out and
+ * returns 0, or -1 with an error. */
+typedef int (*loom__compose_fn)(const loom__node *n, loom_tensor *const *in,
+                                loom_tensor **out);
+void loom__backward_by_composition(loom__node *n, loom_tensor *const *gout,
+                                   loom__compose_fn compose);
+
 /* ---- gradients (accumulate.c) ---- */
 
 /* Adds g (reduced over broadcast dims and converted to the input's dtype)
@@ -124,6 +224,12 @@ void loom__add_to_slot(loom_tensor **slot, loom_tensor *g);
  * step) costs O(size) in backward, not O(size) per slice. */
 void loom__accumulate_slice(loom__node *n, int i, const loom_tensor *g, int dim,
                             int64_t start, int64_t step, bool drop);
+/* g (shaped as `like` with `dim` sliced, or dropped when `drop`) placed
+ * into zeros of like's shape at start, start + step, ...: the gradient of a
+ * slice, as a recorded op whose own gradient is the slice again (views.c). */
+loom_tensor *loom__slice_scatter(const loom_tensor *g, const loom_tensor *like,
+                                 int dim, int64_t start, int64_t step,
+                                 bool drop);
 /* The accumulated gradient of input i, when the caller may add into it in
  * place (say as a product's BLAS beta = 1): input i is a leaf whose
  * gradient exists, is contiguous and has its dtype and shape, and anomaly
@@ -150,6 +256,8 @@ void loom__clamp_bounds(loom_dtype dtype, double *lo, double *hi);
 
 /* Called by gradcheck to learn which registry ops its function used. */
 void loom__coverage_note(const loom__op_def *op);
+/* ... and which ran their double backward (create_graph). */
+void loom__coverage_note_twice(const loom__op_def *op);
 extern bool loom__coverage_on;
 
 /* The registry section's bounds (from the linker). */

@@ -6,13 +6,13 @@
 #include <math.h>
 #include <stdlib.h>
 
-LOOM__OP(sum, sum_backward);
-LOOM__OP(amax, extreme_backward);
-LOOM__OP(amin, extreme_backward);
+LOOM__OP_TWICE(sum, sum_backward);
+LOOM__OP_TWICE(amax, extreme_backward);
+LOOM__OP_TWICE(amin, extreme_backward);
 LOOM__OP(prod, prod_backward);
-LOOM__OP(norm, norm_backward);
-LOOM__OP(max, arg_extreme_backward);
-LOOM__OP(min, arg_extreme_backward);
+LOOM__OP_GRAPH(norm, norm_backward, norm_graph_backward);
+LOOM__OP_GRAPH(max, arg_extreme_backward, arg_extreme_graph_backward);
+LOOM__OP_GRAPH(min, arg_extreme_backward, arg_extreme_graph_backward);
 
 /* Parsed reduction dims: mask[d] true when d is reduced. */
 typedef struct {
@@ -233,6 +233,16 @@ static void arg_extreme_backward(loom__node *n, loom_tensor *const *g) {
   loom__accumulate(n, 0, gin);
 }
 
+/* The same, as a recorded scatter (create_graph). */
+static void arg_extreme_graph_backward(loom__node *n, loom_tensor *const *g) {
+  const loom_tensor *x = loom__input(n, 0), *idx = loom__saved(n, 0);
+  if (idx)
+    loom__accumulate(
+        n, 0,
+        loom_scatter_add(loom_zeros(g[0]->dtype, x->ndim, x->shape),
+                         (int)n->i[0], idx, keep_shape_of(g[0], n)));
+}
+
 static loom_tensor *arg_extreme(bool is_max, const loom_tensor *t, int dim,
                                 bool keepdim, loom_tensor **indices,
                                 bool values_wanted) {
@@ -362,10 +372,9 @@ loom_tensor *loom_prod(const loom_tensor *t, const int *dims, int n,
 
 /* ---- norm ---- */
 
-static void norm_backward(loom__node *n, loom_tensor *const *g) {
-  const loom_tensor *x = loom__saved(n, 0), *y = loom__saved(n, 1);
-  if (!x || !y)
-    return;
+/* The gradient of y = ||x||_p (y in keepdim shape). */
+static void norm_gradient(loom__node *n, const loom_tensor *x,
+                          const loom_tensor *y, loom_tensor *const *g) {
   double p = n->d[1];
   loom_tensor *gk = keep_shape_of(g[0], n);
   loom_tensor *d;
@@ -391,6 +400,26 @@ static void norm_backward(loom__node *n, loom_tensor *const *g) {
     d = loom_masked_fill(d, loom_expand_as(loom_eq_scalar(y, 0), x), 0);
   }
   loom__accumulate(n, 0, d);
+}
+
+static void norm_backward(loom__node *n, loom_tensor *const *g) {
+  const loom_tensor *x = loom__saved(n, 0), *y = loom__saved(n, 1);
+  if (x && y)
+    norm_gradient(n, x, y, g);
+}
+
+/* With create_graph the norm is recomputed as a recorded op, so that the
+ * gradient's dependence on it through y is in the graph (the saved y was
+ * computed with recording off). */
+static void norm_graph_backward(loom__node *n, loom_tensor *const *g) {
+  const loom_tensor *x = loom__saved(n, 0);
+  int dims[LOOM_MAX_DIMS], nd = 0;
+  for (int k = 0; x && k < x->ndim; k++)
+    if ((n->i[LOOM_MAX_DIMS] >> k) & 1)
+      dims[nd++] = k;
+  const loom_tensor *y = x ? loom_norm(x, n->d[1], dims, nd, true) : NULL;
+  if (y)
+    norm_gradient(n, x, y, g);
 }
 
 loom_tensor *loom_norm(const loom_tensor *t, double p, const int *dims, int n,

@@ -1,8 +1,8 @@
 /* Softmax and log-softmax along a dim, fused (max-shifted, one kernel). */
 #include "node.h"
 
-LOOM__OP(softmax, softmax_backward);
-LOOM__OP(log_softmax, softmax_backward);
+LOOM__OP_GRAPH(softmax, softmax_backward, softmax_graph_backward);
+LOOM__OP_GRAPH(log_softmax, softmax_backward, softmax_graph_backward);
 
 static void softmax_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *y = loom__saved(n, 0);
@@ -15,6 +15,23 @@ static void softmax_backward(loom__node *n, loom_tensor *const *g) {
   loom__kernel_softmax_grad(gin, y, gc, (int)n->i[0],
                             n->op == &loom__op_log_softmax);
   loom__accumulate(n, 0, gin);
+}
+
+/* The same in recorded ops (create_graph), on the output y (in the
+ * graph): softmax y (g - sum(g y)), log_softmax g - exp(y) sum(g). */
+static void softmax_graph_backward(loom__node *n, loom_tensor *const *g) {
+  const loom_tensor *y = loom__saved(n, 0);
+  if (!y)
+    return;
+  int dim = (int)n->i[0];
+  if (n->op == &loom__op_log_softmax)
+    loom__accumulate(
+        n, 0,
+        loom_sub(g[0], loom_mul(loom_exp(y), loom_sum(g[0], &dim, 1, true))));
+  else
+    loom__accumulate(n, 0,
+                     loom_mul(y, loom_sub(g[0], loom_sum(loom_mul(g[0], y),
+                                                         &dim, 1, true))));
 }
 
 static loom_tensor *softmax(const loom__op_def *def, const loom_tensor *t,

@@ -44,6 +44,15 @@ loom__node *loom__node_of(const loom_tensor *t) {
   return n && n->gen == t->link.gen && n->op ? n : NULL;
 }
 
+uint32_t loom__next_epoch(void) { return ++tape.epoch; }
+uint64_t loom__tape_seq(void) { return tape.seq; }
+
+int loom__swap_no_grad_depth(int depth) {
+  int old = tape.no_grad_depth;
+  tape.no_grad_depth = depth;
+  return old;
+}
+
 static void free_node(loom__node *n) {
   n->gen++;
   n->op = NULL;
@@ -84,6 +93,8 @@ static void unlink_output(loom_tensor *t) {
   if (--n->live_out == 0 && !n->in_backward)
     free_node(n);
 }
+
+void loom__free_node(loom__node *n) { free_node(n); }
 
 void loom_tape_clear(void) {
   for (int32_t s = 0; s < tape.n_slots; s++)
@@ -270,6 +281,8 @@ void loom__save(loom__node *n, const loom_tensor *t) {
     keep = loom__view_of(t, t->ndim, t->shape, t->strides, t->offset);
     if (!keep)
       return;
+    if (n->n_saved < 32 && t->link.output == 0)
+      n->saved_out |= 1u << n->n_saved;
   } else {
     keep = loom_keep((loom_tensor *)t);
   }
@@ -300,8 +313,29 @@ static const loom_tensor *unmodified(const loom__node *n, const loom_tensor *t,
   return t;
 }
 
+/* A saved alias of n's first output, for a backward that records its
+ * graph: the output itself, so that gradients reach n's inputs through it
+ * (PyTorch unpacks a saved output the same way). When the output has died
+ * a new alias takes its place in the node, linked to it. */
+static const loom_tensor *output_in_graph(loom__node *n, loom_tensor *alias) {
+  if (n->out_ptr[0])
+    return n->out_ptr[0];
+  loom_tensor *o = loom__view_of(alias, alias->ndim, alias->shape,
+                                 alias->strides, alias->offset);
+  if (!o)
+    return NULL;
+  o->link = (loom__grad_link){n->slot, n->gen, 0};
+  o->requires_grad = true;
+  n->out_ptr[0] = o;
+  n->live_out++;
+  return loom__to_scope(o);
+}
+
 const loom_tensor *loom__saved(const loom__node *n, int i) {
-  return unmodified(n, n->saved[i], n->saved_version[i], -1);
+  const loom_tensor *t = unmodified(n, n->saved[i], n->saved_version[i], -1);
+  if (t && i < 32 && ((n->saved_out >> i) & 1) && loom__creating_graph())
+    return output_in_graph((loom__node *)n, n->saved[i]);
+  return t;
 }
 
 const loom_tensor *loom__input_value(const loom__node *n, int i) {
@@ -388,223 +422,6 @@ bool loom__inplace_ok(loom_tensor *t, const char *op) {
   return true;
 }
 
-/* ---- backward ---- */
-
-static int by_seq_desc(const void *a, const void *b) {
-  uint64_t x = (*(loom__node *const *)a)->seq,
-           y = (*(loom__node *const *)b)->seq;
-  return x < y ? 1 : x > y ? -1 : 0;
-}
-
-/* Nodes reachable from `root`, newest first (a valid topological order,
- * since a node's inputs were made before it). NULL on out of memory. */
-static loom__node **collect(loom__node *root, int64_t *count) {
-  int64_t n = 0, cap = 64, sp = 0, scap = 64;
-  loom__node **list = malloc((size_t)cap * sizeof *list);
-  loom__node **stack = malloc((size_t)scap * sizeof *stack);
-  if (!list || !stack)
-    goto oom;
-  uint32_t epoch = ++tape.epoch;
-  stack[sp++] = root;
-  root->visit = epoch;
-  while (sp > 0) {
-    loom__node *x = stack[--sp];
-    if (n == cap) {
-      loom__node **g = realloc(list, (size_t)(cap *= 2) * sizeof *g);
-      if (!g)
-        goto oom;
-      list = g;
-    }
-    list[n++] = x;
-    for (int i = 0; i < x->n_in; i++) {
-      loom__node *p = x->in[i] ? loom__node_of(x->in[i]) : NULL;
-      if (!p || p->visit == epoch)
-        continue;
-      p->visit = epoch;
-      if (sp == scap) {
-        loom__node **g = realloc(stack, (size_t)(scap *= 2) * sizeof *g);
-        if (!g)
-          goto oom;
-        stack = g;
-      }
-      stack[sp++] = p;
-    }
-  }
-  free(stack);
-  /* The depth-first walk already yields a chain (an unrolled recurrence)
-   * newest first; checking is O(n), while qsort's comparison callbacks
-   * cost more than the backward of a small node. */
-  int64_t i = 1;
-  while (i < n && list[i - 1]->seq > list[i]->seq)
-    i++;
-  if (i < n)
-    qsort(list, (size_t)n, sizeof *list, by_seq_desc);
-  *count = n;
-  return list;
-oom:
-  free(list);
-  free(stack);
-  loom_set_error(LOOM_ERR_MEMORY, "backward: out of memory");
-  return NULL;
-}
-
-static bool fill_missing_grads(loom__node *n) {
-  for (int k = 0; k < n->n_out; k++) {
-    if (n->out_grad[k])
-      continue;
-    const loom__out_meta *m = &n->out_meta[k];
-    loom_tensor *z = loom__alloc(m->dtype, m->ndim, m->shape, "backward");
-    if (!z)
-      return false;
-    loom__kernel_fill(z, 0);
-    n->out_grad[k] = z;
-  }
-  return true;
-}
-
-static void retain_grads(loom__node *n) {
-  for (int k = 0; k < n->n_out; k++) {
-    loom_tensor *o = n->out_ptr[k];
-    if (o && o->retains_grad && n->out_grad[k])
-      loom__add_to_grad(o, n->out_grad[k]);
-  }
-}
-
-static int run_backward(loom_tensor *t, const loom_tensor *grad, bool retain) {
-  loom__node *root = loom__node_of(t);
-  if (!root) {
-    loom_set_error(LOOM_ERR_STATE,
-                   "backward: the graph of this %s tensor was "
-                   "already freed by an earlier backward; pass retain_graph "
-                   "to the first",
-                   loom_shape_text(t));
-    return -1;
-  }
-  int64_t count;
-  loom__node **list = collect(root, &count);
-  if (!list)
-    return -1;
-  for (int64_t j = 0; j < count; j++)
-    list[j]->in_backward = true;
-  loom_tensor *seed =
-      loom__alloc(grad->dtype, grad->ndim, grad->shape, "backward");
-  if (seed) {
-    loom__kernel_copy(seed, grad);
-    loom__add_to_slot(&root->out_grad[t->link.output], seed);
-    loom__unref(seed);
-  }
-  int rc = seed ? 0 : -1;
-  loom_hook_plan *hooks = loom__hooks_plan(list, count);
-  if (loom_last_status() != LOOM_OK)
-    rc = -1;
-  loom_no_grad_begin();
-  /* A weight read by many nodes (every step of a sequence) is packed for
-   * products once per backward, not once per node. */
-  loom__kernel_reuse_begin();
-  loom__deferred_begin();
-  for (int64_t j = 0; j < count && rc == 0; j++) {
-    if (loom__hooks_run(hooks, j) < 0) { /* leaves complete before j */
-      rc = -1;
-      break;
-    }
-    loom__node *n = list[j];
-    bool any = false;
-    for (int k = 0; k < n->n_out; k++)
-      any |= n->out_grad[k] != NULL;
-    if (!any)
-      continue;
-    if (n->n_out > 1 && !fill_missing_grads(n)) {
-      rc = -1;
-      break;
-    }
-    retain_grads(n);
-    loom_scope *s = loom_scope_begin();
-    n->op->backward(n, n->out_grad);
-    loom_scope_end(s);
-    for (int k = 0; k < n->n_out; k++) {
-      loom__unref(n->out_grad[k]);
-      n->out_grad[k] = NULL;
-    }
-    if (loom_last_status() != LOOM_OK)
-      rc = -1;
-  }
-  if (rc == 0 && loom__hooks_run(hooks, count) < 0)
-    rc = -1;
-  loom__hooks_plan_free(hooks);
-  loom__deferred_end(rc == 0);
-  if (rc == 0 && loom_last_status() != LOOM_OK)
-    rc = -1;
-  loom__kernel_reuse_end();
-  loom_no_grad_end();
-  /* Free what was used (or, when retaining, what nothing can reach now),
-   * and drop gradients left in nodes an error skipped. */
-  for (int64_t j = 0; j < count; j++) {
-    loom__node *n = list[j];
-    n->in_backward = false;
-    for (int k = 0; k < n->n_out; k++) {
-      loom__unref(n->out_grad[k]);
-      n->out_grad[k] = NULL;
-    }
-  }
-  for (int64_t j = 0; j < count; j++) {
-    loom__node *n = list[j];
-    if (n->op && (!retain || n->live_out == 0))
-      free_node(n);
-  }
-  free(list);
-  return rc;
-}
-
-int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
-                       const loom_backward_opts *opts) {
-  if (!t || !grad)
-    return loom_null_argument("backward"), -1;
-  if (loom_last_status() != LOOM_OK) /* an earlier failure is pending */
-    return -1;
-  if (!t->requires_grad) {
-    loom_set_error(LOOM_ERR_STATE,
-                   "backward: tensor %s does not require grad "
-                   "(no input of its ops required grad, or grad mode was off)",
-                   loom_shape_text(t));
-    return -1;
-  }
-  if (!loom_same_shape(t, grad)) {
-    char a[96], b[96];
-    loom_set_error(LOOM_ERR_SHAPE, "backward: gradient %s for a tensor %s",
-                   loom_shape_str(grad, a, sizeof a),
-                   loom_shape_str(t, b, sizeof b));
-    return -1;
-  }
-  if (t->link.slot == LOOM__LINK_FAILED) {
-    loom_set_error(LOOM_ERR_STATE, "backward: the graph could not be recorded "
-                                   "(out of memory)");
-    return -1;
-  }
-  if (t->link.slot == LOOM__LINK_LEAF) /* a leaf: its gradient is the seed */
-    return loom__add_to_grad(t, grad) < 0 ? -1 : loom__hooks_run_leaf(t);
-  return run_backward(t, grad, opts && opts->retain_graph);
-}
-
-int loom_backward(loom_tensor *loss) {
-  if (!loss)
-    return loom_null_argument("backward"), -1;
-  if (loss->numel != 1) {
-    loom_set_error(LOOM_ERR_SHAPE,
-                   "backward: loss %s has %lld elements; use "
-                   "loom_backward_with for non-scalar outputs",
-                   loom_shape_text(loss), (long long)loss->numel);
-    return -1;
-  }
-  loom_tensor *one =
-      loom__alloc(loss->dtype, loss->ndim, loss->shape, "backward");
-  if (!one)
-    return -1;
-  loom__kernel_fill(one, 1);
-  int rc = loom_backward_with(loss, one, NULL);
-  loom__unref(one);
-  return rc;
-}
-
 /* ---- debugging ---- */
 
 void loom_graph_print(FILE *f, const loom_tensor *t) {
@@ -619,7 +436,7 @@ void loom_graph_print(FILE *f, const loom_tensor *t) {
     return;
   }
   int64_t count;
-  loom__node **list = collect(root, &count);
+  loom__node **list = loom__collect(&root, 1, NULL, &count);
   if (!list)
     return;
   for (int64_t j = 0; j < count; j++) {

@@ -38,7 +38,7 @@ typedef struct {
     return gradient;                                                           \
   }
 #define UNARY(name, dtypes, cost, forward, from, gradient, grad_cost)          \
-  LOOM__OP(name, unary_backward);                                              \
+  LOOM__OP_GRAPH(name, unary_backward, unary_graph_backward);                  \
   GRAD_OPS_FN_##from(name, gradient)
 #define UNARY_P UNARY
 #include "../tensor/unary_ops.def"
@@ -76,6 +76,134 @@ static void unary_backward(loom__node *n, loom_tensor *const *gout) {
   loom_tensor *gin = loom__new(g->dtype, g->ndim, g->shape, s->def->name);
   if (gin && loom__kernel_binary(s->grad, gin, v, g, n->d) == 0)
     loom__accumulate(n, 0, gin);
+}
+
+/* ---- double backward ----
+ * With create_graph, a row whose gradient is a kernel (X, Y) has it
+ * written again in recorded ops: in the output y for Y rows (y is in the
+ * graph, linked to the op), in the input x for X rows. OPS rows' gradients
+ * are recorded ops already. */
+
+/* gelu'(x) = Phi(x) + x phi(x), with its own derivative phi(x) (2 - x^2):
+ * there is no erf op to write it with, so it is an op of its own (not in
+ * the registry: the gradgradcheck of gelu differentiates it). */
+static void gelu_derivative_backward(loom__node *n, loom_tensor *const *g) {
+  const loom_tensor *x = loom__saved(n, 0);
+  loom_tensor *phi = loom_mul_scalar(
+      loom_exp(loom_mul_scalar(loom_square(x), -0.5)), 0.39894228040143267794);
+  loom__accumulate(
+      n, 0, loom_mul(g[0], loom_mul(phi, loom_rsub_scalar(loom_square(x), 2))));
+}
+
+static const loom__op_def gelu_derivative_op = {
+    "gelu_derivative", gelu_derivative_backward, gelu_derivative_backward};
+
+static loom_tensor *gelu_derivative(const loom_tensor *x) {
+  loom_tensor *out = loom__new(x->dtype, x->ndim, x->shape, "gelu");
+  loom_tensor *one = loom_ones(x->dtype, x->ndim, x->shape);
+  if (!out || !one ||
+      loom__kernel_binary(&loom__gelu_grad_kernel, out, x, one, NULL) < 0)
+    return NULL;
+  loom__save(loom__record(&gelu_derivative_op, out, 1, &x), x);
+  return out;
+}
+
+static loom_tensor *as_float(const loom_tensor *mask, const loom_tensor *like) {
+  return loom_to_dtype(mask, like->dtype);
+}
+
+/* The input gradient of row `which` for g, in recorded ops of x (X rows)
+ * or y (Y rows). */
+static loom_tensor *graph_gradient(int which, const loom_tensor *x,
+                                   const loom_tensor *y, const loom_tensor *g,
+                                   const double *p) {
+  switch (which) {
+  case U_square:
+    return loom_mul(g, loom_mul_scalar(x, 2));
+  case U_abs:
+    return loom_mul(g, loom_sign(x));
+  case U_reciprocal:
+    return loom_neg(loom_mul(g, loom_square(y)));
+  case U_sqrt:
+    return loom_div(g, loom_mul_scalar(y, 2));
+  case U_rsqrt:
+    return loom_mul(g, loom_mul_scalar(loom_mul(loom_square(y), y), -0.5));
+  case U_pow_scalar:
+    return p[0] == 0 ? loom_zeros_like(g)
+                     : loom_mul(g, loom_mul_scalar(loom_pow_scalar(x, p[0] - 1),
+                                                   p[0]));
+  case U_clamp:
+    return loom_mul(g, as_float(loom_logical_and(loom_ge_scalar(x, p[0]),
+                                                 loom_le_scalar(x, p[1])),
+                                g));
+  case U_exp:
+    return loom_mul(g, y);
+  case U_expm1:
+    return loom_mul(g, loom_add_scalar(y, 1));
+  case U_log:
+    return loom_div(g, x);
+  case U_log1p:
+    return loom_div(g, loom_add_scalar(x, 1));
+  case U_sin:
+    return loom_mul(g, loom_cos(x));
+  case U_cos:
+    return loom_neg(loom_mul(g, loom_sin(x)));
+  case U_tanh:
+    return loom_mul(g, loom_rsub_scalar(loom_square(y), 1));
+  case U_sigmoid:
+    return loom_mul(g, loom_mul(y, loom_rsub_scalar(y, 1)));
+  case U_log_sigmoid:
+    return loom_mul(g, loom_sigmoid(loom_neg(x)));
+  case U_relu:
+    return loom_mul(g, as_float(loom_gt_scalar(x, 0), g));
+  case U_silu: {
+    loom_tensor *s = loom_sigmoid(x);
+    return loom_mul(
+        g,
+        loom_mul(s, loom_add_scalar(loom_mul(x, loom_rsub_scalar(s, 1)), 1)));
+  }
+  case U_leaky_relu:
+    return loom_where(loom_gt_scalar(x, 0), g, loom_mul_scalar(g, p[0]));
+  case U_elu:
+    return loom_where(loom_gt_scalar(x, 0), g,
+                      loom_mul(g, loom_mul_scalar(loom_exp(x), p[0])));
+  case U_softplus: {
+    loom_tensor *bx = loom_mul_scalar(x, p[0]);
+    return loom_where(loom_gt_scalar(bx, p[1]), g,
+                      loom_mul(g, loom_sigmoid(bx)));
+  }
+  case U_gelu:
+    return loom_mul(g, gelu_derivative(x));
+  case U_gelu_tanh: {
+    const double c = 0.79788456080286535588, a = 0.044715;
+    loom_tensor *x2 = loom_square(x);
+    loom_tensor *t = loom_tanh(
+        loom_mul_scalar(loom_add(x, loom_mul_scalar(loom_mul(x2, x), a)), c));
+    loom_tensor *d = loom_add(
+        loom_mul_scalar(loom_add_scalar(t, 1), 0.5),
+        loom_mul(loom_mul_scalar(x, 0.5 * c),
+                 loom_mul(loom_rsub_scalar(loom_square(t), 1),
+                          loom_add_scalar(loom_mul_scalar(x2, 3 * a), 1))));
+    return loom_mul(g, d);
+  }
+  default:
+    return LOOM_FAIL(LOOM_ERR_STATE, "%s: no double backward written",
+                     specs[which].def->name);
+  }
+}
+
+static void unary_graph_backward(loom__node *n, loom_tensor *const *gout) {
+  const unary_spec *s = &specs[n->i[0]];
+  if (s->from == FROM_OPS) {
+    loom__accumulate(n, 0, s->grad_ops(gout[0], n->d));
+    return;
+  }
+  const loom_tensor *v = loom__saved(n, 0);
+  if (!v)
+    return;
+  const loom_tensor *x = s->from == FROM_X ? v : NULL;
+  const loom_tensor *y = s->from == FROM_Y ? v : NULL;
+  loom__accumulate(n, 0, graph_gradient((int)n->i[0], x, y, gout[0], n->d));
 }
 
 static loom_tensor *unary(int which, const loom_tensor *x, double p0,

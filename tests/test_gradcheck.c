@@ -8,8 +8,9 @@
 
 /* Input flags: the domains of unary_cases.h (POSITIVE, SPREAD, WIDE) and */
 enum {
-  NONCONTIG = 2, /* inputs are transposed views (2-D and up) */
-  LOOSE = 8,     /* eps 1e-2, for functions through float32 */
+  NONCONTIG = 2,    /* inputs are transposed views (2-D and up) */
+  LOOSE = 8,        /* eps 1e-2, for functions through float32 */
+  FIRST_ORDER = 32, /* no gradgradcheck: an op of first_order_only below */
 };
 
 typedef struct {
@@ -329,8 +330,8 @@ static const gc_case cases[] = {
     {"mean", f_mean, 1, S(2), S(S(3, 4)), 0},
     {"var", f_var, 1, S(2), S(S(3, 4)), 0},
     {"std", f_std, 1, S(2), S(S(3, 4)), 0},
-    {"prod", f_prod, 1, S(2), S(S(2, 4)), 0},
-    {"prod with zero", f_prod_zero, 1, S(2), S(S(2, 3)), 0},
+    {"prod", f_prod, 1, S(2), S(S(2, 4)), FIRST_ORDER},
+    {"prod with zero", f_prod_zero, 1, S(2), S(S(2, 3)), FIRST_ORDER},
     {"norm 2", f_norm2, 1, S(2), S(S(3, 4)), 0},
     {"norm 1", f_norm1, 1, S(2), S(S(3, 4)), SPREAD},
     {"norm 3", f_norm3, 1, S(2), S(S(3, 4)), SPREAD},
@@ -343,18 +344,18 @@ static const gc_case cases[] = {
     {"softmax", f_softmax, 1, S(3), S(S(2, 4, 3)), 0},
     {"log_softmax", f_log_softmax, 1, S(2), S(S(3, 5)), NONCONTIG},
     {"layer_norm affine", f_layer_norm, 3, S(3, 2, 2),
-     S(S(2, 4, 3), S(4, 3), S(4, 3)), 0},
+     S(S(2, 4, 3), S(4, 3), S(4, 3)), FIRST_ORDER},
     {"layer_norm noncontig", f_layer_norm, 3, S(3, 2, 2),
-     S(S(3, 2, 5), S(2, 5), S(2, 5)), NONCONTIG},
-    {"layer_norm plain", f_layer_norm_plain, 1, S(2), S(S(4, 6)), 0},
+     S(S(3, 2, 5), S(2, 5), S(2, 5)), NONCONTIG | FIRST_ORDER},
+    {"layer_norm plain", f_layer_norm_plain, 1, S(2), S(S(4, 6)), FIRST_ORDER},
     {"layer_norm bias only", f_layer_norm_bias, 2, S(2, 1), S(S(3, 4), S(4)),
-     0},
+     FIRST_ORDER},
     {"batch_norm train", f_batch_norm, 3, S(4, 1, 1),
-     S(S(3, 2, 2, 3), S(2), S(2)), 0},
+     S(S(3, 2, 2, 3), S(2), S(2)), FIRST_ORDER},
     {"batch_norm 2-D noncontig", f_batch_norm_plain, 1, S(2), S(S(5, 3)),
-     NONCONTIG},
+     NONCONTIG | FIRST_ORDER},
     {"batch_norm eval", f_batch_norm_eval, 3, S(3, 1, 1),
-     S(S(4, 2, 3), S(2), S(2)), 0},
+     S(S(4, 2, 3), S(2), S(2)), FIRST_ORDER},
     {"dot", f_dot, 2, S(1, 1), S(S(4), S(4)), 0},
     {"matrix-vector", f_matmul, 2, S(2, 1), S(S(3, 4), S(4)), 0},
     {"vector-matrix", f_matmul, 2, S(1, 2), S(S(3), S(3, 4)), 0},
@@ -368,25 +369,28 @@ static const gc_case cases[] = {
      0},
     {"linear 3-D", f_linear, 3, S(3, 2, 1), S(S(2, 2, 3), S(4, 3), S(4)), 0},
     {"conv2d groups", f_conv, 3, S(4, 4, 1),
-     S(S(2, 4, 5, 5), S(4, 2, 3, 2), S(4)), 0},
-    {"conv2d 1x1", f_conv_1x1, 2, S(3, 4), S(S(3, 4, 4), S(2, 3, 1, 1)), 0},
-    {"max_pool2d", f_max_pool, 1, S(4), S(S(1, 2, 5, 6)), SPREAD},
-    {"avg_pool2d", f_avg_pool, 1, S(4), S(S(2, 1, 5, 5)), 0},
-    {"avg_pool2d exclude pad", f_avg_pool_ex, 1, S(3), S(S(2, 3, 4)), 0},
-    {"adaptive_avg_pool2d", f_adaptive, 1, S(4), S(S(1, 2, 5, 7)), 0},
+     S(S(2, 4, 5, 5), S(4, 2, 3, 2), S(4)), FIRST_ORDER},
+    {"conv2d 1x1", f_conv_1x1, 2, S(3, 4), S(S(3, 4, 4), S(2, 3, 1, 1)),
+     FIRST_ORDER},
+    {"max_pool2d", f_max_pool, 1, S(4), S(S(1, 2, 5, 6)), SPREAD | FIRST_ORDER},
+    {"avg_pool2d", f_avg_pool, 1, S(4), S(S(2, 1, 5, 5)), FIRST_ORDER},
+    {"avg_pool2d exclude pad", f_avg_pool_ex, 1, S(3), S(S(2, 3, 4)),
+     FIRST_ORDER},
+    {"adaptive_avg_pool2d", f_adaptive, 1, S(4), S(S(1, 2, 5, 7)), FIRST_ORDER},
     {"dropout", f_dropout, 1, S(2), S(S(4, 5)), 0},
     {"custom function", f_custom, 2, S(2, 1), S(S(2, 3), S(3)), 0},
     {"lstm_sequence peephole lengths reverse", f_lstm_seq, 8,
      S(3, 2, 1, 2, 2, 1, 1, 1),
-     S(S(3, 2, 8), S(8, 2), S(8), S(2, 2), S(2, 2), S(2), S(2), S(2)), 0},
+     S(S(3, 2, 8), S(8, 2), S(8), S(2, 2), S(2, 2), S(2), S(2), S(2)),
+     FIRST_ORDER},
     {"lstm_sequence plain", f_lstm_seq_plain, 4, S(3, 2, 2, 2),
-     S(S(3, 2, 8), S(8, 2), S(2, 2), S(2, 2)), 0},
+     S(S(3, 2, 8), S(8, 2), S(2, 2), S(2, 2)), FIRST_ORDER},
     {"gru_sequence lengths", f_gru_seq, 4, S(3, 2, 1, 2),
-     S(S(3, 2, 6), S(6, 2), S(6), S(2, 2)), 0},
+     S(S(3, 2, 6), S(6, 2), S(6), S(2, 2)), FIRST_ORDER},
     {"rnn_sequence tanh reverse lengths", f_rnn_seq, 4, S(3, 2, 1, 2),
-     S(S(3, 2, 3), S(3, 3), S(3), S(2, 3)), 0},
+     S(S(3, 2, 3), S(3, 3), S(3), S(2, 3)), FIRST_ORDER},
     {"rnn_sequence relu", f_rnn_seq_relu, 4, S(3, 2, 1, 2),
-     S(S(3, 2, 3), S(3, 3), S(3), S(2, 3)), 0},
+     S(S(3, 2, 3), S(3, 3), S(3), S(2, 3)), FIRST_ORDER},
 };
 enum { N_CASES = sizeof cases / sizeof cases[0] };
 
@@ -427,6 +431,12 @@ START_TEST(test_case) {
   ck_assert_msg(rc >= 0, "%s: gradcheck could not run: %s", c->name,
                 loom_last_error());
   ck_assert_msg(rc == 1, "%s: %s", c->name, r.message);
+  if (c->flags & FIRST_ORDER)
+    return;
+  rc = loom_gradgradcheck(c->fn, NULL, in, c->n_in, &o, &r);
+  ck_assert_msg(rc >= 0, "%s: gradgradcheck could not run: %s", c->name,
+                loom_last_error());
+  ck_assert_msg(rc == 1, "%s: gradgradcheck: %s", c->name, r.message);
 }
 END_TEST
 
@@ -446,6 +456,10 @@ START_TEST(test_unary) {
   loom_gradcheck_result r;
   int rc = loom_gradcheck(f_unary, (void *)c, &x, 1, NULL, &r);
   ck_assert_msg(rc == 1, "%s%s: %s %s", c->name,
+                transposed ? " (transposed)" : "", r.message,
+                rc < 0 ? loom_last_error() : "");
+  rc = loom_gradgradcheck(f_unary, (void *)c, &x, 1, NULL, &r);
+  ck_assert_msg(rc == 1, "%s%s: gradgradcheck: %s %s", c->name,
                 transposed ? " (transposed)" : "", r.message,
                 rc < 0 ? loom_last_error() : "");
 }
@@ -499,14 +513,54 @@ START_TEST(test_rejects_float32) {
 }
 END_TEST
 
-/* Runs last: every op in the registry was seen by some gradcheck above. */
+/* The ops whose gradients cannot be differentiated (LOOM__OP in
+ * autograd/node.h), each with the reason. With create_graph their
+ * gradients are still computed; differentiating through one fails naming
+ * the op (test_autograd.c). */
+static const struct {
+  const char *op, *why;
+} first_order_only[] = {
+    /* Fused kernels whose double backward (or composition) is not written
+     * yet: */
+    {"prod", "fused kernel (exclusive products); composition not written"},
+    {"layer_norm", "fused kernel; composition not written yet"},
+    {"batch_norm", "fused kernel; composition not written yet"},
+    {"conv2d", "im2col kernels; composition not written yet"},
+    {"max_pool2d", "fused kernel; not written yet"},
+    {"avg_pool2d", "fused kernel; not written yet"},
+    {"adaptive_avg_pool2d", "fused kernel; not written yet"},
+    {"lstm_sequence", "fused recurrence; composition not written yet"},
+    {"gru_sequence", "fused recurrence; composition not written yet"},
+    {"rnn_sequence", "fused recurrence; composition not written yet"},
+};
+
+static const char *first_order_reason(const char *op) {
+  for (size_t i = 0; i < sizeof first_order_only / sizeof *first_order_only;
+       i++)
+    if (strcmp(first_order_only[i].op, op) == 0)
+      return first_order_only[i].why;
+  return NULL;
+}
+
+/* Runs last: every op in the registry was seen by some gradcheck above,
+ * and by a gradgradcheck unless it is listed as first-order only. */
 START_TEST(test_registry_covered) {
   int n = loom_op_count();
   ck_assert_int_ge(n, 70);
-  for (int i = 0; i < n; i++)
-    ck_assert_msg(loom_gradcheck_covered(loom_op_name(i)),
+  for (int i = 0; i < n; i++) {
+    const char *op = loom_op_name(i);
+    ck_assert_msg(loom_gradcheck_covered(op),
                   "op '%s' is in the registry but no gradcheck test used it",
-                  loom_op_name(i));
+                  op);
+    ck_assert_msg(loom_gradgradcheck_covered(op) || first_order_reason(op),
+                  "op '%s' is in the registry but no gradgradcheck test ran "
+                  "its double backward (nor is it listed as first-order only)",
+                  op);
+    ck_assert_msg(!loom_gradgradcheck_covered(op) || !first_order_reason(op),
+                  "op '%s' is listed as first-order only but passed a "
+                  "gradgradcheck",
+                  op);
+  }
 }
 END_TEST
 
