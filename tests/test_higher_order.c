@@ -1,8 +1,12 @@
 /* Higher-order gradients: loom_autograd_grad (what it computes, what it
  * leaves alone, its errors), backward with create_graph, the refusal of
- * a first-order-only op's gradient, and gradgradcheck's ability to fail. */
+ * a first-order-only op's gradient, gradgradcheck's ability to fail, and
+ * PyTorch's values for gradient penalties and a Hessian-vector product
+ * (tests/data/higher_order.safetensors, scripts/gen_higher_order_reference.py).
+ */
 #include "../autograd/node.h"
 #include "check_util.h"
+#include "parity_util.h"
 
 #include <string.h>
 
@@ -189,6 +193,108 @@ START_TEST(test_gradgradcheck_can_fail) {
 }
 END_TEST
 
+/* ---- against PyTorch (float64, 1e-10) ---- */
+
+PARITY_REFERENCE(ref, "higher_order.safetensors")
+
+static loom_tensor *param(const char *prefix, const char *name) {
+  return parity_leaf(parity_ref(ref, prefix, name));
+}
+
+/* d penalty / d p against the reference (zeros where loom has none, as
+ * torch has None). */
+static void check_grad(parity_stat *st, const char *prefix, const char *name,
+                       loom_tensor *p) {
+  char key[64];
+  snprintf(key, sizeof key, "grad.%s", name);
+  loom_tensor *want = parity_ref(ref, prefix, key);
+  loom_tensor *got = loom_grad(p) ? loom_grad(p) : loom_zeros_like(want);
+  parity_check(st, got, want, 1e-10, 1e-12, name);
+}
+
+/* penalty = ||df/dx||^2 for f(x) = sum(mlp(x)), backpropagated to every
+ * parameter and to x. */
+START_TEST(test_mlp_gradient_penalty) {
+  const char *names[] = {"x", "w1", "b1", "w2", "b2"};
+  loom_tensor *p[5];
+  for (int i = 0; i < 5; i++)
+    p[i] = param("mlp.", names[i]);
+  loom_tensor *h = loom_tanh(loom_linear(p[0], p[1], p[2]));
+  loom_tensor *f = loom_sum_all(loom_linear(h, p[3], p[4])), *gx;
+  loom_grad_opts o = {.create_graph = true};
+  ck_assert_int_eq(loom_autograd_grad(&f, 1, &p[0], 1, NULL, &gx, &o), 0);
+  loom_tensor *penalty = loom_sum_all(loom_mul(gx, gx));
+  ck_assert_int_eq(loom_backward(penalty), 0);
+  parity_stat st = {.group = "mlp gradient penalty"};
+  parity_check(&st, penalty, parity_ref(ref, "mlp.", "penalty"), 1e-10, 0,
+               "penalty");
+  for (int i = 0; i < 5; i++) {
+    check_grad(&st, "mlp.", names[i], p[i]);
+    loom_zero_grad(p[i]);
+  }
+  parity_report(&st);
+}
+END_TEST
+
+/* One torch.nn.LSTMCell step written with ops (gates i, f, g, o);
+ * penalty = ||df/dx||^2 for f = sum(h' r) + sum(c' s), backpropagated to
+ * the cell's parameters. */
+START_TEST(test_lstm_cell_gradient_penalty) {
+  const char *names[] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+  loom_tensor *w[4];
+  for (int i = 0; i < 4; i++)
+    w[i] = param("lstm.", names[i]);
+  loom_tensor *x = param("lstm.", "x");
+  loom_tensor *h = parity_ref(ref, "lstm.", "h"),
+              *c = parity_ref(ref, "lstm.", "c");
+  loom_tensor *gates =
+      loom_add(loom_linear(x, w[0], w[2]), loom_linear(h, w[1], w[3]));
+  loom_tensor *part[4];
+  ck_assert_int_eq(loom_chunk(gates, 4, 1, part, 4), 4);
+  loom_tensor *c1 =
+      loom_add(loom_mul(loom_sigmoid(part[1]), c),
+               loom_mul(loom_sigmoid(part[0]), loom_tanh(part[2])));
+  loom_tensor *h1 = loom_mul(loom_sigmoid(part[3]), loom_tanh(c1));
+  loom_tensor *f =
+      loom_add(loom_sum_all(loom_mul(h1, parity_ref(ref, "lstm.", "r"))),
+               loom_sum_all(loom_mul(c1, parity_ref(ref, "lstm.", "s"))));
+  loom_tensor *gx;
+  loom_grad_opts o = {.create_graph = true};
+  ck_assert_int_eq(loom_autograd_grad(&f, 1, &x, 1, NULL, &gx, &o), 0);
+  loom_tensor *penalty = loom_sum_all(loom_mul(gx, gx));
+  ck_assert_int_eq(loom_backward(penalty), 0);
+  parity_stat st = {.group = "LSTM cell gradient penalty"};
+  parity_check(&st, penalty, parity_ref(ref, "lstm.", "penalty"), 1e-10, 0,
+               "penalty");
+  for (int i = 0; i < 4; i++) {
+    check_grad(&st, "lstm.", names[i], w[i]);
+    loom_zero_grad(w[i]);
+  }
+  loom_zero_grad(x);
+  parity_report(&st);
+}
+END_TEST
+
+/* H v for f(x) = sum(softplus(w x)^2) + sum(x^3): the gradient with
+ * create_graph, then its gradient seeded with v. */
+START_TEST(test_hessian_vector_product) {
+  loom_tensor *x = param("hvp.", "x");
+  loom_tensor *w = parity_ref(ref, "hvp.", "w"),
+              *v = parity_ref(ref, "hvp.", "v");
+  loom_tensor *f = loom_add(
+      loom_sum_all(loom_square(loom_softplus(loom_matmul(w, x), 1, 20))),
+      loom_sum_all(loom_pow_scalar(x, 3)));
+  loom_tensor *g, *hv;
+  loom_grad_opts o = {.create_graph = true};
+  ck_assert_int_eq(loom_autograd_grad(&f, 1, &x, 1, NULL, &g, &o), 0);
+  ck_assert_int_eq(loom_autograd_grad(&g, 1, &x, 1, &v, &hv, NULL), 0);
+  parity_stat st = {.group = "Hessian-vector product"};
+  parity_check(&st, hv, parity_ref(ref, "hvp.", "hv"), 1e-10, 1e-12, "hv");
+  ck_assert_ptr_null(loom_grad(x));
+  parity_report(&st);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("higher_order");
   TCase *tc = tcase_create("grad");
@@ -200,5 +306,12 @@ int main(void) {
   tcase_add_test(tc, test_first_order_op_refuses);
   tcase_add_test(tc, test_gradgradcheck_can_fail);
   suite_add_tcase(s, tc);
+  TCase *torch = tcase_create("pytorch");
+  tcase_add_unchecked_fixture(torch, ref_open, ref_close);
+  tcase_add_checked_fixture(torch, loom_test_setup, loom_test_teardown);
+  tcase_add_test(torch, test_mlp_gradient_penalty);
+  tcase_add_test(torch, test_lstm_cell_gradient_penalty);
+  tcase_add_test(torch, test_hessian_vector_product);
+  suite_add_tcase(s, torch);
   return loom_run_suite(s);
 }

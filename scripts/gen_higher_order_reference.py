@@ -1,0 +1,103 @@
+#!/usr/bin/python3
+"""Writes PyTorch's higher-order gradients for tests/test_higher_order.c.
+
+Run with Debian's python3-torch from the repository root:
+
+    OMP_WAIT_POLICY=passive /usr/bin/python3 scripts/gen_higher_order_reference.py
+
+Deterministic (fixed seed, one thread, float64); the output is committed,
+so CI never needs torch. tests/data/higher_order.safetensors holds:
+
+  mlp.x, mlp.w1, mlp.b1, mlp.w2, mlp.b2      a 2-layer tanh MLP, f(x) =
+                                             sum(tanh(x w1^T + b1) w2^T + b2)
+  mlp.penalty                                ||df/dx||^2 (scalar)
+  mlp.grad.NAME                              d penalty / d NAME (x, w1, b1,
+                                             w2, b2; zeros where torch has
+                                             None: b2)
+  lstm.x, lstm.h, lstm.c, lstm.w_ih, lstm.w_hh, lstm.b_ih, lstm.b_hh
+                                             one torch.nn.LSTMCell step
+                                             (gates i, f, g, o), f =
+                                             sum(h' * r) + sum(c' * s)
+  lstm.r, lstm.s                             fixed weights of that sum
+  lstm.penalty                               ||df/dx||^2
+  lstm.grad.NAME                             d penalty / d parameter NAME
+  hvp.x, hvp.w, hvp.v                        f(x) = sum(softplus(w x) ^ 2)
+                                             + sum(x^3) (w is a matrix)
+  hvp.hv                                     the Hessian of f at x times v
+"""
+
+import os
+import sys
+
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_io  # noqa: E402
+
+torch.set_num_threads(1)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PATH = os.path.join(ROOT, "tests", "data", "higher_order.safetensors")
+
+
+def randn(*shape):
+    return torch.randn(*shape, dtype=torch.float64)
+
+
+def leaf(t):
+    return t.clone().requires_grad_(True)
+
+
+def main():
+    torch.manual_seed(17)
+    out = {}
+
+    # Gradient penalty of an MLP.
+    names = ["x", "w1", "b1", "w2", "b2"]
+    vals = [randn(4, 3), randn(5, 3) * 0.7, randn(5) * 0.3, randn(2, 5) * 0.7,
+            randn(2) * 0.3]
+    p = {n: leaf(v) for n, v in zip(names, vals)}
+    h = torch.tanh(F.linear(p["x"], p["w1"], p["b1"]))
+    f = F.linear(h, p["w2"], p["b2"]).sum()
+    (gx,) = torch.autograd.grad(f, p["x"], create_graph=True)
+    penalty = (gx * gx).sum()
+    penalty.backward()
+    for n, v in zip(names, vals):
+        out["mlp." + n] = v
+        # None (b2 does not change df/dx) is written as zeros
+        g = p[n].grad
+        out["mlp.grad." + n] = torch.zeros_like(v) if g is None else g
+    out["mlp.penalty"] = penalty.detach().reshape(())
+
+    # Gradient penalty of an LSTM cell, gradients w.r.t. its parameters.
+    batch, n_in, hidden = 3, 4, 5
+    cell = torch.nn.LSTMCell(n_in, hidden).double()
+    x, h0, c0 = leaf(randn(batch, n_in)), randn(batch, hidden), randn(batch, hidden)
+    r, s = randn(batch, hidden), randn(batch, hidden)
+    h1, c1 = cell(x, (h0, c0))
+    f = (h1 * r).sum() + (c1 * s).sum()
+    (gx,) = torch.autograd.grad(f, x, create_graph=True)
+    penalty = (gx * gx).sum()
+    penalty.backward()
+    out.update({"lstm.x": x.detach(), "lstm.h": h0, "lstm.c": c0,
+                "lstm.r": r, "lstm.s": s,
+                "lstm.penalty": penalty.detach().reshape(())})
+    for n, prm in cell.named_parameters():
+        out["lstm." + n] = prm.detach().clone()
+        g = prm.grad
+        out["lstm.grad." + n] = torch.zeros_like(prm) if g is None else g
+
+    # A Hessian-vector product.
+    x, w, v = leaf(randn(6)), randn(4, 6) * 0.5, randn(6)
+    f = (F.softplus(w @ x) ** 2).sum() + (x ** 3).sum()
+    (g,) = torch.autograd.grad(f, x, create_graph=True)
+    (hv,) = torch.autograd.grad(g, x, grad_outputs=v)
+    out.update({"hvp.x": x.detach(), "hvp.w": w, "hvp.v": v, "hvp.hv": hv})
+
+    safetensors_io.save(PATH, {k: t.contiguous() for k, t in out.items()})
+    print("wrote", PATH, len(out), "tensors")
+
+
+if __name__ == "__main__":
+    main()
