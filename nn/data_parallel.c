@@ -18,8 +18,10 @@
 #include "dist_ring.h"
 #include "nn.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_BUCKET_BYTES ((int64_t)1 << 30)
 /* A model's description line (name, dtype, shape) is cut to this. */
@@ -61,6 +63,15 @@ struct loom_data_parallel {
   int no_sync;
   int64_t ready_count;
   loom_data_parallel_stats stats;
+  /* The progress thread (opts.progress_us > 0): it polls the buckets in
+   * flight while backward computes. The lock guards the buckets' states
+   * and rings and next_start whenever the thread exists. */
+  bool threaded, stop, thread_failed;
+  double progress_s;
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  char thread_error[512];
 };
 
 /* ---- planning the buckets ---- */
@@ -223,8 +234,78 @@ static int bucket_done(void *ctx) {
 static int progress(loom_data_parallel *dp) {
   for (int i = 0; i < dp->next_start; i++)
     if (bucket_done(&dp->buckets[i]) < 0)
-      return loom__dist_broken();
+      return -1;
   return 0;
+}
+
+static void lock(loom_data_parallel *dp) {
+  if (dp->threaded)
+    pthread_mutex_lock(&dp->lock);
+}
+
+static void unlock(loom_data_parallel *dp) {
+  if (dp->threaded)
+    pthread_mutex_unlock(&dp->lock);
+}
+
+/* The thread's failure, as this thread's error (under the lock). */
+static int thread_failure(loom_data_parallel *dp) {
+  loom_set_error(LOOM_ERR_COMM, "%s", dp->thread_error);
+  return loom__dist_broken();
+}
+
+static void *progress_thread(void *arg) {
+  loom_data_parallel *dp = arg;
+  struct timespec nap = {0, (long)(dp->progress_s * 1e9)};
+  pthread_mutex_lock(&dp->lock);
+  while (!dp->stop) {
+    bool flying = false;
+    for (int i = 0; i < dp->next_start; i++)
+      flying |= dp->buckets[i].state == BUCKET_IN_FLIGHT;
+    if (!flying || dp->thread_failed) {
+      pthread_cond_wait(&dp->wake, &dp->lock);
+      continue;
+    }
+    if (progress(dp) < 0) { /* errors are per thread: hand it over */
+      snprintf(dp->thread_error, sizeof dp->thread_error, "%s",
+               loom_last_error());
+      loom_clear_error();
+      dp->thread_failed = true;
+    }
+    pthread_mutex_unlock(&dp->lock);
+    nanosleep(&nap, NULL);
+    pthread_mutex_lock(&dp->lock);
+  }
+  pthread_mutex_unlock(&dp->lock);
+  return NULL;
+}
+
+/* Starts the full buckets and moves those in flight along, from a hook or
+ * the wait; wakes the progress thread. */
+static int start_and_progress(loom_data_parallel *dp) {
+  lock(dp);
+  int rc = dp->thread_failed ? thread_failure(dp)
+           : start_full_buckets(dp) < 0 || progress(dp) < 0
+               ? loom__dist_broken()
+               : 0;
+  if (dp->threaded)
+    pthread_cond_signal(&dp->wake);
+  unlock(dp);
+  return rc;
+}
+
+typedef struct {
+  loom_data_parallel *dp;
+  dp_bucket *b;
+} bucket_of;
+
+/* bucket_done under the lock (a loom__dist_wait_until test). */
+static int locked_bucket_done(void *ctx) {
+  bucket_of *w = ctx;
+  lock(w->dp);
+  int rc = w->dp->thread_failed ? thread_failure(w->dp) : bucket_done(w->b);
+  unlock(w->dp);
+  return rc;
 }
 
 static int on_grad_ready(loom_tensor *leaf, void *ctx) {
@@ -246,9 +327,7 @@ static int on_grad_ready(loom_tensor *leaf, void *ctx) {
     return -1;
   double t0 = loom__dist_now();
   p->ready_at = dp->ready_count++;
-  int rc = stage(dp, p) == 0 && start_full_buckets(dp) == 0 && progress(dp) == 0
-               ? 0
-               : -1;
+  int rc = stage(dp, p) == 0 && start_and_progress(dp) == 0 ? 0 : -1;
   dp->stats.hook_seconds += loom__dist_now() - t0;
   return rc;
 }
@@ -320,12 +399,14 @@ int loom_data_parallel_wait(loom_data_parallel *dp) {
       rc = stage(dp, p);
   }
   if (rc == 0)
-    rc = start_full_buckets(dp);
+    rc = start_and_progress(dp);
   char what[160];
   for (int i = 0; rc == 0 && i < dp->n_buckets; i++)
-    rc = loom__dist_wait_until(bucket_done, &dp->buckets[i],
+    rc = loom__dist_wait_until(locked_bucket_done,
+                               &(bucket_of){dp, &dp->buckets[i]},
                                describe_bucket(dp, i, what, sizeof what));
   dp->stats.wait_seconds += loom__dist_now() - t0;
+  lock(dp); /* the progress thread reads the buckets */
   if (rc == 0)
     rc = unstage(dp);
   if (rc == 0 && !dp->replanned) {
@@ -336,6 +417,7 @@ int loom_data_parallel_wait(loom_data_parallel *dp) {
     dp->stats.steps++;
     reset_step(dp);
   }
+  unlock(dp);
   return rc;
 }
 
@@ -444,6 +526,15 @@ static int broadcast_state(const loom_tensor_map *state) {
 void loom_data_parallel_free(loom_data_parallel *dp) {
   if (!dp)
     return;
+  if (dp->threaded) {
+    pthread_mutex_lock(&dp->lock);
+    dp->stop = true;
+    pthread_cond_signal(&dp->wake);
+    pthread_mutex_unlock(&dp->lock);
+    pthread_join(dp->thread, NULL);
+    pthread_mutex_destroy(&dp->lock);
+    pthread_cond_destroy(&dp->wake);
+  }
   free_buckets(dp);
   for (int i = 0; i < dp->n; i++)
     loom_hook_remove(dp->params[i].hook);
@@ -466,8 +557,16 @@ loom_data_parallel_new(loom_module *model,
     return LOOM_FAIL(LOOM_ERR_ARGUMENT,
                      "%s: bucket_bytes %lld is not in 1..2^30", what,
                      (long long)o.bucket_bytes);
+  if (!(o.progress_us >= 0 && o.progress_us <= 1e6))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "%s: progress_us %g is not in [0, 1e6]",
+                     what, o.progress_us);
   if (!loom__dist_usable(what))
     return NULL;
+  if (o.progress_us > 0 && !loom__dist_threads())
+    return LOOM_FAIL(LOOM_ERR_COMM,
+                     "%s: a progress thread needs MPI_THREAD_MULTIPLE, "
+                     "which this MPI did not grant",
+                     what);
   loom_tensor_map *state = loom_module_state_dict(model);
   loom_data_parallel *dp = calloc(1, sizeof *dp);
   if (!state || !dp) {
@@ -508,6 +607,25 @@ loom_data_parallel_new(loom_module *model,
     return NULL;
   }
   reset_step(dp);
+  if (o.progress_us > 0 && loom_dist_size() > 1) {
+    dp->progress_s = o.progress_us * 1e-6;
+    dp->threaded = pthread_mutex_init(&dp->lock, NULL) == 0;
+    if (dp->threaded && pthread_cond_init(&dp->wake, NULL)) {
+      pthread_mutex_destroy(&dp->lock);
+      dp->threaded = false;
+    }
+    if (dp->threaded &&
+        pthread_create(&dp->thread, NULL, progress_thread, dp)) {
+      pthread_mutex_destroy(&dp->lock);
+      pthread_cond_destroy(&dp->wake);
+      dp->threaded = false;
+    }
+    if (!dp->threaded) {
+      loom_set_error(LOOM_ERR_MEMORY, "%s: cannot start a thread", what);
+      loom_data_parallel_free(dp);
+      return NULL;
+    }
+  }
   return dp;
 }
 

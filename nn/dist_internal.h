@@ -11,6 +11,10 @@
  * loom_dist_init has not run (LOOM_ERR_STATE, naming `what`) or an earlier
  * collective failed (LOOM_ERR_COMM). */
 bool loom__dist_usable(const char *what);
+/* Whether two threads may use the transport at once (MPI granted
+ * MPI_THREAD_MULTIPLE, which loom_dist_init asks for; a world of one has
+ * nothing to guard). */
+bool loom__dist_threads(void);
 /* Records that communication failed: from now on the world is broken (an
  * operation in flight can neither finish nor be cancelled) and every
  * collective fails at once. Returns -1. */

@@ -19,6 +19,7 @@ static struct {
   bool initialized, finalized;
   bool transport; /* the transport was started (a launcher ran us) */
   bool broken;    /* a collective failed: see loom__dist_broken */
+  bool threads;   /* the transport may be called from several threads */
   int rank, size;
   int tag; /* of the last point-to-point operation */
   double timeout;
@@ -98,9 +99,8 @@ int loom_dist_init(int *argc, char ***argv) {
     return -1;
   }
   if (launched(&announced) && loom__transport_available()) {
-    bool threads_ok;
-    if (loom__transport_init(argc, argv, false, &world.rank, &world.size,
-                             &threads_ok) < 0)
+    if (loom__transport_init(argc, argv, true, &world.rank, &world.size,
+                             &world.threads) < 0)
       return -1;
     world.transport = true;
   }
@@ -151,6 +151,8 @@ bool loom__dist_usable(const char *what) {
   }
   return true;
 }
+
+bool loom__dist_threads(void) { return world.threads || world.size == 1; }
 
 int loom__dist_broken(void) {
   world.broken = true;

@@ -149,6 +149,11 @@ typedef struct loom_data_parallel_opts {
   /* Sum the ranks' gradients instead of averaging them: when each rank
    * divides its loss by a global count (tokens in the global batch). */
   bool sum;
+  /* > 0: a thread of its own polls the buckets in flight every that many
+   * microseconds (in [0, 1e6]) while backward computes, besides the hooks'
+   * polls; needs MPI_THREAD_MULTIPLE (docs/distributed.md measures it).
+   * 0: the hooks and the wait alone move the buckets along. */
+  double progress_us;
 } loom_data_parallel_opts;
 
 #define LOOM_DATA_PARALLEL_BUCKET_BYTES ((int64_t)1 << 20)

@@ -192,12 +192,14 @@ END_TEST
 
 /* Small buckets (several per step, some parameters larger than one): the
  * result is exactly what a plain all-reduce of each gradient gives, before
- * and after replanning. */
+ * and after replanning, with the hooks alone or also a progress thread
+ * moving the buckets along. */
 START_TEST(test_buckets_equal_plain_all_reduce) {
   loom_dtype before = loom_set_default_dtype(LOOM_F64);
   lm *m = lm_new(3, 12, false);
   loom_data_parallel *dp = loom_data_parallel_new(
-      &m->base, &(loom_data_parallel_opts){.bucket_bytes = 1000});
+      &m->base, &(loom_data_parallel_opts){.bucket_bytes = 1000,
+                                           .progress_us = _i ? 20 : 0});
   ck_assert_loom(dp);
   loom_tensor *p[32], *want[32];
   int n = loom_module_parameters(&m->base, p, 32);
@@ -402,6 +404,10 @@ START_TEST(test_bad_options) {
   ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
   ck_assert_ptr_nonnull(strstr(loom_last_error(), "1..2^30"));
   loom_clear_error();
+  ck_assert_ptr_null(loom_data_parallel_new(
+      &m->base, &(loom_data_parallel_opts){.progress_us = -1}));
+  ck_assert_ptr_nonnull(strstr(loom_last_error(), "[0, 1e6]"));
+  loom_clear_error();
   ck_assert_ptr_null(loom_data_parallel_new(NULL, NULL));
   loom_clear_error();
   loom_module_free(&m->base);
@@ -421,7 +427,7 @@ int main(int argc, char **argv) {
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, test_equal_to_one_process_float64);
   tcase_add_test(tc, test_equal_to_one_process_float32);
-  tcase_add_test(tc, test_buckets_equal_plain_all_reduce);
+  tcase_add_loop_test(tc, test_buckets_equal_plain_all_reduce, 0, 2);
   tcase_add_test(tc, test_gradients_not_zeroed_between_steps);
   tcase_add_test(tc, test_no_sync_accumulation);
   tcase_add_test(tc, test_parameters_without_gradient);
