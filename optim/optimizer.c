@@ -180,18 +180,10 @@ loom_optimizer *loom_adagrad_new(loom_tensor *const *params, int n,
 }
 
 /* ---- the update loops, for T = float and double ----
- * Compiled also for CPUs with FMA, where fmaf is one instruction rather
- * than a call into libm (the same exactly rounded result): Adam's loop ran
- * at ~10 cycles per parameter through three fmaf calls, 7% of an LSTM
- * training step (bench/rnn.c). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&         \
-    !defined(__SANITIZE_ADDRESS__)
-#define UPDATE_CLONES                                                          \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define UPDATE_CLONES
-#endif
-
+ * Compiled per instruction set (LOOM__ISA_FUNCTION): with FMA, fmaf is one
+ * instruction rather than a call into libm (the same exactly rounded result):
+ * Adam's loop ran at ~10 cycles per parameter through three fmaf calls, 7% of
+ * an LSTM training step (bench/rnn.c). */
 #define UPDATES(T, FMAF)                                                       \
   static void sgd_##T(T *p, const T *g, T *buf, int64_t n, bool first,         \
                       const loom_sgd_opts *s, double lr) {                     \
@@ -208,9 +200,11 @@ loom_optimizer *loom_adagrad_new(loom_tensor *const *params, int n,
       p[i] = FMAF(d, nlr, p[i]);                                               \
     }                                                                          \
   }                                                                            \
-  UPDATE_CLONES static void adam_##T(                                          \
-      T *p, const T *g, T *m, T *v, T *vmax, int64_t n, int64_t step,          \
-      const loom_adam_opts *a, double lr, bool decoupled) {                    \
+  LOOM__ISA_FUNCTION(adam_##T,                                                 \
+                     (T * p, const T *g, T *m, T *v, T *vmax, int64_t n,       \
+                      int64_t step, const loom_adam_opts *a, double lr,        \
+                      bool decoupled),                                         \
+                     (p, g, m, v, vmax, n, step, a, lr, decoupled)) {          \
     T b1 = (T)a->beta1, b2 = (T)a->beta2, c1 = (T)(1 - a->beta1),              \
       c2 = (T)(1 - a->beta2), wd = (T)a->weight_decay, eps = (T)a->eps;        \
     T shrink = (T)(1 - lr * a->weight_decay);                                  \

@@ -4,17 +4,21 @@
  * much as the product; packing once per sequence makes the step ~1.7x
  * faster (bench/rnn) and ~5x at M = 1.
  *
- * B is stored as column panels of NR floats, k-major inside a panel; the
- * micro-kernel keeps an MR x NR (8 x 32) block of C in registers. Written with
- * GCC vector extensions and compiled for AVX-512, AVX2 and the baseline. */
+ * B is stored as column panels of NR floats, k-major inside a panel. The
+ * micro-kernel keeps a block of C in vector registers, sized for each
+ * instruction set's register file so that nothing spills inside the k loop
+ * (`objdump -d build/libloom.so | awk '/<block_avx2>:/,/ret/'` shows only
+ * vfmadd231ps and loads in it):
+ *   AVX-512 (32 zmm): 8 rows x 32 columns = 16 accumulators + 2 of B;
+ *   AVX2    (16 ymm): 6 rows x 16 columns = 12 accumulators + 2 of B + A;
+ *   baseline (16 xmm): 6 rows x 8 columns, the same shape at 4 floats.
+ * Each block's row count is a compile-time constant (one copy per count),
+ * so a batch of 1 keeps its accumulators in registers too. */
 #include "kernels.h"
 
 #include <stdlib.h>
 
-#define NR 32 /* panel width: two 16-float vectors */
-#define MR 8  /* rows kept in registers */
-
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
+#define NR 32 /* panel width */
 
 struct loom__packed {
   int64_t K, N, panels;
@@ -50,61 +54,102 @@ void loom__kernel_packed_free(loom__packed *p) {
   free(p);
 }
 
-/* C rows [m, m+rows) x panel q += A rows x B panel, rows <= MR. The C
- * block goes through a local tile, so partial panels need no masking. */
-LOOM__CLONES LOOM__FMA static void
-block(int64_t rows, int64_t K, const float *a, int64_t lda, const float *panel,
-      float *c, int64_t ldc, int64_t cols, bool accumulate) {
-  v16 acc[MR][2];
-  float tile[MR][NR];
-  for (int64_t r = 0; r < MR; r++)
-    for (int64_t j = 0; j < NR; j++)
-      tile[r][j] = accumulate && r < rows && j < cols ? c[r * ldc + j] : 0;
-  for (int64_t r = 0; r < MR; r++) {
-    memcpy(&acc[r][0], &tile[r][0], sizeof(v16));
-    memcpy(&acc[r][1], &tile[r][16], sizeof(v16));
+/* BLOCK(SUFFIX, V, W, MR): block_SUFFIX(rows, ...) computes C rows
+ * [0, rows) x columns [0, cols) (+)= A rows x B (K x 2W at stride NR), for
+ * rows <= MR and cols <= 2W, with vectors V of W floats. The C block goes
+ * through a local tile, so partial blocks need no masking. */
+#define BLOCK(SUFFIX, V, W, MR)                                                \
+  typedef float V __attribute__((vector_size(4 * W), aligned(4)));             \
+  static inline __attribute__((always_inline)) void block_##SUFFIX##_rows(     \
+      const int64_t rows, int64_t K, const float *a, int64_t lda,              \
+      const float *b, float *c, int64_t ldc, int64_t cols, bool accumulate) {  \
+    V acc[MR][2];                                                              \
+    float tile[MR][2 * W];                                                     \
+    _Pragma("GCC unroll 8") for (int64_t r = 0; r < rows; r++) {               \
+      for (int64_t j = 0; j < 2 * W; j++)                                      \
+        tile[r][j] = accumulate && j < cols ? c[r * ldc + j] : 0;              \
+      memcpy(&acc[r][0], &tile[r][0], sizeof(V));                              \
+      memcpy(&acc[r][1], &tile[r][W], sizeof(V));                              \
+    }                                                                          \
+    for (int64_t k = 0; k < K; k++) {                                          \
+      V b0, b1;                                                                \
+      memcpy(&b0, b + k * NR, sizeof b0);                                      \
+      memcpy(&b1, b + k * NR + W, sizeof b1);                                  \
+      _Pragma("GCC unroll 8") for (int64_t r = 0; r < rows; r++) {             \
+        float av = a[r * lda + k];                                             \
+        acc[r][0] += av * b0;                                                  \
+        acc[r][1] += av * b1;                                                  \
+      }                                                                        \
+    }                                                                          \
+    _Pragma("GCC unroll 8") for (int64_t r = 0; r < rows; r++) {               \
+      memcpy(&tile[r][0], &acc[r][0], sizeof(V));                              \
+      memcpy(&tile[r][W], &acc[r][1], sizeof(V));                              \
+      for (int64_t j = 0; j < cols; j++)                                       \
+        c[r * ldc + j] = tile[r][j];                                           \
+    }                                                                          \
   }
-  if (rows == MR) {
-    for (int64_t k = 0; k < K; k++) {
-      v16 b0, b1;
-      memcpy(&b0, panel + k * NR, sizeof b0);
-      memcpy(&b1, panel + k * NR + 16, sizeof b1);
-      for (int64_t r = 0; r < MR; r++) {
-        float av = a[r * lda + k];
-        acc[r][0] += av * b0;
-        acc[r][1] += av * b1;
-      }
-    }
-  } else {
-    for (int64_t k = 0; k < K; k++) {
-      v16 b0, b1;
-      memcpy(&b0, panel + k * NR, sizeof b0);
-      memcpy(&b1, panel + k * NR + 16, sizeof b1);
-      for (int64_t r = 0; r < rows; r++) {
-        float av = a[r * lda + k];
-        acc[r][0] += av * b0;
-        acc[r][1] += av * b1;
-      }
-    }
+
+/* One function per level, each with its rows 1..MR spelled out; the
+ * panel loop runs blocks of MR rows and 2W of the panel's NR columns. */
+#define PANELS(SUFFIX, TARGET, MR, W)                                          \
+  TARGET LOOM__FMA __attribute__((noinline)) static void block_##SUFFIX(       \
+      int64_t rows, int64_t K, const float *a, int64_t lda, const float *b,    \
+      float *c, int64_t ldc, int64_t cols, bool acc) {                         \
+    switch (rows) {                                                            \
+    case MR:                                                                   \
+      block_##SUFFIX##_rows(MR, K, a, lda, b, c, ldc, cols, acc);              \
+      break;                                                                   \
+      ROWS_CASES_##MR(SUFFIX)                                                  \
+    }                                                                          \
+  }                                                                            \
+  TARGET static void panels_##SUFFIX(                                          \
+      int64_t M, const float *a, int64_t lda, const loom__packed *p, float *c, \
+      int64_t ldc, bool accumulate, int64_t q0, int64_t q1) {                  \
+    for (int64_t q = q0; q < q1; q++) {                                        \
+      const float *panel = p->data + q * p->K * NR;                            \
+      for (int64_t j = 0; j < NR && q * NR + j < p->N; j += 2 * W) {           \
+        int64_t left = p->N - q * NR - j;                                      \
+        int64_t cols = left < 2 * W ? left : 2 * W;                            \
+        for (int64_t m = 0; m < M; m += MR)                                    \
+          block_##SUFFIX(M - m < MR ? M - m : MR, p->K, a + m * lda, lda,      \
+                         panel + j, c + m * ldc + q * NR + j, ldc, cols,       \
+                         accumulate);                                          \
+      }                                                                        \
+    }                                                                          \
   }
-  for (int64_t r = 0; r < rows; r++) {
-    memcpy(&tile[r][0], &acc[r][0], sizeof(v16));
-    memcpy(&tile[r][16], &acc[r][1], sizeof(v16));
-    for (int64_t j = 0; j < cols; j++)
-      c[r * ldc + j] = tile[r][j];
-  }
-}
+#define ROW_CASE(SUFFIX, R)                                                    \
+  case R:                                                                      \
+    block_##SUFFIX##_rows(R, K, a, lda, b, c, ldc, cols, acc);                 \
+    break;
+#define ROWS_CASES_6(S)                                                        \
+  ROW_CASE(S, 1) ROW_CASE(S, 2) ROW_CASE(S, 3) ROW_CASE(S, 4) ROW_CASE(S, 5)
+#define ROWS_CASES_8(S) ROWS_CASES_6(S) ROW_CASE(S, 6) ROW_CASE(S, 7)
+
+BLOCK(baseline, v4, 4, 6)
+PANELS(baseline, , 6, 4)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+BLOCK(avx2, v8, 8, 6)
+PANELS(avx2, __attribute__((target("arch=x86-64-v3"))), 6, 8)
+BLOCK(avx512, v16, 16, 8)
+PANELS(avx512, __attribute__((target("arch=x86-64-v4"))), 8, 16)
+#endif
 
 static void panels(int64_t M, const float *a, int64_t lda,
                    const loom__packed *p, float *c, int64_t ldc,
                    bool accumulate, int64_t q0, int64_t q1) {
-  for (int64_t q = q0; q < q1; q++) {
-    const float *panel = p->data + q * p->K * NR;
-    int64_t cols = p->N - q * NR < NR ? p->N - q * NR : NR;
-    for (int64_t m = 0; m < M; m += MR)
-      block(M - m < MR ? M - m : MR, p->K, a + m * lda, lda, panel,
-            c + m * ldc + q * NR, ldc, cols, accumulate);
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+  switch (loom__isa()) {
+  case LOOM__ISA_AVX512:
+    panels_avx512(M, a, lda, p, c, ldc, accumulate, q0, q1);
+    return;
+  case LOOM__ISA_AVX2:
+    panels_avx2(M, a, lda, p, c, ldc, accumulate, q0, q1);
+    return;
+  default:
+    break;
   }
+#endif
+  panels_baseline(M, a, lda, p, c, ldc, accumulate, q0, q1);
 }
 
 typedef struct {

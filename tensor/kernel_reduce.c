@@ -413,9 +413,10 @@ static double sum_parts(const double *p) {
   return ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]));
 }
 
-LOOM__CLONES static void softmax_last_f32(float *restrict y,
-                                          const float *restrict x, int64_t o0,
-                                          int64_t o1, int64_t len, bool log_) {
+LOOM__ISA_FUNCTION(softmax_last_f32,
+                   (float *restrict y, const float *restrict x, int64_t o0,
+                    int64_t o1, int64_t len, bool log_),
+                   (y, x, o0, o1, len, log_)) {
   for (int64_t o = o0; o < o1; o++) {
     const float *xr = x + o * len;
     float *yr = y + o * len;
@@ -455,10 +456,10 @@ LOOM__CLONES static void softmax_last_f32(float *restrict y,
   }
 }
 
-LOOM__CLONES static void softmax_grad_last_f32(float *gi, const float *y,
-                                               const float *g, int64_t o0,
-                                               int64_t o1, int64_t len,
-                                               bool log_) {
+LOOM__ISA_FUNCTION(softmax_grad_last_f32,
+                   (float *gi, const float *y, const float *g, int64_t o0,
+                    int64_t o1, int64_t len, bool log_),
+                   (gi, y, g, o0, o1, len, log_)) {
   for (int64_t o = o0; o < o1; o++) {
     const float *yr = y + o * len, *gr = g + o * len;
     float *out = gi + o * len;

@@ -21,10 +21,12 @@ static inline double tanh_d(double x) { return tanh(x); }
  * sequence's end). Peepholes absent are passed as zeros, so the row loops
  * have no branches and vectorise. */
 #define LSTM(T, S)                                                             \
-  LOOM__CLONES static void lstm_row_##S(                                       \
-      int64_t H, T *restrict g, const T *restrict cp, T *restrict cn,          \
-      T *restrict hn, T *restrict o, const T *restrict pi,                     \
-      const T *restrict pf, const T *restrict po) {                            \
+  LOOM__ISA_FUNCTION(lstm_row_##S,                                             \
+                     (int64_t H, T *restrict g, const T *restrict cp,          \
+                      T *restrict cn, T *restrict hn, T *restrict o,           \
+                      const T *restrict pi, const T *restrict pf,              \
+                      const T *restrict po),                                   \
+                     (H, g, cp, cn, hn, o, pi, pf, po)) {                      \
     for (int64_t j = 0; j < H; j++) {                                          \
       T i = sigm_##S(g[j] + pi[j] * cp[j]);                                    \
       T f = sigm_##S(g[H + j] + pf[j] * cp[j]);                                \
@@ -43,11 +45,13 @@ static inline double tanh_d(double x) { return tanh(x); }
   }                                                                            \
   /* dh, dc: incoming gradients of h and c (dh includes the output's);         \
    * writes dgates (4H) and dc_prev. */                                        \
-  LOOM__CLONES static void lstm_row_bwd_##S(                                   \
-      int64_t H, const T *restrict a, const T *restrict cp,                    \
-      const T *restrict cn, const T *restrict dh, const T *restrict dc,        \
-      T *restrict dg, T *restrict dcp, const T *restrict pi,                   \
-      const T *restrict pf, const T *restrict po) {                            \
+  LOOM__ISA_FUNCTION(lstm_row_bwd_##S,                                         \
+                     (int64_t H, const T *restrict a, const T *restrict cp,    \
+                      const T *restrict cn, const T *restrict dh,              \
+                      const T *restrict dc, T *restrict dg, T *restrict dcp,   \
+                      const T *restrict pi, const T *restrict pf,              \
+                      const T *restrict po),                                   \
+                     (H, a, cp, cn, dh, dc, dg, dcp, pi, pf, po)) {            \
     for (int64_t j = 0; j < H; j++) {                                          \
       T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];            \
       T tc = tanh_##S(cn[j]);                                                  \
@@ -162,9 +166,10 @@ void loom__kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
    * the outputs alias no input and vectorises the loops (it did not when      \
    * they were inline in the batch loop: the forward pass cost 5x the          \
    * LSTM's per element, 13% of a GRU training step). */                       \
-  LOOM__CLONES static void gru_row_##S(                                        \
-      int64_t H, const T *restrict x, const T *restrict hh,                    \
-      const T *restrict hp, T *restrict a, T *restrict hn) {                   \
+  LOOM__ISA_FUNCTION(gru_row_##S,                                              \
+                     (int64_t H, const T *restrict x, const T *restrict hh,    \
+                      const T *restrict hp, T *restrict a, T *restrict hn),    \
+                     (H, x, hh, hp, a, hn)) {                                  \
     for (int64_t j = 0; j < H; j++) {                                          \
       T r = sigm_##S(x[j] + hh[j]);                                            \
       T z = sigm_##S(x[H + j] + hh[H + j]);                                    \
@@ -196,10 +201,11 @@ void loom__kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
   }                                                                            \
   /* dxg, dhg: gradients of the input and recurrent parts (B x 3H);            \
    * dh_prev gets the direct part z * dh only (the caller adds dhg @ W). */    \
-  LOOM__CLONES static void gru_row_bwd_##S(                                    \
-      int64_t H, const T *restrict a, const T *restrict hh,                    \
-      const T *restrict hp, const T *restrict d, T *restrict dx,               \
-      T *restrict dr, T *restrict dp) {                                        \
+  LOOM__ISA_FUNCTION(gru_row_bwd_##S,                                          \
+                     (int64_t H, const T *restrict a, const T *restrict hh,    \
+                      const T *restrict hp, const T *restrict d,               \
+                      T *restrict dx, T *restrict dr, T *restrict dp),         \
+                     (H, a, hh, hp, d, dx, dr, dp)) {                          \
     for (int64_t j = 0; j < H; j++) {                                          \
       T r = a[j], z = a[H + j], n = a[2 * H + j];                              \
       T dan = d[j] * (1 - z) * (1 - n * n);                                    \
@@ -258,9 +264,10 @@ void loom__kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
 /* ---- plain RNN ----
  * pre: B x H pre-activation; h = act(pre). */
 #define RNN(T, S)                                                              \
-  LOOM__CLONES static void rnn_fwd_##S(int64_t B, int64_t H, const T *pre,     \
-                                       const T *h_prev, T *h, T *out,          \
-                                       bool relu, const uint8_t *active) {     \
+  LOOM__ISA_FUNCTION(rnn_fwd_##S,                                              \
+                     (int64_t B, int64_t H, const T *pre, const T *h_prev,     \
+                      T *h, T *out, bool relu, const uint8_t *active),         \
+                     (B, H, pre, h_prev, h, out, relu, active)) {              \
     for (int64_t b = 0; b < B; b++) {                                          \
       const T *p = pre + b * H, *hp = h_prev + b * H;                          \
       T *hn = h + b * H, *o = out ? out + b * H : NULL;                        \
@@ -273,9 +280,10 @@ void loom__kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
       }                                                                        \
     }                                                                          \
   }                                                                            \
-  LOOM__CLONES static void rnn_bwd_##S(int64_t B, int64_t H, const T *h,       \
-                                       const T *dh, T *dpre, bool relu,        \
-                                       const uint8_t *active) {                \
+  LOOM__ISA_FUNCTION(rnn_bwd_##S,                                              \
+                     (int64_t B, int64_t H, const T *h, const T *dh, T *dpre,  \
+                      bool relu, const uint8_t *active),                       \
+                     (B, H, h, dh, dpre, relu, active)) {                      \
     for (int64_t b = 0; b < B; b++) {                                          \
       const T *hb = h + b * H, *d = dh + b * H;                                \
       T *dp = dpre + b * H;                                                    \

@@ -23,8 +23,9 @@
   FORWARD_FLOAT(NAME, EXPR)                                                    \
   LOOM__MAP1(NAME##_i64, int64_t, int64_t, EXPR)
 #define FORWARD_VEC(NAME, EXPR)                                                \
-  LOOM__CLONES static void NAME##_run(float *o, const float *xs, int64_t n,    \
-                                      const double *p) {                       \
+  LOOM__ISA_FUNCTION(NAME##_run,                                               \
+                     (float *o, const float *xs, int64_t n, const double *p),  \
+                     (o, xs, n, p)) {                                          \
     typedef float scalar_t;                                                    \
     (void)p;                                                                   \
     _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) {                     \
@@ -49,9 +50,10 @@
   LOOM__MAP2_AS(NAME##_grad_f64, double, double, V, g, EXPR)
 #define GRADIENT_NUM GRADIENT_FLOAT
 #define GRADIENT_VEC(NAME, V, EXPR)                                            \
-  LOOM__CLONES static void NAME##_grad_run(float *o, const float *vs,          \
-                                           const float *gs, int64_t n,         \
-                                           const double *p) {                  \
+  LOOM__ISA_FUNCTION(NAME##_grad_run,                                          \
+                     (float *o, const float *vs, const float *gs, int64_t n,   \
+                      const double *p),                                        \
+                     (o, vs, gs, n, p)) {                                      \
     typedef float scalar_t;                                                    \
     (void)p;                                                                   \
     _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) {                     \

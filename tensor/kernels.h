@@ -7,16 +7,52 @@
 
 #include "internal.h"
 
-/* Hot float loops are compiled for AVX-512, AVX2 with FMA (x86-64-v3) and
- * the baseline, the best chosen at load time: loom is built for any x86-64 but
- * should run at the width of the machine it is on. (Not under AddressSanitizer:
- * the resolvers run before its runtime is ready.) */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&         \
-    !defined(__SANITIZE_ADDRESS__)
-#define LOOM__CLONES                                                           \
-  __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
+/* Hot float loops are compiled for AVX-512 (x86-64-v4), AVX2 with FMA
+ * (x86-64-v3) and the baseline, and run at the level loom__isa() picks: the
+ * widest the CPU has, or the one the LOOM_ISA environment variable names
+ * (tensor/isa.c). loom is built for any x86-64 but runs at the width of the
+ * machine it is on.
+ *
+ *   LOOM__ISA_FUNCTION(scale, (float *x, int64_t n, float s), (x, n, s)) {
+ *     for (int64_t i = 0; i < n; i++) x[i] *= s;
+ *   }
+ *
+ * defines `static void scale(float *x, int64_t n, float s)`: the body is an
+ * always-inline function, inlined into one wrapper per level (an inlined
+ * body is compiled for its caller's target), and scale() calls the wrapper
+ * of the chosen level. Only void functions. */
+typedef enum {
+  LOOM__ISA_BASELINE,
+  LOOM__ISA_AVX2,
+  LOOM__ISA_AVX512,
+} loom__isa_level;
+loom__isa_level loom__isa(void);
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define LOOM__ISA_FUNCTION(NAME, PARAMS, ARGS)                                 \
+  static inline __attribute__((always_inline)) void NAME##_body PARAMS;        \
+  __attribute__((target("arch=x86-64-v4"))) static void NAME##_avx512 PARAMS { \
+    NAME##_body ARGS;                                                          \
+  }                                                                            \
+  __attribute__((target("arch=x86-64-v3"))) static void NAME##_avx2 PARAMS {   \
+    NAME##_body ARGS;                                                          \
+  }                                                                            \
+  static void NAME##_baseline PARAMS { NAME##_body ARGS; }                     \
+  static void NAME PARAMS {                                                    \
+    switch (loom__isa()) {                                                     \
+    case LOOM__ISA_AVX512:                                                     \
+      NAME##_avx512 ARGS;                                                      \
+      break;                                                                   \
+    case LOOM__ISA_AVX2:                                                       \
+      NAME##_avx2 ARGS;                                                        \
+      break;                                                                   \
+    default:                                                                   \
+      NAME##_baseline ARGS;                                                    \
+    }                                                                          \
+  }                                                                            \
+  static inline __attribute__((always_inline)) void NAME##_body PARAMS
 #else
-#define LOOM__CLONES
+#define LOOM__ISA_FUNCTION(NAME, PARAMS, ARGS) static void NAME PARAMS
 #endif
 /* ISO C mode keeps a * b + c as two roundings (GCC's -ffp-contract=off);
  * loops marked LOOM__FMA want fused multiply-adds: twice the throughput on

@@ -242,14 +242,6 @@ static inline uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&         \
-    !defined(__SANITIZE_ADDRESS__)
-#define DROPOUT_CLONES                                                         \
-  __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
-#else
-#define DROPOUT_CLONES
-#endif
-
 typedef struct {
   char *out;
   uint8_t *mask;
@@ -262,9 +254,11 @@ typedef struct {
 
 /* Pairs [q0, q1) of elements, all of them whole pairs. */
 #define DROPOUT_PAIRS(T)                                                       \
-  DROPOUT_CLONES static void dropout_pairs_##T(                                \
-      T *restrict out, uint8_t *restrict mask, const T *restrict x,            \
-      int64_t q0, int64_t q1, uint64_t key, uint64_t keep, T scale) {          \
+  LOOM__ISA_FUNCTION(dropout_pairs_##T,                                        \
+                     (T *restrict out, uint8_t *restrict mask,                 \
+                      const T *restrict x, int64_t q0, int64_t q1,             \
+                      uint64_t key, uint64_t keep, T scale),                   \
+                     (out, mask, x, q0, q1, key, keep, scale)) {               \
     for (int64_t q = q0; q < q1; q++) {                                        \
       uint64_t r = mix64(key + (uint64_t)(q + 1) * GOLDEN);                    \
       uint8_t k0 = (r & 0xffffffffu) < keep, k1 = (r >> 32) < keep;            \
@@ -322,9 +316,11 @@ typedef struct {
 } dropout_grad_job;
 
 #define DROPOUT_GRAD(T)                                                        \
-  DROPOUT_CLONES static void dropout_grad_##T(                                 \
-      T *restrict gin, const T *restrict g, const uint8_t *restrict m,         \
-      int64_t lo, int64_t hi, T scale) {                                       \
+  LOOM__ISA_FUNCTION(dropout_grad_##T,                                         \
+                     (T *restrict gin, const T *restrict g,                    \
+                      const uint8_t *restrict m, int64_t lo, int64_t hi,       \
+                      T scale),                                                \
+                     (gin, g, m, lo, hi, scale)) {                             \
     for (int64_t i = lo; i < hi; i++)                                          \
       gin[i] = m[i] ? g[i] * scale : 0;                                        \
   }

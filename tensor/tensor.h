@@ -306,6 +306,15 @@ LOOM_API bool loom_equal(const loom_tensor *a, const loom_tensor *b);
 LOOM_API void loom_set_num_threads(int n);
 LOOM_API int loom_num_threads(void);
 
+/* The instruction set loom's vector loops run with: "avx512", "avx2" or
+ * "baseline" (a static string). loom picks the widest the CPU supports;
+ * the environment variable LOOM_ISA, read once at the first kernel call,
+ * can ask for a narrower one (avx2 or baseline on an AVX-512 machine, to
+ * measure or test that path). A level the CPU lacks falls to the best it
+ * has, and an unknown name is ignored. Results may differ in the last bits
+ * between levels (vector widths change summation orders in places). */
+LOOM_API const char *loom_isa(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,6 +5,8 @@
 #include "check_values.h"
 #include "unary_cases.h"
 
+#include "../tensor/kernels.h"
+
 #include <float.h>
 #include <string.h>
 
@@ -1097,6 +1099,78 @@ START_TEST(test_dropout) {
 }
 END_TEST
 
+/* The packed-weight product (tensor/kernel_gemm_packed.c) against a float64
+ * sum, for every row count of its register blocks (1..8 and past them),
+ * column counts that end inside a block and a panel, both layouts of B and
+ * accumulation; the same bits with 1 and 2 threads. Run under each LOOM_ISA
+ * by tests/meson.build, so every level's blocking is checked here. */
+START_TEST(test_packed_product) {
+  const int64_t Ms[] = {1, 2, 3, 5, 6, 7, 8, 9, 13, 17};
+  const int64_t Ns[] = {1, 7, 8, 16, 31, 32, 33, 70};
+  const int64_t Ks[] = {1, 9, 64};
+  loom_rng *g = loom_rng_new(7);
+  for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++)
+    for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
+      for (int trans = 0; trans < 2; trans++) {
+        int64_t K = Ks[ki], N = Ns[ni], M = 17;
+        loom_tensor *a = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(M, K));
+        loom_tensor *b = loom_randn(g, LOOM_F32, 0, 1,
+                                    LOOM_SHAPE(trans ? N : K, trans ? K : N));
+        loom_tensor *c0 = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(M, N));
+        const float *av = loom_data_f32(a), *bv = loom_data_f32(b);
+        loom__packed *p = loom__kernel_pack(bv, K, N, trans ? K : N, trans);
+        ck_assert_ptr_nonnull(p);
+        for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+          for (int acc = 0; acc < 2; acc++) {
+            int64_t m = Ms[mi];
+            float *c[2];
+            for (int t = 0; t < 2; t++) {
+              loom_set_num_threads(t + 1);
+              c[t] = malloc((size_t)(M * N) * sizeof(float));
+              memcpy(c[t], loom_data_f32(c0), (size_t)(M * N) * sizeof(float));
+              loom__kernel_gemm_packed(m, av, K, p, c[t], N, acc);
+            }
+            loom_set_num_threads(0);
+            ck_assert_int_eq(memcmp(c[0], c[1], (size_t)(M * N) * 4), 0);
+            for (int64_t i = 0; i < M; i++)
+              for (int64_t j = 0; j < N; j++) {
+                double want = loom_data_f32(c0)[i * N + j], mag = 0;
+                if (i < m) {
+                  want = acc ? want : 0;
+                  for (int64_t k = 0; k < K; k++) {
+                    double t = (double)av[i * K + k] *
+                               bv[trans ? j * K + k : k * N + j];
+                    want += t;
+                    mag += fabs(t);
+                  }
+                }
+                ck_assert_msg(fabs(c[0][i * N + j] - want) <= 1e-6 * (1 + mag),
+                              "M %lld N %lld K %lld trans %d acc %d at "
+                              "(%lld, %lld): %g, want %g (isa %s)",
+                              (long long)m, (long long)N, (long long)K, trans,
+                              acc, (long long)i, (long long)j, c[0][i * N + j],
+                              want, loom_isa());
+              }
+            free(c[0]);
+            free(c[1]);
+          }
+        loom__kernel_packed_free(p);
+      }
+  loom_rng_free(g);
+}
+END_TEST
+
+/* LOOM_ISA names the level loom runs at (never one above the CPU's). */
+START_TEST(test_isa_choice) {
+  const char *want = getenv("LOOM_ISA"), *isa = loom_isa();
+  ck_assert(strcmp(isa, "avx512") == 0 || strcmp(isa, "avx2") == 0 ||
+            strcmp(isa, "baseline") == 0);
+  if (want && (strcmp(want, "avx2") == 0 || strcmp(want, "baseline") == 0))
+    ck_assert_msg(strcmp(isa, want) == 0 || strcmp(isa, "baseline") == 0,
+                  "LOOM_ISA=%s, running %s", want, isa);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("tensor_ops");
   struct {
@@ -1115,7 +1189,7 @@ int main(void) {
         test_results_independent_of_threads, test_softmax}},
       {"matmul",
        {test_matmul_shapes_and_values, test_matmul_batched_broadcast,
-        test_addmm_baddbmm_linear}},
+        test_addmm_baddbmm_linear, test_packed_product, test_isa_choice}},
       {"conv",
        {test_conv2d_vs_direct, test_conv2d_chunks_backward, test_pools,
         test_dropout}},

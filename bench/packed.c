@@ -1,0 +1,88 @@
+/* The packed-weight product of recurrent steps (tensor/kernel_gemm_packed.c)
+ * against cblas_sgemm on the same operands, at the shapes of bench/rnn.c's
+ * LSTM (C[M x 2048] += A[M x 512] B[512 x 2048], B a weight W_hh^T packed
+ * once) and GRU (N 1536), for batches M 1, 8, 32 and 64, float32, on one
+ * thread (loom_set_num_threads(1), OpenBLAS set to one thread), so the
+ * figure is the micro-kernel's. Prints GFLOP/s (2 M N K / t, medians of
+ * interleaved samples) at the instruction set loom runs (loom_isa(); set
+ * LOOM_ISA to measure another). Lines starting with "@packed" are for
+ * scripts.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "bench_util.h"
+
+#include "../tensor/kernels.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct {
+  int64_t m, n, k;
+  float *a, *b, *c;
+  loom__packed *p;
+} packed_ctx;
+
+static void run_packed(void *ctx) {
+  packed_ctx *x = ctx;
+  loom__kernel_gemm_packed(x->m, x->a, x->k, x->p, x->c, x->n, true);
+}
+
+static void run_blas(void *ctx) {
+  packed_ctx *x = ctx;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)x->m, (int)x->n,
+              (int)x->k, 1, x->a, (int)x->k, x->b, (int)x->n, 1, x->c,
+              (int)x->n);
+}
+
+int main(int argc, char **argv) {
+  int samples = 7;
+  double min_s = 0.1;
+  bench_options(argc, argv,
+                "usage: bench-packed [--samples N] [--min-ms MS]\n"
+                "GFLOP/s of the packed-weight product vs cblas_sgemm, one "
+                "thread.\n",
+                &samples, &min_s);
+  loom_set_num_threads(1);
+  openblas_set_num_threads(1);
+  const int64_t K = 512, Ns[] = {2048, 1536}, Ms[] = {1, 8, 32, 64};
+  printf("# isa %s; one thread; K %lld; %d samples of >= %.0f ms\n", loom_isa(),
+         (long long)K, samples, min_s * 1e3);
+  printf("%-6s %5s %5s %10s %10s %7s\n", "# case", "M", "N", "packed", "sgemm",
+         "ratio");
+  for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
+    for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++) {
+      packed_ctx x = {Ms[mi],
+                      Ns[ni],
+                      K,
+                      bench_alloc_f32((size_t)(Ms[mi] * K)),
+                      bench_alloc_f32((size_t)(K * Ns[ni])),
+                      bench_alloc_f32((size_t)(Ms[mi] * Ns[ni])),
+                      NULL};
+      for (int64_t i = 0; i < x.m * K; i++)
+        x.a[i] = (float)(i % 7) * 0.01f;
+      for (int64_t i = 0; i < K * x.n; i++)
+        x.b[i] = (float)(i % 11) * 0.01f;
+      x.p = loom__kernel_pack(x.b, K, x.n, x.n, false);
+      if (!x.p) {
+        fprintf(stderr, "packed: %s\n", loom_last_error());
+        return 1;
+      }
+      double med[2];
+      bench_compare(2, (bench_fn[]){run_packed, run_blas}, (void *[]){&x, &x},
+                    samples, min_s, med, NULL);
+      double flop = 2.0 * (double)(x.m * x.n * K);
+      printf("%-6s %5lld %5lld %10.1f %10.1f %7.2f\n",
+             x.n == 2048 ? "lstm" : "gru", (long long)x.m, (long long)x.n,
+             flop / med[0] * 1e-9, flop / med[1] * 1e-9, med[1] / med[0]);
+      printf("@packed %s %s %lld %lld %.2f %.2f\n", loom_isa(),
+             x.n == 2048 ? "lstm" : "gru", (long long)x.m, (long long)x.n,
+             flop / med[0] * 1e-9, flop / med[1] * 1e-9);
+      loom__kernel_packed_free(x.p);
+      free(x.a);
+      free(x.b);
+      free(x.c);
+    }
+  loom_cleanup();
+  return 0;
+}
