@@ -297,9 +297,11 @@ static int train(run *r, const char *best_path) {
       out_of_time = o->minutes > 0 && app_now() - run_start >= o->minutes * 60;
       if (!o->quiet) {
         char text[128];
-        snprintf(text, sizeof text, "epoch %lld batch %lld/%lld  loss %.3f",
+        double l = isnan(shown) ? loss : shown;
+        snprintf(text, sizeof text,
+                 "epoch %lld batch %lld/%lld  loss %.3f  ppl %.1f",
                  (long long)r->at.epoch + 1, (long long)r->at.batch + 1,
-                 (long long)plan.n, isnan(shown) ? loss : shown);
+                 (long long)plan.n, l, exp(l));
         /* steps of this run, and how many it will take (the ETA) */
         int64_t done = r->at.step - first_step, total;
         if (o->minutes > 0)
