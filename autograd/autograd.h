@@ -205,6 +205,42 @@ LOOM_API void *loom_function_user(loom_function_ctx *ctx);
 /* Whether input i needs a gradient (backward may skip the others). */
 LOOM_API bool loom_function_needs_grad(loom_function_ctx *ctx, int i);
 
+/* ------------------------------------------------ checkpointing */
+
+/* A segment of a forward: computes n_out outputs from in[] with ops
+ * (scope-owned results) and returns how many, or -1 with an error. */
+typedef int (*loom_segment_fn)(loom_tensor *const *in, int n_in,
+                               loom_tensor **out, int n_out, void *ctx);
+
+typedef struct loom_checkpoint_opts {
+  /* Generators the segment draws from besides the thread's default one
+   * (which is always replayed), at most 8; each must live until the
+   * backward that recomputes the segment. */
+  loom_rng *const *rngs;
+  int n_rngs;
+} loom_checkpoint_opts;
+
+/* torch.utils.checkpoint: runs fn on inputs with recording off, so none of
+ * the segment's intermediate results are kept, and records one node for
+ * the outputs (n_outputs tensors, scope-owned, written to outputs). Its
+ * backward runs fn again, recorded, with the generators in the states
+ * they had before the first run (dropout draws the same masks; their
+ * current states are restored afterwards), and backpropagates through
+ * that: the gradients equal those of calling fn directly, at the cost of
+ * a second forward. Tensors fn reads that are results of recorded ops
+ * must be among `inputs` (backward fails naming this otherwise);
+ * parameters (leaves) may be read directly and get their gradients. With
+ * create_graph the recomputation is itself recorded (gradient penalties
+ * through checkpointed segments). fn and ctx must stay valid until that
+ * backward; fn must compute the same thing when run again. opts may be
+ * NULL. 0, or -1 with an error and every outputs[k] NULL: NULL arguments,
+ * counts out of range, fn failing or returning another number of
+ * outputs. */
+LOOM_API int loom_checkpoint(loom_segment_fn fn, void *ctx,
+                             loom_tensor *const *inputs, int n_inputs,
+                             loom_tensor **outputs, int n_outputs,
+                             const loom_checkpoint_opts *opts);
+
 /* ------------------------------------------------ gradcheck */
 
 /* The function under test: computes outputs from the inputs (with ops, so
