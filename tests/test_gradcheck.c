@@ -282,6 +282,20 @@ FN(f_custom) {
   return 2;
 }
 
+/* ---- checkpointing: a segment of two inputs and two outputs ---- */
+static int segment(loom_tensor *const *in, int n, loom_tensor **out, int max,
+                   void *ctx) {
+  (void)n, (void)max, (void)ctx;
+  loom_tensor *h = loom_tanh(loom_mul(in[0], in[1]));
+  out[0] = loom_mul(h, in[0]);
+  out[1] = loom_sum(h, (int[]){0}, 1, false);
+  return 2;
+}
+FN(f_checkpoint) {
+  (void)n, (void)max, (void)ctx;
+  return loom_checkpoint(segment, NULL, in, 2, out, 2, NULL) < 0 ? -1 : 2;
+}
+
 #define S(...)                                                                 \
   { __VA_ARGS__ }
 static const gc_case cases[] = {
@@ -379,6 +393,7 @@ static const gc_case cases[] = {
     {"adaptive_avg_pool2d", f_adaptive, 1, S(4), S(S(1, 2, 5, 7)), FIRST_ORDER},
     {"dropout", f_dropout, 1, S(2), S(S(4, 5)), 0},
     {"custom function", f_custom, 2, S(2, 1), S(S(2, 3), S(3)), 0},
+    {"checkpoint", f_checkpoint, 2, S(2, 1), S(S(2, 3), S(3)), 0},
     {"lstm_sequence peephole lengths reverse", f_lstm_seq, 8,
      S(3, 2, 1, 2, 2, 1, 1, 1),
      S(S(3, 2, 8), S(8, 2), S(8), S(2, 2), S(2, 2), S(2), S(2), S(2)),
