@@ -101,6 +101,43 @@ LOOM_API loom_tensor *loom_dist_all_gather(const loom_tensor *t, int dim);
 /* Returns once every rank has called it. */
 LOOM_API int loom_dist_barrier(void);
 
+/* ------------------------------------------------ sharding the data
+ *
+ * Each rank trains on its own part of every global batch. The sequence of
+ * global batches is the same whatever the number of ranks (a seeded order
+ * of the items, cut into batches), so a run on 2 ranks sees the data a
+ * run on 8 or on 1 sees, and a resumed run with another number of ranks
+ * continues the same sequence. */
+
+/* This rank's part of n items (a global batch, in rank order): items
+ * [*start, *start + *count). Parts differ in size by at most one (the
+ * first n % P ranks take one more); data parallelism averages gradients,
+ * so a mean loss over each rank's part equals the mean over the global
+ * batch only when n is a multiple of P. 0, or -1 with LOOM_ERR_ARGUMENT
+ * (n < 0, a NULL pointer). */
+LOOM_API int loom_dist_shard(int64_t n, int64_t *start, int64_t *count);
+
+typedef struct loom_dist_sampler loom_dist_sampler;
+
+/* Global batches of `batch` items out of items 0..n_items-1: each epoch
+ * the items in an order drawn from (seed, epoch) (or in order, without
+ * `shuffle`), cut into floor(n_items / batch) batches (the incomplete
+ * rest is left out). Caller frees. NULL with LOOM_ERR_ARGUMENT unless
+ * 1 <= batch <= n_items <= LOOM_MAX_ELEMENTS. */
+LOOM_API loom_dist_sampler *loom_dist_sampler_new(int64_t n_items,
+                                                  int64_t batch, uint64_t seed,
+                                                  bool shuffle);
+LOOM_API void loom_dist_sampler_free(loom_dist_sampler *s);
+/* Global batches per epoch. */
+LOOM_API int64_t loom_dist_sampler_batches(const loom_dist_sampler *s);
+/* Global batch `index` (0 <= index < batches) of `epoch` (>= 0): all of
+ * it (`whole`), or this rank's part (loom_dist_shard of the batch), into
+ * items[0..max). Returns the count, or -1 with LOOM_ERR_ARGUMENT (index
+ * or epoch out of range, max too small) or LOOM_ERR_MEMORY. */
+LOOM_API int64_t loom_dist_sampler_items(loom_dist_sampler *s, int64_t epoch,
+                                         int64_t index, bool whole,
+                                         int64_t *items, int64_t max);
+
 /* ------------------------------------------------ data parallelism
  *
  * Every rank holds the same model and trains it on its own part of each

@@ -66,13 +66,13 @@ static void make_data(void) {
   loom_rng_free(g);
 }
 
-/* The mean cross-entropy of the model on sequences first..first+n-1. */
-static loom_tensor *lm_loss(lm *m, int first, int n) {
+/* The mean cross-entropy of the model on sequences rows[0..n). */
+static loom_tensor *lm_loss_of(lm *m, const int64_t *rows, int n) {
   int64_t x[T * B], y[T * B];
   for (int t = 0; t < T; t++)
     for (int b = 0; b < n; b++) {
-      x[t * n + b] = data[first + b][t];
-      y[t * n + b] = data[first + b][t + 1];
+      x[t * n + b] = data[rows[b]][t];
+      y[t * n + b] = data[rows[b]][t + 1];
     }
   loom_tensor *xt = loom_from_array(LOOM_I64, x, LOOM_SHAPE(T, n));
   loom_tensor *yt = loom_from_array(LOOM_I64, y, LOOM_SHAPE(T * n));
@@ -83,6 +83,14 @@ static loom_tensor *lm_loss(lm *m, int first, int n) {
   loom_tensor *logits = loom_linear_layer_forward(m->head, h);
   return loom_cross_entropy(loom_reshape(logits, 2, (int64_t[]){T * n, V}), yt,
                             NULL);
+}
+
+/* The same on sequences first..first+n-1. */
+static loom_tensor *lm_loss(lm *m, int first, int n) {
+  int64_t rows[B];
+  for (int b = 0; b < n; b++)
+    rows[b] = first + b;
+  return lm_loss_of(m, rows, n);
 }
 
 /* The largest |a - b| elementwise. */
@@ -131,13 +139,9 @@ static loom_optimizer *adam_of(lm *m) {
   return o;
 }
 
-/* This rank's rows of a global batch of `rows` starting at `first`. */
-static void my_rows(int first, int rows, int *start, int *count) {
-  *count = rows / size_;
-  *start = first + rank_ * *count;
-}
-
-/* K Adam steps on global batches of B: the ranks against one process. */
+/* K Adam steps on global batches of B in the sampler's seeded order: the
+ * ranks, each with its part of each batch, against one process with all
+ * of it. */
 static void check_equal_to_one_process(loom_dtype dtype, double tol) {
   loom_dtype before = loom_set_default_dtype(dtype);
   enum { K = 6 };
@@ -148,14 +152,21 @@ static void check_equal_to_one_process(loom_dtype dtype, double tol) {
   ck_assert_loom(dp);
   ck_assert_double_eq(max_difference(ref, dist), 0);
   loom_optimizer *o_ref = adam_of(ref), *o_dist = adam_of(dist);
+  loom_dist_sampler *sampler = loom_dist_sampler_new(N, B, 17, true);
+  int64_t per_epoch = loom_dist_sampler_batches(sampler);
   for (int k = 0; k < K; k++) {
     loom_scope *s = loom_scope_begin();
-    int start, count;
-    my_rows(k * B % N, B, &start, &count);
+    int64_t all[B], mine[B];
+    ck_assert_int_eq(loom_dist_sampler_items(sampler, k / per_epoch,
+                                             k % per_epoch, true, all, B),
+                     B);
+    int64_t n = loom_dist_sampler_items(sampler, k / per_epoch, k % per_epoch,
+                                        false, mine, B);
+    ck_assert_int_eq(n, B / size_);
     loom_optimizer_zero_grad(o_ref);
     loom_optimizer_zero_grad(o_dist);
-    ck_assert_int_eq(loom_backward(lm_loss(ref, k * B % N, B)), 0);
-    ck_assert_int_eq(loom_backward(lm_loss(dist, start, count)), 0);
+    ck_assert_int_eq(loom_backward(lm_loss_of(ref, all, B)), 0);
+    ck_assert_int_eq(loom_backward(lm_loss_of(dist, mine, (int)n)), 0);
     ck_assert_int_eq(loom_data_parallel_wait(dp), 0);
     ck_assert_int_eq(loom_optimizer_step(o_ref), 0);
     ck_assert_int_eq(loom_optimizer_step(o_dist), 0);
@@ -172,6 +183,7 @@ static void check_equal_to_one_process(loom_dtype dtype, double tol) {
   loom_data_parallel_stats st = loom_data_parallel_stats_of(dp);
   ck_assert_int_eq(st.steps, K);
   ck_assert_int_ge(st.buckets, 1);
+  loom_dist_sampler_free(sampler);
   loom_optimizer_free(o_ref);
   loom_optimizer_free(o_dist);
   loom_data_parallel_free(dp);

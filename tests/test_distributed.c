@@ -250,6 +250,88 @@ START_TEST(test_all_gather_different_shapes) {
 }
 END_TEST
 
+/* Every rank's (start, count) of n items: contiguous parts in rank order
+ * that cover 0..n-1, differing in size by at most one. */
+START_TEST(test_shard_covers_in_rank_order) {
+  const int64_t ns[] = {0, 1, 2, 7, 8, 12, 1001};
+  for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+    int64_t part[2];
+    ck_assert_int_eq(loom_dist_shard(ns[k], &part[0], &part[1]), 0);
+    loom_tensor *all = loom_dist_all_gather(
+        loom_from_array(LOOM_I64, part, LOOM_SHAPE(1, 2)), 0);
+    ck_assert_loom(all);
+    const int64_t *v = loom_data_i64(all);
+    int64_t next = 0, lo = INT64_MAX, hi = 0;
+    for (int r = 0; r < size_; r++) {
+      ck_assert_int_eq(v[2 * r], next);
+      next += v[2 * r + 1];
+      lo = v[2 * r + 1] < lo ? v[2 * r + 1] : lo;
+      hi = v[2 * r + 1] > hi ? v[2 * r + 1] : hi;
+    }
+    ck_assert_int_eq(next, ns[k]);
+    ck_assert_int_le(hi - lo, 1);
+  }
+  int64_t a, b;
+  ck_assert_int_eq(loom_dist_shard(-1, &a, &b), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+}
+END_TEST
+
+/* The ranks' parts of each global batch, put together in rank order, are
+ * the whole batch, which does not depend on the world; an epoch's batches
+ * hold distinct items; epochs are shuffled differently; the same seed
+ * gives the same batches. */
+START_TEST(test_sampler_batches_independent_of_ranks) {
+  enum { ITEMS = 50, BATCH = 12 };
+  loom_dist_sampler *s = loom_dist_sampler_new(ITEMS, BATCH, 5, true);
+  loom_dist_sampler *again = loom_dist_sampler_new(ITEMS, BATCH, 5, true);
+  ck_assert_loom(s);
+  ck_assert_int_eq(loom_dist_sampler_batches(s), 4);
+  int64_t whole[3][4][BATCH], mine[BATCH];
+  for (int e = 0; e < 3; e++) {
+    bool seen[ITEMS] = {false};
+    for (int i = 0; i < 4; i++) {
+      ck_assert_int_eq(
+          loom_dist_sampler_items(s, e, i, true, whole[e][i], BATCH), BATCH);
+      int64_t n = loom_dist_sampler_items(s, e, i, false, mine, BATCH);
+      ck_assert_int_eq(n, BATCH / size_);
+      loom_tensor *parts = loom_dist_all_gather(
+          loom_from_array(LOOM_I64, mine, LOOM_SHAPE(n)), 0);
+      ck_assert_loom(parts);
+      for (int j = 0; j < BATCH; j++) {
+        ck_assert_int_eq(loom_data_i64(parts)[j], whole[e][i][j]);
+        ck_assert(!seen[whole[e][i][j]]);
+        seen[whole[e][i][j]] = true;
+      }
+    }
+  }
+  ck_assert(memcmp(whole[0], whole[1], sizeof whole[0]));
+  for (int e = 2; e >= 0; e--) /* any epoch again, in any order */
+    for (int i = 0; i < 4; i++) {
+      int64_t b[BATCH];
+      loom_dist_sampler_items(again, e, i, true, b, BATCH);
+      ck_assert(!memcmp(b, whole[e][i], sizeof b));
+    }
+  loom_dist_sampler *plain = loom_dist_sampler_new(ITEMS, BATCH, 5, false);
+  ck_assert_int_eq(loom_dist_sampler_items(plain, 3, 2, true, mine, BATCH),
+                   BATCH);
+  for (int j = 0; j < BATCH; j++)
+    ck_assert_int_eq(mine[j], 24 + j);
+  ck_assert_int_eq(loom_dist_sampler_items(plain, 0, 4, true, mine, BATCH), -1);
+  ck_assert_ptr_nonnull(strstr(loom_last_error(), "4 batches per epoch"));
+  loom_clear_error();
+  ck_assert_int_eq(loom_dist_sampler_items(plain, 0, 0, true, mine, 3), -1);
+  loom_clear_error();
+  ck_assert_ptr_null(loom_dist_sampler_new(5, 6, 1, true));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+  loom_dist_sampler_free(plain);
+  loom_dist_sampler_free(again);
+  loom_dist_sampler_free(s);
+}
+END_TEST
+
 int main(int argc, char **argv) {
   /* First, alone: what happens before the world is joined. */
   Suite *first = suite_create("distributed_before_init");
@@ -282,6 +364,8 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, test_broadcast);
   tcase_add_test(tc, test_all_gather);
   tcase_add_test(tc, test_all_gather_different_shapes);
+  tcase_add_test(tc, test_shard_covers_in_rank_order);
+  tcase_add_test(tc, test_sampler_batches_independent_of_ranks);
   suite_add_tcase(s, tc);
   status = dist_run_suite(s);
   return failed_before ? EXIT_FAILURE : status;
