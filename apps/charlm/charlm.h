@@ -4,7 +4,7 @@
  *   corpus.c      the text: a file, or the built-in corpus
  *   model.c       the model and one-character-at-a-time generation
  *   checkpoint.c  what a checkpoint holds beside the model, read and checked
- *   train.c       the training loop and train_step
+ *   train.c       the training loop and train_step (also on several ranks)
  *   sample.c      generating text from a checkpoint */
 #ifndef CHARLM_H
 #define CHARLM_H
@@ -165,6 +165,7 @@ typedef struct {
       corpus_bytes, seed, threads;
   double lr, clip, val_fraction, minutes, temperature, epochs;
   bool resume, quiet;
+  bool distributed; /* one of the ranks of mpirun (loom_dist_init ran) */
 } charlm_options;
 
 /* Trains as the options say; the exit status (0, or 1 after saying what

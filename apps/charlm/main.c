@@ -60,6 +60,11 @@ static void usage(FILE *f) {
       "none)\n"
       "  --seed N             random seed (1)\n"
       "  --threads N          loom's kernel threads (all cores)\n"
+      "  --distributed        train as one rank of `mpirun -np N charlm ...`:\n"
+      "                       each rank runs batch/N of the streams (batch\n"
+      "                       must be a multiple of N), gradients are\n"
+      "                       averaged over the ranks, rank 0 prints and\n"
+      "                       writes; a checkpoint resumes on any N\n"
       "  --corpus-bytes N     size of the built-in corpus (1000000)\n"
       "  --write-corpus FILE  write the built-in corpus and exit\n"
       "\n"
@@ -102,23 +107,39 @@ static options defaults(void) {
                    .seed = 1};
 }
 
-static const struct option long_options[] = {
-    {"data", 1, 0, 'd'},         {"model", 1, 0, 'm'},
-    {"layers", 1, 0, 'L'},       {"hidden", 1, 0, 'H'},
-    {"embed", 1, 0, 'E'},        {"heads", 1, 0, 'A'},
-    {"ff", 1, 0, 'F'},           {"dropout", 1, 0, 'D'},
-    {"seq", 1, 0, 'T'},          {"batch", 1, 0, 'B'},
-    {"lr", 1, 0, 'r'},           {"clip", 1, 0, 'c'},
-    {"steps", 1, 0, 's'},        {"epochs", 1, 0, 'e'},
-    {"minutes", 1, 0, 'M'},      {"val-fraction", 1, 0, 'v'},
-    {"eval-every", 1, 0, 'V'},   {"checkpoint", 1, 0, 'k'},
-    {"save-every", 1, 0, 'S'},   {"resume", 0, 0, 'R'},
-    {"plot", 1, 0, 'p'},         {"seed", 1, 0, 'x'},
-    {"threads", 1, 0, 'j'},      {"corpus-bytes", 1, 0, 'b'},
-    {"write-corpus", 1, 0, 'w'}, {"prime", 1, 0, 'P'},
-    {"length", 1, 0, 'n'},       {"temperature", 1, 0, 't'},
-    {"top-k", 1, 0, 'K'},        {"quiet", 0, 0, 'q'},
-    {"help", 0, 0, 'h'},         {0, 0, 0, 0}};
+static const struct option long_options[] = {{"data", 1, 0, 'd'},
+                                             {"model", 1, 0, 'm'},
+                                             {"layers", 1, 0, 'L'},
+                                             {"hidden", 1, 0, 'H'},
+                                             {"embed", 1, 0, 'E'},
+                                             {"heads", 1, 0, 'A'},
+                                             {"ff", 1, 0, 'F'},
+                                             {"dropout", 1, 0, 'D'},
+                                             {"seq", 1, 0, 'T'},
+                                             {"batch", 1, 0, 'B'},
+                                             {"lr", 1, 0, 'r'},
+                                             {"clip", 1, 0, 'c'},
+                                             {"steps", 1, 0, 's'},
+                                             {"epochs", 1, 0, 'e'},
+                                             {"minutes", 1, 0, 'M'},
+                                             {"val-fraction", 1, 0, 'v'},
+                                             {"eval-every", 1, 0, 'V'},
+                                             {"checkpoint", 1, 0, 'k'},
+                                             {"save-every", 1, 0, 'S'},
+                                             {"resume", 0, 0, 'R'},
+                                             {"plot", 1, 0, 'p'},
+                                             {"seed", 1, 0, 'x'},
+                                             {"threads", 1, 0, 'j'},
+                                             {"corpus-bytes", 1, 0, 'b'},
+                                             {"write-corpus", 1, 0, 'w'},
+                                             {"prime", 1, 0, 'P'},
+                                             {"length", 1, 0, 'n'},
+                                             {"temperature", 1, 0, 't'},
+                                             {"top-k", 1, 0, 'K'},
+                                             {"quiet", 0, 0, 'q'},
+                                             {"distributed", 0, 0, 'N'},
+                                             {"help", 0, 0, 'h'},
+                                             {0, 0, 0, 0}};
 
 /* Stores the value v of option ch (written `flag` on the command line):
  * 0, or -1 after saying what is wrong with it. */
@@ -228,6 +249,8 @@ static int parse(int argc, char **argv, options *o, bool *sample) {
       o->resume = true;
     else if (ch == 'q')
       o->quiet = true;
+    else if (ch == 'N')
+      o->distributed = true;
     else {
       char flag[32];
       snprintf(flag, sizeof flag, "--%s", long_options[at].name);
@@ -291,7 +314,18 @@ int main(int argc, char **argv) {
     return 2;
   if (o.threads > 0)
     loom_set_num_threads((int)o.threads);
-  int rc = sample ? charlm_sample(&o) : charlm_train(&o);
+  if (sample || !o.distributed) {
+    int rc = sample ? charlm_sample(&o) : charlm_train(&o);
+    loom_cleanup();
+    return rc;
+  }
+  if (loom_dist_init(&argc, &argv) < 0) {
+    fprintf(stderr, "charlm: %s\n", loom_last_error());
+    return 1;
+  }
+  int rc = charlm_train(&o);
   loom_cleanup();
-  return rc;
+  if (rc != 0 && loom_dist_size() > 1)
+    loom_dist_abort(rc); /* the other ranks may be waiting for this one */
+  return loom_dist_finalize() < 0 ? 1 : rc;
 }

@@ -3,6 +3,14 @@
  * a validation pass every --eval-every steps on the held-out tail,
  * checkpoints that resume exactly, and a PNG of the loss curves.
  *
+ * With --distributed under mpirun, each of P ranks runs B/P of the streams
+ * (its part of every global batch, loom_dist_shard) and the gradients are
+ * averaged (loom_data_parallel), so the model trains as with all B
+ * streams in one process; losses are averaged over the ranks, rank 0
+ * alone prints, plots and writes checkpoints (with every rank's states
+ * gathered), and every rank reads them back: a run may resume on another
+ * number of ranks.
+ *
  * The step itself is train_step(); charlm_train() is the loop around it. */
 #define _POSIX_C_SOURCE 200809L
 #include "charlm.h"
@@ -11,15 +19,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Rows b of x (T x B) and y come from stream b at offset pos: B equal
- * slices of ids[0..n). */
-static void fill_batch(const int64_t *ids, int64_t n, int64_t B, int64_t T,
-                       int64_t pos, int64_t *x, int64_t *y) {
+/* Rows b of x (T x count) and y come from stream first + b at offset pos,
+ * of B equal slices of ids[0..n). */
+static void fill_batch(const int64_t *ids, int64_t n, int64_t B, int64_t first,
+                       int64_t count, int64_t T, int64_t pos, int64_t *x,
+                       int64_t *y) {
   int64_t stream = n / B;
-  for (int64_t b = 0; b < B; b++)
+  for (int64_t b = 0; b < count; b++)
     for (int64_t t = 0; t < T; t++) {
-      x[t * B + b] = ids[b * stream + pos + t];
-      y[t * B + b] = ids[b * stream + pos + t + 1];
+      x[t * count + b] = ids[(first + b) * stream + pos + t];
+      y[t * count + b] = ids[(first + b) * stream + pos + t + 1];
     }
 }
 
@@ -27,12 +36,14 @@ static void fill_batch(const int64_t *ids, int64_t n, int64_t B, int64_t T,
  * chunk x (T, B) of ids from the carried states (`state`: its
  * charlm_n_states tensors of (layers, B, hidden), NULL at the streams'
  * start); the cross-entropy against the next characters y (T * B) is
- * backpropagated, the gradients' norm is clipped to `clip` (0: not
- * clipped), and the optimizer steps. The final states, detached, replace
- * `state`, and *loss is the mean loss in nats per character. 0, or -1 with
- * an error: an op failed, or the loss or the gradient is not finite (the
- * parameters are then left as they were). */
-static int train_step(charlm *m, loom_optimizer *opt,
+ * backpropagated, the gradients are averaged over the ranks (dp; NULL
+ * alone), their norm is clipped to `clip` (0: not clipped), and the
+ * optimizer steps. The final states, detached, replace `state`, and *loss
+ * is the mean loss in nats per character (over the ranks). 0, or -1 with
+ * an error: an op or the communication failed, or the loss or the
+ * gradient is not finite (the parameters are then left as they were, on
+ * every rank alike). */
+static int train_step(charlm *m, loom_optimizer *opt, loom_data_parallel *dp,
                       loom_tensor *const *params, int n_params, double clip,
                       const int64_t *x, const int64_t *y, int64_t T, int64_t B,
                       loom_tensor **state, double *loss) {
@@ -46,11 +57,15 @@ static int train_step(charlm *m, loom_optimizer *opt,
     l = loom_cross_entropy(loom_reshape(logits, 2, (int64_t[]){T * B, -1}), yt,
                            NULL);
   *loss = l ? loom_item(l) : NAN;
+  /* every rank sees the mean, so all stop together on a NaN */
+  if (l && dp && loom_dist_all_reduce_values(loss, 1, LOOM_DIST_MEAN) < 0)
+    l = NULL;
   int rc = -1;
   if (l && !isfinite(*loss)) {
     loom_set_error(LOOM_ERR_NUMERIC, "the loss is %g: training diverged",
                    *loss);
-  } else if (l && loom_backward(l) == 0) {
+  } else if (l && loom_backward(l) == 0 &&
+             (!dp || loom_data_parallel_wait(dp) == 0)) {
     double norm =
         loom_clip_grad_norm(params, n_params, clip > 0 ? clip : INFINITY, 2);
     if (!isfinite(norm))
@@ -69,9 +84,11 @@ static int train_step(charlm *m, loom_optimizer *opt,
 
 /* Mean loss in nats per character over ids[0..n) read as B streams (one
  * if the text is too short for B) in chunks of T, without gradients, in
- * evaluation mode. 0 with *loss, or -1 with an error. */
+ * evaluation mode; with several ranks (`distributed`), each reads its
+ * part of the streams and the sums are added up. 0 with *loss, or -1 with
+ * an error. */
 static int evaluate(charlm *m, const int64_t *ids, int64_t n, int64_t T,
-                    int64_t B, double *loss) {
+                    int64_t B, bool distributed, double *loss) {
   loom_module_train(&m->base, false);
   loom_no_grad_begin();
   int64_t stream = n / B;
@@ -79,30 +96,33 @@ static int evaluate(charlm *m, const int64_t *ids, int64_t n, int64_t T,
     B = 1;
     stream = n;
   }
+  int64_t first = 0, mine = B;
+  if (distributed)
+    loom_dist_shard(B, &first, &mine);
   int ns = charlm_n_states(m);
   loom_tensor *state[LOOM_RNN_MAX_STATES] = {NULL};
   double total = 0;
   int64_t count = 0;
-  int64_t *x = malloc((size_t)(T * B) * sizeof *x);
-  int64_t *y = malloc((size_t)(T * B) * sizeof *y);
+  int64_t *x = malloc((size_t)(T * mine + 1) * sizeof *x);
+  int64_t *y = malloc((size_t)(T * mine + 1) * sizeof *y);
   int rc = x && y ? 0 : -1;
   if (rc < 0)
     loom_set_error(LOOM_ERR_MEMORY, "charlm: out of memory");
-  for (int64_t pos = 0; rc == 0 && pos + 1 < stream; pos += T) {
+  for (int64_t pos = 0; rc == 0 && mine && pos + 1 < stream; pos += T) {
     int64_t len = pos + T + 1 <= stream ? T : stream - pos - 1;
     loom_scope *s = loom_scope_begin();
-    fill_batch(ids, n, B, len, pos, x, y);
-    loom_tensor *xt = loom_from_array(LOOM_I64, x, LOOM_SHAPE(len, B));
-    loom_tensor *yt = loom_from_array(LOOM_I64, y, LOOM_SHAPE(len * B));
+    fill_batch(ids, n, B, first, mine, len, pos, x, y);
+    loom_tensor *xt = loom_from_array(LOOM_I64, x, LOOM_SHAPE(len, mine));
+    loom_tensor *yt = loom_from_array(LOOM_I64, y, LOOM_SHAPE(len * mine));
     loom_tensor *logits, *next[LOOM_RNN_MAX_STATES], *l = NULL;
     if (charlm_forward(m, xt, state[0] ? state : NULL, &logits, next) == 0)
-      l = loom_cross_entropy(loom_reshape(logits, 2, (int64_t[]){len * B, -1}),
-                             yt,
-                             &(loom_cross_entropy_opts){.reduction = LOOM_SUM,
-                                                        .ignore_index = -100});
+      l = loom_cross_entropy(
+          loom_reshape(logits, 2, (int64_t[]){len * mine, -1}), yt,
+          &(loom_cross_entropy_opts){.reduction = LOOM_SUM,
+                                     .ignore_index = -100});
     if (l) {
       total += loom_item(l);
-      count += len * B;
+      count += len * mine;
       for (int k = 0; k < ns; k++) {
         loom_release(state[k]);
         state[k] = loom_keep(next[k]);
@@ -118,24 +138,31 @@ static int evaluate(charlm *m, const int64_t *ids, int64_t n, int64_t T,
   free(y);
   loom_no_grad_end();
   loom_module_train(&m->base, true);
-  *loss = count ? total / (double)count : NAN;
+  double sums[2] = {total, (double)count};
+  if (rc == 0 && distributed &&
+      loom_dist_all_reduce_values(sums, 2, LOOM_DIST_SUM) < 0)
+    rc = -1;
+  *loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
   return rc;
 }
 
 /* ---- a training run ---- */
 
 typedef struct {
-  const charlm_options *o;
-  corpus text; /* training part, then the validation tail */
+  const charlm_options *o; /* &opts */
+  charlm_options opts;     /* quiet and without a plot on ranks but 0 */
+  corpus text;             /* training part, then the validation tail */
   int64_t n_train, n_val;
   int64_t T, B, stream, total; /* stream: characters per stream */
+  int64_t first, local; /* this rank's streams: first .. first + local - 1 */
   charlm *m;
+  loom_data_parallel *dp; /* with --distributed */
   loom_optimizer *opt;
   loom_tensor *params[64];
   int n_params;
   int64_t step;
   charlm_session s; /* config, vocabulary, position, states, history */
-  int64_t *x, *y;   /* one batch of ids, (T, B) */
+  int64_t *x, *y;   /* this rank's part of a batch of ids, (T, local) */
   char best_path[4096];
   double smooth, rate; /* smoothed training loss; characters per second */
   app_progress bar;
@@ -153,14 +180,38 @@ static void fail(run *r, const char *what) {
 }
 
 /* Writes the checkpoint to path; *failed says whether this write failed
- * (a later one that succeeds clears it). */
+ * (a later one that succeeds clears it). With several ranks, every rank
+ * gives its streams' states and rank 0 writes them all. */
 static void save(run *r, const char *path, bool *failed) {
-  *failed = charlm_checkpoint_save(path, r->m, r->opt, r->step, &r->s) < 0;
+  charlm_session whole = r->s; /* the states of all B streams */
+  loom_scope *scope = loom_scope_begin();
+  *failed = false;
+  for (int k = 0; r->dp && k < r->s.n_states; k++)
+    if (r->s.state[k] &&
+        !(whole.state[k] = loom_dist_all_gather(r->s.state[k], 1)))
+      *failed = true;
+  if (!*failed && loom_dist_rank() == 0)
+    *failed = charlm_checkpoint_save(path, r->m, r->opt, r->step, &whole) < 0;
+  loom_scope_end(scope);
   if (*failed) {
     if (!r->o->quiet)
       app_progress_end(&r->bar);
     app_report_write_error("charlm", path);
   }
+}
+
+/* A resumed session's states (layers, B, hidden) cut to this rank's
+ * streams. */
+static int take_my_states(run *r) {
+  for (int k = 0; k < r->s.n_states && r->local < r->B; k++) {
+    loom_tensor *mine = loom_keep(
+        loom_clone(loom_narrow(r->s.state[k], 1, r->first, r->local)));
+    if (!mine)
+      return -1;
+    loom_release(r->s.state[k]);
+    r->s.state[k] = mine;
+  }
+  return 0;
 }
 
 /* Back to the start of every stream (a new epoch), from zero states. */
@@ -191,7 +242,13 @@ static int64_t total_steps(const charlm_options *o, int64_t per_epoch) {
  * batch buffers, and with --resume the checkpoint's state. 0, or -1 after
  * saying why. */
 static int setup(run *r, const charlm_options *o) {
-  *r = (run){.o = o, .T = o->seq, .B = o->batch, .smooth = NAN};
+  *r = (run){.opts = *o, .T = o->seq, .B = o->batch, .smooth = NAN};
+  r->o = &r->opts;
+  if (loom_dist_rank() != 0) { /* rank 0 speaks for all */
+    r->opts.quiet = true;
+    r->opts.plot = "";
+  }
+  o = r->o;
   app_progress_begin(&r->bar);
   if (snprintf(r->best_path, sizeof r->best_path, "%s.best", o->checkpoint) >=
       (int)sizeof r->best_path) {
@@ -214,6 +271,16 @@ static int setup(run *r, const charlm_options *o) {
   r->total = total_steps(o, (r->stream - 1) / r->T);
   if (r->total < 0)
     return -1;
+  r->local = r->B;
+  if (o->distributed && (r->B % loom_dist_size() ||
+                         loom_dist_shard(r->B, &r->first, &r->local) < 0)) {
+    if (loom_dist_rank() == 0) /* the same on every rank: said once */
+      fprintf(stderr,
+              "charlm: --batch %lld is not a multiple of the %d ranks: each "
+              "rank runs an equal part of the streams\n",
+              (long long)r->B, loom_dist_size());
+    return -1;
+  }
   charlm_config cfg = o->model;
   cfg.vocab = r->text.vocab;
   cfg.context = o->seq; /* the transformer attends within a chunk */
@@ -222,9 +289,12 @@ static int setup(run *r, const charlm_options *o) {
   r->opt = r->m && r->n_params <= 64 ? loom_adam_new(r->params, r->n_params,
                                                      loom_adam_defaults(o->lr))
                                      : NULL;
-  r->x = malloc((size_t)(r->T * r->B) * sizeof *r->x);
-  r->y = malloc((size_t)(r->T * r->B) * sizeof *r->y);
-  if (!r->opt || !r->x || !r->y) {
+  /* with --distributed: the same model on every rank (rank 0's values) */
+  if (r->opt && o->distributed)
+    r->dp = loom_data_parallel_new(&r->m->base, NULL);
+  r->x = malloc((size_t)(r->T * r->local) * sizeof *r->x);
+  r->y = malloc((size_t)(r->T * r->local) * sizeof *r->y);
+  if (!r->opt || (o->distributed && !r->dp) || !r->x || !r->y) {
     fprintf(stderr, "charlm: %s\n",
             loom_last_status() ? loom_last_error() : "out of memory");
     loom_clear_error();
@@ -246,8 +316,13 @@ static int setup(run *r, const charlm_options *o) {
     /* states of another batch size belong to other streams: start anew */
     if (r->s.state[0] && loom_size(r->s.state[0], 1) != r->B)
       restart_streams(&r->s);
-    fprintf(stderr, "resumed from %s at step %lld\n", o->checkpoint,
-            (long long)r->step);
+    if (r->s.state[0] && take_my_states(r) < 0) {
+      fprintf(stderr, "charlm: %s\n", loom_last_error());
+      return -1;
+    }
+    if (loom_dist_rank() == 0)
+      fprintf(stderr, "resumed from %s at step %lld\n", o->checkpoint,
+              (long long)r->step);
   }
   return 0;
 }
@@ -259,7 +334,8 @@ static int setup(run *r, const charlm_options *o) {
 static int validate(run *r) {
   double v;
   charlm_history *h = &r->s.history;
-  if (evaluate(r->m, r->text.ids + r->n_train, r->n_val, r->T, r->B, &v) == 0 &&
+  if (evaluate(r->m, r->text.ids + r->n_train, r->n_val, r->T, r->B,
+               r->dp != NULL, &v) == 0 &&
       !isfinite(v))
     loom_set_error(LOOM_ERR_NUMERIC,
                    "the validation loss is %g: training diverged", v);
@@ -334,6 +410,7 @@ static void summary(const run *r) {
 }
 
 static void teardown(run *r) {
+  loom_data_parallel_free(r->dp);
   charlm_session_free(&r->s);
   free(r->x);
   free(r->y);
@@ -360,21 +437,45 @@ static void introduce(const run *r) {
           (long long)r->T);
 }
 
-int charlm_train(const charlm_options *o) {
+/* Whether the run is over: --minutes spent (as rank 0's clock says, so
+ * that all ranks stop at the same step) or --steps done. */
+static bool finished(const run *r, double t0) {
+  if (!(r->o->minutes > 0))
+    return r->step >= r->total;
+  double over = app_now() - t0 >= r->o->minutes * 60;
+  if (r->dp && loom_dist_broadcast_bytes(&over, sizeof over, 0) < 0)
+    return true; /* the next collective reports it */
+  return over;
+}
+
+/* Dropout masks drawn per rank and step, from the seed alone, so a run
+ * resumed on as many ranks goes on as it would have. */
+static void seed_dropout(const run *r) {
+  if (r->dp && r->m->cfg.dropout > 0)
+    loom_rng_seed(r->m->rng,
+                  (uint64_t)r->o->seed ^
+                      (0x9E3779B97F4A7C15ull * (uint64_t)(r->step + 1)) ^
+                      ((uint64_t)loom_dist_rank() << 48));
+}
+
+int charlm_train(const charlm_options *options) {
   run r;
-  int rc = setup(&r, o) < 0 ? 1 : 0;
+  int rc = setup(&r, options) < 0 ? 1 : 0;
+  const charlm_options *o = r.o;
   if (rc == 0)
     introduce(&r);
-  double t0 = app_now(), deadline = o->minutes * 60, seconds = 0;
+  double t0 = app_now(), seconds = 0;
   int64_t first = r.step, T = r.T, B = r.B;
-  while (rc == 0 &&
-         (o->minutes > 0 ? app_now() - t0 < deadline : r.step < r.total)) {
+  bool done = rc == 0 && finished(&r, t0);
+  while (rc == 0 && !done) {
     if (r.s.position + T + 1 > r.stream) /* a new epoch */
       restart_streams(&r.s);
     double started = app_now(), loss;
-    fill_batch(r.text.ids, r.n_train, B, T, r.s.position, r.x, r.y);
-    if (train_step(r.m, r.opt, r.params, r.n_params, o->clip, r.x, r.y, T, B,
-                   r.s.state, &loss) < 0) {
+    fill_batch(r.text.ids, r.n_train, B, r.first, r.local, T, r.s.position, r.x,
+               r.y);
+    seed_dropout(&r);
+    if (train_step(r.m, r.opt, r.dp, r.params, r.n_params, o->clip, r.x, r.y, T,
+                   r.local, r.s.state, &loss) < 0) {
       char what[64];
       snprintf(what, sizeof what, "step %lld failed", (long long)r.step);
       fail(&r, what);
@@ -399,12 +500,12 @@ int charlm_train(const charlm_options *o) {
       app_progress_line(&r.bar, r.step, o->minutes > 0 ? 0 : r.total, r.rate,
                         "chars", text, false);
     }
-    bool last = o->minutes > 0 ? app_now() - t0 >= deadline : r.step == r.total;
-    if ((r.step % o->eval_every == 0 || last) && validate(&r) < 0) {
+    done = finished(&r, t0);
+    if ((r.step % o->eval_every == 0 || done) && validate(&r) < 0) {
       rc = 1;
       break;
     }
-    if (r.step % o->save_every == 0 || last)
+    if (r.step % o->save_every == 0 || done)
       save(&r, o->checkpoint, &r.unsaved);
   }
   if (!o->quiet)
