@@ -277,6 +277,49 @@ LOOM_API loom_tensor *loom_argmin(const loom_tensor *t, int dim, bool keepdim);
 LOOM_API loom_tensor *loom_sum_all(const loom_tensor *t);
 LOOM_API loom_tensor *loom_mean_all(const loom_tensor *t);
 
+/* ------------------------------------------------ scans and sorting */
+
+/* torch.cumsum: out[..., i, ...] = sum of t[..., k, ...] for k <= i along
+ * dim (negative counts from the end). Float tensors keep their dtype and
+ * sum in double (as PyTorch's CPU kernel); integer and bool tensors give
+ * int64 (wrapping around on overflow, as in PyTorch). Differentiable: the
+ * gradient is the sum of g from the end. t's shape; a new tensor owned by
+ * the innermost scope. Errors: LOOM_ERR_ARGUMENT for a dim out of range.
+ * ON-LSTM's cumax(x) is loom_cumsum(loom_softmax(x, -1), -1). */
+LOOM_API loom_tensor *loom_cumsum(const loom_tensor *t, int dim);
+/* torch.cumprod: out[..., i, ...] = product of t[..., k, ...] for k <= i
+ * along dim; dtypes, shape, ownership and errors as loom_cumsum.
+ * Differentiable, zeros included: d out_j / d t_k = product of t_i for
+ * i <= j, i != k (computed in O(n) per line; when the gradient is itself
+ * recorded to be differentiated again and t holds a zero, in O(n^2)). */
+LOOM_API loom_tensor *loom_cumprod(const loom_tensor *t, int dim);
+
+/* torch.sort(t, dim, descending, stable=True): each line along dim in
+ * ascending (descending) order; equal elements keep their order, NaN
+ * counts as larger than any number (last ascending, first descending).
+ * Returns the values (t's shape and dtype; differentiable, each value's
+ * gradient going back to its place); if `indices` is not NULL it receives
+ * their positions along dim (int64, t's shape), or NULL on failure. Both
+ * owned by the innermost scope. Errors: LOOM_ERR_ARGUMENT for a dim out of
+ * range; LOOM_ERR_MEMORY. */
+LOOM_API loom_tensor *loom_sort(const loom_tensor *t, int dim, bool descending,
+                                loom_tensor **indices);
+/* torch.argsort(t, dim, descending, stable=True): the positions loom_sort
+ * gives (int64, t's shape; not differentiable). Errors as loom_sort. */
+LOOM_API loom_tensor *loom_argsort(const loom_tensor *t, int dim,
+                                   bool descending);
+/* torch.topk(t, k, dim, largest, sorted=True): the k largest (smallest
+ * when !largest) elements of each line along dim, in descending
+ * (ascending) order; t's shape with k along dim. Ties go in the order of
+ * their positions (PyTorch leaves that order unspecified) and NaN counts
+ * as the largest. Values differentiable as loom_sort's; `indices` (may be
+ * NULL) receives their int64 positions, or NULL on failure. Each line is
+ * sorted whole, O(n log n). Owned by the innermost scope. Errors:
+ * LOOM_ERR_ARGUMENT for a dim out of range or k outside 0..the dim's size;
+ * LOOM_ERR_MEMORY. */
+LOOM_API loom_tensor *loom_topk(const loom_tensor *t, int64_t k, int dim,
+                                bool largest, loom_tensor **indices);
+
 /* Softmax along dim, computed stably (max subtracted). Differentiable. */
 LOOM_API loom_tensor *loom_softmax(const loom_tensor *t, int dim);
 LOOM_API loom_tensor *loom_log_softmax(const loom_tensor *t, int dim);

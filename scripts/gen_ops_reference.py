@@ -103,10 +103,49 @@ def masks(c):
           torch.masked_select, x=randn(1, 4), mask=torch.rand(2, 3, 4) > 0.4)
 
 
+def with_zeros(x, where):
+    x = x.clone()
+    x.view(-1)[list(where)] = 0
+    return x
+
+
+def scans(c):
+    c.add("cumsum_middle_dim", "torch.cumsum(x, -2)",
+          lambda x: torch.cumsum(x, -2), x=randn(3, 5, 4))
+    c.add("cumsum_float32", "torch.cumsum(x, 1) (float32: sums in double)",
+          lambda x: torch.cumsum(x, 1),
+          x=(torch.randn(3, 700) * 1e3).float())
+    c.add("cumsum_int64", "torch.cumsum(x, 0)", lambda x: torch.cumsum(x, 0),
+          x=torch.randint(-50, 50, (6, 2)))
+    c.add("cumprod_signs", "torch.cumprod(x, 1)",
+          lambda x: torch.cumprod(x, 1), x=randn(4, 6))
+    c.add("cumprod_zeros", "torch.cumprod(x, -1)",
+          lambda x: torch.cumprod(x, -1),
+          x=with_zeros(randn(3, 7), (2, 5, 7, 15, 16, 20)))
+
+
+def sorting(c):
+    ties = torch.randint(0, 4, (5, 3)).double()
+    c.add("sort_descending_ties", "torch.sort(x, stable=True, dim=0, descending=True)",
+          lambda x: torch.sort(x, stable=True, dim=0, descending=True),
+          x=ties)
+    nan = randn(2, 6)
+    nan[0, 1] = nan[1, 4] = nan[1, 0] = float("nan")
+    c.add("sort_nan", "torch.sort(x, stable=True)",
+          lambda x: torch.sort(x, stable=True), x=nan)
+    big = torch.tensor([2**53 + 1, 2**53, -2**62, 2**62, 2**53 + 1, 7])
+    c.add("argsort_int64_beyond_double", "torch.argsort(x, stable=True)",
+          lambda x: torch.argsort(x, stable=True), x=big)
+    c.add("topk_largest", "torch.topk(x, 3, -1)",
+          lambda x: torch.topk(x, 3, -1), x=randn(4, 9))
+    c.add("topk_smallest_dim0", "torch.topk(x, 2, 0, largest=False)",
+          lambda x: torch.topk(x, 2, 0, largest=False), x=randn(5, 3, 2))
+
+
 def main():
     torch.manual_seed(17)
     c = Cases()
-    for family in (rearranging, masks):
+    for family in (rearranging, masks, scans, sorting):
         family(c)
     safetensors_io.save(PATH, c.out, c.meta)
     print(f"{os.path.relpath(PATH, ROOT)}: {len(c.meta)} cases, "

@@ -76,7 +76,9 @@ static loom_tensor along(const loom_tensor *x, int dim,
 void loom__kernel_gather(loom_tensor *out, const loom_tensor *x, int dim,
                          const loom_tensor *index) {
   loom_tensor xv = along(x, dim, index);
-  gather_ctx g = {x->strides[dim] * (int64_t)loom_dtype_size(x->dtype),
+  /* (a 0-dim x has no stride: its one element is at offset 0) */
+  gather_ctx g = {(x->ndim ? x->strides[dim] : 0) *
+                      (int64_t)loom_dtype_size(x->dtype),
                   loom_dtype_size(x->dtype)};
   loom__iter it;
   loom__iter_init(&it, 3, (const loom_tensor *[]){out, index, &xv}, out->ndim,
@@ -116,7 +118,8 @@ void loom__kernel_scatter_add(loom_tensor *out, int dim,
                               const loom_tensor *index,
                               const loom_tensor *src) {
   loom_tensor ov = along(out, dim, index);
-  scatter_ctx g = {out->strides[dim] * (int64_t)loom_dtype_size(out->dtype),
+  scatter_ctx g = {(out->ndim ? out->strides[dim] : 0) *
+                       (int64_t)loom_dtype_size(out->dtype),
                    out->dtype};
   loom__iter it;
   loom__iter_init(&it, 3, (const loom_tensor *[]){index, src, &ov}, index->ndim,

@@ -166,6 +166,20 @@ void loom__kernel_softmax(loom_tensor *out, const loom_tensor *x, int dim,
 void loom__kernel_softmax_grad(loom_tensor *gin, const loom_tensor *y,
                                const loom_tensor *g, int dim, bool log);
 
+/* ---- scans and sorting (kernel_scan.c, kernel_sort.c) ---- */
+
+/* out = the cumulative sum (product) of x along dim, from the last element
+ * back when reverse; x and out contiguous, of one dtype: float32, float64
+ * (accumulated in double) or int64 (wrapping around). */
+void loom__kernel_cumulative(loom_tensor *out, const loom_tensor *x, int dim,
+                             bool product, bool reverse);
+/* indices (int64, contiguous, x's shape) = the positions along dim of each
+ * line's elements in ascending (descending) order, equal elements in their
+ * order, NaN after every number (before, descending); x contiguous, any
+ * dtype. 0, or -1 with an error when out of memory. */
+int loom__kernel_sort(loom_tensor *indices, const loom_tensor *x, int dim,
+                      bool descending);
+
 /* ---- layer normalisation (kernel_norm.c) ---- */
 /* rows x cols contiguous x (float32/64) normalised per row: y = (x - mean)
  * rstd w + b, w and b (cols each) optional (NULL). mean and rstd receive

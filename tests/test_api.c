@@ -132,6 +132,15 @@ START_TEST(test_null_arguments) {
   FAILS_P(loom_where(ix, NULL, x), "where");
   FAILS_P(loom_where(ix, x, NULL), "where");
   FAILS_P(loom_masked_select(NULL, ix), "masked_select");
+  FAILS_P(loom_cumsum(NULL, 0), "cumsum");
+  FAILS_P(loom_cumprod(NULL, 0), "cumprod");
+  out[0] = x; /* the indices are set on failure */
+  FAILS_P(loom_sort(NULL, 0, false, out), "sort");
+  ck_assert_ptr_null(out[0]);
+  FAILS_P(loom_argsort(NULL, 0, false), "argsort");
+  out[0] = x;
+  FAILS_P(loom_topk(NULL, 1, 0, true, out), "topk");
+  ck_assert_ptr_null(out[0]);
   FAILS_P(loom_masked_select(x, NULL), "masked_select");
   FAILS_P(loom_tril(NULL, 0), "tril");
   FAILS_P(loom_triu(NULL, 0), "triu");

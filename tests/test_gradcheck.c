@@ -147,6 +147,24 @@ FN(f_amax) { OUT1(loom_amax(in[0], (int[]){0, 1}, 2, false)); }
 FN(f_amin) { OUT1(loom_amin(in[0], (int[]){1}, 1, true)); }
 FN(f_max) { OUT1(loom_max(in[0], 1, false, NULL)); }
 FN(f_min) { OUT1(loom_min(in[0], 0, true, NULL)); }
+FN(f_cumsum) { OUT1(loom_cumsum(in[0], 1)); }
+FN(f_cumprod) { OUT1(loom_cumprod(in[0], -1)); }
+FN(f_cumprod_zeros) {
+  loom_tensor *z = loom_mul(
+      in[0], loom_from_array(LOOM_F64, (double[]){1, 0, 1, 0, 1, 1, 1, 1, 0},
+                             LOOM_SHAPE(3, 3)));
+  OUT1(loom_cumprod(z, 0));
+}
+FN(f_sort) {
+  (void)n, (void)max, (void)ctx;
+  out[0] = loom_sort(in[0], 0, true, NULL);
+  return out[0] ? 1 : -1;
+}
+FN(f_topk) {
+  (void)n, (void)max, (void)ctx;
+  out[0] = loom_topk(in[0], 2, -1, false, NULL);
+  return out[0] ? 1 : -1;
+}
 FN(f_softmax) { OUT1(loom_softmax(in[0], 1)); }
 FN(f_log_softmax) { OUT1(loom_log_softmax(in[0], -1)); }
 FN(f_layer_norm) { OUT1(loom_layer_norm(in[0], 2, in[1], in[2], 1e-5)); }
@@ -355,6 +373,11 @@ static const gc_case cases[] = {
     {"amin", f_amin, 1, S(2), S(S(3, 4)), SPREAD},
     {"max dim", f_max, 1, S(2), S(S(3, 4)), SPREAD | NONCONTIG},
     {"min dim", f_min, 1, S(2), S(S(3, 4)), SPREAD},
+    {"cumsum", f_cumsum, 1, S(3), S(S(2, 3, 4)), NONCONTIG},
+    {"cumprod", f_cumprod, 1, S(2), S(S(3, 4)), NONCONTIG},
+    {"cumprod with zeros", f_cumprod_zeros, 1, S(2), S(S(3, 3)), 0},
+    {"sort descending", f_sort, 1, S(2), S(S(4, 3)), SPREAD | NONCONTIG},
+    {"topk smallest", f_topk, 1, S(2), S(S(3, 5)), SPREAD},
     {"softmax", f_softmax, 1, S(3), S(S(2, 4, 3)), 0},
     {"log_softmax", f_log_softmax, 1, S(2), S(S(3, 5)), NONCONTIG},
     {"layer_norm affine", f_layer_norm, 3, S(3, 2, 2),
