@@ -211,8 +211,9 @@ const char *cap_scene_colour_name(int colour);
  * then C", "from left to right A B and C", "from right to left C B and
  * A"). Returns how many. */
 int cap_scene_captions(const cap_scene *s, char out[][CAP_SCENE_TEXT], int max);
-/* Whether the scene's combination (objects, order, relation) is one of
- * the `fraction` of all combinations kept out of training. */
+/* Whether the scene (of several objects) is a combination (objects, order,
+ * relation) of the `fraction` of all combinations kept out of training.
+ * Scenes of one object are never held out. */
 bool cap_scene_held_out(const cap_scene *s, double fraction);
 /* Draws the placed scene (side x side planes into chw) on a random
  * background, with colour jitter and grain from g. */
@@ -232,5 +233,317 @@ typedef struct {
  * half of the dev and test scenes do (d->novel marks them). Images are
  * named scene000000, ... 0 or -1 (bad options, memory). */
 int cap_scenes_generate(const cap_scene_opts *o, cap_data *d);
+
+/* ---- the model (model.c) ---- */
+
+#define CAP_MAX_BLOCKS 6
+#define CAP_MAX_WIDTH 4096
+#define CAP_MAX_VOCAB 1000000
+
+/* How the image vector enters the LSTM. */
+typedef enum {
+  CAP_IMAGE_FIRST, /* as the first input step (Show and Tell) */
+  CAP_IMAGE_INIT,  /* as the initial state: h0, c0 = tanh(W v + b) */
+  CAP_IMAGE_EVERY, /* beside the word embedding at every step */
+  CAP_IMAGE_MODES
+} cap_image_mode;
+
+typedef struct {
+  int64_t side;                     /* input images: 3 x side x side */
+  int64_t channels[CAP_MAX_BLOCKS]; /* CNN blocks' output channels */
+  int blocks;
+  int64_t vocab, embed, hidden; /* embed: words and the image vector */
+  int image_mode;               /* a cap_image_mode */
+  int64_t attention;            /* additive attention's hidden size; 0: none */
+  double dropout;               /* before the output layer */
+} cap_config;
+
+/* 0, or -1 with an error saying what does not fit. Attention needs
+ * CAP_IMAGE_INIT (the image enters through the state and attention). */
+int cap_config_check(const cap_config *c);
+/* The side of the CNN's last feature map (attention has its square). */
+int64_t cap_model_feature_side(const cap_config *cfg);
+
+typedef struct {
+  loom_module base;
+  cap_config cfg;
+  loom_conv2d_layer *conv[CAP_MAX_BLOCKS];
+  loom_batch_norm_layer *bn[CAP_MAX_BLOCKS];
+  loom_linear_layer *image;           /* pooled features -> image vector */
+  loom_linear_layer *init_h, *init_c; /* CAP_IMAGE_INIT */
+  loom_seq_attention *attend;         /* with attention */
+  loom_embedding_layer *embed;
+  loom_rnn *lstm;
+  loom_dropout_layer *drop;
+  loom_linear_layer *out;
+  loom_rng *rng; /* dropout masks; owned */
+} cap_model;
+
+/* A model with fresh parameters drawn from `seed` (caller frees). NULL
+ * with an error on a bad config. */
+cap_model *cap_model_new(const cap_config *cfg, uint64_t seed);
+void cap_model_free(cap_model *m);
+
+/* The CNN on images (B, 3, side, side): the last feature map (B, C, s, s)
+ * into *features (if non-NULL) and the image vector (B, embed). 0 or -1;
+ * results scope-owned. */
+int cap_model_encode(cap_model *m, const loom_tensor *images,
+                     loom_tensor **features, loom_tensor **vector);
+
+/* A teacher-forced batch: inputs (T, B) int64 hold bos w1 .. wn of each
+ * caption then padding; keep (N) int64 lists the positions t * B + b that
+ * predict a word or the eos, targets (N) those words. */
+typedef struct {
+  loom_tensor *images, *inputs, *keep, *targets;
+} cap_batch;
+
+/* The LSTM's outputs (T, B, hidden) over inputs (T, B); with attention,
+ * *alpha receives the weights (T, B, s * s) (NULL without). 0 or -1. */
+int cap_model_hidden(cap_model *m, const loom_tensor *images,
+                     const loom_tensor *inputs, loom_tensor **hidden,
+                     loom_tensor **alpha);
+/* Mean cross entropy of the targets (dropout applies in training mode);
+ * alpha as cap_model_hidden. 0 or -1. */
+int cap_model_loss(cap_model *m, const cap_batch *b, loom_tensor **loss,
+                   loom_tensor **alpha);
+
+/* ---- captions as tokens and ids (captions.c) ---- */
+
+/* How a caption is split into words: ALNUM as the PyTorch caption
+ * baseline (lowercased, every character but a-z, 0-9 and whitespace
+ * deleted, split at whitespace: "T-shirt ." is "tshirt"); WORDS as the
+ * translation baseline (app_tokenize_lower: \w+ runs and single other
+ * characters). */
+typedef enum { CAP_TOKENS_ALNUM, CAP_TOKENS_WORDS } cap_tokenizer;
+const char *cap_tokenizer_name(cap_tokenizer k);
+/* Appends the tokens of text[0..len) to out; 0, or -1 (invalid UTF-8
+ * named as `name` with the byte, memory). */
+int cap_tokenize(cap_tokenizer k, const char *text, size_t len, app_tokens *out,
+                 const char *name);
+
+/* Every caption of a data set as tokens (the references BLEU compares
+ * with), the vocabulary, and the ids the model trains on. */
+typedef struct {
+  int64_t n; /* captions */
+  cap_tokenizer tokenizer;
+  app_tokens *words; /* n */
+  app_vocab vocab;
+  int64_t *ids, *start; /* caption j: ids[start[j] .. start[j + 1]) */
+} cap_corpus;
+
+/* Tokenises d's captions (c->words); 0 or -1. */
+int cap_corpus_tokenize(const cap_data *d, cap_tokenizer k, cap_corpus *c);
+/* The vocabulary of the training split's tokens seen min_count times. */
+int cap_corpus_build_vocab(cap_corpus *c, const cap_data *d, int64_t min_count);
+/* Each caption's ids (unknown words APP_UNK), at most max_words. */
+int cap_corpus_map(cap_corpus *c, int64_t max_words);
+void cap_corpus_free(cap_corpus *c);
+/* ids as vocabulary tokens into out (cleared first). 0 or -1. */
+int cap_ids_to_tokens(const app_vocab *v, const int64_t *ids, int64_t n,
+                      app_tokens *out);
+/* The tokens joined by single spaces into out (cleared first). */
+int cap_tokens_text(const app_tokens *t, app_buf *out);
+void cap_tokens_list_free(app_tokens *list, int64_t n);
+
+/* ---- pairs and batches (batches.c) ---- */
+
+/* The (image, caption) pairs a split trains on: every caption of every
+ * image. */
+typedef struct {
+  int64_t n;
+  int64_t *image, *caption;
+} cap_pairs;
+int cap_pairs_of(const cap_data *d, cap_split s, cap_pairs *p);
+void cap_pairs_free(cap_pairs *p);
+/* order = a random permutation of 0 .. n-1 drawn from g. */
+void cap_shuffle(int64_t *order, int64_t n, loom_rng *g);
+
+/* Training augmentation: shifts of up to `shift` pixels, flips. */
+typedef struct {
+  int shift;
+  bool flip;
+} cap_augment_opts;
+
+/* The images (n, 3, side, side) float32, normalised, augmented from g
+ * when aug is non-NULL; *out scope-owned. 0 or -1. */
+int cap_images_tensor(const cap_data *d, const int64_t *images, int64_t n,
+                      const cap_norm *nm, const cap_augment_opts *aug,
+                      loom_rng *g, loom_tensor **out);
+/* A batch of B pairs (images[k], captions[k]); tensors scope-owned. */
+int cap_batch_build(const cap_data *d, const cap_corpus *c, const cap_norm *nm,
+                    const int64_t *images, const int64_t *captions, int64_t B,
+                    const cap_augment_opts *aug, loom_rng *g, cap_batch *b);
+
+/* ---- writing captions (describe.c) ---- */
+
+/* Decodes captions for images (N, 3, side, side) with o (greedy, sampling
+ * or beam; bos/eos APP_BOS/APP_EOS), in evaluation mode without gradients.
+ * *r as loom_decode fills it. 0 or -1. */
+int cap_describe(cap_model *m, const loom_tensor *images,
+                 const loom_decode_opts *o, loom_decode_result *r);
+/* Where the model looked: for image (1, 3, side, side) and the caption's
+ * n word ids, the attention weights before each word and before the eos,
+ * (n + 1) x s*s floats into maps. 0 or -1 (no attention, ...). */
+int cap_attention_maps(cap_model *m, const loom_tensor *image,
+                       const int64_t *words, int64_t n, float *maps);
+/* The feature map (B, C, s, s) as attention keys (B, s*s, C). */
+loom_tensor *cap_model_keys(const loom_tensor *features);
+
+/* ---- scores (evaluate.c) ---- */
+
+typedef struct {
+  double bleu[4];             /* corpus BLEU-1..4, x100 */
+  int64_t images, exact;      /* exact: the caption is one of the references */
+  int64_t novel, novel_exact; /* images of held-out combinations */
+  double mean_len;
+  int64_t distinct; /* different captions written */
+} cap_scores;
+
+/* Scores hyps[k], the caption of image images[k], against the image's
+ * references. 0 or -1. */
+int cap_score(const cap_data *d, const cap_corpus *c, const int64_t *images,
+              int64_t n, const app_tokens *hyps, cap_scores *s);
+/* Captions for images[0..n) of d, `batch` at a time, into hyps (n lists,
+ * cleared first). */
+int cap_decode_images(cap_model *m, const cap_data *d, const cap_corpus *c,
+                      const cap_norm *nm, const int64_t *images, int64_t n,
+                      const loom_decode_opts *o, int64_t batch,
+                      app_tokens *hyps);
+/* Both: decodes and scores; *hyps (if non-NULL) receives the captions
+ * (free with cap_tokens_list_free(*hyps, n)). */
+int cap_evaluate(cap_model *m, const cap_data *d, const cap_corpus *c,
+                 const cap_norm *nm, const int64_t *images, int64_t n,
+                 const loom_decode_opts *o, int64_t batch, cap_scores *s,
+                 app_tokens **hyps);
+/* The baseline's blind control: the caption written for an all-average
+ * image (*caption), scored as every image's. */
+int cap_blind_average(cap_model *m, const cap_data *d, const cap_corpus *c,
+                      const int64_t *images, int64_t n,
+                      const loom_decode_opts *o, app_tokens *caption,
+                      cap_scores *s);
+/* The strongest blind control: of the training captions, the one that
+ * scores the best BLEU-4 written for every image (*best_caption: its
+ * index in d). */
+int cap_blind_best(const cap_data *d, const cap_corpus *c,
+                   const int64_t *images, int64_t n, int64_t *best_caption,
+                   cap_scores *s);
+
+/* ---- where the data comes from, and checkpoints (checkpoint.c) ---- */
+
+#define CAP_MAX_COUNT 1000000000000LL /* steps, epochs, counts */
+#define CAP_MAX_WORDS 1000            /* words of a training caption */
+
+/* A run's data, saved in its checkpoints so that eval can rebuild the
+ * splits: generated scenes (with their options) or a Flickr8k-style
+ * folder, the image side, the tokeniser, the vocabulary's minimum count
+ * and the longest training caption. */
+typedef struct {
+  bool scenes;
+  cap_scene_opts scene;
+  cap_flickr_source flickr;
+  int64_t side;
+  cap_tokenizer tokenizer;
+  int64_t min_count, max_words;
+  char *paths[CAP_MAX_SOURCES + 6]; /* copies the struct owns (read from a
+                                       checkpoint) */
+  int n_paths;
+} cap_source;
+/* Loads the data set (progress to log, NULL: none). 0 or -1. */
+int cap_source_load(const cap_source *src, FILE *log, cap_data *d);
+void cap_source_free(cap_source *src);
+
+/* Loss and dev-split scores over training. */
+#define CAP_DEV_COLUMNS 6 /* step, BLEU-1..4, exact match in percent */
+typedef struct {
+  double *train; /* n_train rows (step, smoothed loss) */
+  double *dev;   /* n_dev rows of CAP_DEV_COLUMNS */
+  int64_t n_train, n_dev, cap_train, cap_dev;
+} cap_history;
+int cap_history_add(cap_history *h, bool dev, const double *row);
+void cap_history_free(cap_history *h);
+
+/* Everything a checkpoint holds beside the weights and optimizer. */
+typedef struct {
+  cap_config cfg;
+  cap_source source;
+  app_vocab vocab;
+  cap_norm norm;
+  int64_t epoch, position, n_order; /* where training is in the epoch */
+  int64_t *order;                   /* n_order pairs: the epoch's order */
+  cap_history history;
+  double smooth; /* the smoothed training loss (NaN before a step) */
+} cap_session;
+void cap_session_free(cap_session *s);
+
+const char *cap_image_mode_name(int mode);
+int cap_image_mode_parse(const char *name); /* -1 if unknown */
+/* "32,64,128,256" into c->channels and c->blocks; 0 or -1. */
+int cap_channels_parse(const char *text, cap_config *c);
+/* The config as "key=value" text, and back (checked as cap_config_check
+ * does). 0 or -1. */
+int cap_config_text(const cap_config *c, char *buf, size_t size);
+int cap_config_parse(const char *line, cap_config *c);
+
+/* Writes a checkpoint (the weights, opt and sched (either may be NULL),
+ * the step, the model's generator, the session) and PATH.vocab. 0 or -1. */
+int cap_checkpoint_save(const char *path, const cap_session *s, cap_model *m,
+                        loom_optimizer *opt, loom_schedule *sched,
+                        int64_t step);
+/* Reads a checkpoint's session (and PATH.vocab), checking every entry. */
+int cap_session_read(cap_session *s, const char *path,
+                     const loom_tensor_map *extra);
+int cap_checkpoint_peek(const char *path, cap_session *s);
+/* The session and a model made from it with the saved weights (*m:
+ * caller frees); opt, sched and step are restored when non-NULL. 0, or -1
+ * with nothing to free. */
+int cap_checkpoint_load(const char *path, cap_session *s, cap_model **m,
+                        loom_optimizer *opt, loom_schedule *sched,
+                        int64_t *step);
+
+/* ---- the commands (train.c, main.c) and pictures (pictures.c) ---- */
+
+#define CAP_MAX_BATCH 65536
+
+typedef enum {
+  CAP_SCHEDULE_CONSTANT,
+  CAP_SCHEDULE_COSINE,
+  CAP_SCHEDULE_PLATEAU
+} cap_schedule;
+
+typedef struct {
+  cap_source source;
+  cap_config model; /* side and vocab come from the data */
+  int64_t batch, steps, eval_every, save_every, seed, threads, eval_batch,
+      sheet_images;
+  double lr, clip, epochs, minutes;
+  int schedule; /* a cap_schedule */
+  cap_augment_opts aug;
+  const char *checkpoint, *plot, *sheet, *strips;
+  bool resume, quiet, controls;
+  cap_split split;
+  loom_decode_opts decode;
+} cap_options;
+
+/* caption train: the exit status (0 done, 1 failed or something asked for
+ * was not written). */
+int cap_train(const cap_options *o);
+
+/* The corpus of d for a run's source: tokens, the vocabulary (built from
+ * the training split, or a copy of `vocab` when given) and ids. */
+int cap_corpus_prepare(const cap_source *src, const cap_data *d,
+                       const app_vocab *vocab, cap_corpus *c);
+
+/* "WHAT: N images  BLEU-1 ..  BLEU-4 ..  [exact match ..]" on a line. */
+void cap_print_scores(FILE *f, const char *what, const cap_scores *s,
+                      bool exact);
+/* A contact sheet of images[0..n) of d with hyps[k] (green when it is a
+ * reference) and the first reference under each. 0 or -1. */
+int cap_contact_sheet(const char *path, const cap_data *d, const cap_corpus *c,
+                      const int64_t *images, const app_tokens *hyps, int64_t n);
+/* For an attention model: the image (planes) once per word of the
+ * caption's ids (and the end), with where the model looked. 0 or -1. */
+int cap_attention_strip(const char *path, cap_model *m, const app_vocab *v,
+                        const cap_norm *nm, const unsigned char *chw,
+                        const int64_t *words, int64_t n);
 
 #endif

@@ -4,11 +4,13 @@
  * circle left of a large blue square", "a large blue square right of a
  * small red circle", ...).
  *
- * A scene's combination - its objects, their order and the relation - is
- * kept out of training for a fixed fraction of all combinations (chosen by
- * a hash, so the same for every seed), and the held-out images draw half
- * their scenes from those: a model that memorised image-caption pairs
- * fails them, one that composes colours, shapes, sizes and places passes. */
+ * A scene of several shapes is a combination - its objects, their order
+ * and the relation - and a fixed fraction of all combinations (chosen by a
+ * hash, so the same for every seed) is kept out of training; the held-out
+ * images draw half their scenes from those. Every object appears in
+ * training, alone and in other combinations: a model that memorised
+ * image-caption pairs fails the unseen ones, a model that composes the
+ * objects and their places passes. */
 #define _POSIX_C_SOURCE 200809L
 #include "caption.h"
 
@@ -84,7 +86,7 @@ static double combination_hash(const cap_scene *s) {
 }
 
 bool cap_scene_held_out(const cap_scene *s, double fraction) {
-  return combination_hash(s) < fraction;
+  return s->n > 1 && combination_hash(s) < fraction;
 }
 
 /* ---- drawing ---- */

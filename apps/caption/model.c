@@ -1,0 +1,251 @@
+/* The captioning model: a small CNN (conv-batchnorm-relu-pool blocks,
+ * global average pooling) whose image vector conditions an LSTM language
+ * model over caption words, trained jointly.
+ *
+ * The image enters the LSTM in one of three ways: as the first input step
+ * (Show and Tell, and the PyTorch baseline), as the initial state
+ * (h0, c0 = tanh of linear maps of it), or beside the word at every step.
+ * With attention (Show, Attend and Tell) the LSTM starts from the image's
+ * state and, before each word, attends over the CNN's last feature map;
+ * the weighted features join the word embedding as its input. */
+#include "caption.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void destroy(loom_module *m) {
+  cap_model *c = (cap_model *)m;
+  loom_rng_free(c->rng);
+  free(c);
+}
+
+static loom_module *add(cap_model *m, const char *name, void *child) {
+  return loom_module_add_child(&m->base, name, (loom_module *)child);
+}
+
+int64_t cap_model_feature_side(const cap_config *cfg) {
+  int64_t s = cfg->side;
+  for (int i = 0; i < cfg->blocks; i++)
+    s /= 2;
+  return s;
+}
+
+int cap_config_check(const cap_config *c) {
+  bool ok = c->side >= 4 && c->side <= CAP_MAX_INPUT_SIDE && c->blocks >= 1 &&
+            c->blocks <= CAP_MAX_BLOCKS && c->vocab > APP_UNK &&
+            c->vocab <= CAP_MAX_VOCAB && c->embed >= 1 &&
+            c->embed <= CAP_MAX_WIDTH && c->hidden >= 1 &&
+            c->hidden <= CAP_MAX_WIDTH && c->image_mode >= 0 &&
+            c->image_mode < CAP_IMAGE_MODES && c->attention >= 0 &&
+            c->attention <= CAP_MAX_WIDTH && c->dropout >= 0 &&
+            c->dropout < 1 && cap_model_feature_side(c) >= 1;
+  for (int i = 0; ok && i < c->blocks; i++)
+    ok = c->channels[i] >= 1 && c->channels[i] <= CAP_MAX_WIDTH;
+  if (ok && c->attention && c->image_mode != CAP_IMAGE_INIT)
+    ok = false;
+  if (!ok)
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "caption model: side %lld with %d blocks, vocabulary "
+                   "%lld, embed %lld, hidden %lld, attention %lld, image "
+                   "mode %d, dropout %g do not make a model (attention "
+                   "needs the image as the initial state)",
+                   (long long)c->side, c->blocks, (long long)c->vocab,
+                   (long long)c->embed, (long long)c->hidden,
+                   (long long)c->attention, c->image_mode, c->dropout);
+  return ok ? 0 : -1;
+}
+
+cap_model *cap_model_new(const cap_config *cfg, uint64_t seed) {
+  if (cap_config_check(cfg) < 0)
+    return NULL;
+  cap_model *m = calloc(1, sizeof *m);
+  if (!m) {
+    loom_set_error(LOOM_ERR_MEMORY, "caption model: out of memory");
+    return NULL;
+  }
+  loom_module_init(&m->base, "Captioner", destroy);
+  m->cfg = *cfg;
+  m->rng = loom_rng_new(seed);
+  loom_manual_seed(seed); /* parameter initialisation */
+  bool ok = m->rng != NULL;
+  int64_t in = 3;
+  for (int i = 0; ok && i < cfg->blocks; i++) {
+    char name[16];
+    snprintf(name, sizeof name, "conv%d", i);
+    m->conv[i] = (loom_conv2d_layer *)add(
+        m, name,
+        loom_conv2d_layer_new(in, cfg->channels[i], 3, 3,
+                              (loom_conv2d_opts){.padding = {1, 1}}, false));
+    snprintf(name, sizeof name, "bn%d", i);
+    m->bn[i] = (loom_batch_norm_layer *)add(
+        m, name,
+        loom_batch_norm_layer_new(cfg->channels[i], 1e-5, 0.1, true, true));
+    ok = m->conv[i] && m->bn[i];
+    in = cfg->channels[i];
+  }
+  int64_t feat = cfg->channels[cfg->blocks - 1], H = cfg->hidden;
+  int64_t lstm_in = cfg->embed;
+  if (cfg->image_mode == CAP_IMAGE_EVERY)
+    lstm_in += cfg->embed;
+  if (cfg->attention)
+    lstm_in += feat;
+  if (ok)
+    ok = (m->image = (loom_linear_layer *)add(
+              m, "image", loom_linear_layer_new(feat, cfg->embed, true)));
+  if (ok && cfg->image_mode == CAP_IMAGE_INIT)
+    ok = (m->init_h = (loom_linear_layer *)add(
+              m, "init_h", loom_linear_layer_new(cfg->embed, H, true))) &&
+         (m->init_c = (loom_linear_layer *)add(
+              m, "init_c", loom_linear_layer_new(cfg->embed, H, true)));
+  if (ok && cfg->attention)
+    ok = (m->attend = (loom_seq_attention *)add(
+              m, "attend",
+              loom_seq_attention_new(LOOM_SCORE_ADDITIVE, H, feat,
+                                     cfg->attention)));
+  if (ok)
+    ok = (m->embed = (loom_embedding_layer *)add(
+              m, "embed",
+              loom_embedding_layer_new(cfg->vocab, cfg->embed, APP_PAD))) &&
+         (m->lstm =
+              (loom_rnn *)add(m, "lstm",
+                              loom_lstm_new((loom_rnn_opts){
+                                  .input_size = lstm_in, .hidden_size = H}))) &&
+         (m->drop = (loom_dropout_layer *)add(
+              m, "drop", loom_dropout_layer_new(cfg->dropout, m->rng))) &&
+         (m->out = (loom_linear_layer *)add(
+              m, "out", loom_linear_layer_new(H, cfg->vocab, true)));
+  if (!ok) {
+    loom_module_free(&m->base);
+    return NULL;
+  }
+  return m;
+}
+
+void cap_model_free(cap_model *m) { loom_module_free(m ? &m->base : NULL); }
+
+int cap_model_encode(cap_model *m, const loom_tensor *images,
+                     loom_tensor **features, loom_tensor **vector) {
+  const loom_tensor *h = images;
+  loom_pool2d_opts pool = {.kernel = {2, 2}};
+  for (int i = 0; i < m->cfg.blocks; i++)
+    h = loom_max_pool2d(
+        loom_relu(loom_batch_norm_layer_forward(
+            m->bn[i], loom_conv2d_layer_forward(m->conv[i], h))),
+        pool, NULL);
+  loom_tensor *f = (loom_tensor *)h;
+  loom_tensor *v = loom_linear_layer_forward(
+      m->image, loom_mean(f, (int[]){2, 3}, 2, false));
+  if (features)
+    *features = f;
+  *vector = v;
+  return v ? 0 : -1;
+}
+
+/* The feature map (B, C, h, w) as attention keys (B, h*w, C). */
+loom_tensor *cap_model_keys(const loom_tensor *f) {
+  loom_tensor *k = loom_flatten(f, 2, 3);
+  return loom_contiguous(loom_transpose(k, 1, 2));
+}
+
+/* The LSTM's initial state from the image vector (INIT mode). */
+static int initial_state(cap_model *m, const loom_tensor *v,
+                         loom_tensor **state) {
+  state[0] = loom_tanh(loom_linear_layer_forward(m->init_h, v));
+  state[1] = loom_tanh(loom_linear_layer_forward(m->init_c, v));
+  return state[0] && state[1] ? 0 : -1;
+}
+
+/* Attention: the LSTM stepped word by word, each input the word's
+ * embedding beside the features weighted by attention from the previous
+ * state. out (T, B, H); alpha (T, B, L) if asked. */
+static int attend_steps(cap_model *m, const loom_tensor *keys,
+                        const loom_tensor *v, const loom_tensor *emb,
+                        loom_tensor **out, loom_tensor **alpha) {
+  int64_t T = loom_size(emb, 0);
+  loom_tensor *state[2];
+  if (initial_state(m, v, state) < 0)
+    return -1;
+  loom_tensor **hs = malloc((size_t)T * sizeof *hs);
+  loom_tensor **as = malloc((size_t)T * sizeof *as);
+  int rc = hs && as ? 0 : -1;
+  loom_fixed_weights_begin();
+  for (int64_t t = 0; rc == 0 && t < T; t++) {
+    loom_tensor *z, *a, *next[2];
+    rc = loom_seq_attention_forward(m->attend, state[0], keys, NULL, &z, &a);
+    loom_tensor *x =
+        loom_concat((loom_tensor *[]){loom_select(emb, 0, t), z}, 2, 1);
+    if (rc == 0)
+      rc = loom_rnn_cell_step(m->lstm, 0, x, state, next);
+    if (rc == 0) {
+      hs[t] = state[0] = next[0];
+      state[1] = next[1];
+      as[t] = a;
+    }
+  }
+  loom_fixed_weights_end();
+  if (rc == 0) {
+    *out = loom_stack(hs, (int)T, 0);
+    if (alpha)
+      *alpha = loom_stack(as, (int)T, 0);
+    rc = *out && (!alpha || *alpha) ? 0 : -1;
+  }
+  free(hs);
+  free(as);
+  return rc;
+}
+
+int cap_model_hidden(cap_model *m, const loom_tensor *images,
+                     const loom_tensor *inputs, loom_tensor **hidden,
+                     loom_tensor **alpha) {
+  loom_tensor *f, *v;
+  if (cap_model_encode(m, images, &f, &v) < 0)
+    return -1;
+  loom_tensor *emb = loom_embedding_layer_forward(m->embed, inputs);
+  if (!emb)
+    return -1;
+  if (m->cfg.attention)
+    return attend_steps(m, cap_model_keys(f), v, emb, hidden, alpha);
+  if (alpha)
+    *alpha = NULL;
+  int64_t T = loom_size(inputs, 0), B = loom_size(inputs, 1);
+  loom_tensor *x = emb, *init[2] = {NULL, NULL}, *out;
+  switch (m->cfg.image_mode) {
+  case CAP_IMAGE_FIRST: /* the image is step 0; its output is not used */
+    x = loom_concat((loom_tensor *[]){loom_unsqueeze(v, 0), emb}, 2, 0);
+    break;
+  case CAP_IMAGE_INIT:
+    if (initial_state(m, v, init) < 0)
+      return -1;
+    init[0] = loom_unsqueeze(init[0], 0);
+    init[1] = loom_unsqueeze(init[1], 0);
+    break;
+  default: /* beside every word */
+    x = loom_concat(
+        (loom_tensor *[]){emb, loom_expand(loom_unsqueeze(v, 0), 3,
+                                           (int64_t[]){T, B, m->cfg.embed})},
+        2, 2);
+  }
+  /* Padding needs no lengths here: it only follows a caption's end, the
+   * LSTM runs forwards, and the loss reads no padded position. */
+  if (loom_rnn_forward(m->lstm, x, NULL, init[0] ? init : NULL, &out, NULL) < 0)
+    return -1;
+  *hidden =
+      m->cfg.image_mode == CAP_IMAGE_FIRST ? loom_narrow(out, 0, 1, T) : out;
+  return *hidden ? 0 : -1;
+}
+
+int cap_model_loss(cap_model *m, const cap_batch *b, loom_tensor **loss,
+                   loom_tensor **alpha) {
+  loom_tensor *h;
+  if (cap_model_hidden(m, b->images, b->inputs, &h, alpha) < 0)
+    return -1;
+  /* only positions that hold a target reach the output layer: padding
+   * costs no product */
+  int64_t T = loom_size(b->inputs, 0), B = loom_size(b->inputs, 1);
+  loom_tensor *rows =
+      loom_index_select(loom_reshape(h, 2, (int64_t[]){T * B, -1}), 0, b->keep);
+  loom_tensor *logits = loom_linear_layer_forward(
+      m->out, loom_dropout_layer_forward(m->drop, rows));
+  *loss = loom_cross_entropy(logits, b->targets, NULL);
+  return *loss ? 0 : -1;
+}

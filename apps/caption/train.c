@@ -1,0 +1,491 @@
+/* Training: teacher forcing over shuffled (image, caption) pairs with
+ * augmented images, Adam with gradient clipping and a learning-rate
+ * schedule, the dev split scored by BLEU after every epoch (or
+ * --eval-every steps) with the best checkpoint kept in FILE.best,
+ * checkpoints that resume bit-identically, a wall-clock budget, progress
+ * lines and a PNG of the curves; at the end the test split is scored and
+ * the contact sheet drawn.
+ *
+ * The step itself is train_step(); cap_train() is the loop around it. */
+#define _POSIX_C_SOURCE 200809L
+#include "caption.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One training step: the batch's mean cross entropy (padding excluded) is
+ * backpropagated, the gradients' norm clipped to `clip` (0: not clipped)
+ * and the optimizer steps. *loss receives the loss. 0, or -1 with an
+ * error: an op failed, or the loss or the gradient is not finite (the
+ * parameters are then left as they were). */
+static int train_step(cap_model *m, loom_optimizer *opt,
+                      loom_tensor *const *params, int n_params, double clip,
+                      const cap_batch *b, double *loss) {
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *l = NULL;
+  loom_optimizer_zero_grad(opt);
+  int rc = cap_model_loss(m, b, &l, NULL);
+  *loss = rc == 0 ? loom_item(l) : NAN;
+  if (rc == 0 && !isfinite(*loss)) {
+    loom_set_error(LOOM_ERR_NUMERIC, "the loss is %g: training diverged",
+                   *loss);
+    rc = -1;
+  }
+  if (rc == 0)
+    rc = loom_backward(l);
+  if (rc == 0) {
+    double norm =
+        loom_clip_grad_norm(params, n_params, clip > 0 ? clip : INFINITY, 2);
+    if (!isfinite(norm)) {
+      loom_set_error(LOOM_ERR_NUMERIC,
+                     "the gradient's norm is %g: training diverged", norm);
+      rc = -1;
+    }
+  }
+  if (rc == 0)
+    rc = loom_optimizer_step(opt);
+  loom_scope_end(s);
+  return rc;
+}
+
+/* ---- a training run ---- */
+
+#define MAX_PARAMS 64
+
+typedef struct {
+  const cap_options *o;
+  cap_data data;
+  cap_corpus corpus;
+  cap_pairs pairs;
+  int64_t *dev, n_dev, *test, n_test; /* images of the dev and test splits */
+  cap_model *m;
+  loom_optimizer *opt;
+  loom_schedule *sched;
+  loom_tensor *params[MAX_PARAMS];
+  int n_params;
+  int64_t step, total, per_epoch;
+  cap_session s;
+  char best_path[4096];
+  double smooth, rate;
+  app_progress bar;
+  /* the latest write of the file failed: the run ends with status 1 */
+  bool unsaved, unsaved_best, unplotted, unsheeted;
+} run;
+
+/* Reports the pending error as "caption: WHAT: MESSAGE" and clears it. */
+static void fail(run *r, const char *what) {
+  if (!r->o->quiet)
+    app_progress_end(&r->bar);
+  fprintf(stderr, "caption: %s: %s\n", what, loom_last_error());
+  loom_clear_error();
+}
+
+static void save(run *r, const char *path, bool *failed) {
+  *failed =
+      cap_checkpoint_save(path, &r->s, r->m, r->opt, r->sched, r->step) < 0;
+  if (*failed) {
+    if (!r->o->quiet)
+      app_progress_end(&r->bar);
+    app_report_write_error("caption", path);
+  }
+}
+
+static loom_schedule *schedule_new(const cap_options *o, loom_optimizer *opt,
+                                   int64_t total) {
+  loom_schedule_opts so;
+  switch (o->schedule) {
+  case CAP_SCHEDULE_COSINE: /* over the run's steps */
+    so = loom_schedule_defaults(LOOM_SCHEDULE_COSINE);
+    so.t_max = total > 0 ? total : 1;
+    so.eta_min = o->lr * 0.01;
+    break;
+  case CAP_SCHEDULE_PLATEAU: /* on the dev BLEU-4, stepped per evaluation */
+    so = loom_schedule_defaults(LOOM_SCHEDULE_PLATEAU);
+    so.mode_max = true;
+    so.patience = 2;
+    so.factor = 0.5;
+    break;
+  default: /* constant: a step schedule that never steps down */
+    so = loom_schedule_defaults(LOOM_SCHEDULE_STEP);
+    so.gamma = 1;
+    so.step_size = 1;
+  }
+  return loom_schedule_new(opt, so);
+}
+
+/* The run's model config: the options' with the data's side and the
+ * vocabulary's size. */
+static cap_config model_config(const run *r) {
+  cap_config c = r->o->model;
+  c.side = r->o->source.side;
+  c.vocab = app_vocab_size(&r->corpus.vocab);
+  return c;
+}
+
+/* Why a saved session cannot continue this run, or NULL. */
+static const char *mismatch(const run *r, const cap_session *saved) {
+  char a[512], b[512];
+  cap_config c = model_config(r);
+  cap_config_text(&c, a, sizeof a);
+  cap_config_text(&saved->cfg, b, sizeof b);
+  if (strcmp(a, b))
+    return "the model options differ";
+  if (app_vocab_size(&saved->vocab) != app_vocab_size(&r->corpus.vocab))
+    return "its vocabulary differs from this data's";
+  for (int64_t i = 0; i < app_vocab_size(&saved->vocab); i++)
+    if (strcmp(app_vocab_token(&saved->vocab, i),
+               app_vocab_token(&r->corpus.vocab, i)))
+      return "its vocabulary differs from this data's";
+  if (saved->n_order && saved->n_order != r->pairs.n)
+    return "it was trained on another number of pairs";
+  return NULL;
+}
+
+static int resume(run *r) {
+  const cap_options *o = r->o;
+  cap_session saved;
+  if (cap_checkpoint_peek(o->checkpoint, &saved) < 0)
+    return -1;
+  const char *bad = mismatch(r, &saved);
+  if (bad) {
+    loom_set_error(LOOM_ERR_FORMAT, "%s", bad);
+    cap_session_free(&saved);
+    return -1;
+  }
+  if (loom_checkpoint_load(o->checkpoint, &r->m->base, r->opt, r->sched,
+                           &r->step, r->m->rng, NULL) < 0) {
+    cap_session_free(&saved);
+    return -1;
+  }
+  /* the run's own source and vocabulary stay; the rest continues */
+  r->s.norm = saved.norm;
+  r->s.epoch = saved.epoch;
+  r->s.position = saved.position;
+  free(r->s.order);
+  r->s.order = saved.order;
+  r->s.n_order = saved.n_order;
+  saved.order = NULL;
+  cap_history_free(&r->s.history);
+  r->s.history = saved.history;
+  saved.history = (cap_history){0};
+  r->s.smooth = r->smooth = saved.smooth;
+  cap_session_free(&saved);
+  return 0;
+}
+
+/* Everything a run needs; 0, or -1 after saying why. */
+static int setup(run *r, const cap_options *o) {
+  *r = (run){.o = o, .smooth = NAN};
+  app_progress_begin(&r->bar);
+  if (snprintf(r->best_path, sizeof r->best_path, "%s.best", o->checkpoint) >=
+      (int)sizeof r->best_path) {
+    fprintf(stderr, "caption: checkpoint path too long\n");
+    return -1;
+  }
+  if (cap_source_load(&o->source, o->quiet ? NULL : stderr, &r->data) < 0 ||
+      cap_corpus_prepare(&o->source, &r->data, NULL, &r->corpus) < 0 ||
+      cap_pairs_of(&r->data, CAP_TRAIN, &r->pairs) < 0 ||
+      !(r->dev = cap_data_split(&r->data, CAP_DEV, &r->n_dev)) ||
+      !(r->test = cap_data_split(&r->data, CAP_TEST, &r->n_test))) {
+    fail(r, "data");
+    return -1;
+  }
+  if (r->pairs.n == 0) {
+    fprintf(stderr, "caption: the training split has no images\n");
+    return -1;
+  }
+  r->per_epoch = (r->pairs.n + o->batch - 1) / o->batch;
+  r->total = o->epochs > 0 ? (int64_t)ceil(o->epochs * (double)r->per_epoch)
+                           : o->steps;
+  cap_config cfg = model_config(r);
+  r->m = cap_model_new(&cfg, (uint64_t)o->seed);
+  r->n_params =
+      r->m ? loom_module_parameters(&r->m->base, r->params, MAX_PARAMS) : 0;
+  r->opt =
+      r->m && r->n_params <= MAX_PARAMS
+          ? loom_adam_new(r->params, r->n_params, loom_adam_defaults(o->lr))
+          : NULL;
+  r->sched = r->opt ? schedule_new(o, r->opt, r->total) : NULL;
+  int64_t n_train = 0;
+  int64_t *all_train =
+      r->sched ? cap_data_split(&r->data, CAP_TRAIN, &n_train) : NULL;
+  if (!r->sched || !all_train) {
+    fail(r, "model");
+    free(all_train);
+    return -1;
+  }
+  r->s = (cap_session){.cfg = r->m->cfg, .source = o->source, .smooth = NAN};
+  r->s.source.n_paths = 0; /* the paths belong to the options */
+  cap_norm_fit(&r->s.norm, r->data.pixels, r->data.side, all_train, n_train);
+  free(all_train);
+  for (int64_t i = 0; i < app_vocab_size(&r->corpus.vocab); i++)
+    app_strtab_intern(&r->s.vocab.tokens, app_vocab_token(&r->corpus.vocab, i),
+                      app_strtab_len(&r->corpus.vocab.tokens, i));
+  if (o->resume) {
+    if (resume(r) < 0) {
+      char what[4200];
+      snprintf(what, sizeof what, "cannot resume from %s", o->checkpoint);
+      fail(r, what);
+      return -1;
+    }
+    fprintf(stderr, "resumed from %s at step %lld\n", o->checkpoint,
+            (long long)r->step);
+  }
+  return 0;
+}
+
+static void teardown(run *r) {
+  r->s.source.n_paths = 0;
+  cap_session_free(&r->s);
+  cap_pairs_free(&r->pairs);
+  free(r->dev);
+  free(r->test);
+  loom_schedule_free(r->sched);
+  loom_optimizer_free(r->opt);
+  cap_model_free(r->m);
+  cap_corpus_free(&r->corpus);
+  cap_data_free(&r->data);
+}
+
+static void introduce(const run *r) {
+  const cap_options *o = r->o;
+  if (o->quiet)
+    return;
+  char cfg[512];
+  cap_config_text(&r->m->cfg, cfg, sizeof cfg);
+  int64_t counts[CAP_SPLITS] = {0};
+  for (int64_t i = 0; i < r->data.n; i++)
+    counts[r->data.split[i]]++;
+  fprintf(stderr,
+          "caption: %lld training pairs (%lld images), %lld dev and %lld "
+          "test images; vocabulary %lld (%s tokens, min count %lld)\n"
+          "model: %s; %lld parameters\n",
+          (long long)r->pairs.n, (long long)counts[CAP_TRAIN],
+          (long long)counts[CAP_DEV], (long long)counts[CAP_TEST],
+          (long long)app_vocab_size(&r->corpus.vocab),
+          cap_tokenizer_name(o->source.tokenizer),
+          (long long)o->source.min_count, cfg,
+          (long long)loom_module_num_elements(&r->m->base));
+}
+
+/* The next batch of pairs in the epoch's order (a new order at an epoch's
+ * start); tensors scope-owned. */
+static int next_batch(run *r, cap_batch *b, int64_t *size) {
+  cap_session *s = &r->s;
+  if (s->position >= s->n_order) { /* a new epoch */
+    if (s->n_order != r->pairs.n) {
+      free(s->order);
+      s->order = malloc((size_t)r->pairs.n * sizeof *s->order);
+      if (!s->order) {
+        loom_set_error(LOOM_ERR_MEMORY, "out of memory");
+        return -1;
+      }
+      s->n_order = r->pairs.n;
+    }
+    if (s->position > 0 || s->epoch > 0)
+      s->epoch++;
+    cap_shuffle(s->order, s->n_order, r->m->rng);
+    s->position = 0;
+  }
+  int64_t B = r->o->batch,
+          n = s->n_order - s->position < B ? s->n_order - s->position : B;
+  int64_t images[CAP_MAX_BATCH], captions[CAP_MAX_BATCH];
+  for (int64_t k = 0; k < n; k++) {
+    int64_t pair = s->order[s->position + k];
+    images[k] = r->pairs.image[pair];
+    captions[k] = r->pairs.caption[pair];
+  }
+  s->position += n;
+  *size = n;
+  return cap_batch_build(&r->data, &r->corpus, &s->norm, images, captions, n,
+                         &r->o->aug, r->m->rng, b);
+}
+
+/* Dev scores now, printed and added to the history; FILE.best when its
+ * BLEU-4 is the best so far. 0, or -1 after saying why. */
+static int validate(run *r) {
+  cap_scores sc;
+  if (r->n_dev == 0)
+    return 0;
+  if (cap_evaluate(r->m, &r->data, &r->corpus, &r->s.norm, r->dev, r->n_dev,
+                   &r->o->decode, r->o->eval_batch, &sc, NULL) < 0) {
+    fail(r, "validation");
+    return -1;
+  }
+  cap_history *h = &r->s.history;
+  bool best = true;
+  for (int64_t i = 0; i < h->n_dev; i++)
+    best &= sc.bleu[3] > h->dev[i * CAP_DEV_COLUMNS + 4];
+  double row[CAP_DEV_COLUMNS] = {
+      (double)r->step, sc.bleu[0],
+      sc.bleu[1],      sc.bleu[2],
+      sc.bleu[3],      100.0 * (double)sc.exact / (double)sc.images};
+  if (cap_history_add(h, true, row) < 0) {
+    fail(r, "history");
+    return -1;
+  }
+  if (r->o->schedule == CAP_SCHEDULE_PLATEAU)
+    loom_schedule_step(r->sched, sc.bleu[3]);
+  if (best)
+    save(r, r->best_path, &r->unsaved_best);
+  if (!r->o->quiet) {
+    app_progress_end(&r->bar);
+    fprintf(stderr,
+            "step %lld (epoch %.2f): dev BLEU-1 %.1f BLEU-4 %.1f, exact "
+            "%.1f%% (train loss %.3f)%s\n",
+            (long long)r->step, (double)r->step / (double)r->per_epoch,
+            sc.bleu[0], sc.bleu[3], row[5], r->smooth, best ? " *" : "");
+  }
+  return 0;
+}
+
+/* The loss and BLEU curves, two panels. 0, or -1 after saying so. */
+static int plot(const run *r) {
+  const cap_options *o = r->o;
+  const cap_history *h = &r->s.history;
+  if (!o->plot || !*o->plot || !h->n_train)
+    return 0;
+  int64_t n = h->n_train, k = h->n_dev;
+  double *x = malloc((size_t)(n + 1) * sizeof *x);
+  double *y = malloc((size_t)(n + 1) * sizeof *y);
+  double *dx = malloc((size_t)(k + 1) * sizeof *dx);
+  double *b[3];
+  for (int c = 0; c < 3; c++)
+    b[c] = malloc((size_t)(k + 1) * sizeof *b[c]);
+  int rc = -1;
+  if (x && y && dx && b[0] && b[1] && b[2]) {
+    for (int64_t i = 0; i < n; i++) {
+      x[i] = h->train[2 * i];
+      y[i] = h->train[2 * i + 1];
+    }
+    for (int64_t i = 0; i < k; i++) {
+      const double *row = h->dev + i * CAP_DEV_COLUMNS;
+      dx[i] = row[0];
+      b[0][i] = row[1];
+      b[1][i] = row[4];
+      b[2][i] = row[5];
+    }
+    app_series loss = {"training loss", x, y, (int)n, 0x1f77b4};
+    app_series dev[3] = {{"BLEU-1", dx, b[0], (int)k, 0x2ca02c},
+                         {"BLEU-4", dx, b[1], (int)k, 0xd62728},
+                         {"exact match %", dx, b[2], (int)k, 0x9467bd}};
+    app_panel panels[2] = {
+        {"training loss (cross entropy, nats per word)", "step", "loss", &loss,
+         1, false},
+        {"dev split", "step", "score", dev, r->s.source.scenes ? 3 : 2, false}};
+    rc = app_plot_panels_png(o->plot, "caption: training", panels, k ? 2 : 1, 2,
+                             640, 420);
+  }
+  free(x);
+  free(y);
+  free(dx);
+  for (int c = 0; c < 3; c++)
+    free(b[c]);
+  if (rc < 0)
+    app_report_write_error("caption", o->plot);
+  else if (!o->quiet)
+    fprintf(stderr, "curves: %s\n", o->plot);
+  return rc;
+}
+
+/* The test split with the model as it ended, and the contact sheet. */
+static int finish(run *r) {
+  const cap_options *o = r->o;
+  if (r->n_test == 0)
+    return 0;
+  cap_scores sc;
+  app_tokens *hyps = NULL;
+  if (cap_evaluate(r->m, &r->data, &r->corpus, &r->s.norm, r->test, r->n_test,
+                   &o->decode, o->eval_batch, &sc, &hyps) < 0) {
+    fail(r, "test");
+    return -1;
+  }
+  cap_print_scores(stdout, "test", &sc, r->data.novel != NULL);
+  int rc = 0;
+  if (o->sheet && *o->sheet) {
+    rc = cap_contact_sheet(o->sheet, &r->data, &r->corpus, r->test, hyps,
+                           r->n_test < o->sheet_images ? r->n_test
+                                                       : o->sheet_images);
+    if (rc < 0)
+      app_report_write_error("caption", o->sheet);
+    else if (!o->quiet)
+      fprintf(stderr, "contact sheet: %s\n", o->sheet);
+  }
+  cap_tokens_list_free(hyps, r->n_test);
+  return rc;
+}
+
+int cap_train(const cap_options *o) {
+  run r;
+  int rc = setup(&r, o) < 0 ? 1 : 0;
+  if (rc == 0)
+    introduce(&r);
+  double t0 = app_now(), deadline = o->minutes * 60, seconds = 0;
+  int64_t first = r.step, images = 0;
+  /* until the time is up (--minutes) or the steps are done (--epochs,
+   * --steps), whichever comes first */
+  while (rc == 0 && (o->minutes <= 0 || app_now() - t0 < deadline) &&
+         (r.total <= 0 || r.step < r.total)) {
+    double started = app_now(), loss;
+    int64_t n = 0;
+    loom_scope *s = loom_scope_begin();
+    cap_batch b;
+    if (next_batch(&r, &b, &n) < 0 ||
+        train_step(r.m, r.opt, r.params, r.n_params, o->clip, &b, &loss) < 0) {
+      loom_scope_end(s);
+      char what[64];
+      snprintf(what, sizeof what, "step %lld failed", (long long)r.step);
+      fail(&r, what);
+      rc = 1;
+      break;
+    }
+    loom_scope_end(s);
+    r.step++;
+    images += n;
+    if (o->schedule == CAP_SCHEDULE_COSINE)
+      loom_schedule_step(r.sched, 0);
+    seconds += app_now() - started; /* training only, not validation */
+    r.rate = (double)images / seconds;
+    r.smooth = isnan(r.smooth) ? loss : 0.95 * r.smooth + 0.05 * loss;
+    r.s.smooth = r.smooth;
+    double row[2] = {(double)r.step, r.smooth};
+    if ((r.step % 10 == 0 || r.step == 1) &&
+        cap_history_add(&r.s.history, false, row) < 0) {
+      fail(&r, "history");
+      rc = 1;
+      break;
+    }
+    if (!o->quiet) {
+      char text[96];
+      snprintf(text, sizeof text, "epoch %lld  loss %.3f",
+               (long long)r.s.epoch + 1, r.smooth);
+      app_progress_line(&r.bar, r.step, r.total, r.rate, "images", text, false);
+    }
+    bool last = (o->minutes > 0 && app_now() - t0 >= deadline) ||
+                (r.total > 0 && r.step >= r.total);
+    bool epoch_end = r.s.position >= r.s.n_order;
+    bool eval = o->eval_every > 0 ? r.step % o->eval_every == 0 : epoch_end;
+    if ((eval || last) && validate(&r) < 0) {
+      rc = 1;
+      break;
+    }
+    if (eval || last || r.step % o->save_every == 0)
+      save(&r, o->checkpoint, &r.unsaved);
+  }
+  if (!o->quiet)
+    app_progress_end(&r.bar);
+  (void)first;
+  if (rc == 0 && !o->quiet)
+    fprintf(stderr, "trained %lld steps, %.1f images/s while training\n",
+            (long long)r.step, r.rate);
+  if (rc == 0 && r.step == first)
+    save(&r, o->checkpoint, &r.unsaved);
+  if (rc == 0)
+    r.unplotted = plot(&r) < 0;
+  if (rc == 0)
+    r.unsheeted = finish(&r) < 0;
+  teardown(&r);
+  return rc || r.unsaved || r.unsaved_best || r.unplotted || r.unsheeted ? 1
+                                                                         : 0;
+}

@@ -1,0 +1,263 @@
+/* apps/caption's captions and model: the tokenisers (the PyTorch caption
+ * baseline's, the translation baseline's), the vocabulary and ids, a
+ * batch's layout, and decoding through the library's loom_decode in every
+ * way the image can enter the model: beam 1 equals greedy, every beam
+ * hypothesis's score equals the log-probability a teacher-forced pass
+ * gives its words, hypotheses come best first, and attention rows are
+ * distributions. */
+#define _POSIX_C_SOURCE 200809L
+#include "../apps/caption/caption.h"
+#include "check_util.h"
+
+#include <math.h>
+#include <string.h>
+
+static void expect_tokens(cap_tokenizer k, const char *text,
+                          const char *const *want, int n) {
+  app_tokens t = {0};
+  ck_assert_int_eq(cap_tokenize(k, text, strlen(text), &t, "test"), 0);
+  ck_assert_int_eq(t.n, n);
+  for (int i = 0; i < n; i++)
+    ck_assert_str_eq(app_token(&t, i), want[i]);
+  app_tokens_free(&t);
+}
+
+START_TEST(tokenizers) {
+  /* re.sub(r'[^a-z0-9\s]', '', s.lower()).split() */
+  expect_tokens(CAP_TOKENS_ALNUM, "A girl in a T-shirt , 3 dogs .",
+                (const char *[]){"a", "girl", "in", "a", "tshirt", "3", "dogs"},
+                7);
+  expect_tokens(CAP_TOKENS_ALNUM, "Caf\xc3\xa9  na\xc3\xafve\tdog's",
+                (const char *[]){"caf", "nave", "dogs"}, 3);
+  expect_tokens(CAP_TOKENS_ALNUM, " . , !", NULL, 0);
+  /* re.findall(r"\w+|[^\w\s]", s.lower()) */
+  expect_tokens(CAP_TOKENS_WORDS, "A T-shirt, 3 dogs.",
+                (const char *[]){"a", "t", "-", "shirt", ",", "3", "dogs", "."},
+                8);
+  app_tokens t = {0};
+  ck_assert_int_eq(cap_tokenize(CAP_TOKENS_ALNUM, "bad \xff byte", 10, &t,
+                                "caption 2 of x.jpg"),
+                   -1);
+  ck_assert(strstr(loom_last_error(), "caption 2 of x.jpg"));
+  loom_clear_error();
+  app_tokens_free(&t);
+}
+END_TEST
+
+/* A data set of 3 images (2 training, 1 dev) with given captions. */
+static void tiny_data(cap_data *d, const char *const *captions,
+                      const int64_t *first) {
+  *d = (cap_data){.n = 3, .side = 8};
+  const char *names[3] = {"a", "b", "c"};
+  for (int i = 0; i < 3; i++)
+    app_strtab_intern(&d->names, names[i], 1);
+  d->split = calloc(3, 1);
+  d->split[2] = CAP_DEV;
+  d->first = malloc(4 * sizeof *d->first);
+  memcpy(d->first, first, 4 * sizeof *first);
+  d->n_captions = first[3];
+  d->captions = calloc((size_t)first[3], sizeof *d->captions);
+  for (int64_t j = 0; j < first[3]; j++)
+    d->captions[j] = strdup(captions[j]);
+  d->pixels = calloc(3 * 3 * 8 * 8, 1);
+  for (int i = 0; i < 3 * 3 * 8 * 8; i++)
+    d->pixels[i] = (unsigned char)(i * 37);
+}
+
+START_TEST(vocabulary_ids_and_batches) {
+  const char *caps[] = {"a dog runs", "a dog", "the cat runs .",
+                        "a zebra sleeps"};
+  cap_data d;
+  tiny_data(&d, caps, (int64_t[]){0, 2, 3, 4});
+  cap_source src = {
+      .tokenizer = CAP_TOKENS_ALNUM, .min_count = 2, .max_words = 3};
+  cap_corpus c;
+  ck_assert_int_eq(cap_corpus_prepare(&src, &d, NULL, &c), 0);
+  /* training words seen twice: a, dog, runs (the dev caption's are not
+   * counted) */
+  ck_assert_int_eq(app_vocab_size(&c.vocab), APP_SPECIALS + 3);
+  ck_assert_str_eq(app_vocab_token(&c.vocab, 4), "a");
+  ck_assert_str_eq(app_vocab_token(&c.vocab, 5), "dog");
+  ck_assert_str_eq(app_vocab_token(&c.vocab, 6), "runs");
+  int64_t want[] = {4, 5, 6, 4, 5, APP_UNK, APP_UNK, 6, 4, APP_UNK, APP_UNK};
+  ck_assert_int_eq(c.start[4], 11);
+  for (int i = 0; i < 11; i++)
+    ck_assert_int_eq(c.ids[i], want[i]);
+  /* references keep every word */
+  ck_assert_int_eq(c.words[3].n, 3);
+  ck_assert_str_eq(app_token(&c.words[3], 1), "zebra");
+  /* a batch of the captions "a dog runs" and "a dog": bos-led inputs,
+   * targets at the positions that hold a word or the eos */
+  cap_norm nm = {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}};
+  cap_batch b;
+  ck_assert_int_eq(cap_batch_build(&d, &c, &nm, (int64_t[]){0, 0},
+                                   (int64_t[]){0, 1}, 2, NULL, NULL, &b),
+                   0);
+  ck_assert_int_eq(loom_size(b.inputs, 0), 4);
+  int64_t in[] = {APP_BOS, APP_BOS, 4, 4, 5, 5, 6, APP_PAD};
+  for (int i = 0; i < 8; i++)
+    ck_assert_int_eq(loom_data_i64(b.inputs)[i], in[i]);
+  int64_t keep[] = {0, 1, 2, 3, 4, 5, 6};
+  int64_t tgt[] = {4, 4, 5, 5, 6, APP_EOS, APP_EOS};
+  ck_assert_int_eq(loom_numel(b.keep), 7);
+  for (int i = 0; i < 7; i++) {
+    ck_assert_int_eq(loom_data_i64(b.keep)[i], keep[i]);
+    ck_assert_int_eq(loom_data_i64(b.targets)[i], tgt[i]);
+  }
+  float px = loom_data_f32(b.images)[1];
+  ck_assert_float_eq_tol(px, (37 / 255.0 - 0.5) / 0.25, 1e-5);
+  cap_corpus_free(&c);
+  cap_data_free(&d);
+}
+END_TEST
+
+/* The teacher-forced log-probability of a caption (ids, eos appended). */
+static double forced_logp(cap_model *m, const loom_tensor *image,
+                          const int64_t *ids, int64_t n) {
+  loom_scope *s = loom_scope_begin();
+  loom_no_grad_begin();
+  loom_module_train(&m->base, false);
+  loom_tensor *in = loom_empty(LOOM_I64, LOOM_SHAPE(n + 1, 1)), *h;
+  loom_data_i64(in)[0] = APP_BOS;
+  memcpy(loom_data_i64(in) + 1, ids, (size_t)n * sizeof *ids);
+  ck_assert_int_eq(cap_model_hidden(m, image, in, &h, NULL), 0);
+  loom_tensor *lp = loom_log_softmax(
+      loom_linear_layer_forward(m->out, loom_select(h, 1, 0)), -1);
+  double total = 0;
+  for (int64_t t = 0; t <= n; t++)
+    total += loom_get(lp, (int64_t[]){t, t < n ? ids[t] : APP_EOS});
+  loom_no_grad_end();
+  loom_scope_end(s);
+  return total;
+}
+
+START_TEST(decoding_through_the_library) {
+  const struct {
+    int mode;
+    int64_t attention;
+  } kinds[] = {{CAP_IMAGE_FIRST, 0},
+               {CAP_IMAGE_INIT, 0},
+               {CAP_IMAGE_EVERY, 0},
+               {CAP_IMAGE_INIT, 6}};
+  for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+    cap_config cfg = {.side = 16,
+                      .channels = {4, 6},
+                      .blocks = 2,
+                      .vocab = 9,
+                      .embed = 5,
+                      .hidden = 7,
+                      .image_mode = kinds[k].mode,
+                      .attention = kinds[k].attention};
+    cap_model *m = cap_model_new(&cfg, 3 + k);
+    ck_assert_loom(m);
+    /* sharper outputs, so that hypotheses differ and end */
+    loom_no_grad_begin();
+    loom_mul_scalar_(m->out->weight, 6);
+    loom_no_grad_end();
+    loom_tensor *x = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(3, 3, 16, 16));
+    loom_decode_opts o = loom_decode_defaults(APP_BOS, APP_EOS);
+    o.max_len_b = 6;
+    loom_decode_result greedy, beam1, beam;
+    ck_assert_int_eq(cap_describe(m, x, &o, &greedy), 0);
+    o.method = LOOM_DECODE_BEAM;
+    o.beam = 1;
+    ck_assert_int_eq(cap_describe(m, x, &o, &beam1), 0);
+    o.beam = 4;
+    o.nbest = 4;
+    ck_assert_int_eq(cap_describe(m, x, &o, &beam), 0);
+    for (int64_t i = 0; i < 3; i++) {
+      const loom_hypothesis *g = &greedy.hyps[i], *b1 = &beam1.hyps[i];
+      ck_assert_int_eq(g->len, b1->len);
+      ck_assert_mem_eq(g->tokens, b1->tokens,
+                       (size_t)g->len * sizeof *g->tokens);
+      ck_assert_double_le(g->score, beam.hyps[i * 4].score + 1e-9);
+      loom_tensor *xi = loom_narrow(x, 0, i, 1);
+      for (int h = 0; h < 4; h++) {
+        const loom_hypothesis *bh = &beam.hyps[i * 4 + h];
+        if (h)
+          ck_assert_double_le(bh->score, beam.hyps[i * 4 + h - 1].score);
+        ck_assert_msg(
+            fabs(forced_logp(m, xi, bh->tokens, bh->len) - bh->score) < 1e-4,
+            "kind %zu image %lld hypothesis %d: %g vs %g", k, (long long)i, h,
+            forced_logp(m, xi, bh->tokens, bh->len), bh->score);
+      }
+      if (kinds[k].attention) { /* rows: distributions over 4 x 4 cells */
+        const loom_hypothesis *bh = &beam.hyps[i * 4];
+        ck_assert_int_eq(cap_model_feature_side(&cfg), 4);
+        float *maps = malloc((size_t)(bh->len + 1) * 16 * sizeof *maps);
+        ck_assert_int_eq(cap_attention_maps(m, xi, bh->tokens, bh->len, maps),
+                         0);
+        for (int64_t t = 0; t <= bh->len; t++) {
+          double sum = 0;
+          for (int c = 0; c < 16; c++)
+            sum += maps[t * 16 + c];
+          ck_assert_double_eq_tol(sum, 1, 1e-5);
+        }
+        free(maps);
+      }
+    }
+    loom_decode_result_free(&greedy);
+    loom_decode_result_free(&beam1);
+    loom_decode_result_free(&beam);
+    cap_model_free(m);
+  }
+}
+END_TEST
+
+START_TEST(bad_model_configs) {
+  cap_config cfg = {.side = 16,
+                    .channels = {4, 6},
+                    .blocks = 2,
+                    .vocab = 9,
+                    .embed = 5,
+                    .hidden = 7,
+                    .image_mode = CAP_IMAGE_FIRST,
+                    .attention = 3};
+  ck_assert_ptr_null(cap_model_new(&cfg, 1)); /* attention needs init */
+  ck_assert(strstr(loom_last_error(), "attention needs"));
+  loom_clear_error();
+  cfg.attention = 0;
+  cfg.blocks = 5; /* 16 pixels halved 5 times */
+  ck_assert_ptr_null(cap_model_new(&cfg, 1));
+  loom_clear_error();
+  char text[256];
+  cfg.blocks = 2;
+  ck_assert_int_eq(cap_config_text(&cfg, text, sizeof text), 0);
+  cap_config back;
+  ck_assert_int_eq(cap_config_parse(text, &back), 0);
+  ck_assert_int_eq(back.blocks, 2);
+  ck_assert_int_eq(back.channels[1], 6);
+  ck_assert_int_eq(back.hidden, 7);
+  const char *bad[] = {
+      "side=16 cnn=4,6 vocab=9 embed=5 hidden=7 image=first attention=0",
+      "side=16 cnn=4,x vocab=9 embed=5 hidden=7 image=first attention=0 "
+      "dropout=0",
+      "side=16 cnn=4,6 vocab=2 embed=5 hidden=7 image=first attention=0 "
+      "dropout=0",
+      "side=16 cnn=4,6 vocab=9 embed=5 hidden=7 image=last attention=0 "
+      "dropout=0",
+      "side=99999999 cnn=4,6 vocab=9 embed=5 hidden=7 image=first "
+      "attention=0 dropout=0",
+  };
+  for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+    ck_assert_int_eq(cap_config_parse(bad[k], &back), -1);
+    ck_assert(strstr(loom_last_error(), "caption"));
+    loom_clear_error();
+  }
+}
+END_TEST
+
+static Suite *suite(void) {
+  Suite *s = suite_create("caption");
+  TCase *t = tcase_create("caption");
+  tcase_add_checked_fixture(t, loom_test_setup, loom_test_teardown);
+  tcase_set_timeout(t, 600);
+  tcase_add_test(t, tokenizers);
+  tcase_add_test(t, vocabulary_ids_and_batches);
+  tcase_add_test(t, decoding_through_the_library);
+  tcase_add_test(t, bad_model_configs);
+  suite_add_tcase(s, t);
+  return s;
+}
+
+int main(void) { return loom_run_suite(suite()); }

@@ -1,0 +1,239 @@
+/* apps/caption end to end, through the built program: a short run on
+ * generated shapes learns to caption held-out images, writes its
+ * checkpoint, curves and contact sheet; describe and eval read the
+ * checkpoint (greedy, beam, the blind controls, attention strips); a
+ * resumed run is bit-identical to an uninterrupted one; bad input fails
+ * with a clear message and status, never a crash. */
+#define _POSIX_C_SOURCE 200809L
+#include "file_util.h"
+
+#include <stb_image_write.h>
+#include <unistd.h>
+
+static const char *caption(void) {
+  const char *p = getenv("CAPTION");
+  return p ? p : "./apps/caption";
+}
+
+static int run(const char *args) {
+  return test_run(caption(), args, TEST_OUTPUT_NONE, NULL, 0);
+}
+
+/* Runs caption; returns its status, its output (stdout and stderr) in
+ * out. */
+static int run_both(const char *args, char *out, size_t n) {
+  return test_run(caption(), args, TEST_OUTPUT_BOTH, out, n);
+}
+
+/* Single shapes at 24 pixels: learnt to a clear accuracy in seconds. */
+#define SMALL                                                                  \
+  "--objects 1 --shapes 1000 --shapes-dev 100 --shapes-test 200 "              \
+  "--image-size 24 --cnn 8,16,32 --embed 32 --hidden 64 --image every "        \
+  "--lr 3e-3 --dropout 0 --quiet"
+
+static bool is_png(const char *path) {
+  FILE *f = fopen(path, "rb");
+  unsigned char head[8] = {0};
+  bool ok = f && fread(head, 1, 8, f) == 8 && head[0] == 0x89 &&
+            !memcmp(head + 1, "PNG", 3);
+  if (f)
+    fclose(f);
+  return ok;
+}
+
+/* The exact-match percentage in a scores line, or -1. */
+static double exact_match(const char *out) {
+  const char *p = strstr(out, "exact match ");
+  return p ? atof(p + 12) : -1;
+}
+
+START_TEST(learns_describes_and_scores) {
+  char ck[512], plot[512], sheet[512], args[2048], out[8192];
+  test_path(ck, sizeof ck, "m.ckpt");
+  test_path(plot, sizeof plot, "curves.png");
+  test_path(sheet, sizeof sheet, "sheet.png");
+  snprintf(args, sizeof args,
+           SMALL " --steps 400 --eval-every 200 --checkpoint %s --plot %s "
+                 "--sheet %s",
+           ck, plot, sheet);
+  ck_assert_int_eq(run_both(args, out, sizeof out), 0);
+  /* held-out images: 40 descriptions, 3 phrasings each, chance is ~1% */
+  double acc = exact_match(out);
+  ck_assert_msg(acc >= 40, "exact match %g%%: %s", acc, out);
+  ck_assert(is_png(plot) && is_png(sheet));
+  char best[600], vocab[600];
+  snprintf(best, sizeof best, "%s.best", ck);
+  snprintf(vocab, sizeof vocab, "%s.vocab", ck);
+  ck_assert(access(best, R_OK) == 0 && access(vocab, R_OK) == 0);
+
+  /* describe: a PNG and a JPEG written here, one caption a line */
+  char png[512], jpg[512];
+  test_path(png, sizeof png, "x.png");
+  test_path(jpg, sizeof jpg, "x.jpg");
+  unsigned char px[40 * 30 * 3];
+  for (int i = 0; i < 40 * 30 * 3; i++)
+    px[i] = (unsigned char)(i % 3 == 0 && (i / 3) % 40 > 15 ? 220 : 90);
+  ck_assert(stbi_write_png(png, 40, 30, 3, px, 40 * 3));
+  ck_assert(stbi_write_jpg(jpg, 40, 30, 3, px, 90));
+  snprintf(args, sizeof args, "describe --checkpoint %s %s %s --beam 3", ck,
+           png, jpg);
+  ck_assert_int_eq(
+      test_run(caption(), args, TEST_OUTPUT_STDOUT, out, sizeof out), 0);
+  ck_assert_msg(!strncmp(out, "a ", 2) || !strncmp(out, "there ", 6), "%s",
+                out);
+  char *nl = strchr(out, '\n');
+  ck_assert_ptr_nonnull(nl);
+  ck_assert_ptr_nonnull(strchr(nl + 1, '\n')); /* two lines */
+
+  /* eval: greedy and beam, and the controls, with a sheet */
+  char sheet2[512];
+  test_path(sheet2, sizeof sheet2, "eval.png");
+  snprintf(args, sizeof args,
+           "eval --checkpoint %s --controls --sheet %s --quiet", ck, sheet2);
+  ck_assert_int_eq(run_both(args, out, sizeof out), 0);
+  ck_assert(strstr(out, "test (greedy): 200 images  BLEU-1"));
+  ck_assert(strstr(out, "control, the average image's caption"));
+  ck_assert(strstr(out, "control, the best single training caption"));
+  ck_assert(is_png(sheet2));
+  snprintf(args, sizeof args, "eval --checkpoint %s --beam 4 --split dev", ck);
+  ck_assert_int_eq(run_both(args, out, sizeof out), 0);
+  ck_assert(strstr(out, "dev (beam): 100 images"));
+}
+END_TEST
+
+START_TEST(attention_strips) {
+  char ck[512], args[2048], strip[600], prefix[512];
+  test_path(ck, sizeof ck, "a.ckpt");
+  test_path(prefix, sizeof prefix, "strip");
+  snprintf(args, sizeof args,
+           "--objects 2 --shapes 300 --shapes-dev 20 --shapes-test 10 "
+           "--image-size 32 --cnn 8,16 --embed 16 --hidden 32 --attention 16 "
+           "--steps 20 --quiet --plot '' --sheet '' --checkpoint %s",
+           ck);
+  ck_assert_int_eq(run(args), 0);
+  snprintf(args, sizeof args,
+           "eval --checkpoint %s --strips %s --sheet-images 2 --quiet", ck,
+           prefix);
+  ck_assert_int_eq(run(args), 0);
+  snprintf(strip, sizeof strip, "%s-2.png", prefix);
+  ck_assert(is_png(strip));
+}
+END_TEST
+
+static void checkpoint_tensors_equal(const char *a, const char *b) {
+  loom_tensor_map *ma = loom_safetensors_load(a);
+  loom_tensor_map *mb = loom_safetensors_load(b);
+  ck_assert_loom(ma);
+  ck_assert_loom(mb);
+  ck_assert_int_eq(loom_tensor_map_count(ma), loom_tensor_map_count(mb));
+  for (int i = 0; i < loom_tensor_map_count(ma); i++) {
+    const char *name = loom_tensor_map_name(ma, i);
+    loom_tensor *tb = loom_tensor_map_get(mb, name);
+    ck_assert_msg(tb != NULL, "%s missing after resume", name);
+    ck_assert_msg(loom_equal(loom_tensor_map_at(ma, i), tb),
+                  "%s differs after resume", name);
+  }
+  loom_tensor_map_free(ma);
+  loom_tensor_map_free(mb);
+}
+
+START_TEST(resume_is_exact) {
+  char a[512], b[512], args[2048];
+  test_path(a, sizeof a, "ra.ckpt");
+  test_path(b, sizeof b, "rb.ckpt");
+  /* dropout, flips and shifts, so that the generator's state matters; an
+   * epoch is 47 steps, so the run crosses into a new order */
+  const char *opts = SMALL " --dropout 0.3 --flip --shift 2 --batch 64 "
+                           "--eval-every 30 --plot '' --sheet ''";
+  snprintf(args, sizeof args, "%s --steps 60 --checkpoint %s", opts, a);
+  ck_assert_int_eq(run(args), 0);
+  snprintf(args, sizeof args, "%s --steps 30 --checkpoint %s", opts, b);
+  ck_assert_int_eq(run(args), 0);
+  snprintf(args, sizeof args, "%s --steps 60 --resume --checkpoint %s", opts,
+           b);
+  ck_assert_int_eq(run(args), 0);
+  checkpoint_tensors_equal(a, b);
+  char ab[600], bb[600];
+  snprintf(ab, sizeof ab, "%s.best", a);
+  snprintf(bb, sizeof bb, "%s.best", b);
+  checkpoint_tensors_equal(ab, bb);
+}
+END_TEST
+
+START_TEST(bad_input) {
+  char ck[512], args[2048], out[8192], bad[512], corrupt[512];
+  test_path(ck, sizeof ck, "good.ckpt");
+  snprintf(args, sizeof args,
+           SMALL " --steps 2 --plot '' --sheet '' --checkpoint %s", ck);
+  ck_assert_int_eq(run(args), 0);
+  const struct {
+    const char *args;
+    int status;
+    const char *says;
+  } cases[] = {
+      {"frobnicate", 2, "command 'frobnicate' is not one of"},
+      {"--steps 0", 2, "--steps '0' is not an integer in 1.."},
+      {"--lr -1", 2, "--lr '-1' is not a number in (0, 10]"},
+      {"--objects 4", 2, "--objects '4' is not an integer in 1..3"},
+      {"--cnn 8,x", 2, "--cnn '8,x' is not 1 to 6 channel counts"},
+      {"--image sideways", 2, "--image 'sideways' is not one of"},
+      {"--data /nonexistent/flickr --steps 1", 1,
+       "/nonexistent/flickr: no split"},
+      {"--data shapes --image-size 8 --cnn 8,8,8,8 --steps 1 --quiet", 1,
+       "do not make a model"},
+      {"describe", 2, "describe needs at least one image file"},
+      {"eval --checkpoint /nonexistent.ckpt", 1, "/nonexistent.ckpt"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    ck_assert_msg(run_both(cases[k].args, out, sizeof out) == cases[k].status,
+                  "%s: %s", cases[k].args, out);
+    ck_assert_msg(strstr(out, cases[k].says), "%s: '%s' lacks '%s'",
+                  cases[k].args, out, cases[k].says);
+  }
+  /* a file that is not a checkpoint; a corrupt image to describe */
+  test_path(bad, sizeof bad, "bad.ckpt");
+  test_write_file(bad, "not a checkpoint", 16);
+  snprintf(args, sizeof args, "eval --checkpoint %s", bad);
+  ck_assert_int_eq(run_both(args, out, sizeof out), 1);
+  ck_assert(strstr(out, bad));
+  test_path(corrupt, sizeof corrupt, "corrupt.jpg");
+  test_write_file(corrupt, "\xff\xd8\xff\xe0 garbage", 12);
+  snprintf(args, sizeof args, "describe --checkpoint %s %s", ck, corrupt);
+  ck_assert_int_eq(run_both(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "corrupt.jpg: "), "%s", out);
+  /* resuming with other model options is refused */
+  snprintf(args, sizeof args,
+           SMALL " --hidden 65 --steps 4 --resume --plot '' --sheet '' "
+                 "--checkpoint %s",
+           ck);
+  ck_assert_int_eq(run_both(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "the model options differ"), "%s", out);
+  /* a picture that cannot be written makes the status 1 */
+  snprintf(args, sizeof args,
+           SMALL " --steps 2 --plot /nonexistent/dir/p.png --sheet '' "
+                 "--checkpoint %s",
+           ck);
+  ck_assert_int_eq(run_both(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "/nonexistent/dir/p.png"), "%s", out);
+}
+END_TEST
+
+static Suite *suite(void) {
+  Suite *s = suite_create("caption_app");
+  TCase *t = tcase_create("app");
+  tcase_set_timeout(t, 900);
+  tcase_add_test(t, learns_describes_and_scores);
+  tcase_add_test(t, attention_strips);
+  tcase_add_test(t, resume_is_exact);
+  tcase_add_test(t, bad_input);
+  suite_add_tcase(s, t);
+  return s;
+}
+
+int main(void) {
+  if (test_dir_make("caption-app") < 0)
+    return 1;
+  int rc = loom_run_suite(suite());
+  test_dir_remove();
+  return rc;
+}
