@@ -8,7 +8,9 @@
  * scope, no other slot, no view of its storage), so adding into it in
  * place cannot change a value anyone else sees. */
 static bool exclusive(const loom_tensor *t, const loom_tensor *g) {
-  return t->refcount == 1 && t->storage->refcount == 1 &&
+  return atomic_load_explicit(&t->refcount, memory_order_relaxed) == 1 &&
+         atomic_load_explicit(&t->storage->refcount, memory_order_relaxed) ==
+             1 &&
          !t->storage->release && t->dtype == g->dtype && loom__is_contiguous(t);
 }
 
@@ -37,21 +39,25 @@ void loom__add_to_slot(loom_tensor **slot, loom_tensor *g) {
   *slot = sum;
 }
 
+/* Every write of a leaf's .grad holds the leaf's lock: threads sharing the
+ * leaf (a model's parameter) may run their backwards at once. */
 int loom__add_to_grad(loom_tensor *t, const loom_tensor *g) {
+  int rc = 0;
+  loom__spin_lock(&t->grad_busy);
   if (loom__creating_graph()) { /* .grad joins the graph, as in PyTorch */
     loom__add_to_slot(&t->grad, (loom_tensor *)g);
-    return loom_last_status() == LOOM_OK ? 0 : -1;
-  }
-  if (!t->grad) {
+    rc = loom_last_status() == LOOM_OK ? 0 : -1;
+  } else if (!t->grad) {
     t->grad = loom__alloc(t->dtype, t->ndim, t->shape, "backward");
-    if (!t->grad)
-      return -1;
-    loom__kernel_copy(t->grad, g);
-    return 0;
+    if (t->grad)
+      loom__kernel_copy(t->grad, g);
+    rc = t->grad ? 0 : -1;
+  } else {
+    loom__kernel_binary(&loom__add_kernel, t->grad, t->grad, g, NULL);
+    loom__bump_version(t->grad);
   }
-  loom__kernel_binary(&loom__add_kernel, t->grad, t->grad, g, NULL);
-  loom__bump_version(t->grad);
-  return 0;
+  loom__spin_unlock(&t->grad_busy);
+  return rc;
 }
 
 /* Where input i's gradient collects: the leaf's .grad, or the producing
@@ -60,6 +66,13 @@ static loom_tensor **slot_of(const loom_tensor *in) {
   if (in->link.slot == LOOM__LINK_LEAF)
     return &((loom_tensor *)in)->grad;
   loom__node *p = loom__node_of(in);
+  if (!p && loom__other_thread(in)) {
+    loom_set_error(LOOM_ERR_STATE,
+                   "backward: a %s tensor in this graph was recorded on "
+                   "another thread; pass such tensors through loom_detach",
+                   loom_shape_text(in));
+    return NULL;
+  }
   if (!p) {
     loom_set_error(LOOM_ERR_STATE,
                    "backward: the graph behind a %s tensor was already freed "
@@ -132,11 +145,11 @@ void loom__accumulate(loom__node *n, int i, const loom_tensor *g) {
 }
 
 /* The part of t a slice took: along `dim`, `len` positions from start,
- * step apart. A struct copy that shares t's storage without a reference:
- * valid while t lives, for kernels only. */
+ * step apart. Shares t's storage without a reference: valid while t lives,
+ * for kernels only. */
 static loom_tensor slice_part(const loom_tensor *t, int dim, int64_t start,
                               int64_t step, int64_t len) {
-  loom_tensor part = *t;
+  loom_tensor part = loom__geometry(t);
   part.data += start * t->strides[dim] * (int64_t)loom_dtype_size(t->dtype);
   part.strides[dim] *= step;
   part.shape[dim] = len;
@@ -153,9 +166,10 @@ void loom__accumulate_slice(loom__node *n, int i, const loom_tensor *g, int dim,
     loom__accumulate(n, i, loom__slice_scatter(g, in, dim, start, step, drop));
     return;
   }
-  loom_tensor **slot = in->link.slot == LOOM__LINK_LEAF || loom__node_of(in)
-                           ? slot_of(in)
-                           : NULL;
+  bool leaf = in->link.slot == LOOM__LINK_LEAF;
+  loom_tensor **slot = leaf || loom__node_of(in) ? slot_of(in) : NULL;
+  if (leaf)
+    loom__spin_lock(&in->grad_busy);
   bool fresh = slot && !*slot;
   if (fresh)
     *slot = loom__alloc(in->dtype, in->ndim, in->shape, "backward");
@@ -168,6 +182,8 @@ void loom__accumulate_slice(loom__node *n, int i, const loom_tensor *g, int dim,
       (in->link.slot == LOOM__LINK_LEAF ? (*slot)->dtype == in->dtype
                                         : exclusive(*slot, g));
   if (!in_place) { /* the general path: a whole-sized gradient */
+    if (leaf)
+      loom__spin_unlock(&in->grad_busy);
     loom_tensor *whole = loom_zeros(in->dtype, in->ndim, in->shape);
     if (!whole || !gp)
       return;
@@ -176,11 +192,13 @@ void loom__accumulate_slice(loom__node *n, int i, const loom_tensor *g, int dim,
     loom__accumulate(n, i, whole);
     return;
   }
-  if (!gp)
-    return;
-  loom_tensor part = slice_part(*slot, dim, start, step, len);
-  loom__kernel_binary(&loom__add_kernel, &part, &part, gp, NULL);
-  loom__bump_version(*slot);
+  if (gp) {
+    loom_tensor part = slice_part(*slot, dim, start, step, len);
+    loom__kernel_binary(&loom__add_kernel, &part, &part, gp, NULL);
+    loom__bump_version(*slot);
+  }
+  if (leaf)
+    loom__spin_unlock(&in->grad_busy);
 }
 
 loom_tensor *loom__grad_in_place(loom__node *n, int i) {
@@ -188,12 +206,19 @@ loom_tensor *loom__grad_in_place(loom__node *n, int i) {
   if (!in || !in->requires_grad || in->link.slot != LOOM__LINK_LEAF ||
       loom_anomaly_mode() || loom__active_pass)
     return NULL;
+  loom__spin_lock(&in->grad_busy);
   loom_tensor *g = in->grad;
   if (!g || g->dtype != in->dtype || !loom_same_shape(g, in) ||
-      !loom__is_contiguous(g))
+      !loom__is_contiguous(g)) {
+    loom__spin_unlock(&in->grad_busy);
     return NULL;
+  }
   loom__bump_version(g);
   return g;
+}
+
+void loom__grad_in_place_end(loom__node *n, int i) {
+  loom__spin_unlock(&n->in[i]->grad_busy);
 }
 
 loom_tensor *loom__sum_to(const loom_tensor *g, int ndim,

@@ -62,7 +62,10 @@ typedef struct loom_backward_opts {
 
 /* Backpropagates from a one-element `loss` (seed 1). 0, or -1 with an error
  * (no graph, graph already freed, a saved tensor modified in place, NaN in
- * anomaly mode). */
+ * anomaly mode, a graph recorded on another thread). Leaves shared with
+ * other threads (a model's parameters) get this backward's gradients added
+ * under a lock of their own, so threads may backpropagate into them at
+ * once; the sum's rounding then depends on their order. */
 LOOM_API int loom_backward(loom_tensor *loss);
 /* From any `t`, seeded with `grad` (same shape; with create_graph, grad
  * may itself require grad, and the result is differentiable in it too).

@@ -239,7 +239,7 @@ static void run_node(loom__pass *p, loom__node *n) {
   if (!p || !p->create_graph) {
     n->op->backward(n, n->out_grad);
   } else if (n->op->graph_backward) {
-    if (loom__coverage_on)
+    if (loom__coverage_is_on())
       loom__coverage_note_twice(n->op);
     n->op->graph_backward(n, n->out_grad);
   } else {
@@ -358,6 +358,9 @@ static const char *unusable(const loom_tensor *t) {
            "grad mode was off)";
   if (t->link.slot == LOOM__LINK_FAILED)
     return "has a graph that could not be recorded (out of memory)";
+  if (loom__other_thread(t))
+    return "has a graph recorded on another thread; run backward on that "
+           "thread";
   if (t->link.slot != LOOM__LINK_LEAF && !loom__node_of(t))
     return "has a graph already freed by an earlier backward; pass "
            "retain_graph to the first";

@@ -3,9 +3,12 @@
 #include "node.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 
-/* ---- coverage: which registry ops some gradcheck has exercised ---- */
+/* ---- coverage: which registry ops some gradcheck has exercised ----
+ * One pair of sets for the process (gradchecks may run on several
+ * threads), behind a mutex. */
 
 typedef struct {
   const loom__op_def **ops;
@@ -14,27 +17,33 @@ typedef struct {
 
 /* Ops recorded by gradchecks, and ops whose double backward ran in one. */
 static op_set covered, covered_twice;
+static pthread_mutex_t covered_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void note(op_set *s, const loom__op_def *op) {
-  for (int i = 0; i < s->n; i++)
-    if (s->ops[i] == op)
-      return;
-  if (s->n == s->cap) {
+  pthread_mutex_lock(&covered_lock);
+  bool seen = false;
+  for (int i = 0; i < s->n && !seen; i++)
+    seen = s->ops[i] == op;
+  if (!seen && s->n == s->cap) {
     int cap = s->cap ? 2 * s->cap : 64;
     const loom__op_def **g = realloc(s->ops, (size_t)cap * sizeof *g);
-    if (!g)
-      return;
-    s->ops = g;
-    s->cap = cap;
+    if (g) {
+      s->ops = g;
+      s->cap = cap;
+    }
   }
-  s->ops[s->n++] = op;
+  if (!seen && s->n < s->cap)
+    s->ops[s->n++] = op;
+  pthread_mutex_unlock(&covered_lock);
 }
 
 static bool has(const op_set *s, const char *name) {
-  for (int i = 0; name && i < s->n; i++)
-    if (strcmp(s->ops[i]->name, name) == 0)
-      return true;
-  return false;
+  pthread_mutex_lock(&covered_lock);
+  bool found = false;
+  for (int i = 0; name && i < s->n && !found; i++)
+    found = strcmp(s->ops[i]->name, name) == 0;
+  pthread_mutex_unlock(&covered_lock);
+  return found;
 }
 
 void loom__coverage_note(const loom__op_def *op) { note(&covered, op); }
@@ -180,9 +189,9 @@ static int backward_all(loom_tensor **out, int n_out,
 static int full_check(const problem *p, const loom_gradcheck_opts *o,
                       verdict *v) {
   loom_tensor *out[MAX_OUT];
-  loom__coverage_on = true;
+  loom__coverage_set(true);
   int n_out = run(p, out);
-  loom__coverage_on = false;
+  loom__coverage_set(false);
   if (n_out < 0)
     return -1;
   int64_t total = 0;
@@ -248,9 +257,9 @@ static int full_check(const problem *p, const loom_gradcheck_opts *o,
 static int fast_check(const problem *p, const loom_gradcheck_opts *o,
                       verdict *v) {
   loom_tensor *out[MAX_OUT];
-  loom__coverage_on = true;
+  loom__coverage_set(true);
   int n_out = run(p, out);
-  loom__coverage_on = false;
+  loom__coverage_set(false);
   if (n_out < 0)
     return -1;
   loom_rng *g = loom_rng_new(1234);

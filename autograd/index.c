@@ -234,7 +234,7 @@ static void embedding_backward(loom__node *n, loom_tensor *const *g) {
     return;
   loom__kernel_index_add(gw, 0, ix, rows, 1);
   if (n->i[0] >= 0) { /* the padding row learns nothing */
-    loom_tensor pad = *gw;
+    loom_tensor pad = loom__geometry(gw);
     pad.shape[0] = 1;
     pad.numel = w->shape[1];
     pad.data += n->i[0] * w->shape[1] * (int64_t)loom_dtype_size(gw->dtype);
@@ -290,7 +290,7 @@ loom_tensor *loom_embedding(const loom_tensor *weight,
       loom__new(weight->dtype, indices->ndim + 1, shape, "embedding");
   if (!out)
     return NULL;
-  loom_tensor flat = *out;
+  loom_tensor flat = loom__geometry(out);
   flat.ndim = 2;
   flat.shape[0] = ix->numel;
   flat.shape[1] = weight->shape[1];
@@ -389,7 +389,8 @@ loom_tensor *loom_where(const loom_tensor *cond, const loom_tensor *a,
   int n1 = loom__broadcast_shape(a, b, s1, "where");
   if (n1 < 0)
     return NULL;
-  loom_tensor ab = *a; /* geometry only, for the second broadcast */
+  /* a's geometry broadcast against b, for the second broadcast */
+  loom_tensor ab = loom__geometry(a);
   ab.ndim = n1;
   memcpy(ab.shape, s1, sizeof s1);
   int nd = loom__broadcast_shape(cond, &ab, shape, "where");

@@ -59,7 +59,7 @@ loom_tensor *loom_concat(loom_tensor *const *ts, int n, int dim) {
   int64_t at = 0;
   size_t es = loom_dtype_size(t);
   for (int i = 0; i < n; i++) {
-    loom_tensor part = *out;
+    loom_tensor part = loom__geometry(out);
     part.shape[d] = ts[i]->shape[d];
     part.numel = ts[i]->numel;
     part.data += at * out->strides[d] * (int64_t)es;

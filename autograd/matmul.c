@@ -36,7 +36,7 @@ static void batched_gemm(loom_tensor *out, const loom_tensor *a,
   int64_t n = out->shape[nd - 2], m = out->shape[nd - 1];
   int64_t k = a->shape[a->ndim - 1];
   if (b->ndim == 2 && foldable(a) && (bd == 0 || a->ndim == nd)) {
-    loom_tensor af = *a, of = *out;
+    loom_tensor af = loom__geometry(a), of = loom__geometry(out);
     af.ndim = of.ndim = 2;
     af.shape[0] = of.shape[0] = out->numel / (m ? m : 1);
     af.shape[1] = k;
@@ -50,7 +50,8 @@ static void batched_gemm(loom_tensor *out, const loom_tensor *a,
     return;
   }
   int64_t sa[LOOM_MAX_DIMS], sb[LOOM_MAX_DIMS];
-  loom_tensor ab = *a, bb = *b; /* batch geometry broadcast to out's */
+  loom_tensor ab = loom__geometry(a),
+              bb = loom__geometry(b); /* batch geometry broadcast to out's */
   ab.ndim = a->ndim - 2;
   bb.ndim = b->ndim - 2;
   loom__broadcast_strides(&ab, bd, out->shape, sa);
@@ -65,7 +66,8 @@ static void batched_gemm(loom_tensor *out, const loom_tensor *a,
       oa += idx * sa[d];
       ob += idx * sb[d];
     }
-    loom_tensor a2 = *a, b2 = *b, o2 = *out;
+    loom_tensor a2 = loom__geometry(a), b2 = loom__geometry(b),
+                o2 = loom__geometry(out);
     a2.ndim = b2.ndim = o2.ndim = 2;
     a2.data = a->data + oa * (int64_t)es;
     b2.data = b->data + ob * (int64_t)es;
@@ -91,7 +93,7 @@ void loom_fixed_weights_end(void) { loom__kernel_reuse_end(); }
 
 /* A view whose last two dims BLAS can read, copying only if it must. */
 static const loom_tensor *blas_ready(const loom_tensor *t) {
-  loom_tensor m = *t;
+  loom_tensor m = loom__geometry(t);
   m.ndim = 2;
   m.shape[0] = t->shape[t->ndim - 2];
   m.shape[1] = t->shape[t->ndim - 1];
@@ -114,7 +116,7 @@ static int product_shape(const loom_tensor *a, const loom_tensor *b,
                    (long long)b->shape[b->ndim - 2]);
     return -1;
   }
-  loom_tensor ab = *a, bb = *b;
+  loom_tensor ab = loom__geometry(a), bb = loom__geometry(b);
   ab.ndim = a->ndim - 2;
   bb.ndim = b->ndim - 2;
   int bd = loom__broadcast_shape(&ab, &bb, shape, op);
@@ -339,12 +341,15 @@ static void defer_sum(deferred *e) {
     loom__kernel_copy(xpart, e->x[i]);
     r += m;
   }
-  if (loom_last_status() == LOOM_OK) {
+  loom_tensor *Gt = loom_t(G);
+  if (Gt && loom_last_status() == LOOM_OK) {
     loom_tensor *dst = loom__grad_in_place(e->node, 1);
-    if (dst)
-      loom__kernel_gemm(dst, loom_t(G), X, 1, 1);
-    else
-      loom__accumulate(e->node, 1, loom_matmul(loom_t(G), X));
+    if (dst) {
+      loom__kernel_gemm(dst, Gt, X, 1, 1);
+      loom__grad_in_place_end(e->node, 1);
+    } else {
+      loom__accumulate(e->node, 1, loom_matmul(Gt, X));
+    }
   }
   loom_scope_end(s);
   defer_drop(e);
@@ -443,17 +448,19 @@ static void linear_backward(loom__node *n, loom_tensor *const *g) {
     loom__accumulate(n, 0, dx ? dx : loom_matmul(gy, w));
   }
   if (dw_wanted && !defer_weight_grad(n, gy, x)) {
-    loom_tensor *dst = loom__grad_in_place(n, 1);
-    loom_tensor gt = *gy; /* gy^T as a view: (out, rows) */
+    loom_tensor gt = loom__geometry(gy); /* gy^T as a view: (out, rows) */
     gt.shape[0] = gy->shape[1];
     gt.shape[1] = gy->shape[0];
     gt.strides[0] = gy->strides[1];
     gt.strides[1] = gy->strides[0];
     const loom_tensor *xr = blas_ready(x);
-    if (dst && xr)
+    loom_tensor *dst = xr ? loom__grad_in_place(n, 1) : NULL;
+    if (dst) {
       loom__kernel_gemm(dst, &gt, xr, 1, 1);
-    else
+      loom__grad_in_place_end(n, 1);
+    } else {
       loom__accumulate(n, 1, loom_matmul(loom_t(gy), x));
+    }
   }
   if (n->n_in > 2 && loom__needs_grad(n, 2))
     loom__accumulate(n, 2, loom_sum(gy, (int[]){0}, 1, false));
@@ -502,7 +509,7 @@ loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
       xr && wr ? loom__new(x->dtype, LOOM_SHAPE(rows, out_f), "linear") : NULL;
   if (!y)
     return NULL;
-  loom_tensor wt = *wr; /* W^T as a view: (in, out) */
+  loom_tensor wt = loom__geometry(wr); /* W^T as a view: (in, out) */
   wt.shape[0] = in;
   wt.shape[1] = out_f;
   wt.strides[0] = wr->strides[1];

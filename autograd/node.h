@@ -133,9 +133,11 @@ const loom_tensor *loom__input(const loom__node *n, int i);
 const loom_tensor *loom__input_value(const loom__node *n, int i);
 const loom_tensor *loom__saved(const loom__node *n, int i);
 bool loom__needs_grad(const loom__node *n, int i);
-/* The node that produced t, or NULL (a leaf, an unrecorded result, or a
- * node already freed). */
+/* The node that produced t, or NULL (a leaf, an unrecorded result, a node
+ * already freed, or a node of another thread's tape). */
 loom__node *loom__node_of(const loom_tensor *t);
+/* Whether t was produced by a node of another thread's tape. */
+bool loom__other_thread(const loom_tensor *t);
 
 /* ---- passes with create_graph or captured gradients (tape.c) ---- */
 
@@ -234,8 +236,11 @@ loom_tensor *loom__slice_scatter(const loom_tensor *g, const loom_tensor *like,
  * place (say as a product's BLAS beta = 1): input i is a leaf whose
  * gradient exists, is contiguous and has its dtype and shape, and anomaly
  * mode, which must see each contribution, is off. Else NULL: accumulate
- * a new tensor as usual. */
+ * a new tensor as usual. A non-NULL result holds the leaf's gradient lock
+ * (other threads' backwards may be adding into the same leaf): release it
+ * with loom__grad_in_place_end(n, i) once the addition is done. */
 loom_tensor *loom__grad_in_place(loom__node *n, int i);
+void loom__grad_in_place_end(loom__node *n, int i);
 /* Weight gradients of small linears that backward defers to one product
  * per weight (matmul.c): begun before the first node, ended (summed into
  * the weights' gradients when ok, else dropped) while nodes still live. */
@@ -254,11 +259,14 @@ bool loom__inplace_ok(loom_tensor *t, const char *op);
  * [lo, hi], saturated to what int64 holds (loom_clamp, loom_clamp_). */
 void loom__clamp_bounds(loom_dtype dtype, double *lo, double *hi);
 
-/* Called by gradcheck to learn which registry ops its function used. */
+/* Called by gradcheck to learn which registry ops its function used: on
+ * this thread, while loom__coverage_set(true), recording op calls
+ * loom__coverage_note(op) (the sets are shared by all threads). */
 void loom__coverage_note(const loom__op_def *op);
 /* ... and which ran their double backward (create_graph). */
 void loom__coverage_note_twice(const loom__op_def *op);
-extern bool loom__coverage_on;
+void loom__coverage_set(bool on);
+bool loom__coverage_is_on(void);
 
 /* The registry section's bounds (from the linker). */
 extern const loom__op_def __start_loom_ops[], __stop_loom_ops[];

@@ -15,13 +15,14 @@ typedef struct {
   int64_t live;
   uint64_t seq;
   uint32_t epoch;
+  uint32_t id; /* this thread's tape among all threads' (0: none yet) */
   int no_grad_depth;
   bool anomaly;
+  bool coverage; /* inside a gradcheck: note each op recorded */
 } tape_state;
 
 static _Thread_local tape_state tape;
-
-bool loom__coverage_on;
+static atomic_uint tape_ids;
 
 /* ---- grad mode ---- */
 
@@ -33,15 +34,24 @@ void loom_no_grad_end(void) {
 bool loom_grad_enabled(void) { return tape.no_grad_depth == 0; }
 void loom_set_anomaly_mode(bool on) { tape.anomaly = on; }
 bool loom_anomaly_mode(void) { return tape.anomaly; }
+void loom__coverage_set(bool on) { tape.coverage = on; }
+bool loom__coverage_is_on(void) { return tape.coverage; }
 int64_t loom_tape_size(void) { return tape.live; }
 
 /* ---- node lifetime ---- */
 
 loom__node *loom__node_of(const loom_tensor *t) {
-  if (t->link.slot < 0 || t->link.slot >= tape.n_slots)
+  /* A tensor recorded on another thread names a node of that thread's
+   * tape: never look it up in this one. */
+  if (t->link.slot < 0 || t->link.slot >= tape.n_slots ||
+      t->link.tape != tape.id)
     return NULL;
   loom__node *n = tape.slots[t->link.slot];
   return n && n->gen == t->link.gen && n->op ? n : NULL;
+}
+
+bool loom__other_thread(const loom_tensor *t) {
+  return t->link.slot >= 0 && t->link.tape != tape.id;
 }
 
 uint32_t loom__next_epoch(void) { return ++tape.epoch; }
@@ -148,9 +158,12 @@ static loom__node *alloc_node(void) {
   n->out_grad = n->out_grad_buf;
   n->out_ptr = n->out_ptr_buf;
   tape.live++;
-  if (!loom__unlink_hook) {
-    loom__unlink_hook = unlink_output;
-    loom__cleanup_hook = release_tape;
+  if (!tape.id) {
+    tape.id = atomic_fetch_add_explicit(&tape_ids, 1, memory_order_relaxed) + 1;
+    atomic_store_explicit(&loom__unlink_hook, unlink_output,
+                          memory_order_relaxed);
+    atomic_store_explicit(&loom__cleanup_hook, release_tape,
+                          memory_order_relaxed);
   }
   return n;
 }
@@ -165,7 +178,7 @@ bool loom__should_record(int n, const loom_tensor *const *in) {
 }
 
 static void link_output(loom__node *n, loom_tensor *out, int k) {
-  out->link = (loom__grad_link){n->slot, n->gen, k};
+  out->link = (loom__grad_link){n->slot, n->gen, k, tape.id};
   out->requires_grad = true;
   n->out_ptr[k] = out;
 }
@@ -189,7 +202,7 @@ loom__node *loom__record_multi(const loom__op_def *op, loom_tensor **out,
     check_forward(op, out, n_out, n, in);
   if (!loom__should_record(n, in))
     return NULL;
-  if (loom__coverage_on)
+  if (tape.coverage)
     loom__coverage_note(op);
   loom__node *node = alloc_node();
   bool ok = node != NULL;
@@ -324,7 +337,7 @@ static const loom_tensor *output_in_graph(loom__node *n, loom_tensor *alias) {
                                  alias->strides, alias->offset);
   if (!o)
     return NULL;
-  o->link = (loom__grad_link){n->slot, n->gen, 0};
+  o->link = (loom__grad_link){n->slot, n->gen, 0, tape.id};
   o->requires_grad = true;
   n->out_ptr[0] = o;
   n->live_out++;

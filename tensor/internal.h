@@ -5,10 +5,30 @@
 
 #include "tensor.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
+/* Reference counts are atomic, so threads may share tensors (a model's
+ * parameters): taking a reference is a relaxed increment (the taker
+ * already holds one, which keeps the object alive), dropping one an
+ * acquire-release decrement (the last holder must see every other
+ * holder's writes before it frees). */
+typedef _Atomic int64_t loom__refcount;
+
+static inline void loom__ref(loom__refcount *rc) {
+  atomic_fetch_add_explicit(rc, 1, memory_order_relaxed);
+}
+
+/* Drops a reference; true when it was the last. A count of 1 is the
+ * caller's own reference, and no other thread can hold one to change it,
+ * so the common case (a temporary dying) needs no locked instruction. */
+static inline bool loom__deref(loom__refcount *rc) {
+  return atomic_load_explicit(rc, memory_order_acquire) == 1 ||
+         atomic_fetch_sub_explicit(rc, 1, memory_order_acq_rel) == 1;
+}
+
 typedef struct loom__storage {
-  int64_t refcount;
+  loom__refcount refcount;
   /* Bumped by every in-place write, so autograd can tell whether a tensor it
    * saved still holds the values it saw (shared by all views). */
   int64_t version;
@@ -30,11 +50,13 @@ typedef struct loom__storage {
 #define LOOM__LINK_FAILED (-2)
 
 /* Autograd's link from a tensor to the node that produced it. The node is
- * valid only while the tape slot still has generation `gen`. */
+ * valid only while the tape slot still has generation `gen`, and only on
+ * the thread whose tape is `tape` (each thread records on its own). */
 typedef struct loom__grad_link {
-  int32_t slot; /* a tape slot, or one of the two values below */
+  int32_t slot; /* a tape slot, or one of the two values above */
   uint32_t gen;
   int32_t output; /* which output of the node */
+  uint32_t tape;  /* the recording thread's tape (never 0 for a node) */
 } loom__grad_link;
 
 struct loom_tensor {
@@ -46,14 +68,35 @@ struct loom_tensor {
   int64_t strides[LOOM_MAX_DIMS];
   int32_t ndim;
   loom_dtype dtype;
-  int64_t refcount;
+  loom__refcount refcount;
   /* autograd */
   bool requires_grad;
   bool retains_grad;
+  /* Held while a backward writes `grad` (loom__grad_in_place): threads
+   * sharing a leaf (a model's parameter) add their gradients in turn. */
+  atomic_bool grad_busy;
   loom__grad_link link;
   loom_tensor *grad;       /* owned */
   struct loom_hook *hooks; /* a leaf's grad-ready hooks (autograd/hooks.c) */
 };
+
+/* t's geometry and data in a stack tensor for kernels: no reference is
+ * taken, so it is valid while t lives. Unlike a struct copy it reads
+ * neither t's reference count nor its gradient, which other threads may be
+ * changing when t is shared. */
+static inline loom_tensor loom__geometry(const loom_tensor *t) {
+  loom_tensor v = {.storage = t->storage,
+                   .data = t->data,
+                   .offset = t->offset,
+                   .numel = t->numel,
+                   .ndim = t->ndim,
+                   .dtype = t->dtype,
+                   .refcount = 1,
+                   .link = {.slot = LOOM__LINK_LEAF}};
+  memcpy(v.shape, t->shape, sizeof v.shape);
+  memcpy(v.strides, t->strides, sizeof v.strides);
+  return v;
+}
 
 /* ---- memory blocks (alloc.c): kept per thread for reuse ---- */
 
@@ -86,10 +129,13 @@ loom_tensor *loom__new(loom_dtype dtype, int ndim, const int64_t *shape,
 void loom__unref(loom_tensor *t);
 
 /* Called when a tensor with a valid grad link is destroyed (set by
- * autograd, so tensor/ never calls up into it directly). */
-extern void (*loom__unlink_hook)(loom_tensor *t);
+ * autograd, so tensor/ never calls up into it directly). Atomic: the first
+ * recording thread sets them while others read. */
+typedef void (*loom__unlink_fn)(loom_tensor *t);
+typedef void (*loom__cleanup_fn)(void);
+extern _Atomic(loom__unlink_fn) loom__unlink_hook;
 /* Called by loom_cleanup before scopes are drained. */
-extern void (*loom__cleanup_hook)(void);
+extern _Atomic(loom__cleanup_fn) loom__cleanup_hook;
 
 /* ---- geometry (shape.c) ---- */
 
@@ -146,5 +192,16 @@ int loom__threads_for(int64_t work);
  * outputs gives the same results either way. */
 typedef void (*loom__range_fn)(void *ctx, int64_t lo, int64_t hi);
 void loom__parallel_for(int nt, int64_t n, loom__range_fn fn, void *ctx);
+
+/* A lock for short sections (a gradient's accumulation): one locked
+ * instruction when nobody else holds it; a waiter spins, then yields. */
+void loom__spin_wait(atomic_bool *lock);
+static inline void loom__spin_lock(atomic_bool *lock) {
+  if (atomic_exchange_explicit(lock, true, memory_order_acquire))
+    loom__spin_wait(lock);
+}
+static inline void loom__spin_unlock(atomic_bool *lock) {
+  atomic_store_explicit(lock, false, memory_order_release);
+}
 
 #endif

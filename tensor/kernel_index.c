@@ -5,7 +5,7 @@
 #include "kernels.h"
 
 static loom_tensor slice_view(const loom_tensor *t, int dim, int64_t i) {
-  loom_tensor v = *t;
+  loom_tensor v = loom__geometry(t);
   v.data = t->data + i * t->strides[dim] * (int64_t)loom_dtype_size(t->dtype);
   v.shape[dim] = 1;
   v.numel = t->shape[dim] ? t->numel / t->shape[dim] : 0;
@@ -65,7 +65,7 @@ static void gather_fn(char **p, const int64_t *s, int64_t n, void *c) {
 /* x seen with index's shape, stride 0 along dim: the index supplies it. */
 static loom_tensor along(const loom_tensor *x, int dim,
                          const loom_tensor *index) {
-  loom_tensor v = *x;
+  loom_tensor v = loom__geometry(x);
   for (int d = 0; d < x->ndim; d++)
     v.shape[d] = index->shape[d];
   v.strides[dim] = 0;

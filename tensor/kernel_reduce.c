@@ -136,7 +136,7 @@ static double identity(loom__reduce_op op, loom_dtype t) {
  * of `x`, so the innermost loop walks x's memory in order. */
 static void order_like(loom_tensor *view, const loom_tensor *t,
                        const int *perm) {
-  *view = *t;
+  *view = loom__geometry(t);
   for (int i = 0; i < t->ndim; i++) {
     view->shape[i] = t->shape[perm[i]];
     view->strides[i] = t->strides[perm[i]];
@@ -242,7 +242,7 @@ int loom__kernel_reduce(loom__reduce_op op, loom_tensor *out,
       }
     loom_tensor xv, av;
     order_like(&xv, x, perm);
-    loom_tensor accv = *acc;
+    loom_tensor accv = loom__geometry(acc);
     int64_t bs[LOOM_MAX_DIMS];
     loom__broadcast_strides(acc, x->ndim, x->shape, bs);
     for (int i = 0; i < x->ndim; i++)
@@ -338,7 +338,8 @@ static void arg_run(char **p, const int64_t *s, int64_t n, void *c) {
 void loom__kernel_arg_reduce(bool is_max, loom_tensor *values,
                              loom_tensor *indices, const loom_tensor *x,
                              int dim) {
-  loom_tensor rows = *x; /* x with `dim` collapsed to its first element */
+  /* x with `dim` collapsed to its first element */
+  loom_tensor rows = loom__geometry(x);
   rows.shape[dim] = 1;
   arg_ctx a = {x->shape[dim],
                x->strides[dim] * (int64_t)loom_dtype_size(x->dtype), x->dtype,

@@ -6,8 +6,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-void (*loom__unlink_hook)(loom_tensor *t);
-void (*loom__cleanup_hook)(void);
+_Atomic(loom__unlink_fn) loom__unlink_hook;
+_Atomic(loom__cleanup_fn) loom__cleanup_hook;
 
 static atomic_llong live_tensors;
 static atomic_llong live_bytes;
@@ -36,7 +36,7 @@ static loom__storage *storage_new(int64_t nbytes, const char *op) {
 }
 
 static void storage_unref(loom__storage *s) {
-  if (--s->refcount > 0)
+  if (!loom__deref(&s->refcount))
     return;
   atomic_fetch_sub(&live_bytes, s->nbytes);
   if (s->release)
@@ -63,9 +63,10 @@ static loom_tensor *tensor_shell(loom__storage *storage, loom_dtype dtype,
     t->shape[i] = shape[i];
     t->strides[i] = strides[i];
   }
-  t->refcount = 1;
+  atomic_init(&t->refcount, 1);
   t->requires_grad = false;
   t->retains_grad = false;
+  atomic_init(&t->grad_busy, false);
   t->link = (loom__grad_link){.slot = LOOM__LINK_LEAF};
   t->grad = NULL;
   t->hooks = NULL;
@@ -128,7 +129,7 @@ loom_tensor *loom__view_of(const loom_tensor *base, int ndim,
   loom_tensor *t =
       tensor_shell(base->storage, base->dtype, ndim, shape, strides, offset);
   if (t)
-    base->storage->refcount++;
+    loom__ref(&base->storage->refcount);
   return t;
 }
 
@@ -169,8 +170,10 @@ static _Thread_local int64_t dying_n, dying_cap;
 static _Thread_local bool draining;
 
 static void destroy(loom_tensor *t) {
-  if (t->link.slot >= 0 && loom__unlink_hook)
-    loom__unlink_hook(t);
+  loom__unlink_fn unlink =
+      atomic_load_explicit(&loom__unlink_hook, memory_order_relaxed);
+  if (t->link.slot >= 0 && unlink)
+    unlink(t);
   if (t->grad)
     loom__unref(t->grad);
   storage_unref(t->storage);
@@ -179,7 +182,7 @@ static void destroy(loom_tensor *t) {
 }
 
 void loom__unref(loom_tensor *t) {
-  if (!t || --t->refcount > 0)
+  if (!t || !loom__deref(&t->refcount))
     return;
   if (dying_n == dying_cap) {
     int64_t cap = dying_cap ? 2 * dying_cap : 64;
@@ -207,15 +210,17 @@ void loom__unref(loom_tensor *t) {
 
 loom_tensor *loom_keep(loom_tensor *t) {
   if (t)
-    t->refcount++;
+    loom__ref(&t->refcount);
   return t;
 }
 
 void loom_release(loom_tensor *t) { loom__unref(t); }
 
 void loom_cleanup(void) {
-  if (loom__cleanup_hook)
-    loom__cleanup_hook();
+  loom__cleanup_fn cleanup =
+      atomic_load_explicit(&loom__cleanup_hook, memory_order_relaxed);
+  if (cleanup)
+    cleanup();
   loom__scope_drain_all();
   loom__alloc_release();
   free(dying);

@@ -19,9 +19,18 @@
  * "op: NULL argument". Functions that free, and loom_keep / loom_release,
  * take NULL as nothing to do. Nothing in the library aborts.
  *
- * Threads: a tensor's reference count is not atomic; a tensor shared between
- * threads must be kept alive by its owner while others read it. Scopes, the
- * error, the default generator and the autograd tape are per thread.
+ * Threads: reference counts are atomic, so threads may share tensors: any
+ * number of threads may read a tensor, keep and release references to it,
+ * take views of it and pass it to ops at once (a model's parameters, used
+ * by forward passes in every thread). Writing a tensor another thread
+ * reads (in-place ops, loom_set, an optimizer step) is a data race unless
+ * the program orders the two. Per thread: scopes, the error, the tape and
+ * grad mode, the default dtype and the default generator (every thread's
+ * starts from the same seed: seed each with loom_manual_seed). A result
+ * of a recorded op belongs to the tape of the thread that made it: end its
+ * life and backpropagate through it on that thread (loom_detach gives a
+ * tensor any thread may use). Call loom_cleanup before a thread ends. The
+ * README's "Threads" section has the whole list.
  */
 #ifndef LOOM_TENSOR_H
 #define LOOM_TENSOR_H
@@ -298,11 +307,13 @@ LOOM_API bool loom_equal(const loom_tensor *a, const loom_tensor *b);
 
 /* Threads used by loom's kernels and matrix products, which run on loom's
  * own workers; 0 restores the default (all cores the affinity mask
- * allows). Note: loom splits large products over its workers and calls
- * OpenBLAS on one thread per call, so its first product sets OpenBLAS to
- * one thread (openblas_set_num_threads(1)) for the whole process; a
- * program that also calls OpenBLAS directly and wants its threads must
- * set them back around its own calls. */
+ * allows). For the process: any thread may set it. One thread at a time
+ * uses the workers: a kernel called while another thread's is running
+ * runs its parts on its own thread, with the same results. Note: loom splits
+ * large products over its workers and calls OpenBLAS on one thread per call, so
+ * its first product sets OpenBLAS to one thread (openblas_set_num_threads(1))
+ * for the whole process; a program that also calls OpenBLAS directly and wants
+ * its threads must set them back around its own calls. */
 LOOM_API void loom_set_num_threads(int n);
 LOOM_API int loom_num_threads(void);
 

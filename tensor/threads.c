@@ -26,7 +26,7 @@
 #include <omp.h>
 #endif
 
-static int num_threads; /* 0: all cores */
+static atomic_int num_threads; /* 0: all cores; set by any thread */
 
 /* Counted once: the count is a system call, and kernels ask per call. */
 static int core_count;
@@ -44,12 +44,13 @@ static int cores(void) {
   return core_count;
 }
 
-void loom_set_num_threads(int n) { num_threads = n > 0 ? n : 0; }
+void loom_set_num_threads(int n) {
+  atomic_store_explicit(&num_threads, n > 0 ? n : 0, memory_order_relaxed);
+}
 
 int loom_num_threads(void) {
-  if (num_threads > 0)
-    return num_threads;
-  return cores();
+  int n = atomic_load_explicit(&num_threads, memory_order_relaxed);
+  return n > 0 ? n : cores();
 }
 
 int loom__threads_for(int64_t work) {
@@ -102,6 +103,18 @@ static void relax(void) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
   __builtin_ia32_pause();
 #endif
+}
+
+void loom__spin_wait(atomic_bool *lock) {
+  for (int i = 0;; i++) {
+    if (!atomic_load_explicit(lock, memory_order_relaxed) &&
+        !atomic_exchange_explicit(lock, true, memory_order_acquire))
+      return;
+    if (i < 100)
+      relax();
+    else
+      sched_yield(); /* the holder may be waiting for this core */
+  }
 }
 
 static int64_t now_ns(void) {
