@@ -14,6 +14,7 @@
  * its part of the bucket (loom_set_grad takes the tensor itself), so
  * nothing is copied back. A gradient that is still its part at the next
  * step (not zeroed) is not copied at all. */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include "dist_internal.h"
 #include "dist_ring.h"
 #include "nn.h"
