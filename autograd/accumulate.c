@@ -2,6 +2,7 @@
  * to loom__accumulate, which sums it over broadcast dims, converts its
  * dtype, and adds it to a leaf's .grad or to the gradient slot of the node
  * that produced the input (which runs later in the same backward). */
+#include "hooks.h"
 #include "node.h"
 
 /* Whether a gradient slot's tensor is referenced by the slot alone (no
@@ -136,7 +137,8 @@ void loom__accumulate(loom__node *n, int i, const loom_tensor *g) {
   if (pass && diverted(pass, in, r))
     return;
   if (in->link.slot == LOOM__LINK_LEAF) {
-    loom__add_to_grad(in, r);
+    if (!in->hooks || !loom__hooks_hold(in, r))
+      loom__add_to_grad(in, r);
     return;
   }
   loom_tensor **slot = slot_of(in);
@@ -163,6 +165,10 @@ void loom__accumulate_slice(loom__node *n, int i, const loom_tensor *g, int dim,
   if (!g || !in || !in->requires_grad)
     return;
   if (loom__active_pass) { /* its gradient may be captured or recorded */
+    loom__accumulate(n, i, loom__slice_scatter(g, in, dim, start, step, drop));
+    return;
+  }
+  if (in->hooks && loom__has_tensor_hooks(in)) { /* held back for them */
     loom__accumulate(n, i, loom__slice_scatter(g, in, dim, start, step, drop));
     return;
   }
@@ -204,7 +210,8 @@ void loom__accumulate_slice(loom__node *n, int i, const loom_tensor *g, int dim,
 loom_tensor *loom__grad_in_place(loom__node *n, int i) {
   loom_tensor *in = n->in[i];
   if (!in || !in->requires_grad || in->link.slot != LOOM__LINK_LEAF ||
-      loom_anomaly_mode() || loom__active_pass)
+      loom_anomaly_mode() || loom__active_pass ||
+      (in->hooks && loom__has_tensor_hooks(in)))
     return NULL;
   loom__spin_lock(&in->grad_busy);
   loom_tensor *g = in->grad;

@@ -126,7 +126,30 @@ typedef struct loom_hook loom_hook;
 LOOM_API loom_hook *loom_register_grad_ready_hook(loom_tensor *leaf,
                                                   loom_grad_ready_fn fn,
                                                   void *ctx);
-/* Unregisters a hook and frees its handle (NULL-safe). */
+/* A tensor hook (PyTorch's Tensor.register_hook): called with the tensor
+ * and its gradient (borrowed). It may leave the gradient as it is (set
+ * nothing), or set *replace to another of the same shape and dtype
+ * (scope-owned is fine), which the next hook and backward then use. It
+ * must not register or remove hooks. 0, or -1 with an error set, which
+ * fails the backward. */
+typedef int (*loom_tensor_hook_fn)(loom_tensor *t, const loom_tensor *grad,
+                                   loom_tensor **replace, void *ctx);
+
+/* Registers fn on t (a leaf or a result of a recorded op; it must require
+ * grad). For a result, fn runs once its gradient in a pass is complete,
+ * just before the op that produced t backpropagates it (so a replacement
+ * is what t's inputs receive), and before retain_grad stores it. For a
+ * leaf, fn runs once per pass on the pass's whole gradient for t before
+ * it is added to loom_grad(t) (so a replacement is what accumulates),
+ * then the leaf's grad-ready hooks run. A tensor's hooks run in
+ * registration order. In loom_autograd_grad, the hooks of results run and
+ * those of leaves do not (no .grad is written). The handle keeps a
+ * reference to t until loom_hook_remove. NULL with an error: a NULL
+ * argument (LOOM_ERR_ARGUMENT), a tensor that does not require grad
+ * (LOOM_ERR_STATE). */
+LOOM_API loom_hook *loom_register_hook(loom_tensor *t, loom_tensor_hook_fn fn,
+                                       void *ctx);
+/* Unregisters a hook of either kind and frees its handle (NULL-safe). */
 LOOM_API void loom_hook_remove(loom_hook *h);
 
 /* ------------------------------------------------ grad mode */

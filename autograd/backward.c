@@ -306,6 +306,12 @@ int loom__run_pass(loom__pass *p, loom_tensor *const *outputs,
       rc = -1;
       break;
     }
+    for (int k = 0; k < n->n_out && rc == 0; k++) /* before retain_grad */
+      if (n->out_ptr[k] && n->out_ptr[k]->hooks &&
+          loom__tensor_hooks_apply(n->out_ptr[k], &n->out_grad[k]) < 0)
+        rc = -1;
+    if (rc < 0)
+      break;
     if (!(p && p->capture_only))
       retain_grads(n);
     loom_scope *s = loom_scope_begin();

@@ -1,7 +1,11 @@
-/* Grad-ready hooks: a leaf's callbacks that backward runs as soon as the
- * leaf's gradient for the pass is complete, while older nodes are still to
- * run (data parallelism starts each gradient's all-reduce there, so
- * communication overlaps the rest of backward).
+/* Hooks. Grad-ready hooks: a leaf's callbacks that backward runs as soon
+ * as the leaf's gradient for the pass is complete, while older nodes are
+ * still to run (data parallelism starts each gradient's all-reduce there,
+ * so communication overlaps the rest of backward). Tensor hooks
+ * (loom_register_hook) see, and may replace, a tensor's gradient: a
+ * non-leaf's just before the node that produced it runs (its gradient is
+ * complete then), a leaf's when it is complete in the sense below, on the
+ * pass's sum held back from .grad until then.
  *
  * When is a leaf's gradient complete? Backward runs its nodes newest first,
  * and only a node that reads the leaf adds to its gradient; so once the
@@ -14,14 +18,17 @@
 #include <stdlib.h>
 
 struct loom_hook {
-  loom_tensor *leaf; /* kept while the hook is registered */
-  loom_grad_ready_fn fn;
+  loom_tensor *leaf;     /* the tensor (leaf or not), kept while registered */
+  loom_grad_ready_fn fn; /* a grad-ready hook, or */
+  loom_tensor_hook_fn tensor_fn; /* a tensor hook */
   void *ctx;
   loom_hook *next;
-  /* On a leaf's first hook only: which plan saw the leaf last, and the
-   * leaf's entry in it. */
+  /* On a leaf's first hook only: which plan saw the leaf last, the
+   * leaf's entry in it, and the gradient the pass holds back for the
+   * leaf's tensor hooks. */
   uint64_t plan_id;
   int64_t entry;
+  loom_tensor *pending;
 };
 
 /* Hooks registered in the process: backward plans nothing while zero. */
@@ -52,12 +59,40 @@ loom_hook *loom_register_grad_ready_hook(loom_tensor *leaf,
   return h;
 }
 
+loom_hook *loom_register_hook(loom_tensor *t, loom_tensor_hook_fn fn,
+                              void *ctx) {
+  if (!t || !fn)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "register_hook: %s is NULL",
+                     t ? "the function" : "the tensor");
+  if (!loom_requires_grad(t))
+    return LOOM_FAIL(LOOM_ERR_STATE,
+                     "register_hook: the tensor %s does not require grad",
+                     loom_shape_text(t));
+  loom_hook *h = calloc(1, sizeof *h);
+  if (!h)
+    return LOOM_FAIL(LOOM_ERR_MEMORY, "register_hook: out of memory");
+  *h = (loom_hook){.leaf = loom_keep(t), .tensor_fn = fn, .ctx = ctx};
+  loom_hook **tail = &t->hooks;
+  while (*tail)
+    tail = &(*tail)->next;
+  *tail = h;
+  atomic_fetch_add(&hook_count, 1);
+  return h;
+}
+
 void loom_hook_remove(loom_hook *h) {
   if (!h)
     return;
   loom_hook **p = &h->leaf->hooks;
   while (*p && *p != h)
     p = &(*p)->next;
+  if (*p == h->leaf->hooks && h->next) { /* the next becomes the first */
+    h->next->plan_id = h->plan_id;
+    h->next->entry = h->entry;
+    h->next->pending = h->pending;
+    h->pending = NULL;
+  }
+  loom__unref(h->pending);
   if (*p)
     *p = h->next;
   atomic_fetch_sub(&hook_count, 1);
@@ -65,9 +100,63 @@ void loom_hook_remove(loom_hook *h) {
   free(h);
 }
 
+bool loom__has_tensor_hooks(const loom_tensor *t) {
+  for (loom_hook *h = t->hooks; h; h = h->next)
+    if (h->tensor_fn)
+      return true;
+  return false;
+}
+
+int loom__tensor_hooks_apply(loom_tensor *t, loom_tensor **grad) {
+  for (loom_hook *h = t->hooks; h; h = h->next) {
+    if (!h->tensor_fn || !*grad)
+      continue;
+    loom_tensor *replace = NULL;
+    if (h->tensor_fn(t, *grad, &replace, h->ctx) < 0) {
+      if (loom_last_status() == LOOM_OK)
+        loom_set_error(LOOM_ERR_STATE,
+                       "backward: a hook of a tensor %s failed without "
+                       "saying why",
+                       loom_shape_text(t));
+      return -1;
+    }
+    if (!replace)
+      continue;
+    if (!loom_same_shape(replace, t) || replace->dtype != t->dtype) {
+      loom_set_error(LOOM_ERR_SHAPE,
+                     "backward: a hook replaced the gradient of a %s %s "
+                     "tensor with a %s %s one",
+                     loom_dtype_name(t->dtype), loom_shape_text(t),
+                     loom_dtype_name(replace->dtype), loom_shape_text(replace));
+      return -1;
+    }
+    loom_keep(replace);
+    loom__unref(*grad);
+    *grad = replace;
+  }
+  return 0;
+}
+
+bool loom__hooks_hold(loom_tensor *leaf, loom_tensor *g) {
+  if (!loom__has_tensor_hooks(leaf))
+    return false;
+  loom__add_to_slot(&leaf->hooks->pending, g);
+  return true;
+}
+
 static int run_hooks_of(loom_tensor *leaf) {
+  loom_hook *first = leaf->hooks;
+  if (first && first->pending) { /* tensor hooks, then into .grad */
+    int rc = loom__tensor_hooks_apply(leaf, &first->pending);
+    if (rc == 0 && first->pending)
+      rc = loom__add_to_grad(leaf, first->pending);
+    loom__unref(first->pending);
+    first->pending = NULL;
+    if (rc < 0)
+      return -1;
+  }
   for (loom_hook *h = leaf->hooks; h; h = h->next)
-    if (h->fn(leaf, h->ctx) < 0) {
+    if (h->fn && h->fn(leaf, h->ctx) < 0) {
       if (loom_last_status() == LOOM_OK)
         loom_set_error(LOOM_ERR_STATE,
                        "backward: a grad-ready hook of a leaf %s failed "
@@ -159,6 +248,13 @@ int loom__hooks_run(loom_hook_plan *p, int64_t next) {
 void loom__hooks_plan_free(loom_hook_plan *p) {
   if (!p)
     return;
+  for (int64_t i = 0; i < p->n; i++) { /* a failed pass's held gradients */
+    loom_hook *first = p->leaves[i].leaf->hooks;
+    if (first) {
+      loom__unref(first->pending);
+      first->pending = NULL;
+    }
+  }
   free(p->leaves);
   free(p);
 }

@@ -21,5 +21,15 @@ int loom__hooks_run(loom_hook_plan *p, int64_t next);
 void loom__hooks_plan_free(loom_hook_plan *p);
 /* Runs t's hooks now (a backward seeded at the leaf t itself). */
 int loom__hooks_run_leaf(loom_tensor *t);
+/* Whether t has tensor hooks (loom_register_hook). */
+bool loom__has_tensor_hooks(const loom_tensor *t);
+/* Runs t's tensor hooks in order on *grad, each given the gradient the
+ * one before it left (a replacement is kept in *grad). 0, or -1 with an
+ * error (a hook failed, or replaced the gradient with one of another
+ * shape or dtype). */
+int loom__tensor_hooks_apply(loom_tensor *t, loom_tensor **grad);
+/* For a leaf with tensor hooks: adds g to what the pass holds back for
+ * them (true), instead of to .grad (false: no tensor hooks). */
+bool loom__hooks_hold(loom_tensor *leaf, loom_tensor *g);
 
 #endif

@@ -1,4 +1,5 @@
-/* Grad-ready hooks (autograd/hooks.c): when they run (once the leaf's
+/* Tensor hooks (at the end) and grad-ready hooks (autograd/hooks.c):
+ * Grad-ready hooks: when they run (once the leaf's
  * gradient for the pass is complete, before older nodes run), what they
  * see (the complete gradient, also of a weight whose products backward
  * defers), what they may do (change the gradient, fail the pass), and
@@ -234,6 +235,118 @@ START_TEST(test_registration) {
 }
 END_TEST
 
+/* ---- tensor hooks (loom_register_hook) ---- */
+
+/* Multiplies the gradient by *(double *)ctx and logs "scale". */
+static int scale_hook(loom_tensor *t, const loom_tensor *g,
+                      loom_tensor **replace, void *ctx) {
+  (void)t;
+  log_event("scale");
+  *replace = loom_mul_scalar(g, *(const double *)ctx);
+  return *replace ? 0 : -1;
+}
+
+/* Logs the gradient's first element ("saw:V") and leaves it. */
+static int see_hook(loom_tensor *t, const loom_tensor *g, loom_tensor **replace,
+                    void *ctx) {
+  (void)t, (void)replace, (void)ctx;
+  double v[8];
+  loom_copy_to_array(g, LOOM_F64, v, loom_numel(g));
+  char e[32];
+  snprintf(e, sizeof e, "saw:%g", v[0]);
+  log_event(e);
+  return 0;
+}
+
+/* y = 3x (a result), z = y * y: a hook on y doubling its gradient doubles
+ * what reaches x, runs before retain_grad stores it, and in order with
+ * another; removing it restores the plain gradient. */
+START_TEST(test_tensor_hook_on_result) {
+  events[0] = 0;
+  loom_tensor *x = leaf((double[]){1, 2}, 2);
+  loom_tensor *y = loom_mul_scalar(x, 3);
+  loom_retain_grad(y);
+  double two = 2;
+  loom_hook *h1 = loom_register_hook(y, scale_hook, &two);
+  loom_hook *h2 = loom_register_hook(y, see_hook, NULL);
+  ck_assert_loom(h1);
+  ck_assert_loom(h2);
+  loom_backward_opts keep = {.retain_graph = true};
+  loom_tensor *z = loom_sum_all(loom_mul(y, y));
+  ck_assert_int_eq(loom_backward_with(z, loom_ones(LOOM_F64, 0, NULL), &keep),
+                   0);
+  ck_assert_str_eq(events, "scale saw:12 "); /* 2 * (2 * 3) */
+  double g[2], gy[2];
+  loom_copy_to_array(loom_grad(x), LOOM_F64, g, 2);
+  loom_copy_to_array(loom_grad(y), LOOM_F64, gy, 2);
+  ck_assert_double_eq(g[1], 2 * 2 * 6 * 3); /* 2 * dz/dy * dy/dx */
+  ck_assert_double_eq(gy[0], 12);           /* retain_grad saw the hook's */
+  loom_hook_remove(h1);
+  loom_zero_grad(x);
+  events[0] = 0;
+  ck_assert_int_eq(loom_backward(z), 0);
+  ck_assert_str_eq(events, "saw:6 ");
+  loom_copy_to_array(loom_grad(x), LOOM_F64, g, 2);
+  ck_assert_double_eq(g[1], 2 * 6 * 3);
+  loom_hook_remove(h2);
+  loom_zero_grad(x);
+  loom_zero_grad(y);
+}
+END_TEST
+
+/* On a leaf: the hook sees the pass's whole gradient once (x read by two
+ * ops), its replacement is what accumulates, then grad-ready hooks run. */
+START_TEST(test_tensor_hook_on_leaf) {
+  events[0] = 0;
+  loom_tensor *x = leaf((double[]){1, 2}, 2);
+  double half = 0.5;
+  loom_hook *h = loom_register_hook(x, scale_hook, &half);
+  loom_hook *r = loom_register_grad_ready_hook(x, log_hook, "ready");
+  loom_hook *s = loom_register_hook(x, see_hook, NULL);
+  loom_tensor *z =
+      loom_sum_all(loom_add(loom_mul(x, x), loom_mul_scalar(x, 4)));
+  ck_assert_int_eq(loom_backward(z), 0);
+  ck_assert_str_eq(events, "scale saw:3 hook:ready "); /* (2 + 4) / 2 */
+  double g[2];
+  loom_copy_to_array(loom_grad(x), LOOM_F64, g, 2);
+  ck_assert_double_eq(g[1], (2 * 2 + 4) * 0.5);
+  /* A second pass accumulates the hooked gradient onto the first. */
+  z = loom_sum_all(loom_mul_scalar(x, 2));
+  ck_assert_int_eq(loom_backward(z), 0);
+  loom_copy_to_array(loom_grad(x), LOOM_F64, g, 2);
+  ck_assert_double_eq(g[1], 4 + 1);
+  loom_hook_remove(s);
+  loom_hook_remove(h);
+  loom_hook_remove(r);
+  loom_zero_grad(x);
+}
+END_TEST
+
+static int wrong_shape_hook(loom_tensor *t, const loom_tensor *g,
+                            loom_tensor **replace, void *ctx) {
+  (void)t, (void)g, (void)ctx;
+  *replace = loom_zeros(LOOM_F64, LOOM_SHAPE(3));
+  return 0;
+}
+
+START_TEST(test_tensor_hook_errors) {
+  loom_tensor *x = leaf((double[]){1, 2}, 2);
+  loom_tensor *c = loom_ones(LOOM_F64, LOOM_SHAPE(2));
+  ck_assert_ptr_null(loom_register_hook(c, see_hook, NULL));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_STATE);
+  loom_clear_error();
+  ck_assert_ptr_null(loom_register_hook(x, NULL, NULL));
+  loom_clear_error();
+  loom_tensor *y = loom_mul_scalar(x, 2);
+  loom_hook *h = loom_register_hook(y, wrong_shape_hook, NULL);
+  ck_assert_int_eq(loom_backward(loom_sum_all(y)), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
+  loom_clear_error();
+  loom_hook_remove(h);
+  loom_zero_grad(x);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("hooks");
   TCase *tc = tcase_create("hooks");
@@ -245,6 +358,9 @@ int main(void) {
   tcase_add_test(tc, test_reach_and_removal);
   tcase_add_test(tc, test_failed_pass_skips_later_hooks);
   tcase_add_test(tc, test_registration);
+  tcase_add_test(tc, test_tensor_hook_on_result);
+  tcase_add_test(tc, test_tensor_hook_on_leaf);
+  tcase_add_test(tc, test_tensor_hook_errors);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
