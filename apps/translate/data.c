@@ -171,7 +171,20 @@ int nmt_plan_make(nmt_plan *p, const nmt_corpus *c, int64_t max_tokens,
 
 int nmt_plan_batch(const nmt_plan *p, const nmt_corpus *c, int64_t i,
                    nmt_batch *b) {
-  int64_t lo = p->start[i], B = p->start[i + 1] - lo;
+  return nmt_plan_batch_part(p, c, i, 0, p->start[i + 1] - p->start[i], b);
+}
+
+int64_t nmt_plan_batch_tokens(const nmt_plan *p, const nmt_corpus *c,
+                              int64_t i) {
+  int64_t n = 0;
+  for (int64_t k = p->start[i]; k < p->start[i + 1]; k++)
+    n += c->tgt_len[p->order[k]] + 1;
+  return n;
+}
+
+int nmt_plan_batch_part(const nmt_plan *p, const nmt_corpus *c, int64_t i,
+                        int64_t first, int64_t count, nmt_batch *b) {
+  int64_t lo = p->start[i] + first, B = count;
   const int32_t **src = malloc(2 * ((size_t)B + 1) * sizeof *src);
   int64_t *len = malloc(2 * ((size_t)B + 1) * sizeof *len);
   if (!src || !len) {

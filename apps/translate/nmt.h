@@ -88,6 +88,13 @@ int nmt_plan_make(nmt_plan *p, const nmt_corpus *c, int64_t max_tokens,
 /* Batch i of the plan (targets included when the corpus has them). */
 int nmt_plan_batch(const nmt_plan *p, const nmt_corpus *c, int64_t i,
                    nmt_batch *b);
+/* Pairs first .. first + count - 1 of batch i (count >= 1): one rank's
+ * part of it. */
+int nmt_plan_batch_part(const nmt_plan *p, const nmt_corpus *c, int64_t i,
+                        int64_t first, int64_t count, nmt_batch *b);
+/* The target tokens (eos included) of batch i of the plan. */
+int64_t nmt_plan_batch_tokens(const nmt_plan *p, const nmt_corpus *c,
+                              int64_t i);
 void nmt_plan_free(nmt_plan *p);
 
 /* ---- models ---- */

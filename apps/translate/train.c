@@ -12,7 +12,15 @@
  * A checkpoint holds everything needed to go on bit-identically: the
  * model, Adam's state, the dropout generator, the epoch and the batch
  * within it (an epoch's batches are a function of the seed), the text
- * pipeline (tokenisation, BPE codes, vocabularies) and the history. */
+ * pipeline (tokenisation, BPE codes, vocabularies) and the history.
+ *
+ * With --distributed under mpirun, each rank takes its part of the
+ * sentence pairs of every batch (loom_dist_shard); its loss is its part's
+ * sum over the whole batch's target tokens, and the gradients are summed
+ * over the ranks (loom_data_parallel with .sum), which is the whole
+ * batch's mean. Every rank validates (the same figures), rank 0 alone
+ * prints and writes, and all read the checkpoints: a run resumes on any
+ * number of ranks. */
 #include "train.h"
 #include "translate.h"
 
@@ -43,16 +51,34 @@ static double learning_rate(const train_options *o, int64_t step) {
   return o->lr * fmin(s / w, sqrt(w / s));
 }
 
-/* One optimisation step on batch b; *loss receives its mean loss. */
-static int train_step(nmt_model *m, loom_optimizer *opt, loom_tensor **params,
-                      int n_params, const nmt_batch *b, const train_options *o,
-                      int64_t step, double *loss) {
+/* One optimisation step on batch b; *loss receives its mean loss. With
+ * several ranks (dp), b is this rank's part (NULL: it has none) of a
+ * batch of `tokens` target tokens, and *loss the whole batch's mean, on
+ * every rank (so all stop alike on a NaN). */
+static int train_step(nmt_model *m, loom_optimizer *opt, loom_data_parallel *dp,
+                      loom_tensor **params, int n_params, const nmt_batch *b,
+                      int64_t tokens, const train_options *o, int64_t step,
+                      double *loss) {
   loom_scope *s = loom_scope_begin();
-  loom_tensor *l = batch_loss(m, b, o->smoothing, LOOM_MEAN);
+  loom_tensor *l = NULL;
+  if (b)
+    l = dp ? loom_div_scalar(batch_loss(m, b, o->smoothing, LOOM_SUM),
+                             (double)tokens)
+           : batch_loss(m, b, o->smoothing, LOOM_MEAN);
   loom_optimizer_zero_grad(opt);
-  int rc = l && loom_backward(l) == 0 ? 0 : -1;
+  int rc = !b || l ? 0 : -1;
+  *loss = l ? loom_item(l) : 0;
+  if (rc == 0 && dp && loom_dist_all_reduce_values(loss, 1, LOOM_DIST_SUM) < 0)
+    rc = -1;
+  if (rc == 0 && !isfinite(*loss)) {
+    loom_set_error(LOOM_ERR_NUMERIC, "the loss is %g", *loss);
+    rc = -1;
+  }
+  if (rc == 0 && l && loom_backward(l) < 0)
+    rc = -1;
+  if (rc == 0 && dp && loom_data_parallel_wait(dp) < 0)
+    rc = -1;
   if (rc == 0) {
-    *loss = loom_item(l);
     if (o->clip > 0)
       loom_clip_grad_norm(params, n_params, o->clip, 2);
     loom_optimizer_set_lr(opt, learning_rate(o, step));
@@ -98,6 +124,7 @@ typedef struct {
   nmt_text *text;
   nmt_corpus train, valid;
   nmt_model *m;
+  loom_data_parallel *dp; /* with --distributed */
   loom_optimizer *opt;
   loom_tensor **params;
   int n_params;
@@ -107,6 +134,7 @@ typedef struct {
 } run;
 
 static void run_free(run *r) {
+  loom_data_parallel_free(r->dp);
   nmt_text_free(r->text);
   nmt_corpus_free(&r->train);
   nmt_corpus_free(&r->valid);
@@ -123,7 +151,8 @@ static int prepare(run *r) {
   if (o->resume
           ? train_read_state(o->checkpoint, o, &r->at, &r->h, &r->text) < 0
           : !(r->text = nmt_text_learn(&o->text, o->src, o->tgt)) ||
-                nmt_text_write_files(r->text, o->checkpoint) < 0)
+                (loom_dist_rank() == 0 && /* every rank learns the same */
+                 nmt_text_write_files(r->text, o->checkpoint) < 0))
     return -1;
   int64_t skipped = 0;
   if (nmt_text_read_corpus(r->text, o->src, o->tgt, true, &r->train, &skipped) <
@@ -177,7 +206,21 @@ static int prepare(run *r) {
       fprintf(stderr, "resumed from %s: epoch %lld, step %lld\n", o->checkpoint,
               (long long)r->at.epoch + 1, (long long)r->at.step);
   }
+  /* the same model on every rank (rank 0's values), gradients summed */
+  if (o->distributed &&
+      !(r->dp = loom_data_parallel_new(
+            &r->m->base, &(loom_data_parallel_opts){.sum = true}))) {
+    fprintf(stderr, "translate: %s\n", loom_last_error());
+    return -1;
+  }
   return 0;
+}
+
+/* train_save on rank 0 (which writes for all); 0 on the others. */
+static int save(const run *r, const char *path) {
+  return loom_dist_rank() == 0
+             ? train_save(path, r->m, r->opt, &r->o, r->text, &r->at, &r->h)
+             : 0;
 }
 
 /* Validation loss, perplexity and BLEU after an epoch (or part of one);
@@ -206,9 +249,7 @@ static int validate(run *r, double epochs_done, const char *best_path) {
             "validation after %.2f epochs: loss %.3f, perplexity %.2f, BLEU "
             "%.2f%s\n",
             epochs_done, loss, exp(loss), s.bleu, best ? " (best)" : "");
-  return best ? train_save(best_path, r->m, r->opt, &r->o, r->text, &r->at,
-                           &r->h)
-              : 0;
+  return best ? save(r, best_path) : 0;
 }
 
 /* Loss curves (training, smoothed, against epochs; validation) and the
@@ -246,6 +287,16 @@ static int plot(const run *r, double steps_per_epoch) {
   return rc;
 }
 
+/* Dropout masks drawn per rank and step from the seed, so each rank
+ * draws its own and a run resumed on as many ranks goes on as before. */
+static void seed_dropout(const run *r) {
+  if (r->dp)
+    loom_rng_seed(r->m->rng,
+                  (uint64_t)r->o.seed ^
+                      (0x9E3779B97F4A7C15ull * (uint64_t)(r->at.step + 1)) ^
+                      ((uint64_t)loom_dist_rank() << 48));
+}
+
 /* Trains until --epochs are done or --minutes are up. 0, or -1 after
  * saying why (a failed step, a diverging loss, a failed save). */
 static int train(run *r, const char *best_path) {
@@ -267,13 +318,24 @@ static int train(run *r, const char *best_path) {
     }
     per_epoch = (double)plan.n;
     for (; rc == 0 && r->at.batch < plan.n && !out_of_time; r->at.batch++) {
-      nmt_batch b;
+      nmt_batch b = {0};
       double t0 = app_now(), loss = NAN;
-      rc = nmt_plan_batch(&plan, &r->train, r->at.batch, &b);
+      /* this rank's pairs of the batch (all of them alone) */
+      int64_t first = 0,
+              mine = plan.start[r->at.batch + 1] - plan.start[r->at.batch];
+      if (r->dp)
+        loom_dist_shard(mine, &first, &mine);
+      int64_t batch_tokens =
+          nmt_plan_batch_tokens(&plan, &r->train, r->at.batch);
+      if (mine)
+        rc =
+            nmt_plan_batch_part(&plan, &r->train, r->at.batch, first, mine, &b);
+      seed_dropout(r);
       if (rc == 0)
-        rc = train_step(r->m, r->opt, r->params, r->n_params, &b, o,
-                        r->at.step + 1, &loss);
-      tokens += b.tgt_tokens;
+        rc = train_step(r->m, r->opt, r->dp, r->params, r->n_params,
+                        mine ? &b : NULL, batch_tokens, o, r->at.step + 1,
+                        &loss);
+      tokens += batch_tokens;
       nmt_batch_free(&b);
       if (rc == 0 && !isfinite(loss)) {
         loom_set_error(LOOM_ERR_NUMERIC, "the loss is %g", loss);
@@ -293,8 +355,11 @@ static int train(run *r, const char *best_path) {
         if (train_history_push(&r->h, (double)r->at.step, shown) < 0)
           rc = -1;
       }
-      /* the budget is this invocation's wall clock */
+      /* the budget is this invocation's wall clock (rank 0's, for all) */
       out_of_time = o->minutes > 0 && app_now() - run_start >= o->minutes * 60;
+      if (o->minutes > 0 && r->dp &&
+          loom_dist_broadcast_bytes(&out_of_time, sizeof out_of_time, 0) < 0)
+        rc = -1;
       if (!o->quiet) {
         char text[128];
         double l = isnan(shown) ? loss : shown;
@@ -327,9 +392,7 @@ static int train(run *r, const char *best_path) {
       app_progress_end(&pr);
     r->at.seconds += app_now() - start;
     start = app_now();
-    if (validate(r, done, best_path) < 0 ||
-        train_save(o->checkpoint, r->m, r->opt, o, r->text, &r->at, &r->h) <
-            0 ||
+    if (validate(r, done, best_path) < 0 || save(r, o->checkpoint) < 0 ||
         plot(r, per_epoch) < 0)
       rc = -1;
   }
@@ -350,6 +413,16 @@ int translate_train_main(int argc, char **argv) {
     return p > 0 ? 0 : 2;
   if (r.o.threads)
     loom_set_num_threads(r.o.threads);
+  if (r.o.distributed) {
+    if (loom_dist_init(&argc, &argv) < 0) {
+      fprintf(stderr, "translate: %s\n", loom_last_error());
+      return 1;
+    }
+    if (loom_dist_rank() != 0) { /* rank 0 speaks and draws for all */
+      r.o.quiet = true;
+      r.o.plot = "";
+    }
+  }
   char best_path[4096];
   if (snprintf(best_path, sizeof best_path, "%s.best", r.o.checkpoint) >=
       (int)sizeof best_path) {
@@ -359,5 +432,9 @@ int translate_train_main(int argc, char **argv) {
   int rc = prepare(&r) == 0 && train(&r, best_path) == 0 ? 0 : 1;
   run_free(&r);
   loom_cleanup();
-  return rc;
+  if (!r.o.distributed)
+    return rc;
+  if (rc != 0 && loom_dist_size() > 1)
+    loom_dist_abort(rc); /* the other ranks may be waiting for this one */
+  return loom_dist_finalize() < 0 ? 1 : rc;
 }

@@ -14,6 +14,7 @@ typedef struct {
   double lr, smoothing, clip, minutes;
   int threads;
   bool resume, quiet;
+  bool distributed; /* one of the ranks of mpirun (loom_dist_init ran) */
 } train_options;
 
 /* Parses `translate train`'s arguments into o (defaults first): 0, 1 after

@@ -57,7 +57,11 @@ static void usage(FILE *f) {
       "  --plot FILE          loss and BLEU curves as PNG "
       "(translate-curves.png;\n"
       "                       '' for none)\n"
-      "  --seed N (1)  --threads N (all cores)  --quiet\n");
+      "  --seed N (1)  --threads N (all cores)  --quiet\n"
+      "  --distributed        train as one rank of `mpirun -np N translate\n"
+      "                       train ...`: each rank takes its part of every\n"
+      "                       batch, the gradients are summed over the ranks,\n"
+      "                       rank 0 prints and writes; resumes on any N\n");
 }
 
 enum {
@@ -100,6 +104,7 @@ enum {
   OPT_SEED,
   OPT_THREADS,
   OPT_QUIET,
+  OPT_DISTRIBUTED,
   OPT_HELP,
 };
 
@@ -160,6 +165,7 @@ int train_parse(int argc, char **argv, train_options *o) {
       {"seed", required_argument, NULL, OPT_SEED},
       {"threads", required_argument, NULL, OPT_THREADS},
       {"quiet", no_argument, NULL, OPT_QUIET},
+      {"distributed", no_argument, NULL, OPT_DISTRIBUTED},
       {"help", no_argument, NULL, OPT_HELP},
       {NULL, 0, NULL, 0}};
   const char *model = "transformer";
@@ -318,6 +324,9 @@ int train_parse(int argc, char **argv, train_options *o) {
       break;
     case OPT_QUIET:
       o->quiet = true;
+      break;
+    case OPT_DISTRIBUTED:
+      o->distributed = true;
       break;
     case OPT_HELP:
       usage(stdout);
