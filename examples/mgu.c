@@ -62,8 +62,19 @@ static int step(void *cell, const loom_tensor *xp, loom_tensor *const *state,
   return next[0] ? 0 : -1;
 }
 
+/* The weights applied to the state, for the runner's weight-drop and
+ * weight normalisation (loom_rnn_opts). */
+static int recurrent_weights(void *cell, loom_tensor ***slots) {
+  mgu *c = cell;
+  slots[0] = &c->u_f;
+  slots[1] = &c->u_h;
+  return 2;
+}
+
 const loom_cell_type example_mgu_cell = {.name = "MGU",
                                          .n_states = 1,
                                          .make = make,
                                          .project = project,
-                                         .step = step};
+                                         .step = step,
+                                         .recurrent_weights =
+                                             recurrent_weights};

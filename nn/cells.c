@@ -90,6 +90,12 @@ static loom_tensor *input_projection(void *p, const loom_tensor *x) {
   return loom_linear(x, c->w_ih, c->b_ih);
 }
 
+/* Weight-drop and weight normalisation act on weight_hh. */
+static int recurrent_weights(void *p, loom_tensor ***slots) {
+  slots[0] = &((cell *)p)->w_hh;
+  return 1;
+}
+
 static int rnn_step(void *p, const loom_tensor *xp, loom_tensor *const *s,
                     loom_tensor **ns) {
   cell *c = p;
@@ -112,13 +118,17 @@ const loom_cell_type loom_rnn_tanh_cell = {.name = "RNN",
                                            .make = rnn_tanh_make,
                                            .project = input_projection,
                                            .step = rnn_step,
-                                           .sequence = rnn_sequence};
+                                           .sequence = rnn_sequence,
+                                           .recurrent_weights =
+                                               recurrent_weights};
 const loom_cell_type loom_rnn_relu_cell = {.name = "RNN",
                                            .n_states = 1,
                                            .make = rnn_relu_make,
                                            .project = input_projection,
                                            .step = rnn_step,
-                                           .sequence = rnn_sequence};
+                                           .sequence = rnn_sequence,
+                                           .recurrent_weights =
+                                               recurrent_weights};
 
 /* ---- LSTM ---- */
 
@@ -242,7 +252,8 @@ const loom_cell_type loom_lstm_cell = {.name = "LSTM",
                                        .make = lstm_make,
                                        .project = lstm_project,
                                        .step = lstm_step,
-                                       .sequence = lstm_sequence};
+                                       .sequence = lstm_sequence,
+                                       .recurrent_weights = recurrent_weights};
 
 /* ---- GRU ---- */
 
@@ -312,9 +323,12 @@ const loom_cell_type loom_gru_cell = {.name = "GRU",
                                       .make = gru_make,
                                       .project = input_projection,
                                       .step = gru_step,
-                                      .sequence = gru_sequence};
+                                      .sequence = gru_sequence,
+                                      .recurrent_weights = recurrent_weights};
 const loom_cell_type loom_gru_cho2014_cell = {.name = "GRU",
                                               .n_states = 1,
                                               .make = gru_cho_make,
                                               .project = input_projection,
-                                              .step = gru_step};
+                                              .step = gru_step,
+                                              .recurrent_weights =
+                                                  recurrent_weights};

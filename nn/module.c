@@ -87,6 +87,45 @@ loom_module *loom_module_add_child(loom_module *m, const char *name,
   return child;
 }
 
+const char *loom_module_entry_name(const loom_module *m, const loom_tensor *t) {
+  if (!m || !t)
+    return loom_null_argument("module_entry_name");
+  for (int i = 0; i < m->n_entries; i++)
+    if (m->entries[i].tensor == t)
+      return m->entries[i].name;
+  return NULL;
+}
+
+int loom_module_rename(loom_module *m, const char *name, const char *new_name) {
+  if (!m || !name || !new_name)
+    return loom_null_argument("module_rename"), -1;
+  if (strchr(new_name, '.') || !*new_name)
+    return loom_set_error(LOOM_ERR_ARGUMENT, "module %s: bad entry name '%s'",
+                          m->type, new_name),
+           -1;
+  loom_module_entry *e = NULL;
+  for (int i = 0; i < m->n_entries; i++) {
+    if (strcmp(m->entries[i].name, new_name) == 0)
+      return loom_set_error(LOOM_ERR_ARGUMENT,
+                            "module %s: '%s' is already registered", m->type,
+                            new_name),
+             -1;
+    if (strcmp(m->entries[i].name, name) == 0)
+      e = &m->entries[i];
+  }
+  if (!e)
+    return loom_set_error(LOOM_ERR_ARGUMENT, "module %s: no entry '%s'",
+                          m->type, name),
+           -1;
+  char *copy = malloc(strlen(new_name) + 1);
+  if (!copy)
+    return loom_set_error(LOOM_ERR_MEMORY, "module: out of memory"), -1;
+  strcpy(copy, new_name);
+  free(e->name);
+  e->name = copy;
+  return 0;
+}
+
 void loom_module_free(loom_module *m) {
   if (!m)
     return;

@@ -66,6 +66,17 @@ LOOM_API loom_tensor *loom_module_add_buffer(loom_module *m, const char *name,
  * failure, when the child is freed). Returns child or NULL. */
 LOOM_API loom_module *loom_module_add_child(loom_module *m, const char *name,
                                             loom_module *child);
+/* The name under which m itself (not a child) registered the tensor t
+ * (borrowed, valid until the entry is renamed or freed), or NULL (an
+ * error only for a NULL argument). */
+LOOM_API const char *loom_module_entry_name(const loom_module *m,
+                                            const loom_tensor *t);
+/* Renames m's own entry `name` to new_name (a parameter reparametrised
+ * by a layer, such as weight normalisation's NAME_v). 0, or -1 with
+ * LOOM_ERR_ARGUMENT when there is no such entry, new_name is taken or has
+ * a '.'. */
+LOOM_API int loom_module_rename(loom_module *m, const char *name,
+                                const char *new_name);
 /* Frees a module, its children, and its references (NULL-safe). */
 LOOM_API void loom_module_free(loom_module *m);
 /* Switches the module tree to training (true) or evaluation mode. */

@@ -63,7 +63,20 @@ typedef struct loom_cell_type {
   int (*sequence)(void *cell, const loom_tensor *xs, const loom_tensor *lengths,
                   bool reverse, loom_tensor *const *init, loom_tensor **out,
                   loom_tensor **final);
+  /* Optional: the cell's recurrent weights (those applied to the state,
+   * like LSTM's weight_hh), for weight-drop and weight normalisation.
+   * Writes the addresses of the cell's fields that hold them to slots (at
+   * most LOOM_RNN_MAX_WEIGHTS) and returns how many. For one forward the
+   * runner may point such a field at a computed tensor of the same shape
+   * (a dropped or normalised copy of the weight, differentiable in it)
+   * and restores it afterwards; step and sequence must read the weight
+   * through the field. (So a layer with weight-drop or weight
+   * normalisation runs one forward at a time, never on two threads at
+   * once.) NULL: the cell has none to regularise. */
+  int (*recurrent_weights)(void *cell, loom_tensor ***slots);
 } loom_cell_type;
+
+#define LOOM_RNN_MAX_WEIGHTS 4
 
 /* Built-in cells. RNN: h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh). */
 LOOM_API extern const loom_cell_type loom_rnn_tanh_cell;
@@ -102,6 +115,29 @@ typedef struct loom_rnn_opts {
   bool step_by_step; /* never use a cell's fused sequence path */
   const void *cell_config;
   loom_rng *rng; /* for dropout masks (NULL: default; borrowed) */
+  /* Weight-drop (DropConnect on the recurrent weights, as in AWD-LSTM):
+   * in training each forward zeroes every element of the cell's
+   * recurrent_weights with this probability and scales the rest by
+   * 1 / (1 - p), one mask per weight for all steps and the batch. The
+   * fused paths see the dropped weight as the step path does. [0, 1).
+   * Masks are drawn from rng in a fixed order, so a seed reproduces a
+   * forward: first each cell's weight-drop masks (cells layer by layer,
+   * forward direction first; loom_bernoulli(1 - p) of each weight's
+   * shape), then per layer and direction the zoneout masks of each step
+   * (in the order the steps run, state by state: loom_bernoulli(rate) of
+   * the state's shape), then after the layer its dropout mask. */
+  double weight_drop;
+  /* Zoneout (Krueger et al. 2017) of state k: in training each unit keeps
+   * its previous value with probability zoneout[k] (a new mask each step),
+   * in evaluation it moves by (1 - zoneout[k]) of the way to the new
+   * value; a step's output is its zoned-out state 0. Each in [0, 1); any
+   * non-zero rate runs the cell step by step. */
+  double zoneout[LOOM_RNN_MAX_STATES];
+  /* Weight normalisation (Salimans & Kingma 2016) of the recurrent
+   * weights: each weight W (r, c) becomes g * v / |v| with |v| the norm
+   * of each row, parameters NAME_g (r, 1) and NAME_v (r, c) as PyTorch's
+   * weight_norm(dim = 0) names them, g starting at the rows' norms. */
+  bool weight_norm;
 } loom_rnn_opts;
 
 /* The sequence runner, as a module. */
@@ -112,10 +148,15 @@ typedef struct loom_rnn {
   int directions;
   int n_cells; /* layers * directions, cell (l, d) at l * directions + d */
   void *cells[2 * LOOM_RNN_MAX_LAYERS];
+  /* with opts.weight_norm: each cell's recurrent weights' gains (borrowed
+   * from the module), slot by slot */
+  loom_tensor *norm_gain[2 * LOOM_RNN_MAX_LAYERS][LOOM_RNN_MAX_WEIGHTS];
 } loom_rnn;
 
 /* A layer running `type` (caller frees with loom_rnn_free). Parameters are
- * initialised like PyTorch's: U(-1/sqrt(hidden), 1/sqrt(hidden)). */
+ * initialised like PyTorch's: U(-1/sqrt(hidden), 1/sqrt(hidden)). Asking
+ * for weight-drop or weight normalisation of a cell type without
+ * recurrent_weights is an error (LOOM_ERR_ARGUMENT). */
 LOOM_API loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts);
 /* Shorthands: the built-in cell types (cell_config as in opts). */
 LOOM_API loom_rnn *loom_lstm_new(loom_rnn_opts opts);
@@ -140,6 +181,67 @@ LOOM_API int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
 LOOM_API int loom_rnn_cell_step(loom_rnn *r, int layer, const loom_tensor *x,
                                 loom_tensor *const *state,
                                 loom_tensor **new_state);
+
+/* ------------------------------------------------ recurrent regularisers
+ * Compositions of ops, differentiable in their tensors; masks come from
+ * g (NULL: the thread's default generator). p outside [0, 1) is
+ * LOOM_ERR_ARGUMENT. Results are scope-owned. */
+
+/* Locked (variational) dropout over time: x (T, B, ...) times one mask of
+ * (1, B, ...), zero with probability p and 1 / (1 - p) otherwise, shared
+ * by all T steps (Gal & Ghahramani 2016). x itself when !training or
+ * p == 0. */
+LOOM_API loom_tensor *loom_locked_dropout(const loom_tensor *x, double p,
+                                          bool training, loom_rng *g);
+
+/* Embedding dropout (Gal & Ghahramani 2016, as AWD-LSTM's
+ * embedded_dropout): the rows of weight (V, D) picked by int64 indices of
+ * any shape (indices.shape + [D]), where each word of the vocabulary is
+ * dropped (its row zero) with probability p and the other rows scaled by
+ * 1 / (1 - p), one mask of V words per call: a word dropped is dropped
+ * at every position. Equals loom_embedding(mask * weight, indices,
+ * padding_idx); plain loom_embedding when !training or p == 0. */
+LOOM_API loom_tensor *loom_embedding_dropout(const loom_tensor *weight,
+                                             const loom_tensor *indices,
+                                             int64_t padding_idx, double p,
+                                             bool training, loom_rng *g);
+
+/* Zoneout of one state: in training, each unit keeps prev with
+ * probability p, else takes next (m * prev + (1 - m) * next, m
+ * Bernoulli(p) of next's shape); in evaluation, the expectation next + p *
+ * (prev - next). prev and next must have the same shape (LOOM_ERR_SHAPE). */
+LOOM_API loom_tensor *loom_zoneout(const loom_tensor *prev,
+                                   const loom_tensor *next, double p,
+                                   bool training, loom_rng *g);
+
+/* Weight normalisation: g * v / |v|, |v| the 2-norm of v over every dim
+ * but `dim` (PyTorch's _weight_norm); g holds v's size along dim
+ * elements (any shape). v of any shape with 0 <= dim < ndim. */
+LOOM_API loom_tensor *loom_weight_norm(const loom_tensor *v,
+                                       const loom_tensor *g, int dim);
+/* The g that makes loom_weight_norm(v, g, dim) equal v: the norms, of
+ * v's shape with every dim but `dim` of size 1, as PyTorch's weight_g (no
+ * gradient recorded). */
+LOOM_API loom_tensor *loom_weight_norm_init(const loom_tensor *v, int dim);
+
+/* ------------------------------------------------ padded batches */
+
+/* Pads n (>= 1) sequences seqs[i] (L_i, ...) (same trailing dims and
+ * dtype) with padding_value to the longest length T and stacks them:
+ * (T, n, ...), or (n, T, ...) when batch_first (torch.nn.utils.rnn.
+ * pad_sequence). If lengths is non-NULL it receives the int64 (n) lengths
+ * L_i, ready for loom_rnn_forward. Differentiable in every sequence.
+ * Scope-owned results; NULL (and *lengths NULL) with an error. */
+LOOM_API loom_tensor *loom_pad_sequence(loom_tensor *const *seqs, int n,
+                                        bool batch_first, double padding_value,
+                                        loom_tensor **lengths);
+/* The inverse: the B sequences of padded (T, B, ...) (batch_first: (B, T,
+ * ...)) cut to their lengths (int64 (B), each in [0, T]), as views
+ * seqs[b] (lengths[b], ...); n must be B. Differentiable. 0, or -1 with
+ * an error and seqs[] NULL. */
+LOOM_API int loom_unpad_sequence(const loom_tensor *padded,
+                                 const loom_tensor *lengths, bool batch_first,
+                                 loom_tensor **seqs, int n);
 
 #ifdef __cplusplus
 }

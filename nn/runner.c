@@ -36,6 +36,51 @@ static void context(const loom_rnn *r, int layer, int dir, int64_t step) {
                        layer, dir ? "reverse" : "forward", (long long)step);
 }
 
+/* The recurrent weights of cell i, checked: their count, or -1. */
+static int recurrent_weights(const loom_rnn *r, int i, loom_tensor ***slots) {
+  int n = r->type->recurrent_weights(r->cells[i], slots);
+  if (n < 0 || n > LOOM_RNN_MAX_WEIGHTS) {
+    loom_set_error(LOOM_ERR_STATE,
+                   "%s: recurrent_weights callback returned %d (0 to %d)",
+                   r->type->name, n, LOOM_RNN_MAX_WEIGHTS);
+    return -1;
+  }
+  for (int k = 0; k < n; k++)
+    if (!slots[k] || !*slots[k]) {
+      loom_set_error(LOOM_ERR_STATE,
+                     "%s: recurrent_weights callback gave no weight %d",
+                     r->type->name, k);
+      return -1;
+    }
+  return n;
+}
+
+/* Weight normalisation of cell i's recurrent weights: NAME becomes NAME_v
+ * and a gain NAME_g (its rows' norms) joins the module. */
+static int weight_norm_setup(loom_rnn *r, int i) {
+  loom_tensor **slots[LOOM_RNN_MAX_WEIGHTS];
+  int n = recurrent_weights(r, i, slots);
+  for (int k = 0; k < n; k++) {
+    const char *name = loom_module_entry_name(&r->base, *slots[k]);
+    char v[128], g[128];
+    if (!name || snprintf(v, sizeof v, "%s_v", name) >= (int)sizeof v) {
+      loom_set_error(LOOM_ERR_ARGUMENT,
+                     "%s: weight normalisation: recurrent weight %d is not "
+                     "a parameter of the layer (or its name is too long)",
+                     r->type->name, k);
+      return -1;
+    }
+    snprintf(g, sizeof g, "%s_g", name);
+    loom_scope *s = loom_scope_begin();
+    r->norm_gain[i][k] =
+        loom_module_add_param(&r->base, g, loom_weight_norm_init(*slots[k], 0));
+    loom_scope_end(s);
+    if (!r->norm_gain[i][k] || loom_module_rename(&r->base, name, v) < 0)
+      return -1;
+  }
+  return n < 0 ? -1 : 0;
+}
+
 loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts) {
   if (!type)
     return loom_null_argument("rnn_new");
@@ -60,6 +105,21 @@ loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts) {
                      type->name, (long long)opts.input_size,
                      (long long)opts.hidden_size, opts.num_layers, opts.dropout,
                      LOOM_RNN_MAX_LAYERS);
+  if (!(opts.weight_drop >= 0 && opts.weight_drop < 1))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "%s: weight_drop %g is not in [0, 1)",
+                     type->name, opts.weight_drop);
+  for (int k = 0; k < LOOM_RNN_MAX_STATES; k++)
+    if (!(opts.zoneout[k] >= 0 && opts.zoneout[k] < 1) ||
+        (k >= type->n_states && opts.zoneout[k] != 0))
+      return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                       "%s: zoneout %g of state %d (rates in [0, 1) for "
+                       "its %d states)",
+                       type->name, opts.zoneout[k], k, type->n_states);
+  if ((opts.weight_drop > 0 || opts.weight_norm) && !type->recurrent_weights)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "%s: weight-drop and weight normalisation need the "
+                     "cell type's recurrent_weights callback",
+                     type->name);
   loom_rnn *r = calloc(1, sizeof *r);
   if (!r)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "%s: out of memory", type->name);
@@ -85,6 +145,11 @@ loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts) {
         return NULL;
       }
       r->cells[r->n_cells++] = cell;
+      if (opts.weight_norm && weight_norm_setup(r, r->n_cells - 1) < 0) {
+        context(r, l, d, -1);
+        loom_module_free(&r->base);
+        return NULL;
+      }
     }
   }
   return r;
@@ -196,6 +261,11 @@ static int run_steps(const loom_rnn *r, int layer, int dir, void *cell,
     } else {
       rc = check_states(r, next, state);
     }
+    for (int k = 0; rc == 0 && k < ns; k++)
+      if (r->opts.zoneout[k] > 0 &&
+          !(next[k] = loom_zoneout(state[k], next[k], r->opts.zoneout[k],
+                                   r->base.training, r->opts.rng)))
+        rc = -1;
     if (rc < 0) {
       context(r, layer, dir, t);
       break;
@@ -251,6 +321,58 @@ static loom_tensor *check_lengths(const loom_tensor *lengths, int64_t T,
                        "outside [0, %lld]",
                        op, (long long)v[b], (long long)b, (long long)T);
   return c;
+}
+
+static bool zoneout(const loom_rnn *r) {
+  for (int k = 0; k < r->type->n_states; k++)
+    if (r->opts.zoneout[k] > 0)
+      return true;
+  return false;
+}
+
+/* A recurrent weight the runner replaced for one forward. */
+typedef struct {
+  loom_tensor **slot, *own;
+} swapped_weight;
+
+/* Points each cell's recurrent weights at their normalised and dropped
+ * versions for this forward (masks drawn cell by cell, weight by weight).
+ * Records what it replaced in sw[*n] for restore_weights. 0 or -1. */
+static int swap_weights(loom_rnn *r, bool allow_drop, swapped_weight *sw,
+                        int *n) {
+  *n = 0;
+  bool drop = allow_drop && r->base.training && r->opts.weight_drop > 0;
+  if (!drop && !r->opts.weight_norm)
+    return 0;
+  for (int i = 0; i < r->n_cells; i++) {
+    loom_tensor **slots[LOOM_RNN_MAX_WEIGHTS];
+    int m = recurrent_weights(r, i, slots);
+    if (m < 0)
+      return context(r, i / r->directions, i % r->directions, -1), -1;
+    for (int k = 0; k < m; k++) {
+      loom_tensor *w = *slots[k];
+      if (r->opts.weight_norm)
+        w = loom_weight_norm(w, r->norm_gain[i][k], 0);
+      if (drop) { /* loom_bernoulli's stream, which the docs promise */
+        double keep = 1 - r->opts.weight_drop;
+        w = loom_mul(w, loom_mul_scalar(
+                            loom_bernoulli(r->opts.rng, loom_dtype_of(w), keep,
+                                           loom_ndim(w), loom_shape(w)),
+                            1 / keep));
+      }
+      if (!w)
+        return -1;
+      sw[*n] = (swapped_weight){slots[k], *slots[k]};
+      *slots[k] = w;
+      ++*n;
+    }
+  }
+  return 0;
+}
+
+static void restore_weights(swapped_weight *sw, int n) {
+  while (n-- > 0)
+    *sw[n].slot = sw[n].own;
 }
 
 /* loom_rnn_forward, writing its results only when all of them are made. */
@@ -322,7 +444,7 @@ static int forward(loom_rnn *r, const loom_tensor *x,
           return -1;
       }
       int rc = 1;
-      if (r->type->sequence && !r->opts.step_by_step && T > 0) {
+      if (r->type->sequence && !r->opts.step_by_step && !zoneout(r) && T > 0) {
         rc = r->type->sequence(cell, px, len, d == 1, st, &dir_out[d], fin);
         if (rc != 0 && rc != 1) {
           callback_failed(r->type, "sequence", "-1");
@@ -347,16 +469,8 @@ static int forward(loom_rnn *r, const loom_tensor *x,
     input = layer_out;
     if (l + 1 < L && r->opts.dropout > 0 && r->base.training) {
       if (r->opts.variational) { /* one mask per sequence, all steps */
-        int64_t shape[LOOM_MAX_DIMS];
-        memcpy(shape, loom_shape(layer_out),
-               (size_t)loom_ndim(layer_out) * sizeof *shape);
-        shape[0] = 1;
-        double keep = 1 - r->opts.dropout;
-        loom_tensor *mask = loom_mul_scalar(
-            loom_bernoulli(r->opts.rng, loom_dtype_of(layer_out), keep,
-                           loom_ndim(layer_out), shape),
-            1 / keep);
-        input = loom_mul(layer_out, mask);
+        input =
+            loom_locked_dropout(layer_out, r->opts.dropout, true, r->opts.rng);
       } else {
         input = loom_dropout(layer_out, r->opts.dropout, true, r->opts.rng);
       }
@@ -386,7 +500,13 @@ int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
   if (!x || !output)
     return loom_null_argument(r->type->name), -1;
   loom_tensor *out, *fin[LOOM_RNN_MAX_STATES];
-  if (forward(r, x, lengths, init, &out, final ? fin : NULL) < 0)
+  swapped_weight sw[2 * LOOM_RNN_MAX_LAYERS * LOOM_RNN_MAX_WEIGHTS];
+  int n_swapped;
+  int rc = swap_weights(r, true, sw, &n_swapped);
+  if (rc == 0)
+    rc = forward(r, x, lengths, init, &out, final ? fin : NULL);
+  restore_weights(sw, n_swapped);
+  if (rc < 0)
     return -1;
   *output = out;
   for (int k = 0; final && k < r->type->n_states; k++)
@@ -412,15 +532,28 @@ int loom_rnn_cell_step(loom_rnn *r, int layer, const loom_tensor *x,
     return -1;
   }
   void *cell = r->cells[layer * r->directions];
-  const loom_tensor *xp = x;
-  if (r->type->project && !(xp = r->type->project(cell, x)))
-    callback_failed(r->type, "project", "NULL");
+  /* normalised weights, but no weight-drop: a mask would have to last
+   * for the whole sequence the caller steps through */
+  swapped_weight sw[2 * LOOM_RNN_MAX_LAYERS * LOOM_RNN_MAX_WEIGHTS];
+  int n_swapped;
+  const loom_tensor *xp = NULL;
+  if (swap_weights(r, false, sw, &n_swapped) == 0) {
+    xp = r->type->project ? r->type->project(cell, x) : x;
+    if (!xp)
+      callback_failed(r->type, "project", "NULL");
+  }
   loom_tensor *next[LOOM_RNN_MAX_STATES] = {NULL};
   int rc = -1;
   if (xp && r->type->step(cell, xp, state, next) != 0)
     callback_failed(r->type, "step", "non-zero");
   else if (xp)
     rc = check_states(r, next, state);
+  for (int k = 0; rc == 0 && k < ns; k++)
+    if (r->opts.zoneout[k] > 0 &&
+        !(next[k] = loom_zoneout(state[k], next[k], r->opts.zoneout[k],
+                                 r->base.training, r->opts.rng)))
+      rc = -1;
+  restore_weights(sw, n_swapped);
   if (rc < 0) {
     loom_error_context("%s layer %d, one step", r->type->name, layer);
     return -1;

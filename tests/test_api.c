@@ -255,6 +255,11 @@ START_TEST(test_null_arguments) {
   FAILS_P(loom_module_named_parameters(NULL), "module_named_parameters");
   FAILS_P(loom_module_state_dict(NULL), "module_state_dict");
   FAILS_I(loom_module_load_state_dict(NULL, NULL, true), "load_state_dict");
+  FAILS_P(loom_module_entry_name(NULL, x), "module_entry_name");
+  FAILS_P(loom_module_entry_name(m, NULL), "module_entry_name");
+  FAILS_I(loom_module_rename(NULL, "a", "b"), "module_rename");
+  FAILS_I(loom_module_rename(m, NULL, "b"), "module_rename");
+  FAILS_I(loom_module_rename(m, "a", NULL), "module_rename");
   FAILS_I(loom_module_load_state_dict(m, NULL, true), "load_state_dict");
   FAILS_P(loom_module_list_append(NULL, NULL), "module_list_append");
   FAILS_P(loom_module_child(NULL, 0), "module_child");
@@ -315,6 +320,23 @@ START_TEST(test_null_arguments) {
   FAILS_I(loom_rnn_cell_step(rnn, 0, x, NULL, out), "GRU");
   FAILS_I(loom_rnn_cell_step(rnn, 0, x, (loom_tensor *[]){NULL}, out), "GRU");
   FAILS_I(loom_rnn_cell_step(rnn, 0, x, out, NULL), "GRU");
+  FAILS_P(loom_locked_dropout(NULL, 0.5, true, NULL), "locked_dropout");
+  FAILS_P(loom_embedding_dropout(NULL, ix, -1, 0.5, true, NULL),
+          "embedding_dropout");
+  FAILS_P(loom_embedding_dropout(x, NULL, -1, 0.5, true, NULL),
+          "embedding_dropout");
+  FAILS_P(loom_zoneout(NULL, x, 0.5, true, NULL), "zoneout");
+  FAILS_P(loom_zoneout(x, NULL, 0.5, true, NULL), "zoneout");
+  FAILS_P(loom_weight_norm(NULL, x, 0), "weight_norm");
+  FAILS_P(loom_weight_norm(x, NULL, 0), "weight_norm");
+  FAILS_P(loom_weight_norm_init(NULL, 0), "weight_norm_init");
+  FAILS_P(loom_pad_sequence(NULL, 1, false, 0, out), "pad_sequence");
+  FAILS_P(loom_pad_sequence((loom_tensor *[]){NULL}, 1, false, 0, out),
+          "pad_sequence");
+  ck_assert_ptr_null(out[0]);
+  FAILS_I(loom_unpad_sequence(NULL, ix, false, out, 2), "unpad_sequence");
+  FAILS_I(loom_unpad_sequence(x, NULL, false, out, 2), "unpad_sequence");
+  FAILS_I(loom_unpad_sequence(x, ix, false, NULL, 2), "unpad_sequence");
   /* optim/optim.h */
   loom_tensor *params[] = {lin->weight, NULL};
   FAILS_P(loom_sgd_new(NULL, 1, loom_sgd_defaults(0.1)), "sgd");
