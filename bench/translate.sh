@@ -25,6 +25,7 @@
 # Usage: sh bench/translate.sh [--rnn]
 #   BUILD=dir  RESULTS=dir  PYTHON=exe  DATA=dir (../shared/data/multi30k)
 #   MINUTES=m (35)  RNN_MINUTES=m (35)  NO_TORCH=1 (skip PyTorch)
+#   NO_TRANSFORMER=1 (skip loom's transformer: with --rnn, the LSTM alone)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
@@ -109,8 +110,10 @@ if [ -z "${NO_TORCH:-}" ]; then
 fi
 
 # The baseline's recipe: 128 pairs a batch, whatever their length.
-loom_run transformer "$MINUTES" --model transformer --batch-sentences 128 \
-  --max-tokens 1000000 --lr 5e-4 --smoothing 0.1 --clip 1 --epochs 1000
+if [ -z "${NO_TRANSFORMER:-}" ]; then
+  loom_run transformer "$MINUTES" --model transformer --batch-sentences 128 \
+    --max-tokens 1000000 --lr 5e-4 --smoothing 0.1 --clip 1 --epochs 1000
+fi
 if [ -n "$RNN" ]; then
   loom_run rnn "$RNN_MINUTES" --model rnn --batch-sentences 64 \
     --max-tokens 1000000 --lr 1e-3 --smoothing 0.1 --clip 5 --epochs 1000
