@@ -105,6 +105,45 @@ LOOM_API loom_tensor *loom_flip(const loom_tensor *t, const int *dims, int n);
 LOOM_API loom_tensor *loom_roll(const loom_tensor *t, const int64_t *shifts,
                                 const int *dims, int n);
 
+/* torch.Tensor.repeat: t taken repeats[d] times over along each dim d of
+ * n; n >= t's ndim, and t first gains leading size-1 dims up to n. The
+ * result has n dims, size repeats[d] * size_d (e.g. [1, 2] repeated (2, 3)
+ * is [1, 2, 1, 2, 1, 2] twice over). t's dtype. Errors: LOOM_ERR_ARGUMENT
+ * for n below t's ndim or above 8, a negative repeat, or repeats NULL with
+ * n > 0; LOOM_ERR_SHAPE for a result too large. */
+LOOM_API loom_tensor *loom_repeat(const loom_tensor *t, int n,
+                                  const int64_t *repeats);
+/* torch.tile: loom_repeat, except that fewer reps than t's dims are taken
+ * as the last dims' (the others repeat once). Errors as loom_repeat (n may
+ * be anything from 0 to 8). */
+LOOM_API loom_tensor *loom_tile(const loom_tensor *t, int n,
+                                const int64_t *reps);
+
+/* Padding modes of loom_pad (torch.nn.functional.pad's `mode`). */
+typedef enum loom_pad_mode {
+  LOOM_PAD_CONSTANT,  /* `value` */
+  LOOM_PAD_REFLECT,   /* the mirror image about the end element: 2 1 | 0 1 2 */
+  LOOM_PAD_REPLICATE, /* the end element again: 0 0 | 0 1 2 */
+  LOOM_PAD_CIRCULAR,  /* from the other end: 1 2 | 0 1 2 */
+} loom_pad_mode;
+
+/* torch.nn.functional.pad(t, pad, mode, value): n = 2k sizes pad the last
+ * k dims, in PyTorch's order: pad[0] elements before and pad[1] after the
+ * last dim, pad[2] and pad[3] around the one before it, and so on. A
+ * negative size removes elements instead (not in circular mode), and the
+ * padded values are those of the uncropped input, as in PyTorch. Any k up
+ * to t's ndim and any mode work on any dims (PyTorch limits reflect,
+ * replicate and circular to the last 1-3 dims of 2-D to 5-D inputs).
+ * `value` is used in constant mode only. Differentiable. t's dtype; a new
+ * tensor owned by the innermost scope. Errors (LOOM_ERR_ARGUMENT): n odd,
+ * negative or above 2 x ndim, pad NULL with n > 0, an unknown mode, a size
+ * beyond +-(2^59 - 1), a dim left with fewer than 0 elements (constant)
+ * or 1 (the other modes), reflect padding not less than the dim's size,
+ * replicate padding of an empty dim, circular padding below 0 or above
+ * the dim's size; LOOM_ERR_SHAPE for a result too large. */
+LOOM_API loom_tensor *loom_pad(const loom_tensor *t, const int64_t *pad, int n,
+                               loom_pad_mode mode, double value);
+
 /* ------------------------------------------------ indexing */
 
 /* out[i][j] = t[index[i][j]][j] for dim 0 (and so on); index is int64 with

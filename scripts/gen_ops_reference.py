@@ -5,7 +5,7 @@ Run with Debian's python3-torch (1.13) from the repository root:
 
     OMP_WAIT_POLICY=passive /usr/bin/python3 scripts/gen_ops_reference.py
 
-The output is deterministic (fixed seed, one thread) and committed, so CI
+The output is deterministic (a fixed seed per family of ops, one thread) and committed, so CI
 never needs torch. The file is safetensors, written by
 scripts/safetensors_io.py.
 
@@ -27,6 +27,7 @@ repeated and out-of-range arguments where PyTorch accepts them.
 
 import os
 import sys
+import zlib
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 import torch  # noqa: E402
@@ -87,6 +88,36 @@ def rearranging(c):
           lambda x: torch.roll(x, (3, -1), (0, 0)), x=randn(6))
 
 
+def padding(c):
+    import torch.nn.functional as F
+    c.add("pad_constant_two_dims", "F.pad(x, (1, 2, -1, 3), value=0.5)",
+          lambda x: F.pad(x, (1, 2, -1, 3), value=0.5), x=randn(2, 3, 4))
+    c.add("pad_constant_crop", "F.pad(x, (-2, 1), value=-1.0)",
+          lambda x: F.pad(x, (-2, 1), value=-1.0), x=randn(3, 5))
+    c.add("pad_reflect_two_dims", "F.pad(x, (2, 1, 3, 0), mode='reflect')",
+          lambda x: F.pad(x, (2, 1, 3, 0), mode="reflect"),
+          x=randn(2, 3, 4, 5))
+    c.add("pad_reflect_crop", "F.pad(x, (-2, 4), mode='reflect')",
+          lambda x: F.pad(x, (-2, 4), mode="reflect"), x=randn(1, 2, 6))
+    c.add("pad_replicate_three_dims",
+          "F.pad(x, (1, 2, 0, 3, 2, 1), mode='replicate')",
+          lambda x: F.pad(x, (1, 2, 0, 3, 2, 1), mode="replicate"),
+          x=randn(1, 2, 3, 3, 4))
+    c.add("pad_replicate_crop", "F.pad(x, (-3, 5), mode='replicate')",
+          lambda x: F.pad(x, (-3, 5), mode="replicate"), x=randn(2, 7))
+    c.add("pad_circular", "F.pad(x, (1, 3, 4, 0), mode='circular')",
+          lambda x: F.pad(x, (1, 3, 4, 0), mode="circular"),
+          x=randn(2, 2, 5, 4))
+    c.add("repeat_new_dim", "x.repeat(2, 1, 3)",
+          lambda x: x.repeat(2, 1, 3), x=randn(2, 3))
+    c.add("repeat_zero", "x.repeat(0, 2)", lambda x: x.repeat(0, 2),
+          x=randn(3))
+    c.add("tile_fewer_reps", "torch.tile(x, (2,))",
+          lambda x: torch.tile(x, (2,)), x=randn(2, 3, 2))
+    c.add("tile_more_reps", "torch.tile(x, (2, 1, 2))",
+          lambda x: torch.tile(x, (2, 1, 2)), x=randn(3))
+
+
 def masks(c):
     c.add("tril_batched", "torch.tril(x, -1)",
           lambda x: torch.tril(x, -1), x=randn(2, 4, 5))
@@ -143,9 +174,10 @@ def sorting(c):
 
 
 def main():
-    torch.manual_seed(17)
     c = Cases()
-    for family in (rearranging, masks, scans, sorting):
+    for family in (rearranging, padding, masks, scans, sorting):
+        # a seed per family, so adding cases to one leaves the others' be
+        torch.manual_seed(zlib.crc32(family.__name__.encode()))
         family(c)
     safetensors_io.save(PATH, c.out, c.meta)
     print(f"{os.path.relpath(PATH, ROOT)}: {len(c.meta)} cases, "

@@ -148,6 +148,12 @@ START_TEST(test_null_arguments) {
   FAILS_P(loom_flip(x, NULL, 1), "flip");
   FAILS_P(loom_roll(NULL, two, NULL, 1), "roll");
   FAILS_P(loom_roll(x, NULL, NULL, 1), "roll");
+  FAILS_P(loom_repeat(NULL, 2, (int64_t[]){1, 1}), "repeat");
+  FAILS_P(loom_repeat(x, 2, NULL), "repeat");
+  FAILS_P(loom_tile(NULL, 1, two), "tile");
+  FAILS_P(loom_tile(x, 1, NULL), "tile");
+  FAILS_P(loom_pad(NULL, two, 0, LOOM_PAD_CONSTANT, 0), "pad");
+  FAILS_P(loom_pad(x, NULL, 2, LOOM_PAD_CONSTANT, 0), "pad");
   loom_tensor *(*binary[])(const loom_tensor *, const loom_tensor *) = {
       loom_add,     loom_sub,     loom_mul, loom_div,         loom_pow,
       loom_maximum, loom_minimum, loom_eq,  loom_ne,          loom_lt,

@@ -82,6 +82,20 @@ FN(f_split) {
 FN(f_flip) { OUT1(loom_flip(in[0], (int[]){0, -1}, 2)); }
 FN(f_roll) { OUT1(loom_roll(in[0], (int64_t[]){-1, 5}, (int[]){1, 0}, 2)); }
 FN(f_roll_flat) { OUT1(loom_roll(in[0], (int64_t[]){4}, NULL, 1)); }
+FN(f_pad) {
+  OUT1(loom_pad(in[0], (int64_t[]){2, -1, 1, 2}, 4, LOOM_PAD_CONSTANT, 3));
+}
+FN(f_pad_reflect) {
+  OUT1(loom_pad(in[0], (int64_t[]){2, 3, -1, 1}, 4, LOOM_PAD_REFLECT, 0));
+}
+FN(f_pad_replicate) {
+  OUT1(loom_pad(in[0], (int64_t[]){3, -1}, 2, LOOM_PAD_REPLICATE, 0));
+}
+FN(f_pad_circular) {
+  OUT1(loom_pad(in[0], (int64_t[]){1, 2, 3, 0}, 4, LOOM_PAD_CIRCULAR, 0));
+}
+FN(f_repeat) { OUT1(loom_repeat(in[0], 3, (int64_t[]){2, 1, 3})); }
+FN(f_tile) { OUT1(loom_tile(in[0], 1, (int64_t[]){2})); }
 FN(f_tril) { OUT1(loom_tril(in[0], 1)); }
 FN(f_triu) { OUT1(loom_triu(in[0], -1)); }
 FN(f_masked_select) {
@@ -346,6 +360,12 @@ static const gc_case cases[] = {
     {"flip", f_flip, 1, S(3), S(S(3, 2, 4)), NONCONTIG},
     {"roll", f_roll, 1, S(2), S(S(3, 4)), NONCONTIG},
     {"roll flattened", f_roll_flat, 1, S(2), S(S(2, 3)), 0},
+    {"pad constant", f_pad, 1, S(2), S(S(3, 4)), NONCONTIG},
+    {"pad reflect", f_pad_reflect, 1, S(3), S(S(2, 3, 4)), NONCONTIG},
+    {"pad replicate", f_pad_replicate, 1, S(2), S(S(2, 3)), 0},
+    {"pad circular", f_pad_circular, 1, S(2), S(S(4, 3)), NONCONTIG},
+    {"repeat", f_repeat, 1, S(2), S(S(2, 3)), NONCONTIG},
+    {"tile", f_tile, 1, S(2), S(S(3, 2)), 0},
     {"tril batched", f_tril, 1, S(3), S(S(2, 3, 4)), NONCONTIG},
     {"triu", f_triu, 1, S(2), S(S(4, 3)), 0},
     {"masked_select broadcast", f_masked_select, 1, S(2), S(S(3, 1)),

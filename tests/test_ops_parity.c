@@ -41,6 +41,34 @@ FN(roll_same_dim_twice) {
   ONE(loom_roll(in[0], (int64_t[]){3, -1}, (int[]){0, 0}, 2));
 }
 
+/* ---- padding and repeating ---- */
+#define PAD(...)                                                               \
+  (int64_t[]){__VA_ARGS__},                                                    \
+      (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
+FN(pad_constant_two_dims) {
+  ONE(loom_pad(in[0], PAD(1, 2, -1, 3), LOOM_PAD_CONSTANT, 0.5));
+}
+FN(pad_constant_crop) {
+  ONE(loom_pad(in[0], PAD(-2, 1), LOOM_PAD_CONSTANT, -1));
+}
+FN(pad_reflect_two_dims) {
+  ONE(loom_pad(in[0], PAD(2, 1, 3, 0), LOOM_PAD_REFLECT, 0));
+}
+FN(pad_reflect_crop) { ONE(loom_pad(in[0], PAD(-2, 4), LOOM_PAD_REFLECT, 0)); }
+FN(pad_replicate_three_dims) {
+  ONE(loom_pad(in[0], PAD(1, 2, 0, 3, 2, 1), LOOM_PAD_REPLICATE, 0));
+}
+FN(pad_replicate_crop) {
+  ONE(loom_pad(in[0], PAD(-3, 5), LOOM_PAD_REPLICATE, 0));
+}
+FN(pad_circular) {
+  ONE(loom_pad(in[0], PAD(1, 3, 4, 0), LOOM_PAD_CIRCULAR, 0));
+}
+FN(repeat_new_dim) { ONE(loom_repeat(in[0], 3, (int64_t[]){2, 1, 3})); }
+FN(repeat_zero) { ONE(loom_repeat(in[0], 2, (int64_t[]){0, 2})); }
+FN(tile_fewer_reps) { ONE(loom_tile(in[0], 1, (int64_t[]){2})); }
+FN(tile_more_reps) { ONE(loom_tile(in[0], 3, (int64_t[]){2, 1, 2})); }
+
 /* ---- masks ---- */
 FN(tril_batched) { ONE(loom_tril(in[0], -1)); }
 FN(triu_wide) { ONE(loom_triu(in[0], 2)); }
@@ -80,6 +108,17 @@ static const ops_case cases[] = {
     {"roll_two_dims", X, roll_two_dims},
     {"roll_flat", X, roll_flat},
     {"roll_same_dim_twice", X, roll_same_dim_twice},
+    {"pad_constant_two_dims", X, pad_constant_two_dims},
+    {"pad_constant_crop", X, pad_constant_crop},
+    {"pad_reflect_two_dims", X, pad_reflect_two_dims},
+    {"pad_reflect_crop", X, pad_reflect_crop},
+    {"pad_replicate_three_dims", X, pad_replicate_three_dims},
+    {"pad_replicate_crop", X, pad_replicate_crop},
+    {"pad_circular", X, pad_circular},
+    {"repeat_new_dim", X, repeat_new_dim},
+    {"repeat_zero", X, repeat_zero},
+    {"tile_fewer_reps", X, tile_fewer_reps},
+    {"tile_more_reps", X, tile_more_reps},
     {"tril_batched", X, tril_batched},
     {"triu_wide", X, triu_wide},
     {"tril_past_corner", X, tril_past_corner},
