@@ -9,6 +9,15 @@
  *       MultiheadAttention(256, 8, batch first) self-attention on the same
  *       input (which requires grad), training mode, no weights returned:
  *       forward + mean(out^2) + backward, no optimizer
+ *   translate
+ *       apps/translate's transformer at its training sizes: nn.Transformer
+ *       (d_model 256, 8 heads, 3 + 3 layers, feed-forward 512, dropout 0.1,
+ *       post-norm relu, sequence first), source and target embeddings
+ *       (8000 and 6000 words) scaled by 16 plus fixed positions, dropout,
+ *       a causal target mask, the output layer to 6000 words, cross-entropy
+ *       with label smoothing 0.1, clipping to norm 1 and Adam (5e-4, betas
+ *       0.9/0.98, eps 1e-9), on a batch of 128 pairs of 15 source and 15
+ *       target tokens (no padding); tokens/s counts target tokens
  * bench/transformer_torch.py times the PyTorch counterparts. Cases are
  * sampled in interleaved rounds; figures are medians. Lines starting with
  * "@tf" are for bench/run_models.sh.
@@ -18,6 +27,7 @@
 
 #include <loom/loom.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +44,24 @@ static void fail(const char *what) {
   exit(1);
 }
 
+#define TR_LEN 15
+#define TR_BATCH 128
+#define TR_SRC_VOCAB 8000
+#define TR_TGT_VOCAB 6000
+#define TR_MAX_PARAMS 256
+
+typedef struct {
+  loom_transformer *tf;
+  loom_embedding_layer *src_emb, *tgt_emb;
+  loom_linear_layer *out;
+  loom_tensor *src, *tgt_in, *tgt_out, *pos; /* kept */
+  loom_tensor *params[TR_MAX_PARAMS];
+  int n_params;
+} translate_model;
+
 typedef struct {
   const char *name, *peer;
+  translate_model *tr;           /* the translation case */
   loom_transformer_stack *enc;   /* encoder cases */
   loom_multihead_attention *mha; /* the attention case */
   loom_optimizer *opt;
@@ -69,6 +95,98 @@ static void mha_step(void *p) {
     fail(c->name);
   c->loss = loom_item(loss);
   loom_scope_end(s);
+}
+
+static loom_tensor *embed(translate_model *m, loom_embedding_layer *e,
+                          const loom_tensor *ids) {
+  return loom_dropout(
+      loom_add(loom_mul_scalar(loom_embedding_layer_forward(e, ids), 16),
+               m->pos),
+      0.1, true, NULL);
+}
+
+static void translate_step(void *p) {
+  tf_case *c = p;
+  translate_model *m = c->tr;
+  loom_scope *s = loom_scope_begin();
+  loom_optimizer_zero_grad(c->opt);
+  loom_transformer_masks mk = {.tgt_causal = true};
+  loom_tensor *h =
+      loom_transformer_forward(m->tf, embed(m, m->src_emb, m->src),
+                               embed(m, m->tgt_emb, m->tgt_in), &mk);
+  loom_tensor *logits =
+      loom_reshape(loom_linear_layer_forward(m->out, h),
+                   LOOM_SHAPE(TR_LEN * TR_BATCH, TR_TGT_VOCAB));
+  loom_cross_entropy_opts ce = loom_cross_entropy_defaults();
+  ce.label_smoothing = 0.1;
+  loom_tensor *loss = loom_cross_entropy(
+      logits, loom_reshape(m->tgt_out, LOOM_SHAPE(TR_LEN * TR_BATCH)), &ce);
+  if (!loss || loom_backward(loss) < 0 ||
+      isnan(loom_clip_grad_norm(m->params, m->n_params, 1, 2)) ||
+      loom_optimizer_step(c->opt) < 0)
+    fail(c->name);
+  c->loss = loom_item(loss);
+  loom_scope_end(s);
+}
+
+static int add_params(translate_model *m, const loom_module *mod) {
+  int n = loom_module_parameters(mod, m->params + m->n_params,
+                                 TR_MAX_PARAMS - m->n_params);
+  if (n < 0 || m->n_params + n > TR_MAX_PARAMS)
+    return -1;
+  m->n_params += n;
+  return 0;
+}
+
+static void make_translate(tf_case *c) {
+  loom_manual_seed(0);
+  *c = (tf_case){.name = "translate", .peer = "translate"};
+  translate_model *m = c->tr = calloc(1, sizeof *m);
+  if (!m)
+    fail("translate");
+  loom_transformer_opts o = {.d_model = D_MODEL,
+                             .nhead = HEADS,
+                             .dim_feedforward = 512,
+                             .dropout = 0.1};
+  m->tf = loom_transformer_new(o, 3, 3);
+  m->src_emb = loom_embedding_layer_new(TR_SRC_VOCAB, D_MODEL, -1);
+  m->tgt_emb = loom_embedding_layer_new(TR_TGT_VOCAB, D_MODEL, -1);
+  m->out = loom_linear_layer_new(D_MODEL, TR_TGT_VOCAB, true);
+  loom_scope *s = loom_scope_begin();
+  m->src = loom_keep(loom_randint(NULL, LOOM_I64, 4, TR_SRC_VOCAB,
+                                  LOOM_SHAPE(TR_LEN, TR_BATCH)));
+  m->tgt_in = loom_keep(loom_randint(NULL, LOOM_I64, 4, TR_TGT_VOCAB,
+                                     LOOM_SHAPE(TR_LEN, TR_BATCH)));
+  m->tgt_out = loom_keep(loom_randint(NULL, LOOM_I64, 4, TR_TGT_VOCAB,
+                                      LOOM_SHAPE(TR_LEN, TR_BATCH)));
+  m->pos = loom_keep(
+      loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(TR_LEN, 1, D_MODEL)));
+  loom_scope_end(s);
+  if (!m->tf || !m->src_emb || !m->tgt_emb || !m->out || !m->pos ||
+      add_params(m, &m->tf->base) < 0 || add_params(m, &m->src_emb->base) < 0 ||
+      add_params(m, &m->tgt_emb->base) < 0 || add_params(m, &m->out->base) < 0)
+    fail("translate");
+  loom_adam_opts a = loom_adam_defaults(5e-4);
+  a.beta2 = 0.98;
+  a.eps = 1e-9;
+  c->opt = loom_adam_new(m->params, m->n_params, a);
+  if (!c->opt)
+    fail("translate");
+  loom_module_train(&m->tf->base, true);
+}
+
+static void free_translate(translate_model *m) {
+  if (!m)
+    return;
+  loom_transformer_free(m->tf);
+  loom_embedding_layer_free(m->src_emb);
+  loom_embedding_layer_free(m->tgt_emb);
+  loom_linear_layer_free(m->out);
+  loom_release(m->src);
+  loom_release(m->tgt_in);
+  loom_release(m->tgt_out);
+  loom_release(m->pos);
+  free(m);
 }
 
 static loom_tensor *input(bool requires_grad) {
@@ -108,7 +226,7 @@ static void make_mha(tf_case *c) {
   loom_module_train(&c->mha->base, true);
 }
 
-enum { ENC_DROP, ENC_NODROP, MHA, N_CASES };
+enum { ENC_DROP, ENC_NODROP, MHA, TRANSLATE, N_CASES };
 
 int main(int argc, char **argv) {
   int samples = 7;
@@ -116,7 +234,8 @@ int main(int argc, char **argv) {
   const char *usage =
       "usage: bench-transformer [--samples N] [--min-ms M] [--case NAME]\n"
       "ms per training step of a 2-layer TransformerEncoder (d 256, 8 heads,\n"
-      "ff 1024, seq 64, batch 32) and of MultiheadAttention fwd+bwd.\n"
+      "ff 1024, seq 64, batch 32), of MultiheadAttention fwd+bwd and of\n"
+      "apps/translate's transformer (3+3 layers, batch 128 x 15 tokens).\n"
       "--case runs one case alone (for a profiler).\n";
   const char *only = bench_take_option(&argc, argv, "case");
   bench_options(argc, argv, usage, &samples, &min_s);
@@ -125,7 +244,9 @@ int main(int argc, char **argv) {
   make_encoder(&cases[ENC_DROP], "encoder_drop0.1", "encoder_drop0.1", 0.1);
   make_encoder(&cases[ENC_NODROP], "encoder_drop0.0", "encoder_drop0.0", 0);
   make_mha(&cases[MHA]);
-  bench_fn fns[N_CASES] = {encoder_step, encoder_step, mha_step};
+  make_translate(&cases[TRANSLATE]);
+  bench_fn fns[N_CASES] = {encoder_step, encoder_step, mha_step,
+                           translate_step};
   void *ctxs[N_CASES];
   int first = 0, n = N_CASES;
   for (int i = 0; i < N_CASES; i++) {
@@ -151,7 +272,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < n; i++) {
     tf_case *c = &cases[first + i];
     double ms = med[i] * 1e3;
-    printf("%-18s %10.3f %12.0f %12.6f\n", c->name, ms, SEQ * BATCH / med[i],
+    double tokens = c->tr ? TR_LEN * TR_BATCH : SEQ * BATCH;
+    printf("%-18s %10.3f %12.0f %12.6f\n", c->name, ms, tokens / med[i],
            c->loss);
     printf("@tf loom %s %.4f\n", c->name, ms);
   }
@@ -160,6 +282,7 @@ int main(int argc, char **argv) {
     loom_transformer_stack_free(cases[i].enc);
     loom_multihead_attention_free(cases[i].mha);
     loom_release(cases[i].x);
+    free_translate(cases[i].tr);
   }
   loom_cleanup();
   return 0;

@@ -10,6 +10,13 @@
       nn.MultiheadAttention(256, 8, batch_first=True) self-attention on the
       same input (requires grad), training mode, need_weights=False:
       forward + mean(out^2) + backward
+  translate
+      apps/translate's transformer: nn.Transformer(256, 8, 3, 3, 512,
+      dropout=0.1), embeddings of 8000 and 6000 words scaled by 16 plus
+      fixed positions, dropout, a causal target mask, Linear(256, 6000),
+      CrossEntropyLoss(label_smoothing=0.1), clip_grad_norm_(1) and Adam
+      (5e-4, betas 0.9/0.98, eps 1e-9) on 128 pairs of 15 + 15 tokens;
+      tokens/s counts target tokens
 Each case: `--warmup` untimed steps, then `--reps` timed; the figure is the
 median ms. Runs with torch.set_num_threads(--threads) and
 OMP_WAIT_POLICY=passive (set by torch_util.py if unset). Lines
@@ -62,6 +69,38 @@ def make_mha_step():
     return step
 
 
+TL, TB, SV, TV = 15, 128, 8000, 6000
+
+
+def make_translate_step():
+    torch.manual_seed(0)
+    tf = nn.Transformer(D, NH, 3, 3, 512, dropout=0.1)
+    src_emb, tgt_emb = nn.Embedding(SV, D), nn.Embedding(TV, D)
+    out = nn.Linear(D, TV)
+    drop = nn.Dropout(0.1)
+    mods = nn.ModuleList([tf, src_emb, tgt_emb, out, drop])
+    mods.train()
+    params = list(mods.parameters())
+    opt = torch.optim.Adam(params, lr=5e-4, betas=(0.9, 0.98), eps=1e-9)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    src = torch.randint(4, SV, (TL, TB))
+    tgt_in = torch.randint(4, TV, (TL, TB))
+    tgt_out = torch.randint(4, TV, (TL, TB))
+    pos = torch.randn(TL, 1, D)
+    mask = nn.Transformer.generate_square_subsequent_mask(TL)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        h = tf(drop(src_emb(src) * 16 + pos), drop(tgt_emb(tgt_in) * 16 + pos),
+               tgt_mask=mask)
+        loss = loss_fn(out(h).reshape(-1, TV), tgt_out.reshape(-1))
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    return step
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
@@ -72,9 +111,11 @@ def main():
     print(f"{'# case':<18} {'ms/step':>10} {'tokens/s':>12}")
     for name, make in [("encoder_drop0.1", lambda: make_encoder_step(0.1)),
                        ("encoder_drop0.0", lambda: make_encoder_step(0.0)),
-                       ("mha", make_mha_step)]:
+                       ("mha", make_mha_step),
+                       ("translate", make_translate_step)]:
         ms = median_ms(make(), a.warmup, a.reps)
-        print(f"{name:<18} {ms:10.3f} {S * B / ms * 1e3:12.0f}")
+        tokens = TL * TB if name == "translate" else S * B
+        print(f"{name:<18} {ms:10.3f} {tokens / ms * 1e3:12.0f}")
         print(f"@tf torch{a.threads} {name} {ms:.4f}", flush=True)
 
 

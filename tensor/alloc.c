@@ -12,8 +12,13 @@
  *    (the tape's intermediates) and glibc returns the top of its heap to
  *    the system, so the next step faulted them in again (2-3% of an LSTM
  *    or transformer step in page faults, bench/rnn.c).
+ *  - a transformer training step at translation sizes (bench/transformer.c
+ *    translate: 3 + 3 layers, 128 x 15 tokens, 6000 words) holds some 420
+ *    big blocks (765 MiB) at its peak; with room for 64 blocks and 256 MiB
+ *    it faulted 320 MB of fresh pages a step (~7% of the step).
  * So freed tensor structs, small blocks (by power-of-two class) and up to
- * 64 big blocks are kept on per-thread lists for the next allocation. Every
+ * 512 big blocks (1 GiB) are kept on per-thread lists for the next
+ * allocation: what a step freed is there for the next step. Every
  * list is bounded; loom_cleanup frees them all. Memory freed on another
  * thread than it was made on simply joins that thread's lists. Under
  * AddressSanitizer nothing is kept, so it still sees every free.
@@ -42,8 +47,8 @@
 /* Big blocks: reused for a request they exceed by at most a quarter;
  * at most BIG_SLOTS blocks and BIG_BYTES bytes, the oldest evicted. */
 #define BIG_MIN ((size_t)64 << 10)
-#define BIG_BYTES ((size_t)256 << 20)
-#define BIG_SLOTS 64
+#define BIG_BYTES ((size_t)1024 << 20)
+#define BIG_SLOTS 512
 /* Tensor structs. */
 #define TENSOR_LIST 4096
 
