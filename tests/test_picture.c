@@ -48,12 +48,12 @@ static bool ink_box(const app_canvas *c, int *x0, int *y0, int *x1, int *y1) {
 
 /* ---- plots ---- */
 
-static void plot_ok(const char *name, const double *x, const double *y, int n,
-                    bool log_y) {
+static void plot_axes_ok(const char *name, const double *x, const double *y,
+                         int n, bool log_y, bool log_x) {
   char path[512];
   test_path(path, sizeof path, name);
   app_series s = {"data", x, y, n, 0x1f77b4};
-  app_panel p = {name, "step", "value", &s, 1, log_y};
+  app_panel p = {name, "step", "value", &s, 1, log_y, log_x};
   ck_assert_msg(app_plot_panels_png(path, NULL, &p, 1, 1, 400, 300) == 0,
                 "%s: %s", name, loom_last_error());
   int w, h;
@@ -61,6 +61,11 @@ static void plot_ok(const char *name, const double *x, const double *y, int n,
   ck_assert_int_eq(w, 400);
   ck_assert_int_eq(h, 300);
   free(px);
+}
+
+static void plot_ok(const char *name, const double *x, const double *y, int n,
+                    bool log_y) {
+  plot_axes_ok(name, x, y, n, log_y, false);
 }
 
 START_TEST(test_plot_hostile_data) {
@@ -89,6 +94,10 @@ START_TEST(test_plot_hostile_data) {
   plot_ok("log-one-decade", (double[]){0, 1, 2}, (double[]){1.2, 2, 4.5}, 3,
           true);
   plot_ok("log-equal", x2, (double[]){1e-300, 1e-300}, 2, true);
+  plot_axes_ok("log-x", (double[]){16, 32, 64, 512}, (double[]){1, 2, 4, 30}, 4,
+               true, true);
+  plot_axes_ok("log-x-nonpositive", (double[]){0, -1, 8}, (double[]){1, 2, 3},
+               3, false, true);
   /* many points: decimated per pixel column, still quick */
   enum { N = 200000 };
   double *y = malloc(N * sizeof *y);
@@ -114,9 +123,10 @@ START_TEST(test_plot_panels_and_errors) {
   for (int s = 0; s < APP_PLOT_MAX_SERIES; s++)
     sa[s] = (app_series){"curve", x, a, 50, 0x101010u * (uint32_t)s};
   app_series sb = {"BLEU", x, b, 50, 0x2ca02c};
-  app_panel p[3] = {{"loss", "step", "loss", sa, APP_PLOT_MAX_SERIES, true},
-                    {"BLEU", "step", "BLEU", &sb, 1, false},
-                    {NULL, NULL, NULL, NULL, 0, false}};
+  app_panel p[3] = {
+      {"loss", "step", "loss", sa, APP_PLOT_MAX_SERIES, true, false},
+      {"BLEU", "step", "BLEU", &sb, 1, false, false},
+      {NULL, NULL, NULL, NULL, 0, false, false}};
   ck_assert_int_eq(app_plot_panels_png(path, "run", p, 3, 2, 300, 200), 0);
   int w, h;
   free(read_png(path, &w, &h));

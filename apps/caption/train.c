@@ -370,10 +370,10 @@ static int plot(const run *r) {
     app_series dev[3] = {{"BLEU-1", dx, b[0], (int)k, 0x2ca02c},
                          {"BLEU-4", dx, b[1], (int)k, 0xd62728},
                          {"exact match %", dx, b[2], (int)k, 0x9467bd}};
-    app_panel panels[2] = {
-        {"training loss (cross entropy, nats per word)", "step", "loss", &loss,
-         1, false},
-        {"dev split", "step", "score", dev, r->s.source.scenes ? 3 : 2, false}};
+    app_panel panels[2] = {{"training loss (cross entropy, nats per word)",
+                            "step", "loss", &loss, 1, false, false},
+                           {"dev split", "step", "score", dev,
+                            r->s.source.scenes ? 3 : 2, false, false}};
     rc = app_plot_panels_png(o->plot, "caption: training", panels, k ? 2 : 1, 2,
                              640, 420);
   }

@@ -179,7 +179,7 @@ int app_text_draw_wrapped(app_canvas *c, double x, double y, const char *text,
 /* ------------------------------------------------------------- line plots */
 
 /* One curve: n points (x[i], y[i]); x may be NULL (then x = 0, 1, ...).
- * Points with a non-finite coordinate (and on a log axis, y <= 0) are
+ * Points with a non-finite coordinate (and on a log axis, one <= 0) are
  * skipped and break the line. */
 typedef struct {
   const char *name; /* legend text; NULL or "": not in the legend */
@@ -196,6 +196,7 @@ typedef struct {
   const app_series *series;
   int n_series; /* 0..APP_PLOT_MAX_SERIES */
   bool log_y;   /* a logarithmic y axis */
+  bool log_x;   /* a logarithmic x axis */
 } app_panel;
 
 /* Draws n_panels plots into one PNG, `columns` a row (rows follow), each

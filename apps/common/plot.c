@@ -14,9 +14,9 @@
 
 enum { TITLE_SIZE = 15, LABEL_SIZE = 13, TICK_SIZE = 12, LEGEND_SIZE = 12 };
 
-static bool point_shown(const app_series *s, int i, bool log_y) {
+static bool point_shown(const app_series *s, int i, bool log_x, bool log_y) {
   double x = s->x ? s->x[i] : i, y = s->y[i];
-  return isfinite(x) && isfinite(y) && (!log_y || y > 0);
+  return isfinite(x) && isfinite(y) && (!log_x || x > 0) && (!log_y || y > 0);
 }
 
 /* The data's bounds over the points shown (lo > hi when there are none). */
@@ -26,7 +26,7 @@ static void data_bounds(const app_panel *p, double *x0, double *x1, double *y0,
   *x1 = *y1 = -INFINITY;
   for (int s = 0; s < p->n_series; s++)
     for (int i = 0; i < p->series[s].n; i++)
-      if (point_shown(&p->series[s], i, p->log_y)) {
+      if (point_shown(&p->series[s], i, p->log_x, p->log_y)) {
         double x = p->series[s].x ? p->series[s].x[i] : i;
         *x0 = fmin(*x0, x);
         *x1 = fmax(*x1, x);
@@ -50,8 +50,8 @@ static double widest_label(const app_ticks *t, double size, int *rc) {
  * first, lowest, highest and last of each column, in order), non-finite
  * where the line breaks. *n_out points; -1 on allocation failure. */
 static int map_series(const app_series *s, const app_ticks *tx,
-                      const app_ticks *ty, bool log_y, double ax, double ay,
-                      double aw, double ah, double **px, double **py,
+                      const app_ticks *ty, bool log_x, bool log_y, double ax,
+                      double ay, double aw, double ah, double **px, double **py,
                       int *n_out) {
   size_t n = (size_t)s->n;
   *px = malloc((n ? n : 1) * sizeof **px);
@@ -64,7 +64,7 @@ static int map_series(const app_series *s, const app_ticks *tx,
   long column = -1;
   int first = 0; /* where the current column's points start in the output */
   for (int i = 0; i < s->n; i++) {
-    if (!point_shown(s, i, log_y)) {
+    if (!point_shown(s, i, log_x, log_y)) {
       if (k > 0 && isfinite((*px)[k - 1])) {
         (*px)[k] = (*py)[k] = NAN;
         k++;
@@ -191,7 +191,7 @@ static int draw_panel(app_canvas *c, const app_panel *p, int x, int y, int w,
   int aw = w - left - 16;
   /* fewer x ticks until their labels have room */
   for (int target = aw / 90; rc == 0; target--) {
-    app_ticks_fit(&tx, x0, x1, target, false, 0.02);
+    app_ticks_fit(&tx, x0, x1, target, p->log_x, 0.02);
     double widest = widest_label(&tx, TICK_SIZE, &rc);
     if (target <= 2 || (widest + 16) * tx.n <= aw)
       break;
@@ -246,8 +246,8 @@ static int draw_panel(app_canvas *c, const app_panel *p, int x, int y, int w,
   int n[APP_PLOT_MAX_SERIES] = {0};
   app_canvas_clip(c, ax + 1, ay + 1, aw - 1, ah - 1);
   for (int s = 0; rc == 0 && s < p->n_series; s++) {
-    rc = map_series(&p->series[s], &tx, &ty, p->log_y, ax + 0.5, ay + 0.5, aw,
-                    ah, &px[s], &py[s], &n[s]);
+    rc = map_series(&p->series[s], &tx, &ty, p->log_x, p->log_y, ax + 0.5,
+                    ay + 0.5, aw, ah, &px[s], &py[s], &n[s]);
     if (rc == 0)
       rc = app_draw_polyline(c, px[s], py[s], n[s], 2, p->series[s].rgb);
   }
@@ -325,6 +325,6 @@ int app_plot_panels_png(const char *path, const char *title,
 int app_plot_png(const char *path, const char *title, const char *xlabel,
                  const char *ylabel, const app_series *series, int n_series,
                  int width, int height) {
-  app_panel p = {title, xlabel, ylabel, series, n_series, false};
+  app_panel p = {title, xlabel, ylabel, series, n_series, false, false};
   return app_plot_panels_png(path, NULL, &p, 1, 1, width, height);
 }

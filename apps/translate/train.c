@@ -272,8 +272,9 @@ static int plot(const run *r, double steps_per_epoch) {
   app_series bleu = {"validation BLEU", h->epoch, h->val_bleu, (int)h->n_val,
                      0x2ca02c};
   app_panel panels[2] = {
-      {"loss per target token", "epoch", "nats", loss, h->n_val ? 2 : 1, false},
-      {"BLEU (greedy, tokenised)", "epoch", "BLEU", &bleu, 1, false}};
+      {"loss per target token", "epoch", "nats", loss, h->n_val ? 2 : 1, false,
+       false},
+      {"BLEU (greedy, tokenised)", "epoch", "BLEU", &bleu, 1, false, false}};
   int rc = app_plot_panels_png(r->o.plot, "translate", panels, h->n_val ? 2 : 1,
                                2, 640, 420);
   free(x);
