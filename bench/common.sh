@@ -33,14 +33,24 @@ run() {
   # Progress lines rewrite themselves with \r: show only the last state.
   tr '\r' '\n' <"$RESULTS/$name.err" | grep -v '^ *$' | tail -n 4
   echo "($(($(date +%s) - start)) s)"
-  # Both cores are in use, so CPU time taken by other processes (or lost
-  # to a hypervisor's steal) skews the figures: say so past a CPU-second.
-  awk -v b="$before" -v a="$after" -v hz="$(getconf CLK_TCK)" \
-    '/User time/ { u = $NF } /System time/ { s = $NF }
-     END { other = (a - b) / hz - u - s
-       if (other > 1) printf "WARNING: other processes or steal took %.1f " \
-         "CPU-s during this run; its figures may be off\n", other }' \
-    "$RESULTS/$name.time" | tee -a "$RESULTS/warnings.txt"
+  # NO_BUSY_CHECK: runs at the same time as another, checked together
+  [ -n "${NO_BUSY_CHECK:-}" ] ||
+    busy_check "$before" "$after" "$name" | tee -a "$RESULTS/warnings.txt"
+}
+
+# busy_check BEFORE AFTER NAME...: a warning when, between two readings of
+# busy, CPU time went to other processes than the runs NAME... (or was
+# lost to a hypervisor's steal). Both cores are in use, so that time skews
+# the figures: say so past a CPU-second.
+busy_check() {
+  bc_before=$1 bc_after=$2
+  shift 2
+  for bc_name in "$@"; do cat "$RESULTS/$bc_name.time"; done |
+    awk -v b="$bc_before" -v a="$bc_after" -v hz="$(getconf CLK_TCK)" \
+      '/User time/ { u += $NF } /System time/ { s += $NF }
+       END { other = (a - b) / hz - u - s
+         if (other > 1) printf "WARNING: other processes or steal took " \
+           "%.1f CPU-s during this run; its figures may be off\n", other }'
 }
 
 # peak_rss NAME: the peak RSS in MiB of the last `run NAME`.
