@@ -1,5 +1,5 @@
 /* Convolution and pooling over N x C x H x W (a missing batch dim is added
- * and removed around the core op). */
+ * and removed around the core op), and conv1d as conv2d over one row. */
 #include "node.h"
 
 LOOM__OP(conv2d, conv2d_backward);
@@ -140,6 +140,64 @@ loom_tensor *loom_conv2d(const loom_tensor *x0, const loom_tensor *weight,
     loom__save(n, w);
   }
   return unbatch(out, batched);
+}
+
+/* ---- conv1d: conv2d over a single row ---- */
+
+loom_tensor *loom_conv1d(const loom_tensor *x, const loom_tensor *weight,
+                         const loom_tensor *bias, loom_conv1d_opts o) {
+  if (!x || !weight)
+    return loom_null_argument("conv1d");
+  if (loom__check_float(x, "conv1d") || loom__check_float(weight, "conv1d") ||
+      (bias && loom__check_float(bias, "conv1d")))
+    return NULL;
+  int64_t s = or_default(o.stride, 1), p = o.padding,
+          d = or_default(o.dilation, 1), groups = or_default(o.groups, 1);
+  if (s < 1 || d < 1 || groups < 1 || p < 0 || p > LOOM_MAX_ELEMENTS ||
+      (o.causal && p))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "conv1d: stride %lld, padding %lld%s, dilation %lld, "
+                     "groups %lld (stride, dilation and groups >= 1, padding "
+                     "0 to 2^59 - 1, and 0 when causal)",
+                     (long long)o.stride, (long long)p,
+                     o.causal ? " (causal)" : "", (long long)o.dilation,
+                     (long long)o.groups);
+  if (x->ndim != 2 && x->ndim != 3)
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "conv1d: expected (N, C, L) or (C, L), "
+                     "got %s",
+                     loom_shape_text(x));
+  int64_t c = x->shape[x->ndim - 2], len = x->shape[x->ndim - 1];
+  if (weight->ndim != 3 || weight->shape[2] < 1 || c % groups ||
+      weight->shape[0] % groups || weight->shape[1] * groups != c)
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "conv1d: weight %s does not fit input %s with %lld "
+                     "groups (C_out x C_in/groups x K, K >= 1)",
+                     loom_shape_text(weight), loom_shape_text(x),
+                     (long long)groups);
+  int64_t k = weight->shape[2];
+  if (o.causal ? len < 1 : out_len(len, k, s, p, d, false) < 1)
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "conv1d: kernel %lld dilated %lld times longer than "
+                     "the padded input %s",
+                     (long long)k, (long long)d, loom_shape_text(x));
+  if (bias && (bias->ndim != 1 || bias->shape[0] != weight->shape[0]))
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "conv1d: bias %s for %lld channels",
+                     loom_shape_text(bias), (long long)weight->shape[0]);
+  const loom_tensor *row = x;
+  if (o.causal && k > 1) {
+    int64_t before = loom_size_mul(k - 1, d, "conv1d");
+    if (before < 0)
+      return NULL;
+    row = loom_pad(x, (int64_t[]){before, 0}, 2, LOOM_PAD_CONSTANT, 0);
+  }
+  loom_tensor *y =
+      loom_conv2d(loom_unsqueeze(row, -2), loom_unsqueeze(weight, 2), bias,
+                  (loom_conv2d_opts){.stride = {1, s},
+                                     .padding = {0, p},
+                                     .dilation = {1, d},
+                                     .groups = groups});
+  return y ? loom_squeeze(y, -2) : NULL;
 }
 
 /* ---- pools ---- */

@@ -446,6 +446,32 @@ LOOM_API loom_tensor *loom_conv2d(const loom_tensor *x,
                                   const loom_tensor *bias,
                                   loom_conv2d_opts opts);
 
+/* Options of loom_conv1d; zero fields mean stride 1, padding 0, dilation
+ * 1, groups 1. */
+typedef struct loom_conv1d_opts {
+  int64_t stride, padding, dilation, groups;
+  /* Causal convolution (temporal convolutions, QRNN): dilation x (K - 1)
+   * zeros before the sequence and none after, so output step i sees input
+   * steps up to i x stride only; padding must then be 0. */
+  bool causal;
+} loom_conv1d_opts;
+
+/* torch.nn.functional.conv1d: x N x C_in x L (or C_in x L), weight C_out x
+ * C_in/groups x K with K >= 1, bias C_out or NULL; the result is N x C_out x
+ * L_out (or C_out x L_out), L_out = (L + 2 padding - dilation (K - 1) - 1)
+ * / stride + 1, or (L - 1) / stride + 1 when causal. Float inputs, promoted
+ * to a common dtype. Differentiable (first order: it is conv2d over one row,
+ * whose backward is a fused kernel). A new tensor owned by the innermost
+ * scope. Errors: LOOM_ERR_SHAPE for ranks or sizes that do not fit together
+ * (input channels against weight and groups, a kernel longer than the
+ * padded input, a bias of the wrong size); LOOM_ERR_ARGUMENT for stride,
+ * dilation or groups below 1, padding outside 0..2^59 - 1, or padding with
+ * causal; LOOM_ERR_DTYPE for integer inputs. */
+LOOM_API loom_tensor *loom_conv1d(const loom_tensor *x,
+                                  const loom_tensor *weight,
+                                  const loom_tensor *bias,
+                                  loom_conv1d_opts opts);
+
 typedef struct loom_pool2d_opts {
   int64_t kernel[2], stride[2], padding[2], dilation[2];
   bool ceil_mode;

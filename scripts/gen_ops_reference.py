@@ -173,9 +173,30 @@ def sorting(c):
           lambda x: torch.topk(x, 2, 0, largest=False), x=randn(5, 3, 2))
 
 
+def convolving(c):
+    import torch.nn.functional as F
+    c.add("conv1d_groups",
+          "F.conv1d(x, w, b, stride=2, padding=3, dilation=2, groups=2)",
+          lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=3, dilation=2,
+                                   groups=2),
+          x=randn(2, 4, 13), w=randn(6, 2, 3), b=randn(6))
+    c.add("conv1d_unbatched", "F.conv1d(x, w, padding=1)",
+          lambda x, w: F.conv1d(x, w, padding=1),
+          x=randn(3, 8), w=randn(2, 3, 4))
+    c.add("conv1d_causal",
+          "F.conv1d(F.pad(x, (2 * (3 - 1), 0)), w, b, dilation=2)",
+          lambda x, w, b: F.conv1d(F.pad(x, (4, 0)), w, b, dilation=2),
+          x=randn(2, 3, 9), w=randn(5, 3, 3), b=randn(5))
+    c.add("conv1d_causal_strided",
+          "F.conv1d(F.pad(x, (3, 0)), w, stride=3)",
+          lambda x, w: F.conv1d(F.pad(x, (3, 0)), w, stride=3),
+          x=randn(1, 2, 10), w=randn(3, 2, 4))
+
+
 def main():
     c = Cases()
-    for family in (rearranging, padding, masks, scans, sorting):
+    for family in (rearranging, padding, masks, scans, sorting,
+                   convolving):
         # a seed per family, so adding cases to one leaves the others' be
         torch.manual_seed(zlib.crc32(family.__name__.encode()))
         family(c)

@@ -215,6 +215,15 @@ FN(f_conv) {
                                       .groups = 2}));
 }
 FN(f_conv_1x1) { OUT1(loom_conv2d(in[0], in[1], NULL, (loom_conv2d_opts){0})); }
+FN(f_conv1d) {
+  OUT1(loom_conv1d(in[0], in[1], in[2],
+                   (loom_conv1d_opts){
+                       .stride = 2, .padding = 2, .dilation = 2, .groups = 2}));
+}
+FN(f_conv1d_causal) {
+  OUT1(loom_conv1d(in[0], in[1], NULL,
+                   (loom_conv1d_opts){.dilation = 2, .causal = true}));
+}
 FN(f_max_pool) {
   OUT1(loom_max_pool2d(
       in[0],
@@ -429,6 +438,10 @@ static const gc_case cases[] = {
      S(S(2, 4, 5, 5), S(4, 2, 3, 2), S(4)), FIRST_ORDER},
     {"conv2d 1x1", f_conv_1x1, 2, S(3, 4), S(S(3, 4, 4), S(2, 3, 1, 1)),
      FIRST_ORDER},
+    {"conv1d groups", f_conv1d, 3, S(3, 3, 1), S(S(2, 4, 7), S(4, 2, 3), S(4)),
+     FIRST_ORDER},
+    {"conv1d causal", f_conv1d_causal, 2, S(2, 3), S(S(3, 6), S(2, 3, 3)),
+     NONCONTIG | FIRST_ORDER},
     {"max_pool2d", f_max_pool, 1, S(4), S(S(1, 2, 5, 6)), SPREAD | FIRST_ORDER},
     {"avg_pool2d", f_avg_pool, 1, S(4), S(S(2, 1, 5, 5)), FIRST_ORDER},
     {"avg_pool2d exclude pad", f_avg_pool_ex, 1, S(3), S(S(2, 3, 4)),

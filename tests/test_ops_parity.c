@@ -100,6 +100,24 @@ FN(topk_smallest_dim0) {
   return out[0] ? 2 : -1;
 }
 
+/* ---- convolution ---- */
+FN(conv1d_groups) {
+  ONE(loom_conv1d(in[0], in[1], in[2],
+                  (loom_conv1d_opts){
+                      .stride = 2, .padding = 3, .dilation = 2, .groups = 2}));
+}
+FN(conv1d_unbatched) {
+  ONE(loom_conv1d(in[0], in[1], NULL, (loom_conv1d_opts){.padding = 1}));
+}
+FN(conv1d_causal) {
+  ONE(loom_conv1d(in[0], in[1], in[2],
+                  (loom_conv1d_opts){.dilation = 2, .causal = true}));
+}
+FN(conv1d_causal_strided) {
+  ONE(loom_conv1d(in[0], in[1], NULL,
+                  (loom_conv1d_opts){.stride = 3, .causal = true}));
+}
+
 #define X                                                                      \
   { "x" }
 static const ops_case cases[] = {
@@ -135,6 +153,10 @@ static const ops_case cases[] = {
     {"argsort_int64_beyond_double", X, argsort_int64},
     {"topk_largest", X, topk_largest},
     {"topk_smallest_dim0", X, topk_smallest_dim0},
+    {"conv1d_groups", {"x", "w", "b"}, conv1d_groups},
+    {"conv1d_unbatched", {"x", "w"}, conv1d_unbatched},
+    {"conv1d_causal", {"x", "w", "b"}, conv1d_causal},
+    {"conv1d_causal_strided", {"x", "w"}, conv1d_causal_strided},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 

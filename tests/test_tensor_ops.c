@@ -820,6 +820,99 @@ START_TEST(test_conv2d_vs_direct) {
 }
 END_TEST
 
+/* conv1d against the definition (naive_conv over one row), worked causal
+ * values, and every error. */
+START_TEST(test_conv1d) {
+  const conv_case cases[] = {
+      /* n, c, h, w, oc, kh, kw, sh, sw, ph, pw, dh, dw, groups */
+      {2, 3, 1, 9, 4, 1, 3, 1, 1, 0, 0, 1, 1, 1},  /* plain */
+      {2, 4, 1, 11, 6, 1, 3, 1, 2, 0, 2, 1, 3, 2}, /* everything at once */
+  };
+  loom_rng *g = loom_rng_new(5);
+  double want[256];
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    const conv_case *p = &cases[k];
+    loom_tensor *x =
+        loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(p->n, p->c, p->w));
+    loom_tensor *w = loom_randn(g, LOOM_F64, 0, 1,
+                                LOOM_SHAPE(p->oc, p->c / p->groups, p->kw));
+    loom_tensor *b = loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(p->oc));
+    loom_tensor *y = loom_conv1d(x, w, b,
+                                 (loom_conv1d_opts){.stride = p->sw,
+                                                    .padding = p->pw,
+                                                    .dilation = p->dw,
+                                                    .groups = p->groups});
+    int64_t ow = (p->w + 2 * p->pw - p->dw * (p->kw - 1) - 1) / p->sw + 1;
+    CHECK_SHAPE(y, p->n, p->oc, ow);
+    naive_conv(p, loom_data_f64(x), loom_data_f64(w), loom_data_f64(b), want, 1,
+               ow);
+    for (int64_t i = 0; i < loom_numel(y); i++)
+      ck_assert_msg(fabs(loom_data_f64(y)[i] - want[i]) <= 1e-12,
+                    "case %zu element %lld: %.17g vs %.17g", k, (long long)i,
+                    loom_data_f64(y)[i], want[i]);
+  }
+  loom_rng_free(g);
+
+  /* causal, unbatched: out[i] = x[i - d] + 10 x[i], zeros before the start */
+  loom_tensor *x = loom_reshape(VEC(LOOM_F32, 1, 2, 3, 4), LOOM_SHAPE(1, 4));
+  loom_tensor *w = loom_reshape(VEC(LOOM_F32, 1, 10), LOOM_SHAPE(1, 1, 2));
+  loom_tensor *y = loom_conv1d(x, w, NULL, (loom_conv1d_opts){.causal = true});
+  CHECK_SHAPE(y, 1, 4);
+  CHECK_VALUES(y, 0, 10, 21, 32, 43);
+  CHECK_VALUES(loom_conv1d(x, w, VEC(LOOM_F32, 0.5),
+                           (loom_conv1d_opts){.dilation = 2, .causal = true}),
+               0, 10.5, 20.5, 31.5, 42.5);
+  /* strided: steps 0 and 2 */
+  CHECK_VALUES(
+      loom_conv1d(x, w, NULL, (loom_conv1d_opts){.stride = 2, .causal = true}),
+      0, 10, 32);
+  /* a kernel of one step needs no padding */
+  CHECK_VALUES(loom_conv1d(x, loom_full(LOOM_F32, 2, LOOM_SHAPE(1, 1, 1)), NULL,
+                           (loom_conv1d_opts){.causal = true}),
+               0, 2, 4, 6, 8);
+
+  ck_assert_ptr_null(loom_conv1d(
+      x, w, NULL, (loom_conv1d_opts){.padding = 1, .causal = true}));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "conv1d: stride 0, padding 1 (causal), "
+                                 "dilation 0, groups 0 (stride, dilation and "
+                                 "groups >= 1, padding 0 to 2^59 - 1, and 0 "
+                                 "when causal)");
+  ck_assert_ptr_null(loom_conv1d(x, w, NULL, (loom_conv1d_opts){.stride = -1}));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "conv1d: stride -1");
+  ck_assert_ptr_null(
+      loom_conv1d(x, w, NULL, (loom_conv1d_opts){.padding = INT64_MAX}));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT,
+              "conv1d: stride 0, padding 9223372036854775807");
+  ck_assert_ptr_null(
+      loom_conv1d(VEC(LOOM_F32, 1, 2), w, NULL, (loom_conv1d_opts){0}));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "conv1d: expected (N, C, L) or (C, L), got [2]");
+  ck_assert_ptr_null(loom_conv1d(x, loom_ones(LOOM_F32, LOOM_SHAPE(2, 2, 1)),
+                                 NULL, (loom_conv1d_opts){0}));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "conv1d: weight [2, 2, 1] does not fit input "
+                              "[1, 4] with 1 groups");
+  ck_assert_ptr_null(loom_conv1d(x, loom_ones(LOOM_F32, LOOM_SHAPE(1, 1, 0)),
+                                 NULL, (loom_conv1d_opts){.causal = true}));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "conv1d: weight [1, 1, 0] does not fit");
+  ck_assert_ptr_null(loom_conv1d(x, loom_ones(LOOM_F32, LOOM_SHAPE(1, 1, 3)),
+                                 NULL, (loom_conv1d_opts){.dilation = 2}));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "conv1d: kernel 3 dilated 2 times longer than "
+                              "the padded input [1, 4]");
+  ck_assert_ptr_null(loom_conv1d(loom_zeros(LOOM_F32, LOOM_SHAPE(1, 0)), w,
+                                 NULL, (loom_conv1d_opts){.causal = true}));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "conv1d: kernel 2 dilated 1 times longer");
+  ck_assert_ptr_null(
+      loom_conv1d(x, w, VEC(LOOM_F32, 1, 2), (loom_conv1d_opts){0}));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "conv1d: bias [2] for 1 channels");
+  ck_assert_ptr_null(
+      loom_conv1d(loom_to_dtype(x, LOOM_I64), w, NULL, (loom_conv1d_opts){0}));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "conv1d: expected a float tensor, got int64");
+  ck_assert_ptr_null(loom_conv1d(
+      x, w, NULL,
+      (loom_conv1d_opts){.dilation = (int64_t)1 << 61, .causal = true}));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "conv1d: size 1 x 2305843009213693952");
+}
+END_TEST
+
 /* Many samples of small maps, so that samples are taken in chunks (and
  * partial sums of the weight gradient), checked in float64 against the
  * definition's derivatives: gw = sum of gy times the input window, gx =
@@ -1191,8 +1284,8 @@ int main(void) {
        {test_matmul_shapes_and_values, test_matmul_batched_broadcast,
         test_addmm_baddbmm_linear, test_packed_product, test_isa_choice}},
       {"conv",
-       {test_conv2d_vs_direct, test_conv2d_chunks_backward, test_pools,
-        test_dropout}},
+       {test_conv2d_vs_direct, test_conv1d, test_conv2d_chunks_backward,
+        test_pools, test_dropout}},
       {"norm", {test_batch_normalize}},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
