@@ -18,6 +18,13 @@
  * the median over rounds of bytes per second, and the ratio to
  * MPI_Allreduce is the median of the per-round ratios.
  *
+ * Last, the ring's cost model (dist_ring.h), 2 (P - 1) alpha +
+ * 2 (P - 1) / P * n / beta for n bytes, fitted to the fastest round of
+ * each size (the one other work on the machine disturbed least) by least
+ * squares on relative errors (alpha >= 0), for each way:
+ * the alpha (seconds per message step) and beta (bytes per second) that
+ * docs/distributed.md's scaling model takes.
+ *
  *   mpirun -np 2 bench-all-reduce [--samples N] [--min-ms M]
  *   (as root: OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1) */
 #include "bench_util.h"
@@ -96,6 +103,34 @@ static double median(double *v, int n) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+static double smallest(const double *v, int n) {
+  double m = v[0];
+  for (int i = 1; i < n; i++)
+    m = v[i] < m ? v[i] : m;
+  return m;
+}
+
+/* alpha and beta of t[i] = 2 (P - 1) alpha + 2 (P - 1) / P * bytes[i] /
+ * beta, least squares on the relative error (each size counts alike):
+ * t[i] = x * a + y * b with a = 2 (P - 1), b = 2 (P - 1) / P * bytes[i],
+ * x = alpha, y = 1 / beta; dividing row i by t[i] gives 1 = x u + y v. */
+static void fit_ring(const double *bytes, const double *t, int n, int P,
+                     double *alpha, double *beta) {
+  double suu = 0, suv = 0, svv = 0, su = 0, sv = 0;
+  for (int i = 0; i < n; i++) {
+    double u = 2.0 * (P - 1) / t[i], v = 2.0 * (P - 1) / P * bytes[i] / t[i];
+    suu += u * u, suv += u * v, svv += v * v, su += u, sv += v;
+  }
+  double det = suu * svv - suv * suv;
+  double x = (su * svv - sv * suv) / det, y = (suu * sv - suv * su) / det;
+  if (x < 0) { /* noise at the small sizes: no latency, bandwidth alone */
+    x = 0;
+    y = sv / svv;
+  }
+  *alpha = x;
+  *beta = y > 0 ? 1 / y : 0;
+}
+
 int main(int argc, char **argv) {
   if (loom_dist_init(&argc, &argv) < 0) {
     fprintf(stderr, "bench-all-reduce: %s\n", loom_last_error());
@@ -108,12 +143,19 @@ int main(int argc, char **argv) {
                 "[--min-ms M]",
                 &samples, &min_s);
   int rank = loom_dist_rank(), size = loom_dist_size();
+  if (size < 2) { /* a world of one never started MPI */
+    fprintf(stderr, "bench-all-reduce: run it under mpirun -np P, P >= 2\n");
+    return 2;
+  }
   if (rank == 0)
     printf("# all-reduce of float32 sums over %d ranks; median of %d rounds "
            "of >= %.0f ms each\n"
            "%10s %9s %11s %9s %11s %11s %9s %11s\n",
            size, samples, min_s * 1e3, "bytes", "MPI GB/s", "Iallreduce",
            "ring", "bucket", "Iallr/MPI", "ring/MPI", "bucket/MPI");
+  enum { SIZES = 8 };
+  double sizes[SIZES], fastest[WAYS][SIZES];
+  int n_sizes = 0;
   for (int64_t bytes = 4096; bytes <= ((int64_t)64 << 20); bytes *= 4) {
     size_case c = {.n = (int)(bytes / 4)};
     c.buf = bench_alloc_f32((size_t)c.n);
@@ -152,8 +194,12 @@ int main(int argc, char **argv) {
       for (int way = 0; way < WAYS; way++)
         ratio[way][r] = t[0][r] / t[way][r];
     double gbs[WAYS];
-    for (int way = 0; way < WAYS; way++)
+    sizes[n_sizes] = (double)bytes;
+    for (int way = 0; way < WAYS; way++) {
+      fastest[way][n_sizes] = smallest(t[way], samples);
       gbs[way] = (double)bytes / median(t[way], samples) / 1e9;
+    }
+    n_sizes++;
     double r1 = median(ratio[1], samples), r2 = median(ratio[2], samples),
            r3 = median(ratio[3], samples);
     if (rank == 0) {
@@ -166,6 +212,16 @@ int main(int argc, char **argv) {
     loom_data_parallel_free(c.dp);
     loom_module_free(c.model);
     free(c.buf);
+  }
+  static const char *const name[WAYS] = {"MPI_Allreduce", "Iallreduce",
+                                         "loom ring", "loom bucket"};
+  for (int way = 0; rank == 0 && size > 1 && way < WAYS; way++) {
+    double alpha, beta;
+    fit_ring(sizes, fastest[way], n_sizes, size, &alpha, &beta);
+    printf("# %-13s fit 2(P-1) alpha + 2(P-1)/P n / beta: alpha %.2f us, "
+           "beta %.3f GB/s\n",
+           name[way], alpha * 1e6, beta / 1e9);
+    printf("@all_reduce_fit %d %.4g %.4g\n", way, alpha, beta);
   }
   loom_cleanup();
   return loom_dist_finalize() < 0 ? 1 : 0;
