@@ -19,12 +19,20 @@
 #      lowercased, against the raw references) beside the tokenised BLEU,
 #      tokens/s, peak RSS;
 #   4. with --rnn, loom's attention LSTM for RNN_MINUTES: the same figures.
+#
+# With PAIRED=1 the two long runs go side by side instead, PyTorch on core
+# 0 and loom on core 1 with one thread each (BLEU in MINUTES at equal
+# resources, in half the wall clock), then the speed probes one at a time
+# on the whole machine: PyTorch at 1 and 2 threads and loom at 2, so the
+# tokens/s ratio is against PyTorch's best configuration.
 # Targets (issue 14): loom's BLEU above PyTorch's, tokens/s >= 1.25x, peak
 # RSS <= 0.5x; the attention LSTM at BLEU >= 28.
 #
 # Usage: sh bench/translate.sh [--rnn]
 #   BUILD=dir  RESULTS=dir  PYTHON=exe  DATA=dir (../shared/data/multi30k)
-#   MINUTES=m (35)  RNN_MINUTES=m (35)  NO_TORCH=1 (skip PyTorch)
+#   MINUTES=m (35)  RNN_MINUTES=m (35)  PROBE_MINUTES=m (2)
+#   NO_TORCH=1 (skip PyTorch)  TEST_LIMIT=n (PyTorch decodes n test
+#   sentences: a smoke test of this script)
 #   NO_TRANSFORMER=1 (skip loom's transformer: with --rnn, the LSTM alone)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,6 +43,7 @@ DATA=${DATA:-$ROOT/../shared/data/multi30k}
 PEER=${PEER:-$ROOT/../shared/peers/torch_translate_quality.py}
 MINUTES=${MINUTES:-35}
 RNN_MINUTES=${RNN_MINUTES:-35}
+PROBE_MINUTES=${PROBE_MINUTES:-2}
 RESULTS=${RESULTS:-$(mktemp -d /tmp/loom-translate.XXXXXX)}
 RNN=
 for arg in "$@"; do
@@ -56,67 +65,127 @@ T=$BUILD/apps/translate/translate
 export OMP_WAIT_POLICY=passive
 header | tee "$RESULTS/header.txt"
 
-# loom: train, translate the test set greedily and with beam 5, score.
-# name MINUTES FLAGS...
-loom_run() {
+# loom_train NAME MINUTES FLAGS...: trains on Multi30k for MINUTES (the
+# command prefixed by $PIN, if set).
+loom_train() {
   name=$1
   minutes=$2
   shift 2
-  run "$name" "$T" train --src "$DATA/train.de" --tgt "$DATA/train.en" \
-    --valid-src "$DATA/val.de" --valid-tgt "$DATA/val.en" \
-    --minutes "$minutes" --checkpoint "$RESULTS/$name.ckpt" \
-    --plot "$RESULTS/$name.png" "$@"
+  run "$name" ${PIN:-} "$T" train --src "$DATA/train.de" \
+    --tgt "$DATA/train.en" --valid-src "$DATA/val.de" \
+    --valid-tgt "$DATA/val.en" --minutes "$minutes" \
+    --checkpoint "$RESULTS/$name.ckpt" --plot "$RESULTS/$name.png" "$@"
+}
+
+# loom_rate NAME: the last target tokens/s while stepping of `run NAME`.
+loom_rate() {
+  r=$(tr '\r' '\n' <"$RESULTS/$1.err" |
+    sed -n 's/.* (\([0-9.]*\) target tokens\/s while stepping).*/\1/p' |
+    tail -n 1)
+  echo "${r:-nan}"
+}
+
+# loom_score NAME: translates the test set greedily and with beam 5 and
+# scores both (tokenised BLEU as the baseline's, and sacreBLEU).
+loom_score() {
   for beam in 1 5; do
-    "$T" translate --checkpoint "$RESULTS/$name.ckpt" --beam $beam \
+    "$T" translate --checkpoint "$RESULTS/$1.ckpt" --beam $beam \
       --alpha 0 --max-len-a 1 --max-len-b 49 \
-      <"$DATA/test_2016_flickr.de" >"$RESULTS/$name.beam$beam.en"
+      <"$DATA/test_2016_flickr.de" >"$RESULTS/$1.beam$beam.en"
     tok=$("$T" score --tokenized --score-only -m bleu \
-      "$DATA/test_2016_flickr.en" <"$RESULTS/$name.beam$beam.en")
+      "$DATA/test_2016_flickr.en" <"$RESULTS/$1.beam$beam.en")
     sacre=$("$T" score --lowercase --score-only -m bleu \
-      "$DATA/test_2016_flickr.en" <"$RESULTS/$name.beam$beam.en")
-    rate=$(tr '\r' '\n' <"$RESULTS/$name.err" |
-      sed -n 's/.* (\([0-9.]*\) target tokens\/s while stepping).*/\1/p' |
-      tail -n 1)
-    echo "@loom $name beam$beam $tok $sacre ${rate:-nan}" \
-      "$(peak_rss "$name")" >>"$RESULTS/at.txt"
+      "$DATA/test_2016_flickr.en" <"$RESULTS/$1.beam$beam.en")
+    echo "@loom $1 beam$beam $tok $sacre $(loom_rate "$1") $(peak_rss "$1")" \
+      >>"$RESULTS/at.txt"
   done
 }
 
-: >"$RESULTS/at.txt"
-best_threads=2
-if [ -z "${NO_TORCH:-}" ]; then
-  best=0
-  for t in 1 2; do
-    run "torch_probe$t" "$PYTHON" "$PEER" --data "$DATA" --minutes 2 \
-      --threads "$t" --test-limit 20 --json "$RESULTS/torch_probe$t.json"
-    r=$(sed -n 's/.*train \([0-9]*\) tgt tok\/s.*/\1/p' \
-      "$RESULTS/torch_probe$t.txt" | tail -n 1)
-    echo "@probe torch$t ${r:-0}" >>"$RESULTS/at.txt"
-    if awk -v r="${r:-0}" -v b="$best" 'BEGIN { exit !(r > b) }'; then
-      best=$r
-      best_threads=$t
-    fi
-  done
-  run torch "$PYTHON" "$PEER" --data "$DATA" --minutes "$MINUTES" \
-    --threads "$best_threads" --json "$RESULTS/torch.json"
-  # RESULT ... BLEU B ... | train R tgt tok/s ...
-  awk -v rss="$(peak_rss torch)" -v t="$best_threads" '$1 == "RESULT" {
+# torch_train NAME MINUTES THREADS [FLAGS...]: the baseline (prefixed by
+# $PIN, if set).
+torch_train() {
+  name=$1
+  minutes=$2
+  threads=$3
+  shift 3
+  run "$name" ${PIN:-} "$PYTHON" "$PEER" --data "$DATA" \
+    --minutes "$minutes" --threads "$threads" \
+    --json "$RESULTS/$name.json" ${TEST_LIMIT:+--test-limit "$TEST_LIMIT"} \
+    "$@"
+}
+
+# torch_rate NAME: the baseline's last training tokens/s.
+torch_rate() {
+  r=$(sed -n 's/.*train \([0-9]*\) tgt tok\/s.*/\1/p' "$RESULTS/$1.txt" |
+    tail -n 1)
+  echo "${r:-0}"
+}
+
+# torch_result NAME LABEL: the @torch line of a full baseline run
+# (RESULT ... BLEU B ... | train R tgt tok/s ...).
+torch_result() {
+  awk -v rss="$(peak_rss "$1")" -v label="$2" '$1 == "RESULT" {
       for (i = 1; i < NF; i++) {
         if ($i == "BLEU") b = $(i + 1)
         if ($(i + 1) == "tgt" && $(i + 2) == "tok/s") r = $i
       }
-      print "@torch torch" t, b, r, rss }' \
-    "$RESULTS/torch.txt" >>"$RESULTS/at.txt"
-fi
+      print "@torch", label, b, r, rss }' \
+    "$RESULTS/$1.txt" >>"$RESULTS/at.txt"
+}
+
+# Both speed probes on the whole machine: the baseline at 1 and 2 threads
+# (its better count is its best configuration), and with PAIRED loom at 2.
+torch_probes() {
+  best=0
+  best_threads=2
+  for t in 1 2; do
+    torch_train "torch_probe$t" "$PROBE_MINUTES" "$t" --test-limit 20
+    r=$(torch_rate "torch_probe$t")
+    echo "@probe torch$t $r" >>"$RESULTS/at.txt"
+    if awk -v r="$r" -v b="$best" 'BEGIN { exit !(r > b) }'; then
+      best=$r
+      best_threads=$t
+    fi
+  done
+}
 
 # The baseline's recipe: 128 pairs a batch, whatever their length.
-if [ -z "${NO_TRANSFORMER:-}" ]; then
-  loom_run transformer "$MINUTES" --model transformer --batch-sentences 128 \
-    --max-tokens 1000000 --lr 5e-4 --smoothing 0.1 --clip 1 --epochs 1000
+TRANSFORMER="--model transformer --batch-sentences 128 --max-tokens 1000000
+  --lr 5e-4 --smoothing 0.1 --clip 1 --epochs 1000"
+
+: >"$RESULTS/at.txt"
+if [ -n "${PAIRED:-}" ]; then
+  # Quality at equal resources: both train at the same time, each on a
+  # core of its own with one thread (the other core's process is expected,
+  # so run() does not warn about it). Speed: probes one at a time.
+  NO_BUSY_CHECK=1
+  PIN="taskset -c 0" torch_train torch "$MINUTES" 1 &
+  PIN="taskset -c 1" loom_train transformer "$MINUTES" $TRANSFORMER \
+    --threads 1 &
+  wait
+  NO_BUSY_CHECK=
+  torch_result torch "torch1-paired"
+  loom_score transformer
+  torch_probes
+  loom_train loom_probe2 "$PROBE_MINUTES" $TRANSFORMER --threads 2 \
+    --plot ''
+  echo "@probe loom2 $(loom_rate loom_probe2)" >>"$RESULTS/at.txt"
+else
+  best_threads=2
+  if [ -z "${NO_TORCH:-}" ]; then
+    torch_probes
+    torch_train torch "$MINUTES" "$best_threads"
+    torch_result torch "torch$best_threads"
+  fi
+  if [ -z "${NO_TRANSFORMER:-}" ]; then
+    loom_train transformer "$MINUTES" $TRANSFORMER
+    loom_score transformer
+  fi
 fi
 if [ -n "$RNN" ]; then
-  loom_run rnn "$RNN_MINUTES" --model rnn --batch-sentences 64 \
+  loom_train rnn "$RNN_MINUTES" --model rnn --batch-sentences 64 \
     --max-tokens 1000000 --lr 1e-3 --smoothing 0.1 --clip 5 --epochs 1000
+  loom_score rnn
 fi
 
 awk -v minutes="$MINUTES" '
@@ -142,8 +211,15 @@ END {
   if (tn != "" && (k in bleu)) {
     printf "  -> BLEU (greedy both): loom %.2f vs torch %.2f  %s\n",
            bleu[k], tb, verdict(bleu[k] > tb)
-    printf "  -> tokens/s: loom / torch = %.2fx  %s\n", rate[k] / tr,
-           verdict(rate[k] >= 1.25 * tr)
+    if ("loom2" in probe) { # paired: each at its best on the whole machine
+      tb2 = probe["torch1"] > probe["torch2"] ? probe["torch1"] : probe["torch2"]
+      printf "  -> tokens/s (probes, whole machine): loom %.0f / torch best " \
+             "%.0f = %.2fx  %s\n", probe["loom2"], tb2, probe["loom2"] / tb2,
+             verdict(probe["loom2"] >= 1.25 * tb2)
+      printf "  -> tokens/s (paired, one core each): %.2fx\n", rate[k] / tr
+    } else
+      printf "  -> tokens/s: loom / torch = %.2fx  %s\n", rate[k] / tr,
+             verdict(rate[k] >= 1.25 * tr)
     printf "  -> peak RSS: loom / torch = %.2fx  %s\n", rss[k] / tm,
            verdict(rss[k] <= 0.5 * tm)
   }

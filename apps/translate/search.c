@@ -9,7 +9,7 @@
 
 int nmt_translate_corpus(nmt_model *m, const nmt_corpus *c,
                          const loom_decode_opts *o, int64_t max_tokens,
-                         loom_decode_result *r) {
+                         int64_t max_sentences, loom_decode_result *r) {
   *r = (loom_decode_result){.n = c->n, .nbest = o->nbest};
   r->hyps = calloc((size_t)(c->n * o->nbest) + 1, sizeof *r->hyps);
   nmt_plan p = {0};
@@ -17,10 +17,11 @@ int nmt_translate_corpus(nmt_model *m, const nmt_corpus *c,
     loom_set_error(LOOM_ERR_MEMORY, "translate: out of memory");
     return -1;
   }
-  /* beams multiply the rows: keep a batch's decoding rows near max_tokens */
+  /* beams multiply the rows: keep a batch's decoding rows near the limits */
   int per = o->method == LOOM_DECODE_BEAM ? o->beam : o->nbest;
-  int rc = nmt_plan_make(&p, c, max_tokens / per > 0 ? max_tokens / per : 1, 0,
-                         false, 0, 0);
+  int64_t sentences = max_sentences ? (max_sentences + per - 1) / per : 0;
+  int rc = nmt_plan_make(&p, c, max_tokens / per > 0 ? max_tokens / per : 1,
+                         sentences, false, 0, 0);
   loom_decode_opts d = *o; /* a transformer has a position per token */
   int64_t room = m->cfg.max_positions - 1;
   if (!strcmp(m->cfg.model, "transformer") && (!d.max_len || d.max_len > room))
@@ -89,7 +90,7 @@ static char **reference_lines(const char *path, const nmt_corpus *c) {
 
 int nmt_score_corpus(nmt_model *m, const nmt_text *t, const nmt_corpus *c,
                      const char *ref_path, int64_t beam, int64_t max_tokens,
-                     nmt_scores *s) {
+                     int64_t max_sentences, nmt_scores *s) {
   *s = (nmt_scores){0};
   loom_decode_opts o = loom_decode_defaults(NMT_BOS, NMT_EOS);
   o.method = beam > 1 ? LOOM_DECODE_BEAM : LOOM_DECODE_GREEDY;
@@ -106,7 +107,7 @@ int nmt_score_corpus(nmt_model *m, const nmt_text *t, const nmt_corpus *c,
   app_tokens ht = {0}, rt = {0};
   int rc = refs && sacre && chrf && nltk ? 0 : -1;
   bool translated =
-      rc == 0 && nmt_translate_corpus(m, c, &o, max_tokens, &r) == 0;
+      rc == 0 && nmt_translate_corpus(m, c, &o, max_tokens, max_sentences, &r) == 0;
   rc = translated ? 0 : -1;
   for (int64_t i = 0; rc == 0 && i < c->n; i++) {
     const loom_hypothesis *h = &r.hyps[i];

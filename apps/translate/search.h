@@ -8,11 +8,12 @@
 /* ---- translating and scoring (search.c) ---- */
 
 /* Translates every source of c (batches of at most max_tokens padded
- * tokens, longest first), the length limit a * source length + b. Fills r
- * with c->n sentences in c's order. 0, or -1 with a loom error. */
+ * tokens and max_sentences sentences, 0: no limit; a beam's rows count
+ * against both), longest first, the length limit a * source length + b.
+ * Fills r with c->n sentences in c's order. 0, or -1 with a loom error. */
 int nmt_translate_corpus(nmt_model *m, const nmt_corpus *c,
                          const loom_decode_opts *o, int64_t max_tokens,
-                         loom_decode_result *r);
+                         int64_t max_sentences, loom_decode_result *r);
 
 typedef struct {
   double bleu;      /* NLTK corpus BLEU x 100 on the baseline's tokens */
@@ -28,6 +29,6 @@ typedef struct {
  * lowercases). 0, or -1 after a message. */
 int nmt_score_corpus(nmt_model *m, const nmt_text *t, const nmt_corpus *c,
                      const char *ref_path, int64_t beam, int64_t max_tokens,
-                     nmt_scores *s);
+                     int64_t max_sentences, nmt_scores *s);
 
 #endif

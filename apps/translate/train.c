@@ -92,9 +92,9 @@ static int train_step(nmt_model *m, loom_optimizer *opt, loom_data_parallel *dp,
 
 /* Loss per target token over a corpus (no smoothing), in evaluation mode. */
 static double corpus_loss(nmt_model *m, const nmt_corpus *c,
-                          int64_t max_tokens) {
+                          int64_t max_tokens, int64_t max_sentences) {
   nmt_plan p;
-  if (nmt_plan_make(&p, c, max_tokens, 0, false, 0, 0) < 0)
+  if (nmt_plan_make(&p, c, max_tokens, max_sentences, false, 0, 0) < 0)
     return NAN;
   double total = 0;
   int64_t tokens = 0;
@@ -229,12 +229,15 @@ static int validate(run *r, double epochs_done, const char *best_path) {
   if (!r->valid.n)
     return 0;
   loom_module_train(&r->m->base, false);
-  double loss = corpus_loss(r->m, &r->valid, r->o.max_tokens);
+  /* batches as in training (fairseq's validation defaults) */
+  double loss =
+      corpus_loss(r->m, &r->valid, r->o.max_tokens, r->o.batch_sentences);
   nmt_scores s = {0};
   int rc = isnan(loss)
                ? -1
                : nmt_score_corpus(r->m, r->text, &r->valid, r->o.valid_tgt,
-                                  r->o.valid_beam, r->o.max_tokens, &s);
+                                  r->o.valid_beam, r->o.max_tokens,
+                                  r->o.batch_sentences, &s);
   loom_module_train(&r->m->base, true);
   if (rc < 0) {
     fprintf(stderr, "\ntranslate: validation failed: %s\n", loom_last_error());

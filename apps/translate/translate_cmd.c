@@ -314,7 +314,7 @@ static int translate_all(const options *o, nmt_model *m, const nmt_text *t) {
       d.method == LOOM_DECODE_SAMPLE ? loom_rng_new((uint64_t)o->seed) : NULL;
   d.rng = g;
   bool decoded = rc == 0 && (d.method != LOOM_DECODE_SAMPLE || g) &&
-                 nmt_translate_corpus(m, &todo, &d, o->max_tokens, &r) == 0;
+                 nmt_translate_corpus(m, &todo, &d, o->max_tokens, 0, &r) == 0;
   if (rc == 0 && !decoded) {
     fprintf(stderr, "translate: %s\n", loom_last_error());
     rc = -1;
@@ -471,7 +471,7 @@ int translate_attention_main(int argc, char **argv) {
   if (rc == 0)
     rc = nmt_corpus_add(&one, in.ids + in.src_at[i], in.src_len[i], NULL, 0,
                         o.line) |
-         nmt_translate_corpus(m, &one, &d, o.max_tokens, &r);
+         nmt_translate_corpus(m, &one, &d, o.max_tokens, 0, &r);
   app_buf text = {0};
   if (rc == 0 &&
       nmt_text_decode(t, r.hyps[0].tokens, r.hyps[0].len, &text) == 0)
