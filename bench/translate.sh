@@ -159,10 +159,13 @@ if [ -n "${PAIRED:-}" ]; then
   # core of its own with one thread (the other core's process is expected,
   # so run() does not warn about it). Speed: probes one at a time.
   NO_BUSY_CHECK=1
+  before=$(busy)
   PIN="taskset -c 0" torch_train torch "$MINUTES" 1 &
   PIN="taskset -c 1" loom_train transformer "$MINUTES" $TRANSFORMER \
     --threads 1 &
   wait
+  busy_check "$before" "$(busy)" torch transformer |
+    tee -a "$RESULTS/warnings.txt"
   NO_BUSY_CHECK=
   torch_result torch "torch1-paired"
   loom_score transformer
