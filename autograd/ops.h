@@ -430,6 +430,30 @@ LOOM_API loom_tensor *loom_linear(const loom_tensor *x,
                                   const loom_tensor *weight,
                                   const loom_tensor *bias);
 
+/* torch.einsum(equation, operands): the sum, over the subscripts missing
+ * from the output, of the products of the operands' elements, e.g. "ij,jk->ik"
+ * a matrix product, "bij,bkj->bik" a batched one against a transpose,
+ * "ii->i" a diagonal, "ii" a trace, "i,j->ij" an outer product, "...ij->...ji"
+ * a transpose of the last two dims. Subscripts are letters (a-z, A-Z), one
+ * per dim of each operand, with spaces ignored; "..." stands for the dims no
+ * letter names, broadcast between operands (aligned at the right). Without
+ * "->" the output is the ellipsis dims, then the letters found exactly once,
+ * in ASCII order; an explicit output leaves out the ellipsis to sum its
+ * dims. A letter's dims must have equal sizes, or size 1 to broadcast
+ * (within one operand: equal). Operands are contracted left to right, each
+ * pair as one bmm (no path optimisation). n from 1 to
+ * LOOM_EINSUM_MAX_OPERANDS float operands, promoted to a common dtype.
+ * Differentiable, to any order. A new tensor owned by the innermost scope
+ * (never a view of an operand). Errors: LOOM_ERR_ARGUMENT for a malformed
+ * equation (a character other than letters, spaces, one "->", commas and
+ * "..."; a number of terms other than n; an output letter repeated or in no
+ * operand); LOOM_ERR_SHAPE for a term whose subscripts do not match its
+ * operand's rank, sizes that do not broadcast, or an output or intermediate
+ * of more than 8 dims; LOOM_ERR_DTYPE for an integer operand. */
+#define LOOM_EINSUM_MAX_OPERANDS 16
+LOOM_API loom_tensor *loom_einsum(const char *equation,
+                                  loom_tensor *const *operands, int n);
+
 /* ------------------------------------------------ convolution and pooling
  * Inputs are N x C x H x W (or C x H x W). Zero fields in the option
  * structs mean the default: stride 1 (pools: the kernel size), dilation 1,

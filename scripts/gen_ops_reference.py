@@ -41,7 +41,7 @@ PATH = os.path.join(ROOT, "tests", "data", "ops_reference.safetensors")
 
 
 def randn(*shape):
-    return torch.randn(*shape, dtype=torch.float64)
+    return torch.randn(shape, dtype=torch.float64)
 
 
 class Cases:
@@ -193,10 +193,38 @@ def convolving(c):
           x=randn(1, 2, 10), w=randn(3, 2, 4))
 
 
+def contracting(c):
+    cases = [
+        ("einsum_matmul", "ij,jk->ik", [(3, 4), (4, 5)]),
+        ("einsum_batched_transposed", "bij,bkj->bik", [(2, 3, 4), (2, 5, 4)]),
+        ("einsum_implicit", "kj,ji", [(3, 4), (4, 2)]),
+        ("einsum_implicit_case", "aB,Bc", [(2, 3), (3, 4)]),
+        ("einsum_diagonal", "ii->i", [(4, 4)]),
+        ("einsum_trace", "ii", [(3, 3)]),
+        ("einsum_batch_diagonal", "iji->j", [(3, 4, 3)]),
+        ("einsum_outer", "i,j->ij", [(3,), (4,)]),
+        ("einsum_sum_all", "ijk->", [(2, 3, 4)]),
+        ("einsum_three", "ij,jk,kl->il", [(2, 3), (3, 4), (4, 5)]),
+        ("einsum_bilinear", "bn,anm,bm->ba", [(2, 3), (4, 3, 5), (2, 5)]),
+        ("einsum_attention", "bhqd,bhkd->bhqk", [(2, 2, 3, 4), (2, 2, 5, 4)]),
+        ("einsum_ellipsis", "...ij,...jk->...ik", [(2, 1, 3, 4), (3, 4, 2)]),
+        ("einsum_ellipsis_broadcast", "...i,...i", [(2, 1, 3), (4, 3)]),
+        ("einsum_ellipsis_summed", " ...ij -> j ", [(2, 3, 4)]),
+        ("einsum_size1_broadcast", "ij,j->ij", [(3, 4), (1,)]),
+        ("einsum_shared_kept", "ij,ij,j->i", [(3, 4), (3, 4), (4,)]),
+        ("einsum_permute", "abc->cab", [(2, 3, 4)]),
+    ]
+    for case, eq, shapes in cases:
+        names = [f"x{i}" for i in range(len(shapes))]
+        c.add(case, f"torch.einsum({eq!r}, {', '.join(names)})",
+              lambda eq=eq, **xs: torch.einsum(eq, *xs.values()),
+              **{n: randn(*s) for n, s in zip(names, shapes)})
+
+
 def main():
     c = Cases()
     for family in (rearranging, padding, masks, scans, sorting,
-                   convolving):
+                   convolving, contracting):
         # a seed per family, so adding cases to one leaves the others' be
         torch.manual_seed(zlib.crc32(family.__name__.encode()))
         family(c)

@@ -208,6 +208,8 @@ START_TEST(test_null_arguments) {
   FAILS_P(loom_linear(x, NULL, NULL), "linear");
   FAILS_P(loom_conv2d(NULL, x, NULL, (loom_conv2d_opts){0}), "conv2d");
   FAILS_P(loom_conv2d(x, NULL, NULL, (loom_conv2d_opts){0}), "conv2d");
+  FAILS_P(loom_einsum(NULL, &x, 1), "einsum");
+  FAILS_P(loom_einsum("i", NULL, 1), "einsum");
   FAILS_P(loom_conv1d(NULL, x, NULL, (loom_conv1d_opts){0}), "conv1d");
   FAILS_P(loom_conv1d(x, NULL, NULL, (loom_conv1d_opts){0}), "conv1d");
   FAILS_P(loom_max_pool2d(NULL, (loom_pool2d_opts){.kernel = {1, 1}}, NULL),

@@ -206,6 +206,12 @@ FN(f_bmm) { OUT1(loom_bmm(in[0], in[1])); }
 FN(f_baddbmm) { OUT1(loom_baddbmm(in[0], in[1], in[2], 2, 0.5)); }
 FN(f_linear) { OUT1(loom_linear(in[0], in[1], in[2])); }
 
+FN(f_einsum_matmul) { OUT1(loom_einsum("ij,jk->ik", in, 2)); }
+FN(f_einsum_diagonal) { OUT1(loom_einsum("iji->ij", in, 1)); }
+FN(f_einsum_three) { OUT1(loom_einsum("bn,anm,bm->ba", in, 3)); }
+FN(f_einsum_broadcast) { OUT1(loom_einsum("...i,...i", in, 2)); }
+FN(f_einsum_size1) { OUT1(loom_einsum("ij,j->ij", in, 2)); }
+
 /* ---- convolution, pooling, dropout ---- */
 FN(f_conv) {
   OUT1(loom_conv2d(in[0], in[1], in[2],
@@ -434,6 +440,15 @@ static const gc_case cases[] = {
     {"baddbmm", f_baddbmm, 3, S(3, 3, 3), S(S(1, 2, 1), S(2, 2, 3), S(2, 3, 2)),
      0},
     {"linear 3-D", f_linear, 3, S(3, 2, 1), S(S(2, 2, 3), S(4, 3), S(4)), 0},
+    {"einsum matmul", f_einsum_matmul, 2, S(2, 2), S(S(3, 4), S(4, 2)),
+     NONCONTIG},
+    {"einsum diagonal", f_einsum_diagonal, 1, S(3), S(S(3, 2, 3)), 0},
+    {"einsum three operands", f_einsum_three, 3, S(2, 3, 2),
+     S(S(2, 3), S(2, 3, 4), S(2, 4)), 0},
+    {"einsum ellipsis broadcast", f_einsum_broadcast, 2, S(3, 2),
+     S(S(2, 1, 3), S(4, 3)), 0},
+    {"einsum size-1 broadcast", f_einsum_size1, 2, S(2, 1), S(S(3, 4), S(1)),
+     0},
     {"conv2d groups", f_conv, 3, S(4, 4, 1),
      S(S(2, 4, 5, 5), S(4, 2, 3, 2), S(4)), FIRST_ORDER},
     {"conv2d 1x1", f_conv_1x1, 2, S(3, 4), S(S(3, 4, 4), S(2, 3, 1, 1)),

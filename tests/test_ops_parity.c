@@ -118,6 +118,28 @@ FN(conv1d_causal_strided) {
                   (loom_conv1d_opts){.stride = 3, .causal = true}));
 }
 
+/* ---- einsum ---- */
+#define EINSUM(name, eq, n)                                                    \
+  FN(name) { ONE(loom_einsum(eq, in, n)); }
+EINSUM(einsum_matmul, "ij,jk->ik", 2)
+EINSUM(einsum_batched_transposed, "bij,bkj->bik", 2)
+EINSUM(einsum_implicit, "kj,ji", 2)
+EINSUM(einsum_implicit_case, "aB,Bc", 2)
+EINSUM(einsum_diagonal, "ii->i", 1)
+EINSUM(einsum_trace, "ii", 1)
+EINSUM(einsum_batch_diagonal, "iji->j", 1)
+EINSUM(einsum_outer, "i,j->ij", 2)
+EINSUM(einsum_sum_all, "ijk->", 1)
+EINSUM(einsum_three, "ij,jk,kl->il", 3)
+EINSUM(einsum_bilinear, "bn,anm,bm->ba", 3)
+EINSUM(einsum_attention, "bhqd,bhkd->bhqk", 2)
+EINSUM(einsum_ellipsis, "...ij,...jk->...ik", 2)
+EINSUM(einsum_ellipsis_broadcast, "...i,...i", 2)
+EINSUM(einsum_ellipsis_summed, " ...ij -> j ", 1)
+EINSUM(einsum_size1_broadcast, "ij,j->ij", 2)
+EINSUM(einsum_shared_kept, "ij,ij,j->i", 3)
+EINSUM(einsum_permute, "abc->cab", 1)
+
 #define X                                                                      \
   { "x" }
 static const ops_case cases[] = {
@@ -157,6 +179,24 @@ static const ops_case cases[] = {
     {"conv1d_unbatched", {"x", "w"}, conv1d_unbatched},
     {"conv1d_causal", {"x", "w", "b"}, conv1d_causal},
     {"conv1d_causal_strided", {"x", "w"}, conv1d_causal_strided},
+    {"einsum_matmul", {"x0", "x1"}, einsum_matmul},
+    {"einsum_batched_transposed", {"x0", "x1"}, einsum_batched_transposed},
+    {"einsum_implicit", {"x0", "x1"}, einsum_implicit},
+    {"einsum_implicit_case", {"x0", "x1"}, einsum_implicit_case},
+    {"einsum_diagonal", {"x0"}, einsum_diagonal},
+    {"einsum_trace", {"x0"}, einsum_trace},
+    {"einsum_batch_diagonal", {"x0"}, einsum_batch_diagonal},
+    {"einsum_outer", {"x0", "x1"}, einsum_outer},
+    {"einsum_sum_all", {"x0"}, einsum_sum_all},
+    {"einsum_three", {"x0", "x1", "x2"}, einsum_three},
+    {"einsum_bilinear", {"x0", "x1", "x2"}, einsum_bilinear},
+    {"einsum_attention", {"x0", "x1"}, einsum_attention},
+    {"einsum_ellipsis", {"x0", "x1"}, einsum_ellipsis},
+    {"einsum_ellipsis_broadcast", {"x0", "x1"}, einsum_ellipsis_broadcast},
+    {"einsum_ellipsis_summed", {"x0"}, einsum_ellipsis_summed},
+    {"einsum_size1_broadcast", {"x0", "x1"}, einsum_size1_broadcast},
+    {"einsum_shared_kept", {"x0", "x1", "x2"}, einsum_shared_kept},
+    {"einsum_permute", {"x0"}, einsum_permute},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 

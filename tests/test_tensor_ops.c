@@ -740,6 +740,114 @@ START_TEST(test_addmm_baddbmm_linear) {
 }
 END_TEST
 
+/* einsum on worked examples (PyTorch's values on others are in
+ * test_ops_parity.c), its edges, and every error. */
+START_TEST(test_einsum) {
+  loom_tensor *a = matrix(LOOM_F64, 2, 2, (double[]){1, 2, 3, 4});
+  loom_tensor *b = matrix(LOOM_F64, 2, 3, (double[]){1, 0, 1, 0, 1, 1});
+  loom_tensor *ab = loom_einsum("ij,jk->ik", (loom_tensor *[]){a, b}, 2);
+  CHECK_SHAPE(ab, 2, 3);
+  CHECK_VALUES(ab, 0, 1, 2, 3, 3, 4, 7);
+  /* float32 against float64: promoted */
+  ab =
+      loom_einsum("ij,jk", (loom_tensor *[]){loom_to_dtype(a, LOOM_F32), b}, 2);
+  ck_assert_int_eq(loom_dtype_of(ab), LOOM_F64);
+  CHECK_VALUES(ab, 0, 1, 2, 3, 3, 4, 7);
+  CHECK_VALUES(loom_einsum("ii", &a, 1), 0, 5);
+  CHECK_VALUES(loom_einsum("ii->i", &a, 1), 0, 1, 4);
+  CHECK_VALUES(loom_einsum("ij->j", &a, 1), 0, 4, 6);
+  CHECK_VALUES(loom_einsum("ba", &a, 1), 0, 1, 3, 2, 4); /* implicit: ab */
+  CHECK_VALUES(loom_einsum("i,i",
+                           (loom_tensor *[]){VEC(LOOM_F64, 1, 2, 3),
+                                             VEC(LOOM_F64, 4, 5, 6)},
+                           2),
+               0, 32);
+  /* a size-1 dim broadcasts against the other operand's */
+  CHECK_VALUES(
+      loom_einsum("i,i->i",
+                  (loom_tensor *[]){VEC(LOOM_F64, 1, 2, 3), VEC(LOOM_F64, 10)},
+                  2),
+      0, 10, 20, 30);
+  /* the ellipsis of 0-dimensional operands; an empty contraction */
+  CHECK_VALUES(loom_einsum("...,...->...",
+                           (loom_tensor *[]){loom_scalar(LOOM_F64, 3),
+                                             loom_scalar(LOOM_F64, 4)},
+                           2),
+               0, 12);
+  loom_tensor *empty =
+      loom_einsum("ij,jk->ik",
+                  (loom_tensor *[]){loom_ones(LOOM_F64, LOOM_SHAPE(2, 0)),
+                                    loom_ones(LOOM_F64, LOOM_SHAPE(0, 3))},
+                  2);
+  CHECK_SHAPE(empty, 2, 3);
+  CHECK_VALUES(empty, 0, 0, 0, 0, 0, 0, 0);
+  /* a result is never a view of its operand */
+  loom_tensor *same = loom_einsum("ij->ij", &a, 1);
+  loom_tensor *before = loom_clone(a);
+  ck_assert_loom(loom_fill_(same, -1));
+  ck_assert(loom_equal(a, before));
+
+  /* errors */
+  loom_tensor *v = VEC(LOOM_F64, 1, 2);
+  loom_tensor *two[] = {a, b};
+  ck_assert_ptr_null(loom_einsum("ij", two, 2));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT,
+              "einsum: the equation 'ij' has 1 terms for 2 operands");
+  ck_assert_ptr_null(loom_einsum("ij,jk,k", two, 2));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "einsum: the equation 'ij,jk,k' has more "
+                                 "terms than the 2 operands given");
+  ck_assert_ptr_null(loom_einsum("i", &a, 1));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "einsum: operand 0 is [2, 2], but its term has "
+                              "1 subscripts and no ellipsis");
+  ck_assert_ptr_null(loom_einsum("ijk...", &a, 1));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "einsum: operand 0 is [2, 2], but its term has "
+                              "3 subscripts besides the ellipsis");
+  ck_assert_ptr_null(loom_einsum("i.j", &a, 1));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "einsum: a '.' in operand 0's term that is "
+                                 "not part of one ellipsis '...'");
+  ck_assert_ptr_null(loom_einsum("......", &a, 1));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "einsum: a '.' in operand 0's term");
+  ck_assert_ptr_null(loom_einsum("ij->i->j", &a, 1));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT,
+              "einsum: '-' in the output (subscripts are letters");
+  ck_assert_ptr_null(loom_einsum("i1", &a, 1));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "einsum: '1' in operand 0's term");
+  ck_assert_ptr_null(loom_einsum("abcdefghi", &a, 1));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT,
+              "einsum: more than 8 subscripts in operand 0's term");
+  ck_assert_ptr_null(loom_einsum("ij->k", &a, 1));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT,
+              "einsum: output subscript k is in no operand's term");
+  ck_assert_ptr_null(loom_einsum("ij->ii", &a, 1));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT,
+              "einsum: output subscript i appears more than once");
+  ck_assert_ptr_null(loom_einsum("ii", &b, 1));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "einsum: subscript i repeated in operand 0 [2, "
+                              "3] with sizes 2 and 3");
+  ck_assert_ptr_null(loom_einsum("ij,ij", two, 2));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "einsum: subscript j has size 3 in operand 1 "
+                              "and 2 before (sizes must be equal or 1)");
+  ck_assert_ptr_null(
+      loom_einsum("...,...", (loom_tensor *[]){v, VEC(LOOM_F64, 1, 2, 3)}, 2));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "einsum: the ellipsis of operand 1 [3] does not "
+                              "broadcast with the other operands'");
+  loom_tensor *big = loom_ones(LOOM_F64, LOOM_SHAPE(1, 1, 1, 1, 1));
+  ck_assert_ptr_null(
+      loom_einsum("abcde,fghij", (loom_tensor *[]){big, big}, 2));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "einsum: an output of more than 8 dims for "
+                              "'abcde,fghij'");
+  ck_assert_ptr_null(loom_einsum("abcde,fghij,abcde,fghij->",
+                                 (loom_tensor *[]){big, big, big, big}, 4));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "einsum: contracting operand 1 gives 10 dims");
+  ck_assert_ptr_null(loom_einsum("i", (loom_tensor *[]){IVEC(1, 2)}, 1));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "einsum: expected a float tensor, got int64");
+  ck_assert_ptr_null(loom_einsum("", two, 0));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "einsum: 0 operands (1 to 16)");
+  ck_assert_ptr_null(loom_einsum("i,i", (loom_tensor *[]){v, NULL}, 2));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "einsum: NULL argument");
+}
+END_TEST
+
 /* ------------------------------------------------------------ convolution */
 
 typedef struct {
@@ -1282,7 +1390,8 @@ int main(void) {
         test_results_independent_of_threads, test_softmax}},
       {"matmul",
        {test_matmul_shapes_and_values, test_matmul_batched_broadcast,
-        test_addmm_baddbmm_linear, test_packed_product, test_isa_choice}},
+        test_addmm_baddbmm_linear, test_einsum, test_packed_product,
+        test_isa_choice}},
       {"conv",
        {test_conv2d_vs_direct, test_conv1d, test_conv2d_chunks_backward,
         test_pools, test_dropout}},
