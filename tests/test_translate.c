@@ -334,14 +334,16 @@ static double model_distance(const char *a, const char *b) {
 
 /* 2 ranks (each with its part of the sentence pairs of every batch) train
  * as one process: after an epoch of 5 steps the models agree to 7.7e-7
- * (measured; tolerance 1e-5), and a run of 2 ranks resumed alone for a
- * second epoch agrees with one process's two. Rank 0 alone reports. */
+ * (measured; tolerance 1e-5); a run of 2 ranks resumed alone for a second
+ * epoch, and a run of one process resumed on 2 ranks (each reading the
+ * checkpoint), agree with one process's two. Rank 0 alone reports. */
 START_TEST(test_distributed_trains_as_one_process) {
-  char one[512], two[512], one2[512], mixed[512], out[65536];
+  char one[512], two[512], one2[512], mixed[512], grown[512], out[65536];
   test_path(one, sizeof one, "dist1.ckpt");
   test_path(two, sizeof two, "dist2.ckpt");
   test_path(one2, sizeof one2, "dist1e2.ckpt");
   test_path(mixed, sizeof mixed, "dist21.ckpt");
+  test_path(grown, sizeof grown, "dist12.ckpt");
   ck_assert_msg(train_small(0, one, "--epochs 1 --quiet", out, sizeof out) == 0,
                 "%s", out);
   ck_assert_msg(train_small(2, two, "--epochs 1", out, sizeof out) == 0, "%s",
@@ -359,6 +361,15 @@ START_TEST(test_distributed_trains_as_one_process) {
                 "%s", out);
   d = model_distance(one2, mixed);
   ck_assert_msg(d <= 1e-5, "2 ranks then 1 end %g from one process", d);
+  ck_assert_int_eq(train_small(0, grown, "--epochs 1 --quiet", out, sizeof out),
+                   0);
+  ck_assert_msg(train_small(2, grown, "--epochs 2 --resume", out, sizeof out) ==
+                    0,
+                "%s", out);
+  said = strstr(out, "resumed from"); /* rank 0 alone */
+  ck_assert_msg(said && !strstr(said + 1, "resumed from"), "%s", out);
+  d = model_distance(one2, grown);
+  ck_assert_msg(d <= 1e-5, "1 process then 2 ranks end %g from one process", d);
 }
 END_TEST
 

@@ -216,8 +216,16 @@ static int prepare(run *r) {
   return 0;
 }
 
-/* train_save on rank 0 (which writes for all); 0 on the others. */
+/* train_save on rank 0 (which writes for all); 0 on the others. With
+ * several ranks, all first check that their models are still the same
+ * bits, so a checkpoint never holds rank 0's view of a model the others
+ * no longer share (a rank that resumed only part of the state). */
 static int save(const run *r, const char *path) {
+  if (r->dp && loom_data_parallel_check_in_sync(r->dp) < 0) {
+    fprintf(stderr, "\ntranslate: not saving %s: %s\n", path,
+            loom_last_error());
+    return -1;
+  }
   return loom_dist_rank() == 0
              ? train_save(path, r->m, r->opt, &r->o, r->text, &r->at, &r->h)
              : 0;
