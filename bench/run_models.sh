@@ -87,29 +87,32 @@ END {
   print "  input 256, hidden 512, seq 35; torch = its best of 1 and 2"
   print "  threads; targets: fused layers at batch 32 <= 0.50x torch, the user"
   print "  LSTM cell unrolled step by step <= 0.40x torch.nn.LSTMCell in a loop"
-  printf "%-19s %9s %-18s %9s %-3s %7s %7s  %s\n", "loom case", "ms",
-         "torch case", "ms", "thr", "ratio", "target", "verdict"
+  printf "%-19s %9s %7s %-18s %9s %-3s %7s %7s  %s\n", "loom case", "ms",
+         "GFLOP/s", "torch case", "ms", "thr", "ratio", "target", "verdict"
   for (i = 1; i <= n; i++) {
     if (kind[i] != "train")
       continue
     c = name[i]
     target = c ~ /^(lstm|gru)_b32$/ ? 0.50 : c == "user_lstm_b32" ? 0.40 : 0
     b = best(peer[i], "train")
+    # the work of the products: forward, input and weight gradients
+    flop = 3 * 2 * 35 * (c ~ /_b1$/ ? 1 : 32) * (c ~ /^gru/ ? 1536 : 2048) * 768
+    gf = flop / ms[i] / 1e6
     if (b == "") {
-      printf "%-19s %9.2f %-18s\n", c, ms[i], "-"
+      printf "%-19s %9.2f %7.1f %-18s\n", c, ms[i], gf, "-"
       continue
     }
     t = torch["train", b, peer[i]]
     r = ms[i] / t
-    printf "%-19s %9.2f %-18s %9.2f %-3s %7.3f %7s  %s\n", c, ms[i],
-           peer[i], t, b, r, target ? sprintf("%.2f", target) : "-",
+    printf "%-19s %9.2f %7.1f %-18s %9.2f %-3s %7.3f %7s  %s\n", c, ms[i],
+           gf, peer[i], t, b, r, target ? sprintf("%.2f", target) : "-",
            target ? verdict(r <= target) : "-"
     if (target) { rt++; if (r <= target) rok++ }
     if (c == "user_lstm_b32" && best("prim_loop_b32", "train") != "") {
       pb = best("prim_loop_b32", "train")
       pt = torch["train", pb, "prim_loop_b32"]
-      printf "%-19s %9.2f %-18s %9.2f %-3s %7.3f %7s  %s\n", c, ms[i],
-             "prim_loop_b32", pt, pb, ms[i] / pt, "-", "-"
+      printf "%-19s %9.2f %7.1f %-18s %9.2f %-3s %7.3f %7s  %s\n", c,
+             ms[i], gf, "prim_loop_b32", pt, pb, ms[i] / pt, "-", "-"
     }
   }
   printf "  loom fused LSTM vs its step-by-step path: %.2fx faster\n", fused
@@ -120,24 +123,33 @@ END {
   print "  (3+3 layers ff512, 128 x 15 tokens, 6000 words, label smoothing,"
   print "  clipping, Adam); targets: encoder 0.80x (dropout 0) and 0.60x"
   print "  (0.1), mha 0.80x, translate 0.80x (1.25x the tokens/s)"
-  printf "%-17s %9s %10s %9s %-3s %7s %7s  %s\n", "case", "loom ms",
-         "tokens/s", "torch ms", "thr", "ratio", "target", "verdict"
+  printf "%-17s %9s %10s %7s %9s %-3s %7s %7s  %s\n", "case", "loom ms",
+         "tokens/s", "GFLOP/s", "torch ms", "thr", "ratio", "target", "verdict"
   for (i = 1; i <= tn; i++) {
     c = tname[i]
     b = ""
     for (k = 1; k <= 2; k++)
       if ((k, c) in ttorch && (b == "" || ttorch[k, c] < ttorch[b, c]))
         b = k
-    goal = c == "encoder_drop0.0" ? 0.80 : c == "encoder_drop0.1" ? 0.60 :
+    goal = c == "encoder_drop0.0" ? 0.80 : c == "encoder_drop0.1" ? 0.60 : \
            c == "mha" || c == "translate" ? 0.80 : 0
     tokens = c == "translate" ? 1920 : 2048
+    # multiply-adds of the products per token (x 2 flops x 3 for backward):
+    # encoder layer 4d^2 + 2 d ff + 2 T d; mha 4d^2 + 2 T d; translate 3
+    # encoder and 3 decoder layers (ff 512, 15 tokens) and the 6000-word
+    # output layer
+    mac = c ~ /^encoder/ ? 2 * (4 * 65536 + 2 * 256 * 1024 + 2 * 64 * 256) : \
+          c == "mha" ? 4 * 65536 + 2 * 64 * 256 : \
+          3 * (4 * 65536 + 2 * 256 * 512 + 2 * 15 * 256) + \
+          3 * (8 * 65536 + 2 * 256 * 512 + 4 * 15 * 256) + 256 * 6000
+    gf = 6 * mac * tokens / tms[i] / 1e6
     if (b == "") {
-      printf "%-17s %9.2f %10.0f\n", c, tms[i], tokens / tms[i] * 1e3
+      printf "%-17s %9.2f %10.0f %7.1f\n", c, tms[i], tokens / tms[i] * 1e3, gf
       continue
     }
     r = tms[i] / ttorch[b, c]
-    printf "%-17s %9.2f %10.0f %9.2f %-3s %7.3f %7s  %s\n", c, tms[i],
-           tokens / tms[i] * 1e3, ttorch[b, c], b, r,
+    printf "%-17s %9.2f %10.0f %7.1f %9.2f %-3s %7.3f %7s  %s\n", c, tms[i],
+           tokens / tms[i] * 1e3, gf, ttorch[b, c], b, r,
            goal ? sprintf("%.2f", goal) : "-", goal ? verdict(r <= goal) : "-"
     if (goal) { et++; if (r <= goal) eok++ }
   }
