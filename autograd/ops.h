@@ -429,6 +429,26 @@ LOOM_API loom_tensor *loom_baddbmm(const loom_tensor *c, const loom_tensor *a,
 LOOM_API loom_tensor *loom_linear(const loom_tensor *x,
                                   const loom_tensor *weight,
                                   const loom_tensor *bias);
+/* Attention in one op: softmax(q k^T scale + mask) @ v, with the keys
+ * after each query's position blocked when causal (key j > query i, top
+ * left aligned), and dropout of the weights with probability `dropout`
+ * (training; the generator g, NULL for the thread's, draws the same mask
+ * as loom_dropout would on the weights). q (..., L, E), k (..., S, E),
+ * v (..., S, Ev) with equal batch dims, one float dtype; mask NULL or an
+ * additive float mask (-inf blocks) of that dtype broadcast to
+ * (..., L, S), which must not require grad. Result (..., L, Ev), owned by
+ * the scope, laid out in q's memory order (q, k, v as multi-head
+ * attention's head split leaves them, views of (B, L, heads, E) storage:
+ * the result's heads permuted back are contiguous). Equal to
+ * loom_scaled_dot_product_attention's composition (nn/attention.h), which
+ * uses it when no weights are asked for; differentiable in q, k and v to
+ * any order (the double backward differentiates the composition). Errors:
+ * shapes, dtypes, dropout outside [0, 1), a non-finite scale, a mask that
+ * requires grad. */
+LOOM_API loom_tensor *
+loom_fused_attention(const loom_tensor *q, const loom_tensor *k,
+                     const loom_tensor *v, const loom_tensor *mask, bool causal,
+                     double scale, double dropout, loom_rng *g);
 
 /* torch.einsum(equation, operands): the sum, over the subscripts missing
  * from the output, of the products of the operands' elements, e.g. "ij,jk->ik"

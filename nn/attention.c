@@ -27,12 +27,43 @@ bool loom__is_bool_mask(const loom_tensor *mask) {
   return loom_dtype_of(mask) == LOOM_BOOL || loom_dtype_of(mask) == LOOM_U8;
 }
 
+const loom_tensor *loom__additive_mask(const loom_tensor *mask,
+                                       loom_dtype dtype) {
+  if (!loom__is_bool_mask(mask))
+    return mask;
+  return loom_masked_fill(loom_zeros(dtype, loom_ndim(mask), loom_shape(mask)),
+                          mask, -INFINITY);
+}
+
 loom_tensor *loom__apply_mask(loom_tensor *scores, const loom_tensor *mask) {
   if (!mask)
     return scores;
   if (loom__is_bool_mask(mask))
     return loom_masked_fill(scores, mask, -INFINITY);
   return loom_add(scores, mask);
+}
+
+/* Whether loom_fused_attention computes this call: one float dtype, equal
+ * batch dims, dropout in [0, 1), and a mask that is bool or a float one
+ * needing no gradient (the composition below differentiates a float
+ * mask). */
+static bool fusable(const loom_tensor *q, const loom_tensor *k,
+                    const loom_tensor *v, const loom_tensor *mask,
+                    double dropout) {
+  int nd = loom_ndim(q);
+  loom_dtype dt = loom_dtype_of(q);
+  if (!(dropout >= 0 && dropout < 1) || !loom_dtype_is_float(dt) ||
+      loom_dtype_of(k) != dt || loom_dtype_of(v) != dt || loom_ndim(k) != nd ||
+      loom_ndim(v) != nd)
+    return false;
+  for (int d = 0; d < nd - 2; d++)
+    if (loom_size(k, d) != loom_size(q, d) ||
+        loom_size(v, d) != loom_size(q, d))
+      return false;
+  if (!mask || loom__is_bool_mask(mask))
+    return !mask || loom_ndim(mask) <= nd;
+  return loom_dtype_of(mask) == dt && loom_ndim(mask) <= nd &&
+         !loom_requires_grad(mask);
 }
 
 loom_tensor *
@@ -57,6 +88,10 @@ loom_scaled_dot_product_attention(const loom_tensor *q, const loom_tensor *k,
     return NULL;
   }
   int64_t E = loom_size(q, -1), L = loom_size(q, -2), S = loom_size(k, -2);
+  if (!weights && fusable(q, k, v, mask, dropout))
+    return loom_fused_attention(
+        q, k, v, mask ? loom__additive_mask(mask, loom_dtype_of(q)) : NULL,
+        causal, 1 / sqrt((double)E), dropout, g);
   /* q is scaled before the product, as PyTorch does. */
   loom_tensor *scores = loom_matmul(loom_mul_scalar(q, 1 / sqrt((double)E)),
                                     loom_transpose(k, -2, -1));

@@ -8,6 +8,10 @@
 /* True for bool and uint8 masks (true = blocked), false for additive float
  * masks. */
 bool loom__is_bool_mask(const loom_tensor *mask);
+/* A bool mask as an additive float one of dtype (-inf where blocked); a
+ * float mask itself. */
+const loom_tensor *loom__additive_mask(const loom_tensor *mask,
+                                       loom_dtype dtype);
 /* scores with a mask applied: bool masks fill -inf, float masks add; NULL
  * mask: scores itself. */
 loom_tensor *loom__apply_mask(loom_tensor *scores, const loom_tensor *mask);

@@ -130,14 +130,6 @@ static void *mask_error(const char *what, const loom_tensor *mask,
   return NULL;
 }
 
-/* A bool mask as an additive float one (-inf where blocked). */
-static const loom_tensor *additive(const loom_tensor *mask, loom_dtype dtype) {
-  if (!loom__is_bool_mask(mask))
-    return mask;
-  return loom_masked_fill(loom_zeros(dtype, loom_ndim(mask), loom_shape(mask)),
-                          mask, -INFINITY);
-}
-
 /* One (B, heads, L, S)-broadcastable mask from attn_mask and
  * key_padding_mask: bool if both are bool, else additive float. */
 static const loom_tensor *combined_mask(const loom_multihead_attention *m,
@@ -167,7 +159,8 @@ static const loom_tensor *combined_mask(const loom_multihead_attention *m,
     return am ? am : kp;
   if (loom__is_bool_mask(am) && loom__is_bool_mask(kp))
     return loom_logical_or(am, kp);
-  return loom_add(additive(am, dtype), additive(kp, dtype));
+  return loom_add(loom__additive_mask(am, dtype),
+                  loom__additive_mask(kp, dtype));
 }
 
 /* PyTorch's unbatched call, query (L, E), key (S, kdim), value (S, vdim),

@@ -226,6 +226,43 @@ void loom__kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
                            int64_t lda, const void *b, int64_t ldb, double beta,
                            void *c, int64_t ldc);
 
+/* ---- fused attention (kernel_attention.c) ----
+ * softmax(q k^T scale + mask) v per batch element: nb = product of the nbd
+ * batch sizes; q (..., L, E), k (..., S, E), v (..., S, Ev) read in place
+ * (element strides: per batch dim, and between rows; the last dim
+ * contiguous); mask NULL or additive, at broadcast strides (0 on broadcast
+ * dims). */
+typedef struct {
+  loom_dtype dtype;
+  int nbd;
+  int64_t nb, batch[LOOM_MAX_DIMS];
+  int64_t L, S, E, Ev;
+  const char *q, *k, *v, *mask;
+  int64_t qs[LOOM_MAX_DIMS], ks[LOOM_MAX_DIMS], vs[LOOM_MAX_DIMS],
+      ms[LOOM_MAX_DIMS];
+  int64_t q_row, k_row, v_row, mask_row, mask_col;
+  double scale;
+  bool causal; /* key j > query i blocked */
+  /* dropout: the dropped weights (forward) and the mask (backward), both
+   * (nb, L, S) contiguous; keep = 1 / (1 - p) */
+  const loom_tensor *dropped, *drop_mask;
+  double keep;
+} loom__attention_args;
+/* p (nb, L, S contiguous) = the attention weights; with out (no dropout)
+ * also out = p @ v, block by block while each is in cache. */
+void loom__kernel_attention_scores(const loom__attention_args *a,
+                                   loom_tensor *p, loom_tensor *out);
+/* out (batch..., L, Ev; rows at out's strides) = (a->dropped or p) @ v. */
+void loom__kernel_attention_values(const loom__attention_args *a,
+                                   const loom_tensor *p, loom_tensor *out);
+/* Gradients of q, k, v (NULL where not wanted; rows at their strides, as
+ * for g, the output's gradient) from the weights p. -1 + error when out of
+ * memory. */
+int loom__kernel_attention_backward(const loom__attention_args *a,
+                                    const loom_tensor *p, const loom_tensor *g,
+                                    loom_tensor *dq, loom_tensor *dk,
+                                    loom_tensor *dv);
+
 /* A right-hand operand packed once for many products (float32 only;
  * kernel_gemm_packed.c): B is K x N, read from b with leading dimension ld,
  * or as the transpose of an N x K matrix when trans. */

@@ -255,6 +255,19 @@ FN(f_dropout) {
   OUT1(y);
 }
 
+/* q (2, 2, 3, 4), k (2, 2, 4, 4), v (2, 2, 4, 3): an additive mask with a
+ * blocked key, the causal limit and dropout (one mask in every call). */
+FN(f_fused_attention) {
+  loom_tensor *mask = loom_reshape(
+      loom_mul_scalar(loom_arange(LOOM_F64, 0, 12, 1), 0.1), LOOM_SHAPE(3, 4));
+  loom_set(mask, (int64_t[]){2, 1}, -INFINITY);
+  loom_rng *g = loom_rng_new(5);
+  loom_tensor *y =
+      loom_fused_attention(in[0], in[1], in[2], mask, true, 0.7, 0.25, g);
+  loom_rng_free(g);
+  OUT1(y);
+}
+
 /* ---- fused recurrences: inputs xp, w_hh, b_hh, h0 (, c0, peepholes) ---- */
 static loom_tensor *seq_lengths(void) {
   return loom_from_array(LOOM_I64, (int64_t[]){3, 1}, LOOM_SHAPE(2));
@@ -463,6 +476,8 @@ static const gc_case cases[] = {
      FIRST_ORDER},
     {"adaptive_avg_pool2d", f_adaptive, 1, S(4), S(S(1, 2, 5, 7)), FIRST_ORDER},
     {"dropout", f_dropout, 1, S(2), S(S(4, 5)), 0},
+    {"fused_attention", f_fused_attention, 3, S(4, 4, 4),
+     S(S(2, 2, 3, 4), S(2, 2, 4, 4), S(2, 2, 4, 3)), NONCONTIG},
     {"custom function", f_custom, 2, S(2, 1), S(S(2, 3), S(3)), 0},
     {"checkpoint", f_checkpoint, 2, S(2, 1), S(S(2, 3), S(3)), 0},
     {"lstm_sequence peephole lengths reverse", f_lstm_seq, 8,

@@ -1,0 +1,261 @@
+/* The fused attention op (loom_fused_attention) against the composition of
+ * public ops it replaces, forward and backward: masks (none, additive with
+ * -inf, broadcast padding rows), the causal limit, dropout with the same
+ * generator state (the same mask), strided heads as multi-head attention
+ * passes them, float64 and float32; the same bits for 1 and 2 threads; and
+ * loom_scaled_dot_product_attention, which takes the fused path, still
+ * equal to the composition. The op's gradcheck and gradgradcheck are in
+ * test_gradcheck.c. */
+#include "check_util.h"
+
+#include <string.h>
+
+/* softmax(q k^T scale + mask, causal) -> dropout -> @ v, in public ops. */
+static loom_tensor *composed(const loom_tensor *q, const loom_tensor *k,
+                             const loom_tensor *v, const loom_tensor *mask,
+                             bool causal, double scale, double p, loom_rng *g) {
+  loom_tensor *s =
+      loom_mul_scalar(loom_matmul(q, loom_transpose(k, -2, -1)), scale);
+  if (mask)
+    s = loom_add(s, mask);
+  if (causal) {
+    int64_t L = loom_size(q, -2), S = loom_size(k, -2);
+    loom_tensor *c = loom_zeros(LOOM_BOOL, LOOM_SHAPE(L, S));
+    for (int64_t i = 0; i < L; i++)
+      for (int64_t j = i + 1; j < S; j++)
+        loom_set(c, (int64_t[]){i, j}, 1);
+    s = loom_masked_fill(s, c, -INFINITY);
+  }
+  loom_tensor *w = loom_softmax(s, -1);
+  if (p > 0)
+    w = loom_dropout(w, p, true, g);
+  return loom_matmul(w, v);
+}
+
+typedef struct {
+  loom_tensor *out, *dq, *dk, *dv;
+} result;
+
+/* How q, k, v are stored: (B, H, L, E) as they are, or as multi-head
+ * attention's head split leaves them, views of (B, L, H, E) (batch first)
+ * or of (L, B, H, E) (sequence first). */
+enum { PLAIN, BATCH_FIRST, SEQ_FIRST };
+static const int to_heads[3][4] = {{0, 1, 2, 3}, {0, 2, 1, 3}, {1, 2, 0, 3}};
+
+/* Output and input gradients of sum(out * weight) for leaf copies of q, k,
+ * v, viewed as (B, H, L, E) from their layout. The fused op writes the
+ * output and the gradients in the inputs' memory order, so the head merge
+ * (the inverse permutation) is contiguous. */
+static result run(bool fused, const loom_tensor *q0, const loom_tensor *k0,
+                  const loom_tensor *v0, const loom_tensor *mask, bool causal,
+                  double p, int layout) {
+  loom_tensor *leaf[3];
+  const loom_tensor *src[3] = {q0, k0, v0};
+  for (int i = 0; i < 3; i++)
+    leaf[i] = loom_set_requires_grad(loom_clone(src[i]), true);
+  const loom_tensor *q = leaf[0], *k = leaf[1], *v = leaf[2];
+  q = loom_permute(q, to_heads[layout]);
+  k = loom_permute(k, to_heads[layout]);
+  v = loom_permute(v, to_heads[layout]);
+  double scale = 1 / sqrt((double)loom_size(q, -1));
+  loom_rng *g = loom_rng_new(11);
+  loom_tensor *out =
+      fused ? loom_fused_attention(q, k, v, mask, causal, scale, p, g)
+            : composed(q, k, v, mask, causal, scale, p, g);
+  loom_rng_free(g);
+  ck_assert_loom(out);
+  if (fused) {
+    int back[4];
+    for (int d = 0; d < 4; d++)
+      back[to_heads[layout][d]] = d;
+    ck_assert(loom_is_contiguous(loom_permute(out, back)));
+  }
+  loom_manual_seed(5); /* the same weight in both runs */
+  loom_tensor *weight = loom_randn(NULL, loom_dtype_of(out), 0, 1,
+                                   loom_ndim(out), loom_shape(out));
+  ck_assert_int_eq(loom_backward(loom_sum_all(loom_mul(out, weight))), 0);
+  result r = {out, loom_grad(leaf[0]), loom_grad(leaf[1]), loom_grad(leaf[2])};
+  ck_assert_loom(r.dq);
+  ck_assert_loom(r.dk);
+  ck_assert_loom(r.dv);
+  return r;
+}
+
+static void check_close(const loom_tensor *a, const loom_tensor *b, double tol,
+                        const char *what) {
+  ck_assert_msg(loom_allclose(a, b, tol, tol), "%s differs (tol %g)", what,
+                tol);
+}
+
+static void compare(loom_dtype dt, int64_t B, int64_t H, int64_t L, int64_t S,
+                    int64_t E, int64_t Ev, int mask_kind, bool causal, double p,
+                    int layout) {
+  loom_manual_seed(1);
+  /* the stored shapes: (B, H, L, E) through to_heads[layout]'s inverse */
+  int64_t heads_q[4] = {B, H, L, E}, heads_k[4] = {B, H, S, E},
+          heads_v[4] = {B, H, S, Ev}, qs[4], ks[4], vs[4];
+  for (int d = 0; d < 4; d++) {
+    qs[to_heads[layout][d]] = heads_q[d];
+    ks[to_heads[layout][d]] = heads_k[d];
+    vs[to_heads[layout][d]] = heads_v[d];
+  }
+  loom_tensor *q = loom_randn(NULL, dt, 0, 1, 4, qs);
+  loom_tensor *k = loom_randn(NULL, dt, 0, 1, 4, ks);
+  loom_tensor *v = loom_randn(NULL, dt, 0, 1, 4, vs);
+  loom_tensor *mask = NULL;
+  if (mask_kind == 1) { /* additive (L, S), one blocked key per row */
+    mask = loom_randn(NULL, dt, 0, 1, LOOM_SHAPE(L, S));
+    for (int64_t i = 0; i < L; i++)
+      loom_set(mask, (int64_t[]){i, (i * 3) % S}, -INFINITY);
+  } else if (mask_kind == 2) { /* key padding (B, 1, 1, S) */
+    mask = loom_zeros(dt, LOOM_SHAPE(B, 1, 1, S));
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t j = S - 1 - b; j < S && j >= 1; j++)
+        loom_set(mask, (int64_t[]){b, 0, 0, j}, -INFINITY);
+  }
+  result f = run(true, q, k, v, mask, causal, p, layout);
+  result c = run(false, q, k, v, mask, causal, p, layout);
+  double tol = dt == LOOM_F64 ? 1e-12 : 2e-5;
+  check_close(f.out, c.out, tol, "output");
+  check_close(f.dq, c.dq, tol, "dq");
+  check_close(f.dk, c.dk, tol, "dk");
+  check_close(f.dv, c.dv, tol, "dv");
+}
+
+START_TEST(test_fused_equals_composition) {
+  for (int dt = 0; dt < 2; dt++) {
+    loom_dtype t = dt ? LOOM_F32 : LOOM_F64;
+    for (int mask_kind = 0; mask_kind < 3; mask_kind++)
+      for (int causal = 0; causal < 2; causal++) {
+        compare(t, 2, 3, 5, 7, 4, 6, mask_kind, causal, 0, PLAIN);
+        compare(t, 2, 3, 6, 6, 8, 8, mask_kind, causal, 0.3, BATCH_FIRST);
+        compare(t, 3, 2, 4, 5, 8, 8, mask_kind, causal, 0.2, SEQ_FIRST);
+      }
+    compare(t, 1, 1, 1, 1, 3, 2, 0, true, 0, PLAIN);
+  }
+}
+END_TEST
+
+/* A row whose keys are all masked gives zeros, as the composition does. */
+START_TEST(test_fully_masked_row) {
+  loom_tensor *q = loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(1, 2, 3));
+  loom_tensor *k = loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(1, 4, 3));
+  loom_tensor *v = loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(1, 4, 3));
+  loom_tensor *mask = loom_zeros(LOOM_F64, LOOM_SHAPE(2, 4));
+  for (int64_t j = 0; j < 4; j++)
+    loom_set(mask, (int64_t[]){1, j}, -INFINITY);
+  loom_tensor *out = loom_fused_attention(q, k, v, mask, false, 0.5, 0, NULL);
+  ck_assert_loom(out);
+  for (int64_t j = 0; j < 3; j++)
+    ck_assert(loom_get(out, (int64_t[]){0, 1, j}) == 0);
+  check_close(out, composed(q, k, v, mask, false, 0.5, 0, NULL), 1e-12,
+              "masked row");
+}
+END_TEST
+
+/* No queries or no keys: empty or zero outputs, as the composition gives,
+ * and gradients of the same shapes. */
+START_TEST(test_empty) {
+  const int64_t sizes[2][2] = {{0, 3}, {4, 0}}; /* L, S */
+  for (int c = 0; c < 2; c++) {
+    int64_t L = sizes[c][0], S = sizes[c][1];
+    loom_tensor *in[3] = {
+        loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(2, L, 3)),
+        loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(2, S, 3)),
+        loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(2, S, 5))};
+    for (int i = 0; i < 3; i++)
+      loom_set_requires_grad(in[i], true);
+    loom_tensor *out =
+        loom_fused_attention(in[0], in[1], in[2], NULL, true, 1, 0.5, NULL);
+    ck_assert_loom(out);
+    check_close(out, composed(in[0], in[1], in[2], NULL, true, 1, 0, NULL), 0,
+                "empty");
+    ck_assert_int_eq(loom_backward(loom_sum_all(out)), 0);
+    for (int i = 0; i < 3; i++)
+      ck_assert(loom_same_shape(loom_grad(in[i]), in[i]));
+  }
+}
+END_TEST
+
+START_TEST(test_threads_bitwise) {
+  loom_tensor *res[2][4];
+  for (int t = 0; t < 2; t++) {
+    loom_set_num_threads(t + 1);
+    loom_manual_seed(3);
+    loom_tensor *q = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(4, 8, 64, 32));
+    loom_tensor *k = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(4, 8, 64, 32));
+    loom_tensor *v = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(4, 8, 64, 32));
+    result r = run(true, q, k, v, NULL, true, 0.1, PLAIN);
+    res[t][0] = r.out;
+    res[t][1] = r.dq;
+    res[t][2] = r.dk;
+    res[t][3] = r.dv;
+  }
+  loom_set_num_threads(0);
+  for (int i = 0; i < 4; i++)
+    ck_assert(loom_equal(res[0][i], res[1][i]));
+}
+END_TEST
+
+/* loom_scaled_dot_product_attention takes the fused path when it can and
+ * stays equal to the composition (bool masks become -inf). */
+START_TEST(test_scaled_dot_product_attention_path) {
+  loom_manual_seed(2);
+  loom_tensor *q = loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(2, 2, 5, 4));
+  loom_tensor *k = loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(2, 2, 6, 4));
+  loom_tensor *v = loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(2, 2, 6, 3));
+  loom_tensor *pad = loom_zeros(LOOM_BOOL, LOOM_SHAPE(2, 1, 1, 6));
+  loom_set(pad, (int64_t[]){1, 0, 0, 5}, 1);
+  loom_tensor *additive = loom_masked_fill(
+      loom_zeros(LOOM_F64, LOOM_SHAPE(2, 1, 1, 6)), pad, -INFINITY);
+  loom_tensor *a =
+      loom_scaled_dot_product_attention(q, k, v, pad, true, 0, NULL, NULL);
+  loom_tensor *b = composed(q, k, v, additive, true, 0.5, 0, NULL);
+  ck_assert_loom(a);
+  check_close(a, b, 1e-12, "sdpa");
+}
+END_TEST
+
+START_TEST(test_errors) {
+  loom_tensor *q = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 3, 4));
+  loom_tensor *k = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 5, 4));
+  loom_tensor *v = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 5, 2));
+  ck_assert_ptr_null(loom_fused_attention(q, v, v, NULL, false, 1, 0, NULL));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
+  loom_clear_error();
+  ck_assert_ptr_null(loom_fused_attention(
+      q, k, v, loom_zeros(LOOM_F32, LOOM_SHAPE(3, 4)), false, 1, 0, NULL));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
+  loom_clear_error();
+  ck_assert_ptr_null(
+      loom_fused_attention(q, k, loom_zeros(LOOM_F64, LOOM_SHAPE(2, 5, 2)),
+                           NULL, false, 1, 0, NULL));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_DTYPE);
+  loom_clear_error();
+  ck_assert_ptr_null(loom_fused_attention(q, k, v, NULL, false, 1, 1, NULL));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+  loom_tensor *m =
+      loom_set_requires_grad(loom_zeros(LOOM_F32, LOOM_SHAPE(3, 5)), true);
+  ck_assert_ptr_null(loom_fused_attention(q, k, v, m, false, 1, 0, NULL));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+  ck_assert_ptr_null(loom_fused_attention(NULL, k, v, NULL, false, 1, 0, NULL));
+  loom_clear_error();
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("attention");
+  TCase *tc = tcase_create("fused");
+  tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_fused_equals_composition);
+  tcase_add_test(tc, test_fully_masked_row);
+  tcase_add_test(tc, test_empty);
+  tcase_add_test(tc, test_threads_bitwise);
+  tcase_add_test(tc, test_scaled_dot_product_attention_path);
+  tcase_add_test(tc, test_errors);
+  suite_add_tcase(s, tc);
+  return loom_run_suite(s);
+}
