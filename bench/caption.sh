@@ -227,7 +227,7 @@ elif [ -n "$FLICKR" ]; then
   probe torch_probe1
   probe torch_probe2
   best=$(awk '$1 == "@probe" { r[$2] = $3 }
-    END { print r["torch_probe2"] > r["torch_probe1"] ? 2 : 1 }' \
+    END { print (r["torch_probe2"] > r["torch_probe1"] ? 2 : 1) }' \
     "$RESULTS/at.txt")
   torch_run torch "$best" "$MINUTES"
   echo "@torch torch $(torch_figures torch) $(peak_rss torch) $best" \
