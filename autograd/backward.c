@@ -219,6 +219,8 @@ static int seed(loom__pass *p, loom_tensor *t, loom_tensor *g) {
   if (t->link.slot == LOOM__LINK_LEAF) {
     if (p && p->capture_only)
       return 0;
+    if (t->hooks && loom__hooks_hold(t, g)) /* its tensor hooks see it */
+      return loom__hooks_run_leaf(t);
     return loom__add_to_grad(t, g) < 0 ? -1 : loom__hooks_run_leaf(t);
   }
   loom__node *root = loom__node_of(t);

@@ -322,6 +322,61 @@ START_TEST(test_tensor_hook_on_leaf) {
 }
 END_TEST
 
+/* Every way a leaf's gradient arrives goes through its tensor hooks: a
+ * slice of it (added in place into an existing .grad otherwise), a
+ * linear's weight (its product summed straight into .grad, or deferred to
+ * the end of the pass), and a backward seeded at the leaf itself. Each is
+ * run twice, so the second pass finds .grad there. */
+START_TEST(test_tensor_hook_on_leaf_every_path) {
+  double ten = 10, g[3];
+  loom_tensor *x = leaf((double[]){1, 2, 3}, 3);
+  loom_hook *h = loom_register_hook(x, scale_hook, &ten);
+  for (int pass = 1; pass <= 2; pass++) {
+    ck_assert_int_eq(loom_backward(loom_sum_all(loom_narrow(x, 0, 1, 2))), 0);
+    loom_copy_to_array(loom_grad(x), LOOM_F64, g, 3);
+    ck_assert_double_eq(g[0], 0);
+    ck_assert_double_eq(g[2], 10 * pass);
+  }
+  loom_zero_grad(x);
+  for (int pass = 1; pass <= 2; pass++) {
+    ck_assert_int_eq(
+        loom_backward_with(x, loom_ones(LOOM_F64, LOOM_SHAPE(3)), NULL), 0);
+    loom_copy_to_array(loom_grad(x), LOOM_F64, g, 3);
+    ck_assert_double_eq(g[1], 10 * pass);
+  }
+  loom_hook_remove(h);
+  loom_zero_grad(x);
+  /* a weight read by a small linear (its product deferred, or summed
+   * straight into .grad) and, transposed, as another's */
+  loom_tensor *w = loom_set_requires_grad(
+      loom_from_array(LOOM_F64, (double[]){1, 2, 3, 4, 5, 6}, LOOM_SHAPE(2, 3)),
+      true);
+  h = loom_register_hook(w, scale_hook, &ten);
+  loom_tensor *in = loom_ones(LOOM_F64, LOOM_SHAPE(4, 3));
+  for (int pass = 1; pass <= 2; pass++) {
+    loom_tensor *y = loom_linear(loom_linear(in, w, NULL), loom_t(w), NULL);
+    ck_assert_int_eq(loom_backward(loom_sum_all(y)), 0);
+  }
+  loom_hook_remove(h); /* the same without the hook: a tenth of it */
+  loom_tensor *hooked = loom_clone(loom_grad(w));
+  loom_zero_grad(w);
+  for (int pass = 1; pass <= 2; pass++) {
+    loom_tensor *y = loom_linear(loom_linear(in, w, NULL), loom_t(w), NULL);
+    ck_assert_int_eq(loom_backward(loom_sum_all(y)), 0);
+  }
+  loom_tensor *plain = loom_grad(w);
+  ck_assert_loom(plain);
+  double a[6], b[6];
+  loom_copy_to_array(hooked, LOOM_F64, a, 6);
+  loom_copy_to_array(plain, LOOM_F64, b, 6);
+  for (int i = 0; i < 6; i++) {
+    ck_assert_double_ne(b[i], 0);
+    ck_assert_double_eq_tol(a[i], 10 * b[i], 1e-9 * fabs(b[i]));
+  }
+  loom_zero_grad(w);
+}
+END_TEST
+
 static int wrong_shape_hook(loom_tensor *t, const loom_tensor *g,
                             loom_tensor **replace, void *ctx) {
   (void)t, (void)g, (void)ctx;
@@ -360,6 +415,7 @@ int main(void) {
   tcase_add_test(tc, test_registration);
   tcase_add_test(tc, test_tensor_hook_on_result);
   tcase_add_test(tc, test_tensor_hook_on_leaf);
+  tcase_add_test(tc, test_tensor_hook_on_leaf_every_path);
   tcase_add_test(tc, test_tensor_hook_errors);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
