@@ -106,8 +106,8 @@ int nmt_score_corpus(nmt_model *m, const nmt_text *t, const nmt_corpus *c,
   app_buf hyp = {0};
   app_tokens ht = {0}, rt = {0};
   int rc = refs && sacre && chrf && nltk ? 0 : -1;
-  bool translated =
-      rc == 0 && nmt_translate_corpus(m, c, &o, max_tokens, max_sentences, &r) == 0;
+  bool translated = rc == 0 && nmt_translate_corpus(m, c, &o, max_tokens,
+                                                    max_sentences, &r) == 0;
   rc = translated ? 0 : -1;
   for (int64_t i = 0; rc == 0 && i < c->n; i++) {
     const loom_hypothesis *h = &r.hyps[i];

@@ -91,8 +91,8 @@ static int train_step(nmt_model *m, loom_optimizer *opt, loom_data_parallel *dp,
 /* ---- validation ---- */
 
 /* Loss per target token over a corpus (no smoothing), in evaluation mode. */
-static double corpus_loss(nmt_model *m, const nmt_corpus *c,
-                          int64_t max_tokens, int64_t max_sentences) {
+static double corpus_loss(nmt_model *m, const nmt_corpus *c, int64_t max_tokens,
+                          int64_t max_sentences) {
   nmt_plan p;
   if (nmt_plan_make(&p, c, max_tokens, max_sentences, false, 0, 0) < 0)
     return NAN;
