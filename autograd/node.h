@@ -234,11 +234,13 @@ loom_tensor *loom__slice_scatter(const loom_tensor *g, const loom_tensor *like,
                                  bool drop);
 /* The accumulated gradient of input i, when the caller may add into it in
  * place (say as a product's BLAS beta = 1): input i is a leaf whose
- * gradient exists, is contiguous and has its dtype and shape, and anomaly
- * mode, which must see each contribution, is off. Else NULL: accumulate
- * a new tensor as usual. A non-NULL result holds the leaf's gradient lock
- * (other threads' backwards may be adding into the same leaf): release it
- * with loom__grad_in_place_end(n, i) once the addition is done. */
+ * gradient exists, is contiguous and has its dtype and shape, with no
+ * tensor hooks (which see the pass's sum before .grad does), outside a
+ * create_graph or captured pass, and anomaly mode, which must see each
+ * contribution, is off. Else NULL: accumulate a new tensor as usual. A non-NULL
+ * result holds the leaf's gradient lock (other threads' backwards may be adding
+ * into the same leaf): release it with loom__grad_in_place_end(n, i) once the
+ * addition is done. */
 loom_tensor *loom__grad_in_place(loom__node *n, int i);
 void loom__grad_in_place_end(loom__node *n, int i);
 /* Weight gradients of small linears that backward defers to one product

@@ -77,7 +77,7 @@ struct loom_tensor {
   atomic_bool grad_busy;
   loom__grad_link link;
   loom_tensor *grad;       /* owned */
-  struct loom_hook *hooks; /* a leaf's grad-ready hooks (autograd/hooks.c) */
+  struct loom_hook *hooks; /* grad-ready and tensor hooks (autograd/hooks.c) */
 };
 
 /* t's geometry and data in a stack tensor for kernels: no reference is
