@@ -149,6 +149,11 @@ typedef int (*loom_tensor_hook_fn)(loom_tensor *t, const loom_tensor *grad,
  * (LOOM_ERR_STATE). */
 LOOM_API loom_hook *loom_register_hook(loom_tensor *t, loom_tensor_hook_fn fn,
                                        void *ctx);
+/* Threads: a hook keeps the state of the pass that is running it, so
+ * backward passes from several threads into a leaf with hooks of either
+ * kind must take turns (unlike passes into leaves without hooks), and no
+ * hook may be registered or removed while another thread runs backward. */
+
 /* Unregisters a hook of either kind and frees its handle (NULL-safe). */
 LOOM_API void loom_hook_remove(loom_hook *h);
 

@@ -19,7 +19,8 @@ int nmt_translate_corpus(nmt_model *m, const nmt_corpus *c,
   }
   /* beams multiply the rows: keep a batch's decoding rows near the limits */
   int per = o->method == LOOM_DECODE_BEAM ? o->beam : o->nbest;
-  int64_t sentences = max_sentences ? (max_sentences + per - 1) / per : 0;
+  int64_t sentences =
+      max_sentences ? (max_sentences / per > 0 ? max_sentences / per : 1) : 0;
   int rc = nmt_plan_make(&p, c, max_tokens / per > 0 ? max_tokens / per : 1,
                          sentences, false, 0, 0);
   loom_decode_opts d = *o; /* a transformer has a position per token */

@@ -349,10 +349,6 @@ static int train(run *r, const char *best_path) {
                         &loss);
       tokens += batch_tokens;
       nmt_batch_free(&b);
-      if (rc == 0 && !isfinite(loss)) {
-        loom_set_error(LOOM_ERR_NUMERIC, "the loss is %g", loss);
-        rc = -1;
-      }
       if (rc < 0) {
         fprintf(stderr, "\ntranslate: step %lld failed: %s\n",
                 (long long)r->at.step + 1, loom_last_error());
