@@ -264,6 +264,8 @@ static void *release_all(void *arg) {
 
 START_TEST(test_release_on_another_thread) {
   loom_tensor *ts[64];
+  int64_t live = loom_debug_live_tensors();
+  int64_t bytes = loom_debug_live_bytes();
   loom_scope *s = loom_scope_begin();
   for (int i = 0; i < 64; i++) /* small and big blocks, views */
     ts[i] = loom_keep(
@@ -272,8 +274,11 @@ START_TEST(test_release_on_another_thread) {
                             8));
   loom_scope_end(s);
   pthread_t t;
+  ck_assert_int_eq(loom_debug_live_tensors(), live + 64);
   ck_assert_int_eq(pthread_create(&t, NULL, release_all, ts), 0);
   ck_assert_int_eq(pthread_join(t, NULL), 0);
+  ck_assert_int_eq(loom_debug_live_tensors(), live); /* all 64 freed */
+  ck_assert_int_eq(loom_debug_live_bytes(), bytes);
 }
 END_TEST
 
