@@ -191,15 +191,16 @@ if [ -n "$RNN" ]; then
   loom_score rnn
 fi
 
-awk -v minutes="$MINUTES" '
+awk -v minutes="$MINUTES" -v rnn_minutes="$RNN_MINUTES" '
 function verdict(ok) { return ok ? "met" : "MISSED" }
 $1 == "@probe" { probe[$2] = $3 }
 $1 == "@torch" { tn = $2; tb = $3; tr = $4; tm = $5 }
 $1 == "@loom" { k = $2 " " $3; name[k] = $2; bleu[k] = $4; sacre[k] = $5
                 rate[k] = $6; rss[k] = $7; keys[++n] = k }
 END {
-  printf "Multi30k de->en, test_2016_flickr, %s minutes of training each\n",
-         minutes
+  printf "Multi30k de->en, test_2016_flickr, %s minutes of training",
+         ("transformer beam1" in bleu) ? minutes : rnn_minutes
+  printf "%s\n", tn != "" ? " each" : ""
   for (p in probe) printf "  probe %s: %s tgt tok/s\n", p, probe[p]
   printf "%-22s %8s %10s %10s %9s\n", "run", "BLEU", "sacreBLEU", "tok/s",
          "RSS MiB"
@@ -214,17 +215,19 @@ END {
   if (tn != "" && (k in bleu)) {
     printf "  -> BLEU (greedy both): loom %.2f vs torch %.2f  %s\n",
            bleu[k], tb, verdict(bleu[k] > tb)
-    if ("loom2" in probe) { # paired: each at its best on the whole machine
+    if (probe["loom2"] > 0 && probe["torch1"] + probe["torch2"] > 0) {
+      # paired: each at its best on the whole machine
       tb2 = probe["torch1"] > probe["torch2"] ? probe["torch1"] : probe["torch2"]
       printf "  -> tokens/s (probes, whole machine): loom %.0f / torch best " \
              "%.0f = %.2fx  %s\n", probe["loom2"], tb2, probe["loom2"] / tb2,
              verdict(probe["loom2"] >= 1.25 * tb2)
       printf "  -> tokens/s (paired, one core each): %.2fx\n", rate[k] / tr
-    } else
+    } else if (tr > 0)
       printf "  -> tokens/s: loom / torch = %.2fx  %s\n", rate[k] / tr,
              verdict(rate[k] >= 1.25 * tr)
-    printf "  -> peak RSS: loom / torch = %.2fx  %s\n", rss[k] / tm,
-           verdict(rss[k] <= 0.5 * tm)
+    if (tm > 0)
+      printf "  -> peak RSS: loom / torch = %.2fx  %s\n", rss[k] / tm,
+             verdict(rss[k] <= 0.5 * tm)
   }
   k = "rnn beam1"
   if (k in bleu)
