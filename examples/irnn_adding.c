@@ -11,6 +11,8 @@
  * below 0.05. */
 #include "example.h"
 
+#include <math.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -100,8 +102,8 @@ static int train_step(irnn *m, loom_optimizer *opt, loom_tensor *const *params,
   int rc = l && loom_backward(l) == 0 ? 0 : -1;
   if (rc == 0) {
     *loss = loom_item(l);
-    loom_clip_grad_norm(params, n_params, 1.0, 2);
-    rc = loom_optimizer_step(opt);
+    double norm = loom_clip_grad_norm(params, n_params, 1.0, 2);
+    rc = isfinite(norm) ? loom_optimizer_step(opt) : -1; /* NaN: an error */
   }
   loom_scope_end(s);
   return rc;

@@ -9,6 +9,8 @@
  * 80%. */
 #include "example.h"
 
+#include <math.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -127,8 +129,8 @@ static int train_step(classifier *c, loom_optimizer *opt,
   int rc = l && loom_backward(l) == 0 ? 0 : -1;
   if (rc == 0) {
     *loss = loom_item(l);
-    loom_clip_grad_norm(params, n_params, 1.0, 2);
-    rc = loom_optimizer_step(opt);
+    double norm = loom_clip_grad_norm(params, n_params, 1.0, 2);
+    rc = isfinite(norm) ? loom_optimizer_step(opt) : -1; /* NaN: an error */
   }
   loom_scope_end(s);
   return rc;

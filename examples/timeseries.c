@@ -82,8 +82,8 @@ static int train_step(predictor *p, loom_optimizer *opt,
   int rc = l && loom_backward(l) == 0 ? 0 : -1;
   if (rc == 0) {
     *loss = loom_item(l);
-    loom_clip_grad_norm(params, n_params, 1.0, 2);
-    rc = loom_optimizer_step(opt);
+    double norm = loom_clip_grad_norm(params, n_params, 1.0, 2);
+    rc = isfinite(norm) ? loom_optimizer_step(opt) : -1; /* NaN: an error */
   }
   for (int k = 0; rc == 0 && k < 2; k++) {
     loom_release(state[k]);

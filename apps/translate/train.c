@@ -79,10 +79,16 @@ static int train_step(nmt_model *m, loom_optimizer *opt, loom_data_parallel *dp,
   if (rc == 0 && dp && loom_data_parallel_wait(dp) < 0)
     rc = -1;
   if (rc == 0) {
-    if (o->clip > 0)
-      loom_clip_grad_norm(params, n_params, o->clip, 2);
-    loom_optimizer_set_lr(opt, learning_rate(o, step));
-    rc = loom_optimizer_step(opt);
+    double norm =
+        o->clip > 0 ? loom_clip_grad_norm(params, n_params, o->clip, 2) : 0;
+    if (!isfinite(norm)) {
+      loom_set_error(LOOM_ERR_NUMERIC,
+                     "the gradient's norm is %g: training diverged", norm);
+      rc = -1;
+    } else {
+      loom_optimizer_set_lr(opt, learning_rate(o, step));
+      rc = loom_optimizer_step(opt);
+    }
   }
   loom_scope_end(s);
   return rc;
