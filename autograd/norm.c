@@ -1,12 +1,17 @@
 /* Layer and batch normalisation as one op each (kernel_norm.c,
  * kernel_batch_norm.c), differentiable in the input, the weight and the
- * bias. */
+ * bias.
+ *
+ * Double backward (create_graph): by composition. Each op is rebuilt from
+ * public ops (mean, variance, normalise, affine) and that is
+ * differentiated (loom__backward_by_composition); the fused backward
+ * serves every other pass unchanged. */
 #include "node.h"
 
-LOOM__OP(layer_norm, layer_norm_backward);
+LOOM__OP_GRAPH(layer_norm, layer_norm_backward, layer_norm_graph_backward);
 
 /* Node: inputs x[, weight][, bias]; i[0] = has weight, i[1] = has bias,
- * i[2] = rows, i[3] = cols; saved x, mean, rstd[, weight]. */
+ * i[2] = rows, i[3] = cols, d[0] = eps; saved x, mean, rstd[, weight]. */
 static void layer_norm_backward(loom__node *n, loom_tensor *const *g) {
   bool has_w = n->i[0], has_b = n->i[1];
   int64_t rows = n->i[2], cols = n->i[3];
@@ -38,6 +43,37 @@ static void layer_norm_backward(loom__node *n, loom_tensor *const *g) {
     loom__accumulate(n, 1, dw);
   if (db)
     loom__accumulate(n, ib, db);
+}
+
+/* t * weight + bias, each parameter (when the node has it) viewed as
+ * `shape` to broadcast against t. */
+static loom_tensor *affine(const loom__node *n, loom_tensor *const *in,
+                           loom_tensor *t, int ndim, const int64_t *shape) {
+  bool has_w = n->i[0], has_b = n->i[1];
+  if (has_w)
+    t = loom_mul(t, loom_reshape(in[1], ndim, shape));
+  if (has_b)
+    t = loom_add(t, loom_reshape(in[has_w ? 2 : 1], ndim, shape));
+  return t;
+}
+
+/* Layer norm in public ops: x as (rows, cols), each row normalised by its
+ * mean and population variance, then the affine map. */
+static int layer_norm_compose(const loom__node *n, loom_tensor *const *in,
+                              loom_tensor **out) {
+  const loom_tensor *x = in[0];
+  int64_t rows = n->i[2], cols = n->i[3];
+  loom_tensor *xr = loom_reshape(x, LOOM_SHAPE(rows, cols));
+  loom_tensor *centred = loom_sub(xr, loom_mean(xr, (int[]){1}, 1, true));
+  loom_tensor *var = loom_mean(loom_square(centred), (int[]){1}, 1, true);
+  loom_tensor *y = loom_mul(centred, loom_rsqrt(loom_add_scalar(var, n->d[0])));
+  y = y ? affine(n, in, y, LOOM_SHAPE(cols)) : NULL;
+  out[0] = y ? loom_reshape(y, x->ndim, x->shape) : NULL;
+  return out[0] ? 0 : -1;
+}
+
+static void layer_norm_graph_backward(loom__node *n, loom_tensor *const *g) {
+  loom__backward_by_composition(n, g, layer_norm_compose);
 }
 
 /* The affine parameter as a contiguous tensor of x's dtype and the
@@ -104,6 +140,7 @@ loom_tensor *loom_layer_norm(const loom_tensor *x, int ndims,
     n->i[1] = bias != NULL;
     n->i[2] = rows;
     n->i[3] = cols;
+    n->d[0] = eps;
     loom__save(n, xc);
     loom__save(n, mean);
     loom__save(n, rstd);
@@ -115,11 +152,11 @@ loom_tensor *loom_layer_norm(const loom_tensor *x, int ndims,
 
 /* ---- batch normalisation ---- */
 
-LOOM__OP(batch_norm, batch_norm_backward);
+LOOM__OP_GRAPH(batch_norm, batch_norm_backward, batch_norm_graph_backward);
 
 /* Node: inputs x[, weight][, bias]; i[0] has weight, i[1] has bias, i[2]
- * training (batch statistics), i[3..5] = n, c, l; saved x, mean, rstd[,
- * weight]. */
+ * training (batch statistics), i[3..5] = n, c, l, d[0] = eps; saved x,
+ * mean, rstd[, weight]. */
 static void batch_norm_backward(loom__node *n, loom_tensor *const *g) {
   bool has_w = n->i[0], has_b = n->i[1], train = n->i[2];
   const loom_tensor *x = loom__saved(n, 0), *mean = loom__saved(n, 1),
@@ -146,6 +183,37 @@ static void batch_norm_backward(loom__node *n, loom_tensor *const *g) {
     loom__accumulate(n, 1, dw);
   if (db)
     loom__accumulate(n, ib, db);
+}
+
+/* Batch norm in public ops: x as (N, C, L); in training each channel is
+ * normalised by its batch mean and population variance, recomputed here;
+ * in evaluation by the given statistics, which the node saved as the mean
+ * and 1 / sqrt(var + eps) (constants: no gradient reaches them). Running
+ * statistics are the caller's and are not touched. */
+static int batch_norm_compose(const loom__node *n, loom_tensor *const *in,
+                              loom_tensor **out) {
+  const loom_tensor *x = in[0];
+  int64_t N = n->i[3], C = n->i[4], L = n->i[5];
+  loom_tensor *xr = loom_reshape(x, LOOM_SHAPE(N, C, L)), *y;
+  if (n->i[2]) {
+    int dims[] = {0, 2};
+    loom_tensor *centred = loom_sub(xr, loom_mean(xr, dims, 2, true));
+    loom_tensor *var = loom_mean(loom_square(centred), dims, 2, true);
+    y = loom_mul(centred, loom_rsqrt(loom_add_scalar(var, n->d[0])));
+  } else {
+    const loom_tensor *mean = loom__saved(n, 1), *rstd = loom__saved(n, 2);
+    y = mean && rstd
+            ? loom_mul(loom_sub(xr, loom_reshape(mean, LOOM_SHAPE(1, C, 1))),
+                       loom_reshape(rstd, LOOM_SHAPE(1, C, 1)))
+            : NULL;
+  }
+  y = y ? affine(n, in, y, LOOM_SHAPE(1, C, 1)) : NULL;
+  out[0] = y ? loom_reshape(y, x->ndim, x->shape) : NULL;
+  return out[0] ? 0 : -1;
+}
+
+static void batch_norm_graph_backward(loom__node *n, loom_tensor *const *g) {
+  loom__backward_by_composition(n, g, batch_norm_compose);
 }
 
 /* A per-channel tensor (C) of x's dtype, contiguous, or NULL with an
@@ -222,6 +290,7 @@ loom_tensor *loom_batch_norm(const loom_tensor *x, const loom_tensor *weight,
     n->i[3] = N;
     n->i[4] = C;
     n->i[5] = L;
+    n->d[0] = eps;
     loom__save(n, xc);
     loom__save(n, stat_m);
     loom__save(n, rstd);

@@ -9,7 +9,7 @@
 LOOM__OP_TWICE(sum, sum_backward);
 LOOM__OP_TWICE(amax, extreme_backward);
 LOOM__OP_TWICE(amin, extreme_backward);
-LOOM__OP(prod, prod_backward);
+LOOM__OP_GRAPH(prod, prod_backward, prod_graph_backward);
 LOOM__OP_GRAPH(norm, norm_backward, norm_graph_backward);
 LOOM__OP_GRAPH(max, arg_extreme_backward, arg_extreme_graph_backward);
 LOOM__OP_GRAPH(min, arg_extreme_backward, arg_extreme_graph_backward);
@@ -353,6 +353,56 @@ static void prod_backward(loom__node *n, loom_tensor *const *g) {
   (void)kept;
   loom_tensor *o = loom_to_dtype(loom_permute(others, inv), x->dtype);
   loom__accumulate(n, 0, loom_mul(keep_shape_of(g[0], n), o));
+}
+
+/* Each element's product of the others along the last dim of xl, as
+ * PyTorch's prod double backward computes it: the exclusive cumulative
+ * product from the start times the one from the end, in ops, so exact
+ * with any number of zeros and differentiable again (cumprod). */
+static loom_tensor *products_of_others(const loom_tensor *xl) {
+  int last = xl->ndim - 1;
+  int64_t k = xl->shape[last], shape[LOOM_MAX_DIMS];
+  memcpy(shape, xl->shape, sizeof shape);
+  shape[last] = 1;
+  loom_tensor *ones = loom_ones(xl->dtype, xl->ndim, shape);
+  loom_tensor *head[] = {ones, loom_narrow(xl, last, 0, k - 1)};
+  loom_tensor *tail[] = {ones,
+                         loom_flip(loom_narrow(xl, last, 1, k - 1), &last, 1)};
+  loom_tensor *before = loom_cumprod(loom_concat(head, 2, last), last);
+  loom_tensor *after =
+      loom_flip(loom_cumprod(loom_concat(tail, 2, last), last), &last, 1);
+  return loom_mul(before, after);
+}
+
+/* prod's backward in recorded ops (create_graph): the reduced dims moved
+ * last and flattened into one, whose products of the others scale g. */
+static void prod_graph_backward(loom__node *n, loom_tensor *const *g) {
+  const loom_tensor *x = loom__input_value(n, 0);
+  if (!x)
+    return;
+  if (x->numel == 0) {
+    loom__accumulate(n, 0, loom_zeros_like(x));
+    return;
+  }
+  int perm[LOOM_MAX_DIMS], inv[LOOM_MAX_DIMS], k = 0;
+  int64_t lines[LOOM_MAX_DIMS + 1];
+  for (int d = 0; d < x->ndim; d++)
+    if (!((n->i[LOOM_MAX_DIMS] >> d) & 1))
+      lines[k] = x->shape[d], perm[k++] = d;
+  int kept = k;
+  for (int d = 0; d < x->ndim; d++)
+    if ((n->i[LOOM_MAX_DIMS] >> d) & 1)
+      perm[k++] = d;
+  for (int i = 0; i < x->ndim; i++)
+    inv[perm[i]] = i;
+  lines[kept] = (int64_t)n->d[0];
+  loom_tensor *xp = loom_permute(x, perm);
+  loom_tensor *others =
+      xp ? products_of_others(loom_reshape(xp, kept + 1, lines)) : NULL;
+  if (!others)
+    return;
+  others = loom_permute(loom_reshape(others, xp->ndim, xp->shape), inv);
+  loom__accumulate(n, 0, loom_mul(keep_shape_of(g[0], n), others));
 }
 
 loom_tensor *loom_prod(const loom_tensor *t, const int *dims, int n,
