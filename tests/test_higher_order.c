@@ -193,6 +193,40 @@ START_TEST(test_gradgradcheck_can_fail) {
 }
 END_TEST
 
+/* prod through zeros in the input itself (test_gradcheck's zeros come
+ * from a mask, which hides the derivatives at them): row 0 holds two
+ * zeros, row 1 one. d/dx_j sum_i dP/dx_i = sum over i != j of the product
+ * of the others. */
+static int row_prod(loom_tensor *const *in, int n, loom_tensor **out, int max,
+                    void *ctx) {
+  (void)n, (void)max, (void)ctx;
+  out[0] = loom_prod(in[0], (int[]){1}, 1, false);
+  return out[0] ? 1 : -1;
+}
+
+START_TEST(test_prod_second_derivative_with_zeros) {
+  loom_tensor *x = loom_set_requires_grad(
+      loom_from_array(LOOM_F64, (double[]){0, 2, 0, 3, 1.5, 0, -2, 0.5},
+                      LOOM_SHAPE(2, 4)),
+      true);
+  loom_tensor *p, *g, *h;
+  ck_assert_int_eq(row_prod(&x, 1, &p, 1, NULL), 1);
+  loom_tensor *ones = loom_ones(LOOM_F64, LOOM_SHAPE(2));
+  loom_grad_opts o = {.create_graph = true};
+  ck_assert_int_eq(loom_autograd_grad(&p, 1, &x, 1, &ones, &g, &o), 0);
+  double first[] = {0, 0, 0, 0, 0, -1.5, 0, 0};
+  for (int i = 0; i < 8; i++)
+    ck_assert_close(at(g, i), first[i], 1e-15);
+  loom_tensor *sum = loom_sum_all(g);
+  ck_assert_int_eq(loom_autograd_grad(&sum, 1, &x, 1, NULL, &h, NULL), 0);
+  double second[] = {6, 0, 6, 0, -1, -3.25, 0.75, -3};
+  for (int i = 0; i < 8; i++)
+    ck_assert_close(at(h, i), second[i], 1e-15);
+  loom_gradcheck_result r;
+  ck_assert_int_eq(loom_gradgradcheck(row_prod, NULL, &x, 1, NULL, &r), 1);
+}
+END_TEST
+
 /* ---- against PyTorch (float64, 1e-10) ---- */
 
 PARITY_REFERENCE(ref, "higher_order.safetensors")
@@ -305,6 +339,7 @@ int main(void) {
   tcase_add_test(tc, test_backward_create_graph);
   tcase_add_test(tc, test_first_order_op_refuses);
   tcase_add_test(tc, test_gradgradcheck_can_fail);
+  tcase_add_test(tc, test_prod_second_derivative_with_zeros);
   suite_add_tcase(s, tc);
   TCase *torch = tcase_create("pytorch");
   tcase_add_unchecked_fixture(torch, ref_open, ref_close);
