@@ -2,14 +2,20 @@
  * step, one GEMM for the recurrent product and one elementwise pass; in
  * backward, one GEMM per step for the state gradient and a single GEMM over
  * all steps for the recurrent weights' gradient. They compute exactly what
- * the step-by-step cells compute (tests compare the two). */
+ * the step-by-step cells compute (tests compare the two).
+ *
+ * Double backward (create_graph): by composition. The graph backward
+ * rebuilds the recurrence step by step from public ops, as the cells of
+ * nn/cells.c compute it (peepholes, lengths, direction and initial states
+ * as the node's), and differentiates that (loom__backward_by_composition);
+ * every other pass keeps the fused backward. */
 #include "node.h"
 
 #include <stdlib.h>
 
-LOOM__OP(lstm_sequence, lstm_backward);
-LOOM__OP(gru_sequence, gru_backward);
-LOOM__OP(rnn_sequence, rnn_backward);
+LOOM__OP_GRAPH(lstm_sequence, lstm_backward, sequence_graph_backward);
+LOOM__OP_GRAPH(gru_sequence, gru_backward, sequence_graph_backward);
+LOOM__OP_GRAPH(rnn_sequence, rnn_backward, sequence_graph_backward);
 
 /* Shared shape checks and geometry. */
 typedef struct {
@@ -369,11 +375,15 @@ static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
   free(active);
   loom__accumulate(n, 0, dx);
   if (loom__needs_grad(n, 1)) {
-    loom_tensor *dw = loom_empty(g.dtype, LOOM_SHAPE(4 * H, H));
-    if (dw && keep_prev) {
+    /* An empty sequence leaves the weight a zero gradient (the products
+     * below would read a step that does not exist). */
+    loom_tensor *dw = T > 0 ? loom_empty(g.dtype, LOOM_SHAPE(4 * H, H))
+                            : loom_zeros(g.dtype, LOOM_SHAPE(4 * H, H));
+    if (dw && T > 0 && keep_prev) {
       loom__kernel_gemm_raw(g.dtype, true, false, 4 * H, H, T * B, 1, dx->data,
                             4 * H, Hp->data, H, 0, dw->data, H);
-    } else if (dw) { /* step t's h_prev: o of the step before, or h0 */
+    } else if (dw && T > 0) {
+      /* step t's h_prev: o of the step before, or h0 */
       int64_t first = reverse ? T - 1 : 0;
       loom__kernel_gemm_raw(g.dtype, true, false, 4 * H, H, (T - 1) * B, 1,
                             at(dx, reverse ? 0 : 1, B * 4 * H), 4 * H,
@@ -624,4 +634,108 @@ static void rnn_backward(loom__node *n, loom_tensor *const *gout) {
   if (loom__needs_grad(n, 2))
     loom__accumulate(n, 2, column_sums(dx, T * B, H));
   loom__accumulate(n, 3, dh);
+}
+
+/* ---- double backward: the step-by-step composition ---- */
+
+/* One step of the node's cell in public ops: the states s (h, and c for
+ * the LSTM) and the step's projected input x give next. Node inputs as
+ * the forwards list them. */
+static int cell_step(const loom__node *n, loom_tensor *const *in,
+                     const loom_tensor *x, loom_tensor *const *s,
+                     loom_tensor **next) {
+  if (n->op == &loom__op_lstm_sequence) {
+    bool has_b = n->i[4], has_p = n->i[5];
+    const loom_tensor *b = has_b ? in[2] : NULL;
+    loom_tensor *const *p = has_p ? in + 4 + has_b : NULL;
+    loom_tensor *part[4];
+    if (loom_chunk(loom_add(x, loom_linear(s[0], in[1], b)), 4, 1, part, 4) !=
+        4)
+      return -1;
+    loom_tensor *i = part[0], *f = part[1], *o = part[3];
+    if (p) {
+      i = loom_add(i, loom_mul(s[1], p[0]));
+      f = loom_add(f, loom_mul(s[1], p[1]));
+    }
+    loom_tensor *c = loom_add(loom_mul(loom_sigmoid(f), s[1]),
+                              loom_mul(loom_sigmoid(i), loom_tanh(part[2])));
+    if (p)
+      o = loom_add(o, loom_mul(c, p[2]));
+    next[0] = loom_mul(loom_sigmoid(o), loom_tanh(c));
+    next[1] = c;
+    return next[0] && next[1] ? 0 : -1;
+  }
+  if (n->op == &loom__op_gru_sequence) {
+    loom_tensor *xi[3], *hh[3];
+    if (loom_chunk(x, 3, 1, xi, 3) != 3 ||
+        loom_chunk(loom_linear(s[0], in[1], in[2]), 3, 1, hh, 3) != 3)
+      return -1;
+    loom_tensor *r = loom_sigmoid(loom_add(xi[0], hh[0]));
+    loom_tensor *z = loom_sigmoid(loom_add(xi[1], hh[1]));
+    loom_tensor *c = loom_tanh(loom_add(xi[2], loom_mul(r, hh[2])));
+    next[0] = loom_add(c, loom_mul(z, loom_sub(s[0], c)));
+    return next[0] ? 0 : -1;
+  }
+  loom_tensor *pre = loom_add(x, loom_linear(s[0], in[1], in[2]));
+  next[0] = n->i[6] ? loom_relu(pre) : loom_tanh(pre);
+  return next[0] ? 0 : -1;
+}
+
+/* The node's outputs (the step outputs, then the final states) from its
+ * inputs, step by step. Past a sequence's end a row keeps its states and
+ * outputs zeros, as the kernels do. */
+static int compose_sequence(const loom__node *n, loom_tensor *const *in,
+                            loom_tensor **out) {
+  bool lstm = n->op == &loom__op_lstm_sequence;
+  int n_states = lstm ? 2 : 1, n_saved = lstm                              ? 4
+                                         : n->op == &loom__op_gru_sequence ? 3
+                                                                           : 2;
+  int64_t T = n->i[0], B = n->i[1], H = n->i[2];
+  bool reverse = n->i[3];
+  /* the states follow xp, w_hh and, when the op has one, b_hh */
+  loom_tensor *state[2] = {in[lstm ? 2 + n->i[4] : 3], NULL};
+  if (lstm)
+    state[1] = in[3 + n->i[4]];
+  const loom_tensor *lengths =
+      n->n_saved > n_saved ? loom__saved(n, n->n_saved - 1) : NULL;
+  if (n->n_saved > n_saved && !lengths)
+    return -1;
+  loom_tensor **steps = malloc((size_t)(T > 0 ? T : 1) * sizeof *steps);
+  if (!steps) {
+    loom_set_error(LOOM_ERR_MEMORY, "backward of %s: out of memory",
+                   n->op->name);
+    return -1;
+  }
+  int rc = 0;
+  for (int64_t k = 0; k < T && rc == 0; k++) {
+    int64_t t = reverse ? T - 1 - k : k;
+    loom_tensor *next[2] = {NULL, NULL};
+    rc = cell_step(n, in, loom_select(in[0], 0, t), state, next);
+    loom_tensor *o = next[0];
+    if (rc == 0 && lengths) {
+      loom_tensor *live =
+          loom_reshape(loom_gt_scalar(lengths, (double)t), LOOM_SHAPE(B, 1));
+      for (int j = 0; j < n_states; j++)
+        next[j] = loom_where(live, next[j], state[j]);
+      o = loom_masked_fill(next[0], loom_logical_not(live), 0);
+    }
+    for (int j = 0; j < n_states; j++)
+      state[j] = next[j];
+    steps[t] = o;
+    if (!o || !state[n_states - 1])
+      rc = -1;
+  }
+  if (rc == 0) {
+    out[0] = T > 0 ? loom_stack(steps, (int)T, 0)
+                   : loom_zeros(in[0]->dtype, LOOM_SHAPE(0, B, H));
+    for (int j = 0; j < n_states; j++)
+      out[1 + j] = state[j];
+    rc = out[0] ? 0 : -1;
+  }
+  free(steps);
+  return rc;
+}
+
+static void sequence_graph_backward(loom__node *n, loom_tensor *const *g) {
+  loom__backward_by_composition(n, g, compose_sequence);
 }
