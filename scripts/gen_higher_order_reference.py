@@ -24,6 +24,18 @@ so CI never needs torch. tests/data/higher_order.safetensors holds:
   hvp.x, hvp.w, hvp.v                        f(x) = sum(softplus(w x) ^ 2)
                                              + sum(x^3) (w is a matrix)
   hvp.hv                                     the Hessian of f at x times v
+  lstm_layer.x, .lengths, .h0, .c0           torch.nn.LSTM (2 layers of 4,
+                                             bidirectional, input 3) on a
+                                             packed batch of 3 sequences
+                                             (lengths 4, 2, 3) from given
+                                             initial states
+  lstm_layer.param.NAME                      its parameters (torch's names)
+  lstm_layer.r, .s, .u                       f = sum(out * r) + sum(h_n * s)
+                                             + sum(c_n * u), out padded with
+                                             zeros past each sequence's end
+  lstm_layer.penalty                         ||df/dx||^2
+  lstm_layer.grad.x, .grad.NAME              d penalty / d x and each
+                                             parameter
 """
 
 import os
@@ -94,6 +106,30 @@ def main():
     (g,) = torch.autograd.grad(f, x, create_graph=True)
     (hv,) = torch.autograd.grad(g, x, grad_outputs=v)
     out.update({"hvp.x": x.detach(), "hvp.w": w, "hvp.v": v, "hvp.hv": hv})
+
+    # Gradient penalty through the whole LSTM layer, with lengths.
+    T, batch, n_in, hidden, lengths = 4, 3, 3, 4, [4, 2, 3]
+    rnn = torch.nn.LSTM(n_in, hidden, num_layers=2, bidirectional=True).double()
+    x = leaf(randn(T, batch, n_in))
+    h0, c0 = randn(4, batch, hidden), randn(4, batch, hidden)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        x, torch.tensor(lengths), enforce_sorted=False)
+    y, (h_n, c_n) = rnn(packed, (h0, c0))
+    y, _ = torch.nn.utils.rnn.pad_packed_sequence(y, total_length=T)
+    r, s, u = randn(*y.shape), randn(*h_n.shape), randn(*c_n.shape)
+    f = (y * r).sum() + (h_n * s).sum() + (c_n * u).sum()
+    (gx,) = torch.autograd.grad(f, x, create_graph=True)
+    penalty = (gx * gx).sum()
+    penalty.backward()
+    out.update({"lstm_layer.x": x.detach(), "lstm_layer.h0": h0,
+                "lstm_layer.c0": c0, "lstm_layer.r": r, "lstm_layer.s": s,
+                "lstm_layer.u": u,
+                "lstm_layer.lengths": torch.tensor(lengths, dtype=torch.int64),
+                "lstm_layer.penalty": penalty.detach().reshape(()),
+                "lstm_layer.grad.x": x.grad})
+    for n, prm in rnn.named_parameters():
+        out["lstm_layer.param." + n] = prm.detach().clone()
+        out["lstm_layer.grad." + n] = prm.grad
 
     safetensors_io.save(PATH, {k: t.contiguous() for k, t in out.items()})
     print("wrote", PATH, len(out), "tensors")

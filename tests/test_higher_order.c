@@ -1,7 +1,8 @@
 /* Higher-order gradients: loom_autograd_grad (what it computes, what it
  * leaves alone, its errors), backward with create_graph, the refusal of
  * a first-order-only op's gradient, gradgradcheck's ability to fail, and
- * PyTorch's values for gradient penalties and a Hessian-vector product
+ * PyTorch's values for gradient penalties (an MLP, an LSTM cell, the
+ * fused LSTM layer) and a Hessian-vector product
  * (tests/data/higher_order.safetensors, scripts/gen_higher_order_reference.py).
  */
 #include "../autograd/node.h"
@@ -309,6 +310,61 @@ START_TEST(test_lstm_cell_gradient_penalty) {
 }
 END_TEST
 
+/* penalty = ||df/dx||^2 through torch.nn.LSTM (2 layers, bidirectional,
+ * variable lengths, given initial states), f = sum(out r) + sum(h_n s) +
+ * sum(c_n u), backpropagated to x and every parameter: through the fused
+ * layer (whose double backward is its step composition) and step by step
+ * (the cells' ops). */
+static void lstm_layer_penalty(bool fused) {
+  loom_dtype prev = loom_set_default_dtype(LOOM_F64);
+  loom_rnn *r = loom_lstm_new((loom_rnn_opts){.input_size = 3,
+                                              .hidden_size = 4,
+                                              .num_layers = 2,
+                                              .bidirectional = true,
+                                              .step_by_step = !fused});
+  loom_set_default_dtype(prev);
+  ck_assert_loom(r);
+  loom_tensor_map *sd = parity_submap(ref, "lstm_layer.param.");
+  ck_assert_msg(loom_module_load_state_dict(&r->base, sd, true) == 0, "%s",
+                loom_last_error());
+  loom_tensor_map_free(sd);
+  const char *p = "lstm_layer.";
+  loom_tensor *x = param(p, "x"), *out, *fin[2];
+  loom_tensor *init[2] = {parity_ref(ref, p, "h0"), parity_ref(ref, p, "c0")};
+  ck_assert_msg(loom_rnn_forward(r, x, parity_ref(ref, p, "lengths"), init,
+                                 &out, fin) == 0,
+                "%s", loom_last_error());
+  loom_tensor *f = loom_add(
+      loom_add(loom_sum_all(loom_mul(out, parity_ref(ref, p, "r"))),
+               loom_sum_all(loom_mul(fin[0], parity_ref(ref, p, "s")))),
+      loom_sum_all(loom_mul(fin[1], parity_ref(ref, p, "u"))));
+  loom_tensor *gx;
+  loom_grad_opts o = {.create_graph = true};
+  ck_assert_int_eq(loom_autograd_grad(&f, 1, &x, 1, NULL, &gx, &o), 0);
+  loom_tensor *penalty = loom_sum_all(loom_mul(gx, gx));
+  ck_assert_msg(loom_backward(penalty) == 0, "%s", loom_last_error());
+  parity_stat st = {.group = fused ? "LSTM layer gradient penalty (fused)"
+                                   : "LSTM layer gradient penalty (steps)"};
+  parity_check(&st, penalty, parity_ref(ref, p, "penalty"), 1e-10, 0,
+               "penalty");
+  check_grad(&st, p, "x", x);
+  loom_tensor_map *params = loom_module_named_parameters(&r->base);
+  ck_assert_int_eq(loom_tensor_map_count(params), 16);
+  for (int i = 0; i < loom_tensor_map_count(params); i++)
+    check_grad(&st, p, loom_tensor_map_name(params, i),
+               loom_tensor_map_at(params, i));
+  loom_tensor_map_free(params);
+  parity_report(&st);
+  loom_zero_grad(x);
+  loom_rnn_free(r);
+}
+
+START_TEST(test_lstm_layer_gradient_penalty) {
+  lstm_layer_penalty(true);
+  lstm_layer_penalty(false);
+}
+END_TEST
+
 /* H v for f(x) = sum(softplus(w x)^2) + sum(x^3): the gradient with
  * create_graph, then its gradient seeded with v. */
 START_TEST(test_hessian_vector_product) {
@@ -346,6 +402,7 @@ int main(void) {
   tcase_add_checked_fixture(torch, loom_test_setup, loom_test_teardown);
   tcase_add_test(torch, test_mlp_gradient_penalty);
   tcase_add_test(torch, test_lstm_cell_gradient_penalty);
+  tcase_add_test(torch, test_lstm_layer_gradient_penalty);
   tcase_add_test(torch, test_hessian_vector_product);
   suite_add_tcase(s, torch);
   return loom_run_suite(s);
