@@ -36,6 +36,20 @@ so CI never needs torch. tests/data/higher_order.safetensors holds:
   lstm_layer.penalty                         ||df/dx||^2
   lstm_layer.grad.x, .grad.NAME              d penalty / d x and each
                                              parameter
+  bn.param.NAME                              torch.nn.BatchNorm2d(2)'s state
+                                             (random affine and running
+                                             statistics) before the forward
+  bn.x, bn.r                                 x (3, 2, 2, 2); f = sum(bn(x) r)
+                                             in training mode
+  bn.penalty, bn.grad.NAME                   ||df/dx||^2 and its gradients
+                                             (x, weight, bias)
+  bn.after.running_mean, .running_var        the running statistics after
+                                             (one update, by the forward)
+  bn_eval.*                                  the same in evaluation mode
+                                             (running statistics used, kept)
+  ln.x, ln.r, ln.param.NAME                  torch.nn.LayerNorm((3, 4)) on x
+                                             (2, 3, 4), f = sum(ln(x) r)
+  ln.penalty, ln.grad.NAME                   ||df/dx||^2 and its gradients
 """
 
 import os
@@ -130,6 +144,47 @@ def main():
     for n, prm in rnn.named_parameters():
         out["lstm_layer.param." + n] = prm.detach().clone()
         out["lstm_layer.grad." + n] = prm.grad
+
+    # Gradient penalties through batch norm (training and evaluation) and
+    # layer norm.
+    for p, training in [("bn.", True), ("bn_eval.", False)]:
+        bn = torch.nn.BatchNorm2d(2).double()
+        with torch.no_grad():
+            bn.weight.copy_(randn(2))
+            bn.bias.copy_(randn(2))
+            bn.running_mean.copy_(randn(2))
+            bn.running_var.copy_(randn(2).abs() + 0.5)
+        for n, t in bn.state_dict().items():
+            out[p + "param." + n] = t.clone()
+        bn.train(training)
+        x, r = leaf(randn(3, 2, 2, 2)), randn(3, 2, 2, 2)
+        f = (bn(x) * r).sum()
+        (gx,) = torch.autograd.grad(f, x, create_graph=True)
+        penalty = (gx * gx).sum()
+        penalty.backward()
+        out.update({p + "x": x.detach(), p + "r": r,
+                    p + "penalty": penalty.detach().reshape(()),
+                    p + "after.running_mean": bn.running_mean.clone(),
+                    p + "after.running_var": bn.running_var.clone()})
+        for n, t in [("x", x), ("weight", bn.weight), ("bias", bn.bias)]:
+            g = t.grad
+            out[p + "grad." + n] = torch.zeros_like(t) if g is None else g
+    ln = torch.nn.LayerNorm((3, 4)).double()
+    with torch.no_grad():
+        ln.weight.copy_(randn(3, 4))
+        ln.bias.copy_(randn(3, 4))
+    x, r = leaf(randn(2, 3, 4)), randn(2, 3, 4)
+    f = (ln(x) * r).sum()
+    (gx,) = torch.autograd.grad(f, x, create_graph=True)
+    penalty = (gx * gx).sum()
+    penalty.backward()
+    out.update({"ln.x": x.detach(), "ln.r": r,
+                "ln.penalty": penalty.detach().reshape(())})
+    for n, t in [("x", x), ("weight", ln.weight), ("bias", ln.bias)]:
+        if n != "x":
+            out["ln.param." + n] = t.detach().clone()
+        g = t.grad
+        out["ln.grad." + n] = torch.zeros_like(t) if g is None else g
 
     safetensors_io.save(PATH, {k: t.contiguous() for k, t in out.items()})
     print("wrote", PATH, len(out), "tensors")

@@ -2,7 +2,7 @@
  * leaves alone, its errors), backward with create_graph, the refusal of
  * a first-order-only op's gradient, gradgradcheck's ability to fail, and
  * PyTorch's values for gradient penalties (an MLP, an LSTM cell, the
- * fused LSTM layer) and a Hessian-vector product
+ * fused LSTM layer, batch and layer norm) and a Hessian-vector product
  * (tests/data/higher_order.safetensors, scripts/gen_higher_order_reference.py).
  */
 #include "../autograd/node.h"
@@ -365,6 +365,82 @@ START_TEST(test_lstm_layer_gradient_penalty) {
 }
 END_TEST
 
+/* penalty = ||df/dx||^2 for f = sum(layer(x) r), backpropagated to x and
+ * the layer's weight and bias, against the reference group `p` (the
+ * layer's state from "<p>param."). */
+static void norm_penalty(const char *p, const char *what, loom_module *m,
+                         loom_tensor *weight, loom_tensor *bias,
+                         loom_tensor *(*forward)(loom_module *,
+                                                 const loom_tensor *)) {
+  char prefix[32];
+  snprintf(prefix, sizeof prefix, "%sparam.", p);
+  loom_tensor_map *sd = parity_submap(ref, prefix);
+  ck_assert_msg(loom_module_load_state_dict(m, sd, true) == 0, "%s: %s", p,
+                loom_last_error());
+  loom_tensor_map_free(sd);
+  loom_tensor *x = param(p, "x"), *gx;
+  loom_tensor *f =
+      loom_sum_all(loom_mul(forward(m, x), parity_ref(ref, p, "r")));
+  loom_grad_opts o = {.create_graph = true};
+  ck_assert_int_eq(loom_autograd_grad(&f, 1, &x, 1, NULL, &gx, &o), 0);
+  loom_tensor *penalty = loom_sum_all(loom_mul(gx, gx));
+  ck_assert_msg(loom_backward(penalty) == 0, "%s", loom_last_error());
+  parity_stat st = {.group = what};
+  parity_check(&st, penalty, parity_ref(ref, p, "penalty"), 1e-10, 0,
+               "penalty");
+  check_grad(&st, p, "x", x);
+  check_grad(&st, p, "weight", weight);
+  check_grad(&st, p, "bias", bias);
+  parity_report(&st);
+  loom_zero_grad(x);
+}
+
+static loom_tensor *bn_forward(loom_module *m, const loom_tensor *x) {
+  return loom_batch_norm_layer_forward((loom_batch_norm_layer *)m, x);
+}
+static loom_tensor *ln_forward(loom_module *m, const loom_tensor *x) {
+  return loom_layer_norm_layer_forward((loom_layer_norm_layer *)m, x);
+}
+
+/* Batch norm in training and in evaluation: the penalty's gradients, and
+ * the running statistics as the one forward left them (the create_graph
+ * backward recomputes the batch statistics without touching them). */
+START_TEST(test_norm_gradient_penalties) {
+  for (int training = 1; training >= 0; training--) {
+    const char *p = training ? "bn." : "bn_eval.";
+    loom_dtype prev = loom_set_default_dtype(LOOM_F64);
+    loom_batch_norm_layer *bn =
+        loom_batch_norm_layer_new(2, 1e-5, 0.1, true, true);
+    loom_set_default_dtype(prev);
+    ck_assert_loom(bn);
+    loom_module_train(&bn->base, training);
+    norm_penalty(p,
+                 training ? "batch norm gradient penalty (training)"
+                          : "batch norm gradient penalty (evaluation)",
+                 &bn->base, bn->weight, bn->bias, bn_forward);
+    parity_stat st = {.group = training
+                                   ? "batch norm running statistics (training)"
+                                   : "batch norm running statistics "
+                                     "(evaluation)"};
+    parity_check(&st, bn->running_mean,
+                 parity_ref(ref, p, "after.running_mean"), 1e-12, 0,
+                 "running_mean");
+    parity_check(&st, bn->running_var, parity_ref(ref, p, "after.running_var"),
+                 1e-12, 0, "running_var");
+    parity_report(&st);
+    loom_batch_norm_layer_free(bn);
+  }
+  loom_dtype prev = loom_set_default_dtype(LOOM_F64);
+  loom_layer_norm_layer *ln =
+      loom_layer_norm_layer_new(2, (int64_t[]){3, 4}, 1e-5, true);
+  loom_set_default_dtype(prev);
+  ck_assert_loom(ln);
+  norm_penalty("ln.", "layer norm gradient penalty", &ln->base, ln->weight,
+               ln->bias, ln_forward);
+  loom_layer_norm_layer_free(ln);
+}
+END_TEST
+
 /* H v for f(x) = sum(softplus(w x)^2) + sum(x^3): the gradient with
  * create_graph, then its gradient seeded with v. */
 START_TEST(test_hessian_vector_product) {
@@ -403,6 +479,7 @@ int main(void) {
   tcase_add_test(torch, test_mlp_gradient_penalty);
   tcase_add_test(torch, test_lstm_cell_gradient_penalty);
   tcase_add_test(torch, test_lstm_layer_gradient_penalty);
+  tcase_add_test(torch, test_norm_gradient_penalties);
   tcase_add_test(torch, test_hessian_vector_product);
   suite_add_tcase(s, torch);
   return loom_run_suite(s);
