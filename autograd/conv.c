@@ -1,11 +1,22 @@
 /* Convolution and pooling over N x C x H x W (a missing batch dim is added
- * and removed around the core op), and conv1d as conv2d over one row. */
+ * and removed around the core op), conv1d as conv2d over one row, and
+ * unfold / fold (im2col / col2im), of which conv2d's double backward is
+ * made.
+ *
+ * conv2d and the pools keep fused kernels for plain backward; with
+ * create_graph their gradients are written in recorded ops instead:
+ * conv2d's from fold, unfold and matrix products, max_pool2d's as a
+ * scatter_add by the saved indices, the average pools' as products with
+ * the matrices that average each dim (both pools are separable). */
 #include "node.h"
 
-LOOM__OP(conv2d, conv2d_backward);
-LOOM__OP(max_pool2d, max_pool2d_backward);
-LOOM__OP(avg_pool2d, avg_pool2d_backward);
-LOOM__OP(adaptive_avg_pool2d, adaptive_avg_pool2d_backward);
+LOOM__OP_GRAPH(conv2d, conv2d_backward, conv2d_graph_backward);
+LOOM__OP_GRAPH(max_pool2d, max_pool2d_backward, max_pool2d_graph_backward);
+LOOM__OP_GRAPH(avg_pool2d, avg_pool2d_backward, avg_pool2d_graph_backward);
+LOOM__OP_GRAPH(adaptive_avg_pool2d, adaptive_avg_pool2d_backward,
+               adaptive_avg_pool2d_graph_backward);
+LOOM__OP_TWICE(unfold, unfold_backward);
+LOOM__OP_TWICE(fold, fold_backward);
 
 static int64_t or_default(int64_t v, int64_t dflt) { return v ? v : dflt; }
 
@@ -44,6 +55,142 @@ static loom_tensor *unbatch(loom_tensor *y, bool batched) {
   return batched || !y ? y : loom_squeeze(y, 0);
 }
 
+/* ---- unfold and fold ---- */
+
+static loom_fold_opts fold_opts(const loom__conv_geom *g) {
+  return (loom_fold_opts){.kernel = {g->kh, g->kw},
+                          .dilation = {g->dh, g->dw},
+                          .padding = {g->ph, g->pw},
+                          .stride = {g->sh, g->sw}};
+}
+
+/* The geometry of unfold (and fold) over an N x C x H x W image: oh x ow
+ * blocks. false with an error naming op. */
+static bool fold_geom(int64_t n, int64_t c, int64_t h, int64_t w,
+                      loom_fold_opts o, loom__conv_geom *g, const char *op) {
+  *g = (loom__conv_geom){.n = n,
+                         .c = c,
+                         .h = h,
+                         .w = w,
+                         .kh = o.kernel[0],
+                         .kw = o.kernel[1],
+                         .sh = or_default(o.stride[0], 1),
+                         .sw = or_default(o.stride[1], 1),
+                         .ph = o.padding[0],
+                         .pw = o.padding[1],
+                         .dh = or_default(o.dilation[0], 1),
+                         .dw = or_default(o.dilation[1], 1),
+                         .groups = 1};
+  if (g->kh < 1 || g->kw < 1 || g->kh > LOOM_MAX_ELEMENTS ||
+      g->kw > LOOM_MAX_ELEMENTS || g->sh < 1 || g->sw < 1 || g->dh < 1 ||
+      g->dw < 1 || g->ph < 0 || g->pw < 0 || g->ph > LOOM_MAX_ELEMENTS ||
+      g->pw > LOOM_MAX_ELEMENTS) {
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "%s: kernel %lldx%lld, stride %lldx%lld, padding "
+                   "%lldx%lld, dilation %lldx%lld (kernel 1 to 2^59 - 1, "
+                   "stride and dilation >= 1, padding 0 to 2^59 - 1)",
+                   op, (long long)g->kh, (long long)g->kw, (long long)g->sh,
+                   (long long)g->sw, (long long)g->ph, (long long)g->pw,
+                   (long long)g->dh, (long long)g->dw);
+    return false;
+  }
+  g->oh = out_len(h, g->kh, g->sh, g->ph, g->dh, false);
+  g->ow = out_len(w, g->kw, g->sw, g->pw, g->dw, false);
+  if (g->oh < 1 || g->ow < 1) {
+    loom_set_error(LOOM_ERR_SHAPE,
+                   "%s: kernel %lldx%lld dilated %lldx%lld larger than the "
+                   "padded %lldx%lld image",
+                   op, (long long)g->kh, (long long)g->kw, (long long)g->dh,
+                   (long long)g->dw, (long long)(h + 2 * g->ph),
+                   (long long)(w + 2 * g->pw));
+    return false;
+  }
+  /* The columns: N x (C kh kw) x (oh ow). */
+  int64_t rows = loom_size_mul(loom_size_mul(c, g->kh, op), g->kw, op);
+  int64_t cols = loom_size_mul(g->oh, g->ow, op);
+  return rows >= 0 && cols >= 0 &&
+         loom_size_mul(n, loom_size_mul(rows, cols, op), op) >= 0;
+}
+
+static void unfold_backward(loom__node *n, loom_tensor *const *gout) {
+  loom__conv_geom g;
+  memcpy(&g, n->i, sizeof g);
+  loom__accumulate(n, 0, loom_fold(gout[0], g.h, g.w, fold_opts(&g)));
+}
+
+loom_tensor *loom_unfold(const loom_tensor *x0, loom_fold_opts o) {
+  if (!x0)
+    return loom_null_argument("unfold");
+  bool batched;
+  const loom_tensor *x = as_4d(x0, &batched, "unfold");
+  loom__conv_geom g;
+  if (!x || !fold_geom(x->shape[0], x->shape[1], x->shape[2], x->shape[3], o,
+                       &g, "unfold"))
+    return NULL;
+  loom_tensor *out = loom__new(
+      x->dtype, 3, (int64_t[]){g.n, g.c * g.kh * g.kw, g.oh * g.ow}, "unfold");
+  if (!out)
+    return NULL;
+  loom__kernel_unfold(out, x, &g);
+  loom__node *n = loom__record(&loom__op_unfold, out, 1, &x);
+  if (n)
+    memcpy(n->i, &g, sizeof g);
+  return unbatch(out, batched);
+}
+
+static void fold_backward(loom__node *n, loom_tensor *const *gout) {
+  loom__conv_geom g;
+  memcpy(&g, n->i, sizeof g);
+  loom__accumulate(n, 0, loom_unfold(gout[0], fold_opts(&g)));
+}
+
+loom_tensor *loom_fold(const loom_tensor *cols0, int64_t out_h, int64_t out_w,
+                       loom_fold_opts o) {
+  if (!cols0)
+    return loom_null_argument("fold");
+  if (cols0->ndim != 2 && cols0->ndim != 3)
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "fold: expected (N, C x kH x kW, L) or (C x kH x kW, L), "
+                     "got %s",
+                     loom_shape_text(cols0));
+  if (loom__check_float(cols0, "fold"))
+    return NULL;
+  if (out_h < 1 || out_w < 1 || out_h > LOOM_MAX_ELEMENTS ||
+      out_w > LOOM_MAX_ELEMENTS)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "fold: output size %lldx%lld (each 1 to 2^59 - 1)",
+                     (long long)out_h, (long long)out_w);
+  bool batched = cols0->ndim == 3;
+  const loom_tensor *cols =
+      loom_contiguous(batched ? cols0 : loom_unsqueeze(cols0, 0));
+  if (!cols)
+    return NULL;
+  loom__conv_geom g;
+  if (!fold_geom(cols->shape[0], 1, out_h, out_w, o, &g, "fold"))
+    return NULL;
+  int64_t rows = cols->shape[1], area = g.kh * g.kw; /* checked: 1 kh kw */
+  if (rows % area || cols->shape[2] != g.oh * g.ow)
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "fold: input %s does not hold %lldx%lld blocks of "
+                     "kernel %lldx%lld (C x %lld rows, %lld columns)",
+                     loom_shape_text(cols0), (long long)g.oh, (long long)g.ow,
+                     (long long)g.kh, (long long)g.kw, (long long)area,
+                     (long long)(g.oh * g.ow));
+  g.c = rows / area;
+  if (loom_size_mul(loom_size_mul(g.n, g.c, "fold"),
+                    loom_size_mul(out_h, out_w, "fold"), "fold") < 0)
+    return NULL;
+  loom_tensor *out =
+      loom__new(cols->dtype, 4, (int64_t[]){g.n, g.c, out_h, out_w}, "fold");
+  if (!out)
+    return NULL;
+  loom__kernel_fold(out, cols, &g);
+  loom__node *n = loom__record(&loom__op_fold, out, 1, &cols);
+  if (n)
+    memcpy(n->i, &g, sizeof g);
+  return unbatch(out, batched);
+}
+
 /* ---- conv2d ---- */
 
 static void conv2d_backward(loom__node *n, loom_tensor *const *gout) {
@@ -64,6 +211,42 @@ static void conv2d_backward(loom__node *n, loom_tensor *const *gout) {
   loom__accumulate(n, 1, gw);
   if (gb)
     loom__accumulate(n, 2, gb);
+}
+
+/* The same gradients in recorded ops, per group g of channels (K = C/groups
+ * kh kw rows of columns, L = oh ow blocks): the input's is the fold of
+ * w_g^T gout_g, the weight's sum_n gout_g unfold(x)_g^T, as one product
+ * over the N L blocks of all samples, and the bias's the sum of gout. */
+static void conv2d_graph_backward(loom__node *n, loom_tensor *const *gout) {
+  loom__conv_geom g;
+  memcpy(&g, n->i, sizeof g);
+  const loom_tensor *x = loom__saved(n, 0), *w = loom__saved(n, 1);
+  if (!x || !w)
+    return;
+  int64_t groups = g.groups, og = g.oc / groups, L = g.oh * g.ow;
+  int64_t K = g.c / groups * g.kh * g.kw;
+  loom_fold_opts f = fold_opts(&g);
+  loom_tensor *go = loom_reshape(gout[0], LOOM_SHAPE(g.n, groups, og, L));
+  if (loom__needs_grad(n, 0)) {
+    loom_tensor *wt =
+        loom_transpose(loom_reshape(w, LOOM_SHAPE(groups, og, K)), 1, 2);
+    loom_tensor *cols = loom_matmul(wt, go); /* N x groups x K x L */
+    loom__accumulate(
+        n, 0,
+        loom_fold(loom_reshape(cols, LOOM_SHAPE(g.n, groups * K, L)), g.h, g.w,
+                  f));
+  }
+  if (loom__needs_grad(n, 1)) {
+    loom_tensor *cols =
+        loom_reshape(loom_unfold(x, f), LOOM_SHAPE(g.n, groups, K, L));
+    loom_tensor *a = loom_reshape(loom_permute(go, (int[]){1, 2, 0, 3}),
+                                  LOOM_SHAPE(groups, og, g.n * L));
+    loom_tensor *b = loom_reshape(loom_permute(cols, (int[]){1, 0, 3, 2}),
+                                  LOOM_SHAPE(groups, g.n * L, K));
+    loom__accumulate(n, 1, loom_reshape(loom_bmm(a, b), w->ndim, w->shape));
+  }
+  if (n->n_in > 2 && loom__needs_grad(n, 2))
+    loom__accumulate(n, 2, loom_sum(gout[0], (int[]){0, 2, 3}, 3, false));
 }
 
 _Static_assert(sizeof(loom__conv_geom) <= sizeof(((loom__node *)0)->i),
@@ -251,6 +434,22 @@ static void max_pool2d_backward(loom__node *n, loom_tensor *const *gout) {
   loom__accumulate(n, 0, gx);
 }
 
+/* The same as a recorded scatter_add of gout by the saved indices, within
+ * each plane (its own gradient is a gather by them). */
+static void max_pool2d_graph_backward(loom__node *n, loom_tensor *const *gout) {
+  loom__pool_geom g;
+  memcpy(&g, n->i, sizeof g);
+  const loom_tensor *x = loom__input(n, 0), *idx = loom__saved(n, 0);
+  if (!idx)
+    return;
+  int64_t per = g.oh * g.ow;
+  loom_tensor *flat = loom_scatter_add(
+      loom_zeros(gout[0]->dtype, LOOM_SHAPE(g.planes, g.h * g.w)), 1,
+      loom_reshape(idx, LOOM_SHAPE(g.planes, per)),
+      loom_reshape(gout[0], LOOM_SHAPE(g.planes, per)));
+  loom__accumulate(n, 0, loom_reshape(flat, x->ndim, x->shape));
+}
+
 loom_tensor *loom_max_pool2d(const loom_tensor *x0, loom_pool2d_opts o,
                              loom_tensor **indices) {
   if (!x0)
@@ -288,6 +487,57 @@ static void avg_pool2d_backward(loom__node *n, loom_tensor *const *gout) {
   loom__accumulate(n, 0, gx);
 }
 
+/* The out x in matrix (dtype t) that averages one dim of a pool: row o
+ * holds 1 / count over the inputs [lo, hi) that output o reads. The
+ * average pools are separable (a window is a rectangle and its divisor a
+ * product of the two dims' counts), so a pool is A_h x A_w^T per plane and
+ * its gradient A_h^T gout A_w: linear in gout, which a create_graph pass
+ * records. g gives avg_pool2d's windows along h (rows) or w; NULL,
+ * adaptive pooling's. */
+static loom_tensor *averaging(loom_dtype t, const loom__pool_geom *g, bool rows,
+                              int64_t out, int64_t in, const char *op) {
+  if (loom_size_mul(out, in, op) < 0)
+    return NULL;
+  loom_tensor *m = loom_zeros(LOOM_F64, LOOM_SHAPE(out, in));
+  if (!m)
+    return NULL;
+  double *v = (double *)m->data;
+  for (int64_t o = 0; o < out; o++) {
+    int64_t lo, hi, count;
+    if (g) {
+      loom__avg_pool_window(o, rows ? g->sh : g->sw, rows ? g->ph : g->pw,
+                            rows ? g->kh : g->kw, in, &lo, &hi, &count);
+      if (g->exclude_pad)
+        count = hi - lo;
+    } else {
+      loom__adaptive_pool_window(o, out, in, &lo, &hi);
+      count = hi - lo;
+    }
+    for (int64_t i = lo; i < hi && count > 0; i++)
+      v[o * in + i] = 1.0 / (double)count;
+  }
+  return loom_to_dtype(m, t);
+}
+
+/* gout (N x C x oh x ow) to the input's gradient: A_h^T gout A_w. */
+static void average_back(loom__node *n, const loom_tensor *gout,
+                         const loom__pool_geom *g, const char *op) {
+  const loom_tensor *x = loom__input(n, 0);
+  int64_t h = x->shape[2], w = x->shape[3];
+  int64_t oh = gout->shape[2], ow = gout->shape[3];
+  loom_tensor *ah = averaging(gout->dtype, g, true, oh, h, op);
+  loom_tensor *aw = averaging(gout->dtype, g, false, ow, w, op);
+  if (ah && aw)
+    loom__accumulate(
+        n, 0, loom_matmul(loom_matmul(loom_transpose(ah, 0, 1), gout), aw));
+}
+
+static void avg_pool2d_graph_backward(loom__node *n, loom_tensor *const *gout) {
+  loom__pool_geom g;
+  memcpy(&g, n->i, sizeof g);
+  average_back(n, gout[0], &g, "avg_pool2d");
+}
+
 loom_tensor *loom_avg_pool2d(const loom_tensor *x0, loom_pool2d_opts o) {
   if (!x0)
     return loom_null_argument("avg_pool2d");
@@ -318,6 +568,11 @@ static void adaptive_avg_pool2d_backward(loom__node *n, loom_tensor *const *g) {
     return;
   loom__kernel_adaptive_avg_pool2d(gx, go, true);
   loom__accumulate(n, 0, gx);
+}
+
+static void adaptive_avg_pool2d_graph_backward(loom__node *n,
+                                               loom_tensor *const *g) {
+  average_back(n, g[0], NULL, "adaptive_avg_pool2d");
 }
 
 loom_tensor *loom_adaptive_avg_pool2d(const loom_tensor *x0, int64_t out_h,

@@ -504,8 +504,8 @@ typedef struct loom_conv1d_opts {
  * C_in/groups x K with K >= 1, bias C_out or NULL; the result is N x C_out x
  * L_out (or C_out x L_out), L_out = (L + 2 padding - dilation (K - 1) - 1)
  * / stride + 1, or (L - 1) / stride + 1 when causal. Float inputs, promoted
- * to a common dtype. Differentiable (first order: it is conv2d over one row,
- * whose backward is a fused kernel). A new tensor owned by the innermost
+ * to a common dtype. Differentiable to any order (it is conv2d over one
+ * row). A new tensor owned by the innermost
  * scope. Errors: LOOM_ERR_SHAPE for ranks or sizes that do not fit together
  * (input channels against weight and groups, a kernel longer than the
  * padded input, a bias of the wrong size); LOOM_ERR_ARGUMENT for stride,
@@ -532,6 +532,41 @@ LOOM_API loom_tensor *loom_avg_pool2d(const loom_tensor *x,
                                       loom_pool2d_opts opts);
 LOOM_API loom_tensor *loom_adaptive_avg_pool2d(const loom_tensor *x,
                                                int64_t out_h, int64_t out_w);
+
+/* Options of loom_unfold and loom_fold: the block's kernel (each >= 1,
+ * required) and, where zero, dilation 1, padding 0, stride 1. */
+typedef struct loom_fold_opts {
+  int64_t kernel[2], dilation[2], padding[2], stride[2];
+} loom_fold_opts;
+
+/* torch.nn.functional.unfold (im2col): the sliding kH x kW blocks of x, N x
+ * C x H x W (or C x H x W), as the columns of an N x (C kH kW) x L result
+ * (or (C kH kW) x L). Block l = bi oW + bj of the oH x oW blocks, oH = (H +
+ * 2 padding - dilation (kH - 1) - 1) / stride + 1 (oW likewise), has in row
+ * (c kH + i) kW + j the value x[c, bi stride - padding + i dilation, bj
+ * stride - padding + j dilation], 0 in the padding. conv2d is a product
+ * with these columns. Float x; differentiable to any order (its gradient
+ * is loom_fold, and fold's is unfold). A new tensor owned by the
+ * innermost scope. Errors: LOOM_ERR_SHAPE for x not 3-D or 4-D, a dilated
+ * kernel larger than the padded image, or a result of more than 2^59 - 1
+ * elements; LOOM_ERR_ARGUMENT for a kernel outside 1..2^59 - 1, stride or
+ * dilation below 1 or padding outside 0..2^59 - 1; LOOM_ERR_DTYPE for an
+ * integer x; LOOM_ERR_MEMORY. */
+LOOM_API loom_tensor *loom_unfold(const loom_tensor *x, loom_fold_opts opts);
+
+/* torch.nn.functional.fold (col2im), the adjoint of loom_unfold: cols, N x
+ * (C kH kW) x L (or (C kH kW) x L), holds the blocks of an out_h x out_w
+ * image, L = oH oW of them as loom_unfold counts them; each value is added
+ * at its block position, overlaps summed and positions in the padding
+ * dropped, into an N x C x out_h x out_w result (or C x out_h x out_w).
+ * Float cols; differentiable to any order. A new tensor owned by the
+ * innermost scope. Errors: LOOM_ERR_SHAPE for cols not 2-D or 3-D, rows
+ * not a multiple of kH kW, columns other than L, or a dilated kernel
+ * larger than the padded image; LOOM_ERR_ARGUMENT for out_h or out_w
+ * outside 1..2^59 - 1 and the options as loom_unfold's; LOOM_ERR_DTYPE for
+ * integer cols; LOOM_ERR_MEMORY. */
+LOOM_API loom_tensor *loom_fold(const loom_tensor *cols, int64_t out_h,
+                                int64_t out_w, loom_fold_opts opts);
 
 /* ------------------------------------------------ dropout */
 

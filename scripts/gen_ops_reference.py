@@ -193,6 +193,25 @@ def convolving(c):
           x=randn(1, 2, 10), w=randn(3, 2, 4))
 
 
+def folding(c):
+    import torch.nn.functional as F
+    c.add("unfold_strided_dilated",
+          "F.unfold(x, (2, 3), dilation=(2, 1), padding=(1, 2), stride=(1, 2))",
+          lambda x: F.unfold(x, (2, 3), dilation=(2, 1), padding=(1, 2),
+                             stride=(1, 2)),
+          x=randn(2, 3, 5, 6))
+    c.add("unfold_unbatched", "F.unfold(x, 3, padding=1, stride=2)",
+          lambda x: F.unfold(x, 3, padding=1, stride=2), x=randn(2, 5, 4))
+    c.add("fold_overlapping",
+          "F.fold(x, (5, 4), (3, 2), dilation=(1, 2), padding=(1, 0))",
+          lambda x: F.fold(x, (5, 4), (3, 2), dilation=(1, 2),
+                           padding=(1, 0)),
+          x=randn(2, 12, 10))
+    c.add("fold_unbatched_strided", "F.fold(x, (6, 5), 2, padding=1, stride=(2, 3))",
+          lambda x: F.fold(x, (6, 5), 2, padding=1, stride=(2, 3)),
+          x=randn(8, 8))
+
+
 def contracting(c):
     cases = [
         ("einsum_matmul", "ij,jk->ik", [(3, 4), (4, 5)]),
@@ -224,7 +243,7 @@ def contracting(c):
 def main():
     c = Cases()
     for family in (rearranging, padding, masks, scans, sorting,
-                   convolving, contracting):
+                   convolving, folding, contracting):
         # a seed per family, so adding cases to one leaves the others' be
         torch.manual_seed(zlib.crc32(family.__name__.encode()))
         family(c)

@@ -219,6 +219,55 @@ int loom__kernel_conv2d(loom_tensor *out, const loom_tensor *x,
   return 0;
 }
 
+/* ---- unfold and fold (im2col and col2im as ops of their own) ---- */
+
+typedef struct {
+  const loom__conv_geom *g;
+  const loom_tensor *src;
+  loom_tensor *dst;
+} fold_job;
+
+/* Samples [n0, n1): each sample's columns from (unfold) or into (fold)
+ * its planes; samples are independent, so any split gives the same bits. */
+static void unfold_samples(void *ctx, int64_t n0, int64_t n1) {
+  const fold_job *f = ctx;
+  const loom__conv_geom *g = f->g;
+  int64_t in = g->c * g->h * g->w, L = g->oh * g->ow, K = g->c * g->kh * g->kw;
+  for (int64_t n = n0; n < n1; n++)
+    if (f->dst->dtype == LOOM_F32)
+      im2col_float((const float *)f->src->data + n * in,
+                   (float *)f->dst->data + n * K * L, L, g->c, g);
+    else
+      im2col_double((const double *)f->src->data + n * in,
+                    (double *)f->dst->data + n * K * L, L, g->c, g);
+}
+
+static void fold_samples(void *ctx, int64_t n0, int64_t n1) {
+  const fold_job *f = ctx;
+  const loom__conv_geom *g = f->g;
+  int64_t in = g->c * g->h * g->w, L = g->oh * g->ow, K = g->c * g->kh * g->kw;
+  for (int64_t n = n0; n < n1; n++)
+    if (f->dst->dtype == LOOM_F32)
+      col2im_float((const float *)f->src->data + n * K * L,
+                   (float *)f->dst->data + n * in, L, g->c, g);
+    else
+      col2im_double((const double *)f->src->data + n * K * L,
+                    (double *)f->dst->data + n * in, L, g->c, g);
+}
+
+void loom__kernel_unfold(loom_tensor *cols, const loom_tensor *x,
+                         const loom__conv_geom *g) {
+  fold_job f = {g, x, cols};
+  loom__parallel_for(loom__threads_for(cols->numel), g->n, unfold_samples, &f);
+}
+
+void loom__kernel_fold(loom_tensor *x, const loom_tensor *cols,
+                       const loom__conv_geom *g) {
+  loom__kernel_fill(x, 0);
+  fold_job f = {g, cols, x};
+  loom__parallel_for(loom__threads_for(cols->numel), g->n, fold_samples, &f);
+}
+
 /* Backward of the chunks of partial sums [p0, p1): each partial p takes
  * chunks [chunks * p / parts, chunks * (p + 1) / parts) in order. */
 static void backward_parts(void *ctx, int64_t p0, int64_t p1) {

@@ -146,9 +146,9 @@ void loom__kernel_max_pool2d_backward(loom_tensor *gx, const loom_tensor *gout,
   loom__parallel_for(nt, g->planes, unpool_planes, &j);
 }
 
-/* Window [start, end) of output position o, PyTorch's avg_pool2d bounds. */
-static void window(int64_t o, int64_t s, int64_t p, int64_t k, int64_t size,
-                   int64_t *lo, int64_t *hi, int64_t *padded) {
+void loom__avg_pool_window(int64_t o, int64_t s, int64_t p, int64_t k,
+                           int64_t size, int64_t *lo, int64_t *hi,
+                           int64_t *padded) {
   int64_t a = o * s - p, b = a + k;
   if (b > size + p)
     b = size + p;
@@ -164,8 +164,8 @@ static void window(int64_t o, int64_t s, int64_t p, int64_t k, int64_t size,
       for (int64_t oi = 0; oi < g->oh; oi++)                                   \
         for (int64_t oj = 0; oj < g->ow; oj++) {                               \
           int64_t h0, h1, hp, w0, w1, wp;                                      \
-          window(oi, g->sh, g->ph, g->kh, g->h, &h0, &h1, &hp);                \
-          window(oj, g->sw, g->pw, g->kw, g->w, &w0, &w1, &wp);                \
+          loom__avg_pool_window(oi, g->sh, g->ph, g->kh, g->h, &h0, &h1, &hp); \
+          loom__avg_pool_window(oj, g->sw, g->pw, g->kw, g->w, &w0, &w1, &wp); \
           int64_t count = g->exclude_pad ? (h1 - h0) * (w1 - w0) : hp * wp;    \
           int64_t o = (p * g->oh + oi) * g->ow + oj;                           \
           if (count <= 0) {                                                    \
@@ -200,6 +200,12 @@ void loom__kernel_avg_pool2d(loom_tensor *out, const loom_tensor *x,
     avgpool_double((double *)out->data, (const double *)x->data, g, backward);
 }
 
+void loom__adaptive_pool_window(int64_t o, int64_t out, int64_t size,
+                                int64_t *lo, int64_t *hi) {
+  *lo = o * size / out;
+  *hi = ((o + 1) * size + out - 1) / out;
+}
+
 /* out: planes x oh x ow from x: planes x h x w (forward); backward swaps
  * roles: out is the input gradient, x the output gradient. */
 #define ADAPTIVE(T)                                                            \
@@ -207,9 +213,10 @@ void loom__kernel_avg_pool2d(loom_tensor *out, const loom_tensor *x,
                            int64_t w, int64_t oh, int64_t ow, bool backward) { \
     for (int64_t p = 0; p < planes; p++)                                       \
       for (int64_t oi = 0; oi < oh; oi++) {                                    \
-        int64_t h0 = oi * h / oh, h1 = ((oi + 1) * h + oh - 1) / oh;           \
+        int64_t h0, h1, w0, w1;                                                \
+        loom__adaptive_pool_window(oi, oh, h, &h0, &h1);                       \
         for (int64_t oj = 0; oj < ow; oj++) {                                  \
-          int64_t w0 = oj * w / ow, w1 = ((oj + 1) * w + ow - 1) / ow;         \
+          loom__adaptive_pool_window(oj, ow, w, &w0, &w1);                     \
           int64_t count = (h1 - h0) * (w1 - w0);                               \
           T *o = small + (p * oh + oi) * ow + oj;                              \
           if (backward) {                                                      \

@@ -330,6 +330,15 @@ int loom__kernel_conv2d_backward(const loom_tensor *gout, const loom_tensor *x,
                                  loom_tensor *gw, loom_tensor *gb,
                                  const loom__conv_geom *g);
 
+/* F.unfold and F.fold over contiguous N x C x H x W planes and N x (C kh
+ * kw) x (oh ow) columns (g->c channels, groups unused): unfold writes every
+ * column, fold overwrites x with the sum of the columns placed back
+ * (positions in the padding are dropped). */
+void loom__kernel_unfold(loom_tensor *cols, const loom_tensor *x,
+                         const loom__conv_geom *g);
+void loom__kernel_fold(loom_tensor *x, const loom_tensor *cols,
+                       const loom__conv_geom *g);
+
 typedef struct loom__pool_geom {
   int64_t planes, h, w, oh, ow;
   int64_t kh, kw, sh, sw, ph, pw, dh, dw;
@@ -345,6 +354,15 @@ void loom__kernel_avg_pool2d(loom_tensor *out, const loom_tensor *x,
                              const loom__pool_geom *g, bool backward);
 void loom__kernel_adaptive_avg_pool2d(loom_tensor *out, const loom_tensor *x,
                                       bool backward);
+/* The inputs [lo, hi) that output position o of one dim averages: for
+ * avg_pool2d (stride s, padding p, kernel k over `size` inputs), with
+ * *padded the window's length counting padding (count_include_pad's
+ * divisor), and for adaptive pooling to `out` positions. */
+void loom__avg_pool_window(int64_t o, int64_t s, int64_t p, int64_t k,
+                           int64_t size, int64_t *lo, int64_t *hi,
+                           int64_t *padded);
+void loom__adaptive_pool_window(int64_t o, int64_t out, int64_t size,
+                                int64_t *lo, int64_t *hi);
 
 /* ---- fused recurrent steps (kernel_rnn.c) ----
  * Elementwise parts of one time step over B x H blocks of dtype t;

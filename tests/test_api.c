@@ -217,6 +217,8 @@ START_TEST(test_null_arguments) {
   FAILS_P(loom_avg_pool2d(NULL, (loom_pool2d_opts){.kernel = {1, 1}}),
           "avg_pool2d");
   FAILS_P(loom_adaptive_avg_pool2d(NULL, 1, 1), "adaptive_avg_pool2d");
+  FAILS_P(loom_unfold(NULL, (loom_fold_opts){.kernel = {1, 1}}), "unfold");
+  FAILS_P(loom_fold(NULL, 1, 1, (loom_fold_opts){.kernel = {1, 1}}), "fold");
   FAILS_P(loom_dropout(NULL, 0.5, true, NULL), "dropout");
   FAILS_I(
       loom_lstm_sequence(NULL, x, x, x, x, NULL, NULL, false, out, out, out),

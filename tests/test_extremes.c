@@ -276,6 +276,73 @@ START_TEST(test_conv_and_pool_arguments) {
 }
 END_TEST
 
+START_TEST(test_unfold_and_fold_arguments) {
+  loom_tensor *x = loom_ones(LOOM_F64, LOOM_SHAPE(1, 1, 4, 4));
+  loom_tensor *cols = loom_ones(LOOM_F64, LOOM_SHAPE(1, 4, 9));
+  loom_fold_opts bad[] = {
+      {.kernel = {0, 2}},
+      {.kernel = {2, BIG}},
+      {.kernel = {2, 2}, .padding = {BIG, 0}},
+      {.kernel = {2, 2}, .padding = {-1, 0}},
+      {.kernel = {2, 2}, .stride = {-1, 1}},
+      {.kernel = {2, 2}, .dilation = {1, -3}},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    ck_assert_ptr_null(loom_unfold(x, bad[i]));
+    EXPECT_ERROR(LOOM_ERR_ARGUMENT, "unfold: kernel");
+    ck_assert_ptr_null(loom_fold(cols, 4, 4, bad[i]));
+    EXPECT_ERROR(LOOM_ERR_ARGUMENT, "fold: kernel");
+  }
+  /* windows larger than the padded image */
+  loom_fold_opts wide[] = {
+      {.kernel = {2, 2}, .dilation = {BIG, 1}},
+      {.kernel = {2, 2},
+       .padding = {(int64_t)1 << 58, 0},
+       .dilation = {BIG, 1}},
+      {.kernel = {5, 1}},
+  };
+  for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++) {
+    ck_assert_ptr_null(loom_unfold(x, wide[i]));
+    EXPECT_ERROR(LOOM_ERR_SHAPE, "unfold: kernel");
+  }
+  /* a result that does not fit: 64 * 2 * 2 rows of 2^28 * 2^28 blocks */
+  int64_t pad = (int64_t)1 << 27;
+  ck_assert_ptr_null(
+      loom_unfold(loom_ones(LOOM_F32, LOOM_SHAPE(1, 64, 1, 1)),
+                  (loom_fold_opts){.kernel = {2, 2}, .padding = {pad, pad}}));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "unfold: size");
+  ck_assert_ptr_null(
+      loom_fold(cols, BIG, 4, (loom_fold_opts){.kernel = {2, 2}}));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "fold: output size");
+  ck_assert_ptr_null(
+      loom_fold(cols, 4, BIG / 2, (loom_fold_opts){.kernel = {2, 2}}));
+  ck_assert_int_ne(loom_last_status(), LOOM_OK);
+  loom_clear_error();
+  /* rows not a multiple of kH kW, columns not the block count */
+  ck_assert_ptr_null(loom_fold(cols, 4, 4, (loom_fold_opts){.kernel = {3, 1}}));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "fold: input [1, 4, 9]");
+  ck_assert_ptr_null(loom_fold(cols, 5, 4, (loom_fold_opts){.kernel = {2, 2}}));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "fold: input");
+  ck_assert_ptr_null(loom_fold(x, 4, 4, (loom_fold_opts){.kernel = {2, 2}}));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "fold: expected");
+  ck_assert_ptr_null(loom_unfold(loom_ones(LOOM_F64, LOOM_SHAPE(4, 9)),
+                                 (loom_fold_opts){.kernel = {2, 2}}));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "unfold: expected");
+  ck_assert_ptr_null(loom_unfold(loom_ones(LOOM_I64, LOOM_SHAPE(1, 1, 2, 2)),
+                                 (loom_fold_opts){.kernel = {2, 2}}));
+  EXPECT_ERROR(LOOM_ERR_DTYPE, "unfold");
+  /* a huge stride takes one block: the values, and fold puts them back */
+  loom_tensor *one =
+      loom_unfold(x, (loom_fold_opts){.kernel = {2, 2}, .stride = {BIG, BIG}});
+  CHECK_SHAPE(one, 1, 4, 1);
+  CHECK_VALUES(one, 0, 1, 1, 1, 1);
+  CHECK_VALUES(
+      loom_fold(loom_mul_scalar(one, 2), 3, 3,
+                (loom_fold_opts){.kernel = {2, 2}, .stride = {BIG, BIG}}),
+      0, 2, 2, 0, 2, 2, 0, 0, 0, 0);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("extremes");
   TCase *tc = tcase_create("extremes");
@@ -288,6 +355,7 @@ int main(void) {
   tcase_add_test(tc, test_view_sizes);
   tcase_add_test(tc, test_op_arguments);
   tcase_add_test(tc, test_conv_and_pool_arguments);
+  tcase_add_test(tc, test_unfold_and_fold_arguments);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }

@@ -118,6 +118,29 @@ FN(conv1d_causal_strided) {
                   (loom_conv1d_opts){.stride = 3, .causal = true}));
 }
 
+/* ---- unfold and fold ---- */
+FN(unfold_strided_dilated) {
+  ONE(loom_unfold(in[0], (loom_fold_opts){.kernel = {2, 3},
+                                          .dilation = {2, 1},
+                                          .padding = {1, 2},
+                                          .stride = {1, 2}}));
+}
+FN(unfold_unbatched) {
+  ONE(loom_unfold(
+      in[0],
+      (loom_fold_opts){.kernel = {3, 3}, .padding = {1, 1}, .stride = {2, 2}}));
+}
+FN(fold_overlapping) {
+  ONE(loom_fold(in[0], 5, 4,
+                (loom_fold_opts){
+                    .kernel = {3, 2}, .dilation = {1, 2}, .padding = {1, 0}}));
+}
+FN(fold_unbatched_strided) {
+  ONE(loom_fold(
+      in[0], 6, 5,
+      (loom_fold_opts){.kernel = {2, 2}, .padding = {1, 1}, .stride = {2, 3}}));
+}
+
 /* ---- einsum ---- */
 #define EINSUM(name, eq, n)                                                    \
   FN(name) { ONE(loom_einsum(eq, in, n)); }
@@ -179,6 +202,10 @@ static const ops_case cases[] = {
     {"conv1d_unbatched", {"x", "w"}, conv1d_unbatched},
     {"conv1d_causal", {"x", "w", "b"}, conv1d_causal},
     {"conv1d_causal_strided", {"x", "w"}, conv1d_causal_strided},
+    {"unfold_strided_dilated", X, unfold_strided_dilated},
+    {"unfold_unbatched", X, unfold_unbatched},
+    {"fold_overlapping", X, fold_overlapping},
+    {"fold_unbatched_strided", X, fold_unbatched_strided},
     {"einsum_matmul", {"x0", "x1"}, einsum_matmul},
     {"einsum_batched_transposed", {"x0", "x1"}, einsum_batched_transposed},
     {"einsum_implicit", {"x0", "x1"}, einsum_implicit},
