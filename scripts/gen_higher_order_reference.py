@@ -50,6 +50,19 @@ so CI never needs torch. tests/data/higher_order.safetensors holds:
   ln.x, ln.r, ln.param.NAME                  torch.nn.LayerNorm((3, 4)) on x
                                              (2, 3, 4), f = sum(ln(x) r)
   ln.penalty, ln.grad.NAME                   ||df/dx||^2 and its gradients
+  prod.x, prod.v, prod.u                     x (2, 3, 2) with zeros (two in
+                                             the group x[:, 0, :], one in
+                                             x[:, 1, :]), p = prod(x, (0, 2))
+  prod.g                                     dp/dx seeded with v (3)
+  prod.hu                                    d(g . u)/dx, u (2, 3, 2)
+  prod_all.*                                 the same for prod(x) of all
+                                             elements (v a scalar 1.5),
+                                             x holding one zero (torch
+                                             1.13 gives prod(x) with two
+                                             zeros a constant zero
+                                             gradient: no second
+                                             derivative; loom's is
+                                             checked by value instead)
 """
 
 import os
@@ -185,6 +198,21 @@ def main():
             out["ln.param." + n] = t.detach().clone()
         g = t.grad
         out["ln.grad." + n] = torch.zeros_like(t) if g is None else g
+
+    # prod's first and second derivatives through zeros.
+    for p, dims, zeros in [("prod.", (0, 2), [0, 3, 7]),
+                           ("prod_all.", None, [9])]:
+        x = randn(2, 3, 2).flatten()
+        x[zeros] = 0
+        x = leaf(x.reshape(2, 3, 2))
+        y = x.prod() if dims is None else x.prod(dims[1]).prod(dims[0])
+        v = torch.tensor(1.5, dtype=torch.float64) if dims is None \
+            else randn(3)
+        u = randn(2, 3, 2)
+        (g,) = torch.autograd.grad(y, x, grad_outputs=v, create_graph=True)
+        (hu,) = torch.autograd.grad(g, x, grad_outputs=u)
+        out.update({p + "x": x.detach(), p + "v": v, p + "u": u,
+                    p + "g": g.detach(), p + "hu": hu})
 
     safetensors_io.save(PATH, {k: t.contiguous() for k, t in out.items()})
     print("wrote", PATH, len(out), "tensors")

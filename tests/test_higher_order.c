@@ -2,7 +2,8 @@
  * leaves alone, its errors), backward with create_graph, the refusal of
  * a first-order-only op's gradient, gradgradcheck's ability to fail, and
  * PyTorch's values for gradient penalties (an MLP, an LSTM cell, the
- * fused LSTM layer, batch and layer norm) and a Hessian-vector product
+ * fused LSTM layer, batch and layer norm), prod's second derivatives
+ * through zeros and a Hessian-vector product
  * (tests/data/higher_order.safetensors, scripts/gen_higher_order_reference.py).
  */
 #include "../autograd/node.h"
@@ -225,6 +226,20 @@ START_TEST(test_prod_second_derivative_with_zeros) {
     ck_assert_close(at(h, i), second[i], 1e-15);
   loom_gradcheck_result r;
   ck_assert_int_eq(loom_gradgradcheck(row_prod, NULL, &x, 1, NULL, &r), 1);
+  /* The product of all of (0, 2, 0, 3), two zeros (torch 1.13 gives this
+   * one a constant zero gradient): the only non-zero second derivative
+   * is d2/dx0 dx2 = 2 * 3. */
+  loom_tensor *y = loom_set_requires_grad(
+      loom_from_array(LOOM_F64, (double[]){0, 2, 0, 3}, LOOM_SHAPE(4)), true);
+  loom_tensor *all = loom_prod(y, NULL, 0, false);
+  ck_assert_int_eq(loom_autograd_grad(&all, 1, &y, 1, NULL, &g, &o), 0);
+  sum = loom_sum_all(g);
+  ck_assert_int_eq(loom_autograd_grad(&sum, 1, &y, 1, NULL, &h, NULL), 0);
+  double whole[] = {6, 0, 6, 0};
+  for (int i = 0; i < 4; i++) {
+    ck_assert_close(at(g, i), 0, 0);
+    ck_assert_close(at(h, i), whole[i], 1e-15);
+  }
 }
 END_TEST
 
@@ -441,6 +456,29 @@ START_TEST(test_norm_gradient_penalties) {
 }
 END_TEST
 
+/* prod through zeros against torch: over dims (0, 2) with groups of two,
+ * one and no zeros, and over all elements with one zero; the gradient
+ * seeded with v (create_graph), then its gradient seeded with u. */
+START_TEST(test_prod_with_zeros) {
+  const char *groups[] = {"prod.", "prod_all."};
+  for (int k = 0; k < 2; k++) {
+    const char *p = groups[k];
+    loom_tensor *x = param(p, "x"), *v = parity_ref(ref, p, "v"), *g, *hu;
+    loom_tensor *y = k == 0 ? loom_prod(x, (int[]){0, 2}, 2, false)
+                            : loom_prod(x, NULL, 0, false);
+    loom_grad_opts o = {.create_graph = true};
+    ck_assert_int_eq(loom_autograd_grad(&y, 1, &x, 1, &v, &g, &o), 0);
+    loom_tensor *u = parity_ref(ref, p, "u");
+    ck_assert_int_eq(loom_autograd_grad(&g, 1, &x, 1, &u, &hu, NULL), 0);
+    parity_stat st = {.group = k == 0 ? "prod over dims with zeros"
+                                      : "prod of all with a zero"};
+    parity_check(&st, g, parity_ref(ref, p, "g"), 1e-10, 1e-12, "g");
+    parity_check(&st, hu, parity_ref(ref, p, "hu"), 1e-10, 1e-12, "hu");
+    parity_report(&st);
+  }
+}
+END_TEST
+
 /* H v for f(x) = sum(softplus(w x)^2) + sum(x^3): the gradient with
  * create_graph, then its gradient seeded with v. */
 START_TEST(test_hessian_vector_product) {
@@ -480,6 +518,7 @@ int main(void) {
   tcase_add_test(torch, test_lstm_cell_gradient_penalty);
   tcase_add_test(torch, test_lstm_layer_gradient_penalty);
   tcase_add_test(torch, test_norm_gradient_penalties);
+  tcase_add_test(torch, test_prod_with_zeros);
   tcase_add_test(torch, test_hessian_vector_product);
   suite_add_tcase(s, torch);
   return loom_run_suite(s);
