@@ -1,6 +1,8 @@
 /* Indexing ops: gather/scatter along a dim, index_select/index_add of whole
- * slices, embedding lookup, masks and where. Index tensors are int64 and
- * every value is checked before use. */
+ * slices, embedding lookup, masks and where. Index tensors are int64, or
+ * int32 where PyTorch 1.13 takes it too (index_select, index_add,
+ * embedding; not gather, scatter_add or one_hot), and every value is
+ * checked before use. */
 #include "node.h"
 
 LOOM__OP_GRAPH(gather, gather_backward, gather_graph_backward);
@@ -12,13 +14,17 @@ LOOM__OP_GRAPH(embedding, embedding_backward, embedding_graph_backward);
 LOOM__OP_TWICE(masked_fill, masked_fill_backward);
 LOOM__OP_TWICE(where, where_backward);
 
-static bool is_index(const loom_tensor *index, const char *op) {
-  if (index->dtype != LOOM_I64) {
-    loom_set_error(LOOM_ERR_DTYPE, "%s: index must be int64, got %s", op,
-                   loom_dtype_name(index->dtype));
-    return false;
-  }
-  return true;
+/* The index as int64 (an int32 one converted when `int32_ok`), or NULL
+ * with an error naming the dtypes `op` takes. */
+static const loom_tensor *index_arg(const loom_tensor *index, bool int32_ok,
+                                    const char *op) {
+  if (int32_ok && index->dtype == LOOM_I32)
+    return loom_to_dtype(index, LOOM_I64);
+  if (index->dtype != LOOM_I64)
+    return LOOM_FAIL(LOOM_ERR_DTYPE, "%s: index must be %s, got %s", op,
+                     int32_ok ? "int64 or int32" : "int64",
+                     loom_dtype_name(index->dtype));
+  return index;
 }
 
 /* ---- gather / scatter_add ---- */
@@ -57,8 +63,10 @@ static void gather_graph_backward(loom__node *n, loom_tensor *const *g) {
 
 loom_tensor *loom_gather(const loom_tensor *t, int dim,
                          const loom_tensor *index) {
-  if (!t || !index || !is_index(index, "gather"))
+  if (!t || !index)
     return loom_null_argument("gather");
+  if (!index_arg(index, false, "gather"))
+    return NULL;
   int d = loom__dim(dim, t->ndim, "gather");
   if (d < 0 || !gather_shapes_ok(t, d, index, "gather") ||
       loom__kernel_check_index(index, t->ndim ? t->shape[d] : 1, "gather") < 0)
@@ -87,8 +95,10 @@ static void scatter_add_backward(loom__node *n, loom_tensor *const *g) {
 loom_tensor *loom_scatter_add(const loom_tensor *t, int dim,
                               const loom_tensor *index,
                               const loom_tensor *src) {
-  if (!t || !index || !src || !is_index(index, "scatter_add"))
+  if (!t || !index || !src)
     return loom_null_argument("scatter_add");
+  if (!index_arg(index, false, "scatter_add"))
+    return NULL;
   int d = loom__dim(dim, t->ndim, "scatter_add");
   if (d < 0 || !gather_shapes_ok(t, d, index, "scatter_add"))
     return NULL;
@@ -118,7 +128,7 @@ loom_tensor *loom_scatter_add(const loom_tensor *t, int dim,
 
 static const loom_tensor *as_index_vector(const loom_tensor *index,
                                           const char *op) {
-  if (!is_index(index, op))
+  if (!(index = index_arg(index, true, op)))
     return NULL;
   if (index->ndim > 1)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: index must be 1-D, got %s", op,
@@ -266,8 +276,10 @@ static void embedding_graph_backward(loom__node *n, loom_tensor *const *g) {
 
 loom_tensor *loom_embedding(const loom_tensor *weight,
                             const loom_tensor *indices, int64_t padding_idx) {
-  if (!weight || !indices || !is_index(indices, "embedding"))
+  if (!weight || !indices)
     return loom_null_argument("embedding");
+  if (!(indices = index_arg(indices, true, "embedding")))
+    return NULL;
   if (weight->ndim != 2)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "embedding: weight must be 2-D, got %s",
                      loom_shape_text(weight));
@@ -306,8 +318,10 @@ loom_tensor *loom_embedding(const loom_tensor *weight,
 }
 
 loom_tensor *loom_one_hot(const loom_tensor *indices, int64_t num_classes) {
-  if (!indices || !is_index(indices, "one_hot"))
+  if (!indices)
     return loom_null_argument("one_hot");
+  if (!index_arg(indices, false, "one_hot"))
+    return NULL;
   if (indices->ndim >= LOOM_MAX_DIMS)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "one_hot: too many dims");
   const loom_tensor *ix =

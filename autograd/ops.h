@@ -146,26 +146,30 @@ LOOM_API loom_tensor *loom_pad(const loom_tensor *t, const int64_t *pad, int n,
 
 /* ------------------------------------------------ indexing */
 
-/* out[i][j] = t[index[i][j]][j] for dim 0 (and so on); index is int64 with
- * t's ndim. Differentiable in t (repeated indices accumulate). */
+/* out[i][j] = t[index[i][j]][j] for dim 0 (and so on); index is int64 (as
+ * in PyTorch, not int32) with t's ndim. Differentiable in t (repeated
+ * indices accumulate). Errors: LOOM_ERR_DTYPE for another index dtype,
+ * LOOM_ERR_INDEX for an index outside [0, t's size along dim). */
 LOOM_API loom_tensor *loom_gather(const loom_tensor *t, int dim,
                                   const loom_tensor *index);
-/* Picks entries of `dim` by a 1-D int64 index. Differentiable in t. */
+/* Picks entries of `dim` by a 1-D int64 or int32 index. Differentiable in
+ * t. */
 LOOM_API loom_tensor *loom_index_select(const loom_tensor *t, int dim,
                                         const loom_tensor *index);
 /* A copy of t with src added at gathered positions: out[index[i][j]][j] +=
- * src[i][j] (dim 0). Differentiable in t and src. */
+ * src[i][j] (dim 0); index is int64 (as in PyTorch, not int32).
+ * Differentiable in t and src. */
 LOOM_API loom_tensor *loom_scatter_add(const loom_tensor *t, int dim,
                                        const loom_tensor *index,
                                        const loom_tensor *src);
-/* A copy of t with alpha * src's slices added at 1-D `index` along `dim`.
- * Differentiable in t and src. */
+/* A copy of t with alpha * src's slices added at 1-D `index` (int64 or
+ * int32) along `dim`. Differentiable in t and src. */
 LOOM_API loom_tensor *loom_index_add(const loom_tensor *t, int dim,
                                      const loom_tensor *index,
                                      const loom_tensor *src, double alpha);
-/* Rows of `weight` (V x D) picked by int64 `indices` of any shape: the
- * result has shape indices.shape + [D]. Differentiable in weight; the row
- * `padding_idx` (if >= 0) receives no gradient. */
+/* Rows of `weight` (V x D) picked by int64 or int32 `indices` of any
+ * shape: the result has shape indices.shape + [D]. Differentiable in weight;
+ * the row `padding_idx` (if >= 0) receives no gradient. */
 LOOM_API loom_tensor *loom_embedding(const loom_tensor *weight,
                                      const loom_tensor *indices,
                                      int64_t padding_idx);

@@ -278,6 +278,10 @@ void loom__clamp_bounds(loom_dtype dtype, double *lo, double *hi) {
     *lo = int_bound(ceil(*lo));
     *hi = int_bound(floor(*hi));
   }
+  if (dtype == LOOM_I32) { /* so that the kernel's conversion is defined */
+    *lo = fmin(fmax(*lo, INT32_MIN), INT32_MAX);
+    *hi = fmin(fmax(*hi, INT32_MIN), INT32_MAX);
+  }
 }
 
 loom_tensor *loom_clamp(const loom_tensor *t, double lo, double hi) {

@@ -147,8 +147,8 @@ loom_embedding_layer *loom_embedding_layer_new(int64_t num, int64_t dim,
  * torch.embedding_renorm_ does (before the lookup, outside the graph). */
 static void renorm(loom_embedding_layer *e, const loom_tensor *indices) {
   loom_no_grad_begin();
-  loom_tensor *flat =
-      loom_contiguous(loom_reshape(indices, 1, (int64_t[]){-1}));
+  loom_tensor *flat = loom_contiguous(
+      loom_to_dtype(loom_reshape(indices, 1, (int64_t[]){-1}), LOOM_I64));
   const int64_t *ix = flat ? loom_data_i64(flat) : NULL;
   double p = e->norm_type > 0 ? e->norm_type : 2;
   for (int64_t i = 0; ix && i < loom_numel(flat); i++) {
@@ -171,7 +171,8 @@ loom_tensor *loom_embedding_layer_forward(loom_embedding_layer *e,
                                           const loom_tensor *indices) {
   if (!e || !indices)
     return loom_null_argument("Embedding");
-  if (e->max_norm > 0 && loom_dtype_of(indices) == LOOM_I64)
+  loom_dtype it = loom_dtype_of(indices);
+  if (e->max_norm > 0 && (it == LOOM_I64 || it == LOOM_I32))
     renorm(e, indices);
   return loom_embedding(e->weight, indices, e->padding_idx);
 }

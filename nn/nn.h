@@ -170,8 +170,8 @@ LOOM_API loom_tensor *loom_bilinear_forward(loom_bilinear *l,
                                             const loom_tensor *x2);
 LOOM_API void loom_bilinear_free(loom_bilinear *l);
 
-/* Embedding: rows of weight (num x dim) by int64 index. padding_idx < 0:
- * none (its row starts at zero and gets no gradient). max_norm > 0: rows
+/* Embedding: rows of weight (num x dim) by int64 or int32 index. padding_idx <
+ * 0: none (its row starts at zero and gets no gradient). max_norm > 0: rows
  * looked up are renormalised in place to at most that norm (p = norm_type,
  * 2 when 0), like PyTorch. */
 typedef struct loom_embedding_layer {

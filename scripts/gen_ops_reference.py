@@ -13,7 +13,8 @@ tests/data/ops_reference.safetensors holds, for each CASE (a name without
 dots, e.g. "flip_two_dims"):
 
     CASE.in.NAME      an input of the call (float64 values, int64
-                      indices, bool masks), as loom is given it
+                      indices, bool masks; int32 where the case is
+                      about int32), as loom is given it
     CASE.out          the call's result (CASE.out1, ... for further results,
                       such as sort's indices)
     CASE.r            a fixed random tensor shaped like out; every gradient
@@ -173,6 +174,77 @@ def sorting(c):
           lambda x: torch.topk(x, 2, 0, largest=False), x=randn(5, 3, 2))
 
 
+def int32s(c):
+    """int32 as PyTorch treats it: arithmetic wraps, promotion, the dtypes
+    of reductions, sorting and conversions, int32 indices."""
+    i32 = torch.int32
+    edge = torch.tensor([[2**31 - 1, -2**31, 7], [-5, 65536, 46341]], dtype=i32)
+    other = torch.tensor([[1, -1, -9], [2**31 - 1, 65536, 46341]], dtype=i32)
+    c.add("int32_add_wraps", "a + b", lambda a, b: a + b, a=edge, b=other)
+    c.add("int32_sub_wraps", "a - b", lambda a, b: a - b, a=edge, b=other)
+    c.add("int32_mul_wraps", "a * b", lambda a, b: a * b, a=edge, b=other)
+    c.add("int32_neg_abs_square", "(-a, a.abs(), a.square())",
+          lambda a: (-a, a.abs(), a.square()), a=edge)
+    c.add("int32_scalars", "(a + 2**40 + 3, a * 3, 5 - a)",
+          lambda a: (a + 2**40 + 3, a * 3, 5 - a), a=edge)
+    c.add("int32_clamp", "a.clamp(-10, 50000)",
+          lambda a: a.clamp(-10, 50000), a=edge)
+    small = torch.randint(-20, 20, (3, 4), dtype=i32)
+    c.add("int32_plus_int64", "a + b",
+          lambda a, b: a + b, a=small, b=torch.randint(-9, 9, (4,)))
+    c.add("int32_plus_float64", "a + x",
+          lambda a, x: a + x, a=small, x=randn(3, 1))
+    c.add("int32_plus_uint8", "a + u",
+          lambda a, u: a + u, a=small,
+          u=torch.tensor([250, 3, 0, 1], dtype=torch.uint8))
+    c.add("int32_plus_bool", "a + m", lambda a, m: a + m, a=small,
+          m=torch.tensor([True, False, True, True]))
+    c.add("int32_plus_int64_0dim", "a + torch.tensor(2**33 + 1)",
+          lambda a: a + torch.tensor(2**33 + 1), a=small)
+    c.add("int32_div", "(a / b, torch.true_divide(a, 4))",
+          lambda a: (a / torch.tensor([3, -7, 2, 5], dtype=i32),
+                     torch.true_divide(a, 4)), a=small)
+    c.add("int32_compare", "(a < b, a == 3)",
+          lambda a: (a < torch.tensor([0, 5, -3, 2], dtype=i32), a == 3),
+          a=small)
+    c.add("int32_sum_prod", "(a.sum(), a.sum(1), a.prod(0))",
+          lambda a: (a.sum(), a.sum(1), a.prod(0)), a=edge)
+    c.add("int32_max_dim", "torch.max(a, 1)",
+          lambda a: tuple(torch.max(a, 1)), a=edge)
+    c.add("int32_min_argmax", "(a.min(), a.argmax(0), torch.maximum(a, b))",
+          lambda a, b: (a.min(), a.argmax(0), torch.maximum(a, b)),
+          a=edge, b=other)
+    c.add("int32_cumsum", "torch.cumsum(a, 1)",
+          lambda a: torch.cumsum(a, 1), a=edge)
+    ties = torch.randint(-3, 3, (4, 7), dtype=i32)
+    ties[0, 2] = 2**31 - 1
+    ties[1, 5] = -2**31
+    c.add("int32_sort", "torch.sort(a, stable=True, descending=True)",
+          lambda a: torch.sort(a, stable=True, descending=True), a=ties)
+    c.add("int32_argsort_dim0", "torch.argsort(a, dim=0, stable=True)",
+          lambda a: torch.argsort(a, dim=0, stable=True), a=ties)
+    distinct = torch.randperm(24).reshape(3, 8).to(i32) * 1000 - 12000
+    c.add("int32_topk", "torch.topk(a, 3)", lambda a: torch.topk(a, 3),
+          a=distinct)
+    c.add("int32_from_float64", "x.to(torch.int32)",
+          lambda x: x.to(i32), x=randn(3, 4) * 1e4)
+    c.add("int32_from_int64_wraps", "n.to(torch.int32)",
+          lambda n: n.to(i32),
+          n=torch.tensor([2**31, 2**32 + 5, -2**31 - 1, -2**63, 2**63 - 1]))
+    c.add("int32_to_others", "(a.double(), a.long(), a.float())",
+          lambda a: (a.double(), a.long(), a.float()), a=edge)
+    table = randn(6, 3)
+    idx = torch.tensor([[5, 0], [2, 2], [0, 4]], dtype=i32)
+    c.add("int32_embedding", "F.embedding(ix, w)",
+          lambda w, ix: torch.nn.functional.embedding(ix, w), w=table, ix=idx)
+    c.add("int32_index_select", "x.index_select(1, ix)",
+          lambda x, ix: x.index_select(1, ix), x=randn(2, 5),
+          ix=torch.tensor([4, 0, 4, 1], dtype=i32))
+    c.add("int32_index_add", "x.index_add(0, ix, s, alpha=2)",
+          lambda x, ix, s: x.index_add(0, ix, s, alpha=2), x=randn(3, 2),
+          ix=torch.tensor([2, 0, 2], dtype=i32), s=randn(3, 2))
+
+
 def convolving(c):
     import torch.nn.functional as F
     c.add("conv1d_groups",
@@ -243,7 +315,7 @@ def contracting(c):
 def main():
     c = Cases()
     for family in (rearranging, padding, masks, scans, sorting,
-                   convolving, folding, contracting):
+                   convolving, folding, contracting, int32s):
         # a seed per family, so adding cases to one leaves the others' be
         torch.manual_seed(zlib.crc32(family.__name__.encode()))
         family(c)

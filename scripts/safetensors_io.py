@@ -7,7 +7,7 @@ import struct
 import torch
 
 _NAMES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64",
-          torch.uint8: "U8", torch.bool: "BOOL"}
+          torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
 _DTYPES = {v: k for k, v in _NAMES.items()}
 
 
@@ -36,7 +36,7 @@ def load(path):
     meta = header.pop("__metadata__", {})
     base, out = 8 + n, {}
     np_types = {"F32": np.float32, "F64": np.float64, "I64": np.int64,
-                "U8": np.uint8, "BOOL": np.uint8}
+                "I32": np.int32, "U8": np.uint8, "BOOL": np.uint8}
     for name, e in header.items():
         b, end = e["data_offsets"]
         arr = np.frombuffer(data[base + b:base + end], dtype=np_types[e["dtype"]])

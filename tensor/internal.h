@@ -162,11 +162,30 @@ void loom__broadcast_strides(const loom_tensor *t, int ndim,
 
 loom_dtype loom__resolve(loom_dtype dtype); /* DEFAULT -> thread default */
 loom_dtype loom__promote(loom_dtype a, loom_dtype b);
-/* Promotion where a 0-dim float tensor does not raise a dimensioned float
- * tensor's precision (PyTorch's rule for wrapped scalars). */
+/* Promotion where a 0-dim tensor does not raise the dtype of a dimensioned
+ * tensor of the same kind, float or integer (PyTorch's rule for wrapped
+ * scalars). */
 loom_dtype loom__promote_tensors(const loom_tensor *a, const loom_tensor *b);
 double loom__read(const char *p, loom_dtype dtype);
 void loom__write(char *p, loom_dtype dtype, double v);
+
+/* Float -> integer conversions saturate (NaN -> 0) instead of being
+ * undefined. */
+static inline int64_t loom__to_i64(double v) {
+  return v != v                        ? 0
+         : v >= 9.2233720368547758e18  ? INT64_MAX
+         : v <= -9.2233720368547758e18 ? INT64_MIN
+                                       : (int64_t)v;
+}
+static inline int32_t loom__to_i32(double v) {
+  return v != v               ? 0
+         : v >= 2147483647.0  ? INT32_MAX
+         : v <= -2147483648.0 ? INT32_MIN
+                              : (int32_t)v;
+}
+static inline uint8_t loom__to_u8(double v) {
+  return v != v || v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)v;
+}
 
 /* ---- errors ---- */
 

@@ -8,34 +8,44 @@
   LOOM__MAP2(NAME##_f32, float, float, EXPR)                                   \
   LOOM__MAP2(NAME##_f64, double, double, EXPR)
 #define INT2(NAME, EXPR)                                                       \
+  LOOM__MAP2(NAME##_i32, int32_t, int32_t, EXPR)                               \
   LOOM__MAP2(NAME##_i64, int64_t, int64_t, EXPR)                               \
   LOOM__MAP2(NAME##_u8, uint8_t, uint8_t, EXPR)
-#define NUM2(NAME, EXPR) FLOAT2(NAME, EXPR) INT2(NAME, EXPR)
 #define PRED2(NAME, EXPR)                                                      \
   LOOM__MAP2(NAME##_f32, float, uint8_t, EXPR)                                 \
   LOOM__MAP2(NAME##_f64, double, uint8_t, EXPR)                                \
+  LOOM__MAP2(NAME##_i32, int32_t, uint8_t, EXPR)                               \
   LOOM__MAP2(NAME##_i64, int64_t, uint8_t, EXPR)                               \
   LOOM__MAP2(NAME##_u8, uint8_t, uint8_t, EXPR)
 
 #define TABLE(NAME, BOOL_OUT, COST, ...)                                       \
   const loom__binary_kernel loom__##NAME##_kernel = {                          \
       #NAME, {__VA_ARGS__}, BOOL_OUT, COST};
-#define FLOAT_TABLE(NAME, COST)                                                \
-  TABLE(NAME, false, COST, [LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64)
+#define FLOAT_LOOPS(NAME) [LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64
+#define INT_LOOPS(NAME)                                                        \
+  [LOOM_I32] = NAME##_i32, [LOOM_I64] = NAME##_i64, [LOOM_U8] = NAME##_u8
+#define FLOAT_TABLE(NAME, COST) TABLE(NAME, false, COST, FLOAT_LOOPS(NAME))
 #define NUM_TABLE(NAME, COST)                                                  \
-  TABLE(NAME, false, COST, [LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64,   \
-        [LOOM_I64] = NAME##_i64, [LOOM_U8] = NAME##_u8)
+  TABLE(NAME, false, COST, FLOAT_LOOPS(NAME), INT_LOOPS(NAME))
 #define PRED_TABLE(NAME)                                                       \
-  TABLE(                                                                       \
-      NAME, true, 1, [LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64,         \
-      [LOOM_I64] = NAME##_i64, [LOOM_BOOL] = NAME##_u8, [LOOM_U8] = NAME##_u8)
+  TABLE(NAME, true, 1, FLOAT_LOOPS(NAME),                                      \
+        INT_LOOPS(NAME), [LOOM_BOOL] = NAME##_u8)
+
+/* Integer arithmetic wraps in two's complement, as in PyTorch: it is done in
+ * uint64_t, where overflow is defined, and the conversion back to the
+ * dtype keeps the low bits (GCC and clang define it so). Signed overflow
+ * would be undefined behaviour. */
+#define WRAP(a) ((uint64_t)(a))
 
 /* The formulas are macro arguments, which clang-format would misread as
  * declarations (a *b). */
 /* clang-format off */
-NUM2(add, a + b)
-NUM2(sub, a - b)
-NUM2(mul, a * b)
+FLOAT2(add, a + b)
+FLOAT2(sub, a - b)
+FLOAT2(mul, a * b)
+INT2(add, WRAP(a) + WRAP(b))
+INT2(sub, WRAP(a) - WRAP(b))
+INT2(mul, WRAP(a) * WRAP(b))
 FLOAT2(div, a / b)
 FLOAT2(pow, pow(a, b))
 /* NaN propagates, like torch.maximum. */
@@ -43,7 +53,8 @@ FLOAT2(maximum, (a != a || a > b) ? a : b)
 FLOAT2(minimum, (a != a || a < b) ? a : b)
 INT2(maximum, a > b ? a : b)
 INT2(minimum, a < b ? a : b)
-NUM2(add_scaled, a + (scalar_t)p[0] * b)
+FLOAT2(add_scaled, a + (scalar_t)p[0] * b)
+INT2(add_scaled, WRAP(a) + WRAP(loom__to_i64(p[0])) * WRAP(b))
 PRED2(eq, a == b)
 PRED2(ne, a != b)
 PRED2(lt, a < b)

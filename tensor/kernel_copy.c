@@ -4,40 +4,57 @@
 
 #include <math.h>
 
-/* Float -> integer conversion saturates (NaN -> 0) instead of being
- * undefined; everything else converts as C does, bool as != 0. */
-static inline int64_t to_i64(double v) {
-  return v != v                        ? 0
-         : v >= 9.2233720368547758e18  ? INT64_MAX
-         : v <= -9.2233720368547758e18 ? INT64_MIN
-                                       : (int64_t)v;
-}
-static inline uint8_t to_u8(double v) {
-  return v != v || v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)v;
-}
+/* Conversions: float -> integer saturates (NaN -> 0; loom__to_i64 and
+ * kin) instead of being undefined, int64 -> int32 wraps as in PyTorch,
+ * integers saturate to uint8's range, and the rest convert as C does. bool
+ * is read as uint8 and written by to_bool (!= 0). */
+typedef float f32;
+typedef double f64;
+typedef int32_t i32;
+typedef int64_t i64;
+typedef uint8_t u8;
+#define IS_FLOAT(x) _Generic((x), float : 1, double : 1, default : 0)
+#define TO_f32(x) ((float)(x))
+#define TO_f64(x) ((double)(x))
+#define TO_i64(x) (IS_FLOAT(x) ? loom__to_i64((double)(x)) : (i64)(x))
+#define TO_i32(x)                                                              \
+  (IS_FLOAT(x) ? loom__to_i32((double)(x)) : (i32)(uint32_t)(i64)(x))
+#define TO_u8(x)                                                               \
+  (IS_FLOAT(x)  ? loom__to_u8((double)(x))                                     \
+   : (x) <= 0   ? 0                                                            \
+   : (x) >= 255 ? 255                                                          \
+                : (u8)(x))
 
-#define CONVERT(TO, TI, EXPR)                                                  \
+#define CONVERT(TO, TI)                                                        \
   static void cv_##TO##_##TI(char **p, const int64_t *s, int64_t n, void *c) { \
     (void)c;                                                                   \
     for (int64_t i = 0; i < n; i++) {                                          \
       TI x = *(const TI *)(p[1] + i * s[1]);                                   \
-      *(TO *)(p[0] + i * s[0]) = (EXPR);                                       \
+      *(TO *)(p[0] + i * s[0]) = (TO)TO_##TO(x);                               \
     }                                                                          \
   }
-typedef int64_t i64;
-typedef uint8_t u8;
-CONVERT(float, double, (float)x)
-CONVERT(float, i64, (float)x)
-CONVERT(float, u8, (float)x)
-CONVERT(double, float, (double)x)
-CONVERT(double, i64, (double)x)
-CONVERT(double, u8, (double)x)
-CONVERT(i64, float, to_i64(x))
-CONVERT(i64, double, to_i64(x))
-CONVERT(i64, u8, (i64)x)
-CONVERT(u8, float, to_u8(x))
-CONVERT(u8, double, to_u8(x))
-CONVERT(u8, i64, x <= 0 ? 0 : x >= 255 ? 255 : (u8)x)
+/* One row per dtype: its conversions from every dtype. */
+#define FROM_EACH(TO)                                                          \
+  CONVERT(TO, f32)                                                             \
+  CONVERT(TO, f64) CONVERT(TO, i32) CONVERT(TO, i64) CONVERT(TO, u8)
+#define ROW(TO)                                                                \
+  {                                                                            \
+    [LOOM_F32] = cv_##TO##_f32, [LOOM_F64] = cv_##TO##_f64,                    \
+    [LOOM_I32] = cv_##TO##_i32, [LOOM_I64] = cv_##TO##_i64,                    \
+    [LOOM_U8] = cv_##TO##_u8, [LOOM_BOOL] = cv_##TO##_u8                       \
+  }
+FROM_EACH(f32)
+FROM_EACH(f64)
+FROM_EACH(i32)
+FROM_EACH(i64)
+FROM_EACH(u8)
+
+static const loom__iter_fn converters[LOOM_DTYPE_COUNT][LOOM_DTYPE_COUNT] = {
+    [LOOM_F32] = ROW(f32), [LOOM_F64] = ROW(f64), [LOOM_I32] = ROW(i32),
+    [LOOM_I64] = ROW(i64), [LOOM_U8] = ROW(u8),
+};
+#undef ROW
+#undef FROM_EACH
 #undef CONVERT
 
 typedef struct {
@@ -77,37 +94,7 @@ static loom__iter_fn converter(loom_dtype to, loom_dtype from) {
     return same;
   if (to == LOOM_BOOL)
     return to_bool;
-#define K(T, F) ((int)(T)*LOOM_DTYPE_COUNT + (int)(F))
-  switch (
-      K(to == LOOM_BOOL ? LOOM_U8 : to, from == LOOM_BOOL ? LOOM_U8 : from)) {
-  case K(LOOM_F32, LOOM_F64):
-    return cv_float_double;
-  case K(LOOM_F32, LOOM_I64):
-    return cv_float_i64;
-  case K(LOOM_F32, LOOM_U8):
-    return cv_float_u8;
-  case K(LOOM_F64, LOOM_F32):
-    return cv_double_float;
-  case K(LOOM_F64, LOOM_I64):
-    return cv_double_i64;
-  case K(LOOM_F64, LOOM_U8):
-    return cv_double_u8;
-  case K(LOOM_I64, LOOM_F32):
-    return cv_i64_float;
-  case K(LOOM_I64, LOOM_F64):
-    return cv_i64_double;
-  case K(LOOM_I64, LOOM_U8):
-    return cv_i64_u8;
-  case K(LOOM_U8, LOOM_F32):
-    return cv_u8_float;
-  case K(LOOM_U8, LOOM_F64):
-    return cv_u8_double;
-  case K(LOOM_U8, LOOM_I64):
-    return cv_u8_i64;
-  default:
-    return same;
-  }
-#undef K
+  return converters[to][from];
 }
 
 void loom__kernel_copy(loom_tensor *out, const loom_tensor *x) {

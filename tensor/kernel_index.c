@@ -104,8 +104,13 @@ static void scatter_fn(char **p, const int64_t *s, int64_t n, void *c) {
     case LOOM_F64:
       *(double *)dst += *(const double *)src;
       break;
-    case LOOM_I64:
-      *(int64_t *)dst += *(const int64_t *)src;
+    case LOOM_I64: /* integer sums wrap (see kernel_binary.c) */
+      *(int64_t *)dst =
+          (int64_t)(*(const uint64_t *)dst + *(const uint64_t *)src);
+      break;
+    case LOOM_I32:
+      *(int32_t *)dst =
+          (int32_t)(*(const uint32_t *)dst + *(const uint32_t *)src);
       break;
     default:
       *(uint8_t *)dst += *(const uint8_t *)src;

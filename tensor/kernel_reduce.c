@@ -21,8 +21,11 @@ typedef struct {
 
 #define MAXOP(acc, x) (((x) > (acc) || (x) != (x)) ? (x) : (acc))
 #define MINOP(acc, x) (((x) < (acc) || (x) != (x)) ? (x) : (acc))
-#define SUMOP(acc, x) ((acc) + (x))
 #define PRODOP(acc, x) ((acc) * (x))
+/* Integer sums and products wrap in two's complement, as in PyTorch
+ * (computed in uint64_t: int64_t overflow would be undefined). */
+#define WRAP_SUMOP(acc, x) ((int64_t)((uint64_t)(acc) + (uint64_t)(x)))
+#define WRAP_PRODOP(acc, x) ((int64_t)((uint64_t)(acc) * (uint64_t)(x)))
 
 /* acc (type TA) op= x (type TX) along a run; a zero accumulator stride means
  * the whole run folds into one accumulator. */
@@ -78,16 +81,18 @@ typedef struct {
 
 SUM_ROW(sum_f32, float)
 SUM_ROW(sum_f64, double)
-ROW(sum_i64, int64_t, int64_t, SUMOP)
+ROW(sum_i64, int64_t, int64_t, WRAP_SUMOP)
 ROW(prod_f32, double, float, PRODOP)
 ROW(prod_f64, double, double, PRODOP)
-ROW(prod_i64, int64_t, int64_t, PRODOP)
+ROW(prod_i64, int64_t, int64_t, WRAP_PRODOP)
 ROW(max_f32, float, float, MAXOP)
 ROW(max_f64, double, double, MAXOP)
+ROW(max_i32, int32_t, int32_t, MAXOP)
 ROW(max_i64, int64_t, int64_t, MAXOP)
 ROW(max_u8, uint8_t, uint8_t, MAXOP)
 ROW(min_f32, float, float, MINOP)
 ROW(min_f64, double, double, MINOP)
+ROW(min_i32, int32_t, int32_t, MINOP)
 ROW(min_i64, int64_t, int64_t, MINOP)
 ROW(min_u8, uint8_t, uint8_t, MINOP)
 
@@ -101,11 +106,13 @@ static row_fn pick(loom__reduce_op op, loom_dtype t) {
           {[LOOM_F32] = prod_f32, [LOOM_F64] = prod_f64, [LOOM_I64] = prod_i64},
       [LOOM__REDUCE_MAX] = {[LOOM_F32] = max_f32,
                             [LOOM_F64] = max_f64,
+                            [LOOM_I32] = max_i32,
                             [LOOM_I64] = max_i64,
                             [LOOM_BOOL] = max_u8,
                             [LOOM_U8] = max_u8},
       [LOOM__REDUCE_MIN] = {[LOOM_F32] = min_f32,
                             [LOOM_F64] = min_f64,
+                            [LOOM_I32] = min_i32,
                             [LOOM_I64] = min_i64,
                             [LOOM_BOOL] = min_u8,
                             [LOOM_U8] = min_u8},
@@ -124,10 +131,12 @@ static double identity(loom__reduce_op op, loom_dtype t) {
     return 0;
   case LOOM__REDUCE_PROD:
     return 1;
+  /* Written with loom__write, which saturates to an integer dtype's range
+   * (bool is 1 unless 0). */
   case LOOM__REDUCE_MAX:
-    return loom_dtype_is_float(t) ? -INFINITY : t == LOOM_I64 ? -9.3e18 : 0;
+    return loom_dtype_is_float(t) ? -INFINITY : t == LOOM_BOOL ? 0 : -9.3e18;
   case LOOM__REDUCE_MIN:
-    return loom_dtype_is_float(t) ? INFINITY : t == LOOM_I64 ? 9.3e18 : 255;
+    return loom_dtype_is_float(t) ? INFINITY : 9.3e18;
   }
   return 0;
 }
@@ -324,6 +333,9 @@ static void arg_run(char **p, const int64_t *s, int64_t n, void *c) {
       break;
     case LOOM_F64:
       ARG_SCAN(double);
+      break;
+    case LOOM_I32:
+      ARG_SCAN_INT(int32_t);
       break;
     case LOOM_I64:
       ARG_SCAN_INT(int64_t);

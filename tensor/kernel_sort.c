@@ -2,8 +2,8 @@
  * sort of each line, stable, as torch.sort(stable=True) is. Each line is
  * sorted by one thread, so results never depend on the thread count.
  *
- * Keys are read into doubles (exact for every float32, bool and uint8
- * value) or, for int64, kept as int64 (a double would merge neighbours
+ * Keys are read into doubles (exact for every float32, int32, bool and
+ * uint8 value) or, for int64, kept as int64 (a double would merge neighbours
  * above 2^53). NaN counts as larger than any number, as in PyTorch: last
  * in ascending order, first in descending.
  */

@@ -10,6 +10,17 @@
 /* Formula helpers (see unary_ops.def). F32 selects at compile time, so a
  * float32 loop holds only its own form. */
 #define F32(a, b) _Generic((scalar_t)0, float : (a), default : (b))
+/* W(v) is v, or v in uint64_t in integer loops: their arithmetic wraps in
+ * two's complement, as in PyTorch (the conversion to the dtype keeps the
+ * low bits), where int32_t or int64_t arithmetic could overflow, which is
+ * undefined. WS(v) is a scalar parameter (a double) the same way: scalar_t,
+ * or in integer loops its int64 value (saturated) in uint64_t, whose low
+ * bits are the value wrapped into the dtype, as PyTorch converts it. */
+/* clang-format off */
+#define W(v) _Generic((scalar_t)0, float: (v), double: (v), default: (uint64_t)(v))
+#define WS(v) _Generic((scalar_t)0, float: (float)(v), double: (v), \
+                       default: (uint64_t)loom__to_i64(v))
+/* clang-format on */
 #define SIGMOID(v) (1 / (1 + exp(-(v))))
 
 /* Forward loops per dtype set. VEC's float32 loop runs contiguous elements
@@ -21,6 +32,7 @@
   LOOM__MAP1(NAME##_f64, double, double, EXPR)
 #define FORWARD_NUM(NAME, EXPR)                                                \
   FORWARD_FLOAT(NAME, EXPR)                                                    \
+  LOOM__MAP1(NAME##_i32, int32_t, int32_t, EXPR)                               \
   LOOM__MAP1(NAME##_i64, int64_t, int64_t, EXPR)
 #define FORWARD_VEC(NAME, EXPR)                                                \
   LOOM__ISA_FUNCTION(NAME##_run,                                               \
@@ -75,7 +87,8 @@
 /* Kernel tables: the loops of each dtype. */
 #define LOOPS_FLOAT(NAME) [LOOM_F32] = NAME##_f32, [LOOM_F64] = NAME##_f64
 #define LOOPS_VEC LOOPS_FLOAT
-#define LOOPS_NUM(NAME) LOOPS_FLOAT(NAME), [LOOM_I64] = NAME##_i64
+#define LOOPS_NUM(NAME)                                                        \
+  LOOPS_FLOAT(NAME), [LOOM_I32] = NAME##_i32, [LOOM_I64] = NAME##_i64
 
 /* A row whose gradient reads x or y has a gradient kernel; OPS rows have
  * none (autograd/unary.c computes theirs with ops). */
@@ -104,12 +117,14 @@
 #define PRED1(NAME, EXPR)                                                      \
   LOOM__MAP1(NAME##_f32, float, uint8_t, EXPR)                                 \
   LOOM__MAP1(NAME##_f64, double, uint8_t, EXPR)                                \
+  LOOM__MAP1(NAME##_i32, int32_t, uint8_t, EXPR)                               \
   LOOM__MAP1(NAME##_i64, int64_t, uint8_t, EXPR)                               \
   LOOM__MAP1(NAME##_u8, uint8_t, uint8_t, EXPR)
 #define PRED_TABLE(NAME)                                                       \
   const loom__unary_kernel loom__##NAME##_kernel = {#NAME,                     \
                                                     {[LOOM_F32] = NAME##_f32,  \
                                                      [LOOM_F64] = NAME##_f64,  \
+                                                     [LOOM_I32] = NAME##_i32,  \
                                                      [LOOM_I64] = NAME##_i64,  \
                                                      [LOOM_BOOL] = NAME##_u8,  \
                                                      [LOOM_U8] = NAME##_u8},   \

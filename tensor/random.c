@@ -191,8 +191,14 @@ loom_tensor *loom_randint(loom_rng *g, loom_dtype dtype, int64_t lo, int64_t hi,
   if (hi <= lo)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "randint: empty range [%lld, %lld)",
                      (long long)lo, (long long)hi);
-  loom_tensor *t = loom__new(dtype == LOOM_DTYPE_DEFAULT ? LOOM_I64 : dtype,
-                             ndim, shape, "randint");
+  if (dtype == LOOM_DTYPE_DEFAULT)
+    dtype = LOOM_I64;
+  if (dtype == LOOM_I32 && (lo < INT32_MIN || hi - 1 > INT32_MAX))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "randint: range [%lld, %lld) does not fit int32 "
+                     "[-2147483648, 2147483647]",
+                     (long long)lo, (long long)hi);
+  loom_tensor *t = loom__new(dtype, ndim, shape, "randint");
   if (!t)
     return NULL;
   g = resolve(g);

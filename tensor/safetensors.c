@@ -31,7 +31,7 @@ static const disk_dtype disk_dtypes[] = {
     {"F32", 4, LOOM_F32},  {"F64", 8, LOOM_F64},   {"I64", 8, LOOM_I64},
     {"U8", 1, LOOM_U8},    {"BOOL", 1, LOOM_BOOL}, {"F16", 2, LOOM_F32},
     {"BF16", 2, LOOM_F32}, {"I8", 1, LOOM_I64},    {"I16", 2, LOOM_I64},
-    {"I32", 4, LOOM_I64},  {"U16", 2, LOOM_I64},   {"U32", 4, LOOM_I64},
+    {"I32", 4, LOOM_I32},  {"U16", 2, LOOM_I64},   {"U32", 4, LOOM_I64},
 };
 
 static const disk_dtype *disk_dtype_of(const loom__json *v) {
@@ -53,6 +53,8 @@ static const char *disk_name(loom_dtype t) {
     return "F64";
   case LOOM_I64:
     return "I64";
+  case LOOM_I32:
+    return "I32";
   case LOOM_U8:
     return "U8";
   case LOOM_BOOL:
@@ -109,10 +111,6 @@ static void widen(const disk_dtype *d, const unsigned char *src, int64_t n,
       else if (!strcmp(d->name, "I16")) {
         int16_t x;
         memcpy(&x, p, 2);
-        v = x;
-      } else if (!strcmp(d->name, "I32")) {
-        int32_t x;
-        memcpy(&x, p, 4);
         v = x;
       } else if (!strcmp(d->name, "U16")) {
         uint16_t x;

@@ -18,11 +18,12 @@ extern "C" {
 #endif
 
 /* Writes m to `path` (through a temporary file and a rename). Tensors of
- * dtype float32, float64, int64, uint8 and bool are written as F32, F64,
- * I64, U8, BOOL. 0 or -1 with an error naming the path. */
+ * dtype float32, float64, int64, int32, uint8 and bool are written as F32,
+ * F64, I64, I32, U8, BOOL. 0 or -1 with an error naming the path. */
 LOOM_API int loom_safetensors_save(const char *path, const loom_tensor_map *m);
-/* Reads a file into a new map (caller frees). F16, BF16 are widened to
- * float32 and I8, I16, I32, U16, U32 to int64. NULL with an error naming
+/* Reads a file into a new map (caller frees). F32, F64, I64, I32, U8 and
+ * BOOL are read as they are; F16, BF16 are widened to float32 and I8, I16,
+ * U16, U32 to int64. NULL with an error naming
  * the file and offset on any malformed input. */
 LOOM_API loom_tensor_map *loom_safetensors_load(const char *path);
 /* The same from memory; `source` names the buffer in error messages. */

@@ -17,6 +17,8 @@ size_t loom_dtype_size(loom_dtype dtype) {
     return 1;
   case LOOM_U8:
     return 1;
+  case LOOM_I32:
+    return 4;
   default:
     return 0;
   }
@@ -36,6 +38,8 @@ const char *loom_dtype_name(loom_dtype dtype) {
     return "bool";
   case LOOM_U8:
     return "uint8";
+  case LOOM_I32:
+    return "int32";
   default:
     return "invalid";
   }
@@ -64,22 +68,29 @@ loom_dtype loom__resolve(loom_dtype dtype) {
   return dtype == LOOM_DTYPE_DEFAULT ? default_dtype : dtype;
 }
 
-/* Rank in the promotion lattice bool < uint8 < int64 < float32 < float64. */
+/* Rank in the promotion lattice
+ * bool < uint8 < int32 < int64 < float32 < float64. */
 static int rank(loom_dtype d) {
   switch (d) {
   case LOOM_BOOL:
     return 0;
   case LOOM_U8:
     return 1;
-  case LOOM_I64:
+  case LOOM_I32:
     return 2;
-  case LOOM_F32:
+  case LOOM_I64:
     return 3;
-  case LOOM_F64:
+  case LOOM_F32:
     return 4;
+  case LOOM_F64:
+    return 5;
   default:
     return -1;
   }
+}
+
+static bool is_integer(loom_dtype d) {
+  return d == LOOM_U8 || d == LOOM_I32 || d == LOOM_I64;
 }
 
 loom_dtype loom__promote(loom_dtype a, loom_dtype b) {
@@ -87,8 +98,11 @@ loom_dtype loom__promote(loom_dtype a, loom_dtype b) {
 }
 
 loom_dtype loom__promote_tensors(const loom_tensor *a, const loom_tensor *b) {
+  /* As in PyTorch, a 0-dim operand of the same kind (both floating or both
+   * integer) does not raise a sized operand's dtype. */
   bool af = loom_dtype_is_float(a->dtype), bf = loom_dtype_is_float(b->dtype);
-  if (af && bf && (a->ndim == 0) != (b->ndim == 0))
+  bool same_kind = (af && bf) || (is_integer(a->dtype) && is_integer(b->dtype));
+  if (same_kind && (a->ndim == 0) != (b->ndim == 0))
     return a->ndim == 0 ? b->dtype : a->dtype;
   return loom__promote(a->dtype, b->dtype);
 }
@@ -101,6 +115,8 @@ double loom__read(const char *p, loom_dtype dtype) {
     return *(const double *)p;
   case LOOM_I64:
     return (double)*(const int64_t *)p;
+  case LOOM_I32:
+    return *(const int32_t *)p;
   case LOOM_BOOL:
   case LOOM_U8:
     return *(const uint8_t *)p;
@@ -118,16 +134,16 @@ void loom__write(char *p, loom_dtype dtype, double v) {
     *(double *)p = v;
     break;
   case LOOM_I64:
-    *(int64_t *)p = isnan(v)                      ? 0
-                    : v >= 9.2233720368547758e18  ? INT64_MAX
-                    : v <= -9.2233720368547758e18 ? INT64_MIN
-                                                  : (int64_t)v;
+    *(int64_t *)p = loom__to_i64(v);
+    break;
+  case LOOM_I32:
+    *(int32_t *)p = loom__to_i32(v);
     break;
   case LOOM_BOOL:
     *(uint8_t *)p = v != 0;
     break;
   case LOOM_U8:
-    *(uint8_t *)p = isnan(v) || v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)v;
+    *(uint8_t *)p = loom__to_u8(v);
     break;
   default:
     break;

@@ -297,6 +297,9 @@ double *loom_data_f64(const loom_tensor *t) {
 int64_t *loom_data_i64(const loom_tensor *t) {
   return typed(t, LOOM_I64, LOOM_I64, "data_i64");
 }
+int32_t *loom_data_i32(const loom_tensor *t) {
+  return typed(t, LOOM_I32, LOOM_I32, "data_i32");
+}
 uint8_t *loom_data_u8(const loom_tensor *t) {
   return typed(t, LOOM_U8, LOOM_BOOL, "data_u8");
 }

@@ -71,9 +71,15 @@ typedef struct loom_tensor loom_tensor;
 typedef struct loom_scope loom_scope;
 typedef struct loom_rng loom_rng;
 
-/* Element types. LOOM_DTYPE_DEFAULT (zero) stands for the thread's default
+/* Element types: float32, float64, int64, bool, uint8 and int32 (torch's
+ * names). LOOM_DTYPE_DEFAULT (zero) stands for the thread's default
  * floating dtype (float32 unless changed) wherever a dtype is an argument;
- * a tensor never has it as its dtype. */
+ * a tensor never has it as its dtype. Promotion follows PyTorch's order
+ * bool < uint8 < int32 < int64 < float32 < float64, and its rule that a
+ * 0-dim operand does not raise the dtype of a sized one of the same kind
+ * (integer or float). Integer arithmetic wraps in two's complement as in
+ * PyTorch; conversions from floats to integers saturate (NaN gives 0),
+ * int64 to int32 wraps, and integers saturate to uint8's range. */
 typedef enum loom_dtype {
   LOOM_DTYPE_DEFAULT = 0,
   LOOM_F32,
@@ -81,6 +87,7 @@ typedef enum loom_dtype {
   LOOM_I64,
   LOOM_BOOL, /* one byte, 0 or 1 */
   LOOM_U8,
+  LOOM_I32,
   LOOM_DTYPE_COUNT
 } loom_dtype;
 
@@ -187,6 +194,7 @@ LOOM_API void *loom_data(const loom_tensor *t);
 LOOM_API float *loom_data_f32(const loom_tensor *t);
 LOOM_API double *loom_data_f64(const loom_tensor *t);
 LOOM_API int64_t *loom_data_i64(const loom_tensor *t);
+LOOM_API int32_t *loom_data_i32(const loom_tensor *t);
 LOOM_API uint8_t *loom_data_u8(const loom_tensor *t); /* bool or uint8 */
 /* The element at `index` (ndim entries) as a double; NaN on error. */
 LOOM_API double loom_get(const loom_tensor *t, const int64_t *index);

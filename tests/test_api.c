@@ -49,6 +49,7 @@ START_TEST(test_null_arguments) {
   FAILS_P(loom_data_f32(NULL), "data_f32");
   FAILS_P(loom_data_f64(NULL), "data_f64");
   FAILS_P(loom_data_i64(NULL), "data_i64");
+  FAILS_P(loom_data_i32(NULL), "data_i32");
   FAILS_P(loom_data_u8(NULL), "data_u8");
   FAILS_D(loom_get(NULL, two), "get");
   FAILS_D(loom_get(x, NULL), "get");

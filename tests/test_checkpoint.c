@@ -78,6 +78,53 @@ START_TEST(test_round_trip) {
 }
 END_TEST
 
+/* int32 is read and written as I32, exactly: the bytes PyTorch's
+ * safetensors writes for a torch.int32 tensor load as int32, and a file
+ * loom writes reads back, and saves again, bit for bit. */
+START_TEST(test_int32_files) {
+  const char *header = "{\"n\":{\"dtype\":\"I32\",\"shape\":[2,2],"
+                       "\"data_offsets\":[0,16]}}";
+  const int32_t values[4] = {INT32_MIN, -1, 7, INT32_MAX};
+  unsigned char buf[256];
+  size_t len = image(buf, header, 0);
+  memcpy(buf + len, values, sizeof values); /* little-endian, as on disk */
+  len += sizeof values;
+  loom_tensor_map *m = loom_safetensors_parse(buf, len, "i32.safetensors");
+  ck_assert_loom(m);
+  loom_tensor *n = loom_tensor_map_get(m, "n");
+  ck_assert_int_eq(loom_dtype_of(n), LOOM_I32);
+  ck_assert_int_eq(loom_size(n, 1), 2);
+  ck_assert_int_eq(memcmp(loom_data_i32(n), values, sizeof values), 0);
+  expect_bad("{\"n\":{\"dtype\":\"I32\",\"shape\":[3],"
+             "\"data_offsets\":[0,8]}}",
+             8, "shape needs 12");
+
+  /* a strided int32 tensor is saved contiguous; the file names I32 */
+  loom_tensor_map_set(m, "t", loom_transpose(n, 0, 1));
+  char path[512], again[512];
+  test_path(path, sizeof path, "i32.safetensors");
+  test_path(again, sizeof again, "i32_again.safetensors");
+  ck_assert_int_eq(loom_safetensors_save(path, m), 0);
+  loom_tensor_map *r = loom_safetensors_load(path);
+  ck_assert_loom(r);
+  loom_tensor *t = loom_tensor_map_get(r, "t");
+  ck_assert_int_eq(loom_dtype_of(t), LOOM_I32);
+  ck_assert_int_eq(loom_data_i32(t)[1], 7);
+  ck_assert(loom_equal(loom_tensor_map_get(r, "n"), n));
+  ck_assert_int_eq(loom_safetensors_save(again, r), 0);
+  size_t size = 0, size_again = 0;
+  char *bytes = test_slurp(path, &size),
+       *bytes_again = test_slurp(again, &size_again);
+  ck_assert(bytes && bytes_again && size == size_again);
+  ck_assert_int_eq(memcmp(bytes, bytes_again, size), 0);
+  ck_assert_ptr_nonnull(strstr(bytes + 8, "\"dtype\":\"I32\""));
+  free(bytes);
+  free(bytes_again);
+  loom_tensor_map_free(r);
+  loom_tensor_map_free(m);
+}
+END_TEST
+
 START_TEST(test_malformed_headers) {
   const char *ok = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
                    "\"data_offsets\":[0,8]}}";
@@ -428,6 +475,7 @@ int main(void) {
   tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, test_round_trip);
+  tcase_add_test(tc, test_int32_files);
   tcase_add_test(tc, test_malformed_headers);
   tcase_add_test(tc, test_lengths_checked_first);
   tcase_add_test(tc, test_truncated_and_corrupted);

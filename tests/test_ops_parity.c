@@ -100,6 +100,70 @@ FN(topk_smallest_dim0) {
   return out[0] ? 2 : -1;
 }
 
+/* ---- int32 ---- */
+#define I32_THREE(a, b, c)                                                     \
+  do {                                                                         \
+    out[0] = (a), out[1] = (b), out[2] = (c);                                  \
+    return out[0] && out[1] && out[2] ? 3 : -1;                                \
+  } while (0)
+FN(int32_add_wraps) { ONE(loom_add(in[0], in[1])); }
+FN(int32_sub_wraps) { ONE(loom_sub(in[0], in[1])); }
+FN(int32_mul_wraps) { ONE(loom_mul(in[0], in[1])); }
+FN(int32_neg_abs_square) {
+  I32_THREE(loom_neg(in[0]), loom_abs(in[0]), loom_square(in[0]));
+}
+FN(int32_scalars) {
+  I32_THREE(loom_add_scalar(in[0], 0x1p40 + 3), loom_mul_scalar(in[0], 3),
+            loom_rsub_scalar(in[0], 5));
+}
+FN(int32_clamp) { ONE(loom_clamp(in[0], -10, 50000)); }
+FN(int32_binary) { ONE(loom_add(in[0], in[1])); }
+FN(int32_plus_int64_0dim) {
+  ONE(loom_add(in[0], loom_scalar(LOOM_I64, 0x1p33 + 1)));
+}
+FN(int32_div) {
+  out[0] = loom_div(in[0], loom_from_array(LOOM_I32, (int32_t[]){3, -7, 2, 5},
+                                           LOOM_SHAPE(4)));
+  out[1] = loom_div_scalar(in[0], 4);
+  return out[0] && out[1] ? 2 : -1;
+}
+FN(int32_compare) {
+  out[0] = loom_lt(in[0], loom_from_array(LOOM_I32, (int32_t[]){0, 5, -3, 2},
+                                          LOOM_SHAPE(4)));
+  out[1] = loom_eq_scalar(in[0], 3);
+  return out[0] && out[1] ? 2 : -1;
+}
+FN(int32_sum_prod) {
+  I32_THREE(loom_sum_all(in[0]), loom_sum(in[0], (int[]){1}, 1, false),
+            loom_prod(in[0], (int[]){0}, 1, false));
+}
+FN(int32_max_dim) {
+  out[0] = loom_max(in[0], 1, false, &out[1]);
+  return out[0] ? 2 : -1;
+}
+FN(int32_min_argmax) {
+  I32_THREE(loom_amin(in[0], NULL, 0, false), loom_argmax(in[0], 0, false),
+            loom_maximum(in[0], in[1]));
+}
+FN(int32_cumsum) { ONE(loom_cumsum(in[0], 1)); }
+FN(int32_sort) {
+  out[0] = loom_sort(in[0], -1, true, &out[1]);
+  return out[0] ? 2 : -1;
+}
+FN(int32_argsort_dim0) { ONE(loom_argsort(in[0], 0, false)); }
+FN(int32_topk) {
+  out[0] = loom_topk(in[0], 3, -1, true, &out[1]);
+  return out[0] ? 2 : -1;
+}
+FN(int32_convert) { ONE(loom_to_dtype(in[0], LOOM_I32)); }
+FN(int32_to_others) {
+  I32_THREE(loom_to_dtype(in[0], LOOM_F64), loom_to_dtype(in[0], LOOM_I64),
+            loom_to_dtype(in[0], LOOM_F32));
+}
+FN(int32_embedding) { ONE(loom_embedding(in[0], in[1], -1)); }
+FN(int32_index_select) { ONE(loom_index_select(in[0], 1, in[1])); }
+FN(int32_index_add) { ONE(loom_index_add(in[0], 0, in[1], in[2], 2)); }
+
 /* ---- convolution ---- */
 FN(conv1d_groups) {
   ONE(loom_conv1d(in[0], in[1], in[2],
@@ -198,6 +262,32 @@ static const ops_case cases[] = {
     {"argsort_int64_beyond_double", X, argsort_int64},
     {"topk_largest", X, topk_largest},
     {"topk_smallest_dim0", X, topk_smallest_dim0},
+    {"int32_add_wraps", {"a", "b"}, int32_add_wraps},
+    {"int32_sub_wraps", {"a", "b"}, int32_sub_wraps},
+    {"int32_mul_wraps", {"a", "b"}, int32_mul_wraps},
+    {"int32_neg_abs_square", {"a"}, int32_neg_abs_square},
+    {"int32_scalars", {"a"}, int32_scalars},
+    {"int32_clamp", {"a"}, int32_clamp},
+    {"int32_plus_int64", {"a", "b"}, int32_binary},
+    {"int32_plus_float64", {"a", "x"}, int32_binary},
+    {"int32_plus_uint8", {"a", "u"}, int32_binary},
+    {"int32_plus_bool", {"a", "m"}, int32_binary},
+    {"int32_plus_int64_0dim", {"a"}, int32_plus_int64_0dim},
+    {"int32_div", {"a"}, int32_div},
+    {"int32_compare", {"a"}, int32_compare},
+    {"int32_sum_prod", {"a"}, int32_sum_prod},
+    {"int32_max_dim", {"a"}, int32_max_dim},
+    {"int32_min_argmax", {"a", "b"}, int32_min_argmax},
+    {"int32_cumsum", {"a"}, int32_cumsum},
+    {"int32_sort", {"a"}, int32_sort},
+    {"int32_argsort_dim0", {"a"}, int32_argsort_dim0},
+    {"int32_topk", {"a"}, int32_topk},
+    {"int32_from_float64", {"x"}, int32_convert},
+    {"int32_from_int64_wraps", {"n"}, int32_convert},
+    {"int32_to_others", {"a"}, int32_to_others},
+    {"int32_embedding", {"w", "ix"}, int32_embedding},
+    {"int32_index_select", {"x", "ix"}, int32_index_select},
+    {"int32_index_add", {"x", "ix", "s"}, int32_index_add},
     {"conv1d_groups", {"x", "w", "b"}, conv1d_groups},
     {"conv1d_unbatched", {"x", "w"}, conv1d_unbatched},
     {"conv1d_causal", {"x", "w", "b"}, conv1d_causal},

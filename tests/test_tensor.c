@@ -271,6 +271,21 @@ START_TEST(test_randint_bernoulli_randperm) {
     ck_assert_int_gt(seen[k], 850);
   ck_assert_ptr_null(loom_randint(g, LOOM_I64, 4, 4, LOOM_SHAPE(2)));
   CHECK_ERROR(LOOM_ERR_ARGUMENT, "randint");
+  /* int32: the whole range, and a range beyond it refused */
+  loom_tensor *r32 =
+      loom_randint(g, LOOM_I32, INT32_MIN, 1ll << 31, LOOM_SHAPE(2000));
+  ck_assert_int_eq(loom_dtype_of(r32), LOOM_I32);
+  int negative = 0;
+  for (int k = 0; k < 2000; k++)
+    negative += loom_data_i32(r32)[k] < 0;
+  ck_assert(negative > 900 && negative < 1100);
+  CHECK_VALUES(loom_randint(g, LOOM_I32, -2, -1, LOOM_SHAPE(2)), 0, -2, -2);
+  ck_assert_ptr_null(
+      loom_randint(g, LOOM_I32, 0, (1ll << 31) + 1, LOOM_SHAPE(2)));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "does not fit int32");
+  ck_assert_ptr_null(
+      loom_randint(g, LOOM_I32, INT32_MIN - 1ll, 0, LOOM_SHAPE(2)));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "does not fit int32");
 
   loom_tensor *b = loom_bernoulli(g, LOOM_F32, 0.25, LOOM_SHAPE(40000));
   ck_assert_double_eq_tol(loom_item(loom_mean_all(b)), 0.25, 0.012);
@@ -364,6 +379,70 @@ START_TEST(test_conversions_saturate) {
 }
 END_TEST
 
+/* int32 beside the other dtypes, as torch.int32. */
+START_TEST(test_int32_dtype) {
+  ck_assert_uint_eq(loom_dtype_size(LOOM_I32), 4);
+  ck_assert_str_eq(loom_dtype_name(LOOM_I32), "int32");
+  ck_assert(!loom_dtype_is_float(LOOM_I32));
+  ck_assert_int_eq(LOOM_I32 + 1, LOOM_DTYPE_COUNT); /* old values stay */
+  ck_assert_int_eq(LOOM_U8, 5);
+  /* the typed accessor: the data of an int32 tensor, NULL and an error
+   * for any other dtype, as loom_data_i64 */
+  loom_tensor *a = loom_from_array(
+      LOOM_I32, (const int32_t[]){INT32_MIN, -1, 0, INT32_MAX}, LOOM_SHAPE(4));
+  int32_t *d = loom_data_i32(a);
+  ck_assert_ptr_nonnull(d);
+  ck_assert_int_eq(d[0], INT32_MIN);
+  ck_assert_int_eq(d[3], INT32_MAX);
+  ck_assert_ptr_null(loom_data_i64(a));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "data_i64: tensor is int32");
+  ck_assert_ptr_null(loom_data_i32(IVEC(1)));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "data_i32: tensor is int64");
+  ck_assert_ptr_null(loom_data_i32(NULL));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "data_i32");
+  ck_assert_double_eq(loom_get(a, (int64_t[]){0}), -2147483648.0);
+  ck_assert_int_eq(loom_set(a, (int64_t[]){1}, 1e12), 0); /* saturates */
+  ck_assert_int_eq(d[1], INT32_MAX);
+  CHECK_VALUES(loom_full(LOOM_I32, -7, LOOM_SHAPE(2)), 0, -7, -7);
+  CHECK_VALUES(loom_arange(LOOM_I32, -3, 4, 3), 0, -3, 0, 3);
+  int32_t back[4];
+  ck_assert_int_eq(loom_copy_to_array(IVEC(5, -6, 7, 8), LOOM_I32, back, 4), 0);
+  ck_assert_int_eq(back[1], -6);
+}
+END_TEST
+
+/* Conversions to and from int32: floats saturate (NaN to 0) and truncate
+ * toward zero, int64 wraps (as PyTorch), uint8 saturates, bool is != 0. */
+START_TEST(test_int32_conversions) {
+  loom_tensor *f = VEC(LOOM_F64, 1.9, -1.9, NAN, 3e9, -3e9, 2147483647.5);
+  loom_tensor *i = loom_to_dtype(f, LOOM_I32);
+  ck_assert_int_eq(loom_dtype_of(i), LOOM_I32);
+  CHECK_VALUES(i, 0, 1, -1, 0, 2147483647, -2147483648.0, 2147483647);
+  CHECK_VALUES(loom_to_dtype(VEC(LOOM_F32, -2.5f, 16777216), LOOM_I32), 0, -2,
+               16777216);
+  loom_tensor *w = loom_to_dtype(
+      IVEC(1ll << 31, (1ll << 32) + 5, -(1ll << 31) - 1, INT64_MIN), LOOM_I32);
+  CHECK_VALUES(w, 0, -2147483648.0, 5, 2147483647, 0);
+  CHECK_VALUES(loom_to_dtype(VEC(LOOM_U8, 0, 255), LOOM_I32), 0, 0, 255);
+  CHECK_VALUES(loom_to_dtype(VEC(LOOM_BOOL, 1, 0), LOOM_I32), 0, 1, 0);
+  loom_tensor *a = loom_from_array(
+      LOOM_I32, (const int32_t[]){INT32_MIN, -1, 0, 300, INT32_MAX},
+      LOOM_SHAPE(5));
+  CHECK_VALUES(loom_to_dtype(a, LOOM_I64), 0, -2147483648.0, -1, 0, 300,
+               2147483647);
+  CHECK_VALUES(loom_to_dtype(a, LOOM_F64), 0, -2147483648.0, -1, 0, 300,
+               2147483647);
+  CHECK_VALUES(loom_to_dtype(a, LOOM_F32), 0, -2147483648.0, -1, 0, 300,
+               2147483648.0); /* nearest float */
+  CHECK_VALUES(loom_to_dtype(a, LOOM_U8), 0, 0, 0, 0, 255, 255);
+  CHECK_VALUES(loom_to_dtype(a, LOOM_BOOL), 0, 1, 1, 0, 1, 1);
+  /* a strided source converts element by element */
+  loom_tensor *col = loom_select(
+      loom_reshape(loom_arange(LOOM_I32, 0, 6, 1), LOOM_SHAPE(3, 2)), 1, 1);
+  CHECK_VALUES(loom_to_dtype(col, LOOM_F64), 0, 1, 3, 5);
+}
+END_TEST
+
 START_TEST(test_promotion) {
   loom_tensor *i = IVEC(1, 2, 3);
   loom_tensor *f = VEC(LOOM_F32, 0.5, 0.5, 0.5);
@@ -397,6 +476,28 @@ START_TEST(test_promotion) {
   loom_set_default_dtype(LOOM_F32);
   ck_assert_int_eq(loom_dtype_of(q64), LOOM_F64);
   ck_assert_double_eq(loom_data_f64(q64)[0], 1.0 / 3);
+  /* int32 sits between uint8 and int64, as in PyTorch */
+  loom_tensor *i32 = loom_to_dtype(IVEC(1, 2, 3), LOOM_I32);
+  ck_assert_int_eq(loom_dtype_of(loom_add(i32, i)), LOOM_I64);
+  ck_assert_int_eq(loom_dtype_of(loom_add(i32, f)), LOOM_F32);
+  ck_assert_int_eq(loom_dtype_of(loom_add(i32, VEC(LOOM_F64, 1))), LOOM_F64);
+  ck_assert_int_eq(loom_dtype_of(loom_add(VEC(LOOM_BOOL, 1), i32)), LOOM_I32);
+  ck_assert_int_eq(loom_dtype_of(loom_add(VEC(LOOM_U8, 250), i32)), LOOM_I32);
+  ck_assert_int_eq(loom_dtype_of(loom_div(i32, i32)), LOOM_F32);
+  /* a 0-dim integer does not raise a dimensioned integer's dtype, nor
+   * does a 0-dim float a float's; across kinds it does */
+  ck_assert_int_eq(loom_dtype_of(loom_add(i32, loom_scalar(LOOM_I64, 5))),
+                   LOOM_I32);
+  ck_assert_int_eq(
+      loom_dtype_of(loom_add(VEC(LOOM_U8, 250), loom_scalar(LOOM_I64, 300))),
+      LOOM_U8);
+  ck_assert_int_eq(loom_dtype_of(loom_add(loom_scalar(LOOM_I32, 5), i)),
+                   LOOM_I64);
+  ck_assert_int_eq(
+      loom_dtype_of(loom_add(VEC(LOOM_BOOL, 1), loom_scalar(LOOM_I64, 2))),
+      LOOM_I64);
+  ck_assert_int_eq(loom_dtype_of(loom_add(i32, loom_scalar(LOOM_F64, 0.5))),
+                   LOOM_F64);
   /* integer arithmetic stays integer and exact */
   loom_tensor *big = loom_mul(IVEC(3037000499ll), IVEC(3037000499ll));
   ck_assert_int_eq(loom_dtype_of(big), LOOM_I64);
@@ -817,6 +918,8 @@ START_TEST(test_format_like_pytorch) {
                    "tensor([1, 2], dtype=torch.uint8)");
   ck_assert_str_eq(fmt(loom_scalar(LOOM_F32, 3)), "tensor(3.)");
   ck_assert_str_eq(fmt(loom_scalar(LOOM_I64, -7)), "tensor(-7)");
+  ck_assert_str_eq(fmt(VEC(LOOM_I32, -2147483648.0, 7)),
+                   "tensor([-2147483648,           7], dtype=torch.int32)");
   ck_assert_str_eq(fmt(VEC(LOOM_F32, 1e-5, 1)),
                    "tensor([1.0000e-05, 1.0000e+00])");
   ck_assert_str_eq(fmt(VEC(LOOM_F32, 1, 10000)),
@@ -915,8 +1018,8 @@ int main(void) {
         test_rand_bounds, test_randint_bernoulli_randperm,
         test_rng_state_round_trip}},
       {"dtypes",
-       {test_dtype_queries, test_conversions_saturate, test_promotion,
-        test_scalar_operands}},
+       {test_dtype_queries, test_conversions_saturate, test_int32_dtype,
+        test_int32_conversions, test_promotion, test_scalar_operands}},
       {"views",
        {test_reshape_and_view, test_transpose_permute_t,
         test_narrow_slice_select, test_squeeze_unsqueeze_expand_flatten,

@@ -121,6 +121,69 @@ START_TEST(test_embedding_and_one_hot) {
 }
 END_TEST
 
+static loom_tensor *i32_vec(int n, const int32_t *v) {
+  return loom_from_array(LOOM_I32, v, LOOM_SHAPE(n));
+}
+#define I32VEC(...)                                                            \
+  i32_vec((int)(sizeof((int32_t[]){__VA_ARGS__}) / sizeof(int32_t)),           \
+          (const int32_t[]){__VA_ARGS__})
+
+/* int32 indices where PyTorch 1.13 takes them (index_select, index_add,
+ * embedding), with the same results and out-of-range errors as int64;
+ * refused where it refuses them (gather, scatter_add, one_hot, class
+ * targets of the losses). */
+START_TEST(test_int32_indices) {
+  loom_tensor *m = loom_reshape(range_f64(6), LOOM_SHAPE(3, 2));
+  loom_tensor *s = loom_index_select(m, 0, I32VEC(2, 0, 2));
+  CHECK_SHAPE(s, 3, 2);
+  CHECK_VALUES(s, 0, 4, 5, 0, 1, 4, 5);
+  ck_assert_ptr_null(loom_index_select(m, 0, I32VEC(0, 3)));
+  CHECK_ERROR(LOOM_ERR_INDEX, "index_select: index 3 out of range [0, 3)");
+  ck_assert_ptr_null(loom_index_select(m, 0, I32VEC(INT32_MIN)));
+  CHECK_ERROR(LOOM_ERR_INDEX, "index_select: index -2147483648");
+  ck_assert_ptr_null(loom_index_select(m, 0, VEC(LOOM_F32, 0)));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "index must be int64 or int32, got float32");
+  CHECK_VALUES(loom_index_add(loom_zeros(LOOM_F64, LOOM_SHAPE(3)), 0,
+                              I32VEC(2, 0, 2), VEC(LOOM_F64, 1, 2, 3), 2),
+               0, 4, 0, 8);
+
+  loom_tensor *w = loom_reshape(range_f64(8), LOOM_SHAPE(4, 2));
+  loom_tensor *ix = loom_reshape(I32VEC(3, 0, 1, 3), LOOM_SHAPE(2, 2));
+  loom_tensor *e = loom_embedding(w, ix, -1);
+  CHECK_SHAPE(e, 2, 2, 2);
+  ck_assert(loom_equal(e, loom_embedding(w, loom_to_dtype(ix, LOOM_I64), -1)));
+  ck_assert_ptr_null(loom_embedding(w, I32VEC(1, 4), -1));
+  CHECK_ERROR(LOOM_ERR_INDEX, "embedding: index 4 out of range [0, 4)");
+  /* the layer's max_norm renormalises the rows int32 indices look up */
+  loom_embedding_layer *layer = loom_embedding_layer_new(3, 2, -1);
+  ck_assert_ptr_nonnull(layer);
+  layer->max_norm = 1;
+  loom_no_grad_begin();
+  loom_copy_(layer->weight,
+             matrix(LOOM_F32, 3, 2, (double[]){3, 4, 0.3, 0.4, 6, 8}));
+  loom_no_grad_end();
+  loom_tensor *looked = loom_embedding_layer_forward(layer, I32VEC(0, 2));
+  CHECK_VALUES(looked, 1e-6, 0.6, 0.8, 0.6, 0.8);
+  CHECK_VALUES(layer->weight, 1e-6, 0.6, 0.8, 0.3, 0.4, 0.6, 0.8);
+  loom_embedding_layer_free(layer);
+
+  loom_tensor *t = loom_ones(LOOM_F32, LOOM_SHAPE(2, 2));
+  loom_tensor *ix2 = loom_reshape(I32VEC(1, 0), LOOM_SHAPE(1, 2));
+  ck_assert_ptr_null(loom_gather(t, 0, ix2));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "gather: index must be int64, got int32");
+  ck_assert_ptr_null(
+      loom_scatter_add(t, 0, ix2, loom_ones(LOOM_F32, LOOM_SHAPE(1, 2))));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "scatter_add: index must be int64, got int32");
+  ck_assert_ptr_null(loom_one_hot(I32VEC(1), 2));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "one_hot: index must be int64, got int32");
+  loom_tensor *logits = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 3));
+  ck_assert_ptr_null(loom_cross_entropy(logits, I32VEC(0, 2), NULL));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "cross_entropy: targets must be int64");
+  ck_assert_ptr_null(loom_nll_loss(logits, I32VEC(0, 2), NULL));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "nll_loss: targets must be int64");
+}
+END_TEST
+
 START_TEST(test_masked_fill_and_where) {
   loom_tensor *x = matrix(LOOM_F32, 2, 3, (double[]){1, 2, 3, 4, 5, 6});
   loom_tensor *mask = VEC(LOOM_BOOL, 0, 1, 0);
@@ -303,6 +366,78 @@ START_TEST(test_binary_and_comparisons) {
   CHECK_VALUES(loom_logical_or(p, q), 0, 1, 1, 0, 1);
   CHECK_VALUES(loom_logical_not(q), 0, 0, 1, 1, 0);
   ck_assert_int_eq(loom_dtype_of(loom_logical_not(q)), LOOM_BOOL);
+}
+END_TEST
+
+/* Integer arithmetic wraps in two's complement, as in PyTorch, for int32
+ * and int64 alike (computed so that no C signed overflow happens, which
+ * UBSan would report), and int32 keeps its dtype where PyTorch does. */
+START_TEST(test_integer_overflow_wraps) {
+  loom_tensor *a = I32VEC(INT32_MAX, INT32_MIN, 46341, -7);
+  loom_tensor *one = loom_scalar(LOOM_I32, 1);
+  CHECK_VALUES(loom_add(a, one), 0, -2147483648.0, -2147483647, 46342, -6);
+  CHECK_VALUES(loom_sub(a, one), 0, 2147483646, 2147483647, 46340, -8);
+  CHECK_VALUES(loom_mul(a, a), 0, 1, 0, -2147479015, 49);
+  CHECK_VALUES(loom_neg(a), 0, -2147483647, -2147483648.0, -46341, 7);
+  CHECK_VALUES(loom_abs(a), 0, 2147483647, -2147483648.0, 46341, 7);
+  CHECK_VALUES(loom_square(a), 0, 1, 0, -2147479015, 49);
+  CHECK_VALUES(loom_add_scalar(a, 1), 0, -2147483648.0, -2147483647, 46342, -6);
+  CHECK_VALUES(loom_mul_scalar(a, 2), 0, -2, 0, 92682, -14);
+  CHECK_VALUES(loom_rsub_scalar(a, -1), 0, -2147483648.0, 2147483647, -46342,
+               6);
+  /* a scalar beyond int32 wraps into it first, as PyTorch converts it */
+  CHECK_VALUES(loom_add_scalar(a, 0x1p32 + 3), 0, -2147483646, -2147483645,
+               46344, -4);
+  for (int k = 0; k < 9; k++) /* each of these keeps int32 */
+    ck_assert_int_eq(loom_dtype_of((loom_tensor *[]){
+                         loom_add(a, one), loom_sub(a, one), loom_mul(a, a),
+                         loom_neg(a), loom_abs(a), loom_square(a), loom_relu(a),
+                         loom_sign(a), loom_maximum(a, one)}[k]),
+                     LOOM_I32);
+  CHECK_VALUES(loom_relu(a), 0, 2147483647, 0, 46341, 0);
+  CHECK_VALUES(loom_sign(a), 0, 1, -1, 1, -1);
+  ck_assert_int_eq(loom_dtype_of(loom_exp(a)), LOOM_F32);
+  /* clamp's bounds saturate to int32's range */
+  loom_tensor *c = loom_clamp(a, -3e9, 3e9);
+  ck_assert_int_eq(loom_dtype_of(c), LOOM_I32);
+  CHECK_VALUES(c, 0, 2147483647, -2147483648.0, 46341, -7);
+  CHECK_VALUES(loom_clamp(a, -5, 5.5), 0, 5, -5, 5, -5);
+  /* in place too */
+  loom_tensor *b = loom_clone(a);
+  ck_assert_ptr_nonnull(loom_add_(b, I32VEC(1, -1, 0, 0), 3));
+  CHECK_VALUES(b, 0, -2147483646, 2147483645, 46341, -7);
+  ck_assert_ptr_nonnull(loom_mul_scalar_(b, 0x1p32 + 2));
+  CHECK_VALUES(b, 0, 4, -6, 92682, -14);
+  /* reductions: sums and products give int64 (wrapping there), max, min
+   * and the scatter sum keep int32 */
+  loom_tensor *sum = loom_sum_all(a);
+  ck_assert_int_eq(loom_dtype_of(sum), LOOM_I64);
+  ck_assert_int_eq(loom_data_i64(sum)[0], -1 + 46341 - 7);
+  loom_tensor *big = IVEC(INT64_MAX, 1, INT64_MIN);
+  ck_assert_int_eq(loom_data_i64(loom_sum_all(IVEC(INT64_MAX, 1, 1)))[0],
+                   INT64_MIN + 1);
+  ck_assert_int_eq(loom_data_i64(loom_add(big, IVEC(1)))[0], INT64_MIN);
+  ck_assert_int_eq(loom_data_i64(loom_mul_scalar(big, 2))[0], -2);
+  ck_assert_int_eq(loom_data_i64(loom_neg(big))[2], INT64_MIN);
+  ck_assert_int_eq(loom_data_i64(loom_prod(big, NULL, 0, false))[0], INT64_MIN);
+  loom_tensor *mx = loom_amax(a, NULL, 0, false);
+  ck_assert_int_eq(loom_dtype_of(mx), LOOM_I32);
+  ck_assert_int_eq(loom_data_i32(mx)[0], INT32_MAX);
+  ck_assert_int_eq(loom_data_i32(loom_amin(a, NULL, 0, false))[0], INT32_MIN);
+  ck_assert_int_eq(
+      loom_data_i32(loom_amax(I32VEC(INT32_MIN), NULL, 0, false))[0],
+      INT32_MIN);
+  loom_tensor *at = NULL;
+  loom_tensor *mn = loom_min(a, 0, false, &at);
+  ck_assert_int_eq(loom_dtype_of(mn), LOOM_I32);
+  ck_assert_int_eq(loom_data_i32(mn)[0], INT32_MIN);
+  ck_assert_int_eq(loom_data_i64(at)[0], 1);
+  ck_assert_int_eq(loom_data_i64(loom_argmax(a, 0, false))[0], 0);
+  loom_tensor *into =
+      loom_from_array(LOOM_I32, (const int32_t[]){INT32_MAX, 0}, LOOM_SHAPE(2));
+  loom_tensor *sc = loom_scatter_add(into, 0, IVEC(0, 0, 1), I32VEC(1, 1, 5));
+  ck_assert_int_eq(loom_dtype_of(sc), LOOM_I32);
+  CHECK_VALUES(sc, 0, -2147483647, 5);
 }
 END_TEST
 
@@ -1380,10 +1515,12 @@ int main(void) {
   } cases[] = {
       {"index",
        {test_gather_and_index_select, test_scatter_add_and_index_add,
-        test_embedding_and_one_hot, test_masked_fill_and_where}},
+        test_embedding_and_one_hot, test_int32_indices,
+        test_masked_fill_and_where}},
       {"elementwise",
        {test_unary_values, test_activation_details, test_gelu_float32_dense,
-        test_nan_and_clamp, test_binary_and_comparisons, test_inplace_updates}},
+        test_nan_and_clamp, test_binary_and_comparisons,
+        test_integer_overflow_wraps, test_inplace_updates}},
       {"reduce",
        {test_sum_mean_over_dims, test_var_std_prod_norm,
         test_logsumexp_and_extremes, test_large_sum_is_accurate,
