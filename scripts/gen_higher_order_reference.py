@@ -63,6 +63,14 @@ so CI never needs torch. tests/data/higher_order.safetensors holds:
                                              gradient: no second
                                              derivative; loom's is
                                              checked by value instead)
+  cnn.x, cnn.w1, cnn.b1, cnn.w2, cnn.b2, cnn.r
+                                             a small CNN, f(x) = sum(r *
+                                             adaptive_avg_pool2d(avg_pool2d(
+                                             tanh(conv2(max_pool2d(tanh(
+                                             conv1(x))))))) (the options in
+                                             cnn() below)
+  cnn.penalty, cnn.grad.NAME                 ||df/dx||^2 and its gradients
+                                             (x, w1, b1, w2, b2)
 """
 
 import os
@@ -86,6 +94,17 @@ def randn(*shape):
 
 def leaf(t):
     return t.clone().requires_grad_(True)
+
+
+def cnn(x, w1, b1, w2, b2, r):
+    """Convolutions with padding, stride, dilation and groups, and the three
+    pools (tests/test_higher_order.c repeats it with loom's ops)."""
+    h = torch.tanh(F.conv2d(x, w1, b1, padding=1))
+    h = F.max_pool2d(h, 2)
+    h = torch.tanh(F.conv2d(h, w2, b2, stride=(1, 2), padding=(2, 1),
+                            dilation=(2, 1), groups=2))
+    h = F.avg_pool2d(h, 2, stride=1, padding=1, count_include_pad=False)
+    return (F.adaptive_avg_pool2d(h, (2, 3)) * r).sum()
 
 
 def main():
@@ -213,6 +232,21 @@ def main():
         (hu,) = torch.autograd.grad(g, x, grad_outputs=u)
         out.update({p + "x": x.detach(), p + "v": v, p + "u": u,
                     p + "g": g.detach(), p + "hu": hu})
+    # Gradient penalty of a small CNN (convolutions and the three pools).
+    names = ["x", "w1", "b1", "w2", "b2"]
+    vals = [randn(2, 2, 6, 7), randn(4, 2, 3, 3) * 0.4, randn(4) * 0.3,
+            randn(4, 2, 2, 3) * 0.4, randn(4) * 0.3]
+    p = {n: leaf(v) for n, v in zip(names, vals)}
+    r = randn(2, 4, 2, 3)
+    f = cnn(*[p[n] for n in names], r)
+    (gx,) = torch.autograd.grad(f, p["x"], create_graph=True)
+    penalty = (gx * gx).sum()
+    penalty.backward()
+    for n, v in zip(names, vals):
+        out["cnn." + n] = v
+        out["cnn.grad." + n] = p[n].grad
+    out["cnn.r"] = r
+    out["cnn.penalty"] = penalty.detach().reshape(())
 
     safetensors_io.save(PATH, {k: t.contiguous() for k, t in out.items()})
     print("wrote", PATH, len(out), "tensors")

@@ -2,8 +2,8 @@
  * leaves alone, its errors), backward with create_graph, the refusal of
  * a first-order-only op's gradient, gradgradcheck's ability to fail, and
  * PyTorch's values for gradient penalties (an MLP, an LSTM cell, the
- * fused LSTM layer, batch and layer norm), prod's second derivatives
- * through zeros and a Hessian-vector product
+ * fused LSTM layer, batch and layer norm, a small CNN), prod's second
+ * derivatives through zeros and a Hessian-vector product
  * (tests/data/higher_order.safetensors, scripts/gen_higher_order_reference.py).
  */
 #include "../autograd/node.h"
@@ -479,6 +479,45 @@ START_TEST(test_prod_with_zeros) {
 }
 END_TEST
 
+/* penalty = ||df/dx||^2 for the small CNN of the reference script's cnn():
+ * two tanh convolutions (padding; stride, asymmetric padding, dilation and
+ * groups), max, average (count_include_pad=False) and adaptive average
+ * pooling, backpropagated to x and every parameter. */
+START_TEST(test_cnn_gradient_penalty) {
+  const char *names[] = {"x", "w1", "b1", "w2", "b2"};
+  loom_tensor *p[5];
+  for (int i = 0; i < 5; i++)
+    p[i] = param("cnn.", names[i]);
+  loom_tensor *h = loom_tanh(
+      loom_conv2d(p[0], p[1], p[2], (loom_conv2d_opts){.padding = {1, 1}}));
+  h = loom_max_pool2d(h, (loom_pool2d_opts){.kernel = {2, 2}}, NULL);
+  h = loom_tanh(loom_conv2d(h, p[3], p[4],
+                            (loom_conv2d_opts){.stride = {1, 2},
+                                               .padding = {2, 1},
+                                               .dilation = {2, 1},
+                                               .groups = 2}));
+  h = loom_avg_pool2d(h, (loom_pool2d_opts){.kernel = {2, 2},
+                                            .stride = {1, 1},
+                                            .padding = {1, 1},
+                                            .exclude_pad = true});
+  loom_tensor *f = loom_sum_all(loom_mul(loom_adaptive_avg_pool2d(h, 2, 3),
+                                         parity_ref(ref, "cnn.", "r")));
+  loom_tensor *gx;
+  loom_grad_opts o = {.create_graph = true};
+  ck_assert_int_eq(loom_autograd_grad(&f, 1, &p[0], 1, NULL, &gx, &o), 0);
+  loom_tensor *penalty = loom_sum_all(loom_mul(gx, gx));
+  ck_assert_int_eq(loom_backward(penalty), 0);
+  parity_stat st = {.group = "CNN gradient penalty"};
+  parity_check(&st, penalty, parity_ref(ref, "cnn.", "penalty"), 1e-10, 0,
+               "penalty");
+  for (int i = 0; i < 5; i++) {
+    check_grad(&st, "cnn.", names[i], p[i]);
+    loom_zero_grad(p[i]);
+  }
+  parity_report(&st);
+}
+END_TEST
+
 /* H v for f(x) = sum(softplus(w x)^2) + sum(x^3): the gradient with
  * create_graph, then its gradient seeded with v. */
 START_TEST(test_hessian_vector_product) {
@@ -519,6 +558,7 @@ int main(void) {
   tcase_add_test(torch, test_lstm_layer_gradient_penalty);
   tcase_add_test(torch, test_norm_gradient_penalties);
   tcase_add_test(torch, test_prod_with_zeros);
+  tcase_add_test(torch, test_cnn_gradient_penalty);
   tcase_add_test(torch, test_hessian_vector_product);
   suite_add_tcase(s, torch);
   return loom_run_suite(s);
