@@ -19,7 +19,8 @@
  * So freed tensor structs, small blocks (by power-of-two class) and up to
  * 512 big blocks (1 GiB) are kept on per-thread lists for the next
  * allocation: what a step freed is there for the next step. Every
- * list is bounded; loom_cleanup frees them all. Memory freed on another
+ * list is bounded, and big blocks are handed back when requests stop
+ * fitting them (make_room); loom_cleanup frees them all. Memory freed on another
  * thread than it was made on simply joins that thread's lists. Under
  * AddressSanitizer nothing is kept, so it still sees every free.
  */
@@ -66,6 +67,9 @@ static _Thread_local int small_n[SMALL_CLASSES];
 static _Thread_local big_block big[BIG_SLOTS]; /* oldest first */
 static _Thread_local int big_n;
 static _Thread_local size_t big_bytes;
+/* Bytes of big blocks handed out and not yet back (signed: a block may be
+ * freed on another thread than it was made on). */
+static _Thread_local int64_t big_live;
 static _Thread_local free_item *tensors;
 static _Thread_local int tensors_n;
 
@@ -80,6 +84,27 @@ static void big_drop(int i) {
   big_bytes -= big[i].bytes;
   memmove(&big[i], &big[i + 1], (size_t)(big_n - i - 1) * sizeof *big);
   big_n--;
+}
+
+/* A miss for `want` bytes. In a loop of unchanging shapes misses stop
+ * after the first step; with shapes that change from step to step (a
+ * translation run's batches of varying length) the cache would fill with
+ * blocks no request fits and hold them beside the new ones: such a run
+ * peaked at 1.6 GB with 0.8 GB live. So while the cache holds more than a
+ * quarter of the live bytes, the oldest cached blocks, as many bytes as the
+ * request, go back to malloc, which can make the new block from them. The
+ * quarter leaves a first step alone (its freed temporaries stay for the
+ * next step: an eighth already evicted blocks the next step needed).
+ * Measured on a 3,000-pair Multi30k epoch with validation: peak RSS 1.62
+ * -> 0.93 GB, page faults 699k -> 410k; the fixed-shape step of
+ * bench/transformer.c faults no more than before. */
+static void make_room(size_t want) {
+  for (size_t freed = 0;
+       big_n > 0 && freed < want && (int64_t)big_bytes > big_live / 4;) {
+    freed += big[0].bytes;
+    free(big[0].block);
+    big_drop(0);
+  }
 }
 
 void *loom__block_alloc(size_t *bytes) {
@@ -100,8 +125,13 @@ void *loom__block_alloc(size_t *bytes) {
     if (big[i].bytes >= want && big[i].bytes - want <= want / 4 &&
         (best < 0 || big[i].bytes < big[best].bytes))
       best = i;
-  if (best < 0)
+  if (want >= BIG_MIN)
+    big_live += (int64_t)(best < 0 ? want : big[best].bytes);
+  if (best < 0) {
+    if (want >= BIG_MIN)
+      make_room(want);
     return aligned_alloc(64, want);
+  }
   char *block = big[best].block;
   *bytes = big[best].bytes;
   big_drop(best);
@@ -118,7 +148,12 @@ void loom__block_free(void *block, size_t bytes) {
       small_n[c]++;
       return;
     }
-  } else if (KEEP && bytes >= BIG_MIN && bytes <= BIG_BYTES) {
+    free(block);
+    return;
+  }
+  if (bytes >= BIG_MIN)
+    big_live -= (int64_t)bytes;
+  if (KEEP && bytes >= BIG_MIN && bytes <= BIG_BYTES) {
     while (big_n == BIG_SLOTS || big_bytes + bytes > BIG_BYTES) {
       free(big[0].block);
       big_drop(0);
