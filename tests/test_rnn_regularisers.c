@@ -178,6 +178,15 @@ START_TEST(test_pad_sequence_parity) {
   ck_assert_int_eq(loom_unpad_sequence(bf, len, true, back, 3), 0);
   for (int i = 0; i < 3; i++)
     ck_assert(loom_equal(back[i], seqs[i]));
+  /* int32 token ids stay int32, as torch's pad_sequence keeps the dtype */
+  loom_tensor *ids[2] = {
+      loom_from_array(LOOM_I32, (int32_t[]){5, INT32_MAX}, LOOM_SHAPE(2)),
+      loom_from_array(LOOM_I32, (int32_t[]){7}, LOOM_SHAPE(1))};
+  loom_tensor *padded = loom_pad_sequence(ids, 2, true, -1, NULL);
+  ck_assert_int_eq(loom_dtype_of(padded), LOOM_I32);
+  ck_assert(loom_equal(padded, loom_from_array(LOOM_I32,
+                                               (int32_t[]){5, INT32_MAX, 7, -1},
+                                               LOOM_SHAPE(2, 2))));
 }
 END_TEST
 
