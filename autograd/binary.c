@@ -40,9 +40,9 @@ static loom_tensor *binary(const binary_spec *s, const loom_tensor *a,
   /* Converting only when needed keeps two scope entries (and their
    * release) off the path of every same-dtype op. */
   if (a->dtype != t)
-    a = loom_to_dtype(a, t);
+    a = loom__to_promoted(a, t);
   if (b->dtype != t)
-    b = loom_to_dtype(b, t);
+    b = loom__to_promoted(b, t);
   if (!a || !b)
     return NULL;
   loom_tensor *out =

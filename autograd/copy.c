@@ -47,3 +47,19 @@ loom_tensor *loom_to_dtype(const loom_tensor *t, loom_dtype dtype) {
     return loom__to_scope(loom_keep((loom_tensor *)t));
   return copy_as(&loom__op_to_dtype, t, dtype);
 }
+
+loom_tensor *loom__to_promoted(const loom_tensor *x, loom_dtype t) {
+  if (t != LOOM_U8 || (x->dtype != LOOM_I32 && x->dtype != LOOM_I64))
+    return loom_to_dtype(x, t);
+  /* Only a 0-dim operand is promoted downwards; read as an integer (a
+   * double would round int64 values above 2^53). */
+  loom_tensor *c = loom_contiguous(loom_to_dtype(x, LOOM_I64));
+  loom_tensor *out =
+      c ? loom__new(LOOM_U8, x->ndim, x->shape, "to_dtype") : NULL;
+  if (!out)
+    return NULL;
+  const int64_t *v = (const int64_t *)c->data;
+  for (int64_t i = 0; i < out->numel; i++)
+    ((uint8_t *)out->data)[i] = (uint8_t)(uint64_t)v[i];
+  return out;
+}

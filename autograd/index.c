@@ -411,8 +411,8 @@ loom_tensor *loom_where(const loom_tensor *cond, const loom_tensor *a,
   if (nd < 0)
     return NULL;
   loom_dtype t = loom__promote_tensors(a, b);
-  a = loom_to_dtype(a, t);
-  b = loom_to_dtype(b, t);
+  a = loom__to_promoted(a, t);
+  b = loom__to_promoted(b, t);
   loom_tensor *out = a && b ? loom__new(t, nd, shape, "where") : NULL;
   if (!out)
     return NULL;

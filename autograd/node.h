@@ -257,6 +257,13 @@ loom_tensor *loom__sum_to(const loom_tensor *g, int ndim, const int64_t *shape);
  * be fooled; else bumps t's version. Returns false on refusal. */
 bool loom__inplace_ok(loom_tensor *t, const char *op);
 
+/* An operand of a binary op or where converted to the dtype t that
+ * loom__promote_tensors chose, as PyTorch converts it: like loom_to_dtype,
+ * except that an int32 or int64 operand going to uint8 (a 0-dim one beside
+ * a uint8 tensor) wraps modulo 256 where loom_to_dtype saturates. A
+ * scope-owned tensor, or NULL with loom_to_dtype's errors. */
+loom_tensor *loom__to_promoted(const loom_tensor *x, loom_dtype t);
+
 /* Clamp bounds for a tensor of `dtype`: for integers, the integers inside
  * [lo, hi], saturated to what int64 holds (loom_clamp, loom_clamp_). */
 void loom__clamp_bounds(loom_dtype dtype, double *lo, double *hi);

@@ -79,7 +79,9 @@ typedef struct loom_rng loom_rng;
  * 0-dim operand does not raise the dtype of a sized one of the same kind
  * (integer or float). Integer arithmetic wraps in two's complement as in
  * PyTorch; conversions from floats to integers saturate (NaN gives 0),
- * int64 to int32 wraps, and integers saturate to uint8's range. */
+ * int64 to int32 wraps, and integers saturate to uint8's range (but a
+ * 0-dim integer operand of an op with a uint8 tensor wraps into uint8, as
+ * PyTorch casts it). */
 typedef enum loom_dtype {
   LOOM_DTYPE_DEFAULT = 0,
   LOOM_F32,

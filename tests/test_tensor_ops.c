@@ -441,6 +441,28 @@ START_TEST(test_integer_overflow_wraps) {
 }
 END_TEST
 
+/* A 0-dim int32 or int64 operand beside a uint8 tensor gives uint8 (the
+ * same kind), its value wrapped modulo 256 as PyTorch casts it: 300 acts
+ * as 44 and -1 as 255, where the saturating conversion would give 255 and
+ * 0 (u + torch.tensor(-1) would leave u unchanged). */
+START_TEST(test_uint8_with_0dim_integer_wraps) {
+  loom_tensor *u =
+      loom_from_array(LOOM_U8, (const uint8_t[]){5, 0, 250}, LOOM_SHAPE(3));
+  loom_tensor *minus = loom_add(u, loom_scalar(LOOM_I64, -1));
+  ck_assert_int_eq(loom_dtype_of(minus), LOOM_U8);
+  CHECK_VALUES(minus, 0, 4, 255, 249);
+  CHECK_VALUES(loom_add(loom_scalar(LOOM_I32, 300), u), 0, 49, 44, 38);
+  CHECK_VALUES(loom_sub(u, loom_scalar(LOOM_I64, 0x1p40 + 7)), 0, 254, 249,
+               243);
+  CHECK_VALUES(loom_mul(u, loom_scalar(LOOM_I32, -1)), 0, 251, 0, 6);
+  loom_tensor *mask =
+      loom_from_array(LOOM_BOOL, (const uint8_t[]){1, 0, 1}, LOOM_SHAPE(3));
+  loom_tensor *w = loom_where(mask, u, loom_scalar(LOOM_I64, -2));
+  ck_assert_int_eq(loom_dtype_of(w), LOOM_U8);
+  CHECK_VALUES(w, 0, 5, 254, 250);
+}
+END_TEST
+
 START_TEST(test_inplace_updates) {
   loom_tensor *x = loom_ones(LOOM_F64, LOOM_SHAPE(2, 3));
   ck_assert_ptr_eq(loom_add_(x, VEC(LOOM_F32, 1, 2, 3), 0.5), x);
@@ -1511,7 +1533,7 @@ int main(void) {
   Suite *s = suite_create("tensor_ops");
   struct {
     const char *name;
-    const TTest *tests[8];
+    const TTest *tests[10]; /* the rest NULL */
   } cases[] = {
       {"index",
        {test_gather_and_index_select, test_scatter_add_and_index_add,
@@ -1520,7 +1542,8 @@ int main(void) {
       {"elementwise",
        {test_unary_values, test_activation_details, test_gelu_float32_dense,
         test_nan_and_clamp, test_binary_and_comparisons,
-        test_integer_overflow_wraps, test_inplace_updates}},
+        test_integer_overflow_wraps, test_uint8_with_0dim_integer_wraps,
+        test_inplace_updates}},
       {"reduce",
        {test_sum_mean_over_dims, test_var_std_prod_norm,
         test_logsumexp_and_extremes, test_large_sum_is_accurate,
@@ -1538,7 +1561,9 @@ int main(void) {
     TCase *tc = tcase_create(cases[i].name);
     tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
     tcase_set_timeout(tc, 120);
-    for (int j = 0; cases[i].tests[j]; j++)
+    for (size_t j = 0; j < sizeof cases[i].tests / sizeof *cases[i].tests &&
+                       cases[i].tests[j];
+         j++)
       tcase_add_test(tc, cases[i].tests[j]);
     suite_add_tcase(s, tc);
   }
