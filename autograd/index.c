@@ -214,6 +214,11 @@ loom_tensor *loom_index_add(const loom_tensor *t, int dim,
                      (long long)ix->numel, d);
   if (loom__kernel_check_index(ix, t->ndim ? t->shape[d] : 1, "index_add") < 0)
     return NULL;
+  /* The kernel's scaled sum has no bool loop; refuse here rather than
+   * return a tensor with the error set. */
+  if (!loom__add_scaled_kernel.loop[t->dtype])
+    return LOOM_FAIL(LOOM_ERR_DTYPE, "index_add: not defined for %s",
+                     loom_dtype_name(t->dtype));
   src = loom_to_dtype(src, t->dtype);
   loom_tensor *out =
       src ? loom__new(t->dtype, t->ndim, t->shape, "index_add") : NULL;

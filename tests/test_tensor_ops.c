@@ -56,6 +56,11 @@ START_TEST(test_gather_and_index_select) {
 END_TEST
 
 START_TEST(test_scatter_add_and_index_add) {
+  /* bool has no scaled sum: an error and no result */
+  loom_tensor *flags = loom_zeros(LOOM_BOOL, LOOM_SHAPE(3));
+  ck_assert_ptr_null(loom_index_add(flags, 0, IVEC(0),
+                                    loom_ones(LOOM_BOOL, LOOM_SHAPE(1)), 1));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "index_add: not defined for bool");
   /* repeated indices accumulate */
   CHECK_VALUES(loom_scatter_add(loom_zeros(LOOM_F64, LOOM_SHAPE(3)), 0,
                                 IVEC(0, 2, 0, 0), VEC(LOOM_F64, 1, 2, 3, 4)),
