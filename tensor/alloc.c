@@ -20,8 +20,8 @@
  * 512 big blocks (1 GiB) are kept on per-thread lists for the next
  * allocation: what a step freed is there for the next step. Every
  * list is bounded, and big blocks are handed back when requests stop
- * fitting them (make_room); loom_cleanup frees them all. Memory freed on another
- * thread than it was made on simply joins that thread's lists. Under
+ * fitting them (make_room); loom_cleanup frees them all. Memory freed on
+ * another thread than it was made on simply joins that thread's lists. Under
  * AddressSanitizer nothing is kept, so it still sees every free.
  */
 #include "internal.h"
@@ -130,7 +130,10 @@ void *loom__block_alloc(size_t *bytes) {
   if (best < 0) {
     if (want >= BIG_MIN)
       make_room(want);
-    return aligned_alloc(64, want);
+    void *block = aligned_alloc(64, want);
+    if (!block && want >= BIG_MIN) /* not handed out after all */
+      big_live -= (int64_t)want;
+    return block;
   }
   char *block = big[best].block;
   *bytes = big[best].bytes;
