@@ -11,6 +11,7 @@
  * every other pass keeps the fused backward. */
 #include "node.h"
 
+#include <limits.h>
 #include <stdlib.h>
 
 LOOM__OP_GRAPH(lstm_sequence, lstm_backward, sequence_graph_backward);
@@ -700,6 +701,13 @@ static int compose_sequence(const loom__node *n, loom_tensor *const *in,
       n->n_saved > n_saved ? loom__saved(n, n->n_saved - 1) : NULL;
   if (n->n_saved > n_saved && !lengths)
     return -1;
+  if (T > INT_MAX) { /* loom_stack counts its inputs in an int */
+    loom_set_error(LOOM_ERR_SHAPE,
+                   "backward of %s with create_graph: %lld steps (at most "
+                   "2^31 - 1)",
+                   n->op->name, (long long)T);
+    return -1;
+  }
   loom_tensor **steps = malloc((size_t)(T > 0 ? T : 1) * sizeof *steps);
   if (!steps) {
     loom_set_error(LOOM_ERR_MEMORY, "backward of %s: out of memory",
