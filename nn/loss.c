@@ -1,5 +1,6 @@
 /* Loss functions with PyTorch's conventions (reductions, ignore_index,
- * label smoothing, class weights), composed from differentiable ops. */
+ * label smoothing, class weights), composed from differentiable ops; cross
+ * entropy of (N, C) logits without class weights is one fused op. */
 #include "nn.h"
 
 #include <math.h>
@@ -111,6 +112,27 @@ loom_tensor *loom_nll_loss(const loom_tensor *log_probs,
   return nll(log_probs, target, &o, "nll_loss", &ws, &valid);
 }
 
+/* Class indices into (N, C) logits without class weights: one fused op
+ * per row, reduced here (the mean divides by the non-ignored rows, as the
+ * composition's weight sum does). */
+static loom_tensor *fused(const loom_tensor *logits, const loom_tensor *target,
+                          const loom_cross_entropy_opts *o) {
+  loom_tensor *rows = loom_fused_cross_entropy(logits, target, o->ignore_index,
+                                               o->label_smoothing);
+  switch (o->reduction) {
+  case LOOM_NONE:
+    return rows;
+  case LOOM_SUM:
+    return loom_sum_all(rows);
+  default:
+    return loom_div(
+        loom_sum_all(rows),
+        loom_sum_all(loom_to_dtype(
+            loom_ne_scalar(target, (double)o->ignore_index),
+            loom_dtype_of(logits))));
+  }
+}
+
 loom_tensor *loom_cross_entropy(const loom_tensor *logits,
                                 const loom_tensor *target,
                                 const loom_cross_entropy_opts *opts) {
@@ -130,6 +152,9 @@ loom_tensor *loom_cross_entropy(const loom_tensor *logits,
   if (!(eps >= 0 && eps <= 1))
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "cross_entropy: label_smoothing %g",
                      eps);
+  if (loom_ndim(logits) == 2 && loom_dtype_of(target) == LOOM_I64 &&
+      !o.weight)
+    return fused(logits, target, &o);
   double classes = (double)loom_shape(logits)[1];
   loom_tensor *logp = loom_log_softmax(logits, 1);
   const loom_tensor *cw =

@@ -10,6 +10,7 @@
 #include "vmath.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <tgmath.h>
 
 #define BLOCK 65536
@@ -564,4 +565,185 @@ void loom__kernel_softmax_grad(loom_tensor *gin, const loom_tensor *y,
                    .f32 = y->dtype == LOOM_F32};
   loom__parallel_for(loom__threads_for(outer * len * inner * 4), outer,
                      softmax_grad_rows, &j);
+}
+
+/* ---- cross entropy ---- */
+
+/* Rows [o0, o1) of the loss and of lse; the sums in double, in an order
+ * fixed by C alone. Float rows take exp in chunks the compiler vectorises
+ * (loom__expf), as softmax_last_f32 does. */
+#define CHUNK 256
+LOOM__ISA_FUNCTION(cross_entropy_f32,
+                   (float *restrict loss, float *restrict lse,
+                    const float *restrict x, const int64_t *restrict target,
+                    int64_t o0, int64_t o1, int64_t C, int64_t ignore,
+                    double eps),
+                   (loss, lse, x, target, o0, o1, C, ignore, eps)) {
+  for (int64_t o = o0; o < o1; o++) {
+    if (target[o] == ignore) {
+      loss[o] = lse[o] = 0;
+      continue;
+    }
+    const float *xr = x + o * C;
+    float mp[2 * PART];
+    for (int w = 0; w < 2 * PART; w++)
+      mp[w] = -INFINITY;
+    int64_t j = 0;
+    for (; j + 2 * PART <= C; j += 2 * PART)
+      for (int w = 0; w < 2 * PART; w++)
+        mp[w] = xr[j + w] > mp[w] ? xr[j + w] : mp[w];
+    float m = -INFINITY;
+    for (int w = 0; w < 2 * PART; w++)
+      m = mp[w] > m ? mp[w] : m;
+    for (; j < C; j++)
+      m = xr[j] > m ? xr[j] : m;
+    if (m == -INFINITY)
+      m = 0; /* a row of -inf: the sum of exps is 0, lse -inf */
+    double sp[PART] = {0}, xp[PART] = {0};
+    float e[CHUNK];
+    for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
+      int64_t n = C - j0 < CHUNK ? C - j0 : CHUNK;
+      _Pragma("GCC ivdep") for (j = 0; j < n; j++) e[j] =
+          loom__expf(xr[j0 + j] - m);
+      for (j = 0; j + PART <= n; j += PART)
+        for (int w = 0; w < PART; w++) {
+          sp[w] += e[j + w];
+          xp[w] += xr[j0 + j + w];
+        }
+      for (; j < n; j++) {
+        sp[j % PART] += e[j];
+        xp[j % PART] += xr[j0 + j];
+      }
+    }
+    double l = m + log(sum_parts(sp));
+    lse[o] = (float)l;
+    /* without smoothing a -inf logit elsewhere costs nothing (not 0 inf) */
+    double smooth = eps > 0 ? eps / (double)C * sum_parts(xp) : 0;
+    loss[o] = (float)(l - (1 - eps) * xr[target[o]] - smooth);
+  }
+}
+
+LOOM__ISA_FUNCTION(cross_entropy_grad_f32,
+                   (float *restrict gin, const float *restrict x,
+                    const float *restrict lse, const int64_t *restrict target,
+                    const float *restrict g, int64_t o0, int64_t o1, int64_t C,
+                    int64_t ignore, double eps),
+                   (gin, x, lse, target, g, o0, o1, C, ignore, eps)) {
+  for (int64_t o = o0; o < o1; o++) {
+    float *out = gin + o * C;
+    if (target[o] == ignore) {
+      memset(out, 0, (size_t)C * sizeof *out);
+      continue;
+    }
+    const float *xr = x + o * C;
+    float gi = g[o], l = lse[o], u = (float)(eps / (double)C);
+    _Pragma("GCC ivdep") for (int64_t j = 0; j < C; j++) out[j] =
+        gi * (loom__expf(xr[j] - l) - u);
+    out[target[o]] -= gi * (float)(1 - eps);
+  }
+}
+
+/* Double rows: the same quantities, summed in order. */
+static void cross_entropy_f64(double *loss, double *lse, const double *x,
+                              const int64_t *target, int64_t o0, int64_t o1,
+                              int64_t C, int64_t ignore, double eps) {
+  for (int64_t o = o0; o < o1; o++) {
+    if (target[o] == ignore) {
+      loss[o] = lse[o] = 0;
+      continue;
+    }
+    const double *xr = x + o * C;
+    double m = -INFINITY, s = 0, sx = 0;
+    for (int64_t j = 0; j < C; j++)
+      m = xr[j] > m ? xr[j] : m;
+    if (m == -INFINITY)
+      m = 0;
+    for (int64_t j = 0; j < C; j++) {
+      s += exp(xr[j] - m);
+      sx += xr[j];
+    }
+    lse[o] = m + log(s);
+    loss[o] = lse[o] - (1 - eps) * xr[target[o]] -
+              (eps > 0 ? eps / (double)C * sx : 0);
+  }
+}
+
+static void cross_entropy_grad_f64(double *gin, const double *x,
+                                   const double *lse, const int64_t *target,
+                                   const double *g, int64_t o0, int64_t o1,
+                                   int64_t C, int64_t ignore, double eps) {
+  for (int64_t o = o0; o < o1; o++) {
+    double *out = gin + o * C;
+    if (target[o] == ignore) {
+      memset(out, 0, (size_t)C * sizeof *out);
+      continue;
+    }
+    const double *xr = x + o * C;
+    for (int64_t j = 0; j < C; j++)
+      out[j] = g[o] * (exp(xr[j] - lse[o]) - eps / (double)C);
+    out[target[o]] -= g[o] * (1 - eps);
+  }
+}
+
+typedef struct {
+  void *out, *lse;
+  const void *x, *g;
+  const int64_t *target;
+  int64_t C, ignore;
+  double eps;
+  bool f32;
+} cross_entropy_job;
+
+static void cross_entropy_rows(void *ctx, int64_t o0, int64_t o1) {
+  const cross_entropy_job *j = ctx;
+  if (j->f32)
+    cross_entropy_f32(j->out, j->lse, j->x, j->target, o0, o1, j->C,
+                      j->ignore, j->eps);
+  else
+    cross_entropy_f64(j->out, j->lse, j->x, j->target, o0, o1, j->C,
+                      j->ignore, j->eps);
+}
+
+static void cross_entropy_grad_rows(void *ctx, int64_t o0, int64_t o1) {
+  const cross_entropy_job *j = ctx;
+  if (j->f32)
+    cross_entropy_grad_f32(j->out, j->x, j->lse, j->target, j->g, o0, o1,
+                           j->C, j->ignore, j->eps);
+  else
+    cross_entropy_grad_f64(j->out, j->x, j->lse, j->target, j->g, o0, o1,
+                           j->C, j->ignore, j->eps);
+}
+
+void loom__kernel_cross_entropy(loom_tensor *loss, loom_tensor *lse,
+                                const loom_tensor *x, const loom_tensor *target,
+                                int64_t ignore, double eps) {
+  int64_t N = x->shape[0], C = x->shape[1];
+  cross_entropy_job j = {.out = loss->data,
+                         .lse = lse->data,
+                         .x = x->data,
+                         .target = (const int64_t *)target->data,
+                         .C = C,
+                         .ignore = ignore,
+                         .eps = eps,
+                         .f32 = x->dtype == LOOM_F32};
+  loom__parallel_for(loom__threads_for(N * C * 8), N, cross_entropy_rows, &j);
+}
+
+void loom__kernel_cross_entropy_grad(loom_tensor *gin, const loom_tensor *x,
+                                     const loom_tensor *lse,
+                                     const loom_tensor *target,
+                                     const loom_tensor *g, int64_t ignore,
+                                     double eps) {
+  int64_t N = x->shape[0], C = x->shape[1];
+  cross_entropy_job j = {.out = gin->data,
+                         .lse = (void *)lse->data,
+                         .x = x->data,
+                         .g = g->data,
+                         .target = (const int64_t *)target->data,
+                         .C = C,
+                         .ignore = ignore,
+                         .eps = eps,
+                         .f32 = x->dtype == LOOM_F32};
+  loom__parallel_for(loom__threads_for(N * C * 4), N, cross_entropy_grad_rows,
+                     &j);
 }

@@ -165,6 +165,21 @@ void loom__kernel_softmax(loom_tensor *out, const loom_tensor *x, int dim,
 /* Their gradients: gin = y * (g - sum(g*y)) or g - exp(y) * sum(g). */
 void loom__kernel_softmax_grad(loom_tensor *gin, const loom_tensor *y,
                                const loom_tensor *g, int dim, bool log);
+/* Cross entropy of contiguous logits x (N, C) against int64 targets (N),
+ * label smoothed by eps: loss[i] = lse_i - (1 - eps) x[i, t_i]
+ * - eps / C sum_j x[i, j], with lse_i = log sum_j exp x[i, j] written to
+ * lse[i]; rows whose target is `ignore` get 0 (both). Targets are checked
+ * by the caller. */
+void loom__kernel_cross_entropy(loom_tensor *loss, loom_tensor *lse,
+                                const loom_tensor *x, const loom_tensor *target,
+                                int64_t ignore, double eps);
+/* Its gradient for the loss's gradient g (N): gin[i, j] = g[i] (exp(x[i, j]
+ * - lse_i) - eps / C - (1 - eps) [j == t_i]), zero rows where ignored. */
+void loom__kernel_cross_entropy_grad(loom_tensor *gin, const loom_tensor *x,
+                                     const loom_tensor *lse,
+                                     const loom_tensor *target,
+                                     const loom_tensor *g, int64_t ignore,
+                                     double eps);
 
 /* ---- scans and sorting (kernel_scan.c, kernel_sort.c) ---- */
 

@@ -190,6 +190,11 @@ FN(f_topk) {
 }
 FN(f_softmax) { OUT1(loom_softmax(in[0], 1)); }
 FN(f_log_softmax) { OUT1(loom_log_softmax(in[0], -1)); }
+/* logits (4, 5): one row's target ignored, label smoothing 0.2. */
+FN(f_fused_cross_entropy) {
+  OUT1(loom_fused_cross_entropy(in[0], ix(4, (int64_t[]){2, -1, 0, 4}), -1,
+                                0.2));
+}
 FN(f_layer_norm) { OUT1(loom_layer_norm(in[0], 2, in[1], in[2], 1e-5)); }
 FN(f_layer_norm_plain) { OUT1(loom_layer_norm(in[0], 1, NULL, NULL, 0.1)); }
 FN(f_batch_norm) {
@@ -504,6 +509,8 @@ static const gc_case cases[] = {
     {"topk smallest", f_topk, 1, S(2), S(S(3, 5)), SPREAD},
     {"softmax", f_softmax, 1, S(3), S(S(2, 4, 3)), 0},
     {"log_softmax", f_log_softmax, 1, S(2), S(S(3, 5)), NONCONTIG},
+    {"fused_cross_entropy", f_fused_cross_entropy, 1, S(2), S(S(4, 5)),
+     NONCONTIG},
     {"layer_norm affine", f_layer_norm, 3, S(3, 2, 2),
      S(S(2, 4, 3), S(4, 3), S(4, 3)), 0},
     {"layer_norm noncontig", f_layer_norm, 3, S(3, 2, 2),

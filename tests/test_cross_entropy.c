@@ -1,0 +1,199 @@
+/* The fused cross entropy op (loom_fused_cross_entropy) against the
+ * composition of public ops it replaces, forward and backward: ignored
+ * targets, label smoothing 0 to 1, class counts around the kernel's chunk
+ * (256), float64 and float32, strided logits; loom_cross_entropy's fused
+ * path (2-D logits) against its composed path (the same logits with a
+ * trailing dim of 1) for every reduction; the same bits for 1 and 2
+ * threads; errors. The op's gradcheck and gradgradcheck are in
+ * test_gradcheck.c, PyTorch parity through loom_cross_entropy in
+ * test_loss_parity.c. */
+#include "check_util.h"
+
+#include <math.h>
+
+/* Per row: -(1 - eps) logp[t] - eps / C sum logp, 0 where ignored. */
+static loom_tensor *composed(const loom_tensor *x, const loom_tensor *t,
+                             int64_t ignore, double eps) {
+  loom_tensor *keep = loom_ne_scalar(t, (double)ignore);
+  loom_tensor *safe = loom_masked_fill(t, loom_logical_not(keep), 0);
+  loom_tensor *logp = loom_log_softmax(x, 1);
+  loom_tensor *picked =
+      loom_squeeze(loom_gather(logp, 1, loom_unsqueeze(safe, 1)), 1);
+  loom_tensor *all = loom_sum(logp, (int[]){1}, 1, false);
+  double C = (double)loom_size(x, 1);
+  loom_tensor *loss = loom_neg(loom_add(loom_mul_scalar(picked, 1 - eps),
+                                        loom_mul_scalar(all, eps / C)));
+  return loom_mul(loss, loom_to_dtype(keep, loom_dtype_of(x)));
+}
+
+/* Targets for N rows of C classes, every third row ignored. */
+static loom_tensor *targets(int64_t N, int64_t C, int64_t ignore) {
+  loom_tensor *t = loom_empty(LOOM_I64, 1, &N);
+  for (int64_t i = 0; i < N; i++)
+    loom_set(t, &i, i % 3 == 1 ? (double)ignore : (double)((i * 7) % C));
+  return t;
+}
+
+typedef struct {
+  loom_tensor *loss, *grad;
+} result;
+
+/* Loss rows and the logits' gradient of sum(loss * w), w fixed. */
+static result run(bool fused, const loom_tensor *x0, const loom_tensor *t,
+                  int64_t ignore, double eps, bool transposed) {
+  loom_tensor *leaf = loom_set_requires_grad(loom_clone(x0), true);
+  const loom_tensor *x = leaf;
+  if (transposed) /* stored (C, N), read (N, C) */
+    x = loom_transpose(leaf, 0, 1);
+  loom_tensor *loss = fused ? loom_fused_cross_entropy(x, t, ignore, eps)
+                            : composed(x, t, ignore, eps);
+  ck_assert_loom(loss);
+  loom_manual_seed(9);
+  loom_tensor *w = loom_randn(NULL, loom_dtype_of(loss), 0, 1, 1,
+                              loom_shape(loss));
+  ck_assert_int_eq(loom_backward(loom_sum_all(loom_mul(loss, w))), 0);
+  return (result){loss, loom_grad(leaf)};
+}
+
+START_TEST(test_fused_equals_composition) {
+  const int64_t classes[] = {1, 5, 255, 256, 257, 600};
+  const double eps[] = {0, 0.1, 1};
+  for (int dt = 0; dt < 2; dt++) {
+    loom_dtype type = dt ? LOOM_F32 : LOOM_F64;
+    double tol = dt ? 1e-5 : 1e-13;
+    for (size_t c = 0; c < sizeof classes / sizeof *classes; c++)
+      for (size_t e = 0; e < 3; e++)
+        for (int tr = 0; tr < 2; tr++) {
+          int64_t N = 7, C = classes[c];
+          loom_manual_seed(4);
+          loom_tensor *x = tr ? loom_randn(NULL, type, 0, 3, LOOM_SHAPE(C, N))
+                              : loom_randn(NULL, type, 0, 3, LOOM_SHAPE(N, C));
+          loom_tensor *t = targets(N, C, -100);
+          result f = run(true, x, t, -100, eps[e], tr);
+          result k = run(false, x, t, -100, eps[e], tr);
+          ck_assert_msg(loom_allclose(f.loss, k.loss, tol, tol),
+                        "loss: C %lld eps %g %s", (long long)C, eps[e],
+                        loom_dtype_name(type));
+          ck_assert_msg(loom_allclose(f.grad, k.grad, tol, tol),
+                        "grad: C %lld eps %g %s", (long long)C, eps[e],
+                        loom_dtype_name(type));
+          for (int64_t i = 1; i < N; i += 3) /* ignored rows */
+            ck_assert(loom_get(f.loss, &i) == 0);
+        }
+  }
+}
+END_TEST
+
+/* Large logits do not overflow (the row's maximum is subtracted), and a
+ * -inf logit of another class costs nothing without smoothing. */
+START_TEST(test_extremes) {
+  double v[] = {1000, 0, -INFINITY, -1000, 999, 1000};
+  loom_tensor *x = loom_from_array(LOOM_F64, v, LOOM_SHAPE(2, 3));
+  loom_tensor *t = loom_from_array(LOOM_I64, (int64_t[]){0, 2}, LOOM_SHAPE(2));
+  loom_tensor *l = loom_fused_cross_entropy(x, t, -100, 0);
+  ck_assert_loom(l);
+  ck_assert_double_eq_tol(loom_get(l, (int64_t[]){0}), 0, 1e-12);
+  ck_assert_double_eq_tol(loom_get(l, (int64_t[]){1}), log1p(exp(-1.0)),
+                          1e-12);
+  loom_tensor *s = loom_fused_cross_entropy(x, t, -100, 0.1);
+  ck_assert(isinf(loom_get(s, (int64_t[]){0}))); /* -inf enters the mean */
+}
+END_TEST
+
+/* loom_cross_entropy: the fused path (2-D logits) equals the composed one
+ * ((N, C, 1) logits, the composition in nn/loss.c) for every reduction,
+ * forward and backward. */
+START_TEST(test_cross_entropy_paths) {
+  const loom_reduction rs[] = {LOOM_MEAN, LOOM_SUM, LOOM_NONE};
+  for (int r = 0; r < 3; r++)
+    for (int e = 0; e < 2; e++) {
+      loom_manual_seed(6);
+      loom_tensor *x0 = loom_randn(NULL, LOOM_F64, 0, 2, LOOM_SHAPE(9, 11));
+      loom_tensor *t = targets(9, 11, 3); /* ignore_index is a class */
+      loom_cross_entropy_opts o = {.reduction = rs[r],
+                                   .ignore_index = 3,
+                                   .label_smoothing = e ? 0.25 : 0};
+      loom_tensor *leaf[2], *loss[2];
+      for (int p = 0; p < 2; p++) {
+        leaf[p] = loom_set_requires_grad(loom_clone(x0), true);
+        loss[p] =
+            p ? loom_cross_entropy(loom_unsqueeze(leaf[p], -1),
+                                   loom_unsqueeze(t, -1), &o)
+              : loom_cross_entropy(leaf[p], t, &o);
+        ck_assert_loom(loss[p]);
+        if (p && rs[r] == LOOM_NONE)
+          loss[p] = loom_squeeze(loss[p], -1);
+        ck_assert_int_eq(
+            loom_backward(loom_sum_all(loom_mul_scalar(loss[p], 1.5))), 0);
+      }
+      ck_assert(loom_allclose(loss[0], loss[1], 1e-13, 1e-13));
+      ck_assert(loom_allclose(loom_grad(leaf[0]), loom_grad(leaf[1]), 1e-13,
+                              1e-13));
+    }
+  /* every target ignored: the mean is 0/0, as PyTorch's */
+  loom_tensor *x = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 4));
+  loom_tensor *t = loom_full(LOOM_I64, -100, LOOM_SHAPE(2));
+  ck_assert(isnan(loom_item(loom_cross_entropy(x, t, NULL))));
+}
+END_TEST
+
+START_TEST(test_threads_bitwise) {
+  result r[2];
+  for (int n = 0; n < 2; n++) {
+    loom_set_num_threads(n + 1);
+    loom_manual_seed(8);
+    loom_tensor *x = loom_randn(NULL, LOOM_F32, 0, 4, LOOM_SHAPE(300, 1000));
+    r[n] = run(true, x, targets(300, 1000, -100), -100, 0.1, false);
+  }
+  loom_set_num_threads(0);
+  ck_assert(loom_equal(r[0].loss, r[1].loss));
+  ck_assert(loom_equal(r[0].grad, r[1].grad));
+}
+END_TEST
+
+START_TEST(test_errors) {
+  loom_tensor *x = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 3));
+  loom_tensor *t = loom_from_array(LOOM_I64, (int64_t[]){0, 3}, LOOM_SHAPE(2));
+  ck_assert_ptr_null(loom_fused_cross_entropy(x, t, -100, 0));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_INDEX);
+  loom_clear_error();
+  ck_assert_ptr_null(loom_fused_cross_entropy(
+      x, loom_zeros(LOOM_I64, LOOM_SHAPE(3)), -100, 0));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
+  loom_clear_error();
+  ck_assert_ptr_null(loom_fused_cross_entropy(
+      loom_zeros(LOOM_F32, LOOM_SHAPE(2, 0)),
+      loom_zeros(LOOM_I64, LOOM_SHAPE(2)), -100, 0));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
+  loom_clear_error();
+  ck_assert_ptr_null(loom_fused_cross_entropy(
+      x, loom_zeros(LOOM_I32, LOOM_SHAPE(2)), -100, 0));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_DTYPE);
+  loom_clear_error();
+  ck_assert_ptr_null(loom_fused_cross_entropy(
+      loom_zeros(LOOM_I64, LOOM_SHAPE(2, 3)), t, -100, 0));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_DTYPE);
+  loom_clear_error();
+  ck_assert_ptr_null(loom_fused_cross_entropy(x, t, 3, 1.5));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+  ck_assert_ptr_null(loom_fused_cross_entropy(NULL, t, 3, 0));
+  loom_clear_error();
+  /* an ignored index outside the classes is fine */
+  ck_assert_loom(loom_fused_cross_entropy(x, t, 3, 0));
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("cross_entropy");
+  TCase *tc = tcase_create("fused");
+  tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_fused_equals_composition);
+  tcase_add_test(tc, test_extremes);
+  tcase_add_test(tc, test_cross_entropy_paths);
+  tcase_add_test(tc, test_threads_bitwise);
+  tcase_add_test(tc, test_errors);
+  suite_add_tcase(s, tc);
+  return loom_run_suite(s);
+}
