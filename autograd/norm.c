@@ -153,17 +153,21 @@ loom_tensor *loom_layer_norm(const loom_tensor *x, int ndims,
 /* ---- batch normalisation ---- */
 
 LOOM__OP_GRAPH(batch_norm, batch_norm_backward, batch_norm_graph_backward);
+/* relu(batch_norm(x)) in one kernel each way (kernel_batch_norm.c says why) */
+LOOM__OP_GRAPH(batch_norm_relu, batch_norm_backward, batch_norm_graph_backward);
 
 /* Node: inputs x[, weight][, bias]; i[0] has weight, i[1] has bias, i[2]
  * training (batch statistics), i[3..5] = n, c, l, d[0] = eps; saved x,
- * mean, rstd[, weight]. */
+ * mean, rstd[, weight][, the output: batch_norm_relu]. */
 static void batch_norm_backward(loom__node *n, loom_tensor *const *g) {
   bool has_w = n->i[0], has_b = n->i[1], train = n->i[2];
+  bool relu = n->op == &loom__op_batch_norm_relu;
   const loom_tensor *x = loom__saved(n, 0), *mean = loom__saved(n, 1),
                     *rstd = loom__saved(n, 2);
   const loom_tensor *w = has_w ? loom__saved(n, 3) : NULL;
+  const loom_tensor *y = relu ? loom__saved(n, has_w ? 4 : 3) : NULL;
   loom_tensor *gy = loom_contiguous(g[0]);
-  if (!x || !mean || !rstd || (has_w && !w) || !gy)
+  if (!x || !mean || !rstd || (has_w && !w) || (relu && !y) || !gy)
     return;
   loom_dtype dt = x->dtype;
   int ib = has_w ? 2 : 1;
@@ -173,10 +177,14 @@ static void batch_norm_backward(loom__node *n, loom_tensor *const *g) {
       has_w && loom__needs_grad(n, 1) ? loom_empty(dt, 1, &n->i[4]) : NULL;
   loom_tensor *db =
       has_b && loom__needs_grad(n, ib) ? loom_empty(dt, 1, &n->i[4]) : NULL;
-  loom__kernel_batch_norm_grad(dt, n->i[3], n->i[4], n->i[5], gy->data, x->data,
-                               w ? w->data : NULL, mean->data, rstd->data,
-                               train, dx ? dx->data : NULL,
-                               dw ? dw->data : NULL, db ? db->data : NULL);
+  if ((loom__needs_grad(n, 0) && !dx) ||
+      (has_w && loom__needs_grad(n, 1) && !dw) ||
+      (has_b && loom__needs_grad(n, ib) && !db) ||
+      loom__kernel_batch_norm_grad(
+          dt, n->i[3], n->i[4], n->i[5], gy->data, x->data, w ? w->data : NULL,
+          mean->data, rstd->data, train, y ? y->data : NULL,
+          dx ? dx->data : NULL, dw ? dw->data : NULL, db ? db->data : NULL) < 0)
+    return;
   if (dx)
     loom__accumulate(n, 0, dx);
   if (dw)
@@ -208,6 +216,8 @@ static int batch_norm_compose(const loom__node *n, loom_tensor *const *in,
             : NULL;
   }
   y = y ? affine(n, in, y, LOOM_SHAPE(1, C, 1)) : NULL;
+  if (n->op == &loom__op_batch_norm_relu)
+    y = loom_relu(y);
   out[0] = y ? loom_reshape(y, x->ndim, x->shape) : NULL;
   return out[0] ? 0 : -1;
 }
@@ -219,40 +229,42 @@ static void batch_norm_graph_backward(loom__node *n, loom_tensor *const *g) {
 /* A per-channel tensor (C) of x's dtype, contiguous, or NULL with an
  * error. */
 static const loom_tensor *channel(const loom_tensor *p, const loom_tensor *x,
-                                  const char *what) {
+                                  const char *what, const char *op) {
   if (p->ndim != 1 || p->shape[0] != x->shape[1] || p->dtype != x->dtype)
     return LOOM_FAIL(LOOM_ERR_SHAPE,
-                     "batch_norm: %s %s %s is not one value per channel of "
+                     "%s: %s %s %s is not one value per channel of "
                      "input %s %s",
-                     what, loom_dtype_name(p->dtype), loom_shape_text(p),
+                     op, what, loom_dtype_name(p->dtype), loom_shape_text(p),
                      loom_dtype_name(x->dtype), loom_shape_text(x));
   return loom_contiguous(p);
 }
 
-loom_tensor *loom_batch_norm(const loom_tensor *x, const loom_tensor *weight,
-                             const loom_tensor *bias, const loom_tensor *mean,
-                             const loom_tensor *var, double eps,
-                             loom_tensor **batch_mean,
-                             loom_tensor **batch_var) {
+/* batch_norm, or with relu batch_norm_relu (their messages name op). */
+static loom_tensor *batch_norm(const loom_tensor *x, const loom_tensor *weight,
+                               const loom_tensor *bias, const loom_tensor *mean,
+                               const loom_tensor *var, double eps,
+                               loom_tensor **batch_mean,
+                               loom_tensor **batch_var, bool relu) {
+  const char *op = relu ? "batch_norm_relu" : "batch_norm";
   /* a NULL optional argument with an error pending is a failed op's
    * result, not "none" */
   if ((!weight || !bias || !mean || !var) && loom_last_status() != LOOM_OK)
     return NULL;
   if (!x)
-    return loom_null_argument("batch_norm");
-  if (loom__check_float(x, "batch_norm"))
+    return loom_null_argument(op);
+  if (loom__check_float(x, op))
     return NULL;
   if (x->ndim < 2 || !(eps >= 0) || !mean != !var)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT,
-                     "batch_norm: input %s (needs (N, C, ...)), eps %g, %s",
+                     "%s: input %s (needs (N, C, ...)), eps %g, %s", op,
                      loom_shape_text(x), eps,
                      !mean != !var ? "a mean without a variance or the "
                                      "reverse"
                                    : "statistics given or not");
-  const loom_tensor *w = weight ? channel(weight, x, "weight") : NULL;
-  const loom_tensor *b = bias ? channel(bias, x, "bias") : NULL;
-  const loom_tensor *m = mean ? channel(mean, x, "mean") : NULL;
-  const loom_tensor *v = var ? channel(var, x, "variance") : NULL;
+  const loom_tensor *w = weight ? channel(weight, x, "weight", op) : NULL;
+  const loom_tensor *b = bias ? channel(bias, x, "bias", op) : NULL;
+  const loom_tensor *m = mean ? channel(mean, x, "mean", op) : NULL;
+  const loom_tensor *v = var ? channel(var, x, "variance", op) : NULL;
   if ((weight && !w) || (bias && !b) || (mean && !m) || (var && !v))
     return NULL;
   int64_t N = x->shape[0], C = x->shape[1],
@@ -260,12 +272,11 @@ loom_tensor *loom_batch_norm(const loom_tensor *x, const loom_tensor *weight,
   bool train = mean == NULL;
   if (train && N * L <= 1)
     return LOOM_FAIL(LOOM_ERR_SHAPE,
-                     "batch_norm: one value per channel in input %s: no "
+                     "%s: one value per channel in input %s: no "
                      "batch statistics",
-                     loom_shape_text(x));
+                     op, loom_shape_text(x));
   const loom_tensor *xc = loom_contiguous(x);
-  loom_tensor *out =
-      xc ? loom__new(x->dtype, x->ndim, x->shape, "batch_norm") : NULL;
+  loom_tensor *out = xc ? loom__new(x->dtype, x->ndim, x->shape, op) : NULL;
   loom_tensor *mu = train && out ? loom_empty(x->dtype, 1, &C) : NULL;
   loom_tensor *sq = train && out ? loom_empty(x->dtype, 1, &C) : NULL;
   loom_tensor *rstd = out ? loom_empty(x->dtype, 1, &C) : NULL;
@@ -274,7 +285,7 @@ loom_tensor *loom_batch_norm(const loom_tensor *x, const loom_tensor *weight,
   const loom_tensor *stat_m = train ? mu : m, *stat_v = train ? sq : v;
   if (x->numel > 0)
     loom__kernel_batch_norm(x->dtype, N, C, L, xc->data, w ? w->data : NULL,
-                            b ? b->data : NULL, eps, train, stat_m->data,
+                            b ? b->data : NULL, eps, train, relu, stat_m->data,
                             stat_v->data, rstd->data, out->data);
   const loom_tensor *in[3] = {x};
   int n_in = 1;
@@ -282,7 +293,8 @@ loom_tensor *loom_batch_norm(const loom_tensor *x, const loom_tensor *weight,
     in[n_in++] = weight;
   if (bias)
     in[n_in++] = bias;
-  loom__node *n = loom__record(&loom__op_batch_norm, out, n_in, in);
+  loom__node *n = loom__record(
+      relu ? &loom__op_batch_norm_relu : &loom__op_batch_norm, out, n_in, in);
   if (n) {
     n->i[0] = weight != NULL;
     n->i[1] = bias != NULL;
@@ -296,10 +308,30 @@ loom_tensor *loom_batch_norm(const loom_tensor *x, const loom_tensor *weight,
     loom__save(n, rstd);
     if (w)
       loom__save(n, w);
+    if (relu)
+      loom__save(n, out);
   }
   if (batch_mean)
     *batch_mean = train ? mu : NULL;
   if (batch_var)
     *batch_var = train ? sq : NULL;
   return out;
+}
+
+loom_tensor *loom_batch_norm(const loom_tensor *x, const loom_tensor *weight,
+                             const loom_tensor *bias, const loom_tensor *mean,
+                             const loom_tensor *var, double eps,
+                             loom_tensor **batch_mean,
+                             loom_tensor **batch_var) {
+  return batch_norm(x, weight, bias, mean, var, eps, batch_mean, batch_var,
+                    false);
+}
+
+loom_tensor *
+loom_batch_norm_relu(const loom_tensor *x, const loom_tensor *weight,
+                     const loom_tensor *bias, const loom_tensor *mean,
+                     const loom_tensor *var, double eps,
+                     loom_tensor **batch_mean, loom_tensor **batch_var) {
+  return batch_norm(x, weight, bias, mean, var, eps, batch_mean, batch_var,
+                    true);
 }

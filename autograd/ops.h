@@ -416,6 +416,16 @@ loom_batch_norm(const loom_tensor *x, const loom_tensor *weight,
                 const loom_tensor *bias, const loom_tensor *mean,
                 const loom_tensor *var, double eps, loom_tensor **batch_mean,
                 loom_tensor **batch_var);
+/* loom_relu(loom_batch_norm(...)) with the same arguments, values,
+ * gradients and errors (named "batch_norm_relu"), as one op: it writes no
+ * normalised tensor and its graph keeps x and its output but not the
+ * normalised values (a conv-batchnorm-relu block keeps one activation
+ * tensor fewer); backward takes the relu's gradient from the output. */
+LOOM_API loom_tensor *
+loom_batch_norm_relu(const loom_tensor *x, const loom_tensor *weight,
+                     const loom_tensor *bias, const loom_tensor *mean,
+                     const loom_tensor *var, double eps,
+                     loom_tensor **batch_mean, loom_tensor **batch_var);
 
 /* ------------------------------------------------ matrix products
  * Float dtypes through BLAS; transposed operands are passed as transposes,

@@ -215,6 +215,12 @@ loom_batch_norm_layer_new(int64_t features, double eps, double momentum,
                           bool affine, bool track_running_stats);
 LOOM_API loom_tensor *loom_batch_norm_layer_forward(loom_batch_norm_layer *b,
                                                     const loom_tensor *x);
+/* loom_relu(loom_batch_norm_layer_forward(b, x)) as one op
+ * (loom_batch_norm_relu): the same values, gradients, running statistics
+ * and errors, with less memory and time. */
+LOOM_API loom_tensor *
+loom_batch_norm_layer_forward_relu(loom_batch_norm_layer *b,
+                                   const loom_tensor *x);
 LOOM_API void loom_batch_norm_layer_free(loom_batch_norm_layer *b);
 
 /* LayerNorm over the last `ndims` dims, whose sizes are `shape`. */

@@ -59,8 +59,8 @@ static loom_tensor *like(const loom_tensor *t, const loom_tensor *x) {
   return t ? loom_to_dtype(t, loom_dtype_of(x)) : NULL;
 }
 
-loom_tensor *loom_batch_norm_layer_forward(loom_batch_norm_layer *b,
-                                           const loom_tensor *x) {
+static loom_tensor *batch_norm_layer_forward(loom_batch_norm_layer *b,
+                                             const loom_tensor *x, bool relu) {
   if (!b || !x)
     return loom_null_argument("BatchNorm");
   if (loom_ndim(x) < 2 || loom_shape(x)[1] != b->features)
@@ -76,7 +76,7 @@ loom_tensor *loom_batch_norm_layer_forward(loom_batch_norm_layer *b,
                      "training (%s)",
                      loom_shape_text(x));
   loom_tensor *mean = NULL, *var = NULL;
-  loom_tensor *y = loom_batch_norm(
+  loom_tensor *y = (relu ? loom_batch_norm_relu : loom_batch_norm)(
       x, like(b->weight, x), like(b->bias, x),
       batch_stats ? NULL : like(b->running_mean, x),
       batch_stats ? NULL : like(b->running_var, x), b->eps, &mean, &var);
@@ -91,6 +91,16 @@ loom_tensor *loom_batch_norm_layer_forward(loom_batch_norm_layer *b,
     loom_no_grad_end();
   }
   return y;
+}
+
+loom_tensor *loom_batch_norm_layer_forward(loom_batch_norm_layer *b,
+                                           const loom_tensor *x) {
+  return batch_norm_layer_forward(b, x, false);
+}
+
+loom_tensor *loom_batch_norm_layer_forward_relu(loom_batch_norm_layer *b,
+                                                const loom_tensor *x) {
+  return batch_norm_layer_forward(b, x, true);
 }
 
 void loom_batch_norm_layer_free(loom_batch_norm_layer *b) {

@@ -8,12 +8,19 @@
  * forward is two passes for the statistics and one for the output, and
  * backward two.
  *
+ * With relu set, the output is relu(batch_norm(x)) and backward takes the
+ * relu's gradient from that output (y > 0 exactly where the normalised
+ * value is), so a conv-batchnorm-relu block neither writes nor keeps the
+ * normalised activations: one pass and one tensor as large as them fewer
+ * each way. The values are the composition's, bit for bit.
+ *
  * Determinism: each channel is done by one thread, its sums accumulated in
  * double in a fixed order, whatever the thread count.
  */
 #include "kernels.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 /* Sums in eight partials so that they vectorise, combined in a fixed
  * order. */
@@ -25,9 +32,10 @@ static double combine(const double *s) {
 typedef struct {
   int64_t n, c, l;
   double eps;
-  bool train;
-  const char *x, *w, *b, *gy;
+  bool train, relu;
+  const char *x, *w, *b, *gy, *ry; /* ry: the relu's output (backward) */
   char *y, *mean, *var, *rstd, *dx, *dw, *db;
+  bool failed; /* out of memory (backward with relu) */
 } bn_job;
 
 #define BATCH_NORM(S, T)                                                       \
@@ -78,19 +86,38 @@ typedef struct {
       for (int64_t n = 0; n < j->n; n++) {                                     \
         const T *x = (const T *)j->x + (n * j->c + ch) * j->l;                 \
         T *y = (T *)j->y + (n * j->c + ch) * j->l;                             \
-        for (int64_t i = 0; i < j->l; i++)                                     \
-          y[i] = x[i] * scale + shift;                                         \
+        if (j->relu)                                                           \
+          for (int64_t i = 0; i < j->l; i++) {                                 \
+            T v = x[i] * scale + shift;                                        \
+            y[i] = v < 0 ? 0 : v; /* loom_relu's formula */                    \
+          }                                                                    \
+        else                                                                   \
+          for (int64_t i = 0; i < j->l; i++)                                   \
+            y[i] = x[i] * scale + shift;                                       \
       }                                                                        \
     }                                                                          \
   }                                                                            \
                                                                                \
+  /* the output gradient of sample n, channel ch: gy, or with relu gy where    \
+   * the output is positive and 0 elsewhere (loom_relu's gradient), in buf */  \
+  static const T *grad_row_##S(const bn_job *j, int64_t n, int64_t ch,         \
+                               T *buf) {                                       \
+    const T *gy = (const T *)j->gy + (n * j->c + ch) * j->l;                   \
+    if (!j->relu)                                                              \
+      return gy;                                                               \
+    const T *y = (const T *)j->ry + (n * j->c + ch) * j->l;                    \
+    for (int64_t i = 0; i < j->l; i++)                                         \
+      buf[i] = y[i] > 0 ? gy[i] : 0;                                           \
+    return buf;                                                                \
+  }                                                                            \
+                                                                               \
   /* sum of gy and of gy * (x - mean) over channel ch */                       \
   static void grad_sums_##S(const bn_job *j, int64_t ch, T mu, double *sg,     \
-                            double *sgx) {                                     \
+                            double *sgx, T *buf) {                             \
     double a[PARTIALS] = {0}, q[PARTIALS] = {0};                               \
     for (int64_t n = 0; n < j->n; n++) {                                       \
       const T *x = (const T *)j->x + (n * j->c + ch) * j->l;                   \
-      const T *gy = (const T *)j->gy + (n * j->c + ch) * j->l;                 \
+      const T *gy = grad_row_##S(j, n, ch, buf);                               \
       int64_t i = 0;                                                           \
       for (; i + PARTIALS <= j->l; i += PARTIALS)                              \
         for (int p = 0; p < PARTIALS; p++) {                                   \
@@ -109,12 +136,17 @@ typedef struct {
   /* training: dx = w rstd (gy - mean(gy) - xhat mean(gy xhat)); evaluation    \
    * (fixed statistics): dx = w rstd gy; dw = sum gy xhat, db = sum gy */      \
   static void backward_##S(void *ctx, int64_t c0, int64_t c1) {                \
-    const bn_job *j = ctx;                                                     \
+    bn_job *j = ctx;                                                           \
     double count = (double)j->n * (double)j->l;                                \
+    T *buf = NULL; /* one row of masked gradient (relu) */                     \
+    if (j->relu && !(buf = malloc((size_t)j->l * sizeof(T)))) {                \
+      j->failed = true;                                                        \
+      return;                                                                  \
+    }                                                                          \
     for (int64_t ch = c0; ch < c1; ch++) {                                     \
       T mu = ((const T *)j->mean)[ch], rs = ((const T *)j->rstd)[ch];          \
       double sg, sgx;                                                          \
-      grad_sums_##S(j, ch, mu, &sg, &sgx);                                     \
+      grad_sums_##S(j, ch, mu, &sg, &sgx, buf);                                \
       if (j->dw)                                                               \
         ((T *)j->dw)[ch] = (T)(sgx * rs);                                      \
       if (j->db)                                                               \
@@ -132,12 +164,13 @@ typedef struct {
       T A = (T)a, B = (T)b, C = (T)c;                                          \
       for (int64_t n = 0; n < j->n; n++) {                                     \
         const T *x = (const T *)j->x + (n * j->c + ch) * j->l;                 \
-        const T *gy = (const T *)j->gy + (n * j->c + ch) * j->l;               \
+        const T *gy = grad_row_##S(j, n, ch, buf);                             \
         T *dx = (T *)j->dx + (n * j->c + ch) * j->l;                           \
         for (int64_t i = 0; i < j->l; i++)                                     \
           dx[i] = A * gy[i] + B * x[i] + C;                                    \
       }                                                                        \
     }                                                                          \
+    free(buf);                                                                 \
   }
 
 BATCH_NORM(f32, float)
@@ -145,13 +178,14 @@ BATCH_NORM(f64, double)
 
 void loom__kernel_batch_norm(loom_dtype dtype, int64_t n, int64_t c, int64_t l,
                              const void *x, const void *w, const void *b,
-                             double eps, bool train, void *mean, void *var,
-                             void *rstd, void *y) {
+                             double eps, bool train, bool relu, void *mean,
+                             void *var, void *rstd, void *y) {
   bn_job j = {.n = n,
               .c = c,
               .l = l,
               .eps = eps,
               .train = train,
+              .relu = relu,
               .x = x,
               .w = w,
               .b = b,
@@ -163,15 +197,18 @@ void loom__kernel_batch_norm(loom_dtype dtype, int64_t n, int64_t c, int64_t l,
   loom__parallel_for(nt, c, dtype == LOOM_F32 ? forward_f32 : forward_f64, &j);
 }
 
-void loom__kernel_batch_norm_grad(loom_dtype dtype, int64_t n, int64_t c,
-                                  int64_t l, const void *gy, const void *x,
-                                  const void *w, const void *mean,
-                                  const void *rstd, bool train, void *dx,
-                                  void *dw, void *db) {
+int loom__kernel_batch_norm_grad(loom_dtype dtype, int64_t n, int64_t c,
+                                 int64_t l, const void *gy, const void *x,
+                                 const void *w, const void *mean,
+                                 const void *rstd, bool train,
+                                 const void *relu_y, void *dx, void *dw,
+                                 void *db) {
   bn_job j = {.n = n,
               .c = c,
               .l = l,
               .train = train,
+              .relu = relu_y != NULL,
+              .ry = relu_y,
               .x = x,
               .w = w,
               .gy = gy,
@@ -183,4 +220,9 @@ void loom__kernel_batch_norm_grad(loom_dtype dtype, int64_t n, int64_t c,
   int nt = loom__threads_for(n * c * l * 3);
   loom__parallel_for(nt, c, dtype == LOOM_F32 ? backward_f32 : backward_f64,
                      &j);
+  if (j.failed) {
+    loom_set_error(LOOM_ERR_MEMORY, "batch_norm backward: out of memory");
+    return -1;
+  }
+  return 0;
 }

@@ -211,20 +211,24 @@ void loom__kernel_layer_norm_grad(loom_dtype dtype, int64_t rows, int64_t cols,
 
 /* ---- batch normalisation (kernel_batch_norm.c) ---- */
 /* Contiguous x of n x c x l (float32/64) normalised per channel: y = (x -
- * mean) rstd w + b, w and b (c each) optional. train: mean and var (c)
- * receive the batch's statistics (var biased); else they hold the
- * statistics to use. rstd (c) receives 1 / sqrt(var + eps). */
+ * mean) rstd w + b, w and b (c each) optional, then relu(y) if relu.
+ * train: mean and var (c) receive the batch's statistics (var biased);
+ * else they hold the statistics to use. rstd (c) receives
+ * 1 / sqrt(var + eps). */
 void loom__kernel_batch_norm(loom_dtype dtype, int64_t n, int64_t c, int64_t l,
                              const void *x, const void *w, const void *b,
-                             double eps, bool train, void *mean, void *var,
-                             void *rstd, void *y);
+                             double eps, bool train, bool relu, void *mean,
+                             void *var, void *rstd, void *y);
 /* Its gradients from gy: dx (n x c x l; through the batch statistics when
- * train), dw and db (c); any of the three may be NULL. */
-void loom__kernel_batch_norm_grad(loom_dtype dtype, int64_t n, int64_t c,
-                                  int64_t l, const void *gy, const void *x,
-                                  const void *w, const void *mean,
-                                  const void *rstd, bool train, void *dx,
-                                  void *dw, void *db);
+ * train), dw and db (c); any of the three may be NULL. relu_y: NULL, or
+ * the output of a forward with relu (gy then passes where it is > 0).
+ * Returns 0, or -1 with LOOM_ERR_MEMORY. */
+int loom__kernel_batch_norm_grad(loom_dtype dtype, int64_t n, int64_t c,
+                                 int64_t l, const void *gy, const void *x,
+                                 const void *w, const void *mean,
+                                 const void *rstd, bool train,
+                                 const void *relu_y, void *dx, void *dw,
+                                 void *db);
 
 /* ---- matrix products (kernel_gemm.c) ---- */
 

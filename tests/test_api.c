@@ -203,6 +203,8 @@ START_TEST(test_null_arguments) {
   FAILS_P(loom_softmax(NULL, 0), "softmax");
   FAILS_P(loom_log_softmax(NULL, 0), "log_softmax");
   FAILS_P(loom_layer_norm(NULL, 1, NULL, NULL, 1e-5), "layer_norm");
+  FAILS_P(loom_batch_norm_relu(NULL, NULL, NULL, NULL, NULL, 1e-5, NULL, NULL),
+          "batch_norm_relu");
   FAILS_P(loom_addmm(NULL, x, x, 1, 1), "addmm");
   FAILS_P(loom_baddbmm(x, x, NULL, 1, 1), "baddbmm");
   FAILS_P(loom_linear(NULL, x, NULL), "linear");
@@ -295,6 +297,7 @@ START_TEST(test_null_arguments) {
   FAILS_P(loom_embedding_layer_forward(NULL, ix), "Embedding");
   FAILS_P(loom_conv2d_layer_forward(NULL, x), "Conv2d");
   FAILS_P(loom_batch_norm_layer_forward(NULL, x), "BatchNorm");
+  FAILS_P(loom_batch_norm_layer_forward_relu(NULL, x), "BatchNorm");
   FAILS_P(loom_layer_norm_layer_new(1, NULL, 1e-5, true), "LayerNorm");
   FAILS_P(loom_layer_norm_layer_forward(NULL, x), "LayerNorm");
   FAILS_P(loom_dropout_layer_forward(NULL, x), "Dropout");

@@ -210,6 +210,16 @@ FN(f_batch_norm_eval) {
       loom_from_array(LOOM_F64, (double[]){0.5, 2}, LOOM_SHAPE(2));
   OUT1(loom_batch_norm(in[0], in[1], in[2], mean, var, 1e-3, NULL, NULL));
 }
+FN(f_batch_norm_relu) {
+  OUT1(loom_batch_norm_relu(in[0], in[1], in[2], NULL, NULL, 1e-5, NULL, NULL));
+}
+FN(f_batch_norm_relu_eval) {
+  loom_tensor *mean =
+      loom_from_array(LOOM_F64, (double[]){0.3, -1}, LOOM_SHAPE(2));
+  loom_tensor *var =
+      loom_from_array(LOOM_F64, (double[]){0.5, 2}, LOOM_SHAPE(2));
+  OUT1(loom_batch_norm_relu(in[0], in[1], in[2], mean, var, 1e-3, NULL, NULL));
+}
 FN(f_layer_norm_bias) { OUT1(loom_layer_norm(in[0], 1, NULL, in[1], 1e-5)); }
 FN(f_layer_norm_weight) { OUT1(loom_layer_norm(in[0], 2, in[1], NULL, 1e-3)); }
 
@@ -526,6 +536,10 @@ static const gc_case cases[] = {
      NONCONTIG},
     {"batch_norm eval", f_batch_norm_eval, 3, S(3, 1, 1),
      S(S(4, 2, 3), S(2), S(2)), 0},
+    {"batch_norm_relu train", f_batch_norm_relu, 3, S(4, 1, 1),
+     S(S(3, 2, 2, 3), S(2), S(2)), 0},
+    {"batch_norm_relu eval noncontig", f_batch_norm_relu_eval, 3, S(3, 1, 1),
+     S(S(4, 2, 3), S(2), S(2)), NONCONTIG},
     {"dot", f_dot, 2, S(1, 1), S(S(4), S(4)), 0},
     {"matrix-vector", f_matmul, 2, S(2, 1), S(S(3, 4), S(4)), 0},
     {"vector-matrix", f_matmul, 2, S(1, 2), S(S(3), S(3, 4)), 0},

@@ -1359,6 +1359,88 @@ START_TEST(test_batch_normalize) {
 }
 END_TEST
 
+/* loom_batch_norm_relu is loom_relu(loom_batch_norm(...)) bit for bit,
+ * forward and backward (x, weight, bias), training and evaluation, in
+ * float64 and float32, on 1 and 2 threads; its double backward (by
+ * composition) matches the composition's; errors name it. */
+START_TEST(test_batch_norm_relu_is_the_composition) {
+  loom_rng *g = loom_rng_new(9);
+  for (int dt = 0; dt < 2; dt++) {
+    loom_dtype t = dt ? LOOM_F32 : LOOM_F64;
+    for (int train = 0; train < 2; train++) {
+      /* 13 pixels: the kernels' vector loops and their tails */
+      loom_tensor *x0 = loom_randn(g, t, 0.3, 2, LOOM_SHAPE(4, 3, 13));
+      loom_tensor *w0 = loom_randn(g, t, 1, 0.5, LOOM_SHAPE(3));
+      loom_tensor *b0 = loom_randn(g, t, 0, 1, LOOM_SHAPE(3));
+      loom_tensor *rm = loom_randn(g, t, 0, 1, LOOM_SHAPE(3));
+      loom_tensor *rv = loom_rand(g, t, 0.5, 2, LOOM_SHAPE(3));
+      loom_tensor *gy = loom_randn(g, t, 0, 1, LOOM_SHAPE(4, 3, 13));
+      loom_tensor *v = loom_randn(g, t, 0, 1, LOOM_SHAPE(4, 3, 13));
+      loom_tensor *out[4][7];
+      for (int way = 0; way < 4; way++) { /* composed, fused; 1, 2 threads */
+        loom_set_num_threads(way / 2 + 1);
+        loom_tensor *x = loom_set_requires_grad(loom_clone(x0), true);
+        loom_tensor *w = loom_set_requires_grad(loom_clone(w0), true);
+        loom_tensor *b = loom_set_requires_grad(loom_clone(b0), true);
+        loom_tensor *m = train ? NULL : rm, *var = train ? NULL : rv;
+        loom_tensor *bm = NULL, *bv = NULL;
+        loom_tensor *y =
+            way % 2
+                ? loom_batch_norm_relu(x, w, b, m, var, 1e-3, &bm, &bv)
+                : loom_relu(loom_batch_norm(x, w, b, m, var, 1e-3, &bm, &bv));
+        ck_assert_loom(y);
+        ck_assert(train ? bm && bv : !bm && !bv);
+        ck_assert(loom_item(loom_sum_all(loom_eq_scalar(y, 0))) > 0);
+        ck_assert_int_eq(
+            loom_backward_with(y, gy,
+                               &(loom_backward_opts){.retain_graph = true}),
+            0);
+        out[way][0] = y;
+        out[way][1] = loom_grad(x);
+        out[way][2] = loom_grad(w);
+        out[way][3] = loom_grad(b);
+        /* second order: d/d(x, w) of sum(v * dL/dx) */
+        loom_tensor *gx;
+        loom_tensor *ins[3] = {x, w, b}, *g2[3];
+        ck_assert_int_eq(
+            loom_autograd_grad(&y, 1, ins, 1, &gy, &gx,
+                               &(loom_grad_opts){.create_graph = true}),
+            0);
+        ck_assert_int_eq(
+            loom_autograd_grad(&gx, 1, ins, 3, &v, g2,
+                               &(loom_grad_opts){.allow_unused = true}),
+            0);
+        for (int k = 0; k < 3; k++)
+          out[way][4 + k] = g2[k] ? g2[k] : loom_zeros_like(ins[k]);
+      }
+      loom_set_num_threads(0);
+      for (int r = 0; r < 4; r++)
+        for (int way = 1; way < 4; way++)
+          ck_assert_msg(loom_equal(out[0][r], out[way][r]),
+                        "dtype %d train %d result %d way %d differs", dt, train,
+                        r, way);
+      for (int r = 4; r < 7; r++)
+        for (int way = 1; way < 4; way++) {
+          loom_tensor *d = loom_amax(loom_abs(loom_sub(out[0][r], out[way][r])),
+                                     NULL, 0, false);
+          ck_assert_msg(loom_item(d) <= (dt ? 1e-4 : 1e-10),
+                        "dtype %d train %d second order %d way %d: %g", dt,
+                        train, r - 4, way, loom_item(d));
+        }
+    }
+  }
+  ck_assert_ptr_null(loom_batch_norm_relu(loom_ones(LOOM_F32, LOOM_SHAPE(1, 3)),
+                                          NULL, NULL, NULL, NULL, 1e-5, NULL,
+                                          NULL));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "batch_norm_relu: one value per channel");
+  ck_assert_ptr_null(loom_batch_norm_relu(loom_ones(LOOM_F32, LOOM_SHAPE(4, 3)),
+                                          loom_ones(LOOM_F32, LOOM_SHAPE(2)),
+                                          NULL, NULL, NULL, 1e-5, NULL, NULL));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "batch_norm_relu: weight float32 [2]");
+  loom_rng_free(g);
+}
+END_TEST
+
 START_TEST(test_pools) {
   loom_tensor *x = loom_reshape(
       VEC(LOOM_F32, 1, 5, 2, 0, 3, 3, -1, 7, 0, 2, 9, 9, 4, 1, 1, 6),
@@ -1560,7 +1642,7 @@ int main(void) {
       {"conv",
        {test_conv2d_vs_direct, test_conv1d, test_conv2d_chunks_backward,
         test_pools, test_dropout}},
-      {"norm", {test_batch_normalize}},
+      {"norm", {test_batch_normalize, test_batch_norm_relu_is_the_composition}},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     TCase *tc = tcase_create(cases[i].name);

@@ -128,10 +128,9 @@ int cap_model_encode(cap_model *m, const loom_tensor *images,
   const loom_tensor *h = images;
   loom_pool2d_opts pool = {.kernel = {2, 2}};
   for (int i = 0; i < m->cfg.blocks; i++)
-    h = loom_max_pool2d(
-        loom_relu(loom_batch_norm_layer_forward(
-            m->bn[i], loom_conv2d_layer_forward(m->conv[i], h))),
-        pool, NULL);
+    h = loom_max_pool2d(loom_batch_norm_layer_forward_relu(
+                            m->bn[i], loom_conv2d_layer_forward(m->conv[i], h)),
+                        pool, NULL);
   loom_tensor *f = (loom_tensor *)h;
   loom_tensor *v = loom_linear_layer_forward(
       m->image, loom_mean(f, (int[]){2, 3}, 2, false));
