@@ -61,14 +61,17 @@ static void usage(FILE *f) {
       "  --attention N       soft attention over the last feature map with\n"
       "                      an N-unit scorer (implies --image init; 0: none)\n"
       "  --dropout P         before the output layer (0.5)\n"
-      "\n"
+      "\n");
+  fprintf(
+      f,
       "training:\n"
       "  --batch N           (image, caption) pairs a step (64)\n"
       "  --lr X              Adam learning rate (1e-3)\n"
       "  --schedule KIND     constant, cosine (over the run) or plateau\n"
       "                      (halve on a dev BLEU-4 plateau) (constant)\n"
       "  --clip X            gradient norm clipping, 0 for none (5)\n"
-      "  --epochs X, --steps N, --minutes M   how long (10 epochs)\n"
+      "  --epochs X, --steps N, --minutes M   how long (10 epochs); the\n"
+      "                      minutes include the data and the final scores\n"
       "  --shift N           random shifts of up to N pixels (0)\n"
       "  --flip, --no-flip   random horizontal flips (on; off for shapes,\n"
       "                      whose captions say left and right)\n"

@@ -76,7 +76,8 @@ static double combination_hash(const cap_scene *s) {
   uint64_t h = 0x9e3779b97f4a7c15ull * (uint64_t)(s->n + 2 * s->vertical + 1);
   for (int i = 0; i < s->n; i++) {
     const cap_object *o = &s->objects[i];
-    h ^= (uint64_t)(o->shape + 4 * (o->colour + CAP_SCENE_COLOURS * o->large));
+    h ^= (uint64_t)(o->shape + APP_SHAPE_KINDS *
+                                   (o->colour + CAP_SCENE_COLOURS * o->large));
     h *= 0xbf58476d1ce4e5b9ull;
     h ^= h >> 31;
   }

@@ -68,6 +68,7 @@ typedef struct {
   cap_session s;
   char best_path[4096];
   double smooth, rate;
+  double eval_seconds; /* the latest dev scoring's wall-clock time */
   app_progress bar;
   /* the latest write of the file failed: the run ends with status 1 */
   bool unsaved, unsaved_best, unplotted, unsheeted;
@@ -308,11 +309,13 @@ static int validate(run *r) {
   cap_scores sc;
   if (r->n_dev == 0)
     return 0;
+  double started = app_now();
   if (cap_evaluate(r->m, &r->data, &r->corpus, &r->s.norm, r->dev, r->n_dev,
                    &r->o->decode, r->o->eval_batch, &sc, NULL) < 0) {
     fail(r, "validation");
     return -1;
   }
+  r->eval_seconds = app_now() - started;
   cap_history *h = &r->s.history;
   bool best = true;
   for (int64_t i = 0; i < h->n_dev; i++)
@@ -416,16 +419,28 @@ static int finish(run *r) {
   return rc;
 }
 
+/* Whether --minutes is up. The budget covers the whole command: making
+ * or loading the data, training, and the scores at the end (the dev and
+ * the test split, reckoned at the latest dev scoring's pace), so a run
+ * stops early enough to end on time. */
+static bool out_of_time(const run *r, double t0) {
+  if (r->o->minutes <= 0)
+    return false;
+  double per_image = r->n_dev ? r->eval_seconds / (double)r->n_dev : 0;
+  double end = per_image * (double)(r->n_dev + r->n_test);
+  return app_now() - t0 + end >= r->o->minutes * 60;
+}
+
 int cap_train(const cap_options *o) {
+  double t0 = app_now(), seconds = 0;
   run r;
   int rc = setup(&r, o) < 0 ? 1 : 0;
   if (rc == 0)
     introduce(&r);
-  double t0 = app_now(), deadline = o->minutes * 60, seconds = 0;
   int64_t first = r.step, images = 0;
   /* until the time is up (--minutes) or the steps are done (--epochs,
    * --steps), whichever comes first */
-  while (rc == 0 && (o->minutes <= 0 || app_now() - t0 < deadline) &&
+  while (rc == 0 && !out_of_time(&r, t0) &&
          (r.total <= 0 || r.step < r.total)) {
     double started = app_now(), loss;
     int64_t n = 0;
@@ -462,8 +477,7 @@ int cap_train(const cap_options *o) {
                (long long)r.s.epoch + 1, r.smooth);
       app_progress_line(&r.bar, r.step, r.total, r.rate, "images", text, false);
     }
-    bool last = (o->minutes > 0 && app_now() - t0 >= deadline) ||
-                (r.total > 0 && r.step >= r.total);
+    bool last = out_of_time(&r, t0) || (r.total > 0 && r.step >= r.total);
     bool epoch_end = r.s.position >= r.s.n_order;
     bool eval = o->eval_every > 0 ? r.step % o->eval_every == 0 : epoch_end;
     if ((eval || last) && validate(&r) < 0) {
