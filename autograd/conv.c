@@ -6,7 +6,7 @@
  * conv2d and the pools keep fused kernels for plain backward; with
  * create_graph their gradients are written in recorded ops instead:
  * conv2d's from fold, unfold and matrix products, max_pool2d's as a
- * scatter_add by the saved indices, the average pools' as products with
+ * scatter_add by the windows' choices, the average pools' as products with
  * the matrices that average each dim (both pools are separable). */
 #include "node.h"
 
@@ -422,26 +422,32 @@ static bool pool_geom(const loom_tensor *x, loom_pool2d_opts o,
 _Static_assert(sizeof(loom__pool_geom) <= sizeof(((loom__node *)0)->i),
                "pool geometry fits in a node");
 
+/* Node: input x (4-D, contiguous), the geometry in i[]. Backward finds
+ * each window's choice again in x (kernel_pool.c says why). */
 static void max_pool2d_backward(loom__node *n, loom_tensor *const *gout) {
   loom__pool_geom g;
   memcpy(&g, n->i, sizeof g);
-  const loom_tensor *x = loom__input(n, 0), *idx = loom__saved(n, 0);
-  loom_tensor *go = loom_contiguous(gout[0]);
-  loom_tensor *gx = idx && go ? loom_empty(go->dtype, x->ndim, x->shape) : NULL;
+  const loom_tensor *x = loom__input_value(n, 0);
+  loom_tensor *go = x ? loom_contiguous(gout[0]) : NULL;
+  loom_tensor *gx = go ? loom_empty(go->dtype, x->ndim, x->shape) : NULL;
   if (!gx)
     return;
-  loom__kernel_max_pool2d_backward(gx, go, idx, &g);
+  loom__kernel_max_pool2d_backward(gx, go, x, &g);
   loom__accumulate(n, 0, gx);
 }
 
-/* The same as a recorded scatter_add of gout by the saved indices, within
- * each plane (its own gradient is a gather by them). */
+/* The same as a recorded scatter_add of gout by the windows' choices,
+ * within each plane (its own gradient is a gather by them). */
 static void max_pool2d_graph_backward(loom__node *n, loom_tensor *const *gout) {
   loom__pool_geom g;
   memcpy(&g, n->i, sizeof g);
-  const loom_tensor *x = loom__input(n, 0), *idx = loom__saved(n, 0);
+  const loom_tensor *x = loom__input_value(n, 0);
+  int64_t shape[4] = {g.planes, 1, g.oh, g.ow};
+  loom_tensor *out = x ? loom_empty(x->dtype, 4, shape) : NULL;
+  loom_tensor *idx = out ? loom_empty(LOOM_I64, 4, shape) : NULL;
   if (!idx)
     return;
+  loom__kernel_max_pool2d(out, idx, x, &g);
   int64_t per = g.oh * g.ow;
   loom_tensor *flat = loom_scatter_add(
       loom_zeros(gout[0]->dtype, LOOM_SHAPE(g.planes, g.h * g.w)), 1,
@@ -461,15 +467,14 @@ loom_tensor *loom_max_pool2d(const loom_tensor *x0, loom_pool2d_opts o,
     return NULL;
   int64_t shape[4] = {x->shape[0], x->shape[1], g.oh, g.ow};
   loom_tensor *out = loom__new(x->dtype, 4, shape, "max_pool2d");
-  loom_tensor *idx = loom__new(LOOM_I64, 4, shape, "max_pool2d");
-  if (!out || !idx)
+  loom_tensor *idx =
+      indices && out ? loom__new(LOOM_I64, 4, shape, "max_pool2d") : NULL;
+  if (!out || (indices && !idx))
     return NULL;
   loom__kernel_max_pool2d(out, idx, x, &g);
   loom__node *n = loom__record(&loom__op_max_pool2d, out, 1, &x);
-  if (n) {
+  if (n)
     memcpy(n->i, &g, sizeof g);
-    loom__save(n, idx);
-  }
   if (indices)
     *indices = unbatch(idx, batched);
   return unbatch(out, batched);

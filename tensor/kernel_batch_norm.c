@@ -106,8 +106,10 @@ typedef struct {
     if (!j->relu)                                                              \
       return gy;                                                               \
     const T *y = (const T *)j->ry + (n * j->c + ch) * j->l;                    \
-    for (int64_t i = 0; i < j->l; i++)                                         \
-      buf[i] = y[i] > 0 ? gy[i] : 0;                                           \
+    for (int64_t i = 0; i < j->l; i++) { /* both loaded: no branch */          \
+      T g = gy[i];                                                             \
+      buf[i] = y[i] > 0 ? g : 0;                                               \
+    }                                                                          \
     return buf;                                                                \
   }                                                                            \
                                                                                \

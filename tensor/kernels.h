@@ -364,10 +364,13 @@ typedef struct loom__pool_geom {
   bool exclude_pad;
 } loom__pool_geom;
 
+/* Max pool of contiguous x into out; indices (int64, out's shape) may be
+ * NULL. Backward: gx = the gradient gout sends to the positions of x each
+ * output took (found again in x). */
 void loom__kernel_max_pool2d(loom_tensor *out, loom_tensor *indices,
                              const loom_tensor *x, const loom__pool_geom *g);
 void loom__kernel_max_pool2d_backward(loom_tensor *gx, const loom_tensor *gout,
-                                      const loom_tensor *indices,
+                                      const loom_tensor *x,
                                       const loom__pool_geom *g);
 void loom__kernel_avg_pool2d(loom_tensor *out, const loom_tensor *x,
                              const loom__pool_geom *g, bool backward);

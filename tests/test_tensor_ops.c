@@ -1481,6 +1481,25 @@ START_TEST(test_pools) {
       loom_to_dtype(r, LOOM_F32), (loom_pool2d_opts){.kernel = {2, 2}}, &i32);
   ck_assert(loom_equal(i64, i32));
   ck_assert(loom_equal(loom_ne(m64, m64), loom_ne(m32, m32))); /* NaNs */
+  /* the same without indices (another loop), and the same gradients:
+   * backward finds the choices again in the input */
+  loom_tensor *r64 = loom_set_requires_grad(loom_clone(r), true);
+  loom_tensor *r32 = loom_set_requires_grad(loom_to_dtype(r, LOOM_F32), true);
+  loom_tensor *v64 =
+      loom_max_pool2d(r64, (loom_pool2d_opts){.kernel = {2, 2}}, NULL);
+  loom_tensor *v32 =
+      loom_max_pool2d(r32, (loom_pool2d_opts){.kernel = {2, 2}}, NULL);
+  ck_assert(loom_equal(loom_ne(v64, v64), loom_ne(v32, v32)));
+  ck_assert(loom_equal(
+      loom_masked_fill(loom_to_dtype(v64, LOOM_F32), loom_ne(v64, v64), 0),
+      loom_masked_fill(v32, loom_ne(v32, v32), 0)));
+  loom_tensor *seed = loom_randint(g, LOOM_F64, -3, 4, LOOM_SHAPE(3, 2, 3, 4));
+  ck_assert_int_eq(loom_backward_with(v64, seed, NULL), 0);
+  ck_assert_int_eq(loom_backward_with(v32, loom_to_dtype(seed, LOOM_F32), NULL),
+                   0);
+  ck_assert(
+      loom_equal(loom_to_dtype(loom_grad(r64), LOOM_F32), loom_grad(r32)));
+  ck_assert(loom_item(loom_sum_all(loom_ne_scalar(loom_grad(r32), 0))) > 20);
   loom_rng_free(g);
 
   loom_tensor *y =
