@@ -35,10 +35,10 @@ static void usage(FILE *f) {
       "  --test-list F       those files, if not in DIR or named otherwise\n"
       "  --images PATH       an image folder or tar archive (repeatable)\n"
       "  --jpeg              decode the JPEGs even if raw arrays exist\n"
-      "  --image-size N      image side the model sees (64; shapes 48)\n"
+      "  --image-size N      image side the model sees (64)\n"
       "  --shapes N          generated training scenes (8000); --shapes-dev N\n"
       "                      (500), --shapes-test N (500)\n"
-      "  --objects N         shapes per scene, at most (2; 1..3)\n"
+      "  --objects N         shapes per scene, at most (3; 1..3)\n"
       "  --colours N         colours used (5; 2..5)\n"
       "  --holdout X         fraction of combinations never trained on "
       "(0.25)\n"
@@ -229,8 +229,7 @@ static const struct option long_options[] = {
 /* What the command line said, before defaults that depend on the data. */
 typedef struct {
   cap_options o;
-  bool data_given, side_given, min_count_given, flip_given, epochs_given,
-      sheet_given;
+  bool data_given, min_count_given, flip_given, epochs_given, sheet_given;
   bool scene_given; /* any scene option */
 } parsed;
 
@@ -293,7 +292,6 @@ static int set_option(parsed *p, int ch, const char *flag, const char *v) {
     s->flickr.arrays = false;
     return 0;
   case O_SIDE:
-    p->side_given = true;
     return app_parse_int(P, flag, v, 8, CAP_MAX_INPUT_SIDE, &s->side);
   case O_SHAPES:
   case O_SHAPES_DEV:
@@ -453,7 +451,7 @@ static parsed defaults(void) {
   cap_options *o = &p.o;
   o->source = (cap_source){.scenes = true,
                            .scene = {.n = {8000, 500, 500},
-                                     .max_objects = 2,
+                                     .max_objects = 3,
                                      .colours = 5,
                                      .holdout = 0.25,
                                      .seed = 1},
@@ -534,8 +532,6 @@ static int parse(int argc, char **argv, parsed *p, command *cmd, int *first) {
   if (o->source.scenes) {
     if (!p->flip_given)
       o->aug.flip = false;
-    if (!p->side_given)
-      o->source.side = 48;
     if (!p->min_count_given)
       o->source.min_count = 1;
   } else if (p->scene_given) {
