@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 _Thread_local loom__pass *loom__active_pass;
+_Thread_local bool loom__pass_keeps_nodes;
 
 /* ---- collecting the nodes of a pass ---- */
 
@@ -275,6 +276,8 @@ int loom__run_pass(loom__pass *p, loom_tensor *const *outputs,
     list[j]->in_backward = true;
   loom__pass *outer = loom__active_pass;
   loom__active_pass = p;
+  bool outer_keeps = loom__pass_keeps_nodes;
+  loom__pass_keeps_nodes = retain;
   int rc = 0;
   for (int k = 0; k < n_out && rc == 0; k++)
     if (seeds[k])
@@ -325,6 +328,16 @@ int loom__run_pass(loom__pass *p, loom_tensor *const *outputs,
     }
     if (loom_last_status() != LOOM_OK)
       rc = -1;
+    /* Its gradients have gone on: unless the graph is kept, the node goes
+     * now, and with it what it saved, so a training step's activations are
+     * handed back as backward passes their layers instead of all at the
+     * end (its peak was every activation plus the gradients). A node a
+     * deferred weight product still reads stays to the end (matmul.c). */
+    if (rc == 0 && !retain && !n->pinned) {
+      n->in_backward = false;
+      loom__free_node(n);
+      list[j] = NULL; /* its slot may hold another node from now on */
+    }
   }
   if (rc == 0 && loom__hooks_run(hooks, count) < 0)
     rc = -1;
@@ -338,10 +351,13 @@ int loom__run_pass(loom__pass *p, loom_tensor *const *outputs,
   else
     loom_no_grad_end();
   loom__active_pass = outer;
+  loom__pass_keeps_nodes = outer_keeps;
   /* Free what was used (or, when retaining, what nothing can reach now),
    * and drop gradients left in nodes an error skipped. */
   for (int64_t j = 0; j < count; j++) {
     loom__node *n = list[j];
+    if (!n)
+      continue;
     n->in_backward = false;
     for (int k = 0; k < n->n_out; k++) {
       loom__unref(n->out_grad[k]);
@@ -350,7 +366,7 @@ int loom__run_pass(loom__pass *p, loom_tensor *const *outputs,
   }
   for (int64_t j = 0; j < count; j++) {
     loom__node *n = list[j];
-    if (n->op && ((!retain && !n->skip) || n->live_out == 0))
+    if (n && n->op && ((!retain && !n->skip) || n->live_out == 0))
       loom__free_node(n);
   }
   free(list);

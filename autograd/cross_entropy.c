@@ -6,8 +6,10 @@
  * and log_softmax's gradient were four (N, C) tensors at the peak of a
  * step (a translation model's output layer is 10^7 floats a batch); here
  * the tape keeps the logits and a log-sum-exp per row, and backward writes
- * the one gradient. tests/test_cross_entropy.c holds it equal to the
- * composition, forward and backward.
+ * the one gradient, into the logits' own memory when nothing else can
+ * read them again (loom__input_disposable: a training step that ended the
+ * forward pass's scope before backward). tests/test_cross_entropy.c holds
+ * it equal to the composition, forward and backward.
  *
  * Double backward (create_graph): by composition (loom__backward_by_
  * composition), so any order of derivative works. */
@@ -22,7 +24,10 @@ static void cross_entropy_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *gc = g[0] ? loom_contiguous(g[0]) : NULL;
   if (!x || !target || !lse || !gc)
     return;
-  loom_tensor *gin = loom_empty(x->dtype, 2, x->shape);
+  /* The kernel reads each logit before it writes the gradient there. */
+  loom_tensor *gin = loom__input_disposable(n, 0)
+                         ? loom_autorelease(loom_keep((loom_tensor *)x))
+                         : loom_empty(x->dtype, x->ndim, x->shape);
   if (!gin)
     return;
   loom__kernel_cross_entropy_grad(gin, x, lse, target, gc, n->i[0], n->d[0]);
@@ -34,13 +39,13 @@ static void cross_entropy_backward(loom__node *n, loom_tensor *const *g) {
 static int compose(const loom__node *n, loom_tensor *const *in,
                    loom_tensor **out) {
   const loom_tensor *target = loom__saved(n, 0);
-  double eps = n->d[0], classes = (double)in[0]->shape[1];
+  double eps = n->d[0], classes = (double)loom_size(in[0], -1);
   loom_tensor *keep = loom_ne_scalar(target, (double)n->i[0]);
   loom_tensor *safe = loom_masked_fill(target, loom_logical_not(keep), 0);
-  loom_tensor *logp = loom_log_softmax(in[0], 1);
+  loom_tensor *logp = loom_log_softmax(in[0], -1);
   loom_tensor *picked =
-      loom_squeeze(loom_gather(logp, 1, loom_unsqueeze(safe, 1)), 1);
-  loom_tensor *all = loom_sum(logp, (int[]){1}, 1, false);
+      loom_squeeze(loom_gather(logp, -1, loom_unsqueeze(safe, -1)), -1);
+  loom_tensor *all = loom_sum(logp, (int[]){-1}, 1, false);
   loom_tensor *loss = loom_neg(loom_add(loom_mul_scalar(picked, 1 - eps),
                                         loom_mul_scalar(all, eps / classes)));
   out[0] = loom_mul(loss, loom_to_dtype(keep, in[0]->dtype));
@@ -59,11 +64,14 @@ loom_tensor *loom_fused_cross_entropy(const loom_tensor *logits,
   const char *op = "fused_cross_entropy";
   if (!logits || !target)
     return loom_null_argument(op);
-  if (logits->ndim != 2 || target->ndim != 1 ||
-      target->shape[0] != logits->shape[0] || logits->shape[1] < 1)
+  bool rows = logits->ndim >= 1 && target->ndim == logits->ndim - 1 &&
+              logits->shape[logits->ndim - 1] >= 1;
+  for (int d = 0; rows && d < target->ndim; d++)
+    rows = target->shape[d] == logits->shape[d];
+  if (!rows)
     return LOOM_FAIL(LOOM_ERR_SHAPE,
-                     "%s: logits %s and targets %s (expected (N, C) with "
-                     "C >= 1 and (N))",
+                     "%s: logits %s and targets %s (expected (..., C) with "
+                     "C >= 1 and (...))",
                      op, loom_shape_text(logits), loom_shape_text(target));
   if (!loom_dtype_is_float(logits->dtype) || target->dtype != LOOM_I64)
     return LOOM_FAIL(LOOM_ERR_DTYPE,
@@ -79,7 +87,7 @@ loom_tensor *loom_fused_cross_entropy(const loom_tensor *logits,
   const loom_tensor *t = loom_contiguous(target);
   if (!x || !t)
     return NULL;
-  int64_t N = x->shape[0], C = x->shape[1];
+  int64_t N = t->numel, C = x->shape[x->ndim - 1];
   const int64_t *tv = (const int64_t *)t->data;
   for (int64_t i = 0; i < N; i++)
     if (tv[i] != ignore_index && (tv[i] < 0 || tv[i] >= C))
@@ -87,8 +95,8 @@ loom_tensor *loom_fused_cross_entropy(const loom_tensor *logits,
                        "%s: target %lld (row %lld) out of range for %lld "
                        "classes",
                        op, (long long)tv[i], (long long)i, (long long)C);
-  loom_tensor *loss = loom__new(x->dtype, 1, &N, op);
-  loom_tensor *lse = loss ? loom_empty(x->dtype, 1, &N) : NULL;
+  loom_tensor *loss = loom__new(x->dtype, t->ndim, t->shape, op);
+  loom_tensor *lse = loss ? loom_empty(x->dtype, t->ndim, t->shape) : NULL;
   if (!lse)
     return NULL;
   loom__kernel_cross_entropy(loss, lse, x, t, ignore_index, eps);

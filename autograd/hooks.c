@@ -204,7 +204,8 @@ static bool note(loom_hook_plan *p, uint64_t id, loom_tensor *leaf, int64_t j) {
   }
   first->plan_id = id;
   first->entry = p->n;
-  p->leaves[p->n++] = (planned){leaf, j};
+  /* held: the nodes that hold it may be freed before its hooks run */
+  p->leaves[p->n++] = (planned){loom_keep(leaf), j};
   return true;
 }
 
@@ -254,6 +255,7 @@ void loom__hooks_plan_free(loom_hook_plan *p) {
       loom__unref(first->pending);
       first->pending = NULL;
     }
+    loom_release(p->leaves[i].leaf);
   }
   free(p->leaves);
   free(p);

@@ -395,6 +395,7 @@ static bool defer_weight_grad(loom__node *n, const loom_tensor *gy,
     e->cap = cap;
   }
   e->node = n;
+  n->pinned = true; /* backward frees nodes as it passes them, but not n */
   e->gy[e->n] = loom_keep((loom_tensor *)gy);
   e->x[e->n] = loom_keep((loom_tensor *)x);
   e->n++;
@@ -424,6 +425,13 @@ void loom__deferred_flush(const loom_tensor *w) {
       defer_sum(defer.d[i]);
 }
 
+/* The gradient of a linear's result (x's leading dims, out) as the
+ * (rows, out) matrix its products read. */
+static const loom_tensor *rows_of(const loom_tensor *g) {
+  return g->ndim == 2 ? g
+                      : loom_reshape(g, 2, (int64_t[]){-1, g->shape[g->ndim - 1]});
+}
+
 static void linear_backward(loom__node *n, loom_tensor *const *g) {
   /* dx reads w, dw reads x: check only what is read. */
   bool dx_wanted = loom__needs_grad(n, 0), dw_wanted = loom__needs_grad(n, 1);
@@ -431,7 +439,7 @@ static void linear_backward(loom__node *n, loom_tensor *const *g) {
       dx_wanted ? loom__input_value(n, 1) : loom__input(n, 1);
   const loom_tensor *x =
       dw_wanted ? loom__input_value(n, 0) : loom__input(n, 0);
-  const loom_tensor *gy = x && w ? blas_ready(g[0]) : NULL;
+  const loom_tensor *gy = x && w ? blas_ready(rows_of(g[0])) : NULL;
   if (!gy)
     return;
   if (dx_wanted) {
@@ -470,14 +478,15 @@ static void linear_backward(loom__node *n, loom_tensor *const *g) {
  * deferral, nothing written in place. */
 static void linear_graph_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *x = loom__input_value(n, 0), *w = loom__input_value(n, 1);
-  if (!x || !w)
+  const loom_tensor *gy = rows_of(g[0]);
+  if (!x || !w || !gy)
     return;
   if (loom__needs_grad(n, 0))
-    loom__accumulate(n, 0, loom_matmul(g[0], w));
+    loom__accumulate(n, 0, loom_matmul(gy, w));
   if (loom__needs_grad(n, 1))
-    loom__accumulate(n, 1, loom_matmul(loom_t(g[0]), x));
+    loom__accumulate(n, 1, loom_matmul(loom_t(gy), x));
   if (n->n_in > 2 && loom__needs_grad(n, 2))
-    loom__accumulate(n, 2, loom_sum(g[0], (int[]){0}, 1, false));
+    loom__accumulate(n, 2, loom_sum(gy, (int[]){0}, 1, false));
 }
 
 loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
@@ -505,17 +514,29 @@ loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
   const loom_tensor *xr = x2 ? blas_ready(x2) : NULL;
   const loom_tensor *wr = blas_ready(weight);
   int64_t rows = x2 ? x2->shape[0] : 0;
+  /* The result has x's leading dims itself, not a view of a (rows, out)
+   * one: a consumer that is its tensor's only holder (the fused cross
+   * entropy writing its gradient in place) then holds its storage alone. */
+  int64_t shape[LOOM_MAX_DIMS];
+  memcpy(shape, x->shape, sizeof shape);
+  shape[x->ndim - 1] = out_f;
   loom_tensor *y =
-      xr && wr ? loom__new(x->dtype, LOOM_SHAPE(rows, out_f), "linear") : NULL;
+      xr && wr ? loom__new(x->dtype, x->ndim, shape, "linear") : NULL;
   if (!y)
     return NULL;
+  loom_tensor y2 = loom__geometry(y); /* y as (rows, out) */
+  y2.ndim = 2;
+  y2.shape[0] = rows;
+  y2.shape[1] = out_f;
+  y2.strides[0] = out_f;
+  y2.strides[1] = 1;
   loom_tensor wt = loom__geometry(wr); /* W^T as a view: (in, out) */
   wt.shape[0] = in;
   wt.shape[1] = out_f;
   wt.strides[0] = wr->strides[1];
   wt.strides[1] = wr->strides[0];
   if (bias)
-    loom__kernel_copy(y, bias); /* broadcast over the rows */
+    loom__kernel_copy(&y2, bias); /* broadcast over the rows */
   const loom__packed *packed =
       rows <= LOOM__PACKED_MAX_ROWS && xr->strides[1] == 1
           ? loom__kernel_pack_reused(weight, true)
@@ -524,13 +545,8 @@ loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
     loom__kernel_gemm_packed(rows, (const float *)xr->data, xr->strides[0],
                              packed, (float *)y->data, out_f, bias != NULL);
   else if (rows > 0)
-    loom__kernel_gemm(y, xr, &wt, 1, bias ? 1 : 0);
+    loom__kernel_gemm(&y2, xr, &wt, 1, bias ? 1 : 0);
   loom__record(&loom__op_linear, y, bias ? 3 : 2,
                (const loom_tensor *[]){x2, weight, bias});
-  if (x->ndim == 2)
-    return y;
-  int64_t shape[LOOM_MAX_DIMS];
-  memcpy(shape, x->shape, sizeof shape);
-  shape[x->ndim - 1] = out_f;
-  return loom_reshape(y, x->ndim == 1 ? 1 : x->ndim, shape);
+  return y;
 }

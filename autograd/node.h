@@ -82,6 +82,7 @@ struct loom__node {
   uint32_t visit; /* backward epoch mark */
   bool in_backward;
   bool skip;          /* in a pass, but on no path to what it computes */
+  bool pinned;        /* read until its pass ends (a deferred product) */
   uint32_t saved_out; /* bit i: saved[i] is an alias of the output */
   int32_t n_in, n_saved, cap_saved, n_out, live_out;
   loom_tensor **in;    /* retained; in_buf or heap */
@@ -133,6 +134,13 @@ const loom_tensor *loom__input(const loom__node *n, int i);
 const loom_tensor *loom__input_value(const loom__node *n, int i);
 const loom_tensor *loom__saved(const loom__node *n, int i);
 bool loom__needs_grad(const loom__node *n, int i);
+/* In backward: whether input i is the node's alone, so that the backward
+ * may overwrite it (write its gradient into its memory): the running pass
+ * frees its nodes when it ends (no retain_graph, no create_graph), and no
+ * tensor, scope, hook or other node holds the input or its storage. */
+bool loom__input_disposable(const loom__node *n, int i);
+/* Whether the running pass keeps its nodes when it ends (backward.c). */
+extern _Thread_local bool loom__pass_keeps_nodes;
 /* The node that produced t, or NULL (a leaf, an unrecorded result, a node
  * already freed, or a node of another thread's tape). */
 loom__node *loom__node_of(const loom_tensor *t);

@@ -366,20 +366,24 @@ LOOM_API loom_tensor *loom_topk(const loom_tensor *t, int64_t k, int dim,
 /* Softmax along dim, computed stably (max subtracted). Differentiable. */
 LOOM_API loom_tensor *loom_softmax(const loom_tensor *t, int dim);
 LOOM_API loom_tensor *loom_log_softmax(const loom_tensor *t, int dim);
-/* Cross entropy of each row of logits (N, C) against its class index:
- * loss[i] = -(1 - label_smoothing) log p[i, target[i]]
- *           - label_smoothing / C sum_j log p[i, j],  p = softmax(logits, 1),
- * and 0 where target[i] == ignore_index. logits: float, any layout;
- * target: int64 (N), each in [0, C) or ignore_index. Result (N), logits'
- * dtype, owned by the scope. One pass per row: the tape keeps the logits
- * and one log-sum-exp per row, and backward writes the logits' gradient
- * alone (the composition in log_softmax, gather and sum keeps four (N, C)
- * tensors at its peak). loom_cross_entropy (nn/nn.h) uses it for 2-D
- * logits without class weights and reduces its rows. Differentiable in
- * the logits to any order (the double backward differentiates the
- * composition). Errors: LOOM_ERR_SHAPE, LOOM_ERR_DTYPE, LOOM_ERR_ARGUMENT
- * for label_smoothing outside [0, 1], LOOM_ERR_INDEX naming a target out
- * of range, LOOM_ERR_MEMORY. */
+/* Cross entropy of each row of logits (..., C) against its class index:
+ * loss[r] = -(1 - label_smoothing) log p[r, target[r]]
+ *           - label_smoothing / C sum_j log p[r, j],  p = softmax over C,
+ * and 0 where target[r] == ignore_index. logits: float, any layout;
+ * target: int64 shaped as logits without the last dim, each in [0, C) or
+ * ignore_index. Result shaped as target, logits' dtype, owned by the
+ * scope. One pass per row: the tape keeps the logits and one log-sum-exp
+ * per row, and backward writes the logits' gradient alone (the
+ * composition in log_softmax, gather and sum keeps four (N, C) tensors at
+ * its peak), into the logits' memory when nothing but the tape holds them
+ * and the graph is not retained (end the forward pass's scope before
+ * backward, as a training step can: the largest tensor of a language
+ * model's step is then made once). loom_cross_entropy (nn/nn.h) uses it
+ * for (N, C) logits without class weights. Differentiable in the logits
+ * to any order (the double backward differentiates the composition).
+ * Errors: LOOM_ERR_SHAPE, LOOM_ERR_DTYPE, LOOM_ERR_ARGUMENT for
+ * label_smoothing outside [0, 1], LOOM_ERR_INDEX naming a target out of
+ * range, LOOM_ERR_MEMORY. */
 LOOM_API loom_tensor *loom_fused_cross_entropy(const loom_tensor *logits,
                                                const loom_tensor *target,
                                                int64_t ignore_index,

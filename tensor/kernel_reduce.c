@@ -624,7 +624,7 @@ LOOM__ISA_FUNCTION(cross_entropy_f32,
 }
 
 LOOM__ISA_FUNCTION(cross_entropy_grad_f32,
-                   (float *restrict gin, const float *restrict x,
+                   (float *gin, const float *x, /* may be one buffer */
                     const float *restrict lse, const int64_t *restrict target,
                     const float *restrict g, int64_t o0, int64_t o1, int64_t C,
                     int64_t ignore, double eps),
@@ -717,7 +717,7 @@ static void cross_entropy_grad_rows(void *ctx, int64_t o0, int64_t o1) {
 void loom__kernel_cross_entropy(loom_tensor *loss, loom_tensor *lse,
                                 const loom_tensor *x, const loom_tensor *target,
                                 int64_t ignore, double eps) {
-  int64_t N = x->shape[0], C = x->shape[1];
+  int64_t N = loss->numel, C = x->shape[x->ndim - 1];
   cross_entropy_job j = {.out = loss->data,
                          .lse = lse->data,
                          .x = x->data,
@@ -734,7 +734,7 @@ void loom__kernel_cross_entropy_grad(loom_tensor *gin, const loom_tensor *x,
                                      const loom_tensor *target,
                                      const loom_tensor *g, int64_t ignore,
                                      double eps) {
-  int64_t N = x->shape[0], C = x->shape[1];
+  int64_t N = lse->numel, C = x->shape[x->ndim - 1];
   cross_entropy_job j = {.out = gin->data,
                          .lse = (void *)lse->data,
                          .x = x->data,

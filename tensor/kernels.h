@@ -165,7 +165,8 @@ void loom__kernel_softmax(loom_tensor *out, const loom_tensor *x, int dim,
 /* Their gradients: gin = y * (g - sum(g*y)) or g - exp(y) * sum(g). */
 void loom__kernel_softmax_grad(loom_tensor *gin, const loom_tensor *y,
                                const loom_tensor *g, int dim, bool log);
-/* Cross entropy of contiguous logits x (N, C) against int64 targets (N),
+/* Cross entropy of contiguous logits x (..., C), rows of C, against
+ * contiguous int64 targets (...), one per row,
  * label smoothed by eps: loss[i] = lse_i - (1 - eps) x[i, t_i]
  * - eps / C sum_j x[i, j], with lse_i = log sum_j exp x[i, j] written to
  * lse[i]; rows whose target is `ignore` get 0 (both). Targets are checked
@@ -174,7 +175,8 @@ void loom__kernel_cross_entropy(loom_tensor *loss, loom_tensor *lse,
                                 const loom_tensor *x, const loom_tensor *target,
                                 int64_t ignore, double eps);
 /* Its gradient for the loss's gradient g (N): gin[i, j] = g[i] (exp(x[i, j]
- * - lse_i) - eps / C - (1 - eps) [j == t_i]), zero rows where ignored. */
+ * - lse_i) - eps / C - (1 - eps) [j == t_i]), zero rows where ignored.
+ * gin may be x itself (each element is read before it is written). */
 void loom__kernel_cross_entropy_grad(loom_tensor *gin, const loom_tensor *x,
                                      const loom_tensor *lse,
                                      const loom_tensor *target,

@@ -456,6 +456,45 @@ START_TEST(test_registry_lists_ops) {
 }
 END_TEST
 
+/* Backward frees each node once its gradients have gone on, and with it
+ * what it saved: by the time the leaf's gradient is complete, the eight
+ * exp outputs the chain saved (256 KiB each) are gone, when the forward
+ * pass's scope ended before backward. With retain_graph they stay. */
+static int live_at_leaf(loom_tensor *t, const loom_tensor *grad,
+                        loom_tensor **replace, void *ctx) {
+  (void)t;
+  (void)grad;
+  (void)replace;
+  *(int64_t *)ctx = loom_debug_live_bytes();
+  return 0;
+}
+
+START_TEST(test_backward_frees_as_it_goes) {
+  const int64_t n = 1 << 15, bytes = n * 8;
+  for (int retain = 0; retain < 2; retain++) {
+    loom_tensor *x =
+        loom_set_requires_grad(loom_zeros(LOOM_F64, 1, &n), true);
+    loom_scope *s = loom_scope_begin();
+    loom_tensor *y = x;
+    for (int i = 0; i < 8; i++)
+      y = loom_exp(loom_mul_scalar(y, 0.5)); /* exp saves its output */
+    loom_tensor *loss = loom_keep(loom_sum_all(y));
+    loom_scope_end(s);
+    int64_t before = loom_debug_live_bytes(), at_leaf = 0;
+    loom_hook *h = loom_register_hook(x, live_at_leaf, &at_leaf);
+    ck_assert_ptr_nonnull(h);
+    loom_backward_opts o = {.retain_graph = retain};
+    ck_assert_int_eq(loom_backward_with(loss, loom_ones_like(loss), &o), 0);
+    if (retain)
+      ck_assert_int_ge(at_leaf, before);
+    else /* the saved outputs are gone; the leaf's gradient is new */
+      ck_assert_int_le(at_leaf, before - 8 * bytes + 2 * bytes);
+    loom_hook_remove(h);
+    loom_release(loss);
+  }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("autograd");
   TCase *tc = tcase_create("tape");
@@ -486,6 +525,7 @@ int main(void) {
   tcase_add_test(tc, test_anomaly_mode);
   tcase_add_test(tc, test_graph_print);
   tcase_add_test(tc, test_registry_lists_ops);
+  tcase_add_test(tc, test_backward_frees_as_it_goes);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }

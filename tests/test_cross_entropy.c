@@ -1,5 +1,7 @@
 /* The fused cross entropy op (loom_fused_cross_entropy) against the
- * composition of public ops it replaces, forward and backward: ignored
+ * composition of public ops it replaces, forward and backward (its
+ * gradient written into the logits' memory when they are the tape's
+ * alone, and not when the graph is retained): ignored
  * targets, label smoothing 0 to 1, class counts around the kernel's chunk
  * (256), float64 and float32, strided logits; loom_cross_entropy's fused
  * path (2-D logits) against its composed path (the same logits with a
@@ -137,6 +139,50 @@ START_TEST(test_cross_entropy_paths) {
 }
 END_TEST
 
+/* Logits made inside a scope that ends before backward are the node's
+ * alone: backward writes their gradient into their memory. The gradients
+ * equal the composition's; with retain_graph nothing is overwritten, so a
+ * second backward adds the same gradient again; (T, B, C) logits with
+ * (T, B) targets are rows too. */
+START_TEST(test_gradient_in_place) {
+  loom_manual_seed(12);
+  loom_tensor *w0 = loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(3, 4, 9));
+  loom_tensor *t = loom_reshape(targets(12, 9, -100), LOOM_SHAPE(3, 4));
+  loom_tensor *grads[3];
+  for (int k = 0; k < 3; k++) { /* fused twice (in place, retained), composed */
+    loom_tensor *w = loom_set_requires_grad(loom_clone(w0), true);
+    loom_scope *s = loom_scope_begin();
+    loom_tensor *x = loom_mul_scalar(w, 1.5);
+    loom_tensor *rows =
+        k < 2 ? loom_fused_cross_entropy(x, t, -100, 0.1)
+              : loom_reshape(composed(loom_reshape(x, LOOM_SHAPE(12, 9)),
+                                      loom_reshape(t, LOOM_SHAPE(12)), -100,
+                                      0.1),
+                             LOOM_SHAPE(3, 4));
+    ck_assert_loom(rows);
+    ck_assert(loom_same_shape(rows, t));
+    loom_tensor *loss = loom_keep(loom_sum_all(loom_square(rows)));
+    loom_scope_end(s);
+    if (k == 1) {
+      loom_backward_opts o = {.retain_graph = true};
+      ck_assert_msg(loom_backward_with(loss, loom_ones_like(loss), &o) == 0, "%s",
+                    loom_last_error());
+      loom_tensor *once = loom_clone(loom_grad(w));
+      ck_assert_int_eq(loom_backward(loss), 0);
+      ck_assert(loom_allclose(loom_grad(w), loom_mul_scalar(once, 2), 1e-13,
+                              1e-13));
+      grads[k] = once;
+    } else {
+      ck_assert_int_eq(loom_backward(loss), 0);
+      grads[k] = loom_grad(w);
+    }
+    loom_release(loss);
+  }
+  ck_assert(loom_allclose(grads[0], grads[2], 1e-13, 1e-13));
+  ck_assert(loom_allclose(grads[1], grads[2], 1e-13, 1e-13));
+}
+END_TEST
+
 START_TEST(test_threads_bitwise) {
   result r[2];
   for (int n = 0; n < 2; n++) {
@@ -159,6 +205,10 @@ START_TEST(test_errors) {
   loom_clear_error();
   ck_assert_ptr_null(loom_fused_cross_entropy(
       x, loom_zeros(LOOM_I64, LOOM_SHAPE(3)), -100, 0));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
+  loom_clear_error();
+  ck_assert_ptr_null(loom_fused_cross_entropy(
+      x, loom_zeros(LOOM_I64, LOOM_SHAPE(2, 1)), -100, 0));
   ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
   loom_clear_error();
   ck_assert_ptr_null(loom_fused_cross_entropy(
@@ -192,6 +242,7 @@ int main(void) {
   tcase_add_test(tc, test_fused_equals_composition);
   tcase_add_test(tc, test_extremes);
   tcase_add_test(tc, test_cross_entropy_paths);
+  tcase_add_test(tc, test_gradient_in_place);
   tcase_add_test(tc, test_threads_bitwise);
   tcase_add_test(tc, test_errors);
   suite_add_tcase(s, tc);
