@@ -25,7 +25,13 @@ static int train_step(cap_model *m, loom_optimizer *opt,
   loom_scope *s = loom_scope_begin();
   loom_tensor *l = NULL;
   loom_optimizer_zero_grad(opt);
+  /* The forward pass in a scope of its own, ended before backward: what
+   * backward does not need goes now, not at the end of the step. */
+  loom_scope *forward = loom_scope_begin();
   int rc = cap_model_loss(m, b, &l, NULL);
+  l = loom_keep(rc == 0 ? l : NULL);
+  loom_scope_end(forward);
+  loom_autorelease(l);
   *loss = rc == 0 ? loom_item(l) : NAN;
   if (rc == 0 && !isfinite(*loss)) {
     loom_set_error(LOOM_ERR_NUMERIC, "the loss is %g: training diverged",

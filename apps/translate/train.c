@@ -30,16 +30,16 @@
 
 /* ---- one update ---- */
 
-/* Mean cross entropy per target token of b (label smoothed when training),
- * or NULL. */
+/* The summed (LOOM_SUM) or mean cross entropy per target token of b,
+ * label smoothed when training, or NULL. The logits (T, B, V) go to the
+ * fused op as they are, no view between: once the caller's forward scope
+ * has ended they are the tape's alone, and backward writes their gradient
+ * into their memory (the step's largest tensor, made once, not twice). */
 static loom_tensor *batch_loss(nmt_model *m, const nmt_batch *b,
                                double smoothing, loom_reduction r) {
-  loom_tensor *logits = m->ops->logits(m, b); /* (T, B, V) */
-  loom_cross_entropy_opts ce = {
-      .reduction = r, .ignore_index = NMT_PAD, .label_smoothing = smoothing};
-  return loom_cross_entropy(
-      loom_reshape(logits, 2, (int64_t[]){-1, m->cfg.tgt_vocab}),
-      loom_reshape(b->tgt_out, 1, (int64_t[]){-1}), &ce);
+  loom_tensor *sum = loom_sum_all(loom_fused_cross_entropy(
+      m->ops->logits(m, b), b->tgt_out, NMT_PAD, smoothing));
+  return r == LOOM_SUM ? sum : loom_div_scalar(sum, (double)b->tgt_tokens);
 }
 
 /* The learning rate at `step` (1-based): constant, or rising linearly to
@@ -61,10 +61,16 @@ static int train_step(nmt_model *m, loom_optimizer *opt, loom_data_parallel *dp,
                       double *loss) {
   loom_scope *s = loom_scope_begin();
   loom_tensor *l = NULL;
-  if (b)
-    l = dp ? loom_div_scalar(batch_loss(m, b, o->smoothing, LOOM_SUM),
-                             (double)tokens)
-           : batch_loss(m, b, o->smoothing, LOOM_MEAN);
+  if (b) {
+    /* The forward pass in a scope of its own, ended before backward: what
+     * backward does not need goes now, not at the end of the step. */
+    loom_scope *forward = loom_scope_begin();
+    l = loom_keep(dp ? loom_div_scalar(batch_loss(m, b, o->smoothing, LOOM_SUM),
+                                       (double)tokens)
+                     : batch_loss(m, b, o->smoothing, LOOM_MEAN));
+    loom_scope_end(forward);
+    loom_autorelease(l);
+  }
   loom_optimizer_zero_grad(opt);
   int rc = !b || l ? 0 : -1;
   *loss = l ? loom_item(l) : 0;
