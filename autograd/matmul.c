@@ -426,10 +426,16 @@ void loom__deferred_flush(const loom_tensor *w) {
 }
 
 /* The gradient of a linear's result (x's leading dims, out) as the
- * (rows, out) matrix its products read. */
+ * (rows, out) matrix its products read, or NULL with an error. The rows
+ * are counted, not inferred: with no output features there are no
+ * elements to infer them from. */
 static const loom_tensor *rows_of(const loom_tensor *g) {
-  return g->ndim == 2 ? g
-                      : loom_reshape(g, 2, (int64_t[]){-1, g->shape[g->ndim - 1]});
+  if (g->ndim == 2)
+    return g;
+  int64_t rows = 1;
+  for (int d = 0; d < g->ndim - 1; d++)
+    rows *= g->shape[d];
+  return loom_reshape(g, 2, (int64_t[]){rows, g->shape[g->ndim - 1]});
 }
 
 static void linear_backward(loom__node *n, loom_tensor *const *g) {
@@ -439,7 +445,8 @@ static void linear_backward(loom__node *n, loom_tensor *const *g) {
       dx_wanted ? loom__input_value(n, 1) : loom__input(n, 1);
   const loom_tensor *x =
       dw_wanted ? loom__input_value(n, 0) : loom__input(n, 0);
-  const loom_tensor *gy = x && w ? blas_ready(rows_of(g[0])) : NULL;
+  const loom_tensor *g2 = x && w ? rows_of(g[0]) : NULL;
+  const loom_tensor *gy = g2 ? blas_ready(g2) : NULL;
   if (!gy)
     return;
   if (dx_wanted) {

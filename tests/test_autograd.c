@@ -267,6 +267,30 @@ START_TEST(test_fixed_weights_products) {
 }
 END_TEST
 
+/* linear without output features on (2, 3, 4) input: a (2, 3, 0)
+ * result, and backward gives x, the weight and the bias their (zero, or
+ * empty) gradients; the gradient's rows are x's leading dims, which its
+ * elements (none) cannot tell. */
+START_TEST(test_linear_no_outputs) {
+  for (int d = 0; d < 2; d++) {
+    loom_dtype t = d ? LOOM_F32 : LOOM_F64;
+    loom_tensor *x =
+        loom_set_requires_grad(loom_ones(t, LOOM_SHAPE(2, 3, 4)), true);
+    loom_tensor *w =
+        loom_set_requires_grad(loom_zeros(t, LOOM_SHAPE(0, 4)), true);
+    loom_tensor *b = loom_set_requires_grad(loom_zeros(t, LOOM_SHAPE(0)), true);
+    loom_tensor *y = loom_linear(x, w, b);
+    ck_assert_loom(y);
+    ck_assert_int_eq(loom_ndim(y), 3);
+    ck_assert_int_eq(loom_shape(y)[2], 0);
+    ck_assert_msg(loom_backward(loom_sum_all(y)) == 0, "%s", loom_last_error());
+    ck_assert(loom_equal(loom_grad(x), loom_zeros(t, LOOM_SHAPE(2, 3, 4))));
+    ck_assert_int_eq(loom_numel(loom_grad(w)), 0);
+    ck_assert_int_eq(loom_numel(loom_grad(b)), 0);
+  }
+}
+END_TEST
+
 START_TEST(test_layer_norm_values_and_errors) {
   loom_tensor *x = loom_from_array(LOOM_F64, (double[]){1, 2, 3, 4, -1, 1},
                                    LOOM_SHAPE(2, 3));
@@ -472,8 +496,7 @@ static int live_at_leaf(loom_tensor *t, const loom_tensor *grad,
 START_TEST(test_backward_frees_as_it_goes) {
   const int64_t n = 1 << 15, bytes = n * 8;
   for (int retain = 0; retain < 2; retain++) {
-    loom_tensor *x =
-        loom_set_requires_grad(loom_zeros(LOOM_F64, 1, &n), true);
+    loom_tensor *x = loom_set_requires_grad(loom_zeros(LOOM_F64, 1, &n), true);
     loom_scope *s = loom_scope_begin();
     loom_tensor *y = x;
     for (int i = 0; i < 8; i++)
@@ -526,6 +549,7 @@ int main(void) {
   tcase_add_test(tc, test_graph_print);
   tcase_add_test(tc, test_registry_lists_ops);
   tcase_add_test(tc, test_backward_frees_as_it_goes);
+  tcase_add_test(tc, test_linear_no_outputs);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
