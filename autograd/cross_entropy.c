@@ -24,9 +24,13 @@ static void cross_entropy_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *gc = g[0] ? loom_contiguous(g[0]) : NULL;
   if (!x || !target || !lse || !gc)
     return;
-  /* The kernel reads each logit before it writes the gradient there. */
+  /* The kernel reads each logit before it writes the gradient there. The
+   * gradient is a tensor of its own over that memory, not the logits'
+   * tensor, which requires grad and names its node: a gradient handed on
+   * as is (by an add, say) may reach the user (loom_autograd_grad). */
   loom_tensor *gin = loom__input_disposable(n, 0)
-                         ? loom_autorelease(loom_keep((loom_tensor *)x))
+                         ? loom__to_scope(loom__view_of(x, x->ndim, x->shape,
+                                                        x->strides, x->offset))
                          : loom_empty(x->dtype, x->ndim, x->shape);
   if (!gin)
     return;
@@ -52,8 +56,7 @@ static int compose(const loom__node *n, loom_tensor *const *in,
   return out[0] ? 0 : -1;
 }
 
-static void cross_entropy_graph_backward(loom__node *n,
-                                         loom_tensor *const *g) {
+static void cross_entropy_graph_backward(loom__node *n, loom_tensor *const *g) {
   loom__backward_by_composition(n, g, compose);
 }
 

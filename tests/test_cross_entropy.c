@@ -51,8 +51,8 @@ static result run(bool fused, const loom_tensor *x0, const loom_tensor *t,
                             : composed(x, t, ignore, eps);
   ck_assert_loom(loss);
   loom_manual_seed(9);
-  loom_tensor *w = loom_randn(NULL, loom_dtype_of(loss), 0, 1, 1,
-                              loom_shape(loss));
+  loom_tensor *w =
+      loom_randn(NULL, loom_dtype_of(loss), 0, 1, 1, loom_shape(loss));
   ck_assert_int_eq(loom_backward(loom_sum_all(loom_mul(loss, w))), 0);
   return (result){loss, loom_grad(leaf)};
 }
@@ -95,8 +95,7 @@ START_TEST(test_extremes) {
   loom_tensor *l = loom_fused_cross_entropy(x, t, -100, 0);
   ck_assert_loom(l);
   ck_assert_double_eq_tol(loom_get(l, (int64_t[]){0}), 0, 1e-12);
-  ck_assert_double_eq_tol(loom_get(l, (int64_t[]){1}), log1p(exp(-1.0)),
-                          1e-12);
+  ck_assert_double_eq_tol(loom_get(l, (int64_t[]){1}), log1p(exp(-1.0)), 1e-12);
   loom_tensor *s = loom_fused_cross_entropy(x, t, -100, 0.1);
   ck_assert(isinf(loom_get(s, (int64_t[]){0}))); /* -inf enters the mean */
 }
@@ -118,10 +117,9 @@ START_TEST(test_cross_entropy_paths) {
       loom_tensor *leaf[2], *loss[2];
       for (int p = 0; p < 2; p++) {
         leaf[p] = loom_set_requires_grad(loom_clone(x0), true);
-        loss[p] =
-            p ? loom_cross_entropy(loom_unsqueeze(leaf[p], -1),
-                                   loom_unsqueeze(t, -1), &o)
-              : loom_cross_entropy(leaf[p], t, &o);
+        loss[p] = p ? loom_cross_entropy(loom_unsqueeze(leaf[p], -1),
+                                         loom_unsqueeze(t, -1), &o)
+                    : loom_cross_entropy(leaf[p], t, &o);
         ck_assert_loom(loss[p]);
         if (p && rs[r] == LOOM_NONE)
           loss[p] = loom_squeeze(loss[p], -1);
@@ -129,8 +127,8 @@ START_TEST(test_cross_entropy_paths) {
             loom_backward(loom_sum_all(loom_mul_scalar(loss[p], 1.5))), 0);
       }
       ck_assert(loom_allclose(loss[0], loss[1], 1e-13, 1e-13));
-      ck_assert(loom_allclose(loom_grad(leaf[0]), loom_grad(leaf[1]), 1e-13,
-                              1e-13));
+      ck_assert(
+          loom_allclose(loom_grad(leaf[0]), loom_grad(leaf[1]), 1e-13, 1e-13));
     }
   /* every target ignored: the mean is 0/0, as PyTorch's */
   loom_tensor *x = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 4));
@@ -154,23 +152,23 @@ START_TEST(test_gradient_in_place) {
     loom_scope *s = loom_scope_begin();
     loom_tensor *x = loom_mul_scalar(w, 1.5);
     loom_tensor *rows =
-        k < 2 ? loom_fused_cross_entropy(x, t, -100, 0.1)
-              : loom_reshape(composed(loom_reshape(x, LOOM_SHAPE(12, 9)),
-                                      loom_reshape(t, LOOM_SHAPE(12)), -100,
-                                      0.1),
-                             LOOM_SHAPE(3, 4));
+        k < 2
+            ? loom_fused_cross_entropy(x, t, -100, 0.1)
+            : loom_reshape(composed(loom_reshape(x, LOOM_SHAPE(12, 9)),
+                                    loom_reshape(t, LOOM_SHAPE(12)), -100, 0.1),
+                           LOOM_SHAPE(3, 4));
     ck_assert_loom(rows);
     ck_assert(loom_same_shape(rows, t));
     loom_tensor *loss = loom_keep(loom_sum_all(loom_square(rows)));
     loom_scope_end(s);
     if (k == 1) {
       loom_backward_opts o = {.retain_graph = true};
-      ck_assert_msg(loom_backward_with(loss, loom_ones_like(loss), &o) == 0, "%s",
-                    loom_last_error());
+      ck_assert_msg(loom_backward_with(loss, loom_ones_like(loss), &o) == 0,
+                    "%s", loom_last_error());
       loom_tensor *once = loom_clone(loom_grad(w));
       ck_assert_int_eq(loom_backward(loss), 0);
-      ck_assert(loom_allclose(loom_grad(w), loom_mul_scalar(once, 2), 1e-13,
-                              1e-13));
+      ck_assert(
+          loom_allclose(loom_grad(w), loom_mul_scalar(once, 2), 1e-13, 1e-13));
       grads[k] = once;
     } else {
       ck_assert_int_eq(loom_backward(loss), 0);
@@ -180,6 +178,35 @@ START_TEST(test_gradient_in_place) {
   }
   ck_assert(loom_allclose(grads[0], grads[2], 1e-13, 1e-13));
   ck_assert(loom_allclose(grads[1], grads[2], 1e-13, 1e-13));
+}
+END_TEST
+
+/* The gradient written into the logits' memory is handed on as a tensor
+ * of its own, as the composition's is: reaching an input of
+ * loom_autograd_grad unchanged (through an add), it neither requires
+ * grad nor names a node (the logits' tensor does both). */
+START_TEST(test_in_place_gradient_is_plain) {
+  loom_manual_seed(3);
+  loom_tensor *x0 = loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(4, 5));
+  loom_tensor *t = targets(4, 5, -100);
+  loom_tensor *g[2];
+  for (int k = 0; k < 2; k++) { /* fused (in place), composed */
+    loom_tensor *a = loom_set_requires_grad(loom_clone(x0), true);
+    loom_tensor *b =
+        loom_set_requires_grad(loom_zeros(LOOM_F64, LOOM_SHAPE(4, 5)), true);
+    loom_scope *s = loom_scope_begin();
+    loom_tensor *x = loom_add(a, b);
+    loom_tensor *loss =
+        loom_keep(loom_sum_all(k ? composed(x, t, -100, 0.1)
+                                 : loom_fused_cross_entropy(x, t, -100, 0.1)));
+    loom_scope_end(s);
+    ck_assert_int_eq(loom_autograd_grad(&loss, 1, &a, 1, NULL, &g[k], NULL), 0);
+    ck_assert_msg(!loom_requires_grad(g[k]), "%s gradient requires grad",
+                  k ? "composed" : "fused");
+    ck_assert(loom_is_leaf(g[k]));
+    loom_release(loss);
+  }
+  ck_assert(loom_allclose(g[0], g[1], 1e-13, 1e-13));
 }
 END_TEST
 
@@ -211,9 +238,9 @@ START_TEST(test_errors) {
       x, loom_zeros(LOOM_I64, LOOM_SHAPE(2, 1)), -100, 0));
   ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
   loom_clear_error();
-  ck_assert_ptr_null(loom_fused_cross_entropy(
-      loom_zeros(LOOM_F32, LOOM_SHAPE(2, 0)),
-      loom_zeros(LOOM_I64, LOOM_SHAPE(2)), -100, 0));
+  ck_assert_ptr_null(
+      loom_fused_cross_entropy(loom_zeros(LOOM_F32, LOOM_SHAPE(2, 0)),
+                               loom_zeros(LOOM_I64, LOOM_SHAPE(2)), -100, 0));
   ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
   loom_clear_error();
   ck_assert_ptr_null(loom_fused_cross_entropy(
@@ -243,6 +270,7 @@ int main(void) {
   tcase_add_test(tc, test_extremes);
   tcase_add_test(tc, test_cross_entropy_paths);
   tcase_add_test(tc, test_gradient_in_place);
+  tcase_add_test(tc, test_in_place_gradient_is_plain);
   tcase_add_test(tc, test_threads_bitwise);
   tcase_add_test(tc, test_errors);
   suite_add_tcase(s, tc);
