@@ -210,6 +210,51 @@ START_TEST(test_in_place_gradient_is_plain) {
 }
 END_TEST
 
+/* A custom function whose backward fails. */
+static int pass_forward(loom_function_ctx *c, loom_tensor *const *in, int n,
+                        loom_tensor **out) {
+  (void)c;
+  (void)n;
+  out[0] = loom_clone(in[0]);
+  return 0;
+}
+
+static int failing_backward(loom_function_ctx *c, loom_tensor *const *gout,
+                            loom_tensor **gin) {
+  (void)c;
+  (void)gout;
+  (void)gin;
+  loom_set_error(LOOM_ERR_STATE, "failing_backward fails");
+  return -1;
+}
+
+/* A pass that fails after the gradient was written into the logits'
+ * memory, before the logits' own node ran: the gradient waiting in that
+ * node's slot is dropped once (it was the logits' tensor itself, whose
+ * death freed the node while the pass was dropping its slot: a double
+ * free under ASan), and the error is the failing node's. */
+START_TEST(test_in_place_gradient_then_error) {
+  static const loom_function failing = {"failing", 1, 1, pass_forward,
+                                        failing_backward};
+  loom_tensor *a = loom_set_requires_grad(
+      loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(4, 5)), true);
+  loom_tensor *c =
+      loom_set_requires_grad(loom_ones(LOOM_F64, 1, (int64_t[]){3}), true);
+  loom_tensor *t = targets(4, 5, -100);
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *x = loom_mul_scalar(a, 2); /* its node runs last */
+  loom_tensor *q = NULL;
+  ck_assert_int_eq(loom_function_apply(&failing, &c, &q, NULL), 0);
+  loom_tensor *loss = loom_keep(loom_add(
+      loom_sum_all(loom_fused_cross_entropy(x, t, -100, 0)), loom_sum_all(q)));
+  loom_scope_end(s);
+  ck_assert_int_eq(loom_backward(loss), -1);
+  ck_assert_str_eq(loom_last_error(), "failing_backward fails");
+  loom_clear_error();
+  loom_release(loss);
+}
+END_TEST
+
 START_TEST(test_threads_bitwise) {
   result r[2];
   for (int n = 0; n < 2; n++) {
@@ -271,6 +316,7 @@ int main(void) {
   tcase_add_test(tc, test_cross_entropy_paths);
   tcase_add_test(tc, test_gradient_in_place);
   tcase_add_test(tc, test_in_place_gradient_is_plain);
+  tcase_add_test(tc, test_in_place_gradient_then_error);
   tcase_add_test(tc, test_threads_bitwise);
   tcase_add_test(tc, test_errors);
   suite_add_tcase(s, tc);
