@@ -353,16 +353,21 @@ int loom__run_pass(loom__pass *p, loom_tensor *const *outputs,
   loom__active_pass = outer;
   loom__pass_keeps_nodes = outer_keeps;
   /* Free what was used (or, when retaining, what nothing can reach now),
-   * and drop gradients left in nodes an error skipped. */
+   * and drop gradients left in nodes an error skipped. Such a gradient may
+   * be the last holder of a tensor of the graph (a custom function can
+   * hand one back), whose death frees its node unless it is in_backward:
+   * so a node leaves in_backward only once its slots are empty, and what
+   * is freed meanwhile has been done with here. */
   for (int64_t j = 0; j < count; j++) {
     loom__node *n = list[j];
     if (!n)
       continue;
-    n->in_backward = false;
     for (int k = 0; k < n->n_out; k++) {
-      loom__unref(n->out_grad[k]);
+      loom_tensor *g = n->out_grad[k];
       n->out_grad[k] = NULL;
+      loom__unref(g);
     }
+    n->in_backward = false;
   }
   for (int64_t j = 0; j < count; j++) {
     loom__node *n = list[j];

@@ -518,6 +518,58 @@ START_TEST(test_backward_frees_as_it_goes) {
 }
 END_TEST
 
+/* Custom functions for the failing pass below: one whose gradient is its
+ * saved input (x^2 / 2 for a gradient of ones), one whose backward fails. */
+static int keep_input_fwd(loom_function_ctx *c, loom_tensor *const *in, int n,
+                          loom_tensor **out) {
+  (void)n;
+  loom_function_save(c, in[0]);
+  out[0] = loom_mul_scalar(loom_square(in[0]), 0.5);
+  return 0;
+}
+
+static int input_as_grad_bwd(loom_function_ctx *c, loom_tensor *const *gout,
+                             loom_tensor **gin) {
+  (void)gout;
+  gin[0] = (loom_tensor *)loom_function_saved(c, 0);
+  return gin[0] ? 0 : -1;
+}
+
+static int failing_bwd(loom_function_ctx *c, loom_tensor *const *gout,
+                       loom_tensor **gin) {
+  (void)c;
+  (void)gout;
+  (void)gin;
+  loom_set_error(LOOM_ERR_STATE, "failing_bwd fails");
+  return -1;
+}
+
+/* A pass that fails while a gradient waiting in a node's slot is a tensor
+ * of the graph (here the node's own output, handed back by a custom
+ * function): dropping it when the pass ends frees that node, which must
+ * not then drop the slot a second time (a heap-use-after-free under
+ * ASan). */
+START_TEST(test_failed_pass_drops_graph_gradient) {
+  static const loom_function half_square = {"half_square", 1, 1, keep_input_fwd,
+                                            input_as_grad_bwd};
+  static const loom_function failing = {"failing", 1, 1, keep_input_fwd,
+                                        failing_bwd};
+  loom_tensor *a =
+      loom_set_requires_grad(loom_ones(LOOM_F64, LOOM_SHAPE(3)), true);
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *x = loom_mul_scalar(a, 2); /* its node runs last */
+  loom_tensor *q = NULL, *y = NULL;
+  ck_assert_int_eq(loom_function_apply(&failing, &a, &q, NULL), 0);
+  ck_assert_int_eq(loom_function_apply(&half_square, &x, &y, NULL), 0);
+  loom_tensor *loss = loom_keep(loom_add(loom_sum_all(y), loom_sum_all(q)));
+  loom_scope_end(s);
+  ck_assert_int_eq(loom_backward(loss), -1);
+  ck_assert_str_eq(loom_last_error(), "failing_bwd fails");
+  loom_clear_error();
+  loom_release(loss);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("autograd");
   TCase *tc = tcase_create("tape");
@@ -550,6 +602,7 @@ int main(void) {
   tcase_add_test(tc, test_registry_lists_ops);
   tcase_add_test(tc, test_backward_frees_as_it_goes);
   tcase_add_test(tc, test_linear_no_outputs);
+  tcase_add_test(tc, test_failed_pass_drops_graph_gradient);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
