@@ -4,7 +4,8 @@
  * requires grad appends a node to the thread's tape. loom_backward(loss)
  * walks the nodes reachable from `loss` newest-first and accumulates
  * gradients into the `grad` of leaves (tensors made with
- * loom_set_requires_grad), then frees the nodes it used.
+ * loom_set_requires_grad), freeing each node (and what it saved) once its
+ * gradients have gone on, unless the graph is retained.
  *
  * Memory: the tape owns its nodes; a node keeps the tensors its backward
  * needs. A tensor only names its node (slot + generation), so freeing a node
