@@ -427,6 +427,25 @@ static double sum_parts(const double *p) {
   return ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]));
 }
 
+/* The largest of len floats, in partial maxima the compiler vectorises;
+ * inlined, so it is compiled for each instruction set's caller. */
+static inline __attribute__((always_inline)) float
+row_max_f32(const float *xr, int64_t len) {
+  float mp[2 * PART];
+  for (int w = 0; w < 2 * PART; w++)
+    mp[w] = -INFINITY;
+  int64_t j = 0;
+  for (; j + 2 * PART <= len; j += 2 * PART)
+    for (int w = 0; w < 2 * PART; w++)
+      mp[w] = xr[j + w] > mp[w] ? xr[j + w] : mp[w];
+  float m = -INFINITY;
+  for (int w = 0; w < 2 * PART; w++)
+    m = mp[w] > m ? mp[w] : m;
+  for (; j < len; j++)
+    m = xr[j] > m ? xr[j] : m;
+  return m;
+}
+
 LOOM__ISA_FUNCTION(softmax_last_f32,
                    (float *restrict y, const float *restrict x, int64_t o0,
                     int64_t o1, int64_t len, bool log_),
@@ -434,20 +453,10 @@ LOOM__ISA_FUNCTION(softmax_last_f32,
   for (int64_t o = o0; o < o1; o++) {
     const float *xr = x + o * len;
     float *yr = y + o * len;
-    float mp[2 * PART];
-    for (int w = 0; w < 2 * PART; w++)
-      mp[w] = -INFINITY;
-    int64_t j = 0;
-    for (; j + 2 * PART <= len; j += 2 * PART)
-      for (int w = 0; w < 2 * PART; w++)
-        mp[w] = xr[j + w] > mp[w] ? xr[j + w] : mp[w];
-    float m = -INFINITY;
-    for (int w = 0; w < 2 * PART; w++)
-      m = mp[w] > m ? mp[w] : m;
-    for (; j < len; j++)
-      m = xr[j] > m ? xr[j] : m;
+    float m = row_max_f32(xr, len);
     if (m == -INFINITY)
       m = 0; /* a row of -inf: keep exp(-inf - 0) = 0 */
+    int64_t j;
     /* exp first, in a pass of its own (it vectorises), then the sum */
     _Pragma("GCC ivdep") for (j = 0; j < len; j++) yr[j] =
         loom__expf(xr[j] - m);
@@ -585,20 +594,10 @@ LOOM__ISA_FUNCTION(cross_entropy_f32,
       continue;
     }
     const float *xr = x + o * C;
-    float mp[2 * PART];
-    for (int w = 0; w < 2 * PART; w++)
-      mp[w] = -INFINITY;
-    int64_t j = 0;
-    for (; j + 2 * PART <= C; j += 2 * PART)
-      for (int w = 0; w < 2 * PART; w++)
-        mp[w] = xr[j + w] > mp[w] ? xr[j + w] : mp[w];
-    float m = -INFINITY;
-    for (int w = 0; w < 2 * PART; w++)
-      m = mp[w] > m ? mp[w] : m;
-    for (; j < C; j++)
-      m = xr[j] > m ? xr[j] : m;
+    float m = row_max_f32(xr, C);
     if (m == -INFINITY)
       m = 0; /* a row of -inf: the sum of exps is 0, lse -inf */
+    int64_t j;
     double sp[PART] = {0}, xp[PART] = {0};
     float e[CHUNK];
     for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
