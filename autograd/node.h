@@ -136,8 +136,9 @@ const loom_tensor *loom__saved(const loom__node *n, int i);
 bool loom__needs_grad(const loom__node *n, int i);
 /* In backward: whether input i is the node's alone, so that the backward
  * may overwrite it (write its gradient into its memory): the running pass
- * frees its nodes when it ends (no retain_graph, no create_graph), and no
- * tensor, scope, hook or other node holds the input or its storage. */
+ * frees the node after its backward (no retain_graph, no create_graph),
+ * and no tensor, scope, hook or other node (nor this node twice) holds the
+ * input or its storage. */
 bool loom__input_disposable(const loom__node *n, int i);
 /* Whether the running pass keeps its nodes when it ends (backward.c). */
 extern _Thread_local bool loom__pass_keeps_nodes;

@@ -363,9 +363,8 @@ bool loom__input_disposable(const loom__node *n, int i) {
   const loom_tensor *t = n->in[i];
   if (!t || loom__pass_keeps_nodes || t->hooks || t->retains_grad)
     return false;
-  for (int j = 0; j < n->n_in; j++) /* the same tensor as two inputs */
-    if (j != i && n->in[j] == t)
-      return false;
+  /* the node retains each input: one reference is the node's alone (an
+   * input given twice holds two) */
   return atomic_load(&t->refcount) == 1 &&
          atomic_load(&t->storage->refcount) == 1 && t->storage->block_bytes > 0;
 }
