@@ -98,6 +98,19 @@ START_TEST(learns_describes_and_scores) {
   snprintf(args, sizeof args, "eval --checkpoint %s --beam 4 --split dev", ck);
   ck_assert_int_eq(run_both(args, out, sizeof out), 0);
   ck_assert(strstr(out, "dev (beam): 100 images"));
+  /* minimum-Bayes-risk choices among a beam's 4 best and 5 samples */
+  snprintf(args, sizeof args, "eval --checkpoint %s --mbr 4 --split dev", ck);
+  ck_assert_int_eq(run_both(args, out, sizeof out), 0);
+  ck_assert_msg(strstr(out, "dev (beam, MBR of 4): 100 images"), "%s", out);
+  snprintf(args, sizeof args,
+           "eval --checkpoint %s --sample --mbr 5 --split dev --quiet", ck);
+  ck_assert_int_eq(run_both(args, out, sizeof out), 0);
+  ck_assert_msg(strstr(out, "dev (sampled, MBR of 5): 100 images"), "%s", out);
+  snprintf(args, sizeof args, "describe --checkpoint %s %s --mbr 3", ck, png);
+  ck_assert_int_eq(
+      test_run(caption(), args, TEST_OUTPUT_STDOUT, out, sizeof out), 0);
+  ck_assert_msg(!strncmp(out, "a ", 2) || !strncmp(out, "there ", 6), "%s",
+                out);
 }
 END_TEST
 
@@ -177,6 +190,7 @@ START_TEST(bad_input) {
       {"--objects 4", 2, "--objects '4' is not an integer in 1..3"},
       {"--cnn 8,x", 2, "--cnn '8,x' is not 1 to 6 channel counts"},
       {"--image sideways", 2, "--image 'sideways' is not one of"},
+      {"--mbr 0", 2, "--mbr '0' is not an integer in 1..1000"},
       {"--data /nonexistent/flickr --steps 1", 1,
        "/nonexistent/flickr: no split"},
       {"--data shapes --image-size 8 --cnn 8,8,8,8 --steps 1 --quiet", 1,

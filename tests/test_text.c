@@ -596,6 +596,135 @@ START_TEST(test_bleu_smoothing_by_hand) {
 }
 END_TEST
 
+/* app_mbr_choose and the sentence BLEU it uses against NLTK's values
+ * (scripts/gen_mbr_reference.py). */
+START_TEST(test_mbr_matches_nltk) {
+  size_t len;
+  char *file = ref_slurp("mbr.txt", &len), *p = file, *line;
+  app_nltk_bleu *b = app_nltk_bleu_new(4);
+  ck_assert_loom(b);
+  int cases = 0;
+  while ((line = ref_line(&p))) {
+    char name[64];
+    snprintf(name, sizeof name, "%s", ref_value(line, "case"));
+    app_tokens cands[16] = {{0}};
+    double weights[16], gains[16];
+    int64_t n = 0, best = -1;
+    while ((line = ref_line(&p)) && !strncmp(line, "cand", 4)) {
+      ck_assert_int_lt(n, 16);
+      char *v = ref_value(line, "cand");
+      ck_assert_int_eq(app_split_space(v, strlen(v), &cands[n++], "c"), 0);
+    }
+    char *v = ref_value(line, "weights");
+    bool uniform = !*v;
+    for (int64_t i = 0; !uniform && i < n; i++)
+      weights[i] = strtod(v, &v);
+    /* each ordered pair's sentence BLEU, bit for bit */
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t j = 0; j < n; j++) {
+        char *l = ref_value(ref_line(&p), "bleu");
+        ck_assert_int_eq(strtol(l, &l, 10), i);
+        ck_assert_int_eq(strtol(l, &l, 10), j);
+        double want = strtod(l, NULL) * 100;
+        app_bleu_result r;
+        app_nltk_bleu_reset(b);
+        ck_assert_int_eq(app_nltk_bleu_add(b, &cands[i], &cands[j], 1), 0);
+        ck_assert_int_eq(
+            app_nltk_bleu_get_smoothed(b, 4, NULL, APP_NLTK_METHOD2, &r), 0);
+        ck_assert_msg(r.score == want,
+                      "%s: U(%lld, %lld) %.17g, expected %.17g", name,
+                      (long long)i, (long long)j, r.score, want);
+      }
+    ck_assert_int_eq(
+        app_mbr_choose(cands, uniform ? NULL : weights, n, &best, gains), 0);
+    for (int64_t i = 0; i < n; i++) {
+      char *l = ref_value(ref_line(&p), "gain");
+      ck_assert_int_eq(strtol(l, &l, 10), i);
+      ck_assert_double_eq_tol(gains[i], strtod(l, NULL), 1e-13);
+    }
+    ck_assert_int_eq(best, strtol(ref_value(ref_line(&p), "best"), NULL, 10));
+    ref_value(ref_line(&p), "end");
+    for (int64_t i = 0; i < n; i++)
+      app_tokens_free(&cands[i]);
+    cases++;
+  }
+  ck_assert_int_eq(cases, 11);
+  app_nltk_bleu_free(b);
+  free(file);
+}
+END_TEST
+
+/* By hand: method2 against method0, reset, and the choice's rules. */
+START_TEST(test_mbr_by_hand) {
+  app_nltk_bleu *b = app_nltk_bleu_new(4);
+  app_tokens t[3] = {{0}};
+  ck_assert_int_eq(app_split_space("a b c d", 7, &t[0], "h"), 0);
+  ck_assert_int_eq(app_split_space("a b x d", 7, &t[1], "r"), 0);
+  ck_assert_int_eq(app_split_space("q", 1, &t[2], "q"), 0);
+  app_bleu_result r;
+  ck_assert_int_eq(app_nltk_bleu_add(b, &t[0], &t[1], 1), 0);
+  /* precisions 3/4, (1+1)/(3+1), (0+1)/(2+1), (0+1)/(1+1); bp 1 */
+  ck_assert_int_eq(app_nltk_bleu_get_smoothed(b, 4, NULL, APP_NLTK_METHOD2, &r),
+                   0);
+  ck_assert_double_eq_tol(r.score,
+                          100 * pow(0.75 * 0.5 * (1 / 3.0) * 0.5, 0.25), 1e-12);
+  /* the unsmoothed score of the same sentence is not touched */
+  ck_assert_int_eq(app_nltk_bleu_get(b, 2, NULL, &r), 0);
+  ck_assert_double_eq_tol(r.score, 50.0, 1e-12);
+  ck_assert_int_eq(
+      app_nltk_bleu_get_smoothed(b, 4, NULL, (app_nltk_smoothing)1, &r), -1);
+  loom_clear_error();
+  /* reset: a new corpus; no unigram match scores 0 even smoothed */
+  app_nltk_bleu_reset(b);
+  ck_assert_int_eq(app_nltk_bleu_add(b, &t[2], &t[1], 1), 0);
+  ck_assert_int_eq(app_nltk_bleu_get_smoothed(b, 4, NULL, APP_NLTK_METHOD2, &r),
+                   0);
+  ck_assert_double_eq(r.score, 0.0);
+  ck_assert_int_eq(r.hyp_len, 1);
+  ck_assert_int_eq(r.ref_len, 4);
+
+  /* U(0,1) = U(1,0) = u, U(i,i) = 1, U(2, .) = U(., 2) = 0: uniform
+   * gains (1 + u) / 3 for the first two, 1/3 for "q" */
+  int64_t best = -1;
+  double gains[3], u = pow(0.75 * 0.5 * (1 / 3.0) * 0.5, 0.25);
+  app_tokens long_[3] = {{0}};
+  const char *text[3] = {"a b c d", "a b x d", "q r s t"};
+  for (int i = 0; i < 3; i++)
+    ck_assert_int_eq(app_split_space(text[i], 7, &long_[i], "t"), 0);
+  ck_assert_int_eq(app_mbr_choose(long_, NULL, 3, &best, gains), 0);
+  ck_assert_double_eq_tol(gains[0], (1 + u) / 3, 1e-12);
+  ck_assert_double_eq_tol(gains[1], (1 + u) / 3, 1e-12);
+  ck_assert_double_eq_tol(gains[2], 1 / 3.0, 1e-12);
+  ck_assert_int_eq(best, 0); /* a tie goes to the first */
+  /* all the weight on "q r s t": it is the choice */
+  ck_assert_int_eq(
+      app_mbr_choose(long_, (double[]){0.1, 0.1, 0.8}, 3, &best, NULL), 0);
+  ck_assert_int_eq(best, 2);
+  /* errors: the range named */
+  ck_assert_int_eq(app_mbr_choose(long_, NULL, 0, &best, NULL), -1);
+  ck_assert_str_eq(loom_last_error(), "MBR: 0 candidates, not 1..10000");
+  loom_clear_error();
+  ck_assert_int_eq(app_mbr_choose(long_, (double[]){1, -1, 1}, 3, &best, NULL),
+                   -1);
+  ck_assert_str_eq(loom_last_error(),
+                   "MBR: candidate 1's weight -1 is not finite and >= 0");
+  loom_clear_error();
+  ck_assert_int_eq(app_mbr_choose(long_, (double[]){1, NAN, 1}, 3, &best, NULL),
+                   -1);
+  loom_clear_error();
+  ck_assert_int_eq(app_mbr_choose(long_, (double[]){0, 0, 0}, 3, &best, NULL),
+                   -1);
+  ck_assert_str_eq(loom_last_error(),
+                   "MBR: the weights' sum 0 is not positive and finite");
+  loom_clear_error();
+  for (int i = 0; i < 3; i++) {
+    app_tokens_free(&t[i]);
+    app_tokens_free(&long_[i]);
+  }
+  app_nltk_bleu_free(b);
+}
+END_TEST
+
 START_TEST(test_score_errors) {
   app_bleu *b = app_bleu_new((app_bleu_opts){0});
   const char *ref = "ok";
@@ -1294,6 +1423,8 @@ int main(void) {
   tcase_add_test(tc, test_13a_by_hand);
   tcase_add_test(tc, test_bleu_smoothing_by_hand);
   tcase_add_test(tc, test_score_errors);
+  tcase_add_test(tc, test_mbr_matches_nltk);
+  tcase_add_test(tc, test_mbr_by_hand);
   tcase_add_test(tc, test_bpe_learn_by_hand);
   tcase_add_test(tc, test_bpe_learn_matches_subword_nmt);
   tcase_add_test(tc, test_bpe_apply_matches_subword_nmt);

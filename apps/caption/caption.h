@@ -403,8 +403,15 @@ typedef struct {
  * references. 0 or -1. */
 int cap_score(const cap_data *d, const cap_corpus *c, const int64_t *images,
               int64_t n, const app_tokens *hyps, cap_scores *s);
+/* The caption of sentence k of r into out (cleared first): its best
+ * hypothesis, or when r holds nbest > 1 candidates the minimum-Bayes-risk
+ * choice among them (app_mbr_choose), weighted by the model's
+ * probabilities renormalised over them (beam search's n-best) or
+ * uniformly (`sampled`: each draw counts once). 0 or -1. */
+int cap_choose_caption(const app_vocab *v, const loom_decode_result *r,
+                       int64_t k, bool sampled, app_tokens *out);
 /* Captions for images[0..n) of d, `batch` at a time, into hyps (n lists,
- * cleared first). */
+ * cleared first), each chosen by cap_choose_caption. */
 int cap_decode_images(cap_model *m, const cap_data *d, const cap_corpus *c,
                       const cap_norm *nm, const int64_t *images, int64_t n,
                       const loom_decode_opts *o, int64_t batch,
@@ -522,6 +529,8 @@ typedef struct {
   bool resume, quiet, controls;
   cap_split split;
   loom_decode_opts decode;
+  int64_t mbr; /* candidates of the minimum-Bayes-risk choice (1: off);
+                  parsing sets decode.nbest to it */
 } cap_options;
 
 /* caption train: the exit status (0 done, 1 failed or something asked for

@@ -6,6 +6,7 @@
  * for every image, scores best. */
 #include "caption.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,46 @@ int cap_score(const cap_data *d, const cap_corpus *c, const int64_t *images,
   return rc;
 }
 
+int cap_choose_caption(const app_vocab *v, const loom_decode_result *r,
+                       int64_t k, bool sampled, app_tokens *out) {
+  const loom_hypothesis *h = &r->hyps[k * r->nbest];
+  if (r->nbest == 1)
+    return cap_ids_to_tokens(v, h->tokens, h->len, out);
+  /* the candidates: the hypotheses the search found (a short list has
+   * empty ones scored -inf at its end) */
+  app_tokens *cands = calloc((size_t)r->nbest, sizeof *cands);
+  double *w = malloc((size_t)r->nbest * sizeof *w);
+  int64_t n = 0, best = 0;
+  int rc = cands && w ? 0 : -1;
+  if (rc < 0)
+    loom_set_error(LOOM_ERR_MEMORY, "out of memory");
+  double top = -INFINITY;
+  for (int j = 0; j < r->nbest; j++)
+    if (h[j].score > top)
+      top = h[j].score;
+  for (int j = 0; rc == 0 && j < r->nbest; j++)
+    if (h[j].score > -INFINITY) {
+      /* beam: the n-best's probabilities renormalised; samples: each
+       * draw counts once, since they were drawn as likely as they are */
+      w[n] = sampled ? 1.0 : exp(h[j].score - top);
+      rc = cap_ids_to_tokens(v, h[j].tokens, h[j].len, &cands[n++]);
+    }
+  if (rc == 0 && n == 0) {
+    loom_set_error(LOOM_ERR_ARGUMENT, "no caption to choose from");
+    rc = -1;
+  }
+  if (rc == 0)
+    rc = app_mbr_choose(cands, w, n, &best, NULL);
+  if (rc == 0)
+    app_tokens_clear(out);
+  for (int64_t t = 0; rc == 0 && t < cands[best].n; t++)
+    rc = app_tokens_push(out, app_token(&cands[best], t),
+                         app_token_len(&cands[best], t), false);
+  cap_tokens_list_free(cands, cands ? r->nbest : 0);
+  free(w);
+  return rc;
+}
+
 int cap_decode_images(cap_model *m, const cap_data *d, const cap_corpus *c,
                       const cap_norm *nm, const int64_t *images, int64_t n,
                       const loom_decode_opts *o, int64_t batch,
@@ -71,10 +112,9 @@ int cap_decode_images(cap_model *m, const cap_data *d, const cap_corpus *c,
     rc = cap_images_tensor(d, images + k0, nb, nm, NULL, NULL, &x);
     if (rc == 0)
       rc = cap_describe(m, x, o, &r);
-    for (int64_t k = 0; rc == 0 && k < nb; k++) {
-      const loom_hypothesis *h = &r.hyps[k * r.nbest];
-      rc = cap_ids_to_tokens(&c->vocab, h->tokens, h->len, &hyps[k0 + k]);
-    }
+    for (int64_t k = 0; rc == 0 && k < nb; k++)
+      rc = cap_choose_caption(&c->vocab, &r, k, o->method == LOOM_DECODE_SAMPLE,
+                              &hyps[k0 + k]);
     loom_decode_result_free(&r);
     loom_scope_end(s);
   }
@@ -117,7 +157,8 @@ int cap_blind_average(cap_model *m, const cap_data *d, const cap_corpus *c,
   loom_decode_result r = {0};
   int rc = x ? cap_describe(m, x, o, &r) : -1;
   if (rc == 0)
-    rc = cap_ids_to_tokens(&c->vocab, r.hyps[0].tokens, r.hyps[0].len, caption);
+    rc = cap_choose_caption(&c->vocab, &r, 0, o->method == LOOM_DECODE_SAMPLE,
+                            caption);
   loom_decode_result_free(&r);
   loom_scope_end(sc);
   app_tokens *all = rc == 0 ? calloc((size_t)n + 1, sizeof *all) : NULL;

@@ -92,6 +92,13 @@ static void usage(FILE *f) {
       "  --alpha A           beam length penalty ((5+len)/6)^A (0)\n"
       "  --sample            sample instead; --temperature T (1), --top-k K\n"
       "                      (0: all), --top-p P (1)\n"
+      "  --mbr N             minimum-Bayes-risk decoding: of N candidates\n"
+      "                      (the N best of a beam as wide as --beam or N,\n"
+      "                      or N samples with --sample), the one with the\n"
+      "                      highest expected smoothed sentence BLEU against\n"
+      "                      the others, weighted by the model's\n"
+      "                      probabilities (samples: uniformly) (1: off;\n"
+      "                      1..1000)\n"
       "  --max-len N         longest caption written (40)\n"
       "  --eval-batch N      images decoded together (100)\n"
       "\n"
@@ -157,6 +164,7 @@ enum {
   O_TEMPERATURE,
   O_TOP_K,
   O_TOP_P,
+  O_MBR,
   O_MAX_LEN,
   O_EVAL_BATCH,
   O_SPLIT,
@@ -217,6 +225,7 @@ static const struct option long_options[] = {
     {"temperature", 1, 0, O_TEMPERATURE},
     {"top-k", 1, 0, O_TOP_K},
     {"top-p", 1, 0, O_TOP_P},
+    {"mbr", 1, 0, O_MBR},
     {"max-len", 1, 0, O_MAX_LEN},
     {"eval-batch", 1, 0, O_EVAL_BATCH},
     {"split", 1, 0, O_SPLIT},
@@ -424,6 +433,8 @@ static int set_option(parsed *p, int ch, const char *flag, const char *v) {
   case O_TOP_P:
     return app_parse_real(P, flag, v, (app_range){.hi = 1, .lo_open = true},
                           &o->decode.top_p);
+  case O_MBR:
+    return app_parse_int(P, flag, v, 1, 1000, &o->mbr);
   case O_MAX_LEN:
     return app_parse_int(P, flag, v, 1, CAP_MAX_WORDS, &o->decode.max_len_b);
   case O_EVAL_BATCH:
@@ -482,6 +493,7 @@ static parsed defaults(void) {
   o->decode = loom_decode_defaults(APP_BOS, APP_EOS);
   o->decode.max_len_b = 40;
   o->decode.beam = 1;
+  o->mbr = 1;
   return p;
 }
 
@@ -525,6 +537,14 @@ static int parse(int argc, char **argv, parsed *p, command *cmd, int *first) {
     return -1;
   }
   cap_options *o = &p->o;
+  if (o->mbr > 1) { /* the candidates: an n-best list or samples */
+    o->decode.nbest = (int)o->mbr;
+    if (o->decode.method != LOOM_DECODE_SAMPLE) {
+      o->decode.method = LOOM_DECODE_BEAM;
+      if (o->decode.beam < o->mbr)
+        o->decode.beam = (int)o->mbr;
+    }
+  }
   if (o->model.attention)
     o->model.image_mode = CAP_IMAGE_INIT;
   /* defaults that depend on the data: scenes have left and right in their
@@ -547,6 +567,23 @@ static int parse(int argc, char **argv, parsed *p, command *cmd, int *first) {
 }
 
 /* ---- describe ---- */
+
+/* The attention strip of a caption (words) of the image's planes chw into
+ * path. 0, or -1 after saying so. */
+static int strip(const char *path, cap_model *m, const cap_session *s,
+                 const unsigned char *chw, const app_tokens *words) {
+  int64_t *ids = malloc((size_t)(words->n + 1) * sizeof *ids);
+  for (int64_t t = 0; ids && t < words->n; t++)
+    ids[t] =
+        app_vocab_id(&s->vocab, app_token(words, t), app_token_len(words, t));
+  int rc = ids ? cap_attention_strip(path, m, &s->vocab, &s->norm, chw, ids,
+                                     words->n)
+               : -1;
+  if (rc < 0)
+    app_report_write_error(P, path);
+  free(ids);
+  return rc;
+}
 
 static int describe(const cap_options *o, int argc, char **argv, int first) {
   cap_session s;
@@ -573,8 +610,9 @@ static int describe(const cap_options *o, int argc, char **argv, int first) {
       app_tokens words = {0};
       app_buf text = {0};
       if (cap_describe(m, x, &o->decode, &r) < 0 ||
-          cap_ids_to_tokens(&s.vocab, r.hyps[0].tokens, r.hyps[0].len, &words) <
-              0 ||
+          cap_choose_caption(&s.vocab, &r, 0,
+                             o->decode.method == LOOM_DECODE_SAMPLE,
+                             &words) < 0 ||
           cap_tokens_text(&words, &text) < 0) {
         fprintf(stderr, P ": %s: %s\n", argv[a], loom_last_error());
         loom_clear_error();
@@ -586,11 +624,8 @@ static int describe(const cap_options *o, int argc, char **argv, int first) {
       if (rc == 0 && o->strips && *o->strips && m->cfg.attention) {
         char path[4096];
         snprintf(path, sizeof path, "%s-%d.png", o->strips, a - first + 1);
-        if (cap_attention_strip(path, m, &s.vocab, &s.norm, chw,
-                                r.hyps[0].tokens, r.hyps[0].len) < 0) {
-          app_report_write_error(P, path);
+        if (strip(path, m, &s, chw, &words) < 0)
           rc = 1;
-        }
       }
       loom_decode_result_free(&r);
       app_tokens_free(&words);
@@ -651,11 +686,14 @@ static int eval(const parsed *p) {
     rc = 1;
   }
   if (rc == 0) {
-    char what[64];
-    snprintf(what, sizeof what, "%s (%s)", cap_split_name(o->split),
+    char what[96], mbr[40] = "";
+    if (o->mbr > 1)
+      snprintf(mbr, sizeof mbr, ", MBR of %lld", (long long)o->mbr);
+    snprintf(what, sizeof what, "%s (%s%s)", cap_split_name(o->split),
              o->decode.method == LOOM_DECODE_BEAM     ? "beam"
              : o->decode.method == LOOM_DECODE_SAMPLE ? "sampled"
-                                                      : "greedy");
+                                                      : "greedy",
+             mbr);
     cap_print_scores(stdout, what, &sc, d.novel != NULL);
   }
   if (rc == 0 && o->controls) {
@@ -709,17 +747,8 @@ static int eval(const parsed *p) {
     for (int64_t k = 0; rc == 0 && k < n && k < o->sheet_images; k++) {
       char path[4096];
       snprintf(path, sizeof path, "%s-%lld.png", o->strips, (long long)k + 1);
-      int64_t *ids = malloc((size_t)(hyps[k].n + 1) * sizeof *ids);
-      for (int64_t t = 0; ids && t < hyps[k].n; t++)
-        ids[t] = app_vocab_id(&s.vocab, app_token(&hyps[k], t),
-                              app_token_len(&hyps[k], t));
-      if (!ids || cap_attention_strip(path, m, &s.vocab, &s.norm,
-                                      d.pixels + (size_t)images[k] * size, ids,
-                                      hyps[k].n) < 0) {
-        app_report_write_error(P, path);
+      if (strip(path, m, &s, d.pixels + (size_t)images[k] * size, &hyps[k]) < 0)
         rc = 1;
-      }
-      free(ids);
     }
   }
   cap_tokens_list_free(hyps, n);

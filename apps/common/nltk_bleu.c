@@ -1,8 +1,10 @@
 /* NLTK's corpus_bleu (nltk/translate/bleu_score.py) on token lists, with
  * its default smoothing (method0: none), as the PyTorch translation
- * baseline scores: modified precisions summed over the corpus, the
- * closest-reference-length brevity penalty, and the weighted log
- * precisions added with an exact sum as math.fsum does. */
+ * baseline scores, or SmoothingFunction().method2 (add one to the counts
+ * of orders 2 and up), which keeps a short sentence's score from being 0:
+ * modified precisions summed over the corpus, the closest-reference-length
+ * brevity penalty, and the weighted log precisions added with an exact sum
+ * as math.fsum does. */
 #include "text.h"
 
 #include <float.h>
@@ -78,6 +80,12 @@ static int count(app_nltk_bleu *b, app_ngrams *t, const app_tokens *toks) {
       g->count[0]++;
     }
   return 0;
+}
+
+void app_nltk_bleu_reset(app_nltk_bleu *b) {
+  for (int k = 0; k < APP_NGRAM_MAX; k++)
+    b->num[k] = b->den[k] = 0;
+  b->hyp_len = b->ref_len = 0;
 }
 
 int app_nltk_bleu_add(app_nltk_bleu *b, const app_tokens *hyp,
@@ -172,6 +180,18 @@ static double exact_sum(const double *x, int n) {
 
 int app_nltk_bleu_get(const app_nltk_bleu *b, int order, const double *weights,
                       app_bleu_result *r) {
+  return app_nltk_bleu_get_smoothed(b, order, weights, APP_NLTK_METHOD0, r);
+}
+
+int app_nltk_bleu_get_smoothed(const app_nltk_bleu *b, int order,
+                               const double *weights,
+                               app_nltk_smoothing smoothing,
+                               app_bleu_result *r) {
+  if (smoothing != APP_NLTK_METHOD0 && smoothing != APP_NLTK_METHOD2) {
+    loom_set_error(LOOM_ERR_ARGUMENT, "NLTK BLEU: smoothing %d not 0 or 2",
+                   (int)smoothing);
+    return -1;
+  }
   if (order < 1 || order > b->max_order) {
     loom_set_error(LOOM_ERR_ARGUMENT, "NLTK BLEU: order %d not in 1..%d", order,
                    b->max_order);
@@ -192,8 +212,11 @@ int app_nltk_bleu_get(const app_nltk_bleu *b, int order, const double *weights,
   double terms[APP_NGRAM_MAX];
   for (int k = 0; k < order; k++) {
     double w = weights ? weights[k] : 1.0 / order;
-    /* method0: a precision with no match becomes the smallest double */
-    double p = b->num[k] ? (double)b->num[k] / (double)b->den[k] : DBL_MIN;
+    double p;
+    if (smoothing == APP_NLTK_METHOD2 && k > 0) /* (num + 1) / (den + 1) */
+      p = (double)(b->num[k] + 1) / (double)(b->den[k] + 1);
+    else /* method0: a precision with no match becomes the smallest double */
+      p = b->num[k] ? (double)b->num[k] / (double)b->den[k] : DBL_MIN;
     terms[k] = w * log(p);
   }
   r->score = r->bp * exp(exact_sum(terms, order)) * 100;

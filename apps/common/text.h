@@ -348,6 +348,38 @@ int app_nltk_bleu_add(app_nltk_bleu *b, const app_tokens *hyp,
  * bad order. */
 int app_nltk_bleu_get(const app_nltk_bleu *b, int order, const double *weights,
                       app_bleu_result *r);
+/* NLTK's smoothing functions (SmoothingFunction().methodN) implemented:
+ * METHOD0 none (as above); METHOD2 Lin and Och's add-one, the precision
+ * of each order from 2 up counted as (matches + 1) / (n-grams + 1), so
+ * that a sentence with a unigram match scores above 0 (what sentence-level
+ * comparisons need). */
+typedef enum { APP_NLTK_METHOD0 = 0, APP_NLTK_METHOD2 = 2 } app_nltk_smoothing;
+/* As app_nltk_bleu_get with that smoothing (r->precision stays the
+ * unsmoothed counts' ratio). 0, or -1 for a bad order or smoothing. */
+int app_nltk_bleu_get_smoothed(const app_nltk_bleu *b, int order,
+                               const double *weights,
+                               app_nltk_smoothing smoothing,
+                               app_bleu_result *r);
+/* Forgets the sentences added, keeping the memory (a new corpus). */
+void app_nltk_bleu_reset(app_nltk_bleu *b);
+
+/* Minimum-Bayes-risk choice (Kumar and Byrne, 2004) among n candidate
+ * sentences, e.g. a model's n-best list or samples: the candidate with the
+ * highest expected BLEU against the others taken as the model's
+ * distribution,
+ *   gains[i] = sum_j w[j] U(cands[i], cands[j]) / sum_j w[j]
+ * (j = i included), U(h, r) NLTK's sentence_bleu(r, h) with BLEU-4's
+ * uniform weights and SmoothingFunction().method2 (0 without a common
+ * word; 1 for h = r of 4 words or more, less for shorter ones, whose
+ * missing orders count 1/2). weights: n finite values >= 0 with a positive
+ * sum (say the candidates' probabilities, renormalised here), or NULL for
+ * uniform (samples: a candidate drawn twice counts twice). *best: the
+ * index of the largest gain, the first one on ties; gains (NULL: not
+ * wanted) receives the n gains in [0, 1]. 0, or -1 with an error: n not
+ * in 1..APP_MBR_MAX, bad weights, memory. Cost: n^2 sentence BLEUs. */
+#define APP_MBR_MAX 10000
+int app_mbr_choose(const app_tokens *cands, const double *weights, int64_t n,
+                   int64_t *best, double *gains);
 
 /* ------------------------------------------------------- word counts */
 
