@@ -4,7 +4,7 @@
  * way the image can enter the model: beam 1 equals greedy, every beam
  * hypothesis's score equals the log-probability a teacher-forced pass
  * gives its words, hypotheses come best first, and attention rows are
- * distributions. */
+ * distributions; a batch whose images have several captions each. */
 #define _POSIX_C_SOURCE 200809L
 #include "../apps/caption/caption.h"
 #include "check_util.h"
@@ -90,8 +90,8 @@ START_TEST(vocabulary_ids_and_batches) {
    * targets at the positions that hold a word or the eos */
   cap_norm nm = {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}};
   cap_batch b;
-  ck_assert_int_eq(cap_batch_build(&d, &c, &nm, (int64_t[]){0, 0},
-                                   (int64_t[]){0, 1}, 2, NULL, NULL, &b),
+  ck_assert_int_eq(cap_batch_build(&d, &c, &nm, (int64_t[]){0, 0}, 2,
+                                   (int64_t[]){0, 1}, NULL, 2, NULL, NULL, &b),
                    0);
   ck_assert_int_eq(loom_size(b.inputs, 0), 4);
   int64_t in[] = {APP_BOS, APP_BOS, 4, 4, 5, 5, 6, APP_PAD};
@@ -120,7 +120,7 @@ static double forced_logp(cap_model *m, const loom_tensor *image,
   loom_tensor *in = loom_empty(LOOM_I64, LOOM_SHAPE(n + 1, 1)), *h;
   loom_data_i64(in)[0] = APP_BOS;
   memcpy(loom_data_i64(in) + 1, ids, (size_t)n * sizeof *ids);
-  ck_assert_int_eq(cap_model_hidden(m, image, in, &h, NULL), 0);
+  ck_assert_int_eq(cap_model_hidden(m, image, NULL, in, &h, NULL), 0);
   loom_tensor *lp = loom_log_softmax(
       loom_linear_layer_forward(m->out, loom_select(h, 1, 0)), -1);
   double total = 0;
@@ -135,10 +135,12 @@ START_TEST(decoding_through_the_library) {
   const struct {
     int mode;
     int64_t attention;
-  } kinds[] = {{CAP_IMAGE_FIRST, 0},
-               {CAP_IMAGE_INIT, 0},
-               {CAP_IMAGE_EVERY, 0},
-               {CAP_IMAGE_INIT, 6}};
+    bool positions;
+  } kinds[] = {{CAP_IMAGE_FIRST, 0, false},
+               {CAP_IMAGE_INIT, 0, false},
+               {CAP_IMAGE_EVERY, 0, false},
+               {CAP_IMAGE_INIT, 6, false},
+               {CAP_IMAGE_INIT, 6, true}};
   for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
     cap_config cfg = {.side = 16,
                       .channels = {4, 6},
@@ -147,7 +149,8 @@ START_TEST(decoding_through_the_library) {
                       .embed = 5,
                       .hidden = 7,
                       .image_mode = kinds[k].mode,
-                      .attention = kinds[k].attention};
+                      .attention = kinds[k].attention,
+                      .positions = kinds[k].positions};
     cap_model *m = cap_model_new(&cfg, 3 + k);
     ck_assert_loom(m);
     /* sharper outputs, so that hypotheses differ and end */
@@ -257,6 +260,101 @@ START_TEST(minimum_bayes_risk_choice) {
 }
 END_TEST
 
+/* The loss and parameter gradients of one training batch. */
+static double batch_grads(cap_model *m, const cap_batch *b, double *grads,
+                          int64_t n) {
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *params[32], *loss;
+  int np = loom_module_parameters(&m->base, params, 32);
+  for (int i = 0; i < np; i++)
+    loom_zero_grad(params[i]);
+  ck_assert_int_eq(cap_model_loss(m, b, &loss, NULL), 0);
+  ck_assert_int_eq(loom_backward(loss), 0);
+  int64_t at = 0;
+  for (int i = 0; i < np; i++) {
+    loom_tensor *g = loom_to_dtype(loom_grad(params[i]), LOOM_F64);
+    int64_t k = loom_numel(g);
+    ck_assert_int_le(at + k, n);
+    memcpy(grads + at, loom_data(loom_contiguous(g)),
+           (size_t)k * sizeof *grads);
+    at += k;
+  }
+  ck_assert_int_eq(at, n);
+  double l = loom_item(loss);
+  loom_scope_end(s);
+  return l;
+}
+
+/* A step over images with several captions each runs the CNN once per
+ * image: the same loss and gradients as the pairs with the image repeated
+ * (batch norm's statistics are the same over an image set repeated). */
+START_TEST(captions_of_one_image_share_its_pass) {
+  const char *caps[] = {"a dog runs", "a dog", "the cat runs", "a cat",
+                        "a zebra sleeps"};
+  cap_data d;
+  tiny_data(&d, caps, (int64_t[]){0, 2, 4, 5});
+  cap_source src = {
+      .tokenizer = CAP_TOKENS_ALNUM, .min_count = 1, .max_words = 5};
+  cap_corpus c;
+  ck_assert_int_eq(cap_corpus_prepare(&src, &d, NULL, &c), 0);
+  cap_pairs p;
+  ck_assert_int_eq(cap_pairs_of(&d, CAP_TRAIN, 2, &p), 0);
+  ck_assert_int_eq(p.n, 4);
+  ck_assert_int_eq(p.n_groups, 2);
+  ck_assert_int_eq(p.group[1], 2);
+  cap_pairs_free(&p);
+  ck_assert_int_eq(cap_pairs_of(&d, CAP_TRAIN, 1, &p), 0);
+  ck_assert_int_eq(p.n_groups, 4);
+  cap_pairs_free(&p);
+  cap_norm nm = {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}};
+  for (int kind = 0; kind < 2; kind++) {
+    cap_config cfg = {.side = 8,
+                      .channels = {4, 6},
+                      .blocks = 2,
+                      .vocab = app_vocab_size(&c.vocab),
+                      .embed = 5,
+                      .hidden = 7,
+                      .image_mode = kind ? CAP_IMAGE_INIT : CAP_IMAGE_FIRST,
+                      .attention = kind ? 3 : 0,
+                      .positions = kind};
+    cap_model *m = cap_model_new(&cfg, 11);
+    ck_assert_loom(m);
+    int64_t n = loom_module_num_elements(&m->base);
+    double *a = malloc((size_t)n * sizeof *a),
+           *b = malloc((size_t)n * sizeof *b);
+    loom_scope *s = loom_scope_begin();
+    cap_batch pairs, grouped;
+    ck_assert_int_eq(cap_batch_build(&d, &c, &nm, (int64_t[]){0, 0, 1, 1}, 4,
+                                     (int64_t[]){0, 1, 2, 3}, NULL, 4, NULL,
+                                     NULL, &pairs),
+                     0);
+    ck_assert_int_eq(cap_batch_build(&d, &c, &nm, (int64_t[]){0, 1}, 2,
+                                     (int64_t[]){0, 1, 2, 3},
+                                     (int64_t[]){0, 0, 1, 1}, 4, NULL, NULL,
+                                     &grouped),
+                     0);
+    ck_assert_int_eq(loom_size(grouped.images, 0), 2);
+    double la = batch_grads(m, &pairs, a, n);
+    double lb = batch_grads(m, &grouped, b, n);
+    ck_assert_double_eq_tol(la, lb, 1e-6 * fabs(la));
+    double worst = 0, scale = 0;
+    for (int64_t i = 0; i < n; i++) {
+      worst = fmax(worst, fabs(a[i] - b[i]));
+      scale = fmax(scale, fabs(a[i]));
+    }
+    ck_assert_msg(scale > 0 && worst <= 1e-5 * scale,
+                  "kind %d: gradients differ by %g (largest %g)", kind, worst,
+                  scale);
+    loom_scope_end(s);
+    free(a);
+    free(b);
+    cap_model_free(m);
+  }
+  cap_corpus_free(&c);
+  cap_data_free(&d);
+}
+END_TEST
+
 START_TEST(bad_model_configs) {
   cap_config cfg = {.side = 16,
                     .channels = {4, 6},
@@ -281,6 +379,23 @@ START_TEST(bad_model_configs) {
   ck_assert_int_eq(back.blocks, 2);
   ck_assert_int_eq(back.channels[1], 6);
   ck_assert_int_eq(back.hidden, 7);
+  ck_assert(!back.positions);
+  cfg.image_mode = CAP_IMAGE_INIT;
+  cfg.positions = true; /* positions need attention */
+  ck_assert_ptr_null(cap_model_new(&cfg, 1));
+  ck_assert(strstr(loom_last_error(), "positions need attention"));
+  loom_clear_error();
+  cfg.attention = 3;
+  ck_assert_int_eq(cap_config_text(&cfg, text, sizeof text), 0);
+  ck_assert_int_eq(cap_config_parse(text, &back), 0);
+  ck_assert(back.positions && back.attention == 3);
+  /* written before positions existed */
+  ck_assert_int_eq(cap_config_parse("side=16 cnn=4,6 vocab=9 embed=5 "
+                                    "hidden=7 image=init attention=3 "
+                                    "dropout=0",
+                                    &back),
+                   0);
+  ck_assert(!back.positions);
   const char *bad[] = {
       "side=16 cnn=4,6 vocab=9 embed=5 hidden=7 image=first attention=0",
       "side=16 cnn=4,x vocab=9 embed=5 hidden=7 image=first attention=0 "
@@ -291,6 +406,8 @@ START_TEST(bad_model_configs) {
       "dropout=0",
       "side=99999999 cnn=4,6 vocab=9 embed=5 hidden=7 image=first "
       "attention=0 dropout=0",
+      "side=16 cnn=4,6 vocab=9 embed=5 hidden=7 image=init attention=3 "
+      "positions=2 dropout=0",
   };
   for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
     ck_assert_int_eq(cap_config_parse(bad[k], &back), -1);
@@ -309,6 +426,7 @@ static Suite *suite(void) {
   tcase_add_test(t, vocabulary_ids_and_batches);
   tcase_add_test(t, decoding_through_the_library);
   tcase_add_test(t, minimum_bayes_risk_choice);
+  tcase_add_test(t, captions_of_one_image_share_its_pass);
   tcase_add_test(t, bad_model_configs);
   suite_add_tcase(s, t);
   return s;

@@ -86,11 +86,28 @@ START_TEST(learns_describes_and_scores) {
   ck_assert_ptr_nonnull(strchr(nl + 1, '\n')); /* two lines */
 
   /* eval: greedy and beam, and the controls, with a sheet */
-  char sheet2[512];
+  char sheet2[512], lines[512];
   test_path(sheet2, sizeof sheet2, "eval.png");
+  test_path(lines, sizeof lines, "captions.tsv");
   snprintf(args, sizeof args,
-           "eval --checkpoint %s --controls --sheet %s --quiet", ck, sheet2);
+           "eval --checkpoint %s --controls --sheet %s --output %s --quiet", ck,
+           sheet2, lines);
   ck_assert_int_eq(run_both(args, out, sizeof out), 0);
+  /* --output: "name<TAB>caption" for each of the 200 test images */
+  FILE *f = fopen(lines, "r");
+  ck_assert_ptr_nonnull(f);
+  char line[512];
+  int n = 0;
+  while (fgets(line, sizeof line, f)) {
+    char *tab = strchr(line, '\t');
+    ck_assert_msg(
+        tab && !strncmp(line, "scene", 5) &&
+            (!strncmp(tab + 1, "a ", 2) || !strncmp(tab + 1, "there ", 6)),
+        "%s", line);
+    n++;
+  }
+  fclose(f);
+  ck_assert_int_eq(n, 200);
   ck_assert(strstr(out, "test (greedy): 200 images  BLEU-1"));
   ck_assert(strstr(out, "control, the average image's caption"));
   ck_assert(strstr(out, "control, the best single training caption"));
@@ -121,7 +138,8 @@ START_TEST(attention_strips) {
   snprintf(args, sizeof args,
            "--objects 2 --shapes 300 --shapes-dev 20 --shapes-test 10 "
            "--image-size 32 --cnn 8,16 --embed 16 --hidden 32 --attention 16 "
-           "--steps 20 --quiet --plot '' --sheet '' --checkpoint %s",
+           "--positions --steps 20 --quiet --plot '' --sheet '' "
+           "--checkpoint %s",
            ck);
   ck_assert_int_eq(run(args), 0);
   snprintf(args, sizeof args,
@@ -154,10 +172,12 @@ START_TEST(resume_is_exact) {
   char a[512], b[512], args[2048];
   test_path(a, sizeof a, "ra.ckpt");
   test_path(b, sizeof b, "rb.ckpt");
-  /* dropout, flips and shifts, so that the generator's state matters; an
-   * epoch is 47 steps, so the run crosses into a new order */
-  const char *opts = SMALL " --dropout 0.3 --flip --shift 2 --batch 64 "
-                           "--eval-every 30 --plot '' --sheet ''";
+  /* dropout, flips and shifts, so that the generator's state matters;
+   * steps of 48 images with up to 2 of their 3 captions each: an epoch is
+   * 42 steps, so the run crosses into a new order */
+  const char *opts = SMALL " --dropout 0.3 --flip --shift 2 --batch 96 "
+                           "--captions-per-image 2 --eval-every 30 "
+                           "--plot '' --sheet ''";
   snprintf(args, sizeof args, "%s --steps 60 --checkpoint %s", opts, a);
   ck_assert_int_eq(run(args), 0);
   snprintf(args, sizeof args, "%s --steps 30 --checkpoint %s", opts, b);
@@ -191,6 +211,9 @@ START_TEST(bad_input) {
       {"--cnn 8,x", 2, "--cnn '8,x' is not 1 to 6 channel counts"},
       {"--image sideways", 2, "--image 'sideways' is not one of"},
       {"--mbr 0", 2, "--mbr '0' is not an integer in 1..1000"},
+      {"--captions-per-image 65", 2,
+       "--captions-per-image 65: must be in [1, 64] (--batch)"},
+      {"--positions --steps 1 --quiet", 1, "positions need attention"},
       {"--data /nonexistent/flickr --steps 1", 1,
        "/nonexistent/flickr: no split"},
       {"--data shapes --image-size 8 --cnn 8,8,8,8 --steps 1 --quiet", 1,

@@ -10,18 +10,24 @@
 void cap_pairs_free(cap_pairs *p) {
   free(p->image);
   free(p->caption);
+  free(p->group);
   *p = (cap_pairs){0};
 }
 
-int cap_pairs_of(const cap_data *d, cap_split s, cap_pairs *p) {
+int cap_pairs_of(const cap_data *d, cap_split s, int64_t per_image,
+                 cap_pairs *p) {
   *p = (cap_pairs){0};
-  int64_t n = 0;
+  int64_t n = 0, groups = 0;
   for (int64_t i = 0; i < d->n; i++)
-    if (d->split[i] == s)
-      n += d->first[i + 1] - d->first[i];
+    if (d->split[i] == s) {
+      int64_t k = d->first[i + 1] - d->first[i];
+      n += k;
+      groups += (k + per_image - 1) / per_image;
+    }
   p->image = malloc((size_t)(n + 1) * sizeof *p->image);
   p->caption = malloc((size_t)(n + 1) * sizeof *p->caption);
-  if (!p->image || !p->caption) {
+  p->group = malloc((size_t)(groups + 1) * sizeof *p->group);
+  if (!p->image || !p->caption || !p->group) {
     cap_pairs_free(p);
     loom_set_error(LOOM_ERR_MEMORY, "out of memory for %lld pairs",
                    (long long)n);
@@ -30,9 +36,12 @@ int cap_pairs_of(const cap_data *d, cap_split s, cap_pairs *p) {
   for (int64_t i = 0; i < d->n; i++)
     for (int64_t j = d->first[i]; d->split[i] == s && j < d->first[i + 1];
          j++) {
+      if ((j - d->first[i]) % per_image == 0)
+        p->group[p->n_groups++] = p->n;
       p->image[p->n] = i;
       p->caption[p->n++] = j;
     }
+  p->group[p->n_groups] = p->n;
   return 0;
 }
 
@@ -66,7 +75,8 @@ int cap_images_tensor(const cap_data *d, const int64_t *images, int64_t n,
 }
 
 int cap_batch_build(const cap_data *d, const cap_corpus *c, const cap_norm *nm,
-                    const int64_t *images, const int64_t *captions, int64_t B,
+                    const int64_t *images, int64_t n_images,
+                    const int64_t *captions, const int64_t *image_of, int64_t B,
                     const cap_augment_opts *aug, loom_rng *g, cap_batch *b) {
   *b = (cap_batch){0};
   int64_t T = 0, N = 0; /* steps: bos + the longest caption; targets */
@@ -75,7 +85,10 @@ int cap_batch_build(const cap_data *d, const cap_corpus *c, const cap_norm *nm,
     T = len + 1 > T ? len + 1 : T;
     N += len + 1;
   }
-  if (cap_images_tensor(d, images, B, nm, aug, g, &b->images) < 0)
+  if (cap_images_tensor(d, images, n_images, nm, aug, g, &b->images) < 0)
+    return -1;
+  if (image_of &&
+      !(b->image_of = loom_from_array(LOOM_I64, image_of, LOOM_SHAPE(B))))
     return -1;
   b->inputs = loom_zeros(LOOM_I64, LOOM_SHAPE(T, B)); /* APP_PAD is 0 */
   b->keep = loom_empty(LOOM_I64, LOOM_SHAPE(N));

@@ -255,7 +255,8 @@ typedef struct {
   int64_t vocab, embed, hidden; /* embed: words and the image vector */
   int image_mode;               /* a cap_image_mode */
   int64_t attention;            /* additive attention's hidden size; 0: none */
-  double dropout;               /* before the output layer */
+  bool positions; /* attention: each cell's coordinates join its features */
+  double dropout; /* before the output layer */
 } cap_config;
 
 /* 0, or -1 with an error saying what does not fit. Attention needs
@@ -290,18 +291,22 @@ void cap_model_free(cap_model *m);
 int cap_model_encode(cap_model *m, const loom_tensor *images,
                      loom_tensor **features, loom_tensor **vector);
 
-/* A teacher-forced batch: inputs (T, B) int64 hold bos w1 .. wn of each
- * caption then padding; keep (N) int64 lists the positions t * B + b that
- * predict a word or the eos, targets (N) those words. */
+/* A teacher-forced batch: images (I, 3, side, side); image_of (B) int64
+ * the image of each caption (NULL when I is B and caption b is image b's);
+ * inputs (T, B) int64 hold bos w1 .. wn of each caption then padding;
+ * keep (N) int64 lists the positions t * B + b that predict a word or the
+ * eos, targets (N) those words. */
 typedef struct {
-  loom_tensor *images, *inputs, *keep, *targets;
+  loom_tensor *images, *image_of, *inputs, *keep, *targets;
 } cap_batch;
 
-/* The LSTM's outputs (T, B, hidden) over inputs (T, B); with attention,
- * *alpha receives the weights (T, B, s * s) (NULL without). 0 or -1. */
+/* The LSTM's outputs (T, B, hidden) over inputs (T, B) for images (I, 3,
+ * side, side): caption b is image image_of[b]'s (int64 (B), or NULL when
+ * I is B and caption b is image b's). With attention, *alpha receives the
+ * weights (T, B, s * s) (NULL without). 0 or -1. */
 int cap_model_hidden(cap_model *m, const loom_tensor *images,
-                     const loom_tensor *inputs, loom_tensor **hidden,
-                     loom_tensor **alpha);
+                     const loom_tensor *image_of, const loom_tensor *inputs,
+                     loom_tensor **hidden, loom_tensor **alpha);
 /* Mean cross entropy of the targets (dropout applies in training mode);
  * alpha as cap_model_hidden. 0 or -1. */
 int cap_model_loss(cap_model *m, const cap_batch *b, loom_tensor **loss,
@@ -348,12 +353,15 @@ void cap_tokens_list_free(app_tokens *list, int64_t n);
 /* ---- pairs and batches (batches.c) ---- */
 
 /* The (image, caption) pairs a split trains on: every caption of every
- * image. */
+ * image, in groups of up to `per_image` captions of one image (group g
+ * holds pairs group[g] .. group[g + 1] - 1). A step takes whole groups,
+ * so the CNN sees each image once for all its captions in the group. */
 typedef struct {
-  int64_t n;
-  int64_t *image, *caption;
+  int64_t n, n_groups;
+  int64_t *image, *caption, *group;
 } cap_pairs;
-int cap_pairs_of(const cap_data *d, cap_split s, cap_pairs *p);
+int cap_pairs_of(const cap_data *d, cap_split s, int64_t per_image,
+                 cap_pairs *p);
 void cap_pairs_free(cap_pairs *p);
 /* order = a random permutation of 0 .. n-1 drawn from g. */
 void cap_shuffle(int64_t *order, int64_t n, loom_rng *g);
@@ -369,9 +377,12 @@ typedef struct {
 int cap_images_tensor(const cap_data *d, const int64_t *images, int64_t n,
                       const cap_norm *nm, const cap_augment_opts *aug,
                       loom_rng *g, loom_tensor **out);
-/* A batch of B pairs (images[k], captions[k]); tensors scope-owned. */
+/* A batch of B pairs: n_images images, and captions[k] of image
+ * image_of[k] (an index into images; NULL when pair k is image k and
+ * n_images is B); tensors scope-owned. */
 int cap_batch_build(const cap_data *d, const cap_corpus *c, const cap_norm *nm,
-                    const int64_t *images, const int64_t *captions, int64_t B,
+                    const int64_t *images, int64_t n_images,
+                    const int64_t *captions, const int64_t *image_of, int64_t B,
                     const cap_augment_opts *aug, loom_rng *g, cap_batch *b);
 
 /* ---- writing captions (describe.c) ---- */
@@ -386,8 +397,10 @@ int cap_describe(cap_model *m, const loom_tensor *images,
  * (n + 1) x s*s floats into maps. 0 or -1 (no attention, ...). */
 int cap_attention_maps(cap_model *m, const loom_tensor *image,
                        const int64_t *words, int64_t n, float *maps);
-/* The feature map (B, C, s, s) as attention keys (B, s*s, C). */
-loom_tensor *cap_model_keys(const loom_tensor *features);
+/* The feature map (B, C, s, s) as attention keys (B, s*s, C), or
+ * (B, s*s, C + 2) with the cells' x and y after their features when the
+ * model has positions. NULL with an error; scope-owned. */
+loom_tensor *cap_model_keys(const cap_model *m, const loom_tensor *features);
 
 /* ---- scores (evaluate.c) ---- */
 
@@ -519,13 +532,14 @@ typedef enum {
 
 typedef struct {
   cap_source source;
-  cap_config model; /* side and vocab come from the data */
+  cap_config model;  /* side and vocab come from the data */
+  int64_t per_image; /* a step's captions of one image at most */
   int64_t batch, steps, eval_every, save_every, seed, threads, eval_batch,
       sheet_images;
   double lr, clip, epochs, minutes;
   int schedule; /* a cap_schedule */
   cap_augment_opts aug;
-  const char *checkpoint, *plot, *sheet, *strips;
+  const char *checkpoint, *plot, *sheet, *strips, *output;
   bool resume, quiet, controls;
   cap_split split;
   loom_decode_opts decode;

@@ -2,7 +2,8 @@
  * optimizer, schedule, step, generator), under "extra.":
  *
  *   caption.model     metadata "side=64 cnn=32,64,128,256 vocab=.. embed=..
- *                     hidden=.. image=first attention=0 dropout=0.5"
+ *                     hidden=.. image=first attention=0 positions=0
+ *                     dropout=0.5"
  *   caption.data.*    metadata: where the data came from (source=shapes
  *                     and the scenes' options, or the Flickr8k files), the
  *                     tokeniser, the vocabulary's minimum count
@@ -78,11 +79,11 @@ int cap_config_text(const cap_config *c, char *buf, size_t size) {
   }
   int n = snprintf(buf, size,
                    "side=%lld cnn=%s vocab=%lld embed=%lld hidden=%lld "
-                   "image=%s attention=%lld dropout=%.17g",
+                   "image=%s attention=%lld positions=%d dropout=%.17g",
                    (long long)c->side, cnn, (long long)c->vocab,
                    (long long)c->embed, (long long)c->hidden,
                    cap_image_mode_name(c->image_mode), (long long)c->attention,
-                   c->dropout);
+                   (int)c->positions, c->dropout);
   return n > 0 && (size_t)n < size ? 0 : -1;
 }
 
@@ -253,6 +254,13 @@ int cap_config_parse(const char *line, cap_config *c) {
       int_field(line, "hidden", 1, CAP_MAX_WIDTH, &c->hidden) < 0 ||
       int_field(line, "attention", 0, CAP_MAX_WIDTH, &c->attention) < 0)
     return -1;
+  /* absent in checkpoints written before the option existed */
+  int64_t positions = 0;
+  char pbuf[64];
+  if (field(line, "positions", pbuf, sizeof pbuf) &&
+      int_field(line, "positions", 0, 1, &positions) < 0)
+    return -1;
+  c->positions = positions;
   if (!cnn || cap_channels_parse(cnn, c) < 0) {
     loom_clear_error();
     loom_set_error(LOOM_ERR_FORMAT,

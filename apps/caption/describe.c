@@ -80,7 +80,7 @@ static int start(decoder *d, const loom_tensor *images) {
     swap(&d->image, v);
   }
   if (m->cfg.attention)
-    swap(&d->keys, cap_model_keys(f));
+    swap(&d->keys, cap_model_keys(m, f));
   swap(&d->h, h);
   swap(&d->c, c);
   return d->h && d->c && (!m->cfg.attention || d->keys) ? 0 : -1;
@@ -128,7 +128,7 @@ int cap_attention_maps(cap_model *m, const loom_tensor *image,
     int64_t *p = loom_data_i64(in);
     p[0] = APP_BOS;
     memcpy(p + 1, words, (size_t)n * sizeof *words);
-    rc = cap_model_hidden(m, image, in, &h, &alpha);
+    rc = cap_model_hidden(m, image, NULL, in, &h, &alpha);
   }
   /* step t attended before writing word t (its last the eos) */
   if (rc == 0)

@@ -12,6 +12,7 @@
 
 #include "../common/picture.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,12 +61,17 @@ static void usage(FILE *f) {
       "                      each word) (first)\n"
       "  --attention N       soft attention over the last feature map with\n"
       "                      an N-unit scorer (implies --image init; 0: none)\n"
+      "  --positions, --no-positions  attention reads each cell's x and y\n"
+      "                      beside its features (off)\n"
       "  --dropout P         before the output layer (0.5)\n"
       "\n");
   fprintf(
       f,
       "training:\n"
       "  --batch N           (image, caption) pairs a step (64)\n"
+      "  --captions-per-image K  a step takes batch/K images with up to K\n"
+      "                      of their captions each, so the CNN runs once\n"
+      "                      per image for them (1; at most --batch)\n"
       "  --lr X              Adam learning rate (1e-3)\n"
       "  --schedule KIND     constant, cosine (over the run) or plateau\n"
       "                      (halve on a dev BLEU-4 plateau) (constant)\n"
@@ -103,7 +109,9 @@ static void usage(FILE *f) {
       "  --eval-batch N      images decoded together (100)\n"
       "\n"
       "eval: --split dev|test (test); --controls adds the image-blind\n"
-      "  controls; --sheet FILE draws the split; --strips PREFIX (describe\n"
+      "  controls; --output FILE writes each image's name and caption,\n"
+      "  tab-separated, a line each; --sheet FILE draws the split;\n"
+      "  --strips PREFIX (describe\n"
       "  too) writes PREFIX-K.png: where an attention model looked for each\n"
       "  word of caption K\n"
       "\n"
@@ -138,8 +146,11 @@ enum {
   O_HIDDEN,
   O_IMAGE,
   O_ATTENTION,
+  O_POSITIONS,
+  O_NO_POSITIONS,
   O_DROPOUT,
   O_BATCH,
+  O_PER_IMAGE,
   O_LR,
   O_SCHEDULE,
   O_CLIP,
@@ -155,6 +166,7 @@ enum {
   O_RESUME,
   O_PLOT,
   O_SHEET,
+  O_OUTPUT,
   O_SHEET_IMAGES,
   O_SEED,
   O_THREADS,
@@ -199,8 +211,11 @@ static const struct option long_options[] = {
     {"hidden", 1, 0, O_HIDDEN},
     {"image", 1, 0, O_IMAGE},
     {"attention", 1, 0, O_ATTENTION},
+    {"positions", 0, 0, O_POSITIONS},
+    {"no-positions", 0, 0, O_NO_POSITIONS},
     {"dropout", 1, 0, O_DROPOUT},
     {"batch", 1, 0, O_BATCH},
+    {"captions-per-image", 1, 0, O_PER_IMAGE},
     {"lr", 1, 0, O_LR},
     {"schedule", 1, 0, O_SCHEDULE},
     {"clip", 1, 0, O_CLIP},
@@ -216,6 +231,7 @@ static const struct option long_options[] = {
     {"resume", 0, 0, O_RESUME},
     {"plot", 1, 0, O_PLOT},
     {"sheet", 1, 0, O_SHEET},
+    {"output", 1, 0, O_OUTPUT},
     {"sheet-images", 1, 0, O_SHEET_IMAGES},
     {"seed", 1, 0, O_SEED},
     {"threads", 1, 0, O_THREADS},
@@ -359,11 +375,17 @@ static int set_option(parsed *p, int ch, const char *flag, const char *v) {
                 &o->model.image_mode);
   case O_ATTENTION:
     return app_parse_int(P, flag, v, 0, CAP_MAX_WIDTH, &o->model.attention);
+  case O_POSITIONS:
+  case O_NO_POSITIONS:
+    o->model.positions = ch == O_POSITIONS;
+    return 0;
   case O_DROPOUT:
     return app_parse_real(P, flag, v, (app_range){.hi = 1, .hi_open = true},
                           &o->model.dropout);
   case O_BATCH:
     return app_parse_int(P, flag, v, 1, CAP_MAX_BATCH, &o->batch);
+  case O_PER_IMAGE:
+    return app_parse_int(P, flag, v, 1, CAP_MAX_BATCH, &o->per_image);
   case O_LR:
     return app_parse_real(P, flag, v, (app_range){.hi = 10, .lo_open = true},
                           &o->lr);
@@ -403,6 +425,9 @@ static int set_option(parsed *p, int ch, const char *flag, const char *v) {
     return 0;
   case O_PLOT:
     o->plot = v;
+    return 0;
+  case O_OUTPUT:
+    o->output = v;
     return 0;
   case O_SHEET:
     p->sheet_given = true;
@@ -478,6 +503,7 @@ static parsed defaults(void) {
                           .image_mode = CAP_IMAGE_FIRST,
                           .dropout = 0.5};
   o->batch = 64;
+  o->per_image = 1;
   o->lr = 1e-3;
   o->clip = 5;
   o->epochs = 10;
@@ -547,6 +573,12 @@ static int parse(int argc, char **argv, parsed *p, command *cmd, int *first) {
   }
   if (o->model.attention)
     o->model.image_mode = CAP_IMAGE_INIT;
+  if (o->per_image > o->batch) {
+    fprintf(stderr,
+            P ": --captions-per-image %lld: must be in [1, %lld] (--batch)\n",
+            (long long)o->per_image, (long long)o->batch);
+    return -1;
+  }
   /* defaults that depend on the data: scenes have left and right in their
    * captions (no flips) and a small vocabulary */
   if (o->source.scenes) {
@@ -646,6 +678,32 @@ static int describe(const cap_options *o, int argc, char **argv, int first) {
 
 /* ---- eval ---- */
 
+/* "name<TAB>caption" for each image, in the split's order. */
+static int write_captions(const char *path, const cap_data *d,
+                          const int64_t *images, const app_tokens *hyps,
+                          int64_t n) {
+  FILE *f = fopen(path, "w");
+  if (!f) {
+    loom_set_error(LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+    return -1;
+  }
+  int rc = 0;
+  app_buf text = {0};
+  for (int64_t k = 0; rc == 0 && k < n; k++) {
+    rc = cap_tokens_text(&hyps[k], &text);
+    if (rc == 0 && fprintf(f, "%s\t%s\n", app_strtab_str(&d->names, images[k]),
+                           text.data ? text.data : "") < 0)
+      rc = -1;
+  }
+  app_buf_free(&text);
+  if (fclose(f) != 0 || rc < 0) {
+    if (loom_last_status() == LOOM_OK)
+      loom_set_error(LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
 static int eval(const parsed *p) {
   const cap_options *o = &p->o;
   cap_session s;
@@ -727,6 +785,11 @@ static int eval(const parsed *p) {
     }
     app_tokens_free(&blind);
     app_buf_free(&text);
+  }
+  if (rc == 0 && o->output &&
+      write_captions(o->output, &d, images, hyps, n) < 0) {
+    app_report_write_error(P, o->output);
+    rc = 1;
   }
   bool sheet = p->sheet_given && *o->sheet;
   if (rc == 0 && sheet) {

@@ -43,12 +43,15 @@ int cap_config_check(const cap_config *c) {
     ok = c->channels[i] >= 1 && c->channels[i] <= CAP_MAX_WIDTH;
   if (ok && c->attention && c->image_mode != CAP_IMAGE_INIT)
     ok = false;
+  if (ok && c->positions && !c->attention)
+    ok = false;
   if (!ok)
     loom_set_error(LOOM_ERR_ARGUMENT,
                    "caption model: side %lld with %d blocks, vocabulary "
                    "%lld, embed %lld, hidden %lld, attention %lld, image "
                    "mode %d, dropout %g do not make a model (attention "
-                   "needs the image as the initial state)",
+                   "needs the image as the initial state; positions need "
+                   "attention)",
                    (long long)c->side, c->blocks, (long long)c->vocab,
                    (long long)c->embed, (long long)c->hidden,
                    (long long)c->attention, c->image_mode, c->dropout);
@@ -87,8 +90,9 @@ cap_model *cap_model_new(const cap_config *cfg, uint64_t seed) {
   int64_t lstm_in = cfg->embed;
   if (cfg->image_mode == CAP_IMAGE_EVERY)
     lstm_in += cfg->embed;
+  int64_t keys = feat + (cfg->attention && cfg->positions ? 2 : 0);
   if (cfg->attention)
-    lstm_in += feat;
+    lstm_in += keys;
   if (ok)
     ok = (m->image = (loom_linear_layer *)add(
               m, "image", loom_linear_layer_new(feat, cfg->embed, true)));
@@ -100,7 +104,7 @@ cap_model *cap_model_new(const cap_config *cfg, uint64_t seed) {
   if (ok && cfg->attention)
     ok = (m->attend = (loom_seq_attention *)add(
               m, "attend",
-              loom_seq_attention_new(LOOM_SCORE_ADDITIVE, H, feat,
+              loom_seq_attention_new(LOOM_SCORE_ADDITIVE, H, keys,
                                      cfg->attention)));
   if (ok)
     ok = (m->embed = (loom_embedding_layer *)add(
@@ -140,10 +144,31 @@ int cap_model_encode(cap_model *m, const loom_tensor *images,
   return v ? 0 : -1;
 }
 
-/* The feature map (B, C, h, w) as attention keys (B, h*w, C). */
-loom_tensor *cap_model_keys(const loom_tensor *f) {
-  loom_tensor *k = loom_flatten(f, 2, 3);
-  return loom_contiguous(loom_transpose(k, 1, 2));
+/* The cells' coordinates (1, h*w, 2), x then y, each in (-1, 1). */
+static loom_tensor *coordinates(int64_t h, int64_t w) {
+  loom_tensor *xy = loom_empty(LOOM_F32, LOOM_SHAPE(1, h * w, 2));
+  float *p = xy ? loom_data(xy) : NULL;
+  for (int64_t i = 0; p && i < h; i++)
+    for (int64_t j = 0; j < w; j++) {
+      p[2 * (i * w + j)] = (float)(2 * j + 1) / (float)w - 1;
+      p[2 * (i * w + j) + 1] = (float)(2 * i + 1) / (float)h - 1;
+    }
+  return xy;
+}
+
+/* The feature map (B, C, h, w) as attention keys (B, h*w, C), or with
+ * positions (B, h*w, C + 2): each cell's features followed by where it is,
+ * so that the weighted sum the LSTM reads says where it looked, not only
+ * what it saw there (the features of a shape are the same wherever it
+ * stands). */
+loom_tensor *cap_model_keys(const cap_model *m, const loom_tensor *f) {
+  loom_tensor *k = loom_transpose(loom_flatten(f, 2, 3), 1, 2);
+  if (!m->cfg.positions)
+    return loom_contiguous(k);
+  int64_t B = loom_size(f, 0), h = loom_size(f, 2), w = loom_size(f, 3);
+  loom_tensor *xy = coordinates(h, w);
+  return loom_concat(
+      (loom_tensor *[]){k, loom_expand(xy, 3, (int64_t[]){B, h * w, 2})}, 2, 2);
 }
 
 /* The LSTM's initial state from the image vector (INIT mode). */
@@ -194,16 +219,20 @@ static int attend_steps(cap_model *m, const loom_tensor *keys,
 }
 
 int cap_model_hidden(cap_model *m, const loom_tensor *images,
-                     const loom_tensor *inputs, loom_tensor **hidden,
-                     loom_tensor **alpha) {
+                     const loom_tensor *image_of, const loom_tensor *inputs,
+                     loom_tensor **hidden, loom_tensor **alpha) {
   loom_tensor *f, *v;
   if (cap_model_encode(m, images, &f, &v) < 0)
     return -1;
+  if (image_of) { /* each image once through the CNN, then per caption */
+    f = m->cfg.attention ? loom_index_select(f, 0, image_of) : f;
+    v = loom_index_select(v, 0, image_of);
+  }
   loom_tensor *emb = loom_embedding_layer_forward(m->embed, inputs);
   if (!emb)
     return -1;
   if (m->cfg.attention)
-    return attend_steps(m, cap_model_keys(f), v, emb, hidden, alpha);
+    return attend_steps(m, cap_model_keys(m, f), v, emb, hidden, alpha);
   if (alpha)
     *alpha = NULL;
   int64_t T = loom_size(inputs, 0), B = loom_size(inputs, 1);
@@ -236,7 +265,7 @@ int cap_model_hidden(cap_model *m, const loom_tensor *images,
 int cap_model_loss(cap_model *m, const cap_batch *b, loom_tensor **loss,
                    loom_tensor **alpha) {
   loom_tensor *h;
-  if (cap_model_hidden(m, b->images, b->inputs, &h, alpha) < 0)
+  if (cap_model_hidden(m, b->images, b->image_of, b->inputs, &h, alpha) < 0)
     return -1;
   /* only positions that hold a target reach the output layer: padding
    * costs no product */

@@ -144,8 +144,8 @@ static const char *mismatch(const run *r, const cap_session *saved) {
     if (strcmp(app_vocab_token(&saved->vocab, i),
                app_vocab_token(&r->corpus.vocab, i)))
       return "its vocabulary differs from this data's";
-  if (saved->n_order && saved->n_order != r->pairs.n)
-    return "it was trained on another number of pairs";
+  if (saved->n_order && saved->n_order != r->pairs.n_groups)
+    return "it was trained on another number of pairs (or groups of them)";
   return NULL;
 }
 
@@ -181,6 +181,11 @@ static int resume(run *r) {
   return 0;
 }
 
+/* Groups of captions (one image each) a step takes. */
+static int64_t images_per_step(const cap_options *o) {
+  return o->batch / o->per_image;
+}
+
 /* Everything a run needs; 0, or -1 after saying why. */
 static int setup(run *r, const cap_options *o) {
   *r = (run){.o = o, .smooth = NAN};
@@ -192,7 +197,7 @@ static int setup(run *r, const cap_options *o) {
   }
   if (cap_source_load(&o->source, o->quiet ? NULL : stderr, &r->data) < 0 ||
       cap_corpus_prepare(&o->source, &r->data, NULL, &r->corpus) < 0 ||
-      cap_pairs_of(&r->data, CAP_TRAIN, &r->pairs) < 0 ||
+      cap_pairs_of(&r->data, CAP_TRAIN, o->per_image, &r->pairs) < 0 ||
       !(r->dev = cap_data_split(&r->data, CAP_DEV, &r->n_dev)) ||
       !(r->test = cap_data_split(&r->data, CAP_TEST, &r->n_test))) {
     fail(r, "data");
@@ -202,7 +207,8 @@ static int setup(run *r, const cap_options *o) {
     fprintf(stderr, "caption: the training split has no images\n");
     return -1;
   }
-  r->per_epoch = (r->pairs.n + o->batch - 1) / o->batch;
+  int64_t groups = images_per_step(o);
+  r->per_epoch = (r->pairs.n_groups + groups - 1) / groups;
   r->total = o->epochs > 0 ? (int64_t)ceil(o->epochs * (double)r->per_epoch)
                            : o->steps;
   cap_config cfg = model_config(r);
@@ -276,37 +282,54 @@ static void introduce(const run *r) {
           (long long)loom_module_num_elements(&r->m->base));
 }
 
-/* The next batch of pairs in the epoch's order (a new order at an epoch's
- * start); tensors scope-owned. */
+/* The next batch: groups of pairs in the epoch's order (a new order at an
+ * epoch's start); tensors scope-owned. *size: its pairs. */
 static int next_batch(run *r, cap_batch *b, int64_t *size) {
   cap_session *s = &r->s;
+  const cap_pairs *p = &r->pairs;
   if (s->position >= s->n_order) { /* a new epoch */
-    if (s->n_order != r->pairs.n) {
+    if (s->n_order != p->n_groups) {
       free(s->order);
-      s->order = malloc((size_t)r->pairs.n * sizeof *s->order);
+      s->order = malloc((size_t)p->n_groups * sizeof *s->order);
       if (!s->order) {
         loom_set_error(LOOM_ERR_MEMORY, "out of memory");
         return -1;
       }
-      s->n_order = r->pairs.n;
+      s->n_order = p->n_groups;
     }
     if (s->position > 0 || s->epoch > 0)
       s->epoch++;
     cap_shuffle(s->order, s->n_order, r->m->rng);
     s->position = 0;
   }
-  int64_t B = r->o->batch,
-          n = s->n_order - s->position < B ? s->n_order - s->position : B;
-  int64_t images[CAP_MAX_BATCH], captions[CAP_MAX_BATCH];
-  for (int64_t k = 0; k < n; k++) {
-    int64_t pair = s->order[s->position + k];
-    images[k] = r->pairs.image[pair];
-    captions[k] = r->pairs.caption[pair];
+  int64_t G = images_per_step(r->o), n = 0;
+  if (G > s->n_order - s->position)
+    G = s->n_order - s->position;
+  /* a group is at most per_image pairs, so a batch is at most --batch */
+  int64_t *images = malloc((size_t)G * sizeof *images),
+          *captions = malloc((size_t)r->o->batch * sizeof *captions),
+          *image_of = malloc((size_t)r->o->batch * sizeof *image_of);
+  for (int64_t g = 0; images && captions && image_of && g < G; g++) {
+    int64_t group = s->order[s->position + g];
+    images[g] = p->image[p->group[group]];
+    for (int64_t k = p->group[group]; k < p->group[group + 1]; k++) {
+      captions[n] = p->caption[k];
+      image_of[n++] = g;
+    }
   }
-  s->position += n;
+  int rc = -1;
+  if (!images || !captions || !image_of)
+    loom_set_error(LOOM_ERR_MEMORY, "out of memory for a batch");
+  else
+    rc = cap_batch_build(&r->data, &r->corpus, &s->norm, images, G, captions,
+                         r->o->per_image > 1 ? image_of : NULL, n, &r->o->aug,
+                         r->m->rng, b);
+  s->position += G;
   *size = n;
-  return cap_batch_build(&r->data, &r->corpus, &s->norm, images, captions, n,
-                         &r->o->aug, r->m->rng, b);
+  free(images);
+  free(captions);
+  free(image_of);
+  return rc;
 }
 
 /* Dev scores now, printed and added to the history; FILE.best when its
