@@ -135,12 +135,11 @@ START_TEST(decoding_through_the_library) {
   const struct {
     int mode;
     int64_t attention;
-    bool positions;
-  } kinds[] = {{CAP_IMAGE_FIRST, 0, false},
-               {CAP_IMAGE_INIT, 0, false},
-               {CAP_IMAGE_EVERY, 0, false},
-               {CAP_IMAGE_INIT, 6, false},
-               {CAP_IMAGE_INIT, 6, true}};
+    bool positions, after;
+  } kinds[] = {
+      {CAP_IMAGE_FIRST, 0, false, false}, {CAP_IMAGE_INIT, 0, false, false},
+      {CAP_IMAGE_EVERY, 0, false, false}, {CAP_IMAGE_INIT, 6, false, false},
+      {CAP_IMAGE_INIT, 6, true, false},   {CAP_IMAGE_INIT, 6, true, true}};
   for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
     cap_config cfg = {.side = 16,
                       .channels = {4, 6},
@@ -150,7 +149,8 @@ START_TEST(decoding_through_the_library) {
                       .hidden = 7,
                       .image_mode = kinds[k].mode,
                       .attention = kinds[k].attention,
-                      .positions = kinds[k].positions};
+                      .positions = kinds[k].positions,
+                      .attend_after = kinds[k].after};
     cap_model *m = cap_model_new(&cfg, 3 + k);
     ck_assert_loom(m);
     /* sharper outputs, so that hypotheses differ and end */
@@ -316,7 +316,8 @@ START_TEST(captions_of_one_image_share_its_pass) {
                       .hidden = 7,
                       .image_mode = kind ? CAP_IMAGE_INIT : CAP_IMAGE_FIRST,
                       .attention = kind ? 3 : 0,
-                      .positions = kind};
+                      .positions = kind,
+                      .attend_after = kind};
     cap_model *m = cap_model_new(&cfg, 11);
     ck_assert_loom(m);
     int64_t n = loom_module_num_elements(&m->base);
@@ -383,12 +384,17 @@ START_TEST(bad_model_configs) {
   cfg.image_mode = CAP_IMAGE_INIT;
   cfg.positions = true; /* positions need attention */
   ck_assert_ptr_null(cap_model_new(&cfg, 1));
-  ck_assert(strstr(loom_last_error(), "positions need attention"));
+  ck_assert(
+      strstr(loom_last_error(), "positions and attend after need attention"));
   loom_clear_error();
   cfg.attention = 3;
   ck_assert_int_eq(cap_config_text(&cfg, text, sizeof text), 0);
   ck_assert_int_eq(cap_config_parse(text, &back), 0);
-  ck_assert(back.positions && back.attention == 3);
+  ck_assert(back.positions && back.attention == 3 && !back.attend_after);
+  cfg.attend_after = true;
+  ck_assert_int_eq(cap_config_text(&cfg, text, sizeof text), 0);
+  ck_assert_int_eq(cap_config_parse(text, &back), 0);
+  ck_assert(back.attend_after);
   /* written before positions existed */
   ck_assert_int_eq(cap_config_parse("side=16 cnn=4,6 vocab=9 embed=5 "
                                     "hidden=7 image=init attention=3 "
@@ -408,6 +414,8 @@ START_TEST(bad_model_configs) {
       "attention=0 dropout=0",
       "side=16 cnn=4,6 vocab=9 embed=5 hidden=7 image=init attention=3 "
       "positions=2 dropout=0",
+      "side=16 cnn=4,6 vocab=9 embed=5 hidden=7 image=init attention=3 "
+      "attend=later dropout=0",
   };
   for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
     ck_assert_int_eq(cap_config_parse(bad[k], &back), -1);

@@ -138,7 +138,7 @@ START_TEST(attention_strips) {
   snprintf(args, sizeof args,
            "--objects 2 --shapes 300 --shapes-dev 20 --shapes-test 10 "
            "--image-size 32 --cnn 8,16 --embed 16 --hidden 32 --attention 16 "
-           "--positions --steps 20 --quiet --plot '' --sheet '' "
+           "--positions --attend after --steps 20 --quiet --plot '' --sheet '' "
            "--checkpoint %s",
            ck);
   ck_assert_int_eq(run(args), 0);
@@ -213,7 +213,8 @@ START_TEST(bad_input) {
       {"--mbr 0", 2, "--mbr '0' is not an integer in 1..1000"},
       {"--captions-per-image 65", 2,
        "--captions-per-image 65: must be in [1, 64] (--batch)"},
-      {"--positions --steps 1 --quiet", 1, "positions need attention"},
+      {"--positions --steps 1 --quiet", 1,
+       "positions and attend after need attention"},
       {"--data /nonexistent/flickr --steps 1", 1,
        "/nonexistent/flickr: no split"},
       {"--data shapes --image-size 8 --cnn 8,8,8,8 --steps 1 --quiet", 1,

@@ -256,6 +256,10 @@ typedef struct {
   int image_mode;               /* a cap_image_mode */
   int64_t attention;            /* additive attention's hidden size; 0: none */
   bool positions; /* attention: each cell's coordinates join its features */
+  /* attention from the state that has read the previous word (its
+   * context beside that state into the output layer, and into the next
+   * step's input), not from the state before it (Show, Attend and Tell) */
+  bool attend_after;
   double dropout; /* before the output layer */
 } cap_config;
 
@@ -307,6 +311,19 @@ typedef struct {
 int cap_model_hidden(cap_model *m, const loom_tensor *images,
                      const loom_tensor *image_of, const loom_tensor *inputs,
                      loom_tensor **hidden, loom_tensor **alpha);
+/* One word's step of an attention model (model.c explains before and
+ * after): state (h, c) (B, hidden) is replaced by the next one; *z is the
+ * previous context (B, K) when attending after (read, then replaced) and
+ * receives the new one; *out what the output layer reads (B, hidden) or
+ * (B, hidden + K); *alpha the weights (B, s * s). word: (B, embed). 0 or
+ * -1; results scope-owned. */
+int cap_model_attend_step(cap_model *m, const loom_tensor *keys,
+                          const loom_tensor *word, loom_tensor **state,
+                          loom_tensor **z, loom_tensor **out,
+                          loom_tensor **alpha);
+/* Attending after: the context before the first word, zeros (B, K) for
+ * keys (B, L, K); scope-owned. */
+loom_tensor *cap_model_first_context(const loom_tensor *keys);
 /* Mean cross entropy of the targets (dropout applies in training mode);
  * alpha as cap_model_hidden. 0 or -1. */
 int cap_model_loss(cap_model *m, const cap_batch *b, loom_tensor **loss,

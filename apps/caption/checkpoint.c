@@ -3,7 +3,8 @@
  *
  *   caption.model     metadata "side=64 cnn=32,64,128,256 vocab=.. embed=..
  *                     hidden=.. image=first attention=0 positions=0
- *                     dropout=0.5"
+ *                     attend=before dropout=0.5" (positions and attend
+ *                     absent in older files: 0, before)
  *   caption.data.*    metadata: where the data came from (source=shapes
  *                     and the scenes' options, or the Flickr8k files), the
  *                     tokeniser, the vocabulary's minimum count
@@ -79,11 +80,13 @@ int cap_config_text(const cap_config *c, char *buf, size_t size) {
   }
   int n = snprintf(buf, size,
                    "side=%lld cnn=%s vocab=%lld embed=%lld hidden=%lld "
-                   "image=%s attention=%lld positions=%d dropout=%.17g",
+                   "image=%s attention=%lld positions=%d attend=%s "
+                   "dropout=%.17g",
                    (long long)c->side, cnn, (long long)c->vocab,
                    (long long)c->embed, (long long)c->hidden,
                    cap_image_mode_name(c->image_mode), (long long)c->attention,
-                   (int)c->positions, c->dropout);
+                   (int)c->positions, c->attend_after ? "after" : "before",
+                   c->dropout);
   return n > 0 && (size_t)n < size ? 0 : -1;
 }
 
@@ -261,6 +264,14 @@ int cap_config_parse(const char *line, cap_config *c) {
       int_field(line, "positions", 0, 1, &positions) < 0)
     return -1;
   c->positions = positions;
+  const char *attend = field(line, "attend", pbuf, sizeof pbuf);
+  if (attend && strcmp(attend, "before") && strcmp(attend, "after")) {
+    loom_set_error(LOOM_ERR_FORMAT,
+                   "caption.model '%.200s': attend is not before or after",
+                   line);
+    return -1;
+  }
+  c->attend_after = attend && !strcmp(attend, "after");
   if (!cnn || cap_channels_parse(cnn, c) < 0) {
     loom_clear_error();
     loom_set_error(LOOM_ERR_FORMAT,

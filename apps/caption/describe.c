@@ -13,6 +13,7 @@ typedef struct {
   cap_model *m;
   loom_tensor *h, *c; /* (N, hidden) */
   loom_tensor *keys;  /* with attention: (N, s*s, C) */
+  loom_tensor *z;     /* attending after: the latest context (N, C) */
   loom_tensor *image; /* CAP_IMAGE_EVERY: the image vector (N, embed) */
 } decoder;
 
@@ -30,26 +31,30 @@ static int step(void *ctx, int64_t t, const loom_tensor *tokens,
   loom_tensor *x = loom_embedding_layer_forward(m->embed, tokens);
   if (d->image)
     x = loom_concat((loom_tensor *[]){x, d->image}, 2, 1);
+  loom_tensor *state[2] = {d->h, d->c}, *out;
   if (d->keys) {
-    loom_tensor *z, *a;
-    if (loom_seq_attention_forward(m->attend, d->h, d->keys, NULL, &z, &a) < 0)
+    loom_tensor *z = d->z, *a;
+    if (cap_model_attend_step(m, d->keys, x, state, &z, &out, &a) < 0)
       return -1;
-    x = loom_concat((loom_tensor *[]){x, z}, 2, 1);
+    if (d->z)
+      swap(&d->z, z);
+  } else {
+    loom_tensor *next[2];
+    if (loom_rnn_cell_step(m->lstm, 0, x, state, next) < 0)
+      return -1;
+    state[0] = out = next[0];
+    state[1] = next[1];
   }
-  loom_tensor *next[2];
-  if (loom_rnn_cell_step(m->lstm, 0, x, (loom_tensor *[]){d->h, d->c}, next) <
-      0)
-    return -1;
-  swap(&d->h, next[0]);
-  swap(&d->c, next[1]);
-  *log_probs = loom_log_softmax(loom_linear_layer_forward(m->out, next[0]), -1);
+  swap(&d->h, state[0]);
+  swap(&d->c, state[1]);
+  *log_probs = loom_log_softmax(loom_linear_layer_forward(m->out, out), -1);
   return *log_probs ? 0 : -1;
 }
 
 static int reorder(void *ctx, const loom_tensor *index) {
   decoder *d = ctx;
-  loom_tensor **rows[4] = {&d->h, &d->c, &d->keys, &d->image};
-  for (int k = 0; k < 4; k++)
+  loom_tensor **rows[5] = {&d->h, &d->c, &d->keys, &d->z, &d->image};
+  for (int k = 0; k < 5; k++)
     if (*rows[k]) {
       loom_tensor *r = loom_index_select(*rows[k], 0, index);
       if (!r)
@@ -81,15 +86,21 @@ static int start(decoder *d, const loom_tensor *images) {
   }
   if (m->cfg.attention)
     swap(&d->keys, cap_model_keys(m, f));
+  if (m->cfg.attend_after && d->keys)
+    swap(&d->z, cap_model_first_context(d->keys));
   swap(&d->h, h);
   swap(&d->c, c);
-  return d->h && d->c && (!m->cfg.attention || d->keys) ? 0 : -1;
+  return d->h && d->c && (!m->cfg.attention || d->keys) &&
+                 (!m->cfg.attend_after || d->z)
+             ? 0
+             : -1;
 }
 
 static void finish(decoder *d) {
   loom_release(d->h);
   loom_release(d->c);
   loom_release(d->keys);
+  loom_release(d->z);
   loom_release(d->image);
 }
 

@@ -63,6 +63,10 @@ static void usage(FILE *f) {
       "                      an N-unit scorer (implies --image init; 0: none)\n"
       "  --positions, --no-positions  attention reads each cell's x and y\n"
       "                      beside its features (off)\n"
+      "  --attend WHEN       before: the state before a word chooses where\n"
+      "                      to look for it (Show, Attend and Tell); after:\n"
+      "                      the state that has read the previous word does,\n"
+      "                      and the output reads what it saw (before)\n"
       "  --dropout P         before the output layer (0.5)\n"
       "\n");
   fprintf(
@@ -147,6 +151,7 @@ enum {
   O_IMAGE,
   O_ATTENTION,
   O_POSITIONS,
+  O_ATTEND,
   O_NO_POSITIONS,
   O_DROPOUT,
   O_BATCH,
@@ -212,6 +217,7 @@ static const struct option long_options[] = {
     {"image", 1, 0, O_IMAGE},
     {"attention", 1, 0, O_ATTENTION},
     {"positions", 0, 0, O_POSITIONS},
+    {"attend", 1, 0, O_ATTEND},
     {"no-positions", 0, 0, O_NO_POSITIONS},
     {"dropout", 1, 0, O_DROPOUT},
     {"batch", 1, 0, O_BATCH},
@@ -375,6 +381,13 @@ static int set_option(parsed *p, int ch, const char *flag, const char *v) {
                 &o->model.image_mode);
   case O_ATTENTION:
     return app_parse_int(P, flag, v, 0, CAP_MAX_WIDTH, &o->model.attention);
+  case O_ATTEND: {
+    int after;
+    if (word(flag, v, (const char *[]){"before", "after"}, 2, &after) < 0)
+      return -1;
+    o->model.attend_after = after;
+    return 0;
+  }
   case O_POSITIONS:
   case O_NO_POSITIONS:
     o->model.positions = ch == O_POSITIONS;

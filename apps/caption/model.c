@@ -43,15 +43,15 @@ int cap_config_check(const cap_config *c) {
     ok = c->channels[i] >= 1 && c->channels[i] <= CAP_MAX_WIDTH;
   if (ok && c->attention && c->image_mode != CAP_IMAGE_INIT)
     ok = false;
-  if (ok && c->positions && !c->attention)
+  if (ok && (c->positions || c->attend_after) && !c->attention)
     ok = false;
   if (!ok)
     loom_set_error(LOOM_ERR_ARGUMENT,
                    "caption model: side %lld with %d blocks, vocabulary "
                    "%lld, embed %lld, hidden %lld, attention %lld, image "
                    "mode %d, dropout %g do not make a model (attention "
-                   "needs the image as the initial state; positions need "
-                   "attention)",
+                   "needs the image as the initial state; positions and "
+                   "attend after need attention)",
                    (long long)c->side, c->blocks, (long long)c->vocab,
                    (long long)c->embed, (long long)c->hidden,
                    (long long)c->attention, c->image_mode, c->dropout);
@@ -106,6 +106,8 @@ cap_model *cap_model_new(const cap_config *cfg, uint64_t seed) {
               m, "attend",
               loom_seq_attention_new(LOOM_SCORE_ADDITIVE, H, keys,
                                      cfg->attention)));
+  /* attending after the word, the output reads the context too */
+  int64_t out_in = H + (cfg->attention && cfg->attend_after ? keys : 0);
   if (ok)
     ok = (m->embed = (loom_embedding_layer *)add(
               m, "embed",
@@ -117,7 +119,7 @@ cap_model *cap_model_new(const cap_config *cfg, uint64_t seed) {
          (m->drop = (loom_dropout_layer *)add(
               m, "drop", loom_dropout_layer_new(cfg->dropout, m->rng))) &&
          (m->out = (loom_linear_layer *)add(
-              m, "out", loom_linear_layer_new(H, cfg->vocab, true)));
+              m, "out", loom_linear_layer_new(out_in, cfg->vocab, true)));
   if (!ok) {
     loom_module_free(&m->base);
     return NULL;
@@ -179,9 +181,50 @@ static int initial_state(cap_model *m, const loom_tensor *v,
   return state[0] && state[1] ? 0 : -1;
 }
 
-/* Attention: the LSTM stepped word by word, each input the word's
- * embedding beside the features weighted by attention from the previous
- * state. out (T, B, H); alpha (T, B, L) if asked. */
+/* One step of the LSTM with attention: from the state (h, c) and, when
+ * attending after, the previous context z, the next state and context
+ * (*out: what the output layer reads, h or [h, z]; *alpha the weights).
+ * Before (Show, Attend and Tell): z = attend(h), then the LSTM reads
+ * [word, z]. After: the LSTM reads [word, previous z], then z =
+ * attend(new h), so the state that chooses where to look has read the
+ * word just written (after "a small", the small shape's colour). */
+int cap_model_attend_step(cap_model *m, const loom_tensor *keys,
+                          const loom_tensor *word, loom_tensor **state,
+                          loom_tensor **z, loom_tensor **out,
+                          loom_tensor **alpha) {
+  loom_tensor *next[2];
+  if (!m->cfg.attend_after) {
+    if (loom_seq_attention_forward(m->attend, state[0], keys, NULL, z, alpha) <
+            0 ||
+        loom_rnn_cell_step(
+            m->lstm, 0,
+            loom_concat((loom_tensor *[]){(loom_tensor *)word, *z}, 2, 1),
+            state, next) < 0)
+      return -1;
+    state[0] = *out = next[0];
+    state[1] = next[1];
+    return 0;
+  }
+  if (loom_rnn_cell_step(
+          m->lstm, 0,
+          loom_concat((loom_tensor *[]){(loom_tensor *)word, *z}, 2, 1), state,
+          next) < 0 ||
+      loom_seq_attention_forward(m->attend, next[0], keys, NULL, z, alpha) < 0)
+    return -1;
+  state[0] = next[0];
+  state[1] = next[1];
+  *out = loom_concat((loom_tensor *[]){next[0], *z}, 2, 1);
+  return *out ? 0 : -1;
+}
+
+/* The context before the first word when attending after: zeros (B, K). */
+loom_tensor *cap_model_first_context(const loom_tensor *keys) {
+  return loom_zeros(loom_dtype_of(keys),
+                    LOOM_SHAPE(loom_size(keys, 0), loom_size(keys, 2)));
+}
+
+/* Attention: the LSTM stepped word by word (cap_model_attend_step). out
+ * (T, B, H or H + K); alpha (T, B, L) if asked. */
 static int attend_steps(cap_model *m, const loom_tensor *keys,
                         const loom_tensor *v, const loom_tensor *emb,
                         loom_tensor **out, loom_tensor **alpha) {
@@ -189,23 +232,14 @@ static int attend_steps(cap_model *m, const loom_tensor *keys,
   loom_tensor *state[2];
   if (initial_state(m, v, state) < 0)
     return -1;
+  loom_tensor *z = m->cfg.attend_after ? cap_model_first_context(keys) : NULL;
   loom_tensor **hs = malloc((size_t)T * sizeof *hs);
   loom_tensor **as = malloc((size_t)T * sizeof *as);
-  int rc = hs && as ? 0 : -1;
+  int rc = hs && as && (z || !m->cfg.attend_after) ? 0 : -1;
   loom_fixed_weights_begin();
-  for (int64_t t = 0; rc == 0 && t < T; t++) {
-    loom_tensor *z, *a, *next[2];
-    rc = loom_seq_attention_forward(m->attend, state[0], keys, NULL, &z, &a);
-    loom_tensor *x =
-        loom_concat((loom_tensor *[]){loom_select(emb, 0, t), z}, 2, 1);
-    if (rc == 0)
-      rc = loom_rnn_cell_step(m->lstm, 0, x, state, next);
-    if (rc == 0) {
-      hs[t] = state[0] = next[0];
-      state[1] = next[1];
-      as[t] = a;
-    }
-  }
+  for (int64_t t = 0; rc == 0 && t < T; t++)
+    rc = cap_model_attend_step(m, keys, loom_select(emb, 0, t), state, &z,
+                               &hs[t], &as[t]);
   loom_fixed_weights_end();
   if (rc == 0) {
     *out = loom_stack(hs, (int)T, 0);
