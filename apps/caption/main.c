@@ -62,11 +62,11 @@ static void usage(FILE *f) {
       "  --attention N       soft attention over the last feature map with\n"
       "                      an N-unit scorer (implies --image init; 0: none)\n"
       "  --positions, --no-positions  attention reads each cell's x and y\n"
-      "                      beside its features (off)\n"
+      "                      beside its features (on)\n"
       "  --attend WHEN       before: the state before a word chooses where\n"
       "                      to look for it (Show, Attend and Tell); after:\n"
       "                      the state that has read the previous word does,\n"
-      "                      and the output reads what it saw (before)\n"
+      "                      and the output reads what it saw (after)\n"
       "  --dropout P         before the output layer (0.5)\n"
       "\n");
   fprintf(
@@ -261,7 +261,8 @@ static const struct option long_options[] = {
 typedef struct {
   cap_options o;
   bool data_given, min_count_given, flip_given, epochs_given, sheet_given;
-  bool scene_given; /* any scene option */
+  bool scene_given;  /* any scene option */
+  bool attend_given; /* --attend, --positions or --no-positions */
 } parsed;
 
 static int word(const char *flag, const char *v, const char *const *words,
@@ -386,11 +387,13 @@ static int set_option(parsed *p, int ch, const char *flag, const char *v) {
     if (word(flag, v, (const char *[]){"before", "after"}, 2, &after) < 0)
       return -1;
     o->model.attend_after = after;
+    p->attend_given = true;
     return 0;
   }
   case O_POSITIONS:
   case O_NO_POSITIONS:
     o->model.positions = ch == O_POSITIONS;
+    p->attend_given = true;
     return 0;
   case O_DROPOUT:
     return app_parse_real(P, flag, v, (app_range){.hi = 1, .hi_open = true},
@@ -514,6 +517,8 @@ static parsed defaults(void) {
                           .embed = 256,
                           .hidden = 512,
                           .image_mode = CAP_IMAGE_FIRST,
+                          .positions = true, /* with --attention */
+                          .attend_after = true,
                           .dropout = 0.5};
   o->batch = 64;
   o->per_image = 1;
@@ -586,6 +591,8 @@ static int parse(int argc, char **argv, parsed *p, command *cmd, int *first) {
   }
   if (o->model.attention)
     o->model.image_mode = CAP_IMAGE_INIT;
+  else if (!p->attend_given) /* the defaults are for attention */
+    o->model.positions = o->model.attend_after = false;
   if (o->per_image > o->batch) {
     fprintf(stderr,
             P ": --captions-per-image %lld: must be in [1, %lld] (--batch)\n",
