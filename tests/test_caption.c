@@ -356,6 +356,20 @@ START_TEST(captions_of_one_image_share_its_pass) {
 }
 END_TEST
 
+/* --schedule cosine's curve, which a --minutes run follows by the clock:
+ * from lr to a hundredth of it, halfway at the middle, clamped. */
+START_TEST(cosine_rate) {
+  ck_assert_double_eq_tol(cap_cosine_lr(2e-3, 0), 2e-3, 1e-15);
+  ck_assert_double_eq_tol(cap_cosine_lr(2e-3, 0.5), (2e-3 + 2e-5) / 2, 1e-15);
+  ck_assert_double_eq_tol(cap_cosine_lr(2e-3, 1), 2e-5, 1e-15);
+  /* a quarter of the way: (1 + cos(pi / 4)) / 2 of the span */
+  ck_assert_double_eq_tol(cap_cosine_lr(1, 0.25),
+                          0.01 + 0.99 * (1 + sqrt(0.5)) / 2, 1e-15);
+  ck_assert_double_eq_tol(cap_cosine_lr(1, -3), 1, 1e-15);
+  ck_assert_double_eq_tol(cap_cosine_lr(1, 7), 0.01, 1e-15);
+}
+END_TEST
+
 START_TEST(bad_model_configs) {
   cap_config cfg = {.side = 16,
                     .channels = {4, 6},
@@ -435,6 +449,7 @@ static Suite *suite(void) {
   tcase_add_test(t, decoding_through_the_library);
   tcase_add_test(t, minimum_bayes_risk_choice);
   tcase_add_test(t, captions_of_one_image_share_its_pass);
+  tcase_add_test(t, cosine_rate);
   tcase_add_test(t, bad_model_configs);
   suite_add_tcase(s, t);
   return s;

@@ -564,6 +564,15 @@ typedef struct {
                   parsing sets decode.nbest to it */
 } cap_options;
 
+/* --schedule cosine: the rate at `fraction` (clamped to [0, 1]) of the
+ * run, from lr down to CAP_COSINE_FLOOR * lr at the end, on half a cosine
+ * (the step-counted schedule's curve). A run with --minutes and no step
+ * count takes the fraction from the clock: the time gone of its budget,
+ * so that it anneals within its minutes (and a resumed run follows its
+ * own clock, not bit-identically). */
+#define CAP_COSINE_FLOOR 0.01
+double cap_cosine_lr(double lr, double fraction);
+
 /* caption train: the exit status (0 done, 1 failed or something asked for
  * was not written). */
 int cap_train(const cap_options *o);

@@ -98,14 +98,22 @@ static void save(run *r, const char *path, bool *failed) {
   }
 }
 
+double cap_cosine_lr(double lr, double fraction) {
+  double f = fraction < 0 ? 0 : fraction > 1 ? 1 : fraction;
+  double floor = lr * CAP_COSINE_FLOOR;
+  return floor + (lr - floor) * 0.5 * (1 + cos(acos(-1.0) * f));
+}
+
 static loom_schedule *schedule_new(const cap_options *o, loom_optimizer *opt,
                                    int64_t total) {
   loom_schedule_opts so;
   switch (o->schedule) {
-  case CAP_SCHEDULE_COSINE: /* over the run's steps */
+  case CAP_SCHEDULE_COSINE:
+    /* over the run's steps; a run with --minutes alone has no step count:
+     * cap_cosine_lr() sets the rate from the clock instead */
     so = loom_schedule_defaults(LOOM_SCHEDULE_COSINE);
     so.t_max = total > 0 ? total : 1;
-    so.eta_min = o->lr * 0.01;
+    so.eta_min = o->lr * CAP_COSINE_FLOOR;
     break;
   case CAP_SCHEDULE_PLATEAU: /* on the dev BLEU-4, stepped per evaluation */
     so = loom_schedule_defaults(LOOM_SCHEDULE_PLATEAU);
@@ -487,8 +495,11 @@ int cap_train(const cap_options *o) {
     loom_scope_end(s);
     r.step++;
     images += n;
-    if (o->schedule == CAP_SCHEDULE_COSINE)
+    if (o->schedule == CAP_SCHEDULE_COSINE && r.total > 0)
       loom_schedule_step(r.sched, 0);
+    else if (o->schedule == CAP_SCHEDULE_COSINE) /* by the clock */
+      loom_optimizer_set_lr(
+          r.opt, cap_cosine_lr(o->lr, (app_now() - t0) / (o->minutes * 60)));
     seconds += app_now() - started; /* training only, not validation */
     r.rate = (double)images / seconds;
     r.smooth = isnan(r.smooth) ? loss : 0.95 * r.smooth + 0.05 * loss;
