@@ -17,6 +17,7 @@
 #include "kernels.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define NR 32 /* panel width */
 
@@ -37,14 +38,31 @@ loom__packed *loom__kernel_pack(const float *b, int64_t K, int64_t N,
     return NULL;
   }
   *p = (loom__packed){K, N, panels, d};
-  for (int64_t q = 0; q < panels; q++)
-    for (int64_t k = 0; k < K; k++) {
-      float *row = d + (q * K + k) * NR;
-      for (int64_t j = 0; j < NR; j++) {
-        int64_t n = q * NR + j;
-        row[j] = n >= N ? 0.0f : trans ? b[n * ld + k] : b[k * ld + n];
+  /* Packing runs once per sequence, the product once per step; at batch 1
+   * the two read as much memory each, so the copy is kept to whole rows:
+   * B's rows go in with memcpy, and B^T's rows (the panel's columns) are
+   * written a block of PACK_KB values at a time, so the panel's lines being
+   * filled stay in L1 (an element-wise loop took as long as the products). */
+  enum { PACK_KB = 64 };
+  for (int64_t q = 0; q < panels; q++) {
+    float *panel = d + q * K * NR;
+    int64_t n0 = q * NR, w = N - n0 < NR ? N - n0 : NR;
+    if (w < NR)
+      memset(panel, 0, (size_t)(K * NR) * sizeof *panel);
+    if (!trans) {
+      for (int64_t k = 0; k < K; k++)
+        memcpy(panel + k * NR, b + k * ld + n0, (size_t)w * sizeof *b);
+      continue;
+    }
+    for (int64_t k0 = 0; k0 < K; k0 += PACK_KB) {
+      int64_t k1 = K - k0 < PACK_KB ? K : k0 + PACK_KB;
+      for (int64_t j = 0; j < w; j++) {
+        const float *src = b + (n0 + j) * ld;
+        for (int64_t k = k0; k < k1; k++)
+          panel[k * NR + j] = src[k];
       }
     }
+  }
   return p;
 }
 

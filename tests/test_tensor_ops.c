@@ -1566,8 +1566,9 @@ END_TEST
 /* The packed-weight product (tensor/kernel_gemm_packed.c) against a float64
  * sum, for every row count of its register blocks (1..8 and past them),
  * column counts that end inside a block and a panel, both layouts of B and
- * accumulation; the same bits with 1 and 2 threads. Run under each LOOM_ISA
- * by tests/meson.build, so every level's blocking is checked here. */
+ * accumulation, B's rows longer than used (ld past the row); the same bits
+ * with 1 and 2 threads. Run under each LOOM_ISA by tests/meson.build, so
+ * every level's blocking is checked here. */
 START_TEST(test_packed_product) {
   const int64_t Ms[] = {1, 2, 3, 5, 6, 7, 8, 9, 13, 17};
   const int64_t Ns[] = {1, 7, 8, 16, 31, 32, 33, 70};
@@ -1576,13 +1577,13 @@ START_TEST(test_packed_product) {
   for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++)
     for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
       for (int trans = 0; trans < 2; trans++) {
-        int64_t K = Ks[ki], N = Ns[ni], M = 17;
+        int64_t K = Ks[ki], N = Ns[ni], M = 17, ld = (trans ? K : N) + 3;
         loom_tensor *a = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(M, K));
-        loom_tensor *b = loom_randn(g, LOOM_F32, 0, 1,
-                                    LOOM_SHAPE(trans ? N : K, trans ? K : N));
+        loom_tensor *b =
+            loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(trans ? N : K, ld));
         loom_tensor *c0 = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(M, N));
         const float *av = loom_data_f32(a), *bv = loom_data_f32(b);
-        loom__packed *p = loom__kernel_pack(bv, K, N, trans ? K : N, trans);
+        loom__packed *p = loom__kernel_pack(bv, K, N, ld, trans);
         ck_assert_ptr_nonnull(p);
         for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
           for (int acc = 0; acc < 2; acc++) {
@@ -1603,7 +1604,7 @@ START_TEST(test_packed_product) {
                   want = acc ? want : 0;
                   for (int64_t k = 0; k < K; k++) {
                     double t = (double)av[i * K + k] *
-                               bv[trans ? j * K + k : k * N + j];
+                               bv[trans ? j * ld + k : k * ld + j];
                     want += t;
                     mag += fabs(t);
                   }
