@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "bench_util.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,4 +142,74 @@ void bench_options(int argc, char **argv, const char *usage, int *samples,
   }
   if (*samples < 1)
     *samples = 1;
+}
+
+void bench_add_product(bench_product *list, int *len, int cap, int64_t m,
+                       int64_t n, int64_t k, double count, bool grad_a,
+                       bool grad_b) {
+  if (*len + 1 + grad_a + grad_b > cap) {
+    fprintf(stderr, "bench_add_product: more than %d products\n", cap);
+    exit(2);
+  }
+  list[(*len)++] = (bench_product){m, n, k, count};
+  if (grad_a)
+    list[(*len)++] = (bench_product){m, k, n, count};
+  if (grad_b)
+    list[(*len)++] = (bench_product){k, n, m, count};
+}
+
+double bench_products_flops(const bench_product *list, int len) {
+  double f = 0;
+  for (int i = 0; i < len; i++)
+    f += 2.0 * (double)list[i].m * (double)list[i].n * (double)list[i].k *
+         list[i].count;
+  return f;
+}
+
+typedef struct {
+  const bench_product *p;
+  const float *a, *b;
+  float *c;
+} sgemm_ctx;
+
+static void run_sgemm(void *ctx) {
+  const sgemm_ctx *x = ctx;
+  const bench_product *p = x->p;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)p->m,
+              (blasint)p->n, (blasint)p->k, 1.0f, x->a, (blasint)p->k, x->b,
+              (blasint)p->n, 0.0f, x->c, (blasint)p->n);
+}
+
+double bench_products_blas_seconds(const bench_product *list, int len,
+                                   int threads, int samples, double min_s) {
+  double *per_call = malloc(sizeof *per_call * (size_t)(len > 0 ? len : 1));
+  if (!per_call) {
+    fprintf(stderr, "bench: out of memory\n");
+    exit(2);
+  }
+  openblas_set_num_threads(threads);
+  double total = 0;
+  for (int i = 0; i < len; i++) {
+    const bench_product *p = &list[i];
+    int j = 0; /* a shape listed before is not timed again */
+    while (j < i &&
+           (list[j].m != p->m || list[j].n != p->n || list[j].k != p->k))
+      j++;
+    if (j < i) {
+      per_call[i] = per_call[j];
+    } else {
+      sgemm_ctx x = {p, bench_alloc_f32((size_t)(p->m * p->k)),
+                     bench_alloc_f32((size_t)(p->k * p->n)),
+                     bench_alloc_f32((size_t)(p->m * p->n))};
+      bench_compare(1, (bench_fn[]){run_sgemm}, (void *[]){&x}, samples, min_s,
+                    &per_call[i], NULL);
+      free((void *)x.a);
+      free((void *)x.b);
+      free(x.c);
+    }
+    total += per_call[i] * p->count;
+  }
+  openblas_set_num_threads(1);
+  free(per_call);
+  return total;
 }

@@ -10,7 +10,9 @@
 #ifndef LOOM_BENCH_UTIL_H
 #define LOOM_BENCH_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef void (*bench_fn)(void *ctx);
 
@@ -45,5 +47,35 @@ const char *bench_take_option(int *argc, char **argv, const char *name);
  * programs; unknown arguments make it print `usage` and exit. */
 void bench_options(int argc, char **argv, const char *usage, int *samples,
                    double *min_s);
+
+/* ---- how far a step is from the matrix products' limit ----
+ * A benchmark lists the products one step computes (forward and backward,
+ * in the shapes the library runs them); the step's FLOPs are the sum of
+ * 2 m n k over them (multiply and add counted apart, elementwise work not
+ * counted), so achieved GFLOP/s = FLOPs / step time, and the rate OpenBLAS
+ * reaches on the same shapes says how fast the products alone could go. */
+typedef struct {
+  int64_t m, n, k; /* C (m x n) = A (m x k) B (k x n) */
+  double count;    /* how many such products per step */
+} bench_product;
+
+/* Appends the product (m, n, k) x count to list[*len], and for training
+ * its backward products: dA = dC B^T (m, k, n) when grad_a, dB = A^T dC
+ * (k, n, m) when grad_b. Exits the program when more than `cap` entries
+ * would be needed. */
+void bench_add_product(bench_product *list, int *len, int cap, int64_t m,
+                       int64_t n, int64_t k, double count, bool grad_a,
+                       bool grad_b);
+
+/* Sum of 2 m n k count over list[0, len). */
+double bench_products_flops(const bench_product *list, int len);
+
+/* Seconds cblas_sgemm (row major, no transposes, beta 0) takes for all
+ * the products of the list on `threads` OpenBLAS threads: each distinct
+ * shape is timed alone (median of `samples` samples of >= min_s seconds)
+ * and multiplied by its count. FLOPs / this = OpenBLAS's rate for the
+ * step's shapes. OpenBLAS is left at one thread, as loom runs it. */
+double bench_products_blas_seconds(const bench_product *list, int len,
+                                   int threads, int samples, double min_s);
 
 #endif

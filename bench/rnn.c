@@ -15,6 +15,11 @@
  * bench/rnn_torch.py times the PyTorch counterparts. All cases are sampled
  * in interleaved rounds; each figure is the median ms per step. Lines
  * starting with "@rnn" are for bench/run_models.sh.
+ *
+ * GF/s is the step's matrix-product FLOPs over its time (step_products
+ * lists them; the input needs no gradient, so there is no dx product).
+ * --blas 1 also times OpenBLAS's sgemm on the same shapes and prints the
+ * rate it reaches there: the limit the products set.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_util.h"
@@ -120,8 +125,27 @@ typedef struct {
   loom_optimizer *opt;
   loom_tensor *x;
   int64_t batch;
+  int gates; /* 4 for the LSTM, 3 for the GRU */
   double loss;
 } rnn_case;
+
+#define MAX_PRODUCTS 8
+
+/* The products of one training step as the fused op runs them, G = gates
+ * x hidden: the input projection (T B x IN by IN x G) once for the whole
+ * sequence and its weight gradient; at each of the T steps h (B x H) by
+ * W_hh^T (H x G) and, backward, the state's gradient (B x G by G x H);
+ * and W_hh's gradient as one product over all steps (G x T B by T B x H).
+ * The cases stepped by the runner do the same FLOPs in other shapes. */
+static int step_products(const rnn_case *c, bench_product *list) {
+  int n = 0;
+  int64_t B = c->batch, G = c->gates * HIDDEN;
+  bench_add_product(list, &n, MAX_PRODUCTS, STEPS * B, G, IN, 1, false, true);
+  bench_add_product(list, &n, MAX_PRODUCTS, B, G, HIDDEN, STEPS, true, false);
+  bench_add_product(list, &n, MAX_PRODUCTS, G, HIDDEN, STEPS * B, 1, false,
+                    false);
+  return n;
+}
 
 static void train_step(void *p) {
   rnn_case *c = p;
@@ -152,7 +176,10 @@ static void make_case(rnn_case *c, const char *name, const char *peer,
                       const loom_cell_type *type, int64_t batch,
                       bool step_by_step) {
   loom_manual_seed(0);
-  *c = (rnn_case){.name = name, .peer = peer, .batch = batch};
+  *c = (rnn_case){.name = name,
+                  .peer = peer,
+                  .batch = batch,
+                  .gates = type == &loom_gru_cell ? 3 : 4};
   c->rnn = loom_rnn_new(type, (loom_rnn_opts){.input_size = IN,
                                               .hidden_size = HIDDEN,
                                               .step_by_step = step_by_step});
@@ -178,13 +205,16 @@ int main(int argc, char **argv) {
   double min_s = 0.3;
   const char *usage =
       "usage: bench-rnn [--samples N] [--min-ms M] [--forward 0|1]\n"
-      "                 [--case NAME]\n"
+      "                 [--case NAME] [--blas 0|1]\n"
       "ms per training step (fwd + mean(out^2) + bwd + Adam) of LSTM/GRU\n"
       "256 -> 512, seq 35, and of LSTM cells unrolled step by step.\n"
-      "--case runs one case's training step alone (for a profiler).\n";
+      "--case runs one case's training step alone (for a profiler).\n"
+      "--blas 1 adds OpenBLAS's GFLOP/s on each case's product shapes.\n";
   const char *fwd_opt = bench_take_option(&argc, argv, "forward");
   const char *only = bench_take_option(&argc, argv, "case");
+  const char *blas_opt = bench_take_option(&argc, argv, "blas");
   bool with_forward = fwd_opt && atoi(fwd_opt);
+  bool with_blas = blas_opt && atoi(blas_opt);
   bench_options(argc, argv, usage, &samples, &min_s);
 
   rnn_case cases[N_CASES];
@@ -206,7 +236,10 @@ int main(int argc, char **argv) {
         double med1;
         bench_compare(1, (bench_fn[]){train_step}, (void *[]){&cases[i]},
                       samples, min_s, &med1, NULL);
-        printf("%-20s %10.3f ms/step\n", only, med1 * 1e3);
+        bench_product list[MAX_PRODUCTS];
+        int n = step_products(&cases[i], list);
+        printf("%-20s %10.3f ms/step %8.1f GF/s\n", only, med1 * 1e3,
+               bench_products_flops(list, n) / med1 * 1e-9);
         printf("@rnn train %s %s %.4f\n", only, cases[i].peer, med1 * 1e3);
       }
     for (int i = 0; i < N_CASES; i++)
@@ -236,12 +269,20 @@ int main(int argc, char **argv) {
   printf("# LSTM/GRU %d -> %d, 1 layer, seq %d, float32; loom threads %d; "
          "%d samples of >= %.0f ms, interleaved\n",
          IN, HIDDEN, STEPS, loom_num_threads(), samples, min_s * 1e3);
-  printf("%-20s %10s %12s %10s\n", "# case", "ms/step", "steps*B/s", "loss");
+  printf("%-20s %10s %12s %10s %8s %10s\n", "# case", "ms/step", "steps*B/s",
+         "loss", "GF/s", "blas_GF/s");
   for (int i = 0; i < N_CASES; i++) {
     rnn_case *c = &cases[i];
     double ms = med[i] * 1e3;
-    printf("%-20s %10.3f %12.0f %10.6f\n", c->name, ms,
-           STEPS * c->batch / med[i], c->loss);
+    bench_product list[MAX_PRODUCTS];
+    int n = step_products(c, list);
+    double flops = bench_products_flops(list, n);
+    double blas = with_blas ? flops / bench_products_blas_seconds(
+                                          list, n, loom_num_threads(), 5, 0.05)
+                            : NAN;
+    printf("%-20s %10.3f %12.0f %10.6f %8.1f %10.1f\n", c->name, ms,
+           STEPS * c->batch / med[i], c->loss, flops / med[i] * 1e-9,
+           blas * 1e-9);
     printf("@rnn train %s %s %.4f\n", c->name, c->peer, ms);
   }
   if (with_forward)

@@ -21,6 +21,12 @@
  * bench/transformer_torch.py times the PyTorch counterparts. Cases are
  * sampled in interleaved rounds; figures are medians. Lines starting with
  * "@tf" are for bench/run_models.sh.
+ *
+ * GF/s is the step's matrix-product FLOPs over its time (case_products
+ * lists them: projections, feed-forward, the attention's per-head products
+ * and the output layer, forward and backward; softmax, norms and the rest
+ * are not counted). --blas 1 also times OpenBLAS's sgemm on the same
+ * shapes and prints the rate it reaches there.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_util.h"
@@ -68,6 +74,44 @@ typedef struct {
   loom_tensor *x;
   double loss;
 } tf_case;
+
+/* ---- the products of a step ---- */
+
+#define MAX_PRODUCTS 256
+
+typedef struct {
+  bench_product p[MAX_PRODUCTS];
+  int n;
+} products;
+
+static void add(products *l, int64_t m, int64_t n, int64_t k, double count,
+                bool grad_a) {
+  bench_add_product(l->p, &l->n, MAX_PRODUCTS, m, n, k, count, grad_a, true);
+}
+
+/* Attention of `batch` sequences, queries of length sq against keys of
+ * length sk: the projections (in one product for self-attention, Q apart
+ * from K and V for cross-attention), per (sequence, head) Q K^T and
+ * weights x V, and the output projection. grad_in: whether the input
+ * needs a gradient (not for a benchmark's fixed input). */
+static void attention(products *l, int64_t batch, int64_t sq, int64_t sk,
+                      bool cross, bool grad_in) {
+  int64_t d = D_MODEL, dh = D_MODEL / HEADS, bh = batch * HEADS;
+  if (cross) {
+    add(l, batch * sq, d, d, 1, true);
+    add(l, batch * sk, 2 * d, d, 1, true);
+  } else {
+    add(l, batch * sq, 3 * d, d, 1, grad_in);
+  }
+  add(l, sq, sk, dh, (double)bh, true);
+  add(l, sq, dh, sk, (double)bh, true);
+  add(l, batch * sq, d, d, 1, true);
+}
+
+static void feed_forward(products *l, int64_t tokens, int64_t ff) {
+  add(l, tokens, ff, D_MODEL, 1, true);
+  add(l, tokens, D_MODEL, ff, 1, true);
+}
 
 static void encoder_step(void *p) {
   tf_case *c = p;
@@ -228,16 +272,44 @@ static void make_mha(tf_case *c) {
 
 enum { ENC_DROP, ENC_NODROP, MHA, TRANSLATE, N_CASES };
 
+static products case_products(int c) {
+  products l = {.n = 0};
+  if (c == MHA) {
+    attention(&l, BATCH, SEQ, SEQ, false, true);
+  } else if (c == TRANSLATE) { /* embeddings need the input's gradient */
+    for (int i = 0; i < 3; i++) {
+      attention(&l, TR_BATCH, TR_LEN, TR_LEN, false, true);
+      feed_forward(&l, TR_BATCH * TR_LEN, 512);
+    }
+    for (int i = 0; i < 3; i++) {
+      attention(&l, TR_BATCH, TR_LEN, TR_LEN, false, true);
+      attention(&l, TR_BATCH, TR_LEN, TR_LEN, true, true);
+      feed_forward(&l, TR_BATCH * TR_LEN, 512);
+    }
+    add(&l, TR_BATCH * TR_LEN, TR_TGT_VOCAB, D_MODEL, 1, true);
+  } else {
+    for (int i = 0; i < LAYERS; i++) {
+      attention(&l, BATCH, SEQ, SEQ, false, i > 0);
+      feed_forward(&l, BATCH * SEQ, FF);
+    }
+  }
+  return l;
+}
+
 int main(int argc, char **argv) {
   int samples = 7;
   double min_s = 0.3;
   const char *usage =
       "usage: bench-transformer [--samples N] [--min-ms M] [--case NAME]\n"
+      "                         [--blas 0|1]\n"
       "ms per training step of a 2-layer TransformerEncoder (d 256, 8 heads,\n"
       "ff 1024, seq 64, batch 32), of MultiheadAttention fwd+bwd and of\n"
       "apps/translate's transformer (3+3 layers, batch 128 x 15 tokens).\n"
-      "--case runs one case alone (for a profiler).\n";
+      "--case runs one case alone (for a profiler).\n"
+      "--blas 1 adds OpenBLAS's GFLOP/s on each case's product shapes.\n";
   const char *only = bench_take_option(&argc, argv, "case");
+  const char *blas_opt = bench_take_option(&argc, argv, "blas");
+  bool with_blas = blas_opt && atoi(blas_opt);
   bench_options(argc, argv, usage, &samples, &min_s);
 
   tf_case cases[N_CASES];
@@ -268,13 +340,19 @@ int main(int argc, char **argv) {
          "samples of >= %.0f ms\n",
          LAYERS, D_MODEL, HEADS, FF, SEQ, BATCH, loom_num_threads(), samples,
          min_s * 1e3);
-  printf("%-18s %10s %12s %12s\n", "# case", "ms/step", "tokens/s", "loss");
+  printf("%-18s %10s %12s %12s %8s %10s\n", "# case", "ms/step", "tokens/s",
+         "loss", "GF/s", "blas_GF/s");
   for (int i = 0; i < n; i++) {
     tf_case *c = &cases[first + i];
     double ms = med[i] * 1e3;
     double tokens = c->tr ? TR_LEN * TR_BATCH : SEQ * BATCH;
-    printf("%-18s %10.3f %12.0f %12.6f\n", c->name, ms, tokens / med[i],
-           c->loss);
+    products l = case_products(first + i);
+    double flops = bench_products_flops(l.p, l.n);
+    double blas = with_blas ? flops / bench_products_blas_seconds(
+                                          l.p, l.n, loom_num_threads(), 5, 0.05)
+                            : NAN;
+    printf("%-18s %10.3f %12.0f %12.6f %8.1f %10.1f\n", c->name, ms,
+           tokens / med[i], c->loss, flops / med[i] * 1e-9, blas * 1e-9);
     printf("@tf loom %s %.4f\n", c->name, ms);
   }
   for (int i = 0; i < N_CASES; i++) {
