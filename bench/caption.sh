@@ -44,6 +44,8 @@
 #   BUILD=dir  RESULTS=dir  PYTHON=exe  DATA=dir (../shared/data/flickr8k_1k)
 #   PEER=file (../shared/peers/torch_caption_quality.py)  MINUTES=m (15)
 #   PAIRED=1  PROBE_MINUTES=m (2)  SHAPES_MINUTES=m (5)
+#   LOOM_RECIPE="flags" (loom train flags after the baseline's, e.g.
+#   "--attention 128 --captions-per-image 5 --schedule cosine")
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
@@ -55,6 +57,7 @@ MINUTES=${MINUTES:-15}
 PROBE_MINUTES=${PROBE_MINUTES:-2}
 SHAPES_MINUTES=${SHAPES_MINUTES:-5}
 PAIRED=${PAIRED:-}
+LOOM_RECIPE=${LOOM_RECIPE:-}
 RESULTS=${RESULTS:-$(mktemp -d /tmp/loom-caption.XXXXXX)}
 SHAPES=
 FLICKR=
@@ -169,8 +172,8 @@ print(f["bleu1"], f["bleu2"], f["bleu4"], j["pairs_per_s"], b["bleu1"],
 loom_run() {
   name=$1 threads=$2 minutes=$3
   shift 3
-  # shellcheck disable=SC2086 # LIKE_TORCH is a list of words
-  run "$name" "$@" "$C" train $LIKE_TORCH --threads "$threads" \
+  # shellcheck disable=SC2086 # lists of words
+  run "$name" "$@" "$C" train $LIKE_TORCH $LOOM_RECIPE --threads "$threads" \
     --minutes "$minutes" --checkpoint "$RESULTS/$name.ckpt" \
     --plot "$RESULTS/$name.png" --sheet "$RESULTS/$name-sheet.png"
 }
