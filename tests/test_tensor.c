@@ -4,6 +4,8 @@
  * texts are PyTorch's own output for the same tensors). */
 #include "check_values.h"
 
+#include "../tensor/internal.h"
+
 #include <float.h>
 #include <string.h>
 
@@ -829,6 +831,54 @@ START_TEST(test_nested_scopes) {
 }
 END_TEST
 
+/* The allocator's cache of big blocks (tensor/alloc.c) under
+ * loom_set_cache_slack, in a loop shaped like a training step: a block
+ * whose size changes from step to step beside blocks of one size, all freed
+ * at the step's end. From the second step on, the fixed-size blocks must
+ * come back from the cache: a marker written into each before it was freed
+ * is still there. (Blocks of 40 MiB come from mmap, so one handed back and
+ * made again would be fresh, zeroed pages.) Under the default rule a miss
+ * of the changing block, with few bytes live, evicts fixed-size ones, which
+ * then miss in turn. Under AddressSanitizer nothing is cached, so only the
+ * argument checks run. */
+START_TEST(test_block_cache_keeps_steady_blocks) {
+  ck_assert_int_eq(loom_set_cache_slack(-2), -1);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "-1..1000");
+  ck_assert_int_eq(loom_set_cache_slack(1001), -1);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "-1..1000");
+#if defined(__SANITIZE_ADDRESS__)
+  return;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  return;
+#endif
+#endif
+  ck_assert_int_eq(loom_set_cache_slack(50), 0);
+  const size_t mib = (size_t)1 << 20, fixed = 40 * mib, mark_at = 20 * mib;
+  const uint64_t mark = 0x6c6f6f6d;
+  for (int step = 0; step < 12; step++) {
+    size_t vb = (8 + (size_t)(step * 3 % 5)) * mib, fb[3];
+    char *v = loom__block_alloc(&vb), *f[3];
+    ck_assert_ptr_nonnull(v);
+    for (int i = 0; i < 3; i++) {
+      fb[i] = fixed;
+      f[i] = loom__block_alloc(&fb[i]);
+      ck_assert_ptr_nonnull(f[i]);
+      uint64_t got;
+      memcpy(&got, f[i] + mark_at, sizeof got);
+      if (step > 0)
+        ck_assert_msg(got == mark, "step %d: fixed block %d was not cached",
+                      step, i);
+      memcpy(f[i] + mark_at, &mark, sizeof mark);
+    }
+    loom__block_free(v, vb);
+    for (int i = 0; i < 3; i++)
+      loom__block_free(f[i], fb[i]);
+  }
+  ck_assert_int_eq(loom_set_cache_slack(-1), 0);
+}
+END_TEST
+
 /* ------------------------------------------------------------ errors */
 
 START_TEST(test_null_propagates_first_error_wins) {
@@ -1029,7 +1079,7 @@ int main(void) {
         test_split_and_chunk}},
       {"memory",
        {test_scope_frees_everything, test_keep_release_autorelease,
-        test_nested_scopes}},
+        test_nested_scopes, test_block_cache_keeps_steady_blocks}},
       {"errors",
        {test_null_propagates_first_error_wins, test_bad_dims_and_items}},
       {"print", {test_format_like_pytorch, test_format_summarises}},
