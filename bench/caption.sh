@@ -40,12 +40,22 @@
 #   above the best single caption's, images/s >= 1.5x PyTorch's, peak RSS
 #   <= 0.5x.
 #
-# Usage: sh bench/caption.sh [shapes] [flickr]
+# steps: the training step's CPU time on one core, a measure that survives a
+#   busy machine: loom's `caption train` with the same flags for 4 and for
+#   4 + STEPS steps, the difference of their user + system CPU time (so
+#   that loading, the final scoring and the first steps' warm-up cancel),
+#   and bench/caption_torch.py's mean over STEPS steps of the baseline's
+#   training step after 3 warm-up steps (process CPU time); both pinned to
+#   core CORE with one thread, alternated REPS times. Not part of the
+#   default run.
+#
+# Usage: sh bench/caption.sh [shapes] [flickr] [steps]
 #   BUILD=dir  RESULTS=dir  PYTHON=exe  DATA=dir (../shared/data/flickr8k_1k)
 #   PEER=file (../shared/peers/torch_caption_quality.py)  MINUTES=m (15)
 #   PAIRED=1  PROBE_MINUTES=m (2)  SHAPES_MINUTES=m (5)
 #   LOOM_RECIPE="flags" (loom train flags after the baseline's, e.g.
 #   "--attention 128 --captions-per-image 5 --schedule cosine")
+#   STEPS=n (20)  REPS=n (2)  CORE=n (0)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
@@ -59,17 +69,22 @@ SHAPES_MINUTES=${SHAPES_MINUTES:-5}
 PAIRED=${PAIRED:-}
 LOOM_RECIPE=${LOOM_RECIPE:-}
 RESULTS=${RESULTS:-$(mktemp -d /tmp/loom-caption.XXXXXX)}
+STEPS=${STEPS:-20}
+REPS=${REPS:-2}
+CORE=${CORE:-0}
 SHAPES=
 FLICKR=
+STEP_TIMES=
 for arg in "$@"; do
   case $arg in
   shapes) SHAPES=1 ;;
   flickr) FLICKR=1 ;;
-  *) echo "usage: sh bench/caption.sh [shapes] [flickr]" >&2; exit 2 ;;
+  steps) STEP_TIMES=1 ;;
+  *) echo "usage: sh bench/caption.sh [shapes] [flickr] [steps]" >&2; exit 2 ;;
   esac
 done
-[ -n "$SHAPES$FLICKR" ] || { SHAPES=1; FLICKR=1; }
-if [ -n "$FLICKR" ]; then
+[ -n "$SHAPES$FLICKR$STEP_TIMES" ] || { SHAPES=1; FLICKR=1; }
+if [ -n "$FLICKR$STEP_TIMES" ]; then
   for f in captions.txt images.tsv images_64x64_rgb_chw.part0.u8 \
     images_64x64_rgb_chw.part1.u8 images_64x64_rgb_chw.part2.u8 \
     images_64x64_rgb_chw.part3.u8; do
@@ -242,6 +257,34 @@ elif [ -n "$FLICKR" ]; then
     >>"$RESULTS/at.txt"
   loom_run loom 2 "$MINUTES"
   loom_scores loom
+fi
+
+# ---- CPU time per training step, one core ----
+# cpu_seconds STEPS: user + system seconds of a pinned loom run of STEPS
+# steps with the baseline's flags.
+cpu_seconds() {
+  # shellcheck disable=SC2086 # LIKE_TORCH is a list of words
+  /usr/bin/time -f "%U %S" -o "$RESULTS/steps.time" taskset -c "$CORE" \
+    "$C" train $LIKE_TORCH --threads 1 --steps "$1" --eval-every 0 \
+    --checkpoint "$RESULTS/steps.ckpt" --plot '' --sheet '' --quiet \
+    >/dev/null 2>"$RESULTS/steps.err" || { cat "$RESULTS/steps.err"; exit 1; }
+  awk '{ print $1 + $2 }' "$RESULTS/steps.time"
+}
+if [ -n "$STEP_TIMES" ]; then
+  echo "=== CPU time per training step on core $CORE, one thread" \
+    "($STEPS steps, $REPS rounds)" | tee "$RESULTS/steps.txt"
+  for r in $(seq "$REPS"); do
+    a=$(cpu_seconds 4)
+    b=$(cpu_seconds $((4 + STEPS)))
+    loom=$(awk -v a="$a" -v b="$b" -v n="$STEPS" \
+      'BEGIN { printf "%.1f", (b - a) * 1000 / n }')
+    torch=$(cd "$ROOT/bench" && taskset -c "$CORE" "$PYTHON" caption_torch.py \
+      --data "$DATA" --threads 1 --steps "$STEPS" |
+      sed -n 's/.* \([0-9.]*\) CPU ms\/step.*/\1/p')
+    echo "round $r: loom $loom ms/step, PyTorch $torch ms/step," \
+      "ratio $(awk -v l="$loom" -v t="$torch" 'BEGIN { printf "%.2f", t / l }')x" |
+      tee -a "$RESULTS/steps.txt"
+  done
 fi
 
 awk -v minutes="$MINUTES" -v paired="$PAIRED" \
