@@ -199,6 +199,17 @@ START_TEST(bad_input) {
   snprintf(args, sizeof args,
            SMALL " --steps 2 --plot '' --sheet '' --checkpoint %s", ck);
   ck_assert_int_eq(run(args), 0);
+  /* without attention, asking for none of it is not an error */
+  snprintf(args, sizeof args,
+           SMALL " --no-positions --steps 1 --plot '' --sheet '' "
+                 "--checkpoint %s",
+           ck);
+  ck_assert_int_eq(run_both(args, out, sizeof out), 0);
+  snprintf(args, sizeof args,
+           SMALL " --attend before --steps 1 --plot '' --sheet '' "
+                 "--checkpoint %s",
+           ck);
+  ck_assert_int_eq(run_both(args, out, sizeof out), 0);
   const struct {
     const char *args;
     int status;

@@ -262,8 +262,8 @@ static const struct option long_options[] = {
 typedef struct {
   cap_options o;
   bool data_given, min_count_given, flip_given, epochs_given, sheet_given;
-  bool scene_given;  /* any scene option */
-  bool attend_given; /* --attend, --positions or --no-positions */
+  bool scene_given; /* any scene option */
+  bool attend_given, positions_given;
 } parsed;
 
 static int word(const char *flag, const char *v, const char *const *words,
@@ -394,7 +394,7 @@ static int set_option(parsed *p, int ch, const char *flag, const char *v) {
   case O_POSITIONS:
   case O_NO_POSITIONS:
     o->model.positions = ch == O_POSITIONS;
-    p->attend_given = true;
+    p->positions_given = true;
     return 0;
   case O_DROPOUT:
     return app_parse_real(P, flag, v, (app_range){.hi = 1, .hi_open = true},
@@ -592,8 +592,10 @@ static int parse(int argc, char **argv, parsed *p, command *cmd, int *first) {
   }
   if (o->model.attention)
     o->model.image_mode = CAP_IMAGE_INIT;
-  else if (!p->attend_given) /* the defaults are for attention */
-    o->model.positions = o->model.attend_after = false;
+  else { /* the defaults are for attention: without it, only what was asked */
+    o->model.positions = p->positions_given && o->model.positions;
+    o->model.attend_after = p->attend_given && o->model.attend_after;
+  }
   if (o->per_image > o->batch) {
     fprintf(stderr,
             P ": --captions-per-image %lld: must be in [1, %lld] (--batch)\n",
