@@ -128,10 +128,10 @@ scores() {
     END { if (!done) print "nan nan nan nan nan" }' "$1"
 }
 
-# rate NAME: the images/s loom's training run NAME reported.
+# rate NAME: the (image, caption) pairs/s loom's training run NAME reported.
 rate() {
   r=$(tr '\r' '\n' <"$RESULTS/$1.err" |
-    sed -n 's/.* \([0-9.]*\) images\/s while training.*/\1/p' | tail -n 1)
+    sed -n 's/.* \([0-9.]*\) pairs\/s while training.*/\1/p' | tail -n 1)
   echo "${r:-nan}"
 }
 
@@ -305,7 +305,7 @@ END {
   if ("beam1" in s) {
     printf "Generated shapes, %s minutes of training, 500 held-out " \
            "images: exact match\n", shapes_minutes
-    printf "  greedy %.2f%%  beam 3 %.2f%%  (%.0f images/s)  %s\n",
+    printf "  greedy %.2f%%  beam 3 %.2f%%  (%.0f pairs/s)  %s\n",
            s["beam1"], s["beam3"], sr,
            verdict(s["beam1"] >= 95 && s["beam3"] >= 95)
   }

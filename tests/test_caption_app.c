@@ -210,6 +210,17 @@ START_TEST(bad_input) {
                  "--checkpoint %s",
            ck);
   ck_assert_int_eq(run_both(args, out, sizeof out), 0);
+  /* with several captions a step, the rate is of pairs, not images */
+  char pairs_ck[512];
+  test_path(pairs_ck, sizeof pairs_ck, "pairs.ckpt");
+  snprintf(args, sizeof args,
+           "--objects 1 --shapes 100 --shapes-dev 10 --shapes-test 10 "
+           "--image-size 24 --cnn 8,16,32 --embed 32 --hidden 64 "
+           "--captions-per-image 2 --steps 2 --plot '' --sheet '' "
+           "--checkpoint %s",
+           pairs_ck);
+  ck_assert_int_eq(run_both(args, out, sizeof out), 0);
+  ck_assert_msg(strstr(out, " pairs/s while training"), "%s", out);
   const struct {
     const char *args;
     int status;

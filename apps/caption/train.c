@@ -515,7 +515,7 @@ int cap_train(const cap_options *o) {
       char text[96];
       snprintf(text, sizeof text, "epoch %lld  loss %.3f",
                (long long)r.s.epoch + 1, r.smooth);
-      app_progress_line(&r.bar, r.step, r.total, r.rate, "images", text, false);
+      app_progress_line(&r.bar, r.step, r.total, r.rate, "pairs", text, false);
     }
     bool last = out_of_time(&r, t0) || (r.total > 0 && r.step >= r.total);
     bool epoch_end = r.s.position >= r.s.n_order;
@@ -531,7 +531,7 @@ int cap_train(const cap_options *o) {
     app_progress_end(&r.bar);
   (void)first;
   if (rc == 0 && !o->quiet)
-    fprintf(stderr, "trained %lld steps, %.1f images/s while training\n",
+    fprintf(stderr, "trained %lld steps, %.1f pairs/s while training\n",
             (long long)r.step, r.rate);
   if (rc == 0 && r.step == first)
     save(&r, o->checkpoint, &r.unsaved);
