@@ -9,8 +9,9 @@
  *                     and the scenes' options, or the Flickr8k files), the
  *                     tokeniser, the vocabulary's minimum count
  *   norm              float64 (2, 3): the pixels' mean and std per channel
- *   position          int64 (3): epoch, pair in the epoch's order, pairs
- *   order             int64 (pairs): the epoch's order
+ *   position          int64 (3): epoch, group in the epoch's order,
+ *                     groups (of a step's captions of one image)
+ *   order             int64 (groups): the epoch's order
  *   smooth            float64 scalar: the smoothed training loss
  *   history.train     float64 (2, n): step and smoothed training loss
  *   history.dev       float64 (6, n): step, BLEU-1..4 and exact-match % on
