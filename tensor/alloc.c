@@ -104,15 +104,9 @@ static void big_drop(int i) {
  * blocks the next step needed), but a training step frees its gradients
  * before its activations, so in a CNN-LSTM captioning step the forward's
  * misses (captions of another length) evicted the CNN's gradient blocks,
- * and the backward faulted them in again, 110 MB a step. */
-static bool room_needed(size_t freed, size_t want) {
-  int slack = slack_percent;
-  if (slack < 0)
-    return freed < want && (int64_t)big_bytes > big_live / 8;
-  return (int64_t)big_bytes + big_live > big_peak + big_peak / 100 * slack;
-}
-
-/* With loom_set_cache_slack: the bytes held, live and cached, stay within
+ * and the backward faulted them in again, 110 MB a step.
+ *
+ * With loom_set_cache_slack: the bytes held, live and cached, stay within
  * the slack above the most ever live. A training step starts with nearly
  * all of the previous step's memory cached and little live, so under the
  * default rule a miss early in the forward pass (captions of another
@@ -120,6 +114,15 @@ static bool room_needed(size_t freed, size_t want) {
  * turn: the Flickr8k captioning step (batches of 64) faulted in ~80 MB of
  * fresh pages a step. With a slack of 50% it reuses what the last step
  * freed (an eighth or a quarter kept the cascade going). */
+static bool room_needed(size_t freed, size_t want) {
+  int slack = slack_percent;
+  if (slack < 0)
+    return freed < want && (int64_t)big_bytes > big_live / 8;
+  return (int64_t)big_bytes + big_live > big_peak + big_peak / 100 * slack;
+}
+
+/* Hands cached blocks back, nearest the request in size first, while
+ * room_needed says so. */
 static void make_room(size_t want) {
   for (size_t freed = 0; big_n > 0 && room_needed(freed, want);) {
     int near = 0;
