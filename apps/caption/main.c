@@ -857,8 +857,11 @@ int main(int argc, char **argv) {
   /* The training step's shapes change with each batch's caption length:
    * keep up to half again its peak memory for reuse, not fresh pages each
    * step (0.65 CPU s a step on the Flickr8k subset against 0.77, peak RSS
-   * 470 MB against 430; README). 50 is in range. */
-  loom_set_cache_slack(50);
+   * 470 MB against 430; README). */
+  if (loom_set_cache_slack(50) < 0) {
+    fprintf(stderr, P ": %s\n", loom_last_error());
+    return 1;
+  }
   rc = cmd == TRAIN      ? cap_train(&p.o)
        : cmd == DESCRIBE ? describe(&p.o, argc, argv, first)
                          : eval(&p);
