@@ -64,15 +64,29 @@ static void tiny_data(cap_data *d, const char *const *captions,
     d->pixels[i] = (unsigned char)(i * 37);
 }
 
-START_TEST(vocabulary_ids_and_batches) {
+/* tiny_data's images with its captions tokenised (alnum) into c. */
+static void tiny_corpus(cap_data *d, cap_corpus *c, const char *const *captions,
+                        const int64_t *first, int64_t min_count,
+                        int64_t max_words) {
+  tiny_data(d, captions, first);
+  cap_source src = {.tokenizer = CAP_TOKENS_ALNUM,
+                    .min_count = min_count,
+                    .max_words = max_words};
+  ck_assert_int_eq(cap_corpus_prepare(&src, d, NULL, c), 0);
+}
+
+/* Two training images (2 and 1 captions) and a dev image; words seen
+ * twice (min count 2): a, dog, runs; at most 3 words a caption. */
+static void dog_corpus(cap_data *d, cap_corpus *c) {
   const char *caps[] = {"a dog runs", "a dog", "the cat runs .",
                         "a zebra sleeps"};
+  tiny_corpus(d, c, caps, (int64_t[]){0, 2, 3, 4}, 2, 3);
+}
+
+START_TEST(vocabulary_ids_and_batches) {
   cap_data d;
-  tiny_data(&d, caps, (int64_t[]){0, 2, 3, 4});
-  cap_source src = {
-      .tokenizer = CAP_TOKENS_ALNUM, .min_count = 2, .max_words = 3};
   cap_corpus c;
-  ck_assert_int_eq(cap_corpus_prepare(&src, &d, NULL, &c), 0);
+  dog_corpus(&d, &c);
   /* training words seen twice: a, dog, runs (the dev caption's are not
    * counted) */
   ck_assert_int_eq(app_vocab_size(&c.vocab), APP_SPECIALS + 3);
@@ -213,14 +227,9 @@ END_TEST
  * with weights .6 .2 .2, 0.687 for "a dog runs" against 0.596 for "a dog
  * dog runs"; uniform, 0.585 against 0.624. */
 START_TEST(minimum_bayes_risk_choice) {
-  const char *caps[] = {"a dog runs", "a dog", "the cat runs .",
-                        "a zebra sleeps"};
   cap_data d;
-  tiny_data(&d, caps, (int64_t[]){0, 2, 3, 4});
-  cap_source src = {
-      .tokenizer = CAP_TOKENS_ALNUM, .min_count = 2, .max_words = 3};
   cap_corpus c;
-  ck_assert_int_eq(cap_corpus_prepare(&src, &d, NULL, &c), 0);
+  dog_corpus(&d, &c);
   /* ids: 4 a, 5 dog, 6 runs */
   int64_t adr[] = {4, 5, 6}, r[] = {6}, addr[] = {4, 5, 5, 6};
   loom_hypothesis h[4] = {{adr, 3, log(0.6), 0},
@@ -292,11 +301,8 @@ START_TEST(captions_of_one_image_share_its_pass) {
   const char *caps[] = {"a dog runs", "a dog", "the cat runs", "a cat",
                         "a zebra sleeps"};
   cap_data d;
-  tiny_data(&d, caps, (int64_t[]){0, 2, 4, 5});
-  cap_source src = {
-      .tokenizer = CAP_TOKENS_ALNUM, .min_count = 1, .max_words = 5};
   cap_corpus c;
-  ck_assert_int_eq(cap_corpus_prepare(&src, &d, NULL, &c), 0);
+  tiny_corpus(&d, &c, caps, (int64_t[]){0, 2, 4, 5}, 1, 5);
   cap_pairs p;
   ck_assert_int_eq(cap_pairs_of(&d, CAP_TRAIN, 2, &p), 0);
   ck_assert_int_eq(p.n, 4);
