@@ -4,19 +4,21 @@
  * loom_scaled_dot_product_attention (nn/attention.c) when nothing needs the
  * composition's intermediates: the scores, masked scores, weights and
  * dropped weights were four (..., L, S) tensors, and the head split and
- * merge around it two copies; here the tape keeps the weights and the
- * dropout mask, and the output is written in the layout the head merge
- * reads without a copy. tests/test_attention.c holds it equal to the
- * composition, forward and backward.
+ * merge around it two copies; here the tape keeps nothing of size L x S
+ * (backward computes the weights again, block by block, and the dropout
+ * mask from the key it was drawn with), and the output is written in the
+ * layout the head merge reads without a copy. tests/test_attention.c holds
+ * it equal to the composition, forward and backward.
  *
  * Double backward (create_graph): by composition. The graph backward
  * rebuilds the op from public ops with the same mask, causal limit and
- * saved dropout mask, and differentiates that (loom__backward_by_
- * composition), so any order of derivative works. */
+ * dropout mask (made again from its key), and differentiates that
+ * (loom__backward_by_composition), so any order of derivative works. */
 #include "node.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 LOOM__OP_GRAPH(fused_attention, attention_backward, attention_graph_backward);
 
@@ -107,12 +109,19 @@ static loom_tensor *in_order_of(const loom_tensor *t, const int64_t *shape) {
   return o;
 }
 
+/* The dropout key the forward pass drew, kept in the node's integers. */
+static uint64_t key_of(const loom__node *n) {
+  uint64_t key;
+  memcpy(&key, &n->i[2], sizeof key);
+  return key;
+}
+
 static void attention_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *q = loom__input_value(n, 0), *k = loom__input_value(n, 1),
-                    *v = loom__input_value(n, 2), *p = loom__saved(n, 0);
-  const loom_tensor *drop = n->d[1] > 0 ? loom__saved(n, 1) : NULL;
+                    *v = loom__input_value(n, 2);
+  const loom_tensor *mask = n->i[1] ? loom__saved(n, 0) : NULL;
   const loom_tensor *gr = g[0] ? rows_ready(g[0]) : NULL;
-  if (!q || !k || !v || !p || (n->d[1] > 0 && !drop) || !gr)
+  if (!q || !k || !v || (n->i[1] && !mask) || !gr)
     return;
   q = rows_ready(q);
   k = rows_ready(k);
@@ -126,10 +135,10 @@ static void attention_backward(loom__node *n, loom_tensor *const *g) {
       (loom__needs_grad(n, 2) && !dv))
     return;
   loom__attention_args a;
-  describe(&a, q, k, v, NULL, n->i[0], n->d[0]);
-  a.drop_mask = drop;
-  a.keep = n->d[1] > 0 ? 1 / (1 - n->d[1]) : 1;
-  if (loom__kernel_attention_backward(&a, p, gr, dq, dk, dv) < 0)
+  describe(&a, q, k, v, mask, n->i[0], n->d[0]);
+  a.dropout = n->d[1];
+  a.drop_key = key_of(n);
+  if (loom__kernel_attention_backward(&a, gr, dq, dk, dv) < 0)
     return;
   loom__accumulate(n, 0, dq);
   loom__accumulate(n, 1, dk);
@@ -141,8 +150,7 @@ static void attention_backward(loom__node *n, loom_tensor *const *g) {
 static int compose(const loom__node *n, loom_tensor *const *in,
                    loom_tensor **out) {
   const loom_tensor *q = in[0], *k = in[1], *v = in[2];
-  const loom_tensor *mask =
-      n->i[1] ? loom__saved(n, n->d[1] > 0 ? 2 : 1) : NULL;
+  const loom_tensor *mask = n->i[1] ? loom__saved(n, 0) : NULL;
   loom_tensor *s =
       loom_mul_scalar(loom_matmul(q, loom_transpose(k, -2, -1)), n->d[0]);
   if (mask)
@@ -157,8 +165,11 @@ static int compose(const loom__node *n, loom_tensor *const *in,
     s = loom_masked_fill(s, c, -INFINITY);
   }
   loom_tensor *w = loom_softmax(s, -1);
-  if (n->d[1] > 0) {
-    const loom_tensor *drop = loom__saved(n, 1);
+  if (n->d[1] > 0 && w) { /* the forward's mask, made again from its key */
+    loom_tensor *drop = loom_empty(LOOM_U8, w->ndim, w->shape);
+    if (drop)
+      loom__dropout_mask((uint8_t *)drop->data, 0, drop->numel, key_of(n),
+                         n->d[1]);
     w = drop ? loom_mul(w, loom_mul_scalar(loom_to_dtype(drop, q->dtype),
                                            1 / (1 - n->d[1])))
              : NULL;
@@ -225,38 +236,27 @@ loom_tensor *loom_fused_attention(const loom_tensor *q, const loom_tensor *k,
   v = rows_ready(v);
   if (!q || !k || !v)
     return NULL;
-  int64_t oshape[LOOM_MAX_DIMS], pshape[LOOM_MAX_DIMS];
+  int64_t oshape[LOOM_MAX_DIMS];
   for (int d = 0; d < nd - 1; d++)
-    oshape[d] = pshape[d] = q->shape[d];
+    oshape[d] = q->shape[d];
   oshape[nd - 1] = v->shape[nd - 1];
-  pshape[nd - 1] = k->shape[nd - 2];
   loom_tensor *out = in_order_of(q, oshape);
-  loom_tensor *p = out ? loom_empty(q->dtype, nd, pshape) : NULL;
-  if (!p)
+  if (!out)
     return NULL;
   loom__attention_args a;
   describe(&a, q, k, v, mask, causal, scale);
-  loom_tensor *drop = NULL;
-  if (dropout > 0) { /* the whole mask drawn in order, as loom_dropout does */
-    drop = loom_empty(LOOM_U8, nd, pshape);
-    a.dropped = drop ? loom_empty_like(p) : NULL;
-    if (!a.dropped)
-      return NULL;
-    loom__kernel_attention_scores(&a, p, NULL);
-    loom__kernel_dropout((loom_tensor *)a.dropped, drop, p, dropout, g);
-    loom__kernel_attention_values(&a, p, out);
-  } else {
-    loom__kernel_attention_scores(&a, p, out);
-  }
+  a.dropout = dropout;
+  a.drop_key = dropout > 0 ? loom__dropout_key(g) : 0;
+  if (loom__kernel_attention(&a, out) < 0)
+    return NULL;
   loom__node *n = loom__record(&loom__op_fused_attention, out, 3,
                                (const loom_tensor *[]){q, k, v});
   if (n) {
     n->i[0] = causal;
     n->i[1] = mask != NULL;
+    memcpy(&n->i[2], &a.drop_key, sizeof a.drop_key);
     n->d[0] = scale;
     n->d[1] = dropout;
-    loom__save(n, p);
-    loom__save(n, drop);
     if (mask)
       loom__save(n, mask);
   }

@@ -1,7 +1,13 @@
 /* Scaled dot-product attention, one (L x S) block of scores per batch
  * element, computed where the block is still in cache: the product q k^T,
- * scale, mask, causal limit and softmax in one pass over the block, then
- * the product with v; backward likewise per block. Operands are read in
+ * scale, mask, causal limit, softmax and dropout in one pass over the
+ * block, then the product with v; backward likewise per block. The blocks
+ * live in one thread's scratch memory and are not kept: backward computes
+ * each again by the same code, so it gets the forward's weights to the
+ * bit, and the dropout mask again from its key (random.c). Kept, the
+ * weights were (nb, L, S) floats and the mask (nb, L, S) bytes per layer:
+ * at 512 positions, 8 heads and batch 32, 320 MiB of the 2.2 GiB an
+ * encoder layer's training step held. Operands are read in
  * place at their strides (rows of q, k, v and of the output and gradients
  * need only a contiguous last dim), so heads split and merged by views
  * cost no copies. Each block is computed by one thread, and the products
@@ -16,7 +22,6 @@
 
 typedef struct {
   const loom__attention_args *a;
-  loom_tensor *p;         /* (nb, L, S) softmax, contiguous */
   const loom_tensor *out; /* forward: the output */
   const loom_tensor *g;   /* backward: the output's gradient */
   loom_tensor *dq, *dk, *dv;
@@ -101,46 +106,79 @@ static char *row_block(const loom_tensor *t, int64_t b,
 
 static int64_t row(const loom_tensor *t) { return t->strides[t->ndim - 2]; }
 
-/* out's rows of batch element b = weights (b's L x S block of w) @ v. */
-static void values_block(const attention_job *j, int64_t b,
-                         const loom_tensor *w) {
-  const loom__attention_args *a = j->a;
-  size_t es = loom_dtype_size(a->dtype);
-  const char *v = a->v + batch_offset(b, a->nbd, a->batch, a->vs) * es;
-  loom__kernel_gemm_raw(a->dtype, false, false, a->L, a->Ev, a->S, 1,
-                        w->data + b * a->L * a->S * (int64_t)es, a->S, v,
-                        a->v_row, 0, row_block(j->out, b, a), row(j->out));
+static const char *at(const char *base, int64_t b, const int64_t *st,
+                      const loom__attention_args *a) {
+  return base + batch_offset(b, a->nbd, a->batch, st) *
+                    (int64_t)loom_dtype_size(a->dtype);
 }
 
-static void scores_part(void *ctx, int64_t b0, int64_t b1) {
-  attention_job *j = ctx;
-  const loom__attention_args *a = j->a;
-  size_t es = loom_dtype_size(a->dtype);
+/* w (L x S) = batch element b's weights before dropout: q k^T, scaled,
+ * masked, softmax. */
+static void weights_block(const loom__attention_args *a, int64_t b, char *w) {
   int64_t L = a->L, S = a->S;
-  for (int64_t b = b0; b < b1; b++) {
-    const char *q = a->q + batch_offset(b, a->nbd, a->batch, a->qs) * es;
-    const char *k = a->k + batch_offset(b, a->nbd, a->batch, a->ks) * es;
-    char *p = (char *)j->p->data + b * L * S * (int64_t)es;
-    loom__kernel_gemm_raw(a->dtype, false, true, L, S, a->E, 1, q, a->q_row, k,
-                          a->k_row, 0, p, S);
-    const char *mask =
-        a->mask ? a->mask + batch_offset(b, a->nbd, a->batch, a->ms) * es
-                : NULL;
-    if (a->dtype == LOOM_F32)
-      softmax_block_f((float *)p, L, S, (float)a->scale, (const float *)mask,
-                      a->mask_row, a->mask_col, a->causal);
-    else
-      softmax_block_d((double *)p, L, S, a->scale, (const double *)mask,
-                      a->mask_row, a->mask_col, a->causal);
-    if (j->out) /* the block is still in cache */
-      values_block(j, b, j->p);
-  }
+  loom__kernel_gemm_raw(a->dtype, false, true, L, S, a->E, 1,
+                        at(a->q, b, a->qs, a), a->q_row, at(a->k, b, a->ks, a),
+                        a->k_row, 0, w, S);
+  const char *mask = a->mask ? at(a->mask, b, a->ms, a) : NULL;
+  if (a->dtype == LOOM_F32)
+    softmax_block_f((float *)w, L, S, (float)a->scale, (const float *)mask,
+                    a->mask_row, a->mask_col, a->causal);
+  else
+    softmax_block_d((double *)w, L, S, a->scale, (const double *)mask,
+                    a->mask_row, a->mask_col, a->causal);
 }
 
-static void values_part(void *ctx, int64_t b0, int64_t b1) {
+/* m (L x S bytes) = batch element b's part of the dropout mask. */
+static void mask_block(const loom__attention_args *a, int64_t b, uint8_t *m) {
+  loom__dropout_mask(m, b * a->L * a->S, a->L * a->S, a->drop_key, a->dropout);
+}
+
+#define DROP(T)                                                                \
+  LOOM__ISA_FUNCTION(drop_##T,                                                 \
+                     (T *restrict w, const uint8_t *restrict m, int64_t n,     \
+                      T keep),                                                 \
+                     (w, m, n, keep)) {                                        \
+    for (int64_t i = 0; i < n; i++)                                            \
+      w[i] = m[i] ? w[i] * keep : 0;                                           \
+  }
+DROP(float)
+DROP(double)
+
+/* Scratch for one thread: `floats` blocks of L x S elements, then, with
+ * dropout, L x S bytes for the mask. NULL (and the job failed) when out of
+ * memory. */
+static char *scratch(attention_job *j, int floats) {
+  const loom__attention_args *a = j->a;
+  size_t n = (size_t)(a->L * a->S), es = loom_dtype_size(a->dtype);
+  size_t bytes = n * es * (size_t)floats + (a->dropout > 0 ? n : 0);
+  char *s = malloc(bytes ? bytes : 1); /* malloc(0) may return NULL */
+  if (!s)
+    atomic_store(&j->fail, 1);
+  return s;
+}
+
+static void forward_part(void *ctx, int64_t b0, int64_t b1) {
   attention_job *j = ctx;
-  for (int64_t b = b0; b < b1; b++)
-    values_block(j, b, j->a->dropped ? j->a->dropped : j->p);
+  const loom__attention_args *a = j->a;
+  int64_t n = a->L * a->S;
+  char *w = scratch(j, 1);
+  if (!w)
+    return;
+  uint8_t *m = (uint8_t *)w + n * (int64_t)loom_dtype_size(a->dtype);
+  for (int64_t b = b0; b < b1; b++) {
+    weights_block(a, b, w);
+    if (a->dropout > 0) {
+      mask_block(a, b, m);
+      if (a->dtype == LOOM_F32)
+        drop_float((float *)w, m, n, (float)(1 / (1 - a->dropout)));
+      else
+        drop_double((double *)w, m, n, 1 / (1 - a->dropout));
+    }
+    loom__kernel_gemm_raw(a->dtype, false, false, a->L, a->Ev, a->S, 1, w,
+                          a->S, at(a->v, b, a->vs, a), a->v_row, 0,
+                          row_block(j->out, b, a), row(j->out));
+  }
+  free(w);
 }
 
 static int attention_threads(const loom__attention_args *a) {
@@ -148,16 +186,17 @@ static int attention_threads(const loom__attention_args *a) {
   return nt > a->nb ? (int)a->nb : nt;
 }
 
-void loom__kernel_attention_scores(const loom__attention_args *a,
-                                   loom_tensor *p, loom_tensor *out) {
-  attention_job j = {.a = a, .p = p, .out = out};
-  loom__parallel_for(attention_threads(a), a->nb, scores_part, &j);
+static int finish(attention_job *j, const char *pass) {
+  if (!atomic_load(&j->fail))
+    return 0;
+  loom_set_error(LOOM_ERR_MEMORY, "attention %s: out of memory", pass);
+  return -1;
 }
 
-void loom__kernel_attention_values(const loom__attention_args *a,
-                                   const loom_tensor *p, loom_tensor *out) {
-  attention_job j = {.a = a, .p = (loom_tensor *)p, .out = out};
-  loom__parallel_for(attention_threads(a), a->nb, values_part, &j);
+int loom__kernel_attention(const loom__attention_args *a, loom_tensor *out) {
+  attention_job j = {.a = a, .out = out};
+  loom__parallel_for(attention_threads(a), a->nb, forward_part, &j);
+  return finish(&j, "forward");
 }
 
 /* ---- backward ---- */
@@ -202,32 +241,31 @@ static void grad_part(void *ctx, int64_t b0, int64_t b1) {
   attention_job *j = ctx;
   const loom__attention_args *a = j->a;
   size_t es = loom_dtype_size(a->dtype);
-  int64_t L = a->L, S = a->S;
-  /* scratch: the weights' gradient and, with dropout, the dropped weights */
-  size_t bytes = (size_t)(L * S) * es * (a->drop_mask ? 2 : 1);
-  char *dp = malloc(bytes ? bytes : 1); /* malloc(0) may return NULL */
-  if (!dp) {
-    atomic_store(&j->fail, 1);
+  int64_t L = a->L, S = a->S, n = L * S;
+  bool dropout = a->dropout > 0;
+  /* scratch: the weights, their gradient and, with dropout, the dropped
+   * weights and the mask */
+  char *p = scratch(j, dropout ? 3 : 2);
+  if (!p)
     return;
-  }
-  char *pd = dp + L * S * (int64_t)es;
+  char *dp = p + n * (int64_t)es, *pd = dp + n * (int64_t)es;
+  uint8_t *m = dropout ? (uint8_t *)(pd + n * (int64_t)es) : NULL;
   for (int64_t b = b0; b < b1; b++) {
-    const char *q = a->q + batch_offset(b, a->nbd, a->batch, a->qs) * es;
-    const char *k = a->k + batch_offset(b, a->nbd, a->batch, a->ks) * es;
-    const char *v = a->v + batch_offset(b, a->nbd, a->batch, a->vs) * es;
-    const char *g = row_block(j->g, b, a);
+    const char *q = at(a->q, b, a->qs, a), *k = at(a->k, b, a->ks, a),
+               *v = at(a->v, b, a->vs, a), *g = row_block(j->g, b, a);
     int64_t g_row = row(j->g);
-    const char *p = (const char *)j->p->data + b * L * S * (int64_t)es;
-    const uint8_t *m =
-        a->drop_mask ? (const uint8_t *)a->drop_mask->data + b * L * S : NULL;
+    weights_block(a, b, p);
+    if (m)
+      mask_block(a, b, m);
     /* dp = g v^T */
     loom__kernel_gemm_raw(a->dtype, false, true, L, S, a->Ev, 1, g, g_row, v,
                           a->v_row, 0, dp, S);
+    double keep = dropout ? 1 / (1 - a->dropout) : 1;
     if (a->dtype == LOOM_F32)
-      grad_block_f((float *)dp, (float *)pd, (const float *)p, m,
-                   (float)a->keep, L, S, (float)a->scale);
+      grad_block_f((float *)dp, (float *)pd, (const float *)p, m, (float)keep,
+                   L, S, (float)a->scale);
     else
-      grad_block_d((double *)dp, (double *)pd, (const double *)p, m, a->keep, L,
+      grad_block_d((double *)dp, (double *)pd, (const double *)p, m, keep, L,
                    S, a->scale);
     const char *weights = m ? pd : p;
     if (j->dv) /* dv = weights^T g */
@@ -240,19 +278,13 @@ static void grad_part(void *ctx, int64_t b0, int64_t b1) {
       loom__kernel_gemm_raw(a->dtype, true, false, S, a->E, L, 1, dp, S, q,
                             a->q_row, 0, row_block(j->dk, b, a), row(j->dk));
   }
-  free(dp);
+  free(p);
 }
 
 int loom__kernel_attention_backward(const loom__attention_args *a,
-                                    const loom_tensor *p, const loom_tensor *g,
-                                    loom_tensor *dq, loom_tensor *dk,
-                                    loom_tensor *dv) {
-  attention_job j = {
-      .a = a, .p = (loom_tensor *)p, .g = g, .dq = dq, .dk = dk, .dv = dv};
+                                    const loom_tensor *g, loom_tensor *dq,
+                                    loom_tensor *dk, loom_tensor *dv) {
+  attention_job j = {.a = a, .g = g, .dq = dq, .dk = dk, .dv = dv};
   loom__parallel_for(attention_threads(a), a->nb, grad_part, &j);
-  if (atomic_load(&j.fail)) {
-    loom_set_error(LOOM_ERR_MEMORY, "attention backward: out of memory");
-    return -1;
-  }
-  return 0;
+  return finish(&j, "backward");
 }

@@ -264,23 +264,22 @@ typedef struct {
   int64_t q_row, k_row, v_row, mask_row, mask_col;
   double scale;
   bool causal; /* key j > query i blocked */
-  /* dropout: the dropped weights (forward) and the mask (backward), both
-   * (nb, L, S) contiguous; keep = 1 / (1 - p) */
-  const loom_tensor *dropped, *drop_mask;
-  double keep;
+  /* dropout of the weights with probability `dropout` (0: none): the mask
+   * is elements [b L S, (b + 1) L S) of loom__dropout_mask's with drop_key
+   * for batch element b, made again where needed, never stored */
+  double dropout;
+  uint64_t drop_key;
 } loom__attention_args;
-/* p (nb, L, S contiguous) = the attention weights; with out (no dropout)
- * also out = p @ v, block by block while each is in cache. */
-void loom__kernel_attention_scores(const loom__attention_args *a,
-                                   loom_tensor *p, loom_tensor *out);
-/* out (batch..., L, Ev; rows at out's strides) = (a->dropped or p) @ v. */
-void loom__kernel_attention_values(const loom__attention_args *a,
-                                   const loom_tensor *p, loom_tensor *out);
-/* Gradients of q, k, v (NULL where not wanted; rows at their strides, as
- * for g, the output's gradient) from the weights p. -1 + error when out of
+/* out (batch..., L, Ev; rows at out's strides) = the weights @ v, block by
+ * block: each block of weights lives in one thread's scratch memory while
+ * it is in cache, and nothing of it is kept. -1 + error when out of
  * memory. */
+int loom__kernel_attention(const loom__attention_args *a, loom_tensor *out);
+/* Gradients of q, k, v (NULL where not wanted; rows at their strides, as
+ * for g, the output's gradient), each block of weights computed again
+ * exactly as the forward pass did. -1 + error when out of memory. */
 int loom__kernel_attention_backward(const loom__attention_args *a,
-                                    const loom_tensor *p, const loom_tensor *g,
+                                    const loom_tensor *g,
                                     loom_tensor *dq, loom_tensor *dk,
                                     loom_tensor *dv);
 
@@ -422,6 +421,13 @@ void loom__kernel_rnn_step_backward(loom_dtype t, int64_t B, int64_t H,
  * one draw whatever the size. */
 void loom__kernel_dropout(loom_tensor *out, loom_tensor *mask,
                           const loom_tensor *x, double p, loom_rng *g);
+/* The draw loom__kernel_dropout makes from g for its mask (its key), and
+ * elements [first, first + n) of the mask it makes from that key with drop
+ * probability p, into mask[0..n): any part of a mask can be made again
+ * later from the key alone. */
+uint64_t loom__dropout_key(loom_rng *g);
+void loom__dropout_mask(uint8_t *mask, int64_t first, int64_t n, uint64_t key,
+                        double p);
 /* gin = g * mask / (1 - p); all contiguous. */
 void loom__kernel_dropout_backward(loom_tensor *gin, const loom_tensor *g,
                                    const loom_tensor *mask, double p);

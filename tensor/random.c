@@ -299,14 +299,48 @@ static void dropout_part(void *ctx, int64_t q0, int64_t q1) {
   }
 }
 
+uint64_t loom__dropout_key(loom_rng *g) { return loom_rng_u64(resolve(g)); }
+
+static uint64_t keep_below(double p) {
+  return (uint64_t)((1 - p) * 4294967296.0);
+}
+
+/* The mask alone, for pairs [q0, q1): mask[0] is element 2 q0's. */
+LOOM__ISA_FUNCTION(mask_pairs,
+                   (uint8_t *restrict mask, int64_t q0, int64_t q1,
+                    uint64_t key, uint64_t keep),
+                   (mask, q0, q1, key, keep)) {
+  for (int64_t q = q0; q < q1; q++) {
+    uint64_t r = mix64(key + (uint64_t)(q + 1) * GOLDEN);
+    mask[2 * (q - q0)] = (r & 0xffffffffu) < keep;
+    mask[2 * (q - q0) + 1] = (r >> 32) < keep;
+  }
+}
+
+void loom__dropout_mask(uint8_t *mask, int64_t first, int64_t n, uint64_t key,
+                        double p) {
+  uint64_t keep = keep_below(p);
+  int64_t i = first, end = first + n;
+  if (i < end && i % 2) { /* an odd first element: its pair's high half */
+    mask[0] = mix64(key + (uint64_t)(i / 2 + 1) * GOLDEN) >> 32 < keep;
+    i++;
+  }
+  int64_t whole = (end - i) / 2;
+  mask_pairs(mask + (i - first), i / 2, i / 2 + whole, key, keep);
+  i += 2 * whole;
+  if (i < end) /* an odd last element: its pair's low half */
+    mask[i - first] =
+        (mix64(key + (uint64_t)(i / 2 + 1) * GOLDEN) & 0xffffffffu) < keep;
+}
+
 void loom__kernel_dropout(loom_tensor *out, loom_tensor *mask,
                           const loom_tensor *x, double p, loom_rng *g) {
   dropout_job j = {out->data,
                    (uint8_t *)mask->data,
                    x->data,
                    x->numel,
-                   loom_rng_u64(resolve(g)),
-                   (uint64_t)((1 - p) * 4294967296.0),
+                   loom__dropout_key(g),
+                   keep_below(p),
                    1 / (1 - p),
                    x->dtype};
   int64_t pairs = (x->numel + 1) / 2;

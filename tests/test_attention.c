@@ -4,9 +4,12 @@
  * generator state (the same mask), strided heads as multi-head attention
  * passes them, float64 and float32; the same bits for 1 and 2 threads; and
  * loom_scaled_dot_product_attention, which takes the fused path, still
- * equal to the composition. The op's gradcheck and gradgradcheck are in
- * test_gradcheck.c. */
+ * equal to the composition; the op keeps nothing of the weights' size
+ * between forward and backward, and the dropout mask it makes again from
+ * its key, part by part, is loom_dropout's. The op's gradcheck and
+ * gradgradcheck are in test_gradcheck.c. */
 #include "check_util.h"
+#include "../tensor/kernels.h"
 
 #include <string.h>
 
@@ -216,6 +219,67 @@ START_TEST(test_scaled_dot_product_attention_path) {
 }
 END_TEST
 
+/* Between forward and backward the op keeps its inputs and output, not
+ * the (B, H, L, S) weights or dropout mask: the composition keeps several
+ * of them. */
+START_TEST(test_keeps_no_weights) {
+  int64_t B = 2, H = 4, L = 64, E = 8, weights = B * H * L * L * 4;
+  for (int fused = 0; fused < 2; fused++) {
+    loom_manual_seed(4);
+    loom_tensor *in[3];
+    for (int i = 0; i < 3; i++)
+      in[i] = loom_set_requires_grad(
+          loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(B, H, L, E)), true);
+    loom_rng *g = loom_rng_new(2);
+    int64_t before = loom_debug_live_bytes();
+    loom_scope *s = loom_scope_begin();
+    loom_tensor *out =
+        fused ? loom_fused_attention(in[0], in[1], in[2], NULL, true, 0.3, 0.1,
+                                     g)
+              : composed(in[0], in[1], in[2], NULL, true, 0.3, 0.1, g);
+    loom_tensor *loss = loom_keep(loom_sum_all(out));
+    loom_scope_end(s);
+    int64_t kept = loom_debug_live_bytes() - before;
+    printf("%s: kept %lld bytes; the weights are %lld\n",
+           fused ? "fused" : "composed", (long long)kept, (long long)weights);
+    if (fused)
+      ck_assert_int_lt(kept, weights / 4);
+    else
+      ck_assert_int_ge(kept, weights);
+    ck_assert_int_eq(loom_backward(loss), 0);
+    ck_assert_loom(loom_grad(in[0]));
+    loom_release(loss);
+    loom_rng_free(g);
+  }
+}
+END_TEST
+
+/* Any part of a dropout mask, made again from the key (odd and even
+ * starts and lengths), is the part of the mask loom_dropout drew. */
+START_TEST(test_mask_parts) {
+  int64_t n = 1001;
+  loom_rng *g = loom_rng_new(9);
+  loom_tensor *kept = loom_dropout(loom_ones(LOOM_F32, LOOM_SHAPE(n)), 0.37,
+                                   true, g);
+  ck_assert_loom(kept);
+  loom_rng_seed(g, 9);
+  uint64_t key = loom__dropout_key(g);
+  loom_rng_free(g);
+  const float *k = loom_data_f32(kept);
+  uint8_t part[1001];
+  int64_t starts[] = {0, 1, 2, 7, 500, 999, 1000, 1001};
+  for (size_t a = 0; a < sizeof starts / sizeof *starts; a++)
+    for (int64_t len = 0; starts[a] + len <= n; len += len < 4 ? 1 : 97) {
+      memset(part, 7, sizeof part);
+      loom__dropout_mask(part, starts[a], len, key, 0.37);
+      for (int64_t i = 0; i < len; i++)
+        ck_assert_int_eq(part[i], k[starts[a] + i] != 0);
+      if (starts[a] + len < n)
+        ck_assert_int_eq(part[len], 7); /* nothing past the part */
+    }
+}
+END_TEST
+
 START_TEST(test_errors) {
   loom_tensor *q = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 3, 4));
   loom_tensor *k = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 5, 4));
@@ -255,6 +319,8 @@ int main(void) {
   tcase_add_test(tc, test_empty);
   tcase_add_test(tc, test_threads_bitwise);
   tcase_add_test(tc, test_scaled_dot_product_attention_path);
+  tcase_add_test(tc, test_keeps_no_weights);
+  tcase_add_test(tc, test_mask_parts);
   tcase_add_test(tc, test_errors);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
