@@ -183,10 +183,13 @@ loom_optimizer *loom_adagrad_new(loom_tensor *const *params, int n,
  * Compiled per instruction set (LOOM__ISA_FUNCTION): with FMA, fmaf is one
  * instruction rather than a call into libm (the same exactly rounded result):
  * Adam's loop ran at ~10 cycles per parameter through three fmaf calls, 7% of
- * an LSTM training step (bench/rnn.c). */
+ * an LSTM training step (bench/rnn.c); SGD's fmaf calls were 2.7% of the
+ * Penn Treebank example's step (examples/ptb_lm.c, perf). */
 #define UPDATES(T, FMAF)                                                       \
-  static void sgd_##T(T *p, const T *g, T *buf, int64_t n, bool first,         \
-                      const loom_sgd_opts *s, double lr) {                     \
+  LOOM__ISA_FUNCTION(sgd_##T,                                                  \
+                     (T * p, const T *g, T *buf, int64_t n, bool first,        \
+                      const loom_sgd_opts *s, double lr),                      \
+                     (p, g, buf, n, first, s, lr)) {                           \
     T wd = (T)s->weight_decay, mom = (T)s->momentum,                           \
       damp = (T)(1 - s->dampening), nlr = (T)-lr;                              \
     for (int64_t i = 0; i < n; i++) {                                          \
@@ -228,8 +231,10 @@ loom_optimizer *loom_adagrad_new(loom_tensor *const *params, int n,
       p[i] = p[i] + nstep * m[i] / denom;                                      \
     }                                                                          \
   }                                                                            \
-  static void rmsprop_##T(T *p, const T *g, T *sq, T *buf, T *ga, int64_t n,   \
-                          const loom_rmsprop_opts *r, double lr) {             \
+  LOOM__ISA_FUNCTION(rmsprop_##T,                                              \
+                     (T * p, const T *g, T *sq, T *buf, T *ga, int64_t n,      \
+                      const loom_rmsprop_opts *r, double lr),                  \
+                     (p, g, sq, buf, ga, n, r, lr)) {                          \
     T al = (T)r->alpha, c = (T)(1 - r->alpha), wd = (T)r->weight_decay,        \
       eps = (T)r->eps, mom = (T)r->momentum, nlr = (T)-lr;                     \
     for (int64_t i = 0; i < n; i++) {                                          \
@@ -253,8 +258,10 @@ loom_optimizer *loom_adagrad_new(loom_tensor *const *params, int n,
       }                                                                        \
     }                                                                          \
   }                                                                            \
-  static void adagrad_##T(T *p, const T *g, T *sum, int64_t n, int64_t step,   \
-                          const loom_adagrad_opts *a, double lr) {             \
+  LOOM__ISA_FUNCTION(adagrad_##T,                                              \
+                     (T * p, const T *g, T *sum, int64_t n, int64_t step,      \
+                      const loom_adagrad_opts *a, double lr),                  \
+                     (p, g, sum, n, step, a, lr)) {                            \
     T wd = (T)a->weight_decay, eps = (T)a->eps;                                \
     T nclr = (T)(-(lr / (1 + (double)(step - 1) * a->lr_decay)));              \
     for (int64_t i = 0; i < n; i++) {                                          \
