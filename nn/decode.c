@@ -43,6 +43,8 @@ typedef struct {
   int *row_live;
   double *lp; /* one row of log-probabilities */
   candidate *cand;
+  bool *suppressed; /* V flags: o.suppress */
+  bool eos_only;    /* every other token is suppressed (or V is 1) */
 } search;
 
 static double length_penalty(const loom_decode_opts *o, int64_t len) {
@@ -91,12 +93,26 @@ static int check_opts(const loom_decode_model *m, int64_t n,
              "sampling needs a finite temperature > 0 (got %g), top_k >= 0 "
              "(got %lld) and top_p in (0, 1] (got %g)",
              o->temperature, (long long)o->top_k, o->top_p);
+  else if (o->n_suppress < 0 || o->n_suppress > (1 << 24) ||
+           (o->n_suppress > 0 && !o->suppress))
+    snprintf(msg, sizeof msg,
+             "n_suppress %lld must be in 0..16777216, with suppress given",
+             (long long)o->n_suppress);
   else if (n > INT64_MAX / 8 /
                    (o->method == LOOM_DECODE_BEAM ? 2 * (int64_t)o->beam
                                                   : (int64_t)o->nbest))
     snprintf(msg, sizeof msg, "%lld sentences are too many", (long long)n);
-  else
+  else {
+    for (int64_t i = 0; i < o->n_suppress; i++)
+      if (o->suppress[i] < 0 || o->suppress[i] == o->eos) {
+        snprintf(msg, sizeof msg,
+                 "suppressed token %lld is not a token id >= 0 other than "
+                 "eos",
+                 (long long)o->suppress[i]);
+        return fail(LOOM_ERR_ARGUMENT, msg);
+      }
     return 0;
+  }
   return fail(LOOM_ERR_ARGUMENT, msg);
 }
 
@@ -136,6 +152,7 @@ static void free_search(search *s) {
   free(s->row_sent);
   free(s->row_live);
   free(s->lp);
+  free(s->suppressed);
   free(s->cand);
 }
 
@@ -212,11 +229,13 @@ static int finish_at_limit(search *s, sentence *b, live_hyp *next, int *n,
 
 /* Whether token v may come at step t of sentence b, and whether it must. */
 static bool allowed(const search *s, const sentence *b, int64_t v) {
+  if (s->suppressed[v])
+    return false;
   if (s->o.eos < 0) /* no end token: every token, until the limit */
     return true;
   if (s->t >= b->max_len)
     return v == s->o.eos;
-  return v != s->o.eos || s->t >= s->o.min_len;
+  return v != s->o.eos || s->t >= s->o.min_len || s->eos_only;
 }
 
 /* Reads row r of the step's log-probabilities into s->lp; refuses NaN and
@@ -483,14 +502,37 @@ static loom_tensor *step(search *s, const int64_t *tokens) {
                      (long long)s->o.bos, (long long)s->o.eos, (long long)V);
       return NULL;
     }
+    for (int64_t i = 0; i < s->o.n_suppress; i++)
+      if (s->o.suppress[i] >= V) {
+        loom_set_error(LOOM_ERR_ARGUMENT,
+                       "decode: suppressed token %lld is not below the "
+                       "vocabulary size %lld",
+                       (long long)s->o.suppress[i], (long long)V);
+        return NULL;
+      }
     s->V = V;
     s->lp = malloc((size_t)V * sizeof *s->lp);
     int per = s->o.method == LOOM_DECODE_BEAM ? 2 * s->o.beam : 1;
     s->cand = malloc(((size_t)V + (size_t)per) * sizeof *s->cand);
-    if (!s->lp || !s->cand) {
+    s->suppressed = calloc((size_t)V, sizeof *s->suppressed);
+    if (!s->lp || !s->cand || !s->suppressed) {
       fail(LOOM_ERR_MEMORY, "out of memory");
       return NULL;
     }
+    int64_t open = V;
+    for (int64_t i = 0; i < s->o.n_suppress; i++)
+      if (!s->suppressed[s->o.suppress[i]]) {
+        s->suppressed[s->o.suppress[i]] = true;
+        open--;
+      }
+    if (open == 0) { /* only without an eos: it cannot be suppressed */
+      loom_set_error(LOOM_ERR_ARGUMENT,
+                     "decode: every one of the %lld tokens is suppressed",
+                     (long long)V);
+      return NULL;
+    }
+    /* min_len then yields: there is nothing but eos to write */
+    s->eos_only = s->o.eos >= 0 && open == 1;
   }
   return loom_contiguous(lp);
 }

@@ -84,7 +84,8 @@ typedef struct loom_decode_opts {
    * lp = ((5 + len) / 6)^alpha, len counting the eos (if there is one).
    * 0: by score. */
   double alpha;
-  /* eos is refused before min_len tokens. */
+  /* eos is refused before min_len tokens (unless it is the only token
+   * not suppressed). */
   int64_t min_len;
   /* At most floor(max_len_a * src_len + max_len_b) tokens before the eos,
    * which is then forced (src_len per sentence; 0 when none given); with
@@ -109,6 +110,12 @@ typedef struct loom_decode_opts {
   int64_t top_k;
   double top_p;
   loom_rng *rng;
+  /* Tokens never chosen, whatever their log-probability (as fairseq never
+   * writes the padding token): n_suppress ids, each below the vocabulary
+   * size and none of them eos, read from `suppress` (the caller's) while
+   * loom_decode runs. NULL and 0: none. */
+  const int64_t *suppress;
+  int64_t n_suppress;
 } loom_decode_opts;
 
 /* Greedy decoding from bos to eos: beam 5, nbest 1, alpha 0, min_len 0,

@@ -579,6 +579,111 @@ static void expect_failure(const loom_decode_model *model, int64_t n,
   loom_clear_error();
 }
 
+/* Suppressed tokens are never written: greedy, beam and sampling give
+ * what they give on the same model with those tokens' log-probabilities
+ * set to -inf, and the test picks a token the model does write. With every
+ * token but eos suppressed, min_len yields and the sentences are empty. */
+typedef struct {
+  rnn_lm *m;
+  const int64_t *banned;
+  int64_t n_banned;
+} banning_lm;
+
+static int banning_step(void *ctx, int64_t t, const loom_tensor *tokens,
+                        loom_tensor **lp) {
+  banning_lm *b = ctx;
+  if (lm_step(b->m, t, tokens, lp) < 0)
+    return -1;
+  loom_tensor *mask = loom_zeros(LOOM_BOOL, LOOM_SHAPE(b->m->V));
+  for (int64_t i = 0; i < b->n_banned; i++)
+    loom_set(mask, (int64_t[]){b->banned[i]}, 1);
+  *lp = loom_masked_fill(*lp, mask, -INFINITY);
+  return *lp ? 0 : -1;
+}
+
+static int banning_reorder(void *ctx, const loom_tensor *index) {
+  return lm_reorder(((banning_lm *)ctx)->m, index);
+}
+
+START_TEST(test_suppress) {
+  loom_manual_seed(77);
+  rnn_lm m;
+  lm_init(&m, 7, 4, 2.0);
+  int64_t src[4] = {0};
+  /* the token greedy decoding writes most, besides eos */
+  loom_decode_opts o = loom_decode_defaults(BOS, EOS);
+  o.max_len_b = 6;
+  loom_decode_result g = decode(&m, 4, src, o);
+  int64_t count[7] = {0}, most = 2;
+  for (int64_t i = 0; i < 4; i++)
+    for (int64_t k = 0; k < g.hyps[i].len; k++)
+      count[g.hyps[i].tokens[k]]++;
+  for (int64_t v = 2; v < 7; v++)
+    if (count[v] > count[most])
+      most = v;
+  ck_assert_int_gt(count[most], 0);
+  loom_decode_result_free(&g);
+  int64_t banned[2] = {BOS, most};
+  for (int method = 0; method < 3; method++) {
+    o = loom_decode_defaults(BOS, EOS);
+    o.max_len_b = 6;
+    o.method = (loom_decode_method)method;
+    o.beam = 3;
+    o.nbest = method == LOOM_DECODE_GREEDY ? 1 : 3;
+    loom_rng *rng = loom_rng_new(5);
+    o.rng = rng;
+    o.suppress = banned;
+    o.n_suppress = 2;
+    loom_decode_result r = decode(&m, 4, src, o);
+    loom_decode_opts plain = o;
+    plain.suppress = NULL;
+    plain.n_suppress = 0;
+    loom_rng_seed(rng, 5);
+    banning_lm b = {&m, banned, 2};
+    lm_reset(&m, 4);
+    loom_decode_result w;
+    ck_assert_int_eq(loom_decode(&(loom_decode_model){banning_step,
+                                                      banning_reorder, &b},
+                                 4, src, &plain, &w),
+                     0);
+    for (int64_t i = 0; i < 4 * o.nbest; i++) {
+      ck_assert_int_eq(r.hyps[i].len, w.hyps[i].len);
+      ck_assert(r.hyps[i].score == w.hyps[i].score);
+      for (int64_t k = 0; k < r.hyps[i].len; k++) {
+        ck_assert_int_eq(r.hyps[i].tokens[k], w.hyps[i].tokens[k]);
+        ck_assert_int_ne(r.hyps[i].tokens[k], most);
+        ck_assert_int_ne(r.hyps[i].tokens[k], BOS);
+      }
+    }
+    expect_scores(&m, &r, 0, 6);
+    loom_decode_result_free(&r);
+    loom_decode_result_free(&w);
+    loom_rng_free(rng);
+  }
+  /* nothing but eos left: min_len yields */
+  int64_t all[5] = {0, 2, 3, 4, 5};
+  o = loom_decode_defaults(BOS, EOS);
+  o.min_len = 3;
+  o.suppress = all;
+  o.n_suppress = 5;
+  loom_decode_result r = decode(&m, 2, NULL, o);
+  for (int64_t i = 0; i < 2; i++) {
+    ck_assert_int_ge(r.hyps[i].len, 3);
+    for (int64_t k = 0; k < r.hyps[i].len; k++)
+      ck_assert_int_eq(r.hyps[i].tokens[k], 6);
+  }
+  loom_decode_result_free(&r);
+  int64_t every[6] = {0, 2, 3, 4, 5, 6};
+  o.suppress = every;
+  o.n_suppress = 6;
+  r = decode(&m, 2, NULL, o);
+  for (int64_t i = 0; i < 2; i++)
+    ck_assert_int_eq(r.hyps[i].len, 0);
+  loom_decode_result_free(&r);
+  lm_free(&m);
+}
+END_TEST
+
 START_TEST(test_failures) {
   loom_manual_seed(500);
   rnn_lm m;
@@ -618,6 +723,23 @@ START_TEST(test_failures) {
   b.max_len_a = -1;
   expect_failure(&model, 2, b, LOOM_ERR_ARGUMENT, "max_len_a");
   expect_failure(NULL, 2, o, LOOM_ERR_ARGUMENT, "NULL model");
+  int64_t banned[2] = {3, EOS};
+  b = o;
+  b.suppress = banned;
+  b.n_suppress = 2;
+  expect_failure(&model, 2, b, LOOM_ERR_ARGUMENT, "other than eos");
+  banned[1] = 6;
+  lm_reset(&m, 2);
+  expect_failure(&model, 2, b, LOOM_ERR_ARGUMENT, "suppressed token 6");
+  b.suppress = NULL;
+  expect_failure(&model, 2, b, LOOM_ERR_ARGUMENT, "n_suppress 2");
+  int64_t all[6] = {0, 1, 2, 3, 4, 5};
+  b = o;
+  b.eos = LOOM_DECODE_NO_EOS;
+  b.suppress = all;
+  b.n_suppress = 6;
+  lm_reset(&m, 2);
+  expect_failure(&model, 2, b, LOOM_ERR_ARGUMENT, "every one of the 6");
   /* no sentences: nothing to do, nothing called */
   loom_decode_result r;
   ck_assert_int_eq(loom_decode(&model, 0, NULL, &o, &r), 0);
@@ -638,6 +760,7 @@ int main(void) {
   tcase_add_test(tc, test_sampling);
   tcase_add_test(tc, test_no_eos);
   tcase_add_test(tc, test_transformer_beam_scores);
+  tcase_add_test(tc, test_suppress);
   tcase_add_test(tc, test_failures);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);

@@ -112,10 +112,18 @@ int cap_describe(cap_model *m, const loom_tensor *images,
   loom_no_grad_begin();
   loom_scope *s = loom_scope_begin();
   decoder d = {.m = m};
+  /* padding and bos are never words of a caption (an undertrained model
+   * may still rate them likeliest) */
+  static const int64_t never[] = {APP_PAD, APP_BOS};
+  loom_decode_opts od = *o;
+  if (!od.n_suppress) {
+    od.suppress = never;
+    od.n_suppress = 2;
+  }
   int rc = start(&d, images);
   if (rc == 0)
     rc = loom_decode(&(loom_decode_model){step, reorder, &d},
-                     loom_size(images, 0), NULL, o, r);
+                     loom_size(images, 0), NULL, &od, r);
   finish(&d);
   loom_scope_end(s);
   loom_no_grad_end();

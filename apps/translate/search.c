@@ -23,7 +23,15 @@ int nmt_translate_corpus(nmt_model *m, const nmt_corpus *c,
       max_sentences ? (max_sentences / per > 0 ? max_sentences / per : 1) : 0;
   int rc = nmt_plan_make(&p, c, max_tokens / per > 0 ? max_tokens / per : 1,
                          sentences, false, 0, 0);
-  loom_decode_opts d = *o; /* a transformer has a position per token */
+  loom_decode_opts d = *o;
+  /* padding and bos are never words of a translation (an undertrained
+   * model may still rate them likeliest) */
+  static const int64_t never[] = {NMT_PAD, NMT_BOS};
+  if (!d.n_suppress) {
+    d.suppress = never;
+    d.n_suppress = 2;
+  }
+  /* a transformer has a position per token */
   int64_t room = m->cfg.max_positions - 1;
   if (!strcmp(m->cfg.model, "transformer") && (!d.max_len || d.max_len > room))
     d.max_len = room;
