@@ -280,6 +280,48 @@ START_TEST(test_mask_parts) {
 }
 END_TEST
 
+/* Backward computes the weights and the dropout mask again; it must get
+ * the forward's bits. With v the identity (S = Ev) the output is the
+ * dropped weights exactly, and with the output's gradient the identity
+ * (L = Ev) dv is their transpose exactly, as backward made them: any
+ * difference between the two passes (a rounding, a mask part from the
+ * wrong offset) shows. L x S odd, so batch elements' mask parts start at
+ * odd elements; 1 and 2 threads. */
+START_TEST(test_backward_sees_forward_weights) {
+  int64_t B = 2, H = 3, L = 7;
+  for (int dt = 0; dt < 2; dt++)
+    for (int t = 1; t <= 2; t++)
+      for (int drop = 0; drop < 2; drop++) {
+        loom_dtype d = dt ? LOOM_F64 : LOOM_F32;
+        loom_set_num_threads(t);
+        loom_manual_seed(21);
+        loom_tensor *q = loom_set_requires_grad(
+            loom_randn(NULL, d, 0, 2, LOOM_SHAPE(B, H, L, 5)), true);
+        loom_tensor *k = loom_set_requires_grad(
+            loom_randn(NULL, d, 0, 2, LOOM_SHAPE(B, H, L, 5)), true);
+        loom_tensor *eye = loom_eye(d, L, L);
+        loom_tensor *v = loom_set_requires_grad(
+            loom_contiguous(loom_expand(eye, LOOM_SHAPE(B, H, L, L))), true);
+        loom_tensor *mask = loom_randn(NULL, d, 0, 1, LOOM_SHAPE(L, L));
+        loom_set(mask, (int64_t[]){2, 0}, -INFINITY);
+        loom_rng *g = loom_rng_new(3);
+        loom_tensor *out =
+            loom_fused_attention(q, k, v, mask, true, 0.4, drop ? 0.3 : 0, g);
+        loom_rng_free(g);
+        ck_assert_loom(out);
+        ck_assert_int_eq(
+            loom_backward_with(out, loom_expand(eye, LOOM_SHAPE(B, H, L, L)),
+                               NULL),
+            0);
+        ck_assert_msg(loom_equal(loom_grad(v), loom_transpose(out, -2, -1)),
+                      "dtype %d, %d threads, dropout %d: backward's weights "
+                      "are not forward's",
+                      dt, t, drop);
+      }
+  loom_set_num_threads(0);
+}
+END_TEST
+
 START_TEST(test_errors) {
   loom_tensor *q = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 3, 4));
   loom_tensor *k = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 5, 4));
@@ -321,6 +363,7 @@ int main(void) {
   tcase_add_test(tc, test_scaled_dot_product_attention_path);
   tcase_add_test(tc, test_keeps_no_weights);
   tcase_add_test(tc, test_mask_parts);
+  tcase_add_test(tc, test_backward_sees_forward_weights);
   tcase_add_test(tc, test_errors);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
