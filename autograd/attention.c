@@ -209,17 +209,22 @@ loom_tensor *loom_fused_attention(const loom_tensor *q, const loom_tensor *k,
     return LOOM_FAIL(LOOM_ERR_ARGUMENT,
                      "%s: dropout %g must be in [0, 1) and scale %g finite", op,
                      dropout, scale);
+  /* the weights' shape: nothing of it is allocated, but the kernels count
+   * its elements (scratch bytes, the dropout mask's element numbers) */
+  int64_t full[LOOM_MAX_DIMS];
+  for (int d = 0; d < nd - 2; d++)
+    full[d] = q->shape[d];
+  full[nd - 2] = q->shape[nd - 2];
+  full[nd - 1] = k->shape[nd - 2];
+  char want[96];
+  if (!loom__sizes_fit(nd, full))
+    return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: the weights %s are too large", op,
+                     loom_format_shape(nd, full, want, sizeof want));
   if (mask) {
-    int64_t full[LOOM_MAX_DIMS];
-    for (int d = 0; d < nd - 2; d++)
-      full[d] = q->shape[d];
-    full[nd - 2] = q->shape[nd - 2];
-    full[nd - 1] = k->shape[nd - 2];
     bool fits = mask->ndim <= nd;
     for (int d = 1; fits && d <= mask->ndim; d++)
       fits = mask->shape[mask->ndim - d] == 1 ||
              mask->shape[mask->ndim - d] == full[nd - d];
-    char want[96];
     if (!fits)
       return LOOM_FAIL(LOOM_ERR_SHAPE,
                        "%s: mask %s does not broadcast to the scores %s", op,

@@ -348,6 +348,16 @@ START_TEST(test_errors) {
   loom_clear_error();
   ck_assert_ptr_null(loom_fused_attention(NULL, k, v, NULL, false, 1, 0, NULL));
   loom_clear_error();
+  /* weights of 2^62 elements, though q, k and v have none: refused (the
+   * kernels' scratch size would wrap around) */
+  int64_t n = (int64_t)1 << 31;
+  loom_tensor *e = loom_zeros(LOOM_F32, LOOM_SHAPE(1, n, 0));
+  ck_assert_loom(e);
+  ck_assert_ptr_null(loom_fused_attention(e, e, e, NULL, false, 1, 0, NULL));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
+  ck_assert_msg(strstr(loom_last_error(), "too large"), "%s",
+                loom_last_error());
+  loom_clear_error();
 }
 END_TEST
 
