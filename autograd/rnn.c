@@ -59,7 +59,7 @@ static bool check(const char *op, const loom_tensor *xp, const loom_tensor *w,
   for (int k = 0; k < 2 + n_states; k++) {
     const loom_tensor *t = k < 2 ? all[k] : states[k - 2];
     if (t && t->dtype != xp->dtype) {
-      char what[16];
+      char what[24]; /* "state " and any int */
       snprintf(what, sizeof what, "state %d", k - 2);
       loom_set_error(LOOM_ERR_DTYPE, "%s: mixed dtypes: inputs %s, %s %s", op,
                      loom_dtype_name(xp->dtype), k < 2 ? names[k] : what,
