@@ -478,9 +478,11 @@ LOOM_API loom_tensor *loom_linear(const loom_tensor *x,
  * the result's heads permuted back are contiguous). Equal to
  * loom_scaled_dot_product_attention's composition (nn/attention.h), which
  * uses it when no weights are asked for; differentiable in q, k and v to
- * any order (the double backward differentiates the composition). Errors:
- * shapes, dtypes, dropout outside [0, 1), a non-finite scale, a mask that
- * requires grad. */
+ * any order (the double backward differentiates the composition); backward
+ * reads the mask again (it computes the weights again), so a mask written
+ * in place before then fails backward, as a modified input does. Errors:
+ * shapes, dtypes, dropout outside [0, 1), a non-finite scale, weights
+ * (..., L, S) of more than 2^59 - 1 elements, a mask that requires grad. */
 LOOM_API loom_tensor *
 loom_fused_attention(const loom_tensor *q, const loom_tensor *k,
                      const loom_tensor *v, const loom_tensor *mask, bool causal,
