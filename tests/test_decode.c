@@ -660,7 +660,7 @@ START_TEST(test_suppress) {
     loom_decode_result_free(&w);
     loom_rng_free(rng);
   }
-  /* nothing but eos left: min_len yields */
+  /* one word left besides eos: min_len still holds, with that word */
   int64_t all[5] = {0, 2, 3, 4, 5};
   o = loom_decode_defaults(BOS, EOS);
   o.min_len = 3;
@@ -673,6 +673,7 @@ START_TEST(test_suppress) {
       ck_assert_int_eq(r.hyps[i].tokens[k], 6);
   }
   loom_decode_result_free(&r);
+  /* nothing but eos left: min_len yields */
   int64_t every[6] = {0, 2, 3, 4, 5, 6};
   o.suppress = every;
   o.n_suppress = 6;
