@@ -216,17 +216,22 @@ START_TEST(decoding_through_the_library) {
     loom_decode_result_free(&greedy);
     loom_decode_result_free(&beam1);
     loom_decode_result_free(&beam);
-    /* padding and bos rated likeliest are still never written */
+    /* padding and bos rated likeliest are still never written, nor a
+     * token the options suppress */
     loom_no_grad_begin();
     float *bias = loom_data_f32(m->out->bias);
     bias[APP_PAD] += 100;
     bias[APP_BOS] += 90;
+    bias[5] += 80;
     loom_no_grad_end();
+    o.suppress = (const int64_t[]){5};
+    o.n_suppress = 1;
     ck_assert_int_eq(cap_describe(m, x, &o, &beam), 0);
     for (int64_t i = 0; i < 3 * 4; i++)
       for (int64_t t = 0; t < beam.hyps[i].len; t++)
         ck_assert(beam.hyps[i].tokens[t] != APP_PAD &&
-                  beam.hyps[i].tokens[t] != APP_BOS);
+                  beam.hyps[i].tokens[t] != APP_BOS &&
+                  beam.hyps[i].tokens[t] != 5);
     loom_decode_result_free(&beam);
     cap_model_free(m);
   }

@@ -405,8 +405,8 @@ int cap_batch_build(const cap_data *d, const cap_corpus *c, const cap_norm *nm,
 /* ---- writing captions (describe.c) ---- */
 
 /* Decodes captions for images (N, 3, side, side) with o (greedy, sampling
- * or beam; bos/eos APP_BOS/APP_EOS; APP_PAD and APP_BOS suppressed unless o
- * suppresses tokens itself), in evaluation mode without gradients. *r as
+ * or beam; bos/eos APP_BOS/APP_EOS; APP_PAD and APP_BOS suppressed beside
+ * the tokens o suppresses), in evaluation mode without gradients. *r as
  * loom_decode fills it. 0 or -1. */
 int cap_describe(cap_model *m, const loom_tensor *images,
                  const loom_decode_opts *o, loom_decode_result *r);

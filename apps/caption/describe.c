@@ -112,19 +112,16 @@ int cap_describe(cap_model *m, const loom_tensor *images,
   loom_no_grad_begin();
   loom_scope *s = loom_scope_begin();
   decoder d = {.m = m};
-  /* padding and bos are never words of a caption (an undertrained model
-   * may still rate them likeliest) */
-  static const int64_t never[] = {APP_PAD, APP_BOS};
   loom_decode_opts od = *o;
-  if (!od.n_suppress) {
-    od.suppress = never;
-    od.n_suppress = 2;
-  }
-  int rc = start(&d, images);
+  int64_t *never = app_never_written(o->suppress, o->n_suppress,
+                                     &od.n_suppress);
+  od.suppress = never;
+  int rc = never ? start(&d, images) : -1;
   if (rc == 0)
     rc = loom_decode(&(loom_decode_model){step, reorder, &d},
                      loom_size(images, 0), NULL, &od, r);
   finish(&d);
+  free(never);
   loom_scope_end(s);
   loom_no_grad_end();
   loom_module_train(&m->base, was_training);

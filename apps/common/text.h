@@ -517,6 +517,12 @@ typedef struct {
 /* "<pad>", "<bos>", "<eos>" or "<unk>" for ids 0..3. */
 const char *app_vocab_special(int64_t id);
 
+/* The tokens a decoder must never write: ids[0..n) and APP_PAD and
+ * APP_BOS, never words (an undertrained model may still rate them
+ * likeliest), for loom_decode_opts.suppress; *n_out of them. A new list
+ * the caller frees, or NULL with a loom error when out of memory. */
+int64_t *app_never_written(const int64_t *ids, int64_t n, int64_t *n_out);
+
 /* The baseline's build_vocab: the specials, then every counted token seen
  * at least min_count (>= 1) times, sorted; a token spelled like a special
  * keeps the special's id. v is zero-initialised first. 0, or -1 (a bad

@@ -178,3 +178,20 @@ int app_vocab_parse(app_vocab *v, const char *data, size_t len,
     return -1;
   return vocab_read(v, &r);
 }
+
+int64_t *app_never_written(const int64_t *ids, int64_t n, int64_t *n_out) {
+  *n_out = 0;
+  int64_t *all = n >= 0 && n < INT64_MAX / 8 - 2
+                     ? malloc((size_t)(n + 2) * sizeof *all)
+                     : NULL;
+  if (!all) {
+    loom_set_error(LOOM_ERR_MEMORY, "out of memory");
+    return NULL;
+  }
+  all[0] = APP_PAD;
+  all[1] = APP_BOS;
+  for (int64_t i = 0; i < n; i++)
+    all[2 + i] = ids[i];
+  *n_out = n + 2;
+  return all;
+}

@@ -24,13 +24,12 @@ int nmt_translate_corpus(nmt_model *m, const nmt_corpus *c,
   int rc = nmt_plan_make(&p, c, max_tokens / per > 0 ? max_tokens / per : 1,
                          sentences, false, 0, 0);
   loom_decode_opts d = *o;
-  /* padding and bos are never words of a translation (an undertrained
-   * model may still rate them likeliest) */
-  static const int64_t never[] = {NMT_PAD, NMT_BOS};
-  if (!d.n_suppress) {
-    d.suppress = never;
-    d.n_suppress = 2;
-  }
+  _Static_assert((int)NMT_PAD == (int)APP_PAD && (int)NMT_BOS == (int)APP_BOS,
+                 "translate numbers the specials as the vocabulary does");
+  int64_t *never = app_never_written(o->suppress, o->n_suppress, &d.n_suppress);
+  d.suppress = never;
+  if (!never)
+    rc = -1;
   /* a transformer has a position per token */
   int64_t room = m->cfg.max_positions - 1;
   if (!strcmp(m->cfg.model, "transformer") && (!d.max_len || d.max_len > room))
@@ -61,6 +60,7 @@ int nmt_translate_corpus(nmt_model *m, const nmt_corpus *c,
   }
   loom_module_train(&m->base, was_training);
   nmt_plan_free(&p);
+  free(never);
   if (rc < 0)
     loom_decode_result_free(r);
   return rc;

@@ -10,7 +10,7 @@
 /* Translates every source of c (batches of at most max_tokens padded
  * tokens and max_sentences sentences, 0: no limit; a beam's rows count
  * against both), longest first, the length limit a * source length + b;
- * NMT_PAD and NMT_BOS are suppressed unless o suppresses tokens itself.
+ * NMT_PAD and NMT_BOS are suppressed beside the tokens o suppresses.
  * Fills r with c->n sentences in c's order. 0, or -1 with a loom error. */
 int nmt_translate_corpus(nmt_model *m, const nmt_corpus *c,
                          const loom_decode_opts *o, int64_t max_tokens,
