@@ -26,6 +26,33 @@ struct loom__packed {
   float *data; /* panels x K x NR, zero-padded past N */
 };
 
+/* Packs rows [k0, k0 + kc) of B's columns [n0, n0 + w) (w <= NR) into one
+ * panel of kc x NR floats, zero past w. B is K x N at leading dimension
+ * ld, or N x K read as its transpose when trans. The copy is kept to whole
+ * rows of memory: B's rows go in with memcpy, and B^T's rows (the panel's
+ * columns) are written a block of PACK_KB values at a time, so the panel's
+ * lines being filled stay in L1 (an element-wise loop took as long as the
+ * products it fed at batch 1). */
+static void pack_panel(float *panel, const float *b, int64_t ld, bool trans,
+                       int64_t k0, int64_t kc, int64_t n0, int64_t w) {
+  enum { PACK_KB = 64 };
+  if (w < NR)
+    memset(panel, 0, (size_t)(kc * NR) * sizeof *panel);
+  if (!trans) {
+    for (int64_t k = 0; k < kc; k++)
+      memcpy(panel + k * NR, b + (k0 + k) * ld + n0, (size_t)w * sizeof *b);
+    return;
+  }
+  for (int64_t kb = 0; kb < kc; kb += PACK_KB) {
+    int64_t ke = kc - kb < PACK_KB ? kc : kb + PACK_KB;
+    for (int64_t j = 0; j < w; j++) {
+      const float *src = b + (n0 + j) * ld + k0;
+      for (int64_t k = kb; k < ke; k++)
+        panel[k * NR + j] = src[k];
+    }
+  }
+}
+
 loom__packed *loom__kernel_pack(const float *b, int64_t K, int64_t N,
                                 int64_t ld, bool trans) {
   loom__packed *p = malloc(sizeof *p);
@@ -39,29 +66,11 @@ loom__packed *loom__kernel_pack(const float *b, int64_t K, int64_t N,
   }
   *p = (loom__packed){K, N, panels, d};
   /* Packing runs once per sequence, the product once per step; at batch 1
-   * the two read as much memory each, so the copy is kept to whole rows:
-   * B's rows go in with memcpy, and B^T's rows (the panel's columns) are
-   * written a block of PACK_KB values at a time, so the panel's lines being
-   * filled stay in L1 (an element-wise loop took as long as the products). */
-  enum { PACK_KB = 64 };
+   * the two read as much memory each, hence pack_panel's care. */
   for (int64_t q = 0; q < panels; q++) {
-    float *panel = d + q * K * NR;
-    int64_t n0 = q * NR, w = N - n0 < NR ? N - n0 : NR;
-    if (w < NR)
-      memset(panel, 0, (size_t)(K * NR) * sizeof *panel);
-    if (!trans) {
-      for (int64_t k = 0; k < K; k++)
-        memcpy(panel + k * NR, b + k * ld + n0, (size_t)w * sizeof *b);
-      continue;
-    }
-    for (int64_t k0 = 0; k0 < K; k0 += PACK_KB) {
-      int64_t k1 = K - k0 < PACK_KB ? K : k0 + PACK_KB;
-      for (int64_t j = 0; j < w; j++) {
-        const float *src = b + (n0 + j) * ld;
-        for (int64_t k = k0; k < k1; k++)
-          panel[k * NR + j] = src[k];
-      }
-    }
+    int64_t n0 = q * NR;
+    pack_panel(d + q * K * NR, b, ld, trans, 0, K, n0,
+               N - n0 < NR ? N - n0 : NR);
   }
   return p;
 }
@@ -72,15 +81,21 @@ void loom__kernel_packed_free(loom__packed *p) {
   free(p);
 }
 
-/* BLOCK(SUFFIX, V, W, MR): block_SUFFIX(rows, ...) computes C rows
+/* BLOCK(SUFFIX, V, W, MR): block_SUFFIX_rows(rows, at, ...) computes C rows
  * [0, rows) x columns [0, cols) (+)= A rows x B (K x 2W at stride NR), for
- * rows <= MR and cols <= 2W, with vectors V of W floats. The C block goes
- * through a local tile, so partial blocks need no masking. */
+ * rows <= MR and cols <= 2W, with vectors V of W floats. A is row-major
+ * (row r at a + r lda), or column-major when at (row r's values at
+ * a + r + k lda): the kernel broadcasts one value of A per row and k, so
+ * either layout is read in place. The C block goes through a local tile,
+ * so partial blocks need no masking. Each C element is one chain of fused
+ * multiply-adds in k order, starting from 0 or from C: a product cut into
+ * k ranges that accumulate gives the same bits as one pass. */
 #define BLOCK(SUFFIX, V, W, MR)                                                \
   typedef float V __attribute__((vector_size(4 * W), aligned(4)));             \
   static inline __attribute__((always_inline)) void block_##SUFFIX##_rows(     \
-      const int64_t rows, int64_t K, const float *a, int64_t lda,              \
-      const float *b, float *c, int64_t ldc, int64_t cols, bool accumulate) {  \
+      const int64_t rows, const bool at, int64_t K, const float *a,            \
+      int64_t lda, const float *b, float *c, int64_t ldc, int64_t cols,        \
+      bool accumulate) {                                                       \
     V acc[MR][2];                                                              \
     float tile[MR][2 * W];                                                     \
     _Pragma("GCC unroll 8") for (int64_t r = 0; r < rows; r++) {               \
@@ -94,7 +109,7 @@ void loom__kernel_packed_free(loom__packed *p) {
       memcpy(&b0, b + k * NR, sizeof b0);                                      \
       memcpy(&b1, b + k * NR + W, sizeof b1);                                  \
       _Pragma("GCC unroll 8") for (int64_t r = 0; r < rows; r++) {             \
-        float av = a[r * lda + k];                                             \
+        float av = at ? a[k * lda + r] : a[r * lda + k];                       \
         acc[r][0] += av * b0;                                                  \
         acc[r][1] += av * b1;                                                  \
       }                                                                        \
@@ -107,17 +122,43 @@ void loom__kernel_packed_free(loom__packed *p) {
     }                                                                          \
   }
 
-/* One function per level, each with its rows 1..MR spelled out; the
- * panel loop runs blocks of MR rows and 2W of the panel's NR columns. */
+/* The jobs of a whole product (loom__kernel_gemm_own): C's columns in
+ * panels of NR, its rows in chunks; job i is panel i / chunks, row chunk
+ * i % chunks. */
+typedef struct {
+  bool ta, tb, accumulate;
+  int64_t M, N, K, lda, ldb, ldc, chunks, chunk_rows;
+  const float *a, *b;
+  float *c;
+  float *scratch; /* one panel of KC x NR floats per part */
+  int parts;
+} own_job;
+
+/* Rows of B packed at a time for a whole product: a 64 KiB panel, which
+ * stays in L2 while the rows of A stream past it. */
+#define KC 512
+
+/* One function per level, each with its rows 1..MR spelled out for both
+ * layouts of A; the panel loop runs blocks of MR rows and 2W of the
+ * panel's NR columns. */
 #define PANELS(SUFFIX, TARGET, MR, W)                                          \
   TARGET LOOM__FMA __attribute__((noinline)) static void block_##SUFFIX(       \
-      int64_t rows, int64_t K, const float *a, int64_t lda, const float *b,    \
-      float *c, int64_t ldc, int64_t cols, bool acc) {                         \
+      int64_t rows, bool at, int64_t K, const float *a, int64_t lda,           \
+      const float *b, float *c, int64_t ldc, int64_t cols, bool acc) {         \
+    if (at) {                                                                  \
+      switch (rows) {                                                          \
+      case MR:                                                                 \
+        block_##SUFFIX##_rows(MR, true, K, a, lda, b, c, ldc, cols, acc);      \
+        break;                                                                 \
+        ROWS_CASES_##MR(SUFFIX, true)                                          \
+      }                                                                        \
+      return;                                                                  \
+    }                                                                          \
     switch (rows) {                                                            \
     case MR:                                                                   \
-      block_##SUFFIX##_rows(MR, K, a, lda, b, c, ldc, cols, acc);              \
+      block_##SUFFIX##_rows(MR, false, K, a, lda, b, c, ldc, cols, acc);       \
       break;                                                                   \
-      ROWS_CASES_##MR(SUFFIX)                                                  \
+      ROWS_CASES_##MR(SUFFIX, false)                                           \
     }                                                                          \
   }                                                                            \
   TARGET static void panels_##SUFFIX(                                          \
@@ -129,19 +170,47 @@ void loom__kernel_packed_free(loom__packed *p) {
         int64_t left = p->N - q * NR - j;                                      \
         int64_t cols = left < 2 * W ? left : 2 * W;                            \
         for (int64_t m = 0; m < M; m += MR)                                    \
-          block_##SUFFIX(M - m < MR ? M - m : MR, p->K, a + m * lda, lda,      \
-                         panel + j, c + m * ldc + q * NR + j, ldc, cols,       \
+          block_##SUFFIX(M - m < MR ? M - m : MR, false, p->K, a + m * lda,    \
+                         lda, panel + j, c + m * ldc + q * NR + j, ldc, cols,  \
                          accumulate);                                          \
       }                                                                        \
     }                                                                          \
   }
-#define ROW_CASE(SUFFIX, R)                                                    \
+
+/* own_SUFFIX runs jobs [i0, i1) of a whole product, packing each panel KC
+ * rows at a time into buf. */
+#define OWN(SUFFIX, TARGET, MR, W)                                             \
+  TARGET static void own_##SUFFIX(const own_job *o, int64_t i0, int64_t i1,    \
+                                  float *buf) {                                \
+    for (int64_t i = i0; i < i1; i++) {                                        \
+      int64_t n0 = i / o->chunks * NR, r0 = i % o->chunks * o->chunk_rows;     \
+      int64_t w = o->N - n0 < NR ? o->N - n0 : NR;                             \
+      int64_t r1 = o->M - r0 < o->chunk_rows ? o->M : r0 + o->chunk_rows;      \
+      for (int64_t k0 = 0; k0 < o->K; k0 += KC) {                              \
+        int64_t kc = o->K - k0 < KC ? o->K - k0 : KC;                          \
+        pack_panel(buf, o->b, o->ldb, o->tb, k0, kc, n0, w);                   \
+        for (int64_t j = 0; j < w; j += 2 * W)                                 \
+          for (int64_t m = r0; m < r1; m += MR)                                \
+            block_##SUFFIX(r1 - m < MR ? r1 - m : MR, o->ta, kc,               \
+                           o->ta ? o->a + k0 * o->lda + m                      \
+                                 : o->a + m * o->lda + k0,                     \
+                           o->lda, buf + j, o->c + m * o->ldc + n0 + j,        \
+                           o->ldc, w - j < 2 * W ? w - j : 2 * W,              \
+                           o->accumulate || k0 > 0);                           \
+      }                                                                        \
+    }                                                                          \
+  }
+
+#define ROW_CASE(SUFFIX, R, AT)                                                \
   case R:                                                                      \
-    block_##SUFFIX##_rows(R, K, a, lda, b, c, ldc, cols, acc);                 \
+    block_##SUFFIX##_rows(R, AT, K, a, lda, b, c, ldc, cols, acc);             \
     break;
-#define ROWS_CASES_6(S)                                                        \
-  ROW_CASE(S, 1) ROW_CASE(S, 2) ROW_CASE(S, 3) ROW_CASE(S, 4) ROW_CASE(S, 5)
-#define ROWS_CASES_8(S) ROWS_CASES_6(S) ROW_CASE(S, 6) ROW_CASE(S, 7)
+#define ROWS_CASES_6(S, AT)                                                    \
+  ROW_CASE(S, 1, AT)                                                           \
+  ROW_CASE(S, 2, AT)                                                           \
+  ROW_CASE(S, 3, AT) ROW_CASE(S, 4, AT) ROW_CASE(S, 5, AT)
+#define ROWS_CASES_8(S, AT)                                                    \
+  ROWS_CASES_6(S, AT) ROW_CASE(S, 6, AT) ROW_CASE(S, 7, AT)
 
 BLOCK(baseline, v4, 4, 6)
 PANELS(baseline, , 6, 4)
@@ -150,6 +219,7 @@ BLOCK(avx2, v8, 8, 6)
 PANELS(avx2, __attribute__((target("arch=x86-64-v3"))), 6, 8)
 BLOCK(avx512, v16, 16, 8)
 PANELS(avx512, __attribute__((target("arch=x86-64-v4"))), 8, 16)
+OWN(avx512, __attribute__((target("arch=x86-64-v4"))), 8, 16)
 #endif
 
 static void panels(int64_t M, const float *a, int64_t lda,
@@ -197,6 +267,58 @@ void loom__kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
    * a fixed order, so results do not depend on the thread count. */
   loom__parallel_for(nt, p->panels, packed_part,
                      &(packed_job){M, lda, ldc, a, p, c, accumulate});
+}
+
+/* ---- whole products ---- */
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+static void own_part(void *ctx, int64_t t, int64_t t1) {
+  const own_job *o = ctx;
+  int64_t jobs = (o->N + NR - 1) / NR * o->chunks, kc = o->K < KC ? o->K : KC;
+  for (; t < t1; t++)
+    own_avx512(o, jobs * t / o->parts, jobs * (t + 1) / o->parts,
+               o->scratch + t * kc * NR);
+}
+#endif
+
+bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                           const float *a, int64_t lda, const float *b,
+                           int64_t ldb, bool accumulate, float *c,
+                           int64_t ldc) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+  if (loom__isa() != LOOM__ISA_AVX512 || M <= 0 || N <= 0 || K <= 0)
+    return false;
+  int64_t panels = (N + NR - 1) / NR, kc = K < KC ? K : KC;
+  int64_t macs = M * N > INT64_MAX / K ? INT64_MAX : M * N * K;
+  int nt = loom__threads_for(macs / 64); /* 2^21 multiply-adds a part */
+  /* Rows are cut in chunks of whole blocks when the panels alone would
+   * leave threads idle or unevenly loaded (a thin C, as attention's). */
+  int64_t chunks = 1, rows = (M + 7) / 8 * 8;
+  while (panels * chunks < 4 * nt && rows > 64) {
+    chunks *= 2;
+    rows = ((M + chunks - 1) / chunks + 7) / 8 * 8;
+  }
+  chunks = (M + rows - 1) / rows;
+  if (nt > panels * chunks)
+    nt = (int)(panels * chunks);
+  float *scratch = aligned_alloc(64, (size_t)(nt * kc * NR) * sizeof *scratch);
+  if (!scratch) /* BLAS can still do it */
+    return false;
+  own_job o = {ta, tb, accumulate, M, N, K, lda, ldb, ldc, chunks, rows,
+               a,  b,  c,          scratch, nt};
+  /* Each element of C is computed by one job in one order, whatever the
+   * number of parts: results do not depend on the thread count. */
+  if (nt == 1)
+    own_part(&o, 0, 1);
+  else
+    loom__parallel_for(nt, nt, own_part, &o);
+  free(scratch);
+  return true;
+#else
+  (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)a, (void)lda, (void)b;
+  (void)ldb, (void)accumulate, (void)c, (void)ldc;
+  return false;
+#endif
 }
 
 /* ---- packings reused within a region ---- */

@@ -295,6 +295,19 @@ void loom__kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
                               const loom__packed *p, float *c, int64_t ldc,
                               bool accumulate);
 
+/* C (M x N, ldc) = op(A) op(B), or C += op(A) op(B) when accumulate, with
+ * op(A) M x K (A stored M x K at lda, or K x M when ta) and op(B) K x N (B
+ * stored K x N at ldb, or N x K when tb), by the packed micro-kernel, B
+ * packed a panel at a time. Taken where the kernel is the faster one: on
+ * the AVX-512 path (bench/matmul; the AVX2 kernel only matches OpenBLAS's
+ * Haswell kernels). Returns false, having done nothing, where it is not
+ * taken or its scratch memory is not there: the caller then uses BLAS.
+ * Results are the same for any thread count. */
+bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                           const float *a, int64_t lda, const float *b,
+                           int64_t ldb, bool accumulate, float *c,
+                           int64_t ldc);
+
 /* Packings reused across products: while a reuse region is open on this
  * thread (a sequence runner's steps, one backward pass), the packing of a
  * 2-D float32 matrix that requires grad (a parameter, or a value computed
