@@ -185,7 +185,7 @@ loom_optimizer *loom_adagrad_new(loom_tensor *const *params, int n,
  * Adam's loop ran at ~10 cycles per parameter through three fmaf calls, 7% of
  * an LSTM training step (bench/rnn.c); SGD's fmaf calls were 2.7% of the
  * Penn Treebank example's step (examples/ptb_lm.c, perf). */
-#define UPDATES(T, FMAF, SQRT)                                                       \
+#define UPDATES(T, FMAF, SQRT)                                                 \
   LOOM__ISA_FUNCTION(sgd_##T,                                                  \
                      (T * p, const T *g, T *buf, int64_t n, bool first,        \
                       const loom_sgd_opts *s, double lr),                      \
@@ -213,7 +213,8 @@ loom_optimizer *loom_adagrad_new(loom_tensor *const *params, int n,
     /* Options read into locals and branches as selects, so the loop           \
      * vectorizes (a->maximize read through the pointer, which the stores      \
      * might alias, kept it scalar: ~2 ms of a 9 ms LSTM step at batch 1);     \
-     * p * 1 and sqrt's float or double are exact, so every bit is as it was. */\
+     * p * 1 and sqrt's float or double are exact, so every bit is as it was.  \
+     */                                                                        \
     T keep = decoupled ? (T)(1 - lr * a->weight_decay) : 1;                    \
     bool neg = a->maximize, l2 = !decoupled && a->weight_decay != 0;           \
     double bc1 = 1 - pow(a->beta1, (double)step);                              \

@@ -1,6 +1,8 @@
-/* Matrix products through OpenBLAS. A 2-D view whose rows or columns are
- * unit-stride goes to BLAS as it is, as a transpose when its columns are
- * the contiguous direction; nothing is copied.
+/* Matrix products through OpenBLAS, or float32 ones through loom's packed
+ * micro-kernel where that is faster (own_products below). A 2-D view
+ * whose rows or columns are unit-stride goes to BLAS as it is, as a
+ * transpose when its columns are the contiguous direction; nothing is
+ * copied.
  *
  * Why loom splits large products over its own workers and runs OpenBLAS on
  * one thread per call: an idle OpenBLAS thread keeps polling with

@@ -1,8 +1,11 @@
-/* Products with a right operand packed once and reused: C += A B for a
- * small number of rows M (a recurrent step's batch) against the same B at
- * every step. BLAS repacks B on each call, which for M = 32 costs about as
- * much as the product; packing once per sequence makes the step ~1.7x
- * faster (bench/rnn) and ~5x at M = 1.
+/* loom's own float32 products, on one micro-kernel:
+ * - a right operand packed once and reused: C += A B for a small number of
+ *   rows M (a recurrent step's batch) against the same B at every step.
+ *   BLAS repacks B on each call, which for M = 32 costs about as much as
+ *   the product; packing once per sequence makes the step ~1.7x faster
+ *   (bench/rnn) and ~5x at M = 1;
+ * - whole products (loom__kernel_gemm_own), B packed a panel at a time,
+ *   where the kernel's 512-bit vectors beat OpenBLAS's 256-bit kernels.
  *
  * B is stored as column panels of NR floats, k-major inside a panel. The
  * micro-kernel keeps a block of C in vector registers, sized for each
@@ -191,12 +194,11 @@ typedef struct {
         pack_panel(buf, o->b, o->ldb, o->tb, k0, kc, n0, w);                   \
         for (int64_t j = 0; j < w; j += 2 * W)                                 \
           for (int64_t m = r0; m < r1; m += MR)                                \
-            block_##SUFFIX(r1 - m < MR ? r1 - m : MR, o->ta, kc,               \
-                           o->ta ? o->a + k0 * o->lda + m                      \
-                                 : o->a + m * o->lda + k0,                     \
-                           o->lda, buf + j, o->c + m * o->ldc + n0 + j,        \
-                           o->ldc, w - j < 2 * W ? w - j : 2 * W,              \
-                           o->accumulate || k0 > 0);                           \
+            block_##SUFFIX(                                                    \
+                r1 - m < MR ? r1 - m : MR, o->ta, kc,                          \
+                o->ta ? o->a + k0 * o->lda + m : o->a + m * o->lda + k0,       \
+                o->lda, buf + j, o->c + m * o->ldc + n0 + j, o->ldc,           \
+                w - j < 2 * W ? w - j : 2 * W, o->accumulate || k0 > 0);       \
       }                                                                        \
     }                                                                          \
   }
@@ -286,15 +288,17 @@ bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                            int64_t ldb, bool accumulate, float *c,
                            int64_t ldc) {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-  if (loom__isa() != LOOM__ISA_AVX512 || M <= 0 || N <= 0 || K <= 0)
+  /* Below 16 columns most of each 32-column panel would be padding. */
+  if (loom__isa() != LOOM__ISA_AVX512 || M <= 0 || N < 16 || K <= 0)
     return false;
   int64_t panels = (N + NR - 1) / NR, kc = K < KC ? K : KC;
   int64_t macs = M * N > INT64_MAX / K ? INT64_MAX : M * N * K;
   int nt = loom__threads_for(macs / 64); /* 2^21 multiply-adds a part */
   /* Rows are cut in chunks of whole blocks when the panels alone would
-   * leave threads idle or unevenly loaded (a thin C, as attention's). */
+   * leave threads idle or unevenly loaded (a thin C, as attention's); on
+   * one thread a chunk would only pack the same panels again. */
   int64_t chunks = 1, rows = (M + 7) / 8 * 8;
-  while (panels * chunks < 4 * nt && rows > 64) {
+  while (nt > 1 && panels * chunks < 4 * nt && rows > 64) {
     chunks *= 2;
     rows = ((M + chunks - 1) / chunks + 7) / 8 * 8;
   }
@@ -304,8 +308,22 @@ bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
   float *scratch = aligned_alloc(64, (size_t)(nt * kc * NR) * sizeof *scratch);
   if (!scratch) /* BLAS can still do it */
     return false;
-  own_job o = {ta, tb, accumulate, M, N, K, lda, ldb, ldc, chunks, rows,
-               a,  b,  c,          scratch, nt};
+  own_job o = {.ta = ta,
+               .tb = tb,
+               .accumulate = accumulate,
+               .M = M,
+               .N = N,
+               .K = K,
+               .lda = lda,
+               .ldb = ldb,
+               .ldc = ldc,
+               .chunks = chunks,
+               .chunk_rows = rows,
+               .a = a,
+               .b = b,
+               .c = c,
+               .scratch = scratch,
+               .parts = nt};
   /* Each element of C is computed by one job in one order, whatever the
    * number of parts: results do not depend on the thread count. */
   if (nt == 1)

@@ -279,9 +279,8 @@ int loom__kernel_attention(const loom__attention_args *a, loom_tensor *out);
  * for g, the output's gradient), each block of weights computed again
  * exactly as the forward pass did. -1 + error when out of memory. */
 int loom__kernel_attention_backward(const loom__attention_args *a,
-                                    const loom_tensor *g,
-                                    loom_tensor *dq, loom_tensor *dk,
-                                    loom_tensor *dv);
+                                    const loom_tensor *g, loom_tensor *dq,
+                                    loom_tensor *dk, loom_tensor *dv);
 
 /* A right-hand operand packed once for many products (float32 only;
  * kernel_gemm_packed.c): B is K x N, read from b with leading dimension ld,
@@ -298,15 +297,17 @@ void loom__kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
 /* C (M x N, ldc) = op(A) op(B), or C += op(A) op(B) when accumulate, with
  * op(A) M x K (A stored M x K at lda, or K x M when ta) and op(B) K x N (B
  * stored K x N at ldb, or N x K when tb), by the packed micro-kernel, B
- * packed a panel at a time. Taken where the kernel is the faster one: on
- * the AVX-512 path (bench/matmul; the AVX2 kernel only matches OpenBLAS's
- * Haswell kernels). Returns false, having done nothing, where it is not
- * taken or its scratch memory is not there: the caller then uses BLAS.
- * Results are the same for any thread count. */
+ * packed a panel at a time. Leading dimensions at least the stored rows'
+ * lengths; C must not overlap A or B (it holds partial sums between
+ * chunks of k). Without accumulate C is only written (NaN there is
+ * ignored). Runs on the AVX-512 path only, for N >= 16; whether it is
+ * the faster choice there is the caller's (loom__kernel_gemm_raw asks
+ * what OpenBLAS runs). Returns false, having done nothing, where it does
+ * not run or its scratch memory is not there: the caller then uses BLAS;
+ * no error is recorded. Results are the same for any thread count. */
 bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                            const float *a, int64_t lda, const float *b,
-                           int64_t ldb, bool accumulate, float *c,
-                           int64_t ldc);
+                           int64_t ldb, bool accumulate, float *c, int64_t ldc);
 
 /* Packings reused across products: while a reuse region is open on this
  * thread (a sequence runner's steps, one backward pass), the packing of a

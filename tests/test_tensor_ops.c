@@ -1631,16 +1631,20 @@ END_TEST
  * (KC = 512), accumulation, leading dimensions past the rows: the same
  * bits as the packed-weight product on the same operands (each element one
  * chain of multiply-adds in k order, however the k range is cut), the same
- * bits with 1 and 2 threads, and a float64 sum's value. Where it is not
- * taken (below AVX-512) it must leave C alone. */
+ * bits with 1 and 2 threads, and a float64 sum's value. C's columns past N
+ * must stay as they were, and without accumulation its NaNs are ignored.
+ * Where it is not taken (below AVX-512, or under 16 columns) it must leave
+ * C alone. M 300 with 33 or 70 columns runs on two threads. */
 START_TEST(test_own_product) {
-  const int64_t Ms[] = {1, 7, 9, 130}, Ns[] = {1, 33, 70}, Ks[] = {9, 600};
+  const int64_t Ms[] = {1, 7, 9, 130, 300}, Ns[] = {5, 16, 33, 70};
+  const int64_t Ks[] = {9, 600};
+  const float gap = 7777.0f;
   loom_rng *g = loom_rng_new(11);
-  for (size_t mi = 0; mi < 4; mi++)
-    for (size_t ni = 0; ni < 3; ni++)
+  for (size_t mi = 0; mi < 5; mi++)
+    for (size_t ni = 0; ni < 4; ni++)
       for (size_t ki = 0; ki < 2; ki++)
         for (int lay = 0; lay < 8; lay++) {
-          int64_t M = Ms[mi], N = Ns[ni], K = Ks[ki];
+          int64_t M = Ms[mi], N = Ns[ni], K = Ks[ki], ldc = N + 3;
           bool ta = lay & 1, tb = lay & 2, acc = lay & 4;
           int64_t lda = (ta ? M : K) + 2, ldb = (tb ? K : N) + 5;
           loom_tensor *a =
@@ -1649,50 +1653,59 @@ START_TEST(test_own_product) {
               loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(tb ? N : K, ldb));
           loom_tensor *c0 = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(M, N));
           const float *av = loom_data_f32(a), *bv = loom_data_f32(b);
-          size_t bytes = (size_t)(M * N) * sizeof(float);
-          float *c[3], *ar = malloc((size_t)(M * K) * sizeof(float));
+          const float *cv = loom_data_f32(c0);
+          size_t bytes = (size_t)(M * ldc) * sizeof(float);
+          float *c[4], *ar = malloc((size_t)(M * K) * sizeof(float));
           for (int64_t i = 0; i < M; i++) /* op(A), row-major */
             for (int64_t k = 0; k < K; k++)
               ar[i * K + k] = ta ? av[k * lda + i] : av[i * lda + k];
-          bool taken[2];
-          for (int t = 0; t < 3; t++) {
+          for (int t = 0; t < 4; t++) { /* c[3]: the values before */
             c[t] = malloc(bytes);
-            memcpy(c[t], loom_data_f32(c0), bytes);
+            for (int64_t i = 0; i < M; i++)
+              for (int64_t j = 0; j < ldc; j++)
+                c[t][i * ldc + j] = j >= N ? gap : acc ? cv[i * N + j] : NAN;
           }
+          bool taken[2];
           for (int t = 0; t < 2; t++) {
             loom_set_num_threads(t + 1);
             taken[t] = loom__kernel_gemm_own(ta, tb, M, N, K, av, lda, bv, ldb,
-                                             acc, c[t], N);
+                                             acc, c[t], ldc);
           }
           loom_set_num_threads(0);
           ck_assert(taken[0] == taken[1]);
-          ck_assert(taken[0] == (strcmp(loom_isa(), "avx512") == 0));
+          ck_assert(taken[0] == (strcmp(loom_isa(), "avx512") == 0 && N >= 16));
           if (!taken[0])
-            ck_assert_int_eq(memcmp(c[0], loom_data_f32(c0), bytes), 0);
+            for (int t = 0; t < 2; t++)
+              ck_assert_int_eq(memcmp(c[t], c[3], bytes), 0);
           loom__packed *p = loom__kernel_pack(bv, K, N, ldb, tb);
           ck_assert_ptr_nonnull(p);
-          loom__kernel_gemm_packed(M, ar, K, p, c[2], N, acc);
+          loom__kernel_gemm_packed(M, ar, K, p, c[2], ldc, acc);
           loom__kernel_packed_free(p);
           for (int64_t i = 0; taken[0] && i < M; i++)
-            for (int64_t j = 0; j < N; j++) {
-              double want = acc ? loom_data_f32(c0)[i * N + j] : 0, mag = 0;
+            for (int64_t j = 0; j < ldc; j++) {
+              float got = c[0][i * ldc + j];
+              if (j >= N) {
+                ck_assert(got == gap && c[1][i * ldc + j] == gap);
+                continue;
+              }
+              double want = acc ? cv[i * N + j] : 0, mag = 0;
               for (int64_t k = 0; k < K; k++) {
-                double t = (double)ar[i * K + k] *
-                           bv[tb ? j * ldb + k : k * ldb + j];
+                double t =
+                    (double)ar[i * K + k] * bv[tb ? j * ldb + k : k * ldb + j];
                 want += t;
                 mag += fabs(t);
               }
-              float got = c[0][i * N + j];
-              ck_assert_msg(got == c[1][i * N + j] && got == c[2][i * N + j] &&
+              ck_assert_msg(got == c[1][i * ldc + j] &&
+                                got == c[2][i * ldc + j] &&
                                 fabs(got - want) <= 1e-6 * (1 + mag),
                             "M %lld N %lld K %lld ta %d tb %d acc %d at "
                             "(%lld, %lld): %g (2 threads %g, packed %g), "
                             "want %g",
                             (long long)M, (long long)N, (long long)K, ta, tb,
                             acc, (long long)i, (long long)j, got,
-                            c[1][i * N + j], c[2][i * N + j], want);
+                            c[1][i * ldc + j], c[2][i * ldc + j], want);
             }
-          for (int t = 0; t < 3; t++)
+          for (int t = 0; t < 4; t++)
             free(c[t]);
           free(ar);
         }
@@ -1732,8 +1745,8 @@ int main(void) {
         test_results_independent_of_threads, test_softmax}},
       {"matmul",
        {test_matmul_shapes_and_values, test_matmul_batched_broadcast,
-        test_addmm_baddbmm_linear, test_einsum, test_packed_product, test_own_product,
-        test_isa_choice}},
+        test_addmm_baddbmm_linear, test_einsum, test_packed_product,
+        test_own_product, test_isa_choice}},
       {"conv",
        {test_conv2d_vs_direct, test_conv1d, test_conv2d_chunks_backward,
         test_pools, test_dropout}},
