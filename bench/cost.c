@@ -8,8 +8,14 @@
  * encoder: a TransformerEncoder of 2 layers, d_model H, 8 heads,
  * feed-forward 4H, dropout 0.1, relu, post-norm, batch first, on (B, T, H).
  * A step is zero_grad + forward + mean(out^2) + backward + Adam (lr 1e-4),
- * as in bench/rnn.c and bench/transformer.c. One untimed step, then N
- * (default 3) timed: the median ms per step. Memory: the peak resident
+ * as in bench/rnn.c and bench/transformer.c. Untimed steps first, at least
+ * two and at least a second of them, then N (default 3) timed: the median
+ * ms per step. (On the test machine a process's first steps at tens of MB
+ * ran 2-4x slower than later ones: the LSTM at batch 32 took 89-92 ms at
+ * its second step against 26 from the third, and at 128 positions ~100 ms
+ * for several steps against ~45 after a second; glibc mapping fresh
+ * memory for blocks outside loom's cache is part of it. With one untimed
+ * step and N = 1 the curves showed that, not the step.) Memory: the peak resident
  * set (getrusage) and the step's share of it, the peak less the resident
  * set before the first step (model, optimizer and input in place), which
  * is what the step's activations, gradients and workspaces cost.
@@ -146,8 +152,10 @@ int main(int argc, char **argv) {
   if (!c.opt || !c.x)
     fail(model);
   double before = resident_mib();
-  step(&c); /* untimed: the first step also sizes loom's block cache */
-  step(&c);
+  /* untimed: the first step also sizes loom's block cache */
+  double warm = bench_now();
+  for (int i = 0; i < 2 || (bench_now() - warm < 1.0 && i < 50); i++)
+    step(&c);
   double *t = malloc(sizeof *t * (size_t)steps);
   if (!t)
     fail("out of memory");

@@ -5,7 +5,8 @@
            dropout=0.1, batch_first=True), 2, enable_nested_tensor=False)
            on (B, T, H), training mode
 A step is zero_grad(set_to_none) + forward + mean(out^2) + backward + Adam
-(lr 1e-4). Two untimed steps (as bench/cost.c), then --steps timed: the median ms. Memory:
+(lr 1e-4). Untimed steps as bench/cost.c's (at least two and a second),
+then --steps timed: the median ms. Memory:
 the peak resident set (getrusage) and the step's share, the peak less the
 resident set before the first step (torch imported, model, optimizer and
 input in place). Prints "@cost torchN MODEL T B H ms peak_mib step_mib".
@@ -60,8 +61,10 @@ def main():
         opt.step()
 
     before = resident_mib()
-    step()
-    step()
+    warm, n = _clock(), 0
+    while n < 2 or (_clock() - warm < 1.0 and n < 50):
+        step()
+        n += 1
     times = []
     for _ in range(a.steps):
         t0 = _clock()
