@@ -148,13 +148,15 @@ void loom__kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
       }
     return;
   }
+  /* OpenBLAS at one thread from loom's first product on, whichever does
+   * it (README: Threads). */
   static pthread_once_t once = PTHREAD_ONCE_INIT, chosen = PTHREAD_ONCE_INIT;
+  pthread_once(&once, blas_single_threaded);
   pthread_once(&chosen, choose_products);
   if (own_products && dtype == LOOM_F32 && alpha == 1 &&
       (beta == 0 || beta == 1) &&
       loom__kernel_gemm_own(ta, tb, n, m, k, a, lda, b, ldb, beta == 1, c, ldc))
     return;
-  pthread_once(&once, blas_single_threaded);
   gemm_job j = {.dtype = dtype,
                 .ta = ta,
                 .tb = tb,
