@@ -1639,6 +1639,12 @@ START_TEST(test_own_product) {
   const int64_t Ms[] = {1, 7, 9, 130, 300}, Ns[] = {5, 16, 33, 70};
   const int64_t Ks[] = {9, 600};
   const float gap = 7777.0f;
+  /* the per-ISA kernels are built by GCC only (as the library's) */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+  const bool own_built = strcmp(loom_isa(), "avx512") == 0;
+#else
+  const bool own_built = false;
+#endif
   loom_rng *g = loom_rng_new(11);
   for (size_t mi = 0; mi < 5; mi++)
     for (size_t ni = 0; ni < 4; ni++)
@@ -1673,7 +1679,7 @@ START_TEST(test_own_product) {
           }
           loom_set_num_threads(0);
           ck_assert(taken[0] == taken[1]);
-          ck_assert(taken[0] == (strcmp(loom_isa(), "avx512") == 0 && N >= 16));
+          ck_assert(taken[0] == (own_built && N >= 16));
           if (!taken[0])
             for (int t = 0; t < 2; t++)
               ck_assert_int_eq(memcmp(c[t], c[3], bytes), 0);
