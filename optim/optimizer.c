@@ -192,14 +192,22 @@ loom_optimizer *loom_adagrad_new(loom_tensor *const *params, int n,
                      (p, g, buf, n, first, s, lr)) {                           \
     T wd = (T)s->weight_decay, mom = (T)s->momentum,                           \
       damp = (T)(1 - s->dampening), nlr = (T)-lr;                              \
-    for (int64_t i = 0; i < n; i++) {                                          \
-      T d = s->maximize ? -g[i] : g[i];                                        \
-      if (s->weight_decay != 0)                                                \
-        d = FMAF(p[i], wd, d);                                                 \
-      if (s->momentum != 0) {                                                  \
-        buf[i] = first ? d : FMAF(d, damp, buf[i] * mom);                      \
-        d = s->nesterov ? FMAF(buf[i], mom, d) : buf[i];                       \
+    /* Options in locals, branches as selects, as in Adam's loop. */           \
+    bool neg = s->maximize, l2 = s->weight_decay != 0, nest = s->nesterov;     \
+    if (s->momentum == 0) {                                                    \
+      for (int64_t i = 0; i < n; i++) {                                        \
+        T d = neg ? -g[i] : g[i];                                              \
+        d = l2 ? FMAF(p[i], wd, d) : d;                                        \
+        p[i] = FMAF(d, nlr, p[i]);                                             \
       }                                                                        \
+      return;                                                                  \
+    }                                                                          \
+    for (int64_t i = 0; i < n; i++) {                                          \
+      T d = neg ? -g[i] : g[i];                                                \
+      d = l2 ? FMAF(p[i], wd, d) : d;                                          \
+      T bi = first ? d : FMAF(d, damp, buf[i] * mom);                          \
+      buf[i] = bi;                                                             \
+      d = nest ? FMAF(bi, mom, d) : bi;                                        \
       p[i] = FMAF(d, nlr, p[i]);                                               \
     }                                                                          \
   }                                                                            \
@@ -248,17 +256,17 @@ loom_optimizer *loom_adagrad_new(loom_tensor *const *params, int n,
                      (p, g, sq, buf, ga, n, r, lr)) {                          \
     T al = (T)r->alpha, c = (T)(1 - r->alpha), wd = (T)r->weight_decay,        \
       eps = (T)r->eps, mom = (T)r->momentum, nlr = (T)-lr;                     \
+    bool neg = r->maximize, l2 = r->weight_decay != 0;                         \
     for (int64_t i = 0; i < n; i++) {                                          \
-      T gi = r->maximize ? -g[i] : g[i];                                       \
-      if (r->weight_decay != 0)                                                \
-        gi = FMAF(p[i], wd, gi);                                               \
+      T gi = neg ? -g[i] : g[i];                                               \
+      gi = l2 ? FMAF(p[i], wd, gi) : gi;                                       \
       sq[i] = sq[i] * al + c * gi * gi;                                        \
       T avg;                                                                   \
       if (ga) {                                                                \
         ga[i] = FMAF(gi, c, ga[i] * al);                                       \
-        avg = (T)sqrt(sq[i] + (T)-1 * ga[i] * ga[i]);                          \
+        avg = SQRT(sq[i] + (T)-1 * ga[i] * ga[i]);                             \
       } else {                                                                 \
-        avg = (T)sqrt(sq[i]);                                                  \
+        avg = SQRT(sq[i]);                                                     \
       }                                                                        \
       avg = avg + eps;                                                         \
       if (buf) {                                                               \
@@ -275,13 +283,13 @@ loom_optimizer *loom_adagrad_new(loom_tensor *const *params, int n,
                      (p, g, sum, n, step, a, lr)) {                            \
     T wd = (T)a->weight_decay, eps = (T)a->eps;                                \
     T nclr = (T)(-(lr / (1 + (double)(step - 1) * a->lr_decay)));              \
+    bool neg = a->maximize, l2 = a->weight_decay != 0;                         \
     for (int64_t i = 0; i < n; i++) {                                          \
-      T gi = a->maximize ? -g[i] : g[i];                                       \
-      if (a->weight_decay != 0)                                                \
-        gi = FMAF(p[i], wd, gi);                                               \
-      sum[i] = sum[i] + (T)1 * gi * gi;                                        \
-      T std = (T)sqrt(sum[i]) + eps;                                           \
-      p[i] = p[i] + nclr * gi / std;                                           \
+      T gi = neg ? -g[i] : g[i];                                               \
+      gi = l2 ? FMAF(p[i], wd, gi) : gi;                                       \
+      T si = sum[i] + (T)1 * gi * gi;                                          \
+      sum[i] = si;                                                             \
+      p[i] = p[i] + nclr * gi / (SQRT(si) + eps);                              \
     }                                                                          \
   }
 
