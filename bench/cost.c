@@ -15,10 +15,11 @@
  * its second step against 26 from the third, and at 128 positions ~100 ms
  * for several steps against ~45 after a second; glibc mapping fresh
  * memory for blocks outside loom's cache is part of it. With one untimed
- * step and N = 1 the curves showed that, not the step.) Memory: the peak resident
- * set (getrusage) and the step's share of it, the peak less the resident
- * set before the first step (model, optimizer and input in place), which
- * is what the step's activations, gradients and workspaces cost.
+ * step and N = 1 the curves showed that, not the step.) Memory: the peak
+ * resident set (getrusage) and the step's share of it, the peak less the
+ * resident set before the first step (model, optimizer and input in
+ * place), which is what the step's activations, gradients and workspaces
+ * cost.
  * bench/cost_torch.py measures PyTorch the same way and bench/cost.sh
  * sweeps both and draws the curves (bench/cost_plot.c). Prints one line
  * "@cost loom MODEL T B H ms peak_mib step_mib".

@@ -141,29 +141,24 @@ typedef struct {
  * stays in L2 while the rows of A stream past it. */
 #define KC 512
 
-/* One function per level, each with its rows 1..MR spelled out for both
- * layouts of A; the panel loop runs blocks of MR rows and 2W of the
- * panel's NR columns. */
-#define PANELS(SUFFIX, TARGET, MR, W)                                          \
-  TARGET LOOM__FMA __attribute__((noinline)) static void block_##SUFFIX(       \
-      int64_t rows, bool at, int64_t K, const float *a, int64_t lda,           \
-      const float *b, float *c, int64_t ldc, int64_t cols, bool acc) {         \
-    if (at) {                                                                  \
-      switch (rows) {                                                          \
-      case MR:                                                                 \
-        block_##SUFFIX##_rows(MR, true, K, a, lda, b, c, ldc, cols, acc);      \
-        break;                                                                 \
-        ROWS_CASES_##MR(SUFFIX, true)                                          \
-      }                                                                        \
-      return;                                                                  \
-    }                                                                          \
+/* BLOCKS(SUFFIX, NAME, TARGET, MR, AT): NAME(rows, ...) runs a block of
+ * 1..MR rows, each row count its own copy, A column-major when AT. */
+#define BLOCKS(SUFFIX, NAME, TARGET, MR, AT)                                   \
+  TARGET LOOM__FMA __attribute__((noinline)) static void NAME(                 \
+      int64_t rows, int64_t K, const float *a, int64_t lda, const float *b,    \
+      float *c, int64_t ldc, int64_t cols, bool acc) {                         \
     switch (rows) {                                                            \
     case MR:                                                                   \
-      block_##SUFFIX##_rows(MR, false, K, a, lda, b, c, ldc, cols, acc);       \
+      block_##SUFFIX##_rows(MR, AT, K, a, lda, b, c, ldc, cols, acc);          \
       break;                                                                   \
-      ROWS_CASES_##MR(SUFFIX, false)                                           \
+      ROWS_CASES_##MR(SUFFIX, AT)                                              \
     }                                                                          \
-  }                                                                            \
+  }
+
+/* One function per level; the panel loop runs blocks of MR rows and 2W of
+ * the panel's NR columns. */
+#define PANELS(SUFFIX, TARGET, MR, W)                                          \
+  BLOCKS(SUFFIX, block_##SUFFIX, TARGET, MR, false)                            \
   TARGET static void panels_##SUFFIX(                                          \
       int64_t M, const float *a, int64_t lda, const loom__packed *p, float *c, \
       int64_t ldc, bool accumulate, int64_t q0, int64_t q1) {                  \
@@ -173,16 +168,18 @@ typedef struct {
         int64_t left = p->N - q * NR - j;                                      \
         int64_t cols = left < 2 * W ? left : 2 * W;                            \
         for (int64_t m = 0; m < M; m += MR)                                    \
-          block_##SUFFIX(M - m < MR ? M - m : MR, false, p->K, a + m * lda,    \
-                         lda, panel + j, c + m * ldc + q * NR + j, ldc, cols,  \
+          block_##SUFFIX(M - m < MR ? M - m : MR, p->K, a + m * lda, lda,      \
+                         panel + j, c + m * ldc + q * NR + j, ldc, cols,       \
                          accumulate);                                          \
       }                                                                        \
     }                                                                          \
   }
 
 /* own_SUFFIX runs jobs [i0, i1) of a whole product, packing each panel KC
- * rows at a time into buf. */
+ * rows at a time into buf; A^T's blocks (block_t_SUFFIX) are needed here
+ * only. */
 #define OWN(SUFFIX, TARGET, MR, W)                                             \
+  BLOCKS(SUFFIX, block_t_##SUFFIX, TARGET, MR, true)                           \
   TARGET static void own_##SUFFIX(const own_job *o, int64_t i0, int64_t i1,    \
                                   float *buf) {                                \
     for (int64_t i = i0; i < i1; i++) {                                        \
@@ -194,8 +191,8 @@ typedef struct {
         pack_panel(buf, o->b, o->ldb, o->tb, k0, kc, n0, w);                   \
         for (int64_t j = 0; j < w; j += 2 * W)                                 \
           for (int64_t m = r0; m < r1; m += MR)                                \
-            block_##SUFFIX(                                                    \
-                r1 - m < MR ? r1 - m : MR, o->ta, kc,                          \
+            (o->ta ? block_t_##SUFFIX : block_##SUFFIX)(                       \
+                r1 - m < MR ? r1 - m : MR, kc,                                 \
                 o->ta ? o->a + k0 * o->lda + m : o->a + m * o->lda + k0,       \
                 o->lda, buf + j, o->c + m * o->ldc + n0 + j, o->ldc,           \
                 w - j < 2 * W ? w - j : 2 * W, o->accumulate || k0 > 0);       \
