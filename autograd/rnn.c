@@ -203,7 +203,90 @@ static geom seq_geom(const loom__node *n, int gates) {
   return (geom){n->i[0], n->i[1], n->i[2], gates, t, loom_dtype_size(t)};
 }
 
+/* ---- the step loops ----
+ * The rows of a batch never meet: each row's recurrence reads only its own
+ * states. So a float32 sequence whose batch gives every thread at least one
+ * micro-kernel block of rows runs as one part per thread, each taking its
+ * rows through all the steps with products of its own, and the threads
+ * meet once per sequence. Run step by step over all rows, as smaller
+ * batches are (and float64, whose products are BLAS's), each step's product
+ * is split among the threads by columns and the elementwise pass runs on
+ * one: at batch 32 the threads waited for each other, through that pass
+ * and at the end of each product, for 17 % of the LSTM step's time. The
+ * same operations in the same order compute every element either way, so
+ * results do not depend on the thread count. */
+typedef void (*step_rows_fn)(void *ctx, int64_t s, int64_t r0, int64_t r1);
+
+typedef struct {
+  step_rows_fn fn;
+  void *ctx;
+  int64_t T;
+} steps_job;
+
+static void steps_part(void *ctx, int64_t r0, int64_t r1) {
+  const steps_job *j = ctx;
+  for (int64_t s = 0; s < j->T; s++)
+    j->fn(j->ctx, s, r0, r1);
+}
+
+/* fn(ctx, s, r0, r1) runs step s (0 first) for rows [r0, r1). */
+static void run_steps(const geom *g, step_rows_fn fn, void *ctx) {
+  enum { ROWS_PER_THREAD = 8 }; /* the AVX-512 micro-kernel's block */
+  steps_job job = {fn, ctx, g->T};
+  int nt = 1;
+  if (g->dtype == LOOM_F32) {
+    nt = loom__threads_for(g->T * g->B * g->gates * g->H);
+    if (nt > g->B / ROWS_PER_THREAD)
+      nt = (int)(g->B / ROWS_PER_THREAD);
+  }
+  if (nt > 1)
+    loom__parallel_for(nt, g->B, steps_part, &job);
+  else
+    steps_part(&job, 0, g->B);
+}
+
+/* Row r of step t of a (T, B, w) tensor, or row r of a (B, w) one (t = 0). */
+static char *row_at(const loom_tensor *m, const geom *g, int64_t t, int64_t r,
+                    int64_t w) {
+  return at(m, t * g->B + r, w);
+}
+
 /* ---- LSTM ---- */
+
+/* One forward step of an LSTM sequence over some rows. Hp and Cp are
+ * written only when lengths are given (`active`); otherwise they are `o`. */
+typedef struct {
+  const geom *g;
+  bool reverse;
+  const loom_tensor *x, *b;
+  const step_product *w;
+  loom_tensor *G, *Hp, *Cp, *Cn, *o, *hn, *cn;
+  const uint8_t *active;
+  const void *peep[3];
+} lstm_fwd;
+
+static void lstm_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
+  const lstm_fwd *f = ctx;
+  const geom *g = f->g;
+  int64_t H = g->H, n = r1 - r0, t = f->reverse ? g->T - 1 - s : s;
+  size_t bytes = (size_t)(n * H) * g->es;
+  char *gt = row_at(f->G, g, t, r0, 4 * H), *cn = row_at(f->Cn, g, t, r0, H);
+  char *h = row_at(f->hn, g, 0, r0, H), *c = row_at(f->cn, g, 0, r0, H);
+  /* Without lengths the step reads h_prev only through the product. */
+  void *hp = h, *cp = c;
+  if (f->active) {
+    hp = memcpy(row_at(f->Hp, g, t, r0, H), h, bytes);
+    cp = memcpy(row_at(f->Cp, g, t, r0, H), c, bytes);
+  }
+  rows_plus_bias(g->dtype, gt, row_at(f->x, g, t, r0, 4 * H),
+                 f->b ? f->b->data : NULL, n, 4 * H);
+  product(f->w, n, h, gt, true);
+  loom__kernel_lstm_step(g->dtype, n, H, gt, cp, hp, cn, h,
+                         row_at(f->o, g, t, r0, H),
+                         f->peep[0] ? f->peep : NULL,
+                         f->active ? f->active + t * g->B + r0 : NULL);
+  memcpy(c, cn, bytes);
+}
 
 /* node inputs: xp, w_hh, [b_hh], h0, c0, [p_i, p_f, p_o]
  * saved: G (activations), Hp, Cp, Cn, lengths with lengths; else G, out,
@@ -261,26 +344,12 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
     free(active);
     return -1;
   }
-  const void *pp[3] = {p[0] ? p[0]->data : NULL, p[1] ? p[1]->data : NULL,
-                       p[2] ? p[2]->data : NULL};
-  size_t row = (size_t)(B * H) * g.es;
-  for (int64_t s = 0; s < T; s++) {
-    int64_t t = reverse ? T - 1 - s : s;
-    char *gt = at(G, t, B * 4 * H);
-    /* Without lengths the step reads h_prev only through the product. */
-    void *hp = hn->data, *cp = cn->data;
-    if (keep_prev) {
-      hp = memcpy(at(Hp, t, B * H), hn->data, row);
-      cp = memcpy(at(Cp, t, B * H), cn->data, row);
-    }
-    rows_plus_bias(g.dtype, gt, at(x, t, B * 4 * H), b ? b->data : NULL, B,
-                   4 * H);
-    product(&wt, B, hn->data, gt, true);
-    loom__kernel_lstm_step(g.dtype, B, H, gt, cp, hp, at(Cn, t, B * H),
-                           hn->data, at(o, t, B * H), peephole ? pp : NULL,
-                           active ? active + t * B : NULL);
-    memcpy(cn->data, at(Cn, t, B * H), row);
-  }
+  lstm_fwd f = {.g = &g, .reverse = reverse, .x = x, .b = b, .w = &wt,
+                .G = G, .Hp = Hp, .Cp = Cp, .Cn = Cn, .o = o, .hn = hn,
+                .cn = cn, .active = active};
+  for (int k = 0; peephole && k < 3; k++)
+    f.peep[k] = p[k]->data;
+  run_steps(&g, lstm_fwd_rows, &f);
   loom__kernel_packed_free(wt.packed);
   loom_no_grad_end();
   free(active);
@@ -312,6 +381,52 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   *h_n = hn;
   *c_n = cn;
   return 0;
+}
+
+/* One backward step of an LSTM sequence over some rows: dh and dc hold
+ * the gradients of the step's output states and receive those of its
+ * inputs; dx receives the gates' gradients. Cp is NULL without lengths: a
+ * step's previous cell state is then the step before's, or c0. */
+typedef struct {
+  const geom *g;
+  bool reverse;
+  const step_product *w;
+  const loom_tensor *G, *Cp, *Cn, *c0, *dout;
+  loom_tensor *dh, *dc, *dx, *dht, *dcp, *dhn;
+  const uint8_t *active;
+  const void *peep[3];
+} lstm_bwd;
+
+static const void *lstm_prev_cell(const lstm_bwd *f, int64_t s, int64_t t,
+                                  int64_t r0) {
+  const geom *g = f->g;
+  if (f->Cp)
+    return row_at(f->Cp, g, t, r0, g->H);
+  if (s == 0)
+    return row_at(f->c0, g, 0, r0, g->H);
+  return row_at(f->Cn, g, f->reverse ? t + 1 : t - 1, r0, g->H);
+}
+
+static void lstm_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
+  const lstm_bwd *f = ctx;
+  const geom *g = f->g;
+  int64_t H = g->H, n = r1 - r0, s = g->T - 1 - i;
+  int64_t t = f->reverse ? g->T - 1 - s : s;
+  size_t bytes = (size_t)(n * H) * g->es;
+  const uint8_t *a = f->active ? f->active + t * g->B + r0 : NULL;
+  char *dxt = row_at(f->dx, g, t, r0, 4 * H);
+  char *dh = row_at(f->dh, g, 0, r0, H), *dc = row_at(f->dc, g, 0, r0, H);
+  char *dht = row_at(f->dht, g, 0, r0, H), *dhn = row_at(f->dhn, g, 0, r0, H);
+  char *dcp = row_at(f->dcp, g, 0, r0, H);
+  with_output_grad(g->dtype, dht, dh, row_at(f->dout, g, t, r0, H), a, n, H);
+  loom__kernel_lstm_step_backward(
+      g->dtype, n, H, row_at(f->G, g, t, r0, 4 * H),
+      lstm_prev_cell(f, s, t, r0), row_at(f->Cn, g, t, r0, H), dht, dc, dxt,
+      dcp, f->peep[0] ? f->peep : NULL, a);
+  product(f->w, n, dxt, dhn, false);
+  pass_inactive(g->dtype, dhn, dht, a, n, H);
+  memcpy(dh, dhn, bytes);
+  memcpy(dc, dcp, bytes);
 }
 
 static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
@@ -355,24 +470,20 @@ static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
     free(dpeep);
     return;
   }
-  size_t row = (size_t)(B * H) * g.es;
-  for (int64_t s = T - 1; s >= 0; s--) {
-    int64_t t = reverse ? T - 1 - s : s;
-    const uint8_t *a = active ? active + t * B : NULL;
-    char *dxt = at(dx, t, B * 4 * H);
-    with_output_grad(g.dtype, dht->data, dh->data, at(dout, t, B * H), a, B, H);
-    const void *cp = keep_prev ? at(Cp, t, B * H)
-                     : s == 0  ? c0->data
-                               : at(Cn, reverse ? t + 1 : t - 1, B * H);
-    loom__kernel_lstm_step_backward(g.dtype, B, H, at(G, t, B * 4 * H), cp,
-                                    at(Cn, t, B * H), dht->data, dc->data, dxt,
-                                    dcp->data, has_p ? pp : NULL, dpeep, a);
-    product(&wp, B, dxt, dhn->data, false);
-    pass_inactive(g.dtype, dhn->data, dht->data, a, B, H);
-    memcpy(dh->data, dhn->data, row);
-    memcpy(dc->data, dcp->data, row);
-  }
+  lstm_bwd f = {.g = &g, .reverse = reverse, .w = &wp, .G = G, .Cp = Cp,
+                .Cn = Cn, .c0 = c0, .dout = dout, .dh = dh, .dc = dc,
+                .dx = dx, .dht = dht, .dcp = dcp, .dhn = dhn,
+                .active = active, .peep = {pp[0], pp[1], pp[2]}};
+  run_steps(&g, lstm_bwd_rows, &f);
   loom__kernel_packed_free(wp.packed);
+  /* The peepholes' gradients, summed over the steps in backward's order. */
+  for (int64_t s = T - 1; has_p && s >= 0; s--) {
+    int64_t t = reverse ? T - 1 - s : s;
+    loom__kernel_lstm_peephole_grad(g.dtype, B, H, at(dx, t, B * 4 * H),
+                                    lstm_prev_cell(&f, s, t, 0),
+                                    at(Cn, t, B * H), dpeep,
+                                    active ? active + t * B : NULL);
+  }
   free(active);
   loom__accumulate(n, 0, dx);
   if (loom__needs_grad(n, 1)) {
@@ -409,6 +520,60 @@ static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
 
 /* ---- GRU ---- */
 
+/* One forward step of a GRU sequence over some rows. */
+typedef struct {
+  const geom *g;
+  bool reverse;
+  const loom_tensor *x, *b;
+  const step_product *w;
+  loom_tensor *A, *HG, *Hp, *o, *hn;
+  const uint8_t *active;
+} gru_fwd;
+
+static void gru_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
+  const gru_fwd *f = ctx;
+  const geom *g = f->g;
+  int64_t H = g->H, n = r1 - r0, t = f->reverse ? g->T - 1 - s : s;
+  char *hg = row_at(f->HG, g, t, r0, 3 * H), *hp = row_at(f->Hp, g, t, r0, H);
+  char *h = row_at(f->hn, g, 0, r0, H);
+  memcpy(hp, h, (size_t)(n * H) * g->es);
+  rows_plus_bias(g->dtype, hg, NULL, f->b->data, n, 3 * H);
+  product(f->w, n, h, hg, true);
+  loom__kernel_gru_step(g->dtype, n, H, row_at(f->x, g, t, r0, 3 * H), hg, hp,
+                        row_at(f->A, g, t, r0, 3 * H), h,
+                        row_at(f->o, g, t, r0, H),
+                        f->active ? f->active + t * g->B + r0 : NULL);
+}
+
+/* One backward step of a GRU sequence over some rows: dh holds the
+ * gradient of the step's output state and receives its input state's. */
+typedef struct {
+  const geom *g;
+  bool reverse;
+  const step_product *w;
+  const loom_tensor *A, *HG, *Hp, *dout;
+  loom_tensor *dh, *dx, *dhg, *dht;
+  const uint8_t *active;
+} gru_bwd;
+
+static void gru_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
+  const gru_bwd *f = ctx;
+  const geom *g = f->g;
+  int64_t H = g->H, n = r1 - r0, s = g->T - 1 - i;
+  int64_t t = f->reverse ? g->T - 1 - s : s;
+  const uint8_t *a = f->active ? f->active + t * g->B + r0 : NULL;
+  char *dh = row_at(f->dh, g, 0, r0, H), *dht = row_at(f->dht, g, 0, r0, H);
+  char *dhgt = row_at(f->dhg, g, t, r0, 3 * H);
+  with_output_grad(g->dtype, dht, dh, row_at(f->dout, g, t, r0, H), a, n, H);
+  /* dh receives the direct part z * dh (or dh itself past the end)... */
+  loom__kernel_gru_step_backward(
+      g->dtype, n, H, row_at(f->A, g, t, r0, 3 * H),
+      row_at(f->HG, g, t, r0, 3 * H), row_at(f->Hp, g, t, r0, H), dht,
+      row_at(f->dx, g, t, r0, 3 * H), dhgt, dh, a);
+  /* ... plus the recurrent product's part. */
+  product(f->w, n, dhgt, dh, true);
+}
+
 /* node inputs: xp (with b_ih), w_hh, b_hh, h0; saved: A, HG, Hp, [len] */
 int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
                       const loom_tensor *b_hh, const loom_tensor *h0,
@@ -441,17 +606,8 @@ int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
     free(active);
     return -1;
   }
-  size_t row = (size_t)(B * H) * g.es;
-  for (int64_t s = 0; s < T; s++) {
-    int64_t t = reverse ? T - 1 - s : s;
-    char *hg = at(HG, t, B * 3 * H);
-    memcpy(at(Hp, t, B * H), hn->data, row);
-    rows_plus_bias(g.dtype, hg, NULL, b->data, B, 3 * H);
-    product(&wt, B, hn->data, hg, true);
-    loom__kernel_gru_step(g.dtype, B, H, at(x, t, B * 3 * H), hg,
-                          at(Hp, t, B * H), at(A, t, B * 3 * H), hn->data,
-                          at(o, t, B * H), active ? active + t * B : NULL);
-  }
+  gru_fwd f = {&g, reverse, x, b, &wt, A, HG, Hp, o, hn, active};
+  run_steps(&g, gru_fwd_rows, &f);
   loom__kernel_packed_free(wt.packed);
   free(active);
   loom_tensor *outs[2] = {o, hn};
@@ -495,18 +651,8 @@ static void gru_backward(loom__node *n, loom_tensor *const *gout) {
     free(active);
     return;
   }
-  for (int64_t s = T - 1; s >= 0; s--) {
-    int64_t t = reverse ? T - 1 - s : s;
-    const uint8_t *a = active ? active + t * B : NULL;
-    with_output_grad(g.dtype, dht->data, dh->data, at(dout, t, B * H), a, B, H);
-    char *dhgt = at(dhg, t, B * 3 * H);
-    /* dh receives the direct part z * dh (or dh itself past the end)... */
-    loom__kernel_gru_step_backward(
-        g.dtype, B, H, at(A, t, B * 3 * H), at(HG, t, B * 3 * H),
-        at(Hp, t, B * H), dht->data, at(dx, t, B * 3 * H), dhgt, dh->data, a);
-    /* ... plus the recurrent product's part. */
-    product(&wp, B, dhgt, dh->data, true);
-  }
+  gru_bwd f = {&g, reverse, &wp, A, HG, Hp, dout, dh, dx, dhg, dht, active};
+  run_steps(&g, gru_bwd_rows, &f);
   loom__kernel_packed_free(wp.packed);
   free(active);
   loom__accumulate(n, 0, dx);
@@ -524,6 +670,59 @@ static void gru_backward(loom__node *n, loom_tensor *const *gout) {
 }
 
 /* ---- plain RNN ---- */
+
+/* One forward step of a plain RNN sequence over some rows; pre (B x H)
+ * holds the step's pre-activations. */
+typedef struct {
+  const geom *g;
+  bool reverse, relu;
+  const loom_tensor *x, *b;
+  const step_product *w;
+  loom_tensor *Hn, *Hp, *o, *hn, *pre;
+  const uint8_t *active;
+} rnn_fwd;
+
+static void rnn_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
+  const rnn_fwd *f = ctx;
+  const geom *g = f->g;
+  int64_t H = g->H, n = r1 - r0, t = f->reverse ? g->T - 1 - s : s;
+  size_t bytes = (size_t)(n * H) * g->es;
+  char *h = row_at(f->hn, g, 0, r0, H), *pre = row_at(f->pre, g, 0, r0, H);
+  char *hp = row_at(f->Hp, g, t, r0, H), *hn = row_at(f->Hn, g, t, r0, H);
+  memcpy(hp, h, bytes);
+  rows_plus_bias(g->dtype, pre, row_at(f->x, g, t, r0, H), f->b->data, n, H);
+  product(f->w, n, h, pre, true);
+  loom__kernel_rnn_step(g->dtype, n, H, pre, hp, hn, row_at(f->o, g, t, r0, H),
+                        f->relu, f->active ? f->active + t * g->B + r0 : NULL);
+  memcpy(h, hn, bytes);
+}
+
+/* One backward step of a plain RNN sequence over some rows: dh holds the
+ * gradient of the step's output state and receives its input state's. */
+typedef struct {
+  const geom *g;
+  bool reverse, relu;
+  const step_product *w;
+  const loom_tensor *Hn, *dout;
+  loom_tensor *dh, *dx, *dht, *dhn;
+  const uint8_t *active;
+} rnn_bwd;
+
+static void rnn_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
+  const rnn_bwd *f = ctx;
+  const geom *g = f->g;
+  int64_t H = g->H, n = r1 - r0, s = g->T - 1 - i;
+  int64_t t = f->reverse ? g->T - 1 - s : s;
+  const uint8_t *a = f->active ? f->active + t * g->B + r0 : NULL;
+  char *dxt = row_at(f->dx, g, t, r0, H), *dh = row_at(f->dh, g, 0, r0, H);
+  char *dht = row_at(f->dht, g, 0, r0, H), *dhn = row_at(f->dhn, g, 0, r0, H);
+  with_output_grad(g->dtype, dht, dh, row_at(f->dout, g, t, r0, H), a, n, H);
+  loom__kernel_rnn_step_backward(g->dtype, n, H, row_at(f->Hn, g, t, r0, H),
+                                 dht, dxt, f->relu, a);
+  product(f->w, n, dxt, dhn, false);
+  pass_inactive(g->dtype, dhn, dht, a, n, H);
+  memcpy(dh, dhn, (size_t)(n * H) * g->es);
+}
 
 /* node inputs: xp (with b_ih), w_hh, b_hh, h0; saved: Hn, Hp, [len] */
 int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
@@ -557,17 +756,8 @@ int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
     free(active);
     return -1;
   }
-  size_t row = (size_t)(B * H) * g.es;
-  for (int64_t s = 0; s < T; s++) {
-    int64_t t = reverse ? T - 1 - s : s;
-    memcpy(at(Hp, t, B * H), hn->data, row);
-    rows_plus_bias(g.dtype, pre->data, at(x, t, B * H), b->data, B, H);
-    product(&wt, B, hn->data, pre->data, true);
-    loom__kernel_rnn_step(g.dtype, B, H, pre->data, at(Hp, t, B * H),
-                          at(Hn, t, B * H), at(o, t, B * H), relu,
-                          active ? active + t * B : NULL);
-    memcpy(hn->data, at(Hn, t, B * H), row);
-  }
+  rnn_fwd f = {&g, reverse, relu, x, b, &wt, Hn, Hp, o, hn, pre, active};
+  run_steps(&g, rnn_fwd_rows, &f);
   loom__kernel_packed_free(wt.packed);
   free(active);
   loom_tensor *outs[2] = {o, hn};
@@ -609,18 +799,8 @@ static void rnn_backward(loom__node *n, loom_tensor *const *gout) {
     free(active);
     return;
   }
-  size_t row = (size_t)(B * H) * g.es;
-  for (int64_t s = T - 1; s >= 0; s--) {
-    int64_t t = reverse ? T - 1 - s : s;
-    const uint8_t *a = active ? active + t * B : NULL;
-    char *dxt = at(dx, t, B * H);
-    with_output_grad(g.dtype, dht->data, dh->data, at(dout, t, B * H), a, B, H);
-    loom__kernel_rnn_step_backward(g.dtype, B, H, at(Hn, t, B * H), dht->data,
-                                   dxt, relu, a);
-    product(&wp, B, dxt, dhn->data, false);
-    pass_inactive(g.dtype, dhn->data, dht->data, a, B, H);
-    memcpy(dh->data, dhn->data, row);
-  }
+  rnn_bwd f = {&g, reverse, relu, &wp, Hn, dout, dh, dx, dht, dhn, active};
+  run_steps(&g, rnn_bwd_rows, &f);
   loom__kernel_packed_free(wp.packed);
   free(active);
   loom__accumulate(n, 0, dx);

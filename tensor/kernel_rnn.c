@@ -83,7 +83,7 @@ static inline double tanh_d(double x) { return tanh(x); }
   static void lstm_bwd_##S(                                                    \
       int64_t B, int64_t H, const T *act, const T *c_prev, const T *c,         \
       const T *dh, const T *dc, T *dgates, T *dc_prev, const T *const *p,      \
-      double *dp, const uint8_t *active) {                                     \
+      const uint8_t *active) {                                                 \
     for (int64_t b = 0; b < B; b++) {                                          \
       T *dg = dgates + b * 4 * H;                                              \
       if (active && !active[b]) {                                              \
@@ -94,12 +94,20 @@ static inline double tanh_d(double x) { return tanh(x); }
       const T *cp = c_prev + b * H, *cn = c + b * H;                           \
       lstm_row_bwd_##S(H, act + b * 4 * H, cp, cn, dh + b * H, dc + b * H, dg, \
                        dc_prev + b * H, p[0], p[1], p[2]);                     \
-      if (dp)                                                                  \
-        for (int64_t j = 0; j < H; j++) {                                      \
-          dp[j] += (double)dg[j] * cp[j];                                      \
-          dp[H + j] += (double)dg[H + j] * cp[j];                              \
-          dp[2 * H + j] += (double)dg[3 * H + j] * cn[j];                      \
-        }                                                                      \
+    }                                                                          \
+  }                                                                            \
+  static void lstm_peep_##S(int64_t B, int64_t H, const T *dgates,             \
+                            const T *c_prev, const T *c, double *dp,           \
+                            const uint8_t *active) {                           \
+    for (int64_t b = 0; b < B; b++) {                                          \
+      if (active && !active[b])                                                \
+        continue;                                                              \
+      const T *dg = dgates + b * 4 * H, *cp = c_prev + b * H, *cn = c + b * H; \
+      for (int64_t j = 0; j < H; j++) {                                        \
+        dp[j] += (double)dg[j] * cp[j];                                        \
+        dp[H + j] += (double)dg[H + j] * cp[j];                                \
+        dp[2 * H + j] += (double)dg[3 * H + j] * cn[j];                        \
+      }                                                                        \
     }                                                                          \
   }
 LSTM(float, f)
@@ -143,7 +151,7 @@ void loom__kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
                                      const void *c, const void *dh,
                                      const void *dc, void *dgates,
                                      void *dc_prev, const void *const *peep,
-                                     double *dpeep, const uint8_t *active) {
+                                     const uint8_t *active) {
   void *zeros = NULL;
   const void *use[3];
   const void *const *p = peepholes(t, H, peep, &zeros, use);
@@ -151,11 +159,21 @@ void loom__kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
     return;
   if (t == LOOM_F32)
     lstm_bwd_f(B, H, act, c_prev, c, dh, dc, dgates, dc_prev,
-               (const float *const *)p, dpeep, active);
+               (const float *const *)p, active);
   else
     lstm_bwd_d(B, H, act, c_prev, c, dh, dc, dgates, dc_prev,
-               (const double *const *)p, dpeep, active);
+               (const double *const *)p, active);
   free(zeros);
+}
+
+void loom__kernel_lstm_peephole_grad(loom_dtype t, int64_t B, int64_t H,
+                                     const void *dgates, const void *c_prev,
+                                     const void *c, double *dpeep,
+                                     const uint8_t *active) {
+  if (t == LOOM_F32)
+    lstm_peep_f(B, H, dgates, c_prev, c, dpeep, active);
+  else
+    lstm_peep_d(B, H, dgates, c_prev, c, dpeep, active);
 }
 
 /* ---- GRU (PyTorch's formulation) ----

@@ -413,7 +413,14 @@ void loom__kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
                                      const void *c, const void *dh,
                                      const void *dc, void *dgates,
                                      void *dc_prev, const void *const *peep,
-                                     double *dpeep, const uint8_t *active);
+                                     const uint8_t *active);
+/* dpeep (3H, float64) += the peepholes' gradients of one step: its gates'
+ * gradients dgates (B x 4H) times the cell states they saw, c_prev for the
+ * input and forget gates and c for the output gate (B x H), rows in order. */
+void loom__kernel_lstm_peephole_grad(loom_dtype t, int64_t B, int64_t H,
+                                     const void *dgates, const void *c_prev,
+                                     const void *c, double *dpeep,
+                                     const uint8_t *active);
 void loom__kernel_gru_step(loom_dtype t, int64_t B, int64_t H, const void *xg,
                            const void *hg, const void *h_prev, void *act,
                            void *h, void *out, const uint8_t *active);

@@ -195,6 +195,84 @@ START_TEST(test_bad_inputs) {
 }
 END_TEST
 
+/* The fused sequences give the same bits for any thread count. With a
+ * batch of 32 and several threads, each thread takes its rows (16, or
+ * 10-11 of 3 threads) through all the steps with its own products; with
+ * one thread, or a batch of 8, the steps run over all rows with each
+ * product split by columns. Peepholes, lengths (0 to T) and both
+ * directions; outputs, final states and every gradient. */
+enum { FUSED_RESULTS = 12 };
+
+static int run_fused(int kind, int64_t B, bool reverse, loom_tensor **res) {
+  const int64_t T = 16, H = 128, G = kind == 0 ? 4 : kind == 1 ? 3 : 1;
+  loom_manual_seed(11);
+  loom_tensor *in[8];
+  int n_in = 0;
+  in[n_in++] = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(T, B, G * H));
+  in[n_in++] = loom_rand(NULL, LOOM_F32, -0.1, 0.1, LOOM_SHAPE(G * H, H));
+  in[n_in++] = loom_rand(NULL, LOOM_F32, -0.2, 0.2, LOOM_SHAPE(G * H));
+  for (int k = 0; k < (kind == 0 ? 2 : 1); k++) /* h0, c0 */
+    in[n_in++] = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(B, H));
+  for (int k = 0; kind == 0 && k < 3; k++) /* peepholes */
+    in[n_in++] = loom_rand(NULL, LOOM_F32, -0.5, 0.5, LOOM_SHAPE(H));
+  for (int k = 0; k < n_in; k++)
+    loom_set_requires_grad(in[k], true);
+  int64_t len[32];
+  for (int64_t b = 0; b < B; b++)
+    len[b] = b * 7 % (T + 1);
+  loom_tensor *lengths = loom_from_array(LOOM_I64, len, LOOM_SHAPE(B));
+  loom_tensor *out[3] = {NULL, NULL, NULL};
+  int rc = kind == 0   ? loom_lstm_sequence(in[0], in[1], in[2], in[3], in[4],
+                                            in + 5, lengths, reverse, &out[0],
+                                            &out[1], &out[2])
+           : kind == 1 ? loom_gru_sequence(in[0], in[1], in[2], in[3], lengths,
+                                           reverse, &out[0], &out[1])
+                       : loom_rnn_sequence(in[0], in[1], in[2], in[3], lengths,
+                                           reverse, false, &out[0], &out[1]);
+  ck_assert_msg(rc == 0, "%s", loom_last_error());
+  loom_tensor *loss = NULL;
+  int n = 0;
+  for (int k = 0; k < 3 && out[k]; k++) {
+    loom_tensor *r = loom_randn(NULL, LOOM_F32, 0, 1, loom_ndim(out[k]),
+                                  loom_shape(out[k]));
+    loom_tensor *term = loom_sum_all(loom_mul(out[k], r));
+    loss = loss ? loom_add(loss, term) : term;
+    res[n++] = loom_keep(out[k]);
+  }
+  ck_assert_msg(loom_backward(loss) == 0, "%s", loom_last_error());
+  for (int k = 0; k < n_in; k++)
+    res[n++] = loom_keep(loom_contiguous(loom_grad(in[k])));
+  return n;
+}
+
+START_TEST(test_fused_bits_any_thread_count) {
+  for (int kind = 0; kind < 3; kind++)
+    for (int64_t B = 8; B <= 32; B += 24)
+      for (int reverse = 0; reverse < 2; reverse++) {
+        loom_tensor *want[FUSED_RESULTS], *got[FUSED_RESULTS];
+        loom_set_num_threads(1);
+        int n = run_fused(kind, B, reverse, want);
+        for (int threads = 2; threads <= 3; threads++) {
+          loom_set_num_threads(threads);
+          ck_assert_int_eq(run_fused(kind, B, reverse, got), n);
+          for (int k = 0; k < n; k++) {
+            ck_assert_loom(want[k]);
+            ck_assert_loom(got[k]);
+            ck_assert_msg(!memcmp(loom_data(want[k]), loom_data(got[k]),
+                                  (size_t)loom_numel(got[k]) * 4),
+                          "kind %d B %lld reverse %d threads %d: result %d "
+                          "differs",
+                          kind, (long long)B, reverse, threads, k);
+            loom_release(got[k]);
+          }
+        }
+        for (int k = 0; k < n; k++)
+          loom_release(want[k]);
+      }
+  loom_set_num_threads(0);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("rnn");
   TCase *tc = tcase_create("parity");
@@ -204,6 +282,7 @@ int main(void) {
   tcase_add_test(tc, test_step_by_step_matches_torch);
   tcase_add_test(tc, test_fused_matches_torch);
   tcase_add_test(tc, test_bad_inputs);
+  tcase_add_test(tc, test_fused_bits_any_thread_count);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
   printf("rnn layers, float32 against float64 truth: worst error %.3g of the "
