@@ -56,6 +56,21 @@ static void pack_panel(float *panel, const float *b, int64_t ld, bool trans,
   }
 }
 
+typedef struct {
+  loom__packed *p;
+  const float *b;
+  int64_t ld;
+  bool trans;
+} pack_job;
+
+static void pack_part(void *ctx, int64_t q0, int64_t q1) {
+  const pack_job *j = ctx;
+  int64_t K = j->p->K, N = j->p->N;
+  for (int64_t q = q0; q < q1; q++)
+    pack_panel(j->p->data + q * K * NR, j->b, j->ld, j->trans, 0, K, q * NR,
+               N - q * NR < NR ? N - q * NR : NR);
+}
+
 loom__packed *loom__kernel_pack(const float *b, int64_t K, int64_t N,
                                 int64_t ld, bool trans) {
   loom__packed *p = malloc(sizeof *p);
@@ -69,12 +84,14 @@ loom__packed *loom__kernel_pack(const float *b, int64_t K, int64_t N,
   }
   *p = (loom__packed){K, N, panels, d};
   /* Packing runs once per sequence, the product once per step; at batch 1
-   * the two read as much memory each, hence pack_panel's care. */
-  for (int64_t q = 0; q < panels; q++) {
-    int64_t n0 = q * NR;
-    pack_panel(d + q * K * NR, b, ld, trans, 0, K, n0,
-               N - n0 < NR ? N - n0 : NR);
-  }
+   * the two read as much memory each, hence pack_panel's care, and the
+   * threads share the panels as they share the products. */
+  pack_job job = {p, b, ld, trans};
+  int nt = loom__threads_for(K * N);
+  if (nt > 1)
+    loom__parallel_for(nt, panels, pack_part, &job);
+  else
+    pack_part(&job, 0, panels);
   return p;
 }
 
@@ -89,10 +106,12 @@ void loom__kernel_packed_free(loom__packed *p) {
  * rows <= MR and cols <= 2W, with vectors V of W floats. A is row-major
  * (row r at a + r lda), or column-major when at (row r's values at
  * a + r + k lda): the kernel broadcasts one value of A per row and k, so
- * either layout is read in place. The C block goes through a local tile,
- * so partial blocks need no masking. Each C element is one chain of fused
- * multiply-adds in k order, starting from 0 or from C: a product cut into
- * k ranges that accumulate gives the same bits as one pass. */
+ * either layout is read in place. A block of 2W columns reads and writes C
+ * as vectors; a narrower one goes through a local tile, so it needs no
+ * masking (the tile's scalar copies had cost as much as the arithmetic at
+ * K = 35). Each C element is one chain of fused multiply-adds in k order,
+ * starting from 0 or from C: a product cut into k ranges that accumulate
+ * gives the same bits as one pass. */
 #define BLOCK(SUFFIX, V, W, MR)                                                \
   typedef float V __attribute__((vector_size(4 * W), aligned(4)));             \
   static inline __attribute__((always_inline)) void block_##SUFFIX##_rows(     \
@@ -101,7 +120,13 @@ void loom__kernel_packed_free(loom__packed *p) {
       bool accumulate) {                                                       \
     V acc[MR][2];                                                              \
     float tile[MR][2 * W];                                                     \
+    const bool whole = cols == 2 * W;                                          \
     _Pragma("GCC unroll 8") for (int64_t r = 0; r < rows; r++) {               \
+      if (whole && accumulate) {                                               \
+        memcpy(&acc[r][0], c + r * ldc, sizeof(V));                            \
+        memcpy(&acc[r][1], c + r * ldc + W, sizeof(V));                        \
+        continue;                                                              \
+      }                                                                        \
       for (int64_t j = 0; j < 2 * W; j++)                                      \
         tile[r][j] = accumulate && j < cols ? c[r * ldc + j] : 0;              \
       memcpy(&acc[r][0], &tile[r][0], sizeof(V));                              \
@@ -118,6 +143,11 @@ void loom__kernel_packed_free(loom__packed *p) {
       }                                                                        \
     }                                                                          \
     _Pragma("GCC unroll 8") for (int64_t r = 0; r < rows; r++) {               \
+      if (whole) {                                                             \
+        memcpy(c + r * ldc, &acc[r][0], sizeof(V));                            \
+        memcpy(c + r * ldc + W, &acc[r][1], sizeof(V));                        \
+        continue;                                                              \
+      }                                                                        \
       memcpy(&tile[r][0], &acc[r][0], sizeof(V));                              \
       memcpy(&tile[r][W], &acc[r][1], sizeof(V));                              \
       for (int64_t j = 0; j < cols; j++)                                       \
