@@ -185,6 +185,28 @@ loom_optimizer *loom_adagrad_new(loom_tensor *const *params, int n,
  * Adam's loop ran at ~10 cycles per parameter through three fmaf calls, 7% of
  * an LSTM training step (bench/rnn.c); SGD's fmaf calls were 2.7% of the
  * Penn Treebank example's step (examples/ptb_lm.c, perf). */
+/* RMSprop's update of every parameter, centred (ga: the gradients'
+ * average) and with momentum (buf) as the constants say. */
+#define RMSPROP_LOOP(T, FMAF, SQRT, CENTRED, MOMENTUM)                         \
+  for (int64_t i = 0; i < n; i++) {                                            \
+    T gi = neg ? -g[i] : g[i];                                                 \
+    gi = l2 ? FMAF(p[i], wd, gi) : gi;                                         \
+    T si = sq[i] * al + c * gi * gi, gai = 0;                                  \
+    sq[i] = si;                                                                \
+    if (CENTRED) {                                                             \
+      gai = FMAF(gi, c, ga[i] * al);                                           \
+      ga[i] = gai;                                                             \
+    }                                                                          \
+    T avg = SQRT(CENTRED ? si + (T)-1 * gai * gai : si) + eps;                 \
+    if (MOMENTUM) {                                                            \
+      T bi = buf[i] * mom + (T)1 * gi / avg;                                   \
+      buf[i] = bi;                                                             \
+      p[i] = FMAF(bi, nlr, p[i]);                                              \
+    } else {                                                                   \
+      p[i] = p[i] + nlr * gi / avg;                                            \
+    }                                                                          \
+  }
+
 #define UPDATES(T, FMAF, SQRT)                                                 \
   LOOM__ISA_FUNCTION(sgd_##T,                                                  \
                      (T * p, const T *g, T *buf, int64_t n, bool first,        \
@@ -257,25 +279,15 @@ loom_optimizer *loom_adagrad_new(loom_tensor *const *params, int n,
     T al = (T)r->alpha, c = (T)(1 - r->alpha), wd = (T)r->weight_decay,        \
       eps = (T)r->eps, mom = (T)r->momentum, nlr = (T)-lr;                     \
     bool neg = r->maximize, l2 = r->weight_decay != 0;                         \
-    for (int64_t i = 0; i < n; i++) {                                          \
-      T gi = neg ? -g[i] : g[i];                                               \
-      gi = l2 ? FMAF(p[i], wd, gi) : gi;                                       \
-      sq[i] = sq[i] * al + c * gi * gi;                                        \
-      T avg;                                                                   \
-      if (ga) {                                                                \
-        ga[i] = FMAF(gi, c, ga[i] * al);                                       \
-        avg = SQRT(sq[i] + (T)-1 * ga[i] * ga[i]);                             \
-      } else {                                                                 \
-        avg = SQRT(sq[i]);                                                     \
-      }                                                                        \
-      avg = avg + eps;                                                         \
-      if (buf) {                                                               \
-        buf[i] = buf[i] * mom + (T)1 * gi / avg;                               \
-        p[i] = FMAF(buf[i], nlr, p[i]);                                        \
-      } else {                                                                 \
-        p[i] = p[i] + nlr * gi / avg;                                          \
-      }                                                                        \
-    }                                                                          \
+    /* One loop per use of the optional buffers, so none has a branch. */      \
+    if (ga && buf)                                                             \
+      RMSPROP_LOOP(T, FMAF, SQRT, 1, 1)                                        \
+    else if (ga)                                                               \
+      RMSPROP_LOOP(T, FMAF, SQRT, 1, 0)                                        \
+    else if (buf)                                                              \
+      RMSPROP_LOOP(T, FMAF, SQRT, 0, 1)                                        \
+    else                                                                       \
+      RMSPROP_LOOP(T, FMAF, SQRT, 0, 0)                                        \
   }                                                                            \
   LOOM__ISA_FUNCTION(adagrad_##T,                                              \
                      (T * p, const T *g, T *sum, int64_t n, int64_t step,      \
