@@ -237,7 +237,7 @@ static void run_steps(const geom *g, step_rows_fn fn, void *ctx) {
   if (g->dtype == LOOM_F32) {
     nt = loom__threads_for(g->T * g->B * g->gates * g->H);
     if (nt > g->B / ROWS_PER_THREAD)
-      nt = (int)(g->B / ROWS_PER_THREAD);
+      nt = g->B < 2 * ROWS_PER_THREAD ? 1 : (int)(g->B / ROWS_PER_THREAD);
   }
   if (nt > 1)
     loom__parallel_for(nt, g->B, steps_part, &job);
@@ -282,8 +282,7 @@ static void lstm_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
                  f->b ? f->b->data : NULL, n, 4 * H);
   product(f->w, n, h, gt, true);
   loom__kernel_lstm_step(g->dtype, n, H, gt, cp, hp, cn, h,
-                         row_at(f->o, g, t, r0, H),
-                         f->peep[0] ? f->peep : NULL,
+                         row_at(f->o, g, t, r0, H), f->peep,
                          f->active ? f->active + t * g->B + r0 : NULL);
   memcpy(c, cn, bytes);
 }
@@ -324,9 +323,10 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   loom_scope *work = loom_scope_begin();
   const loom_tensor *x = loom_contiguous(xp), *w = loom_contiguous(w_hh);
   const loom_tensor *b = b_hh ? loom_contiguous(b_hh) : NULL;
-  const loom_tensor *p[3] = {NULL, NULL, NULL};
-  for (int k = 0; peephole && k < 3; k++)
-    p[k] = loom_contiguous(peephole[k]);
+  const loom_tensor *p[3];
+  for (int k = 0; k < 3; k++) /* a plain LSTM's are zeros */
+    p[k] = peephole ? loom_contiguous(peephole[k])
+                    : loom_zeros(g.dtype, LOOM_SHAPE(H));
   /* Each step's previous states are kept only when lengths can hold a
    * state past a sequence's end; otherwise they are h0, c0 and the
    * neighbouring step's output and cell state, which backward reads from
@@ -338,7 +338,7 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   loom_tensor *Cn = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
   step_product wt = {0};
   if (!x || !w || (b_hh && !b) || !G || !Hp || !Cp || !Cn || !o || !hn || !cn ||
-      (peephole && (!p[0] || !p[1] || !p[2])) || !product_init(&wt, w, true)) {
+      !p[0] || !p[1] || !p[2] || !product_init(&wt, w, true)) {
     loom_scope_end(work);
     loom_no_grad_end();
     free(active);
@@ -346,9 +346,8 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   }
   lstm_fwd f = {.g = &g, .reverse = reverse, .x = x, .b = b, .w = &wt,
                 .G = G, .Hp = Hp, .Cp = Cp, .Cn = Cn, .o = o, .hn = hn,
-                .cn = cn, .active = active};
-  for (int k = 0; peephole && k < 3; k++)
-    f.peep[k] = p[k]->data;
+                .cn = cn, .active = active,
+                .peep = {p[0]->data, p[1]->data, p[2]->data}};
   run_steps(&g, lstm_fwd_rows, &f);
   loom__kernel_packed_free(wt.packed);
   loom_no_grad_end();
@@ -422,7 +421,7 @@ static void lstm_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
   loom__kernel_lstm_step_backward(
       g->dtype, n, H, row_at(f->G, g, t, r0, 4 * H),
       lstm_prev_cell(f, s, t, r0), row_at(f->Cn, g, t, r0, H), dht, dc, dxt,
-      dcp, f->peep[0] ? f->peep : NULL, a);
+      dcp, f->peep, a);
   product(f->w, n, dxt, dhn, false);
   pass_inactive(g->dtype, dhn, dht, a, n, H);
   memcpy(dh, dhn, bytes);
@@ -450,11 +449,10 @@ static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
     return;
   const loom_tensor *w = loom_contiguous(loom__input_value(n, 1));
   int pi = 2 + has_b + 2; /* first peephole input */
-  const loom_tensor *p[3] = {NULL, NULL, NULL};
-  for (int k = 0; has_p && k < 3; k++)
-    p[k] = loom_contiguous(loom__input_value(n, pi + k));
-  const void *pp[3] = {p[0] ? p[0]->data : NULL, p[1] ? p[1]->data : NULL,
-                       p[2] ? p[2]->data : NULL};
+  const loom_tensor *p[3];
+  for (int k = 0; k < 3; k++) /* zeros without peepholes, as forward */
+    p[k] = has_p ? loom_contiguous(loom__input_value(n, pi + k))
+                 : loom_zeros(g.dtype, LOOM_SHAPE(H));
   loom_tensor *dout = loom_contiguous(gout[0]);
   loom_tensor *dh = loom_clone(gout[1]), *dc = loom_clone(gout[2]);
   loom_tensor *dx = loom_empty(g.dtype, LOOM_SHAPE(T, B, 4 * H));
@@ -464,7 +462,7 @@ static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
   double *dpeep = has_p ? calloc((size_t)(3 * H), sizeof *dpeep) : NULL;
   step_product wp = {0};
   if (!w || !dout || !dh || !dc || !dx || !dht || !dcp || !dhn ||
-      (has_p && (!dpeep || !p[0] || !p[1] || !p[2])) ||
+      (has_p && !dpeep) || !p[0] || !p[1] || !p[2] ||
       !product_init(&wp, w, false)) {
     free(active);
     free(dpeep);
@@ -473,7 +471,8 @@ static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
   lstm_bwd f = {.g = &g, .reverse = reverse, .w = &wp, .G = G, .Cp = Cp,
                 .Cn = Cn, .c0 = c0, .dout = dout, .dh = dh, .dc = dc,
                 .dx = dx, .dht = dht, .dcp = dcp, .dhn = dhn,
-                .active = active, .peep = {pp[0], pp[1], pp[2]}};
+                .active = active,
+                .peep = {p[0]->data, p[1]->data, p[2]->data}};
   run_steps(&g, lstm_bwd_rows, &f);
   loom__kernel_packed_free(wp.packed);
   /* The peepholes' gradients, summed over the steps in backward's order. */

@@ -18,8 +18,8 @@ static inline double tanh_d(double x) { return tanh(x); }
 /* ---- LSTM ----
  * gates: B x 4H pre-activations (i, f, g, o), overwritten with the
  * activations; c_prev, h_prev, c, h, out: B x H (out gets h, or 0 past a
- * sequence's end). Peepholes absent are passed as zeros, so the row loops
- * have no branches and vectorise. */
+ * sequence's end). peep: the three peephole vectors (H each), zeros for a
+ * plain LSTM, so that the row loops have no branches and vectorise. */
 #define LSTM(T, S)                                                             \
   LOOM__ISA_FUNCTION(lstm_row_##S,                                             \
                      (int64_t H, T *restrict g, const T *restrict cp,          \
@@ -113,37 +113,16 @@ static inline double tanh_d(double x) { return tanh(x); }
 LSTM(float, f)
 LSTM(double, d)
 
-/* Peephole weights, or three zero vectors standing in for them. */
-static const void *const *peepholes(loom_dtype t, int64_t H,
-                                    const void *const *peep, void **zeros,
-                                    const void **use) {
-  if (peep) {
-    for (int k = 0; k < 3; k++)
-      use[k] = peep[k];
-    return use;
-  }
-  *zeros = calloc((size_t)H + 1, loom_dtype_size(t));
-  for (int k = 0; k < 3; k++)
-    use[k] = *zeros;
-  return *zeros ? use : NULL;
-}
-
 void loom__kernel_lstm_step(loom_dtype t, int64_t B, int64_t H, void *gates,
                             const void *c_prev, const void *h_prev, void *c,
                             void *h, void *out, const void *const *peep,
                             const uint8_t *active) {
-  void *zeros = NULL;
-  const void *use[3];
-  const void *const *p = peepholes(t, H, peep, &zeros, use);
-  if (!p)
-    return;
   if (t == LOOM_F32)
-    lstm_fwd_f(B, H, gates, c_prev, h_prev, c, h, out, (const float *const *)p,
-               active);
+    lstm_fwd_f(B, H, gates, c_prev, h_prev, c, h, out,
+               (const float *const *)peep, active);
   else
-    lstm_fwd_d(B, H, gates, c_prev, h_prev, c, h, out, (const double *const *)p,
-               active);
-  free(zeros);
+    lstm_fwd_d(B, H, gates, c_prev, h_prev, c, h, out,
+               (const double *const *)peep, active);
 }
 
 void loom__kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
@@ -152,18 +131,12 @@ void loom__kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
                                      const void *dc, void *dgates,
                                      void *dc_prev, const void *const *peep,
                                      const uint8_t *active) {
-  void *zeros = NULL;
-  const void *use[3];
-  const void *const *p = peepholes(t, H, peep, &zeros, use);
-  if (!p)
-    return;
   if (t == LOOM_F32)
     lstm_bwd_f(B, H, act, c_prev, c, dh, dc, dgates, dc_prev,
-               (const float *const *)p, active);
+               (const float *const *)peep, active);
   else
     lstm_bwd_d(B, H, act, c_prev, c, dh, dc, dgates, dc_prev,
-               (const double *const *)p, active);
-  free(zeros);
+               (const double *const *)peep, active);
 }
 
 void loom__kernel_lstm_peephole_grad(loom_dtype t, int64_t B, int64_t H,

@@ -403,7 +403,8 @@ void loom__adaptive_pool_window(int64_t o, int64_t out, int64_t size,
 
 /* ---- fused recurrent steps (kernel_rnn.c) ----
  * Elementwise parts of one time step over B x H blocks of dtype t;
- * `active` (B flags or NULL) marks rows still inside their sequence. */
+ * `active` (B flags or NULL) marks rows still inside their sequence. The
+ * LSTM's peep is its three peephole vectors (H each; zeros without). */
 void loom__kernel_lstm_step(loom_dtype t, int64_t B, int64_t H, void *gates,
                             const void *c_prev, const void *h_prev, void *c,
                             void *h, void *out, const void *const *peep,

@@ -196,15 +196,17 @@ START_TEST(test_bad_inputs) {
 END_TEST
 
 /* The fused sequences give the same bits for any thread count. With a
- * batch of 32 and several threads, each thread takes its rows (16, or
- * 10-11 of 3 threads) through all the steps with its own products; with
- * one thread, or a batch of 8, the steps run over all rows with each
- * product split by columns. Peepholes, lengths (0 to T) and both
- * directions; outputs, final states and every gradient. */
+ * batch of 32 and 2 or 3 threads, each thread takes its rows (16, or 10-11)
+ * through all the steps with its own products; with one thread, or a batch
+ * of 8, the steps run over all rows with each product split by columns.
+ * Peepholes, with and without lengths (0 to T: with them each step's
+ * previous states are kept, without them read from the neighbouring
+ * step), both directions; outputs, final states and every gradient. */
 enum { FUSED_RESULTS = 12 };
 
-static int run_fused(int kind, int64_t B, bool reverse, loom_tensor **res) {
-  const int64_t T = 16, H = 128, G = kind == 0 ? 4 : kind == 1 ? 3 : 1;
+static int run_fused(int kind, int64_t B, bool reverse, bool with_lengths,
+                     loom_tensor **res) {
+  const int64_t T = 24, H = 128, G = kind == 0 ? 4 : kind == 1 ? 3 : 1;
   loom_manual_seed(11);
   loom_tensor *in[8];
   int n_in = 0;
@@ -220,7 +222,8 @@ static int run_fused(int kind, int64_t B, bool reverse, loom_tensor **res) {
   int64_t len[32];
   for (int64_t b = 0; b < B; b++)
     len[b] = b * 7 % (T + 1);
-  loom_tensor *lengths = loom_from_array(LOOM_I64, len, LOOM_SHAPE(B));
+  loom_tensor *lengths =
+      with_lengths ? loom_from_array(LOOM_I64, len, LOOM_SHAPE(B)) : NULL;
   loom_tensor *out[3] = {NULL, NULL, NULL};
   int rc = kind == 0   ? loom_lstm_sequence(in[0], in[1], in[2], in[3], in[4],
                                             in + 5, lengths, reverse, &out[0],
@@ -248,21 +251,22 @@ static int run_fused(int kind, int64_t B, bool reverse, loom_tensor **res) {
 START_TEST(test_fused_bits_any_thread_count) {
   for (int kind = 0; kind < 3; kind++)
     for (int64_t B = 8; B <= 32; B += 24)
-      for (int reverse = 0; reverse < 2; reverse++) {
+      for (int way = 0; way < 4; way++) {
+        bool reverse = way & 1, len = way & 2;
         loom_tensor *want[FUSED_RESULTS], *got[FUSED_RESULTS];
         loom_set_num_threads(1);
-        int n = run_fused(kind, B, reverse, want);
+        int n = run_fused(kind, B, reverse, len, want);
         for (int threads = 2; threads <= 3; threads++) {
           loom_set_num_threads(threads);
-          ck_assert_int_eq(run_fused(kind, B, reverse, got), n);
+          ck_assert_int_eq(run_fused(kind, B, reverse, len, got), n);
           for (int k = 0; k < n; k++) {
             ck_assert_loom(want[k]);
             ck_assert_loom(got[k]);
             ck_assert_msg(!memcmp(loom_data(want[k]), loom_data(got[k]),
                                   (size_t)loom_numel(got[k]) * 4),
-                          "kind %d B %lld reverse %d threads %d: result %d "
-                          "differs",
-                          kind, (long long)B, reverse, threads, k);
+                          "kind %d B %lld reverse %d lengths %d threads %d: "
+                          "result %d differs",
+                          kind, (long long)B, reverse, len, threads, k);
             loom_release(got[k]);
           }
         }
