@@ -71,8 +71,8 @@ static _Thread_local size_t big_bytes;
  * freed on another thread than it was made on). */
 static _Thread_local int64_t big_live;
 static _Thread_local int64_t big_peak; /* the most big_live has been */
-/* loom_set_cache_slack's percentage, or -1: the default rule. */
-static _Atomic int slack_percent = -1;
+/* loom_set_cache_slack's percentage, or -1: the eighth-of-live rule. */
+static _Atomic int slack_percent = LOOM_CACHE_SLACK_DEFAULT;
 static _Thread_local free_item *tensors;
 static _Thread_local int tensors_n;
 
@@ -106,14 +106,19 @@ static void big_drop(int i) {
  * misses (captions of another length) evicted the CNN's gradient blocks,
  * and the backward faulted them in again, 110 MB a step.
  *
- * With loom_set_cache_slack: the bytes held, live and cached, stay within
- * the slack above the most ever live. A training step starts with nearly
- * all of the previous step's memory cached and little live, so under the
- * default rule a miss early in the forward pass (captions of another
- * length) evicts blocks the rest of the step needs, which then miss in
- * turn: the Flickr8k captioning step (batches of 64) faulted in ~80 MB of
- * fresh pages a step. With a slack of 50% it reuses what the last step
- * freed (an eighth or a quarter kept the cascade going). */
+ * That rule (loom_set_cache_slack(-1)) evicts too eagerly: a training step
+ * starts with nearly all of the previous step's memory cached and little
+ * live, so a miss early in the forward pass evicts blocks the rest of the
+ * step needs, which then miss in turn. The Flickr8k captioning step
+ * (captions of another length each batch) faulted in ~80 MB of fresh pages
+ * a step, and even a loop of unchanging shapes settled into such a cycle
+ * (the LSTM of bench/cost.c at batch 64: a 4 MiB miss evicting the 16 MiB
+ * block backward needed, 23 MB of fresh pages a step; the 2-layer encoder
+ * at 256 positions 515 ms and 628 MiB a step). So by default the rule is
+ * a slack: the bytes held, live and cached, stay within 25 % above the
+ * most the thread has had live. Those two then ran 74 MiB and 385-420 ms,
+ * 566 MiB; the translation step held 638 MB instead of 666; captioning
+ * asks for 50 % (an eighth or a quarter kept its cascade going). */
 static bool room_needed(size_t freed, size_t want) {
   int slack = slack_percent;
   if (slack < 0)

@@ -153,16 +153,18 @@ LOOM_API loom_tensor *loom_autorelease(loom_tensor *t);
  * loom works as before afterwards. */
 LOOM_API void loom_cleanup(void);
 
-/* How much freed memory each thread keeps for reuse. By default a thread's
- * cache of big blocks (64 KiB and up) is trimmed, on a request it cannot
- * serve, to an eighth of the bytes the thread has live. With `percent` >= 0
- * it is trimmed instead only while the bytes held, live and cached, exceed
- * the most the thread has ever had live by more than `percent` percent: a
- * training loop whose shapes change a little from step to step (caption
- * lengths) then reuses what the previous step freed instead of faulting in
- * fresh pages, for at most that much more memory. -1 restores the default.
+/* How much freed memory each thread keeps for reuse. A thread's cache of
+ * big blocks (64 KiB and up) is trimmed, on a request it cannot serve,
+ * only while the bytes held, live and cached, exceed the most the thread
+ * has ever had live by more than `percent` percent (default
+ * LOOM_CACHE_SLACK_DEFAULT): a training loop, even one whose shapes change
+ * a little from step to step (caption lengths), then reuses what the
+ * previous step freed instead of faulting in fresh pages, for at most that
+ * much more memory. -1 trims instead to an eighth of the bytes the thread
+ * has live, which holds less but can evict blocks a step needs later.
  * Process-wide; call it before the work starts. 0, or -1 with
  * LOOM_ERR_ARGUMENT for a percent outside -1..1000. */
+#define LOOM_CACHE_SLACK_DEFAULT 25
 LOOM_API int loom_set_cache_slack(int percent);
 
 /* Live tensor objects and storage bytes in the process (for leak tests). */
