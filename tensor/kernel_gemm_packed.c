@@ -122,13 +122,12 @@ void loom__kernel_packed_free(loom__packed *p) {
     float tile[MR][2 * W];                                                     \
     const bool whole = cols == 2 * W;                                          \
     _Pragma("GCC unroll 8") for (int64_t r = 0; r < rows; r++) {               \
-      if (whole && accumulate) {                                               \
-        memcpy(&acc[r][0], c + r * ldc, sizeof(V));                            \
-        memcpy(&acc[r][1], c + r * ldc + W, sizeof(V));                        \
-        continue;                                                              \
-      }                                                                        \
-      for (int64_t j = 0; j < 2 * W; j++)                                      \
-        tile[r][j] = accumulate && j < cols ? c[r * ldc + j] : 0;              \
+      if (whole && accumulate)                                                 \
+        for (int64_t j = 0; j < 2 * W; j++)                                    \
+          tile[r][j] = c[r * ldc + j];                                         \
+      else                                                                     \
+        for (int64_t j = 0; j < 2 * W; j++)                                    \
+          tile[r][j] = accumulate && j < cols ? c[r * ldc + j] : 0;            \
       memcpy(&acc[r][0], &tile[r][0], sizeof(V));                              \
       memcpy(&acc[r][1], &tile[r][W], sizeof(V));                              \
     }                                                                          \
@@ -143,15 +142,14 @@ void loom__kernel_packed_free(loom__packed *p) {
       }                                                                        \
     }                                                                          \
     _Pragma("GCC unroll 8") for (int64_t r = 0; r < rows; r++) {               \
-      if (whole) {                                                             \
-        memcpy(c + r * ldc, &acc[r][0], sizeof(V));                            \
-        memcpy(c + r * ldc + W, &acc[r][1], sizeof(V));                        \
-        continue;                                                              \
-      }                                                                        \
       memcpy(&tile[r][0], &acc[r][0], sizeof(V));                              \
       memcpy(&tile[r][W], &acc[r][1], sizeof(V));                              \
-      for (int64_t j = 0; j < cols; j++)                                       \
-        c[r * ldc + j] = tile[r][j];                                           \
+      if (whole)                                                               \
+        for (int64_t j = 0; j < 2 * W; j++)                                    \
+          c[r * ldc + j] = tile[r][j];                                         \
+      else                                                                     \
+        for (int64_t j = 0; j < cols; j++)                                     \
+          c[r * ldc + j] = tile[r][j];                                         \
     }                                                                          \
   }
 
