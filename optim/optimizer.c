@@ -179,12 +179,6 @@ loom_optimizer *loom_adagrad_new(loom_tensor *const *params, int n,
   return o;
 }
 
-/* ---- the update loops, for T = float and double ----
- * Compiled per instruction set (LOOM__ISA_FUNCTION): with FMA, fmaf is one
- * instruction rather than a call into libm (the same exactly rounded result):
- * Adam's loop ran at ~10 cycles per parameter through three fmaf calls, 7% of
- * an LSTM training step (bench/rnn.c); SGD's fmaf calls were 2.7% of the
- * Penn Treebank example's step (examples/ptb_lm.c, perf). */
 /* RMSprop's update of every parameter, centred (ga: the gradients'
  * average) and with momentum (buf) as the constants say. */
 #define RMSPROP_LOOP(T, FMAF, SQRT, CENTRED, MOMENTUM)                         \
@@ -207,6 +201,12 @@ loom_optimizer *loom_adagrad_new(loom_tensor *const *params, int n,
     }                                                                          \
   }
 
+/* ---- the update loops, for T = float and double ----
+ * Compiled per instruction set (LOOM__ISA_FUNCTION): with FMA, fmaf is one
+ * instruction rather than a call into libm (the same exactly rounded result):
+ * Adam's loop ran at ~10 cycles per parameter through three fmaf calls, 7% of
+ * an LSTM training step (bench/rnn.c); SGD's fmaf calls were 2.7% of the
+ * Penn Treebank example's step (examples/ptb_lm.c, perf). */
 #define UPDATES(T, FMAF, SQRT)                                                 \
   LOOM__ISA_FUNCTION(sgd_##T,                                                  \
                      (T * p, const T *g, T *buf, int64_t n, bool first,        \

@@ -93,9 +93,10 @@ static void big_drop(int i) {
  * after the first step; with shapes that change from step to step (a
  * translation run's batches of varying length) the cache would fill with
  * blocks no request fits and hold them beside the new ones: such a run
- * peaked at 1.6 GB with 0.8 GB live. So while the cache holds more than an
- * eighth of the live bytes, cached blocks, as many bytes as the request,
- * go back to malloc, which can make the new block from them.
+ * peaked at 1.6 GB with 0.8 GB live. So cached blocks go back to malloc,
+ * which can make the new block from them: under the first rule
+ * (loom_set_cache_slack(-1)) as many bytes as the request while the cache
+ * holds more than an eighth of the live bytes.
  *
  * Which blocks: those nearest the request in size (by ratio) first, as a
  * change of shape leaves blocks of the sizes it no longer asks for: the
@@ -116,14 +117,17 @@ static void big_drop(int i) {
  * block backward needed, 23 MB of fresh pages a step; the 2-layer encoder
  * at 256 positions 515 ms and 628 MiB a step). So by default the rule is
  * a slack: the bytes held, live and cached, stay within 25 % above the
- * most the thread has had live. Those two then ran 74 MiB and 385-420 ms,
- * 566 MiB; the translation step held 638 MB instead of 666; captioning
- * asks for 50 % (an eighth or a quarter kept its cascade going). */
+ * most the thread has had live (a peak that fades at misses, below). Those
+ * two then ran 74 MiB and 43 ms, and 566 MiB and 385-433 ms; the
+ * translation step held 638 MB instead of 666; captioning asks for 50 %
+ * (an eighth or a quarter kept its cascade going). */
 static bool room_needed(size_t freed, size_t want) {
   int slack = slack_percent;
   if (slack < 0)
     return freed < want && (int64_t)big_bytes > big_live / 8;
-  return (int64_t)big_bytes + big_live > big_peak + big_peak / 100 * slack;
+  /* big_live is below zero on a thread that frees other threads' blocks */
+  int64_t live = big_live > 0 ? big_live : 0;
+  return (int64_t)big_bytes + live > big_peak + big_peak / 100 * slack;
 }
 
 /* Hands cached blocks back, nearest the request in size first, while
@@ -179,6 +183,12 @@ void *loom__block_alloc(size_t *bytes) {
     big_peak = big_live > big_peak ? big_live : big_peak;
   }
   if (best < 0) {
+    /* A past peak (one pass at a large batch) must not license a large
+     * cache for good: each miss lets the peak fade by a sixteenth of its
+     * distance to what is live, and allocations raise it again as live
+     * bytes grow. A steady loop has no misses, so its peak stays. */
+    if (want >= BIG_MIN && big_peak > big_live)
+      big_peak -= (big_peak - big_live) / 16;
     if (want >= BIG_MIN)
       make_room(want);
     void *block = aligned_alloc(64, want);

@@ -156,12 +156,14 @@ LOOM_API void loom_cleanup(void);
 /* How much freed memory each thread keeps for reuse. A thread's cache of
  * big blocks (64 KiB and up) is trimmed, on a request it cannot serve,
  * only while the bytes held, live and cached, exceed the most the thread
- * has ever had live by more than `percent` percent (default
- * LOOM_CACHE_SLACK_DEFAULT): a training loop, even one whose shapes change
- * a little from step to step (caption lengths), then reuses what the
- * previous step freed instead of faulting in fresh pages, for at most that
- * much more memory. -1 trims instead to an eighth of the bytes the thread
- * has live, which holds less but can evict blocks a step needs later.
+ * has had live by more than `percent` percent (default
+ * LOOM_CACHE_SLACK_DEFAULT; the peak fades a little at each such request
+ * and loom_cleanup resets it): a training loop, even one whose shapes
+ * change a little from step to step (caption lengths), then reuses what
+ * the previous step freed instead of faulting in fresh pages, for at most
+ * that much more memory. With -1 each such request instead hands back
+ * about its own size while the cache holds more than an eighth of the
+ * live bytes: less held, but blocks a step needs later can go.
  * Process-wide; call it before the work starts. 0, or -1 with
  * LOOM_ERR_ARGUMENT for a percent outside -1..1000. */
 #define LOOM_CACHE_SLACK_DEFAULT 25
