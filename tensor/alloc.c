@@ -184,11 +184,13 @@ void *loom__block_alloc(size_t *bytes) {
   }
   if (best < 0) {
     /* A past peak (one pass at a large batch) must not license a large
-     * cache for good: each miss lets the peak fade by a sixteenth of its
-     * distance to what is live, and allocations raise it again as live
-     * bytes grow. A steady loop has no misses, so its peak stays. */
+     * cache for good: each miss lets the peak fade by 1/64 of its
+     * distance to what is live (after a few hundred misses it is gone),
+     * and allocations raise it again as live bytes grow. A steady loop has
+     * no misses, so its peak stays; a few misses early in a step, with
+     * little live, lower it by a few percent, within the slack. */
     if (want >= BIG_MIN && big_peak > big_live)
-      big_peak -= (big_peak - big_live) / 16;
+      big_peak -= (big_peak - big_live) / 64;
     if (want >= BIG_MIN)
       make_room(want);
     void *block = aligned_alloc(64, want);
