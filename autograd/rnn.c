@@ -251,6 +251,17 @@ static char *row_at(const loom_tensor *m, const geom *g, int64_t t, int64_t r,
   return at(m, t * g->B + r, w);
 }
 
+/* The position step s (0 first) runs at. */
+static int64_t position(const geom *g, bool reverse, int64_t s) {
+  return reverse ? g->T - 1 - s : s;
+}
+
+/* The live flags of rows r0.. at position t, or NULL when all are live. */
+static const uint8_t *active_at(const uint8_t *active, const geom *g,
+                                int64_t t, int64_t r0) {
+  return active ? active + t * g->B + r0 : NULL;
+}
+
 /* ---- LSTM ---- */
 
 /* One forward step of an LSTM sequence over some rows. Hp and Cp are
@@ -268,7 +279,7 @@ typedef struct {
 static void lstm_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
   const lstm_fwd *f = ctx;
   const geom *g = f->g;
-  int64_t H = g->H, n = r1 - r0, t = f->reverse ? g->T - 1 - s : s;
+  int64_t H = g->H, n = r1 - r0, t = position(g, f->reverse, s);
   size_t bytes = (size_t)(n * H) * g->es;
   char *gt = row_at(f->G, g, t, r0, 4 * H), *cn = row_at(f->Cn, g, t, r0, H);
   char *h = row_at(f->hn, g, 0, r0, H), *c = row_at(f->cn, g, 0, r0, H);
@@ -283,7 +294,7 @@ static void lstm_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
   product(f->w, n, h, gt, true);
   loom__kernel_lstm_step(g->dtype, n, H, gt, cp, hp, cn, h,
                          row_at(f->o, g, t, r0, H), f->peep,
-                         f->active ? f->active + t * g->B + r0 : NULL);
+                         active_at(f->active, g, t, r0));
   memcpy(c, cn, bytes);
 }
 
@@ -410,9 +421,9 @@ static void lstm_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
   const lstm_bwd *f = ctx;
   const geom *g = f->g;
   int64_t H = g->H, n = r1 - r0, s = g->T - 1 - i;
-  int64_t t = f->reverse ? g->T - 1 - s : s;
+  int64_t t = position(g, f->reverse, s);
   size_t bytes = (size_t)(n * H) * g->es;
-  const uint8_t *a = f->active ? f->active + t * g->B + r0 : NULL;
+  const uint8_t *a = active_at(f->active, g, t, r0);
   char *dxt = row_at(f->dx, g, t, r0, 4 * H);
   char *dh = row_at(f->dh, g, 0, r0, H), *dc = row_at(f->dc, g, 0, r0, H);
   char *dht = row_at(f->dht, g, 0, r0, H), *dhn = row_at(f->dhn, g, 0, r0, H);
@@ -477,11 +488,11 @@ static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
   loom__kernel_packed_free(wp.packed);
   /* The peepholes' gradients, summed over the steps in backward's order. */
   for (int64_t s = T - 1; has_p && s >= 0; s--) {
-    int64_t t = reverse ? T - 1 - s : s;
+    int64_t t = position(&g, reverse, s);
     loom__kernel_lstm_peephole_grad(g.dtype, B, H, at(dx, t, B * 4 * H),
                                     lstm_prev_cell(&f, s, t, 0),
                                     at(Cn, t, B * H), dpeep,
-                                    active ? active + t * B : NULL);
+                                    active_at(active, &g, t, 0));
   }
   free(active);
   loom__accumulate(n, 0, dx);
@@ -532,7 +543,7 @@ typedef struct {
 static void gru_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
   const gru_fwd *f = ctx;
   const geom *g = f->g;
-  int64_t H = g->H, n = r1 - r0, t = f->reverse ? g->T - 1 - s : s;
+  int64_t H = g->H, n = r1 - r0, t = position(g, f->reverse, s);
   char *hg = row_at(f->HG, g, t, r0, 3 * H), *hp = row_at(f->Hp, g, t, r0, H);
   char *h = row_at(f->hn, g, 0, r0, H);
   memcpy(hp, h, (size_t)(n * H) * g->es);
@@ -541,7 +552,7 @@ static void gru_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
   loom__kernel_gru_step(g->dtype, n, H, row_at(f->x, g, t, r0, 3 * H), hg, hp,
                         row_at(f->A, g, t, r0, 3 * H), h,
                         row_at(f->o, g, t, r0, H),
-                        f->active ? f->active + t * g->B + r0 : NULL);
+                        active_at(f->active, g, t, r0));
 }
 
 /* One backward step of a GRU sequence over some rows: dh holds the
@@ -559,8 +570,8 @@ static void gru_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
   const gru_bwd *f = ctx;
   const geom *g = f->g;
   int64_t H = g->H, n = r1 - r0, s = g->T - 1 - i;
-  int64_t t = f->reverse ? g->T - 1 - s : s;
-  const uint8_t *a = f->active ? f->active + t * g->B + r0 : NULL;
+  int64_t t = position(g, f->reverse, s);
+  const uint8_t *a = active_at(f->active, g, t, r0);
   char *dh = row_at(f->dh, g, 0, r0, H), *dht = row_at(f->dht, g, 0, r0, H);
   char *dhgt = row_at(f->dhg, g, t, r0, 3 * H);
   with_output_grad(g->dtype, dht, dh, row_at(f->dout, g, t, r0, H), a, n, H);
@@ -684,7 +695,7 @@ typedef struct {
 static void rnn_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
   const rnn_fwd *f = ctx;
   const geom *g = f->g;
-  int64_t H = g->H, n = r1 - r0, t = f->reverse ? g->T - 1 - s : s;
+  int64_t H = g->H, n = r1 - r0, t = position(g, f->reverse, s);
   size_t bytes = (size_t)(n * H) * g->es;
   char *h = row_at(f->hn, g, 0, r0, H), *pre = row_at(f->pre, g, 0, r0, H);
   char *hp = row_at(f->Hp, g, t, r0, H), *hn = row_at(f->Hn, g, t, r0, H);
@@ -692,7 +703,7 @@ static void rnn_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
   rows_plus_bias(g->dtype, pre, row_at(f->x, g, t, r0, H), f->b->data, n, H);
   product(f->w, n, h, pre, true);
   loom__kernel_rnn_step(g->dtype, n, H, pre, hp, hn, row_at(f->o, g, t, r0, H),
-                        f->relu, f->active ? f->active + t * g->B + r0 : NULL);
+                        f->relu, active_at(f->active, g, t, r0));
   memcpy(h, hn, bytes);
 }
 
@@ -711,8 +722,8 @@ static void rnn_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
   const rnn_bwd *f = ctx;
   const geom *g = f->g;
   int64_t H = g->H, n = r1 - r0, s = g->T - 1 - i;
-  int64_t t = f->reverse ? g->T - 1 - s : s;
-  const uint8_t *a = f->active ? f->active + t * g->B + r0 : NULL;
+  int64_t t = position(g, f->reverse, s);
+  const uint8_t *a = active_at(f->active, g, t, r0);
   char *dxt = row_at(f->dx, g, t, r0, H), *dh = row_at(f->dh, g, 0, r0, H);
   char *dht = row_at(f->dht, g, 0, r0, H), *dhn = row_at(f->dhn, g, 0, r0, H);
   with_output_grad(g->dtype, dht, dh, row_at(f->dout, g, t, r0, H), a, n, H);

@@ -106,9 +106,9 @@ void loom__kernel_packed_free(loom__packed *p) {
  * rows <= MR and cols <= 2W, with vectors V of W floats. A is row-major
  * (row r at a + r lda), or column-major when at (row r's values at
  * a + r + k lda): the kernel broadcasts one value of A per row and k, so
- * either layout is read in place. A block of 2W columns reads and writes C
- * as vectors; a narrower one goes through a local tile, so it needs no
- * masking (the tile's scalar copies had cost as much as the arithmetic at
+ * either layout is read in place. The C block goes through a local tile,
+ * so partial blocks need no masking; a whole block's copies test no column
+ * and vectorize (the tested copies had cost as much as the arithmetic at
  * K = 35). Each C element is one chain of fused multiply-adds in k order,
  * starting from 0 or from C: a product cut into k ranges that accumulate
  * gives the same bits as one pass. */

@@ -8,7 +8,6 @@
 #include "vmath.h"
 
 #include <math.h>
-#include <stdlib.h>
 
 static inline float sigm_f(float x) { return loom__sigmoidf(x); }
 static inline float tanh_f(float x) { return loom__tanhf(x); }
