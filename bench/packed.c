@@ -5,8 +5,11 @@
  * thread (loom_set_num_threads(1), OpenBLAS set to one thread), so the
  * figure is the micro-kernel's. Prints GFLOP/s (2 M N K / t, medians of
  * interleaved samples) at the instruction set loom runs (loom_isa(); set
- * LOOM_ISA to measure another). Lines starting with "@packed" are for
- * scripts.
+ * LOOM_ISA to measure another). Then the packing itself, once per
+ * sequence: W_hh (2048 x 512) as W_hh^T (transposed, the forward's) and a
+ * 512 x 2048 matrix as it is (the backward's), in GB/s of floats written,
+ * next to memcpy of as many bytes. Lines starting with "@packed" or "@pack"
+ * are for scripts.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_util.h"
@@ -16,6 +19,7 @@
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct {
   int64_t m, n, k;
@@ -26,6 +30,43 @@ typedef struct {
 static void run_packed(void *ctx) {
   packed_ctx *x = ctx;
   loom__kernel_gemm_packed(x->m, x->a, x->k, x->p, x->c, x->n, true);
+}
+
+typedef struct {
+  int64_t k, n;
+  bool trans;
+  float *b, *copy;
+} pack_ctx;
+
+static void run_pack(void *ctx) {
+  pack_ctx *x = ctx;
+  loom__kernel_packed_free(
+      loom__kernel_pack(x->b, x->k, x->n, x->trans ? x->k : x->n, x->trans));
+}
+
+static void run_memcpy(void *ctx) {
+  pack_ctx *x = ctx;
+  memcpy(x->copy, x->b, (size_t)(x->k * x->n) * sizeof *x->b);
+}
+
+/* GB/s of packing a K x N right operand (stored N x K when trans). */
+static void pack_case(int64_t k, int64_t n, bool trans, int samples,
+                      double min_s) {
+  pack_ctx x = {k, n, trans, bench_alloc_f32((size_t)(k * n)),
+                bench_alloc_f32((size_t)(k * n))};
+  for (int64_t i = 0; i < k * n; i++)
+    x.b[i] = (float)(i % 13) * 0.01f;
+  double med[2];
+  bench_compare(2, (bench_fn[]){run_pack, run_memcpy}, (void *[]){&x, &x},
+                samples, min_s, med, NULL);
+  double bytes = (double)(k * n) * sizeof(float);
+  printf("%-13s %5lld %5lld %10.1f %10.1f\n", trans ? "pack W^T" : "pack W",
+         (long long)k, (long long)n, bytes / med[0] * 1e-9,
+         bytes / med[1] * 1e-9);
+  printf("@pack %s %s %.2f %.2f\n", loom_isa(), trans ? "transposed" : "plain",
+         bytes / med[0] * 1e-9, bytes / med[1] * 1e-9);
+  free(x.b);
+  free(x.copy);
 }
 
 static void run_blas(void *ctx) {
@@ -83,6 +124,9 @@ int main(int argc, char **argv) {
       free(x.b);
       free(x.c);
     }
+  printf("%-13s %5s %5s %10s %10s\n", "# packing", "K", "N", "GB/s", "memcpy");
+  pack_case(K, 2048, true, samples, min_s);
+  pack_case(K, 2048, false, samples, min_s);
   loom_cleanup();
   return 0;
 }

@@ -199,26 +199,29 @@ END_TEST
  * batch of 32 and 2 or 3 threads, each thread takes its rows (16, or 10-11)
  * through all the steps with its own products; with one thread, or a batch
  * of 8, the steps run over all rows with each product split by columns.
- * Peepholes, with and without lengths (0 to T: with them each step's
- * previous states are kept, without them read from the neighbouring
- * step), both directions; outputs, final states and every gradient. */
+ * Kinds: LSTM with peepholes, GRU, tanh RNN, and LSTM without peepholes
+ * (the op makes zero ones itself); with and without lengths (0 to T: with
+ * them each step's previous states are kept, without them read from the
+ * neighbouring step), both directions; outputs, final states and every
+ * gradient. */
 enum { FUSED_RESULTS = 12 };
 
 static int run_fused(int kind, int64_t B, bool reverse, bool with_lengths,
                      loom_tensor **res) {
   /* sizes that give the split 2 and 3 parts at 2 and 3 threads (see
    * run_steps), small enough for valgrind */
+  bool lstm = kind == 0 || kind == 3, peep = kind == 0;
   const int64_t T = kind == 2 ? 32 : 16, H = kind == 2 ? 96 : 64;
-  const int64_t G = kind == 0 ? 4 : kind == 1 ? 3 : 1;
+  const int64_t G = lstm ? 4 : kind == 1 ? 3 : 1;
   loom_manual_seed(11);
   loom_tensor *in[8];
   int n_in = 0;
   in[n_in++] = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(T, B, G * H));
   in[n_in++] = loom_rand(NULL, LOOM_F32, -0.1, 0.1, LOOM_SHAPE(G * H, H));
   in[n_in++] = loom_rand(NULL, LOOM_F32, -0.2, 0.2, LOOM_SHAPE(G * H));
-  for (int k = 0; k < (kind == 0 ? 2 : 1); k++) /* h0, c0 */
+  for (int k = 0; k < (lstm ? 2 : 1); k++) /* h0, c0 */
     in[n_in++] = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(B, H));
-  for (int k = 0; kind == 0 && k < 3; k++) /* peepholes */
+  for (int k = 0; peep && k < 3; k++) /* peepholes */
     in[n_in++] = loom_rand(NULL, LOOM_F32, -0.5, 0.5, LOOM_SHAPE(H));
   for (int k = 0; k < n_in; k++)
     loom_set_requires_grad(in[k], true);
@@ -228,19 +231,23 @@ static int run_fused(int kind, int64_t B, bool reverse, bool with_lengths,
   loom_tensor *lengths =
       with_lengths ? loom_from_array(LOOM_I64, len, LOOM_SHAPE(B)) : NULL;
   loom_tensor *out[3] = {NULL, NULL, NULL};
-  int rc = kind == 0   ? loom_lstm_sequence(in[0], in[1], in[2], in[3], in[4],
-                                            in + 5, lengths, reverse, &out[0],
-                                            &out[1], &out[2])
-           : kind == 1 ? loom_gru_sequence(in[0], in[1], in[2], in[3], lengths,
-                                           reverse, &out[0], &out[1])
-                       : loom_rnn_sequence(in[0], in[1], in[2], in[3], lengths,
-                                           reverse, false, &out[0], &out[1]);
+  int rc;
+  if (lstm)
+    rc = loom_lstm_sequence(in[0], in[1], in[2], in[3], in[4],
+                            peep ? in + 5 : NULL, lengths, reverse, &out[0],
+                            &out[1], &out[2]);
+  else if (kind == 1)
+    rc = loom_gru_sequence(in[0], in[1], in[2], in[3], lengths, reverse,
+                           &out[0], &out[1]);
+  else
+    rc = loom_rnn_sequence(in[0], in[1], in[2], in[3], lengths, reverse, false,
+                           &out[0], &out[1]);
   ck_assert_msg(rc == 0, "%s", loom_last_error());
   loom_tensor *loss = NULL;
   int n = 0;
   for (int k = 0; k < 3 && out[k]; k++) {
-    loom_tensor *r = loom_randn(NULL, LOOM_F32, 0, 1, loom_ndim(out[k]),
-                                  loom_shape(out[k]));
+    loom_tensor *r =
+        loom_randn(NULL, LOOM_F32, 0, 1, loom_ndim(out[k]), loom_shape(out[k]));
     loom_tensor *term = loom_sum_all(loom_mul(out[k], r));
     loss = loss ? loom_add(loss, term) : term;
     res[n++] = loom_keep(out[k]);
@@ -252,7 +259,7 @@ static int run_fused(int kind, int64_t B, bool reverse, bool with_lengths,
 }
 
 START_TEST(test_fused_bits_any_thread_count) {
-  for (int kind = 0; kind < 3; kind++)
+  for (int kind = 0; kind < 4; kind++)
     for (int64_t B = 8; B <= 32; B += 24)
       for (int way = 0; way < 4; way++) {
         bool reverse = way & 1, len = way & 2;
