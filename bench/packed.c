@@ -6,10 +6,10 @@
  * figure is the micro-kernel's. Prints GFLOP/s (2 M N K / t, medians of
  * interleaved samples) at the instruction set loom runs (loom_isa(); set
  * LOOM_ISA to measure another). Then the packing itself, once per
- * sequence: W_hh (2048 x 512) as W_hh^T (transposed, the forward's) and a
- * 512 x 2048 matrix as it is (the backward's), in GB/s of floats written,
- * next to memcpy of as many bytes. Lines starting with "@packed" or "@pack"
- * are for scripts.
+ * sequence: W_hh (2048 x 512) as W_hh^T (transposed, the forward's) and
+ * as it is (the backward's), in GB/s of floats packed (each call allocates
+ * its panels, as the library does), next to memcpy of as many bytes. Lines
+ * starting with "@packed" or "@pack" are for scripts.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_util.h"
@@ -126,7 +126,7 @@ int main(int argc, char **argv) {
     }
   printf("%-13s %5s %5s %10s %10s\n", "# packing", "K", "N", "GB/s", "memcpy");
   pack_case(K, 2048, true, samples, min_s);
-  pack_case(K, 2048, false, samples, min_s);
+  pack_case(2048, K, false, samples, min_s);
   loom_cleanup();
   return 0;
 }

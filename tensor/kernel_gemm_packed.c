@@ -38,6 +38,9 @@ typedef int v8i __attribute__((vector_size(32)));
 static inline __attribute__((always_inline)) void
 transpose8(float *dst, const float *src, int64_t ld) {
   v8 r[8], a[8], b[8];
+  /* v8 reads and writes floats in place (GCC lets a vector type alias its
+   * element type; aligned(4) makes the moves unaligned ones): memcpy here
+   * came out as 64 scalar moves. */
   for (int i = 0; i < 8; i++)
     r[i] = *(const v8 *)(src + i * ld);
   for (int i = 0; i < 8; i += 2) { /* pairs of rows interleaved */
@@ -56,15 +59,16 @@ transpose8(float *dst, const float *src, int64_t ld) {
    * b[i + 4] the same of rows 4-7 */
   for (int i = 0; i < 4; i++) {
     static const int col[4] = {0, 2, 1, 3}; /* b's order of columns */
-    *(v8 *)(dst + col[i] * NR) =
-        __builtin_shuffle(b[i], b[i + 4], (v8i){0, 1, 2, 3, 8, 9, 10, 11});
-    *(v8 *)(dst + (col[i] + 4) * NR) =
+    v8 lo = __builtin_shuffle(b[i], b[i + 4], (v8i){0, 1, 2, 3, 8, 9, 10, 11});
+    v8 hi =
         __builtin_shuffle(b[i], b[i + 4], (v8i){4, 5, 6, 7, 12, 13, 14, 15});
+    *(v8 *)(dst + col[i] * NR) = lo;
+    *(v8 *)(dst + (col[i] + 4) * NR) = hi;
   }
 }
 
 /* pack_panel's B^T (see there), with 8 x 8 blocks transposed in
- * registers, on AVX2 and AVX-512: 3-4.5x the GB/s of the element-wise loop
+ * registers, on AVX2 and AVX-512: 2-3.5x the GB/s of the element-wise loop
  * (bench/packed). Only instruction sets with 256-bit shuffles take them:
  * SSE2 split them into scalar moves, slower than the loop. */
 #define PACK_TRANSPOSED(SUFFIX, TARGET)                                        \
@@ -86,9 +90,10 @@ PACK_TRANSPOSED(avx2, __attribute__((target("arch=x86-64-v3"))))
 PACK_TRANSPOSED(avx512, __attribute__((target("arch=x86-64-v4"))))
 #endif
 
-/* Element by element, a block of PACK_KB values of each of B^T's rows (the
- * panel's columns) at a time, so the panel's lines being filled stay in
- * L1. */
+/* pack_panel's B^T at the running instruction set; without 256-bit
+ * shuffles, element by element, a block of PACK_KB values of each of B^T's
+ * rows (the panel's columns) at a time, so the panel's lines being filled
+ * stay in L1. */
 static void pack_transposed(float *panel, const float *b, int64_t ld,
                             int64_t k0, int64_t kc, int64_t n0, int64_t w) {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
