@@ -16,6 +16,9 @@
 #   RESULTS=dir   where the raw outputs go (default: a fresh temporary dir)
 #   PYTHON=exe    Python that sees torch (default: /usr/bin/python3)
 #   SAMPLES=n     loom's samples per case (7); REPS=n torch's timed steps (30)
+#   ROUNDS=n      runs loom and PyTorch n times in turn (1); the summary then
+#                 compares medians over the rounds, which steadies ratios on
+#                 a machine whose single runs swing by 20 %
 #   NO_TORCH=1    skip PyTorch
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +27,7 @@ case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 PYTHON=${PYTHON:-/usr/bin/python3}
 SAMPLES=${SAMPLES:-7}
 REPS=${REPS:-30}
+ROUNDS=${ROUNDS:-1}
 RESULTS=${RESULTS:-$(mktemp -d /tmp/loom-models.XXXXXX)}
 CHARLM=
 QUALITY=
@@ -42,21 +46,34 @@ rm -f "$RESULTS/warnings.txt"
 ninja -C "$BUILD" bench/bench-rnn bench/bench-transformer \
   >"$RESULTS/build.txt" 2>&1 || { cat "$RESULTS/build.txt"; exit 1; }
 
+case $ROUNDS in '' | *[!0-9]* | 0*)
+  echo "run_models.sh: ROUNDS=$ROUNDS is not a whole number 1-99" >&2
+  exit 2 ;;
+esac
+[ "$ROUNDS" -le 99 ] ||
+  { echo "run_models.sh: ROUNDS=$ROUNDS is not in 1-99" >&2; exit 2; }
+
 header | tee "$RESULTS/header.txt"
-run rnn "$BUILD/bench/bench-rnn" --samples "$SAMPLES"
-if [ -z "${NO_TORCH:-}" ]; then
-  for t in 2 1; do
-    run "rnn_torch$t" "$PYTHON" "$ROOT/bench/rnn_torch.py" --threads "$t" \
-      --reps "$REPS"
-  done
-fi
-run transformer "$BUILD/bench/bench-transformer" --samples "$SAMPLES"
-if [ -z "${NO_TORCH:-}" ]; then
-  for t in 2 1; do
-    run "transformer_torch$t" "$PYTHON" "$ROOT/bench/transformer_torch.py" \
-      --threads "$t" --reps "$REPS"
-  done
-fi
+round=1
+while [ "$round" -le "$ROUNDS" ]; do
+  r=
+  if [ "$ROUNDS" -gt 1 ]; then r=.r$round; fi
+  run "rnn$r" "$BUILD/bench/bench-rnn" --samples "$SAMPLES"
+  if [ -z "${NO_TORCH:-}" ]; then
+    for t in 2 1; do
+      run "rnn_torch$t$r" "$PYTHON" "$ROOT/bench/rnn_torch.py" --threads "$t" \
+        --reps "$REPS"
+    done
+  fi
+  run "transformer$r" "$BUILD/bench/bench-transformer" --samples "$SAMPLES"
+  if [ -z "${NO_TORCH:-}" ]; then
+    for t in 2 1; do
+      run "transformer_torch$t$r" "$PYTHON" \
+        "$ROOT/bench/transformer_torch.py" --threads "$t" --reps "$REPS"
+    done
+  fi
+  round=$((round + 1))
+done
 if [ -n "$CHARLM" ]; then
   BUILD=$BUILD RESULTS=$RESULTS PYTHON=$PYTHON \
     sh "$ROOT/bench/charlm.sh" $QUALITY
@@ -65,23 +82,76 @@ fi
 echo
 echo "================================ summary"
 cat "$RESULTS/header.txt"
-cat "$RESULTS"/rnn*.txt "$RESULTS"/transformer*.txt | awk '
+if [ "$ROUNDS" -gt 1 ]; then
+  echo "# $ROUNDS rounds, each loom's programs then PyTorch's; ms: medians;"
+  echo "# ratio: the median of the rounds' ratios (each to that round's best)"
+fi
+awk '
 function verdict(ok) { return ok ? "met" : "MISSED" }
-function best(peer, kind) { # fastest torch configuration of a case
-  b = ""
-  for (k = 1; k <= 2; k++)
-    if ((kind, k, peer) in torch &&
-        (b == "" || torch[kind, k, peer] < torch[kind, b, peer]))
-      b = k
-  return b
+# v holds "a b c ..." : their median
+function median(v,    a, m, i, j, x) {
+  m = split(v, a, " ")
+  for (i = 2; i <= m; i++) { # insertion sort, as numbers
+    x = a[i] + 0
+    for (j = i - 1; j >= 1 && a[j] + 0 > x; j--)
+      a[j + 1] = a[j]
+    a[j + 1] = x
+  }
+  return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
 }
-$1 == "@rnn" && $2 ~ /^torch/ { torch[$3, substr($2, 6), $4] = $5 }
+function add(s, x) { return s == "" ? x : s " " x }
+# Per case, over the rounds that have both: loom ms, PyTorch best ms (of 1
+# and 2 threads, in that round) and their ratio; sets MS, TORCH, RATIO to
+# the medians and THR to the best thread count of the round whose ratio
+# is nearest the median; 0 when no round has PyTorch figures.
+function compare(loom, peer,    r, k, b, ls, ts, rs, d, bd) {
+  ls = ts = rs = ""
+  for (r = 1; r <= rounds; r++) {
+    if (!((loom, r) in mine))
+      continue
+    b = ""
+    for (k = 1; k <= 2; k++)
+      if ((peer, k, r) in theirs &&
+          (b == "" || theirs[peer, k, r] < theirs[peer, b, r]))
+        b = k
+    ls = add(ls, mine[loom, r])
+    if (b == "")
+      continue
+    ts = add(ts, theirs[peer, b, r])
+    rs = add(rs, mine[loom, r] / theirs[peer, b, r])
+    best[r] = b
+  }
+  MS = median(ls)
+  if (rs == "")
+    return 0
+  TORCH = median(ts)
+  RATIO = median(rs)
+  bd = -1
+  for (r = 1; r <= rounds; r++)
+    if ((loom, r) in mine && r in best) {
+      d = mine[loom, r] / theirs[peer, best[r], r] - RATIO
+      d = d < 0 ? -d : d
+      if (bd < 0 || d < bd) { bd = d; THR = best[r] }
+    }
+  return 1
+}
+FNR == 1 {
+  round = match(FILENAME, /\.r[0-9]+\.txt$/) ? \
+          substr(FILENAME, RSTART + 2, RLENGTH - 6) + 0 : 1
+  if (round > rounds) rounds = round
+}
+$1 == "@rnn" && $2 ~ /^torch/ { theirs[$3 ":" $4, substr($2, 6), round] = $5 }
 $1 == "@rnn" && ($2 == "train" || $2 == "fwd") {
-  n++; kind[n] = $2; name[n] = $3; peer[n] = $4; ms[n] = $5
+  if (!(($2 ":" $3) in seen)) { n++; seen[$2 ":" $3]; kind[n] = $2
+                                name[n] = $3; peer[n] = $4 }
+  mine[$2 ":" $3, round] = $5
 }
-$1 == "@rnn" && $2 == "fused_vs_steps" { fused = $3 }
-$1 == "@tf" && $2 == "loom" { tn++; tname[tn] = $3; tms[tn] = $4 }
-$1 == "@tf" && $2 ~ /^torch/ { ttorch[substr($2, 6), $3] = $4 }
+$1 == "@rnn" && $2 == "fused_vs_steps" { fused = add(fused, $3) }
+$1 == "@tf" && $2 == "loom" {
+  if (!(("tf:" $3) in seen)) { tn++; seen["tf:" $3]; tname[tn] = $3 }
+  mine["tf:" $3, round] = $4
+}
+$1 == "@tf" && $2 ~ /^torch/ { theirs["tf:" $3, substr($2, 6), round] = $4 }
 END {
   print "rnn: ms per training step (zero_grad, fwd, mean(out^2), bwd, Adam),"
   print "  input 256, hidden 512, seq 35; torch = its best of 1 and 2"
@@ -94,28 +164,25 @@ END {
       continue
     c = name[i]
     target = c ~ /^(lstm|gru)_b32$/ ? 0.50 : c == "user_lstm_b32" ? 0.40 : 0
-    b = best(peer[i], "train")
+    has = compare("train:" c, "train:" peer[i])
     # the work of the products: forward, input and weight gradients
     flop = 3 * 2 * 35 * (c ~ /_b1$/ ? 1 : 32) * (c ~ /^gru/ ? 1536 : 2048) * 768
-    gf = flop / ms[i] / 1e6
-    if (b == "") {
-      printf "%-19s %9.2f %7.1f %-18s\n", c, ms[i], gf, "-"
+    gf = flop / MS / 1e6
+    if (!has) {
+      printf "%-19s %9.2f %7.1f %-18s\n", c, MS, gf, "-"
       continue
     }
-    t = torch["train", b, peer[i]]
-    r = ms[i] / t
-    printf "%-19s %9.2f %7.1f %-18s %9.2f %-3s %7.3f %7s  %s\n", c, ms[i],
-           gf, peer[i], t, b, r, target ? sprintf("%.2f", target) : "-",
+    r = RATIO
+    printf "%-19s %9.2f %7.1f %-18s %9.2f %-3s %7.3f %7s  %s\n", c, MS,
+           gf, peer[i], TORCH, THR, r, target ? sprintf("%.2f", target) : "-",
            target ? verdict(r <= target) : "-"
     if (target) { rt++; if (r <= target) rok++ }
-    if (c == "user_lstm_b32" && best("prim_loop_b32", "train") != "") {
-      pb = best("prim_loop_b32", "train")
-      pt = torch["train", pb, "prim_loop_b32"]
+    if (c == "user_lstm_b32" && compare("train:" c, "train:prim_loop_b32"))
       printf "%-19s %9.2f %7.1f %-18s %9.2f %-3s %7.3f %7s  %s\n", c,
-             ms[i], gf, "prim_loop_b32", pt, pb, ms[i] / pt, "-", "-"
-    }
+             MS, gf, "prim_loop_b32", TORCH, THR, RATIO, "-", "-"
   }
-  printf "  loom fused LSTM vs its step-by-step path: %.2fx faster\n", fused
+  printf "  loom fused LSTM vs its step-by-step path: %.2fx faster\n", \
+         median(fused)
   printf "  -> %d of %d targets met\n\n", rok, rt
   print "transformer: ms per step; encoder 2 layers d256 h8 ff1024, seq 64,"
   print "  batch 32, post-norm relu: fwd + mean(out^2) + bwd + Adam;"
@@ -127,10 +194,7 @@ END {
          "tokens/s", "GFLOP/s", "torch ms", "thr", "ratio", "target", "verdict"
   for (i = 1; i <= tn; i++) {
     c = tname[i]
-    b = ""
-    for (k = 1; k <= 2; k++)
-      if ((k, c) in ttorch && (b == "" || ttorch[k, c] < ttorch[b, c]))
-        b = k
+    has = compare("tf:" c, "tf:" c)
     goal = c == "encoder_drop0.0" ? 0.80 : c == "encoder_drop0.1" ? 0.60 : \
            c == "mha" || c == "translate" ? 0.80 : 0
     tokens = c == "translate" ? 1920 : 2048
@@ -142,19 +206,19 @@ END {
           c == "mha" ? 4 * 65536 + 2 * 64 * 256 : \
           3 * (4 * 65536 + 2 * 256 * 512 + 2 * 15 * 256) + \
           3 * (8 * 65536 + 2 * 256 * 512 + 4 * 15 * 256) + 256 * 6000
-    gf = 6 * mac * tokens / tms[i] / 1e6
-    if (b == "") {
-      printf "%-17s %9.2f %10.0f %7.1f\n", c, tms[i], tokens / tms[i] * 1e3, gf
+    gf = 6 * mac * tokens / MS / 1e6
+    if (!has) {
+      printf "%-17s %9.2f %10.0f %7.1f\n", c, MS, tokens / MS * 1e3, gf
       continue
     }
-    r = tms[i] / ttorch[b, c]
-    printf "%-17s %9.2f %10.0f %7.1f %9.2f %-3s %7.3f %7s  %s\n", c, tms[i],
-           tokens / tms[i] * 1e3, gf, ttorch[b, c], b, r,
-           goal ? sprintf("%.2f", goal) : "-", goal ? verdict(r <= goal) : "-"
-    if (goal) { et++; if (r <= goal) eok++ }
+    printf "%-17s %9.2f %10.0f %7.1f %9.2f %-3s %7.3f %7s  %s\n", c, MS,
+           tokens / MS * 1e3, gf, TORCH, THR, RATIO,
+           goal ? sprintf("%.2f", goal) : "-",
+           goal ? verdict(RATIO <= goal) : "-"
+    if (goal) { et++; if (RATIO <= goal) eok++ }
   }
   printf "  -> %d of %d targets met\n", eok, et
-}'
+}' "$RESULTS"/rnn*.txt "$RESULTS"/transformer*.txt
 if [ -n "$CHARLM" ] && [ -f "$RESULTS/charlm_summary.txt" ]; then
   echo
   cat "$RESULTS/charlm_summary.txt"
