@@ -29,6 +29,8 @@ struct loom__packed {
   float *data; /* panels x K x NR, zero-padded past N */
 };
 
+/* Built by GCC only, as the other per-ISA kernels (__builtin_shuffle). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 typedef float v8 __attribute__((vector_size(32), aligned(4)));
 typedef int v8i __attribute__((vector_size(32)));
 
@@ -85,7 +87,6 @@ transpose8(float *dst, const float *src, int64_t ld) {
         panel[k * NR + j] = src[k];                                            \
     }                                                                          \
   }
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 PACK_TRANSPOSED(avx2, __attribute__((target("arch=x86-64-v3"))))
 PACK_TRANSPOSED(avx512, __attribute__((target("arch=x86-64-v4"))))
 #endif
