@@ -28,6 +28,12 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 SAMPLES=${SAMPLES:-7}
 REPS=${REPS:-30}
 ROUNDS=${ROUNDS:-1}
+case $ROUNDS in '' | *[!0-9]* | 0*)
+  echo "run_models.sh: ROUNDS=$ROUNDS is not a whole number 1-99" >&2
+  exit 2 ;;
+esac
+[ "$ROUNDS" -le 99 ] ||
+  { echo "run_models.sh: ROUNDS=$ROUNDS is not in 1-99" >&2; exit 2; }
 RESULTS=${RESULTS:-$(mktemp -d /tmp/loom-models.XXXXXX)}
 CHARLM=
 QUALITY=
@@ -40,18 +46,13 @@ for arg in "$@"; do
   esac
 done
 mkdir -p "$RESULTS"
+# results of an earlier run in a reused RESULTS would join the summary
+rm -f "$RESULTS"/rnn*.txt "$RESULTS"/transformer*.txt
 rm -f "$RESULTS/warnings.txt"
 . "$ROOT/bench/common.sh"
 
 ninja -C "$BUILD" bench/bench-rnn bench/bench-transformer \
   >"$RESULTS/build.txt" 2>&1 || { cat "$RESULTS/build.txt"; exit 1; }
-
-case $ROUNDS in '' | *[!0-9]* | 0*)
-  echo "run_models.sh: ROUNDS=$ROUNDS is not a whole number 1-99" >&2
-  exit 2 ;;
-esac
-[ "$ROUNDS" -le 99 ] ||
-  { echo "run_models.sh: ROUNDS=$ROUNDS is not in 1-99" >&2; exit 2; }
 
 header | tee "$RESULTS/header.txt"
 round=1
@@ -103,8 +104,9 @@ function add(s, x) { return s == "" ? x : s " " x }
 # Per case, over the rounds that have both: loom ms, PyTorch best ms (of 1
 # and 2 threads, in that round) and their ratio; sets MS, TORCH, RATIO to
 # the medians and THR to the best thread count of the round whose ratio
-# is nearest the median; 0 when no round has PyTorch figures.
-function compare(loom, peer,    r, k, b, ls, ts, rs, d, bd) {
+# is nearest the median (with an even count, of one of the middle two); 0
+# when no round has PyTorch figures.
+function compare(loom, peer,    r, k, b, ls, ts, rs, d, bd, best) {
   ls = ts = rs = ""
   for (r = 1; r <= rounds; r++) {
     if (!((loom, r) in mine))
