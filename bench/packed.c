@@ -40,8 +40,13 @@ typedef struct {
 
 static void run_pack(void *ctx) {
   pack_ctx *x = ctx;
-  loom__kernel_packed_free(
-      loom__kernel_pack(x->b, x->k, x->n, x->trans ? x->k : x->n, x->trans));
+  loom__packed *p =
+      loom__kernel_pack(x->b, x->k, x->n, x->trans ? x->k : x->n, x->trans);
+  if (!p) { /* a failed pack would be timed as a fast one */
+    fprintf(stderr, "packed: %s\n", loom_last_error());
+    exit(1);
+  }
+  loom__kernel_packed_free(p);
 }
 
 static void run_memcpy(void *ctx) {
