@@ -59,6 +59,9 @@ static loom_tensor *binary(const binary_spec *s, const loom_tensor *a,
       if (s->save & SAVE_INPUTS) {
         loom__save(n, a);
         loom__save(n, b);
+      } else { /* backward reads the inputs' shapes only */
+        loom__keep_link_only(n, 0);
+        loom__keep_link_only(n, 1);
       }
       if (s->save & SAVE_OUTPUT)
         loom__save(n, out);

@@ -20,7 +20,7 @@ static loom_tensor *copy_as(const loom__op_def *def, const loom_tensor *t,
   /* Only float -> float conversions carry a gradient. */
   if (def != &loom__op_to_dtype ||
       (loom_dtype_is_float(t->dtype) && loom_dtype_is_float(dtype)))
-    loom__record(def, out, 1, &t);
+    loom__keep_link_only(loom__record(def, out, 1, &t), 0);
   return out;
 }
 

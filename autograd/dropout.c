@@ -51,5 +51,6 @@ loom_tensor *loom_dropout(const loom_tensor *t, double p, bool training,
     loom__save(n, mask);
     n->d[0] = p;
   }
+  loom__keep_link_only(n, 0); /* backward reads the mask only */
   return out;
 }

@@ -70,6 +70,8 @@ loom_tensor *loom_concat(loom_tensor *const *ts, int n, int dim) {
       loom__record(&loom__op_concat, out, n, (const loom_tensor *const *)ts);
   if (node)
     node->i[0] = d;
+  for (int i = 0; node && i < n; i++) /* backward reads shapes only */
+    loom__keep_link_only(node, i);
   return out;
 }
 

@@ -126,6 +126,15 @@ loom__node *loom__record_multi(const loom__op_def *op, loom_tensor **out,
  * an alias of its data, not the output itself, so no cycle forms. */
 void loom__save(loom__node *n, const loom_tensor *t);
 
+/* For an op whose backward, first order and with create_graph, reads only
+ * the shape, dtype and link of input i, never its values: the node keeps a
+ * data-less stand-in in its place (loom__input gives it; loom__input_value
+ * fails), so the input's memory goes as soon as nothing else holds it. An
+ * input kept as it is: a leaf that requires grad, one with hooks or a
+ * retained gradient, and (out of memory making the stand-in) any. NULL n:
+ * no-op. Call right after recording. */
+void loom__keep_link_only(loom__node *n, int i);
+
 /* In backward: input i, saved tensor i (NULL + error if it was modified in
  * place since it was saved), whether input i wants a gradient. */
 const loom_tensor *loom__input(const loom__node *n, int i);

@@ -104,7 +104,9 @@ loom_tensor *loom_sum(const loom_tensor *t, const int *dims, int n,
     t = loom_to_dtype(t, LOOM_I64);
   loom_tensor *out =
       t ? reduce_into(LOOM__REDUCE_SUM, t, t->dtype, &r, "sum") : NULL;
-  remember(loom__record(&loom__op_sum, out, 1, &t), &r);
+  loom__node *node = loom__record(&loom__op_sum, out, 1, &t);
+  remember(node, &r);
+  loom__keep_link_only(node, 0); /* backward reads x's shape only */
   return out;
 }
 

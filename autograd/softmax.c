@@ -54,6 +54,7 @@ static loom_tensor *softmax(const loom__op_def *def, const loom_tensor *t,
     n->i[0] = d;
     loom__save(n, out);
   }
+  loom__keep_link_only(n, 0); /* backward reads the output only */
   return out;
 }
 

@@ -99,7 +99,8 @@ static void unlink_output(loom_tensor *t) {
   loom__node *n = loom__node_of(t);
   if (!n)
     return;
-  n->out_ptr[t->link.output] = NULL;
+  if (n->out_ptr[t->link.output] == t) /* not a stand-in's death */
+    n->out_ptr[t->link.output] = NULL;
   if (--n->live_out == 0 && !n->in_backward)
     free_node(n);
 }
@@ -239,7 +240,7 @@ loom__node *loom__record_multi(const loom__op_def *op, loom_tensor **out,
   node->n_in = n;
   for (int i = 0; i < n; i++) {
     node->in[i] = loom_keep((loom_tensor *)in[i]);
-    node->in_version[i] = in[i]->storage->version;
+    node->in_version[i] = in[i]->storage ? in[i]->storage->version : 0;
   }
   node->n_out = n_out;
   node->live_out = n_out;
@@ -305,10 +306,42 @@ void loom__save(loom__node *n, const loom_tensor *t) {
 
 const loom_tensor *loom__input(const loom__node *n, int i) { return n->in[i]; }
 
+void loom__keep_link_only(loom__node *n, int i) {
+  loom_tensor *t = n ? n->in[i] : NULL;
+  /* A leaf that wants a gradient receives it in its own .grad, and hooks
+   * or a retained gradient belong to the tensor itself: those stay. */
+  if (!t || !t->storage || t->hooks || t->retains_grad ||
+      (t->link.slot == LOOM__LINK_LEAF && t->requires_grad))
+    return;
+  bool pending = loom_last_status() != LOOM_OK;
+  loom_tensor *s = loom__stand_in(t);
+  if (!s) { /* keeping t itself is right, only costlier */
+    if (!pending)
+      loom_clear_error();
+    return;
+  }
+  s->requires_grad = t->requires_grad;
+  s->link = t->link;
+  /* The stand-in is another live output of t's producer, which must stay
+   * for backward to reach it. */
+  loom__node *p = loom__node_of(t);
+  if (p)
+    p->live_out++;
+  n->in[i] = s;
+  loom__unref(t);
+}
+
 /* t, unless it was written in place since version `version`: then NULL and
  * an error naming the op and what t is to it (saved value or input i). */
 static const loom_tensor *unmodified(const loom__node *n, const loom_tensor *t,
                                      int64_t version, int input) {
+  if (!t->storage) {
+    loom_set_error(LOOM_ERR_STATE,
+                   "backward of %s: its input %d (%s) was not kept (the op "
+                   "declared that its backward reads no values of it)",
+                   n->op->name, input, loom_shape_text(t));
+    return NULL;
+  }
   if (t->storage->version != version) {
     char what[48];
     if (input < 0)
@@ -361,7 +394,8 @@ bool loom__needs_grad(const loom__node *n, int i) {
 
 bool loom__input_disposable(const loom__node *n, int i) {
   const loom_tensor *t = n->in[i];
-  if (!t || loom__pass_keeps_nodes || t->hooks || t->retains_grad)
+  if (!t || !t->storage || loom__pass_keeps_nodes || t->hooks ||
+      t->retains_grad)
     return false;
   /* the node retains each input: one reference is the node's alone (an
    * input given twice holds two) */

@@ -233,7 +233,9 @@ static loom_tensor *unary(int which, const loom_tensor *x, double p0,
     n->d[1] = p1;
     if (s->from == FROM_X)
       loom__save(n, x);
-    else if (s->from == FROM_Y)
+    else /* backward reads x only as saved */
+      loom__keep_link_only(n, 0);
+    if (s->from == FROM_Y)
       loom__save(n, out);
   }
   return out;

@@ -20,6 +20,7 @@ static loom_tensor *make_view(const loom__op_def *def, const loom_tensor *t,
                               loom__node **node) {
   loom_tensor *v = loom__to_scope(loom__view_of(t, nd, shape, strides, offset));
   loom__node *n = loom__record(def, v, 1, &t);
+  loom__keep_link_only(n, 0); /* every view's backward reads shapes only */
   if (node)
     *node = n;
   return v;

@@ -220,20 +220,10 @@ static int unbatched_forward(loom_multihead_attention *m,
   return *out && (!weights || *weights) ? 0 : -1;
 }
 
-int loom_multihead_attention_forward(loom_multihead_attention *m,
-                                     const loom_tensor *query,
-                                     const loom_tensor *key,
-                                     const loom_tensor *value,
-                                     const loom_multihead_attention_args *a,
-                                     loom_tensor **out, loom_tensor **weights) {
-  if (out)
-    *out = NULL;
-  if (weights)
-    *weights = NULL;
-  if (!m || !query || !key || !value || !out) {
-    loom_set_error(LOOM_ERR_ARGUMENT, "MultiheadAttention: NULL argument");
-    return -1;
-  }
+static int attend(loom_multihead_attention *m, const loom_tensor *query,
+                  const loom_tensor *key, const loom_tensor *value,
+                  const loom_multihead_attention_args *a, loom_tensor **out,
+                  loom_tensor **weights) {
   if (loom_ndim(query) == 2)
     return unbatched_forward(m, query, key, value, a, out, weights);
   bool bf = m->opts.batch_first;
@@ -286,4 +276,33 @@ int loom_multihead_attention_forward(loom_multihead_attention *m,
     *weights =
         a && a->per_head_weights ? w : loom_mean(w, (int[]){1}, 1, false);
   return *out ? 0 : -1;
+}
+
+/* In a scope of its own, so that of the projections, head splits and
+ * merges only what backward reads outlives the call. */
+int loom_multihead_attention_forward(loom_multihead_attention *m,
+                                     const loom_tensor *query,
+                                     const loom_tensor *key,
+                                     const loom_tensor *value,
+                                     const loom_multihead_attention_args *a,
+                                     loom_tensor **out, loom_tensor **weights) {
+  if (out)
+    *out = NULL;
+  if (weights)
+    *weights = NULL;
+  if (!m || !query || !key || !value || !out) {
+    loom_set_error(LOOM_ERR_ARGUMENT, "MultiheadAttention: NULL argument");
+    return -1;
+  }
+  loom_scope *s = loom_scope_begin();
+  int rc = attend(m, query, key, value, a, out, weights);
+  loom_keep(*out);
+  if (weights)
+    loom_keep(*weights);
+  if (s)
+    loom_scope_end(s);
+  loom_autorelease(*out);
+  if (weights)
+    loom_autorelease(*weights);
+  return rc;
 }

@@ -92,12 +92,9 @@ static loom_tensor *self_block(loom_multihead_attention *a,
   return dropout(m, y, o);
 }
 
-loom_tensor *
-loom_transformer_encoder_layer_forward(loom_transformer_encoder_layer *l,
-                                       const loom_tensor *src,
-                                       const loom_transformer_masks *mk) {
-  if (!l || !src)
-    return loom_null_argument("TransformerEncoderLayer");
+static loom_tensor *encoder_layer(loom_transformer_encoder_layer *l,
+                                  const loom_tensor *src,
+                                  const loom_transformer_masks *mk) {
   const loom_transformer_opts *o = &l->opts;
   const loom_module *m = &l->base;
   const loom_tensor *mask = mk ? mk->src_mask : NULL;
@@ -121,6 +118,21 @@ loom_transformer_encoder_layer_forward(loom_transformer_encoder_layer *l,
       l->norm2,
       loom_add(x,
                dropout(m, feed_forward(m, l->linear1, l->linear2, x, o), o)));
+}
+
+/* A layer computes in a scope of its own, so that of its temporaries only
+ * what backward reads outlives the call (the feed-forward's first product,
+ * the sublayers' outputs before dropout and the residual sums' operands
+ * go; a step at 256 positions kept 4 such tensors of (B, T, 4 d_model)
+ * and (B, T, d_model) per layer until its end). */
+loom_tensor *
+loom_transformer_encoder_layer_forward(loom_transformer_encoder_layer *l,
+                                       const loom_tensor *src,
+                                       const loom_transformer_masks *mk) {
+  if (!l || !src)
+    return loom_null_argument("TransformerEncoderLayer");
+  loom_scope *s = loom_scope_begin();
+  return loom_scope_return(s, encoder_layer(l, src, mk));
 }
 
 void loom_transformer_encoder_layer_free(loom_transformer_encoder_layer *l) {
@@ -170,11 +182,10 @@ static loom_tensor *cross_block(loom_transformer_decoder_layer *l,
   return dropout(&l->base, y, &l->opts);
 }
 
-loom_tensor *loom_transformer_decoder_layer_forward(
-    loom_transformer_decoder_layer *l, const loom_tensor *tgt,
-    const loom_tensor *memory, const loom_transformer_masks *mk) {
-  if (!l || !tgt || !memory)
-    return loom_null_argument("TransformerDecoderLayer");
+static loom_tensor *decoder_layer(loom_transformer_decoder_layer *l,
+                                  const loom_tensor *tgt,
+                                  const loom_tensor *memory,
+                                  const loom_transformer_masks *mk) {
   const loom_transformer_opts *o = &l->opts;
   const loom_module *m = &l->base;
   const loom_tensor *mask = mk ? mk->tgt_mask : NULL;
@@ -202,6 +213,16 @@ loom_tensor *loom_transformer_decoder_layer_forward(
       l->norm3,
       loom_add(x,
                dropout(m, feed_forward(m, l->linear1, l->linear2, x, o), o)));
+}
+
+/* In a scope of its own, as the encoder layer. */
+loom_tensor *loom_transformer_decoder_layer_forward(
+    loom_transformer_decoder_layer *l, const loom_tensor *tgt,
+    const loom_tensor *memory, const loom_transformer_masks *mk) {
+  if (!l || !tgt || !memory)
+    return loom_null_argument("TransformerDecoderLayer");
+  loom_scope *s = loom_scope_begin();
+  return loom_scope_return(s, decoder_layer(l, tgt, memory, mk));
 }
 
 void loom_transformer_decoder_layer_free(loom_transformer_decoder_layer *l) {

@@ -120,6 +120,11 @@ loom_tensor *loom__alloc(loom_dtype dtype, int ndim, const int64_t *shape,
 loom_tensor *loom__view_of(const loom_tensor *base, int ndim,
                            const int64_t *shape, const int64_t *strides,
                            int64_t offset);
+/* A tensor with t's dtype and geometry but no storage (storage and data
+ * NULL), so it holds none of t's memory; one caller-owned reference. What
+ * autograd keeps of an input whose values its backward never reads: the
+ * shape, dtype and grad link (the caller sets the link). */
+loom_tensor *loom__stand_in(const loom_tensor *t);
 /* Puts a caller-owned reference into the innermost scope and returns t. */
 loom_tensor *loom__to_scope(loom_tensor *t);
 /* Scope-owned results (the common case): alloc + to_scope. */

@@ -59,6 +59,14 @@ void loom_scope_end(loom_scope *s) {
     drain(stack[--depth]);
 }
 
+loom_tensor *loom_scope_return(loom_scope *s, loom_tensor *t) {
+  if (!s)
+    return t;
+  loom_keep(t);
+  loom_scope_end(s);
+  return loom__to_scope(t);
+}
+
 loom_tensor *loom__to_scope(loom_tensor *t) {
   if (!t)
     return NULL;

@@ -55,7 +55,9 @@ static loom_tensor *tensor_shell(loom__storage *storage, loom_dtype dtype,
     return LOOM_FAIL(LOOM_ERR_MEMORY, "out of memory allocating a tensor");
   t->storage = storage;
   t->offset = offset;
-  t->data = storage->data + offset * (int64_t)loom_dtype_size(dtype);
+  t->data = storage
+                ? storage->data + offset * (int64_t)loom_dtype_size(dtype)
+                : NULL;
   t->ndim = ndim;
   t->dtype = dtype;
   t->numel = loom__numel_of(ndim, shape);
@@ -133,6 +135,11 @@ loom_tensor *loom__view_of(const loom_tensor *base, int ndim,
   return t;
 }
 
+loom_tensor *loom__stand_in(const loom_tensor *t) {
+  return tensor_shell(NULL, t->dtype, t->ndim, t->shape, t->strides,
+                      t->offset);
+}
+
 loom_tensor *loom_from_buffer(loom_dtype dtype, void *data, int ndim,
                               const int64_t *shape, const int64_t *strides,
                               void (*release)(void *, void *), void *ctx) {
@@ -176,7 +183,8 @@ static void destroy(loom_tensor *t) {
     unlink(t);
   if (t->grad)
     loom__unref(t->grad);
-  storage_unref(t->storage);
+  if (t->storage) /* a stand-in has none */
+    storage_unref(t->storage);
   atomic_fetch_sub(&live_tensors, 1);
   loom__tensor_struct_free(t);
 }

@@ -139,6 +139,14 @@ LOOM_API loom_scope *loom_scope_begin(void);
 /* Ends `s` and any scope opened inside it that is still open, dropping the
  * reference each holds to its tensors. */
 LOOM_API void loom_scope_end(loom_scope *s);
+/* Ends `s` as loom_scope_end does, except for `t` (NULL-safe), a result
+ * made inside it, which moves to the scope that is innermost afterwards;
+ * returns t. How a function that computes in a scope of its own returns
+ * its result: its temporaries go at once, and when autograd records, only
+ * what backward reads stays. A NULL `s` (loom_scope_begin failed) ends
+ * nothing: t is returned as it is. Multiple results: loom_keep each, end
+ * the scope, loom_autorelease each. */
+LOOM_API loom_tensor *loom_scope_return(loom_scope *s, loom_tensor *t);
 /* Gives the caller its own reference to `t` (returns `t`; NULL-safe). */
 LOOM_API loom_tensor *loom_keep(loom_tensor *t);
 /* Drops a reference taken with loom_keep (NULL-safe). */

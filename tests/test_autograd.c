@@ -518,6 +518,76 @@ START_TEST(test_backward_frees_as_it_goes) {
 }
 END_TEST
 
+/* add, a view, relu and dropout read none of their inputs' values in
+ * backward, so their nodes keep stand-ins: once the scope that made the
+ * chain ends, only relu's output (which it saves), the mask and the result
+ * stay, not the sum a + b. The gradients are unchanged. */
+START_TEST(test_unread_inputs_are_not_kept) {
+  const int64_t n = 1 << 14;
+  loom_manual_seed(1);
+  loom_tensor *a = loom_set_requires_grad(
+      loom_keep(loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(n))), true);
+  loom_tensor *b = loom_set_requires_grad(
+      loom_keep(loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(n))), true);
+  int64_t before = loom_debug_live_bytes();
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *y = loom_keep(
+      loom_dropout(loom_reshape(loom_relu(loom_add(a, b)), LOOM_SHAPE(128, 128)),
+                   0.5, true, NULL));
+  loom_scope_end(s);
+  ck_assert_int_eq(loom_debug_live_bytes() - before, 2 * n * 8 + n);
+  loom_tensor *loss = loom_keep(loom_sum_all(y));
+  ck_assert_int_eq(loom_backward(loss), 0);
+  ck_assert_int_eq(loom_tape_size(), 0);
+  /* 2 (dropout's scale) where the mask kept a positive a + b, else 0 */
+  const double *ga = loom_data_f64(loom_grad(a)), *gb = loom_data_f64(loom_grad(b)),
+               *yv = loom_data_f64(y);
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double want = yv[i] != 0 ? 2 : 0;
+    kept += yv[i] != 0;
+    ck_assert(ga[i] == want && gb[i] == want);
+  }
+  ck_assert(kept > n / 8 && kept < n / 2); /* a quarter, roughly */
+  loom_release(loss);
+  loom_release(y);
+  loom_release(a);
+  loom_release(b);
+}
+END_TEST
+
+/* Stand-ins in passes that name an intermediate and record their
+ * gradients: y = sum(tanh(t - 3x)) with t = 2x kept by the caller, every
+ * other intermediate gone before the passes. dy/dt = sech^2(x), dy/dx =
+ * -sech^2(x) (through t too), and d/dx of the sum of that is 2 sech^2(x)
+ * tanh(x) (tanh's output, dead, comes back from its saved values). */
+START_TEST(test_stand_ins_in_higher_order_passes) {
+  const double v[3] = {0.3, -1.2, 2.0};
+  loom_tensor *x = leaf(v, 3);
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *t = loom_keep(loom_add(x, x));
+  loom_tensor *y = loom_keep(
+      loom_sum_all(loom_tanh(loom_sub(t, loom_mul_scalar(x, 3)))));
+  loom_scope_end(s);
+  s = loom_scope_begin();
+  loom_tensor *g[2];
+  loom_grad_opts o = {.create_graph = true};
+  ck_assert_int_eq(
+      loom_autograd_grad(&y, 1, (loom_tensor *[]){t, x}, 2, NULL, g, &o), 0);
+  loom_tensor *z = loom_sum_all(g[1]), *h;
+  ck_assert_int_eq(loom_autograd_grad(&z, 1, &x, 1, NULL, &h, NULL), 0);
+  for (int i = 0; i < 3; i++) {
+    double th = tanh(v[i]), sech2 = 1 - th * th;
+    ck_assert_close(loom_data_f64(g[0])[i], sech2, 1e-14);
+    ck_assert_close(loom_data_f64(g[1])[i], -sech2, 1e-14);
+    ck_assert_close(loom_data_f64(h)[i], 2 * sech2 * th, 1e-14);
+  }
+  loom_scope_end(s);
+  loom_release(t);
+  loom_release(y);
+}
+END_TEST
+
 /* Custom functions for the failing pass below: one whose gradient is its
  * saved input (x^2 / 2 for a gradient of ones), one whose backward fails. */
 static int keep_input_fwd(loom_function_ctx *c, loom_tensor *const *in, int n,
@@ -601,6 +671,8 @@ int main(void) {
   tcase_add_test(tc, test_graph_print);
   tcase_add_test(tc, test_registry_lists_ops);
   tcase_add_test(tc, test_backward_frees_as_it_goes);
+  tcase_add_test(tc, test_unread_inputs_are_not_kept);
+  tcase_add_test(tc, test_stand_ins_in_higher_order_passes);
   tcase_add_test(tc, test_linear_no_outputs);
   tcase_add_test(tc, test_failed_pass_drops_graph_gradient);
   suite_add_tcase(s, tc);
