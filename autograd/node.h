@@ -149,6 +149,8 @@ bool loom__needs_grad(const loom__node *n, int i);
  * and no tensor, scope, hook or other node (nor this node twice) holds the
  * input or its storage. */
 bool loom__input_disposable(const loom__node *n, int i);
+/* The same for saved tensor i (a workspace the op made and saved). */
+bool loom__saved_disposable(const loom__node *n, int i);
 /* Whether the running pass keeps its nodes when it ends (backward.c). */
 extern _Thread_local bool loom__pass_keeps_nodes;
 /* The node that produced t, or NULL (a leaf, an unrecorded result, a node

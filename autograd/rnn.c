@@ -466,7 +466,12 @@ static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
                  : loom_zeros(g.dtype, LOOM_SHAPE(H));
   loom_tensor *dout = loom_contiguous(gout[0]);
   loom_tensor *dh = loom_clone(gout[1]), *dc = loom_clone(gout[2]);
-  loom_tensor *dx = loom_empty(g.dtype, LOOM_SHAPE(T, B, 4 * H));
+  /* The gates' gradients replace their activations when the node, freed
+   * after this, holds them alone: a (T, B, 4H) tensor less at backward's
+   * peak (each step reads only its own activations). */
+  loom_tensor *dx = loom__saved_disposable(n, 0)
+                        ? loom_autorelease(loom_keep((loom_tensor *)G))
+                        : loom_empty(g.dtype, LOOM_SHAPE(T, B, 4 * H));
   loom_tensor *dht = loom_empty(g.dtype, LOOM_SHAPE(B, H));
   loom_tensor *dcp = loom_empty(g.dtype, LOOM_SHAPE(B, H));
   loom_tensor *dhn = loom_empty(g.dtype, LOOM_SHAPE(B, H));

@@ -392,6 +392,17 @@ bool loom__needs_grad(const loom__node *n, int i) {
   return n->in[i] && n->in[i]->requires_grad;
 }
 
+static bool disposable(const loom_tensor *t) {
+  return atomic_load(&t->refcount) == 1 &&
+         atomic_load(&t->storage->refcount) == 1 && t->storage->block_bytes > 0;
+}
+
+bool loom__saved_disposable(const loom__node *n, int i) {
+  const loom_tensor *t = n->saved[i];
+  return !loom__pass_keeps_nodes && !t->hooks && !t->retains_grad &&
+         disposable(t);
+}
+
 bool loom__input_disposable(const loom__node *n, int i) {
   const loom_tensor *t = n->in[i];
   if (!t || !t->storage || loom__pass_keeps_nodes || t->hooks ||
@@ -399,8 +410,7 @@ bool loom__input_disposable(const loom__node *n, int i) {
     return false;
   /* the node retains each input: one reference is the node's alone (an
    * input given twice holds two) */
-  return atomic_load(&t->refcount) == 1 &&
-         atomic_load(&t->storage->refcount) == 1 && t->storage->block_bytes > 0;
+  return disposable(t);
 }
 
 /* ---- leaves ---- */

@@ -502,15 +502,27 @@ int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
   loom_tensor *out, *fin[LOOM_RNN_MAX_STATES];
   swapped_weight sw[2 * LOOM_RNN_MAX_LAYERS * LOOM_RNN_MAX_WEIGHTS];
   int n_swapped;
+  /* In a scope of its own: of the projections, states and per-layer
+   * results only what backward reads outlives the call. */
+  loom_scope *s = loom_scope_begin();
   int rc = swap_weights(r, true, sw, &n_swapped);
   if (rc == 0)
     rc = forward(r, x, lengths, init, &out, final ? fin : NULL);
   restore_weights(sw, n_swapped);
-  if (rc < 0)
+  if (rc < 0) {
+    if (s)
+      loom_scope_end(s);
     return -1;
-  *output = out;
-  for (int k = 0; final && k < r->type->n_states; k++)
-    final[k] = fin[k];
+  }
+  int ns = final ? r->type->n_states : 0;
+  loom_keep(out);
+  for (int k = 0; k < ns; k++)
+    loom_keep(fin[k]);
+  if (s)
+    loom_scope_end(s);
+  *output = loom_autorelease(out);
+  for (int k = 0; k < ns; k++)
+    final[k] = loom_autorelease(fin[k]);
   return 0;
 }
 

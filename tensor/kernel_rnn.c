@@ -19,6 +19,26 @@ static inline double tanh_d(double x) { return tanh(x); }
  * activations; c_prev, h_prev, c, h, out: B x H (out gets h, or 0 past a
  * sequence's end). peep: the three peephole vectors (H each), zeros for a
  * plain LSTM, so that the row loops have no branches and vectorise. */
+/* One row of the LSTM's backward: dh and dc, the incoming gradients of h
+ * and c (dh includes the output's), give the gates' gradients in DG and
+ * dc_prev in dcp. A holds the activations; DG may be A itself (in place:
+ * each element's four gradients are written after its four activations
+ * are read, so the in-place function below is the same arithmetic). */
+#define LSTM_ROW_BWD(T, S, A, DG)                                              \
+  for (int64_t j = 0; j < H; j++) {                                            \
+    T i = A[j], f = A[H + j], g = A[2 * H + j], o = A[3 * H + j];              \
+    T tc = tanh_##S(cn[j]);                                                    \
+    T dao = dh[j] * tc * o * (1 - o);                                          \
+    T dct = dc[j] + dh[j] * o * (1 - tc * tc) + dao * po[j];                   \
+    T dai = dct * g * i * (1 - i);                                             \
+    T daf = dct * cp[j] * f * (1 - f);                                         \
+    DG[j] = dai;                                                               \
+    DG[H + j] = daf;                                                           \
+    DG[2 * H + j] = dct * i * (1 - g * g);                                     \
+    DG[3 * H + j] = dao;                                                       \
+    dcp[j] = dct * f + dai * pi[j] + daf * pf[j];                              \
+  }
+
 #define LSTM(T, S)                                                             \
   LOOM__ISA_FUNCTION(lstm_row_##S,                                             \
                      (int64_t H, T *restrict g, const T *restrict cp,          \
@@ -42,8 +62,6 @@ static inline double tanh_d(double x) { return tanh(x); }
       o[j] = hh;                                                               \
     }                                                                          \
   }                                                                            \
-  /* dh, dc: incoming gradients of h and c (dh includes the output's);         \
-   * writes dgates (4H) and dc_prev. */                                        \
   LOOM__ISA_FUNCTION(lstm_row_bwd_##S,                                         \
                      (int64_t H, const T *restrict a, const T *restrict cp,    \
                       const T *restrict cn, const T *restrict dh,              \
@@ -51,19 +69,16 @@ static inline double tanh_d(double x) { return tanh(x); }
                       const T *restrict pi, const T *restrict pf,              \
                       const T *restrict po),                                   \
                      (H, a, cp, cn, dh, dc, dg, dcp, pi, pf, po)) {            \
-    for (int64_t j = 0; j < H; j++) {                                          \
-      T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];            \
-      T tc = tanh_##S(cn[j]);                                                  \
-      T dao = dh[j] * tc * o * (1 - o);                                        \
-      T dct = dc[j] + dh[j] * o * (1 - tc * tc) + dao * po[j];                 \
-      T dai = dct * g * i * (1 - i);                                           \
-      T daf = dct * cp[j] * f * (1 - f);                                       \
-      dg[j] = dai;                                                             \
-      dg[H + j] = daf;                                                         \
-      dg[2 * H + j] = dct * i * (1 - g * g);                                   \
-      dg[3 * H + j] = dao;                                                     \
-      dcp[j] = dct * f + dai * pi[j] + daf * pf[j];                            \
-    }                                                                          \
+    LSTM_ROW_BWD(T, S, a, dg)                                                  \
+  }                                                                            \
+  LOOM__ISA_FUNCTION(lstm_row_bwd_in_place_##S,                                \
+                     (int64_t H, T *restrict ag, const T *restrict cp,         \
+                      const T *restrict cn, const T *restrict dh,              \
+                      const T *restrict dc, T *restrict dcp,                   \
+                      const T *restrict pi, const T *restrict pf,              \
+                      const T *restrict po),                                   \
+                     (H, ag, cp, cn, dh, dc, dcp, pi, pf, po)) {               \
+    LSTM_ROW_BWD(T, S, ag, ag)                                                 \
   }                                                                            \
   static void lstm_fwd_##S(int64_t B, int64_t H, T *gates, const T *c_prev,    \
                            const T *h_prev, T *c, T *h, T *out,                \
@@ -91,8 +106,12 @@ static inline double tanh_d(double x) { return tanh(x); }
         continue;                                                              \
       }                                                                        \
       const T *cp = c_prev + b * H, *cn = c + b * H;                           \
-      lstm_row_bwd_##S(H, act + b * 4 * H, cp, cn, dh + b * H, dc + b * H, dg, \
-                       dc_prev + b * H, p[0], p[1], p[2]);                     \
+      if (dg == act + b * 4 * H)                                               \
+        lstm_row_bwd_in_place_##S(H, dg, cp, cn, dh + b * H, dc + b * H,       \
+                                  dc_prev + b * H, p[0], p[1], p[2]);          \
+      else                                                                     \
+        lstm_row_bwd_##S(H, act + b * 4 * H, cp, cn, dh + b * H, dc + b * H,   \
+                         dg, dc_prev + b * H, p[0], p[1], p[2]);               \
     }                                                                          \
   }                                                                            \
   static void lstm_peep_##S(int64_t B, int64_t H, const T *dgates,             \

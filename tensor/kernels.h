@@ -409,6 +409,7 @@ void loom__kernel_lstm_step(loom_dtype t, int64_t B, int64_t H, void *gates,
                             const void *c_prev, const void *h_prev, void *c,
                             void *h, void *out, const void *const *peep,
                             const uint8_t *active);
+/* dgates may be act itself: the gradients then replace the activations. */
 void loom__kernel_lstm_step_backward(loom_dtype t, int64_t B, int64_t H,
                                      const void *act, const void *c_prev,
                                      const void *c, const void *dh,

@@ -207,7 +207,7 @@ END_TEST
 enum { FUSED_RESULTS = 12 };
 
 static int run_fused(int kind, int64_t B, bool reverse, bool with_lengths,
-                     loom_tensor **res) {
+                     bool retain, loom_tensor **res) {
   /* sizes that give the split 2 and 3 parts at 2 and 3 threads (see
    * run_steps), small enough for valgrind */
   bool lstm = kind == 0 || kind == 3, peep = kind == 0;
@@ -252,7 +252,9 @@ static int run_fused(int kind, int64_t B, bool reverse, bool with_lengths,
     loss = loss ? loom_add(loss, term) : term;
     res[n++] = loom_keep(out[k]);
   }
-  ck_assert_msg(loom_backward(loss) == 0, "%s", loom_last_error());
+  loom_backward_opts o = {.retain_graph = retain};
+  ck_assert_msg(loom_backward_with(loss, loom_ones_like(loss), &o) == 0, "%s",
+                loom_last_error());
   for (int k = 0; k < n_in; k++)
     res[n++] = loom_keep(loom_contiguous(loom_grad(in[k])));
   return n;
@@ -265,10 +267,10 @@ START_TEST(test_fused_bits_any_thread_count) {
         bool reverse = way & 1, len = way & 2;
         loom_tensor *want[FUSED_RESULTS], *got[FUSED_RESULTS];
         loom_set_num_threads(1);
-        int n = run_fused(kind, B, reverse, len, want);
+        int n = run_fused(kind, B, reverse, len, false, want);
         for (int threads = 2; threads <= 3; threads++) {
           loom_set_num_threads(threads);
-          ck_assert_int_eq(run_fused(kind, B, reverse, len, got), n);
+          ck_assert_int_eq(run_fused(kind, B, reverse, len, false, got), n);
           for (int k = 0; k < n; k++) {
             ck_assert_loom(want[k]);
             ck_assert_loom(got[k]);
@@ -287,6 +289,29 @@ START_TEST(test_fused_bits_any_thread_count) {
 }
 END_TEST
 
+/* A plain backward writes the LSTM's gate gradients over the saved gate
+ * activations (the node is freed after it); one that retains the graph
+ * must not, and gives the same bits from a tensor of their own. */
+START_TEST(test_lstm_gate_gradients_in_place) {
+  for (int kind = 0; kind < 4; kind += 3)
+    for (int way = 0; way < 4; way++) {
+      bool reverse = way & 1, len = way & 2;
+      loom_tensor *want[FUSED_RESULTS], *got[FUSED_RESULTS];
+      int n = run_fused(kind, 32, reverse, len, true, want);
+      ck_assert_int_eq(run_fused(kind, 32, reverse, len, false, got), n);
+      for (int k = 0; k < n; k++) {
+        ck_assert_msg(!memcmp(loom_data(want[k]), loom_data(got[k]),
+                              (size_t)loom_numel(got[k]) * 4),
+                      "kind %d reverse %d lengths %d: result %d differs", kind,
+                      reverse, len, k);
+        loom_release(want[k]);
+        loom_release(got[k]);
+      }
+      loom_tape_clear(); /* the retained graph */
+    }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("rnn");
   TCase *tc = tcase_create("parity");
@@ -297,6 +322,7 @@ int main(void) {
   tcase_add_test(tc, test_fused_matches_torch);
   tcase_add_test(tc, test_bad_inputs);
   tcase_add_test(tc, test_fused_bits_any_thread_count);
+  tcase_add_test(tc, test_lstm_gate_gradients_in_place);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
   printf("rnn layers, float32 against float64 truth: worst error %.3g of the "
