@@ -323,7 +323,9 @@ void loom__keep_link_only(loom__node *n, int i) {
   s->requires_grad = t->requires_grad;
   s->link = t->link;
   /* The stand-in is another live output of t's producer, which must stay
-   * for backward to reach it. */
+   * for backward to reach it. A producer on another thread's tape (or one
+   * already freed) is not counted: nodes are freed only by their own
+   * thread, and a stale link is caught when backward follows it. */
   loom__node *p = loom__node_of(t);
   if (p)
     p->live_out++;

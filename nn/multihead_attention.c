@@ -295,14 +295,19 @@ int loom_multihead_attention_forward(loom_multihead_attention *m,
     return -1;
   }
   loom_scope *s = loom_scope_begin();
+  if (!s)
+    return -1;
   int rc = attend(m, query, key, value, a, out, weights);
   loom_keep(*out);
   if (weights)
     loom_keep(*weights);
-  if (s)
-    loom_scope_end(s);
-  loom_autorelease(*out);
+  loom_scope_end(s);
+  /* NULL when the outer scope cannot grow (the reference is dropped) */
+  bool had_out = *out, had_weights = weights && *weights;
+  *out = loom_autorelease(*out);
   if (weights)
-    loom_autorelease(*weights);
+    *weights = loom_autorelease(*weights);
+  if ((had_out && !*out) || (had_weights && !*weights))
+    rc = -1;
   return rc;
 }

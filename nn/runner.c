@@ -505,25 +505,27 @@ int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
   /* In a scope of its own: of the projections, states and per-layer
    * results only what backward reads outlives the call. */
   loom_scope *s = loom_scope_begin();
+  if (!s)
+    return -1;
   int rc = swap_weights(r, true, sw, &n_swapped);
   if (rc == 0)
     rc = forward(r, x, lengths, init, &out, final ? fin : NULL);
   restore_weights(sw, n_swapped);
   if (rc < 0) {
-    if (s)
-      loom_scope_end(s);
+    loom_scope_end(s);
     return -1;
   }
   int ns = final ? r->type->n_states : 0;
   loom_keep(out);
   for (int k = 0; k < ns; k++)
     loom_keep(fin[k]);
-  if (s)
-    loom_scope_end(s);
-  *output = loom_autorelease(out);
+  loom_scope_end(s);
+  /* NULL when the outer scope cannot grow (the reference is dropped) */
+  rc = (*output = loom_autorelease(out)) ? 0 : -1;
   for (int k = 0; k < ns; k++)
-    final[k] = loom_autorelease(fin[k]);
-  return 0;
+    if (!(final[k] = loom_autorelease(fin[k])))
+      rc = -1;
+  return rc;
 }
 
 int loom_rnn_cell_step(loom_rnn *r, int layer, const loom_tensor *x,

@@ -132,7 +132,7 @@ loom_transformer_encoder_layer_forward(loom_transformer_encoder_layer *l,
   if (!l || !src)
     return loom_null_argument("TransformerEncoderLayer");
   loom_scope *s = loom_scope_begin();
-  return loom_scope_return(s, encoder_layer(l, src, mk));
+  return s ? loom_scope_return(s, encoder_layer(l, src, mk)) : NULL;
 }
 
 void loom_transformer_encoder_layer_free(loom_transformer_encoder_layer *l) {
@@ -222,7 +222,7 @@ loom_tensor *loom_transformer_decoder_layer_forward(
   if (!l || !tgt || !memory)
     return loom_null_argument("TransformerDecoderLayer");
   loom_scope *s = loom_scope_begin();
-  return loom_scope_return(s, decoder_layer(l, tgt, memory, mk));
+  return s ? loom_scope_return(s, decoder_layer(l, tgt, memory, mk)) : NULL;
 }
 
 void loom_transformer_decoder_layer_free(loom_transformer_decoder_layer *l) {
