@@ -632,6 +632,21 @@ LOOM_API int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
                                 const loom_tensor *lengths, bool reverse,
                                 loom_tensor **out, loom_tensor **h_n,
                                 loom_tensor **c_n);
+/* loom_lstm_sequence of xp = x w_ih^T + b_ih, computed inside the op: x
+ * (T, B, I), w_ih (4H, I), b_ih (4H) or NULL, the rest as above. The same
+ * values as loom_lstm_sequence(loom_linear(x, w_ih, b_ih), ...), but xp
+ * lives only while the forward runs: backward forms the gradients of x,
+ * w_ih and b_ih from the gates' (as linear's backward would), so a
+ * training step keeps a (T, B, 4H) tensor less (the LSTM layers use it).
+ * Differentiable in every tensor but lengths, to any order. 0, or -1 with
+ * the errors of loom_lstm_sequence and LOOM_ERR_SHAPE or LOOM_ERR_DTYPE
+ * for an x, w_ih or b_ih that do not fit w_hh. */
+LOOM_API int loom_lstm_sequence_input(
+    const loom_tensor *x, const loom_tensor *w_ih, const loom_tensor *b_ih,
+    const loom_tensor *w_hh, const loom_tensor *b_hh, const loom_tensor *h0,
+    const loom_tensor *c0, loom_tensor *const *peephole,
+    const loom_tensor *lengths, bool reverse, loom_tensor **out,
+    loom_tensor **h_n, loom_tensor **c_n);
 /* GRU in PyTorch's formulation, gates r, z, n (b_hh required, as for the
  * plain RNN below: NULL is taken for an earlier error). */
 LOOM_API int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,

@@ -150,7 +150,9 @@ static void add_rows(loom_dtype t, void *dst, const void *src, int64_t n) {
 static void rows_plus_bias(loom_dtype t, void *dst, const void *src,
                            const void *bias, int64_t B, int64_t n) {
   size_t bytes = (size_t)(B * n) * loom_dtype_size(t);
-  if (src)
+  if (src == dst) /* the input part was computed in place */
+    ;
+  else if (src)
     memcpy(dst, src, bytes);
   else
     memset(dst, 0, bytes);
@@ -298,21 +300,63 @@ static void lstm_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
   memcpy(c, cn, bytes);
 }
 
-/* node inputs: xp, w_hh, [b_hh], h0, c0, [p_i, p_f, p_o]
- * saved: G (activations), Hp, Cp, Cn, lengths with lengths; else G, out,
- * Cn */
-int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
-                       const loom_tensor *b_hh, const loom_tensor *h0,
-                       const loom_tensor *c0, loom_tensor *const *peephole,
-                       const loom_tensor *lengths, bool reverse,
-                       loom_tensor **out, loom_tensor **h_n,
-                       loom_tensor **c_n) {
-  const char *op = "lstm_sequence";
+/* The input part given as x, w_ih, b_ih (loom_lstm_sequence_input): x
+ * (T, B, I) replaces xp as input 0 and the weights follow the other
+ * inputs, so that every other input keeps its index. */
+typedef struct {
+  const loom_tensor *x, *w, *b;
+} input_part;
+
+/* Checks x, w_ih and b_ih against w_hh; fills a geometry-only xp for
+ * check() (its (T, B, 4H) shape; no data). */
+static bool check_input_part(const char *op, const input_part *in,
+                             const loom_tensor *w_hh, loom_tensor *xp) {
+  const loom_tensor *x = in->x, *w = in->w, *b = in->b;
+  if (loom__check_float(x, op))
+    return false;
+  if (x->ndim != 3 || w->ndim != 2 || w->shape[1] != x->shape[2] ||
+      w->shape[0] != w_hh->shape[0] ||
+      (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))) {
+    loom_set_error(LOOM_ERR_SHAPE,
+                   "%s: input %s, weight_ih %s, bias_ih %s for weight_hh %s "
+                   "(want (T, B, I), (4H, I), (4H), (4H, H))",
+                   op, loom_shape_text(x), loom_shape_text(w),
+                   b ? loom_shape_text(b) : "none", loom_shape_text(w_hh));
+    return false;
+  }
+  if (w->dtype != x->dtype || (b && b->dtype != x->dtype)) {
+    loom_set_error(LOOM_ERR_DTYPE,
+                   "%s: mixed dtypes: input %s, weight_ih %s%s%s", op,
+                   loom_dtype_name(x->dtype), loom_dtype_name(w->dtype),
+                   b ? ", bias_ih " : "", b ? loom_dtype_name(b->dtype) : "");
+    return false;
+  }
+  *xp = loom__geometry(x);
+  xp->shape[2] = w->shape[0];
+  return true;
+}
+
+/* node inputs: xp (or x), w_hh, [b_hh], h0, c0, [p_i, p_f, p_o], [w_ih,
+ * [b_ih]]; saved: G (activations), Hp, Cp, Cn, lengths with lengths; else
+ * G, out, Cn */
+static int lstm_sequence(const loom_tensor *xp, const input_part *part,
+                         const loom_tensor *w_hh, const loom_tensor *b_hh,
+                         const loom_tensor *h0, const loom_tensor *c0,
+                         loom_tensor *const *peephole,
+                         const loom_tensor *lengths, bool reverse,
+                         loom_tensor **out, loom_tensor **h_n,
+                         loom_tensor **c_n) {
+  const char *op = part ? "lstm_sequence_input" : "lstm_sequence";
   if (!xp || !w_hh || !h0 || !c0 || !out || !h_n || !c_n ||
-      (peephole && (!peephole[0] || !peephole[1] || !peephole[2])))
+      (peephole && (!peephole[0] || !peephole[1] || !peephole[2])) ||
+      (part && !part->w))
     return loom_null_argument(op), -1;
   geom g;
-  if (!check(op, xp, w_hh, b_hh, (const loom_tensor *[]){h0, c0}, 2, 4, &g))
+  loom_tensor shape_only;
+  if (part && !check_input_part(op, part, w_hh, &shape_only))
+    return -1;
+  if (!check(op, part ? &shape_only : xp, w_hh, b_hh,
+             (const loom_tensor *[]){h0, c0}, 2, 4, &g))
     return -1;
   for (int k = 0; peephole && k < 3; k++)
     if (peephole[k]->ndim != 1 || peephole[k]->shape[0] != g.H ||
@@ -332,7 +376,14 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
    * has used them, not when the caller's scope ends: a 2-layer char-LSTM
    * step peaked 26 MiB lower. */
   loom_scope *work = loom_scope_begin();
-  const loom_tensor *x = loom_contiguous(xp), *w = loom_contiguous(w_hh);
+  /* The input part, when the op computes it, is computed into the gates'
+   * tensor, whose rows each step then completes in place: the op holds
+   * no (T, B, 4H) tensor beyond the gates. */
+  loom_tensor *xg = part ? loom_linear(part->x, part->w, part->b) : NULL;
+  if (xg && !loom__is_contiguous(xg))
+    xg = loom_contiguous(xg);
+  const loom_tensor *x = part ? xg : loom_contiguous(xp);
+  const loom_tensor *w = loom_contiguous(w_hh);
   const loom_tensor *b = b_hh ? loom_contiguous(b_hh) : NULL;
   const loom_tensor *p[3];
   for (int k = 0; k < 3; k++) /* a plain LSTM's are zeros */
@@ -343,7 +394,7 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
    * neighbouring step's output and cell state, which backward reads from
    * `o` and Cn (two (T, B, H) tensors fewer to keep). */
   bool keep_prev = lengths != NULL;
-  loom_tensor *G = loom_empty(g.dtype, LOOM_SHAPE(T, B, 4 * H));
+  loom_tensor *G = part ? xg : loom_empty(g.dtype, LOOM_SHAPE(T, B, 4 * H));
   loom_tensor *Hp = keep_prev ? loom_empty(g.dtype, LOOM_SHAPE(T, B, H)) : o;
   loom_tensor *Cp = keep_prev ? loom_empty(g.dtype, LOOM_SHAPE(T, B, H)) : o;
   loom_tensor *Cn = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
@@ -363,9 +414,9 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   loom__kernel_packed_free(wt.packed);
   loom_no_grad_end();
   free(active);
-  const loom_tensor *ins[8];
+  const loom_tensor *ins[10];
   int n = 0;
-  ins[n++] = xp;
+  ins[n++] = part ? part->x : xp;
   ins[n++] = w_hh;
   if (b_hh)
     ins[n++] = b_hh;
@@ -373,11 +424,16 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   ins[n++] = c0;
   for (int k = 0; peephole && k < 3; k++)
     ins[n++] = peephole[k];
+  if (part)
+    ins[n++] = part->w;
+  if (part && part->b)
+    ins[n++] = part->b;
   loom_tensor *outs[3] = {o, hn, cn};
   loom__node *node =
       loom__record_multi(&loom__op_lstm_sequence, outs, 3, n, ins);
   if (node) {
     seq_remember(node, &g, reverse, b_hh != NULL, peephole != NULL, false);
+    node->i[7] = part ? (part->b ? 2 : 1) : 0;
     loom__save(node, G);
     loom__save(node, Hp); /* o itself when !keep_prev */
     if (keep_prev)
@@ -391,6 +447,29 @@ int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   *h_n = hn;
   *c_n = cn;
   return 0;
+}
+
+int loom_lstm_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
+                       const loom_tensor *b_hh, const loom_tensor *h0,
+                       const loom_tensor *c0, loom_tensor *const *peephole,
+                       const loom_tensor *lengths, bool reverse,
+                       loom_tensor **out, loom_tensor **h_n,
+                       loom_tensor **c_n) {
+  return lstm_sequence(xp, NULL, w_hh, b_hh, h0, c0, peephole, lengths, reverse,
+                       out, h_n, c_n);
+}
+
+int loom_lstm_sequence_input(const loom_tensor *x, const loom_tensor *w_ih,
+                             const loom_tensor *b_ih, const loom_tensor *w_hh,
+                             const loom_tensor *b_hh, const loom_tensor *h0,
+                             const loom_tensor *c0,
+                             loom_tensor *const *peephole,
+                             const loom_tensor *lengths, bool reverse,
+                             loom_tensor **out, loom_tensor **h_n,
+                             loom_tensor **c_n) {
+  input_part part = {x, w_ih, b_ih};
+  return lstm_sequence(x, &part, w_hh, b_hh, h0, c0, peephole, lengths, reverse,
+                       out, h_n, c_n);
 }
 
 /* One backward step of an LSTM sequence over some rows: dh and dc hold
@@ -437,6 +516,38 @@ static void lstm_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
   pass_inactive(g->dtype, dhn, dht, a, n, H);
   memcpy(dh, dhn, bytes);
   memcpy(dc, dcp, bytes);
+}
+
+/* Passes on dx, the gradient of the input part xp (T, B, G*H): to xp, or,
+ * when the op computed xp = x w_ih^T + b_ih itself (n->i[7]: 1, or 2 with
+ * b_ih), to x, w_ih and b_ih (the last inputs) as linear's backward would. */
+static void input_part_backward(loom__node *n, const loom_tensor *dx) {
+  if (!n->i[7]) {
+    loom__accumulate(n, 0, dx);
+    return;
+  }
+  int kw = n->n_in - (int)n->i[7];
+  int64_t rows = dx->shape[0] * dx->shape[1], width = dx->shape[2];
+  loom_tensor *d2 = loom_reshape(dx, LOOM_SHAPE(rows, width));
+  if (loom__needs_grad(n, 0)) {
+    const loom_tensor *w = loom__input_value(n, kw);
+    const loom_tensor *x = loom__input(n, 0);
+    loom__accumulate(n, 0, loom_reshape(loom_matmul(d2, w), x->ndim, x->shape));
+  }
+  if (loom__needs_grad(n, kw)) { /* dx^T x, without copying dx transposed */
+    const loom_tensor *x = loom__input_value(n, 0);
+    const loom_tensor *xc = x ? loom_contiguous(x) : NULL;
+    int64_t I = x ? x->shape[2] : 0;
+    loom_tensor *dw = xc ? loom_empty(dx->dtype, LOOM_SHAPE(width, I)) : NULL;
+    if (dw && rows > 0)
+      loom__kernel_gemm_raw(dx->dtype, true, false, width, I, rows, 1, dx->data,
+                            width, xc->data, I, 0, dw->data, I);
+    else if (dw)
+      loom__kernel_fill(dw, 0);
+    loom__accumulate(n, kw, dw);
+  }
+  if (n->i[7] == 2 && loom__needs_grad(n, kw + 1))
+    loom__accumulate(n, kw + 1, column_sums(dx, rows, width));
 }
 
 static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
@@ -500,7 +611,7 @@ static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
                                     active_at(active, &g, t, 0));
   }
   free(active);
-  loom__accumulate(n, 0, dx);
+  input_part_backward(n, dx);
   if (loom__needs_grad(n, 1)) {
     /* An empty sequence leaves the weight a zero gradient (the products
      * below would read a step that does not exist). */
@@ -888,6 +999,15 @@ static int compose_sequence(const loom__node *n, loom_tensor *const *in,
                                                                            : 2;
   int64_t T = n->i[0], B = n->i[1], H = n->i[2];
   bool reverse = n->i[3];
+  loom_tensor *with_xp[10];
+  if (lstm && n->i[7]) { /* the op computed xp from x, w_ih and b_ih */
+    int kw = n->n_in - (int)n->i[7];
+    memcpy(with_xp, in, (size_t)n->n_in * sizeof *in);
+    with_xp[0] = loom_linear(in[0], in[kw], n->i[7] == 2 ? in[kw + 1] : NULL);
+    if (!with_xp[0])
+      return -1;
+    in = with_xp;
+  }
   /* the states follow xp, w_hh and, when the op has one, b_hh */
   loom_tensor *state[2] = {in[lstm ? 2 + n->i[4] : 3], NULL};
   if (lstm)

@@ -247,13 +247,30 @@ static int lstm_sequence(void *p, const loom_tensor *xs,
                             out, &final[0], &final[1]);
 }
 
+/* The same with the input projection inside the op (the layers' path):
+ * the projected sequence is not kept for backward. */
+static int lstm_sequence_input(void *p, const loom_tensor *x,
+                               const loom_tensor *lengths, bool reverse,
+                               loom_tensor *const *init, loom_tensor **out,
+                               loom_tensor **final) {
+  cell *c = p;
+  if (c->lstm.coupled || c->lstm.layer_norm || loom_ndim(x) != 3)
+    return 1;
+  loom_tensor *peep[3] = {c->w_ci, c->w_cf, c->w_co};
+  return loom_lstm_sequence_input(x, c->w_ih, c->b_ih, c->w_hh, c->b_hh,
+                                  init[0], init[1],
+                                  c->lstm.peephole ? peep : NULL, lengths,
+                                  reverse, out, &final[0], &final[1]);
+}
+
 const loom_cell_type loom_lstm_cell = {.name = "LSTM",
                                        .n_states = 2,
                                        .make = lstm_make,
                                        .project = lstm_project,
                                        .step = lstm_step,
                                        .sequence = lstm_sequence,
-                                       .recurrent_weights = recurrent_weights};
+                                       .recurrent_weights = recurrent_weights,
+                                       .sequence_input = lstm_sequence_input};
 
 /* ---- GRU ---- */
 

@@ -74,6 +74,16 @@ typedef struct loom_cell_type {
    * normalisation runs one forward at a time, never on two threads at
    * once.) NULL: the cell has none to regularise. */
   int (*recurrent_weights)(void *cell, loom_tensor ***slots);
+  /* Optional, tried before project and sequence: the fused path on the
+   * unprojected input x (T, B, I), for a cell whose op projects it
+   * itself, so that the projected sequence lives only while the op runs
+   * (loom_lstm_sequence_input). Same contract as sequence (1: no such
+   * path for this configuration; the runner then projects). Used only
+   * when state_shape is NULL. */
+  int (*sequence_input)(void *cell, const loom_tensor *x,
+                        const loom_tensor *lengths, bool reverse,
+                        loom_tensor *const *init, loom_tensor **out,
+                        loom_tensor **final);
 } loom_cell_type;
 
 #define LOOM_RNN_MAX_WEIGHTS 4

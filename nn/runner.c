@@ -404,10 +404,15 @@ static int forward(loom_rnn *r, const loom_tensor *x,
     loom_tensor *dir_out[2];
     for (int d = 0; d < D; d++) {
       void *cell = r->cells[l * D + d];
-      loom_tensor *px = project(r, cell, input);
-      if (!px)
+      bool fused = !r->opts.step_by_step && !zoneout(r) && T > 0;
+      /* A cell whose fused op projects the input itself gets it as it is
+       * (its projected sequence then lives only inside the op). */
+      bool unprojected =
+          fused && r->type->sequence_input && !r->type->state_shape;
+      loom_tensor *px = unprojected ? NULL : project(r, cell, input);
+      if (!unprojected && !px)
         return context(r, l, d, -1), -1;
-      loom_tensor *first = loom_select(px, 0, 0);
+      loom_tensor *first = loom_select(px ? px : input, 0, 0);
       loom_tensor *st[LOOM_RNN_MAX_STATES], *fin[LOOM_RNN_MAX_STATES];
       for (int k = 0; k < ns; k++) {
         int64_t shape[LOOM_MAX_DIMS];
@@ -438,13 +443,28 @@ static int forward(loom_rnn *r, const loom_tensor *x,
                    -1;
           }
         } else {
-          st[k] = loom_zeros(loom_dtype_of(px), nd, shape);
+          st[k] = loom_zeros(loom_dtype_of(px ? px : input), nd, shape);
         }
         if (!st[k])
           return -1;
       }
       int rc = 1;
-      if (r->type->sequence && !r->opts.step_by_step && !zoneout(r) && T > 0) {
+      if (unprojected) {
+        rc = r->type->sequence_input(cell, input, len, d == 1, st, &dir_out[d],
+                                     fin);
+        if (rc != 0 && rc != 1) {
+          callback_failed(r->type, "sequence_input", "-1");
+          return context(r, l, d, -1), -1;
+        }
+        for (int k = 0; rc == 0 && k < ns; k++)
+          if (!fin[k] || !dir_out[d]) {
+            callback_failed(r->type, "sequence_input", "0 and a NULL result");
+            return context(r, l, d, -1), -1;
+          }
+        if (rc == 1 && !(px = project(r, cell, input)))
+          return context(r, l, d, -1), -1;
+      }
+      if (rc == 1 && r->type->sequence && fused) {
         rc = r->type->sequence(cell, px, len, d == 1, st, &dir_out[d], fin);
         if (rc != 0 && rc != 1) {
           callback_failed(r->type, "sequence", "-1");

@@ -226,6 +226,12 @@ START_TEST(test_null_arguments) {
   FAILS_I(
       loom_lstm_sequence(NULL, x, x, x, x, NULL, NULL, false, out, out, out),
       "lstm");
+  FAILS_I(loom_lstm_sequence_input(NULL, x, x, x, x, x, x, NULL, NULL, false,
+                                   out, out, out),
+          "lstm");
+  FAILS_I(loom_lstm_sequence_input(x, NULL, x, x, x, x, x, NULL, NULL, false,
+                                   out, out, out),
+          "lstm");
   FAILS_I(loom_gru_sequence(NULL, x, x, x, NULL, false, out, out), "gru");
   FAILS_I(loom_rnn_sequence(NULL, x, x, x, NULL, false, false, out, out),
           "rnn");
@@ -701,6 +707,28 @@ START_TEST(test_mixed_dtypes_named) {
                    -1);
   CHECK_ERROR(LOOM_ERR_DTYPE, "inputs float32, state 1 float64");
   loom_clear_error();
+  /* the op's own input part: x (T, B, I), w_ih (4H, I), b_ih (4H) */
+  loom_tensor *x = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 1, 3));
+  loom_tensor *wf = loom_to_dtype(w, LOOM_F32);
+  loom_tensor *wih = loom_zeros(LOOM_F32, LOOM_SHAPE(4, 3));
+  ck_assert_int_eq(
+      loom_lstm_sequence_input(x, loom_zeros(LOOM_F32, LOOM_SHAPE(4, 2)), b, wf,
+                               b, h, h, NULL, NULL, false, &o, &hn, &cn),
+      -1);
+  CHECK_ERROR(LOOM_ERR_SHAPE, "lstm_sequence_input: input [2, 1, 3], "
+                              "weight_ih [4, 2], bias_ih [4] for weight_hh "
+                              "[4, 1]");
+  loom_clear_error();
+  ck_assert_int_eq(loom_lstm_sequence_input(x, loom_to_dtype(wih, LOOM_F64), b,
+                                            wf, b, h, h, NULL, NULL, false, &o,
+                                            &hn, &cn),
+                   -1);
+  CHECK_ERROR(LOOM_ERR_DTYPE, "lstm_sequence_input: mixed dtypes: input "
+                              "float32, weight_ih float64, bias_ih float32");
+  loom_clear_error();
+  ck_assert_int_eq(loom_lstm_sequence_input(x, wih, b, wf, b, h, h, NULL, NULL,
+                                            false, &o, &hn, &cn),
+                   0);
 }
 END_TEST
 

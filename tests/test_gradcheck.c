@@ -13,12 +13,13 @@ enum {
   FIRST_ORDER = 32, /* no gradgradcheck: an op of first_order_only below */
 };
 
+enum { MAX_IN = 10 }; /* the most inputs a case has */
 typedef struct {
   const char *name;
   loom_gradcheck_fn fn;
   int n_in;
-  int ndim[8];
-  int64_t shape[8][5];
+  int ndim[MAX_IN];
+  int64_t shape[MAX_IN][5];
   int flags;
 } gc_case;
 
@@ -347,6 +348,28 @@ FN(f_lstm_seq_plain) {
   out[1] = c;
   return 2;
 }
+/* The input part computed by the op: x, w_ih, b_ih, w_hh, b_hh, h0, c0,
+ * peepholes; and without biases. */
+FN(f_lstm_seq_input) {
+  (void)n, (void)max, (void)ctx;
+  loom_tensor *fin[2];
+  if (loom_lstm_sequence_input(in[0], in[1], in[2], in[3], in[4], in[5], in[6],
+                               in + 7, seq_lengths(), true, &out[0], &fin[0],
+                               &fin[1]) < 0)
+    return -1;
+  out[1] = fin[0];
+  out[2] = fin[1];
+  return 3;
+}
+FN(f_lstm_seq_input_plain) {
+  (void)n, (void)max, (void)ctx;
+  loom_tensor *h, *c;
+  if (loom_lstm_sequence_input(in[0], in[1], NULL, in[2], NULL, in[3], in[4],
+                               NULL, NULL, false, &out[0], &h, &c) < 0)
+    return -1;
+  out[1] = c;
+  return 2;
+}
 /* Lengths with an empty sequence: its row keeps the initial states. */
 static loom_tensor *seq_lengths_empty(void) {
   return loom_from_array(LOOM_I64, (int64_t[]){0, 2}, LOOM_SHAPE(2));
@@ -592,6 +615,13 @@ static const gc_case cases[] = {
      S(S(3, 2, 8), S(8, 2), S(8), S(2, 2), S(2, 2), S(2), S(2), S(2)), 0},
     {"lstm_sequence plain", f_lstm_seq_plain, 4, S(3, 2, 2, 2),
      S(S(3, 2, 8), S(8, 2), S(2, 2), S(2, 2)), 0},
+    {"lstm_sequence_input peephole lengths reverse", f_lstm_seq_input, 10,
+     S(3, 2, 1, 2, 1, 2, 2, 1, 1, 1),
+     S(S(3, 2, 3), S(8, 3), S(8), S(8, 2), S(8), S(2, 2), S(2, 2), S(2), S(2),
+       S(2)),
+     0},
+    {"lstm_sequence_input plain", f_lstm_seq_input_plain, 5, S(3, 2, 2, 2, 2),
+     S(S(3, 2, 3), S(8, 3), S(8, 2), S(2, 2), S(2, 2)), 0},
     {"gru_sequence lengths", f_gru_seq, 4, S(3, 2, 1, 2),
      S(S(3, 2, 6), S(6, 2), S(6), S(2, 2)), 0},
     {"rnn_sequence tanh reverse lengths", f_rnn_seq, 4, S(3, 2, 1, 2),
@@ -638,7 +668,7 @@ static loom_tensor *make_input(int nd, const int64_t *shape, int flags,
  * consistently: the first derivatives a create_graph pass records must
  * also be the plain backward's. */
 static void check_graph_gradients(const gc_case *c, loom_tensor *const *in) {
-  loom_tensor *grads[2][8] = {{NULL}};
+  loom_tensor *grads[2][MAX_IN] = {{NULL}};
   loom_rng *g = loom_rng_new(77);
   for (int pass = 0; pass < 2; pass++) {
     loom_tensor *y[8], *ys[8], *v[8];
@@ -670,7 +700,7 @@ static void check_graph_gradients(const gc_case *c, loom_tensor *const *in) {
 START_TEST(test_case) {
   const gc_case *c = &cases[_i];
   loom_rng *g = loom_rng_new(100 + (uint64_t)_i);
-  loom_tensor *in[8];
+  loom_tensor *in[MAX_IN];
   for (int i = 0; i < c->n_in; i++) {
     in[i] = make_input(c->ndim[i], c->shape[i], c->flags, g);
     ck_assert_loom(in[i]);

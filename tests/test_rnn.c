@@ -199,8 +199,9 @@ END_TEST
  * batch of 32 and 2 or 3 threads, each thread takes its rows (16, or 10-11)
  * through all the steps with its own products; with one thread, or a batch
  * of 8, the steps run over all rows with each product split by columns.
- * Kinds: LSTM with peepholes, GRU, tanh RNN, and LSTM without peepholes
- * (the op makes zero ones itself); with and without lengths (0 to T: with
+ * Kinds: LSTM with peepholes, GRU, tanh RNN, LSTM without peepholes
+ * (the op makes zero ones itself), and that LSTM computing its input part
+ * (loom_lstm_sequence_input); with and without lengths (0 to T: with
  * them each step's previous states are kept, without them read from the
  * neighbouring step), both directions; outputs, final states and every
  * gradient. */
@@ -210,13 +211,19 @@ static int run_fused(int kind, int64_t B, bool reverse, bool with_lengths,
                      bool retain, loom_tensor **res) {
   /* sizes that give the split 2 and 3 parts at 2 and 3 threads (see
    * run_steps), small enough for valgrind */
-  bool lstm = kind == 0 || kind == 3, peep = kind == 0;
-  const int64_t T = kind == 2 ? 32 : 16, H = kind == 2 ? 96 : 64;
+  bool lstm = kind == 0 || kind == 3 || kind == 4, peep = kind == 0;
+  const int64_t T = kind == 2 ? 32 : 16, H = kind == 2 ? 96 : 64, I = 40;
   const int64_t G = lstm ? 4 : kind == 1 ? 3 : 1;
   loom_manual_seed(11);
   loom_tensor *in[8];
   int n_in = 0;
-  in[n_in++] = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(T, B, G * H));
+  if (kind == 4) { /* the input part computed by the op: x, w_ih, b_ih */
+    in[n_in++] = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(T, B, I));
+    in[n_in++] = loom_rand(NULL, LOOM_F32, -0.2, 0.2, LOOM_SHAPE(G * H, I));
+    in[n_in++] = loom_rand(NULL, LOOM_F32, -0.2, 0.2, LOOM_SHAPE(G * H));
+  } else {
+    in[n_in++] = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(T, B, G * H));
+  }
   in[n_in++] = loom_rand(NULL, LOOM_F32, -0.1, 0.1, LOOM_SHAPE(G * H, H));
   in[n_in++] = loom_rand(NULL, LOOM_F32, -0.2, 0.2, LOOM_SHAPE(G * H));
   for (int k = 0; k < (lstm ? 2 : 1); k++) /* h0, c0 */
@@ -232,7 +239,11 @@ static int run_fused(int kind, int64_t B, bool reverse, bool with_lengths,
       with_lengths ? loom_from_array(LOOM_I64, len, LOOM_SHAPE(B)) : NULL;
   loom_tensor *out[3] = {NULL, NULL, NULL};
   int rc;
-  if (lstm)
+  if (kind == 4)
+    rc = loom_lstm_sequence_input(in[0], in[1], in[2], in[3], in[4], in[5],
+                                  in[6], NULL, lengths, reverse, &out[0],
+                                  &out[1], &out[2]);
+  else if (lstm)
     rc = loom_lstm_sequence(in[0], in[1], in[2], in[3], in[4],
                             peep ? in + 5 : NULL, lengths, reverse, &out[0],
                             &out[1], &out[2]);
@@ -261,7 +272,7 @@ static int run_fused(int kind, int64_t B, bool reverse, bool with_lengths,
 }
 
 START_TEST(test_fused_bits_any_thread_count) {
-  for (int kind = 0; kind < 4; kind++)
+  for (int kind = 0; kind < 5; kind++)
     for (int64_t B = 8; B <= 32; B += 24)
       for (int way = 0; way < 4; way++) {
         bool reverse = way & 1, len = way & 2;
@@ -293,7 +304,7 @@ END_TEST
  * activations (the node is freed after it); one that retains the graph
  * must not, and gives the same bits from a tensor of their own. */
 START_TEST(test_lstm_gate_gradients_in_place) {
-  for (int kind = 0; kind < 4; kind += 3)
+  for (int kind = 0; kind < 5; kind += kind ? 1 : 3) /* LSTMs: 0, 3, 4 */
     for (int way = 0; way < 4; way++) {
       bool reverse = way & 1, len = way & 2;
       loom_tensor *want[FUSED_RESULTS], *got[FUSED_RESULTS];
@@ -312,6 +323,67 @@ START_TEST(test_lstm_gate_gradients_in_place) {
 }
 END_TEST
 
+/* loom_lstm_sequence_input is loom_lstm_sequence of loom_linear's input
+ * part: the same outputs and state gradients bit for bit, and the input
+ * part's gradients (its own products) to rounding, in float32 and 64. */
+START_TEST(test_lstm_input_part_in_the_op) {
+  for (int f64 = 0; f64 < 2; f64++)
+    for (int with_b = 0; with_b < 2; with_b++) {
+      loom_dtype t = f64 ? LOOM_F64 : LOOM_F32;
+      const int64_t T = 7, B = 5, I = 6, H = 4;
+      loom_manual_seed(3);
+      loom_tensor *in[7] = {
+          loom_randn(NULL, t, 0, 1, LOOM_SHAPE(T, B, I)),
+          loom_rand(NULL, t, -0.5, 0.5, LOOM_SHAPE(4 * H, I)),
+          with_b ? loom_rand(NULL, t, -0.5, 0.5, LOOM_SHAPE(4 * H)) : NULL,
+          loom_rand(NULL, t, -0.5, 0.5, LOOM_SHAPE(4 * H, H)),
+          loom_rand(NULL, t, -0.5, 0.5, LOOM_SHAPE(4 * H)),
+          loom_randn(NULL, t, 0, 1, LOOM_SHAPE(B, H)),
+          loom_randn(NULL, t, 0, 1, LOOM_SHAPE(B, H))};
+      loom_tensor *res[2][3], *grad[2][7];
+      for (int way = 0; way < 2; way++) {
+        for (int k = 0; k < 7; k++)
+          if (in[k]) {
+            loom_zero_grad(in[k]);
+            loom_set_requires_grad(in[k], true);
+          }
+        loom_tensor **o = res[way];
+        int rc = way ? loom_lstm_sequence_input(in[0], in[1], in[2], in[3],
+                                                in[4], in[5], in[6], NULL, NULL,
+                                                true, &o[0], &o[1], &o[2])
+                     : loom_lstm_sequence(loom_linear(in[0], in[1], in[2]),
+                                          in[3], in[4], in[5], in[6], NULL,
+                                          NULL, true, &o[0], &o[1], &o[2]);
+        ck_assert_msg(rc == 0, "%s", loom_last_error());
+        loom_tensor *loss = loom_add(
+            loom_sum_all(loom_square(o[0])),
+            loom_add(loom_sum_all(o[1]), loom_sum_all(loom_sin(o[2]))));
+        ck_assert_int_eq(loom_backward(loss), 0);
+        for (int k = 0; k < 7; k++)
+          grad[way][k] = in[k] ? loom_keep(loom_grad(in[k])) : NULL;
+      }
+      size_t es = f64 ? 8 : 4;
+      for (int k = 0; k < 3; k++)
+        ck_assert(!memcmp(loom_data(res[0][k]), loom_data(res[1][k]),
+                          (size_t)loom_numel(res[0][k]) * es));
+      for (int k = 0; k < 7; k++) {
+        if (!in[k])
+          continue;
+        if (k >= 3) /* the recurrence's own inputs: the same operations */
+          ck_assert_msg(!memcmp(loom_data(grad[0][k]), loom_data(grad[1][k]),
+                                (size_t)loom_numel(grad[0][k]) * es),
+                        "f64 %d bias %d: gradient %d differs", f64, with_b, k);
+        else
+          ck_assert_msg(loom_allclose(grad[1][k], grad[0][k],
+                                      f64 ? 1e-13 : 1e-5, f64 ? 1e-13 : 1e-6),
+                        "f64 %d bias %d: gradient %d", f64, with_b, k);
+        loom_release(grad[0][k]);
+        loom_release(grad[1][k]);
+      }
+    }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("rnn");
   TCase *tc = tcase_create("parity");
@@ -323,6 +395,7 @@ int main(void) {
   tcase_add_test(tc, test_bad_inputs);
   tcase_add_test(tc, test_fused_bits_any_thread_count);
   tcase_add_test(tc, test_lstm_gate_gradients_in_place);
+  tcase_add_test(tc, test_lstm_input_part_in_the_op);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
   printf("rnn layers, float32 against float64 truth: worst error %.3g of the "
