@@ -254,7 +254,8 @@ static int lstm_sequence_input(void *p, const loom_tensor *x,
                                loom_tensor *const *init, loom_tensor **out,
                                loom_tensor **final) {
   cell *c = p;
-  if (c->lstm.coupled || c->lstm.layer_norm || loom_ndim(x) != 3)
+  if (c->lstm.coupled || c->lstm.layer_norm || loom_ndim(x) != 3 ||
+      loom_dtype_of(x) != loom_dtype_of(c->w_ih)) /* linear promotes */
     return 1;
   loom_tensor *peep[3] = {c->w_ci, c->w_cf, c->w_co};
   return loom_lstm_sequence_input(x, c->w_ih, c->b_ih, c->w_hh, c->b_hh,

@@ -463,6 +463,13 @@ static int forward(loom_rnn *r, const loom_tensor *x,
           }
         if (rc == 1 && !(px = project(r, cell, input)))
           return context(r, l, d, -1), -1;
+        /* the projection may have promoted the dtype (float32 input to a
+         * float64 layer): zero initial states follow it */
+        for (int k = 0; rc == 1 && k < ns; k++)
+          if (!(init && init[k]) &&
+              loom_dtype_of(st[k]) != loom_dtype_of(px) &&
+              !(st[k] = loom_to_dtype(st[k], loom_dtype_of(px))))
+            return -1;
       }
       if (rc == 1 && r->type->sequence && fused) {
         rc = r->type->sequence(cell, px, len, d == 1, st, &dir_out[d], fin);

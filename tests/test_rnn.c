@@ -384,6 +384,31 @@ START_TEST(test_lstm_input_part_in_the_op) {
 }
 END_TEST
 
+/* A float64 layer takes a float32 input, as its projection promotes it:
+ * the LSTM's fused path that projects inside the op gives way to the
+ * promoting projection, and the zero states follow its dtype (plain,
+ * coupled and layer-normalised LSTMs, and a GRU). */
+START_TEST(test_float64_layer_float32_input) {
+  for (int v = 0; v < 4; v++) {
+    loom_scope *s = loom_scope_begin();
+    loom_lstm_opts lo = {.coupled = v == 1, .layer_norm = v == 2};
+    loom_set_default_dtype(LOOM_F64);
+    loom_rnn_opts o = {.input_size = 3, .hidden_size = 4, .cell_config = &lo};
+    loom_rnn *r = v == 3 ? loom_gru_new(o) : loom_lstm_new(o);
+    loom_set_default_dtype(LOOM_F32);
+    ck_assert_loom(r);
+    loom_tensor *x = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(5, 2, 3));
+    loom_tensor *out = NULL, *fin[2];
+    ck_assert_msg(loom_rnn_forward(r, x, NULL, NULL, &out, fin) == 0,
+                  "variant %d: %s", v, loom_last_error());
+    ck_assert_int_eq(loom_dtype_of(out), LOOM_F64);
+    ck_assert_int_eq(loom_dtype_of(fin[0]), LOOM_F64);
+    loom_rnn_free(r);
+    loom_scope_end(s);
+  }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("rnn");
   TCase *tc = tcase_create("parity");
@@ -396,6 +421,7 @@ int main(void) {
   tcase_add_test(tc, test_fused_bits_any_thread_count);
   tcase_add_test(tc, test_lstm_gate_gradients_in_place);
   tcase_add_test(tc, test_lstm_input_part_in_the_op);
+  tcase_add_test(tc, test_float64_layer_float32_input);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
   printf("rnn layers, float32 against float64 truth: worst error %.3g of the "
