@@ -375,6 +375,23 @@ static void restore_weights(swapped_weight *sw, int n) {
     *sw[n].slot = sw[n].own;
 }
 
+/* What a fused callback (`name`) returned: 0 with its output and final
+ * states, 1 for no fused path, or -1 (with an error naming it) for a
+ * failure or a result it did not give. */
+static int fused_result(const loom_rnn *r, const char *name, int rc,
+                        loom_tensor *const *out, loom_tensor *const *fin) {
+  if (rc != 0 && rc != 1) {
+    callback_failed(r->type, name, "-1");
+    return -1;
+  }
+  for (int k = 0; rc == 0 && k < r->type->n_states; k++)
+    if (!fin[k] || !*out) {
+      callback_failed(r->type, name, "0 and a NULL result");
+      return -1;
+    }
+  return rc;
+}
+
 /* loom_rnn_forward, writing its results only when all of them are made. */
 static int forward(loom_rnn *r, const loom_tensor *x,
                    const loom_tensor *lengths, loom_tensor *const *init,
@@ -450,38 +467,28 @@ static int forward(loom_rnn *r, const loom_tensor *x,
       }
       int rc = 1;
       if (unprojected) {
-        rc = r->type->sequence_input(cell, input, len, d == 1, st, &dir_out[d],
-                                     fin);
-        if (rc != 0 && rc != 1) {
-          callback_failed(r->type, "sequence_input", "-1");
+        rc = fused_result(r, "sequence_input",
+                          r->type->sequence_input(cell, input, len, d == 1, st,
+                                                  &dir_out[d], fin),
+                          &dir_out[d], fin);
+        if (rc < 0)
           return context(r, l, d, -1), -1;
-        }
-        for (int k = 0; rc == 0 && k < ns; k++)
-          if (!fin[k] || !dir_out[d]) {
-            callback_failed(r->type, "sequence_input", "0 and a NULL result");
-            return context(r, l, d, -1), -1;
-          }
         if (rc == 1 && !(px = project(r, cell, input)))
           return context(r, l, d, -1), -1;
         /* the projection may have promoted the dtype (float32 input to a
          * float64 layer): zero initial states follow it */
         for (int k = 0; rc == 1 && k < ns; k++)
-          if (!(init && init[k]) &&
-              loom_dtype_of(st[k]) != loom_dtype_of(px) &&
+          if (!(init && init[k]) && loom_dtype_of(st[k]) != loom_dtype_of(px) &&
               !(st[k] = loom_to_dtype(st[k], loom_dtype_of(px))))
             return -1;
       }
       if (rc == 1 && r->type->sequence && fused) {
-        rc = r->type->sequence(cell, px, len, d == 1, st, &dir_out[d], fin);
-        if (rc != 0 && rc != 1) {
-          callback_failed(r->type, "sequence", "-1");
+        rc = fused_result(
+            r, "sequence",
+            r->type->sequence(cell, px, len, d == 1, st, &dir_out[d], fin),
+            &dir_out[d], fin);
+        if (rc < 0)
           return context(r, l, d, -1), -1;
-        }
-        for (int k = 0; rc == 0 && k < ns; k++)
-          if (!fin[k] || !dir_out[d]) {
-            callback_failed(r->type, "sequence", "0 and a NULL result");
-            return context(r, l, d, -1), -1;
-          }
       }
       if (rc == 1) /* no fused path for this configuration */
         rc = run_steps(r, l, d, cell, px, len, st, &dir_out[d], fin);
