@@ -516,11 +516,17 @@ loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
   if (bias && !(bias = loom_to_dtype(bias, x->dtype)))
     return NULL;
   int64_t in = weight->shape[1], out_f = weight->shape[0];
+  /* The rows are counted, not left to reshape's -1: with in == 0 every
+   * row count fits no elements, and reshape rightly refuses to guess. */
+  int64_t rows = 1;
+  for (int d = 0; d < x->ndim - 1; d++)
+    if (__builtin_mul_overflow(rows, x->shape[d], &rows))
+      return LOOM_FAIL(LOOM_ERR_SHAPE, "linear: input %s has too many rows",
+                       loom_shape_text(x));
   const loom_tensor *x2 =
-      x->ndim == 2 ? x : loom_reshape(x, 2, (int64_t[]){-1, in});
+      x->ndim == 2 ? x : loom_reshape(x, 2, (int64_t[]){rows, in});
   const loom_tensor *xr = x2 ? blas_ready(x2) : NULL;
   const loom_tensor *wr = blas_ready(weight);
-  int64_t rows = x2 ? x2->shape[0] : 0;
   /* The result has x's leading dims itself, not a view of a (rows, out)
    * one: a consumer that is its tensor's only holder (the fused cross
    * entropy writing its gradient in place) then holds its storage alone. */
@@ -545,7 +551,7 @@ loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
   if (bias)
     loom__kernel_copy(&y2, bias); /* broadcast over the rows */
   const loom__packed *packed =
-      rows <= LOOM__PACKED_MAX_ROWS && xr->strides[1] == 1
+      rows <= LOOM__PACKED_MAX_ROWS && in > 0 && xr->strides[1] == 1
           ? loom__kernel_pack_reused(weight, true)
           : NULL;
   if (packed)

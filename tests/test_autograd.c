@@ -291,6 +291,37 @@ START_TEST(test_linear_no_outputs) {
 }
 END_TEST
 
+/* linear without input features on (2, 3, 0) input: every output is its
+ * bias (a product over nothing is 0, as PyTorch gives), through BLAS and
+ * the packed path alike (the weight is used twice, so the second call may
+ * pack); backward gives the bias its row count per feature and x and the
+ * weight their empty gradients. */
+START_TEST(test_linear_no_inputs) {
+  for (int d = 0; d < 2; d++) {
+    loom_dtype t = d ? LOOM_F32 : LOOM_F64;
+    loom_tensor *x =
+        loom_set_requires_grad(loom_zeros(t, LOOM_SHAPE(2, 3, 0)), true);
+    loom_tensor *w =
+        loom_set_requires_grad(loom_zeros(t, LOOM_SHAPE(5, 0)), true);
+    loom_tensor *b =
+        loom_set_requires_grad(loom_arange(t, 0, 5, 1), true);
+    loom_tensor *want = loom_expand(b, LOOM_SHAPE(2, 3, 5));
+    loom_tensor *y = NULL;
+    for (int call = 0; call < 2; call++) {
+      y = loom_linear(x, w, b);
+      ck_assert_msg(y, "%s", loom_last_error());
+      ck_assert(loom_equal(y, want));
+      ck_assert(loom_equal(loom_linear(x, w, NULL),
+                           loom_zeros(t, LOOM_SHAPE(2, 3, 5))));
+    }
+    ck_assert_msg(loom_backward(loom_sum_all(y)) == 0, "%s", loom_last_error());
+    ck_assert_int_eq(loom_numel(loom_grad(x)), 0);
+    ck_assert_int_eq(loom_numel(loom_grad(w)), 0);
+    ck_assert(loom_equal(loom_grad(b), loom_full(t, 6, LOOM_SHAPE(5))));
+  }
+}
+END_TEST
+
 START_TEST(test_layer_norm_values_and_errors) {
   loom_tensor *x = loom_from_array(LOOM_F64, (double[]){1, 2, 3, 4, -1, 1},
                                    LOOM_SHAPE(2, 3));
@@ -674,6 +705,7 @@ int main(void) {
   tcase_add_test(tc, test_unread_inputs_are_not_kept);
   tcase_add_test(tc, test_stand_ins_in_higher_order_passes);
   tcase_add_test(tc, test_linear_no_outputs);
+  tcase_add_test(tc, test_linear_no_inputs);
   tcase_add_test(tc, test_failed_pass_drops_graph_gradient);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
