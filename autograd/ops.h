@@ -653,6 +653,19 @@ LOOM_API int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
                                const loom_tensor *b_hh, const loom_tensor *h0,
                                const loom_tensor *lengths, bool reverse,
                                loom_tensor **out, loom_tensor **h_n);
+/* loom_gru_sequence of xp = x w_ih^T + b_ih, computed inside the op: x
+ * (T, B, I), w_ih (3H, I), b_ih (3H) or NULL, the rest as above. The same
+ * values as loom_gru_sequence(loom_linear(x, w_ih, b_ih), ...); xp lives
+ * only while the forward runs (backward reads none of it), so a training
+ * step keeps a (T, B, 3H) tensor less (the GRU layers use it).
+ * Differentiable in every tensor but lengths, to any order. 0, or -1 with
+ * the errors of loom_gru_sequence and LOOM_ERR_SHAPE or LOOM_ERR_DTYPE for
+ * an x, w_ih or b_ih that do not fit w_hh. */
+LOOM_API int loom_gru_sequence_input(
+    const loom_tensor *x, const loom_tensor *w_ih, const loom_tensor *b_ih,
+    const loom_tensor *w_hh, const loom_tensor *b_hh, const loom_tensor *h0,
+    const loom_tensor *lengths, bool reverse, loom_tensor **out,
+    loom_tensor **h_n);
 /* h' = tanh (or relu) of xp_t + b_hh + h W_hh^T. */
 LOOM_API int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
                                const loom_tensor *b_hh, const loom_tensor *h0,

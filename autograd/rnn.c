@@ -310,7 +310,8 @@ typedef struct {
 /* Checks x, w_ih and b_ih against w_hh; fills a geometry-only xp for
  * check() (its (T, B, 4H) shape; no data). */
 static bool check_input_part(const char *op, const input_part *in,
-                             const loom_tensor *w_hh, loom_tensor *xp) {
+                             const loom_tensor *w_hh, int gates,
+                             loom_tensor *xp) {
   const loom_tensor *x = in->x, *w = in->w, *b = in->b;
   if (loom__check_float(x, op))
     return false;
@@ -319,9 +320,10 @@ static bool check_input_part(const char *op, const input_part *in,
       (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))) {
     loom_set_error(LOOM_ERR_SHAPE,
                    "%s: input %s, weight_ih %s, bias_ih %s for weight_hh %s "
-                   "(want (T, B, I), (4H, I), (4H), (4H, H))",
+                   "(want (T, B, I), (%dH, I), (%dH), (%dH, H))",
                    op, loom_shape_text(x), loom_shape_text(w),
-                   b ? loom_shape_text(b) : "none", loom_shape_text(w_hh));
+                   b ? loom_shape_text(b) : "none", loom_shape_text(w_hh),
+                   gates, gates, gates);
     return false;
   }
   if (w->dtype != x->dtype || (b && b->dtype != x->dtype)) {
@@ -353,7 +355,7 @@ static int lstm_sequence(const loom_tensor *xp, const input_part *part,
     return loom_null_argument(op), -1;
   geom g;
   loom_tensor shape_only;
-  if (part && !check_input_part(op, part, w_hh, &shape_only))
+  if (part && !check_input_part(op, part, w_hh, 4, &shape_only))
     return -1;
   if (!check(op, part ? &shape_only : xp, w_hh, b_hh,
              (const loom_tensor *[]){h0, c0}, 2, 4, &g))
@@ -652,7 +654,7 @@ typedef struct {
   bool reverse;
   const loom_tensor *x, *b;
   const step_product *w;
-  loom_tensor *A, *HG, *Hp, *o, *hn;
+  loom_tensor *A, *HG, *HN, *Hp, *o, *hn;
   const uint8_t *active;
 } gru_fwd;
 
@@ -660,7 +662,7 @@ static void gru_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
   const gru_fwd *f = ctx;
   const geom *g = f->g;
   int64_t H = g->H, n = r1 - r0, t = position(g, f->reverse, s);
-  char *hg = row_at(f->HG, g, t, r0, 3 * H), *hp = row_at(f->Hp, g, t, r0, H);
+  char *hg = row_at(f->HG, g, 0, r0, 3 * H), *hp = row_at(f->Hp, g, t, r0, H);
   char *h = row_at(f->hn, g, 0, r0, H);
   memcpy(hp, h, (size_t)(n * H) * g->es);
   rows_plus_bias(g->dtype, hg, NULL, f->b->data, n, 3 * H);
@@ -669,6 +671,10 @@ static void gru_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
                         row_at(f->A, g, t, r0, 3 * H), h,
                         row_at(f->o, g, t, r0, H),
                         active_at(f->active, g, t, r0));
+  /* backward reads the recurrent part's n gate only (r * it feeds n) */
+  size_t row = (size_t)H * g->es;
+  for (int64_t i = 0; i < n; i++)
+    memcpy(row_at(f->HN, g, t, r0 + i, H), hg + (3 * i + 2) * row, row);
 }
 
 /* One backward step of a GRU sequence over some rows: dh holds the
@@ -677,7 +683,7 @@ typedef struct {
   const geom *g;
   bool reverse;
   const step_product *w;
-  const loom_tensor *A, *HG, *Hp, *dout;
+  const loom_tensor *A, *HN, *Hp, *dout;
   loom_tensor *dh, *dx, *dhg, *dht;
   const uint8_t *active;
 } gru_bwd;
@@ -694,22 +700,26 @@ static void gru_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
   /* dh receives the direct part z * dh (or dh itself past the end)... */
   loom__kernel_gru_step_backward(
       g->dtype, n, H, row_at(f->A, g, t, r0, 3 * H),
-      row_at(f->HG, g, t, r0, 3 * H), row_at(f->Hp, g, t, r0, H), dht,
+      row_at(f->HN, g, t, r0, H), row_at(f->Hp, g, t, r0, H), dht,
       row_at(f->dx, g, t, r0, 3 * H), dhgt, dh, a);
   /* ... plus the recurrent product's part. */
   product(f->w, n, dhgt, dh, true);
 }
 
-/* node inputs: xp (with b_ih), w_hh, b_hh, h0; saved: A, HG, Hp, [len] */
-int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
-                      const loom_tensor *b_hh, const loom_tensor *h0,
-                      const loom_tensor *lengths, bool reverse,
-                      loom_tensor **out, loom_tensor **h_n) {
-  const char *op = "gru_sequence";
-  if (!xp || !w_hh || !b_hh || !h0 || !out || !h_n)
+/* node inputs: xp (with b_ih) or x, w_hh, b_hh, h0, [w_ih, [b_ih]]; saved:
+ * A (the gates' activations), HN (the recurrent part's n gate), Hp, [len] */
+static int gru_sequence(const loom_tensor *xp, const input_part *part,
+                        const loom_tensor *w_hh, const loom_tensor *b_hh,
+                        const loom_tensor *h0, const loom_tensor *lengths,
+                        bool reverse, loom_tensor **out, loom_tensor **h_n) {
+  const char *op = part ? "gru_sequence_input" : "gru_sequence";
+  if (!xp || !w_hh || !b_hh || !h0 || !out || !h_n || (part && !part->w))
     return loom_null_argument(op), -1;
   geom g;
-  if (!check(op, xp, w_hh, b_hh, &h0, 1, 3, &g))
+  loom_tensor shape_only;
+  if (part && !check_input_part(op, part, w_hh, 3, &shape_only))
+    return -1;
+  if (!check(op, part ? &shape_only : xp, w_hh, b_hh, &h0, 1, 3, &g))
     return -1;
   uint8_t *active = activity(lengths, &g, op);
   if (lengths && !active)
@@ -719,31 +729,41 @@ int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   loom_tensor *o = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
   loom_tensor *hn = loom_clone(h0);
   loom_scope *work = loom_scope_begin(); /* as in loom_lstm_sequence */
-  const loom_tensor *x = loom_contiguous(xp), *w = loom_contiguous(w_hh),
-                    *b = loom_contiguous(b_hh);
+  /* The input part, when the op computes it, is a work tensor: backward
+   * reads none of it, so it goes when the forward pass ends. */
+  const loom_tensor *x =
+      loom_contiguous(part ? loom_linear(part->x, part->w, part->b) : xp);
+  const loom_tensor *w = loom_contiguous(w_hh), *b = loom_contiguous(b_hh);
   loom_tensor *A = loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
-  loom_tensor *HG = loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
+  loom_tensor *HG = loom_empty(g.dtype, LOOM_SHAPE(B, 3 * H)); /* a step's */
+  loom_tensor *HN = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
   loom_tensor *Hp = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
   loom_no_grad_end();
   step_product wt = {0};
-  if (!x || !w || !b || !A || !HG || !Hp || !o || !hn ||
+  if (!x || !w || !b || !A || !HG || !HN || !Hp || !o || !hn ||
       !product_init(&wt, w, true)) {
     loom_scope_end(work);
     free(active);
     return -1;
   }
-  gru_fwd f = {&g, reverse, x, b, &wt, A, HG, Hp, o, hn, active};
+  gru_fwd f = {&g, reverse, x, b, &wt, A, HG, HN, Hp, o, hn, active};
   run_steps(&g, gru_fwd_rows, &f);
   loom__kernel_packed_free(wt.packed);
   free(active);
+  const loom_tensor *ins[6] = {part ? part->x : xp, w_hh, b_hh, h0};
+  int n = 4;
+  if (part)
+    ins[n++] = part->w;
+  if (part && part->b)
+    ins[n++] = part->b;
   loom_tensor *outs[2] = {o, hn};
   loom__node *node =
-      loom__record_multi(&loom__op_gru_sequence, outs, 2, 4,
-                         (const loom_tensor *[]){xp, w_hh, b_hh, h0});
+      loom__record_multi(&loom__op_gru_sequence, outs, 2, n, ins);
   if (node) {
     seq_remember(node, &g, reverse, true, false, false);
+    node->i[7] = part ? (part->b ? 2 : 1) : 0;
     loom__save(node, A);
-    loom__save(node, HG);
+    loom__save(node, HN);
     loom__save(node, Hp);
     if (lengths)
       loom__save(node, lengths);
@@ -754,14 +774,30 @@ int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   return 0;
 }
 
+int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
+                      const loom_tensor *b_hh, const loom_tensor *h0,
+                      const loom_tensor *lengths, bool reverse,
+                      loom_tensor **out, loom_tensor **h_n) {
+  return gru_sequence(xp, NULL, w_hh, b_hh, h0, lengths, reverse, out, h_n);
+}
+
+int loom_gru_sequence_input(const loom_tensor *x, const loom_tensor *w_ih,
+                            const loom_tensor *b_ih, const loom_tensor *w_hh,
+                            const loom_tensor *b_hh, const loom_tensor *h0,
+                            const loom_tensor *lengths, bool reverse,
+                            loom_tensor **out, loom_tensor **h_n) {
+  input_part part = {x, w_ih, b_ih};
+  return gru_sequence(x, &part, w_hh, b_hh, h0, lengths, reverse, out, h_n);
+}
+
 static void gru_backward(loom__node *n, loom_tensor *const *gout) {
   geom g = seq_geom(n, 3);
   int64_t T = g.T, B = g.B, H = g.H;
   bool reverse = n->i[3];
-  const loom_tensor *A = loom__saved(n, 0), *HG = loom__saved(n, 1),
+  const loom_tensor *A = loom__saved(n, 0), *HN = loom__saved(n, 1),
                     *Hp = loom__saved(n, 2);
   const loom_tensor *lengths = n->n_saved > 3 ? loom__saved(n, 3) : NULL;
-  if (!A || !HG || !Hp || (n->n_saved > 3 && !lengths))
+  if (!A || !HN || !Hp || (n->n_saved > 3 && !lengths))
     return;
   uint8_t *active = activity(lengths, &g, "gru_sequence backward");
   if (lengths && !active)
@@ -777,11 +813,11 @@ static void gru_backward(loom__node *n, loom_tensor *const *gout) {
     free(active);
     return;
   }
-  gru_bwd f = {&g, reverse, &wp, A, HG, Hp, dout, dh, dx, dhg, dht, active};
+  gru_bwd f = {&g, reverse, &wp, A, HN, Hp, dout, dh, dx, dhg, dht, active};
   run_steps(&g, gru_bwd_rows, &f);
   loom__kernel_packed_free(wp.packed);
   free(active);
-  loom__accumulate(n, 0, dx);
+  input_part_backward(n, dx);
   if (loom__needs_grad(n, 1)) {
     loom_tensor *dw = loom_empty(g.dtype, LOOM_SHAPE(3 * H, H));
     if (dw) {
@@ -1000,7 +1036,7 @@ static int compose_sequence(const loom__node *n, loom_tensor *const *in,
   int64_t T = n->i[0], B = n->i[1], H = n->i[2];
   bool reverse = n->i[3];
   loom_tensor *with_xp[10];
-  if (lstm && n->i[7]) { /* the op computed xp from x, w_ih and b_ih */
+  if (n->i[7]) { /* the op computed xp from x, w_ih and b_ih */
     int kw = n->n_in - (int)n->i[7];
     memcpy(with_xp, in, (size_t)n->n_in * sizeof *in);
     with_xp[0] = loom_linear(in[0], in[kw], n->i[7] == 2 ? in[kw + 1] : NULL);

@@ -336,13 +336,28 @@ static int gru_sequence(void *p, const loom_tensor *xs,
                            &final[0]);
 }
 
+/* The same with the input projection inside the op (the layers' path), as
+ * lstm_sequence_input. */
+static int gru_sequence_input(void *p, const loom_tensor *x,
+                              const loom_tensor *lengths, bool reverse,
+                              loom_tensor *const *init, loom_tensor **out,
+                              loom_tensor **final) {
+  cell *c = p;
+  if (c->cho || loom_ndim(x) != 3 ||
+      loom_dtype_of(x) != loom_dtype_of(c->w_ih)) /* linear promotes */
+    return 1;
+  return loom_gru_sequence_input(x, c->w_ih, c->b_ih, c->w_hh, c->b_hh,
+                                 init[0], lengths, reverse, out, &final[0]);
+}
+
 const loom_cell_type loom_gru_cell = {.name = "GRU",
                                       .n_states = 1,
                                       .make = gru_make,
                                       .project = input_projection,
                                       .step = gru_step,
                                       .sequence = gru_sequence,
-                                      .recurrent_weights = recurrent_weights};
+                                      .recurrent_weights = recurrent_weights,
+                                      .sequence_input = gru_sequence_input};
 const loom_cell_type loom_gru_cho2014_cell = {.name = "GRU",
                                               .n_states = 1,
                                               .make = gru_cho_make,

@@ -209,6 +209,7 @@ void loom__kernel_lstm_peephole_grad(loom_dtype t, int64_t B, int64_t H,
     }                                                                          \
   }                                                                            \
   /* dxg, dhg: gradients of the input and recurrent parts (B x 3H);            \
+   * hn: the recurrent part's n gate (B x H; all backward reads of it);       \
    * dh_prev gets the direct part z * dh only (the caller adds dhg @ W). */    \
   LOOM__ISA_FUNCTION(gru_row_bwd_##S,                                          \
                      (int64_t H, const T *restrict a, const T *restrict hh,    \
@@ -219,7 +220,7 @@ void loom__kernel_lstm_peephole_grad(loom_dtype t, int64_t B, int64_t H,
       T r = a[j], z = a[H + j], n = a[2 * H + j];                              \
       T dan = d[j] * (1 - z) * (1 - n * n);                                    \
       T daz = d[j] * (hp[j] - n) * z * (1 - z);                                \
-      T dar = dan * hh[2 * H + j] * r * (1 - r);                               \
+      T dar = dan * hh[j] * r * (1 - r);                                       \
       dx[j] = dar;                                                             \
       dx[H + j] = daz;                                                         \
       dx[2 * H + j] = dan;                                                     \
@@ -229,12 +230,11 @@ void loom__kernel_lstm_peephole_grad(loom_dtype t, int64_t B, int64_t H,
       dp[j] = d[j] * z;                                                        \
     }                                                                          \
   }                                                                            \
-  static void gru_bwd_##S(int64_t B, int64_t H, const T *act, const T *hg,     \
+  static void gru_bwd_##S(int64_t B, int64_t H, const T *act, const T *hn,     \
                           const T *h_prev, const T *dh, T *dxg, T *dhg,        \
                           T *dh_prev, const uint8_t *active) {                 \
     for (int64_t b = 0; b < B; b++) {                                          \
-      const T *a = act + b * 3 * H, *hh = hg + b * 3 * H,                      \
-              *hp = h_prev + b * H;                                            \
+      const T *a = act + b * 3 * H, *hh = hn + b * H, *hp = h_prev + b * H;    \
       const T *d = dh + b * H;                                                 \
       T *dx = dxg + b * 3 * H, *dr = dhg + b * 3 * H, *dp = dh_prev + b * H;   \
       if (active && !active[b]) {                                              \
@@ -260,14 +260,14 @@ void loom__kernel_gru_step(loom_dtype t, int64_t B, int64_t H, const void *xg,
 }
 
 void loom__kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
-                                    const void *act, const void *hg,
+                                    const void *act, const void *hn,
                                     const void *h_prev, const void *dh,
                                     void *dxg, void *dhg, void *dh_prev,
                                     const uint8_t *active) {
   if (t == LOOM_F32)
-    gru_bwd_f(B, H, act, hg, h_prev, dh, dxg, dhg, dh_prev, active);
+    gru_bwd_f(B, H, act, hn, h_prev, dh, dxg, dhg, dh_prev, active);
   else
-    gru_bwd_d(B, H, act, hg, h_prev, dh, dxg, dhg, dh_prev, active);
+    gru_bwd_d(B, H, act, hn, h_prev, dh, dxg, dhg, dh_prev, active);
 }
 
 /* ---- plain RNN ----

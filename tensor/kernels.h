@@ -426,8 +426,10 @@ void loom__kernel_lstm_peephole_grad(loom_dtype t, int64_t B, int64_t H,
 void loom__kernel_gru_step(loom_dtype t, int64_t B, int64_t H, const void *xg,
                            const void *hg, const void *h_prev, void *act,
                            void *h, void *out, const uint8_t *active);
+/* hn: the n gate's columns of the recurrent part (B x H), the only part
+ * of it backward reads. */
 void loom__kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
-                                    const void *act, const void *hg,
+                                    const void *act, const void *hn,
                                     const void *h_prev, const void *dh,
                                     void *dxg, void *dhg, void *dh_prev,
                                     const uint8_t *active);

@@ -233,6 +233,10 @@ START_TEST(test_null_arguments) {
                                    out, out, out),
           "lstm");
   FAILS_I(loom_gru_sequence(NULL, x, x, x, NULL, false, out, out), "gru");
+  FAILS_I(loom_gru_sequence_input(NULL, x, x, x, x, x, NULL, false, out, out),
+          "gru");
+  FAILS_I(loom_gru_sequence_input(x, NULL, x, x, x, x, NULL, false, out, out),
+          "gru");
   FAILS_I(loom_rnn_sequence(NULL, x, x, x, NULL, false, false, out, out),
           "rnn");
   FAILS_P(loom_copy_(NULL, x), "copy_");
@@ -728,6 +732,26 @@ START_TEST(test_mixed_dtypes_named) {
   loom_clear_error();
   ck_assert_int_eq(loom_lstm_sequence_input(x, wih, b, wf, b, h, h, NULL, NULL,
                                             false, &o, &hn, &cn),
+                   0);
+  /* the GRU's: w_ih (3H, I) */
+  loom_tensor *b3 = loom_zeros(LOOM_F32, LOOM_SHAPE(3));
+  loom_tensor *whh3 = loom_zeros(LOOM_F32, LOOM_SHAPE(3, 1));
+  ck_assert_int_eq(loom_gru_sequence_input(x, wih, b3, whh3, b3, h, NULL, false,
+                                           &o, &hn),
+                   -1);
+  CHECK_ERROR(LOOM_ERR_SHAPE, "gru_sequence_input: input [2, 1, 3], "
+                              "weight_ih [4, 3], bias_ih [3] for weight_hh "
+                              "[3, 1] (want (T, B, I), (3H, I), (3H), (3H, H))");
+  loom_clear_error();
+  loom_tensor *wih3 = loom_zeros(LOOM_F32, LOOM_SHAPE(3, 3));
+  ck_assert_int_eq(loom_gru_sequence_input(x, wih3, loom_to_dtype(b3, LOOM_F64),
+                                           whh3, b3, h, NULL, false, &o, &hn),
+                   -1);
+  CHECK_ERROR(LOOM_ERR_DTYPE, "gru_sequence_input: mixed dtypes: input "
+                              "float32, weight_ih float32, bias_ih float64");
+  loom_clear_error();
+  ck_assert_int_eq(loom_gru_sequence_input(x, wih3, NULL, whh3, b3, h, NULL,
+                                           false, &o, &hn),
                    0);
 }
 END_TEST

@@ -410,6 +410,22 @@ FN(f_gru_seq) {
     return -1;
   return 2;
 }
+/* The input part computed by the op: x, w_ih, b_ih, w_hh, b_hh, h0; and
+ * without b_ih, forward. */
+FN(f_gru_seq_input) {
+  (void)n, (void)max, (void)ctx;
+  if (loom_gru_sequence_input(in[0], in[1], in[2], in[3], in[4], in[5],
+                              seq_lengths(), true, &out[0], &out[1]) < 0)
+    return -1;
+  return 2;
+}
+FN(f_gru_seq_input_no_bias_ih) {
+  (void)n, (void)max, (void)ctx;
+  if (loom_gru_sequence_input(in[0], in[1], NULL, in[2], in[3], in[4], NULL,
+                              false, &out[0], &out[1]) < 0)
+    return -1;
+  return 2;
+}
 FN(f_rnn_seq) {
   (void)n, (void)max, (void)ctx;
   if (loom_rnn_sequence(in[0], in[1], in[2], in[3], seq_lengths(), true, false,
@@ -624,6 +640,11 @@ static const gc_case cases[] = {
      S(S(3, 2, 3), S(8, 3), S(8, 2), S(2, 2), S(2, 2)), 0},
     {"gru_sequence lengths", f_gru_seq, 4, S(3, 2, 1, 2),
      S(S(3, 2, 6), S(6, 2), S(6), S(2, 2)), 0},
+    {"gru_sequence_input lengths reverse", f_gru_seq_input, 6,
+     S(3, 2, 1, 2, 1, 2),
+     S(S(3, 2, 3), S(6, 3), S(6), S(6, 2), S(6), S(2, 2)), 0},
+    {"gru_sequence_input without b_ih", f_gru_seq_input_no_bias_ih, 5,
+     S(3, 2, 2, 1, 2), S(S(3, 2, 3), S(6, 3), S(6, 2), S(6), S(2, 2)), 0},
     {"rnn_sequence tanh reverse lengths", f_rnn_seq, 4, S(3, 2, 1, 2),
      S(S(3, 2, 3), S(3, 3), S(3), S(2, 3)), 0},
     {"rnn_sequence relu", f_rnn_seq_relu, 4, S(3, 2, 1, 2),

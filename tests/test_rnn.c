@@ -323,64 +323,89 @@ START_TEST(test_lstm_gate_gradients_in_place) {
 }
 END_TEST
 
-/* loom_lstm_sequence_input is loom_lstm_sequence of loom_linear's input
- * part: the same outputs and state gradients bit for bit, and the input
- * part's gradients (its own products) to rounding, in float32 and 64. */
-START_TEST(test_lstm_input_part_in_the_op) {
-  for (int f64 = 0; f64 < 2; f64++)
-    for (int with_b = 0; with_b < 2; with_b++) {
-      loom_dtype t = f64 ? LOOM_F64 : LOOM_F32;
-      const int64_t T = 7, B = 5, I = 6, H = 4;
-      loom_manual_seed(3);
-      loom_tensor *in[7] = {
-          loom_randn(NULL, t, 0, 1, LOOM_SHAPE(T, B, I)),
-          loom_rand(NULL, t, -0.5, 0.5, LOOM_SHAPE(4 * H, I)),
-          with_b ? loom_rand(NULL, t, -0.5, 0.5, LOOM_SHAPE(4 * H)) : NULL,
-          loom_rand(NULL, t, -0.5, 0.5, LOOM_SHAPE(4 * H, H)),
-          loom_rand(NULL, t, -0.5, 0.5, LOOM_SHAPE(4 * H)),
-          loom_randn(NULL, t, 0, 1, LOOM_SHAPE(B, H)),
-          loom_randn(NULL, t, 0, 1, LOOM_SHAPE(B, H))};
-      loom_tensor *res[2][3], *grad[2][7];
-      for (int way = 0; way < 2; way++) {
-        for (int k = 0; k < 7; k++)
-          if (in[k]) {
-            loom_zero_grad(in[k]);
-            loom_set_requires_grad(in[k], true);
-          }
-        loom_tensor **o = res[way];
-        int rc = way ? loom_lstm_sequence_input(in[0], in[1], in[2], in[3],
-                                                in[4], in[5], in[6], NULL, NULL,
-                                                true, &o[0], &o[1], &o[2])
-                     : loom_lstm_sequence(loom_linear(in[0], in[1], in[2]),
-                                          in[3], in[4], in[5], in[6], NULL,
-                                          NULL, true, &o[0], &o[1], &o[2]);
-        ck_assert_msg(rc == 0, "%s", loom_last_error());
-        loom_tensor *loss = loom_add(
-            loom_sum_all(loom_square(o[0])),
-            loom_add(loom_sum_all(o[1]), loom_sum_all(loom_sin(o[2]))));
-        ck_assert_int_eq(loom_backward(loss), 0);
-        for (int k = 0; k < 7; k++)
-          grad[way][k] = in[k] ? loom_keep(loom_grad(in[k])) : NULL;
+/* The op-projected sequence (way 1) or the one given xp = linear(x, w_ih,
+ * b_ih) (way 0), of an LSTM (in: x, w_ih, b_ih, w_hh, b_hh, h0, c0) or a
+ * GRU (the same without c0); returns the number of outputs, or -1. */
+static int input_part_run(bool gru, int way, loom_tensor *const *in,
+                          loom_tensor **o) {
+  if (gru)
+    return (way ? loom_gru_sequence_input(in[0], in[1], in[2], in[3], in[4],
+                                          in[5], NULL, true, &o[0], &o[1])
+                : loom_gru_sequence(loom_linear(in[0], in[1], in[2]), in[3],
+                                    in[4], in[5], NULL, true, &o[0], &o[1])) <
+                   0
+               ? -1
+               : 2;
+  return (way ? loom_lstm_sequence_input(in[0], in[1], in[2], in[3], in[4],
+                                         in[5], in[6], NULL, NULL, true, &o[0],
+                                         &o[1], &o[2])
+              : loom_lstm_sequence(loom_linear(in[0], in[1], in[2]), in[3],
+                                   in[4], in[5], in[6], NULL, NULL, true,
+                                   &o[0], &o[1], &o[2])) < 0
+             ? -1
+             : 3;
+}
+
+/* loom_lstm_sequence_input and loom_gru_sequence_input are the sequence ops
+ * of loom_linear's input part: the same outputs and state gradients bit for
+ * bit, and the input part's gradients (its own products) to rounding, in
+ * float32 and 64. */
+START_TEST(test_input_part_in_the_op) {
+  for (int gru = 0; gru < 2; gru++)
+    for (int f64 = 0; f64 < 2; f64++)
+      for (int with_b = 0; with_b < 2; with_b++) {
+        loom_dtype t = f64 ? LOOM_F64 : LOOM_F32;
+        const int64_t T = 7, B = 5, I = 6, H = 4, G = gru ? 3 : 4;
+        loom_manual_seed(3);
+        loom_tensor *in[7] = {
+            loom_randn(NULL, t, 0, 1, LOOM_SHAPE(T, B, I)),
+            loom_rand(NULL, t, -0.5, 0.5, LOOM_SHAPE(G * H, I)),
+            with_b ? loom_rand(NULL, t, -0.5, 0.5, LOOM_SHAPE(G * H)) : NULL,
+            loom_rand(NULL, t, -0.5, 0.5, LOOM_SHAPE(G * H, H)),
+            loom_rand(NULL, t, -0.5, 0.5, LOOM_SHAPE(G * H)),
+            loom_randn(NULL, t, 0, 1, LOOM_SHAPE(B, H)),
+            gru ? NULL : loom_randn(NULL, t, 0, 1, LOOM_SHAPE(B, H))};
+        loom_tensor *res[2][3], *grad[2][7];
+        int n_out = 0;
+        for (int way = 0; way < 2; way++) {
+          for (int k = 0; k < 7; k++)
+            if (in[k]) {
+              loom_zero_grad(in[k]);
+              loom_set_requires_grad(in[k], true);
+            }
+          loom_tensor **o = res[way];
+          n_out = input_part_run(gru, way, in, o);
+          ck_assert_msg(n_out > 0, "%s", loom_last_error());
+          loom_tensor *loss = loom_add(loom_sum_all(loom_square(o[0])),
+                                       loom_sum_all(o[1]));
+          if (n_out == 3)
+            loss = loom_add(loss, loom_sum_all(loom_sin(o[2])));
+          ck_assert_int_eq(loom_backward(loss), 0);
+          for (int k = 0; k < 7; k++)
+            grad[way][k] = in[k] ? loom_keep(loom_grad(in[k])) : NULL;
+        }
+        size_t es = f64 ? 8 : 4;
+        for (int k = 0; k < n_out; k++)
+          ck_assert(!memcmp(loom_data(res[0][k]), loom_data(res[1][k]),
+                            (size_t)loom_numel(res[0][k]) * es));
+        for (int k = 0; k < 7; k++) {
+          if (!in[k])
+            continue;
+          if (k >= 3) /* the recurrence's own inputs: the same operations */
+            ck_assert_msg(
+                !memcmp(loom_data(grad[0][k]), loom_data(grad[1][k]),
+                        (size_t)loom_numel(grad[0][k]) * es),
+                "gru %d f64 %d bias %d: gradient %d differs", gru, f64, with_b,
+                k);
+          else
+            ck_assert_msg(loom_allclose(grad[1][k], grad[0][k],
+                                        f64 ? 1e-13 : 1e-5, f64 ? 1e-13 : 1e-6),
+                          "gru %d f64 %d bias %d: gradient %d", gru, f64,
+                          with_b, k);
+          loom_release(grad[0][k]);
+          loom_release(grad[1][k]);
+        }
       }
-      size_t es = f64 ? 8 : 4;
-      for (int k = 0; k < 3; k++)
-        ck_assert(!memcmp(loom_data(res[0][k]), loom_data(res[1][k]),
-                          (size_t)loom_numel(res[0][k]) * es));
-      for (int k = 0; k < 7; k++) {
-        if (!in[k])
-          continue;
-        if (k >= 3) /* the recurrence's own inputs: the same operations */
-          ck_assert_msg(!memcmp(loom_data(grad[0][k]), loom_data(grad[1][k]),
-                                (size_t)loom_numel(grad[0][k]) * es),
-                        "f64 %d bias %d: gradient %d differs", f64, with_b, k);
-        else
-          ck_assert_msg(loom_allclose(grad[1][k], grad[0][k],
-                                      f64 ? 1e-13 : 1e-5, f64 ? 1e-13 : 1e-6),
-                        "f64 %d bias %d: gradient %d", f64, with_b, k);
-        loom_release(grad[0][k]);
-        loom_release(grad[1][k]);
-      }
-    }
 }
 END_TEST
 
@@ -420,7 +445,7 @@ int main(void) {
   tcase_add_test(tc, test_bad_inputs);
   tcase_add_test(tc, test_fused_bits_any_thread_count);
   tcase_add_test(tc, test_lstm_gate_gradients_in_place);
-  tcase_add_test(tc, test_lstm_input_part_in_the_op);
+  tcase_add_test(tc, test_input_part_in_the_op);
   tcase_add_test(tc, test_float64_layer_float32_input);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
