@@ -652,19 +652,33 @@ static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
 typedef struct {
   const geom *g;
   bool reverse;
-  const loom_tensor *x, *b;
+  const loom_tensor *x, *b, *h0;
   const step_product *w;
   loom_tensor *A, *HG, *HN, *Hp, *o, *hn;
   const uint8_t *active;
 } gru_fwd;
 
+/* The state a GRU step at position s (time t) started from: kept in Hp
+ * when lengths can hold a state past a sequence's end; otherwise the
+ * neighbouring step's output, or h0 (all o and h0 hold is the state). */
+static char *gru_prev_state(const geom *g, bool reverse, const loom_tensor *Hp,
+                            const loom_tensor *o, const loom_tensor *h0,
+                            int64_t s, int64_t t, int64_t r0) {
+  if (Hp)
+    return row_at(Hp, g, t, r0, g->H);
+  if (s == 0)
+    return row_at(h0, g, 0, r0, g->H);
+  return row_at(o, g, reverse ? t + 1 : t - 1, r0, g->H);
+}
+
 static void gru_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
   const gru_fwd *f = ctx;
   const geom *g = f->g;
   int64_t H = g->H, n = r1 - r0, t = position(g, f->reverse, s);
-  char *hg = row_at(f->HG, g, 0, r0, 3 * H), *hp = row_at(f->Hp, g, t, r0, H);
-  char *h = row_at(f->hn, g, 0, r0, H);
-  memcpy(hp, h, (size_t)(n * H) * g->es);
+  char *hg = row_at(f->HG, g, 0, r0, 3 * H), *h = row_at(f->hn, g, 0, r0, H);
+  char *hp = gru_prev_state(g, f->reverse, f->Hp, f->o, f->h0, s, t, r0);
+  if (f->Hp)
+    memcpy(hp, h, (size_t)(n * H) * g->es);
   rows_plus_bias(g->dtype, hg, NULL, f->b->data, n, 3 * H);
   product(f->w, n, h, hg, true);
   loom__kernel_gru_step(g->dtype, n, H, row_at(f->x, g, t, r0, 3 * H), hg, hp,
@@ -683,7 +697,7 @@ typedef struct {
   const geom *g;
   bool reverse;
   const step_product *w;
-  const loom_tensor *A, *HN, *Hp, *dout;
+  const loom_tensor *A, *HN, *Hp, *o, *h0, *dout;
   loom_tensor *dh, *dx, *dhg, *dht;
   const uint8_t *active;
 } gru_bwd;
@@ -700,14 +714,16 @@ static void gru_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
   /* dh receives the direct part z * dh (or dh itself past the end)... */
   loom__kernel_gru_step_backward(
       g->dtype, n, H, row_at(f->A, g, t, r0, 3 * H),
-      row_at(f->HN, g, t, r0, H), row_at(f->Hp, g, t, r0, H), dht,
+      row_at(f->HN, g, t, r0, H),
+      gru_prev_state(g, f->reverse, f->Hp, f->o, f->h0, s, t, r0), dht,
       row_at(f->dx, g, t, r0, 3 * H), dhgt, dh, a);
   /* ... plus the recurrent product's part. */
   product(f->w, n, dhgt, dh, true);
 }
 
 /* node inputs: xp (with b_ih) or x, w_hh, b_hh, h0, [w_ih, [b_ih]]; saved:
- * A (the gates' activations), HN (the recurrent part's n gate), Hp, [len] */
+ * A (the gates' activations), HN (the recurrent part's n gate), and Hp,
+ * lengths with lengths, else out (see gru_prev_state) */
 static int gru_sequence(const loom_tensor *xp, const input_part *part,
                         const loom_tensor *w_hh, const loom_tensor *b_hh,
                         const loom_tensor *h0, const loom_tensor *lengths,
@@ -737,16 +753,18 @@ static int gru_sequence(const loom_tensor *xp, const input_part *part,
   loom_tensor *A = loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
   loom_tensor *HG = loom_empty(g.dtype, LOOM_SHAPE(B, 3 * H)); /* a step's */
   loom_tensor *HN = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
-  loom_tensor *Hp = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
+  loom_tensor *Hp = lengths ? loom_empty(g.dtype, LOOM_SHAPE(T, B, H)) : NULL;
+  const loom_tensor *h0c = loom_contiguous(h0);
   loom_no_grad_end();
   step_product wt = {0};
-  if (!x || !w || !b || !A || !HG || !HN || !Hp || !o || !hn ||
+  if (!x || !w || !b || !A || !HG || !HN || (lengths && !Hp) || !h0c || !o ||
+      !hn ||
       !product_init(&wt, w, true)) {
     loom_scope_end(work);
     free(active);
     return -1;
   }
-  gru_fwd f = {&g, reverse, x, b, &wt, A, HG, HN, Hp, o, hn, active};
+  gru_fwd f = {&g, reverse, x, b, h0c, &wt, A, HG, HN, Hp, o, hn, active};
   run_steps(&g, gru_fwd_rows, &f);
   loom__kernel_packed_free(wt.packed);
   free(active);
@@ -764,7 +782,7 @@ static int gru_sequence(const loom_tensor *xp, const input_part *part,
     node->i[7] = part ? (part->b ? 2 : 1) : 0;
     loom__save(node, A);
     loom__save(node, HN);
-    loom__save(node, Hp);
+    loom__save(node, lengths ? Hp : o);
     if (lengths)
       loom__save(node, lengths);
   }
@@ -794,10 +812,14 @@ static void gru_backward(loom__node *n, loom_tensor *const *gout) {
   geom g = seq_geom(n, 3);
   int64_t T = g.T, B = g.B, H = g.H;
   bool reverse = n->i[3];
+  /* With lengths: A, HN, Hp, lengths; else A, HN, out (see forward). */
+  bool keep_prev = n->n_saved > 3;
   const loom_tensor *A = loom__saved(n, 0), *HN = loom__saved(n, 1),
                     *Hp = loom__saved(n, 2);
-  const loom_tensor *lengths = n->n_saved > 3 ? loom__saved(n, 3) : NULL;
-  if (!A || !HN || !Hp || (n->n_saved > 3 && !lengths))
+  const loom_tensor *lengths = keep_prev ? loom__saved(n, 3) : NULL;
+  const loom_tensor *h0 =
+      keep_prev ? NULL : loom_contiguous(loom__input_value(n, 3));
+  if (!A || !HN || !Hp || (keep_prev ? !lengths : !h0))
     return;
   uint8_t *active = activity(lengths, &g, "gru_sequence backward");
   if (lengths && !active)
@@ -813,18 +835,31 @@ static void gru_backward(loom__node *n, loom_tensor *const *gout) {
     free(active);
     return;
   }
-  gru_bwd f = {&g, reverse, &wp, A, HN, Hp, dout, dh, dx, dhg, dht, active};
+  gru_bwd f = {&g,  reverse, &wp, A,  HN,  keep_prev ? Hp : NULL,
+               keep_prev ? NULL : Hp, h0, dout, dh, dx, dhg, dht, active};
   run_steps(&g, gru_bwd_rows, &f);
   loom__kernel_packed_free(wp.packed);
   free(active);
   input_part_backward(n, dx);
   if (loom__needs_grad(n, 1)) {
-    loom_tensor *dw = loom_empty(g.dtype, LOOM_SHAPE(3 * H, H));
-    if (dw) {
+    loom_tensor *dw = keep_prev || T == 0
+                          ? loom_empty(g.dtype, LOOM_SHAPE(3 * H, H))
+                          : NULL;
+    if (dw) /* one product with the kept states (none: zeros) */
       loom__kernel_gemm_raw(g.dtype, true, false, 3 * H, H, T * B, 1, dhg->data,
                             3 * H, Hp->data, H, 0, dw->data, H);
-      loom__accumulate(n, 1, dw);
+    else if ((dw = loom_empty(g.dtype, LOOM_SHAPE(3 * H, H)))) {
+      /* step t's state before: out of the step before, or h0 */
+      int64_t first = reverse ? T - 1 : 0;
+      loom__kernel_gemm_raw(g.dtype, true, false, 3 * H, H, (T - 1) * B, 1,
+                            at(dhg, reverse ? 0 : 1, B * 3 * H), 3 * H,
+                            at(Hp, reverse ? 1 : 0, B * H), H, 0, dw->data, H);
+      loom__kernel_gemm_raw(g.dtype, true, false, 3 * H, H, B, 1,
+                            at(dhg, first, B * 3 * H), 3 * H, h0->data, H, 1,
+                            dw->data, H);
     }
+    if (dw)
+      loom__accumulate(n, 1, dw);
   }
   if (loom__needs_grad(n, 2))
     loom__accumulate(n, 2, column_sums(dhg, T * B, 3 * H));
