@@ -487,6 +487,44 @@ END_TEST
 
 /* ------------------------------------------------------------ reductions */
 
+/* Sums over the rows of a matrix (a bias gradient's shape) add each
+ * column's values in row order in double, then round once: bit for bit
+ * the sequential sum, for row counts around the eight-row blocks, rows
+ * further apart than their length (a narrowed matrix), float32 and 64,
+ * and 1 or 2 threads. Values of mixed magnitude make the order show. */
+START_TEST(test_column_sums_in_row_order) {
+  static const int64_t row_counts[] = {0, 1, 7, 8, 9, 17, 40, 2051};
+  for (int f64 = 0; f64 < 2; f64++)
+    for (int threads = 1; threads <= 2; threads++)
+      for (size_t k = 0; k < sizeof row_counts / sizeof *row_counts; k++) {
+        loom_set_num_threads(threads);
+        loom_dtype t = f64 ? LOOM_F64 : LOOM_F32;
+        int64_t rows = row_counts[k], cols = 37;
+        loom_manual_seed(11);
+        loom_tensor *wide = loom_mul(
+            loom_randn(NULL, t, 0, 1, LOOM_SHAPE(rows, cols + 3)),
+            loom_exp(loom_rand(NULL, t, -12, 12, LOOM_SHAPE(rows, cols + 3))));
+        loom_tensor *x = loom_narrow(wide, 1, 2, cols);
+        loom_tensor *sum = loom_sum(x, (const int[]){0}, 1, false);
+        ck_assert_loom(sum);
+        loom_tensor *xc = loom_contiguous(loom_to_dtype(x, LOOM_F64));
+        for (int64_t j = 0; j < cols; j++) {
+          double want = 0;
+          for (int64_t i = 0; i < rows; i++)
+            want += loom_data_f64(xc)[i * cols + j];
+          double got = f64 ? loom_data_f64(sum)[j] : loom_data_f32(sum)[j];
+          double rounded = f64 ? want : (double)(float)want;
+          ck_assert_msg(got == rounded,
+                        "f64 %d threads %d rows %lld column %lld: %.17g "
+                        "against %.17g",
+                        f64, threads, (long long)rows, (long long)j, got,
+                        rounded);
+        }
+      }
+  loom_set_num_threads(0);
+}
+END_TEST
+
 START_TEST(test_sum_mean_over_dims) {
   /* x[i][j][k] = 12 i + 4 j + k */
   loom_tensor *x = loom_reshape(range_f64(24), LOOM_SHAPE(2, 3, 4));
@@ -1746,7 +1784,8 @@ int main(void) {
         test_integer_overflow_wraps, test_uint8_with_0dim_integer_wraps,
         test_inplace_updates}},
       {"reduce",
-       {test_sum_mean_over_dims, test_var_std_prod_norm,
+       {test_sum_mean_over_dims, test_column_sums_in_row_order,
+        test_var_std_prod_norm,
         test_logsumexp_and_extremes, test_large_sum_is_accurate,
         test_results_independent_of_threads, test_softmax}},
       {"matmul",
