@@ -615,7 +615,7 @@ LOOM_API loom_tensor *loom_dropout(const loom_tensor *t, double p,
 
 /* ------------------------------------------------ fused recurrences
  * A whole sequence of a recurrent cell in one op: per step one GEMM and one
- * elementwise pass, the recurrent weights' gradient as one GEMM over all
+ * elementwise pass, the recurrent weights' gradient as products over all
  * steps. xp (T, B, G*H) holds the input's part of every step (x W_ih^T +
  * b_ih); w_hh is (G*H, H), b_hh (G*H); states are (B, H). lengths (int64
  * (B) or NULL): steps past a sequence's end keep its state and output 0.

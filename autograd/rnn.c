@@ -1,8 +1,10 @@
 /* Fused recurrences over a whole sequence: LSTM, GRU and plain RNN. Per
  * step, one GEMM for the recurrent product and one elementwise pass; in
- * backward, one GEMM per step for the state gradient and a single GEMM over
- * all steps for the recurrent weights' gradient. They compute exactly what
- * the step-by-step cells compute (tests compare the two).
+ * backward, one GEMM per step for the state gradient and the recurrent
+ * weights' gradient as products over all steps (two when a step's
+ * previous state is read from the step before's output and h0 rather than
+ * kept). They compute exactly what the step-by-step cells compute (tests
+ * compare the two).
  *
  * Double backward (create_graph): by composition. The graph backward
  * rebuilds the recurrence step by step from public ops, as the cells of
@@ -198,6 +200,7 @@ static void seq_remember(loom__node *n, const geom *g, bool reverse,
   n->i[4] = has_bias;
   n->i[5] = has_peep;
   n->i[6] = relu;
+  n->i[7] = 0; /* xp given; the ops that project x set 1, or 2 with b_ih */
 }
 
 static geom seq_geom(const loom__node *n, int gates) {
@@ -300,15 +303,16 @@ static void lstm_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
   memcpy(c, cn, bytes);
 }
 
-/* The input part given as x, w_ih, b_ih (loom_lstm_sequence_input): x
- * (T, B, I) replaces xp as input 0 and the weights follow the other
- * inputs, so that every other input keeps its index. */
+/* The input part given as x, w_ih, b_ih (loom_lstm_sequence_input,
+ * loom_gru_sequence_input): x (T, B, I) replaces xp as input 0 and the
+ * weights follow the other inputs, so that every other input keeps its
+ * index. */
 typedef struct {
   const loom_tensor *x, *w, *b;
 } input_part;
 
 /* Checks x, w_ih and b_ih against w_hh; fills a geometry-only xp for
- * check() (its (T, B, 4H) shape; no data). */
+ * check() (its (T, B, gates H) shape; no data). */
 static bool check_input_part(const char *op, const input_part *in,
                              const loom_tensor *w_hh, int gates,
                              loom_tensor *xp) {
@@ -764,7 +768,9 @@ static int gru_sequence(const loom_tensor *xp, const input_part *part,
     free(active);
     return -1;
   }
-  gru_fwd f = {&g, reverse, x, b, h0c, &wt, A, HG, HN, Hp, o, hn, active};
+  gru_fwd f = {.g = &g, .reverse = reverse, .x = x, .b = b, .h0 = h0c,
+               .w = &wt, .A = A, .HG = HG, .HN = HN, .Hp = Hp, .o = o,
+               .hn = hn, .active = active};
   run_steps(&g, gru_fwd_rows, &f);
   loom__kernel_packed_free(wt.packed);
   free(active);
@@ -814,12 +820,13 @@ static void gru_backward(loom__node *n, loom_tensor *const *gout) {
   bool reverse = n->i[3];
   /* With lengths: A, HN, Hp, lengths; else A, HN, out (see forward). */
   bool keep_prev = n->n_saved > 3;
-  const loom_tensor *A = loom__saved(n, 0), *HN = loom__saved(n, 1),
-                    *Hp = loom__saved(n, 2);
+  const loom_tensor *A = loom__saved(n, 0), *HN = loom__saved(n, 1);
+  const loom_tensor *Hp = keep_prev ? loom__saved(n, 2) : NULL;
+  const loom_tensor *o = keep_prev ? NULL : loom__saved(n, 2);
   const loom_tensor *lengths = keep_prev ? loom__saved(n, 3) : NULL;
   const loom_tensor *h0 =
       keep_prev ? NULL : loom_contiguous(loom__input_value(n, 3));
-  if (!A || !HN || !Hp || (keep_prev ? !lengths : !h0))
+  if (!A || !HN || (keep_prev ? !Hp || !lengths : !o || !h0))
     return;
   uint8_t *active = activity(lengths, &g, "gru_sequence backward");
   if (lengths && !active)
@@ -835,25 +842,25 @@ static void gru_backward(loom__node *n, loom_tensor *const *gout) {
     free(active);
     return;
   }
-  gru_bwd f = {&g,  reverse, &wp, A,  HN,  keep_prev ? Hp : NULL,
-               keep_prev ? NULL : Hp, h0, dout, dh, dx, dhg, dht, active};
+  gru_bwd f = {.g = &g, .reverse = reverse, .w = &wp, .A = A, .HN = HN,
+               .Hp = Hp, .o = o, .h0 = h0, .dout = dout, .dh = dh, .dx = dx,
+               .dhg = dhg, .dht = dht, .active = active};
   run_steps(&g, gru_bwd_rows, &f);
   loom__kernel_packed_free(wp.packed);
   free(active);
   input_part_backward(n, dx);
   if (loom__needs_grad(n, 1)) {
-    loom_tensor *dw = keep_prev || T == 0
-                          ? loom_empty(g.dtype, LOOM_SHAPE(3 * H, H))
-                          : NULL;
-    if (dw) /* one product with the kept states (none: zeros) */
+    loom_tensor *dw = loom_empty(g.dtype, LOOM_SHAPE(3 * H, H));
+    if (dw && (keep_prev || T == 0)) /* one product (no steps: zeros) */
       loom__kernel_gemm_raw(g.dtype, true, false, 3 * H, H, T * B, 1, dhg->data,
-                            3 * H, Hp->data, H, 0, dw->data, H);
-    else if ((dw = loom_empty(g.dtype, LOOM_SHAPE(3 * H, H)))) {
+                            3 * H, (keep_prev ? Hp : o)->data, H, 0, dw->data,
+                            H);
+    else if (dw) {
       /* step t's state before: out of the step before, or h0 */
       int64_t first = reverse ? T - 1 : 0;
       loom__kernel_gemm_raw(g.dtype, true, false, 3 * H, H, (T - 1) * B, 1,
                             at(dhg, reverse ? 0 : 1, B * 3 * H), 3 * H,
-                            at(Hp, reverse ? 1 : 0, B * H), H, 0, dw->data, H);
+                            at(o, reverse ? 1 : 0, B * H), H, 0, dw->data, H);
       loom__kernel_gemm_raw(g.dtype, true, false, 3 * H, H, B, 1,
                             at(dhg, first, B * 3 * H), 3 * H, h0->data, H, 1,
                             dw->data, H);

@@ -262,6 +262,18 @@ loom__node *loom__record(const loom__op_def *op, loom_tensor *out, int n,
   return loom__record_multi(op, &out, 1, n, in);
 }
 
+/* A tensor backward needs could not be saved: the outputs' gradients
+ * cannot be formed, so backward through them reports it instead of
+ * reading a missing tensor. */
+static void save_failed(loom__node *n) {
+  if (loom_last_status() == LOOM_OK)
+    loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory saving a tensor",
+                   n->op->name);
+  for (int k = 0; k < n->n_out; k++)
+    if (n->out_ptr[k])
+      n->out_ptr[k]->link.slot = LOOM__LINK_FAILED;
+}
+
 void loom__save(loom__node *n, const loom_tensor *t) {
   if (!n || !t)
     return;
@@ -272,11 +284,7 @@ void loom__save(loom__node *n, const loom_tensor *t) {
     if (!s || !v) {
       free(s);
       free(v);
-      loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory saving a tensor",
-                     n->op->name);
-      for (int k = 0; k < n->n_out; k++)
-        if (n->out_ptr[k])
-          n->out_ptr[k]->link.slot = LOOM__LINK_FAILED;
+      save_failed(n);
       return;
     }
     memcpy(s, n->saved, (size_t)n->n_saved * sizeof *s);
@@ -293,8 +301,10 @@ void loom__save(loom__node *n, const loom_tensor *t) {
   if (t->link.slot == n->slot && t->link.gen == n->gen) {
     /* The node's own output: keep an unlinked alias of its data. */
     keep = loom__view_of(t, t->ndim, t->shape, t->strides, t->offset);
-    if (!keep)
+    if (!keep) {
+      save_failed(n);
       return;
+    }
     if (n->n_saved < 32 && t->link.output == 0)
       n->saved_out |= 1u << n->n_saved;
   } else {

@@ -104,11 +104,16 @@ static int rnn_step(void *p, const loom_tensor *xp, loom_tensor *const *s,
   return ns[0] ? 0 : -1;
 }
 
+/* The fused ops take one dtype: a projection promoted past the weights'
+ * (a float32 layer given float64 input) goes step by step, where each op
+ * promotes as the projection did. */
 static int rnn_sequence(void *p, const loom_tensor *xs,
                         const loom_tensor *lengths, bool reverse,
                         loom_tensor *const *init, loom_tensor **out,
                         loom_tensor **final) {
   cell *c = p;
+  if (loom_dtype_of(xs) != loom_dtype_of(c->w_hh))
+    return 1;
   return loom_rnn_sequence(xs, c->w_hh, c->b_hh, init[0], lengths, reverse,
                            c->relu, out, &final[0]);
 }
@@ -239,7 +244,8 @@ static int lstm_sequence(void *p, const loom_tensor *xs,
                          loom_tensor *const *init, loom_tensor **out,
                          loom_tensor **final) {
   cell *c = p;
-  if (c->lstm.coupled || c->lstm.layer_norm)
+  if (c->lstm.coupled || c->lstm.layer_norm ||
+      loom_dtype_of(xs) != loom_dtype_of(c->w_hh))
     return 1;
   loom_tensor *peep[3] = {c->w_ci, c->w_cf, c->w_co};
   return loom_lstm_sequence(xs, c->w_hh, c->b_hh, init[0], init[1],
@@ -330,7 +336,7 @@ static int gru_sequence(void *p, const loom_tensor *xs,
                         loom_tensor *const *init, loom_tensor **out,
                         loom_tensor **final) {
   cell *c = p;
-  if (c->cho)
+  if (loom_dtype_of(xs) != loom_dtype_of(c->w_hh))
     return 1;
   return loom_gru_sequence(xs, c->w_hh, c->b_hh, init[0], lengths, reverse, out,
                            &final[0]);

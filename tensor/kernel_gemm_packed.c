@@ -281,7 +281,8 @@ typedef struct {
     if (M <= 0)                                                                \
       return;                                                                  \
     int64_t blocks = (M + MR - 1) / MR;                                        \
-    int64_t base = M / blocks, longer = M % blocks; /* rows + 1 */            \
+    /* the first `longer` blocks take base + 1 rows, the rest base */         \
+    int64_t base = M / blocks, longer = M % blocks;                            \
     for (int64_t q = q0; q < q1; q++) {                                        \
       const float *panel = p->data + q * p->K * NR;                            \
       for (int64_t j = 0; j < NR && q * NR + j < p->N; j += 2 * W) {           \

@@ -200,8 +200,9 @@ END_TEST
  * through all the steps with its own products; with one thread, or a batch
  * of 8, the steps run over all rows with each product split by columns.
  * Kinds: LSTM with peepholes, GRU, tanh RNN, LSTM without peepholes
- * (the op makes zero ones itself), and that LSTM computing its input part
- * (loom_lstm_sequence_input); with and without lengths (0 to T: with
+ * (the op makes zero ones itself), and that LSTM and the GRU computing
+ * their input part (loom_lstm_sequence_input, loom_gru_sequence_input);
+ * with and without lengths (0 to T: with
  * them each step's previous states are kept, without them read from the
  * neighbouring step), both directions; outputs, final states and every
  * gradient. */
@@ -213,11 +214,11 @@ static int run_fused(int kind, int64_t B, bool reverse, bool with_lengths,
    * run_steps), small enough for valgrind */
   bool lstm = kind == 0 || kind == 3 || kind == 4, peep = kind == 0;
   const int64_t T = kind == 2 ? 32 : 16, H = kind == 2 ? 96 : 64, I = 40;
-  const int64_t G = lstm ? 4 : kind == 1 ? 3 : 1;
+  const int64_t G = lstm ? 4 : kind == 1 || kind == 5 ? 3 : 1;
   loom_manual_seed(11);
   loom_tensor *in[8];
   int n_in = 0;
-  if (kind == 4) { /* the input part computed by the op: x, w_ih, b_ih */
+  if (kind >= 4) { /* the input part computed by the op: x, w_ih, b_ih */
     in[n_in++] = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(T, B, I));
     in[n_in++] = loom_rand(NULL, LOOM_F32, -0.2, 0.2, LOOM_SHAPE(G * H, I));
     in[n_in++] = loom_rand(NULL, LOOM_F32, -0.2, 0.2, LOOM_SHAPE(G * H));
@@ -247,6 +248,9 @@ static int run_fused(int kind, int64_t B, bool reverse, bool with_lengths,
     rc = loom_lstm_sequence(in[0], in[1], in[2], in[3], in[4],
                             peep ? in + 5 : NULL, lengths, reverse, &out[0],
                             &out[1], &out[2]);
+  else if (kind == 5)
+    rc = loom_gru_sequence_input(in[0], in[1], in[2], in[3], in[4], in[5],
+                                 lengths, reverse, &out[0], &out[1]);
   else if (kind == 1)
     rc = loom_gru_sequence(in[0], in[1], in[2], in[3], lengths, reverse,
                            &out[0], &out[1]);
@@ -272,7 +276,7 @@ static int run_fused(int kind, int64_t B, bool reverse, bool with_lengths,
 }
 
 START_TEST(test_fused_bits_any_thread_count) {
-  for (int kind = 0; kind < 5; kind++)
+  for (int kind = 0; kind < 6; kind++)
     for (int64_t B = 8; B <= 32; B += 24)
       for (int way = 0; way < 4; way++) {
         bool reverse = way & 1, len = way & 2;
@@ -409,28 +413,93 @@ START_TEST(test_input_part_in_the_op) {
 }
 END_TEST
 
-/* A float64 layer takes a float32 input, as its projection promotes it:
- * the LSTM's fused path that projects inside the op gives way to the
- * promoting projection, and the zero states follow its dtype (plain,
- * coupled and layer-normalised LSTMs, and a GRU). */
-START_TEST(test_float64_layer_float32_input) {
-  for (int v = 0; v < 4; v++) {
-    loom_scope *s = loom_scope_begin();
-    loom_lstm_opts lo = {.coupled = v == 1, .layer_norm = v == 2};
-    loom_set_default_dtype(LOOM_F64);
-    loom_rnn_opts o = {.input_size = 3, .hidden_size = 4, .cell_config = &lo};
-    loom_rnn *r = v == 3 ? loom_gru_new(o) : loom_lstm_new(o);
-    loom_set_default_dtype(LOOM_F32);
-    ck_assert_loom(r);
-    loom_tensor *x = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(5, 2, 3));
-    loom_tensor *out = NULL, *fin[2];
-    ck_assert_msg(loom_rnn_forward(r, x, NULL, NULL, &out, fin) == 0,
-                  "variant %d: %s", v, loom_last_error());
-    ck_assert_int_eq(loom_dtype_of(out), LOOM_F64);
-    ck_assert_int_eq(loom_dtype_of(fin[0]), LOOM_F64);
-    loom_rnn_free(r);
-    loom_scope_end(s);
-  }
+/* An empty sequence (T = 0) through each fused op, with and without
+ * lengths, given xp or projecting x: the final states are the initial
+ * ones, so h0's gradient is h_n's and every weight's is zero. */
+START_TEST(test_empty_sequence) {
+  for (int kind = 0; kind < 5; kind++) /* LSTM, GRU, RNN, LSTM/GRU from x */
+    for (int with_len = 0; with_len < 2; with_len++) {
+      loom_scope *s = loom_scope_begin();
+      const int64_t B = 2, H = 3, I = 2;
+      int64_t G = kind == 0 || kind == 3 ? 4 : kind == 2 ? 1 : 3;
+      bool from_x = kind >= 3;
+      loom_tensor *x = loom_set_requires_grad(
+          loom_zeros(LOOM_F64, LOOM_SHAPE(0, B, from_x ? I : G * H)), true);
+      loom_tensor *w_ih = loom_set_requires_grad(
+          loom_ones(LOOM_F64, LOOM_SHAPE(G * H, I)), true);
+      loom_tensor *w = loom_set_requires_grad(
+          loom_ones(LOOM_F64, LOOM_SHAPE(G * H, H)), true);
+      loom_tensor *b = loom_set_requires_grad(
+          loom_ones(LOOM_F64, LOOM_SHAPE(G * H)), true);
+      loom_tensor *h0 = loom_set_requires_grad(
+          loom_full(LOOM_F64, 0.5, LOOM_SHAPE(B, H)), true);
+      loom_tensor *lengths =
+          with_len ? loom_zeros(LOOM_I64, LOOM_SHAPE(B)) : NULL;
+      loom_tensor *out, *hn, *cn;
+      int rc = kind == 0 ? loom_lstm_sequence(x, w, b, h0, h0, NULL, lengths,
+                                              false, &out, &hn, &cn)
+               : kind == 1 ? loom_gru_sequence(x, w, b, h0, lengths, false,
+                                               &out, &hn)
+               : kind == 2 ? loom_rnn_sequence(x, w, b, h0, lengths, false,
+                                               false, &out, &hn)
+               : kind == 3
+                   ? loom_lstm_sequence_input(x, w_ih, b, w, b, h0, h0, NULL,
+                                              lengths, false, &out, &hn, &cn)
+                   : loom_gru_sequence_input(x, w_ih, b, w, b, h0, lengths,
+                                             false, &out, &hn);
+      ck_assert_msg(rc == 0, "kind %d: %s", kind, loom_last_error());
+      ck_assert_int_eq(loom_shape(out)[0], 0);
+      ck_assert(loom_equal(hn, h0));
+      ck_assert_msg(loom_backward(loom_sum_all(loom_mul(hn, hn))) == 0, "%s",
+                    loom_last_error());
+      ck_assert_msg(loom_equal(loom_grad(w), loom_zeros(LOOM_F64,
+                                                        LOOM_SHAPE(G * H, H))),
+                    "kind %d lengths %d: W_hh's gradient", kind, with_len);
+      ck_assert(loom_equal(loom_grad(h0), /* 2 h0 */
+                           loom_ones(LOOM_F64, LOOM_SHAPE(B, H))));
+      loom_scope_end(s);
+    }
+}
+END_TEST
+
+/* A layer takes input of the other float dtype, as its projection
+ * promotes it: a float64 layer on float32 input (the LSTM's fused path
+ * that projects inside the op gives way to the promoting projection, and
+ * the zero states follow its dtype) and a float32 layer on float64 input
+ * (the fused ops take one dtype, so the steps run one by one); plain,
+ * coupled and layer-normalised LSTMs, a GRU and a plain RNN, with
+ * backward. (A float32 layer-normalised LSTM refuses float64 input:
+ * loom_layer_norm takes its weights in the input's dtype.) */
+START_TEST(test_layer_input_of_the_other_dtype) {
+  for (int wide_layer = 0; wide_layer < 2; wide_layer++)
+    for (int v = 0; v < 5; v++) {
+      if (!wide_layer && v == 2)
+        continue;
+      loom_scope *s = loom_scope_begin();
+      loom_dtype lt = wide_layer ? LOOM_F64 : LOOM_F32;
+      loom_dtype xt = wide_layer ? LOOM_F32 : LOOM_F64;
+      loom_lstm_opts lo = {.coupled = v == 1, .layer_norm = v == 2};
+      loom_set_default_dtype(lt);
+      loom_rnn_opts o = {.input_size = 3, .hidden_size = 4, .cell_config = &lo};
+      loom_rnn *r = v == 3   ? loom_gru_new(o)
+                    : v == 4 ? loom_rnn_new(&loom_rnn_tanh_cell, o)
+                             : loom_lstm_new(o);
+      loom_set_default_dtype(LOOM_F32);
+      ck_assert_loom(r);
+      loom_tensor *x = loom_set_requires_grad(
+          loom_randn(NULL, xt, 0, 1, LOOM_SHAPE(5, 2, 3)), true);
+      loom_tensor *out = NULL, *fin[2];
+      ck_assert_msg(loom_rnn_forward(r, x, NULL, NULL, &out, fin) == 0,
+                    "layer %s, variant %d: %s", loom_dtype_name(lt), v,
+                    loom_last_error());
+      ck_assert_int_eq(loom_dtype_of(out), LOOM_F64);
+      ck_assert_int_eq(loom_dtype_of(fin[0]), LOOM_F64);
+      ck_assert_msg(loom_backward(loom_sum_all(out)) == 0, "%s",
+                    loom_last_error());
+      ck_assert_int_eq(loom_dtype_of(loom_grad(x)), xt);
+      loom_rnn_free(r);
+      loom_scope_end(s);
+    }
 }
 END_TEST
 
@@ -446,7 +515,8 @@ int main(void) {
   tcase_add_test(tc, test_fused_bits_any_thread_count);
   tcase_add_test(tc, test_lstm_gate_gradients_in_place);
   tcase_add_test(tc, test_input_part_in_the_op);
-  tcase_add_test(tc, test_float64_layer_float32_input);
+  tcase_add_test(tc, test_layer_input_of_the_other_dtype);
+  tcase_add_test(tc, test_empty_sequence);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
   printf("rnn layers, float32 against float64 truth: worst error %.3g of the "
