@@ -1,10 +1,11 @@
 /* How a training step's cost grows: one configuration per run, so the
  * peak resident memory is that configuration's own.
  *
- *   bench-cost --model lstm|encoder --seq T --batch B --hidden H
+ *   bench-cost --model lstm|gru|encoder --seq T --batch B --hidden H
  *              [--steps N]
  *
- * lstm: one LSTM layer H -> H (the fused op) on an input (T, B, H);
+ * lstm, gru: one LSTM or GRU layer H -> H (the fused op) on an input
+ * (T, B, H);
  * encoder: a TransformerEncoder of 2 layers, d_model H, 8 heads,
  * feed-forward 4H, dropout 0.1, relu, post-norm, batch first, on (B, T, H).
  * A step is zero_grad + forward + mean(out^2) + backward + Adam (lr 1e-4),
@@ -70,8 +71,7 @@ static long parse(const char *name, const char *s, long lo, long hi) {
 }
 
 typedef struct {
-  bool lstm;
-  loom_rnn *rnn;
+  loom_rnn *rnn; /* lstm, gru */
   loom_transformer_stack *enc;
   loom_optimizer *opt;
   loom_tensor *x;
@@ -82,9 +82,9 @@ static void step(void *p) {
   loom_scope *s = loom_scope_begin();
   loom_optimizer_zero_grad(c->opt);
   loom_tensor *out = NULL;
-  if (c->lstm) {
+  if (c->rnn) {
     if (loom_rnn_forward(c->rnn, c->x, NULL, NULL, &out, NULL) < 0)
-      fail("lstm");
+      fail("rnn");
   } else {
     out = loom_transformer_encoder_forward(c->enc, c->x, NULL);
   }
@@ -96,7 +96,8 @@ static void step(void *p) {
 
 int main(int argc, char **argv) {
   const char *usage =
-      "usage: bench-cost --model lstm|encoder --seq T --batch B --hidden H "
+      "usage: bench-cost --model lstm|gru|encoder --seq T --batch B "
+      "--hidden H "
       "[--steps N]\n";
   const char *model = NULL;
   long T = 0, B = 0, H = 0, steps = 3;
@@ -121,20 +122,24 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (!model || (strcmp(model, "lstm") && strcmp(model, "encoder")) || !T ||
-      !B || !H || (!strcmp(model, "encoder") && H % 8)) {
+  bool lstm = model && !strcmp(model, "lstm");
+  bool gru = model && !strcmp(model, "gru");
+  if (!model || (!lstm && !gru && strcmp(model, "encoder")) || !T || !B ||
+      !H || (!strcmp(model, "encoder") && H % 8)) {
     fputs(usage, stderr);
     fputs("(the encoder's hidden size must divide into 8 heads)\n", stderr);
     return 2;
   }
   loom_manual_seed(0);
-  cost_case c = {.lstm = !strcmp(model, "lstm")};
+  cost_case c = {0};
   loom_tensor *params[64];
   int n = 0;
-  if (c.lstm) {
-    c.rnn = loom_rnn_new(&loom_lstm_cell,
+  if (lstm || gru) {
+    c.rnn = loom_rnn_new(lstm ? &loom_lstm_cell : &loom_gru_cell,
                          (loom_rnn_opts){.input_size = H, .hidden_size = H});
-    n = c.rnn ? loom_module_parameters(&c.rnn->base, params, 64) : 0;
+    if (!c.rnn)
+      fail(model);
+    n = loom_module_parameters(&c.rnn->base, params, 64);
     c.x = loom_keep(loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(T, B, H)));
   } else {
     loom_transformer_opts o = {.d_model = H,

@@ -1,6 +1,7 @@
 """PyTorch counterpart of bench/cost.c: one configuration per run.
 
   lstm     nn.LSTM(H, H) on (T, B, H)
+  gru      nn.GRU(H, H) on (T, B, H)
   encoder  nn.TransformerEncoder(TransformerEncoderLayer(H, 8, 4H,
            dropout=0.1, batch_first=True), 2, enable_nested_tensor=False)
            on (B, T, H), training mode
@@ -11,7 +12,7 @@ the peak resident set (getrusage) and the step's share, the peak less the
 resident set before the first step (torch imported, model, optimizer and
 input in place). Prints "@cost torchN MODEL T B H ms peak_mib step_mib".
 
-Usage: /usr/bin/python3 bench/cost_torch.py --model lstm|encoder --seq T
+Usage: /usr/bin/python3 bench/cost_torch.py --model lstm|gru|encoder --seq T
        --batch B --hidden H [--steps N] [--threads N]
 """
 import argparse
@@ -31,7 +32,8 @@ def resident_mib():
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", choices=["lstm", "encoder"], required=True)
+    p.add_argument("--model", choices=["lstm", "gru", "encoder"],
+                   required=True)
     p.add_argument("--seq", type=int, required=True)
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--hidden", type=int, required=True)
@@ -41,8 +43,8 @@ def main():
     setup(torch, a.threads, 1, a.steps)
     torch.manual_seed(0)
     T, B, H = a.seq, a.batch, a.hidden
-    if a.model == "lstm":
-        net = nn.LSTM(H, H)
+    if a.model in ("lstm", "gru"):
+        net = nn.LSTM(H, H) if a.model == "lstm" else nn.GRU(H, H)
         x = torch.randn(T, B, H)
     else:
         layer = nn.TransformerEncoderLayer(H, 8, 4 * H, dropout=0.1,
