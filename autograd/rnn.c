@@ -556,6 +556,34 @@ static void input_part_backward(loom__node *n, const loom_tensor *dx) {
     loom__accumulate(n, kw + 1, column_sums(dx, rows, width));
 }
 
+/* The recurrent weight's gradient (gates H x H), the sum over all steps
+ * of the gates' gradients (T, B, gates H) times the state each step
+ * started from: `prev` holds those states when h0 is NULL; else prev is
+ * the output and a step's state is the step before's output, or h0 (two
+ * products). A new tensor, or NULL with an error set. */
+static loom_tensor *recurrent_weight_grad(const geom *g, bool reverse,
+                                          const loom_tensor *dgates,
+                                          const loom_tensor *prev,
+                                          const loom_tensor *h0) {
+  int64_t T = g->T, B = g->B, H = g->H, G = g->gates * H;
+  if (T == 0) /* the products would read a step that does not exist */
+    return loom_zeros(g->dtype, LOOM_SHAPE(G, H));
+  loom_tensor *dw = loom_empty(g->dtype, LOOM_SHAPE(G, H));
+  if (dw && !h0) {
+    loom__kernel_gemm_raw(g->dtype, true, false, G, H, T * B, 1, dgates->data,
+                          G, prev->data, H, 0, dw->data, H);
+  } else if (dw) {
+    int64_t first = reverse ? T - 1 : 0;
+    loom__kernel_gemm_raw(g->dtype, true, false, G, H, (T - 1) * B, 1,
+                          at(dgates, reverse ? 0 : 1, B * G), G,
+                          at(prev, reverse ? 1 : 0, B * H), H, 0, dw->data, H);
+    loom__kernel_gemm_raw(g->dtype, true, false, G, H, B, 1,
+                          at(dgates, first, B * G), G, h0->data, H, 1,
+                          dw->data, H);
+  }
+  return dw;
+}
+
 static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
   geom g = seq_geom(n, 4);
   int64_t T = g.T, B = g.B, H = g.H;
@@ -618,27 +646,8 @@ static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
   }
   free(active);
   input_part_backward(n, dx);
-  if (loom__needs_grad(n, 1)) {
-    /* An empty sequence leaves the weight a zero gradient (the products
-     * below would read a step that does not exist). */
-    loom_tensor *dw = T > 0 ? loom_empty(g.dtype, LOOM_SHAPE(4 * H, H))
-                            : loom_zeros(g.dtype, LOOM_SHAPE(4 * H, H));
-    if (dw && T > 0 && keep_prev) {
-      loom__kernel_gemm_raw(g.dtype, true, false, 4 * H, H, T * B, 1, dx->data,
-                            4 * H, Hp->data, H, 0, dw->data, H);
-    } else if (dw && T > 0) {
-      /* step t's h_prev: o of the step before, or h0 */
-      int64_t first = reverse ? T - 1 : 0;
-      loom__kernel_gemm_raw(g.dtype, true, false, 4 * H, H, (T - 1) * B, 1,
-                            at(dx, reverse ? 0 : 1, B * 4 * H), 4 * H,
-                            at(Hp, reverse ? 1 : 0, B * H), H, 0, dw->data, H);
-      loom__kernel_gemm_raw(g.dtype, true, false, 4 * H, H, B, 1,
-                            at(dx, first, B * 4 * H), 4 * H, h0->data, H, 1,
-                            dw->data, H);
-    }
-    if (dw)
-      loom__accumulate(n, 1, dw);
-  }
+  if (loom__needs_grad(n, 1))
+    loom__accumulate(n, 1, recurrent_weight_grad(&g, reverse, dx, Hp, h0));
   if (has_b && loom__needs_grad(n, 2))
     loom__accumulate(n, 2, column_sums(dx, T * B, 4 * H));
   loom__accumulate(n, 2 + has_b, dh);
@@ -849,25 +858,10 @@ static void gru_backward(loom__node *n, loom_tensor *const *gout) {
   loom__kernel_packed_free(wp.packed);
   free(active);
   input_part_backward(n, dx);
-  if (loom__needs_grad(n, 1)) {
-    loom_tensor *dw = loom_empty(g.dtype, LOOM_SHAPE(3 * H, H));
-    if (dw && (keep_prev || T == 0)) /* one product (no steps: zeros) */
-      loom__kernel_gemm_raw(g.dtype, true, false, 3 * H, H, T * B, 1, dhg->data,
-                            3 * H, (keep_prev ? Hp : o)->data, H, 0, dw->data,
-                            H);
-    else if (dw) {
-      /* step t's state before: out of the step before, or h0 */
-      int64_t first = reverse ? T - 1 : 0;
-      loom__kernel_gemm_raw(g.dtype, true, false, 3 * H, H, (T - 1) * B, 1,
-                            at(dhg, reverse ? 0 : 1, B * 3 * H), 3 * H,
-                            at(o, reverse ? 1 : 0, B * H), H, 0, dw->data, H);
-      loom__kernel_gemm_raw(g.dtype, true, false, 3 * H, H, B, 1,
-                            at(dhg, first, B * 3 * H), 3 * H, h0->data, H, 1,
-                            dw->data, H);
-    }
-    if (dw)
-      loom__accumulate(n, 1, dw);
-  }
+  if (loom__needs_grad(n, 1))
+    loom__accumulate(n, 1,
+                     recurrent_weight_grad(&g, reverse, dhg,
+                                           keep_prev ? Hp : o, h0));
   if (loom__needs_grad(n, 2))
     loom__accumulate(n, 2, column_sums(dhg, T * B, 3 * H));
   loom__accumulate(n, 3, dh);
