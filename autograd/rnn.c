@@ -526,8 +526,10 @@ static void lstm_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
 
 /* Passes on dx, the gradient of the input part xp (T, B, G*H): to xp, or,
  * when the op computed xp = x w_ih^T + b_ih itself (n->i[7]: 1, or 2 with
- * b_ih), to x, w_ih and b_ih (the last inputs) as linear's backward would. */
-static void input_part_backward(loom__node *n, const loom_tensor *dx) {
+ * b_ih), to x, w_ih and b_ih (the last inputs) as linear's backward would.
+ * sums: dx's column sums when the caller has them, else NULL. */
+static void input_part_backward(loom__node *n, const loom_tensor *dx,
+                                const loom_tensor *sums) {
   if (!n->i[7]) {
     loom__accumulate(n, 0, dx);
     return;
@@ -553,34 +555,46 @@ static void input_part_backward(loom__node *n, const loom_tensor *dx) {
     loom__accumulate(n, kw, dw);
   }
   if (n->i[7] == 2 && loom__needs_grad(n, kw + 1))
-    loom__accumulate(n, kw + 1, column_sums(dx, rows, width));
+    loom__accumulate(n, kw + 1, sums ? sums : column_sums(dx, rows, width));
 }
 
-/* The recurrent weight's gradient (gates H x H), the sum over all steps
- * of the gates' gradients (T, B, gates H) times the state each step
- * started from: `prev` holds those states when h0 is NULL; else prev is
- * the output and a step's state is the step before's output, or h0 (two
- * products). A new tensor, or NULL with an error set. */
+/* Rows of the recurrent weight's gradient: dw (rows x H, row stride H) =
+ * the sum over all steps of those gates' gradients (T B rows, row stride
+ * ld, from dgates) times the state each step started from: `prev` holds
+ * those states when h0 is NULL; else prev is the output and a step's state
+ * is the step before's output, or h0 (two products). T > 0. */
+static void weight_grad_rows(const geom *g, bool reverse, const char *dgates,
+                             int64_t ld, int64_t rows, const loom_tensor *prev,
+                             const loom_tensor *h0, char *dw) {
+  int64_t T = g->T, B = g->B, H = g->H;
+  if (!h0) {
+    loom__kernel_gemm_raw(g->dtype, true, false, rows, H, T * B, 1, dgates, ld,
+                          prev->data, H, 0, dw, H);
+    return;
+  }
+  size_t step = (size_t)(B * ld) * g->es;
+  int64_t first = reverse ? T - 1 : 0;
+  loom__kernel_gemm_raw(g->dtype, true, false, rows, H, (T - 1) * B, 1,
+                        dgates + (reverse ? 0 : step), ld,
+                        at(prev, reverse ? 1 : 0, B * H), H, 0, dw, H);
+  loom__kernel_gemm_raw(g->dtype, true, false, rows, H, B, 1,
+                        dgates + (size_t)first * step, ld, h0->data, H, 1, dw,
+                        H);
+}
+
+/* The recurrent weight's gradient (gates H x H) from the gates' gradients
+ * (T, B, gates H); prev and h0 as weight_grad_rows. A new tensor, or NULL
+ * with an error set. */
 static loom_tensor *recurrent_weight_grad(const geom *g, bool reverse,
                                           const loom_tensor *dgates,
                                           const loom_tensor *prev,
                                           const loom_tensor *h0) {
-  int64_t T = g->T, B = g->B, H = g->H, G = g->gates * H;
-  if (T == 0) /* the products would read a step that does not exist */
-    return loom_zeros(g->dtype, LOOM_SHAPE(G, H));
-  loom_tensor *dw = loom_empty(g->dtype, LOOM_SHAPE(G, H));
-  if (dw && !h0) {
-    loom__kernel_gemm_raw(g->dtype, true, false, G, H, T * B, 1, dgates->data,
-                          G, prev->data, H, 0, dw->data, H);
-  } else if (dw) {
-    int64_t first = reverse ? T - 1 : 0;
-    loom__kernel_gemm_raw(g->dtype, true, false, G, H, (T - 1) * B, 1,
-                          at(dgates, reverse ? 0 : 1, B * G), G,
-                          at(prev, reverse ? 1 : 0, B * H), H, 0, dw->data, H);
-    loom__kernel_gemm_raw(g->dtype, true, false, G, H, B, 1,
-                          at(dgates, first, B * G), G, h0->data, H, 1,
-                          dw->data, H);
-  }
+  int64_t G = g->gates * g->H;
+  if (g->T == 0) /* the products would read a step that does not exist */
+    return loom_zeros(g->dtype, LOOM_SHAPE(G, g->H));
+  loom_tensor *dw = loom_empty(g->dtype, LOOM_SHAPE(G, g->H));
+  if (dw)
+    weight_grad_rows(g, reverse, dgates->data, G, G, prev, h0, dw->data);
   return dw;
 }
 
@@ -645,7 +659,7 @@ static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
                                     active_at(active, &g, t, 0));
   }
   free(active);
-  input_part_backward(n, dx);
+  input_part_backward(n, dx, NULL);
   if (loom__needs_grad(n, 1))
     loom__accumulate(n, 1, recurrent_weight_grad(&g, reverse, dx, Hp, h0));
   if (has_b && loom__needs_grad(n, 2))
@@ -692,11 +706,12 @@ static void gru_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
   char *hp = gru_prev_state(g, f->reverse, f->Hp, f->o, f->h0, s, t, r0);
   if (f->Hp)
     memcpy(hp, h, (size_t)(n * H) * g->es);
+  char *a = row_at(f->A, g, t, r0, 3 * H);
+  if (f->x != f->A) /* xp given: the step completes a copy of its rows */
+    memcpy(a, row_at(f->x, g, t, r0, 3 * H), (size_t)(n * 3 * H) * g->es);
   rows_plus_bias(g->dtype, hg, NULL, f->b->data, n, 3 * H);
   product(f->w, n, h, hg, true);
-  loom__kernel_gru_step(g->dtype, n, H, row_at(f->x, g, t, r0, 3 * H), hg, hp,
-                        row_at(f->A, g, t, r0, 3 * H), h,
-                        row_at(f->o, g, t, r0, H),
+  loom__kernel_gru_step(g->dtype, n, H, hg, hp, a, h, row_at(f->o, g, t, r0, H),
                         active_at(f->active, g, t, r0));
   /* backward reads the recurrent part's n gate only (r * it feeds n) */
   size_t row = (size_t)H * g->es;
@@ -705,13 +720,16 @@ static void gru_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
 }
 
 /* One backward step of a GRU sequence over some rows: dh holds the
- * gradient of the step's output state and receives its input state's. */
+ * gradient of the step's output state and receives its input state's.
+ * dx (the gates' activations) and dn (the recurrent part's n gate) turn
+ * into their gradients at the step's position; dhg, one step's rows,
+ * receives the recurrent part's gradient for the product with W_hh. */
 typedef struct {
   const geom *g;
   bool reverse;
   const step_product *w;
-  const loom_tensor *A, *HN, *Hp, *o, *h0, *dout;
-  loom_tensor *dh, *dx, *dhg, *dht;
+  const loom_tensor *Hp, *o, *h0, *dout;
+  loom_tensor *dx, *dn, *dh, *dhg, *dht;
   const uint8_t *active;
 } gru_bwd;
 
@@ -722,16 +740,16 @@ static void gru_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
   int64_t t = position(g, f->reverse, s);
   const uint8_t *a = active_at(f->active, g, t, r0);
   char *dh = row_at(f->dh, g, 0, r0, H), *dht = row_at(f->dht, g, 0, r0, H);
-  char *dhgt = row_at(f->dhg, g, t, r0, 3 * H);
+  char *dhg = row_at(f->dhg, g, 0, r0, 3 * H);
   with_output_grad(g->dtype, dht, dh, row_at(f->dout, g, t, r0, H), a, n, H);
   /* dh receives the direct part z * dh (or dh itself past the end)... */
   loom__kernel_gru_step_backward(
-      g->dtype, n, H, row_at(f->A, g, t, r0, 3 * H),
-      row_at(f->HN, g, t, r0, H),
-      gru_prev_state(g, f->reverse, f->Hp, f->o, f->h0, s, t, r0), dht,
-      row_at(f->dx, g, t, r0, 3 * H), dhgt, dh, a);
+      g->dtype, n, H, row_at(f->dx, g, t, r0, 3 * H),
+      row_at(f->dn, g, t, r0, H),
+      gru_prev_state(g, f->reverse, f->Hp, f->o, f->h0, s, t, r0), dht, dhg,
+      dh, a);
   /* ... plus the recurrent product's part. */
-  product(f->w, n, dhgt, dh, true);
+  product(f->w, n, dhg, dh, true);
 }
 
 /* node inputs: xp (with b_ih) or x, w_hh, b_hh, h0, [w_ih, [b_ih]]; saved:
@@ -758,12 +776,15 @@ static int gru_sequence(const loom_tensor *xp, const input_part *part,
   loom_tensor *o = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
   loom_tensor *hn = loom_clone(h0);
   loom_scope *work = loom_scope_begin(); /* as in loom_lstm_sequence */
-  /* The input part, when the op computes it, is a work tensor: backward
-   * reads none of it, so it goes when the forward pass ends. */
-  const loom_tensor *x =
-      loom_contiguous(part ? loom_linear(part->x, part->w, part->b) : xp);
+  /* The input part, when the op computes it, is computed into the gates'
+   * tensor, whose rows each step then turns into the gates in place (as
+   * the LSTM's): the op holds no (T, B, 3H) tensor beyond the gates. */
+  loom_tensor *xg = part ? loom_linear(part->x, part->w, part->b) : NULL;
+  if (xg && !loom__is_contiguous(xg))
+    xg = loom_contiguous(xg);
+  const loom_tensor *x = part ? xg : loom_contiguous(xp);
   const loom_tensor *w = loom_contiguous(w_hh), *b = loom_contiguous(b_hh);
-  loom_tensor *A = loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
+  loom_tensor *A = part ? xg : loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
   loom_tensor *HG = loom_empty(g.dtype, LOOM_SHAPE(B, 3 * H)); /* a step's */
   loom_tensor *HN = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
   loom_tensor *Hp = lengths ? loom_empty(g.dtype, LOOM_SHAPE(T, B, H)) : NULL;
@@ -823,47 +844,76 @@ int loom_gru_sequence_input(const loom_tensor *x, const loom_tensor *w_ih,
   return gru_sequence(x, &part, w_hh, b_hh, h0, lengths, reverse, out, h_n);
 }
 
+/* A saved tensor for backward to overwrite: the saved one itself when the
+ * node, freed after this pass, holds it alone; else a copy. */
+static loom_tensor *overwritable(loom__node *n, int i) {
+  loom_tensor *t = (loom_tensor *)loom__saved(n, i);
+  return loom__saved_disposable(n, i) ? loom_autorelease(loom_keep(t))
+                                      : loom_clone(t);
+}
+
 static void gru_backward(loom__node *n, loom_tensor *const *gout) {
   geom g = seq_geom(n, 3);
   int64_t T = g.T, B = g.B, H = g.H;
   bool reverse = n->i[3];
   /* With lengths: A, HN, Hp, lengths; else A, HN, out (see forward). */
   bool keep_prev = n->n_saved > 3;
-  const loom_tensor *A = loom__saved(n, 0), *HN = loom__saved(n, 1);
   const loom_tensor *Hp = keep_prev ? loom__saved(n, 2) : NULL;
   const loom_tensor *o = keep_prev ? NULL : loom__saved(n, 2);
   const loom_tensor *lengths = keep_prev ? loom__saved(n, 3) : NULL;
   const loom_tensor *h0 =
       keep_prev ? NULL : loom_contiguous(loom__input_value(n, 3));
-  if (!A || !HN || (keep_prev ? !Hp || !lengths : !o || !h0))
+  if (!loom__saved(n, 0) || !loom__saved(n, 1) ||
+      (keep_prev ? !Hp || !lengths : !o || !h0))
     return;
   uint8_t *active = activity(lengths, &g, "gru_sequence backward");
   if (lengths && !active)
     return;
   const loom_tensor *w = loom_contiguous(loom__input_value(n, 1));
   loom_tensor *dout = loom_contiguous(gout[0]), *dh = loom_clone(gout[1]);
-  loom_tensor *dx = loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
-  loom_tensor *dhg = loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
+  /* The gradients replace what the steps saved (each step reads its own
+   * only): of the input part (T, B, 3H) the gates' activations, of the
+   * recurrent part's n columns (T, B, H) those columns. The r and z
+   * columns of the two parts' gradients are equal: kept once, in dx. */
+  loom_tensor *dx = overwritable(n, 0), *dn = overwritable(n, 1);
+  loom_tensor *dhg = loom_empty(g.dtype, LOOM_SHAPE(B, 3 * H));
   loom_tensor *dht = loom_empty(g.dtype, LOOM_SHAPE(B, H));
   step_product wp = {0};
-  if (!w || !dout || !dh || !dx || !dhg || !dht ||
+  if (!w || !dout || !dh || !dx || !dn || !dhg || !dht ||
       !product_init(&wp, w, false)) {
     free(active);
     return;
   }
-  gru_bwd f = {.g = &g, .reverse = reverse, .w = &wp, .A = A, .HN = HN,
-               .Hp = Hp, .o = o, .h0 = h0, .dout = dout, .dh = dh, .dx = dx,
+  gru_bwd f = {.g = &g, .reverse = reverse, .w = &wp, .Hp = Hp, .o = o,
+               .h0 = h0, .dout = dout, .dx = dx, .dn = dn, .dh = dh,
                .dhg = dhg, .dht = dht, .active = active};
   run_steps(&g, gru_bwd_rows, &f);
   loom__kernel_packed_free(wp.packed);
   free(active);
-  input_part_backward(n, dx);
-  if (loom__needs_grad(n, 1))
-    loom__accumulate(n, 1,
-                     recurrent_weight_grad(&g, reverse, dhg,
-                                           keep_prev ? Hp : o, h0));
-  if (loom__needs_grad(n, 2))
-    loom__accumulate(n, 2, column_sums(dhg, T * B, 3 * H));
+  /* b_ih's gradient and the r and z part of b_hh's are the same sums */
+  bool bias_in = n->i[7] == 2 && loom__needs_grad(n, n->n_in - 1);
+  bool bias_hh = loom__needs_grad(n, 2);
+  loom_tensor *sums =
+      bias_in || bias_hh ? column_sums(dx, T * B, 3 * H) : NULL;
+  input_part_backward(n, dx, sums);
+  if (loom__needs_grad(n, 1)) {
+    loom_tensor *dw = T ? loom_empty(g.dtype, LOOM_SHAPE(3 * H, H))
+                        : loom_zeros(g.dtype, LOOM_SHAPE(3 * H, H));
+    const loom_tensor *prev = keep_prev ? Hp : o;
+    if (dw && T) {
+      weight_grad_rows(&g, reverse, dx->data, 3 * H, 2 * H, prev, h0,
+                       dw->data);
+      weight_grad_rows(&g, reverse, dn->data, H, H, prev, h0,
+                       dw->data + (size_t)(2 * H * H) * g.es);
+    }
+    loom__accumulate(n, 1, dw);
+  }
+  if (bias_hh) {
+    loom_tensor *parts[2] = {loom_narrow(sums, 0, 0, 2 * H),
+                             column_sums(dn, T * B, H)};
+    loom__accumulate(n, 2, parts[0] && parts[1] ? loom_concat(parts, 2, 0)
+                                                : NULL);
+  }
   loom__accumulate(n, 3, dh);
 }
 

@@ -168,32 +168,32 @@ void loom__kernel_lstm_peephole_grad(loom_dtype t, int64_t B, int64_t H,
 }
 
 /* ---- GRU (PyTorch's formulation) ----
- * xg: B x 3H input part (with b_ih), hg: B x 3H recurrent part (with
- * b_hh); act receives r, z, n (B x 3H). */
+ * act: B x 3H, holding the input part (with b_ih), receives r, z, n in
+ * its place; hg: B x 3H recurrent part (with b_hh). */
 #define GRU(T, S)                                                              \
   /* Separate row functions with restrict pointers, so the compiler knows      \
    * the outputs alias no input and vectorises the loops (it did not when      \
    * they were inline in the batch loop: the forward pass cost 5x the          \
-   * LSTM's per element, 13% of a GRU training step). */                       \
+   * LSTM's per element, 13% of a GRU training step). In place: each          \
+   * element of a is read before it is written, at the same index. */         \
   LOOM__ISA_FUNCTION(gru_row_##S,                                              \
-                     (int64_t H, const T *restrict x, const T *restrict hh,    \
-                      const T *restrict hp, T *restrict a, T *restrict hn),    \
-                     (H, x, hh, hp, a, hn)) {                                  \
+                     (int64_t H, T *restrict a, const T *restrict hh,          \
+                      const T *restrict hp, T *restrict hn),                   \
+                     (H, a, hh, hp, hn)) {                                     \
     for (int64_t j = 0; j < H; j++) {                                          \
-      T r = sigm_##S(x[j] + hh[j]);                                            \
-      T z = sigm_##S(x[H + j] + hh[H + j]);                                    \
-      T n = tanh_##S(x[2 * H + j] + r * hh[2 * H + j]);                        \
+      T r = sigm_##S(a[j] + hh[j]);                                            \
+      T z = sigm_##S(a[H + j] + hh[H + j]);                                    \
+      T n = tanh_##S(a[2 * H + j] + r * hh[2 * H + j]);                        \
       a[j] = r;                                                                \
       a[H + j] = z;                                                            \
       a[2 * H + j] = n;                                                        \
       hn[j] = n + z * (hp[j] - n);                                             \
     }                                                                          \
   }                                                                            \
-  static void gru_fwd_##S(int64_t B, int64_t H, const T *xg, const T *hg,      \
-                          const T *h_prev, T *act, T *h, T *out,               \
-                          const uint8_t *active) {                             \
+  static void gru_fwd_##S(int64_t B, int64_t H, const T *hg, const T *h_prev,  \
+                          T *act, T *h, T *out, const uint8_t *active) {       \
     for (int64_t b = 0; b < B; b++) {                                          \
-      const T *x = xg + b * 3 * H, *hh = hg + b * 3 * H, *hp = h_prev + b * H; \
+      const T *hh = hg + b * 3 * H, *hp = h_prev + b * H;                      \
       T *a = act + b * 3 * H, *hn = h + b * H, *o = out ? out + b * H : NULL;  \
       if (active && !active[b]) {                                              \
         for (int64_t j = 0; j < H; j++)                                        \
@@ -203,71 +203,76 @@ void loom__kernel_lstm_peephole_grad(loom_dtype t, int64_t B, int64_t H,
             o[j] = 0;                                                          \
         continue;                                                              \
       }                                                                        \
-      gru_row_##S(H, x, hh, hp, a, hn);                                        \
+      gru_row_##S(H, a, hh, hp, hn);                                           \
       if (o)                                                                   \
         memcpy(o, hn, (size_t)H * sizeof(T));                                  \
     }                                                                          \
   }                                                                            \
-  /* dxg, dhg: gradients of the input and recurrent parts (B x 3H);            \
-   * hn: the recurrent part's n gate (B x H; all backward reads of it);       \
-   * dh_prev gets the direct part z * dh only (the caller adds dhg @ W). */    \
+  /* In place: a's r, z, n (B x 3H) become the input part's gradient and   \
+   * hn, the recurrent part's n gate (B x H; all backward reads of that      \
+   * part), becomes its gradient; dhg receives the recurrent part's whole    \
+   * gradient (B x 3H) for the product with W_hh, and dh_prev the direct     \
+   * part z * dh only (the caller adds dhg @ W_hh). Each element is read     \
+   * before it is written, at the same index. */                             \
   LOOM__ISA_FUNCTION(gru_row_bwd_##S,                                          \
-                     (int64_t H, const T *restrict a, const T *restrict hh,    \
+                     (int64_t H, T *restrict a, T *restrict hh,                \
                       const T *restrict hp, const T *restrict d,               \
-                      T *restrict dx, T *restrict dr, T *restrict dp),         \
-                     (H, a, hh, hp, d, dx, dr, dp)) {                          \
+                      T *restrict dr, T *restrict dp),                         \
+                     (H, a, hh, hp, d, dr, dp)) {                              \
     for (int64_t j = 0; j < H; j++) {                                          \
       T r = a[j], z = a[H + j], n = a[2 * H + j];                              \
       T dan = d[j] * (1 - z) * (1 - n * n);                                    \
       T daz = d[j] * (hp[j] - n) * z * (1 - z);                                \
       T dar = dan * hh[j] * r * (1 - r);                                       \
-      dx[j] = dar;                                                             \
-      dx[H + j] = daz;                                                         \
-      dx[2 * H + j] = dan;                                                     \
+      a[j] = dar;                                                              \
+      a[H + j] = daz;                                                          \
+      a[2 * H + j] = dan;                                                      \
+      hh[j] = dan * r;                                                         \
       dr[j] = dar;                                                             \
       dr[H + j] = daz;                                                         \
       dr[2 * H + j] = dan * r;                                                 \
       dp[j] = d[j] * z;                                                        \
     }                                                                          \
   }                                                                            \
-  static void gru_bwd_##S(int64_t B, int64_t H, const T *act, const T *hn,     \
-                          const T *h_prev, const T *dh, T *dxg, T *dhg,        \
-                          T *dh_prev, const uint8_t *active) {                 \
+  static void gru_bwd_##S(int64_t B, int64_t H, T *act, T *hn,                 \
+                          const T *h_prev, const T *dh, T *dhg, T *dh_prev,    \
+                          const uint8_t *active) {                             \
     for (int64_t b = 0; b < B; b++) {                                          \
-      const T *a = act + b * 3 * H, *hh = hn + b * H, *hp = h_prev + b * H;    \
-      const T *d = dh + b * H;                                                 \
-      T *dx = dxg + b * 3 * H, *dr = dhg + b * 3 * H, *dp = dh_prev + b * H;   \
+      T *a = act + b * 3 * H, *hh = hn + b * H, *dr = dhg + b * 3 * H;         \
+      const T *hp = h_prev + b * H, *d = dh + b * H;                           \
+      T *dp = dh_prev + b * H;                                                 \
       if (active && !active[b]) {                                              \
         for (int64_t j = 0; j < 3 * H; j++)                                    \
-          dx[j] = dr[j] = 0;                                                   \
-        for (int64_t j = 0; j < H; j++)                                        \
+          a[j] = dr[j] = 0;                                                    \
+        for (int64_t j = 0; j < H; j++) {                                      \
+          hh[j] = 0;                                                           \
           dp[j] = d[j];                                                        \
+        }                                                                      \
         continue;                                                              \
       }                                                                        \
-      gru_row_bwd_##S(H, a, hh, hp, d, dx, dr, dp);                            \
+      gru_row_bwd_##S(H, a, hh, hp, d, dr, dp);                                \
     }                                                                          \
   }
 GRU(float, f)
 GRU(double, d)
 
-void loom__kernel_gru_step(loom_dtype t, int64_t B, int64_t H, const void *xg,
-                           const void *hg, const void *h_prev, void *act,
-                           void *h, void *out, const uint8_t *active) {
+void loom__kernel_gru_step(loom_dtype t, int64_t B, int64_t H, const void *hg,
+                           const void *h_prev, void *act, void *h, void *out,
+                           const uint8_t *active) {
   if (t == LOOM_F32)
-    gru_fwd_f(B, H, xg, hg, h_prev, act, h, out, active);
+    gru_fwd_f(B, H, hg, h_prev, act, h, out, active);
   else
-    gru_fwd_d(B, H, xg, hg, h_prev, act, h, out, active);
+    gru_fwd_d(B, H, hg, h_prev, act, h, out, active);
 }
 
 void loom__kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
-                                    const void *act, const void *hn,
-                                    const void *h_prev, const void *dh,
-                                    void *dxg, void *dhg, void *dh_prev,
+                                    void *act, void *hn, const void *h_prev,
+                                    const void *dh, void *dhg, void *dh_prev,
                                     const uint8_t *active) {
   if (t == LOOM_F32)
-    gru_bwd_f(B, H, act, hn, h_prev, dh, dxg, dhg, dh_prev, active);
+    gru_bwd_f(B, H, act, hn, h_prev, dh, dhg, dh_prev, active);
   else
-    gru_bwd_d(B, H, act, hn, h_prev, dh, dxg, dhg, dh_prev, active);
+    gru_bwd_d(B, H, act, hn, h_prev, dh, dhg, dh_prev, active);
 }
 
 /* ---- plain RNN ----

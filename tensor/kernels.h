@@ -423,15 +423,22 @@ void loom__kernel_lstm_peephole_grad(loom_dtype t, int64_t B, int64_t H,
                                      const void *dgates, const void *c_prev,
                                      const void *c, double *dpeep,
                                      const uint8_t *active);
-void loom__kernel_gru_step(loom_dtype t, int64_t B, int64_t H, const void *xg,
-                           const void *hg, const void *h_prev, void *act,
-                           void *h, void *out, const uint8_t *active);
-/* hn: the n gate's columns of the recurrent part (B x H), the only part
- * of it backward reads. */
+/* One GRU step, in place: act (B x 3H) holds the input part (with b_ih)
+ * and receives the gates r, z, n; hg (B x 3H) is the recurrent part (with
+ * b_hh); h (B x H) receives the new state, out (or NULL) a copy of it.
+ * Inactive rows keep h_prev and output zeros; their act is left as is. */
+void loom__kernel_gru_step(loom_dtype t, int64_t B, int64_t H, const void *hg,
+                           const void *h_prev, void *act, void *h, void *out,
+                           const uint8_t *active);
+/* One step back, in place: act (B x 3H: r, z, n) becomes the gradient of
+ * the input part, hn (the recurrent part's n gate, B x H, all of that part
+ * backward reads) the gradient of that part's n columns. dhg (B x 3H)
+ * receives the recurrent part's gradient; dh_prev (B x H) the part of the
+ * previous state's gradient that does not pass through W_hh. Inactive
+ * rows: zero gradients, dh passed on whole. */
 void loom__kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
-                                    const void *act, const void *hn,
-                                    const void *h_prev, const void *dh,
-                                    void *dxg, void *dhg, void *dh_prev,
+                                    void *act, void *hn, const void *h_prev,
+                                    const void *dh, void *dhg, void *dh_prev,
                                     const uint8_t *active);
 void loom__kernel_rnn_step(loom_dtype t, int64_t B, int64_t H, const void *pre,
                            const void *h_prev, void *h, void *out, bool relu,

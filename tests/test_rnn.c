@@ -305,10 +305,11 @@ START_TEST(test_fused_bits_any_thread_count) {
 END_TEST
 
 /* A plain backward writes the LSTM's gate gradients over the saved gate
- * activations (the node is freed after it); one that retains the graph
- * must not, and gives the same bits from a tensor of their own. */
-START_TEST(test_lstm_gate_gradients_in_place) {
-  for (int kind = 0; kind < 5; kind += kind ? 1 : 3) /* LSTMs: 0, 3, 4 */
+ * activations, and the GRU's over its activations and the recurrent
+ * part's n gate (the node is freed after it); one that retains the graph
+ * must not, and gives the same bits from tensors of their own. */
+START_TEST(test_gate_gradients_in_place) {
+  for (int kind = 0; kind < 6; kind += kind == 1 ? 2 : 1) /* all but RNN */
     for (int way = 0; way < 4; way++) {
       bool reverse = way & 1, len = way & 2;
       loom_tensor *want[FUSED_RESULTS], *got[FUSED_RESULTS];
@@ -513,7 +514,7 @@ int main(void) {
   tcase_add_test(tc, test_fused_matches_torch);
   tcase_add_test(tc, test_bad_inputs);
   tcase_add_test(tc, test_fused_bits_any_thread_count);
-  tcase_add_test(tc, test_lstm_gate_gradients_in_place);
+  tcase_add_test(tc, test_gate_gradients_in_place);
   tcase_add_test(tc, test_input_part_in_the_op);
   tcase_add_test(tc, test_layer_input_of_the_other_dtype);
   tcase_add_test(tc, test_empty_sequence);
