@@ -926,7 +926,7 @@ typedef struct {
   bool reverse, relu;
   const loom_tensor *x, *b;
   const step_product *w;
-  loom_tensor *Hn, *Hp, *o, *hn, *pre;
+  loom_tensor *Hp, *o, *hn, *pre;
   const uint8_t *active;
 } rnn_fwd;
 
@@ -934,24 +934,25 @@ static void rnn_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
   const rnn_fwd *f = ctx;
   const geom *g = f->g;
   int64_t H = g->H, n = r1 - r0, t = position(g, f->reverse, s);
-  size_t bytes = (size_t)(n * H) * g->es;
   char *h = row_at(f->hn, g, 0, r0, H), *pre = row_at(f->pre, g, 0, r0, H);
-  char *hp = row_at(f->Hp, g, t, r0, H), *hn = row_at(f->Hn, g, t, r0, H);
-  memcpy(hp, h, bytes);
   rows_plus_bias(g->dtype, pre, row_at(f->x, g, t, r0, H), f->b->data, n, H);
   product(f->w, n, h, pre, true);
-  loom__kernel_rnn_step(g->dtype, n, H, pre, hp, hn, row_at(f->o, g, t, r0, H),
+  if (f->Hp)
+    memcpy(row_at(f->Hp, g, t, r0, H), h, (size_t)(n * H) * g->es);
+  /* the state is updated in place: each element of h is read once, by the
+   * element of the new state that replaces it */
+  loom__kernel_rnn_step(g->dtype, n, H, pre, h, h, row_at(f->o, g, t, r0, H),
                         f->relu, active_at(f->active, g, t, r0));
-  memcpy(h, hn, bytes);
 }
 
 /* One backward step of a plain RNN sequence over some rows: dh holds the
- * gradient of the step's output state and receives its input state's. */
+ * gradient of the step's output state and receives its input state's. The
+ * step's new state is its output (backward reads active rows only). */
 typedef struct {
   const geom *g;
   bool reverse, relu;
   const step_product *w;
-  const loom_tensor *Hn, *dout;
+  const loom_tensor *o, *dout;
   loom_tensor *dh, *dx, *dht, *dhn;
   const uint8_t *active;
 } rnn_bwd;
@@ -965,14 +966,16 @@ static void rnn_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
   char *dxt = row_at(f->dx, g, t, r0, H), *dh = row_at(f->dh, g, 0, r0, H);
   char *dht = row_at(f->dht, g, 0, r0, H), *dhn = row_at(f->dhn, g, 0, r0, H);
   with_output_grad(g->dtype, dht, dh, row_at(f->dout, g, t, r0, H), a, n, H);
-  loom__kernel_rnn_step_backward(g->dtype, n, H, row_at(f->Hn, g, t, r0, H),
-                                 dht, dxt, f->relu, a);
+  loom__kernel_rnn_step_backward(g->dtype, n, H, row_at(f->o, g, t, r0, H), dht,
+                                 dxt, f->relu, a);
   product(f->w, n, dxt, dhn, false);
   pass_inactive(g->dtype, dhn, dht, a, n, H);
   memcpy(dh, dhn, (size_t)(n * H) * g->es);
 }
 
-/* node inputs: xp (with b_ih), w_hh, b_hh, h0; saved: Hn, Hp, [len] */
+/* node inputs: xp (with b_ih), w_hh, b_hh, h0; saved: out, and with
+ * lengths Hp (each step's previous state) and lengths. Without lengths a
+ * step's previous state is the step before's output, or h0. */
 int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
                       const loom_tensor *b_hh, const loom_tensor *h0,
                       const loom_tensor *lengths, bool reverse, bool relu,
@@ -993,18 +996,17 @@ int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   loom_scope *work = loom_scope_begin(); /* as in loom_lstm_sequence */
   const loom_tensor *x = loom_contiguous(xp), *w = loom_contiguous(w_hh),
                     *b = loom_contiguous(b_hh);
-  loom_tensor *Hn = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
-  loom_tensor *Hp = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
+  loom_tensor *Hp = lengths ? loom_empty(g.dtype, LOOM_SHAPE(T, B, H)) : NULL;
   loom_tensor *pre = loom_empty(g.dtype, LOOM_SHAPE(B, H));
   loom_no_grad_end();
   step_product wt = {0};
-  if (!x || !w || !b || !Hn || !Hp || !o || !pre || !hn ||
+  if (!x || !w || !b || (lengths && !Hp) || !o || !pre || !hn ||
       !product_init(&wt, w, true)) {
     loom_scope_end(work);
     free(active);
     return -1;
   }
-  rnn_fwd f = {&g, reverse, relu, x, b, &wt, Hn, Hp, o, hn, pre, active};
+  rnn_fwd f = {&g, reverse, relu, x, b, &wt, Hp, o, hn, pre, active};
   run_steps(&g, rnn_fwd_rows, &f);
   loom__kernel_packed_free(wt.packed);
   free(active);
@@ -1014,10 +1016,11 @@ int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
                          (const loom_tensor *[]){xp, w_hh, b_hh, h0});
   if (node) {
     seq_remember(node, &g, reverse, true, false, relu);
-    loom__save(node, Hn);
-    loom__save(node, Hp);
-    if (lengths)
+    loom__save(node, o);
+    if (lengths) {
+      loom__save(node, Hp);
       loom__save(node, lengths);
+    }
   }
   loom_scope_end(work);
   *out = o;
@@ -1029,9 +1032,13 @@ static void rnn_backward(loom__node *n, loom_tensor *const *gout) {
   geom g = seq_geom(n, 1);
   int64_t T = g.T, B = g.B, H = g.H;
   bool reverse = n->i[3], relu = n->i[6];
-  const loom_tensor *Hn = loom__saved(n, 0), *Hp = loom__saved(n, 1);
-  const loom_tensor *lengths = n->n_saved > 2 ? loom__saved(n, 2) : NULL;
-  if (!Hn || !Hp || (n->n_saved > 2 && !lengths))
+  bool keep_prev = n->n_saved > 1; /* with lengths: out, Hp, lengths */
+  const loom_tensor *o = loom__saved(n, 0);
+  const loom_tensor *Hp = keep_prev ? loom__saved(n, 1) : NULL;
+  const loom_tensor *lengths = keep_prev ? loom__saved(n, 2) : NULL;
+  const loom_tensor *h0 =
+      keep_prev ? NULL : loom_contiguous(loom__input_value(n, 3));
+  if (!o || (keep_prev ? !Hp || !lengths : !h0))
     return;
   uint8_t *active = activity(lengths, &g, "rnn_sequence backward");
   if (lengths && !active)
@@ -1047,19 +1054,14 @@ static void rnn_backward(loom__node *n, loom_tensor *const *gout) {
     free(active);
     return;
   }
-  rnn_bwd f = {&g, reverse, relu, &wp, Hn, dout, dh, dx, dht, dhn, active};
+  rnn_bwd f = {&g, reverse, relu, &wp, o, dout, dh, dx, dht, dhn, active};
   run_steps(&g, rnn_bwd_rows, &f);
   loom__kernel_packed_free(wp.packed);
   free(active);
   loom__accumulate(n, 0, dx);
-  if (loom__needs_grad(n, 1)) {
-    loom_tensor *dw = loom_empty(g.dtype, LOOM_SHAPE(H, H));
-    if (dw) {
-      loom__kernel_gemm_raw(g.dtype, true, false, H, H, T * B, 1, dx->data, H,
-                            Hp->data, H, 0, dw->data, H);
-      loom__accumulate(n, 1, dw);
-    }
-  }
+  if (loom__needs_grad(n, 1))
+    loom__accumulate(
+        n, 1, recurrent_weight_grad(&g, reverse, dx, keep_prev ? Hp : o, h0));
   if (loom__needs_grad(n, 2))
     loom__accumulate(n, 2, column_sums(dx, T * B, H));
   loom__accumulate(n, 3, dh);
@@ -1116,9 +1118,10 @@ static int cell_step(const loom__node *n, loom_tensor *const *in,
 static int compose_sequence(const loom__node *n, loom_tensor *const *in,
                             loom_tensor **out) {
   bool lstm = n->op == &loom__op_lstm_sequence;
-  int n_states = lstm ? 2 : 1, n_saved = lstm                              ? 4
-                                         : n->op == &loom__op_gru_sequence ? 3
-                                                                           : 2;
+  /* n_saved: what the node saves without lengths (with them, more, the
+   * lengths last) */
+  int n_states = lstm ? 2 : 1,
+      n_saved = lstm || n->op == &loom__op_gru_sequence ? 3 : 1;
   int64_t T = n->i[0], B = n->i[1], H = n->i[2];
   bool reverse = n->i[3];
   loom_tensor *with_xp[10];

@@ -1,11 +1,11 @@
 /* How a training step's cost grows: one configuration per run, so the
  * peak resident memory is that configuration's own.
  *
- *   bench-cost --model lstm|gru|encoder --seq T --batch B --hidden H
+ *   bench-cost --model lstm|gru|rnn|encoder --seq T --batch B --hidden H
  *              [--steps N]
  *
- * lstm, gru: one LSTM or GRU layer H -> H (the fused op) on an input
- * (T, B, H);
+ * lstm, gru, rnn: one LSTM, GRU or tanh RNN layer H -> H (the fused op) on
+ * an input (T, B, H);
  * encoder: a TransformerEncoder of 2 layers, d_model H, 8 heads,
  * feed-forward 4H, dropout 0.1, relu, post-norm, batch first, on (B, T, H).
  * A step is zero_grad + forward + mean(out^2) + backward + Adam (lr 1e-4),
@@ -71,7 +71,7 @@ static long parse(const char *name, const char *s, long lo, long hi) {
 }
 
 typedef struct {
-  loom_rnn *rnn; /* lstm, gru */
+  loom_rnn *rnn; /* lstm, gru, rnn */
   loom_transformer_stack *enc;
   loom_optimizer *opt;
   loom_tensor *x;
@@ -96,7 +96,7 @@ static void step(void *p) {
 
 int main(int argc, char **argv) {
   const char *usage =
-      "usage: bench-cost --model lstm|gru|encoder --seq T --batch B "
+      "usage: bench-cost --model lstm|gru|rnn|encoder --seq T --batch B "
       "--hidden H "
       "[--steps N]\n";
   const char *model = NULL;
@@ -124,7 +124,9 @@ int main(int argc, char **argv) {
   }
   bool lstm = model && !strcmp(model, "lstm");
   bool gru = model && !strcmp(model, "gru");
-  if (!model || (!lstm && !gru && strcmp(model, "encoder")) || !T || !B ||
+  bool rnn = model && !strcmp(model, "rnn");
+  if (!model || (!lstm && !gru && !rnn && strcmp(model, "encoder")) || !T ||
+      !B ||
       !H || (!strcmp(model, "encoder") && H % 8)) {
     fputs(usage, stderr);
     fputs("(the encoder's hidden size must divide into 8 heads)\n", stderr);
@@ -134,8 +136,10 @@ int main(int argc, char **argv) {
   cost_case c = {0};
   loom_tensor *params[64];
   int n = 0;
-  if (lstm || gru) {
-    c.rnn = loom_rnn_new(lstm ? &loom_lstm_cell : &loom_gru_cell,
+  if (lstm || gru || rnn) {
+    c.rnn = loom_rnn_new(lstm  ? &loom_lstm_cell
+                         : gru ? &loom_gru_cell
+                               : &loom_rnn_tanh_cell,
                          (loom_rnn_opts){.input_size = H, .hidden_size = H});
     if (!c.rnn)
       fail(model);

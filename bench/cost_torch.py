@@ -2,6 +2,7 @@
 
   lstm     nn.LSTM(H, H) on (T, B, H)
   gru      nn.GRU(H, H) on (T, B, H)
+  rnn      nn.RNN(H, H) (tanh) on (T, B, H)
   encoder  nn.TransformerEncoder(TransformerEncoderLayer(H, 8, 4H,
            dropout=0.1, batch_first=True), 2, enable_nested_tensor=False)
            on (B, T, H), training mode
@@ -12,8 +13,8 @@ the peak resident set (getrusage) and the step's share, the peak less the
 resident set before the first step (torch imported, model, optimizer and
 input in place). Prints "@cost torchN MODEL T B H ms peak_mib step_mib".
 
-Usage: /usr/bin/python3 bench/cost_torch.py --model lstm|gru|encoder --seq T
-       --batch B --hidden H [--steps N] [--threads N]
+Usage: /usr/bin/python3 bench/cost_torch.py --model lstm|gru|rnn|encoder
+       --seq T --batch B --hidden H [--steps N] [--threads N]
 """
 import argparse
 import resource
@@ -32,7 +33,7 @@ def resident_mib():
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", choices=["lstm", "gru", "encoder"],
+    p.add_argument("--model", choices=["lstm", "gru", "rnn", "encoder"],
                    required=True)
     p.add_argument("--seq", type=int, required=True)
     p.add_argument("--batch", type=int, required=True)
@@ -43,8 +44,8 @@ def main():
     setup(torch, a.threads, 1, a.steps)
     torch.manual_seed(0)
     T, B, H = a.seq, a.batch, a.hidden
-    if a.model in ("lstm", "gru"):
-        net = nn.LSTM(H, H) if a.model == "lstm" else nn.GRU(H, H)
+    if a.model in ("lstm", "gru", "rnn"):
+        net = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[a.model](H, H)
         x = torch.randn(T, B, H)
     else:
         layer = nn.TransformerEncoderLayer(H, 8, 4 * H, dropout=0.1,
