@@ -462,6 +462,51 @@ START_TEST(bad_model_configs) {
 }
 END_TEST
 
+/* A value too long for the reader's buffer is a malformed checkpoint, also
+ * for the optional fields: read as absent, positions=<100 digits> had
+ * loaded as positions 0 and attend=<a long word> as attend before. */
+START_TEST(overlong_config_values) {
+  const char *head = "side=16 cnn=4,6 vocab=9 embed=5 hidden=7 image=init "
+                     "attention=3";
+  char digits[101], word[81], line[512];
+  memset(digits, '0', 100);
+  digits[99] = '1';
+  digits[100] = 0;
+  memset(word, 'a', 80);
+  word[80] = 0;
+  const struct {
+    const char *key, *value;
+  } cases[] = {{"positions", digits}, {"attend", word},   {"cnn", word},
+               {"image", word},       {"dropout", word},  {"hidden", digits},
+               {"side", digits},      {"attention", word}};
+  cap_config back;
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    /* first, where it is the one read if the key comes twice */
+    snprintf(line, sizeof line, "%s=%s %s dropout=0", cases[k].key,
+             cases[k].value, head);
+    ck_assert_msg(cap_config_parse(line, &back) == -1, "%s", line);
+    ck_assert_int_eq(loom_last_status(), LOOM_ERR_FORMAT);
+    char says[64];
+    snprintf(says, sizeof says, ": %s is ", cases[k].key);
+    ck_assert_msg(strstr(loom_last_error(), says), "'%s' lacks '%s'",
+                  loom_last_error(), says);
+    loom_clear_error();
+  }
+  /* the longest values that fit still parse as values */
+  snprintf(line, sizeof line, "%s dropout=0 positions=%s", head, digits + 37);
+  ck_assert_int_eq(cap_config_parse(line, &back), 0);
+  ck_assert(back.positions);
+  snprintf(line, sizeof line, "%s dropout=0 attend=%s", head, word + 17);
+  ck_assert_int_eq(cap_config_parse(line, &back), -1);
+  ck_assert(strstr(loom_last_error(), "attend is not before or after"));
+  loom_clear_error();
+  /* without the optional keys (an older checkpoint): their defaults */
+  snprintf(line, sizeof line, "%s dropout=0", head);
+  ck_assert_int_eq(cap_config_parse(line, &back), 0);
+  ck_assert(!back.positions && !back.attend_after && back.attention == 3);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("caption");
   TCase *t = tcase_create("caption");
@@ -474,6 +519,7 @@ static Suite *suite(void) {
   tcase_add_test(t, captions_of_one_image_share_its_pass);
   tcase_add_test(t, cosine_rate);
   tcase_add_test(t, bad_model_configs);
+  tcase_add_test(t, overlong_config_values);
   suite_add_tcase(s, t);
   return s;
 }

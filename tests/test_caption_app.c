@@ -278,6 +278,72 @@ START_TEST(bad_input) {
 }
 END_TEST
 
+/* A copy of checkpoint `from` and its vocabulary at `to`, its model line
+ * without positions= and attend= (as checkpoints before those options
+ * were written) and with `more` appended. */
+static void with_model_line(const char *from, const char *to,
+                            const char *more) {
+  loom_tensor_map *m = loom_safetensors_load(from);
+  ck_assert_ptr_nonnull(m);
+  const char *line = loom_tensor_map_meta(m, "extra.caption.model");
+  ck_assert_ptr_nonnull(line);
+  char edited[1024] = "", token[256];
+  for (const char *p = line; *p;) {
+    size_t len = strcspn(p, " ");
+    ck_assert_uint_lt(len, sizeof token);
+    memcpy(token, p, len);
+    token[len] = 0;
+    if (strncmp(token, "positions=", 10) && strncmp(token, "attend=", 7)) {
+      size_t at = strlen(edited);
+      snprintf(edited + at, sizeof edited - at, "%s%s", at ? " " : "", token);
+    }
+    p += len + (p[len] == ' ');
+  }
+  size_t at = strlen(edited);
+  snprintf(edited + at, sizeof edited - at, "%s", more);
+  ck_assert_int_eq(loom_tensor_map_set_meta(m, "extra.caption.model", edited),
+                   0);
+  ck_assert_int_eq(loom_safetensors_save(to, m), 0);
+  loom_tensor_map_free(m);
+  char vocab_from[600], vocab_to[600];
+  snprintf(vocab_from, sizeof vocab_from, "%s.vocab", from);
+  snprintf(vocab_to, sizeof vocab_to, "%s.vocab", to);
+  size_t len;
+  char *vocab = test_slurp(vocab_from, &len);
+  test_write_file(vocab_to, vocab, len);
+  free(vocab);
+}
+
+/* The optional fields of the model line: absent, they take their defaults
+ * (a checkpoint from before them loads); present but too long to read,
+ * they make the checkpoint malformed (they had been taken as absent, so a
+ * corrupt file loaded as a model with other options). */
+START_TEST(optional_model_fields) {
+  char ck[512], edited[512], args[2048], out[8192];
+  test_path(ck, sizeof ck, "fields.ckpt");
+  test_path(edited, sizeof edited, "edited.ckpt");
+  snprintf(args, sizeof args,
+           SMALL " --steps 1 --plot '' --sheet '' --checkpoint %s", ck);
+  ck_assert_int_eq(run(args), 0);
+  char digits[101] = {0}, word[81] = {0}, more[200];
+  memset(digits, '0', 100);
+  memset(word, 'b', 80);
+  with_model_line(ck, edited, "");
+  snprintf(args, sizeof args, "eval --checkpoint %s --split dev --quiet",
+           edited);
+  ck_assert_msg(run_both(args, out, sizeof out) == 0, "%s", out);
+  const char *keys[2] = {"positions", "attend"};
+  for (int k = 0; k < 2; k++) {
+    snprintf(more, sizeof more, " %s=%s", keys[k], k ? word : digits);
+    with_model_line(ck, edited, more);
+    ck_assert_msg(run_both(args, out, sizeof out) == 1, "%s: %s", more, out);
+    char says[64];
+    snprintf(says, sizeof says, ": %s is ", keys[k]);
+    ck_assert_msg(strstr(out, says), "'%s' lacks '%s'", out, says);
+  }
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("caption_app");
   TCase *t = tcase_create("app");
@@ -286,6 +352,7 @@ static Suite *suite(void) {
   tcase_add_test(t, attention_strips);
   tcase_add_test(t, resume_is_exact);
   tcase_add_test(t, bad_input);
+  tcase_add_test(t, optional_model_fields);
   suite_add_tcase(s, t);
   return s;
 }

@@ -206,33 +206,45 @@ static bool whole(const char *text, bool real, double *out) {
   return text && end != text && !*end && !errno && isfinite(*out);
 }
 
-/* The value of key=VALUE in a config line, copied to buf; NULL if absent. */
-static const char *field(const char *line, const char *key, char *buf,
-                         size_t size) {
+/* The value of key=VALUE in a config line, copied to buf: 1, or 0 if the
+ * key is absent, or -1 with an error naming the key if the value does not
+ * fit. A value too long for buf is a malformed file, never an absent key:
+ * an optional field would otherwise take its default without a word. */
+static int field(const char *line, const char *key, char *buf, size_t size) {
   size_t klen = strlen(key);
   for (const char *p = line; p && *p;) {
     const char *end = strchr(p, ' ');
     size_t len = end ? (size_t)(end - p) : strlen(p);
     if (len > klen && !strncmp(p, key, klen) && p[klen] == '=') {
       size_t vlen = len - klen - 1;
-      if (vlen >= size)
-        return NULL;
+      if (vlen >= size) {
+        loom_set_error(LOOM_ERR_FORMAT,
+                       "caption.model '%.200s': %s is %zu characters long, "
+                       "more than the %zu it may have",
+                       line, key, vlen, size - 1);
+        return -1;
+      }
       memcpy(buf, p + klen + 1, vlen);
       buf[vlen] = 0;
-      return buf;
+      return 1;
     }
     p = end ? end + 1 : NULL;
   }
-  return NULL;
+  return 0;
 }
 
-/* An integer field in lo..hi into *out; -1 with an error naming it. */
-static int int_field(const char *line, const char *key, int64_t lo, int64_t hi,
-                     int64_t *out) {
+/* An integer field in lo..hi into *out; -1 with an error naming it. An
+ * optional field that is absent leaves *out as it is. */
+static int int_field(const char *line, const char *key, bool required,
+                     int64_t lo, int64_t hi, int64_t *out) {
   char buf[64], range[80];
   double v;
-  const char *s = field(line, key, buf, sizeof buf);
-  if (!s || !whole(s, false, &v) || v < (double)lo || v > (double)hi) {
+  int got = field(line, key, buf, sizeof buf);
+  if (got < 0)
+    return -1;
+  if (!got && !required)
+    return 0;
+  if (!got || !whole(buf, false, &v) || v < (double)lo || v > (double)hi) {
     loom_set_error(LOOM_ERR_FORMAT,
                    "caption.model '%.200s': %s is not an integer in %s", line,
                    key, app_int_range_text(lo, hi, range, sizeof range));
@@ -249,31 +261,34 @@ int cap_config_parse(const char *line, cap_config *c) {
                                     "caption.model)");
     return -1;
   }
-  char buf[256];
+  char cnn[256], mode[64], attend[64], dropout_text[64];
   double dropout;
-  const char *cnn = field(line, "cnn", buf, sizeof buf);
-  if (int_field(line, "side", 4, CAP_MAX_INPUT_SIDE, &c->side) < 0 ||
-      int_field(line, "vocab", APP_SPECIALS, CAP_MAX_VOCAB, &c->vocab) < 0 ||
-      int_field(line, "embed", 1, CAP_MAX_WIDTH, &c->embed) < 0 ||
-      int_field(line, "hidden", 1, CAP_MAX_WIDTH, &c->hidden) < 0 ||
-      int_field(line, "attention", 0, CAP_MAX_WIDTH, &c->attention) < 0)
-    return -1;
-  /* absent in checkpoints written before the option existed */
+  /* positions and attend are absent in checkpoints written before the
+   * options existed: 0 and before */
   int64_t positions = 0;
-  char pbuf[64];
-  if (field(line, "positions", pbuf, sizeof pbuf) &&
-      int_field(line, "positions", 0, 1, &positions) < 0)
+  int has_cnn = 0, has_attend = 0, has_mode = 0, has_dropout = 0;
+  if (int_field(line, "side", true, 4, CAP_MAX_INPUT_SIDE, &c->side) < 0 ||
+      int_field(line, "vocab", true, APP_SPECIALS, CAP_MAX_VOCAB, &c->vocab) <
+          0 ||
+      int_field(line, "embed", true, 1, CAP_MAX_WIDTH, &c->embed) < 0 ||
+      int_field(line, "hidden", true, 1, CAP_MAX_WIDTH, &c->hidden) < 0 ||
+      int_field(line, "attention", true, 0, CAP_MAX_WIDTH, &c->attention) < 0 ||
+      int_field(line, "positions", false, 0, 1, &positions) < 0 ||
+      (has_cnn = field(line, "cnn", cnn, sizeof cnn)) < 0 ||
+      (has_attend = field(line, "attend", attend, sizeof attend)) < 0 ||
+      (has_mode = field(line, "image", mode, sizeof mode)) < 0 ||
+      (has_dropout =
+           field(line, "dropout", dropout_text, sizeof dropout_text)) < 0)
     return -1;
   c->positions = positions;
-  const char *attend = field(line, "attend", pbuf, sizeof pbuf);
-  if (attend && strcmp(attend, "before") && strcmp(attend, "after")) {
+  if (has_attend && strcmp(attend, "before") && strcmp(attend, "after")) {
     loom_set_error(LOOM_ERR_FORMAT,
                    "caption.model '%.200s': attend is not before or after",
                    line);
     return -1;
   }
-  c->attend_after = attend && !strcmp(attend, "after");
-  if (!cnn || cap_channels_parse(cnn, c) < 0) {
+  c->attend_after = has_attend && !strcmp(attend, "after");
+  if (!has_cnn || cap_channels_parse(cnn, c) < 0) {
     loom_clear_error();
     loom_set_error(LOOM_ERR_FORMAT,
                    "caption.model '%.200s': cnn is not 1 to %d channel "
@@ -281,11 +296,9 @@ int cap_config_parse(const char *line, cap_config *c) {
                    line, CAP_MAX_BLOCKS);
     return -1;
   }
-  const char *mode = field(line, "image", buf, sizeof buf);
-  c->image_mode = mode ? cap_image_mode_parse(mode) : -1;
-  const char *d = field(line, "dropout", buf, sizeof buf);
-  if (c->image_mode < 0 || !d || !whole(d, true, &dropout) ||
-      !(dropout >= 0 && dropout < 1)) {
+  c->image_mode = has_mode ? cap_image_mode_parse(mode) : -1;
+  if (c->image_mode < 0 || !has_dropout ||
+      !whole(dropout_text, true, &dropout) || !(dropout >= 0 && dropout < 1)) {
     loom_set_error(LOOM_ERR_FORMAT,
                    "caption.model '%.200s': image is not first, init or "
                    "every, or dropout not in [0, 1)",
