@@ -299,16 +299,22 @@ static int train_small(int ranks, const char *ckpt, const char *extra,
   return test_run(prog, args, TEST_OUTPUT_BOTH, out, n);
 }
 
-/* The largest difference between the models of two checkpoints, but for
- * the attention key biases: softmax ignores a constant added to every
- * score, so their gradient is zero but for rounding, and Adam (eps 1e-9)
- * turns that noise into steps of about lr / 2 of either sign, different
- * in any two runs that round differently. */
-static double model_distance(const char *a, const char *b) {
+/* How far apart the models of two checkpoints are: the largest
+ * difference, and how many of the n elements are further apart than
+ * `far`. The attention key biases are left out: softmax ignores a constant
+ * added to every score, so their gradient is zero but for rounding, and
+ * Adam (eps 1e-9) turns that noise into steps of about lr / 2 of either
+ * sign, different in any two runs that round differently. */
+typedef struct {
+  double worst;
+  int64_t far, n;
+} distance;
+
+static distance model_distance(const char *a, const char *b, double far) {
   loom_tensor_map *x = loom_safetensors_load(a), *y = loom_safetensors_load(b);
   ck_assert_loom(x);
   ck_assert_loom(y);
-  double worst = 0;
+  distance d = {0};
   for (int i = 0; i < loom_tensor_map_count(x); i++) {
     const char *name = loom_tensor_map_name(x, i);
     if (strncmp(name, "model.", 6))
@@ -328,19 +334,44 @@ static double model_distance(const char *a, const char *b) {
       if (keyed && k >= third && k < 2 * third)
         continue;
       int64_t at[1] = {k};
-      worst = fmax(worst, fabs(loom_get(fu, at) - loom_get(fv, at)));
+      double e = fabs(loom_get(fu, at) - loom_get(fv, at));
+      d.worst = fmax(d.worst, e);
+      d.far += !(e <= far); /* NaN counts as far */
+      d.n++;
     }
     loom_scope_end(s);
   }
   loom_tensor_map_free(x);
   loom_tensor_map_free(y);
-  return worst;
+  return d;
+}
+
+/* Whether a run with ranks trained as one process did: all but 1% of the
+ * elements within 1e-4 (a twentieth of the learning rate) of it. Not every
+ * element, nor closer: the ranks sum the gradients in another order, so
+ * the models differ in their last bits (1.2e-7, measured), and a ReLU unit
+ * whose input lies within that of 0 for some token can be on in one run
+ * and off in the other; the unit's weights then take other steps, and the
+ * rest of the model a ripple of them that grows with the steps. Measured
+ * over --seed 1 to 30 of these runs: with Adam's second moment rounded as
+ * a product and a sum, 5 of the 30 ended with elements further than 1e-5
+ * apart; rounded as one fused multiply-add (as torch does), the same 5 and
+ * --seed 1, this test's. At worst 1366 of the 23056 elements (5.9%, after
+ * the second epoch) further than 1e-5, 26 (0.11%) further than 1e-4, the
+ * furthest 4.1e-4. A rank that loses its part of the batch leaves 97% of
+ * them further than 1e-4 (measured with batches of half the tokens). */
+static void expect_one_process(const char *a, const char *b, const char *what) {
+  distance d = model_distance(a, b, 1e-4);
+  ck_assert_msg(d.n > 0 && d.far * 100 <= d.n,
+                "%s: %lld of %lld elements more than 1e-4 from one process "
+                "(the furthest %g)",
+                what, (long long)d.far, (long long)d.n, d.worst);
 }
 
 /* 2 ranks (each with its part of the sentence pairs of every batch) train
- * as one process: after an epoch of 5 steps the models agree to 1.2e-7 in
- * every element (measured; tolerance 1e-5); a run of 2 ranks resumed alone for
- * a second epoch, and a run of one process resumed on 2 ranks (each reading the
+ * as one process: after an epoch of 5 steps the models agree (as
+ * expect_one_process says); a run of 2 ranks resumed alone for a second
+ * epoch, and a run of one process resumed on 2 ranks (each reading the
  * checkpoint), agree with one process's two. Rank 0 alone reports. */
 START_TEST(test_distributed_trains_as_one_process) {
   char one[512], two[512], one2[512], mixed[512], grown[512], out[65536];
@@ -355,8 +386,7 @@ START_TEST(test_distributed_trains_as_one_process) {
                 out);
   const char *said = strstr(out, "validation after 1.00 epochs");
   ck_assert_msg(said && !strstr(said + 1, "validation after"), "%s", out);
-  double d = model_distance(one, two);
-  ck_assert_msg(d <= 1e-5, "2 ranks end %g from one process", d);
+  expect_one_process(one, two, "2 ranks");
   ck_assert_int_eq(train_small(0, one2, "--epochs 2 --quiet", out, sizeof out),
                    0);
   ck_assert_int_eq(train_small(2, mixed, "--epochs 1 --quiet", out, sizeof out),
@@ -364,8 +394,7 @@ START_TEST(test_distributed_trains_as_one_process) {
   ck_assert_msg(train_small(0, mixed, "--epochs 2 --resume --quiet", out,
                             sizeof out) == 0,
                 "%s", out);
-  d = model_distance(one2, mixed);
-  ck_assert_msg(d <= 1e-5, "2 ranks then 1 end %g from one process", d);
+  expect_one_process(one2, mixed, "2 ranks then 1");
   ck_assert_int_eq(train_small(0, grown, "--epochs 1 --quiet", out, sizeof out),
                    0);
   ck_assert_msg(train_small(2, grown, "--epochs 2 --resume", out, sizeof out) ==
@@ -373,8 +402,7 @@ START_TEST(test_distributed_trains_as_one_process) {
                 "%s", out);
   said = strstr(out, "resumed from"); /* rank 0 alone */
   ck_assert_msg(said && !strstr(said + 1, "resumed from"), "%s", out);
-  d = model_distance(one2, grown);
-  ck_assert_msg(d <= 1e-5, "1 process then 2 ranks end %g from one process", d);
+  expect_one_process(one2, grown, "1 process then 2 ranks");
 }
 END_TEST
 
