@@ -5,6 +5,9 @@ Run with Debian's python3-torch (1.13) from the repository root:
 
     OMP_WAIT_POLICY=passive /usr/bin/python3 scripts/gen_nn_reference.py
 
+or name the files to write (nn_layers, nn_losses, optim, schedules,
+interop), e.g. `... gen_nn_reference.py optim`.
+
 The output is deterministic (fixed seeds, one thread) and committed, so CI
 never needs torch. Every file is safetensors, written by
 scripts/safetensors_io.py (the safetensors package is not installed): an
@@ -42,6 +45,9 @@ dots, e.g. "linear_bias"):
     CASE              (20, P): the parameters after step s+1, same layout
                       (float64: torch's steps in float64 from the float32
                       initial values and gradients)
+    CASE.f32          (20, P): the same in float32, torch's steps in
+                      float32 (torch 1.13's CPU default: the single-tensor
+                      loop, neither foreach nor fused)
   Metadata: CASE -> the torch.optim constructor.
 
   schedules.safetensors (float64)
@@ -509,17 +515,25 @@ def optim():
     out["grads"] = torch.stack([torch.cat([g.flatten() for g in gs])
                                 for gs in grads])
     meta = {}
-    # the truth: float64 steps from the float32 values loom starts from
-    for case, (cls, kw) in OPTIMIZERS.items():
-        params = [t.double().requires_grad_(True) for t in init]
+
+    def trajectory(cls, kw, dtype):
+        params = [t.to(dtype, copy=True).requires_grad_(True) for t in init]
         opt = getattr(torch.optim, cls)(params, **kw)
         rows = []
         for gs in grads:
             for p, g in zip(params, gs):
-                p.grad = g.double()
+                p.grad = g.to(dtype)
             opt.step()
             rows.append(torch.cat([p.detach().flatten() for p in params]))
-        out[case] = torch.stack(rows)
+        return torch.stack(rows)
+
+    for case, (cls, kw) in OPTIMIZERS.items():
+        # the truth: float64 steps from the float32 values loom starts from
+        out[case] = trajectory(cls, kw, torch.float64)
+        # what a torch user gets in float32 (torch 1.13's CPU default: the
+        # single-tensor loop, neither foreach nor fused), which loom's
+        # float32 steps are to equal bit for bit
+        out[f"{case}.f32"] = trajectory(cls, kw, torch.float32)
         meta[case] = f"torch.optim.{cls}(params, **{kw})"
     return out, meta
 
@@ -622,17 +636,30 @@ def interop():
 
 
 def main():
+    files = (("nn_layers", layers), ("nn_losses", losses),
+             ("optim", optim), ("schedules", schedules))
+    known = [f for f, _ in files] + ["interop"]
+    # Some files only: the convolutions' results differ in their last bits
+    # from one CPU to another, so regenerating every file on another
+    # machine rewrites files nothing changed.
+    chosen = sys.argv[1:] or known
+    if any(c not in known for c in chosen):
+        print(f"usage: {sys.argv[0]} [{' | '.join(known)}]...",
+              file=sys.stderr)
+        return 2
     os.makedirs(DATA, exist_ok=True)
     written = []
-    for fname, make in (("nn_layers", layers), ("nn_losses", losses),
-                        ("optim", optim), ("schedules", schedules)):
+    for fname, make in files:
+        if fname not in chosen:
+            continue
         tensors, meta = make()
         written.append(os.path.join(DATA, f"{fname}.safetensors"))
         save_safetensors(written[-1], tensors, meta)
-    for name in INTEROP_MODELS:
-        written += [os.path.join(DATA, f"interop_{name}{s}.safetensors")
-                    for s in ("", "_io")]
-    interop()
+    if "interop" in chosen:
+        for name in INTEROP_MODELS:
+            written += [os.path.join(DATA, f"interop_{name}{s}.safetensors")
+                        for s in ("", "_io")]
+        interop()
     print(f"total {sum(os.path.getsize(f) for f in written)} bytes")
     return 0
 

@@ -1,9 +1,11 @@
 /* PyTorch parity of the optimizers and learning-rate schedules
  * (tests/data/optim.safetensors and schedules.safetensors, written by
  * scripts/gen_nn_reference.py): the same three parameters, fed the same 20
- * gradients, must follow torch.optim's trajectory step by step (torch's
- * float64 steps from the same float32 values, so the error measured is
- * loom's own), and each schedule must give torch's learning rates. */
+ * gradients, must follow torch.optim's trajectory step by step: within a
+ * tolerance of torch's float64 steps from the same float32 values (so the
+ * error measured is loom's own), and bit for bit torch's float32 steps
+ * (what a torch user gets); each schedule must give torch's learning
+ * rates. */
 #include "parity_util.h"
 
 #define STEPS 20
@@ -128,6 +130,52 @@ static loom_tensor *row_part(const loom_tensor *table, int step,
   return loom_reshape(part, loom_ndim(like), loom_shape(like));
 }
 
+/* A float's place in the order of all floats: two floats' places differ
+ * by the ulps between them. */
+static int64_t float_place(float x) {
+  int32_t bits;
+  memcpy(&bits, &x, sizeof bits);
+  return bits < 0 ? (int64_t)INT32_MIN - bits : bits;
+}
+
+/* After step `step` (from 0), every float32 parameter must hold the bits
+ * of torch's float32 step (row `step` of the (STEPS, P) table `want`, the
+ * parameters' elements in turn): the message names the first element that
+ * differs, by how many ulps, and how many differ in all. */
+static void check_bits(const char *name, int step, loom_tensor *const *params,
+                       const loom_tensor *want) {
+  ck_assert_int_eq(loom_dtype_of(want), LOOM_F32);
+  int64_t width = loom_size(want, 1), off = 0;
+  const float *row = loom_data_f32(want) + step * width;
+  for (int i = 0; i < N_PARAMS; i++) {
+    const float *got = loom_data_f32(params[i]);
+    int64_t n = loom_numel(params[i]);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_int_le(off + n, width);
+    if (memcmp(got, row + off, (size_t)n * sizeof *got)) {
+      int64_t first = -1, differ = 0, most = 0;
+      for (int64_t k = 0; k < n; k++) {
+        int64_t ulps = llabs(float_place(got[k]) - float_place(row[off + k]));
+        if (ulps || memcmp(&got[k], &row[off + k], sizeof *got)) {
+          differ++;
+          first = first < 0 ? k : first;
+          most = ulps > most ? ulps : most;
+        }
+      }
+      ck_abort_msg("%s step %d p%d: element %lld is %.9g, torch's float32 "
+                   "step gives %.9g (%lld ulps); %lld of %lld elements "
+                   "differ, by up to %lld ulps",
+                   name, step + 1, i, (long long)first, (double)got[first],
+                   (double)row[off + first],
+                   (long long)llabs(float_place(got[first]) -
+                                    float_place(row[off + first])),
+                   (long long)differ, (long long)n, (long long)most);
+    }
+    off += n;
+  }
+  ck_assert_int_eq(off, width);
+}
+
 START_TEST(test_optimizer) {
   const optim_case *c = &optim_cases[_i];
   loom_tensor *params[N_PARAMS];
@@ -138,6 +186,7 @@ START_TEST(test_optimizer) {
   }
   loom_tensor *grads = parity_ref(optim_ref, "grads", "");
   loom_tensor *want = parity_ref(optim_ref, c->name, "");
+  loom_tensor *want32 = parity_ref(optim_ref, c->name, ".f32");
   loom_optimizer *opt = c->make(params, c->name);
   ck_assert_msg(opt != NULL, "%s: %s", c->name, loom_last_error());
   for (int s = 0; s < STEPS; s++) {
@@ -161,6 +210,7 @@ START_TEST(test_optimizer) {
       parity_check(&optim_stat, params[i], row_part(want, s, params[i], &off),
                    1e-6, 1e-7, what);
     }
+    check_bits(c->name, s, params, want32);
     loom_scope_end(scope);
   }
   loom_optimizer_free(opt);
@@ -168,11 +218,15 @@ START_TEST(test_optimizer) {
 END_TEST
 
 START_TEST(test_every_optimizer_is_run) {
-  /* init.p0-2 and grads, then one table per case */
-  ck_assert_int_eq(loom_tensor_map_count(optim_ref), N_PARAMS + 1 + N_OPTIM);
+  /* init.p0-2 and grads, then two tables per case (float64, float32) */
+  ck_assert_int_eq(loom_tensor_map_count(optim_ref),
+                   N_PARAMS + 1 + 2 * N_OPTIM);
   for (int i = 0; i < N_OPTIM; i++)
-    ck_assert_msg(parity_find(optim_ref, optim_cases[i].name, "") != NULL,
-                  "no case '%s' in the file", optim_cases[i].name);
+    ck_assert_msg(parity_find(optim_ref, optim_cases[i].name, "") != NULL &&
+                      parity_find(optim_ref, optim_cases[i].name, ".f32") !=
+                          NULL,
+                  "no case '%s' (and '%s.f32') in the file",
+                  optim_cases[i].name, optim_cases[i].name);
 }
 END_TEST
 
