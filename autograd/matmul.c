@@ -324,8 +324,8 @@ static void defer_drop(deferred *e) {
   e->rows = 0;
 }
 
-/* Copies pairs [lo, hi) of a stacking: part 2i is G's rows of pair i,
- * part 2i + 1 X's. */
+/* Copies parts [lo, hi) of a stacking: part 2i is pair i's gy into G's
+ * rows, part 2i + 1 its x into X's. */
 typedef struct {
   loom_tensor **dst;
   loom_tensor *const *gy, *const *x;
@@ -337,10 +337,10 @@ static void stack_parts(void *ctx, int64_t lo, int64_t hi) {
     loom__kernel_copy(st->dst[p], p % 2 ? st->x[p / 2] : st->gy[p / 2]);
 }
 
-/* grad(W) += G^T X, with G and X the pairs' rows stacked. The copies run
- * as one parallel job, a whole pair's rows to a thread: copied one by
- * one, each of the 2 x steps small copies waited for the other threads
- * (3 % of an unrolled LSTM cell's step, bench/rnn.c). */
+/* grad(W) += G^T X, with G and X the pairs' rows stacked. The 2n copies
+ * run as one parallel job, whole copies to a thread (a copy inside the job
+ * runs serially): as 2n parallel copies, each small one waited for the
+ * other threads (3 % of an unrolled LSTM cell's step, bench/rnn.c). */
 static void defer_sum(deferred *e) {
   if (e->n == 0) /* summed already, by a flush */
     return;

@@ -621,7 +621,10 @@ LOOM_API loom_tensor *loom_dropout(const loom_tensor *t, double p,
  * (B) or NULL): steps past a sequence's end keep its state and output 0.
  * reverse runs t = T-1 .. 0. Results (out (T, B, H) and final states) are
  * scope-owned; differentiable in every tensor but lengths. 0 or -1. The
- * step-by-step cells of nn/ compute the same values. */
+ * step-by-step cells of nn/ compute the same values. Without lengths,
+ * backward reads each step's previous state from out and h0 (c0) rather
+ * than keeping copies, as torch does: writing into them in place between
+ * forward and backward fails backward with LOOM_ERR_STATE. */
 
 /* LSTM, gates i, f, g, o; peephole: NULL or {w_ci, w_cf, w_co} (H each);
  * b_hh may be NULL. */

@@ -524,6 +524,12 @@ static void lstm_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
   memcpy(dc, dcp, bytes);
 }
 
+/* The input index of b_ih when the op computed the input part with one
+ * (n->i[7] == 2: it is the last input), else -1. */
+static int bias_ih_input(const loom__node *n) {
+  return n->i[7] == 2 ? n->n_in - 1 : -1;
+}
+
 /* Passes on dx, the gradient of the input part xp (T, B, G*H): to xp, or,
  * when the op computed xp = x w_ih^T + b_ih itself (n->i[7]: 1, or 2 with
  * b_ih), to x, w_ih and b_ih (the last inputs) as linear's backward would.
@@ -554,8 +560,9 @@ static void input_part_backward(loom__node *n, const loom_tensor *dx,
       loom__kernel_fill(dw, 0);
     loom__accumulate(n, kw, dw);
   }
-  if (n->i[7] == 2 && loom__needs_grad(n, kw + 1))
-    loom__accumulate(n, kw + 1, sums ? sums : column_sums(dx, rows, width));
+  int kb = bias_ih_input(n);
+  if (kb >= 0 && loom__needs_grad(n, kb))
+    loom__accumulate(n, kb, sums ? sums : column_sums(dx, rows, width));
 }
 
 /* Rows of the recurrent weight's gradient: dw (rows x H, row stride H) =
@@ -582,19 +589,28 @@ static void weight_grad_rows(const geom *g, bool reverse, const char *dgates,
                         H);
 }
 
-/* The recurrent weight's gradient (gates H x H) from the gates' gradients
- * (T, B, gates H); prev and h0 as weight_grad_rows. A new tensor, or NULL
- * with an error set. */
+/* Some of the gates' gradients: `rows` columns (gates x H of them) of a
+ * (T, B, ld) tensor, from `data`. */
+typedef struct {
+  const char *data;
+  int64_t ld, rows;
+} gate_columns;
+
+/* The recurrent weight's gradient (gates H x H) from the gates' gradients,
+ * held in n parts in the order of the weight's rows (the GRU keeps its r
+ * and z columns apart from n's); prev and h0 as weight_grad_rows. A new
+ * tensor, or NULL with an error set. */
 static loom_tensor *recurrent_weight_grad(const geom *g, bool reverse,
-                                          const loom_tensor *dgates,
+                                          const gate_columns *part, int n,
                                           const loom_tensor *prev,
                                           const loom_tensor *h0) {
   int64_t G = g->gates * g->H;
   if (g->T == 0) /* the products would read a step that does not exist */
     return loom_zeros(g->dtype, LOOM_SHAPE(G, g->H));
   loom_tensor *dw = loom_empty(g->dtype, LOOM_SHAPE(G, g->H));
-  if (dw)
-    weight_grad_rows(g, reverse, dgates->data, G, G, prev, h0, dw->data);
+  for (int64_t i = 0, row = 0; dw && i < n; row += part[i++].rows)
+    weight_grad_rows(g, reverse, part[i].data, part[i].ld, part[i].rows, prev,
+                     h0, dw->data + (size_t)(row * g->H) * g->es);
   return dw;
 }
 
@@ -661,7 +677,10 @@ static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
   free(active);
   input_part_backward(n, dx, NULL);
   if (loom__needs_grad(n, 1))
-    loom__accumulate(n, 1, recurrent_weight_grad(&g, reverse, dx, Hp, h0));
+    loom__accumulate(n, 1,
+                     recurrent_weight_grad(
+                         &g, reverse,
+                         &(gate_columns){dx->data, 4 * H, 4 * H}, 1, Hp, h0));
   if (has_b && loom__needs_grad(n, 2))
     loom__accumulate(n, 2, column_sums(dx, T * B, 4 * H));
   loom__accumulate(n, 2 + has_b, dh);
@@ -707,7 +726,7 @@ static void gru_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
   if (f->Hp)
     memcpy(hp, h, (size_t)(n * H) * g->es);
   char *a = row_at(f->A, g, t, r0, 3 * H);
-  if (f->x != f->A) /* xp given: the step completes a copy of its rows */
+  if (f->x != f->A) /* xp given: the step first copies its rows into A */
     memcpy(a, row_at(f->x, g, t, r0, 3 * H), (size_t)(n * 3 * H) * g->es);
   rows_plus_bias(g->dtype, hg, NULL, f->b->data, n, 3 * H);
   product(f->w, n, h, hg, true);
@@ -891,22 +910,17 @@ static void gru_backward(loom__node *n, loom_tensor *const *gout) {
   loom__kernel_packed_free(wp.packed);
   free(active);
   /* b_ih's gradient and the r and z part of b_hh's are the same sums */
-  bool bias_in = n->i[7] == 2 && loom__needs_grad(n, n->n_in - 1);
+  int kb = bias_ih_input(n);
+  bool bias_in = kb >= 0 && loom__needs_grad(n, kb);
   bool bias_hh = loom__needs_grad(n, 2);
   loom_tensor *sums =
       bias_in || bias_hh ? column_sums(dx, T * B, 3 * H) : NULL;
   input_part_backward(n, dx, sums);
   if (loom__needs_grad(n, 1)) {
-    loom_tensor *dw = T ? loom_empty(g.dtype, LOOM_SHAPE(3 * H, H))
-                        : loom_zeros(g.dtype, LOOM_SHAPE(3 * H, H));
-    const loom_tensor *prev = keep_prev ? Hp : o;
-    if (dw && T) {
-      weight_grad_rows(&g, reverse, dx->data, 3 * H, 2 * H, prev, h0,
-                       dw->data);
-      weight_grad_rows(&g, reverse, dn->data, H, H, prev, h0,
-                       dw->data + (size_t)(2 * H * H) * g.es);
-    }
-    loom__accumulate(n, 1, dw);
+    gate_columns rzn[2] = {{dx->data, 3 * H, 2 * H}, {dn->data, H, H}};
+    loom__accumulate(n, 1,
+                     recurrent_weight_grad(&g, reverse, rzn, 2,
+                                           keep_prev ? Hp : o, h0));
   }
   if (bias_hh) {
     loom_tensor *parts[2] = {loom_narrow(sums, 0, 0, 2 * H),
@@ -939,8 +953,8 @@ static void rnn_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
   product(f->w, n, h, pre, true);
   if (f->Hp)
     memcpy(row_at(f->Hp, g, t, r0, H), h, (size_t)(n * H) * g->es);
-  /* the state is updated in place: each element of h is read once, by the
-   * element of the new state that replaces it */
+  /* the state is updated in place: the product and Hp have read h; the
+   * kernel reads h_prev[j] (finished rows only) just before writing h[j] */
   loom__kernel_rnn_step(g->dtype, n, H, pre, h, h, row_at(f->o, g, t, r0, H),
                         f->relu, active_at(f->active, g, t, r0));
 }
@@ -1060,14 +1074,26 @@ static void rnn_backward(loom__node *n, loom_tensor *const *gout) {
   free(active);
   loom__accumulate(n, 0, dx);
   if (loom__needs_grad(n, 1))
-    loom__accumulate(
-        n, 1, recurrent_weight_grad(&g, reverse, dx, keep_prev ? Hp : o, h0));
+    loom__accumulate(n, 1,
+                     recurrent_weight_grad(&g, reverse,
+                                           &(gate_columns){dx->data, H, H}, 1,
+                                           keep_prev ? Hp : o, h0));
   if (loom__needs_grad(n, 2))
     loom__accumulate(n, 2, column_sums(dx, T * B, H));
   loom__accumulate(n, 3, dh);
 }
 
 /* ---- double backward: the step-by-step composition ---- */
+
+/* The k gates' columns of x (B, k H) as views; -1 on an error. Not
+ * loom_chunk: it gives no chunks of a 0-wide x (H == 0). */
+static int gate_views(const loom_tensor *x, int k, int64_t H,
+                      loom_tensor **part) {
+  for (int i = 0; i < k; i++)
+    if (!x || !(part[i] = loom_narrow(x, 1, i * H, H)))
+      return -1;
+  return 0;
+}
 
 /* One step of the node's cell in public ops: the states s (h, and c for
  * the LSTM) and the step's projected input x give next. Node inputs as
@@ -1080,8 +1106,8 @@ static int cell_step(const loom__node *n, loom_tensor *const *in,
     const loom_tensor *b = has_b ? in[2] : NULL;
     loom_tensor *const *p = has_p ? in + 4 + has_b : NULL;
     loom_tensor *part[4];
-    if (loom_chunk(loom_add(x, loom_linear(s[0], in[1], b)), 4, 1, part, 4) !=
-        4)
+    if (gate_views(loom_add(x, loom_linear(s[0], in[1], b)), 4, n->i[2],
+                   part) < 0)
       return -1;
     loom_tensor *i = part[0], *f = part[1], *o = part[3];
     if (p) {
@@ -1098,8 +1124,8 @@ static int cell_step(const loom__node *n, loom_tensor *const *in,
   }
   if (n->op == &loom__op_gru_sequence) {
     loom_tensor *xi[3], *hh[3];
-    if (loom_chunk(x, 3, 1, xi, 3) != 3 ||
-        loom_chunk(loom_linear(s[0], in[1], in[2]), 3, 1, hh, 3) != 3)
+    if (gate_views(x, 3, n->i[2], xi) < 0 ||
+        gate_views(loom_linear(s[0], in[1], in[2]), 3, n->i[2], hh) < 0)
       return -1;
     loom_tensor *r = loom_sigmoid(loom_add(xi[0], hh[0]));
     loom_tensor *z = loom_sigmoid(loom_add(xi[1], hh[1]));
@@ -1128,7 +1154,8 @@ static int compose_sequence(const loom__node *n, loom_tensor *const *in,
   if (n->i[7]) { /* the op computed xp from x, w_ih and b_ih */
     int kw = n->n_in - (int)n->i[7];
     memcpy(with_xp, in, (size_t)n->n_in * sizeof *in);
-    with_xp[0] = loom_linear(in[0], in[kw], n->i[7] == 2 ? in[kw + 1] : NULL);
+    int kb = bias_ih_input(n);
+    with_xp[0] = loom_linear(in[0], in[kw], kb >= 0 ? in[kb] : NULL);
     if (!with_xp[0])
       return -1;
     in = with_xp;

@@ -124,19 +124,23 @@ int main(int argc, char **argv) {
   }
   bool lstm = model && !strcmp(model, "lstm");
   bool gru = model && !strcmp(model, "gru");
-  bool rnn = model && !strcmp(model, "rnn");
-  if (!model || (!lstm && !gru && !rnn && strcmp(model, "encoder")) || !T ||
-      !B ||
-      !H || (!strcmp(model, "encoder") && H % 8)) {
+  bool plain = model && !strcmp(model, "rnn");
+  bool encoder = model && !strcmp(model, "encoder");
+  if (!model || (!lstm && !gru && !plain && !encoder) || !T || !B || !H) {
     fputs(usage, stderr);
-    fputs("(the encoder's hidden size must divide into 8 heads)\n", stderr);
+    return 2;
+  }
+  if (encoder && H % 8) {
+    fprintf(stderr, "bench-cost: the encoder's hidden size %ld does not "
+                    "divide into 8 heads\n",
+            H);
     return 2;
   }
   loom_manual_seed(0);
   cost_case c = {0};
   loom_tensor *params[64];
   int n = 0;
-  if (lstm || gru || rnn) {
+  if (lstm || gru || plain) {
     c.rnn = loom_rnn_new(lstm  ? &loom_lstm_cell
                          : gru ? &loom_gru_cell
                                : &loom_rnn_tanh_cell,

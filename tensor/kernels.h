@@ -440,9 +440,14 @@ void loom__kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
                                     void *act, void *hn, const void *h_prev,
                                     const void *dh, void *dhg, void *dh_prev,
                                     const uint8_t *active);
+/* One plain RNN step: h = act(pre), out a copy (past a sequence's end h
+ * keeps h_prev, out 0). h may be h_prev: element j is read before it is
+ * written, at j (so no restrict on these pointers). */
 void loom__kernel_rnn_step(loom_dtype t, int64_t B, int64_t H, const void *pre,
                            const void *h_prev, void *h, void *out, bool relu,
                            const uint8_t *active);
+/* h: the step's output (read at live rows only); dpre = act'(h) * dh, 0
+ * past a sequence's end. */
 void loom__kernel_rnn_step_backward(loom_dtype t, int64_t B, int64_t H,
                                     const void *h, const void *dh, void *dpre,
                                     bool relu, const uint8_t *active);
