@@ -743,6 +743,28 @@ START_TEST(test_analogy_and_similarity) {
   ck_assert_int_eq(a.seen, 1);
   ck_assert_int_eq(a.correct, 1);
   w2v_accuracy_free(&a);
+  /* a word of any length is one word: 300 letters and three words make a
+   * question (of an unknown word), with two words a malformed line (read
+   * through 255-byte buffers, the long word had been two) */
+  char long_q[512];
+  for (int three = 0; three < 2; three++) {
+    int n = snprintf(long_q, sizeof long_q, ": royal\nman king woman queen\n");
+    memset(long_q + n, 'k', 300);
+    snprintf(long_q + n + 300, sizeof long_q - (size_t)n - 300, " %s\n",
+             three ? "man woman queen" : "man woman");
+    test_write_file(qpath, long_q, strlen(long_q));
+    int rc = w2v_analogy_accuracy(&w, qpath, 0, &a);
+    if (three) {
+      ck_assert_int_eq(rc, 0);
+      ck_assert_int_eq(a.questions, 2);
+      ck_assert_int_eq(a.seen, 1);
+      w2v_accuracy_free(&a);
+    } else {
+      ck_assert_int_eq(rc, -1);
+      ck_assert_int_eq(loom_last_status(), LOOM_ERR_FORMAT);
+      loom_clear_error();
+    }
+  }
   const char s[] = "# comment\nman\twoman\t8\nking\tqueen\t9\n"
                    "man\tapple\t1\nman\tunicorn\t3\napple\tpear\t7\n";
   test_write_file(spath, s, sizeof s - 1);

@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "word2vec.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +206,27 @@ static int answer(const loom_tensor *normed, const folded_index *x,
   return sc ? 0 : -1;
 }
 
+/* Splits line in place into its whitespace-separated words, pointing up
+ * to n of word[] at them; returns how many there are (maybe more than n).
+ * Words of any length: read through fixed buffers, a long word became two
+ * and the line's words shifted. */
+static int split_words(char *line, char **word, int n) {
+  int count = 0;
+  for (char *p = line;;) {
+    while (*p && isspace((unsigned char)*p))
+      p++;
+    if (!*p)
+      return count;
+    if (count < n)
+      word[count] = p;
+    count++;
+    while (*p && !isspace((unsigned char)*p))
+      p++;
+    if (*p)
+      *p++ = 0;
+  }
+}
+
 int w2v_analogy_accuracy(const w2v_vectors *w, const char *path, int64_t limit,
                          w2v_accuracy *acc) {
   *acc = (w2v_accuracy){0};
@@ -227,7 +249,6 @@ int w2v_analogy_accuracy(const w2v_vectors *w, const char *path, int64_t limit,
   size_t line_cap = 0;
   while (rc == 0 && getline(&line, &line_cap, f) > 0) {
     lineno++;
-    char w1[256], w2[256], w3[256], w4[256];
     if (line[0] == ':') {
       if (acc->n_sections == cap) {
         cap = cap ? 2 * cap : 16;
@@ -245,8 +266,9 @@ int w2v_analogy_accuracy(const w2v_vectors *w, const char *path, int64_t limit,
         snprintf(sec->name, sizeof sec->name, "section %d", acc->n_sections);
       continue;
     }
-    int got = sscanf(line, "%255s %255s %255s %255s", w1, w2, w3, w4);
-    if (got <= 0)
+    char *wd[4];
+    int got = split_words(line, wd, 4);
+    if (got == 0)
       continue; /* a blank line */
     if (got != 4 || acc->n_sections == 0) {
       loom_set_error(LOOM_ERR_FORMAT,
@@ -257,8 +279,8 @@ int w2v_analogy_accuracy(const w2v_vectors *w, const char *path, int64_t limit,
       break;
     }
     acc->questions++;
-    question qq = {folded_find(&x, w1), folded_find(&x, w2),
-                   folded_find(&x, w3), folded_find(&x, w4),
+    question qq = {folded_find(&x, wd[0]), folded_find(&x, wd[1]),
+                   folded_find(&x, wd[2]), folded_find(&x, wd[3]),
                    acc->n_sections - 1};
     if (qq.a < 0 || qq.b < 0 || qq.c < 0 || qq.d < 0)
       continue;
