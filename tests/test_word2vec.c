@@ -771,6 +771,20 @@ START_TEST(test_analogy_and_similarity) {
   w2v_similarity sim;
   ck_assert_int_eq(w2v_word_similarity(&w, spath, 0, &sim), 0);
   ck_assert_int_eq(sim.pairs, 5);
+  /* a score must be a whole finite number */
+  const char *bad_scores[] = {"8abc", "nan", "inf", "1e999", "-"};
+  for (int k = 0; k < 5; k++) {
+    char bad[128];
+    snprintf(bad, sizeof bad, "man\twoman\t8\nking\tqueen\t%s\n",
+             bad_scores[k]);
+    test_write_file(spath, bad, strlen(bad));
+    w2v_similarity bs;
+    ck_assert_msg(w2v_word_similarity(&w, spath, 0, &bs) == -1, "score %s",
+                  bad_scores[k]);
+    ck_assert_int_eq(loom_last_status(), LOOM_ERR_FORMAT);
+    loom_clear_error();
+  }
+  test_write_file(spath, s, sizeof s - 1);
   ck_assert_int_eq(sim.used, 4);
   /* cosines 0.7071, 0.8165, 0.0, 0.7071 against 8, 9, 1, 7 */
   double h[] = {8, 9, 1, 7}, c[] = {0.70710678, 0.81649658, 0, 0.70710678};

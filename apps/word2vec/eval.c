@@ -380,8 +380,10 @@ int w2v_word_similarity(const w2v_vectors *w, const char *path, int64_t limit,
   int64_t cap = 512, lineno = 0;
   double *human = malloc((size_t)cap * sizeof *human);
   double *model = malloc((size_t)cap * sizeof *model);
-  if (!human || !model)
+  if (rc == 0 && (!human || !model)) {
+    loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory", path);
     rc = -1;
+  }
   const float *m = loom_data_f32(w->vectors);
   char *line = NULL;
   size_t line_cap = 0;
@@ -396,10 +398,12 @@ int w2v_word_similarity(const w2v_vectors *w, const char *path, int64_t limit,
     if (!a)
       continue;
     double h = score ? strtod(score, &end) : NAN;
-    if (!b || !score || end == score) {
+    while (end && isspace((unsigned char)*end))
+      end++;
+    if (!b || !score || end == score || *end || !isfinite(h)) {
       loom_set_error(LOOM_ERR_FORMAT,
                      "%s: line %lld: expected "
-                     "\"word1<TAB>word2<TAB>score\"",
+                     "\"word1<TAB>word2<TAB>score\" with a finite score",
                      path, (long long)lineno);
       rc = -1;
       break;
@@ -417,6 +421,7 @@ int w2v_word_similarity(const w2v_vectors *w, const char *path, int64_t limit,
       if (gm)
         model = gm;
       if (!gh || !gm) {
+        loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory", path);
         rc = -1;
         break;
       }
