@@ -414,6 +414,31 @@ START_TEST(test_input_part_in_the_op) {
 }
 END_TEST
 
+/* One of the five fused ops on x: LSTM, GRU, tanh RNN (x the input part),
+ * LSTM or GRU from x (through w_ih); b serves as every bias, h0 as every
+ * initial state. */
+static int run_kind(int kind, const loom_tensor *x, const loom_tensor *w_ih,
+                    const loom_tensor *w, const loom_tensor *b,
+                    const loom_tensor *h0, const loom_tensor *lengths,
+                    loom_tensor **out, loom_tensor **hn) {
+  loom_tensor *cn;
+  switch (kind) {
+  case 0:
+    return loom_lstm_sequence(x, w, b, h0, h0, NULL, lengths, false, out, hn,
+                              &cn);
+  case 1:
+    return loom_gru_sequence(x, w, b, h0, lengths, false, out, hn);
+  case 2:
+    return loom_rnn_sequence(x, w, b, h0, lengths, false, false, out, hn);
+  case 3:
+    return loom_lstm_sequence_input(x, w_ih, b, w, b, h0, h0, NULL, lengths,
+                                    false, out, hn, &cn);
+  default:
+    return loom_gru_sequence_input(x, w_ih, b, w, b, h0, lengths, false, out,
+                                   hn);
+  }
+}
+
 /* An empty sequence (T = 0) through each fused op, with and without
  * lengths, given xp or projecting x: the final states are the initial
  * ones, so h0's gradient is h_n's and every weight's is zero. */
@@ -436,18 +461,8 @@ START_TEST(test_empty_sequence) {
           loom_full(LOOM_F64, 0.5, LOOM_SHAPE(B, H)), true);
       loom_tensor *lengths =
           with_len ? loom_zeros(LOOM_I64, LOOM_SHAPE(B)) : NULL;
-      loom_tensor *out, *hn, *cn;
-      int rc = kind == 0 ? loom_lstm_sequence(x, w, b, h0, h0, NULL, lengths,
-                                              false, &out, &hn, &cn)
-               : kind == 1 ? loom_gru_sequence(x, w, b, h0, lengths, false,
-                                               &out, &hn)
-               : kind == 2 ? loom_rnn_sequence(x, w, b, h0, lengths, false,
-                                               false, &out, &hn)
-               : kind == 3
-                   ? loom_lstm_sequence_input(x, w_ih, b, w, b, h0, h0, NULL,
-                                              lengths, false, &out, &hn, &cn)
-                   : loom_gru_sequence_input(x, w_ih, b, w, b, h0, lengths,
-                                             false, &out, &hn);
+      loom_tensor *out, *hn;
+      int rc = run_kind(kind, x, w_ih, w, b, h0, lengths, &out, &hn);
       ck_assert_msg(rc == 0, "kind %d: %s", kind, loom_last_error());
       ck_assert_int_eq(loom_shape(out)[0], 0);
       ck_assert(loom_equal(hn, h0));
@@ -482,18 +497,8 @@ START_TEST(test_no_hidden_units_twice) {
       int64_t len[2] = {3, 1};
       loom_tensor *lengths =
           with_len ? loom_from_array(LOOM_I64, len, LOOM_SHAPE(B)) : NULL;
-      loom_tensor *out, *hn, *cn;
-      int rc = kind == 0 ? loom_lstm_sequence(x, w, b, h0, h0, NULL, lengths,
-                                              false, &out, &hn, &cn)
-               : kind == 1 ? loom_gru_sequence(x, w, b, h0, lengths, false,
-                                               &out, &hn)
-               : kind == 2 ? loom_rnn_sequence(x, w, b, h0, lengths, false,
-                                               false, &out, &hn)
-               : kind == 3
-                   ? loom_lstm_sequence_input(x, w_ih, b, w, b, h0, h0, NULL,
-                                              lengths, false, &out, &hn, &cn)
-                   : loom_gru_sequence_input(x, w_ih, b, w, b, h0, lengths,
-                                             false, &out, &hn);
+      loom_tensor *out, *hn;
+      int rc = run_kind(kind, x, w_ih, w, b, h0, lengths, &out, &hn);
       ck_assert_msg(rc == 0, "kind %d: %s", kind, loom_last_error());
       loom_tensor *dx;
       loom_grad_opts twice = {.create_graph = true};
