@@ -206,10 +206,12 @@ static int answer(const loom_tensor *normed, const folded_index *x,
   return sc ? 0 : -1;
 }
 
-/* Splits line in place into its whitespace-separated words, pointing up
- * to n of word[] at them; returns how many there are (maybe more than n).
- * Words of any length: read through fixed buffers, a long word became two
- * and the line's words shifted. */
+/* Splits line in place into its words, runs of bytes between ASCII
+ * whitespace as the original tool reads them (not app_split_space: vector
+ * files hold any bytes, not only UTF-8), pointing up to n of word[] at
+ * them; returns how many there are (maybe more than n). Words of any
+ * length: read through fixed buffers, a long word became two and the
+ * line's words shifted. */
 static int split_words(char *line, char **word, int n) {
   int count = 0;
   for (char *p = line;;) {
