@@ -9,6 +9,12 @@
  * Determinism: each row is done by one thread, and the weight and bias
  * gradients are summed column by column over rows in row order, by one
  * thread per column block, whatever the thread count.
+ *
+ * Each pass is compiled for every instruction-set level: at the baseline's
+ * two doubles a vector, converting floats for the partial sums bounded
+ * them (2048 x 256 floats, AVX2: forward 290 -> 210 us, backward 815 ->
+ * 710 us). The levels give the same bits: the same operations in the same
+ * order per partial, and no contraction into fused multiply-adds.
  */
 #include "kernels.h"
 
@@ -29,7 +35,8 @@ typedef struct {
 } norm_job;
 
 #define LAYER_NORM(S, T)                                                       \
-  static void forward_##S(void *ctx, int64_t r0, int64_t r1) {                 \
+  LOOM__ISA_FUNCTION(forward_##S, (void *ctx, int64_t r0, int64_t r1),         \
+                     (ctx, r0, r1)) {                                          \
     const norm_job *j = ctx;                                                   \
     const T *w = (const T *)j->w, *b = (const T *)j->b;                        \
     int64_t n = j->cols;                                                       \
@@ -66,7 +73,8 @@ typedef struct {
   }                                                                            \
                                                                                \
   /* dx = rstd (g - mean(g) - xhat mean(g xhat)), g = gy w */                  \
-  static void backward_rows_##S(void *ctx, int64_t r0, int64_t r1) {           \
+  LOOM__ISA_FUNCTION(backward_rows_##S, (void *ctx, int64_t r0, int64_t r1),   \
+                     (ctx, r0, r1)) {                                          \
     const norm_job *j = ctx;                                                   \
     const T *w = (const T *)j->w;                                              \
     int64_t n = j->cols;                                                       \
@@ -96,7 +104,8 @@ typedef struct {
   }                                                                            \
                                                                                \
   /* dw = sum over rows of gy xhat, db = sum of gy, for columns [c0, c1) */    \
-  static void backward_cols_##S(void *ctx, int64_t c0, int64_t c1) {           \
+  LOOM__ISA_FUNCTION(backward_cols_##S, (void *ctx, int64_t c0, int64_t c1),   \
+                     (ctx, c0, c1)) {                                          \
     const norm_job *j = ctx;                                                   \
     enum { CHUNK = 256 };                                                      \
     int64_t n = j->cols;                                                       \
