@@ -671,6 +671,33 @@ START_TEST(test_failed_pass_drops_graph_gradient) {
 }
 END_TEST
 
+/* The pieces of a split are one node: their gradients are joined once,
+ * a piece no path uses gives zeros, a piece used twice sums, and a 0-long
+ * piece takes part. */
+START_TEST(test_split_is_one_node) {
+  loom_tensor *x = leaf((double[]){1, 2, 3, 4, 5, 6, 7}, 7);
+  loom_tensor *p[4];
+  ck_assert_int_eq(loom_split_sizes(x, (int64_t[]){2, 0, 3, 2}, 4, 0, p), 4);
+  ck_assert_int_eq(loom_tape_size(), 1);
+  ck_assert_int_eq(loom_size(p[1], 0), 0);
+  /* p[0] twice (2 + 3 = 5 per element), p[2] by itself, p[3] unused */
+  loom_tensor *sum2 =
+      loom_add(loom_mul_scalar(p[0], 2), loom_mul_scalar(p[0], 3));
+  loom_tensor *square = loom_mul(p[2], p[2]);
+  loom_tensor *y = loom_add(loom_add(loom_sum_all(sum2), loom_sum_all(square)),
+                            loom_sum_all(p[1]));
+  ck_assert_int_eq(loom_backward(y), 0);
+  CHECK_VALUES(loom_grad(x), 0, 5, 5, 6, 8, 10, 0, 0);
+  ck_assert_int_eq(loom_tape_size(), 0);
+
+  loom_tensor *c[3]; /* chunk: the last piece what is left */
+  ck_assert_int_eq(loom_chunk(x, 3, 0, c, 3), 3);
+  ck_assert_int_eq(loom_size(c[2], 0), 1);
+  ck_assert_int_eq(loom_tape_size(), 1);
+  loom_tape_clear();
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("autograd");
   TCase *tc = tcase_create("tape");
@@ -707,6 +734,7 @@ int main(void) {
   tcase_add_test(tc, test_linear_no_outputs);
   tcase_add_test(tc, test_linear_no_inputs);
   tcase_add_test(tc, test_failed_pass_drops_graph_gradient);
+  tcase_add_test(tc, test_split_is_one_node);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
