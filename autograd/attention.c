@@ -7,8 +7,10 @@
  * merge around it two copies; here the tape keeps nothing of size L x S
  * (backward computes the weights again, block by block, and the dropout
  * mask from the key it was drawn with), and the output is written in the
- * layout the head merge reads without a copy. tests/test_attention.c holds
- * it equal to the composition, forward and backward.
+ * layout the head merge reads without a copy, as are the gradients of q,
+ * k and v for the views and the chunk they came from (packed_grads).
+ * tests/test_attention.c holds it equal to the composition, forward and
+ * backward.
  *
  * Double backward (create_graph): by composition. The graph backward
  * rebuilds the op from public ops with the same mask, causal limit and
@@ -109,6 +111,68 @@ static loom_tensor *in_order_of(const loom_tensor *t, const int64_t *shape) {
   return o;
 }
 
+/* Whether the dims (shape, strides) cover a block of memory with no gaps
+ * and no overlaps: sorted by stride, each dim steps over all inner ones. */
+static bool dense(int nd, const int64_t *shape, const int64_t *strides) {
+  int64_t sh[LOOM_MAX_DIMS + 1], st[LOOM_MAX_DIMS + 1];
+  int n = 0;
+  for (int d = 0; d < nd; d++)
+    if (shape[d] != 1) { /* insertion by stride */
+      int i = n++;
+      for (; i > 0 && st[i - 1] > strides[d]; i--) {
+        sh[i] = sh[i - 1];
+        st[i] = st[i - 1];
+      }
+      sh[i] = shape[d];
+      st[i] = strides[d];
+    }
+  int64_t step = 1;
+  for (int i = 0; i < n; i++) {
+    if (st[i] != step)
+      return false;
+    step *= sh[i];
+  }
+  return true;
+}
+
+/* Gradients for q, k and v in one block laid out as theirs, when they are
+ * the three parts of one tensor (self-attention's chunked projection, its
+ * heads split by views): equal shapes and strides, at offsets o, o + s and
+ * o + 2 s that together tile a block of memory. Their views' and the
+ * chunk's backward then join them without a copy (join.c). False, and
+ * nothing allocated, otherwise. */
+static bool packed_grads(const loom_tensor *q, const loom_tensor *k,
+                         const loom_tensor *v, loom_tensor **dq,
+                         loom_tensor **dk, loom_tensor **dv) {
+  int nd = q->ndim;
+  int64_t s = k->offset - q->offset;
+  if (q->storage != k->storage || k->storage != v->storage || s <= 0 ||
+      v->offset - k->offset != s || !loom_same_shape(q, k) ||
+      !loom_same_shape(q, v) || q->numel == 0)
+    return false;
+  int64_t shape[LOOM_MAX_DIMS + 1] = {3}, strides[LOOM_MAX_DIMS + 1] = {s};
+  for (int d = 0; d < nd; d++) {
+    if (k->strides[d] != q->strides[d] || v->strides[d] != q->strides[d] ||
+        q->strides[d] < 0)
+      return false;
+    shape[d + 1] = q->shape[d];
+    strides[d + 1] = q->strides[d];
+  }
+  if (!dense(nd + 1, shape, strides))
+    return false;
+  loom_tensor *block =
+      loom__new(q->dtype, 1, (int64_t[]){3 * q->numel}, "fused_attention");
+  for (int i = 0; i < 3 && block; i++) {
+    loom_tensor **d = i == 0 ? dq : i == 1 ? dk : dv;
+    *d = loom__to_scope(loom__view_of(block, nd, q->shape, q->strides, i * s));
+    if (!*d)
+      block = NULL;
+  }
+  if (!block) /* out of memory: the caller's separate tensors may fit */
+    loom_clear_error();
+  return block != NULL;
+}
+
 /* The dropout key the forward pass drew, kept in the node's integers. */
 static uint64_t key_of(const loom__node *n) {
   uint64_t key;
@@ -128,9 +192,14 @@ static void attention_backward(loom__node *n, loom_tensor *const *g) {
   v = rows_ready(v);
   if (!q || !k || !v)
     return;
-  loom_tensor *dq = loom__needs_grad(n, 0) ? in_order_of(q, q->shape) : NULL,
-              *dk = loom__needs_grad(n, 1) ? in_order_of(k, k->shape) : NULL,
-              *dv = loom__needs_grad(n, 2) ? in_order_of(v, v->shape) : NULL;
+  loom_tensor *dq = NULL, *dk = NULL, *dv = NULL;
+  bool all = loom__needs_grad(n, 0) && loom__needs_grad(n, 1) &&
+             loom__needs_grad(n, 2);
+  if (!all || !packed_grads(q, k, v, &dq, &dk, &dv)) {
+    dq = loom__needs_grad(n, 0) ? in_order_of(q, q->shape) : NULL;
+    dk = loom__needs_grad(n, 1) ? in_order_of(k, k->shape) : NULL;
+    dv = loom__needs_grad(n, 2) ? in_order_of(v, v->shape) : NULL;
+  }
   if ((loom__needs_grad(n, 0) && !dq) || (loom__needs_grad(n, 1) && !dk) ||
       (loom__needs_grad(n, 2) && !dv))
     return;

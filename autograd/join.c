@@ -25,10 +25,39 @@ static void concat_backward(loom__node *n, loom_tensor *const *g) {
   }
 }
 
+/* The pieces' gradients as one view, when they already lie in one block
+ * of memory as the pieces lie in the input (attention's backward makes
+ * q's, k's and v's so); else NULL. */
+static loom_tensor *joined_in_place(const loom__node *n,
+                                    loom_tensor *const *g) {
+  const loom_tensor *in = loom__input(n, 0);
+  int dim = (int)n->i[0];
+  int64_t at = 0;
+  for (int k = 0; k < n->n_out; k++) {
+    const loom_tensor *p = g[k];
+    if (!p->storage || p->storage != g[0]->storage || p->ndim != in->ndim ||
+        p->dtype != in->dtype ||
+        p->offset != g[0]->offset + at * g[0]->strides[dim])
+      return NULL;
+    for (int d = 0; d < in->ndim; d++)
+      if (p->strides[d] != g[0]->strides[d] ||
+          (d != dim && p->shape[d] != in->shape[d]))
+        return NULL;
+    at += p->shape[dim];
+  }
+  return loom__to_scope(
+      loom__view_of(g[0], in->ndim, in->shape, g[0]->strides, g[0]->offset));
+}
+
 /* Every piece has a gradient here (the pass gives missing ones zeros). */
 static void split_backward(loom__node *n, loom_tensor *const *g) {
-  loom__accumulate(
-      n, 0, n->n_out == 1 ? g[0] : loom_concat(g, n->n_out, (int)n->i[0]));
+  loom_tensor *whole = NULL;
+  if (n->n_out == 1)
+    whole = g[0];
+  else if (!loom__creating_graph())
+    whole = joined_in_place(n, g);
+  loom__accumulate(n, 0,
+                   whole ? whole : loom_concat(g, n->n_out, (int)n->i[0]));
 }
 
 loom_tensor *loom_concat(loom_tensor *const *ts, int n, int dim) {

@@ -139,6 +139,53 @@ START_TEST(test_fused_equals_composition) {
 }
 END_TEST
 
+/* q, k and v as the three parts of one projection (..., 3 H E), chunked
+ * and split into heads by views as multi-head attention does: the fused
+ * op's backward then writes their gradients into one block laid out as the
+ * projection, which the chunk's backward takes without a copy. The
+ * projection's gradient equals the composition's, with the parts in any
+ * order (out of order they are not one block's, and take the copy). */
+static loom_tensor *chunked_run(bool fused, const loom_tensor *qkv0,
+                                const int *order, int layout,
+                                loom_tensor **grad) {
+  int64_t A = loom_size(qkv0, 0), Bn = loom_size(qkv0, 1), H = 2, E = 3;
+  loom_tensor *leaf = loom_set_requires_grad(loom_clone(qkv0), true), *p[3];
+  ck_assert_int_eq(loom_chunk(leaf, 3, -1, p, 3), 3);
+  loom_tensor *h[3];
+  for (int i = 0; i < 3; i++)
+    h[i] = loom_permute(loom_reshape(p[order[i]], LOOM_SHAPE(A, Bn, H, E)),
+                        to_heads[layout]);
+  double scale = 1 / sqrt((double)E);
+  loom_tensor *out =
+      fused
+          ? loom_fused_attention(h[0], h[1], h[2], NULL, false, scale, 0, NULL)
+          : composed(h[0], h[1], h[2], NULL, false, scale, 0, NULL);
+  ck_assert_loom(out);
+  loom_manual_seed(5);
+  loom_tensor *weight =
+      loom_randn(NULL, LOOM_F64, 0, 1, loom_ndim(out), loom_shape(out));
+  ck_assert_int_eq(loom_backward(loom_sum_all(loom_mul(out, weight))), 0);
+  *grad = loom_grad(leaf);
+  ck_assert_loom(*grad);
+  return out;
+}
+
+START_TEST(test_chunked_projection) {
+  static const int orders[3][3] = {{0, 1, 2}, {2, 0, 1}, {1, 0, 2}};
+  for (int layout = BATCH_FIRST; layout <= SEQ_FIRST; layout++)
+    for (int o = 0; o < 3; o++) {
+      loom_manual_seed(3);
+      /* (B, L, 3 H E) batch first, (L, B, 3 H E) sequence first */
+      loom_tensor *qkv = loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(2, 5, 18));
+      loom_tensor *gf, *gc;
+      loom_tensor *f = chunked_run(true, qkv, orders[o], layout, &gf);
+      loom_tensor *c = chunked_run(false, qkv, orders[o], layout, &gc);
+      check_close(f, c, 1e-12, "output");
+      check_close(gf, gc, 1e-12, "projection's gradient");
+    }
+}
+END_TEST
+
 /* A row whose keys are all masked gives zeros, as the composition does. */
 START_TEST(test_fully_masked_row) {
   loom_tensor *q = loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(1, 2, 3));
@@ -367,6 +414,7 @@ int main(void) {
   tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_fused_equals_composition);
+  tcase_add_test(tc, test_chunked_projection);
   tcase_add_test(tc, test_fully_masked_row);
   tcase_add_test(tc, test_empty);
   tcase_add_test(tc, test_threads_bitwise);
