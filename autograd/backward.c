@@ -307,10 +307,6 @@ int loom__run_pass(loom__pass *p, loom_tensor *const *outputs,
       any |= n->out_grad[k] != NULL;
     if (!any || n->skip)
       continue;
-    if (n->n_out > 1 && !fill_missing_grads(n)) {
-      rc = -1;
-      break;
-    }
     for (int k = 0; k < n->n_out && rc == 0; k++) /* before retain_grad */
       if (n->out_ptr[k] && n->out_ptr[k]->hooks &&
           loom__tensor_hooks_apply(n->out_ptr[k], &n->out_grad[k]) < 0)
@@ -319,6 +315,13 @@ int loom__run_pass(loom__pass *p, loom_tensor *const *outputs,
       break;
     if (!(p && p->capture_only))
       retain_grads(n);
+    /* Only now: an output no path reached gets no hook call and no
+     * retained gradient (it has none, as in PyTorch), and the node's
+     * backward gets zeros for it. */
+    if (n->n_out > 1 && !fill_missing_grads(n)) {
+      rc = -1;
+      break;
+    }
     loom_scope *s = loom_scope_begin();
     run_node(p, n);
     loom_scope_end(s);

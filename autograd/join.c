@@ -45,8 +45,11 @@ static loom_tensor *joined_in_place(const loom__node *n,
         return NULL;
     at += p->shape[dim];
   }
-  return loom__to_scope(
+  loom_tensor *whole = loom__to_scope(
       loom__view_of(g[0], in->ndim, in->shape, g[0]->strides, g[0]->offset));
+  if (!whole) /* out of memory for the view: the concat may still fit */
+    loom_clear_error();
+  return whole;
 }
 
 /* Every piece has a gradient here (the pass gives missing ones zeros). */
@@ -148,6 +151,15 @@ loom_tensor *loom_stack(loom_tensor *const *ts, int n, int dim) {
   return out;
 }
 
+/* A 0-dim tensor has no dim to split (loom__dim accepts dim 0 of it):
+ * true with the error set. */
+static bool no_dims(const loom_tensor *t, const char *op) {
+  if (t->ndim > 0)
+    return false;
+  loom_set_error(LOOM_ERR_SHAPE, "%s: a 0-dim tensor", op);
+  return true;
+}
+
 /* out[0..n): t's pieces along dim d, sizes[i] long (or `size` long, the
  * last one what is left, when sizes is NULL), recorded as one node. */
 static int pieces(const loom_tensor *t, int d, int n, int64_t size,
@@ -177,7 +189,7 @@ int loom_split_sizes(const loom_tensor *t, const int64_t *sizes, int n, int dim,
   if (!t || (n > 0 && (!sizes || !out)))
     return loom_null_argument("split"), -1;
   int d = loom__dim(dim, t->ndim, "split");
-  if (d < 0)
+  if (d < 0 || no_dims(t, "split"))
     return -1;
   int64_t total = 0;
   for (int i = 0; i < n; i++) {
@@ -207,7 +219,7 @@ int loom_split(const loom_tensor *t, int64_t size, int dim, loom_tensor **out,
   if (!t || !out)
     return loom_null_argument("split"), -1;
   int d = loom__dim(dim, t->ndim, "split");
-  if (d < 0)
+  if (d < 0 || no_dims(t, "split"))
     return -1;
   if (size <= 0) {
     loom_set_error(LOOM_ERR_ARGUMENT, "split: size %lld", (long long)size);
@@ -231,7 +243,7 @@ int loom_chunk(const loom_tensor *t, int chunks, int dim, loom_tensor **out,
     return -1;
   }
   int d = loom__dim(dim, t->ndim, "chunk");
-  if (d < 0)
+  if (d < 0 || no_dims(t, "chunk"))
     return -1;
   int64_t size = (t->shape[d] + chunks - 1) / chunks;
   return loom_split(t, size > 0 ? size : 1, d, out, max_out);

@@ -75,10 +75,12 @@ LOOM_API loom_tensor *loom_concat(loom_tensor *const *ts, int n, int dim);
 /* Joins along a new dim. Differentiable. */
 LOOM_API loom_tensor *loom_stack(loom_tensor *const *ts, int n, int dim);
 /* Splits into pieces of `size` along `dim` (the last may be shorter); writes
- * up to `max_out` views to `out`, returns their count or -1. The pieces of
- * one call are one node of the graph: backward joins their gradients once
- * (a piece no path uses contributes zeros), so it waits for all of them.
- * The views are owned by the innermost scope. */
+ * up to `max_out` views to `out`, returns their count or -1 (a 0-dim t:
+ * LOOM_ERR_SHAPE). The pieces of one call are one node of the graph:
+ * backward joins their gradients once, so it waits for all of them; a
+ * piece no path uses contributes zeros to t's gradient but has none of its
+ * own (its hooks are not called, it retains none), as in PyTorch. The
+ * views are owned by the innermost scope. */
 LOOM_API int loom_split(const loom_tensor *t, int64_t size, int dim,
                         loom_tensor **out, int max_out);
 /* Splits into pieces of the given sizes (which must add up to the dim), as

@@ -671,14 +671,28 @@ START_TEST(test_failed_pass_drops_graph_gradient) {
 }
 END_TEST
 
+static int count_calls(loom_tensor *t, const loom_tensor *grad,
+                       loom_tensor **replace, void *ctx) {
+  (void)t, (void)grad, (void)replace;
+  ++*(int *)ctx;
+  return 0;
+}
+
 /* The pieces of a split are one node: their gradients are joined once,
- * a piece no path uses gives zeros, a piece used twice sums, and a 0-long
- * piece takes part. */
+ * a piece no path uses gives zeros (but, as in PyTorch, has no gradient
+ * of its own: its hooks are not called, it retains none), a piece used
+ * twice sums, and a 0-long piece takes part. A 0-dim tensor has no dim to
+ * split. */
 START_TEST(test_split_is_one_node) {
   loom_tensor *x = leaf((double[]){1, 2, 3, 4, 5, 6, 7}, 7);
   loom_tensor *p[4];
   ck_assert_int_eq(loom_split_sizes(x, (int64_t[]){2, 0, 3, 2}, 4, 0, p), 4);
   ck_assert_int_eq(loom_tape_size(), 1);
+  int calls[2] = {0, 0};
+  loom_hook *h[2] = {loom_register_hook(p[3], count_calls, &calls[0]),
+                     loom_register_hook(p[2], count_calls, &calls[1])};
+  ck_assert(h[0] && h[1]);
+  loom_retain_grad(p[3]);
   ck_assert_int_eq(loom_size(p[1], 0), 0);
   /* p[0] twice (2 + 3 = 5 per element), p[2] by itself, p[3] unused */
   loom_tensor *sum2 =
@@ -689,12 +703,25 @@ START_TEST(test_split_is_one_node) {
   ck_assert_int_eq(loom_backward(y), 0);
   CHECK_VALUES(loom_grad(x), 0, 5, 5, 6, 8, 10, 0, 0);
   ck_assert_int_eq(loom_tape_size(), 0);
+  ck_assert_int_eq(calls[0], 0);
+  ck_assert_int_eq(calls[1], 1);
+  ck_assert_ptr_null(loom_grad(p[3]));
+  loom_hook_remove(h[0]);
+  loom_hook_remove(h[1]);
 
   loom_tensor *c[3]; /* chunk: the last piece what is left */
   ck_assert_int_eq(loom_chunk(x, 3, 0, c, 3), 3);
   ck_assert_int_eq(loom_size(c[2], 0), 1);
   ck_assert_int_eq(loom_tape_size(), 1);
   loom_tape_clear();
+
+  loom_tensor *s = loom_scalar(LOOM_F64, 3), *out[4];
+  ck_assert_int_eq(loom_split(s, 1, 0, out, 4), -1);
+  CHECK_ERROR(LOOM_ERR_SHAPE, "split: a 0-dim tensor");
+  ck_assert_int_eq(loom_chunk(s, 2, 0, out, 4), -1);
+  CHECK_ERROR(LOOM_ERR_SHAPE, "chunk: a 0-dim tensor");
+  ck_assert_int_eq(loom_split_sizes(s, (int64_t[]){1}, 1, 0, out), -1);
+  CHECK_ERROR(LOOM_ERR_SHAPE, "split: a 0-dim tensor");
 }
 END_TEST
 
