@@ -139,7 +139,9 @@ typedef int (*loom_tensor_hook_fn)(loom_tensor *t, const loom_tensor *grad,
 /* Registers fn on t (a leaf or a result of a recorded op; it must require
  * grad). For a result, fn runs once its gradient in a pass is complete,
  * just before the op that produced t backpropagates it (so a replacement
- * is what t's inputs receive), and before retain_grad stores it. For a
+ * is what t's inputs receive), and before retain_grad stores it; a
+ * result no path of the pass reaches (an unused output of a split or of a
+ * custom function) has no gradient, and its hooks do not run. For a
  * leaf, fn runs once per pass on the pass's whole gradient for t before
  * it is added to loom_grad(t) (so a replacement is what accumulates),
  * then the leaf's grad-ready hooks run. A tensor's hooks run in
