@@ -140,6 +140,7 @@ static void prune(loom__node **list, int64_t count, const loom__pass *p) {
 
 static bool fill_missing_grads(loom__node *n) {
   for (int k = 0; k < n->n_out; k++) {
+    n->out_meta[k].filled = !n->out_grad[k];
     if (n->out_grad[k])
       continue;
     const loom__out_meta *m = &n->out_meta[k];
@@ -586,8 +587,11 @@ void loom__backward_by_composition(loom__node *n, loom_tensor *const *gout,
                    n->op->name);
     goto done;
   }
-  for (int k = 0; k < n->n_out; k++)
-    seeds[k] = out[k] && out[k]->requires_grad ? gout[k] : NULL;
+  for (int k = 0; k < n->n_out; k++) /* zeros the pass filled in: none */
+    seeds[k] = out[k] && out[k]->requires_grad &&
+                       !(n->out_meta && n->out_meta[k].filled)
+                   ? gout[k]
+                   : NULL;
   int rc = loom__run_pass(&inner, out, seeds, n->n_out, inner.create_graph);
   if (seeds != seeds_small)
     free(seeds);

@@ -109,6 +109,10 @@ typedef struct loom__out_meta {
   loom_dtype dtype;
   int ndim;
   int64_t shape[LOOM_MAX_DIMS];
+  /* Set by the running pass: no gradient reached this output, and the
+   * zeros the node's backward gets for it were filled in (a composition's
+   * inner pass seeds it with none). */
+  bool filled;
 } loom__out_meta;
 
 /* Whether an op with these inputs would be recorded now. */

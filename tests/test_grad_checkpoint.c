@@ -198,6 +198,53 @@ START_TEST(test_errors) {
 }
 END_TEST
 
+/* A segment output the caller never uses has no gradient: the segment's
+ * tensors that lead only to it get none either when it is recomputed (no
+ * hook call, nothing retained), as without the checkpoint. */
+static int inner_calls;
+static loom_tensor *inner_mid;
+static loom_hook *inner_hook;
+
+static int count_hook(loom_tensor *t, const loom_tensor *grad,
+                      loom_tensor **replace, void *ctx) {
+  (void)t, (void)grad, (void)replace, (void)ctx;
+  inner_calls++;
+  return 0;
+}
+
+static int two_outputs(loom_tensor *const *in, int n, loom_tensor **out,
+                       int max, void *ctx) {
+  (void)n, (void)max, (void)ctx;
+  loom_tensor *m = loom_mul_scalar(in[0], 3); /* feeds out[0] only */
+  if (loom_requires_grad(m)) { /* the recomputation, in backward */
+    inner_hook = loom_register_hook(m, count_hook, NULL);
+    loom_retain_grad(m);
+    inner_mid = loom_keep(m);
+  }
+  out[0] = loom_square(m);
+  out[1] = loom_mul_scalar(in[0], 2);
+  return 2;
+}
+
+START_TEST(test_unused_output_gets_no_gradient) {
+  int64_t n = 2;
+  loom_tensor *x = loom_set_requires_grad(
+      loom_from_array(LOOM_F64, (double[]){1, 2}, 1, &n), true);
+  loom_tensor *o[2];
+  inner_calls = 0;
+  ck_assert_int_eq(loom_checkpoint(two_outputs, NULL, &x, 1, o, 2, NULL), 0);
+  ck_assert_int_eq(loom_backward(loom_sum_all(o[1])), 0);
+  const double *g = loom_data_f64(loom_grad(x));
+  ck_assert(g[0] == 2 && g[1] == 2);
+  ck_assert_int_eq(inner_calls, 0);
+  ck_assert_ptr_nonnull(inner_mid);
+  ck_assert_ptr_null(loom_grad(inner_mid));
+  loom_hook_remove(inner_hook);
+  loom_release(inner_mid);
+  inner_mid = NULL;
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("grad_checkpoint");
   TCase *tc = tcase_create("checkpoint");
@@ -205,6 +252,7 @@ int main(void) {
   tcase_add_test(tc, test_same_gradients_less_memory);
   tcase_add_test(tc, test_dropout_masks_replayed);
   tcase_add_test(tc, test_create_graph_through_checkpoint);
+  tcase_add_test(tc, test_unused_output_gets_no_gradient);
   tcase_add_test(tc, test_errors);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
