@@ -237,9 +237,11 @@ START_TEST(test_unused_output_gets_no_gradient) {
   const double *g = loom_data_f64(loom_grad(x));
   ck_assert(g[0] == 2 && g[1] == 2);
   ck_assert_int_eq(inner_calls, 0);
+  ck_assert_ptr_nonnull(inner_hook); /* the hook was there to be called */
   ck_assert_ptr_nonnull(inner_mid);
   ck_assert_ptr_null(loom_grad(inner_mid));
   loom_hook_remove(inner_hook);
+  inner_hook = NULL;
   loom_release(inner_mid);
   inner_mid = NULL;
 }
