@@ -187,12 +187,14 @@ void loom__kernel_packed_free(loom__packed *p) {
  * rows <= MR and cols <= 2W, with vectors V of W floats. A is row-major
  * (row r at a + r lda), or column-major when at (row r's values at
  * a + r + k lda): the kernel broadcasts one value of A per row and k, so
- * either layout is read in place. The C block goes through a local tile,
- * so partial blocks need no masking; a whole block's copies test no column
- * and vectorize (the tested copies had cost as much as the arithmetic at
- * K = 35). Each C element is one chain of fused multiply-adds in k order,
- * starting from 0 or from C: a product cut into k ranges that accumulate
- * gives the same bits as one pass. */
+ * either layout is read in place. A whole block moves between C and the
+ * registers as vectors; a partial one goes through a local tile, so it
+ * needs no masking. (Routing whole blocks through the tile as well had
+ * GCC assemble it with scalar moves and inserts: some 250 cycles a block,
+ * 15 % of a product at K = 256, bench/packed.) Each C element is one
+ * chain of fused multiply-adds in k order, starting from 0 or from C: a
+ * product cut into k ranges that accumulate gives the same bits as one
+ * pass. */
 #define BLOCK(SUFFIX, V, W, MR)                                                \
   typedef float V __attribute__((vector_size(4 * W), aligned(4)));             \
   static inline __attribute__((always_inline)) void block_##SUFFIX##_rows(     \
@@ -203,14 +205,17 @@ void loom__kernel_packed_free(loom__packed *p) {
     float tile[MR][2 * W];                                                     \
     const bool whole = cols == 2 * W;                                          \
     _Pragma("GCC unroll 8") for (int64_t r = 0; r < rows; r++) {               \
-      if (whole && accumulate)                                                 \
+      if (!accumulate) {                                                       \
+        acc[r][0] = acc[r][1] = (V){0};                                        \
+      } else if (whole) {                                                      \
+        acc[r][0] = *(const V *)(c + r * ldc);                                 \
+        acc[r][1] = *(const V *)(c + r * ldc + W);                             \
+      } else {                                                                 \
         for (int64_t j = 0; j < 2 * W; j++)                                    \
-          tile[r][j] = c[r * ldc + j];                                         \
-      else                                                                     \
-        for (int64_t j = 0; j < 2 * W; j++)                                    \
-          tile[r][j] = accumulate && j < cols ? c[r * ldc + j] : 0;            \
-      memcpy(&acc[r][0], &tile[r][0], sizeof(V));                              \
-      memcpy(&acc[r][1], &tile[r][W], sizeof(V));                              \
+          tile[r][j] = j < cols ? c[r * ldc + j] : 0;                          \
+        memcpy(&acc[r][0], &tile[r][0], sizeof(V));                            \
+        memcpy(&acc[r][1], &tile[r][W], sizeof(V));                            \
+      }                                                                        \
     }                                                                          \
     for (int64_t k = 0; k < K; k++) {                                          \
       V b0, b1;                                                                \
@@ -223,14 +228,15 @@ void loom__kernel_packed_free(loom__packed *p) {
       }                                                                        \
     }                                                                          \
     _Pragma("GCC unroll 8") for (int64_t r = 0; r < rows; r++) {               \
+      if (whole) {                                                             \
+        *(V *)(c + r * ldc) = acc[r][0];                                       \
+        *(V *)(c + r * ldc + W) = acc[r][1];                                   \
+        continue;                                                              \
+      }                                                                        \
       memcpy(&tile[r][0], &acc[r][0], sizeof(V));                              \
       memcpy(&tile[r][W], &acc[r][1], sizeof(V));                              \
-      if (whole)                                                               \
-        for (int64_t j = 0; j < 2 * W; j++)                                    \
-          c[r * ldc + j] = tile[r][j];                                         \
-      else                                                                     \
-        for (int64_t j = 0; j < cols; j++)                                     \
-          c[r * ldc + j] = tile[r][j];                                         \
+      for (int64_t j = 0; j < cols; j++)                                       \
+        c[r * ldc + j] = tile[r][j];                                           \
     }                                                                          \
   }
 
