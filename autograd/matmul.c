@@ -575,17 +575,25 @@ loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
   wt.shape[1] = out_f;
   wt.strides[0] = wr->strides[1];
   wt.strides[1] = wr->strides[0];
-  if (bias)
-    loom__kernel_copy(&y2, bias); /* broadcast over the rows */
   const loom__packed *packed =
-      rows <= LOOM__PACKED_MAX_ROWS && in > 0 && xr->strides[1] == 1
+      rows <= LOOM__PACKED_MAX_ROWS && in > 0 && xr->strides[1] == 1 &&
+              (!bias || loom__is_contiguous(bias))
           ? loom__kernel_pack_reused(weight, true)
           : NULL;
-  if (packed)
+  /* The packed product starts from the bias itself; BLAS adds to a copy. */
+  if (packed && bias)
+    loom__kernel_gemm_packed_bias(rows, (const float *)xr->data,
+                                  xr->strides[0], packed,
+                                  (const float *)bias->data, (float *)y->data,
+                                  out_f);
+  else if (packed)
     loom__kernel_gemm_packed(rows, (const float *)xr->data, xr->strides[0],
-                             packed, (float *)y->data, out_f, bias != NULL);
-  else if (rows > 0)
+                             packed, (float *)y->data, out_f, false);
+  else if (rows > 0) {
+    if (bias)
+      loom__kernel_copy(&y2, bias); /* broadcast over the rows */
     loom__kernel_gemm(&y2, xr, &wt, 1, bias ? 1 : 0);
+  }
   loom__record(&loom__op_linear, y, bias ? 3 : 2,
                (const loom_tensor *[]){x2, weight, bias});
   return y;

@@ -187,26 +187,34 @@ void loom__kernel_packed_free(loom__packed *p) {
  * rows <= MR and cols <= 2W, with vectors V of W floats. A is row-major
  * (row r at a + r lda), or column-major when at (row r's values at
  * a + r + k lda): the kernel broadcasts one value of A per row and k, so
- * either layout is read in place. A whole block moves between C and the
- * registers as vectors; a partial one goes through a local tile, so it
+ * either layout is read in place. Without accumulate, C starts from the
+ * row vector bias (columns [0, cols)) when it is not NULL, else from 0. A
+ * whole block moves between C and the registers as vectors; a partial one goes through a local tile, so it
  * needs no masking. (Routing whole blocks through the tile as well had
  * GCC assemble it with scalar moves and inserts: some 250 cycles a block,
  * 15 % of a product at K = 256, bench/packed.) Each C element is one
  * chain of fused multiply-adds in k order, starting from 0 or from C: a
  * product cut into k ranges that accumulate gives the same bits as one
- * pass. */
+ * pass, and a bias added first gives the bits of C = bias then C += A B. */
 #define BLOCK(SUFFIX, V, W, MR)                                                \
   typedef float V __attribute__((vector_size(4 * W), aligned(4)));             \
   static inline __attribute__((always_inline)) void block_##SUFFIX##_rows(     \
       const int64_t rows, const bool at, int64_t K, const float *a,            \
       int64_t lda, const float *b, float *c, int64_t ldc, int64_t cols,        \
-      bool accumulate) {                                                       \
-    V acc[MR][2];                                                              \
+      bool accumulate, const float *bias) {                                    \
+    V acc[MR][2], init[2] = {{0}, {0}};                                        \
     float tile[MR][2 * W];                                                     \
     const bool whole = cols == 2 * W;                                          \
+    if (bias && !accumulate) {                                                 \
+      for (int64_t j = 0; j < 2 * W; j++)                                      \
+        tile[0][j] = j < cols ? bias[j] : 0;                                   \
+      memcpy(&init[0], &tile[0][0], sizeof(V));                                \
+      memcpy(&init[1], &tile[0][W], sizeof(V));                                \
+    }                                                                          \
     _Pragma("GCC unroll 8") for (int64_t r = 0; r < rows; r++) {               \
       if (!accumulate) {                                                       \
-        acc[r][0] = acc[r][1] = (V){0};                                        \
+        acc[r][0] = init[0];                                                   \
+        acc[r][1] = init[1];                                                   \
       } else if (whole) {                                                      \
         acc[r][0] = *(const V *)(c + r * ldc);                                 \
         acc[r][1] = *(const V *)(c + r * ldc + W);                             \
@@ -261,10 +269,10 @@ typedef struct {
 #define BLOCKS(SUFFIX, NAME, TARGET, MR, AT)                                   \
   TARGET LOOM__FMA __attribute__((noinline)) static void NAME(                 \
       int64_t rows, int64_t K, const float *a, int64_t lda, const float *b,    \
-      float *c, int64_t ldc, int64_t cols, bool acc) {                         \
+      float *c, int64_t ldc, int64_t cols, bool acc, const float *bias) {      \
     switch (rows) {                                                            \
     case MR:                                                                   \
-      block_##SUFFIX##_rows(MR, AT, K, a, lda, b, c, ldc, cols, acc);          \
+      block_##SUFFIX##_rows(MR, AT, K, a, lda, b, c, ldc, cols, acc, bias);    \
       break;                                                                   \
       ROWS_CASES_##MR(SUFFIX, AT)                                              \
     }                                                                          \
@@ -282,8 +290,9 @@ typedef struct {
 #define PANELS(SUFFIX, TARGET, MR, W)                                          \
   BLOCKS(SUFFIX, block_##SUFFIX, TARGET, MR, false)                            \
   TARGET static void panels_##SUFFIX(                                          \
-      int64_t M, const float *a, int64_t lda, const loom__packed *p, float *c, \
-      int64_t ldc, bool accumulate, int64_t q0, int64_t q1) {                  \
+      int64_t M, const float *a, int64_t lda, const loom__packed *p,           \
+      const float *bias, float *c, int64_t ldc, bool accumulate, int64_t q0,   \
+      int64_t q1) {                                                            \
     if (M <= 0)                                                                \
       return;                                                                  \
     int64_t blocks = (M + MR - 1) / MR;                                        \
@@ -297,7 +306,8 @@ typedef struct {
         for (int64_t i = 0, m = 0; i < blocks; i++) {                          \
           int64_t rows = base + (i < longer);                                  \
           block_##SUFFIX(rows, p->K, a + m * lda, lda, panel + j,              \
-                         c + m * ldc + q * NR + j, ldc, cols, accumulate);     \
+                         c + m * ldc + q * NR + j, ldc, cols, accumulate,      \
+                         bias ? bias + q * NR + j : NULL);                     \
           m += rows;                                                           \
         }                                                                      \
       }                                                                        \
@@ -324,14 +334,15 @@ typedef struct {
                 r1 - m < MR ? r1 - m : MR, kc,                                 \
                 o->ta ? o->a + k0 * o->lda + m : o->a + m * o->lda + k0,       \
                 o->lda, buf + j, o->c + m * o->ldc + n0 + j, o->ldc,           \
-                w - j < 2 * W ? w - j : 2 * W, o->accumulate || k0 > 0);       \
+                w - j < 2 * W ? w - j : 2 * W, o->accumulate || k0 > 0,        \
+                NULL);                                                         \
       }                                                                        \
     }                                                                          \
   }
 
 #define ROW_CASE(SUFFIX, R, AT)                                                \
   case R:                                                                      \
-    block_##SUFFIX##_rows(R, AT, K, a, lda, b, c, ldc, cols, acc);             \
+    block_##SUFFIX##_rows(R, AT, K, a, lda, b, c, ldc, cols, acc, bias);       \
     break;
 #define ROWS_CASES_6(S, AT)                                                    \
   ROW_CASE(S, 1, AT)                                                           \
@@ -351,50 +362,64 @@ OWN(avx512, __attribute__((target("arch=x86-64-v4"))), 8, 16)
 #endif
 
 static void panels(int64_t M, const float *a, int64_t lda,
-                   const loom__packed *p, float *c, int64_t ldc,
-                   bool accumulate, int64_t q0, int64_t q1) {
+                   const loom__packed *p, const float *bias, float *c,
+                   int64_t ldc, bool accumulate, int64_t q0, int64_t q1) {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
   switch (loom__isa()) {
   case LOOM__ISA_AVX512:
-    panels_avx512(M, a, lda, p, c, ldc, accumulate, q0, q1);
+    panels_avx512(M, a, lda, p, bias, c, ldc, accumulate, q0, q1);
     return;
   case LOOM__ISA_AVX2:
-    panels_avx2(M, a, lda, p, c, ldc, accumulate, q0, q1);
+    panels_avx2(M, a, lda, p, bias, c, ldc, accumulate, q0, q1);
     return;
   default:
     break;
   }
 #endif
-  panels_baseline(M, a, lda, p, c, ldc, accumulate, q0, q1);
+  panels_baseline(M, a, lda, p, bias, c, ldc, accumulate, q0, q1);
 }
 
 typedef struct {
   int64_t M, lda, ldc;
   const float *a;
   const loom__packed *p;
+  const float *bias;
   float *c;
   bool accumulate;
 } packed_job;
 
 static void packed_part(void *ctx, int64_t q0, int64_t q1) {
   const packed_job *j = ctx;
-  panels(j->M, j->a, j->lda, j->p, j->c, j->ldc, j->accumulate, q0, q1);
+  panels(j->M, j->a, j->lda, j->p, j->bias, j->c, j->ldc, j->accumulate, q0,
+         q1);
 }
 
-void loom__kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
-                              const loom__packed *p, float *c, int64_t ldc,
-                              bool accumulate) {
+static void gemm_packed(int64_t M, const float *a, int64_t lda,
+                        const loom__packed *p, const float *bias, float *c,
+                        int64_t ldc, bool accumulate) {
   int nt = loom__threads_for(M * (p->N * p->K / 16)); /* M <= 128 */
   if (nt > p->panels)
     nt = (int)p->panels;
   if (nt <= 1) {
-    panels(M, a, lda, p, c, ldc, accumulate, 0, p->panels);
+    panels(M, a, lda, p, bias, c, ldc, accumulate, 0, p->panels);
     return;
   }
   /* Threads take whole panels: each element is computed by one thread in
    * a fixed order, so results do not depend on the thread count. */
   loom__parallel_for(nt, p->panels, packed_part,
-                     &(packed_job){M, lda, ldc, a, p, c, accumulate});
+                     &(packed_job){M, lda, ldc, a, p, bias, c, accumulate});
+}
+
+void loom__kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
+                              const loom__packed *p, float *c, int64_t ldc,
+                              bool accumulate) {
+  gemm_packed(M, a, lda, p, NULL, c, ldc, accumulate);
+}
+
+void loom__kernel_gemm_packed_bias(int64_t M, const float *a, int64_t lda,
+                                   const loom__packed *p, const float *bias,
+                                   float *c, int64_t ldc) {
+  gemm_packed(M, a, lda, p, bias, c, ldc, false);
 }
 
 /* ---- whole products ---- */

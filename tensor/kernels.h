@@ -293,6 +293,12 @@ void loom__kernel_packed_free(loom__packed *p);
 void loom__kernel_gemm_packed(int64_t M, const float *a, int64_t lda,
                               const loom__packed *p, float *c, int64_t ldc,
                               bool accumulate);
+/* C (M x N, ldc) = bias + A B, bias (N floats) added to every row; the
+ * same bits as C = bias followed by the accumulating product, without the
+ * pass that writes and reads C first. */
+void loom__kernel_gemm_packed_bias(int64_t M, const float *a, int64_t lda,
+                                   const loom__packed *p, const float *bias,
+                                   float *c, int64_t ldc);
 
 /* C (M x N, ldc) = op(A) op(B), or C += op(A) op(B) when accumulate, with
  * op(A) M x K (A stored M x K at lda, or K x M when ta) and op(B) K x N (B

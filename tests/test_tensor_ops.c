@@ -1657,6 +1657,34 @@ START_TEST(test_packed_product) {
             free(c[0]);
             free(c[1]);
           }
+        /* Started from a bias: the bits of the bias copied into the rows
+         * and the product accumulated onto them, with 1 and 2 threads;
+         * rows past m untouched. */
+        loom_tensor *bias = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(N));
+        const float *bs = loom_data_f32(bias);
+        for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++) {
+          int64_t m = Ms[mi];
+          float *c[3];
+          for (int t = 0; t < 3; t++) {
+            c[t] = malloc((size_t)(M * N) * sizeof(float));
+            memcpy(c[t], loom_data_f32(c0), (size_t)(M * N) * sizeof(float));
+          }
+          for (int64_t i = 0; i < m; i++)
+            memcpy(c[2] + i * N, bs, (size_t)N * sizeof(float));
+          loom__kernel_gemm_packed(m, av, K, p, c[2], N, true);
+          for (int t = 0; t < 2; t++) {
+            loom_set_num_threads(t + 1);
+            loom__kernel_gemm_packed_bias(m, av, K, p, bs, c[t], N);
+          }
+          loom_set_num_threads(0);
+          ck_assert_msg(!memcmp(c[0], c[2], (size_t)(M * N) * 4) &&
+                            !memcmp(c[1], c[2], (size_t)(M * N) * 4),
+                        "bias: M %lld N %lld K %lld trans %d (isa %s)",
+                        (long long)m, (long long)N, (long long)K, trans,
+                        loom_isa());
+          for (int t = 0; t < 3; t++)
+            free(c[t]);
+        }
         loom__kernel_packed_free(p);
       }
   loom_rng_free(g);
