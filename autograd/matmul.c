@@ -324,62 +324,96 @@ static void defer_drop(deferred *e) {
   e->rows = 0;
 }
 
-/* Copies parts [lo, hi) of a stacking: part 2i is pair i's gy into G's
- * rows, part 2i + 1 its x into X's. */
+/* Copies parts [lo, hi) of a stacking: part i copies src[i] into dst[i]
+ * (rows of G or of an X). */
 typedef struct {
   loom_tensor **dst;
-  loom_tensor *const *gy, *const *x;
+  loom_tensor **src;
 } stacking;
 
 static void stack_parts(void *ctx, int64_t lo, int64_t hi) {
   const stacking *st = ctx;
   for (int64_t p = lo; p < hi; p++)
-    loom__kernel_copy(st->dst[p], p % 2 ? st->x[p / 2] : st->gy[p / 2]);
+    loom__kernel_copy(st->dst[p], st->src[p]);
 }
 
-/* grad(W) += G^T X, with G and X the pairs' rows stacked. The 2n copies
- * run as one parallel job, whole copies to a thread (a copy inside the job
- * runs serially): as 2n parallel copies, each small one waited for the
- * other threads (3 % of an unrolled LSTM cell's step, bench/rnn.c). */
+/* Whether f's pairs hold the same gradients as e's: the linears of an
+ * LSTM cell's two products all get the gates' gradient, so their weights'
+ * sums share one stacked G. */
+static bool same_gradients(const deferred *e, const deferred *f) {
+  if (f->n != e->n || f->rows != e->rows ||
+      loom__input(f->node, 1)->dtype != loom__input(e->node, 1)->dtype)
+    return false;
+  for (int i = 0; i < e->n; i++)
+    if (f->gy[i] != e->gy[i])
+      return false;
+  return true;
+}
+
+/* grad(W) += G^T X for e's weight and for every other deferred weight
+ * whose pairs hold the same gradients, with G the pairs' gradients
+ * stacked once and X each weight's inputs stacked. The copies run as one
+ * parallel job, whole copies to a thread (a copy inside the job runs
+ * serially): as many parallel copies, each small one waited for the other
+ * threads (3 % of an unrolled LSTM cell's step, bench/rnn.c). */
 static void defer_sum(deferred *e) {
   if (e->n == 0) /* summed already, by a flush */
     return;
-  const loom_tensor *w = loom__input(e->node, 1);
-  int64_t out = w->shape[0], in = w->shape[1];
+  deferred *with[2] = {e, NULL}; /* e and at most one partner */
+  for (int i = 0; i < defer.n && !with[1]; i++)
+    if (defer.d[i] != e && same_gradients(e, defer.d[i]))
+      with[1] = defer.d[i];
+  int ws = with[1] ? 2 : 1;
+  int64_t out = loom__input(e->node, 1)->shape[0];
   loom_scope *s = loom_scope_begin();
-  loom_tensor *G = loom_empty(w->dtype, LOOM_SHAPE(e->rows, out));
-  loom_tensor *X = loom_empty(w->dtype, LOOM_SHAPE(e->rows, in));
-  loom_tensor **parts =
-      G && X ? malloc(2 * (size_t)e->n * sizeof *parts) : NULL;
-  if (G && X && !parts)
+  loom_tensor *G = loom_empty(loom__input(e->node, 1)->dtype,
+                              LOOM_SHAPE(e->rows, out)),
+              *X[2] = {NULL, NULL};
+  bool ok = G != NULL;
+  for (int k = 0; ok && k < ws; k++) {
+    const loom_tensor *w = loom__input(with[k]->node, 1);
+    ok = (X[k] = loom_empty(w->dtype, LOOM_SHAPE(e->rows, w->shape[1])));
+  }
+  size_t parts = (size_t)(ws + 1) * (size_t)e->n;
+  loom_tensor **dst = ok ? malloc(2 * parts * sizeof *dst) : NULL;
+  if (ok && !dst)
     loom_set_error(LOOM_ERR_MEMORY,
                    "out of memory stacking a weight's gradients");
-  bool views = parts != NULL;
-  for (int64_t i = 0, r = 0; views && i < e->n; i++) {
+  loom_tensor **src = dst ? dst + parts : NULL;
+  ok = dst != NULL;
+  for (int64_t i = 0, r = 0; ok && i < e->n; i++) {
     int64_t m = e->gy[i]->shape[0];
-    parts[2 * i] = loom_narrow(G, 0, r, m);
-    parts[2 * i + 1] = loom_narrow(X, 0, r, m);
-    views = parts[2 * i] && parts[2 * i + 1];
+    size_t p = (size_t)i * (size_t)(ws + 1);
+    dst[p] = loom_narrow(G, 0, r, m);
+    src[p] = e->gy[i];
+    ok = dst[p] != NULL;
+    for (int k = 0; ok && k < ws; k++) {
+      dst[p + 1 + k] = loom_narrow(X[k], 0, r, m);
+      src[p + 1 + k] = with[k]->x[i];
+      ok = dst[p + 1 + k] != NULL;
+    }
     r += m;
   }
-  if (views) {
-    stacking st = {parts, e->gy, e->x};
-    loom__parallel_for(loom__threads_for(e->rows * (out + in)), 2 * e->n,
+  if (ok) {
+    stacking st = {dst, src};
+    int64_t cols = out + X[0]->shape[1] + (X[1] ? X[1]->shape[1] : 0);
+    loom__parallel_for(loom__threads_for(e->rows * cols), (int64_t)parts,
                        stack_parts, &st);
   }
-  free(parts);
-  loom_tensor *Gt = loom_t(G);
-  if (Gt && loom_last_status() == LOOM_OK) {
-    loom_tensor *dst = loom__grad_in_place(e->node, 1);
-    if (dst) {
-      loom__kernel_gemm(dst, Gt, X, 1, 1);
-      loom__grad_in_place_end(e->node, 1);
+  free(dst);
+  loom_tensor *Gt = ok ? loom_t(G) : NULL;
+  for (int k = 0; Gt && k < ws && loom_last_status() == LOOM_OK; k++) {
+    loom_tensor *d = loom__grad_in_place(with[k]->node, 1);
+    if (d) {
+      loom__kernel_gemm(d, Gt, X[k], 1, 1);
+      loom__grad_in_place_end(with[k]->node, 1);
     } else {
-      loom__accumulate(e->node, 1, loom_matmul(Gt, X));
+      loom__accumulate(with[k]->node, 1, loom_matmul(Gt, X[k]));
     }
   }
   loom_scope_end(s);
-  defer_drop(e);
+  for (int k = 0; k < ws; k++)
+    defer_drop(with[k]);
 }
 
 /* Keeps the pair for the end of the pass if n's weight qualifies. */

@@ -232,6 +232,68 @@ START_TEST(test_inplace_on_product_operand_is_reported) {
 }
 END_TEST
 
+/* Small linears' weight gradients are deferred to one product at the end
+ * of the pass; weights whose linears got the same gradient at every step
+ * (three summed into one gate pre-activation, as in an LSTM cell) share
+ * one stacked copy of it. The gradients must be those of the per-step
+ * products that anomaly mode runs (it defers nothing), for the sharing
+ * weights, a weight of other width among them, and one with gradients of
+ * its own. */
+START_TEST(test_deferred_weights_sharing_gradients) {
+  enum { T = 6, B = 3, IN = 4, H = 5 };
+  loom_rng *g = loom_rng_new(11);
+  loom_tensor *x = loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(T, B, IN));
+  loom_tensor *p[6] = {
+      loom_randn(g, LOOM_F64, 0, 0.5, LOOM_SHAPE(2 * H, IN)), /* x, gates */
+      loom_randn(g, LOOM_F64, 0, 0.5, LOOM_SHAPE(2 * H, H)),  /* h, gates */
+      loom_randn(g, LOOM_F64, 0, 0.5, LOOM_SHAPE(2 * H, H)),  /* h, gates */
+      loom_randn(g, LOOM_F64, 0, 0.5, LOOM_SHAPE(H, IN)),     /* x, side */
+      loom_randn(g, LOOM_F64, 0, 0.5, LOOM_SHAPE(2 * H)),
+      loom_randn(g, LOOM_F64, 0, 0.5, LOOM_SHAPE(2 * H))};
+  loom_rng_free(g);
+  for (int i = 0; i < 6; i++)
+    loom_set_requires_grad(p[i], true);
+  double want[6][2 * H * H];
+  /* Without anomaly mode two passes: the second sums into the gradients
+   * the first left (in place), the first makes them. */
+  for (int anomaly = 1; anomaly >= 0; anomaly--) {
+    for (int pass = 0; pass < 2 - anomaly; pass++) {
+      loom_set_anomaly_mode(anomaly);
+      loom_tensor *h = loom_zeros(LOOM_F64, LOOM_SHAPE(B, H)), *loss = NULL;
+      for (int t = 0; t < T; t++) {
+        loom_tensor *xt = loom_select(x, 0, t), *half[2];
+        loom_tensor *gates =
+            loom_add(loom_add(loom_linear(xt, p[0], p[4]),
+                              loom_linear(h, p[1], p[5])),
+                     loom_linear(h, p[2], NULL));
+        ck_assert_int_eq(loom_chunk(gates, 2, 1, half, 2), 2);
+        h = loom_mul(loom_tanh(half[0]), loom_sigmoid(half[1]));
+        loom_tensor *side = loom_mul(loom_linear(xt, p[3], NULL), h);
+        loom_tensor *term =
+            loom_add(loom_sum_all(loom_mul(h, h)), loom_sum_all(side));
+        loss = loss ? loom_add(loss, term) : term;
+      }
+      ck_assert_int_eq(loom_backward(loss), 0);
+      loom_set_anomaly_mode(false);
+    }
+    for (int i = 0; i < 6; i++) {
+      const loom_tensor *gr = loom_grad(p[i]);
+      ck_assert_ptr_nonnull(gr);
+      for (int64_t j = 0; j < loom_numel(gr); j++) {
+        double v = loom_data_f64(gr)[j];
+        if (anomaly)
+          want[i][j] = 2 * v;
+        else
+          ck_assert_msg(fabs(v - want[i][j]) <= 1e-12 * (1 + fabs(want[i][j])),
+                        "parameter %d [%lld]: %.17g, want %.17g", i,
+                        (long long)j, v, want[i][j]);
+      }
+      loom_zero_grad(p[i]);
+    }
+  }
+}
+END_TEST
+
 /* Inside a fixed-weights stretch linear packs its weight at its second use
  * and reuses the packing; a write into the weight (its version) starts
  * over, and every value is that of the plain product. */
@@ -758,6 +820,7 @@ int main(void) {
   tcase_add_test(tc, test_backward_frees_as_it_goes);
   tcase_add_test(tc, test_unread_inputs_are_not_kept);
   tcase_add_test(tc, test_stand_ins_in_higher_order_passes);
+  tcase_add_test(tc, test_deferred_weights_sharing_gradients);
   tcase_add_test(tc, test_linear_no_outputs);
   tcase_add_test(tc, test_linear_no_inputs);
   tcase_add_test(tc, test_failed_pass_drops_graph_gradient);
