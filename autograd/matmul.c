@@ -467,9 +467,12 @@ static bool defer_weight_grad(loom__node *n, const loom_tensor *gy,
 void loom__deferred_end(bool ok) {
   if (--defer.depth > 0)
     return; /* the outermost pass sums them */
-  for (int i = 0; i < defer.n; i++) {
+  /* All are summed before any is freed: a sum looks among all for its
+   * partner. */
+  for (int i = 0; i < defer.n; i++)
     if (ok && loom_last_status() == LOOM_OK)
       defer_sum(defer.d[i]);
+  for (int i = 0; i < defer.n; i++) {
     defer_drop(defer.d[i]);
     free(defer.d[i]->gy);
     free(defer.d[i]->x);
