@@ -613,24 +613,23 @@ loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
   wt.strides[0] = wr->strides[1];
   wt.strides[1] = wr->strides[0];
   const loom__packed *packed =
-      rows <= LOOM__PACKED_MAX_ROWS && in > 0 && xr->strides[1] == 1 &&
-              (!bias || loom__is_contiguous(bias))
+      rows <= LOOM__PACKED_MAX_ROWS && in > 0 && xr->strides[1] == 1
           ? loom__kernel_pack_reused(weight, true)
           : NULL;
-  /* The packed product starts from the bias itself; BLAS adds to a copy. */
-  if (packed && bias)
-    loom__kernel_gemm_packed_bias(rows, (const float *)xr->data,
-                                  xr->strides[0], packed,
-                                  (const float *)bias->data, (float *)y->data,
-                                  out_f);
+  /* The packed product starts from a contiguous bias itself; otherwise
+   * the product adds to the bias copied into every row (the same bits). */
+  bool from_bias = packed && bias && loom__is_contiguous(bias);
+  if (bias && !from_bias && rows > 0)
+    loom__kernel_copy(&y2, bias); /* broadcast over the rows */
+  if (from_bias)
+    loom__kernel_gemm_packed_bias(rows, (const float *)xr->data, xr->strides[0],
+                                  packed, (const float *)bias->data,
+                                  (float *)y->data, out_f);
   else if (packed)
     loom__kernel_gemm_packed(rows, (const float *)xr->data, xr->strides[0],
-                             packed, (float *)y->data, out_f, false);
-  else if (rows > 0) {
-    if (bias)
-      loom__kernel_copy(&y2, bias); /* broadcast over the rows */
+                             packed, (float *)y->data, out_f, bias != NULL);
+  else if (rows > 0)
     loom__kernel_gemm(&y2, xr, &wt, 1, bias ? 1 : 0);
-  }
   loom__record(&loom__op_linear, y, bias ? 3 : 2,
                (const loom_tensor *[]){x2, weight, bias});
   return y;

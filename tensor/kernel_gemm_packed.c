@@ -189,11 +189,11 @@ void loom__kernel_packed_free(loom__packed *p) {
  * a + r + k lda): the kernel broadcasts one value of A per row and k, so
  * either layout is read in place. Without accumulate, C starts from the
  * row vector bias (columns [0, cols)) when it is not NULL, else from 0. A
- * whole block moves between C and the registers as vectors; a partial one goes through a local tile, so it
- * needs no masking. (Routing whole blocks through the tile as well had
- * GCC assemble it with scalar moves and inserts: some 250 cycles a block,
- * 15 % of a product at K = 256, bench/packed.) Each C element is one
- * chain of fused multiply-adds in k order, starting from 0 or from C: a
+ * whole block moves between C and the registers as vectors; a partial one goes
+ * through a local tile, so it needs no masking. (Routing whole blocks through
+ * the tile as well had GCC assemble it with scalar moves and inserts: some 250
+ * cycles a block, 15 % of a product at K = 256, bench/packed.) Each C element
+ * is one chain of fused multiply-adds in k order, starting from 0 or from C: a
  * product cut into k ranges that accumulate gives the same bits as one
  * pass, and a bias added first gives the bits of C = bias then C += A B. */
 #define BLOCK(SUFFIX, V, W, MR)                                                \
@@ -289,14 +289,14 @@ typedef struct {
  * so the bits do not change. */
 #define PANELS(SUFFIX, TARGET, MR, W)                                          \
   BLOCKS(SUFFIX, block_##SUFFIX, TARGET, MR, false)                            \
-  TARGET static void panels_##SUFFIX(                                          \
-      int64_t M, const float *a, int64_t lda, const loom__packed *p,           \
-      const float *bias, float *c, int64_t ldc, bool accumulate, int64_t q0,   \
-      int64_t q1) {                                                            \
+  TARGET static void panels_##SUFFIX(int64_t M, const float *a, int64_t lda,   \
+                                     const loom__packed *p, const float *bias, \
+                                     float *c, int64_t ldc, bool accumulate,   \
+                                     int64_t q0, int64_t q1) {                 \
     if (M <= 0)                                                                \
       return;                                                                  \
     int64_t blocks = (M + MR - 1) / MR;                                        \
-    /* the first `longer` blocks take base + 1 rows, the rest base */         \
+    /* the first `longer` blocks take base + 1 rows, the rest base */          \
     int64_t base = M / blocks, longer = M % blocks;                            \
     for (int64_t q = q0; q < q1; q++) {                                        \
       const float *panel = p->data + q * p->K * NR;                            \
@@ -334,8 +334,7 @@ typedef struct {
                 r1 - m < MR ? r1 - m : MR, kc,                                 \
                 o->ta ? o->a + k0 * o->lda + m : o->a + m * o->lda + k0,       \
                 o->lda, buf + j, o->c + m * o->ldc + n0 + j, o->ldc,           \
-                w - j < 2 * W ? w - j : 2 * W, o->accumulate || k0 > 0,        \
-                NULL);                                                         \
+                w - j < 2 * W ? w - j : 2 * W, o->accumulate || k0 > 0, NULL); \
       }                                                                        \
     }                                                                          \
   }

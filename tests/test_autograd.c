@@ -262,10 +262,9 @@ START_TEST(test_deferred_weights_sharing_gradients) {
       loom_tensor *h = loom_zeros(LOOM_F64, LOOM_SHAPE(B, H)), *loss = NULL;
       for (int t = 0; t < T; t++) {
         loom_tensor *xt = loom_select(x, 0, t), *half[2];
-        loom_tensor *gates =
-            loom_add(loom_add(loom_linear(xt, p[0], p[4]),
-                              loom_linear(h, p[1], p[5])),
-                     loom_linear(h, p[2], NULL));
+        loom_tensor *gates = loom_add(
+            loom_add(loom_linear(xt, p[0], p[4]), loom_linear(h, p[1], p[5])),
+            loom_linear(h, p[2], NULL));
         ck_assert_int_eq(loom_chunk(gates, 2, 1, half, 2), 2);
         h = loom_mul(loom_tanh(half[0]), loom_sigmoid(half[1]));
         loom_tensor *side = loom_mul(loom_linear(xt, p[3], NULL), h);
@@ -314,8 +313,22 @@ START_TEST(test_fixed_weights_products) {
   loom_no_grad_end();
   loom_tensor *y4 = loom_linear(x, w, NULL); /* BLAS again */
   loom_tensor *y5 = loom_linear(x, w, NULL); /* packed anew, not stale */
+  /* a bias: the packed product starts from it, or from its copy in every
+   * row when it is strided; the same bits either way */
+  loom_tensor *b2 = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(70, 2));
+  loom_tensor *strided = loom_select(b2, 1, 0);
+  loom_tensor *dense = loom_contiguous(strided);
+  loom_tensor *y6 = loom_linear(x, w, dense), *y7 = loom_linear(x, w, strided);
   loom_fixed_weights_end();
   loom_fixed_weights_end();
+  ck_assert_ptr_nonnull(y7);
+  ck_assert(!loom_is_contiguous(strided));
+  ck_assert(loom_equal(y6, y7));
+  for (int64_t i = 0; i < 5 * 70; i++) {
+    float want = 2 * loom_data_f32(plain)[i] + loom_data_f32(dense)[i % 70];
+    ck_assert_float_eq_tol(loom_data_f32(y6)[i], want,
+                           1e-5f * (1 + fabsf(want)));
+  }
   ck_assert_ptr_nonnull(y5);
   for (int64_t i = 0; i < 5 * 70; i++) {
     float want = loom_data_f32(plain)[i];
