@@ -364,11 +364,11 @@ static void defer_sum(deferred *e) {
     if (defer.d[i] != e && same_gradients(e, defer.d[i]))
       with[1] = defer.d[i];
   int ws = with[1] ? 2 : 1;
-  int64_t out = loom__input(e->node, 1)->shape[0];
+  const loom_tensor *w0 = loom__input(e->node, 1);
+  int64_t out = w0->shape[0];
   loom_scope *s = loom_scope_begin();
-  loom_tensor *G = loom_empty(loom__input(e->node, 1)->dtype,
-                              LOOM_SHAPE(e->rows, out)),
-              *X[2] = {NULL, NULL};
+  loom_tensor *G = loom_empty(w0->dtype, LOOM_SHAPE(e->rows, out));
+  loom_tensor *X[2] = {NULL, NULL};
   bool ok = G != NULL;
   for (int k = 0; ok && k < ws; k++) {
     const loom_tensor *w = loom__input(with[k]->node, 1);
