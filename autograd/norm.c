@@ -76,6 +76,26 @@ static void layer_norm_graph_backward(loom__node *n, loom_tensor *const *g) {
   loom__backward_by_composition(n, g, layer_norm_compose);
 }
 
+/* x and the tensors that go with it (each *t[i] may be NULL) in their
+ * promoted float dtype, each converted by the differentiable loom_to_dtype
+ * where it differs, as loom_linear takes a float32 weight with float64
+ * input: a float64 batch through a float32 model's norms computes in
+ * float64 and hands the float32 parameters float32 gradients. False, with
+ * LOOM_ERR_DTYPE, for a tensor that is not float. */
+static bool promote_floats(const char *op, const loom_tensor **t[], int n) {
+  loom_dtype to = (*t[0])->dtype;
+  for (int i = 0; i < n; i++)
+    if (*t[i]) {
+      if (loom__check_float(*t[i], op))
+        return false;
+      to = loom__promote(to, (*t[i])->dtype);
+    }
+  for (int i = 0; i < n; i++)
+    if (*t[i] && (*t[i])->dtype != to && !(*t[i] = loom_to_dtype(*t[i], to)))
+      return false;
+  return true;
+}
+
 /* The affine parameter as a contiguous tensor of x's dtype and the
  * normalised shape, or NULL with an error. */
 static const loom_tensor *param(const loom_tensor *p, const loom_tensor *x,
@@ -108,6 +128,9 @@ loom_tensor *loom_layer_norm(const loom_tensor *x, int ndims,
                      "layer_norm: cannot normalise the last %d dims of %s "
                      "with eps %g",
                      ndims, loom_shape_text(x), eps);
+  if (!promote_floats("layer_norm",
+                      (const loom_tensor **[]){&x, &weight, &bias}, 3))
+    return NULL;
   const loom_tensor *w = weight ? param(weight, x, ndims, "weight") : NULL;
   const loom_tensor *b = bias ? param(bias, x, ndims, "bias") : NULL;
   if ((weight && !w) || (bias && !b))
@@ -261,6 +284,9 @@ static loom_tensor *batch_norm(const loom_tensor *x, const loom_tensor *weight,
                      !mean != !var ? "a mean without a variance or the "
                                      "reverse"
                                    : "statistics given or not");
+  if (!promote_floats(
+          op, (const loom_tensor **[]){&x, &weight, &bias, &mean, &var}, 5))
+    return NULL;
   const loom_tensor *w = weight ? channel(weight, x, "weight", op) : NULL;
   const loom_tensor *b = bias ? channel(bias, x, "bias", op) : NULL;
   const loom_tensor *m = mean ? channel(mean, x, "mean", op) : NULL;

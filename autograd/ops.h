@@ -398,12 +398,15 @@ LOOM_API loom_tensor *loom_fused_cross_entropy(const loom_tensor *logits,
 /* Layer normalisation over the last `ndims` dims of x, as torch's
  * F.layer_norm: (x - mean) / sqrt(var + eps) * weight + bias, with the mean
  * and the biased variance over those dims. weight and bias (each may be
- * NULL) have the shape of those dims and x's dtype. One fused kernel
+ * NULL) have the shape of those dims and any float dtype: x, weight and
+ * bias are promoted to one dtype as loom_linear's operands are (a float64
+ * x through float32 parameters computes in float64, and their gradients
+ * arrive as float32). One fused kernel
  * forward and backward; differentiable in x, weight and bias. Returns a
  * new tensor owned by the innermost scope; NULL with LOOM_ERR_DTYPE for a
- * non-float x, LOOM_ERR_SHAPE naming both shapes for a weight or bias that
- * does not match, LOOM_ERR_ARGUMENT for ndims outside 1..x's ndim or a
- * negative eps. The module form is loom_layer_norm_layer (nn.h). */
+ * non-float x, weight or bias, LOOM_ERR_SHAPE naming both shapes for a weight
+ * or bias that does not match, LOOM_ERR_ARGUMENT for ndims outside 1..x's ndim
+ * or a negative eps. The module form is loom_layer_norm_layer (nn.h). */
 LOOM_API loom_tensor *loom_layer_norm(const loom_tensor *x, int ndims,
                                       const loom_tensor *weight,
                                       const loom_tensor *bias, double eps);
@@ -413,13 +416,15 @@ LOOM_API loom_tensor *loom_layer_norm(const loom_tensor *x, int ndims,
  * * weight_c + bias_c. Training (mean and var NULL): m and v are the
  * batch's mean and biased variance over every dim but 1, and *batch_mean,
  * *batch_var (each may be NULL) receive them (C), for running averages;
- * evaluation: m and v are the given mean and var (C). weight and bias (C,
- * each may be NULL) have x's dtype. One fused kernel forward and backward;
+ * evaluation: m and v are the given mean and var (C). weight, bias, mean
+ * and var (C, each may be NULL) may be of another float dtype than x: all
+ * are promoted to one, as in loom_layer_norm (the statistics returned are
+ * of that dtype). One fused kernel forward and backward;
  * differentiable in x, weight and bias (not in mean and var). Returns a
  * new tensor owned by the innermost scope (the statistics too); NULL with
- * LOOM_ERR_DTYPE for a non-float x, LOOM_ERR_SHAPE naming both shapes for
- * a per-channel tensor that does not match or for training on one value
- * per channel, LOOM_ERR_ARGUMENT for x under 2-D, a negative eps, or a
+ * LOOM_ERR_DTYPE for a tensor that is not float, LOOM_ERR_SHAPE naming both
+ * shapes for a per-channel tensor that does not match or for training on one
+ * value per channel, LOOM_ERR_ARGUMENT for x under 2-D, a negative eps, or a
  * mean without a var. The module form is loom_batch_norm_layer (nn.h). */
 LOOM_API loom_tensor *
 loom_batch_norm(const loom_tensor *x, const loom_tensor *weight,

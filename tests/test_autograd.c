@@ -425,6 +425,68 @@ START_TEST(test_layer_norm_values_and_errors) {
 }
 END_TEST
 
+/* The norms take parameters and statistics of another float dtype than
+ * x's, promoted with it as loom_linear's operands are: a float64 x with
+ * float32 parameters gives the float64 op's values and hands the
+ * parameters their gradients as float32; a float32 x with float64
+ * parameters computes in float64. A parameter that is not float is
+ * refused. */
+START_TEST(test_norms_promote_mixed_dtypes) {
+  loom_manual_seed(3);
+  loom_tensor *x = loom_set_requires_grad(
+      loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(4, 3)), true);
+  loom_tensor *r = loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(4, 3));
+  loom_tensor *p32[4], *p64[4]; /* weight, bias, running mean, running var */
+  for (int i = 0; i < 4; i++) {
+    p32[i] = loom_rand(NULL, LOOM_F32, 0.5, 1.5, LOOM_SHAPE(3));
+    p64[i] = loom_to_dtype(p32[i], LOOM_F64); /* exact */
+    if (i < 2) {
+      loom_set_requires_grad(p32[i], true);
+      loom_set_requires_grad(p64[i], true);
+    }
+  }
+  for (int op = 0; op < 3; op++) { /* layer norm, batch norm train, eval */
+    loom_tensor *y[2], *gx[2];
+    for (int mixed = 0; mixed < 2; mixed++) {
+      loom_tensor **p = mixed ? p32 : p64;
+      for (int i = 0; i < 2; i++)
+        loom_zero_grad(p[i]);
+      loom_zero_grad(x);
+      y[mixed] = op == 0 ? loom_layer_norm(x, 1, p[0], p[1], 1e-5)
+                         : loom_batch_norm(x, p[0], p[1], op == 2 ? p[2] : NULL,
+                                           op == 2 ? p[3] : NULL, 1e-5, NULL,
+                                           NULL);
+      ck_assert_msg(y[mixed], "op %d mixed %d: %s", op, mixed,
+                    loom_last_error());
+      ck_assert_int_eq(loom_dtype_of(y[mixed]), LOOM_F64);
+      ck_assert_int_eq(loom_backward(loom_sum_all(loom_mul(y[mixed], r))), 0);
+      gx[mixed] = loom_clone(loom_grad(x));
+      for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(loom_dtype_of(loom_grad(p[i])), loom_dtype_of(p[i]));
+    }
+    ck_assert(loom_equal(y[0], y[1]));
+    ck_assert(loom_equal(gx[0], gx[1]));
+    for (int i = 0; i < 2; i++)
+      ck_assert(loom_equal(loom_grad(p32[i]),
+                           loom_to_dtype(loom_grad(p64[i]), LOOM_F32)));
+  }
+  loom_tensor *x32 = loom_to_dtype(x, LOOM_F32);
+  loom_tensor *wide = loom_layer_norm(x32, 1, p64[0], NULL, 1e-5);
+  ck_assert_int_eq(loom_dtype_of(wide), LOOM_F64);
+  ck_assert(loom_equal(
+      wide, loom_layer_norm(loom_to_dtype(x32, LOOM_F64), 1, p64[0], NULL,
+                            1e-5)));
+  ck_assert_ptr_null(
+      loom_layer_norm(x, 1, loom_ones(LOOM_I64, LOOM_SHAPE(3)), NULL, 1e-5));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "layer_norm");
+  ck_assert_ptr_null(loom_batch_norm(x, NULL, NULL,
+                                     loom_zeros(LOOM_I64, LOOM_SHAPE(3)),
+                                     loom_ones(LOOM_F32, LOOM_SHAPE(3)), 1e-5,
+                                     NULL, NULL));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "batch_norm");
+}
+END_TEST
+
 START_TEST(test_requires_grad_rules) {
   loom_tensor *i = loom_zeros(LOOM_I64, LOOM_SHAPE(2));
   ck_assert_ptr_null(loom_set_requires_grad(i, true));
@@ -807,6 +869,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_simple_gradient);
   tcase_add_test(tc, test_layer_norm_values_and_errors);
+  tcase_add_test(tc, test_norms_promote_mixed_dtypes);
   tcase_add_test(tc, test_fixed_weights_products);
   tcase_add_test(tc, test_inplace_on_product_operand_is_reported);
   tcase_add_test(tc, test_accumulates_across_backwards);
