@@ -70,7 +70,9 @@ typedef struct loom_backward_opts {
 LOOM_API int loom_backward(loom_tensor *loss);
 /* From any `t`, seeded with `grad` (same shape; with create_graph, grad
  * may itself require grad, and the result is differentiable in it too).
- * opts may be NULL. */
+ * grad may be NULL for a one-element t, seeded with 1 (loom_backward with
+ * options: retain_graph, create_graph); for a larger t that is
+ * LOOM_ERR_SHAPE. opts may be NULL. Errors as loom_backward's. */
 LOOM_API int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
                                 const loom_backward_opts *opts);
 

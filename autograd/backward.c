@@ -418,12 +418,9 @@ static int check_seed(const char *op, const loom_tensor *t,
   return 0;
 }
 
-int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
-                       const loom_backward_opts *opts) {
-  if (!t || !grad)
-    return loom_null_argument("backward"), -1;
-  if (loom_last_status() != LOOM_OK) /* an earlier failure is pending */
-    return -1;
+/* The pass from t seeded with grad (not NULL). */
+static int backward_seeded(loom_tensor *t, const loom_tensor *grad,
+                           const loom_backward_opts *opts) {
   if (check_seed("backward", t, grad) < 0)
     return -1;
   bool create = opts && opts->create_graph;
@@ -438,24 +435,39 @@ int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
   return rc;
 }
 
-int loom_backward(loom_tensor *loss) {
-  if (!loss)
+int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
+                       const loom_backward_opts *opts) {
+  if (!t)
     return loom_null_argument("backward"), -1;
-  if (loss->numel != 1) {
+  if (loom_last_status() != LOOM_OK) /* an earlier failure is pending */
+    return -1;
+  if (grad)
+    return backward_seeded(t, grad, opts);
+  if (t->numel != 1) {
+    loom_set_error(LOOM_ERR_SHAPE,
+                   "backward: %s has %lld elements: seed it with a gradient "
+                   "of its shape",
+                   loom_shape_text(t), (long long)t->numel);
+    return -1;
+  }
+  loom_tensor *one = loom__alloc(t->dtype, t->ndim, t->shape, "backward");
+  if (!one)
+    return -1;
+  loom__kernel_fill(one, 1);
+  int rc = backward_seeded(t, one, opts);
+  loom__unref(one);
+  return rc;
+}
+
+int loom_backward(loom_tensor *loss) {
+  if (loss && loss->numel != 1) {
     loom_set_error(LOOM_ERR_SHAPE,
                    "backward: loss %s has %lld elements; use "
                    "loom_backward_with for non-scalar outputs",
                    loom_shape_text(loss), (long long)loss->numel);
     return -1;
   }
-  loom_tensor *one =
-      loom__alloc(loss->dtype, loss->ndim, loss->shape, "backward");
-  if (!one)
-    return -1;
-  loom__kernel_fill(one, 1);
-  int rc = loom_backward_with(loss, one, NULL);
-  loom__unref(one);
-  return rc;
+  return loom_backward_with(loss, NULL, NULL);
 }
 
 int loom_autograd_grad(loom_tensor *const *outputs, int n_outputs,

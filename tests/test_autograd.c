@@ -498,6 +498,22 @@ START_TEST(test_requires_grad_rules) {
 }
 END_TEST
 
+/* loom_backward_with without a seed starts a one-element t from 1, as
+ * loom_backward does, with options: retain_graph lets the same graph run
+ * twice (the gradients add up); a t of several elements needs its seed. */
+START_TEST(test_backward_with_unseeded_scalar) {
+  loom_tensor *w = leaf((double[]){1, 2, 3}, 3);
+  loom_tensor *loss = loom_sum_all(loom_square(w));
+  loom_backward_opts keep = {.retain_graph = true};
+  ck_assert_int_eq(loom_backward_with(loss, NULL, &keep), 0);
+  ck_assert_int_eq(loom_backward_with(loss, NULL, NULL), 0);
+  for (int i = 0; i < 3; i++)
+    ck_assert_double_eq(loom_data_f64(loom_grad(w))[i], 4.0 * (i + 1));
+  ck_assert_int_eq(loom_backward_with(loom_square(w), NULL, NULL), -1);
+  CHECK_ERROR(LOOM_ERR_SHAPE, "backward: [3] has 3 elements");
+}
+END_TEST
+
 START_TEST(test_scope_may_end_before_backward) {
   loom_tensor *w = leaf((double[]){1, 2, 3}, 3);
   loom_scope *s = loom_scope_begin();
@@ -885,6 +901,7 @@ int main(void) {
   tcase_add_test(tc, test_inplace_unrelated_tensor_is_fine);
   tcase_add_test(tc, test_null_propagates_and_first_error_wins);
   tcase_add_test(tc, test_requires_grad_rules);
+  tcase_add_test(tc, test_backward_with_unseeded_scalar);
   tcase_add_test(tc, test_scope_may_end_before_backward);
   tcase_add_test(tc, test_unused_graph_is_freed_with_its_output);
   tcase_add_test(tc, test_training_loop_memory_is_flat);
