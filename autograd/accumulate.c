@@ -96,7 +96,12 @@ static bool diverted(loom__pass *p, loom_tensor *in, loom_tensor *r) {
           (!leaf && x && x->link.slot == in->link.slot &&
            x->link.gen == in->link.gen && x->link.output == in->link.output)) {
         loom__add_to_slot(&q->captured[k], r);
-        return leaf || q->stop_at_targets;
+        if (leaf || q->stop_at_targets)
+          return true;
+        /* A target whose own graph is freed is where the flow ends. */
+        if (!loom__node_of(in) && !loom__other_thread(in))
+          return q->met_freed = true;
+        return false;
       }
     }
     if (!leaf) /* only a leaf can belong to an enclosing pass's graph */
@@ -105,6 +110,10 @@ static bool diverted(loom__pass *p, loom_tensor *in, loom_tensor *r) {
   if (leaf)
     return p->capture_only;
   loom__node *producer = loom__node_of(in);
+  /* A gradient for a graph already freed: a pass that only captures has
+   * no use for it (prune noted where such a graph is met) */
+  if (!producer && p->capture_only && !loom__other_thread(in))
+    return p->met_freed = true;
   return producer && producer->skip;
 }
 

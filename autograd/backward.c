@@ -120,19 +120,28 @@ static bool wanted(const loom__pass *p, const loom_tensor *t) {
   return false;
 }
 
+/* Whether t is the result of a recorded op whose node an earlier backward
+ * freed. */
+static bool graph_freed(const loom_tensor *t) {
+  return t->link.slot >= 0 && !loom__node_of(t) && !loom__other_thread(t);
+}
+
 /* A pass that only captures gradients runs only the nodes on a path to a
  * target: oldest first, a node is needed when it reads a target or the
- * output of a needed node. */
-static void prune(loom__node **list, int64_t count, const loom__pass *p) {
+ * output of a needed node. A graph freed behind an input hides where it
+ * led: the pass notes it (loom__pass.met_freed). */
+static void prune(loom__node **list, int64_t count, loom__pass *p) {
   for (int64_t j = count - 1; j >= 0; j--) {
     loom__node *x = list[j];
     bool needed = false;
-    for (int i = 0; i < x->n_in && !needed; i++) {
+    for (int i = 0; i < x->n_in; i++) {
       const loom_tensor *in = x->in[i];
       if (!in || !in->requires_grad)
         continue;
       loom__node *q = loom__node_of(in);
-      needed = wanted(p, in) || (q && q->in_backward && !q->skip);
+      bool target = wanted(p, in);
+      p->met_freed |= !target && graph_freed(in);
+      needed |= target || (q && q->in_backward && !q->skip);
     }
     x->skip = !needed;
   }
@@ -540,7 +549,15 @@ int loom_autograd_grad(loom_tensor *const *outputs, int n_outputs,
     loom__active_pass = outer;
   }
   for (int i = 0; i < n_inputs && rc == 0; i++)
-    if (!captured[i] && !o.allow_unused) {
+    if (!captured[i] && pass.met_freed) { /* unused, or behind that graph */
+      loom_set_error(LOOM_ERR_STATE,
+                     "%s: input %d %s got no gradient, and the outputs' "
+                     "graph runs into a part already freed by an earlier "
+                     "backward, which may have led to it; pass retain_graph "
+                     "to the first",
+                     op, i, loom_shape_text(inputs[i]));
+      rc = -1;
+    } else if (!captured[i] && !o.allow_unused) {
       loom_set_error(LOOM_ERR_STATE,
                      "%s: input %d %s was not used to compute the outputs "
                      "(set allow_unused to get NULL for it)",

@@ -183,6 +183,11 @@ typedef struct loom__pass {
   loom_tensor *const *targets;
   loom_tensor **captured; /* per target, owned; NULL until one arrives */
   uint64_t first_seq;     /* an inner pass reaches no node older than this */
+  /* A needed path may run into a graph an earlier backward freed (a
+   * target's own, or a tensor a collected node read): what lay behind it
+   * is unknown, so a target that gets no gradient is an error, not
+   * "unused". */
+  bool met_freed;
   /* While a first-order-only op runs in a create_graph pass: its node, so
    * the gradients it passes on can be marked (tape.c). */
   loom__node *first_order;

@@ -514,6 +514,43 @@ START_TEST(test_backward_with_unseeded_scalar) {
 }
 END_TEST
 
+/* loom_autograd_grad past a graph an earlier backward freed, as
+ * torch.autograd.grad: an input whose own graph is gone still gets its
+ * gradient when nothing is needed behind it (a target ends the flow);
+ * an input behind the freed part is an error naming it, with or without
+ * allow_unused, never an "unused" NULL; and an input the pass reaches
+ * without the freed part (a discriminator's weight on a generator's
+ * stale output) gets its gradient. */
+START_TEST(test_autograd_grad_after_freed_graph) {
+  loom_tensor *x = leaf((double[]){1, 2}, 2), *w = leaf((double[]){5, 7}, 2);
+  loom_tensor *y = loom_exp(x), *z = loom_mul(y, y);
+  ck_assert_int_eq(loom_backward(loom_sum_all(z)), 0);
+  loom_tensor *g[2];
+  loom_grad_opts unused = {.allow_unused = true};
+  for (int k = 0; k < 2; k++) { /* y alone, z alone: 3 each */
+    loom_tensor *t = k ? z : y;
+    loom_tensor *o = loom_sum_all(loom_mul_scalar(t, 3));
+    ck_assert_int_eq(loom_autograd_grad(&o, 1, &t, 1, NULL, g, NULL), 0);
+    ck_assert(loom_equal(g[0], loom_full(LOOM_F64, 3, LOOM_SHAPE(2))));
+  }
+  loom_tensor *o = loom_sum_all(loom_mul_scalar(y, 3));
+  ck_assert_int_eq(loom_autograd_grad(&o, 1, (loom_tensor *[]){y, x}, 2, NULL,
+                                      g, NULL),
+                   -1);
+  CHECK_ERROR(LOOM_ERR_STATE, "input 1 [2] got no gradient");
+  for (int k = 0; k < 2; k++) {
+    o = loom_sum_all(loom_mul_scalar(z, 3));
+    ck_assert_int_eq(
+        loom_autograd_grad(&o, 1, &x, 1, NULL, g, k ? &unused : NULL), -1);
+    ck_assert_ptr_null(g[0]);
+    CHECK_ERROR(LOOM_ERR_STATE, "already freed by an earlier backward");
+  }
+  o = loom_sum_all(loom_mul(w, z));
+  ck_assert_int_eq(loom_autograd_grad(&o, 1, &w, 1, NULL, g, NULL), 0);
+  ck_assert(loom_equal(g[0], z));
+}
+END_TEST
+
 START_TEST(test_scope_may_end_before_backward) {
   loom_tensor *w = leaf((double[]){1, 2, 3}, 3);
   loom_scope *s = loom_scope_begin();
@@ -902,6 +939,7 @@ int main(void) {
   tcase_add_test(tc, test_null_propagates_and_first_error_wins);
   tcase_add_test(tc, test_requires_grad_rules);
   tcase_add_test(tc, test_backward_with_unseeded_scalar);
+  tcase_add_test(tc, test_autograd_grad_after_freed_graph);
   tcase_add_test(tc, test_scope_may_end_before_backward);
   tcase_add_test(tc, test_unused_graph_is_freed_with_its_output);
   tcase_add_test(tc, test_training_loop_memory_is_flat);
