@@ -98,7 +98,12 @@ typedef struct loom_grad_opts {
  * an input that does not require grad or that no output depends on
  * (without allow_unused), an output that does not require grad or whose
  * graph was freed, a grad_output of another shape, a missing grad_output
- * for an output of several elements, and the failures of loom_backward. */
+ * for an output of several elements, and the failures of loom_backward.
+ * Graphs an earlier backward freed: an input whose own graph is freed
+ * still gets its gradient (the pass ends there), and the pass ignores
+ * freed graphs it meets on the way; but an input left without a gradient
+ * after the pass met one is an error even with allow_unused, as the freed
+ * part may have led to it (torch.autograd.grad fails there too). */
 LOOM_API int loom_autograd_grad(loom_tensor *const *outputs, int n_outputs,
                                 loom_tensor *const *inputs, int n_inputs,
                                 loom_tensor *const *grad_outputs,
