@@ -401,12 +401,12 @@ LOOM_API loom_tensor *loom_fused_cross_entropy(const loom_tensor *logits,
  * NULL) have the shape of those dims and any float dtype: x, weight and
  * bias are promoted to one dtype as loom_linear's operands are (a float64
  * x through float32 parameters computes in float64, and their gradients
- * arrive as float32). One fused kernel
- * forward and backward; differentiable in x, weight and bias. Returns a
- * new tensor owned by the innermost scope; NULL with LOOM_ERR_DTYPE for a
- * non-float x, weight or bias, LOOM_ERR_SHAPE naming both shapes for a weight
- * or bias that does not match, LOOM_ERR_ARGUMENT for ndims outside 1..x's ndim
- * or a negative eps. The module form is loom_layer_norm_layer (nn.h). */
+ * arrive as float32). One fused kernel forward and backward;
+ * differentiable in x, weight and bias. Returns a new tensor owned by the
+ * innermost scope; NULL with LOOM_ERR_DTYPE for a non-float x, weight or
+ * bias, LOOM_ERR_SHAPE naming both shapes for a weight or bias that does
+ * not match, LOOM_ERR_ARGUMENT for ndims outside 1..x's ndim or a negative
+ * eps. The module form is loom_layer_norm_layer (nn.h). */
 LOOM_API loom_tensor *loom_layer_norm(const loom_tensor *x, int ndims,
                                       const loom_tensor *weight,
                                       const loom_tensor *bias, double eps);
@@ -419,13 +419,13 @@ LOOM_API loom_tensor *loom_layer_norm(const loom_tensor *x, int ndims,
  * evaluation: m and v are the given mean and var (C). weight, bias, mean
  * and var (C, each may be NULL) may be of another float dtype than x: all
  * are promoted to one, as in loom_layer_norm (the statistics returned are
- * of that dtype). One fused kernel forward and backward;
- * differentiable in x, weight and bias (not in mean and var). Returns a
- * new tensor owned by the innermost scope (the statistics too); NULL with
- * LOOM_ERR_DTYPE for a tensor that is not float, LOOM_ERR_SHAPE naming both
- * shapes for a per-channel tensor that does not match or for training on one
- * value per channel, LOOM_ERR_ARGUMENT for x under 2-D, a negative eps, or a
- * mean without a var. The module form is loom_batch_norm_layer (nn.h). */
+ * of that dtype). One fused kernel forward and backward; differentiable
+ * in x, weight and bias (not in mean and var). Returns a new tensor owned
+ * by the innermost scope (the statistics too); NULL with LOOM_ERR_DTYPE
+ * for a tensor that is not float, LOOM_ERR_SHAPE naming both shapes for a
+ * per-channel tensor that does not match or for training on one value per
+ * channel, LOOM_ERR_ARGUMENT for x under 2-D, a negative eps, or a mean
+ * without a var. The module form is loom_batch_norm_layer (nn.h). */
 LOOM_API loom_tensor *
 loom_batch_norm(const loom_tensor *x, const loom_tensor *weight,
                 const loom_tensor *bias, const loom_tensor *mean,
