@@ -238,7 +238,11 @@ typedef struct loom_function {
  * callbacks. 0 or -1. */
 LOOM_API int loom_function_apply(const loom_function *f, loom_tensor *const *in,
                                  loom_tensor **out, void *user);
-/* Saves a tensor for backward (retained; checked for in-place changes). */
+/* Saves a tensor for backward (retained; checked for in-place changes).
+ * An output the forward returns may be saved too: in a backward that
+ * records its graph (create_graph) it is read as the output itself, so
+ * second derivatives follow its dependence on the inputs, as torch's
+ * save_for_backward of an output. */
 LOOM_API void loom_function_save(loom_function_ctx *ctx, const loom_tensor *t);
 /* The i-th saved tensor, borrowed. */
 LOOM_API const loom_tensor *loom_function_saved(loom_function_ctx *ctx, int i);

@@ -86,6 +86,27 @@ static void custom_backward(loom__node *n, loom_tensor *const *gout) {
     free(gin);
 }
 
+/* What the node keeps for a tensor t the forward saved: an output it
+ * returned (not one of its inputs returned as is) is kept as the linked
+ * output, so that a backward recording its graph reads the output itself
+ * and second derivatives see the saved value's dependence on the inputs
+ * (torch's save_for_backward of an output); anything else as it is. The
+ * saved tensor is retained, so an address equal to a returned one is that
+ * tensor. */
+static const loom_tensor *saved_as(const loom_function *f,
+                                   loom_tensor *const *in,
+                                   const loom_tensor *const *returned,
+                                   loom_tensor *const *out,
+                                   const loom_tensor *t) {
+  for (int i = 0; i < f->n_inputs; i++)
+    if (in[i] == t)
+      return t;
+  for (int k = 0; k < f->n_outputs; k++)
+    if (returned[k] == t)
+      return out[k];
+  return t;
+}
+
 int loom_function_apply(const loom_function *f, loom_tensor *const *in,
                         loom_tensor **out, void *user) {
   if (!f || !out || (!in && f->n_inputs > 0))
@@ -100,6 +121,15 @@ int loom_function_apply(const loom_function *f, loom_tensor *const *in,
   loom_function_ctx c = {.user = user, .in = in};
   for (int k = 0; k < f->n_outputs; k++)
     out[k] = NULL;
+  /* What the forward returned, to know its outputs among what it saved. */
+  const loom_tensor *small[8],
+      **returned = f->n_outputs <= 8
+                       ? small
+                       : calloc((size_t)f->n_outputs, sizeof *returned);
+  if (!returned) {
+    loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory", f->name);
+    return -1;
+  }
   loom_no_grad_begin();
   loom_scope *s = loom_scope_begin();
   int rc = f->forward(&c, in, f->n_inputs, out);
@@ -113,6 +143,7 @@ int loom_function_apply(const loom_function *f, loom_tensor *const *in,
                      f->name, k);
       rc = -1;
     }
+    returned[k] = out[k];
     /* Fresh aliases, so linking them never touches a tensor the forward
      * returned as is (an input, say). */
     out[k] = rc == 0 ? loom__view_of(out[k], out[k]->ndim, out[k]->shape,
@@ -139,9 +170,11 @@ int loom_function_apply(const loom_function *f, loom_tensor *const *in,
       n->fn = f;
       n->user = user;
       for (int i = 0; i < c.n_saved; i++)
-        loom__save(n, c.saved[i]);
+        loom__save(n, saved_as(f, in, returned, out, c.saved[i]));
     }
   }
+  if (returned != small)
+    free(returned);
   for (int i = 0; i < c.n_saved; i++)
     loom__unref(c.saved[i]);
   free(c.saved);

@@ -83,7 +83,7 @@ struct loom__node {
   bool in_backward;
   bool skip;          /* in a pass, but on no path to what it computes */
   bool pinned;        /* read until its pass ends (a deferred product) */
-  uint32_t saved_out; /* bit i: saved[i] is an alias of the output */
+  uint32_t saved_out; /* bit i: saved[i] aliases output saved[i]->link.output */
   int32_t n_in, n_saved, cap_saved, n_out, live_out;
   loom_tensor **in;    /* retained; in_buf or heap */
   int64_t *in_version; /* each input's version when recorded */

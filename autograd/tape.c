@@ -305,7 +305,10 @@ void loom__save(loom__node *n, const loom_tensor *t) {
       save_failed(n);
       return;
     }
-    if (n->n_saved < 32 && t->link.output == 0)
+    /* Which output it is, for loom__saved: the alias is the node's
+     * alone and stays a leaf, whose link has no other use for it. */
+    keep->link.output = t->link.output;
+    if (n->n_saved < 32)
       n->saved_out |= 1u << n->n_saved;
   } else {
     keep = loom_keep((loom_tensor *)t);
@@ -371,20 +374,21 @@ static const loom_tensor *unmodified(const loom__node *n, const loom_tensor *t,
   return t;
 }
 
-/* A saved alias of n's first output, for a backward that records its
- * graph: the output itself, so that gradients reach n's inputs through it
+/* A saved alias of n's output k, for a backward that records its graph:
+ * the output itself, so that gradients reach n's inputs through it
  * (PyTorch unpacks a saved output the same way). When the output has died
  * a new alias takes its place in the node, linked to it. */
-static const loom_tensor *output_in_graph(loom__node *n, loom_tensor *alias) {
-  if (n->out_ptr[0])
-    return n->out_ptr[0];
+static const loom_tensor *output_in_graph(loom__node *n, loom_tensor *alias,
+                                          int k) {
+  if (n->out_ptr[k])
+    return n->out_ptr[k];
   loom_tensor *o = loom__view_of(alias, alias->ndim, alias->shape,
                                  alias->strides, alias->offset);
   if (!o)
     return NULL;
-  o->link = (loom__grad_link){n->slot, n->gen, 0, tape.id};
+  o->link = (loom__grad_link){n->slot, n->gen, k, tape.id};
   o->requires_grad = true;
-  n->out_ptr[0] = o;
+  n->out_ptr[k] = o;
   n->live_out++;
   return loom__to_scope(o);
 }
@@ -392,7 +396,8 @@ static const loom_tensor *output_in_graph(loom__node *n, loom_tensor *alias) {
 const loom_tensor *loom__saved(const loom__node *n, int i) {
   const loom_tensor *t = unmodified(n, n->saved[i], n->saved_version[i], -1);
   if (t && i < 32 && ((n->saved_out >> i) & 1) && loom__creating_graph())
-    return output_in_graph((loom__node *)n, n->saved[i]);
+    return output_in_graph((loom__node *)n, n->saved[i],
+                           n->saved[i]->link.output);
   return t;
 }
 

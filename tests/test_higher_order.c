@@ -195,6 +195,52 @@ START_TEST(test_gradgradcheck_can_fail) {
 }
 END_TEST
 
+/* Custom functions that save their outputs, as torch's save_for_backward
+ * of an output: a backward that records its graph reads the output
+ * itself, so second derivatives see its dependence on the input (a saved
+ * output had been a constant there: d/dx of exp's backward lost e^x).
+ * Output 1 of two is saved here, besides the input. */
+static int two_fwd(loom_function_ctx *c, loom_tensor *const *in, int n,
+                   loom_tensor **out) {
+  (void)n;
+  out[0] = loom_square(in[0]);
+  out[1] = loom_exp(in[0]);
+  loom_function_save(c, in[0]);
+  loom_function_save(c, out[1]);
+  return 0;
+}
+static int two_bwd(loom_function_ctx *c, loom_tensor *const *g,
+                   loom_tensor **gin) {
+  const loom_tensor *x = loom_function_saved(c, 0);
+  const loom_tensor *e = loom_function_saved(c, 1);
+  gin[0] = loom_add(loom_mul(g[0], loom_mul_scalar(x, 2)), loom_mul(g[1], e));
+  return 0;
+}
+static const loom_function two_outputs = {"square_exp", 1, 2, two_fwd,
+                                          two_bwd};
+static int apply_two(loom_tensor *const *in, int n, loom_tensor **out, int max,
+                     void *ctx) {
+  (void)n, (void)max, (void)ctx;
+  return loom_function_apply(&two_outputs, in, out, NULL) < 0 ? -1 : 2;
+}
+
+START_TEST(test_custom_function_saved_output_second_order) {
+  loom_tensor *x = vec(3, (double[]){0.5, 1, -1});
+  loom_gradcheck_result r;
+  ck_assert_msg(loom_gradgradcheck(apply_two, NULL, &x, 1, NULL, &r) == 1,
+                "%s", r.message);
+  /* d/dx of sum(d/dx sum(exp x)) = e^x, through the saved output alone */
+  loom_tensor *y[2];
+  ck_assert_int_eq(loom_function_apply(&two_outputs, &x, y, NULL), 0);
+  loom_tensor *s = loom_sum_all(y[1]), *g, *h;
+  loom_grad_opts create = {.create_graph = true};
+  ck_assert_int_eq(loom_autograd_grad(&s, 1, &x, 1, NULL, &g, &create), 0);
+  loom_tensor *s2 = loom_sum_all(g);
+  ck_assert_int_eq(loom_autograd_grad(&s2, 1, &x, 1, NULL, &h, NULL), 0);
+  ck_assert(loom_equal(h, loom_exp(loom_detach(x))));
+}
+END_TEST
+
 /* prod through zeros in the input itself (test_gradcheck's zeros come
  * from a mask, which hides the derivatives at them): row 0 holds two
  * zeros, row 1 one. d/dx_j sum_i dP/dx_i = sum over i != j of the product
@@ -545,6 +591,7 @@ int main(void) {
   tcase_add_test(tc, test_grad_and_second_derivative);
   tcase_add_test(tc, test_grad_of_intermediates);
   tcase_add_test(tc, test_grad_errors);
+  tcase_add_test(tc, test_custom_function_saved_output_second_order);
   tcase_add_test(tc, test_backward_create_graph);
   tcase_add_test(tc, test_first_order_op_refuses);
   tcase_add_test(tc, test_gradgradcheck_can_fail);
