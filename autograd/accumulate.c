@@ -90,19 +90,23 @@ static loom_tensor **slot_of(const loom_tensor *in) {
 static bool diverted(loom__pass *p, loom_tensor *in, loom_tensor *r) {
   bool leaf = in->link.slot == LOOM__LINK_LEAF;
   for (loom__pass *q = p; q; q = q->parent) {
+    bool hit = false; /* a tensor named twice gets its gradient twice */
     for (int k = 0; k < q->n_targets; k++) {
       const loom_tensor *x = q->targets[k];
       if (x == in ||
           (!leaf && x && x->link.slot == in->link.slot &&
            x->link.gen == in->link.gen && x->link.output == in->link.output)) {
         loom__add_to_slot(&q->captured[k], r);
-        if (leaf || q->stop_at_targets)
-          return true;
-        /* A target whose own graph is freed is where the flow ends. */
-        if (!loom__node_of(in) && !loom__other_thread(in))
-          return q->met_freed = true;
-        return false;
+        hit = true;
       }
+    }
+    if (hit) {
+      if (leaf || q->stop_at_targets)
+        return true;
+      /* A target whose own graph is freed is where the flow ends. */
+      if (!loom__node_of(in) && !loom__other_thread(in))
+        return q->met_freed = true;
+      return false;
     }
     if (!leaf) /* only a leaf can belong to an enclosing pass's graph */
       break;
@@ -110,10 +114,6 @@ static bool diverted(loom__pass *p, loom_tensor *in, loom_tensor *r) {
   if (leaf)
     return p->capture_only;
   loom__node *producer = loom__node_of(in);
-  /* A gradient for a graph already freed: a pass that only captures has
-   * no use for it (prune noted where such a graph is met) */
-  if (!producer && p->capture_only && !loom__other_thread(in))
-    return p->met_freed = true;
   return producer && producer->skip;
 }
 

@@ -43,7 +43,10 @@ LOOM_API void loom_zero_grad(loom_tensor *t);
  * have t's shape and dtype. 0, or -1 with an error (LOOM_ERR_STATE: t is
  * not a leaf that requires grad, or g does not fit). */
 LOOM_API int loom_set_grad(loom_tensor *t, loom_tensor *g);
-/* Asks backward to store the gradient of a non-leaf `t` in loom_grad(t). */
+/* Asks backward to store the gradient of a non-leaf `t` in loom_grad(t)
+ * (a leaf's is stored anyway). A t that does not require grad is refused,
+ * as torch's retain_grad refuses it: nothing changes and LOOM_ERR_STATE is
+ * recorded (LOOM_ERR_ARGUMENT for NULL). */
 LOOM_API void loom_retain_grad(loom_tensor *t);
 /* A view of t's data that is a leaf outside the graph (no gradient flows
  * back through it): how truncated BPTT carries its hidden state. */
@@ -66,7 +69,10 @@ typedef struct loom_backward_opts {
  * anomaly mode, a graph recorded on another thread). Leaves shared with
  * other threads (a model's parameters) get this backward's gradients added
  * under a lock of their own, so threads may backpropagate into them at
- * once; the sum's rounding then depends on their order. */
+ * once; the sum's rounding then depends on their order. A pass that fails
+ * part of the way has added the gradients of the nodes it ran to their
+ * leaves (leaves accumulate as the pass reaches them, which lets
+ * grad-ready hooks start early): zero them before the next step. */
 LOOM_API int loom_backward(loom_tensor *loss);
 /* From any `t`, seeded with `grad` (same shape; with create_graph, grad
  * may itself require grad, and the result is differentiable in it too).
@@ -100,9 +106,12 @@ typedef struct loom_grad_opts {
  * graph was freed, a grad_output of another shape, a missing grad_output
  * for an output of several elements, and the failures of loom_backward.
  * Graphs an earlier backward freed: an input whose own graph is freed
- * still gets its gradient (the pass ends there), and the pass ignores
- * freed graphs it meets on the way; but an input left without a gradient
- * after the pass met one is an error even with allow_unused, as the freed
+ * still gets its gradient (the pass ends there); a gradient the pass
+ * would send into another freed graph fails it, as loom_backward does
+ * (detach such a tensor, or pass retain_graph to the earlier backward:
+ * loom cannot see where a freed graph led, so it cannot tell whether the
+ * gradient was wanted); and an input left without a gradient after the
+ * pass met a freed graph is an error even with allow_unused, as the freed
  * part may have led to it (torch.autograd.grad fails there too). */
 LOOM_API int loom_autograd_grad(loom_tensor *const *outputs, int n_outputs,
                                 loom_tensor *const *inputs, int n_inputs,

@@ -24,16 +24,19 @@ static int by_seq_desc(const void *a, const void *b) {
   return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* Which of p's targets t is (by identity, or for a result of a recorded
- * op by its link to that op's output), or -1. */
+/* Whether target x is t (by identity, or for a result of a recorded op
+ * by its link to that op's output). */
+static bool is_target(const loom_tensor *x, const loom_tensor *t) {
+  return x == t ||
+         (x && x->link.slot >= 0 && x->link.slot == t->link.slot &&
+          x->link.gen == t->link.gen && x->link.output == t->link.output);
+}
+
+/* Which of p's targets t is first, or -1. */
 static int target_index(const loom__pass *p, const loom_tensor *t) {
-  for (int k = 0; k < p->n_targets; k++) {
-    const loom_tensor *x = p->targets[k];
-    if (x == t ||
-        (x && x->link.slot >= 0 && x->link.slot == t->link.slot &&
-         x->link.gen == t->link.gen && x->link.output == t->link.output))
+  for (int k = 0; k < p->n_targets; k++)
+    if (is_target(p->targets[k], t))
       return k;
-  }
   return -1;
 }
 
@@ -221,9 +224,10 @@ const loom_tensor *loom__mark_first_order(const loom_tensor *g) {
  * itself a leaf or a target, where its gradient goes. */
 static int seed(loom__pass *p, loom_tensor *t, loom_tensor *g) {
   bool create = p && p->create_graph;
-  int k = p ? target_index(p, t) : -1;
-  if (k >= 0) {
-    loom__add_to_slot(&p->captured[k], g);
+  if (p && target_index(p, t) >= 0) {
+    for (int k = 0; k < p->n_targets; k++) /* each time it is named */
+      if (is_target(p->targets[k], t))
+        loom__add_to_slot(&p->captured[k], g);
     if (p->stop_at_targets || t->link.slot == LOOM__LINK_LEAF)
       return 0;
   }

@@ -245,6 +245,14 @@ int loom_chunk(const loom_tensor *t, int chunks, int dim, loom_tensor **out,
   int d = loom__dim(dim, t->ndim, "chunk");
   if (d < 0 || no_dims(t, "chunk"))
     return -1;
+  if (t->shape[d] == 0) { /* torch.chunk: `chunks` empty pieces */
+    if (chunks > max_out) {
+      loom_set_error(LOOM_ERR_ARGUMENT, "chunk: %d pieces, room for %d",
+                     chunks, max_out);
+      return -1;
+    }
+    return pieces(t, d, chunks, 0, NULL, out);
+  }
   int64_t size = (t->shape[d] + chunks - 1) / chunks;
-  return loom_split(t, size > 0 ? size : 1, d, out, max_out);
+  return loom_split(t, size, d, out, max_out);
 }

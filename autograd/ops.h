@@ -87,7 +87,10 @@ LOOM_API int loom_split(const loom_tensor *t, int64_t size, int dim,
  * loom_split. */
 LOOM_API int loom_split_sizes(const loom_tensor *t, const int64_t *sizes, int n,
                               int dim, loom_tensor **out);
-/* Splits into `chunks` nearly equal pieces, like torch.chunk. */
+/* Splits into `chunks` nearly equal pieces, like torch.chunk: pieces of
+ * ceil(len / chunks), so fewer than `chunks` when they run out (6 in 4:
+ * 2, 2, 2), and `chunks` empty pieces of an empty dim. Returns the count,
+ * or -1 as loom_split (chunks < 1: LOOM_ERR_ARGUMENT). */
 LOOM_API int loom_chunk(const loom_tensor *t, int chunks, int dim,
                         loom_tensor **out, int max_out);
 

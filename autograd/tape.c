@@ -483,8 +483,17 @@ int loom_set_grad(loom_tensor *t, loom_tensor *g) {
 }
 
 void loom_retain_grad(loom_tensor *t) {
-  if (t)
-    t->retains_grad = true;
+  if (!t) {
+    loom_null_argument("retain_grad");
+    return;
+  }
+  if (!t->requires_grad) { /* no gradient will ever come */
+    loom_set_error(LOOM_ERR_STATE,
+                   "retain_grad: tensor %s does not require grad",
+                   loom_shape_text(t));
+    return;
+  }
+  t->retains_grad = true;
 }
 
 loom_tensor *loom_detach(const loom_tensor *t) {

@@ -495,6 +495,13 @@ START_TEST(test_requires_grad_rules) {
   loom_tensor *y = loom_exp(x);
   ck_assert(!loom_is_leaf(y) && loom_requires_grad(y));
   ck_assert_ptr_null(loom_set_requires_grad(y, false));
+  loom_clear_error();
+  /* retain_grad on a tensor no gradient can reach is refused, as torch's */
+  loom_tensor *c = loom_exp(loom_zeros(LOOM_F64, LOOM_SHAPE(2)));
+  loom_retain_grad(c);
+  CHECK_ERROR(LOOM_ERR_STATE, "retain_grad: tensor [2] does not require grad");
+  loom_retain_grad(y);
+  ck_assert_int_eq(loom_last_status(), LOOM_OK);
 }
 END_TEST
 
@@ -518,9 +525,11 @@ END_TEST
  * torch.autograd.grad: an input whose own graph is gone still gets its
  * gradient when nothing is needed behind it (a target ends the flow);
  * an input behind the freed part is an error naming it, with or without
- * allow_unused, never an "unused" NULL; and an input the pass reaches
- * without the freed part (a discriminator's weight on a generator's
- * stale output) gets its gradient. */
+ * allow_unused, never an "unused" NULL. A weight applied to a stale
+ * output (a discriminator's on a generator's) needs that output detached:
+ * loom cannot see where the freed graph led, so a gradient sent into it
+ * fails the pass rather than being dropped (it may have led to the
+ * weight itself: sum(h x) by x must not give e^x alone). */
 START_TEST(test_autograd_grad_after_freed_graph) {
   loom_tensor *x = leaf((double[]){1, 2}, 2), *w = leaf((double[]){5, 7}, 2);
   loom_tensor *y = loom_exp(x), *z = loom_mul(y, y);
@@ -546,8 +555,36 @@ START_TEST(test_autograd_grad_after_freed_graph) {
     CHECK_ERROR(LOOM_ERR_STATE, "already freed by an earlier backward");
   }
   o = loom_sum_all(loom_mul(w, z));
+  ck_assert_int_eq(loom_autograd_grad(&o, 1, &w, 1, NULL, g, NULL), -1);
+  CHECK_ERROR(LOOM_ERR_STATE, "already freed by an earlier backward");
+  o = loom_sum_all(loom_mul(w, loom_detach(z)));
   ck_assert_int_eq(loom_autograd_grad(&o, 1, &w, 1, NULL, g, NULL), 0);
   ck_assert(loom_equal(g[0], z));
+  o = loom_sum_all(loom_mul(y, x));
+  ck_assert_int_eq(loom_autograd_grad(&o, 1, &x, 1, NULL, g, NULL), -1);
+  CHECK_ERROR(LOOM_ERR_STATE, "already freed by an earlier backward");
+}
+END_TEST
+
+/* A tensor named twice among loom_autograd_grad's inputs gets its
+ * gradient in each place, as in torch.autograd.grad: a leaf, a result of
+ * a recorded op, and an output that is itself an input. */
+START_TEST(test_autograd_grad_input_named_twice) {
+  loom_tensor *x = leaf((double[]){1, 2}, 2);
+  loom_tensor *h = loom_exp(x);
+  loom_tensor *y = loom_sum_all(loom_mul(h, x));
+  loom_tensor *g[4];
+  loom_grad_opts keep = {.retain_graph = true};
+  ck_assert_int_eq(loom_autograd_grad(&y, 1, (loom_tensor *[]){x, h, x, h}, 4,
+                                      NULL, g, &keep),
+                   0);
+  loom_tensor *dx = loom_mul(loom_detach(h), loom_add_scalar(loom_detach(x), 1));
+  ck_assert(loom_equal(g[0], dx) && loom_equal(g[2], dx));
+  ck_assert(loom_equal(g[1], loom_detach(x)) && loom_equal(g[3], g[1]));
+  ck_assert_int_eq(loom_autograd_grad(&h, 1, (loom_tensor *[]){h, h}, 2,
+                                      (loom_tensor *[]){x}, g, &keep),
+                   0);
+  ck_assert(loom_equal(g[0], x) && loom_equal(g[1], x));
 }
 END_TEST
 
@@ -904,6 +941,19 @@ START_TEST(test_split_is_one_node) {
   ck_assert_int_eq(loom_size(c[2], 0), 1);
   ck_assert_int_eq(loom_tape_size(), 1);
   loom_tape_clear();
+  /* as torch.chunk: an empty dim gives `chunks` empty pieces, and a
+   * backward through them gives the empty gradient */
+  loom_tensor *none = loom_set_requires_grad(
+      loom_zeros(LOOM_F64, LOOM_SHAPE(0, 2)), true);
+  ck_assert_int_eq(loom_chunk(none, 3, 0, c, 3), 3);
+  for (int i = 0; i < 3; i++)
+    ck_assert_int_eq(loom_size(c[i], 0), 0);
+  ck_assert_int_eq(loom_chunk(none, 4, 0, c, 3), -1);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "chunk: 4 pieces, room for 3");
+  ck_assert_int_eq(loom_chunk(none, 3, 0, c, 3), 3);
+  ck_assert_int_eq(
+      loom_backward(loom_add(loom_sum_all(c[0]), loom_sum_all(c[2]))), 0);
+  ck_assert_int_eq(loom_numel(loom_grad(none)), 0);
 
   loom_tensor *s = loom_scalar(LOOM_F64, 3), *out[4];
   ck_assert_int_eq(loom_split(s, 1, 0, out, 4), -1);
@@ -940,6 +990,7 @@ int main(void) {
   tcase_add_test(tc, test_requires_grad_rules);
   tcase_add_test(tc, test_backward_with_unseeded_scalar);
   tcase_add_test(tc, test_autograd_grad_after_freed_graph);
+  tcase_add_test(tc, test_autograd_grad_input_named_twice);
   tcase_add_test(tc, test_scope_may_end_before_backward);
   tcase_add_test(tc, test_unused_graph_is_freed_with_its_output);
   tcase_add_test(tc, test_training_loop_memory_is_flat);
