@@ -275,8 +275,26 @@ static void write_text(const char *path, const char *text) {
   ck_assert_int_eq(fclose(f), 0);
 }
 
+/* Side `target` of a line as ids, by t and by u: the same. */
+static void same_ids(const nmt_text *t, const nmt_text *u, bool target,
+                     const char *line) {
+  int32_t *ids[2] = {NULL, NULL};
+  int64_t n[2] = {0, 0}, cap[2] = {0, 0};
+  for (int k = 0; k < 2; k++)
+    ck_assert_int_eq(nmt_text_encode(k ? u : t, target, line, strlen(line),
+                                     "line", &ids[k], &n[k], &cap[k]),
+                     0);
+  ck_assert_int_eq(n[0], n[1]);
+  for (int64_t i = 0; i < n[0]; i++)
+    ck_assert_int_eq(ids[0][i], ids[1][i]);
+  free(ids[0]);
+  free(ids[1]);
+}
+
 /* Lines encoded and decoded again come back as they were (reversible: the
- * text with single spaces; lower: the baseline's tokens), through BPE. */
+ * text with single spaces; lower: the baseline's tokens), through BPE; a
+ * pipeline read back from a checkpoint encodes both sides as the one
+ * saved. */
 START_TEST(test_pipeline_round_trip) {
   char dir[] = "/tmp/loom-pipeline-XXXXXX";
   ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -286,6 +304,9 @@ START_TEST(test_pipeline_round_trip) {
   const char *lines[] = {"Ein Mann, der (schnell) läuft!", "Ein Mann läuft.",
                          "Zwei Hunde spielen im Schnee.",
                          "Straße: 3,5 km - weiß?"};
+  const char *targets[] = {"A man who runs (fast)!", "A man runs.",
+                           "Two dogs play in the snow.",
+                           "Street: 3.5 km - white?"};
   write_text(src, "Ein Mann, der (schnell) läuft!\nEin Mann läuft.\n"
                   "Zwei Hunde spielen im Schnee.\nStraße: 3,5 km - weiß?\n");
   write_text(tgt, "A man who runs (fast)!\nA man runs.\n"
@@ -342,6 +363,12 @@ START_TEST(test_pipeline_round_trip) {
       ck_assert_int_eq(nmt_text_vocab_size(u, true),
                        nmt_text_vocab_size(t, true));
       ck_assert_int_eq(nmt_text_options(u)->bpe_merges, merges);
+      /* the joint merges segment the target too (its copy once went
+       * unsaved, and a resumed run read its targets as whole words) */
+      for (int i = 0; i < 4; i++) {
+        same_ids(t, u, false, lines[i]);
+        same_ids(t, u, true, targets[i]);
+      }
       nmt_text_free(u);
       loom_tensor_map_free(m);
       nmt_text_free(t);

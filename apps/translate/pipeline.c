@@ -188,6 +188,12 @@ nmt_text *nmt_text_learn(const nmt_text_opts *o, const char *src_path,
 
 static const char *const side_name[2] = {"src", "tgt"};
 
+/* The merges side s segments with: a joint pipeline learns one set, kept
+ * in t->codes[0] for both sides (t->codes[1] stays empty). */
+static const app_bpe_codes *codes_of(const nmt_text *t, int s) {
+  return &t->codes[t->o.joint ? 0 : s];
+}
+
 /* What a function writing to a FILE writes, as bytes (malloc'd). */
 static char *to_bytes(int (*write)(const void *, FILE *), const void *what,
                       size_t *len) {
@@ -234,7 +240,7 @@ int nmt_text_write_files(const nmt_text *t, const char *prefix) {
             (int)sizeof path ||
         !(w = loom_file_writer_open(path)))
       goto fail;
-    if (app_bpe_codes_write(&t->codes[s], loom_file_writer_stream(w)) < 0) {
+    if (app_bpe_codes_write(codes_of(t, s), loom_file_writer_stream(w)) < 0) {
       loom_file_writer_abort(w);
       loom_set_error(LOOM_ERR_IO, "%s: cannot write", path);
       goto fail;
@@ -279,7 +285,7 @@ int nmt_text_save(const nmt_text *t, loom_tensor_map *extra) {
     int rc = v ? put_bytes(extra, name, v, len) : -1;
     free(v);
     if (rc == 0 && t->bpe[s]) {
-      char *c = to_bytes(write_codes, &t->codes[s], &len);
+      char *c = to_bytes(write_codes, codes_of(t, s), &len);
       snprintf(name, sizeof name, "text.bpe.%s", side_name[s]);
       rc = c ? put_bytes(extra, name, c, len) : -1;
       free(c);
@@ -313,6 +319,11 @@ static int load_side(nmt_text *t, const loom_tensor_map *extra, int s,
       loom_set_error(LOOM_ERR_FORMAT, "%s: no %s", source, name);
     return -1;
   }
+  /* a joint pipeline's target segments with the source's merges, as
+   * learned (files written before its text.bpe.tgt held them have an
+   * empty one) */
+  if (s == 1 && t->o.joint)
+    return t->bpe[0] && !(t->bpe[1] = app_bpe_new(&t->codes[0], NULL)) ? -1 : 0;
   snprintf(name, sizeof name, "text.bpe.%s", side_name[s]);
   snprintf(where, sizeof where, "%s (%s)", source, name);
   const char *c = bytes_of(extra, name, &len);
