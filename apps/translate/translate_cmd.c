@@ -29,11 +29,20 @@ static int load(const char *path, nmt_model **m, nmt_text **t) {
     return -1;
   }
   int rc = nmt_config_load(&c, extra) == 0 &&
-                   (*t = nmt_text_load(extra, path)) != NULL &&
-                   nmt_text_vocab_size(*t, false) == c.src_vocab &&
-                   nmt_text_vocab_size(*t, true) == c.tgt_vocab
+                   (*t = nmt_text_load(extra, path)) != NULL
                ? 0
                : -1;
+  if (rc == 0 && (nmt_text_vocab_size(*t, false) != c.src_vocab ||
+                  nmt_text_vocab_size(*t, true) != c.tgt_vocab)) {
+    /* the model's embeddings and output layer are of the vocabularies */
+    loom_set_error(LOOM_ERR_FORMAT,
+                   "its vocabularies hold %lld and %lld units, its "
+                   "configuration says %lld and %lld",
+                   (long long)nmt_text_vocab_size(*t, false),
+                   (long long)nmt_text_vocab_size(*t, true),
+                   (long long)c.src_vocab, (long long)c.tgt_vocab);
+    rc = -1;
+  }
   loom_tensor_map_free(extra);
   if (rc == 0 && !(*m = nmt_model_new(&c, 0)))
     rc = -1;
