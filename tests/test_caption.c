@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 static void expect_tokens(cap_tokenizer k, const char *text,
                           const char *const *want, int n) {
@@ -507,6 +508,54 @@ START_TEST(overlong_config_values) {
 }
 END_TEST
 
+/* A checkpoint's step is checked like the rest of it: the library takes
+ * any, and a negative one had resumed a run before its start. */
+START_TEST(checkpoint_step_in_range) {
+  char dir[] = "/tmp/loom-caption-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char path[64], vocab[80];
+  snprintf(path, sizeof path, "%s/ck", dir);
+  snprintf(vocab, sizeof vocab, "%s.vocab", path);
+  cap_config cfg = {.side = 8,
+                    .channels = {4},
+                    .blocks = 1,
+                    .vocab = 5,
+                    .embed = 3,
+                    .hidden = 4,
+                    .image_mode = CAP_IMAGE_FIRST};
+  cap_session s = {.cfg = cfg, .smooth = NAN};
+  s.source =
+      (cap_source){.scenes = true, .side = 8, .min_count = 1, .max_words = 5};
+  s.source.scene =
+      (cap_scene_opts){.n = {1, 0, 0}, .max_objects = 1, .colours = 2};
+  for (int c = 0; c < 3; c++)
+    s.norm.std[c] = 1;
+  const char *tokens[] = {"<pad>", "<bos>", "<eos>", "<unk>", "red"};
+  for (int i = 0; i < 5; i++)
+    ck_assert_int_eq(
+        app_strtab_intern(&s.vocab.tokens, tokens[i], strlen(tokens[i])), i);
+  cap_model *m = cap_model_new(&cfg, 1);
+  ck_assert_ptr_nonnull(m);
+  const int64_t steps[] = {0, 7, -1, CAP_MAX_COUNT + 1};
+  for (int k = 0; k < 4; k++) {
+    ck_assert_int_eq(cap_checkpoint_save(path, &s, m, NULL, NULL, steps[k]), 0);
+    cap_session back;
+    int rc = cap_checkpoint_peek(path, &back);
+    ck_assert_int_eq(rc, k < 2 ? 0 : -1);
+    if (rc == 0)
+      cap_session_free(&back);
+    else
+      ck_assert_msg(strstr(loom_last_error(), "step"), "%s", loom_last_error());
+    loom_clear_error();
+  }
+  cap_model_free(m);
+  cap_session_free(&s);
+  remove(path);
+  remove(vocab);
+  rmdir(dir);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("caption");
   TCase *t = tcase_create("caption");
@@ -520,6 +569,7 @@ static Suite *suite(void) {
   tcase_add_test(t, cosine_rate);
   tcase_add_test(t, bad_model_configs);
   tcase_add_test(t, overlong_config_values);
+  tcase_add_test(t, checkpoint_step_in_range);
   suite_add_tcase(s, t);
   return s;
 }

@@ -622,7 +622,17 @@ int cap_session_read(cap_session *s, const char *path,
 
 int cap_checkpoint_peek(const char *path, cap_session *s) {
   loom_tensor_map *extra = NULL;
-  int rc = loom_checkpoint_load(path, NULL, NULL, NULL, NULL, NULL, &extra);
+  int64_t step;
+  int rc = loom_checkpoint_load(path, NULL, NULL, NULL, &step, NULL, &extra);
+  /* the library takes any step; a resumed run counts on from it (its
+   * steps, schedule and history), and every load peeks first */
+  if (rc == 0 && (step < 0 || step > CAP_MAX_COUNT)) {
+    char range[80];
+    loom_set_error(LOOM_ERR_FORMAT, "%s: step %lld is not in %s", path,
+                   (long long)step,
+                   app_int_range_text(0, CAP_MAX_COUNT, range, sizeof range));
+    rc = -1;
+  }
   if (rc == 0)
     rc = cap_session_read(s, path, extra);
   else
