@@ -509,7 +509,9 @@ START_TEST(overlong_config_values) {
 END_TEST
 
 /* A checkpoint's step is checked like the rest of it: the library takes
- * any, and a negative one had resumed a run before its start. */
+ * any, and a negative one had resumed a run before its start. So is its
+ * data's image side against the model's (eval made images of one side
+ * for a model of the other). */
 START_TEST(checkpoint_step_in_range) {
   char dir[] = "/tmp/loom-caption-XXXXXX";
   ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -548,6 +550,14 @@ START_TEST(checkpoint_step_in_range) {
       ck_assert_msg(strstr(loom_last_error(), "step"), "%s", loom_last_error());
     loom_clear_error();
   }
+  /* and the data's image side is the model's */
+  s.source.side = 16;
+  ck_assert_int_eq(cap_checkpoint_save(path, &s, m, NULL, NULL, 0), 0);
+  cap_session back;
+  ck_assert_int_eq(cap_checkpoint_peek(path, &back), -1);
+  ck_assert_msg(strstr(loom_last_error(), "caption.data.side 16"), "%s",
+                loom_last_error());
+  loom_clear_error();
   cap_model_free(m);
   cap_session_free(&s);
   remove(path);

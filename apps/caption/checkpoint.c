@@ -599,6 +599,14 @@ int cap_session_read(cap_session *s, const char *path,
         cap_config_parse(loom_tensor_map_meta(extra, "caption.model"), &s->cfg);
   if (rc == 0)
     rc = data_read(&s->source, extra);
+  /* training builds the model for its data's images; eval makes images of
+   * the data's side for the model */
+  if (rc == 0 && s->source.side != s->cfg.side) {
+    loom_set_error(LOOM_ERR_FORMAT,
+                   "caption.data.side %lld is not the model's side %lld",
+                   (long long)s->source.side, (long long)s->cfg.side);
+    rc = -1;
+  }
   if (rc == 0)
     rc = norm_read(s, extra);
   if (rc == 0)

@@ -72,8 +72,6 @@ int nmt_config_check(const nmt_config *c) {
     }
     if (c->layers < 1 || c->layers > NMT_MAX_LAYERS)
       return bad("--layers", c->layers, 1, NMT_MAX_LAYERS);
-    if (!strcmp(c->attention, "dot") && c->embed < 1)
-      return -1;
     return 0;
   }
   if (c->d_model < 1 || c->d_model > NMT_MAX_WIDTH)
