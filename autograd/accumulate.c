@@ -90,8 +90,11 @@ static loom_tensor **slot_of(const loom_tensor *in) {
 static bool diverted(loom__pass *p, loom_tensor *in, loom_tensor *r) {
   bool leaf = in->link.slot == LOOM__LINK_LEAF;
   for (loom__pass *q = p; q; q = q->parent) {
-    bool hit = false; /* a tensor named twice gets its gradient twice */
-    for (int k = 0; k < q->n_targets; k++) {
+    /* A tensor loom_autograd_grad names twice gets its gradient in each
+     * place; a composition's pass (stop_at_targets) captures it once, as
+     * its node hands the capture to the input slots it came from. */
+    bool hit = false;
+    for (int k = 0; k < q->n_targets && !(hit && q->stop_at_targets); k++) {
       const loom_tensor *x = q->targets[k];
       if (x == in ||
           (!leaf && x && x->link.slot == in->link.slot &&

@@ -112,7 +112,9 @@ typedef struct loom_grad_opts {
  * loom cannot see where a freed graph led, so it cannot tell whether the
  * gradient was wanted); and an input left without a gradient after the
  * pass met a freed graph is an error even with allow_unused, as the freed
- * part may have led to it (torch.autograd.grad fails there too). */
+ * part may have led to it (torch.autograd.grad, which sees past a freed
+ * part, fails only where it did lead there, and with allow_unused gives
+ * NULL for an input it did not reach). */
 LOOM_API int loom_autograd_grad(loom_tensor *const *outputs, int n_outputs,
                                 loom_tensor *const *inputs, int n_inputs,
                                 loom_tensor *const *grad_outputs,

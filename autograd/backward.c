@@ -224,9 +224,11 @@ const loom_tensor *loom__mark_first_order(const loom_tensor *g) {
  * itself a leaf or a target, where its gradient goes. */
 static int seed(loom__pass *p, loom_tensor *t, loom_tensor *g) {
   bool create = p && p->create_graph;
-  if (p && target_index(p, t) >= 0) {
-    for (int k = 0; k < p->n_targets; k++) /* each time it is named */
-      if (is_target(p->targets[k], t))
+  int first = p ? target_index(p, t) : -1;
+  if (first >= 0) {
+    /* each time it is named, but once in a composition's pass (diverted) */
+    for (int k = first; k < p->n_targets; k++)
+      if (is_target(p->targets[k], t) && (k == first || !p->stop_at_targets))
         loom__add_to_slot(&p->captured[k], g);
     if (p->stop_at_targets || t->link.slot == LOOM__LINK_LEAF)
       return 0;

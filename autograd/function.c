@@ -101,8 +101,8 @@ static const loom_tensor *saved_as(const loom_function *f,
   for (int i = 0; i < f->n_inputs; i++)
     if (in[i] == t)
       return t;
-  for (int k = 0; k < f->n_outputs; k++)
-    if (returned[k] == t)
+  for (int k = 0; k < f->n_outputs; k++) /* an integer one stays a value */
+    if (returned[k] == t && loom_dtype_is_float(t->dtype))
       return out[k];
   return t;
 }

@@ -216,8 +216,7 @@ static int two_bwd(loom_function_ctx *c, loom_tensor *const *g,
   gin[0] = loom_add(loom_mul(g[0], loom_mul_scalar(x, 2)), loom_mul(g[1], e));
   return 0;
 }
-static const loom_function two_outputs = {"square_exp", 1, 2, two_fwd,
-                                          two_bwd};
+static const loom_function two_outputs = {"square_exp", 1, 2, two_fwd, two_bwd};
 static int apply_two(loom_tensor *const *in, int n, loom_tensor **out, int max,
                      void *ctx) {
   (void)n, (void)max, (void)ctx;
@@ -227,8 +226,8 @@ static int apply_two(loom_tensor *const *in, int n, loom_tensor **out, int max,
 START_TEST(test_custom_function_saved_output_second_order) {
   loom_tensor *x = vec(3, (double[]){0.5, 1, -1});
   loom_gradcheck_result r;
-  ck_assert_msg(loom_gradgradcheck(apply_two, NULL, &x, 1, NULL, &r) == 1,
-                "%s", r.message);
+  ck_assert_msg(loom_gradgradcheck(apply_two, NULL, &x, 1, NULL, &r) == 1, "%s",
+                r.message);
   /* d/dx of sum(d/dx sum(exp x)) = e^x, through the saved output alone */
   loom_tensor *y[2];
   ck_assert_int_eq(loom_function_apply(&two_outputs, &x, y, NULL), 0);
@@ -238,6 +237,47 @@ START_TEST(test_custom_function_saved_output_second_order) {
   loom_tensor *s2 = loom_sum_all(g);
   ck_assert_int_eq(loom_autograd_grad(&s2, 1, &x, 1, NULL, &h, NULL), 0);
   ck_assert(loom_equal(h, loom_exp(loom_detach(x))));
+}
+END_TEST
+
+/* A composed op (its double backward, and checkpointing's backward)
+ * given the same tensor in two input slots: the inner pass captures the
+ * gradient once, and the node hands it to the slots (a tensor captured in
+ * every slot it filled had its gradient counted twice, or three times).
+ * layer_norm(a, a, a) against torch 1.13 (float64); a checkpointed a * a
+ * gives 2a. */
+static int product_of_inputs(loom_tensor *const *in, int n, loom_tensor **out,
+                             int max, void *ctx) {
+  (void)n, (void)max, (void)ctx;
+  out[0] = loom_mul(in[0], in[1]);
+  return 1;
+}
+
+START_TEST(test_composed_op_with_repeated_input) {
+  loom_tensor *a = vec(3, (double[]){1, 2, 4});
+  loom_tensor *r =
+      loom_from_array(LOOM_F64, (double[]){0.3, -1, 2}, LOOM_SHAPE(3));
+  loom_tensor *y = loom_sum_all(loom_mul(loom_layer_norm(a, 1, a, a, 1e-5), r));
+  loom_tensor *g, *h;
+  loom_grad_opts create = {.create_graph = true};
+  ck_assert_int_eq(loom_autograd_grad(&y, 1, &a, 1, NULL, &g, &create), 0);
+  loom_tensor *s = loom_sum_all(loom_mul(g, g));
+  ck_assert_int_eq(loom_autograd_grad(&s, 1, &a, 1, NULL, &h, NULL), 0);
+  const double torch_g[] = {1.6515539081536514, -3.2411742175854297,
+                            5.508772061485008};
+  const double torch_h[] = {-7.4969887418483845, 35.02379437927125,
+                            -15.637678415049955};
+  for (int i = 0; i < 3; i++) {
+    ck_assert_double_eq_tol(at(g, i), torch_g[i], 1e-12);
+    ck_assert_double_eq_tol(at(h, i), torch_h[i], 1e-11);
+  }
+  loom_tensor *x = vec(3, (double[]){1, 2, 3}), *out[1];
+  ck_assert_int_eq(loom_checkpoint(product_of_inputs, NULL,
+                                   (loom_tensor *[]){x, x}, 2, out, 1, NULL),
+                   0);
+  ck_assert_int_eq(loom_backward(loom_sum_all(out[0])), 0);
+  for (int i = 0; i < 3; i++)
+    ck_assert_double_eq(at(loom_grad(x), i), 2.0 * (i + 1));
 }
 END_TEST
 
@@ -592,6 +632,7 @@ int main(void) {
   tcase_add_test(tc, test_grad_of_intermediates);
   tcase_add_test(tc, test_grad_errors);
   tcase_add_test(tc, test_custom_function_saved_output_second_order);
+  tcase_add_test(tc, test_composed_op_with_repeated_input);
   tcase_add_test(tc, test_backward_create_graph);
   tcase_add_test(tc, test_first_order_op_refuses);
   tcase_add_test(tc, test_gradgradcheck_can_fail);
