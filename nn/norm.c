@@ -54,11 +54,6 @@ loom_batch_norm_layer *loom_batch_norm_layer_new(int64_t features, double eps,
   return b;
 }
 
-/* t in x's dtype (a module's parameters may be of another). */
-static loom_tensor *like(const loom_tensor *t, const loom_tensor *x) {
-  return t ? loom_to_dtype(t, loom_dtype_of(x)) : NULL;
-}
-
 static loom_tensor *batch_norm_layer_forward(loom_batch_norm_layer *b,
                                              const loom_tensor *x, bool relu) {
   if (!b || !x)
@@ -76,10 +71,11 @@ static loom_tensor *batch_norm_layer_forward(loom_batch_norm_layer *b,
                      "training (%s)",
                      loom_shape_text(x));
   loom_tensor *mean = NULL, *var = NULL;
+  /* parameters and statistics of another float dtype than x promote with
+   * it in the op, as a linear layer's weight does */
   loom_tensor *y = (relu ? loom_batch_norm_relu : loom_batch_norm)(
-      x, like(b->weight, x), like(b->bias, x),
-      batch_stats ? NULL : like(b->running_mean, x),
-      batch_stats ? NULL : like(b->running_var, x), b->eps, &mean, &var);
+      x, b->weight, b->bias, batch_stats ? NULL : b->running_mean,
+      batch_stats ? NULL : b->running_var, b->eps, &mean, &var);
   if (y && b->base.training && b->running_mean) {
     loom_no_grad_begin();
     double m = b->momentum, unbias = (double)count / (double)(count - 1);

@@ -484,6 +484,32 @@ START_TEST(test_norms_promote_mixed_dtypes) {
                                      loom_ones(LOOM_F32, LOOM_SHAPE(3)), 1e-5,
                                      NULL, NULL));
   CHECK_ERROR(LOOM_ERR_DTYPE, "batch_norm");
+  /* the modules promote the same way, as a linear layer does: a float64
+   * BatchNorm on float32 input gives float64, and a float32 one on
+   * float64 input keeps its float32 running statistics */
+  for (int big = 0; big < 2; big++) {
+    loom_set_default_dtype(big ? LOOM_F64 : LOOM_F32);
+    loom_batch_norm_layer *bn =
+        loom_batch_norm_layer_new(3, 1e-5, 0.1, true, true);
+    loom_layer_norm_layer *ln =
+        loom_layer_norm_layer_new(1, (int64_t[]){3}, 1e-5, true);
+    loom_set_default_dtype(LOOM_F32);
+    ck_assert(bn && ln);
+    loom_tensor *in = big ? x32 : x;
+    ck_assert_int_eq(loom_dtype_of(loom_batch_norm_layer_forward(bn, in)),
+                     LOOM_F64);
+    ck_assert_int_eq(loom_dtype_of(loom_layer_norm_layer_forward(ln, in)),
+                     LOOM_F64);
+    ck_assert_int_eq(loom_dtype_of(bn->running_mean),
+                     big ? LOOM_F64 : LOOM_F32);
+    loom_tensor *m = loom_mul_scalar(loom_mean(in, (int[]){0}, 1, false), 0.1);
+    ck_assert_double_le(
+        loom_item(loom_amax(loom_abs(loom_sub(bn->running_mean, m)), NULL, 0,
+                            false)),
+        1e-7);
+    loom_batch_norm_layer_free(bn);
+    loom_layer_norm_layer_free(ln);
+  }
 }
 END_TEST
 
