@@ -3,6 +3,8 @@
  * loom__accumulate, which sums them back over broadcast dims. */
 #include "node.h"
 
+#include <math.h>
+
 LOOM__OP_TWICE(add, add_backward);
 LOOM__OP_TWICE(sub, sub_backward);
 LOOM__OP_TWICE(add_scaled, add_scaled_backward);
@@ -165,6 +167,14 @@ loom_tensor *loom_sub(const loom_tensor *a, const loom_tensor *b) {
 }
 loom_tensor *loom_add_scaled(const loom_tensor *a, const loom_tensor *b,
                              double alpha) {
+  /* integer operands give an integer sum: a fractional alpha cannot be
+   * applied to it (torch refuses it too) */
+  if (a && b && !loom_dtype_is_float(loom__promote_tensors(a, b)) &&
+      !(alpha == floor(alpha) && fabs(alpha) < 9.2e18))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "add_scaled: alpha %g with %s operands (the sum is "
+                     "integral)",
+                     alpha, loom_dtype_name(loom__promote_tensors(a, b)));
   return binary(&s_add_scaled, a, b, alpha);
 }
 loom_tensor *loom_mul(const loom_tensor *a, const loom_tensor *b) {

@@ -591,6 +591,12 @@ loom_tensor *loom_adaptive_avg_pool2d(const loom_tensor *x0, int64_t out_h,
   if (out_h < 1 || out_w < 1)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "adaptive_avg_pool2d: output %lldx%lld",
                      (long long)out_h, (long long)out_w);
+  /* An empty plane has no mean to give an output pixel (torch refuses it
+   * too); an empty batch or channel dim is fine. */
+  if (x->shape[2] == 0 || x->shape[3] == 0)
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "adaptive_avg_pool2d: input %s has empty planes",
+                     loom_shape_text(x0));
   /* The kernel's window bounds multiply output and input positions. */
   if (loom_size_mul(out_h, x->shape[2], "adaptive_avg_pool2d") < 0 ||
       loom_size_mul(out_w, x->shape[3], "adaptive_avg_pool2d") < 0)

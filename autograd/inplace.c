@@ -29,6 +29,54 @@ static bool writable(loom_tensor *t, const loom_tensor *src, const char *op) {
   return loom__inplace_ok(t, op);
 }
 
+/* The bytes t's elements span: [*lo, *hi). */
+static void span(const loom_tensor *t, const char **lo, const char **hi) {
+  int64_t es = (int64_t)loom_dtype_size(t->dtype), a = 0, b = 0;
+  for (int d = 0; d < t->ndim; d++) {
+    int64_t reach = (t->shape[d] - 1) * t->strides[d] * es;
+    *(reach < 0 ? &a : &b) += reach;
+  }
+  *lo = (const char *)t->data + a;
+  *hi = (const char *)t->data + b + es;
+}
+
+/* src as the kernel writing dst may read it: itself, or a copy when the
+ * two share memory other than element for element (a shifted view of the
+ * same storage, which a pass in any order would read after writing; the
+ * copy kernel's memcpy would be undefined there). The result is what src
+ * held before the write, as torch's copy_ gives. */
+static const loom_tensor *apart(const loom_tensor *dst,
+                                const loom_tensor *src) {
+  if (src->storage != dst->storage || src->numel == 0 || dst->numel == 0)
+    return src;
+  bool same = src->data == dst->data && src->ndim == dst->ndim;
+  for (int d = 0; same && d < dst->ndim; d++)
+    same = src->shape[d] == dst->shape[d] && src->strides[d] == dst->strides[d];
+  const char *a0, *a1, *b0, *b1;
+  span(dst, &a0, &a1);
+  span(src, &b0, &b1);
+  if (same || a1 <= b0 || b1 <= a0)
+    return src;
+  loom_no_grad_begin();
+  loom_tensor *copy = loom_clone(src);
+  loom_no_grad_end();
+  return copy;
+}
+
+/* Another operand's values in t's dtype, or NULL with an error: a float
+ * operand does not go into an integer tensor (torch refuses the cast;
+ * converting would truncate it). */
+static const loom_tensor *operand(const loom_tensor *t, const loom_tensor *o,
+                                  const char *op) {
+  if (!loom_dtype_is_float(t->dtype) && loom_dtype_is_float(o->dtype))
+    return LOOM_FAIL(LOOM_ERR_DTYPE,
+                     "%s: %s operand, %s tensor (in place the result "
+                     "must stay integral)",
+                     op, loom_dtype_name(o->dtype), loom_dtype_name(t->dtype));
+  o = apart(t, o);
+  return o ? loom_to_dtype(o, t->dtype) : NULL;
+}
+
 /* An integer tensor cannot hold the result of a non-integral scalar, and
  * in place it cannot become float: refuse rather than truncate. */
 static bool integral_ok(const loom_tensor *t, double s, const char *op) {
@@ -44,6 +92,8 @@ static bool integral_ok(const loom_tensor *t, double s, const char *op) {
 loom_tensor *loom_copy_(loom_tensor *dst, const loom_tensor *src) {
   if (!src || !writable(dst, src, "copy_"))
     return loom_null_argument("copy_");
+  if (!(src = apart(dst, src)))
+    return NULL;
   loom__kernel_copy(dst, src);
   return dst;
 }
@@ -62,7 +112,7 @@ loom_tensor *loom_add_(loom_tensor *t, const loom_tensor *other, double alpha) {
     return loom_null_argument("add_");
   if (!integral_ok(t, alpha, "add_") || !writable(t, other, "add_"))
     return NULL;
-  const loom_tensor *o = loom_to_dtype(other, t->dtype);
+  const loom_tensor *o = operand(t, other, "add_");
   if (!o || loom__kernel_binary(&loom__add_scaled_kernel, t, t, o,
                                 (double[]){alpha}) < 0)
     return NULL;
@@ -72,7 +122,7 @@ loom_tensor *loom_add_(loom_tensor *t, const loom_tensor *other, double alpha) {
 loom_tensor *loom_mul_(loom_tensor *t, const loom_tensor *other) {
   if (!other || !writable(t, other, "mul_"))
     return loom_null_argument("mul_");
-  const loom_tensor *o = loom_to_dtype(other, t->dtype);
+  const loom_tensor *o = operand(t, other, "mul_");
   if (!o || loom__kernel_binary(&loom__mul_kernel, t, t, o, NULL) < 0)
     return NULL;
   return t;

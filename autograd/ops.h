@@ -582,6 +582,10 @@ LOOM_API loom_tensor *loom_max_pool2d(const loom_tensor *x,
                                       loom_tensor **indices);
 LOOM_API loom_tensor *loom_avg_pool2d(const loom_tensor *x,
                                       loom_pool2d_opts opts);
+/* The mean of each of out_h x out_w windows that tile each plane of x
+ * (C, H, W) or (N, C, H, W), as torch's adaptive_avg_pool2d.
+ * LOOM_ERR_ARGUMENT for an output size below 1, LOOM_ERR_SHAPE for empty
+ * planes (H or W 0; an empty batch or channel dim is fine). */
 LOOM_API loom_tensor *loom_adaptive_avg_pool2d(const loom_tensor *x,
                                                int64_t out_h, int64_t out_w);
 

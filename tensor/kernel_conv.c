@@ -187,8 +187,9 @@ static void plan(conv_job *j, const loom__conv_geom *g, loom_dtype t) {
   j->L = g->oh * g->ow;
   j->direct = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 &&
               g->ph == 0 && g->pw == 0;
-  j->chunk = j->direct ? 1 : (CONV_CHUNK_COLS + j->L - 1) / j->L;
+  j->chunk = j->direct || j->L == 0 ? 1 : (CONV_CHUNK_COLS + j->L - 1) / j->L;
   j->chunk = j->chunk < g->n ? j->chunk : g->n;
+  j->chunk = j->chunk > 0 ? j->chunk : 1; /* an empty batch: no chunks */
   j->chunks = (g->n + j->chunk - 1) / j->chunk;
 }
 
@@ -378,6 +379,13 @@ int loom__kernel_conv2d_backward(const loom_tensor *gout, const loom_tensor *x,
                                  const loom__conv_geom *g) {
   conv_job j = {0};
   plan(&j, g, gout->dtype);
+  if (j.chunks == 0) { /* an empty batch: the weights get zeros */
+    if (gw)
+      loom__kernel_fill(gw, 0);
+    if (gb)
+      loom__kernel_fill(gb, 0);
+    return 0;
+  }
   j.x = x->data;
   j.w = w->data;
   j.gout = gout->data;

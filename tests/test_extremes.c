@@ -343,6 +343,66 @@ START_TEST(test_unfold_and_fold_arguments) {
 }
 END_TEST
 
+/* Edge operands a probe against torch found mishandled: a convolution of
+ * an empty batch (it divided by zero planning its chunks), forward and
+ * backward; in-place writes from a shifted view of the same storage
+ * (copy_'s memcpy overlapped; the result must be the source's values
+ * before the write); empty planes for adaptive pooling (its output had
+ * been left unwritten); and integer tensors given a fractional alpha or a
+ * float operand (truncated silently before). */
+START_TEST(test_empty_and_overlapping_operands) {
+  loom_tensor *w =
+      loom_set_requires_grad(loom_ones(LOOM_F64, LOOM_SHAPE(2, 2, 2, 2)), true);
+  loom_tensor *b =
+      loom_set_requires_grad(loom_ones(LOOM_F64, LOOM_SHAPE(2)), true);
+  loom_tensor *y = loom_conv2d(loom_zeros(LOOM_F64, LOOM_SHAPE(0, 2, 3, 3)), w,
+                               b, (loom_conv2d_opts){0});
+  ck_assert_ptr_nonnull(y);
+  ck_assert_int_eq(loom_ndim(y), 4);
+  ck_assert_int_eq(loom_size(y, 0), 0);
+  ck_assert_int_eq(loom_size(y, 1), 2);
+  ck_assert_int_eq(loom_backward(loom_sum_all(y)), 0);
+  ck_assert(loom_equal(loom_grad(w), loom_zeros_like(w)));
+  ck_assert(loom_equal(loom_grad(b), loom_zeros_like(b)));
+  ck_assert_ptr_nonnull(loom_conv1d(loom_zeros(LOOM_F64, LOOM_SHAPE(0, 2, 5)),
+                                    loom_ones(LOOM_F64, LOOM_SHAPE(3, 2, 2)),
+                                    NULL, (loom_conv1d_opts){0}));
+
+  double v[] = {1, 2, 3, 4, 5};
+  for (int way = 0; way < 2; way++) { /* later from earlier, and back */
+    loom_tensor *a = loom_from_array(LOOM_F64, v, LOOM_SHAPE(5));
+    loom_tensor *hi = loom_slice(a, 0, 1, 5, 1),
+                *lo = loom_slice(a, 0, 0, 4, 1);
+    ck_assert_ptr_nonnull(way ? loom_copy_(lo, hi) : loom_copy_(hi, lo));
+    CHECK_VALUES(a, 0, way ? 2 : 1, way ? 3 : 1, way ? 4 : 2, way ? 5 : 3,
+                 way ? 5 : 4);
+    a = loom_from_array(LOOM_F64, v, LOOM_SHAPE(5));
+    hi = loom_slice(a, 0, 1, 5, 1), lo = loom_slice(a, 0, 0, 4, 1);
+    ck_assert_ptr_nonnull(way ? loom_add_(lo, hi, 1) : loom_add_(hi, lo, 1));
+    CHECK_VALUES(a, 0, way ? 3 : 1, way ? 5 : 3, way ? 7 : 5, way ? 9 : 7,
+                 way ? 5 : 9);
+  }
+
+  ck_assert_ptr_null(loom_adaptive_avg_pool2d(
+      loom_zeros(LOOM_F64, LOOM_SHAPE(1, 1, 0, 4)), 2, 2));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "adaptive_avg_pool2d: input [1, 1, 0, 4] has "
+                               "empty planes");
+  ck_assert_int_eq(loom_numel(loom_adaptive_avg_pool2d(
+                       loom_zeros(LOOM_F64, LOOM_SHAPE(0, 1, 3, 4)), 2, 2)),
+                   0);
+
+  loom_tensor *i = loom_ones(LOOM_I64, LOOM_SHAPE(2));
+  ck_assert_ptr_null(loom_add_scaled(i, i, 0.5));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "add_scaled: alpha 0.5 with int64");
+  CHECK_VALUES(loom_add_scaled(i, i, -3), 0, -2, -2);
+  ck_assert_ptr_null(loom_add_(i, loom_full(LOOM_F64, 0.5, LOOM_SHAPE(2)), 1));
+  EXPECT_ERROR(LOOM_ERR_DTYPE, "add_: float64 operand, int64 tensor");
+  ck_assert_ptr_null(loom_mul_(i, loom_full(LOOM_F32, 2, LOOM_SHAPE(2))));
+  EXPECT_ERROR(LOOM_ERR_DTYPE, "mul_: float32 operand, int64 tensor");
+  CHECK_VALUES(i, 0, 1, 1);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("extremes");
   TCase *tc = tcase_create("extremes");
@@ -356,6 +416,7 @@ int main(void) {
   tcase_add_test(tc, test_op_arguments);
   tcase_add_test(tc, test_conv_and_pool_arguments);
   tcase_add_test(tc, test_unfold_and_fold_arguments);
+  tcase_add_test(tc, test_empty_and_overlapping_operands);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
