@@ -372,7 +372,10 @@ LOOM_API loom_tensor *loom_argsort(const loom_tensor *t, int dim,
 LOOM_API loom_tensor *loom_topk(const loom_tensor *t, int64_t k, int dim,
                                 bool largest, loom_tensor **indices);
 
-/* Softmax along dim, computed stably (max subtracted). Differentiable. */
+/* Softmax along dim, computed stably (max subtracted). Differentiable. A
+ * row of -inf alone (a fully masked attention row) gives zeros, where
+ * torch gives NaN, so that no NaN reaches outputs or gradients; NaN or
+ * +inf in a row gives NaN throughout it, as in torch. */
 LOOM_API loom_tensor *loom_softmax(const loom_tensor *t, int dim);
 LOOM_API loom_tensor *loom_log_softmax(const loom_tensor *t, int dim);
 /* Cross entropy of each row of logits (..., C) against its class index:

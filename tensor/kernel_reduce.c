@@ -455,8 +455,10 @@ void loom__kernel_arg_reduce(bool is_max, loom_tensor *values,
             yr[j * inner] = xr[j * inner] - m - ls;                            \
         } else {                                                               \
           /* A row with nothing allowed (all -inf, a fully masked attention    \
-           * row) gets zeros, not 0/0: no NaN reaches outputs or grads. */     \
-          T r = s > 0 ? (T)(1 / s) : 0;                                        \
+           * row) gets zeros, not 0/0: no NaN reaches outputs or grads. A NaN  \
+           * sum (NaN or +inf in the row) makes the whole row NaN, as torch.   \
+           */                                                                  \
+          T r = s > 0 ? (T)(1 / s) : s == 0 ? 0 : (T)NAN;                      \
           for (int64_t j = 0; j < len; j++)                                    \
             yr[j * inner] *= r;                                                \
         }                                                                      \
@@ -536,7 +538,8 @@ LOOM__ISA_FUNCTION(softmax_last_f32,
       for (j = 0; j < len; j++)
         yr[j] = xr[j] - m - ls;
     } else {
-      float r = sum > 0 ? (float)(1 / sum) : 0; /* fully masked: zeros */
+      /* fully masked: zeros; NaN or +inf in the row: NaN, as above */
+      float r = sum > 0 ? (float)(1 / sum) : sum == 0 ? 0 : NAN;
       for (j = 0; j < len; j++)
         yr[j] *= r;
     }

@@ -758,6 +758,15 @@ START_TEST(test_softmax) {
                e2 / (1 + e2), e2 / (1 + e2));
   CHECK_VALUES(loom_log_softmax(VEC(LOOM_F32, 1000, 0), 0), 0, 0, -1000);
   CHECK_VALUES(loom_softmax(VEC(LOOM_F64, 0, -INFINITY), 0), 0, 1, 0);
+  /* NaN or +inf anywhere in a row makes it NaN, as torch (the general
+   * loop and the float32 last-dim one); a row of -inf alone gives zeros */
+  for (int dt = 0; dt < 2; dt++) {
+    loom_tensor *bad = matrix(dt ? LOOM_F32 : LOOM_F64, 3, 3,
+                              (double[]){NAN, 1, 2, INFINITY, 1, 2, -INFINITY,
+                                         -INFINITY, -INFINITY});
+    CHECK_VALUES(loom_softmax(bad, 1), 0, NAN, NAN, NAN, NAN, NAN, NAN, 0, 0,
+                 0);
+  }
   /* a middle dim of a strided input: every slice sums to 1 */
   loom_rng *g = loom_rng_new(3);
   loom_tensor *r =
