@@ -235,18 +235,66 @@ loom_tensor *loom_smooth_l1_loss(const loom_tensor *x, const loom_tensor *y,
   return reduce(loom_where(loom_lt_scalar(d, beta), quad, lin), r);
 }
 
+/* log x and log(1 - x), each clamped at -100 as PyTorch does, so that 0
+ * and 1 give finite losses. */
+static void clamped_logs(const loom_tensor *x, loom_tensor **lx,
+                         loom_tensor **l1x) {
+  *lx = loom_clamp(loom_log(x), -100, INFINITY);
+  *l1x = loom_clamp(loom_log(loom_rsub_scalar(x, 1)), -100, INFINITY);
+}
+
+/* The elementwise loss as a function of its own, for PyTorch's gradient
+ * in x, (x - y) / max(x (1 - x), eps), eps its float 1e-12: composed, the clamp's zero slope
+ * met the log's infinite one at x = 0 or 1 and gave NaN even where the
+ * loss was 0. The target's gradient is log(1 - x) - log x, clamped. Both
+ * are written in ops, so they differentiate again. */
+static int bce_forward(loom_function_ctx *c, loom_tensor *const *in, int n,
+                       loom_tensor **out) {
+  (void)n;
+  loom_tensor *lx, *l1x;
+  clamped_logs(in[0], &lx, &l1x);
+  out[0] = loom_neg(loom_add(loom_mul(in[1], lx),
+                             loom_mul(loom_rsub_scalar(in[1], 1), l1x)));
+  loom_function_save(c, in[0]);
+  loom_function_save(c, in[1]);
+  return out[0] ? 0 : -1;
+}
+
+static int bce_backward(loom_function_ctx *c, loom_tensor *const *g,
+                        loom_tensor **gin) {
+  const loom_tensor *x = loom_function_saved(c, 0),
+                    *y = loom_function_saved(c, 1);
+  if (!x || !y)
+    return -1;
+  if (loom_function_needs_grad(c, 0)) {
+    loom_tensor *d = loom_clamp(loom_mul(x, loom_rsub_scalar(x, 1)),
+                                (double)1e-12f, INFINITY);
+    if (!(gin[0] = loom_mul(g[0], loom_div(loom_sub(x, y), d))))
+      return -1;
+  }
+  if (loom_function_needs_grad(c, 1)) {
+    loom_tensor *lx, *l1x;
+    clamped_logs(x, &lx, &l1x);
+    if (!(gin[1] = loom_mul(g[0], loom_sub(l1x, lx))))
+      return -1;
+  }
+  return 0;
+}
+
+static const loom_function bce = {"binary_cross_entropy", 2, 1, bce_forward,
+                                  bce_backward};
+
 loom_tensor *loom_binary_cross_entropy(const loom_tensor *x,
                                        const loom_tensor *y,
                                        const loom_tensor *weight,
                                        loom_reduction r) {
   if (!same_shape(x, y, "binary_cross_entropy"))
     return NULL;
-  /* PyTorch clamps each log at -100 so 0 and 1 give finite losses. */
-  loom_tensor *lx = loom_clamp(loom_log(x), -100, INFINITY);
-  loom_tensor *l1x =
-      loom_clamp(loom_log(loom_rsub_scalar(x, 1)), -100, INFINITY);
-  loom_tensor *loss = loom_neg(
-      loom_add(loom_mul(y, lx), loom_mul(loom_rsub_scalar(y, 1), l1x)));
+  loom_tensor *loss;
+  if (loom_function_apply(&bce, (loom_tensor *const[]){(loom_tensor *)x,
+                                                       (loom_tensor *)y},
+                          &loss, NULL) < 0)
+    return NULL;
   if (weight)
     loss = loom_mul(loss, weight);
   return reduce(loss, r);

@@ -303,8 +303,10 @@ LOOM_API loom_tensor *loom_l1_loss(const loom_tensor *input,
 LOOM_API loom_tensor *loom_smooth_l1_loss(const loom_tensor *input,
                                           const loom_tensor *target,
                                           double beta, loom_reduction r);
-/* Binary cross entropy on probabilities (log clamped at -100 as PyTorch);
- * weight may be NULL. */
+/* Binary cross entropy on probabilities, as PyTorch: each log clamped at
+ * -100, and the gradient in input (input - target) / max(input (1 -
+ * input), 1e-12f), finite at 0 and 1; differentiable in the target too,
+ * and twice. weight may be NULL. */
 LOOM_API loom_tensor *loom_binary_cross_entropy(const loom_tensor *input,
                                                 const loom_tensor *target,
                                                 const loom_tensor *weight,

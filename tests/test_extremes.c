@@ -4,6 +4,7 @@
  * CI); NaN and infinities pass through the float32 vector math. */
 #include "check_values.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -403,6 +404,26 @@ START_TEST(test_empty_and_overlapping_operands) {
 }
 END_TEST
 
+/* Binary cross-entropy at saturated probabilities, as torch 1.13: the
+ * loss clamps each log at -100 and the gradient in x is (x - y) /
+ * max(x (1 - x), 1e-12 as a float), finite (it had been NaN at 0 and 1, also where
+ * the loss is 0); the target's gradient is log(1 - x) - log x, clamped. */
+START_TEST(test_saturated_binary_cross_entropy) {
+  loom_tensor *p = loom_set_requires_grad(
+      loom_from_array(LOOM_F64, (double[]){0, 1, 1, 0, 0.5}, LOOM_SHAPE(5)),
+      true);
+  loom_tensor *t = loom_set_requires_grad(
+      loom_from_array(LOOM_F64, (double[]){0, 1, 0, 1, 1}, LOOM_SHAPE(5)),
+      true);
+  loom_tensor *loss = loom_binary_cross_entropy(p, t, NULL, LOOM_SUM);
+  CHECK_VALUES(loss, 1e-15, 200 + log(2));
+  ck_assert_int_eq(loom_backward(loss), 0);
+  double big = 1 / (double)1e-12f; /* torch's epsilon is a float */
+  CHECK_VALUES(loom_grad(p), 1e-15, 0, 0, big, -big, -2);
+  CHECK_VALUES(loom_grad(t), 1e-15, 100, -100, -100, 100, 0);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("extremes");
   TCase *tc = tcase_create("extremes");
@@ -417,6 +438,7 @@ int main(void) {
   tcase_add_test(tc, test_conv_and_pool_arguments);
   tcase_add_test(tc, test_unfold_and_fold_arguments);
   tcase_add_test(tc, test_empty_and_overlapping_operands);
+  tcase_add_test(tc, test_saturated_binary_cross_entropy);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
