@@ -147,7 +147,14 @@ loom_tensor *loom_var(const loom_tensor *t, const int *dims, int n,
 
 loom_tensor *loom_std(const loom_tensor *t, const int *dims, int n,
                       int64_t correction, bool keepdim) {
-  return loom_sqrt(loom_var(t, dims, n, correction, keepdim));
+  /* sqrt(var), with the gradient 0 where the variance is 0 (a constant
+   * line), as torch's std: sqrt's infinite slope at 0 times var's zero
+   * gradient would be NaN. The root is taken of 1 there instead, and the
+   * result masked, so no infinity enters the graph at any order. */
+  loom_tensor *v = loom_var(t, dims, n, correction, keepdim);
+  loom_tensor *zero = v ? loom_eq_scalar(v, 0) : NULL;
+  loom_tensor *root = loom_sqrt(loom_masked_fill(v, zero, 1));
+  return loom_masked_fill(root, zero, 0);
 }
 
 /* ---- logsumexp ---- */
@@ -447,6 +454,8 @@ static void norm_gradient(loom__node *n, const loom_tensor *x,
     loom_tensor *num =
         p == 2 ? (loom_tensor *)x
                : loom_mul(loom_sign(x), loom_pow_scalar(loom_abs(x), p - 1));
+    if (p < 1) /* |0|^(p - 1) is inf and sign(0) 0: 0 there, as torch */
+      num = loom_masked_fill(num, loom_eq_scalar(x, 0), 0);
     loom_tensor *den = p == 2 ? safe_y : loom_pow_scalar(safe_y, p - 1);
     d = loom_mul(loom_div(num, den), gk);
     d = loom_masked_fill(d, loom_expand_as(loom_eq_scalar(y, 0), x), 0);

@@ -406,8 +406,9 @@ END_TEST
 
 /* Binary cross-entropy at saturated probabilities, as torch 1.13: the
  * loss clamps each log at -100 and the gradient in x is (x - y) /
- * max(x (1 - x), 1e-12 as a float), finite (it had been NaN at 0 and 1, also where
- * the loss is 0); the target's gradient is log(1 - x) - log x, clamped. */
+ * max(x (1 - x), 1e-12 as a float), finite (it had been NaN at 0 and 1, also
+ * where the loss is 0); the target's gradient is log(1 - x) - log x, clamped.
+ */
 START_TEST(test_saturated_binary_cross_entropy) {
   loom_tensor *p = loom_set_requires_grad(
       loom_from_array(LOOM_F64, (double[]){0, 1, 1, 0, 0.5}, LOOM_SHAPE(5)),
@@ -421,6 +422,29 @@ START_TEST(test_saturated_binary_cross_entropy) {
   double big = 1 / (double)1e-12f; /* torch's epsilon is a float */
   CHECK_VALUES(loom_grad(p), 1e-15, 0, 0, big, -big, -2);
   CHECK_VALUES(loom_grad(t), 1e-15, 100, -100, -100, 100, 0);
+}
+END_TEST
+
+/* Gradients at the points where a composition would meet 0 x inf, as
+ * torch 1.13 gives them: std of a constant line (0, as torch masks
+ * std == 0; it had been NaN), and a p < 1 norm at a zero element (0
+ * there; NaN before). */
+START_TEST(test_gradients_at_degenerate_points) {
+  loom_tensor *a = loom_set_requires_grad(
+      loom_from_array(LOOM_F64, (double[]){2, 2, 2}, LOOM_SHAPE(3)), true);
+  loom_tensor *s = loom_std(a, NULL, 0, 1, false);
+  CHECK_VALUES(s, 0, 0);
+  ck_assert_int_eq(loom_backward(s), 0);
+  CHECK_VALUES(loom_grad(a), 0, 0, 0, 0);
+  loom_tensor *b = loom_set_requires_grad(
+      loom_from_array(LOOM_F64, (double[]){0, 1, 2}, LOOM_SHAPE(3)), true);
+  ck_assert_int_eq(loom_backward(loom_norm(b, 0.5, NULL, 0, false)), 0);
+  CHECK_VALUES(loom_grad(b), 1e-15, 0, 2.414213562373095, 1.7071067811865472);
+  /* elsewhere std is sqrt(var) to the bit */
+  loom_tensor *c =
+      loom_from_array(LOOM_F64, (double[]){1, 2, 4}, LOOM_SHAPE(3));
+  ck_assert(loom_equal(loom_std(c, NULL, 0, 1, false),
+                       loom_sqrt(loom_var(c, NULL, 0, 1, false))));
 }
 END_TEST
 
@@ -439,6 +463,7 @@ int main(void) {
   tcase_add_test(tc, test_unfold_and_fold_arguments);
   tcase_add_test(tc, test_empty_and_overlapping_operands);
   tcase_add_test(tc, test_saturated_binary_cross_entropy);
+  tcase_add_test(tc, test_gradients_at_degenerate_points);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
