@@ -287,7 +287,8 @@ LOOM_API loom_tensor *loom_silu(const loom_tensor *t);
 LOOM_API loom_tensor *loom_softplus(const loom_tensor *t, double beta,
                                     double threshold);
 /* Limits to [lo, hi]; pass -INFINITY / INFINITY for no bound. The gradient
- * passes where lo <= x <= hi. */
+ * passes where lo <= x <= hi. LOOM_ERR_ARGUMENT for lo > hi or a NaN
+ * bound (torch gives hi everywhere, or NaN). */
 LOOM_API loom_tensor *loom_clamp(const loom_tensor *t, double lo, double hi);
 
 /* ------------------------------------------------ reductions

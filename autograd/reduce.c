@@ -165,6 +165,8 @@ loom_tensor *loom_logsumexp(const loom_tensor *t, const int *dims, int n,
     return loom_null_argument("logsumexp");
   if (!loom_dtype_is_float(t->dtype))
     t = loom_to_dtype(t, LOOM_DTYPE_DEFAULT);
+  if (t && t->numel == 0) /* no shift to find: log of the empty sum, -inf */
+    return loom_log(loom_sum(loom_exp(t), dims, n, keepdim));
   /* The shift m does not change the value, so it carries no gradient; an
    * infinite max is replaced by 0 so that rows of -inf give -inf, not NaN. */
   loom_no_grad_begin();
@@ -206,7 +208,9 @@ static loom_tensor *extreme(const loom__op_def *def, loom__reduce_op op,
     return loom_null_argument(def->name);
   if (!parse(t, dims, n, keepdim, &r, def->name))
     return NULL;
-  if (t->numel == 0)
+  /* An empty group has no extreme (torch refuses it too); an empty
+   * tensor reduced over dims that are not empty gives an empty result. */
+  if (t->numel == 0 && r.count == 0)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: empty tensor %s", def->name,
                      loom_shape_text(t));
   loom_tensor *out = reduce_into(op, t, t->dtype, &r, def->name);

@@ -289,8 +289,8 @@ void loom__clamp_bounds(loom_dtype dtype, double *lo, double *hi) {
 loom_tensor *loom_clamp(const loom_tensor *t, double lo, double hi) {
   if (!t)
     return loom_null_argument("clamp");
-  if (lo > hi)
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "clamp: lo %g > hi %g", lo, hi);
+  if (!(lo <= hi)) /* lo > hi, or a NaN bound: a mistake, not a limit */
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "clamp: bounds [%g, %g]", lo, hi);
   loom__clamp_bounds(t->dtype, &lo, &hi);
   return unary(U_clamp, t, lo, hi);
 }

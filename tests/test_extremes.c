@@ -448,6 +448,28 @@ START_TEST(test_gradients_at_degenerate_points) {
 }
 END_TEST
 
+/* Reductions of empty tensors, as torch 1.13: over dims that are not
+ * empty they give empty results (they had been refused), over an empty
+ * one amax refuses (no extreme) and logsumexp gives -inf; clamp refuses a
+ * NaN bound as it refuses lo > hi. */
+START_TEST(test_empty_reductions_and_clamp_bounds) {
+  loom_tensor *a = loom_zeros(LOOM_F64, LOOM_SHAPE(0, 3));
+  CHECK_SHAPE(loom_amax(a, (int[]){1}, 1, false), 0);
+  CHECK_SHAPE(loom_amin(a, (int[]){1}, 1, false), 0);
+  CHECK_SHAPE(loom_norm(a, INFINITY, (int[]){1}, 1, false), 0);
+  CHECK_SHAPE(loom_logsumexp(a, (int[]){1}, 1, false), 0);
+  CHECK_VALUES(loom_logsumexp(a, (int[]){0}, 1, false), 0, -INFINITY,
+               -INFINITY, -INFINITY);
+  ck_assert_ptr_null(loom_amax(a, (int[]){0}, 1, false));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "amax: empty tensor [0, 3]");
+  loom_tensor *x = loom_ones(LOOM_F64, LOOM_SHAPE(2));
+  ck_assert_ptr_null(loom_clamp(x, NAN, 1));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "clamp: bounds [nan, 1]");
+  ck_assert_ptr_null(loom_clamp(x, 2, 1));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "clamp: bounds [2, 1]");
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("extremes");
   TCase *tc = tcase_create("extremes");
@@ -464,6 +486,7 @@ int main(void) {
   tcase_add_test(tc, test_empty_and_overlapping_operands);
   tcase_add_test(tc, test_saturated_binary_cross_entropy);
   tcase_add_test(tc, test_gradients_at_degenerate_points);
+  tcase_add_test(tc, test_empty_reductions_and_clamp_bounds);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
