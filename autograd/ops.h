@@ -9,7 +9,11 @@
  * other); every other op returns fresh memory. Dims may be negative (counted
  * from the end). Binary ops broadcast like NumPy and promote dtypes like
  * PyTorch: bool < uint8 < int64 < float32 < float64; a 0-dimensional float
- * tensor does not raise a float tensor's precision.
+ * tensor does not raise a float tensor's precision. Where loom differs:
+ * elementwise ops of one tensor (the *_scalar ops among them) compute a
+ * bool or uint8 tensor as int64 and return int64 (torch keeps uint8,
+ * wrapping); loom_pow of two integer tensors returns the default float
+ * dtype (torch: int64).
  */
 #ifndef LOOM_OPS_H
 #define LOOM_OPS_H
