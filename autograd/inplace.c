@@ -42,20 +42,25 @@ static void span(const loom_tensor *t, const char **lo, const char **hi) {
 
 /* src as the kernel writing dst may read it: itself, or a copy when the
  * two share memory other than element for element (a shifted view of the
- * same storage, which a pass in any order would read after writing; the
- * copy kernel's memcpy would be undefined there). The result is what src
- * held before the write, as torch's copy_ gives. */
+ * same storage, or two tensors made over overlapping buffers: a pass in
+ * any order would read some elements after writing them, and the copy
+ * kernel's memcpy would be undefined). Memory is compared by address, so
+ * views of one storage and borrowed buffers are alike. The result is what
+ * src held before the write (torch refuses such a partial overlap). */
 static const loom_tensor *apart(const loom_tensor *dst,
                                 const loom_tensor *src) {
-  if (src->storage != dst->storage || src->numel == 0 || dst->numel == 0)
+  if (src->numel == 0 || dst->numel == 0)
     return src;
-  bool same = src->data == dst->data && src->ndim == dst->ndim;
-  for (int d = 0; same && d < dst->ndim; d++)
-    same = src->shape[d] == dst->shape[d] && src->strides[d] == dst->strides[d];
   const char *a0, *a1, *b0, *b1;
   span(dst, &a0, &a1);
   span(src, &b0, &b1);
-  if (same || a1 <= b0 || b1 <= a0)
+  if (a1 <= b0 || b1 <= a0)
+    return src;
+  bool same = src->data == dst->data && src->dtype == dst->dtype &&
+              src->ndim == dst->ndim;
+  for (int d = 0; same && d < dst->ndim; d++)
+    same = src->shape[d] == dst->shape[d] && src->strides[d] == dst->strides[d];
+  if (same)
     return src;
   loom_no_grad_begin();
   loom_tensor *copy = loom_clone(src);
@@ -144,6 +149,8 @@ loom_tensor *loom_masked_fill_(loom_tensor *t, const loom_tensor *mask,
     return loom_null_argument("masked_fill_");
   if (mask->dtype != LOOM_BOOL && mask->dtype != LOOM_U8)
     return LOOM_FAIL(LOOM_ERR_DTYPE, "masked_fill_: mask must be bool");
+  if (!(mask = apart(t, mask)))
+    return NULL;
   loom__kernel_masked_fill(t, t, mask, value);
   return t;
 }
@@ -151,8 +158,8 @@ loom_tensor *loom_masked_fill_(loom_tensor *t, const loom_tensor *mask,
 loom_tensor *loom_clamp_(loom_tensor *t, double lo, double hi) {
   if (!writable(t, NULL, "clamp_"))
     return NULL;
-  if (lo > hi)
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "clamp_: lo %g > hi %g", lo, hi);
+  if (!(lo <= hi)) /* as loom_clamp */
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "clamp_: bounds [%g, %g]", lo, hi);
   loom__clamp_bounds(t->dtype, &lo, &hi);
   if (loom__kernel_unary(&loom__clamp_kernel, t, t, (double[]){lo, hi}) < 0)
     return NULL;

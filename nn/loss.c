@@ -235,19 +235,33 @@ loom_tensor *loom_smooth_l1_loss(const loom_tensor *x, const loom_tensor *y,
   return reduce(loom_where(loom_lt_scalar(d, beta), quad, lin), r);
 }
 
-/* log x and log(1 - x), each clamped at -100 as PyTorch does, so that 0
- * and 1 give finite losses. */
+/* log x at least -100, as PyTorch clamps it, with no infinite slope in the
+ * graph: where log x would be below -100 the log is taken of 1 and the
+ * result replaced, so a create_graph backward through it sees 0 there,
+ * not the clamp's 0 times the log's infinity. */
+static loom_tensor *clamped_log(const loom_tensor *x) {
+  loom_tensor *low = loom_le_scalar(x, exp(-100.0));
+  loom_tensor *safe = loom_masked_fill(x, low, 1);
+  return loom_clamp(loom_masked_fill(loom_log(safe), low, -100), -100,
+                    INFINITY);
+}
+
+/* log x and log(1 - x), each clamped at -100, so that 0 and 1 give finite
+ * losses. */
 static void clamped_logs(const loom_tensor *x, loom_tensor **lx,
                          loom_tensor **l1x) {
-  *lx = loom_clamp(loom_log(x), -100, INFINITY);
-  *l1x = loom_clamp(loom_log(loom_rsub_scalar(x, 1)), -100, INFINITY);
+  *lx = clamped_log(x);
+  *l1x = clamped_log(loom_rsub_scalar(x, 1));
 }
 
 /* The elementwise loss as a function of its own, for PyTorch's gradient
  * in x, (x - y) / max(x (1 - x), eps), eps its float 1e-12: composed, the clamp's zero slope
  * met the log's infinite one at x = 0 or 1 and gave NaN even where the
- * loss was 0. The target's gradient is log(1 - x) - log x, clamped. Both
- * are written in ops, so they differentiate again. */
+ * loss was 0. The target's gradient is log(1 - x) - log x, clamped: the
+ * loss's own derivative, finite at 0 and 1 (torch's, -logit(x), is
+ * infinite there). Both are written in ops, so they differentiate again,
+ * finite everywhere; at 0 and 1 the second derivatives are those of these
+ * clamped expressions, not torch's. */
 static int bce_forward(loom_function_ctx *c, loom_tensor *const *in, int n,
                        loom_tensor **out) {
   (void)n;

@@ -305,8 +305,9 @@ LOOM_API loom_tensor *loom_smooth_l1_loss(const loom_tensor *input,
                                           double beta, loom_reduction r);
 /* Binary cross entropy on probabilities, as PyTorch: each log clamped at
  * -100, and the gradient in input (input - target) / max(input (1 -
- * input), 1e-12f), finite at 0 and 1; differentiable in the target too,
- * and twice. weight may be NULL. */
+ * input), 1e-12f), finite at 0 and 1; differentiable in the target too
+ * (log(1 - input) - log(input), each clamped: finite at 0 and 1, where
+ * torch's is infinite), and twice, finite everywhere. weight may be NULL. */
 LOOM_API loom_tensor *loom_binary_cross_entropy(const loom_tensor *input,
                                                 const loom_tensor *target,
                                                 const loom_tensor *weight,

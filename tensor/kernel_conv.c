@@ -396,7 +396,7 @@ int loom__kernel_conv2d_backward(const loom_tensor *gout, const loom_tensor *x,
   size_t gb_bytes = gb ? (size_t)(j.parts * g->oc * es) : 0;
   j.gw_part = gw_bytes ? loom__block_alloc(&gw_bytes) : NULL;
   j.gb_part = gb_bytes ? loom__block_alloc(&gb_bytes) : NULL;
-  if ((gw && !j.gw_part) || (gb && !j.gb_part)) {
+  if ((gw_bytes && !j.gw_part) || (gb_bytes && !j.gb_part)) {
     if (j.gw_part)
       loom__block_free(j.gw_part, gw_bytes);
     if (j.gb_part)

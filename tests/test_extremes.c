@@ -384,6 +384,37 @@ START_TEST(test_empty_and_overlapping_operands) {
                  way ? 5 : 9);
   }
 
+  /* strided, so the kernels' elementwise loops run (a forward pass would
+   * read a[2] after writing it) */
+  double w10[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  for (int op = 0; op < 2; op++) {
+    loom_tensor *a = loom_from_array(LOOM_F64, w10, LOOM_SHAPE(10));
+    loom_tensor *dst = loom_slice(a, 0, 2, 10, 2);
+    loom_tensor *src = loom_slice(a, 0, 0, 8, 2);
+    ck_assert_ptr_nonnull(op ? loom_add_(dst, src, 1) : loom_copy_(dst, src));
+    CHECK_VALUES(a, 0, 0, 1, op ? 2 : 0, 3, op ? 6 : 2, 5, op ? 10 : 4, 7,
+                 op ? 14 : 6, 9);
+  }
+  loom_tensor *m = loom_to_dtype(
+      loom_from_array(LOOM_F64, (double[]){1, 0, 0, 0, 0}, LOOM_SHAPE(5)),
+      LOOM_BOOL);
+  ck_assert_ptr_nonnull(loom_masked_fill_(loom_slice(m, 0, 1, 5, 1),
+                                          loom_slice(m, 0, 0, 4, 1), 1));
+  CHECK_VALUES(m, 0, 1, 1, 0, 0, 0);
+  ck_assert_ptr_null(loom_clamp_(loom_ones(LOOM_F64, LOOM_SHAPE(2)), NAN, 2));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "clamp_: bounds [nan, 2]");
+  /* no input or output channels: empty output, zero gradients */
+  for (int k = 0; k < 2; k++) {
+    loom_tensor *cx = loom_set_requires_grad(
+        loom_ones(LOOM_F64, LOOM_SHAPE(2, k ? 2 : 0, 3, 3)), true);
+    loom_tensor *cw = loom_set_requires_grad(
+        loom_ones(LOOM_F64, LOOM_SHAPE(k ? 0 : 2, k ? 2 : 0, 2, 2)), true);
+    loom_tensor *cy = loom_conv2d(cx, cw, NULL, (loom_conv2d_opts){0});
+    ck_assert_ptr_nonnull(cy);
+    ck_assert_int_eq(loom_backward(loom_sum_all(cy)), 0);
+    ck_assert(loom_equal(loom_grad(cx), loom_zeros_like(cx)));
+  }
+
   ck_assert_ptr_null(loom_adaptive_avg_pool2d(
       loom_zeros(LOOM_F64, LOOM_SHAPE(1, 1, 0, 4)), 2, 2));
   EXPECT_ERROR(LOOM_ERR_SHAPE, "adaptive_avg_pool2d: input [1, 1, 0, 4] has "
@@ -404,11 +435,12 @@ START_TEST(test_empty_and_overlapping_operands) {
 }
 END_TEST
 
-/* Binary cross-entropy at saturated probabilities, as torch 1.13: the
+/* Binary cross-entropy at saturated probabilities: as torch 1.13, the
  * loss clamps each log at -100 and the gradient in x is (x - y) /
- * max(x (1 - x), 1e-12 as a float), finite (it had been NaN at 0 and 1, also
- * where the loss is 0); the target's gradient is log(1 - x) - log x, clamped.
- */
+ * max(x (1 - x), 1e-12 as a float), finite (it had been NaN at 0 and 1,
+ * also where the loss is 0). The target's gradient is log(1 - x) - log x,
+ * clamped: the loss's own derivative, finite where torch's -logit(x) is
+ * infinite. Second derivatives are finite everywhere. */
 START_TEST(test_saturated_binary_cross_entropy) {
   loom_tensor *p = loom_set_requires_grad(
       loom_from_array(LOOM_F64, (double[]){0, 1, 1, 0, 0.5}, LOOM_SHAPE(5)),
@@ -422,6 +454,23 @@ START_TEST(test_saturated_binary_cross_entropy) {
   double big = 1 / (double)1e-12f; /* torch's epsilon is a float */
   CHECK_VALUES(loom_grad(p), 1e-15, 0, 0, big, -big, -2);
   CHECK_VALUES(loom_grad(t), 1e-15, 100, -100, -100, 100, 0);
+  loom_tensor *g[2], *h[2];
+  loss = loom_binary_cross_entropy(p, t, NULL, LOOM_SUM);
+  ck_assert_int_eq(loom_autograd_grad(&loss, 1, (loom_tensor *[]){p, t}, 2,
+                                      NULL, g,
+                                      &(loom_grad_opts){.create_graph = true}),
+                   0);
+  loom_tensor *both = loom_add(loom_sum_all(g[0]), loom_sum_all(g[1]));
+  ck_assert_int_eq(
+      loom_autograd_grad(&both, 1, (loom_tensor *[]){p, t}, 2, NULL, h, NULL),
+      0);
+  for (int k = 0; k < 2; k++) {
+    double v[5];
+    loom_copy_to_array(h[k], LOOM_F64, v, 5);
+    for (int i = 0; i < 5; i++)
+      ck_assert_msg(isfinite(v[i]), "second derivative %d of %d: %g", i, k,
+                    v[i]);
+  }
 }
 END_TEST
 
@@ -458,8 +507,8 @@ START_TEST(test_empty_reductions_and_clamp_bounds) {
   CHECK_SHAPE(loom_amin(a, (int[]){1}, 1, false), 0);
   CHECK_SHAPE(loom_norm(a, INFINITY, (int[]){1}, 1, false), 0);
   CHECK_SHAPE(loom_logsumexp(a, (int[]){1}, 1, false), 0);
-  CHECK_VALUES(loom_logsumexp(a, (int[]){0}, 1, false), 0, -INFINITY,
-               -INFINITY, -INFINITY);
+  CHECK_VALUES(loom_logsumexp(a, (int[]){0}, 1, false), 0, -INFINITY, -INFINITY,
+               -INFINITY);
   ck_assert_ptr_null(loom_amax(a, (int[]){0}, 1, false));
   EXPECT_ERROR(LOOM_ERR_SHAPE, "amax: empty tensor [0, 3]");
   loom_tensor *x = loom_ones(LOOM_F64, LOOM_SHAPE(2));
