@@ -34,18 +34,6 @@ static double size_of(const cap_config *c) {
          v * e + 4 * h * (2 * e + k + h) + (h + k) * v;
 }
 
-static void fail(const char *why) {
-  fprintf(stderr, "%s\n", why);
-  abort();
-}
-
-/* Fails when a function returned -1 without saying why. */
-static void said_why(void) {
-  if (loom_last_status() == LOOM_OK)
-    fail("failed without an error message");
-  loom_clear_error();
-}
-
 /* The words of the vocabulary beside every checkpoint here. */
 static const char *const words[] = {"a", "blue", "circle", "red", "square"};
 enum { N_WORDS = sizeof words / sizeof *words };
@@ -95,7 +83,7 @@ static void check_session(const cap_session *s) {
   ok = ok && (isnan(s->smooth) || (s->smooth >= 0 && s->smooth < 1e6));
   loom_clear_error();
   if (!ok)
-    fail("a session that breaks its promises was read");
+    fuzz_fail("a session that breaks its promises was read");
 }
 
 /* `caption describe` on one image: every token written is a word of the
@@ -123,7 +111,7 @@ static void describe(cap_model *m, const cap_session *s) {
   app_tokens chosen = {0};
   app_buf text = {0};
   if (cap_describe(m, x, &o, &r) < 0) {
-    said_why();
+    fuzz_said_why();
   } else {
     for (int k = 0; k < 2; k++) {
       const loom_hypothesis *h = &r.hyps[k];
@@ -131,11 +119,11 @@ static void describe(cap_model *m, const cap_session *s) {
       for (int64_t i = 0; ok && i < h->len; i++)
         ok = h->tokens[i] > APP_EOS && h->tokens[i] < m->cfg.vocab;
       if (!ok)
-        fail("a caption holds tokens the model cannot write");
+        fuzz_fail("a caption holds tokens the model cannot write");
     }
     if (cap_choose_caption(&s->vocab, &r, 0, false, &chosen) < 0 ||
         cap_tokens_text(&chosen, &text) < 0)
-      said_why();
+      fuzz_said_why();
     const loom_hypothesis *best = &r.hyps[0];
     int64_t cells = cap_model_feature_side(&m->cfg);
     float *maps = malloc((size_t)(best->len + 1) * (size_t)(cells * cells) *
@@ -144,7 +132,7 @@ static void describe(cap_model *m, const cap_session *s) {
       abort();
     if (m->cfg.attention &&
         cap_attention_maps(m, x, best->tokens, best->len, maps) < 0)
-      said_why();
+      fuzz_said_why();
     free(maps);
     loom_decode_result_free(&r);
   }
@@ -167,9 +155,9 @@ static void resume(cap_model *m, const char *path) {
   int64_t step = -1;
   if (!sched ||
       loom_checkpoint_load(path, &m->base, opt, sched, &step, m->rng, NULL) < 0)
-    said_why();
+    fuzz_said_why();
   else if (step < 0)
-    fail("a run resumed at a negative step");
+    fuzz_fail("a run resumed at a negative step");
   loom_schedule_free(sched);
   loom_optimizer_free(opt);
 }
@@ -258,7 +246,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_write(path, data, size);
   cap_session s;
   if (cap_checkpoint_peek(path, &s) < 0) {
-    said_why();
+    fuzz_said_why();
     return 0;
   }
   check_session(&s);
@@ -266,7 +254,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cap_session loaded;
     cap_model *m;
     if (cap_checkpoint_load(path, &loaded, &m, NULL, NULL, NULL) < 0) {
-      said_why();
+      fuzz_said_why();
     } else {
       describe(m, &loaded);
       resume(m, path);

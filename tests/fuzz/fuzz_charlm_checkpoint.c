@@ -20,15 +20,6 @@ static double size_of(const charlm_config *c) {
          (double)c->context * h + (double)c->ff * h * (double)c->layers;
 }
 
-/* Fails when a function returned -1 without saying why. */
-static void said_why(void) {
-  if (loom_last_status() == LOOM_OK) {
-    fprintf(stderr, "failed without an error message\n");
-    abort();
-  }
-  loom_clear_error();
-}
-
 /* What a session read from a file must hold. */
 static void check_session(const charlm_session *s) {
   bool ok = s->vocab == s->cfg.vocab && s->vocab >= 1 && s->vocab <= 256;
@@ -53,7 +44,7 @@ static void generate(charlm *m, const charlm_session *s) {
   loom_tensor *logits = NULL;
   loom_no_grad_begin();
   if (!g || charlm_gen_feed(g, ids, 3, &logits) < 0)
-    said_why();
+    fuzz_said_why();
   else if (loom_numel(logits) != s->vocab)
     abort();
   loom_no_grad_end();
@@ -70,7 +61,7 @@ static void resume(charlm *m, const char *path, const charlm_session *read) {
   memcpy(s.chars, read->chars, sizeof s.chars);
   int64_t step = 0;
   if (!opt || charlm_checkpoint_resume(path, m, opt, &step, &s) < 0)
-    said_why();
+    fuzz_said_why();
   else if (step < 0 || s.position < 0 ||
            !app_in_range(loom_optimizer_lr(opt), CHARLM_LR_RANGE))
     abort();
@@ -121,7 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_write(path, data, size);
   charlm_session s;
   if (charlm_checkpoint_peek(path, &s) < 0) {
-    said_why();
+    fuzz_said_why();
     return 0;
   }
   check_session(&s);
@@ -129,7 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     charlm *m = charlm_new(&s.cfg, 1);
     if (!m || loom_checkpoint_load(path, &m->base, NULL, NULL, NULL, NULL,
                                    NULL) < 0)
-      said_why();
+      fuzz_said_why();
     else {
       generate(m, &s);
       resume(m, path, &s);

@@ -32,19 +32,6 @@ static double size_of(const nmt_config *c) {
          (double)c->max_positions * d;
 }
 
-static void fail(const char *why) {
-  fprintf(stderr, "%s\n", why);
-  abort();
-}
-
-/* For the library's functions and the app's that record a loom error:
- * fails when one returned -1 without saying why. */
-static void said_why(void) {
-  if (loom_last_status() == LOOM_OK)
-    fail("failed without an error message");
-  loom_clear_error();
-}
-
 /* The app's readers print their refusals ("translate: ...") instead: while
  * they run, stderr is a memory stream. ASan and UBSan write to file
  * descriptor 2 and libFuzzer to its own stream, so their reports still
@@ -82,7 +69,7 @@ static void check_read(const nmt_config *c, const nmt_text *t) {
   for (int s = 0; ok && s < 2; s++)
     ok = nmt_text_vocab_size(t, s) >= APP_SPECIALS;
   if (!ok)
-    fail("a configuration or pipeline that breaks its promises was read");
+    fuzz_fail("a configuration or pipeline that breaks its promises was read");
 }
 
 /* translate_cmd.c's load: the model (small ones only; NULL otherwise or
@@ -94,7 +81,7 @@ static nmt_model *load(const char *path, nmt_text **t) {
   nmt_config c;
   *t = NULL;
   if (loom_checkpoint_load(path, NULL, NULL, NULL, &step, NULL, &extra) < 0) {
-    said_why();
+    fuzz_said_why();
     return NULL;
   }
   hear_begin();
@@ -103,7 +90,7 @@ static nmt_model *load(const char *path, nmt_text **t) {
                ? 0
                : -1;
   if (!hear_end() && rc < 0)
-    fail("failed without an error message");
+    fuzz_fail("failed without an error message");
   loom_tensor_map_free(extra);
   if (rc < 0)
     return NULL;
@@ -115,7 +102,7 @@ static nmt_model *load(const char *path, nmt_text **t) {
   nmt_model *m = nmt_model_new(&c, 0);
   if (!m ||
       loom_checkpoint_load(path, &m->base, NULL, NULL, &step, NULL, NULL) < 0) {
-    said_why();
+    fuzz_said_why();
     if (m)
       loom_module_free(&m->base);
     return NULL;
@@ -134,14 +121,14 @@ static void translate(nmt_model *m, const nmt_text *t) {
   int64_t n = 0, cap = 0;
   if (nmt_text_encode(t, false, line, strlen(line), "fuzz", &ids, &n, &cap) <
       0) {
-    said_why();
+    fuzz_said_why();
     return;
   }
   bool ok = n >= 1 && ids[n - 1] == NMT_EOS;
   for (int64_t i = 0; ok && i < n; i++)
     ok = ids[i] >= 0 && ids[i] < m->cfg.src_vocab;
   if (!ok)
-    fail("a line was read as ids outside the vocabulary, or without eos");
+    fuzz_fail("a line was read as ids outside the vocabulary, or without eos");
   nmt_corpus c = {0};
   loom_decode_result r = {0};
   loom_decode_opts o = loom_decode_defaults(NMT_BOS, NMT_EOS);
@@ -155,7 +142,7 @@ static void translate(nmt_model *m, const nmt_text *t) {
   if (too_long || nmt_corpus_add(&c, ids, n, NULL, 0, 1) < 0 ||
       nmt_translate_corpus(m, &c, &o, 4096, 0, &r) < 0) {
     if (!too_long)
-      said_why();
+      fuzz_said_why();
     nmt_corpus_free(&c);
     free(ids);
     return;
@@ -166,11 +153,11 @@ static void translate(nmt_model *m, const nmt_text *t) {
     for (int64_t i = 0; fits && i < h->len; i++)
       fits = h->tokens[i] > NMT_EOS && h->tokens[i] < m->cfg.tgt_vocab;
     if (!fits)
-      fail("a translation holds tokens the model cannot write");
+      fuzz_fail("a translation holds tokens the model cannot write");
   }
   app_buf text = {0};
   if (nmt_text_decode(t, r.hyps[0].tokens, r.hyps[0].len, &text) < 0)
-    said_why();
+    fuzz_said_why();
   app_buf_free(&text);
   loom_decode_result_free(&r);
   nmt_corpus_free(&c);
@@ -194,7 +181,7 @@ static void check_state(const train_options *o, const train_position *at,
     ok = isfinite(h->epoch[i]) && isfinite(h->val_loss[i]) &&
          isfinite(h->val_bleu[i]);
   if (!ok)
-    fail("a training state that breaks its promises was read");
+    fuzz_fail("a training state that breaks its promises was read");
 }
 
 /* `translate train --resume`: the state, then (for small models) the
@@ -212,7 +199,7 @@ static void resume(const char *path) {
     rc = nmt_config_check(&o.model);
   }
   if (!hear_end() && rc < 0 && loom_last_status() == LOOM_OK)
-    fail("failed without an error message");
+    fuzz_fail("failed without an error message");
   loom_clear_error();
   if (rc == 0) {
     check_read(&o.model, t);
@@ -230,9 +217,9 @@ static void resume(const char *path) {
   if (rc == 0 && size_of(&o.model) < 1e6) {
     if (!opt || loom_checkpoint_load(path, &m->base, opt, NULL, &step, m->rng,
                                      NULL) < 0)
-      said_why();
+      fuzz_said_why();
     else if (step != at.step)
-      fail("a run resumed at another step than its position's");
+      fuzz_fail("a run resumed at another step than its position's");
   }
   loom_optimizer_free(opt);
   if (m)

@@ -41,6 +41,19 @@ static inline void *fuzz_copy(const uint8_t *data, size_t size) {
   return buf;
 }
 
+/* A finding: says what broke and aborts, for libFuzzer to keep the input. */
+static inline void fuzz_fail(const char *why) {
+  fprintf(stderr, "%s\n", why);
+  abort();
+}
+
+/* After a function returned -1: a finding unless it recorded why. */
+static inline void fuzz_said_why(void) {
+  if (loom_last_status() == LOOM_OK)
+    fuzz_fail("failed without an error message");
+  loom_clear_error();
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
