@@ -84,26 +84,27 @@ static loom_tensor **slot_of(const loom_tensor *in) {
   return &p->out_grad[in->link.output];
 }
 
+bool loom__capture(loom__pass *p, const loom_tensor *t, loom_tensor *g) {
+  bool hit = false;
+  for (int k = 0; k < p->n_targets && !(hit && p->stop_at_targets); k++) {
+    const loom_tensor *x = p->targets[k];
+    if (x == t ||
+        (x && x->link.slot >= 0 && x->link.slot == t->link.slot &&
+         x->link.gen == t->link.gen && x->link.output == t->link.output)) {
+      loom__add_to_slot(&p->captured[k], g);
+      hit = true;
+    }
+  }
+  return hit;
+}
+
 /* Where a pass that is not plain sends input `in`'s gradient r: captured
  * for a target (of this pass, or a leaf of an enclosing one), dropped for
  * what it does not compute. True when r has gone nowhere else. */
 static bool diverted(loom__pass *p, loom_tensor *in, loom_tensor *r) {
   bool leaf = in->link.slot == LOOM__LINK_LEAF;
   for (loom__pass *q = p; q; q = q->parent) {
-    /* A tensor loom_autograd_grad names twice gets its gradient in each
-     * place; a composition's pass (stop_at_targets) captures it once, as
-     * its node hands the capture to the input slots it came from. */
-    bool hit = false;
-    for (int k = 0; k < q->n_targets && !(hit && q->stop_at_targets); k++) {
-      const loom_tensor *x = q->targets[k];
-      if (x == in ||
-          (!leaf && x && x->link.slot == in->link.slot &&
-           x->link.gen == in->link.gen && x->link.output == in->link.output)) {
-        loom__add_to_slot(&q->captured[k], r);
-        hit = true;
-      }
-    }
-    if (hit) {
+    if (loom__capture(q, in, r)) {
       if (leaf || q->stop_at_targets)
         return true;
       /* A target whose own graph is freed is where the flow ends. */

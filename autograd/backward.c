@@ -24,19 +24,16 @@ static int by_seq_desc(const void *a, const void *b) {
   return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* Whether target x is t (by identity, or for a result of a recorded op
- * by its link to that op's output). */
-static bool is_target(const loom_tensor *x, const loom_tensor *t) {
-  return x == t ||
-         (x && x->link.slot >= 0 && x->link.slot == t->link.slot &&
-          x->link.gen == t->link.gen && x->link.output == t->link.output);
-}
-
-/* Which of p's targets t is first, or -1. */
+/* Which of p's targets t is (by identity, or for a result of a recorded
+ * op by its link to that op's output), or -1. */
 static int target_index(const loom__pass *p, const loom_tensor *t) {
-  for (int k = 0; k < p->n_targets; k++)
-    if (is_target(p->targets[k], t))
+  for (int k = 0; k < p->n_targets; k++) {
+    const loom_tensor *x = p->targets[k];
+    if (x == t ||
+        (x && x->link.slot >= 0 && x->link.slot == t->link.slot &&
+         x->link.gen == t->link.gen && x->link.output == t->link.output))
       return k;
+  }
   return -1;
 }
 
@@ -224,15 +221,9 @@ const loom_tensor *loom__mark_first_order(const loom_tensor *g) {
  * itself a leaf or a target, where its gradient goes. */
 static int seed(loom__pass *p, loom_tensor *t, loom_tensor *g) {
   bool create = p && p->create_graph;
-  int first = p ? target_index(p, t) : -1;
-  if (first >= 0) {
-    /* each time it is named, but once in a composition's pass (diverted) */
-    for (int k = first; k < p->n_targets; k++)
-      if (is_target(p->targets[k], t) && (k == first || !p->stop_at_targets))
-        loom__add_to_slot(&p->captured[k], g);
-    if (p->stop_at_targets || t->link.slot == LOOM__LINK_LEAF)
-      return 0;
-  }
+  if (p && loom__capture(p, t, g) &&
+      (p->stop_at_targets || t->link.slot == LOOM__LINK_LEAF))
+    return 0;
   if (t->link.slot == LOOM__LINK_LEAF) {
     if (p && p->capture_only)
       return 0;
@@ -475,13 +466,6 @@ int loom_backward_with(loom_tensor *t, const loom_tensor *grad,
 }
 
 int loom_backward(loom_tensor *loss) {
-  if (loss && loss->numel != 1) {
-    loom_set_error(LOOM_ERR_SHAPE,
-                   "backward: loss %s has %lld elements; use "
-                   "loom_backward_with for non-scalar outputs",
-                   loom_shape_text(loss), (long long)loss->numel);
-    return -1;
-  }
   return loom_backward_with(loss, NULL, NULL);
 }
 

@@ -247,6 +247,12 @@ int loom__add_to_grad(loom_tensor *t, const loom_tensor *g);
  * reference; later ones add into the slot's tensor in place when it is the
  * slot's alone, else make a new sum (g may be shared). */
 void loom__add_to_slot(loom_tensor **slot, loom_tensor *g);
+/* Captures g for t if t is one of p's targets (by identity, or for a
+ * result of a recorded op by its link to that op's output): into every
+ * place loom_autograd_grad names it, but once in a composition's pass
+ * (stop_at_targets), whose node hands the capture to the input slots it
+ * came from. Whether t is a target. */
+bool loom__capture(loom__pass *p, const loom_tensor *t, loom_tensor *g);
 
 /* Adds g to the part of input i's gradient that a slice took: along
  * `dim`, positions start, start + step, ... (g lacks `dim` when `drop`).
