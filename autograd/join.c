@@ -247,8 +247,8 @@ int loom_chunk(const loom_tensor *t, int chunks, int dim, loom_tensor **out,
     return -1;
   if (t->shape[d] == 0) { /* torch.chunk: `chunks` empty pieces */
     if (chunks > max_out) {
-      loom_set_error(LOOM_ERR_ARGUMENT, "chunk: %d pieces, room for %d",
-                     chunks, max_out);
+      loom_set_error(LOOM_ERR_ARGUMENT, "chunk: %d pieces, room for %d", chunks,
+                     max_out);
       return -1;
     }
     return pieces(t, d, chunks, 0, NULL, out);

@@ -255,20 +255,20 @@ static void clamped_logs(const loom_tensor *x, loom_tensor **lx,
 }
 
 /* The elementwise loss as a function of its own, for PyTorch's gradient
- * in x, (x - y) / max(x (1 - x), eps), eps its float 1e-12: composed, the clamp's zero slope
- * met the log's infinite one at x = 0 or 1 and gave NaN even where the
- * loss was 0. The target's gradient is log(1 - x) - log x, clamped: the
- * loss's own derivative, finite at 0 and 1 (torch's, -logit(x), is
- * infinite there). Both are written in ops, so they differentiate again,
- * finite everywhere; at 0 and 1 the second derivatives are those of these
- * clamped expressions, not torch's. */
+ * in x, (x - y) / max(x (1 - x), eps), eps its float 1e-12: composed, the
+ * clamp's zero slope met the log's infinite one at x = 0 or 1 and gave NaN
+ * even where the loss was 0. The target's gradient is log(1 - x) - log x,
+ * clamped: the loss's own derivative, finite at 0 and 1 (torch's,
+ * -logit(x), is infinite there). Both are written in ops, so they
+ * differentiate again, finite everywhere; at 0 and 1 the second
+ * derivatives are those of these clamped expressions, not torch's. */
 static int bce_forward(loom_function_ctx *c, loom_tensor *const *in, int n,
                        loom_tensor **out) {
   (void)n;
   loom_tensor *lx, *l1x;
   clamped_logs(in[0], &lx, &l1x);
-  out[0] = loom_neg(loom_add(loom_mul(in[1], lx),
-                             loom_mul(loom_rsub_scalar(in[1], 1), l1x)));
+  out[0] = loom_neg(
+      loom_add(loom_mul(in[1], lx), loom_mul(loom_rsub_scalar(in[1], 1), l1x)));
   loom_function_save(c, in[0]);
   loom_function_save(c, in[1]);
   return out[0] ? 0 : -1;
@@ -305,9 +305,9 @@ loom_tensor *loom_binary_cross_entropy(const loom_tensor *x,
   if (!same_shape(x, y, "binary_cross_entropy"))
     return NULL;
   loom_tensor *loss;
-  if (loom_function_apply(&bce, (loom_tensor *const[]){(loom_tensor *)x,
-                                                       (loom_tensor *)y},
-                          &loss, NULL) < 0)
+  if (loom_function_apply(
+          &bce, (loom_tensor *const[]){(loom_tensor *)x, (loom_tensor *)y},
+          &loss, NULL) < 0)
     return NULL;
   if (weight)
     loss = loom_mul(loss, weight);
