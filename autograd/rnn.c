@@ -14,6 +14,7 @@
 #include "node.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 
 LOOM__OP_GRAPH(lstm_sequence, lstm_backward, sequence_graph_backward);
@@ -490,6 +491,7 @@ typedef struct {
   loom_tensor *dh, *dc, *dx, *dht, *dcp, *dhn;
   const uint8_t *active;
   const void *peep[3];
+  bool h0_grad; /* whether the first step's input state h gets a gradient */
 } lstm_bwd;
 
 static const void *lstm_prev_cell(const lstm_bwd *f, int64_t s, int64_t t,
@@ -518,10 +520,12 @@ static void lstm_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
       g->dtype, n, H, row_at(f->G, g, t, r0, 4 * H),
       lstm_prev_cell(f, s, t, r0), row_at(f->Cn, g, t, r0, H), dht, dc, dxt,
       dcp, f->peep, a);
+  memcpy(dc, dcp, bytes);
+  if (s == 0 && !f->h0_grad) /* the product would feed h0 alone */
+    return;
   product(f->w, n, dxt, dhn, false);
   pass_inactive(g->dtype, dhn, dht, a, n, H);
   memcpy(dh, dhn, bytes);
-  memcpy(dc, dcp, bytes);
 }
 
 /* The input index of b_ih when the op computed the input part with one
@@ -565,6 +569,29 @@ static void input_part_backward(loom__node *n, const loom_tensor *dx,
     loom__accumulate(n, kb, sums ? sums : column_sums(dx, rows, width));
 }
 
+/* Whether the product of h0 (B x H) with the first step's gates'
+ * gradients (B rows of `rows`, row stride ld, from dg) can add anything
+ * but zeros to the recurrent weight's gradient: not when h0 is all zeros,
+ * the state a sequence starts from by default, and those gradients are
+ * finite (zero times inf or NaN is NaN). The skipped product is 1/T of
+ * that gradient's work, in a shape (k = B) that runs at a fraction of the
+ * big one's rate. */
+static bool h0_contributes(const geom *g, const char *h0, const char *dg,
+                           int64_t ld, int64_t rows) {
+  int64_t n = g->B * g->H;
+  bool f32 = g->dtype == LOOM_F32;
+  for (int64_t i = 0; i < n; i++)
+    if (f32 ? ((const float *)h0)[i] != 0 : ((const double *)h0)[i] != 0)
+      return true;
+  for (int64_t b = 0; b < g->B; b++) {
+    const char *row = dg + (size_t)(b * ld) * g->es;
+    for (int64_t j = 0; j < rows; j++)
+      if (!isfinite(f32 ? ((const float *)row)[j] : ((const double *)row)[j]))
+        return true;
+  }
+  return false;
+}
+
 /* Rows of the recurrent weight's gradient: dw (rows x H, row stride H) =
  * the sum over all steps of those gates' gradients (T B rows, row stride
  * ld, from dgates) times the state each step started from: `prev` holds
@@ -584,9 +611,10 @@ static void weight_grad_rows(const geom *g, bool reverse, const char *dgates,
   loom__kernel_gemm_raw(g->dtype, true, false, rows, H, (T - 1) * B, 1,
                         dgates + (reverse ? 0 : step), ld,
                         at(prev, reverse ? 1 : 0, B * H), H, 0, dw, H);
-  loom__kernel_gemm_raw(g->dtype, true, false, rows, H, B, 1,
-                        dgates + (size_t)first * step, ld, h0->data, H, 1, dw,
-                        H);
+  const char *dg = dgates + (size_t)first * step;
+  if (h0_contributes(g, h0->data, dg, ld, rows))
+    loom__kernel_gemm_raw(g->dtype, true, false, rows, H, B, 1, dg, ld,
+                          h0->data, H, 1, dw, H);
 }
 
 /* Some of the gates' gradients: `rows` columns (gates x H of them) of a
@@ -663,7 +691,8 @@ static void lstm_backward(loom__node *n, loom_tensor *const *gout) {
                 .Cn = Cn, .c0 = c0, .dout = dout, .dh = dh, .dc = dc,
                 .dx = dx, .dht = dht, .dcp = dcp, .dhn = dhn,
                 .active = active,
-                .peep = {p[0]->data, p[1]->data, p[2]->data}};
+                .peep = {p[0]->data, p[1]->data, p[2]->data},
+                .h0_grad = loom__needs_grad(n, 2 + has_b)};
   run_steps(&g, lstm_bwd_rows, &f);
   loom__kernel_packed_free(wp.packed);
   /* The peepholes' gradients, summed over the steps in backward's order. */
@@ -750,6 +779,7 @@ typedef struct {
   const loom_tensor *Hp, *o, *h0, *dout;
   loom_tensor *dx, *dn, *dh, *dhg, *dht;
   const uint8_t *active;
+  bool h0_grad; /* whether the first step's input state gets a gradient */
 } gru_bwd;
 
 static void gru_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
@@ -767,8 +797,10 @@ static void gru_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
       row_at(f->dn, g, t, r0, H),
       gru_prev_state(g, f->reverse, f->Hp, f->o, f->h0, s, t, r0), dht, dhg,
       dh, a);
-  /* ... plus the recurrent product's part. */
-  product(f->w, n, dhg, dh, true);
+  /* ... plus the recurrent product's part (which would feed h0 alone at
+   * the first step). */
+  if (s > 0 || f->h0_grad)
+    product(f->w, n, dhg, dh, true);
 }
 
 /* node inputs: xp (with b_ih) or x, w_hh, b_hh, h0, [w_ih, [b_ih]]; saved:
@@ -905,7 +937,8 @@ static void gru_backward(loom__node *n, loom_tensor *const *gout) {
   }
   gru_bwd f = {.g = &g, .reverse = reverse, .w = &wp, .Hp = Hp, .o = o,
                .h0 = h0, .dout = dout, .dx = dx, .dn = dn, .dh = dh,
-               .dhg = dhg, .dht = dht, .active = active};
+               .dhg = dhg, .dht = dht, .active = active,
+               .h0_grad = loom__needs_grad(n, 3)};
   run_steps(&g, gru_bwd_rows, &f);
   loom__kernel_packed_free(wp.packed);
   free(active);
@@ -969,6 +1002,7 @@ typedef struct {
   const loom_tensor *o, *dout;
   loom_tensor *dh, *dx, *dht, *dhn;
   const uint8_t *active;
+  bool h0_grad; /* whether the first step's input state gets a gradient */
 } rnn_bwd;
 
 static void rnn_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
@@ -982,6 +1016,8 @@ static void rnn_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
   with_output_grad(g->dtype, dht, dh, row_at(f->dout, g, t, r0, H), a, n, H);
   loom__kernel_rnn_step_backward(g->dtype, n, H, row_at(f->o, g, t, r0, H), dht,
                                  dxt, f->relu, a);
+  if (s == 0 && !f->h0_grad) /* the product would feed h0 alone */
+    return;
   product(f->w, n, dxt, dhn, false);
   pass_inactive(g->dtype, dhn, dht, a, n, H);
   memcpy(dh, dhn, (size_t)(n * H) * g->es);
@@ -1068,7 +1104,8 @@ static void rnn_backward(loom__node *n, loom_tensor *const *gout) {
     free(active);
     return;
   }
-  rnn_bwd f = {&g, reverse, relu, &wp, o, dout, dh, dx, dht, dhn, active};
+  rnn_bwd f = {&g, reverse, relu, &wp, o,      dout,
+               dh, dx,      dht,  dhn, active, loom__needs_grad(n, 3)};
   run_steps(&g, rnn_bwd_rows, &f);
   loom__kernel_packed_free(wp.packed);
   free(active);

@@ -6,6 +6,7 @@
  * float32 cases measure loom's own rounding. */
 #include "parity_util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -478,6 +479,78 @@ START_TEST(test_empty_sequence) {
 }
 END_TEST
 
+/* A zero initial state that needs no gradient, the layers' default: the
+ * ops skip the products that would only feed it (the state's gradient at
+ * the first step; h0's part of W_hh's, where zeros times finite gate
+ * gradients add nothing). Every other result is the same as with a state
+ * that wants its gradient, bit for bit; and a non-finite gate gradient at
+ * the first step still makes W_hh's NaN (0 x inf), as the product would. */
+static int zero_state_run(int kind, loom_dtype dt, bool state_grad,
+                          bool inf_seed, loom_tensor **res) {
+  const int64_t T = 6, B = 16, H = 64, I = 24;
+  int64_t G = kind == 0 || kind == 3 ? 4 : kind == 2 ? 1 : 3;
+  loom_manual_seed(5);
+  loom_tensor *x = loom_randn(NULL, dt, 0, 1,
+                              LOOM_SHAPE(T, B, kind >= 3 ? I : G * H));
+  loom_tensor *w_ih = loom_rand(NULL, dt, -0.2, 0.2, LOOM_SHAPE(G * H, I));
+  loom_tensor *w = loom_rand(NULL, dt, -0.1, 0.1, LOOM_SHAPE(G * H, H));
+  loom_tensor *b = loom_rand(NULL, dt, -0.2, 0.2, LOOM_SHAPE(G * H));
+  loom_tensor *h0 = loom_zeros(dt, LOOM_SHAPE(B, H));
+  loom_tensor *in[] = {x, w_ih, w, b};
+  for (int k = 0; k < 4; k++)
+    loom_set_requires_grad(in[k], true);
+  loom_set_requires_grad(h0, state_grad);
+  loom_tensor *out, *hn;
+  ck_assert_msg(run_kind(kind, x, w_ih, w, b, h0, NULL, &out, &hn) == 0, "%s",
+                loom_last_error());
+  loom_tensor *r = loom_randn(NULL, dt, 0, 1, LOOM_SHAPE(T, B, H));
+  if (inf_seed) /* the first step's output, row 0 */
+    ck_assert_int_eq(loom_set(r, (int64_t[]){0, 0, 0}, INFINITY), 0);
+  ck_assert_msg(loom_backward(loom_add(loom_sum_all(loom_mul(out, r)),
+                                       loom_sum_all(hn))) == 0,
+                "%s", loom_last_error());
+  int n = 0;
+  res[n++] = loom_keep(out);
+  for (int k = 0; k < 4; k++)
+    if (kind >= 3 || k != 1) /* w_ih is an input of the op from x only */
+      res[n++] = loom_keep(loom_contiguous(loom_grad(in[k])));
+  return n;
+}
+
+START_TEST(test_zero_initial_state) {
+  loom_dtype dts[] = {LOOM_F32, LOOM_F64};
+  for (int kind = 0; kind < 5; kind++)
+    for (int d = 0; d < 2; d++) {
+      loom_scope *s = loom_scope_begin();
+      loom_tensor *want[5], *got[5];
+      int n = zero_state_run(kind, dts[d], true, false, want);
+      ck_assert_int_eq(zero_state_run(kind, dts[d], false, false, got), n);
+      for (int k = 0; k < n; k++) {
+        ck_assert_loom(want[k]);
+        ck_assert_loom(got[k]);
+        ck_assert_msg(!memcmp(loom_data(want[k]), loom_data(got[k]),
+                              (size_t)loom_numel(got[k]) *
+                                  loom_dtype_size(dts[d])),
+                      "kind %d %s: result %d differs", kind,
+                      loom_dtype_name(dts[d]), k);
+        loom_release(want[k]);
+        loom_release(got[k]);
+      }
+      n = zero_state_run(kind, dts[d], false, true, got);
+      const loom_tensor *dw = got[n - 2]; /* W_hh's, then b's */
+      loom_tensor *d64 = loom_to_dtype(dw, LOOM_F64);
+      bool nan = false;
+      for (int64_t i = 0; i < loom_numel(d64); i++)
+        nan |= isnan(((const double *)loom_data(d64))[i]);
+      ck_assert_msg(nan, "kind %d %s: W_hh's gradient lost 0 x inf", kind,
+                    loom_dtype_name(dts[d]));
+      for (int k = 0; k < n; k++)
+        loom_release(got[k]);
+      loom_scope_end(s);
+    }
+}
+END_TEST
+
 /* Layers of no hidden units (H == 0) differentiate twice: the recorded
  * backward recomposes each step from its gates' columns (loom_chunk makes
  * no chunks of a 0-wide tensor, and that recomposition used to fail). The
@@ -572,6 +645,7 @@ int main(void) {
   tcase_add_test(tc, test_input_part_in_the_op);
   tcase_add_test(tc, test_layer_input_of_the_other_dtype);
   tcase_add_test(tc, test_empty_sequence);
+  tcase_add_test(tc, test_zero_initial_state);
   tcase_add_test(tc, test_no_hidden_units_twice);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
