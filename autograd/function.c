@@ -169,6 +169,11 @@ int loom_function_apply(const loom_function *f, loom_tensor *const *in,
     if (n) {
       n->fn = f;
       n->user = user;
+      /* integer outputs are not differentiable (torch marks them so): no
+       * gradient flows into them, and the callback gets zeros for them */
+      for (int k = 0; k < f->n_outputs; k++)
+        if (!loom_dtype_is_float(out[k]->dtype))
+          out[k]->requires_grad = false;
       for (int i = 0; i < c.n_saved; i++)
         loom__save(n, saved_as(f, in, returned, out, c.saved[i]));
     }

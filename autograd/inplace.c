@@ -79,7 +79,10 @@ static const loom_tensor *operand(const loom_tensor *t, const loom_tensor *o,
                      "must stay integral)",
                      op, loom_dtype_name(o->dtype), loom_dtype_name(t->dtype));
   o = apart(t, o);
-  return o ? loom_to_dtype(o, t->dtype) : NULL;
+  /* an integer operand goes into a uint8 tensor modulo 256 (not clamped,
+   * as loom_to_dtype does): wrapping arithmetic then gives the
+   * int64 result modulo 256, as PyTorch's cast of it */
+  return o ? loom__to_promoted(o, t->dtype) : NULL;
 }
 
 /* An integer tensor cannot hold the result of a non-integral scalar, and

@@ -718,6 +718,40 @@ START_TEST(test_custom_function) {
 }
 END_TEST
 
+/* A custom function with an integer output (an argmax beside the max):
+ * that output needs no gradient, as torch's, and the backward callback
+ * gets int64 zeros for it. */
+static int max_fwd(loom_function_ctx *c, loom_tensor *const *in, int n,
+                   loom_tensor **out) {
+  (void)n;
+  out[1] = loom_argmax(in[0], 0, false);
+  out[0] = loom_amax(in[0], (int[]){0}, 1, false);
+  loom_function_save(c, out[1]);
+  return out[0] && out[1] ? 0 : -1;
+}
+static int max_bwd(loom_function_ctx *c, loom_tensor *const *g,
+                   loom_tensor **gin) {
+  ck_assert_int_eq(loom_dtype_of(g[1]), LOOM_I64);
+  ck_assert_int_eq(loom_item(loom_sum_all(loom_abs(g[1]))), 0);
+  const loom_tensor *at = loom_function_saved(c, 0);
+  double *d = loom_data_f64(gin[0] = loom_zeros(LOOM_F64, LOOM_SHAPE(3)));
+  d[(int64_t)loom_item(at)] = loom_item(g[0]);
+  return 0;
+}
+
+START_TEST(test_custom_function_integer_output) {
+  static const loom_function max = {"max", 1, 2, max_fwd, max_bwd};
+  loom_tensor *x = leaf((double[]){1, 5, 2}, 3), *out[2];
+  ck_assert_int_eq(loom_function_apply(&max, &x, out, NULL), 0);
+  ck_assert(loom_requires_grad(out[0]));
+  ck_assert(!loom_requires_grad(out[1]));
+  /* the index feeds a float op: nothing flows back through it */
+  loom_tensor *y = loom_mul(out[0], loom_to_dtype(out[1], LOOM_F64));
+  ck_assert_int_eq(loom_backward(y), 0);
+  CHECK_VALUES(loom_grad(x), 0, 0, 1, 0);
+}
+END_TEST
+
 START_TEST(test_anomaly_mode) {
   loom_set_anomaly_mode(true);
   loom_tensor *x = leaf((double[]){-1, 4}, 2);
@@ -1022,6 +1056,7 @@ int main(void) {
   tcase_add_test(tc, test_training_loop_memory_is_flat);
   tcase_add_test(tc, test_truncated_bptt);
   tcase_add_test(tc, test_custom_function);
+  tcase_add_test(tc, test_custom_function_integer_output);
   tcase_add_test(tc, test_anomaly_mode);
   tcase_add_test(tc, test_graph_print);
   tcase_add_test(tc, test_registry_lists_ops);

@@ -476,8 +476,8 @@ END_TEST
 
 /* Gradients at the points where a composition would meet 0 x inf, as
  * torch 1.13 gives them: std of a constant line (0, as torch masks
- * std == 0; it had been NaN), and a p < 1 norm at a zero element (0
- * there; NaN before). */
+ * std == 0; it had been NaN), a p < 1 norm at a zero element (0
+ * there; NaN before), and sign's (zeros; it had been none). */
 START_TEST(test_gradients_at_degenerate_points) {
   loom_tensor *a = loom_set_requires_grad(
       loom_from_array(LOOM_F64, (double[]){2, 2, 2}, LOOM_SHAPE(3)), true);
@@ -494,6 +494,11 @@ START_TEST(test_gradients_at_degenerate_points) {
       loom_from_array(LOOM_F64, (double[]){1, 2, 4}, LOOM_SHAPE(3));
   ck_assert(loom_equal(loom_std(c, NULL, 0, 1, false),
                        loom_sqrt(loom_var(c, NULL, 0, 1, false))));
+  /* sign's gradient is zeros, not none, as torch's */
+  loom_tensor *d = loom_set_requires_grad(
+      loom_from_array(LOOM_F64, (double[]){-2, 0, NAN}, LOOM_SHAPE(3)), true);
+  ck_assert_int_eq(loom_backward(loom_sum_all(loom_sign(d))), 0);
+  CHECK_VALUES(loom_grad(d), 0, 0, 0, 0);
 }
 END_TEST
 

@@ -465,6 +465,17 @@ START_TEST(test_uint8_with_0dim_integer_wraps) {
   loom_tensor *w = loom_where(mask, u, loom_scalar(LOOM_I64, -2));
   ck_assert_int_eq(loom_dtype_of(w), LOOM_U8);
   CHECK_VALUES(w, 0, 5, 254, 250);
+  /* in place, sized and 0-dim operands alike (torch 1.13's values) */
+  loom_tensor *v =
+      loom_from_array(LOOM_U8, (const uint8_t[]){250, 3}, LOOM_SHAPE(2));
+  ck_assert_ptr_eq(loom_add_(v, VEC(LOOM_I64, 300, -5), 1), v);
+  CHECK_VALUES(v, 0, 38, 254);
+  loom_add_(v, loom_scalar(LOOM_I64, 300), 1);
+  CHECK_VALUES(v, 0, 82, 42);
+  loom_add_(v, VEC(LOOM_I32, 3, -1), -300);
+  CHECK_VALUES(v, 0, 206, 86);
+  loom_mul_(v, VEC(LOOM_I64, 3, -1));
+  CHECK_VALUES(v, 0, 106, 170);
 }
 END_TEST
 
