@@ -89,8 +89,19 @@ static loom_tensor *nll(const loom_tensor *logp, const loom_tensor *target,
   case LOOM_SUM:
     return loom_sum_all(loss);
   default:
-    return loom_div(loom_sum_all(loss), *weight_sum);
+    break;
   }
+  loom_tensor *mean = loom_div(loom_sum_all(loss), *weight_sum);
+  if (!mean || loom_item(*weight_sum) != 0)
+    return mean;
+  /* No weight to average over (every target ignored, say): the mean is
+   * NaN, and its gradient -w / 0 for each kept target and 0, not -0 x inf,
+   * for each ignored one, as PyTorch's (training on an all-padding batch
+   * must not turn every parameter into NaN). */
+  loom_tensor *c = loom_masked_fill(loom_detach(loom_div(w, *weight_sum)),
+                                    loom_logical_not(keep), 0);
+  loom_tensor *part = loom_neg(loom_sum_all(loom_mul(picked, c)));
+  return loom_add(loom_detach(loom_sub(mean, part)), part);
 }
 
 static loom_tensor *class_dim_sum(const loom_tensor *t) {

@@ -101,6 +101,51 @@ START_TEST(test_extremes) {
 }
 END_TEST
 
+/* A mean with no weight to average over (every target ignored, or kept
+ * ones of class weight 0) is NaN; an ignored target's logits get gradient
+ * 0, a kept one's NaN (-0 / 0), as torch 1.13 gives them. 'n' marks NaN. */
+static void expect_mean_grad(int way, const int64_t *targets, bool weighted,
+                             double eps, const char *want) {
+  loom_scope *s = loom_scope_begin();
+  double v[] = {0.5, -1, 2, 1.5, 0.25, -0.75, -2, 1, 0};
+  loom_tensor *x = loom_set_requires_grad(
+      loom_from_array(LOOM_F64, v, LOOM_SHAPE(3, 3)), true);
+  loom_cross_entropy_opts o = loom_cross_entropy_defaults();
+  o.ignore_index = 1;
+  o.label_smoothing = eps;
+  o.weight = weighted ? loom_from_array(LOOM_F64, (double[]){0, 2, 1.5},
+                                        LOOM_SHAPE(3))
+                      : NULL;
+  loom_tensor *t = loom_from_array(LOOM_I64, targets, LOOM_SHAPE(3));
+  loom_tensor *l =
+      way == 0   ? loom_cross_entropy(x, t, &o)
+      : way == 1 ? loom_cross_entropy(loom_unsqueeze(x, 2),
+                                      loom_unsqueeze(t, 1), &o)
+                 : loom_nll_loss(x, t, &o);
+  ck_assert_loom(l);
+  ck_assert(isnan(loom_item(l)));
+  ck_assert_int_eq(loom_backward(l), 0);
+  const double *g = loom_data_f64(loom_contiguous(loom_grad(x)));
+  for (int i = 0; i < 9; i++)
+    ck_assert_msg(want[i] == 'n' ? isnan(g[i]) : g[i] == 0,
+                  "way %d weighted %d eps %g: gradient %d is %g", way,
+                  weighted, eps, i, g[i]);
+  loom_scope_end(s);
+}
+
+START_TEST(test_mean_over_no_weight) {
+  const int64_t ignored[] = {1, 1, 1}, zero_weight[] = {0, 0, 1};
+  for (int way = 0; way < 3; way++) {
+    expect_mean_grad(way, ignored, false, 0, "000000000");
+    expect_mean_grad(way, ignored, true, 0, "000000000");
+  }
+  expect_mean_grad(0, ignored, true, 0.1, "000000000");
+  expect_mean_grad(1, ignored, false, 0.1, "000000000");
+  expect_mean_grad(0, zero_weight, true, 0, "nnnnnn000");
+  expect_mean_grad(2, zero_weight, true, 0, "n00n00000");
+}
+END_TEST
+
 /* loom_cross_entropy: the fused path (2-D logits) equals the composed one
  * ((N, C, 1) logits, the composition in nn/loss.c) for every reduction,
  * forward and backward. */
@@ -313,6 +358,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_fused_equals_composition);
   tcase_add_test(tc, test_extremes);
+  tcase_add_test(tc, test_mean_over_no_weight);
   tcase_add_test(tc, test_cross_entropy_paths);
   tcase_add_test(tc, test_gradient_in_place);
   tcase_add_test(tc, test_in_place_gradient_is_plain);
