@@ -429,11 +429,11 @@ static int forward(loom_rnn *r, const loom_tensor *x,
       loom_tensor *px = unprojected ? NULL : project(r, cell, input);
       if (!unprojected && !px)
         return context(r, l, d, -1), -1;
-      loom_tensor *first = loom_select(px ? px : input, 0, 0);
+      /* (an empty sequence has no first step to select) */
+      loom_tensor *probe = T > 0 ? loom_select(px ? px : input, 0, 0) : NULL;
       loom_tensor *st[LOOM_RNN_MAX_STATES], *fin[LOOM_RNN_MAX_STATES];
       for (int k = 0; k < ns; k++) {
         int64_t shape[LOOM_MAX_DIMS];
-        loom_tensor *probe = T > 0 ? first : NULL;
         int nd;
         if (probe) {
           if ((nd = state_shape(r, cell, k, probe, shape)) < 0)

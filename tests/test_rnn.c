@@ -4,6 +4,7 @@
  * states and batch-first input; each through the step-by-step runner and
  * through the cells' fused path. The references are float64 truth, so the
  * float32 cases measure loom's own rounding. */
+#include "check_values.h"
 #include "parity_util.h"
 
 #include <math.h>
@@ -193,6 +194,44 @@ START_TEST(test_bad_inputs) {
                                           "expected (1, [2, 4])"),
                 "%s", loom_last_error());
   loom_rnn_free(r);
+}
+END_TEST
+
+/* An empty sequence through the layers (each cell type, fused and step by
+ * step, two layers both ways): no output steps, the final states are the
+ * initial ones, and no error is left behind (a select of the missing
+ * first step had set one that failed the next backward). */
+START_TEST(test_layer_on_empty_sequence) {
+  const loom_cell_type *types[] = {&loom_lstm_cell, &loom_gru_cell,
+                                   &loom_rnn_tanh_cell};
+  for (int k = 0; k < 3; k++)
+    for (int way = 0; way < 2; way++) {
+      loom_scope *s = loom_scope_begin();
+      loom_rnn *r = loom_rnn_new(types[k], (loom_rnn_opts){
+                                               .input_size = 2,
+                                               .hidden_size = 3,
+                                               .num_layers = 2,
+                                               .bidirectional = true,
+                                               .step_by_step = way,
+                                           });
+      ck_assert_loom(r);
+      loom_tensor *x = loom_set_requires_grad(
+          loom_zeros(LOOM_F64, LOOM_SHAPE(0, 2, 2)), true);
+      loom_tensor *init[2], *out, *fin[2];
+      for (int j = 0; j < 2; j++)
+        init[j] = loom_set_requires_grad(
+            loom_full(LOOM_F64, 0.5, LOOM_SHAPE(4, 2, 3)), true);
+      ck_assert_int_eq(loom_rnn_forward(r, x, NULL, init, &out, fin), 0);
+      ck_assert_int_eq(loom_last_status(), LOOM_OK);
+      CHECK_SHAPE(out, 0, 2, 6);
+      ck_assert(loom_equal(fin[0], init[0]));
+      ck_assert_msg(loom_backward(loom_sum_all(fin[0])) == 0, "%s",
+                    loom_last_error());
+      ck_assert(loom_equal(loom_grad(init[0]),
+                           loom_ones(LOOM_F64, LOOM_SHAPE(4, 2, 3))));
+      loom_rnn_free(r);
+      loom_scope_end(s);
+    }
 }
 END_TEST
 
@@ -645,6 +684,7 @@ int main(void) {
   tcase_add_test(tc, test_input_part_in_the_op);
   tcase_add_test(tc, test_layer_input_of_the_other_dtype);
   tcase_add_test(tc, test_empty_sequence);
+  tcase_add_test(tc, test_layer_on_empty_sequence);
   tcase_add_test(tc, test_zero_initial_state);
   tcase_add_test(tc, test_no_hidden_units_twice);
   suite_add_tcase(s, tc);
