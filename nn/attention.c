@@ -27,8 +27,22 @@ bool loom__is_bool_mask(const loom_tensor *mask) {
   return loom_dtype_of(mask) == LOOM_BOOL || loom_dtype_of(mask) == LOOM_U8;
 }
 
+/* An integer mask could be meant either way (0/1 as blocked, or as
+ * scores to add): refused, as PyTorch does. */
+static bool integer_mask(const loom_tensor *mask) {
+  if (loom__is_bool_mask(mask) || loom_dtype_is_float(loom_dtype_of(mask)))
+    return false;
+  loom_set_error(LOOM_ERR_DTYPE,
+                 "attention: a %s mask (masks are bool or uint8, true = "
+                 "blocked, or float, added to the scores)",
+                 loom_dtype_name(loom_dtype_of(mask)));
+  return true;
+}
+
 const loom_tensor *loom__additive_mask(const loom_tensor *mask,
                                        loom_dtype dtype) {
+  if (!mask || integer_mask(mask))
+    return NULL;
   if (!loom__is_bool_mask(mask))
     return mask;
   return loom_masked_fill(loom_zeros(dtype, loom_ndim(mask), loom_shape(mask)),
@@ -38,6 +52,8 @@ const loom_tensor *loom__additive_mask(const loom_tensor *mask,
 loom_tensor *loom__apply_mask(loom_tensor *scores, const loom_tensor *mask) {
   if (!mask)
     return scores;
+  if (integer_mask(mask))
+    return NULL;
   if (loom__is_bool_mask(mask))
     return loom_masked_fill(scores, mask, -INFINITY);
   return loom_add(scores, mask);

@@ -1,8 +1,8 @@
 /* Attention and the transformer, composed from ops (included by nn.h).
  *
- * Masks follow torch.nn.MultiheadAttention: a bool mask is true where
- * attention is NOT allowed; a float mask is added to the scores (-inf
- * blocks). A query row with every key blocked gets zero weights (not NaN),
+ * Masks follow torch.nn.MultiheadAttention: a bool (or uint8) mask is
+ * true where attention is NOT allowed; a float mask is added to the scores
+ * (-inf blocks); an integer mask is refused (LOOM_ERR_DTYPE). A query row with every key blocked gets zero weights (not NaN),
  * so padding never poisons outputs or gradients. Layouts are sequence-first
  * (L, B, E) unless batch_first; parameter names are PyTorch's throughout
  * (in_proj_weight, out_proj.weight, layers.0.linear1.weight, ...).

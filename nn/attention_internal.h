@@ -9,11 +9,11 @@
  * masks. */
 bool loom__is_bool_mask(const loom_tensor *mask);
 /* A bool mask as an additive float one of dtype (-inf where blocked); a
- * float mask itself. */
+ * float mask itself; an integer one (or NULL) is NULL with an error. */
 const loom_tensor *loom__additive_mask(const loom_tensor *mask,
                                        loom_dtype dtype);
 /* scores with a mask applied: bool masks fill -inf, float masks add; NULL
- * mask: scores itself. */
+ * mask: scores itself; an integer mask is refused (NULL, an error). */
 loom_tensor *loom__apply_mask(loom_tensor *scores, const loom_tensor *mask);
 
 /* Projection i (0: q, 1: k, 2: v) of x (..., in) -> (..., E). */

@@ -405,6 +405,32 @@ START_TEST(test_errors) {
   ck_assert_msg(strstr(loom_last_error(), "too large"), "%s",
                 loom_last_error());
   loom_clear_error();
+  /* an integer mask (0/1 could mean blocked or an added score) is refused
+   * by every path, as torch refuses it; it had been added to the scores */
+  loom_tensor *im = loom_zeros(LOOM_I64, LOOM_SHAPE(3, 5));
+  ck_assert_ptr_null(loom_scaled_dot_product_attention(q, k, v, im, false, 0,
+                                                       NULL, NULL));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_DTYPE);
+  loom_clear_error();
+  loom_multihead_attention *mha = loom_multihead_attention_new(
+      4, 2, (loom_multihead_attention_opts){.batch_first = true});
+  loom_tensor *out;
+  loom_tensor *bm = loom_zeros(LOOM_BOOL, LOOM_SHAPE(2, 3));
+  loom_multihead_attention_args args[] = {
+      {.attn_mask = loom_zeros(LOOM_I32, LOOM_SHAPE(3, 3))},
+      {.key_padding_mask = loom_zeros(LOOM_I64, LOOM_SHAPE(2, 3))},
+      {.attn_mask = loom_zeros(LOOM_BOOL, LOOM_SHAPE(3, 3)),
+       .key_padding_mask = loom_zeros(LOOM_I64, LOOM_SHAPE(2, 3))},
+      {.attn_mask = loom_zeros(LOOM_I64, LOOM_SHAPE(3, 3)),
+       .key_padding_mask = bm}};
+  for (int i = 0; i < 4; i++) {
+    ck_assert_int_eq(
+        loom_multihead_attention_forward(mha, q, q, q, &args[i], &out, NULL),
+        -1);
+    ck_assert_int_eq(loom_last_status(), LOOM_ERR_DTYPE);
+    loom_clear_error();
+  }
+  loom_multihead_attention_free(mha);
 }
 END_TEST
 
