@@ -126,6 +126,26 @@ static int create_temp(char *tmp, size_t at) {
   return -1;
 }
 
+/* What `st` is when it is not a regular file ("a FIFO", ...), or NULL.
+ * The rename at commit would put a regular file in its place: a FIFO or a
+ * device node (as root, /dev/null) would be destroyed, not written to. */
+static const char *not_regular(const struct stat *st) {
+  if (S_ISREG(st->st_mode))
+    return NULL;
+  return S_ISDIR(st->st_mode)    ? "a directory"
+         : S_ISFIFO(st->st_mode) ? "a FIFO"
+         : S_ISCHR(st->st_mode)  ? "a character device"
+         : S_ISBLK(st->st_mode)  ? "a block device"
+         : S_ISSOCK(st->st_mode) ? "a socket"
+                                 : "not a regular file";
+}
+
+static void refuse(const char *path, const char *what) {
+  loom_set_error(LOOM_ERR_IO,
+                 "%s: cannot write: is %s (only a regular file is replaced)",
+                 path, what);
+}
+
 loom_file_writer *loom_file_writer_open(const char *path) {
   if (!path)
     return loom_null_argument("file_writer_open");
@@ -133,9 +153,13 @@ loom_file_writer *loom_file_writer_open(const char *path) {
     loom_set_error(LOOM_ERR_ARGUMENT, "file_writer_open: no path");
     return NULL;
   }
+  /* stat follows a symbolic link: a link to a FIFO is refused as the FIFO
+   * is, though the rename would replace only the link, since whoever
+   * names it means the thing it points to. */
   struct stat st;
-  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-    loom_set_error(LOOM_ERR_IO, "%s: cannot write: is a directory", path);
+  const char *what;
+  if (stat(path, &st) == 0 && (what = not_regular(&st))) {
+    refuse(path, what);
     return NULL;
   }
   remove_stale(path);
@@ -194,12 +218,17 @@ int loom_file_writer_commit(loom_file_writer *w) {
   /* The temporary file stays open, and so locked, until after the rename:
    * no other writer can take it for abandoned. */
   int fd = fileno(w->f), e = 0;
-  bool renamed = false;
+  bool renamed = false, exists = false;
   struct stat old;
+  const char *what = NULL;
   errno = 0;
   if (fflush(w->f) != 0 || ferror(w->f))
     e = errno ? errno : EIO;
-  else if (stat(w->path, &old) == 0 && fchmod(fd, old.st_mode & 07777) != 0)
+  /* checked again: something other than a file may have appeared at PATH
+   * since open */
+  else if ((exists = stat(w->path, &old) == 0) && (what = not_regular(&old)))
+    e = EEXIST;
+  else if (exists && fchmod(fd, old.st_mode & 07777) != 0)
     e = errno;
   else if (fsync(fd) != 0 || rename(w->tmp, w->path) != 0)
     e = errno;
@@ -212,7 +241,11 @@ int loom_file_writer_commit(loom_file_writer *w) {
     e = errno ? errno : EIO;
   w->f = NULL;
   if (e) {
-    loom_set_error(LOOM_ERR_IO, "%s: cannot write: %s", w->path, strerror(e));
+    if (what)
+      refuse(w->path, what);
+    else
+      loom_set_error(LOOM_ERR_IO, "%s: cannot write: %s", w->path,
+                     strerror(e));
     if (!renamed)
       unlink(w->tmp);
   }

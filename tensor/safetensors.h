@@ -17,9 +17,11 @@
 extern "C" {
 #endif
 
-/* Writes m to `path` (through a temporary file and a rename). Tensors of
- * dtype float32, float64, int64, int32, uint8 and bool are written as F32,
- * F64, I64, I32, U8, BOOL. 0 or -1 with an error naming the path. */
+/* Writes m to `path` (through a temporary file and a rename: a symbolic
+ * link to a file at `path` is replaced, not written through, and a FIFO,
+ * device, socket or directory there is refused; see file.h). Tensors of dtype float32, float64, int64,
+ * int32, uint8 and bool are written as F32, F64, I64, I32, U8, BOOL. 0 or
+ * -1 with an error naming the path. */
 LOOM_API int loom_safetensors_save(const char *path, const loom_tensor_map *m);
 /* Reads a file into a new map (caller frees). F32, F64, I64, I32, U8 and
  * BOOL are read as they are; F16, BF16 are widened to float32 and I8, I16,

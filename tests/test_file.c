@@ -194,6 +194,73 @@ START_TEST(test_bad_paths_named) {
 }
 END_TEST
 
+/* Only a regular file is replaced: the rename would put a file in place of
+ * a FIFO (or, as root, of a device node such as /dev/null) instead of
+ * writing to it. A FIFO at PATH, or a link to one, is refused at open and
+ * stays a FIFO; one that appears after open is refused at commit. A link
+ * to a regular file is itself replaced, its target left as it was. */
+START_TEST(test_only_regular_files_replaced) {
+  char fifo[512], link[512], target[512], late[512];
+  test_path(fifo, sizeof fifo, "pipe");
+  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  ck_assert_ptr_null(loom_file_writer_open(fifo));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_IO);
+  ck_assert_msg(strstr(loom_last_error(), fifo) &&
+                    strstr(loom_last_error(), "is a FIFO"),
+                "%s", loom_last_error());
+  loom_clear_error();
+  loom_tensor_map *m = loom_tensor_map_new();
+  loom_tensor *one = loom_ones(LOOM_F32, LOOM_SHAPE(3));
+  ck_assert_int_eq(loom_tensor_map_set(m, "a", one), 0);
+  ck_assert_int_eq(loom_safetensors_save(fifo, m), -1);
+  ck_assert_msg(strstr(loom_last_error(), "is a FIFO"), "%s",
+                loom_last_error());
+  loom_clear_error();
+  struct stat st;
+  ck_assert_int_eq(lstat(fifo, &st), 0);
+  ck_assert(S_ISFIFO(st.st_mode));
+  ck_assert_int_eq(count_files("pipe.tmp"), 0);
+
+  test_path(link, sizeof link, "pipe-link");
+  ck_assert_int_eq(symlink(fifo, link), 0);
+  ck_assert_ptr_null(loom_file_writer_open(link));
+  ck_assert_msg(strstr(loom_last_error(), link) &&
+                    strstr(loom_last_error(), "is a FIFO"),
+                "%s", loom_last_error());
+  loom_clear_error();
+  ck_assert_int_eq(lstat(link, &st), 0);
+  ck_assert(S_ISLNK(st.st_mode));
+
+  /* a FIFO made while the writer is open */
+  test_path(late, sizeof late, "late");
+  loom_file_writer *w = loom_file_writer_open(late);
+  ck_assert_loom(w);
+  fputs("data\n", loom_file_writer_stream(w));
+  ck_assert_int_eq(mkfifo(late, 0600), 0);
+  ck_assert_int_eq(loom_file_writer_commit(w), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_IO);
+  ck_assert_msg(strstr(loom_last_error(), late) &&
+                    strstr(loom_last_error(), "is a FIFO"),
+                "%s", loom_last_error());
+  loom_clear_error();
+  ck_assert_int_eq(lstat(late, &st), 0);
+  ck_assert(S_ISFIFO(st.st_mode));
+  ck_assert_int_eq(count_files("late.tmp"), 0);
+
+  /* a link to a regular file: the link becomes the new file */
+  test_path(target, sizeof target, "target.txt");
+  test_path(link, sizeof link, "file-link");
+  write_text(target, "target\n");
+  ck_assert_int_eq(symlink(target, link), 0);
+  write_text(link, "new\n");
+  ck_assert_int_eq(lstat(link, &st), 0);
+  ck_assert(S_ISREG(st.st_mode));
+  assert_contents(link, "new\n");
+  assert_contents(target, "target\n");
+  loom_tensor_map_free(m);
+}
+END_TEST
+
 int main(void) {
   if (test_dir_make("file") < 0)
     return EXIT_FAILURE;
@@ -204,6 +271,7 @@ int main(void) {
   tcase_add_test(tc, test_stale_temporaries_removed);
   tcase_add_test(tc, test_failed_write_changes_nothing);
   tcase_add_test(tc, test_bad_paths_named);
+  tcase_add_test(tc, test_only_regular_files_replaced);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
   test_dir_remove();
