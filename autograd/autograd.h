@@ -125,8 +125,9 @@ LOOM_API int loom_autograd_grad(loom_tensor *const *outputs, int n_outputs,
 
 /* A grad-ready hook (PyTorch's post-accumulate-grad hook): called with the
  * leaf and the ctx it was registered with. It may read loom_grad(leaf) and
- * change it in place (or drop it), and must not register or remove hooks.
- * Returns 0, or -1 with an error set, which fails the backward. */
+ * change it in place (or drop it), and may remove hooks (its own too), but
+ * not register any (see loom_hook_remove). Returns 0, or -1 with an error
+ * set, which fails the backward. */
 typedef int (*loom_grad_ready_fn)(loom_tensor *leaf, void *ctx);
 typedef struct loom_hook loom_hook;
 
@@ -141,7 +142,8 @@ typedef struct loom_hook loom_hook;
  * completes them (data parallelism starts each all-reduce there). The
  * returned handle keeps a reference to the leaf until loom_hook_remove.
  * NULL with an error: a NULL argument (LOOM_ERR_ARGUMENT), a tensor that is
- * not a leaf requiring grad (LOOM_ERR_STATE). */
+ * not a leaf requiring grad, or a call from a hook while it runs
+ * (LOOM_ERR_STATE). */
 LOOM_API loom_hook *loom_register_grad_ready_hook(loom_tensor *leaf,
                                                   loom_grad_ready_fn fn,
                                                   void *ctx);
@@ -149,8 +151,8 @@ LOOM_API loom_hook *loom_register_grad_ready_hook(loom_tensor *leaf,
  * and its gradient (borrowed). It may leave the gradient as it is (set
  * nothing), or set *replace to another of the same shape and dtype
  * (scope-owned is fine), which the next hook and backward then use. It
- * must not register or remove hooks. 0, or -1 with an error set, which
- * fails the backward. */
+ * may remove hooks but not register any, as a grad-ready hook. 0, or -1
+ * with an error set, which fails the backward. */
 typedef int (*loom_tensor_hook_fn)(loom_tensor *t, const loom_tensor *grad,
                                    loom_tensor **replace, void *ctx);
 
@@ -166,8 +168,8 @@ typedef int (*loom_tensor_hook_fn)(loom_tensor *t, const loom_tensor *grad,
  * registration order. In loom_autograd_grad, the hooks of results run and
  * those of leaves do not (no .grad is written). The handle keeps a
  * reference to t until loom_hook_remove. NULL with an error: a NULL
- * argument (LOOM_ERR_ARGUMENT), a tensor that does not require grad
- * (LOOM_ERR_STATE). */
+ * argument (LOOM_ERR_ARGUMENT), a tensor that does not require grad, or a
+ * call from a hook while it runs (LOOM_ERR_STATE). */
 LOOM_API loom_hook *loom_register_hook(loom_tensor *t, loom_tensor_hook_fn fn,
                                        void *ctx);
 /* Threads: a hook keeps the state of the pass that is running it, so
@@ -175,7 +177,9 @@ LOOM_API loom_hook *loom_register_hook(loom_tensor *t, loom_tensor_hook_fn fn,
  * kind must take turns (unlike passes into leaves without hooks), and no
  * hook may be registered or removed while another thread runs backward. */
 
-/* Unregisters a hook of either kind and frees its handle (NULL-safe). */
+/* Unregisters a hook of either kind and frees its handle (NULL-safe).
+ * Called from a hook (removing itself, say), the removed hook runs no more
+ * and its handle is freed once the hooks in progress have run. */
 LOOM_API void loom_hook_remove(loom_hook *h);
 
 /* ------------------------------------------------ grad mode */
@@ -258,7 +262,8 @@ LOOM_API void loom_function_save(loom_function_ctx *ctx, const loom_tensor *t);
 /* The i-th saved tensor, borrowed. */
 LOOM_API const loom_tensor *loom_function_saved(loom_function_ctx *ctx, int i);
 LOOM_API void *loom_function_user(loom_function_ctx *ctx);
-/* Whether input i needs a gradient (backward may skip the others). */
+/* Whether input i needs a gradient (backward may skip the others); false
+ * for an i that is not an input's index. */
 LOOM_API bool loom_function_needs_grad(loom_function_ctx *ctx, int i);
 
 /* ------------------------------------------------ checkpointing */

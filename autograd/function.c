@@ -11,6 +11,7 @@ struct loom_function_ctx {
   void *user;
   /* in forward, before the node exists: */
   loom_tensor *const *in;
+  int n_in;
   loom_tensor **saved;
   int n_saved, cap_saved;
   bool oom;
@@ -48,7 +49,7 @@ bool loom_function_needs_grad(loom_function_ctx *c, int i) {
     return false;
   if (c->node)
     return i >= 0 && i < c->node->n_in && loom__needs_grad(c->node, i);
-  return c->in[i] && c->in[i]->requires_grad;
+  return i >= 0 && i < c->n_in && c->in[i] && c->in[i]->requires_grad;
 }
 
 static void custom_backward(loom__node *n, loom_tensor *const *gout) {
@@ -118,7 +119,7 @@ int loom_function_apply(const loom_function *f, loom_tensor *const *in,
   for (int i = 0; i < f->n_inputs; i++)
     if (!in[i])
       return loom_null_argument(f->name ? f->name : "function_apply"), -1;
-  loom_function_ctx c = {.user = user, .in = in};
+  loom_function_ctx c = {.user = user, .in = in, .n_in = f->n_inputs};
   for (int k = 0; k < f->n_outputs; k++)
     out[k] = NULL;
   /* What the forward returned, to know its outputs among what it saved. */

@@ -29,17 +29,47 @@ struct loom_hook {
   uint64_t plan_id;
   int64_t entry;
   loom_tensor *pending;
+  loom_hook *dead_next; /* removed while hooks ran: freed after them */
 };
 
 /* Hooks registered in the process: backward plans nothing while zero. */
 static atomic_long hook_count;
 static atomic_uint_fast64_t plan_ids;
 
+/* A hook that removes itself (or another hook) while this thread runs
+ * hooks would free the list entry the loop stands on: such removals only
+ * silence the hook and wait in `dead` until the outermost run is over. */
+static _Thread_local int running;
+static _Thread_local loom_hook *dead;
+
+static void unlink_hook(loom_hook *h);
+
+static void run_begin(void) { running++; }
+
+static void run_end(void) {
+  if (--running > 0)
+    return;
+  while (dead) {
+    loom_hook *h = dead;
+    dead = h->dead_next;
+    unlink_hook(h);
+  }
+}
+
+static bool registering_in_hook(const char *op) {
+  if (!running)
+    return false;
+  loom_set_error(LOOM_ERR_STATE, "%s: called from a hook while it runs", op);
+  return true;
+}
+
 loom_hook *loom_register_grad_ready_hook(loom_tensor *leaf,
                                          loom_grad_ready_fn fn, void *ctx) {
   if (!leaf || !fn)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "register_grad_ready_hook: %s is NULL",
                      leaf ? "the function" : "the tensor");
+  if (registering_in_hook("register_grad_ready_hook"))
+    return NULL;
   if (!loom_is_leaf(leaf) || !loom_requires_grad(leaf))
     return LOOM_FAIL(
         LOOM_ERR_STATE, "register_grad_ready_hook: the tensor %s is %s",
@@ -64,6 +94,8 @@ loom_hook *loom_register_hook(loom_tensor *t, loom_tensor_hook_fn fn,
   if (!t || !fn)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "register_hook: %s is NULL",
                      t ? "the function" : "the tensor");
+  if (registering_in_hook("register_hook"))
+    return NULL;
   if (!loom_requires_grad(t))
     return LOOM_FAIL(LOOM_ERR_STATE,
                      "register_hook: the tensor %s does not require grad",
@@ -81,8 +113,19 @@ loom_hook *loom_register_hook(loom_tensor *t, loom_tensor_hook_fn fn,
 }
 
 void loom_hook_remove(loom_hook *h) {
-  if (!h)
+  if (!h || (running && !h->fn && !h->tensor_fn)) /* (removed already) */
     return;
+  if (running) {
+    h->fn = NULL;
+    h->tensor_fn = NULL;
+    h->dead_next = dead;
+    dead = h;
+    return;
+  }
+  unlink_hook(h);
+}
+
+static void unlink_hook(loom_hook *h) {
   loom_hook **p = &h->leaf->hooks;
   while (*p && *p != h)
     p = &(*p)->next;
@@ -107,7 +150,7 @@ bool loom__has_tensor_hooks(const loom_tensor *t) {
   return false;
 }
 
-int loom__tensor_hooks_apply(loom_tensor *t, loom_tensor **grad) {
+static int apply_tensor_hooks(loom_tensor *t, loom_tensor **grad) {
   for (loom_hook *h = t->hooks; h; h = h->next) {
     if (!h->tensor_fn || !*grad)
       continue;
@@ -137,6 +180,13 @@ int loom__tensor_hooks_apply(loom_tensor *t, loom_tensor **grad) {
   return 0;
 }
 
+int loom__tensor_hooks_apply(loom_tensor *t, loom_tensor **grad) {
+  run_begin();
+  int rc = apply_tensor_hooks(t, grad);
+  run_end();
+  return rc;
+}
+
 bool loom__hooks_hold(loom_tensor *leaf, loom_tensor *g) {
   if (!loom__has_tensor_hooks(leaf))
     return false;
@@ -144,10 +194,10 @@ bool loom__hooks_hold(loom_tensor *leaf, loom_tensor *g) {
   return true;
 }
 
-static int run_hooks_of(loom_tensor *leaf) {
+static int run_hooks(loom_tensor *leaf) {
   loom_hook *first = leaf->hooks;
   if (first && first->pending) { /* tensor hooks, then into .grad */
-    int rc = loom__tensor_hooks_apply(leaf, &first->pending);
+    int rc = apply_tensor_hooks(leaf, &first->pending);
     if (rc == 0 && first->pending)
       rc = loom__add_to_grad(leaf, first->pending);
     loom__unref(first->pending);
@@ -165,6 +215,13 @@ static int run_hooks_of(loom_tensor *leaf) {
       return -1;
     }
   return 0;
+}
+
+static int run_hooks_of(loom_tensor *leaf) {
+  run_begin();
+  int rc = run_hooks(leaf);
+  run_end();
+  return rc;
 }
 
 int loom__hooks_run_leaf(loom_tensor *t) {

@@ -694,8 +694,10 @@ END_TEST
 
 static int twice_fwd(loom_function_ctx *c, loom_tensor *const *in, int n,
                      loom_tensor **out) {
-  (void)c;
   (void)n;
+  ck_assert(loom_function_needs_grad(c, 0));
+  ck_assert(!loom_function_needs_grad(c, 1)); /* not an input: no read */
+  ck_assert(!loom_function_needs_grad(c, -1));
   out[0] = loom_mul_scalar(in[0], 2);
   return 0;
 }

@@ -188,6 +188,52 @@ START_TEST(test_reach_and_removal) {
 }
 END_TEST
 
+/* Hooks that remove hooks while they run: themselves (a one-shot hook)
+ * and the next one of the same leaf, both kinds; the removed ones run no
+ * more, in this pass or later (their handles were freed under the loop).
+ * Registering from a hook is refused. */
+typedef struct {
+  loom_hook *self, *other;
+  const char *name;
+} remover;
+
+static int remove_hooks(loom_tensor *t, void *ctx) {
+  remover *r = ctx;
+  log_hook(t, (void *)r->name);
+  loom_hook_remove(r->self);
+  loom_hook_remove(r->other);
+  loom_hook_remove(r->self); /* twice: still once */
+  ck_assert_ptr_null(loom_register_grad_ready_hook(t, log_hook, "late"));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_STATE);
+  loom_clear_error();
+  return 0;
+}
+
+static int remove_hooks_tensor(loom_tensor *t, const loom_tensor *g,
+                               loom_tensor **replace, void *ctx) {
+  (void)g, (void)replace;
+  return remove_hooks(t, ctx);
+}
+
+START_TEST(test_hooks_removed_by_hooks) {
+  for (int kind = 0; kind < 2; kind++) {
+    events[0] = '\0';
+    loom_tensor *a = leaf((double[]){1}, 1);
+    remover r = {.name = "once"};
+    r.self = kind ? loom_register_hook(a, remove_hooks_tensor, &r)
+                  : loom_register_grad_ready_hook(a, remove_hooks, &r);
+    r.other = loom_register_grad_ready_hook(a, log_hook, "next");
+    loom_hook *last = loom_register_grad_ready_hook(a, log_hook, "last");
+    ck_assert_loom(r.self);
+    ck_assert_int_eq(loom_backward(loom_sum_all(loom_exp(a))), 0);
+    ck_assert_str_eq(events, "hook:once hook:last ");
+    ck_assert_int_eq(loom_backward(loom_sum_all(loom_exp(a))), 0);
+    ck_assert_str_eq(events, "hook:once hook:last hook:last ");
+    loom_hook_remove(last);
+  }
+}
+END_TEST
+
 /* A failure earlier in the pass (a saved tensor written in place) stops it
  * before the hooks of the leaves the failed node leads to. */
 START_TEST(test_failed_pass_skips_later_hooks) {
@@ -417,6 +463,7 @@ int main(void) {
   tcase_add_test(tc, test_tensor_hook_on_leaf);
   tcase_add_test(tc, test_tensor_hook_on_leaf_every_path);
   tcase_add_test(tc, test_tensor_hook_errors);
+  tcase_add_test(tc, test_hooks_removed_by_hooks);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
