@@ -3,6 +3,7 @@
  * with IEEE arithmetic and a correctly rounded log). */
 #include "kernels.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -154,24 +155,145 @@ int loom_rng_set_state(loom_rng *g, const uint64_t st[LOOM_RNG_STATE_WORDS]) {
       loom__write(t->data + (size_t)i * es, t->dtype, (EXPR));                 \
     return t;                                                                  \
   }
-/* Rounding to the dtype can carry a draw just below 1 up to hi (float32 of
- * 1 - 2^-53 is 1): such rare draws are taken again, so [lo, hi) holds. */
+FILL(normal, a + b * loom_rng_normal(g))
+FILL(bernoulli, loom_rng_uniform(g) < a ? 1.0 : 0.0)
+
+/* ---- loom_rand ----
+ * A float draw is taken again until, rounded to the dtype, it lies in
+ * [lo, hi): rounding can carry a draw just below 1 up to hi (float32 of
+ * 1 - 2^-53 is 1), or one just above an lo float32 cannot hold down below
+ * it. rand_range checks first that the range holds a value of the dtype,
+ * or the loop would never end: it did for (-inf, inf), for a float32
+ * range between two neighbouring floats, for an int64 range with no
+ * integer in it. Once such a value is there, at least about a third of
+ * the draws are kept (a rounding cell is at most twice as wide as its
+ * neighbour's). Integer dtypes draw integers instead (below), so their
+ * values cannot saturate out of the range either. */
+
+typedef struct {
+  bool integer;
+  int64_t first, last; /* integer dtypes: the integers that can come out */
+} rand_range;
+
+/* The dtype's integers in [lo, hi): first > last when there are none.
+ * Doubles at or beyond 2^63 are compared before any conversion. */
+static rand_range integers_in(loom_dtype dtype, double lo, double hi) {
+  int64_t min = dtype == LOOM_I64   ? INT64_MIN
+                : dtype == LOOM_I32 ? INT32_MIN
+                                    : 0,
+          max = dtype == LOOM_I64   ? INT64_MAX
+                : dtype == LOOM_I32 ? INT32_MAX
+                : dtype == LOOM_U8  ? 255
+                                    : 1;
+  rand_range r = {.integer = true, .first = 1, .last = 0};
+  double c = ceil(lo), d = ceil(hi); /* the integers are c .. d - 1 */
+  if (c >= 0x1p63 || d <= -0x1p63)
+    return r;
+  r.first = c <= -0x1p63 ? INT64_MIN : (int64_t)c;
+  r.last = d >= 0x1p63 ? INT64_MAX : (int64_t)d - 1;
+  r.first = r.first < min ? min : r.first;
+  r.last = r.last > max ? max : r.last;
+  return r;
+}
+
+/* Checks [lo, hi) for loom_rand: true, or false with LOOM_ERR_ARGUMENT
+ * naming the range and the dtype. lo == hi is taken for a float dtype
+ * (every element lo, as torch's uniform_(a, a); Xavier with gain 0). */
+static bool check_range(loom_dtype dtype, double lo, double hi, rand_range *r) {
+  const char *dn = loom_dtype_name(dtype);
+  bool is_float = dtype == LOOM_F32 || dtype == LOOM_F64;
+  *r = (rand_range){0};
+  if (!isfinite(lo) || !isfinite(hi)) {
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "rand: range [%g, %g) for %s: the bounds must be finite", lo,
+                   hi, dn);
+    return false;
+  }
+  if (is_float ? !(lo <= hi) : !(lo < hi)) {
+    loom_set_error(LOOM_ERR_ARGUMENT, "rand: empty range [%g, %g) for %s: %s",
+                   lo, hi, dn,
+                   is_float ? "lo must not exceed hi" : "lo must be below hi");
+    return false;
+  }
+  if (is_float && !isfinite(hi - lo)) {
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "rand: range [%g, %g) for %s is too wide: hi - lo "
+                   "overflows a double",
+                   lo, hi, dn);
+    return false;
+  }
+  if (dtype == LOOM_F32) {
+    if (fabs(lo) > FLT_MAX || fabs(hi) > FLT_MAX) {
+      loom_set_error(LOOM_ERR_ARGUMENT,
+                     "rand: range [%g, %g) for float32: the bounds must be "
+                     "within float32's range [%g, %g]",
+                     lo, hi, -(double)FLT_MAX, (double)FLT_MAX);
+      return false;
+    }
+    float first = (float)lo; /* the least float32 at or above lo */
+    if (first < lo)
+      first = nextafterf(first, INFINITY);
+    if (lo < hi && !(first < hi)) {
+      loom_set_error(LOOM_ERR_ARGUMENT,
+                     "rand: range [%.17g, %.17g) holds no float32 value (the "
+                     "least float32 at or above lo is %.9g)",
+                     lo, hi, (double)first);
+      return false;
+    }
+  }
+  if (!is_float) {
+    *r = integers_in(dtype, lo, hi);
+    if (r->first > r->last) {
+      loom_set_error(LOOM_ERR_ARGUMENT,
+                     "rand: range [%.10g, %.10g) holds no %s value (no "
+                     "integer in it within the dtype's range)",
+                     lo, hi, dn);
+      return false;
+    }
+  }
+  return true;
+}
+
 static double uniform_below(loom_rng *g, loom_dtype t, double a, double b) {
   for (;;) {
     double v = a + (b - a) * loom_rng_uniform(g);
     char r[8];
     loom__write(r, t, v);
-    if (!(b > a) || loom__read(r, t) < b)
+    double x = loom__read(r, t);
+    if (a == b || (x >= a && x < b))
       return v;
   }
 }
-FILL(uniform, uniform_below(g, t->dtype, a, b))
-FILL(normal, a + b * loom_rng_normal(g))
-FILL(bernoulli, loom_rng_uniform(g) < a ? 1.0 : 0.0)
 
 loom_tensor *loom_rand(loom_rng *g, loom_dtype dtype, double lo, double hi,
                        int ndim, const int64_t *shape) {
-  return uniform_fill(loom__new(dtype, ndim, shape, "rand"), g, lo, hi);
+  loom_dtype d = loom__resolve(dtype);
+  rand_range r = {0};
+  /* an unknown dtype is loom__new's to report */
+  if (d > LOOM_DTYPE_DEFAULT && d < LOOM_DTYPE_COUNT &&
+      !check_range(d, lo, hi, &r))
+    return NULL;
+  loom_tensor *t = loom__new(dtype, ndim, shape, "rand");
+  if (!t)
+    return NULL;
+  g = resolve(g);
+  size_t es = loom_dtype_size(t->dtype);
+  /* every integer of the range equally likely, as randint */
+  uint64_t span = (uint64_t)r.last - (uint64_t)r.first + 1; /* 0: 2^64 */
+  for (int64_t i = 0; i < t->numel; i++) {
+    char *p = t->data + (size_t)i * es;
+    if (!r.integer) {
+      loom__write(p, t->dtype, uniform_below(g, t->dtype, lo, hi));
+      continue;
+    }
+    int64_t v = (int64_t)((uint64_t)r.first +
+                          (span ? below(g, span) : loom_rng_u64(g)));
+    if (t->dtype == LOOM_I64)
+      memcpy(p, &v, sizeof v);
+    else
+      loom__write(p, t->dtype, (double)v); /* exact: within the dtype */
+  }
+  return t;
 }
 
 loom_tensor *loom_randn(loom_rng *g, loom_dtype dtype, double mean, double std,

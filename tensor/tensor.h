@@ -304,7 +304,16 @@ LOOM_API void loom_rng_get_state(loom_rng *g,
 LOOM_API int loom_rng_set_state(loom_rng *g,
                                 const uint64_t state[LOOM_RNG_STATE_WORDS]);
 
-/* Uniform [lo, hi). */
+/* Uniform [lo, hi): every value is one of the dtype's in that range. A
+ * float dtype draws a real number and rounds it (again until it lands in
+ * the range); lo == hi gives lo everywhere, as torch's uniform_(lo, lo).
+ * An integer dtype (and bool: 0, 1) draws each of its integers in [lo, hi)
+ * with equal probability, those beyond the dtype's range left out (uint8
+ * on [-5, 300) gives 0..255). NULL with LOOM_ERR_ARGUMENT naming the range
+ * and dtype when a bound is not finite, lo > hi (lo == hi for an integer
+ * dtype), hi - lo overflows, a float32 bound is beyond float32's range, or
+ * the range holds no value of the dtype (float32 [1 - 1e-9, 1 - 5e-10),
+ * int64 [-0.9, -0.2)). */
 LOOM_API loom_tensor *loom_rand(loom_rng *g, loom_dtype dtype, double lo,
                                 double hi, int ndim, const int64_t *shape);
 /* Normal(mean, std). */

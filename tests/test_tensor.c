@@ -259,6 +259,93 @@ START_TEST(test_rand_bounds) {
 }
 END_TEST
 
+/* A range that holds no value of the dtype is refused: the redraw loop
+ * had never ended on it ((-inf, inf), two bounds between neighbouring
+ * float32s, an int64 range with no integer), and int32 had saturated
+ * draws above its range to INT32_MAX. Integer dtypes draw the integers
+ * of the range, within the dtype's, each as likely; float32 draws never
+ * round below lo. Each refused call gives LOOM_ERR_ARGUMENT at once. */
+START_TEST(test_rand_refuses_empty_ranges) {
+  static const struct {
+    loom_dtype dtype;
+    double lo, hi;
+  } bad[] = {
+      {LOOM_F32, -INFINITY, INFINITY},
+      {LOOM_F64, -DBL_MAX, DBL_MAX},
+      {LOOM_F64, 0, NAN},
+      {LOOM_F32, 1e39, 1e40},
+      {LOOM_F32, 0, 1e39},
+      {LOOM_I64, -0.9, -0.2},
+      {LOOM_U8, -5, -1},
+      {LOOM_BOOL, 0.5, 0.9},
+      {LOOM_F32, 1 - 1e-9, 1 - 5e-10},
+      {LOOM_I32, 3e9, 4e9},
+      {LOOM_I64, 9.3e18, 1e19},
+      {LOOM_F64, 2, 1},
+      {LOOM_I64, 3, 3},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    loom_tensor *t =
+        loom_rand(NULL, bad[i].dtype, bad[i].lo, bad[i].hi, LOOM_SHAPE(4));
+    ck_assert_msg(!t, "[%g, %g) %s accepted", bad[i].lo, bad[i].hi,
+                  loom_dtype_name(bad[i].dtype));
+    ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+    ck_assert_msg(strstr(loom_last_error(), "rand") &&
+                      strstr(loom_last_error(), loom_dtype_name(bad[i].dtype)),
+                  "%s", loom_last_error());
+    loom_clear_error();
+  }
+  /* the initialisers draw through loom_rand: an error, not a hang */
+  loom_tensor *w = loom_zeros(LOOM_F32, LOOM_SHAPE(3, 3));
+  ck_assert_int_eq(loom_init_xavier_uniform_(w, INFINITY, NULL), -1);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "rand");
+  ck_assert_int_eq(loom_init_uniform_(w, -INFINITY, 0, NULL), -1);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "rand");
+
+  loom_rng *g = loom_rng_new(5);
+  enum { N = 4000 };
+  /* integers: those of the range the dtype holds, from the least to the
+   * greatest */
+  static const struct {
+    loom_dtype dtype;
+    double lo, hi;
+    int first, last;
+  } ok[] = {{LOOM_U8, -5, 300, 0, 255},
+            {LOOM_U8, 0.5, 3, 1, 2},
+            {LOOM_I64, -2.5, 3, -2, 2},
+            {LOOM_I32, -3e9, -2147483000.5, INT32_MIN, -2147483001},
+            {LOOM_BOOL, -1, 7, 0, 1}};
+  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+    loom_tensor *t =
+        loom_rand(g, ok[i].dtype, ok[i].lo, ok[i].hi, LOOM_SHAPE(N));
+    ck_assert_loom(t);
+    static double v[N];
+    ck_assert_int_eq(loom_copy_to_array(t, LOOM_F64, v, N), 0);
+    double lo = v[0], hi = v[0];
+    for (int k = 0; k < N; k++) {
+      ck_assert_msg(v[k] >= ok[i].lo && v[k] < ok[i].hi && v[k] == floor(v[k]),
+                    "%s [%g, %g): %g", loom_dtype_name(ok[i].dtype), ok[i].lo,
+                    ok[i].hi, v[k]);
+      lo = v[k] < lo ? v[k] : lo;
+      hi = v[k] > hi ? v[k] : hi;
+    }
+    ck_assert_double_eq(lo, ok[i].first);
+    ck_assert_double_eq(hi, ok[i].last);
+  }
+  /* one float32 in [1 + 1e-8, 1 + 2e-7): draws below 1 + 2^-24 used to
+   * round to 1, below lo */
+  loom_tensor *f = loom_rand(g, LOOM_F32, 1 + 1e-8, 1 + 2e-7, LOOM_SHAPE(N));
+  ck_assert_loom(f);
+  for (int k = 0; k < N; k++)
+    ck_assert_float_eq(loom_data_f32(f)[k], 1 + 0x1p-23f);
+  /* lo == hi, as torch's uniform_(a, a) (Xavier with gain 0) */
+  CHECK_VALUES(loom_rand(g, LOOM_F64, 0.25, 0.25, LOOM_SHAPE(3)), 0, 0.25, 0.25,
+               0.25);
+  ck_assert_int_eq(loom_init_xavier_uniform_(w, 0, NULL), 0);
+  loom_rng_free(g);
+}
+END_TEST
+
 START_TEST(test_randint_bernoulli_randperm) {
   loom_rng *g = loom_rng_new(5);
   loom_tensor *r = loom_randint(g, LOOM_DTYPE_DEFAULT, -3, 4, LOOM_SHAPE(7000));
@@ -1069,8 +1156,8 @@ int main(void) {
         test_from_array_and_back, test_from_buffer_views_and_release}},
       {"random",
        {test_rng_known_stream, test_same_seed_same_tensors, test_randn_moments,
-        test_rand_bounds, test_randint_bernoulli_randperm,
-        test_rng_state_round_trip}},
+        test_rand_bounds, test_rand_refuses_empty_ranges,
+        test_randint_bernoulli_randperm, test_rng_state_round_trip}},
       {"dtypes",
        {test_dtype_queries, test_conversions_saturate, test_int32_dtype,
         test_int32_conversions, test_promotion, test_scalar_operands}},
