@@ -140,6 +140,43 @@ loom_tensor *loom__stand_in(const loom_tensor *t) {
                       t->offset);
 }
 
+/* A user's strides for from_buffer (the shape already checked). Kernels
+ * add up index * stride in int64 without checks, as the tensors loom makes
+ * itself have strides bounded by their sizes: strides of any size had let
+ * that overflow (undefined behaviour; seen in matmul). Each stride is
+ * bounded, so any sum of strides fits too, and so is the furthest element,
+ * as sizes are: every offset, every size * stride (iter.c merges dims by
+ * that product) and any sum of strides then stays far below 2^63. */
+static bool valid_strides(int ndim, const int64_t *shape,
+                          const int64_t *strides) {
+  char sh[160], st[160];
+  int64_t extent = 0, step;
+  for (int i = 0; i < ndim; i++) {
+    if (strides[i] < 0 || strides[i] > LOOM_MAX_ELEMENTS) {
+      loom_set_error(LOOM_ERR_SHAPE,
+                     "from_buffer: stride %lld in dim %d of strides %s is "
+                     "outside [0, %lld] (2^59 - 1; no negative strides)",
+                     (long long)strides[i], i,
+                     loom_format_shape(ndim, strides, st, sizeof st),
+                     (long long)LOOM_MAX_ELEMENTS);
+      return false;
+    }
+    if (shape[i] > 1 &&
+        (__builtin_mul_overflow(shape[i] - 1, strides[i], &step) ||
+         __builtin_add_overflow(extent, step, &extent) ||
+         extent > LOOM_MAX_ELEMENTS)) {
+      loom_set_error(LOOM_ERR_SHAPE,
+                     "from_buffer: shape %s with strides %s reaches past "
+                     "element %lld (2^59 - 1)",
+                     loom_format_shape(ndim, shape, sh, sizeof sh),
+                     loom_format_shape(ndim, strides, st, sizeof st),
+                     (long long)LOOM_MAX_ELEMENTS);
+      return false;
+    }
+  }
+  return true;
+}
+
 loom_tensor *loom_from_buffer(loom_dtype dtype, void *data, int ndim,
                               const int64_t *shape, const int64_t *strides,
                               void (*release)(void *, void *), void *ctx) {
@@ -155,6 +192,8 @@ loom_tensor *loom_from_buffer(loom_dtype dtype, void *data, int ndim,
   if (!strides) {
     loom__contiguous_strides(ndim, shape, cstrides);
     strides = cstrides;
+  } else if (!valid_strides(ndim, shape, strides)) {
+    return NULL;
   }
   loom__storage *s = malloc(sizeof *s);
   if (!s)

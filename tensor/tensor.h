@@ -274,9 +274,16 @@ LOOM_API loom_tensor *loom_eye(loom_dtype dtype, int64_t n, int64_t m);
 /* Copies numel elements of `dtype` from `data`. */
 LOOM_API loom_tensor *loom_from_array(loom_dtype dtype, const void *data,
                                       int ndim, const int64_t *shape);
-/* Wraps an external buffer without copying. `strides` may be NULL
- * (contiguous). `release(data, ctx)` is called when the last tensor viewing
- * the buffer is gone (may be NULL). On failure `release` is not called. */
+/* Wraps an external buffer without copying. `strides` (in elements) may be
+ * NULL (contiguous). Each stride must be in [0, LOOM_MAX_ELEMENTS] and the
+ * furthest element, the sum of (size - 1) * stride over the dims of size
+ * above 1, at most LOOM_MAX_ELEMENTS, else NULL with LOOM_ERR_SHAPE. No
+ * negative strides: loom makes no such view, and its kernels are not
+ * written for them. A stride of 0 repeats one element along its
+ * dim, as a broadcast (loom_expand) view does. The buffer must hold the
+ * furthest element. `release(data, ctx)` is called when the last tensor
+ * viewing the buffer is gone (may be NULL). On failure `release` is not
+ * called. */
 LOOM_API loom_tensor *loom_from_buffer(loom_dtype dtype, void *data, int ndim,
                                        const int64_t *shape,
                                        const int64_t *strides,

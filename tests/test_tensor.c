@@ -175,6 +175,49 @@ START_TEST(test_from_buffer_views_and_release) {
 }
 END_TEST
 
+/* Strides from the user are checked: a negative one, or ones whose
+ * furthest element passes LOOM_MAX_ELEMENTS, had been taken and made the
+ * kernels' offset arithmetic overflow (matmul, in the probe). A zero
+ * stride is a broadcast view of the buffer. */
+START_TEST(test_from_buffer_checks_strides) {
+  float buf[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  int released = 0;
+  const int64_t M = LOOM_MAX_ELEMENTS;
+  static const struct {
+    int ndim;
+    int64_t shape[3], strides[3];
+  } bad[] = {
+      {1, {2}, {-1}},
+      {1, {2}, {INT64_MIN}},
+      {1, {2}, {INT64_MAX}},
+      {1, {1}, {(int64_t)1 << 62}}, /* even along a dim of size 1 */
+      {2, {2, 2}, {1, -4}},
+      {3, {2, 0, 3}, {INT64_MAX / 2, 7, INT64_MAX / 3}},
+      {1, {3}, {((int64_t)1 << 58)}}, /* 2 * 2^58 = 2^59 */
+      {2, {2, 2}, {((int64_t)1 << 58), ((int64_t)1 << 58)}},
+      {2, {(int64_t)1 << 20, (int64_t)1 << 20}, {(int64_t)1 << 40, 1}},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    ck_assert_ptr_null(loom_from_buffer(LOOM_F32, buf, bad[i].ndim,
+                                        bad[i].shape, bad[i].strides,
+                                        count_release, &released));
+    CHECK_ERROR(LOOM_ERR_SHAPE, "from_buffer");
+  }
+  ck_assert_int_eq(released, 0);
+  /* the furthest element may be LOOM_MAX_ELEMENTS itself (not read here) */
+  ck_assert_loom(loom_from_buffer(LOOM_F32, buf, LOOM_SHAPE(2),
+                                  (const int64_t[]){M}, NULL, NULL));
+  ck_assert_loom(loom_from_buffer(LOOM_F32, buf, LOOM_SHAPE(2, 2),
+                                  (const int64_t[]){M / 2, M - M / 2}, NULL,
+                                  NULL));
+  /* stride 0: every row is the buffer's first three elements */
+  loom_tensor *b = loom_from_buffer(LOOM_F32, buf, LOOM_SHAPE(2, 3),
+                                    (const int64_t[]){0, 1}, NULL, NULL);
+  CHECK_VALUES(b, 0, 1, 2, 3, 1, 2, 3);
+  CHECK_VALUES(loom_sum(b, (const int[]){0}, 1, false), 0, 2, 4, 6);
+}
+END_TEST
+
 /* ------------------------------------------------------------ random */
 
 START_TEST(test_rng_known_stream) {
@@ -1153,7 +1196,8 @@ int main(void) {
   } cases[] = {
       {"create",
        {test_constant_fills, test_arange, test_linspace, test_eye,
-        test_from_array_and_back, test_from_buffer_views_and_release}},
+        test_from_array_and_back, test_from_buffer_views_and_release,
+        test_from_buffer_checks_strides}},
       {"random",
        {test_rng_known_stream, test_same_seed_same_tensors, test_randn_moments,
         test_rand_bounds, test_rand_refuses_empty_ranges,
