@@ -203,6 +203,11 @@ static inline void loom__bump_version(loom_tensor *t) { t->storage->version++; }
 /* ---- scopes ---- */
 void loom__scope_drain_all(void);
 
+/* ---- tensor maps ---- */
+/* Why `name` cannot name a tensor of a map ("is the safetensors header's
+ * own key", ...), or NULL when it can (tensor_map.c). */
+const char *loom__tensor_name_problem(const char *name);
+
 /* ---- threads ---- */
 /* Below this many elements a kernel stays on one thread (cost model: thread
  * wake-up ~ several microseconds; scaled by the per-element cost). */

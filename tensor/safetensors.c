@@ -154,6 +154,11 @@ static bool read_entry(const char *src, const loom__json *key,
   e->name = loom__json_string(key);
   if (!e->name)
     return BAD("%s: bad tensor name at byte %zu", src, hbase + key->offset);
+  /* a name a map refuses (not UTF-8) is the file's fault, said as such */
+  const char *problem = loom__tensor_name_problem(e->name);
+  if (problem)
+    return BAD("%s: the tensor name at byte %zu %s", src, hbase + key->offset,
+               problem);
   if (!e->dtype)
     return BAD("%s: tensor '%s' (byte %zu): missing or unknown dtype", src,
                e->name, at);
@@ -260,7 +265,21 @@ loom_tensor_map *loom_safetensors_parse(const void *buf, size_t len,
   }
   for (int i = 0; i + 1 < h->n_items; i += 2) {
     const loom__json *key = &h->items[i], *v = &h->items[i + 1];
-    if (key->len == 14 && memcmp(key->text, "\"__metadata__\"", 14) == 0) {
+    /* the key is the metadata's however it is escaped ("\u005f_meta...") */
+    bool is_meta =
+        key->len == 14 && memcmp(key->text, "\"__metadata__\"", 14) == 0;
+    if (!is_meta && memchr(key->text, '\\', key->len)) {
+      char *k = loom__json_string(key);
+      is_meta = k && strcmp(k, "__metadata__") == 0;
+      free(k);
+    }
+    if (is_meta && meta) {
+      loom_set_error(LOOM_ERR_FORMAT,
+                     "%s: __metadata__ appears twice (byte %zu)", src,
+                     8 + key->offset);
+      goto done;
+    }
+    if (is_meta) {
       meta = v;
       if (v->kind != LOOM__JSON_OBJECT) {
         loom_set_error(LOOM_ERR_FORMAT,

@@ -4,6 +4,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "tensor_map.h"
 
+#include "internal.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,9 +49,62 @@ static int find(const loom_tensor_map *m, const char *name) {
   return -1;
 }
 
+/* Is s well-formed UTF-8 (no overlong forms, surrogates or code points
+ * past U+10FFFF), as JSON text must be? */
+static bool utf8_valid(const unsigned char *s) {
+  while (*s) {
+    unsigned c = *s++;
+    if (c < 0x80)
+      continue;
+    int more = c >= 0xC2 && c <= 0xDF   ? 1
+               : c >= 0xE0 && c <= 0xEF ? 2
+               : c >= 0xF0 && c <= 0xF4 ? 3
+                                        : -1;
+    if (more < 0)
+      return false;
+    /* the second byte's range excludes overlong forms, surrogates
+     * (ED A0..BF) and code points above U+10FFFF (F4 90..) */
+    unsigned lo = c == 0xE0   ? 0xA0
+                  : c == 0xF0 ? 0x90
+                              : 0x80,
+             hi = c == 0xED   ? 0x9F
+                  : c == 0xF4 ? 0x8F
+                              : 0xBF;
+    if (*s < lo || *s > hi)
+      return false;
+    for (int i = 1; i < more; i++)
+      if ((s[i] & 0xC0) != 0x80)
+        return false;
+    s += more;
+  }
+  return true;
+}
+
+/* A map is what a safetensors file holds, so a name the file cannot hold
+ * is refused here, where it would go in, rather than when saving: a
+ * tensor named "__metadata__" had been written beside the metadata
+ * object of that name, a file loom_safetensors_load then refused, and the
+ * JSON header can hold only UTF-8 (other readers refuse anything else).
+ * The empty name is valid JSON and round-trips. */
+const char *loom__tensor_name_problem(const char *name) {
+  if (strcmp(name, "__metadata__") == 0)
+    return "is the safetensors header's own key for the metadata";
+  if (!utf8_valid((const unsigned char *)name))
+    return "is not valid UTF-8";
+  return NULL;
+}
+
 int loom_tensor_map_set(loom_tensor_map *m, const char *name, loom_tensor *t) {
   if (!m || !name || !t)
     return loom_null_argument("tensor_map_set"), -1;
+  const char *problem = loom__tensor_name_problem(name);
+  if (problem) {
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "tensor_map_set: the name \"%s\" %s: a safetensors file "
+                   "could not hold it",
+                   name, problem);
+    return -1;
+  }
   int i = find(m, name);
   if (i >= 0) {
     loom_keep(t);

@@ -20,7 +20,12 @@ typedef struct loom_tensor_map loom_tensor_map;
 /* An empty map (caller frees with loom_tensor_map_free); NULL on OOM. */
 LOOM_API loom_tensor_map *loom_tensor_map_new(void);
 LOOM_API void loom_tensor_map_free(loom_tensor_map *m);
-/* Adds or replaces `name` (the map keeps a reference to t). 0 or -1. */
+/* Adds or replaces `name` (copied; the map keeps a reference to t). 0, or
+ * -1 with an error: LOOM_ERR_ARGUMENT for a NULL argument, or a name a
+ * safetensors file cannot hold: "__metadata__" (the file's metadata key)
+ * or one that is not valid UTF-8 (the header is JSON). Any other name is
+ * taken, the empty one included; the writer escapes quotes, backslashes
+ * and control characters. */
 LOOM_API int loom_tensor_map_set(loom_tensor_map *m, const char *name,
                                  loom_tensor *t);
 /* The tensor named `name`, borrowed; NULL (no error set) if absent. */

@@ -190,6 +190,76 @@ START_TEST(test_malformed_headers) {
 }
 END_TEST
 
+/* A map holds only names a safetensors file can: "__metadata__" had been
+ * taken and written beside the metadata object of that name (a file load
+ * then refused), and the JSON header holds only UTF-8. Any other name
+ * round-trips, quotes, backslashes, control characters, non-ASCII and the
+ * empty name included; the reader takes the metadata key however it is
+ * escaped, and refuses a name that is not UTF-8 as a format error. */
+START_TEST(test_tensor_names) {
+  loom_tensor_map *m = loom_tensor_map_new();
+  loom_tensor *one = loom_ones(LOOM_F32, LOOM_SHAPE(3));
+  static const char *const refused[] = {"__metadata__",
+                                        "\xff",
+                                        "caf\xc3",
+                                        "\xc0\xaf" /* overlong */,
+                                        "\xed\xa0\x80" /* a surrogate */,
+                                        "\xf4\x90\x80\x80" /* > U+10FFFF */};
+  for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+    ck_assert_int_eq(loom_tensor_map_set(m, refused[i], one), -1);
+    ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+    ck_assert_msg(strstr(loom_last_error(), "tensor_map_set"), "%s",
+                  loom_last_error());
+    loom_clear_error();
+  }
+  ck_assert_int_eq(loom_tensor_map_count(m), 0);
+  static const char *const names[] = {
+      "a",           "",
+      "q\"uote",     "back\\slash",
+      "tab\tline\n", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\xa7\xb5",
+      "__metadata",  "q\"\\\xc3\xa9"};
+  enum { N = sizeof names / sizeof *names };
+  loom_tensor *ts[N];
+  for (int i = 0; i < N; i++) {
+    ts[i] = loom_full(LOOM_F32, i, LOOM_SHAPE(i + 1));
+    ck_assert_int_eq(loom_tensor_map_set(m, names[i], ts[i]), 0);
+  }
+  ck_assert_int_eq(loom_tensor_map_set_meta(m, "__metadata__", "a key"), 0);
+  char path[512];
+  test_path(path, sizeof path, "names.safetensors");
+  ck_assert_msg(loom_safetensors_save(path, m) == 0, "%s", loom_last_error());
+  loom_tensor_map *r = loom_safetensors_load(path);
+  ck_assert_loom(r);
+  ck_assert_int_eq(loom_tensor_map_count(r), N);
+  for (int i = 0; i < N; i++) {
+    ck_assert_str_eq(loom_tensor_map_name(r, i), names[i]);
+    ck_assert(loom_equal(loom_tensor_map_get(r, names[i]), ts[i]));
+  }
+  ck_assert_str_eq(loom_tensor_map_meta(r, "__metadata__"), "a key");
+  loom_tensor_map_free(r);
+  loom_tensor_map_free(m);
+
+  /* the metadata key escaped is still the metadata key */
+  unsigned char buf[256];
+  size_t len = image(buf,
+                     "{\"\\u005f_metadata__\":{\"k\":\"v\"},\"a\":{\"dtype\":"
+                     "\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+                     4);
+  r = loom_safetensors_parse(buf, len, "test.safetensors");
+  ck_assert_loom(r);
+  ck_assert_int_eq(loom_tensor_map_count(r), 1);
+  ck_assert_str_eq(loom_tensor_map_meta(r, "k"), "v");
+  loom_tensor_map_free(r);
+  expect_bad("{\"__metadata__\":{},\"\\u005f_metadata__\":{}}", 0, "twice");
+  expect_bad("{\"\xff\":{\"dtype\":\"F32\",\"shape\":[1],"
+             "\"data_offsets\":[0,4]}}",
+             4, "not valid UTF-8");
+  expect_bad("{\"\\ud800\":{\"dtype\":\"F32\",\"shape\":[1],"
+             "\"data_offsets\":[0,4]}}",
+             4, "not valid UTF-8");
+}
+END_TEST
+
 START_TEST(test_lengths_checked_first) {
   unsigned char buf[64];
   uint64_t huge = (uint64_t)1 << 62;
@@ -477,6 +547,7 @@ int main(void) {
   tcase_add_test(tc, test_round_trip);
   tcase_add_test(tc, test_int32_files);
   tcase_add_test(tc, test_malformed_headers);
+  tcase_add_test(tc, test_tensor_names);
   tcase_add_test(tc, test_lengths_checked_first);
   tcase_add_test(tc, test_truncated_and_corrupted);
   tcase_add_test(tc, test_resume_is_bit_identical);
