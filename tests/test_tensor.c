@@ -338,12 +338,15 @@ START_TEST(test_rand_refuses_empty_ranges) {
                   "%s", loom_last_error());
     loom_clear_error();
   }
-  /* the initialisers draw through loom_rand: an error, not a hang */
+  /* the initialisers draw through loom_rand: an error, not a hang (nn/
+   * may refuse such a bound itself first, in its own words) */
   loom_tensor *w = loom_zeros(LOOM_F32, LOOM_SHAPE(3, 3));
   ck_assert_int_eq(loom_init_xavier_uniform_(w, INFINITY, NULL), -1);
-  CHECK_ERROR(LOOM_ERR_ARGUMENT, "rand");
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
   ck_assert_int_eq(loom_init_uniform_(w, -INFINITY, 0, NULL), -1);
-  CHECK_ERROR(LOOM_ERR_ARGUMENT, "rand");
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
 
   loom_rng *g = loom_rng_new(5);
   enum { N = 4000 };
