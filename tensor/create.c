@@ -120,11 +120,17 @@ int loom_copy_to_array(const loom_tensor *t, loom_dtype dtype, void *dst,
                    (long long)n, loom_shape_text(t));
     return -1;
   }
-  if (dtype <= LOOM_DTYPE_DEFAULT || dtype >= LOOM_DTYPE_COUNT || !dst) {
-    loom_set_error(LOOM_ERR_ARGUMENT,
-                   "copy_to_array: bad dtype %d or NULL "
-                   "argument",
+  if (dtype <= LOOM_DTYPE_DEFAULT || dtype >= LOOM_DTYPE_COUNT) {
+    loom_set_error(LOOM_ERR_DTYPE, "copy_to_array: unknown dtype %d",
                    (int)dtype);
+    return -1;
+  }
+  if (n == 0) /* nothing to copy: dst may be NULL, as memcpy's with 0 */
+    return 0;
+  if (!dst) {
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "copy_to_array: NULL dst for %lld elements of %s",
+                   (long long)n, loom_shape_text(t));
     return -1;
   }
   /* A stack view of dst: a scope-owned one would pile up in a loop. */

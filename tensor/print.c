@@ -207,6 +207,10 @@ static text render(const loom_tensor *t) {
 }
 
 void loom_fprint(FILE *f, const loom_tensor *t) {
+  if (!f) {
+    loom_null_argument("fprint");
+    return;
+  }
   text o = render(t);
   if (o.buf)
     fprintf(f, "%s\n", o.buf);
@@ -216,6 +220,8 @@ void loom_fprint(FILE *f, const loom_tensor *t) {
 void loom_print(const loom_tensor *t) { loom_fprint(stdout, t); }
 
 size_t loom_format(const loom_tensor *t, char *buf, size_t size) {
+  if (!buf && size > 0) /* (NULL, 0) asks for the length, as snprintf */
+    return loom_null_argument("format"), 0;
   text o = render(t);
   size_t n = o.len;
   if (size > 0) {

@@ -240,6 +240,8 @@ void loom__broadcast_strides(const loom_tensor *t, int ndim,
 
 char *loom_format_shape(int ndim, const int64_t *shape, char *buf,
                         size_t size) {
+  if (!buf || (ndim > 0 && !shape))
+    return loom_null_argument("format_shape");
   size_t used = 0;
   used += (size_t)snprintf(buf, size, "[");
   for (int i = 0; i < ndim && used < size; i++)

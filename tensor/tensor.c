@@ -314,6 +314,8 @@ bool loom_same_shape(const loom_tensor *a, const loom_tensor *b) {
 }
 
 char *loom_shape_str(const loom_tensor *t, char *buf, size_t size) {
+  if (!buf) /* snprintf into NULL with a size > 0 writes through it */
+    return loom_null_argument("shape_str");
   if (!t) {
     snprintf(buf, size, "(null)");
     return buf;

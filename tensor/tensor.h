@@ -200,13 +200,19 @@ LOOM_API int64_t loom_size(const loom_tensor *t, int dim);
  * from `t`, valid while `t` lives. */
 LOOM_API const int64_t *loom_shape(const loom_tensor *t);
 LOOM_API const int64_t *loom_strides(const loom_tensor *t);
+/* For a NULL t these three give 0, LOOM_DTYPE_DEFAULT and false, and
+ * record no error (loom_ndim, loom_size, loom_shape and loom_strides do
+ * record one). */
 LOOM_API int64_t loom_numel(const loom_tensor *t);
 LOOM_API loom_dtype loom_dtype_of(const loom_tensor *t);
 LOOM_API bool loom_is_contiguous(const loom_tensor *t);
 LOOM_API bool loom_same_shape(const loom_tensor *a, const loom_tensor *b);
-/* Writes "[2, 3]" into buf; returns buf. */
+/* Writes "[2, 3]" into buf (at most size bytes, cut short if need be; a
+ * NULL t gives "(null)"); returns buf, or NULL with an error for a NULL
+ * buf. */
 LOOM_API char *loom_shape_str(const loom_tensor *t, char *buf, size_t size);
-/* The same for a shape given as ndim sizes (not a tensor's). */
+/* The same for a shape given as ndim sizes (not a tensor's); NULL with an
+ * error for a NULL buf, or a NULL shape with ndim > 0. */
 LOOM_API char *loom_format_shape(int ndim, const int64_t *shape, char *buf,
                                  size_t size);
 /* t's shape as "[2, 3]" in one of four thread-local buffers, for error
@@ -229,7 +235,9 @@ LOOM_API double loom_item(const loom_tensor *t);
 /* Writes `value` at `index` (converted to the dtype). 0 or -1. */
 LOOM_API int loom_set(loom_tensor *t, const int64_t *index, double value);
 /* Copies the elements, in row-major order, into `dst` (n elements of
- * `dtype`, converting). 0, or -1 if n != numel. */
+ * `dtype`, converting). 0, or -1 with an error: LOOM_ERR_SHAPE if n !=
+ * numel, LOOM_ERR_DTYPE for an unknown dtype, LOOM_ERR_ARGUMENT for a
+ * NULL t, or a NULL dst when n > 0 (with n == 0 dst may be NULL). */
 LOOM_API int loom_copy_to_array(const loom_tensor *t, loom_dtype dtype,
                                 void *dst, int64_t n);
 
@@ -340,8 +348,12 @@ LOOM_API loom_tensor *loom_randperm(loom_rng *g, int64_t n);
 /* Prints like PyTorch: nested brackets, a common format per tensor, rows
  * summarised with "..." beyond 1000 elements. */
 LOOM_API void loom_print(const loom_tensor *t);
+/* A NULL f prints nothing and records a NULL-argument error. */
 LOOM_API void loom_fprint(FILE *f, const loom_tensor *t);
-/* Formats into buf (truncating); returns the length it would need. */
+/* Formats into buf (truncating, NUL-terminated when size > 0); returns the
+ * length it would need. buf may be NULL when size is 0 (asking only for
+ * the length, as snprintf); a NULL buf with size > 0 gives 0 and a
+ * NULL-argument error. */
 LOOM_API size_t loom_format(const loom_tensor *t, char *buf, size_t size);
 
 /* ---------------------------------------------------------------- comparing */

@@ -1050,6 +1050,46 @@ START_TEST(test_null_propagates_first_error_wins) {
 }
 END_TEST
 
+/* NULL output buffers and streams are refused with an error naming the
+ * function (they had been written through: a crash), and zero elements
+ * copy into a NULL array (memcpy's convention; it had been refused as "bad
+ * dtype 1 or NULL argument"). */
+START_TEST(test_null_outputs_refused) {
+  loom_tensor *t = loom_zeros(LOOM_F32, LOOM_SHAPE(2));
+  char buf[32];
+  ck_assert_ptr_null(loom_shape_str(t, NULL, 10));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "shape_str");
+  ck_assert_ptr_null(loom_format_shape(2, (const int64_t[]){2, 3}, NULL, 16));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "format_shape");
+  ck_assert_ptr_null(loom_format_shape(2, NULL, buf, sizeof buf));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "format_shape");
+  ck_assert_str_eq(loom_format_shape(0, NULL, buf, sizeof buf), "[]");
+  ck_assert_str_eq(loom_shape_str(NULL, buf, sizeof buf), "(null)");
+  ck_assert_uint_eq(loom_format(t, NULL, 100), 0);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "format");
+  /* (NULL, 0) asks for the length only */
+  ck_assert_uint_eq(loom_format(t, NULL, 0), strlen("tensor([0., 0.])"));
+  ck_assert_int_eq(loom_last_status(), LOOM_OK);
+  loom_fprint(NULL, t);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "fprint");
+
+  loom_tensor *empty = loom_zeros(LOOM_F32, LOOM_SHAPE(0, 3));
+  ck_assert_int_eq(loom_copy_to_array(empty, LOOM_F32, NULL, 0), 0);
+  ck_assert_int_eq(loom_last_status(), LOOM_OK);
+  ck_assert_int_eq(loom_copy_to_array(t, LOOM_F32, NULL, 2), -1);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "NULL dst");
+  float out[2];
+  ck_assert_int_eq(loom_copy_to_array(t, (loom_dtype)99, out, 2), -1);
+  CHECK_ERROR(LOOM_ERR_DTYPE, "unknown dtype 99");
+
+  /* these queries answer NULL without an error, as their header says */
+  ck_assert_int_eq(loom_numel(NULL), 0);
+  ck_assert_int_eq(loom_dtype_of(NULL), LOOM_DTYPE_DEFAULT);
+  ck_assert(!loom_is_contiguous(NULL));
+  ck_assert_int_eq(loom_last_status(), LOOM_OK);
+}
+END_TEST
+
 START_TEST(test_bad_dims_and_items) {
   loom_tensor *x = loom_ones(LOOM_F32, LOOM_SHAPE(2, 3));
   ck_assert_ptr_null(loom_sum(x, (const int[]){2}, 1, false));
@@ -1219,7 +1259,8 @@ int main(void) {
        {test_scope_frees_everything, test_keep_release_autorelease,
         test_nested_scopes, test_block_cache_keeps_steady_blocks}},
       {"errors",
-       {test_null_propagates_first_error_wins, test_bad_dims_and_items}},
+       {test_null_propagates_first_error_wins, test_bad_dims_and_items,
+        test_null_outputs_refused}},
       {"print", {test_format_like_pytorch, test_format_summarises}},
       {"compare", {test_allclose_and_equal}},
   };
