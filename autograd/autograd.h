@@ -40,8 +40,10 @@ LOOM_API void loom_zero_grad(loom_tensor *t);
  * `t.grad = g`): t takes a reference, and later backwards add into g in
  * place, so g should be a tensor of its own or a view meant for it (data
  * parallelism hands each parameter its part of a bucket this way). g must
- * have t's shape and dtype. 0, or -1 with an error (LOOM_ERR_STATE: t is
- * not a leaf that requires grad, or g does not fit). */
+ * have t's shape and dtype. 0, or -1 with an error (LOOM_ERR_ARGUMENT: a
+ * NULL argument; LOOM_ERR_STATE: t is not a leaf that requires grad, g
+ * does not fit, or g's elements share memory, with t or among themselves
+ * as an expanded view's do). */
 LOOM_API int loom_set_grad(loom_tensor *t, loom_tensor *g);
 /* Asks backward to store the gradient of a non-leaf `t` in loom_grad(t)
  * (a leaf's is stored anyway). A t that does not require grad is refused,
@@ -203,7 +205,8 @@ LOOM_API bool loom_anomaly_mode(void);
 LOOM_API int64_t loom_tape_size(void);
 /* Frees every node (tensors made by them stay valid but lose their graph). */
 LOOM_API void loom_tape_clear(void);
-/* Prints the graph that produced t, one node per line, newest first. */
+/* Prints the graph that produced t, one node per line, newest first (a
+ * NULL f or t: LOOM_ERR_ARGUMENT, nothing printed). */
 LOOM_API void loom_graph_print(FILE *f, const loom_tensor *t);
 
 /* The registry of built-in differentiable ops. */

@@ -465,7 +465,21 @@ void loom_zero_grad(loom_tensor *t) {
 
 int loom_set_grad(loom_tensor *t, loom_tensor *g) {
   if (!t || !g)
+    return loom_null_argument("set_grad"), -1;
+  /* backward adds into g in place: each element needs memory of its own,
+   * apart from t's */
+  bool shared = g->storage && g->storage == t->storage;
+  for (int d = 0; d < g->ndim; d++)
+    shared |= g->strides[d] == 0 && g->shape[d] > 1;
+  if (shared) {
+    loom_set_error(LOOM_ERR_STATE,
+                   "set_grad: the gradient %s shares memory %s; clone it "
+                   "first",
+                   loom_shape_text(g),
+                   g->storage == t->storage ? "with the tensor"
+                                            : "among its elements (expanded)");
     return -1;
+  }
   if (t->link.slot != LOOM__LINK_LEAF || !t->requires_grad ||
       !loom_same_shape(t, g) || t->dtype != g->dtype) {
     loom_set_error(LOOM_ERR_STATE, "set_grad: a %s gradient %s for %s %s %s",
@@ -518,8 +532,10 @@ bool loom__inplace_ok(loom_tensor *t, const char *op) {
 /* ---- debugging ---- */
 
 void loom_graph_print(FILE *f, const loom_tensor *t) {
-  if (!t)
+  if (!f || !t) {
+    loom_null_argument("graph_print");
     return;
+  }
   loom__node *root = loom__node_of(t);
   if (!root) {
     fprintf(f, "%s %s: %s\n", loom_shape_text(t), loom_dtype_name(t->dtype),

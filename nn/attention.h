@@ -211,7 +211,8 @@ LOOM_API loom_tensor *loom_transformer_decoder_layer_forward(
 LOOM_API void
 loom_transformer_decoder_layer_free(loom_transformer_decoder_layer *l);
 
-/* Stacks: children "layers" (0..n-1) and, if final_norm, "norm". */
+/* Stacks: children "layers" (0..n-1) and, if final_norm, "norm".
+ * num_layers 1 to 4096, else LOOM_ERR_ARGUMENT. */
 typedef struct loom_transformer_stack {
   loom_module base;
   loom_module *layers;

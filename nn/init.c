@@ -48,6 +48,8 @@ static int assign(loom_tensor *t, loom_tensor *values) {
 int loom_init_uniform_(loom_tensor *t, double lo, double hi, loom_rng *g) {
   if (!t)
     return loom_null_argument("init_uniform_"), -1;
+  if (lo == hi) /* U(a, a) is a (a bias bound of 0: a layer of no inputs) */
+    return loom_init_constant_(t, lo);
   loom_scope *s = loom_scope_begin();
   int rc = assign(
       t, loom_rand(g, loom_dtype_of(t), lo, hi, loom_ndim(t), loom_shape(t)));
@@ -74,11 +76,26 @@ int loom_init_constant_(loom_tensor *t, double value) {
   return r ? 0 : -1;
 }
 
+/* A tensor of no elements needs no values (a layer of no inputs, say),
+ * and its fan of 0 no bound: as torch, nothing to do. */
+static bool nothing_to_init(const loom_tensor *t) {
+  return t && loom_numel(t) == 0 && loom_ndim(t) >= 2;
+}
+
+static bool finite_gain(double gain, const char *op) {
+  if (isfinite(gain))
+    return true;
+  loom_set_error(LOOM_ERR_ARGUMENT, "%s: gain %g is not finite", op, gain);
+  return false;
+}
+
 int loom_init_xavier_uniform_(loom_tensor *t, double gain, loom_rng *g) {
   int64_t in = loom_init_fan(t, LOOM_FAN_IN),
           out = loom_init_fan(t, LOOM_FAN_OUT);
-  if (in < 0)
+  if (in < 0 || !finite_gain(gain, "init_xavier_uniform_"))
     return -1;
+  if (nothing_to_init(t))
+    return 0;
   double a = gain * sqrt(6.0 / (double)(in + out));
   return loom_init_uniform_(t, -a, a, g);
 }
@@ -86,8 +103,10 @@ int loom_init_xavier_uniform_(loom_tensor *t, double gain, loom_rng *g) {
 int loom_init_xavier_normal_(loom_tensor *t, double gain, loom_rng *g) {
   int64_t in = loom_init_fan(t, LOOM_FAN_IN),
           out = loom_init_fan(t, LOOM_FAN_OUT);
-  if (in < 0)
+  if (in < 0 || !finite_gain(gain, "init_xavier_normal_"))
     return -1;
+  if (nothing_to_init(t))
+    return 0;
   return loom_init_normal_(t, 0, gain * sqrt(2.0 / (double)(in + out)), g);
 }
 
@@ -102,6 +121,8 @@ static double kaiming_std(loom_tensor *t, double a, loom_fan_mode mode,
 
 int loom_init_kaiming_uniform_(loom_tensor *t, double a, loom_fan_mode mode,
                                const char *nl, loom_rng *g) {
+  if (nothing_to_init(t))
+    return 0;
   double std = kaiming_std(t, a, mode, nl);
   if (isnan(std))
     return -1;
@@ -110,6 +131,8 @@ int loom_init_kaiming_uniform_(loom_tensor *t, double a, loom_fan_mode mode,
 
 int loom_init_kaiming_normal_(loom_tensor *t, double a, loom_fan_mode mode,
                               const char *nl, loom_rng *g) {
+  if (nothing_to_init(t))
+    return 0;
   double std = kaiming_std(t, a, mode, nl);
   if (isnan(std))
     return -1;

@@ -74,10 +74,29 @@ loom_tensor *loom_module_add_buffer(loom_module *m, const char *name,
   return t;
 }
 
+/* Whether x is `tree` or one of its descendants (a tree has no cycles:
+ * add_child keeps them out). */
+static bool within(const loom_module *tree, const loom_module *x) {
+  if (tree == x)
+    return true;
+  for (int i = 0; i < tree->n_entries; i++)
+    if (tree->entries[i].kind == CHILD && within(tree->entries[i].child, x))
+      return true;
+  return false;
+}
+
 loom_module *loom_module_add_child(loom_module *m, const char *name,
                                    loom_module *child) {
   if (!child) /* most often a constructor's failure, whose error stays */
     return loom_null_argument("module_add_child");
+  /* A module in its own subtree would make every traversal recurse
+   * without end. Not freed here: it is the parent, or one of its
+   * ancestors' children. (The walk costs the child's subtree, once.) */
+  if (m && within(child, m))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "module_add_child: %s '%s' is or holds the parent %s (a "
+                     "cycle)",
+                     child->type, name ? name : "(null)", m->type);
   loom_module_entry *e = add(m, CHILD, name);
   if (!e) {
     loom_module_free(child);

@@ -63,7 +63,9 @@ LOOM_API loom_tensor *loom_module_add_param(loom_module *m, const char *name,
 LOOM_API loom_tensor *loom_module_add_buffer(loom_module *m, const char *name,
                                              loom_tensor *t);
 /* Registers a child module; the parent owns it from now on (also on
- * failure, when the child is freed). Returns child or NULL. */
+ * failure, when the child is freed). Returns child or NULL. A child that
+ * is m or holds m (a cycle) is refused (LOOM_ERR_ARGUMENT) and not freed.
+ * A module must have one parent: one registered twice is freed twice. */
 LOOM_API loom_module *loom_module_add_child(loom_module *m, const char *name,
                                             loom_module *child);
 /* The name under which m itself (not a child) registered the tensor t
@@ -111,7 +113,10 @@ LOOM_API loom_module *loom_module_child(const loom_module *m, int i);
 LOOM_API int loom_module_child_count(const loom_module *m);
 
 /* ------------------------------------------------ initialisers
- * In place, under no-grad, from generator g (NULL: the default). 0 or -1. */
+ * In place, under no-grad, from generator g (NULL: the default). 0 or -1.
+ * As torch.nn.init: U(a, a) fills a, and a tensor of no elements is left
+ * as it is by the fan-based ones (xavier, kaiming; their gains must be
+ * finite). */
 
 typedef enum { LOOM_FAN_IN, LOOM_FAN_OUT } loom_fan_mode;
 

@@ -233,10 +233,15 @@ void loom_transformer_decoder_layer_free(loom_transformer_decoder_layer *l) {
 
 static loom_transformer_stack *stack_new(loom_transformer_opts o, int n,
                                          bool final_norm, bool decoder) {
+  /* a bound so that a garbage count fails at once instead of building
+   * layers until memory runs out (deep published models have ~100) */
+  enum { MAX_LAYERS = 4096 };
   o = with_defaults(o);
-  if (!valid(&o) || n < 1)
-    return n < 1 ? LOOM_FAIL(LOOM_ERR_ARGUMENT, "transformer: %d layers", n)
-                 : NULL;
+  if (n < 1 || n > MAX_LAYERS)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "transformer: %d layers (1 to %d)", n,
+                     MAX_LAYERS);
+  if (!valid(&o))
+    return NULL;
   loom_transformer_stack *s = calloc(1, sizeof *s);
   if (!s)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "transformer: out of memory");

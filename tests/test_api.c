@@ -263,7 +263,10 @@ START_TEST(test_null_arguments) {
   NO_CRASH(loom_zero_grad(NULL));
   loom_retain_grad(NULL);
   FAILED_WITH("retain_grad");
-  NO_CRASH(loom_graph_print(sink, NULL));
+  loom_graph_print(sink, NULL);
+  FAILED_WITH("graph_print");
+  loom_graph_print(NULL, x);
+  FAILED_WITH("graph_print");
   fclose(sink);
   NO_CRASH(loom_function_save(NULL, x));
   /* nn/nn.h */
@@ -275,6 +278,17 @@ START_TEST(test_null_arguments) {
   FAILS_P(loom_module_add_param(m, "w", NULL), "module");
   FAILS_P(loom_module_add_buffer(m, "b", NULL), "module");
   FAILS_P(loom_module_add_child(m, "c", NULL), "module");
+  /* a cycle is refused and nothing freed (a module as its own child had
+   * recursed without end in the next traversal) */
+  loom_linear_layer *kid = loom_linear_layer_new(2, 2, true);
+  ck_assert_ptr_eq(loom_module_add_child(m, "kid", &kid->base), &kid->base);
+  loom_module *wrong[][2] = {{m, m}, {&kid->base, m}, {&kid->base, &kid->base}};
+  for (int i = 0; i < 3; i++) {
+    ck_assert_ptr_null(loom_module_add_child(wrong[i][0], "x", wrong[i][1]));
+    ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+    loom_clear_error();
+  }
+  ck_assert_int_eq(loom_module_num_elements(m), 3 * 2 + 2 + 2 * 2 + 2);
   FAILS_I(loom_module_parameters(NULL, out, 4), "module_parameters");
   FAILS_I(loom_module_num_elements(NULL), "module_parameters");
   FAILS_P(loom_module_named_parameters(NULL), "module_named_parameters");

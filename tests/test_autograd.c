@@ -61,6 +61,16 @@ START_TEST(test_set_grad) {
   ck_assert_ptr_nonnull(strstr(loom_last_error(), "without grad"));
   loom_clear_error();
   ck_assert_int_eq(loom_set_grad(x, NULL), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+  /* memory backward would add into twice: x's own, an expanded view's */
+  loom_tensor *shared[] = {
+      x, loom_expand(loom_zeros(LOOM_F64, LOOM_SHAPE(1)), 1, (int64_t[]){2})};
+  for (int i = 0; i < 2; i++) {
+    ck_assert_int_eq(loom_set_grad(x, shared[i]), -1);
+    ck_assert_ptr_nonnull(strstr(loom_last_error(), "shares memory"));
+    loom_clear_error();
+  }
   ck_assert_ptr_eq(loom_grad(x), g); /* unchanged */
 }
 END_TEST
@@ -394,6 +404,13 @@ START_TEST(test_linear_no_inputs) {
     ck_assert_int_eq(loom_numel(loom_grad(w)), 0);
     ck_assert(loom_equal(loom_grad(b), loom_full(t, 6, LOOM_SHAPE(5))));
   }
+  /* the layer, as torch.nn.Linear(0, 5): its weight has nothing to
+   * initialise and its bias bound 1 / sqrt(0) is taken as 0 (the layer
+   * had failed without an error) */
+  loom_linear_layer *l = loom_linear_layer_new(0, 5, true);
+  ck_assert_msg(l, "%s", loom_last_error());
+  ck_assert(loom_equal(l->bias, loom_zeros(LOOM_F32, LOOM_SHAPE(5))));
+  loom_linear_layer_free(l);
 }
 END_TEST
 

@@ -4,6 +4,7 @@
  * CI); NaN and infinities pass through the float32 vector math. */
 #include "check_values.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -150,6 +151,13 @@ START_TEST(test_attention_sizes) {
   EXPECT_ERROR(LOOM_ERR_INDEX, "beyond the table's 4");
   CHECK_SHAPE(loom_learned_positions_forward(p, 1, 3), 3, 2);
   loom_learned_positions_free(p);
+  /* a garbage layer count fails at once (it had built layers until memory
+   * ran out) */
+  loom_transformer_opts small = {.d_model = 4, .nhead = 2};
+  ck_assert_ptr_null(loom_transformer_encoder_new(small, INT_MAX, true));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "layers (1 to 4096)");
+  ck_assert_ptr_null(loom_transformer_new(small, 1, INT_MAX));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "layers (1 to 4096)");
 }
 END_TEST
 
