@@ -313,7 +313,7 @@ LOOM_API int loom_checkpoint(loom_segment_fn fn, void *ctx,
 typedef int (*loom_gradcheck_fn)(loom_tensor *const *in, int n_in,
                                  loom_tensor **out, int max_out, void *ctx);
 
-typedef struct loom_gradcheck_opts {
+typedef struct loom_gradcheck_opts { /* each 0, or finite and positive */
   double eps;  /* 0: 1e-6 */
   double atol; /* 0: 1e-5 */
   double rtol; /* 0: 1e-3 */

@@ -77,7 +77,9 @@ int loom_checkpoint(loom_segment_fn fn, void *ctx, loom_tensor *const *inputs,
   const char *op = "checkpoint";
   if (!outputs && n_outputs > 0)
     return loom_null_argument(op), -1;
-  for (int k = 0; k < n_outputs; k++)
+  /* (outputs past the 64 a segment may have are not the caller's to
+   * clear: a count out of range leaves outputs as they are) */
+  for (int k = 0; k < n_outputs && k < 64; k++)
     outputs[k] = NULL;
   if (!fn || (!inputs && n_inputs > 0))
     return loom_null_argument(op), -1;

@@ -324,6 +324,14 @@ static int gradcheck(loom_gradcheck_fn fn, void *ctx,
                      const loom_gradcheck_opts *opts,
                      loom_gradcheck_result *res) {
   loom_gradcheck_opts o = opts ? *opts : (loom_gradcheck_opts){0};
+  if (!(o.eps >= 0 && o.atol >= 0 && o.rtol >= 0) || isinf(o.eps) ||
+      isinf(o.atol) || isinf(o.rtol)) {
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "gradcheck: eps %g, atol %g, rtol %g (each 0 for its "
+                   "default, or finite and positive)",
+                   o.eps, o.atol, o.rtol);
+    return -1;
+  }
   o.eps = o.eps > 0 ? o.eps : 1e-6;
   o.atol = o.atol > 0 ? o.atol : 1e-5;
   o.rtol = o.rtol > 0 ? o.rtol : 1e-3;

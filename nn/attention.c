@@ -103,6 +103,11 @@ loom_scaled_dot_product_attention(const loom_tensor *q, const loom_tensor *k,
                    loom_shape_str(v, c, sizeof c));
     return NULL;
   }
+  if (!(dropout >= 0 && dropout <= 1)) {
+    loom_set_error(LOOM_ERR_ARGUMENT, "attention: dropout %g (0 to 1)",
+                   dropout);
+    return NULL;
+  }
   int64_t E = loom_size(q, -1), L = loom_size(q, -2), S = loom_size(k, -2);
   if (!weights && fusable(q, k, v, mask, dropout))
     return loom_fused_attention(

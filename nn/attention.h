@@ -19,12 +19,13 @@ extern "C" {
 /* softmax(q k^T / sqrt(E) + mask) v over the last two dims: q (..., L, E),
  * k (..., S, E), v (..., S, Ev); batch dims broadcast. mask: NULL, bool or
  * float, broadcast to (..., L, S); causal blocks keys after each query.
- * dropout p (with g) is applied to the weights. *weights, if non-NULL,
- * receives them (..., L, S), after dropout as PyTorch returns them. Result
- * (..., L, Ev), scope-owned. Without weights, equal batch dims, one dtype
- * and a mask needing no gradient it is one op, loom_fused_attention (the
- * same function, the weights never stored as separate tensors); otherwise
- * the composition of matmul, softmax and dropout. */
+ * dropout p in [0, 1] (with g) is applied to the weights. *weights, if
+ * non-NULL, receives them (..., L, S), after dropout as PyTorch returns
+ * them. Result (..., L, Ev), scope-owned. Without weights, equal batch
+ * dims, one dtype and a mask needing no gradient it is one op,
+ * loom_fused_attention (the same function, the weights never stored as
+ * separate tensors); otherwise the composition of matmul, softmax and
+ * dropout. */
 LOOM_API loom_tensor *
 loom_scaled_dot_product_attention(const loom_tensor *q, const loom_tensor *k,
                                   const loom_tensor *v, const loom_tensor *mask,

@@ -171,6 +171,11 @@ loom_tensor *loom_embedding_layer_forward(loom_embedding_layer *e,
                                           const loom_tensor *indices) {
   if (!e || !indices)
     return loom_null_argument("Embedding");
+  if (!(e->max_norm >= 0 && e->norm_type >= 0))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "Embedding: max_norm %g, norm_type %g (each 0 for its "
+                     "default, or positive)",
+                     e->max_norm, e->norm_type);
   loom_dtype it = loom_dtype_of(indices);
   if (e->max_norm > 0 && (it == LOOM_I64 || it == LOOM_I32))
     renorm(e, indices);
@@ -194,6 +199,16 @@ loom_conv2d_layer *loom_conv2d_layer_new(int64_t in, int64_t out, int64_t kh,
                      "kernel %lldx%lld, %lld groups",
                      (long long)in, (long long)out, (long long)kh,
                      (long long)kw, (long long)groups);
+  for (int d = 0; d < 2; d++) /* as loom_conv2d would at the first forward */
+    if (opts.stride[d] < 0 || opts.dilation[d] < 0 || opts.padding[d] < 0)
+      return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                       "Conv2d: stride %lldx%lld, padding %lldx%lld, "
+                       "dilation %lldx%lld (0 for the default, or positive; "
+                       "padding 0 and up)",
+                       (long long)opts.stride[0], (long long)opts.stride[1],
+                       (long long)opts.padding[0], (long long)opts.padding[1],
+                       (long long)opts.dilation[0],
+                       (long long)opts.dilation[1]);
   NEW_MODULE(loom_conv2d_layer, c, "Conv2d");
   c->opts = opts;
   c->weight = param(&c->base, "weight", LOOM_SHAPE(out, in / groups, kh, kw));

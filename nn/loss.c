@@ -236,8 +236,9 @@ loom_tensor *loom_smooth_l1_loss(const loom_tensor *x, const loom_tensor *y,
                                  double beta, loom_reduction r) {
   if (!same_shape(x, y, "smooth_l1_loss"))
     return NULL;
-  if (beta < 0)
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "smooth_l1_loss: beta %g < 0", beta);
+  if (!(beta >= 0))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "smooth_l1_loss: beta %g (0 and up)", beta);
   loom_tensor *d = loom_abs(loom_sub(x, y));
   if (beta == 0)
     return reduce(d, r);
@@ -350,8 +351,9 @@ loom_tensor *loom_kl_div(const loom_tensor *input, const loom_tensor *target,
   if (log_target) {
     pointwise = loom_mul(loom_exp(target), loom_sub(target, input));
   } else {
-    /* t log t is 0 at t = 0: take the log of 1 there, never of 0. */
-    loom_tensor *zero = loom_le_scalar(target, 0);
+    /* t log t is 0 at t = 0: take the log of 1 there, never of 0 (a
+     * negative t, no probability, gives NaN as in torch) */
+    loom_tensor *zero = loom_eq_scalar(target, 0);
     loom_tensor *logt = loom_log(loom_masked_fill(target, zero, 1));
     pointwise =
         loom_masked_fill(loom_mul(target, loom_sub(logt, input)), zero, 0);

@@ -178,7 +178,8 @@ LOOM_API void loom_bilinear_free(loom_bilinear *l);
 /* Embedding: rows of weight (num x dim) by int64 or int32 index. padding_idx <
  * 0: none (its row starts at zero and gets no gradient). max_norm > 0: rows
  * looked up are renormalised in place to at most that norm (p = norm_type,
- * 2 when 0), like PyTorch. */
+ * 2 when 0), like PyTorch. A NaN or negative max_norm or norm_type fails
+ * the forward with LOOM_ERR_ARGUMENT. */
 typedef struct loom_embedding_layer {
   loom_module base;
   loom_tensor *weight;
@@ -304,7 +305,8 @@ LOOM_API loom_tensor *loom_mse_loss(const loom_tensor *input,
                                     loom_reduction r);
 LOOM_API loom_tensor *loom_l1_loss(const loom_tensor *input,
                                    const loom_tensor *target, loom_reduction r);
-/* Quadratic below beta, linear above (beta 0: the L1 loss). */
+/* Quadratic below beta, linear above (beta 0: the L1 loss); beta NaN or
+ * negative: LOOM_ERR_ARGUMENT. */
 LOOM_API loom_tensor *loom_smooth_l1_loss(const loom_tensor *input,
                                           const loom_tensor *target,
                                           double beta, loom_reduction r);
@@ -323,7 +325,9 @@ LOOM_API loom_tensor *loom_binary_cross_entropy_with_logits(
     const loom_tensor *weight, const loom_tensor *pos_weight, loom_reduction r);
 /* KL divergence with input as log-probabilities; target as probabilities,
  * or as log-probabilities when log_target. batchmean divides the sum by
- * the batch size (PyTorch's reduction='batchmean'). */
+ * the batch size (PyTorch's reduction='batchmean'). Where a probability
+ * target is 0 the term and its gradients are 0 (torch's target gradient
+ * is NaN there); a negative one gives NaN, as in torch. */
 LOOM_API loom_tensor *loom_kl_div(const loom_tensor *input,
                                   const loom_tensor *target, bool log_target,
                                   loom_reduction r, bool batchmean);

@@ -68,39 +68,47 @@ static double lr_at(const loom_schedule *s, int64_t e) {
 loom_schedule *loom_schedule_new(loom_optimizer *opt, loom_schedule_opts o) {
   if (!opt)
     return loom_null_argument("schedule_new");
-  bool ok = true;
+  const char *rule = NULL; /* the rule o breaks, if it breaks one */
   switch (o.kind) {
   case LOOM_SCHEDULE_STEP:
-    ok = o.step_size > 0;
+    if (!(o.step_size > 0))
+      rule = "step: step_size > 0";
     break;
-  case LOOM_SCHEDULE_MULTISTEP:
-    ok = o.n_milestones >= 0 && o.n_milestones <= 16;
+  case LOOM_SCHEDULE_MULTISTEP: {
+    bool ok = o.n_milestones >= 0 && o.n_milestones <= 16;
     for (int i = 1; ok && i < o.n_milestones; i++)
       ok = o.milestones[i] > o.milestones[i - 1];
+    if (!ok)
+      rule = "multistep: 0 to 16 milestones, each after the one before";
     break;
+  }
   case LOOM_SCHEDULE_COSINE:
-    ok = o.t_max > 0;
+    if (!(o.t_max > 0))
+      rule = "cosine: t_max > 0";
     break;
   case LOOM_SCHEDULE_LINEAR:
-    ok = o.total_iters > 0 && o.start_factor > 0 && o.start_factor <= 1 &&
-         o.end_factor >= 0 && o.end_factor <= 1;
+    if (!(o.total_iters > 0 && o.start_factor > 0 && o.start_factor <= 1 &&
+          o.end_factor >= 0 && o.end_factor <= 1))
+      rule = "linear: total_iters > 0, start_factor in (0, 1], end_factor "
+             "in [0, 1]";
     break;
   case LOOM_SCHEDULE_NOAM:
-    ok = o.d_model > 0 && o.warmup > 0;
+    if (!(o.d_model > 0 && o.warmup > 0))
+      rule = "noam: d_model > 0 and warmup > 0";
     break;
   case LOOM_SCHEDULE_PLATEAU:
-    ok = o.factor > 0 && o.factor < 1 && o.patience >= 0 && o.cooldown >= 0;
+    if (!(o.factor > 0 && o.factor < 1 && o.patience >= 0 && o.cooldown >= 0))
+      rule = "plateau: factor in (0, 1), patience and cooldown >= 0";
     break;
   case LOOM_SCHEDULE_EXPONENTIAL:
     break;
   default:
-    ok = false;
-  }
-  if (!ok)
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
-                     "schedule_new: invalid options for "
-                     "schedule kind %d",
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "schedule_new: unknown kind %d",
                      (int)o.kind);
+  }
+  if (rule)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "schedule_new: options outside %s",
+                     rule);
   loom_schedule *s = calloc(1, sizeof *s);
   if (!s)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "schedule_new: out of memory");

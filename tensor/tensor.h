@@ -368,8 +368,9 @@ LOOM_API bool loom_equal(const loom_tensor *a, const loom_tensor *b);
 /* ---------------------------------------------------------------- threads */
 
 /* Threads used by loom's kernels and matrix products, which run on loom's
- * own workers; 0 restores the default (all cores the affinity mask
- * allows). For the process: any thread may set it. One thread at a time
+ * own workers (at most 256 run); 0 restores the default (all cores the
+ * affinity mask allows); a negative n is refused (LOOM_ERR_ARGUMENT, the
+ * setting unchanged). For the process: any thread may set it. One thread at a time
  * uses the workers: a kernel called while another thread's is running
  * runs its parts on its own thread, with the same results. Note: loom splits
  * large products over its workers and calls OpenBLAS on one thread per call, so

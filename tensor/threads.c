@@ -45,7 +45,12 @@ static int cores(void) {
 }
 
 void loom_set_num_threads(int n) {
-  atomic_store_explicit(&num_threads, n > 0 ? n : 0, memory_order_relaxed);
+  if (n < 0) {
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "set_num_threads: %d (0 for the default, or 1 and up)", n);
+    return;
+  }
+  atomic_store_explicit(&num_threads, n, memory_order_relaxed);
 }
 
 int loom_num_threads(void) {

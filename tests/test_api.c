@@ -708,6 +708,30 @@ START_TEST(test_callbacks_failing_silently) {
 }
 END_TEST
 
+/* A schedule's options outside their ranges are refused naming the rule
+ * they break (the message had given only the kind's number). */
+START_TEST(test_schedule_rules_named) {
+  loom_tensor *w =
+      loom_set_requires_grad(loom_zeros(LOOM_F32, LOOM_SHAPE(2)), true);
+  loom_optimizer *opt = loom_sgd_new(&w, 1, loom_sgd_defaults(0.1));
+  loom_schedule_opts lin = loom_schedule_defaults(LOOM_SCHEDULE_LINEAR);
+  lin.total_iters = 0;
+  loom_schedule_opts ms = loom_schedule_defaults(LOOM_SCHEDULE_MULTISTEP);
+  ms.n_milestones = 3;
+  ms.milestones[0] = 2, ms.milestones[1] = 2, ms.milestones[2] = 5;
+  loom_schedule_opts bad[] = {lin, ms, {.kind = (loom_schedule_kind)99}};
+  const char *said[] = {"linear: total_iters > 0", "multistep: 0 to 16",
+                        "unknown kind 99"};
+  for (int i = 0; i < 3; i++) {
+    ck_assert_ptr_null(loom_schedule_new(opt, bad[i]));
+    ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+    ck_assert_msg(strstr(loom_last_error(), said[i]), "%s", loom_last_error());
+    loom_clear_error();
+  }
+  loom_optimizer_free(opt);
+}
+END_TEST
+
 START_TEST(test_mixed_dtypes_named) {
   loom_tensor *xp = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 1, 4));
   loom_tensor *w = loom_zeros(LOOM_F64, LOOM_SHAPE(4, 1));
@@ -797,6 +821,7 @@ int main(void) {
   tcase_add_test(tc, test_runner_outputs_on_failure);
   tcase_add_test(tc, test_callbacks_failing_silently);
   tcase_add_test(tc, test_mixed_dtypes_named);
+  tcase_add_test(tc, test_schedule_rules_named);
   tcase_add_test(tc, test_anomaly_contract);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);

@@ -405,6 +405,10 @@ START_TEST(test_errors) {
   ck_assert_msg(strstr(loom_last_error(), "too large"), "%s",
                 loom_last_error());
   loom_clear_error();
+  ck_assert_ptr_null(loom_scaled_dot_product_attention(q, k, v, NULL, false,
+                                                       NAN, NULL, NULL));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT); /* was ignored */
+  loom_clear_error();
   /* an integer mask (0/1 could mean blocked or an added score) is refused
    * by every path, as torch refuses it; it had been added to the scores */
   loom_tensor *im = loom_zeros(LOOM_I64, LOOM_SHAPE(3, 5));

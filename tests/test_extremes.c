@@ -510,6 +510,36 @@ START_TEST(test_gradients_at_degenerate_points) {
 }
 END_TEST
 
+/* Arguments out of range are refused where they are given: a Conv2d's
+ * negative stride (it had waited for the first forward), an Embedding's
+ * NaN max_norm (ignored before), smooth_l1's NaN beta (taken); and
+ * kl_div of a negative probability is NaN with the input's gradient -t,
+ * as torch 1.13 (it had been masked to 0 as a zero target is). */
+START_TEST(test_argument_ranges_of_layers_and_losses) {
+  ck_assert_ptr_null(loom_conv2d_layer_new(
+      1, 1, 3, 3, (loom_conv2d_opts){.stride = {-1, 1}}, true));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "Conv2d: stride -1x1");
+  loom_embedding_layer *e = loom_embedding_layer_new(4, 2, -1);
+  e->max_norm = NAN;
+  ck_assert_ptr_null(
+      loom_embedding_layer_forward(e, loom_zeros(LOOM_I64, LOOM_SHAPE(1))));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "Embedding: max_norm nan");
+  loom_embedding_layer_free(e);
+  loom_tensor *x = loom_zeros(LOOM_F64, LOOM_SHAPE(2));
+  ck_assert_ptr_null(loom_smooth_l1_loss(x, x, NAN, LOOM_MEAN));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "smooth_l1_loss: beta nan");
+  loom_tensor *in = loom_set_requires_grad(
+      loom_from_array(LOOM_F64, (double[]){-1, -2, -0.5}, LOOM_SHAPE(3)),
+      true);
+  loom_tensor *t =
+      loom_from_array(LOOM_F64, (double[]){0.5, 0, -0.2}, LOOM_SHAPE(3));
+  loom_tensor *l = loom_kl_div(in, t, false, LOOM_SUM, false);
+  ck_assert(isnan(loom_item(l)));
+  ck_assert_int_eq(loom_backward(l), 0);
+  CHECK_VALUES(loom_grad(in), 0, -0.5, 0, 0.2);
+}
+END_TEST
+
 /* Reductions of empty tensors, as torch 1.13: over dims that are not
  * empty they give empty results (they had been refused), over an empty
  * one amax refuses (no extreme) and logsumexp gives -inf; clamp refuses a
@@ -541,6 +571,7 @@ int main(void) {
   tcase_add_test(tc, test_rnn_sizes);
   tcase_add_test(tc, test_layer_sizes);
   tcase_add_test(tc, test_attention_sizes);
+  tcase_add_test(tc, test_argument_ranges_of_layers_and_losses);
   tcase_add_test(tc, test_view_sizes);
   tcase_add_test(tc, test_op_arguments);
   tcase_add_test(tc, test_conv_and_pool_arguments);

@@ -815,6 +815,19 @@ START_TEST(test_rejects_float32) {
       loom_set_requires_grad(loom_ones(LOOM_F32, LOOM_SHAPE(2)), true);
   ck_assert_int_eq(loom_gradcheck(f_square, NULL, &x, 1, NULL, NULL), -1);
   ck_assert_int_eq(loom_last_status(), LOOM_ERR_DTYPE);
+  loom_clear_error();
+  /* steps and tolerances that are not finite and positive (NaN and
+   * negative ones had silently become the defaults, inf had been used) */
+  loom_tensor *y = loom_set_requires_grad(loom_ones(LOOM_F64, LOOM_SHAPE(2)),
+                                          true);
+  loom_gradcheck_opts bad[] = {
+      {.eps = NAN}, {.eps = -1e-6}, {.eps = INFINITY}, {.atol = -1},
+      {.rtol = NAN}};
+  for (int i = 0; i < 5; i++) {
+    ck_assert_int_eq(loom_gradcheck(f_square, NULL, &y, 1, &bad[i], NULL), -1);
+    ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+    loom_clear_error();
+  }
 }
 END_TEST
 

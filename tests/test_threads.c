@@ -297,6 +297,20 @@ static void *record(void *arg) {
   return NULL;
 }
 
+/* A negative thread count is refused and leaves the setting as it was
+ * (it had silently meant the default). */
+START_TEST(test_thread_count_setting) {
+  loom_set_num_threads(3);
+  ck_assert_int_eq(loom_num_threads(), 3);
+  loom_set_num_threads(-5);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+  ck_assert_int_eq(loom_num_threads(), 3);
+  loom_set_num_threads(0);
+  ck_assert_int_gt(loom_num_threads(), 0);
+}
+END_TEST
+
 START_TEST(test_graphs_stay_on_their_thread) {
   loom_tensor *got[2];
   pthread_t t;
@@ -323,6 +337,7 @@ int main(void) {
   tcase_add_test(tc, test_threads_share_a_model);
   tcase_add_test(tc, test_release_on_another_thread);
   tcase_add_test(tc, test_graphs_stay_on_their_thread);
+  tcase_add_test(tc, test_thread_count_setting);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
