@@ -363,13 +363,14 @@ loom_tensor *loom_narrow(const loom_tensor *t, int dim, int64_t start,
     return NULL;
   if (t->ndim == 0)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "narrow: a 0-dim tensor");
+  int64_t given = start; /* named in the message as given */
   if (start < 0)
     start += t->shape[d];
   if (start < 0 || length < 0 || start > t->shape[d] ||
       length > t->shape[d] - start)
     return LOOM_FAIL(
         LOOM_ERR_INDEX, "narrow: %lld elements from %lld outside dim %d of %s",
-        (long long)length, (long long)start, d, loom_shape_text(t));
+        (long long)length, (long long)given, d, loom_shape_text(t));
   return slice_view(&loom__op_narrow, t, d, start, length, 1, false);
 }
 
@@ -404,14 +405,14 @@ loom_tensor *loom_select(const loom_tensor *t, int dim, int64_t index) {
     return NULL;
   if (t->ndim == 0)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "select: a 0-dim tensor");
-  if (index < 0)
-    index += t->shape[d];
-  if (index < 0 || index >= t->shape[d])
+  int64_t i = index < 0 ? index + t->shape[d] : index; /* the given one is
+                                                         named below */
+  if (i < 0 || i >= t->shape[d])
     return LOOM_FAIL(LOOM_ERR_INDEX,
                      "select: index %lld out of range for dim "
                      "%d of %s",
                      (long long)index, d, loom_shape_text(t));
-  return slice_view(&loom__op_select, t, d, index, 1, 1, true);
+  return slice_view(&loom__op_select, t, d, i, 1, 1, true);
 }
 
 /* ---- expand ---- */

@@ -127,7 +127,8 @@ LOOM_API int64_t loom_kv_cache_length(const loom_kv_cache *c);
  * unchanged. */
 LOOM_API int loom_kv_cache_reorder(loom_kv_cache *c, const loom_tensor *index);
 /* One position of causal self-attention: x (B, E) is the new position's
- * input; it attends to itself and everything cached. Result (B, E). */
+ * input; it attends to itself and everything cached. Result (B, E). B must
+ * be the cache's row count (LOOM_ERR_SHAPE; reorder changes it). */
 LOOM_API loom_tensor *loom_multihead_attention_step(loom_multihead_attention *m,
                                                     loom_kv_cache *cache,
                                                     const loom_tensor *x);

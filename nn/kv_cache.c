@@ -128,6 +128,13 @@ loom_tensor *loom_multihead_attention_step(loom_multihead_attention *m,
                                    "cross-attention keys, not a prefix");
     return NULL;
   }
+  if (c->k && loom_size(x, 0) != loom_size(c->k, 0)) {
+    loom_set_error(LOOM_ERR_SHAPE,
+                   "attention step: a batch of %lld rows, the cache's "
+                   "prefix has %lld (reorder the cache to change it)",
+                   (long long)loom_size(x, 0), (long long)loom_size(c->k, 0));
+    return NULL;
+  }
   loom_no_grad_begin(); /* incremental decoding is inference */
   loom_tensor *out = NULL;
   if (append(c, one_position(m, loom__multihead_attention_project(m, 1, x)),

@@ -313,6 +313,22 @@ START_TEST(test_step_errors) {
   loom_clear_error();
   loom_decoder_state_free(st);
   loom_transformer_stack_free(d);
+  /* a step of another batch size than the cached prefix's is named (it had
+   * failed in copy_, saying only that shapes did not broadcast) */
+  loom_multihead_attention *m =
+      loom_multihead_attention_new(E, HEADS, (loom_multihead_attention_opts){0});
+  loom_kv_cache *c = loom_kv_cache_new();
+  ck_assert_loom(loom_multihead_attention_step(
+      m, c, loom_zeros(LOOM_F32, LOOM_SHAPE(B, E))));
+  ck_assert_ptr_null(loom_multihead_attention_step(
+      m, c, loom_zeros(LOOM_F32, LOOM_SHAPE(B + 1, E))));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
+  ck_assert_msg(strstr(loom_last_error(), "the cache's prefix has"), "%s",
+                loom_last_error());
+  loom_clear_error();
+  ck_assert_int_eq(loom_kv_cache_length(c), 1);
+  loom_kv_cache_free(c);
+  loom_multihead_attention_free(m);
 }
 END_TEST
 
