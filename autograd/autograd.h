@@ -42,8 +42,8 @@ LOOM_API void loom_zero_grad(loom_tensor *t);
  * parallelism hands each parameter its part of a bucket this way). g must
  * have t's shape and dtype. 0, or -1 with an error (LOOM_ERR_ARGUMENT: a
  * NULL argument; LOOM_ERR_STATE: t is not a leaf that requires grad, g
- * does not fit, or g's elements share memory, with t or among themselves
- * as an expanded view's do). */
+ * does not fit, or g's elements share memory, with t or among themselves:
+ * an expanded view, or strides that overlap). */
 LOOM_API int loom_set_grad(loom_tensor *t, loom_tensor *g);
 /* Asks backward to store the gradient of a non-leaf `t` in loom_grad(t)
  * (a leaf's is stored anyway). A t that does not require grad is refused,

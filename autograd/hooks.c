@@ -135,6 +135,10 @@ static void unlink_hook(loom_hook *h) {
     h->next->pending = h->pending;
     h->pending = NULL;
   }
+  /* the last hook removed while a pass held the leaf's gradient back for
+   * it: what the pass has summed so far goes where the rest will go */
+  if (h->pending && loom__add_to_grad(h->leaf, h->pending) < 0)
+    loom_set_error(LOOM_ERR_MEMORY, "hook_remove: out of memory");
   loom__unref(h->pending);
   if (*p)
     *p = h->next;

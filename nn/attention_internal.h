@@ -9,7 +9,7 @@
  * masks. */
 bool loom__is_bool_mask(const loom_tensor *mask);
 /* A bool mask as an additive float one of dtype (-inf where blocked); a
- * float mask itself; an integer one (or NULL) is NULL with an error. */
+ * float mask itself; an integer one is NULL with an error (NULL: NULL). */
 const loom_tensor *loom__additive_mask(const loom_tensor *mask,
                                        loom_dtype dtype);
 /* scores with a mask applied: bool masks fill -inf, float masks add; NULL

@@ -48,8 +48,6 @@ static int assign(loom_tensor *t, loom_tensor *values) {
 int loom_init_uniform_(loom_tensor *t, double lo, double hi, loom_rng *g) {
   if (!t)
     return loom_null_argument("init_uniform_"), -1;
-  if (lo == hi) /* U(a, a) is a (a bias bound of 0: a layer of no inputs) */
-    return loom_init_constant_(t, lo);
   loom_scope *s = loom_scope_begin();
   int rc = assign(
       t, loom_rand(g, loom_dtype_of(t), lo, hi, loom_ndim(t), loom_shape(t)));

@@ -289,10 +289,13 @@ LOOM_API loom_cross_entropy_opts loom_cross_entropy_defaults(void);
 
 /* logits: (N, C) or (N, C, d1, ...). target: int64 class indices (N) or
  * (N, d1, ...), or float probabilities shaped like logits. opts NULL:
- * defaults. Mean over non-ignored targets (weighted, like PyTorch). (N, C)
- * logits with class indices and no class weights take one fused op
- * (loom_fused_cross_entropy: the tape keeps the logits alone, not four
- * (N, C) tensors); the rest is composed from ops. */
+ * defaults. Mean over non-ignored targets (weighted, like PyTorch); with
+ * no weight to average over (every target ignored) it is NaN, and its
+ * gradient 0 for ignored targets and -w / 0 for kept ones, as PyTorch's
+ * (where negative class weights cancel, the mean is NaN, PyTorch's
+ * +-inf). (N, C) logits with class indices and no class weights take one
+ * fused op (loom_fused_cross_entropy: the tape keeps the logits alone,
+ * not four (N, C) tensors); the rest is composed from ops. */
 LOOM_API loom_tensor *loom_cross_entropy(const loom_tensor *logits,
                                          const loom_tensor *target,
                                          const loom_cross_entropy_opts *opts);

@@ -35,7 +35,10 @@ LOOM_API loom_tensor *loom_tensor_map_get(const loom_tensor_map *m,
 LOOM_API int loom_tensor_map_count(const loom_tensor_map *m);
 LOOM_API const char *loom_tensor_map_name(const loom_tensor_map *m, int i);
 LOOM_API loom_tensor *loom_tensor_map_at(const loom_tensor_map *m, int i);
-/* String metadata (the file's "__metadata__"). */
+/* String metadata (the file's "__metadata__"). Keys and values are taken
+ * as bytes (an app's vocabulary may not be UTF-8): loom reads back what it
+ * wrote, but readers that decode the header as JSON text refuse a file
+ * whose metadata is not valid UTF-8. */
 LOOM_API int loom_tensor_map_set_meta(loom_tensor_map *m, const char *key,
                                       const char *value);
 LOOM_API const char *loom_tensor_map_meta(const loom_tensor_map *m,
