@@ -7,14 +7,13 @@
 static bool writable(loom_tensor *t, const loom_tensor *src, const char *op) {
   if (!t)
     return loom_null_argument(op), false;
-  for (int d = 0; d < t->ndim; d++)
-    if (t->strides[d] == 0 && t->shape[d] > 1) {
-      loom_set_error(LOOM_ERR_STATE,
-                     "%s: %s is an expanded view whose "
-                     "elements share memory; clone it first",
-                     op, loom_shape_text(t));
-      return false;
-    }
+  if (!loom__elements_distinct(t)) {
+    loom_set_error(LOOM_ERR_STATE,
+                   "%s: %s is a view whose elements share memory (expanded, "
+                   "or with overlapping strides); clone it first",
+                   op, loom_shape_text(t));
+    return false;
+  }
   if (src) {
     int64_t shape[LOOM_MAX_DIMS];
     int nd = loom__broadcast_shape(t, src, shape, op);

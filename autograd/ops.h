@@ -704,7 +704,9 @@ LOOM_API int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
 /* ------------------------------------------------ in-place updates
  * They write into `t` and return it (no new tensor). Not differentiable:
  * with grad mode on, a tensor that requires grad is refused; a write into
- * a tensor a recorded op saved is reported at backward. */
+ * a tensor a recorded op saved is reported at backward. A t whose
+ * elements share memory (expanded, or a borrowed buffer with overlapping
+ * strides) is refused with LOOM_ERR_STATE. */
 
 /* Copies src (broadcast, converted) into dst. */
 LOOM_API loom_tensor *loom_copy_(loom_tensor *dst, const loom_tensor *src);

@@ -463,39 +463,12 @@ void loom_zero_grad(loom_tensor *t) {
   t->grad = NULL;
 }
 
-/* Whether t's elements lie at distinct addresses: with its dims of more
- * than one element in increasing stride order, each stride passes the
- * furthest offset the dims before it reach (strides are not negative).
- * This is the layout of any dense or sliced tensor; a view whose strides
- * interleave without overlapping is counted as overlapping. */
-static bool distinct(const loom_tensor *t) {
-  int64_t stride[LOOM_MAX_DIMS], size[LOOM_MAX_DIMS];
-  int n = 0;
-  for (int d = 0; d < t->ndim; d++)
-    if (t->shape[d] > 1) { /* insertion sort by stride */
-      int k = n++;
-      for (; k > 0 && stride[k - 1] > t->strides[d]; k--) {
-        stride[k] = stride[k - 1];
-        size[k] = size[k - 1];
-      }
-      stride[k] = t->strides[d];
-      size[k] = t->shape[d];
-    }
-  int64_t reach = 0; /* furthest offset of the dims so far */
-  for (int k = 0; k < n; k++) {
-    if (stride[k] <= reach)
-      return false;
-    reach += (size[k] - 1) * stride[k];
-  }
-  return true;
-}
-
 int loom_set_grad(loom_tensor *t, loom_tensor *g) {
   if (!t || !g)
     return loom_null_argument("set_grad"), -1;
   /* backward adds into g in place: each element needs memory of its own,
    * apart from t's */
-  bool shared = (g->storage && g->storage == t->storage) || !distinct(g);
+  bool shared = (g->storage && g->storage == t->storage) || !loom__elements_distinct(g);
   if (shared) {
     loom_set_error(LOOM_ERR_STATE,
                    "set_grad: the gradient %s shares memory %s; clone it "

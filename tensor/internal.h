@@ -151,6 +151,11 @@ int64_t loom__numel_of(int ndim, const int64_t *shape);
  * zero in it. */
 bool loom__sizes_fit(int ndim, const int64_t *shape);
 void loom__contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
+/* Whether t's elements lie at distinct addresses (no expanded dim, no
+ * strides that overlap): what an in-place write or a gradient that backward
+ * adds into needs. Conservative: a view whose strides interleave without
+ * overlapping counts as overlapping. */
+bool loom__elements_distinct(const loom_tensor *t);
 bool loom__is_contiguous(const loom_tensor *t);
 /* Normalises a possibly negative dim for a tensor of `ndim` dims (ndim+1
  * for insert positions); -1 + error naming `op` when out of range. */

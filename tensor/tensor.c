@@ -313,6 +313,33 @@ bool loom_same_shape(const loom_tensor *a, const loom_tensor *b) {
   return true;
 }
 
+/* Whether t's elements lie at distinct addresses: with its dims of more
+ * than one element in increasing stride order, each stride passes the
+ * furthest offset the dims before it reach (strides are not negative).
+ * This is the layout of any dense or sliced tensor; a view whose strides
+ * interleave without overlapping is counted as overlapping. */
+bool loom__elements_distinct(const loom_tensor *t) {
+  int64_t stride[LOOM_MAX_DIMS], size[LOOM_MAX_DIMS];
+  int n = 0;
+  for (int d = 0; d < t->ndim; d++)
+    if (t->shape[d] > 1) { /* insertion sort by stride */
+      int k = n++;
+      for (; k > 0 && stride[k - 1] > t->strides[d]; k--) {
+        stride[k] = stride[k - 1];
+        size[k] = size[k - 1];
+      }
+      stride[k] = t->strides[d];
+      size[k] = t->shape[d];
+    }
+  int64_t reach = 0; /* furthest offset of the dims so far */
+  for (int k = 0; k < n; k++) {
+    if (stride[k] <= reach)
+      return false;
+    reach += (size[k] - 1) * stride[k];
+  }
+  return true;
+}
+
 char *loom_shape_str(const loom_tensor *t, char *buf, size_t size) {
   if (!buf) /* snprintf into NULL with a size > 0 writes through it */
     return loom_null_argument("shape_str");

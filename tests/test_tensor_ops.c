@@ -493,6 +493,14 @@ START_TEST(test_inplace_updates) {
   CHECK_VALUES(x, 0, 0, 4, 4.5, 0, -2, -2);
   ck_assert_ptr_null(loom_add_(x, loom_ones(LOOM_F64, LOOM_SHAPE(3, 3)), 1));
   CHECK_ERROR(LOOM_ERR_SHAPE, "add_");
+  loom_clear_error();
+  /* a buffer whose elements overlap ([0] [1] [1] [2]) is not written into
+   * (an add_ would add twice into the middle element) */
+  static double buf[3];
+  loom_tensor *o = loom_from_buffer(LOOM_F64, buf, 2, (int64_t[]){2, 2},
+                                    (int64_t[]){1, 1}, NULL, NULL);
+  ck_assert_ptr_null(loom_add_(o, loom_ones(LOOM_F64, LOOM_SHAPE(2, 2)), 1));
+  CHECK_ERROR(LOOM_ERR_STATE, "elements share memory");
 }
 END_TEST
 
