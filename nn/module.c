@@ -92,6 +92,11 @@ loom_module *loom_module_add_child(loom_module *m, const char *name,
   /* A module in its own subtree would make every traversal recurse
    * without end. Not freed here: it is the parent, or one of its
    * ancestors' children. (The walk costs the child's subtree, once.) */
+  if (child->owned)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "module_add_child: %s '%s' already has a parent (share "
+                     "its tensors instead)",
+                     child->type, name ? name : "(null)");
   if (m && within(child, m))
     return LOOM_FAIL(LOOM_ERR_ARGUMENT,
                      "module_add_child: %s '%s' is or holds the parent %s (a "
@@ -103,6 +108,7 @@ loom_module *loom_module_add_child(loom_module *m, const char *name,
     return NULL;
   }
   e->child = child;
+  child->owned = true;
   return child;
 }
 

@@ -47,6 +47,7 @@ struct loom_module {
   bool training;
   loom_module_entry *entries;
   int n_entries, cap_entries;
+  bool owned; /* registered as a module's child: that parent frees it */
   /* Frees the struct that embeds this module (after its entries are
    * released); NULL means free(). */
   void (*destroy)(loom_module *self);
@@ -64,8 +65,9 @@ LOOM_API loom_tensor *loom_module_add_buffer(loom_module *m, const char *name,
                                              loom_tensor *t);
 /* Registers a child module; the parent owns it from now on (also on
  * failure, when the child is freed). Returns child or NULL. A child that
- * is m or holds m (a cycle) is refused (LOOM_ERR_ARGUMENT) and not freed.
- * A module must have one parent: one registered twice is freed twice. */
+ * is m or holds m (a cycle), or that already has a parent, is refused
+ * (LOOM_ERR_ARGUMENT) and not freed. Layers share weights by registering
+ * the same tensor in both (add_param takes a reference), not a module. */
 LOOM_API loom_module *loom_module_add_child(loom_module *m, const char *name,
                                             loom_module *child);
 /* The name under which m itself (not a child) registered the tensor t

@@ -288,6 +288,13 @@ START_TEST(test_null_arguments) {
     ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
     loom_clear_error();
   }
+  /* so is a second parent, which would free the child a second time */
+  loom_linear_layer *other = loom_linear_layer_new(2, 2, true);
+  ck_assert_ptr_null(loom_module_add_child(&other->base, "kid", &kid->base));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(loom_last_error(), "already has a parent"));
+  loom_clear_error();
+  loom_module_free(&other->base);
   ck_assert_int_eq(loom_module_num_elements(m), 3 * 2 + 2 + 2 * 2 + 2);
   FAILS_I(loom_module_parameters(NULL, out, 4), "module_parameters");
   FAILS_I(loom_module_num_elements(NULL), "module_parameters");
