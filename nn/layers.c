@@ -143,28 +143,58 @@ loom_embedding_layer *loom_embedding_layer_new(int64_t num, int64_t dim,
   return e;
 }
 
+static int compare_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
 /* Rows looked up with norm above max_norm are scaled down in place, as
- * torch.embedding_renorm_ does (before the lookup, outside the graph). */
-static void renorm(loom_embedding_layer *e, const loom_tensor *indices) {
-  loom_no_grad_begin();
-  loom_tensor *flat = loom_contiguous(
-      loom_to_dtype(loom_reshape(indices, 1, (int64_t[]){-1}), LOOM_I64));
-  const int64_t *ix = flat ? loom_data_i64(flat) : NULL;
-  double p = e->norm_type > 0 ? e->norm_type : 2;
-  for (int64_t i = 0; ix && i < loom_numel(flat); i++) {
-    if (ix[i] < 0 || ix[i] >= e->num)
-      break; /* the lookup reports it */
-    bool seen = false;
-    for (int64_t j = 0; j < i && !seen; j++)
-      seen = ix[j] == ix[i];
-    if (seen)
-      continue;
-    loom_tensor *row = loom_select(e->weight, 0, ix[i]);
-    double norm = loom_item(loom_norm(row, p, NULL, 0, false));
-    if (norm > e->max_norm)
-      loom_mul_scalar_(row, e->max_norm / (norm + 1e-7));
+ * torch.embedding_renorm_ does (before the lookup, outside the graph):
+ * each distinct row once, their norms in one op. 0, or -1 with an error;
+ * an index out of range leaves the weight alone for the lookup to report. */
+static int renorm(loom_embedding_layer *e, const loom_tensor *indices) {
+  int64_t n = loom_numel(indices), m = 0;
+  if (n == 0)
+    return 0;
+  int64_t *ix = malloc((size_t)n * sizeof *ix);
+  double *norm = NULL;
+  int rc = -1;
+  if (!ix) {
+    loom_set_error(LOOM_ERR_MEMORY, "Embedding: out of memory");
+    return -1;
   }
+  if (loom_copy_to_array(indices, LOOM_I64, ix, n) < 0)
+    goto done;
+  qsort(ix, (size_t)n, sizeof *ix, compare_i64);
+  for (int64_t i = 0; i < n; i++)
+    if (m == 0 || ix[i] != ix[m - 1])
+      ix[m++] = ix[i];
+  if (ix[0] < 0 || ix[m - 1] >= e->num) {
+    rc = 0;
+    goto done;
+  }
+  norm = malloc((size_t)m * sizeof *norm);
+  if (!norm) {
+    loom_set_error(LOOM_ERR_MEMORY, "Embedding: out of memory");
+    goto done;
+  }
+  loom_no_grad_begin();
+  loom_tensor *rows = loom_index_select(
+      e->weight, 0, loom_from_array(LOOM_I64, ix, 1, (int64_t[]){m}));
+  double p = e->norm_type > 0 ? e->norm_type : 2;
+  rc = loom_copy_to_array(loom_norm(rows, p, (int[]){1}, 1, false), LOOM_F64,
+                          norm, m);
+  for (int64_t i = 0; rc == 0 && i < m; i++)
+    if (norm[i] > e->max_norm)
+      rc = loom_mul_scalar_(loom_select(e->weight, 0, ix[i]),
+                            e->max_norm / (norm[i] + 1e-7))
+               ? 0
+               : -1;
   loom_no_grad_end();
+done:
+  free(ix);
+  free(norm);
+  return rc;
 }
 
 loom_tensor *loom_embedding_layer_forward(loom_embedding_layer *e,
@@ -177,8 +207,9 @@ loom_tensor *loom_embedding_layer_forward(loom_embedding_layer *e,
                      "default, or positive)",
                      e->max_norm, e->norm_type);
   loom_dtype it = loom_dtype_of(indices);
-  if (e->max_norm > 0 && (it == LOOM_I64 || it == LOOM_I32))
-    renorm(e, indices);
+  if (e->max_norm > 0 && (it == LOOM_I64 || it == LOOM_I32) &&
+      renorm(e, indices) < 0)
+    return NULL;
   return loom_embedding(e->weight, indices, e->padding_idx);
 }
 

@@ -320,6 +320,18 @@ def layers():
        lambda x: F.adaptive_avg_pool2d(x, (3, 2)), (2, 2, 7, 5))
 
     mod(Highway(4), "highway", "Highway(4)", {"x": torch.randn(3, 4)})
+
+    # max_norm: each distinct looked-up row whose norm is above it is
+    # scaled down in place before the lookup (rows 0, 2, 4, 5 here, some
+    # twice in the indices); the weight after the call is compared too.
+    emb = nn.Embedding(6, 3, max_norm=1.5, norm_type=3.0)
+    with torch.no_grad():
+        emb.weight.copy_(2 * torch.randn(6, 3))
+    wide = record(out, meta, "embedding_max_norm",
+                  "nn.Embedding(6, 3, max_norm=1.5, norm_type=3.0)", emb,
+                  {"indices": torch.tensor([[4, 0, 4, 2], [2, 5, 0, 4]])},
+                  lambda m, a: m(a["indices"]))
+    out["embedding_max_norm.after.weight"] = wide.weight.detach().clone()
     return out, meta
 
 

@@ -160,6 +160,23 @@ MODULE_RUN(run_layernorm_2,
            fwd_layer_norm, "x")
 MODULE_RUN(run_highway, loom_highway_new(4, -1), fwd_highway, "x")
 
+/* max_norm: the distinct rows looked up are renormalised in place before
+ * the lookup; the weight after the call is compared too. */
+static void run_embedding_max_norm(const char *c, loom_pool2d_opts unused) {
+  (void)unused;
+  loom_embedding_layer *e = loom_embedding_layer_new(6, 3, -1);
+  ck_assert_loom(e);
+  e->max_norm = 1.5;
+  e->norm_type = 3;
+  load_state(&e->base, c);
+  run_forward(c, &e->base, e, fwd_embedding, INPUTS("indices"));
+  char what[160];
+  snprintf(what, sizeof what, "%s.after.weight", c);
+  parity_check(&layer_stat, e->weight, loom_tensor_map_get(ref, what), RTOL,
+               ATOL, what);
+  loom_embedding_layer_free(e);
+}
+
 /* Training mode: a first forward call on x0 (not differentiated), then the
  * recorded one on x; the running statistics after both are compared. */
 static void batch_norm_train(const char *c, double eps, double momentum) {
@@ -266,6 +283,7 @@ static const layer_case cases[] = {
          .exclude_pad = true),
     POOL("adaptive_avg_pool", run_adaptive_pool, .kernel = {3, 2}),
     MODULE("highway", run_highway),
+    MODULE("embedding_max_norm", run_embedding_max_norm),
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 

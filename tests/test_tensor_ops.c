@@ -167,8 +167,8 @@ START_TEST(test_int32_indices) {
   loom_copy_(layer->weight,
              matrix(LOOM_F32, 3, 2, (double[]){3, 4, 0.3, 0.4, 6, 8}));
   loom_no_grad_end();
-  loom_tensor *looked = loom_embedding_layer_forward(layer, I32VEC(0, 2));
-  CHECK_VALUES(looked, 1e-6, 0.6, 0.8, 0.6, 0.8);
+  loom_tensor *looked = loom_embedding_layer_forward(layer, I32VEC(2, 0, 2));
+  CHECK_VALUES(looked, 1e-6, 0.6, 0.8, 0.6, 0.8, 0.6, 0.8);
   CHECK_VALUES(layer->weight, 1e-6, 0.6, 0.8, 0.3, 0.4, 0.6, 0.8);
   loom_embedding_layer_free(layer);
 
