@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c assumes a little-endian host"
@@ -352,6 +353,10 @@ done:
 loom_tensor_map *loom_safetensors_load(const char *path) {
   if (!path)
     return loom_null_argument("safetensors_load");
+  /* Checked before opening: opening a FIFO would wait for a writer. */
+  struct stat st;
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+    return LOOM_FAIL(LOOM_ERR_IO, "%s: cannot read: not a regular file", path);
   FILE *f = loom_file_open_read(path);
   if (!f)
     return NULL;

@@ -223,6 +223,11 @@ START_TEST(test_only_regular_files_replaced) {
   ck_assert_int_eq(lstat(fifo, &st), 0);
   ck_assert(S_ISFIFO(st.st_mode));
   ck_assert_int_eq(count_files("pipe.tmp"), 0);
+  /* nor read: opening it would wait for a writer that never comes */
+  ck_assert_ptr_null(loom_safetensors_load(fifo));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_IO);
+  ck_assert_ptr_nonnull(strstr(loom_last_error(), "not a regular file"));
+  loom_clear_error();
 
   test_path(link, sizeof link, "pipe-link");
   ck_assert_int_eq(symlink(fifo, link), 0);
