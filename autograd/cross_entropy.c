@@ -5,7 +5,8 @@
  * there log_softmax's output, the gather's scattered gradient, their sum
  * and log_softmax's gradient were four (N, C) tensors at the peak of a
  * step (a translation model's output layer is 10^7 floats a batch); here
- * the tape keeps the logits and a log-sum-exp per row, and backward writes
+ * the tape keeps the logits and each row's max and log-sum-exp (apart: their
+ * sum loses the log beside a large max), and backward writes
  * the one gradient, into the logits' own memory when nothing else can
  * read them again (loom__input_disposable: a training step that ended the
  * forward pass's scope before backward). tests/test_cross_entropy.c holds
@@ -99,7 +100,7 @@ loom_tensor *loom_fused_cross_entropy(const loom_tensor *logits,
                        "classes",
                        op, (long long)tv[i], (long long)i, (long long)C);
   loom_tensor *loss = loom__new(x->dtype, t->ndim, t->shape, op);
-  loom_tensor *lse = loss ? loom_empty(x->dtype, t->ndim, t->shape) : NULL;
+  loom_tensor *lse = loss ? loom_empty(x->dtype, 1, (int64_t[]){2 * N}) : NULL;
   if (!lse)
     return NULL;
   loom__kernel_cross_entropy(loss, lse, x, t, ignore_index, eps);

@@ -645,9 +645,13 @@ void loom__kernel_softmax_grad(loom_tensor *gin, const loom_tensor *y,
 
 /* ---- cross entropy ---- */
 
-/* Rows [o0, o1) of the loss and of lse; the sums in double, in an order
- * fixed by C alone. Float rows take exp in chunks the compiler vectorises
- * (loom__expf), as softmax_last_f32 does. */
+/* Rows [o0, o1) of the loss and of lse, which holds each row's max m and
+ * log sum_j exp(x_j - m) apart: their sum would absorb the log where the
+ * logits are large (m = -1e30: m + log 4 == m), and the loss and the
+ * gradient, formed from it, lose what is left. Both are formed from the
+ * differences x_j - m, as log_softmax forms them; the sums in double, in
+ * an order fixed by C alone. Float rows take exp in chunks the compiler
+ * vectorises (loom__expf), as softmax_last_f32 does. */
 #define CHUNK 256
 LOOM__ISA_FUNCTION(cross_entropy_f32,
                    (float *restrict loss, float *restrict lse,
@@ -657,15 +661,15 @@ LOOM__ISA_FUNCTION(cross_entropy_f32,
                    (loss, lse, x, target, o0, o1, C, ignore, eps)) {
   for (int64_t o = o0; o < o1; o++) {
     if (target[o] == ignore) {
-      loss[o] = lse[o] = 0;
+      loss[o] = lse[2 * o] = lse[2 * o + 1] = 0;
       continue;
     }
     const float *xr = x + o * C;
     float m = row_max_f32(xr, C);
     if (m == -INFINITY)
-      m = 0; /* a row of -inf: the sum of exps is 0, lse -inf */
+      m = 0; /* a row of -inf: the sum of exps is 0, its log -inf */
     int64_t j;
-    double sp[PART] = {0}, xp[PART] = {0};
+    double sp[PART] = {0}, xp[PART] = {0}, dm = m;
     float e[CHUNK];
     for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
       int64_t n = C - j0 < CHUNK ? C - j0 : CHUNK;
@@ -674,18 +678,19 @@ LOOM__ISA_FUNCTION(cross_entropy_f32,
       for (j = 0; j + PART <= n; j += PART)
         for (int w = 0; w < PART; w++) {
           sp[w] += e[j + w];
-          xp[w] += xr[j0 + j + w];
+          xp[w] += xr[j0 + j + w] - dm;
         }
       for (; j < n; j++) {
         sp[j % PART] += e[j];
-        xp[j % PART] += xr[j0 + j];
+        xp[j % PART] += xr[j0 + j] - dm;
       }
     }
-    double l = m + log(sum_parts(sp));
-    lse[o] = (float)l;
+    double l = log(sum_parts(sp));
+    lse[2 * o] = m;
+    lse[2 * o + 1] = (float)l;
     /* without smoothing a -inf logit elsewhere costs nothing (not 0 inf) */
     double smooth = eps > 0 ? eps / (double)C * sum_parts(xp) : 0;
-    loss[o] = (float)(l - (1 - eps) * xr[target[o]] - smooth);
+    loss[o] = (float)(l - (1 - eps) * (xr[target[o]] - dm) - smooth);
   }
 }
 
@@ -702,9 +707,10 @@ LOOM__ISA_FUNCTION(cross_entropy_grad_f32,
       continue;
     }
     const float *xr = x + o * C;
-    float gi = g[o], l = lse[o], u = (float)(eps / (double)C);
+    float gi = g[o], m = lse[2 * o], l = lse[2 * o + 1];
+    float u = (float)(eps / (double)C);
     _Pragma("GCC ivdep") for (int64_t j = 0; j < C; j++) out[j] =
-        gi * (loom__expf(xr[j] - l) - u);
+        gi * (loom__expf(xr[j] - m - l) - u);
     out[target[o]] -= gi * (float)(1 - eps);
   }
 }
@@ -715,7 +721,7 @@ static void cross_entropy_f64(double *loss, double *lse, const double *x,
                               int64_t C, int64_t ignore, double eps) {
   for (int64_t o = o0; o < o1; o++) {
     if (target[o] == ignore) {
-      loss[o] = lse[o] = 0;
+      loss[o] = lse[2 * o] = lse[2 * o + 1] = 0;
       continue;
     }
     const double *xr = x + o * C;
@@ -726,10 +732,12 @@ static void cross_entropy_f64(double *loss, double *lse, const double *x,
       m = 0;
     for (int64_t j = 0; j < C; j++) {
       s += exp(xr[j] - m);
-      sx += xr[j];
+      sx += xr[j] - m;
     }
-    lse[o] = m + log(s);
-    loss[o] = lse[o] - (1 - eps) * xr[target[o]] -
+    double l = log(s);
+    lse[2 * o] = m;
+    lse[2 * o + 1] = l;
+    loss[o] = l - (1 - eps) * (xr[target[o]] - m) -
               (eps > 0 ? eps / (double)C * sx : 0);
   }
 }
@@ -745,8 +753,9 @@ static void cross_entropy_grad_f64(double *gin, const double *x,
       continue;
     }
     const double *xr = x + o * C;
+    double m = lse[2 * o], l = lse[2 * o + 1];
     for (int64_t j = 0; j < C; j++)
-      out[j] = g[o] * (exp(xr[j] - lse[o]) - eps / (double)C);
+      out[j] = g[o] * (exp(xr[j] - m - l) - eps / (double)C);
     out[target[o]] -= g[o] * (1 - eps);
   }
 }
@@ -800,7 +809,7 @@ void loom__kernel_cross_entropy_grad(loom_tensor *gin, const loom_tensor *x,
                                      const loom_tensor *target,
                                      const loom_tensor *g, int64_t ignore,
                                      double eps) {
-  int64_t N = lse->numel, C = x->shape[x->ndim - 1];
+  int64_t N = target->numel, C = x->shape[x->ndim - 1];
   cross_entropy_job j = {.out = gin->data,
                          .lse = (void *)lse->data,
                          .x = x->data,

@@ -167,15 +167,17 @@ void loom__kernel_softmax_grad(loom_tensor *gin, const loom_tensor *y,
                                const loom_tensor *g, int dim, bool log);
 /* Cross entropy of contiguous logits x (..., C), rows of C, against
  * contiguous int64 targets (...), one per row,
- * label smoothed by eps: loss[i] = lse_i - (1 - eps) x[i, t_i]
- * - eps / C sum_j x[i, j], with lse_i = log sum_j exp x[i, j] written to
- * lse[i]; rows whose target is `ignore` get 0 (both). Targets are checked
- * by the caller. */
+ * label smoothed by eps: with m_i = max_j x[i, j] and l_i = log sum_j
+ * exp(x[i, j] - m_i), loss[i] = l_i - (1 - eps) (x[i, t_i] - m_i) - eps / C
+ * sum_j (x[i, j] - m_i); m_i and l_i go to lse[2 i], lse[2 i + 1] (lse
+ * holds 2 N, kept apart: m_i + l_i loses l_i where |m_i| is large). Rows
+ * whose target is `ignore` get 0 (all three). Targets are checked by the
+ * caller. */
 void loom__kernel_cross_entropy(loom_tensor *loss, loom_tensor *lse,
                                 const loom_tensor *x, const loom_tensor *target,
                                 int64_t ignore, double eps);
 /* Its gradient for the loss's gradient g (N): gin[i, j] = g[i] (exp(x[i, j]
- * - lse_i) - eps / C - (1 - eps) [j == t_i]), zero rows where ignored.
+ * - m_i - l_i) - eps / C - (1 - eps) [j == t_i]), zero rows where ignored.
  * gin may be x itself (each element is read before it is written). */
 void loom__kernel_cross_entropy_grad(loom_tensor *gin, const loom_tensor *x,
                                      const loom_tensor *lse,

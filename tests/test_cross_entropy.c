@@ -101,6 +101,62 @@ START_TEST(test_extremes) {
 }
 END_TEST
 
+/* The loss and gradient of one row of logits at the given dtype. */
+static loom_tensor *row_loss(loom_dtype type, const double *v, int64_t C,
+                             int64_t target, double eps, loom_tensor **grad) {
+  loom_tensor *x = loom_set_requires_grad(
+      loom_from_array(LOOM_F64, v, LOOM_SHAPE(1, C)), false);
+  x = loom_set_requires_grad(loom_to_dtype(x, type), true);
+  loom_tensor *t = loom_from_array(LOOM_I64, &target, LOOM_SHAPE(1));
+  loom_tensor *l = loom_fused_cross_entropy(x, t, -100, eps);
+  ck_assert_loom(l);
+  ck_assert_int_eq(loom_backward(loom_sum_all(l)), 0);
+  *grad = loom_to_dtype(loom_grad(x), LOOM_F64);
+  return l;
+}
+
+/* Logits of large magnitude: the row's max and the log of its sum of
+ * exps are kept apart (-1e30 + log 4 is -1e30: the loss had been 0, with
+ * smoothing 7e13, and the gradient [1, 0, 1, 1]); and a float32 row near
+ * 1e5 gets the gradient its float64 values give, to float precision (it
+ * had been 4e-4 off, through the log-sum-exp rounded to float). */
+START_TEST(test_large_magnitudes) {
+  loom_dtype types[] = {LOOM_F32, LOOM_F64};
+  for (int k = 0; k < 2; k++)
+    for (int e = 0; e < 2; e++) {
+      loom_tensor *g;
+      double tol = types[k] == LOOM_F32 ? 1e-6 : 1e-15;
+      double eps = e ? 0.2 : 0;
+      loom_tensor *l = row_loss(
+          types[k], (double[]){-1e30, -1e30, -1e30, -1e30}, 4, 1, eps, &g);
+      ck_assert_double_eq_tol(loom_item(l), log(4), tol);
+      for (int64_t j = 0; j < 4; j++) /* softmax - eps / C - (1 - eps) [j = 1] */
+        ck_assert_double_eq_tol(loom_get(g, (int64_t[]){0, j}),
+                                0.25 - eps / 4 - (j == 1) * (1 - eps), tol);
+    }
+  loom_tensor *g;
+  double big[] = {1e308, 1e308, -1e308, 0};
+  ck_assert_double_eq_tol(loom_item(row_loss(LOOM_F64, big, 4, 1, 0, &g)),
+                          log(2), 1e-15);
+  ck_assert_double_eq_tol(loom_get(g, (int64_t[]){0, 1}), -0.5, 1e-15);
+  /* smoothing averages the -inf of x - max for the third class in */
+  double l = loom_item(row_loss(LOOM_F64, big, 4, 1, 0.1, &g));
+  ck_assert(isinf(l) && l > 0);
+
+  double near[] = {100000, 100001, 99998, 100003, 99999.5};
+  loom_tensor *g32, *g64;
+  double l32 = loom_item(row_loss(LOOM_F32, near, 5, 2, 0.1, &g32));
+  double l64 = loom_item(row_loss(LOOM_F64, near, 5, 2, 0.1, &g64));
+  ck_assert_double_eq_tol(l32, l64, 1e-6 * l64);
+  for (int64_t j = 0; j < 5; j++) {
+    double a = loom_get(g32, (int64_t[]){0, j}),
+           b = loom_get(g64, (int64_t[]){0, j});
+    ck_assert_msg(fabs(a - b) <= 1e-6 * fabs(b) + 1e-9,
+                  "class %lld: %.9g, float64 %.9g", (long long)j, a, b);
+  }
+}
+END_TEST
+
 /* A mean with no weight to average over (every target ignored, or kept
  * ones of class weight 0) is NaN; an ignored target's logits get gradient
  * 0, a kept one's NaN (-0 / 0), as torch 1.13 gives them. 'n' marks NaN. */
@@ -358,6 +414,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_fused_equals_composition);
   tcase_add_test(tc, test_extremes);
+  tcase_add_test(tc, test_large_magnitudes);
   tcase_add_test(tc, test_mean_over_no_weight);
   tcase_add_test(tc, test_cross_entropy_paths);
   tcase_add_test(tc, test_gradient_in_place);
