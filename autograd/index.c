@@ -157,14 +157,26 @@ static void index_select_graph_backward(loom__node *n, loom_tensor *const *g) {
                                     (int)n->i[0], index, g[0], 1));
 }
 
+/* A 0-dim tensor is indexed as one of shape (1,) and keeps its shape, so
+ * it takes one index: the result has no room for more. */
+static int scalar_index(const loom_tensor *t, const loom_tensor *ix,
+                        const char *op) {
+  if (t->ndim || ix->numel == 1)
+    return 0;
+  loom_set_error(LOOM_ERR_SHAPE, "%s: a 0-dim tensor takes one index, got %lld",
+                 op, (long long)ix->numel);
+  return -1;
+}
+
 loom_tensor *loom_index_select(const loom_tensor *t, int dim,
                                const loom_tensor *index) {
   if (!t || !index)
     return loom_null_argument("index_select");
   int d = loom__dim(dim, t->ndim, "index_select");
   const loom_tensor *ix = d < 0 ? NULL : as_index_vector(index, "index_select");
-  if (!ix || loom__kernel_check_index(ix, t->ndim ? t->shape[d] : 1,
-                                      "index_select") < 0)
+  if (!ix || scalar_index(t, ix, "index_select") < 0 ||
+      loom__kernel_check_index(ix, t->ndim ? t->shape[d] : 1, "index_select") <
+          0)
     return NULL;
   int64_t shape[LOOM_MAX_DIMS];
   memcpy(shape, t->shape, sizeof shape);
@@ -201,7 +213,7 @@ loom_tensor *loom_index_add(const loom_tensor *t, int dim,
     return loom_null_argument("index_add");
   int d = loom__dim(dim, t->ndim, "index_add");
   const loom_tensor *ix = d < 0 ? NULL : as_index_vector(index, "index_add");
-  if (!ix)
+  if (!ix || scalar_index(t, ix, "index_add") < 0)
     return NULL;
   bool ok = src->ndim == t->ndim;
   for (int k = 0; ok && k < t->ndim; k++)

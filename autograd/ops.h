@@ -166,7 +166,8 @@ LOOM_API loom_tensor *loom_pad(const loom_tensor *t, const int64_t *pad, int n,
 LOOM_API loom_tensor *loom_gather(const loom_tensor *t, int dim,
                                   const loom_tensor *index);
 /* Picks entries of `dim` by a 1-D int64 or int32 index. Differentiable in
- * t. */
+ * t. A 0-dim t takes exactly one index (0), else LOOM_ERR_SHAPE; so does
+ * index_add's. */
 LOOM_API loom_tensor *loom_index_select(const loom_tensor *t, int dim,
                                         const loom_tensor *index);
 /* A copy of t with src added at gathered positions: out[index[i][j]][j] +=

@@ -130,7 +130,8 @@ START_TEST(test_large_magnitudes) {
       loom_tensor *l = row_loss(
           types[k], (double[]){-1e30, -1e30, -1e30, -1e30}, 4, 1, eps, &g);
       ck_assert_double_eq_tol(loom_item(l), log(4), tol);
-      for (int64_t j = 0; j < 4; j++) /* softmax - eps / C - (1 - eps) [j = 1] */
+      /* softmax - eps / C - (1 - eps) [j == target] */
+      for (int64_t j = 0; j < 4; j++)
         ck_assert_double_eq_tol(loom_get(g, (int64_t[]){0, j}),
                                 0.25 - eps / 4 - (j == 1) * (1 - eps), tol);
     }

@@ -52,6 +52,20 @@ START_TEST(test_gather_and_index_select) {
   CHECK_ERROR(LOOM_ERR_SHAPE, "gather");
   ck_assert_ptr_null(loom_index_select(m, 1, IVEC(0, -1)));
   CHECK_ERROR(LOOM_ERR_INDEX, "index_select: index -1");
+  /* a 0-dim tensor takes one index: its result has room for no more (two
+   * had returned uninitialised memory, and index_add added nothing) */
+  loom_tensor *five = loom_scalar(LOOM_F64, 5);
+  CHECK_VALUES(loom_index_select(five, 0, IVEC(0)), 0, 5);
+  loom_tensor *two = loom_scalar(LOOM_F64, 2);
+  CHECK_VALUES(loom_index_add(five, 0, IVEC(0), two, 1), 0, 7);
+  ck_assert_ptr_null(loom_index_select(five, 0, IVEC(0, 0)));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "index_select: a 0-dim tensor takes one index, "
+                              "got 2");
+  ck_assert_ptr_null(loom_index_add(five, 0, IVEC(0, 0), two, 1));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "index_add: a 0-dim tensor takes one index");
+  ck_assert_ptr_null(
+      loom_index_select(five, 0, loom_zeros(LOOM_I64, LOOM_SHAPE(0))));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "got 0");
 }
 END_TEST
 
