@@ -162,6 +162,11 @@ loom_tensor *loom_clamp_(loom_tensor *t, double lo, double hi) {
     return NULL;
   if (!(lo <= hi)) /* as loom_clamp */
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "clamp_: bounds [%g, %g]", lo, hi);
+  if (!loom_dtype_is_float(t->dtype) && loom__clamp_fractional(lo, hi))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "clamp_: bounds [%g, %g] on a %s tensor (in place the "
+                     "result must stay integral)",
+                     lo, hi, loom_dtype_name(t->dtype));
   loom__clamp_bounds(t->dtype, &lo, &hi);
   if (loom__kernel_unary(&loom__clamp_kernel, t, t, (double[]){lo, hi}) < 0)
     return NULL;

@@ -293,7 +293,9 @@ LOOM_API loom_tensor *loom_softplus(const loom_tensor *t, double beta,
                                     double threshold);
 /* Limits to [lo, hi]; pass -INFINITY / INFINITY for no bound. The gradient
  * passes where lo <= x <= hi. LOOM_ERR_ARGUMENT for lo > hi or a NaN
- * bound (torch gives hi everywhere, or NaN). */
+ * bound (torch gives hi everywhere, or NaN). An integer tensor keeps its
+ * dtype unless a finite bound is not an integer: then the result is
+ * float32, as torch's (loom_clamp_ refuses that, LOOM_ERR_ARGUMENT). */
 LOOM_API loom_tensor *loom_clamp(const loom_tensor *t, double lo, double hi);
 
 /* ------------------------------------------------ reductions
@@ -323,7 +325,8 @@ LOOM_API loom_tensor *loom_amin(const loom_tensor *t, const int *dims, int n,
                                 bool keepdim);
 /* Max/min along one dim; if `indices` is non-NULL it receives the int64
  * positions (first occurrence; owned by the scope). The gradient goes to the
- * chosen position. */
+ * chosen position. LOOM_ERR_SHAPE when `dim` has size 0 (no extreme);
+ * other dims of size 0 give empty results. */
 LOOM_API loom_tensor *loom_max(const loom_tensor *t, int dim, bool keepdim,
                                loom_tensor **indices);
 LOOM_API loom_tensor *loom_min(const loom_tensor *t, int dim, bool keepdim,

@@ -265,7 +265,9 @@ static loom_tensor *arg_extreme(bool is_max, const loom_tensor *t, int dim,
   int d = loom__dim(dim, t->ndim, name);
   if (d < 0)
     return NULL;
-  if (t->numel == 0)
+  /* As amax: an empty dim has no extreme, while other dims of size 0
+   * give an empty result. */
+  if (t->numel == 0 && t->shape[d] == 0)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "%s: empty tensor %s", name,
                      loom_shape_text(t));
   reduction r;

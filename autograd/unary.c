@@ -286,11 +286,20 @@ void loom__clamp_bounds(loom_dtype dtype, double *lo, double *hi) {
   }
 }
 
+bool loom__clamp_fractional(double lo, double hi) {
+  return (isfinite(lo) && lo != floor(lo)) || (isfinite(hi) && hi != floor(hi));
+}
+
 loom_tensor *loom_clamp(const loom_tensor *t, double lo, double hi) {
   if (!t)
     return loom_null_argument("clamp");
   if (!(lo <= hi)) /* lo > hi, or a NaN bound: a mistake, not a limit */
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "clamp: bounds [%g, %g]", lo, hi);
+  /* between two integers: the result is float, as the scalar ops' (the
+   * bounds rounded inwards could cross: [0.2, 0.8] became [1, 0]) */
+  if (!loom_dtype_is_float(t->dtype) && loom__clamp_fractional(lo, hi) &&
+      !(t = loom_to_dtype(t, LOOM_DTYPE_DEFAULT)))
+    return NULL;
   loom__clamp_bounds(t->dtype, &lo, &hi);
   return unary(U_clamp, t, lo, hi);
 }

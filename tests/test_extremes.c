@@ -541,9 +541,10 @@ START_TEST(test_argument_ranges_of_layers_and_losses) {
 END_TEST
 
 /* Reductions of empty tensors, as torch 1.13: over dims that are not
- * empty they give empty results (they had been refused), over an empty
- * one amax refuses (no extreme) and logsumexp gives -inf; clamp refuses a
- * NaN bound as it refuses lo > hi. */
+ * empty they give empty results (they had been refused, and max, min,
+ * argmax and argmin were until later), over an empty one amax refuses (no
+ * extreme) and logsumexp gives -inf; clamp refuses a NaN bound as it
+ * refuses lo > hi. */
 START_TEST(test_empty_reductions_and_clamp_bounds) {
   loom_tensor *a = loom_zeros(LOOM_F64, LOOM_SHAPE(0, 3));
   CHECK_SHAPE(loom_amax(a, (int[]){1}, 1, false), 0);
@@ -554,11 +555,40 @@ START_TEST(test_empty_reductions_and_clamp_bounds) {
                -INFINITY);
   ck_assert_ptr_null(loom_amax(a, (int[]){0}, 1, false));
   EXPECT_ERROR(LOOM_ERR_SHAPE, "amax: empty tensor [0, 3]");
+  /* max and min along a dim, with their indices, likewise */
+  loom_tensor *ix = NULL;
+  loom_tensor *e =
+      loom_set_requires_grad(loom_zeros(LOOM_F64, LOOM_SHAPE(0, 3)), true);
+  loom_tensor *m = loom_max(e, 1, true, &ix);
+  CHECK_SHAPE(m, 0, 1);
+  CHECK_SHAPE(ix, 0, 1);
+  ck_assert_int_eq(loom_backward(loom_sum_all(m)), 0);
+  CHECK_SHAPE(loom_grad(e), 0, 3);
+  ck_assert_int_eq(loom_dtype_of(ix), LOOM_I64);
+  CHECK_SHAPE(loom_min(a, -1, false, NULL), 0);
+  CHECK_SHAPE(loom_argmax(a, 1, false), 0);
+  CHECK_SHAPE(loom_argmin(a, 1, true), 0, 1);
+  ck_assert_ptr_null(loom_argmax(a, 0, false));
+  EXPECT_ERROR(LOOM_ERR_SHAPE, "max: empty tensor [0, 3]");
   loom_tensor *x = loom_ones(LOOM_F64, LOOM_SHAPE(2));
   ck_assert_ptr_null(loom_clamp(x, NAN, 1));
   EXPECT_ERROR(LOOM_ERR_ARGUMENT, "clamp: bounds [nan, 1]");
   ck_assert_ptr_null(loom_clamp(x, 2, 1));
   EXPECT_ERROR(LOOM_ERR_ARGUMENT, "clamp: bounds [2, 1]");
+  /* an integer tensor between fractional bounds gives floats, as torch's
+   * (it had rounded them inwards to [1, 0]: -7, 0, 3 -> 1, 1, 0) */
+  loom_tensor *i =
+      loom_from_array(LOOM_I64, (int64_t[]){-7, 0, 3}, 1, (int64_t[]){3});
+  loom_tensor *c = loom_clamp(i, 0.25, 0.75);
+  ck_assert_int_eq(loom_dtype_of(c), LOOM_F32);
+  CHECK_VALUES(c, 0, 0.25, 0.25, 0.75);
+  CHECK_VALUES(loom_clamp(i, -1, 1.5), 0, -1, 0, 1.5);
+  c = loom_clamp(i, -INFINITY, 2); /* an open side keeps the dtype */
+  ck_assert_int_eq(loom_dtype_of(c), LOOM_I64);
+  CHECK_VALUES(c, 0, -7, 0, 2);
+  ck_assert_ptr_null(loom_clamp_(i, 0.25, 0.75));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "clamp_: bounds [0.25, 0.75] on a int64");
+  CHECK_VALUES(loom_clamp_(i, -2, 1e30), 0, -2, 0, 3);
 }
 END_TEST
 
