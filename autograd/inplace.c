@@ -162,7 +162,7 @@ loom_tensor *loom_clamp_(loom_tensor *t, double lo, double hi) {
     return NULL;
   if (!(lo <= hi)) /* as loom_clamp */
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "clamp_: bounds [%g, %g]", lo, hi);
-  if (!loom_dtype_is_float(t->dtype) && loom__clamp_fractional(lo, hi))
+  if (!loom_dtype_is_float(t->dtype) && loom__clamp_needs_float(lo, hi))
     return LOOM_FAIL(LOOM_ERR_ARGUMENT,
                      "clamp_: bounds [%g, %g] on a %s tensor (in place the "
                      "result must stay integral)",

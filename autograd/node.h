@@ -302,9 +302,10 @@ loom_tensor *loom__to_promoted(const loom_tensor *x, loom_dtype t);
 /* Clamp bounds for a tensor of `dtype`: for integers, the integers inside
  * [lo, hi], saturated to what int64 holds (loom_clamp, loom_clamp_). */
 void loom__clamp_bounds(loom_dtype dtype, double *lo, double *hi);
-/* Whether a finite bound lies between two integers: an integer tensor
- * clamped there needs float results (infinite bounds leave a side open). */
-bool loom__clamp_fractional(double lo, double hi);
+/* Whether a finite bound lies between two integers or beyond int64: an
+ * integer tensor clamped there needs float results, as with the scalar
+ * ops (infinite bounds leave a side open). */
+bool loom__clamp_needs_float(double lo, double hi);
 
 /* Called by gradcheck to learn which registry ops its function used: on
  * this thread, while loom__coverage_set(true), recording op calls

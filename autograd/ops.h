@@ -294,8 +294,9 @@ LOOM_API loom_tensor *loom_softplus(const loom_tensor *t, double beta,
 /* Limits to [lo, hi]; pass -INFINITY / INFINITY for no bound. The gradient
  * passes where lo <= x <= hi. LOOM_ERR_ARGUMENT for lo > hi or a NaN
  * bound (torch gives hi everywhere, or NaN). An integer tensor keeps its
- * dtype unless a finite bound is not an integer: then the result is
- * float32, as torch's (loom_clamp_ refuses that, LOOM_ERR_ARGUMENT). */
+ * dtype unless a finite bound is not an integer or lies beyond int64:
+ * then the result is float32, as torch's (loom_clamp_ refuses that,
+ * LOOM_ERR_ARGUMENT). */
 LOOM_API loom_tensor *loom_clamp(const loom_tensor *t, double lo, double hi);
 
 /* ------------------------------------------------ reductions

@@ -286,8 +286,12 @@ void loom__clamp_bounds(loom_dtype dtype, double *lo, double *hi) {
   }
 }
 
-bool loom__clamp_fractional(double lo, double hi) {
-  return (isfinite(lo) && lo != floor(lo)) || (isfinite(hi) && hi != floor(hi));
+static bool needs_float(double b) {
+  return isfinite(b) && (b != floor(b) || fabs(b) >= 0x1p63);
+}
+
+bool loom__clamp_needs_float(double lo, double hi) {
+  return needs_float(lo) || needs_float(hi);
 }
 
 loom_tensor *loom_clamp(const loom_tensor *t, double lo, double hi) {
@@ -295,9 +299,10 @@ loom_tensor *loom_clamp(const loom_tensor *t, double lo, double hi) {
     return loom_null_argument("clamp");
   if (!(lo <= hi)) /* lo > hi, or a NaN bound: a mistake, not a limit */
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "clamp: bounds [%g, %g]", lo, hi);
-  /* between two integers: the result is float, as the scalar ops' (the
-   * bounds rounded inwards could cross: [0.2, 0.8] became [1, 0]) */
-  if (!loom_dtype_is_float(t->dtype) && loom__clamp_fractional(lo, hi) &&
+  /* between two integers or beyond int64: the result is float, as the
+   * scalar ops' (the bounds rounded inwards could cross: [0.2, 0.8] became
+   * [1, 0]; [1e30, 2e30] gave 2^63) */
+  if (!loom_dtype_is_float(t->dtype) && loom__clamp_needs_float(lo, hi) &&
       !(t = loom_to_dtype(t, LOOM_DTYPE_DEFAULT)))
     return NULL;
   loom__clamp_bounds(t->dtype, &lo, &hi);

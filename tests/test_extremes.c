@@ -588,7 +588,7 @@ START_TEST(test_empty_reductions_and_clamp_bounds) {
   CHECK_VALUES(c, 0, -7, 0, 2);
   ck_assert_ptr_null(loom_clamp_(i, 0.25, 0.75));
   EXPECT_ERROR(LOOM_ERR_ARGUMENT, "clamp_: bounds [0.25, 0.75] on a int64");
-  CHECK_VALUES(loom_clamp_(i, -2, 1e30), 0, -2, 0, 3);
+  CHECK_VALUES(loom_clamp_(i, -2, INFINITY), 0, -2, 0, 3);
 }
 END_TEST
 

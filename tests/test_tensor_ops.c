@@ -330,16 +330,21 @@ START_TEST(test_nan_and_clamp) {
   CHECK_VALUES(loom_clamp(x, -INFINITY, INFINITY), 0, -5, -0.5, 0.5, 5, NAN);
   ck_assert_ptr_null(loom_clamp(x, 1, -1));
   CHECK_ERROR(LOOM_ERR_ARGUMENT, "clamp");
-  /* integer tensors take the integers inside the bounds */
+  /* integer tensors stay integers at integral or infinite bounds; at a
+   * fractional one the result is float (as torch's), not in place */
   loom_tensor *i = IVEC(-5, 0, 7);
   CHECK_VALUES(loom_clamp(i, -INFINITY, INFINITY), 0, -5, 0, 7);
-  CHECK_VALUES(loom_clamp(i, -0.5, 6.5), 0, 0, 0, 6);
+  CHECK_VALUES(loom_clamp(i, -0.5, 6.5), 0, -0.5, 0, 6.5);
+  ck_assert_int_eq(loom_dtype_of(loom_clamp(i, -0.5, 6.5)), LOOM_F32);
   loom_tensor *j = loom_clone(i);
   CHECK_VALUES(loom_clamp_(j, -INFINITY, INFINITY), 0, -5, 0, 7);
-  CHECK_VALUES(loom_clamp_(j, -0.5, 6.5), 0, 0, 0, 6);
-  /* bounds beyond int64 saturate (in place too) */
-  CHECK_VALUES(loom_clamp(i, 1e30, 2e30), 0, 9.2e18, 9.2e18, 9.2e18);
-  CHECK_VALUES(loom_clamp_(j, 1e30, 2e30), 0, 9.2e18, 9.2e18, 9.2e18);
+  CHECK_VALUES(loom_clamp_(j, 0, 6), 0, 0, 0, 6);
+  ck_assert_ptr_null(loom_clamp_(j, -0.5, 6.5));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "clamp_: bounds [-0.5, 6.5]");
+  /* so at bounds beyond int64 (which had saturated to 2^63) */
+  CHECK_VALUES(loom_clamp(i, 1e30, 2e30), 1e-7, 1e30, 1e30, 1e30);
+  ck_assert_ptr_null(loom_clamp_(j, 1e30, 2e30));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "clamp_: bounds [1e+30, 2e+30]");
 }
 END_TEST
 
@@ -420,7 +425,7 @@ START_TEST(test_integer_overflow_wraps) {
   loom_tensor *c = loom_clamp(a, -3e9, 3e9);
   ck_assert_int_eq(loom_dtype_of(c), LOOM_I32);
   CHECK_VALUES(c, 0, 2147483647, -2147483648.0, 46341, -7);
-  CHECK_VALUES(loom_clamp(a, -5, 5.5), 0, 5, -5, 5, -5);
+  CHECK_VALUES(loom_clamp(a, -5, 5), 0, 5, -5, 5, -5);
   /* in place too */
   loom_tensor *b = loom_clone(a);
   ck_assert_ptr_nonnull(loom_add_(b, I32VEC(1, -1, 0, 0), 3));
