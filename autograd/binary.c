@@ -123,21 +123,22 @@ static void pow_backward(loom__node *n, loom_tensor *const *g) {
 }
 
 /* maximum/minimum: the gradient goes to the chosen input, split evenly on
- * ties (as PyTorch does). */
+ * ties, and to both where a NaN is compared (neither loses), as PyTorch's:
+ * a NaN in the forward pass is not hidden from the backward one. */
 static void extremum_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *a = loom__saved(n, 0), *b = loom__saved(n, 1);
   bool is_max = n->op == &loom__op_maximum;
   loom_tensor *tie = loom_eq(a, b);
   loom_tensor *half = loom_mul_scalar(g[0], 0.5);
-  loom_tensor *a_wins = is_max ? loom_gt(a, b) : loom_lt(a, b);
-  loom_tensor *b_wins = is_max ? loom_lt(a, b) : loom_gt(a, b);
+  loom_tensor *a_loses = is_max ? loom_lt(a, b) : loom_gt(a, b);
+  loom_tensor *b_loses = is_max ? loom_gt(a, b) : loom_lt(a, b);
   loom_tensor *zero = loom_zeros_like(g[0]);
   if (loom__needs_grad(n, 0))
     loom__accumulate(n, 0,
-                     loom_where(a_wins, g[0], loom_where(tie, half, zero)));
+                     loom_where(tie, half, loom_where(a_loses, zero, g[0])));
   if (loom__needs_grad(n, 1))
     loom__accumulate(n, 1,
-                     loom_where(b_wins, g[0], loom_where(tie, half, zero)));
+                     loom_where(tie, half, loom_where(b_loses, zero, g[0])));
 }
 
 #define SPEC(var, name, def, kernel, fl, save)                                 \

@@ -104,8 +104,8 @@ typedef struct {
     }                                                                          \
   }                                                                            \
                                                                                \
-  /* the output gradient of sample n, channel ch: gy, or with relu gy where    \
-   * the output is positive and 0 elsewhere (loom_relu's gradient), in buf */  \
+  /* the output gradient of sample n, channel ch: gy, or with relu 0 where    \
+   * the output is <= 0 and gy elsewhere, NaN too (loom_relu's), in buf */     \
   static inline __attribute__((always_inline))                                 \
   const T *grad_row_##S(const bn_job *j, int64_t n, int64_t ch, T *buf) {      \
     const T *gy = (const T *)j->gy + (n * j->c + ch) * j->l;                   \
@@ -114,7 +114,7 @@ typedef struct {
     const T *y = (const T *)j->ry + (n * j->c + ch) * j->l;                    \
     for (int64_t i = 0; i < j->l; i++) { /* both loaded: no branch */          \
       T g = gy[i];                                                             \
-      buf[i] = y[i] > 0 ? g : 0;                                               \
+      buf[i] = y[i] <= 0 ? 0 : g;                                              \
     }                                                                          \
     return buf;                                                                \
   }                                                                            \

@@ -323,6 +323,23 @@ START_TEST(test_nan_and_clamp) {
                NAN, NAN);
   CHECK_VALUES(loom_relu(VEC(LOOM_F32, NAN, -1)), 0, NAN, 0);
   CHECK_VALUES(loom_maximum(IVEC(1, 5), IVEC(3, 2)), 0, 3, 5);
+  /* NaN keeps its gradient, as torch's: relu passes it, maximum and
+   * minimum give it to both inputs (they had given 0) */
+  for (int k = 0; k < 3; k++) {
+    loom_tensor *p = loom_set_requires_grad(loom_clone(a), true);
+    loom_tensor *q = loom_set_requires_grad(loom_clone(b), true);
+    loom_tensor *y = k == 0   ? loom_relu(p)
+                     : k == 1 ? loom_maximum(p, q)
+                              : loom_minimum(p, q);
+    ck_assert_int_eq(loom_backward(loom_sum_all(y)), 0);
+    /* only the 2 against 3 has a loser: a for maximum, b for minimum */
+    CHECK_VALUES(loom_grad(p), 0, 1, 1, k == 1 ? 0 : 1, 1);
+    if (k)
+      CHECK_VALUES(loom_grad(q), 0, 1, 1, k == 2 ? 0 : 1, 1);
+  }
+  /* abs(-0) is +0 */
+  ck_assert(!signbit(loom_item(loom_abs(loom_scalar(LOOM_F32, -0.0)))));
+  ck_assert(!signbit(loom_item(loom_abs(loom_scalar(LOOM_F64, -0.0)))));
   loom_tensor *x = VEC(LOOM_F32, -5, -0.5, 0.5, 5, NAN);
   CHECK_VALUES(loom_clamp(x, -1, 1), 0, -1, -0.5, 0.5, 1, NAN);
   CHECK_VALUES(loom_clamp(x, -INFINITY, 1), 0, -5, -0.5, 0.5, 1, NAN);
