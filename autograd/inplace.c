@@ -167,7 +167,6 @@ loom_tensor *loom_clamp_(loom_tensor *t, double lo, double hi) {
                      "clamp_: bounds [%g, %g] on a %s tensor (in place the "
                      "result must stay integral)",
                      lo, hi, loom_dtype_name(t->dtype));
-  loom__clamp_bounds(t->dtype, &lo, &hi);
   if (loom__kernel_unary(&loom__clamp_kernel, t, t, (double[]){lo, hi}) < 0)
     return NULL;
   return t;

@@ -299,12 +299,9 @@ bool loom__inplace_ok(loom_tensor *t, const char *op);
  * scope-owned tensor, or NULL with loom_to_dtype's errors. */
 loom_tensor *loom__to_promoted(const loom_tensor *x, loom_dtype t);
 
-/* Clamp bounds for a tensor of `dtype`: for integers, the integers inside
- * [lo, hi], saturated to what int64 holds (loom_clamp, loom_clamp_). */
-void loom__clamp_bounds(loom_dtype dtype, double *lo, double *hi);
 /* Whether a finite bound lies between two integers or beyond int64: an
  * integer tensor clamped there needs float results, as with the scalar
- * ops (infinite bounds leave a side open). */
+ * ops (infinite bounds leave a side open; the kernel saturates them). */
 bool loom__clamp_needs_float(double lo, double hi);
 
 /* Called by gradcheck to learn which registry ops its function used: on

@@ -166,8 +166,8 @@ LOOM_API loom_tensor *loom_pad(const loom_tensor *t, const int64_t *pad, int n,
 LOOM_API loom_tensor *loom_gather(const loom_tensor *t, int dim,
                                   const loom_tensor *index);
 /* Picks entries of `dim` by a 1-D int64 or int32 index. Differentiable in
- * t. A 0-dim t takes exactly one index (0), else LOOM_ERR_SHAPE; so does
- * index_add's. */
+ * t. A 0-dim t takes exactly one index (0), else LOOM_ERR_SHAPE (torch
+ * returns t for any index there). */
 LOOM_API loom_tensor *loom_index_select(const loom_tensor *t, int dim,
                                         const loom_tensor *index);
 /* A copy of t with src added at gathered positions: out[index[i][j]][j] +=
@@ -177,7 +177,8 @@ LOOM_API loom_tensor *loom_scatter_add(const loom_tensor *t, int dim,
                                        const loom_tensor *index,
                                        const loom_tensor *src);
 /* A copy of t with alpha * src's slices added at 1-D `index` (int64 or
- * int32) along `dim`. Differentiable in t and src. */
+ * int32) along `dim`. Differentiable in t and src. A 0-dim t takes exactly
+ * one index and a 0-dim src, else LOOM_ERR_SHAPE. */
 LOOM_API loom_tensor *loom_index_add(const loom_tensor *t, int dim,
                                      const loom_tensor *index,
                                      const loom_tensor *src, double alpha);
@@ -293,10 +294,11 @@ LOOM_API loom_tensor *loom_softplus(const loom_tensor *t, double beta,
                                     double threshold);
 /* Limits to [lo, hi]; pass -INFINITY / INFINITY for no bound. The gradient
  * passes where lo <= x <= hi. LOOM_ERR_ARGUMENT for lo > hi or a NaN
- * bound (torch gives hi everywhere, or NaN). An integer tensor keeps its
- * dtype unless a finite bound is not an integer or lies beyond int64:
- * then the result is float32, as torch's (loom_clamp_ refuses that,
- * LOOM_ERR_ARGUMENT). */
+ * bound (torch gives hi everywhere, or NaN). An int32 or int64 tensor
+ * keeps its dtype (uint8 and bool give int64, as loom's other one-tensor
+ * ops; torch keeps uint8) unless a finite bound is not an integer or lies
+ * beyond int64: then the result has the default float dtype, as torch's
+ * (loom_clamp_ refuses that, LOOM_ERR_ARGUMENT). */
 LOOM_API loom_tensor *loom_clamp(const loom_tensor *t, double lo, double hi);
 
 /* ------------------------------------------------ reductions
@@ -394,8 +396,8 @@ LOOM_API loom_tensor *loom_log_softmax(const loom_tensor *t, int dim);
  * and 0 where target[r] == ignore_index. logits: float, any layout;
  * target: int64 shaped as logits without the last dim, each in [0, C) or
  * ignore_index. Result shaped as target, logits' dtype, owned by the
- * scope. One pass per row: the tape keeps the logits and one log-sum-exp
- * per row, and backward writes the logits' gradient alone (the
+ * scope. One pass per row: the tape keeps the logits and each row's max
+ * and log-sum-exp, and backward writes the logits' gradient alone (the
  * composition in log_softmax, gather and sum keeps four (N, C) tensors at
  * its peak), into the logits' memory when nothing but the tape holds them
  * and the graph is not retained (end the forward pass's scope before

@@ -269,29 +269,13 @@ loom_tensor *loom_softplus(const loom_tensor *t, double beta,
   return unary(U_softplus, t, beta, threshold);
 }
 
-/* Integer tensors take the integers inside the bounds, saturated so the
- * kernel's conversions are defined. */
-static double int_bound(double v) {
-  return v != v ? 0 : v < -9.2e18 ? -9.2e18 : v > 9.2e18 ? 9.2e18 : v;
-}
-
-void loom__clamp_bounds(loom_dtype dtype, double *lo, double *hi) {
-  if (!loom_dtype_is_float(dtype)) {
-    *lo = int_bound(ceil(*lo));
-    *hi = int_bound(floor(*hi));
-  }
-  if (dtype == LOOM_I32) { /* so that the kernel's conversion is defined */
-    *lo = fmin(fmax(*lo, INT32_MIN), INT32_MAX);
-    *hi = fmin(fmax(*hi, INT32_MIN), INT32_MAX);
-  }
-}
-
-static bool needs_float(double b) {
-  return isfinite(b) && (b != floor(b) || fabs(b) >= 0x1p63);
-}
+/* Whether an int64 holds s exactly: an integer tensor takes such a scalar
+ * in its own dtype, and computes in float with any other (converting it
+ * would be undefined, or rounding it would change the result). */
+static bool integral(double s) { return s == floor(s) && fabs(s) < 0x1p63; }
 
 bool loom__clamp_needs_float(double lo, double hi) {
-  return needs_float(lo) || needs_float(hi);
+  return (isfinite(lo) && !integral(lo)) || (isfinite(hi) && !integral(hi));
 }
 
 loom_tensor *loom_clamp(const loom_tensor *t, double lo, double hi) {
@@ -305,7 +289,6 @@ loom_tensor *loom_clamp(const loom_tensor *t, double lo, double hi) {
   if (!loom_dtype_is_float(t->dtype) && loom__clamp_needs_float(lo, hi) &&
       !(t = loom_to_dtype(t, LOOM_DTYPE_DEFAULT)))
     return NULL;
-  loom__clamp_bounds(t->dtype, &lo, &hi);
   return unary(U_clamp, t, lo, hi);
 }
 
@@ -317,11 +300,9 @@ loom_tensor *loom_pow_scalar(const loom_tensor *t, double exponent) {
   return unary(U_pow_scalar, t, exponent, 0);
 }
 
-/* An integer tensor with a non-integral scalar, or one no int64 holds
- * (converting it would be undefined), computes in float. */
+/* An integer tensor with a scalar no int64 holds computes in float. */
 static const loom_tensor *for_scalar(const loom_tensor *t, double s) {
-  if (t && !loom_dtype_is_float(t->dtype) &&
-      (s != floor(s) || fabs(s) >= 0x1p63))
+  if (t && !loom_dtype_is_float(t->dtype) && !integral(s))
     return loom_to_dtype(t, LOOM_DTYPE_DEFAULT);
   return t;
 }

@@ -89,14 +89,16 @@ loom_module *loom_module_add_child(loom_module *m, const char *name,
                                    loom_module *child) {
   if (!child) /* most often a constructor's failure, whose error stays */
     return loom_null_argument("module_add_child");
-  /* A module in its own subtree would make every traversal recurse
-   * without end. Not freed here: it is the parent, or one of its
-   * ancestors' children. (The walk costs the child's subtree, once.) */
+  /* A second parent would free the child a second time. Not freed here:
+   * the first parent owns it. */
   if (child->owned)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT,
                      "module_add_child: %s '%s' already has a parent (share "
                      "its tensors instead)",
                      child->type, name ? name : "(null)");
+  /* A module in its own subtree would make every traversal recurse
+   * without end. Not freed here: it is the parent, or one of its
+   * ancestors' children. (The walk costs the child's subtree, once.) */
   if (m && within(child, m))
     return LOOM_FAIL(LOOM_ERR_ARGUMENT,
                      "module_add_child: %s '%s' is or holds the parent %s (a "

@@ -175,8 +175,12 @@ typedef struct {
         const T *x = (const T *)j->x + (n * j->c + ch) * j->l;                 \
         const T *gy = grad_row_##S(j, n, ch, buf);                             \
         T *dx = (T *)j->dx + (n * j->c + ch) * j->l;                           \
-        for (int64_t i = 0; i < j->l; i++)                                     \
-          dx[i] = A * gy[i] + B * x[i] + C;                                    \
+        if (j->train)                                                          \
+          for (int64_t i = 0; i < j->l; i++)                                   \
+            dx[i] = A * gy[i] + B * x[i] + C;                                  \
+        else /* no x term: 0 x would make a NaN or inf input's gradient NaN */ \
+          for (int64_t i = 0; i < j->l; i++)                                   \
+            dx[i] = A * gy[i];                                                 \
       }                                                                        \
     }                                                                          \
     free(buf);                                                                 \

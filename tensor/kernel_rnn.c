@@ -304,7 +304,7 @@ void loom__kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
       bool on = !active || active[b];                                          \
       for (int64_t j = 0; j < H; j++)                                          \
         dp[j] = !on    ? 0                                                     \
-                : relu ? (hb[j] <= 0 ? 0 : d[j])                               \
+                : relu ? (hb[j] <= 0 ? 0 : d[j]) /* NaN passes, as relu's */   \
                        : d[j] * (1 - hb[j] * hb[j]);                           \
     }                                                                          \
   }

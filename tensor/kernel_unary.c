@@ -20,6 +20,10 @@
 #define W(v) _Generic((scalar_t)0, float: (v), double: (v), default: (uint64_t)(v))
 #define WS(v) _Generic((scalar_t)0, float: (float)(v), double: (v), \
                        default: (uint64_t)loom__to_i64(v))
+/* BOUND(v): a bound for comparing with scalar_t, saturated in integer
+ * loops (an infinite or out-of-range one converted as is is undefined). */
+#define BOUND(v) _Generic((scalar_t)0, float: (float)(v), double: (v), \
+                          int32_t: loom__to_i32(v), default: loom__to_i64(v))
 /* clang-format on */
 #define SIGMOID(v) (1 / (1 + exp(-(v))))
 

@@ -10,8 +10,11 @@
 #include "kernels.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c assumes a little-endian host"
@@ -350,14 +353,36 @@ done:
   return m;
 }
 
+/* path opened for reading if it is a regular file (the reader needs its
+ * size). Opened without blocking and then checked: opening a FIFO would
+ * wait for a writer, for ever if none comes. */
+static FILE *open_regular(const char *path) {
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    loom_set_error(LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return NULL;
+  }
+  FILE *f = NULL;
+  int flags = fcntl(fd, F_GETFL);
+  if (S_ISDIR(st.st_mode))
+    loom_set_error(LOOM_ERR_IO, "%s: is a directory, not a file", path);
+  else if (!S_ISREG(st.st_mode))
+    loom_set_error(LOOM_ERR_IO, "%s: cannot read: not a regular file", path);
+  else if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0 ||
+           !(f = fdopen(fd, "rb")))
+    loom_set_error(LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+  if (!f)
+    close(fd);
+  return f;
+}
+
 loom_tensor_map *loom_safetensors_load(const char *path) {
   if (!path)
     return loom_null_argument("safetensors_load");
-  /* Checked before opening: opening a FIFO would wait for a writer. */
-  struct stat st;
-  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
-    return LOOM_FAIL(LOOM_ERR_IO, "%s: cannot read: not a regular file", path);
-  FILE *f = loom_file_open_read(path);
+  FILE *f = open_regular(path);
   if (!f)
     return NULL;
   char *buf = NULL;

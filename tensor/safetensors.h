@@ -27,7 +27,8 @@ LOOM_API int loom_safetensors_save(const char *path, const loom_tensor_map *m);
  * BOOL are read as they are; F16, BF16 are widened to float32 and I8, I16,
  * U16, U32 to int64. NULL with an error naming
  * the file and offset on any malformed input; a path that is not a
- * regular file (a FIFO, a device) is refused before it is opened. */
+ * regular file (a directory, a FIFO, a device) is refused (LOOM_ERR_IO),
+ * without waiting for a FIFO's writer. */
 LOOM_API loom_tensor_map *loom_safetensors_load(const char *path);
 /* The same from memory; `source` names the buffer in error messages. */
 LOOM_API loom_tensor_map *loom_safetensors_parse(const void *data, size_t len,

@@ -590,6 +590,43 @@ START_TEST(test_zero_initial_state) {
 }
 END_TEST
 
+/* The fused relu RNN passes the gradient through a NaN output, as
+ * loom_relu does (it had zeroed it): xp's gradient equals the composition's,
+ * with a NaN in the last step's input. */
+START_TEST(test_relu_nan_gradient) {
+  loom_rng *g = loom_rng_new(3);
+  int64_t T = 3, B = 2, H = 4;
+  loom_tensor *xp0 = loom_randn(g, LOOM_F64, 0.5, 1, LOOM_SHAPE(T, B, H));
+  loom_tensor *w = loom_randn(g, LOOM_F64, 0, 0.5, LOOM_SHAPE(H, H));
+  loom_tensor *b = loom_randn(g, LOOM_F64, 0, 0.5, LOOM_SHAPE(H));
+  loom_tensor *h0 = loom_zeros(LOOM_F64, LOOM_SHAPE(B, H));
+  ck_assert_int_eq(loom_set(xp0, (int64_t[]){T - 1, 0, 1}, NAN), 0);
+  loom_tensor *grad[2];
+  for (int fused = 0; fused < 2; fused++) {
+    loom_tensor *xp = loom_set_requires_grad(loom_clone(xp0), true);
+    loom_tensor *out = NULL, *h = h0, *hn = NULL, *steps[3];
+    if (fused) {
+      ck_assert_int_eq(
+          loom_rnn_sequence(xp, w, b, h0, NULL, false, true, &out, &hn), 0);
+    } else {
+      for (int64_t t = 0; t < T; t++)
+        steps[t] = h = loom_relu(loom_add(
+            loom_add(loom_select(xp, 0, t), b), loom_matmul(h, loom_t(w))));
+      out = loom_stack(steps, 3, 0);
+    }
+    ck_assert_loom(out);
+    ck_assert_int_eq(loom_backward(loom_sum_all(out)), 0);
+    grad[fused] = loom_grad(xp);
+  }
+  ck_assert(loom_get(grad[1], (int64_t[]){T - 1, 0, 1}) == 1);
+  ck_assert_double_eq_tol(
+      loom_item(loom_amax(loom_abs(loom_sub(grad[0], grad[1])), NULL, 0,
+                          false)),
+      0, 1e-12);
+  loom_rng_free(g);
+}
+END_TEST
+
 /* Layers of no hidden units (H == 0) differentiate twice: the recorded
  * backward recomposes each step from its gates' columns (loom_chunk makes
  * no chunks of a 0-wide tensor, and that recomposition used to fail). The
@@ -687,6 +724,7 @@ int main(void) {
   tcase_add_test(tc, test_layer_on_empty_sequence);
   tcase_add_test(tc, test_zero_initial_state);
   tcase_add_test(tc, test_no_hidden_units_twice);
+  tcase_add_test(tc, test_relu_nan_gradient);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
   printf("rnn layers, float32 against float64 truth: worst error %.3g of the "

@@ -358,7 +358,18 @@ START_TEST(test_nan_and_clamp) {
   CHECK_VALUES(loom_clamp_(j, 0, 6), 0, 0, 0, 6);
   ck_assert_ptr_null(loom_clamp_(j, -0.5, 6.5));
   CHECK_ERROR(LOOM_ERR_ARGUMENT, "clamp_: bounds [-0.5, 6.5]");
-  /* so at bounds beyond int64 (which had saturated to 2^63) */
+  /* infinite bounds leave int64's extremes as they are, in place too (they
+   * had been moved to +-9.2e18) */
+  loom_tensor *ext = IVEC(INT64_MAX, INT64_MIN, 5);
+  const int64_t *e = loom_data_i64(loom_clamp(ext, -INFINITY, INFINITY));
+  ck_assert(e[0] == INT64_MAX && e[1] == INT64_MIN && e[2] == 5);
+  e = loom_data_i64(loom_clamp(ext, 9.21e18, INFINITY));
+  ck_assert(e[0] == INT64_MAX && e[1] == 9210000000000000000 &&
+            e[2] == 9210000000000000000);
+  e = loom_data_i64(loom_clamp_(ext, -INFINITY, 4));
+  ck_assert(e[0] == 4 && e[1] == INT64_MIN && e[2] == 4);
+  /* at bounds beyond int64 an integer tensor computes in float (it had
+   * saturated to 9.2e18) */
   CHECK_VALUES(loom_clamp(i, 1e30, 2e30), 1e-7, 1e30, 1e30, 1e30);
   ck_assert_ptr_null(loom_clamp_(j, 1e30, 2e30));
   CHECK_ERROR(LOOM_ERR_ARGUMENT, "clamp_: bounds [1e+30, 2e+30]");
@@ -1461,6 +1472,31 @@ START_TEST(test_batch_normalize) {
 }
 END_TEST
 
+/* loom_batch_norm_relu's x gradient is the composition's also where x
+ * holds a NaN: the fused relu passes its gradient on, as loom_relu does
+ * (it had zeroed it). Evaluation mode, so the NaN stays in its place. */
+START_TEST(test_batch_norm_relu_nan) {
+  loom_tensor *x0 =
+      loom_reshape(loom_arange(LOOM_F64, -6, 6, 1), LOOM_SHAPE(2, 3, 2));
+  ck_assert_int_eq(loom_set(x0, (int64_t[]){1, 2, 0}, NAN), 0);
+  loom_tensor *w = VEC(LOOM_F64, 1, 2, 3), *b = VEC(LOOM_F64, 0, 0.5, -0.5);
+  loom_tensor *m = VEC(LOOM_F64, 0, 1, -1), *var = VEC(LOOM_F64, 1, 4, 0.25);
+  loom_tensor *gx[2];
+  for (int fused = 0; fused < 2; fused++) {
+    loom_tensor *x = loom_set_requires_grad(loom_clone(x0), true);
+    loom_tensor *y =
+        fused ? loom_batch_norm_relu(x, w, b, m, var, 1e-5, NULL, NULL)
+              : loom_relu(loom_batch_norm(x, w, b, m, var, 1e-5, NULL, NULL));
+    ck_assert_int_eq(loom_backward(loom_sum_all(y)), 0);
+    gx[fused] = loom_grad(x);
+  }
+  /* w rstd, as torch's; an x term 0 x NaN had made it NaN in both forms */
+  ck_assert_double_eq_tol(loom_get(gx[1], (int64_t[]){1, 2, 0}),
+                          3 / sqrt(0.25 + 1e-5), 1e-12);
+  ck_assert(loom_equal(gx[0], gx[1]));
+}
+END_TEST
+
 /* loom_batch_norm_relu is loom_relu(loom_batch_norm(...)) bit for bit,
  * forward and backward (x, weight, bias), training and evaluation, in
  * float64 and float32, on 1 and 2 threads; its double backward (by
@@ -1887,7 +1923,9 @@ int main(void) {
       {"conv",
        {test_conv2d_vs_direct, test_conv1d, test_conv2d_chunks_backward,
         test_pools, test_dropout}},
-      {"norm", {test_batch_normalize, test_batch_norm_relu_is_the_composition}},
+      {"norm",
+       {test_batch_normalize, test_batch_norm_relu_is_the_composition,
+        test_batch_norm_relu_nan}},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     TCase *tc = tcase_create(cases[i].name);
