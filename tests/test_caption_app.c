@@ -344,6 +344,113 @@ START_TEST(optional_model_fields) {
 }
 END_TEST
 
+/* Copies file `from` to `to`. */
+static void copy_file(const char *from, const char *to) {
+  size_t len;
+  char *data = test_slurp(from, &len);
+  test_write_file(to, data, len);
+  free(data);
+}
+
+/* `args` is refused before anything is written: exit status 2, a message
+ * with `says` (a format with the victim's path in it), and `victim` as it
+ * was, byte for byte. */
+static void expect_refused(const char *args, const char *victim,
+                           const char *says) {
+  char out[8192], want[2048];
+  size_t before_len, after_len;
+  char *before = test_slurp(victim, &before_len);
+  int rc = run_both(args, out, sizeof out);
+  char *after = test_slurp(victim, &after_len);
+  ck_assert_msg(rc == 2, "exit %d, not 2, for %s: %s", rc, args, out);
+  snprintf(want, sizeof want, says, victim);
+  ck_assert_msg(strstr(out, want), "'%s' lacks '%s' (%s)", out, want, args);
+  ck_assert_msg(before_len == after_len && !memcmp(before, after, before_len),
+                "%s changed by %s", victim, args);
+  free(before);
+  free(after);
+}
+
+/* No output may be an input, nor another output, however named: the
+ * checkpoint (and FILE.vocab) eval and describe read, the data's files,
+ * the images described; the derived names training writes (FILE.vocab,
+ * FILE.best), the strips (PREFIX-K.png). Each had been overwritten with
+ * exit status 0. */
+START_TEST(outputs_never_overwrite_inputs) {
+  char ck[512], vocab[600], link_path[512], png[512], other[512], best[600],
+      captions[512], strip_ck[600], strip_vocab[700], prefix[512], image[600],
+      args[4096];
+  test_path(ck, sizeof ck, "ow.ckpt");
+  snprintf(vocab, sizeof vocab, "%s.vocab", ck);
+  snprintf(args, sizeof args,
+           SMALL " --steps 1 --plot '' --sheet '' --checkpoint %s", ck);
+  ck_assert_int_eq(run(args), 0);
+  /* eval: --output and --sheet against the checkpoint and each other */
+  snprintf(args, sizeof args,
+           "eval --checkpoint %s --output %s --sheet '' --quiet", ck, ck);
+  expect_refused(args, ck, "--output %s is the --checkpoint file");
+  snprintf(args, sizeof args, "eval --checkpoint %s --sheet %s --quiet", ck,
+           ck);
+  expect_refused(args, ck, "--sheet %s is the --checkpoint file");
+  snprintf(args, sizeof args,
+           "eval --checkpoint %s --output %s --sheet '' --quiet", ck, vocab);
+  expect_refused(args, vocab,
+                 "--output %s is the --checkpoint (FILE.vocab) file");
+  test_path(png, sizeof png, "ow-sheet.png");
+  test_write_file(png, "an earlier sheet", 16);
+  snprintf(args, sizeof args,
+           "eval --checkpoint %s --sheet %s --output %s --quiet", ck, png, png);
+  expect_refused(args, png, "--sheet %s is the --output file");
+  /* the same file by another name */
+  test_path(link_path, sizeof link_path, "ow-link.ckpt");
+  ck_assert_int_eq(link(ck, link_path), 0);
+  snprintf(args, sizeof args,
+           "eval --checkpoint %s --output %s --sheet '' --quiet", ck,
+           link_path);
+  expect_refused(args, link_path, "--output %s is the --checkpoint file");
+  /* a strip's name is the checkpoint's */
+  test_path(prefix, sizeof prefix, "ow-strip");
+  snprintf(strip_ck, sizeof strip_ck, "%s-2.png", prefix);
+  snprintf(strip_vocab, sizeof strip_vocab, "%s.vocab", strip_ck);
+  copy_file(ck, strip_ck);
+  copy_file(vocab, strip_vocab);
+  snprintf(args, sizeof args,
+           "eval --checkpoint %s --strips %s --sheet-images 3 --sheet '' "
+           "--quiet",
+           strip_ck, prefix);
+  expect_refused(args, strip_ck,
+                 "--strips (PREFIX-K.png) %s is the --checkpoint file");
+  /* describe: a strip's name is an image's */
+  snprintf(image, sizeof image, "%s-1.png", prefix);
+  test_write_file(image, "an image", 8);
+  snprintf(args, sizeof args, "describe --checkpoint %s --strips %s %s", ck,
+           prefix, image);
+  expect_refused(args, image, "--strips (PREFIX-K.png) %s is the image file");
+  /* train: the plot, the sheet and the derived names */
+  snprintf(args, sizeof args,
+           SMALL " --steps 1 --plot %s --sheet '' --checkpoint %s", ck, ck);
+  expect_refused(args, ck, "--plot %s is the --checkpoint file");
+  snprintf(args, sizeof args,
+           SMALL " --steps 1 --plot %s --sheet '' --checkpoint %s", vocab, ck);
+  expect_refused(args, vocab,
+                 "--plot %s is the --checkpoint (FILE.vocab) file");
+  test_path(other, sizeof other, "ow-other.ckpt");
+  snprintf(best, sizeof best, "%s.best", other);
+  copy_file(ck, best);
+  snprintf(args, sizeof args,
+           SMALL " --steps 1 --plot '' --sheet %s --checkpoint %s", best,
+           other);
+  expect_refused(args, best, "--sheet %s is the --checkpoint (FILE.best) file");
+  /* and the data's files */
+  test_path(captions, sizeof captions, "ow-captions.txt");
+  test_write_file(captions, "a.jpg#0\ta dog\n", 14);
+  snprintf(args, sizeof args,
+           "--captions %s --steps 1 --plot '' --sheet '' --checkpoint %s",
+           captions, captions);
+  expect_refused(args, captions, "--checkpoint %s is the --captions file");
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("caption_app");
   TCase *t = tcase_create("app");
@@ -353,6 +460,7 @@ static Suite *suite(void) {
   tcase_add_test(t, resume_is_exact);
   tcase_add_test(t, bad_input);
   tcase_add_test(t, optional_model_fields);
+  tcase_add_test(t, outputs_never_overwrite_inputs);
   suite_add_tcase(s, t);
   return s;
 }

@@ -621,6 +621,79 @@ static int parse(int argc, char **argv, parsed *p, command *cmd, int *first) {
   return 0;
 }
 
+/* ---- files ---- */
+
+/* No file a command writes may be one it reads, nor another it writes:
+ * train writes the checkpoint, FILE.vocab, FILE.best, FILE.best.vocab,
+ * the plot and the sheet; eval --output, --sheet and the strips; describe
+ * the strips. They read the data's files (src: the command line's, or
+ * eval's from the checkpoint), eval and describe the checkpoint and its
+ * vocabulary, describe its images (argv[first ..]). 0, or -1 after
+ * saying which flags name the same file. */
+static int check_outputs(const parsed *p, command cmd, const cap_source *src,
+                         int argc, char **argv, int first) {
+  const cap_options *o = &p->o;
+  const cap_flickr_source *f = &src->flickr;
+  char vocab[4200], best[4200], best_vocab[4200];
+  snprintf(vocab, sizeof vocab, "%s.vocab", o->checkpoint);
+  snprintf(best, sizeof best, "%s.best", o->checkpoint);
+  snprintf(best_vocab, sizeof best_vocab, "%s.best.vocab", o->checkpoint);
+  int n_images = cmd == DESCRIBE ? argc - first : 0;
+  app_named_path *ins =
+      malloc((size_t)(n_images + 8 + CAP_MAX_SOURCES) * sizeof *ins);
+  if (!ins) {
+    fprintf(stderr, P ": out of memory\n");
+    return -1;
+  }
+  int n_ins = 0;
+  if (!src->scenes) {
+    static const char *const lists[3] = {"--train-list", "--dev-list",
+                                         "--test-list"};
+    ins[n_ins++] = (app_named_path){"--data", f->dir};
+    ins[n_ins++] = (app_named_path){"--captions", f->captions};
+    ins[n_ins++] = (app_named_path){"--split-table", f->table};
+    for (int k = 0; k < 3; k++)
+      ins[n_ins++] = (app_named_path){lists[k], f->lists[k]};
+    for (int k = 0; k < f->n_images; k++)
+      ins[n_ins++] = (app_named_path){"--images", f->images[k]};
+  }
+  app_named_path outs[6] = {{0}};
+  int n_outs = 0;
+  if (cmd == TRAIN) {
+    outs[n_outs++] = (app_named_path){"--checkpoint", o->checkpoint};
+    outs[n_outs++] = (app_named_path){"--checkpoint (FILE.vocab)", vocab};
+    outs[n_outs++] = (app_named_path){"--checkpoint (FILE.best)", best};
+    outs[n_outs++] =
+        (app_named_path){"--checkpoint (FILE.best.vocab)", best_vocab};
+    outs[n_outs++] = (app_named_path){"--plot", o->plot};
+    outs[n_outs++] = (app_named_path){"--sheet", o->sheet};
+  } else {
+    ins[n_ins++] = (app_named_path){"--checkpoint", o->checkpoint};
+    ins[n_ins++] = (app_named_path){"--checkpoint (FILE.vocab)", vocab};
+    if (cmd == EVAL) {
+      outs[n_outs++] = (app_named_path){"--output", o->output};
+      outs[n_outs++] =
+          (app_named_path){"--sheet", p->sheet_given ? o->sheet : NULL};
+    }
+  }
+  for (int a = first; a < first + n_images; a++)
+    ins[n_ins++] = (app_named_path){"image", argv[a]};
+  int rc = app_refuse_overwrites(P, outs, n_outs, ins, n_ins);
+  /* the strips: PREFIX-K.png for each image described, or each of the
+   * split's first --sheet-images */
+  bool strips = cmd != TRAIN && o->strips && *o->strips;
+  int64_t n_strips = cmd == DESCRIBE ? n_images : o->sheet_images;
+  for (int64_t k = 1; rc == 0 && strips && k <= n_strips; k++) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s-%lld.png", o->strips, (long long)k);
+    app_named_path both[3] = {
+        outs[0], outs[1], {"--strips (PREFIX-K.png)", path}};
+    rc = app_refuse_overwrites(P, both + 2 - n_outs, n_outs + 1, ins, n_ins);
+  }
+  free(ins);
+  return rc;
+}
+
 /* ---- describe ---- */
 
 /* The attention strip of a caption (words) of the image's planes chw into
@@ -701,30 +774,29 @@ static int describe(const cap_options *o, int argc, char **argv, int first) {
 
 /* ---- eval ---- */
 
-/* "name<TAB>caption" for each image, in the split's order. */
+/* "name<TAB>caption" for each image, in the split's order, written whole
+ * or not at all. */
 static int write_captions(const char *path, const cap_data *d,
                           const int64_t *images, const app_tokens *hyps,
                           int64_t n) {
-  FILE *f = fopen(path, "w");
-  if (!f) {
-    loom_set_error(LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+  loom_file_writer *w = loom_file_writer_open(path);
+  FILE *f = loom_file_writer_stream(w);
+  if (!f)
     return -1;
-  }
   int rc = 0;
   app_buf text = {0};
   for (int64_t k = 0; rc == 0 && k < n; k++) {
     rc = cap_tokens_text(&hyps[k], &text);
     if (rc == 0 && fprintf(f, "%s\t%s\n", app_strtab_str(&d->names, images[k]),
                            text.data ? text.data : "") < 0)
-      rc = -1;
+      rc = -1; /* the commit names the failed write */
   }
   app_buf_free(&text);
-  if (fclose(f) != 0 || rc < 0) {
-    if (loom_last_status() == LOOM_OK)
-      loom_set_error(LOOM_ERR_IO, "%s: %s", path, strerror(errno));
+  if (rc < 0 && loom_last_status() != LOOM_OK) {
+    loom_file_writer_abort(w);
     return -1;
   }
-  return 0;
+  return loom_file_writer_commit(w);
 }
 
 static int eval(const parsed *p) {
@@ -743,6 +815,11 @@ static int eval(const parsed *p) {
     src.side = s.source.side;
     src.tokenizer = s.source.tokenizer;
     src.max_words = s.source.max_words;
+  }
+  if (check_outputs(p, EVAL, &src, 0, NULL, 0) < 0) {
+    cap_model_free(m);
+    cap_session_free(&s);
+    return 2;
   }
   cap_data d = {0};
   cap_corpus c = {0};
@@ -852,6 +929,9 @@ int main(int argc, char **argv) {
   int first, rc = parse(argc, argv, &p, &cmd, &first);
   if (rc != 0)
     return rc < 0 ? 2 : 0;
+  /* eval checks its outputs against the data its checkpoint names */
+  if (cmd != EVAL && check_outputs(&p, cmd, &p.o.source, argc, argv, first) < 0)
+    return 2;
   if (p.o.threads > 0)
     loom_set_num_threads((int)p.o.threads);
   /* The training step's shapes change with each batch's caption length:

@@ -67,6 +67,24 @@ bool app_same_file(const char *a, const char *b);
  * "PROG: --checkpoint X is the --data file; refusing to write over it". */
 int app_refuse_overwrite(const char *prog, const char *out_flag,
                          const char *out, const char *in_flag, const char *in);
+/* A file and the flag that names it (flag: "--checkpoint", or a derived
+ * name's "--checkpoint (FILE.best)"). */
+typedef struct {
+  const char *flag, *path;
+} app_named_path;
+/* app_refuse_overwrite for every output against every input and against
+ * the outputs before it (NULL and "" paths are skipped): 0, or -1 after
+ * the first refusal. */
+int app_refuse_overwrites(const char *prog, const app_named_path *outs,
+                          int n_outs, const app_named_path *ins, int n_ins);
+/* Whether `path` is the file open as standard input (its device and
+ * inode); false when it does not exist or the input is not a file. */
+bool app_is_stdin(const char *path);
+/* 0 if `out` is not standard input's file (or is NULL, "" or "-"); else -1
+ * after saying "PROG: --output X is the standard input; refusing to write
+ * over it". */
+int app_refuse_overwrite_stdin(const char *prog, const char *out_flag,
+                               const char *out);
 /* Reports a failed write of `path` from the pending loom error, naming the
  * path once ("PROG: PATH: cannot write: No space left on device"), and
  * clears the error. */

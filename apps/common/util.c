@@ -82,6 +82,37 @@ int app_refuse_overwrite(const char *prog, const char *out_flag,
   return -1;
 }
 
+int app_refuse_overwrites(const char *prog, const app_named_path *outs,
+                          int n_outs, const app_named_path *ins, int n_ins) {
+  for (int i = 0; i < n_outs; i++) {
+    for (int j = 0; j < n_ins; j++)
+      if (app_refuse_overwrite(prog, outs[i].flag, outs[i].path, ins[j].flag,
+                               ins[j].path) < 0)
+        return -1;
+    for (int j = 0; j < i; j++)
+      if (app_refuse_overwrite(prog, outs[i].flag, outs[i].path, outs[j].flag,
+                               outs[j].path) < 0)
+        return -1;
+  }
+  return 0;
+}
+
+bool app_is_stdin(const char *path) {
+  struct stat si, sp;
+  return fstat(STDIN_FILENO, &si) == 0 && stat(path, &sp) == 0 &&
+         si.st_dev == sp.st_dev && si.st_ino == sp.st_ino;
+}
+
+int app_refuse_overwrite_stdin(const char *prog, const char *out_flag,
+                               const char *out) {
+  if (!out || !*out || !strcmp(out, "-") || !app_is_stdin(out))
+    return 0;
+  fprintf(stderr,
+          "%s: %s %s is the standard input; refusing to write over it\n", prog,
+          out_flag, out);
+  return -1;
+}
+
 void app_report_write_error(const char *prog, const char *path) {
   const char *why = loom_last_status() ? loom_last_error() : "out of memory";
   size_t n = strlen(path);
