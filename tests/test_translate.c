@@ -14,6 +14,7 @@
 
 #include <stb_image.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *translate_exe;
 
@@ -264,10 +265,102 @@ START_TEST(test_bad_input) {
   test_write_file(a, longline, n);
   snprintf(args, sizeof args, "translate --checkpoint %s < %s", small, a);
   expect_refusal(args, 1, "more than the model's 12 positions");
-  /* outputs never overwrite inputs */
-  snprintf(args, sizeof args, "train --src %s --tgt %s --checkpoint %s",
-           train_src, train_tgt, train_tgt);
-  expect_refusal(args, 2, "overwrite");
+  /* a translation no shorter than its longest */
+  snprintf(args, sizeof args,
+           "translate --checkpoint %s --min-len 60 --max-len-b 50 < %s", small,
+           a);
+  expect_refusal(args, 2, "--min-len 60: must be in [0, 50] (--max-len-b)");
+  snprintf(args, sizeof args,
+           "attention --checkpoint %s --min-len 51 --output %s/x.png < %s",
+           small, test_dir, a);
+  expect_refusal(args, 2, "--min-len 51: must be in [0, 50] (--max-len-b)");
+}
+END_TEST
+
+/* Copies file `from` to `to`. */
+static void copy_file(const char *from, const char *to) {
+  size_t len;
+  char *data = test_slurp(from, &len);
+  test_write_file(to, data, len);
+  free(data);
+}
+
+/* `args` is refused before anything is written: exit status 2, a message
+ * with `says` (a format with the victim's path in it), and `victim` as it
+ * was, byte for byte. */
+static void expect_kept(const char *args, const char *victim,
+                        const char *says) {
+  char want[2048];
+  size_t before_len, after_len;
+  char *before = test_slurp(victim, &before_len);
+  snprintf(want, sizeof want, says, victim);
+  expect_refusal(args, 2, want);
+  char *after = test_slurp(victim, &after_len);
+  ck_assert_msg(before_len == after_len && !memcmp(before, after, before_len),
+                "%s changed by %s", victim, args);
+  free(before);
+  free(after);
+}
+
+/* No output of train or attention may be an input, nor another output,
+ * the names train derives from the checkpoint's included (each of these
+ * had been overwritten, all but the first with exit status 0). */
+START_TEST(test_outputs_never_overwrite_inputs) {
+  char ck[512], out[65536], args[4096], in[512], copy[512], name[512],
+      derived[600];
+  test_path(ck, sizeof ck, "ow.ckpt");
+  int rc = train(ck, "--model rnn --embed 8 --hidden 8 --layers 1 --epochs 1",
+                 out, sizeof out);
+  ck_assert_msg(rc == 0, "%s", out);
+  const char *data = "--max-tokens 512 --quiet --plot ''";
+  snprintf(args, sizeof args, "train --src %s --tgt %s --checkpoint %s %s",
+           train_src, train_tgt, train_tgt, data);
+  expect_kept(args, train_tgt, "--checkpoint %s is the --tgt file");
+  /* the plot is the checkpoint */
+  test_path(copy, sizeof copy, "ow-copy.ckpt");
+  copy_file(ck, copy);
+  snprintf(args, sizeof args,
+           "train --src %s --tgt %s --checkpoint %s --max-tokens 512 --quiet "
+           "--plot %s",
+           train_src, train_tgt, copy, copy);
+  expect_kept(args, copy, "--plot %s is the --checkpoint file");
+  /* CHECKPOINT.best is the validation source */
+  test_path(name, sizeof name, "ow-y");
+  snprintf(derived, sizeof derived, "%s.best", name);
+  copy_file(valid_src, derived);
+  snprintf(args, sizeof args,
+           "train --src %s --tgt %s --valid-src %s --valid-tgt %s "
+           "--checkpoint %s %s",
+           train_src, train_tgt, derived, valid_tgt, name, data);
+  expect_kept(args, derived,
+              "--checkpoint (CHECKPOINT.best) %s is the --valid-src file");
+  /* CHECKPOINT.src.vocab is the training source */
+  snprintf(derived, sizeof derived, "%s.src.vocab", name);
+  copy_file(train_src, derived);
+  snprintf(args, sizeof args, "train --src %s --tgt %s --checkpoint %s %s",
+           derived, train_tgt, name, data);
+  expect_kept(args, derived,
+              "--checkpoint (CHECKPOINT.src.vocab) %s is the --src file");
+  /* with --bpe, CHECKPOINT.tgt.bpe is the training target */
+  snprintf(derived, sizeof derived, "%s.tgt.bpe", name);
+  copy_file(train_tgt, derived);
+  snprintf(args, sizeof args,
+           "train --src %s --tgt %s --checkpoint %s --bpe 10 %s", train_src,
+           derived, name, data);
+  expect_kept(args, derived,
+              "--checkpoint (CHECKPOINT.tgt.bpe) %s is the --tgt file");
+  /* attention: the picture is the checkpoint, or standard input's file
+   * (by another name: through a hard link) */
+  snprintf(args, sizeof args, "attention --checkpoint %s --output %s < %s",
+           copy, copy, valid_src);
+  expect_kept(args, copy, "--output %s is the --checkpoint file");
+  test_path(in, sizeof in, "ow-in.txt");
+  test_path(name, sizeof name, "ow-in-link.txt");
+  test_write_file(in, "red cat sees dog\n", 17);
+  ck_assert_int_eq(link(in, name), 0);
+  snprintf(args, sizeof args, "attention --checkpoint %s --output %s < %s", ck,
+           name, in);
+  expect_kept(args, name, "--output %s is the standard input");
 }
 END_TEST
 
@@ -427,6 +520,7 @@ int main(void) {
   tcase_add_test(tc, test_resume_is_bit_identical);
   tcase_add_test(tc, test_translate_io);
   tcase_add_test(tc, test_bad_input);
+  tcase_add_test(tc, test_outputs_never_overwrite_inputs);
   if (loom_dist_available() && getenv("MPIRUN") && *getenv("MPIRUN"))
     tcase_add_test(tc, test_distributed_trains_as_one_process);
   else

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *prog(void) {
   const char *p = getenv("TRANSLATE");
@@ -254,6 +255,71 @@ START_TEST(test_bpe_bad_input) {
 }
 END_TEST
 
+/* `args` is refused before anything is written: exit status 2, a message
+ * with `says` (a format with the victim's path in it), and `victim` as it
+ * was, byte for byte. */
+static void expect_kept(const char *args, const char *victim,
+                        const char *says) {
+  char out[4096], want[2048];
+  size_t before_len, after_len;
+  char *before = test_slurp(victim, &before_len);
+  int rc = run(args, TEST_OUTPUT_BOTH, out, sizeof out);
+  char *after = test_slurp(victim, &after_len);
+  snprintf(want, sizeof want, says, victim);
+  ck_assert_msg(rc == 2, "exit %d, not 2, for %s: %s", rc, args, out);
+  ck_assert_msg(strstr(out, want), "'%s' lacks '%s' (%s)", out, want, args);
+  ck_assert_msg(before_len == after_len && !memcmp(before, after, before_len),
+                "%s changed by %s", victim, args);
+  free(before);
+  free(after);
+}
+
+/* -o is never a file the command reads: -i, standard input's file (by
+ * any name), -c, --vocabulary. Each had been replaced by the output with
+ * exit status 0. */
+START_TEST(test_bpe_output_is_not_an_input) {
+  char codes[512], text[512], vocab[512], link_path[512], args[4096];
+  put("ow.codes", "#version: 0.2\na b\n", codes, sizeof codes);
+  put("ow.txt", "a b ab\n", text, sizeof text);
+  put("ow.vocab", "ab 1\n", vocab, sizeof vocab);
+  snprintf(args, sizeof args, "bpe apply -c %s -o %s < %s", codes, codes, text);
+  expect_kept(args, codes, "translate bpe apply: -o %s is the -c file");
+  snprintf(args, sizeof args, "bpe apply -c %s -i %s -o %s", codes, text, text);
+  expect_kept(args, text, "translate bpe apply: -o %s is the -i file");
+  snprintf(args, sizeof args, "bpe apply -c %s --vocabulary %s -o %s < %s",
+           codes, vocab, vocab, text);
+  expect_kept(args, vocab,
+              "translate bpe apply: -o %s is the --vocabulary file");
+  snprintf(args, sizeof args, "bpe apply -c %s -o %s < %s", codes, text, text);
+  expect_kept(args, text, "translate bpe apply: -o %s is the standard input");
+  test_path(link_path, sizeof link_path, "ow-link.txt");
+  ck_assert_int_eq(link(text, link_path), 0);
+  snprintf(args, sizeof args, "bpe apply -c %s -i - -o %s < %s", codes,
+           link_path, text);
+  expect_kept(args, link_path,
+              "translate bpe apply: -o %s is the standard input");
+  snprintf(args, sizeof args, "bpe apply -c %s -i %s -o %s", codes, text,
+           link_path);
+  expect_kept(args, link_path, "translate bpe apply: -o %s is the -i file");
+  snprintf(args, sizeof args, "bpe learn -o %s < %s", text, text);
+  expect_kept(args, text, "translate bpe learn: -o %s is the standard input");
+  snprintf(args, sizeof args, "bpe undo -i %s -o %s", text, text);
+  expect_kept(args, text, "translate bpe undo: -o %s is the -i file");
+  snprintf(args, sizeof args, "bpe vocab -o %s < %s", link_path, text);
+  expect_kept(args, link_path,
+              "translate bpe vocab: -o %s is the standard input");
+  /* other files are written as before */
+  char dest[512], out[4096];
+  test_path(dest, sizeof dest, "ow-out.txt");
+  snprintf(args, sizeof args, "bpe apply -c %s -i %s -o %s", codes, text, dest);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_BOTH, out, sizeof out), 0);
+  size_t len;
+  char *got = test_slurp(dest, &len);
+  ck_assert_ptr_nonnull(strstr(got, "a b a"));
+  free(got);
+}
+END_TEST
+
 /* FNV-1a-64 of a file, in hex. */
 static void file_digest(const char *path, char hex[17], size_t *len) {
   char *data = test_slurp(path, len);
@@ -339,6 +405,7 @@ int main(void) {
   tcase_add_test(tc, test_score_bad_input);
   tcase_add_test(tc, test_bpe_commands_match_subword_nmt);
   tcase_add_test(tc, test_bpe_bad_input);
+  tcase_add_test(tc, test_bpe_output_is_not_an_input);
   tcase_add_test(tc, test_bpe_multi30k_matches_subword_nmt);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);

@@ -207,6 +207,17 @@ static int parse(const char *cmd, int argc, char **argv, options *o) {
     fprintf(stderr, "%s: the separator is empty\n", prog);
     return 2;
   }
+  /* the output replaces its file only when done, but then an input there
+   * would be gone: -o may not be -i (or standard input's file), -c nor
+   * --vocabulary */
+  const char *out = o->output && strcmp(o->output, "-") ? o->output : NULL;
+  const char *in = o->input && strcmp(o->input, "-") ? o->input : NULL;
+  const app_named_path ins[3] = {
+      {"-i", in}, {"-c", o->codes}, {"--vocabulary", o->vocabulary}};
+  const app_named_path outs[1] = {{"-o", out}};
+  if (app_refuse_overwrites(prog, outs, 1, ins, 3) < 0 ||
+      (!in && app_refuse_overwrite_stdin(prog, "-o", out) < 0))
+    return 2;
   return 0;
 }
 

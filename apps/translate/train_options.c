@@ -122,6 +122,33 @@ static int set_text(char *dst, size_t size, const char *flag, const char *v,
   return 0;
 }
 
+/* Training writes the checkpoint, CHECKPOINT.best and the plot, and a
+ * new run CHECKPOINT.src.vocab and .tgt.vocab (and with --bpe .src.bpe and
+ * .tgt.bpe): none of them may be a file it reads, nor another it writes.
+ * 0, or -1 after saying which flags name the same file. */
+static int check_outputs(const train_options *o) {
+  static const char *const suffix[6][2] = {
+      {"", "--checkpoint"},
+      {".best", "--checkpoint (CHECKPOINT.best)"},
+      {".src.vocab", "--checkpoint (CHECKPOINT.src.vocab)"},
+      {".tgt.vocab", "--checkpoint (CHECKPOINT.tgt.vocab)"},
+      {".src.bpe", "--checkpoint (CHECKPOINT.src.bpe)"},
+      {".tgt.bpe", "--checkpoint (CHECKPOINT.tgt.bpe)"}};
+  int n = o->resume ? 2 : o->text.bpe_merges > 0 ? 6 : 4;
+  char paths[6][4200];
+  app_named_path outs[7];
+  for (int k = 0; k < n; k++) {
+    snprintf(paths[k], sizeof paths[k], "%s%s", o->checkpoint, suffix[k][0]);
+    outs[k] = (app_named_path){suffix[k][1], paths[k]};
+  }
+  outs[n] = (app_named_path){"--plot", o->plot};
+  const app_named_path ins[4] = {{"--src", o->src},
+                                 {"--tgt", o->tgt},
+                                 {"--valid-src", o->valid_src},
+                                 {"--valid-tgt", o->valid_tgt}};
+  return app_refuse_overwrites("translate train", outs, n + 1, ins, 4);
+}
+
 int train_parse(int argc, char **argv, train_options *o) {
   static const struct option longs[] = {
       {"src", required_argument, NULL, 's'},
@@ -353,16 +380,8 @@ int train_parse(int argc, char **argv, train_options *o) {
             "translate train: --valid-src and --valid-tgt go together\n");
     return -1;
   }
-  const char *inputs[] = {o->src, o->tgt, o->valid_src, o->valid_tgt};
-  for (int i = 0; i < 4; i++)
-    if (inputs[i] &&
-        (app_same_file(inputs[i], o->checkpoint) ||
-         (o->plot && *o->plot && app_same_file(inputs[i], o->plot)))) {
-      fprintf(stderr,
-              "translate train: an output would overwrite the input %s\n",
-              inputs[i]);
-      return -1;
-    }
+  if (check_outputs(o) < 0)
+    return -1;
   if (c->share_all && !o->text.joint) {
     fprintf(stderr, "translate train: --share-all needs --joint\n");
     return -1;

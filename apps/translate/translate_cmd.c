@@ -235,6 +235,19 @@ static int parse(int argc, char **argv, options *o, bool attention) {
     fprintf(stderr, "translate attention: --output PNG is required\n");
     return -1;
   }
+  if (attention &&
+      (app_refuse_overwrite("translate attention", "--output", o->output,
+                            "--checkpoint", o->checkpoint) < 0 ||
+       app_refuse_overwrite_stdin("translate attention", "--output",
+                                  o->output) < 0))
+    return -1;
+  if (d->min_len > d->max_len_b) {
+    fprintf(stderr,
+            "translate: --min-len %lld: must be in [0, %lld] "
+            "(--max-len-b)\n",
+            (long long)d->min_len, (long long)d->max_len_b);
+    return -1;
+  }
   d->top_k = k;
   d->nbest = (int)nbest;
   d->beam = (int)beam;
