@@ -364,6 +364,75 @@ START_TEST(test_outputs_never_overwrite_inputs) {
 }
 END_TEST
 
+/* Checkpoint `from` saved as `to` with its source side's BPE codes (the
+ * tensor extra.text.bpe.src) cut to their first `keep` bytes. */
+static void with_codes_cut(const char *from, const char *to, size_t keep) {
+  loom_tensor_map *m = loom_safetensors_load(from);
+  ck_assert_loom(m);
+  loom_tensor *codes = loom_tensor_map_get(m, "extra.text.bpe.src");
+  ck_assert_ptr_nonnull(codes);
+  ck_assert_uint_ge((size_t)loom_numel(codes), keep);
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *cut =
+      loom_from_array(LOOM_U8, loom_data_u8(codes), LOOM_SHAPE((int64_t)keep));
+  ck_assert_loom(cut);
+  ck_assert_int_eq(loom_tensor_map_set(m, "extra.text.bpe.src", cut), 0);
+  loom_scope_end(s);
+  ck_assert_int_eq(loom_safetensors_save(to, m), 0);
+  loom_tensor_map_free(m);
+}
+
+/* A checkpoint's BPE codes are the ones training learned: emptied or cut
+ * short they had been accepted, and the input segmented otherwise than
+ * in training. */
+START_TEST(test_checkpoint_codes_checked) {
+  char ck[512], cut[512], out[65536], args[4096], want[1024];
+  test_path(ck, sizeof ck, "codes.ckpt");
+  test_path(cut, sizeof cut, "codes-cut.ckpt");
+  int rc = train(ck,
+                 "--model rnn --embed 8 --hidden 8 --layers 1 --epochs 1 "
+                 "--bpe 10",
+                 out, sizeof out);
+  ck_assert_msg(rc == 0, "%s", out);
+  loom_tensor_map *m = loom_safetensors_load(ck);
+  ck_assert_loom(m);
+  const char *learned = loom_tensor_map_meta(m, "extra.text.bpe_learned.src");
+  ck_assert_ptr_nonnull(learned);
+  ck_assert_str_eq(learned, "10");
+  loom_tensor_map_free(m);
+  snprintf(args, sizeof args, "translate --checkpoint %s < %s", ck, valid_src);
+  ck_assert_int_eq(
+      test_run(translate_exe, args, TEST_OUTPUT_NONE, out, sizeof out), 0);
+  /* "#version: 0.2\n" and the first merge line and more */
+  size_t len;
+  char *codes = NULL;
+  {
+    loom_tensor_map *k = loom_safetensors_load(ck);
+    loom_tensor *t = loom_tensor_map_get(k, "extra.text.bpe.src");
+    len = (size_t)loom_numel(t);
+    codes = malloc(len + 1);
+    memcpy(codes, loom_data_u8(t), len);
+    codes[len] = 0;
+    loom_tensor_map_free(k);
+  }
+  const char *third = strchr(strchr(codes, '\n') + 1, '\n') + 1;
+  with_codes_cut(ck, cut, (size_t)(third - codes)); /* one merge left */
+  snprintf(args, sizeof args, "translate --checkpoint %s < %s", cut, valid_src);
+  snprintf(want, sizeof want,
+           "%s: text.bpe.src holds 1 merges, but text.bpe_learned.src says 10 "
+           "were learned (text.bpe_merges 10)",
+           cut);
+  expect_refusal(args, 1, want);
+  with_codes_cut(ck, cut, 0);
+  snprintf(want, sizeof want,
+           "%s: text.bpe.src (0 merges, text.bpe_merges 10) lacks the "
+           "'#version: 0.2' line",
+           cut);
+  expect_refusal(args, 1, want);
+  free(codes);
+}
+END_TEST
+
 /* ---- --distributed, under mpirun (skipped without MPI or mpirun) ---- */
 
 static char small_src[512], small_tgt[512];
@@ -521,6 +590,7 @@ int main(void) {
   tcase_add_test(tc, test_translate_io);
   tcase_add_test(tc, test_bad_input);
   tcase_add_test(tc, test_outputs_never_overwrite_inputs);
+  tcase_add_test(tc, test_checkpoint_codes_checked);
   if (loom_dist_available() && getenv("MPIRUN") && *getenv("MPIRUN"))
     tcase_add_test(tc, test_distributed_trains_as_one_process);
   else

@@ -373,6 +373,47 @@ START_TEST(test_pipeline_round_trip) {
       loom_tensor_map_free(m);
       nmt_text_free(t);
     }
+  /* the codes a checkpoint holds are the ones learned: fewer than asked
+   * when the pairs run out, and then those load; cut short, emptied, or
+   * with BPE off, they are refused (they had segmented the input
+   * otherwise than in training) */
+  nmt_text_opts o = nmt_text_defaults();
+  o.min_count = 1;
+  o.bpe_merges = 1000;
+  nmt_text *t = nmt_text_learn(&o, src, tgt);
+  ck_assert_ptr_nonnull(t);
+  loom_tensor_map *m = loom_tensor_map_new();
+  ck_assert_int_eq(nmt_text_save(t, m), 0);
+  const char *learned = loom_tensor_map_meta(m, "text.bpe_learned.src");
+  ck_assert_ptr_nonnull(learned);
+  ck_assert_int_gt(atoi(learned), 1);
+  ck_assert_int_lt(atoi(learned), 1000);
+  nmt_text *u = nmt_text_load(m, "a map");
+  ck_assert_ptr_nonnull(u);
+  nmt_text_free(u);
+  loom_tensor *codes = loom_tensor_map_get(m, "text.bpe.src");
+  ck_assert_ptr_nonnull(codes);
+  loom_keep(codes);
+  const char *bytes = (const char *)loom_data_u8(codes);
+  const char *second = strchr(strchr(bytes, '\n') + 1, '\n') + 1;
+  int64_t keep[2] = {second - bytes, 0};
+  for (int k = 0; k < 2; k++) {
+    loom_scope *sc = loom_scope_begin();
+    ck_assert_int_eq(loom_tensor_map_set(
+                         m, "text.bpe.src",
+                         loom_from_array(LOOM_U8, bytes, LOOM_SHAPE(keep[k]))),
+                     0);
+    loom_scope_end(sc);
+    ck_assert_ptr_null(nmt_text_load(m, "a map"));
+  }
+  ck_assert_int_eq(loom_tensor_map_set(m, "text.bpe.src", codes), 0);
+  ck_assert_ptr_nonnull(u = nmt_text_load(m, "a map"));
+  nmt_text_free(u);
+  ck_assert_int_eq(loom_tensor_map_set_meta(m, "text.bpe_merges", "0"), 0);
+  ck_assert_ptr_null(nmt_text_load(m, "a map"));
+  loom_release(codes);
+  loom_tensor_map_free(m);
+  nmt_text_free(t);
   remove(src);
   remove(tgt);
   rmdir(dir);

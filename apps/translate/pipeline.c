@@ -289,6 +289,13 @@ int nmt_text_save(const nmt_text *t, loom_tensor_map *extra) {
       snprintf(name, sizeof name, "text.bpe.%s", side_name[s]);
       rc = c ? put_bytes(extra, name, c, len) : -1;
       free(c);
+      /* as many as were learned: fewer than asked when pairs ran out */
+      char learned[32];
+      snprintf(name, sizeof name, "text.bpe_learned.%s", side_name[s]);
+      snprintf(learned, sizeof learned, "%lld",
+               (long long)codes_of(t, s)->merges.n);
+      if (rc == 0)
+        rc = loom_tensor_map_set_meta(extra, name, learned);
     }
     if (rc < 0)
       return -1;
@@ -304,6 +311,61 @@ static const char *bytes_of(const loom_tensor_map *m, const char *name,
     return NULL;
   *len = (size_t)loom_numel(t);
   return *len ? (const char *)loom_data_u8(t) : "";
+}
+
+/* Whether side s's codes, as read from a checkpoint, are the ones
+ * training learned: what it writes ("#version: 0.2" and the merges), no
+ * more merges than text.bpe_merges asked for (none without BPE), and as
+ * many as text.bpe_learned.SIDE records (subword-nmt stops early when no
+ * pair is frequent enough; files from before it was recorded lack it).
+ * Other codes segment the input otherwise than the model was trained on.
+ * 0, or -1 with an error naming the checkpoint and the counts. */
+static int check_codes(const nmt_text *t, const loom_tensor_map *extra, int s,
+                       const char *source) {
+  const app_bpe_codes *c = &t->codes[s];
+  long long n = (long long)c->merges.n, asked = (long long)t->o.bpe_merges;
+  const char *side = side_name[s];
+  char key[64];
+  snprintf(key, sizeof key, "text.bpe_learned.%s", side);
+  const char *v = loom_tensor_map_meta(extra, key);
+  char *end = NULL;
+  long long learned = v ? strtoll(v, &end, 10) : -1;
+  if (v && (!*v || *end || learned < 0 || learned > asked)) {
+    loom_set_error(LOOM_ERR_FORMAT,
+                   "%s: %s '%.40s' is not a count of merges in 0..%lld "
+                   "(text.bpe_merges)",
+                   source, key, v, asked);
+    return -1;
+  }
+  if (asked == 0) {
+    loom_set_error(LOOM_ERR_FORMAT,
+                   "%s: text.bpe.%s holds %lld merges, but text.bpe_merges "
+                   "is 0 (no BPE)",
+                   source, side, n);
+    return -1;
+  }
+  if (c->version != 2) {
+    loom_set_error(LOOM_ERR_FORMAT,
+                   "%s: text.bpe.%s (%lld merges, text.bpe_merges %lld) "
+                   "lacks the '#version: 0.2' line training writes",
+                   source, side, n, asked);
+    return -1;
+  }
+  if (n > asked) {
+    loom_set_error(LOOM_ERR_FORMAT,
+                   "%s: text.bpe.%s holds %lld merges, more than "
+                   "text.bpe_merges %lld",
+                   source, side, n, asked);
+    return -1;
+  }
+  if (v && n != learned) {
+    loom_set_error(LOOM_ERR_FORMAT,
+                   "%s: text.bpe.%s holds %lld merges, but %s says %lld were "
+                   "learned (text.bpe_merges %lld)",
+                   source, side, n, key, learned, asked);
+    return -1;
+  }
+  return 0;
 }
 
 /* The settings and side s's vocabulary and codes from a checkpoint. */
@@ -332,6 +394,7 @@ static int load_side(nmt_text *t, const loom_tensor_map *extra, int s,
     return -1;
   }
   if (c && (app_bpe_codes_parse(&t->codes[s], c, len, where, -1) < 0 ||
+            check_codes(t, extra, s, source) < 0 ||
             !(t->bpe[s] = app_bpe_new(&t->codes[s], NULL))))
     return -1;
   return 0;

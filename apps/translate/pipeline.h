@@ -26,7 +26,11 @@ typedef struct nmt_text nmt_text;
 nmt_text *nmt_text_learn(const nmt_text_opts *o, const char *src_path,
                          const char *tgt_path);
 /* Stores it in a checkpoint's extra tensors and metadata / reads it back
- * (`source` names the checkpoint in messages). */
+ * (`source` names the checkpoint in messages). The metadata records the
+ * merges asked for (text.bpe_merges) and those learned on each side
+ * (text.bpe_learned.src and .tgt, fewer when the pairs ran out); codes
+ * that are not what training writes, or not as many as were learned, are
+ * refused. */
 int nmt_text_save(const nmt_text *t, loom_tensor_map *extra);
 nmt_text *nmt_text_load(const loom_tensor_map *extra, const char *source);
 void nmt_text_free(nmt_text *t);
