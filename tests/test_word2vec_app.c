@@ -10,6 +10,7 @@
 
 #include "../apps/word2vec/word2vec.h"
 
+#include <math.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -291,12 +292,15 @@ START_TEST(test_bad_input) {
     ck_assert_msg(run(args) == 2, "'%s' should be a usage error",
                   usage_errors[i]);
   }
-  /* the largest -alpha the command line takes, training takes too */
+  /* the largest -alpha the command line takes, training takes too (and
+   * diverges with: see test_divergence_writes_nothing) */
   snprintf(args, sizeof args,
            "-train %s -output %s -threads 1 " SMALL " -alpha 1000 -iter 1",
            corpus, out_path);
-  ck_assert_int_eq(capture(args, out, sizeof out), 0);
-  remove(out_path);
+  ck_assert_int_eq(capture(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "training diverged") && !strstr(out, "-alpha must"),
+                "%s", out);
+  ck_assert_int_ne(access(out_path, F_OK), 0);
   /* a refusal names the flag, the value and the range */
   snprintf(args, sizeof args, "-train %s -output %s -alpha inf", corpus,
            out_path);
@@ -425,6 +429,164 @@ START_TEST(test_outputs_written_safely) {
 }
 END_TEST
 
+/* A learning rate that makes the vectors overflow fails the run with a
+ * message saying so, whatever the engine, output layer or output: no NaN
+ * vectors, classes or checkpoint are written (the original tool writes
+ * the NaN with status 0). */
+START_TEST(test_divergence_writes_nothing) {
+  char vec[512], ck[512], args[4096], out[4096];
+  test_path(vec, sizeof vec, "diverged.vec");
+  test_path(ck, sizeof ck, "diverged.ckpt");
+  const char *modes[] = {"-cbow 0", "-cbow 0 -hs 1 -negative 0",
+                         "-cbow 1 -classes 5", "-cbow 0 -binary 1",
+                         "-cbow 1 -engine autograd"};
+  for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
+    snprintf(args, sizeof args,
+             "-train %s -output %s -checkpoint %s -threads 1 " SMALL
+             " -alpha 1000 -iter 2 %s",
+             corpus, vec, ck, modes[i]);
+    ck_assert_int_eq(capture(args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "word2vec: training diverged") &&
+                      strstr(out, "try a smaller -alpha"),
+                  "%s: %s", modes[i], out);
+    ck_assert_msg(access(vec, F_OK) != 0 && access(ck, F_OK) != 0,
+                  "%s: an output was written", modes[i]);
+  }
+}
+END_TEST
+
+/* A checkpoint whose matrices hold NaN or infinity is refused, naming the
+ * checkpoint and the matrix. */
+START_TEST(test_resume_refuses_non_finite) {
+  char vec[512], ck[512], bad[512], args[4096], out[4096];
+  test_path(vec, sizeof vec, "nf.vec");
+  test_path(ck, sizeof ck, "nf.ckpt");
+  test_path(bad, sizeof bad, "nf-bad.ckpt");
+  const char *opts = "-cbow 0 -hs 1 -negative 2 -threads 1 -size 8 "
+                     "-min-count 1 -iter 2 -debug 0";
+  snprintf(args, sizeof args,
+           "-train %s -output %s %s -checkpoint %s -stop-after 1", corpus, vec,
+           opts, ck);
+  ck_assert_int_eq(run(args), 0);
+  const char *names[] = {"syn0", "syn1", "syn1neg"};
+  const float values[] = {NAN, INFINITY, -INFINITY};
+  for (int k = 0; k < 3; k++) {
+    loom_tensor_map *m = loom_safetensors_load(ck);
+    ck_assert_loom(m);
+    loom_tensor *t = loom_tensor_map_get(m, names[k]);
+    ck_assert_loom(t);
+    loom_data_f32(t)[3 * 8 + 5] = values[k]; /* row 3 */
+    ck_assert_int_eq(loom_safetensors_save(bad, m), 0);
+    loom_tensor_map_free(m);
+    remove(vec);
+    snprintf(args, sizeof args,
+             "-train %s -output %s %s -checkpoint %s "
+             "-resume 1",
+             corpus, vec, opts, bad);
+    ck_assert_int_eq(capture(args, out, sizeof out), 1);
+    char says[700];
+    snprintf(says, sizeof says, "cannot resume from %s: its matrix %s holds",
+             bad, names[k]);
+    ck_assert_msg(strstr(out, says) && strstr(out, "at row 3"), "%s", out);
+    ck_assert_int_ne(access(vec, F_OK), 0);
+  }
+}
+END_TEST
+
+/* Vector files holding NaN, infinity or a number beyond float32 are
+ * refused by the queries, naming the word, line and byte; a text file
+ * with hex floats is still read as text; a failed read of a file taken
+ * for binary says so. */
+START_TEST(test_queries_refuse_non_finite_vectors) {
+  char path[512], args[1024], out[4096];
+  test_path(path, sizeof path, "nonfinite.txt");
+  const struct {
+    const char *file, *says;
+  } cases[] = {
+      {"2 3\nfoo nan inf -inf\nbar 1 2 3\n",
+       "vector 1 of 2 (line 2, byte 4): the word 'foo': number 1 of 3 ('nan') "
+       "is NaN"},
+      {"2 3\nbar 1 2 3\nfoo 1 2 -inf\n",
+       "(line 3, byte 14): the word 'foo': number 3 of 3 ('-inf') is "
+       "infinite"},
+      {"2 2\nfoo 0x1p3 1e400\nbar 1 2\n",
+       "the word 'foo': number 2 of 2 ('1e400') is infinite"},
+      {"2 3\nfoo 1 2 x\nbar 1 2 3\n",
+       "(read as binary: the line after the header is not a word and 3 "
+       "numbers; -binary 0 reads it as text)"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    test_write_file(path, cases[i].file, strlen(cases[i].file));
+    snprintf(args, sizeof args, "neighbours %s bar", path);
+    ck_assert_int_eq(capture(args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, cases[i].says), "%zu: %s", i, out);
+  }
+  const char hex[] = "2 2\nfoo 0x1p3 1e-3\nbar 8 0\n"; /* hex is text */
+  test_write_file(path, hex, sizeof hex - 1);
+  snprintf(args, sizeof args, "neighbours %s bar", path);
+  ck_assert_int_eq(capture(args, out, sizeof out), 0);
+  ck_assert_msg(strncmp(out, "foo\t1.0000", 10) == 0, "%s", out);
+  /* binary: "foo" holds a NaN */
+  char bin[64];
+  size_t n = 0;
+  float foo[2] = {1, NAN}, bar[2] = {1, 2};
+  n += (size_t)sprintf(bin, "2 2\nfoo ");
+  memcpy(bin + n, foo, sizeof foo);
+  n += sizeof foo;
+  n += (size_t)sprintf(bin + n, "\nbar ");
+  memcpy(bin + n, bar, sizeof bar);
+  n += sizeof bar;
+  bin[n++] = '\n';
+  test_write_file(path, bin, n);
+  snprintf(args, sizeof args, "neighbours %s bar", path);
+  ck_assert_int_eq(capture(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "vector 1 of 2 (byte 4): the word 'foo': number 2 "
+                            "of 2 is NaN"),
+                "%s", out);
+}
+END_TEST
+
+/* Smaller checks: a -read-vocab count past int64 is quoted as written;
+ * -classes beyond the vocabulary is refused before training (no
+ * checkpoint is written); WordSim scores of +-1e308 correlate as the same
+ * scores scaled down. */
+START_TEST(test_vocab_classes_and_wordsim_ranges) {
+  char path[512], vec[512], ck[512], args[4096], out[4096];
+  test_path(path, sizeof path, "ranges.txt");
+  test_path(vec, sizeof vec, "ranges.vec");
+  test_path(ck, sizeof ck, "ranges.ckpt");
+  const char vocab[] = "</s> 5\nw1 99999999999999999999999\n";
+  test_write_file(path, vocab, sizeof vocab - 1);
+  snprintf(args, sizeof args, "-train %s -read-vocab %s -output %s", corpus,
+           path, vec);
+  ck_assert_int_eq(capture(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "line 2 (byte 7): count 99999999999999999999999 "
+                            "is not in 0..2^62"),
+                "%s", out);
+  snprintf(
+      args, sizeof args,
+      "-train %s -output %s -checkpoint %s -classes 100000 -threads 1 " SMALL,
+      corpus, vec, ck);
+  ck_assert_int_eq(capture(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "-classes 100000: must be in 1..221 (the "
+                            "vocabulary size)"),
+                "%s", out);
+  ck_assert_int_ne(access(ck, F_OK), 0); /* no epoch was trained */
+  const char vectors[] = "3 2\na 1 0\nb 0.5 0.5\nc 0 1\n";
+  test_write_file(vec, vectors, sizeof vectors - 1);
+  const char *scores[] = {"a\tb\t1e308\na\tc\t-1e308\nb\tc\t0\n",
+                          "a\tb\t1\na\tc\t-1\nb\tc\t0\n",
+                          "a\tb\t1e-308\na\tc\t-1e-308\nb\tc\t0\n"};
+  for (int i = 0; i < 3; i++) {
+    test_write_file(path, scores[i], strlen(scores[i]));
+    snprintf(args, sizeof args, "eval %s -wordsim %s", vec, path);
+    ck_assert_int_eq(capture(args, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "spearman 0.8660  pearson 0.8660"), "%d: %s", i,
+                  out);
+  }
+}
+END_TEST
+
 /* Needs ../shared/data (skips without it): CBOW on PTB's training text. */
 START_TEST(test_ptb_scores_above_chance) {
   const char *root = getenv("LOOM_SOURCE_ROOT");
@@ -484,6 +646,10 @@ int main(void) {
   tcase_add_test(tc, test_bad_input);
   tcase_add_test(tc, test_inputs_and_outputs);
   tcase_add_test(tc, test_outputs_written_safely);
+  tcase_add_test(tc, test_divergence_writes_nothing);
+  tcase_add_test(tc, test_resume_refuses_non_finite);
+  tcase_add_test(tc, test_queries_refuse_non_finite_vectors);
+  tcase_add_test(tc, test_vocab_classes_and_wordsim_ranges);
   tcase_add_test(tc, test_ptb_scores_above_chance);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);

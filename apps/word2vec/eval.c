@@ -341,21 +341,32 @@ static int rank(const double *x, int64_t n, double *r) {
   return 0;
 }
 
+/* The correlation of finite x and y. It does not depend on their scale,
+ * so each is first divided by its largest magnitude: scores of 1e308 (or
+ * 1e-308) neither overflow nor underflow in the sums and squares. */
 static double pearson(const double *x, const double *y, int64_t n) {
+  double ax = 0, ay = 0;
+  for (int64_t i = 0; i < n; i++) {
+    ax = fmax(ax, fabs(x[i]));
+    ay = fmax(ay, fabs(y[i]));
+  }
+  if (!(ax > 0 && ay > 0 && isfinite(ax) && isfinite(ay)))
+    return NAN; /* constant zero: no correlation */
   double mx = 0, my = 0;
   for (int64_t i = 0; i < n; i++) {
-    mx += x[i];
-    my += y[i];
+    mx += x[i] / ax;
+    my += y[i] / ay;
   }
   mx /= (double)n;
   my /= (double)n;
   double sxy = 0, sxx = 0, syy = 0;
   for (int64_t i = 0; i < n; i++) {
-    sxy += (x[i] - mx) * (y[i] - my);
-    sxx += (x[i] - mx) * (x[i] - mx);
-    syy += (y[i] - my) * (y[i] - my);
+    double dx = x[i] / ax - mx, dy = y[i] / ay - my;
+    sxy += dx * dy;
+    sxx += dx * dx;
+    syy += dy * dy;
   }
-  return sxx > 0 && syy > 0 ? sxy / sqrt(sxx * syy) : NAN;
+  return sxx > 0 && syy > 0 ? sxy / (sqrt(sxx) * sqrt(syy)) : NAN;
 }
 
 double w2v_spearman(const double *x, const double *y, int64_t n) {

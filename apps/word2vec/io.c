@@ -109,9 +109,13 @@ static int read_word(FILE *f, char *word, size_t cap, size_t *len) {
   return ch == ' ' && n > 0 ? 0 : -1;
 }
 
-/* Is the first record binary? It is text if the rest of its line holds
- * only the characters of numbers and exactly dim numbers; float32 bytes
- * cannot pass for that. */
+/* Is the first record binary? It is text if the rest of its line (up to
+ * the first newline) reads as exactly dim numbers (anything strtof takes:
+ * decimals, exponents, hex floats, inf and nan, which the reader then
+ * refuses by name) separated by blanks, with no NUL byte. The dim float32
+ * of a binary record are 4 * dim bytes that would have to spell out dim
+ * blank-separated numbers and nothing else: they never do (a 0x0a byte
+ * among them ends the "line" early, leaving too few numbers). */
 static int detect_binary(FILE *f, int64_t dim, int64_t file_size) {
   long at = ftell(f);
   char word[4096];
@@ -124,17 +128,21 @@ static int detect_binary(FILE *f, int64_t dim, int64_t file_size) {
   if (at >= 0 && rest && read_word(f, word, sizeof word, &len) == 0) {
     int ch;
     while (n < cap && (ch = getc(f)) != EOF && ch != '\n') {
-      if (!ch || !strchr("0123456789+-.eEinfaINFA \t\r", ch))
+      if (!ch)
         binary = 1;
       rest[n++] = (char)ch;
     }
     rest[n] = '\0';
     int64_t numbers = 0;
     char *p = rest, *end;
-    for (; !binary; p = end, numbers++) {
-      strtof(p, &end);
-      if (end == p)
+    for (; !binary && numbers <= dim; p = end, numbers++) {
+      while (*p == ' ' || *p == '\t' || *p == '\r')
+        p++;
+      if (!*p)
         break;
+      strtof(p, &end);
+      if (end == p || (*end && !strchr(" \t\r", *end)))
+        binary = 1; /* not a number, or one run into other characters */
     }
     binary = binary || numbers != dim;
   }
@@ -168,8 +176,8 @@ int w2v_load_vectors(w2v_vectors *out, const char *path, int binary,
     fclose(f);
     return -1;
   }
-  if (binary < 0)
-    binary = detect_binary(f, dim, (int64_t)st.st_size);
+  bool sniffed =
+      binary < 0 && (binary = detect_binary(f, dim, (int64_t)st.st_size));
   /* every record needs at least dim*4 bytes (binary) or 2 per number */
   double need = (double)n * (double)dim * (binary ? 4.0 : 2.0);
   if (need > (double)st.st_size) {
@@ -200,15 +208,19 @@ int w2v_load_vectors(w2v_vectors *out, const char *path, int binary,
   float *m = out->vectors ? loom_data_f32(out->vectors) : NULL;
   for (int64_t i = 0; rc == 0 && i < n; i++) {
     long at = ftell(f);
-    char word[4096];
+    char word[4096], why[160];
     size_t len = 0;
     const char *bad = NULL;
+    int64_t bad_value = -1; /* the number (from 0) that is not finite */
     float *row = m + i * dim;
     if (binary) {
       if (read_word(f, word, sizeof word, &len) < 0)
         bad = "expected a word and a space";
       else if (fread(row, sizeof *row, (size_t)dim, f) != (size_t)dim)
         bad = "the file ends inside the vector";
+      for (int64_t j = 0; !bad && j < dim; j++)
+        if (!isfinite(row[j]))
+          bad_value = j, bad = "";
     } else {
       ssize_t got = getline(&line, &line_cap, f);
       char *p = line, *end;
@@ -228,6 +240,8 @@ int w2v_load_vectors(w2v_vectors *out, const char *path, int binary,
             row[j] = strtof(p, &end);
             if (end == p)
               bad = "fewer numbers than the size";
+            else if (!isfinite(row[j])) /* nan, inf, or beyond float */
+              bad_value = j, bad = "";
             p = end;
           }
           while (!bad && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
@@ -246,11 +260,40 @@ int w2v_load_vectors(w2v_vectors *out, const char *path, int binary,
       else
         out->pool = g;
     }
+    if (bad && bad_value >= 0) {
+      char number[64] = "";
+      if (!binary) { /* the number as the file writes it */
+        const char *q = line + len;
+        for (int64_t j = 0; j <= bad_value; j++) {
+          while (*q == ' ' || *q == '\t')
+            q++;
+          size_t k = strcspn(q, " \t\r\n");
+          if (j == bad_value)
+            snprintf(number, sizeof number, " ('%.*s')", (int)(k < 40 ? k : 40),
+                     q);
+          q += k;
+        }
+      }
+      snprintf(why, sizeof why,
+               "the word '%.40s': number %lld of %lld%s is %s, not a finite "
+               "float32",
+               word, (long long)bad_value + 1, (long long)dim, number,
+               isnan(row[bad_value]) ? "NaN" : "infinite");
+      bad = why;
+    }
     if (bad) {
+      char where[48] = "";
+      if (!binary)
+        snprintf(where, sizeof where, "line %lld, ", (long long)i + 2);
+      char hint[128] = "";
+      if (sniffed)
+        snprintf(hint, sizeof hint,
+                 " (read as binary: the line after the header is not a word "
+                 "and %lld numbers; -binary 0 reads it as text)",
+                 (long long)dim);
       loom_set_error(LOOM_ERR_FORMAT,
-                     "%s: vector %lld of %lld (byte %ld): "
-                     "%s",
-                     path, (long long)i + 1, n, at, bad);
+                     "%s: vector %lld of %lld (%sbyte %ld): %s%s", path,
+                     (long long)i + 1, n, where, at, bad, hint);
       rc = -1;
       break;
     }

@@ -296,6 +296,7 @@ static int resume(run *r, uint64_t *rng, int n_rng) {
   loom_tensor *ep = loom_tensor_map_get(map, "epoch");
   loom_tensor *st = loom_tensor_map_get(map, "rng");
   const char *bad = NULL;
+  char why[160];
   if (!sig || strcmp(sig, r->signature))
     bad = "it was made with other options or another text";
   else if (!ep || loom_dtype_of(ep) != LOOM_I64 || loom_numel(ep) != 1 || !st ||
@@ -305,9 +306,20 @@ static int resume(run *r, uint64_t *rng, int n_rng) {
     loom_tensor *t = loom_tensor_map_get(map, names[k]);
     if (!dst[k])
       continue;
-    if (!t || !loom_same_shape(t, dst[k]) || loom_dtype_of(t) != LOOM_F32)
+    if (!t || !loom_same_shape(t, dst[k]) || loom_dtype_of(t) != LOOM_F32) {
       bad = "a matrix is missing or has the wrong shape";
-    else
+      continue;
+    }
+    const float *x = loom_data_f32(t);
+    int64_t n = loom_numel(t), i = 0;
+    while (i < n && isfinite(x[i]))
+      i++;
+    if (i < n) {
+      snprintf(why, sizeof why,
+               "its matrix %s holds %g at row %lld (a run that diverged?)",
+               names[k], (double)x[i], (long long)(i / loom_size(t, 1)));
+      bad = why;
+    } else
       memcpy(loom_data_f32(dst[k]), loom_data_f32(t),
              (size_t)loom_numel(t) * sizeof(float));
   }
@@ -501,6 +513,12 @@ static int train(const options *o) {
   if (!o->output) { /* like the original: vocabulary only */
     rc = 0;
     goto done;
+  }
+  if (o->classes > v.size) { /* said now, not after training */
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "-classes %lld: must be in 1..%lld (the vocabulary size)",
+                   (long long)o->classes, (long long)v.size);
+    goto fail;
   }
   if (build_model(o, &v, &tree, &uni, &m) < 0)
     goto fail;

@@ -26,6 +26,7 @@
 #include "kernel.h"
 #include "word2vec.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -175,8 +176,11 @@ static int batch_flush(worker *w, float alpha) {
     return 0;
   double l = w2v_autograd_step(w->s->m, b->ex, b->n, alpha);
   b->n = 0;
-  if (l != l)
+  if (l != l) {
+    if (loom_last_status() == LOOM_OK) /* the step says why; if not: */
+      loom_set_error(LOOM_ERR_NUMERIC, "the autograd step failed");
     return -1;
+  }
   w->loss += l;
   return 0;
 }
@@ -437,6 +441,21 @@ static int check_opts(const w2v_model *m, const w2v_vocab *v,
   return bad ? -1 : 0;
 }
 
+/* The first matrix of the model holding a value that is not finite, or
+ * NULL. */
+static const char *non_finite_matrix(const w2v_model *m) {
+  const char *names[3] = {"syn0", "syn1", "syn1neg"};
+  const loom_tensor *t[3] = {m->syn0, m->syn1, m->syn1neg};
+  for (int k = 0; k < 3; k++) {
+    const float *x = t[k] ? loom_data_f32(t[k]) : NULL;
+    int64_t n = x ? loom_numel(t[k]) : 0;
+    for (int64_t i = 0; i < n; i++)
+      if (!isfinite(x[i]))
+        return names[k];
+  }
+  return NULL;
+}
+
 int w2v_train(w2v_model *m, const w2v_vocab *v, const w2v_corpus *c,
               const w2v_tree *tree, const w2v_unigram *unigram,
               const w2v_train_opts *o, int first_epoch,
@@ -512,6 +531,18 @@ int w2v_train(w2v_model *m, const w2v_vocab *v, const w2v_corpus *c,
     if (atomic_load(&s.failed)) {
       if (s.error[0])
         loom_set_error(LOOM_ERR_STATE, "%s", s.error);
+      rc = -1;
+      break;
+    }
+    /* A learning rate too large for the text makes the vectors overflow
+     * to inf and NaN: stop before a checkpoint or the output holds them. */
+    const char *bad = non_finite_matrix(m);
+    if (bad) {
+      loom_set_error(LOOM_ERR_NUMERIC,
+                     "training diverged in epoch %d: the vectors are not "
+                     "finite (%s holds NaN or infinity); try a smaller "
+                     "-alpha than %g",
+                     epoch, bad, o->alpha);
       rc = -1;
       break;
     }

@@ -211,6 +211,14 @@ double w2v_autograd_step(w2v_model *m, const w2v_example *ex, int n,
   if (!loss || loom_backward(loss) < 0)
     goto done;
   result = loom_item(loss);
+  if (!isfinite(result)) { /* leave the matrices as they were */
+    loom_set_error(LOOM_ERR_NUMERIC,
+                   "training diverged: the loss is %g; try a smaller "
+                   "-alpha",
+                   result);
+    result = NAN;
+    goto done;
+  }
   if (scatter_step(syn0, uniq, u0, dim, w0, alpha) < 0 ||
       (gh.leaf &&
        scatter_step(gh.matrix, gh.uniq, gh.n_uniq, dim, gh.leaf, alpha) < 0) ||

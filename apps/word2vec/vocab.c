@@ -248,14 +248,21 @@ int w2v_vocab_read(w2v_vocab *v, const char *path, int64_t min_count) {
       continue;
     char *sp = strrchr(line, ' ');
     char *end = NULL;
+    errno = 0;
     long long count = sp ? strtoll(sp + 1, &end, 10) : -1;
     size_t wlen = sp ? (size_t)(sp - line) : 0;
-    if (!sp || wlen == 0 || end == sp + 1 || *end || count < 0 ||
-        memchr(line, '\t', wlen) || memchr(line, ' ', wlen)) {
+    if (!sp || wlen == 0 || end == sp + 1 || *end || memchr(line, '\t', wlen) ||
+        memchr(line, ' ', wlen)) {
       loom_set_error(LOOM_ERR_FORMAT,
                      "%s: line %lld (byte %lld): expected "
                      "\"word count\"",
                      path, (long long)lineno, (long long)at);
+      rc = -1;
+    } else if (errno == ERANGE || count < 0 || count > max_total) {
+      loom_set_error(LOOM_ERR_FORMAT,
+                     "%s: line %lld (byte %lld): count %.40s is not in "
+                     "0..2^62",
+                     path, (long long)lineno, (long long)at, sp + 1);
       rc = -1;
     } else if (count > max_total - total) {
       loom_set_error(LOOM_ERR_FORMAT,

@@ -239,7 +239,9 @@ void w2v_kernel_example(float *syn0, float *syn1, float *syn1neg, int64_t dim,
  * loss is built from embedding lookups, a batched product and
  * log_sigmoid, backward gives the rows' gradients, and only those rows are
  * written back (a sparse update). Examples sharing a row are summed
- * (mini-batch SGD). Returns the summed loss, or NaN with an error. */
+ * (mini-batch SGD). Returns the summed loss, or NaN with an error (also
+ * when the loss is not finite: training diverged; nothing is written back
+ * then). */
 double w2v_autograd_step(w2v_model *m, const w2v_example *ex, int n,
                          float alpha);
 
@@ -283,7 +285,9 @@ typedef struct {
  * or NULL to seed from opts->seed. tree is needed when hs, unigram when
  * negative > 0. Threads update the shared matrices without locks
  * (Hogwild, like the original tool); with one thread a seed gives the same
- * vectors every time. 0 or -1. */
+ * vectors every time. After each epoch the matrices are checked: one
+ * holding NaN or infinity (a learning rate too large for the text) stops
+ * training with an error before epoch_done sees that epoch. 0 or -1. */
 int w2v_train(w2v_model *m, const w2v_vocab *v, const w2v_corpus *c,
               const w2v_tree *tree, const w2v_unigram *unigram,
               const w2v_train_opts *opts, int first_epoch,
