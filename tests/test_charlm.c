@@ -385,16 +385,20 @@ static int count(const char *haystack, const char *needle) {
 /* A checkpoint or plot that cannot be written is reported once per
  * attempt with its file name, the error is cleared (training goes on: the
  * step after a failed save used to fail with the save's message), and the
- * run ends with status 1 (it was 0 when only the last save failed). */
+ * run ends with status 1 (it was 0 when only the last save failed). The
+ * writes fail here for a file size limit (ulimit -f, its signal ignored):
+ * a checkpoint in a folder that does not exist is refused before training
+ * (test_checkpoint_path_checked_first). */
 START_TEST(test_failed_writes_reported) {
-  char ck[512], plot[512], args[2048], out[8192];
-  test_path(ck, sizeof ck, "missing-dir/w.ckpt");
+  char ck[512], plot[512], args[2048], cmd[2600], out[8192];
+  test_path(ck, sizeof ck, "w.ckpt");
   snprintf(args, sizeof args,
            SMALL " --steps 3 --save-every 100 --eval-every 100 "
                  "--checkpoint %s",
            ck);
-  ck_assert_int_eq(test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out),
-                   1);
+  snprintf(cmd, sizeof cmd, "-c \"trap '' XFSZ; ulimit -f 8; exec %s %s\"",
+           charlm(), args);
+  ck_assert_int_eq(test_run("sh", cmd, TEST_OUTPUT_BOTH, out, sizeof out), 1);
   ck_assert_msg(count(out, "w.ckpt: cannot write") == 1 &&
                     count(out, "w.ckpt.best: cannot write") == 1,
                 "%s", out);
@@ -402,11 +406,13 @@ START_TEST(test_failed_writes_reported) {
            SMALL " --steps 6 --save-every 2 --eval-every 100 "
                  "--checkpoint %s",
            ck);
-  ck_assert_int_eq(test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out),
-                   1);
+  snprintf(cmd, sizeof cmd, "-c \"trap '' XFSZ; ulimit -f 8; exec %s %s\"",
+           charlm(), args);
+  ck_assert_int_eq(test_run("sh", cmd, TEST_OUTPUT_BOTH, out, sizeof out), 1);
   ck_assert_msg(count(out, "w.ckpt: cannot write") == 3 &&
                     !strstr(out, "failed"),
                 "%s", out);
+  ck_assert_int_ne(access(ck, F_OK), 0);
   /* the plot: the checkpoint is written, the status says what was not */
   test_path(ck, sizeof ck, "w.ckpt");
   test_path(plot, sizeof plot, "missing-dir/loss.png");
@@ -419,6 +425,151 @@ START_TEST(test_failed_writes_reported) {
   ck_assert_msg(count(out, "loss.png") == 1 && strstr(out, "cannot write"),
                 "%s", out);
   ck_assert_int_eq(access(ck, F_OK), 0);
+}
+END_TEST
+
+/* Resuming with other model options is refused, each differing option
+ * named with both values (--heads used to pass silently and change the
+ * model; --ff and --seq failed on the optimizer's state). A recurrent
+ * model has no heads to differ. A new --dropout is taken, with a note. */
+START_TEST(test_resume_names_differing_options) {
+  char tf[512], lstm[512], copy[512], args[2048], out[8192];
+  test_path(tf, sizeof tf, "opt-tf.ckpt");
+  test_path(lstm, sizeof lstm, "opt-lstm.ckpt");
+  test_path(copy, sizeof copy, "opt-copy.ckpt");
+  snprintf(args, sizeof args,
+           "--model transformer --heads 2 " SMALL " --steps 2 --checkpoint %s",
+           tf);
+  ck_assert_int_eq(run(args), 0);
+  snprintf(args, sizeof args, SMALL " --steps 2 --checkpoint %s", lstm);
+  ck_assert_int_eq(run(args), 0);
+  const struct {
+    const char *ckpt, *opts, *says;
+  } cases[] = {
+      {tf, "--model transformer --heads 4",
+       "the model options differ: --heads 4, the checkpoint has 2"},
+      {tf, "--model transformer --heads 2 --ff 32",
+       "the model options differ: --ff 32, the checkpoint has 96"},
+      {tf, "--model transformer --heads 2 --seq 8",
+       "the model options differ: --seq 8, the checkpoint has 16"},
+      {tf, "--model transformer --heads 4 --layers 1",
+       "the model options differ: --layers 1, the checkpoint has 2; --heads "
+       "4, the checkpoint has 2"},
+      {lstm, "--model gru",
+       "the model options differ: --model gru, the checkpoint has lstm"},
+      {lstm, "--hidden 16 --embed 4",
+       "the model options differ: --hidden 16, the checkpoint has 24; "
+       "--embed 4, the checkpoint has 8"},
+      {lstm, "--model transformer",
+       "the model options differ: --model transformer, the checkpoint has "
+       "lstm"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    /* a copy: a refused resume must not write over the checkpoint */
+    size_t len;
+    char *bytes = test_slurp(cases[i].ckpt, &len);
+    test_write_file(copy, bytes, len);
+    snprintf(args, sizeof args, SMALL " %s --steps 4 --resume --checkpoint %s",
+             cases[i].opts, copy);
+    ck_assert_int_eq(
+        test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "cannot resume from") &&
+                      strstr(out, cases[i].says),
+                  "%s: %s", cases[i].opts, out);
+    size_t len_after;
+    char *after = test_slurp(copy, &len_after);
+    ck_assert(len_after == len && !memcmp(after, bytes, len));
+    free(after);
+    free(bytes);
+  }
+  /* heads mean nothing to an LSTM; a new dropout is taken, said */
+  snprintf(args, sizeof args,
+           SMALL " --heads 8 --dropout 0.3 --steps 4 --resume --checkpoint %s",
+           lstm);
+  ck_assert_int_eq(test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   0);
+  ck_assert_msg(strstr(out, "note: --dropout 0.3, the checkpoint was trained "
+                            "with 0.1"),
+                "%s", out);
+}
+END_TEST
+
+/* Options whose trouble showed late or wrongly: an empty validation split
+ * is named as such; a --minutes budget shorter than a step still trains
+ * one (it trained none, printed "-1 steps" and wrote the untrained model
+ * with status 0); a checkpoint that cannot be written is refused before
+ * the text is read; /dev/zero as --data stops at the limit for pipes and
+ * devices, while a normal text through a pipe trains. */
+START_TEST(test_options_checked_first) {
+  char ck[512], data[512], args[2048], out[8192];
+  test_path(ck, sizeof ck, "first.ckpt");
+  const char *tiny = "--corpus-bytes 20000 --hidden 8 --embed 4 --layers 1 "
+                     "--seq 16 --batch 4 --plot ''";
+  snprintf(args, sizeof args, "%s --val-fraction 1e-320 --checkpoint %s", tiny,
+           ck);
+  ck_assert_int_eq(test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   1);
+  ck_assert_msg(strstr(out, "--val-fraction 1e-320 of 20") &&
+                    strstr(out, "holds out 0 for validation") &&
+                    !strstr(out, "too little text"),
+                "%s", out);
+  ck_assert_int_ne(access(ck, F_OK), 0);
+  /* --minutes */
+  snprintf(args, sizeof args, "%s --minutes 1e-9 --checkpoint %s", tiny, ck);
+  ck_assert_int_eq(test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   0);
+  ck_assert_msg(strstr(out, "under a second (at least one step) of 4 x 16") &&
+                    !strstr(out, "-1 steps") && strstr(out, "done: 1 steps"),
+                "%s", out);
+  loom_tensor_map *m = loom_safetensors_load(ck);
+  ck_assert_loom(m);
+  loom_tensor *step = loom_tensor_map_get(m, "step");
+  ck_assert_ptr_nonnull(step);
+  ck_assert_int_eq(loom_data_i64(step)[0], 1);
+  loom_tensor_map_free(m);
+  /* checkpoints that cannot be written: refused before anything runs */
+  const struct {
+    const char *path, *says;
+    int status;
+  } paths[] = {
+      {"''", "--checkpoint '' is not a file name", 2},
+      {"%s/missing-dir/x.ckpt",
+       "missing-dir/x.ckpt: the folder %s/missing-dir: No such file", 1},
+      {"%s", "cannot write --checkpoint %s: it is a folder, not a file", 1},
+      {"%s/first.ckpt/x", "the folder %s/first.ckpt: Not a directory", 1},
+  };
+  for (int i = 0; i < 4; i++) {
+    char path[600], says[1200];
+    snprintf(path, sizeof path, paths[i].path, test_dir);
+    snprintf(says, sizeof says, paths[i].says, test_dir);
+    snprintf(args, sizeof args, "%s --steps 100000 --checkpoint %s", tiny,
+             path);
+    ck_assert_int_eq(
+        test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+        paths[i].status);
+    ck_assert_msg(strstr(out, says) && !strstr(out, "model:"), "%s: %s", path,
+                  out);
+  }
+  ck_assert_int_ne(access("'.best", F_OK), 0); /* no stray file */
+  /* a pipe */
+  test_path(data, sizeof data, "piped.txt");
+  char text[20000];
+  for (size_t i = 0; i < sizeof text; i++)
+    text[i] = "abcdefg hij\n"[(i * 7 + i / 13) % 12];
+  test_write_file(data, text, sizeof text);
+  snprintf(args, sizeof args,
+           "-c \"cat '%s' | %s --data /dev/stdin %s --steps 2 --quiet "
+           "--checkpoint '%s'\"",
+           data, charlm(), tiny, ck);
+  ck_assert_int_eq(test_run("sh", args, TEST_OUTPUT_BOTH, out, sizeof out), 0);
+  /* a device without an end */
+  snprintf(args, sizeof args, "--data /dev/zero %s --quiet --checkpoint %s",
+           tiny, ck);
+  ck_assert_int_eq(test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   1);
+  ck_assert_msg(strstr(out, "/dev/zero: not a regular file, and longer than "
+                            "1073741824 bytes (1 GiB)"),
+                "%s", out);
 }
 END_TEST
 
@@ -662,6 +813,8 @@ int main(void) {
   tcase_add_test(tc, test_diverging_run_keeps_checkpoint);
   tcase_add_test(tc, test_failed_writes_reported);
   tcase_add_test(tc, test_outputs_are_not_inputs);
+  tcase_add_test(tc, test_resume_names_differing_options);
+  tcase_add_test(tc, test_options_checked_first);
   tcase_add_test(tc, test_corpus_out_of_memory);
   tcase_add_test(tc, test_tinyshakespeare_learns);
   if (loom_dist_available() && getenv("MPIRUN") && *getenv("MPIRUN")) {

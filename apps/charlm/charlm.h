@@ -123,6 +123,7 @@ typedef struct {
   loom_tensor *state[LOOM_RNN_MAX_STATES]; /* (layers, B, hidden) float32,
                                               owned; NULL at a stream start */
   charlm_history history;
+  double resumed_dropout; /* charlm_checkpoint_resume: cfg.dropout saved */
 } charlm_session;
 
 /* Releases the states and the history (the rest is plain data). */
@@ -149,7 +150,9 @@ int charlm_checkpoint_peek(const char *path, charlm_session *s);
 
 /* Loads the checkpoint at `path` into m, opt, *step and m's generator, and
  * its session into s, to continue training on the same text: s holds this
- * run's config and vocabulary on entry, and they must match. The loaded
+ * run's config and vocabulary on entry, and they must match (every model
+ * option the checkpoint stores; not the dropout, which changes no
+ * parameter: s->resumed_dropout receives the saved one). The loaded
  * learning rate must be in CHARLM_LR_RANGE and the step and position in
  * 0..2^62. 0, or -1 with an error (the model and optimizer may have been
  * loaded; s keeps its config and vocabulary). */

@@ -360,13 +360,41 @@ int charlm_checkpoint_peek(const char *path, charlm_session *s) {
   return rc;
 }
 
-/* Why the saved session cannot continue this run's, or NULL. */
+/* Why the saved session cannot continue this run's, in `why`, or NULL:
+ * every model option the checkpoint stores must be this run's, but the
+ * dropout, which changes no parameter. */
 static const char *mismatch(const charlm_session *run,
-                            const charlm_session *saved) {
+                            const charlm_session *saved, char *why,
+                            size_t size) {
   const charlm_config *a = &run->cfg, *b = &saved->cfg;
-  if (strcmp(a->cell, b->cell) || a->hidden != b->hidden ||
-      a->layers != b->layers || a->embed != b->embed)
-    return "the model options differ";
+  if (strcmp(a->cell, b->cell)) {
+    snprintf(why, size,
+             "the model options differ: --model %s, the checkpoint has %s",
+             a->cell, b->cell);
+    return why;
+  }
+  bool tf = !strcmp(a->cell, "transformer");
+  const struct {
+    const char *flag;
+    int64_t mine, theirs;
+    bool used; /* stored, and part of this kind of model */
+  } opts[] = {{"--hidden", a->hidden, b->hidden, true},
+              {"--embed", a->embed, b->embed, !tf}, /* tf: embed = hidden */
+              {"--layers", a->layers, b->layers, true},
+              {"--heads", a->heads, b->heads, tf},
+              {"--ff", a->ff, b->ff, tf},
+              {"--seq", a->context, b->context, tf}}; /* its positions */
+  size_t n = 0;
+  for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
+    if (opts[i].used && opts[i].mine != opts[i].theirs && n < size)
+      n += (size_t)snprintf(
+          why + n, size - n,
+          "%s%s %lld, the checkpoint has "
+          "%lld",
+          n ? "; " : "the model options differ: ", opts[i].flag,
+          (long long)opts[i].mine, (long long)opts[i].theirs);
+  if (n)
+    return why;
   if (run->vocab != saved->vocab ||
       memcmp(run->chars, saved->chars, (size_t)run->vocab))
     return "it was trained on a text with other characters";
@@ -380,17 +408,29 @@ int charlm_checkpoint_resume(const char *path, charlm *m, loom_optimizer *opt,
   loom_tensor_map *extra = NULL;
   charlm_session saved = {0};
   const char *bad = NULL;
+  char range[80], why[512];
   if (loom_checkpoint_load(path, &m->base, opt, NULL, step, m->rng, &extra) <
           0 ||
       charlm_session_read(&saved, extra) < 0) {
     loom_tensor_map_free(extra);
+    /* Other model options give parameters of other shapes, which the
+     * load refuses tensor by tensor: say which options differ instead. */
+    char error[512];
+    snprintf(error, sizeof error, "%s", loom_last_error());
+    loom_status status = loom_last_status();
+    loom_clear_error();
+    if (charlm_checkpoint_peek(path, &saved) == 0 &&
+        (bad = mismatch(s, &saved, why, sizeof why)))
+      loom_set_error(LOOM_ERR_FORMAT, "%s", bad);
+    else
+      loom_set_error(status, "%s", error);
+    charlm_session_free(&saved);
     return -1;
   }
   loom_tensor_map_free(extra);
-  char range[80];
   double lr = loom_optimizer_lr(opt);
   int rc = -1;
-  if ((bad = mismatch(s, &saved)))
+  if ((bad = mismatch(s, &saved, why, sizeof why)))
     loom_set_error(LOOM_ERR_FORMAT, "%s", bad);
   else if (*step < 0 || *step > (int64_t)1 << 62)
     out_of_range("the checkpoint", "its step", *step, 0, (int64_t)1 << 62);
@@ -404,6 +444,7 @@ int charlm_checkpoint_resume(const char *path, charlm *m, loom_optimizer *opt,
     return -1;
   }
   charlm_session_free(s);
+  s->resumed_dropout = saved.cfg.dropout;
   s->position = saved.position;
   s->n_states = saved.n_states;
   memcpy(s->state, saved.state, sizeof s->state);

@@ -11,9 +11,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include "charlm.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define P "charlm" /* in messages */
 
@@ -48,6 +51,7 @@ static void usage(FILE *f) {
       "  --clip X             gradient norm clipping, 0 for none (5)\n"
       "  --steps N            training steps (2000); or --epochs X, or "
       "--minutes M\n"
+      "                       (a time budget: one step at least)\n"
       "  --val-fraction X     tail of the text held out for validation (0.1)\n"
       "  --eval-every N       steps between validation passes (200)\n"
       "  --checkpoint FILE    where to save (charlm.ckpt); written every\n"
@@ -55,7 +59,9 @@ static void usage(FILE *f) {
       "                       FILE.best holds the step with the best\n"
       "                       validation loss so far\n"
       "  --resume             continue from --checkpoint, exactly where it "
-      "stopped\n"
+      "stopped;\n"
+      "                       the model options must be the checkpoint's,\n"
+      "                       but --dropout may change (with a note)\n"
       "  --plot FILE          loss curves as PNG (charlm-loss.png; '' for "
       "none)\n"
       "  --seed N             random seed (1)\n"
@@ -302,6 +308,42 @@ static int check_outputs(const options *o) {
   return 0;
 }
 
+/* The checkpoint (and FILE.best beside it) can be written: a name, in a
+ * folder that exists and may be written to. Checked before training, so
+ * that a run is not lost for it at the end; nothing is created. 0, or -1
+ * after saying why not. */
+static int check_checkpoint_folder(const options *o) {
+  const char *path = o->checkpoint;
+  if (!*path) {
+    fprintf(stderr, "charlm: --checkpoint '' is not a file name\n");
+    return -1;
+  }
+  const char *slash = strrchr(path, '/');
+  char dir[4096];
+  if (!slash)
+    snprintf(dir, sizeof dir, ".");
+  else
+    snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path),
+             path);
+  struct stat st;
+  const char *why = NULL;
+  bool folder = false; /* why is about dir */
+  if ((slash && !slash[1]) || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
+    why = "it is a folder, not a file";
+  else if ((folder = true, stat(dir, &st) != 0))
+    why = strerror(errno);
+  else if (!S_ISDIR(st.st_mode))
+    why = strerror(ENOTDIR);
+  else if (access(dir, W_OK | X_OK) != 0)
+    why = strerror(errno);
+  if (!why)
+    return 0;
+  fprintf(stderr, "charlm: cannot write --checkpoint %s: %s%s%s%s\n", path,
+          folder ? "the folder " : "", folder ? dir : "", folder ? ": " : "",
+          why);
+  return -1;
+}
+
 int main(int argc, char **argv) {
   options o;
   bool sample;
@@ -312,6 +354,8 @@ int main(int argc, char **argv) {
     return write_corpus(&o);
   if (!sample && check_outputs(&o) < 0)
     return 2;
+  if (!sample && check_checkpoint_folder(&o) < 0)
+    return *o.checkpoint ? 1 : 2;
   if (o.threads > 0)
     loom_set_num_threads((int)o.threads);
   if (sample || !o.distributed) {

@@ -261,11 +261,19 @@ static int setup(run *r, const charlm_options *o) {
   r->n_val = (int64_t)(o->val_fraction * (double)n);
   r->n_train = n - r->n_val;
   r->stream = r->n_train / r->B;
-  if (r->stream < r->T + 2 || r->n_val < 2) {
+  if (r->n_val < 2) {
     fprintf(stderr,
-            "charlm: %lld characters is too little text for batch "
-            "%lld x seq %lld\n",
-            (long long)n, (long long)r->B, (long long)r->T);
+            "charlm: --val-fraction %.3g of %lld characters holds out %lld for "
+            "validation; it needs at least 2\n",
+            o->val_fraction, (long long)n, (long long)r->n_val);
+    return -1;
+  }
+  if (r->stream < r->T + 2) {
+    fprintf(stderr,
+            "charlm: %lld characters (%lld after the validation part) is too "
+            "little text for batch %lld x seq %lld\n",
+            (long long)n, (long long)r->n_train, (long long)r->B,
+            (long long)r->T);
     return -1;
   }
   r->total = total_steps(o, (r->stream - 1) / r->T);
@@ -323,6 +331,12 @@ static int setup(run *r, const charlm_options *o) {
     if (loom_dist_rank() == 0)
       fprintf(stderr, "resumed from %s at step %lld\n", o->checkpoint,
               (long long)r->step);
+    /* a new dropout is allowed (fine-tuning often changes it), said */
+    if (loom_dist_rank() == 0 && r->s.resumed_dropout != r->m->cfg.dropout)
+      fprintf(stderr,
+              "charlm: note: --dropout %g, the checkpoint was trained with "
+              "%g: training goes on with %g (not as the run would have)\n",
+              r->m->cfg.dropout, r->s.resumed_dropout, r->m->cfg.dropout);
   }
   return 0;
 }
@@ -424,24 +438,33 @@ static void introduce(const run *r) {
   const charlm_config *cfg = &r->m->cfg;
   if (o->quiet)
     return;
+  char steps[64], minutes[32];
+  if (o->minutes > 0) { /* the budget, not a step count */
+    app_duration(o->minutes * 60, minutes, sizeof minutes);
+    snprintf(steps, sizeof steps, "%s (at least one step)",
+             o->minutes * 60 < 1 ? "under a second" : minutes);
+  } else
+    snprintf(steps, sizeof steps, "%lld steps", (long long)r->total);
   fprintf(stderr,
           "charlm: %s%s, %lld characters (%d distinct), unigram entropy "
           "%.3f bits/char\nmodel: %s, %lld layers, hidden %lld, embed "
-          "%lld: %lld parameters; %lld steps of %lld x %lld characters\n",
+          "%lld: %lld parameters; %s of %lld x %lld characters\n",
           o->data ? "" : "built-in corpus", o->data ? o->data : "",
           (long long)r->text.len, r->text.vocab, corpus_unigram_bits(&r->text),
           cfg->cell, (long long)cfg->layers, (long long)cfg->hidden,
           (long long)cfg->embed,
-          (long long)loom_module_num_elements(&r->m->base),
-          o->minutes > 0 ? -1LL : (long long)r->total, (long long)r->B,
-          (long long)r->T);
+          (long long)loom_module_num_elements(&r->m->base), steps,
+          (long long)r->B, (long long)r->T);
 }
 
 /* Whether the run is over: --minutes spent (as rank 0's clock says, so
- * that all ranks stop at the same step) or --steps done. */
-static bool finished(const run *r, double t0) {
+ * that all ranks stop at the same step; but one step at least, which a
+ * budget shorter than a step would not give) or --steps done. */
+static bool finished(const run *r, double t0, int64_t first) {
   if (!(r->o->minutes > 0))
     return r->step >= r->total;
+  if (r->step == first)
+    return false;
   double over = app_now() - t0 >= r->o->minutes * 60;
   if (r->dp && loom_dist_broadcast_bytes(&over, sizeof over, 0) < 0)
     return true; /* the next collective reports it */
@@ -466,7 +489,7 @@ int charlm_train(const charlm_options *options) {
     introduce(&r);
   double t0 = app_now(), seconds = 0;
   int64_t first = r.step, T = r.T, B = r.B;
-  bool done = rc == 0 && finished(&r, t0);
+  bool done = rc == 0 && finished(&r, t0, first);
   while (rc == 0 && !done) {
     if (r.s.position + T + 1 > r.stream) /* a new epoch */
       restart_streams(&r.s);
@@ -500,7 +523,7 @@ int charlm_train(const charlm_options *options) {
       app_progress_line(&r.bar, r.step, o->minutes > 0 ? 0 : r.total, r.rate,
                         "chars", text, false);
     }
-    done = finished(&r, t0);
+    done = finished(&r, t0, first);
     if ((r.step % o->eval_every == 0 || done) && validate(&r) < 0) {
       rc = 1;
       break;

@@ -51,7 +51,8 @@ const char *app_int_range_text(int64_t lo, int64_t hi, char *buf, size_t size);
 double app_now(void);
 
 /* Reads a whole file (caller frees); NULL with a message on stderr (a
- * directory is refused as one). */
+ * directory is refused as one). A pipe or device (not a regular file) is
+ * read up to 1 GiB: /dev/zero would never end. */
 unsigned char *app_read_file(const char *path, size_t *len);
 /* Reads a whole file of at most max bytes (caller frees; a NUL follows the
  * *len bytes). NULL with a loom error naming the path: LOOM_ERR_IO when it

@@ -57,12 +57,25 @@ unsigned char *app_read_file_max(const char *path, size_t max, size_t *len) {
   return NULL;
 }
 
+/* What app_read_file takes from a file whose size is not known. */
+#define APP_STREAM_MAX ((size_t)1 << 30)
+
 unsigned char *app_read_file(const char *path, size_t *len) {
-  unsigned char *buf = app_read_file_max(path, SIZE_MAX / 2, len);
-  if (!buf) {
+  /* A regular file is as long as its size; a pipe or a device may never
+   * end (/dev/zero), so it is read up to APP_STREAM_MAX bytes. */
+  struct stat st;
+  bool regular = stat(path, &st) == 0 && S_ISREG(st.st_mode);
+  unsigned char *buf =
+      app_read_file_max(path, regular ? SIZE_MAX / 2 : APP_STREAM_MAX, len);
+  if (!buf && !regular && loom_last_status() == LOOM_ERR_FORMAT)
+    fprintf(stderr,
+            "%s: not a regular file, and longer than %zu bytes (1 GiB), the "
+            "most read from a pipe or device; save it to a file\n",
+            path, APP_STREAM_MAX);
+  else if (!buf)
     fprintf(stderr, "%s\n", loom_last_error());
+  if (!buf)
     loom_clear_error();
-  }
   return buf;
 }
 
