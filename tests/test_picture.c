@@ -1,9 +1,12 @@
 /* The apps' drawing layer (apps/common/picture.h): plots of hostile data
  * finish and write valid PNGs, ticks stay few and ordered, text puts its
- * ink where its measures say, wrapping, a missing or broken font file, the
+ * ink where its measures say, wrapping, a missing or broken font file (its
+ * tables, and glyph outlines stb_truetype would read past or recurse
+ * through forever), the
  * canvas, heatmaps, contact sheets and attention strips. PNGs are read back
  * with stb_image. */
 #define _POSIX_C_SOURCE 200809L
+#include "../apps/common/font.h"
 #include "../apps/common/picture.h"
 #include "file_util.h"
 
@@ -602,6 +605,21 @@ START_TEST(test_broken_font_files) {
       sub[6] = sub[7] = 0xff; /* segCountX2 */
   }
   font_refused("segments.ttf", bad, len, "shorter than its arrays");
+  memcpy(bad, good, len); /* a binary search stepping past the segments */
+  for (int i = 0; i < n_maps; i++) {
+    unsigned char *sub = cmap + get32(cmap + 4 + 8 * i + 4);
+    if (sub[0] == 0 && sub[1] == 4)
+      sub[12] = sub[13] = 0xff; /* rangeShift */
+  }
+  font_refused("search.ttf", bad, len, "search runs past");
+  memcpy(bad, good, len); /* glyph numbers past the map */
+  for (int i = 0; i < n_maps; i++) {
+    unsigned char *sub = cmap + get32(cmap + 4 + 8 * i + 4);
+    int segments = (sub[6] << 8 | sub[7]) / 2;
+    if (sub[0] == 0 && sub[1] == 4)
+      sub[16 + 6 * segments] = sub[17 + 6 * segments] = 0xff; /* segment 0 */
+  }
+  font_refused("glyph_numbers.ttf", bad, len, "glyph numbers lie outside");
   memcpy(bad, good, len);
   for (int i = 0; i < n_maps; i++) {
     unsigned char *sub = cmap + get32(cmap + 4 + 8 * i + 4);
@@ -616,6 +634,229 @@ START_TEST(test_broken_font_files) {
   font_refused("hhea.ttf", bad, len, "metrics");
   free(bad);
   free(good);
+}
+END_TEST
+
+/* The glyph outlines of a TrueType file in memory, for tests that break
+ * them. */
+typedef struct {
+  unsigned char *glyf, *loca;
+  bool long_loca;
+  int n_glyphs;
+} outlines;
+
+static outlines outlines_of(unsigned char *font) {
+  const unsigned char *head = font + get32(record(font, "head") + 8);
+  const unsigned char *maxp = font + get32(record(font, "maxp") + 8);
+  return (outlines){font + get32(record(font, "glyf") + 8),
+                    font + get32(record(font, "loca") + 8), head[51] == 1,
+                    maxp[4] << 8 | maxp[5]};
+}
+
+static int get16(const unsigned char *p) { return p[0] << 8 | p[1]; }
+
+static void put16(unsigned char *p, int v) {
+  p[0] = (unsigned char)(v >> 8);
+  p[1] = (unsigned char)v;
+}
+
+/* Glyph g's bytes, their count in *len. */
+static unsigned char *glyph_at(const outlines *o, int g, size_t *len) {
+  size_t start =
+      o->long_loca ? get32(o->loca + 4 * g) : 2u * get16(o->loca + 2 * g);
+  size_t end = o->long_loca ? get32(o->loca + 4 * g + 4)
+                            : 2u * get16(o->loca + 2 * g + 2);
+  *len = end - start;
+  return o->glyf + start;
+}
+
+/* The first glyph after `after` of at least `min_len` bytes that is not
+ * `avoid` and, when min_contours > 0, is simple with that many contours
+ * and min_points points; aborts the test if there is none. */
+static int find_glyph(const outlines *o, int after, int avoid, size_t min_len,
+                      int min_contours, int min_points) {
+  for (int g = after + 1; g < o->n_glyphs; g++) {
+    size_t len;
+    const unsigned char *p = glyph_at(o, g, &len);
+    if (g == avoid || len < min_len || len < 10)
+      continue;
+    int contours = (int16_t)get16(p);
+    if (min_contours <= 0 ||
+        (contours >= min_contours &&
+         get16(p + 10 + 2 * (contours - 1)) + 1 >= min_points))
+      return g;
+  }
+  ck_abort_msg("the font has no glyph to break");
+  return -1;
+}
+
+static int find_empty_glyph(const outlines *o) {
+  for (int g = 0; g < o->n_glyphs; g++) {
+    size_t len;
+    glyph_at(o, g, &len);
+    if (len == 0)
+      return g;
+  }
+  ck_abort_msg("the font has no empty glyph");
+  return -1;
+}
+
+/* Rewrites glyph p (len bytes) as one contour of one point with `flag`,
+ * placed by the instructions' length so that `room` bytes follow it. */
+static void one_point_glyph(unsigned char *p, size_t len, int flag,
+                            size_t room) {
+  ck_assert_uint_ge(len, 15 + room);
+  put16(p, 1);      /* contours */
+  put16(p + 10, 0); /* the contour ends at point 0 */
+  put16(p + 12, (int)(len - 15 - room));
+  p[len - 1 - room] = (unsigned char)flag;
+}
+
+/* Rewrites glyph p (len bytes) as a composite of `count` components, the
+ * glyphs `parts`, each with `flags` (and more to come but the last) and
+ * byte offsets (0, 0). */
+static void composite_glyph(unsigned char *p, size_t len, const int *parts,
+                            int count, int flags) {
+  ck_assert_uint_ge(len, 10 + 6u * count);
+  put16(p, -1);
+  for (int k = 0; k < count; k++) {
+    unsigned char *c = p + 10 + 6 * k;
+    put16(c, flags | (k + 1 < count ? 32 : 0)); /* MORE_COMPONENTS */
+    put16(c + 2, parts[k]);
+    c[4] = c[5] = 0;
+  }
+}
+
+/* Glyph chain[k] a composite of chain[k + 1], `n` levels, the last of
+ * glyph `leaf`. */
+static void chain_glyphs(const outlines *o, const int *chain, int n, int leaf) {
+  for (int k = 0; k < n; k++) {
+    size_t len;
+    int part = k + 1 < n ? chain[k + 1] : leaf;
+    unsigned char *p = glyph_at(o, chain[k], &len);
+    composite_glyph(p, len, &part, 1, 2);
+  }
+}
+
+/* Glyph outlines that made stb_truetype read past the glyph and the file
+ * (a SEGV drawing text), recurse until the stack ran out, or assert: each
+ * font is refused when loaded, and fonts at the limits still load and
+ * draw. Derived from the real font; skipped without it. */
+START_TEST(test_broken_glyphs) {
+  if (access(APP_FONT_DEFAULT_PATH, R_OK) != 0) {
+    fprintf(stderr, "test_broken_glyphs: skipped, no %s\n",
+            APP_FONT_DEFAULT_PATH);
+    return;
+  }
+  size_t len, n;
+  unsigned char *good =
+      (unsigned char *)test_slurp(APP_FONT_DEFAULT_PATH, &len);
+  unsigned char *bad = malloc(len);
+  ck_assert_ptr_nonnull(bad);
+  /* glyphs are looked for in the real font, broken in a copy */
+  memcpy(bad, good, len);
+  outlines real = outlines_of(good), o = outlines_of(bad);
+  int simple = find_glyph(&real, -1, -1, 18, 2, 0); /* two contours or more */
+  size_t ends = 10,
+         instructions = 10 + 2 * (size_t)get16(glyph_at(&real, simple, &n));
+#define FRESH() memcpy(bad, good, len)
+  unsigned char *p = glyph_at(&o, simple, &n);
+
+  /* simple glyphs: counts and lengths stb_truetype reads by */
+  FRESH();
+  put16(p, 0x7fff);
+  font_refused("contours.ttf", bad, len, "contour list runs past");
+  FRESH();
+  put16(p + instructions, 0xffff);
+  font_refused("instructions.ttf", bad, len, "instructions run past");
+  FRESH(); /* 65535 points in a few hundred bytes */
+  put16(p + instructions - 2, 0xfffe);
+  font_refused("points.ttf", bad, len, "run past its end");
+  FRESH();
+  put16(p + ends, get16(p + ends + 2));
+  font_refused("ends.ttf", bad, len, "out of order");
+  FRESH(); /* a long x and y: 4 bytes */
+  one_point_glyph(p, n, 1, 3);
+  font_refused("coordinates.ttf", bad, len, "coordinates run past");
+  FRESH(); /* short x and y off the curve: stb starts it at the next point */
+  one_point_glyph(p, n, 2 | 4, 2);
+  font_refused("offcurve.ttf", bad, len, "one point off the curve");
+
+  /* composite glyphs */
+  int a = find_glyph(&real, -1, simple, 16, 0, 0);
+  int b = find_glyph(&real, a, simple, 16, 0, 0);
+  size_t na, nb;
+  unsigned char *pa = glyph_at(&o, a, &na), *pb = glyph_at(&o, b, &nb);
+  FRESH();
+  composite_glyph(pa, na, &a, 1, 2);
+  font_refused("self.ttf", bad, len, "contains itself");
+  FRESH();
+  composite_glyph(pa, na, &b, 1, 2);
+  composite_glyph(pb, nb, &a, 1, 2);
+  font_refused("cycle.ttf", bad, len, "contains itself");
+  FRESH(); /* placed by matching points: stb_truetype asserts */
+  composite_glyph(pa, na, &simple, 1, 0);
+  font_refused("matching.ttf", bad, len, "matching points");
+  FRESH();
+  composite_glyph(pa, na, &o.n_glyphs, 1, 2);
+  font_refused("part.ttf", bad, len, "does not have");
+  FRESH(); /* as many components as fit, the last saying more follow */
+  int fit = (int)((na - 10) / 6), *parts = malloc(fit * sizeof *parts);
+  ck_assert_ptr_nonnull(parts);
+  for (int k = 0; k < fit; k++)
+    parts[k] = find_empty_glyph(&real);
+  composite_glyph(pa, na, parts, fit, 2);
+  put16(pa + 10 + 6 * (fit - 1), 2 | 32);
+  free(parts);
+  font_refused("components.ttf", bad, len, "components run past");
+
+  /* nesting: 16 levels draw, 17 are refused */
+  enum { LEVELS = 17 };
+  int chain[LEVELS];
+  for (int k = 0; k < LEVELS; k++)
+    chain[k] = find_glyph(&real, k ? chain[k - 1] : -1, simple, 16, 0, 0);
+  FRESH();
+  chain_glyphs(&o, chain, LEVELS, simple);
+  font_refused("deep.ttf", bad, len, "nest too deeply");
+  FRESH();
+  chain_glyphs(&o, chain + 1, LEVELS - 1, simple);
+  char path[512];
+  test_path(path, sizeof path, "deep16.ttf");
+  test_write_file(path, bad, len);
+  app_font *f = app_font_load(path);
+  ck_assert_msg(f != NULL, "%s", loom_last_error());
+  /* the top of the chain is the simple glyph, placed at (0, 0) */
+  stbtt_vertex *top, *leaf;
+  int n_top = stbtt_GetGlyphShape(&f->info, chain[1], &top);
+  int n_leaf = stbtt_GetGlyphShape(&f->info, simple, &leaf);
+  ck_assert_int_gt(n_leaf, 0);
+  ck_assert_int_eq(n_top, n_leaf);
+  for (int k = 0; k < n_leaf; k++)
+    ck_assert(top[k].x == leaf[k].x && top[k].y == leaf[k].y &&
+              top[k].type == leaf[k].type);
+  stbtt_FreeShape(&f->info, top);
+  stbtt_FreeShape(&f->info, leaf);
+  app_font_free(f);
+
+  /* points multiplied through nesting: each level holds the last twice */
+  int big = find_glyph(&real, -1, -1, 0, 1, 300);
+  int twice[9];
+  for (int k = 0; k < 9; k++)
+    twice[k] = find_glyph(&real, k ? twice[k - 1] : -1, big, 22, 0, 0);
+  FRESH();
+  for (int k = 0; k < 9; k++) {
+    size_t nk;
+    int part = k ? twice[k - 1] : big, two[2] = {part, part};
+    unsigned char *pk = glyph_at(&o, twice[k], &nk);
+    composite_glyph(pk, nk, two, 2, 2);
+  }
+  font_refused("points2.ttf", bad, len, "too many points");
+#undef FRESH
+  free(bad);
+  free(good);
+  f = app_font_load(APP_FONT_DEFAULT_PATH);
+  ck_assert_msg(f != NULL, "%s", loom_last_error());
+  app_font_free(f);
 }
 END_TEST
 
@@ -903,6 +1144,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, test_missing_font_is_an_error);
   tcase_add_test(tc, test_threads_share_the_font);
   tcase_add_test(tc, test_broken_font_files);
+  tcase_add_test(tc, test_broken_glyphs);
   tcase_add_test(tc, test_canvas);
   tcase_add_test(tc, test_colormap);
   tcase_add_test(tc, test_heatmap);

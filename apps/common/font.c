@@ -1,5 +1,6 @@
-/* Loading TrueType fonts: the file's tables are checked to lie inside it
- * before stb_truetype (which trusts every offset it reads) sees it, and the
+/* Loading TrueType fonts: the file's tables are checked to lie inside it,
+ * and its glyphs to be what they say (glyphs.c), before stb_truetype
+ * (which trusts every offset and count it reads) sees it, and the
  * pictures' default font is loaded once per process. */
 #define _POSIX_C_SOURCE 200809L
 #include "font.h"
@@ -75,6 +76,31 @@ typedef struct {
   uint32_t offset, length;
 } table;
 
+/* A format 4 character map of `len` bytes at s, whose arrays fit in it:
+ * stb_truetype's binary search starts and steps by the map's own search
+ * fields, and a segment's idRangeOffset points at its glyph numbers; both
+ * are trusted. NULL when they stay inside the map's arrays. */
+static const char *check_format4(const unsigned char *s, uint64_t len) {
+  uint32_t segments = be16(s + 6) / 2;
+  /* the search ends at segment rangeShift + searchRange/2 + searchRange/4
+   * + ... (entrySelector halvings) at most, and reads none past it; the
+   * fields as the TrueType spec sets them end at the last segment */
+  uint32_t step = be16(s + 8) / 2, last = be16(s + 12) / 2;
+  for (uint32_t k = be16(s + 10); k > 0 && step > 0; k--)
+    last += step >>= 1;
+  if (segments == 0 || last >= segments)
+    return "a character map's search runs past its segments";
+  for (uint32_t i = 0; i < segments; i++) {
+    uint32_t end = be16(s + 14 + 2 * i),
+             start = be16(s + 16 + 2 * segments + 2 * i);
+    uint64_t at = 16 + 6ull * segments + 2 * i; /* idRangeOffset[i] */
+    uint32_t offset = be16(s + at);
+    if (offset && start <= end && at + offset + 2ull * (end - start) + 2 > len)
+      return "a character map's glyph numbers lie outside it";
+  }
+  return NULL;
+}
+
 /* The checks, in the order stb_truetype relies on them; NULL when the font
  * is usable, else what is wrong. */
 static const char *check_font(const unsigned char *d, size_t n) {
@@ -133,6 +159,10 @@ static const char *check_font(const unsigned char *d, size_t n) {
       return "a glyph lies outside the glyf table";
     prev = o;
   }
+  const char *bad_glyph = app_font_check_glyphs(
+      d + t[GLYF].offset, t[GLYF].length, loca, loc_format == 1, n_glyphs);
+  if (bad_glyph)
+    return bad_glyph;
   uint32_t n_maps = be16(d + t[CMAP].offset + 2);
   if (4ull + 8ull * n_maps > t[CMAP].length)
     return "the cmap table is too short for its encodings";
@@ -156,6 +186,9 @@ static const char *check_font(const unsigned char *d, size_t n) {
                                   : 0;
     if (len < need)
       return "a character map is shorter than its arrays";
+    const char *bad_map = format == 4 ? check_format4(s, len) : NULL;
+    if (bad_map)
+      return bad_map;
   }
   return NULL;
 }
@@ -176,7 +209,7 @@ app_font *app_font_load(const char *path) {
       format != 13)
     bad = "an unsupported character map format";
   if (!f || bad) {
-    if (!f)
+    if (!f || bad == app_font_out_of_memory)
       loom_set_error(LOOM_ERR_MEMORY, "font %s: out of memory", path);
     else
       loom_set_error(LOOM_ERR_FORMAT, "font %s: %s", path, bad);
@@ -187,8 +220,11 @@ app_font *app_font_load(const char *path) {
   f->data = data;
   stbtt_GetFontVMetrics(&f->info, &f->ascent, &f->descent, &f->line_gap);
   f->units_per_em = (int)be16(data + f->info.head + 18);
-  int x0, y0, x1, y1;
-  f->cap_height = stbtt_GetCodepointBox(&f->info, 'H', &x0, &y0, &x1, &y1)
+  /* a format 12 map can give any glyph number, negative ones too, which
+   * stb_truetype's box lookup would take as an offset into loca */
+  int h = stbtt_FindGlyphIndex(&f->info, 'H'), x0, y0, x1, y1;
+  f->cap_height = h > 0 && h < f->info.numGlyphs &&
+                          stbtt_GetGlyphBox(&f->info, h, &x0, &y0, &x1, &y1)
                       ? y1
                       : f->ascent * 3 / 4;
   if (f->units_per_em < 16 || f->ascent <= f->descent) {

@@ -14,4 +14,13 @@ struct app_font {
   int ascent, descent, line_gap, cap_height, units_per_em;
 };
 
+/* Checks every glyph outline of a TrueType font against what stb_truetype
+ * reads of it (glyphs.c): glyf and its length, loca (long_loca: 32-bit
+ * offsets) holding n_glyphs + 1 entries. NULL when all are usable, else
+ * what is wrong; app_font_out_of_memory when it could not look. */
+const char *app_font_check_glyphs(const unsigned char *glyf, size_t glyf_len,
+                                  const unsigned char *loca, bool long_loca,
+                                  uint32_t n_glyphs);
+extern const char app_font_out_of_memory[];
+
 #endif
