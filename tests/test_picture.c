@@ -860,6 +860,102 @@ START_TEST(test_broken_glyphs) {
 }
 END_TEST
 
+/* Draws `text` at 40 pixels with font f (NULL: the default) on a fresh
+ * 120 x 60 canvas at (x, y), upright or turned; c is left to the caller. */
+static void draw_40(app_canvas *c, const app_font *f, const char *text,
+                    double x, double y, bool vertical) {
+  ck_assert_int_eq(app_canvas_init(c, 120, 60, 0xffffff), 0);
+  app_text_style st = {.font = f, .size = 40, .rgb = 0, .vertical = vertical};
+  ck_assert_int_eq(app_text_draw(c, x, y, text, &st), 0);
+}
+
+static bool same_pixels(const app_canvas *a, const app_canvas *b) {
+  return !memcmp(a->rgb, b->rgb, (size_t)a->w * (size_t)a->h * 3);
+}
+
+/* A glyph's stored box need not hold its points: one claiming to lie
+ * below the baseline made stb_truetype's rasterizer assert (an abort in
+ * every app that draws). Glyphs are drawn from their points, so the lying
+ * box changes nothing; and text cut by the canvas edges draws what shows
+ * of it exactly as a canvas holding it whole would. */
+START_TEST(test_glyph_box_and_clipping) {
+  if (access(APP_FONT_DEFAULT_PATH, R_OK) != 0) {
+    fprintf(stderr, "test_glyph_box_and_clipping: skipped, no %s\n",
+            APP_FONT_DEFAULT_PATH);
+    return;
+  }
+  size_t len, n;
+  unsigned char *font =
+      (unsigned char *)test_slurp(APP_FONT_DEFAULT_PATH, &len);
+  app_font *real = app_font_load(APP_FONT_DEFAULT_PATH);
+  ck_assert_msg(real != NULL, "%s", loom_last_error());
+  outlines o = outlines_of(font);
+  int h = stbtt_FindGlyphIndex(&real->info, 'H');
+  unsigned char *p = glyph_at(&o, h, &n);
+  ck_assert_uint_ge(n, 10);
+  put16(p + 4, -10); /* yMin */
+  put16(p + 8, 0);   /* yMax */
+  char path[512];
+  test_path(path, sizeof path, "lying_box.ttf");
+  test_write_file(path, font, len);
+  app_font *lying = app_font_load(path);
+  ck_assert_msg(lying != NULL, "%s", loom_last_error());
+  app_canvas want, got;
+  for (int turned = 0; turned < 2; turned++) {
+    draw_40(&want, real, "HH", 10.5, turned ? 50 : 10, turned);
+    draw_40(&got, lying, "HH", 10.5, turned ? 50 : 10, turned);
+    ck_assert(same_pixels(&want, &got));
+    int x0, y0, x1, y1;
+    ck_assert(ink_box(&got, &x0, &y0, &x1, &y1));
+    app_canvas_free(&want);
+    app_canvas_free(&got);
+  }
+  app_font_free(lying);
+  /* "Hgj" cut at each edge matches the whole text drawn on a canvas
+   * larger by the cut, read back at the offset */
+  app_text_metrics m;
+  ck_assert_int_eq(app_text_measure_lines(NULL, 40, &m), 0);
+  /* left, right, top, bottom, a corner; at the baseline */
+  const struct {
+    double x, y;
+  } cuts[2][6] = {{{-17.25, 10},
+                   {95.5, 10},
+                   {20, -25},
+                   {20, 30},
+                   {-8, -20},
+                   {20, -m.ascent}},
+                  {{-17.25, 50},
+                   {95.5, 50},
+                   {20, 40},
+                   {20, 90},
+                   {-8, 40},
+                   {-m.ascent, 50}}};
+  for (int turned = 0; turned < 2; turned++)
+    for (size_t k = 0; k < 6; k++) {
+      app_canvas cut, whole;
+      draw_40(&cut, real, "Hgj", cuts[turned][k].x, cuts[turned][k].y, turned);
+      int x0, y0, x1, y1;
+      ck_assert_msg(ink_box(&cut, &x0, &y0, &x1, &y1), "cut %zu turned %d", k,
+                    turned);
+      ck_assert_int_eq(app_canvas_init(&whole, 320, 260, 0xffffff), 0);
+      app_text_style st = {.size = 40, .rgb = 0, .vertical = turned};
+      ck_assert_int_eq(app_text_draw(&whole, cuts[turned][k].x + 100,
+                                     cuts[turned][k].y + 100, "Hgj", &st),
+                       0);
+      for (int y = 0; y < cut.h; y++)
+        ck_assert_msg(
+            !memcmp(cut.rgb + (size_t)y * cut.w * 3,
+                    whole.rgb + ((size_t)(y + 100) * whole.w + 100) * 3,
+                    (size_t)cut.w * 3),
+            "cut %zu turned %d: row %d differs", k, turned, y);
+      app_canvas_free(&cut);
+      app_canvas_free(&whole);
+    }
+  app_font_free(real);
+  free(font);
+}
+END_TEST
+
 /* ---- canvas ---- */
 
 START_TEST(test_canvas) {
@@ -1145,6 +1241,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, test_threads_share_the_font);
   tcase_add_test(tc, test_broken_font_files);
   tcase_add_test(tc, test_broken_glyphs);
+  tcase_add_test(tc, test_glyph_box_and_clipping);
   tcase_add_test(tc, test_canvas);
   tcase_add_test(tc, test_colormap);
   tcase_add_test(tc, test_heatmap);

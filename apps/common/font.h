@@ -23,4 +23,16 @@ const char *app_font_check_glyphs(const unsigned char *glyf, size_t glyf_len,
                                   uint32_t n_glyphs);
 extern const char app_font_out_of_memory[];
 
+/* Draws glyph g of f (0 <= g < numGlyphs), `scale` pixels a font unit
+ * (0 < scale <= 32), in s->rgb: its origin at text position x (a fraction
+ * places it between pixels) on baseline row `base`. Upright (s->vertical
+ * false), text positions are canvas columns and baseline rows canvas rows;
+ * turned upwards, text position t is canvas row start - 1 - t and baseline
+ * rows are canvas columns. Only the part inside c's clip rectangle is
+ * rasterized, so the work is bounded by the canvas. 0, or -1 with
+ * LOOM_ERR_MEMORY; s->font and s->size are not read. */
+int app_font_draw_glyph(app_canvas *c, const app_font *f, float scale, int g,
+                        double x, long base, long start,
+                        const app_text_style *s);
+
 #endif

@@ -118,6 +118,92 @@ double app_text_width(const app_font *font, const char *text, double size) {
   return f ? range_width(f, scale, text, strcspn(text, "\n")) : -1;
 }
 
+/* Widens [*lo, *hi] to hold v. */
+static void widen(float v, float *lo, float *hi) {
+  *lo = v < *lo ? v : *lo;
+  *hi = v > *hi ? v : *hi;
+}
+
+int app_font_draw_glyph(app_canvas *c, const app_font *f, float scale, int g,
+                        double x, long base, long start,
+                        const app_text_style *s) {
+  if (!(fabs(x) < 0x1p30))
+    return 0; /* nowhere on any canvas */
+  long ix = (long)floor(x);
+  float fx = (float)(x - (double)ix);
+  stbtt_vertex *v;
+  /* no points: an empty glyph, or stb_truetype out of memory, which it
+   * does not tell apart (nor does its rasterizer, which then draws
+   * nothing) */
+  int n = stbtt_GetGlyphShape(&f->info, g, &v);
+  if (n <= 0)
+    return 0;
+  /* The box comes from the points, control points too, not from the box
+   * a glyph stores, which need not hold them; a pixel more on each side
+   * keeps every edge off the bitmap's first row, where stb_truetype's
+   * rasterizer asserts on an edge that ends above the row. */
+  float lo_x = INFINITY, hi_x = -INFINITY, lo_y = INFINITY, hi_y = -INFINITY;
+  for (int i = 0; i < n; i++) {
+    widen(v[i].x, &lo_x, &hi_x);
+    widen(v[i].y, &lo_y, &hi_y);
+    if (v[i].type == STBTT_vcurve || v[i].type == STBTT_vcubic) {
+      widen(v[i].cx, &lo_x, &hi_x);
+      widen(v[i].cy, &lo_y, &hi_y);
+    }
+    if (v[i].type == STBTT_vcubic) {
+      widen(v[i].cx1, &lo_x, &hi_x);
+      widen(v[i].cy1, &lo_y, &hi_y);
+    }
+  }
+  /* bitmap rows run down, font units up; at most 32 pixels a unit */
+  long x0 = lrint(floor(lo_x * scale + fx)) - 1;
+  long x1 = lrint(ceil(hi_x * scale + fx)) + 1;
+  long y0 = lrint(floor(-hi_y * scale)) - 1;
+  long y1 = lrint(ceil(-lo_y * scale)) + 1;
+  /* Only what lands inside the clip rectangle is rasterized: the bitmap's
+   * column i is text position ix + x0 + i, row j is baseline + y0 + j.
+   * Upright, text positions are canvas columns and baseline rows canvas
+   * rows; turned upwards, text position t is canvas row start - 1 - t and
+   * baseline rows are canvas columns. */
+  long cx0 = s->vertical ? start - c->clip_y1 : c->clip_x0;
+  long cx1 = s->vertical ? start - c->clip_y0 : c->clip_x1;
+  long cy0 = s->vertical ? c->clip_x0 : c->clip_y0;
+  long cy1 = s->vertical ? c->clip_x1 : c->clip_y1;
+  long vx0 = cx0 - ix > x0 ? cx0 - ix : x0, vx1 = cx1 - ix < x1 ? cx1 - ix : x1;
+  long vy0 = cy0 - base > y0 ? cy0 - base : y0;
+  long vy1 = cy1 - base < y1 ? cy1 - base : y1;
+  if (vx0 >= vx1 || vy0 >= vy1) {
+    stbtt_FreeShape(&f->info, v);
+    return 0;
+  }
+  /* With the top cut away, edges above the first row remain; stb_truetype
+   * trims them to that row, except when the row is 0, so it never is. */
+  if (vy0 == 0 && vy0 > y0)
+    vy0 = -1;
+  int w = (int)(vx1 - vx0), h = (int)(vy1 - vy0); /* at most the canvas' */
+  unsigned char *pixels = calloc((size_t)w * (size_t)h, 1);
+  if (!pixels) {
+    stbtt_FreeShape(&f->info, v);
+    loom_set_error(LOOM_ERR_MEMORY, "text: out of memory");
+    return -1;
+  }
+  stbtt__bitmap b = {w, h, w, pixels};
+  stbtt_Rasterize(&b, 0.35f, v, n, scale, scale, fx, 0, (int)vx0, (int)vy0, 1,
+                  f->info.userdata);
+  stbtt_FreeShape(&f->info, v);
+  for (int j = 0; j < h; j++)
+    for (int i = 0; i < w; i++) {
+      unsigned char a = pixels[(size_t)j * (size_t)w + (size_t)i];
+      if (!a)
+        continue;
+      long t = ix + vx0 + i, r = base + vy0 + j; /* text position, row */
+      long px = s->vertical ? r : t, py = s->vertical ? start - 1 - t : r;
+      app_blend_pixel(c, (int)px, (int)py, s->rgb, a / 255.0);
+    }
+  free(pixels);
+  return 0;
+}
+
 /* Draws text[0..len) as app_text_draw does; its width in *width. */
 static int draw_range(app_canvas *c, double x, double y, const char *text,
                       size_t len, const app_text_style *s, double *width) {
@@ -142,8 +228,6 @@ static int draw_range(app_canvas *c, double x, double y, const char *text,
   if (!isfinite(along) || !isfinite(across) || labs(base) > (1L << 30) ||
       labs(start) > (1L << 30))
     return 0; /* nowhere on any canvas */
-  unsigned char *bitmap = NULL;
-  size_t cap = 0;
   layout l;
   layout_begin(&l, f, scale, text, len);
   uint32_t cp;
@@ -156,43 +240,11 @@ static int draw_range(app_canvas *c, double x, double y, const char *text,
       continue;
     /* horizontal text keeps the pen's fraction (sub-pixel positioning) */
     double origin = s->vertical ? pen : (double)start + pen;
-    int ix = (int)floor(origin);
-    float fx = (float)(origin - ix);
-    int x0, y0, x1, y1;
-    stbtt_GetGlyphBitmapBoxSubpixel(&f->info, g, scale, scale, fx, 0, &x0, &y0,
-                                    &x1, &y1);
-    int gw = x1 - x0, gh = y1 - y0;
-    if (gw <= 0 || gh <= 0)
-      continue;
-    if ((size_t)gw * (size_t)gh > cap) {
-      cap = (size_t)gw * (size_t)gh;
-      unsigned char *b = realloc(bitmap, cap);
-      if (!b) {
-        loom_set_error(LOOM_ERR_MEMORY, "text: out of memory");
-        rc = -1;
-        break;
-      }
-      bitmap = b;
+    if (app_font_draw_glyph(c, f, scale, g, origin, base, start, s) < 0) {
+      rc = -1;
+      break;
     }
-    stbtt_MakeGlyphBitmapSubpixel(&f->info, bitmap, gw, gh, gw, scale, scale,
-                                  fx, 0, g);
-    for (int j = 0; j < gh; j++)
-      for (int i = 0; i < gw; i++) {
-        unsigned char a = bitmap[(size_t)j * (size_t)gw + (size_t)i];
-        if (!a)
-          continue;
-        long tx = (long)ix + x0 + i, ty = base + y0 + j;
-        long px = tx, py = ty;
-        if (s->vertical) { /* text x runs up from start, text y right */
-          px = ty;
-          py = start - tx - 1;
-        }
-        if (px >= c->clip_x0 && px < c->clip_x1 && py >= c->clip_y0 &&
-            py < c->clip_y1)
-          app_blend_pixel(c, (int)px, (int)py, s->rgb, a / 255.0);
-      }
   }
-  free(bitmap);
   return rc;
 }
 

@@ -1,10 +1,11 @@
 /* The pictures' font loader (apps/common/font.c and glyphs.c) on arbitrary
  * files: a font it accepts has what the apps read of it read for every
- * glyph (metrics, box, outline, a small bitmap) and a range of characters
- * looked up. stb_truetype is compiled here, instrumented, so that ASan sees
- * every read it makes (the apps link Debian's libstb, the same source).
- * Kerning (the kern and GPOS tables) is left out: font.c does not check
- * those tables. Two UBSan checks are off inside stb only, for what it does
+ * glyph (metrics, outline, drawn whole and cut by the canvas) and a
+ * range of characters looked up. stb_truetype is compiled here, instrumented,
+ * so that ASan sees every read it makes (the apps link Debian's libstb, the
+ * same source). Glyphs are drawn by the apps' own glyph drawer (typeset.c).
+ * Kerning (the kern and GPOS tables) is left out: font.c does not check those
+ * tables. Two UBSan checks are off inside stb only, for what it does
  * that is undefined in C but does no harm: its 32-bit reads shift a byte
  * of 128 or more into an int's sign bit, and a composite glyph's scaled
  * and offset points are converted from float to short unchecked (out of
@@ -22,7 +23,7 @@
 #include <stb_truetype.h>
 #pragma clang attribute pop
 
-enum { SIDE = 16 }; /* the bitmap drawn, in pixels */
+enum { SIDE = 24 }; /* the canvas, in pixels */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *path = fuzz_path("font");
@@ -35,19 +36,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const stbtt_fontinfo *info = &f->info;
   for (int c = 0; c < 0x3000; c += c < 0x100 ? 1 : 97)
     stbtt_FindGlyphIndex(info, c);
-  float scale = stbtt_ScaleForMappingEmToPixels(info, 12);
-  unsigned char bitmap[SIDE * SIDE];
+  app_canvas c;
+  if (app_canvas_init(&c, SIDE, SIDE, 0xffffff))
+    abort();
+  /* every glyph as the apps draw it: small and whole, upright and turned,
+   * then large and cut by the canvas' edges, upright at the baseline */
+  float small = stbtt_ScaleForMappingEmToPixels(info, 12),
+        large = stbtt_ScaleForMappingEmToPixels(info, 96);
+  app_text_style up = {.rgb = 0}, turned = {.rgb = 0, .vertical = true};
   for (int g = 0; g < info->numGlyphs; g++) {
-    int advance, bearing, x0, y0, x1, y1;
+    int advance, bearing;
     stbtt_GetGlyphHMetrics(info, g, &advance, &bearing);
-    stbtt_GetGlyphBitmapBoxSubpixel(info, g, scale, scale, 0.5f, 0, &x0, &y0,
-                                    &x1, &y1);
-    int w = x1 - x0 < SIDE ? x1 - x0 : SIDE,
-        h = y1 - y0 < SIDE ? y1 - y0 : SIDE;
-    if (w > 0 && h > 0)
-      stbtt_MakeGlyphBitmapSubpixel(info, bitmap, w, h, SIDE, scale, scale,
-                                    0.5f, 0, g);
+    if (app_font_draw_glyph(&c, f, small, g, 2.5, 18, 0, &up) ||
+        app_font_draw_glyph(&c, f, small, g, 0.25, 6, SIDE - 2, &turned) ||
+        app_font_draw_glyph(&c, f, large, g, -20.75, 0, 0, &up) ||
+        app_font_draw_glyph(&c, f, large, g, -3.5, -4, SIDE + 40, &turned))
+      break;
   }
+  app_canvas_free(&c);
   app_font_free(f);
   loom_clear_error();
   return 0;
