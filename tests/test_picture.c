@@ -873,6 +873,131 @@ static bool same_pixels(const app_canvas *a, const app_canvas *b) {
   return !memcmp(a->rgb, b->rgb, (size_t)a->w * (size_t)a->h * 3);
 }
 
+/* The kerning seeds (tests/fuzz/make_kerning_seeds.py), read into *len
+ * bytes. */
+static unsigned char *kerning_seed(const char *name, size_t *len) {
+  const char *root = getenv("LOOM_SOURCE_ROOT");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/tests/fuzz/seeds/font/%s", root ? root : ".",
+           name);
+  return (unsigned char *)test_slurp(path, len);
+}
+
+/* Writes a font file, loads it and returns it; fails the test if it is
+ * refused. */
+static app_font *font_written(const char *name, const void *data, size_t len) {
+  char path[512];
+  test_path(path, sizeof path, name);
+  test_write_file(path, data, len);
+  app_font *f = app_font_load(path);
+  ck_assert_msg(f != NULL, "%s: %s", name, loom_last_error());
+  return f;
+}
+
+/* Kerning as stb_truetype reads it, from GPOS pair adjustments (format 1
+ * pair sets, format 2 classes) and, without GPOS, a kern table; and every
+ * count or offset in them that it would follow out of the table, or a
+ * lookup list making it walk thousands of subtables per pair of
+ * characters, refused at load. */
+START_TEST(test_kerning) {
+  size_t len, klen;
+  unsigned char *good = kerning_seed("abc_gpos.ttf", &len);
+  unsigned char *kern = kerning_seed("abc_kern.ttf", &klen);
+  app_font *f = font_written("gpos.ttf", good, len);
+  /* glyphs 1, 2, 3 are a, b, c; format 1 is tried first */
+  static const int gpos_pairs[][3] = {{1, 2, -50}, {2, 1, -30}, {1, 3, -20},
+                                      {3, 2, -40}, {3, 3, -40}, {2, 3, 0},
+                                      {2, 2, 0},   {0, 1, 0}};
+  for (size_t i = 0; i < sizeof gpos_pairs / sizeof gpos_pairs[0]; i++)
+    ck_assert_int_eq(
+        stbtt_GetGlyphKernAdvance(&f->info, gpos_pairs[i][0], gpos_pairs[i][1]),
+        gpos_pairs[i][2]);
+  app_font_free(f);
+  f = font_written("kern.ttf", kern, klen);
+  ck_assert_int_eq(stbtt_GetGlyphKernAdvance(&f->info, 1, 2), -60);
+  ck_assert_int_eq(stbtt_GetGlyphKernAdvance(&f->info, 2, 3), -10);
+  ck_assert_int_eq(stbtt_GetGlyphKernAdvance(&f->info, 2, 1), 0);
+  app_font_free(f);
+
+  unsigned char *bad = malloc(len);
+  ck_assert_ptr_nonnull(bad);
+  memcpy(bad, good, len);
+  unsigned char *gpos = bad + get32(record(bad, "GPOS") + 8);
+  unsigned char *lookup = gpos + 14; /* the seed's only lookup */
+  unsigned char *f1 = lookup + get16(lookup + 6),
+                *f2 = lookup + get16(lookup + 8);
+#define FRESH() memcpy(bad, good, len)
+  FRESH();
+  put16(gpos + 10, 0x7fff); /* lookups */
+  font_refused("lookups.ttf", bad, len, "lookup list runs past");
+  FRESH();
+  put16(lookup + 4, 0x7fff); /* subtables */
+  font_refused("subtables.ttf", bad, len, "subtables run past");
+  FRESH();
+  put16(f1 + 2, 0xfff0); /* the coverage table's offset */
+  font_refused("coverage.ttf", bad, len, "coverage table lies outside");
+  FRESH();
+  put16(f1 + 2 + get16(f1 + 2), 0x7fff); /* covered glyphs */
+  font_refused("covered.ttf", bad, len, "coverage table runs past");
+  FRESH();
+  put16(f1 + 8, 1); /* pair sets, for two covered glyphs */
+  font_refused("sets.ttf", bad, len, "more glyphs than it has pair sets");
+  FRESH();
+  put16(f1 + get16(f1 + 10), 0x7fff); /* pairs in the first set */
+  font_refused("pairs.ttf", bad, len, "pair set runs past");
+  FRESH();
+  put16(f2 + 12, 0xffff); /* first-glyph classes */
+  font_refused("matrix.ttf", bad, len, "class matrix runs past");
+  FRESH();
+  put16(f2 + 8, 0xfff0); /* the first class table's offset */
+  font_refused("classes.ttf", bad, len, "class table lies outside");
+  FRESH();
+  put16(f2 + get16(f2 + 10) + 2, 0x7fff); /* the second's ranges */
+  font_refused("ranges.ttf", bad, len, "class table runs past");
+  FRESH(); /* a version stb_truetype does not read: nothing more is */
+  put16(gpos, 2);
+  put16(gpos + 10, 0x7fff);
+  app_font_free(font_written("version.ttf", bad, len));
+  FRESH(); /* another value format: stb reads no pairs or classes */
+  put16(f1 + 4, 5);
+  put16(f1 + 8, 1);
+  put16(f2 + 4, 5);
+  put16(f2 + 12, 0xffff);
+  app_font_free(font_written("value_format.ttf", bad, len));
+#undef FRESH
+  free(bad);
+  /* without GPOS: the kern table's pairs */
+  unsigned char *k = kern + get32(record(kern, "kern") + 8);
+  put16(k + 10, 0xffff);
+  font_refused("kern_pairs.ttf", kern, klen, "kern table's pairs run past");
+  put16(k + 8, 0x0100); /* a vertical table, which stb_truetype skips */
+  app_font_free(font_written("kern_vertical.ttf", kern, klen));
+  free(kern);
+  free(good);
+
+  /* the real font: its GPOS kerning draws, and 4,097 pair subtables are
+   * refused */
+  if (access(APP_FONT_DEFAULT_PATH, R_OK) != 0) {
+    fprintf(stderr, "test_kerning: the rest skipped, no %s\n",
+            APP_FONT_DEFAULT_PATH);
+    return;
+  }
+  good = (unsigned char *)test_slurp(APP_FONT_DEFAULT_PATH, &len);
+  gpos = good + get32(record(good, "GPOS") + 8);
+  unsigned char *list = gpos + get16(gpos + 8);
+  int n = get16(list);
+  for (int i = 0; i < n; i++) {
+    lookup = list + get16(list + 2 + 2 * i);
+    if (get16(lookup) == 2) {
+      put16(lookup + 4, 4097);
+      break;
+    }
+  }
+  font_refused("many_subtables.ttf", good, len, "more than 4096 kerning");
+  free(good);
+}
+END_TEST
+
 /* A glyph's stored box need not hold its points: one claiming to lie
  * below the baseline made stb_truetype's rasterizer assert (an abort in
  * every app that draws). Glyphs are drawn from their points, so the lying
@@ -1242,6 +1367,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, test_broken_font_files);
   tcase_add_test(tc, test_broken_glyphs);
   tcase_add_test(tc, test_glyph_box_and_clipping);
+  tcase_add_test(tc, test_kerning);
   tcase_add_test(tc, test_canvas);
   tcase_add_test(tc, test_colormap);
   tcase_add_test(tc, test_heatmap);

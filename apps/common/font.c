@@ -1,5 +1,6 @@
 /* Loading TrueType fonts: the file's tables are checked to lie inside it,
- * and its glyphs to be what they say (glyphs.c), before stb_truetype
+ * and its glyphs and kerning to be what they say (glyphs.c, kerning.c),
+ * before stb_truetype
  * (which trusts every offset and count it reads) sees it, and the
  * pictures' default font is loaded once per process. */
 #define _POSIX_C_SOURCE 200809L
@@ -120,7 +121,7 @@ static const char *check_font(const unsigned char *d, size_t n) {
   static const char *const tags[] = {"cmap", "head", "hhea", "hmtx",
                                      "maxp", "loca", "glyf"};
   enum { CMAP, HEAD, HHEA, HMTX, MAXP, LOCA, GLYF, N_REQUIRED };
-  table t[N_REQUIRED] = {0};
+  table t[N_REQUIRED] = {0}, kern = {0}, gpos = {0};
   bool found[N_REQUIRED] = {0};
   for (uint32_t i = 0; i < n_tables; i++) {
     const unsigned char *r = d + at + 12 + 16 * i;
@@ -132,6 +133,11 @@ static const char *check_font(const unsigned char *d, size_t n) {
         found[k] = true;
         t[k] = (table){off, len};
       }
+    /* the first of each too; stbtt takes one at offset 0 for none */
+    if (!memcmp(r, "kern", 4) && !kern.offset)
+      kern = (table){off, len};
+    if (!memcmp(r, "GPOS", 4) && !gpos.offset)
+      gpos = (table){off, len};
   }
   for (int k = 0; k < N_REQUIRED; k++)
     if (!found[k])
@@ -163,6 +169,11 @@ static const char *check_font(const unsigned char *d, size_t n) {
       d + t[GLYF].offset, t[GLYF].length, loca, loc_format == 1, n_glyphs);
   if (bad_glyph)
     return bad_glyph;
+  const char *bad_kerning =
+      app_font_check_kerning(kern.offset ? d + kern.offset : NULL, kern.length,
+                             gpos.offset ? d + gpos.offset : NULL, gpos.length);
+  if (bad_kerning)
+    return bad_kerning;
   uint32_t n_maps = be16(d + t[CMAP].offset + 2);
   if (4ull + 8ull * n_maps > t[CMAP].length)
     return "the cmap table is too short for its encodings";

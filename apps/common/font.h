@@ -23,6 +23,14 @@ const char *app_font_check_glyphs(const unsigned char *glyf, size_t glyf_len,
                                   uint32_t n_glyphs);
 extern const char app_font_out_of_memory[];
 
+/* Checks what stb_truetype reads of a font's kerning (kerning.c): the GPOS
+ * table's pair adjustments when gpos is not NULL, else the kern table's
+ * first subtable when kern is not NULL; each with its length in bytes.
+ * NULL when every read lies inside the table and the subtables walked for
+ * a pair of glyphs are few enough (4,096), else what is wrong. */
+const char *app_font_check_kerning(const unsigned char *kern, size_t kern_len,
+                                   const unsigned char *gpos, size_t gpos_len);
+
 /* Draws glyph g of f (0 <= g < numGlyphs), `scale` pixels a font unit
  * (0 < scale <= 32), in s->rgb: its origin at text position x (a fraction
  * places it between pixels) on baseline row `base`. Upright (s->vertical

@@ -1,11 +1,11 @@
-/* The pictures' font loader (apps/common/font.c and glyphs.c) on arbitrary
- * files: a font it accepts has what the apps read of it read for every
- * glyph (metrics, outline, drawn whole and cut by the canvas) and a
- * range of characters looked up. stb_truetype is compiled here, instrumented,
- * so that ASan sees every read it makes (the apps link Debian's libstb, the
- * same source). Glyphs are drawn by the apps' own glyph drawer (typeset.c).
- * Kerning (the kern and GPOS tables) is left out: font.c does not check those
- * tables. Two UBSan checks are off inside stb only, for what it does
+/* The pictures' font loader (apps/common/font.c, glyphs.c, kerning.c) on
+ * arbitrary files: a font it accepts has what the apps read of it read for
+ * every glyph (metrics, kerning beside a few others, the outline drawn
+ * whole and cut by the canvas, by the apps' own drawer in typeset.c) and
+ * a range of characters looked up. The seeds with kerning tables come from
+ * make_kerning_seeds.py. stb_truetype is compiled here, instrumented, so
+ * that ASan sees every read it makes (the apps link Debian's libstb, the
+ * same source). Two UBSan checks are off inside stb only, for what it does
  * that is undefined in C but does no harm: its 32-bit reads shift a byte
  * of 128 or more into an int's sign bit, and a composite glyph's scaled
  * and offset points are converted from float to short unchecked (out of
@@ -47,6 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (int g = 0; g < info->numGlyphs; g++) {
     int advance, bearing;
     stbtt_GetGlyphHMetrics(info, g, &advance, &bearing);
+    int last = info->numGlyphs - 1, seconds[] = {0, 1, 2, 3, g, last - g, last};
+    for (int k = 0; k < 7; k++)
+      if (seconds[k] <= last)
+        stbtt_GetGlyphKernAdvance(info, g, seconds[k]);
     if (app_font_draw_glyph(&c, f, small, g, 2.5, 18, 0, &up) ||
         app_font_draw_glyph(&c, f, small, g, 0.25, 6, SIDE - 2, &turned) ||
         app_font_draw_glyph(&c, f, large, g, -20.75, 0, 0, &up) ||
