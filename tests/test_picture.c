@@ -873,6 +873,133 @@ static bool same_pixels(const app_canvas *a, const app_canvas *b) {
   return !memcmp(a->rgb, b->rgb, (size_t)a->w * (size_t)a->h * 3);
 }
 
+/* An outline of `n` points (x, y, type; control point cx, cy for curves)
+ * in font units. */
+static int outline(stbtt_vertex *v, const int (*p)[5], int n) {
+  memset(v, 0, (size_t)n * sizeof *v);
+  for (int i = 0; i < n; i++) {
+    v[i].x = (stbtt_vertex_type)p[i][0];
+    v[i].y = (stbtt_vertex_type)p[i][1];
+    v[i].type = (unsigned char)p[i][2];
+    v[i].cx = (stbtt_vertex_type)p[i][3];
+    v[i].cy = (stbtt_vertex_type)p[i][4];
+  }
+  return n;
+}
+
+static long ink(const unsigned char *b, int n) {
+  long sum = 0;
+  for (int i = 0; i < n; i++)
+    sum += b[i];
+  return sum;
+}
+
+/* The glyph rasterizer (raster.c): exact covered areas, the nonzero
+ * winding rule, outlines reaching far past the bitmap, and agreement with
+ * stb_truetype's rasterizer run at a fine flatness on real glyphs. */
+START_TEST(test_raster) {
+  enum { M = STBTT_vmove, L = STBTT_vline, C = STBTT_vcurve };
+  stbtt_vertex v[64];
+  unsigned char b[40 * 40];
+  /* a rectangle from x = 1.25 to 3.5, y = 0.75 to 2 pixels (units of 1/4
+   * pixel; font y up, bitmap rows down): fractions at its edges */
+  static const int rect[][5] = {
+      {5, -3, M}, {14, -3, L}, {14, -8, L}, {5, -8, L}, {5, -3, L}};
+  int n = outline(v, rect, 5);
+  ck_assert_int_eq(app_raster_glyph(v, n, 0.25f, 0, 0, 0, 5, 4, b), 0);
+  static const unsigned char want[4][5] = {
+      {0, 48, 64, 32, 0}, {0, 191, 255, 128, 0}, {0}, {0}};
+  for (int j = 0; j < 4; j++)
+    for (int i = 0; i < 5; i++)
+      ck_assert_msg(b[j * 5 + i] == want[j][i], "(%d, %d): %d", i, j,
+                    b[j * 5 + i]);
+  /* the same a quarter pixel right, by shift_x, and a pixel left and up,
+   * by the bitmap's offset */
+  ck_assert_int_eq(app_raster_glyph(v, n, 0.25f, 0.25, 0, 0, 5, 4, b), 0);
+  ck_assert(b[5 + 1] == 128 && b[5 + 2] == 255 && b[5 + 3] == 191);
+  ck_assert_int_eq(app_raster_glyph(v, n, 0.25f, 0, 1, 1, 5, 4, b), 0);
+  ck_assert(b[0] == 191 && b[1] == 255 && b[2] == 128 && b[5] == 0);
+  /* a triangle's ink is its area; drawn twice the same way round its
+   * inside stays covered (nonzero winding; its edges darken, as with any
+   * area-accumulating rasterizer), the second turned round cuts a hole */
+  static const int tri[][5] = {{0, 0, M}, {60, 0, L}, {0, -90, L}, {0, 0, L}};
+  n = outline(v, tri, 4);
+  ck_assert_int_eq(app_raster_glyph(v, n, 0.25f, 0.3, 0, 0, 20, 30, b), 0);
+  double area = 0.5 * 15 * 22.5;
+  ck_assert_msg(fabs(ink(b, 600) / 255.0 - area) < 0.5, "%ld", ink(b, 600));
+  memcpy(v + n, v, (size_t)n * sizeof *v);
+  ck_assert_int_eq(app_raster_glyph(v, 2 * n, 0.25f, 0.3, 0, 0, 20, 30, b), 0);
+  ck_assert(b[5 * 20 + 5] == 255 && b[25 * 20 + 5] == 0);
+  static const int two[][5] = {{0, 0, M},   {60, 0, L}, {0, -90, L},
+                               {0, 0, L},   {4, -4, M}, {4, -20, L},
+                               {20, -4, L}, {4, -4, L}};
+  n = outline(v, two, 8);
+  ck_assert_int_eq(app_raster_glyph(v, n, 0.25f, 0, 0, 0, 20, 30, b), 0);
+  ck_assert_int_eq(b[2 * 20 + 2], 0); /* inside the hole */
+  ck_assert_int_eq(b[10 * 20 + 1], 255);
+  /* a circle of radius 12 pixels from eight quadratic arcs of 45 degrees
+   * (control points on the tangents' crossings): its area within a pixel */
+  const double pi = 3.14159265358979323846, r = 48; /* units of 1/4 pixel */
+  int k = 0;
+  memset(v, 0, sizeof v);
+  for (int i = 0; i <= 8; i++, k++) {
+    double a = pi / 4 * i, c = a - pi / 8, rc = r / cos(pi / 8);
+    v[k].type = i ? C : M;
+    v[k].x = (stbtt_vertex_type)lrint(64 + r * cos(a));
+    v[k].y = (stbtt_vertex_type)lrint(-64 + r * sin(a));
+    v[k].cx = (stbtt_vertex_type)lrint(64 + rc * cos(c));
+    v[k].cy = (stbtt_vertex_type)lrint(-64 + rc * sin(c));
+  }
+  ck_assert_int_eq(app_raster_glyph(v, k, 0.25f, 0, 0, 0, 32, 32, b), 0);
+  ck_assert_msg(fabs(ink(b, 32 * 32) / 255.0 - pi * 144) < 1.5, "%ld",
+                ink(b, 32 * 32));
+  /* a rectangle reaching 10,000 pixels left and right of the bitmap */
+  static const int wide[][5] = {{-32000, 0, M},
+                                {32000, 0, L},
+                                {32000, -8, L},
+                                {-32000, -8, L},
+                                {-32000, 0, L}};
+  n = outline(v, wide, 5);
+  ck_assert_int_eq(app_raster_glyph(v, n, 0.3125f, 0, -4, 0, 8, 4, b), 0);
+  for (int j = 0; j < 4; j++)
+    for (int i = 0; i < 8; i++)
+      ck_assert_int_eq(b[j * 8 + i], j < 2 ? 255 : j == 2 ? 128 : 0);
+
+  /* real glyphs: as stb_truetype's rasterizer computes them with its
+   * curves cut 0.01 pixels fine, to a few levels */
+  const app_font *f = app_font_default();
+  if (!f) {
+    fprintf(stderr, "test_raster: the rest skipped, no font\n");
+    loom_clear_error();
+    return;
+  }
+  int worst = 0;
+  for (const char *c = "aeogQS@&H"; *c; c++) {
+    int g = stbtt_FindGlyphIndex(&f->info, *c);
+    stbtt_vertex *gv;
+    int gn = stbtt_GetGlyphShape(&f->info, g, &gv);
+    for (double size = 9; size < 40; size *= 1.7) {
+      float scale = stbtt_ScaleForMappingEmToPixels(&f->info, (float)size);
+      int x0, y0, x1, y1;
+      stbtt_GetGlyphBitmapBoxSubpixel(&f->info, g, scale, scale, 0.375f, 0, &x0,
+                                      &y0, &x1, &y1);
+      int w = x1 - x0 + 2, h = y1 - y0 + 2;
+      ck_assert_int_le(w * h, (int)sizeof b);
+      unsigned char ref[sizeof b] = {0};
+      stbtt__bitmap bm = {w, h, w, ref};
+      stbtt_Rasterize(&bm, 0.01f, gv, gn, scale, scale, 0.375f, 0, x0 - 1,
+                      y0 - 1, 1, NULL);
+      ck_assert_int_eq(
+          app_raster_glyph(gv, gn, scale, 0.375, x0 - 1, y0 - 1, w, h, b), 0);
+      for (int i = 0; i < w * h; i++)
+        worst = abs(b[i] - ref[i]) > worst ? abs(b[i] - ref[i]) : worst;
+    }
+    stbtt_FreeShape(&f->info, gv);
+  }
+  ck_assert_int_le(worst, 6);
+}
+END_TEST
+
 /* The kerning seeds (tests/fuzz/make_kerning_seeds.py), read into *len
  * bytes. */
 static unsigned char *kerning_seed(const char *name, size_t *len) {
@@ -965,6 +1092,13 @@ START_TEST(test_kerning) {
   put16(f2 + 12, 0xffff);
   app_font_free(font_written("value_format.ttf", bad, len));
 #undef FRESH
+  /* stb_truetype takes a table at offset 0 for none: a second GPOS would
+   * go unread, and with glyf there it would parse the font as CFF */
+  for (int k = 0; k < 2; k++) {
+    memcpy(bad, good, len);
+    put32(record(bad, k ? "glyf" : "GPOS") + 8, 0);
+    font_refused("offset0.ttf", bad, len, "offset 0");
+  }
   free(bad);
   /* without GPOS: the kern table's pairs */
   unsigned char *k = kern + get32(record(kern, "kern") + 8);
@@ -1368,6 +1502,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, test_broken_glyphs);
   tcase_add_test(tc, test_glyph_box_and_clipping);
   tcase_add_test(tc, test_kerning);
+  tcase_add_test(tc, test_raster);
   tcase_add_test(tc, test_canvas);
   tcase_add_test(tc, test_colormap);
   tcase_add_test(tc, test_heatmap);

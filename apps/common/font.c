@@ -128,12 +128,16 @@ static const char *check_font(const unsigned char *d, size_t n) {
     uint32_t off = be32(r + 8), len = be32(r + 12);
     if ((uint64_t)off + len > n)
       return "a table runs past the end of the file";
+    /* stb_truetype takes a table at offset 0 for a missing one: a glyf
+     * there would have it parse the font as CFF, unchecked */
+    if (off == 0)
+      return "a table at offset 0, over the file's header";
     for (int k = 0; k < N_REQUIRED; k++)
       if (!memcmp(r, tags[k], 4) && !found[k]) { /* stbtt takes the first */
         found[k] = true;
         t[k] = (table){off, len};
       }
-    /* the first of each too; stbtt takes one at offset 0 for none */
+    /* the first kern and GPOS too (offsets are not 0 here) */
     if (!memcmp(r, "kern", 4) && !kern.offset)
       kern = (table){off, len};
     if (!memcmp(r, "GPOS", 4) && !gpos.offset)

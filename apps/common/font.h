@@ -25,11 +25,24 @@ extern const char app_font_out_of_memory[];
 
 /* Checks what stb_truetype reads of a font's kerning (kerning.c): the GPOS
  * table's pair adjustments when gpos is not NULL, else the kern table's
- * first subtable when kern is not NULL; each with its length in bytes.
- * NULL when every read lies inside the table and the subtables walked for
- * a pair of glyphs are few enough (4,096), else what is wrong. */
+ * first subtable when kern is not NULL; each with its length in bytes, and
+ * NULL exactly when stb_truetype finds no such table (its first with the
+ * tag, offset 0 counting as none). NULL when every read lies inside the
+ * table and a pair of glyphs makes stb walk at most 4,096 pair subtables,
+ * else what is wrong (also when checking would take more than 4M array
+ * entries). */
 const char *app_font_check_kerning(const unsigned char *kern, size_t kern_len,
                                    const unsigned char *gpos, size_t gpos_len);
+
+/* The coverage of outline v[0..n) (stb_truetype's vertices, in font units;
+ * contours closed or not) at `scale` pixels a unit, shifted shift_x pixels
+ * right, in the w x h bitmap `out` (w * h bytes, row-major) whose pixel
+ * (0, 0) lies off_x pixels right of the glyph's origin and off_y pixels
+ * below it: 0..255 per pixel, the area covered under the nonzero winding
+ * rule (raster.c). Any part of the outline may lie outside the bitmap.
+ * 0, or -1 when memory ran out (out is then unset; no error is set). */
+int app_raster_glyph(const stbtt_vertex *v, int n, float scale, double shift_x,
+                     long off_x, long off_y, int w, int h, unsigned char *out);
 
 /* Draws glyph g of f (0 <= g < numGlyphs), `scale` pixels a font unit
  * (0 < scale <= 32), in s->rgb: its origin at text position x (a fraction
@@ -37,8 +50,9 @@ const char *app_font_check_kerning(const unsigned char *kern, size_t kern_len,
  * false), text positions are canvas columns and baseline rows canvas rows;
  * turned upwards, text position t is canvas row start - 1 - t and baseline
  * rows are canvas columns. Only the part inside c's clip rectangle is
- * rasterized, so the work is bounded by the canvas. 0, or -1 with
- * LOOM_ERR_MEMORY; s->font and s->size are not read. */
+ * rasterized (app_raster_glyph), from the box the glyph's points span, not
+ * the one it stores. 0, or -1 with LOOM_ERR_MEMORY; s->font and s->size
+ * are not read. */
 int app_font_draw_glyph(app_canvas *c, const app_font *f, float scale, int g,
                         double x, long base, long start,
                         const app_text_style *s);

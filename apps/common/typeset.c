@@ -133,15 +133,12 @@ int app_font_draw_glyph(app_canvas *c, const app_font *f, float scale, int g,
   float fx = (float)(x - (double)ix);
   stbtt_vertex *v;
   /* no points: an empty glyph, or stb_truetype out of memory, which it
-   * does not tell apart (nor does its rasterizer, which then draws
-   * nothing) */
+   * does not tell apart */
   int n = stbtt_GetGlyphShape(&f->info, g, &v);
   if (n <= 0)
     return 0;
   /* The box comes from the points, control points too, not from the box
-   * a glyph stores, which need not hold them; a pixel more on each side
-   * keeps every edge off the bitmap's first row, where stb_truetype's
-   * rasterizer asserts on an edge that ends above the row. */
+   * a glyph stores, which need not hold them. */
   float lo_x = INFINITY, hi_x = -INFINITY, lo_y = INFINITY, hi_y = -INFINITY;
   for (int i = 0; i < n; i++) {
     widen(v[i].x, &lo_x, &hi_x);
@@ -156,10 +153,10 @@ int app_font_draw_glyph(app_canvas *c, const app_font *f, float scale, int g,
     }
   }
   /* bitmap rows run down, font units up; at most 32 pixels a unit */
-  long x0 = lrint(floor(lo_x * scale + fx)) - 1;
-  long x1 = lrint(ceil(hi_x * scale + fx)) + 1;
-  long y0 = lrint(floor(-hi_y * scale)) - 1;
-  long y1 = lrint(ceil(-lo_y * scale)) + 1;
+  long x0 = lrint(floor(lo_x * scale + fx));
+  long x1 = lrint(ceil(hi_x * scale + fx));
+  long y0 = lrint(floor(-hi_y * scale));
+  long y1 = lrint(ceil(-lo_y * scale));
   /* Only what lands inside the clip rectangle is rasterized: the bitmap's
    * column i is text position ix + x0 + i, row j is baseline + y0 + j.
    * Upright, text positions are canvas columns and baseline rows canvas
@@ -176,20 +173,15 @@ int app_font_draw_glyph(app_canvas *c, const app_font *f, float scale, int g,
     stbtt_FreeShape(&f->info, v);
     return 0;
   }
-  /* With the top cut away, edges above the first row remain; stb_truetype
-   * trims them to that row, except when the row is 0, so it never is. */
-  if (vy0 == 0 && vy0 > y0)
-    vy0 = -1;
   int w = (int)(vx1 - vx0), h = (int)(vy1 - vy0); /* at most the canvas' */
-  unsigned char *pixels = calloc((size_t)w * (size_t)h, 1);
-  if (!pixels) {
+  unsigned char *pixels = malloc((size_t)w * (size_t)h);
+  if (!pixels ||
+      app_raster_glyph(v, n, scale, fx, vx0, vy0, w, h, pixels) != 0) {
+    free(pixels);
     stbtt_FreeShape(&f->info, v);
     loom_set_error(LOOM_ERR_MEMORY, "text: out of memory");
     return -1;
   }
-  stbtt__bitmap b = {w, h, w, pixels};
-  stbtt_Rasterize(&b, 0.35f, v, n, scale, scale, fx, 0, (int)vx0, (int)vy0, 1,
-                  f->info.userdata);
   stbtt_FreeShape(&f->info, v);
   for (int j = 0; j < h; j++)
     for (int i = 0; i < w; i++) {

@@ -71,11 +71,13 @@ def gpos_table():
 
 
 def main():
-    base = tables_of(open(SEEDS + "abc.ttf", "rb").read())
+    with open(SEEDS + "abc.ttf", "rb") as f:
+        base = tables_of(f.read())
     with_kern = {**base, b"kern": kern_table()}
-    open(SEEDS + "abc_kern.ttf", "wb").write(font_of(with_kern))
     with_gpos = {**with_kern, b"GPOS": gpos_table()}
-    open(SEEDS + "abc_gpos.ttf", "wb").write(font_of(with_gpos))
+    for name, tables in ("abc_kern.ttf", with_kern), ("abc_gpos.ttf", with_gpos):
+        with open(SEEDS + name, "wb") as f:
+            f.write(font_of(tables))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,182 @@
+/* Rasterizing glyph outlines: the exact area of each pixel an outline
+ * covers (nonzero winding, as stb_truetype's own rasterizer computes it),
+ * accumulated row by row as signed area changes and summed left to right.
+ * Written here rather than taken from stb_truetype, whose rasterizer
+ * asserts on geometry a font can hold and walks every bitmap column for
+ * each edge that passes outside the bitmap: a glyph a million pixels wide
+ * cut by a canvas cost minutes. Here an edge costs the rows and columns it
+ * crosses inside the bitmap, and one cell per row outside it. */
+#include "font.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* Curves are cut into lines no farther than this from them, in pixels. */
+#define FLATNESS 0.02
+/* Lines a curve is cut into at most: a control point a million pixels out
+ * (a hostile font) must not cost millions of lines. */
+#define MAX_PIECES 64
+
+typedef struct {
+  float *acc; /* h rows of w + 2 signed area changes */
+  int w, h;
+} raster;
+
+/* Adds a line piece within row y, from x = a to b (either order), of
+ * signed height d, with 0 <= a, b <= w: the area right of the piece in each
+ * cell it crosses and a full d from the next cell on. */
+static void cells(raster *r, int y, double a, double b, double d) {
+  float *row = r->acc + (size_t)y * (size_t)(r->w + 2);
+  if (a > b) {
+    double t = a;
+    a = b;
+    b = t;
+  }
+  double fa = floor(a), cb = ceil(b);
+  int ia = (int)fa, ib = (int)cb;
+  if (ib <= ia + 1) { /* within one cell: its share is right of the middle */
+    double mid = 0.5 * (a + b) - fa;
+    row[ia] += (float)(d * (1 - mid));
+    row[ia + 1] += (float)(d * mid);
+    return;
+  }
+  /* across cells: a triangle in the first, trapezoids in between, and
+   * what is left of d in the last */
+  double s = 1 / (b - a), ta = a - fa, tb = b - cb + 1;
+  double first = 0.5 * s * (1 - ta) * (1 - ta), last = 0.5 * s * tb * tb;
+  row[ia] += (float)(d * first);
+  double done = first;
+  for (int x = ia + 1; x < ib - 1; x++) {
+    /* through cell x, s (x + 1/2 - a) of d is right of the piece */
+    double share = x == ia + 1 ? s * (1.5 - ta) - first : s;
+    row[x] += (float)(d * share);
+    done += share;
+  }
+  row[ib - 1] += (float)(d * (1 - done - last));
+  row[ib] += (float)(d * last);
+}
+
+/* Adds the piece of a line within row y from x = a to b, of signed height
+ * d, cut to the bitmap's columns: what lies left of it changes every
+ * column, what lies right of it none. */
+static void row_piece(raster *r, int y, double a, double b, double d) {
+  double lo = a < b ? a : b, hi = a < b ? b : a, w = r->w;
+  if (hi <= 0) {
+    r->acc[(size_t)y * (size_t)(r->w + 2)] += (float)d;
+    return;
+  }
+  if (lo >= w)
+    return;
+  if (lo < 0) { /* the height left of column 0 changes them all */
+    double left = d * (0 - lo) / (hi - lo);
+    r->acc[(size_t)y * (size_t)(r->w + 2)] += (float)left;
+    d -= left;
+    lo = 0;
+  }
+  if (hi > w) {
+    d -= d * (hi - w) / (hi - lo);
+    hi = w;
+  }
+  cells(r, y, lo, hi, d);
+}
+
+/* Adds the line from (x0, y0) to (x1, y1), in bitmap pixels. */
+static void line(raster *r, double x0, double y0, double x1, double y1) {
+  if (y0 == y1)
+    return;
+  double dir = 1;
+  if (y0 > y1) {
+    double t = x0;
+    x0 = x1;
+    x1 = t;
+    t = y0;
+    y0 = y1;
+    y1 = t;
+    dir = -1;
+  }
+  double top = y0 > 0 ? y0 : 0, bottom = y1 < r->h ? y1 : r->h;
+  double dxdy = (x1 - x0) / (y1 - y0);
+  for (int y = (int)floor(top); y < bottom; y++) {
+    double ya = y > top ? y : top, yb = y + 1 < bottom ? y + 1 : bottom;
+    row_piece(r, y, x0 + (ya - y0) * dxdy, x0 + (yb - y0) * dxdy,
+              dir * (yb - ya));
+  }
+}
+
+/* Pieces for a curve whose control polygon bends by `bend` pixels (the
+ * largest second difference of its points). */
+static int pieces(double bend, double k) {
+  double n = ceil(sqrt(k * bend / FLATNESS));
+  return n < 1 ? 1 : n > MAX_PIECES ? MAX_PIECES : (int)n;
+}
+
+int app_raster_glyph(const stbtt_vertex *v, int n, float scale, double shift_x,
+                     long off_x, long off_y, int w, int h, unsigned char *out) {
+  raster r = {calloc((size_t)(w + 2) * (size_t)h, sizeof(float)), w, h};
+  if (!r.acc)
+    return -1;
+    /* font units to bitmap pixels, rows down */
+#define PX(u) ((u) * (double)scale + shift_x - (double)off_x)
+#define PY(u) (-(u) * (double)scale - (double)off_y)
+  double sx = 0, sy = 0, x = 0, y = 0; /* the contour's start, the pen */
+  for (int i = 0; i < n; i++) {
+    double nx = PX(v[i].x), ny = PY(v[i].y);
+    if (v[i].type == STBTT_vmove) {
+      line(&r, x, y, sx, sy); /* closes the last contour */
+      sx = x = nx;
+      sy = y = ny;
+      continue;
+    }
+    if (v[i].type == STBTT_vcurve) {
+      double cx = PX(v[i].cx), cy = PY(v[i].cy);
+      int k = pieces(hypot(x - 2 * cx + nx, y - 2 * cy + ny), 0.25);
+      double px = x, py = y;
+      for (int j = 1; j < k; j++) {
+        double t = (double)j / k, u = 1 - t;
+        double qx = u * u * x + 2 * u * t * cx + t * t * nx;
+        double qy = u * u * y + 2 * u * t * cy + t * t * ny;
+        line(&r, px, py, qx, qy);
+        px = qx;
+        py = qy;
+      }
+      line(&r, px, py, nx, ny);
+    } else if (v[i].type == STBTT_vcubic) {
+      double ax = PX(v[i].cx), ay = PY(v[i].cy);
+      double bx = PX(v[i].cx1), by = PY(v[i].cy1);
+      double bend = fmax(hypot(x - 2 * ax + bx, y - 2 * ay + by),
+                         hypot(ax - 2 * bx + nx, ay - 2 * by + ny));
+      int k = pieces(bend, 0.75);
+      double px = x, py = y;
+      for (int j = 1; j < k; j++) {
+        double t = (double)j / k, u = 1 - t;
+        double qx = u * u * u * x + 3 * u * u * t * ax + 3 * u * t * t * bx +
+                    t * t * t * nx;
+        double qy = u * u * u * y + 3 * u * u * t * ay + 3 * u * t * t * by +
+                    t * t * t * ny;
+        line(&r, px, py, qx, qy);
+        px = qx;
+        py = qy;
+      }
+      line(&r, px, py, nx, ny);
+    } else {
+      line(&r, x, y, nx, ny);
+    }
+    x = nx;
+    y = ny;
+  }
+  line(&r, x, y, sx, sy);
+#undef PX
+#undef PY
+  for (int j = 0; j < h; j++) {
+    const float *row = r.acc + (size_t)j * (size_t)(w + 2);
+    double sum = 0;
+    for (int i = 0; i < w; i++) {
+      sum += row[i];
+      double a = fabs(sum);
+      out[(size_t)j * (size_t)w + (size_t)i] =
+          (unsigned char)(a >= 1 ? 255 : (int)(a * 255 + 0.5));
+    }
+  }
+  free(r.acc);
+  return 0;
+}
