@@ -444,8 +444,13 @@ static void norm_gradient(loom__node *n, const loom_tensor *x,
   loom_tensor *gk = keep_shape_of(g[0], n);
   loom_tensor *d;
   if (isinf(p)) { /* to the elements of largest |x|, shared evenly */
-    loom_tensor *ax = loom_abs(x);
-    loom_tensor *hit = loom_to_dtype(loom_eq(ax, y), x->dtype);
+    /* A NaN norm comes from NaN elements: they share it (as torch's), and
+     * their sign of 0 gives each a 0, where no element equals NaN and an
+     * empty share had given every element NaN. */
+    loom_tensor *top =
+        loom_logical_or(loom_eq(loom_abs(x), y),
+                        loom_logical_and(loom_ne(x, x), loom_ne(y, y)));
+    loom_tensor *hit = loom_to_dtype(top, x->dtype);
     int dims[LOOM_MAX_DIMS], nd = 0;
     for (int k = 0; k < x->ndim; k++)
       if ((n->i[LOOM_MAX_DIMS] >> k) & 1)

@@ -502,6 +502,18 @@ START_TEST(test_gradients_at_degenerate_points) {
       loom_from_array(LOOM_F64, (double[]){1, 2, 4}, LOOM_SHAPE(3));
   ck_assert(loom_equal(loom_std(c, NULL, 0, 1, false),
                        loom_sqrt(loom_var(c, NULL, 0, 1, false))));
+  /* the inf-norm of NaN elements: the NaN ones share its gradient, as
+   * torch 1.13's; every element's is 0 (sign(NaN) is 0), -0 for negative
+   * ones */
+  loom_tensor *e = loom_set_requires_grad(
+      loom_from_array(LOOM_F64, (double[]){1, NAN, -3, 2, 2, -1},
+                      LOOM_SHAPE(2, 3)),
+      true);
+  ck_assert_int_eq(
+      loom_backward(loom_sum_all(loom_norm(e, INFINITY, (int[]){1}, 1, false))),
+      0);
+  CHECK_VALUES(loom_grad(e), 0, 0, 0, 0, 0.5, 0.5, 0);
+  ck_assert(signbit(loom_data_f64(loom_grad(e))[2]));
   /* sign's gradient is zeros, not none, as torch's */
   loom_tensor *d = loom_set_requires_grad(
       loom_from_array(LOOM_F64, (double[]){-2, 0, NAN}, LOOM_SHAPE(3)), true);
@@ -529,8 +541,7 @@ START_TEST(test_argument_ranges_of_layers_and_losses) {
   ck_assert_ptr_null(loom_smooth_l1_loss(x, x, NAN, LOOM_MEAN));
   EXPECT_ERROR(LOOM_ERR_ARGUMENT, "smooth_l1_loss: beta nan");
   loom_tensor *in = loom_set_requires_grad(
-      loom_from_array(LOOM_F64, (double[]){-1, -2, -0.5}, LOOM_SHAPE(3)),
-      true);
+      loom_from_array(LOOM_F64, (double[]){-1, -2, -0.5}, LOOM_SHAPE(3)), true);
   loom_tensor *t =
       loom_from_array(LOOM_F64, (double[]){0.5, 0, -0.2}, LOOM_SHAPE(3));
   loom_tensor *l = loom_kl_div(in, t, false, LOOM_SUM, false);
