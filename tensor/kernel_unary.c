@@ -26,6 +26,17 @@
                           int32_t: loom__to_i32(v), default: loom__to_i64(v))
 /* clang-format on */
 #define SIGMOID(v) (1 / (1 + exp(-(v))))
+/* POW(v, e): v to the power e (a scalar_t), in PyTorch's forms for the
+ * exponents it computes without pow, so that results match to the bit:
+ * sqrt, 1 / sqrt, squares, cubes and reciprocals. */
+#define POW(v, e)                                                              \
+  ((e) == (scalar_t)0.5    ? sqrt(v)                                           \
+   : (e) == (scalar_t)-0.5 ? 1 / sqrt(v)                                       \
+   : (e) == 2              ? (v) * (v)                                         \
+   : (e) == 3              ? (v) * (v) * (v)                                   \
+   : (e) == -1             ? 1 / (v)                                           \
+   : (e) == -2             ? 1 / ((v) * (v))                                   \
+                           : pow(v, e))
 
 /* Forward loops per dtype set. VEC's float32 loop runs contiguous elements
  * in a function compiled per instruction set (the vmath.h functions
