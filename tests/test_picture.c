@@ -965,6 +965,17 @@ START_TEST(test_raster) {
     for (int i = 0; i < 8; i++)
       ck_assert_int_eq(b[j * 8 + i], j < 2 ? 255 : j == 2 ? 128 : 0);
 
+  /* the outline 2^31 pixels and more below the bitmap, or left of it:
+   * nothing drawn, and no row number out of range */
+  for (int i = 0; i < n; i++)
+    v[i].y = (stbtt_vertex_type)(v[i].y - 8);
+  ck_assert_int_eq(app_raster_glyph(v, n, 0.3125f, 0, 0, -2147483647L, 8, 4, b),
+                   0);
+  ck_assert_int_eq(ink(b, 32), 0);
+  ck_assert_int_eq(app_raster_glyph(v, n, 0.3125f, 0, 2147483647L, 0, 8, 4, b),
+                   0);
+  ck_assert_int_eq(ink(b, 32), 0);
+
   /* real glyphs: as stb_truetype's rasterizer computes them with its
    * curves cut 0.01 pixels fine, to a few levels */
   const app_font *f = app_font_default();

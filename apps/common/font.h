@@ -35,12 +35,15 @@ const char *app_font_check_kerning(const unsigned char *kern, size_t kern_len,
                                    const unsigned char *gpos, size_t gpos_len);
 
 /* The coverage of outline v[0..n) (stb_truetype's vertices, in font units;
- * contours closed or not) at `scale` pixels a unit, shifted shift_x pixels
- * right, in the w x h bitmap `out` (w * h bytes, row-major) whose pixel
- * (0, 0) lies off_x pixels right of the glyph's origin and off_y pixels
- * below it: 0..255 per pixel, the area covered under the nonzero winding
- * rule (raster.c). Any part of the outline may lie outside the bitmap.
- * 0, or -1 when memory ran out (out is then unset; no error is set). */
+ * contours closed or not) at `scale` pixels a unit (finite, 0 < scale <=
+ * 32), shifted shift_x pixels right (0 <= shift_x < 1), in the w x h bitmap
+ * `out` (w, h >= 1; w * h bytes, row-major) whose pixel (0, 0) lies off_x
+ * pixels right of the glyph's origin and off_y pixels below it (|off_x|,
+ * |off_y| < 2^31): 0..255 per pixel, the area covered under the nonzero
+ * rule where contours do not overlap inside the pixel (raster.c: overlaps
+ * the same way round darken an edge, as in stb_truetype's rasterizer). Any
+ * part of the outline may lie outside the bitmap. 0, or -1 when memory ran
+ * out (out is then unset; no error is set). */
 int app_raster_glyph(const stbtt_vertex *v, int n, float scale, double shift_x,
                      long off_x, long off_y, int w, int h, unsigned char *out);
 

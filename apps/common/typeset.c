@@ -153,10 +153,9 @@ int app_font_draw_glyph(app_canvas *c, const app_font *f, float scale, int g,
     }
   }
   /* bitmap rows run down, font units up; at most 32 pixels a unit */
-  long x0 = lrint(floor(lo_x * scale + fx));
-  long x1 = lrint(ceil(hi_x * scale + fx));
-  long y0 = lrint(floor(-hi_y * scale));
-  long y1 = lrint(ceil(-lo_y * scale));
+  double sc = scale; /* as raster.c computes: float rounds a sliver off */
+  long x0 = lrint(floor(lo_x * sc + fx)), x1 = lrint(ceil(hi_x * sc + fx));
+  long y0 = lrint(floor(-hi_y * sc)), y1 = lrint(ceil(-lo_y * sc));
   /* Only what lands inside the clip rectangle is rasterized: the bitmap's
    * column i is text position ix + x0 + i, row j is baseline + y0 + j.
    * Upright, text positions are canvas columns and baseline rows canvas
