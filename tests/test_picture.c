@@ -738,16 +738,22 @@ static void chain_glyphs(const outlines *o, const int *chain, int n, int leaf) {
   }
 }
 
+/* Whether the default font is there; says the test (or its rest) is
+ * skipped when not. */
+static bool have_default_font(const char *test) {
+  if (access(APP_FONT_DEFAULT_PATH, R_OK) == 0)
+    return true;
+  fprintf(stderr, "%s: skipped, no %s\n", test, APP_FONT_DEFAULT_PATH);
+  return false;
+}
+
 /* Glyph outlines that made stb_truetype read past the glyph and the file
  * (a SEGV drawing text), recurse until the stack ran out, or assert: each
  * font is refused when loaded, and fonts at the limits still load and
  * draw. Derived from the real font; skipped without it. */
 START_TEST(test_broken_glyphs) {
-  if (access(APP_FONT_DEFAULT_PATH, R_OK) != 0) {
-    fprintf(stderr, "test_broken_glyphs: skipped, no %s\n",
-            APP_FONT_DEFAULT_PATH);
+  if (!have_default_font("test_broken_glyphs"))
     return;
-  }
   size_t len, n;
   unsigned char *good =
       (unsigned char *)test_slurp(APP_FONT_DEFAULT_PATH, &len);
@@ -1124,11 +1130,8 @@ START_TEST(test_kerning) {
 
   /* the real font: its GPOS kerning draws, and 4,097 pair subtables are
    * refused */
-  if (access(APP_FONT_DEFAULT_PATH, R_OK) != 0) {
-    fprintf(stderr, "test_kerning: the rest skipped, no %s\n",
-            APP_FONT_DEFAULT_PATH);
+  if (!have_default_font("test_kerning's real-font part"))
     return;
-  }
   good = (unsigned char *)test_slurp(APP_FONT_DEFAULT_PATH, &len);
   gpos = good + get32(record(good, "GPOS") + 8);
   unsigned char *list = gpos + get16(gpos + 8);
@@ -1151,11 +1154,8 @@ END_TEST
  * box changes nothing; and text cut by the canvas edges draws what shows
  * of it exactly as a canvas holding it whole would. */
 START_TEST(test_glyph_box_and_clipping) {
-  if (access(APP_FONT_DEFAULT_PATH, R_OK) != 0) {
-    fprintf(stderr, "test_glyph_box_and_clipping: skipped, no %s\n",
-            APP_FONT_DEFAULT_PATH);
+  if (!have_default_font("test_glyph_box_and_clipping"))
     return;
-  }
   size_t len, n;
   unsigned char *font =
       (unsigned char *)test_slurp(APP_FONT_DEFAULT_PATH, &len);

@@ -19,14 +19,6 @@
 /* DejaVu Sans is 0.7 MiB; a font file past this is not one we draw with. */
 #define FONT_MAX_BYTES (64u << 20)
 
-static uint32_t be16(const unsigned char *p) {
-  return (uint32_t)p[0] << 8 | p[1];
-}
-static uint32_t be32(const unsigned char *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
-         p[3];
-}
-
 /* The whole file; NULL with an error. */
 static unsigned char *read_font_file(const char *path, size_t *len) {
   int fd = open(path, O_RDONLY);
@@ -82,20 +74,20 @@ typedef struct {
  * fields, and a segment's idRangeOffset points at its glyph numbers; both
  * are trusted. NULL when they stay inside the map's arrays. */
 static const char *check_format4(const unsigned char *s, uint64_t len) {
-  uint32_t segments = be16(s + 6) / 2;
+  uint32_t segments = app_be16(s + 6) / 2;
   /* the search ends at segment rangeShift + searchRange/2 + searchRange/4
    * + ... (entrySelector halvings) at most, and reads none past it; the
    * fields as the TrueType spec sets them end at the last segment */
-  uint32_t step = be16(s + 8) / 2, last = be16(s + 12) / 2;
-  for (uint32_t k = be16(s + 10); k > 0 && step > 0; k--)
+  uint32_t step = app_be16(s + 8) / 2, last = app_be16(s + 12) / 2;
+  for (uint32_t k = app_be16(s + 10); k > 0 && step > 0; k--)
     last += step >>= 1;
   if (segments == 0 || last >= segments)
     return "a character map's search runs past its segments";
   for (uint32_t i = 0; i < segments; i++) {
-    uint32_t end = be16(s + 14 + 2 * i),
-             start = be16(s + 16 + 2 * segments + 2 * i);
+    uint32_t end = app_be16(s + 14 + 2 * i),
+             start = app_be16(s + 16 + 2 * segments + 2 * i);
     uint64_t at = 16 + 6ull * segments + 2 * i; /* idRangeOffset[i] */
-    uint32_t offset = be16(s + at);
+    uint32_t offset = app_be16(s + at);
     if (offset && start <= end && at + offset + 2ull * (end - start) + 2 > len)
       return "a character map's glyph numbers lie outside it";
   }
@@ -107,15 +99,15 @@ static const char *check_format4(const unsigned char *s, uint64_t len) {
 static const char *check_font(const unsigned char *d, size_t n) {
   /* stbtt_GetFontOffsetForIndex reads up to 16 bytes of a collection's
    * header */
-  if (!memcmp(d, "ttcf", 4) && (n < 16 || be32(d + 8) < 1))
+  if (!memcmp(d, "ttcf", 4) && (n < 16 || app_be32(d + 8) < 1))
     return "a font collection without fonts";
   int at = stbtt_GetFontOffsetForIndex(d, 0);
   if (at < 0 || (size_t)at > n - 12)
     return "not a TrueType font (no font at index 0)";
-  uint32_t version = be32(d + at);
+  uint32_t version = app_be32(d + at);
   if (version != 0x00010000 && memcmp(d + at, "true", 4) != 0)
     return "not a TrueType font (only TrueType outlines are supported)";
-  uint32_t n_tables = be16(d + at + 4);
+  uint32_t n_tables = app_be16(d + at + 4);
   if ((uint64_t)at + 12 + 16ull * n_tables > n)
     return "the table directory runs past the end of the file";
   static const char *const tags[] = {"cmap", "head", "hhea", "hmtx",
@@ -125,7 +117,7 @@ static const char *check_font(const unsigned char *d, size_t n) {
   bool found[N_REQUIRED] = {0};
   for (uint32_t i = 0; i < n_tables; i++) {
     const unsigned char *r = d + at + 12 + 16 * i;
-    uint32_t off = be32(r + 8), len = be32(r + 12);
+    uint32_t off = app_be32(r + 8), len = app_be32(r + 12);
     if ((uint64_t)off + len > n)
       return "a table runs past the end of the file";
     /* stb_truetype takes a table at offset 0 for a missing one: a glyf
@@ -150,9 +142,9 @@ static const char *check_font(const unsigned char *d, size_t n) {
   if (t[HEAD].length < 54 || t[HHEA].length < 36 || t[MAXP].length < 6 ||
       t[CMAP].length < 4)
     return "the head, hhea, maxp or cmap table is too short";
-  uint32_t n_glyphs = be16(d + t[MAXP].offset + 4);
-  uint32_t loc_format = be16(d + t[HEAD].offset + 50);
-  uint32_t n_metrics = be16(d + t[HHEA].offset + 34);
+  uint32_t n_glyphs = app_be16(d + t[MAXP].offset + 4);
+  uint32_t loc_format = app_be16(d + t[HEAD].offset + 50);
+  uint32_t n_metrics = app_be16(d + t[HHEA].offset + 34);
   if (n_glyphs < 1 || loc_format > 1 || n_metrics < 1 || n_metrics > n_glyphs)
     return "bad glyph count, glyph location format or metrics count";
   if ((uint64_t)t[HMTX].length <
@@ -164,7 +156,8 @@ static const char *check_font(const unsigned char *d, size_t n) {
   const unsigned char *loca = d + t[LOCA].offset;
   uint64_t prev = 0;
   for (uint32_t g = 0; g <= n_glyphs; g++) {
-    uint64_t o = loc_format ? be32(loca + 4 * g) : 2ull * be16(loca + 2 * g);
+    uint64_t o =
+        loc_format ? app_be32(loca + 4 * g) : 2ull * app_be16(loca + 2 * g);
     if (o < prev || o > t[GLYF].length)
       return "a glyph lies outside the glyf table";
     prev = o;
@@ -178,26 +171,26 @@ static const char *check_font(const unsigned char *d, size_t n) {
                              gpos.offset ? d + gpos.offset : NULL, gpos.length);
   if (bad_kerning)
     return bad_kerning;
-  uint32_t n_maps = be16(d + t[CMAP].offset + 2);
+  uint32_t n_maps = app_be16(d + t[CMAP].offset + 2);
   if (4ull + 8ull * n_maps > t[CMAP].length)
     return "the cmap table is too short for its encodings";
   for (uint32_t i = 0; i < n_maps; i++) {
-    uint32_t sub = be32(d + t[CMAP].offset + 4 + 8 * i + 4);
+    uint32_t sub = app_be32(d + t[CMAP].offset + 4 + 8 * i + 4);
     if ((uint64_t)sub + 8 > t[CMAP].length)
       return "a character map lies outside the cmap table";
     const unsigned char *s = d + t[CMAP].offset + sub;
-    uint32_t format = be16(s);
+    uint32_t format = app_be16(s);
     bool wide = format == 12 || format == 13;
     if (wide && (uint64_t)sub + 16 > t[CMAP].length)
       return "a character map lies outside the cmap table";
-    uint64_t len = wide ? be32(s + 4) : be16(s + 2);
+    uint64_t len = wide ? app_be32(s + 4) : app_be16(s + 2);
     if ((uint64_t)sub + len > t[CMAP].length)
       return "a character map runs past the cmap table";
     /* the arrays stb_truetype walks must fit in the map's length */
     uint64_t need = format == 0   ? 262
-                    : format == 4 ? 16 + 8ull * (be16(s + 6) / 2)
-                    : format == 6 ? 10 + 2ull * be16(s + 8)
-                    : wide        ? 16 + 12ull * be32(s + 12)
+                    : format == 4 ? 16 + 8ull * (app_be16(s + 6) / 2)
+                    : format == 6 ? 10 + 2ull * app_be16(s + 8)
+                    : wide        ? 16 + 12ull * app_be32(s + 12)
                                   : 0;
     if (len < need)
       return "a character map is shorter than its arrays";
@@ -219,7 +212,7 @@ app_font *app_font_load(const char *path) {
       !stbtt_InitFont(&f->info, data, stbtt_GetFontOffsetForIndex(data, 0)))
     bad = "no Unicode character map";
   /* the map chosen must be one stb_truetype reads (format 2 asserts) */
-  uint32_t format = f && !bad ? be16(data + f->info.index_map) : 0;
+  uint32_t format = f && !bad ? app_be16(data + f->info.index_map) : 0;
   if (f && !bad && format != 0 && format != 4 && format != 6 && format != 12 &&
       format != 13)
     bad = "an unsupported character map format";
@@ -234,7 +227,7 @@ app_font *app_font_load(const char *path) {
   }
   f->data = data;
   stbtt_GetFontVMetrics(&f->info, &f->ascent, &f->descent, &f->line_gap);
-  f->units_per_em = (int)be16(data + f->info.head + 18);
+  f->units_per_em = (int)app_be16(data + f->info.head + 18);
   /* a format 12 map can give any glyph number, negative ones too, which
    * stb_truetype's box lookup would take as an offset into loca */
   int h = stbtt_FindGlyphIndex(&f->info, 'H'), x0, y0, x1, y1;

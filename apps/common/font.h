@@ -14,6 +14,15 @@ struct app_font {
   int ascent, descent, line_gap, cap_height, units_per_em;
 };
 
+/* Big-endian integers, as TrueType stores them. */
+static inline uint32_t app_be16(const unsigned char *p) {
+  return (uint32_t)p[0] << 8 | p[1];
+}
+static inline uint32_t app_be32(const unsigned char *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+         p[3];
+}
+
 /* Checks every glyph outline of a TrueType font against what stb_truetype
  * reads of it (glyphs.c): glyf and its length, loca (long_loca: 32-bit
  * offsets) holding n_glyphs + 1 entries. NULL when all are usable, else

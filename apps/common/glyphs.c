@@ -63,14 +63,6 @@ typedef struct {
   glyph_note *notes;
 } glyph_checker;
 
-static uint32_t be16(const unsigned char *p) {
-  return (uint32_t)p[0] << 8 | p[1];
-}
-static uint32_t be32(const unsigned char *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
-         p[3];
-}
-
 /* Glyph g's bytes in glyf, from its loca entry and the next; false when
  * they are not a range inside glyf (check_font has seen to that already,
  * but this file trusts nothing it did not check). */
@@ -78,11 +70,11 @@ static bool glyph_bytes(const glyph_checker *c, uint32_t g,
                         const unsigned char **p, size_t *len) {
   size_t start, end;
   if (c->long_loca) {
-    start = be32(c->loca + 4 * (size_t)g);
-    end = be32(c->loca + 4 * (size_t)g + 4);
+    start = app_be32(c->loca + 4 * (size_t)g);
+    end = app_be32(c->loca + 4 * (size_t)g + 4);
   } else {
-    start = 2 * (size_t)be16(c->loca + 2 * (size_t)g);
-    end = 2 * (size_t)be16(c->loca + 2 * (size_t)g + 2);
+    start = 2 * (size_t)app_be16(c->loca + 2 * (size_t)g);
+    end = 2 * (size_t)app_be16(c->loca + 2 * (size_t)g + 2);
   }
   if (start > end || end > c->glyf_len)
     return false;
@@ -98,7 +90,7 @@ static const char *check_contour_ends(const unsigned char *ends, int n_contours,
                                       uint32_t *n_points) {
   uint32_t prev = 0;
   for (int k = 0; k < n_contours; k++) {
-    uint32_t end = be16(ends + 2 * k);
+    uint32_t end = app_be16(ends + 2 * k);
     if (k > 0 && end <= prev)
       return "a glyph's contours end out of order";
     prev = end;
@@ -133,7 +125,7 @@ static const char *check_points(const unsigned char *p, size_t len,
     x_bytes += run * (flags & X_SHORT ? 1 : flags & X_SAME ? 0 : 2);
     y_bytes += run * (flags & Y_SHORT ? 1 : flags & Y_SAME ? 0 : 2);
     for (; contour < n_contours && contour_start < i + run; contour++) {
-      uint32_t end = be16(ends + 2 * contour);
+      uint32_t end = app_be16(ends + 2 * contour);
       if (end == contour_start && !(flags & ON_CURVE))
         return "a glyph has a contour of one point off the curve";
       contour_start = end + 1;
@@ -156,7 +148,7 @@ static const char *check_simple_glyph(const unsigned char *p, size_t len,
   const char *bad = check_contour_ends(p + 10, n_contours, n_points);
   if (bad)
     return bad;
-  size_t points_at = ends_end + 2 + be16(p + ends_end);
+  size_t points_at = ends_end + 2 + app_be16(p + ends_end);
   if (points_at > len)
     return "a glyph's instructions run past its end";
   return check_points(p + points_at, len - points_at, p + 10, n_contours,
@@ -189,8 +181,8 @@ static const char *check_composite_glyph(glyph_checker *c,
   do {
     if (at + 4 > len)
       return "a composite glyph's components run past its end";
-    flags = be16(p + at);
-    uint32_t part = be16(p + at + 2);
+    flags = app_be16(p + at);
+    uint32_t part = app_be16(p + at + 2);
     at += 4;
     if (!(flags & ARGS_ARE_XY))
       return "a composite glyph places a component by matching points";
@@ -235,9 +227,9 @@ static const char *check_glyph(glyph_checker *c, uint32_t g, int depth) {
     *note = (glyph_note){DONE, 0, 0};
   else if (len < 10) /* the contour count and bounding box */
     bad = "a glyph is shorter than its header";
-  else if ((int16_t)be16(p) >= 0) {
+  else if ((int16_t)app_be16(p) >= 0) {
     uint32_t n_points = 0;
-    int n_contours = (int16_t)be16(p);
+    int n_contours = (int16_t)app_be16(p);
     if (n_contours > 0)
       bad = check_simple_glyph(p, len, n_contours, &n_points);
     *note = (glyph_note){DONE, 0, n_points};

@@ -14,10 +14,6 @@
  * Sans needs 20). */
 #define MAX_CHECKED_ENTRIES (1u << 22)
 
-static uint32_t be16(const unsigned char *p) {
-  return (uint32_t)p[0] << 8 | p[1];
-}
-
 typedef struct {
   const unsigned char *d;
   uint64_t len;
@@ -43,12 +39,12 @@ static const char *check_coverage(table *t, uint64_t at, int64_t *last) {
   *last = -1;
   if (!inside(t, at, 2))
     return "a kerning coverage table lies outside GPOS";
-  uint32_t format = be16(t->d + at);
+  uint32_t format = app_be16(t->d + at);
   if (format != 1 && format != 2)
     return NULL; /* stb_truetype reads no further */
   if (!inside(t, at, 4))
     return "a kerning coverage table lies outside GPOS";
-  uint32_t n = be16(t->d + at + 2);
+  uint32_t n = app_be16(t->d + at + 2);
   if (!inside(t, at + 4, (format == 1 ? 2ull : 6ull) * n))
     return "a kerning coverage table runs past GPOS";
   if (format == 1) {
@@ -59,9 +55,9 @@ static const char *check_coverage(table *t, uint64_t at, int64_t *last) {
     return too_large;
   for (uint32_t i = 0; i < n; i++) { /* start, end, first index */
     const unsigned char *r = t->d + at + 4 + 6 * i;
-    uint32_t start = be16(r), end = be16(r + 2);
-    if (start <= end && (int64_t)be16(r + 4) + (end - start) > *last)
-      *last = (int64_t)be16(r + 4) + (end - start);
+    uint32_t start = app_be16(r), end = app_be16(r + 2);
+    if (start <= end && (int64_t)app_be16(r + 4) + (end - start) > *last)
+      *last = (int64_t)app_be16(r + 4) + (end - start);
   }
   return NULL;
 }
@@ -71,12 +67,13 @@ static const char *check_coverage(table *t, uint64_t at, int64_t *last) {
 static const char *check_classes(const table *t, uint64_t at) {
   if (!inside(t, at, 2))
     return "a kerning class table lies outside GPOS";
-  uint32_t format = be16(t->d + at);
-  bool fits = format == 1 ? inside(t, at, 6) &&
-                                inside(t, at + 6, 2ull * be16(t->d + at + 4))
-              : format == 2 ? inside(t, at, 4) &&
-                                  inside(t, at + 4, 6ull * be16(t->d + at + 2))
-                            : true;
+  uint32_t format = app_be16(t->d + at);
+  bool fits =
+      format == 1 ? inside(t, at, 6) &&
+                        inside(t, at + 6, 2ull * app_be16(t->d + at + 4))
+      : format == 2 ? inside(t, at, 4) &&
+                          inside(t, at + 4, 6ull * app_be16(t->d + at + 2))
+                    : true;
   return fits ? NULL : "a kerning class table runs past GPOS";
 }
 
@@ -85,27 +82,28 @@ static const char *check_pairs(table *t, uint64_t at) {
   if (!inside(t, at, 4))
     return "a kerning subtable lies outside GPOS";
   int64_t last;
-  const char *bad = check_coverage(t, at + be16(t->d + at + 2), &last);
-  uint32_t format = be16(t->d + at);
+  const char *bad = check_coverage(t, at + app_be16(t->d + at + 2), &last);
+  uint32_t format = app_be16(t->d + at);
   if (bad || last < 0 || (format != 1 && format != 2))
     return bad;
   if (!inside(t, at, format == 1 ? 10 : 16))
     return "a kerning subtable lies outside GPOS";
   /* stb_truetype reads on only for an x advance on the first glyph */
-  if (be16(t->d + at + 4) != 4 || be16(t->d + at + 6) != 0)
+  if (app_be16(t->d + at + 4) != 4 || app_be16(t->d + at + 6) != 0)
     return NULL;
   if (format == 2) {
-    if ((bad = check_classes(t, at + be16(t->d + at + 8))) ||
-        (bad = check_classes(t, at + be16(t->d + at + 10))))
+    if ((bad = check_classes(t, at + app_be16(t->d + at + 8))) ||
+        (bad = check_classes(t, at + app_be16(t->d + at + 10))))
       return bad;
-    uint64_t classes = (uint64_t)be16(t->d + at + 12) * be16(t->d + at + 14);
+    uint64_t classes =
+        (uint64_t)app_be16(t->d + at + 12) * app_be16(t->d + at + 14);
     return inside(t, at + 16, 2 * classes)
                ? NULL
                : "a kerning class matrix runs past GPOS";
   }
   /* format 1: a pair set per covered glyph, each a count and sorted
    * (second glyph, advance) pairs */
-  uint32_t sets = be16(t->d + at + 8);
+  uint32_t sets = app_be16(t->d + at + 8);
   if (last >= sets)
     return "a kerning subtable covers more glyphs than it has pair sets";
   if (!inside(t, at + 10, 2ull * sets))
@@ -113,8 +111,8 @@ static const char *check_pairs(table *t, uint64_t at) {
   if (!spend(t, sets))
     return too_large;
   for (uint32_t k = 0; k < sets; k++) {
-    uint64_t set = at + be16(t->d + at + 10 + 2 * k);
-    if (!inside(t, set, 2) || !inside(t, set + 2, 4ull * be16(t->d + set)))
+    uint64_t set = at + app_be16(t->d + at + 10 + 2 * k);
+    if (!inside(t, set, 2) || !inside(t, set + 2, 4ull * app_be16(t->d + set)))
       return "a kerning pair set runs past GPOS";
   }
   return NULL;
@@ -123,30 +121,30 @@ static const char *check_pairs(table *t, uint64_t at) {
 static const char *check_gpos(table *t) {
   if (!inside(t, 0, 4))
     return "the GPOS table is too short";
-  if (be16(t->d) != 1 || be16(t->d + 2) != 0)
+  if (app_be16(t->d) != 1 || app_be16(t->d + 2) != 0)
     return NULL; /* a version stb_truetype does not read */
   if (!inside(t, 0, 10))
     return "the GPOS table is too short";
-  uint64_t list = be16(t->d + 8);
-  if (!inside(t, list, 2) || !inside(t, list + 2, 2ull * be16(t->d + list)))
+  uint64_t list = app_be16(t->d + 8);
+  if (!inside(t, list, 2) || !inside(t, list + 2, 2ull * app_be16(t->d + list)))
     return "the GPOS lookup list runs past the table";
-  uint32_t n_lookups = be16(t->d + list), n_pairs = 0;
+  uint32_t n_lookups = app_be16(t->d + list), n_pairs = 0;
   if (!spend(t, n_lookups))
     return too_large;
   for (uint32_t i = 0; i < n_lookups; i++) {
-    uint64_t lookup = list + be16(t->d + list + 2 + 2 * i);
+    uint64_t lookup = list + app_be16(t->d + list + 2 + 2 * i);
     if (!inside(t, lookup, 6))
       return "a GPOS lookup lies outside the table";
-    if (be16(t->d + lookup) != 2) /* not pair adjustment */
+    if (app_be16(t->d + lookup) != 2) /* not pair adjustment */
       continue;
-    uint32_t n = be16(t->d + lookup + 4);
+    uint32_t n = app_be16(t->d + lookup + 4);
     if (!inside(t, lookup + 6, 2ull * n))
       return "a GPOS lookup's subtables run past the table";
     if ((n_pairs += n) > MAX_PAIR_SUBTABLES)
       return "more than 4096 kerning subtables";
     for (uint32_t k = 0; k < n; k++) {
       const char *bad =
-          check_pairs(t, lookup + be16(t->d + lookup + 6 + 2 * k));
+          check_pairs(t, lookup + app_be16(t->d + lookup + 6 + 2 * k));
       if (bad)
         return bad;
     }
@@ -159,13 +157,13 @@ static const char *check_gpos(table *t) {
 static const char *check_kern(const table *t) {
   if (!inside(t, 0, 4))
     return "the kern table is too short";
-  if (be16(t->d + 2) < 1)
+  if (app_be16(t->d + 2) < 1)
     return NULL;
   if (!inside(t, 0, 10))
     return "the kern table is too short";
-  if (be16(t->d + 8) != 1)
+  if (app_be16(t->d + 8) != 1)
     return NULL;
-  if (!inside(t, 0, 12) || !inside(t, 18, 6ull * be16(t->d + 10)))
+  if (!inside(t, 0, 12) || !inside(t, 18, 6ull * app_be16(t->d + 10)))
     return "the kern table's pairs run past it";
   return NULL;
 }

@@ -27,16 +27,11 @@ typedef struct {
   int w, h;
 } raster;
 
-/* Adds a line piece within row y, from x = a to b (either order), of
- * signed height d, with 0 <= a, b <= w: the area right of the piece in each
+/* Adds a line piece within row y, spanning x = a to b, of signed height
+ * d, with 0 <= a <= b <= w and a < w: the area right of the piece in each
  * cell it crosses and a full d from the next cell on. */
 static void cells(raster *r, int y, double a, double b, double d) {
   float *row = r->acc + (size_t)y * (size_t)(r->w + 2);
-  if (a > b) {
-    double t = a;
-    a = b;
-    b = t;
-  }
   double fa = floor(a), cb = ceil(b);
   int ia = (int)fa, ib = (int)cb;
   if (ib <= ia + 1) { /* within one cell: its share is right of the middle */
