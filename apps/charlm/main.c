@@ -11,12 +11,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include "charlm.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define P "charlm" /* in messages */
 
@@ -308,40 +305,19 @@ static int check_outputs(const options *o) {
   return 0;
 }
 
-/* The checkpoint (and FILE.best beside it) can be written: a name, in a
- * folder that exists and may be written to. Checked before training, so
- * that a run is not lost for it at the end; nothing is created. 0, or -1
- * after saying why not. */
-static int check_checkpoint_folder(const options *o) {
-  const char *path = o->checkpoint;
-  if (!*path) {
-    fprintf(stderr, "charlm: --checkpoint '' is not a file name\n");
-    return -1;
-  }
-  const char *slash = strrchr(path, '/');
-  char dir[4096];
-  if (!slash)
-    snprintf(dir, sizeof dir, ".");
-  else
-    snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path),
-             path);
-  struct stat st;
-  const char *why = NULL;
-  bool folder = false; /* why is about dir */
-  if ((slash && !slash[1]) || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
-    why = "it is a folder, not a file";
-  else if ((folder = true, stat(dir, &st) != 0))
-    why = strerror(errno);
-  else if (!S_ISDIR(st.st_mode))
-    why = strerror(ENOTDIR);
-  else if (access(dir, W_OK | X_OK) != 0)
-    why = strerror(errno);
-  if (!why)
-    return 0;
-  fprintf(stderr, "charlm: cannot write --checkpoint %s: %s%s%s%s\n", path,
-          folder ? "the folder " : "", folder ? dir : "", folder ? ": " : "",
-          why);
-  return -1;
+/* The files training writes can be written: checked before training, so
+ * that a run is not lost for one at the end. '' is a bad --checkpoint
+ * (status 2) and no --plot; the rest is an I/O error (1). The exit
+ * status, 0 when all can be written. */
+static int check_writable(const options *o) {
+  char best[4200];
+  snprintf(best, sizeof best, "%s.best", o->checkpoint);
+  if (app_check_writable(P, "--checkpoint", o->checkpoint) < 0)
+    return *o->checkpoint ? 1 : 2;
+  if (app_check_writable(P, "--checkpoint (FILE.best)", best) < 0 ||
+      (*o->plot && app_check_writable(P, "--plot", o->plot) < 0))
+    return 1;
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -354,8 +330,9 @@ int main(int argc, char **argv) {
     return write_corpus(&o);
   if (!sample && check_outputs(&o) < 0)
     return 2;
-  if (!sample && check_checkpoint_folder(&o) < 0)
-    return *o.checkpoint ? 1 : 2;
+  int unwritable = sample ? 0 : check_writable(&o);
+  if (unwritable)
+    return unwritable;
   if (o.threads > 0)
     loom_set_num_threads((int)o.threads);
   if (sample || !o.distributed) {

@@ -86,6 +86,22 @@ bool app_is_stdin(const char *path);
  * over it". */
 int app_refuse_overwrite_stdin(const char *prog, const char *out_flag,
                                const char *out);
+/* Whether a file written after long work (training) can be written at
+ * `path`, named by `flag` in messages, so that a run is not lost for it at
+ * the end. The path must name a file: not "", not ending in '/', not an
+ * existing folder or other non-regular file (the writer replaces only a
+ * regular file, by renaming a new one over it, so an existing read-only
+ * file is fine), in a folder that exists and may be written to and
+ * searched. Nothing is created or opened. NULL is skipped; "" is refused:
+ * an app that documents '' as "no such output" skips the call for it.
+ * 0, or -1 after one line such as
+ *   charlm: --checkpoint '' is not a file name
+ *   charlm: cannot write --plot /x/y.png: the folder /x: No such file or
+ *   directory
+ *   charlm: cannot write --plot out: it is a folder, not a file
+ * Apps refuse '' as a bad argument and the rest as I/O errors: tell them
+ * apart by *path. */
+int app_check_writable(const char *prog, const char *flag, const char *path);
 /* Reports a failed write of `path` from the pending loom error, naming the
  * path once ("PROG: PATH: cannot write: No space left on device"), and
  * clears the error. */

@@ -25,8 +25,7 @@ unsigned char *app_read_file_max(const char *path, size_t max, size_t *len) {
   for (;;) {
     if (n == cap) {
       if (n > max) { /* a byte past the limit was read */
-        loom_set_error(LOOM_ERR_FORMAT, "%s: larger than %zu bytes", path,
-                       max);
+        loom_set_error(LOOM_ERR_FORMAT, "%s: larger than %zu bytes", path, max);
         break;
       }
       cap = cap && cap <= max / 2 ? 2 * cap : cap ? max + 1 : 1 << 16;
@@ -124,6 +123,54 @@ int app_refuse_overwrite_stdin(const char *prog, const char *out_flag,
           "%s: %s %s is the standard input; refusing to write over it\n", prog,
           out_flag, out);
   return -1;
+}
+
+/* Why the existing path cannot be replaced by a file, or NULL. */
+static const char *not_a_file(const char *path) {
+  size_t n = strlen(path);
+  struct stat st;
+  if (path[n - 1] == '/' || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
+    return "it is a folder, not a file";
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+    return "it is not a regular file (only a regular file is replaced)";
+  return NULL;
+}
+
+/* Why files cannot be made in the folder dir, or NULL. */
+static const char *folder_problem(const char *dir) {
+  struct stat st;
+  if (stat(dir, &st) != 0)
+    return strerror(errno);
+  if (!S_ISDIR(st.st_mode))
+    return strerror(ENOTDIR);
+  return access(dir, W_OK | X_OK) != 0 ? strerror(errno) : NULL;
+}
+
+int app_check_writable(const char *prog, const char *flag, const char *path) {
+  if (!path)
+    return 0;
+  if (!*path) {
+    fprintf(stderr, "%s: %s '' is not a file name\n", prog, flag);
+    return -1;
+  }
+  const char *why = not_a_file(path);
+  if (why) {
+    fprintf(stderr, "%s: cannot write %s %s: %s\n", prog, flag, path, why);
+    return -1;
+  }
+  const char *slash = strrchr(path, '/');
+  size_t len = !slash ? 0 : slash == path ? 1 : (size_t)(slash - path);
+  char *dir = slash ? strndup(path, len) : strdup(".");
+  if (!dir) {
+    fprintf(stderr, "%s: out of memory\n", prog);
+    return -1;
+  }
+  why = folder_problem(dir);
+  if (why)
+    fprintf(stderr, "%s: cannot write %s %s: the folder %s: %s\n", prog, flag,
+            path, dir, why);
+  free(dir);
+  return why ? -1 : 0;
 }
 
 void app_report_write_error(const char *prog, const char *path) {
