@@ -14,6 +14,7 @@
 
 #include <stb_image.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *translate_exe;
@@ -364,6 +365,49 @@ START_TEST(test_outputs_never_overwrite_inputs) {
 }
 END_TEST
 
+/* Files training writes in a folder that is missing, or that are
+ * folders, are refused before the data is read: nothing is written (a
+ * --plot there failed only after training, or not at all when the run
+ * was too short to draw; a --checkpoint after reading the data). */
+START_TEST(test_outputs_checked_first) {
+  char ck[512], dir[512], args[4096], path[1200], says[1600];
+  test_path(ck, sizeof ck, "first.ckpt");
+  test_path(dir, sizeof dir, "first.ckpt.src.vocab");
+  ck_assert_int_eq(mkdir(dir, 0755), 0);
+  const struct {
+    const char *flags, *says;
+    int status;
+  } cases[] = {
+      {"--checkpoint %s/missing/x.ckpt",
+       "cannot write --checkpoint %s/missing/x.ckpt: the folder %s/missing: "
+       "No such file",
+       1},
+      {"--checkpoint ''", "--checkpoint '' is not a file name", 2},
+      {"--checkpoint %s", "--checkpoint %s: it is a folder, not a file", 1},
+      {"--checkpoint %s/first.ckpt",
+       "--checkpoint (CHECKPOINT.src.vocab) %s/first.ckpt.src.vocab: it is a "
+       "folder",
+       1},
+      {"--checkpoint %s/x.ckpt --plot %s/missing/p.png",
+       "cannot write --plot %s/missing/p.png: the folder %s/missing: No such "
+       "file",
+       1},
+      {"--checkpoint %s/x.ckpt --plot %s", "--plot %s: it is a folder", 1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    snprintf(path, sizeof path, cases[i].flags, test_dir, test_dir);
+    snprintf(says, sizeof says, cases[i].says, test_dir, test_dir);
+    snprintf(args, sizeof args,
+             "train --src %s --tgt %s --epochs 1000 --max-tokens 512 %s",
+             train_src, train_tgt, path);
+    expect_refusal(args, cases[i].status, says);
+  }
+  ck_assert_int_ne(access(ck, F_OK), 0);
+  test_path(path, sizeof path, "x.ckpt.src.vocab");
+  ck_assert_int_ne(access(path, F_OK), 0);
+}
+END_TEST
+
 /* Checkpoint `from` saved as `to` with its source side's BPE codes (the
  * tensor extra.text.bpe.src) cut to their first `keep` bytes. */
 static void with_codes_cut(const char *from, const char *to, size_t keep) {
@@ -590,6 +634,7 @@ int main(void) {
   tcase_add_test(tc, test_translate_io);
   tcase_add_test(tc, test_bad_input);
   tcase_add_test(tc, test_outputs_never_overwrite_inputs);
+  tcase_add_test(tc, test_outputs_checked_first);
   tcase_add_test(tc, test_checkpoint_codes_checked);
   if (loom_dist_available() && getenv("MPIRUN") && *getenv("MPIRUN"))
     tcase_add_test(tc, test_distributed_trains_as_one_process);

@@ -431,6 +431,9 @@ int translate_train_main(int argc, char **argv) {
   int p = train_parse(argc, argv, &r.o);
   if (p != 0)
     return p > 0 ? 0 : 2;
+  int unwritable = train_check_writable(&r.o);
+  if (unwritable)
+    return unwritable;
   if (r.o.threads)
     loom_set_num_threads(r.o.threads);
   if (r.o.distributed) {

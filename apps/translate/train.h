@@ -20,6 +20,11 @@ typedef struct {
 /* Parses `translate train`'s arguments into o (defaults first): 0, 1 after
  * --help, or -1 after a message naming the flag and its range. */
 int train_parse(int argc, char **argv, train_options *o);
+/* Whether the files training writes can be written (app_check_writable),
+ * checked before the data is read so that a run is not lost for one
+ * later; '' is no --plot. The exit status: 0, 2 for --checkpoint '', 1
+ * for a path that cannot be written, after saying so. */
+int train_check_writable(const train_options *o);
 
 /* What a run has done: the training loss every 10 steps (means of those
  * steps) and the validation figures after each epoch. */

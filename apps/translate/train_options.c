@@ -122,11 +122,11 @@ static int set_text(char *dst, size_t size, const char *flag, const char *v,
   return 0;
 }
 
-/* Training writes the checkpoint, CHECKPOINT.best and the plot, and a
- * new run CHECKPOINT.src.vocab and .tgt.vocab (and with --bpe .src.bpe and
- * .tgt.bpe): none of them may be a file it reads, nor another it writes.
- * 0, or -1 after saying which flags name the same file. */
-static int check_outputs(const train_options *o) {
+/* The files training writes: the checkpoint, CHECKPOINT.best and the
+ * plot, and a new run CHECKPOINT.src.vocab and .tgt.vocab (and with --bpe
+ * .src.bpe and .tgt.bpe), into outs (their names into paths); how many. */
+static int output_files(const train_options *o, char paths[6][4200],
+                        app_named_path outs[7]) {
   static const char *const suffix[6][2] = {
       {"", "--checkpoint"},
       {".best", "--checkpoint (CHECKPOINT.best)"},
@@ -135,18 +135,36 @@ static int check_outputs(const train_options *o) {
       {".src.bpe", "--checkpoint (CHECKPOINT.src.bpe)"},
       {".tgt.bpe", "--checkpoint (CHECKPOINT.tgt.bpe)"}};
   int n = o->resume ? 2 : o->text.bpe_merges > 0 ? 6 : 4;
-  char paths[6][4200];
-  app_named_path outs[7];
   for (int k = 0; k < n; k++) {
     snprintf(paths[k], sizeof paths[k], "%s%s", o->checkpoint, suffix[k][0]);
     outs[k] = (app_named_path){suffix[k][1], paths[k]};
   }
   outs[n] = (app_named_path){"--plot", o->plot};
+  return n + 1;
+}
+
+/* None of the files training writes may be a file it reads, nor another
+ * it writes. 0, or -1 after saying which flags name the same file. */
+static int check_outputs(const train_options *o) {
+  char paths[6][4200];
+  app_named_path outs[7];
+  int n = output_files(o, paths, outs);
   const app_named_path ins[4] = {{"--src", o->src},
                                  {"--tgt", o->tgt},
                                  {"--valid-src", o->valid_src},
                                  {"--valid-tgt", o->valid_tgt}};
-  return app_refuse_overwrites("translate train", outs, n + 1, ins, 4);
+  return app_refuse_overwrites("translate train", outs, n, ins, 4);
+}
+
+int train_check_writable(const train_options *o) {
+  char paths[6][4200];
+  app_named_path outs[7];
+  int n = output_files(o, paths, outs);
+  for (int k = 0; k < n; k++) /* outs[0] is --checkpoint, never '' */
+    if ((k == 0 || *outs[k].path) &&
+        app_check_writable("translate train", outs[k].flag, outs[k].path) < 0)
+      return *o->checkpoint ? 1 : 2;
+  return 0;
 }
 
 int train_parse(int argc, char **argv, train_options *o) {
