@@ -8,6 +8,7 @@
 #include "file_util.h"
 
 #include <stb_image_write.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *caption(void) {
@@ -451,6 +452,111 @@ START_TEST(outputs_never_overwrite_inputs) {
 }
 END_TEST
 
+/* An output that is a file --data DIR holds is refused though no flag
+ * names it (only the flags' files were checked): the split, the captions,
+ * the raw arrays, the image archives. The files need not be valid: the
+ * refusal comes before they are read. */
+START_TEST(outputs_are_not_data_folder_files) {
+  char dir[512], lists[512], file[700], args[4096];
+  test_path(dir, sizeof dir, "flickr");
+  test_path(lists, sizeof lists, "flickr-lists");
+  ck_assert_int_eq(mkdir(dir, 0755), 0);
+  ck_assert_int_eq(mkdir(lists, 0755), 0);
+  const char *names[] = {"images.tsv", "captions.txt",
+                         "images_24x24_rgb_chw.u8", "images_jpeg.part0.tar"};
+  const char *flags[] = {"--plot", "--sheet", "--checkpoint", "--plot"};
+  for (int k = 0; k < 4; k++) {
+    snprintf(file, sizeof file, "%s/%s", dir, names[k]);
+    test_write_file(file, "data", 4);
+  }
+  for (int k = 0; k < 4; k++) {
+    char says[200];
+    snprintf(file, sizeof file, "%s/%s", dir, names[k]);
+    snprintf(says, sizeof says, "%s %%s is the --data (%s) file", flags[k],
+             names[k]);
+    snprintf(args, sizeof args,
+             "--data %s --image-size 24 --steps 1 --plot '' --sheet '' "
+             "--checkpoint %s/c.ckpt %s %s",
+             dir, test_dir, flags[k], file);
+    expect_refused(args, file, says);
+  }
+  /* the official lists and Flickr8k's captions file */
+  snprintf(file, sizeof file, "%s/Flickr8k.token.txt", lists);
+  test_write_file(file, "data", 4);
+  snprintf(args, sizeof args,
+           "--data %s --steps 1 --plot '' --sheet %s --checkpoint %s/c.ckpt",
+           lists, file, test_dir);
+  expect_refused(args, file, "--sheet %s is the --data (Flickr8k.token.txt)");
+  snprintf(file, sizeof file, "%s/Flickr_8k.devImages.txt", lists);
+  test_write_file(file, "data", 4);
+  snprintf(args, sizeof args,
+           "--data %s --steps 1 --plot %s --sheet '' --checkpoint %s/c.ckpt",
+           lists, file, test_dir);
+  expect_refused(args, file,
+                 "--plot %s is the --data (Flickr_8k.devImages.txt)");
+  snprintf(file, sizeof file, "%s/c.ckpt", test_dir);
+  ck_assert_int_ne(access(file, F_OK), 0);
+}
+END_TEST
+
+/* Files written after the work, in a folder that is missing or that are
+ * folders, are refused before it (train wrote them after training, eval
+ * after scoring the split): status 1, or 2 for '' where a name is needed,
+ * and nothing written. */
+START_TEST(outputs_checked_first) {
+  char ck[512], args[4096], flags[1200], says[1600], out[8192];
+  test_path(ck, sizeof ck, "first.ckpt");
+  const char *train = SMALL " --steps 100000 --plot '' --sheet ''";
+  const struct {
+    const char *flags, *says;
+    int status;
+  } cases[] = {
+      {"--checkpoint %s/missing/c.ckpt",
+       "cannot write --checkpoint %s/missing/c.ckpt: the folder %s/missing: "
+       "No such file",
+       1},
+      {"--checkpoint ''", "--checkpoint '' is not a file name", 2},
+      {"--checkpoint %s/first.ckpt --plot %s/missing/p.png",
+       "cannot write --plot %s/missing/p.png: the folder %s/missing", 1},
+      {"--checkpoint %s/first.ckpt --sheet %s", "--sheet %s: it is a folder",
+       1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    snprintf(flags, sizeof flags, cases[i].flags, test_dir, test_dir);
+    snprintf(says, sizeof says, cases[i].says, test_dir, test_dir);
+    snprintf(args, sizeof args, "%s %s", train, flags);
+    int rc = run_both(args, out, sizeof out);
+    ck_assert_msg(rc == cases[i].status && strstr(out, says), "%d %s: %s", rc,
+                  args, out);
+  }
+  ck_assert_int_ne(access(ck, F_OK), 0);
+  /* eval, with a checkpoint of a step */
+  snprintf(args, sizeof args,
+           SMALL " --steps 1 --plot '' --sheet '' --checkpoint %s", ck);
+  ck_assert_int_eq(run(args), 0);
+  const struct {
+    const char *flags, *says;
+    int status;
+  } evals[] = {
+      {"--output %s/missing/o.txt", "--output %s/missing/o.txt: the folder", 1},
+      {"--output ''", "--output '' is not a file name", 2},
+      {"--output %s", "--output %s: it is a folder", 1},
+      {"--sheet %s/missing/s.png", "--sheet %s/missing/s.png: the folder", 1},
+      {"--strips %s/missing/s",
+       "--strips (PREFIX-K.png) %s/missing/s-1.png: the folder", 1},
+  };
+  for (size_t i = 0; i < sizeof evals / sizeof *evals; i++) {
+    snprintf(flags, sizeof flags, evals[i].flags, test_dir);
+    snprintf(says, sizeof says, evals[i].says, test_dir);
+    snprintf(args, sizeof args, "eval --checkpoint %s --quiet %s", ck, flags);
+    int rc = run_both(args, out, sizeof out);
+    ck_assert_msg(rc == evals[i].status && strstr(out, says) &&
+                      !strstr(out, "BLEU"),
+                  "%d %s: %s", rc, args, out);
+  }
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("caption_app");
   TCase *t = tcase_create("app");
@@ -461,6 +567,8 @@ static Suite *suite(void) {
   tcase_add_test(t, bad_input);
   tcase_add_test(t, optional_model_fields);
   tcase_add_test(t, outputs_never_overwrite_inputs);
+  tcase_add_test(t, outputs_are_not_data_folder_files);
+  tcase_add_test(t, outputs_checked_first);
   suite_add_tcase(s, t);
   return s;
 }

@@ -171,6 +171,17 @@ typedef struct {
  * with an error naming the file (nothing to free). */
 int cap_flickr_load(const cap_flickr_source *src, int side, FILE *log,
                     cap_data *d);
+/* The files cap_flickr_load would read from the folder src->dir, or
+ * beside the split table, without a flag naming them: the split table or
+ * lists, the captions, the raw arrays at side x side and the image
+ * archives. Each path into out (the caller frees each); how many, at most
+ * max. The images inside image folders are not listed (only the split
+ * names them). */
+int cap_flickr_dir_files(const cap_flickr_source *src, int side, char **out,
+                         int max);
+/* Room for all of them: the split's 4 files, a captions file, the raw
+ * arrays (one, or up to 64 parts) and the archives. */
+#define CAP_MAX_DIR_FILES (5 + 65 + CAP_MAX_SOURCES)
 
 /* Reads a captions file into d: lines `image#k<TAB>caption` (a missing
  * `#k` is accepted) for images already named in d; other images' lines

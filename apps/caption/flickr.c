@@ -581,23 +581,90 @@ static const char *in_dir(const char *dir, const char *name, char *buf,
   return exists(buf, false) ? buf : NULL;
 }
 
+/* The split's files: src's own, or images.tsv, else the three lists,
+ * found in src->dir (names kept in b[0..3]). */
+static void find_split(const cap_flickr_source *src, const char **table,
+                       const char *lists[3], char b[4][4096]) {
+  static const char *const names[3] = {"Flickr_8k.trainImages.txt",
+                                       "Flickr_8k.devImages.txt",
+                                       "Flickr_8k.testImages.txt"};
+  *table = src->table;
+  for (int s = 0; s < 3; s++)
+    lists[s] = src->lists[s];
+  if (*table || lists[0] || lists[1] || lists[2])
+    return;
+  if ((*table = in_dir(src->dir, "images.tsv", b[0], sizeof b[0])))
+    return;
+  for (int s = 0; s < 3; s++)
+    lists[s] = in_dir(src->dir, names[s], b[s + 1], sizeof b[s + 1]);
+}
+
+/* The captions file: src's own, or one found in src->dir (kept in buf). */
+static const char *find_captions(const cap_flickr_source *src, char *buf,
+                                 size_t n) {
+  const char *captions = src->captions;
+  if (!captions && src->dir &&
+      !(captions = in_dir(src->dir, "captions.txt", buf, n)))
+    captions = in_dir(src->dir, "Flickr8k.token.txt", buf, n);
+  return captions;
+}
+
+/* The folder of the split table, where the raw arrays are. */
+static void table_dir(const char *table, char dir[4096]) {
+  snprintf(dir, 4096, ".");
+  const char *slash = strrchr(table, '/');
+  if (slash && slash - table < 4096) {
+    memcpy(dir, table, (size_t)(slash - table));
+    dir[slash - table] = 0;
+  }
+}
+
+/* Adds a copy of path to out[*n] when there is room and it names a
+ * file. */
+static void add_file(char **out, int *n, int max, const char *path) {
+  if (path && *n < max && exists(path, false) && (out[*n] = strdup(path)))
+    (*n)++;
+}
+
+int cap_flickr_dir_files(const cap_flickr_source *src, int side, char **out,
+                         int max) {
+  char b[4][4096], cb[4096], dir[4096], path[4096];
+  const char *table, *lists[3];
+  int n = 0;
+  find_split(src, &table, lists, b);
+  if (table != src->table)
+    add_file(out, &n, max, table);
+  for (int s = 0; s < 3; s++)
+    if (lists[s] != src->lists[s])
+      add_file(out, &n, max, lists[s]);
+  const char *captions = find_captions(src, cb, sizeof cb);
+  if (captions != src->captions)
+    add_file(out, &n, max, captions);
+  if (table && src->arrays) {
+    table_dir(table, dir);
+    for (int part = -1; part < CAP_MAX_PARTS; part++)
+      if (array_path(path, sizeof path, dir, side, part))
+        add_file(out, &n, max, path);
+    loom_clear_error(); /* a path too long is simply not there */
+  }
+  if (src->n_images == 0 && src->dir) { /* the archives; folders are not */
+    char *found[CAP_MAX_SOURCES] = {0};
+    int k = default_sources(src->dir, found, CAP_MAX_SOURCES);
+    for (int i = 0; i < k; i++) {
+      add_file(out, &n, max, found[i]);
+      free(found[i]);
+    }
+  }
+  return n;
+}
+
 int cap_flickr_load(const cap_flickr_source *src, int side, FILE *log,
                     cap_data *d) {
   *d = (cap_data){.side = side};
-  char b0[4096], b1[4096], b2[4096], b3[4096];
-  const char *table = src->table,
-             *lists[3] = {src->lists[0], src->lists[1], src->lists[2]};
-  bool any_list = lists[0] || lists[1] || lists[2];
-  if (!table && !any_list) {
-    table = in_dir(src->dir, "images.tsv", b0, sizeof b0);
-    if (!table) {
-      lists[0] = in_dir(src->dir, "Flickr_8k.trainImages.txt", b1, sizeof b1);
-      lists[1] = in_dir(src->dir, "Flickr_8k.devImages.txt", b2, sizeof b2);
-      lists[2] = in_dir(src->dir, "Flickr_8k.testImages.txt", b3, sizeof b3);
-      any_list = lists[0] || lists[1] || lists[2];
-    }
-  }
-  if (!table && !any_list) {
+  char b[4][4096];
+  const char *table, *lists[3];
+  find_split(src, &table, lists, b);
+  if (!table && !lists[0] && !lists[1] && !lists[2]) {
     loom_set_error(LOOM_ERR_IO,
                    "%s: no split (images.tsv or Flickr_8k.*Images.txt)",
                    src->dir ? src->dir : "the data set");
@@ -616,10 +683,7 @@ int cap_flickr_load(const cap_flickr_source *src, int side, FILE *log,
     rc = -1;
   }
   char cb[4096];
-  const char *captions = src->captions;
-  if (!captions && src->dir &&
-      !(captions = in_dir(src->dir, "captions.txt", cb, sizeof cb)))
-    captions = in_dir(src->dir, "Flickr8k.token.txt", cb, sizeof cb);
+  const char *captions = find_captions(src, cb, sizeof cb);
   if (rc == 0 && !captions) {
     loom_set_error(LOOM_ERR_IO,
                    "%s: no captions file (captions.txt or "
@@ -635,12 +699,8 @@ int cap_flickr_load(const cap_flickr_source *src, int side, FILE *log,
   }
   size_t image = (size_t)3 * (size_t)side * (size_t)side;
   if (rc == 0 && table && src->arrays) {
-    char dir[4096] = ".";
-    const char *slash = strrchr(table, '/');
-    if (slash && slash - table < (ptrdiff_t)sizeof dir) {
-      memcpy(dir, table, (size_t)(slash - table));
-      dir[slash - table] = 0;
-    }
+    char dir[4096];
+    table_dir(table, dir);
     unsigned char *all = NULL;
     rc = read_arrays(dir, side, rows, &all);
     if (all) {

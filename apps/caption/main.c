@@ -623,6 +623,11 @@ static int parse(int argc, char **argv, parsed *p, command *cmd, int *first) {
 
 /* ---- files ---- */
 
+static void free_all(char **p, int n) {
+  for (int k = 0; k < n; k++)
+    free(p[k]);
+}
+
 /* No file a command writes may be one it reads, nor another it writes:
  * train writes the checkpoint, FILE.vocab, FILE.best, FILE.best.vocab,
  * the plot and the sheet; eval --output, --sheet and the strips; describe
@@ -640,12 +645,25 @@ static int check_outputs(const parsed *p, command cmd, const cap_source *src,
   snprintf(best_vocab, sizeof best_vocab, "%s.best.vocab", o->checkpoint);
   int n_images = cmd == DESCRIBE ? argc - first : 0;
   app_named_path *ins =
-      malloc((size_t)(n_images + 8 + CAP_MAX_SOURCES) * sizeof *ins);
+      malloc((size_t)(n_images + 8 + CAP_MAX_SOURCES + CAP_MAX_DIR_FILES) *
+             sizeof *ins);
+  /* the files --data DIR holds that no flag names, as "--data (NAME)" */
+  char *found[CAP_MAX_DIR_FILES], flags[CAP_MAX_DIR_FILES][80];
+  int n_found = src->scenes ? 0
+                            : cap_flickr_dir_files(f, (int)src->side, found,
+                                                   CAP_MAX_DIR_FILES);
   if (!ins) {
     fprintf(stderr, P ": out of memory\n");
+    free_all(found, n_found);
     return -1;
   }
   int n_ins = 0;
+  for (int k = 0; k < n_found; k++) {
+    const char *slash = strrchr(found[k], '/');
+    snprintf(flags[k], sizeof flags[k], "--data (%.60s)",
+             slash ? slash + 1 : found[k]);
+    ins[n_ins++] = (app_named_path){flags[k], found[k]};
+  }
   if (!src->scenes) {
     static const char *const lists[3] = {"--train-list", "--dev-list",
                                          "--test-list"};
@@ -691,7 +709,48 @@ static int check_outputs(const parsed *p, command cmd, const cap_source *src,
     rc = app_refuse_overwrites(P, both + 2 - n_outs, n_outs + 1, ins, n_ins);
   }
   free(ins);
+  free_all(found, n_found);
   return rc;
+}
+
+/* Whether the files a command writes after its work can be written
+ * (app_check_writable): train's checkpoint and the names derived from it,
+ * the plot and the sheet ('' for none); eval's --output, --sheet and
+ * strips; describe's strips, one for each of its n_images. Checked before
+ * the work, so that it is not lost for one. The exit status: 0, 2 for ''
+ * where a file name is needed, else 1. */
+static int check_writable(const parsed *p, command cmd, int n_images) {
+  const cap_options *o = &p->o;
+  const char *ck = o->checkpoint;
+  char names[4][4200];
+  static const char *const suffix[4][2] = {
+      {"", "--checkpoint"},
+      {".vocab", "--checkpoint (FILE.vocab)"},
+      {".best", "--checkpoint (FILE.best)"},
+      {".best.vocab", "--checkpoint (FILE.best.vocab)"}};
+  for (int k = 0; cmd == TRAIN && k < 4; k++) {
+    snprintf(names[k], sizeof names[k], "%s%s", ck, suffix[k][0]);
+    if (app_check_writable(P, suffix[k][1], names[k]) < 0)
+      return *ck ? 1 : 2;
+  }
+  const char *plot = cmd == TRAIN ? o->plot : NULL,
+             *sheet = cmd == TRAIN || p->sheet_given ? o->sheet : NULL,
+             *output = cmd == EVAL ? o->output : NULL;
+  if ((plot && *plot && app_check_writable(P, "--plot", plot) < 0) ||
+      (sheet && *sheet && cmd != DESCRIBE &&
+       app_check_writable(P, "--sheet", sheet) < 0))
+    return 1;
+  if (output && app_check_writable(P, "--output", output) < 0)
+    return *output ? 1 : 2;
+  bool strips = cmd != TRAIN && o->strips && *o->strips;
+  int64_t n_strips = cmd == DESCRIBE ? n_images : o->sheet_images;
+  for (int64_t k = 1; strips && k <= n_strips; k++) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s-%lld.png", o->strips, (long long)k);
+    if (app_check_writable(P, "--strips (PREFIX-K.png)", path) < 0)
+      return 1;
+  }
+  return 0;
 }
 
 /* ---- describe ---- */
@@ -932,6 +991,9 @@ int main(int argc, char **argv) {
   /* eval checks its outputs against the data its checkpoint names */
   if (cmd != EVAL && check_outputs(&p, cmd, &p.o.source, argc, argv, first) < 0)
     return 2;
+  rc = check_writable(&p, cmd, argc - first);
+  if (rc != 0)
+    return rc;
   if (p.o.threads > 0)
     loom_set_num_threads((int)p.o.threads);
   /* The training step's shapes change with each batch's caption length:
