@@ -13,7 +13,6 @@
 #include "../common/common.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,14 +309,12 @@ static int resume(run *r, uint64_t *rng, int n_rng) {
       bad = "a matrix is missing or has the wrong shape";
       continue;
     }
-    const float *x = loom_data_f32(t);
-    int64_t n = loom_numel(t), i = 0;
-    while (i < n && isfinite(x[i]))
-      i++;
-    if (i < n) {
+    int64_t i = w2v_first_non_finite(t);
+    if (i >= 0) {
       snprintf(why, sizeof why,
                "its matrix %s holds %g at row %lld (a run that diverged?)",
-               names[k], (double)x[i], (long long)(i / loom_size(t, 1)));
+               names[k], (double)loom_data_f32(t)[i],
+               (long long)(i / loom_size(t, 1)));
       bad = why;
     } else
       memcpy(loom_data_f32(dst[k]), loom_data_f32(t),

@@ -441,18 +441,23 @@ static int check_opts(const w2v_model *m, const w2v_vocab *v,
   return bad ? -1 : 0;
 }
 
+int64_t w2v_first_non_finite(const loom_tensor *t) {
+  const float *x = loom_data_f32(t);
+  int64_t n = loom_numel(t);
+  for (int64_t i = 0; i < n; i++)
+    if (!isfinite(x[i]))
+      return i;
+  return -1;
+}
+
 /* The first matrix of the model holding a value that is not finite, or
  * NULL. */
 static const char *non_finite_matrix(const w2v_model *m) {
   const char *names[3] = {"syn0", "syn1", "syn1neg"};
   const loom_tensor *t[3] = {m->syn0, m->syn1, m->syn1neg};
-  for (int k = 0; k < 3; k++) {
-    const float *x = t[k] ? loom_data_f32(t[k]) : NULL;
-    int64_t n = x ? loom_numel(t[k]) : 0;
-    for (int64_t i = 0; i < n; i++)
-      if (!isfinite(x[i]))
-        return names[k];
-  }
+  for (int k = 0; k < 3; k++)
+    if (t[k] && w2v_first_non_finite(t[k]) >= 0)
+      return names[k];
   return NULL;
 }
 

@@ -208,6 +208,10 @@ typedef struct {
 int w2v_model_init(w2v_model *m, int64_t vocab_size, int64_t dim, bool hs,
                    bool negative, uint64_t seed);
 void w2v_model_free(w2v_model *m);
+/* The index of the first element of the float32 tensor t that is NaN or
+ * infinite, or -1: a diverged run's matrices, found after each epoch and
+ * in a checkpoint to resume. */
+int64_t w2v_first_non_finite(const loom_tensor *t);
 
 /* One training example: the input rows (one context word for skip-gram,
  * the window for CBOW, whose mean is the hidden vector) and the output
