@@ -399,20 +399,36 @@ START_TEST(test_inputs_and_outputs) {
 }
 END_TEST
 
-/* Outputs are written whole through the library's writer: a file that
- * cannot be written is named once with the reason and status 1; an old
- * output keeps its mode; temporary files of a killed run go. */
+/* Outputs are written whole through the library's writer: an old output
+ * keeps its mode; temporary files of a killed run go. A file that cannot
+ * be written is refused before the text is read, named once with the
+ * reason: status 1, or 2 for '' (each was found only when written, after
+ * training for -output and -checkpoint). */
 START_TEST(test_outputs_written_safely) {
-  char vec[512], stale[600], args[4096], out[4096];
+  char vec[512], stale[600], args[4096], out[4096], says[1200];
   const char *what[] = {"-output", "-save-vocab", "-checkpoint"};
-  for (int i = 0; i < 3; i++) {
-    test_path(vec, sizeof vec, "missing-dir/out.file");
-    snprintf(args, sizeof args, "-train %s %s %s %s -threads 1 " SMALL, corpus,
-             i ? "-output x.vec" : "", what[i], vec);
-    ck_assert_int_eq(capture(args, out, sizeof out), 1);
-    ck_assert_msg(strstr(out, "out.file: cannot write: No such file"), "%s: %s",
-                  what[i], out);
-  }
+  const struct {
+    const char *path, *says;
+    int status;
+  } paths[] = {
+      {"%s/missing-dir/out.file",
+       "cannot write %s %s/missing-dir/out.file: the folder %s/missing-dir: "
+       "No such file",
+       1},
+      {"%s", "cannot write %s %s: it is a folder, not a file", 1},
+      {"''", "%s '' is not a file name", 2},
+  };
+  for (int i = 0; i < 3; i++)
+    for (int k = 0; k < 3; k++) {
+      snprintf(vec, sizeof vec, paths[k].path, test_dir);
+      snprintf(says, sizeof says, paths[k].says, what[i], test_dir, test_dir);
+      snprintf(args, sizeof args,
+               "-train %s %s %s %s -threads 1 " SMALL " -debug 1 -iter 1000",
+               corpus, i ? "-output x.vec" : "", what[i], vec);
+      ck_assert_int_eq(capture(args, out, sizeof out), paths[k].status);
+      ck_assert_msg(strstr(out, says) && !strstr(out, "vocabulary:"), "%s: %s",
+                    args, out);
+    }
   test_path(vec, sizeof vec, "safe.vec");
   snprintf(stale, sizeof stale, "%s.tmpK1lled", vec);
   test_write_file(stale, "partial", 7);

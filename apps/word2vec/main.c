@@ -370,6 +370,21 @@ static int check_outputs(const options *o) {
   return 0;
 }
 
+/* Whether the files training writes can be written (app_check_writable):
+ * -save-vocab after reading the text, -checkpoint after each epoch,
+ * -output at the end. Checked before the text is read, so that the work
+ * is not lost for one. The exit status: 0, 2 for '' (no file name), else
+ * 1. */
+static int check_writable(const options *o) {
+  const char *outs[3][2] = {{"-output", o->output},
+                            {"-save-vocab", o->save_vocab},
+                            {"-checkpoint", o->checkpoint}};
+  for (int i = 0; i < 3; i++)
+    if (app_check_writable(P, outs[i][0], outs[i][1]) < 0)
+      return *outs[i][1] ? 1 : 2;
+  return 0;
+}
+
 /* The vocabulary (-read-vocab, or counted from the text, then -min-count)
  * and the text as its ids; -save-vocab. 0 or -1 with an error. */
 static int read_text(const options *o, w2v_vocab *v, w2v_corpus *c) {
@@ -495,6 +510,9 @@ static int train(const options *o) {
   }
   if (check_outputs(o) < 0)
     return 2;
+  int unwritable = check_writable(o);
+  if (unwritable)
+    return unwritable;
   w2v_vocab v;
   w2v_vocab_init(&v);
   w2v_corpus c = {0};
