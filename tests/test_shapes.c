@@ -49,7 +49,9 @@ static int count(const char *haystack, const char *needle) {
 }
 
 /* A checkpoint or picture that cannot be written, and outputs that are
- * one file, fail with the file named once and a status that says so. */
+ * one file, fail with the file named once and a status that says so; a
+ * folder that is missing or a path that is a folder before training (the
+ * picture's was found after it). */
 START_TEST(test_outputs) {
   char ck[512], pic[512], args[2048], out[8192];
   const char *small = "--train 200 --test 100 --epochs 1 --quiet";
@@ -57,8 +59,9 @@ START_TEST(test_outputs) {
   snprintf(args, sizeof args, "%s --checkpoint %s --picture ''", small, ck);
   ck_assert_int_eq(test_run(shapes(), args, TEST_OUTPUT_BOTH, out, sizeof out),
                    1);
-  ck_assert_msg(strstr(out, "s.ckpt: cannot write: No such file") &&
-                    count(out, "s.ckpt") == 1,
+  ck_assert_msg(strstr(out, "cannot write --checkpoint") &&
+                    strstr(out, "missing-dir: No such file") &&
+                    count(out, "s.ckpt") == 1 && !strstr(out, "epoch"),
                 "%s", out);
   test_path(ck, sizeof ck, "s.ckpt");
   test_path(pic, sizeof pic, "missing-dir/s.png");
@@ -66,8 +69,19 @@ START_TEST(test_outputs) {
            pic);
   ck_assert_int_eq(test_run(shapes(), args, TEST_OUTPUT_BOTH, out, sizeof out),
                    1);
-  ck_assert_msg(strstr(out, pic), "%s", out);
-  ck_assert_int_eq(access(ck, F_OK), 0);
+  ck_assert_msg(strstr(out, pic) && strstr(out, "missing-dir: No such file"),
+                "%s", out);
+  ck_assert_int_ne(access(ck, F_OK), 0);
+  snprintf(args, sizeof args, "%s --checkpoint %s --picture %s", small, ck,
+           test_dir);
+  ck_assert_int_eq(test_run(shapes(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   1);
+  ck_assert_msg(strstr(out, "it is a folder, not a file"), "%s", out);
+  ck_assert_int_ne(access(ck, F_OK), 0);
+  snprintf(args, sizeof args, "%s --checkpoint ''", small);
+  ck_assert_int_eq(test_run(shapes(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   2);
+  ck_assert_msg(strstr(out, "--checkpoint '' is not a file name"), "%s", out);
   snprintf(args, sizeof args, "%s --checkpoint %s --picture %s", small, ck, ck);
   ck_assert_int_eq(test_run(shapes(), args, TEST_OUTPUT_BOTH, out, sizeof out),
                    2);

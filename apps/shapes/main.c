@@ -389,6 +389,12 @@ int main(int argc, char **argv) {
   if (app_refuse_overwrite(P, "--picture", o.picture, "--checkpoint",
                            o.checkpoint) < 0)
     return 2;
+  /* both are written after training: checked before it ('' is no
+   * picture, and a bad --checkpoint) */
+  if (app_check_writable(P, "--checkpoint", o.checkpoint) < 0)
+    return *o.checkpoint ? 1 : 2;
+  if (*o.picture && app_check_writable(P, "--picture", o.picture) < 0)
+    return 1;
   loom_rng *g = loom_rng_new((uint64_t)o.seed);
   loom_manual_seed((uint64_t)o.seed);
   loom_tensor *xtr = NULL, *ytr = NULL, *xte = NULL, *yte = NULL;
