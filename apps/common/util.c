@@ -125,13 +125,14 @@ int app_refuse_overwrite_stdin(const char *prog, const char *out_flag,
   return -1;
 }
 
-/* Why the existing path cannot be replaced by a file, or NULL. */
+/* Why no file can be put at path (a folder is there, or a device...), or
+ * NULL. */
 static const char *not_a_file(const char *path) {
-  size_t n = strlen(path);
   struct stat st;
-  if (path[n - 1] == '/' || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
+  bool exists = stat(path, &st) == 0;
+  if (path[strlen(path) - 1] == '/' || (exists && S_ISDIR(st.st_mode)))
     return "it is a folder, not a file";
-  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+  if (exists && !S_ISREG(st.st_mode))
     return "it is not a regular file (only a regular file is replaced)";
   return NULL;
 }
