@@ -1017,6 +1017,88 @@ START_TEST(test_raster) {
 }
 END_TEST
 
+/* A glyph's drawing cost is bounded before anything is drawn: an outline
+ * zigzagging 4,096 times down a bitmap 32,768 rows tall took 3.8 seconds
+ * (a font's 65,535 points, 45 on a wider canvas); past APP_RASTER_BUDGET it
+ * is refused at once, touching nothing, and apps leave such a glyph out
+ * of a picture, saying so once a font. Real glyphs at the largest size the
+ * apps draw stay well inside the budget, and so draw exactly as before. */
+START_TEST(test_raster_budget) {
+  enum { W = 16, H = 32768, ZIGS = 4096 };
+  stbtt_vertex *v = calloc(ZIGS, sizeof *v);
+  unsigned char *b = malloc((size_t)W * H);
+  ck_assert(v && b);
+  /* lines from 32,000 units above the bitmap's middle to 32,000 below,
+   * inside its columns */
+  for (int i = 0; i < ZIGS; i++) {
+    v[i].type = i ? STBTT_vline : STBTT_vmove;
+    v[i].x = (stbtt_vertex_type)(i % 8);
+    v[i].y = (stbtt_vertex_type)(i % 2 ? 32000 : -32000);
+  }
+  double cost = app_raster_cost(v, ZIGS, 1, 0, -W / 2, -H / 2, W, H);
+  ck_assert_msg(cost > APP_RASTER_BUDGET, "%g", cost);
+  memset(b, 7, (size_t)W * H);
+  ck_assert_int_eq(app_raster_glyph(v, ZIGS, 1, 0, -W / 2, -H / 2, W, H, b), 1);
+  ck_assert(b[0] == 7 && b[(size_t)W * H - 1] == 7); /* untouched */
+  /* 16 of its points fit, and draw: ink in every row */
+  ck_assert_double_le(app_raster_cost(v, 16, 1, 0, -W / 2, -H / 2, W, H),
+                      APP_RASTER_BUDGET);
+  ck_assert_int_eq(app_raster_glyph(v, 16, 1, 0, -W / 2, -H / 2, W, H, b), 0);
+  for (int j = 0; j < H; j += 1000)
+    ck_assert_int_gt(ink(b + (size_t)j * W, W), 0);
+  /* the cost of a line wholly outside the bitmap does not grow with it */
+  static const int far[][5] = {{-32000, 32000, STBTT_vmove},
+                               {-32000, -32000, STBTT_vline}};
+  stbtt_vertex fv[2];
+  outline(fv, far, 2);
+  ck_assert_double_le(app_raster_cost(fv, 2, 32, 0, 0, 0, W, H),
+                      2.0 * W * H + 100);
+  free(v);
+  free(b);
+
+  if (!have_default_font("test_raster_budget's font part"))
+    return;
+  app_font *f = app_font_load(APP_FONT_DEFAULT_PATH);
+  ck_assert_msg(f != NULL, "%s", loom_last_error());
+  /* every glyph whole at 512 pixels: DejaVu Sans' costliest is 1.4 M */
+  float scale = stbtt_ScaleForMappingEmToPixels(&f->info, 512);
+  double worst = 0;
+  for (int g = 0; g < f->info.numGlyphs; g++) {
+    stbtt_vertex *gv;
+    int gn = stbtt_GetGlyphShape(&f->info, g, &gv);
+    if (gn <= 0)
+      continue;
+    int x0, y0, x1, y1;
+    stbtt_GetGlyphBitmapBoxSubpixel(&f->info, g, scale, scale, 0.5f, 0, &x0,
+                                    &y0, &x1, &y1);
+    double c = app_raster_cost(gv, gn, scale, 0.5, x0 - 1, y0 - 1, x1 - x0 + 2,
+                               y1 - y0 + 2);
+    worst = c > worst ? c : worst;
+    stbtt_FreeShape(&f->info, gv);
+  }
+  ck_assert_msg(worst < APP_RASTER_BUDGET / 4, "%g", worst);
+  /* 'H' at 32 pixels a unit (a font of 16 units an em at 512 pixels)
+   * covers a 256 x 32,768 canvas: left out, the canvas untouched, and
+   * said once; a small glyph of the same font still draws */
+  app_canvas c;
+  ck_assert_int_eq(app_canvas_init(&c, 256, 32768, 0xffffff), 0);
+  app_text_style st = {.rgb = 0};
+  int h = stbtt_FindGlyphIndex(&f->info, 'H');
+  ck_assert(!atomic_load(&f->warned_costly));
+  ck_assert_int_eq(app_font_draw_glyph(&c, f, 32, h, -10000, 40000, 0, &st), 1);
+  ck_assert(atomic_load(&f->warned_costly));
+  int x0, y0, x1, y1;
+  ck_assert(!ink_box(&c, &x0, &y0, &x1, &y1));
+  ck_assert_int_eq(app_font_draw_glyph(&c, f, 32, h, -10000, 40000, 0, &st), 1);
+  ck_assert_int_eq(app_font_draw_glyph(&c, f, scale / 16, h, 10, 100, 0, &st),
+                   0);
+  ck_assert(ink_box(&c, &x0, &y0, &x1, &y1));
+  ck_assert(x0 >= 10 && y1 <= 100 && y0 > 40);
+  app_canvas_free(&c);
+  app_font_free(f);
+}
+END_TEST
+
 /* The kerning seeds (tests/fuzz/make_kerning_seeds.py), read into *len
  * bytes. */
 static unsigned char *kerning_seed(const char *name, size_t *len) {
@@ -1516,6 +1598,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, test_glyph_box_and_clipping);
   tcase_add_test(tc, test_kerning);
   tcase_add_test(tc, test_raster);
+  tcase_add_test(tc, test_raster_budget);
   tcase_add_test(tc, test_canvas);
   tcase_add_test(tc, test_colormap);
   tcase_add_test(tc, test_heatmap);

@@ -226,6 +226,7 @@ app_font *app_font_load(const char *path) {
     return NULL;
   }
   f->data = data;
+  atomic_init(&f->warned_costly, false);
   stbtt_GetFontVMetrics(&f->info, &f->ascent, &f->descent, &f->line_gap);
   f->units_per_em = (int)app_be16(data + f->info.head + 18);
   /* a format 12 map can give any glyph number, negative ones too, which

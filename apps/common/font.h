@@ -6,12 +6,15 @@
 #include "picture.h"
 
 #include <stb_truetype.h>
+#include <stdatomic.h>
 
 struct app_font {
   stbtt_fontinfo info; /* points into data */
   unsigned char *data;
   /* in font units */
   int ascent, descent, line_gap, cap_height, units_per_em;
+  /* whether a glyph too costly to draw was reported (typeset.c) */
+  atomic_bool warned_costly;
 };
 
 /* Big-endian integers, as TrueType stores them. */
@@ -51,10 +54,26 @@ const char *app_font_check_kerning(const unsigned char *kern, size_t kern_len,
  * |off_y| < 2^31): 0..255 per pixel, the area covered under the nonzero
  * rule where contours do not overlap inside the pixel (raster.c: overlaps
  * the same way round darken an edge, as in stb_truetype's rasterizer). Any
- * part of the outline may lie outside the bitmap. 0, or -1 when memory ran
- * out (out is then unset; no error is set). */
+ * part of the outline may lie outside the bitmap. 0; 1, with nothing
+ * done, when app_raster_cost is over APP_RASTER_BUDGET; or -1 when memory
+ * ran out (out is then unset; no error is set). */
 int app_raster_glyph(const stbtt_vertex *v, int n, float scale, double shift_x,
                      long off_x, long off_y, int w, int h, unsigned char *out);
+
+/* An upper bound on the work app_raster_glyph does with these arguments,
+ * found from the points alone in time linear in n: about a nanosecond a
+ * unit (a pixel of the bitmap 2 units, as is a column a line crosses in a
+ * row, a row it crosses 18). */
+double app_raster_cost(const stbtt_vertex *v, int n, float scale,
+                       double shift_x, long off_x, long off_y, int w, int h);
+/* Work a glyph may cost; a glyph past it is not drawn. A font's outline
+ * can hold 65,535 points a canvas' height apart: 2e9 steps, 45 seconds to
+ * draw one character. Real glyphs cost up to 6.3 M units at 512 pixels,
+ * the largest size drawn (Noto Nastaliq Urdu Bold, the largest of all
+ * DejaVu, Liberation, Free and Noto glyphs; 50 ms here, most of it the
+ * first touch of its 12 MiB of area sums), and 120 K at 40; this is 2.7
+ * times the largest, and bounds the area sums to 32 MiB. */
+#define APP_RASTER_BUDGET 16777216.0 /* 2^24 */
 
 /* Draws glyph g of f (0 <= g < numGlyphs), `scale` pixels a font unit
  * (0 < scale <= 32), in s->rgb: its origin at text position x (a fraction
@@ -63,8 +82,10 @@ int app_raster_glyph(const stbtt_vertex *v, int n, float scale, double shift_x,
  * turned upwards, text position t is canvas row start - 1 - t and baseline
  * rows are canvas columns. Only the part inside c's clip rectangle is
  * rasterized (app_raster_glyph), from the box the glyph's points span, not
- * the one it stores. 0, or -1 with LOOM_ERR_MEMORY; s->font and s->size
- * are not read. */
+ * the one it stores. 0; 1 when the glyph is left out, its visible part
+ * costing more than APP_RASTER_BUDGET (a hostile font: the first such
+ * glyph of a font says so on stderr, once, and the rest of the picture is
+ * drawn); or -1 with LOOM_ERR_MEMORY. s->font and s->size are not read. */
 int app_font_draw_glyph(app_canvas *c, const app_font *f, float scale, int g,
                         double x, long base, long start,
                         const app_text_style *s);

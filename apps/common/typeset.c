@@ -6,6 +6,7 @@
 
 #include <loom/loom.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -173,15 +174,34 @@ int app_font_draw_glyph(app_canvas *c, const app_font *f, float scale, int g,
     return 0;
   }
   int w = (int)(vx1 - vx0), h = (int)(vy1 - vy0); /* at most the canvas' */
-  unsigned char *pixels = malloc((size_t)w * (size_t)h);
-  if (!pixels ||
-      app_raster_glyph(v, n, scale, fx, vx0, vy0, w, h, pixels) != 0) {
-    free(pixels);
-    stbtt_FreeShape(&f->info, v);
-    loom_set_error(LOOM_ERR_MEMORY, "text: out of memory");
-    return -1;
+  /* the cost is known before the bitmap is allocated */
+  unsigned char *pixels = NULL;
+  int rc = 1;
+  if (app_raster_cost(v, n, scale, fx, vx0, vy0, w, h) <= APP_RASTER_BUDGET) {
+    pixels = malloc((size_t)w * (size_t)h);
+    rc =
+        pixels ? app_raster_glyph(v, n, scale, fx, vx0, vy0, w, h, pixels) : -1;
   }
   stbtt_FreeShape(&f->info, v);
+  if (rc != 0) {
+    free(pixels);
+    if (rc < 0) {
+      loom_set_error(LOOM_ERR_MEMORY, "text: out of memory");
+      return -1;
+    }
+    /* Left out rather than failing the picture: only a hostile font has
+     * such glyphs, and the rest of the picture is still worth having;
+     * rather than drawn as a box, which would be as large as the canvas.
+     * Said once a font, not once a glyph, to keep a label's worth of
+     * them from flooding stderr. */
+    if (!atomic_exchange((atomic_bool *)&f->warned_costly, true))
+      fprintf(stderr,
+              "warning: glyph %d of the font is too complex to draw at this "
+              "size (a broken or hostile font?); it and any others like it "
+              "are left out of the pictures\n",
+              g);
+    return 1;
+  }
   for (int j = 0; j < h; j++)
     for (int i = 0; i < w; i++) {
       unsigned char a = pixels[(size_t)j * (size_t)w + (size_t)i];
