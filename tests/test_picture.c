@@ -1018,9 +1018,9 @@ START_TEST(test_raster) {
 END_TEST
 
 /* A glyph's drawing cost is bounded before anything is drawn: an outline
- * zigzagging 4,096 times down a bitmap 32,768 rows tall took 3.8 seconds
- * (a font's 65,535 points, 45 on a wider canvas); past APP_RASTER_BUDGET it
- * is refused at once, touching nothing, and apps leave such a glyph out
+ * zigzagging 4,096 times down a bitmap 32,768 rows tall took a second (a
+ * font's 65,535 points on a canvas 1,024 wide, 32); past APP_RASTER_BUDGET
+ * it is refused at once, touching nothing, and apps leave such a glyph out
  * of a picture, saying so once a font. Real glyphs at the largest size the
  * apps draw stay well inside the budget, and so draw exactly as before. */
 START_TEST(test_raster_budget) {

@@ -61,18 +61,19 @@ int app_raster_glyph(const stbtt_vertex *v, int n, float scale, double shift_x,
                      long off_x, long off_y, int w, int h, unsigned char *out);
 
 /* An upper bound on the work app_raster_glyph does with these arguments,
- * found from the points alone in time linear in n: about a nanosecond a
- * unit (a pixel of the bitmap 2 units, as is a column a line crosses in a
- * row, a row it crosses 18). */
+ * found from the points alone in time linear in n, in units of about a
+ * nanosecond: a pixel of the bitmap costs 2, a line of the outline cut
+ * into lines 4 for each band of rows it is walked in (raster.c), each row
+ * it crosses 18 and each column 1. */
 double app_raster_cost(const stbtt_vertex *v, int n, float scale,
                        double shift_x, long off_x, long off_y, int w, int h);
 /* Work a glyph may cost; a glyph past it is not drawn. A font's outline
- * can hold 65,535 points a canvas' height apart: 2e9 steps, 45 seconds to
- * draw one character. Real glyphs cost up to 6.3 M units at 512 pixels,
- * the largest size drawn (Noto Nastaliq Urdu Bold, the largest of all
- * DejaVu, Liberation, Free and Noto glyphs; 50 ms here, most of it the
- * first touch of its 12 MiB of area sums), and 120 K at 40; this is 2.7
- * times the largest, and bounds the area sums to 32 MiB. */
+ * can hold 65,535 points a canvas' height apart: 2e9 row crossings, 30 to
+ * 45 seconds to draw one character. Real glyphs cost up to 6.5 M units at
+ * 512 pixels, the largest size drawn (Noto Nastaliq Urdu Bold, the
+ * costliest of all DejaVu, Liberation, Free and Noto glyphs: 2,543 x 1,145
+ * pixels, 6 to 25 ms), 120 K at 40; this is 2.6 times the most, and keeps
+ * a glyph's bitmap of coverage to 8 MiB. */
 #define APP_RASTER_BUDGET 16777216.0 /* 2^24 */
 
 /* Draws glyph g of f (0 <= g < numGlyphs), `scale` pixels a font unit

@@ -7,11 +7,14 @@
  * geometry a font can hold and walks every bitmap column for each edge
  * that passes outside the bitmap: a glyph a million pixels wide cut by a
  * canvas cost minutes. Here a line costs the rows and columns it crosses
- * inside the bitmap, and a line wholly left or right of it two steps. */
+ * inside the bitmap, and a line wholly left or right of it two steps; and
+ * a glyph whose cost, bounded before it is drawn, is past
+ * APP_RASTER_BUDGET is not drawn. */
 #include "font.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Curves are cut into lines no farther than this from them, in pixels. */
 #define FLATNESS 0.02
@@ -28,16 +31,23 @@
 #define LINE_COST 4
 #define ROW_COST 16
 
+/* Area changes held at once: the bitmap is accumulated in bands of rows
+ * this many cells (1 MiB) or fewer, each band walking the whole outline,
+ * so that a glyph filling a 32 M-pixel canvas does not take 128 MiB, and
+ * the sums stay in cache. Real glyphs at 512 pixels take up to 12 bands. */
+#define BAND_CELLS (1 << 18)
+
 typedef struct {
-  float *acc;  /* h rows of w + 2 signed area changes */
-  float *left; /* h + 1 changes, down the rows, of what lines wholly left of
-                  the bitmap add to each row's first cell */
+  float *acc;  /* the band's rows of w + 2 signed area changes */
+  float *left; /* the band's rows + 1 changes, down its rows, of what lines
+                  wholly left of the bitmap add to each row's first cell */
   int w, h;
+  int top, rows; /* the band: bitmap rows top .. top + rows - 1 */
 } raster;
 
-/* Adds a line piece within row y, spanning x = a to b, of signed height
- * d, with 0 <= a <= b <= w and a < w: the area right of the piece in each
- * cell it crosses and a full d from the next cell on. */
+/* Adds a line piece within the band's row y, spanning x = a to b, of signed
+ * height d, with 0 <= a <= b <= w and a < w: the area right of the piece in
+ * each cell it crosses and a full d from the next cell on. */
 static void cells(raster *r, int y, double a, double b, double d) {
   float *row = r->acc + (size_t)y * (size_t)(r->w + 2);
   double fa = floor(a), cb = ceil(b);
@@ -64,8 +74,8 @@ static void cells(raster *r, int y, double a, double b, double d) {
   row[ib] += (float)(d * last);
 }
 
-/* Adds the piece of a line within row y from x = a to b, of signed height
- * d, cut to the bitmap's columns: what lies left of it changes every
+/* Adds the piece of a line within the band's row y from x = a to b, of signed
+ * height d, cut to the bitmap's columns: what lies left of it changes every
  * column, what lies right of it none. */
 static void row_piece(raster *r, int y, double a, double b, double d) {
   double lo = a < b ? a : b, hi = a < b ? b : a, w = r->w;
@@ -88,7 +98,9 @@ static void row_piece(raster *r, int y, double a, double b, double d) {
   cells(r, y, lo, hi, d);
 }
 
-/* Adds the line from (x0, y0) to (x1, y1), in bitmap pixels. */
+/* Adds what lies in the band of the line from (x0, y0) to (x1, y1), in
+ * bitmap pixels: computed as for the whole bitmap, every row's share the
+ * same whatever the bands. */
 static void line(raster *r, double x0, double y0, double x1, double y1) {
   if (y0 == y1)
     return;
@@ -106,21 +118,32 @@ static void line(raster *r, double x0, double y0, double x1, double y1) {
   if (!(top < bottom) || fmin(x0, x1) >= r->w)
     return; /* above, below or right of the bitmap: nothing in it changes */
   int first = (int)floor(top), last = (int)ceil(bottom) - 1;
+  int lo = first > r->top ? first : r->top; /* its rows in the band */
+  int hi = last < r->top + r->rows - 1 ? last : r->top + r->rows - 1;
+  if (lo > hi)
+    return;
+  size_t stride = (size_t)(r->w + 2);
   if (fmax(x0, x1) <= 0) { /* left of it: d in every row's first cell */
-    double d0 = dir * (fmin(first + 1, bottom) - top);
-    r->acc[(size_t)first * (size_t)(r->w + 2)] += (float)d0;
-    if (last > first) {
+    if (first == lo) {
+      double d0 = dir * (fmin(first + 1, bottom) - top);
+      r->acc[(size_t)(first - r->top) * stride] += (float)d0;
+    }
+    if (last > first && last == hi) {
       double d1 = dir * (bottom - last);
-      r->acc[(size_t)last * (size_t)(r->w + 2)] += (float)d1;
-      r->left[first + 1] += (float)dir; /* whole rows between */
-      r->left[last] -= (float)dir;
+      r->acc[(size_t)(last - r->top) * stride] += (float)d1;
+    }
+    /* whole rows between */
+    int a = first + 1 > lo ? first + 1 : lo, b = last - 1 < hi ? last - 1 : hi;
+    if (a <= b) {
+      r->left[a - r->top] += (float)dir;
+      r->left[b + 1 - r->top] -= (float)dir;
     }
     return;
   }
   double dxdy = (x1 - x0) / (y1 - y0);
-  for (int y = first; y <= last; y++) {
+  for (int y = lo; y <= hi; y++) {
     double ya = y > top ? y : top, yb = y + 1 < bottom ? y + 1 : bottom;
-    row_piece(r, y, x0 + (ya - y0) * dxdy, x0 + (yb - y0) * dxdy,
+    row_piece(r, y - r->top, x0 + (ya - y0) * dxdy, x0 + (yb - y0) * dxdy,
               dir * (yb - ya));
   }
 }
@@ -166,10 +189,18 @@ static double path_cost(const double *xs, const double *ys, int m, int pieces,
   return LINE_COST * pieces + (ROW_COST + 2) * (rows + 2.0 * pieces) + cols;
 }
 
+/* Rows in a band of a bitmap w pixels wide. */
+static int band_rows(int w) {
+  int rows = BAND_CELLS / (w + 2);
+  return rows > 1 ? rows : 1;
+}
+
 double app_raster_cost(const stbtt_vertex *v, int n, float scale,
                        double shift_x, long off_x, long off_y, int w, int h) {
-  /* every pixel's cell is cleared on allocation, summed and stored */
-  double cost = 2.0 * w * h;
+  /* every pixel's cell is cleared, summed and stored; each band after the
+   * first walks the outline again, a call for each of its lines */
+  double cost = 2.0 * w * h, lines = 0;
+  int bands = (h - 1) / band_rows(w) + 1;
 #define PX(u) ((u) * (double)scale + shift_x - (double)off_x)
 #define PY(u) (-(u) * (double)scale - (double)off_y)
   double sx = 0, sy = 0, x = 0, y = 0; /* as app_raster_glyph walks them */
@@ -177,6 +208,7 @@ double app_raster_cost(const stbtt_vertex *v, int n, float scale,
     double nx = PX(v[i].x), ny = PY(v[i].y);
     if (v[i].type == STBTT_vmove) {
       cost += path_cost((double[]){x, sx}, (double[]){y, sy}, 2, 1, w, h);
+      lines++;
       sx = x = nx;
       sy = y = ny;
       continue;
@@ -186,36 +218,32 @@ double app_raster_cost(const stbtt_vertex *v, int n, float scale,
       int k = pieces(hypot(x - 2 * cx + nx, y - 2 * cy + ny), 0.25);
       cost +=
           path_cost((double[]){x, cx, nx}, (double[]){y, cy, ny}, 3, k, w, h);
+      lines += k;
     } else if (v[i].type == STBTT_vcubic) {
       double ax = PX(v[i].cx), ay = PY(v[i].cy);
       double bx = PX(v[i].cx1), by = PY(v[i].cy1);
       double bend = fmax(hypot(x - 2 * ax + bx, y - 2 * ay + by),
                          hypot(ax - 2 * bx + nx, ay - 2 * by + ny));
+      int k = pieces(bend, 0.75);
       cost += path_cost((double[]){x, ax, bx, nx}, (double[]){y, ay, by, ny}, 4,
-                        pieces(bend, 0.75), w, h);
+                        k, w, h);
+      lines += k;
     } else {
       cost += path_cost((double[]){x, nx}, (double[]){y, ny}, 2, 1, w, h);
+      lines++;
     }
     x = nx;
     y = ny;
   }
 #undef PX
 #undef PY
-  return cost + path_cost((double[]){x, sx}, (double[]){y, sy}, 2, 1, w, h);
+  cost += path_cost((double[]){x, sx}, (double[]){y, sy}, 2, 1, w, h);
+  return cost + (bands - 1) * LINE_COST * (lines + 1);
 }
 
-int app_raster_glyph(const stbtt_vertex *v, int n, float scale, double shift_x,
-                     long off_x, long off_y, int w, int h, unsigned char *out) {
-  if (app_raster_cost(v, n, scale, shift_x, off_x, off_y, w, h) >
-      APP_RASTER_BUDGET)
-    return 1;
-  raster r = {calloc((size_t)(w + 2) * (size_t)h, sizeof(float)),
-              calloc((size_t)h + 1, sizeof(float)), w, h};
-  if (!r.acc || !r.left) {
-    free(r.acc);
-    free(r.left);
-    return -1;
-  }
+/* Adds the outline's lines in the band, as app_raster_glyph takes it. */
+static void walk(raster *r, const stbtt_vertex *v, int n, float scale,
+                 double shift_x, long off_x, long off_y) {
   /* font units to bitmap pixels, rows down */
 #define PX(u) ((u) * (double)scale + shift_x - (double)off_x)
 #define PY(u) (-(u) * (double)scale - (double)off_y)
@@ -223,7 +251,7 @@ int app_raster_glyph(const stbtt_vertex *v, int n, float scale, double shift_x,
   for (int i = 0; i < n; i++) {
     double nx = PX(v[i].x), ny = PY(v[i].y);
     if (v[i].type == STBTT_vmove) {
-      line(&r, x, y, sx, sy); /* closes the last contour */
+      line(r, x, y, sx, sy); /* closes the last contour */
       sx = x = nx;
       sy = y = ny;
       continue;
@@ -236,11 +264,11 @@ int app_raster_glyph(const stbtt_vertex *v, int n, float scale, double shift_x,
         double t = (double)j / k, u = 1 - t;
         double qx = u * u * x + 2 * u * t * cx + t * t * nx;
         double qy = u * u * y + 2 * u * t * cy + t * t * ny;
-        line(&r, px, py, qx, qy);
+        line(r, px, py, qx, qy);
         px = qx;
         py = qy;
       }
-      line(&r, px, py, nx, ny);
+      line(r, px, py, nx, ny);
     } else if (v[i].type == STBTT_vcubic) {
       double ax = PX(v[i].cx), ay = PY(v[i].cy);
       double bx = PX(v[i].cx1), by = PY(v[i].cy1);
@@ -254,30 +282,57 @@ int app_raster_glyph(const stbtt_vertex *v, int n, float scale, double shift_x,
                     t * t * t * nx;
         double qy = u * u * u * y + 3 * u * u * t * ay + 3 * u * t * t * by +
                     t * t * t * ny;
-        line(&r, px, py, qx, qy);
+        line(r, px, py, qx, qy);
         px = qx;
         py = qy;
       }
-      line(&r, px, py, nx, ny);
+      line(r, px, py, nx, ny);
     } else {
-      line(&r, x, y, nx, ny);
+      line(r, x, y, nx, ny);
     }
     x = nx;
     y = ny;
   }
-  line(&r, x, y, sx, sy);
+  line(r, x, y, sx, sy);
 #undef PX
 #undef PY
-  double left = 0;
-  for (int j = 0; j < h; j++) {
-    const float *row = r.acc + (size_t)j * (size_t)(w + 2);
-    left += r.left[j];
-    double sum = left;
-    for (int i = 0; i < w; i++) {
-      sum += row[i];
-      double a = fabs(sum);
-      out[(size_t)j * (size_t)w + (size_t)i] =
-          (unsigned char)(a >= 1 ? 255 : (int)(a * 255 + 0.5));
+}
+
+int app_raster_glyph(const stbtt_vertex *v, int n, float scale, double shift_x,
+                     long off_x, long off_y, int w, int h, unsigned char *out) {
+  if (app_raster_cost(v, n, scale, shift_x, off_x, off_y, w, h) >
+      APP_RASTER_BUDGET)
+    return 1;
+  int rows = band_rows(w) < h ? band_rows(w) : h;
+  raster r = {malloc((size_t)(w + 2) * (size_t)rows * sizeof(float)),
+              malloc(((size_t)rows + 1) * sizeof(float)),
+              w,
+              h,
+              0,
+              rows};
+  if (!r.acc || !r.left) {
+    free(r.acc);
+    free(r.left);
+    return -1;
+  }
+  for (r.top = 0; r.top < h; r.top += r.rows) {
+    r.rows = h - r.top < rows ? h - r.top : rows;
+    memset(r.acc, 0, (size_t)(w + 2) * (size_t)r.rows * sizeof(float));
+    memset(r.left, 0, ((size_t)r.rows + 1) * sizeof(float));
+    walk(&r, v, n, scale, shift_x, off_x, off_y);
+    /* whole-row sums left of the bitmap start again each band: the lines
+     * crossing its top add theirs in it too */
+    double left = 0;
+    for (int j = 0; j < r.rows; j++) {
+      const float *row = r.acc + (size_t)j * (size_t)(w + 2);
+      left += r.left[j];
+      double sum = left;
+      unsigned char *o = out + (size_t)(r.top + j) * (size_t)w;
+      for (int i = 0; i < w; i++) {
+        sum += row[i];
+        double a = fabs(sum);
+        o[i] = (unsigned char)(a >= 1 ? 255 : (int)(a * 255 + 0.5));
+      }
     }
   }
   free(r.acc);
