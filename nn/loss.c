@@ -35,6 +35,157 @@ static bool same_shape(const loom_tensor *a, const loom_tensor *b,
   return true;
 }
 
+/* PyTorch's reduced NLL in one element type: the weighted losses and the
+ * weights of the kept targets summed in the element type, in its order
+ * (torch 1.13's cascade: each level takes 2^power terms before passing its
+ * sum up, counted by the flat target index and only at kept targets), so
+ * that sums and means match it to the bit, and a mean over weights
+ * summing to 0 is +-inf or NaN as its S / 0 is. */
+#define NLL_CASCADE(T)                                                         \
+  static void nll_cascade_##T(const T *lp, const int64_t *tgt, const T *w,     \
+                              const uint8_t *keep, int64_t n, int64_t classes, \
+                              int64_t inner, T *loss, T *weight_sum) {         \
+    enum { LEVELS = 8 };                                                       \
+    T ls[LEVELS] = {0}, ws[LEVELS] = {0};                                      \
+    int64_t bits = 0;                                                          \
+    while (bits < 63 && ((int64_t)1 << bits) < n)                              \
+      bits++;                                                                  \
+    int64_t power = bits / LEVELS > 4 ? bits / LEVELS : 4;                     \
+    int64_t mask = ((int64_t)1 << power) - 1;                                  \
+    for (int64_t i = 0; i < n; i++) {                                          \
+      if (!keep[i])                                                            \
+        continue;                                                              \
+      int64_t b = i / inner, e = i % inner;                                    \
+      ls[0] -= lp[(b * classes + tgt[i]) * inner + e] * w[i];                  \
+      ws[0] += w[i];                                                           \
+      for (int j = 0; j + 1 < LEVELS; j++) {                                   \
+        if (i & (mask << (j * power)))                                         \
+          break;                                                               \
+        ls[j + 1] += ls[j];                                                    \
+        ws[j + 1] += ws[j];                                                    \
+        ls[j] = ws[j] = 0;                                                     \
+      }                                                                        \
+    }                                                                          \
+    T l = 0, s = 0;                                                            \
+    for (int j = 0; j < LEVELS; j++) {                                         \
+      l += ls[j];                                                              \
+      s += ws[j];                                                              \
+    }                                                                          \
+    *loss = l;                                                                 \
+    *weight_sum = s;                                                           \
+  }
+NLL_CASCADE(float)
+NLL_CASCADE(double)
+
+/* The NLL as a function of its own, PyTorch's formulas in both directions
+ * (composed of a gather, products and a division, a zero weight sum made
+ * inf - inf or 0 x inf somewhere and the mean NaN where torch's is +-inf,
+ * and scatter-adding into zeros turned torch's -0 gradients into +0).
+ * Inputs: log-probabilities (N, C, d...), targets (N, d...) with ignored
+ * ones at 0, their weights (0 where ignored) and the kept mask; `user`
+ * points at the reduction. Outputs the loss and, for mean and sum, the
+ * weight sum (0-dim). */
+static int nll_forward(loom_function_ctx *c, loom_tensor *const *in, int n_in,
+                       loom_tensor **out) {
+  (void)n_in;
+  loom_reduction r = *(const loom_reduction *)loom_function_user(c);
+  loom_dtype dt = loom_dtype_of(in[0]);
+  const loom_tensor *lp = loom_contiguous(in[0]), *t = loom_contiguous(in[1]),
+                    *w = loom_contiguous(in[2]), *k = loom_contiguous(in[3]);
+  if (!lp || !t || !w || !k)
+    return -1;
+  int64_t n = loom_numel(t), classes = loom_shape(lp)[1];
+  int64_t inner = loom_shape(lp)[0] ? n / loom_shape(lp)[0] : 1;
+  const int64_t *tv = loom_data_i64(t);
+  const uint8_t *kv = loom_data_u8(k);
+  if (r == LOOM_NONE) {
+    /* -x w per kept target, +0 (not -(x 0)) per ignored one */
+    out[0] = loom_zeros(dt, loom_ndim(t), loom_shape(t));
+    if (!out[0])
+      return -1;
+    for (int64_t i = 0; i < n; i++) {
+      if (!kv[i])
+        continue;
+      int64_t at = ((i / inner) * classes + tv[i]) * inner + i % inner;
+      if (dt == LOOM_F32)
+        loom_data_f32(out[0])[i] = -loom_data_f32(lp)[at] * loom_data_f32(w)[i];
+      else
+        loom_data_f64(out[0])[i] = -loom_data_f64(lp)[at] * loom_data_f64(w)[i];
+    }
+    out[1] = loom_scalar(dt, 0); /* unused */
+  } else {
+    double loss, sum;
+    if (dt == LOOM_F32) {
+      float l, s;
+      nll_cascade_float(loom_data_f32(lp), tv, loom_data_f32(w), kv, n, classes,
+                        inner, &l, &s);
+      loss = r == LOOM_MEAN ? (double)(l / s) : l;
+      sum = s;
+    } else {
+      nll_cascade_double(loom_data_f64(lp), tv, loom_data_f64(w), kv, n,
+                         classes, inner, &loss, &sum);
+      loss = r == LOOM_MEAN ? loss / sum : loss;
+    }
+    out[0] = loom_scalar(dt, loss);
+    out[1] = loom_scalar(dt, sum);
+  }
+  if (!out[0] || !out[1])
+    return -1;
+  for (int i = 0; i < 4; i++)
+    loom_function_save(c, in[i]);
+  loom_function_save(c, out[0]);
+  loom_function_save(c, out[1]);
+  return 0;
+}
+
+static int nll_backward(loom_function_ctx *c, loom_tensor *const *g,
+                        loom_tensor **gin) {
+  loom_reduction r = *(const loom_reduction *)loom_function_user(c);
+  const loom_tensor *lp = loom_function_saved(c, 0),
+                    *t = loom_function_saved(c, 1),
+                    *w = loom_function_saved(c, 2),
+                    *keep = loom_function_saved(c, 3),
+                    *loss = loom_function_saved(c, 4),
+                    *ws = loom_function_saved(c, 5);
+  loom_tensor *ignored = loom_logical_not(keep);
+  /* torch: w (-(g / W)) for a mean, w (-g) for a sum, -w g for none, and 0
+   * (never w times an infinite g / W) for ignored targets */
+  loom_tensor *scale = r == LOOM_NONE  ? g[0]
+                       : r == LOOM_SUM ? loom_neg(g[0])
+                                       : loom_neg(loom_div(g[0], ws));
+  if (loom_function_needs_grad(c, 0)) {
+    loom_tensor *coef =
+        r == LOOM_NONE ? loom_mul(loom_neg(w), scale) : loom_mul(w, scale);
+    coef = loom_masked_fill(coef, ignored, 0);
+    /* Written where the target's class is, not added to zeros: 0 + -0 is
+     * +0, and torch's gradient of a zero weight is -0. */
+    int64_t shape[LOOM_MAX_DIMS];
+    for (int d = 0; d < loom_ndim(lp); d++)
+      shape[d] = d == 1 ? -1 : 1;
+    loom_tensor *classes =
+        loom_reshape(loom_arange(LOOM_I64, 0, (double)loom_shape(lp)[1], 1),
+                     loom_ndim(lp), shape);
+    loom_tensor *hit = loom_eq(loom_unsqueeze(t, 1), classes);
+    if (!(gin[0] = loom_where(hit, loom_unsqueeze(coef, 1),
+                              loom_scalar(loom_dtype_of(lp), 0))))
+      return -1;
+  }
+  if (loom_function_needs_grad(c, 2)) {
+    /* d/dw of -x w, of its sum, and of the mean (-x - mean) / W */
+    loom_tensor *x =
+        loom_neg(loom_squeeze(loom_gather(lp, 1, loom_unsqueeze(t, 1)), 1));
+    loom_tensor *d = r == LOOM_MEAN
+                         ? loom_mul(g[0], loom_div(loom_sub(x, loss), ws))
+                         : loom_mul(x, g[0]);
+    if (!(gin[2] = loom_masked_fill(d, ignored, 0)))
+      return -1;
+  }
+  return 0;
+}
+
+static const loom_function nll_function = {"nll_loss", 4, 2, nll_forward,
+                                           nll_backward};
+
 /* Class-index losses on log-probabilities (N, C, d...) with targets
  * (N, d...). Returns the reduced NLL; *weight_sum receives the summed
  * weights of non-ignored targets (the mean's denominator) and *valid the
@@ -42,6 +193,7 @@ static bool same_shape(const loom_tensor *a, const loom_tensor *b,
 static loom_tensor *nll(const loom_tensor *logp, const loom_tensor *target,
                         const loom_cross_entropy_opts *o, const char *op,
                         loom_tensor **weight_sum, loom_tensor **valid) {
+  static const loom_reduction reductions[] = {LOOM_MEAN, LOOM_SUM, LOOM_NONE};
   if (loom_ndim(logp) < 2 || loom_ndim(target) != loom_ndim(logp) - 1 ||
       loom_shape(target)[0] != loom_shape(logp)[0])
     return LOOM_FAIL(LOOM_ERR_SHAPE,
@@ -69,8 +221,6 @@ static loom_tensor *nll(const loom_tensor *logp, const loom_tensor *target,
                        "%s: target %lld out of range for %lld "
                        "classes",
                        op, (long long)tv[i], (long long)classes);
-  loom_tensor *picked =
-      loom_squeeze(loom_gather(logp, 1, loom_unsqueeze(safe, 1)), 1);
   loom_tensor *w = loom_to_dtype(keep, loom_dtype_of(logp));
   if (o->weight) {
     /* Looked up as rows of a (C, 1) matrix: squeeze the trailing 1 before
@@ -80,28 +230,18 @@ static loom_tensor *nll(const loom_tensor *logp, const loom_tensor *target,
                      (int64_t[]){classes, 1});
     w = loom_mul(w, loom_squeeze(loom_embedding(cw, safe, -1), -1));
   }
-  loom_tensor *loss = loom_neg(loom_mul(picked, w));
   *weight_sum = loom_sum_all(w);
   *valid = keep;
-  switch (o->reduction) {
-  case LOOM_NONE:
-    return loss;
-  case LOOM_SUM:
-    return loom_sum_all(loss);
-  default:
-    break;
-  }
-  loom_tensor *mean = loom_div(loom_sum_all(loss), *weight_sum);
-  if (!mean || loom_item(*weight_sum) != 0)
-    return mean;
-  /* No weight to average over (every target ignored, say): the mean is
-   * NaN, and its gradient -w / 0 for each kept target and 0, not -0 x inf,
-   * for each ignored one, as PyTorch's (training on an all-padding batch
-   * must not turn every parameter into NaN). */
-  loom_tensor *c = loom_masked_fill(loom_detach(loom_div(w, *weight_sum)),
-                                    loom_logical_not(keep), 0);
-  loom_tensor *part = loom_neg(loom_sum_all(loom_mul(picked, c)));
-  return loom_add(loom_detach(loom_sub(mean, part)), part);
+  if (!w || !*weight_sum)
+    return NULL;
+  int r = o->reduction == LOOM_NONE ? 2 : o->reduction == LOOM_SUM ? 1 : 0;
+  loom_tensor *out[2];
+  if (loom_function_apply(
+          &nll_function,
+          (loom_tensor *const[]){(loom_tensor *)logp, safe, w, keep}, out,
+          (void *)&reductions[r]) < 0)
+    return NULL;
+  return out[0];
 }
 
 static loom_tensor *class_dim_sum(const loom_tensor *t) {
@@ -136,11 +276,10 @@ static loom_tensor *fused(const loom_tensor *logits, const loom_tensor *target,
   case LOOM_SUM:
     return loom_sum_all(rows);
   default:
-    return loom_div(
-        loom_sum_all(rows),
-        loom_sum_all(loom_to_dtype(
-            loom_ne_scalar(target, (double)o->ignore_index),
-            loom_dtype_of(logits))));
+    return loom_div(loom_sum_all(rows),
+                    loom_sum_all(loom_to_dtype(
+                        loom_ne_scalar(target, (double)o->ignore_index),
+                        loom_dtype_of(logits))));
   }
 }
 
@@ -163,8 +302,7 @@ loom_tensor *loom_cross_entropy(const loom_tensor *logits,
   if (!(eps >= 0 && eps <= 1))
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "cross_entropy: label_smoothing %g",
                      eps);
-  if (loom_ndim(logits) == 2 && loom_dtype_of(target) == LOOM_I64 &&
-      !o.weight)
+  if (loom_ndim(logits) == 2 && loom_dtype_of(target) == LOOM_I64 && !o.weight)
     return fused(logits, target, &o);
   double classes = (double)loom_shape(logits)[1];
   loom_tensor *logp = loom_log_softmax(logits, 1);
@@ -237,8 +375,8 @@ loom_tensor *loom_smooth_l1_loss(const loom_tensor *x, const loom_tensor *y,
   if (!same_shape(x, y, "smooth_l1_loss"))
     return NULL;
   if (!(beta >= 0))
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
-                     "smooth_l1_loss: beta %g (0 and up)", beta);
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "smooth_l1_loss: beta %g (0 and up)",
+                     beta);
   loom_tensor *d = loom_abs(loom_sub(x, y));
   if (beta == 0)
     return reduce(d, r);
@@ -343,6 +481,39 @@ loom_tensor *loom_binary_cross_entropy_with_logits(
   return reduce(loss, r);
 }
 
+/* t log t, 0 at t = 0, as torch's xlogy(t, t), with the log taken of 1
+ * there, never of 0. Its gradient is torch's log t + t / t summed in one
+ * node, so the target gradient of kl_div rounds as torch's; at t = 0 it is
+ * 0 where torch's is NaN (xlogy's 0 / 0): a target that underflowed to 0,
+ * a distillation teacher's softmax say, must not turn its network into
+ * NaN. */
+static loom_tensor *safe_log(const loom_tensor *t, loom_tensor **zero) {
+  *zero = loom_eq_scalar(t, 0);
+  return loom_log(loom_masked_fill(t, *zero, 1));
+}
+
+static int xlogx_forward(loom_function_ctx *c, loom_tensor *const *in, int n,
+                         loom_tensor **out) {
+  (void)n;
+  loom_tensor *zero, *logt = safe_log(in[0], &zero);
+  out[0] = loom_masked_fill(loom_mul(in[0], logt), zero, 0);
+  loom_function_save(c, in[0]);
+  return out[0] ? 0 : -1;
+}
+
+static int xlogx_backward(loom_function_ctx *c, loom_tensor *const *g,
+                          loom_tensor **gin) {
+  const loom_tensor *t = loom_function_saved(c, 0);
+  loom_tensor *zero, *logt = safe_log(t, &zero);
+  loom_tensor *d =
+      loom_add(loom_mul(g[0], logt),
+               loom_div(loom_mul(g[0], t), loom_masked_fill(t, zero, 1)));
+  return (gin[0] = loom_masked_fill(d, zero, 0)) ? 0 : -1;
+}
+
+static const loom_function xlogx = {"xlogy", 1, 1, xlogx_forward,
+                                    xlogx_backward};
+
 loom_tensor *loom_kl_div(const loom_tensor *input, const loom_tensor *target,
                          bool log_target, loom_reduction r, bool batchmean) {
   if (!same_shape(input, target, "kl_div"))
@@ -351,12 +522,16 @@ loom_tensor *loom_kl_div(const loom_tensor *input, const loom_tensor *target,
   if (log_target) {
     pointwise = loom_mul(loom_exp(target), loom_sub(target, input));
   } else {
-    /* t log t is 0 at t = 0: take the log of 1 there, never of 0 (a
-     * negative t, no probability, gives NaN as in torch) */
-    loom_tensor *zero = loom_eq_scalar(target, 0);
-    loom_tensor *logt = loom_log(loom_masked_fill(target, zero, 1));
-    pointwise =
-        loom_masked_fill(loom_mul(target, loom_sub(logt, input)), zero, 0);
+    /* torch's xlogy(t, t) - t x, in that form to its last bit (t (log t -
+     * x) rounds differently); a negative t, no probability, gives NaN as
+     * in torch. */
+    loom_tensor *t = (loom_tensor *)target, *tlogt;
+    if (loom_function_apply(&xlogx, &t, &tlogt, NULL) < 0)
+      return NULL;
+    /* t x's target gradient is cut at t = 0 (see xlogx); its input
+     * gradient, -t, keeps the zero's sign, as torch's */
+    t = loom_where(loom_eq_scalar(target, 0), loom_detach(target), target);
+    pointwise = loom_sub(tlogt, loom_mul(t, input));
   }
   if (batchmean && r != LOOM_NONE)
     return loom_div_scalar(loom_sum_all(pointwise),

@@ -291,13 +291,20 @@ LOOM_API loom_cross_entropy_opts loom_cross_entropy_defaults(void);
 
 /* logits: (N, C) or (N, C, d1, ...). target: int64 class indices (N) or
  * (N, d1, ...), or float probabilities shaped like logits. opts NULL:
- * defaults. Mean over non-ignored targets (weighted, like PyTorch); with
- * no weight to average over (every target ignored) it is NaN, and its
- * gradient 0 for ignored targets and -w / 0 for kept ones, as PyTorch's
- * (where negative class weights cancel, the mean is NaN, PyTorch's
- * +-inf). (N, C) logits with class indices and no class weights take one
- * fused op (loom_fused_cross_entropy: the tape keeps the logits alone,
- * not four (N, C) tensors); the rest is composed from ops. */
+ * defaults. Mean over non-ignored targets (weighted, like PyTorch): the
+ * weighted sum over the kept targets' weight sum W, both summed in the
+ * logits' dtype in PyTorch's order. Where W is 0 (every target ignored,
+ * kept targets of weight 0, or negative class weights that cancel) the
+ * mean is the sum / 0 as in PyTorch, NaN or +-inf, and the log-
+ * probabilities' gradient w (-(g / W)) for kept targets and 0 for ignored
+ * ones; a zero weight's gradient is -0 as PyTorch's. (N, C) logits with class
+ * indices and no class weights take one fused op (loom_fused_cross_entropy: the
+ * tape keeps the logits alone, not four (N, C) tensors); the rest is composed
+ * from ops. Returns a scope-owned tensor, 0-dim, or shaped like target for
+ * LOOM_NONE; NULL with LOOM_ERR_SHAPE for shapes that do not fit,
+ * LOOM_ERR_DTYPE for targets neither int64 nor float, LOOM_ERR_INDEX for a kept
+ * target outside [0, C), LOOM_ERR_ARGUMENT for label_smoothing outside [0, 1].
+ */
 LOOM_API loom_tensor *loom_cross_entropy(const loom_tensor *logits,
                                          const loom_tensor *target,
                                          const loom_cross_entropy_opts *opts);
@@ -330,9 +337,13 @@ LOOM_API loom_tensor *loom_binary_cross_entropy_with_logits(
     const loom_tensor *weight, const loom_tensor *pos_weight, loom_reduction r);
 /* KL divergence with input as log-probabilities; target as probabilities,
  * or as log-probabilities when log_target. batchmean divides the sum by
- * the batch size (PyTorch's reduction='batchmean'). Where a probability
- * target is 0 the term and its gradients are 0 (torch's target gradient
- * is NaN there); a negative one gives NaN, as in torch. */
+ * the batch size (PyTorch's reduction='batchmean'). Computed as torch
+ * 1.13's xlogy(t, t) - t input, values and gradients to the bit. Where a
+ * probability target is 0 the term is 0 and its input gradient -t (a zero
+ * of t's sign, as torch's); its target gradient is 0 there, where torch's
+ * is NaN (0 / 0 in xlogy's backward), so that a target that underflowed
+ * to 0 (a teacher's softmax) does not turn what made it into NaN. A
+ * negative target gives NaN, as in torch. */
 LOOM_API loom_tensor *loom_kl_div(const loom_tensor *input,
                                   const loom_tensor *target, bool log_target,
                                   loom_reduction r, bool batchmean);

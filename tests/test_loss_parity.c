@@ -2,7 +2,9 @@
  * tests/data/nn_losses.safetensors (scripts/gen_nn_reference.py) gives the
  * inputs of a torch.nn.functional loss call, its output, and the gradient of
  * sum(out * r) w.r.t. the input (torch's float64 results from the float32
- * inputs), which loom must reproduce. */
+ * inputs), which loom must reproduce. The "edges" cases
+ * (tests/data/loss_edges.safetensors, scripts/gen_loss_edge_reference.py)
+ * are compared bit for bit: see test_edges. */
 #include "parity_util.h"
 
 #define RTOL 1e-5
@@ -123,6 +125,139 @@ START_TEST(test_every_case_is_run) {
 }
 END_TEST
 
+/* Class weights of the kept targets summing to 0, -0, a tiny or a negative
+ * number (tests/data/loss_edges.safetensors,
+ * scripts/gen_loss_edge_reference.py), in float32 and float64: loom's
+ * nll_loss gives torch's values and gradients bit for bit, in torch's
+ * dtype. cross_entropy gives NaN where torch has NaN, and infinities and
+ * zeros with torch's signs; its other values are within a few ulps of the
+ * tensor's largest, since
+ * loom's log_softmax (its exp, its backward's products) is not torch's to
+ * the last bit in float32, nor with label smoothing in float64. */
+PARITY_REFERENCE(sums, "loss_edges.safetensors")
+
+/* The same value: both NaN, or equal with the same sign; a finite nonzero
+ * want may be off by rtol times `scale`, the largest finite magnitude of
+ * its tensor (a gradient that cancels terms of 1e8 in float32 carries
+ * their rounding, in torch and in loom alike). */
+static bool same_value(double a, double b, double rtol, double scale) {
+  if (isnan(b) || isnan(a))
+    return isnan(a) && isnan(b);
+  if (b == 0 || isinf(b) || rtol == 0)
+    return a == b && signbit(a) == signbit(b);
+  return fabs(a - b) <= rtol * scale;
+}
+
+/* Counts the elements of got that are not want's, printing the first. */
+static int differences(const loom_tensor *got, const loom_tensor *want,
+                       double rtol, const char *what) {
+  if (!got) {
+    fprintf(stderr, "%s: no tensor (%s)\n", what, loom_last_error());
+    return 1;
+  }
+  if (!loom_same_shape(got, want) ||
+      loom_dtype_of(got) != loom_dtype_of(want)) {
+    fprintf(stderr, "%s: %s %s, expected %s %s\n", what,
+            loom_dtype_name(loom_dtype_of(got)), loom_shape_text(got),
+            loom_dtype_name(loom_dtype_of(want)), loom_shape_text(want));
+    return 1;
+  }
+  int64_t n = loom_numel(want);
+  double g[1024], w[1024];
+  ck_assert_int_le(n, 1024);
+  ck_assert_int_eq(loom_copy_to_array(got, LOOM_F64, g, n), 0);
+  ck_assert_int_eq(loom_copy_to_array(want, LOOM_F64, w, n), 0);
+  double scale = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (isfinite(w[i]) && fabs(w[i]) > scale)
+      scale = fabs(w[i]);
+  int bad = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (!same_value(g[i], w[i], rtol, scale) && !bad++)
+      fprintf(stderr, "%s: element %lld is %.17g, expected %.17g\n", what,
+              (long long)i, g[i], w[i]);
+  return bad > 0;
+}
+
+/* kl_div against probability targets with zeros of both signs, a tiny and
+ * a negative one: values and input gradients are torch's to the bit; the
+ * target's gradient too, except at a zero target, where torch's is NaN (its
+ * xlogy's t / t) and loom's stays 0 -- the target of a distillation whose
+ * softmax underflowed would otherwise turn its network into NaN. */
+static int kl_differences(const char *name) {
+  static const loom_reduction reductions[] = {LOOM_MEAN, LOOM_SUM, LOOM_NONE,
+                                              LOOM_SUM};
+  const int64_t *opts =
+      loom_data_i64(loom_contiguous(parity_ref(sums, name, ".opts")));
+  loom_tensor *x = parity_leaf(parity_ref(sums, name, ".in.input"));
+  loom_tensor *t = parity_leaf(parity_ref(sums, name, ".in.target"));
+  loom_tensor *y = loom_kl_div(x, t, false, reductions[opts[1]], opts[1] == 3);
+  char what[160];
+  snprintf(what, sizeof what, "%s.out", name);
+  int bad = differences(y, parity_ref(sums, name, ".out"), 0, what);
+  if (!y)
+    return bad;
+  ck_assert_int_eq(loom_backward(loom_sum_all(y)), 0);
+  snprintf(what, sizeof what, "%s.grad.input", name);
+  bad |=
+      differences(loom_grad(x), parity_ref(sums, name, ".grad.input"), 0, what);
+  loom_tensor *zero = loom_eq_scalar(t, 0);
+  loom_tensor *want = parity_ref(sums, name, ".grad.target");
+  ck_assert(loom_equal(loom_logical_and(zero, loom_ne(want, want)), zero));
+  snprintf(what, sizeof what, "%s.grad.target", name);
+  bad |= differences(loom_grad(t), loom_masked_fill(want, zero, 0), 0, what);
+  return bad;
+}
+
+START_TEST(test_edges) {
+  static const loom_reduction reductions[] = {LOOM_MEAN, LOOM_SUM, LOOM_NONE};
+  int n_cases = 0, failed = 0;
+  for (int i = 0; i < loom_tensor_map_count(sums); i++) {
+    const char *key = loom_tensor_map_name(sums, i);
+    size_t len = strlen(key);
+    if (len < 5 || strcmp(key + len - 5, ".opts") != 0)
+      continue;
+    char name[128], what[160];
+    ck_assert_int_lt(len, sizeof name);
+    memcpy(name, key, len - 5);
+    name[len - 5] = 0;
+    loom_scope *s = loom_scope_begin();
+    const int64_t *opts =
+        loom_data_i64(loom_contiguous(parity_ref(sums, name, ".opts")));
+    if (opts[0] == 2) {
+      failed += kl_differences(name);
+      n_cases++;
+      loom_scope_end(s);
+      continue;
+    }
+    loom_cross_entropy_opts o = loom_cross_entropy_defaults();
+    o.reduction = reductions[opts[1]];
+    o.ignore_index = opts[2];
+    o.label_smoothing = loom_item(parity_ref(sums, name, ".smoothing"));
+    o.weight = parity_ref(sums, name, ".in.weight");
+    loom_tensor *x = parity_leaf(parity_ref(sums, name, ".in.input"));
+    loom_tensor *t = parity_ref(sums, name, ".in.target");
+    loom_tensor *y =
+        opts[0] ? loom_cross_entropy(x, t, &o) : loom_nll_loss(x, t, &o);
+    double rtol = !opts[0] ? 0 : loom_dtype_of(x) == LOOM_F32 ? 1e-6 : 1e-15;
+    snprintf(what, sizeof what, "%s.out", name);
+    int bad = differences(y, parity_ref(sums, name, ".out"), rtol, what);
+    if (y) {
+      ck_assert_int_eq(loom_backward(loom_sum_all(y)), 0);
+      snprintf(what, sizeof what, "%s.grad.input", name);
+      bad |= differences(loom_grad(x), parity_ref(sums, name, ".grad.input"),
+                         rtol, what);
+    }
+    failed += bad;
+    n_cases++;
+    loom_scope_end(s);
+  }
+  ck_assert_int_gt(n_cases, 0);
+  ck_assert_msg(failed == 0, "%d of %d cases differ from torch", failed,
+                n_cases);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("loss_parity");
   TCase *tc = tcase_create("losses");
@@ -132,6 +267,11 @@ int main(void) {
   tcase_add_loop_test(tc, test_loss, 0, N_CASES);
   tcase_add_test(tc, test_every_case_is_run);
   suite_add_tcase(s, tc);
+  TCase *tw = tcase_create("edges");
+  tcase_add_unchecked_fixture(tw, sums_open, sums_close);
+  tcase_add_checked_fixture(tw, loom_test_setup, loom_test_teardown);
+  tcase_add_test(tw, test_edges);
+  suite_add_tcase(s, tw);
   int rc = loom_run_suite(s);
   parity_report(&loss_stat);
   return rc;

@@ -252,6 +252,7 @@ typedef struct {
   bool log_target, batchmean;
   const loom_tensor *classes; /* int64 targets; NULL: the target is in[1] */
   const loom_tensor *weight, *pos_weight;
+  bool weight_checked; /* class weights are in[1], checked */
 } loss_ctx;
 
 static int loss_fn(loom_tensor *const *in, int n, loom_tensor **out, int max,
@@ -260,7 +261,7 @@ static int loss_fn(loom_tensor *const *in, int n, loom_tensor **out, int max,
   (void)max;
   const loss_ctx *c = ctx;
   const loom_tensor *x = in[0], *t = c->classes ? c->classes : in[1];
-  const loom_tensor *w = c->weight;
+  const loom_tensor *w = c->weight_checked ? in[1] : c->weight;
   loom_cross_entropy_opts o = {c->r, c->ignore_index, c->smoothing, w};
   switch (c->kind) {
   case CE:
@@ -343,6 +344,29 @@ START_TEST(test_cross_entropy) {
                  .classes = kcls,
                  .weight = fixed(1, 0.2, LOOM_SHAPE(3))};
   expect_pass("cross_entropy K-dim", loss_fn, &kd, X(INPUT(2, 3, 3)), 1);
+  /* Class weights checked too (torch refuses their gradient; loom's NLL
+   * gives it), each reduction, and second derivatives through the NLL. */
+  const loom_reduction rs[] = {LOOM_MEAN, LOOM_SUM, LOOM_NONE};
+  for (int r = 0; r < 3; r++) {
+    loss_ctx wc = {.kind = r == 1 ? NLL : CE,
+                   .r = rs[r],
+                   .ignore_index = 2,
+                   .smoothing = r == 0 ? 0.1 : 0,
+                   .classes = cls,
+                   .weight_checked = true};
+    char what[48];
+    snprintf(what, sizeof what, "class weights, reduction %d", r);
+    expect_pass(what, loss_fn, &wc,
+                X(INPUT(4, 4),
+                  loom_set_requires_grad(input(1, 0.2, LOOM_SHAPE(4)), true)),
+                2);
+    wc.weight_checked = false;
+    wc.weight = w;
+    loom_gradcheck_result res;
+    ck_assert_msg(
+        loom_gradgradcheck(loss_fn, &wc, X(INPUT(4, 4)), 1, NULL, &res) == 1,
+        "%s: second derivatives: %s", what, res.message);
+  }
   /* Probability targets, differentiated too. */
   loom_tensor *p =
       loom_softmax(loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(4, 4)), 1);
