@@ -377,16 +377,15 @@ static int input_part_run(bool gru, int way, loom_tensor *const *in,
     return (way ? loom_gru_sequence_input(in[0], in[1], in[2], in[3], in[4],
                                           in[5], NULL, true, &o[0], &o[1])
                 : loom_gru_sequence(loom_linear(in[0], in[1], in[2]), in[3],
-                                    in[4], in[5], NULL, true, &o[0], &o[1])) <
-                   0
+                                    in[4], in[5], NULL, true, &o[0], &o[1])) < 0
                ? -1
                : 2;
   return (way ? loom_lstm_sequence_input(in[0], in[1], in[2], in[3], in[4],
                                          in[5], in[6], NULL, NULL, true, &o[0],
                                          &o[1], &o[2])
               : loom_lstm_sequence(loom_linear(in[0], in[1], in[2]), in[3],
-                                   in[4], in[5], in[6], NULL, NULL, true,
-                                   &o[0], &o[1], &o[2])) < 0
+                                   in[4], in[5], in[6], NULL, NULL, true, &o[0],
+                                   &o[1], &o[2])) < 0
              ? -1
              : 3;
 }
@@ -421,8 +420,8 @@ START_TEST(test_input_part_in_the_op) {
           loom_tensor **o = res[way];
           n_out = input_part_run(gru, way, in, o);
           ck_assert_msg(n_out > 0, "%s", loom_last_error());
-          loom_tensor *loss = loom_add(loom_sum_all(loom_square(o[0])),
-                                       loom_sum_all(o[1]));
+          loom_tensor *loss =
+              loom_add(loom_sum_all(loom_square(o[0])), loom_sum_all(o[1]));
           if (n_out == 3)
             loss = loom_add(loss, loom_sum_all(loom_sin(o[2])));
           ck_assert_int_eq(loom_backward(loss), 0);
@@ -437,11 +436,10 @@ START_TEST(test_input_part_in_the_op) {
           if (!in[k])
             continue;
           if (k >= 3) /* the recurrence's own inputs: the same operations */
-            ck_assert_msg(
-                !memcmp(loom_data(grad[0][k]), loom_data(grad[1][k]),
-                        (size_t)loom_numel(grad[0][k]) * es),
-                "gru %d f64 %d bias %d: gradient %d differs", gru, f64, with_b,
-                k);
+            ck_assert_msg(!memcmp(loom_data(grad[0][k]), loom_data(grad[1][k]),
+                                  (size_t)loom_numel(grad[0][k]) * es),
+                          "gru %d f64 %d bias %d: gradient %d differs", gru,
+                          f64, with_b, k);
           else
             ck_assert_msg(loom_allclose(grad[1][k], grad[0][k],
                                         f64 ? 1e-13 : 1e-5, f64 ? 1e-13 : 1e-6),
@@ -495,8 +493,8 @@ START_TEST(test_empty_sequence) {
           loom_ones(LOOM_F64, LOOM_SHAPE(G * H, I)), true);
       loom_tensor *w = loom_set_requires_grad(
           loom_ones(LOOM_F64, LOOM_SHAPE(G * H, H)), true);
-      loom_tensor *b = loom_set_requires_grad(
-          loom_ones(LOOM_F64, LOOM_SHAPE(G * H)), true);
+      loom_tensor *b =
+          loom_set_requires_grad(loom_ones(LOOM_F64, LOOM_SHAPE(G * H)), true);
       loom_tensor *h0 = loom_set_requires_grad(
           loom_full(LOOM_F64, 0.5, LOOM_SHAPE(B, H)), true);
       loom_tensor *lengths =
@@ -508,9 +506,9 @@ START_TEST(test_empty_sequence) {
       ck_assert(loom_equal(hn, h0));
       ck_assert_msg(loom_backward(loom_sum_all(loom_mul(hn, hn))) == 0, "%s",
                     loom_last_error());
-      ck_assert_msg(loom_equal(loom_grad(w), loom_zeros(LOOM_F64,
-                                                        LOOM_SHAPE(G * H, H))),
-                    "kind %d lengths %d: W_hh's gradient", kind, with_len);
+      ck_assert_msg(
+          loom_equal(loom_grad(w), loom_zeros(LOOM_F64, LOOM_SHAPE(G * H, H))),
+          "kind %d lengths %d: W_hh's gradient", kind, with_len);
       ck_assert(loom_equal(loom_grad(h0), /* 2 h0 */
                            loom_ones(LOOM_F64, LOOM_SHAPE(B, H))));
       loom_scope_end(s);
@@ -529,8 +527,8 @@ static int zero_state_run(int kind, loom_dtype dt, bool state_grad,
   const int64_t T = 6, B = 16, H = 64, I = 24;
   int64_t G = kind == 0 || kind == 3 ? 4 : kind == 2 ? 1 : 3;
   loom_manual_seed(5);
-  loom_tensor *x = loom_randn(NULL, dt, 0, 1,
-                              LOOM_SHAPE(T, B, kind >= 3 ? I : G * H));
+  loom_tensor *x =
+      loom_randn(NULL, dt, 0, 1, LOOM_SHAPE(T, B, kind >= 3 ? I : G * H));
   loom_tensor *w_ih = loom_rand(NULL, dt, -0.2, 0.2, LOOM_SHAPE(G * H, I));
   loom_tensor *w = loom_rand(NULL, dt, -0.1, 0.1, LOOM_SHAPE(G * H, H));
   loom_tensor *b = loom_rand(NULL, dt, -0.2, 0.2, LOOM_SHAPE(G * H));
@@ -567,11 +565,10 @@ START_TEST(test_zero_initial_state) {
       for (int k = 0; k < n; k++) {
         ck_assert_loom(want[k]);
         ck_assert_loom(got[k]);
-        ck_assert_msg(!memcmp(loom_data(want[k]), loom_data(got[k]),
-                              (size_t)loom_numel(got[k]) *
-                                  loom_dtype_size(dts[d])),
-                      "kind %d %s: result %d differs", kind,
-                      loom_dtype_name(dts[d]), k);
+        ck_assert_msg(
+            !memcmp(loom_data(want[k]), loom_data(got[k]),
+                    (size_t)loom_numel(got[k]) * loom_dtype_size(dts[d])),
+            "kind %d %s: result %d differs", kind, loom_dtype_name(dts[d]), k);
         loom_release(want[k]);
         loom_release(got[k]);
       }
@@ -610,8 +607,8 @@ START_TEST(test_relu_nan_gradient) {
           loom_rnn_sequence(xp, w, b, h0, NULL, false, true, &out, &hn), 0);
     } else {
       for (int64_t t = 0; t < T; t++)
-        steps[t] = h = loom_relu(loom_add(
-            loom_add(loom_select(xp, 0, t), b), loom_matmul(h, loom_t(w))));
+        steps[t] = h = loom_relu(loom_add(loom_add(loom_select(xp, 0, t), b),
+                                          loom_matmul(h, loom_t(w))));
       out = loom_stack(steps, 3, 0);
     }
     ck_assert_loom(out);
@@ -620,8 +617,8 @@ START_TEST(test_relu_nan_gradient) {
   }
   ck_assert(loom_get(grad[1], (int64_t[]){T - 1, 0, 1}) == 1);
   ck_assert_double_eq_tol(
-      loom_item(loom_amax(loom_abs(loom_sub(grad[0], grad[1])), NULL, 0,
-                          false)),
+      loom_item(
+          loom_amax(loom_abs(loom_sub(grad[0], grad[1])), NULL, 0, false)),
       0, 1e-12);
   loom_rng_free(g);
 }
@@ -657,10 +654,9 @@ START_TEST(test_no_hidden_units_twice) {
                     loom_last_error());
       ck_assert(loom_equal(dx, loom_zeros_like(x)));
       loom_tensor *ddx;
-      ck_assert_msg(loom_autograd_grad((loom_tensor *[]){loom_sum_all(dx)}, 1,
-                                       &x, 1, NULL, &ddx,
-                                       &(loom_grad_opts){.allow_unused =
-                                                             true}) == 0,
+      ck_assert_msg(loom_autograd_grad(
+                        (loom_tensor *[]){loom_sum_all(dx)}, 1, &x, 1, NULL,
+                        &ddx, &(loom_grad_opts){.allow_unused = true}) == 0,
                     "kind %d lengths %d, twice: %s", kind, with_len,
                     loom_last_error());
       ck_assert(!ddx || loom_equal(ddx, loom_zeros_like(x)));
@@ -716,7 +712,6 @@ int main(void) {
   tcase_add_test(tc, test_step_by_step_matches_torch);
   tcase_add_test(tc, test_fused_matches_torch);
   tcase_add_test(tc, test_bad_inputs);
-  tcase_add_test(tc, test_fused_bits_any_thread_count);
   tcase_add_test(tc, test_gate_gradients_in_place);
   tcase_add_test(tc, test_input_part_in_the_op);
   tcase_add_test(tc, test_layer_input_of_the_other_dtype);
@@ -726,6 +721,15 @@ int main(void) {
   tcase_add_test(tc, test_no_hidden_units_twice);
   tcase_add_test(tc, test_relu_nan_gradient);
   suite_add_tcase(s, tc);
+  /* Tagged so that CI's valgrind run can leave it out: under valgrind the
+   * pool's threads take turns on one core and this case alone took four
+   * minutes; the plain, ASan and TSan runs keep it. */
+  TCase *threads = tcase_create("threads");
+  tcase_set_tags(threads, "threads");
+  tcase_add_checked_fixture(threads, loom_test_setup, loom_test_teardown);
+  tcase_set_timeout(threads, 300);
+  tcase_add_test(threads, test_fused_bits_any_thread_count);
+  suite_add_tcase(s, threads);
   int rc = loom_run_suite(s);
   printf("rnn layers, float32 against float64 truth: worst error %.3g of the "
          "tolerance (%s)\n",
