@@ -1,5 +1,5 @@
 #!/bin/sh
-# examples/ptb_lm on the first 20,000 words of PTB, a small model for two
+# examples/ptb_lm on the first 10,000 words of PTB, a small model for two
 # epochs: its output must have the documented columns, the validation
 # perplexity must fall well below the vocabulary's 10,000 (what a uniform
 # guess scores) and from the first epoch to the second, the plot must be
@@ -11,7 +11,7 @@ exe=$1 data=$2 png=$3
 ckpt=${png%.png}.ckpt
 [ -f "$data/ptb.valid.txt" ] || { echo "no PTB in $data: skipped"; exit 77; }
 rm -f "$png" "$ckpt"
-run() { "$exe" --data "$data" --limit 20000 --hidden 32 --steps 10 \
+run() { "$exe" --data "$data" --limit 10000 --hidden 32 --steps 10 \
   --threads 1 --quiet "$@"; }
 out=$(run --epochs 2 --plot "$png") || { echo "ptb_lm failed"; exit 1; }
 echo "$out"
