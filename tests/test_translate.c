@@ -121,8 +121,7 @@ END_TEST
 /* 30 merges leave "sleeps" in four pieces: subwords are learned, applied
  * and undone; case and spacing go through the joiner marks. */
 START_TEST(test_bpe_joint_reversible) {
-  learns(false, 4,
-         "--bpe 30 --joint --share-all --tokenize reversible");
+  learns(false, 4, "--bpe 30 --joint --share-all --tokenize reversible");
 }
 END_TEST
 
@@ -308,6 +307,24 @@ static void expect_kept(const char *args, const char *victim,
   free(before);
   free(after);
 }
+
+/* A run too short for a point of the training curve (its points are means
+ * of 10 steps) still writes the curves the user asked for (it wrote
+ * nothing and exited 0). */
+START_TEST(test_short_run_writes_curves) {
+  char ck[512], png[512], extra[1024], out[65536];
+  test_path(ck, sizeof ck, "short.ckpt");
+  test_path(png, sizeof png, "short.png");
+  snprintf(extra, sizeof extra,
+           "--model rnn --embed 8 --hidden 8 --layers 1 --epochs 1 "
+           "--max-tokens 8192 --plot %s",
+           png);
+  int rc = train(ck, extra, out, sizeof out);
+  ck_assert_msg(rc == 0, "%s", out);
+  int w, h, comp;
+  ck_assert_int_eq(stbi_info(png, &w, &h, &comp), 1);
+}
+END_TEST
 
 /* No output of train or attention may be an input, nor another output,
  * the names train derives from the checkpoint's included (each of these
@@ -642,6 +659,7 @@ int main(void) {
   tcase_add_test(tc, test_outputs_never_overwrite_inputs);
   tcase_add_test(tc, test_outputs_checked_first);
   tcase_add_test(tc, test_checkpoint_codes_checked);
+  tcase_add_test(tc, test_short_run_writes_curves);
   if (loom_dist_available() && getenv("MPIRUN") && *getenv("MPIRUN"))
     tcase_add_test(tc, test_distributed_trains_as_one_process);
   else

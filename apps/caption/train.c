@@ -384,8 +384,8 @@ static int validate(run *r) {
 static int plot(const run *r) {
   const cap_options *o = r->o;
   const cap_history *h = &r->s.history;
-  if (!o->plot || !*o->plot || !h->n_train)
-    return 0;
+  if (!o->plot || !*o->plot)
+    return 0; /* drawn with no points too: the user asked for the file */
   int64_t n = h->n_train, k = h->n_dev;
   double *x = malloc((size_t)(n + 1) * sizeof *x);
   double *y = malloc((size_t)(n + 1) * sizeof *y);

@@ -380,11 +380,11 @@ static int validate(run *r) {
 static int plot(const run *r) {
   const charlm_options *o = r->o;
   const charlm_history *h = &r->s.history;
-  if (!o->plot || !*o->plot || !h->n)
-    return 0;
+  if (!o->plot || !*o->plot)
+    return 0; /* drawn with no points too: the user asked for the file */
   int n = h->n > INT32_MAX ? INT32_MAX : (int)h->n;
   int n_val = h->n_val > INT32_MAX ? INT32_MAX : (int)h->n_val;
-  double *tb = malloc((size_t)n * sizeof *tb);
+  double *tb = malloc((size_t)(n + 1) * sizeof *tb);
   double *vb = malloc((size_t)(n_val + 1) * sizeof *vb);
   int rc = -1;
   if (tb && vb) {

@@ -279,9 +279,9 @@ static int validate(run *r, double epochs_done, const char *best_path) {
  * validation BLEU, side by side in one PNG. */
 static int plot(const run *r, double steps_per_epoch) {
   const train_history *h = &r->h;
-  if (!r->o.plot || !*r->o.plot || !h->n)
-    return 0;
-  double *x = malloc((size_t)h->n * sizeof *x);
+  if (!r->o.plot || !*r->o.plot)
+    return 0; /* drawn with no points too: the user asked for the file */
+  double *x = malloc((size_t)(h->n + 1) * sizeof *x);
   if (!x) {
     fprintf(stderr, "translate: out of memory for the plot\n");
     return -1;
