@@ -177,6 +177,10 @@ static int nll_backward(loom_function_ctx *c, loom_tensor *const *g,
     loom_tensor *d = r == LOOM_MEAN
                          ? loom_mul(g[0], loom_div(loom_sub(x, loss), ws))
                          : loom_mul(x, g[0]);
+    /* and of the weight sum, output 1, which callers (label smoothing) and
+     * second derivatives (ws read as that output) go on through */
+    if (r != LOOM_NONE)
+      d = loom_add(d, g[1]);
     if (!(gin[2] = loom_masked_fill(d, ignored, 0)))
       return -1;
   }
@@ -254,6 +258,11 @@ loom_tensor *loom_nll_loss(const loom_tensor *log_probs,
   loom_cross_entropy_opts o = opts ? *opts : loom_cross_entropy_defaults();
   if (!log_probs || !target)
     return loom_null_argument("nll_loss");
+  if (!loom_dtype_is_float(loom_dtype_of(log_probs)))
+    return LOOM_FAIL(LOOM_ERR_DTYPE,
+                     "nll_loss: log-probabilities must be float32 or "
+                     "float64, got %s",
+                     loom_dtype_name(loom_dtype_of(log_probs)));
   if (loom_dtype_of(target) != LOOM_I64)
     return LOOM_FAIL(LOOM_ERR_DTYPE,
                      "nll_loss: targets must be int64 class "

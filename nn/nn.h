@@ -293,7 +293,8 @@ LOOM_API loom_cross_entropy_opts loom_cross_entropy_defaults(void);
  * (N, d1, ...), or float probabilities shaped like logits. opts NULL:
  * defaults. Mean over non-ignored targets (weighted, like PyTorch): the
  * weighted sum over the kept targets' weight sum W, both summed in the
- * logits' dtype in PyTorch's order. Where W is 0 (every target ignored,
+ * logits' dtype (with class weights in PyTorch's order; (N, C) logits
+ * without them take one fused sum, within a few ulps of PyTorch's). Where W is 0 (every target ignored,
  * kept targets of weight 0, or negative class weights that cancel) the
  * mean is the sum / 0 as in PyTorch, NaN or +-inf, and the log-
  * probabilities' gradient w (-(g / W)) for kept targets and 0 for ignored

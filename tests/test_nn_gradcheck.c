@@ -366,6 +366,20 @@ START_TEST(test_cross_entropy) {
     ck_assert_msg(
         loom_gradgradcheck(loss_fn, &wc, X(INPUT(4, 4)), 1, NULL, &res) == 1,
         "%s: second derivatives: %s", what, res.message);
+    /* and with the weights differentiated (a mean's weight sum is an
+     * output the second pass goes through), both losses */
+    for (int kind = 0; kind < 2; kind++) {
+      wc.kind = kind ? CE : NLL;
+      wc.weight_checked = true;
+      wc.weight = NULL;
+      ck_assert_msg(loom_gradgradcheck(
+                        loss_fn, &wc,
+                        X(INPUT(4, 4), loom_set_requires_grad(
+                                           input(1, 0.2, LOOM_SHAPE(4)), true)),
+                        2, NULL, &res) == 1,
+                    "%s, %s, weights differentiated: second derivatives: %s",
+                    what, kind ? "cross_entropy" : "nll", res.message);
+    }
   }
   /* Probability targets, differentiated too. */
   loom_tensor *p =
