@@ -242,6 +242,15 @@ double app_raster_cost(const stbtt_vertex *v, int n, float scale,
 }
 
 /* Adds the outline's lines in the band, as app_raster_glyph takes it. */
+/* q kept within [min(a, b, c, d), max(a, b, c, d)]: a point of a curve lies
+ * in its control points' hull, but evaluated in floating point it can
+ * round an ulp past it (past the bitmap's edge, say), where app_raster_cost
+ * did not count its rows. */
+static double in_hull(double q, double a, double b, double c, double d) {
+  double lo = fmin(fmin(a, b), fmin(c, d)), hi = fmax(fmax(a, b), fmax(c, d));
+  return fmin(fmax(q, lo), hi);
+}
+
 static void walk(raster *r, const stbtt_vertex *v, int n, float scale,
                  double shift_x, long off_x, long off_y) {
   /* font units to bitmap pixels, rows down */
@@ -262,8 +271,10 @@ static void walk(raster *r, const stbtt_vertex *v, int n, float scale,
       double px = x, py = y;
       for (int j = 1; j < k; j++) {
         double t = (double)j / k, u = 1 - t;
-        double qx = u * u * x + 2 * u * t * cx + t * t * nx;
-        double qy = u * u * y + 2 * u * t * cy + t * t * ny;
+        double qx =
+            in_hull(u * u * x + 2 * u * t * cx + t * t * nx, x, cx, nx, nx);
+        double qy =
+            in_hull(u * u * y + 2 * u * t * cy + t * t * ny, y, cy, ny, ny);
         line(r, px, py, qx, qy);
         px = qx;
         py = qy;
@@ -278,10 +289,12 @@ static void walk(raster *r, const stbtt_vertex *v, int n, float scale,
       double px = x, py = y;
       for (int j = 1; j < k; j++) {
         double t = (double)j / k, u = 1 - t;
-        double qx = u * u * u * x + 3 * u * u * t * ax + 3 * u * t * t * bx +
-                    t * t * t * nx;
-        double qy = u * u * u * y + 3 * u * u * t * ay + 3 * u * t * t * by +
-                    t * t * t * ny;
+        double qx = in_hull(u * u * u * x + 3 * u * u * t * ax +
+                                3 * u * t * t * bx + t * t * t * nx,
+                            x, ax, bx, nx);
+        double qy = in_hull(u * u * u * y + 3 * u * u * t * ay +
+                                3 * u * t * t * by + t * t * t * ny,
+                            y, ay, by, ny);
         line(r, px, py, qx, qy);
         px = qx;
         py = qy;
