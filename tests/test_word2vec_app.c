@@ -429,6 +429,15 @@ START_TEST(test_outputs_written_safely) {
       ck_assert_msg(strstr(out, says) && !strstr(out, "vocabulary:"), "%s: %s",
                     args, out);
     }
+  /* without -output only the vocabulary is written: -checkpoint is never
+   * written, so its folder is not checked (that refused a vocabulary run) */
+  test_path(vec, sizeof vec, "only.vocab");
+  snprintf(args, sizeof args,
+           "-train %s -save-vocab %s -checkpoint %s/missing-dir/ck -threads 1 "
+           "-min-count 1",
+           corpus, vec, test_dir);
+  ck_assert_msg(capture(args, out, sizeof out) == 0, "%s: %s", args, out);
+  ck_assert_int_eq(access(vec, R_OK), 0);
   test_path(vec, sizeof vec, "safe.vec");
   snprintf(stale, sizeof stale, "%s.tmpK1lled", vec);
   test_write_file(stale, "partial", 7);

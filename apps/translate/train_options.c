@@ -160,7 +160,7 @@ int train_check_writable(const train_options *o) {
   char paths[6][4200];
   app_named_path outs[7];
   int n = output_files(o, paths, outs);
-  for (int k = 0; k < n; k++) /* outs[0] is --checkpoint, never '' */
+  for (int k = 0; k < n; k++) /* outs[0] is --checkpoint: '' refused */
     if ((k == 0 || *outs[k].path) &&
         app_check_writable("translate train", outs[k].flag, outs[k].path) < 0)
       return *o->checkpoint ? 1 : 2;

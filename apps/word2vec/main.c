@@ -352,9 +352,10 @@ static int write_classes(const options *o, const w2v_vocab *v,
 /* Files training writes may not be files it reads, nor one another. 0,
  * or -1 after saying so. */
 static int check_outputs(const options *o) {
+  /* without -output only the vocabulary is made: no checkpoint written */
   const char *outs[3][2] = {{"-output", o->output},
                             {"-save-vocab", o->save_vocab},
-                            {"-checkpoint", o->checkpoint}};
+                            {"-checkpoint", o->output ? o->checkpoint : NULL}};
   const char *ins[2][2] = {{"-train", o->train},
                            {"-read-vocab", o->read_vocab}};
   for (int i = 0; i < 3; i++) {
@@ -378,10 +379,11 @@ static int check_outputs(const options *o) {
 static int check_writable(const options *o) {
   const char *outs[3][2] = {{"-output", o->output},
                             {"-save-vocab", o->save_vocab},
-                            {"-checkpoint", o->checkpoint}};
+                            /* without -output, only the vocabulary */
+                            {"-checkpoint", o->output ? o->checkpoint : NULL}};
   for (int i = 0; i < 3; i++)
     if (app_check_writable(P, outs[i][0], outs[i][1]) < 0)
-      return *outs[i][1] ? 1 : 2;
+      return outs[i][1] && *outs[i][1] ? 1 : 2;
   return 0;
 }
 
