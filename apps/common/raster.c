@@ -195,64 +195,16 @@ static int band_rows(int w) {
   return rows > 1 ? rows : 1;
 }
 
-double app_raster_cost(const stbtt_vertex *v, int n, float scale,
-                       double shift_x, long off_x, long off_y, int w, int h) {
-  /* every pixel's cell is cleared, summed and stored; each band after the
-   * first walks the outline again, a call for each of its lines */
-  double cost = 2.0 * w * h, lines = 0;
-  int bands = (h - 1) / band_rows(w) + 1;
-#define PX(u) ((u) * (double)scale + shift_x - (double)off_x)
-#define PY(u) (-(u) * (double)scale - (double)off_y)
-  double sx = 0, sy = 0, x = 0, y = 0; /* as app_raster_glyph walks them */
-  for (int i = 0; i < n; i++) {
-    double nx = PX(v[i].x), ny = PY(v[i].y);
-    if (v[i].type == STBTT_vmove) {
-      cost += path_cost((double[]){x, sx}, (double[]){y, sy}, 2, 1, w, h);
-      lines++;
-      sx = x = nx;
-      sy = y = ny;
-      continue;
-    }
-    if (v[i].type == STBTT_vcurve) {
-      double cx = PX(v[i].cx), cy = PY(v[i].cy);
-      int k = pieces(hypot(x - 2 * cx + nx, y - 2 * cy + ny), 0.25);
-      cost +=
-          path_cost((double[]){x, cx, nx}, (double[]){y, cy, ny}, 3, k, w, h);
-      lines += k;
-    } else if (v[i].type == STBTT_vcubic) {
-      double ax = PX(v[i].cx), ay = PY(v[i].cy);
-      double bx = PX(v[i].cx1), by = PY(v[i].cy1);
-      double bend = fmax(hypot(x - 2 * ax + bx, y - 2 * ay + by),
-                         hypot(ax - 2 * bx + nx, ay - 2 * by + ny));
-      int k = pieces(bend, 0.75);
-      cost += path_cost((double[]){x, ax, bx, nx}, (double[]){y, ay, by, ny}, 4,
-                        k, w, h);
-      lines += k;
-    } else {
-      cost += path_cost((double[]){x, nx}, (double[]){y, ny}, 2, 1, w, h);
-      lines++;
-    }
-    x = nx;
-    y = ny;
-  }
-#undef PX
-#undef PY
-  cost += path_cost((double[]){x, sx}, (double[]){y, sy}, 2, 1, w, h);
-  return cost + (bands - 1) * LINE_COST * (lines + 1);
-}
+/* Called for each piece of an outline in bitmap pixels: its m control
+ * points (2: a line, 3: a quadratic, 4: a cubic curve) and the k lines
+ * the curve is cut into (1 for a line). */
+typedef void (*segment_fn)(void *ctx, const double *xs, const double *ys, int m,
+                           int k);
 
-/* Adds the outline's lines in the band, as app_raster_glyph takes it. */
-/* q kept within [min(a, b, c, d), max(a, b, c, d)]: a point of a curve lies
- * in its control points' hull, but evaluated in floating point it can
- * round an ulp past it (past the bitmap's edge, say), where app_raster_cost
- * did not count its rows. */
-static double in_hull(double q, double a, double b, double c, double d) {
-  double lo = fmin(fmin(a, b), fmin(c, d)), hi = fmax(fmax(a, b), fmax(c, d));
-  return fmin(fmax(q, lo), hi);
-}
-
-static void walk(raster *r, const stbtt_vertex *v, int n, float scale,
-                 double shift_x, long off_x, long off_y) {
+/* Walks the outline v (font units) as app_raster_glyph draws it: each
+ * contour closed by a line back to its start, the last one too. */
+static void outline(const stbtt_vertex *v, int n, float scale, double shift_x,
+                    long off_x, long off_y, segment_fn f, void *ctx) {
   /* font units to bitmap pixels, rows down */
 #define PX(u) ((u) * (double)scale + shift_x - (double)off_x)
 #define PY(u) (-(u) * (double)scale - (double)off_y)
@@ -260,7 +212,7 @@ static void walk(raster *r, const stbtt_vertex *v, int n, float scale,
   for (int i = 0; i < n; i++) {
     double nx = PX(v[i].x), ny = PY(v[i].y);
     if (v[i].type == STBTT_vmove) {
-      line(r, x, y, sx, sy); /* closes the last contour */
+      f(ctx, (double[]){x, sx}, (double[]){y, sy}, 2, 1);
       sx = x = nx;
       sy = y = ny;
       continue;
@@ -268,47 +220,81 @@ static void walk(raster *r, const stbtt_vertex *v, int n, float scale,
     if (v[i].type == STBTT_vcurve) {
       double cx = PX(v[i].cx), cy = PY(v[i].cy);
       int k = pieces(hypot(x - 2 * cx + nx, y - 2 * cy + ny), 0.25);
-      double px = x, py = y;
-      for (int j = 1; j < k; j++) {
-        double t = (double)j / k, u = 1 - t;
-        double qx =
-            in_hull(u * u * x + 2 * u * t * cx + t * t * nx, x, cx, nx, nx);
-        double qy =
-            in_hull(u * u * y + 2 * u * t * cy + t * t * ny, y, cy, ny, ny);
-        line(r, px, py, qx, qy);
-        px = qx;
-        py = qy;
-      }
-      line(r, px, py, nx, ny);
+      f(ctx, (double[]){x, cx, nx}, (double[]){y, cy, ny}, 3, k);
     } else if (v[i].type == STBTT_vcubic) {
       double ax = PX(v[i].cx), ay = PY(v[i].cy);
       double bx = PX(v[i].cx1), by = PY(v[i].cy1);
       double bend = fmax(hypot(x - 2 * ax + bx, y - 2 * ay + by),
                          hypot(ax - 2 * bx + nx, ay - 2 * by + ny));
-      int k = pieces(bend, 0.75);
-      double px = x, py = y;
-      for (int j = 1; j < k; j++) {
-        double t = (double)j / k, u = 1 - t;
-        double qx = in_hull(u * u * u * x + 3 * u * u * t * ax +
-                                3 * u * t * t * bx + t * t * t * nx,
-                            x, ax, bx, nx);
-        double qy = in_hull(u * u * u * y + 3 * u * u * t * ay +
-                                3 * u * t * t * by + t * t * t * ny,
-                            y, ay, by, ny);
-        line(r, px, py, qx, qy);
-        px = qx;
-        py = qy;
-      }
-      line(r, px, py, nx, ny);
+      f(ctx, (double[]){x, ax, bx, nx}, (double[]){y, ay, by, ny}, 4,
+        pieces(bend, 0.75));
     } else {
-      line(r, x, y, nx, ny);
+      f(ctx, (double[]){x, nx}, (double[]){y, ny}, 2, 1);
     }
     x = nx;
     y = ny;
   }
-  line(r, x, y, sx, sy);
+  f(ctx, (double[]){x, sx}, (double[]){y, sy}, 2, 1);
 #undef PX
 #undef PY
+}
+
+typedef struct {
+  double cost, lines;
+  int w, h;
+} cost_sum;
+
+static void add_cost(void *ctx, const double *xs, const double *ys, int m,
+                     int k) {
+  cost_sum *c = ctx;
+  c->cost += path_cost(xs, ys, m, k, c->w, c->h);
+  c->lines += k;
+}
+
+double app_raster_cost(const stbtt_vertex *v, int n, float scale,
+                       double shift_x, long off_x, long off_y, int w, int h) {
+  /* every pixel's cell is cleared, summed and stored; each band after the
+   * first walks the outline again, a call for each of its lines */
+  cost_sum c = {2.0 * w * h, 0, w, h};
+  outline(v, n, scale, shift_x, off_x, off_y, add_cost, &c);
+  int bands = (h - 1) / band_rows(w) + 1;
+  return c.cost + (bands - 1) * LINE_COST * c.lines;
+}
+
+/* q kept within the m control points' range: a point of a curve lies in
+ * their hull, but evaluated in floating point it can round an ulp past it
+ * (past the bitmap's edge, say), where app_raster_cost did not count its
+ * rows. */
+static double in_hull(double q, const double *c, int m) {
+  double lo = c[0], hi = c[0];
+  for (int i = 1; i < m; i++) {
+    lo = fmin(lo, c[i]);
+    hi = fmax(hi, c[i]);
+  }
+  return fmin(fmax(q, lo), hi);
+}
+
+/* The point at t of the curve through the m control points c. */
+static double bezier(const double *c, int m, double t) {
+  double u = 1 - t;
+  double q = m == 3 ? u * u * c[0] + 2 * u * t * c[1] + t * t * c[2]
+                    : u * u * u * c[0] + 3 * u * u * t * c[1] +
+                          3 * u * t * t * c[2] + t * t * t * c[3];
+  return in_hull(q, c, m);
+}
+
+/* Adds a piece of the outline, cut into its k lines, to the band. */
+static void add_lines(void *ctx, const double *xs, const double *ys, int m,
+                      int k) {
+  raster *r = ctx;
+  double px = xs[0], py = ys[0];
+  for (int j = 1; j < k; j++) {
+    double t = (double)j / k, qx = bezier(xs, m, t), qy = bezier(ys, m, t);
+    line(r, px, py, qx, qy);
+    px = qx;
+    py = qy;
+  }
+  line(r, px, py, xs[m - 1], ys[m - 1]);
 }
 
 int app_raster_glyph(const stbtt_vertex *v, int n, float scale, double shift_x,
@@ -332,7 +318,7 @@ int app_raster_glyph(const stbtt_vertex *v, int n, float scale, double shift_x,
     r.rows = h - r.top < rows ? h - r.top : rows;
     memset(r.acc, 0, (size_t)(w + 2) * (size_t)r.rows * sizeof(float));
     memset(r.left, 0, ((size_t)r.rows + 1) * sizeof(float));
-    walk(&r, v, n, scale, shift_x, off_x, off_y);
+    outline(v, n, scale, shift_x, off_x, off_y, add_lines, &r);
     /* whole-row sums left of the bitmap start again each band: the lines
      * crossing its top add theirs in it too */
     double left = 0;
