@@ -3,7 +3,14 @@
  * For each shape (M x K) @ (K x N), float32:
  *   NN: loom_matmul(a, b)          vs cblas_sgemm(NoTrans, NoTrans)
  *   NT: loom_matmul(a, loom_t(bt)) vs cblas_sgemm(NoTrans, Trans), with bt
- *       stored N x K as a PyTorch-style weight is.
+ *       stored N x K as a PyTorch-style weight is (a layer's forward);
+ *   TN: loom_matmul(loom_t(at), b) vs cblas_sgemm(Trans, NoTrans), with at
+ *       stored K x M (a weight's gradient: the output gradient's columns
+ *       against the input's, K the rows of a batch).
+ * The shapes are squares, a recurrent step's (M the batch) and the
+ * products of the two training steps bench-rnn and bench-transformer time
+ * (an LSTM 256 -> 512 over 35 x 32 positions; an encoder layer of d_model
+ * 256 and ff 1024 over 64 x 32 tokens).
  * The loom figure includes what a user pays per call: a scope begin/end,
  * the view for the transpose, the output allocation and its release.
  * loom runs OpenBLAS on one thread per call and splits large products
@@ -27,22 +34,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+typedef enum { NN, NT, TN, ALL } layout;
+static const char *const layout_names[] = {"NN", "NT", "TN"};
+
 typedef struct {
   const char *name;
   int64_t m, n, k;
+  layout lay; /* the layout to time, or ALL three */
 } shape;
 
 typedef struct {
   int64_t m, n, k;
-  bool trans;
-  loom_tensor *a, *b; /* b is K x N, or N x K when trans */
+  layout lay;
+  loom_tensor *a, *b; /* a is M x K (K x M for TN), b K x N (N x K for NT) */
   float *c;           /* BLAS's output */
 } mm_ctx;
+
+static loom_tensor *product(const mm_ctx *x) {
+  return loom_matmul(x->lay == TN ? loom_t(x->a) : x->a,
+                     x->lay == NT ? loom_t(x->b) : x->b);
+}
 
 static void run_loom(void *p) {
   mm_ctx *x = p;
   loom_scope *s = loom_scope_begin();
-  loom_tensor *y = loom_matmul(x->a, x->trans ? loom_t(x->b) : x->b);
+  loom_tensor *y = product(x);
   if (!y) {
     fprintf(stderr, "matmul: %s\n", loom_last_error());
     exit(1);
@@ -55,10 +71,11 @@ static int blas_threads; /* OpenBLAS's own count, read before loom runs */
 static void run_blas(void *p) {
   mm_ctx *x = p;
   openblas_set_num_threads(blas_threads);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, x->trans ? CblasTrans : CblasNoTrans,
-              (blasint)x->m, (blasint)x->n, (blasint)x->k, 1.0f,
-              loom_data_f32(x->a), (blasint)x->k, loom_data_f32(x->b),
-              (blasint)(x->trans ? x->k : x->n), 0.0f, x->c, (blasint)x->n);
+  cblas_sgemm(CblasRowMajor, x->lay == TN ? CblasTrans : CblasNoTrans,
+              x->lay == NT ? CblasTrans : CblasNoTrans, (blasint)x->m,
+              (blasint)x->n, (blasint)x->k, 1.0f, loom_data_f32(x->a),
+              (blasint)(x->lay == TN ? x->m : x->k), loom_data_f32(x->b),
+              (blasint)(x->lay == NT ? x->k : x->n), 0.0f, x->c, (blasint)x->n);
   openblas_set_num_threads(1);
 }
 
@@ -66,7 +83,7 @@ static void run_blas(void *p) {
  * the same product, or the timing compares different work. */
 static double check(mm_ctx *x) {
   loom_scope *s = loom_scope_begin();
-  loom_tensor *y = loom_matmul(x->a, x->trans ? loom_t(x->b) : x->b);
+  loom_tensor *y = product(x);
   run_blas(x);
   const float *yl = loom_data_f32(y);
   double diff = 0, scale = 0;
@@ -78,13 +95,14 @@ static double check(mm_ctx *x) {
   return diff / (scale > 0 ? scale : 1);
 }
 
-static void bench_shape(const shape *sh, bool trans, int samples,
+static void bench_shape(const shape *sh, layout lay, int samples,
                         double min_s) {
   loom_scope *s = loom_scope_begin();
-  mm_ctx x = {sh->m, sh->n, sh->k, trans, NULL, NULL, NULL};
-  x.a = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(sh->m, sh->k));
-  x.b = trans ? loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(sh->n, sh->k))
-              : loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(sh->k, sh->n));
+  mm_ctx x = {sh->m, sh->n, sh->k, lay, NULL, NULL, NULL};
+  x.a = lay == TN ? loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(sh->k, sh->m))
+                  : loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(sh->m, sh->k));
+  x.b = lay == NT ? loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(sh->n, sh->k))
+                  : loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(sh->k, sh->n));
   if (!x.a || !x.b) {
     fprintf(stderr, "matmul: %s\n", loom_last_error());
     exit(1);
@@ -101,7 +119,7 @@ static void bench_shape(const shape *sh, bool trans, int samples,
   free(times);
   double flop = 2.0 * (double)sh->m * (double)sh->n * (double)sh->k;
   double gl = flop / med[0] * 1e-9, gb = flop / med[1] * 1e-9;
-  const char *layout = trans ? "NT" : "NN";
+  const char *layout = layout_names[lay];
   printf("%-10s %s %5lld %5lld %5lld %10.3f %9.2f %9.2f %7.3f  %.1e\n",
          sh->name, layout, (long long)sh->m, (long long)sh->n, (long long)sh->k,
          med[0] * 1e3, gl, gb, ratio, err);
@@ -123,11 +141,27 @@ int main(int argc, char **argv) {
                 "loom_matmul vs cblas_sgemm GFLOP/s, float32.\n",
                 &samples, &min_s);
   static const shape shapes[] = {
-      {"square", 64, 64, 64},       {"square", 128, 128, 128},
-      {"square", 256, 256, 256},    {"square", 512, 512, 512},
-      {"square", 1024, 1024, 1024}, {"square", 2048, 2048, 2048},
-      {"lstm", 32, 2048, 512},      {"lstm", 32, 2048, 768},
-      {"lstm", 64, 2048, 512},      {"lstm", 64, 2048, 768},
+      {"square", 64, 64, 64, ALL},
+      {"square", 128, 128, 128, ALL},
+      {"square", 256, 256, 256, ALL},
+      {"square", 512, 512, 512, ALL},
+      {"square", 1024, 1024, 1024, ALL},
+      {"square", 2048, 2048, 2048, ALL},
+      {"lstm", 32, 2048, 512, NT},
+      {"lstm", 32, 2048, 768, NT},
+      {"lstm", 64, 2048, 512, NT},
+      {"lstm", 64, 2048, 768, NT},
+      /* the LSTM step: input projection, its input's gradient, W_ih's */
+      {"lstm_x", 1120, 2048, 256, NT},
+      {"lstm_dx", 1120, 256, 2048, NN},
+      {"lstm_dw", 2048, 256, 1120, TN},
+      /* the encoder: q/k/v, the feed-forward pair, their gradients */
+      {"enc_qkv", 2048, 768, 256, NT},
+      {"enc_ff1", 2048, 1024, 256, NT},
+      {"enc_ff2", 2048, 256, 1024, NT},
+      {"enc_dx", 2048, 256, 1024, NN},
+      {"enc_dw", 1024, 256, 2048, TN},
+      {"enc_dw2", 256, 1024, 2048, TN},
   };
   loom_manual_seed(1);
   printf("# OpenBLAS %s, core %s, %d threads; %d samples of >= %.0f ms\n",
@@ -135,10 +169,11 @@ int main(int argc, char **argv) {
          min_s * 1e3);
   printf("%-10s %s %5s %5s %5s %10s %9s %9s %7s  %s\n", "# shape", "op", "M",
          "N", "K", "loom_ms", "loom_GF/s", "blas_GF/s", "ratio", "rel_err");
-  for (int t = 0; t < 2; t++)
+  for (int t = NN; t <= TN; t++)
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
-      if (!only || atoll(only) == shapes[i].m)
-        bench_shape(&shapes[i], t == 1, samples, min_s);
+      if ((!only || atoll(only) == shapes[i].m) &&
+          (shapes[i].lay == t || shapes[i].lay == ALL))
+        bench_shape(&shapes[i], (layout)t, samples, min_s);
   loom_cleanup();
   return 0;
 }

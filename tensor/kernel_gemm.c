@@ -111,22 +111,39 @@ static void gemm_parts(void *ctx, int64_t lo, int64_t hi) {
 static void blas_single_threaded(void) { openblas_set_num_threads(1); }
 
 /* Whether float32 products go to loom's packed micro-kernel instead: when
- * it runs 512-bit vectors and OpenBLAS's kernels for this CPU do not. On
- * the 2-core AMD EPYC (Zen 5) with OpenBLAS at its Haswell kernels, loom's
- * ran 1.3-2.1x OpenBLAS's GFLOP/s from 64^3 to 2048^3 (bench/matmul);
- * against OpenBLAS's own AVX-512 kernels it ranged from 0.6x to 1.25x, so
- * those keep the products. */
+ * its vectors are wider than those of the kernels OpenBLAS chose for this
+ * CPU. On the 2-core AMD EPYC (Zen 5) with OpenBLAS at its Haswell
+ * kernels, loom's 512-bit ones ran 1.3-2.1x OpenBLAS's GFLOP/s from 64^3
+ * to 2048^3 (bench/matmul); against OpenBLAS's own AVX-512 kernels it
+ * ranged from 0.6x to 1.25x, so those keep the products. An OpenBLAS older
+ * than the CPU falls back to its oldest kernels: Debian 12's 0.3.21 runs
+ * Prescott's SSE3 code on a 2-core Xeon of model 207, 30 GFLOP/s a core
+ * where the CPU does 160, and there loom's AVX2 kernel takes over too
+ * (LOOM_ISA=avx2: the encoder's step 3.3x faster). */
 static bool own_products;
 
+/* The vector bits of OpenBLAS's kernels for the core it named: 512 for
+ * its AVX-512 cores, 256 for its cores with AVX2 and fused multiply-adds,
+ * 128 for the rest (SSE, or AVX without FMA). */
+static int blas_vector_bits(const char *core) {
+  static const char *const wide[] = {"skylakex", "cooperlake",
+                                     "sapphirerapids"};
+  static const char *const fma256[] = {"haswell", "zen", "excavator"};
+  for (size_t i = 0; core && i < sizeof wide / sizeof *wide; i++)
+    if (strcasecmp(core, wide[i]) == 0)
+      return 512;
+  for (size_t i = 0; core && i < sizeof fma256 / sizeof *fma256; i++)
+    if (strcasecmp(core, fma256[i]) == 0)
+      return 256;
+  return 128;
+}
+
 static void choose_products(void) {
-  const char *core = openblas_get_corename();
-  static const char *const avx512_cores[] = {"skylakex", "cooperlake",
-                                             "sapphirerapids"};
-  bool blas_avx512 = false;
-  for (size_t i = 0; core && i < sizeof avx512_cores / sizeof *avx512_cores;
-       i++)
-    blas_avx512 |= strcasecmp(core, avx512_cores[i]) == 0;
-  own_products = loom__isa() == LOOM__ISA_AVX512 && !blas_avx512;
+  loom__isa_level isa = loom__isa();
+  int own_bits = isa == LOOM__ISA_AVX512 ? 512
+                 : isa == LOOM__ISA_AVX2 ? 256
+                                         : 0;
+  own_products = own_bits > blas_vector_bits(openblas_get_corename());
 }
 
 void loom__kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,

@@ -248,21 +248,43 @@ void loom__kernel_packed_free(loom__packed *p) {
     }                                                                          \
   }
 
-/* The jobs of a whole product (loom__kernel_gemm_own): C's columns in
- * panels of NR, its rows in chunks; job i is panel i / chunks, row chunk
- * i % chunks. */
+/* The jobs of a whole product (loom__kernel_gemm_own): C's rows in chunks
+ * and its columns in panels of NR; job i is row chunk i / panels, panel
+ * i % panels, so a part's jobs share a chunk and pack its rows of A once
+ * for all their panels. */
 typedef struct {
   bool ta, tb, accumulate;
-  int64_t M, N, K, lda, ldb, ldc, chunks, chunk_rows;
+  int64_t M, N, K, lda, ldb, ldc, panels, chunk_rows;
   const float *a, *b;
   float *c;
-  float *scratch; /* one panel of KC x NR floats per part */
+  float *scratch; /* per part: a chunk of A^T packed, chunk_rows x KC (when
+                     ta), then a panel of B, KC x NR */
   int parts;
 } own_job;
 
 /* Rows of B packed at a time for a whole product: a 64 KiB panel, which
  * stays in L2 while the rows of A stream past it. */
 #define KC 512
+/* At most this many rows of A in a chunk (384 KiB packed at KC), which
+ * stays in L2 beside the panel; a multiple of every level's block rows. */
+#define MC 192
+
+/* Packs columns [r0, r1) and rows [k0, k0 + kc) of A (K x M, the
+ * transpose the product reads) into blocks of mr columns, k-major inside
+ * a block, as the kernel's column-major A reads them. Read in place, the
+ * rows are a leading dimension apart, often a power of two: the lines a
+ * block needed at once fell into a few cache sets and came again from
+ * memory for every block of rows (a weight's gradient ran at half the rate
+ * of the other products, bench/matmul's TN shapes). A's own rows, read in
+ * place, have no such trouble. */
+static void pack_rows(float *dst, const float *a, int64_t lda, int64_t r0,
+                      int64_t r1, int64_t k0, int64_t kc, int64_t mr) {
+  for (int64_t m = r0; m < r1; m += mr, dst += mr * kc) {
+    int64_t rows = r1 - m < mr ? r1 - m : mr;
+    for (int64_t k = 0; k < kc; k++)
+      memcpy(dst + k * mr, a + (k0 + k) * lda + m, (size_t)rows * sizeof *a);
+  }
+}
 
 /* BLOCKS(SUFFIX, NAME, TARGET, MR, AT): NAME(rows, ...) runs a block of
  * 1..MR rows, each row count its own copy, A column-major when AT. */
@@ -314,28 +336,38 @@ typedef struct {
     }                                                                          \
   }
 
-/* own_SUFFIX runs jobs [i0, i1) of a whole product, packing each panel KC
- * rows at a time into buf; A^T's blocks (block_t_SUFFIX) are needed here
- * only. */
+/* own_SUFFIX runs jobs [i0, i1) of a whole product: for each run of jobs
+ * in one chunk, KC rows of B at a time, it packs the chunk's part of A,
+ * then each panel's part of B, and runs the blocks over them. Each C
+ * element is still one chain of multiply-adds in k order. */
 #define OWN(SUFFIX, TARGET, MR, W)                                             \
   BLOCKS(SUFFIX, block_t_##SUFFIX, TARGET, MR, true)                           \
   TARGET static void own_##SUFFIX(const own_job *o, int64_t i0, int64_t i1,    \
-                                  float *buf) {                                \
-    for (int64_t i = i0; i < i1; i++) {                                        \
-      int64_t n0 = i / o->chunks * NR, r0 = i % o->chunks * o->chunk_rows;     \
-      int64_t w = o->N - n0 < NR ? o->N - n0 : NR;                             \
+                                  float *abuf, float *bbuf) {                  \
+    while (i0 < i1) {                                                          \
+      int64_t chunk = i0 / o->panels, q0 = i0 % o->panels;                     \
+      int64_t q1 = i1 - chunk * o->panels;                                     \
+      q1 = q1 < o->panels ? q1 : o->panels;                                    \
+      int64_t r0 = chunk * o->chunk_rows;                                      \
       int64_t r1 = o->M - r0 < o->chunk_rows ? o->M : r0 + o->chunk_rows;      \
       for (int64_t k0 = 0; k0 < o->K; k0 += KC) {                              \
         int64_t kc = o->K - k0 < KC ? o->K - k0 : KC;                          \
-        pack_panel(buf, o->b, o->ldb, o->tb, k0, kc, n0, w);                   \
-        for (int64_t j = 0; j < w; j += 2 * W)                                 \
-          for (int64_t m = r0; m < r1; m += MR)                                \
-            (o->ta ? block_t_##SUFFIX : block_##SUFFIX)(                       \
-                r1 - m < MR ? r1 - m : MR, kc,                                 \
-                o->ta ? o->a + k0 * o->lda + m : o->a + m * o->lda + k0,       \
-                o->lda, buf + j, o->c + m * o->ldc + n0 + j, o->ldc,           \
-                w - j < 2 * W ? w - j : 2 * W, o->accumulate || k0 > 0, NULL); \
+        if (o->ta)                                                             \
+          pack_rows(abuf, o->a, o->lda, r0, r1, k0, kc, MR);                   \
+        for (int64_t q = q0; q < q1; q++) {                                    \
+          int64_t n0 = q * NR, w = o->N - n0 < NR ? o->N - n0 : NR;            \
+          pack_panel(bbuf, o->b, o->ldb, o->tb, k0, kc, n0, w);                \
+          for (int64_t j = 0; j < w; j += 2 * W)                               \
+            for (int64_t m = r0; m < r1; m += MR)                              \
+              (o->ta ? block_t_##SUFFIX : block_##SUFFIX)(                     \
+                  r1 - m < MR ? r1 - m : MR, kc,                               \
+                  o->ta ? abuf + (m - r0) * kc : o->a + m * o->lda + k0,       \
+                  o->ta ? MR : o->lda, bbuf + j, o->c + m * o->ldc + n0 + j,   \
+                  o->ldc, w - j < 2 * W ? w - j : 2 * W,                       \
+                  o->accumulate || k0 > 0, NULL);                              \
+        }                                                                      \
       }                                                                        \
+      i0 += q1 - q0;                                                           \
     }                                                                          \
   }
 
@@ -357,6 +389,7 @@ BLOCK(avx2, v8, 8, 6)
 PANELS(avx2, __attribute__((target("arch=x86-64-v3"))), 6, 8)
 BLOCK(avx512, v16, 16, 8)
 PANELS(avx512, __attribute__((target("arch=x86-64-v4"))), 8, 16)
+OWN(avx2, __attribute__((target("arch=x86-64-v3"))), 6, 8)
 OWN(avx512, __attribute__((target("arch=x86-64-v4"))), 8, 16)
 #endif
 
@@ -426,10 +459,18 @@ void loom__kernel_gemm_packed_bias(int64_t M, const float *a, int64_t lda,
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 static void own_part(void *ctx, int64_t t, int64_t t1) {
   const own_job *o = ctx;
-  int64_t jobs = (o->N + NR - 1) / NR * o->chunks, kc = o->K < KC ? o->K : KC;
-  for (; t < t1; t++)
-    own_avx512(o, jobs * t / o->parts, jobs * (t + 1) / o->parts,
-               o->scratch + t * kc * NR);
+  int64_t jobs = (o->M + o->chunk_rows - 1) / o->chunk_rows * o->panels;
+  int64_t kc = o->K < KC ? o->K : KC;
+  int64_t arows = o->ta ? o->chunk_rows : 0;
+  int64_t size = ((arows + NR) * kc + 15) / 16 * 16;
+  for (; t < t1; t++) {
+    float *abuf = o->scratch + t * size, *bbuf = abuf + arows * kc;
+    int64_t i0 = jobs * t / o->parts, i1 = jobs * (t + 1) / o->parts;
+    if (loom__isa() == LOOM__ISA_AVX512)
+      own_avx512(o, i0, i1, abuf, bbuf);
+    else
+      own_avx2(o, i0, i1, abuf, bbuf);
+  }
 }
 #endif
 
@@ -438,24 +479,31 @@ bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                            int64_t ldb, bool accumulate, float *c,
                            int64_t ldc) {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+  loom__isa_level isa = loom__isa();
   /* Below 16 columns most of each 32-column panel would be padding. */
-  if (loom__isa() != LOOM__ISA_AVX512 || M <= 0 || N < 16 || K <= 0)
+  if (isa < LOOM__ISA_AVX2 || M <= 0 || N < 16 || K <= 0)
     return false;
+  int64_t mr = isa == LOOM__ISA_AVX512 ? 8 : 6;
   int64_t panels = (N + NR - 1) / NR, kc = K < KC ? K : KC;
   int64_t macs = M * N > INT64_MAX / K ? INT64_MAX : M * N * K;
   int nt = loom__threads_for(macs / 64); /* 2^21 multiply-adds a part */
-  /* Rows are cut in chunks of whole blocks when the panels alone would
-   * leave threads idle or unevenly loaded (a thin C, as attention's); on
-   * one thread a chunk would only pack the same panels again. */
-  int64_t chunks = 1, rows = (M + 7) / 8 * 8;
+  /* Chunks of whole blocks of rows, at most MC when A is packed; more of
+   * them when the panels alone would leave threads idle or unevenly loaded
+   * (a thin C, as attention's). On one thread, A read in place, a chunk
+   * would only pack the same panels again. */
+  int64_t chunks = ta ? (M + MC - 1) / MC : 1;
+  int64_t rows = ((M + chunks - 1) / chunks + mr - 1) / mr * mr;
   while (nt > 1 && panels * chunks < 4 * nt && rows > 64) {
     chunks *= 2;
-    rows = ((M + chunks - 1) / chunks + 7) / 8 * 8;
+    rows = ((M + chunks - 1) / chunks + mr - 1) / mr * mr;
   }
   chunks = (M + rows - 1) / rows;
   if (nt > panels * chunks)
     nt = (int)(panels * chunks);
-  float *scratch = aligned_alloc(64, (size_t)(nt * kc * NR) * sizeof *scratch);
+  /* whole lines a part, as aligned_alloc wants a multiple of them */
+  size_t size =
+      ((size_t)(((ta ? rows : 0) + NR) * kc) * sizeof(float) + 63) / 64 * 64;
+  float *scratch = aligned_alloc(64, (size_t)nt * size);
   if (!scratch) /* BLAS can still do it */
     return false;
   own_job o = {.ta = ta,
@@ -467,7 +515,7 @@ bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                .lda = lda,
                .ldb = ldb,
                .ldc = ldc,
-               .chunks = chunks,
+               .panels = panels,
                .chunk_rows = rows,
                .a = a,
                .b = b,
