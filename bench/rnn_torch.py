@@ -111,6 +111,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reps", type=int, default=30)
+    # how the figures are labelled for run_models.sh: torch<tag> (the
+    # thread count unless told)
+    p.add_argument("--tag", default=None)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--forward", action="store_true")
     p.add_argument("--cases", default=",".join(CASES))
@@ -122,11 +125,11 @@ def main():
         step, fwd = make()
         ms = median_ms(step, a.warmup, a.reps)
         print(f"{name:<20} {ms:10.3f} {T * B / ms * 1e3:12.0f}")
-        print(f"@rnn torch{a.threads} train {name} {ms:.4f}", flush=True)
+        print(f"@rnn torch{a.tag or a.threads} train {name} {ms:.4f}", flush=True)
         if a.forward:
             ms = median_ms(fwd, a.warmup, a.reps)
             print(f"{name:<20} {ms:10.3f}  (forward only, no_grad)")
-            print(f"@rnn torch{a.threads} fwd {name} {ms:.4f}", flush=True)
+            print(f"@rnn torch{a.tag or a.threads} fwd {name} {ms:.4f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reps", type=int, default=30)
+    # how the figures are labelled for run_models.sh: torch<tag> (the
+    # thread count unless told)
+    p.add_argument("--tag", default=None)
     p.add_argument("--warmup", type=int, default=5)
     a = p.parse_args()
     setup(torch, a.threads, a.warmup, a.reps)
@@ -116,7 +119,7 @@ def main():
         ms = median_ms(make(), a.warmup, a.reps)
         tokens = TL * TB if name == "translate" else S * B
         print(f"{name:<18} {ms:10.3f} {tokens / ms * 1e3:12.0f}")
-        print(f"@tf torch{a.threads} {name} {ms:.4f}", flush=True)
+        print(f"@tf torch{a.tag or a.threads} {name} {ms:.4f}", flush=True)
 
 
 if __name__ == "__main__":
