@@ -130,8 +130,13 @@ static void pack_panel(float *panel, const float *b, int64_t ld, bool trans,
   if (w < NR)
     memset(panel, 0, (size_t)(kc * NR) * sizeof *panel);
   if (!trans) {
-    for (int64_t k = 0; k < kc; k++)
-      memcpy(panel + k * NR, b + (k0 + k) * ld + n0, (size_t)w * sizeof *b);
+    const float *src = b + k0 * ld + n0;
+    if (w == NR) /* as in pack_rows */
+      for (int64_t k = 0; k < kc; k++)
+        memcpy(panel + k * NR, src + k * ld, NR * sizeof *b);
+    else
+      for (int64_t k = 0; k < kc; k++)
+        memcpy(panel + k * NR, src + k * ld, (size_t)w * sizeof *b);
     return;
   }
   pack_transposed(panel, b, ld, k0, kc, n0, w);
@@ -281,8 +286,18 @@ static void pack_rows(float *dst, const float *a, int64_t lda, int64_t r0,
                       int64_t r1, int64_t k0, int64_t kc, int64_t mr) {
   for (int64_t m = r0; m < r1; m += mr, dst += mr * kc) {
     int64_t rows = r1 - m < mr ? r1 - m : mr;
-    for (int64_t k = 0; k < kc; k++)
-      memcpy(dst + k * mr, a + (k0 + k) * lda + m, (size_t)rows * sizeof *a);
+    const float *src = a + k0 * lda + m;
+    /* whole blocks with a constant size, which the compiler copies as
+     * one vector rather than through a call (5 % of an LSTM step) */
+    if (rows == 8)
+      for (int64_t k = 0; k < kc; k++)
+        memcpy(dst + k * 8, src + k * lda, 8 * sizeof *a);
+    else if (rows == 6)
+      for (int64_t k = 0; k < kc; k++)
+        memcpy(dst + k * 6, src + k * lda, 6 * sizeof *a);
+    else
+      for (int64_t k = 0; k < kc; k++)
+        memcpy(dst + k * mr, src + k * lda, (size_t)rows * sizeof *a);
   }
 }
 
