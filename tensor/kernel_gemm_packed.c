@@ -289,10 +289,10 @@ static void pack_rows(float *dst, const float *a, int64_t lda, int64_t r0,
     const float *src = a + k0 * lda + m;
     /* whole blocks with a constant size, which the compiler copies as
      * one vector rather than through a call (5 % of an LSTM step) */
-    if (rows == 8)
+    if (rows == mr && mr == 8)
       for (int64_t k = 0; k < kc; k++)
         memcpy(dst + k * 8, src + k * lda, 8 * sizeof *a);
-    else if (rows == 6)
+    else if (rows == mr && mr == 6)
       for (int64_t k = 0; k < kc; k++)
         memcpy(dst + k * 6, src + k * lda, 6 * sizeof *a);
     else

@@ -1805,6 +1805,7 @@ END_TEST
 
 /* Whole products by the packed micro-kernel (loom__kernel_gemm_own), for
  * both layouts of A and of B, row counts inside and past a register block
+ * (14: a last block of 6 rows at AVX-512, two of 6 and one of 2 at AVX2)
  * and a row chunk, columns ending inside a panel, k past one packed chunk
  * (KC = 512) and A^T's rows past one packed chunk (MC = 192),
  * accumulation, leading dimensions past the rows: the same
@@ -1815,7 +1816,7 @@ END_TEST
  * Where it is not taken (below AVX2, or under 16 columns) it must leave
  * C alone. M 300 with 33 or 70 columns runs on two threads. */
 START_TEST(test_own_product) {
-  const int64_t Ms[] = {1, 7, 9, 130, 300}, Ns[] = {5, 16, 33, 70};
+  const int64_t Ms[] = {1, 7, 9, 14, 130, 300}, Ns[] = {5, 16, 33, 70};
   const int64_t Ks[] = {9, 600};
   const float gap = 7777.0f;
   /* the per-ISA kernels are built by GCC only (as the library's) */
@@ -1825,7 +1826,7 @@ START_TEST(test_own_product) {
   const bool own_built = false;
 #endif
   loom_rng *g = loom_rng_new(11);
-  for (size_t mi = 0; mi < 5; mi++)
+  for (size_t mi = 0; mi < 6; mi++)
     for (size_t ni = 0; ni < 4; ni++)
       for (size_t ki = 0; ki < 2; ki++)
         for (int lay = 0; lay < 8; lay++) {
