@@ -288,7 +288,8 @@ static void pack_rows(float *dst, const float *a, int64_t lda, int64_t r0,
     int64_t rows = r1 - m < mr ? r1 - m : mr;
     const float *src = a + k0 * lda + m;
     /* whole blocks with a constant size, which the compiler copies as
-     * one vector rather than through a call (5 % of an LSTM step) */
+     * one vector rather than through a call to memmove (3.8 % of an LSTM
+     * step's samples with the calls, 1.6 % without) */
     if (rows == mr && mr == 8)
       for (int64_t k = 0; k < kc; k++)
         memcpy(dst + k * 8, src + k * lda, 8 * sizeof *a);
