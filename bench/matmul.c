@@ -34,18 +34,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-typedef enum { NN, NT, TN, ALL } layout;
+typedef enum { NN, NT, TN, ALL } mm_layout;
 static const char *const layout_names[] = {"NN", "NT", "TN"};
 
 typedef struct {
   const char *name;
   int64_t m, n, k;
-  layout lay; /* the layout to time, or ALL three */
+  mm_layout lay; /* the layout to time, or ALL three */
 } shape;
 
 typedef struct {
   int64_t m, n, k;
-  layout lay;
+  mm_layout lay;
   loom_tensor *a, *b; /* a is M x K (K x M for TN), b K x N (N x K for NT) */
   float *c;           /* BLAS's output */
 } mm_ctx;
@@ -95,7 +95,7 @@ static double check(mm_ctx *x) {
   return diff / (scale > 0 ? scale : 1);
 }
 
-static void bench_shape(const shape *sh, layout lay, int samples,
+static void bench_shape(const shape *sh, mm_layout lay, int samples,
                         double min_s) {
   loom_scope *s = loom_scope_begin();
   mm_ctx x = {sh->m, sh->n, sh->k, lay, NULL, NULL, NULL};
@@ -169,11 +169,11 @@ int main(int argc, char **argv) {
          min_s * 1e3);
   printf("%-10s %s %5s %5s %5s %10s %9s %9s %7s  %s\n", "# shape", "op", "M",
          "N", "K", "loom_ms", "loom_GF/s", "blas_GF/s", "ratio", "rel_err");
-  for (int t = NN; t <= TN; t++)
+  for (unsigned t = NN; t <= TN; t++)
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
       if ((!only || atoll(only) == shapes[i].m) &&
           (shapes[i].lay == t || shapes[i].lay == ALL))
-        bench_shape(&shapes[i], (layout)t, samples, min_s);
+        bench_shape(&shapes[i], (mm_layout)t, samples, min_s);
   loom_cleanup();
   return 0;
 }
