@@ -67,15 +67,22 @@ CORE=$("$PYTHON" -c 'import ctypes
 l = ctypes.CDLL("libopenblas.so.0")
 l.openblas_get_corename.restype = ctypes.c_char_p
 print(l.openblas_get_corename().decode())' 2>/dev/null || echo unknown)
-ISA=${LOOM_ISA:-}
-if [ -z "$ISA" ]; then
-  if grep -qw avx512bw /proc/cpuinfo; then ISA=avx512
-  elif grep -qw avx2 /proc/cpuinfo; then ISA=avx2
-  else ISA=baseline; fi
+# loom's level as tensor/isa.c chooses it: the CPU's best, or LOOM_ISA
+# when it names a level at or below that (other names are ignored).
+has() { grep -m1 '^flags' /proc/cpuinfo | grep -qw "$1"; }
+ISA=baseline
+if has avx2 && has fma && has bmi1 && has bmi2; then
+  ISA=avx2
+  if has avx512f && has avx512bw && has avx512cd && has avx512dq &&
+    has avx512vl; then ISA=avx512; fi
 fi
+case ${LOOM_ISA:-}:$ISA in
+  baseline:* | avx2:avx512) ISA=$LOOM_ISA ;;
+esac
 case $(echo "$CORE" | tr 'A-Z' 'a-z') in
   skylakex | cooperlake | sapphirerapids) core_bits=512 ;;
-  haswell | zen | excavator) core_bits=256 ;;
+  haswell | zen) core_bits=256 ;;
+  unknown) core_bits=999 ;; # not read: leave OpenBLAS alone
   *) core_bits=128 ;;
 esac
 FORCE_CORE=
@@ -140,9 +147,10 @@ function median(v,    a, m, i, j, x) {
 }
 function add(s, x) { return s == "" ? x : s " " x }
 # Per case, over the rounds that have both: loom ms, PyTorch best ms (of 1
-# and 2 threads, in that round) and their ratio; sets MS, TORCH, RATIO to
+# and 2 threads, and of 1c and 2c when run, in that round) and their ratio; sets MS, TORCH, RATIO to
 # the medians and THR to the best thread count of the round whose ratio
-# is nearest the median (with an even count, of one of the middle two); 0
+# is nearest the median (with an even count, of one of the middle two;
+# "1c", "2c" for the runs with the core forced); 0
 # when no round has PyTorch figures.
 function compare(loom, peer,    r, k, b, ls, ts, rs, d, bd, best) {
   ls = ts = rs = ""

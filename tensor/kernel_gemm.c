@@ -122,13 +122,14 @@ static void blas_single_threaded(void) { openblas_set_num_threads(1); }
  * (LOOM_ISA=avx2: the encoder's step 3.3x faster). */
 static bool own_products;
 
-/* The vector bits of OpenBLAS's kernels for the core it named: 512 for
- * its AVX-512 cores, 256 for its cores with AVX2 and fused multiply-adds,
- * 128 for the rest (SSE, or AVX without FMA). */
+/* The vector bits of OpenBLAS's float32 kernels for the core it named:
+ * 512 for its AVX-512 cores, 256 for its AVX2 ones (Haswell's kernels,
+ * which Zen runs too), 128 for the rest (SSE, AVX without FMA, and the
+ * Bulldozer family's FMA4 kernels, Excavator's included). */
 static int blas_vector_bits(const char *core) {
   static const char *const wide[] = {"skylakex", "cooperlake",
                                      "sapphirerapids"};
-  static const char *const fma256[] = {"haswell", "zen", "excavator"};
+  static const char *const fma256[] = {"haswell", "zen"};
   for (size_t i = 0; core && i < sizeof wide / sizeof *wide; i++)
     if (strcasecmp(core, wide[i]) == 0)
       return 512;

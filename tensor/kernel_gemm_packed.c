@@ -4,8 +4,9 @@
  *   BLAS repacks B on each call, which for M = 32 costs about as much as
  *   the product; packing once per sequence makes the step ~1.7x faster
  *   (bench/rnn) and ~5x at M = 1;
- * - whole products (loom__kernel_gemm_own), B packed a panel at a time,
- *   where the kernel's 512-bit vectors beat OpenBLAS's 256-bit kernels.
+ * - whole products (loom__kernel_gemm_own), B packed a panel at a time
+ *   (and A^T in row chunks), where the kernel's vectors are wider than
+ *   those of OpenBLAS's kernels for the CPU (loom__kernel_gemm_raw).
  *
  * B is stored as column panels of NR floats, k-major inside a panel. The
  * micro-kernel keeps a block of C in vector registers, sized for each
@@ -260,6 +261,7 @@ void loom__kernel_packed_free(loom__packed *p) {
 typedef struct {
   bool ta, tb, accumulate;
   int64_t M, N, K, lda, ldb, ldc, panels, chunk_rows;
+  int64_t mr; /* the running level's block rows: 8 (AVX-512) or 6 (AVX2) */
   const float *a, *b;
   float *c;
   float *scratch; /* per part: a chunk of A^T packed, chunk_rows x KC (when
@@ -477,12 +479,14 @@ static void own_part(void *ctx, int64_t t, int64_t t1) {
   const own_job *o = ctx;
   int64_t jobs = (o->M + o->chunk_rows - 1) / o->chunk_rows * o->panels;
   int64_t kc = o->K < KC ? o->K : KC;
-  int64_t arows = o->ta ? o->chunk_rows : 0;
-  int64_t size = ((arows + NR) * kc + 15) / 16 * 16;
+  /* B's panel starts on a cache line, as its vector loads assume (one 32
+   * bytes off split every load: 7 % slower) */
+  int64_t alen = ((o->ta ? o->chunk_rows : 0) * kc + 15) / 16 * 16;
+  int64_t size = alen + NR * kc;
   for (; t < t1; t++) {
-    float *abuf = o->scratch + t * size, *bbuf = abuf + arows * kc;
+    float *abuf = o->scratch + t * size, *bbuf = abuf + alen;
     int64_t i0 = jobs * t / o->parts, i1 = jobs * (t + 1) / o->parts;
-    if (loom__isa() == LOOM__ISA_AVX512)
+    if (o->mr == 8)
       own_avx512(o, i0, i1, abuf, bbuf);
     else
       own_avx2(o, i0, i1, abuf, bbuf);
@@ -516,9 +520,10 @@ bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
   chunks = (M + rows - 1) / rows;
   if (nt > panels * chunks)
     nt = (int)(panels * chunks);
-  /* whole lines a part, as aligned_alloc wants a multiple of them */
+  /* as own_part cuts it: A's chunk rounded to whole lines, then B's
+   * panel, whole lines too (as aligned_alloc wants) */
   size_t size =
-      ((size_t)(((ta ? rows : 0) + NR) * kc) * sizeof(float) + 63) / 64 * 64;
+      (size_t)(((ta ? rows : 0) * kc + 15) / 16 * 16 + NR * kc) * sizeof(float);
   float *scratch = aligned_alloc(64, (size_t)nt * size);
   if (!scratch) /* BLAS can still do it */
     return false;
@@ -533,6 +538,7 @@ bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                .ldc = ldc,
                .panels = panels,
                .chunk_rows = rows,
+               .mr = mr,
                .a = a,
                .b = b,
                .c = c,

@@ -308,8 +308,8 @@ void loom__kernel_gemm_packed_bias(int64_t M, const float *a, int64_t lda,
  * packed a panel at a time. Leading dimensions at least the stored rows'
  * lengths; C must not overlap A or B (it holds partial sums between
  * chunks of k). Without accumulate C is only written (NaN there is
- * ignored). Runs on the AVX-512 path only, for N >= 16; whether it is
- * the faster choice there is the caller's (loom__kernel_gemm_raw asks
+ * ignored). Runs on the AVX-512 and AVX2 paths, for N >= 16; whether it
+ * is the faster choice there is the caller's (loom__kernel_gemm_raw asks
  * what OpenBLAS runs). Returns false, having done nothing, where it does
  * not run or its scratch memory is not there: the caller then uses BLAS;
  * no error is recorded. Results are the same for any thread count. */
