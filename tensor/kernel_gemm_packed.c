@@ -276,6 +276,7 @@ typedef struct {
  * stays in L2 beside the panel; a multiple of every level's block rows. */
 #define MC 192
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 /* Packs columns [r0, r1) and rows [k0, k0 + kc) of A (K x M, the
  * transpose the product reads) into blocks of mr columns, k-major inside
  * a block, as the kernel's column-major A reads them. Read in place, the
@@ -303,6 +304,7 @@ static void pack_rows(float *dst, const float *a, int64_t lda, int64_t r0,
         memcpy(dst + k * mr, src + k * lda, (size_t)rows * sizeof *a);
   }
 }
+#endif
 
 /* BLOCKS(SUFFIX, NAME, TARGET, MR, AT): NAME(rows, ...) runs a block of
  * 1..MR rows, each row count its own copy, A column-major when AT. */
