@@ -264,8 +264,10 @@ typedef struct {
   int64_t mr; /* the running level's block rows: 8 (AVX-512) or 6 (AVX2) */
   const float *a, *b;
   float *c;
-  float *scratch; /* per part: a chunk of A^T packed, chunk_rows x KC (when
+  float *scratch; /* per part, part floats: a chunk of A^T packed,
+                     chunk_rows x KC rounded to whole lines (alen, when
                      ta), then a panel of B, KC x NR */
+  int64_t alen, part;
   int parts;
 } own_job;
 
@@ -480,13 +482,8 @@ void loom__kernel_gemm_packed_bias(int64_t M, const float *a, int64_t lda,
 static void own_part(void *ctx, int64_t t, int64_t t1) {
   const own_job *o = ctx;
   int64_t jobs = (o->M + o->chunk_rows - 1) / o->chunk_rows * o->panels;
-  int64_t kc = o->K < KC ? o->K : KC;
-  /* B's panel starts on a cache line, as its vector loads assume (one 32
-   * bytes off split every load: 7 % slower) */
-  int64_t alen = ((o->ta ? o->chunk_rows : 0) * kc + 15) / 16 * 16;
-  int64_t size = alen + NR * kc;
   for (; t < t1; t++) {
-    float *abuf = o->scratch + t * size, *bbuf = abuf + alen;
+    float *abuf = o->scratch + t * o->part, *bbuf = abuf + o->alen;
     int64_t i0 = jobs * t / o->parts, i1 = jobs * (t + 1) / o->parts;
     if (o->mr == 8)
       own_avx512(o, i0, i1, abuf, bbuf);
@@ -522,11 +519,11 @@ bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
   chunks = (M + rows - 1) / rows;
   if (nt > panels * chunks)
     nt = (int)(panels * chunks);
-  /* as own_part cuts it: A's chunk rounded to whole lines, then B's
-   * panel, whole lines too (as aligned_alloc wants) */
-  size_t size =
-      (size_t)(((ta ? rows : 0) * kc + 15) / 16 * 16 + NR * kc) * sizeof(float);
-  float *scratch = aligned_alloc(64, (size_t)nt * size);
+  /* A's chunk rounded to whole lines, so that B's panel starts on one, as
+   * its vector loads assume (32 bytes off split every load: 7 % slower);
+   * the panel is whole lines too, as aligned_alloc wants */
+  int64_t alen = ((ta ? rows : 0) * kc + 15) / 16 * 16, part = alen + NR * kc;
+  float *scratch = aligned_alloc(64, (size_t)(nt * part) * sizeof *scratch);
   if (!scratch) /* BLAS can still do it */
     return false;
   own_job o = {.ta = ta,
@@ -545,6 +542,8 @@ bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                .b = b,
                .c = c,
                .scratch = scratch,
+               .alen = alen,
+               .part = part,
                .parts = nt};
   /* Each element of C is computed by one job in one order, whatever the
    * number of parts: results do not depend on the thread count. */
