@@ -119,7 +119,7 @@ static void blas_single_threaded(void) { openblas_set_num_threads(1); }
  * than the CPU falls back to its oldest kernels: Debian 12's 0.3.21 runs
  * Prescott's SSE3 code on a 2-core Xeon of model 207, 30 GFLOP/s a core
  * where the CPU does 160, and there loom's AVX2 kernel takes over too
- * (LOOM_ISA=avx2: the encoder's step 3.3x faster). */
+ * (LOOM_ISA=avx2: the encoder's step 342 -> 158 ms, bench/run_models.sh). */
 static bool own_products;
 
 /* The vector bits of OpenBLAS's float32 kernels for the core it named:
