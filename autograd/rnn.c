@@ -210,45 +210,63 @@ static geom seq_geom(const loom__node *n, int gates) {
 }
 
 /* ---- the step loops ----
- * The rows of a batch never meet: each row's recurrence reads only its own
- * states. So a float32 sequence whose batch gives every thread at least one
- * micro-kernel block of rows runs as one part per thread, each taking its
- * rows through all the steps with products of its own, and the threads
- * meet once per sequence. Run step by step over all rows, as smaller
- * batches are (and float64, whose products are BLAS's), each step's product
- * is split among the threads by columns and the elementwise pass runs on
- * one: at batch 32 the threads waited for each other, through that pass
- * and at the end of each product, for 17 % of the LSTM step's time. The
- * same operations in the same order compute every element either way, so
- * results do not depend on the thread count. */
-typedef void (*step_rows_fn)(void *ctx, int64_t s, int64_t r0, int64_t r1);
+ * A step is the rows' work before the product with the recurrent weight,
+ * the product, and the rows' work after it; a step function runs the parts
+ * it is asked for over rows [r0, r1). The steps run one after the other:
+ * each step's product over all rows is split among the threads by columns
+ * (the packed product's panels), and the rows' work after it and before
+ * the next step's product by rows, which never meet (each row's recurrence
+ * reads only its own states). Products over all rows read the recurrent
+ * weight once a step, each thread its own columns: with the rows shared
+ * out instead, each thread taking its rows through all the steps, every
+ * thread read the whole weight at every step for half the rows (an LSTM's
+ * W_hh, 4 MiB at hidden 512, does not stay in L2), and the LSTM step of
+ * bench/rnn.c ran 5 % slower on the Xeon (the packed product of 16 rows at
+ * 125 GFLOP/s a core, of 32 rows over half the columns at 153,
+ * bench-packed). With the rows' work on one thread, the threads had waited
+ * for each other through it for 17 % of that step. The same operations in
+ * the same order compute every element whatever the split, so results do
+ * not depend on the thread count. */
+enum { STEP_BEFORE = 1, STEP_PRODUCT = 2, STEP_AFTER = 4 };
+typedef void (*step_rows_fn)(void *ctx, int64_t s, int64_t r0, int64_t r1,
+                             unsigned parts);
 
 typedef struct {
   step_rows_fn fn;
   void *ctx;
   int64_t T;
+  int64_t s; /* the step whose product has run (-1: none yet) */
 } steps_job;
 
-static void steps_part(void *ctx, int64_t r0, int64_t r1) {
+/* The rows' work between two products: after step s's, before s + 1's. */
+static void between_part(void *ctx, int64_t r0, int64_t r1) {
   const steps_job *j = ctx;
-  for (int64_t s = 0; s < j->T; s++)
-    j->fn(j->ctx, s, r0, r1);
+  if (j->s >= 0)
+    j->fn(j->ctx, j->s, r0, r1, STEP_AFTER);
+  if (j->s + 1 < j->T)
+    j->fn(j->ctx, j->s + 1, r0, r1, STEP_BEFORE);
 }
 
-/* fn(ctx, s, r0, r1) runs step s (0 first) for rows [r0, r1). */
+/* fn(ctx, s, r0, r1, parts) runs step s (0 first) for rows [r0, r1). The
+ * rows' work stays on one thread for float64 (whose products are BLAS's,
+ * with threads of their own) and for small batches; an element of a gate
+ * costs about as much as 4 of a plain elementwise op (an exp and a
+ * division, or their gradients). */
 static void run_steps(const geom *g, step_rows_fn fn, void *ctx) {
-  enum { ROWS_PER_THREAD = 8 }; /* the AVX-512 micro-kernel's block */
-  steps_job job = {fn, ctx, g->T};
+  steps_job job = {fn, ctx, g->T, -1};
   int nt = 1;
   if (g->dtype == LOOM_F32) {
-    nt = loom__threads_for(g->T * g->B * g->gates * g->H);
-    if (nt > g->B / ROWS_PER_THREAD)
-      nt = g->B < 2 * ROWS_PER_THREAD ? 1 : (int)(g->B / ROWS_PER_THREAD);
+    nt = loom__threads_for(4 * g->B * g->gates * g->H);
+    nt = nt < g->B ? nt : (int)g->B;
   }
-  if (nt > 1)
-    loom__parallel_for(nt, g->B, steps_part, &job);
-  else
-    steps_part(&job, 0, g->B);
+  for (; job.s < g->T; job.s++) {
+    if (job.s >= 0)
+      fn(ctx, job.s, 0, g->B, STEP_PRODUCT);
+    if (nt > 1)
+      loom__parallel_for(nt, g->B, between_part, &job);
+    else
+      between_part(&job, 0, g->B);
+  }
 }
 
 /* Row r of step t of a (T, B, w) tensor, or row r of a (B, w) one (t = 0). */
@@ -282,7 +300,8 @@ typedef struct {
   const void *peep[3];
 } lstm_fwd;
 
-static void lstm_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
+static void lstm_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1,
+                          unsigned parts) {
   const lstm_fwd *f = ctx;
   const geom *g = f->g;
   int64_t H = g->H, n = r1 - r0, t = position(g, f->reverse, s);
@@ -290,18 +309,24 @@ static void lstm_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
   char *gt = row_at(f->G, g, t, r0, 4 * H), *cn = row_at(f->Cn, g, t, r0, H);
   char *h = row_at(f->hn, g, 0, r0, H), *c = row_at(f->cn, g, 0, r0, H);
   /* Without lengths the step reads h_prev only through the product. */
-  void *hp = h, *cp = c;
-  if (f->active) {
-    hp = memcpy(row_at(f->Hp, g, t, r0, H), h, bytes);
-    cp = memcpy(row_at(f->Cp, g, t, r0, H), c, bytes);
+  void *hp = f->active ? row_at(f->Hp, g, t, r0, H) : h;
+  void *cp = f->active ? row_at(f->Cp, g, t, r0, H) : c;
+  if (parts & STEP_BEFORE) {
+    if (f->active) {
+      memcpy(hp, h, bytes);
+      memcpy(cp, c, bytes);
+    }
+    rows_plus_bias(g->dtype, gt, row_at(f->x, g, t, r0, 4 * H),
+                   f->b ? f->b->data : NULL, n, 4 * H);
   }
-  rows_plus_bias(g->dtype, gt, row_at(f->x, g, t, r0, 4 * H),
-                 f->b ? f->b->data : NULL, n, 4 * H);
-  product(f->w, n, h, gt, true);
-  loom__kernel_lstm_step(g->dtype, n, H, gt, cp, hp, cn, h,
-                         row_at(f->o, g, t, r0, H), f->peep,
-                         active_at(f->active, g, t, r0));
-  memcpy(c, cn, bytes);
+  if (parts & STEP_PRODUCT)
+    product(f->w, n, h, gt, true);
+  if (parts & STEP_AFTER) {
+    loom__kernel_lstm_step(g->dtype, n, H, gt, cp, hp, cn, h,
+                           row_at(f->o, g, t, r0, H), f->peep,
+                           active_at(f->active, g, t, r0));
+    memcpy(c, cn, bytes);
+  }
 }
 
 /* The input part given as x, w_ih, b_ih (loom_lstm_sequence_input,
@@ -504,7 +529,8 @@ static const void *lstm_prev_cell(const lstm_bwd *f, int64_t s, int64_t t,
   return row_at(f->Cn, g, f->reverse ? t + 1 : t - 1, r0, g->H);
 }
 
-static void lstm_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
+static void lstm_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1,
+                          unsigned parts) {
   const lstm_bwd *f = ctx;
   const geom *g = f->g;
   int64_t H = g->H, n = r1 - r0, s = g->T - 1 - i;
@@ -515,17 +541,22 @@ static void lstm_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
   char *dh = row_at(f->dh, g, 0, r0, H), *dc = row_at(f->dc, g, 0, r0, H);
   char *dht = row_at(f->dht, g, 0, r0, H), *dhn = row_at(f->dhn, g, 0, r0, H);
   char *dcp = row_at(f->dcp, g, 0, r0, H);
-  with_output_grad(g->dtype, dht, dh, row_at(f->dout, g, t, r0, H), a, n, H);
-  loom__kernel_lstm_step_backward(
-      g->dtype, n, H, row_at(f->G, g, t, r0, 4 * H),
-      lstm_prev_cell(f, s, t, r0), row_at(f->Cn, g, t, r0, H), dht, dc, dxt,
-      dcp, f->peep, a);
-  memcpy(dc, dcp, bytes);
+  if (parts & STEP_BEFORE) {
+    with_output_grad(g->dtype, dht, dh, row_at(f->dout, g, t, r0, H), a, n, H);
+    loom__kernel_lstm_step_backward(
+        g->dtype, n, H, row_at(f->G, g, t, r0, 4 * H),
+        lstm_prev_cell(f, s, t, r0), row_at(f->Cn, g, t, r0, H), dht, dc, dxt,
+        dcp, f->peep, a);
+    memcpy(dc, dcp, bytes);
+  }
   if (s == 0 && !f->h0_grad) /* the product would feed h0 alone */
     return;
-  product(f->w, n, dxt, dhn, false);
-  pass_inactive(g->dtype, dhn, dht, a, n, H);
-  memcpy(dh, dhn, bytes);
+  if (parts & STEP_PRODUCT)
+    product(f->w, n, dxt, dhn, false);
+  if (parts & STEP_AFTER) {
+    pass_inactive(g->dtype, dhn, dht, a, n, H);
+    memcpy(dh, dhn, bytes);
+  }
 }
 
 /* The input index of b_ih when the op computed the input part with one
@@ -746,19 +777,25 @@ static char *gru_prev_state(const geom *g, bool reverse, const loom_tensor *Hp,
   return row_at(o, g, reverse ? t + 1 : t - 1, r0, g->H);
 }
 
-static void gru_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
+static void gru_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1,
+                         unsigned parts) {
   const gru_fwd *f = ctx;
   const geom *g = f->g;
   int64_t H = g->H, n = r1 - r0, t = position(g, f->reverse, s);
   char *hg = row_at(f->HG, g, 0, r0, 3 * H), *h = row_at(f->hn, g, 0, r0, H);
   char *hp = gru_prev_state(g, f->reverse, f->Hp, f->o, f->h0, s, t, r0);
-  if (f->Hp)
-    memcpy(hp, h, (size_t)(n * H) * g->es);
   char *a = row_at(f->A, g, t, r0, 3 * H);
-  if (f->x != f->A) /* xp given: the step first copies its rows into A */
-    memcpy(a, row_at(f->x, g, t, r0, 3 * H), (size_t)(n * 3 * H) * g->es);
-  rows_plus_bias(g->dtype, hg, NULL, f->b->data, n, 3 * H);
-  product(f->w, n, h, hg, true);
+  if (parts & STEP_BEFORE) {
+    if (f->Hp)
+      memcpy(hp, h, (size_t)(n * H) * g->es);
+    if (f->x != f->A) /* xp given: the step first copies its rows into A */
+      memcpy(a, row_at(f->x, g, t, r0, 3 * H), (size_t)(n * 3 * H) * g->es);
+    rows_plus_bias(g->dtype, hg, NULL, f->b->data, n, 3 * H);
+  }
+  if (parts & STEP_PRODUCT)
+    product(f->w, n, h, hg, true);
+  if (!(parts & STEP_AFTER))
+    return;
   loom__kernel_gru_step(g->dtype, n, H, hg, hp, a, h, row_at(f->o, g, t, r0, H),
                         active_at(f->active, g, t, r0));
   /* backward reads the recurrent part's n gate only (r * it feeds n) */
@@ -782,7 +819,8 @@ typedef struct {
   bool h0_grad; /* whether the first step's input state gets a gradient */
 } gru_bwd;
 
-static void gru_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
+static void gru_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1,
+                         unsigned parts) {
   const gru_bwd *f = ctx;
   const geom *g = f->g;
   int64_t H = g->H, n = r1 - r0, s = g->T - 1 - i;
@@ -790,16 +828,18 @@ static void gru_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
   const uint8_t *a = active_at(f->active, g, t, r0);
   char *dh = row_at(f->dh, g, 0, r0, H), *dht = row_at(f->dht, g, 0, r0, H);
   char *dhg = row_at(f->dhg, g, 0, r0, 3 * H);
-  with_output_grad(g->dtype, dht, dh, row_at(f->dout, g, t, r0, H), a, n, H);
-  /* dh receives the direct part z * dh (or dh itself past the end)... */
-  loom__kernel_gru_step_backward(
-      g->dtype, n, H, row_at(f->dx, g, t, r0, 3 * H),
-      row_at(f->dn, g, t, r0, H),
-      gru_prev_state(g, f->reverse, f->Hp, f->o, f->h0, s, t, r0), dht, dhg,
-      dh, a);
+  if (parts & STEP_BEFORE) {
+    with_output_grad(g->dtype, dht, dh, row_at(f->dout, g, t, r0, H), a, n, H);
+    /* dh receives the direct part z * dh (or dh itself past the end)... */
+    loom__kernel_gru_step_backward(
+        g->dtype, n, H, row_at(f->dx, g, t, r0, 3 * H),
+        row_at(f->dn, g, t, r0, H),
+        gru_prev_state(g, f->reverse, f->Hp, f->o, f->h0, s, t, r0), dht, dhg,
+        dh, a);
+  }
   /* ... plus the recurrent product's part (which would feed h0 alone at
    * the first step). */
-  if (s > 0 || f->h0_grad)
+  if ((parts & STEP_PRODUCT) && (s > 0 || f->h0_grad))
     product(f->w, n, dhg, dh, true);
 }
 
@@ -977,13 +1017,18 @@ typedef struct {
   const uint8_t *active;
 } rnn_fwd;
 
-static void rnn_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1) {
+static void rnn_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1,
+                         unsigned parts) {
   const rnn_fwd *f = ctx;
   const geom *g = f->g;
   int64_t H = g->H, n = r1 - r0, t = position(g, f->reverse, s);
   char *h = row_at(f->hn, g, 0, r0, H), *pre = row_at(f->pre, g, 0, r0, H);
-  rows_plus_bias(g->dtype, pre, row_at(f->x, g, t, r0, H), f->b->data, n, H);
-  product(f->w, n, h, pre, true);
+  if (parts & STEP_BEFORE)
+    rows_plus_bias(g->dtype, pre, row_at(f->x, g, t, r0, H), f->b->data, n, H);
+  if (parts & STEP_PRODUCT)
+    product(f->w, n, h, pre, true);
+  if (!(parts & STEP_AFTER))
+    return;
   if (f->Hp)
     memcpy(row_at(f->Hp, g, t, r0, H), h, (size_t)(n * H) * g->es);
   /* the state is updated in place: the product and Hp have read h; the
@@ -1005,7 +1050,8 @@ typedef struct {
   bool h0_grad; /* whether the first step's input state gets a gradient */
 } rnn_bwd;
 
-static void rnn_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
+static void rnn_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1,
+                         unsigned parts) {
   const rnn_bwd *f = ctx;
   const geom *g = f->g;
   int64_t H = g->H, n = r1 - r0, s = g->T - 1 - i;
@@ -1013,14 +1059,19 @@ static void rnn_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1) {
   const uint8_t *a = active_at(f->active, g, t, r0);
   char *dxt = row_at(f->dx, g, t, r0, H), *dh = row_at(f->dh, g, 0, r0, H);
   char *dht = row_at(f->dht, g, 0, r0, H), *dhn = row_at(f->dhn, g, 0, r0, H);
-  with_output_grad(g->dtype, dht, dh, row_at(f->dout, g, t, r0, H), a, n, H);
-  loom__kernel_rnn_step_backward(g->dtype, n, H, row_at(f->o, g, t, r0, H), dht,
-                                 dxt, f->relu, a);
+  if (parts & STEP_BEFORE) {
+    with_output_grad(g->dtype, dht, dh, row_at(f->dout, g, t, r0, H), a, n, H);
+    loom__kernel_rnn_step_backward(g->dtype, n, H, row_at(f->o, g, t, r0, H),
+                                   dht, dxt, f->relu, a);
+  }
   if (s == 0 && !f->h0_grad) /* the product would feed h0 alone */
     return;
-  product(f->w, n, dxt, dhn, false);
-  pass_inactive(g->dtype, dhn, dht, a, n, H);
-  memcpy(dh, dhn, (size_t)(n * H) * g->es);
+  if (parts & STEP_PRODUCT)
+    product(f->w, n, dxt, dhn, false);
+  if (parts & STEP_AFTER) {
+    pass_inactive(g->dtype, dhn, dht, a, n, H);
+    memcpy(dh, dhn, (size_t)(n * H) * g->es);
+  }
 }
 
 /* node inputs: xp (with b_ih), w_hh, b_hh, h0; saved: out, and with
