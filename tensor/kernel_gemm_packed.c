@@ -266,7 +266,7 @@ typedef struct {
   float *c;
   float *scratch; /* per part, part floats: a chunk of A^T packed,
                      chunk_rows x KC rounded to whole lines (alen, when
-                     ta), then a panel of B, KC x NR */
+                     ta), then up to NCP panels of B, KC x NR each */
   int64_t alen, part;
   int parts;
 } own_job;
@@ -275,8 +275,14 @@ typedef struct {
  * stays in L2 while the rows of A stream past it. */
 #define KC 512
 /* At most this many rows of A in a chunk (384 KiB packed at KC), which
- * stays in L2 beside the panel; a multiple of every level's block rows. */
+ * stays in L2 beside the panels; a multiple of every level's block rows. */
 #define MC 192
+/* Panels of B kept packed for a part's chunks: 1 MiB at KC, which with
+ * A's chunk stays in a 2 MiB L2 (the Xeon's; 8 panels, half as many, cost
+ * an LSTM's W_hh gradient 4 % packing A twice). With a smaller L2 the
+ * panels come back from L3, as B's rows did when every chunk packed them
+ * again. At most 32: a bit each. */
+#define NCP 16
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 /* Packs columns [r0, r1) and rows [k0, k0 + kc) of A (K x M, the
@@ -289,21 +295,25 @@ typedef struct {
  * place, have no such trouble. */
 static void pack_rows(float *dst, const float *a, int64_t lda, int64_t r0,
                       int64_t r1, int64_t k0, int64_t kc, int64_t mr) {
-  for (int64_t m = r0; m < r1; m += mr, dst += mr * kc) {
-    int64_t rows = r1 - m < mr ? r1 - m : mr;
-    const float *src = a + k0 * lda + m;
-    /* whole blocks with a constant size, which the compiler copies as
-     * one vector rather than through a call to memmove (3.8 % of an LSTM
-     * step's samples with the calls, 1.6 % without) */
-    if (rows == mr && mr == 8)
-      for (int64_t k = 0; k < kc; k++)
-        memcpy(dst + k * 8, src + k * lda, 8 * sizeof *a);
-    else if (rows == mr && mr == 6)
-      for (int64_t k = 0; k < kc; k++)
-        memcpy(dst + k * 6, src + k * lda, 6 * sizeof *a);
-    else
-      for (int64_t k = 0; k < kc; k++)
-        memcpy(dst + k * mr, src + k * lda, (size_t)rows * sizeof *a);
+  int64_t whole = (r1 - r0) / mr, rest = (r1 - r0) % mr;
+  float *last = dst + whole * mr * kc;
+  /* a row of A^T at a time, each of its lines read once for all the
+   * blocks (a block at a time, the second block of a line found it gone:
+   * a power-of-two leading dimension puts all of a block's rows in a few
+   * sets); whole blocks with a constant size, which the compiler copies
+   * as one vector rather than through a call to memmove (3.8 % of an
+   * LSTM step's samples with the calls, 1.6 % without) */
+  for (int64_t k = 0; k < kc; k++) {
+    const float *src = a + (k0 + k) * lda + r0;
+    float *d = dst + k * mr;
+    if (mr == 8)
+      for (int64_t i = 0; i < whole; i++)
+        memcpy(d + i * 8 * kc, src + i * 8, 8 * sizeof *a);
+    else if (mr == 6)
+      for (int64_t i = 0; i < whole; i++)
+        memcpy(d + i * 6 * kc, src + i * 6, 6 * sizeof *a);
+    if (rest)
+      memcpy(last + k * mr, src + whole * mr, (size_t)rest * sizeof *a);
   }
 }
 #endif
@@ -358,38 +368,56 @@ static void pack_rows(float *dst, const float *a, int64_t lda, int64_t r0,
     }                                                                          \
   }
 
-/* own_SUFFIX runs jobs [i0, i1) of a whole product: for each run of jobs
- * in one chunk, KC rows of B at a time, it packs the chunk's part of A,
- * then each panel's part of B, and runs the blocks over them. Each C
- * element is still one chain of multiply-adds in k order. */
+/* own_SUFFIX runs jobs [i0, i1) of a whole product. For each group of up
+ * to NCP of their panels and KC rows of B at a time, it packs each
+ * chunk's part of A and runs the blocks over the group's panels, packing
+ * a panel of B at its first use and keeping it for the part's later
+ * chunks (packed per job, a panel was packed again for every chunk).
+ * Each C element is still one chain of multiply-adds in k order. */
 #define OWN(SUFFIX, TARGET, MR, W)                                             \
   BLOCKS(SUFFIX, block_t_##SUFFIX, TARGET, MR, true)                           \
   TARGET static void own_##SUFFIX(const own_job *o, int64_t i0, int64_t i1,    \
                                   float *abuf, float *bbuf) {                  \
-    while (i0 < i1) {                                                          \
-      int64_t chunk = i0 / o->panels, q0 = i0 % o->panels;                     \
-      int64_t q1 = i1 - chunk * o->panels;                                     \
-      q1 = q1 < o->panels ? q1 : o->panels;                                    \
-      int64_t r0 = chunk * o->chunk_rows;                                      \
-      int64_t r1 = o->M - r0 < o->chunk_rows ? o->M : r0 + o->chunk_rows;      \
+    if (i0 >= i1)                                                              \
+      return;                                                                  \
+    int64_t c0 = i0 / o->panels, c1 = (i1 - 1) / o->panels + 1;                \
+    /* the panels of the part's jobs: all of them past one chunk */            \
+    int64_t qlo = c1 - c0 > 1 ? 0 : i0 % o->panels;                            \
+    int64_t qhi = c1 - c0 > 1 ? o->panels : (i1 - 1) % o->panels + 1;          \
+    for (int64_t g0 = qlo; g0 < qhi; g0 += NCP) {                              \
+      int64_t g1 = qhi - g0 < NCP ? qhi : g0 + NCP;                            \
       for (int64_t k0 = 0; k0 < o->K; k0 += KC) {                              \
         int64_t kc = o->K - k0 < KC ? o->K - k0 : KC;                          \
-        if (o->ta)                                                             \
-          pack_rows(abuf, o->a, o->lda, r0, r1, k0, kc, MR);                   \
-        for (int64_t q = q0; q < q1; q++) {                                    \
-          int64_t n0 = q * NR, w = o->N - n0 < NR ? o->N - n0 : NR;            \
-          pack_panel(bbuf, o->b, o->ldb, o->tb, k0, kc, n0, w);                \
-          for (int64_t j = 0; j < w; j += 2 * W)                               \
-            for (int64_t m = r0; m < r1; m += MR)                              \
-              (o->ta ? block_t_##SUFFIX : block_##SUFFIX)(                     \
-                  r1 - m < MR ? r1 - m : MR, kc,                               \
-                  o->ta ? abuf + (m - r0) * kc : o->a + m * o->lda + k0,       \
-                  o->ta ? MR : o->lda, bbuf + j, o->c + m * o->ldc + n0 + j,   \
-                  o->ldc, w - j < 2 * W ? w - j : 2 * W,                       \
-                  o->accumulate || k0 > 0, NULL);                              \
+        unsigned packed = 0; /* bit q - g0: panel q holds rows k0.. */         \
+        for (int64_t ch = c0; ch < c1; ch++) {                                 \
+          int64_t first = ch * o->panels;                                      \
+          int64_t q0 = i0 - first > g0 ? i0 - first : g0;                      \
+          int64_t q1 = i1 - first < g1 ? i1 - first : g1;                      \
+          if (q0 >= q1)                                                        \
+            continue;                                                          \
+          int64_t r0 = ch * o->chunk_rows;                                     \
+          int64_t r1 = o->M - r0 < o->chunk_rows ? o->M : r0 + o->chunk_rows;  \
+          if (o->ta)                                                           \
+            pack_rows(abuf, o->a, o->lda, r0, r1, k0, kc, MR);                 \
+          for (int64_t q = q0; q < q1; q++) {                                  \
+            int64_t n0 = q * NR, w = o->N - n0 < NR ? o->N - n0 : NR;          \
+            float *panel = bbuf + (q - g0) * kc * NR;                          \
+            if (!(packed >> (q - g0) & 1)) {                                   \
+              pack_panel(panel, o->b, o->ldb, o->tb, k0, kc, n0, w);           \
+              packed |= 1u << (q - g0);                                        \
+            }                                                                  \
+            for (int64_t j = 0; j < w; j += 2 * W)                             \
+              for (int64_t m = r0; m < r1; m += MR)                            \
+                (o->ta ? block_t_##SUFFIX : block_##SUFFIX)(                   \
+                    r1 - m < MR ? r1 - m : MR, kc,                             \
+                    o->ta ? abuf + (m - r0) * kc : o->a + m * o->lda + k0,     \
+                    o->ta ? MR : o->lda, panel + j,                            \
+                    o->c + m * o->ldc + n0 + j, o->ldc,                        \
+                    w - j < 2 * W ? w - j : 2 * W, o->accumulate || k0 > 0,    \
+                    NULL);                                                     \
+          }                                                                    \
         }                                                                      \
       }                                                                        \
-      i0 += q1 - q0;                                                           \
     }                                                                          \
   }
 
@@ -522,7 +550,8 @@ bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
   /* A's chunk rounded to whole lines, so that B's panel starts on one, as
    * its vector loads assume (32 bytes off split every load: 7 % slower);
    * the panel is whole lines too, as aligned_alloc wants */
-  int64_t alen = ((ta ? rows : 0) * kc + 15) / 16 * 16, part = alen + NR * kc;
+  int64_t alen = ((ta ? rows : 0) * kc + 15) / 16 * 16;
+  int64_t part = alen + (panels < NCP ? panels : NCP) * NR * kc;
   float *scratch = aligned_alloc(64, (size_t)(nt * part) * sizeof *scratch);
   if (!scratch) /* BLAS can still do it */
     return false;

@@ -1803,6 +1803,76 @@ START_TEST(test_packed_product) {
 }
 END_TEST
 
+/* One case of test_own_product: C (M x N, leading dimension N + 3) (+)=
+ * op(A) op(B) for the layout bits lay (1: A^T, 2: B^T, 4: accumulate). */
+static void own_product_case(loom_rng *g, int64_t M, int64_t N, int64_t K,
+                             int lay, bool own_built) {
+  const float gap = 7777.0f;
+  int64_t ldc = N + 3;
+  bool ta = lay & 1, tb = lay & 2, acc = lay & 4;
+  int64_t lda = (ta ? M : K) + 2, ldb = (tb ? K : N) + 5;
+  loom_tensor *a = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(ta ? K : M, lda));
+  loom_tensor *b = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(tb ? N : K, ldb));
+  loom_tensor *c0 = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(M, N));
+  const float *av = loom_data_f32(a), *bv = loom_data_f32(b);
+  const float *cv = loom_data_f32(c0);
+  size_t bytes = (size_t)(M * ldc) * sizeof(float);
+  /* c[0..2]: 1, 2 and 3 threads; c[3]: the packed-weight product; c[4]:
+   * the values before */
+  float *c[5], *ar = malloc((size_t)(M * K) * sizeof(float));
+  for (int64_t i = 0; i < M; i++) /* op(A), row-major */
+    for (int64_t k = 0; k < K; k++)
+      ar[i * K + k] = ta ? av[k * lda + i] : av[i * lda + k];
+  for (int t = 0; t < 5; t++) {
+    c[t] = malloc(bytes);
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < ldc; j++)
+        c[t][i * ldc + j] = j >= N ? gap : acc ? cv[i * N + j] : NAN;
+  }
+  bool taken[3];
+  for (int t = 0; t < 3; t++) {
+    loom_set_num_threads(t + 1);
+    taken[t] = loom__kernel_gemm_own(ta, tb, M, N, K, av, lda, bv, ldb, acc,
+                                     c[t], ldc);
+  }
+  loom_set_num_threads(0);
+  ck_assert(taken[0] == taken[1] && taken[0] == taken[2]);
+  ck_assert(taken[0] == (own_built && N >= 16));
+  if (!taken[0])
+    for (int t = 0; t < 3; t++)
+      ck_assert_int_eq(memcmp(c[t], c[4], bytes), 0);
+  loom__packed *p = loom__kernel_pack(bv, K, N, ldb, tb);
+  ck_assert_ptr_nonnull(p);
+  loom__kernel_gemm_packed(M, ar, K, p, c[3], ldc, acc);
+  loom__kernel_packed_free(p);
+  for (int64_t i = 0; taken[0] && i < M; i++)
+    for (int64_t j = 0; j < ldc; j++) {
+      float got = c[0][i * ldc + j];
+      if (j >= N) {
+        ck_assert(got == gap && c[1][i * ldc + j] == gap &&
+                  c[2][i * ldc + j] == gap);
+        continue;
+      }
+      double want = acc ? cv[i * N + j] : 0, mag = 0;
+      for (int64_t k = 0; k < K; k++) {
+        double t = (double)ar[i * K + k] * bv[tb ? j * ldb + k : k * ldb + j];
+        want += t;
+        mag += fabs(t);
+      }
+      ck_assert_msg(got == c[1][i * ldc + j] && got == c[2][i * ldc + j] &&
+                        got == c[3][i * ldc + j] &&
+                        fabs(got - want) <= 1e-6 * (1 + mag),
+                    "M %lld N %lld K %lld ta %d tb %d acc %d at (%lld, %lld): "
+                    "%g (2 threads %g, 3 threads %g, packed %g), want %g",
+                    (long long)M, (long long)N, (long long)K, ta, tb, acc,
+                    (long long)i, (long long)j, got, c[1][i * ldc + j],
+                    c[2][i * ldc + j], c[3][i * ldc + j], want);
+    }
+  for (int t = 0; t < 5; t++)
+    free(c[t]);
+  free(ar);
+}
+
 /* Whole products by the packed micro-kernel (loom__kernel_gemm_own), for
  * both layouts of A and of B, row counts inside and past a register block
  * (14: a last block of 6 rows at AVX-512, two of 6 and one of 2 at AVX2)
@@ -1811,14 +1881,16 @@ END_TEST
  * accumulation, leading dimensions past the rows: the same
  * bits as the packed-weight product on the same operands (each element one
  * chain of multiply-adds in k order, however the k range is cut), the same
- * bits with 1 and 2 threads, and a float64 sum's value. C's columns past N
- * must stay as they were, and without accumulation its NaNs are ignored.
- * Where it is not taken (below AVX2, or under 16 columns) it must leave
- * C alone. M 300 with 33 or 70 columns runs on two threads. */
+ * bits with 1, 2 and 3 threads, and a float64 sum's value. C's columns
+ * past N must stay as they were, and without accumulation its NaNs are
+ * ignored. Where it is not taken (below AVX2, or under 16 columns) it must
+ * leave C alone. M 300 with 33 or 70 columns runs on two threads; 200 x
+ * 560 x 520 has 18 panels, more than a part keeps packed at once (NCP =
+ * 16), and at 3 threads a part that ends inside a chunk and one that
+ * starts inside one. */
 START_TEST(test_own_product) {
   const int64_t Ms[] = {1, 7, 9, 14, 130, 300}, Ns[] = {5, 16, 33, 70};
   const int64_t Ks[] = {9, 600};
-  const float gap = 7777.0f;
   /* the per-ISA kernels are built by GCC only (as the library's) */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
   const bool own_built = strcmp(loom_isa(), "baseline") != 0;
@@ -1829,72 +1901,10 @@ START_TEST(test_own_product) {
   for (size_t mi = 0; mi < 6; mi++)
     for (size_t ni = 0; ni < 4; ni++)
       for (size_t ki = 0; ki < 2; ki++)
-        for (int lay = 0; lay < 8; lay++) {
-          int64_t M = Ms[mi], N = Ns[ni], K = Ks[ki], ldc = N + 3;
-          bool ta = lay & 1, tb = lay & 2, acc = lay & 4;
-          int64_t lda = (ta ? M : K) + 2, ldb = (tb ? K : N) + 5;
-          loom_tensor *a =
-              loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(ta ? K : M, lda));
-          loom_tensor *b =
-              loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(tb ? N : K, ldb));
-          loom_tensor *c0 = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(M, N));
-          const float *av = loom_data_f32(a), *bv = loom_data_f32(b);
-          const float *cv = loom_data_f32(c0);
-          size_t bytes = (size_t)(M * ldc) * sizeof(float);
-          float *c[4], *ar = malloc((size_t)(M * K) * sizeof(float));
-          for (int64_t i = 0; i < M; i++) /* op(A), row-major */
-            for (int64_t k = 0; k < K; k++)
-              ar[i * K + k] = ta ? av[k * lda + i] : av[i * lda + k];
-          for (int t = 0; t < 4; t++) { /* c[3]: the values before */
-            c[t] = malloc(bytes);
-            for (int64_t i = 0; i < M; i++)
-              for (int64_t j = 0; j < ldc; j++)
-                c[t][i * ldc + j] = j >= N ? gap : acc ? cv[i * N + j] : NAN;
-          }
-          bool taken[2];
-          for (int t = 0; t < 2; t++) {
-            loom_set_num_threads(t + 1);
-            taken[t] = loom__kernel_gemm_own(ta, tb, M, N, K, av, lda, bv, ldb,
-                                             acc, c[t], ldc);
-          }
-          loom_set_num_threads(0);
-          ck_assert(taken[0] == taken[1]);
-          ck_assert(taken[0] == (own_built && N >= 16));
-          if (!taken[0])
-            for (int t = 0; t < 2; t++)
-              ck_assert_int_eq(memcmp(c[t], c[3], bytes), 0);
-          loom__packed *p = loom__kernel_pack(bv, K, N, ldb, tb);
-          ck_assert_ptr_nonnull(p);
-          loom__kernel_gemm_packed(M, ar, K, p, c[2], ldc, acc);
-          loom__kernel_packed_free(p);
-          for (int64_t i = 0; taken[0] && i < M; i++)
-            for (int64_t j = 0; j < ldc; j++) {
-              float got = c[0][i * ldc + j];
-              if (j >= N) {
-                ck_assert(got == gap && c[1][i * ldc + j] == gap);
-                continue;
-              }
-              double want = acc ? cv[i * N + j] : 0, mag = 0;
-              for (int64_t k = 0; k < K; k++) {
-                double t =
-                    (double)ar[i * K + k] * bv[tb ? j * ldb + k : k * ldb + j];
-                want += t;
-                mag += fabs(t);
-              }
-              ck_assert_msg(got == c[1][i * ldc + j] &&
-                                got == c[2][i * ldc + j] &&
-                                fabs(got - want) <= 1e-6 * (1 + mag),
-                            "M %lld N %lld K %lld ta %d tb %d acc %d at "
-                            "(%lld, %lld): %g (2 threads %g, packed %g), "
-                            "want %g",
-                            (long long)M, (long long)N, (long long)K, ta, tb,
-                            acc, (long long)i, (long long)j, got,
-                            c[1][i * ldc + j], c[2][i * ldc + j], want);
-            }
-          for (int t = 0; t < 4; t++)
-            free(c[t]);
-          free(ar);
-        }
+        for (int lay = 0; lay < 8; lay++)
+          own_product_case(g, Ms[mi], Ns[ni], Ks[ki], lay, own_built);
+  for (int lay = 0; lay < 8; lay++)
+    own_product_case(g, 200, 560, 520, lay, own_built);
   loom_rng_free(g);
 }
 END_TEST
