@@ -372,8 +372,11 @@ static void pack_rows(float *dst, const float *a, int64_t lda, int64_t r0,
  * to NCP of their panels and KC rows of B at a time, it packs each
  * chunk's part of A and runs the blocks over the group's panels, packing
  * a panel of B at its first use and keeping it for the part's later
- * chunks (packed per job, a panel was packed again for every chunk).
- * Each C element is still one chain of multiply-adds in k order. */
+ * chunks (packed per job, a panel was packed again for every chunk). Jobs
+ * of one chunk make one group of all their panels, each packed just
+ * before its blocks into the same place: none is used twice, and A's
+ * chunk is packed once. Each C element is still one chain of
+ * multiply-adds in k order. */
 #define OWN(SUFFIX, TARGET, MR, W)                                             \
   BLOCKS(SUFFIX, block_t_##SUFFIX, TARGET, MR, true)                           \
   TARGET static void own_##SUFFIX(const own_job *o, int64_t i0, int64_t i1,    \
@@ -384,8 +387,10 @@ static void pack_rows(float *dst, const float *a, int64_t lda, int64_t r0,
     /* the panels of the part's jobs: all of them past one chunk */            \
     int64_t qlo = c1 - c0 > 1 ? 0 : i0 % o->panels;                            \
     int64_t qhi = c1 - c0 > 1 ? o->panels : (i1 - 1) % o->panels + 1;          \
-    for (int64_t g0 = qlo; g0 < qhi; g0 += NCP) {                              \
-      int64_t g1 = qhi - g0 < NCP ? qhi : g0 + NCP;                            \
+    bool keep = c1 - c0 > 1; /* panels serve several chunks */                 \
+    int64_t span = keep ? NCP : qhi - qlo;                                     \
+    for (int64_t g0 = qlo; g0 < qhi; g0 += span) {                             \
+      int64_t g1 = qhi - g0 < span ? qhi : g0 + span;                          \
       for (int64_t k0 = 0; k0 < o->K; k0 += KC) {                              \
         int64_t kc = o->K - k0 < KC ? o->K - k0 : KC;                          \
         unsigned packed = 0; /* bit q - g0: panel q holds rows k0.. */         \
@@ -401,10 +406,10 @@ static void pack_rows(float *dst, const float *a, int64_t lda, int64_t r0,
             pack_rows(abuf, o->a, o->lda, r0, r1, k0, kc, MR);                 \
           for (int64_t q = q0; q < q1; q++) {                                  \
             int64_t n0 = q * NR, w = o->N - n0 < NR ? o->N - n0 : NR;          \
-            float *panel = bbuf + (q - g0) * kc * NR;                          \
-            if (!(packed >> (q - g0) & 1)) {                                   \
+            float *panel = bbuf + (keep ? q - g0 : 0) * kc * NR;               \
+            if (!keep || !(packed >> (q - g0) & 1)) {                          \
               pack_panel(panel, o->b, o->ldb, o->tb, k0, kc, n0, w);           \
-              packed |= 1u << (q - g0);                                        \
+              packed |= keep ? 1u << (q - g0) : 0;                             \
             }                                                                  \
             for (int64_t j = 0; j < w; j += 2 * W)                             \
               for (int64_t m = r0; m < r1; m += MR)                            \
