@@ -282,11 +282,18 @@ static int setup(run *r, const charlm_options *o) {
   r->local = r->B;
   if (o->distributed && (r->B % loom_dist_size() ||
                          loom_dist_shard(r->B, &r->first, &r->local) < 0)) {
-    if (loom_dist_rank() == 0) /* the same on every rank: said once */
+    if (loom_dist_rank() == 0) { /* the same on every rank: said once */
       fprintf(stderr,
               "charlm: --batch %lld is not a multiple of the %d ranks: each "
               "rank runs an equal part of the streams\n",
               (long long)r->B, loom_dist_size());
+      fflush(stderr);
+    }
+    /* Every rank refuses, and main ends the job with MPI_Abort, which kills
+     * all ranks: a rank that got there first could kill rank 0 before it
+     * had printed the message (lost now and then under load). So the
+     * others wait here until rank 0 has said it. */
+    loom_dist_barrier();
     return -1;
   }
   charlm_config cfg = o->model;
