@@ -128,6 +128,9 @@ int main(int argc, char **argv) {
                       "[--hidden H] [--layers L] [--batch B (a multiple of "
                       "P)] [--seq T] [--steps S <= 1000] [--bucket-kib K] "
                       "[--progress-us U]\n");
+    /* every rank refuses alike: wait until rank 0 has said why, or a rank
+     * that aborts first can kill it before it has */
+    loom_dist_barrier();
     loom_dist_abort(2);
   }
   loom_set_num_threads(threads);
