@@ -151,10 +151,12 @@ int main(int argc, char **argv) {
       {"lstm", 32, 2048, 768, NT},
       {"lstm", 64, 2048, 512, NT},
       {"lstm", 64, 2048, 768, NT},
-      /* the LSTM step: input projection, its input's gradient, W_ih's */
+      /* the LSTM step: input projection, its input's gradient, W_ih's
+       * and W_hh's */
       {"lstm_x", 1120, 2048, 256, NT},
       {"lstm_dx", 1120, 256, 2048, NN},
       {"lstm_dw", 2048, 256, 1120, TN},
+      {"lstm_dwh", 2048, 512, 1120, TN},
       /* the encoder: q/k/v, the feed-forward pair, their gradients */
       {"enc_qkv", 2048, 768, 256, NT},
       {"enc_ff1", 2048, 1024, 256, NT},
