@@ -256,8 +256,8 @@ void loom__kernel_packed_free(loom__packed *p) {
 
 /* The jobs of a whole product (loom__kernel_gemm_own): C's rows in chunks
  * and its columns in panels of NR; job i is row chunk i / panels, panel
- * i % panels, so a part's jobs share a chunk and pack its rows of A once
- * for all their panels. */
+ * i % panels, so a part's jobs span few chunks and pack each chunk's rows
+ * of A once for many panels (see own_SUFFIX). */
 typedef struct {
   bool ta, tb, accumulate;
   int64_t M, N, K, lda, ldb, ldc, panels, chunk_rows;
