@@ -312,6 +312,9 @@ static void pack_rows(float *dst, const float *a, int64_t lda, int64_t r0,
     else if (mr == 6)
       for (int64_t i = 0; i < whole; i++)
         memcpy(d + i * 6 * kc, src + i * 6, 6 * sizeof *a);
+    else
+      for (int64_t i = 0; i < whole; i++)
+        memcpy(d + i * mr * kc, src + i * mr, (size_t)mr * sizeof *a);
     if (rest)
       memcpy(last + k * mr, src + whole * mr, (size_t)rest * sizeof *a);
   }
