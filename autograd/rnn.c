@@ -221,10 +221,11 @@ static geom seq_geom(const loom__node *n, int gates) {
  * out instead, each thread taking its rows through all the steps, every
  * thread read the whole weight at every step for half the rows (an LSTM's
  * W_hh, 4 MiB at hidden 512, does not stay in L2), and the LSTM step of
- * bench/rnn.c ran 5 % slower on the Xeon (the packed product of 16 rows at
- * 125 GFLOP/s a core, of 32 rows over half the columns at 153,
+ * bench/rnn.c took 7 % longer on the Xeon (the packed product of 16 rows
+ * at 125 GFLOP/s a core, of 32 rows over half the columns at 153,
  * bench-packed). With the rows' work on one thread, the threads had waited
- * for each other through it for 17 % of that step. The same operations in
+ * for each other through it for 17 % of that step's thread time (on the
+ * Zen 5 machine, before the rows were shared out). The same operations in
  * the same order compute every element whatever the split, so results do
  * not depend on the thread count. */
 enum { STEP_BEFORE = 1, STEP_PRODUCT = 2, STEP_AFTER = 4 };
@@ -249,9 +250,10 @@ static void between_part(void *ctx, int64_t r0, int64_t r1) {
 
 /* fn(ctx, s, r0, r1, parts) runs step s (0 first) for rows [r0, r1). The
  * rows' work stays on one thread for float64 (whose products are BLAS's,
- * with threads of their own) and for small batches; an element of a gate
- * costs about as much as 4 of a plain elementwise op (an exp and a
- * division, or their gradients). */
+ * with threads of their own) and when a step's gates are few (B x gates x
+ * H under 2 LOOM__PAR_MIN / 4, as at batch 1); an element of a gate costs
+ * about as much as 4 of a plain elementwise op (an exp and a division, or
+ * their gradients). */
 static void run_steps(const geom *g, step_rows_fn fn, void *ctx) {
   steps_job job = {fn, ctx, g->T, -1};
   int nt = 1;

@@ -235,11 +235,10 @@ START_TEST(test_layer_on_empty_sequence) {
 }
 END_TEST
 
-/* The fused sequences give the same bits for any thread count. With a
- * batch of 32 and 2 or 3 threads, each thread takes its rows (16, or 10-11)
- * through all the steps with its own products; with one thread, or a batch
- * of 8, the steps run over all rows with each product split by columns.
- * Kinds: LSTM with peepholes, GRU, tanh RNN, LSTM without peepholes
+/* The fused sequences give the same bits for any thread count. The steps
+ * run over all rows, each product split by columns at 2 and 3 threads; at
+ * batch 33 (3 steps, hidden 768 / gates) the rows' work between the
+ * products splits by rows into 2 and 3 parts as well. Kinds: LSTM with peepholes, GRU, tanh RNN, LSTM without peepholes
  * (the op makes zero ones itself), and that LSTM and the GRU computing
  * their input part (loom_lstm_sequence_input, loom_gru_sequence_input);
  * with and without lengths (0 to T: with
@@ -251,13 +250,13 @@ enum { FUSED_RESULTS = 12 };
 static int run_fused(int kind, int64_t B, bool reverse, bool with_lengths,
                      bool retain, loom_tensor **res) {
   /* sizes whose products split into 2 and 3 parts at 2 and 3 threads, and
-   * at batch 33 a few steps whose rows' work splits too (see run_steps),
-   * small enough for valgrind */
+   * at batch 33 a few steps whose rows' work splits too (4 B G H = 101376
+   * work units: 3 parts, see run_steps), small enough for valgrind */
   bool lstm = kind == 0 || kind == 3 || kind == 4, peep = kind == 0;
   bool wide = B == 33;
-  const int64_t T = wide ? 3 : kind == 2 ? 32 : 16, I = 40;
-  const int64_t H = wide ? 192 : kind == 2 ? 96 : 64;
   const int64_t G = lstm ? 4 : kind == 1 || kind == 5 ? 3 : 1;
+  const int64_t T = wide ? 3 : kind == 2 ? 32 : 16, I = 40;
+  const int64_t H = wide ? 768 / G : kind == 2 ? 96 : 64;
   loom_manual_seed(11);
   loom_tensor *in[8];
   int n_in = 0;
