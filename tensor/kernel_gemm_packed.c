@@ -559,7 +559,9 @@ bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
    * its vector loads assume (32 bytes off split every load: 7 % slower);
    * the panel is whole lines too, as aligned_alloc wants */
   int64_t alen = ((ta ? rows : 0) * kc + 15) / 16 * 16;
-  int64_t part = alen + (panels < NCP ? panels : NCP) * NR * kc;
+  /* slots for the panels a part keeps: none kept in a single chunk */
+  int64_t slots = chunks == 1 ? 1 : panels < NCP ? panels : NCP;
+  int64_t part = alen + slots * NR * kc;
   float *scratch = aligned_alloc(64, (size_t)(nt * part) * sizeof *scratch);
   if (!scratch) /* BLAS can still do it */
     return false;
