@@ -238,7 +238,8 @@ END_TEST
 /* The fused sequences give the same bits for any thread count. The steps
  * run over all rows, each product split by columns at 2 and 3 threads; at
  * batch 33 (3 steps, hidden 768 / gates) the rows' work between the
- * products splits by rows into 2 and 3 parts as well. Kinds: LSTM with peepholes, GRU, tanh RNN, LSTM without peepholes
+ * products splits by rows into 2 and 3 parts as well. Kinds: LSTM with
+ * peepholes, GRU, tanh RNN, LSTM without peepholes
  * (the op makes zero ones itself), and that LSTM and the GRU computing
  * their input part (loom_lstm_sequence_input, loom_gru_sequence_input);
  * with and without lengths (0 to T: with
@@ -318,9 +319,11 @@ static int run_fused(int kind, int64_t B, bool reverse, bool with_lengths,
 }
 
 START_TEST(test_fused_bits_any_thread_count) {
+  const int64_t batches[] = {8, 32, 33}; /* 33: run_fused's wide case */
   for (int kind = 0; kind < 6; kind++)
-    for (int64_t B = 8; B <= 33; B += B == 8 ? 24 : 1)
+    for (int bi = 0; bi < 3; bi++)
       for (int way = 0; way < 4; way++) {
+        const int64_t B = batches[bi];
         bool reverse = way & 1, len = way & 2;
         loom_tensor *want[FUSED_RESULTS], *got[FUSED_RESULTS];
         loom_set_num_threads(1);
