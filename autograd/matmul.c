@@ -350,20 +350,82 @@ static bool same_gradients(const deferred *e, const deferred *f) {
   return true;
 }
 
-/* grad(W) += G^T X for e's weight and for every other deferred weight
- * whose pairs hold the same gradients, with G the pairs' gradients
- * stacked once and X each weight's inputs stacked. The copies run as one
- * parallel job, whole copies to a thread (a copy inside the job runs
- * serially): as many parallel copies, each small one waited for the other
- * threads (3 % of an unrolled LSTM cell's step, bench/rnn.c). */
-static void defer_sum(deferred *e) {
-  if (e->n == 0) /* summed already, by a flush */
-    return;
-  deferred *with[2] = {e, NULL}; /* e and at most one partner */
-  for (int i = 0; i < defer.n && !with[1]; i++)
-    if (defer.d[i] != e && same_gradients(e, defer.d[i]))
-      with[1] = defer.d[i];
-  int ws = with[1] ? 2 : 1;
+/* rows[0..) = the rows of ts[0..n) in turn (a tensor's rows over its
+ * leading dims), or false when one is not float32 with rows of adjacent
+ * floats at one stride. */
+static bool row_pointers(loom_tensor *const *ts, int n, const float **rows) {
+  int64_t r = 0;
+  for (int i = 0; i < n; i++) {
+    const loom_tensor *t = ts[i];
+    int d = t->ndim - 1;
+    int64_t cols = d >= 0 ? t->shape[d] : 1, m = 1, step = cols;
+    for (int k = 0; k < d; k++)
+      m *= t->shape[k];
+    if (t->dtype != LOOM_F32 || (cols > 1 && t->strides[d] != 1))
+      return false;
+    if (d == 1)
+      step = t->strides[0];
+    else if (d > 1 && !loom_is_contiguous(t))
+      return false;
+    for (int64_t k = 0; k < m; k++)
+      rows[r++] = (const float *)t->data + k * step;
+  }
+  return true;
+}
+
+/* grad(W) += G^T X for the weights with[0..ws), whose pairs hold the same
+ * gradients G, each product reading the steps' rows where they are
+ * (loom__kernel_gemm_rows). Returns how many weights it left to
+ * sum_stacked, moved to the front of with: all where loom's kernel does
+ * not take the products. */
+static int sum_by_rows(deferred **with, int ws) {
+  const deferred *e = with[0];
+  int64_t rows = e->rows;
+  const float **p = malloc((size_t)(ws + 1) * (size_t)rows * sizeof *p);
+  if (!p || !row_pointers(e->gy, e->n, p)) {
+    free(p);
+    return ws;
+  }
+  int left = 0;
+  deferred *todo[2];
+  for (int k = 0; k < ws && loom_last_status() == LOOM_OK; k++) {
+    loom__node *n = with[k]->node;
+    const loom_tensor *w = loom__input(n, 1);
+    int64_t out = w->shape[0], in = w->shape[1];
+    const float **x = p + (k + 1) * rows;
+    bool done = false;
+    if (row_pointers(with[k]->x, e->n, x)) {
+      loom_tensor *d = loom__grad_in_place(n, 1);
+      if (d) {
+        done = loom__kernel_gemm_rows(out, in, rows, p, x, true,
+                                      (float *)d->data, in);
+        loom__grad_in_place_end(n, 1);
+      } else {
+        loom_scope *s = loom_scope_begin();
+        loom_tensor *sum = loom_empty(LOOM_F32, LOOM_SHAPE(out, in));
+        done = sum && loom__kernel_gemm_rows(out, in, rows, p, x, false,
+                                             (float *)sum->data, in);
+        if (done)
+          loom__accumulate(n, 1, sum);
+        loom_scope_end(s);
+      }
+    }
+    if (!done)
+      todo[left++] = with[k];
+  }
+  free(p);
+  for (int k = 0; k < left; k++)
+    with[k] = todo[k];
+  return left;
+}
+
+/* grad(W) += G^T X for the weights with[0..ws), with G the pairs'
+ * gradients stacked once and X each weight's inputs stacked. The copies
+ * run as one parallel job, whole copies to a thread (a copy inside the job
+ * runs serially): as many parallel copies, each small one waited for the
+ * other threads (3 % of an unrolled LSTM cell's step, bench/rnn.c). */
+static void sum_stacked(deferred *const *with, int ws) {
+  const deferred *e = with[0];
   const loom_tensor *w0 = loom__input(e->node, 1);
   int64_t out = w0->shape[0];
   loom_scope *s = loom_scope_begin();
@@ -412,8 +474,25 @@ static void defer_sum(deferred *e) {
     }
   }
   loom_scope_end(s);
+}
+
+/* grad(W) += G^T X for e's weight and for every other deferred weight
+ * whose pairs hold the same gradients (one G for both), by rows where
+ * they lie, else stacked. */
+static void defer_sum(deferred *e) {
+  if (e->n == 0) /* summed already, by a flush */
+    return;
+  deferred *with[2] = {e, NULL}; /* e and at most one partner */
+  for (int i = 0; i < defer.n && !with[1]; i++)
+    if (defer.d[i] != e && same_gradients(e, defer.d[i]))
+      with[1] = defer.d[i];
+  int ws = with[1] ? 2 : 1;
+  deferred *both[2] = {with[0], with[1]};
+  int left = sum_by_rows(with, ws);
+  if (left && loom_last_status() == LOOM_OK)
+    sum_stacked(with, left);
   for (int k = 0; k < ws; k++)
-    defer_drop(with[k]);
+    defer_drop(both[k]);
 }
 
 /* Keeps the pair for the end of the pass if n's weight qualifies. */

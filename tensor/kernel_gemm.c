@@ -147,6 +147,18 @@ static void choose_products(void) {
   own_products = own_bits > blas_vector_bits(openblas_get_corename());
 }
 
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT,
+                      products_chosen = PTHREAD_ONCE_INIT;
+
+bool loom__kernel_gemm_rows(int64_t M, int64_t N, int64_t K,
+                            const float *const *a_rows,
+                            const float *const *b_rows, bool accumulate,
+                            float *c, int64_t ldc) {
+  pthread_once(&products_chosen, choose_products);
+  return own_products && loom__kernel_gemm_own_rows(M, N, K, a_rows, b_rows,
+                                                    accumulate, c, ldc);
+}
+
 void loom__kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
                            int64_t m, int64_t k, double alpha, const void *a,
                            int64_t lda, const void *b, int64_t ldb, double beta,
@@ -168,9 +180,8 @@ void loom__kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
   }
   /* OpenBLAS at one thread from loom's first product on, whichever does
    * it (README: Threads). */
-  static pthread_once_t once = PTHREAD_ONCE_INIT, chosen = PTHREAD_ONCE_INIT;
-  pthread_once(&once, blas_single_threaded);
-  pthread_once(&chosen, choose_products);
+  pthread_once(&blas_once, blas_single_threaded);
+  pthread_once(&products_chosen, choose_products);
   if (own_products && dtype == LOOM_F32 && alpha == 1 &&
       (beta == 0 || beta == 1) &&
       loom__kernel_gemm_own(ta, tb, n, m, k, a, lda, b, ldb, beta == 1, c, ldc))

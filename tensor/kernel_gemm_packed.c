@@ -123,21 +123,24 @@ static void pack_transposed(float *panel, const float *b, int64_t ld,
 
 /* Packs rows [k0, k0 + kc) of B's columns [n0, n0 + w) (w <= NR) into one
  * panel of kc x NR floats, zero past w. B is K x N at leading dimension
- * ld, or N x K read as its transpose when trans: B's rows go in with
+ * ld, or its rows are rows[0..K) when rows is not NULL, or B is N x K read
+ * as its transpose when trans (rows NULL then): B's rows go in with
  * memcpy, B^T's through pack_transposed (packing W_hh^T once per sequence
  * had taken as long as the products it fed at batch 1, done naively). */
-static void pack_panel(float *panel, const float *b, int64_t ld, bool trans,
-                       int64_t k0, int64_t kc, int64_t n0, int64_t w) {
+static void pack_panel(float *panel, const float *b, int64_t ld,
+                       const float *const *rows, bool trans, int64_t k0,
+                       int64_t kc, int64_t n0, int64_t w) {
   if (w < NR)
     memset(panel, 0, (size_t)(kc * NR) * sizeof *panel);
   if (!trans) {
-    const float *src = b + k0 * ld + n0;
+#define ROW(k) ((rows ? rows[k0 + (k)] : b + (k0 + (k)) * ld) + n0)
     if (w == NR) /* as in pack_rows */
       for (int64_t k = 0; k < kc; k++)
-        memcpy(panel + k * NR, src + k * ld, NR * sizeof *b);
+        memcpy(panel + k * NR, ROW(k), NR * sizeof *b);
     else
       for (int64_t k = 0; k < kc; k++)
-        memcpy(panel + k * NR, src + k * ld, (size_t)w * sizeof *b);
+        memcpy(panel + k * NR, ROW(k), (size_t)w * sizeof *b);
+#undef ROW
     return;
   }
   pack_transposed(panel, b, ld, k0, kc, n0, w);
@@ -154,8 +157,8 @@ static void pack_part(void *ctx, int64_t q0, int64_t q1) {
   const pack_job *j = ctx;
   int64_t K = j->p->K, N = j->p->N;
   for (int64_t q = q0; q < q1; q++)
-    pack_panel(j->p->data + q * K * NR, j->b, j->ld, j->trans, 0, K, q * NR,
-               N - q * NR < NR ? N - q * NR : NR);
+    pack_panel(j->p->data + q * K * NR, j->b, j->ld, NULL, j->trans, 0, K,
+               q * NR, N - q * NR < NR ? N - q * NR : NR);
 }
 
 loom__packed *loom__kernel_pack(const float *b, int64_t K, int64_t N,
@@ -263,6 +266,8 @@ typedef struct {
   int64_t M, N, K, lda, ldb, ldc, panels, chunk_rows;
   int64_t mr; /* the running level's block rows: 8 (AVX-512) or 6 (AVX2) */
   const float *a, *b;
+  /* or A's and B's K rows anywhere (loom__kernel_gemm_rows): ta, !tb */
+  const float *const *arows, *const *brows;
   float *c;
   float *scratch; /* per part, part floats: a chunk of A^T packed,
                      chunk_rows x KC rounded to whole lines (alen, when
@@ -286,15 +291,17 @@ typedef struct {
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 /* Packs columns [r0, r1) and rows [k0, k0 + kc) of A (K x M, the
- * transpose the product reads) into blocks of mr columns, k-major inside
+ * transpose the product reads; its rows at lda, or rows[0..K) when rows is
+ * not NULL) into blocks of mr columns, k-major inside
  * a block, as the kernel's column-major A reads them. Read in place, the
  * rows are a leading dimension apart, often a power of two: the lines a
  * block needed at once fell into a few cache sets and came again from
  * memory for every block of rows (a weight's gradient ran at half the rate
  * of the other products, bench/matmul's TN shapes). A's own rows, read in
  * place, have no such trouble. */
-static void pack_rows(float *dst, const float *a, int64_t lda, int64_t r0,
-                      int64_t r1, int64_t k0, int64_t kc, int64_t mr) {
+static void pack_rows(float *dst, const float *a, int64_t lda,
+                      const float *const *rows, int64_t r0, int64_t r1,
+                      int64_t k0, int64_t kc, int64_t mr) {
   int64_t whole = (r1 - r0) / mr, rest = (r1 - r0) % mr;
   float *last = dst + whole * mr * kc;
   /* a row of A^T at a time, each of its lines read once for all the
@@ -304,7 +311,7 @@ static void pack_rows(float *dst, const float *a, int64_t lda, int64_t r0,
    * as one vector rather than through a call to memmove (3.8 % of an
    * LSTM step's samples with the calls, 1.6 % without) */
   for (int64_t k = 0; k < kc; k++) {
-    const float *src = a + (k0 + k) * lda + r0;
+    const float *src = (rows ? rows[k0 + k] : a + (k0 + k) * lda) + r0;
     float *d = dst + k * mr;
     if (mr == 8)
       for (int64_t i = 0; i < whole; i++)
@@ -406,12 +413,12 @@ static void pack_rows(float *dst, const float *a, int64_t lda, int64_t r0,
           int64_t r0 = ch * o->chunk_rows;                                     \
           int64_t r1 = o->M - r0 < o->chunk_rows ? o->M : r0 + o->chunk_rows;  \
           if (o->ta)                                                           \
-            pack_rows(abuf, o->a, o->lda, r0, r1, k0, kc, MR);                 \
+            pack_rows(abuf, o->a, o->lda, o->arows, r0, r1, k0, kc, MR);       \
           for (int64_t q = q0; q < q1; q++) {                                  \
             int64_t n0 = q * NR, w = o->N - n0 < NR ? o->N - n0 : NR;          \
             float *panel = bbuf + (keep ? q - g0 : 0) * kc * NR;               \
             if (!keep || !(packed >> (q - g0) & 1)) {                          \
-              pack_panel(panel, o->b, o->ldb, o->tb, k0, kc, n0, w);           \
+              pack_panel(panel, o->b, o->ldb, o->brows, o->tb, k0, kc, n0, w); \
               packed |= keep ? 1u << (q - g0) : 0;                             \
             }                                                                  \
             for (int64_t j = 0; j < w; j += 2 * W)                             \
@@ -529,15 +536,15 @@ static void own_part(void *ctx, int64_t t, int64_t t1) {
 }
 #endif
 
-bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
-                           const float *a, int64_t lda, const float *b,
-                           int64_t ldb, bool accumulate, float *c,
-                           int64_t ldc) {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+/* Runs the product o describes (its operands, sizes, ta and tb and
+ * accumulate set): chooses the parts, chunks and scratch. */
+static bool own_run(own_job o) {
   loom__isa_level isa = loom__isa();
   /* Below 16 columns most of each 32-column panel would be padding. */
-  if (isa < LOOM__ISA_AVX2 || M <= 0 || N < 16 || K <= 0)
+  if (isa < LOOM__ISA_AVX2 || o.M <= 0 || o.N < 16 || o.K <= 0)
     return false;
+  int64_t M = o.M, N = o.N, K = o.K;
   int64_t mr = isa == LOOM__ISA_AVX512 ? 8 : 6;
   int64_t panels = (N + NR - 1) / NR, kc = K < KC ? K : KC;
   int64_t macs = M * N > INT64_MAX / K ? INT64_MAX : M * N * K;
@@ -546,7 +553,7 @@ bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
    * them when the panels alone would leave threads idle or unevenly loaded
    * (a thin C, as attention's). On one thread, A read in place, a chunk
    * would only pack the same panels again. */
-  int64_t chunks = ta ? (M + MC - 1) / MC : 1;
+  int64_t chunks = o.ta ? (M + MC - 1) / MC : 1;
   int64_t rows = ((M + chunks - 1) / chunks + mr - 1) / mr * mr;
   while (nt > 1 && panels * chunks < 4 * nt && rows > 64) {
     chunks *= 2;
@@ -558,32 +565,20 @@ bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
   /* A's chunk rounded to whole lines, so that B's panel starts on one, as
    * its vector loads assume (32 bytes off split every load: 7 % slower);
    * the panel is whole lines too, as aligned_alloc wants */
-  int64_t alen = ((ta ? rows : 0) * kc + 15) / 16 * 16;
+  int64_t alen = ((o.ta ? rows : 0) * kc + 15) / 16 * 16;
   /* slots for the panels a part keeps: none kept in a single chunk */
   int64_t slots = chunks == 1 ? 1 : panels < NCP ? panels : NCP;
   int64_t part = alen + slots * NR * kc;
   float *scratch = aligned_alloc(64, (size_t)(nt * part) * sizeof *scratch);
   if (!scratch) /* BLAS can still do it */
     return false;
-  own_job o = {.ta = ta,
-               .tb = tb,
-               .accumulate = accumulate,
-               .M = M,
-               .N = N,
-               .K = K,
-               .lda = lda,
-               .ldb = ldb,
-               .ldc = ldc,
-               .panels = panels,
-               .chunk_rows = rows,
-               .mr = mr,
-               .a = a,
-               .b = b,
-               .c = c,
-               .scratch = scratch,
-               .alen = alen,
-               .part = part,
-               .parts = nt};
+  o.panels = panels;
+  o.chunk_rows = rows;
+  o.mr = mr;
+  o.scratch = scratch;
+  o.alen = alen;
+  o.part = part;
+  o.parts = nt;
   /* Each element of C is computed by one job in one order, whatever the
    * number of parts: results do not depend on the thread count. */
   if (nt == 1)
@@ -592,9 +587,50 @@ bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     loom__parallel_for(nt, nt, own_part, &o);
   free(scratch);
   return true;
+}
+#endif
+
+bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                           const float *a, int64_t lda, const float *b,
+                           int64_t ldb, bool accumulate, float *c,
+                           int64_t ldc) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+  return own_run((own_job){.ta = ta,
+                           .tb = tb,
+                           .accumulate = accumulate,
+                           .M = M,
+                           .N = N,
+                           .K = K,
+                           .lda = lda,
+                           .ldb = ldb,
+                           .ldc = ldc,
+                           .a = a,
+                           .b = b,
+                           .c = c});
 #else
   (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)a, (void)lda, (void)b;
   (void)ldb, (void)accumulate, (void)c, (void)ldc;
+  return false;
+#endif
+}
+
+bool loom__kernel_gemm_own_rows(int64_t M, int64_t N, int64_t K,
+                                const float *const *a_rows,
+                                const float *const *b_rows, bool accumulate,
+                                float *c, int64_t ldc) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+  return own_run((own_job){.ta = true,
+                           .accumulate = accumulate,
+                           .M = M,
+                           .N = N,
+                           .K = K,
+                           .arows = a_rows,
+                           .brows = b_rows,
+                           .ldc = ldc,
+                           .c = c});
+#else
+  (void)M, (void)N, (void)K, (void)a_rows, (void)b_rows, (void)accumulate;
+  (void)c, (void)ldc;
   return false;
 #endif
 }

@@ -316,6 +316,22 @@ void loom__kernel_gemm_packed_bias(int64_t M, const float *a, int64_t lda,
 bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                            const float *a, int64_t lda, const float *b,
                            int64_t ldb, bool accumulate, float *c, int64_t ldc);
+/* The same product C (M x N, ldc) [+]= A^T B with A (K x M) and B (K x N)
+ * given as K row pointers each: a_rows[k] holds A's row k (M floats),
+ * b_rows[k] B's (N floats), rows anywhere in memory. Same returns. */
+bool loom__kernel_gemm_own_rows(int64_t M, int64_t N, int64_t K,
+                                const float *const *a_rows,
+                                const float *const *b_rows, bool accumulate,
+                                float *c, int64_t ldc);
+/* loom__kernel_gemm_own_rows where loom__kernel_gemm_raw would take a
+ * float32 product to loom's kernel; false, having done nothing, where it
+ * would go to OpenBLAS: the caller then stacks the rows into matrices (a
+ * weight's gradient summed over the steps' separate tensors, without
+ * that copy where it can). */
+bool loom__kernel_gemm_rows(int64_t M, int64_t N, int64_t K,
+                            const float *const *a_rows,
+                            const float *const *b_rows, bool accumulate,
+                            float *c, int64_t ldc);
 
 /* Packings reused across products: while a reuse region is open on this
  * thread (a sequence runner's steps, one backward pass), the packing of a
