@@ -44,13 +44,18 @@ static int64_t batch_offset(int64_t i, int nbd, const int64_t *sh,
  * result does not depend on the instruction set's width. */
 #define LANES 8
 
+/* float32's softmax contracts into fused multiply-adds, as the float32
+ * loops of vmath.h's functions do elsewhere (kernels.h); float64's not. */
+#define ISA_f LOOM__ISA_FUNCTION_FMA
+#define ISA_d LOOM__ISA_FUNCTION
+
 #define ATTENTION(T, S, EXP)                                                   \
   /* scores -> softmax in place, row by row: scale, mask, causal limit         \
    * (keys past it get 0). A row with every key blocked gets zeros. */         \
-  LOOM__ISA_FUNCTION(softmax_block_##S,                                        \
-                     (T * p, int64_t L, int64_t Sn, T scale, const T *mask,    \
-                      int64_t msl, int64_t mss, bool causal),                  \
-                     (p, L, Sn, scale, mask, msl, mss, causal)) {              \
+  ISA_##S(softmax_block_##S,                                                   \
+          (T * p, int64_t L, int64_t Sn, T scale, const T *mask, int64_t msl,  \
+           int64_t mss, bool causal),                                          \
+          (p, L, Sn, scale, mask, msl, mss, causal)) {                         \
     for (int64_t i = 0; i < L; i++) {                                          \
       T *restrict r = p + i * Sn;                                              \
       int64_t end = causal && i + 1 < Sn ? i + 1 : Sn;                         \
@@ -134,10 +139,9 @@ static void mask_block(const loom__attention_args *a, int64_t b, uint8_t *m) {
 }
 
 #define DROP(T)                                                                \
-  LOOM__ISA_FUNCTION(drop_##T,                                                 \
-                     (T *restrict w, const uint8_t *restrict m, int64_t n,     \
-                      T keep),                                                 \
-                     (w, m, n, keep)) {                                        \
+  LOOM__ISA_FUNCTION(                                                          \
+      drop_##T, (T *restrict w, const uint8_t *restrict m, int64_t n, T keep), \
+      (w, m, n, keep)) {                                                       \
     for (int64_t i = 0; i < n; i++)                                            \
       w[i] = m[i] ? w[i] * keep : 0;                                           \
   }
@@ -174,8 +178,8 @@ static void forward_part(void *ctx, int64_t b0, int64_t b1) {
       else
         drop_double((double *)w, m, n, 1 / (1 - a->dropout));
     }
-    loom__kernel_gemm_raw(a->dtype, false, false, a->L, a->Ev, a->S, 1, w,
-                          a->S, at(a->v, b, a->vs, a), a->v_row, 0,
+    loom__kernel_gemm_raw(a->dtype, false, false, a->L, a->Ev, a->S, 1, w, a->S,
+                          at(a->v, b, a->vs, a), a->v_row, 0,
                           row_block(j->out, b, a), row(j->out));
   }
   free(w);
@@ -265,8 +269,8 @@ static void grad_part(void *ctx, int64_t b0, int64_t b1) {
       grad_block_f((float *)dp, (float *)pd, (const float *)p, m, (float)keep,
                    L, S, (float)a->scale);
     else
-      grad_block_d((double *)dp, (double *)pd, (const double *)p, m, keep, L,
-                   S, a->scale);
+      grad_block_d((double *)dp, (double *)pd, (const double *)p, m, keep, L, S,
+                   a->scale);
     const char *weights = m ? pd : p;
     if (j->dv) /* dv = weights^T g */
       loom__kernel_gemm_raw(a->dtype, true, false, S, a->Ev, L, 1, weights, S,

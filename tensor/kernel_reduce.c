@@ -495,8 +495,8 @@ static double sum_parts(const double *p) {
 
 /* The largest of len floats, in partial maxima the compiler vectorises;
  * inlined, so it is compiled for each instruction set's caller. */
-static inline __attribute__((always_inline)) float
-row_max_f32(const float *xr, int64_t len) {
+static inline __attribute__((always_inline)) float row_max_f32(const float *xr,
+                                                               int64_t len) {
   float mp[2 * PART];
   for (int w = 0; w < 2 * PART; w++)
     mp[w] = -INFINITY;
@@ -512,10 +512,10 @@ row_max_f32(const float *xr, int64_t len) {
   return m;
 }
 
-LOOM__ISA_FUNCTION(softmax_last_f32,
-                   (float *restrict y, const float *restrict x, int64_t o0,
-                    int64_t o1, int64_t len, bool log_),
-                   (y, x, o0, o1, len, log_)) {
+LOOM__ISA_FUNCTION_FMA(softmax_last_f32,
+                       (float *restrict y, const float *restrict x, int64_t o0,
+                        int64_t o1, int64_t len, bool log_),
+                       (y, x, o0, o1, len, log_)) {
   for (int64_t o = o0; o < o1; o++) {
     const float *xr = x + o * len;
     float *yr = y + o * len;
@@ -546,10 +546,10 @@ LOOM__ISA_FUNCTION(softmax_last_f32,
   }
 }
 
-LOOM__ISA_FUNCTION(softmax_grad_last_f32,
-                   (float *gi, const float *y, const float *g, int64_t o0,
-                    int64_t o1, int64_t len, bool log_),
-                   (gi, y, g, o0, o1, len, log_)) {
+LOOM__ISA_FUNCTION_FMA(softmax_grad_last_f32,
+                       (float *gi, const float *y, const float *g, int64_t o0,
+                        int64_t o1, int64_t len, bool log_),
+                       (gi, y, g, o0, o1, len, log_)) {
   for (int64_t o = o0; o < o1; o++) {
     const float *yr = y + o * len, *gr = g + o * len;
     float *out = gi + o * len;
@@ -653,12 +653,12 @@ void loom__kernel_softmax_grad(loom_tensor *gin, const loom_tensor *y,
  * an order fixed by C alone. Float rows take exp in chunks the compiler
  * vectorises (loom__expf), as softmax_last_f32 does. */
 #define CHUNK 256
-LOOM__ISA_FUNCTION(cross_entropy_f32,
-                   (float *restrict loss, float *restrict lse,
-                    const float *restrict x, const int64_t *restrict target,
-                    int64_t o0, int64_t o1, int64_t C, int64_t ignore,
-                    double eps),
-                   (loss, lse, x, target, o0, o1, C, ignore, eps)) {
+LOOM__ISA_FUNCTION_FMA(cross_entropy_f32,
+                       (float *restrict loss, float *restrict lse,
+                        const float *restrict x, const int64_t *restrict target,
+                        int64_t o0, int64_t o1, int64_t C, int64_t ignore,
+                        double eps),
+                       (loss, lse, x, target, o0, o1, C, ignore, eps)) {
   for (int64_t o = o0; o < o1; o++) {
     if (target[o] == ignore) {
       loss[o] = lse[2 * o] = lse[2 * o + 1] = 0;
@@ -694,12 +694,13 @@ LOOM__ISA_FUNCTION(cross_entropy_f32,
   }
 }
 
-LOOM__ISA_FUNCTION(cross_entropy_grad_f32,
-                   (float *gin, const float *x, /* may be one buffer */
-                    const float *restrict lse, const int64_t *restrict target,
-                    const float *restrict g, int64_t o0, int64_t o1, int64_t C,
-                    int64_t ignore, double eps),
-                   (gin, x, lse, target, g, o0, o1, C, ignore, eps)) {
+LOOM__ISA_FUNCTION_FMA(cross_entropy_grad_f32,
+                       (float *gin, const float *x, /* may be one buffer */
+                        const float *restrict lse,
+                        const int64_t *restrict target, const float *restrict g,
+                        int64_t o0, int64_t o1, int64_t C, int64_t ignore,
+                        double eps),
+                       (gin, x, lse, target, g, o0, o1, C, ignore, eps)) {
   for (int64_t o = o0; o < o1; o++) {
     float *out = gin + o * C;
     if (target[o] == ignore) {
@@ -772,21 +773,21 @@ typedef struct {
 static void cross_entropy_rows(void *ctx, int64_t o0, int64_t o1) {
   const cross_entropy_job *j = ctx;
   if (j->f32)
-    cross_entropy_f32(j->out, j->lse, j->x, j->target, o0, o1, j->C,
-                      j->ignore, j->eps);
+    cross_entropy_f32(j->out, j->lse, j->x, j->target, o0, o1, j->C, j->ignore,
+                      j->eps);
   else
-    cross_entropy_f64(j->out, j->lse, j->x, j->target, o0, o1, j->C,
-                      j->ignore, j->eps);
+    cross_entropy_f64(j->out, j->lse, j->x, j->target, o0, o1, j->C, j->ignore,
+                      j->eps);
 }
 
 static void cross_entropy_grad_rows(void *ctx, int64_t o0, int64_t o1) {
   const cross_entropy_job *j = ctx;
   if (j->f32)
-    cross_entropy_grad_f32(j->out, j->x, j->lse, j->target, j->g, o0, o1,
-                           j->C, j->ignore, j->eps);
+    cross_entropy_grad_f32(j->out, j->x, j->lse, j->target, j->g, o0, o1, j->C,
+                           j->ignore, j->eps);
   else
-    cross_entropy_grad_f64(j->out, j->x, j->lse, j->target, j->g, o0, o1,
-                           j->C, j->ignore, j->eps);
+    cross_entropy_grad_f64(j->out, j->x, j->lse, j->target, j->g, o0, o1, j->C,
+                           j->ignore, j->eps);
 }
 
 void loom__kernel_cross_entropy(loom_tensor *loss, loom_tensor *lse,

@@ -9,6 +9,11 @@
 
 #include <math.h>
 
+/* float32's row loops contract into fused multiply-adds, float64's do not
+ * (it keeps libm's functions and one rounding per operation). */
+#define ISA_f LOOM__ISA_FUNCTION_FMA
+#define ISA_d LOOM__ISA_FUNCTION
+
 static inline float sigm_f(float x) { return loom__sigmoidf(x); }
 static inline float tanh_f(float x) { return loom__tanhf(x); }
 static inline double sigm_d(double x) { return 1 / (1 + exp(-x)); }
@@ -40,12 +45,11 @@ static inline double tanh_d(double x) { return tanh(x); }
   }
 
 #define LSTM(T, S)                                                             \
-  LOOM__ISA_FUNCTION(lstm_row_##S,                                             \
-                     (int64_t H, T *restrict g, const T *restrict cp,          \
-                      T *restrict cn, T *restrict hn, T *restrict o,           \
-                      const T *restrict pi, const T *restrict pf,              \
-                      const T *restrict po),                                   \
-                     (H, g, cp, cn, hn, o, pi, pf, po)) {                      \
+  ISA_##S(lstm_row_##S,                                                        \
+          (int64_t H, T *restrict g, const T *restrict cp, T *restrict cn,     \
+           T *restrict hn, T *restrict o, const T *restrict pi,                \
+           const T *restrict pf, const T *restrict po),                        \
+          (H, g, cp, cn, hn, o, pi, pf, po)) {                                 \
     for (int64_t j = 0; j < H; j++) {                                          \
       T i = sigm_##S(g[j] + pi[j] * cp[j]);                                    \
       T f = sigm_##S(g[H + j] + pf[j] * cp[j]);                                \
@@ -62,22 +66,19 @@ static inline double tanh_d(double x) { return tanh(x); }
       o[j] = hh;                                                               \
     }                                                                          \
   }                                                                            \
-  LOOM__ISA_FUNCTION(lstm_row_bwd_##S,                                         \
-                     (int64_t H, const T *restrict a, const T *restrict cp,    \
-                      const T *restrict cn, const T *restrict dh,              \
-                      const T *restrict dc, T *restrict dg, T *restrict dcp,   \
-                      const T *restrict pi, const T *restrict pf,              \
-                      const T *restrict po),                                   \
-                     (H, a, cp, cn, dh, dc, dg, dcp, pi, pf, po)) {            \
-    LSTM_ROW_BWD(T, S, a, dg)                                                  \
-  }                                                                            \
-  LOOM__ISA_FUNCTION(lstm_row_bwd_in_place_##S,                                \
-                     (int64_t H, T *restrict ag, const T *restrict cp,         \
-                      const T *restrict cn, const T *restrict dh,              \
-                      const T *restrict dc, T *restrict dcp,                   \
-                      const T *restrict pi, const T *restrict pf,              \
-                      const T *restrict po),                                   \
-                     (H, ag, cp, cn, dh, dc, dcp, pi, pf, po)) {               \
+  ISA_##S(lstm_row_bwd_##S,                                                    \
+          (int64_t H, const T *restrict a, const T *restrict cp,               \
+           const T *restrict cn, const T *restrict dh, const T *restrict dc,   \
+           T *restrict dg, T *restrict dcp, const T *restrict pi,              \
+           const T *restrict pf, const T *restrict po),                        \
+          (H, a, cp, cn, dh, dc, dg, dcp, pi, pf, po)){LSTM_ROW_BWD(           \
+      T, S, a, dg)} ISA_##S(lstm_row_bwd_in_place_##S,                         \
+                            (int64_t H, T *restrict ag, const T *restrict cp,  \
+                             const T *restrict cn, const T *restrict dh,       \
+                             const T *restrict dc, T *restrict dcp,            \
+                             const T *restrict pi, const T *restrict pf,       \
+                             const T *restrict po),                            \
+                            (H, ag, cp, cn, dh, dc, dcp, pi, pf, po)) {        \
     LSTM_ROW_BWD(T, S, ag, ag)                                                 \
   }                                                                            \
   static void lstm_fwd_##S(int64_t B, int64_t H, T *gates, const T *c_prev,    \
@@ -94,10 +95,10 @@ static inline double tanh_d(double x) { return tanh(x); }
                    out + b * H, p[0], p[1], p[2]);                             \
     }                                                                          \
   }                                                                            \
-  static void lstm_bwd_##S(                                                    \
-      int64_t B, int64_t H, const T *act, const T *c_prev, const T *c,         \
-      const T *dh, const T *dc, T *dgates, T *dc_prev, const T *const *p,      \
-      const uint8_t *active) {                                                 \
+  static void lstm_bwd_##S(int64_t B, int64_t H, const T *act,                 \
+                           const T *c_prev, const T *c, const T *dh,           \
+                           const T *dc, T *dgates, T *dc_prev,                 \
+                           const T *const *p, const uint8_t *active) {         \
     for (int64_t b = 0; b < B; b++) {                                          \
       T *dg = dgates + b * 4 * H;                                              \
       if (active && !active[b]) {                                              \
@@ -174,12 +175,12 @@ void loom__kernel_lstm_peephole_grad(loom_dtype t, int64_t B, int64_t H,
   /* Separate row functions with restrict pointers, so the compiler knows      \
    * the outputs alias no input and vectorises the loops (it did not when      \
    * they were inline in the batch loop: the forward pass cost 5x the          \
-   * LSTM's per element, 13% of a GRU training step). In place: each          \
-   * element of a is read before it is written, at the same index. */         \
-  LOOM__ISA_FUNCTION(gru_row_##S,                                              \
-                     (int64_t H, T *restrict a, const T *restrict hh,          \
-                      const T *restrict hp, T *restrict hn),                   \
-                     (H, a, hh, hp, hn)) {                                     \
+   * LSTM's per element, 13% of a GRU training step). In place: each           \
+   * element of a is read before it is written, at the same index. */          \
+  ISA_##S(gru_row_##S,                                                         \
+          (int64_t H, T *restrict a, const T *restrict hh,                     \
+           const T *restrict hp, T *restrict hn),                              \
+          (H, a, hh, hp, hn)) {                                                \
     for (int64_t j = 0; j < H; j++) {                                          \
       T r = sigm_##S(a[j] + hh[j]);                                            \
       T z = sigm_##S(a[H + j] + hh[H + j]);                                    \
@@ -208,17 +209,16 @@ void loom__kernel_lstm_peephole_grad(loom_dtype t, int64_t B, int64_t H,
         memcpy(o, hn, (size_t)H * sizeof(T));                                  \
     }                                                                          \
   }                                                                            \
-  /* In place: a's r, z, n (B x 3H) become the input part's gradient and   \
-   * hn, the recurrent part's n gate (B x H; all backward reads of that      \
-   * part), becomes its gradient; dhg receives the recurrent part's whole    \
-   * gradient (B x 3H) for the product with W_hh, and dh_prev the direct     \
-   * part z * dh only (the caller adds dhg @ W_hh). Each element is read     \
-   * before it is written, at the same index. */                             \
-  LOOM__ISA_FUNCTION(gru_row_bwd_##S,                                          \
-                     (int64_t H, T *restrict a, T *restrict hh,                \
-                      const T *restrict hp, const T *restrict d,               \
-                      T *restrict dr, T *restrict dp),                         \
-                     (H, a, hh, hp, d, dr, dp)) {                              \
+  /* In place: a's r, z, n (B x 3H) become the input part's gradient and       \
+   * hn, the recurrent part's n gate (B x H; all backward reads of that        \
+   * part), becomes its gradient; dhg receives the recurrent part's whole      \
+   * gradient (B x 3H) for the product with W_hh, and dh_prev the direct       \
+   * part z * dh only (the caller adds dhg @ W_hh). Each element is read       \
+   * before it is written, at the same index. */                               \
+  ISA_##S(gru_row_bwd_##S,                                                     \
+          (int64_t H, T *restrict a, T *restrict hh, const T *restrict hp,     \
+           const T *restrict d, T *restrict dr, T *restrict dp),               \
+          (H, a, hh, hp, d, dr, dp)) {                                         \
     for (int64_t j = 0; j < H; j++) {                                          \
       T r = a[j], z = a[H + j], n = a[2 * H + j];                              \
       T dan = d[j] * (1 - z) * (1 - n * n);                                    \
@@ -278,10 +278,10 @@ void loom__kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
 /* ---- plain RNN ----
  * pre: B x H pre-activation; h = act(pre). */
 #define RNN(T, S)                                                              \
-  LOOM__ISA_FUNCTION(rnn_fwd_##S,                                              \
-                     (int64_t B, int64_t H, const T *pre, const T *h_prev,     \
-                      T *h, T *out, bool relu, const uint8_t *active),         \
-                     (B, H, pre, h_prev, h, out, relu, active)) {              \
+  ISA_##S(rnn_fwd_##S,                                                         \
+          (int64_t B, int64_t H, const T *pre, const T *h_prev, T *h, T *out,  \
+           bool relu, const uint8_t *active),                                  \
+          (B, H, pre, h_prev, h, out, relu, active)) {                         \
     for (int64_t b = 0; b < B; b++) {                                          \
       const T *p = pre + b * H, *hp = h_prev + b * H;                          \
       T *hn = h + b * H, *o = out ? out + b * H : NULL;                        \
@@ -294,10 +294,10 @@ void loom__kernel_gru_step_backward(loom_dtype t, int64_t B, int64_t H,
       }                                                                        \
     }                                                                          \
   }                                                                            \
-  LOOM__ISA_FUNCTION(rnn_bwd_##S,                                              \
-                     (int64_t B, int64_t H, const T *h, const T *dh, T *dpre,  \
-                      bool relu, const uint8_t *active),                       \
-                     (B, H, h, dh, dpre, relu, active)) {                      \
+  ISA_##S(rnn_bwd_##S,                                                         \
+          (int64_t B, int64_t H, const T *h, const T *dh, T *dpre, bool relu,  \
+           const uint8_t *active),                                             \
+          (B, H, h, dh, dpre, relu, active)) {                                 \
     for (int64_t b = 0; b < B; b++) {                                          \
       const T *hb = h + b * H, *d = dh + b * H;                                \
       T *dp = dpre + b * H;                                                    \

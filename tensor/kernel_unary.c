@@ -38,10 +38,11 @@
    : (e) == -2             ? 1 / ((v) * (v))                                   \
                            : pow(v, e))
 
-/* Forward loops per dtype set. VEC's float32 loop runs contiguous elements
- * in a function compiled per instruction set (the vmath.h functions
- * vectorise: libm's scalar tanhf is ~20x slower, erff ~5x); the strided
- * path computes the same formula, so a result never depends on the layout. */
+/* Forward loops per dtype set. VEC's float32 loop is compiled per
+ * instruction set with fused multiply-adds (the vmath.h functions
+ * vectorise: libm's scalar tanhf is ~20x slower, erff ~5x), contiguous
+ * elements and strided ones in one function, so that a result never
+ * depends on the layout. */
 #define FORWARD_FLOAT(NAME, EXPR)                                              \
   LOOM__MAP1(NAME##_f32, float, float, EXPR)                                   \
   LOOM__MAP1(NAME##_f64, double, double, EXPR)
@@ -50,23 +51,25 @@
   LOOM__MAP1(NAME##_i32, int32_t, int32_t, EXPR)                               \
   LOOM__MAP1(NAME##_i64, int64_t, int64_t, EXPR)
 #define FORWARD_VEC(NAME, EXPR)                                                \
-  LOOM__ISA_FUNCTION(NAME##_run,                                               \
-                     (float *o, const float *xs, int64_t n, const double *p),  \
-                     (o, xs, n, p)) {                                          \
+  LOOM__ISA_FUNCTION_FMA(NAME##_f32,                                           \
+                         (char *o_, const char *x_, int64_t n, int64_t so,     \
+                          int64_t sx, const double *p),                        \
+                         (o_, x_, n, so, sx, p)) {                             \
     typedef float scalar_t;                                                    \
     (void)p;                                                                   \
-    _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) {                     \
-      scalar_t x = xs[i];                                                      \
-      o[i] = (float)(EXPR);                                                    \
+    if (so == 4 && sx == 4) {                                                  \
+      float *o = (float *)o_;                                                  \
+      const float *xs = (const float *)x_;                                     \
+      _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) {                   \
+        scalar_t x = xs[i];                                                    \
+        o[i] = (float)(EXPR);                                                  \
+      }                                                                        \
+    } else {                                                                   \
+      for (int64_t i = 0; i < n; i++) {                                        \
+        scalar_t x = *(const float *)(x_ + i * sx);                            \
+        *(float *)(o_ + i * so) = (float)(EXPR);                               \
+      }                                                                        \
     }                                                                          \
-  }                                                                            \
-  LOOM__MAP1(NAME##_strided_f32, float, float, EXPR)                           \
-  static void NAME##_f32(char *o, const char *x, int64_t n, int64_t so,        \
-                         int64_t sx, const double *p) {                        \
-    if (so == 4 && sx == 4)                                                    \
-      NAME##_run((float *)o, (const float *)x, n, p);                          \
-    else                                                                       \
-      NAME##_strided_f32(o, x, n, so, sx, p);                                  \
   }                                                                            \
   LOOM__MAP1(NAME##_f64, double, double, EXPR)
 
@@ -77,25 +80,27 @@
   LOOM__MAP2_AS(NAME##_grad_f64, double, double, V, g, EXPR)
 #define GRADIENT_NUM GRADIENT_FLOAT
 #define GRADIENT_VEC(NAME, V, EXPR)                                            \
-  LOOM__ISA_FUNCTION(NAME##_grad_run,                                          \
-                     (float *o, const float *vs, const float *gs, int64_t n,   \
-                      const double *p),                                        \
-                     (o, vs, gs, n, p)) {                                      \
+  LOOM__ISA_FUNCTION_FMA(NAME##_grad_f32,                                      \
+                         (char *o_, const char *a_, const char *b_, int64_t n, \
+                          int64_t so, int64_t sa, int64_t sb,                  \
+                          const double *p),                                    \
+                         (o_, a_, b_, n, so, sa, sb, p)) {                     \
     typedef float scalar_t;                                                    \
     (void)p;                                                                   \
-    _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) {                     \
-      scalar_t V = vs[i], g = gs[i];                                           \
-      o[i] = (float)(EXPR);                                                    \
+    if (so == 4 && sa == 4 && sb == 4) {                                       \
+      float *o = (float *)o_;                                                  \
+      const float *vs = (const float *)a_, *gs = (const float *)b_;            \
+      _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) {                   \
+        scalar_t V = vs[i], g = gs[i];                                         \
+        o[i] = (float)(EXPR);                                                  \
+      }                                                                        \
+    } else {                                                                   \
+      for (int64_t i = 0; i < n; i++) {                                        \
+        scalar_t V = *(const float *)(a_ + i * sa);                            \
+        scalar_t g = *(const float *)(b_ + i * sb);                            \
+        *(float *)(o_ + i * so) = (float)(EXPR);                               \
+      }                                                                        \
     }                                                                          \
-  }                                                                            \
-  LOOM__MAP2_AS(NAME##_grad_strided_f32, float, float, V, g, EXPR)             \
-  static void NAME##_grad_f32(char *o, const char *a, const char *b,           \
-                              int64_t n, int64_t so, int64_t sa, int64_t sb,   \
-                              const double *p) {                               \
-    if (so == 4 && sa == 4 && sb == 4)                                         \
-      NAME##_grad_run((float *)o, (const float *)a, (const float *)b, n, p);   \
-    else                                                                       \
-      NAME##_grad_strided_f32(o, a, b, n, so, sa, sb, p);                      \
   }                                                                            \
   LOOM__MAP2_AS(NAME##_grad_f64, double, double, V, g, EXPR)
 

@@ -28,13 +28,27 @@ typedef enum {
 } loom__isa_level;
 loom__isa_level loom__isa(void);
 
+/* ISO C mode keeps a * b + c as two roundings (GCC's -ffp-contract=off);
+ * loops marked LOOM__FMA want fused multiply-adds: twice the throughput on
+ * AVX2/AVX-512 and one rounding, as BLAS uses. GCC documents the optimize
+ * attribute as meant for debugging, but per function it is the only way to
+ * contract one loop without changing the rounding of every other kernel;
+ * the objdump check in docs/internals.md shows it takes effect. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define LOOM__FMA __attribute__((optimize("fp-contract=fast")))
+#else
+#define LOOM__FMA
+#endif
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define LOOM__ISA_FUNCTION(NAME, PARAMS, ARGS)                                 \
+#define LOOM__ISA_FUNCTION_WITH(ATTR, NAME, PARAMS, ARGS)                      \
   static inline __attribute__((always_inline)) void NAME##_body PARAMS;        \
-  __attribute__((target("arch=x86-64-v4"))) static void NAME##_avx512 PARAMS { \
+  __attribute__((target("arch=x86-64-v4")))                                    \
+  ATTR static void NAME##_avx512 PARAMS {                                      \
     NAME##_body ARGS;                                                          \
   }                                                                            \
-  __attribute__((target("arch=x86-64-v3"))) static void NAME##_avx2 PARAMS {   \
+  __attribute__((target("arch=x86-64-v3")))                                    \
+  ATTR static void NAME##_avx2 PARAMS {                                        \
     NAME##_body ARGS;                                                          \
   }                                                                            \
   static void NAME##_baseline PARAMS { NAME##_body ARGS; }                     \
@@ -52,19 +66,18 @@ loom__isa_level loom__isa(void);
   }                                                                            \
   static inline __attribute__((always_inline)) void NAME##_body PARAMS
 #else
-#define LOOM__ISA_FUNCTION(NAME, PARAMS, ARGS) static void NAME PARAMS
+#define LOOM__ISA_FUNCTION_WITH(ATTR, NAME, PARAMS, ARGS)                      \
+  static void NAME PARAMS
 #endif
-/* ISO C mode keeps a * b + c as two roundings (GCC's -ffp-contract=off);
- * loops marked LOOM__FMA want fused multiply-adds: twice the throughput on
- * AVX2/AVX-512 and one rounding, as BLAS uses. GCC documents the optimize
- * attribute as meant for debugging, but per function it is the only way to
- * contract one loop without changing the rounding of every other kernel;
- * the objdump check in docs/internals.md shows it takes effect. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define LOOM__FMA __attribute__((optimize("fp-contract=fast")))
-#else
-#define LOOM__FMA
-#endif
+#define LOOM__ISA_FUNCTION(NAME, PARAMS, ARGS)                                 \
+  LOOM__ISA_FUNCTION_WITH(, NAME, PARAMS, ARGS)
+/* The same, its AVX-512 and AVX2 copies contracting a * b + c into fused
+ * multiply-adds: the float32 loops of vmath.h's functions (their
+ * polynomials, ~25 % faster), where every layout of an op's operands runs
+ * the same copy, so that a result does not depend on the layout. The
+ * baseline copy has no FMA to use: each level its own bits. */
+#define LOOM__ISA_FUNCTION_FMA(NAME, PARAMS, ARGS)                             \
+  LOOM__ISA_FUNCTION_WITH(LOOM__FMA, NAME, PARAMS, ARGS)
 
 /* ---- elementwise maps (kernel_unary.c, kernel_binary.c) ----
  * One inner loop per dtype; NULL where the dtype is not supported. Byte

@@ -326,6 +326,69 @@ START_TEST(test_gelu_float32_dense) {
 }
 END_TEST
 
+/* Units in the last place between a float32 result and the exact value
+ * (computed in double): the exact value's ulp, subnormals' below 2^-126;
+ * an exact value past float's range rounds to an infinity. */
+static double ulps_off(float got, double want) {
+  if (fabs(want) >= 0x1p128 - 0x1p103)
+    want = want > 0 ? INFINITY : -INFINITY;
+  if (isnan(want) || isinf(want))
+    return (isnan(want) && isnan(got)) || got == want ? 0 : INFINITY;
+  int e = 0;
+  frexp(want, &e);
+  return fabs((double)got - want) / ldexp(1, (e < -125 ? -125 : e) - 24);
+}
+
+/* float32 exp, tanh and sigmoid (vmath.h's polynomials, as the running
+ * level compiles them) against double on every 4099th float, within the
+ * bounds vmath.h states: the worst over all floats, measured with
+ * LOOM_ULPS_ALL=1 in the environment, which runs every float (a minute
+ * or two). */
+START_TEST(test_vector_math_ulps) {
+  const char *all = getenv("LOOM_ULPS_ALL");
+  uint64_t step = all && strcmp(all, "1") == 0 ? 1 : 4099;
+  enum { N = 1 << 20 };
+  float *xs = malloc(N * sizeof *xs);
+  ck_assert_ptr_nonnull(xs);
+  static const char *const names[] = {"exp", "tanh", "sigmoid"};
+  static const double bound[] = {1.02, 1.34, 2.83};
+  for (int f = 0; f < 3; f++) {
+    double worst = 0;
+    float at = 0;
+    for (uint64_t b = 0; b < 1ull << 32;) {
+      int64_t n = 0;
+      for (; n < N && b < 1ull << 32; n++, b += step) {
+        uint32_t bits = (uint32_t)b;
+        memcpy(&xs[n], &bits, sizeof bits);
+      }
+      loom_scope *s = loom_scope_begin();
+      loom_tensor *x = loom_from_array(LOOM_F32, xs, LOOM_SHAPE(n));
+      loom_tensor *y = f == 0   ? loom_exp(x)
+                       : f == 1 ? loom_tanh(x)
+                                : loom_sigmoid(x);
+      ck_assert_ptr_nonnull(y);
+      const float *yv = loom_data_f32(y);
+      for (int64_t i = 0; i < n; i++) {
+        double v = xs[i];
+        double want = f == 0 ? exp(v) : f == 1 ? tanh(v) : 1 / (1 + exp(-v));
+        double off = ulps_off(yv[i], want);
+        if (off > worst) {
+          worst = off;
+          at = xs[i];
+        }
+      }
+      loom_scope_end(s);
+    }
+    if (step == 1)
+      printf("%s at %s: %.3f ulp at %a\n", names[f], loom_isa(), worst,
+             (double)at);
+    ck_assert_msg(worst <= bound[f], "%s(%a) is %.3f ulp off (at most %.2f)",
+                  names[f], (double)at, worst, bound[f]);
+  }
+  free(xs);
+}
+END_TEST
+
 START_TEST(test_nan_and_clamp) {
   loom_tensor *a = VEC(LOOM_F64, NAN, 1, 2, NAN);
   loom_tensor *b = VEC(LOOM_F64, 1, NAN, 3, NAN);
@@ -1953,7 +2016,7 @@ int main(void) {
         test_masked_fill_and_where}},
       {"elementwise",
        {test_unary_values, test_activation_details, test_gelu_float32_dense,
-        test_nan_and_clamp, test_binary_and_comparisons,
+        test_vector_math_ulps, test_nan_and_clamp, test_binary_and_comparisons,
         test_integer_overflow_wraps, test_uint8_with_0dim_integer_wraps,
         test_inplace_updates}},
       {"reduce",
