@@ -3,9 +3,10 @@
  * correct limits at +-inf. The worst error over every float against
  * double, in ulps (test_vector_math_ulps with LOOM_ULPS_ALL=1; erf by a
  * standalone loop): exp 1.01, tanh 1.33, sigmoid 2.83 (x e^x / (1 + e^x)
- * below 0: e^x's error, the sum's and the division's), erf 2.76 where the
- * loops contract into fused multiply-adds (AVX2, AVX-512:
- * LOOM__ISA_FUNCTION_FMA); exp 0.99, erf 2.3 at the baseline level.
+ * below 0: e^x's error, the sum's and the division's), erf 2.76 (2.3 on
+ * the grid its coefficients were fitted on), the same where the loops
+ * contract into fused multiply-adds (AVX2, AVX-512:
+ * LOOM__ISA_FUNCTION_FMA) and at the baseline level, but exp's 0.99 there.
  * Used by the float32 kernels of exp-based ops, softmax and the fused
  * recurrent cells; float64 stays with libm. Not installed. */
 #ifndef LOOM_VMATH_H
