@@ -297,7 +297,10 @@ loom_tensor *loom_baddbmm(const loom_tensor *c, const loom_tensor *a,
  * BLAS's speed). Within one backward pass, the steps' (gy, x) pairs of a
  * leaf weight are kept instead and summed at the end as one product over
  * all their rows. Memory is bounded: past DEFER_ROWS rows a weight's
- * pairs are summed at once. */
+ * pairs are summed at once. A leaf bias of those linears gets its gradient
+ * the same way, as the sums of the same rows (one pass over them: summed
+ * per step, each sum was a small parallel job and an accumulation, 2 % of
+ * an unrolled LSTM cell's step). */
 #define DEFER_ROWS 4096
 
 typedef struct {
@@ -305,6 +308,9 @@ typedef struct {
   loom_tensor **gy, **x; /* retained; cap each */
   int n, cap;
   int64_t rows;
+  /* the leaf bias (node's input 2) whose gradient every pair defers, or
+   * NULL: all pairs alike (a pair that differs sums the others first) */
+  const loom_tensor *bias;
 } deferred;
 
 static _Thread_local struct {
@@ -476,9 +482,37 @@ static void sum_stacked(deferred *const *with, int ws) {
   loom_scope_end(s);
 }
 
+/* grad(b) += the column sums of G for the deferred biases among
+ * with[0..ws) (one sum for both), from G's rows where they lie, else
+ * stacked. */
+static void sum_biases(deferred *const *with, int ws) {
+  const deferred *e = with[0];
+  if (!e->bias && !(ws > 1 && with[1]->bias))
+    return;
+  const loom_tensor *g0 = e->gy[0];
+  int64_t out = g0->shape[g0->ndim - 1];
+  loom_scope *s = loom_scope_begin();
+  loom_tensor *sum = NULL;
+  const float **p =
+      g0->dtype == LOOM_F32 ? malloc((size_t)e->rows * sizeof *p) : NULL;
+  if (p && row_pointers(e->gy, e->n, p)) {
+    if ((sum = loom_empty(LOOM_F32, LOOM_SHAPE(out))))
+      loom__kernel_row_pointer_sums((float *)sum->data, p, e->rows, out);
+  } else {
+    loom_tensor *G = loom_concat(e->gy, e->n, 0);
+    sum = G ? loom_sum(G, (int[]){0}, 1, false) : NULL;
+  }
+  free(p);
+  /* each bias its own tensor: a hook may keep what it is given */
+  for (int k = 0, given = 0; sum && k < ws; k++)
+    if (with[k]->bias)
+      loom__accumulate(with[k]->node, 2, given++ ? loom_clone(sum) : sum);
+  loom_scope_end(s);
+}
+
 /* grad(W) += G^T X for e's weight and for every other deferred weight
  * whose pairs hold the same gradients (one G for both), by rows where
- * they lie, else stacked. */
+ * they lie, else stacked; and their deferred biases' gradients. */
 static void defer_sum(deferred *e) {
   if (e->n == 0) /* summed already, by a flush */
     return;
@@ -491,15 +525,19 @@ static void defer_sum(deferred *e) {
   int left = sum_by_rows(with, ws);
   if (left && loom_last_status() == LOOM_OK)
     sum_stacked(with, left);
+  if (loom_last_status() == LOOM_OK)
+    sum_biases(both, ws);
   for (int k = 0; k < ws; k++)
     defer_drop(both[k]);
 }
 
-/* Keeps the pair for the end of the pass if n's weight qualifies. */
+/* Keeps the pair for the end of the pass if n's weight qualifies, and
+ * sets *bias_too when its bias's gradient is deferred with it. */
 static bool defer_weight_grad(loom__node *n, const loom_tensor *gy,
-                              const loom_tensor *x) {
+                              const loom_tensor *x, bool *bias_too) {
   const loom_tensor *w = loom__input(n, 1);
   int64_t rows = gy->shape[0];
+  *bias_too = false;
   /* Only the outermost pass defers: a nested one frees its nodes first. */
   if (defer.depth != 1 || rows > LOOM__PACKED_MAX_ROWS || rows == 0 ||
       !loom_is_leaf(w) || loom_anomaly_mode() || loom__active_pass)
@@ -521,7 +559,10 @@ static bool defer_weight_grad(loom__node *n, const loom_tensor *gy,
       return false;
     defer.d[defer.n++] = e;
   }
-  if (e->rows + rows > DEFER_ROWS)
+  const loom_tensor *b = n->n_in > 2 ? loom__input(n, 2) : NULL;
+  if (b && !(loom__needs_grad(n, 2) && loom_is_leaf(b)))
+    b = NULL; /* its gradient is summed now */
+  if (e->rows + rows > DEFER_ROWS || (e->n && e->bias != b))
     defer_sum(e);
   if (e->n == e->cap) {
     int cap = e->cap ? 2 * e->cap : 64;
@@ -540,6 +581,8 @@ static bool defer_weight_grad(loom__node *n, const loom_tensor *gy,
   e->x[e->n] = loom_keep((loom_tensor *)x);
   e->n++;
   e->rows += rows;
+  e->bias = b;
+  *bias_too = b != NULL;
   return true;
 }
 
@@ -564,7 +607,8 @@ void loom__deferred_end(bool ok) {
 
 void loom__deferred_flush(const loom_tensor *w) {
   for (int i = 0; i < defer.n; i++)
-    if (defer.d[i]->n && loom__input(defer.d[i]->node, 1) == w)
+    if (defer.d[i]->n &&
+        (loom__input(defer.d[i]->node, 1) == w || defer.d[i]->bias == w))
       defer_sum(defer.d[i]);
 }
 
@@ -605,7 +649,8 @@ static void linear_backward(loom__node *n, loom_tensor *const *g) {
                                packed, (float *)dx->data, in, false);
     loom__accumulate(n, 0, dx ? dx : loom_matmul(gy, w));
   }
-  if (dw_wanted && !defer_weight_grad(n, gy, x)) {
+  bool db_deferred = false;
+  if (dw_wanted && !defer_weight_grad(n, gy, x, &db_deferred)) {
     loom_tensor gt = loom__geometry(gy); /* gy^T as a view: (out, rows) */
     gt.shape[0] = gy->shape[1];
     gt.shape[1] = gy->shape[0];
@@ -620,7 +665,7 @@ static void linear_backward(loom__node *n, loom_tensor *const *g) {
       loom__accumulate(n, 1, loom_matmul(loom_t(gy), x));
     }
   }
-  if (n->n_in > 2 && loom__needs_grad(n, 2))
+  if (n->n_in > 2 && loom__needs_grad(n, 2) && !db_deferred)
     loom__accumulate(n, 2, loom_sum(gy, (int[]){0}, 1, false));
 }
 

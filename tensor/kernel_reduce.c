@@ -235,6 +235,67 @@ static void reduce_blocks(const loom__iter *it, row_fn fn, loom__reduce_op op,
   free(part);
 }
 
+/* Column sums of float32 rows anywhere in memory (rows[0..n), columns
+ * [c0, c0 + w) of each) into double accumulators, eight rows at a time as
+ * COLUMN_SUMS: the same additions in the same order. */
+LOOM__ISA_FUNCTION(pointer_column_sums_f32,
+                   (double *restrict a, const float *const *rows, int64_t n,
+                    int64_t c0, int64_t w),
+                   (a, rows, n, c0, w)) {
+  int64_t r = 0;
+  for (; r + 8 <= n; r += 8) {
+    const float *x0 = rows[r] + c0, *x1 = rows[r + 1] + c0;
+    const float *x2 = rows[r + 2] + c0, *x3 = rows[r + 3] + c0;
+    const float *x4 = rows[r + 4] + c0, *x5 = rows[r + 5] + c0;
+    const float *x6 = rows[r + 6] + c0, *x7 = rows[r + 7] + c0;
+    for (int64_t i = 0; i < w; i++) {
+      double s = a[i];
+      s += (double)x0[i];
+      s += (double)x1[i];
+      s += (double)x2[i];
+      s += (double)x3[i];
+      s += (double)x4[i];
+      s += (double)x5[i];
+      s += (double)x6[i];
+      s += (double)x7[i];
+      a[i] = s;
+    }
+  }
+  for (; r < n; r++)
+    for (int64_t i = 0; i < w; i++)
+      a[i] += (double)rows[r][c0 + i];
+}
+
+typedef struct {
+  float *out;
+  const float *const *rows;
+  int64_t n, cols;
+} pointer_sums_job;
+
+enum { SUM_SPAN = 256 }; /* columns a part sums at once: doubles in L1 */
+
+static void pointer_sums_part(void *ctx, int64_t b0, int64_t b1) {
+  const pointer_sums_job *j = ctx;
+  double a[SUM_SPAN];
+  for (int64_t b = b0; b < b1; b++) {
+    int64_t c0 = b * SUM_SPAN;
+    int64_t w = j->cols - c0 < SUM_SPAN ? j->cols - c0 : SUM_SPAN;
+    for (int64_t i = 0; i < w; i++)
+      a[i] = 0;
+    pointer_column_sums_f32(a, j->rows, j->n, c0, w);
+    for (int64_t i = 0; i < w; i++)
+      j->out[c0 + i] = (float)a[i];
+  }
+}
+
+void loom__kernel_row_pointer_sums(float *out, const float *const *rows,
+                                   int64_t n, int64_t cols) {
+  int64_t blocks = (cols + SUM_SPAN - 1) / SUM_SPAN;
+  pointer_sums_job j = {out, rows, n, cols};
+  loom__parallel_for(loom__threads_for(n * cols), blocks, pointer_sums_part,
+                     &j);
+}
+
 /* Slices [lo, hi) of dim `split`, along which the outputs differ: each
  * output element is reduced by one thread, whatever the thread count. */
 typedef struct {

@@ -346,6 +346,14 @@ bool loom__kernel_gemm_rows(int64_t M, int64_t N, int64_t K,
                             const float *const *b_rows, bool accumulate,
                             float *c, int64_t ldc);
 
+/* out[0..cols) = the column sums of the float32 rows rows[0..n) (cols
+ * floats each, anywhere in memory), each in double in row order and
+ * rounded once: loom_sum's bits over the same rows stacked into a matrix
+ * (a bias's gradient over the steps' separate gradient tensors). Results
+ * do not depend on the thread count. */
+void loom__kernel_row_pointer_sums(float *out, const float *const *rows,
+                                   int64_t n, int64_t cols);
+
 /* Packings reused across products: while a reuse region is open on this
  * thread (a sequence runner's steps, one backward pass), the packing of a
  * 2-D float32 matrix that requires grad (a parameter, or a value computed

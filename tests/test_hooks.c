@@ -83,34 +83,44 @@ static int take_snapshot(loom_tensor *t, void *ctx) {
 
 /* A weight read at every step of a sequence gets its hook once per pass,
  * after its last (oldest) reader, and sees the whole gradient: also when
- * the step products are linears with few rows, whose weight gradients
- * backward defers and sums at the end of the pass. */
+ * the step products are linears with few rows, whose weight and bias
+ * gradients backward defers and sums at the end of the pass. The weight's
+ * hook and the bias's are tested apart (the weight's sum includes the
+ * bias's). */
 START_TEST(test_sees_complete_gradient_of_shared_weight) {
-  for (int deferred = 0; deferred < 2; deferred++) {
-    loom_rng *g = loom_rng_new(7);
-    loom_tensor *w = loom_set_requires_grad(
-        loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(3, 3)), true);
-    snapshot snap = {0};
-    loom_hook *h = loom_register_grad_ready_hook(w, take_snapshot, &snap);
-    loom_tensor *state = loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(2, 3));
-    for (int step = 0; step < 6; step++)
-      state = loom_tanh(deferred ? loom_linear(state, w, NULL)
-                                 : loom_matmul(state, loom_t(w)));
-    for (int pass = 1; pass <= 2; pass++) {
-      loom_zero_grad(w);
-      ck_assert_int_eq(
-          loom_backward_with(loom_sum_all(state), loom_scalar(LOOM_F64, 1),
+  for (int deferred = 0; deferred < 2; deferred++)
+    for (int hook_bias = 0; hook_bias < 2; hook_bias++) {
+      loom_rng *g = loom_rng_new(7);
+      loom_tensor *w = loom_set_requires_grad(
+          loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(3, 3)), true);
+      loom_tensor *b = loom_set_requires_grad(
+          loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(3)), true);
+      loom_tensor *hooked = hook_bias ? b : w;
+      snapshot snap = {0};
+      loom_hook *h =
+          loom_register_grad_ready_hook(hooked, take_snapshot, &snap);
+      loom_tensor *state = loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(2, 3));
+      for (int step = 0; step < 6; step++)
+        state =
+            loom_tanh(deferred ? loom_linear(state, w, b)
+                               : loom_add(loom_matmul(state, loom_t(w)), b));
+      for (int pass = 1; pass <= 2; pass++) {
+        loom_zero_grad(w);
+        loom_zero_grad(b);
+        ck_assert_int_eq(loom_backward_with(
+                             loom_sum_all(state), loom_scalar(LOOM_F64, 1),
                              &(loom_backward_opts){.retain_graph = pass == 1}),
-          0);
-      ck_assert_int_eq(snap.calls, pass);
-      ck_assert_loom(snap.seen);
-      ck_assert_msg(loom_equal(snap.seen, loom_grad(w)),
-                    "deferred %d: the hook saw a partial gradient", deferred);
+                         0);
+        ck_assert_int_eq(snap.calls, pass);
+        ck_assert_loom(snap.seen);
+        ck_assert_msg(loom_equal(snap.seen, loom_grad(hooked)),
+                      "deferred %d: the %s's hook saw a partial gradient",
+                      deferred, hook_bias ? "bias" : "weight");
+      }
+      loom_hook_remove(h);
+      loom_release(snap.seen);
+      loom_rng_free(g);
     }
-    loom_hook_remove(h);
-    loom_release(snap.seen);
-    loom_rng_free(g);
-  }
 }
 END_TEST
 
@@ -257,8 +267,7 @@ START_TEST(test_removed_hook_gradient_kept) {
   loom_tensor *a = loom_mul_scalar(y, 5); /* newest: runs first */
   loom_hook *hy = loom_register_hook(y, keep_gradient, NULL);
   loom_hook *hx = loom_register_grad_ready_hook(x, remove_other, &hy);
-  ck_assert_int_eq(loom_backward(loom_sum_all(loom_add(loom_add(a, b), c))),
-                   0);
+  ck_assert_int_eq(loom_backward(loom_sum_all(loom_add(loom_add(a, b), c))), 0);
   CHECK_VALUES(loom_grad(y), 0, 7);
   CHECK_VALUES(loom_grad(x), 0, 3);
   loom_hook_remove(hx);
