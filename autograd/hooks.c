@@ -10,8 +10,9 @@
  * When is a leaf's gradient complete? Backward runs its nodes newest first,
  * and only a node that reads the leaf adds to its gradient; so once the
  * last such node in that order has run, nothing else will, except the
- * small linears' weight products that matmul.c defers to the end of the
- * pass, which are summed for the leaf first (loom__deferred_flush). */
+ * small linears' weight products and bias sums that matmul.c defers to
+ * the end of the pass, which are summed for the leaf first
+ * (loom__deferred_flush). */
 #include "hooks.h"
 
 #include <stdatomic.h>

@@ -279,11 +279,12 @@ loom_tensor *loom__slice_scatter(const loom_tensor *g, const loom_tensor *like,
 loom_tensor *loom__grad_in_place(loom__node *n, int i);
 void loom__grad_in_place_end(loom__node *n, int i);
 /* Weight gradients of small linears that backward defers to one product
- * per weight (matmul.c): begun before the first node, ended (summed into
- * the weights' gradients when ok, else dropped) while nodes still live. */
+ * per weight, and their leaf biases' to one sum (matmul.c): begun before
+ * the first node, ended (summed into the gradients when ok, else dropped)
+ * while nodes still live. */
 void loom__deferred_begin(void);
 void loom__deferred_end(bool ok);
-/* Sums now what the pass deferred for the weight `w` (before its
+/* Sums now what the pass deferred for `w`, a weight or a bias (before its
  * grad-ready hooks run). */
 void loom__deferred_flush(const loom_tensor *w);
 /* g summed over the dims where `shape` was broadcast (scope-owned). */

@@ -41,7 +41,9 @@ static int64_t batch_offset(int64_t i, int nbd, const int64_t *sh,
 }
 
 /* Partial sums and maxima in fixed lanes, so the loops vectorise and the
- * result does not depend on the instruction set's width. */
+ * result does not depend on the vectors' width (AVX2's and AVX-512's
+ * give the same bits; the baseline, without fused multiply-adds, its
+ * own). */
 #define LANES 8
 
 /* float32's softmax contracts into fused multiply-adds, as the float32

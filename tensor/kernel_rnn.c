@@ -71,15 +71,16 @@ static inline double tanh_d(double x) { return tanh(x); }
            const T *restrict cn, const T *restrict dh, const T *restrict dc,   \
            T *restrict dg, T *restrict dcp, const T *restrict pi,              \
            const T *restrict pf, const T *restrict po),                        \
-          (H, a, cp, cn, dh, dc, dg, dcp, pi, pf, po)){LSTM_ROW_BWD(           \
-      T, S, a, dg)} ISA_##S(lstm_row_bwd_in_place_##S,                         \
-                            (int64_t H, T *restrict ag, const T *restrict cp,  \
-                             const T *restrict cn, const T *restrict dh,       \
-                             const T *restrict dc, T *restrict dcp,            \
-                             const T *restrict pi, const T *restrict pf,       \
-                             const T *restrict po),                            \
-                            (H, ag, cp, cn, dh, dc, dcp, pi, pf, po)) {        \
-    LSTM_ROW_BWD(T, S, ag, ag)                                                 \
+          (H, a, cp, cn, dh, dc, dg, dcp, pi, pf, po)) {                       \
+    LSTM_ROW_BWD(T, S, a, dg);                                                 \
+  }                                                                            \
+  ISA_##S(lstm_row_bwd_in_place_##S,                                           \
+          (int64_t H, T *restrict ag, const T *restrict cp,                    \
+           const T *restrict cn, const T *restrict dh, const T *restrict dc,   \
+           T *restrict dcp, const T *restrict pi, const T *restrict pf,        \
+           const T *restrict po),                                              \
+          (H, ag, cp, cn, dh, dc, dcp, pi, pf, po)) {                          \
+    LSTM_ROW_BWD(T, S, ag, ag);                                                \
   }                                                                            \
   static void lstm_fwd_##S(int64_t B, int64_t H, T *gates, const T *c_prev,    \
                            const T *h_prev, T *c, T *h, T *out,                \

@@ -74,8 +74,12 @@ loom__isa_level loom__isa(void);
 /* The same, its AVX-512 and AVX2 copies contracting a * b + c into fused
  * multiply-adds: the float32 loops of vmath.h's functions (their
  * polynomials, ~25 % faster), where every layout of an op's operands runs
- * the same copy, so that a result does not depend on the layout. The
- * baseline copy has no FMA to use: each level its own bits. */
+ * the same copy, so that a result does not depend on the layout. Vector
+ * loops and their scalar tails contract alike only where no sum has two
+ * products to choose from (a * b + c * d fused either way, differently in
+ * each): write such sums so that one operand is not a product
+ * (test_vector_math_layout_free). The baseline copy has no FMA to use:
+ * each level its own bits. */
 #define LOOM__ISA_FUNCTION_FMA(NAME, PARAMS, ARGS)                             \
   LOOM__ISA_FUNCTION_WITH(LOOM__FMA, NAME, PARAMS, ARGS)
 

@@ -120,13 +120,18 @@ static inline float loom__erff(float x) {
   return x != x ? x : y;
 }
 
-/* GELU, x Phi(x), and its derivative Phi(x) + x phi(x). */
+/* GELU, x Phi(x), and its derivative Phi(x) + x phi(x). Every sum in
+ * these functions has at most one product among its operands: where
+ * multiply-adds are fused (LOOM__ISA_FUNCTION_FMA) a sum of two products
+ * may fuse either, and GCC chose differently in vector and scalar code
+ * (Phi(x) was 0.5 (1 + erf), and the gradient's bits depended on where a
+ * range's vector loop ended). */
 static inline float loom__geluf(float x) {
   return 0.5f * x * (1.0f + loom__erff(x * 0.70710678118654752f));
 }
 static inline float loom__gelu_gradf(float x) {
-  return 0.5f * (1.0f + loom__erff(x * 0.70710678118654752f)) +
-         x * 0.39894228040143267794f * loom__expf(-0.5f * x * x);
+  float cdf = 0.5f + 0.5f * loom__erff(x * 0.70710678118654752f);
+  return cdf + x * 0.39894228040143267794f * loom__expf(-0.5f * x * x);
 }
 
 #endif

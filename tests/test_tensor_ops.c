@@ -389,6 +389,72 @@ START_TEST(test_vector_math_ulps) {
 }
 END_TEST
 
+/* y = op k of vmath.h's float32 ops (exp, tanh, sigmoid, silu, gelu) of
+ * x, and x's gradient for the upstream gradient w, both made contiguous
+ * (scope-owned). */
+static void vector_op(int k, loom_tensor *x, const loom_tensor *w,
+                      loom_tensor **y, loom_tensor **dx) {
+  loom_tensor *leaf = loom_set_requires_grad(loom_detach(x), true);
+  loom_tensor *in = x->ndim == 2 && x->strides[0] == 1 ? loom_t(leaf) : leaf;
+  loom_tensor *out = k == 0   ? loom_exp(in)
+                     : k == 1 ? loom_tanh(in)
+                     : k == 2 ? loom_sigmoid(in)
+                     : k == 3 ? loom_silu(in)
+                              : loom_gelu(in, false);
+  ck_assert_int_eq(loom_backward_with(out, in == leaf ? w : loom_t(w), NULL),
+                   0);
+  *y = loom_contiguous(in == leaf ? out : loom_t(out));
+  *dx = loom_contiguous(loom_grad(leaf));
+}
+
+/* The float32 loops of vmath.h's functions contract into fused
+ * multiply-adds (AVX2, AVX-512): vector loops and the scalar code of their
+ * tails and of strided operands must contract alike, or a result would
+ * depend on the layout and on where a thread's range ends (gelu's
+ * gradient did). Forward and gradient of each op on the same values:
+ * contiguous, read through a transpose, as prefixes of 1-80 elements, and
+ * on 1 and 3 threads. */
+START_TEST(test_vector_math_layout_free) {
+  enum { R = 96, C = 128, N = R * C };
+  loom_rng *g = loom_rng_new(5);
+  loom_tensor *x = loom_randn(g, LOOM_F32, 0, 3, LOOM_SHAPE(R, C));
+  loom_tensor *w = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(R, C));
+  loom_rng_free(g);
+  /* x's values as the transpose of a column-major matrix */
+  loom_tensor *xt = loom_t(loom_contiguous(loom_t(x)));
+  for (int k = 0; k < 5; k++) {
+    loom_scope *s = loom_scope_begin();
+    loom_tensor *y, *dx, *y2, *dx2;
+    vector_op(k, x, w, &y, &dx);
+    vector_op(k, xt, w, &y2, &dx2);
+    size_t bytes = N * sizeof(float);
+    ck_assert_msg(!memcmp(loom_data(y), loom_data(y2), bytes) &&
+                      !memcmp(loom_data(dx), loom_data(dx2), bytes),
+                  "op %d: strided operands change its bits", k);
+    loom_tensor *flat_x = loom_reshape(x, 1, (int64_t[]){N});
+    loom_tensor *flat_w = loom_reshape(w, 1, (int64_t[]){N});
+    for (int64_t n = 1; n <= 80; n++) {
+      vector_op(k, loom_narrow(flat_x, 0, 0, n), loom_narrow(flat_w, 0, 0, n),
+                &y2, &dx2);
+      ck_assert_msg(
+          !memcmp(loom_data(y), loom_data(y2), n * sizeof(float)) &&
+              !memcmp(loom_data(dx), loom_data(dx2), n * sizeof(float)),
+          "op %d: the first %lld elements alone change its bits", k,
+          (long long)n);
+    }
+    for (int t = 1; t <= 3; t += 2) {
+      loom_set_num_threads(t);
+      vector_op(k, x, w, &y2, &dx2);
+      ck_assert_msg(!memcmp(loom_data(y), loom_data(y2), bytes) &&
+                        !memcmp(loom_data(dx), loom_data(dx2), bytes),
+                    "op %d: %d threads change its bits", k, t);
+    }
+    loom_set_num_threads(0);
+    loom_scope_end(s);
+  }
+}
+END_TEST
+
 START_TEST(test_nan_and_clamp) {
   loom_tensor *a = VEC(LOOM_F64, NAN, 1, 2, NAN);
   loom_tensor *b = VEC(LOOM_F64, 1, NAN, 3, NAN);
@@ -2016,9 +2082,9 @@ int main(void) {
         test_masked_fill_and_where}},
       {"elementwise",
        {test_unary_values, test_activation_details, test_gelu_float32_dense,
-        test_vector_math_ulps, test_nan_and_clamp, test_binary_and_comparisons,
-        test_integer_overflow_wraps, test_uint8_with_0dim_integer_wraps,
-        test_inplace_updates}},
+        test_vector_math_ulps, test_vector_math_layout_free, test_nan_and_clamp,
+        test_binary_and_comparisons, test_integer_overflow_wraps,
+        test_uint8_with_0dim_integer_wraps, test_inplace_updates}},
       {"reduce",
        {test_sum_mean_over_dims, test_column_sums_in_row_order,
         test_var_std_prod_norm, test_logsumexp_and_extremes,
