@@ -256,21 +256,24 @@ END_TEST
  * gradients must be those of the per-step products and sums that anomaly
  * mode runs (it defers nothing), for the sharing weights and their
  * biases, a weight of other width among them, and one with gradients of
- * its own; float64 to 1e-12, float32 (wide enough for the row products,
- * 16+ columns) to float32's rounding. */
+ * its own, inputs with rows apart; float64 to 1e-12, float32 (where the
+ * row products take weights of 16+ columns) to float32's rounding. */
 START_TEST(test_deferred_weights_sharing_gradients) {
   enum { T = 6, B = 3 };
   for (int f32 = 0; f32 < 2; f32++) {
     loom_dtype dt = f32 ? LOOM_F32 : LOOM_F64;
-    int64_t IN = f32 ? 20 : 4, H = f32 ? 17 : 5;
+    /* float32: the gates' x-weight (12 columns) too narrow for the row
+     * products, its partners by rows; the side weight reads x's rows 21
+     * floats apart */
+    int64_t IN = f32 ? 12 : 4, SIDE = f32 ? 18 : 4, H = f32 ? 17 : 5;
     double tol = f32 ? 2e-6 : 1e-12;
     loom_rng *g = loom_rng_new(11);
-    loom_tensor *x = loom_randn(g, dt, 0, 1, LOOM_SHAPE(T, B, IN));
+    loom_tensor *x = loom_randn(g, dt, 0, 1, LOOM_SHAPE(T, B, SIDE + 3));
     loom_tensor *p[6] = {
         loom_randn(g, dt, 0, 0.5, LOOM_SHAPE(2 * H, IN)), /* x, gates */
         loom_randn(g, dt, 0, 0.5, LOOM_SHAPE(2 * H, H)),  /* h, gates */
         loom_randn(g, dt, 0, 0.5, LOOM_SHAPE(2 * H, H)),  /* h, gates */
-        loom_randn(g, dt, 0, 0.5, LOOM_SHAPE(H, IN)),     /* x, side */
+        loom_randn(g, dt, 0, 0.5, LOOM_SHAPE(H, SIDE)),   /* x, side */
         loom_randn(g, dt, 0, 0.5, LOOM_SHAPE(2 * H)),
         loom_randn(g, dt, 0, 0.5, LOOM_SHAPE(2 * H))};
     loom_rng_free(g);
@@ -286,13 +289,15 @@ START_TEST(test_deferred_weights_sharing_gradients) {
         loom_set_anomaly_mode(anomaly);
         loom_tensor *h = loom_zeros(dt, LOOM_SHAPE(B, H)), *loss = NULL;
         for (int t = 0; t < T; t++) {
-          loom_tensor *xt = loom_select(x, 0, t), *half[2];
+          loom_tensor *xt = loom_narrow(loom_select(x, 0, t), 1, 0, IN);
+          loom_tensor *xs = loom_narrow(loom_select(x, 0, t), 1, 3, SIDE);
+          loom_tensor *half[2];
           loom_tensor *gates = loom_add(
               loom_add(loom_linear(xt, p[0], p[4]), loom_linear(h, p[1], p[5])),
               loom_linear(h, p[2], NULL));
           ck_assert_int_eq(loom_chunk(gates, 2, 1, half, 2), 2);
           h = loom_mul(loom_tanh(half[0]), loom_sigmoid(half[1]));
-          loom_tensor *side = loom_mul(loom_linear(xt, p[3], NULL), h);
+          loom_tensor *side = loom_mul(loom_linear(xs, p[3], NULL), h);
           loom_tensor *term =
               loom_add(loom_sum_all(loom_mul(h, h)), loom_sum_all(side));
           loss = loss ? loom_add(loss, term) : term;
