@@ -536,10 +536,10 @@ static void own_part(void *ctx, int64_t t, int64_t t1) {
 }
 #endif
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 /* Runs the product o describes (its operands, sizes, ta and tb and
  * accumulate set): chooses the parts, chunks and scratch. */
 static bool own_run(own_job o) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
   loom__isa_level isa = loom__isa();
   /* Below 16 columns most of each 32-column panel would be padding. */
   if (isa < LOOM__ISA_AVX2 || o.M <= 0 || o.N < 16 || o.K <= 0)
@@ -587,14 +587,16 @@ static bool own_run(own_job o) {
     loom__parallel_for(nt, nt, own_part, &o);
   free(scratch);
   return true;
-}
+#else
+  (void)o;
+  return false;
 #endif
+}
 
 bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                            const float *a, int64_t lda, const float *b,
                            int64_t ldb, bool accumulate, float *c,
                            int64_t ldc) {
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
   return own_run((own_job){.ta = ta,
                            .tb = tb,
                            .accumulate = accumulate,
@@ -607,18 +609,12 @@ bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                            .a = a,
                            .b = b,
                            .c = c});
-#else
-  (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)a, (void)lda, (void)b;
-  (void)ldb, (void)accumulate, (void)c, (void)ldc;
-  return false;
-#endif
 }
 
 bool loom__kernel_gemm_own_rows(int64_t M, int64_t N, int64_t K,
                                 const float *const *a_rows,
                                 const float *const *b_rows, bool accumulate,
                                 float *c, int64_t ldc) {
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
   return own_run((own_job){.ta = true,
                            .accumulate = accumulate,
                            .M = M,
@@ -628,11 +624,6 @@ bool loom__kernel_gemm_own_rows(int64_t M, int64_t N, int64_t K,
                            .brows = b_rows,
                            .ldc = ldc,
                            .c = c});
-#else
-  (void)M, (void)N, (void)K, (void)a_rows, (void)b_rows, (void)accumulate;
-  (void)c, (void)ldc;
-  return false;
-#endif
 }
 
 /* ---- packings reused within a region ---- */
