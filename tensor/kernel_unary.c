@@ -55,21 +55,7 @@
                          (char *o_, const char *x_, int64_t n, int64_t so,     \
                           int64_t sx, const double *p),                        \
                          (o_, x_, n, so, sx, p)) {                             \
-    typedef float scalar_t;                                                    \
-    (void)p;                                                                   \
-    if (so == 4 && sx == 4) {                                                  \
-      float *o = (float *)o_;                                                  \
-      const float *xs = (const float *)x_;                                     \
-      _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) {                   \
-        scalar_t x = xs[i];                                                    \
-        o[i] = (float)(EXPR);                                                  \
-      }                                                                        \
-    } else {                                                                   \
-      for (int64_t i = 0; i < n; i++) {                                        \
-        scalar_t x = *(const float *)(x_ + i * sx);                            \
-        *(float *)(o_ + i * so) = (float)(EXPR);                               \
-      }                                                                        \
-    }                                                                          \
+    LOOM__MAP1_BODY(float, float, EXPR);                                       \
   }                                                                            \
   LOOM__MAP1(NAME##_f64, double, double, EXPR)
 
@@ -85,22 +71,7 @@
                           int64_t so, int64_t sa, int64_t sb,                  \
                           const double *p),                                    \
                          (o_, a_, b_, n, so, sa, sb, p)) {                     \
-    typedef float scalar_t;                                                    \
-    (void)p;                                                                   \
-    if (so == 4 && sa == 4 && sb == 4) {                                       \
-      float *o = (float *)o_;                                                  \
-      const float *vs = (const float *)a_, *gs = (const float *)b_;            \
-      _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) {                   \
-        scalar_t V = vs[i], g = gs[i];                                         \
-        o[i] = (float)(EXPR);                                                  \
-      }                                                                        \
-    } else {                                                                   \
-      for (int64_t i = 0; i < n; i++) {                                        \
-        scalar_t V = *(const float *)(a_ + i * sa);                            \
-        scalar_t g = *(const float *)(b_ + i * sb);                            \
-        *(float *)(o_ + i * so) = (float)(EXPR);                               \
-      }                                                                        \
-    }                                                                          \
+    LOOM__MAP2_BODY(float, float, V, g, EXPR);                                 \
   }                                                                            \
   LOOM__MAP2_AS(NAME##_grad_f64, double, double, V, g, EXPR)
 
