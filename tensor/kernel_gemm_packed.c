@@ -204,13 +204,15 @@ void loom__kernel_packed_free(loom__packed *p) {
  * cycles a block, 15 % of a product at K = 256, bench/packed.) Each C element
  * is one chain of fused multiply-adds in k order, starting from 0 or from C: a
  * product cut into k ranges that accumulate gives the same bits as one
- * pass, and a bias added first gives the bits of C = bias then C += A B. */
+ * pass, and a bias added first gives the bits of C = bias then C += A B.
+ * The block also prefetches pf_lines cache lines from pf on, spread evenly
+ * over its K steps (pf_lines 0: none; see PANELS for why). */
 #define BLOCK(SUFFIX, V, W, MR)                                                \
   typedef float V __attribute__((vector_size(4 * W), aligned(4)));             \
   static inline __attribute__((always_inline)) void block_##SUFFIX##_rows(     \
       const int64_t rows, const bool at, int64_t K, const float *a,            \
       int64_t lda, const float *b, float *c, int64_t ldc, int64_t cols,        \
-      bool accumulate, const float *bias) {                                    \
+      bool accumulate, const float *bias, const float *pf, int64_t pf_lines) { \
     V acc[MR][2], init[2] = {{0}, {0}};                                        \
     float tile[MR][2 * W];                                                     \
     const bool whole = cols == 2 * W;                                          \
@@ -234,10 +236,13 @@ void loom__kernel_packed_free(loom__packed *p) {
         memcpy(&acc[r][1], &tile[r][W], sizeof(V));                            \
       }                                                                        \
     }                                                                          \
+    int64_t due = 0; /* pf's lines owed, times K */                            \
     for (int64_t k = 0; k < K; k++) {                                          \
       V b0, b1;                                                                \
       memcpy(&b0, b + k * NR, sizeof b0);                                      \
       memcpy(&b1, b + k * NR + W, sizeof b1);                                  \
+      for (due += pf_lines; due >= K; due -= K, pf += 16)                      \
+        __builtin_prefetch(pf, 0, 2); /* to L2: a panel is larger than L1 */   \
       _Pragma("GCC unroll 8") for (int64_t r = 0; r < rows; r++) {             \
         float av = at ? a[k * lda + r] : a[r * lda + k];                       \
         acc[r][0] += av * b0;                                                  \
@@ -333,10 +338,12 @@ static void pack_rows(float *dst, const float *a, int64_t lda,
 #define BLOCKS(SUFFIX, NAME, TARGET, MR, AT)                                   \
   TARGET LOOM__FMA __attribute__((noinline)) static void NAME(                 \
       int64_t rows, int64_t K, const float *a, int64_t lda, const float *b,    \
-      float *c, int64_t ldc, int64_t cols, bool acc, const float *bias) {      \
+      float *c, int64_t ldc, int64_t cols, bool acc, const float *bias,        \
+      const float *pf, int64_t pf_lines) {                                     \
     switch (rows) {                                                            \
     case MR:                                                                   \
-      block_##SUFFIX##_rows(MR, AT, K, a, lda, b, c, ldc, cols, acc, bias);    \
+      block_##SUFFIX##_rows(MR, AT, K, a, lda, b, c, ldc, cols, acc, bias, pf, \
+                            pf_lines);                                         \
       break;                                                                   \
       ROWS_CASES_##MR(SUFFIX, AT)                                              \
     }                                                                          \
@@ -350,7 +357,16 @@ static void pack_rows(float *dst, const float *a, int64_t lda,
  * batch of 32 on AVX2 (MR 6) had run as 6+6+6+6+6+2, the 2-row block at
  * two thirds of a whole block's time for a third of its work; as
  * 6+6+5+5+5+5 no block waits. Each element is still one chain in k order,
- * so the bits do not change. */
+ * so the bits do not change.
+ * While a panel's blocks run, they prefetch the next panel, each block an
+ * equal share of its lines. A weight larger than L2 (an LSTM's W_hh, 4 MiB
+ * at hidden 512) comes from L3 at every step, and the first block of each
+ * panel asked for it faster than L3 delivers (a line of 64 bytes per 4-6
+ * cycles, ~40 GB/s, against ~27 from L3 on the Xeon); spread over all of
+ * a panel's blocks, a batch of 32 needs a fourth to a sixth of that. Its
+ * LSTM product went from 137-142 to 162-166 GFLOP/s at AVX-512 on one
+ * thread, 72-75 to 77-81 at AVX2 (bench/packed; a 1 MiB weight, held in
+ * L2, runs at 169 and 81-85). */
 #define PANELS(SUFFIX, TARGET, MR, W)                                          \
   BLOCKS(SUFFIX, block_##SUFFIX, TARGET, MR, false)                            \
   TARGET static void panels_##SUFFIX(int64_t M, const float *a, int64_t lda,   \
@@ -362,8 +378,11 @@ static void pack_rows(float *dst, const float *a, int64_t lda,
     int64_t blocks = (M + MR - 1) / MR;                                        \
     /* the first `longer` blocks take base + 1 rows, the rest base */          \
     int64_t base = M / blocks, longer = M % blocks;                            \
+    int64_t nb = blocks * (NR / (2 * W)), lines = p->K * NR / 16;              \
     for (int64_t q = q0; q < q1; q++) {                                        \
       const float *panel = p->data + q * p->K * NR;                            \
+      const float *next = q + 1 < q1 ? panel + p->K * NR : NULL;               \
+      int64_t bidx = 0;                                                        \
       for (int64_t j = 0; j < NR && q * NR + j < p->N; j += 2 * W) {           \
         int64_t left = p->N - q * NR - j;                                      \
         int64_t cols = left < 2 * W ? left : 2 * W;                            \
@@ -371,7 +390,11 @@ static void pack_rows(float *dst, const float *a, int64_t lda,
           int64_t rows = base + (i < longer);                                  \
           block_##SUFFIX(rows, p->K, a + m * lda, lda, panel + j,              \
                          c + m * ldc + q * NR + j, ldc, cols, accumulate,      \
-                         bias ? bias + q * NR + j : NULL);                     \
+                         bias ? bias + q * NR + j : NULL,                      \
+                         next ? next + bidx * lines / nb * 16 : NULL,          \
+                         next ? (bidx + 1) * lines / nb - bidx * lines / nb    \
+                              : 0);                                            \
+          bidx++;                                                              \
           m += rows;                                                           \
         }                                                                      \
       }                                                                        \
@@ -429,7 +452,7 @@ static void pack_rows(float *dst, const float *a, int64_t lda,
                     o->ta ? MR : o->lda, panel + j,                            \
                     o->c + m * o->ldc + n0 + j, o->ldc,                        \
                     w - j < 2 * W ? w - j : 2 * W, o->accumulate || k0 > 0,    \
-                    NULL);                                                     \
+                    NULL, NULL, 0);                                            \
           }                                                                    \
         }                                                                      \
       }                                                                        \
@@ -438,7 +461,8 @@ static void pack_rows(float *dst, const float *a, int64_t lda,
 
 #define ROW_CASE(SUFFIX, R, AT)                                                \
   case R:                                                                      \
-    block_##SUFFIX##_rows(R, AT, K, a, lda, b, c, ldc, cols, acc, bias);       \
+    block_##SUFFIX##_rows(R, AT, K, a, lda, b, c, ldc, cols, acc, bias, pf,    \
+                          pf_lines);                                           \
     break;
 #define ROWS_CASES_6(S, AT)                                                    \
   ROW_CASE(S, 1, AT)                                                           \
