@@ -2027,7 +2027,8 @@ static void own_product_case(loom_rng *g, int64_t M, int64_t N, int64_t K,
  * both layouts of A and of B, row counts inside and past a register block
  * (14: a last block of 6 rows at AVX-512, two of 6 and one of 2 at AVX2)
  * and a row chunk, columns ending inside a panel, k past one packed chunk
- * (KC = 512) and A^T's rows past one packed chunk (MC = 192),
+ * (KC = 512) and A's rows past one chunk (MC = 192; A^T's packed, A's read
+ * in place),
  * accumulation, leading dimensions past the rows: the same
  * bits as the packed-weight product on the same operands (each element one
  * chain of multiply-adds in k order, however the k range is cut), the same
