@@ -12,7 +12,7 @@
  * micro-kernel keeps a block of C in vector registers, sized for each
  * instruction set's register file so that nothing spills inside the k loop
  * (`objdump -d build/libloom.so | awk '/<block_avx2>:/,/ret/'` shows only
- * vfmadd231ps and loads in it):
+ * vfmadd231ps, loads and the prefetch count's integer steps in it):
  *   AVX-512 (32 zmm): 8 rows x 32 columns = 16 accumulators + 2 of B;
  *   AVX2    (16 ymm): 6 rows x 16 columns = 12 accumulators + 2 of B + A;
  *   baseline (16 xmm): 6 rows x 8 columns, the same shape at 4 floats.
@@ -284,7 +284,7 @@ typedef struct {
 /* Rows of B packed at a time for a whole product: a 64 KiB panel, which
  * stays in L2 while the rows of A stream past it. */
 #define KC 512
-/* At most this many rows of A in a chunk (384 KiB packed at KC), which
+/* At most this many rows of A in a chunk (384 KiB at KC), which
  * stays in L2 beside the panels; a multiple of every level's block rows. */
 #define MC 192
 /* Panels of B kept packed for a part's chunks: 1 MiB at KC, which with
@@ -366,7 +366,8 @@ static void pack_rows(float *dst, const float *a, int64_t lda,
  * a panel's blocks, a batch of 32 needs a fourth to a sixth of that. Its
  * LSTM product went from 137-142 to 162-166 GFLOP/s at AVX-512 on one
  * thread, 72-75 to 77-81 at AVX2 (bench/packed; a 1 MiB weight, held in
- * L2, runs at 169 and 81-85). */
+ * L2, runs at 169 and 81-85). The first panel of a thread's range comes
+ * unannounced. */
 #define PANELS(SUFFIX, TARGET, MR, W)                                          \
   BLOCKS(SUFFIX, block_##SUFFIX, TARGET, MR, false)                            \
   TARGET static void panels_##SUFFIX(int64_t M, const float *a, int64_t lda,   \
@@ -378,6 +379,7 @@ static void pack_rows(float *dst, const float *a, int64_t lda,
     int64_t blocks = (M + MR - 1) / MR;                                        \
     /* the first `longer` blocks take base + 1 rows, the rest base */          \
     int64_t base = M / blocks, longer = M % blocks;                            \
+    /* nb blocks a panel, which holds `lines` 64-byte lines (2 K) */           \
     int64_t nb = blocks * (NR / (2 * W)), lines = p->K * NR / 16;              \
     for (int64_t q = q0; q < q1; q++) {                                        \
       const float *panel = p->data + q * p->K * NR;                            \
