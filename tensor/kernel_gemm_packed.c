@@ -269,6 +269,7 @@ void loom__kernel_packed_free(loom__packed *p) {
 typedef struct {
   bool ta, tb, accumulate;
   int64_t M, N, K, lda, ldb, ldc, panels, chunk_rows;
+  int64_t kc; /* B's rows a pass: K cut evenly into passes of at most KC */
   int64_t mr; /* the running level's block rows: 8 (AVX-512) or 6 (AVX2) */
   const float *a, *b;
   /* or A's and B's K rows anywhere (loom__kernel_gemm_rows): ta, !tb */
@@ -281,8 +282,8 @@ typedef struct {
   int parts;
 } own_job;
 
-/* Rows of B packed at a time for a whole product: a 64 KiB panel, which
- * stays in L2 while the rows of A stream past it. */
+/* At most this many rows of B packed at a time for a whole product (a
+ * 64 KiB panel), which stays in L2 while the rows of A stream past it. */
 #define KC 512
 /* At most this many rows of A in a chunk (384 KiB at KC), which
  * stays in L2 beside the panels; a multiple of every level's block rows. */
@@ -426,8 +427,8 @@ static void pack_rows(float *dst, const float *a, int64_t lda,
     int64_t span = keep ? NCP : qhi - qlo;                                     \
     for (int64_t g0 = qlo; g0 < qhi; g0 += span) {                             \
       int64_t g1 = qhi - g0 < span ? qhi : g0 + span;                          \
-      for (int64_t k0 = 0; k0 < o->K; k0 += KC) {                              \
-        int64_t kc = o->K - k0 < KC ? o->K - k0 : KC;                          \
+      for (int64_t k0 = 0; k0 < o->K; k0 += o->kc) {                           \
+        int64_t kc = o->K - k0 < o->kc ? o->K - k0 : o->kc;                    \
         unsigned packed = 0; /* bit q - g0: panel q holds rows k0.. */         \
         for (int64_t ch = c0; ch < c1; ch++) {                                 \
           int64_t first = ch * o->panels;                                      \
@@ -572,7 +573,12 @@ static bool own_run(own_job o) {
     return false;
   int64_t M = o.M, N = o.N, K = o.K;
   int64_t mr = isa == LOOM__ISA_AVX512 ? 8 : 6;
-  int64_t panels = (N + NR - 1) / NR, kc = K < KC ? K : KC;
+  /* K in even passes: 1120 as 374 + 374 + 372, not 512 + 512 + 96, whose
+   * short last pass loaded and stored C and packed A^T and B for little
+   * work (one thread, W_ih's gradient 2048 x 256 x 1120: 143 -> 149
+   * GFLOP/s at AVX-512, 73-75 -> 78 at AVX2) */
+  int64_t passes = (K + KC - 1) / KC, kc = (K + passes - 1) / passes;
+  int64_t panels = (N + NR - 1) / NR;
   int64_t macs = M * N > INT64_MAX / K ? INT64_MAX : M * N * K;
   int nt = loom__threads_for(macs / 64); /* 2^21 multiply-adds a part */
   /* Chunks of whole blocks of rows, at most MC, whether A is packed or read
@@ -603,6 +609,7 @@ static bool own_run(own_job o) {
     return false;
   o.panels = panels;
   o.chunk_rows = rows;
+  o.kc = kc;
   o.mr = mr;
   o.scratch = scratch;
   o.alen = alen;
