@@ -97,37 +97,46 @@ ROW(min_i32, int32_t, int32_t, MINOP)
 ROW(min_i64, int64_t, int64_t, MINOP)
 ROW(min_u8, uint8_t, uint8_t, MINOP)
 
-/* Column sums of a row-major float matrix into double accumulators, rows
- * eight at a time: each accumulator is loaded and stored once per eight
- * rows instead of once per row, and the additions into it stay in row
- * order, so the bits are those of the row-by-row loop. The row-by-row loop
- * had spent as long as the products' own packing on the bias gradients of
- * a transformer step (2048 rows). */
+/* a[0..cols) += the column sums of the rows ROW(0..rows) (a const TX *
+ * each: a matrix's rows, or rows anywhere), in double, rows eight at a
+ * time: each accumulator is loaded and stored once per eight rows instead
+ * of once per row, and the additions into it stay in row order, so the
+ * bits are those of the row-by-row loop. The row-by-row loop had spent as
+ * long as the products' own packing on the bias gradients of a
+ * transformer step (2048 rows). */
+#define COLUMN_SUMS_BODY(TX, ROW, rows, cols)                                  \
+  int64_t r = 0;                                                               \
+  for (; r + 8 <= rows; r += 8) {                                              \
+    const TX *x0 = ROW(r), *x1 = ROW(r + 1), *x2 = ROW(r + 2);                 \
+    const TX *x3 = ROW(r + 3), *x4 = ROW(r + 4), *x5 = ROW(r + 5);             \
+    const TX *x6 = ROW(r + 6), *x7 = ROW(r + 7);                               \
+    for (int64_t i = 0; i < cols; i++) {                                       \
+      double s = a[i];                                                         \
+      s += (double)x0[i];                                                      \
+      s += (double)x1[i];                                                      \
+      s += (double)x2[i];                                                      \
+      s += (double)x3[i];                                                      \
+      s += (double)x4[i];                                                      \
+      s += (double)x5[i];                                                      \
+      s += (double)x6[i];                                                      \
+      s += (double)x7[i];                                                      \
+      a[i] = s;                                                                \
+    }                                                                          \
+  }                                                                            \
+  for (; r < rows; r++) {                                                      \
+    const TX *xr = ROW(r);                                                     \
+    for (int64_t i = 0; i < cols; i++)                                         \
+      a[i] += (double)xr[i];                                                   \
+  }
+
+/* Column sums of a row-major float matrix (rows ld apart). */
+#define STRIDED_ROW(r) (x + (r)*ld)
 #define COLUMN_SUMS(NAME, TX)                                                  \
   LOOM__ISA_FUNCTION(NAME,                                                     \
                      (double *restrict a, const TX *restrict x, int64_t rows,  \
                       int64_t cols, int64_t ld),                               \
                      (a, x, rows, cols, ld)) {                                 \
-    int64_t r = 0;                                                             \
-    for (; r + 8 <= rows; r += 8) {                                            \
-      const TX *x0 = x + r * ld, *x1 = x0 + ld, *x2 = x1 + ld, *x3 = x2 + ld;  \
-      const TX *x4 = x3 + ld, *x5 = x4 + ld, *x6 = x5 + ld, *x7 = x6 + ld;     \
-      for (int64_t i = 0; i < cols; i++) {                                     \
-        double s = a[i];                                                       \
-        s += (double)x0[i];                                                    \
-        s += (double)x1[i];                                                    \
-        s += (double)x2[i];                                                    \
-        s += (double)x3[i];                                                    \
-        s += (double)x4[i];                                                    \
-        s += (double)x5[i];                                                    \
-        s += (double)x6[i];                                                    \
-        s += (double)x7[i];                                                    \
-        a[i] = s;                                                              \
-      }                                                                        \
-    }                                                                          \
-    for (; r < rows; r++)                                                      \
-      for (int64_t i = 0; i < cols; i++)                                       \
-        a[i] += (double)x[r * ld + i];                                         \
+    COLUMN_SUMS_BODY(TX, STRIDED_ROW, rows, cols)                              \
   }
 COLUMN_SUMS(column_sums_f32, float)
 COLUMN_SUMS(column_sums_f64, double)
@@ -236,34 +245,14 @@ static void reduce_blocks(const loom__iter *it, row_fn fn, loom__reduce_op op,
 }
 
 /* Column sums of float32 rows anywhere in memory (rows[0..n), columns
- * [c0, c0 + w) of each) into double accumulators, eight rows at a time as
- * COLUMN_SUMS: the same additions in the same order. */
+ * [c0, c0 + w) of each) into double accumulators: COLUMN_SUMS's
+ * additions in the same order. */
+#define POINTED_ROW(r) (rows[r] + c0)
 LOOM__ISA_FUNCTION(pointer_column_sums_f32,
                    (double *restrict a, const float *const *rows, int64_t n,
                     int64_t c0, int64_t w),
                    (a, rows, n, c0, w)) {
-  int64_t r = 0;
-  for (; r + 8 <= n; r += 8) {
-    const float *x0 = rows[r] + c0, *x1 = rows[r + 1] + c0;
-    const float *x2 = rows[r + 2] + c0, *x3 = rows[r + 3] + c0;
-    const float *x4 = rows[r + 4] + c0, *x5 = rows[r + 5] + c0;
-    const float *x6 = rows[r + 6] + c0, *x7 = rows[r + 7] + c0;
-    for (int64_t i = 0; i < w; i++) {
-      double s = a[i];
-      s += (double)x0[i];
-      s += (double)x1[i];
-      s += (double)x2[i];
-      s += (double)x3[i];
-      s += (double)x4[i];
-      s += (double)x5[i];
-      s += (double)x6[i];
-      s += (double)x7[i];
-      a[i] = s;
-    }
-  }
-  for (; r < n; r++)
-    for (int64_t i = 0; i < w; i++)
-      a[i] += (double)rows[r][c0 + i];
+  COLUMN_SUMS_BODY(float, POINTED_ROW, n, w)
 }
 
 typedef struct {
