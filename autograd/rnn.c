@@ -264,8 +264,8 @@ static void run_steps(const geom *g, step_rows_fn fn, void *ctx) {
   for (; job.s < g->T; job.s++) {
     if (job.s >= 0)
       fn(ctx, job.s, 0, g->B, STEP_PRODUCT);
-    if (nt > 1)
-      loom__parallel_for(nt, g->B, between_part, &job);
+    if (nt > 1) /* rows two at a time, balanced as the product's panels */
+      loom__parallel_for_balanced(nt, g->B, 2, between_part, &job);
     else
       between_part(&job, 0, g->B);
   }

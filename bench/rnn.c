@@ -205,17 +205,27 @@ int main(int argc, char **argv) {
   double min_s = 0.3;
   const char *usage =
       "usage: bench-rnn [--samples N] [--min-ms M] [--forward 0|1]\n"
-      "                 [--case NAME] [--blas 0|1]\n"
+      "                 [--case NAME] [--blas 0|1] [--threads N]\n"
       "ms per training step (fwd + mean(out^2) + bwd + Adam) of LSTM/GRU\n"
       "256 -> 512, seq 35, and of LSTM cells unrolled step by step.\n"
       "--case runs one case's training step alone (for a profiler).\n"
-      "--blas 1 adds OpenBLAS's GFLOP/s on each case's product shapes.\n";
+      "--blas 1 adds OpenBLAS's GFLOP/s on each case's product shapes.\n"
+      "--threads N runs loom's kernels on N threads (default: all cores).\n";
   const char *fwd_opt = bench_take_option(&argc, argv, "forward");
   const char *only = bench_take_option(&argc, argv, "case");
   const char *blas_opt = bench_take_option(&argc, argv, "blas");
+  const char *threads_opt = bench_take_option(&argc, argv, "threads");
   bool with_forward = fwd_opt && atoi(fwd_opt);
   bool with_blas = blas_opt && atoi(blas_opt);
   bench_options(argc, argv, usage, &samples, &min_s);
+  if (threads_opt) {
+    int threads = atoi(threads_opt);
+    if (threads < 1 || threads > 256) {
+      fprintf(stderr, "bench-rnn: --threads %s: give 1 to 256\n", threads_opt);
+      return 2;
+    }
+    loom_set_num_threads(threads);
+  }
 
   rnn_case cases[N_CASES];
   make_case(&cases[LSTM32], "lstm_b32", "nn.LSTM_b32", &loom_lstm_cell, 32,

@@ -226,6 +226,14 @@ int loom__threads_for(int64_t work);
  * outputs gives the same results either way. */
 typedef void (*loom__range_fn)(void *ctx, int64_t lo, int64_t hi);
 void loom__parallel_for(int nt, int64_t n, loom__range_fn fn, void *ctx);
+/* The same, for parts that may run at uneven speeds (a core shared with
+ * another process, or one further from the data): fn is called on pieces
+ * [lo, hi) of at most grain items, each item of [0, n) exactly once; a part
+ * takes its own range's pieces in order from the front, then the last
+ * pieces of the others' ranges, so all finish together. fn must not care
+ * which thread runs a piece, nor in what order pieces run. */
+void loom__parallel_for_balanced(int nt, int64_t n, int64_t grain,
+                                 loom__range_fn fn, void *ctx);
 
 /* A lock for short sections (a gradient's accumulation): one locked
  * instruction when nobody else holds it; a waiter spins, then yields. */

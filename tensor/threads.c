@@ -264,3 +264,88 @@ void loom__parallel_for(int nt, int64_t n, loom__range_fn fn, void *ctx) {
   }
   pthread_mutex_unlock(&pool.submit);
 }
+
+/* ---- balanced parts ----
+ * Each part's unclaimed items are [front, back) of its range, packed in one
+ * word (front in the low half) so that a claim from either end is one
+ * compare-and-swap. A part claims from its own front, then from the backs
+ * of the others: items near the part's end are the ones others take, and
+ * the front stays the owner's, whose next panel its prefetches expect. */
+#define BALANCED_MAX 64
+
+typedef struct {
+  _Alignas(64) _Atomic uint64_t span; /* a line each: owners claim apart */
+} balanced_range;
+
+typedef struct {
+  loom__range_fn fn;
+  void *ctx;
+  int64_t grain;
+  int nt;
+  balanced_range *ranges;
+} balanced_job;
+
+static uint64_t span_of(int64_t front, int64_t back) {
+  return (uint64_t)front | (uint64_t)back << 32;
+}
+
+/* Claims up to grain items of range r, from its front or its back; false
+ * when none are left. */
+static bool claim(balanced_range *r, int64_t grain, bool from_front,
+                  int64_t *lo, int64_t *hi) {
+  uint64_t s = atomic_load_explicit(&r->span, memory_order_relaxed);
+  for (;;) {
+    int64_t front = (int64_t)(s & 0xffffffff), back = (int64_t)(s >> 32);
+    if (front >= back)
+      return false;
+    int64_t take = back - front < grain ? back - front : grain;
+    *lo = from_front ? front : back - take;
+    *hi = *lo + take;
+    uint64_t to =
+        from_front ? span_of(front + take, back) : span_of(front, back - take);
+    if (atomic_compare_exchange_weak_explicit(
+            &r->span, &s, to, memory_order_relaxed, memory_order_relaxed))
+      return true;
+  }
+}
+
+static void balanced_part(void *ctx, int64_t t, int64_t t1) {
+  const balanced_job *j = ctx;
+  for (; t < t1; t++) {
+    int64_t lo, hi;
+    while (claim(&j->ranges[t], j->grain, true, &lo, &hi))
+      j->fn(j->ctx, lo, hi);
+    for (int k = 1; k < j->nt; k++) {
+      balanced_range *victim = &j->ranges[(t + k) % j->nt];
+      while (claim(victim, j->grain, false, &lo, &hi))
+        j->fn(j->ctx, lo, hi);
+    }
+  }
+}
+
+/* The static parts' fallback (items past 2^32): each part's range in
+ * pieces of grain, in order. */
+static void grained_part(void *ctx, int64_t lo, int64_t hi) {
+  const balanced_job *j = ctx;
+  for (int64_t i = lo; i < hi; i += j->grain)
+    j->fn(j->ctx, i, hi - i < j->grain ? hi : i + j->grain);
+}
+
+void loom__parallel_for_balanced(int nt, int64_t n, int64_t grain,
+                                 loom__range_fn fn, void *ctx) {
+  if (n <= 0)
+    return;
+  if (grain < 1)
+    grain = 1;
+  nt = nt < 1 ? 1 : nt > n ? (int)n : nt > BALANCED_MAX ? BALANCED_MAX : nt;
+  balanced_job job = {fn, ctx, grain, nt, NULL};
+  if (nt == 1 || n > UINT32_MAX) {
+    loom__parallel_for(nt, n, grained_part, &job);
+    return;
+  }
+  balanced_range ranges[BALANCED_MAX];
+  for (int t = 0; t < nt; t++)
+    atomic_init(&ranges[t].span, span_of(n * t / nt, n * (t + 1) / nt));
+  job.ranges = ranges;
+  loom__parallel_for(nt, nt, balanced_part, &job);
+}

@@ -1932,6 +1932,50 @@ START_TEST(test_packed_product) {
 }
 END_TEST
 
+/* The packed-weight product shared out over threads (shapes big enough for
+ * more than one: a recurrent step's, with few panels, whose rows are then
+ * cut into pieces too): the same bits with 1 to 4 threads, which take
+ * pieces in whatever order their speeds give. */
+START_TEST(test_packed_product_threads) {
+  const int64_t shapes[][3] = {/* M, N, K */
+                               {32, 512, 2048},
+                               {13, 2048, 512},
+                               {45, 100, 1024},
+                               {8, 96, 4096}};
+  loom_rng *g = loom_rng_new(11);
+  for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+    int64_t M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+    loom_tensor *a = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(M, K));
+    loom_tensor *b = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(K, N));
+    loom__packed *p = loom__kernel_pack(loom_data_f32(b), K, N, N, false);
+    ck_assert_ptr_nonnull(p);
+    size_t bytes = (size_t)(M * N) * sizeof(float);
+    float *c[4];
+    for (int t = 0; t < 4; t++) {
+      loom_set_num_threads(t + 1);
+      c[t] = malloc(bytes);
+      for (int64_t i = 0; i < M * N; i++)
+        c[t][i] = (float)(i % 7);
+      loom__kernel_gemm_packed(M, loom_data_f32(a), K, p, c[t], N, true);
+    }
+    loom_set_num_threads(0);
+    for (int t = 1; t < 4; t++)
+      ck_assert_msg(!memcmp(c[0], c[t], bytes),
+                    "M %lld N %lld K %lld: %d threads", (long long)M,
+                    (long long)N, (long long)K, t + 1);
+    double want = 0; /* one element, against a float64 sum */
+    for (int64_t k = 0; k < K; k++)
+      want += (double)loom_data_f32(a)[(M - 1) * K + k] *
+              loom_data_f32(b)[k * N + N - 1];
+    ck_assert(fabs(c[0][M * N - 1] - (M * N - 1) % 7 - want) < 1e-3);
+    for (int t = 0; t < 4; t++)
+      free(c[t]);
+    loom__kernel_packed_free(p);
+  }
+  loom_rng_free(g);
+}
+END_TEST
+
 /* One case of test_own_product: C (M x N, leading dimension N + 3) (+)=
  * op(A) op(B) for the layout bits lay (1: A^T, 2: B^T, 4: accumulate). */
 static void own_product_case(loom_rng *g, int64_t M, int64_t N, int64_t K,
@@ -2093,7 +2137,7 @@ int main(void) {
       {"matmul",
        {test_matmul_shapes_and_values, test_matmul_batched_broadcast,
         test_addmm_baddbmm_linear, test_einsum, test_packed_product,
-        test_isa_choice}},
+        test_packed_product_threads, test_isa_choice}},
       /* Results at 1 and 2 threads compared. Tagged so that CI's valgrind
        * run can leave them out: there the pool's threads take turns on one
        * core, and these took three minutes; every other run keeps them. */

@@ -8,7 +8,11 @@
  * under ThreadSanitizer in CI (.ci/run). */
 #include "check_values.h"
 
+#include "../tensor/internal.h"
+
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #define THREADS 4
@@ -328,6 +332,74 @@ START_TEST(test_graphs_stay_on_their_thread) {
 }
 END_TEST
 
+/* loom__parallel_for_balanced: every item of [0, n) is run exactly once, in
+ * pieces of at most `grain` items, whatever the part count, the grain, the
+ * speeds of the parts (the first items are slow here, so the part that has
+ * them is overtaken and robbed) and whether the workers are free (a nested
+ * call runs its parts one after the other). */
+typedef struct {
+  _Atomic int runs[1000];
+  int64_t grain, n;
+  _Atomic int bad_pieces, nested_calls;
+} balanced_case;
+
+static void balanced_piece(void *ctx, int64_t lo, int64_t hi) {
+  balanced_case *c = ctx;
+  if (lo < 0 || hi > c->n || hi <= lo || hi - lo > c->grain)
+    atomic_fetch_add(&c->bad_pieces, 1);
+  for (int64_t i = lo; i < hi && i >= 0 && i < c->n; i++) {
+    atomic_fetch_add(&c->runs[i], 1);
+    for (int k = 0; i < c->n / 8 && k < 20; k++)
+      sched_yield(); /* the first part's items are slow */
+  }
+}
+
+static void balanced_nested(void *ctx, int64_t lo, int64_t hi) {
+  balanced_case *c = ctx;
+  (void)lo;
+  (void)hi;
+  atomic_fetch_add(&c->nested_calls, 1);
+}
+
+START_TEST(test_balanced_parts_run_every_item_once) {
+  static balanced_case c; /* 4 KB of counters */
+  const int64_t sizes[] = {1, 2, 7, 64, 333, 1000};
+  const int64_t grains[] = {1, 2, 5, 1000};
+  for (int nt = 1; nt <= 5; nt++)
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+      for (size_t gi = 0; gi < sizeof grains / sizeof *grains; gi++) {
+        memset(&c, 0, sizeof c);
+        c.n = sizes[si];
+        c.grain = grains[gi];
+        loom__parallel_for_balanced(nt, c.n, c.grain, balanced_piece, &c);
+        ck_assert_int_eq(atomic_load(&c.bad_pieces), 0);
+        for (int64_t i = 0; i < c.n; i++)
+          ck_assert_msg(atomic_load(&c.runs[i]) == 1,
+                        "nt %d n %lld grain %lld: item %lld ran %d times", nt,
+                        (long long)c.n, (long long)c.grain, (long long)i,
+                        atomic_load(&c.runs[i]));
+      }
+}
+END_TEST
+
+/* Called from inside a parallel part, the workers are busy: the pieces run
+ * on the calling thread, each once. */
+static void balanced_outer(void *ctx, int64_t lo, int64_t hi) {
+  balanced_case *c = ctx;
+  for (int64_t t = lo; t < hi; t++)
+    loom__parallel_for_balanced(3, 10, 2, balanced_nested, c);
+}
+
+START_TEST(test_balanced_parts_nested) {
+  static balanced_case c;
+  memset(&c, 0, sizeof c);
+  loom__parallel_for(2, 2, balanced_outer, &c);
+  /* 10 items in pieces of 2 (ranges of 3, 3 and 4 items: 2 + 1 + 2 + 1 +
+   * 2 + 2 pieces) for each of the two outer parts */
+  ck_assert_int_eq(atomic_load(&c.nested_calls), 2 * 6);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("threads");
   TCase *tc = tcase_create("threads");
@@ -338,6 +410,8 @@ int main(void) {
   tcase_add_test(tc, test_release_on_another_thread);
   tcase_add_test(tc, test_graphs_stay_on_their_thread);
   tcase_add_test(tc, test_thread_count_setting);
+  tcase_add_test(tc, test_balanced_parts_run_every_item_once);
+  tcase_add_test(tc, test_balanced_parts_nested);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
