@@ -567,12 +567,36 @@ void loom__kernel_gemm_packed_bias(int64_t M, const float *a, int64_t lda,
 /* ---- whole products ---- */
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+/* The elements of C that jobs [0, i) compute. */
+static int64_t jobs_work(const own_job *o, int64_t i) {
+  int64_t ch = i / o->panels, q = i % o->panels;
+  int64_t r0 = ch * o->chunk_rows < o->M ? ch * o->chunk_rows : o->M;
+  int64_t rows = o->M - r0 < o->chunk_rows ? o->M - r0 : o->chunk_rows;
+  return r0 * o->N + rows * (q * NR < o->N ? q * NR : o->N);
+}
+
+/* The first job of part t: parts get equal numbers of C's elements, not
+ * of jobs (the last chunk of rows and the last panel may be short: 2048
+ * rows in chunks of 192 had left one thread a sixteenth less work). */
+static int64_t part_start(const own_job *o, int64_t t) {
+  int64_t jobs = (o->M + o->chunk_rows - 1) / o->chunk_rows * o->panels;
+  int64_t want = (int64_t)((double)o->M * o->N * t / o->parts);
+  int64_t lo = 0, hi = jobs; /* the least i with jobs_work(i) >= want */
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (jobs_work(o, mid) >= want)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return t == o->parts ? jobs : lo;
+}
+
 static void own_part(void *ctx, int64_t t, int64_t t1) {
   const own_job *o = ctx;
-  int64_t jobs = (o->M + o->chunk_rows - 1) / o->chunk_rows * o->panels;
   for (; t < t1; t++) {
     float *abuf = o->scratch + t * o->part, *bbuf = abuf + o->alen;
-    int64_t i0 = jobs * t / o->parts, i1 = jobs * (t + 1) / o->parts;
+    int64_t i0 = part_start(o, t), i1 = part_start(o, t + 1);
     if (o->mr == 8)
       own_avx512(o, i0, i1, abuf, bbuf);
     else
