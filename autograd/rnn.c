@@ -240,8 +240,9 @@ typedef struct {
 } steps_job;
 
 /* The rows' work between two products: after step s's, before s + 1's. */
-static void between_part(void *ctx, int64_t r0, int64_t r1) {
+static void between_part(void *ctx, int part, int64_t r0, int64_t r1) {
   const steps_job *j = ctx;
+  (void)part;
   if (j->s >= 0)
     j->fn(j->ctx, j->s, r0, r1, STEP_AFTER);
   if (j->s + 1 < j->T)
@@ -265,9 +266,9 @@ static void run_steps(const geom *g, step_rows_fn fn, void *ctx) {
     if (job.s >= 0)
       fn(ctx, job.s, 0, g->B, STEP_PRODUCT);
     if (nt > 1) /* rows two at a time, balanced as the product's panels */
-      loom__parallel_for_balanced(nt, g->B, 2, between_part, &job);
+      loom__parallel_for_balanced(nt, g->B, 2, g->B, between_part, &job);
     else
-      between_part(&job, 0, g->B);
+      between_part(&job, 0, 0, g->B);
   }
 }
 

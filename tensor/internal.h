@@ -227,13 +227,18 @@ int loom__threads_for(int64_t work);
 typedef void (*loom__range_fn)(void *ctx, int64_t lo, int64_t hi);
 void loom__parallel_for(int nt, int64_t n, loom__range_fn fn, void *ctx);
 /* The same, for parts that may run at uneven speeds (a core shared with
- * another process, or one further from the data): fn is called on pieces
- * [lo, hi) of at most grain items, each item of [0, n) exactly once; a part
- * takes its own range's pieces in order from the front, then the last
- * pieces of the others' ranges, so all finish together. fn must not care
- * which thread runs a piece, nor in what order pieces run. */
-void loom__parallel_for_balanced(int nt, int64_t n, int64_t grain,
-                                 loom__range_fn fn, void *ctx);
+ * another process, or one further from the data): fn(ctx, part, lo, hi)
+ * runs pieces [lo, hi) that together hold each item of [0, n) once, in any
+ * order. Part t owns [n t / nt', n (t + 1) / nt') (nt' = nt, at most n and
+ * 64); its first piece is all of that but the last `tail` items (or
+ * `grain` items, if more), its later pieces `grain` items each; once its
+ * own are taken, it takes the last pieces of the others' ranges, so that
+ * all finish together. `part` names the part that runs the piece (0 <=
+ * part < nt'): no two pieces run at once with the same part, so it may
+ * index per-part scratch. fn must not care which thread runs a piece. */
+typedef void (*loom__piece_fn)(void *ctx, int part, int64_t lo, int64_t hi);
+void loom__parallel_for_balanced(int nt, int64_t n, int64_t grain, int64_t tail,
+                                 loom__piece_fn fn, void *ctx);
 
 /* A lock for short sections (a gradient's accumulation): one locked
  * instruction when nobody else holds it; a waiter spins, then yields. */

@@ -515,8 +515,9 @@ typedef struct {
   bool accumulate;
 } packed_job;
 
-static void packed_pieces(void *ctx, int64_t i0, int64_t i1) {
+static void packed_pieces(void *ctx, int part, int64_t i0, int64_t i1) {
   const packed_job *j = ctx;
+  (void)part;
   for (int64_t i = i0; i < i1; i++) {
     int64_t q = i / j->split, s = i % j->split;
     int64_t r0 = j->M * s / j->split, r1 = j->M * (s + 1) / j->split;
@@ -548,7 +549,7 @@ static void gemm_packed(int64_t M, const float *a, int64_t lda,
   while (split < 4 && p->panels * split < 16 * nt && M / (2 * split) >= 8)
     split *= 2;
   loom__parallel_for_balanced(
-      nt, p->panels * split, 1, packed_pieces,
+      nt, p->panels * split, 1, p->panels * split, packed_pieces,
       &(packed_job){M, lda, ldc, split, a, p, bias, c, accumulate});
 }
 
@@ -567,41 +568,13 @@ void loom__kernel_gemm_packed_bias(int64_t M, const float *a, int64_t lda,
 /* ---- whole products ---- */
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-/* The elements of C that jobs [0, i) compute. */
-static int64_t jobs_work(const own_job *o, int64_t i) {
-  int64_t ch = i / o->panels, q = i % o->panels;
-  int64_t r0 = ch * o->chunk_rows < o->M ? ch * o->chunk_rows : o->M;
-  int64_t rows = o->M - r0 < o->chunk_rows ? o->M - r0 : o->chunk_rows;
-  return r0 * o->N + rows * (q * NR < o->N ? q * NR : o->N);
-}
-
-/* The first job of part t: parts get equal numbers of C's elements, not
- * of jobs (the last chunk of rows and the last panel may be short: 2048
- * rows in chunks of 192 had left one thread a sixteenth less work). */
-static int64_t part_start(const own_job *o, int64_t t) {
-  int64_t jobs = (o->M + o->chunk_rows - 1) / o->chunk_rows * o->panels;
-  int64_t want = (int64_t)((double)o->M * o->N * t / o->parts);
-  int64_t lo = 0, hi = jobs; /* the least i with jobs_work(i) >= want */
-  while (lo < hi) {
-    int64_t mid = lo + (hi - lo) / 2;
-    if (jobs_work(o, mid) >= want)
-      hi = mid;
-    else
-      lo = mid + 1;
-  }
-  return t == o->parts ? jobs : lo;
-}
-
-static void own_part(void *ctx, int64_t t, int64_t t1) {
+static void own_piece(void *ctx, int part, int64_t i0, int64_t i1) {
   const own_job *o = ctx;
-  for (; t < t1; t++) {
-    float *abuf = o->scratch + t * o->part, *bbuf = abuf + o->alen;
-    int64_t i0 = part_start(o, t), i1 = part_start(o, t + 1);
-    if (o->mr == 8)
-      own_avx512(o, i0, i1, abuf, bbuf);
-    else
-      own_avx2(o, i0, i1, abuf, bbuf);
-  }
+  float *abuf = o->scratch + part * o->part, *bbuf = abuf + o->alen;
+  if (o->mr == 8)
+    own_avx512(o, i0, i1, abuf, bbuf);
+  else
+    own_avx2(o, i0, i1, abuf, bbuf);
 }
 #endif
 
@@ -657,12 +630,19 @@ static bool own_run(own_job o) {
   o.alen = alen;
   o.part = part;
   o.parts = nt;
-  /* Each element of C is computed by one job in one order, whatever the
-   * number of parts: results do not depend on the thread count. */
-  if (nt == 1)
-    own_part(&o, 0, 1);
-  else
-    loom__parallel_for(nt, nt, own_part, &o);
+  /* A part runs the first seven eighths of its jobs as one piece, with all
+   * the reuse of packed operands described at own_SUFFIX, and the rest in
+   * pieces of a few jobs, which a part that is done with its own takes
+   * from the others (their threads had run at speeds 3-10 % apart for
+   * seconds at a time, the host's doing, and one had waited for the other
+   * 5-7 % of an encoder step's products; the short last chunk of rows also
+   * leaves one part less work). A small piece packs its operands for
+   * itself: some 4 % more work on that eighth. Each element of C is
+   * computed by one job in one order, whatever the pieces and parts:
+   * results do not depend on the thread count. */
+  int64_t jobs = (M + rows - 1) / rows * panels, range = jobs / nt;
+  loom__parallel_for_balanced(nt, jobs, (range / 8 + 3) / 4, range / 8,
+                              own_piece, &o);
   free(scratch);
   return true;
 #else

@@ -278,27 +278,30 @@ typedef struct {
 } balanced_range;
 
 typedef struct {
-  loom__range_fn fn;
+  loom__piece_fn fn;
   void *ctx;
-  int64_t grain;
+  int64_t n, grain, tail;
   int nt;
-  balanced_range *ranges;
+  balanced_range *ranges; /* NULL: static ranges, in pieces of grain */
 } balanced_job;
 
 static uint64_t span_of(int64_t front, int64_t back) {
   return (uint64_t)front | (uint64_t)back << 32;
 }
 
-/* Claims up to grain items of range r, from its front or its back; false
- * when none are left. */
-static bool claim(balanced_range *r, int64_t grain, bool from_front,
-                  int64_t *lo, int64_t *hi) {
+/* Claims items of range r, from its front or its back: up to `most`, or
+ * from the front all but `leave` of them when that is more (INT64_MAX:
+ * never); false when none are left. */
+static bool claim(balanced_range *r, int64_t most, int64_t leave,
+                  bool from_front, int64_t *lo, int64_t *hi) {
   uint64_t s = atomic_load_explicit(&r->span, memory_order_relaxed);
   for (;;) {
     int64_t front = (int64_t)(s & 0xffffffff), back = (int64_t)(s >> 32);
     if (front >= back)
       return false;
-    int64_t take = back - front < grain ? back - front : grain;
+    int64_t take = back - front < most ? back - front : most;
+    if (from_front && back - front - leave > take)
+      take = back - front - leave;
     *lo = from_front ? front : back - take;
     *hi = *lo + take;
     uint64_t to =
@@ -309,43 +312,48 @@ static bool claim(balanced_range *r, int64_t grain, bool from_front,
   }
 }
 
-static void balanced_part(void *ctx, int64_t t, int64_t t1) {
+static void balanced_part(void *ctx, int64_t t0, int64_t t1) {
   const balanced_job *j = ctx;
-  for (; t < t1; t++) {
+  for (int t = (int)t0; t < t1; t++) {
     int64_t lo, hi;
-    while (claim(&j->ranges[t], j->grain, true, &lo, &hi))
-      j->fn(j->ctx, lo, hi);
+    if (!j->ranges) { /* static: the same pieces, all the part's own */
+      int64_t end = j->n * (t + 1) / j->nt, leave = j->tail;
+      for (lo = j->n * t / j->nt; lo < end; lo = hi, leave = INT64_MAX) {
+        int64_t take = end - lo < j->grain ? end - lo : j->grain;
+        hi = lo + (end - lo - leave > take ? end - lo - leave : take);
+        j->fn(j->ctx, t, lo, hi);
+      }
+      continue;
+    }
+    /* the first claim all but the tail, as one piece */
+    for (int64_t leave = j->tail;
+         claim(&j->ranges[t], j->grain, leave, true, &lo, &hi);
+         leave = INT64_MAX)
+      j->fn(j->ctx, t, lo, hi);
     for (int k = 1; k < j->nt; k++) {
       balanced_range *victim = &j->ranges[(t + k) % j->nt];
-      while (claim(victim, j->grain, false, &lo, &hi))
-        j->fn(j->ctx, lo, hi);
+      while (claim(victim, j->grain, INT64_MAX, false, &lo, &hi))
+        j->fn(j->ctx, t, lo, hi);
     }
   }
 }
 
-/* The static parts' fallback (items past 2^32): each part's range in
- * pieces of grain, in order. */
-static void grained_part(void *ctx, int64_t lo, int64_t hi) {
-  const balanced_job *j = ctx;
-  for (int64_t i = lo; i < hi; i += j->grain)
-    j->fn(j->ctx, i, hi - i < j->grain ? hi : i + j->grain);
-}
-
-void loom__parallel_for_balanced(int nt, int64_t n, int64_t grain,
-                                 loom__range_fn fn, void *ctx) {
+void loom__parallel_for_balanced(int nt, int64_t n, int64_t grain, int64_t tail,
+                                 loom__piece_fn fn, void *ctx) {
   if (n <= 0)
     return;
   if (grain < 1)
     grain = 1;
   nt = nt < 1 ? 1 : nt > n ? (int)n : nt > BALANCED_MAX ? BALANCED_MAX : nt;
-  balanced_job job = {fn, ctx, grain, nt, NULL};
-  if (nt == 1 || n > UINT32_MAX) {
-    loom__parallel_for(nt, n, grained_part, &job);
-    return;
-  }
+  balanced_job job = {fn, ctx, n, grain, tail < 0 ? 0 : tail, nt, NULL};
   balanced_range ranges[BALANCED_MAX];
-  for (int t = 0; t < nt; t++)
-    atomic_init(&ranges[t].span, span_of(n * t / nt, n * (t + 1) / nt));
-  job.ranges = ranges;
-  loom__parallel_for(nt, nt, balanced_part, &job);
+  if (nt > 1 && n <= UINT32_MAX) {
+    for (int t = 0; t < nt; t++)
+      atomic_init(&ranges[t].span, span_of(n * t / nt, n * (t + 1) / nt));
+    job.ranges = ranges;
+  }
+  if (nt == 1)
+    balanced_part(&job, 0, 1);
+  else
+    loom__parallel_for(nt, nt, balanced_part, &job);
 }

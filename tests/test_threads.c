@@ -333,61 +333,85 @@ START_TEST(test_graphs_stay_on_their_thread) {
 END_TEST
 
 /* loom__parallel_for_balanced: every item of [0, n) is run exactly once, in
- * pieces of at most `grain` items, whatever the part count, the grain, the
- * speeds of the parts (the first items are slow here, so the part that has
- * them is overtaken and robbed) and whether the workers are free (a nested
- * call runs its parts one after the other). */
+ * pieces no longer than allowed (a part's first piece may be all of its
+ * range but the tail, the others at most `grain` items), by parts whose
+ * index is below the part count and never runs two pieces at once,
+ * whatever the part count, grain and tail, the speeds of the parts (the
+ * first items are slow here, so the part that has them is overtaken and
+ * robbed) and whether the workers are free (a nested call runs its parts
+ * one after the other). */
 typedef struct {
   _Atomic int runs[1000];
-  int64_t grain, n;
+  _Atomic int busy[8];
+  int64_t grain, tail, n;
+  int nt;
   _Atomic int bad_pieces, nested_calls;
 } balanced_case;
 
-static void balanced_piece(void *ctx, int64_t lo, int64_t hi) {
+static void balanced_piece(void *ctx, int part, int64_t lo, int64_t hi) {
   balanced_case *c = ctx;
-  if (lo < 0 || hi > c->n || hi <= lo || hi - lo > c->grain)
+  int nt = c->nt < c->n ? c->nt : (int)c->n;
+  int64_t range = (c->n + nt - 1) / nt;
+  int64_t most = range - c->tail > c->grain ? range - c->tail : c->grain;
+  if (part < 0 || part >= nt || atomic_exchange(&c->busy[part], 1)) {
+    atomic_fetch_add(&c->bad_pieces, 1);
+    return;
+  }
+  if (lo < 0 || hi > c->n || hi <= lo || hi - lo > most)
     atomic_fetch_add(&c->bad_pieces, 1);
   for (int64_t i = lo; i < hi && i >= 0 && i < c->n; i++) {
     atomic_fetch_add(&c->runs[i], 1);
     for (int k = 0; i < c->n / 8 && k < 20; k++)
       sched_yield(); /* the first part's items are slow */
   }
-}
-
-static void balanced_nested(void *ctx, int64_t lo, int64_t hi) {
-  balanced_case *c = ctx;
-  (void)lo;
-  (void)hi;
-  atomic_fetch_add(&c->nested_calls, 1);
+  atomic_store(&c->busy[part], 0);
 }
 
 START_TEST(test_balanced_parts_run_every_item_once) {
   static balanced_case c; /* 4 KB of counters */
   const int64_t sizes[] = {1, 2, 7, 64, 333, 1000};
   const int64_t grains[] = {1, 2, 5, 1000};
+  const int64_t tails[] = {0, 3, 1000};
   for (int nt = 1; nt <= 5; nt++)
     for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
-      for (size_t gi = 0; gi < sizeof grains / sizeof *grains; gi++) {
-        memset(&c, 0, sizeof c);
-        c.n = sizes[si];
-        c.grain = grains[gi];
-        loom__parallel_for_balanced(nt, c.n, c.grain, balanced_piece, &c);
-        ck_assert_int_eq(atomic_load(&c.bad_pieces), 0);
-        for (int64_t i = 0; i < c.n; i++)
-          ck_assert_msg(atomic_load(&c.runs[i]) == 1,
-                        "nt %d n %lld grain %lld: item %lld ran %d times", nt,
-                        (long long)c.n, (long long)c.grain, (long long)i,
-                        atomic_load(&c.runs[i]));
-      }
+      for (size_t gi = 0; gi < sizeof grains / sizeof *grains; gi++)
+        for (size_t ti = 0; ti < sizeof tails / sizeof *tails; ti++) {
+          memset(&c, 0, sizeof c);
+          c.n = sizes[si];
+          c.grain = grains[gi];
+          c.tail = tails[ti];
+          c.nt = nt;
+          loom__parallel_for_balanced(nt, c.n, c.grain, c.tail, balanced_piece,
+                                      &c);
+          ck_assert_msg(atomic_load(&c.bad_pieces) == 0,
+                        "nt %d n %lld grain %lld tail %lld: %d bad pieces", nt,
+                        (long long)c.n, (long long)c.grain, (long long)c.tail,
+                        atomic_load(&c.bad_pieces));
+          for (int64_t i = 0; i < c.n; i++)
+            ck_assert_msg(atomic_load(&c.runs[i]) == 1,
+                          "nt %d n %lld grain %lld tail %lld: item %lld ran "
+                          "%d times",
+                          nt, (long long)c.n, (long long)c.grain,
+                          (long long)c.tail, (long long)i,
+                          atomic_load(&c.runs[i]));
+        }
 }
 END_TEST
 
 /* Called from inside a parallel part, the workers are busy: the pieces run
  * on the calling thread, each once. */
+static void balanced_nested(void *ctx, int part, int64_t lo, int64_t hi) {
+  balanced_case *c = ctx;
+  (void)part;
+  atomic_fetch_add(&c->nested_calls, 1);
+  for (int64_t i = lo; i < hi; i++)
+    atomic_fetch_add(&c->runs[i], 1);
+}
+
 static void balanced_outer(void *ctx, int64_t lo, int64_t hi) {
   balanced_case *c = ctx;
   for (int64_t t = lo; t < hi; t++)
-    loom__parallel_for_balanced(3, 10, 2, balanced_nested, c);
+    loom__parallel_for_balanced(3, 10, 2, 10, balanced_nested, c);
 }
 
 START_TEST(test_balanced_parts_nested) {
@@ -397,6 +421,8 @@ START_TEST(test_balanced_parts_nested) {
   /* 10 items in pieces of 2 (ranges of 3, 3 and 4 items: 2 + 1 + 2 + 1 +
    * 2 + 2 pieces) for each of the two outer parts */
   ck_assert_int_eq(atomic_load(&c.nested_calls), 2 * 6);
+  for (int i = 0; i < 10; i++)
+    ck_assert_int_eq(atomic_load(&c.runs[i]), 2);
 }
 END_TEST
 
