@@ -230,12 +230,13 @@ void loom__parallel_for(int nt, int64_t n, loom__range_fn fn, void *ctx);
  * another process, or one further from the data): fn(ctx, part, lo, hi)
  * runs pieces [lo, hi) that together hold each item of [0, n) once, in any
  * order. Part t owns [n t / nt', n (t + 1) / nt') (nt' = nt, at most n and
- * 64); its first piece is all of that but the last `tail` items (or
- * `grain` items, if more), its later pieces `grain` items each; once its
- * own are taken, it takes the last pieces of the others' ranges, so that
- * all finish together. `part` names the part that runs the piece (0 <=
- * part < nt'): no two pieces run at once with the same part, so it may
- * index per-part scratch. fn must not care which thread runs a piece. */
+ * 64; past 2^32 items the parts keep their own ranges); its first piece is all
+ * of that but the last `tail` items (or `grain` items, if more), its later
+ * pieces `grain` items each; once its own are taken, it takes the last pieces
+ * of the others' ranges, so that all finish together. `part` names the part
+ * that runs the piece (0 <= part < nt'): no two pieces run at once with the
+ * same part, so it may index per-part scratch. fn must not care which thread
+ * runs a piece. */
 typedef void (*loom__piece_fn)(void *ctx, int part, int64_t lo, int64_t hi);
 void loom__parallel_for_balanced(int nt, int64_t n, int64_t grain, int64_t tail,
                                  loom__piece_fn fn, void *ctx);

@@ -368,8 +368,9 @@ static void pack_rows(float *dst, const float *a, int64_t lda,
  * LSTM product went from 137-142 to 162-166 GFLOP/s at AVX-512 on one
  * thread, 72-75 to 77-81 at AVX2 (bench/packed; a 1 MiB weight, held in
  * L2, runs at 169 and 81-85). The panel after the range's last is
- * prefetched too: the balanced threads of gemm_packed call this a panel at
- * a time and mostly take the following one next. */
+ * prefetched too: gemm_packed's threads call this a panel at a time and
+ * mostly take the following one next (a thread taking another's panels
+ * from the back prefetches one it has just done). */
 #define PANELS(SUFFIX, TARGET, MR, W)                                          \
   BLOCKS(SUFFIX, block_##SUFFIX, TARGET, MR, false)                            \
   TARGET static void panels_##SUFFIX(int64_t M, const float *a, int64_t lda,   \
@@ -504,10 +505,8 @@ static void panels(int64_t M, const float *a, int64_t lda,
   panels_baseline(M, a, lda, p, bias, c, ldc, accumulate, q0, q1);
 }
 
-/* A product shared out in pieces: piece i is panel i / split's rows
- * [M s / split, M (s + 1) / split), s = i % split. */
 typedef struct {
-  int64_t M, lda, ldc, split;
+  int64_t M, lda, ldc;
   const float *a;
   const loom__packed *p;
   const float *bias;
@@ -515,15 +514,11 @@ typedef struct {
   bool accumulate;
 } packed_job;
 
-static void packed_pieces(void *ctx, int part, int64_t i0, int64_t i1) {
+static void packed_pieces(void *ctx, int part, int64_t q0, int64_t q1) {
   const packed_job *j = ctx;
   (void)part;
-  for (int64_t i = i0; i < i1; i++) {
-    int64_t q = i / j->split, s = i % j->split;
-    int64_t r0 = j->M * s / j->split, r1 = j->M * (s + 1) / j->split;
-    panels(r1 - r0, j->a + r0 * j->lda, j->lda, j->p, j->bias,
-           j->c + r0 * j->ldc, j->ldc, j->accumulate, q, q + 1);
-  }
+  panels(j->M, j->a, j->lda, j->p, j->bias, j->c, j->ldc, j->accumulate, q0,
+         q1);
 }
 
 static void gemm_packed(int64_t M, const float *a, int64_t lda,
@@ -536,21 +531,17 @@ static void gemm_packed(int64_t M, const float *a, int64_t lda,
     panels(M, a, lda, p, bias, c, ldc, accumulate, 0, p->panels);
     return;
   }
-  /* Threads take pieces of a panel each, one at a time, and one that
-   * finishes its own takes the last of the others' (a recurrence runs this
-   * once a step, and each time the threads had waited for each other for
-   * 5-11 % of it: a core shared with the host's other guests is slower by
-   * turns). A piece is a whole panel, or its rows in halves or quarters
-   * when there are fewer than 16 panels a thread (W_hh in an LSTM's
-   * backward: 16 panels of 256 KiB at hidden 512), so that what is left to
-   * share at the end is small. Each element is computed by one thread in
-   * a fixed order, so results do not depend on the thread count. */
-  int64_t split = 1;
-  while (split < 4 && p->panels * split < 16 * nt && M / (2 * split) >= 8)
-    split *= 2;
+  /* Threads take whole panels, one at a time, and one that finishes its
+   * own takes the last of the others' (a recurrence runs this once a step,
+   * and each time the threads had waited for each other for 5-11 % of it:
+   * the host slows one core or the other by turns). Cutting a panel's rows
+   * into pieces too, for finer sharing when panels are few, read each
+   * panel once a piece and made the AVX-512 LSTM step 2-4 % slower. Each
+   * element is computed by one thread in a fixed order, so results do not
+   * depend on the thread count. */
   loom__parallel_for_balanced(
-      nt, p->panels * split, 1, p->panels * split, packed_pieces,
-      &(packed_job){M, lda, ldc, split, a, p, bias, c, accumulate});
+      nt, p->panels, 1, p->panels, packed_pieces,
+      &(packed_job){M, lda, ldc, a, p, bias, c, accumulate});
 }
 
 void loom__kernel_gemm_packed(int64_t M, const float *a, int64_t lda,

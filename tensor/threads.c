@@ -342,9 +342,10 @@ void loom__parallel_for_balanced(int nt, int64_t n, int64_t grain, int64_t tail,
                                  loom__piece_fn fn, void *ctx) {
   if (n <= 0)
     return;
-  if (grain < 1)
-    grain = 1;
-  nt = nt < 1 ? 1 : nt > n ? (int)n : nt > BALANCED_MAX ? BALANCED_MAX : nt;
+  grain = grain < 1 ? 1 : grain > n ? n : grain;
+  if (nt > n)
+    nt = (int)n;
+  nt = nt < 1 ? 1 : nt > BALANCED_MAX ? BALANCED_MAX : nt;
   balanced_job job = {fn, ctx, n, grain, tail < 0 ? 0 : tail, nt, NULL};
   balanced_range ranges[BALANCED_MAX];
   if (nt > 1 && n <= UINT32_MAX) {

@@ -1933,9 +1933,8 @@ START_TEST(test_packed_product) {
 END_TEST
 
 /* The packed-weight product shared out over threads (shapes big enough for
- * more than one: a recurrent step's, with few panels, whose rows are then
- * cut into pieces too): the same bits with 1 to 4 threads, which take
- * pieces in whatever order their speeds give. */
+ * more than one, a recurrent step's among them): the same bits with 1 to 4
+ * threads, which take panels in whatever order their speeds give. */
 START_TEST(test_packed_product_threads) {
   const int64_t shapes[][3] = {/* M, N, K */
                                {32, 512, 2048},
@@ -2137,11 +2136,13 @@ int main(void) {
       {"matmul",
        {test_matmul_shapes_and_values, test_matmul_batched_broadcast,
         test_addmm_baddbmm_linear, test_einsum, test_packed_product,
-        test_packed_product_threads, test_isa_choice}},
+        test_isa_choice}},
       /* Results at 1 and 2 threads compared. Tagged so that CI's valgrind
        * run can leave them out: there the pool's threads take turns on one
        * core, and these took three minutes; every other run keeps them. */
-      {"threads", {test_results_independent_of_threads, test_own_product}},
+      {"threads",
+       {test_results_independent_of_threads, test_own_product,
+        test_packed_product_threads}},
       {"conv",
        {test_conv2d_vs_direct, test_conv1d, test_conv2d_chunks_backward,
         test_pools, test_dropout}},

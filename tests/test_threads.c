@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #define THREADS 4
 #define ROUNDS 2
@@ -398,6 +399,41 @@ START_TEST(test_balanced_parts_run_every_item_once) {
 }
 END_TEST
 
+/* A part held up in its first piece has the tail of its range taken by
+ * the other: part 0's first piece, items [0, 16) of its [0, 32), waits (10 s
+ * at most) until part 1 has run one of the 16 it left. */
+typedef struct {
+  _Atomic int runs[64];
+  _Atomic int stolen;
+} steal_case;
+
+static double seconds_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void steal_piece(void *ctx, int part, int64_t lo, int64_t hi) {
+  steal_case *c = ctx;
+  if (lo < 32 && part != 0)
+    atomic_store(&c->stolen, 1);
+  for (int64_t i = lo; i < hi; i++)
+    atomic_fetch_add(&c->runs[i], 1);
+  for (double t0 = seconds_now();
+       lo == 0 && !atomic_load(&c->stolen) && seconds_now() - t0 < 10;)
+    sched_yield();
+}
+
+START_TEST(test_balanced_parts_steal) {
+  static steal_case c;
+  memset(&c, 0, sizeof c);
+  loom__parallel_for_balanced(2, 64, 1, 16, steal_piece, &c);
+  ck_assert(atomic_load(&c.stolen));
+  for (int i = 0; i < 64; i++)
+    ck_assert_int_eq(atomic_load(&c.runs[i]), 1);
+}
+END_TEST
+
 /* Called from inside a parallel part, the workers are busy: the pieces run
  * on the calling thread, each once. */
 static void balanced_nested(void *ctx, int part, int64_t lo, int64_t hi) {
@@ -438,6 +474,7 @@ int main(void) {
   tcase_add_test(tc, test_thread_count_setting);
   tcase_add_test(tc, test_balanced_parts_run_every_item_once);
   tcase_add_test(tc, test_balanced_parts_nested);
+  tcase_add_test(tc, test_balanced_parts_steal);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
