@@ -536,11 +536,14 @@ static void gemm_packed(int64_t M, const float *a, int64_t lda,
    * and each time the threads had waited for each other for 5-11 % of it:
    * the host slows one core or the other by turns). Cutting a panel's rows
    * into pieces too, for finer sharing when panels are few, read each
-   * panel once a piece and made the AVX-512 LSTM step 2-4 % slower. Each
-   * element is computed by one thread in a fixed order, so results do not
-   * depend on the thread count. */
+   * panel once a piece and made the AVX-512 LSTM step 2-4 % slower. Below
+   * 8 rows the product is as fast as its panels come, and a thread's own
+   * panels stay in its L2 from step to step: each thread keeps its own
+   * range (balanced, the batch-1 LSTM step was 7-11 % slower at AVX-512).
+   * Each element is computed by one thread in a fixed order, so results
+   * do not depend on the thread count. */
   loom__parallel_for_balanced(
-      nt, p->panels, 1, p->panels, packed_pieces,
+      nt, p->panels, 1, M >= 8 ? p->panels : 0, packed_pieces,
       &(packed_job){M, lda, ldc, a, p, bias, c, accumulate});
 }
 
