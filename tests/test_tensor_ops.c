@@ -1933,14 +1933,16 @@ START_TEST(test_packed_product) {
 END_TEST
 
 /* The packed-weight product shared out over threads (shapes big enough for
- * more than one, a recurrent step's among them): the same bits with 1 to 4
+ * more than one, a recurrent step's among them, and one of fewer than 8
+ * rows, whose threads keep their own panels): the same bits with 1 to 4
  * threads, which take panels in whatever order their speeds give. */
 START_TEST(test_packed_product_threads) {
   const int64_t shapes[][3] = {/* M, N, K */
                                {32, 512, 2048},
                                {13, 2048, 512},
                                {45, 100, 1024},
-                               {8, 96, 4096}};
+                               {8, 96, 4096},
+                               {4, 2048, 512}};
   loom_rng *g = loom_rng_new(11);
   for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
     int64_t M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
