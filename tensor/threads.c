@@ -282,7 +282,7 @@ typedef struct {
   void *ctx;
   int64_t n, grain, tail;
   int nt;
-  balanced_range *ranges; /* NULL: static ranges, in pieces of grain */
+  balanced_range *ranges; /* NULL: each part its own range, same pieces */
 } balanced_job;
 
 static uint64_t span_of(int64_t front, int64_t back) {
