@@ -279,7 +279,6 @@ typedef struct {
                      chunk_rows x KC rounded to whole lines (alen, when
                      ta), then up to NCP panels of B, KC x NR each */
   int64_t alen, part;
-  int parts;
 } own_job;
 
 /* At most this many rows of B packed at a time for a whole product (a
@@ -538,8 +537,10 @@ static void gemm_packed(int64_t M, const float *a, int64_t lda,
    * into pieces too, for finer sharing when panels are few, read each
    * panel once a piece and made the AVX-512 LSTM step 2-4 % slower. Below
    * 8 rows the product is as fast as its panels come, and a thread's own
-   * panels stay in its L2 from step to step: each thread keeps its own
-   * range (balanced, the batch-1 LSTM step was 7-11 % slower at AVX-512).
+   * panels stay in its L2 from step to step: each part's first piece is
+   * all of its range, so a thread takes another's panels only when that
+   * one has not started (balanced, the batch-1 LSTM step was 7-11 %
+   * slower at AVX-512).
    * Each element is computed by one thread in a fixed order, so results
    * do not depend on the thread count. */
   loom__parallel_for_balanced(
@@ -623,7 +624,6 @@ static bool own_run(own_job o) {
   o.scratch = scratch;
   o.alen = alen;
   o.part = part;
-  o.parts = nt;
   /* A part runs the first seven eighths of its jobs as one piece, with all
    * the reuse of packed operands described at own_SUFFIX, and the rest in
    * pieces of a few jobs, which a part that is done with its own takes
@@ -634,7 +634,7 @@ static bool own_run(own_job o) {
    * itself: some 4 % more work on that eighth. Each element of C is
    * computed by one job in one order, whatever the pieces and parts:
    * results do not depend on the thread count. */
-  int64_t jobs = (M + rows - 1) / rows * panels, range = jobs / nt;
+  int64_t jobs = chunks * panels, range = jobs / nt;
   loom__parallel_for_balanced(nt, jobs, (range / 8 + 3) / 4, range / 8,
                               own_piece, &o);
   free(scratch);
