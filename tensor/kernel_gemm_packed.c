@@ -540,9 +540,8 @@ static void gemm_packed(int64_t M, const float *a, int64_t lda,
    * panels stay in its L2 from step to step: each part's first piece is
    * all of its range, so a thread takes another's panels only when that
    * one has not started (balanced, the batch-1 LSTM step was 7-11 %
-   * slower at AVX-512).
-   * Each element is computed by one thread in a fixed order, so results
-   * do not depend on the thread count. */
+   * slower at AVX-512). Each element is computed by one thread in a
+   * fixed order, so results do not depend on the thread count. */
   loom__parallel_for_balanced(
       nt, p->panels, 1, M >= 8 ? p->panels : 0, packed_pieces,
       &(packed_job){M, lda, ldc, a, p, bias, c, accumulate});
@@ -631,7 +630,7 @@ static bool own_run(own_job o) {
    * seconds at a time, the host's doing, and one had waited for the other
    * 5-7 % of an encoder step's products; the short last chunk of rows also
    * leaves one part less work). A small piece packs its operands for
-   * itself: some 4 % more work on that eighth. Each element of C is
+   * itself, B's panels again for each of them. Each element of C is
    * computed by one job in one order, whatever the pieces and parts:
    * results do not depend on the thread count. */
   int64_t jobs = chunks * panels, range = jobs / nt;
