@@ -98,13 +98,7 @@ void loom__iter_run(const loom__iter *it, loom__iter_fn fn, void *ctx,
     run_range(it, 0, total, fn, ctx);
     return;
   }
-  /* three quarters of a part's elements at once, the rest in sixteenths,
-   * which a part done early takes from the others (elementwise kernels
-   * had waited 14-22 % of their time for the other thread in an encoder
-   * step, on a host that slows one core or the other) */
-  int64_t range = total / nt;
-  loom__parallel_for_balanced(nt, total, range / 16 > 0 ? range / 16 : 1,
-                              range / 4, iter_piece, &(iter_job){it, fn, ctx});
+  loom__parallel_for_even_out(nt, total, iter_piece, &(iter_job){it, fn, ctx});
 }
 
 void loom__iter_run_serial(const loom__iter *it, loom__iter_fn fn, void *ctx) {

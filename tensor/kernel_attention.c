@@ -188,19 +188,12 @@ static void forward_part(void *ctx, int part, int64_t b0, int64_t b1) {
   free(w);
 }
 
-/* Runs fn over the blocks on the threads the work is worth: each part's
- * first three quarters at once, the rest in sixteenths that a part done
- * early takes from the others (a host that slows one core had the other
- * wait for it 5-25 % of these kernels' time in an encoder step). A piece
+/* Runs fn over the blocks on the threads the work is worth; a piece
  * allocates its own scratch. */
 static void attention_parts(const loom__attention_args *a, loom__piece_fn fn,
                             attention_job *j) {
-  if (a->nb <= 0)
-    return;
   int nt = loom__threads_for(a->nb * a->L * a->S * (a->E + a->Ev) / 16);
-  int64_t range = a->nb / (nt < a->nb ? nt : a->nb);
-  loom__parallel_for_balanced(nt, a->nb, range / 16 > 0 ? range / 16 : 1,
-                              range / 4, fn, j);
+  loom__parallel_for_even_out(nt, a->nb, fn, j);
 }
 
 static int finish(attention_job *j, const char *pass) {

@@ -289,9 +289,15 @@ static uint64_t span_of(int64_t front, int64_t back) {
   return (uint64_t)front | (uint64_t)back << 32;
 }
 
-/* Claims items of range r, from its front or its back: up to `most`, or
- * from the front all but `leave` of them when that is more (INT64_MAX:
- * never); false when none are left. */
+/* How many of `left` items a piece takes: up to `most`, or all but
+ * `leave` of them when that is more (INT64_MAX: never). */
+static int64_t piece_size(int64_t left, int64_t most, int64_t leave) {
+  int64_t take = left < most ? left : most;
+  return left - leave > take ? left - leave : take;
+}
+
+/* Claims a piece of range r from its front (piece_size's rule) or its
+ * back (up to `most` items); false when none are left. */
 static bool claim(balanced_range *r, int64_t most, int64_t leave,
                   bool from_front, int64_t *lo, int64_t *hi) {
   uint64_t s = atomic_load_explicit(&r->span, memory_order_relaxed);
@@ -299,9 +305,8 @@ static bool claim(balanced_range *r, int64_t most, int64_t leave,
     int64_t front = (int64_t)(s & 0xffffffff), back = (int64_t)(s >> 32);
     if (front >= back)
       return false;
-    int64_t take = back - front < most ? back - front : most;
-    if (from_front && back - front - leave > take)
-      take = back - front - leave;
+    int64_t take =
+        piece_size(back - front, most, from_front ? leave : INT64_MAX);
     *lo = from_front ? front : back - take;
     *hi = *lo + take;
     uint64_t to =
@@ -319,8 +324,7 @@ static void balanced_part(void *ctx, int64_t t0, int64_t t1) {
     if (!j->ranges) { /* static: the same pieces, all the part's own */
       int64_t end = j->n * (t + 1) / j->nt, leave = j->tail;
       for (lo = j->n * t / j->nt; lo < end; lo = hi, leave = INT64_MAX) {
-        int64_t take = end - lo < j->grain ? end - lo : j->grain;
-        hi = lo + (end - lo - leave > take ? end - lo - leave : take);
+        hi = lo + piece_size(end - lo, j->grain, leave);
         j->fn(j->ctx, t, lo, hi);
       }
       continue;
@@ -357,4 +361,13 @@ void loom__parallel_for_balanced(int nt, int64_t n, int64_t grain, int64_t tail,
     balanced_part(&job, 0, 1);
   else
     loom__parallel_for(nt, nt, balanced_part, &job);
+}
+
+void loom__parallel_for_even_out(int nt, int64_t n, loom__piece_fn fn,
+                                 void *ctx) {
+  /* the part count loom__parallel_for_balanced will use */
+  int parts = nt < 1 ? 1 : nt > BALANCED_MAX ? BALANCED_MAX : nt;
+  int64_t range = n > parts ? n / parts : 1;
+  loom__parallel_for_balanced(nt, n, range / 16 > 0 ? range / 16 : 1, range / 4,
+                              fn, ctx);
 }
