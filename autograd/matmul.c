@@ -740,19 +740,27 @@ loom_tensor *loom_linear(const loom_tensor *x, const loom_tensor *weight,
       rows <= LOOM__PACKED_MAX_ROWS && in > 0 && xr->strides[1] == 1
           ? loom__kernel_pack_reused(weight, true)
           : NULL;
-  /* The packed product starts from a contiguous bias itself; otherwise
-   * the product adds to the bias copied into every row (the same bits). */
-  bool from_bias = packed && bias && loom__is_contiguous(bias);
-  if (bias && !from_bias && rows > 0)
-    loom__kernel_copy(&y2, bias); /* broadcast over the rows */
-  if (from_bias)
+  /* loom's kernels start each row from a contiguous float32 bias
+   * themselves; otherwise the product adds to the bias copied into every
+   * row (the same bits; the copy was a pass over the whole result, 1 % of
+   * an encoder's training step). */
+  bool from_bias =
+      bias && rows > 0 && bias->dtype == LOOM_F32 && loom__is_contiguous(bias);
+  const float *bias_f = from_bias ? (const float *)bias->data : NULL;
+  bool done = false;
+  if (from_bias && packed) {
     loom__kernel_gemm_packed_bias(rows, (const float *)xr->data, xr->strides[0],
-                                  packed, (const float *)bias->data,
-                                  (float *)y->data, out_f);
-  else if (packed)
+                                  packed, bias_f, (float *)y->data, out_f);
+    done = true;
+  } else if (from_bias) {
+    done = loom__kernel_gemm_bias(&y2, xr, &wt, bias_f);
+  }
+  if (!done && bias && rows > 0)
+    loom__kernel_copy(&y2, bias); /* broadcast over the rows */
+  if (!done && packed)
     loom__kernel_gemm_packed(rows, (const float *)xr->data, xr->strides[0],
                              packed, (float *)y->data, out_f, bias != NULL);
-  else if (rows > 0)
+  else if (!done && rows > 0)
     loom__kernel_gemm(&y2, xr, &wt, 1, bias ? 1 : 0);
   loom__record(&loom__op_linear, y, bias ? 3 : 2,
                (const loom_tensor *[]){x2, weight, bias});

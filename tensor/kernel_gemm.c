@@ -184,7 +184,8 @@ void loom__kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
   pthread_once(&products_chosen, choose_products);
   if (own_products && dtype == LOOM_F32 && alpha == 1 &&
       (beta == 0 || beta == 1) &&
-      loom__kernel_gemm_own(ta, tb, n, m, k, a, lda, b, ldb, beta == 1, c, ldc))
+      loom__kernel_gemm_own(ta, tb, n, m, k, a, lda, b, ldb, NULL, beta == 1, c,
+                            ldc))
     return;
   gemm_job j = {.dtype = dtype,
                 .ta = ta,
@@ -239,4 +240,23 @@ void loom__kernel_gemm(loom_tensor *out, const loom_tensor *a,
   loom__kernel_gemm_raw(out->dtype, ta, tb, a->shape[0], b->shape[1],
                         a->shape[1], alpha, a->data, lda, b->data, ldb, beta,
                         out->data, ldc);
+}
+
+bool loom__kernel_gemm_bias(loom_tensor *out, const loom_tensor *a,
+                            const loom_tensor *b, const float *bias) {
+  bool ta = false, tb = false, tc = false;
+  int64_t lda = 1, ldb = 1, ldc = 1;
+  layout(a->shape[0], a->shape[1], a->strides[0], a->strides[1], &ta, &lda);
+  layout(b->shape[0], b->shape[1], b->strides[0], b->strides[1], &tb, &ldb);
+  layout(out->shape[0], out->shape[1], out->strides[0], out->strides[1], &tc,
+         &ldc);
+  if (out->dtype != LOOM_F32 || tc || a->shape[1] == 0)
+    return false;
+  pthread_once(&blas_once, blas_single_threaded);
+  pthread_once(&products_chosen, choose_products);
+  return own_products &&
+         loom__kernel_gemm_own(ta, tb, a->shape[0], b->shape[1], a->shape[1],
+                               (const float *)a->data, lda,
+                               (const float *)b->data, ldb, bias, false,
+                               (float *)out->data, ldc);
 }

@@ -263,15 +263,18 @@ void loom__kernel_packed_free(loom__packed *p) {
   }
 
 /* The jobs of a whole product (loom__kernel_gemm_own): C's rows in chunks
- * and its columns in panels of NR; job i is row chunk i / panels, panel
+ * and its columns in panels of NR. Job i is row chunk i / panels, panel
  * i % panels, so a part's jobs span few chunks and pack each chunk's rows
- * of A once for many panels (see own_SUFFIX). */
+ * of A once for many panels (see own_SUFFIX); or, by_panels, panel
+ * i / chunks, chunk i % chunks, so that parts share out B's panels
+ * instead of each packing all of them (see own_run). */
 typedef struct {
-  bool ta, tb, accumulate;
-  int64_t M, N, K, lda, ldb, ldc, panels, chunk_rows;
+  bool ta, tb, accumulate, by_panels;
+  int64_t M, N, K, lda, ldb, ldc, panels, chunks, chunk_rows;
   int64_t kc; /* B's rows a pass: K cut evenly into passes of at most KC */
   int64_t mr; /* the running level's block rows: 8 (AVX-512) or 6 (AVX2) */
   const float *a, *b;
+  const float *bias; /* NULL, or the row C starts from (not accumulate) */
   /* or A's and B's K rows anywhere (loom__kernel_gemm_rows): ta, !tb */
   const float *const *arows, *const *brows;
   float *c;
@@ -295,6 +298,24 @@ typedef struct {
 #define NCP 16
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+/* Copies, for each of the n rows src[0..n) (rows kb.. of a chunk), the
+ * whole blocks' mr values into their blocks (block i at dst + i mr kc, row
+ * k at k mr inside it); mr a constant at each call, so that each copy is
+ * one vector move rather than a call to memmove (3.8 % of an LSTM step's
+ * samples with the calls, 1.6 % without). */
+static inline __attribute__((always_inline)) void
+pack_group(float *dst, const float *const *src, int64_t n, int64_t whole,
+           int64_t kc, int64_t kb, const int64_t mr) {
+  for (int64_t i = 0; i < whole; i++)
+    for (int64_t k = 0; k < n; k++)
+      memcpy(dst + i * mr * kc + (kb + k) * mr, src[k] + i * mr,
+             (size_t)mr * sizeof *dst);
+}
+
+/* Rows of A^T packed a group at a time: at most this many, whose lines
+ * stay in L1 while all the chunk's blocks take their values. */
+#define PACK_GROUP 8
+
 /* Packs columns [r0, r1) and rows [k0, k0 + kc) of A (K x M, the
  * transpose the product reads; its rows at lda, or rows[0..K) when rows is
  * not NULL) into blocks of mr columns, k-major inside
@@ -309,26 +330,32 @@ static void pack_rows(float *dst, const float *a, int64_t lda,
                       int64_t k0, int64_t kc, int64_t mr) {
   int64_t whole = (r1 - r0) / mr, rest = (r1 - r0) % mr;
   float *last = dst + whole * mr * kc;
-  /* a row of A^T at a time, each of its lines read once for all the
-   * blocks (a block at a time, the second block of a line found it gone:
-   * a power-of-two leading dimension puts all of a block's rows in a few
-   * sets); whole blocks with a constant size, which the compiler copies
-   * as one vector rather than through a call to memmove (3.8 % of an
-   * LSTM step's samples with the calls, 1.6 % without) */
-  for (int64_t k = 0; k < kc; k++) {
-    const float *src = (rows ? rows[k0 + k] : a + (k0 + k) * lda) + r0;
-    float *d = dst + k * mr;
+  /* PACK_GROUP rows of A^T at a time, each of their lines read once for
+   * all the blocks, and each block given those rows' values together:
+   * whole lines written at once. A row at a time, the blocks' pieces
+   * (mr kc floats apart, a power of two times mr) fell into a few cache
+   * sets and each line was taken twice from L2 (one thread, an encoder's
+   * weight gradient 1024 x 256 x 2048: 16 % of the samples in packing, 11
+   * % now; best of 100, 128-130 -> 136-139 GFLOP/s at AVX-512, 67-70 ->
+   * 75-77 at AVX2); a block at a time, the second block
+   * of a line found it gone (a power-of-two leading dimension puts all of
+   * a block's rows in a few sets). Eight rows of a power-of-two leading
+   * dimension take 8 ways of each set they fall in. */
+  for (int64_t kb = 0; kb < kc; kb += PACK_GROUP) {
+    int64_t n = kc - kb < PACK_GROUP ? kc - kb : PACK_GROUP;
+    const float *src[PACK_GROUP];
+    for (int64_t k = 0; k < n; k++)
+      src[k] = (rows ? rows[k0 + kb + k] : a + (k0 + kb + k) * lda) + r0;
     if (mr == 8)
-      for (int64_t i = 0; i < whole; i++)
-        memcpy(d + i * 8 * kc, src + i * 8, 8 * sizeof *a);
+      pack_group(dst, src, n, whole, kc, kb, 8);
     else if (mr == 6)
-      for (int64_t i = 0; i < whole; i++)
-        memcpy(d + i * 6 * kc, src + i * 6, 6 * sizeof *a);
+      pack_group(dst, src, n, whole, kc, kb, 6);
     else
-      for (int64_t i = 0; i < whole; i++)
-        memcpy(d + i * mr * kc, src + i * mr, (size_t)mr * sizeof *a);
+      pack_group(dst, src, n, whole, kc, kb, mr);
     if (rest)
-      memcpy(last + k * mr, src + whole * mr, (size_t)rest * sizeof *a);
+      for (int64_t k = 0; k < n; k++)
+        memcpy(last + (kb + k) * mr, src[k] + whole * mr,
+               (size_t)rest * sizeof *a);
   }
 }
 #endif
@@ -405,6 +432,33 @@ static void pack_rows(float *dst, const float *a, int64_t lda,
     }                                                                          \
   }
 
+/* The chunks [*c0, *c1) and panels [*q0, *q1) that jobs [i0, i1) (not
+ * empty) touch: all of the inner ones once the jobs span several outer. */
+static void job_span(const own_job *o, int64_t i0, int64_t i1, int64_t *c0,
+                     int64_t *c1, int64_t *q0, int64_t *q1) {
+  int64_t inner = o->by_panels ? o->chunks : o->panels;
+  int64_t o0 = i0 / inner, o1 = (i1 - 1) / inner + 1;
+  int64_t n0 = o1 - o0 > 1 ? 0 : i0 % inner;
+  int64_t n1 = o1 - o0 > 1 ? inner : (i1 - 1) % inner + 1;
+  if (o->by_panels)
+    *q0 = o0, *q1 = o1, *c0 = n0, *c1 = n1;
+  else
+    *c0 = o0, *c1 = o1, *q0 = n0, *q1 = n1;
+}
+
+/* The panels [*q0, *q1) of chunk ch among jobs [i0, i1). */
+static void chunk_panels(const own_job *o, int64_t ch, int64_t i0, int64_t i1,
+                         int64_t *q0, int64_t *q1) {
+  if (!o->by_panels) { /* job ch panels + q */
+    int64_t first = ch * o->panels;
+    *q0 = i0 - first < 0 ? 0 : i0 - first;
+    *q1 = i1 - first < o->panels ? i1 - first : o->panels;
+  } else { /* job q chunks + ch: the first q at or past i0, and past i1 */
+    *q0 = i0 <= ch ? 0 : (i0 - ch + o->chunks - 1) / o->chunks;
+    *q1 = i1 <= ch ? 0 : (i1 - ch + o->chunks - 1) / o->chunks;
+  }
+}
+
 /* own_SUFFIX runs jobs [i0, i1) of a whole product. For each group of up
  * to NCP of their panels and KC rows of B at a time, it packs each
  * chunk's part of A and runs the blocks over the group's panels, packing
@@ -420,10 +474,8 @@ static void pack_rows(float *dst, const float *a, int64_t lda,
                                   float *abuf, float *bbuf) {                  \
     if (i0 >= i1)                                                              \
       return;                                                                  \
-    int64_t c0 = i0 / o->panels, c1 = (i1 - 1) / o->panels + 1;                \
-    /* the panels of the part's jobs: all of them past one chunk */            \
-    int64_t qlo = c1 - c0 > 1 ? 0 : i0 % o->panels;                            \
-    int64_t qhi = c1 - c0 > 1 ? o->panels : (i1 - 1) % o->panels + 1;          \
+    int64_t c0, c1, qlo, qhi; /* the chunks and panels of the jobs */          \
+    job_span(o, i0, i1, &c0, &c1, &qlo, &qhi);                                 \
     bool keep = c1 - c0 > 1; /* panels serve several chunks */                 \
     int64_t span = keep ? NCP : qhi - qlo;                                     \
     for (int64_t g0 = qlo; g0 < qhi; g0 += span) {                             \
@@ -432,9 +484,10 @@ static void pack_rows(float *dst, const float *a, int64_t lda,
         int64_t kc = o->K - k0 < o->kc ? o->K - k0 : o->kc;                    \
         unsigned packed = 0; /* bit q - g0: panel q holds rows k0.. */         \
         for (int64_t ch = c0; ch < c1; ch++) {                                 \
-          int64_t first = ch * o->panels;                                      \
-          int64_t q0 = i0 - first > g0 ? i0 - first : g0;                      \
-          int64_t q1 = i1 - first < g1 ? i1 - first : g1;                      \
+          int64_t q0, q1; /* chunk ch's panels among the jobs, in the group */ \
+          chunk_panels(o, ch, i0, i1, &q0, &q1);                               \
+          q0 = q0 > g0 ? q0 : g0;                                              \
+          q1 = q1 < g1 ? q1 : g1;                                              \
           if (q0 >= q1)                                                        \
             continue;                                                          \
           int64_t r0 = ch * o->chunk_rows;                                     \
@@ -456,7 +509,7 @@ static void pack_rows(float *dst, const float *a, int64_t lda,
                     o->ta ? MR : o->lda, panel + j,                            \
                     o->c + m * o->ldc + n0 + j, o->ldc,                        \
                     w - j < 2 * W ? w - j : 2 * W, o->accumulate || k0 > 0,    \
-                    NULL, NULL, 0);                                            \
+                    o->bias ? o->bias + n0 + j : NULL, NULL, 0);               \
           }                                                                    \
         }                                                                      \
       }                                                                        \
@@ -617,7 +670,16 @@ static bool own_run(own_job o) {
   if (!scratch) /* BLAS can still do it */
     return false;
   o.panels = panels;
+  o.chunks = chunks;
   o.chunk_rows = rows;
+  /* Parts that take whole chunks each pack all of B's panels; parts that
+   * take whole panels each pack all of A's chunks, which only A^T needs
+   * packed (A is read in place): with more columns than rows, a weight's
+   * gradient of more outputs than inputs (an encoder's second feed-forward
+   * layer, 256 x 1024 over 2048 rows: B 8 MiB, A 2), the parts share out
+   * B instead (that product at 2 threads, best of 100: 255-262 -> 260-266
+   * GFLOP/s at AVX-512). */
+  o.by_panels = o.ta && nt > 1 && N > M;
   o.kc = kc;
   o.mr = mr;
   o.scratch = scratch;
@@ -646,11 +708,12 @@ static bool own_run(own_job o) {
 
 bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                            const float *a, int64_t lda, const float *b,
-                           int64_t ldb, bool accumulate, float *c,
-                           int64_t ldc) {
+                           int64_t ldb, const float *bias, bool accumulate,
+                           float *c, int64_t ldc) {
   return own_run((own_job){.ta = ta,
                            .tb = tb,
                            .accumulate = accumulate,
+                           .bias = accumulate ? NULL : bias,
                            .M = M,
                            .N = N,
                            .K = K,

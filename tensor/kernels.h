@@ -257,6 +257,13 @@ int loom__kernel_batch_norm_grad(loom_dtype dtype, int64_t n, int64_t c,
  * (n x m) with unit inner stride; a and b may have either unit stride. */
 void loom__kernel_gemm(loom_tensor *out, const loom_tensor *a,
                        const loom_tensor *b, double alpha, double beta);
+/* out = bias + a @ b, bias (out's columns, contiguous float32) in every
+ * row, in one pass where loom's kernel does the product: the bits of
+ * copying bias into out's rows and then out += a @ b. False, having done
+ * nothing, where the product would go to OpenBLAS (or out is float64 or
+ * column-major): the caller then copies and accumulates. */
+bool loom__kernel_gemm_bias(loom_tensor *out, const loom_tensor *a,
+                            const loom_tensor *b, const float *bias);
 /* True if a 2-D view can be passed to BLAS without a copy. */
 bool loom__kernel_gemm_ok(const loom_tensor *m);
 /* The same on raw pointers (row-major, element strides), for batched and
@@ -325,14 +332,17 @@ void loom__kernel_gemm_packed_bias(int64_t M, const float *a, int64_t lda,
  * packed a panel at a time. Leading dimensions at least the stored rows'
  * lengths; C must not overlap A or B (it holds partial sums between
  * chunks of k). Without accumulate C is only written (NaN there is
- * ignored). Runs on the AVX-512 and AVX2 paths, for N >= 16; whether it
- * is the faster choice there is the caller's (loom__kernel_gemm_raw asks
- * what OpenBLAS runs). Returns false, having done nothing, where it does
- * not run or its scratch memory is not there: the caller then uses BLAS;
- * no error is recorded. Results are the same for any thread count. */
+ * ignored), each row starting from bias (N floats) when it is not NULL:
+ * the bits of C = bias in every row, then C += op(A) op(B). Runs on the AVX-512
+ * and AVX2 paths, for N >= 16; whether it is the faster choice there is the
+ * caller's (loom__kernel_gemm_raw asks what OpenBLAS runs). Returns false,
+ * having done nothing, where it does not run or its scratch memory is not
+ * there: the caller then uses BLAS; no error is recorded. Results are the same
+ * for any thread count. */
 bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                            const float *a, int64_t lda, const float *b,
-                           int64_t ldb, bool accumulate, float *c, int64_t ldc);
+                           int64_t ldb, const float *bias, bool accumulate,
+                           float *c, int64_t ldc);
 /* The same product C (M x N, ldc) [+]= A^T B with A (K x M) and B (K x N)
  * given as K row pointers each: a_rows[k] holds A's row k (M floats),
  * b_rows[k] B's (N floats), rows anywhere in memory. Same returns. */

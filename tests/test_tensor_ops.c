@@ -2006,8 +2006,8 @@ static void own_product_case(loom_rng *g, int64_t M, int64_t N, int64_t K,
   bool taken[3];
   for (int t = 0; t < 3; t++) {
     loom_set_num_threads(t + 1);
-    taken[t] = loom__kernel_gemm_own(ta, tb, M, N, K, av, lda, bv, ldb, acc,
-                                     c[t], ldc);
+    taken[t] = loom__kernel_gemm_own(ta, tb, M, N, K, av, lda, bv, ldb, NULL,
+                                     acc, c[t], ldc);
   }
   loom_set_num_threads(0);
   ck_assert(taken[0] == taken[1] && taken[0] == taken[2]);
@@ -2036,6 +2036,33 @@ static void own_product_case(loom_rng *g, int64_t M, int64_t N, int64_t K,
   if (!taken[0])
     for (int t = 0; t < 3; t++)
       ck_assert_int_eq(memcmp(c[t], c[4], bytes), 0);
+  if (taken[0] && !acc) {
+    /* rows started from a bias: the bits of the bias copied into every row
+     * and then accumulated, at 1 and 3 threads (a bias with accumulate is
+     * ignored) */
+    float *bias = malloc((size_t)N * sizeof(float)), *cb[3];
+    for (int64_t j = 0; j < N; j++)
+      bias[j] = (float)(j % 5) - 2.25f;
+    for (int t = 0; t < 3; t++) {
+      cb[t] = malloc(bytes);
+      for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < ldc; j++)
+          cb[t][i * ldc + j] = j >= N ? gap : t == 2 ? bias[j] : NAN;
+    }
+    for (int t = 0; t < 2; t++) {
+      loom_set_num_threads(2 * t + 1);
+      ck_assert(loom__kernel_gemm_own(ta, tb, M, N, K, av, lda, bv, ldb, bias,
+                                      false, cb[t], ldc));
+    }
+    loom_set_num_threads(0);
+    ck_assert(loom__kernel_gemm_own(ta, tb, M, N, K, av, lda, bv, ldb, bias,
+                                    true, cb[2], ldc));
+    ck_assert_int_eq(memcmp(cb[0], cb[2], bytes), 0);
+    ck_assert_int_eq(memcmp(cb[1], cb[2], bytes), 0);
+    for (int t = 0; t < 3; t++)
+      free(cb[t]);
+    free(bias);
+  }
   loom__packed *p = loom__kernel_pack(bv, K, N, ldb, tb);
   ck_assert_ptr_nonnull(p);
   loom__kernel_gemm_packed(M, ar, K, p, c[3], ldc, acc);
