@@ -250,6 +250,7 @@ bool loom__kernel_gemm_bias(loom_tensor *out, const loom_tensor *a,
   layout(b->shape[0], b->shape[1], b->strides[0], b->strides[1], &tb, &ldb);
   layout(out->shape[0], out->shape[1], out->strides[0], out->strides[1], &tc,
          &ldc);
+  /* with K = 0 the caller's copied bias is the whole result */
   if (out->dtype != LOOM_F32 || tc || a->shape[1] == 0)
     return false;
   pthread_once(&blas_once, blas_single_threaded);

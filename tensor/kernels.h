@@ -259,9 +259,12 @@ void loom__kernel_gemm(loom_tensor *out, const loom_tensor *a,
                        const loom_tensor *b, double alpha, double beta);
 /* out = bias + a @ b, bias (out's columns, contiguous float32) in every
  * row, in one pass where loom's kernel does the product: the bits of
- * copying bias into out's rows and then out += a @ b. False, having done
- * nothing, where the product would go to OpenBLAS (or out is float64 or
- * column-major): the caller then copies and accumulates. */
+ * copying bias into out's rows and then out += a @ b. a, b and out as for
+ * loom__kernel_gemm (views BLAS reads in place). False, having done
+ * nothing, wherever loom__kernel_gemm_own would not run (the product
+ * would go to OpenBLAS, fewer than 16 columns, no scratch memory) and for
+ * a float64 or column-major out or an empty inner dimension: the caller
+ * then copies and accumulates. */
 bool loom__kernel_gemm_bias(loom_tensor *out, const loom_tensor *a,
                             const loom_tensor *b, const float *bias);
 /* True if a 2-D view can be passed to BLAS without a copy. */
@@ -330,10 +333,11 @@ void loom__kernel_gemm_packed_bias(int64_t M, const float *a, int64_t lda,
  * op(A) M x K (A stored M x K at lda, or K x M when ta) and op(B) K x N (B
  * stored K x N at ldb, or N x K when tb), by the packed micro-kernel, B
  * packed a panel at a time. Leading dimensions at least the stored rows'
- * lengths; C must not overlap A or B (it holds partial sums between
- * chunks of k). Without accumulate C is only written (NaN there is
+ * lengths; C must not overlap A, B or bias (it holds partial sums
+ * between chunks of k). Without accumulate C is only written (NaN there is
  * ignored), each row starting from bias (N floats) when it is not NULL:
- * the bits of C = bias in every row, then C += op(A) op(B). Runs on the AVX-512
+ * the bits of C = bias in every row, then C += op(A) op(B); with
+ * accumulate bias is ignored. Runs on the AVX-512
  * and AVX2 paths, for N >= 16; whether it is the faster choice there is the
  * caller's (loom__kernel_gemm_raw asks what OpenBLAS runs). Returns false,
  * having done nothing, where it does not run or its scratch memory is not

@@ -376,6 +376,41 @@ START_TEST(test_fixed_weights_products) {
 }
 END_TEST
 
+/* A linear of more rows than the packed-weight product takes: loom's own
+ * kernel starts every row from a contiguous bias (from 16 outputs on, at
+ * AVX2 and AVX-512), a strided bias is copied into the rows first and the
+ * product accumulates; the same bits either way, at 1 and 2 threads, and
+ * the value of the plain product plus the bias. */
+START_TEST(test_linear_bias_rows) {
+  loom_rng *g = loom_rng_new(8);
+  const int64_t outs[] = {70, 10};
+  for (int o = 0; o < 2; o++) {
+    int64_t out = outs[o];
+    loom_tensor *x = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(300, 40));
+    loom_tensor *w = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(out, 40));
+    loom_tensor *b2 = loom_randn(g, LOOM_F32, 0, 1, LOOM_SHAPE(out, 2));
+    loom_tensor *strided = loom_select(b2, 1, 1);
+    loom_tensor *dense = loom_contiguous(strided);
+    ck_assert(!loom_is_contiguous(strided));
+    loom_tensor *plain = loom_matmul(x, loom_t(w)), *y[3];
+    for (int t = 0; t < 2; t++) {
+      loom_set_num_threads(t + 1);
+      y[t] = loom_linear(x, w, dense);
+    }
+    y[2] = loom_linear(x, w, strided);
+    loom_set_num_threads(0);
+    ck_assert_ptr_nonnull(y[2]);
+    ck_assert(loom_equal(y[0], y[1]) && loom_equal(y[0], y[2]));
+    for (int64_t i = 0; i < 300 * out; i++) {
+      float want = loom_data_f32(plain)[i] + loom_data_f32(dense)[i % out];
+      ck_assert_float_eq_tol(loom_data_f32(y[0])[i], want,
+                             1e-5f * (1 + fabsf(want)));
+    }
+  }
+  loom_rng_free(g);
+}
+END_TEST
+
 /* linear without output features on (2, 3, 4) input: a (2, 3, 0)
  * result, and backward gives x, the weight and the bias their (zero, or
  * empty) gradients; the gradient's rows are x's leading dims, which its
@@ -1074,6 +1109,7 @@ int main(void) {
   tcase_add_test(tc, test_layer_norm_values_and_errors);
   tcase_add_test(tc, test_norms_promote_mixed_dtypes);
   tcase_add_test(tc, test_fixed_weights_products);
+  tcase_add_test(tc, test_linear_bias_rows);
   tcase_add_test(tc, test_inplace_on_product_operand_is_reported);
   tcase_add_test(tc, test_accumulates_across_backwards);
   tcase_add_test(tc, test_set_grad);

@@ -2038,28 +2038,28 @@ static void own_product_case(loom_rng *g, int64_t M, int64_t N, int64_t K,
       ck_assert_int_eq(memcmp(c[t], c[4], bytes), 0);
   if (taken[0] && !acc) {
     /* rows started from a bias: the bits of the bias copied into every row
-     * and then accumulated, at 1 and 3 threads (a bias with accumulate is
-     * ignored) */
-    float *bias = malloc((size_t)N * sizeof(float)), *cb[3];
+     * and then accumulated (cb[3]), at 1, 2 and 3 threads (a bias with
+     * accumulate is ignored) */
+    float *bias = malloc((size_t)N * sizeof(float)), *cb[4];
     for (int64_t j = 0; j < N; j++)
       bias[j] = (float)(j % 5) - 2.25f;
-    for (int t = 0; t < 3; t++) {
+    for (int t = 0; t < 4; t++) {
       cb[t] = malloc(bytes);
       for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < ldc; j++)
-          cb[t][i * ldc + j] = j >= N ? gap : t == 2 ? bias[j] : NAN;
+          cb[t][i * ldc + j] = j >= N ? gap : t == 3 ? bias[j] : NAN;
     }
-    for (int t = 0; t < 2; t++) {
-      loom_set_num_threads(2 * t + 1);
+    for (int t = 0; t < 3; t++) {
+      loom_set_num_threads(t + 1);
       ck_assert(loom__kernel_gemm_own(ta, tb, M, N, K, av, lda, bv, ldb, bias,
                                       false, cb[t], ldc));
     }
     loom_set_num_threads(0);
     ck_assert(loom__kernel_gemm_own(ta, tb, M, N, K, av, lda, bv, ldb, bias,
-                                    true, cb[2], ldc));
-    ck_assert_int_eq(memcmp(cb[0], cb[2], bytes), 0);
-    ck_assert_int_eq(memcmp(cb[1], cb[2], bytes), 0);
+                                    true, cb[3], ldc));
     for (int t = 0; t < 3; t++)
+      ck_assert_int_eq(memcmp(cb[t], cb[3], bytes), 0);
+    for (int t = 0; t < 4; t++)
       free(cb[t]);
     free(bias);
   }
@@ -2109,8 +2109,12 @@ static void own_product_case(loom_rng *g, int64_t M, int64_t N, int64_t K,
  * ignored. Where it is not taken (below AVX2, or under 16 columns) it must
  * leave C alone. M 300 with 33 or 70 columns runs on two threads; 200 x
  * 560 x 520 has 18 panels, more than a part keeps packed at once (NCP =
- * 16), and at 3 threads a part that ends inside a chunk and one that
- * starts inside one. A^T B from row pointers gives the same bits. */
+ * 16), and with A read in place at 3 threads a part that ends inside a
+ * chunk and one that starts inside one. With A^T and more columns than
+ * rows the parts take panels (by_panels): 500 x 592 x 40 (3 chunks, 19
+ * panels) starts the second part inside a panel at 2 threads. Rows
+ * started from a bias give the bits of the bias copied in and
+ * accumulated. A^T B from row pointers gives the same bits. */
 START_TEST(test_own_product) {
   const int64_t Ms[] = {1, 7, 9, 14, 130, 300}, Ns[] = {5, 16, 33, 70};
   const int64_t Ks[] = {9, 600};
@@ -2126,8 +2130,10 @@ START_TEST(test_own_product) {
       for (size_t ki = 0; ki < 2; ki++)
         for (int lay = 0; lay < 8; lay++)
           own_product_case(g, Ms[mi], Ns[ni], Ks[ki], lay, own_built);
-  for (int lay = 0; lay < 8; lay++)
+  for (int lay = 0; lay < 8; lay++) {
     own_product_case(g, 200, 560, 520, lay, own_built);
+    own_product_case(g, 500, 592, 40, lay, own_built);
+  }
   loom_rng_free(g);
 }
 END_TEST
