@@ -70,12 +70,17 @@ int loom__threads_for(int64_t work) {
 
 #define MAX_WORKERS 255
 /* How long an idle worker keeps looking for work before it sleeps: long
- * enough to span the serial code between two kernels of a step (tens of
- * microseconds), short enough to leave the core alone during a BLAS call
- * or between steps. It yields while it looks, so a thread that needs the
- * core gets it at once. (50 us ran GRU and LSTM steps as fast as 20 us
- * and 200 us did, with fewer slow outliers than 200 us.) */
-#define SPIN_NS 50000
+ * enough to span the serial code between two kernels of a step, short
+ * enough to leave the core alone between steps. It yields while it looks,
+ * so a thread that needs the core gets it at once. A user's LSTM cell
+ * unrolled step by step runs chains of small serial ops (32 x 512) between
+ * its products: at 50 us its workers fell asleep and were woken about 80
+ * times a step (160 futex calls a step under strace, 17 at 200 us), and
+ * at 200 us the step ran 4-7 % faster (bench-rnn
+ * user_lstm_b32, alternated six and five times at AVX-512 and AVX2); the
+ * fused LSTM and GRU steps at batch 1 and 32 and the encoder step stayed
+ * level. */
+#define SPIN_NS 200000
 /* How long the caller waits with pause before it starts yielding. */
 #define CALLER_SPINS 2000
 
