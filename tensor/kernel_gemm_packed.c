@@ -432,8 +432,10 @@ static void pack_rows(float *dst, const float *a, int64_t lda,
     }                                                                          \
   }
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 /* The chunks [*c0, *c1) and panels [*q0, *q1) that jobs [i0, i1) (not
- * empty) touch: all of the inner ones once the jobs span several outer. */
+ * empty) touch: all of the inner ones once the jobs span several outer.
+ * (Used by own_SUFFIX, built by GCC only as the other per-ISA kernels.) */
 static void job_span(const own_job *o, int64_t i0, int64_t i1, int64_t *c0,
                      int64_t *c1, int64_t *q0, int64_t *q1) {
   int64_t inner = o->by_panels ? o->chunks : o->panels;
@@ -458,6 +460,7 @@ static void chunk_panels(const own_job *o, int64_t ch, int64_t i0, int64_t i1,
     *q1 = i1 <= ch ? 0 : (i1 - ch + o->chunks - 1) / o->chunks;
   }
 }
+#endif
 
 /* own_SUFFIX runs jobs [i0, i1) of a whole product. For each group of up
  * to NCP of their panels and KC rows of B at a time, it packs each
