@@ -337,10 +337,10 @@ static void pack_rows(float *dst, const float *a, int64_t lda,
    * sets and each line was taken twice from L2 (one thread, an encoder's
    * weight gradient 1024 x 256 x 2048: 16 % of the samples in packing, 11
    * % now; best of 100, 128-130 -> 136-139 GFLOP/s at AVX-512, 67-70 ->
-   * 75-77 at AVX2); a block at a time, the second block
-   * of a line found it gone (a power-of-two leading dimension puts all of
-   * a block's rows in a few sets). Eight rows of a power-of-two leading
-   * dimension take 8 ways of each set they fall in. */
+   * 75-77 at AVX2); a block at a time, the second block of a line found
+   * it gone (a power-of-two leading dimension puts all of a block's rows
+   * in a few sets). Eight rows of a power-of-two leading dimension take 8
+   * ways of each set they fall in. */
   for (int64_t kb = 0; kb < kc; kb += PACK_GROUP) {
     int64_t n = kc - kb < PACK_GROUP ? kc - kb : PACK_GROUP;
     const float *src[PACK_GROUP];

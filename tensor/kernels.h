@@ -337,11 +337,11 @@ void loom__kernel_gemm_packed_bias(int64_t M, const float *a, int64_t lda,
  * between chunks of k). Without accumulate C is only written (NaN there is
  * ignored), each row starting from bias (N floats) when it is not NULL:
  * the bits of C = bias in every row, then C += op(A) op(B); with
- * accumulate bias is ignored. Runs on the AVX-512
- * and AVX2 paths, for N >= 16; whether it is the faster choice there is the
- * caller's (loom__kernel_gemm_raw asks what OpenBLAS runs). Returns false,
- * having done nothing, where it does not run or its scratch memory is not
- * there: the caller then uses BLAS; no error is recorded. Results are the same
+ * accumulate bias is ignored. Runs on the AVX-512 and AVX2 paths, for N
+ * >= 16; whether it is the faster choice there is the caller's
+ * (loom__kernel_gemm_raw asks what OpenBLAS runs). Returns false, having
+ * done nothing, where it does not run or its scratch memory is not there:
+ * the caller then uses BLAS; no error is recorded. Results are the same
  * for any thread count. */
 bool loom__kernel_gemm_own(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                            const float *a, int64_t lda, const float *b,

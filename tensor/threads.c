@@ -76,10 +76,9 @@ int loom__threads_for(int64_t work) {
  * unrolled step by step runs chains of small serial ops (32 x 512) between
  * its products: at 50 us its workers fell asleep and were woken about 80
  * times a step (160 futex calls a step under strace, 17 at 200 us), and
- * at 200 us the step ran 4-7 % faster (bench-rnn
- * user_lstm_b32, alternated six and five times at AVX-512 and AVX2); the
- * fused LSTM and GRU steps at batch 1 and 32 and the encoder step stayed
- * level. */
+ * at 200 us the step ran 4-8 % faster (bench-rnn user_lstm_b32,
+ * alternated five and six times, at AVX-512 and AVX2); the fused LSTM and
+ * GRU steps at batch 1 and 32 and the encoder step stayed level. */
 #define SPIN_NS 200000
 /* How long the caller waits with pause before it starts yielding. */
 #define CALLER_SPINS 2000
