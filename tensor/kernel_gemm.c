@@ -223,41 +223,47 @@ void loom__kernel_gemm_raw(loom_dtype dtype, bool ta, bool tb, int64_t n,
   loom__parallel_for((int)(nt < parts ? nt : parts), parts, gemm_parts, &j);
 }
 
+/* How BLAS reads the three views of out = a @ b (see layout). */
+typedef struct {
+  bool ta, tb, tc;
+  int64_t lda, ldb, ldc;
+} views;
+
+static views layouts(const loom_tensor *out, const loom_tensor *a,
+                     const loom_tensor *b) {
+  views v = {false, false, false, 1, 1, 1};
+  layout(a->shape[0], a->shape[1], a->strides[0], a->strides[1], &v.ta, &v.lda);
+  layout(b->shape[0], b->shape[1], b->strides[0], b->strides[1], &v.tb, &v.ldb);
+  layout(out->shape[0], out->shape[1], out->strides[0], out->strides[1], &v.tc,
+         &v.ldc);
+  return v;
+}
+
 void loom__kernel_gemm(loom_tensor *out, const loom_tensor *a,
                        const loom_tensor *b, double alpha, double beta) {
-  bool ta = false, tb = false, tc = false;
-  int64_t lda = 1, ldb = 1, ldc = 1;
-  layout(a->shape[0], a->shape[1], a->strides[0], a->strides[1], &ta, &lda);
-  layout(b->shape[0], b->shape[1], b->strides[0], b->strides[1], &tb, &ldb);
-  layout(out->shape[0], out->shape[1], out->strides[0], out->strides[1], &tc,
-         &ldc);
-  if (tc) { /* a column-major out: compute out^T = b^T a^T instead */
-    loom__kernel_gemm_raw(out->dtype, !tb, !ta, b->shape[1], a->shape[0],
-                          a->shape[1], alpha, b->data, ldb, a->data, lda, beta,
-                          out->data, ldc);
+  views v = layouts(out, a, b);
+  if (v.tc) { /* a column-major out: compute out^T = b^T a^T instead */
+    loom__kernel_gemm_raw(out->dtype, !v.tb, !v.ta, b->shape[1], a->shape[0],
+                          a->shape[1], alpha, b->data, v.ldb, a->data, v.lda,
+                          beta, out->data, v.ldc);
     return;
   }
-  loom__kernel_gemm_raw(out->dtype, ta, tb, a->shape[0], b->shape[1],
-                        a->shape[1], alpha, a->data, lda, b->data, ldb, beta,
-                        out->data, ldc);
+  loom__kernel_gemm_raw(out->dtype, v.ta, v.tb, a->shape[0], b->shape[1],
+                        a->shape[1], alpha, a->data, v.lda, b->data, v.ldb,
+                        beta, out->data, v.ldc);
 }
 
 bool loom__kernel_gemm_bias(loom_tensor *out, const loom_tensor *a,
                             const loom_tensor *b, const float *bias) {
-  bool ta = false, tb = false, tc = false;
-  int64_t lda = 1, ldb = 1, ldc = 1;
-  layout(a->shape[0], a->shape[1], a->strides[0], a->strides[1], &ta, &lda);
-  layout(b->shape[0], b->shape[1], b->strides[0], b->strides[1], &tb, &ldb);
-  layout(out->shape[0], out->shape[1], out->strides[0], out->strides[1], &tc,
-         &ldc);
+  views v = layouts(out, a, b);
   /* with K = 0 the caller's copied bias is the whole result */
-  if (out->dtype != LOOM_F32 || tc || a->shape[1] == 0)
+  if (out->dtype != LOOM_F32 || v.tc || a->shape[1] == 0)
     return false;
   pthread_once(&blas_once, blas_single_threaded);
   pthread_once(&products_chosen, choose_products);
   return own_products &&
-         loom__kernel_gemm_own(ta, tb, a->shape[0], b->shape[1], a->shape[1],
-                               (const float *)a->data, lda,
-                               (const float *)b->data, ldb, bias, false,
-                               (float *)out->data, ldc);
+         loom__kernel_gemm_own(v.ta, v.tb, a->shape[0], b->shape[1],
+                               a->shape[1], (const float *)a->data, v.lda,
+                               (const float *)b->data, v.ldb, bias, false,
+                               (float *)out->data, v.ldc);
 }
