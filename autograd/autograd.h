@@ -203,7 +203,9 @@ LOOM_API bool loom_anomaly_mode(void);
 
 /* Nodes alive on this thread's tape. */
 LOOM_API int64_t loom_tape_size(void);
-/* Frees every node (tensors made by them stay valid but lose their graph). */
+/* Frees every node (tensors made by them stay valid but lose their graph).
+ * While a backward pass runs on the thread (called from a hook) it frees
+ * nothing and sets LOOM_ERR_STATE. */
 LOOM_API void loom_tape_clear(void);
 /* Prints the graph that produced t, one node per line, newest first (a
  * NULL f or t: LOOM_ERR_ARGUMENT, nothing printed). */

@@ -281,6 +281,7 @@ int loom__run_pass(loom__pass *p, loom_tensor *const *outputs,
     return -1;
   for (int64_t j = 0; j < count; j++)
     list[j]->in_backward = true;
+  loom__tape_passes(1);
   loom__pass *outer = loom__active_pass;
   loom__active_pass = p;
   bool outer_keeps = loom__pass_keeps_nodes;
@@ -385,6 +386,7 @@ int loom__run_pass(loom__pass *p, loom_tensor *const *outputs,
       loom__free_node(n);
   }
   free(list);
+  loom__tape_passes(-1);
   return rc;
 }
 

@@ -202,6 +202,10 @@ static inline bool loom__creating_graph(void) {
   return loom__active_pass && loom__active_pass->create_graph;
 }
 
+/* Counts the backward passes running on this thread (+1 as one starts, -1
+ * as it ends): the tape is not cleared under them. */
+void loom__tape_passes(int delta);
+
 /* Runs a pass from outputs[0..n) seeded with seeds[] (each the output's
  * shape; a NULL seed: the output gets none) under p (targets, mode).
  * `retain` keeps the nodes. 0, or -1 with an error. */

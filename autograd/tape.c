@@ -17,6 +17,7 @@ typedef struct {
   uint32_t epoch;
   uint32_t id; /* this thread's tape among all threads' (0: none yet) */
   int no_grad_depth;
+  int passes; /* backward passes running (nested ones count each) */
   bool anomaly;
   bool coverage; /* inside a gradcheck: note each op recorded */
 } tape_state;
@@ -107,13 +108,32 @@ static void unlink_output(loom_tensor *t) {
 
 void loom__free_node(loom__node *n) { free_node(n); }
 
+void loom__tape_passes(int delta) { tape.passes += delta; }
+
+/* A running pass walks a list of its nodes and frees each as it goes on:
+ * freed under it (by a hook), a node's backward was called through its
+ * cleared op. */
+static bool tape_idle(const char *op) {
+  if (tape.passes == 0)
+    return true;
+  loom_set_error(LOOM_ERR_STATE,
+                 "%s: a backward pass is running on this thread (a hook's or "
+                 "a custom backward's call?); call it after the pass returns",
+                 op);
+  return false;
+}
+
 void loom_tape_clear(void) {
+  if (!tape_idle("tape_clear"))
+    return;
   for (int32_t s = 0; s < tape.n_slots; s++)
     if (tape.slots[s] && tape.slots[s]->op)
       free_node(tape.slots[s]);
 }
 
-static void release_tape(void) {
+static bool release_tape(void) {
+  if (!tape_idle("cleanup"))
+    return false;
   loom_tape_clear();
   for (int32_t s = 0; s < tape.n_slots; s++)
     free(tape.slots[s]);
@@ -122,6 +142,7 @@ static void release_tape(void) {
   tape.slots = NULL;
   tape.free_list = NULL;
   tape.n_slots = tape.cap = tape.n_free = 0;
+  return true;
 }
 
 static loom__node *alloc_node(void) {
@@ -468,7 +489,8 @@ int loom_set_grad(loom_tensor *t, loom_tensor *g) {
     return loom_null_argument("set_grad"), -1;
   /* backward adds into g in place: each element needs memory of its own,
    * apart from t's */
-  bool shared = (g->storage && g->storage == t->storage) || !loom__elements_distinct(g);
+  bool shared =
+      (g->storage && g->storage == t->storage) || !loom__elements_distinct(g);
   if (shared) {
     loom_set_error(LOOM_ERR_STATE,
                    "set_grad: the gradient %s shares memory %s; clone it "

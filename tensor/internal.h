@@ -137,9 +137,10 @@ void loom__unref(loom_tensor *t);
  * autograd, so tensor/ never calls up into it directly). Atomic: the first
  * recording thread sets them while others read. */
 typedef void (*loom__unlink_fn)(loom_tensor *t);
-typedef void (*loom__cleanup_fn)(void);
+typedef bool (*loom__cleanup_fn)(void);
 extern _Atomic(loom__unlink_fn) loom__unlink_hook;
-/* Called by loom_cleanup before scopes are drained. */
+/* Called by loom_cleanup before scopes are drained; false (an error set):
+ * the thread's tape is in use, and loom_cleanup frees nothing. */
 extern _Atomic(loom__cleanup_fn) loom__cleanup_hook;
 
 /* ---- geometry (shape.c) ---- */

@@ -266,8 +266,8 @@ void loom_release(loom_tensor *t) { loom__unref(t); }
 void loom_cleanup(void) {
   loom__cleanup_fn cleanup =
       atomic_load_explicit(&loom__cleanup_hook, memory_order_relaxed);
-  if (cleanup)
-    cleanup();
+  if (cleanup && !cleanup())
+    return;
   loom__scope_drain_all();
   loom__alloc_release();
   free(dying);

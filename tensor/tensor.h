@@ -158,7 +158,8 @@ LOOM_API loom_tensor *loom_autorelease(loom_tensor *t);
  * outermost scope's too), its autograd tape, and the memory it keeps for
  * reuse. Tensors kept with loom_keep stay valid, and so does the state of
  * the thread's default generator. Call before a thread or the program ends;
- * loom works as before afterwards. */
+ * loom works as before afterwards. Called while a backward pass runs on the
+ * thread (from a hook), it frees nothing and sets LOOM_ERR_STATE. */
 LOOM_API void loom_cleanup(void);
 
 /* How much freed memory each thread keeps for reuse. A thread's cache of

@@ -488,6 +488,52 @@ START_TEST(test_tensor_hook_errors) {
 }
 END_TEST
 
+/* Hooks that try to free the tape or the thread's tensors under the pass
+ * (ctx: 0 loom_tape_clear, 1 loom_cleanup): refused, so the pass fails
+ * with their error instead of running a freed node. */
+static int clear_tape_hook(loom_tensor *t, const loom_tensor *g,
+                           loom_tensor **replace, void *ctx) {
+  (void)t, (void)g, (void)replace;
+  if (*(const int *)ctx)
+    loom_cleanup();
+  else
+    loom_tape_clear();
+  return 0;
+}
+
+static int clear_tape_ready(loom_tensor *t, void *ctx) {
+  return clear_tape_hook(t, NULL, NULL, ctx);
+}
+
+START_TEST(test_tape_kept_while_pass_runs) {
+  for (int what = 0; what < 2; what++)
+    for (int ready = 0; ready < 2; ready++) {
+      loom_scope *s = loom_scope_begin();
+      loom_tensor *a = leaf((double[]){1, 2, 3}, 3);
+      loom_tensor *m = loom_mul(a, a);
+      loom_hook *h =
+          ready ? loom_register_grad_ready_hook(a, clear_tape_ready,
+                                                (void *)&what)
+                : loom_register_hook(m, clear_tape_hook, (void *)&what);
+      ck_assert_ptr_nonnull(h);
+      int64_t before = loom_tape_size();
+      ck_assert_int_eq(loom_backward(loom_sum_all(loom_tanh(m))), -1);
+      ck_assert_int_eq(loom_last_status(), LOOM_ERR_STATE);
+      ck_assert_ptr_nonnull(strstr(loom_last_error(), "backward pass"));
+      loom_clear_error();
+      ck_assert_int_le(loom_tape_size(), before);
+      loom_hook_remove(h);
+      /* once the pass has returned, both work */
+      loom_tape_clear();
+      ck_assert_int_eq(loom_last_status(), LOOM_OK);
+      ck_assert_int_eq(loom_tape_size(), 0);
+      loom_scope_end(s);
+    }
+  loom_cleanup();
+  ck_assert_int_eq(loom_last_status(), LOOM_OK);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("hooks");
   TCase *tc = tcase_create("hooks");
@@ -505,6 +551,7 @@ int main(void) {
   tcase_add_test(tc, test_tensor_hook_errors);
   tcase_add_test(tc, test_hooks_removed_by_hooks);
   tcase_add_test(tc, test_removed_hook_gradient_kept);
+  tcase_add_test(tc, test_tape_kept_while_pass_runs);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
