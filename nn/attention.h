@@ -2,10 +2,11 @@
  *
  * Masks follow torch.nn.MultiheadAttention: a bool (or uint8) mask is
  * true where attention is NOT allowed; a float mask is added to the scores
- * (-inf blocks); an integer mask is refused (LOOM_ERR_DTYPE). A query row with every key blocked gets zero weights (not NaN),
- * so padding never poisons outputs or gradients. Layouts are sequence-first
- * (L, B, E) unless batch_first; parameter names are PyTorch's throughout
- * (in_proj_weight, out_proj.weight, layers.0.linear1.weight, ...).
+ * (-inf blocks); an integer mask is refused (LOOM_ERR_DTYPE). A query row with
+ * every key blocked gets zero weights (not NaN), so padding never poisons
+ * outputs or gradients. Layouts are sequence-first (L, B, E) unless
+ * batch_first; parameter names are PyTorch's throughout (in_proj_weight,
+ * out_proj.weight, layers.0.linear1.weight, ...).
  */
 #ifndef LOOM_ATTENTION_H
 #define LOOM_ATTENTION_H
@@ -254,7 +255,9 @@ LOOM_API void loom_decoder_state_free(loom_decoder_state *st);
  * calls it after choosing which hypotheses go on. 0 or -1. */
 LOOM_API int loom_decoder_state_reorder(loom_decoder_state *st,
                                         const loom_tensor *index);
-/* x (B, E): the next position's input; returns its output (B, E). */
+/* x (B, E): the next position's input; returns its output (B, E). st must
+ * have been made for s (else LOOM_ERR_ARGUMENT): its caches hold s's keys
+ * and values. */
 LOOM_API loom_tensor *loom_transformer_step(loom_transformer_stack *s,
                                             loom_decoder_state *st,
                                             const loom_tensor *x);

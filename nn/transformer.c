@@ -311,6 +311,9 @@ loom_tensor *loom_transformer_decoder_forward(loom_transformer_stack *s,
 /* ---- incremental decoding ---- */
 
 struct loom_decoder_state {
+  /* the stack it was made for, compared, never followed: its caches hold
+   * that stack's keys and values, one per layer */
+  const loom_transformer_stack *stack;
   int n;
   int batch_dim; /* of the memory: 0 when batch first, else 1 */
   loom_kv_cache **self, **cross;
@@ -328,6 +331,7 @@ loom_decoder_state *loom_decoder_state_new(loom_transformer_stack *s,
   loom_decoder_state *st = calloc(1, sizeof *st);
   if (!st)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "decoder_state: out of memory");
+  st->stack = s;
   st->n = s->n;
   st->batch_dim = s->opts.batch_first ? 0 : 1;
   st->self = calloc((size_t)s->n, sizeof *st->self);
@@ -452,6 +456,11 @@ loom_tensor *loom_transformer_step(loom_transformer_stack *s,
                      "transformer_step: input %s, expected "
                      "(B, %lld)",
                      loom_shape_text(x), (long long)s->opts.d_model);
+  if (st->stack != s || st->n != s->n)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "transformer_step: the decoder state was made for "
+                     "another stack (make it with loom_decoder_state_new of "
+                     "this one)");
   loom_no_grad_begin();
   loom_tensor *y = (loom_tensor *)x;
   for (int i = 0; i < s->n && y; i++)

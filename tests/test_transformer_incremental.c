@@ -295,7 +295,8 @@ START_TEST(test_reordered_steps_match_full) {
 }
 END_TEST
 
-/* A decoder needs its memory; a step checks the input's width. */
+/* A decoder needs its memory; a step checks the input's width and that
+ * its state was made for its stack. */
 START_TEST(test_step_errors) {
   loom_transformer_opts o = {
       .d_model = E, .nhead = HEADS, .dim_feedforward = FF};
@@ -311,12 +312,39 @@ START_TEST(test_step_errors) {
       loom_transformer_step(d, st, loom_zeros(LOOM_F32, LOOM_SHAPE(B, E + 1))));
   ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
   loom_clear_error();
+  /* a state serves the stack it was made for: a deeper stack had read past
+   * its caches, and an encoder stack of the same depth ran on without the
+   * cross-attention caches */
+  loom_transformer_stack *deep = loom_transformer_decoder_new(o, 3, false);
+  loom_transformer_stack *enc = loom_transformer_encoder_new(o, 1, false);
+  ck_assert_loom(deep);
+  ck_assert_loom(enc);
+  loom_transformer_stack *others[] = {deep, enc};
+  for (int i = 0; i < 2; i++) {
+    ck_assert_ptr_null(loom_transformer_step(
+        others[i], st, loom_zeros(LOOM_F32, LOOM_SHAPE(B, E))));
+    ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+    ck_assert_msg(strstr(loom_last_error(), "another stack"), "%s",
+                  loom_last_error());
+    loom_clear_error();
+  }
+  loom_decoder_state *est = loom_decoder_state_new(enc, NULL, NULL);
+  ck_assert_loom(est);
+  ck_assert_ptr_null(
+      loom_transformer_step(d, est, loom_zeros(LOOM_F32, LOOM_SHAPE(B, E))));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+  ck_assert_loom(
+      loom_transformer_step(d, st, loom_zeros(LOOM_F32, LOOM_SHAPE(B, E))));
+  loom_decoder_state_free(est);
+  loom_transformer_stack_free(deep);
+  loom_transformer_stack_free(enc);
   loom_decoder_state_free(st);
   loom_transformer_stack_free(d);
   /* a step of another batch size than the cached prefix's is named (it had
    * failed in copy_, saying only that shapes did not broadcast) */
-  loom_multihead_attention *m =
-      loom_multihead_attention_new(E, HEADS, (loom_multihead_attention_opts){0});
+  loom_multihead_attention *m = loom_multihead_attention_new(
+      E, HEADS, (loom_multihead_attention_opts){0});
   loom_kv_cache *c = loom_kv_cache_new();
   ck_assert_loom(loom_multihead_attention_step(
       m, c, loom_zeros(LOOM_F32, LOOM_SHAPE(B, E))));
