@@ -7,7 +7,6 @@
 #include <stdlib.h>
 
 struct loom_scope {
-  int depth;
   int64_t n, cap;
   loom_tensor **items;
 };
@@ -31,8 +30,7 @@ static loom_scope *push_scope(void) {
     if (!stack[depth])
       return LOOM_FAIL(LOOM_ERR_MEMORY, "scope_begin: out of memory");
   }
-  loom_scope *s = stack[depth];
-  s->depth = depth++;
+  loom_scope *s = stack[depth++];
   s->n = 0;
   return s;
 }
@@ -50,12 +48,23 @@ loom_scope *loom_scope_begin(void) {
   return push_scope();
 }
 
+/* The depth of the open scope s, or 0 when s is not one. s is looked for,
+ * never read: a scope's record is freed by loom_cleanup, and a caller may
+ * still hold it. */
+static int open_depth(const loom_scope *s) {
+  for (int d = depth - 1; s && d > 0; d--)
+    if (stack[d] == s)
+      return d;
+  return 0;
+}
+
 void loom_scope_end(loom_scope *s) {
-  if (!s || s->depth <= 0 || s->depth >= depth || stack[s->depth] != s) {
+  int d = open_depth(s);
+  if (!d) {
     loom_set_error(LOOM_ERR_STATE, "scope_end: not an open scope");
     return;
   }
-  while (depth > s->depth)
+  while (depth > d)
     drain(stack[--depth]);
 }
 

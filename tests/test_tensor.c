@@ -964,6 +964,24 @@ START_TEST(test_nested_scopes) {
 }
 END_TEST
 
+/* A scope that loom_cleanup drained (and whose record it freed) is no
+ * longer open: ending it, or returning through it, is refused without
+ * reading the freed record. */
+START_TEST(test_scope_after_cleanup) {
+  loom_scope *s = loom_scope_begin();
+  loom_ones(LOOM_F32, LOOM_SHAPE(2));
+  loom_cleanup();
+  loom_scope_end(s);
+  CHECK_ERROR(LOOM_ERR_STATE, "scope_end");
+  loom_tensor *t = loom_keep(loom_ones(LOOM_F32, LOOM_SHAPE(3)));
+  ck_assert_ptr_eq(loom_scope_return(s, t), t);
+  CHECK_ERROR(LOOM_ERR_STATE, "scope_end");
+  CHECK_VALUES(t, 0, 1, 1, 1);
+  loom_release(t); /* the root scope holds the reference handed back */
+  loom_cleanup();
+}
+END_TEST
+
 /* The allocator's cache of big blocks (tensor/alloc.c), by default and
  * with a slack of 50 %, in a loop shaped like a training step: a block
  * whose size changes from step to step beside blocks of one size, all freed
@@ -1257,7 +1275,8 @@ int main(void) {
         test_split_and_chunk}},
       {"memory",
        {test_scope_frees_everything, test_keep_release_autorelease,
-        test_nested_scopes, test_block_cache_keeps_steady_blocks}},
+        test_nested_scopes, test_scope_after_cleanup,
+        test_block_cache_keeps_steady_blocks}},
       {"errors",
        {test_null_propagates_first_error_wins, test_bad_dims_and_items,
         test_null_outputs_refused}},
