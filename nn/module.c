@@ -180,15 +180,35 @@ void loom_module_train(loom_module *m, bool on) {
       loom_module_train(m->entries[i].child, on);
 }
 
-static int collect(const loom_module *m, loom_tensor **out, int max, int n) {
+/* Whether tree m holds parameter t in an entry before `stop` (a tied weight
+ * registered under a second name is listed once, as PyTorch's
+ * parameters() does: an optimizer given it twice would step it twice).
+ * *done is set once stop is reached. */
+static bool listed_before(const loom_module *m, const loom_tensor *t,
+                          const loom_module_entry *stop, bool *done) {
+  for (int i = 0; i < m->n_entries && !*done; i++) {
+    const loom_module_entry *e = &m->entries[i];
+    if (e == stop)
+      *done = true;
+    else if (e->kind == PARAM && e->tensor == t)
+      return true;
+    else if (e->kind == CHILD && listed_before(e->child, t, stop, done))
+      return true;
+  }
+  return false;
+}
+
+static int collect(const loom_module *root, const loom_module *m,
+                   loom_tensor **out, int max, int n) {
   for (int i = 0; i < m->n_entries; i++) {
     const loom_module_entry *e = &m->entries[i];
-    if (e->kind == PARAM) {
+    bool done = false;
+    if (e->kind == PARAM && !listed_before(root, e->tensor, e, &done)) {
       if (n < max)
         out[n] = e->tensor;
       n++;
     } else if (e->kind == CHILD) {
-      n = collect(e->child, out, max, n);
+      n = collect(root, e->child, out, max, n);
     }
   }
   return n;
@@ -197,7 +217,7 @@ static int collect(const loom_module *m, loom_tensor **out, int max, int n) {
 int loom_module_parameters(const loom_module *m, loom_tensor **out, int max) {
   if (!m)
     return loom_null_argument("module_parameters"), -1;
-  return collect(m, out, out ? max : 0, 0);
+  return collect(m, m, out, out ? max : 0, 0);
 }
 
 int64_t loom_module_num_elements(const loom_module *m) {

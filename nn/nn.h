@@ -86,7 +86,8 @@ LOOM_API void loom_module_free(loom_module *m);
 /* Switches the module tree to training (true) or evaluation mode. */
 LOOM_API void loom_module_train(loom_module *m, bool on);
 /* Writes up to max parameters (depth first, registration order) to out
- * (borrowed); returns the total count (-1 for a NULL module). */
+ * (borrowed), a tensor registered under several names (a tied weight) once;
+ * returns the total count (-1 for a NULL module). */
 LOOM_API int loom_module_parameters(const loom_module *m, loom_tensor **out,
                                     int max);
 LOOM_API int64_t loom_module_num_elements(const loom_module *m);

@@ -47,7 +47,8 @@ LOOM_API loom_rmsprop_opts loom_rmsprop_defaults(double lr); /* 0.99, 1e-8 */
 LOOM_API loom_adagrad_opts loom_adagrad_defaults(double lr); /* eps 1e-10 */
 
 /* Each returns a new optimizer over params[0..n) (caller frees), or NULL
- * with an error (non-float or non-leaf parameter, bad hyper-parameter). */
+ * with an error (non-float or non-leaf parameter, a parameter given twice,
+ * bad hyper-parameter). */
 LOOM_API loom_optimizer *loom_sgd_new(loom_tensor *const *params, int n,
                                       loom_sgd_opts opts);
 /* Adam with L2 weight decay added to the gradient. */
@@ -67,14 +68,17 @@ LOOM_API int loom_optimizer_step(loom_optimizer *opt);
 /* Drops every parameter's gradient. */
 LOOM_API void loom_optimizer_zero_grad(loom_optimizer *opt);
 LOOM_API double loom_optimizer_lr(const loom_optimizer *opt);
-LOOM_API void loom_optimizer_set_lr(loom_optimizer *opt, double lr);
+/* 0, or -1 with LOOM_ERR_ARGUMENT (lr kept) for an lr that is not a finite
+ * number >= 0, as the constructors refuse it. */
+LOOM_API int loom_optimizer_set_lr(loom_optimizer *opt, double lr);
 /* The learning rate the optimizer was created with (schedules scale it). */
 LOOM_API double loom_optimizer_initial_lr(const loom_optimizer *opt);
 LOOM_API const char *loom_optimizer_name(const loom_optimizer *opt);
 
 /* Saves the optimizer's state (per-parameter buffers and step counts, the
  * current lr) into m under "<prefix>..." names; loading checks that names,
- * shapes and the optimizer kind match. 0 or -1. */
+ * shapes and the optimizer kind match, and the lr and step counts' ranges,
+ * before changing anything. 0 or -1. */
 LOOM_API int loom_optimizer_save_state(const loom_optimizer *opt,
                                        loom_tensor_map *m, const char *prefix);
 LOOM_API int loom_optimizer_load_state(loom_optimizer *opt,
@@ -83,10 +87,10 @@ LOOM_API int loom_optimizer_load_state(loom_optimizer *opt,
 
 /* ---- gradient clipping ---- */
 
-/* Scales all gradients so their joint p-norm is at most max_norm (p may be
- * INFINITY); parameters without a gradient are skipped, a NULL in params
- * is an error (as for the optimizers). Returns the norm before clipping
- * (NaN on error). */
+/* Scales all gradients so their joint p-norm is at most max_norm (p > 0,
+ * or INFINITY; max_norm >= 0); parameters without a gradient are skipped,
+ * a NULL in params is an error (as for the optimizers). Returns the norm
+ * before clipping, or NaN with an error set and no gradient changed. */
 LOOM_API double loom_clip_grad_norm(loom_tensor *const *params, int n,
                                     double max_norm, double p);
 /* Clamps every gradient element to [-clip, clip] (a NULL in params: an

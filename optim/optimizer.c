@@ -61,20 +61,30 @@ loom_adagrad_opts loom_adagrad_defaults(double lr) {
   return (loom_adagrad_opts){.lr = lr, .eps = 1e-10};
 }
 
+static bool valid_lr(double lr) { return isfinite(lr) && lr >= 0; }
+
 static loom_optimizer *create(kind k, loom_tensor *const *params, int n,
                               double lr) {
   if (!params && n > 0)
     return loom_null_argument(names[k]);
   if (n < 0)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "%s: %d parameters", names[k], n);
-  if (!(lr >= 0))
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "%s: learning rate %g", names[k], lr);
+  if (!valid_lr(lr))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "%s: learning rate %g (a finite number >= 0)", names[k],
+                     lr);
   for (int i = 0; i < n; i++) {
     if (!params[i]) {
       loom_set_error(LOOM_ERR_ARGUMENT, "%s: parameter %d is NULL", names[k],
                      i);
       return NULL;
     }
+    /* stepped twice a step otherwise (PyTorch warns, then refuses) */
+    for (int j = 0; j < i; j++)
+      if (params[j] == params[i])
+        return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                         "%s: parameter %d is parameter %d again", names[k], i,
+                         j);
     if (!loom_dtype_is_float(params[i]->dtype) || !loom_is_leaf(params[i]) ||
         !loom__is_contiguous(params[i]))
       return LOOM_FAIL(LOOM_ERR_ARGUMENT,
@@ -441,9 +451,17 @@ void loom_optimizer_zero_grad(loom_optimizer *o) {
 double loom_optimizer_lr(const loom_optimizer *o) {
   return o ? o->lr : (loom_null_argument("optimizer_lr"), NAN);
 }
-void loom_optimizer_set_lr(loom_optimizer *o, double lr) {
-  if (o)
-    o->lr = lr;
+int loom_optimizer_set_lr(loom_optimizer *o, double lr) {
+  if (!o)
+    return loom_null_argument("optimizer_set_lr"), -1;
+  if (!valid_lr(lr)) {
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "optimizer_set_lr: learning rate %g (a finite number >= 0)",
+                   lr);
+    return -1;
+  }
+  o->lr = lr;
+  return 0;
 }
 double loom_optimizer_initial_lr(const loom_optimizer *o) {
   return o ? o->initial_lr : (loom_null_argument("optimizer_initial_lr"), NAN);
@@ -514,6 +532,12 @@ int loom_optimizer_load_state(loom_optimizer *o, const loom_tensor_map *m,
     return -1;
   }
   /* Check everything before changing anything. */
+  if (!valid_lr(loom_item(lr))) {
+    loom_set_error(LOOM_ERR_STATE,
+                   "optimizer_load_state: '%slr' is %g (a finite number >= 0)",
+                   prefix ? prefix : "", loom_item(lr));
+    return -1;
+  }
   for (int i = 0; i < o->n; i++)
     if (((const int64_t *)steps->data)[i] < 0 ||
         ((const int64_t *)steps->data)[i] > (int64_t)1 << 62) {
@@ -580,22 +604,34 @@ double loom_clip_grad_norm(loom_tensor *const *params, int n, double max_norm,
                            double p) {
   if (!all_there(params, n, "clip_grad_norm"))
     return NAN;
+  if (!(max_norm >= 0) || !(p > 0)) {
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "clip_grad_norm: max_norm %g (>= 0), p %g (> 0, or "
+                   "INFINITY)",
+                   max_norm, p);
+    return NAN;
+  }
   loom_scope *s = loom_scope_begin();
   loom_no_grad_begin();
   double total = 0;
   int count = 0;
-  for (int i = 0; i < n; i++) {
+  bool ok = true;
+  for (int i = 0; ok && i < n; i++) {
     loom_tensor *g = params[i] ? params[i]->grad : NULL;
     if (!g)
       continue;
-    double v = loom_item(loom_norm(g, p, NULL, 0, false));
+    loom_tensor *norm = loom_norm(g, p, NULL, 0, false);
+    double v = loom_item(norm);
+    ok = norm != NULL;
     total = isinf(p) ? (v > total ? v : total) : total + pow(v, p);
     count++;
   }
   if (!isinf(p))
     total = pow(total, 1 / p);
+  if (!ok)
+    total = NAN; /* and nothing scaled */
   double coef = max_norm / (total + 1e-6);
-  if (count > 0 && coef < 1)
+  if (ok && count > 0 && coef < 1)
     for (int i = 0; i < n; i++)
       if (params[i] && params[i]->grad)
         loom_mul_scalar_(params[i]->grad, coef);

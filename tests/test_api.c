@@ -408,7 +408,7 @@ START_TEST(test_null_arguments) {
   FAILS_I(loom_schedule_load_state(NULL, NULL, ""), "schedule_load_state");
   NO_CRASH(loom_optimizer_free(NULL));
   NO_CRASH(loom_optimizer_zero_grad(NULL));
-  NO_CRASH(loom_optimizer_set_lr(NULL, 1));
+  FAILS_I(loom_optimizer_set_lr(NULL, 1), "optimizer_set_lr");
   loom_clip_grad_value(params, 2, 1);
   FAILED_WITH("clip_grad_value: parameter 1 is NULL");
   NO_CRASH(loom_schedule_free(NULL));
@@ -739,6 +739,63 @@ START_TEST(test_schedule_rules_named) {
 }
 END_TEST
 
+/* An optimizer's parameters and learning rate, and clipping's norm, are
+ * checked: a parameter given twice was stepped twice a step; a NaN or
+ * negative lr was taken by set_lr; a p that loom_norm refuses made
+ * clip_grad_norm return 1 and scale the gradients anyway. */
+START_TEST(test_optimizer_rules_named) {
+  loom_tensor *w =
+      loom_set_requires_grad(loom_ones(LOOM_F32, LOOM_SHAPE(3)), true);
+  loom_tensor *twice[2] = {w, w};
+  ck_assert_ptr_null(loom_sgd_new(twice, 2, loom_sgd_defaults(0.1)));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  ck_assert_msg(strstr(loom_last_error(), "parameter 1 is parameter 0 again"),
+                "%s", loom_last_error());
+  loom_clear_error();
+  loom_optimizer *opt = loom_adam_new(&w, 1, loom_adam_defaults(0.1));
+  ck_assert_ptr_nonnull(opt);
+  const double bad_lr[] = {NAN, -1, INFINITY};
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(loom_optimizer_set_lr(opt, bad_lr[i]), -1);
+    ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+    loom_clear_error();
+    ck_assert_double_eq(loom_optimizer_lr(opt), 0.1);
+    ck_assert_ptr_null(loom_sgd_new(&w, 1, loom_sgd_defaults(bad_lr[i])));
+    loom_clear_error();
+  }
+  ck_assert_int_eq(loom_optimizer_set_lr(opt, 0), 0);
+  ck_assert_double_eq(loom_optimizer_lr(opt), 0);
+  loom_optimizer_free(opt);
+  ck_assert_int_eq(loom_set_grad(w, loom_full(LOOM_F32, 5, LOOM_SHAPE(3))), 0);
+  const double bad_clip[][2] = {{1, 0}, {1, -2}, {1, NAN}, {NAN, 2}, {-1, 2}};
+  for (int i = 0; i < 5; i++) {
+    double max = bad_clip[i][0], p = bad_clip[i][1];
+    ck_assert(isnan(loom_clip_grad_norm(&w, 1, max, p)));
+    ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+    ck_assert_msg(strstr(loom_last_error(), "clip_grad_norm"), "%s",
+                  loom_last_error());
+    loom_clear_error();
+    ck_assert_float_eq(loom_data_f32(loom_grad(w))[0], 5);
+  }
+  /* a weight registered twice (tied) is one parameter, as in PyTorch */
+  loom_module *m = malloc(sizeof *m), *child = malloc(sizeof *child);
+  ck_assert(m && child);
+  loom_module_init(m, "tied", NULL);
+  loom_module_init(child, "child", NULL);
+  ck_assert_ptr_eq(loom_module_add_param(m, "a", w), w);
+  loom_tensor *other =
+      loom_module_add_param(m, "b", loom_zeros(LOOM_F32, LOOM_SHAPE(2)));
+  ck_assert_ptr_eq(loom_module_add_param(child, "a_again", w), w);
+  ck_assert_ptr_nonnull(loom_module_add_child(m, "child", child));
+  loom_tensor *ps[4] = {NULL};
+  ck_assert_int_eq(loom_module_parameters(m, ps, 4), 2);
+  ck_assert_ptr_eq(ps[0], w);
+  ck_assert_ptr_eq(ps[1], other);
+  ck_assert_int_eq(loom_module_num_elements(m), 5);
+  loom_module_free(m);
+}
+END_TEST
+
 START_TEST(test_mixed_dtypes_named) {
   loom_tensor *xp = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 1, 4));
   loom_tensor *w = loom_zeros(LOOM_F64, LOOM_SHAPE(4, 1));
@@ -829,6 +886,7 @@ int main(void) {
   tcase_add_test(tc, test_callbacks_failing_silently);
   tcase_add_test(tc, test_mixed_dtypes_named);
   tcase_add_test(tc, test_schedule_rules_named);
+  tcase_add_test(tc, test_optimizer_rules_named);
   tcase_add_test(tc, test_anomaly_contract);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);

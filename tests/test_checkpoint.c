@@ -373,13 +373,14 @@ static loom_schedule *make_sched(loom_optimizer *opt) {
 
 /* Counters read back from a file are checked before use (fuzzing found a
  * schedule epoch of 4e252 converted to an integer): a negative step, a
- * NaN or infinite learning rate, an epoch that is not a whole count. */
+ * NaN, negative or infinite learning rate, an epoch that is not a whole
+ * count. */
 START_TEST(test_tampered_counters_refused) {
   loom_manual_seed(3);
   net *n = net_new(NULL);
   loom_optimizer *o = make_opt(n);
   loom_schedule *s = make_sched(o);
-  for (int c = 0; c < 7; c++) {
+  for (int c = 0; c < 10; c++) {
     loom_tensor_map *m = loom_tensor_map_new();
     ck_assert_int_eq(loom_optimizer_save_state(o, m, "o."), 0);
     ck_assert_int_eq(loom_schedule_save_state(s, m, "s."), 0);
@@ -396,9 +397,11 @@ START_TEST(test_tampered_counters_refused) {
       ((int64_t *)loom_data(steps))[2] = INT64_MAX;
     else if (c == 1) /* far below zero */
       loom_set(steps, (int64_t[]){0}, -1e18);
+    else if (c >= 7) /* a learning rate the constructors refuse */
+      loom_set(lr, NULL, (double[]){NAN, -1, INFINITY}[c - 7]);
     else
       loom_set(sched, (int64_t[]){c == 2 ? 0 : 2}, bad_counts[c - 2]);
-    bool optim = c < 2 || c == 6;
+    bool optim = c < 2 || c >= 6;
     int rc = optim ? loom_optimizer_load_state(o, m, "o.")
                    : loom_schedule_load_state(s, m, "s.");
     ck_assert_msg(rc == -1, "case %d loaded", c);
