@@ -288,10 +288,15 @@ static int64_t choose(search *s, const sentence *b) {
   bool truncate = o->top_k > 0 || o->top_p < 1;
   double top = -INFINITY;
   for (int64_t v = 0; v < s->V; v++)
-    if (allowed(s, b, v) && s->lp[v] > -INFINITY) {
-      s->cand[nc++] = (candidate){.s = s->lp[v] / o->temperature, .v = v};
-      top = fmax(top, s->lp[v] / o->temperature);
-    }
+    if (allowed(s, b, v))
+      top = fmax(top, s->lp[v]);
+  /* scores relative to the likeliest, then scaled: the likeliest scores 0
+   * whatever the temperature (lp / t itself is -inf for every token once t
+   * is small enough, 1e-308, and the weights were NaN) */
+  for (int64_t v = 0; v < s->V; v++)
+    if (allowed(s, b, v) && s->lp[v] > -INFINITY)
+      s->cand[nc++] =
+          (candidate){.s = (s->lp[v] - top) / o->temperature, .v = v};
   if (nc == 0) /* the model rules out everything allowed: take the first */
     for (int64_t v = 0; v < s->V; v++)
       if (allowed(s, b, v))
@@ -309,7 +314,7 @@ static int64_t choose(search *s, const sentence *b) {
   }
   double total = 0;
   for (int i = 0; i < nc; i++)
-    total += s->cand[i].s = exp(s->cand[i].s - top);
+    total += s->cand[i].s = exp(s->cand[i].s);
   if (o->top_p < 1) { /* the smallest likeliest-first prefix reaching p */
     double mass = 0;
     int keep = 0;

@@ -324,16 +324,19 @@ START_TEST(test_sampling) {
   ck_assert_msg(differ, "15 samples were all alike");
   loom_decode_result_free(&a);
   loom_decode_result_free(&b);
-  /* top-k 1, a tiny top-p and a tiny temperature are greedy */
+  /* top-k 1, a tiny top-p and a tiny temperature are greedy, also one so
+   * small that every log-probability over it is -inf (the weights had been
+   * NaN and the last token was taken) */
   loom_decode_opts go = loom_decode_defaults(BOS, EOS);
   go.max_len_b = 6;
   loom_decode_result greedy = decode(&m, 3, src, go);
-  for (int variant = 0; variant < 3; variant++) {
+  const double tiny[] = {1e-4, 1e-310, 4.9e-324};
+  for (int variant = 0; variant < 5; variant++) {
     loom_decode_opts so = o;
     so.nbest = 1;
     so.top_k = variant == 0 ? 1 : 0;
     so.top_p = variant == 1 ? 1e-9 : 1;
-    so.temperature = variant == 2 ? 1e-4 : 1;
+    so.temperature = variant >= 2 ? tiny[variant - 2] : 1;
     loom_decode_result s = decode(&m, 3, src, so);
     for (int i = 0; i < 3; i++) {
       ck_assert_int_eq(s.hyps[i].len, greedy.hyps[i].len);
