@@ -77,6 +77,19 @@ START_TEST(test_outputs) {
   ck_assert_int_eq(test_run(shapes(), args, TEST_OUTPUT_BOTH, out, sizeof out),
                    1);
   ck_assert_msg(strstr(out, "it is a folder, not a file"), "%s", out);
+  /* a name the folder takes, but not with the writer's .tmpXXXXXX after
+   * it: refused before training, not after it */
+  char name[256];
+  memset(name, 'n', 250);
+  name[250] = '\0';
+  snprintf(pic, sizeof pic, "%s/%s", test_dir, name);
+  snprintf(args, sizeof args, "%s --checkpoint %s --picture ''", small, pic);
+  ck_assert_int_eq(test_run(shapes(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   1);
+  ck_assert_msg(strstr(out, "its name is 250 bytes") &&
+                    strstr(out, "at most 255") && !strstr(out, "epoch"),
+                "%s", out);
+  ck_assert_int_ne(access(pic, F_OK), 0);
   ck_assert_int_ne(access(ck, F_OK), 0);
   snprintf(args, sizeof args, "%s --checkpoint ''", small);
   ck_assert_int_eq(test_run(shapes(), args, TEST_OUTPUT_BOTH, out, sizeof out),

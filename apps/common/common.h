@@ -92,9 +92,10 @@ int app_refuse_overwrite_stdin(const char *prog, const char *out_flag,
  * existing folder or other non-regular file (the writer replaces only a
  * regular file, by renaming a new one over it, so an existing read-only
  * file is fine), in a folder that exists and may be written to and
- * searched. Nothing is created or opened. NULL is skipped; "" is refused:
- * an app that documents '' as "no such output" skips the call for it.
- * 0, or -1 after one line such as
+ * searched, with a name the folder takes with the writer's temporary
+ * suffix (.tmpXXXXXX) after it. Nothing is created or opened. NULL is
+ * skipped; "" is refused: an app that documents '' as "no such output"
+ * skips the call for it. 0, or -1 after one line such as
  *   charlm: --checkpoint '' is not a file name
  *   charlm: cannot write --plot /x/y.png: the folder /x: No such file or
  *   directory

@@ -147,6 +147,24 @@ static const char *folder_problem(const char *dir) {
   return access(dir, W_OK | X_OK) != 0 ? strerror(errno) : NULL;
 }
 
+/* Why a file named base cannot be written in the folder dir by
+ * loom_file_writer, or NULL: it writes BASE.tmpXXXXXX first (tensor/file.h),
+ * so a name within that suffix of the folder's limit passes a check of
+ * the name alone and fails once the work is done. */
+static const char *name_problem(const char *dir, const char *base, char *why,
+                                size_t size) {
+  size_t n = strlen(base), extra = strlen(".tmpXXXXXX");
+  errno = 0;
+  long max = pathconf(dir, _PC_NAME_MAX);
+  if (max <= 0 || n + extra <= (size_t)max)
+    return NULL;
+  snprintf(why, size,
+           "its name is %zu bytes, and it is written as NAME.tmpXXXXXX "
+           "first, %zu bytes, where the folder takes names of at most %ld",
+           n, n + extra, max);
+  return why;
+}
+
 int app_check_writable(const char *prog, const char *flag, const char *path) {
   if (!path)
     return 0;
@@ -167,9 +185,13 @@ int app_check_writable(const char *prog, const char *flag, const char *path) {
     return -1;
   }
   why = folder_problem(dir);
+  char name_why[256];
   if (why)
     fprintf(stderr, "%s: cannot write %s %s: the folder %s: %s\n", prog, flag,
             path, dir, why);
+  else if ((why = name_problem(dir, slash ? slash + 1 : path, name_why,
+                               sizeof name_why)))
+    fprintf(stderr, "%s: cannot write %s %s: %s\n", prog, flag, path, why);
   free(dir);
   return why ? -1 : 0;
 }
