@@ -149,7 +149,9 @@ LOOM_API void loom_schedule_free(loom_schedule *s);
  * optimizer's lr. Returns the new lr. */
 LOOM_API double loom_schedule_step(loom_schedule *s, double metric);
 LOOM_API int64_t loom_schedule_epoch(const loom_schedule *s);
-/* State for checkpoints (epoch and PLATEAU's counters). */
+/* State for checkpoints (epoch and PLATEAU's counters, and the kind's
+ * name: loading into a schedule of another kind fails with
+ * LOOM_ERR_STATE). 0 or -1. */
 LOOM_API int loom_schedule_save_state(const loom_schedule *s,
                                       loom_tensor_map *m, const char *prefix);
 LOOM_API int loom_schedule_load_state(loom_schedule *s,

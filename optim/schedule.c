@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define PI 3.14159265358979323846
 
@@ -165,6 +166,17 @@ double loom_schedule_step(loom_schedule *s, double metric) {
   return loom_optimizer_lr(s->opt);
 }
 
+/* A schedule's state names its kind: the counters of one kind mean
+ * nothing to another (a plateau's best loss as a cosine's). */
+static const char *const kind_names[] = {
+    [LOOM_SCHEDULE_STEP] = "step",
+    [LOOM_SCHEDULE_MULTISTEP] = "multistep",
+    [LOOM_SCHEDULE_EXPONENTIAL] = "exponential",
+    [LOOM_SCHEDULE_COSINE] = "cosine",
+    [LOOM_SCHEDULE_LINEAR] = "linear",
+    [LOOM_SCHEDULE_NOAM] = "noam",
+    [LOOM_SCHEDULE_PLATEAU] = "plateau"};
+
 int loom_schedule_save_state(const loom_schedule *s, loom_tensor_map *m,
                              const char *prefix) {
   if (!s || !m)
@@ -176,6 +188,8 @@ int loom_schedule_save_state(const loom_schedule *s, loom_tensor_map *m,
   snprintf(k, sizeof k, "%sschedule", prefix ? prefix : "");
   int rc =
       loom_tensor_map_set(m, k, loom_from_array(LOOM_F64, v, LOOM_SHAPE(4)));
+  snprintf(k, sizeof k, "%sschedule_kind", prefix ? prefix : "");
+  rc = rc < 0 ? rc : loom_tensor_map_set_meta(m, k, kind_names[s->o.kind]);
   loom_scope_end(sc);
   return rc;
 }
@@ -185,6 +199,16 @@ int loom_schedule_load_state(loom_schedule *s, const loom_tensor_map *m,
   if (!s || !m)
     return loom_null_argument("schedule_load_state"), -1;
   char k[256];
+  /* states saved before the kind was named load as before */
+  snprintf(k, sizeof k, "%sschedule_kind", prefix ? prefix : "");
+  const char *kind = loom_tensor_map_meta(m, k);
+  if (kind && strcmp(kind, kind_names[s->o.kind]) != 0) {
+    loom_set_error(LOOM_ERR_STATE,
+                   "schedule_load_state: state is for a %s schedule, this "
+                   "one is %s",
+                   kind, kind_names[s->o.kind]);
+    return -1;
+  }
   snprintf(k, sizeof k, "%sschedule", prefix ? prefix : "");
   loom_tensor *t = loom_tensor_map_get(m, k);
   if (!t || loom_dtype_of(t) != LOOM_F64 || loom_numel(t) != 4) {

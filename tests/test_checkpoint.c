@@ -417,6 +417,24 @@ START_TEST(test_tampered_counters_refused) {
   ck_assert_int_eq(loom_schedule_save_state(s, m, "s."), 0);
   ck_assert_int_eq(loom_optimizer_load_state(o, m, "o."), 0);
   ck_assert_int_eq(loom_schedule_load_state(s, m, "s."), 0);
+  /* into a schedule of another kind it does not (a plateau's best loss
+   * had become a cosine's counters), and a state without the kind's name
+   * (saved before it was named) still does */
+  loom_schedule *cosine = loom_schedule_new(
+      o, (loom_schedule_opts){.kind = LOOM_SCHEDULE_COSINE, .t_max = 10});
+  ck_assert_ptr_nonnull(cosine);
+  ck_assert_int_eq(loom_schedule_load_state(cosine, m, "s."), -1);
+  ck_assert_msg(strstr(loom_last_error(),
+                       "state is for a step schedule, this one is cosine"),
+                "%s", loom_last_error());
+  loom_clear_error();
+  loom_tensor_map *old = loom_tensor_map_new();
+  ck_assert_int_eq(loom_tensor_map_set(old, "s.schedule",
+                                       loom_tensor_map_get(m, "s.schedule")),
+                   0);
+  ck_assert_int_eq(loom_schedule_load_state(cosine, old, "s."), 0);
+  loom_tensor_map_free(old);
+  loom_schedule_free(cosine);
   loom_tensor_map_free(m);
   loom_schedule_free(s);
   loom_optimizer_free(o);
