@@ -372,6 +372,10 @@ char *loom__json_string(const loom__json *v) {
           p += 6;
         }
       }
+      if (c == 0) { /* a C string ends there: the rest would be lost */
+        free(out);
+        return NULL;
+      }
       o += utf8(c, o); /* \u escapes take 6 bytes, their UTF-8 at most 4 */
       break;
     }

@@ -38,7 +38,8 @@ loom__json *loom__json_parse(const char *src, size_t len, char *err,
                              size_t err_size);
 void loom__json_free(loom__json *v);
 /* Decodes a string value (escapes, \u sequences to UTF-8) into a new
- * NUL-terminated buffer (caller frees); NULL on OOM or a bad escape. */
+ * NUL-terminated buffer (caller frees); NULL on OOM, a bad escape, or a
+ * \u0000 (which the buffer could not hold: "a\u0000b" had read as "a"). */
 char *loom__json_string(const loom__json *v);
 /* Object member by key, or NULL. */
 const loom__json *loom__json_get(const loom__json *obj, const char *key);

@@ -157,7 +157,9 @@ static bool read_entry(const char *src, const loom__json *key,
   const loom__json *offs = loom__json_get(v, "data_offsets");
   e->name = loom__json_string(key);
   if (!e->name)
-    return BAD("%s: bad tensor name at byte %zu", src, hbase + key->offset);
+    return BAD("%s: the tensor name at byte %zu holds a NUL (\\u0000), "
+               "which ends a C string (or memory ran out)",
+               src, hbase + key->offset);
   /* a name a map refuses (not UTF-8) is the file's fault, said as such */
   const char *problem = loom__tensor_name_problem(e->name);
   if (problem)
@@ -333,8 +335,8 @@ loom_tensor_map *loom_safetensors_parse(const void *buf, size_t len,
     char *v = loom__json_string(&meta->items[i + 1]);
     if (!k || !v) {
       loom_set_error(LOOM_ERR_FORMAT,
-                     "%s: __metadata__ values must be "
-                     "strings (byte %zu)",
+                     "%s: __metadata__ keys and values must be "
+                     "strings without \\u0000 (byte %zu)",
                      src, 8 + meta->items[i].offset);
       loom_tensor_map_free(m);
       m = NULL;

@@ -257,6 +257,12 @@ START_TEST(test_tensor_names) {
   expect_bad("{\"\\ud800\":{\"dtype\":\"F32\",\"shape\":[1],"
              "\"data_offsets\":[0,4]}}",
              4, "not valid UTF-8");
+  /* a NUL no C string holds: "a\u0000b" had loaded as "a" (and two such
+   * names as one) */
+  expect_bad("{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],"
+             "\"data_offsets\":[0,4]}}",
+             4, "holds a NUL");
+  expect_bad("{\"__metadata__\":{\"k\":\"v\\u0000w\"}}", 0, "without \\u0000");
 }
 END_TEST
 
