@@ -108,7 +108,25 @@ static void unlink_output(loom_tensor *t) {
 
 void loom__free_node(loom__node *n) { free_node(n); }
 
-void loom__tape_passes(int delta) { tape.passes += delta; }
+static bool release_tape(void);
+
+/* The hooks tensor/ calls into the tape through, once per thread that
+ * records or runs a pass (a pass seeded on a leaf records nothing, and
+ * loom_cleanup from its hook must still find the pass). */
+static void install_hooks(void) {
+  if (tape.id)
+    return;
+  tape.id = atomic_fetch_add_explicit(&tape_ids, 1, memory_order_relaxed) + 1;
+  atomic_store_explicit(&loom__unlink_hook, unlink_output,
+                        memory_order_relaxed);
+  atomic_store_explicit(&loom__cleanup_hook, release_tape,
+                        memory_order_relaxed);
+}
+
+void loom__tape_passes(int delta) {
+  install_hooks();
+  tape.passes += delta;
+}
 
 /* A running pass walks a list of its nodes and frees each as it goes on:
  * freed under it (by a hook), a node's backward was called through its
@@ -180,13 +198,7 @@ static loom__node *alloc_node(void) {
   n->out_grad = n->out_grad_buf;
   n->out_ptr = n->out_ptr_buf;
   tape.live++;
-  if (!tape.id) {
-    tape.id = atomic_fetch_add_explicit(&tape_ids, 1, memory_order_relaxed) + 1;
-    atomic_store_explicit(&loom__unlink_hook, unlink_output,
-                          memory_order_relaxed);
-    atomic_store_explicit(&loom__cleanup_hook, release_tape,
-                          memory_order_relaxed);
-  }
+  install_hooks();
   return n;
 }
 

@@ -238,9 +238,12 @@ int64_t loom_module_num_elements(const loom_module *m) {
 }
 
 /* Adds m's entries (parameters, and buffers too if asked) to map under
- * prefix. */
-static int named(const loom_module *m, loom_tensor_map *map, char *prefix,
-                 size_t len, size_t cap, bool buffers) {
+ * prefix; parameters alone (!buffers) list a tied weight once, under its
+ * first name, as loom_module_parameters does. (A state dict keeps every
+ * name, as PyTorch's does.) */
+static int named(const loom_module *root, const loom_module *m,
+                 loom_tensor_map *map, char *prefix, size_t len, size_t cap,
+                 bool buffers) {
   for (int i = 0; i < m->n_entries; i++) {
     const loom_module_entry *e = &m->entries[i];
     size_t n = strlen(e->name);
@@ -252,10 +255,12 @@ static int named(const loom_module *m, loom_tensor_map *map, char *prefix,
     if (e->kind == CHILD) {
       prefix[len + n] = '.';
       prefix[len + n + 1] = '\0';
-      if (named(e->child, map, prefix, len + n + 1, cap, buffers) < 0)
+      if (named(root, e->child, map, prefix, len + n + 1, cap, buffers) < 0)
         return -1;
     } else if (e->kind == PARAM || buffers) {
-      if (loom_tensor_map_set(map, prefix, e->tensor) < 0)
+      bool done = false;
+      if ((buffers || !listed_before(root, e->tensor, e, &done)) &&
+          loom_tensor_map_set(map, prefix, e->tensor) < 0)
         return -1;
     }
     prefix[len] = '\0';
@@ -269,7 +274,7 @@ static loom_tensor_map *as_map(const loom_module *m, bool buffers) {
                                       : "module_named_parameters");
   loom_tensor_map *map = loom_tensor_map_new();
   char prefix[1024] = "";
-  if (map && named(m, map, prefix, 0, sizeof prefix, buffers) < 0) {
+  if (map && named(m, m, map, prefix, 0, sizeof prefix, buffers) < 0) {
     loom_tensor_map_free(map);
     return NULL;
   }

@@ -92,7 +92,9 @@ LOOM_API int loom_module_parameters(const loom_module *m, loom_tensor **out,
                                     int max);
 LOOM_API int64_t loom_module_num_elements(const loom_module *m);
 /* A new map of parameters only / parameters and buffers, under their
- * hierarchical names (caller frees the map; tensors are shared). */
+ * hierarchical names (caller frees the map; tensors are shared). The
+ * parameters list a tensor registered under several names (a tied weight)
+ * once, under its first; the state dict has every name. */
 LOOM_API loom_tensor_map *loom_module_named_parameters(const loom_module *m);
 LOOM_API loom_tensor_map *loom_module_state_dict(const loom_module *m);
 /* Copies values from map into the module's tensors (converting dtype).

@@ -314,6 +314,7 @@ struct loom_decoder_state {
   /* the stack it was made for, compared, never followed: its caches hold
    * that stack's keys and values, one per layer */
   const loom_transformer_stack *stack;
+  bool decoder; /* with the cross caches */
   int n;
   int batch_dim; /* of the memory: 0 when batch first, else 1 */
   loom_kv_cache **self, **cross;
@@ -332,6 +333,7 @@ loom_decoder_state *loom_decoder_state_new(loom_transformer_stack *s,
   if (!st)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "decoder_state: out of memory");
   st->stack = s;
+  st->decoder = s->decoder;
   st->n = s->n;
   st->batch_dim = s->opts.batch_first ? 0 : 1;
   st->self = calloc((size_t)s->n, sizeof *st->self);
@@ -456,7 +458,7 @@ loom_tensor *loom_transformer_step(loom_transformer_stack *s,
                      "transformer_step: input %s, expected "
                      "(B, %lld)",
                      loom_shape_text(x), (long long)s->opts.d_model);
-  if (st->stack != s || st->n != s->n)
+  if (st->stack != s || st->n != s->n || st->decoder != s->decoder)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT,
                      "transformer_step: the decoder state was made for "
                      "another stack (make it with loom_decoder_state_new of "

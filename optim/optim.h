@@ -90,7 +90,8 @@ LOOM_API int loom_optimizer_load_state(loom_optimizer *opt,
 /* Scales all gradients so their joint p-norm is at most max_norm (p > 0,
  * or INFINITY; max_norm >= 0); parameters without a gradient are skipped,
  * a NULL in params is an error (as for the optimizers). Returns the norm
- * before clipping, or NaN with an error set and no gradient changed. */
+ * before clipping, or NaN with an error set and no gradient changed (NaN
+ * too, with no error and nothing scaled, when a gradient holds NaN). */
 LOOM_API double loom_clip_grad_norm(loom_tensor *const *params, int n,
                                     double max_norm, double p);
 /* Clamps every gradient element to [-clip, clip] (a NULL in params: an

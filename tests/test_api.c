@@ -792,6 +792,14 @@ START_TEST(test_optimizer_rules_named) {
   ck_assert_ptr_eq(ps[0], w);
   ck_assert_ptr_eq(ps[1], other);
   ck_assert_int_eq(loom_module_num_elements(m), 5);
+  loom_tensor_map *named = loom_module_named_parameters(m);
+  ck_assert_int_eq(loom_tensor_map_count(named), 2);
+  ck_assert_ptr_eq(loom_tensor_map_get(named, "a"), w);
+  ck_assert_ptr_null(loom_tensor_map_get(named, "child.a_again"));
+  loom_tensor_map_free(named);
+  loom_tensor_map *state = loom_module_state_dict(m);
+  ck_assert_int_eq(loom_tensor_map_count(state), 3);
+  loom_tensor_map_free(state);
   loom_module_free(m);
 }
 END_TEST

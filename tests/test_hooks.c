@@ -534,6 +534,22 @@ START_TEST(test_tape_kept_while_pass_runs) {
 }
 END_TEST
 
+/* The same in a pass that records nothing (seeded on a leaf), in a
+ * process that has recorded nothing yet (each test runs in a fresh fork):
+ * the tape's hooks are in place as the pass starts. */
+START_TEST(test_cleanup_refused_in_leaf_pass) {
+  int what = 1;
+  loom_tensor *a = leaf((double[]){2}, 1);
+  loom_hook *h = loom_register_grad_ready_hook(a, clear_tape_ready, &what);
+  ck_assert_ptr_nonnull(h);
+  ck_assert_int_eq(loom_backward(a), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_STATE);
+  loom_clear_error();
+  loom_hook_remove(h);
+  ck_assert_double_eq(loom_item(a), 2); /* a is still there */
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("hooks");
   TCase *tc = tcase_create("hooks");
@@ -552,6 +568,7 @@ int main(void) {
   tcase_add_test(tc, test_hooks_removed_by_hooks);
   tcase_add_test(tc, test_removed_hook_gradient_kept);
   tcase_add_test(tc, test_tape_kept_while_pass_runs);
+  tcase_add_test(tc, test_cleanup_refused_in_leaf_pass);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
