@@ -142,12 +142,15 @@ typedef struct loom_schedule loom_schedule;
 LOOM_API loom_schedule_opts loom_schedule_defaults(loom_schedule_kind kind);
 
 /* A schedule driving opt (which must outlive it). Sets the epoch-0 lr.
- * Caller frees. NULL on a bad option. */
+ * Caller frees. NULL on a bad option, or an epoch-0 lr that is not a
+ * finite number >= 0. */
 LOOM_API loom_schedule *loom_schedule_new(loom_optimizer *opt,
                                           loom_schedule_opts opts);
 LOOM_API void loom_schedule_free(loom_schedule *s);
 /* Advances one epoch/step (metric is used by PLATEAU only) and sets the
- * optimizer's lr. Returns the new lr. */
+ * optimizer's lr. Returns the new lr; NaN with LOOM_ERR_ARGUMENT, the
+ * epoch and lr as they were, when the lr would not be a finite number >= 0
+ * (a gamma above 1 overflows in time, a negative one changes sign). */
 LOOM_API double loom_schedule_step(loom_schedule *s, double metric);
 LOOM_API int64_t loom_schedule_epoch(const loom_schedule *s);
 /* State for checkpoints (epoch and PLATEAU's counters, and the kind's

@@ -66,6 +66,18 @@ static double lr_at(const loom_schedule *s, int64_t e) {
   return s->base;
 }
 
+/* Sets the optimizer's lr to the schedule's lr for an epoch, or fails
+ * naming it (a gamma above 1 reaches inf in time; the optimizer takes only
+ * a finite lr >= 0), the optimizer's lr unchanged. */
+static int set_lr(loom_schedule *s, double lr, int64_t epoch, const char *op) {
+  if (isfinite(lr) && lr >= 0)
+    return loom_optimizer_set_lr(s->opt, lr);
+  loom_set_error(LOOM_ERR_ARGUMENT,
+                 "%s: the lr at epoch %lld would be %g (a finite number >= 0)",
+                 op, (long long)epoch, lr);
+  return -1;
+}
+
 loom_schedule *loom_schedule_new(loom_optimizer *opt, loom_schedule_opts o) {
   if (!opt)
     return loom_null_argument("schedule_new");
@@ -117,7 +129,10 @@ loom_schedule *loom_schedule_new(loom_optimizer *opt, loom_schedule_opts o) {
   s->o = o;
   s->base = loom_optimizer_initial_lr(opt);
   s->best = o.mode_max ? -INFINITY : INFINITY;
-  loom_optimizer_set_lr(opt, lr_at(s, 0));
+  if (set_lr(s, lr_at(s, 0), 0, "schedule_new") < 0) {
+    free(s);
+    return NULL;
+  }
   return s;
 }
 
@@ -139,11 +154,13 @@ static bool better(const loom_schedule *s, double a) {
 double loom_schedule_step(loom_schedule *s, double metric) {
   if (!s)
     return loom_null_argument("schedule_step"), NAN;
-  s->epoch++;
   if (s->o.kind != LOOM_SCHEDULE_PLATEAU) {
-    loom_optimizer_set_lr(s->opt, lr_at(s, s->epoch));
+    if (set_lr(s, lr_at(s, s->epoch + 1), s->epoch + 1, "schedule_step") < 0)
+      return NAN; /* the epoch not counted */
+    s->epoch++;
     return loom_optimizer_lr(s->opt);
   }
+  s->epoch++;
   if (better(s, metric)) {
     s->best = metric;
     s->bad_epochs = 0;
@@ -158,8 +175,8 @@ double loom_schedule_step(loom_schedule *s, double metric) {
     double old = loom_optimizer_lr(s->opt);
     double lr =
         old * s->o.factor > s->o.min_lr ? old * s->o.factor : s->o.min_lr;
-    if (old - lr > s->o.eps)
-      loom_optimizer_set_lr(s->opt, lr);
+    if (old - lr > s->o.eps && set_lr(s, lr, s->epoch, "schedule_step") < 0)
+      return NAN;
     s->cooldown_left = s->o.cooldown;
     s->bad_epochs = 0;
   }
@@ -228,11 +245,13 @@ int loom_schedule_load_state(loom_schedule *s, const loom_tensor_map *m,
                      k, i, v[i]);
       return -1;
     }
-  s->epoch = (int64_t)v[0];
+  int64_t epoch = (int64_t)v[0];
+  if (s->o.kind != LOOM_SCHEDULE_PLATEAU &&
+      set_lr(s, lr_at(s, epoch), epoch, "schedule_load_state") < 0)
+    return -1;
+  s->epoch = epoch;
   s->best = v[1];
   s->bad_epochs = (int64_t)v[2];
   s->cooldown_left = (int64_t)v[3];
-  if (s->o.kind != LOOM_SCHEDULE_PLATEAU)
-    loom_optimizer_set_lr(s->opt, lr_at(s, s->epoch));
   return 0;
 }

@@ -735,6 +735,29 @@ START_TEST(test_schedule_rules_named) {
     ck_assert_msg(strstr(loom_last_error(), said[i]), "%s", loom_last_error());
     loom_clear_error();
   }
+  /* an lr the optimizer refuses stops the schedule loudly: it had gone on
+   * at the old lr with the optimizer's refusal pending */
+  loom_schedule_opts neg = loom_schedule_defaults(LOOM_SCHEDULE_EXPONENTIAL);
+  neg.gamma = -0.5;
+  loom_schedule *s = loom_schedule_new(opt, neg);
+  ck_assert_ptr_nonnull(s);
+  ck_assert(isnan(loom_schedule_step(s, 0)));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  ck_assert_msg(strstr(loom_last_error(), "the lr at epoch 1 would be -0.05"),
+                "%s", loom_last_error());
+  loom_clear_error();
+  ck_assert_int_eq(loom_schedule_epoch(s), 0);
+  ck_assert_double_eq(loom_optimizer_lr(opt), 0.1);
+  loom_schedule_free(s);
+  loom_schedule_opts big = loom_schedule_defaults(LOOM_SCHEDULE_EXPONENTIAL);
+  big.gamma = 1e300;
+  s = loom_schedule_new(opt, big);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_double_eq(loom_schedule_step(s, 0), 0.1 * 1e300);
+  ck_assert(isnan(loom_schedule_step(s, 0))); /* inf */
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+  loom_schedule_free(s);
   loom_optimizer_free(opt);
 }
 END_TEST
