@@ -560,6 +560,49 @@ START_TEST(outputs_checked_first) {
 }
 END_TEST
 
+/* An output that needs a split the data leaves empty: the sheet (the test
+ * split) is refused before training, not found missing after it with
+ * status 0; the plateau schedule without dev scores likewise; FILE.best
+ * without a dev split is said not to be written. Refused runs write no
+ * checkpoint: they end before the training. */
+START_TEST(empty_splits_said_first) {
+  char ck[512], sheet[512], best[600], args[4096], out[8192];
+  test_path(ck, sizeof ck, "split.ckpt");
+  test_path(sheet, sizeof sheet, "split-sheet.png");
+  snprintf(best, sizeof best, "%s.best", ck);
+  const char *tiny = "--shapes 16 --image-size 16 --cnn 4 --embed 8 "
+                     "--hidden 8 --quiet --plot ''";
+  snprintf(args, sizeof args,
+           "%s --shapes-test 0 --steps 2 --sheet %s --checkpoint %s", tiny,
+           sheet, ck);
+  ck_assert_int_eq(run_both(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "draws the test split, which has no images "
+                            "(--sheet '' for none)"),
+                "%s", out);
+  snprintf(args, sizeof args,
+           "%s --shapes-dev 0 --schedule plateau --steps 2 --sheet '' "
+           "--checkpoint %s",
+           tiny, ck);
+  ck_assert_int_eq(run_both(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "--schedule plateau steps on the dev BLEU-4, but "
+                            "the dev split has no images"),
+                "%s", out);
+  ck_assert_int_ne(access(ck, F_OK), 0);
+  ck_assert_int_ne(access(sheet, F_OK), 0);
+  snprintf(args, sizeof args,
+           "%s --shapes-dev 0 --steps 1 --sheet %s --checkpoint %s", tiny,
+           sheet, ck);
+  ck_assert_int_eq(run_both(args, out, sizeof out), 0);
+  ck_assert_msg(strstr(out, "the dev split has no images: no dev scores, and "
+                            "no "),
+                "%s", out);
+  ck_assert_msg(strstr(out, best), "%s", out);
+  ck_assert(is_png(sheet));
+  ck_assert_int_eq(access(ck, F_OK), 0);
+  ck_assert_int_ne(access(best, F_OK), 0);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("caption_app");
   TCase *t = tcase_create("app");
@@ -572,6 +615,7 @@ static Suite *suite(void) {
   tcase_add_test(t, outputs_never_overwrite_inputs);
   tcase_add_test(t, outputs_are_not_data_folder_files);
   tcase_add_test(t, outputs_checked_first);
+  tcase_add_test(t, empty_splits_said_first);
   suite_add_tcase(s, t);
   return s;
 }

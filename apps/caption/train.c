@@ -215,6 +215,30 @@ static int setup(run *r, const cap_options *o) {
     fprintf(stderr, "caption: the training split has no images\n");
     return -1;
   }
+  /* The sheet draws the test split at the end: refused now rather than
+   * found missing after the training. */
+  if (r->n_test == 0 && o->sheet && *o->sheet) {
+    fprintf(stderr,
+            "caption: --sheet %s draws the test split, which has no images "
+            "(--sheet '' for none)\n",
+            o->sheet);
+    return -1;
+  }
+  /* The plateau schedule steps on dev scores only: without them it would
+   * be a constant rate. */
+  if (r->n_dev == 0 && o->schedule == CAP_SCHEDULE_PLATEAU) {
+    fprintf(stderr, "caption: --schedule plateau steps on the dev BLEU-4, "
+                    "but the dev split has no images\n");
+    return -1;
+  }
+  /* A dev split may be left empty (--shapes-dev 0); FILE.best, the best
+   * dev BLEU-4, then has nothing to keep, which is said rather than left
+   * for the user to find. */
+  if (r->n_dev == 0)
+    fprintf(stderr,
+            "caption: the dev split has no images: no dev scores, and no "
+            "%s is written\n",
+            r->best_path);
   int64_t groups = images_per_step(o);
   r->per_epoch = (r->pairs.n_groups + groups - 1) / groups;
   r->total = o->epochs > 0 ? (int64_t)ceil(o->epochs * (double)r->per_epoch)
