@@ -232,6 +232,21 @@ START_TEST(test_bad_input) {
   test_write_file(a, "\n\n", 2);
   test_write_file(b, "x\n\n", 3);
   expect_refusal(args, 1, "no pair with text on both sides");
+  /* validation files without a usable pair, refused before training and
+   * before anything is written (they gave no validation and no
+   * CHECKPOINT.best, with status 0) */
+  char none[512];
+  test_path(none, sizeof none, "none.ckpt");
+  snprintf(args, sizeof args,
+           "train --src %s --tgt %s --valid-src %s --valid-tgt %s "
+           "--checkpoint %s --quiet --plot '' --model rnn --embed 8 "
+           "--hidden 8 --layers 1 --epochs 1",
+           train_src, train_tgt, a, b, none);
+  expect_refusal(args, 1, "hold no pair with text on both sides");
+  char vocab[600];
+  snprintf(vocab, sizeof vocab, "%s.src.vocab", none);
+  ck_assert_int_ne(access(none, F_OK), 0);
+  ck_assert_int_ne(access(vocab, F_OK), 0);
   const char *flags[][2] = {
       {"--max-tokens 0", "--max-tokens '0' is not an integer in"},
       {"--lr nan", "--lr 'nan'"},

@@ -162,9 +162,7 @@ static int prepare(run *r) {
   train_options *o = &r->o;
   if (o->resume
           ? train_read_state(o->checkpoint, o, &r->at, &r->h, &r->text) < 0
-          : !(r->text = nmt_text_learn(&o->text, o->src, o->tgt)) ||
-                (loom_dist_rank() == 0 && /* every rank learns the same */
-                 nmt_text_write_files(r->text, o->checkpoint) < 0))
+          : !(r->text = nmt_text_learn(&o->text, o->src, o->tgt)))
     return -1;
   int64_t skipped = 0;
   if (nmt_text_read_corpus(r->text, o->src, o->tgt, true, &r->train, &skipped) <
@@ -179,6 +177,20 @@ static int prepare(run *r) {
             o->src, o->tgt);
     return -1;
   }
+  /* Validation files without a pair would silently give no validation and
+   * no CHECKPOINT.best: refused, as training files without one are. */
+  if (o->valid_src && r->valid.n == 0) {
+    fprintf(stderr,
+            "translate: --valid-src %s and --valid-tgt %s hold no pair with "
+            "text on both sides\n",
+            o->valid_src, o->valid_tgt);
+    return -1;
+  }
+  /* the vocabularies' files once the data is known to be usable, so that
+   * a refused run writes nothing */
+  if (!o->resume && loom_dist_rank() == 0 && /* every rank learns the same */
+      nmt_text_write_files(r->text, o->checkpoint) < 0)
+    return -1;
   if (skipped && !o->quiet)
     fprintf(stderr, "translate: skipped %lld pairs with an empty side\n",
             (long long)skipped);
