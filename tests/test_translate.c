@@ -298,6 +298,58 @@ START_TEST(test_bad_input) {
 }
 END_TEST
 
+/* A sentence beyond the transformer's positions, in the training or the
+ * validation data, is refused before training, naming the file, the line
+ * and its length in the model's units (it failed only when its batch, or
+ * the validation, came: the epoch lost). The lines of 4..7 words fill 8
+ * positions exactly, with the source's eos or the target's bos. */
+START_TEST(test_positions_checked_first) {
+  char src[512], tgt[512], vsrc[512], vtgt[512], ck[512], args[4096],
+      out[65536];
+  test_path(src, sizeof src, "pos.src");
+  test_path(tgt, sizeof tgt, "pos.tgt");
+  test_path(vsrc, sizeof vsrc, "pos-valid.src");
+  test_path(vtgt, sizeof vtgt, "pos-valid.tgt");
+  test_path(ck, sizeof ck, "pos.ckpt");
+  ck_assert_int_eq(write_pairs(src, tgt, 100, 5), 0);
+  const char *model = "--model transformer --d-model 16 --heads 2 --ff 16 "
+                      "--enc-layers 1 --dec-layers 1 --max-positions 8 "
+                      "--epochs 1 --quiet --plot ''";
+  snprintf(args, sizeof args, "train --src %s --tgt %s --checkpoint %s %s", src,
+           tgt, ck, model);
+  int rc = test_run(translate_exe, args, TEST_OUTPUT_BOTH, out, sizeof out);
+  ck_assert_msg(rc == 0, "%s", out);
+  unlink(ck);
+  const struct {
+    const char *src, *tgt, *says;
+  } cases[] = {
+      {"red cat\nred cat sees big blue dog runs sleeps\n", "cat red\nx\n",
+       "%s:2: a sentence of 9 tokens (its end-of-sentence token counted), "
+       "more than the model's 8 positions (--max-positions, 2..65536)"},
+      {"red cat\nred cat\n", "cat red\nred cat sees big blue dog runs x\n",
+       "%s:2: a sentence of 9 tokens (the beginning-of-sentence token "
+       "counted), more than the model's 8 positions"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char says[1024];
+    test_write_file(vsrc, cases[i].src, strlen(cases[i].src));
+    test_write_file(vtgt, cases[i].tgt, strlen(cases[i].tgt));
+    snprintf(says, sizeof says, cases[i].says, i == 0 ? vsrc : vtgt);
+    snprintf(args, sizeof args,
+             "train --src %s --tgt %s --valid-src %s --valid-tgt %s "
+             "--checkpoint %s %s",
+             src, tgt, vsrc, vtgt, ck, model);
+    expect_refusal(args, 1, says);
+    /* as training data too */
+    snprintf(says, sizeof says, cases[i].says, i == 0 ? vsrc : vtgt);
+    snprintf(args, sizeof args, "train --src %s --tgt %s --checkpoint %s %s",
+             vsrc, vtgt, ck, model);
+    expect_refusal(args, 1, says);
+    ck_assert_int_ne(access(ck, F_OK), 0);
+  }
+}
+END_TEST
+
 /* Copies file `from` to `to`. */
 static void copy_file(const char *from, const char *to) {
   size_t len;
@@ -675,6 +727,7 @@ int main(void) {
   tcase_add_test(tc, test_outputs_checked_first);
   tcase_add_test(tc, test_checkpoint_codes_checked);
   tcase_add_test(tc, test_short_run_writes_curves);
+  tcase_add_test(tc, test_positions_checked_first);
   if (loom_dist_available() && getenv("MPIRUN") && *getenv("MPIRUN"))
     tcase_add_test(tc, test_distributed_trains_as_one_process);
   else

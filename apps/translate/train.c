@@ -157,6 +157,38 @@ static void run_free(run *r) {
   train_history_free(&r->h);
 }
 
+/* Whether every pair of corpus k (read from src and tgt) fits the
+ * transformer's positions; -1 after naming the first that does not. A
+ * longer one would fail only when its batch came, losing the epoch (or,
+ * in the validation data, the whole training). Lengths are in the units
+ * the model counts: tokens after tokenisation and BPE, with the source's
+ * end-of-sentence and the target's beginning-of-sentence token. */
+static int check_positions(const train_options *o, const nmt_corpus *k,
+                           const char *src, const char *tgt) {
+  const nmt_config *c = &o->model;
+  if (strcmp(c->model, "transformer"))
+    return 0; /* the rnn has no positions */
+  for (int64_t i = 0; i < k->n; i++) {
+    bool source = k->src_len[i] > c->max_positions;
+    if (!source && k->tgt_len[i] + 1 <= c->max_positions)
+      continue;
+    char limit[64] = "fixed by the checkpoint";
+    if (!o->resume)
+      snprintf(limit, sizeof limit, "--max-positions, 2..%d",
+               NMT_MAX_POSITIONS);
+    fprintf(stderr,
+            "translate: %s:%lld: a sentence of %lld tokens (%s), more than "
+            "the model's %lld positions (%s)\n",
+            source ? src : tgt, (long long)k->line[i],
+            (long long)(source ? k->src_len[i] : k->tgt_len[i] + 1),
+            source ? "its end-of-sentence token counted"
+                   : "the beginning-of-sentence token counted",
+            (long long)c->max_positions, limit);
+    return -1;
+  }
+  return 0;
+}
+
 /* The text pipeline, the data, the model and the optimizer. */
 static int prepare(run *r) {
   train_options *o = &r->o;
@@ -186,6 +218,9 @@ static int prepare(run *r) {
             o->valid_src, o->valid_tgt);
     return -1;
   }
+  if (check_positions(o, &r->train, o->src, o->tgt) < 0 ||
+      check_positions(o, &r->valid, o->valid_src, o->valid_tgt) < 0)
+    return -1;
   /* the vocabularies' files once the data is known to be usable, so that
    * a refused run writes nothing */
   if (!o->resume && loom_dist_rank() == 0 && /* every rank learns the same */
