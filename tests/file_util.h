@@ -107,4 +107,16 @@ static inline int test_run(const char *prog, const char *args, test_output keep,
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* Runs "prog args" with its standard output on /dev/full, where every
+ * write fails (no space left); its exit status, its standard error in out
+ * (n bytes, NUL-terminated). */
+static inline int test_run_stdout_full(const char *prog, const char *args,
+                                       char *out, size_t n) {
+  char group[1024], rest[6144]; /* within test_run's command */
+  /* a group, so that the outer 2>&1 sends standard error to out */
+  snprintf(group, sizeof group, "{ %s", prog);
+  snprintf(rest, sizeof rest, "%s >/dev/full; }", args);
+  return test_run(group, rest, TEST_OUTPUT_BOTH, out, n);
+}
+
 #endif

@@ -129,6 +129,18 @@ START_TEST(learns_describes_and_scores) {
       test_run(caption(), args, TEST_OUTPUT_STDOUT, out, sizeof out), 0);
   ck_assert_msg(!strncmp(out, "a ", 2) || !strncmp(out, "there ", 6), "%s",
                 out);
+  /* captions and scores that cannot be written are a failure (they exited
+   * 0) */
+  snprintf(args, sizeof args, "describe --checkpoint %s %s", ck, png);
+  ck_assert_int_eq(test_run_stdout_full(caption(), args, out, sizeof out), 1);
+  ck_assert_msg(
+      strstr(out, "caption: cannot write the captions to standard output"),
+      "%s", out);
+  snprintf(args, sizeof args, "eval --checkpoint %s --split dev --quiet", ck);
+  ck_assert_int_eq(test_run_stdout_full(caption(), args, out, sizeof out), 1);
+  ck_assert_msg(
+      strstr(out, "caption: cannot write the scores to standard output"), "%s",
+      out);
 }
 END_TEST
 

@@ -226,6 +226,19 @@ START_TEST(test_queries) {
   snprintf(args, sizeof args, "analogy %s w2a w2b w4a -n 5", vec);
   ck_assert_int_eq(capture(args, out, sizeof out), 0);
   ck_assert_int_ge((int)strlen(out), 10);
+  /* results that cannot be written are a failure (they exited 0) */
+  const char *lost[] = {"neighbours %s w0a -n 3", "analogy %s w2a w2b w4a",
+                        "eval %s -wordsim %s"};
+  for (size_t i = 0; i < sizeof lost / sizeof *lost; i++) {
+    if (i == 2)
+      test_write_file(ws, "w0a\tw0b\t10\nw2a\tw2b\t9\n", 22);
+    snprintf(args, sizeof args, lost[i], vec, ws);
+    ck_assert_msg(test_run_stdout_full(word2vec(), args, out, sizeof out) ==
+                          1 &&
+                      strstr(out, "word2vec: cannot write the results to "
+                                  "standard output"),
+                  "%s: %s", args, out);
+  }
   snprintf(args, sizeof args, "neighbours %s no-such-word", vec);
   ck_assert_int_eq(capture(args, out, sizeof out), 1);
   ck_assert_msg(strstr(out, "not in the vocabulary"), "%s", out);

@@ -1007,6 +1007,12 @@ int main(int argc, char **argv) {
   rc = cmd == TRAIN      ? cap_train(&p.o)
        : cmd == DESCRIBE ? describe(&p.o, argc, argv, first)
                          : eval(&p);
+  /* the captions and the scores go to standard output: lost, they are an
+   * output not written */
+  if (app_finish_stdout(P, cmd == DESCRIBE ? "the captions" : "the scores") <
+          0 &&
+      rc == 0)
+    rc = 1;
   loom_cleanup();
   return rc;
 }

@@ -107,6 +107,12 @@ int app_check_writable(const char *prog, const char *flag, const char *path);
  * path once ("PROG: PATH: cannot write: No space left on device"), and
  * clears the error. */
 void app_report_write_error(const char *prog, const char *path);
+/* Flushes standard output and checks that all written to it arrived (a
+ * full disk, `> /dev/full`, would otherwise pass with status 0). 0, or -1
+ * after one line such as
+ *   caption: cannot write the captions to standard output: No space left
+ *   on device */
+int app_finish_stdout(const char *prog, const char *what);
 
 /* A progress line redrawn in place on a terminal (plain lines otherwise):
  * "step 120/2000  loss 1.873 (2.70 bpc)  41.2k chars/s  ETA 3m12s". */

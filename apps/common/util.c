@@ -206,6 +206,19 @@ void app_report_write_error(const char *prog, const char *path) {
   loom_clear_error();
 }
 
+int app_finish_stdout(const char *prog, const char *what) {
+  errno = 0;
+  /* the error flag also keeps failures of writes flushed earlier */
+  if (fflush(stdout) == 0 && !ferror(stdout))
+    return 0;
+  if (errno)
+    fprintf(stderr, "%s: cannot write %s to standard output: %s\n", prog, what,
+            strerror(errno));
+  else
+    fprintf(stderr, "%s: cannot write %s to standard output\n", prog, what);
+  return -1;
+}
+
 char *app_duration(double s, char *buf, size_t size) {
   if (!(s >= 0) || s > 1e8)
     snprintf(buf, size, "?");

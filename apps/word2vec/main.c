@@ -746,6 +746,11 @@ int main(int argc, char **argv) {
       rc = evaluate(&o);
     else
       rc = queries(&o, !strcmp(o.command, "analogy"));
+    /* the neighbours and the scores go to standard output: lost, they are
+     * an output not written */
+    if (o.command && app_finish_stdout("word2vec", "the results") < 0 &&
+        rc == 0)
+      rc = 1;
   }
   free(o.args);
   loom_cleanup();
