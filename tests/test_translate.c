@@ -377,7 +377,8 @@ static void expect_kept(const char *args, const char *victim,
 
 /* A run too short for a point of the training curve (its points are means
  * of 10 steps) still writes the curves the user asked for (it wrote
- * nothing and exited 0). */
+ * nothing and exited 0), and so does a resumed run with nothing left to
+ * train. */
 START_TEST(test_short_run_writes_curves) {
   char ck[512], png[512], extra[1024], out[65536];
   test_path(ck, sizeof ck, "short.ckpt");
@@ -390,6 +391,17 @@ START_TEST(test_short_run_writes_curves) {
   ck_assert_msg(rc == 0, "%s", out);
   int w, h, comp;
   ck_assert_int_eq(stbi_info(png, &w, &h, &comp), 1);
+  /* resumed with its epochs all done, the curves are drawn from the
+   * history (they were not written, status 0) */
+  char again[512];
+  test_path(again, sizeof again, "short-again.png");
+  snprintf(extra, sizeof extra,
+           "--model rnn --embed 8 --hidden 8 --layers 1 --epochs 1 "
+           "--max-tokens 8192 --resume --plot %s",
+           again);
+  rc = train(ck, extra, out, sizeof out);
+  ck_assert_msg(rc == 0, "%s", out);
+  ck_assert_int_eq(stbi_info(again, &w, &h, &comp), 1);
 }
 END_TEST
 

@@ -368,6 +368,29 @@ static void seed_dropout(const run *r) {
                       ((uint64_t)loom_dist_rank() << 48));
 }
 
+/* A resumed run whose epochs were all done: the curves the user asked
+ * for are drawn from its history, and the run said to be over (it wrote
+ * nothing, with status 0). 0, or -1 after saying why. */
+static int finished(const run *r) {
+  const train_options *o = &r->o;
+  /* the steps of an epoch, for the curves' axis, as its plan made them */
+  nmt_plan plan;
+  if (nmt_plan_make(&plan, &r->train, o->max_tokens, o->batch_sentences, true,
+                    (uint64_t)o->seed, r->at.epoch - 1) < 0) {
+    fprintf(stderr, "translate: %s\n", loom_last_error());
+    return -1;
+  }
+  double per_epoch = plan.n > 0 ? (double)plan.n : 1;
+  nmt_plan_free(&plan);
+  if (!o->quiet)
+    fprintf(stderr,
+            "done: %s has %lld epoch%s done (step %lld), --epochs %lld; "
+            "nothing left to train\n",
+            o->checkpoint, (long long)r->at.epoch, r->at.epoch == 1 ? "" : "s",
+            (long long)r->at.step, (long long)o->epochs);
+  return plot(r, per_epoch);
+}
+
 /* Trains until --epochs are done or --minutes are up. 0, or -1 after
  * saying why (a failed step, a diverging loss, a failed save). */
 static int train(run *r, const char *best_path) {
@@ -380,6 +403,8 @@ static int train(run *r, const char *best_path) {
   double step_seconds = 0;
   bool out_of_time = false;
   int rc = 0;
+  if (r->at.epoch >= o->epochs) /* resumed with nothing left to train */
+    return finished(r);
   while (rc == 0 && r->at.epoch < o->epochs && !out_of_time) {
     nmt_plan plan;
     if (nmt_plan_make(&plan, &r->train, o->max_tokens, o->batch_sentences, true,
