@@ -203,6 +203,22 @@ START_TEST(test_translate_io) {
   int w, h, comp;
   ck_assert_int_eq(stbi_info(png, &w, &h, &comp), 1);
   ck_assert_int_gt(w, 100);
+  /* a line past the input: its message alone (an empty "translate: " line
+   * followed it), and so for an input that cannot be read (said twice) */
+  snprintf(args, sizeof args,
+           "attention --checkpoint %s --output %s --line 5 < %s", ckpt, png,
+           in);
+  ck_assert_int_eq(
+      test_run(translate_exe, args, TEST_OUTPUT_BOTH, out, sizeof out), 1);
+  ck_assert_msg(!strcmp(out, "translate: the input has no line 5 with text\n"),
+                "%s", out);
+  test_write_file(in, "red \xff dog\n", 10);
+  snprintf(args, sizeof args, "attention --checkpoint %s --output %s < %s",
+           ckpt, png, in);
+  ck_assert_int_eq(
+      test_run(translate_exe, args, TEST_OUTPUT_BOTH, out, sizeof out), 1);
+  const char *said = strstr(out, "invalid UTF-8 at byte 4");
+  ck_assert_msg(said && !strstr(said + 1, "invalid UTF-8"), "%s", out);
 }
 END_TEST
 

@@ -490,18 +490,20 @@ int translate_attention_main(int argc, char **argv) {
   d.nbest = 1;
   if (d.method == LOOM_DECODE_SAMPLE) /* the picture shows the best */
     d.method = LOOM_DECODE_BEAM;
-  if (rc == 0)
-    rc = nmt_corpus_add(&one, in.ids + in.src_at[i], in.src_len[i], NULL, 0,
-                        o.line) |
-         nmt_translate_corpus(m, &one, &d, o.max_tokens, 0, &r);
+  /* each failure is reported where it happens: the input's have been */
+  if (rc == 0 && (nmt_corpus_add(&one, in.ids + in.src_at[i], in.src_len[i],
+                                 NULL, 0, o.line) < 0 ||
+                  nmt_translate_corpus(m, &one, &d, o.max_tokens, 0, &r) < 0)) {
+    fprintf(stderr, "translate: %s\n", loom_last_error());
+    loom_clear_error();
+    rc = -1;
+  }
   app_buf text = {0};
   if (rc == 0 &&
       nmt_text_decode(t, r.hyps[0].tokens, r.hyps[0].len, &text) == 0)
     printf("%s\n", text.data ? text.data : "");
   if (rc == 0)
     rc = draw(&o, m, t, &one, &r.hyps[0]);
-  else
-    fprintf(stderr, "translate: %s\n", loom_last_error());
   if (rc == 0)
     fprintf(stderr, "attention: %s\n", o.output);
   app_buf_free(&text);
