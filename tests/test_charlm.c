@@ -199,6 +199,10 @@ START_TEST(test_refuses_bad_numbers) {
        "--corpus-bytes '99999999999999' is not an integer in 1000..2^30"},
       {"--dropout 1", "--dropout '1' is not a number in [0, 1)"},
       {"--batch 0", "--batch '0' is not an integer in 1..2^16"},
+      /* refused when the model was made, "charlm: charlm: transformer
+       * hidden 16, heads 3, context 10", status 1 */
+      {"--model transformer --hidden 16 --heads 3",
+       "charlm: --heads 3 must divide --hidden 16 (the transformer's width)"},
   };
   char ck[512], args[1024], out[4096];
   test_path(ck, sizeof ck, "never.ckpt");
@@ -324,6 +328,20 @@ START_TEST(test_checkpoint_entries_checked) {
                       strstr(out, cases[i].says),
                   "case %zu: %s", i, out);
   }
+  /* a transformer's config whose heads do not divide its width, said once
+   * with the program's name ("charlm: charlm: transformer hidden 16, ...") */
+  char heads[256];
+  snprintf(heads, sizeof heads, "transformer %lld 16 16 1 3 64 10 0",
+           (long long)V);
+  tamper(ck, bad, NULL, NULL, heads);
+  snprintf(args, sizeof args, "sample --length 20 --checkpoint %s", bad);
+  ck_assert_int_eq(test_run(charlm(), args, TEST_OUTPUT_BOTH, out, sizeof out),
+                   1);
+  ck_assert_msg(strstr(out, "a transformer needs heads that divide its hidden "
+                            "size and a context of at least 1 (hidden 16, "
+                            "heads 3, context 10)") &&
+                    !strstr(out, "charlm: charlm:"),
+                "%s", out);
   loom_scope_end(s);
   loom_tensor_map_free(good);
 }

@@ -265,6 +265,16 @@ static int parse(int argc, char **argv, options *o, bool *sample) {
     fprintf(stderr, "charlm: unexpected argument '%s'\n", argv[optind]);
     return -1;
   }
+  /* the heads split the transformer's width: said here, with the flags,
+   * rather than when the model is made */
+  const charlm_config *m = &o->model;
+  if (!*sample && !strcmp(m->cell, "transformer") && m->hidden % m->heads) {
+    fprintf(stderr,
+            "charlm: --heads %lld must divide --hidden %lld (the "
+            "transformer's width)\n",
+            (long long)m->heads, (long long)m->hidden);
+    return -1;
+  }
   return 0;
 }
 

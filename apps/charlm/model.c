@@ -48,7 +48,7 @@ charlm *charlm_new(const charlm_config *cfg_in, uint64_t seed) {
   bool tf = !strcmp(cfg->cell, "transformer");
   const loom_cell_type *type = tf ? NULL : cell_of(cfg->cell);
   if (!type && !tf) {
-    loom_set_error(LOOM_ERR_ARGUMENT, "charlm: unknown model '%s'", cfg->cell);
+    loom_set_error(LOOM_ERR_ARGUMENT, "unknown model '%s'", cfg->cell);
     return NULL;
   }
   if (tf) { /* the embedding is the model width */
@@ -56,9 +56,11 @@ charlm *charlm_new(const charlm_config *cfg_in, uint64_t seed) {
     if (fixed.ff <= 0)
       fixed.ff = 4 * fixed.hidden;
     if (fixed.heads <= 0 || fixed.hidden % fixed.heads || fixed.context < 1) {
+      /* callers add the program's name */
       loom_set_error(LOOM_ERR_ARGUMENT,
-                     "charlm: transformer hidden %lld, "
-                     "heads %lld, context %lld",
+                     "a transformer needs heads that divide its hidden size "
+                     "and a context of at least 1 (hidden %lld, heads %lld, "
+                     "context %lld)",
                      (long long)fixed.hidden, (long long)fixed.heads,
                      (long long)fixed.context);
       return NULL;
@@ -66,7 +68,7 @@ charlm *charlm_new(const charlm_config *cfg_in, uint64_t seed) {
   }
   charlm *m = calloc(1, sizeof *m);
   if (!m) {
-    loom_set_error(LOOM_ERR_MEMORY, "charlm: out of memory");
+    loom_set_error(LOOM_ERR_MEMORY, "out of memory");
     return NULL;
   }
   loom_module_init(&m->base, "CharLM", destroy);
@@ -117,7 +119,7 @@ int charlm_forward(charlm *m, const loom_tensor *x, loom_tensor *const *state,
     int64_t T = loom_size(x, 0);
     if (T > m->cfg.context) {
       loom_set_error(LOOM_ERR_SHAPE,
-                     "charlm: %lld positions, the context is "
+                     "%lld positions, the context is "
                      "%lld",
                      (long long)T, (long long)m->cfg.context);
       return -1;
@@ -151,7 +153,7 @@ struct charlm_gen {
 charlm_gen *charlm_gen_new(charlm *m) {
   charlm_gen *g = calloc(1, sizeof *g);
   if (!g) {
-    loom_set_error(LOOM_ERR_MEMORY, "charlm: out of memory");
+    loom_set_error(LOOM_ERR_MEMORY, "out of memory");
     return NULL;
   }
   g->m = m;
@@ -160,7 +162,7 @@ charlm_gen *charlm_gen_new(charlm *m) {
     g->cache = loom_decoder_state_new(m->blocks, NULL, NULL);
     if (!g->history || !g->cache) {
       if (!g->history)
-        loom_set_error(LOOM_ERR_MEMORY, "charlm: out of memory");
+        loom_set_error(LOOM_ERR_MEMORY, "out of memory");
       charlm_gen_free(g);
       return NULL;
     }
