@@ -252,8 +252,12 @@ START_TEST(bad_input) {
        "positions and attend after need attention"},
       {"--data /nonexistent/flickr --steps 1", 1,
        "/nonexistent/flickr: no split"},
+      /* the cause named (it listed the whole config and blamed
+       * attention) */
       {"--data shapes --image-size 8 --cnn 8,8,8,8 --steps 1 --quiet", 1,
-       "do not make a model"},
+       "an image of side 8 shrinks to 0 pixels through 4 CNN blocks "
+       "(8/2^4): the image size must be at least 16 for 4 blocks "
+       "(--image-size), or the blocks fewer (--cnn)"},
       {"describe", 2, "describe needs at least one image file"},
       {"eval --checkpoint /nonexistent.ckpt", 1, "/nonexistent.ckpt"},
   };

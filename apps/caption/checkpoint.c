@@ -307,9 +307,12 @@ int cap_config_parse(const char *line, cap_config *c) {
   }
   c->dropout = dropout;
   if (cap_config_check(c) < 0) {
+    char why[400]; /* the reason, kept under the file's context */
+    snprintf(why, sizeof why, "%s", loom_last_error());
     loom_clear_error();
     loom_set_error(LOOM_ERR_FORMAT,
-                   "caption.model '%.200s' does not make a model", line);
+                   "caption.model '%.200s' does not make a model: %s", line,
+                   why);
     return -1;
   }
   return 0;

@@ -30,32 +30,65 @@ int64_t cap_model_feature_side(const cap_config *cfg) {
   return s;
 }
 
+/* The first reason why c makes no model, or NULL; written into why. Each
+ * names the value and what it must be, so that a refusal says which
+ * option to change. */
+static const char *config_problem(const cap_config *c, char *why, size_t size) {
+  if (c->side < 4 || c->side > CAP_MAX_INPUT_SIDE)
+    snprintf(why, size, "an image side of %lld is not in 4..%d",
+             (long long)c->side, CAP_MAX_INPUT_SIDE);
+  else if (c->blocks < 1 || c->blocks > CAP_MAX_BLOCKS)
+    snprintf(why, size, "%d CNN blocks are not 1..%d", c->blocks,
+             CAP_MAX_BLOCKS);
+  else if (c->vocab <= APP_UNK || c->vocab > CAP_MAX_VOCAB)
+    snprintf(why, size, "a vocabulary of %lld words is not %d..%d",
+             (long long)c->vocab, APP_UNK + 1, CAP_MAX_VOCAB);
+  else if (c->embed < 1 || c->embed > CAP_MAX_WIDTH)
+    snprintf(why, size, "embed %lld is not in 1..%d", (long long)c->embed,
+             CAP_MAX_WIDTH);
+  else if (c->hidden < 1 || c->hidden > CAP_MAX_WIDTH)
+    snprintf(why, size, "hidden %lld is not in 1..%d", (long long)c->hidden,
+             CAP_MAX_WIDTH);
+  else if (c->image_mode < 0 || c->image_mode >= CAP_IMAGE_MODES)
+    snprintf(why, size, "image mode %d is not one of first, init, every",
+             c->image_mode);
+  else if (c->attention < 0 || c->attention > CAP_MAX_WIDTH)
+    snprintf(why, size, "attention %lld is not in 0..%d",
+             (long long)c->attention, CAP_MAX_WIDTH);
+  else if (!(c->dropout >= 0 && c->dropout < 1))
+    snprintf(why, size, "dropout %g is not in [0, 1)", c->dropout);
+  else if (cap_model_feature_side(c) < 1) /* each block halves the side */
+    snprintf(why, size,
+             "an image of side %lld shrinks to 0 pixels through %d CNN "
+             "blocks (%lld/2^%d): the image size must be at least %lld for "
+             "%d blocks (--image-size), or the blocks fewer (--cnn)",
+             (long long)c->side, c->blocks, (long long)c->side, c->blocks,
+             (long long)1 << c->blocks, c->blocks);
+  else if (c->attention && c->image_mode != CAP_IMAGE_INIT)
+    snprintf(why, size,
+             "attention needs the image as the initial state (--image "
+             "init), not %s",
+             cap_image_mode_name(c->image_mode));
+  else if ((c->positions || c->attend_after) && !c->attention)
+    snprintf(why, size, "positions and attend after need attention");
+  else {
+    for (int i = 0; i < c->blocks; i++)
+      if (c->channels[i] < 1 || c->channels[i] > CAP_MAX_WIDTH) {
+        snprintf(why, size, "CNN block %d has %lld channels, not 1..%d", i + 1,
+                 (long long)c->channels[i], CAP_MAX_WIDTH);
+        return why;
+      }
+    return NULL;
+  }
+  return why;
+}
+
 int cap_config_check(const cap_config *c) {
-  bool ok = c->side >= 4 && c->side <= CAP_MAX_INPUT_SIDE && c->blocks >= 1 &&
-            c->blocks <= CAP_MAX_BLOCKS && c->vocab > APP_UNK &&
-            c->vocab <= CAP_MAX_VOCAB && c->embed >= 1 &&
-            c->embed <= CAP_MAX_WIDTH && c->hidden >= 1 &&
-            c->hidden <= CAP_MAX_WIDTH && c->image_mode >= 0 &&
-            c->image_mode < CAP_IMAGE_MODES && c->attention >= 0 &&
-            c->attention <= CAP_MAX_WIDTH && c->dropout >= 0 &&
-            c->dropout < 1 && cap_model_feature_side(c) >= 1;
-  for (int i = 0; ok && i < c->blocks; i++)
-    ok = c->channels[i] >= 1 && c->channels[i] <= CAP_MAX_WIDTH;
-  if (ok && c->attention && c->image_mode != CAP_IMAGE_INIT)
-    ok = false;
-  if (ok && (c->positions || c->attend_after) && !c->attention)
-    ok = false;
-  if (!ok)
-    loom_set_error(LOOM_ERR_ARGUMENT,
-                   "caption model: side %lld with %d blocks, vocabulary "
-                   "%lld, embed %lld, hidden %lld, attention %lld, image "
-                   "mode %d, dropout %g do not make a model (attention "
-                   "needs the image as the initial state; positions and "
-                   "attend after need attention)",
-                   (long long)c->side, c->blocks, (long long)c->vocab,
-                   (long long)c->embed, (long long)c->hidden,
-                   (long long)c->attention, c->image_mode, c->dropout);
-  return ok ? 0 : -1;
+  char why[320];
+  if (!config_problem(c, why, sizeof why))
+    return 0;
+  loom_set_error(LOOM_ERR_ARGUMENT, "%s", why);
+  return -1;
 }
 
 cap_model *cap_model_new(const cap_config *cfg, uint64_t seed) {
