@@ -278,13 +278,17 @@ START_TEST(bad_input) {
   snprintf(args, sizeof args, "describe --checkpoint %s %s", ck, corrupt);
   ck_assert_int_eq(run_both(args, out, sizeof out), 1);
   ck_assert_msg(strstr(out, "corrupt.jpg: "), "%s", out);
-  /* resuming with other model options is refused */
+  /* resuming with other model options is refused, each named with both
+   * values (they were only said to differ) */
   snprintf(args, sizeof args,
-           SMALL " --hidden 65 --steps 4 --resume --plot '' --sheet '' "
-                 "--checkpoint %s",
+           SMALL " --hidden 65 --embed 31 --steps 4 --resume --plot '' "
+                 "--sheet '' --checkpoint %s",
            ck);
   ck_assert_int_eq(run_both(args, out, sizeof out), 1);
-  ck_assert_msg(strstr(out, "the model options differ"), "%s", out);
+  ck_assert_msg(strstr(out, "the model options differ: --embed 31, the "
+                            "checkpoint has 32; --hidden 65, the checkpoint "
+                            "has 64\n"),
+                "%s", out);
   /* a picture that cannot be written makes the status 1 */
   snprintf(args, sizeof args,
            SMALL " --steps 2 --plot /nonexistent/dir/p.png --sheet '' "

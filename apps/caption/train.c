@@ -138,20 +138,66 @@ static cap_config model_config(const run *r) {
   return c;
 }
 
-/* Why a saved session cannot continue this run, or NULL. */
-static const char *mismatch(const run *r, const cap_session *saved) {
-  char a[512], b[512];
+/* The CNN's channels as --cnn takes them ("16,32,64"). */
+static void cnn_text(const cap_config *c, char *buf, size_t size) {
+  size_t n = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < c->blocks && n < size; i++)
+    n += (size_t)snprintf(buf + n, size - n, "%s%lld", i ? "," : "",
+                          (long long)c->channels[i]);
+}
+
+/* Why a saved session cannot continue this run, in why, or NULL. Each
+ * model option that differs is named with both values, so that the user
+ * knows which flag to change (they were only said to differ). */
+static const char *mismatch(const run *r, const cap_session *saved, char *why,
+                            size_t size) {
   cap_config c = model_config(r);
-  cap_config_text(&c, a, sizeof a);
-  cap_config_text(&saved->cfg, b, sizeof b);
-  if (strcmp(a, b))
-    return "the model options differ";
-  if (app_vocab_size(&saved->vocab) != app_vocab_size(&r->corpus.vocab))
+  const cap_config *s = &saved->cfg;
+  /* the vocabulary is the data's, not an option */
+  if (c.vocab != s->vocab ||
+      app_vocab_size(&saved->vocab) != app_vocab_size(&r->corpus.vocab))
     return "its vocabulary differs from this data's";
   for (int64_t i = 0; i < app_vocab_size(&saved->vocab); i++)
     if (strcmp(app_vocab_token(&saved->vocab, i),
                app_vocab_token(&r->corpus.vocab, i)))
       return "its vocabulary differs from this data's";
+  char v[9][2][64];
+  cnn_text(&c, v[1][0], sizeof v[1][0]);
+  cnn_text(s, v[1][1], sizeof v[1][1]);
+  const cap_config *both[2] = {&c, s};
+  for (int k = 0; k < 2; k++) {
+    const cap_config *x = both[k];
+    snprintf(v[0][k], sizeof v[0][k], "%lld", (long long)x->side);
+    snprintf(v[2][k], sizeof v[2][k], "%lld", (long long)x->embed);
+    snprintf(v[3][k], sizeof v[3][k], "%lld", (long long)x->hidden);
+    snprintf(v[4][k], sizeof v[4][k], "%s", cap_image_mode_name(x->image_mode));
+    snprintf(v[5][k], sizeof v[5][k], "%lld", (long long)x->attention);
+    snprintf(v[6][k], sizeof v[6][k], "%s",
+             x->positions ? "--positions" : "--no-positions");
+    snprintf(v[7][k], sizeof v[7][k], "%s",
+             x->attend_after ? "after" : "before");
+    snprintf(v[8][k], sizeof v[8][k], "%g", x->dropout);
+  }
+  /* "" for a flag whose values are the flags themselves */
+  static const char *const flags[9] = {
+      "--image-size", "--cnn", "--embed",  "--hidden", "--image",
+      "--attention",  "",      "--attend", "--dropout"};
+  size_t n = 0;
+  for (int i = 0; i < 9; i++)
+    if (strcmp(v[i][0], v[i][1]) && n < size)
+      n +=
+          (size_t)snprintf(why + n, size - n, "%s%s%s%s, the checkpoint has %s",
+                           n ? "; " : "the model options differ: ", flags[i],
+                           *flags[i] ? " " : "", v[i][0], v[i][1]);
+  if (n)
+    return why;
+  /* anything else the config holds (nothing today) */
+  char a[512], b[512];
+  cap_config_text(&c, a, sizeof a);
+  cap_config_text(s, b, sizeof b);
+  if (strcmp(a, b))
+    return "the model options differ";
   if (saved->n_order && saved->n_order != r->pairs.n_groups)
     return "it was trained on another number of pairs (or groups of them)";
   return NULL;
@@ -162,7 +208,8 @@ static int resume(run *r) {
   cap_session saved;
   if (cap_checkpoint_peek(o->checkpoint, &saved) < 0)
     return -1;
-  const char *bad = mismatch(r, &saved);
+  char why[1024];
+  const char *bad = mismatch(r, &saved, why, sizeof why);
   if (bad) {
     loom_set_error(LOOM_ERR_FORMAT, "%s", bad);
     cap_session_free(&saved);
