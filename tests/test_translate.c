@@ -186,6 +186,22 @@ START_TEST(test_translate_io) {
       test_run(translate_exe, args, TEST_OUTPUT_STDOUT, out, sizeof out), 0);
   ck_assert_ptr_nonnull(strstr(out, "0 ||| "));
   ck_assert_ptr_nonnull(strstr(out, "2 ||| "));
+  /* with no room for a word the eos alone is a translation: the two
+   * placeholders after it are not listed ("0 |||  ||| -inf ||| -inf") */
+  snprintf(args, sizeof args,
+           "translate --checkpoint %s --beam 3 --nbest 3 --max-len-a 0 "
+           "--max-len-b 0 < %s",
+           ckpt, in);
+  ck_assert_int_eq(
+      test_run(translate_exe, args, TEST_OUTPUT_STDOUT, out, sizeof out), 0);
+  lines = 0;
+  for (const char *p = out; *p; p++)
+    lines += *p == '\n';
+  ck_assert_msg(lines == 3 && !strstr(out, "inf") &&
+                    !strncmp(out, "0 |||  ||| ", 11) &&
+                    strstr(out, "\n1 |||  ||| 0.000000 ||| 0.000000\n2 |||  "
+                                "||| "),
+                "%s", out);
   /* invalid UTF-8 names the byte */
   test_write_file(in, "red cat\nblue \xff dog\n", 18);
   snprintf(args, sizeof args, "translate --checkpoint %s < %s", ckpt, in);

@@ -85,7 +85,8 @@ static void usage(FILE *f, bool attention) {
         "  --checkpoint FILE  a model written by `translate train`\n"
         "  --beam N           beam size; 1 is greedy decoding (5)\n"
         "  --alpha X          length penalty ((5+len)/6)^alpha (0.6)\n"
-        "  --nbest N          translations per line, best first, as\n"
+        "  --nbest N          up to N translations per line (fewer when the\n"
+        "                     search holds fewer), best first, as\n"
         "                     'LINE ||| TEXT ||| SCORE ||| PENALISED' (1)\n"
         "  --max-len-a X, --max-len-b N   at most a * source length + b\n"
         "                     tokens (1, 50)\n"
@@ -346,6 +347,11 @@ static int translate_all(const options *o, nmt_model *m, const nmt_text *t) {
     bool has = j < todo.n && index[j] == i;
     for (int k = 0; k < nb && rc == 0; k++) {
       const loom_hypothesis *h = has ? &r.hyps[j * nb + k] : NULL;
+      /* a search space smaller than --nbest leaves placeholders (no
+       * tokens, score -inf) after the real hypotheses: only those are
+       * listed, as fairseq lists the hypotheses it has */
+      if (h && k > 0 && h->score == -INFINITY)
+        break;
       app_buf_clear(&text);
       if (h && nmt_text_decode(t, h->tokens, h->len, &text) < 0) {
         fprintf(stderr, "translate: %s\n", loom_last_error());
