@@ -437,6 +437,47 @@ START_TEST(test_short_run_writes_curves) {
 }
 END_TEST
 
+/* Model options given to a resumed run that differ from the checkpoint's
+ * are refused, each named with both values (they were silently ignored);
+ * the other kind of model's are no part of it; a new --dropout is taken
+ * with a note. */
+START_TEST(test_resume_names_differing_options) {
+  char ck[512], extra[1024], out[65536];
+  test_path(ck, sizeof ck, "differ.ckpt");
+  const char *rnn = "--model rnn --embed 8 --hidden 8 --layers 1 --epochs 1 "
+                    "--max-tokens 8192";
+  int rc = train(ck, rnn, out, sizeof out);
+  ck_assert_msg(rc == 0, "%s", out);
+  const struct {
+    const char *flags, *says;
+  } cases[] = {
+      {"--model transformer --d-model 64",
+       "cannot resume from %s: the model options differ: --model "
+       "transformer, the checkpoint has rnn\n"},
+      {"--embed 8 --hidden 16 --cell gru --no-input-feeding --d-model 64",
+       "cannot resume from %s: the model options differ: --hidden 16, the "
+       "checkpoint has 8; --cell gru, the checkpoint has lstm; "
+       "--no-input-feeding, the checkpoint has it off\n"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char args[4096], says[1024];
+    snprintf(args, sizeof args,
+             "train --src %s --tgt %s --checkpoint %s --plot '' --quiet "
+             "--resume --epochs 2 %s",
+             train_src, train_tgt, ck, cases[i].flags);
+    snprintf(says, sizeof says, cases[i].says, ck);
+    expect_refusal(args, 1, says);
+  }
+  snprintf(extra, sizeof extra,
+           "--model rnn --hidden 8 --d-model 64 --dropout 0.5 --resume "
+           "--epochs 1");
+  rc = train(ck, extra, out, sizeof out);
+  ck_assert_msg(rc == 0 && strstr(out, "translate: note: --dropout 0.5, the "
+                                       "checkpoint was trained with 0.3"),
+                "%s", out);
+}
+END_TEST
+
 /* No output of train or attention may be an input, nor another output,
  * the names train derives from the checkpoint's included (each of these
  * had been overwritten, all but the first with exit status 0). */
@@ -772,6 +813,7 @@ int main(void) {
   tcase_add_test(tc, test_checkpoint_codes_checked);
   tcase_add_test(tc, test_short_run_writes_curves);
   tcase_add_test(tc, test_positions_checked_first);
+  tcase_add_test(tc, test_resume_names_differing_options);
   if (loom_dist_available() && getenv("MPIRUN") && *getenv("MPIRUN"))
     tcase_add_test(tc, test_distributed_trains_as_one_process);
   else

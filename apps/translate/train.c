@@ -193,7 +193,8 @@ static int check_positions(const train_options *o, const nmt_corpus *k,
 static int prepare(run *r) {
   train_options *o = &r->o;
   if (o->resume
-          ? train_read_state(o->checkpoint, o, &r->at, &r->h, &r->text) < 0
+          ? train_read_state(o->checkpoint, o, &r->at, &r->h, &r->text) < 0 ||
+                train_check_resumed_model(o) < 0
           : !(r->text = nmt_text_learn(&o->text, o->src, o->tgt)))
     return -1;
   int64_t skipped = 0;

@@ -15,6 +15,10 @@ typedef struct {
   int threads;
   bool resume, quiet;
   bool distributed; /* one of the ranks of mpirun (loom_dist_init ran) */
+  /* the model options as the command line gave them, and which it gave:
+   * a resumed run's model is the checkpoint's, checked against them */
+  nmt_config asked;
+  uint32_t asked_flags;
 } train_options;
 
 /* Parses `translate train`'s arguments into o (defaults first): 0, 1 after
@@ -46,6 +50,13 @@ typedef struct {
   int64_t step, epoch, batch;
   double seconds; /* training time so far, over all runs */
 } train_position;
+
+/* After train_read_state: the model options given on the command line
+ * that differ from the checkpoint's are refused, each named with both
+ * values (they were silently ignored), but --dropout, which changes no
+ * parameter and is taken with a note (as charlm does). 0, or -1 after
+ * saying which. */
+int train_check_resumed_model(train_options *o);
 
 /* Saves everything a resumed run needs into `path` (the model, Adam, the
  * dropout generator, the position, the options that must not change, the

@@ -53,7 +53,9 @@ static void usage(FILE *f) {
       "  --valid-beam N       beam for the validation BLEU (1: greedy)\n"
       "  --checkpoint FILE    (translate.ckpt), saved after every epoch\n"
       "  --resume             continue from --checkpoint exactly where it\n"
-      "                       stopped (its data and training settings win)\n"
+      "                       stopped (its data and training settings win;\n"
+      "                       model options that differ are refused, but\n"
+      "                       --dropout)\n"
       "  --plot FILE          loss and BLEU curves as PNG "
       "(translate-curves.png;\n"
       "                       '' for none)\n"
@@ -164,6 +166,101 @@ int train_check_writable(const train_options *o) {
     if ((k == 0 || *outs[k].path) &&
         app_check_writable("translate train", outs[k].flag, outs[k].path) < 0)
       return *o->checkpoint ? 1 : 2;
+  return 0;
+}
+
+/* Appends "FLAG MINE, the checkpoint has THEIRS" to why (n bytes used). */
+static void differs(char *why, size_t size, size_t *n, const char *flag,
+                    const char *mine, const char *theirs) {
+  if (*n < size)
+    *n +=
+        (size_t)snprintf(why + *n, size - *n, "%s%s%s%s, the checkpoint has %s",
+                         *n ? "; " : "the model options differ: ", flag,
+                         *mine ? " " : "", mine, theirs);
+}
+
+int train_check_resumed_model(train_options *o) {
+  const nmt_config *a = &o->asked;
+  nmt_config *c = &o->model;
+  uint32_t given = o->asked_flags;
+#define GIVEN(opt) (given & (1u << ((opt)-OPT_MODEL)))
+  char why[2048];
+  size_t n = 0;
+  if (GIVEN(OPT_MODEL) && strcmp(a->model, c->model)) {
+    differs(why, sizeof why, &n, "--model", a->model, c->model);
+  } else {
+    bool tf = !strcmp(c->model, "transformer");
+    /* the options of the checkpoint's kind of model; the other kind's
+     * make no part of it */
+    const struct {
+      int opt;
+      const char *flag;
+      int64_t mine, theirs;
+      bool used;
+    } ints[] = {
+        {OPT_D_MODEL, "--d-model", a->d_model, c->d_model, tf},
+        {OPT_HEADS, "--heads", a->heads, c->heads, tf},
+        {OPT_FF, "--ff", a->ff, c->ff, tf},
+        {OPT_ENC_LAYERS, "--enc-layers", a->enc_layers, c->enc_layers, tf},
+        {OPT_DEC_LAYERS, "--dec-layers", a->dec_layers, c->dec_layers, tf},
+        {OPT_MAX_POSITIONS, "--max-positions", a->max_positions,
+         c->max_positions, tf},
+        {OPT_EMBED, "--embed", a->embed, c->embed, !tf},
+        {OPT_HIDDEN, "--hidden", a->hidden, c->hidden, !tf},
+        {OPT_LAYERS, "--layers", a->layers, c->layers, !tf},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
+      if (ints[i].used && GIVEN(ints[i].opt) &&
+          ints[i].mine != ints[i].theirs) {
+        char mine[32], theirs[32];
+        snprintf(mine, sizeof mine, "%lld", (long long)ints[i].mine);
+        snprintf(theirs, sizeof theirs, "%lld", (long long)ints[i].theirs);
+        differs(why, sizeof why, &n, ints[i].flag, mine, theirs);
+      }
+    const struct {
+      int opt;
+      const char *flag, *mine, *theirs;
+      bool used;
+    } words[] = {
+        {OPT_CELL, "--cell", a->cell, c->cell, !tf},
+        {OPT_ATTENTION, "--attention", a->attention, c->attention, !tf}};
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+      if (words[i].used && GIVEN(words[i].opt) &&
+          strcmp(words[i].mine, words[i].theirs))
+        differs(why, sizeof why, &n, words[i].flag, words[i].mine,
+                words[i].theirs);
+    /* switches: given, they are on; the checkpoint's may be off */
+    const struct {
+      int opt;
+      const char *flag;
+      bool theirs, used;
+    } switches[] = {
+        {OPT_LEARNED_POSITIONS, "--learned-positions", c->learned_positions,
+         tf},
+        {OPT_PRE_NORM, "--pre-norm", c->pre_norm, tf},
+        {OPT_TIE_OUTPUT, "--tie-output", c->tie_output, tf},
+        {OPT_SHARE_ALL, "--share-all", c->share_all, tf},
+        {OPT_NO_INPUT_FEEDING, "--no-input-feeding", !c->input_feeding, !tf},
+    };
+    for (size_t i = 0; i < sizeof switches / sizeof *switches; i++)
+      if (switches[i].used && GIVEN(switches[i].opt) && !switches[i].theirs)
+        differs(why, sizeof why, &n, switches[i].flag, "", "it off");
+  }
+  if (n) {
+    fprintf(stderr, "translate: cannot resume from %s: %s\n", o->checkpoint,
+            why);
+    return -1;
+  }
+  /* a new dropout is allowed (fine-tuning often changes it), said */
+  if (GIVEN(OPT_DROPOUT) && a->dropout != c->dropout) {
+    if (loom_dist_rank() == 0)
+      fprintf(stderr,
+              "translate: note: --dropout %g, the checkpoint was trained with "
+              "%g: training goes on with %g (not as the run would have)\n",
+              a->dropout, c->dropout, a->dropout);
+    c->dropout = a->dropout;
+  }
+#undef GIVEN
   return 0;
 }
 
@@ -382,7 +479,10 @@ int train_parse(int argc, char **argv, train_options *o) {
     }
     if (rc < 0)
       return -1;
+    if (ch >= OPT_MODEL && ch <= OPT_NO_INPUT_FEEDING)
+      o->asked_flags |= 1u << (ch - OPT_MODEL);
   }
+  o->asked = o->model;
   if (optind < argc) {
     fprintf(stderr, "translate train: unexpected argument '%s'\n",
             argv[optind]);
