@@ -40,40 +40,50 @@ typedef struct {
   int width;
 } style;
 
-static void fmt_value(const style *st, double v, char *out, size_t n) {
-  switch (st->kind) {
-  case 0:
-    snprintf(out, n, "%lld", (long long)v);
-    break;
-  case 1:
-    snprintf(out, n, "%s", v != 0 ? "True" : "False");
-    break;
-  case 2:
-    if (isfinite(v))
-      snprintf(out, n, "%.0f.", v);
-    else
-      snprintf(out, n, "%s", isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
-    break;
-  case 3:
-    if (isfinite(v))
-      snprintf(out, n, "%.4f", v);
-    else
-      snprintf(out, n, "%s", isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
-    break;
-  default:
-    if (isfinite(v))
-      snprintf(out, n, "%.4e", v);
-    else
-      snprintf(out, n, "%s", isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
-  }
-}
-
-static double at(const loom_tensor *t, const int64_t *idx) {
+static const char *element(const loom_tensor *t, const int64_t *idx) {
   int64_t off = 0;
   for (int d = 0; d < t->ndim; d++)
     off += idx[d] * t->strides[d];
-  return loom__read(t->data + off * (int64_t)loom_dtype_size(t->dtype),
-                    t->dtype);
+  return t->data + off * (int64_t)loom_dtype_size(t->dtype);
+}
+
+static double at(const loom_tensor *t, const int64_t *idx) {
+  return loom__read(element(t, idx), t->dtype);
+}
+
+/* Integers are read as integers: an int64 beyond 2^53 does not survive a
+ * double (and 2^63 - 1 would come back as 2^63, which no int64 holds). */
+static int64_t at_int(const loom_tensor *t, const int64_t *idx) {
+  const char *p = element(t, idx);
+  switch (t->dtype) {
+  case LOOM_I64:
+    return *(const int64_t *)p;
+  case LOOM_I32:
+    return *(const int32_t *)p;
+  default: /* uint8, bool */
+    return *(const uint8_t *)p;
+  }
+}
+
+static void fmt_value(const style *st, const int64_t *idx, char *out,
+                      size_t n) {
+  if (st->kind <= 1) {
+    int64_t i = at_int(st->t, idx);
+    if (st->kind == 0)
+      snprintf(out, n, "%lld", (long long)i);
+    else
+      snprintf(out, n, "%s", i != 0 ? "True" : "False");
+    return;
+  }
+  double v = at(st->t, idx);
+  if (!isfinite(v))
+    snprintf(out, n, "%s", isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
+  else if (st->kind == 2)
+    snprintf(out, n, "%.0f.", v);
+  else if (st->kind == 3)
+    snprintf(out, n, "%.4f", v);
+  else
+    snprintf(out, n, "%.4e", v);
 }
 
 static bool shown(const style *st, int d, int64_t i) {
@@ -108,11 +118,13 @@ static void width_of(style *st, int d, int64_t *idx) {
   const loom_tensor *t = st->t;
   if (d == t->ndim) {
     char s[64];
-    double v = at(t, idx);
     /* PyTorch sizes float columns by the non-zero finite values only */
-    if (st->kind >= 2 && (v == 0 || !isfinite(v)))
-      return;
-    fmt_value(st, v, s, sizeof s);
+    if (st->kind >= 2) {
+      double v = at(t, idx);
+      if (v == 0 || !isfinite(v))
+        return;
+    }
+    fmt_value(st, idx, s, sizeof s);
     int w = (int)strlen(s);
     if (w > st->width)
       st->width = w;
@@ -127,7 +139,7 @@ static void emit(text *o, const style *st, int d, int64_t *idx, int indent) {
   const loom_tensor *t = st->t;
   if (d == t->ndim) {
     char s[64], padded[80];
-    fmt_value(st, at(t, idx), s, sizeof s);
+    fmt_value(st, idx, s, sizeof s);
     snprintf(padded, sizeof padded, "%*s", st->width, s);
     put(o, padded);
     return;
@@ -236,14 +248,68 @@ size_t loom_format(const loom_tensor *t, char *buf, size_t size) {
 
 /* ---- comparing ---- */
 
+#define TWO_63 9223372036854775808.0
+
+/* |i - j|, exact. */
+static uint64_t int_distance(int64_t i, int64_t j) {
+  return i >= j ? (uint64_t)i - (uint64_t)j : (uint64_t)j - (uint64_t)i;
+}
+
+/* |i - f| for a finite f, rounded once at most and never to 0 unless
+ * i == f: (double)i - f would round 2^62 + 1 to 2^62 first. f is split at
+ * 2^63 or into its whole and fractional parts, each exact. */
+static double mixed_distance(int64_t i, double f) {
+  if (f >= TWO_63)
+    return i <= 0 ? f - (double)i
+                  : (f - TWO_63) + (double)(((uint64_t)1 << 63) - (uint64_t)i);
+  if (f < -TWO_63)
+    return i >= 0 ? (double)i - f
+                  : (double)((uint64_t)i - (uint64_t)INT64_MIN) + (-TWO_63 - f);
+  double whole = trunc(f), frac = f - whole;
+  int64_t w = (int64_t)whole;
+  double d = (double)int_distance(i, w);
+  return fabs(i >= w ? d - frac : d + frac);
+}
+
+/* Integers compare as integers, exactly; a float beside an integer
+ * compares with the integer's exact value; floats as doubles. */
+static bool close_at(const loom_tensor *a, const loom_tensor *b,
+                     const int64_t *idx, double rtol, double atol, bool exact) {
+  bool fa = loom_dtype_is_float(a->dtype), fb = loom_dtype_is_float(b->dtype);
+  if (!fa && !fb) {
+    int64_t i = at_int(a, idx), j = at_int(b, idx);
+    if (i == j)
+      return true;
+    if (exact)
+      return false;
+    double tol = atol + rtol * fabs((double)j);
+    if (!(tol >= 0))
+      return false;
+    /* the distance is whole, so comparing with floor(tol) is exact */
+    return tol >= 0x1p64 || int_distance(i, j) <= (uint64_t)tol;
+  }
+  double x = fa ? at(a, idx) : 0, y = fb ? at(b, idx) : 0, dist;
+  if (fa && fb) {
+    if (isnan(x) && isnan(y))
+      return true;
+    dist = x == y ? 0 : fabs(x - y);
+  } else {
+    int64_t i = fa ? at_int(b, idx) : at_int(a, idx);
+    double f = fa ? x : y;
+    dist = isfinite(f) ? mixed_distance(i, f) : fabs(f);
+    if (!fb)
+      y = (double)i;
+  }
+  if (dist == 0)
+    return true;
+  return !exact && dist <= atol + rtol * fabs(y);
+}
+
 static bool walk_close(const loom_tensor *a, const loom_tensor *b, double rtol,
                        double atol, bool exact) {
   int64_t idx[LOOM_MAX_DIMS] = {0};
   for (int64_t i = 0; i < a->numel; i++) {
-    double x = at(a, idx), y = at(b, idx);
-    if (exact ? !(x == y || (isnan(x) && isnan(y)))
-              : !(isnan(x) && isnan(y)) &&
-                    !(x == y || fabs(x - y) <= atol + rtol * fabs(y)))
+    if (!close_at(a, b, idx, rtol, atol, exact))
       return false;
     for (int d = a->ndim - 1; d >= 0; d--) {
       if (++idx[d] < a->shape[d])

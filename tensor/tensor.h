@@ -347,7 +347,7 @@ LOOM_API loom_tensor *loom_randperm(loom_rng *g, int64_t n);
 /* ---------------------------------------------------------------- printing */
 
 /* Prints like PyTorch: nested brackets, a common format per tensor, rows
- * summarised with "..." beyond 1000 elements. */
+ * summarised with "..." beyond 1000 elements. Integers print exactly. */
 LOOM_API void loom_print(const loom_tensor *t);
 /* A NULL f prints nothing and records a NULL-argument error. */
 LOOM_API void loom_fprint(FILE *f, const loom_tensor *t);
@@ -360,10 +360,12 @@ LOOM_API size_t loom_format(const loom_tensor *t, char *buf, size_t size);
 /* ---------------------------------------------------------------- comparing */
 
 /* Same shape and |a - b| <= atol + rtol * |b| everywhere (NaNs equal when
- * both are NaN). Dtypes may differ. False on NULL. */
+ * both are NaN). Dtypes may differ. Integers are compared exactly, not
+ * through a double (int64 values beyond 2^53 stay distinct; the distance
+ * of an integer from a float is that of its exact value). False on NULL. */
 LOOM_API bool loom_allclose(const loom_tensor *a, const loom_tensor *b,
                             double rtol, double atol);
-/* Same shape and equal values. */
+/* Same shape and equal values, integers compared exactly (as above). */
 LOOM_API bool loom_equal(const loom_tensor *a, const loom_tensor *b);
 
 /* ---------------------------------------------------------------- threads */

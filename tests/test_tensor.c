@@ -1166,6 +1166,12 @@ START_TEST(test_format_like_pytorch) {
   ck_assert_str_eq(fmt(loom_scalar(LOOM_I64, -7)), "tensor(-7)");
   ck_assert_str_eq(fmt(VEC(LOOM_I32, -2147483648.0, 7)),
                    "tensor([-2147483648,           7], dtype=torch.int32)");
+  /* int64 prints exactly, not through a double (where 2^63 - 1 rounds to
+   * 2^63, which no int64 holds) */
+  ck_assert_str_eq(fmt(IVEC(INT64_MAX, (1ll << 62) + 1)),
+                   "tensor([9223372036854775807, 4611686018427387905])");
+  ck_assert_str_eq(fmt(IVEC(INT64_MIN, 5)),
+                   "tensor([-9223372036854775808,                    5])");
   ck_assert_str_eq(fmt(VEC(LOOM_F32, 1e-5, 1)),
                    "tensor([1.0000e-05, 1.0000e+00])");
   ck_assert_str_eq(fmt(VEC(LOOM_F32, 1, 10000)),
@@ -1250,6 +1256,40 @@ START_TEST(test_allclose_and_equal) {
 }
 END_TEST
 
+START_TEST(test_integers_compared_exactly) {
+  /* each pair differs by 1 but is the same double */
+  loom_tensor *a = IVEC(INT64_MAX, (1ll << 62) + 1, INT64_MIN + 1);
+  loom_tensor *b = IVEC(INT64_MAX - 1, 1ll << 62, INT64_MIN);
+  ck_assert(!loom_equal(a, b));
+  ck_assert(loom_equal(a, loom_clone(a)));
+  ck_assert(!loom_allclose(a, b, 0, 0));
+  ck_assert(!loom_allclose(a, b, 0, 0.99));
+  ck_assert(loom_allclose(a, b, 0, 1));
+  ck_assert(loom_allclose(a, loom_clone(a), 0, 0));
+  /* the extremes are 2^64 - 1 apart, more than an int64 holds */
+  ck_assert(!loom_allclose(IVEC(INT64_MIN), IVEC(INT64_MAX), 0, 1e19));
+  ck_assert(loom_allclose(IVEC(INT64_MIN), IVEC(INT64_MAX), 0, 2e19));
+  ck_assert(loom_allclose(IVEC(INT64_MIN), IVEC(INT64_MAX), 2, 0));
+  ck_assert(!loom_allclose(IVEC(1, 2), IVEC(1, 3), NAN, 0));
+  /* against a float, the integer's exact value counts */
+  loom_tensor *f = VEC(LOOM_F64, 0x1p62, 0x1p63, -0x1p63);
+  loom_tensor *i = IVEC(1ll << 62, INT64_MAX, INT64_MIN);
+  ck_assert(loom_equal(i, IVEC(1ll << 62, INT64_MAX, INT64_MIN)));
+  ck_assert(!loom_equal(i, f)); /* INT64_MAX is 1 below 2^63 */
+  ck_assert(!loom_equal(f, i));
+  ck_assert(!loom_allclose(i, f, 0, 0));
+  ck_assert(loom_allclose(i, f, 0, 1));
+  ck_assert(!loom_equal(IVEC((1ll << 62) + 1), VEC(LOOM_F64, 0x1p62)));
+  ck_assert(loom_allclose(IVEC(3), VEC(LOOM_F32, 3.25), 0, 0.25));
+  ck_assert(!loom_allclose(IVEC(3), VEC(LOOM_F32, 3.25), 0, 0.2));
+  ck_assert(!loom_allclose(IVEC(3), VEC(LOOM_F32, NAN), 1, 1));
+  /* uint8, bool and int32 against int64 */
+  ck_assert(loom_equal(VEC(LOOM_U8, 255, 0), IVEC(255, 0)));
+  ck_assert(loom_equal(VEC(LOOM_BOOL, 1, 0), VEC(LOOM_I32, 1, 0)));
+  ck_assert(!loom_equal(VEC(LOOM_I32, -1), VEC(LOOM_U8, 255)));
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("tensor");
   struct {
@@ -1282,7 +1322,7 @@ int main(void) {
        {test_null_propagates_first_error_wins, test_bad_dims_and_items,
         test_null_outputs_refused}},
       {"print", {test_format_like_pytorch, test_format_summarises}},
-      {"compare", {test_allclose_and_equal}},
+      {"compare", {test_allclose_and_equal, test_integers_compared_exactly}},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     TCase *tc = tcase_create(cases[i].name);
