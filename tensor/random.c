@@ -308,6 +308,32 @@ loom_tensor *loom_bernoulli(loom_rng *g, loom_dtype dtype, double p, int ndim,
   return bernoulli_fill(loom__new(dtype, ndim, shape, "bernoulli"), g, p, 0);
 }
 
+/* The integers dtype holds exactly, false for int64 (all of them). A
+ * value beyond them would saturate (uint8, bool) or round (float32 above
+ * 2^24, float64 above 2^53), landing outside [lo, hi) or on a neighbour
+ * that then comes up twice as often. */
+static bool exact_integers(loom_dtype dtype, int64_t *min, int64_t *max) {
+  switch (dtype) {
+  case LOOM_F32:
+    *min = -(*max = 1ll << 24);
+    return true;
+  case LOOM_F64:
+    *min = -(*max = 1ll << 53);
+    return true;
+  case LOOM_I32:
+    *min = INT32_MIN, *max = INT32_MAX;
+    return true;
+  case LOOM_U8:
+    *min = 0, *max = UINT8_MAX;
+    return true;
+  case LOOM_BOOL:
+    *min = 0, *max = 1;
+    return true;
+  default:
+    return false;
+  }
+}
+
 loom_tensor *loom_randint(loom_rng *g, loom_dtype dtype, int64_t lo, int64_t hi,
                           int ndim, const int64_t *shape) {
   if (hi <= lo)
@@ -315,11 +341,14 @@ loom_tensor *loom_randint(loom_rng *g, loom_dtype dtype, int64_t lo, int64_t hi,
                      (long long)lo, (long long)hi);
   if (dtype == LOOM_DTYPE_DEFAULT)
     dtype = LOOM_I64;
-  if (dtype == LOOM_I32 && (lo < INT32_MIN || hi - 1 > INT32_MAX))
-    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
-                     "randint: range [%lld, %lld) does not fit int32 "
-                     "[-2147483648, 2147483647]",
-                     (long long)lo, (long long)hi);
+  int64_t min, max;
+  if (exact_integers(dtype, &min, &max) && (lo < min || hi - 1 > max))
+    return LOOM_FAIL(
+        LOOM_ERR_ARGUMENT,
+        "randint: range [%lld, %lld) does not fit %s [%lld, %lld]%s",
+        (long long)lo, (long long)hi, loom_dtype_name(dtype), (long long)min,
+        (long long)max,
+        loom_dtype_is_float(dtype) ? " (the integers it holds exactly)" : "");
   loom_tensor *t = loom__new(dtype, ndim, shape, "randint");
   if (!t)
     return NULL;

@@ -335,7 +335,10 @@ LOOM_API loom_tensor *loom_rand(loom_rng *g, loom_dtype dtype, double lo,
 /* Normal(mean, std). */
 LOOM_API loom_tensor *loom_randn(loom_rng *g, loom_dtype dtype, double mean,
                                  double std, int ndim, const int64_t *shape);
-/* Integers uniform in [lo, hi). dtype defaults to int64. */
+/* Integers uniform in [lo, hi). dtype defaults to int64. An empty range,
+ * or one holding an integer the dtype cannot hold exactly, is refused
+ * (LOOM_ERR_ARGUMENT, naming the dtype's range: int32's, uint8 [0, 255],
+ * bool [0, 1], float32 [-2^24, 2^24], float64 [-2^53, 2^53]). */
 LOOM_API loom_tensor *loom_randint(loom_rng *g, loom_dtype dtype, int64_t lo,
                                    int64_t hi, int ndim, const int64_t *shape);
 /* 1 with probability p, else 0. */

@@ -421,6 +421,36 @@ START_TEST(test_randint_bernoulli_randperm) {
   ck_assert_ptr_null(
       loom_randint(g, LOOM_I32, INT32_MIN - 1ll, 0, LOOM_SHAPE(2)));
   CHECK_ERROR(LOOM_ERR_ARGUMENT, "does not fit int32");
+  /* uint8, bool and the floats: only ranges whose every integer they hold
+   * exactly (else values saturate or round out of [lo, hi)), as PyTorch */
+  CHECK_VALUES(loom_randint(g, LOOM_U8, 255, 256, LOOM_SHAPE(2)), 0, 255, 255);
+  CHECK_VALUES(loom_randint(g, LOOM_BOOL, 1, 2, LOOM_SHAPE(2)), 0, 1, 1);
+  CHECK_VALUES(loom_randint(g, LOOM_F32, 16777215, 16777217, LOOM_SHAPE(1)),
+               0.5, 16777215.5); /* one of the two */
+  CHECK_VALUES(loom_randint(g, LOOM_F32, -16777216, -16777215, LOOM_SHAPE(1)),
+               0, -16777216);
+  CHECK_VALUES(
+      loom_randint(g, LOOM_F64, 1ll << 53, (1ll << 53) + 1, LOOM_SHAPE(1)), 0,
+      0x1p53);
+  ck_assert_ptr_null(loom_randint(g, LOOM_U8, -1000, 1000, LOOM_SHAPE(2)));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "does not fit uint8 [0, 255]");
+  ck_assert_ptr_null(loom_randint(g, LOOM_U8, 0, 257, LOOM_SHAPE(2)));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "does not fit uint8 [0, 255]");
+  ck_assert_ptr_null(loom_randint(g, LOOM_BOOL, -5, 5, LOOM_SHAPE(2)));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "does not fit bool [0, 1]");
+  ck_assert_ptr_null(loom_randint(g, LOOM_BOOL, 0, 3, LOOM_SHAPE(2)));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "does not fit bool [0, 1]");
+  ck_assert_ptr_null(
+      loom_randint(g, LOOM_F32, 16777217, 16777218, LOOM_SHAPE(2)));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT,
+              "does not fit float32 [-16777216, 16777216] (the integers it "
+              "holds exactly)");
+  ck_assert_ptr_null(loom_randint(g, LOOM_F32, -16777217, 0, LOOM_SHAPE(2)));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "float32 [-16777216, 16777216]");
+  ck_assert_ptr_null(
+      loom_randint(g, LOOM_F64, 0, (1ll << 53) + 2, LOOM_SHAPE(2)));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT,
+              "float64 [-9007199254740992, 9007199254740992]");
 
   loom_tensor *b = loom_bernoulli(g, LOOM_F32, 0.25, LOOM_SHAPE(40000));
   ck_assert_double_eq_tol(loom_item(loom_mean_all(b)), 0.25, 0.012);
