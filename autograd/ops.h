@@ -172,13 +172,17 @@ LOOM_API loom_tensor *loom_index_select(const loom_tensor *t, int dim,
                                         const loom_tensor *index);
 /* A copy of t with src added at gathered positions: out[index[i][j]][j] +=
  * src[i][j] (dim 0); index is int64 (as in PyTorch, not int32).
- * Differentiable in t and src. */
+ * Differentiable in t and src. src is converted to t's dtype, but a
+ * floating src into an integer t is refused (LOOM_ERR_DTYPE: the result
+ * must stay integral, as in loom_add_). */
 LOOM_API loom_tensor *loom_scatter_add(const loom_tensor *t, int dim,
                                        const loom_tensor *index,
                                        const loom_tensor *src);
 /* A copy of t with alpha * src's slices added at 1-D `index` (int64 or
  * int32) along `dim`. Differentiable in t and src. A 0-dim t takes exactly
- * one index and a 0-dim src, else LOOM_ERR_SHAPE. */
+ * one index and a 0-dim src, else LOOM_ERR_SHAPE. An integer t refuses a
+ * floating src (LOOM_ERR_DTYPE) and a non-integral alpha
+ * (LOOM_ERR_ARGUMENT): the result must stay integral, as in loom_add_. */
 LOOM_API loom_tensor *loom_index_add(const loom_tensor *t, int dim,
                                      const loom_tensor *index,
                                      const loom_tensor *src, double alpha);

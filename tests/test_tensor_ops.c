@@ -106,6 +106,33 @@ START_TEST(test_scatter_add_and_index_add) {
   CHECK_ERROR(LOOM_ERR_INDEX, "index_add: index 4");
   ck_assert_ptr_null(loom_index_add(ones, 0, IVEC(0, 1), src, 1));
   CHECK_ERROR(LOOM_ERR_SHAPE, "index_add");
+
+  /* an integer t keeps its dtype: what loom_add_ refuses is refused (0.5
+   * or 0.75 added twice was truncated to 0) */
+  loom_tensor *counts = loom_zeros(LOOM_I64, LOOM_SHAPE(3));
+  ck_assert_ptr_null(loom_index_add(counts, 0, IVEC(0, 0),
+                                    loom_ones(LOOM_I64, LOOM_SHAPE(2)), 0.5));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT,
+              "index_add: alpha 0.5 with int64 t (the result must stay "
+              "integral)");
+  ck_assert_ptr_null(
+      loom_index_add(counts, 0, IVEC(0, 0), VEC(LOOM_F32, 0.75, 0.75), 1));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "index_add: float32 src with int64 t (the "
+                              "result must stay integral)");
+  ck_assert_ptr_null(
+      loom_scatter_add(counts, 0, IVEC(0, 0), VEC(LOOM_F32, 0.75, 0.75)));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "scatter_add: float32 src with int64 t");
+  ck_assert_ptr_null(loom_scatter_add(loom_zeros(LOOM_U8, LOOM_SHAPE(3)), 0,
+                                      IVEC(1), VEC(LOOM_F64, 2)));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "scatter_add: float64 src with uint8 t");
+  /* an integral alpha, an integer src, and a float t take them */
+  CHECK_VALUES(loom_index_add(counts, 0, IVEC(0, 0),
+                              loom_ones(LOOM_I32, LOOM_SHAPE(2)), -3),
+               0, -6, 0, 0);
+  CHECK_VALUES(loom_scatter_add(counts, 0, IVEC(2), IVEC(7)), 0, 0, 0, 7);
+  CHECK_VALUES(loom_index_add(loom_zeros(LOOM_F32, LOOM_SHAPE(3)), 0,
+                              IVEC(0, 0), IVEC(1, 1), 0.5),
+               0, 1, 0, 0);
 }
 END_TEST
 
