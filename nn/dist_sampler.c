@@ -65,13 +65,14 @@ int64_t loom_dist_sampler_batches(const loom_dist_sampler *s) {
 }
 
 /* The order of an epoch: a Fisher-Yates shuffle from a generator seeded
- * by (seed, epoch) alone, so any epoch can be made again on resuming. */
+ * by (seed, epoch) alone, so any epoch can be made again on resuming.
+ * epoch + 1 is taken unsigned: INT64_MAX is a valid epoch. */
 static void order_epoch(loom_dist_sampler *s, int64_t epoch) {
   for (int64_t i = 0; i < s->n; i++)
     s->order[i] = i;
   if (s->shuffle) {
     loom_rng_seed(s->rng,
-                  s->seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(epoch + 1)));
+                  s->seed ^ (0x9E3779B97F4A7C15ull * ((uint64_t)epoch + 1)));
     for (int64_t i = s->n - 1; i > 0; i--) {
       int64_t j = (int64_t)(loom_rng_u64(s->rng) % (uint64_t)(i + 1));
       int64_t t = s->order[i];

@@ -332,6 +332,28 @@ START_TEST(test_sampler_batches_independent_of_ranks) {
 }
 END_TEST
 
+/* The shuffled orders are pinned: a checkpoint resumed by a later build
+ * must see the same batches. Every epoch an int64 holds is valid, the
+ * last one too (its seed was computed with a signed overflow). */
+START_TEST(test_sampler_orders_pinned) {
+  loom_dist_sampler *s = loom_dist_sampler_new(10, 10, 5, true);
+  ck_assert_loom(s);
+  const int64_t epochs[] = {0, 1, 41, INT64_MAX};
+  const int64_t want[][10] = {{2, 4, 7, 1, 3, 5, 8, 9, 6, 0},
+                              {4, 6, 9, 1, 7, 0, 3, 8, 2, 5},
+                              {8, 1, 5, 4, 0, 9, 6, 2, 7, 3},
+                              {3, 0, 2, 7, 9, 8, 5, 4, 6, 1}};
+  for (int e = 0; e < 4; e++) {
+    int64_t items[10];
+    ck_assert_int_eq(loom_dist_sampler_items(s, epochs[e], 0, true, items, 10),
+                     10);
+    for (int i = 0; i < 10; i++)
+      ck_assert_int_eq(items[i], want[e][i]);
+  }
+  loom_dist_sampler_free(s);
+}
+END_TEST
+
 int main(int argc, char **argv) {
   /* First, alone: what happens before the world is joined. */
   Suite *first = suite_create("distributed_before_init");
@@ -366,6 +388,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, test_all_gather_different_shapes);
   tcase_add_test(tc, test_shard_covers_in_rank_order);
   tcase_add_test(tc, test_sampler_batches_independent_of_ranks);
+  tcase_add_test(tc, test_sampler_orders_pinned);
   suite_add_tcase(s, tc);
   status = dist_run_suite(s);
   return failed_before ? EXIT_FAILURE : status;
