@@ -275,9 +275,20 @@ static void divide(void *buf, int64_t n, dist_type type, double by) {
       ((double *)buf)[i] /= by;
 }
 
+/* An op outside the enum used to be taken as a sum: refuse it instead. */
+static bool check_op(loom_dist_op op, const char *what) {
+  if ((int)op >= LOOM_DIST_SUM && (int)op <= LOOM_DIST_MIN)
+    return true;
+  loom_set_error(LOOM_ERR_ARGUMENT,
+                 "%s: op %d is not a loom_dist_op (LOOM_DIST_SUM, MEAN, MAX "
+                 "or MIN: 0 to 3)",
+                 what, (int)op);
+  return false;
+}
+
 int loom_dist_all_reduce(loom_tensor *t, loom_dist_op op) {
   const char *what = "loom_dist_all_reduce";
-  if (!t)
+  if (!t || !check_op(op, what))
     return -1;
   dist_type type;
   if (!dist_type_of(loom_dtype_of(t), &type) ||
@@ -302,6 +313,8 @@ int loom_dist_all_reduce(loom_tensor *t, loom_dist_op op) {
 
 int loom_dist_all_reduce_values(double *values, int64_t n, loom_dist_op op) {
   const char *what = "loom_dist_all_reduce_values";
+  if (!check_op(op, what))
+    return -1;
   if (n < 0 || (n > 0 && !values)) {
     loom_set_error(LOOM_ERR_ARGUMENT, "%s: %lld values at %p", what,
                    (long long)n, (void *)values);

@@ -69,7 +69,9 @@ LOOM_API double loom_dist_timeout(void);
 /* ------------------------------------------------ collectives
  * Each returns 0, or -1 with an error: LOOM_ERR_STATE before
  * loom_dist_init, LOOM_ERR_COMM when communication failed or timed out
- * (the world is then broken), LOOM_ERR_DTYPE/SHAPE for bad arguments. The
+ * (the world is then broken), LOOM_ERR_DTYPE/SHAPE for bad arguments,
+ * LOOM_ERR_ARGUMENT for a bad scalar (a root that is no rank, a count
+ * below 0, an op outside loom_dist_op). The
  * tensors are written in place, also parameters that require grad, and
  * their version is bumped as for any in-place write (a world of one
  * writes nothing). */

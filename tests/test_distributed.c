@@ -156,6 +156,26 @@ START_TEST(test_all_reduce_refusals) {
   ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
   loom_clear_error();
   ck_assert_int_eq(loom_dist_all_reduce_values(NULL, 0, LOOM_DIST_SUM), 0);
+  /* an op outside the enum was summed */
+  loom_tensor *f = filled(LOOM_F32), *before = loom_clone(f);
+  ck_assert_int_eq(loom_dist_all_reduce(f, (loom_dist_op)99), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(
+      loom_last_error(), "loom_dist_all_reduce: op 99 is not a loom_dist_op"));
+  loom_clear_error();
+  ck_assert(loom_equal(f, before));
+  ck_assert_int_eq(loom_dist_all_reduce(f, (loom_dist_op)-1), -1);
+  ck_assert_ptr_nonnull(
+      strstr(loom_last_error(), "op -1 is not a loom_dist_op"));
+  loom_clear_error();
+  v = 1;
+  ck_assert_int_eq(loom_dist_all_reduce_values(&v, 1, (loom_dist_op)4), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  ck_assert_ptr_nonnull(
+      strstr(loom_last_error(),
+             "loom_dist_all_reduce_values: op 4 is not a loom_dist_op"));
+  loom_clear_error();
+  ck_assert_double_eq(v, 1);
 }
 END_TEST
 
