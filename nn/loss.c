@@ -21,6 +21,18 @@ static loom_tensor *reduce(loom_tensor *loss, loom_reduction r) {
   }
 }
 
+/* A reduction outside the enum was taken as the mean: a mistake, so it is
+ * refused. */
+static bool reduction_ok(loom_reduction r, const char *op) {
+  if ((int)r >= LOOM_MEAN && (int)r <= LOOM_NONE)
+    return true;
+  loom_set_error(LOOM_ERR_ARGUMENT,
+                 "%s: reduction %d is not a loom_reduction (LOOM_MEAN, "
+                 "LOOM_SUM or LOOM_NONE: 0 to 2)",
+                 op, (int)r);
+  return false;
+}
+
 static bool same_shape(const loom_tensor *a, const loom_tensor *b,
                        const char *op) {
   if (!a || !b)
@@ -258,6 +270,8 @@ loom_tensor *loom_nll_loss(const loom_tensor *log_probs,
   loom_cross_entropy_opts o = opts ? *opts : loom_cross_entropy_defaults();
   if (!log_probs || !target)
     return loom_null_argument("nll_loss");
+  if (!reduction_ok(o.reduction, "nll_loss"))
+    return NULL;
   if (!loom_dtype_is_float(loom_dtype_of(log_probs)))
     return LOOM_FAIL(LOOM_ERR_DTYPE,
                      "nll_loss: log-probabilities must be float32 or "
@@ -298,6 +312,8 @@ loom_tensor *loom_cross_entropy(const loom_tensor *logits,
   loom_cross_entropy_opts o = opts ? *opts : loom_cross_entropy_defaults();
   if (!logits || !target)
     return loom_null_argument("cross_entropy");
+  if (!reduction_ok(o.reduction, "cross_entropy"))
+    return NULL;
   if (!loom_dtype_is_float(loom_dtype_of(logits)))
     return LOOM_FAIL(
         LOOM_ERR_DTYPE, "cross_entropy: expected a float tensor, got %s %s",
@@ -367,21 +383,21 @@ loom_tensor *loom_cross_entropy(const loom_tensor *logits,
 
 loom_tensor *loom_mse_loss(const loom_tensor *x, const loom_tensor *y,
                            loom_reduction r) {
-  if (!same_shape(x, y, "mse_loss"))
+  if (!same_shape(x, y, "mse_loss") || !reduction_ok(r, "mse_loss"))
     return NULL;
   return reduce(loom_square(loom_sub(x, y)), r);
 }
 
 loom_tensor *loom_l1_loss(const loom_tensor *x, const loom_tensor *y,
                           loom_reduction r) {
-  if (!same_shape(x, y, "l1_loss"))
+  if (!same_shape(x, y, "l1_loss") || !reduction_ok(r, "l1_loss"))
     return NULL;
   return reduce(loom_abs(loom_sub(x, y)), r);
 }
 
 loom_tensor *loom_smooth_l1_loss(const loom_tensor *x, const loom_tensor *y,
                                  double beta, loom_reduction r) {
-  if (!same_shape(x, y, "smooth_l1_loss"))
+  if (!same_shape(x, y, "smooth_l1_loss") || !reduction_ok(r, "smooth_l1_loss"))
     return NULL;
   if (!(beta >= 0))
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "smooth_l1_loss: beta %g (0 and up)",
@@ -461,7 +477,8 @@ loom_tensor *loom_binary_cross_entropy(const loom_tensor *x,
                                        const loom_tensor *y,
                                        const loom_tensor *weight,
                                        loom_reduction r) {
-  if (!same_shape(x, y, "binary_cross_entropy"))
+  if (!same_shape(x, y, "binary_cross_entropy") ||
+      !reduction_ok(r, "binary_cross_entropy"))
     return NULL;
   loom_tensor *loss;
   if (loom_function_apply(
@@ -476,7 +493,8 @@ loom_tensor *loom_binary_cross_entropy(const loom_tensor *x,
 loom_tensor *loom_binary_cross_entropy_with_logits(
     const loom_tensor *x, const loom_tensor *y, const loom_tensor *weight,
     const loom_tensor *pos_weight, loom_reduction r) {
-  if (!same_shape(x, y, "binary_cross_entropy_with_logits"))
+  if (!same_shape(x, y, "binary_cross_entropy_with_logits") ||
+      !reduction_ok(r, "binary_cross_entropy_with_logits"))
     return NULL;
   /* -[pw y log sigmoid(x) + (1 - y) log sigmoid(-x)], each term stable. */
   loom_tensor *pos = loom_mul(y, loom_log_sigmoid(x));
@@ -525,7 +543,7 @@ static const loom_function xlogx = {"xlogy", 1, 1, xlogx_forward,
 
 loom_tensor *loom_kl_div(const loom_tensor *input, const loom_tensor *target,
                          bool log_target, loom_reduction r, bool batchmean) {
-  if (!same_shape(input, target, "kl_div"))
+  if (!same_shape(input, target, "kl_div") || !reduction_ok(r, "kl_div"))
     return NULL;
   loom_tensor *pointwise;
   if (log_target) {

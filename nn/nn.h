@@ -275,7 +275,8 @@ LOOM_API loom_tensor *loom_highway_forward(loom_highway *h,
 LOOM_API void loom_highway_free(loom_highway *h);
 
 /* ------------------------------------------------ losses
- * All differentiable (composed from ops); results owned by the scope. */
+ * All differentiable (composed from ops); results owned by the scope. A
+ * reduction outside loom_reduction is refused (NULL, LOOM_ERR_ARGUMENT). */
 
 typedef enum loom_reduction {
   LOOM_MEAN = 0,

@@ -608,6 +608,46 @@ START_TEST(test_argument_ranges_of_layers_and_losses) {
 }
 END_TEST
 
+/* A reduction outside loom_reduction is refused by every loss (each had
+ * taken it as the mean). */
+START_TEST(test_loss_reduction_outside_the_enum) {
+  loom_tensor *x = loom_full(LOOM_F32, 0.5, LOOM_SHAPE(4, 3));
+  loom_tensor *c = loom_zeros(LOOM_I64, LOOM_SHAPE(4));
+  loom_cross_entropy_opts o = loom_cross_entropy_defaults();
+  o.reduction = (loom_reduction)7;
+  ck_assert_ptr_null(loom_cross_entropy(x, c, &o));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT,
+               "cross_entropy: reduction 7 is not a loom_reduction "
+               "(LOOM_MEAN, LOOM_SUM or LOOM_NONE: 0 to 2)");
+  ck_assert_ptr_null(loom_cross_entropy(x, x, &o)); /* probabilities */
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "cross_entropy: reduction 7");
+  o.reduction = (loom_reduction)-1;
+  ck_assert_ptr_null(loom_nll_loss(x, c, &o));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "nll_loss: reduction -1");
+  loom_reduction r = (loom_reduction)3;
+  ck_assert_ptr_null(loom_mse_loss(x, x, r));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "mse_loss: reduction 3");
+  ck_assert_ptr_null(loom_l1_loss(x, x, r));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "l1_loss: reduction 3");
+  ck_assert_ptr_null(loom_smooth_l1_loss(x, x, 1, r));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "smooth_l1_loss: reduction 3");
+  ck_assert_ptr_null(loom_binary_cross_entropy(x, x, NULL, r));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "binary_cross_entropy: reduction 3");
+  ck_assert_ptr_null(
+      loom_binary_cross_entropy_with_logits(x, x, NULL, NULL, r));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT,
+               "binary_cross_entropy_with_logits: reduction 3");
+  ck_assert_ptr_null(loom_kl_div(x, x, true, r, false));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "kl_div: reduction 3");
+  ck_assert_ptr_null(loom_kl_div(x, x, false, r, true));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "kl_div: reduction 3");
+  /* the three of the enum are taken */
+  CHECK_SCALAR_SHAPE(loom_mse_loss(x, x, LOOM_MEAN));
+  CHECK_SCALAR_SHAPE(loom_l1_loss(x, x, LOOM_SUM));
+  CHECK_SHAPE(loom_kl_div(x, x, true, LOOM_NONE, false), 4, 3);
+}
+END_TEST
+
 /* Reductions of empty tensors, as torch 1.13: over dims that are not
  * empty they give empty results (they had been refused, and max, min,
  * argmax and argmin were until later), over an empty one amax refuses (no
@@ -670,6 +710,7 @@ int main(void) {
   tcase_add_test(tc, test_layer_sizes);
   tcase_add_test(tc, test_attention_sizes);
   tcase_add_test(tc, test_argument_ranges_of_layers_and_losses);
+  tcase_add_test(tc, test_loss_reduction_outside_the_enum);
   tcase_add_test(tc, test_view_sizes);
   tcase_add_test(tc, test_op_arguments);
   tcase_add_test(tc, test_conv_and_pool_arguments);
