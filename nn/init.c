@@ -21,9 +21,22 @@ double loom_init_gain(const char *nl, double param) {
   return NAN;
 }
 
+/* A mode outside the enum was taken as LOOM_FAN_OUT: a mistake, refused. */
+static bool fan_mode_ok(loom_fan_mode mode, const char *op) {
+  if (mode == LOOM_FAN_IN || mode == LOOM_FAN_OUT)
+    return true;
+  loom_set_error(LOOM_ERR_ARGUMENT,
+                 "%s: fan mode %d is not a loom_fan_mode (LOOM_FAN_IN or "
+                 "LOOM_FAN_OUT: 0 or 1)",
+                 op, (int)mode);
+  return false;
+}
+
 int64_t loom_init_fan(const loom_tensor *t, loom_fan_mode mode) {
   if (!t)
     return loom_null_argument("init_fan"), -1;
+  if (!fan_mode_ok(mode, "init_fan"))
+    return -1;
   if (loom_ndim(t) < 2) {
     loom_set_error(LOOM_ERR_SHAPE, "init: fan needs a tensor of 2+ dims");
     return -1;
@@ -119,6 +132,8 @@ static double kaiming_std(loom_tensor *t, double a, loom_fan_mode mode,
 
 int loom_init_kaiming_uniform_(loom_tensor *t, double a, loom_fan_mode mode,
                                const char *nl, loom_rng *g) {
+  if (!fan_mode_ok(mode, "init_kaiming_uniform_"))
+    return -1;
   if (nothing_to_init(t))
     return 0;
   double std = kaiming_std(t, a, mode, nl);
@@ -129,6 +144,8 @@ int loom_init_kaiming_uniform_(loom_tensor *t, double a, loom_fan_mode mode,
 
 int loom_init_kaiming_normal_(loom_tensor *t, double a, loom_fan_mode mode,
                               const char *nl, loom_rng *g) {
+  if (!fan_mode_ok(mode, "init_kaiming_normal_"))
+    return -1;
   if (nothing_to_init(t))
     return 0;
   double std = kaiming_std(t, a, mode, nl);

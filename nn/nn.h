@@ -136,7 +136,8 @@ LOOM_API int loom_init_constant_(loom_tensor *t, double value);
 LOOM_API int loom_init_xavier_uniform_(loom_tensor *t, double gain,
                                        loom_rng *g);
 LOOM_API int loom_init_xavier_normal_(loom_tensor *t, double gain, loom_rng *g);
-/* a: the negative slope for leaky_relu. */
+/* a: the negative slope for leaky_relu. A mode outside loom_fan_mode is
+ * refused (LOOM_ERR_ARGUMENT). */
 LOOM_API int loom_init_kaiming_uniform_(loom_tensor *t, double a,
                                         loom_fan_mode mode,
                                         const char *nonlinearity, loom_rng *g);
@@ -147,7 +148,8 @@ LOOM_API int loom_init_kaiming_normal_(loom_tensor *t, double a,
 LOOM_API int loom_init_orthogonal_(loom_tensor *t, double gain, loom_rng *g);
 /* The identity (2-D), e.g. for IRNN recurrent weights. */
 LOOM_API int loom_init_eye_(loom_tensor *t);
-/* fan_in / fan_out as torch computes them; -1 for tensors under 2-D. */
+/* fan_in / fan_out as torch computes them; -1 for tensors under 2-D
+ * (LOOM_ERR_SHAPE) or a mode outside loom_fan_mode (LOOM_ERR_ARGUMENT). */
 LOOM_API int64_t loom_init_fan(const loom_tensor *t, loom_fan_mode mode);
 
 /* ------------------------------------------------ layers

@@ -827,6 +827,38 @@ START_TEST(test_optimizer_rules_named) {
 }
 END_TEST
 
+/* The initialisers refuse arguments outside their ranges with an error
+ * that names them, and leave the tensor as it was. */
+START_TEST(test_initialiser_arguments) {
+  loom_tensor *w = loom_ones(LOOM_F32, LOOM_SHAPE(3, 3));
+  loom_tensor *before = loom_clone(w);
+  /* a fan mode outside the enum was taken as LOOM_FAN_OUT */
+  ck_assert_int_eq(
+      loom_init_kaiming_uniform_(w, 0, (loom_fan_mode)7, "relu", NULL), -1);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "init_kaiming_uniform_: fan mode 7 is not a "
+                                 "loom_fan_mode (LOOM_FAN_IN or LOOM_FAN_OUT");
+  loom_clear_error();
+  ck_assert_int_eq(
+      loom_init_kaiming_normal_(w, 0, (loom_fan_mode)-1, "relu", NULL), -1);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "init_kaiming_normal_: fan mode -1");
+  loom_clear_error();
+  ck_assert_int_eq(loom_init_fan(w, (loom_fan_mode)2), -1);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "init_fan: fan mode 2");
+  loom_clear_error();
+  /* also for a tensor of no elements, which the mode would not change */
+  ck_assert_int_eq(
+      loom_init_kaiming_uniform_(loom_zeros(LOOM_F32, LOOM_SHAPE(0, 3)), 0,
+                                 (loom_fan_mode)7, "relu", NULL),
+      -1);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "fan mode 7");
+  loom_clear_error();
+  ck_assert(loom_equal(w, before));
+  ck_assert_int_eq(loom_init_fan(w, LOOM_FAN_OUT), 3);
+  ck_assert_int_eq(loom_init_kaiming_normal_(w, 0, LOOM_FAN_OUT, "relu", NULL),
+                   0);
+}
+END_TEST
+
 START_TEST(test_mixed_dtypes_named) {
   loom_tensor *xp = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 1, 4));
   loom_tensor *w = loom_zeros(LOOM_F64, LOOM_SHAPE(4, 1));
@@ -869,12 +901,13 @@ START_TEST(test_mixed_dtypes_named) {
   /* the GRU's: w_ih (3H, I) */
   loom_tensor *b3 = loom_zeros(LOOM_F32, LOOM_SHAPE(3));
   loom_tensor *whh3 = loom_zeros(LOOM_F32, LOOM_SHAPE(3, 1));
-  ck_assert_int_eq(loom_gru_sequence_input(x, wih, b3, whh3, b3, h, NULL, false,
-                                           &o, &hn),
-                   -1);
-  CHECK_ERROR(LOOM_ERR_SHAPE, "gru_sequence_input: input [2, 1, 3], "
-                              "weight_ih [4, 3], bias_ih [3] for weight_hh "
-                              "[3, 1] (want (T, B, I), (3H, I), (3H), (3H, H))");
+  ck_assert_int_eq(
+      loom_gru_sequence_input(x, wih, b3, whh3, b3, h, NULL, false, &o, &hn),
+      -1);
+  CHECK_ERROR(LOOM_ERR_SHAPE,
+              "gru_sequence_input: input [2, 1, 3], "
+              "weight_ih [4, 3], bias_ih [3] for weight_hh "
+              "[3, 1] (want (T, B, I), (3H, I), (3H), (3H, H))");
   loom_clear_error();
   loom_tensor *wih3 = loom_zeros(LOOM_F32, LOOM_SHAPE(3, 3));
   ck_assert_int_eq(loom_gru_sequence_input(x, wih3, loom_to_dtype(b3, LOOM_F64),
@@ -883,9 +916,9 @@ START_TEST(test_mixed_dtypes_named) {
   CHECK_ERROR(LOOM_ERR_DTYPE, "gru_sequence_input: mixed dtypes: input "
                               "float32, weight_ih float32, bias_ih float64");
   loom_clear_error();
-  ck_assert_int_eq(loom_gru_sequence_input(x, wih3, NULL, whh3, b3, h, NULL,
-                                           false, &o, &hn),
-                   0);
+  ck_assert_int_eq(
+      loom_gru_sequence_input(x, wih3, NULL, whh3, b3, h, NULL, false, &o, &hn),
+      0);
 }
 END_TEST
 
@@ -918,6 +951,7 @@ int main(void) {
   tcase_add_test(tc, test_mixed_dtypes_named);
   tcase_add_test(tc, test_schedule_rules_named);
   tcase_add_test(tc, test_optimizer_rules_named);
+  tcase_add_test(tc, test_initialiser_arguments);
   tcase_add_test(tc, test_anomaly_contract);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
