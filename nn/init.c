@@ -122,9 +122,13 @@ int loom_init_xavier_normal_(loom_tensor *t, double gain, loom_rng *g) {
 }
 
 static double kaiming_std(loom_tensor *t, double a, loom_fan_mode mode,
-                          const char *nl) {
+                          const char *nl, const char *op) {
   int64_t fan = loom_init_fan(t, mode);
   double gain = loom_init_gain(nl ? nl : "leaky_relu", a);
+  /* an unknown nonlinearity has said so; a NaN slope had failed silently */
+  if (isnan(gain))
+    loom_set_error(LOOM_ERR_ARGUMENT, "%s: gain nan (negative slope a = %g)",
+                   op, a);
   if (fan <= 0 || isnan(gain))
     return NAN;
   return gain / sqrt((double)fan);
@@ -136,7 +140,7 @@ int loom_init_kaiming_uniform_(loom_tensor *t, double a, loom_fan_mode mode,
     return -1;
   if (nothing_to_init(t))
     return 0;
-  double std = kaiming_std(t, a, mode, nl);
+  double std = kaiming_std(t, a, mode, nl, "init_kaiming_uniform_");
   if (isnan(std))
     return -1;
   return loom_init_uniform_(t, -sqrt(3.0) * std, sqrt(3.0) * std, g);
@@ -148,7 +152,7 @@ int loom_init_kaiming_normal_(loom_tensor *t, double a, loom_fan_mode mode,
     return -1;
   if (nothing_to_init(t))
     return 0;
-  double std = kaiming_std(t, a, mode, nl);
+  double std = kaiming_std(t, a, mode, nl, "init_kaiming_normal_");
   if (isnan(std))
     return -1;
   return loom_init_normal_(t, 0, std, g);
@@ -211,6 +215,8 @@ done:
 int loom_init_orthogonal_(loom_tensor *t, double gain, loom_rng *g) {
   if (!t)
     return loom_null_argument("init_orthogonal_"), -1;
+  if (!finite_gain(gain, "init_orthogonal_"))
+    return -1;
   if (loom_ndim(t) < 2)
     return loom_set_error(LOOM_ERR_SHAPE,
                           "init_orthogonal_: needs 2+ dims, "

@@ -136,15 +136,17 @@ LOOM_API int loom_init_constant_(loom_tensor *t, double value);
 LOOM_API int loom_init_xavier_uniform_(loom_tensor *t, double gain,
                                        loom_rng *g);
 LOOM_API int loom_init_xavier_normal_(loom_tensor *t, double gain, loom_rng *g);
-/* a: the negative slope for leaky_relu. A mode outside loom_fan_mode is
- * refused (LOOM_ERR_ARGUMENT). */
+/* a: the negative slope for leaky_relu. A mode outside loom_fan_mode, an
+ * unknown nonlinearity or a NaN slope for leaky_relu is refused
+ * (LOOM_ERR_ARGUMENT). */
 LOOM_API int loom_init_kaiming_uniform_(loom_tensor *t, double a,
                                         loom_fan_mode mode,
                                         const char *nonlinearity, loom_rng *g);
 LOOM_API int loom_init_kaiming_normal_(loom_tensor *t, double a,
                                        loom_fan_mode mode,
                                        const char *nonlinearity, loom_rng *g);
-/* A (semi-)orthogonal matrix of the flattened shape rows x rest. */
+/* A (semi-)orthogonal matrix of the flattened shape rows x rest, times
+ * gain, which must be finite (LOOM_ERR_ARGUMENT). */
 LOOM_API int loom_init_orthogonal_(loom_tensor *t, double gain, loom_rng *g);
 /* The identity (2-D), e.g. for IRNN recurrent weights. */
 LOOM_API int loom_init_eye_(loom_tensor *t);

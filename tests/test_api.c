@@ -852,7 +852,25 @@ START_TEST(test_initialiser_arguments) {
       -1);
   CHECK_ERROR(LOOM_ERR_ARGUMENT, "fan mode 7");
   loom_clear_error();
+  /* a gain that is not finite, as xavier's: orthogonal_ had filled NaN,
+   * kaiming's NaN slope had failed without an error */
+  ck_assert_int_eq(loom_init_orthogonal_(w, NAN, NULL), -1);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "init_orthogonal_: gain nan is not finite");
+  loom_clear_error();
+  ck_assert_int_eq(loom_init_orthogonal_(w, -INFINITY, NULL), -1);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "init_orthogonal_: gain -inf is not finite");
+  loom_clear_error();
+  ck_assert_int_eq(
+      loom_init_kaiming_uniform_(w, NAN, LOOM_FAN_IN, "leaky_relu", NULL), -1);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT,
+              "init_kaiming_uniform_: gain nan (negative slope a = nan)");
+  loom_clear_error();
+  ck_assert_int_eq(loom_init_kaiming_normal_(w, 0, LOOM_FAN_IN, "swish", NULL),
+                   -1);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "init_gain: unknown nonlinearity 'swish'");
+  loom_clear_error();
   ck_assert(loom_equal(w, before));
+  ck_assert_int_eq(loom_init_orthogonal_(w, 2, NULL), 0);
   ck_assert_int_eq(loom_init_fan(w, LOOM_FAN_OUT), 3);
   ck_assert_int_eq(loom_init_kaiming_normal_(w, 0, LOOM_FAN_OUT, "relu", NULL),
                    0);
