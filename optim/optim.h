@@ -142,8 +142,9 @@ typedef struct loom_schedule loom_schedule;
 LOOM_API loom_schedule_opts loom_schedule_defaults(loom_schedule_kind kind);
 
 /* A schedule driving opt (which must outlive it). Sets the epoch-0 lr.
- * Caller frees. NULL on a bad option, or an epoch-0 lr that is not a
- * finite number >= 0. */
+ * Caller frees. NULL on a bad option (LOOM_ERR_ARGUMENT naming the rule
+ * it breaks: gamma and eta_min finite, plateau's factor in (0, 1), ...),
+ * or an epoch-0 lr that is not a finite number >= 0. */
 LOOM_API loom_schedule *loom_schedule_new(loom_optimizer *opt,
                                           loom_schedule_opts opts);
 LOOM_API void loom_schedule_free(loom_schedule *s);

@@ -83,21 +83,24 @@ loom_schedule *loom_schedule_new(loom_optimizer *opt, loom_schedule_opts o) {
     return loom_null_argument("schedule_new");
   const char *rule = NULL; /* the rule o breaks, if it breaks one */
   switch (o.kind) {
+  /* a NaN (or infinite) gamma or eta_min was taken, and the lr became NaN
+   * at the first step */
   case LOOM_SCHEDULE_STEP:
-    if (!(o.step_size > 0))
-      rule = "step: step_size > 0";
+    if (!(o.step_size > 0 && isfinite(o.gamma)))
+      rule = "step: step_size > 0, gamma finite";
     break;
   case LOOM_SCHEDULE_MULTISTEP: {
-    bool ok = o.n_milestones >= 0 && o.n_milestones <= 16;
+    bool ok = o.n_milestones >= 0 && o.n_milestones <= 16 && isfinite(o.gamma);
     for (int i = 1; ok && i < o.n_milestones; i++)
       ok = o.milestones[i] > o.milestones[i - 1];
     if (!ok)
-      rule = "multistep: 0 to 16 milestones, each after the one before";
+      rule = "multistep: 0 to 16 milestones, each after the one before, "
+             "gamma finite";
     break;
   }
   case LOOM_SCHEDULE_COSINE:
-    if (!(o.t_max > 0))
-      rule = "cosine: t_max > 0";
+    if (!(o.t_max > 0 && isfinite(o.eta_min)))
+      rule = "cosine: t_max > 0, eta_min finite";
     break;
   case LOOM_SCHEDULE_LINEAR:
     if (!(o.total_iters > 0 && o.start_factor > 0 && o.start_factor <= 1 &&
@@ -114,6 +117,8 @@ loom_schedule *loom_schedule_new(loom_optimizer *opt, loom_schedule_opts o) {
       rule = "plateau: factor in (0, 1), patience and cooldown >= 0";
     break;
   case LOOM_SCHEDULE_EXPONENTIAL:
+    if (!isfinite(o.gamma))
+      rule = "exponential: gamma finite";
     break;
   default:
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "schedule_new: unknown kind %d",

@@ -726,15 +726,36 @@ START_TEST(test_schedule_rules_named) {
   loom_schedule_opts ms = loom_schedule_defaults(LOOM_SCHEDULE_MULTISTEP);
   ms.n_milestones = 3;
   ms.milestones[0] = 2, ms.milestones[1] = 2, ms.milestones[2] = 5;
-  loom_schedule_opts bad[] = {lin, ms, {.kind = (loom_schedule_kind)99}};
-  const char *said[] = {"linear: total_iters > 0", "multistep: 0 to 16",
-                        "unknown kind 99"};
-  for (int i = 0; i < 3; i++) {
+  /* NaN gammas and eta_min were taken (the lr became NaN), where NaN
+   * plateau factors were refused */
+  loom_schedule_opts step = loom_schedule_defaults(LOOM_SCHEDULE_STEP);
+  step.step_size = 1, step.gamma = NAN;
+  loom_schedule_opts ms_nan = loom_schedule_defaults(LOOM_SCHEDULE_MULTISTEP);
+  ms_nan.gamma = NAN;
+  loom_schedule_opts ex = loom_schedule_defaults(LOOM_SCHEDULE_EXPONENTIAL);
+  ex.gamma = INFINITY;
+  loom_schedule_opts cosine = loom_schedule_defaults(LOOM_SCHEDULE_COSINE);
+  cosine.t_max = 10, cosine.eta_min = NAN;
+  loom_schedule_opts pl = loom_schedule_defaults(LOOM_SCHEDULE_PLATEAU);
+  pl.factor = NAN;
+  loom_schedule_opts bad[] = {
+      lin, ms, {.kind = (loom_schedule_kind)99}, step, ms_nan, ex, cosine, pl};
+  const char *said[] = {"linear: total_iters > 0",
+                        "multistep: 0 to 16",
+                        "unknown kind 99",
+                        "step: step_size > 0, gamma finite",
+                        "multistep: 0 to 16 milestones, each after the one "
+                        "before, gamma finite",
+                        "exponential: gamma finite",
+                        "cosine: t_max > 0, eta_min finite",
+                        "plateau: factor in (0, 1)"};
+  for (int i = 0; i < 8; i++) {
     ck_assert_ptr_null(loom_schedule_new(opt, bad[i]));
     ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
     ck_assert_msg(strstr(loom_last_error(), said[i]), "%s", loom_last_error());
     loom_clear_error();
   }
+  ck_assert_double_eq(loom_optimizer_lr(opt), 0.1);
   /* an lr the optimizer refuses stops the schedule loudly: it had gone on
    * at the old lr with the optimizer's refusal pending */
   loom_schedule_opts neg = loom_schedule_defaults(LOOM_SCHEDULE_EXPONENTIAL);
