@@ -106,8 +106,8 @@ LOOM_API int loom_chunk(const loom_tensor *t, int chunks, int dim,
 /* torch.flip: the order of elements reversed along each of the n dims in
  * `dims` (negative count from the end), out[..., i, ...] = t[..., s-1-i,
  * ...]. n == 0 gives a copy. Shape and dtype are t's. Errors:
- * LOOM_ERR_ARGUMENT for a dim out of range or named twice, or dims NULL
- * with n > 0. */
+ * LOOM_ERR_ARGUMENT for a dim out of range or named twice, n < 0, or dims
+ * NULL with n > 0. */
 LOOM_API loom_tensor *loom_flip(const loom_tensor *t, const int *dims, int n);
 /* torch.roll: elements shifted by shifts[k] places along dims[k] (k < n),
  * wrapping around: out[..., (i + shift) mod s, ...] = t[..., i, ...];

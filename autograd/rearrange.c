@@ -23,6 +23,8 @@ static int64_t size_of(const loom_tensor *t, int d) {
 loom_tensor *loom_flip(const loom_tensor *t, const int *dims, int n) {
   if (!t || (!dims && n > 0))
     return loom_null_argument("flip");
+  if (n < 0) /* it was taken as 0: a copy */
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT, "flip: %d dims (0 or more)", n);
   bool seen[LOOM_MAX_DIMS] = {false};
   for (int k = 0; k < n; k++) {
     int d = loom__dim(dims[k], t->ndim, "flip");

@@ -53,6 +53,11 @@ START_TEST(test_flip) {
   CHECK_ERROR(LOOM_ERR_ARGUMENT, "flip: dim 2 out of range");
   ck_assert_ptr_null(loom_flip(x, NULL, 1));
   CHECK_ERROR(LOOM_ERR_ARGUMENT, "flip: NULL argument");
+  /* a negative count was taken as 0 */
+  ck_assert_ptr_null(loom_flip(x, (int[]){0}, -1));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "flip: -1 dims (0 or more)");
+  ck_assert_ptr_null(loom_flip(x, NULL, -1));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "flip: -1 dims");
 }
 END_TEST
 
