@@ -367,6 +367,10 @@ loom_tensor *loom_one_hot(const loom_tensor *indices, int64_t num_classes) {
     return loom_null_argument("one_hot");
   if (!index_arg(indices, false, "one_hot"))
     return NULL;
+  if (num_classes < -1) /* it was taken as -1, inferring the count */
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "one_hot: num_classes %lld (0 and up, or -1 to infer it)",
+                     (long long)num_classes);
   if (indices->ndim >= LOOM_MAX_DIMS)
     return LOOM_FAIL(LOOM_ERR_SHAPE, "one_hot: too many dims");
   const loom_tensor *ix =

@@ -193,7 +193,9 @@ LOOM_API loom_tensor *loom_embedding(const loom_tensor *weight,
                                      const loom_tensor *indices,
                                      int64_t padding_idx);
 /* int64 indices -> int64 one-hot vectors of length num_classes (-1: the
- * largest index + 1). */
+ * largest index + 1). Errors: LOOM_ERR_ARGUMENT for num_classes below -1,
+ * LOOM_ERR_INDEX for an index outside [0, num_classes), LOOM_ERR_SHAPE for
+ * a result too large. */
 LOOM_API loom_tensor *loom_one_hot(const loom_tensor *indices,
                                    int64_t num_classes);
 /* Positions where mask (bool, broadcast to t) is true take `value`.

@@ -164,6 +164,13 @@ START_TEST(test_embedding_and_one_hot) {
   CHECK_VALUES(oh2, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0);
   ck_assert_ptr_null(loom_one_hot(IVEC(5), 4));
   CHECK_ERROR(LOOM_ERR_INDEX, "one_hot: index 5");
+  /* only -1 infers the count: -100 had been taken as -1 */
+  ck_assert_ptr_null(loom_one_hot(IVEC(2, 0), -100));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT,
+              "one_hot: num_classes -100 (0 and up, or -1 to infer it)");
+  ck_assert_ptr_null(loom_one_hot(IVEC(0), -2));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "one_hot: num_classes -2");
+  CHECK_SHAPE(loom_one_hot(loom_zeros(LOOM_I64, LOOM_SHAPE(0)), 0), 0, 0);
 }
 END_TEST
 
