@@ -6,6 +6,11 @@
 #include <math.h>
 
 loom_tensor *loom_causal_mask(loom_dtype dtype, int64_t n) {
+  if (!loom_dtype_is_float(dtype)) /* -inf became INT64_MIN, 255 or true */
+    return LOOM_FAIL(LOOM_ERR_DTYPE,
+                     "causal_mask: dtype %s (float32 or float64: the mask "
+                     "holds -inf)",
+                     loom_dtype_name(dtype));
   loom_tensor *m = loom_zeros(dtype, LOOM_SHAPE(n, n));
   for (int64_t i = 0; m && i < n; i++)
     for (int64_t j = i + 1; j < n; j++)

@@ -33,7 +33,8 @@ loom_scaled_dot_product_attention(const loom_tensor *q, const loom_tensor *k,
                                   bool causal, double dropout, loom_rng *g,
                                   loom_tensor **weights);
 /* (n, n) float mask, 0 on and below the diagonal and -inf above it
- * (nn.Transformer.generate_square_subsequent_mask). */
+ * (nn.Transformer.generate_square_subsequent_mask). A dtype other than
+ * float32 or float64 (or the default) is refused (LOOM_ERR_DTYPE). */
 LOOM_API loom_tensor *loom_causal_mask(loom_dtype dtype, int64_t n);
 
 /* ------------------------------------------------ seq2seq attention
@@ -141,7 +142,9 @@ LOOM_API loom_tensor *loom_multihead_attention_cross_step(
 
 /* ------------------------------------------------ positional encodings */
 
-/* The Vaswani et al. table: (n, d), sin on even, cos on odd features. */
+/* The Vaswani et al. table: (n, d), sin on even, cos on odd features.
+ * Errors: LOOM_ERR_DTYPE for a dtype other than float32 or float64 (or
+ * the default), LOOM_ERR_ARGUMENT for n < 0, d < 1 or n * d too large. */
 LOOM_API loom_tensor *loom_sinusoidal_encoding(loom_dtype dtype, int64_t n,
                                                int64_t d);
 

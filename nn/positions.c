@@ -6,6 +6,10 @@
 #include <stdlib.h>
 
 loom_tensor *loom_sinusoidal_encoding(loom_dtype dtype, int64_t n, int64_t d) {
+  if (!loom_dtype_is_float(dtype)) /* the values in [-1, 1] became 0 and 1 */
+    return LOOM_FAIL(LOOM_ERR_DTYPE,
+                     "sinusoidal_encoding: dtype %s (float32 or float64)",
+                     loom_dtype_name(dtype));
   if (n < 0 || d < 1 || (n > 0 && d > LOOM_MAX_ELEMENTS / n)) {
     loom_set_error(LOOM_ERR_ARGUMENT,
                    "sinusoidal_encoding: %lld x %lld (need n >= 0, d >= 1 "

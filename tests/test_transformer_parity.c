@@ -342,6 +342,16 @@ START_TEST(test_causal_mask) {
     ck_assert_int_eq(loom_dtype_of(m64), LOOM_F64);
     ck_assert(loom_equal(m64, want));
   }
+  /* an integer or bool dtype cannot hold -inf: refused (it saturated) */
+  ck_assert_ptr_null(loom_causal_mask(LOOM_I64, 3));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_DTYPE);
+  ck_assert_str_eq(loom_last_error(), "causal_mask: dtype int64 (float32 or "
+                                      "float64: the mask holds -inf)");
+  loom_clear_error();
+  ck_assert_ptr_null(loom_causal_mask(LOOM_BOOL, 3));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_DTYPE);
+  loom_clear_error();
+  ck_assert_int_eq(loom_numel(loom_causal_mask(LOOM_DTYPE_DEFAULT, 2)), 4);
 }
 END_TEST
 
@@ -363,6 +373,15 @@ START_TEST(test_sinusoidal_table) {
         loom_sinusoidal_encoding(LOOM_F32, shapes[i][0], shapes[i][1]), want,
         1e-6, 1e-7));
   }
+  /* integers would hold the table's 0 and 1 only: refused */
+  ck_assert_ptr_null(loom_sinusoidal_encoding(LOOM_I64, 3, 4));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_DTYPE);
+  ck_assert_str_eq(loom_last_error(),
+                   "sinusoidal_encoding: dtype int64 (float32 or float64)");
+  loom_clear_error();
+  ck_assert_ptr_null(loom_sinusoidal_encoding(LOOM_U8, 3, 4));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_DTYPE);
+  loom_clear_error();
 }
 END_TEST
 
