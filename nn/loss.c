@@ -473,12 +473,48 @@ static int bce_backward(loom_function_ctx *c, loom_tensor *const *g,
 static const loom_function bce = {"binary_cross_entropy", 2, 1, bce_forward,
                                   bce_backward};
 
+/* Whether every element of x is a probability, as torch checks the input
+ * of binary_cross_entropy (NaN is none): an input of 2 against a target
+ * of 1 gave a negative loss. Read, not recorded. */
+static bool probabilities(const loom_tensor *x, const char *op) {
+  loom_scope *s = loom_scope_begin();
+  loom_no_grad_begin();
+  const loom_tensor *c = loom_contiguous(
+      loom_dtype_of(x) == LOOM_F32 ? x : loom_to_dtype(x, LOOM_F64));
+  loom_no_grad_end();
+  int64_t n = c ? loom_numel(c) : 0, i = 0;
+  double bad = 0;
+  if (c && loom_dtype_of(c) == LOOM_F32) {
+    const float *v = loom_data_f32(c);
+    while (i < n && v[i] >= 0 && v[i] <= 1)
+      i++;
+    bad = i < n ? v[i] : 0;
+  } else if (c) {
+    const double *v = loom_data_f64(c);
+    while (i < n && v[i] >= 0 && v[i] <= 1)
+      i++;
+    bad = i < n ? v[i] : 0;
+  }
+  bool read = c != NULL;
+  loom_scope_end(s);
+  if (!read)
+    return false;
+  if (i == n)
+    return true;
+  loom_set_error(LOOM_ERR_ARGUMENT,
+                 "%s: all elements of input should be between 0 and 1 "
+                 "(element %lld is %g)",
+                 op, (long long)i, bad);
+  return false;
+}
+
 loom_tensor *loom_binary_cross_entropy(const loom_tensor *x,
                                        const loom_tensor *y,
                                        const loom_tensor *weight,
                                        loom_reduction r) {
   if (!same_shape(x, y, "binary_cross_entropy") ||
-      !reduction_ok(r, "binary_cross_entropy"))
+      !reduction_ok(r, "binary_cross_entropy") ||
+      !probabilities(x, "binary_cross_entropy"))
     return NULL;
   loom_tensor *loss;
   if (loom_function_apply(

@@ -335,7 +335,10 @@ LOOM_API loom_tensor *loom_smooth_l1_loss(const loom_tensor *input,
  * -100, and the gradient in input (input - target) / max(input (1 -
  * input), 1e-12f), finite at 0 and 1; differentiable in the target too
  * (log(1 - input) - log(input), each clamped: finite at 0 and 1, where
- * torch's is infinite), and twice, finite everywhere. weight may be NULL. */
+ * torch's is infinite), and twice, finite everywhere. weight may be NULL.
+ * An input element outside [0, 1] (or NaN) is refused as torch refuses it
+ * (LOOM_ERR_ARGUMENT, "all elements of input should be between 0 and 1");
+ * the target is not checked, as in torch. */
 LOOM_API loom_tensor *loom_binary_cross_entropy(const loom_tensor *input,
                                                 const loom_tensor *target,
                                                 const loom_tensor *weight,

@@ -482,6 +482,34 @@ START_TEST(test_saturated_binary_cross_entropy) {
 }
 END_TEST
 
+/* An input outside [0, 1] is no probability: refused as torch refuses it
+ * (2 against a target of 1 gave a negative loss), NaN too; the target is
+ * not checked, as in torch. */
+START_TEST(test_binary_cross_entropy_input_range) {
+  loom_tensor *one = loom_ones(LOOM_F32, LOOM_SHAPE(3));
+  ck_assert_ptr_null(loom_binary_cross_entropy(
+      loom_full(LOOM_F32, 2, LOOM_SHAPE(3)), one, NULL, LOOM_MEAN));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT,
+               "binary_cross_entropy: all elements of input should be "
+               "between 0 and 1 (element 0 is 2)");
+  loom_tensor *x = loom_set_requires_grad(
+      loom_from_array(LOOM_F64, (double[]){0.5, 1, -1e-300}, LOOM_SHAPE(3)),
+      true);
+  ck_assert_ptr_null(loom_binary_cross_entropy(x, one, NULL, LOOM_SUM));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "(element 2 is -1e-300)");
+  loom_tensor *nan = loom_t(loom_reshape(VEC(LOOM_F32, 0, 0.25, 1, NAN),
+                                         LOOM_SHAPE(2, 2))); /* strided */
+  ck_assert_ptr_null(loom_binary_cross_entropy(
+      nan, loom_ones(LOOM_F32, LOOM_SHAPE(2, 2)), NULL, LOOM_NONE));
+  EXPECT_ERROR(LOOM_ERR_ARGUMENT, "(element 3 is nan)");
+  /* the ends are probabilities; a target outside [0, 1] is taken */
+  CHECK_VALUES(loom_binary_cross_entropy(VEC(LOOM_F64, 0, 1, 0.5),
+                                         VEC(LOOM_F64, 0, 1, 2), NULL,
+                                         LOOM_NONE),
+               1e-15, 0, 0, log(2));
+}
+END_TEST
+
 /* Gradients at the points where a composition would meet 0 x inf, as
  * torch 1.13 gives them: std of a constant line (0, as torch masks
  * std == 0; it had been NaN), a p < 1 norm at a zero element (0
@@ -717,6 +745,7 @@ int main(void) {
   tcase_add_test(tc, test_unfold_and_fold_arguments);
   tcase_add_test(tc, test_empty_and_overlapping_operands);
   tcase_add_test(tc, test_saturated_binary_cross_entropy);
+  tcase_add_test(tc, test_binary_cross_entropy_input_range);
   tcase_add_test(tc, test_gradients_at_degenerate_points);
   tcase_add_test(tc, test_empty_reductions_and_clamp_bounds);
   tcase_add_test(tc, test_pow_special_exponents);
