@@ -43,30 +43,22 @@
   "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",        \
       "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13"
 
-/* Returns the FLOPs done: 12 chains x lanes x 2 per iteration. */
-__attribute__((target("avx2,fma"))) static double run_avx2(long n) {
-  long k = n;
-  __asm__ volatile("vxorps %%ymm0, %%ymm0, %%ymm0\n\t"
-                   "vxorps %%ymm1, %%ymm1, %%ymm1\n\t"
-                   "1:\n\t" CHAINS("ymm") "dec %0\n\t"
-                                          "jnz 1b"
-                   : "+r"(k)
-                   :
-                   : CLOBBERS);
-  return 12.0 * 8 * 2 * (double)n;
-}
-
-__attribute__((target("avx512f"))) static double run_avx512(long n) {
-  long k = n;
-  __asm__ volatile("vxorps %%zmm0, %%zmm0, %%zmm0\n\t"
-                   "vxorps %%zmm1, %%zmm1, %%zmm1\n\t"
-                   "1:\n\t" CHAINS("zmm") "dec %0\n\t"
-                                          "jnz 1b"
-                   : "+r"(k)
-                   :
-                   : CLOBBERS);
-  return 12.0 * 16 * 2 * (double)n;
-}
+/* run_NAME(n) runs n iterations and returns the FLOPs done: 12 chains x
+ * LANES x 2 per iteration. */
+#define RUN(NAME, TARGET, R, LANES)                                            \
+  __attribute__((target(TARGET))) static double run_##NAME(long n) {           \
+    long k = n;                                                                \
+    __asm__ volatile("vxorps %%" R "0, %%" R "0, %%" R "0\n\t"                 \
+                     "vxorps %%" R "1, %%" R "1, %%" R "1\n\t"                 \
+                     "1:\n\t" CHAINS(R) "dec %0\n\t"                           \
+                                        "jnz 1b"                               \
+                     : "+r"(k)                                                 \
+                     :                                                         \
+                     : CLOBBERS);                                              \
+    return 12.0 * LANES * 2 * (double)n;                                       \
+  }
+RUN(avx2, "avx2,fma", "ymm", 8)
+RUN(avx512, "avx512f", "zmm", 16)
 #endif
 
 typedef double (*kernel)(long);
