@@ -262,7 +262,10 @@ LOOM_API int loom_function_apply(const loom_function *f, loom_tensor *const *in,
  * An output the forward returns may be saved too: in a backward that
  * records its graph (create_graph) it is read as the output itself, so
  * second derivatives follow its dependence on the inputs, as torch's
- * save_for_backward of an output. */
+ * save_for_backward of an output. A NULL t (an op that failed, say) makes
+ * loom_function_apply fail with LOOM_ERR_ARGUMENT naming the save's index
+ * (unless an earlier error is pending): skipping it would shift the index
+ * of every later save. A NULL ctx records a NULL-argument error. */
 LOOM_API void loom_function_save(loom_function_ctx *ctx, const loom_tensor *t);
 /* The i-th saved tensor, borrowed. */
 LOOM_API const loom_tensor *loom_function_saved(loom_function_ctx *ctx, int i);

@@ -15,11 +15,22 @@ struct loom_function_ctx {
   loom_tensor **saved;
   int n_saved, cap_saved;
   bool oom;
+  int null_save; /* the index of the first NULL saved, or -1 */
 };
 
 void loom_function_save(loom_function_ctx *c, const loom_tensor *t) {
-  if (!c || !t || c->node)
+  if (!c) {
+    loom_null_argument("function_save");
     return;
+  }
+  if (c->node)
+    return;
+  /* Skipped, it would shift every later save's index: apply fails. */
+  if (!t) {
+    if (c->null_save < 0)
+      c->null_save = c->n_saved;
+    return;
+  }
   if (c->n_saved == c->cap_saved) {
     int cap = c->cap_saved ? 2 * c->cap_saved : 4;
     loom_tensor **s = realloc(c->saved, (size_t)cap * sizeof *s);
@@ -119,7 +130,8 @@ int loom_function_apply(const loom_function *f, loom_tensor *const *in,
   for (int i = 0; i < f->n_inputs; i++)
     if (!in[i])
       return loom_null_argument(f->name ? f->name : "function_apply"), -1;
-  loom_function_ctx c = {.user = user, .in = in, .n_in = f->n_inputs};
+  loom_function_ctx c = {
+      .user = user, .in = in, .n_in = f->n_inputs, .null_save = -1};
   for (int k = 0; k < f->n_outputs; k++)
     out[k] = NULL;
   /* What the forward returned, to know its outputs among what it saved. */
@@ -138,6 +150,18 @@ int loom_function_apply(const loom_function *f, loom_tensor *const *in,
     loom_set_error(LOOM_ERR_STATE,
                    "%s: forward callback returned -1 with no error set",
                    f->name);
+  /* before the outputs are taken: a failed apply leaves them NULL */
+  if (c.oom) {
+    loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory saving tensors",
+                   f->name);
+    rc = -1;
+  }
+  if (c.null_save >= 0) { /* an op's error that gave the NULL comes first */
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "%s: the forward saved NULL as tensor %d (function_save)",
+                   f->name, c.null_save);
+    rc = -1;
+  }
   for (int k = 0; k < f->n_outputs; k++) {
     if (rc == 0 && !out[k]) {
       loom_set_error(LOOM_ERR_STATE, "%s: forward left output %d empty",
@@ -153,11 +177,6 @@ int loom_function_apply(const loom_function *f, loom_tensor *const *in,
   }
   loom_scope_end(s);
   loom_no_grad_end();
-  if (c.oom) {
-    loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory saving tensors",
-                   f->name);
-    rc = -1;
-  }
   for (int k = 0; k < f->n_outputs; k++) {
     if (rc == 0 && !out[k])
       rc = -1;

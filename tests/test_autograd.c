@@ -827,6 +827,44 @@ START_TEST(test_custom_function_integer_output) {
 }
 END_TEST
 
+/* A forward that saves NULL (here between two saves, or the result of an
+ * op that failed): the save was skipped, so the backward read the tensor
+ * after it at index 1; now apply fails and says which save it was. */
+static int null_save_fwd(loom_function_ctx *c, loom_tensor *const *in, int n,
+                         loom_tensor **out) {
+  (void)n;
+  loom_function_save(c, in[0]);
+  loom_function_save(c, *(bool *)loom_function_user(c)
+                            ? loom_reshape(in[0], LOOM_SHAPE(5))
+                            : NULL);
+  loom_function_save(c, in[0]);
+  out[0] = loom_mul_scalar(in[0], 2);
+  return 0;
+}
+
+START_TEST(test_custom_function_saving_null) {
+  static const loom_function f = {"null_save", 1, 1, null_save_fwd, twice_bwd};
+  loom_tensor *x = leaf((double[]){1, 2}, 2), *y = x;
+  bool failed_op = false;
+  ck_assert_int_eq(loom_function_apply(&f, &x, &y, &failed_op), -1);
+  ck_assert_ptr_null(y);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT,
+              "null_save: the forward saved NULL as tensor 1 (function_save)");
+  loom_clear_error();
+  failed_op = true; /* the op's own error is the cause, and is kept */
+  ck_assert_int_eq(loom_function_apply(&f, &x, &y, &failed_op), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
+  ck_assert_ptr_null(strstr(loom_last_error(), "function_save"));
+  loom_clear_error();
+  /* without grad mode, likewise */
+  loom_no_grad_begin();
+  failed_op = false;
+  ck_assert_int_eq(loom_function_apply(&f, &x, &y, &failed_op), -1);
+  loom_no_grad_end();
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "saved NULL as tensor 1");
+}
+END_TEST
+
 START_TEST(test_anomaly_mode) {
   loom_set_anomaly_mode(true);
   loom_tensor *x = leaf((double[]){-1, 4}, 2);
@@ -1133,6 +1171,7 @@ int main(void) {
   tcase_add_test(tc, test_truncated_bptt);
   tcase_add_test(tc, test_custom_function);
   tcase_add_test(tc, test_custom_function_integer_output);
+  tcase_add_test(tc, test_custom_function_saving_null);
   tcase_add_test(tc, test_anomaly_mode);
   tcase_add_test(tc, test_graph_print);
   tcase_add_test(tc, test_registry_lists_ops);
