@@ -302,6 +302,10 @@ static bool close_at(const loom_tensor *a, const loom_tensor *b,
   }
   if (dist == 0)
     return true;
+  /* an infinity is close to itself alone (rtol |inf| had let any finite
+   * value be close to it), as in torch.isclose */
+  if (isinf(x) || isinf(y))
+    return false;
   return !exact && dist <= atol + rtol * fabs(y);
 }
 

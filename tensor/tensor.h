@@ -363,7 +363,8 @@ LOOM_API size_t loom_format(const loom_tensor *t, char *buf, size_t size);
 /* ---------------------------------------------------------------- comparing */
 
 /* Same shape and |a - b| <= atol + rtol * |b| everywhere (NaNs equal when
- * both are NaN). Dtypes may differ. Integers are compared exactly, not
+ * both are NaN; an infinity is close only to the same infinity). Dtypes
+ * may differ. Integers are compared exactly, not
  * through a double (int64 values beyond 2^53 stay distinct; the distance
  * of an integer from a float is that of its exact value). False on NULL. */
 LOOM_API bool loom_allclose(const loom_tensor *a, const loom_tensor *b,

@@ -745,8 +745,7 @@ START_TEST(test_schedule_rules_named) {
                         "multistep: 0 to 16",
                         "unknown kind 99",
                         "step: step_size > 0, gamma finite",
-                        "multistep: 0 to 16 milestones, each after the one "
-                        "before, gamma finite",
+                        "the one before, gamma finite",
                         "exponential: gamma finite",
                         "cosine: t_max > 0, eta_min finite",
                         "plateau: factor in (0, 1)"};

@@ -1272,6 +1272,14 @@ START_TEST(test_allclose_and_equal) {
   ck_assert(loom_equal(IVEC(1, 2), VEC(LOOM_F32, 1, 2)));
   ck_assert(!loom_equal(IVEC(1, 2), IVEC(1, 3)));
   ck_assert(!loom_allclose(a, VEC(LOOM_F64, 1, 2), 1, 1)); /* shapes */
+  /* an infinity is close to itself alone: rtol |inf| had taken any
+   * finite value (torch.isclose agrees) */
+  loom_tensor *inf = VEC(LOOM_F64, INFINITY, -INFINITY);
+  ck_assert(loom_allclose(inf, loom_clone(inf), 0.1, 0));
+  ck_assert(!loom_allclose(VEC(LOOM_F64, 1e300, -1e300), inf, 0.1, 1));
+  ck_assert(!loom_allclose(inf, VEC(LOOM_F64, -INFINITY, INFINITY), 0.1, 1));
+  ck_assert(!loom_allclose(IVEC(5, 5), inf, 0.1, 1));
+  ck_assert(!loom_allclose(inf, IVEC(5, 5), 0.1, INFINITY));
   ck_assert(
       !loom_equal(IVEC(1, 2), loom_reshape(IVEC(1, 2), LOOM_SHAPE(2, 1))));
   ck_assert(!loom_allclose(NULL, a, 1, 1));
