@@ -5,8 +5,6 @@
  * checked before use. */
 #include "node.h"
 
-#include <math.h>
-
 LOOM__OP_GRAPH(gather, gather_backward, gather_graph_backward);
 LOOM__OP_GRAPH(index_select, index_select_backward,
                index_select_graph_backward);
@@ -27,29 +25,6 @@ static const loom_tensor *index_arg(const loom_tensor *index, bool int32_ok,
                      int32_ok ? "int64 or int32" : "int64",
                      loom_dtype_name(index->dtype));
   return index;
-}
-
-/* What loom_add_ refuses, for the same reason: the result keeps an integer
- * t's dtype, so a floating src or a fractional alpha would be truncated
- * (0.75 scattered twice into int64 gave 0). PyTorch refuses a src of
- * another dtype, and a floating alpha on integers in add_. */
-static bool stays_integral(const loom_tensor *t, const loom_tensor *src,
-                           double alpha, const char *op) {
-  if (loom_dtype_is_float(t->dtype))
-    return true;
-  if (loom_dtype_is_float(src->dtype)) {
-    loom_set_error(LOOM_ERR_DTYPE,
-                   "%s: %s src with %s t (the result must stay integral)", op,
-                   loom_dtype_name(src->dtype), loom_dtype_name(t->dtype));
-    return false;
-  }
-  if (!(alpha == floor(alpha) && fabs(alpha) < 9.2e18)) {
-    loom_set_error(LOOM_ERR_ARGUMENT,
-                   "%s: alpha %g with %s t (the result must stay integral)", op,
-                   alpha, loom_dtype_name(t->dtype));
-    return false;
-  }
-  return true;
 }
 
 /* ---- gather / scatter_add ---- */
@@ -132,7 +107,7 @@ loom_tensor *loom_scatter_add(const loom_tensor *t, int dim,
                      loom_shape_text(index), loom_shape_text(src));
   if (loom__kernel_check_index(index, t->ndim ? t->shape[d] : 1,
                                "scatter_add") < 0 ||
-      !stays_integral(t, src, 1, "scatter_add"))
+      !loom__stays_integral(t, src, 1, "scatter_add"))
     return NULL;
   src = loom_to_dtype(src, t->dtype);
   loom_tensor *out =
@@ -257,7 +232,7 @@ loom_tensor *loom_index_add(const loom_tensor *t, int dim,
   if (!loom__add_scaled_kernel.loop[t->dtype])
     return LOOM_FAIL(LOOM_ERR_DTYPE, "index_add: not defined for %s",
                      loom_dtype_name(t->dtype));
-  if (!stays_integral(t, src, alpha, "index_add"))
+  if (!loom__stays_integral(t, src, alpha, "index_add"))
     return NULL;
   src = loom_to_dtype(src, t->dtype);
   loom_tensor *out =

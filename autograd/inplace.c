@@ -67,33 +67,37 @@ static const loom_tensor *apart(const loom_tensor *dst,
   return copy;
 }
 
+bool loom__stays_integral(const loom_tensor *t, const loom_tensor *o, double s,
+                          const char *op) {
+  if (loom_dtype_is_float(t->dtype))
+    return true;
+  if (o && loom_dtype_is_float(o->dtype)) {
+    loom_set_error(LOOM_ERR_DTYPE,
+                   "%s: %s operand, %s tensor (the result must stay integral)",
+                   op, loom_dtype_name(o->dtype), loom_dtype_name(t->dtype));
+    return false;
+  }
+  if (s == floor(s) && fabs(s) < 9.2e18)
+    return true;
+  loom_set_error(LOOM_ERR_ARGUMENT,
+                 "%s: scalar %g on a %s tensor (the result must stay "
+                 "integral)",
+                 op, s, loom_dtype_name(t->dtype));
+  return false;
+}
+
 /* Another operand's values in t's dtype, or NULL with an error: a float
  * operand does not go into an integer tensor (torch refuses the cast;
  * converting would truncate it). */
 static const loom_tensor *operand(const loom_tensor *t, const loom_tensor *o,
                                   const char *op) {
-  if (!loom_dtype_is_float(t->dtype) && loom_dtype_is_float(o->dtype))
-    return LOOM_FAIL(LOOM_ERR_DTYPE,
-                     "%s: %s operand, %s tensor (in place the result "
-                     "must stay integral)",
-                     op, loom_dtype_name(o->dtype), loom_dtype_name(t->dtype));
+  if (!loom__stays_integral(t, o, 0, op))
+    return NULL;
   o = apart(t, o);
   /* an integer operand goes into a uint8 tensor modulo 256 (not clamped,
    * as loom_to_dtype does): wrapping arithmetic then gives the
    * int64 result modulo 256, as PyTorch's cast of it */
   return o ? loom__to_promoted(o, t->dtype) : NULL;
-}
-
-/* An integer tensor cannot hold the result of a non-integral scalar, and
- * in place it cannot become float: refuse rather than truncate. */
-static bool integral_ok(const loom_tensor *t, double s, const char *op) {
-  if (loom_dtype_is_float(t->dtype) || (s == floor(s) && fabs(s) < 9.2e18))
-    return true;
-  loom_set_error(LOOM_ERR_ARGUMENT,
-                 "%s: scalar %g on a %s tensor (in place "
-                 "the result must stay integral)",
-                 op, s, loom_dtype_name(t->dtype));
-  return false;
 }
 
 loom_tensor *loom_copy_(loom_tensor *dst, const loom_tensor *src) {
@@ -117,7 +121,8 @@ loom_tensor *loom_zero_(loom_tensor *t) { return loom_fill_(t, 0); }
 loom_tensor *loom_add_(loom_tensor *t, const loom_tensor *other, double alpha) {
   if (!other || !t)
     return loom_null_argument("add_");
-  if (!integral_ok(t, alpha, "add_") || !writable(t, other, "add_"))
+  if (!loom__stays_integral(t, NULL, alpha, "add_") ||
+      !writable(t, other, "add_"))
     return NULL;
   const loom_tensor *o = operand(t, other, "add_");
   if (!o || loom__kernel_binary(&loom__add_scaled_kernel, t, t, o,
@@ -138,7 +143,8 @@ loom_tensor *loom_mul_(loom_tensor *t, const loom_tensor *other) {
 loom_tensor *loom_mul_scalar_(loom_tensor *t, double s) {
   if (!t)
     return loom_null_argument("mul_scalar_");
-  if (!integral_ok(t, s, "mul_scalar_") || !writable(t, NULL, "mul_scalar_"))
+  if (!loom__stays_integral(t, NULL, s, "mul_scalar_") ||
+      !writable(t, NULL, "mul_scalar_"))
     return NULL;
   if (loom__kernel_unary(&loom__mul_scalar_kernel, t, t, (double[]){s}) < 0)
     return NULL;

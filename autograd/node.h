@@ -202,6 +202,13 @@ static inline bool loom__creating_graph(void) {
   return loom__active_pass && loom__active_pass->create_graph;
 }
 
+/* Whether an integer t, whose dtype a result keeps, can take the operand o
+ * (not a float one; NULL: none) and the scalar s (a whole number in int64's
+ * range) without truncating; false with an error naming op otherwise. Any
+ * float t can. (In-place ops; index_add and scatter_add.) */
+bool loom__stays_integral(const loom_tensor *t, const loom_tensor *o, double s,
+                          const char *op);
+
 /* Counts the backward passes running on this thread (+1 as one starts, -1
  * as it ends): the tape is not cleared under them. */
 void loom__tape_passes(int delta);

@@ -113,18 +113,18 @@ START_TEST(test_scatter_add_and_index_add) {
   ck_assert_ptr_null(loom_index_add(counts, 0, IVEC(0, 0),
                                     loom_ones(LOOM_I64, LOOM_SHAPE(2)), 0.5));
   CHECK_ERROR(LOOM_ERR_ARGUMENT,
-              "index_add: alpha 0.5 with int64 t (the result must stay "
+              "index_add: scalar 0.5 on a int64 tensor (the result must stay "
               "integral)");
   ck_assert_ptr_null(
       loom_index_add(counts, 0, IVEC(0, 0), VEC(LOOM_F32, 0.75, 0.75), 1));
-  CHECK_ERROR(LOOM_ERR_DTYPE, "index_add: float32 src with int64 t (the "
+  CHECK_ERROR(LOOM_ERR_DTYPE, "index_add: float32 operand, int64 tensor (the "
                               "result must stay integral)");
   ck_assert_ptr_null(
       loom_scatter_add(counts, 0, IVEC(0, 0), VEC(LOOM_F32, 0.75, 0.75)));
-  CHECK_ERROR(LOOM_ERR_DTYPE, "scatter_add: float32 src with int64 t");
+  CHECK_ERROR(LOOM_ERR_DTYPE, "scatter_add: float32 operand, int64 tensor");
   ck_assert_ptr_null(loom_scatter_add(loom_zeros(LOOM_U8, LOOM_SHAPE(3)), 0,
                                       IVEC(1), VEC(LOOM_F64, 2)));
-  CHECK_ERROR(LOOM_ERR_DTYPE, "scatter_add: float64 src with uint8 t");
+  CHECK_ERROR(LOOM_ERR_DTYPE, "scatter_add: float64 operand, uint8 tensor");
   /* an integral alpha, an integer src, and a float t take them */
   CHECK_VALUES(loom_index_add(counts, 0, IVEC(0, 0),
                               loom_ones(LOOM_I32, LOOM_SHAPE(2)), -3),
