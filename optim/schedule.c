@@ -67,11 +67,12 @@ static double lr_at(const loom_schedule *s, int64_t e) {
 }
 
 /* Sets the optimizer's lr to the schedule's lr for an epoch, or fails
- * naming it (a gamma above 1 reaches inf in time; the optimizer takes only
- * a finite lr >= 0), the optimizer's lr unchanged. */
+ * naming the epoch (a gamma above 1 reaches inf in time; the optimizer
+ * takes only a finite lr >= 0), the optimizer's lr unchanged. */
 static int set_lr(loom_schedule *s, double lr, int64_t epoch, const char *op) {
-  if (isfinite(lr) && lr >= 0)
-    return loom_optimizer_set_lr(s->opt, lr);
+  if (loom_optimizer_set_lr(s->opt, lr) == 0)
+    return 0;
+  loom_clear_error(); /* said again with the schedule's epoch */
   loom_set_error(LOOM_ERR_ARGUMENT,
                  "%s: the lr at epoch %lld would be %g (a finite number >= 0)",
                  op, (long long)epoch, lr);
@@ -113,8 +114,10 @@ loom_schedule *loom_schedule_new(loom_optimizer *opt, loom_schedule_opts o) {
       rule = "noam: d_model > 0 and warmup > 0";
     break;
   case LOOM_SCHEDULE_PLATEAU:
-    if (!(o.factor > 0 && o.factor < 1 && o.patience >= 0 && o.cooldown >= 0))
-      rule = "plateau: factor in (0, 1), patience and cooldown >= 0";
+    if (!(o.factor > 0 && o.factor < 1 && o.patience >= 0 && o.cooldown >= 0 &&
+          isfinite(o.min_lr) && o.min_lr >= 0))
+      rule = "plateau: factor in (0, 1), patience and cooldown >= 0, min_lr "
+             "finite and >= 0";
     break;
   case LOOM_SCHEDULE_EXPONENTIAL:
     if (!isfinite(o.gamma))

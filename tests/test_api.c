@@ -739,8 +739,10 @@ START_TEST(test_schedule_rules_named) {
   cosine.t_max = 10, cosine.eta_min = NAN;
   loom_schedule_opts pl = loom_schedule_defaults(LOOM_SCHEDULE_PLATEAU);
   pl.factor = NAN;
-  loom_schedule_opts bad[] = {
-      lin, ms, {.kind = (loom_schedule_kind)99}, step, ms_nan, ex, cosine, pl};
+  loom_schedule_opts pl_min = loom_schedule_defaults(LOOM_SCHEDULE_PLATEAU);
+  pl_min.min_lr = -1; /* the lr it fell to would be refused */
+  loom_schedule_opts bad[] = {lin,    ms, {.kind = (loom_schedule_kind)99},
+                              step,   ms_nan, ex, cosine, pl, pl_min};
   const char *said[] = {"linear: total_iters > 0",
                         "multistep: 0 to 16",
                         "unknown kind 99",
@@ -748,8 +750,9 @@ START_TEST(test_schedule_rules_named) {
                         "the one before, gamma finite",
                         "exponential: gamma finite",
                         "cosine: t_max > 0, eta_min finite",
-                        "plateau: factor in (0, 1)"};
-  for (int i = 0; i < 8; i++) {
+                        "plateau: factor in (0, 1)",
+                        "min_lr finite and >= 0"};
+  for (int i = 0; i < 9; i++) {
     ck_assert_ptr_null(loom_schedule_new(opt, bad[i]));
     ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
     ck_assert_msg(strstr(loom_last_error(), said[i]), "%s", loom_last_error());
