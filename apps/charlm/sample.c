@@ -97,11 +97,8 @@ int charlm_sample(const charlm_options *o) {
     if (rc < 0)
       fprintf(stderr, "charlm: %s\n", loom_last_error());
   }
-  fflush(stdout);
-  if (ferror(stdout)) {
-    fprintf(stderr, "charlm: cannot write the text to standard output\n");
+  if (app_finish_stdout("charlm", "the text") < 0)
     rc = -1;
-  }
   loom_clear_error();
   charlm_session_free(&s);
   charlm_free(m);

@@ -154,7 +154,6 @@ static const char *folder_problem(const char *dir) {
 static const char *name_problem(const char *dir, const char *base, char *why,
                                 size_t size) {
   size_t n = strlen(base), extra = strlen(".tmpXXXXXX");
-  errno = 0;
   long max = pathconf(dir, _PC_NAME_MAX);
   if (max <= 0 || n + extra <= (size_t)max)
     return NULL;

@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "translate.h"
 
+#include "../common/common.h"
 #include "../common/text.h"
 
 #include <loom/loom.h>
@@ -266,10 +267,8 @@ int translate_score_main(int argc, char **argv) {
 done:
   if (rc)
     fprintf(stderr, P ": %s\n", loom_last_error());
-  else if (fflush(stdout) || ferror(stdout)) {
-    fprintf(stderr, P ": cannot write the scores\n");
+  else if (app_finish_stdout(P, "the scores") < 0)
     rc = 1;
-  }
   app_tokens_free(&hyps);
   for (int r = 0; refs && r < o.n_refs; r++)
     app_tokens_free(&refs[r]);

@@ -369,10 +369,8 @@ static int translate_all(const options *o, nmt_model *m, const nmt_text *t) {
     }
     j += has;
   }
-  if (fflush(stdout) != 0 || ferror(stdout)) {
-    fprintf(stderr, "translate: cannot write the translations\n");
+  if (app_finish_stdout("translate", "the translations") < 0)
     rc = -1;
-  }
   if (decoded)
     loom_decode_result_free(&r);
   loom_rng_free(g);
