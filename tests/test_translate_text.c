@@ -64,6 +64,30 @@ START_TEST(test_score_prints_as_sacrebleu) {
 }
 END_TEST
 
+/* sacreBLEU reads a hypothesis file given with -i as it reads references
+ * (smart_open: lines end at "\n" only) and standard input in Python's text
+ * mode (also at "\r"): a lone \r is whitespace inside a line of the file,
+ * a line break on standard input. */
+START_TEST(test_score_input_file_lines_end_at_newline) {
+  char hyp[512], ref[512], args[2048], out[4096];
+  put("cr_hyp.txt", "the cat\rsat on the mat\nok fine\n", hyp, sizeof hyp);
+  put("cr_ref.txt", "the cat sat on the mat\nok fine\n", ref, sizeof ref);
+  /* sacreBLEU 2.6: sacrebleu cr_ref.txt -i cr_hyp.txt -m bleu chrf */
+  snprintf(args, sizeof args, "score -i '%s' '%s'", hyp, ref);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_STDOUT, out, sizeof out), 0);
+  ck_assert_str_eq(out, "BLEU = 100.00 100.0/100.0/100.0/100.0 (BP = 1.000 "
+                        "ratio = 1.000 hyp_len = 8 ref_len = 8)\nchrF2 = "
+                        "100.00\n");
+  /* sacreBLEU 2.6: "System and reference streams have different lengths" */
+  snprintf(args, sizeof args, "score '%s' < '%s'", ref, hyp);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_BOTH, out, sizeof out), 1);
+  ck_assert_ptr_nonnull(strstr(out, "have 3"));
+  snprintf(args, sizeof args, "score -i - '%s' < '%s'", ref, hyp);
+  ck_assert_int_eq(run(args, TEST_OUTPUT_BOTH, out, sizeof out), 1);
+  ck_assert_ptr_nonnull(strstr(out, "have 3"));
+}
+END_TEST
+
 START_TEST(test_score_bad_input) {
   char hyp[512], ref[512], bad[512], empty[512], args[2048], out[4096];
   put("hyp.txt", "one two\nthree\n", hyp, sizeof hyp);
@@ -403,6 +427,7 @@ int main(void) {
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, test_score_prints_as_sacrebleu);
   tcase_add_test(tc, test_score_bad_input);
+  tcase_add_test(tc, test_score_input_file_lines_end_at_newline);
   tcase_add_test(tc, test_bpe_commands_match_subword_nmt);
   tcase_add_test(tc, test_bpe_bad_input);
   tcase_add_test(tc, test_bpe_output_is_not_an_input);

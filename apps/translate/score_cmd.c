@@ -125,10 +125,13 @@ static int parse(int argc, char **argv, options *o) {
 }
 
 /* The lines of a file, without trailing whitespace, as sacreBLEU reads
- * them: references split at "\n" only, hypotheses in Python's text mode
- * (also at "\r\n" and "\r"). A hypothesis line is one hypothesis even if
- * it holds tabs (sacreBLEU's command line would read tab-separated fields
- * as the outputs of several systems). -1 with a message on error. */
+ * them: files (references, and hypotheses given with -i) split at "\n"
+ * only, as its smart_open opens them (newline="\n"); hypotheses on standard
+ * input in Python's text mode (also at "\r\n" and "\r"), as its
+ * io.TextIOWrapper of sys.stdin.buffer reads them. A hypothesis line is
+ * one hypothesis even if it holds tabs (sacreBLEU's command line would read
+ * tab-separated fields as the outputs of several systems). -1 with a message on
+ * error. */
 static int read_lines(const char *path, bool universal, app_tokens *out) {
   app_line_reader r;
   if (app_line_reader_open(&r, path, universal, 0))
@@ -246,7 +249,9 @@ int translate_score_main(int argc, char **argv) {
     loom_set_error(LOOM_ERR_MEMORY, "out of memory");
     goto done;
   }
-  if (read_lines(o.input, true, &hyps))
+  /* "-" reads standard input too (app_line_reader_open) */
+  bool from_stdin = !o.input || !strcmp(o.input, "-");
+  if (read_lines(o.input, from_stdin, &hyps))
     goto done;
   if (hyps.n == 0) {
     loom_set_error(LOOM_ERR_FORMAT, "%s: no hypotheses", hyp_name);
