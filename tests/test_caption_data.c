@@ -168,8 +168,28 @@ START_TEST(bad_images_are_errors_naming_the_file) {
   unsigned char dims[8] = {0, 0, 0x4e, 0x20, 0, 0, 0, 100};
   memcpy(huge + 16, dims, 8); /* IHDR width and height */
   ck_assert_int_eq(cap_image_decode(huge, png.len, "huge.png", &im), -1);
-  expect_error("huge.png: PNG of 20000 x 100 pixels; at most 16384");
+  expect_error("huge.png: PNG of 20000 x 100 pixels; 1 to 16384 on a side");
+  /* sizes stb_image refuses itself, as an "unknown image type": 20000 x
+   * 20000 (more than 2^30 bytes of pixels) and 0 x 0 */
+  unsigned char square[8] = {0, 0, 0x4e, 0x20, 0, 0, 0x4e, 0x20};
+  memcpy(huge + 16, square, 8);
+  ck_assert_int_eq(cap_image_decode(huge, png.len, "square.png", &im), -1);
+  expect_error("square.png: PNG of 20000 x 20000 pixels; 1 to 16384 on a "
+               "side and at most 67108864 in all are accepted");
+  memset(huge + 16, 0, 8);
+  ck_assert_int_eq(cap_image_decode(huge, png.len, "none.png", &im), -1);
+  expect_error("none.png: PNG of 0 x 0 pixels; 1 to 16384");
   free(huge);
+  unsigned char *flat = malloc(jpg.len);
+  memcpy(flat, jpg.data, jpg.len);
+  at = 2; /* the frame header (SOF0): precision, height, width */
+  while (at + 4 < jpg.len && !(flat[at] == 0xff && flat[at + 1] == 0xc0))
+    at += 2 + ((size_t)flat[at + 2] << 8 | flat[at + 3]);
+  ck_assert_uint_lt(at + 9, jpg.len);
+  memset(flat + at + 5, 0, 4);
+  ck_assert_int_eq(cap_image_decode(flat, jpg.len, "flat.jpg", &im), -1);
+  expect_error("flat.jpg: JPEG of 0 x 0 pixels; 1 to 16384");
+  free(flat);
   unsigned char *row = calloc(3 * (CAP_MAX_SIDE + 1), 1);
   membuf wide = png_of(row, CAP_MAX_SIDE + 1, 1, 3);
   ck_assert_int_eq(cap_image_decode(wide.data, wide.len, "wide.png", &im), -1);

@@ -39,6 +39,7 @@ static const char *format_of(const unsigned char *b, size_t len) {
 typedef struct {
   bool dc[4], ac[4], quant[4]; /* Huffman and quantisation tables */
   bool frame, progressive;
+  int64_t w, h;                    /* the first frame's size */
   int components, id[4], table[4]; /* the frame's: id, quantisation table */
   uint64_t scanned[4]; /* coefficients (bit k: the k-th) some scan covers */
 } jpeg_state;
@@ -79,6 +80,10 @@ static const char *jpeg_frame(jpeg_state *j, unsigned marker,
                               const unsigned char *b, size_t n) {
   if (n < 6 || n < 6 + 3 * (size_t)b[5] || b[5] < 1 || b[5] > 4)
     return "a bad frame header";
+  if (!j->frame) { /* stb_image reads the first frame's size */
+    j->h = (int64_t)b[1] << 8 | b[2];
+    j->w = (int64_t)b[3] << 8 | b[4];
+  }
   j->frame = true;
   j->progressive = marker == 0xc2;
   j->components = b[5];
@@ -134,9 +139,12 @@ static const char *jpeg_end(const jpeg_state *j) {
  * marker, skipping entropy-coded data after each scan header. NULL when
  * every segment is whole, every table is well-formed and every scan's
  * tables were defined before it, else what is wrong. Entropy-coded data
- * that ends early is left to the decoder. */
-static const char *jpeg_check(const unsigned char *b, size_t len) {
-  jpeg_state j = {0};
+ * that ends early is left to the decoder. *w and *h: the frame's size
+ * (-1 without a frame header). */
+static const char *jpeg_check(const unsigned char *b, size_t len, int64_t *w,
+                              int64_t *h) {
+  jpeg_state j = {.w = -1, .h = -1};
+  *w = *h = -1;
   size_t p = 2; /* after the SOI marker */
   while (p + 1 < len) {
     if (b[p] != 0xff)
@@ -173,7 +181,35 @@ static const char *jpeg_check(const unsigned char *b, size_t len) {
                              (b[p + 1] >= 0xd0 && b[p + 1] <= 0xd7)))
         p++;
   }
+  *w = j.w;
+  *h = j.h;
   return jpeg_end(&j);
+}
+
+/* The size in a PNG's IHDR chunk, which the format puts first: *w and *h,
+ * or -1 when the header is cut short or not there. */
+static void png_size(const unsigned char *b, size_t len, int64_t *w,
+                     int64_t *h) {
+  *w = *h = -1;
+  if (len < 24 || memcmp(b + 12, "IHDR", 4))
+    return;
+  *w = (int64_t)b[16] << 24 | b[17] << 16 | b[18] << 8 | b[19];
+  *h = (int64_t)b[20] << 24 | b[21] << 16 | b[22] << 8 | b[23];
+}
+
+/* 0 when a w x h image is within CAP_MAX_SIDE and CAP_MAX_PIXELS, else -1
+ * after an error naming the file and the limits. */
+static int check_size(const char *name, const char *format, int64_t w,
+                      int64_t h) {
+  if (w >= 1 && h >= 1 && w <= CAP_MAX_SIDE && h <= CAP_MAX_SIDE &&
+      w * h <= CAP_MAX_PIXELS)
+    return 0;
+  loom_set_error(LOOM_ERR_FORMAT,
+                 "%s: %s of %lld x %lld pixels; 1 to %d on a side and at most "
+                 "%lld in all are accepted",
+                 name, format, (long long)w, (long long)h, CAP_MAX_SIDE,
+                 (long long)CAP_MAX_PIXELS);
+  return -1;
 }
 
 int cap_image_decode(const void *bytes, size_t len, const char *name,
@@ -190,25 +226,29 @@ int cap_image_decode(const void *bytes, size_t len, const char *name,
                    name, len, CAP_MAX_FILE_BYTES);
     return -1;
   }
-  const char *bad = format[0] == 'J' ? jpeg_check(b, len) : NULL;
+  int64_t hw, hh; /* the size the header claims */
+  const char *bad = NULL;
+  if (format[0] == 'J')
+    bad = jpeg_check(b, len, &hw, &hh);
+  else
+    png_size(b, len, &hw, &hh);
   if (bad) {
     loom_set_error(LOOM_ERR_FORMAT, "%s: corrupt JPEG (%s)", name, bad);
     return -1;
   }
+  /* Before stb_image reads the header: it refuses sizes it will not decode
+   * (a PNG of more than 2^30 bytes of pixels, a 0 x 0 JPEG or PNG) and then
+   * tries its other formats, so its reason is "unknown image type". */
+  if (hw >= 0 && check_size(name, format, hw, hh))
+    return -1;
   int w, h, channels;
   if (!stbi_info_from_memory(b, (int)len, &w, &h, &channels)) {
     loom_set_error(LOOM_ERR_FORMAT, "%s: unreadable %s header (%s)", name,
                    format, stbi_failure_reason());
     return -1;
   }
-  if (w < 1 || h < 1 || w > CAP_MAX_SIDE || h > CAP_MAX_SIDE ||
-      (int64_t)w * h > CAP_MAX_PIXELS) {
-    loom_set_error(LOOM_ERR_FORMAT,
-                   "%s: %s of %d x %d pixels; at most %d on a side and %lld "
-                   "in all are accepted",
-                   name, format, w, h, CAP_MAX_SIDE, (long long)CAP_MAX_PIXELS);
+  if (check_size(name, format, w, h))
     return -1;
-  }
   int dw, dh;
   unsigned char *px =
       stbi_load_from_memory(b, (int)len, &dw, &dh, &channels, 0);
