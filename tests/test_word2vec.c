@@ -156,6 +156,22 @@ START_TEST(test_vocab_file_round_trip) {
   ck_assert_int_eq(w2v_vocab_read(&r, path, 1), -1);
   ck_assert_msg(strstr(loom_last_error(), "twice"), "%s", loom_last_error());
   loom_clear_error();
+  /* a NUL byte is refused where it is, not taken for the end of the line
+   * (a line starting with one had been skipped as blank) */
+  test_write_file(path, "a 1\n\0b 2\nc 3\n", 13);
+  ck_assert_int_eq(w2v_vocab_read(&r, path, 1), -1);
+  ck_assert_msg(strstr(loom_last_error(), "line 2 (byte 4): a NUL byte"), "%s",
+                loom_last_error());
+  loom_clear_error();
+  test_write_file(path, "a 1\0 b\n", 7);
+  ck_assert_int_eq(w2v_vocab_read(&r, path, 1), -1);
+  ck_assert_msg(strstr(loom_last_error(), "line 1 (byte 3): a NUL byte"), "%s",
+                loom_last_error());
+  loom_clear_error();
+  /* endless NUL bytes (/dev/zero) end as a line too long */
+  ck_assert_int_eq(w2v_vocab_read(&r, "/dev/zero", 1), -1);
+  ck_assert_msg(strstr(loom_last_error(), "too long"), "%s", loom_last_error());
+  loom_clear_error();
   /* counts whose sum would overflow (found by fuzzing) */
   const char huge[] = "a 9223372036854775807\nb 5\n";
   test_write_file(path, huge, sizeof huge - 1);
@@ -172,13 +188,13 @@ START_TEST(test_vocab_file_round_trip) {
   w2v_vocab_free(&r);
   /* another tool's file with "</s>" elsewhere, or without it: it becomes
    * word 0, since training ends sentences at word 0 */
-  test_write_file(path, "the 5\n</s> 3\ncat 2\n", 20);
+  test_write_file(path, "the 5\n</s> 3\ncat 2\n", 19);
   ck_assert_int_eq(w2v_vocab_read(&r, path, 1), 0);
   ck_assert_str_eq(w2v_vocab_word(&r, 0), "</s>");
   ck_assert_int_eq(r.entries[0].count, 3);
   ck_assert_str_eq(w2v_vocab_word(&r, 1), "the");
   w2v_vocab_free(&r);
-  test_write_file(path, "the 5\ncat 2\n", 13);
+  test_write_file(path, "the 5\ncat 2\n", 12);
   ck_assert_int_eq(w2v_vocab_read(&r, path, 1), 0);
   ck_assert_int_eq(r.size, 3);
   ck_assert_str_eq(w2v_vocab_word(&r, 0), "</s>");

@@ -218,6 +218,23 @@ static int eos_first(w2v_vocab *v) {
   return rc;
 }
 
+/* One line of f, its '\n' included, into line (at most cap - 1 bytes, then
+ * a NUL): its length, counting any NUL bytes it holds, or 0 at the end of
+ * the file. fgets, which this replaces, leaves the length to strlen, which
+ * stops at a NUL: a line starting with one read as blank and was skipped,
+ * and /dev/zero gave blank lines forever. */
+static size_t read_line(FILE *f, char *line, size_t cap) {
+  size_t n = 0;
+  int c;
+  while (n < cap - 1 && (c = getc(f)) != EOF) {
+    line[n++] = (char)c;
+    if (c == '\n')
+      break;
+  }
+  line[n] = '\0';
+  return n;
+}
+
 int w2v_vocab_read(w2v_vocab *v, const char *path, int64_t min_count) {
   FILE *f = loom_file_open_read(path);
   if (!f)
@@ -229,9 +246,9 @@ int w2v_vocab_read(w2v_vocab *v, const char *path, int64_t min_count) {
   int64_t total = 0;
   const int64_t max_total = (int64_t)1 << 62;
   int rc = 0;
-  while (rc == 0 && fgets(line, sizeof line, f)) {
+  size_t n;
+  while (rc == 0 && (n = read_line(f, line, sizeof line)) > 0) {
     lineno++;
-    size_t n = strlen(line);
     int64_t at = offset;
     offset += (int64_t)n;
     if (n == sizeof line - 1 && line[n - 1] != '\n') {
@@ -246,6 +263,15 @@ int w2v_vocab_read(w2v_vocab *v, const char *path, int64_t min_count) {
       line[--n] = '\0';
     if (n == 0)
       continue;
+    const char *nul = memchr(line, '\0', n);
+    if (nul) {
+      loom_set_error(LOOM_ERR_FORMAT,
+                     "%s: line %lld (byte %lld): a NUL byte; expected "
+                     "\"word count\" text",
+                     path, (long long)lineno, (long long)(at + (nul - line)));
+      rc = -1;
+      break;
+    }
     char *sp = strrchr(line, ' ');
     char *end = NULL;
     errno = 0;
@@ -270,7 +296,7 @@ int w2v_vocab_read(w2v_vocab *v, const char *path, int64_t min_count) {
                      "counts add up to more than 2^62",
                      path, (long long)lineno, (long long)at, count);
       rc = -1;
-    } else if (!w2v_utf8_valid(line, wlen) || memchr(line, 0, wlen)) {
+    } else if (!w2v_utf8_valid(line, wlen)) {
       loom_set_error(LOOM_ERR_FORMAT,
                      "%s: line %lld (byte %lld): the word "
                      "is not valid UTF-8",
