@@ -800,6 +800,31 @@ START_TEST(test_analogy_and_similarity) {
     ck_assert_int_eq(loom_last_status(), LOOM_ERR_FORMAT);
     loom_clear_error();
   }
+  /* a NUL byte is an error naming the line, in either file (a line
+   * starting with one had been skipped as blank), and so is a line without
+   * end (/dev/zero had been read until memory ran out) */
+  const char nul_s[] = "man\twoman\t8\n\0king\tqueen\t9\n";
+  test_write_file(spath, nul_s, sizeof nul_s - 1);
+  w2v_similarity ns;
+  ck_assert_int_eq(w2v_word_similarity(&w, spath, 0, &ns), -1);
+  ck_assert_msg(strstr(loom_last_error(), "line 2: a NUL byte"), "%s",
+                loom_last_error());
+  loom_clear_error();
+  const char nul_q[] =
+      ": royal\nman king woman queen\n\0man king woman queen\n";
+  test_write_file(qpath, nul_q, sizeof nul_q - 1);
+  ck_assert_int_eq(w2v_analogy_accuracy(&w, qpath, 0, &a), -1);
+  ck_assert_msg(strstr(loom_last_error(), "line 3: a NUL byte"), "%s",
+                loom_last_error());
+  loom_clear_error();
+  char *endless = malloc(((size_t)1 << 20) + 2);
+  memset(endless, 'x', ((size_t)1 << 20) + 1);
+  test_write_file(spath, endless, ((size_t)1 << 20) + 1);
+  free(endless);
+  ck_assert_int_eq(w2v_word_similarity(&w, spath, 0, &ns), -1);
+  ck_assert_msg(strstr(loom_last_error(), "line 1: longer than 1 MiB"), "%s",
+                loom_last_error());
+  loom_clear_error();
   test_write_file(spath, s, sizeof s - 1);
   ck_assert_int_eq(sim.used, 4);
   /* cosines 0.7071, 0.8165, 0.0, 0.7071 against 8, 9, 1, 7 */

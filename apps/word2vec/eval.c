@@ -229,6 +229,53 @@ static int split_words(char *line, char **word, int n) {
   }
 }
 
+/* The longest line an evaluation file may have: WordSim's and the
+ * questions' lines are a few words. */
+#define EVAL_MAX_LINE ((size_t)1 << 20)
+
+/* One line of an evaluation file into *line (grown as getline grows it):
+ * 1, 0 at the end of the file, or -1 after an error naming the file and
+ * line. getline, which this replaces, read a line without end (/dev/zero)
+ * until memory ran out and then ended as if at the end of the file, and the
+ * string functions stopped at a NUL byte, so a line starting with one was
+ * skipped as blank. */
+static int eval_line(FILE *f, const char *path, int64_t lineno, char **line,
+                     size_t *cap) {
+  size_t n = 0;
+  int c = EOF;
+  while ((c = getc(f)) != EOF) {
+    if (c == 0 || n == EVAL_MAX_LINE) {
+      loom_set_error(LOOM_ERR_FORMAT, "%s: line %lld: %s", path,
+                     (long long)lineno,
+                     c == 0 ? "a NUL byte; expected text"
+                            : "longer than 1 MiB; expected a few words");
+      return -1;
+    }
+    if (n + 2 > *cap) {
+      size_t grown = *cap ? 2 * *cap : 256;
+      char *g = realloc(*line, grown);
+      if (!g) {
+        loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory", path);
+        return -1;
+      }
+      *line = g;
+      *cap = grown;
+    }
+    (*line)[n++] = (char)c;
+    if (c == '\n')
+      break;
+  }
+  if (ferror(f)) {
+    loom_set_error(LOOM_ERR_IO, "%s: read error at line %lld", path,
+                   (long long)lineno);
+    return -1;
+  }
+  if (n == 0)
+    return 0;
+  (*line)[n] = '\0';
+  return 1;
+}
+
 int w2v_analogy_accuracy(const w2v_vectors *w, const char *path, int64_t limit,
                          w2v_accuracy *acc) {
   *acc = (w2v_accuracy){0};
@@ -249,8 +296,12 @@ int w2v_analogy_accuracy(const w2v_vectors *w, const char *path, int64_t limit,
   int cap = 0;
   char *line = NULL;
   size_t line_cap = 0;
-  while (rc == 0 && getline(&line, &line_cap, f) > 0) {
-    lineno++;
+  while (rc == 0) {
+    int more = eval_line(f, path, ++lineno, &line, &line_cap);
+    if (more <= 0) {
+      rc = more;
+      break;
+    }
     if (line[0] == ':') {
       if (acc->n_sections == cap) {
         cap = cap ? 2 * cap : 16;
@@ -400,8 +451,12 @@ int w2v_word_similarity(const w2v_vectors *w, const char *path, int64_t limit,
   const float *m = loom_data_f32(w->vectors);
   char *line = NULL;
   size_t line_cap = 0;
-  while (rc == 0 && getline(&line, &line_cap, f) > 0) {
-    lineno++;
+  while (rc == 0) {
+    int more = eval_line(f, path, ++lineno, &line, &line_cap);
+    if (more <= 0) {
+      rc = more;
+      break;
+    }
     if (line[0] == '#')
       continue;
     char *save = NULL;
