@@ -611,8 +611,8 @@ START_TEST(test_outputs_are_not_inputs) {
   test_write_file(data, text, sizeof text);
   ck_assert_int_eq(symlink(data, link), 0);
   const char *outs[] = {"--checkpoint %s", "--plot %s",
-                        "--checkpoint %s --plot x.png"};
-  for (int i = 0; i < 3; i++) {
+                        "--checkpoint %s --plot x.png", "--write-corpus %s"};
+  for (int i = 0; i < 4; i++) {
     char o[600];
     snprintf(o, sizeof o, outs[i], link); /* the same file, another path */
     snprintf(args, sizeof args, "--data %s %s --steps 1 --quiet", data, o);

@@ -336,8 +336,12 @@ int main(int argc, char **argv) {
   int p = parse(argc, argv, &o, &sample);
   if (p != 0)
     return p < 0 ? 2 : 0;
+  /* --write-corpus ignores --data, but must not replace it */
   if (o.write_corpus)
-    return write_corpus(&o);
+    return app_refuse_overwrite(P, "--write-corpus", o.write_corpus, "--data",
+                                o.data) < 0
+               ? 2
+               : write_corpus(&o);
   if (!sample && check_outputs(&o) < 0)
     return 2;
   int unwritable = sample ? 0 : check_writable(&o);
