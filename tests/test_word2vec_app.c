@@ -581,6 +581,14 @@ START_TEST(test_queries_refuse_non_finite_vectors) {
   ck_assert_msg(strstr(out, "vector 1 of 2 (byte 4): the word 'foo': number 2 "
                             "of 2 is NaN"),
                 "%s", out);
+  /* binary: a word holding a NUL byte (it had been read as the word "") */
+  foo[1] = 2;
+  memcpy(bin + 8, foo, sizeof foo);
+  bin[17] = '\0';
+  test_write_file(path, bin, n);
+  ck_assert_int_eq(capture(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "vector 2 of 2 (byte 16): a NUL byte in the word"),
+                "%s", out);
 }
 END_TEST
 

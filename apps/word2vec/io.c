@@ -91,7 +91,9 @@ void w2v_vectors_free(w2v_vectors *w) {
 }
 
 /* Reads a word: skips newlines before it (gensim does too), stops at a
- * space. 0, or -1 at EOF / a word longer than `cap` - 1 bytes. */
+ * space. 0, or -1 at EOF / a word longer than `cap` - 1 bytes, or -2 at a
+ * NUL byte (the word would end there as a string: "\0ab" was read as the
+ * word ""). */
 static int read_word(FILE *f, char *word, size_t cap, size_t *len) {
   int ch;
   do
@@ -99,6 +101,8 @@ static int read_word(FILE *f, char *word, size_t cap, size_t *len) {
   while (ch == '\n');
   size_t n = 0;
   while (ch != EOF && ch != ' ') {
+    if (ch == 0)
+      return -2;
     if (n + 1 >= cap)
       return -1;
     word[n++] = (char)ch;
@@ -124,8 +128,11 @@ static int detect_binary(FILE *f, int64_t dim, int64_t file_size) {
   size_t len, cap = (size_t)(dim * 64 + 64 < left ? dim * 64 + 64 : left),
               n = 0;
   char *rest = malloc(cap + 1);
-  int binary = 0;
-  if (at >= 0 && rest && read_word(f, word, sizeof word, &len) == 0) {
+  int binary = 0,
+      got = at >= 0 && rest ? read_word(f, word, sizeof word, &len) : -1;
+  if (got == -2) /* a NUL byte: not text (the reader then names it) */
+    binary = 1;
+  if (got == 0) {
     int ch;
     while (n < cap && (ch = getc(f)) != EOF && ch != '\n') {
       if (!ch)
@@ -214,8 +221,10 @@ int w2v_load_vectors(w2v_vectors *out, const char *path, int binary,
     int64_t bad_value = -1; /* the number (from 0) that is not finite */
     float *row = m + i * dim;
     if (binary) {
-      if (read_word(f, word, sizeof word, &len) < 0)
-        bad = "expected a word and a space";
+      int got = read_word(f, word, sizeof word, &len);
+      if (got < 0)
+        bad = got == -2 ? "a NUL byte in the word"
+                        : "expected a word and a space";
       else if (fread(row, sizeof *row, (size_t)dim, f) != (size_t)dim)
         bad = "the file ends inside the vector";
       for (int64_t j = 0; !bad && j < dim; j++)
