@@ -198,12 +198,33 @@ START_TEST(test_resume_is_exact) {
   ck_assert_msg(memcmp(a, b, la) == 0, "a resumed run differs");
   free(a);
   free(b);
-  /* a checkpoint of other settings is refused */
+  /* a checkpoint of other settings is refused, each one named with both
+   * values (it had said only "made with other options or another text") */
+  char out[4096];
   snprintf(args, sizeof args,
            "-train %s -output %s %s -window 3 "
            "-checkpoint %s -resume 1",
            corpus, part, opts, ck);
-  ck_assert_int_eq(run(args), 1);
+  ck_assert_int_eq(capture(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "other options or another text: -window 3, the "
+                            "checkpoint has 5\n"),
+                "%s", out);
+  /* another program's checkpoint is said to be one */
+  char other[512];
+  test_path(other, sizeof other, "other.ckpt");
+  loom_scope *scope = loom_scope_begin();
+  loom_tensor_map *map = loom_tensor_map_new();
+  ck_assert_int_eq(
+      loom_tensor_map_set(map, "syn0", loom_zeros(LOOM_F32, LOOM_SHAPE(2, 2))),
+      0);
+  ck_assert_int_eq(loom_safetensors_save(other, map), 0);
+  loom_tensor_map_free(map);
+  loom_scope_end(scope);
+  snprintf(args, sizeof args,
+           "-train %s -output %s %s -checkpoint %s -resume 1", corpus, part,
+           opts, other);
+  ck_assert_int_eq(capture(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "not a word2vec checkpoint"), "%s", out);
 }
 END_TEST
 

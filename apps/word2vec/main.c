@@ -282,6 +282,47 @@ static int save_checkpoint(void *ctx, int epoch, const uint64_t *rng,
   return rc ? -1 : stop;
 }
 
+/* Why a checkpoint's signature `had` is not this run's `want` (both as
+ * sign() writes them: "key value" pairs), into why[n]: each value that
+ * differs named with both, as charlm and translate name options ("-window
+ * 3, the checkpoint has 5"; the text's counts as "vocabulary size 170,
+ * the checkpoint has 3").
+ * Another layout (another version) is said to be one. */
+static void signature_difference(const char *want, const char *had, char *why,
+                                 size_t n) {
+  char a[512], b[512];
+  snprintf(a, sizeof a, "%s", want);
+  snprintf(b, sizeof b, "%s", had);
+  char *sa = NULL, *sb = NULL;
+  char *ka = strtok_r(a, " ", &sa), *kb = strtok_r(b, " ", &sb);
+  size_t used = (size_t)snprintf(why, n,
+                                 "it was made with other options or "
+                                 "another text:");
+  bool any = false;
+  while (ka && kb && !strcmp(ka, kb)) {
+    char *va = strtok_r(NULL, " ", &sa), *vb = strtok_r(NULL, " ", &sb);
+    if (!va || !vb)
+      break;
+    /* the text's counts by what they are, the rest as their flags */
+    const char *what = !strcmp(ka, "vocab")   ? "vocabulary size"
+                       : !strcmp(ka, "words") ? "training words"
+                       : !strcmp(ka, "text")  ? "text length"
+                                              : NULL;
+    if (strcmp(va, vb) && used < n)
+      used += (size_t)snprintf(
+          why + used, n - used, "%s %s%s %s, the checkpoint has %s",
+          any ? ";" : "", what ? "" : "-", what ? what : ka, va, vb);
+    any = any || strcmp(va, vb);
+    ka = strtok_r(NULL, " ", &sa);
+    kb = strtok_r(NULL, " ", &sb);
+  }
+  if (ka || kb || !any) /* another layout */
+    snprintf(why, n,
+             "its options are recorded as '%.200s', which this "
+             "version does not read",
+             had);
+}
+
 /* Loads -checkpoint into m; the epoch to start from, or -1. */
 static int resume(run *r, uint64_t *rng, int n_rng) {
   loom_tensor_map *map = loom_safetensors_load(r->o->checkpoint);
@@ -295,11 +336,14 @@ static int resume(run *r, uint64_t *rng, int n_rng) {
   loom_tensor *ep = loom_tensor_map_get(map, "epoch");
   loom_tensor *st = loom_tensor_map_get(map, "rng");
   const char *bad = NULL;
-  char why[160];
-  if (!sig || strcmp(sig, r->signature))
-    bad = "it was made with other options or another text";
-  else if (!ep || loom_dtype_of(ep) != LOOM_I64 || loom_numel(ep) != 1 || !st ||
-           loom_dtype_of(st) != LOOM_I64 || loom_numel(st) != n_rng)
+  char why[640];
+  if (!sig)
+    bad = "not a word2vec checkpoint (no 'word2vec' signature)";
+  else if (strcmp(sig, r->signature)) {
+    signature_difference(r->signature, sig, why, sizeof why);
+    bad = why;
+  } else if (!ep || loom_dtype_of(ep) != LOOM_I64 || loom_numel(ep) != 1 ||
+             !st || loom_dtype_of(st) != LOOM_I64 || loom_numel(st) != n_rng)
     bad = "its epoch or generator state is missing";
   for (int k = 0; !bad && k < 3; k++) {
     loom_tensor *t = loom_tensor_map_get(map, names[k]);
