@@ -101,9 +101,12 @@ static void div_backward(loom__node *n, loom_tensor *const *g) {
   const loom_tensor *a = loom__saved(n, 0), *b = loom__saved(n, 1);
   if (loom__needs_grad(n, 0))
     loom__accumulate(n, 0, loom_div(g[0], b));
-  if (loom__needs_grad(n, 1)) /* -g a / b^2 */
+  /* -g (a / b) / b, as torch's: b * b underflows to 0 for |b| below
+   * 1e-154 (1e-19 in float32), which made -a / b^2 NaN or inf where the
+   * gradient is finite */
+  if (loom__needs_grad(n, 1))
     loom__accumulate(n, 1,
-                     loom_neg(loom_div(loom_mul(g[0], a), loom_mul(b, b))));
+                     loom_neg(loom_mul(g[0], loom_div(loom_div(a, b), b))));
 }
 
 static void pow_backward(loom__node *n, loom_tensor *const *g) {

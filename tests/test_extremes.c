@@ -550,6 +550,30 @@ START_TEST(test_gradients_at_degenerate_points) {
 }
 END_TEST
 
+/* div's gradient for the divisor at tiny divisors: -g (a / b) / b, as
+ * torch's, so it is finite where it is (-g a / b^2 had squared b to 0: NaN
+ * for a = 0, inf for a = b = 1e-200, or 1e-30 in float32). */
+START_TEST(test_div_gradient_at_tiny_divisors) {
+  loom_tensor *a = loom_set_requires_grad(
+      loom_from_array(LOOM_F64, (double[]){0, 1e-200, -1e-200, INFINITY},
+                      LOOM_SHAPE(4)),
+      true);
+  loom_tensor *b = loom_set_requires_grad(
+      loom_from_array(LOOM_F64, (double[]){5e-324, 1e-200, 1e-200, 1e308},
+                      LOOM_SHAPE(4)),
+      true);
+  ck_assert_int_eq(loom_backward(loom_sum_all(loom_div(a, b))), 0);
+  CHECK_VALUES(loom_grad(b), 0, -0.0, -1e200, 1e200, -INFINITY);
+  loom_tensor *c = loom_set_requires_grad(
+      loom_from_array(LOOM_F32, (float[]){1e-30f, 2e-30f}, LOOM_SHAPE(2)),
+      true);
+  loom_tensor *num =
+      loom_from_array(LOOM_F32, (float[]){1e-30f, -4e-30f}, LOOM_SHAPE(2));
+  ck_assert_int_eq(loom_backward(loom_sum_all(loom_div(num, c))), 0);
+  CHECK_VALUES(loom_grad(c), 1e-6, -1e30, 1e30);
+}
+END_TEST
+
 /* Whether t holds exactly the bits of want[0..n) (NaN as any NaN). */
 static bool same_bits(const loom_tensor *t, const double *want, int n) {
   const double *d = loom_data_f64(t);
@@ -749,6 +773,7 @@ int main(void) {
   tcase_add_test(tc, test_gradients_at_degenerate_points);
   tcase_add_test(tc, test_empty_reductions_and_clamp_bounds);
   tcase_add_test(tc, test_pow_special_exponents);
+  tcase_add_test(tc, test_div_gradient_at_tiny_divisors);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
