@@ -165,8 +165,8 @@ static loom_tensor *graph_gradient(int which, const loom_tensor *x,
   case U_leaky_relu:
     return loom_where(loom_gt_scalar(x, 0), g, loom_mul_scalar(g, p[0]));
   case U_elu:
-    return loom_where(loom_gt_scalar(x, 0), g,
-                      loom_mul(g, loom_mul_scalar(loom_exp(x), p[0])));
+    return loom_where(loom_le_scalar(x, 0),
+                      loom_mul(g, loom_mul_scalar(loom_exp(x), p[0])), g);
   case U_softplus: {
     loom_tensor *bx = loom_mul_scalar(x, p[0]);
     return loom_where(loom_gt_scalar(bx, p[1]), g,

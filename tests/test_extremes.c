@@ -574,6 +574,23 @@ START_TEST(test_div_gradient_at_tiny_divisors) {
 }
 END_TEST
 
+/* elu's gradient at NaN is g, as torch's (its x <= 0 test fails there),
+ * as relu's is; it was g alpha exp(NaN), NaN. The same in a recorded
+ * backward (create_graph), whose gradient is made of ops. */
+START_TEST(test_elu_gradient_at_nan) {
+  for (int create = 0; create < 2; create++) {
+    loom_tensor *x = loom_set_requires_grad(
+        loom_from_array(LOOM_F64, (double[]){NAN, -1, 0, 2}, LOOM_SHAPE(4)),
+        true);
+    loom_backward_opts o = {.create_graph = create};
+    ck_assert_int_eq(
+        loom_backward_with(loom_sum_all(loom_elu(x, 0.5)), NULL, &o), 0);
+    CHECK_VALUES(loom_grad(x), 1e-15, 1, 0.5 * exp(-1), 0.5, 1);
+    loom_zero_grad(x);
+  }
+}
+END_TEST
+
 /* Whether t holds exactly the bits of want[0..n) (NaN as any NaN). */
 static bool same_bits(const loom_tensor *t, const double *want, int n) {
   const double *d = loom_data_f64(t);
@@ -774,6 +791,7 @@ int main(void) {
   tcase_add_test(tc, test_empty_reductions_and_clamp_bounds);
   tcase_add_test(tc, test_pow_special_exponents);
   tcase_add_test(tc, test_div_gradient_at_tiny_divisors);
+  tcase_add_test(tc, test_elu_gradient_at_nan);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
