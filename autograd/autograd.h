@@ -243,12 +243,14 @@ typedef struct loom_function {
   const char *name;
   int n_inputs, n_outputs;
   /* Computes out[0..n_outputs) from in[] with recording off; results may be
-   * scope-owned (they are kept). Returns 0, or -1 with an error set. */
+   * scope-owned (they are kept). Returns 0, or -1 with an error set (any
+   * other value fails loom_function_apply, as does -1). */
   int (*forward)(loom_function_ctx *ctx, loom_tensor *const *in, int n_in,
                  loom_tensor **out);
   /* Given the gradient of every output (zeros where none arrived), writes
    * the gradient of each input to gin[i] (NULL: none); shapes must match the
-   * inputs. Returns 0, or -1 with an error set. */
+   * inputs. Returns 0, or -1 with an error set (any other value fails the
+   * backward, as does -1). */
   int (*backward)(loom_function_ctx *ctx, loom_tensor *const *gout,
                   loom_tensor **gin);
 } loom_function;

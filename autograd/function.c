@@ -74,10 +74,16 @@ static void custom_backward(loom__node *n, loom_tensor *const *gout) {
   }
   for (int i = 0; i < n->n_in; i++)
     gin[i] = NULL;
-  if (f->backward(&c, gout, gin) < 0) {
+  int rc = f->backward(&c, gout, gin);
+  if (rc < 0) {
     loom_set_error(LOOM_ERR_STATE,
                    "%s: backward callback returned -1 with no error set",
                    f->name);
+  } else if (rc > 0) { /* not 0 or -1: which did it mean? */
+    loom_set_error(LOOM_ERR_STATE,
+                   "%s: backward callback returned %d (0, or -1 with an "
+                   "error set)",
+                   f->name, rc);
   } else {
     for (int i = 0; i < n->n_in; i++) {
       if (!gin[i] || !loom__needs_grad(n, i))
@@ -150,6 +156,15 @@ int loom_function_apply(const loom_function *f, loom_tensor *const *in,
     loom_set_error(LOOM_ERR_STATE,
                    "%s: forward callback returned -1 with no error set",
                    f->name);
+  /* A count of outputs (what a segment or gradcheck function returns) had
+   * made apply return it, with every output NULL and no error. */
+  if (rc > 0) {
+    loom_set_error(LOOM_ERR_STATE,
+                   "%s: forward callback returned %d (0, or -1 with an "
+                   "error set)",
+                   f->name, rc);
+    rc = -1;
+  }
   /* before the outputs are taken: a failed apply leaves them NULL */
   if (c.oom) {
     loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory saving tensors",

@@ -865,6 +865,41 @@ START_TEST(test_custom_function_saving_null) {
 }
 END_TEST
 
+/* Callbacks that return a count (as a segment or gradcheck function
+ * does) instead of 0: apply returned the 1 with its output NULL and no
+ * error, and a backward's 2 passed as success; both now fail naming the
+ * value. */
+static int counting_fwd(loom_function_ctx *c, loom_tensor *const *in, int n,
+                        loom_tensor **out) {
+  (void)c;
+  out[0] = loom_mul_scalar(in[0], 2);
+  return n;
+}
+static int counting_bwd(loom_function_ctx *c, loom_tensor *const *g,
+                        loom_tensor **gin) {
+  (void)c;
+  gin[0] = loom_mul_scalar(g[0], 2);
+  return 2;
+}
+
+START_TEST(test_custom_function_returning_a_count) {
+  static const loom_function f = {"counting", 1, 1, counting_fwd, twice_bwd};
+  loom_tensor *x = leaf((double[]){1, 2}, 2), *y = x;
+  ck_assert_int_eq(loom_function_apply(&f, &x, &y, NULL), -1);
+  ck_assert_ptr_null(y);
+  CHECK_ERROR(LOOM_ERR_STATE,
+              "counting: forward callback returned 1 (0, or -1 with an "
+              "error set)");
+  loom_clear_error();
+  static const loom_function g = {"counting_back", 1, 1, twice_fwd,
+                                  counting_bwd};
+  ck_assert_int_eq(loom_function_apply(&g, &x, &y, NULL), 0);
+  ck_assert_int_eq(loom_backward(loom_sum_all(y)), -1);
+  CHECK_ERROR(LOOM_ERR_STATE, "counting_back: backward callback returned 2");
+  ck_assert_ptr_null(loom_grad(x));
+}
+END_TEST
+
 START_TEST(test_anomaly_mode) {
   loom_set_anomaly_mode(true);
   loom_tensor *x = leaf((double[]){-1, 4}, 2);
@@ -1172,6 +1207,7 @@ int main(void) {
   tcase_add_test(tc, test_custom_function);
   tcase_add_test(tc, test_custom_function_integer_output);
   tcase_add_test(tc, test_custom_function_saving_null);
+  tcase_add_test(tc, test_custom_function_returning_a_count);
   tcase_add_test(tc, test_anomaly_mode);
   tcase_add_test(tc, test_graph_print);
   tcase_add_test(tc, test_registry_lists_ops);
