@@ -300,7 +300,9 @@ typedef struct loom_checkpoint_opts {
  * that: the gradients equal those of calling fn directly, at the cost of
  * a second forward. Tensors fn reads that are results of recorded ops
  * must be among `inputs` (backward fails naming this otherwise);
- * parameters (leaves) may be read directly and get their gradients. With
+ * parameters (leaves) may be read directly and get their gradients, also
+ * when no input requires grad (the segment is recorded when its first run
+ * reads a tensor that requires grad). With
  * create_graph the recomputation is itself recorded (gradient penalties
  * through checkpointed segments). fn and ctx must stay valid until that
  * backward; fn must compute the same thing when run again. opts may be

@@ -102,9 +102,16 @@ int loom_checkpoint(loom_segment_fn fn, void *ctx, loom_tensor *const *inputs,
   for (int r = 0; r < sg.n_rngs; r++)
     loom_rng_get_state(sg.rngs[r], sg.state[r]);
   bool record = loom__should_record(n_inputs, (const loom_tensor **)inputs);
+  /* The segment may read parameters directly: then it is recorded even
+   * when no input requires grad (a first layer's data input), or their
+   * gradients through it would be lost without a word. */
+  bool grad_mode = loom_grad_enabled();
+  int64_t reads = loom__watch_grad_reads(1);
   loom_no_grad_begin();
   loom_scope *s = loom_scope_begin();
   int rc = run_segment(&sg, inputs, n_inputs, outputs, n_outputs);
+  bool read_grad = loom__watch_grad_reads(-1) != reads;
+  record = record || (grad_mode && read_grad);
   /* Fresh aliases, so linking them never touches a tensor the segment
    * returned as is (an input, say). */
   for (int k = 0; k < n_outputs; k++)
@@ -123,8 +130,8 @@ int loom_checkpoint(loom_segment_fn fn, void *ctx, loom_tensor *const *inputs,
     int64_t bytes = (int64_t)sizeof sg;
     loom_tensor *keep = loom_from_array(LOOM_U8, &sg, 1, &bytes);
     loom__node *n =
-        keep ? loom__record_multi(&loom__op_checkpoint, outputs, n_outputs,
-                                  n_inputs, (const loom_tensor **)inputs)
+        keep ? loom__record_always(&loom__op_checkpoint, outputs, n_outputs,
+                                   n_inputs, (const loom_tensor **)inputs)
              : NULL;
     loom__save(n, keep);
     if (!keep || loom_last_status() != LOOM_OK)

@@ -126,6 +126,10 @@ loom__node *loom__record(const loom__op_def *op, loom_tensor *out, int n,
 /* The same for several outputs (custom functions). */
 loom__node *loom__record_multi(const loom__op_def *op, loom_tensor **out,
                                int n_out, int n, const loom_tensor *const *in);
+/* loom__record_multi whether or not an input requires grad (a checkpoint
+ * whose segment read a parameter directly); grad mode is not checked. */
+loom__node *loom__record_always(const loom__op_def *op, loom_tensor **out,
+                                int n_out, int n, const loom_tensor *const *in);
 /* Keeps t for backward (NULL n: no-op). Saving the node's own output keeps
  * an alias of its data, not the output itself, so no cycle forms. */
 void loom__save(loom__node *n, const loom_tensor *t);
@@ -230,6 +234,10 @@ loom__node **loom__collect(loom__node *const *roots, int n, const loom__pass *p,
 uint32_t loom__next_epoch(void);
 uint64_t loom__tape_seq(void);           /* the newest node's seq */
 int loom__swap_no_grad_depth(int depth); /* returns the old depth */
+/* Adds delta to the depth of watching for ops run with recording off
+ * whose inputs require grad; returns how many such ops have run on the
+ * thread while watching (compare the counts before and after). */
+int64_t loom__watch_grad_reads(int delta);
 void loom__free_node(loom__node *n);
 
 /* In a create_graph pass, while a first-order-only op runs: g as the

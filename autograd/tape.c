@@ -20,6 +20,10 @@ typedef struct {
   int passes; /* backward passes running (nested ones count each) */
   bool anomaly;
   bool coverage; /* inside a gradcheck: note each op recorded */
+  /* While watching > 0 (a checkpoint's first run), ops run with recording
+   * off whose inputs require grad are counted in grad_reads. */
+  int watching;
+  int64_t grad_reads;
 } tape_state;
 
 static _Thread_local tape_state tape;
@@ -62,6 +66,11 @@ int loom__swap_no_grad_depth(int depth) {
   int old = tape.no_grad_depth;
   tape.no_grad_depth = depth;
   return old;
+}
+
+int64_t loom__watch_grad_reads(int delta) {
+  tape.watching += delta;
+  return tape.grad_reads;
 }
 
 static void free_node(loom__node *n) {
@@ -202,13 +211,20 @@ static loom__node *alloc_node(void) {
   return n;
 }
 
-bool loom__should_record(int n, const loom_tensor *const *in) {
-  if (tape.no_grad_depth > 0)
-    return false;
+static bool any_requires_grad(int n, const loom_tensor *const *in) {
   for (int i = 0; i < n; i++)
     if (in[i] && in[i]->requires_grad)
       return true;
   return false;
+}
+
+bool loom__should_record(int n, const loom_tensor *const *in) {
+  if (tape.no_grad_depth > 0) {
+    if (tape.watching > 0 && any_requires_grad(n, in))
+      tape.grad_reads++;
+    return false;
+  }
+  return any_requires_grad(n, in);
 }
 
 static void link_output(loom__node *n, loom_tensor *out, int k) {
@@ -232,10 +248,19 @@ static void check_forward(const loom__op_def *op, loom_tensor **out, int n_out,
 
 loom__node *loom__record_multi(const loom__op_def *op, loom_tensor **out,
                                int n_out, int n, const loom_tensor *const *in) {
+  if (!loom__should_record(n, in)) {
+    if (tape.anomaly)
+      check_forward(op, out, n_out, n, in);
+    return NULL;
+  }
+  return loom__record_always(op, out, n_out, n, in);
+}
+
+loom__node *loom__record_always(const loom__op_def *op, loom_tensor **out,
+                                int n_out, int n,
+                                const loom_tensor *const *in) {
   if (tape.anomaly)
     check_forward(op, out, n_out, n, in);
-  if (!loom__should_record(n, in))
-    return NULL;
   if (tape.coverage)
     loom__coverage_note(op);
   loom__node *node = alloc_node();

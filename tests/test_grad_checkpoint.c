@@ -147,6 +147,58 @@ static loom_tensor *penalty(net *m, loom_tensor *x, bool ckpt) {
   return pen;
 }
 
+/* The parameters' gradients, concatenated (and zeroed). */
+static loom_tensor *parameter_grads(net *m) {
+  loom_tensor *all[2 * LAYERS];
+  for (int l = 0; l < LAYERS; l++) {
+    all[2 * l] = loom_flatten(loom_grad(m->w[l]), 0, -1);
+    all[2 * l + 1] = loom_grad(m->b[l]);
+  }
+  loom_tensor *cat = loom_concat(all, 2 * LAYERS, 0);
+  for (int l = 0; l < LAYERS; l++) {
+    loom_zero_grad(m->w[l]);
+    loom_zero_grad(m->b[l]);
+  }
+  return cat;
+}
+
+/* A segment whose input is data (no gradient wanted) and that reads its
+ * parameters directly: it is recorded all the same, and they get the
+ * plain run's gradients (it was not recorded, as no input required grad,
+ * so they got none through it, without a word). With grad mode off, or
+ * parameters that do not require grad, nothing is recorded. */
+START_TEST(test_parameters_read_from_a_data_input) {
+  net m;
+  make_net(&m, 0);
+  loom_rng *g = loom_rng_new(5);
+  loom_tensor *x = loom_randn(g, LOOM_F64, 0, 1, LOOM_SHAPE(BATCH, WIDTH));
+  loom_rng_free(g);
+  int64_t bytes, nodes;
+  loom_tensor *loss = forward(&m, x, false, &bytes, &nodes);
+  ck_assert_int_eq(loom_backward(loss), 0);
+  loom_tensor *plain = parameter_grads(&m);
+  loom_tensor *loss2 = forward(&m, x, true, &bytes, &nodes);
+  ck_assert_int_eq(nodes, 3);
+  ck_assert_int_eq(loom_backward(loss2), 0);
+  assert_equal(parameter_grads(&m), plain);
+  loom_release(loss);
+  loom_release(loss2);
+  loom_tensor *y;
+  loom_no_grad_begin();
+  ck_assert_int_eq(loom_checkpoint(segment, &m, &x, 1, &y, 1, NULL), 0);
+  loom_no_grad_end();
+  ck_assert(!loom_requires_grad(y));
+  for (int l = 0; l < LAYERS; l++) {
+    loom_set_requires_grad(m.w[l], false);
+    loom_set_requires_grad(m.b[l], false);
+  }
+  ck_assert_int_eq(loom_checkpoint(segment, &m, &x, 1, &y, 1, NULL), 0);
+  ck_assert(!loom_requires_grad(y));
+  ck_assert_int_eq(loom_tape_size(), 0);
+  free_net(&m);
+}
+END_TEST
+
 START_TEST(test_create_graph_through_checkpoint) {
   net m;
   make_net(&m, 0.2);
@@ -256,6 +308,7 @@ int main(void) {
   tcase_add_test(tc, test_create_graph_through_checkpoint);
   tcase_add_test(tc, test_unused_output_gets_no_gradient);
   tcase_add_test(tc, test_errors);
+  tcase_add_test(tc, test_parameters_read_from_a_data_input);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
