@@ -135,7 +135,9 @@ LOOM_API loom_tensor *loom_multihead_attention_step(loom_multihead_attention *m,
                                                     loom_kv_cache *cache,
                                                     const loom_tensor *x);
 /* Cross-attention of x (B, E) over memory (S, B, E) (batch first if set);
- * the memory's keys and values are projected once into the cache. */
+ * the memory's keys and values are projected once into the cache. A cache
+ * holding a self-attention prefix is refused (LOOM_ERR_STATE), as a self
+ * step refuses a cross one. */
 LOOM_API loom_tensor *loom_multihead_attention_cross_step(
     loom_multihead_attention *m, loom_kv_cache *cache, const loom_tensor *x,
     const loom_tensor *memory, const loom_tensor *key_padding_mask);

@@ -183,6 +183,15 @@ loom_tensor *loom_multihead_attention_cross_step(loom_multihead_attention *m,
   }
   if (!is_step_input(m, x, "attention cross step"))
     return NULL;
+  /* as a self step refuses a cross cache: filling it would drop the
+   * prefix without a word */
+  if (!c->cross && c->k) {
+    loom_set_error(LOOM_ERR_STATE,
+                   "attention cross step: the cache holds a self-attention "
+                   "prefix of %lld positions, not the memory's keys",
+                   (long long)c->len);
+    return NULL;
+  }
   loom_no_grad_begin();
   loom_tensor *out = NULL;
   if (c->cross || fill_cross(m, c, memory, kpm) == 0) {

@@ -355,6 +355,20 @@ START_TEST(test_step_errors) {
                 loom_last_error());
   loom_clear_error();
   ck_assert_int_eq(loom_kv_cache_length(c), 1);
+  /* a self-attention cache given to a cross step is refused, as the
+   * reverse is (the memory's keys had replaced the prefix, and the next
+   * self step failed, blaming the cache's cross-attention keys) */
+  loom_tensor *memory = loom_zeros(LOOM_F32, LOOM_SHAPE(3, B, E));
+  ck_assert_ptr_null(loom_multihead_attention_cross_step(
+      m, c, loom_zeros(LOOM_F32, LOOM_SHAPE(B, E)), memory, NULL));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_STATE);
+  ck_assert_msg(strstr(loom_last_error(), "a self-attention prefix of 1"), "%s",
+                loom_last_error());
+  loom_clear_error();
+  ck_assert_int_eq(loom_kv_cache_length(c), 1);
+  ck_assert_loom(loom_multihead_attention_step(
+      m, c, loom_zeros(LOOM_F32, LOOM_SHAPE(B, E))));
+  ck_assert_int_eq(loom_kv_cache_length(c), 2);
   loom_kv_cache_free(c);
   loom_multihead_attention_free(m);
 }
