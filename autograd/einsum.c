@@ -49,10 +49,17 @@ static int read_term(const char *s, const char *end, int *sub,
       return -1;
     }
     if (*c != '.' && l < 0) {
+      /* a byte that is not printable ASCII (one of a UTF-8 letter's, a
+       * control) is named by its value: as a character it made the
+       * message invalid UTF-8 */
+      unsigned char b = (unsigned char)*c;
+      char shown[16];
+      snprintf(shown, sizeof shown,
+               b >= 0x20 && b < 0x7f ? "'%c'" : "byte 0x%02x", b);
       loom_set_error(LOOM_ERR_ARGUMENT,
-                     "einsum: '%c' in %s (subscripts are letters a-z and "
+                     "einsum: %s in %s (subscripts are letters a-z and "
                      "A-Z, with one '...' at most)",
-                     *c, what);
+                     shown, what);
       return -1;
     }
     if (*c != '.' && n - ellipsis == LOOM_MAX_DIMS) {

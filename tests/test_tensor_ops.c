@@ -1262,6 +1262,12 @@ START_TEST(test_einsum) {
               "einsum: '-' in the output (subscripts are letters");
   ck_assert_ptr_null(loom_einsum("i1", &a, 1));
   CHECK_ERROR(LOOM_ERR_ARGUMENT, "einsum: '1' in operand 0's term");
+  /* a byte beyond ASCII (here the first of UTF-8's e acute) or a control
+   * is named by value: as a character it made the message invalid UTF-8 */
+  ck_assert_ptr_null(loom_einsum("i\xc3\xa9", &a, 1));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "einsum: byte 0xc3 in operand 0's term");
+  ck_assert_ptr_null(loom_einsum("i\tj", &a, 1));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "einsum: byte 0x09 in operand 0's term");
   ck_assert_ptr_null(loom_einsum("abcdefghi", &a, 1));
   CHECK_ERROR(LOOM_ERR_ARGUMENT,
               "einsum: more than 8 subscripts in operand 0's term");
