@@ -354,8 +354,8 @@ class SubwordNmt:
     def learn(self, data, *args):
         return self.run(['learn-bpe'] + list(args), data)
 
-    def vocab(self, data):
-        return self.run(['get-vocab'], data)
+    def vocab(self, data, *args):
+        return self.run(['get-vocab'] + list(args), data)
 
     def apply(self, data, *args):
         return self.run(list(args), data, script='apply_bpe.py')
@@ -458,6 +458,51 @@ def write_bpe(rng, snmt_path):
                                   for k, v in files.items()))
 
 
+def write_bpe_file_lines(snmt_path):
+    """subword-nmt given a file with -i (it reads it through Python's codecs
+    module, in lines split at every str.splitlines break, each line keeping
+    its break), on a text holding every such break, "\r\n" and lone "\r"
+    line ends, and lines of spaces:
+      bpe_lines.txt          the text (generated)
+      bpe_lines_codes.txt    learn-bpe -s 60 --min-frequency 1 -i bpe_lines.txt
+      bpe_lines_vocab.txt    get-vocab -i bpe_lines.txt
+      bpe_lines_apply.txt    apply_bpe.py -c bpe_codes.txt -i bpe_lines.txt
+    (apply uses bpe_codes.txt: codes learned from bpe_lines.txt hold words
+    that end in \f and the like, which apply_bpe.py, splitting the codes
+    file the same way, cannot read back.)"""
+    rng = random.Random(29)
+    breaks = ['\n', '\r\n', '\r', '\v', '\f', '\x1c', '\x1d', '\x1e',
+              '\x85', '\u2028', '\u2029']
+    words = BPE_WORDS[:40] + ['Straße', 'σοφία']
+    parts = []
+    for _ in range(400):
+        k = rng.random()
+        if k < 0.6:
+            parts.append(rng.choice(words))
+        elif k < 0.8:
+            parts.append(' ' * rng.randint(1, 2))
+        else:
+            parts.append(rng.choice(breaks))
+    text = ''.join(parts).encode()
+    sn = SubwordNmt(snmt_path)
+    files = {'bpe_lines.txt': text}
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        t = os.path.join(tmp, 'text')
+        with open(t, 'wb') as f:
+            f.write(text)
+        files['bpe_lines_codes.txt'] = sn.learn(
+            b'', '-s', '60', '--min-frequency', '1', '-i', t)
+        files['bpe_lines_vocab.txt'] = sn.vocab(b'', '-i', t)
+        files['bpe_lines_apply.txt'] = sn.apply(
+            b'', '-c', os.path.join(DATA, 'bpe_codes.txt'), '-i', t)
+    for name, data in files.items():
+        with open(os.path.join(DATA, name), 'wb') as f:
+            f.write(data)
+    print('bpe file-line files:', ', '.join(f'{k} ({len(v)} bytes)'
+                                            for k, v in files.items()))
+
+
 def fnv1a64(data):
     h = 0xcbf29ce484222325
     for b in data:
@@ -518,6 +563,7 @@ def main():
     write_tokenize(random.Random(14))
     write_scores(random.Random(15), a.sacrebleu)
     write_bpe(random.Random(16), a.subword_nmt)
+    write_bpe_file_lines(a.subword_nmt)
     if os.path.exists(os.path.join(a.multi30k, 'train.de')):
         write_bpe_multi30k(a.subword_nmt, a.multi30k)
     else:

@@ -771,7 +771,7 @@ static void count_file(const char *name, app_word_counts *wc) {
   snprintf(path, sizeof path, "%s/tests/data/%s", getenv("LOOM_SOURCE_ROOT"),
            name);
   app_line_reader r;
-  ck_assert_int_eq(app_line_reader_open(&r, path, false, 0), 0);
+  ck_assert_int_eq(app_line_reader_open(&r, path, APP_LINES_LF, 0), 0);
   const char *line;
   size_t len;
   int got;
@@ -904,7 +904,7 @@ static void apply_and_compare(const char *codes_name, bool as_v01,
   snprintf(path, sizeof path, "%s/tests/data/bpe_text.txt",
            getenv("LOOM_SOURCE_ROOT"));
   app_line_reader r;
-  ck_assert_int_eq(app_line_reader_open(&r, path, true, 0), 0);
+  ck_assert_int_eq(app_line_reader_open(&r, path, APP_LINES_UNIVERSAL, 0), 0);
   app_buf out = {0};
   const char *line;
   size_t len;
@@ -952,7 +952,7 @@ START_TEST(test_bpe_apply_matches_subword_nmt) {
   snprintf(path, sizeof path, "%s/tests/data/bpe_corpus.txt",
            getenv("LOOM_SOURCE_ROOT"));
   app_line_reader r;
-  ck_assert_int_eq(app_line_reader_open(&r, path, true, 0), 0);
+  ck_assert_int_eq(app_line_reader_open(&r, path, APP_LINES_UNIVERSAL, 0), 0);
   app_buf out = {0};
   const char *line;
   size_t len;
@@ -1082,7 +1082,7 @@ START_TEST(test_bpe_apply_then_undo) {
   snprintf(path, sizeof path, "%s/tests/data/bpe_text.txt",
            getenv("LOOM_SOURCE_ROOT"));
   app_line_reader r;
-  ck_assert_int_eq(app_line_reader_open(&r, path, true, 0), 0);
+  ck_assert_int_eq(app_line_reader_open(&r, path, APP_LINES_UNIVERSAL, 0), 0);
   app_buf seg = {0}, back = {0}, want = {0};
   const char *line;
   size_t len;
@@ -1354,7 +1354,10 @@ START_TEST(test_line_reader) {
   test_write_file(path, text, sizeof text - 1);
   for (int universal = 0; universal < 2; universal++) {
     app_line_reader r;
-    ck_assert_int_eq(app_line_reader_open(&r, path, universal, 0), 0);
+    ck_assert_int_eq(
+        app_line_reader_open(&r, path,
+                             universal ? APP_LINES_UNIVERSAL : APP_LINES_LF, 0),
+        0);
     const char *want_u[] = {"one", "two", "three", "", "four"};
     const char *want_n[] = {"one\r", "two\rthree", "", "four"};
     const char **want = universal ? want_u : want_n;
@@ -1374,11 +1377,33 @@ START_TEST(test_line_reader) {
     app_line_reader_close(&r);
   }
 
+  /* Python's str.splitlines: every break ends a line and stays in it */
+  static const char py[] = "a\vb c\r\n\xE2\x80\xA8x\x1E\xC2\x85\rend";
+  test_write_file(path, py, sizeof py - 1);
+  const char *want_py[] = {"a\v",      "b c\r\n", "\xE2\x80\xA8", "x\x1E",
+                           "\xC2\x85", "\r",      "end"};
+  const int64_t at_py[] = {0, 2, 7, 10, 12, 14, 15};
+  app_line_reader pr;
+  ck_assert_int_eq(app_line_reader_open(&pr, path, APP_LINES_SPLITLINES, 0), 0);
+  for (int i = 0; i < 7; i++) {
+    const char *line;
+    size_t len;
+    bool ended;
+    ck_assert_int_eq(app_line_reader_next(&pr, &line, &len, &ended), 1);
+    ck_assert_uint_eq(len, strlen(want_py[i]));
+    ck_assert(!memcmp(line, want_py[i], len));
+    ck_assert_int_eq(ended, i < 6);
+    ck_assert_int_eq(pr.line_no, i + 1);
+    ck_assert_int_eq(pr.offset, at_py[i]);
+  }
+  ck_assert_int_eq(app_line_reader_next(&pr, NULL, NULL, NULL), 0);
+  app_line_reader_close(&pr);
+
   /* invalid UTF-8: the message names the file, byte and line */
   static const char bad[] = "fine\nalso fine\nbad \xC3( here\n";
   test_write_file(path, bad, sizeof bad - 1);
   app_line_reader r;
-  ck_assert_int_eq(app_line_reader_open(&r, path, true, 0), 0);
+  ck_assert_int_eq(app_line_reader_open(&r, path, APP_LINES_UNIVERSAL, 0), 0);
   const char *line;
   size_t len;
   ck_assert_int_eq(app_line_reader_next(&r, &line, &len, NULL), 1);
@@ -1392,14 +1417,15 @@ START_TEST(test_line_reader) {
   app_line_reader_close(&r);
 
   /* a line over the limit */
-  ck_assert_int_eq(app_line_reader_open(&r, path, true, 8), 0);
+  ck_assert_int_eq(app_line_reader_open(&r, path, APP_LINES_UNIVERSAL, 8), 0);
   ck_assert_int_eq(app_line_reader_next(&r, &line, &len, NULL), 1);
   ck_assert_int_eq(app_line_reader_next(&r, &line, &len, NULL), -1);
   ck_assert_ptr_nonnull(strstr(loom_last_error(), ":2: line longer than 8"));
   loom_clear_error();
   app_line_reader_close(&r);
 
-  ck_assert_int_eq(app_line_reader_open(&r, "/nonexistent/x", true, 0), -1);
+  ck_assert_int_eq(
+      app_line_reader_open(&r, "/nonexistent/x", APP_LINES_UNIVERSAL, 0), -1);
   ck_assert_ptr_nonnull(strstr(loom_last_error(), "/nonexistent/x: "));
   loom_clear_error();
 }

@@ -175,7 +175,7 @@ START_TEST(test_bpe_commands_match_subword_nmt) {
   run_to_file(args, "bpe_apply.txt");
   snprintf(args, sizeof args,
            "bpe apply --codes '%s' --vocabulary '%s' --vocabulary-threshold 3 "
-           "-i '%s'",
+           "< '%s'",
            codes, vocab, text);
   run_to_file(args, "bpe_apply_vocab.txt");
   snprintf(args, sizeof args,
@@ -190,6 +190,18 @@ START_TEST(test_bpe_commands_match_subword_nmt) {
   snprintf(args, sizeof args, "bpe apply -c '%s' < '%s' | %s bpe vocab", codes,
            corpus, prog());
   run_to_file(args, "bpe_vocab.txt");
+  /* a file given with -i is split at every str.splitlines break, each line
+   * keeping its break ("\r\n" written back as it was, "\f" part of a
+   * word) */
+  char lines[1024];
+  data_path(lines, sizeof lines, "bpe_lines.txt");
+  snprintf(args, sizeof args, "bpe learn -s 60 --min-frequency 1 -i '%s'",
+           lines);
+  run_to_file(args, "bpe_lines_codes.txt");
+  snprintf(args, sizeof args, "bpe vocab -i '%s'", lines);
+  run_to_file(args, "bpe_lines_vocab.txt");
+  snprintf(args, sizeof args, "bpe apply -c '%s' -i '%s'", codes, lines);
+  run_to_file(args, "bpe_lines_apply.txt");
   /* undo is the sed rule of subword-nmt's README */
   char seg[1024], out[8192], sed[8192];
   data_path(seg, sizeof seg, "bpe_apply.txt");

@@ -117,7 +117,7 @@ static int codes_read(app_bpe_codes *c, app_line_reader *r, int64_t merges) {
 int app_bpe_codes_read(app_bpe_codes *c, const char *path, int64_t merges) {
   *c = (app_bpe_codes){.version = 1};
   app_line_reader r;
-  if (app_line_reader_open(&r, path, false, (size_t)1 << 20))
+  if (app_line_reader_open(&r, path, APP_LINES_LF, (size_t)1 << 20))
     return -1;
   return codes_read(c, &r, merges);
 }
@@ -126,7 +126,8 @@ int app_bpe_codes_parse(app_bpe_codes *c, const char *data, size_t len,
                         const char *name, int64_t merges) {
   *c = (app_bpe_codes){.version = 1};
   app_line_reader r;
-  if (app_line_reader_open_memory(&r, data, len, name, false, (size_t)1 << 20))
+  if (app_line_reader_open_memory(&r, data, len, name, APP_LINES_LF,
+                                  (size_t)1 << 20))
     return -1;
   return codes_read(c, &r, merges);
 }

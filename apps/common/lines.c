@@ -9,10 +9,10 @@
 
 enum { CHUNK = 1 << 16 };
 
-int app_line_reader_open(app_line_reader *r, const char *path, bool universal,
-                         size_t max_len) {
+int app_line_reader_open(app_line_reader *r, const char *path,
+                         app_line_ends ends, size_t max_len) {
   *r = (app_line_reader){0};
-  r->universal = universal;
+  r->ends = ends;
   r->max_len = max_len ? max_len : (size_t)64 << 20;
   if (!path || !strcmp(path, "-")) {
     r->f = stdin;
@@ -34,10 +34,10 @@ int app_line_reader_open(app_line_reader *r, const char *path, bool universal,
 }
 
 int app_line_reader_open_memory(app_line_reader *r, const char *data,
-                                size_t len, const char *name, bool universal,
-                                size_t max_len) {
+                                size_t len, const char *name,
+                                app_line_ends ends, size_t max_len) {
   *r = (app_line_reader){0};
-  r->universal = universal;
+  r->ends = ends;
   r->max_len = max_len ? max_len : (size_t)64 << 20;
   snprintf(r->name, sizeof r->name, "%s", name);
   r->eof = len == 0; /* fmemopen may refuse an empty buffer */
@@ -84,12 +84,55 @@ static int fill(app_line_reader *r) {
   return 1;
 }
 
+/* The length of the break of str.splitlines other than "\n" and "\r"
+ * that starts s[0..n) (valid UTF-8), or 0. */
+static size_t other_break(const char *s, size_t n) {
+  const unsigned char *u = (const unsigned char *)s;
+  if (u[0] == 0x0b || u[0] == 0x0c || (u[0] >= 0x1c && u[0] <= 0x1e))
+    return 1;
+  if (n >= 2 && u[0] == 0xc2 && u[1] == 0x85) /* U+0085 */
+    return 2;
+  if (n >= 3 && u[0] == 0xe2 && u[1] == 0x80 && (u[2] == 0xa8 || u[2] == 0xa9))
+    return 3; /* U+2028, U+2029 */
+  return 0;
+}
+
+/* APP_LINES_SPLITLINES: the next line of r->line, from r->piece to just
+ * after the first break in it, or to its end. */
+static int next_piece(app_line_reader *r, const char **line, size_t *len,
+                      bool *ended) {
+  const char *s = r->line.data;
+  size_t n = r->line.len, end = n;
+  bool broke = r->line_ended;
+  for (size_t i = r->piece; i < n; i++) {
+    size_t b = other_break(s + i, n - i);
+    if (b) {
+      end = i + b;
+      broke = true;
+      break;
+    }
+  }
+  *line = s + r->piece;
+  *len = end - r->piece;
+  r->offset = r->line_at + (int64_t)r->piece;
+  r->piece = end;
+  r->line_no++;
+  if (ended)
+    *ended = broke;
+  return 1;
+}
+
 int app_line_reader_next(app_line_reader *r, const char **line, size_t *len,
                          bool *ended) {
+  bool split = r->ends == APP_LINES_SPLITLINES;
+  if (split && r->piece < r->line.len)
+    return next_piece(r, line, len, ended);
   app_buf_clear(&r->line);
+  r->piece = SIZE_MAX; /* nothing to split until a line is read whole */
   r->offset = r->next;
   bool got = false, term = false;
   int64_t terminator = 0;
+  char last = 0; /* the terminator's last byte */
   for (;;) {
     int f = fill(r);
     if (f < 0)
@@ -99,7 +142,8 @@ int app_line_reader_next(app_line_reader *r, const char **line, size_t *len,
     got = true;
     const char *p = r->chunk + r->pos;
     size_t avail = r->end - r->pos, n = 0;
-    while (n < avail && p[n] != '\n' && !(r->universal && p[n] == '\r'))
+    while (n < avail && p[n] != '\n' &&
+           !(r->ends != APP_LINES_LF && p[n] == '\r'))
       n++;
     if (r->line.len + n > r->max_len) {
       loom_set_error(
@@ -114,14 +158,15 @@ int app_line_reader_next(app_line_reader *r, const char **line, size_t *len,
       continue;
     term = true;
     terminator = 1;
-    char c = r->chunk[r->pos++];
-    if (c == '\r') { /* "\r\n" is one terminator */
+    last = r->chunk[r->pos++];
+    if (last == '\r') { /* "\r\n" is one terminator */
       f = fill(r);
       if (f < 0)
         return -1;
       if (f > 0 && r->chunk[r->pos] == '\n') {
         r->pos++;
         terminator = 2;
+        last = '\n';
       }
     }
     break;
@@ -140,6 +185,16 @@ int app_line_reader_next(app_line_reader *r, const char **line, size_t *len,
                    r->name, (long long)(r->offset + bad), (long long)r->line_no,
                    (long long)bad + 1);
     return -1;
+  }
+  if (split) { /* the lines in it, each with its break */
+    if ((terminator == 2 && app_buf_putc(&r->line, '\r')) ||
+        (term && app_buf_putc(&r->line, last)))
+      return -1;
+    r->piece = 0;
+    r->line_at = r->offset;
+    r->line_ended = term;
+    r->line_no--; /* next_piece counts each */
+    return next_piece(r, line, len, ended);
   }
   *line = r->line.data;
   *len = r->line.len;

@@ -81,44 +81,62 @@ int app_lower(const char *s, size_t len, app_buf *out);
 
 /* ------------------------------------------------------------- lines */
 
+/* Where a line ends, as the tools loom imitates read text:
+ *   APP_LINES_LF          at "\n" only (sed; Python's sys.stdin on Unix);
+ *   APP_LINES_UNIVERSAL   also at "\r\n" and a lone "\r" (Python's text
+ *                         mode);
+ *   APP_LINES_SPLITLINES  at every break of Python's str.splitlines: those,
+ *                         and \v, \f, \x1c, \x1d, \x1e, U+0085, U+2028 and
+ *                         U+2029. Each line keeps its break as the last bytes
+ *                         of its text: a file read through Python's codecs
+ *                         module (subword-nmt's -i FILE) comes so, and the
+ *                         break is written back as it was. */
+typedef enum {
+  APP_LINES_LF,
+  APP_LINES_UNIVERSAL,
+  APP_LINES_SPLITLINES
+} app_line_ends;
+
 /* Reads text line by line from a file or standard input, checking that it
  * is UTF-8 and keeping the line number and byte offset for messages. */
 typedef struct {
   FILE *f;
   char name[256]; /* the path, or "<stdin>" */
   bool owns_file;
-  bool universal;  /* lines also end at "\r\n" and at a lone "\r" */
+  app_line_ends ends;
   size_t max_len;  /* longest line accepted, in bytes */
   int64_t line_no; /* 1-based number of the line last returned */
   int64_t offset;  /* byte offset of the line last returned */
   int64_t next;    /* byte offset of the next line */
-  app_buf line;
-  char *chunk; /* read-ahead */
+  app_buf line;    /* APP_LINES_SPLITLINES: the text up to "\n" or "\r", */
+  size_t piece;    /* with its break; its lines from line.data + piece on */
+  int64_t line_at; /* are still to be returned; line.data is at line_at */
+  bool line_ended; /* line ended at "\n" or "\r" */
+  char *chunk;     /* read-ahead */
   size_t pos, end;
   bool eof;
 } app_line_reader;
 
-/* Opens `path` ("-" or NULL: standard input). universal: Python's text
- * mode (a "\r\n" or a lone "\r" also ends a line); otherwise only "\n"
- * does. Lines longer than max_len bytes (0: 64 MiB) are an error. 0, or -1
- * with the error recorded. */
-int app_line_reader_open(app_line_reader *r, const char *path, bool universal,
-                         size_t max_len);
+/* Opens `path` ("-" or NULL: standard input), lines ending as `ends` says.
+ * Lines longer than max_len bytes (0: 64 MiB) are an error. 0, or -1 with
+ * the error recorded. */
+int app_line_reader_open(app_line_reader *r, const char *path,
+                         app_line_ends ends, size_t max_len);
 
-/* The next line, without its terminator, in *line / *len (valid until the
- * next call; NUL-terminated). *ended tells whether a terminator followed it
- * (only the last line of a file can lack one); NULL if not wanted. Returns
- * 1, 0 at the end of the input, or -1 on an error: a read error, a line
- * over the limit, or invalid UTF-8 ("NAME: invalid UTF-8 at byte N
- * (line L)"). */
+/* The next line in *line / *len (valid until the next call;
+ * NUL-terminated): without its terminator, or with it at
+ * APP_LINES_SPLITLINES. *ended tells whether a terminator ended it (only
+ * the last line of a file can lack one); NULL if not wanted. Returns 1, 0
+ * at the end of the input, or -1 on an error: a read error, a line over the
+ * limit, or invalid UTF-8 ("NAME: invalid UTF-8 at byte N (line L)"). */
 int app_line_reader_next(app_line_reader *r, const char **line, size_t *len,
                          bool *ended);
 
 /* The same over the bytes data[0..len) (not copied: they must outlive the
  * reader); `name` stands for them in messages. */
 int app_line_reader_open_memory(app_line_reader *r, const char *data,
-                                size_t len, const char *name, bool universal,
-                                size_t max_len);
+                                size_t len, const char *name,
+                                app_line_ends ends, size_t max_len);
 
 void app_line_reader_close(app_line_reader *r);
 

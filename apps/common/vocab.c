@@ -164,7 +164,7 @@ static int vocab_read(app_vocab *v, app_line_reader *r) {
 int app_vocab_load(app_vocab *v, const char *path) {
   *v = (app_vocab){0};
   app_line_reader r;
-  if (app_line_reader_open(&r, path, false, APP_VOCAB_MAX_TOKEN_BYTES))
+  if (app_line_reader_open(&r, path, APP_LINES_LF, APP_VOCAB_MAX_TOKEN_BYTES))
     return -1;
   return vocab_read(v, &r);
 }
@@ -173,7 +173,7 @@ int app_vocab_parse(app_vocab *v, const char *data, size_t len,
                     const char *name) {
   *v = (app_vocab){0};
   app_line_reader r;
-  if (app_line_reader_open_memory(&r, data, len, name, false,
+  if (app_line_reader_open_memory(&r, data, len, name, APP_LINES_LF,
                                   APP_VOCAB_MAX_TOKEN_BYTES))
     return -1;
   return vocab_read(v, &r);

@@ -80,7 +80,7 @@ static bool parse_count(const char *s, size_t len, int64_t *out) {
 int app_word_counts_read(app_word_counts *c, const char *path,
                          int64_t keep_at_least) {
   app_line_reader r;
-  if (app_line_reader_open(&r, path, true, (size_t)1 << 20))
+  if (app_line_reader_open(&r, path, APP_LINES_UNIVERSAL, (size_t)1 << 20))
     return -1;
   const char *line;
   size_t len;

@@ -258,9 +258,16 @@ static int output_close(output *out, int rc, const char *path) {
   return rc ? -1 : 0;
 }
 
-/* subword-nmt's learn-bpe and get-vocab read standard input in lines split
- * at "\n" only (Python's sys.stdin on Unix), apply_bpe.py in Python's text
- * mode (lines also end at "\r\n" and "\r"). */
+/* Where subword-nmt's lines end. Standard input: at "\n" only for
+ * learn-bpe and get-vocab (Python's sys.stdin on Unix), also at "\r\n" and
+ * "\r" for apply-bpe (its own text-mode wrapper): `on_stdin`. A file given
+ * with -i it reads through Python's codecs module, in lines split at every
+ * str.splitlines break, each keeping its break: apply-bpe then writes a
+ * "\r\n" back as it was, and a word can end in a \f. */
+static app_line_ends input_ends(const options *o, app_line_ends on_stdin) {
+  return o->input && strcmp(o->input, "-") ? APP_LINES_SPLITLINES : on_stdin;
+}
+
 static int learn(const options *o, output *out) {
   app_word_counts words = {0};
   app_bpe_codes codes = {0};
@@ -270,7 +277,7 @@ static int learn(const options *o, output *out) {
       goto done;
   } else {
     app_line_reader r;
-    if (app_line_reader_open(&r, o->input, false, 0))
+    if (app_line_reader_open(&r, o->input, input_ends(o, APP_LINES_LF), 0))
       goto done;
     const char *line;
     size_t len;
@@ -319,7 +326,8 @@ static int apply(const options *o, output *out) {
   for (int g = 0; g < o->n_glossaries; g++)
     if (app_bpe_add_glossary(b, o->glossaries[g], strlen(o->glossaries[g])))
       goto done;
-  if (app_line_reader_open(&r, o->input, true, 0))
+  app_line_ends ends = input_ends(o, APP_LINES_UNIVERSAL);
+  if (app_line_reader_open(&r, o->input, ends, 0))
     goto done;
   const char *line;
   size_t len;
@@ -327,7 +335,9 @@ static int apply(const options *o, output *out) {
   int got;
   while ((got = app_line_reader_next(&r, &line, &len, &ended)) > 0) {
     app_buf_clear(&line_out);
-    if (app_bpe_apply_line(b, line, len, ended, &line_out)) {
+    /* a line of -i FILE holds its break */
+    bool add_newline = ended && ends != APP_LINES_SPLITLINES;
+    if (app_bpe_apply_line(b, line, len, add_newline, &line_out)) {
       got = -1;
       break;
     }
@@ -352,7 +362,7 @@ done:
 /* sed reads lines ending at "\n" and keeps a "\r". */
 static int undo(const options *o, output *out) {
   app_line_reader r;
-  if (app_line_reader_open(&r, o->input, false, 0))
+  if (app_line_reader_open(&r, o->input, APP_LINES_LF, 0))
     return -1;
   app_buf buf = {0};
   const char *line;
@@ -377,7 +387,7 @@ static int undo(const options *o, output *out) {
 
 static int vocab(const options *o, output *out) {
   app_line_reader r;
-  if (app_line_reader_open(&r, o->input, false, 0))
+  if (app_line_reader_open(&r, o->input, input_ends(o, APP_LINES_LF), 0))
     return -1;
   app_word_counts words = {0};
   const char *line;

@@ -112,7 +112,7 @@ typedef enum { WORDS, UNITS } counting;
 static int count_file(nmt_text *t, bool target, const char *path, counting what,
                       app_word_counts *c) {
   app_line_reader rd;
-  if (app_line_reader_open(&rd, path, false, 0) < 0)
+  if (app_line_reader_open(&rd, path, APP_LINES_LF, 0) < 0)
     return -1;
   const char *line;
   size_t len;
@@ -516,7 +516,7 @@ int nmt_text_read_corpus(const nmt_text *tc, const char *src_path,
   const char *paths[2] = {src_path, tgt_path};
   int sides = tgt_path ? 2 : 1, open = 0;
   while (open < sides &&
-         app_line_reader_open(&rd[open], paths[open], false, 0) == 0)
+         app_line_reader_open(&rd[open], paths[open], APP_LINES_LF, 0) == 0)
     open++;
   int32_t *ids[2] = {NULL, NULL};
   int64_t n[2] = {0, 0}, cap[2] = {0, 0}, skip = 0;

@@ -132,9 +132,9 @@ static int parse(int argc, char **argv, options *o) {
  * one hypothesis even if it holds tabs (sacreBLEU's command line would read
  * tab-separated fields as the outputs of several systems). -1 with a message on
  * error. */
-static int read_lines(const char *path, bool universal, app_tokens *out) {
+static int read_lines(const char *path, app_line_ends ends, app_tokens *out) {
   app_line_reader r;
-  if (app_line_reader_open(&r, path, universal, 0))
+  if (app_line_reader_open(&r, path, ends, 0))
     return -1;
   const char *line;
   size_t len;
@@ -251,14 +251,15 @@ int translate_score_main(int argc, char **argv) {
   }
   /* "-" reads standard input too (app_line_reader_open) */
   bool from_stdin = !o.input || !strcmp(o.input, "-");
-  if (read_lines(o.input, from_stdin, &hyps))
+  if (read_lines(o.input, from_stdin ? APP_LINES_UNIVERSAL : APP_LINES_LF,
+                 &hyps))
     goto done;
   if (hyps.n == 0) {
     loom_set_error(LOOM_ERR_FORMAT, "%s: no hypotheses", hyp_name);
     goto done;
   }
   for (int r = 0; r < o.n_refs; r++) {
-    if (read_lines(o.refs[r], false, &refs[r]))
+    if (read_lines(o.refs[r], APP_LINES_LF, &refs[r]))
       goto done;
     if (refs[r].n != hyps.n) {
       loom_set_error(LOOM_ERR_FORMAT,

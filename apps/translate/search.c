@@ -71,7 +71,7 @@ int nmt_translate_corpus(nmt_model *m, const nmt_corpus *c,
 static char **reference_lines(const char *path, const nmt_corpus *c) {
   char **lines = calloc((size_t)c->n + 1, sizeof *lines);
   app_line_reader rd;
-  if (!lines || app_line_reader_open(&rd, path, false, 0) < 0) {
+  if (!lines || app_line_reader_open(&rd, path, APP_LINES_LF, 0) < 0) {
     free(lines);
     return NULL;
   }

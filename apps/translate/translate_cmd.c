@@ -268,7 +268,7 @@ static int parse(int argc, char **argv, options *o, bool attention) {
 static int read_input(const nmt_text *t, const nmt_model *m, nmt_corpus *c,
                       bool *empty_line) {
   app_line_reader rd;
-  if (app_line_reader_open(&rd, "-", false, 0) < 0) {
+  if (app_line_reader_open(&rd, "-", APP_LINES_LF, 0) < 0) {
     fprintf(stderr, "translate: %s\n", loom_last_error());
     return -1;
   }
