@@ -151,22 +151,26 @@ loom_tensor *loom_multihead_attention_step(loom_multihead_attention *m,
 }
 
 /* Projects the memory's keys and values (and keeps the key padding mask)
- * once, at the first cross step. */
+ * once, at the first cross step. All three are made before any goes into
+ * the cache, so a failure leaves it as it was, to be filled again. */
 static int fill_cross(loom_multihead_attention *m, loom_kv_cache *c,
                       const loom_tensor *memory, const loom_tensor *kpm) {
   loom_tensor *k = loom_contiguous(loom__multihead_attention_split_heads(
       m, loom__multihead_attention_project(m, 1, memory)));
   loom_tensor *v = loom_contiguous(loom__multihead_attention_split_heads(
       m, loom__multihead_attention_project(m, 2, memory)));
-  if (!replace(&c->k, k) || !replace(&c->v, v))
-    return -1;
   /* a float mask stays additive, as in the full pass (finite entries
    * shift scores, they do not block) */
-  if (kpm &&
-      !replace(&c->mask, loom_reshape(kpm, 4,
-                                      (int64_t[]){loom_size(kpm, 0), 1, 1,
-                                                  loom_size(kpm, 1)})))
+  loom_tensor *mask =
+      kpm ? loom_reshape(
+                kpm, 4, (int64_t[]){loom_size(kpm, 0), 1, 1, loom_size(kpm, 1)})
+          : NULL;
+  if (!k || !v || (kpm && !mask))
     return -1;
+  replace(&c->k, k);
+  replace(&c->v, v);
+  if (mask)
+    replace(&c->mask, mask);
   c->cross = true;
   c->len = loom_size(c->k, 2);
   return 0;
@@ -185,7 +189,7 @@ loom_tensor *loom_multihead_attention_cross_step(loom_multihead_attention *m,
     return NULL;
   /* as a self step refuses a cross cache: filling it would drop the
    * prefix without a word */
-  if (!c->cross && c->k) {
+  if (!c->cross && c->len > 0) {
     loom_set_error(LOOM_ERR_STATE,
                    "attention cross step: the cache holds a self-attention "
                    "prefix of %lld positions, not the memory's keys",

@@ -370,6 +370,18 @@ START_TEST(test_step_errors) {
       m, c, loom_zeros(LOOM_F32, LOOM_SHAPE(B, E))));
   ck_assert_int_eq(loom_kv_cache_length(c), 2);
   loom_kv_cache_free(c);
+  /* a first cross step that fails (a padding mask of the wrong shape)
+   * leaves the cache empty, to be filled by the next */
+  c = loom_kv_cache_new();
+  ck_assert_ptr_null(loom_multihead_attention_cross_step(
+      m, c, loom_zeros(LOOM_F32, LOOM_SHAPE(B, E)), memory,
+      loom_zeros(LOOM_BOOL, LOOM_SHAPE(B, 1, 3))));
+  loom_clear_error();
+  ck_assert_int_eq(loom_kv_cache_length(c), 0);
+  ck_assert_loom(loom_multihead_attention_cross_step(
+      m, c, loom_zeros(LOOM_F32, LOOM_SHAPE(B, E)), memory, NULL));
+  ck_assert_int_eq(loom_kv_cache_length(c), 3);
+  loom_kv_cache_free(c);
   loom_multihead_attention_free(m);
 }
 END_TEST
