@@ -49,17 +49,10 @@ static int read_term(const char *s, const char *end, int *sub,
       return -1;
     }
     if (*c != '.' && l < 0) {
-      /* a byte that is not printable ASCII (one of a UTF-8 letter's, a
-       * control) is named by its value: as a character it made the
-       * message invalid UTF-8 */
-      unsigned char b = (unsigned char)*c;
-      char shown[16];
-      snprintf(shown, sizeof shown,
-               b >= 0x20 && b < 0x7f ? "'%c'" : "byte 0x%02x", b);
       loom_set_error(LOOM_ERR_ARGUMENT,
-                     "einsum: %s in %s (subscripts are letters a-z and "
+                     "einsum: '%c' in %s (subscripts are letters a-z and "
                      "A-Z, with one '...' at most)",
-                     shown, what);
+                     *c, what);
       return -1;
     }
     if (*c != '.' && n - ellipsis == LOOM_MAX_DIMS) {
@@ -119,6 +112,19 @@ static bool label_term(const int *sub, int n, const loom_tensor *t, int k,
 }
 
 static bool parse(const char *eq, loom_tensor *const *ops, int n, equation *e) {
+  /* Messages quote the equation and its characters: a byte that is not
+   * printable ASCII (one of a UTF-8 letter's, a control), never part of an
+   * equation, is named by its value first, or the message would not be
+   * valid UTF-8. */
+  for (const char *c = eq; *c; c++)
+    if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f) {
+      loom_set_error(LOOM_ERR_ARGUMENT,
+                     "einsum: byte 0x%02x at position %td of the equation "
+                     "(subscripts are letters a-z and A-Z, with one '...' at "
+                     "most)",
+                     (unsigned char)*c, c - eq);
+      return false;
+    }
   const char *arrow = strstr(eq, "->");
   const char *lhs_end = arrow ? arrow : eq + strlen(eq);
   int widest = 0, sub[LOOM_MAX_DIMS + 1], count[N_LABELS] = {0};

@@ -1265,9 +1265,18 @@ START_TEST(test_einsum) {
   /* a byte beyond ASCII (here the first of UTF-8's e acute) or a control
    * is named by value: as a character it made the message invalid UTF-8 */
   ck_assert_ptr_null(loom_einsum("i\xc3\xa9", &a, 1));
-  CHECK_ERROR(LOOM_ERR_ARGUMENT, "einsum: byte 0xc3 in operand 0's term");
+  CHECK_ERROR(LOOM_ERR_ARGUMENT,
+              "einsum: byte 0xc3 at position 1 of the equation");
   ck_assert_ptr_null(loom_einsum("i\tj", &a, 1));
-  CHECK_ERROR(LOOM_ERR_ARGUMENT, "einsum: byte 0x09 in operand 0's term");
+  CHECK_ERROR(LOOM_ERR_ARGUMENT,
+              "einsum: byte 0x09 at position 1 of the equation");
+  /* whichever message would quote the equation */
+  ck_assert_ptr_null(loom_einsum("i,\xc3", &a, 1));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT,
+              "einsum: byte 0xc3 at position 2 of the equation");
+  ck_assert_ptr_null(loom_einsum("i->\xc3", two, 2));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT,
+              "einsum: byte 0xc3 at position 3 of the equation");
   ck_assert_ptr_null(loom_einsum("abcdefghi", &a, 1));
   CHECK_ERROR(LOOM_ERR_ARGUMENT,
               "einsum: more than 8 subscripts in operand 0's term");
