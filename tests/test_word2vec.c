@@ -820,11 +820,22 @@ START_TEST(test_analogy_and_similarity) {
   char *endless = malloc(((size_t)1 << 20) + 2);
   memset(endless, 'x', ((size_t)1 << 20) + 1);
   test_write_file(spath, endless, ((size_t)1 << 20) + 1);
-  free(endless);
   ck_assert_int_eq(w2v_word_similarity(&w, spath, 0, &ns), -1);
   ck_assert_msg(strstr(loom_last_error(), "line 1: longer than 1 MiB"), "%s",
                 loom_last_error());
   loom_clear_error();
+  /* a line of 1 MiB is read, with its "\n" as without (a comment here,
+   * before the pairs) */
+  size_t mib = (size_t)1 << 20;
+  char *long_line = realloc(endless, mib + 1 + sizeof s);
+  ck_assert_ptr_nonnull(long_line);
+  long_line[0] = '#';
+  long_line[mib] = '\n';
+  memcpy(long_line + mib + 1, s, sizeof s - 1);
+  test_write_file(spath, long_line, mib + sizeof s);
+  free(long_line);
+  ck_assert_int_eq(w2v_word_similarity(&w, spath, 0, &ns), 0);
+  ck_assert_int_eq(ns.used, 4);
   test_write_file(spath, s, sizeof s - 1);
   ck_assert_int_eq(sim.used, 4);
   /* cosines 0.7071, 0.8165, 0.0, 0.7071 against 8, 9, 1, 7 */

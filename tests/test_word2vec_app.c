@@ -209,6 +209,13 @@ START_TEST(test_resume_is_exact) {
   ck_assert_msg(strstr(out, "other options or another text: -window 3, the "
                             "checkpoint has 5\n"),
                 "%s", out);
+  /* the engine by the flag's word, not the number the checkpoint keeps */
+  snprintf(args, sizeof args,
+           "-train %s -output %s %s -engine autograd -checkpoint %s -resume 1",
+           corpus, part, opts, ck);
+  ck_assert_int_eq(capture(args, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "-engine autograd, the checkpoint has fused\n"),
+                "%s", out);
   /* another program's checkpoint is said to be one */
   char other[512];
   test_path(other, sizeof other, "other.ckpt");

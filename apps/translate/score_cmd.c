@@ -249,7 +249,8 @@ int translate_score_main(int argc, char **argv) {
     loom_set_error(LOOM_ERR_MEMORY, "out of memory");
     goto done;
   }
-  /* "-" reads standard input too (app_line_reader_open) */
+  /* "-" is standard input here, as everywhere in loom's apps (sacreBLEU's
+   * -i - would open a file named "-") */
   bool from_stdin = !o.input || !strcmp(o.input, "-");
   if (read_lines(o.input, from_stdin ? APP_LINES_UNIVERSAL : APP_LINES_LF,
                  &hyps))

@@ -244,7 +244,7 @@ static int eval_line(FILE *f, const char *path, int64_t lineno, char **line,
   size_t n = 0;
   int c = EOF;
   while ((c = getc(f)) != EOF) {
-    if (c == 0 || n == EVAL_MAX_LINE) {
+    if (c == 0 || (n == EVAL_MAX_LINE && c != '\n')) {
       loom_set_error(LOOM_ERR_FORMAT, "%s: line %lld: %s", path,
                      (long long)lineno,
                      c == 0 ? "a NUL byte; expected text"

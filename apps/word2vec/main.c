@@ -308,6 +308,11 @@ static void signature_difference(const char *want, const char *had, char *why,
                        : !strcmp(ka, "words") ? "training words"
                        : !strcmp(ka, "text")  ? "text length"
                                               : NULL;
+    /* the engine is recorded by its number, named by the flag's word */
+    if (!strcmp(ka, "engine")) {
+      va = !strcmp(va, "0") ? "fused" : !strcmp(va, "1") ? "autograd" : va;
+      vb = !strcmp(vb, "0") ? "fused" : !strcmp(vb, "1") ? "autograd" : vb;
+    }
     if (strcmp(va, vb) && used < n)
       used += (size_t)snprintf(
           why + used, n - used, "%s %s%s %s, the checkpoint has %s",
