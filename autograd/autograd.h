@@ -302,7 +302,10 @@ typedef struct loom_checkpoint_opts {
  * must be among `inputs` (backward fails naming this otherwise);
  * parameters (leaves) may be read directly and get their gradients, also
  * when no input requires grad (the segment is recorded when its first run
- * reads a tensor that requires grad). With
+ * passes a tensor that requires grad to an op; an op that returns its
+ * operand as it is, such as loom_contiguous of a contiguous tensor, reads
+ * nothing, so a segment that only returns a parameter is not recorded).
+ * With
  * create_graph the recomputation is itself recorded (gradient penalties
  * through checkpointed segments). fn and ctx must stay valid until that
  * backward; fn must compute the same thing when run again. opts may be
