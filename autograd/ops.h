@@ -320,6 +320,11 @@ LOOM_API loom_tensor *loom_var(const loom_tensor *t, const int *dims, int n,
                                int64_t correction, bool keepdim);
 LOOM_API loom_tensor *loom_std(const loom_tensor *t, const int *dims, int n,
                                int64_t correction, bool keepdim);
+/* Product. Its gradient at each element is the product of the others,
+ * also where an element is 0, inf or NaN. torch divides the product by the
+ * element when none is 0, so an inf or a NaN makes other gradients NaN
+ * there: prod([nan, 1]) has gradient [1, nan] here and [nan, nan] in
+ * torch, prod([inf, 2]) [2, inf] here and [nan, inf] in torch. */
 LOOM_API loom_tensor *loom_prod(const loom_tensor *t, const int *dims, int n,
                                 bool keepdim);
 /* (sum |x|^p)^(1/p); p = INFINITY gives max |x|. */

@@ -591,6 +591,24 @@ START_TEST(test_elu_gradient_at_nan) {
 }
 END_TEST
 
+/* prod's gradient is the product of the other elements, also beside an
+ * inf or a NaN (as its header says; torch gives NaN for the others) */
+START_TEST(test_prod_gradient_beside_inf_and_nan) {
+  const double cases[3][3] = {{NAN, 1, 4}, {INFINITY, 2, 4}, {0, 3, 4}};
+  const double want[3][3] = {
+      {4, NAN, NAN}, {8, INFINITY, INFINITY}, {12, 0, 0}};
+  for (int c = 0; c < 3; c++) {
+    loom_tensor *x = loom_set_requires_grad(
+        loom_from_array(LOOM_F64, cases[c], LOOM_SHAPE(3)), true);
+    ck_assert_int_eq(loom_backward(loom_prod(x, NULL, 0, false)), 0);
+    const double *g = loom_data_f64(loom_grad(x));
+    for (int i = 0; i < 3; i++)
+      ck_assert_msg(isnan(want[c][i]) ? isnan(g[i]) : g[i] == want[c][i],
+                    "case %d, element %d: %g", c, i, g[i]);
+  }
+}
+END_TEST
+
 /* Whether t holds exactly the bits of want[0..n) (NaN as any NaN). */
 static bool same_bits(const loom_tensor *t, const double *want, int n) {
   const double *d = loom_data_f64(t);
@@ -792,6 +810,7 @@ int main(void) {
   tcase_add_test(tc, test_pow_special_exponents);
   tcase_add_test(tc, test_div_gradient_at_tiny_divisors);
   tcase_add_test(tc, test_elu_gradient_at_nan);
+  tcase_add_test(tc, test_prod_gradient_beside_inf_and_nan);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
 }
