@@ -25,4 +25,13 @@ loom_tensor *
 loom__multihead_attention_split_heads(const loom_multihead_attention *m,
                                       const loom_tensor *x);
 
+/* Whether memory and key padding mask suit a cross step of m over a batch
+ * of b rows: memory (S, b, E) float (batch first: (b, S, E)) with E m's
+ * kdim and vdim, kpm NULL or (b, S) bool, uint8 or float. Else false with
+ * LOOM_ERR_SHAPE or LOOM_ERR_DTYPE naming op, the argument and what it
+ * needs (b < 0: any batch). */
+bool loom__cross_memory_ok(const loom_multihead_attention *m,
+                           const loom_tensor *memory, const loom_tensor *kpm,
+                           int64_t b, const char *op);
+
 #endif

@@ -150,6 +150,45 @@ loom_tensor *loom_multihead_attention_step(loom_multihead_attention *m,
   return out;
 }
 
+bool loom__cross_memory_ok(const loom_multihead_attention *m,
+                           const loom_tensor *memory, const loom_tensor *kpm,
+                           int64_t b, const char *op) {
+  char ms[64], ks[64];
+  int bd = m->opts.batch_first ? 0 : 1;
+  if (!loom_dtype_is_float(loom_dtype_of(memory))) {
+    loom_set_error(LOOM_ERR_DTYPE, "%s: memory must be float32 or float64", op);
+    return false;
+  }
+  if (loom_ndim(memory) != 3 || loom_size(memory, 2) != m->kdim ||
+      m->kdim != m->vdim || (b >= 0 && loom_size(memory, bd) != b)) {
+    loom_set_error(LOOM_ERR_SHAPE,
+                   "%s: memory %s, expected %s with E = %lld%s%.0lld", op,
+                   loom_shape_str(memory, ms, sizeof ms),
+                   bd ? "(S, B, E)" : "(B, S, E)", (long long)m->kdim,
+                   b >= 0 ? " and B = " : "", (long long)(b >= 0 ? b : 0));
+    return false;
+  }
+  if (!kpm)
+    return true;
+  loom_dtype kd = loom_dtype_of(kpm);
+  if (kd != LOOM_BOOL && kd != LOOM_U8 && !loom_dtype_is_float(kd)) {
+    loom_set_error(LOOM_ERR_DTYPE,
+                   "%s: key padding mask must be bool, uint8 or float", op);
+    return false;
+  }
+  int64_t mb = loom_size(memory, bd), ms_len = loom_size(memory, 1 - bd);
+  if (loom_ndim(kpm) != 2 || loom_size(kpm, 0) != mb ||
+      loom_size(kpm, 1) != ms_len) {
+    loom_set_error(LOOM_ERR_SHAPE,
+                   "%s: key padding mask %s, expected (%lld, %lld) for "
+                   "memory %s",
+                   op, loom_shape_str(kpm, ks, sizeof ks), (long long)mb,
+                   (long long)ms_len, loom_shape_str(memory, ms, sizeof ms));
+    return false;
+  }
+  return true;
+}
+
 /* Projects the memory's keys and values (and keeps the key padding mask)
  * once, at the first cross step. All three are made before any goes into
  * the cache, so a failure leaves it as it was, to be filled again. */
@@ -194,6 +233,18 @@ loom_tensor *loom_multihead_attention_cross_step(loom_multihead_attention *m,
                    "attention cross step: the cache holds a self-attention "
                    "prefix of %lld positions, not the memory's keys",
                    (long long)c->len);
+    return NULL;
+  }
+  /* checked before anything is projected, so a bad memory or mask is
+   * named here rather than failing deep inside a reshape or matmul */
+  if (!c->cross && !loom__cross_memory_ok(m, memory, kpm, loom_size(x, 0),
+                                          "attention cross step"))
+    return NULL;
+  if (c->cross && loom_size(x, 0) != loom_size(c->k, 0)) {
+    loom_set_error(LOOM_ERR_SHAPE,
+                   "attention cross step: a batch of %lld rows, the cached "
+                   "memory has %lld (reorder the cache to change it)",
+                   (long long)loom_size(x, 0), (long long)loom_size(c->k, 0));
     return NULL;
   }
   loom_no_grad_begin();

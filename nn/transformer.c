@@ -2,6 +2,7 @@
  * decoding, and nn.Transformer, with PyTorch's names and post-norm default
  * (norm_first for pre-norm). */
 #include "attention.h"
+#include "attention_internal.h"
 
 #include <stdlib.h>
 
@@ -329,6 +330,18 @@ loom_decoder_state *loom_decoder_state_new(loom_transformer_stack *s,
   if (s->decoder && !memory)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "decoder_state: a decoder needs the "
                                         "encoder's memory");
+  /* a stack of encoder layers has no cross-attention: a memory or mask
+   * given to it would be kept and never read */
+  if (!s->decoder && (memory || kpm))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "decoder_state: a stack of encoder layers takes no "
+                     "memory or memory_key_padding_mask (pass NULL)");
+  if (s->decoder &&
+      !loom__cross_memory_ok(
+          ((loom_transformer_decoder_layer *)loom_module_child(s->layers, 0))
+              ->multihead_attn,
+          memory, kpm, -1, "decoder_state"))
+    return NULL;
   loom_decoder_state *st = calloc(1, sizeof *st);
   if (!st)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "decoder_state: out of memory");
@@ -463,6 +476,15 @@ loom_tensor *loom_transformer_step(loom_transformer_stack *s,
                      "transformer_step: the decoder state was made for "
                      "another stack (make it with loom_decoder_state_new of "
                      "this one)");
+  /* before any layer runs: a batch the memory does not have failed in
+   * the first cross step, after the self-attention caches had taken the
+   * position, leaving the state one position ahead for every later step */
+  if (st->memory && loom_size(x, 0) != loom_size(st->memory, st->batch_dim))
+    return LOOM_FAIL(LOOM_ERR_SHAPE,
+                     "transformer_step: a batch of %lld rows, the memory "
+                     "has %lld (reorder the state to change it)",
+                     (long long)loom_size(x, 0),
+                     (long long)loom_size(st->memory, st->batch_dim));
   loom_no_grad_begin();
   loom_tensor *y = (loom_tensor *)x;
   for (int i = 0; i < s->n && y; i++)

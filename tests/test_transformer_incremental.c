@@ -386,6 +386,83 @@ START_TEST(test_step_errors) {
 }
 END_TEST
 
+/* The memory and its padding mask are checked when a state is made (they
+ * had been kept unchecked: a wrong width, rank, batch or dtype failed at
+ * the first step inside a reshape, linear or matmul, and an encoder stack
+ * kept a memory and mask it never reads), and a cross step of another
+ * batch size than its memory's is named. */
+START_TEST(test_state_memory_checked) {
+  loom_transformer_opts o = {
+      .d_model = E, .nhead = HEADS, .dim_feedforward = FF};
+  loom_transformer_stack *d = loom_transformer_decoder_new(o, 1, false);
+  loom_transformer_stack *enc = loom_transformer_encoder_new(o, 1, false);
+  ck_assert_loom(d);
+  ck_assert_loom(enc);
+  struct {
+    loom_tensor *memory, *kpm;
+    loom_status status;
+    const char *what;
+  } bad[] = {
+      {loom_zeros(LOOM_F32, LOOM_SHAPE(S, E)), NULL, LOOM_ERR_SHAPE, "memory"},
+      {loom_zeros(LOOM_F32, LOOM_SHAPE(S, B, E + 1)), NULL, LOOM_ERR_SHAPE,
+       "memory"},
+      {loom_zeros(LOOM_I64, LOOM_SHAPE(S, B, E)), NULL, LOOM_ERR_DTYPE,
+       "memory"},
+      {loom_zeros(LOOM_F32, LOOM_SHAPE(S, B, E)),
+       loom_zeros(LOOM_BOOL, LOOM_SHAPE(B, S + 1)), LOOM_ERR_SHAPE,
+       "key padding mask"},
+      {loom_zeros(LOOM_F32, LOOM_SHAPE(S, B, E)),
+       loom_zeros(LOOM_I64, LOOM_SHAPE(B, S)), LOOM_ERR_DTYPE,
+       "key padding mask"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    ck_assert_ptr_null(loom_decoder_state_new(d, bad[i].memory, bad[i].kpm));
+    ck_assert_int_eq(loom_last_status(), bad[i].status);
+    ck_assert_msg(strstr(loom_last_error(), bad[i].what), "%zu: %s", i,
+                  loom_last_error());
+    loom_clear_error();
+  }
+  ck_assert_ptr_null(loom_decoder_state_new(
+      enc, loom_zeros(LOOM_F32, LOOM_SHAPE(S, B, E)), NULL));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+  ck_assert_ptr_null(loom_decoder_state_new(
+      enc, NULL, loom_zeros(LOOM_BOOL, LOOM_SHAPE(B, S))));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+  /* a first step of B + 1 rows over a memory of B */
+  loom_decoder_state *st =
+      loom_decoder_state_new(d, loom_zeros(LOOM_F32, LOOM_SHAPE(S, B, E)),
+                             loom_zeros(LOOM_BOOL, LOOM_SHAPE(B, S)));
+  ck_assert_loom(st);
+  ck_assert_ptr_null(
+      loom_transformer_step(d, st, loom_zeros(LOOM_F32, LOOM_SHAPE(B + 1, E))));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
+  ck_assert_msg(strstr(loom_last_error(), "memory"), "%s", loom_last_error());
+  loom_clear_error();
+  ck_assert_loom(
+      loom_transformer_step(d, st, loom_zeros(LOOM_F32, LOOM_SHAPE(B, E))));
+  loom_decoder_state_free(st);
+  /* and a later cross step of another batch than the cached memory's */
+  loom_multihead_attention *m = loom_multihead_attention_new(
+      E, HEADS, (loom_multihead_attention_opts){0});
+  loom_kv_cache *c = loom_kv_cache_new();
+  loom_tensor *memory = loom_zeros(LOOM_F32, LOOM_SHAPE(S, B, E));
+  ck_assert_loom(loom_multihead_attention_cross_step(
+      m, c, loom_zeros(LOOM_F32, LOOM_SHAPE(B, E)), memory, NULL));
+  ck_assert_ptr_null(loom_multihead_attention_cross_step(
+      m, c, loom_zeros(LOOM_F32, LOOM_SHAPE(B + 1, E)), memory, NULL));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
+  ck_assert_msg(strstr(loom_last_error(), "the cached memory has"), "%s",
+                loom_last_error());
+  loom_clear_error();
+  loom_kv_cache_free(c);
+  loom_multihead_attention_free(m);
+  loom_transformer_stack_free(enc);
+  loom_transformer_stack_free(d);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("transformer_incremental");
   TCase *tc = tcase_create("incremental");
@@ -397,6 +474,7 @@ int main(void) {
                       (int)(sizeof stack_runs / sizeof stack_runs[0]));
   tcase_add_test(tc, test_reordered_steps_match_full);
   tcase_add_test(tc, test_step_errors);
+  tcase_add_test(tc, test_state_memory_checked);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
   printf("incremental decoding: worst error %.3g (tolerance %g)\n", worst_,
