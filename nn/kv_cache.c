@@ -123,6 +123,16 @@ loom_tensor *loom_multihead_attention_step(loom_multihead_attention *m,
   }
   if (!is_step_input(m, x, "attention step"))
     return NULL;
+  /* x is the query, key and value at once: a module made for other key or
+   * value widths had failed in its key projection, naming only a linear */
+  if (m->kdim != m->embed_dim || m->vdim != m->embed_dim) {
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "attention step: self-attention needs kdim and vdim equal "
+                   "to embed_dim %lld, the module has kdim %lld, vdim %lld",
+                   (long long)m->embed_dim, (long long)m->kdim,
+                   (long long)m->vdim);
+    return NULL;
+  }
   if (c->cross) {
     loom_set_error(LOOM_ERR_STATE, "attention step: the cache holds "
                                    "cross-attention keys, not a prefix");
@@ -159,8 +169,16 @@ bool loom__cross_memory_ok(const loom_multihead_attention *m,
     loom_set_error(LOOM_ERR_DTYPE, "%s: memory must be float32 or float64", op);
     return false;
   }
+  /* the memory gives both keys and values */
+  if (m->kdim != m->vdim) {
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "%s: one memory serves as keys and values, so kdim %lld "
+                   "and vdim %lld must be equal",
+                   op, (long long)m->kdim, (long long)m->vdim);
+    return false;
+  }
   if (loom_ndim(memory) != 3 || loom_size(memory, 2) != m->kdim ||
-      m->kdim != m->vdim || (b >= 0 && loom_size(memory, bd) != b)) {
+      (b >= 0 && loom_size(memory, bd) != b)) {
     loom_set_error(LOOM_ERR_SHAPE,
                    "%s: memory %s, expected %s with E = %lld%s%.0lld", op,
                    loom_shape_str(memory, ms, sizeof ms),

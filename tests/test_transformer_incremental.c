@@ -458,6 +458,29 @@ START_TEST(test_state_memory_checked) {
   loom_clear_error();
   loom_kv_cache_free(c);
   loom_multihead_attention_free(m);
+  /* a module with other key or value widths: a self step is refused by
+   * name (it had failed in the key projection's linear), and so is a
+   * cross step when one memory cannot be both keys and values */
+  m = loom_multihead_attention_new(
+      E, HEADS, (loom_multihead_attention_opts){.kdim = 3, .vdim = 5});
+  ck_assert_loom(m);
+  c = loom_kv_cache_new();
+  ck_assert_ptr_null(loom_multihead_attention_step(
+      m, c, loom_zeros(LOOM_F32, LOOM_SHAPE(B, E))));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  ck_assert_msg(strstr(loom_last_error(), "kdim 3, vdim 5"), "%s",
+                loom_last_error());
+  loom_clear_error();
+  ck_assert_ptr_null(loom_multihead_attention_cross_step(
+      m, c, loom_zeros(LOOM_F32, LOOM_SHAPE(B, E)),
+      loom_zeros(LOOM_F32, LOOM_SHAPE(S, B, 3)), NULL));
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  ck_assert_msg(strstr(loom_last_error(), "kdim 3 and vdim 5"), "%s",
+                loom_last_error());
+  loom_clear_error();
+  ck_assert_int_eq(loom_kv_cache_length(c), 0);
+  loom_kv_cache_free(c);
+  loom_multihead_attention_free(m);
   loom_transformer_stack_free(enc);
   loom_transformer_stack_free(d);
 }
