@@ -123,12 +123,13 @@ typedef struct {
 int app_line_reader_open(app_line_reader *r, const char *path,
                          app_line_ends ends, size_t max_len);
 
-/* The next line in *line / *len (valid until the next call;
- * NUL-terminated): without its terminator, or with it at
- * APP_LINES_SPLITLINES. *ended tells whether a terminator ended it (only
- * the last line of a file can lack one); NULL if not wanted. Returns 1, 0
- * at the end of the input, or -1 on an error: a read error, a line over the
- * limit, or invalid UTF-8 ("NAME: invalid UTF-8 at byte N (line L)"). */
+/* The next line in *line / *len (valid until the next call): without its
+ * terminator and NUL-terminated, or at APP_LINES_SPLITLINES with its break
+ * and followed by the next line of the same "\n" or "\r" (use *len). *ended
+ * tells whether a terminator ended it (only the last line of a file can lack
+ * one); NULL if not wanted. Returns 1, 0 at the end of the input, or -1 on an
+ * error: a read error, a line over the limit, or invalid UTF-8 ("NAME: invalid
+ * UTF-8 at byte N (line L)"). */
 int app_line_reader_next(app_line_reader *r, const char **line, size_t *len,
                          bool *ended);
 
