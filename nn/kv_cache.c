@@ -35,6 +35,20 @@ int64_t loom_kv_cache_length(const loom_kv_cache *c) {
   return c ? c->len : (loom_null_argument("kv_cache_length"), -1);
 }
 
+/* Whether a step's x has the batch of what the cache holds (any batch while
+ * it holds nothing); else false with an error naming op and `held`. */
+static bool same_batch(const loom_kv_cache *c, const loom_tensor *x,
+                       const char *op, const char *held) {
+  if (!c->k || loom_size(x, 0) == loom_size(c->k, 0))
+    return true;
+  loom_set_error(LOOM_ERR_SHAPE,
+                 "%s: a batch of %lld rows, %s has %lld (reorder the cache to "
+                 "change it)",
+                 op, (long long)loom_size(x, 0), held,
+                 (long long)loom_size(c->k, 0));
+  return false;
+}
+
 /* Replaces *slot (a kept reference) with a kept t; false if t is NULL. */
 static bool replace(loom_tensor **slot, loom_tensor *t) {
   if (!t)
@@ -138,13 +152,8 @@ loom_tensor *loom_multihead_attention_step(loom_multihead_attention *m,
                                    "cross-attention keys, not a prefix");
     return NULL;
   }
-  if (c->k && loom_size(x, 0) != loom_size(c->k, 0)) {
-    loom_set_error(LOOM_ERR_SHAPE,
-                   "attention step: a batch of %lld rows, the cache's "
-                   "prefix has %lld (reorder the cache to change it)",
-                   (long long)loom_size(x, 0), (long long)loom_size(c->k, 0));
+  if (!same_batch(c, x, "attention step", "the cache's prefix"))
     return NULL;
-  }
   loom_no_grad_begin(); /* incremental decoding is inference */
   loom_tensor *out = NULL;
   if (append(c, one_position(m, loom__multihead_attention_project(m, 1, x)),
@@ -258,13 +267,9 @@ loom_tensor *loom_multihead_attention_cross_step(loom_multihead_attention *m,
   if (!c->cross && !loom__cross_memory_ok(m, memory, kpm, loom_size(x, 0),
                                           "attention cross step"))
     return NULL;
-  if (c->cross && loom_size(x, 0) != loom_size(c->k, 0)) {
-    loom_set_error(LOOM_ERR_SHAPE,
-                   "attention cross step: a batch of %lld rows, the cached "
-                   "memory has %lld (reorder the cache to change it)",
-                   (long long)loom_size(x, 0), (long long)loom_size(c->k, 0));
+  if (c->cross &&
+      !same_batch(c, x, "attention cross step", "the cached memory"))
     return NULL;
-  }
   loom_no_grad_begin();
   loom_tensor *out = NULL;
   if (c->cross || fill_cross(m, c, memory, kpm) == 0) {
