@@ -12,6 +12,23 @@ static void setup(void) { loom_clear_error(); }
 
 /* ----------------------------------------------------------------- UTF-8 */
 
+/* A pool of strings: each copy is followed by a NUL and found again by its
+ * offset; a string too long to add leaves the pool as it was. */
+START_TEST(test_buf_add_string) {
+  app_buf b = {0};
+  ck_assert_int_eq(app_buf_add_string(&b, "ab", 2), 0);
+  ck_assert_int_eq(app_buf_add_string(&b, "xyz", 0), 3);
+  ck_assert_int_eq(app_buf_add_string(&b, "cd", 1), 4);
+  ck_assert_uint_eq(b.len, 6);
+  ck_assert_mem_eq(b.data, "ab\0\0c\0", 7);
+  ck_assert_int_eq(app_buf_add_string(&b, "q", SIZE_MAX / 2), -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_MEMORY);
+  ck_assert_uint_eq(b.len, 6);
+  ck_assert_str_eq(b.data + 4, "c");
+  app_buf_free(&b);
+}
+END_TEST
+
 START_TEST(test_utf8_validation) {
   static const struct {
     const char *s;
@@ -402,7 +419,7 @@ static void score_chrf(const ref_corpus *c, bool lowercase, app_buf *line,
 static void score_nltk(const ref_corpus *c, double out[4]) {
   app_nltk_bleu *b = app_nltk_bleu_new(4);
   ck_assert_loom(b);
-  app_tokens hyp = {0}, refs[8] = {{0}};
+  app_tokens hyp = {0}, refs[8] = {0};
   for (int64_t s = 0; s < c->n_seg; s++) {
     int64_t h = c->seg_start[s];
     app_tokens_clear(&hyp);
@@ -607,7 +624,7 @@ START_TEST(test_mbr_matches_nltk) {
   while ((line = ref_line(&p))) {
     char name[64];
     snprintf(name, sizeof name, "%s", ref_value(line, "case"));
-    app_tokens cands[16] = {{0}};
+    app_tokens cands[16] = {0};
     double weights[16], gains[16];
     int64_t n = 0, best = -1;
     while ((line = ref_line(&p)) && !strncmp(line, "cand", 4)) {
@@ -657,7 +674,7 @@ END_TEST
 /* By hand: method2 against method0, reset, and the choice's rules. */
 START_TEST(test_mbr_by_hand) {
   app_nltk_bleu *b = app_nltk_bleu_new(4);
-  app_tokens t[3] = {{0}};
+  app_tokens t[3] = {0};
   ck_assert_int_eq(app_split_space("a b c d", 7, &t[0], "h"), 0);
   ck_assert_int_eq(app_split_space("a b x d", 7, &t[1], "r"), 0);
   ck_assert_int_eq(app_split_space("q", 1, &t[2], "q"), 0);
@@ -687,7 +704,7 @@ START_TEST(test_mbr_by_hand) {
    * gains (1 + u) / 3 for the first two, 1/3 for "q" */
   int64_t best = -1;
   double gains[3], u = pow(0.75 * 0.5 * (1 / 3.0) * 0.5, 0.25);
-  app_tokens long_[3] = {{0}};
+  app_tokens long_[3] = {0};
   const char *text[3] = {"a b c d", "a b x d", "q r s t"};
   for (int i = 0; i < 3; i++)
     ck_assert_int_eq(app_split_space(text[i], 7, &long_[i], "t"), 0);
@@ -1438,6 +1455,7 @@ int main(void) {
   TCase *tc = tcase_create("text");
   tcase_add_checked_fixture(tc, setup, NULL);
   tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_buf_add_string);
   tcase_add_test(tc, test_utf8_validation);
   tcase_add_test(tc, test_utf8_round_trip);
   tcase_add_test(tc, test_unicode_matches_python);

@@ -34,6 +34,19 @@ int app_buf_append(app_buf *b, const void *s, size_t n) {
 
 int app_buf_putc(app_buf *b, char c) { return app_buf_append(b, &c, 1); }
 
+int64_t app_buf_add_string(app_buf *b, const char *s, size_t n) {
+  size_t at = b->len;
+  if (app_buf_append(b, s, n) < 0)
+    return -1;
+  /* the terminator app_buf_append wrote becomes part of the contents */
+  if (app_buf_putc(b, '\0') < 0) {
+    b->len = at;
+    b->data[at] = '\0';
+    return -1;
+  }
+  return (int64_t)at;
+}
+
 void app_buf_clear(app_buf *b) {
   b->len = 0;
   if (b->data)

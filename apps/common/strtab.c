@@ -24,7 +24,7 @@ int64_t app_strtab_find(const app_strtab *t, const char *s, size_t len) {
     if (id < 0)
       return -1;
     if (t->hash[id] == h && t->len_[id] == (int64_t)len &&
-        !memcmp(t->pool + t->start[id], s, len))
+        !memcmp(t->pool.data + t->start[id], s, len))
       return id;
   }
 }
@@ -70,29 +70,16 @@ int64_t app_strtab_intern(app_strtab *t, const char *s, size_t len) {
       goto oom;
     t->cap = cap;
   }
-  if (len >= SIZE_MAX / 4 - t->pool_len)
-    goto oom;
-  if (t->pool_len + len + 1 > t->pool_cap) {
-    size_t cap = t->pool_cap ? t->pool_cap : 4096;
-    while (cap < t->pool_len + len + 1)
-      cap *= 2;
-    char *pool = realloc(t->pool, cap);
-    if (!pool)
-      goto oom;
-    t->pool = pool;
-    t->pool_cap = cap;
-  }
   /* keep the index at most half full */
   if (2 * (t->n + 1) > t->n_slots &&
       rehash(t, t->n_slots ? 2 * t->n_slots : 1024))
     goto oom;
-  int64_t id = t->n;
-  memcpy(t->pool + t->pool_len, s, len);
-  t->pool[t->pool_len + len] = '\0';
-  t->start[id] = (int64_t)t->pool_len;
+  int64_t id = t->n, at = app_buf_add_string(&t->pool, s, len);
+  if (at < 0)
+    goto oom;
+  t->start[id] = at;
   t->len_[id] = (int64_t)len;
   t->hash[id] = hash_bytes(s, len);
-  t->pool_len += len + 1;
   t->n++;
   uint64_t mask = (uint64_t)t->n_slots - 1, k = t->hash[id] & mask;
   while (t->slots[k] >= 0)
@@ -109,11 +96,11 @@ void app_strtab_clear(app_strtab *t) {
   if (t->slots)
     memset(t->slots, 0xFF, (size_t)t->n_slots * sizeof *t->slots);
   t->n = 0;
-  t->pool_len = 0;
+  app_buf_clear(&t->pool);
 }
 
 void app_strtab_free(app_strtab *t) {
-  free(t->pool);
+  app_buf_free(&t->pool);
   free(t->start);
   free(t->len_);
   free(t->hash);

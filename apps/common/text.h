@@ -29,6 +29,10 @@ typedef struct {
 /* Appends n bytes; 0, or -1 (memory error recorded) leaving b as it was. */
 int app_buf_append(app_buf *b, const void *s, size_t n);
 int app_buf_putc(app_buf *b, char c);
+/* Appends s[0..n) and a NUL, for a pool of strings that refer to theirs by
+ * offset (the pool may move as it grows): the copy's offset in b->data, or
+ * -1 (memory error recorded) leaving b as it was. */
+int64_t app_buf_add_string(app_buf *b, const char *s, size_t n);
 /* Empties b, keeping its memory. */
 void app_buf_clear(app_buf *b);
 void app_buf_free(app_buf *b);
@@ -147,8 +151,7 @@ void app_line_reader_close(app_line_reader *r);
  * plus a NUL; glued[i] says it followed token i - 1 with no whitespace
  * between (always false for the first token a tokeniser appends). */
 typedef struct {
-  char *pool;
-  size_t pool_len, pool_cap;
+  app_buf pool; /* the tokens, each followed by a NUL */
   int64_t *start, *len_;
   bool *glued;
   int64_t n, cap;
@@ -160,7 +163,7 @@ void app_tokens_free(app_tokens *t);
  * on a memory error. */
 int app_tokens_push(app_tokens *t, const char *s, size_t len, bool glued);
 static inline const char *app_token(const app_tokens *t, int64_t i) {
-  return t->pool + t->start[i];
+  return t->pool.data + t->start[i];
 }
 static inline size_t app_token_len(const app_tokens *t, int64_t i) {
   return (size_t)t->len_[i];
@@ -217,8 +220,7 @@ int app_detokenize(const app_tokens *t, app_buf *out);
 /* Interned byte strings with dense ids 0, 1, 2, ... in order of first
  * insertion, found again through a hash index. At most 2^31 - 2 strings. */
 typedef struct {
-  char *pool; /* the strings, each followed by a NUL */
-  size_t pool_len, pool_cap;
+  app_buf pool; /* the strings, each followed by a NUL */
   int64_t *start, *len_;
   uint64_t *hash;
   int64_t n, cap;
@@ -232,7 +234,7 @@ int64_t app_strtab_find(const app_strtab *t, const char *s, size_t len);
  * table is full (recorded). */
 int64_t app_strtab_intern(app_strtab *t, const char *s, size_t len);
 static inline const char *app_strtab_str(const app_strtab *t, int64_t id) {
-  return t->pool + t->start[id];
+  return t->pool.data + t->start[id];
 }
 static inline size_t app_strtab_len(const app_strtab *t, int64_t id) {
   return (size_t)t->len_[id];

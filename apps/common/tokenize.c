@@ -9,11 +9,11 @@
 
 void app_tokens_clear(app_tokens *t) {
   t->n = 0;
-  t->pool_len = 0;
+  app_buf_clear(&t->pool);
 }
 
 void app_tokens_free(app_tokens *t) {
-  free(t->pool);
+  app_buf_free(&t->pool);
   free(t->start);
   free(t->len_);
   free(t->glued);
@@ -36,25 +36,13 @@ int app_tokens_push(app_tokens *t, const char *s, size_t len, bool glued) {
       goto oom;
     t->cap = cap;
   }
-  if (len >= SIZE_MAX / 4 - t->pool_len)
+  int64_t at = app_buf_add_string(&t->pool, s, len);
+  if (at < 0)
     goto oom;
-  if (t->pool_len + len + 1 > t->pool_cap) {
-    size_t cap = t->pool_cap ? t->pool_cap : 1024;
-    while (cap < t->pool_len + len + 1)
-      cap *= 2;
-    char *p = realloc(t->pool, cap);
-    if (!p)
-      goto oom;
-    t->pool = p;
-    t->pool_cap = cap;
-  }
-  memcpy(t->pool + t->pool_len, s, len);
-  t->pool[t->pool_len + len] = '\0';
-  t->start[t->n] = (int64_t)t->pool_len;
+  t->start[t->n] = at;
   t->len_[t->n] = (int64_t)len;
   t->glued[t->n] = t->n > 0 && glued;
   t->n++;
-  t->pool_len += len + 1;
   return 0;
 oom:
   loom_set_error(LOOM_ERR_MEMORY, "tokens: out of memory at %lld tokens",

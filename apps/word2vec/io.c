@@ -85,7 +85,7 @@ int w2v_save_vectors(const char *path, const w2v_vocab *v,
 
 void w2v_vectors_free(w2v_vectors *w) {
   free(w->words);
-  free(w->pool);
+  app_buf_free(&w->pool);
   loom_release(w->vectors);
   *w = (w2v_vectors){0};
 }
@@ -201,14 +201,12 @@ int w2v_load_vectors(w2v_vectors *out, const char *path, int binary,
   out->dim = dim;
   out->words = malloc((size_t)n * sizeof *out->words);
   int64_t *offsets = malloc((size_t)n * sizeof *offsets);
-  int64_t pool_cap = 1 << 16, pool_len = 0;
-  out->pool = malloc((size_t)pool_cap);
   loom_scope *s = loom_scope_begin();
   out->vectors = loom_keep(loom_empty(LOOM_F32, LOOM_SHAPE(n, dim)));
   loom_scope_end(s);
   char *line = NULL;
   size_t line_cap = 0;
-  int rc = out->words && offsets && out->pool && out->vectors ? 0 : -1;
+  int rc = out->words && offsets && out->vectors ? 0 : -1;
   if (rc < 0)
     loom_set_error(LOOM_ERR_MEMORY, "%s: out of memory for %lld x %lld", path,
                    n, dim);
@@ -260,15 +258,8 @@ int w2v_load_vectors(w2v_vectors *out, const char *path, int binary,
         }
       }
     }
-    if (!bad && pool_len + (int64_t)len + 1 > pool_cap) {
-      while (pool_len + (int64_t)len + 1 > pool_cap)
-        pool_cap *= 2;
-      char *g = realloc(out->pool, (size_t)pool_cap);
-      if (!g)
-        bad = "out of memory";
-      else
-        out->pool = g;
-    }
+    if (!bad && (offsets[i] = app_buf_add_string(&out->pool, word, len)) < 0)
+      bad = "out of memory";
     if (bad && bad_value >= 0) {
       char number[64] = "";
       if (!binary) { /* the number as the file writes it */
@@ -306,12 +297,10 @@ int w2v_load_vectors(w2v_vectors *out, const char *path, int binary,
       rc = -1;
       break;
     }
-    memcpy(out->pool + pool_len, word, len + 1);
-    offsets[i] = pool_len;
-    pool_len += (int64_t)len + 1;
   }
+  /* the pool has stopped moving */
   for (int64_t i = 0; rc == 0 && i < n; i++)
-    out->words[i] = out->pool + offsets[i];
+    out->words[i] = out->pool.data + offsets[i];
   free(offsets);
   free(line);
   fclose(f);

@@ -18,7 +18,7 @@ void w2v_vocab_init(w2v_vocab *v) { *v = (w2v_vocab){0}; }
 
 void w2v_vocab_free(w2v_vocab *v) {
   free(v->entries);
-  free(v->pool);
+  app_buf_free(&v->pool);
   free(v->hash);
   *v = (w2v_vocab){0};
 }
@@ -34,7 +34,7 @@ static uint64_t hash_bytes(const char *s, size_t len) {
 
 static bool same(const w2v_vocab *v, int64_t i, const char *s, size_t len) {
   return v->entries[i].len == (int32_t)len &&
-         memcmp(v->pool + v->entries[i].offset, s, len) == 0;
+         memcmp(v->pool.data + v->entries[i].offset, s, len) == 0;
 }
 
 int64_t w2v_vocab_find(const w2v_vocab *v, const char *word, size_t len) {
@@ -59,7 +59,7 @@ static int rehash(w2v_vocab *v, int64_t cap) {
   uint64_t mask = (uint64_t)cap - 1;
   for (int64_t i = 0; i < v->size; i++) {
     const w2v_entry *e = &v->entries[i];
-    uint64_t k = hash_bytes(v->pool + e->offset, (size_t)e->len) & mask;
+    uint64_t k = hash_bytes(v->pool.data + e->offset, (size_t)e->len) & mask;
     while (h[k] >= 0)
       k = (k + 1) & mask;
     h[k] = (int32_t)i;
@@ -86,21 +86,11 @@ int64_t w2v_vocab_add(w2v_vocab *v, const char *word, size_t len) {
     v->entries = g;
     v->cap = cap;
   }
-  if (v->pool_len + (int64_t)len + 1 > v->pool_cap) {
-    int64_t cap = v->pool_cap ? 2 * v->pool_cap : 1 << 16;
-    while (cap < v->pool_len + (int64_t)len + 1)
-      cap *= 2;
-    char *g = realloc(v->pool, (size_t)cap);
-    if (!g)
-      goto oom;
-    v->pool = g;
-    v->pool_cap = cap;
-  }
-  memcpy(v->pool + v->pool_len, word, len);
-  v->pool[v->pool_len + (int64_t)len] = '\0';
+  int64_t at = app_buf_add_string(&v->pool, word, len);
+  if (at < 0)
+    goto oom;
   v->entries[v->size] =
-      (w2v_entry){.count = 0, .offset = v->pool_len, .len = (int32_t)len};
-  v->pool_len += (int64_t)len + 1;
+      (w2v_entry){.count = 0, .offset = at, .len = (int32_t)len};
   v->size++;
   /* keep the index at most half full */
   if (2 * v->size > v->hash_cap) {

@@ -26,6 +26,8 @@
 
 #include <loom/loom.h>
 
+#include "../common/text.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -80,8 +82,7 @@ typedef struct {
 typedef struct {
   w2v_entry *entries;
   int64_t size, cap;
-  char *pool;
-  int64_t pool_len, pool_cap;
+  app_buf pool;  /* the words, each followed by a NUL */
   int32_t *hash; /* open addressing; -1 = empty */
   int64_t hash_cap;
   int64_t train_words; /* sum of the counts */
@@ -90,7 +91,7 @@ typedef struct {
 void w2v_vocab_init(w2v_vocab *v);
 void w2v_vocab_free(w2v_vocab *v);
 static inline const char *w2v_vocab_word(const w2v_vocab *v, int64_t i) {
-  return v->pool + v->entries[i].offset;
+  return v->pool.data + v->entries[i].offset;
 }
 /* Index of a word, or -1. */
 int64_t w2v_vocab_find(const w2v_vocab *v, const char *word, size_t len);
@@ -303,8 +304,8 @@ int w2v_train(w2v_model *m, const w2v_vocab *v, const w2v_corpus *c,
  * float32 loom tensor (an owned reference). */
 typedef struct {
   int64_t n, dim;
-  char **words;
-  char *pool;
+  char **words; /* into pool */
+  app_buf pool;
   loom_tensor *vectors;
 } w2v_vectors;
 
