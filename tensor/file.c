@@ -1,5 +1,5 @@
 /* Opening inputs, and writing outputs whole or not at all (see file.h). */
-#define _DEFAULT_SOURCE /* flock */
+#define _GNU_SOURCE /* flock, fopencookie */
 #include "file.h"
 
 #include <dirent.h>
@@ -37,6 +37,8 @@ FILE *loom_file_open_read(const char *path) {
 struct loom_file_writer {
   char *path, *tmp;
   FILE *f;
+  int fd;  /* the temporary file; f writes through it (stream_write) */
+  int err; /* errno of the first write that failed, or 0 */
 };
 
 #define SUFFIX ".tmp" /* then six letters or digits */
@@ -146,6 +148,28 @@ static void refuse(const char *path, const char *what) {
                  path, what);
 }
 
+/* The stream's writes, kept so that commit can say why one failed: a
+ * stream only keeps that one did (ferror), and errno is overwritten by
+ * whatever runs between a failed fwrite and commit. Without this a full
+ * disk was reported as "Input/output error". */
+static ssize_t stream_write(void *cookie, const char *buf, size_t n) {
+  loom_file_writer *w = cookie;
+  size_t done = 0;
+  while (done < n) {
+    ssize_t k = write(w->fd, buf + done, n - done);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0) {
+      if (!w->err)
+        w->err = k < 0 ? errno : EIO;
+      errno = w->err;
+      break; /* fewer bytes than asked marks the stream's error */
+    }
+    done += (size_t)k;
+  }
+  return (ssize_t)done;
+}
+
 loom_file_writer *loom_file_writer_open(const char *path) {
   if (!path)
     return loom_null_argument("file_writer_open");
@@ -166,6 +190,7 @@ loom_file_writer *loom_file_writer_open(const char *path) {
   loom_file_writer *w = calloc(1, sizeof *w);
   size_t n = strlen(path);
   if (w) {
+    w->fd = -1;
     w->path = strdup(path);
     w->tmp = malloc(n + strlen(SUFFIX) + 7);
   }
@@ -177,12 +202,15 @@ loom_file_writer *loom_file_writer_open(const char *path) {
   memcpy(w->tmp, path, n);
   memcpy(w->tmp + n, SUFFIX, strlen(SUFFIX));
   int fd = create_temp(w->tmp, n + strlen(SUFFIX));
-  if (fd < 0 || !(w->f = fdopen(fd, "wb"))) {
+  w->fd = fd;
+  static const cookie_io_functions_t io = {.write = stream_write};
+  if (fd < 0 || !(w->f = fopencookie(w, "wb", io))) {
     loom_set_error(LOOM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     if (fd >= 0) {
       close(fd);
       unlink(w->tmp);
     }
+    w->fd = -1;
     free(w->tmp);
     w->tmp = NULL; /* nothing to remove */
     loom_file_writer_abort(w);
@@ -217,13 +245,13 @@ int loom_file_writer_commit(loom_file_writer *w) {
   }
   /* The temporary file stays open, and so locked, until after the rename:
    * no other writer can take it for abandoned. */
-  int fd = fileno(w->f), e = 0;
+  int fd = w->fd, e = 0;
   bool renamed = false, exists = false;
   struct stat old;
   const char *what = NULL;
   errno = 0;
   if (fflush(w->f) != 0 || ferror(w->f))
-    e = errno ? errno : EIO;
+    e = w->err ? w->err : errno ? errno : EIO;
   /* checked again: something other than a file may have appeared at PATH
    * since open */
   else if ((exists = stat(w->path, &old) == 0) && (what = not_regular(&old)))
@@ -240,6 +268,9 @@ int loom_file_writer_commit(loom_file_writer *w) {
   if (fclose(w->f) != 0 && !e)
     e = errno ? errno : EIO;
   w->f = NULL;
+  if (close(fd) != 0 && !e) /* drops the lock */
+    e = errno;
+  w->fd = -1;
   if (e) {
     if (what)
       refuse(w->path, what);
@@ -260,6 +291,8 @@ void loom_file_writer_abort(loom_file_writer *w) {
     return;
   if (w->f)
     fclose(w->f);
+  if (w->fd >= 0)
+    close(w->fd);
   if (w->tmp)
     unlink(w->tmp);
   free(w->tmp);
