@@ -356,6 +356,46 @@ START_TEST(test_bpe_output_is_not_an_input) {
 }
 END_TEST
 
+/* A write that fails names the output and the reason, and leaves an older
+ * -o file as it was: learn, undo and vocab had said only "BPE codes: write
+ * error", "write error" and "word counts: write error". -o fails here for
+ * a file size limit (ulimit -f, its signal ignored), standard output on
+ * /dev/full. */
+START_TEST(test_bpe_failed_writes_named) {
+  static const char *cmds[] = {"learn -s 500", "apply -c %s", "undo", "vocab"};
+  char codes[512], text[512], dest[512], args[4096], cmd[2048], out[4096];
+  put("fw.codes", "#version: 0.2\na b\n", codes, sizeof codes);
+  test_path(text, sizeof text, "fw.txt");
+  FILE *f = fopen(text, "w");
+  ck_assert_ptr_nonnull(f);
+  for (int i = 0; i < 4000; i++) /* 150 kB of different words */
+    fprintf(f, "ab%d bc%d cd%d de@@ ef\n", i, i * 7, i * 13);
+  ck_assert_int_eq(fclose(f), 0);
+  test_path(dest, sizeof dest, "fw.out");
+  for (int i = 0; i < 4; i++) {
+    snprintf(cmd, sizeof cmd, cmds[i], codes);
+    test_write_file(dest, "old\n", 4);
+    snprintf(args, sizeof args,
+             "-c \"trap '' XFSZ; ulimit -f 2; exec %s bpe %s -i %s -o %s\"",
+             prog(), cmd, text, dest);
+    ck_assert_int_eq(test_run("sh", args, TEST_OUTPUT_BOTH, out, sizeof out),
+                     1);
+    ck_assert_msg(strstr(out, dest) && strstr(out, "cannot write: File too "
+                                                   "large"),
+                  "%s: %s", cmd, out);
+    size_t len;
+    char *got = test_slurp(dest, &len);
+    ck_assert_str_eq(got, "old\n");
+    free(got);
+    snprintf(args, sizeof args, "bpe %s -i %s", cmd, text);
+    ck_assert_int_eq(test_run_stdout_full(prog(), args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "standard output: cannot write: No space left "
+                              "on device"),
+                  "%s: %s", cmd, out);
+  }
+}
+END_TEST
+
 /* FNV-1a-64 of a file, in hex. */
 static void file_digest(const char *path, char hex[17], size_t *len) {
   char *data = test_slurp(path, len);
@@ -443,6 +483,7 @@ int main(void) {
   tcase_add_test(tc, test_bpe_commands_match_subword_nmt);
   tcase_add_test(tc, test_bpe_bad_input);
   tcase_add_test(tc, test_bpe_output_is_not_an_input);
+  tcase_add_test(tc, test_bpe_failed_writes_named);
   tcase_add_test(tc, test_bpe_multi30k_matches_subword_nmt);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);

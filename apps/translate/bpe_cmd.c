@@ -9,6 +9,7 @@
 
 #include <loom/loom.h>
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,18 +242,27 @@ static int output_open(output *out, const char *path) {
 }
 
 /* Finishes the output: 0, or -1 when it could not be written (rc != 0
- * drops it). */
-static int output_close(output *out, int rc, const char *path) {
+ * drops it). A write to it that failed is what is reported, naming the
+ * output and the reason ("PATH: cannot write: No space left on device"),
+ * over the run's own error, which knows only the stream ("BPE codes:
+ * write error"); `e` is errno as the run left it. */
+static int output_close(output *out, int rc, int e) {
+  if (out->f && ferror(out->f))
+    loom_clear_error(); /* the first error set is kept: make way */
   if (out->w) {
-    if (rc) {
+    /* commit refuses a stream whose write failed, with the writer's
+     * reason and the path, and removes the temporary file */
+    if (rc && !ferror(out->f)) {
       loom_file_writer_abort(out->w);
       return -1;
     }
     return loom_file_writer_commit(out->w);
   }
+  errno = 0;
   if (out->f && (fflush(out->f) || ferror(out->f))) {
-    if (!rc)
-      loom_set_error(LOOM_ERR_IO, "%s: write error", path ? path : "<stdout>");
+    e = errno ? errno : e;
+    loom_set_error(LOOM_ERR_IO, "standard output: cannot write%s%s",
+                   e ? ": " : "", e ? strerror(e) : "");
     return -1;
   }
   return rc ? -1 : 0;
@@ -430,8 +440,9 @@ int translate_bpe_main(int argc, char **argv) {
     fprintf(stderr, P " %s: %s\n", cmd, loom_last_error());
     return 1;
   }
+  errno = 0;
   rc = run(&o, &out);
-  if (output_close(&out, rc, o.output) || rc) {
+  if (output_close(&out, rc, errno) || rc) {
     fprintf(stderr, P " %s: %s\n", cmd, loom_last_error());
     return 1;
   }
