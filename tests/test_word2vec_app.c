@@ -251,6 +251,16 @@ START_TEST(test_queries) {
   /* the same through standard input */
   snprintf(args, sizeof args, "neighbours %s -n 1 < /dev/null", vec);
   ck_assert_int_eq(capture(args, out, sizeof out), 0);
+  /* a standard input that cannot be read is not an empty one (closed, it
+   * had passed as no queries, status 0) */
+  for (int i = 0; i < 2; i++) {
+    snprintf(args, sizeof args, "%s %s %s<&-", i ? "analogy" : "neighbours",
+             vec, i ? "" : "-n 1 ");
+    ck_assert_msg(capture(args, out, sizeof out) == 1 &&
+                      strstr(out, "word2vec: cannot read the queries from "
+                                  "standard input: Bad file descriptor"),
+                  "%s: %s", args, out);
+  }
   snprintf(args, sizeof args, "analogy %s w2a w2b w4a -n 5", vec);
   ck_assert_int_eq(capture(args, out, sizeof out), 0);
   ck_assert_int_ge((int)strlen(out), 10);

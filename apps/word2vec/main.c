@@ -716,6 +716,15 @@ static int queries(const options *o, bool analogy) {
       query(o, &w, normed, words, n, analogy); /* a miss is not fatal */
       printf("\n");
     }
+    /* getline ends at a read error as at the end: a closed or unreadable
+     * standard input had passed as no queries, with status 0 */
+    if (ferror(stdin)) {
+      fprintf(stderr,
+              "word2vec: cannot read the queries from standard "
+              "input: %s\n",
+              strerror(errno));
+      rc = 1;
+    }
     free(line);
   }
   loom_scope_end(s);
