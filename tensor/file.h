@@ -40,7 +40,9 @@ typedef struct loom_file_writer loom_file_writer;
  * a regular file there (a directory, FIFO, device, socket), or the
  * temporary file cannot be made. */
 LOOM_API loom_file_writer *loom_file_writer_open(const char *path);
-/* The stream to write the contents to (owned by the writer). */
+/* The stream to write the contents to (owned by the writer). It writes
+ * through stdio only: it has no descriptor of its own (fileno gives -1), so
+ * that the reason of a failed write is kept for commit. */
 LOOM_API FILE *loom_file_writer_stream(loom_file_writer *w);
 /* Makes the contents PATH: 0, or -1 with an error naming the path and the
  * reason (a failed write, a full disk, something other than a regular
