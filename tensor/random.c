@@ -298,6 +298,21 @@ loom_tensor *loom_rand(loom_rng *g, loom_dtype dtype, double lo, double hi,
 
 loom_tensor *loom_randn(loom_rng *g, loom_dtype dtype, double mean, double std,
                         int ndim, const int64_t *shape) {
+  /* A normal draw written to an integer dtype was truncated toward zero (a
+   * NaN or huge draw converted to an integer is undefined behaviour), and a
+   * negative std was taken as |std| with the signs flipped: both refused,
+   * as torch's normal_ refuses them. */
+  loom_dtype d = loom__resolve(dtype);
+  if (d > LOOM_DTYPE_DEFAULT && d < LOOM_DTYPE_COUNT && !loom_dtype_is_float(d))
+    return LOOM_FAIL(LOOM_ERR_DTYPE,
+                     "randn: dtype %s is not float32 or float64 (a normal "
+                     "draw is a real number)",
+                     loom_dtype_name(d));
+  if (!isfinite(mean) || !(std >= 0) || !isfinite(std))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "randn: mean %g, std %g: the mean must be finite and the "
+                     "std a finite number >= 0",
+                     mean, std);
   return normal_fill(loom__new(dtype, ndim, shape, "randn"), g, mean, std);
 }
 

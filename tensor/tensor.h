@@ -332,7 +332,9 @@ LOOM_API int loom_rng_set_state(loom_rng *g,
  * int64 [-0.9, -0.2)). */
 LOOM_API loom_tensor *loom_rand(loom_rng *g, loom_dtype dtype, double lo,
                                 double hi, int ndim, const int64_t *shape);
-/* Normal(mean, std). */
+/* Normal(mean, std), float dtypes only. NULL with LOOM_ERR_DTYPE for an
+ * integer or bool dtype, LOOM_ERR_ARGUMENT for a mean that is not finite
+ * or a std that is not a finite number >= 0 (0 gives mean everywhere). */
 LOOM_API loom_tensor *loom_randn(loom_rng *g, loom_dtype dtype, double mean,
                                  double std, int ndim, const int64_t *shape);
 /* Integers uniform in [lo, hi). dtype defaults to int64. An empty range,

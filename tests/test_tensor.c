@@ -278,6 +278,28 @@ START_TEST(test_randn_moments) {
 }
 END_TEST
 
+/* randn had written normal draws into integer dtypes (truncated, and a
+ * NaN mean converted to an integer: undefined behaviour) and taken a
+ * negative or NaN std: each is refused at once, as torch's normal_ does. */
+START_TEST(test_randn_refuses_bad_arguments) {
+  ck_assert_ptr_null(loom_randn(NULL, LOOM_I64, 0, 1, LOOM_SHAPE(3)));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "randn: dtype int64");
+  ck_assert_ptr_null(loom_randn(NULL, LOOM_BOOL, 0, 1, LOOM_SHAPE(3)));
+  CHECK_ERROR(LOOM_ERR_DTYPE, "randn");
+  ck_assert_ptr_null(loom_randn(NULL, LOOM_F32, 0, -1, LOOM_SHAPE(3)));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "std -1");
+  ck_assert_ptr_null(loom_randn(NULL, LOOM_F64, 0, NAN, LOOM_SHAPE(3)));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "randn");
+  ck_assert_ptr_null(loom_randn(NULL, LOOM_F64, INFINITY, 1, LOOM_SHAPE(3)));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "randn");
+  ck_assert_int_eq(
+      loom_init_normal_(loom_zeros(LOOM_F32, LOOM_SHAPE(2)), 0, -2, NULL), -1);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "randn");
+  /* a std of 0 is a constant, as torch's normal_(mean, 0) */
+  CHECK_VALUES(loom_randn(NULL, LOOM_F32, 2, 0, LOOM_SHAPE(2)), 0, 2, 2);
+}
+END_TEST
+
 START_TEST(test_rand_bounds) {
   loom_rng *g = loom_rng_new(11);
   loom_tensor *x = loom_rand(g, LOOM_F32, -2, 3, LOOM_SHAPE(20000));
@@ -1340,8 +1362,9 @@ int main(void) {
         test_from_buffer_checks_strides}},
       {"random",
        {test_rng_known_stream, test_same_seed_same_tensors, test_randn_moments,
-        test_rand_bounds, test_rand_refuses_empty_ranges,
-        test_randint_bernoulli_randperm, test_rng_state_round_trip}},
+        test_randn_refuses_bad_arguments, test_rand_bounds,
+        test_rand_refuses_empty_ranges, test_randint_bernoulli_randperm,
+        test_rng_state_round_trip}},
       {"dtypes",
        {test_dtype_queries, test_conversions_saturate, test_int32_dtype,
         test_int32_conversions, test_promotion, test_scalar_operands}},
