@@ -285,6 +285,13 @@ void loom_dropout_layer_free(loom_dropout_layer *d) {
 /* ---- Highway ---- */
 
 loom_highway *loom_highway_new(int64_t size, double gate_bias) {
+  /* A NaN or infinite gate bias had been written into the gate's bias, so
+   * every output was NaN (or the gate stuck shut) with no error; a negative
+   * size was reported by the inner Linear, not by name. */
+  if (size < 0 || !isfinite(gate_bias))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "Highway: size %lld (0 and up), gate_bias %g (finite)",
+                     (long long)size, gate_bias);
   NEW_MODULE(loom_highway, h, "Highway");
   /* A module struct starts with its loom_module, so the casts are exact
    * (and keep NULL as NULL). */

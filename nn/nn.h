@@ -268,7 +268,10 @@ LOOM_API void loom_dropout_layer_free(loom_dropout_layer *d);
 
 /* Highway: y = g * relu(W_h x + b_h) + (1 - g) * x, g = sigmoid(W_g x +
  * b_g); children "transform" and "gate"; the gate bias starts at
- * gate_bias (negative: carry the input at first). */
+ * gate_bias (negative: carry the input at first). new: NULL with
+ * LOOM_ERR_ARGUMENT for a negative size or a gate_bias that is not
+ * finite. forward: x (..., size) -> y of x's shape (scope-owned); NULL
+ * with LOOM_ERR_SHAPE when the last dim is not size. */
 typedef struct loom_highway {
   loom_module base;
   loom_linear_layer *transform, *gate;

@@ -901,6 +901,25 @@ START_TEST(test_initialiser_arguments) {
 }
 END_TEST
 
+/* Highway's gate bias fills the gate's bias: a NaN or infinite one had
+ * made every output NaN (or the gate stuck) without an error. */
+START_TEST(test_highway_arguments) {
+  ck_assert_ptr_null(loom_highway_new(4, NAN));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "Highway: size 4 (0 and up), gate_bias nan");
+  loom_clear_error();
+  ck_assert_ptr_null(loom_highway_new(4, -INFINITY));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "gate_bias -inf (finite)");
+  loom_clear_error();
+  ck_assert_ptr_null(loom_highway_new(-1, -1));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "Highway: size -1");
+  loom_clear_error();
+  loom_highway *h = loom_highway_new(4, -2);
+  ck_assert_ptr_nonnull(h);
+  ck_assert(loom_equal(h->gate->bias, loom_full(LOOM_F32, -2, LOOM_SHAPE(4))));
+  loom_highway_free(h);
+}
+END_TEST
+
 START_TEST(test_mixed_dtypes_named) {
   loom_tensor *xp = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 1, 4));
   loom_tensor *w = loom_zeros(LOOM_F64, LOOM_SHAPE(4, 1));
@@ -994,6 +1013,7 @@ int main(void) {
   tcase_add_test(tc, test_schedule_rules_named);
   tcase_add_test(tc, test_optimizer_rules_named);
   tcase_add_test(tc, test_initialiser_arguments);
+  tcase_add_test(tc, test_highway_arguments);
   tcase_add_test(tc, test_anomaly_contract);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
