@@ -26,7 +26,10 @@ extern "C" {
 /* ------------------------------------------------ leaves and gradients */
 
 /* Marks a float tensor as a leaf whose gradient backward accumulates (or
- * unmarks it). Returns t. Fails on non-leaf tensors and non-float dtypes. */
+ * unmarks it). Returns t itself (no new reference: it stays owned as it
+ * was), or NULL with LOOM_ERR_DTYPE for a non-float dtype, LOOM_ERR_STATE
+ * for a result of a recorded op (detach it first), LOOM_ERR_ARGUMENT for
+ * NULL. */
 LOOM_API loom_tensor *loom_set_requires_grad(loom_tensor *t, bool on);
 LOOM_API bool loom_requires_grad(const loom_tensor *t);
 /* True for tensors not produced by a recorded op. */
@@ -51,7 +54,9 @@ LOOM_API int loom_set_grad(loom_tensor *t, loom_tensor *g);
  * recorded (LOOM_ERR_ARGUMENT for NULL). */
 LOOM_API void loom_retain_grad(loom_tensor *t);
 /* A view of t's data that is a leaf outside the graph (no gradient flows
- * back through it): how truncated BPTT carries its hidden state. */
+ * back through it): how truncated BPTT carries its hidden state. The view
+ * is scope-owned and shares t's storage (writes show through); NULL with
+ * LOOM_ERR_ARGUMENT for NULL. */
 LOOM_API loom_tensor *loom_detach(const loom_tensor *t);
 
 /* ------------------------------------------------ backward */
@@ -67,8 +72,10 @@ typedef struct loom_backward_opts {
 } loom_backward_opts;
 
 /* Backpropagates from a one-element `loss` (seed 1). 0, or -1 with an error
- * (no graph, graph already freed, a saved tensor modified in place, NaN in
- * anomaly mode, a graph recorded on another thread). Leaves shared with
+ * (LOOM_ERR_SHAPE: a loss of more than one element; LOOM_ERR_STATE: a loss
+ * that does not require grad, a graph already freed, a saved tensor
+ * modified in place, a graph recorded on another thread; LOOM_ERR_NUMERIC:
+ * NaN in anomaly mode). Leaves shared with
  * other threads (a model's parameters) get this backward's gradients added
  * under a lock of their own, so threads may backpropagate into them at
  * once; the sum's rounding then depends on their order. A pass that fails
@@ -211,7 +218,8 @@ LOOM_API void loom_tape_clear(void);
  * NULL f or t: LOOM_ERR_ARGUMENT, nothing printed). */
 LOOM_API void loom_graph_print(FILE *f, const loom_tensor *t);
 
-/* The registry of built-in differentiable ops. */
+/* The registry of built-in differentiable ops: loom_op_name(i) for i in
+ * [0, loom_op_count()) is a static string, NULL (no error) outside. */
 LOOM_API int loom_op_count(void);
 LOOM_API const char *loom_op_name(int i);
 

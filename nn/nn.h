@@ -159,7 +159,10 @@ LOOM_API int64_t loom_init_fan(const loom_tensor *t, loom_fan_mode mode);
  * is stateless (loom_max_pool2d, loom_avg_pool2d, loom_adaptive_avg_pool2d
  * with their option structs): neither needs a module. */
 
-/* Linear: y = x W^T + b; W: out x in. */
+/* Linear: y = x W^T + b; W: out x in. new: sizes >= 0 (else NULL,
+ * LOOM_ERR_ARGUMENT). forward: x (..., in) or (in) -> (..., out)
+ * (scope-owned); NULL with LOOM_ERR_SHAPE when x's last dim is not in,
+ * LOOM_ERR_DTYPE for a non-float x. */
 typedef struct loom_linear_layer {
   loom_module base;
   loom_tensor *weight, *bias; /* bias NULL if none */
@@ -171,7 +174,10 @@ LOOM_API loom_tensor *loom_linear_layer_forward(loom_linear_layer *l,
                                                 const loom_tensor *x);
 LOOM_API void loom_linear_layer_free(loom_linear_layer *l);
 
-/* Bilinear: y_k = x1^T W_k x2 + b_k; W: out x in1 x in2. */
+/* Bilinear: y_k = x1^T W_k x2 + b_k; W: out x in1 x in2. new: sizes >= 1
+ * (else NULL, LOOM_ERR_ARGUMENT). forward: x1 (..., in1) and x2 (...,
+ * in2) with the same leading dims -> (..., out) (scope-owned); NULL with
+ * LOOM_ERR_SHAPE otherwise. */
 typedef struct loom_bilinear {
   loom_module base;
   loom_tensor *weight, *bias;
@@ -188,7 +194,11 @@ LOOM_API void loom_bilinear_free(loom_bilinear *l);
  * 0: none (its row starts at zero and gets no gradient). max_norm > 0: rows
  * looked up are renormalised in place to at most that norm (p = norm_type,
  * 2 when 0), like PyTorch. A NaN or negative max_norm or norm_type fails
- * the forward with LOOM_ERR_ARGUMENT. */
+ * the forward with LOOM_ERR_ARGUMENT. new: num >= 1, dim >= 1 and
+ * padding_idx < num (else NULL, LOOM_ERR_ARGUMENT). forward: indices of
+ * any shape -> (indices..., dim) (scope-owned); NULL with LOOM_ERR_INDEX
+ * for an index outside [0, num), LOOM_ERR_DTYPE for indices neither int64
+ * nor int32. */
 typedef struct loom_embedding_layer {
   loom_module base;
   loom_tensor *weight;
@@ -201,6 +211,13 @@ LOOM_API loom_tensor *loom_embedding_layer_forward(loom_embedding_layer *e,
                                                    const loom_tensor *indices);
 LOOM_API void loom_embedding_layer_free(loom_embedding_layer *e);
 
+/* Conv2d (nn.Conv2d): weight (out_channels, in_channels / groups, kh,
+ * kw), bias (out_channels) or NULL; opts as loom_conv2d's (stride,
+ * padding, dilation, groups). new: NULL with LOOM_ERR_ARGUMENT for a size
+ * below 1 or channels the groups do not divide. forward: x (N, C, H, W)
+ * -> (N, out_channels, H', W'), or unbatched (C, H, W) -> (out_channels,
+ * H', W') (scope-owned); NULL with LOOM_ERR_SHAPE when C is not
+ * in_channels or the kernel does not fit the padded input. */
 typedef struct loom_conv2d_layer {
   loom_module base;
   loom_tensor *weight, *bias;
@@ -224,7 +241,11 @@ typedef struct loom_batch_norm_layer {
   int64_t features;
   double eps, momentum;
 } loom_batch_norm_layer;
-/* momentum 0.1 and eps 1e-5 are PyTorch's defaults. */
+/* momentum 0.1 and eps 1e-5 are PyTorch's defaults. new: NULL with
+ * LOOM_ERR_ARGUMENT for features < 1, eps not > 0 or a momentum outside
+ * [0, 1]. forward: x's shape (scope-owned); NULL with LOOM_ERR_SHAPE
+ * for an input not (N, features, ...), or one value per channel in
+ * training. */
 LOOM_API loom_batch_norm_layer *
 loom_batch_norm_layer_new(int64_t features, double eps, double momentum,
                           bool affine, bool track_running_stats);
@@ -238,7 +259,10 @@ loom_batch_norm_layer_forward_relu(loom_batch_norm_layer *b,
                                    const loom_tensor *x);
 LOOM_API void loom_batch_norm_layer_free(loom_batch_norm_layer *b);
 
-/* LayerNorm over the last `ndims` dims, whose sizes are `shape`. */
+/* LayerNorm over the last `ndims` dims, whose sizes are `shape` (copied).
+ * new: NULL with LOOM_ERR_ARGUMENT for ndims outside 1..8, a NULL shape or
+ * eps not > 0. forward: x (..., shape) -> x's shape (scope-owned); NULL
+ * with LOOM_ERR_SHAPE when x does not end in shape. */
 typedef struct loom_layer_norm_layer {
   loom_module base;
   loom_tensor *weight, *bias; /* NULL unless elementwise_affine */
@@ -255,7 +279,10 @@ LOOM_API loom_tensor *loom_layer_norm_layer_forward(loom_layer_norm_layer *l,
 LOOM_API void loom_layer_norm_layer_free(loom_layer_norm_layer *l);
 
 /* Dropout: loom_dropout with this p in training mode, identity in eval.
- * g: the generator for masks (NULL: the default; borrowed). */
+ * g: the generator for masks (NULL: the default; borrowed). new: p in
+ * [0, 1] (1 zeroes everything, as torch), else NULL with
+ * LOOM_ERR_ARGUMENT. forward: x's shape (scope-owned); NULL with
+ * LOOM_ERR_DTYPE for a non-float x. */
 typedef struct loom_dropout_layer {
   loom_module base;
   double p;

@@ -188,12 +188,14 @@ LOOM_API size_t loom_dtype_size(loom_dtype dtype);
 LOOM_API const char *loom_dtype_name(loom_dtype dtype); /* "float32", ... */
 LOOM_API bool loom_dtype_is_float(loom_dtype dtype);
 /* The dtype LOOM_DTYPE_DEFAULT stands for on this thread (float32 or
- * float64; gradient checks switch it to float64). Returns the previous. */
+ * float64; gradient checks switch it to float64). Returns the previous.
+ * Any other dtype is refused (LOOM_ERR_DTYPE) and the default kept. */
 LOOM_API loom_dtype loom_set_default_dtype(loom_dtype dtype);
 LOOM_API loom_dtype loom_default_dtype(void);
 
 /* ---------------------------------------------------------------- queries */
 
+/* Number of dims (0 for a scalar); -1 with an error for a NULL t. */
 LOOM_API int loom_ndim(const loom_tensor *t);
 /* Size of dimension `dim` (negative counts from the end); -1 on error. */
 LOOM_API int64_t loom_size(const loom_tensor *t, int dim);
@@ -304,8 +306,11 @@ LOOM_API loom_tensor *loom_from_buffer(loom_dtype dtype, void *data, int ndim,
  * machine. Functions taking `loom_rng *g` use the thread's default
  * generator when g is NULL. */
 
-LOOM_API loom_rng *loom_rng_new(uint64_t seed); /* caller frees */
+/* A new generator (caller frees with loom_rng_free, NULL-safe); NULL
+ * with LOOM_ERR_MEMORY. */
+LOOM_API loom_rng *loom_rng_new(uint64_t seed);
 LOOM_API void loom_rng_free(loom_rng *g);
+/* Reseeds g (NULL: the thread's default, as loom_manual_seed). */
 LOOM_API void loom_rng_seed(loom_rng *g, uint64_t seed);
 /* Reseeds the thread's default generator. */
 LOOM_API void loom_manual_seed(uint64_t seed);
