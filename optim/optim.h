@@ -94,8 +94,9 @@ LOOM_API int loom_optimizer_load_state(loom_optimizer *opt,
  * too, with no error and nothing scaled, when a gradient holds NaN). */
 LOOM_API double loom_clip_grad_norm(loom_tensor *const *params, int n,
                                     double max_norm, double p);
-/* Clamps every gradient element to [-clip, clip] (a NULL in params: an
- * error, nothing clamped). */
+/* Clamps every gradient element to [-clip, clip] (a NULL in params, or a
+ * clip that is not a number >= 0: an error, LOOM_ERR_ARGUMENT, nothing
+ * clamped). */
 LOOM_API void loom_clip_grad_value(loom_tensor *const *params, int n,
                                    double clip);
 

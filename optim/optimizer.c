@@ -643,6 +643,13 @@ double loom_clip_grad_norm(loom_tensor *const *params, int n, double max_norm,
 void loom_clip_grad_value(loom_tensor *const *params, int n, double clip) {
   if (!all_there(params, n, "clip_grad_value"))
     return;
+  /* A negative or NaN clip had reached loom_clamp_, whose error ("clamp_:
+   * bounds [1, -1]") named neither this function nor its argument. */
+  if (!(clip >= 0)) {
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "clip_grad_value: clip %g (>= 0, or INFINITY)", clip);
+    return;
+  }
   loom_no_grad_begin();
   for (int i = 0; i < n; i++)
     if (params[i] && params[i]->grad)

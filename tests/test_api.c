@@ -920,6 +920,26 @@ START_TEST(test_highway_arguments) {
 }
 END_TEST
 
+/* clip_grad_value's clip must be >= 0: a negative or NaN one had failed
+ * inside loom_clamp_ with a message naming neither the function nor the
+ * argument. Nothing is clamped then. */
+START_TEST(test_clip_grad_value_range) {
+  loom_tensor *w =
+      loom_set_requires_grad(loom_zeros(LOOM_F32, LOOM_SHAPE(2)), true);
+  ck_assert_int_eq(loom_set_grad(w, VEC(LOOM_F32, 10, -10)), 0);
+  loom_clip_grad_value(&w, 1, -1);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "clip_grad_value: clip -1 (>= 0, or INFINITY)");
+  loom_clear_error();
+  loom_clip_grad_value(&w, 1, NAN);
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "clip_grad_value: clip nan");
+  loom_clear_error();
+  ck_assert(loom_equal(loom_grad(w), VEC(LOOM_F32, 10, -10)));
+  loom_clip_grad_value(&w, 1, 3);
+  ck_assert_int_eq(loom_last_status(), LOOM_OK);
+  ck_assert(loom_equal(loom_grad(w), VEC(LOOM_F32, 3, -3)));
+}
+END_TEST
+
 START_TEST(test_mixed_dtypes_named) {
   loom_tensor *xp = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 1, 4));
   loom_tensor *w = loom_zeros(LOOM_F64, LOOM_SHAPE(4, 1));
@@ -1014,6 +1034,7 @@ int main(void) {
   tcase_add_test(tc, test_optimizer_rules_named);
   tcase_add_test(tc, test_initialiser_arguments);
   tcase_add_test(tc, test_highway_arguments);
+  tcase_add_test(tc, test_clip_grad_value_range);
   tcase_add_test(tc, test_anomaly_contract);
   suite_add_tcase(s, tc);
   return loom_run_suite(s);
