@@ -57,10 +57,14 @@ struct loom_module {
 LOOM_API void loom_module_init(loom_module *m, const char *type,
                                void (*destroy)(loom_module *self));
 /* Registers a trainable parameter: the module takes a reference, marks it
- * as requiring grad, and returns it (borrowed). NULL on error. */
+ * as requiring grad, and returns it (borrowed). NULL on error:
+ * LOOM_ERR_ARGUMENT for a NULL t or a name that is empty, has a '.' or is
+ * registered already; LOOM_ERR_DTYPE for a non-float t. */
 LOOM_API loom_tensor *loom_module_add_param(loom_module *m, const char *name,
                                             loom_tensor *t);
-/* Registers state that is saved but not trained (running statistics). */
+/* Registers state that is saved but not trained (running statistics):
+ * the module takes a reference and returns t (borrowed), or NULL with
+ * LOOM_ERR_ARGUMENT (the name rules of loom_module_add_param). */
 LOOM_API loom_tensor *loom_module_add_buffer(loom_module *m, const char *name,
                                              loom_tensor *t);
 /* Registers a child module; the parent owns it from now on (also on
