@@ -184,8 +184,13 @@ LOOM_API int64_t loom_debug_live_bytes(void);
 
 /* ---------------------------------------------------------------- dtypes */
 
+/* Bytes per element; 0 for an unknown dtype and for LOOM_DTYPE_DEFAULT,
+ * which is not resolved here (loom_default_dtype() gives what it means). */
 LOOM_API size_t loom_dtype_size(loom_dtype dtype);
-LOOM_API const char *loom_dtype_name(loom_dtype dtype); /* "float32", ... */
+/* "float32", ..., "default" for LOOM_DTYPE_DEFAULT, "invalid" for an
+ * unknown dtype (a static string; no error recorded). */
+LOOM_API const char *loom_dtype_name(loom_dtype dtype);
+/* float32 or float64, LOOM_DTYPE_DEFAULT resolved to the thread's. */
 LOOM_API bool loom_dtype_is_float(loom_dtype dtype);
 /* The dtype LOOM_DTYPE_DEFAULT stands for on this thread (float32 or
  * float64; gradient checks switch it to float64). Returns the previous.
