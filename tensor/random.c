@@ -298,10 +298,10 @@ loom_tensor *loom_rand(loom_rng *g, loom_dtype dtype, double lo, double hi,
 
 loom_tensor *loom_randn(loom_rng *g, loom_dtype dtype, double mean, double std,
                         int ndim, const int64_t *shape) {
-  /* A normal draw written to an integer dtype was truncated toward zero (a
-   * NaN or huge draw converted to an integer is undefined behaviour), and a
-   * negative std was taken as |std| with the signs flipped: both refused,
-   * as torch's normal_ refuses them. */
+  /* A normal draw written to an integer dtype had been truncated toward
+   * zero (saturated, NaN as 0; bool: any non-zero draw 1), and a negative
+   * or NaN std taken silently: both refused, as torch's normal_ refuses
+   * them. */
   loom_dtype d = loom__resolve(dtype);
   if (d > LOOM_DTYPE_DEFAULT && d < LOOM_DTYPE_COUNT && !loom_dtype_is_float(d))
     return LOOM_FAIL(LOOM_ERR_DTYPE,

@@ -278,9 +278,9 @@ START_TEST(test_randn_moments) {
 }
 END_TEST
 
-/* randn had written normal draws into integer dtypes (truncated, and a
- * NaN mean converted to an integer: undefined behaviour) and taken a
- * negative or NaN std: each is refused at once, as torch's normal_ does. */
+/* randn had written normal draws into integer dtypes (truncated toward
+ * zero, saturated) and taken a negative or NaN std: each is refused at
+ * once, as torch's normal_ does. */
 START_TEST(test_randn_refuses_bad_arguments) {
   ck_assert_ptr_null(loom_randn(NULL, LOOM_I64, 0, 1, LOOM_SHAPE(3)));
   CHECK_ERROR(LOOM_ERR_DTYPE, "randn: dtype int64");
