@@ -17,9 +17,11 @@ static loom_transformer_opts with_defaults(loom_transformer_opts o) {
 static bool valid(const loom_transformer_opts *o) {
   if (o->d_model < 1 || o->nhead < 1 || o->d_model % o->nhead ||
       o->dim_feedforward < 1 || !(o->dropout >= 0 && o->dropout < 1)) {
+    /* the valid ranges too, so that a caller sees which one is off */
     loom_set_error(LOOM_ERR_ARGUMENT,
-                   "transformer: d_model %lld, nhead %lld, "
-                   "feed-forward %lld, dropout %g",
+                   "transformer: d_model %lld must be positive and divide "
+                   "into nhead %lld (>= 1) heads, dim_feedforward %lld be "
+                   "positive (0: 2048), dropout %g be in [0, 1)",
                    (long long)o->d_model, (long long)o->nhead,
                    (long long)o->dim_feedforward, o->dropout);
     return false;

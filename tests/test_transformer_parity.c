@@ -647,6 +647,41 @@ START_TEST(test_unbatched) {
 }
 END_TEST
 
+/* Options out of range are refused by every constructor with a message
+ * that names each option's valid range (it had listed the values alone:
+ * "transformer: d_model 6, nhead 4, feed-forward 2048, dropout 0"). */
+START_TEST(test_bad_opts) {
+  static const struct {
+    loom_transformer_opts o;
+    const char *expect;
+  } bad[] = {
+      {{.d_model = 6, .nhead = 4},
+       "d_model 6 must be positive and divide into nhead 4 (>= 1) heads"},
+      {{.d_model = 6, .nhead = 0}, "nhead 0 (>= 1)"},
+      {{.d_model = 0, .nhead = 1}, "d_model 0 must be positive"},
+      {{.d_model = 6, .nhead = 2, .dim_feedforward = -3},
+       "dim_feedforward -3 be positive (0: 2048)"},
+      {{.d_model = 6, .nhead = 2, .dropout = 1}, "dropout 1 be in [0, 1)"},
+      {{.d_model = 6, .nhead = 2, .dropout = -0.5},
+       "dropout -0.5 be in [0, 1)"},
+      {{.d_model = 6, .nhead = 2, .dropout = NAN}, "be in [0, 1)"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    for (int which = 0; which < 4; which++) {
+      void *m =
+          which == 0   ? (void *)loom_transformer_encoder_layer_new(bad[i].o)
+          : which == 1 ? (void *)loom_transformer_decoder_layer_new(bad[i].o)
+          : which == 2 ? (void *)loom_transformer_encoder_new(bad[i].o, 1, true)
+                       : (void *)loom_transformer_new(bad[i].o, 1, 1);
+      ck_assert_ptr_null(m);
+      ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+      ck_assert_msg(strstr(loom_last_error(), bad[i].expect), "case %zu: %s", i,
+                    loom_last_error());
+      loom_clear_error();
+    }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("transformer_parity");
   TCase *tc = tcase_create("torch");
@@ -658,6 +693,7 @@ int main(void) {
   tcase_add_test(tc, test_causal_mask);
   tcase_add_test(tc, test_sinusoidal_table);
   tcase_add_test(tc, test_unbatched);
+  tcase_add_test(tc, test_bad_opts);
   suite_add_tcase(s, tc);
   TCase *tm = tcase_create("fully masked");
   tcase_add_checked_fixture(tm, loom_test_setup, loom_test_teardown);
