@@ -128,6 +128,36 @@ START_TEST(test_sampling_is_deterministic) {
 }
 END_TEST
 
+/* The sample comes out as it is drawn: the first characters of a run of a
+ * billion arrive (a sampler that wrote at the end would keep this test
+ * waiting), and they are the first characters of a short run's. */
+START_TEST(test_sampling_streams) {
+  char ck[512], args[1024], cmd[2048], want[512], got[512];
+  test_path(ck, sizeof ck, "stream.ckpt");
+  snprintf(args, sizeof args, SMALL " --steps 4 --checkpoint %s", ck);
+  ck_assert_int_eq(run(args), 0);
+  snprintf(args, sizeof args, "sample --checkpoint %s --length 300 --seed 3",
+           ck);
+  capture(args, want, sizeof want);
+  snprintf(cmd, sizeof cmd,
+           "%s sample --checkpoint %s --length 1000000000 --seed 3 2>/dev/null",
+           charlm(), ck);
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  size_t len = fread(got, 1, 200, p);
+  pclose(p); /* charlm's next write finds the pipe closed */
+  ck_assert_uint_eq(len, 200);
+  ck_assert_int_eq(memcmp(got, want, 200), 0);
+  /* output that cannot be written stops the run (status 1, one message);
+   * unchecked, a billion characters went on being drawn into /dev/full */
+  char out[1024];
+  snprintf(args, sizeof args, "sample --checkpoint %s --length 1000000000", ck);
+  ck_assert_int_eq(test_run_stdout_full(charlm(), args, out, sizeof out), 1);
+  ck_assert_str_eq(out, "charlm: cannot write the text to standard output: "
+                        "No space left on device\n");
+}
+END_TEST
+
 /* The decoder-only transformer: resumes exactly and samples past its
  * context (the caches slide) deterministically. */
 START_TEST(test_transformer) {
@@ -832,6 +862,7 @@ int main(void) {
   tcase_add_test(tc, test_resume_is_exact);
   tcase_add_test(tc, test_resume_refuses_bad_checkpoints);
   tcase_add_test(tc, test_sampling_is_deterministic);
+  tcase_add_test(tc, test_sampling_streams);
   tcase_add_test(tc, test_transformer);
   tcase_add_test(tc, test_bad_input);
   tcase_add_test(tc, test_refuses_bad_numbers);

@@ -9,15 +9,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct {
+  charlm_gen *gen;
+  const unsigned char *chars; /* id -> byte */
+} sampler;
+
 /* The library's decoder drives generation: a step feeds the previous
  * character to the model (its recurrent state, or the transformer's
- * caches) and returns the log-probabilities of the next. */
+ * caches) and returns the log-probabilities of the next. From the second
+ * step on, the character fed is the one just drawn, and it is written
+ * then: the text comes out as it is made, not at the end. */
 static int step(void *ctx, int64_t t, const loom_tensor *tokens,
                 loom_tensor **log_probs) {
-  (void)t;
+  sampler *p = ctx;
   int64_t c = loom_data_i64(tokens)[0];
+  if (t > 0 && (fputc(p->chars[c], stdout), ferror(stdout))) {
+    /* a full disk, or a closed pipe with SIGPIPE ignored: stop drawing
+     * (charlm_sample's app_finish_stdout says why) */
+    loom_set_error(LOOM_ERR_IO, "standard output failed");
+    return -1;
+  }
   loom_tensor *logits = NULL;
-  if (charlm_gen_feed(ctx, &c, 1, &logits) < 0)
+  if (charlm_gen_feed(p->gen, &c, 1, &logits) < 0)
     return -1;
   *log_probs = loom_log_softmax(loom_unsqueeze(logits, 0), -1); /* (1, V) */
   loom_release(logits);
@@ -62,11 +75,13 @@ static int generate(charlm *m, const charlm_session *s,
   d.max_len_b = o->length;
   d.rng = g;
   loom_decode_result r = {0};
+  sampler p = {gen, s->chars};
   if (rc == 0 &&
-      loom_decode(&(loom_decode_model){step, NULL, gen}, 1, NULL, &d, &r) < 0)
+      loom_decode(&(loom_decode_model){step, NULL, &p}, 1, NULL, &d, &r) < 0)
     rc = -1;
-  for (int64_t i = 0; rc == 0 && i < r.hyps[0].len; i++)
-    fputc(s->chars[r.hyps[0].tokens[i]], stdout);
+  /* the steps wrote every character but the last, which no step reads */
+  if (rc == 0 && r.hyps[0].len > 0)
+    fputc(s->chars[r.hyps[0].tokens[r.hyps[0].len - 1]], stdout);
   fputc('\n', stdout);
   loom_decode_result_free(&r);
   charlm_gen_free(gen);
@@ -94,7 +109,7 @@ int charlm_sample(const charlm_options *o) {
     loom_no_grad_begin();
     rc = generate(m, &s, o);
     loom_no_grad_end();
-    if (rc < 0)
+    if (rc < 0 && !ferror(stdout)) /* else app_finish_stdout says it */
       fprintf(stderr, "charlm: %s\n", loom_last_error());
   }
   if (app_finish_stdout("charlm", "the text") < 0)
