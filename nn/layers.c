@@ -88,8 +88,10 @@ loom_tensor *loom_bilinear_forward(loom_bilinear *l, const loom_tensor *x1,
                                    const loom_tensor *x2) {
   if (!l || !x1 || !x2)
     return loom_null_argument("Bilinear");
-  if (loom_ndim(x1) < 1 || loom_ndim(x2) != loom_ndim(x1) ||
-      loom_size(x1, -1) != l->in1 || loom_size(x2, -1) != l->in2)
+  bool same_lead = loom_ndim(x1) >= 1 && loom_ndim(x2) == loom_ndim(x1) &&
+                   !memcmp(loom_shape(x1), loom_shape(x2),
+                           (size_t)(loom_ndim(x1) - 1) * sizeof(int64_t));
+  if (!same_lead || loom_size(x1, -1) != l->in1 || loom_size(x2, -1) != l->in2)
     return LOOM_FAIL(LOOM_ERR_SHAPE,
                      "Bilinear: inputs %s and %s for in1 %lld,"
                      " in2 %lld",

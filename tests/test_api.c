@@ -920,6 +920,35 @@ START_TEST(test_highway_arguments) {
 }
 END_TEST
 
+/* Bilinear's inputs share their leading dims: (2, 3, in1) with (3, 2, in2)
+ * had paired rows of different positions (both flatten to 6 rows) and
+ * returned a result; (4, in1) with (2, in2) failed inside mul. */
+START_TEST(test_bilinear_leading_dims) {
+  loom_scope *s = loom_scope_begin();
+  loom_bilinear *l = loom_bilinear_new(3, 2, 1, false);
+  ck_assert_ptr_nonnull(l);
+  ck_assert_ptr_null(
+      loom_bilinear_forward(l, loom_ones(LOOM_F32, LOOM_SHAPE(2, 3, 3)),
+                            loom_ones(LOOM_F32, LOOM_SHAPE(3, 2, 2))));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "Bilinear: inputs [2, 3, 3] and [3, 2, 2]");
+  loom_clear_error();
+  ck_assert_ptr_null(
+      loom_bilinear_forward(l, loom_ones(LOOM_F32, LOOM_SHAPE(4, 3)),
+                            loom_ones(LOOM_F32, LOOM_SHAPE(2, 2))));
+  CHECK_ERROR(LOOM_ERR_SHAPE, "Bilinear: inputs [4, 3] and [2, 2]");
+  loom_clear_error();
+  loom_tensor *y =
+      loom_bilinear_forward(l, loom_ones(LOOM_F32, LOOM_SHAPE(2, 3, 3)),
+                            loom_ones(LOOM_F32, LOOM_SHAPE(2, 3, 2)));
+  ck_assert_ptr_nonnull(y);
+  ck_assert_int_eq(loom_size(y, 0), 2);
+  ck_assert_int_eq(loom_size(y, 1), 3);
+  ck_assert_int_eq(loom_size(y, 2), 1);
+  loom_bilinear_free(l);
+  loom_scope_end(s);
+}
+END_TEST
+
 /* clip_grad_value's clip must be >= 0: a negative or NaN one had failed
  * inside loom_clamp_ with a message naming neither the function nor the
  * argument. Nothing is clamped then. */
@@ -1034,6 +1063,7 @@ int main(void) {
   tcase_add_test(tc, test_optimizer_rules_named);
   tcase_add_test(tc, test_initialiser_arguments);
   tcase_add_test(tc, test_highway_arguments);
+  tcase_add_test(tc, test_bilinear_leading_dims);
   tcase_add_test(tc, test_clip_grad_value_range);
   tcase_add_test(tc, test_anomaly_contract);
   suite_add_tcase(s, tc);
