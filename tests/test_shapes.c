@@ -99,6 +99,19 @@ START_TEST(test_outputs) {
   ck_assert_int_eq(test_run(shapes(), args, TEST_OUTPUT_BOTH, out, sizeof out),
                    2);
   ck_assert_msg(strstr(out, "refusing to write over it"), "%s", out);
+  /* writes the file system refuses (a file size limit, its signal
+   * ignored): each file named once ("cannot write P: P: cannot write" had
+   * named the picture twice) */
+  char cmd[2600];
+  test_path(pic, sizeof pic, "s.png");
+  snprintf(args, sizeof args, "%s --checkpoint %s --picture %s", small, ck,
+           pic);
+  snprintf(cmd, sizeof cmd, "-c \"trap '' XFSZ; ulimit -f 20; exec %s %s\"",
+           shapes(), args);
+  ck_assert_int_eq(test_run("sh", cmd, TEST_OUTPUT_BOTH, out, sizeof out), 1);
+  ck_assert_msg(count(out, "s.png") == 1 && count(out, "s.ckpt") == 1 &&
+                    strstr(out, "s.png: cannot write: File too large"),
+                "%s", out);
 }
 END_TEST
 

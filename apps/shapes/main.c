@@ -192,9 +192,7 @@ static int picture(const options *o, const loom_tensor *x,
         o->picture, "shapes: test images and predictions", items, n, 8, 96);
   free(rgb);
   if (rc < 0) {
-    fprintf(stderr, "shapes: cannot write %s: %s\n", o->picture,
-            loom_last_error());
-    loom_clear_error();
+    app_report_write_error("shapes", o->picture);
   } else if (!o->quiet)
     fprintf(stderr, "predictions: %s\n", o->picture);
   return rc;

@@ -350,9 +350,7 @@ static int plot(const run *r, double steps_per_epoch) {
                                2, 640, 420);
   free(x);
   if (rc < 0) {
-    fprintf(stderr, "translate: cannot write %s: %s\n", r->o.plot,
-            loom_last_error());
-    loom_clear_error();
+    app_report_write_error("translate", r->o.plot);
   } else if (!r->o.quiet) {
     fprintf(stderr, "curves: %s\n", r->o.plot);
   }

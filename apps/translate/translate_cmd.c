@@ -455,9 +455,8 @@ static int draw(const options *o, nmt_model *m, const nmt_text *t,
                       .colorbar = true};
     rc = app_heatmap_png(o->output, &hm);
   }
-  if (rc < 0)
-    fprintf(stderr, "translate: cannot draw %s: %s\n", o->output,
-            loom_last_error());
+  if (rc < 0) /* names the picture once, where the error names it too */
+    app_report_write_error("translate", o->output);
   loom_clear_error();
   free(cols);
   free(rows);
