@@ -355,6 +355,12 @@ LOOM_API loom_tensor *loom_cross_entropy(const loom_tensor *logits,
 LOOM_API loom_tensor *loom_nll_loss(const loom_tensor *log_probs,
                                     const loom_tensor *target,
                                     const loom_cross_entropy_opts *opts);
+/* Mean squared error and mean absolute error of input against target
+ * (dtypes promoted), elementwise: a scope-owned 0-dim tensor (LOOM_MEAN,
+ * LOOM_SUM) or one shaped like input (LOOM_NONE). The target must have
+ * input's shape: where torch broadcasts a target of another shape (with a
+ * warning, usually a mistake such as (N, 1) against (N)), loom refuses it
+ * (NULL, LOOM_ERR_SHAPE); so do smooth_l1_loss and kl_div. */
 LOOM_API loom_tensor *loom_mse_loss(const loom_tensor *input,
                                     const loom_tensor *target,
                                     loom_reduction r);

@@ -176,7 +176,9 @@ LOOM_API void loom_rnn_free(loom_rnn *r);
 /* Runs the layer. lengths: int64 (B) of sequence lengths or NULL (all T);
  * outputs past a sequence's end are zero and its final state is taken at
  * its own end. init: n_states tensors of (layers*directions, B, S...) or
- * NULL for zeros. Writes output (T, B, D*S...) (batch-first if asked) and,
+ * NULL for zeros; an entry of the array may be NULL too, that state alone
+ * starting at zeros (an LSTM given h0 and no c0; torch asks for both).
+ * Writes output (T, B, D*S...) (batch-first if asked) and,
  * if final is non-NULL, n_states final states. Results are scope-owned.
  * 0, or -1 with an error and *output and final[] set to NULL. */
 LOOM_API int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
