@@ -49,6 +49,11 @@ loom_tensor *loom_arange(loom_dtype dtype, double start, double end,
   if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step))
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "arange: bad range %g..%g step %g",
                      start, end, step);
+  if (step > 0 ? end < start : end > start) /* torch refuses it too */
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "arange: %g..%g runs against step %g (an empty range "
+                     "has end == start)",
+                     start, end, step);
   double count = ceil((end - start) / step);
   if (!(count <= (double)LOOM_MAX_ELEMENTS)) /* inf when end - start is */
     return LOOM_FAIL(

@@ -279,7 +279,10 @@ LOOM_API loom_tensor *loom_empty_like(const loom_tensor *t);
 LOOM_API loom_tensor *loom_zeros_like(const loom_tensor *t);
 LOOM_API loom_tensor *loom_ones_like(const loom_tensor *t);
 LOOM_API loom_tensor *loom_full_like(const loom_tensor *t, double value);
-/* start, start+step, ... < end (> end for negative step), 1-D. */
+/* start, start+step, ... < end (> end for negative step), 1-D. NULL with
+ * LOOM_ERR_ARGUMENT for a step of 0, a bound or step not finite, or an end
+ * on the other side of start than the step goes (torch's rule; end ==
+ * start gives an empty tensor); LOOM_ERR_SHAPE past 2^59 - 1 elements. */
 LOOM_API loom_tensor *loom_arange(loom_dtype dtype, double start, double end,
                                   double step);
 /* `steps` points evenly from start to end inclusive, 1-D. */

@@ -71,7 +71,14 @@ START_TEST(test_arange) {
   CHECK_VALUES(loom_arange(LOOM_F64, 5, 0, -1.5), 0, 5, 3.5, 2, 0.5);
   CHECK_VALUES(loom_arange(LOOM_I64, -3, 4, 3), 0, -3, 0, 3);
   CHECK_SHAPE(loom_arange(LOOM_F32, 3, 3, 1), 0);
-  CHECK_SHAPE(loom_arange(LOOM_F32, 3, 0, 1), 0); /* wrong direction */
+  /* an end on the other side: refused, as torch refuses it */
+  ck_assert_ptr_null(loom_arange(LOOM_F32, 3, 0, 1));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "arange: 3..0 runs against step 1");
+  loom_clear_error();
+  ck_assert_ptr_null(loom_arange(LOOM_I64, 0, 10, -1));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "arange: 0..10 runs against step -1");
+  loom_clear_error();
+  CHECK_SHAPE(loom_arange(LOOM_F32, 3, 3, -1), 0);
   ck_assert_ptr_null(loom_arange(LOOM_F32, 0, 1, 0));
   CHECK_ERROR(LOOM_ERR_ARGUMENT, "arange");
   ck_assert_ptr_null(loom_arange(LOOM_F32, 0, INFINITY, 1));
