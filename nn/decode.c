@@ -155,7 +155,10 @@ void loom_decode_result_free(loom_decode_result *r) {
 static void free_search(search *s) {
   for (int64_t i = 0; s->sent && i < s->n; i++) {
     sentence *b = &s->sent[i];
-    for (int k = 0; b->fin && k < b->n_fin; k++)
+    /* every slot: SAMPLE files a finished sample at its own slot, so
+     * after a failed step the n_fin filled ones need not be the first
+     * (unfilled and handed-over ones hold NULL) */
+    for (int k = 0; b->fin && k < b->cap_fin; k++)
       free(b->fin[k].tokens);
     free(b->nodes);
     free(b->live);

@@ -569,6 +569,25 @@ static int nan_step(void *ctx, int64_t t, const loom_tensor *tokens,
   return 0;
 }
 
+/* SAMPLE, 3 rows of a 3-token vocabulary: at step 0 the middle row (the
+ * second sample) can only take eos, the others only token 2; step 1 fails.
+ * The second sample has then finished before the first. */
+static int second_sample_first_step(void *ctx, int64_t t,
+                                    const loom_tensor *tokens,
+                                    loom_tensor **lp) {
+  (void)ctx;
+  if (t == 1) {
+    loom_set_error(LOOM_ERR_IO, "step 1 broke");
+    return -1;
+  }
+  ck_assert_int_eq(loom_size(tokens, 0), 3);
+  const double no = -INFINITY;
+  *lp = loom_from_array(LOOM_F64,
+                        (const double[]){no, no, 0, no, 0, no, no, no, 0},
+                        LOOM_SHAPE(3, 3));
+  return 0;
+}
+
 static void expect_failure(const loom_decode_model *model, int64_t n,
                            loom_decode_opts o, loom_status status,
                            const char *words) {
@@ -744,6 +763,14 @@ START_TEST(test_failures) {
   b.n_suppress = 6;
   lm_reset(&m, 2);
   expect_failure(&model, 2, b, LOOM_ERR_ARGUMENT, "every one of the 6");
+  /* a sample that finished before an earlier one is freed when a later
+   * step fails (the finished ones sit by slot, not first come: freeing
+   * the first n_fin slots had leaked it; ASan's leak check sees it) */
+  loom_decode_model second = {second_sample_first_step, NULL, NULL};
+  b = loom_decode_defaults(BOS, EOS);
+  b.method = LOOM_DECODE_SAMPLE;
+  b.nbest = 3;
+  expect_failure(&second, 1, b, LOOM_ERR_IO, "step 1 broke");
   /* no sentences: nothing to do, nothing called */
   loom_decode_result r;
   ck_assert_int_eq(loom_decode(&model, 0, NULL, &o, &r), 0);
