@@ -23,6 +23,10 @@ START_TEST(test_buf_add_string) {
   ck_assert_mem_eq(b.data, "ab\0\0c\0", 7);
   ck_assert_int_eq(app_buf_add_string(&b, "q", SIZE_MAX / 2), -1);
   ck_assert_int_eq(loom_last_status(), LOOM_ERR_MEMORY);
+  char want[96];
+  snprintf(want, sizeof want,
+           "text buffer: %zu bytes added to 6 is too long", SIZE_MAX / 2);
+  ck_assert_str_eq(loom_last_error(), want);
   ck_assert_uint_eq(b.len, 6);
   ck_assert_str_eq(b.data + 4, "c");
   app_buf_free(&b);

@@ -8,7 +8,10 @@
 
 int app_buf_append(app_buf *b, const void *s, size_t n) {
   if (n >= SIZE_MAX / 2 - b->len) {
-    loom_set_error(LOOM_ERR_MEMORY, "text buffer: %zu bytes is too long",
+    /* the sizes of both: it had named only the bytes held ("6 bytes is
+     * too long" for 6 held and 2^63 to add) */
+    loom_set_error(LOOM_ERR_MEMORY,
+                   "text buffer: %zu bytes added to %zu is too long", n,
                    b->len);
     return -1;
   }
