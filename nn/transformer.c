@@ -15,15 +15,21 @@ static loom_transformer_opts with_defaults(loom_transformer_opts o) {
 }
 
 static bool valid(const loom_transformer_opts *o) {
+  /* layer_norm_eps too: a negative or NaN one was refused by the
+   * LayerNorm made from it, whose message ("LayerNorm: 1 dims (1 to 8),
+   * eps -1 (> 0)") named neither the transformer nor the option */
   if (o->d_model < 1 || o->nhead < 1 || o->d_model % o->nhead ||
-      o->dim_feedforward < 1 || !(o->dropout >= 0 && o->dropout < 1)) {
+      o->dim_feedforward < 1 || !(o->dropout >= 0 && o->dropout < 1) ||
+      !(o->layer_norm_eps > 0)) {
     /* the valid ranges too, so that a caller sees which one is off */
     loom_set_error(LOOM_ERR_ARGUMENT,
                    "transformer: d_model %lld must be positive and divide "
                    "into nhead %lld (>= 1) heads, dim_feedforward %lld be "
-                   "positive (0: 2048), dropout %g be in [0, 1)",
+                   "positive (0: 2048), dropout %g be in [0, 1), "
+                   "layer_norm_eps %g be > 0 (0: 1e-5)",
                    (long long)o->d_model, (long long)o->nhead,
-                   (long long)o->dim_feedforward, o->dropout);
+                   (long long)o->dim_feedforward, o->dropout,
+                   o->layer_norm_eps);
     return false;
   }
   return true;

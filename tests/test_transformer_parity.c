@@ -665,6 +665,12 @@ START_TEST(test_bad_opts) {
       {{.d_model = 6, .nhead = 2, .dropout = -0.5},
        "dropout -0.5 be in [0, 1)"},
       {{.d_model = 6, .nhead = 2, .dropout = NAN}, "be in [0, 1)"},
+      {{.d_model = 6, .nhead = 2, .layer_norm_eps = -1},
+       "transformer: d_model 6 must be positive and divide into nhead 2 "
+       "(>= 1) heads, dim_feedforward 2048 be positive (0: 2048), dropout 0 "
+       "be in [0, 1), layer_norm_eps -1 be > 0 (0: 1e-5)"},
+      {{.d_model = 6, .nhead = 2, .layer_norm_eps = NAN},
+       "layer_norm_eps nan be > 0"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     for (int which = 0; which < 4; which++) {
