@@ -37,6 +37,13 @@ static int step(void *ctx, int64_t t, const loom_tensor *tokens,
   return *log_probs ? 0 : -1;
 }
 
+/* Characters a call of the decoder draws at most: the decoder keeps every
+ * token it draws until it returns, and a run as long as --length allows
+ * (10^12) is written as it goes, so it is drawn in parts, each going on
+ * from the model's state and the last character of the one before (the
+ * same text as one call would give). */
+#define PART 65536
+
 /* Writes the prime and `o->length` characters the model generates after
  * it; 0 or -1 with an error. */
 static int generate(charlm *m, const charlm_session *s,
@@ -72,18 +79,21 @@ static int generate(charlm *m, const charlm_session *s,
   d.method = o->temperature == 0 ? LOOM_DECODE_GREEDY : LOOM_DECODE_SAMPLE;
   d.temperature = o->temperature == 0 ? 1 : o->temperature;
   d.top_k = o->top_k;
-  d.max_len_b = o->length;
   d.rng = g;
-  loom_decode_result r = {0};
   sampler p = {gen, s->chars};
-  if (rc == 0 &&
-      loom_decode(&(loom_decode_model){step, NULL, &p}, 1, NULL, &d, &r) < 0)
-    rc = -1;
-  /* the steps wrote every character but the last, which no step reads */
-  if (rc == 0 && r.hyps[0].len > 0)
-    fputc(s->chars[r.hyps[0].tokens[r.hyps[0].len - 1]], stdout);
+  for (int64_t done = 0; rc == 0 && done < o->length;) {
+    d.max_len_b = o->length - done < PART ? o->length - done : PART;
+    loom_decode_result r = {0};
+    if (loom_decode(&(loom_decode_model){step, NULL, &p}, 1, NULL, &d, &r) < 0)
+      rc = -1;
+    else { /* the steps wrote every character but the last: no step read it */
+      d.bos = r.hyps[0].tokens[d.max_len_b - 1];
+      fputc(s->chars[d.bos], stdout);
+      done += d.max_len_b;
+    }
+    loom_decode_result_free(&r);
+  }
   fputc('\n', stdout);
-  loom_decode_result_free(&r);
   charlm_gen_free(gen);
   loom_rng_free(g);
   free(ids);
