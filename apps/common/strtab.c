@@ -75,8 +75,10 @@ int64_t app_strtab_intern(app_strtab *t, const char *s, size_t len) {
       rehash(t, t->n_slots ? 2 * t->n_slots : 1024))
     goto oom;
   int64_t id = t->n, at = app_buf_add_string(&t->pool, s, len);
-  if (at < 0)
+  if (at < 0) {
+    loom_clear_error(); /* the first error set is kept: oom's names more */
     goto oom;
+  }
   t->start[id] = at;
   t->len_[id] = (int64_t)len;
   t->hash[id] = hash_bytes(s, len);

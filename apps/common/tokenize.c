@@ -37,8 +37,10 @@ int app_tokens_push(app_tokens *t, const char *s, size_t len, bool glued) {
     t->cap = cap;
   }
   int64_t at = app_buf_add_string(&t->pool, s, len);
-  if (at < 0)
+  if (at < 0) {
+    loom_clear_error(); /* the first error set is kept: oom's names more */
     goto oom;
+  }
   t->start[t->n] = at;
   t->len_[t->n] = (int64_t)len;
   t->glued[t->n] = t->n > 0 && glued;

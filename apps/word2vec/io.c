@@ -258,8 +258,10 @@ int w2v_load_vectors(w2v_vectors *out, const char *path, int binary,
         }
       }
     }
-    if (!bad && (offsets[i] = app_buf_add_string(&out->pool, word, len)) < 0)
+    if (!bad && (offsets[i] = app_buf_add_string(&out->pool, word, len)) < 0) {
+      loom_clear_error(); /* the message below names the file */
       bad = "out of memory";
+    }
     if (bad && bad_value >= 0) {
       char number[64] = "";
       if (!binary) { /* the number as the file writes it */

@@ -87,8 +87,10 @@ int64_t w2v_vocab_add(w2v_vocab *v, const char *word, size_t len) {
     v->cap = cap;
   }
   int64_t at = app_buf_add_string(&v->pool, word, len);
-  if (at < 0)
+  if (at < 0) {
+    loom_clear_error(); /* the first error set is kept: oom's names more */
     goto oom;
+  }
   v->entries[v->size] =
       (w2v_entry){.count = 0, .offset = at, .len = (int32_t)len};
   v->size++;
