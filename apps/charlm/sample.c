@@ -23,11 +23,14 @@ static int step(void *ctx, int64_t t, const loom_tensor *tokens,
                 loom_tensor **log_probs) {
   sampler *p = ctx;
   int64_t c = loom_data_i64(tokens)[0];
-  if (t > 0 && (fputc(p->chars[c], stdout), ferror(stdout))) {
-    /* a full disk, or a closed pipe with SIGPIPE ignored: stop drawing
-     * (charlm_sample's app_finish_stdout says why) */
-    loom_set_error(LOOM_ERR_IO, "standard output failed");
-    return -1;
+  if (t > 0) {
+    fputc(p->chars[c], stdout);
+    if (ferror(stdout)) {
+      /* a full disk, or a closed pipe with SIGPIPE ignored: stop drawing
+       * (charlm_sample's app_finish_stdout says why) */
+      loom_set_error(LOOM_ERR_IO, "standard output failed");
+      return -1;
+    }
   }
   loom_tensor *logits = NULL;
   if (charlm_gen_feed(p->gen, &c, 1, &logits) < 0)
