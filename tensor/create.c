@@ -75,11 +75,20 @@ loom_tensor *loom_linspace(loom_dtype dtype, double start, double end,
   if (steps < 0)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT, "linspace: steps %lld < 0",
                      (long long)steps);
+  if (!isfinite(start) || !isfinite(end))
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "linspace: start %g and end %g must be finite", start,
+                     end);
   loom_tensor *t = loom__new(dtype, 1, &steps, "linspace");
   if (!t)
     return NULL;
   size_t es = loom_dtype_size(t->dtype);
   double step = steps > 1 ? (end - start) / (double)(steps - 1) : 0;
+  /* A span wider than the largest double (-1e308 to 1e308) makes that
+   * step infinite, and every point NaN or inf (as PyTorch's are); the
+   * difference of the bounds' shares is finite. */
+  if (isinf(step))
+    step = end / (double)(steps - 1) - start / (double)(steps - 1);
   /* Like PyTorch: the first half counts up from start, the second half
    * down from end, so both endpoints are exact (one point is start). */
   for (int64_t i = 0; i < steps; i++) {

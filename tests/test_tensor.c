@@ -102,6 +102,14 @@ START_TEST(test_linspace) {
   CHECK_SHAPE(loom_linspace(LOOM_F64, 4, 9, 0), 0);
   ck_assert_ptr_null(loom_linspace(LOOM_F64, 0, 1, -1));
   CHECK_ERROR(LOOM_ERR_ARGUMENT, "linspace");
+  /* a span past DBL_MAX: the step (end - start) / 4 overflowed, and the
+   * points were NaN and inf */
+  CHECK_VALUES(loom_linspace(LOOM_F64, -1e308, 1e308, 5), 0, -1e308, -5e307, 0,
+               5e307, 1e308);
+  ck_assert_ptr_null(loom_linspace(LOOM_F64, 0, INFINITY, 3));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "must be finite");
+  ck_assert_ptr_null(loom_linspace(LOOM_F32, NAN, 1, 3));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "linspace");
 }
 END_TEST
 
