@@ -120,15 +120,12 @@ static void undo_apply(const undo *u, loom_optimizer *opt, loom_schedule *sched,
                         "generator state could not all be put back)");
 }
 
-int loom_checkpoint_load(const char *path, loom_module *model,
-                         loom_optimizer *opt, loom_schedule *sched,
-                         int64_t *step, loom_rng *rng,
-                         loom_tensor_map **extra) {
-  if (!path)
-    return loom_null_argument("checkpoint_load"), -1;
-  loom_tensor_map *m = loom_safetensors_load(path);
-  if (!m)
-    return -1;
+int loom_checkpoint_restore(const loom_tensor_map *m, const char *path,
+                            loom_module *model, loom_optimizer *opt,
+                            loom_schedule *sched, int64_t *step, loom_rng *rng,
+                            loom_tensor_map **extra) {
+  if (!m || !path)
+    return loom_null_argument("checkpoint_restore"), -1;
   int rc = 0;
   const char *format = loom_tensor_map_meta(m, "format");
   loom_tensor *st = loom_tensor_map_get(m, "step");
@@ -180,6 +177,19 @@ int loom_checkpoint_load(const char *path, loom_module *model,
     *extra = ex;
   else
     loom_tensor_map_free(ex);
+  return rc;
+}
+
+int loom_checkpoint_load(const char *path, loom_module *model,
+                         loom_optimizer *opt, loom_schedule *sched,
+                         int64_t *step, loom_rng *rng,
+                         loom_tensor_map **extra) {
+  if (!path)
+    return loom_null_argument("checkpoint_load"), -1;
+  loom_tensor_map *m = loom_safetensors_load(path);
+  int rc =
+      m ? loom_checkpoint_restore(m, path, model, opt, sched, step, rng, extra)
+        : -1;
   loom_tensor_map_free(m);
   return rc;
 }

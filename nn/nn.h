@@ -419,6 +419,19 @@ LOOM_API int loom_checkpoint_load(const char *path, loom_module *model,
                                   loom_optimizer *opt, loom_schedule *sched,
                                   int64_t *step, loom_rng *rng,
                                   loom_tensor_map **extra);
+/* The same from a checkpoint already read: `file` as
+ * loom_safetensors_load(path) returned it (borrowed and left unchanged;
+ * the model and optimizer get copies of its tensors), `path` naming it
+ * in messages. A program that builds its model from the configuration in
+ * `extra` reads the file once and restores from it twice, `extra` first
+ * and then the model: reading the path twice could pair one file's
+ * configuration with another's weights, if a run saving to that path
+ * replaced the file in between. */
+LOOM_API int loom_checkpoint_restore(const loom_tensor_map *file,
+                                     const char *path, loom_module *model,
+                                     loom_optimizer *opt, loom_schedule *sched,
+                                     int64_t *step, loom_rng *rng,
+                                     loom_tensor_map **extra);
 
 #ifdef __cplusplus
 }

@@ -564,6 +564,68 @@ START_TEST(test_resume_is_bit_identical) {
 }
 END_TEST
 
+/* loom_checkpoint_restore works on the file as first read: the
+ * configuration (extra) and the weights come from the same checkpoint
+ * even when the path is replaced between the two restores, as a run
+ * saving to it would; the reading is left unchanged and can be restored
+ * from again. */
+START_TEST(test_restore_from_one_reading) {
+  char path[512];
+  test_path(path, sizeof path, "restore.ckpt");
+  loom_rng *g = loom_rng_new(3);
+  net *first = net_new(g), *second = net_new(g), *into = net_new(g);
+  loom_tensor_map *cfg = loom_tensor_map_new();
+  ck_assert_int_eq(loom_tensor_map_set_meta(cfg, "run", "first"), 0);
+  ck_assert_int_eq(
+      loom_checkpoint_save(path, &first->base, NULL, NULL, 7, NULL, cfg), 0);
+  loom_tensor_map *file = loom_safetensors_load(path);
+  ck_assert_loom(file);
+  int n = loom_tensor_map_count(file);
+  loom_tensor_map *extra = NULL;
+  int64_t step = -1;
+  ck_assert_int_eq(loom_checkpoint_restore(file, path, NULL, NULL, NULL, &step,
+                                           NULL, &extra),
+                   0);
+  ck_assert_int_eq(step, 7);
+  ck_assert_str_eq(loom_tensor_map_meta(extra, "run"), "first");
+  loom_tensor_map_free(extra);
+  /* another run's checkpoint replaces the file */
+  ck_assert_int_eq(loom_tensor_map_set_meta(cfg, "run", "second"), 0);
+  ck_assert_int_eq(
+      loom_checkpoint_save(path, &second->base, NULL, NULL, 9, NULL, cfg), 0);
+  for (int k = 0; k < 2; k++) {
+    ck_assert_int_eq(loom_checkpoint_restore(file, path, &into->base, NULL,
+                                             NULL, &step, NULL, NULL),
+                     0);
+    ck_assert_int_eq(step, 7);
+    ck_assert(loom_equal(into->a->weight, first->a->weight));
+    ck_assert(loom_equal(into->b->bias, first->b->bias));
+    ck_assert(!loom_equal(into->a->weight, second->a->weight));
+    ck_assert_int_eq(loom_tensor_map_count(file), n);
+    /* the model got copies: training it leaves the reading as it was */
+    loom_no_grad_begin();
+    ck_assert_ptr_nonnull(loom_fill_(into->a->weight, 0.5));
+    loom_no_grad_end();
+  }
+  /* a null file or path is an argument error, not a crash */
+  ck_assert_int_eq(loom_checkpoint_restore(NULL, path, &into->base, NULL, NULL,
+                                           NULL, NULL, NULL),
+                   -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_ARGUMENT);
+  loom_clear_error();
+  ck_assert_int_eq(loom_checkpoint_restore(file, NULL, &into->base, NULL, NULL,
+                                           NULL, NULL, NULL),
+                   -1);
+  loom_clear_error();
+  loom_tensor_map_free(file);
+  loom_tensor_map_free(cfg);
+  loom_module_free(&first->base);
+  loom_module_free(&second->base);
+  loom_module_free(&into->base);
+  loom_rng_free(g);
+}
+END_TEST
+
 int main(void) {
   if (test_dir_make("ckpt") < 0)
     return EXIT_FAILURE;
@@ -579,6 +641,7 @@ int main(void) {
   tcase_add_test(tc, test_truncated_and_corrupted);
   tcase_add_test(tc, test_resume_is_bit_identical);
   tcase_add_test(tc, test_tampered_counters_refused);
+  tcase_add_test(tc, test_restore_from_one_reading);
   suite_add_tcase(s, tc);
   int rc = loom_run_suite(s);
   test_dir_remove();

@@ -541,7 +541,12 @@ int cap_checkpoint_save(const char *path, const cap_session *s, cap_model *m,
 /* Reads a checkpoint's session (and PATH.vocab), checking every entry. */
 int cap_session_read(cap_session *s, const char *path,
                      const loom_tensor_map *extra);
+/* The session of the checkpoint at `path` (0, or -1 with an error and *s
+ * empty); _file: of that checkpoint as loom_safetensors_load read it
+ * (borrowed), so that the weights can be restored from the same reading. */
 int cap_checkpoint_peek(const char *path, cap_session *s);
+int cap_checkpoint_peek_file(const loom_tensor_map *file, const char *path,
+                             cap_session *s);
 /* The session and a model made from it with the saved weights (*m:
  * caller frees); opt, sched and step are restored when non-NULL. 0, or -1
  * with nothing to free. */

@@ -631,10 +631,12 @@ int cap_session_read(cap_session *s, const char *path,
   return rc;
 }
 
-int cap_checkpoint_peek(const char *path, cap_session *s) {
+int cap_checkpoint_peek_file(const loom_tensor_map *file, const char *path,
+                             cap_session *s) {
   loom_tensor_map *extra = NULL;
   int64_t step;
-  int rc = loom_checkpoint_load(path, NULL, NULL, NULL, &step, NULL, &extra);
+  int rc = loom_checkpoint_restore(file, path, NULL, NULL, NULL, &step, NULL,
+                                   &extra);
   /* the library takes any step; a resumed run counts on from it (its
    * steps, schedule and history), and every load peeks first */
   if (rc == 0 && (step < 0 || step > CAP_MAX_COUNT)) {
@@ -652,15 +654,32 @@ int cap_checkpoint_peek(const char *path, cap_session *s) {
   return rc;
 }
 
+int cap_checkpoint_peek(const char *path, cap_session *s) {
+  loom_tensor_map *file = loom_safetensors_load(path);
+  int rc = file ? cap_checkpoint_peek_file(file, path, s) : -1;
+  if (!file)
+    *s = (cap_session){0};
+  loom_tensor_map_free(file);
+  return rc;
+}
+
 int cap_checkpoint_load(const char *path, cap_session *s, cap_model **m,
                         loom_optimizer *opt, loom_schedule *sched,
                         int64_t *step) {
   *m = NULL;
-  if (cap_checkpoint_peek(path, s) < 0)
+  loom_tensor_map *file = loom_safetensors_load(path);
+  if (!file || cap_checkpoint_peek_file(file, path, s) < 0) {
+    if (!file)
+      *s = (cap_session){0};
+    loom_tensor_map_free(file);
     return -1;
+  }
   *m = cap_model_new(&s->cfg, 1);
-  if (!*m || loom_checkpoint_load(path, &(*m)->base, opt, sched, step,
-                                  (*m)->rng, NULL) < 0) {
+  int rc = *m ? loom_checkpoint_restore(file, path, &(*m)->base, opt, sched,
+                                        step, (*m)->rng, NULL)
+              : -1;
+  loom_tensor_map_free(file);
+  if (rc < 0) {
     cap_model_free(*m);
     *m = NULL;
     cap_session_free(s);

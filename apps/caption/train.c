@@ -206,20 +206,23 @@ static const char *mismatch(const run *r, const cap_session *saved, char *why,
 static int resume(run *r) {
   const cap_options *o = r->o;
   cap_session saved;
-  if (cap_checkpoint_peek(o->checkpoint, &saved) < 0)
+  /* the session and the weights from one reading of the file */
+  loom_tensor_map *file = loom_safetensors_load(o->checkpoint);
+  if (!file || cap_checkpoint_peek_file(file, o->checkpoint, &saved) < 0) {
+    loom_tensor_map_free(file);
     return -1;
+  }
   char why[1024];
   const char *bad = mismatch(r, &saved, why, sizeof why);
-  if (bad) {
+  if (bad)
     loom_set_error(LOOM_ERR_FORMAT, "%s", bad);
+  if (bad || loom_checkpoint_restore(file, o->checkpoint, &r->m->base, r->opt,
+                                     r->sched, &r->step, r->m->rng, NULL) < 0) {
+    loom_tensor_map_free(file);
     cap_session_free(&saved);
     return -1;
   }
-  if (loom_checkpoint_load(o->checkpoint, &r->m->base, r->opt, r->sched,
-                           &r->step, r->m->rng, NULL) < 0) {
-    cap_session_free(&saved);
-    return -1;
-  }
+  loom_tensor_map_free(file);
   /* the run's own source and vocabulary stay; the rest continues */
   r->s.norm = saved.norm;
   r->s.epoch = saved.epoch;

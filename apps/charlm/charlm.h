@@ -144,9 +144,12 @@ int charlm_checkpoint_save(const char *path, charlm *m, loom_optimizer *opt,
  * 0, or -1 with an error saying what is wrong and *s empty. */
 int charlm_session_read(charlm_session *s, const loom_tensor_map *extra);
 
-/* The session of the checkpoint at `path`, without a model (sampling
- * builds one from it). 0, or -1 with an error and *s empty. */
-int charlm_checkpoint_peek(const char *path, charlm_session *s);
+/* The session of a checkpoint, without a model (sampling builds one from
+ * it): `file` as loom_safetensors_load(path) returned it (borrowed), so
+ * that the weights are restored from the same reading of the file. 0, or
+ * -1 with an error and *s empty. */
+int charlm_checkpoint_peek(const loom_tensor_map *file, const char *path,
+                           charlm_session *s);
 
 /* Loads the checkpoint at `path` into m, opt, *step and m's generator, and
  * its session into s, to continue training on the same text: s holds this

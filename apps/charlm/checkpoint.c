@@ -350,10 +350,12 @@ int charlm_session_read(charlm_session *s, const loom_tensor_map *extra) {
   return 0;
 }
 
-int charlm_checkpoint_peek(const char *path, charlm_session *s) {
+int charlm_checkpoint_peek(const loom_tensor_map *file, const char *path,
+                           charlm_session *s) {
   memset(s, 0, sizeof *s);
   loom_tensor_map *extra = NULL;
-  int rc = loom_checkpoint_load(path, NULL, NULL, NULL, NULL, NULL, &extra);
+  int rc =
+      loom_checkpoint_restore(file, path, NULL, NULL, NULL, NULL, NULL, &extra);
   if (rc == 0)
     rc = charlm_session_read(s, extra);
   loom_tensor_map_free(extra);
@@ -409,8 +411,11 @@ int charlm_checkpoint_resume(const char *path, charlm *m, loom_optimizer *opt,
   charlm_session saved = {0};
   const char *bad = NULL;
   char range[80], why[512];
-  if (loom_checkpoint_load(path, &m->base, opt, NULL, step, m->rng, &extra) <
-          0 ||
+  loom_tensor_map *file = loom_safetensors_load(path);
+  if (!file)
+    return -1;
+  if (loom_checkpoint_restore(file, path, &m->base, opt, NULL, step, m->rng,
+                              &extra) < 0 ||
       charlm_session_read(&saved, extra) < 0) {
     loom_tensor_map_free(extra);
     /* Other model options give parameters of other shapes, which the
@@ -419,14 +424,16 @@ int charlm_checkpoint_resume(const char *path, charlm *m, loom_optimizer *opt,
     snprintf(error, sizeof error, "%s", loom_last_error());
     loom_status status = loom_last_status();
     loom_clear_error();
-    if (charlm_checkpoint_peek(path, &saved) == 0 &&
+    if (charlm_checkpoint_peek(file, path, &saved) == 0 &&
         (bad = mismatch(s, &saved, why, sizeof why)))
       loom_set_error(LOOM_ERR_FORMAT, "%s", bad);
     else
       loom_set_error(status, "%s", error);
     charlm_session_free(&saved);
+    loom_tensor_map_free(file);
     return -1;
   }
+  loom_tensor_map_free(file);
   loom_tensor_map_free(extra);
   double lr = loom_optimizer_lr(opt);
   int rc = -1;

@@ -104,16 +104,19 @@ static int generate(charlm *m, const charlm_session *s,
 }
 
 int charlm_sample(const charlm_options *o) {
-  /* The session first (the config builds the model), then the weights. */
-  charlm_session s;
+  /* The session first (the config builds the model), then the weights,
+   * both from one reading of the file. */
+  charlm_session s = {0};
   charlm *m = NULL;
-  int rc = charlm_checkpoint_peek(o->checkpoint, &s);
+  loom_tensor_map *file = loom_safetensors_load(o->checkpoint);
+  int rc = file ? charlm_checkpoint_peek(file, o->checkpoint, &s) : -1;
   if (rc == 0) {
     m = charlm_new(&s.cfg, (uint64_t)o->seed);
-    rc = m ? loom_checkpoint_load(o->checkpoint, &m->base, NULL, NULL, NULL,
-                                  NULL, NULL)
+    rc = m ? loom_checkpoint_restore(file, o->checkpoint, &m->base, NULL, NULL,
+                                     NULL, NULL, NULL)
            : -1;
   }
+  loom_tensor_map_free(file);
   if (rc < 0) {
     fprintf(stderr, "charlm: cannot sample from %s: %s\n", o->checkpoint,
             loom_last_error());

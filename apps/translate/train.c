@@ -143,6 +143,10 @@ typedef struct {
   train_position at;
   train_history h;
   double best_bleu, best_loss;
+  /* with --resume: the checkpoint as read, until the model is restored
+   * from it (the state before the model exists, then the model and Adam,
+   * from one reading of the file) */
+  loom_tensor_map *resume_file;
 } run;
 
 static void run_free(run *r) {
@@ -155,6 +159,7 @@ static void run_free(run *r) {
     loom_module_free(&r->m->base);
   free(r->params);
   train_history_free(&r->h);
+  loom_tensor_map_free(r->resume_file);
 }
 
 /* Whether every pair of corpus k (read from src and tgt) fits the
@@ -192,10 +197,15 @@ static int check_positions(const train_options *o, const nmt_corpus *k,
 /* The text pipeline, the data, the model and the optimizer. */
 static int prepare(run *r) {
   train_options *o = &r->o;
-  if (o->resume
-          ? train_read_state(o->checkpoint, o, &r->at, &r->h, &r->text) < 0 ||
-                train_check_resumed_model(o) < 0
-          : !(r->text = nmt_text_learn(&o->text, o->src, o->tgt)))
+  if (o->resume && !(r->resume_file = loom_safetensors_load(o->checkpoint))) {
+    fprintf(stderr, "translate: cannot resume from %s: %s\n", o->checkpoint,
+            loom_last_error());
+    return -1;
+  }
+  if (o->resume ? train_read_state(r->resume_file, o->checkpoint, o, &r->at,
+                                   &r->h, &r->text) < 0 ||
+                      train_check_resumed_model(o) < 0
+                : !(r->text = nmt_text_learn(&o->text, o->src, o->tgt)))
     return -1;
   int64_t skipped = 0;
   if (nmt_text_read_corpus(r->text, o->src, o->tgt, true, &r->train, &skipped) <
@@ -251,8 +261,11 @@ static int prepare(run *r) {
   }
   if (o->resume) {
     int64_t step;
-    if (loom_checkpoint_load(o->checkpoint, &r->m->base, r->opt, NULL, &step,
-                             r->m->rng, NULL) < 0) {
+    int rc = loom_checkpoint_restore(r->resume_file, o->checkpoint, &r->m->base,
+                                     r->opt, NULL, &step, r->m->rng, NULL);
+    loom_tensor_map_free(r->resume_file);
+    r->resume_file = NULL;
+    if (rc < 0) {
       fprintf(stderr, "translate: cannot resume from %s: %s\n", o->checkpoint,
               loom_last_error());
       return -1;

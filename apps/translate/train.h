@@ -66,8 +66,11 @@ int train_save(const char *path, nmt_model *m, loom_optimizer *opt,
                const train_position *at, const train_history *h);
 /* Reads a checkpoint's state before the model exists: the model's
  * configuration and the run's settings into o, the position, the history
- * and the text pipeline. 0, or -1 after a message. */
-int train_read_state(const char *path, train_options *o, train_position *at,
-                     train_history *h, nmt_text **text);
+ * and the text pipeline. `file` is the checkpoint at `path` as
+ * loom_safetensors_load read it (borrowed; the model is restored from the
+ * same reading later). 0, or -1 after a message. */
+int train_read_state(const loom_tensor_map *file, const char *path,
+                     train_options *o, train_position *at, train_history *h,
+                     nmt_text **text);
 
 #endif

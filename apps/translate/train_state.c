@@ -234,11 +234,13 @@ int train_save(const char *path, nmt_model *m, loom_optimizer *opt,
   return rc;
 }
 
-int train_read_state(const char *path, train_options *o, train_position *at,
-                     train_history *h, nmt_text **text) {
+int train_read_state(const loom_tensor_map *file, const char *path,
+                     train_options *o, train_position *at, train_history *h,
+                     nmt_text **text) {
   loom_tensor_map *extra = NULL;
   int64_t step;
-  if (loom_checkpoint_load(path, NULL, NULL, NULL, &step, NULL, &extra) < 0) {
+  if (loom_checkpoint_restore(file, path, NULL, NULL, NULL, &step, NULL,
+                              &extra) < 0) {
     fprintf(stderr, "translate: cannot resume from %s: %s\n", path,
             loom_last_error());
     loom_clear_error();

@@ -17,15 +17,19 @@ typedef struct {
   bool scores;
 } options;
 
-/* The model and its text pipeline from a checkpoint, in evaluation mode. */
+/* The model and its text pipeline from a checkpoint, in evaluation mode:
+ * the configuration and the weights from one reading of the file. */
 static int load(const char *path, nmt_model **m, nmt_text **t) {
   loom_tensor_map *extra = NULL;
   int64_t step;
   nmt_config c;
   *m = NULL;
   *t = NULL;
-  if (loom_checkpoint_load(path, NULL, NULL, NULL, &step, NULL, &extra) < 0) {
+  loom_tensor_map *file = loom_safetensors_load(path);
+  if (!file || loom_checkpoint_restore(file, path, NULL, NULL, NULL, &step,
+                                       NULL, &extra) < 0) {
     fprintf(stderr, "translate: cannot read %s: %s\n", path, loom_last_error());
+    loom_tensor_map_free(file);
     return -1;
   }
   int rc = nmt_config_load(&c, extra) == 0 &&
@@ -46,9 +50,10 @@ static int load(const char *path, nmt_model **m, nmt_text **t) {
   loom_tensor_map_free(extra);
   if (rc == 0 && !(*m = nmt_model_new(&c, 0)))
     rc = -1;
-  if (rc == 0 && loom_checkpoint_load(path, &(*m)->base, NULL, NULL, &step,
-                                      NULL, NULL) < 0)
+  if (rc == 0 && loom_checkpoint_restore(file, path, &(*m)->base, NULL, NULL,
+                                         &step, NULL, NULL) < 0)
     rc = -1;
+  loom_tensor_map_free(file);
   if (rc < 0) {
     fprintf(stderr, "translate: %s is not a translation model%s%s\n", path,
             loom_last_status() ? ": " : "",

@@ -111,15 +111,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *path = fuzz_path("charlm_checkpoint");
   fuzz_write(path, data, size);
   charlm_session s;
-  if (charlm_checkpoint_peek(path, &s) < 0) {
+  loom_tensor_map *file = loom_safetensors_load(path);
+  if (!file || charlm_checkpoint_peek(file, path, &s) < 0) {
+    loom_tensor_map_free(file);
     fuzz_said_why();
     return 0;
   }
   check_session(&s);
   if (size_of(&s.cfg) < 1e6) {
     charlm *m = charlm_new(&s.cfg, 1);
-    if (!m || loom_checkpoint_load(path, &m->base, NULL, NULL, NULL, NULL,
-                                   NULL) < 0)
+    if (!m || loom_checkpoint_restore(file, path, &m->base, NULL, NULL, NULL,
+                                      NULL, NULL) < 0)
       fuzz_said_why();
     else {
       generate(m, &s);
@@ -127,6 +129,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     charlm_free(m);
   }
+  loom_tensor_map_free(file);
   charlm_session_free(&s);
   loom_clear_error();
   return 0;

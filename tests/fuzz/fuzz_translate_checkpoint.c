@@ -192,7 +192,8 @@ static void resume(const char *path) {
   train_history h = {0};
   nmt_text *t = NULL;
   hear_begin();
-  int rc = train_read_state(path, &o, &at, &h, &t);
+  loom_tensor_map *file = loom_safetensors_load(path);
+  int rc = file ? train_read_state(file, path, &o, &at, &h, &t) : -1;
   if (rc == 0) { /* the vocabularies are the pipeline's */
     o.model.src_vocab = nmt_text_vocab_size(t, false);
     o.model.tgt_vocab = nmt_text_vocab_size(t, true);
@@ -215,8 +216,8 @@ static void resume(const char *path) {
   loom_optimizer *opt = m && n <= 256 ? loom_adam_new(params, n, a) : NULL;
   int64_t step = -1;
   if (rc == 0 && size_of(&o.model) < 1e6) {
-    if (!opt || loom_checkpoint_load(path, &m->base, opt, NULL, &step, m->rng,
-                                     NULL) < 0)
+    if (!opt || loom_checkpoint_restore(file, path, &m->base, opt, NULL, &step,
+                                        m->rng, NULL) < 0)
       fuzz_said_why();
     else if (step != at.step)
       fuzz_fail("a run resumed at another step than its position's");
@@ -224,6 +225,7 @@ static void resume(const char *path) {
   loom_optimizer_free(opt);
   if (m)
     loom_module_free(&m->base);
+  loom_tensor_map_free(file);
   nmt_text_free(t);
   train_history_free(&h);
 }
