@@ -694,8 +694,8 @@ LOOM_API int loom_lstm_sequence_input(
     const loom_tensor *c0, loom_tensor *const *peephole,
     const loom_tensor *lengths, bool reverse, loom_tensor **out,
     loom_tensor **h_n, loom_tensor **c_n);
-/* GRU in PyTorch's formulation, gates r, z, n (b_hh required, as for the
- * plain RNN below: NULL is taken for an earlier error). */
+/* GRU in PyTorch's formulation, gates r, z, n; b_hh may be NULL (a layer
+ * without biases: n = tanh(xp_n + r * (h W_hn^T))). */
 LOOM_API int loom_gru_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
                                const loom_tensor *b_hh, const loom_tensor *h0,
                                const loom_tensor *lengths, bool reverse,
@@ -713,7 +713,7 @@ LOOM_API int loom_gru_sequence_input(
     const loom_tensor *w_hh, const loom_tensor *b_hh, const loom_tensor *h0,
     const loom_tensor *lengths, bool reverse, loom_tensor **out,
     loom_tensor **h_n);
-/* h' = tanh (or relu) of xp_t + b_hh + h W_hh^T. */
+/* h' = tanh (or relu) of xp_t + b_hh + h W_hh^T; b_hh may be NULL. */
 LOOM_API int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
                                const loom_tensor *b_hh, const loom_tensor *h0,
                                const loom_tensor *lengths, bool reverse,

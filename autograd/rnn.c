@@ -793,7 +793,7 @@ static void gru_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1,
       memcpy(hp, h, (size_t)(n * H) * g->es);
     if (f->x != f->A) /* xp given: the step first copies its rows into A */
       memcpy(a, row_at(f->x, g, t, r0, 3 * H), (size_t)(n * 3 * H) * g->es);
-    rows_plus_bias(g->dtype, hg, NULL, f->b->data, n, 3 * H);
+    rows_plus_bias(g->dtype, hg, NULL, f->b ? f->b->data : NULL, n, 3 * H);
   }
   if (parts & STEP_PRODUCT)
     product(f->w, n, h, hg, true);
@@ -846,7 +846,7 @@ static void gru_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1,
     product(f->w, n, dhg, dh, true);
 }
 
-/* node inputs: xp (with b_ih) or x, w_hh, b_hh, h0, [w_ih, [b_ih]]; saved:
+/* node inputs: xp (with b_ih) or x, w_hh, [b_hh], h0, [w_ih, [b_ih]]; saved:
  * A (the gates' activations), HN (the recurrent part's n gate), and Hp,
  * lengths with lengths, else out (see gru_prev_state) */
 static int gru_sequence(const loom_tensor *xp, const input_part *part,
@@ -854,7 +854,7 @@ static int gru_sequence(const loom_tensor *xp, const input_part *part,
                         const loom_tensor *h0, const loom_tensor *lengths,
                         bool reverse, loom_tensor **out, loom_tensor **h_n) {
   const char *op = part ? "gru_sequence_input" : "gru_sequence";
-  if (!xp || !w_hh || !b_hh || !h0 || !out || !h_n || (part && !part->w))
+  if (!xp || !w_hh || !h0 || !out || !h_n || (part && !part->w))
     return loom_null_argument(op), -1;
   geom g;
   loom_tensor shape_only;
@@ -877,7 +877,8 @@ static int gru_sequence(const loom_tensor *xp, const input_part *part,
   if (xg && !loom__is_contiguous(xg))
     xg = loom_contiguous(xg);
   const loom_tensor *x = part ? xg : loom_contiguous(xp);
-  const loom_tensor *w = loom_contiguous(w_hh), *b = loom_contiguous(b_hh);
+  const loom_tensor *w = loom_contiguous(w_hh);
+  const loom_tensor *b = b_hh ? loom_contiguous(b_hh) : NULL;
   loom_tensor *A = part ? xg : loom_empty(g.dtype, LOOM_SHAPE(T, B, 3 * H));
   loom_tensor *HG = loom_empty(g.dtype, LOOM_SHAPE(B, 3 * H)); /* a step's */
   loom_tensor *HN = loom_empty(g.dtype, LOOM_SHAPE(T, B, H));
@@ -885,9 +886,8 @@ static int gru_sequence(const loom_tensor *xp, const input_part *part,
   const loom_tensor *h0c = loom_contiguous(h0);
   loom_no_grad_end();
   step_product wt = {0};
-  if (!x || !w || !b || !A || !HG || !HN || (lengths && !Hp) || !h0c || !o ||
-      !hn ||
-      !product_init(&wt, w, true)) {
+  if (!x || !w || (b_hh && !b) || !A || !HG || !HN || (lengths && !Hp) ||
+      !h0c || !o || !hn || !product_init(&wt, w, true)) {
     loom_scope_end(work);
     free(active);
     return -1;
@@ -898,8 +898,11 @@ static int gru_sequence(const loom_tensor *xp, const input_part *part,
   run_steps(&g, gru_fwd_rows, &f);
   loom__kernel_packed_free(wt.packed);
   free(active);
-  const loom_tensor *ins[6] = {part ? part->x : xp, w_hh, b_hh, h0};
-  int n = 4;
+  const loom_tensor *ins[6] = {part ? part->x : xp, w_hh};
+  int n = 2;
+  if (b_hh)
+    ins[n++] = b_hh;
+  ins[n++] = h0;
   if (part)
     ins[n++] = part->w;
   if (part && part->b)
@@ -908,7 +911,7 @@ static int gru_sequence(const loom_tensor *xp, const input_part *part,
   loom__node *node =
       loom__record_multi(&loom__op_gru_sequence, outs, 2, n, ins);
   if (node) {
-    seq_remember(node, &g, reverse, true, false, false);
+    seq_remember(node, &g, reverse, b_hh != NULL, false, false);
     node->i[7] = part ? (part->b ? 2 : 1) : 0;
     loom__save(node, A);
     loom__save(node, HN);
@@ -949,14 +952,14 @@ static loom_tensor *overwritable(loom__node *n, int i) {
 static void gru_backward(loom__node *n, loom_tensor *const *gout) {
   geom g = seq_geom(n, 3);
   int64_t T = g.T, B = g.B, H = g.H;
-  bool reverse = n->i[3];
+  bool reverse = n->i[3], has_b = n->i[4];
   /* With lengths: A, HN, Hp, lengths; else A, HN, out (see forward). */
   bool keep_prev = n->n_saved > 3;
   const loom_tensor *Hp = keep_prev ? loom__saved(n, 2) : NULL;
   const loom_tensor *o = keep_prev ? NULL : loom__saved(n, 2);
   const loom_tensor *lengths = keep_prev ? loom__saved(n, 3) : NULL;
   const loom_tensor *h0 =
-      keep_prev ? NULL : loom_contiguous(loom__input_value(n, 3));
+      keep_prev ? NULL : loom_contiguous(loom__input_value(n, 2 + has_b));
   if (!loom__saved(n, 0) || !loom__saved(n, 1) ||
       (keep_prev ? !Hp || !lengths : !o || !h0))
     return;
@@ -981,14 +984,14 @@ static void gru_backward(loom__node *n, loom_tensor *const *gout) {
   gru_bwd f = {.g = &g, .reverse = reverse, .w = &wp, .Hp = Hp, .o = o,
                .h0 = h0, .dout = dout, .dx = dx, .dn = dn, .dh = dh,
                .dhg = dhg, .dht = dht, .active = active,
-               .h0_grad = loom__needs_grad(n, 3)};
+               .h0_grad = loom__needs_grad(n, 2 + has_b)};
   run_steps(&g, gru_bwd_rows, &f);
   loom__kernel_packed_free(wp.packed);
   free(active);
   /* b_ih's gradient and the r and z part of b_hh's are the same sums */
   int kb = bias_ih_input(n);
   bool bias_in = kb >= 0 && loom__needs_grad(n, kb);
-  bool bias_hh = loom__needs_grad(n, 2);
+  bool bias_hh = has_b && loom__needs_grad(n, 2);
   loom_tensor *sums =
       bias_in || bias_hh ? column_sums(dx, T * B, 3 * H) : NULL;
   input_part_backward(n, dx, sums);
@@ -1004,7 +1007,7 @@ static void gru_backward(loom__node *n, loom_tensor *const *gout) {
     loom__accumulate(n, 2, parts[0] && parts[1] ? loom_concat(parts, 2, 0)
                                                 : NULL);
   }
-  loom__accumulate(n, 3, dh);
+  loom__accumulate(n, 2 + has_b, dh);
 }
 
 /* ---- plain RNN ---- */
@@ -1027,7 +1030,8 @@ static void rnn_fwd_rows(void *ctx, int64_t s, int64_t r0, int64_t r1,
   int64_t H = g->H, n = r1 - r0, t = position(g, f->reverse, s);
   char *h = row_at(f->hn, g, 0, r0, H), *pre = row_at(f->pre, g, 0, r0, H);
   if (parts & STEP_BEFORE)
-    rows_plus_bias(g->dtype, pre, row_at(f->x, g, t, r0, H), f->b->data, n, H);
+    rows_plus_bias(g->dtype, pre, row_at(f->x, g, t, r0, H),
+                   f->b ? f->b->data : NULL, n, H);
   if (parts & STEP_PRODUCT)
     product(f->w, n, h, pre, true);
   if (!(parts & STEP_AFTER))
@@ -1077,7 +1081,7 @@ static void rnn_bwd_rows(void *ctx, int64_t i, int64_t r0, int64_t r1,
   }
 }
 
-/* node inputs: xp (with b_ih), w_hh, b_hh, h0; saved: out, and with
+/* node inputs: xp (with b_ih), w_hh, [b_hh], h0; saved: out, and with
  * lengths Hp (each step's previous state) and lengths. Without lengths a
  * step's previous state is the step before's output, or h0. */
 int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
@@ -1085,7 +1089,7 @@ int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
                       const loom_tensor *lengths, bool reverse, bool relu,
                       loom_tensor **out, loom_tensor **h_n) {
   const char *op = "rnn_sequence";
-  if (!xp || !w_hh || !b_hh || !h0 || !out || !h_n)
+  if (!xp || !w_hh || !h0 || !out || !h_n)
     return loom_null_argument(op), -1;
   geom g;
   if (!check(op, xp, w_hh, b_hh, &h0, 1, 1, &g))
@@ -1099,12 +1103,12 @@ int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   loom_tensor *hn = loom_clone(h0);
   loom_scope *work = loom_scope_begin(); /* as in loom_lstm_sequence */
   const loom_tensor *x = loom_contiguous(xp), *w = loom_contiguous(w_hh),
-                    *b = loom_contiguous(b_hh);
+                    *b = b_hh ? loom_contiguous(b_hh) : NULL;
   loom_tensor *Hp = lengths ? loom_empty(g.dtype, LOOM_SHAPE(T, B, H)) : NULL;
   loom_tensor *pre = loom_empty(g.dtype, LOOM_SHAPE(B, H));
   loom_no_grad_end();
   step_product wt = {0};
-  if (!x || !w || !b || (lengths && !Hp) || !o || !pre || !hn ||
+  if (!x || !w || (b_hh && !b) || (lengths && !Hp) || !o || !pre || !hn ||
       !product_init(&wt, w, true)) {
     loom_scope_end(work);
     free(active);
@@ -1115,11 +1119,15 @@ int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
   loom__kernel_packed_free(wt.packed);
   free(active);
   loom_tensor *outs[2] = {o, hn};
+  const loom_tensor *ins[4] = {xp, w_hh};
+  int n = 2;
+  if (b_hh)
+    ins[n++] = b_hh;
+  ins[n++] = h0;
   loom__node *node =
-      loom__record_multi(&loom__op_rnn_sequence, outs, 2, 4,
-                         (const loom_tensor *[]){xp, w_hh, b_hh, h0});
+      loom__record_multi(&loom__op_rnn_sequence, outs, 2, n, ins);
   if (node) {
-    seq_remember(node, &g, reverse, true, false, relu);
+    seq_remember(node, &g, reverse, b_hh != NULL, false, relu);
     loom__save(node, o);
     if (lengths) {
       loom__save(node, Hp);
@@ -1135,13 +1143,13 @@ int loom_rnn_sequence(const loom_tensor *xp, const loom_tensor *w_hh,
 static void rnn_backward(loom__node *n, loom_tensor *const *gout) {
   geom g = seq_geom(n, 1);
   int64_t T = g.T, B = g.B, H = g.H;
-  bool reverse = n->i[3], relu = n->i[6];
+  bool reverse = n->i[3], relu = n->i[6], has_b = n->i[4];
   bool keep_prev = n->n_saved > 1; /* with lengths: out, Hp, lengths */
   const loom_tensor *o = loom__saved(n, 0);
   const loom_tensor *Hp = keep_prev ? loom__saved(n, 1) : NULL;
   const loom_tensor *lengths = keep_prev ? loom__saved(n, 2) : NULL;
   const loom_tensor *h0 =
-      keep_prev ? NULL : loom_contiguous(loom__input_value(n, 3));
+      keep_prev ? NULL : loom_contiguous(loom__input_value(n, 2 + has_b));
   if (!o || (keep_prev ? !Hp || !lengths : !h0))
     return;
   uint8_t *active = activity(lengths, &g, "rnn_sequence backward");
@@ -1159,7 +1167,7 @@ static void rnn_backward(loom__node *n, loom_tensor *const *gout) {
     return;
   }
   rnn_bwd f = {&g, reverse, relu, &wp, o,      dout,
-               dh, dx,      dht,  dhn, active, loom__needs_grad(n, 3)};
+               dh, dx,      dht,  dhn, active, loom__needs_grad(n, 2 + has_b)};
   run_steps(&g, rnn_bwd_rows, &f);
   loom__kernel_packed_free(wp.packed);
   free(active);
@@ -1169,9 +1177,9 @@ static void rnn_backward(loom__node *n, loom_tensor *const *gout) {
                      recurrent_weight_grad(&g, reverse,
                                            &(gate_columns){dx->data, H, H}, 1,
                                            keep_prev ? Hp : o, h0));
-  if (loom__needs_grad(n, 2))
+  if (has_b && loom__needs_grad(n, 2))
     loom__accumulate(n, 2, column_sums(dx, T * B, H));
-  loom__accumulate(n, 3, dh);
+  loom__accumulate(n, 2 + has_b, dh);
 }
 
 /* ---- double backward: the step-by-step composition ---- */
@@ -1192,9 +1200,10 @@ static int gate_views(const loom_tensor *x, int k, int64_t H,
 static int cell_step(const loom__node *n, loom_tensor *const *in,
                      const loom_tensor *x, loom_tensor *const *s,
                      loom_tensor **next) {
+  bool has_b = n->i[4]; /* b_hh, input 2 when there is one */
+  const loom_tensor *b = has_b ? in[2] : NULL;
   if (n->op == &loom__op_lstm_sequence) {
-    bool has_b = n->i[4], has_p = n->i[5];
-    const loom_tensor *b = has_b ? in[2] : NULL;
+    bool has_p = n->i[5];
     loom_tensor *const *p = has_p ? in + 4 + has_b : NULL;
     loom_tensor *part[4];
     if (gate_views(loom_add(x, loom_linear(s[0], in[1], b)), 4, n->i[2],
@@ -1216,7 +1225,7 @@ static int cell_step(const loom__node *n, loom_tensor *const *in,
   if (n->op == &loom__op_gru_sequence) {
     loom_tensor *xi[3], *hh[3];
     if (gate_views(x, 3, n->i[2], xi) < 0 ||
-        gate_views(loom_linear(s[0], in[1], in[2]), 3, n->i[2], hh) < 0)
+        gate_views(loom_linear(s[0], in[1], b), 3, n->i[2], hh) < 0)
       return -1;
     loom_tensor *r = loom_sigmoid(loom_add(xi[0], hh[0]));
     loom_tensor *z = loom_sigmoid(loom_add(xi[1], hh[1]));
@@ -1224,7 +1233,7 @@ static int cell_step(const loom__node *n, loom_tensor *const *in,
     next[0] = loom_add(c, loom_mul(z, loom_sub(s[0], c)));
     return next[0] ? 0 : -1;
   }
-  loom_tensor *pre = loom_add(x, loom_linear(s[0], in[1], in[2]));
+  loom_tensor *pre = loom_add(x, loom_linear(s[0], in[1], b));
   next[0] = n->i[6] ? loom_relu(pre) : loom_tanh(pre);
   return next[0] ? 0 : -1;
 }
@@ -1252,7 +1261,7 @@ static int compose_sequence(const loom__node *n, loom_tensor *const *in,
     in = with_xp;
   }
   /* the states follow xp, w_hh and, when the op has one, b_hh */
-  loom_tensor *state[2] = {in[lstm ? 2 + n->i[4] : 3], NULL};
+  loom_tensor *state[2] = {in[2 + n->i[4]], NULL};
   if (lstm)
     state[1] = in[3 + n->i[4]];
   const loom_tensor *lengths =

@@ -426,6 +426,37 @@ FN(f_gru_seq_input_no_bias_ih) {
     return -1;
   return 2;
 }
+/* Without biases (a bias=False layer): GRU xp, w_hh, h0, with lengths,
+ * reverse; GRU x, w_ih, w_hh, h0 with the input part in the op; RNN xp,
+ * w_hh, h0, tanh with lengths, reverse, and relu. */
+FN(f_gru_seq_no_bias) {
+  (void)n, (void)max, (void)ctx;
+  if (loom_gru_sequence(in[0], in[1], NULL, in[2], seq_lengths(), true,
+                        &out[0], &out[1]) < 0)
+    return -1;
+  return 2;
+}
+FN(f_gru_seq_input_no_bias) {
+  (void)n, (void)max, (void)ctx;
+  if (loom_gru_sequence_input(in[0], in[1], NULL, in[2], NULL, in[3],
+                              seq_lengths(), false, &out[0], &out[1]) < 0)
+    return -1;
+  return 2;
+}
+FN(f_rnn_seq_no_bias) {
+  (void)n, (void)max, (void)ctx;
+  if (loom_rnn_sequence(in[0], in[1], NULL, in[2], seq_lengths(), true, false,
+                        &out[0], &out[1]) < 0)
+    return -1;
+  return 2;
+}
+FN(f_rnn_seq_relu_no_bias) {
+  (void)n, (void)max, (void)ctx;
+  if (loom_rnn_sequence(in[0], in[1], NULL, in[2], NULL, false, true, &out[0],
+                        &out[1]) < 0)
+    return -1;
+  return 2;
+}
 FN(f_rnn_seq) {
   (void)n, (void)max, (void)ctx;
   if (loom_rnn_sequence(in[0], in[1], in[2], in[3], seq_lengths(), true, false,
@@ -661,6 +692,14 @@ static const gc_case cases[] = {
      S(S(3, 3, 6), S(6, 2), S(6), S(3, 2)), NONCONTIG},
     {"rnn_sequence relu reverse lengths", f_rnn_seq_relu_lengths, 4,
      S(3, 2, 1, 2), S(S(3, 2, 3), S(3, 3), S(3), S(2, 3)), 0},
+    {"gru_sequence without b_hh lengths reverse", f_gru_seq_no_bias, 3,
+     S(3, 2, 2), S(S(3, 2, 6), S(6, 2), S(2, 2)), 0},
+    {"gru_sequence_input without biases lengths", f_gru_seq_input_no_bias, 4,
+     S(3, 2, 2, 2), S(S(3, 2, 3), S(6, 3), S(6, 2), S(2, 2)), 0},
+    {"rnn_sequence tanh without b_hh lengths reverse", f_rnn_seq_no_bias, 3,
+     S(3, 2, 2), S(S(3, 2, 3), S(3, 3), S(2, 3)), 0},
+    {"rnn_sequence relu without b_hh", f_rnn_seq_relu_no_bias, 3, S(3, 2, 2),
+     S(S(3, 2, 3), S(3, 3), S(2, 3)), 0},
 };
 enum { N_CASES = sizeof cases / sizeof cases[0] };
 
