@@ -1,6 +1,8 @@
 /* The built-in cells, written with public ops exactly as a user's cell
  * would be: RNN (tanh, relu), LSTM (PyTorch's; peephole, coupled, layer
- * norm variants), GRU (PyTorch's, and Cho et al. 2014's). */
+ * norm variants), GRU (PyTorch's, and Cho et al. 2014's). Each has a
+ * bias-free form (make_no_bias, PyTorch's bias=False): b_ih and b_hh are
+ * then NULL, which loom_linear and the fused ops take as no bias. */
 #include "rnn.h"
 
 #include <math.h>
@@ -11,7 +13,7 @@ typedef struct {
   int gates; /* rows of the weights, in units of hidden */
   bool relu, cho;
   loom_lstm_opts lstm;
-  loom_tensor *w_ih, *w_hh, *b_ih, *b_hh;
+  loom_tensor *w_ih, *w_hh, *b_ih, *b_hh; /* biases NULL without them */
   loom_tensor *w_ci, *w_cf, *w_co; /* peepholes */
   loom_tensor *ln_ih_w, *ln_ih_b, *ln_hh_w, *ln_hh_b, *ln_c_w, *ln_c_b;
 } cell;
@@ -44,7 +46,7 @@ static loom_tensor *filled(loom_module *owner, const char *name,
 
 static cell *make_common(const char *type, loom_module *owner,
                          const char *suffix, int64_t input, int64_t hidden,
-                         int gates) {
+                         int gates, bool bias) {
   int64_t rows = loom_size_mul(gates, hidden, type);
   if (rows < 0)
     return NULL;
@@ -58,9 +60,11 @@ static cell *make_common(const char *type, loom_module *owner,
   c->gates = gates;
   c->w_ih = param(owner, "weight_ih", suffix, LOOM_SHAPE(rows, input), k);
   c->w_hh = param(owner, "weight_hh", suffix, LOOM_SHAPE(rows, hidden), k);
-  c->b_ih = param(owner, "bias_ih", suffix, LOOM_SHAPE(rows), k);
-  c->b_hh = param(owner, "bias_hh", suffix, LOOM_SHAPE(rows), k);
-  if (!c->w_ih || !c->w_hh || !c->b_ih || !c->b_hh) {
+  if (bias) {
+    c->b_ih = param(owner, "bias_ih", suffix, LOOM_SHAPE(rows), k);
+    c->b_hh = param(owner, "bias_hh", suffix, LOOM_SHAPE(rows), k);
+  }
+  if (!c->w_ih || !c->w_hh || (bias && (!c->b_ih || !c->b_hh))) {
     free(c);
     return NULL;
   }
@@ -72,7 +76,7 @@ static cell *make_common(const char *type, loom_module *owner,
 static void *rnn_relu_make(const void *cfg, loom_module *owner,
                            const char *suffix, int64_t input, int64_t hidden) {
   (void)cfg;
-  cell *c = make_common("RNN", owner, suffix, input, hidden, 1);
+  cell *c = make_common("RNN", owner, suffix, input, hidden, 1, true);
   if (c)
     c->relu = true;
   return c;
@@ -81,7 +85,24 @@ static void *rnn_relu_make(const void *cfg, loom_module *owner,
 static void *rnn_tanh_make(const void *cfg, loom_module *owner,
                            const char *suffix, int64_t input, int64_t hidden) {
   (void)cfg;
-  return make_common("RNN", owner, suffix, input, hidden, 1);
+  return make_common("RNN", owner, suffix, input, hidden, 1, true);
+}
+
+static void *rnn_relu_make_no_bias(const void *cfg, loom_module *owner,
+                                   const char *suffix, int64_t input,
+                                   int64_t hidden) {
+  (void)cfg;
+  cell *c = make_common("RNN", owner, suffix, input, hidden, 1, false);
+  if (c)
+    c->relu = true;
+  return c;
+}
+
+static void *rnn_tanh_make_no_bias(const void *cfg, loom_module *owner,
+                                   const char *suffix, int64_t input,
+                                   int64_t hidden) {
+  (void)cfg;
+  return make_common("RNN", owner, suffix, input, hidden, 1, false);
 }
 
 /* x W_ih^T + b_ih for all steps at once. */
@@ -125,7 +146,9 @@ const loom_cell_type loom_rnn_tanh_cell = {.name = "RNN",
                                            .step = rnn_step,
                                            .sequence = rnn_sequence,
                                            .recurrent_weights =
-                                               recurrent_weights};
+                                               recurrent_weights,
+                                           .make_no_bias =
+                                               rnn_tanh_make_no_bias};
 const loom_cell_type loom_rnn_relu_cell = {.name = "RNN",
                                            .n_states = 1,
                                            .make = rnn_relu_make,
@@ -133,7 +156,9 @@ const loom_cell_type loom_rnn_relu_cell = {.name = "RNN",
                                            .step = rnn_step,
                                            .sequence = rnn_sequence,
                                            .recurrent_weights =
-                                               recurrent_weights};
+                                               recurrent_weights,
+                                           .make_no_bias =
+                                               rnn_relu_make_no_bias};
 
 /* ---- LSTM ---- */
 
@@ -143,12 +168,28 @@ static loom_tensor *norm(const loom_tensor *x, const loom_tensor *w,
   return loom_layer_norm(x, 1, w, b, 1e-5);
 }
 
-static void *lstm_make(const void *cfg, loom_module *owner, const char *suffix,
-                       int64_t input, int64_t hidden) {
+static void *lstm_make_with(const void *cfg, loom_module *owner,
+                            const char *suffix, int64_t input, int64_t hidden,
+                            bool bias) {
   loom_lstm_opts conf =
       cfg ? *(const loom_lstm_opts *)cfg : (loom_lstm_opts){0};
-  cell *c =
-      make_common("LSTM", owner, suffix, input, hidden, conf.coupled ? 3 : 4);
+  /* Without biases the layer-normalised form would keep its norms' biases
+   * (not bias-free), and forget_bias has no bias_ih to go into. */
+  if (!bias && conf.layer_norm) {
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "LSTM: no_bias with layer_norm (a bias-free LSTM takes "
+                   "layer_norm false and forget_bias 0)");
+    return NULL;
+  }
+  if (!bias && conf.forget_bias != 0) {
+    loom_set_error(LOOM_ERR_ARGUMENT,
+                   "LSTM: no_bias with forget_bias %g (a bias-free LSTM "
+                   "takes layer_norm false and forget_bias 0)",
+                   conf.forget_bias);
+    return NULL;
+  }
+  cell *c = make_common("LSTM", owner, suffix, input, hidden,
+                        conf.coupled ? 3 : 4, bias);
   if (!c)
     return NULL;
   c->lstm = conf;
@@ -185,6 +226,17 @@ static void *lstm_make(const void *cfg, loom_module *owner, const char *suffix,
     return NULL;
   }
   return c;
+}
+
+static void *lstm_make(const void *cfg, loom_module *owner, const char *suffix,
+                       int64_t input, int64_t hidden) {
+  return lstm_make_with(cfg, owner, suffix, input, hidden, true);
+}
+
+static void *lstm_make_no_bias(const void *cfg, loom_module *owner,
+                               const char *suffix, int64_t input,
+                               int64_t hidden) {
+  return lstm_make_with(cfg, owner, suffix, input, hidden, false);
 }
 
 static loom_tensor *lstm_project(void *p, const loom_tensor *x) {
@@ -277,20 +329,38 @@ const loom_cell_type loom_lstm_cell = {.name = "LSTM",
                                        .step = lstm_step,
                                        .sequence = lstm_sequence,
                                        .recurrent_weights = recurrent_weights,
-                                       .sequence_input = lstm_sequence_input};
+                                       .sequence_input = lstm_sequence_input,
+                                       .make_no_bias = lstm_make_no_bias};
 
 /* ---- GRU ---- */
 
 static void *gru_make(const void *cfg, loom_module *owner, const char *suffix,
                       int64_t input, int64_t hidden) {
   (void)cfg;
-  return make_common("GRU", owner, suffix, input, hidden, 3);
+  return make_common("GRU", owner, suffix, input, hidden, 3, true);
 }
 
 static void *gru_cho_make(const void *cfg, loom_module *owner,
                           const char *suffix, int64_t input, int64_t hidden) {
   (void)cfg;
-  cell *c = make_common("GRU", owner, suffix, input, hidden, 3);
+  cell *c = make_common("GRU", owner, suffix, input, hidden, 3, true);
+  if (c)
+    c->cho = true;
+  return c;
+}
+
+static void *gru_make_no_bias(const void *cfg, loom_module *owner,
+                              const char *suffix, int64_t input,
+                              int64_t hidden) {
+  (void)cfg;
+  return make_common("GRU", owner, suffix, input, hidden, 3, false);
+}
+
+static void *gru_cho_make_no_bias(const void *cfg, loom_module *owner,
+                                  const char *suffix, int64_t input,
+                                  int64_t hidden) {
+  (void)cfg;
+  cell *c = make_common("GRU", owner, suffix, input, hidden, 3, false);
   if (c)
     c->cho = true;
   return c;
@@ -315,7 +385,8 @@ static int gru_step(void *p, const loom_tensor *xp, loom_tensor *const *s,
     n = loom_tanh(loom_add(xi[2], loom_mul(r, hh[2])));
   } else {
     loom_tensor *hrz = loom_linear(h, loom_narrow(c->w_hh, 0, 0, 2 * H),
-                                   loom_narrow(c->b_hh, 0, 0, 2 * H));
+                                   c->b_hh ? loom_narrow(c->b_hh, 0, 0, 2 * H)
+                                           : NULL);
     loom_tensor *hh[2];
     if (loom_chunk(hrz, 2, 1, hh, 2) != 2)
       return -1;
@@ -323,7 +394,7 @@ static int gru_step(void *p, const loom_tensor *xp, loom_tensor *const *s,
     z = loom_sigmoid(loom_add(xi[1], hh[1]));
     loom_tensor *hn =
         loom_linear(loom_mul(r, h), loom_narrow(c->w_hh, 0, 2 * H, H),
-                    loom_narrow(c->b_hh, 0, 2 * H, H));
+                    c->b_hh ? loom_narrow(c->b_hh, 0, 2 * H, H) : NULL);
     n = loom_tanh(loom_add(xi[2], hn));
   }
   /* (1 - z) n + z h = n + z (h - n) */
@@ -363,11 +434,14 @@ const loom_cell_type loom_gru_cell = {.name = "GRU",
                                       .step = gru_step,
                                       .sequence = gru_sequence,
                                       .recurrent_weights = recurrent_weights,
-                                      .sequence_input = gru_sequence_input};
+                                      .sequence_input = gru_sequence_input,
+                                      .make_no_bias = gru_make_no_bias};
 const loom_cell_type loom_gru_cho2014_cell = {.name = "GRU",
                                               .n_states = 1,
                                               .make = gru_cho_make,
                                               .project = input_projection,
                                               .step = gru_step,
                                               .recurrent_weights =
-                                                  recurrent_weights};
+                                                  recurrent_weights,
+                                              .make_no_bias =
+                                                  gru_cho_make_no_bias};

@@ -84,11 +84,27 @@ typedef struct loom_cell_type {
                         const loom_tensor *lengths, bool reverse,
                         loom_tensor *const *init, loom_tensor **out,
                         loom_tensor **final);
+  /* Optional: make for a layer without biases (loom_rnn_opts.no_bias),
+   * as make but registering no bias parameters and adding none in the
+   * steps. NULL: the type has no bias-free form, and a layer asking for
+   * one is refused (LOOM_ERR_ARGUMENT). */
+  void *(*make_no_bias)(const void *config, loom_module *owner,
+                        const char *suffix, int64_t input_size,
+                        int64_t hidden_size);
 } loom_cell_type;
 
 #define LOOM_RNN_MAX_WEIGHTS 4
 
-/* Built-in cells. RNN: h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh). */
+/* Built-in cells. RNN: h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh).
+ * Each registers, per layer l and direction (suffix "_l<l>", or
+ * "_l<l>_reverse"), in PyTorch's order: weight_ih (G*H, I), weight_hh
+ * (G*H, H), bias_ih (G*H), bias_hh (G*H), G the gates (RNN 1, GRU 3,
+ * LSTM 4, coupled LSTM 3), I the layer's input size; then an LSTM's
+ * variant parameters. All of them take loom_rnn_opts.no_bias (PyTorch's
+ * bias=False): no bias_ih and bias_hh, and the formulas below without
+ * b_ih and b_hh; an LSTM's peephole and coupled variants take it too,
+ * its layer_norm and a non-zero forget_bias do not (see
+ * loom_lstm_opts). */
 LOOM_API extern const loom_cell_type loom_rnn_tanh_cell;
 LOOM_API extern const loom_cell_type loom_rnn_relu_cell;
 /* LSTM in PyTorch's formulation (gate order i, f, g, o); cell_config may
@@ -108,10 +124,13 @@ typedef struct loom_lstm_opts {
   /* Coupled input-forget gate: f = 1 - i; gates are i, g, o (3H rows). */
   bool coupled;
   /* Layer-normalised gates (Ba et al.): LayerNorm on x W_ih^T, on h W_hh^T
-   * and on c_t before its tanh, each with a gain and bias. */
+   * and on c_t before its tanh, each with a gain and bias. Refused with
+   * loom_rnn_opts.no_bias (LOOM_ERR_ARGUMENT): the norms' own biases
+   * would remain, so the layer would not be bias-free. */
   bool layer_norm;
   /* Added to the forget gate's part of bias_ih at initialisation (1.0 is a
-   * common choice); 0 keeps PyTorch's init. */
+   * common choice); 0 keeps PyTorch's init. Non-zero is refused with
+   * loom_rnn_opts.no_bias (there is no bias_ih to add it to). */
   double forget_bias;
 } loom_lstm_opts;
 
@@ -148,6 +167,11 @@ typedef struct loom_rnn_opts {
    * of each row, parameters NAME_g (r, 1) and NAME_v (r, c) as PyTorch's
    * weight_norm(dim = 0) names them, g starting at the rows' norms. */
   bool weight_norm;
+  /* PyTorch's bias=False: cells made by the type's make_no_bias, the
+   * built-in ones without bias_ih and bias_hh (their parameters are then
+   * weight_ih_l0, weight_hh_l0, ... as in such a torch model's
+   * state_dict). false keeps the biases. */
+  bool no_bias;
 } loom_rnn_opts;
 
 /* The sequence runner, as a module. */
@@ -166,7 +190,8 @@ typedef struct loom_rnn {
 /* A layer running `type` (caller frees with loom_rnn_free). Parameters are
  * initialised like PyTorch's: U(-1/sqrt(hidden), 1/sqrt(hidden)). Asking
  * for weight-drop or weight normalisation of a cell type without
- * recurrent_weights is an error (LOOM_ERR_ARGUMENT). */
+ * recurrent_weights, or for no_bias of one without make_no_bias, is an
+ * error (LOOM_ERR_ARGUMENT). */
 LOOM_API loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts);
 /* Shorthands: the built-in cell types (cell_config as in opts). */
 LOOM_API loom_rnn *loom_lstm_new(loom_rnn_opts opts);

@@ -120,6 +120,11 @@ loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts) {
                      "%s: weight-drop and weight normalisation need the "
                      "cell type's recurrent_weights callback",
                      type->name);
+  if (opts.no_bias && !type->make_no_bias)
+    return LOOM_FAIL(LOOM_ERR_ARGUMENT,
+                     "%s: no_bias needs the cell type's make_no_bias "
+                     "callback",
+                     type->name);
   loom_rnn *r = calloc(1, sizeof *r);
   if (!r)
     return LOOM_FAIL(LOOM_ERR_MEMORY, "%s: out of memory", type->name);
@@ -134,12 +139,14 @@ loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts) {
       int64_t in =
           l == 0 ? opts.input_size
                  : loom_size_mul(opts.hidden_size, r->directions, type->name);
+      void *(*make)(const void *, loom_module *, const char *, int64_t,
+                    int64_t) = opts.no_bias ? type->make_no_bias : type->make;
       void *cell = in < 0 ? NULL
-                          : type->make(opts.cell_config, &r->base, suffix, in,
-                                       opts.hidden_size);
+                          : make(opts.cell_config, &r->base, suffix, in,
+                                 opts.hidden_size);
       if (!cell) {
         if (in >= 0)
-          callback_failed(type, "make", "NULL");
+          callback_failed(type, opts.no_bias ? "make_no_bias" : "make", "NULL");
         context(r, l, d, -1);
         loom_module_free(&r->base);
         return NULL;

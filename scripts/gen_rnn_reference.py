@@ -11,8 +11,9 @@ Writes tests/data/rnn_reference.safetensors. For case <c> the entries are:
                      sum(h_n * r_h) (+ sum(c_n * r_c))
   <c>.grad.<name>    gradient of that loss w.r.t. each parameter, x, h0, c0
 The metadata lists the cases with their settings as
-  case.<c> = "kind layers bidirectional batch_first len init".
-Cases ending in _f64 are float64 throughout. In the others the parameters,
+  case.<c> = "kind layers bidirectional batch_first len init bias".
+Cases <kind>_nobias_* are layers made with bias=False (no bias_ih_* and
+bias_hh_* in their state_dict). Cases ending in _f64 are float64 throughout. In the others the parameters,
 inputs and r_* are float32 (what loom computes with), and the outputs and
 gradients are torch's float64 results from exactly those values: the truth,
 not another float32 computation, so the tests measure loom's own error.
@@ -32,19 +33,19 @@ I, H, T, B = 3, 4, 5, 3
 LENGTHS = [5, 2, 4]
 
 
-def make(kind, layers, bidir, batch_first):
+def make(kind, layers, bidir, batch_first, bias):
     cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU,
            "rnn_tanh": torch.nn.RNN, "rnn_relu": torch.nn.RNN}[kind]
     kw = {"nonlinearity": "relu"} if kind == "rnn_relu" else {}
     return cls(I, H, num_layers=layers, bidirectional=bidir,
-               batch_first=batch_first, **kw)
+               batch_first=batch_first, bias=bias, **kw)
 
 
 def run_case(out, meta, name, kind, layers, bidir, batch_first, use_len,
-             use_init, dtype=torch.float32):
+             use_init, dtype=torch.float32, bias=True):
     torch.manual_seed(zlib.crc32(name.encode()))
     torch.set_default_dtype(dtype)
-    m = make(kind, layers, bidir, batch_first)
+    m = make(kind, layers, bidir, batch_first, bias)
     D = 2 if bidir else 1
     x = torch.randn((B, T, I) if batch_first else (T, B, I))
     h0 = torch.randn(layers * D, B, H) if use_init else None
@@ -95,8 +96,8 @@ def run_case(out, meta, name, kind, layers, bidir, batch_first, use_len,
     out[p + "r_out"], out[p + "r_h"] = r_out, r_h
     if c_n is not None:
         out[p + "c_n"], out[p + "r_c"] = c_n.detach(), r_c
-    meta["case." + name] = "%s %d %d %d %d %d" % (
-        kind, layers, bidir, batch_first, use_len, use_init)
+    meta["case." + name] = "%s %d %d %d %d %d %d" % (
+        kind, layers, bidir, batch_first, use_len, use_init, bias)
     torch.set_default_dtype(torch.float32)
 
 
@@ -116,6 +117,11 @@ def main():
         # float64: loom must agree to ~1e-10 (the dtype is read from x)
         run_case(out, meta, kind + "_f64", kind, 2, True, False, True, True,
                  torch.float64)
+        # bias=False: the same settings, float32 batch-first and float64
+        run_case(out, meta, kind + "_nobias_init_bf", kind, 2, True, True,
+                 True, True, bias=False)
+        run_case(out, meta, kind + "_nobias_f64", kind, 2, True, False, True,
+                 True, torch.float64, bias=False)
     here = os.path.dirname(os.path.abspath(__file__))
     path = os.path.join(here, "..", "tests", "data", "rnn_reference.safetensors")
     save(path, out, meta)

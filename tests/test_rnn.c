@@ -1,9 +1,10 @@
 /* RNN, LSTM and GRU layers against torch.nn (tests/data/rnn_reference,
  * made by scripts/gen_rnn_reference.py): outputs, final states and every
  * gradient, for 1-3 layers, both directions, variable lengths, initial
- * states and batch-first input; each through the step-by-step runner and
- * through the cells' fused path. The references are float64 truth, so the
- * float32 cases measure loom's own rounding. */
+ * states, batch-first input and layers without biases (bias=False); each
+ * through the step-by-step runner and through the cells' fused path. The
+ * references are float64 truth, so the float32 cases measure loom's own
+ * rounding. */
 #include "check_values.h"
 #include "parity_util.h"
 
@@ -62,21 +63,23 @@ static const loom_cell_type *kind_of(const char *kind) {
 
 static void run_case(const char *c, const char *settings, bool fused) {
   char kind[32];
-  int layers, bidir, bf, use_len, use_init;
-  ck_assert_int_eq(sscanf(settings, "%31s %d %d %d %d %d", kind, &layers,
-                          &bidir, &bf, &use_len, &use_init),
-                   6);
+  int layers, bidir, bf, use_len, use_init, bias;
+  ck_assert_int_eq(sscanf(settings, "%31s %d %d %d %d %d %d", kind, &layers,
+                          &bidir, &bf, &use_len, &use_init, &bias),
+                   7);
   loom_rnn_opts o = {.input_size = 3,
                      .hidden_size = 4,
                      .num_layers = layers,
                      .bidirectional = bidir,
                      .batch_first = bf,
-                     .step_by_step = !fused};
+                     .step_by_step = !fused,
+                     .no_bias = !bias};
   loom_dtype prev = loom_set_default_dtype(loom_dtype_of(ref(c, "x")));
   loom_rnn *r = loom_rnn_new(kind_of(kind), o);
   loom_set_default_dtype(prev);
   ck_assert_loom(r);
-  /* Load the torch state dict by its names. */
+  /* Load the torch state dict by its names (strictly: the same names,
+   * none missing, none left over). */
   loom_tensor_map *sd = loom_tensor_map_new();
   char prefix[128];
   snprintf(prefix, sizeof prefix, "%s.param.", c);
@@ -147,10 +150,13 @@ static void run_all(bool fused) {
           loom_scope_end(s);
           cases++;
         }
+  /* each kind in float32 batch-first and in float64, with biases and
+   * without (2 layers, both directions, lengths, initial states) */
+  const char *variant[] = {"init_bf", "f64", "nobias_init_bf", "nobias_f64"};
   for (int k = 0; k < 4; k++)
-    for (int f64 = 0; f64 < 2; f64++) {
+    for (int v = 0; v < 4; v++) {
       char c[64], key[80];
-      snprintf(c, sizeof c, "%s_%s", names[k], f64 ? "f64" : "init_bf");
+      snprintf(c, sizeof c, "%s_%s", names[k], variant[v]);
       snprintf(key, sizeof key, "case.%s", c);
       const char *settings = loom_tensor_map_meta(refs, key);
       ck_assert_ptr_nonnull(settings);
@@ -159,7 +165,7 @@ static void run_all(bool fused) {
       loom_scope_end(s);
       cases++;
     }
-  ck_assert_int_eq(cases, 48);
+  ck_assert_int_eq(cases, 56);
 }
 
 START_TEST(test_step_by_step_matches_torch) { run_all(false); }
@@ -708,6 +714,134 @@ START_TEST(test_layer_input_of_the_other_dtype) {
 }
 END_TEST
 
+/* Layers without biases (no_bias): the built-in cells through their fused
+ * paths and step by step give the same outputs, final states and
+ * gradients (2 layers, both directions, lengths, initial states, float32
+ * and float64), and they have no bias parameters: a peephole LSTM keeps
+ * its peepholes, so its fused op runs with no b_hh; the GRU's and the
+ * RNN's fused ops take a NULL b_hh. */
+static int no_bias_run(int kind, loom_dtype dt, bool fused,
+                       const loom_tensor_map *load, loom_tensor **res,
+                       loom_tensor_map **sd) {
+  static const loom_lstm_opts peephole = {.peephole = true};
+  const loom_cell_type *types[] = {&loom_rnn_tanh_cell, &loom_rnn_relu_cell,
+                                   &loom_lstm_cell, &loom_lstm_cell,
+                                   &loom_gru_cell};
+  const int64_t T = 6, B = 3, I = 5, H = 7;
+  loom_dtype prev = loom_set_default_dtype(dt);
+  loom_rnn *r = loom_rnn_new(
+      types[kind],
+      (loom_rnn_opts){.input_size = I,
+                      .hidden_size = H,
+                      .num_layers = 2,
+                      .bidirectional = true,
+                      .step_by_step = !fused,
+                      .no_bias = true,
+                      .cell_config = kind == 3 ? &peephole : NULL});
+  loom_set_default_dtype(prev);
+  ck_assert_loom(r);
+  if (load)
+    ck_assert_msg(loom_module_load_state_dict(&r->base, load, true) == 0, "%s",
+                  loom_last_error());
+  else
+    *sd = loom_module_state_dict(&r->base);
+  loom_tensor_map *params = loom_module_named_parameters(&r->base);
+  int n_states = kind == 2 || kind == 3 ? 2 : 1;
+  /* weight_ih and weight_hh of 4 cells, and 3 peepholes each */
+  ck_assert_int_eq(loom_tensor_map_count(params), kind == 3 ? 20 : 8);
+  for (int i = 0; i < loom_tensor_map_count(params); i++)
+    ck_assert_msg(!strstr(loom_tensor_map_name(params, i), "bias"), "%s",
+                  loom_tensor_map_name(params, i));
+  loom_manual_seed(17);
+  loom_tensor *x = loom_set_requires_grad(
+      loom_randn(NULL, dt, 0, 1, LOOM_SHAPE(T, B, I)), true);
+  loom_tensor *init[2] = {NULL, NULL};
+  for (int k = 0; k < n_states; k++)
+    init[k] = loom_set_requires_grad(
+        loom_randn(NULL, dt, 0, 0.5, LOOM_SHAPE(4, B, H)), true);
+  loom_tensor *lengths = IVEC(6, 2, 5);
+  loom_tensor *out, *fin[2];
+  ck_assert_msg(loom_rnn_forward(r, x, lengths, init, &out, fin) == 0, "%s",
+                loom_last_error());
+  loom_tensor *loss = loom_sum_all(loom_mul(out, loom_sin(out)));
+  for (int k = 0; k < n_states; k++)
+    loss = loom_add(loss, loom_sum_all(loom_square(fin[k])));
+  ck_assert_msg(loom_backward(loss) == 0, "%s", loom_last_error());
+  int n = 0;
+  res[n++] = loom_keep(out);
+  for (int k = 0; k < n_states; k++) {
+    res[n++] = loom_keep(fin[k]);
+    res[n++] = loom_keep(loom_grad(init[k]));
+  }
+  res[n++] = loom_keep(loom_grad(x));
+  for (int i = 0; i < loom_tensor_map_count(params); i++)
+    res[n++] = loom_keep(loom_grad(loom_tensor_map_at(params, i)));
+  loom_tensor_map_free(params);
+  loom_rnn_free(r);
+  return n;
+}
+
+START_TEST(test_no_bias_fused_equals_steps) {
+  loom_dtype dts[] = {LOOM_F32, LOOM_F64};
+  for (int kind = 0; kind < 5; kind++)
+    for (int d = 0; d < 2; d++) {
+      loom_scope *s = loom_scope_begin();
+      loom_tensor *fused[32], *steps[32];
+      loom_tensor_map *sd = NULL;
+      int n = no_bias_run(kind, dts[d], true, NULL, fused, &sd);
+      ck_assert_int_eq(no_bias_run(kind, dts[d], false, sd, steps, NULL), n);
+      bool f64 = dts[d] == LOOM_F64;
+      for (int k = 0; k < n; k++) {
+        ck_assert_loom(fused[k]);
+        ck_assert_loom(steps[k]);
+        ck_assert_msg(loom_allclose(fused[k], steps[k], f64 ? 1e-12 : 1e-5,
+                                    f64 ? 1e-13 : 1e-6),
+                      "kind %d %s: result %d differs", kind,
+                      loom_dtype_name(dts[d]), k);
+        loom_release(fused[k]);
+        loom_release(steps[k]);
+      }
+      loom_tensor_map_free(sd);
+      loom_scope_end(s);
+    }
+}
+END_TEST
+
+/* no_bias where it cannot hold: an LSTM with layer_norm (its norms' own
+ * biases would remain) or a forget_bias (nothing to add it to), and a cell
+ * type without make_no_bias, are refused naming the option; a biased
+ * state dict does not load strictly into a bias-free layer. */
+START_TEST(test_no_bias_refused) {
+  loom_lstm_opts ln = {.layer_norm = true}, fb = {.forget_bias = 1};
+  loom_rnn_opts o = {.input_size = 3, .hidden_size = 4, .no_bias = true};
+  o.cell_config = &ln;
+  ck_assert_ptr_null(loom_lstm_new(o));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "no_bias with layer_norm");
+  loom_clear_error();
+  o.cell_config = &fb;
+  ck_assert_ptr_null(loom_lstm_new(o));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "no_bias with forget_bias 1 (");
+  loom_clear_error();
+  o.cell_config = NULL;
+  loom_cell_type bare = loom_gru_cell;
+  bare.make_no_bias = NULL;
+  ck_assert_ptr_null(loom_rnn_new(&bare, o));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "no_bias needs the cell type's make_no_bias");
+  loom_clear_error();
+  loom_rnn *biased =
+      loom_gru_new((loom_rnn_opts){.input_size = 3, .hidden_size = 4});
+  loom_rnn *plain = loom_gru_new(o);
+  ck_assert_loom(biased);
+  ck_assert_loom(plain);
+  loom_tensor_map *sd = loom_module_state_dict(&biased->base);
+  ck_assert_int_eq(loom_module_load_state_dict(&plain->base, sd, true), -1);
+  loom_clear_error();
+  loom_tensor_map_free(sd);
+  loom_rnn_free(biased);
+  loom_rnn_free(plain);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("rnn");
   TCase *tc = tcase_create("parity");
@@ -725,6 +859,8 @@ int main(void) {
   tcase_add_test(tc, test_zero_initial_state);
   tcase_add_test(tc, test_no_hidden_units_twice);
   tcase_add_test(tc, test_relu_nan_gradient);
+  tcase_add_test(tc, test_no_bias_fused_equals_steps);
+  tcase_add_test(tc, test_no_bias_refused);
   suite_add_tcase(s, tc);
   /* Tagged so that CI's valgrind run can leave it out: under valgrind the
    * pool's threads take turns on one core and this case alone took four

@@ -1,7 +1,7 @@
-/* float64 gradcheck of every cell (built-in variants and the examples of
- * user-defined cells) and of the runner with layers, both directions and
- * variable lengths: gradients w.r.t. the input, the initial states and
- * every parameter. */
+/* float64 gradcheck of every cell (built-in variants, with and without
+ * biases, and the examples of user-defined cells) and of the runner with
+ * layers, both directions and variable lengths: gradients w.r.t. the
+ * input, the initial states and every parameter. */
 #include "../examples/cells.h"
 #include "check_util.h"
 
@@ -101,8 +101,67 @@ static const rnn_case cases[] = {
 };
 enum { N_CASES = sizeof cases / sizeof cases[0] };
 
+/* The built-in cells without biases (loom_rnn_opts.no_bias; the LSTM's
+ * layer_norm and forget_bias are refused with it), after the cases above. */
+static const rnn_case no_bias_cases[] = {
+    {"rnn tanh no bias", &loom_rnn_tanh_cell, {0}, 1, false, false, false},
+    {"rnn relu no bias 2 layers",
+     &loom_rnn_relu_cell,
+     {0},
+     2,
+     false,
+     false,
+     false},
+    {"lstm no bias", &loom_lstm_cell, {0}, 1, false, false, false},
+    {"lstm peephole no bias",
+     &loom_lstm_cell,
+     {.peephole = true},
+     1,
+     false,
+     false,
+     false},
+    {"lstm coupled peephole no bias",
+     &loom_lstm_cell,
+     {.coupled = true, .peephole = true},
+     1,
+     false,
+     false,
+     false},
+    {"gru no bias", &loom_gru_cell, {0}, 1, false, false, false},
+    {"gru cho2014 no bias",
+     &loom_gru_cho2014_cell,
+     {0},
+     1,
+     false,
+     false,
+     false},
+    {"runner: lstm no bias 2 layers bidirectional lengths",
+     &loom_lstm_cell,
+     {0},
+     2,
+     true,
+     true,
+     false},
+    {"runner: gru no bias bidirectional lengths",
+     &loom_gru_cell,
+     {0},
+     1,
+     true,
+     true,
+     false},
+    {"runner: rnn relu no bias bidirectional lengths",
+     &loom_rnn_relu_cell,
+     {0},
+     1,
+     true,
+     true,
+     false},
+};
+enum { N_NO_BIAS = sizeof no_bias_cases / sizeof no_bias_cases[0] };
+
 START_TEST(test_cell_gradcheck) {
-  const rnn_case *tc = &cases[_i];
+  bool no_bias = _i >= N_CASES;
+  const rnn_case *tc = no_bias ? &no_bias_cases[_i - N_CASES] : &cases[_i];
   loom_set_default_dtype(LOOM_F64);
   loom_manual_seed(7 + (uint64_t)_i);
   int64_t T = 3, B = 2, I = 2, H = 3, k = 3;
@@ -110,6 +169,7 @@ START_TEST(test_cell_gradcheck) {
                      .hidden_size = H,
                      .num_layers = tc->layers,
                      .bidirectional = tc->bidirectional,
+                     .no_bias = no_bias,
                      .cell_config = tc->image ? (const void *)&k
                                               : (const void *)&tc->lstm};
   if (tc->image) {
@@ -266,7 +326,7 @@ int main(void) {
   TCase *tc = tcase_create("cells");
   tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
   tcase_set_timeout(tc, 600);
-  tcase_add_loop_test(tc, test_cell_gradcheck, 0, N_CASES);
+  tcase_add_loop_test(tc, test_cell_gradcheck, 0, N_CASES + N_NO_BIAS);
   tcase_add_test(tc, test_lengths_equal_separate_runs);
   tcase_add_test(tc, test_dropout_between_layers);
   tcase_add_test(tc, test_parameter_names);
