@@ -1,23 +1,34 @@
 /* Scopes: per-thread autorelease pools. Each holds one reference to every
  * tensor handed to it and drops them when it ends. Scope records are kept
  * for reuse, so a training step that opens and closes scopes allocates
- * nothing here once warm. */
+ * nothing here once warm.
+ *
+ * The handle a caller gets is not the record but the scope's number
+ * (unique in the process, never 0), as a pointer: a record reused by the
+ * next scope opened at the same depth would make an ended scope's handle
+ * end that new scope, whose tensors the caller still uses. A handle is
+ * only compared, never read through. */
 #include "internal.h"
 
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 
-struct loom_scope {
+typedef struct {
   int64_t n, cap;
   loom_tensor **items;
-};
+  uintptr_t number; /* the handle of the scope using the record */
+} record;
 
-static _Thread_local loom_scope **stack; /* stack[0] is the root scope */
+static _Atomic uintptr_t scopes_opened;
+
+static _Thread_local record **stack; /* stack[0] is the root scope */
 static _Thread_local int depth, stack_cap;
 
-static loom_scope *push_scope(void) {
+static record *push_scope(void) {
   if (depth == stack_cap) {
     int cap = stack_cap ? 2 * stack_cap : 16;
-    loom_scope **grown = realloc(stack, (size_t)cap * sizeof *grown);
+    record **grown = realloc(stack, (size_t)cap * sizeof *grown);
     if (!grown)
       return LOOM_FAIL(LOOM_ERR_MEMORY, "scope_begin: out of memory");
     for (int i = stack_cap; i < cap; i++)
@@ -26,16 +37,18 @@ static loom_scope *push_scope(void) {
     stack_cap = cap;
   }
   if (!stack[depth]) {
-    stack[depth] = calloc(1, sizeof(loom_scope));
+    stack[depth] = calloc(1, sizeof(record));
     if (!stack[depth])
       return LOOM_FAIL(LOOM_ERR_MEMORY, "scope_begin: out of memory");
   }
-  loom_scope *s = stack[depth++];
+  record *s = stack[depth++];
   s->n = 0;
+  s->number =
+      atomic_fetch_add_explicit(&scopes_opened, 1, memory_order_relaxed) + 1;
   return s;
 }
 
-static void drain(loom_scope *s) {
+static void drain(record *s) {
   /* Newest first, and re-read n: releasing may (through autograd) never add
    * to this scope, but reading it fresh keeps this robust. */
   while (s->n > 0)
@@ -45,15 +58,15 @@ static void drain(loom_scope *s) {
 loom_scope *loom_scope_begin(void) {
   if (depth == 0 && !push_scope()) /* the root */
     return NULL;
-  return push_scope();
+  record *s = push_scope();
+  return s ? (loom_scope *)s->number : NULL;
 }
 
-/* The depth of the open scope s, or 0 when s is not one. s is looked for,
- * never read: a scope's record is freed by loom_cleanup, and a caller may
- * still hold it. */
+/* The depth of the open scope s, or 0 when s is not one (ended, drained
+ * by loom_cleanup, or another thread's). */
 static int open_depth(const loom_scope *s) {
   for (int d = depth - 1; s && d > 0; d--)
-    if (stack[d] == s)
+    if (stack[d]->number == (uintptr_t)s)
       return d;
   return 0;
 }
@@ -83,7 +96,7 @@ loom_tensor *loom__to_scope(loom_tensor *t) {
     loom__unref(t);
     return NULL;
   }
-  loom_scope *s = stack[depth - 1];
+  record *s = stack[depth - 1];
   if (s->n == s->cap) {
     int64_t cap = s->cap ? 2 * s->cap : 64;
     loom_tensor **grown = realloc(s->items, (size_t)cap * sizeof *grown);

@@ -137,7 +137,9 @@ LOOM_API void loom_error_context(const char *fmt, ...) LOOM_PRINTF(1, 2);
 /* Opens a scope: tensors returned from now on belong to it until it ends. */
 LOOM_API loom_scope *loom_scope_begin(void);
 /* Ends `s` and any scope opened inside it that is still open, dropping the
- * reference each holds to its tensors. */
+ * reference each holds to its tensors. A handle of a scope that is no
+ * longer open (ended, drained by loom_cleanup) or that another thread
+ * opened ends nothing: LOOM_ERR_STATE. */
 LOOM_API void loom_scope_end(loom_scope *s);
 /* Ends `s` as loom_scope_end does, except for `t` (NULL-safe), a result
  * made inside it, which moves to the scope that is innermost afterwards;

@@ -1031,6 +1031,34 @@ START_TEST(test_nested_scopes) {
 }
 END_TEST
 
+/* An ended scope's handle stays ended: the next scope opened at the same
+ * depth reuses its record, and ending the old handle again (a double end
+ * in a loop) ended the new scope and freed tensors its caller still
+ * held. */
+START_TEST(test_stale_scope_handle) {
+  int64_t live = loom_debug_live_tensors();
+  loom_scope *old = loom_scope_begin();
+  loom_ones(LOOM_F32, LOOM_SHAPE(2));
+  loom_scope_end(old);
+  loom_scope *now = loom_scope_begin();
+  ck_assert_ptr_ne(now, old);
+  loom_tensor *t = loom_ones(LOOM_F32, LOOM_SHAPE(3));
+  loom_scope_end(old);
+  CHECK_ERROR(LOOM_ERR_STATE, "scope_end");
+  ck_assert_int_eq(loom_debug_live_tensors(), live + 1);
+  CHECK_VALUES(t, 0, 1, 1, 1);
+  loom_tensor *k = loom_keep(loom_zeros(LOOM_F32, LOOM_SHAPE(1)));
+  ck_assert_ptr_eq(loom_scope_return(old, k), k); /* refused, k kept */
+  CHECK_ERROR(LOOM_ERR_STATE, "scope_end");
+  ck_assert_int_eq(loom_debug_live_tensors(), live + 2);
+  loom_scope_end(now);
+  ck_assert_int_eq(loom_last_status(), LOOM_OK);
+  ck_assert_int_eq(loom_debug_live_tensors(), live + 1); /* k, kept */
+  loom_release(k);
+  ck_assert_int_eq(loom_debug_live_tensors(), live);
+}
+END_TEST
+
 /* A scope that loom_cleanup drained (and whose record it freed) is no
  * longer open: ending it, or returning through it, is refused without
  * reading the freed record (a read AddressSanitizer catches: the suite's
@@ -1392,7 +1420,7 @@ int main(void) {
         test_split_and_chunk}},
       {"memory",
        {test_scope_frees_everything, test_keep_release_autorelease,
-        test_nested_scopes, test_scope_after_cleanup,
+        test_nested_scopes, test_stale_scope_handle, test_scope_after_cleanup,
         test_block_cache_keeps_steady_blocks}},
       {"errors",
        {test_null_propagates_first_error_wins, test_bad_dims_and_items,
