@@ -279,15 +279,20 @@ static int run_steps(const loom_rnn *r, int layer, int dir, void *cell,
     }
     loom_tensor *o = next[0];
     if (lengths) {
-      /* Sequences already over keep their state and output zeros. */
-      int64_t shape[LOOM_MAX_DIMS];
-      for (int d = 0; d < loom_ndim(next[0]); d++)
-        shape[d] = d == 0 ? -1 : 1;
-      loom_tensor *live = loom_reshape(loom_gt_scalar(lengths, (double)t),
-                                       loom_ndim(next[0]), shape);
-      for (int k = 0; k < ns; k++)
+      /* Sequences already over keep their state and output zeros. The
+       * (B) mask is shaped (B, 1, ...) for each state on its own: states
+       * may differ in ndim, and a mask of another's ndim would broadcast
+       * along the wrong dims. */
+      loom_tensor *alive = loom_gt_scalar(lengths, (double)t), *live = NULL;
+      for (int k = 0; k < ns; k++) {
+        int64_t shape[LOOM_MAX_DIMS];
+        for (int d = 0; d < loom_ndim(next[k]); d++)
+          shape[d] = d == 0 ? -1 : 1;
+        live = loom_reshape(alive, loom_ndim(next[k]), shape);
+        if (k == 0)
+          o = loom_masked_fill(next[0], loom_logical_not(live), 0);
         next[k] = loom_where(live, next[k], state[k]);
-      o = loom_masked_fill(next[0], loom_logical_not(live), 0);
+      }
     }
     outs[t] = o;
     for (int k = 0; k < ns; k++)

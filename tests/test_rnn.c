@@ -241,6 +241,101 @@ START_TEST(test_layer_on_empty_sequence) {
 }
 END_TEST
 
+/* A user cell with two states of different ndims: h (B, H) and a
+ * memory m (B, H, 2) that decays and takes in h. */
+typedef struct {
+  loom_tensor *w, *u;
+  int64_t hidden;
+} two_state_cell;
+
+static void *two_state_make(const void *config, loom_module *owner,
+                            const char *suffix, int64_t in, int64_t hidden) {
+  (void)config;
+  two_state_cell *c = calloc(1, sizeof *c);
+  if (!c)
+    return NULL;
+  char name[32];
+  c->hidden = hidden;
+  loom_scope *s = loom_scope_begin();
+  snprintf(name, sizeof name, "w%s", suffix);
+  c->w = loom_module_add_param(
+      owner, name,
+      loom_rand(NULL, LOOM_F64, -0.5, 0.5, LOOM_SHAPE(hidden, in)));
+  snprintf(name, sizeof name, "u%s", suffix);
+  c->u = loom_module_add_param(
+      owner, name,
+      loom_rand(NULL, LOOM_F64, -0.5, 0.5, LOOM_SHAPE(hidden, hidden)));
+  loom_scope_end(s);
+  return c;
+}
+
+static int two_state_shape(void *cell, int k, const loom_tensor *x,
+                           int64_t *shape) {
+  shape[0] = loom_shape(x)[0];
+  shape[1] = ((two_state_cell *)cell)->hidden;
+  shape[2] = 2;
+  return k == 0 ? 2 : 3;
+}
+
+static int two_state_step(void *cell, const loom_tensor *x,
+                          loom_tensor *const *state, loom_tensor **next) {
+  two_state_cell *c = cell;
+  next[0] = loom_tanh(loom_add(
+      loom_add(loom_linear(x, c->w, NULL), loom_linear(state[0], c->u, NULL)),
+      loom_sum(state[1], (int[]){2}, 1, false)));
+  next[1] =
+      loom_add(loom_mul_scalar(state[1], 0.5), loom_unsqueeze(next[0], 2));
+  return next[0] && next[1] ? 0 : -1;
+}
+
+static const loom_cell_type two_state_type = {.name = "TwoState",
+                                              .n_states = 2,
+                                              .make = two_state_make,
+                                              .state_shape = two_state_shape,
+                                              .step = two_state_step};
+
+/* Variable lengths with states of different ndims: each sequence's
+ * outputs and final states are those of running it alone. The mask of
+ * finished sequences was shaped for state 0, (B, 1), and broadcast
+ * against m (B, H, 2) along the wrong dims: silently wrong with B == H,
+ * an error otherwise. */
+START_TEST(test_lengths_with_states_of_other_ndims) {
+  for (int64_t hidden = 3; hidden <= 4; hidden++) {
+    loom_scope *s = loom_scope_begin();
+    loom_rnn *r =
+        loom_rnn_new(&two_state_type, (loom_rnn_opts){.input_size = 2,
+                                                      .hidden_size = hidden,
+                                                      .bidirectional = true});
+    ck_assert_loom(r);
+    int64_t len[3] = {4, 2, 1};
+    loom_tensor *x = loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(4, 3, 2));
+    loom_tensor *out, *fin[2];
+    ck_assert_msg(
+        loom_rnn_forward(r, x, loom_from_array(LOOM_I64, len, LOOM_SHAPE(3)),
+                         NULL, &out, fin) == 0,
+        "hidden %lld: %s", (long long)hidden, loom_last_error());
+    for (int64_t b = 0; b < 3; b++) {
+      loom_tensor *alone, *alone_fin[2];
+      ck_assert_int_eq(
+          loom_rnn_forward(r,
+                           loom_narrow(loom_narrow(x, 0, 0, len[b]), 1, b, 1),
+                           NULL, NULL, &alone, alone_fin),
+          0);
+      ck_assert(
+          loom_allclose(loom_narrow(loom_narrow(out, 0, 0, len[b]), 1, b, 1),
+                        alone, 1e-12, 1e-12));
+      for (int k = 0; k < 2; k++)
+        ck_assert_msg(loom_allclose(loom_narrow(fin[k], 1, b, 1), alone_fin[k],
+                                    1e-12, 1e-12),
+                      "hidden %lld, sequence %lld, state %d", (long long)hidden,
+                      (long long)b, k);
+    }
+    loom_rnn_free(r);
+    loom_scope_end(s);
+  }
+}
+END_TEST
+
 /* The fused sequences give the same bits for any thread count. The steps
  * run over all rows, each product split by columns at 2 and 3 threads; at
  * batch 33 (3 steps, hidden 768 / gates) the rows' work between the
@@ -856,6 +951,7 @@ int main(void) {
   tcase_add_test(tc, test_layer_input_of_the_other_dtype);
   tcase_add_test(tc, test_empty_sequence);
   tcase_add_test(tc, test_layer_on_empty_sequence);
+  tcase_add_test(tc, test_lengths_with_states_of_other_ndims);
   tcase_add_test(tc, test_zero_initial_state);
   tcase_add_test(tc, test_no_hidden_units_twice);
   tcase_add_test(tc, test_relu_nan_gradient);
