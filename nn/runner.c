@@ -441,20 +441,22 @@ static int forward(loom_rnn *r, const loom_tensor *x,
       loom_tensor *px = unprojected ? NULL : project(r, cell, input);
       if (!unprojected && !px)
         return context(r, l, d, -1), -1;
-      /* (an empty sequence has no first step to select) */
-      loom_tensor *probe = T > 0 ? loom_select(px ? px : input, 0, 0) : NULL;
+      /* A step input, for the cell's state shapes. An empty sequence has
+       * no first step to select: zeros of a step's shape stand in (the
+       * states of a cell with state_shape need not be (B, hidden)). */
+      const loom_tensor *steps = px ? px : input;
+      loom_tensor *probe =
+          T > 0 ? loom_select(steps, 0, 0)
+                : loom_zeros(loom_dtype_of(steps), loom_ndim(steps) - 1,
+                             loom_shape(steps) + 1);
+      if (!probe)
+        return context(r, l, d, -1), -1;
       loom_tensor *st[LOOM_RNN_MAX_STATES], *fin[LOOM_RNN_MAX_STATES];
       for (int k = 0; k < ns; k++) {
         int64_t shape[LOOM_MAX_DIMS];
-        int nd;
-        if (probe) {
-          if ((nd = state_shape(r, cell, k, probe, shape)) < 0)
-            return context(r, l, d, -1), -1;
-        } else { /* no steps: state shape from the hidden size */
-          shape[0] = B;
-          shape[1] = r->opts.hidden_size;
-          nd = 2;
-        }
+        int nd = state_shape(r, cell, k, probe, shape);
+        if (nd < 0)
+          return context(r, l, d, -1), -1;
         if (init && init[k]) {
           st[k] =
               loom_ndim(init[k]) == nd + 1 && loom_shape(init[k])[0] == L * D

@@ -336,6 +336,29 @@ START_TEST(test_lengths_with_states_of_other_ndims) {
 }
 END_TEST
 
+/* An empty sequence through a cell with state_shape: states of the
+ * cell's shapes, initial states of those shapes accepted. (Without a
+ * step to ask about, the runner assumed (B, hidden): it refused m0 and
+ * gave m_n as (1, B, H).) */
+START_TEST(test_empty_sequence_cell_state_shapes) {
+  loom_rnn *r = loom_rnn_new(
+      &two_state_type, (loom_rnn_opts){.input_size = 2, .hidden_size = 3});
+  ck_assert_loom(r);
+  loom_tensor *x = loom_zeros(LOOM_F64, LOOM_SHAPE(0, 2, 2)), *out, *fin[2];
+  ck_assert_msg(loom_rnn_forward(r, x, NULL, NULL, &out, fin) == 0, "%s",
+                loom_last_error());
+  CHECK_SHAPE(out, 0, 2, 3);
+  CHECK_SHAPE(fin[0], 1, 2, 3);
+  CHECK_SHAPE(fin[1], 1, 2, 3, 2);
+  loom_tensor *m0 = loom_full(LOOM_F64, 0.5, LOOM_SHAPE(1, 2, 3, 2));
+  ck_assert_msg(
+      loom_rnn_forward(r, x, NULL, (loom_tensor *[]){NULL, m0}, &out, fin) == 0,
+      "%s", loom_last_error());
+  ck_assert(loom_equal(fin[1], m0));
+  loom_rnn_free(r);
+}
+END_TEST
+
 /* The fused sequences give the same bits for any thread count. The steps
  * run over all rows, each product split by columns at 2 and 3 threads; at
  * batch 33 (3 steps, hidden 768 / gates) the rows' work between the
@@ -952,6 +975,7 @@ int main(void) {
   tcase_add_test(tc, test_empty_sequence);
   tcase_add_test(tc, test_layer_on_empty_sequence);
   tcase_add_test(tc, test_lengths_with_states_of_other_ndims);
+  tcase_add_test(tc, test_empty_sequence_cell_state_shapes);
   tcase_add_test(tc, test_zero_initial_state);
   tcase_add_test(tc, test_no_hidden_units_twice);
   tcase_add_test(tc, test_relu_nan_gradient);
