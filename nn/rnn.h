@@ -29,8 +29,8 @@ extern "C" {
 #define LOOM_RNN_MAX_LAYERS 16
 
 typedef struct loom_cell_type {
-  const char *name;
-  int n_states; /* LSTM: 2 (h, c); RNN, GRU: 1 */
+  const char *name; /* required: the runner's messages name the cell */
+  int n_states;     /* LSTM: 2 (h, c); RNN, GRU: 1 */
   /* Makes the cell of one layer and direction. Registers its parameters on
    * `owner` with names ending in `suffix` ("_l0", "_l1_reverse"); config is
    * the layer's cell_config. Returns the cell, or NULL with an error. The
@@ -42,7 +42,8 @@ typedef struct loom_cell_type {
                 int64_t input_size, int64_t hidden_size);
   void (*free)(void *cell); /* NULL: free() */
   /* Shape of state k for a step input x_t (B, I...): writes it to shape
-   * and returns its ndim. NULL: (B, hidden_size). */
+   * (B first, no negative size; the runner checks) and returns its ndim.
+   * NULL: (B, hidden_size). */
   int (*state_shape)(void *cell, int k, const loom_tensor *x_t, int64_t *shape);
   /* Optional: the input's part of a step for all steps at once, on x
    * flattened to (T*B, I...); its result, unflattened to (T, B, ...), is
@@ -66,11 +67,11 @@ typedef struct loom_cell_type {
   /* Optional: the cell's recurrent weights (those applied to the state,
    * like LSTM's weight_hh), for weight-drop and weight normalisation.
    * Writes the addresses of the cell's fields that hold them to slots (at
-   * most LOOM_RNN_MAX_WEIGHTS) and returns how many. For one forward the
-   * runner may point such a field at a computed tensor of the same shape
-   * (a dropped or normalised copy of the weight, differentiable in it)
-   * and restores it afterwards; step and sequence must read the weight
-   * through the field. (So a layer with weight-drop or weight
+   * most LOOM_RNN_MAX_WEIGHTS, each weight once) and returns how many.
+   * For one forward the runner may point such a field at a computed
+   * tensor of the same shape (a dropped or normalised copy of the weight,
+   * differentiable in it) and restores it afterwards; step and sequence must
+   * read the weight through the field. (So a layer with weight-drop or weight
    * normalisation runs one forward at a time, never on two threads at
    * once.) NULL: the cell has none to regularise. */
   int (*recurrent_weights)(void *cell, loom_tensor ***slots);

@@ -45,13 +45,24 @@ static int recurrent_weights(const loom_rnn *r, int i, loom_tensor ***slots) {
                    r->type->name, n, LOOM_RNN_MAX_WEIGHTS);
     return -1;
   }
-  for (int k = 0; k < n; k++)
+  for (int k = 0; k < n; k++) {
     if (!slots[k] || !*slots[k]) {
       loom_set_error(LOOM_ERR_STATE,
                      "%s: recurrent_weights callback gave no weight %d",
                      r->type->name, k);
       return -1;
     }
+    /* A weight named twice would be normalised twice (NAME_v_v) and
+     * dropped with two masks. */
+    for (int j = 0; j < k; j++)
+      if (slots[j] == slots[k] || *slots[j] == *slots[k]) {
+        loom_set_error(LOOM_ERR_STATE,
+                       "%s: recurrent_weights callback gave weights %d and "
+                       "%d as the same tensor",
+                       r->type->name, j, k);
+        return -1;
+      }
+  }
   return n;
 }
 
@@ -84,11 +95,12 @@ static int weight_norm_setup(loom_rnn *r, int i) {
 loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts) {
   if (!type)
     return loom_null_argument("rnn_new");
-  if (!type->make || !type->step || type->n_states < 1 ||
+  /* (the name is in every message the runner writes about the cell) */
+  if (!type->name || !type->make || !type->step || type->n_states < 1 ||
       type->n_states > LOOM_RNN_MAX_STATES)
     return LOOM_FAIL(LOOM_ERR_ARGUMENT,
-                     "rnn_new: cell type %s needs make and step callbacks "
-                     "and 1 to %d states (has %d)",
+                     "rnn_new: cell type %s needs a name, make and step "
+                     "callbacks and 1 to %d states (has %d)",
                      type->name ? type->name : "(unnamed)", LOOM_RNN_MAX_STATES,
                      type->n_states);
   if (opts.num_layers == 0)
@@ -178,6 +190,21 @@ static int state_shape(const loom_rnn *r, void *cell, int k,
                    "%s: state_shape callback gave %d dims for state %d "
                    "(1 to %d)",
                    r->type->name, nd, k, LOOM_MAX_DIMS);
+    return -1;
+  }
+  /* A state is (B, S...): another batch was masked and stacked wrongly, or
+   * failed in an op far from the cell; a negative size failed in zeros. */
+  bool ok = shape[0] == loom_shape(x_t)[0];
+  for (int d = 1; d < nd; d++)
+    ok = ok && shape[d] >= 0;
+  if (!ok) {
+    char got[96];
+    loom_set_error(LOOM_ERR_STATE,
+                   "%s: state_shape callback gave state %d as %s for a step "
+                   "input %s (batch %lld first, sizes >= 0)",
+                   r->type->name, k,
+                   loom_format_shape(nd, shape, got, sizeof got),
+                   loom_shape_text(x_t), (long long)loom_shape(x_t)[0]);
     return -1;
   }
   return nd;

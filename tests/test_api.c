@@ -618,6 +618,102 @@ START_TEST(test_runner_checks_user_cells) {
 }
 END_TEST
 
+/* A cell defined wrongly by its config: state_shape's batch or sizes, or
+ * a recurrent weight named twice. */
+typedef enum { DEF_OK, DEF_BATCH, DEF_NEGATIVE, DEF_TWICE } def_mode;
+
+typedef struct {
+  def_mode mode;
+  loom_tensor *u;
+} def_cell;
+
+static void *def_make(const void *config, loom_module *owner,
+                      const char *suffix, int64_t in, int64_t hidden) {
+  (void)in;
+  def_cell *c = calloc(1, sizeof *c);
+  char name[32];
+  snprintf(name, sizeof name, "u%s", suffix);
+  loom_scope *s = loom_scope_begin();
+  c->mode = *(const def_mode *)config;
+  c->u = loom_module_add_param(
+      owner, name, loom_full(LOOM_F32, 0.1, LOOM_SHAPE(hidden, hidden)));
+  loom_scope_end(s);
+  return c;
+}
+
+static int def_state_shape(void *cell, int k, const loom_tensor *x,
+                           int64_t *shape) {
+  (void)k;
+  def_cell *c = cell;
+  shape[0] = loom_shape(x)[0] + (c->mode == DEF_BATCH);
+  shape[1] = c->mode == DEF_NEGATIVE ? -3 : loom_shape(c->u)[0];
+  return 2;
+}
+
+static int def_step(void *cell, const loom_tensor *x, loom_tensor *const *state,
+                    loom_tensor **next) {
+  def_cell *c = cell;
+  next[0] = loom_tanh(
+      loom_add(loom_narrow(x, 1, 0, 3), loom_linear(state[0], c->u, NULL)));
+  return next[0] ? 0 : -1;
+}
+
+static int def_recurrent_weights(void *cell, loom_tensor ***slots) {
+  def_cell *c = cell;
+  slots[0] = slots[1] = &c->u;
+  return c->mode == DEF_TWICE ? 2 : 1;
+}
+
+static const loom_cell_type def_cell_type = {.name = "Def",
+                                             .n_states = 1,
+                                             .make = def_make,
+                                             .state_shape = def_state_shape,
+                                             .step = def_step,
+                                             .recurrent_weights =
+                                                 def_recurrent_weights};
+
+/* A cell type the runner cannot use is named as the culprit: a state_shape
+ * of another batch (was an add error inside the step) or with a negative
+ * size (was "full: negative size", with no context), a recurrent weight
+ * named twice (was normalised twice, u_l0_v_v), a type without a name
+ * (was a NULL for %s in every message). The next forward works. */
+START_TEST(test_runner_checks_cell_definitions) {
+  loom_tensor *x = loom_ones(LOOM_F32, LOOM_SHAPE(4, 2, 3)), *out, *fin[1];
+  for (def_mode m = DEF_BATCH; m <= DEF_NEGATIVE; m++) {
+    loom_rnn *r = loom_rnn_new(
+        &def_cell_type,
+        (loom_rnn_opts){.input_size = 3, .hidden_size = 3, .cell_config = &m});
+    ck_assert_loom(r);
+    ck_assert_int_eq(loom_rnn_forward(r, x, NULL, NULL, &out, fin), -1);
+    CHECK_ERROR(LOOM_ERR_STATE,
+                m == DEF_BATCH
+                    ? "Def: state_shape callback gave state 0 as [3, 3] for a "
+                      "step input [2, 3] (batch 2 first, sizes >= 0) (in Def "
+                      "layer 0, forward direction)"
+                    : "Def: state_shape callback gave state 0 as [2, -3]");
+    loom_clear_error();
+    ((def_cell *)r->cells[0])->mode = DEF_OK; /* the cell put right */
+    ck_assert_int_eq(loom_rnn_forward(r, x, NULL, NULL, &out, fin), 0);
+    loom_rnn_free(r);
+  }
+  def_mode twice = DEF_TWICE;
+  ck_assert_ptr_null(
+      loom_rnn_new(&def_cell_type, (loom_rnn_opts){.input_size = 3,
+                                                   .hidden_size = 3,
+                                                   .weight_norm = true,
+                                                   .cell_config = &twice}));
+  CHECK_ERROR(LOOM_ERR_STATE, "Def: recurrent_weights callback gave weights 0 "
+                              "and 1 as the same tensor");
+  loom_clear_error();
+  loom_cell_type unnamed = def_cell_type;
+  unnamed.name = NULL;
+  ck_assert_ptr_null(loom_rnn_new(
+      &unnamed, (loom_rnn_opts){.input_size = 3, .hidden_size = 3}));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "cell type (unnamed) needs a name");
+  loom_clear_error();
+}
+END_TEST
+
 START_TEST(test_runner_outputs_on_failure) {
   loom_rnn *r = loom_lstm_new(
       (loom_rnn_opts){.input_size = 3, .hidden_size = 2, .num_layers = 2});
@@ -1056,6 +1152,7 @@ int main(void) {
   tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
   tcase_add_test(tc, test_null_arguments);
   tcase_add_test(tc, test_runner_checks_user_cells);
+  tcase_add_test(tc, test_runner_checks_cell_definitions);
   tcase_add_test(tc, test_runner_outputs_on_failure);
   tcase_add_test(tc, test_callbacks_failing_silently);
   tcase_add_test(tc, test_mixed_dtypes_named);
