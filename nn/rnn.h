@@ -58,7 +58,8 @@ typedef struct loom_cell_type {
               loom_tensor **new_state);
   /* Optional fused path over the whole (projected) sequence xs (T, B, K):
    * out (T, B, S) and final states, honouring lengths (int64 (B) or NULL)
-   * and direction. Must equal running step T times. Returns 0, -1 on
+   * and direction. Must equal running step T times (the runner checks
+   * the shapes and dtypes of out and final as a step's). Returns 0, -1 on
    * error, or 1 when this cell's configuration has no fused path (the
    * runner then steps). */
   int (*sequence)(void *cell, const loom_tensor *xs, const loom_tensor *lengths,

@@ -210,25 +210,26 @@ static int state_shape(const loom_rnn *r, void *cell, int k,
   return nd;
 }
 
-/* The states a step returned: each there, and of the shape and dtype of
- * the state it was given (a wrong one gave silently wrong outputs, or a
- * puzzling error a layer later). */
-static int check_states(const loom_rnn *r, loom_tensor *const *next,
-                        loom_tensor *const *state) {
+/* The states a step (or a fused callback, `name`) returned: each there,
+ * and of the shape and dtype of the state it was given (a wrong one gave
+ * silently wrong outputs, or a puzzling error a layer later). */
+static int check_states(const loom_rnn *r, const char *name,
+                        loom_tensor *const *next, loom_tensor *const *state) {
   for (int k = 0; k < r->type->n_states; k++) {
     if (!next[k]) {
       loom_set_error(LOOM_ERR_STATE,
-                     "%s: step callback returned 0 with state %d NULL",
-                     r->type->name, k);
+                     "%s: %s callback returned 0 with state %d NULL",
+                     r->type->name, name, k);
       return -1;
     }
     if (!loom_same_shape(next[k], state[k]) ||
         loom_dtype_of(next[k]) != loom_dtype_of(state[k])) {
       char got[96], want[96];
       loom_set_error(LOOM_ERR_SHAPE,
-                     "%s: step callback returned state %d as %s %s; it was "
+                     "%s: %s callback returned state %d as %s %s; it was "
                      "given %s %s",
-                     r->type->name, k, loom_dtype_name(loom_dtype_of(next[k])),
+                     r->type->name, name, k,
+                     loom_dtype_name(loom_dtype_of(next[k])),
                      loom_shape_str(next[k], got, sizeof got),
                      loom_dtype_name(loom_dtype_of(state[k])),
                      loom_shape_str(state[k], want, sizeof want));
@@ -293,7 +294,7 @@ static int run_steps(const loom_rnn *r, int layer, int dir, void *cell,
       callback_failed(r->type, "step", "non-zero");
       rc = -1;
     } else {
-      rc = check_states(r, next, state);
+      rc = check_states(r, "step", next, state);
     }
     for (int k = 0; rc == 0 && k < ns; k++)
       if (r->opts.zoneout[k] > 0 &&
@@ -416,19 +417,41 @@ static void restore_weights(swapped_weight *sw, int n) {
 
 /* What a fused callback (`name`) returned: 0 with its output and final
  * states, 1 for no fused path, or -1 (with an error naming it) for a
- * failure or a result it did not give. */
-static int fused_result(const loom_rnn *r, const char *name, int rc,
-                        loom_tensor *const *out, loom_tensor *const *fin) {
+ * failure or a result it did not give. Its results are checked as a
+ * step's are: final states of init's shapes and dtypes, the output (T,
+ * state 0's shape) (a wrong one was taken as it was). */
+static int fused_result(const loom_rnn *r, const char *name, int rc, int64_t T,
+                        loom_tensor *const *init, loom_tensor *const *out,
+                        loom_tensor *const *fin) {
   if (rc != 0 && rc != 1) {
     callback_failed(r->type, name, "-1");
     return -1;
   }
-  for (int k = 0; rc == 0 && k < r->type->n_states; k++)
-    if (!fin[k] || !*out) {
-      callback_failed(r->type, name, "0 and a NULL result");
-      return -1;
-    }
-  return rc;
+  if (rc == 1)
+    return 1;
+  if (!*out) {
+    callback_failed(r->type, name, "0 and a NULL result");
+    return -1;
+  }
+  if (check_states(r, name, fin, init) < 0)
+    return -1;
+  int nd = loom_ndim(init[0]);
+  bool ok = loom_ndim(*out) == nd + 1 && loom_shape(*out)[0] == T &&
+            loom_dtype_of(*out) == loom_dtype_of(init[0]) &&
+            !memcmp(loom_shape(*out) + 1, loom_shape(init[0]),
+                    (size_t)nd * sizeof(int64_t));
+  if (!ok) {
+    char got[96], state[96];
+    loom_set_error(LOOM_ERR_SHAPE,
+                   "%s: %s callback returned output %s %s for %lld steps of "
+                   "state 0 %s %s",
+                   r->type->name, name, loom_dtype_name(loom_dtype_of(*out)),
+                   loom_shape_str(*out, got, sizeof got), (long long)T,
+                   loom_dtype_name(loom_dtype_of(init[0])),
+                   loom_shape_str(init[0], state, sizeof state));
+    return -1;
+  }
+  return 0;
 }
 
 /* loom_rnn_forward, writing its results only when all of them are made. */
@@ -511,7 +534,7 @@ static int forward(loom_rnn *r, const loom_tensor *x,
         rc = fused_result(r, "sequence_input",
                           r->type->sequence_input(cell, input, len, d == 1, st,
                                                   &dir_out[d], fin),
-                          &dir_out[d], fin);
+                          T, st, &dir_out[d], fin);
         if (rc < 0)
           return context(r, l, d, -1), -1;
         if (rc == 1 && !(px = project(r, cell, input)))
@@ -526,8 +549,8 @@ static int forward(loom_rnn *r, const loom_tensor *x,
       if (rc == 1 && r->type->sequence && fused) {
         rc = fused_result(
             r, "sequence",
-            r->type->sequence(cell, px, len, d == 1, st, &dir_out[d], fin),
-            &dir_out[d], fin);
+            r->type->sequence(cell, px, len, d == 1, st, &dir_out[d], fin), T,
+            st, &dir_out[d], fin);
         if (rc < 0)
           return context(r, l, d, -1), -1;
       }
@@ -636,7 +659,7 @@ int loom_rnn_cell_step(loom_rnn *r, int layer, const loom_tensor *x,
   if (xp && r->type->step(cell, xp, state, next) != 0)
     callback_failed(r->type, "step", "non-zero");
   else if (xp)
-    rc = check_states(r, next, state);
+    rc = check_states(r, "step", next, state);
   for (int k = 0; rc == 0 && k < ns; k++)
     if (r->opts.zoneout[k] > 0 &&
         !(next[k] = loom_zoneout(state[k], next[k], r->opts.zoneout[k],

@@ -618,9 +618,17 @@ START_TEST(test_runner_checks_user_cells) {
 }
 END_TEST
 
-/* A cell defined wrongly by its config: state_shape's batch or sizes, or
- * a recurrent weight named twice. */
-typedef enum { DEF_OK, DEF_BATCH, DEF_NEGATIVE, DEF_TWICE } def_mode;
+/* A cell defined wrongly by its config: state_shape's batch or sizes, a
+ * recurrent weight named twice, a fused path's final state or output of
+ * the wrong shape. */
+typedef enum {
+  DEF_OK,
+  DEF_BATCH,
+  DEF_NEGATIVE,
+  DEF_TWICE,
+  DEF_FUSED_FINAL,
+  DEF_FUSED_OUTPUT
+} def_mode;
 
 typedef struct {
   def_mode mode;
@@ -664,11 +672,28 @@ static int def_recurrent_weights(void *cell, loom_tensor ***slots) {
   return c->mode == DEF_TWICE ? 2 : 1;
 }
 
+static int def_sequence(void *cell, const loom_tensor *xs,
+                        const loom_tensor *lengths, bool reverse,
+                        loom_tensor *const *init, loom_tensor **out,
+                        loom_tensor **final) {
+  (void)lengths, (void)reverse;
+  def_cell *c = cell;
+  if (c->mode != DEF_FUSED_FINAL && c->mode != DEF_FUSED_OUTPUT)
+    return 1;
+  int64_t T = loom_shape(xs)[0], B = loom_shape(init[0])[0];
+  *out = loom_zeros(LOOM_F32,
+                    LOOM_SHAPE(T, B, c->mode == DEF_FUSED_OUTPUT ? 2 : 3));
+  final[0] =
+      loom_zeros(LOOM_F32, LOOM_SHAPE(B, c->mode == DEF_FUSED_FINAL ? 4 : 3));
+  return 0;
+}
+
 static const loom_cell_type def_cell_type = {.name = "Def",
                                              .n_states = 1,
                                              .make = def_make,
                                              .state_shape = def_state_shape,
                                              .step = def_step,
+                                             .sequence = def_sequence,
                                              .recurrent_weights =
                                                  def_recurrent_weights};
 
@@ -705,6 +730,25 @@ START_TEST(test_runner_checks_cell_definitions) {
   CHECK_ERROR(LOOM_ERR_STATE, "Def: recurrent_weights callback gave weights 0 "
                               "and 1 as the same tensor");
   loom_clear_error();
+  /* a fused path's results are checked as a step's (were taken as they
+   * were, or failed in the next layer's product) */
+  for (def_mode m = DEF_FUSED_FINAL; m <= DEF_FUSED_OUTPUT; m++) {
+    loom_rnn *r = loom_rnn_new(
+        &def_cell_type,
+        (loom_rnn_opts){.input_size = 3, .hidden_size = 3, .cell_config = &m});
+    ck_assert_loom(r);
+    ck_assert_int_eq(loom_rnn_forward(r, x, NULL, NULL, &out, fin), -1);
+    CHECK_ERROR(LOOM_ERR_SHAPE,
+                m == DEF_FUSED_FINAL
+                    ? "Def: sequence callback returned state 0 as float32 "
+                      "[2, 4]; it was given float32 [2, 3] (in Def layer 0, "
+                      "forward direction)"
+                    : "Def: sequence callback returned output float32 [4, 2, "
+                      "2] for 4 steps of state 0 float32 [2, 3] (in Def "
+                      "layer 0, forward direction)");
+    loom_clear_error();
+    loom_rnn_free(r);
+  }
   loom_cell_type unnamed = def_cell_type;
   unnamed.name = NULL;
   ck_assert_ptr_null(loom_rnn_new(
