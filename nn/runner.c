@@ -476,6 +476,14 @@ static int forward(loom_rnn *r, const loom_tensor *x,
   if (lengths && !len)
     return -1;
   int L = r->opts.num_layers, D = r->directions, ns = r->type->n_states;
+  /* Zero initial states take the dtype of the steps' input, which a cell's
+   * projection promotes with its weights (a float64 layer takes float32
+   * input). A cell without one promotes in its step: its states then
+   * start in the dtype its weights give them, or its first step's result
+   * would differ from the state it was given. */
+  loom_tensor *weight = NULL;
+  if (!r->type->project && loom_module_parameters(&r->base, &weight, 1) < 1)
+    weight = NULL;
   loom_tensor *finals[LOOM_RNN_MAX_STATES][2 * LOOM_RNN_MAX_LAYERS];
   const loom_tensor *input = xs;
   loom_tensor *layer_out = NULL;
@@ -524,7 +532,10 @@ static int forward(loom_rnn *r, const loom_tensor *x,
                    -1;
           }
         } else {
-          st[k] = loom_zeros(loom_dtype_of(px ? px : input), nd, shape);
+          loom_dtype dt = loom_dtype_of(px ? px : input);
+          if (weight && loom_dtype_of(weight) == LOOM_F64)
+            dt = LOOM_F64;
+          st[k] = loom_zeros(dt, nd, shape);
         }
         if (!st[k])
           return -1;

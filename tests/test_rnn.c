@@ -359,6 +359,32 @@ START_TEST(test_empty_sequence_cell_state_shapes) {
 }
 END_TEST
 
+/* A user cell without a projection (its float64 weights meet the input
+ * in its step) takes float32 input as a built-in cell does: its zero
+ * states start in float64, the dtype its step gives them. (They started
+ * in float32, and the runner refused the first step's float64 states.) */
+START_TEST(test_cell_without_projection_on_the_other_dtype) {
+  loom_rnn *r = loom_rnn_new(
+      &two_state_type, (loom_rnn_opts){.input_size = 2, .hidden_size = 3});
+  ck_assert_loom(r);
+  loom_tensor *x = loom_set_requires_grad(
+      loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(4, 2, 2)), true);
+  loom_tensor *out, *fin[2];
+  ck_assert_msg(loom_rnn_forward(r, x, NULL, NULL, &out, fin) == 0, "%s",
+                loom_last_error());
+  ck_assert_int_eq(loom_dtype_of(out), LOOM_F64);
+  ck_assert_int_eq(loom_dtype_of(fin[1]), LOOM_F64);
+  loom_tensor *want, *want_fin[2];
+  ck_assert_int_eq(loom_rnn_forward(r, loom_to_dtype(x, LOOM_F64), NULL, NULL,
+                                    &want, want_fin),
+                   0);
+  ck_assert(loom_equal(out, want));
+  ck_assert_msg(loom_backward(loom_sum_all(out)) == 0, "%s", loom_last_error());
+  ck_assert_int_eq(loom_dtype_of(loom_grad(x)), LOOM_F32);
+  loom_rnn_free(r);
+}
+END_TEST
+
 /* The fused sequences give the same bits for any thread count. The steps
  * run over all rows, each product split by columns at 2 and 3 threads; at
  * batch 33 (3 steps, hidden 768 / gates) the rows' work between the
@@ -976,6 +1002,7 @@ int main(void) {
   tcase_add_test(tc, test_layer_on_empty_sequence);
   tcase_add_test(tc, test_lengths_with_states_of_other_ndims);
   tcase_add_test(tc, test_empty_sequence_cell_state_shapes);
+  tcase_add_test(tc, test_cell_without_projection_on_the_other_dtype);
   tcase_add_test(tc, test_zero_initial_state);
   tcase_add_test(tc, test_no_hidden_units_twice);
   tcase_add_test(tc, test_relu_nan_gradient);
