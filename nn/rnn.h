@@ -1,5 +1,5 @@
-/* Recurrent layers: cells, and the sequence runner that turns any cell into
- * a layer (included by nn.h).
+/* Recurrent layers: cells, the sequence runner that turns any cell into a
+ * layer, and single cells as modules stepped by hand (included by nn.h).
  *
  * A cell is described by a loom_cell_type: how to make it (registering its
  * parameters on the layer under PyTorch-style names), and one time step
@@ -220,6 +220,58 @@ LOOM_API int loom_rnn_forward(loom_rnn *r, const loom_tensor *x,
 LOOM_API int loom_rnn_cell_step(loom_rnn *r, int layer, const loom_tensor *x,
                                 loom_tensor *const *state,
                                 loom_tensor **new_state);
+
+/* ------------------------------------------------ single cells
+ * One cell of any loom_cell_type as a module of its own, stepped by the
+ * caller (attention decoders, teacher forcing): torch.nn.LSTMCell,
+ * GRUCell and RNNCell are loom_cell_new(&loom_lstm_cell, ...),
+ * (&loom_gru_cell, ...), (&loom_rnn_tanh_cell or &loom_rnn_relu_cell,
+ * ...). The type's make (make_no_bias when !bias) registers the
+ * parameters with the suffix "", so the built-in cells' are PyTorch's
+ * cells' names: weight_ih (G*H, I), weight_hh (G*H, H), bias_ih (G*H),
+ * bias_hh (G*H) (then an LSTM's variant parameters, weight_ci, ...), and
+ * such a torch cell's state_dict loads strictly (bias false is torch's
+ * bias=False: no bias_ih, bias_hh). No dropout, zoneout,
+ * weight-drop or weight normalisation: those are the runner's. */
+typedef struct loom_cell {
+  loom_module base; /* its type is the cell type's name + "Cell" */
+  const loom_cell_type *type;
+  void *cell; /* what the type's make returned */
+  int64_t input_size, hidden_size;
+  bool bias;
+  char name[48]; /* "LSTMCell": the type's name (cut to 43 bytes) + "Cell" */
+} loom_cell;
+
+/* A cell of `type` (caller frees with loom_cell_free or loom_module_free,
+ * or registers it as a child). config: the type's cell_config (a
+ * loom_lstm_opts for loom_lstm_cell, or NULL). Sizes 1 to
+ * LOOM_MAX_ELEMENTS; parameters initialised as the type's make does
+ * (PyTorch's U(-1/sqrt(H), 1/sqrt(H)) for the built-ins), in the default
+ * dtype. NULL with LOOM_ERR_ARGUMENT for a size out of range, a type
+ * without make, step or 1 to LOOM_RNN_MAX_STATES states, or !bias for a
+ * type without make_no_bias; NULL with the make callback's error (an
+ * LSTM's layer_norm or forget_bias with !bias). */
+LOOM_API loom_cell *loom_cell_new(const loom_cell_type *type,
+                                  const void *config, int64_t input_size,
+                                  int64_t hidden_size, bool bias);
+/* One step: next[k] (type->n_states of them; next[0] the output h', an
+ * LSTM's next[1] its c') from x and state[k] (both borrowed). x is (B, I)
+ * with states (B, H), or unbatched as torch takes it, (I) with states and
+ * results (H); a type with a state_shape callback (a convolutional cell)
+ * takes x (B, I, ...) only, batched, with states of the shape its
+ * state_shape gives. state NULL, or an entry NULL: that state starts at
+ * zeros. next may be the state array itself, as in a loop:
+ * loom_cell_forward(c, x, state, state). A given state must have the
+ * dtype of the step's input (x's, or its projection's where that
+ * promotes: float32 x into a float64 cell takes float64 states). Results
+ * are scope-owned and differentiable in x, the states and the
+ * parameters. 0, or -1 with next[] NULL and an error: LOOM_ERR_DTYPE for
+ * a non-float x or a state of the wrong dtype, LOOM_ERR_SHAPE naming x or
+ * state[k] when a shape does not fit (checked before the cell runs), or
+ * the cell's own error, ending "(in LSTMCell step)". */
+LOOM_API int loom_cell_forward(loom_cell *c, const loom_tensor *x,
+                               loom_tensor *const *state, loom_tensor **next);
+LOOM_API void loom_cell_free(loom_cell *c);
 
 /* ------------------------------------------------ recurrent regularisers
  * Compositions of ops, differentiable in their tensors; masks come from

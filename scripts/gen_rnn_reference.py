@@ -17,6 +17,21 @@ bias_hh_* in their state_dict). Cases ending in _f64 are float64 throughout. In 
 inputs and r_* are float32 (what loom computes with), and the outputs and
 gradients are torch's float64 results from exactly those values: the truth,
 not another float32 computation, so the tests measure loom's own error.
+
+Single cells (torch.nn.LSTMCell, GRUCell, RNNCell) looped by hand for
+CELL_STEPS steps, float64, cases
+cell_<kind>[_nobias]_<batched|unbatched>_<init|zero>:
+  <c>.param.<name>   the cell's state_dict (weight_ih, ..., no suffix)
+  <c>.x              (CELL_STEPS, B, I), or (CELL_STEPS, I) unbatched
+  <c>.h0, <c>.c0     initial states, (B, H) or (H) (init cases only;
+                     the others start from torch's zeros, hx=None)
+  <c>.out            the outputs h_t stacked, (CELL_STEPS, B, H) or
+                     (CELL_STEPS, H)
+  <c>.h_n, <c>.c_n   the states after the last step
+  <c>.r_out, <c>.r_c random weights; loss = sum(out * r_out) (+ sum(c_n *
+                     r_c))
+  <c>.grad.<name>    as for the layers
+with metadata cell.<c> = "kind batched init bias".
 Run: /usr/bin/python3 scripts/gen_rnn_reference.py (Debian's python3-torch).
 """
 import os
@@ -31,6 +46,7 @@ from safetensors_io import save  # noqa: E402
 torch.set_num_threads(1)
 I, H, T, B = 3, 4, 5, 3
 LENGTHS = [5, 2, 4]
+CELL_STEPS = 3
 
 
 def make(kind, layers, bidir, batch_first, bias):
@@ -101,6 +117,55 @@ def run_case(out, meta, name, kind, layers, bidir, batch_first, use_len,
     torch.set_default_dtype(torch.float32)
 
 
+def run_cell_case(out, meta, name, kind, batched, use_init, bias):
+    torch.manual_seed(zlib.crc32(name.encode()))
+    torch.set_default_dtype(torch.float64)
+    cls = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell,
+           "rnn_tanh": torch.nn.RNNCell, "rnn_relu": torch.nn.RNNCell}[kind]
+    kw = {"nonlinearity": "relu"} if kind == "rnn_relu" else {}
+    m = cls(I, H, bias=bias, **kw)
+    lead = (B,) if batched else ()
+    x = torch.randn((CELL_STEPS,) + lead + (I,), requires_grad=True)
+    h0 = torch.randn(lead + (H,), requires_grad=True) if use_init else None
+    c0 = torch.randn(lead + (H,), requires_grad=True) if use_init else None
+    p = name + "."
+    for k, v in m.state_dict().items():
+        out[p + "param." + k] = v.clone()
+    out[p + "x"] = x.detach().clone()
+    if use_init:
+        out[p + "h0"] = h0.detach().clone()
+        if kind == "lstm":
+            out[p + "c0"] = c0.detach().clone()
+    state = None
+    if use_init:
+        state = (h0, c0) if kind == "lstm" else h0
+    hs = []
+    for t in range(CELL_STEPS):
+        state = m(x[t], state)
+        hs.append(state[0] if kind == "lstm" else state)
+    y = torch.stack(hs)
+    h_n, c_n = state if kind == "lstm" else (state, None)
+    r_out = torch.randn(y.shape)
+    loss = (y * r_out).sum()
+    if c_n is not None:
+        r_c = torch.randn(c_n.shape)
+        loss = loss + (c_n * r_c).sum()
+    loss.backward()
+    for k, v in m.named_parameters():
+        out[p + "grad." + k] = v.grad
+    out[p + "grad.x"] = x.grad
+    if use_init:
+        out[p + "grad.h0"] = h0.grad
+        if kind == "lstm":
+            out[p + "grad.c0"] = c0.grad
+    out[p + "out"], out[p + "h_n"], out[p + "r_out"] = y.detach(), \
+        h_n.detach(), r_out
+    if c_n is not None:
+        out[p + "c_n"], out[p + "r_c"] = c_n.detach(), r_c
+    meta["cell." + name] = "%s %d %d %d" % (kind, batched, use_init, bias)
+    torch.set_default_dtype(torch.float32)
+
+
 def main():
     out, meta = {}, {}
     for kind in ["lstm", "gru", "rnn_tanh", "rnn_relu"]:
@@ -122,6 +187,16 @@ def main():
                  True, True, bias=False)
         run_case(out, meta, kind + "_nobias_f64", kind, 2, True, False, True,
                  True, torch.float64, bias=False)
+    for kind in ["lstm", "gru", "rnn_tanh", "rnn_relu"]:
+        for bias in [True, False]:
+            for batched in [True, False]:
+                for use_init in [True, False]:
+                    name = "cell_%s%s_%s_%s" % (
+                        kind, "" if bias else "_nobias",
+                        "batched" if batched else "unbatched",
+                        "init" if use_init else "zero")
+                    run_cell_case(out, meta, name, kind, batched, use_init,
+                                  bias)
     here = os.path.dirname(os.path.abspath(__file__))
     path = os.path.join(here, "..", "tests", "data", "rnn_reference.safetensors")
     save(path, out, meta)

@@ -368,6 +368,13 @@ START_TEST(test_null_arguments) {
   FAILS_I(loom_rnn_cell_step(rnn, 0, x, NULL, out), "GRU");
   FAILS_I(loom_rnn_cell_step(rnn, 0, x, (loom_tensor *[]){NULL}, out), "GRU");
   FAILS_I(loom_rnn_cell_step(rnn, 0, x, out, NULL), "GRU");
+  FAILS_P(loom_cell_new(NULL, NULL, 3, 2, true), "cell_new");
+  loom_cell *cell = loom_cell_new(&loom_gru_cell, NULL, 3, 2, true);
+  ck_assert_loom(cell);
+  FAILS_I(loom_cell_forward(NULL, x, NULL, out), "cell_forward");
+  FAILS_I(loom_cell_forward(cell, NULL, NULL, out), "GRUCell");
+  FAILS_I(loom_cell_forward(cell, x, NULL, NULL), "GRUCell");
+  loom_cell_free(cell);
   FAILS_P(loom_locked_dropout(NULL, 0.5, true, NULL), "locked_dropout");
   FAILS_P(loom_embedding_dropout(NULL, ix, -1, 0.5, true, NULL),
           "embedding_dropout");

@@ -2,9 +2,11 @@
  * made by scripts/gen_rnn_reference.py): outputs, final states and every
  * gradient, for 1-3 layers, both directions, variable lengths, initial
  * states, batch-first input and layers without biases (bias=False); each
- * through the step-by-step runner and through the cells' fused path. The
- * references are float64 truth, so the float32 cases measure loom's own
- * rounding. */
+ * through the step-by-step runner and through the cells' fused path; and
+ * single cells (loom_cell, torch.nn.LSTMCell / GRUCell / RNNCell) stepped
+ * by hand, batched and unbatched, from given and zero states, in float64.
+ * The references are float64 truth, so the float32 cases measure loom's
+ * own rounding. */
 #include "check_values.h"
 #include "parity_util.h"
 
@@ -986,6 +988,237 @@ START_TEST(test_no_bias_refused) {
 }
 END_TEST
 
+/* ------------------------------------------------ single cells */
+
+/* One torch.nn.LSTMCell / GRUCell / RNNCell case (cell_* in the reference
+ * file): its state dict loaded strictly into a loom_cell, the cell stepped
+ * by hand as torch's was, then the outputs and the gradients of x, the
+ * initial states and every parameter compared. */
+static void run_cell_case(const char *c, const char *settings) {
+  char kind[32];
+  int batched, use_init, bias;
+  ck_assert_int_eq(
+      sscanf(settings, "%31s %d %d %d", kind, &batched, &use_init, &bias), 4);
+  bool lstm = !strcmp(kind, "lstm");
+  loom_dtype prev = loom_set_default_dtype(LOOM_F64);
+  loom_cell *cell = loom_cell_new(kind_of(kind), NULL, 3, 4, bias);
+  loom_set_default_dtype(prev);
+  ck_assert_loom(cell);
+  char prefix[128];
+  snprintf(prefix, sizeof prefix, "%s.param.", c);
+  loom_tensor_map *sd = parity_submap(refs, prefix);
+  ck_assert_msg(loom_module_load_state_dict(&cell->base, sd, true) == 0,
+                "%s: %s", c, loom_last_error());
+  loom_tensor_map_free(sd);
+  loom_tensor *x = loom_set_requires_grad(loom_clone(ref(c, "x")), true);
+  loom_tensor *init[2] = {NULL, NULL};
+  if (use_init) {
+    init[0] = loom_set_requires_grad(loom_clone(ref(c, "h0")), true);
+    if (lstm)
+      init[1] = loom_set_requires_grad(loom_clone(ref(c, "c0")), true);
+  }
+  int64_t T = loom_shape(x)[0];
+  loom_tensor *outs[8], *state[2] = {init[0], init[1]};
+  ck_assert_int_le(T, 8);
+  for (int64_t t = 0; t < T; t++) {
+    loom_tensor *next[2];
+    ck_assert_msg(loom_cell_forward(cell, loom_select(x, 0, t),
+                                    use_init || t > 0 ? state : NULL,
+                                    next) == 0,
+                  "%s step %lld: %s", c, (long long)t, loom_last_error());
+    outs[t] = next[0];
+    state[0] = next[0];
+    state[1] = lstm ? next[1] : NULL;
+  }
+  loom_tensor *out = loom_stack(outs, (int)T, 0);
+  expect_close(out, ref(c, "out"), c, "out");
+  expect_close(state[0], ref(c, "h_n"), c, "h_n");
+  loom_tensor *loss = loom_sum_all(loom_mul(out, ref(c, "r_out")));
+  if (lstm) {
+    expect_close(state[1], ref(c, "c_n"), c, "c_n");
+    loss = loom_add(loss, loom_sum_all(loom_mul(state[1], ref(c, "r_c"))));
+  }
+  ck_assert_msg(loom_backward(loss) == 0, "%s: %s", c, loom_last_error());
+  expect_close(loom_grad(x), ref(c, "grad.x"), c, "grad.x");
+  if (use_init) {
+    expect_close(loom_grad(init[0]), ref(c, "grad.h0"), c, "grad.h0");
+    if (lstm)
+      expect_close(loom_grad(init[1]), ref(c, "grad.c0"), c, "grad.c0");
+  }
+  loom_tensor_map *params = loom_module_named_parameters(&cell->base);
+  ck_assert_int_eq(loom_tensor_map_count(params), bias ? 4 : 2);
+  for (int i = 0; i < loom_tensor_map_count(params); i++) {
+    char what[128];
+    snprintf(what, sizeof what, "grad.%s", loom_tensor_map_name(params, i));
+    expect_close(loom_grad(loom_tensor_map_at(params, i)), ref(c, what), c,
+                 what);
+  }
+  loom_tensor_map_free(params);
+  loom_cell_free(cell);
+}
+
+START_TEST(test_cells_match_torch) {
+  const char *names[] = {"lstm", "gru", "rnn_tanh", "rnn_relu"};
+  int cases = 0;
+  for (int k = 0; k < 4; k++)
+    for (int bias = 1; bias >= 0; bias--)
+      for (int batched = 1; batched >= 0; batched--)
+        for (int init = 1; init >= 0; init--) {
+          char c[64], key[80];
+          snprintf(c, sizeof c, "cell_%s%s_%s_%s", names[k],
+                   bias ? "" : "_nobias", batched ? "batched" : "unbatched",
+                   init ? "init" : "zero");
+          snprintf(key, sizeof key, "cell.%s", c);
+          const char *settings = loom_tensor_map_meta(refs, key);
+          ck_assert_msg(settings != NULL, "reference file lacks %s", key);
+          loom_scope *s = loom_scope_begin();
+          run_cell_case(c, settings);
+          loom_scope_end(s);
+          cases++;
+        }
+  ck_assert_int_eq(cases, 32);
+}
+END_TEST
+
+/* What a cell is given is checked before it runs, and the error names the
+ * argument: x of the wrong size, rank or dtype, a state of the wrong
+ * shape (batch, features, or batched for an unbatched x) or dtype. next[]
+ * is NULL after a failure. */
+START_TEST(test_cell_bad_inputs) {
+  loom_cell *c = loom_cell_new(&loom_lstm_cell, NULL, 3, 4, true);
+  ck_assert_loom(c);
+  ck_assert_str_eq(c->base.type, "LSTMCell");
+  loom_tensor *x = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 3));
+  loom_tensor *h = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 4));
+  loom_tensor *next[2] = {x, x};
+  struct {
+    loom_tensor *x, *h, *c;
+    loom_status status;
+    const char *text;
+  } bad[] = {
+      {loom_zeros(LOOM_F32, LOOM_SHAPE(2, 5)), NULL, NULL, LOOM_ERR_SHAPE,
+       "LSTMCell: x is [2, 5]; expected (B, 3) or (3)"},
+      {loom_zeros(LOOM_F32, LOOM_SHAPE(1, 2, 3)), NULL, NULL, LOOM_ERR_SHAPE,
+       "LSTMCell: x is [1, 2, 3]; expected (B, 3) or (3)"},
+      {loom_zeros(LOOM_F32, LOOM_SHAPE(4)), NULL, NULL, LOOM_ERR_SHAPE,
+       "LSTMCell: x is [4]; expected (B, 3) or (3)"},
+      {loom_zeros(LOOM_I64, LOOM_SHAPE(2, 3)), NULL, NULL, LOOM_ERR_DTYPE,
+       "LSTMCell: x is int64 [2, 3]; it must be a float tensor"},
+      {x, loom_zeros(LOOM_F32, LOOM_SHAPE(3, 4)), NULL, LOOM_ERR_SHAPE,
+       "LSTMCell: state[0] is [3, 4]; expected [2, 4] for x [2, 3]"},
+      {x, h, loom_zeros(LOOM_F32, LOOM_SHAPE(2, 5)), LOOM_ERR_SHAPE,
+       "LSTMCell: state[1] is [2, 5]; expected [2, 4] for x [2, 3]"},
+      {x, h, loom_zeros(LOOM_F32, LOOM_SHAPE(8)), LOOM_ERR_SHAPE,
+       "LSTMCell: state[1] is [8]; expected [2, 4]"},
+      {loom_zeros(LOOM_F32, LOOM_SHAPE(3)), h, NULL, LOOM_ERR_SHAPE,
+       "LSTMCell: state[0] is [2, 4]; expected [4] for x [3]"},
+      {x, NULL, loom_zeros(LOOM_F64, LOOM_SHAPE(2, 4)), LOOM_ERR_DTYPE,
+       "LSTMCell: state[1] is float64; expected float32"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    loom_clear_error();
+    loom_tensor *st[2] = {bad[i].h, bad[i].c};
+    next[0] = next[1] = x;
+    ck_assert_int_eq(loom_cell_forward(c, bad[i].x, st, next), -1);
+    ck_assert_ptr_null(next[0]);
+    ck_assert_ptr_null(next[1]);
+    CHECK_ERROR(bad[i].status, bad[i].text);
+  }
+  loom_clear_error();
+  /* a float32 x into a float64 cell is projected to float64: its states
+   * are float64, as zeros start */
+  loom_dtype prev = loom_set_default_dtype(LOOM_F64);
+  loom_cell *c64 = loom_cell_new(&loom_gru_cell, NULL, 3, 4, true);
+  loom_set_default_dtype(prev);
+  ck_assert_loom(c64);
+  ck_assert_int_eq(loom_cell_forward(c64, x, NULL, next), 0);
+  ck_assert_int_eq(loom_dtype_of(next[0]), LOOM_F64);
+  ck_assert_int_eq(loom_cell_forward(c64, x, next, next), 0);
+  ck_assert_int_eq(loom_cell_forward(c64, x, &h, next), -1);
+  CHECK_ERROR(LOOM_ERR_DTYPE, "GRUCell: state[0] is float32; expected float64 "
+                              "(the dtype of the step's input, x float32");
+  loom_clear_error();
+  loom_cell_free(c64);
+  loom_cell_free(c);
+}
+END_TEST
+
+/* The cell's arguments: sizes, types without make_no_bias, the LSTM's
+ * options that need biases, a make that fails without saying why. */
+static void *silent_make(const void *config, loom_module *owner,
+                         const char *suffix, int64_t in, int64_t hidden) {
+  (void)config, (void)owner, (void)suffix, (void)in, (void)hidden;
+  return NULL;
+}
+
+START_TEST(test_cell_new_refused) {
+  ck_assert_ptr_null(loom_cell_new(&loom_gru_cell, NULL, 0, 4, true));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT,
+              "GRUCell: input_size 0, hidden_size 4 (each 1 to 2^59 - 1)");
+  loom_clear_error();
+  ck_assert_ptr_null(loom_cell_new(&loom_gru_cell, NULL, 3, -1, true));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "hidden_size -1");
+  loom_clear_error();
+  loom_cell_type bare = loom_gru_cell;
+  bare.make_no_bias = NULL;
+  ck_assert_ptr_null(loom_cell_new(&bare, NULL, 3, 4, false));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "GRUCell: bias false needs the cell type's "
+                                 "make_no_bias callback");
+  loom_clear_error();
+  loom_lstm_opts ln = {.layer_norm = true};
+  ck_assert_ptr_null(loom_cell_new(&loom_lstm_cell, &ln, 3, 4, false));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "no_bias with layer_norm");
+  loom_clear_error();
+  bare.make = silent_make;
+  ck_assert_ptr_null(loom_cell_new(&bare, NULL, 3, 4, true));
+  CHECK_ERROR(LOOM_ERR_STATE, "GRU: make callback returned NULL");
+  loom_clear_error();
+  bare.step = NULL;
+  ck_assert_ptr_null(loom_cell_new(&bare, NULL, 3, 4, true));
+  CHECK_ERROR(LOOM_ERR_ARGUMENT, "cell type GRU needs make and step");
+  loom_clear_error();
+  /* a bias-free LSTM with peepholes: torch's names without the biases */
+  loom_lstm_opts peep = {.peephole = true};
+  loom_cell *c = loom_cell_new(&loom_lstm_cell, &peep, 3, 4, false);
+  ck_assert_loom(c);
+  loom_tensor_map *m = loom_module_named_parameters(&c->base);
+  const char *want[] = {"weight_ih", "weight_hh", "weight_ci", "weight_co",
+                        "weight_cf"};
+  ck_assert_int_eq(loom_tensor_map_count(m), 5);
+  for (int i = 0; i < 5; i++)
+    ck_assert_str_eq(loom_tensor_map_name(m, i), want[i]);
+  loom_tensor_map_free(m);
+  loom_cell_free(c);
+}
+END_TEST
+
+/* An LSTM given h and no c starts c at zeros; the unbatched step equals
+ * the batched one of batch 1; next may be the state array itself. */
+START_TEST(test_cell_partial_and_unbatched_states) {
+  loom_cell *c = loom_cell_new(&loom_lstm_cell, NULL, 3, 4, true);
+  ck_assert_loom(c);
+  loom_tensor *x = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(1, 3));
+  loom_tensor *h = loom_randn(NULL, LOOM_F32, 0, 1, LOOM_SHAPE(1, 4));
+  loom_tensor *a[2], *b[2], *u[2];
+  ck_assert_int_eq(loom_cell_forward(c, x, (loom_tensor *[]){h, NULL}, a), 0);
+  ck_assert_int_eq(
+      loom_cell_forward(c, x, (loom_tensor *[]){h, loom_zeros_like(h)}, b), 0);
+  ck_assert(loom_equal(a[0], b[0]) && loom_equal(a[1], b[1]));
+  ck_assert_int_eq(
+      loom_cell_forward(c, loom_select(x, 0, 0),
+                        (loom_tensor *[]){loom_select(h, 0, 0), NULL}, u),
+      0);
+  ck_assert_int_eq(loom_ndim(u[0]), 1);
+  ck_assert(loom_equal(u[0], loom_select(a[0], 0, 0)));
+  ck_assert(loom_equal(u[1], loom_select(a[1], 0, 0)));
+  /* the results written over the states they came from */
+  loom_tensor *st[2] = {h, NULL};
+  ck_assert_int_eq(loom_cell_forward(c, x, st, st), 0);
+  ck_assert(loom_equal(st[0], a[0]) && loom_equal(st[1], a[1]));
+  loom_cell_free(c);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("rnn");
   TCase *tc = tcase_create("parity");
@@ -1008,6 +1241,10 @@ int main(void) {
   tcase_add_test(tc, test_relu_nan_gradient);
   tcase_add_test(tc, test_no_bias_fused_equals_steps);
   tcase_add_test(tc, test_no_bias_refused);
+  tcase_add_test(tc, test_cells_match_torch);
+  tcase_add_test(tc, test_cell_bad_inputs);
+  tcase_add_test(tc, test_cell_new_refused);
+  tcase_add_test(tc, test_cell_partial_and_unbatched_states);
   suite_add_tcase(s, tc);
   /* Tagged so that CI's valgrind run can leave it out: under valgrind the
    * pool's threads take turns on one core and this case alone took four

@@ -1,7 +1,8 @@
 /* float64 gradcheck of every cell (built-in variants, with and without
  * biases, and the examples of user-defined cells) and of the runner with
  * layers, both directions and variable lengths: gradients w.r.t. the
- * input, the initial states and every parameter. */
+ * input, the initial states and every parameter; and every cell type as
+ * a single-cell module (loom_cell) stepped by hand. */
 #include "../examples/cells.h"
 #include "check_util.h"
 
@@ -321,12 +322,159 @@ START_TEST(test_truncated_bptt_memory_is_flat) {
 }
 END_TEST
 
+/* The single-cell module (loom_cell) of every cell type, built-in (with
+ * and without biases) and user-defined, stepped twice by hand from given
+ * states (batched, and unbatched where the input is 1-D): gradients
+ * w.r.t. x, the initial states and every parameter. */
+typedef struct {
+  const char *name;
+  const loom_cell_type *type;
+  loom_lstm_opts lstm;
+  bool bias, unbatched, image;
+} cell_case;
+
+static const cell_case cell_cases[] = {
+    {"RNNCell tanh", &loom_rnn_tanh_cell, {0}, true, false, false},
+    {"RNNCell tanh unbatched", &loom_rnn_tanh_cell, {0}, true, true, false},
+    {"RNNCell relu no bias", &loom_rnn_relu_cell, {0}, false, false, false},
+    {"LSTMCell", &loom_lstm_cell, {0}, true, false, false},
+    {"LSTMCell unbatched no bias", &loom_lstm_cell, {0}, false, true, false},
+    {"LSTMCell peephole",
+     &loom_lstm_cell,
+     {.peephole = true},
+     true,
+     false,
+     false},
+    {"LSTMCell coupled peephole no bias",
+     &loom_lstm_cell,
+     {.coupled = true, .peephole = true},
+     false,
+     false,
+     false},
+    {"LSTMCell layer norm",
+     &loom_lstm_cell,
+     {.layer_norm = true},
+     true,
+     false,
+     false},
+    {"GRUCell", &loom_gru_cell, {0}, true, false, false},
+    {"GRUCell unbatched", &loom_gru_cell, {0}, true, true, false},
+    {"GRUCell no bias", &loom_gru_cell, {0}, false, false, false},
+    {"GRUCell cho2014", &loom_gru_cho2014_cell, {0}, true, false, false},
+    {"GRUCell cho2014 no bias unbatched",
+     &loom_gru_cho2014_cell,
+     {0},
+     false,
+     true,
+     false},
+    {"example: MGU cell", &example_mgu_cell, {0}, true, false, false},
+    {"example: ConvLSTM cell", &example_convlstm_cell, {0}, true, false, true},
+};
+enum { N_CELL_CASES = sizeof cell_cases / sizeof cell_cases[0] };
+
+typedef struct {
+  loom_cell *cell;
+  int n_states;
+} cell_ctx;
+
+/* in: x (2, ...) of two steps, the initial states, then the parameters;
+ * out: each step's output, then the final states after the first. */
+static int run_cell(loom_tensor *const *in, int n, loom_tensor **out, int max,
+                    void *p) {
+  (void)n;
+  (void)max;
+  cell_ctx *c = p;
+  loom_tensor *state[LOOM_RNN_MAX_STATES], *next[LOOM_RNN_MAX_STATES];
+  for (int k = 0; k < c->n_states; k++)
+    state[k] = in[1 + k];
+  for (int t = 0; t < 2; t++) {
+    if (loom_cell_forward(c->cell, loom_select(in[0], 0, t), state, next) < 0)
+      return -1;
+    out[t] = next[0];
+    for (int k = 0; k < c->n_states; k++)
+      state[k] = next[k];
+  }
+  for (int k = 1; k < c->n_states; k++)
+    out[1 + k] = state[k];
+  return 1 + c->n_states;
+}
+
+START_TEST(test_cell_module_gradcheck) {
+  const cell_case *tc = &cell_cases[_i];
+  loom_set_default_dtype(LOOM_F64);
+  loom_manual_seed(70 + (uint64_t)_i);
+  int64_t k = 3;
+  loom_cell *cell = loom_cell_new(
+      tc->type, tc->image ? (const void *)&k : (const void *)&tc->lstm,
+      tc->image ? 1 : 2, tc->image ? 2 : 3, tc->bias);
+  ck_assert_loom(cell);
+  int ns = tc->type->n_states;
+  loom_tensor *in[32];
+  int n = 0;
+  if (tc->image)
+    in[n++] = loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(2, 2, 1, 3, 3));
+  else if (tc->unbatched)
+    in[n++] = loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(2, 2));
+  else
+    in[n++] = loom_randn(NULL, LOOM_F64, 0, 1, LOOM_SHAPE(2, 2, 2));
+  for (int s = 0; s < ns; s++)
+    in[n++] =
+        tc->image ? loom_randn(NULL, LOOM_F64, 0, 0.5, LOOM_SHAPE(2, 2, 3, 3))
+        : tc->unbatched ? loom_randn(NULL, LOOM_F64, 0, 0.5, LOOM_SHAPE(3))
+                        : loom_randn(NULL, LOOM_F64, 0, 0.5, LOOM_SHAPE(2, 3));
+  for (int i = 0; i < n; i++)
+    loom_set_requires_grad(in[i], true);
+  n += loom_module_parameters(&cell->base, in + n, 32 - n);
+  ck_assert_int_lt(n, 32);
+  cell_ctx c = {cell, ns};
+  loom_gradcheck_result res;
+  int rc = loom_gradcheck(run_cell, &c, in, n, NULL, &res);
+  if (getenv("LOOM_VERBOSE"))
+    printf("%s: %d inputs, %s\n", tc->name, n, res.message);
+  ck_assert_msg(rc == 1, "%s: %s (%s)", tc->name, res.message,
+                loom_last_error());
+  loom_cell_free(cell);
+  loom_set_default_dtype(LOOM_F32);
+}
+END_TEST
+
+/* A cell type with a state_shape callback takes batched input only: an
+ * image without its batch dim is refused before the cell sees it. */
+START_TEST(test_cell_module_image_input) {
+  loom_cell *cell = loom_cell_new(&example_convlstm_cell, NULL, 1, 2, true);
+  ck_assert_loom(cell);
+  ck_assert_str_eq(cell->base.type, "ConvLSTMCell");
+  loom_tensor *next[2];
+  ck_assert_int_eq(
+      loom_cell_forward(cell, loom_zeros(LOOM_F32, LOOM_SHAPE(1)), NULL, next),
+      -1);
+  ck_assert_int_eq(loom_last_status(), LOOM_ERR_SHAPE);
+  ck_assert_msg(
+      strstr(loom_last_error(), "ConvLSTMCell: x is [1]; expected (B, 1, ...)"),
+      "%s", loom_last_error());
+  loom_clear_error();
+  loom_tensor *x = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 1, 3, 3));
+  loom_tensor *h = loom_zeros(LOOM_F32, LOOM_SHAPE(2, 2, 3, 4));
+  ck_assert_int_eq(loom_cell_forward(cell, x, (loom_tensor *[]){h, NULL}, next),
+                   -1);
+  ck_assert_msg(strstr(loom_last_error(), "ConvLSTMCell: state[0] is [2, 2, "
+                                          "3, 4]; expected [2, 2, 3, 3]"),
+                "%s", loom_last_error());
+  loom_clear_error();
+  ck_assert_int_eq(loom_cell_forward(cell, x, NULL, next), 0);
+  ck_assert_int_eq(loom_ndim(next[1]), 4);
+  loom_cell_free(cell);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("rnn_gradcheck");
   TCase *tc = tcase_create("cells");
   tcase_add_checked_fixture(tc, loom_test_setup, loom_test_teardown);
   tcase_set_timeout(tc, 600);
   tcase_add_loop_test(tc, test_cell_gradcheck, 0, N_CASES + N_NO_BIAS);
+  tcase_add_loop_test(tc, test_cell_module_gradcheck, 0, N_CELL_CASES);
+  tcase_add_test(tc, test_cell_module_image_input);
   tcase_add_test(tc, test_lengths_equal_separate_runs);
   tcase_add_test(tc, test_dropout_between_layers);
   tcase_add_test(tc, test_parameter_names);
