@@ -86,9 +86,12 @@ loom_tensor *loom_linspace(loom_dtype dtype, double start, double end,
   double step = steps > 1 ? (end - start) / (double)(steps - 1) : 0;
   /* A span wider than the largest double (-1e308 to 1e308) makes that
    * step infinite, and every point NaN or inf (as PyTorch's are); the
-   * difference of the bounds' shares is finite. */
+   * difference of the bounds' shares is finite for 3 points or more. Two
+   * points are the bounds themselves (each is a bound plus 0 * step, which
+   * an infinite step would make NaN), so their step is 0. */
   if (isinf(step))
-    step = end / (double)(steps - 1) - start / (double)(steps - 1);
+    step =
+        steps > 2 ? end / (double)(steps - 1) - start / (double)(steps - 1) : 0;
   /* Like PyTorch: the first half counts up from start, the second half
    * down from end, so both endpoints are exact (one point is start). */
   for (int64_t i = 0; i < steps; i++) {

@@ -106,6 +106,10 @@ START_TEST(test_linspace) {
    * points were NaN and inf */
   CHECK_VALUES(loom_linspace(LOOM_F64, -1e308, 1e308, 5), 0, -1e308, -5e307, 0,
                5e307, 1e308);
+  /* two points are the bounds, though the second share is no step: the
+   * step stayed infinite and both points were NaN */
+  CHECK_VALUES(loom_linspace(LOOM_F64, -1e308, 1e308, 2), 0, -1e308, 1e308);
+  CHECK_VALUES(loom_linspace(LOOM_F64, 1e308, -1e308, 2), 0, 1e308, -1e308);
   ck_assert_ptr_null(loom_linspace(LOOM_F64, 0, INFINITY, 3));
   CHECK_ERROR(LOOM_ERR_ARGUMENT, "must be finite");
   ck_assert_ptr_null(loom_linspace(LOOM_F32, NAN, 1, 3));
