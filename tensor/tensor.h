@@ -287,10 +287,12 @@ LOOM_API loom_tensor *loom_full_like(const loom_tensor *t, double value);
  * start gives an empty tensor); LOOM_ERR_SHAPE past 2^59 - 1 elements. */
 LOOM_API loom_tensor *loom_arange(loom_dtype dtype, double start, double end,
                                   double step);
-/* `steps` points evenly from start to end inclusive, 1-D, computed in
- * float64 as PyTorch's (the first half from start, the rest from end, so
- * both ends are exact). LOOM_ERR_ARGUMENT for steps < 0 or a bound that
- * is not finite. */
+/* `steps` points evenly from start to end inclusive, 1-D: as PyTorch's,
+ * the first half from start and the rest from end, so both ends are
+ * exact. Computed in float64 for every dtype (PyTorch computes a float32
+ * linspace in float32, so a float32 point can differ from its in the
+ * last bit). LOOM_ERR_ARGUMENT for steps < 0 or a bound that is not
+ * finite. */
 LOOM_API loom_tensor *loom_linspace(loom_dtype dtype, double start, double end,
                                     int64_t steps);
 /* n x m identity (m < 0 means m = n). */
