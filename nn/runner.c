@@ -454,6 +454,15 @@ static int fused_result(const loom_rnn *r, const char *name, int rc, int64_t T,
   return 0;
 }
 
+/* Sets a fused callback's results to NULL before it runs: one that
+ * returns 0 without writing them is then caught as a NULL result (they
+ * were read uninitialised, as garbage tensors). */
+static void no_results(int ns, loom_tensor **out, loom_tensor **fin) {
+  *out = NULL;
+  for (int k = 0; k < ns; k++)
+    fin[k] = NULL;
+}
+
 /* loom_rnn_forward, writing its results only when all of them are made. */
 static int forward(loom_rnn *r, const loom_tensor *x,
                    const loom_tensor *lengths, loom_tensor *const *init,
@@ -542,6 +551,7 @@ static int forward(loom_rnn *r, const loom_tensor *x,
       }
       int rc = 1;
       if (unprojected) {
+        no_results(ns, &dir_out[d], fin);
         rc = fused_result(r, "sequence_input",
                           r->type->sequence_input(cell, input, len, d == 1, st,
                                                   &dir_out[d], fin),
@@ -558,6 +568,7 @@ static int forward(loom_rnn *r, const loom_tensor *x,
             return -1;
       }
       if (rc == 1 && r->type->sequence && fused) {
+        no_results(ns, &dir_out[d], fin);
         rc = fused_result(
             r, "sequence",
             r->type->sequence(cell, px, len, d == 1, st, &dir_out[d], fin), T,

@@ -634,7 +634,8 @@ typedef enum {
   DEF_NEGATIVE,
   DEF_TWICE,
   DEF_FUSED_FINAL,
-  DEF_FUSED_OUTPUT
+  DEF_FUSED_OUTPUT,
+  DEF_FUSED_SILENT
 } def_mode;
 
 typedef struct {
@@ -685,9 +686,12 @@ static int def_sequence(void *cell, const loom_tensor *xs,
                         loom_tensor **final) {
   (void)lengths, (void)reverse;
   def_cell *c = cell;
-  if (c->mode != DEF_FUSED_FINAL && c->mode != DEF_FUSED_OUTPUT)
+  if (c->mode != DEF_FUSED_FINAL && c->mode != DEF_FUSED_OUTPUT &&
+      c->mode != DEF_FUSED_SILENT)
     return 1;
   int64_t T = loom_shape(xs)[0], B = loom_shape(init[0])[0];
+  if (c->mode == DEF_FUSED_SILENT) /* 0, with no final state written */
+    return (*out = loom_zeros(LOOM_F32, LOOM_SHAPE(T, B, 3))) ? 0 : -1;
   *out = loom_zeros(LOOM_F32,
                     LOOM_SHAPE(T, B, c->mode == DEF_FUSED_OUTPUT ? 2 : 3));
   final[0] =
@@ -756,6 +760,22 @@ START_TEST(test_runner_checks_cell_definitions) {
     loom_clear_error();
     loom_rnn_free(r);
   }
+  /* a fused path that returns 0 without writing its final state: its
+   * results were read uninitialised, as garbage tensors (a message of
+   * garbage shapes, or a crash); now a NULL result, on every call */
+  def_mode silent = DEF_FUSED_SILENT;
+  loom_rnn *quiet =
+      loom_rnn_new(&def_cell_type, (loom_rnn_opts){.input_size = 3,
+                                                   .hidden_size = 3,
+                                                   .cell_config = &silent});
+  ck_assert_loom(quiet);
+  for (int k = 0; k < 2; k++) {
+    ck_assert_int_eq(loom_rnn_forward(quiet, x, NULL, NULL, &out, fin), -1);
+    CHECK_ERROR(LOOM_ERR_STATE, "Def: sequence callback returned 0 with state "
+                                "0 NULL (in Def layer 0, forward direction)");
+    loom_clear_error();
+  }
+  loom_rnn_free(quiet);
   loom_cell_type unnamed = def_cell_type;
   unnamed.name = NULL;
   ck_assert_ptr_null(loom_rnn_new(
