@@ -3,7 +3,7 @@
  * by the caller. The cell type does the math; this file checks what the
  * caller hands it, so a wrong shape is named here rather than failing
  * somewhere inside the step. */
-#include "rnn.h"
+#include "rnn_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -98,18 +98,10 @@ static loom_tensor *initial_state(const loom_cell *c, int k,
                                   const loom_tensor *xp, const loom_tensor *x,
                                   const loom_tensor *given, bool unbatched) {
   int64_t shape[LOOM_MAX_DIMS];
-  int nd = 2;
-  if (c->type->state_shape) {
-    nd = c->type->state_shape(c->cell, k, xp, shape);
-    if (nd < 1 || nd > LOOM_MAX_DIMS)
-      return LOOM_FAIL(LOOM_ERR_STATE,
-                       "%s: state_shape callback gave %d dims for state %d "
-                       "(1 to %d)",
-                       c->name, nd, k, LOOM_MAX_DIMS);
-  } else {
-    shape[0] = loom_shape(xp)[0];
-    shape[1] = c->hidden_size;
-  }
+  int nd = loom__cell_state_shape(c->type, c->name, c->cell, k, xp,
+                                  c->hidden_size, shape);
+  if (nd < 0)
+    return NULL;
   loom_dtype dt = loom_dtype_of(xp);
   if (!given)
     return loom_zeros(dt, nd, shape);
@@ -131,30 +123,6 @@ static loom_tensor *initial_state(const loom_cell *c, int k,
                      loom_dtype_name(dt), loom_dtype_name(loom_dtype_of(x)),
                      loom_shape_text(x));
   return unbatched ? loom_unsqueeze(given, 0) : (loom_tensor *)given;
-}
-
-/* The step's new states: each there, of its state's shape and dtype. */
-static int check_next(const loom_cell *c, loom_tensor *const *next,
-                      loom_tensor *const *state) {
-  for (int k = 0; k < c->type->n_states; k++) {
-    if (!next[k])
-      return loom_set_error(LOOM_ERR_STATE,
-                            "%s: step callback returned 0 with state %d NULL",
-                            c->name, k),
-             -1;
-    if (!loom_same_shape(next[k], state[k]) ||
-        loom_dtype_of(next[k]) != loom_dtype_of(state[k]))
-      return loom_set_error(
-                 LOOM_ERR_SHAPE,
-                 "%s: step callback returned state %d as %s %s; it was given "
-                 "%s %s",
-                 c->name, k, loom_dtype_name(loom_dtype_of(next[k])),
-                 loom_shape_text(next[k]),
-                 loom_dtype_name(loom_dtype_of(state[k])),
-                 loom_shape_text(state[k])),
-             -1;
-  }
-  return 0;
 }
 
 /* The step inside the caller's checks (state[k] NULL: zeros): results in
@@ -185,7 +153,7 @@ static int step(loom_cell *c, const loom_tensor *x, loom_tensor *const *state,
                    c->name);
     return loom_error_context("%s step", c->name), -1;
   }
-  if (check_next(c, next, st) < 0)
+  if (loom__cell_states_check(type, c->name, "step", next, st) < 0)
     return -1;
   for (int k = 0; k < type->n_states; k++)
     if (!(out[k] = unbatched ? loom_squeeze(next[k], 0) : next[k]))

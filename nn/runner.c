@@ -1,6 +1,6 @@
 /* The sequence runner: layers x directions of any cell over a sequence,
  * with variable lengths, dropout between layers and initial/final states. */
-#include "rnn.h"
+#include "rnn_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -177,19 +177,20 @@ loom_rnn *loom_rnn_new(const loom_cell_type *type, loom_rnn_opts opts) {
 void loom_rnn_free(loom_rnn *r) { loom_module_free(r ? &r->base : NULL); }
 
 /* (B, S...) state shape of cell for step input x_t: its ndim, or -1. */
-static int state_shape(const loom_rnn *r, void *cell, int k,
-                       const loom_tensor *x_t, int64_t *shape) {
-  if (!r->type->state_shape) {
+int loom__cell_state_shape(const loom_cell_type *type, const char *who,
+                           void *cell, int k, const loom_tensor *x_t,
+                           int64_t hidden, int64_t *shape) {
+  if (!type->state_shape) {
     shape[0] = loom_shape(x_t)[0];
-    shape[1] = r->opts.hidden_size;
+    shape[1] = hidden;
     return 2;
   }
-  int nd = r->type->state_shape(cell, k, x_t, shape);
+  int nd = type->state_shape(cell, k, x_t, shape);
   if (nd < 1 || nd > LOOM_MAX_DIMS) {
     loom_set_error(LOOM_ERR_STATE,
                    "%s: state_shape callback gave %d dims for state %d "
                    "(1 to %d)",
-                   r->type->name, nd, k, LOOM_MAX_DIMS);
+                   who, nd, k, LOOM_MAX_DIMS);
     return -1;
   }
   /* A state is (B, S...): another batch was masked and stacked wrongly, or
@@ -202,24 +203,23 @@ static int state_shape(const loom_rnn *r, void *cell, int k,
     loom_set_error(LOOM_ERR_STATE,
                    "%s: state_shape callback gave state %d as %s for a step "
                    "input %s (batch %lld first, sizes >= 0)",
-                   r->type->name, k,
-                   loom_format_shape(nd, shape, got, sizeof got),
+                   who, k, loom_format_shape(nd, shape, got, sizeof got),
                    loom_shape_text(x_t), (long long)loom_shape(x_t)[0]);
     return -1;
   }
   return nd;
 }
 
-/* The states a step (or a fused callback, `name`) returned: each there,
- * and of the shape and dtype of the state it was given (a wrong one gave
- * silently wrong outputs, or a puzzling error a layer later). */
-static int check_states(const loom_rnn *r, const char *name,
-                        loom_tensor *const *next, loom_tensor *const *state) {
-  for (int k = 0; k < r->type->n_states; k++) {
+/* (A wrong state gave silently wrong outputs, or a puzzling error a layer
+ * later.) */
+int loom__cell_states_check(const loom_cell_type *type, const char *who,
+                            const char *callback, loom_tensor *const *next,
+                            loom_tensor *const *state) {
+  for (int k = 0; k < type->n_states; k++) {
     if (!next[k]) {
       loom_set_error(LOOM_ERR_STATE,
-                     "%s: %s callback returned 0 with state %d NULL",
-                     r->type->name, name, k);
+                     "%s: %s callback returned 0 with state %d NULL", who,
+                     callback, k);
       return -1;
     }
     if (!loom_same_shape(next[k], state[k]) ||
@@ -228,8 +228,7 @@ static int check_states(const loom_rnn *r, const char *name,
       loom_set_error(LOOM_ERR_SHAPE,
                      "%s: %s callback returned state %d as %s %s; it was "
                      "given %s %s",
-                     r->type->name, name, k,
-                     loom_dtype_name(loom_dtype_of(next[k])),
+                     who, callback, k, loom_dtype_name(loom_dtype_of(next[k])),
                      loom_shape_str(next[k], got, sizeof got),
                      loom_dtype_name(loom_dtype_of(state[k])),
                      loom_shape_str(state[k], want, sizeof want));
@@ -237,6 +236,17 @@ static int check_states(const loom_rnn *r, const char *name,
     }
   }
   return 0;
+}
+
+static int state_shape(const loom_rnn *r, void *cell, int k,
+                       const loom_tensor *x_t, int64_t *shape) {
+  return loom__cell_state_shape(r->type, r->type->name, cell, k, x_t,
+                                r->opts.hidden_size, shape);
+}
+
+static int check_states(const loom_rnn *r, const char *name,
+                        loom_tensor *const *next, loom_tensor *const *state) {
+  return loom__cell_states_check(r->type, r->type->name, name, next, state);
 }
 
 /* (T, B, ...) -> the step inputs the cell wants (projected if it can). */
